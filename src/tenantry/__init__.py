@@ -1,0 +1,80 @@
+"""tenantry: multi-tenancy for SaaS on PostgreSQL.
+
+Pooled tables guarded by PostgreSQL Row-Level Security, a tenant context bound to every
+transaction, and a control plane (catalog, lifecycle, audit) behind one root object::
+
+    from tenantry import Settings, Tenantry
+
+    tn = Tenantry(Settings.from_env(), metadata=Base.metadata)
+    tn.init()
+    tn.create_tenant("acme")
+    with tn.tenant("acme"), tn.connection() as conn:
+        conn.execute("SELECT count(*) FROM projects").fetchone()
+"""
+
+from tenantry.app import Tenantry, TenantScope
+from tenantry.context import BoundTenant
+from tenantry.context import current as current_tenant
+from tenantry.core.model import Isolation, Plan, Status, Tenant
+from tenantry.core.naming import RESERVED_SLUGS, validate_slug
+from tenantry.db.alchemy import TenantScoped, tenant_id_column
+from tenantry.db.binding import AsyncTenantConnection, TenantConnection
+from tenantry.db.server import EmbeddedServer
+from tenantry.errors import (
+    CatalogNotInitialised,
+    ConfigurationError,
+    Conflict,
+    DatabaseUnavailable,
+    InvalidInput,
+    InvalidSlug,
+    InvalidTransition,
+    IsolationError,
+    NoTenantBound,
+    NotFound,
+    PlanNotFound,
+    TenantContextError,
+    TenantExists,
+    TenantNotActive,
+    TenantNotFound,
+    TenantryError,
+    UnsafeRuntimeRole,
+)
+from tenantry.settings import Settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncTenantConnection",
+    "BoundTenant",
+    "CatalogNotInitialised",
+    "ConfigurationError",
+    "Conflict",
+    "DatabaseUnavailable",
+    "EmbeddedServer",
+    "InvalidInput",
+    "InvalidSlug",
+    "InvalidTransition",
+    "Isolation",
+    "IsolationError",
+    "NoTenantBound",
+    "NotFound",
+    "Plan",
+    "PlanNotFound",
+    "RESERVED_SLUGS",
+    "Settings",
+    "Status",
+    "Tenant",
+    "TenantConnection",
+    "TenantContextError",
+    "TenantExists",
+    "TenantNotActive",
+    "TenantNotFound",
+    "TenantScope",
+    "TenantScoped",
+    "Tenantry",
+    "TenantryError",
+    "UnsafeRuntimeRole",
+    "current_tenant",
+    "tenant_id_column",
+    "validate_slug",
+]

@@ -1,0 +1,74 @@
+"""The tenant context: tenantry's only mutable global.
+
+One :class:`contextvars.ContextVar` holds the tenant bound to the current thread or asyncio
+task. Everything else in tenantry is passed explicitly. asyncio tasks copy the context when
+they are created, so a task sees the tenant bound where it was spawned and its own bindings
+never reach its parent. Threads do not inherit context: hand work to a thread with
+:func:`contextvars.copy_context` (``ctx.run(fn)``) or bind the tenant inside it.
+
+Every binding is undone with the token that made it, so nesting works and nothing outlives its
+``with`` block, even when the block raises.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+
+from tenantry.errors import NoTenantBound
+
+__all__ = ["BoundTenant", "bind", "current", "current_id", "require"]
+
+
+@dataclass(frozen=True, slots=True)
+class BoundTenant:
+    """What the context knows of the tenant it serves."""
+
+    id: uuid.UUID
+    slug: str
+
+
+_current: ContextVar[BoundTenant | None] = ContextVar("tenantry.tenant", default=None)
+
+
+def current() -> BoundTenant | None:
+    """The tenant bound to this context, or ``None``."""
+    return _current.get()
+
+
+def current_id() -> uuid.UUID | None:
+    """The id of the bound tenant, or ``None``."""
+    bound = _current.get()
+    return None if bound is None else bound.id
+
+
+def require() -> BoundTenant:
+    """The bound tenant; raises :class:`NoTenantBound` when there is none."""
+    bound = _current.get()
+    if bound is None:
+        raise NoTenantBound(
+            "no tenant is bound: wrap tenant-scoped work in `with tn.tenant(slug):`"
+        )
+    return bound
+
+
+@contextmanager
+def bind(tenant: BoundTenant | None) -> Iterator[BoundTenant | None]:
+    """Bind ``tenant`` (or explicitly no tenant) for the ``with`` block."""
+    token = _current.set(tenant)
+    try:
+        yield tenant
+    finally:
+        _current.reset(token)
+
+
+def _set(tenant: BoundTenant | None) -> Token[BoundTenant | None]:
+    """Bind without a ``with`` block; undo with :func:`_reset` and the returned token."""
+    return _current.set(tenant)
+
+
+def _reset(token: Token[BoundTenant | None]) -> None:
+    _current.reset(token)

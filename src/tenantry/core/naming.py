@@ -1,0 +1,70 @@
+"""Validation of names that reach SQL or the file system: tenant slugs and plan names.
+
+Pure: no driver, no I/O. A slug is a DNS label (RFC 1123): lowercase ASCII letters, digits and
+``-``, 1 to 63 characters, neither starting nor ending with ``-``. Anything else, including
+unicode look-alikes, is refused rather than normalised, so a slug always means what it shows.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tenantry.errors import InvalidInput, InvalidSlug
+
+__all__ = ["RESERVED_SLUGS", "validate_plan_name", "validate_slug"]
+
+_SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_PLAN = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+
+#: Names that collide with PostgreSQL, tenantry itself, or common web hosts.
+RESERVED_SLUGS: frozenset[str] = frozenset(
+    {
+        "admin",
+        "api",
+        "app",
+        "default",
+        "information-schema",
+        "localhost",
+        "postgres",
+        "public",
+        "root",
+        "static",
+        "system",
+        "template0",
+        "template1",
+        "tenantry",
+        "www",
+    }
+)
+
+
+def validate_slug(slug: str) -> str:
+    """Return ``slug`` if it is a usable tenant slug, else raise :class:`InvalidSlug`.
+
+    >>> validate_slug("acme-eu")
+    'acme-eu'
+    """
+    if not isinstance(slug, str):
+        raise InvalidSlug("tenant slug must be a string")
+    shown = slug if len(slug) <= 70 else slug[:67] + "..."
+    if not slug:
+        raise InvalidSlug("tenant slug must not be empty")
+    if len(slug) > 63:
+        raise InvalidSlug(f"tenant slug {shown!r} is longer than 63 characters")
+    if not _SLUG.fullmatch(slug):
+        raise InvalidSlug(
+            f"tenant slug {shown!r} is not a DNS label: use lowercase a-z, 0-9 and '-',"
+            " not starting or ending with '-'"
+        )
+    if slug in RESERVED_SLUGS or slug.startswith(("pg-", "tenantry-")):
+        raise InvalidSlug(f"tenant slug {slug!r} is reserved")
+    return slug
+
+
+def validate_plan_name(name: str) -> str:
+    """Return ``name`` if it is a usable plan name, else raise :class:`InvalidInput`."""
+    if not isinstance(name, str) or not _PLAN.fullmatch(name):
+        raise InvalidInput(
+            f"plan name {name!r} must start with a letter and use a-z, 0-9, '_' or '-' (max 63)"
+        )
+    return name

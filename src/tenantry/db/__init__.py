@@ -1,0 +1,1 @@
+"""The layer that talks to PostgreSQL: server, catalog, roles, tenant-bound connections."""

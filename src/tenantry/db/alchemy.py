@@ -1,0 +1,105 @@
+"""SQLAlchemy 2 integration: tenant-scoped tables and engines bound through event hooks.
+
+Declare tenant-scoped tables with :class:`TenantScoped` (ORM) or :func:`tenant_id_column`
+(Core). Engines made by ``tn.engine()`` / ``tn.async_engine()`` carry two listeners:
+
+* ``begin``: sends ``BEGIN`` and the tenant binding in one message (see
+  :mod:`tenantry.db.binding`) before SQLAlchemy's first statement, so psycopg sends no BEGIN of
+  its own;
+* ``before_cursor_execute``: refuses a statement issued under another tenant than the one the
+  transaction was bound to.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+from tenantry import context
+from tenantry.db.binding import Binder, abegin, begin
+from tenantry.errors import TenantContextError
+
+__all__ = ["TenantScoped", "bind_engine", "tenant_id_column"]
+
+_INFO_KEY = "tenantry.bound"
+_UNSET = object()
+#: SQL default for tenant_id: the bound tenant, or a clear error when none is bound.
+TENANT_ID_SERVER_DEFAULT = sa.text("tenantry.require_tenant_id()")
+
+
+def _context_tenant_id() -> uuid.UUID:
+    return context.require().id
+
+
+def tenant_id_column(**kwargs: Any) -> sa.Column[uuid.UUID]:
+    """A ``tenant_id`` column for Core tables: uuid, first in the primary key, filled from context.
+
+    >>> projects = sa.Table("projects", metadata, tenant_id_column(),   # doctest: +SKIP
+    ...                     sa.Column("id", sa.BigInteger, primary_key=True))
+    """
+    return sa.Column(
+        "tenant_id",
+        sa.Uuid(),
+        primary_key=True,
+        default=_context_tenant_id,
+        server_default=TENANT_ID_SERVER_DEFAULT,
+        nullable=False,
+        **kwargs,
+    )
+
+
+class TenantScoped:
+    """ORM mixin: adds ``tenant_id`` leading the primary key, filled from the bound tenant.
+
+    Put it first among the bases so ``tenant_id`` is the first column::
+
+        class Project(TenantScoped, Base):
+            __tablename__ = "projects"
+            id: Mapped[int] = mapped_column(primary_key=True)
+            name: Mapped[str]
+    """
+
+    @declared_attr
+    def tenant_id(cls) -> Mapped[uuid.UUID]:
+        return mapped_column(
+            sa.Uuid(),
+            primary_key=True,
+            default=_context_tenant_id,
+            server_default=TENANT_ID_SERVER_DEFAULT,
+            sort_order=-100,
+        )
+
+
+def bind_engine(engine: Engine | AsyncEngine, binder: Binder) -> None:
+    """Attach tenantry's listeners to ``engine`` (a psycopg engine, sync or async)."""
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+    is_async = isinstance(engine, AsyncEngine)
+
+    @event.listens_for(sync_engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        wanted = context.current_id()
+        if is_async:
+            adapted = conn.connection.dbapi_connection
+            adapted.run_async(lambda driver: abegin(driver, wanted, binder))  # type: ignore[union-attr]
+        else:
+            begin(conn.connection.driver_connection, wanted, binder)  # type: ignore[arg-type]
+        conn.info[_INFO_KEY] = wanted
+
+    @event.listens_for(sync_engine, "before_cursor_execute")
+    def _check(conn: sa.Connection, cursor: Any, statement: str, parameters: Any, ctx: Any, many: bool) -> None:
+        bound = conn.info.get(_INFO_KEY, _UNSET)
+        if bound is not _UNSET and bound != context.current_id():
+            raise TenantContextError(
+                "the bound tenant changed inside an open transaction; commit or roll back first"
+            )
+
+    @event.listens_for(sync_engine, "commit")
+    @event.listens_for(sync_engine, "rollback")
+    def _end(conn: sa.Connection) -> None:
+        conn.info.pop(_INFO_KEY, None)

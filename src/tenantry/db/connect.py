@@ -1,0 +1,75 @@
+"""Opening admin connections, and translating driver errors into tenantry's own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from tenantry.errors import (
+    DatabaseUnavailable,
+    IsolationError,
+    NoTenantBound,
+    TenantryError,
+)
+
+__all__ = ["admin_connection", "describe", "translate", "with_user"]
+
+#: SQLSTATE raised by ``tenantry.require_tenant_id()``.
+NO_TENANT_SQLSTATE = "TNB01"
+
+
+def describe(url: str) -> str:
+    """A password-free description of a connection string, for error messages."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "the configured database"
+    host = params.get("host") or "localhost"
+    return f"{params.get('user') or 'default user'}@{host}:{params.get('port') or 5432}/{params.get('dbname') or ''}"
+
+
+def with_user(url: str, user: str, password: str | None) -> str:
+    """``url`` with another user (and password), keeping host, port and database."""
+    params = conninfo_to_dict(url)
+    params["user"] = user
+    params.pop("password", None)
+    if password:
+        params["password"] = password
+    return make_conninfo(**params)
+
+
+def translate(err: psycopg.Error) -> TenantryError | None:
+    """The tenantry error a driver error stands for, or ``None`` when it is not ours to name."""
+    state = getattr(getattr(err, "diag", None), "sqlstate", None)
+    message = getattr(getattr(err, "diag", None), "message_primary", None) or str(err)
+    if state == NO_TENANT_SQLSTATE:
+        return NoTenantBound(message.removeprefix("tenantry: "))
+    if isinstance(err, pg_errors.InsufficientPrivilege) and "row-level security" in message:
+        return IsolationError(f"refused by row-level security: {message}")
+    if isinstance(err, pg_errors.InsufficientPrivilege) and message.startswith("tenantry:"):
+        return IsolationError(message.removeprefix("tenantry: "))
+    if isinstance(err, psycopg.OperationalError):
+        return DatabaseUnavailable(f"cannot reach PostgreSQL: {str(err).strip().splitlines()[0]}")
+    return None
+
+
+@contextmanager
+def admin_connection(url: str, *, timeout: float = 10.0, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    """A connection to ``url``; connection failures become :class:`DatabaseUnavailable`."""
+    try:
+        conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=max(1, int(timeout)))
+    except psycopg.OperationalError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DatabaseUnavailable(f"cannot connect to {describe(url)}: {first}") from err
+    try:
+        with conn:
+            yield conn
+    except psycopg.Error as err:
+        mapped = translate(err)
+        if mapped is None:
+            raise
+        raise mapped from err

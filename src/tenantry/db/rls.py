@@ -1,0 +1,166 @@
+"""Deploying the app's tenant-scoped tables into the pooled schema, guarded by RLS.
+
+Each table gets row-level security ENABLEd and FORCEd, and one policy for every command::
+
+    CREATE POLICY tenant_isolation ON t
+        USING      (tenant_id = (SELECT tenantry.current_tenant_id()))
+        WITH CHECK (tenant_id = (SELECT tenantry.current_tenant_id()))
+
+The sub-select makes PostgreSQL evaluate the function once per query (an InitPlan) instead of
+once per row, so the comparison stays an index condition on the leading ``tenant_id`` column.
+
+Before anything is created the tables are checked: ``tenant_id`` must lead the primary key, and
+every foreign key between tenant tables must include ``tenant_id`` (PostgreSQL checks foreign
+keys without row-level security, so a single-column key could point at another tenant's row).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from psycopg import sql
+
+from tenantry.errors import InvalidInput
+
+__all__ = ["DeployReport", "apply_policies", "table_order", "validate_metadata", "unprotected_tables"]
+
+POLICY = "tenant_isolation"
+
+
+@dataclass(slots=True)
+class DeployReport:
+    """Which tables a deploy created and which it (re)secured."""
+
+    schema: str
+    created: list[str]
+    secured: list[str]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"schema": self.schema, "created": self.created, "secured": self.secured}
+
+
+def validate_metadata(metadata: sa.MetaData) -> list[sa.Table]:
+    """The tables of ``metadata`` in dependency order, or :class:`InvalidInput` naming each problem."""
+    problems: list[str] = []
+    tables = list(metadata.sorted_tables)
+    if not tables:
+        raise InvalidInput("the app metadata declares no tables")
+    for table in tables:
+        if table.schema is not None:
+            problems.append(f"{table.name}: declare tenant tables without a schema (tenantry places them)")
+        pk = list(table.primary_key.columns)
+        if not pk or pk[0].name != "tenant_id":
+            problems.append(f"{table.name}: the primary key must start with tenant_id")
+        elif not isinstance(pk[0].type, sa.Uuid):
+            problems.append(f"{table.name}: tenant_id must be a UUID column")
+        for fk in table.foreign_key_constraints:
+            if "tenant_id" not in fk.column_keys:
+                target = fk.referred_table.name
+                problems.append(
+                    f"{table.name}: foreign key to {target} must include tenant_id"
+                    " (ForeignKeyConstraint(['tenant_id', ...], [...]))"
+                )
+    if problems:
+        raise InvalidInput("app tables are not tenant-safe: " + "; ".join(problems))
+    return tables
+
+
+def apply_policies(conn: psycopg.Connection[Any], schema: str, table: str, runtime: str) -> None:
+    """Enable and force RLS on ``schema.table``, (re)create its policy, grant the runtime role."""
+    ident = sql.Identifier(schema, table)
+    check = sql.SQL("tenant_id = (SELECT tenantry.current_tenant_id())")
+    conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(ident))
+    conn.execute(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(ident))
+    conn.execute(sql.SQL("DROP POLICY IF EXISTS {} ON {}").format(sql.Identifier(POLICY), ident))
+    conn.execute(
+        sql.SQL("CREATE POLICY {} ON {} FOR ALL USING ({}) WITH CHECK ({})").format(
+            sql.Identifier(POLICY), ident, check, check
+        )
+    )
+    conn.execute(
+        sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(
+            ident, sql.Identifier(runtime)
+        )
+    )
+    sequences = conn.execute(
+        """
+        SELECT s.relname FROM pg_depend d
+          JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+          JOIN pg_class t ON t.oid = d.refobjid
+          JOIN pg_namespace n ON n.oid = t.relnamespace
+         WHERE n.nspname = %s AND t.relname = %s AND d.deptype IN ('a', 'i')
+        """,
+        (schema, table),
+    ).fetchall()
+    for (seq,) in sequences:
+        conn.execute(
+            sql.SQL("GRANT USAGE, SELECT ON SEQUENCE {} TO {}").format(
+                sql.Identifier(schema, seq), sql.Identifier(runtime)
+            )
+        )
+    conn.execute(
+        """
+        INSERT INTO tenantry.app_tables (schema_name, table_name) VALUES (%s, %s)
+        ON CONFLICT DO NOTHING
+        """,
+        (schema, table),
+    )
+
+
+def unprotected_tables(conn: psycopg.Connection[Any]) -> list[str]:
+    """Registered app tables whose RLS is off, not forced, or without tenantry's policy."""
+    rows = conn.execute(
+        """
+        SELECT a.schema_name || '.' || a.table_name
+          FROM tenantry.app_tables a
+          LEFT JOIN pg_namespace n ON n.nspname = a.schema_name
+          LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = a.table_name
+         WHERE c.oid IS NULL OR NOT c.relrowsecurity OR NOT c.relforcerowsecurity
+            OR NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = %s)
+         ORDER BY 1
+        """,
+        (POLICY,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def table_order(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    """Registered app tables, referencing tables before the tables they reference."""
+    tables = [
+        (r[0], r[1])
+        for r in conn.execute(
+            "SELECT schema_name, table_name FROM tenantry.app_tables ORDER BY 1, 2"
+        ).fetchall()
+    ]
+    edges = conn.execute(
+        """
+        SELECT cn.nspname, c.relname, rn.nspname, r.relname
+          FROM pg_constraint k
+          JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+          JOIN pg_class r ON r.oid = k.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+         WHERE k.contype = 'f'
+        """
+    ).fetchall()
+    referenced_by: dict[tuple[str, str], set[tuple[str, str]]] = {t: set() for t in tables}
+    for cs, ct, rs, rt in edges:
+        child, parent = (cs, ct), (rs, rt)
+        if child in referenced_by and parent in referenced_by and child != parent:
+            referenced_by[parent].add(child)
+    ordered: list[tuple[str, str]] = []
+    seen: set[tuple[str, str]] = set()
+
+    def visit(node: tuple[str, str]) -> None:
+        if node in seen:
+            return
+        seen.add(node)
+        for child in sorted(referenced_by[node]):
+            visit(child)
+        ordered.append(node)
+
+    for table in tables:
+        visit(table)
+    # visit() appends parents after their children; deletes must run children first
+    return ordered

@@ -1,0 +1,103 @@
+"""The two database roles: the owner that runs DDL, and the runtime role the app uses.
+
+The runtime role must not be able to step around row-level security: no superuser, no
+BYPASSRLS, owns no tenant table, and is not a member of the owner role (``SET ROLE``).
+"""
+
+from __future__ import annotations
+
+import secrets as _secrets
+
+import psycopg
+from psycopg import sql
+
+from tenantry.errors import ConfigurationError, UnsafeRuntimeRole
+
+__all__ = ["check_runtime_role", "ensure_roles"]
+
+
+def _role_exists(conn: psycopg.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is not None
+
+
+def ensure_roles(conn: psycopg.Connection, owner: str, runtime: str) -> str | None:
+    """Create or correct both roles; return a new runtime password when the role was created.
+
+    Runs in autocommit mode: roles are cluster-wide, and a concurrent ``init`` that created a
+    role first is not an error.
+    """
+    me = conn.execute(
+        "SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    if me is None or not (me[0] or me[1]):
+        raise ConfigurationError(
+            "the admin connection needs a superuser or a role with CREATEROLE to run init"
+        )
+    password: str | None = None
+    if not _role_exists(conn, owner):
+        try:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(owner)))
+        except psycopg.errors.DuplicateObject:
+            pass
+    if not _role_exists(conn, runtime):
+        password = _secrets.token_urlsafe(32)
+        try:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(runtime), sql.Literal(password)
+                )
+            )
+        except psycopg.errors.DuplicateObject:
+            password = None
+    conn.execute(
+        sql.SQL(
+            "ALTER ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT"
+        ).format(sql.Identifier(runtime))
+    )
+    conn.execute(
+        sql.SQL("ALTER ROLE {} NOSUPERUSER NOBYPASSRLS").format(sql.Identifier(owner))
+    )
+    if not me[0]:
+        # a CREATEROLE admin needs membership to run DDL as the owner
+        conn.execute(
+            sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(owner))
+        )
+    if conn.execute(
+        "SELECT pg_has_role(%s, %s, 'MEMBER')", (runtime, owner)
+    ).fetchone() == (True,):
+        raise UnsafeRuntimeRole(
+            f"runtime role {runtime!r} is a member of owner role {owner!r}; revoke that membership"
+        )
+    return password
+
+
+def check_runtime_role(conn: psycopg.Connection, owner: str, pooled_schema: str) -> None:
+    """Raise :class:`UnsafeRuntimeRole` unless ``conn``'s role is safe for tenant traffic."""
+    row = conn.execute(
+        """
+        SELECT r.rolname, r.rolsuper, r.rolbypassrls,
+               pg_has_role(current_user, %(owner)s, 'MEMBER') AS member_of_owner,
+               (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p')
+                   AND (n.nspname = %(schema)s OR n.nspname = 'tenantry')) AS owned
+          FROM pg_roles r WHERE r.rolname = current_user
+        """,
+        {"owner": owner, "schema": pooled_schema},
+    ).fetchone()
+    if row is None:  # pragma: no cover - current_user always has a pg_roles row
+        raise UnsafeRuntimeRole("cannot inspect the runtime role")
+    name, is_super, bypass, member, owned = row
+    problems = []
+    if is_super:
+        problems.append("is a superuser")
+    if bypass:
+        problems.append("has BYPASSRLS")
+    if member:
+        problems.append(f"is a member of the owner role {owner!r}")
+    if owned:
+        problems.append(f"owns {owned} tenant or catalog table(s)")
+    if problems:
+        raise UnsafeRuntimeRole(
+            f"refusing to serve tenant traffic as role {name!r}: it {' and '.join(problems)},"
+            " so row-level security would not protect tenants"
+        )

@@ -1,0 +1,148 @@
+"""The one exception tree of tenantry.
+
+Every error knows the exit code the CLI uses for it and the HTTP status the admin API answers
+with, so the interfaces translate errors without a table of their own::
+
+    TenantryError                      exit 1, HTTP 500
+    ├── ConfigurationError             exit 2, HTTP 500   settings or environment are wrong
+    ├── DatabaseUnavailable            exit 3, HTTP 503   cannot reach or start PostgreSQL
+    ├── CatalogNotInitialised          exit 4, HTTP 503   run `tenantry init` first
+    ├── UnsafeRuntimeRole              exit 5, HTTP 500   runtime role could bypass RLS
+    ├── InvalidInput                   exit 2, HTTP 422   bad slug, name, plan, option
+    │   └── InvalidSlug
+    ├── NotFound                       exit 6, HTTP 404
+    │   ├── TenantNotFound
+    │   └── PlanNotFound
+    ├── Conflict                       exit 7, HTTP 409
+    │   ├── TenantExists
+    │   └── InvalidTransition          a status change the lifecycle forbids
+    ├── TenantNotActive                exit 8, HTTP 403   suspended/archived tenant asked to serve
+    └── IsolationError                 exit 9, HTTP 403   PostgreSQL refused a cross-tenant act
+        ├── NoTenantBound              a write (or a tenant-scoped call) with no tenant bound
+        └── TenantContextError         the bound tenant changed inside a transaction
+
+Driver errors are wrapped and chained (``raise TenantNotFound(...) from err``), never swallowed.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "CatalogNotInitialised",
+    "ConfigurationError",
+    "Conflict",
+    "DatabaseUnavailable",
+    "InvalidInput",
+    "InvalidSlug",
+    "InvalidTransition",
+    "IsolationError",
+    "NoTenantBound",
+    "NotFound",
+    "PlanNotFound",
+    "TenantContextError",
+    "TenantExists",
+    "TenantNotActive",
+    "TenantNotFound",
+    "TenantryError",
+    "UnsafeRuntimeRole",
+]
+
+
+class TenantryError(Exception):
+    """Base of every error tenantry raises on purpose."""
+
+    exit_code: ClassVar[int] = 1
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigurationError(TenantryError):
+    """Settings or the environment are inconsistent."""
+
+    exit_code = 2
+
+
+class DatabaseUnavailable(TenantryError):
+    """PostgreSQL cannot be reached, or the embedded server cannot start."""
+
+    exit_code = 3
+    http_status = 503
+
+
+class CatalogNotInitialised(TenantryError):
+    """The catalog schema is missing or behind; run ``tenantry init``."""
+
+    exit_code = 4
+    http_status = 503
+
+
+class UnsafeRuntimeRole(TenantryError):
+    """The role serving tenant traffic is a superuser, has BYPASSRLS, or owns tenant tables."""
+
+    exit_code = 5
+
+
+class InvalidInput(TenantryError):
+    """A value given by the caller is not acceptable."""
+
+    exit_code = 2
+    http_status = 422
+
+
+class InvalidSlug(InvalidInput):
+    """A tenant slug is not a DNS label, or is reserved."""
+
+
+class NotFound(TenantryError):
+    exit_code = 6
+    http_status = 404
+
+
+class TenantNotFound(NotFound):
+    """No tenant has that slug or id."""
+
+
+class PlanNotFound(NotFound):
+    """No plan has that name."""
+
+
+class Conflict(TenantryError):
+    exit_code = 7
+    http_status = 409
+
+
+class TenantExists(Conflict):
+    """A tenant with that slug exists already."""
+
+
+class InvalidTransition(Conflict):
+    """The tenant lifecycle does not allow this status change."""
+
+
+class TenantNotActive(TenantryError):
+    """The tenant is not ``active`` and may not serve traffic."""
+
+    exit_code = 8
+    http_status = 403
+
+
+class IsolationError(TenantryError):
+    """PostgreSQL (or tenantry in front of it) refused an act across tenants."""
+
+    exit_code = 9
+    http_status = 403
+
+
+class NoTenantBound(IsolationError):
+    """Tenant-scoped work was attempted with no tenant bound to the context."""
+
+
+class TenantContextError(IsolationError):
+    """The tenant bound to the context differs from the one the open transaction serves."""

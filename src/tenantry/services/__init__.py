@@ -1,0 +1,1 @@
+"""Control-plane services: each works on the catalog (and placements) through an admin connection."""

@@ -1,0 +1,87 @@
+"""The audit log: every control-plane change, written in the transaction that makes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+__all__ = ["AuditEntry", "list_entries", "record"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One change: who did what to which target, with the state before and after."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target_type: str
+    target: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "action": self.action,
+            "target_type": self.target_type,
+            "target": self.target,
+            "before": self.before,
+            "after": self.after,
+        }
+
+
+def record(
+    conn: psycopg.Connection[Any],
+    *,
+    actor: str,
+    action: str,
+    target_type: str,
+    target: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """Append an entry; call it inside the transaction of the change it records."""
+    conn.execute(
+        """
+        INSERT INTO tenantry.audit_log (actor, action, target_type, target, before, after)
+        VALUES (%s, %s, %s, %s, %s, %s)
+        """,
+        (
+            actor,
+            action,
+            target_type,
+            target,
+            None if before is None else Jsonb(before),
+            None if after is None else Jsonb(after),
+        ),
+    )
+
+
+def list_entries(
+    conn: psycopg.Connection[Any],
+    *,
+    target_type: str | None = None,
+    target: str | None = None,
+    limit: int = 100,
+) -> list[AuditEntry]:
+    """Newest first, optionally for one target."""
+    rows = conn.execute(
+        """
+        SELECT id, at, actor, action, target_type, target, before, after
+          FROM tenantry.audit_log
+         WHERE (%(tt)s::text IS NULL OR target_type = %(tt)s)
+           AND (%(t)s::text IS NULL OR target = %(t)s)
+         ORDER BY id DESC
+         LIMIT %(limit)s
+        """,
+        {"tt": target_type, "t": target, "limit": limit},
+    ).fetchall()
+    return [AuditEntry(*row) for row in rows]

@@ -1,0 +1,117 @@
+"""Settings: one frozen dataclass, read from the environment only when asked.
+
+Nothing here runs at import time; ``Settings.from_env()`` reads the variables it names, and
+every field has a visible default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from tenantry.errors import ConfigurationError
+
+__all__ = ["Settings"]
+
+_ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """How tenantry reaches PostgreSQL and names what it creates there."""
+
+    database_url: str | None = None
+    """Admin connection (a superuser, or a role with CREATEROLE that may SET ROLE to the owner).
+    ``None`` starts or reuses the embedded PostgreSQL server. ``TENANTRY_DATABASE_URL``."""
+
+    runtime_url: str | None = None
+    """Connection for tenant traffic, as the runtime role. ``None`` derives it from
+    ``database_url`` with the runtime role's name and the password ``tenantry init`` stored.
+    ``TENANTRY_RUNTIME_URL``."""
+
+    data_dir: Path | None = None
+    """Where the embedded server keeps its data. ``None``: a per-user data directory.
+    ``TENANTRY_DATA_DIR``."""
+
+    owner_role: str = "tenantry_owner"
+    """Role that owns the catalog and the app's tables and runs DDL. ``TENANTRY_OWNER_ROLE``."""
+
+    runtime_role: str = "tenantry_app"
+    """Role the app connects as: LOGIN, no superuser, no BYPASSRLS, owns nothing.
+    ``TENANTRY_RUNTIME_ROLE``."""
+
+    pooled_schema: str = "tenant_data"
+    """Schema that holds the pooled (shared, RLS-guarded) app tables. ``TENANTRY_POOLED_SCHEMA``."""
+
+    pool_min_size: int = 1
+    """Connections the runtime pool keeps open. ``TENANTRY_POOL_MIN_SIZE``."""
+
+    pool_max_size: int = 10
+    """Most connections the runtime pool opens. ``TENANTRY_POOL_MAX_SIZE``."""
+
+    connect_timeout: float = 10.0
+    """Seconds to wait for a connection. ``TENANTRY_CONNECT_TIMEOUT``."""
+
+    tenant_cache_ttl: float = 1.0
+    """Seconds a process trusts its cached slug -> tenant lookup (status changes made by this
+    process apply at once). ``TENANTRY_TENANT_CACHE_TTL``."""
+
+    def __post_init__(self) -> None:
+        for label, value in (
+            ("owner role", self.owner_role),
+            ("runtime role", self.runtime_role),
+            ("pooled schema", self.pooled_schema),
+        ):
+            if not _ROLE.fullmatch(value):
+                raise ConfigurationError(
+                    f"{label} {value!r} must be a lowercase SQL identifier (a-z, 0-9, _)"
+                )
+        if self.owner_role == self.runtime_role:
+            raise ConfigurationError("owner role and runtime role must differ")
+        if self.pooled_schema in {"tenantry", "public", "pg_catalog", "information_schema"}:
+            raise ConfigurationError(f"pooled schema {self.pooled_schema!r} is reserved")
+        if not 0 <= self.pool_min_size <= self.pool_max_size or self.pool_max_size < 1:
+            raise ConfigurationError("pool sizes must satisfy 0 <= min <= max and max >= 1")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from ``TENANTRY_*`` variables; keyword overrides win.
+
+        >>> Settings.from_env({"TENANTRY_POOL_MAX_SIZE": "4"}).pool_max_size
+        4
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        text = {
+            "database_url": "TENANTRY_DATABASE_URL",
+            "runtime_url": "TENANTRY_RUNTIME_URL",
+            "owner_role": "TENANTRY_OWNER_ROLE",
+            "runtime_role": "TENANTRY_RUNTIME_ROLE",
+            "pooled_schema": "TENANTRY_POOLED_SCHEMA",
+        }
+        for name, var in text.items():
+            if env.get(var):
+                values[name] = env[var]
+        if env.get("TENANTRY_DATA_DIR"):
+            values["data_dir"] = Path(env["TENANTRY_DATA_DIR"]).expanduser()
+        numbers: dict[str, tuple[str, type]] = {
+            "pool_min_size": ("TENANTRY_POOL_MIN_SIZE", int),
+            "pool_max_size": ("TENANTRY_POOL_MAX_SIZE", int),
+            "connect_timeout": ("TENANTRY_CONNECT_TIMEOUT", float),
+            "tenant_cache_ttl": ("TENANTRY_TENANT_CACHE_TTL", float),
+        }
+        for name, (var, kind) in numbers.items():
+            if env.get(var):
+                try:
+                    values[name] = kind(env[var])
+                except ValueError:
+                    raise ConfigurationError(f"{var}={env[var]!r} is not a number") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_changes(self, **changes: object) -> Settings:
+        """A copy with some fields changed."""
+        return replace(self, **changes)  # type: ignore[arg-type]
