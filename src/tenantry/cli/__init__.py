@@ -1,0 +1,1 @@
+"""The ``tenantry`` command line: thin commands over :class:`tenantry.Tenantry`."""

@@ -1,0 +1,175 @@
+"""``tenantry``: the root command, global options, ``init``, ``check``, and error handling.
+
+Every tenantry error becomes one line on stderr and the error's exit code; a traceback never
+reaches the user (set ``TENANTRY_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import psycopg
+import sqlalchemy as sa
+import typer
+
+from tenantry.cli import audit as audit_cli
+from tenantry.cli import plans as plans_cli
+from tenantry.cli import server as server_cli
+from tenantry.cli import tenants as tenants_cli
+from tenantry.cli.output import console, emit_json, error
+from tenantry.cli.state import State, get_state
+from tenantry.errors import ConfigurationError, TenantryError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="tenantry",
+    help="Multi-tenancy for SaaS on PostgreSQL: tenants, plans, isolation, the embedded server.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(tenants_cli.app, name="tenants")
+app.add_typer(plans_cli.app, name="plans")
+app.add_typer(server_cli.app, name="server")
+app.add_typer(audit_cli.app, name="audit")
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="TENANTRY_DATABASE_URL",
+            help="Admin connection to PostgreSQL. Unset: the embedded server.",
+            show_envvar=True,
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar="TENANTRY_DATA_DIR",
+            help="Data directory of the embedded server.",
+            show_envvar=True,
+        ),
+    ] = None,
+) -> None:
+    state = State(database_url=database_url, data_dir=data_dir)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def _load_metadata(spec: str) -> sa.MetaData:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigurationError(f"--app {spec!r} must look like 'package.module:Base'")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigurationError(f"cannot import {module_name!r}: {err}") from err
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise ConfigurationError(f"{module_name!r} has no attribute {attr!r}")
+        target = getattr(target, part)
+    metadata = getattr(target, "metadata", target)
+    if not isinstance(metadata, sa.MetaData):
+        raise ConfigurationError(f"{spec!r} is neither a SQLAlchemy MetaData nor a declarative base")
+    return metadata
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    app_spec: Annotated[
+        str | None,
+        typer.Option(
+            "--app",
+            envvar="TENANTRY_APP",
+            help="The app's tenant tables to deploy, as 'module:Base' or 'module:metadata'.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Create the catalog, the owner and runtime roles, and the app's tables. Rerunning is a no-op."""
+    tn = get_state(ctx).tenantry()
+    report = tn.init()
+    result: dict[str, Any] = report.to_dict()
+    if app_spec:
+        result["app"] = tn.deploy(_load_metadata(app_spec)).to_dict()
+    if as_json:
+        emit_json(result)
+        return
+    if report.migrations_applied or report.roles_created:
+        console.print(f"catalog ready at version {report.version}")
+        for role in report.roles_created:
+            console.print(f"  created role {role}")
+        for name in report.migrations_applied:
+            console.print(f"  applied {name}")
+    else:
+        console.print(f"catalog already at version {report.version}; nothing to do")
+    if app_spec:
+        deployed = result["app"]
+        console.print(
+            f"app tables in schema {deployed['schema']}: {len(deployed['secured'])} secured,"
+            f" {len(deployed['created'])} created"
+        )
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Verify every app table has row-level security enabled, forced and its policy in place."""
+    tn = get_state(ctx).tenantry()
+    bad = tn.unprotected_tables()
+    if as_json:
+        emit_json({"unprotected": bad, "ok": not bad})
+    elif bad:
+        for name in bad:
+            error(f"{name} is not protected by row-level security")
+    else:
+        console.print("every app table is protected by row-level security")
+    if bad:
+        raise typer.Exit(9)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tenantry`` script; returns the exit code."""
+    try:
+        # standalone mode handles usage errors, --help and typer.Exit by raising SystemExit;
+        # our own errors pass through to be printed as one line
+        app(args=argv, prog_name="tenantry")
+    except SystemExit as done:
+        code = done.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except TenantryError as err:
+        if os.environ.get("TENANTRY_DEBUG"):
+            raise
+        error(str(err))
+        return err.exit_code
+    except psycopg.Error as err:
+        if os.environ.get("TENANTRY_DEBUG"):
+            raise
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        error(f"database error: {first}")
+        return 1
+    except KeyboardInterrupt:
+        error("interrupted")
+        return 130
+    return 0
+
+
+def run() -> None:  # pragma: no cover - console script shim
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

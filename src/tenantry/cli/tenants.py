@@ -1,0 +1,124 @@
+"""``tenantry tenants …``: create, list, show and move tenants along their lifecycle."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from tenantry.cli.output import console, emit_json, table
+from tenantry.cli.state import get_state
+from tenantry.core.model import Status, Tenant
+from tenantry.errors import InvalidInput
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Create, list, show, suspend, resume, archive and delete tenants.", no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+Key = Annotated[str, typer.Argument(help="The tenant's slug or id.", show_default=False)]
+
+
+def _describe(tn_tenant: Tenant, isolation: str, schema: str) -> dict[str, object]:
+    data = tn_tenant.to_dict()
+    data["isolation"] = isolation
+    data["placement"] = {"tier": isolation, "schema": schema}
+    return data
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    slug: Annotated[str, typer.Argument(help="DNS label: a-z, 0-9 and '-', 1 to 63 characters.", show_default=False)],
+    name: Annotated[str | None, typer.Option("--name", help="Display name (default: the slug).")] = None,
+    plan: Annotated[str, typer.Option("--plan", help="Plan to put the tenant on.")] = "free",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a tenant and make it active."""
+    tn = get_state(ctx).tenantry()
+    tenant = tn.create_tenant(slug, name=name, plan=plan)
+    if as_json:
+        emit_json(tenant.to_dict())
+    else:
+        console.print(f"created tenant [bold]{tenant.slug}[/] ({tenant.id}) on plan {tenant.plan}")
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    status: Annotated[Status | None, typer.Option("--status", help="Only tenants with this status.")] = None,
+    plan: Annotated[str | None, typer.Option("--plan", help="Only tenants on this plan.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include deleted tenants.")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100000, help="At most this many.")] = 1000,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many.")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """List tenants, by slug."""
+    tn = get_state(ctx).tenantry()
+    tenants = tn.list_tenants(status=status, plan=plan, include_deleted=all_, limit=limit, offset=offset)
+    if as_json:
+        emit_json([t.to_dict() for t in tenants])
+        return
+    if not tenants:
+        console.print("no tenants yet: create one with `tenantry tenants create SLUG`")
+        return
+    table(
+        None,
+        ["slug", "name", "plan", "status", "id", "created"],
+        [(t.slug, t.name, t.plan, t.status.value, t.id, t.created_at.strftime("%Y-%m-%d %H:%M")) for t in tenants],
+    )
+
+
+@app.command("show")
+def show(ctx: typer.Context, key: Key, as_json: JsonFlag = False) -> None:
+    """Show one tenant, with its plan's isolation and its placement."""
+    tn = get_state(ctx).tenantry()
+    tenant = tn.get_tenant(key)
+    plan = tn.plan(tenant.plan)
+    data = _describe(tenant, plan.isolation.value, tn.settings.pooled_schema)
+    if as_json:
+        emit_json(data)
+        return
+    table(None, ["field", "value"], [(k, v) for k, v in data.items() if k != "placement"])
+    console.print(f"placement: {plan.isolation.value} tables in schema {tn.settings.pooled_schema}")
+
+
+def _status_command(name: str, verb: str, helptext: str) -> None:
+    def command(ctx: typer.Context, key: Key, as_json: JsonFlag = False) -> None:
+        tn = get_state(ctx).tenantry()
+        tenant = getattr(tn, verb)(key)
+        if as_json:
+            emit_json(tenant.to_dict())
+        else:
+            console.print(f"tenant [bold]{tenant.slug}[/] is {tenant.status.value}")
+
+    command.__doc__ = helptext
+    app.command(name)(command)
+
+
+_status_command("suspend", "suspend", "Stop a tenant from serving traffic; its data stays.")
+_status_command("resume", "resume", "Let a suspended or archived tenant serve traffic again.")
+_status_command("archive", "archive", "Retire a tenant: no traffic; it can be resumed or deleted.")
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    key: Key,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm: every row of the tenant is removed.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete a tenant and every row it owns. Asks for --yes."""
+    tn = get_state(ctx).tenantry()
+    tenant = tn.get_tenant(key)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput(f"deleting {tenant.slug!r} removes all its rows; pass --yes to confirm")
+        typer.confirm(f"Delete tenant {tenant.slug!r} and every row it owns?", abort=True)
+    counts = tn.delete_tenant(tenant.id)
+    if as_json:
+        emit_json({"slug": tenant.slug, "id": str(tenant.id), "status": "deleted", "rows_deleted": counts})
+        return
+    total = sum(counts.values())
+    console.print(f"deleted tenant [bold]{tenant.slug}[/] and {total} row(s) in {len(counts)} table(s)")
