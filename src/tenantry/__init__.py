@@ -19,6 +19,7 @@ from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.naming import RESERVED_SLUGS, validate_slug
 from tenantry.db.alchemy import TenantScoped, tenant_id_column
 from tenantry.db.binding import AsyncTenantConnection, TenantConnection
+from tenantry.db.bulk import acopy_rows, copy_rows
 from tenantry.db.server import EmbeddedServer
 from tenantry.errors import (
     CatalogNotInitialised,
@@ -74,6 +75,8 @@ __all__ = [
     "Tenantry",
     "TenantryError",
     "UnsafeRuntimeRole",
+    "acopy_rows",
+    "copy_rows",
     "current_tenant",
     "tenant_id_column",
     "validate_slug",

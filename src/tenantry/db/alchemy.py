@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -23,7 +24,8 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from tenantry import context
 from tenantry.db.binding import Binder, abegin, begin
-from tenantry.errors import TenantContextError
+from tenantry.db.connect import translate
+from tenantry.errors import IsolationError, TenantContextError, TenantryError
 
 __all__ = ["TenantScoped", "bind_engine", "tenant_id_column"]
 
@@ -98,6 +100,19 @@ def bind_engine(engine: Engine | AsyncEngine, binder: Binder) -> None:
             raise TenantContextError(
                 "the bound tenant changed inside an open transaction; commit or roll back first"
             )
+
+    @event.listens_for(sync_engine, "handle_error")
+    def _translate(ctx: sa.engine.ExceptionContext) -> BaseException | None:
+        # surface tenantry's typed errors instead of SQLAlchemy's wrappers
+        original = ctx.original_exception
+        if isinstance(original, TenantryError):
+            return original
+        if isinstance(original, psycopg.Error):
+            mapped = translate(original)
+            if isinstance(mapped, IsolationError):
+                mapped.__cause__ = original
+                return mapped
+        return None
 
     @event.listens_for(sync_engine, "commit")
     @event.listens_for(sync_engine, "rollback")

@@ -1,0 +1,131 @@
+"""Shared fixtures: real PostgreSQL servers (embedded and system), a catalog, tenants.
+
+Every database test runs against each backend named in ``TENANTRY_TEST_BACKENDS``
+(default ``embedded,system``). A backend that cannot be reached fails the run with a clear
+message; it is never skipped silently.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from tenantry import Settings, Tenant, Tenantry
+from tenantry.db.server import EmbeddedServer
+from tests.model_app import Base
+
+SYSTEM_URL = os.environ.get("TENANTRY_TEST_SYSTEM_URL", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+BACKENDS = [b.strip() for b in os.environ.get("TENANTRY_TEST_BACKENDS", "embedded,system").split(",") if b.strip()]
+
+
+@pytest.fixture(scope="session")
+def embedded_server() -> Iterator[EmbeddedServer]:
+    """One embedded server for the whole run, in a fresh directory, stopped at the end."""
+    root = Path(tempfile.mkdtemp(prefix="tenantry-test-"))
+    root.chmod(0o755)
+    server = EmbeddedServer(root / "pg")
+    try:
+        server.ensure_running()
+    except Exception as err:  # pragma: no cover - environment failure
+        pytest.fail(f"cannot start the embedded PostgreSQL server: {err}")
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _system_base_url() -> str:
+    try:
+        with psycopg.connect(SYSTEM_URL, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as err:
+        pytest.fail(
+            f"the system PostgreSQL at {SYSTEM_URL!r} is not reachable ({str(err).strip()});"
+            " start it, point TENANTRY_TEST_SYSTEM_URL at a server, or set"
+            " TENANTRY_TEST_BACKENDS=embedded"
+        )
+    return SYSTEM_URL
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def server_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """Superuser URL to the ``postgres`` database of the backend under test."""
+    if backend == "embedded":
+        server: EmbeddedServer = request.getfixturevalue("embedded_server")
+        return server.url
+    if backend == "system":
+        return _system_base_url()
+    raise pytest.UsageError(f"unknown backend {backend!r} in TENANTRY_TEST_BACKENDS")
+
+
+class Scratch:
+    """A fresh database with its own pair of roles, dropped with them at the end."""
+
+    def __init__(self, server_url: str) -> None:
+        tag = secrets.token_hex(4)
+        self.server_url = server_url
+        self.dbname = f"tenantry_test_{tag}"
+        self.owner = f"tt_owner_{tag}"
+        self.runtime = f"tt_app_{tag}"
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.dbname)))
+        params = conninfo_to_dict(server_url)
+        params["dbname"] = self.dbname
+        self.url = make_conninfo(**params)
+
+    def settings(self, **changes: object) -> Settings:
+        return Settings(database_url=self.url, owner_role=self.owner, runtime_role=self.runtime, **changes)  # type: ignore[arg-type]
+
+    def drop(self) -> None:
+        with psycopg.connect(self.server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.dbname)))
+            for role in (self.runtime, self.owner):
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture(scope="session")
+def scratch(server_url: str) -> Iterator[Scratch]:
+    db = Scratch(server_url)
+    yield db
+    db.drop()
+
+
+@pytest.fixture
+def fresh_scratch(server_url: str) -> Iterator[Scratch]:
+    """A database of the test's own (for tests of init itself)."""
+    db = Scratch(server_url)
+    yield db
+    db.drop()
+
+
+@pytest.fixture(scope="session")
+def tn(scratch: Scratch) -> Iterator[Tenantry]:
+    """A Tenantry with the catalog initialised and the model app deployed."""
+    tenantry = Tenantry(scratch.settings(), metadata=Base.metadata, actor="pytest")
+    tenantry.init()
+    yield tenantry
+    tenantry.close()
+
+
+@pytest.fixture
+def make_tenant(tn: Tenantry) -> Callable[..., Tenant]:
+    """Create a tenant with a unique slug (prefix optional)."""
+
+    def make(prefix: str = "t", **kwargs: object) -> Tenant:
+        return tn.create_tenant(f"{prefix}-{uuid.uuid4().hex[:10]}", **kwargs)  # type: ignore[arg-type]
+
+    return make
