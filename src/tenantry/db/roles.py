@@ -7,6 +7,7 @@ BYPASSRLS, owns no tenant table, and is not a member of the owner role (``SET RO
 from __future__ import annotations
 
 import secrets as _secrets
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -16,15 +17,29 @@ from tenantry.errors import ConfigurationError, UnsafeRuntimeRole
 __all__ = ["check_runtime_role", "ensure_roles"]
 
 
-def _role_exists(conn: psycopg.Connection, name: str) -> bool:
+def _role_exists(conn: psycopg.Connection[Any], name: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is not None
 
 
-def ensure_roles(conn: psycopg.Connection, owner: str, runtime: str) -> str | None:
+_ROLES_LOCK = 0x74656E72  # serialises concurrent inits on one database
+
+
+def _create_role(conn: psycopg.Connection[Any], statement: sql.Composable) -> bool:
+    """Run a CREATE ROLE; ``False`` when a concurrent init (another database) won the race."""
+    try:
+        with conn.transaction():
+            conn.execute(statement)
+    except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+        return False
+    return True
+
+
+def ensure_roles(conn: psycopg.Connection[Any], owner: str, runtime: str) -> str | None:
     """Create or correct both roles; return a new runtime password when the role was created.
 
-    Runs in autocommit mode: roles are cluster-wide, and a concurrent ``init`` that created a
-    role first is not an error.
+    ``conn`` is in autocommit mode; the work runs in one transaction under an advisory lock, so
+    concurrent inits on one database queue up. Roles are cluster-wide: a role created meanwhile
+    by an init on another database is not an error.
     """
     me = conn.execute(
         "SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user"
@@ -34,44 +49,37 @@ def ensure_roles(conn: psycopg.Connection, owner: str, runtime: str) -> str | No
             "the admin connection needs a superuser or a role with CREATEROLE to run init"
         )
     password: str | None = None
-    if not _role_exists(conn, owner):
-        try:
-            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(owner)))
-        except psycopg.errors.DuplicateObject:
-            pass
-    if not _role_exists(conn, runtime):
-        password = _secrets.token_urlsafe(32)
-        try:
-            conn.execute(
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ROLES_LOCK,))
+        if not _role_exists(conn, owner):
+            _create_role(conn, sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(owner)))
+        if not _role_exists(conn, runtime):
+            candidate = _secrets.token_urlsafe(32)
+            created = _create_role(
+                conn,
                 sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(runtime), sql.Literal(password)
-                )
+                    sql.Identifier(runtime), sql.Literal(candidate)
+                ),
             )
-        except psycopg.errors.DuplicateObject:
-            password = None
-    conn.execute(
-        sql.SQL(
-            "ALTER ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT"
-        ).format(sql.Identifier(runtime))
-    )
-    conn.execute(
-        sql.SQL("ALTER ROLE {} NOSUPERUSER NOBYPASSRLS").format(sql.Identifier(owner))
-    )
-    if not me[0]:
-        # a CREATEROLE admin needs membership to run DDL as the owner
+            password = candidate if created else None
         conn.execute(
-            sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(owner))
+            sql.SQL(
+                "ALTER ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT"
+            ).format(sql.Identifier(runtime))
         )
-    if conn.execute(
-        "SELECT pg_has_role(%s, %s, 'MEMBER')", (runtime, owner)
-    ).fetchone() == (True,):
-        raise UnsafeRuntimeRole(
-            f"runtime role {runtime!r} is a member of owner role {owner!r}; revoke that membership"
-        )
+        conn.execute(sql.SQL("ALTER ROLE {} NOSUPERUSER NOBYPASSRLS").format(sql.Identifier(owner)))
+        if not me[0]:
+            # a CREATEROLE admin needs membership to run DDL as the owner
+            conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(owner)))
+        member = conn.execute("SELECT pg_has_role(%s, %s, 'MEMBER')", (runtime, owner)).fetchone()
+        if member == (True,):
+            raise UnsafeRuntimeRole(
+                f"runtime role {runtime!r} is a member of owner role {owner!r}; revoke that membership"
+            )
     return password
 
 
-def check_runtime_role(conn: psycopg.Connection, owner: str, pooled_schema: str) -> None:
+def check_runtime_role(conn: psycopg.Connection[Any], owner: str, pooled_schema: str) -> None:
     """Raise :class:`UnsafeRuntimeRole` unless ``conn``'s role is safe for tenant traffic."""
     row = conn.execute(
         """

@@ -1,0 +1,113 @@
+"""``init``: roles, catalog, app tables; idempotent; refuses unsafe runtime roles."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tenantry import CatalogNotInitialised, Tenantry, UnsafeRuntimeRole
+from tenantry.db import catalog
+from tests.model_app import TABLES, Base
+
+
+def test_init_is_idempotent_and_secures_tables(fresh_scratch) -> None:
+    tn = Tenantry(fresh_scratch.settings(), metadata=Base.metadata)
+    try:
+        first = tn.init()
+        assert first.migrations_applied == ["0001_catalog.sql"]
+        assert set(first.roles_created) == {fresh_scratch.owner, fresh_scratch.runtime}
+        second = tn.init()
+        assert second.migrations_applied == [] and second.roles_created == []
+        assert second.version == catalog.head_version()
+        assert tn.unprotected_tables() == []
+        with tn.admin() as conn:
+            roles = dict(
+                (r[0], r[1:])
+                for r in conn.execute(
+                    "SELECT rolname, rolsuper, rolbypassrls, rolcanlogin, rolcreatedb, rolcreaterole"
+                    " FROM pg_roles WHERE rolname = ANY(%s)",
+                    ([fresh_scratch.owner, fresh_scratch.runtime],),
+                ).fetchall()
+            )
+            assert roles[fresh_scratch.runtime] == (False, False, True, False, False)
+            assert roles[fresh_scratch.owner][:2] == (False, False)
+            owners = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT tableowner FROM pg_tables WHERE schemaname IN ('tenantry', %s)",
+                    (tn.settings.pooled_schema,),
+                ).fetchall()
+            }
+            assert owners == {fresh_scratch.owner}
+            flags = conn.execute(
+                "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND relkind = 'r'",
+                (tn.settings.pooled_schema,),
+            ).fetchall()
+            assert sorted(flags) == sorted((t, True, True) for t in TABLES)
+    finally:
+        tn.close()
+
+
+def test_tenant_traffic_needs_catalog(fresh_scratch) -> None:
+    tn = Tenantry(fresh_scratch.settings())
+    with pytest.raises(CatalogNotInitialised, match="tenantry init"):
+        tn.list_tenants()
+    with pytest.raises(CatalogNotInitialised):
+        with tn.connection():
+            pass
+
+
+def test_superuser_runtime_is_refused(scratch) -> None:
+    tn = Tenantry(scratch.settings(runtime_url=scratch.url))
+    with pytest.raises(UnsafeRuntimeRole, match="superuser"):
+        with tn.connection():
+            pass
+    with pytest.raises(UnsafeRuntimeRole):
+        tn.engine()
+
+
+def test_owner_member_runtime_is_refused(fresh_scratch) -> None:
+    tn = Tenantry(fresh_scratch.settings(), metadata=Base.metadata)
+    tn.init()
+    with psycopg.connect(fresh_scratch.url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER ROLE {} BYPASSRLS").format(sql.Identifier(fresh_scratch.runtime))
+        )
+    try:
+        with pytest.raises(UnsafeRuntimeRole, match="BYPASSRLS"):
+            with tn.connection():
+                pass
+    finally:
+        tn.close()
+    # init repairs the role
+    tn2 = Tenantry(fresh_scratch.settings(), metadata=Base.metadata)
+    tn2.init()
+    with tn2.connection() as conn:
+        conn.execute("SELECT 1")
+    tn2.close()
+
+
+def test_concurrent_inits_converge(fresh_scratch) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            Tenantry(fresh_scratch.settings(), metadata=Base.metadata).init()
+        except BaseException as err:  # pragma: no cover - the assertion reports it
+            errors.append(err)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    tn = Tenantry(fresh_scratch.settings())
+    with tn.admin() as conn:
+        assert catalog.catalog_version(conn) == catalog.head_version()
+        assert conn.execute("SELECT count(*) FROM tenantry.schema_migrations").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM tenantry.secrets WHERE name LIKE 'context%'").fetchone() == (2,)

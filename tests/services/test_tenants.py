@@ -1,0 +1,142 @@
+"""Tenant lifecycle through the service layer: create, status changes, delete, audit."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from tenantry import (
+    InvalidInput,
+    InvalidSlug,
+    InvalidTransition,
+    PlanNotFound,
+    Status,
+    TenantExists,
+    TenantNotFound,
+    Tenantry,
+)
+
+
+def _slug(prefix: str = "s") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_create_defaults_and_show(tn: Tenantry) -> None:
+    slug = _slug()
+    t = tn.create_tenant(slug, name="  Acme Inc  ")
+    assert (t.slug, t.name, t.plan, t.status) == (slug, "Acme Inc", "free", Status.ACTIVE)
+    assert tn.get_tenant(slug) == t == tn.get_tenant(t.id) == tn.get_tenant(str(t.id))
+    assert t in tn.list_tenants()
+    assert t in tn.list_tenants(status=Status.ACTIVE, plan="free")
+    assert t not in tn.list_tenants(status=Status.SUSPENDED)
+
+
+def test_seeded_plans(tn: Tenantry) -> None:
+    plans = {p.name: p.isolation.value for p in tn.plans()}
+    assert plans == {"free": "pooled", "business": "schema", "enterprise": "database"}
+    assert tn.plan("free").limits["requests_per_second"] == 10
+    with pytest.raises(PlanNotFound, match="plans: business, enterprise, free"):
+        tn.plan("gold")
+
+
+def test_duplicate_slug_conflicts(tn: Tenantry) -> None:
+    slug = _slug()
+    tn.create_tenant(slug)
+    with pytest.raises(TenantExists, match=slug):
+        tn.create_tenant(slug)
+
+
+def test_concurrent_creates_of_one_slug_one_wins(tn: Tenantry) -> None:
+    slug = _slug("race")
+    outcomes: list[object] = []
+    barrier = threading.Barrier(4)
+
+    def create() -> None:
+        barrier.wait(timeout=10)
+        try:
+            outcomes.append(tn.create_tenant(slug))
+        except TenantExists as err:
+            outcomes.append(err)
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(not isinstance(o, TenantExists) for o in outcomes) == 1
+    assert len([t for t in tn.list_tenants() if t.slug == slug]) == 1
+
+
+@pytest.mark.parametrize("slug", ['a"; drop table tenantry.tenants; --', "../etc", "public", "x" * 64, "аcme"])
+def test_bad_slugs_create_nothing(tn: Tenantry, slug: str) -> None:
+    before = len(tn.list_tenants(include_deleted=True))
+    with pytest.raises(InvalidSlug):
+        tn.create_tenant(slug)
+    assert len(tn.list_tenants(include_deleted=True)) == before
+
+
+def test_bad_names_and_plans(tn: Tenantry) -> None:
+    with pytest.raises(InvalidInput):
+        tn.create_tenant(_slug(), name="   ")
+    with pytest.raises(InvalidInput):
+        tn.create_tenant(_slug(), name="x" * 201)
+    with pytest.raises(PlanNotFound):
+        tn.create_tenant(_slug(), plan="nope")
+
+
+def test_unavailable_tier_is_a_clear_error(tn: Tenantry) -> None:
+    slug = _slug()
+    with pytest.raises(InvalidInput, match="schema isolation"):
+        tn.create_tenant(slug, plan="business")
+    with pytest.raises(TenantNotFound):
+        tn.get_tenant(slug)
+
+
+def test_lifecycle_and_audit(tn: Tenantry) -> None:
+    slug = _slug()
+    tn.create_tenant(slug)
+    assert tn.suspend(slug).status is Status.SUSPENDED
+    assert tn.suspend(slug).status is Status.SUSPENDED  # idempotent
+    assert tn.resume(slug).status is Status.ACTIVE
+    assert tn.archive(slug).status is Status.ARCHIVED
+    with pytest.raises(InvalidTransition, match="archived"):
+        tn.suspend(slug)
+    actions = [e.action for e in tn.audit_log(target_type="tenant", target=slug)]
+    assert actions == ["tenant.archived", "tenant.active", "tenant.suspended", "tenant.create"]
+    entry = tn.audit_log(target_type="tenant", target=slug)[0]
+    assert entry.actor == "pytest"
+    assert entry.before["status"] == "active" and entry.after["status"] == "archived"
+
+
+def test_delete_removes_every_row_and_only_that_tenant(tn: Tenantry, make_tenant) -> None:
+    a, b = make_tenant(), make_tenant()
+    for t in (a, b):
+        with tn.tenant(t.slug), tn.connection() as conn:
+            pid = conn.execute("INSERT INTO projects (name) VALUES ('p') RETURNING id").fetchone()[0]
+            tid = conn.execute(
+                "INSERT INTO tasks (project_id, title, points, priority, done)"
+                " VALUES (%s, 't', 1, 'low', false) RETURNING id",
+                (pid,),
+            ).fetchone()[0]
+            conn.execute("INSERT INTO comments (task_id, body) VALUES (%s, 'c')", (tid,))
+    counts = tn.delete_tenant(a.slug)
+    assert sum(counts.values()) == 3 and set(counts) == {
+        f"{tn.settings.pooled_schema}.{t}" for t in ("projects", "tasks", "comments")
+    }
+    with tn.admin() as conn:
+        for table in ("projects", "tasks", "comments"):
+            rows = conn.execute(
+                f"SELECT tenant_id, count(*) FROM {tn.settings.pooled_schema}.{table}"
+                " WHERE tenant_id = ANY(%s) GROUP BY 1",
+                ([a.id, b.id],),
+            ).fetchall()
+            assert rows == [(b.id, 1)]
+    assert tn.get_tenant(a.id).status is Status.DELETED
+    with pytest.raises(TenantNotFound):
+        tn.get_tenant(a.slug)
+    assert tn.delete_tenant(a.id) == {}  # rerun is a no-op
+    # the slug is free again
+    assert tn.create_tenant(a.slug).id != a.id
+    assert tn.audit_log(target_type="tenant", target=a.slug)[1].after == {"rows_deleted": counts}
