@@ -116,7 +116,7 @@ class Tenantry:
                     pass
         params = conninfo_to_dict(base)
         params["dbname"] = EMBEDDED_DATABASE
-        return make_conninfo(**params)
+        return make_conninfo("", **params)
 
     @property
     def runtime_url(self) -> str:

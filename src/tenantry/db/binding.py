@@ -100,7 +100,7 @@ def begin(conn: psycopg.Connection[Any], tenant_id: uuid.UUID | None, binder: Bi
         conn.pgconn.send_query(command)
         while conn.pgconn.flush():
             select.select([], [conn.pgconn.socket], [])
-        results = []
+        results: list[pq.abc.PGresult] = []
         while True:
             res = conn.pgconn.get_result()
             if res is None:
@@ -121,7 +121,7 @@ async def abegin(
         pgconn.send_query(command)
         while pgconn.flush():
             await _wait(loop, pgconn.socket, write=True)
-        results = []
+        results: list[pq.abc.PGresult] = []
         while True:
             pgconn.consume_input()
             while not pgconn.is_busy():
@@ -175,7 +175,7 @@ class TenantConnection(psycopg.Connection[Any]):
             )
 
     @contextmanager
-    def transaction(  # type: ignore[override]
+    def transaction(
         self, savepoint_name: str | None = None, force_rollback: bool = False
     ) -> Iterator[psycopg.Transaction]:
         outer = self.pgconn.transaction_status == _IDLE
@@ -193,20 +193,20 @@ class TenantConnection(psycopg.Connection[Any]):
 class TenantCursor(psycopg.Cursor[Any]):
     """Cursor that binds the tenant before the first statement of each transaction."""
 
-    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> TenantCursor:  # type: ignore[override]
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> TenantCursor:
         _prepare(self.connection)
         return super().execute(query, params, **kwargs)
 
-    def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
         _prepare(self.connection)
         super().executemany(query, params_seq, **kwargs)
 
-    def stream(self, query: Any, params: Any = None, **kwargs: Any) -> Iterator[Any]:  # type: ignore[override]
+    def stream(self, query: Any, params: Any = None, **kwargs: Any) -> Iterator[Any]:
         _prepare(self.connection)
         return super().stream(query, params, **kwargs)
 
     @contextmanager
-    def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> Iterator[psycopg.Copy]:  # type: ignore[override]
+    def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> Iterator[psycopg.Copy]:
         _prepare(self.connection)
         with super().copy(statement, params, **kwargs) as copy:
             yield copy
@@ -238,7 +238,7 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Any]):
             )
 
     @asynccontextmanager
-    async def transaction(  # type: ignore[override]
+    async def transaction(
         self, savepoint_name: str | None = None, force_rollback: bool = False
     ) -> AsyncIterator[psycopg.AsyncTransaction]:
         outer = self.pgconn.transaction_status == _IDLE
@@ -255,21 +255,21 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Any]):
 class AsyncTenantCursor(psycopg.AsyncCursor[Any]):
     """Async :class:`TenantCursor`."""
 
-    async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> AsyncTenantCursor:  # type: ignore[override]
+    async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> AsyncTenantCursor:
         await _aprepare(self.connection)
         return await super().execute(query, params, **kwargs)
 
-    async def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    async def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
         await _aprepare(self.connection)
         await super().executemany(query, params_seq, **kwargs)
 
-    async def stream(self, query: Any, params: Any = None, **kwargs: Any) -> AsyncIterator[Any]:  # type: ignore[override]
+    async def stream(self, query: Any, params: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
         await _aprepare(self.connection)
         async for row in super().stream(query, params, **kwargs):
             yield row
 
     @asynccontextmanager
-    async def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> AsyncIterator[psycopg.AsyncCopy]:  # type: ignore[override]
+    async def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> AsyncIterator[psycopg.AsyncCopy]:
         await _aprepare(self.connection)
         async with super().copy(statement, params, **kwargs) as copy:
             yield copy

@@ -114,7 +114,7 @@ def migrate_catalog(
         for version, name, text in _migrations():
             if version <= current:
                 continue
-            conn.execute(sql.SQL(text).format(**ids))  # type: ignore[arg-type]
+            conn.execute(sql.SQL(text).format(**ids))
             conn.execute(
                 "INSERT INTO tenantry.schema_migrations (version, name) VALUES (%s, %s)",
                 (version, name),
@@ -157,7 +157,7 @@ class ContextKeys:
 
 def context_keys(conn: psycopg.Connection) -> ContextKeys:
     """Read the context-signing keys (needs the owner's or an admin's privileges)."""
-    rows = dict(
+    rows: dict[str, bytes] = dict(
         conn.execute(
             "SELECT name, value FROM tenantry.secrets WHERE name IN ('context_ipad', 'context_opad')"
         ).fetchall()

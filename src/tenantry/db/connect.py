@@ -39,7 +39,7 @@ def with_user(url: str, user: str, password: str | None) -> str:
     params.pop("password", None)
     if password:
         params["password"] = password
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def translate(err: psycopg.Error) -> TenantryError | None:

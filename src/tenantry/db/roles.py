@@ -24,7 +24,7 @@ def _role_exists(conn: psycopg.Connection[Any], name: str) -> bool:
 _ROLES_LOCK = 0x74656E72  # serialises concurrent inits on one database
 
 
-def _create_role(conn: psycopg.Connection[Any], statement: sql.Composable) -> bool:
+def _create_role(conn: psycopg.Connection[Any], statement: sql.Composed) -> bool:
     """Run a CREATE ROLE; ``False`` when a concurrent init (another database) won the race."""
     try:
         with conn.transaction():
