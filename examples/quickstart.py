@@ -1,0 +1,92 @@
+"""tenantry in one screen: two tenants, one set of tables, PostgreSQL keeping them apart.
+
+Run it with ``bash scripts/demo`` (or ``python examples/quickstart.py`` inside the venv). With
+no ``TENANTRY_DATABASE_URL`` it starts the embedded PostgreSQL server; rerunning reuses it.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from tenantry import IsolationError, Settings, TenantExists, Tenantry, TenantScoped, current_tenant
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Project(TenantScoped, Base):
+    """A tenant-scoped table: no tenant_id in sight in the app's code."""
+
+    __tablename__ = "demo_projects"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    name: Mapped[str]
+
+
+SEED = {
+    "acme": ["Rocket skates", "Giant magnet", "Tornado seeds"],
+    "globex": ["Doomsday device", "Hammock district"],
+}
+
+
+def main() -> None:
+    console = Console()
+    tn = Tenantry(Settings.from_env(), metadata=Base.metadata, actor="quickstart")
+    console.print("[bold]1. init[/] catalog, roles and the app's tables (idempotent)")
+    report = tn.init()
+    console.print(f"   catalog version {report.version}; row-level security on {tn.deploy().secured}")
+
+    console.print("[bold]2. tenants[/]")
+    for slug in SEED:
+        try:
+            tn.create_tenant(slug, name=slug.title())
+            console.print(f"   created {slug}")
+        except TenantExists:
+            console.print(f"   {slug} exists already")
+
+    console.print("[bold]3. the same code under each tenant[/]")
+    engine = tn.engine()
+    for slug, names in SEED.items():
+        with tn.tenant(slug), Session(engine) as session:
+            if not session.scalar(sa.select(sa.func.count()).select_from(Project)):
+                session.add_all(Project(name=n) for n in names)
+                session.commit()
+
+    grid = Table("bound tenant", "SELECT name FROM demo_projects", "count(*)")
+    for slug in SEED:
+        with tn.tenant(slug), Session(engine) as session:
+            names = session.scalars(sa.select(Project.name).order_by(Project.name)).all()
+            count = session.scalar(sa.select(sa.func.count()).select_from(Project))
+            grid.add_row(current_tenant().slug, ", ".join(names), str(count))  # type: ignore[union-attr]
+    with Session(engine) as session:
+        grid.add_row("(none)", "", str(session.scalar(sa.select(sa.func.count()).select_from(Project))))
+    console.print(grid)
+
+    console.print("[bold]4. what a hostile query gets[/]")
+    globex = tn.get_tenant("globex")
+    with tn.tenant("acme"), tn.connection() as conn:
+        try:
+            conn.execute("INSERT INTO demo_projects (tenant_id, name) VALUES (%s, 'Trojan')", (globex.id,))
+        except IsolationError as err:
+            console.print(f"   insert into another tenant: refused ({err})")
+            conn.rollback()
+        except psycopg.Error as err:
+            console.print(f"   insert into another tenant: refused ({err.diag.message_primary})")
+            conn.rollback()
+        try:
+            conn.execute("SELECT set_config('tenantry.tenant_id', %s, true)", (str(globex.id),))
+            conn.execute("SELECT name FROM demo_projects").fetchall()
+        except psycopg.Error as err:
+            console.print(f"   switching tenant from SQL: refused ({err.diag.message_primary})")
+            conn.rollback()
+    console.print("\nNext: `tenantry tenants list`, `tenantry --help`, and the README.")
+    tn.close()
+
+
+if __name__ == "__main__":
+    main()
