@@ -86,6 +86,7 @@ class Tenantry:
         self._runtime_checked = False
         self._pool: ConnectionPool[TenantConnection] | None = None
         self._async_pool: AsyncConnectionPool[AsyncTenantConnection] | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
         self._engine: sa.Engine | None = None
         self._async_engine: AsyncEngine | None = None
         self._tenant_cache: dict[str, tuple[float, Tenant]] = {}
@@ -306,16 +307,19 @@ class Tenantry:
         """
         return TenantScope(self, key, allow_inactive)
 
-    def _resolve(self, key: str | uuid.UUID, allow_inactive: bool) -> BoundTenant:
-        cache_key = str(key)
-        now = time.monotonic()
-        hit = self._tenant_cache.get(cache_key)
-        if hit is not None and hit[0] > now:
-            tenant = hit[1]
-        else:
-            with self.admin() as conn:
-                tenant = tenant_service.get_tenant(conn, key)
-            self._tenant_cache[cache_key] = (now + self.settings.tenant_cache_ttl, tenant)
+    def _cached(self, key: str | uuid.UUID) -> Tenant | None:
+        hit = self._tenant_cache.get(str(key))
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def _lookup(self, key: str | uuid.UUID) -> Tenant:
+        with self.admin() as conn:
+            tenant = tenant_service.get_tenant(conn, key)
+        self._tenant_cache[str(key)] = (time.monotonic() + self.settings.tenant_cache_ttl, tenant)
+        return tenant
+
+    def _resolve(self, key: str | uuid.UUID, allow_inactive: bool, tenant: Tenant | None = None) -> BoundTenant:
+        if tenant is None:
+            tenant = self._cached(key) or self._lookup(key)
         if tenant.status is Status.DELETED:
             raise TenantNotFound(f"tenant {tenant.slug!r} is deleted")
         if not allow_inactive and not tenant.is_active:
@@ -395,7 +399,14 @@ class Tenantry:
                     conn.commit()
 
     async def async_pool(self) -> AsyncConnectionPool[AsyncTenantConnection]:
-        """The asyncio runtime pool, opened on first use in the running loop."""
+        """The asyncio runtime pool, opened on first use in the running loop.
+
+        A pool belongs to the event loop that opened it; called from another loop (a new
+        ``asyncio.run``), this opens a fresh pool for that loop.
+        """
+        loop = asyncio.get_running_loop()
+        if self._async_pool is not None and self._async_loop is not loop:
+            self._async_pool = None
         if self._async_pool is None:
             await asyncio.to_thread(self._get_binder)
             await asyncio.to_thread(self._check_runtime)
@@ -413,6 +424,7 @@ class Tenantry:
             await pool.open(wait=True, timeout=self.settings.connect_timeout)
             if self._async_pool is None:
                 self._async_pool = pool
+                self._async_loop = loop
             else:  # another task won the race
                 await pool.close()
         return self._async_pool
@@ -530,7 +542,8 @@ class TenantScope:
         context._reset(self._tokens.pop())
 
     async def __aenter__(self) -> BoundTenant:
-        bound = await asyncio.to_thread(self._tn._resolve, self._key, self._allow_inactive)
+        tenant = self._tn._cached(self._key) or await asyncio.to_thread(self._tn._lookup, self._key)
+        bound = self._tn._resolve(self._key, self._allow_inactive, tenant)
         self._tokens.append(context._set(bound))
         return bound
 

@@ -111,3 +111,21 @@ def test_concurrent_inits_converge(fresh_scratch) -> None:
         assert catalog.catalog_version(conn) == catalog.head_version()
         assert conn.execute("SELECT count(*) FROM tenantry.schema_migrations").fetchone() == (1,)
         assert conn.execute("SELECT count(*) FROM tenantry.secrets WHERE name LIKE 'context%'").fetchone() == (2,)
+
+
+def test_runtime_owning_a_tenant_table_is_refused(fresh_scratch) -> None:
+    tn = Tenantry(fresh_scratch.settings(), metadata=Base.metadata)
+    tn.init()
+    schema = tn.settings.pooled_schema
+    with psycopg.connect(fresh_scratch.url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} OWNER TO {}").format(
+                sql.Identifier(schema, "comments"), sql.Identifier(fresh_scratch.runtime)
+            )
+        )
+    try:
+        with pytest.raises(UnsafeRuntimeRole, match="owns 1"):
+            with tn.connection():
+                pass
+    finally:
+        tn.close()
