@@ -43,15 +43,24 @@ from tenantry.db.binding import (
     Binder,
     TenantConnection,
     TenantCursor,
+    TenantServerCursor,
+    AsyncTenantServerCursor,
 )
 from tenantry.db.connect import admin_connection, translate, with_user
-from tenantry.db.roles import check_runtime_role, ensure_roles
+from tenantry.db.roles import (
+    RUNTIME_CHECK_SQL,
+    check_runtime_role,
+    ensure_roles,
+    runtime_check_params,
+    runtime_problems,
+)
 from tenantry.db.server import EmbeddedServer
 from tenantry.errors import (
     ConfigurationError,
     DatabaseUnavailable,
     TenantNotActive,
     TenantNotFound,
+    UnsafeRuntimeRole,
 )
 from tenantry.services import audit
 from tenantry.services import tenants as tenant_service
@@ -84,6 +93,7 @@ class Tenantry:
         self._runtime_url: str | None = None
         self._binder: Binder | None = None
         self._runtime_checked = False
+        self._runtime_problem: UnsafeRuntimeRole | None = None
         self._pool: ConnectionPool[TenantConnection] | None = None
         self._async_pool: AsyncConnectionPool[AsyncTenantConnection] | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
@@ -156,11 +166,6 @@ class Tenantry:
             }
             password = ensure_roles(conn, s.owner_role, s.runtime_role)
             report.roles_created = [r for r in (s.owner_role, s.runtime_role) if r not in existed]
-            conn.execute(
-                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-                    sql.Identifier(conn.info.dbname), sql.Identifier(s.runtime_role)
-                )
-            )
             report.migrations_applied = catalog.migrate_catalog(
                 conn,
                 owner=s.owner_role,
@@ -206,13 +211,20 @@ class Tenantry:
                     conn.execution_options(schema_translate_map={None: s.pooled_schema}),
                     tables=tables,
                 )
+                dropped: list[str] = []
                 for table in tables:
+                    # a permissive policy beside tenantry's would widen what tenants see
+                    dropped += [
+                        f"{table.name}.{name}"
+                        for name in rls.drop_foreign_policies(raw, s.pooled_schema, table.name)
+                    ]
                     rls.apply_policies(raw, s.pooled_schema, table.name, s.runtime_role)
                 raw.execute("RESET ROLE")
                 report = rls.DeployReport(
                     schema=s.pooled_schema,
                     created=[t.name for t in tables if t.name not in existing],
                     secured=[t.name for t in tables],
+                    dropped_policies=dropped,
                 )
                 audit.record(
                     raw, actor=self.actor, action="app.deploy", target_type="schema",
@@ -307,14 +319,17 @@ class Tenantry:
         """
         return TenantScope(self, key, allow_inactive)
 
+    # the cache is keyed by the canonical key (slug, or the id's canonical text), so every
+    # spelling of one tenant shares one entry and _forget reaches them all
     def _cached(self, key: str | uuid.UUID) -> Tenant | None:
-        hit = self._tenant_cache.get(str(key))
+        hit = self._tenant_cache.get(str(tenant_service.tenant_key(key)))
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
     def _lookup(self, key: str | uuid.UUID) -> Tenant:
+        canonical = str(tenant_service.tenant_key(key))
         with self.admin() as conn:
             tenant = tenant_service.get_tenant(conn, key)
-        self._tenant_cache[str(key)] = (time.monotonic() + self.settings.tenant_cache_ttl, tenant)
+        self._tenant_cache[canonical] = (time.monotonic() + self.settings.tenant_cache_ttl, tenant)
         return tenant
 
     def _resolve(self, key: str | uuid.UUID, allow_inactive: bool, tenant: Tenant | None = None) -> BoundTenant:
@@ -341,6 +356,8 @@ class Tenantry:
             return self._binder
 
     def _check_runtime(self) -> None:
+        if self._runtime_problem is not None:
+            raise self._runtime_problem
         with self._lock:
             if self._runtime_checked:
                 return
@@ -348,8 +365,23 @@ class Tenantry:
                 check_runtime_role(conn, self.settings.owner_role, self.settings.pooled_schema)
             self._runtime_checked = True
 
-    def _configure(self, conn: TenantConnection | AsyncTenantConnection) -> None:
+    def _configure(self, conn: TenantConnection) -> None:
+        # every new connection is checked: a role granted BYPASSRLS (or a superuser role)
+        # after start-up must not serve tenants
+        row = conn.execute(RUNTIME_CHECK_SQL, self._runtime_check_params()).fetchone()
+        conn.rollback()
+        self._judge_runtime(row)
+        conn.server_cursor_factory = TenantServerCursor
         conn._tenantry_binder = self._binder
+
+    def _runtime_check_params(self) -> dict[str, object]:
+        return runtime_check_params(self.settings.owner_role, self.settings.pooled_schema)
+
+    def _judge_runtime(self, row: tuple[Any, ...] | None) -> None:
+        problem = runtime_problems(row, self.settings.owner_role)
+        if problem is not None:
+            self._runtime_problem = UnsafeRuntimeRole(problem)
+            raise self._runtime_problem
 
     def pool(self) -> ConnectionPool[TenantConnection]:
         """The runtime connection pool (psycopg_pool) of tenant-bound connections."""
@@ -382,7 +414,10 @@ class Tenantry:
 
         Commits when the block ends, rolls back when it raises.
         """
-        with self.pool().connection() as conn:
+        pool = self.pool()
+        if self._runtime_problem is not None:
+            raise self._runtime_problem
+        with pool.connection() as conn:
             try:
                 yield conn
             except psycopg.Error as err:
@@ -430,12 +465,19 @@ class Tenantry:
         return self._async_pool
 
     async def _aconfigure(self, conn: AsyncTenantConnection) -> None:
+        cur = await conn.execute(RUNTIME_CHECK_SQL, self._runtime_check_params())
+        row = await cur.fetchone()
+        await conn.rollback()
+        self._judge_runtime(row)
+        conn.server_cursor_factory = AsyncTenantServerCursor
         conn._tenantry_binder = self._binder
 
     @asynccontextmanager
     async def async_connection(self) -> AsyncIterator[AsyncTenantConnection]:
         """Async :meth:`connection`."""
         pool = await self.async_pool()
+        if self._runtime_problem is not None:
+            raise self._runtime_problem
         async with pool.connection() as conn:
             try:
                 yield conn
@@ -469,6 +511,7 @@ class Tenantry:
                     "postgresql+psycopg://", creator=lambda: psycopg.connect(url), **options
                 )
                 bind_engine(engine, binder)
+                self._watch_runtime(engine)
                 self._engine = engine
             return self._engine
 
@@ -487,8 +530,23 @@ class Tenantry:
                     **options,
                 )
                 bind_engine(engine, binder)
+                self._watch_runtime(engine.sync_engine)
                 self._async_engine = engine
             return self._async_engine
+
+    def _watch_runtime(self, engine: sa.Engine) -> None:
+        """Check every new connection of ``engine`` like the pools' do."""
+
+        @sa.event.listens_for(engine, "connect")
+        def _check(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(RUNTIME_CHECK_SQL, self._runtime_check_params())
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+            dbapi_connection.rollback()
+            self._judge_runtime(row)
 
     # -- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:

@@ -231,3 +231,25 @@ def test_plain_copy_from_is_refused_by_postgresql(tn: Tenantry, make_tenant) -> 
             with conn.cursor() as cur, cur.copy("COPY projects (name) FROM STDIN") as copy:
                 copy.write_row(("c1",))
         conn.rollback()
+
+
+def test_autocommit_statements_are_refused(tn: Tenantry, make_tenant) -> None:
+    a = make_tenant()
+    with tn.tenant(a.slug), tn.connection() as conn:
+        conn.autocommit = True
+        try:
+            with pytest.raises(TenantContextError, match="autocommit"):
+                conn.execute("SELECT name FROM projects")
+            with conn.transaction():  # an explicit transaction is bound
+                assert conn.execute(SETTING).fetchone() == (str(a.id), a.id)
+        finally:
+            conn.autocommit = False
+
+
+def test_binding_values_never_appear_in_query_text(tn: Tenantry, make_tenant) -> None:
+    a = make_tenant()
+    with tn.tenant(a.slug), tn.connection() as conn:
+        conn.execute("SELECT 1")
+        sig = conn.execute("SELECT current_setting('tenantry.tenant_sig')").fetchone()[0]
+        texts = [r[0] or "" for r in conn.execute("SELECT query FROM pg_stat_activity").fetchall()]
+    assert sig and not any(sig in text or str(a.id) in text for text in texts)

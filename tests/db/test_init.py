@@ -59,7 +59,8 @@ def test_tenant_traffic_needs_catalog(fresh_scratch) -> None:
             pass
 
 
-def test_superuser_runtime_is_refused(scratch) -> None:
+def test_superuser_runtime_is_refused(scratch, tn) -> None:
+    """``tn`` initialised the catalog of ``scratch``; the superuser's URL then serves as runtime."""
     tn = Tenantry(scratch.settings(runtime_url=scratch.url))
     with pytest.raises(UnsafeRuntimeRole, match="superuser"):
         with tn.connection():

@@ -11,9 +11,11 @@ import re
 
 from tenantry.errors import InvalidInput, InvalidSlug
 
-__all__ = ["RESERVED_SLUGS", "validate_plan_name", "validate_slug"]
+__all__ = ["RESERVED_SLUGS", "is_slug", "validate_plan_name", "validate_slug"]
 
 _SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# a slug that reads as a tenant id would make `tn.tenant(key)` ambiguous
+_UUID_SHAPED = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
 _PLAN = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 
 #: Names that collide with PostgreSQL, tenantry itself, or common web hosts.
@@ -58,7 +60,18 @@ def validate_slug(slug: str) -> str:
         )
     if slug in RESERVED_SLUGS or slug.startswith(("pg-", "tenantry-")):
         raise InvalidSlug(f"tenant slug {slug!r} is reserved")
+    if _UUID_SHAPED.fullmatch(slug):
+        raise InvalidSlug(f"tenant slug {slug!r} looks like a tenant id; choose a name")
     return slug
+
+
+def is_slug(value: str) -> bool:
+    """Whether ``value`` is a usable slug (no exception)."""
+    try:
+        validate_slug(value)
+    except InvalidSlug:
+        return False
+    return True
 
 
 def validate_plan_name(name: str) -> str:

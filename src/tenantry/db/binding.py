@@ -1,21 +1,29 @@
 """Binding the tenant to each transaction, at no extra round trip.
 
-Every transaction a tenant-bound connection runs starts with one simple-query message::
+Every transaction a tenant-bound connection runs starts with one libpq pipeline, flushed
+as one network write and answered in one round trip::
 
-    BEGIN; SET LOCAL tenantry.tenant_id = '<uuid>'; SET LOCAL tenantry.tenant_sig = '<hmac>';
-    SET LOCAL search_path = "<pooled schema>", public
+    BEGIN
+    SELECT set_config('tenantry.tenant_id', $1, true),
+           set_config('tenantry.tenant_sig', $2, true),
+           set_config('search_path', $3, true)
 
 sent in place of the ``BEGIN`` psycopg would otherwise send on its own, so binding the tenant
-costs no round trip. Everything is ``LOCAL``: it ends with the transaction, commit or rollback,
-and nothing survives into the next use of a pooled connection (this is what makes it safe
-behind PgBouncer in transaction mode). With no tenant bound, ``tenantry.tenant_id`` is set to
-the empty string, so the policies see no tenant: reads return nothing, inserts fail.
+costs no round trip. The values travel as bound parameters: they never appear in query text,
+so ``pg_stat_activity`` shows no other session's signature to replay. Everything is
+transaction-local (``is_local = true``): it ends with the transaction, commit or rollback, and
+nothing survives into the next use of a pooled connection (safe behind PgBouncer in
+transaction mode). ``search_path`` puts ``pg_temp`` last, so a temporary table a previous user
+of the connection left behind cannot shadow an app table. With no tenant bound,
+``tenantry.tenant_id`` is the empty string: reads return nothing, inserts fail.
 
 The signature (see ``0001_catalog.sql``) is why SQL running as the runtime role cannot bind a
 tenant of its choosing: it cannot read the key.
 
-Two integrations use this module: :class:`TenantConnection` (raw psycopg through
-psycopg_pool) and the SQLAlchemy event hooks in :mod:`tenantry.db.alchemy`.
+The protocol is a generator that says what it waits for; :func:`begin` and :func:`abegin` do
+the waiting, blocking or through the event loop. Two integrations use them:
+:class:`TenantConnection` (raw psycopg through psycopg_pool) and the SQLAlchemy event hooks in
+:mod:`tenantry.db.alchemy`.
 """
 
 from __future__ import annotations
@@ -24,12 +32,12 @@ import asyncio
 import select
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import psycopg
-from psycopg import pq, sql
+from psycopg import pq
 
 from tenantry import context
 from tenantry.db.catalog import ContextKeys
@@ -38,49 +46,88 @@ from tenantry.errors import DatabaseUnavailable, TenantContextError
 __all__ = [
     "AsyncTenantConnection",
     "AsyncTenantCursor",
+    "AsyncTenantServerCursor",
     "Binder",
     "TenantConnection",
     "TenantCursor",
+    "TenantServerCursor",
     "abegin",
     "begin",
 ]
 
 _IDLE = pq.TransactionStatus.IDLE
-_INTRANS = pq.TransactionStatus.INTRANS
 _CACHE_SIZE = 4096
+_BEGIN = b"BEGIN"
+_BIND = (
+    b"SELECT set_config('tenantry.tenant_id', $1, true),"
+    b" set_config('tenantry.tenant_sig', $2, true),"
+    b" set_config('search_path', $3, true)"
+)
+_WAIT_READ, _WAIT_WRITE = "r", "w"
+
+Params = list[bytes | None]
 
 
 class Binder:
-    """Builds the per-transaction binding command for a tenant; shared by all connections."""
+    """Builds the parameters that bind a tenant; shared by all connections of a Tenantry."""
 
     def __init__(self, keys: ContextKeys, search_path: str) -> None:
         self._keys = keys
-        self._search_path = search_path
-        self._cache: OrderedDict[uuid.UUID | None, tuple[bytes, bytes]] = OrderedDict()
+        quoted = '"' + search_path.replace('"', '""') + '"'
+        self._search_path = f"{quoted}, public, pg_temp".encode()
+        self._cache: OrderedDict[uuid.UUID | None, Params] = OrderedDict()
 
     def signed(self, tenant_id: uuid.UUID) -> tuple[str, str]:
         """``(tenant_id, signature)`` as the ``tenantry.*`` settings take them."""
         ident = str(tenant_id)
         return ident, self._keys.sign(ident)
 
-    def commands(self, tenant_id: uuid.UUID | None) -> tuple[bytes, bytes]:
-        """``(begin_and_bind, bind_only)`` for ``tenant_id`` (``None``: no tenant)."""
+    def params(self, tenant_id: uuid.UUID | None) -> Params:
+        """Parameters of the bind statement for ``tenant_id`` (``None``: no tenant)."""
         cached = self._cache.get(tenant_id)
         if cached is not None:
             self._cache.move_to_end(tenant_id)
             return cached
-        ident = "" if tenant_id is None else str(tenant_id)
-        sig = "" if tenant_id is None else self._keys.sign(ident)
-        bind = sql.SQL(
-            "SET LOCAL tenantry.tenant_id = {}; SET LOCAL tenantry.tenant_sig = {}; "
-            "SET LOCAL search_path = {}, public"
-        ).format(sql.Literal(ident), sql.Literal(sig), sql.Identifier(self._search_path))
-        bind_bytes = bind.as_bytes(None)
-        pair = (b"BEGIN; " + bind_bytes, bind_bytes)
-        self._cache[tenant_id] = pair
+        if tenant_id is None:
+            params: Params = [b"", b"", self._search_path]
+        else:
+            ident, sig = self.signed(tenant_id)
+            params = [ident.encode(), sig.encode(), self._search_path]
+        self._cache[tenant_id] = params
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
-        return pair
+        return params
+
+
+def _bind_gen(pgconn: pq.abc.PGconn, params: Params) -> Generator[str, None, list[pq.abc.PGresult]]:
+    """Send (BEGIN if idle and) the bind statement in one pipeline; return the results."""
+    start = pgconn.transaction_status == _IDLE
+    pgconn.enter_pipeline_mode()
+    try:
+        if start:
+            pgconn.send_query_params(_BEGIN, None)
+        pgconn.send_query_params(_BIND, params)
+        pgconn.pipeline_sync()
+        while pgconn.flush():
+            yield _WAIT_WRITE
+        results: list[pq.abc.PGresult] = []
+        while True:
+            if pgconn.is_busy():
+                yield _WAIT_READ
+                pgconn.consume_input()
+                continue
+            res = pgconn.get_result()
+            if res is None:
+                continue  # end of one statement's results
+            if res.status == pq.ExecStatus.PIPELINE_SYNC:
+                return results
+            results.append(res)
+    finally:
+        if pgconn.pipeline_status != pq.PipelineStatus.OFF:
+            try:
+                pgconn.exit_pipeline_mode()
+            except psycopg.OperationalError:
+                pass  # results left unread on a broken connection: it is discarded anyway
 
 
 def _check(results: list[pq.abc.PGresult], conn: psycopg.BaseConnection[Any]) -> None:
@@ -94,18 +141,22 @@ def _check(results: list[pq.abc.PGresult], conn: psycopg.BaseConnection[Any]) ->
 
 def begin(conn: psycopg.Connection[Any], tenant_id: uuid.UUID | None, binder: Binder) -> None:
     """Bind ``tenant_id`` to ``conn``'s transaction, starting one if none is open."""
-    start, bind = binder.commands(tenant_id)
+    pgconn = conn.pgconn
     with conn.lock:
-        command = start if conn.pgconn.transaction_status == _IDLE else bind
-        conn.pgconn.send_query(command)
-        while conn.pgconn.flush():
-            select.select([], [conn.pgconn.socket], [])
-        results: list[pq.abc.PGresult] = []
-        while True:
-            res = conn.pgconn.get_result()
-            if res is None:
-                break
-            results.append(res)
+        gen = _bind_gen(pgconn, binder.params(tenant_id))
+        try:
+            wait = next(gen)
+            while True:
+                fd = pgconn.socket
+                if wait == _WAIT_READ:
+                    select.select([fd], [], [])
+                else:
+                    select.select([], [fd], [])
+                wait = gen.send(None)
+        except StopIteration as done:
+            results: list[pq.abc.PGresult] = done.value
+        except psycopg.OperationalError as err:
+            raise DatabaseUnavailable(f"connection lost while binding the tenant: {err}") from err
     _check(results, conn)
 
 
@@ -113,24 +164,20 @@ async def abegin(
     conn: psycopg.AsyncConnection[Any], tenant_id: uuid.UUID | None, binder: Binder
 ) -> None:
     """Async :func:`begin`: waits on the socket through the event loop, never blocking it."""
-    start, bind = binder.commands(tenant_id)
     pgconn = conn.pgconn
     loop = asyncio.get_running_loop()
     async with conn.lock:
-        command = start if pgconn.transaction_status == _IDLE else bind
-        pgconn.send_query(command)
-        while pgconn.flush():
-            await _wait(loop, pgconn.socket, write=True)
-        results: list[pq.abc.PGresult] = []
-        while True:
-            pgconn.consume_input()
-            while not pgconn.is_busy():
-                res = pgconn.get_result()
-                if res is None:
-                    _check(results, conn)
-                    return
-                results.append(res)
-            await _wait(loop, pgconn.socket, write=False)
+        gen = _bind_gen(pgconn, binder.params(tenant_id))
+        try:
+            wait = next(gen)
+            while True:
+                await _wait(loop, pgconn.socket, write=wait == _WAIT_WRITE)
+                wait = gen.send(None)
+        except StopIteration as done:
+            results: list[pq.abc.PGresult] = done.value
+        except psycopg.OperationalError as err:
+            raise DatabaseUnavailable(f"connection lost while binding the tenant: {err}") from err
+    _check(results, conn)
 
 
 def _wait(loop: asyncio.AbstractEventLoop, fd: int, *, write: bool) -> asyncio.Future[None]:
@@ -149,13 +196,21 @@ def _wait(loop: asyncio.AbstractEventLoop, fd: int, *, write: bool) -> asyncio.F
 
 # -- raw psycopg ------------------------------------------------------------------------------
 
+_SWITCHED = (
+    "the bound tenant changed inside an open transaction; commit or roll back first"
+)
+_AUTOCOMMIT = (
+    "tenantry connections are transactional: in autocommit mode a statement would run with no"
+    " tenant bound; use conn.transaction() or leave autocommit off"
+)
+
 
 class TenantConnection(psycopg.Connection[Any]):
     """A psycopg connection whose every transaction is bound to the context's tenant.
 
     Made by the runtime pool; use it through ``tn.connection()``. Statements run through any
-    cursor of the connection; a transaction begun under one tenant refuses statements issued
-    under another (:class:`TenantContextError`).
+    cursor of the connection, client- or server-side; a transaction begun under one tenant
+    refuses statements issued under another (:class:`TenantContextError`).
     """
 
     _tenantry_binder: Binder | None = None
@@ -163,16 +218,16 @@ class TenantConnection(psycopg.Connection[Any]):
 
     def _tenantry_prepare(self) -> None:
         binder = self._tenantry_binder
-        if binder is None or self.autocommit:
+        if binder is None:
             return
         wanted = context.current_id()
         if self.pgconn.transaction_status == _IDLE:
+            if self.autocommit:
+                raise TenantContextError(_AUTOCOMMIT)
             begin(self, wanted, binder)
             self._tenantry_bound = wanted
         elif self._tenantry_bound != wanted:
-            raise TenantContextError(
-                "the bound tenant changed inside an open transaction; commit or roll back first"
-            )
+            raise TenantContextError(_SWITCHED)
 
     @contextmanager
     def transaction(
@@ -188,6 +243,12 @@ class TenantConnection(psycopg.Connection[Any]):
             else:
                 self._tenantry_prepare()
             yield tx
+
+
+def _prepare(conn: Any) -> None:
+    prepare = getattr(conn, "_tenantry_prepare", None)
+    if prepare is not None:
+        prepare()
 
 
 class TenantCursor(psycopg.Cursor[Any]):
@@ -212,10 +273,12 @@ class TenantCursor(psycopg.Cursor[Any]):
             yield copy
 
 
-def _prepare(conn: Any) -> None:
-    prepare = getattr(conn, "_tenantry_prepare", None)
-    if prepare is not None:
-        prepare()
+class TenantServerCursor(psycopg.ServerCursor[Any]):
+    """Named (server-side) cursor that binds the tenant like :class:`TenantCursor`."""
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> TenantServerCursor:
+        _prepare(self.connection)
+        return super().execute(query, params, **kwargs)
 
 
 class AsyncTenantConnection(psycopg.AsyncConnection[Any]):
@@ -226,16 +289,16 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Any]):
 
     async def _tenantry_prepare(self) -> None:
         binder = self._tenantry_binder
-        if binder is None or self.autocommit:
+        if binder is None:
             return
         wanted = context.current_id()
         if self.pgconn.transaction_status == _IDLE:
+            if self.autocommit:
+                raise TenantContextError(_AUTOCOMMIT)
             await abegin(self, wanted, binder)
             self._tenantry_bound = wanted
         elif self._tenantry_bound != wanted:
-            raise TenantContextError(
-                "the bound tenant changed inside an open transaction; commit or roll back first"
-            )
+            raise TenantContextError(_SWITCHED)
 
     @asynccontextmanager
     async def transaction(
@@ -250,6 +313,12 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Any]):
             else:
                 await self._tenantry_prepare()
             yield tx
+
+
+async def _aprepare(conn: Any) -> None:
+    prepare = getattr(conn, "_tenantry_prepare", None)
+    if prepare is not None:
+        await prepare()
 
 
 class AsyncTenantCursor(psycopg.AsyncCursor[Any]):
@@ -275,7 +344,9 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Any]):
             yield copy
 
 
-async def _aprepare(conn: Any) -> None:
-    prepare = getattr(conn, "_tenantry_prepare", None)
-    if prepare is not None:
-        await prepare()
+class AsyncTenantServerCursor(psycopg.AsyncServerCursor[Any]):
+    """Async :class:`TenantServerCursor`."""
+
+    async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> AsyncTenantServerCursor:
+        await _aprepare(self.connection)
+        return await super().execute(query, params, **kwargs)

@@ -100,6 +100,13 @@ def migrate_catalog(
         conn.execute(
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {pooled} AUTHORIZATION {owner}").format(**ids)
         )
+        conn.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {db} TO {runtime}").format(
+                db=sql.Identifier(conn.info.dbname), **ids
+            )
+        )
+        # the secure schema usage pattern: nobody but owners creates objects in public
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         conn.execute(sql.SQL("SET LOCAL ROLE {owner}").format(**ids))
         conn.execute(
             """

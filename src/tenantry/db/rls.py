@@ -25,7 +25,15 @@ from psycopg import sql
 
 from tenantry.errors import InvalidInput
 
-__all__ = ["DeployReport", "apply_policies", "table_order", "validate_metadata", "unprotected_tables"]
+__all__ = [
+    "DeployReport",
+    "apply_policies",
+    "drop_foreign_policies",
+    "policy_state",
+    "table_order",
+    "unprotected_tables",
+    "validate_metadata",
+]
 
 POLICY = "tenant_isolation"
 
@@ -37,9 +45,15 @@ class DeployReport:
     schema: str
     created: list[str]
     secured: list[str]
+    dropped_policies: list[str]
 
     def to_dict(self) -> dict[str, object]:
-        return {"schema": self.schema, "created": self.created, "secured": self.secured}
+        return {
+            "schema": self.schema,
+            "created": self.created,
+            "secured": self.secured,
+            "dropped_policies": self.dropped_policies,
+        }
 
 
 def validate_metadata(metadata: sa.MetaData) -> list[sa.Table]:
@@ -110,21 +124,65 @@ def apply_policies(conn: psycopg.Connection[Any], schema: str, table: str, runti
     )
 
 
+#: how PostgreSQL prints tenantry's policy expression back (PostgreSQL 15 to 18)
+EXPECTED_EXPR = "(tenant_id = ( SELECT tenantry.current_tenant_id() AS current_tenant_id))"
+
+# One row per registered table: is RLS on and forced, is tenantry's policy exactly as deployed
+# (all commands, for PUBLIC, permissive, the expected USING and WITH CHECK), and which other
+# permissive policies widen it. Restrictive policies only narrow access and are left alone.
+_POLICY_STATE_SQL = """
+SELECT a.schema_name, a.table_name, c.oid IS NOT NULL,
+       coalesce(c.relrowsecurity AND c.relforcerowsecurity, false),
+       EXISTS (SELECT 1 FROM pg_policy p
+                WHERE p.polrelid = c.oid AND p.polname = %(policy)s AND p.polcmd = '*'
+                  AND p.polpermissive AND p.polroles = '{0}'
+                  AND pg_get_expr(p.polqual, p.polrelid) = %(expr)s
+                  AND pg_get_expr(p.polwithcheck, p.polrelid) = %(expr)s),
+       coalesce((SELECT array_agg(p.polname::text ORDER BY p.polname) FROM pg_policy p
+                  WHERE p.polrelid = c.oid AND p.polpermissive AND p.polname <> %(policy)s), '{}')
+  FROM tenantry.app_tables a
+  LEFT JOIN pg_namespace n ON n.nspname = a.schema_name
+  LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = a.table_name
+ ORDER BY 1, 2
+"""
+
+
+def policy_state(conn: psycopg.Connection[Any]) -> list[tuple[str, str, bool, bool, bool, list[str]]]:
+    """``(schema, table, exists, rls_forced, policy_exact, extra_permissive)`` per app table."""
+    return [
+        tuple(row)
+        for row in conn.execute(_POLICY_STATE_SQL, {"policy": POLICY, "expr": EXPECTED_EXPR}).fetchall()
+    ]
+
+
 def unprotected_tables(conn: psycopg.Connection[Any]) -> list[str]:
-    """Registered app tables whose RLS is off, not forced, or without tenantry's policy."""
-    rows = conn.execute(
-        """
-        SELECT a.schema_name || '.' || a.table_name
-          FROM tenantry.app_tables a
-          LEFT JOIN pg_namespace n ON n.nspname = a.schema_name
-          LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = a.table_name
-         WHERE c.oid IS NULL OR NOT c.relrowsecurity OR NOT c.relforcerowsecurity
-            OR NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = %s)
-         ORDER BY 1
-        """,
-        (POLICY,),
-    ).fetchall()
-    return [r[0] for r in rows]
+    """Registered app tables that are missing, have RLS off or unforced, lack tenantry's exact
+    policy, or carry another permissive policy that widens it."""
+    return [
+        f"{schema}.{table}"
+        for schema, table, exists, forced, exact, extra in policy_state(conn)
+        if not (exists and forced and exact and not extra)
+    ]
+
+
+def drop_foreign_policies(conn: psycopg.Connection[Any], schema: str, table: str) -> list[str]:
+    """Drop permissive policies other than tenantry's on ``schema.table``; return their names."""
+    names = [
+        r[0]
+        for r in conn.execute(
+            """
+            SELECT p.polname FROM pg_policy p
+              JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = %s AND c.relname = %s AND p.polpermissive AND p.polname <> %s
+            """,
+            (schema, table, POLICY),
+        ).fetchall()
+    ]
+    for name in names:
+        conn.execute(
+            sql.SQL("DROP POLICY {} ON {}").format(sql.Identifier(name), sql.Identifier(schema, table))
+        )
+    return names
 
 
 def table_order(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:

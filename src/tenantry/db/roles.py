@@ -79,33 +79,77 @@ def ensure_roles(conn: psycopg.Connection[Any], owner: str, runtime: str) -> str
     return password
 
 
-def check_runtime_role(conn: psycopg.Connection[Any], owner: str, pooled_schema: str) -> None:
-    """Raise :class:`UnsafeRuntimeRole` unless ``conn``'s role is safe for tenant traffic."""
-    row = conn.execute(
-        """
-        SELECT r.rolname, r.rolsuper, r.rolbypassrls,
-               pg_has_role(current_user, %(owner)s, 'MEMBER') AS member_of_owner,
-               (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p')
-                   AND (n.nspname = %(schema)s OR n.nspname = 'tenantry')) AS owned
-          FROM pg_roles r WHERE r.rolname = current_user
-        """,
-        {"owner": owner, "schema": pooled_schema},
-    ).fetchone()
+#: predefined roles that read or write around row-level security or reach the server's files
+_DANGEROUS_PREDEFINED = (
+    "pg_read_all_data",
+    "pg_write_all_data",
+    "pg_read_server_files",
+    "pg_write_server_files",
+    "pg_execute_server_program",
+)
+
+# Every role the connected role can act as (itself and all it is a member of, directly or
+# not), what they may do, and where the connected role can create objects.
+RUNTIME_CHECK_SQL = """
+WITH reach AS (
+    SELECT r.oid, r.rolname, r.rolsuper, r.rolbypassrls, r.rolcreaterole
+      FROM pg_roles r
+     WHERE pg_has_role(current_user, r.oid, 'MEMBER')
+)
+SELECT current_user::text,
+       coalesce(bool_or(rolsuper), false),
+       coalesce(bool_or(rolbypassrls), false),
+       coalesce(bool_or(rolcreaterole), false),
+       coalesce(array_agg(rolname::text ORDER BY rolname)
+                FILTER (WHERE rolname = ANY(%(dangerous)s) OR rolname = %(owner)s), '{}'),
+       (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relowner IN (SELECT oid FROM reach) AND c.relkind IN ('r', 'p', 'v', 'm')
+           AND n.nspname IN (%(schema)s, 'tenantry')),
+       coalesce(array_agg(DISTINCT n.nspname::text)
+                FILTER (WHERE n.nspname IS NOT NULL), '{}')
+  FROM reach
+  LEFT JOIN pg_namespace n
+    ON n.nspname IN (%(schema)s, 'tenantry', 'public')
+   AND has_schema_privilege(current_user, n.oid, 'CREATE')
+"""
+
+
+def runtime_check_params(owner: str, pooled_schema: str) -> dict[str, object]:
+    return {"dangerous": list(_DANGEROUS_PREDEFINED), "owner": owner, "schema": pooled_schema}
+
+
+def runtime_problems(row: tuple[Any, ...] | None, owner: str) -> str | None:
+    """Judge a :data:`RUNTIME_CHECK_SQL` row: ``None`` when safe, else why not."""
     if row is None:  # pragma: no cover - current_user always has a pg_roles row
-        raise UnsafeRuntimeRole("cannot inspect the runtime role")
-    name, is_super, bypass, member, owned = row
+        return "cannot inspect the runtime role"
+    name, is_super, bypass, createrole, roles, owned, creatable = row
     problems = []
     if is_super:
-        problems.append("is a superuser")
+        problems.append("is (or can become) a superuser")
     if bypass:
-        problems.append("has BYPASSRLS")
-    if member:
+        problems.append("has (or can assume) BYPASSRLS")
+    if createrole:
+        problems.append("has (or can assume) CREATEROLE")
+    if owner in roles:
         problems.append(f"is a member of the owner role {owner!r}")
+    granted = [r for r in roles if r != owner]
+    if granted:
+        problems.append("is a member of " + ", ".join(granted))
     if owned:
         problems.append(f"owns {owned} tenant or catalog table(s)")
-    if problems:
-        raise UnsafeRuntimeRole(
-            f"refusing to serve tenant traffic as role {name!r}: it {' and '.join(problems)},"
-            " so row-level security would not protect tenants"
-        )
+    if creatable:
+        problems.append("may create objects in schema " + ", ".join(sorted(creatable)))
+    if not problems:
+        return None
+    return (
+        f"refusing to serve tenant traffic as role {name!r}: it {' and '.join(problems)},"
+        " so row-level security would not protect tenants"
+    )
+
+
+def check_runtime_role(conn: psycopg.Connection[Any], owner: str, pooled_schema: str) -> None:
+    """Raise :class:`UnsafeRuntimeRole` unless ``conn``'s role is safe for tenant traffic."""
+    row = conn.execute(RUNTIME_CHECK_SQL, runtime_check_params(owner, pooled_schema)).fetchone()
+    problem = runtime_problems(row, owner)
+    if problem is not None:
+        raise UnsafeRuntimeRole(problem)

@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 
 from tenantry.core.model import Isolation, Plan, Status, Tenant, check_transition
-from tenantry.core.naming import validate_slug
+from tenantry.core.naming import is_slug, validate_slug
 from tenantry.db.binding import Binder
 from tenantry.db.rls import table_order
 from tenantry.errors import InvalidInput, PlanNotFound, TenantExists, TenantNotFound
@@ -27,6 +27,7 @@ __all__ = [
     "get_tenant",
     "list_plans",
     "list_tenants",
+    "tenant_key",
 ]
 
 _TENANT_COLUMNS = sql.SQL("id, slug, name, plan, status, created_at, updated_at")
@@ -63,14 +64,29 @@ def get_plan(conn: psycopg.Connection[Any], name: str) -> Plan:
     return _plan(row)
 
 
-def _lookup_clause(key: str | uuid.UUID) -> tuple[sql.Composable, Any]:
+def tenant_key(key: str | uuid.UUID) -> uuid.UUID | str:
+    """The canonical form of a tenant reference: a UUID, or a slug.
+
+    Anything that is neither (a NUL byte, a reserved or malformed slug) names no tenant, and
+    is refused here without asking the database.
+    """
     if isinstance(key, uuid.UUID):
-        return sql.SQL("id = %s"), key
-    try:
-        return sql.SQL("id = %s"), uuid.UUID(key)
-    except ValueError:
-        pass
-    return sql.SQL("slug = %s AND status <> 'deleted'"), key
+        return key
+    if isinstance(key, str):
+        try:
+            return uuid.UUID(key)
+        except ValueError:
+            if is_slug(key):
+                return key
+    shown = str(key)[:70]
+    raise TenantNotFound(f"no tenant {shown!r}")
+
+
+def _lookup_clause(key: str | uuid.UUID) -> tuple[sql.Composable, Any]:
+    canonical = tenant_key(key)
+    if isinstance(canonical, uuid.UUID):
+        return sql.SQL("id = %s"), canonical
+    return sql.SQL("slug = %s AND status <> 'deleted'"), canonical
 
 
 def get_tenant(

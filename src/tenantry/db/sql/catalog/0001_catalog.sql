@@ -31,7 +31,9 @@ ON CONFLICT (name) DO NOTHING;
 
 CREATE TABLE tenantry.tenants (
     id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    slug        text NOT NULL CHECK (slug ~ '^[a-z0-9]([a-z0-9-]{{0,61}}[a-z0-9])?$'),
+    -- a DNS label that cannot be mistaken for a tenant id (uuid, with or without dashes)
+    slug        text NOT NULL CHECK (slug ~ '^[a-z0-9]([a-z0-9-]{{0,61}}[a-z0-9])?$'
+                                     AND slug !~ '^[0-9a-f]{{8}}-?[0-9a-f]{{4}}-?[0-9a-f]{{4}}-?[0-9a-f]{{4}}-?[0-9a-f]{{12}}$'),
     name        text NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
     plan        text NOT NULL REFERENCES tenantry.plans (name) ON UPDATE CASCADE,
     status      text NOT NULL DEFAULT 'provisioning' CHECK (status IN
@@ -112,7 +114,9 @@ BEGIN
 END
 $fn$;
 
+-- The runtime role reads nothing of the catalog: tenant lookups go through the control
+-- plane's connection. It may only call the two functions the policies and defaults use.
+REVOKE ALL ON ALL TABLES IN SCHEMA tenantry FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenantry.current_tenant_id(), tenantry.require_tenant_id() FROM PUBLIC;
 GRANT USAGE ON SCHEMA tenantry TO {runtime};
-GRANT SELECT (id, slug, name, plan, status) ON tenantry.tenants TO {runtime};
-GRANT SELECT ON tenantry.plans TO {runtime};
 GRANT EXECUTE ON FUNCTION tenantry.current_tenant_id(), tenantry.require_tenant_id() TO {runtime};
