@@ -47,6 +47,7 @@ from tenantry.db.binding import (
     AsyncTenantServerCursor,
 )
 from tenantry.db.connect import admin_connection, translate, with_user
+from tenantry.db.local import context_keys
 from tenantry.db.roles import (
     RUNTIME_CHECK_SQL,
     check_runtime_role,
@@ -351,7 +352,7 @@ class Tenantry:
             if self._binder is None:
                 with self.admin() as conn:
                     catalog.require_catalog(conn)
-                    keys = catalog.context_keys(conn)
+                    keys = context_keys(conn)
                 self._binder = Binder(keys, self.settings.pooled_schema)
             return self._binder
 

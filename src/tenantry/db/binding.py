@@ -40,7 +40,7 @@ import psycopg
 from psycopg import pq
 
 from tenantry import context
-from tenantry.db.catalog import ContextKeys
+from tenantry.db.local import ContextKeys
 from tenantry.errors import DatabaseUnavailable, TenantContextError
 
 __all__ = [

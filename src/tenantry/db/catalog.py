@@ -6,19 +6,26 @@ in one transaction under an advisory lock, as the owner role. Rerunning applies 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-import secrets as _secrets
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from tenantry.db.local import install_local
 from tenantry.errors import CatalogNotInitialised
 
-__all__ = ["CATALOG_SCHEMA", "InitReport", "catalog_version", "context_keys", "head_version", "migrate_catalog"]
+__all__ = [
+    "CATALOG_SCHEMA",
+    "InitReport",
+    "catalog_version",
+    "head_version",
+    "migrate_catalog",
+    "require_catalog",
+    "runtime_password",
+]
 
 CATALOG_SCHEMA = "tenantry"
 LOCK_KEY = 0x74656E61  # "tena": serialises concurrent inits
@@ -56,7 +63,7 @@ def head_version() -> int:
     return _migrations()[-1][0]
 
 
-def catalog_version(conn: psycopg.Connection) -> int:
+def catalog_version(conn: psycopg.Connection[Any]) -> int:
     """The catalog's applied version; 0 when there is no catalog."""
     exists = conn.execute("SELECT to_regclass('tenantry.schema_migrations')").fetchone()
     if exists is None or exists[0] is None:
@@ -65,7 +72,7 @@ def catalog_version(conn: psycopg.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def require_catalog(conn: psycopg.Connection) -> None:
+def require_catalog(conn: psycopg.Connection[Any]) -> None:
     """Raise :class:`CatalogNotInitialised` unless the catalog is at this tenantry's head."""
     version = catalog_version(conn)
     if version == 0:
@@ -78,35 +85,23 @@ def require_catalog(conn: psycopg.Connection) -> None:
 
 
 def migrate_catalog(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection[Any],
     *,
     owner: str,
     runtime: str,
     pooled_schema: str,
     runtime_password: str | None,
 ) -> list[str]:
-    """Create or upgrade the catalog; return the names of the migrations applied."""
-    ids = {
-        "owner": sql.Identifier(owner),
-        "runtime": sql.Identifier(runtime),
-        "pooled": sql.Identifier(pooled_schema),
-    }
+    """Create or upgrade the catalog; return the names of the migrations applied.
+
+    Installs the local objects (keys, policy functions, registry) first, then the control
+    catalog's migrations, all in one transaction under an advisory lock.
+    """
+    ids = {"owner": sql.Identifier(owner), "runtime": sql.Identifier(runtime)}
     applied: list[str] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-        conn.execute(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS tenantry AUTHORIZATION {owner}").format(**ids)
-        )
-        conn.execute(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {pooled} AUTHORIZATION {owner}").format(**ids)
-        )
-        conn.execute(
-            sql.SQL("GRANT CONNECT ON DATABASE {db} TO {runtime}").format(
-                db=sql.Identifier(conn.info.dbname), **ids
-            )
-        )
-        # the secure schema usage pattern: nobody but owners creates objects in public
-        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        install_local(conn, owner=owner, runtime=runtime, data_schema=pooled_schema, keys=None)
         conn.execute(sql.SQL("SET LOCAL ROLE {owner}").format(**ids))
         conn.execute(
             """
@@ -127,16 +122,6 @@ def migrate_catalog(
                 (version, name),
             )
             applied.append(name)
-        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {pooled} TO {runtime}").format(**ids))
-        key = _secrets.token_bytes(64)
-        conn.execute(
-            """
-            INSERT INTO tenantry.secrets (name, value)
-            VALUES ('context_ipad', %s), ('context_opad', %s)
-            ON CONFLICT (name) DO NOTHING
-            """,
-            (bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)),
-        )
         if runtime_password is not None:
             conn.execute(
                 """
@@ -149,38 +134,7 @@ def migrate_catalog(
     return applied
 
 
-@dataclass(frozen=True, slots=True)
-class ContextKeys:
-    """The padded HMAC keys that sign the tenant context (see ``0001_catalog.sql``)."""
-
-    ipad: bytes
-    opad: bytes
-
-    def sign(self, tenant_id: str) -> str:
-        """HMAC-SHA256 of ``tenant_id``, computed as PostgreSQL checks it."""
-        inner = hashlib.sha256(self.ipad + tenant_id.encode()).digest()
-        return hashlib.sha256(self.opad + inner).hexdigest()
-
-
-def context_keys(conn: psycopg.Connection) -> ContextKeys:
-    """Read the context-signing keys (needs the owner's or an admin's privileges)."""
-    rows: dict[str, bytes] = dict(
-        conn.execute(
-            "SELECT name, value FROM tenantry.secrets WHERE name IN ('context_ipad', 'context_opad')"
-        ).fetchall()
-    )
-    if len(rows) != 2:
-        raise CatalogNotInitialised("the tenant context keys are missing; run `tenantry init`")
-    keys = ContextKeys(ipad=bytes(rows["context_ipad"]), opad=bytes(rows["context_opad"]))
-    # the stored pads must come from one key, or no signature could ever verify
-    if not hmac.compare_digest(
-        bytes(a ^ 0x5C for a in keys.opad), bytes(b ^ 0x36 for b in keys.ipad)
-    ):
-        raise CatalogNotInitialised("the tenant context keys are inconsistent; check tenantry.secrets")
-    return keys
-
-
-def runtime_password(conn: psycopg.Connection) -> str | None:
+def runtime_password(conn: psycopg.Connection[Any]) -> str | None:
     row = conn.execute(
         "SELECT value FROM tenantry.secrets WHERE name = 'runtime_password'"
     ).fetchone()

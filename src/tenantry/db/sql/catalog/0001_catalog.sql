@@ -1,14 +1,8 @@
--- tenantry catalog, version 1: plans, tenants, audit log, secrets, the app-table registry,
--- and the functions the row-level security policies call.
+-- tenantry control catalog, version 1: plans, tenants, cells, placements, jobs, audit log.
+-- The objects every tenant database needs too (keys, policy functions, the table registry)
+-- are in ../local.sql, installed before this.
 -- Runs as the owner role. Placeholders in braces are identifiers bound by psycopg.sql;
 -- literal braces are doubled.
-
-CREATE TABLE tenantry.secrets (
-    name        text PRIMARY KEY,
-    value       bytea NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now()
-);
-REVOKE ALL ON tenantry.secrets FROM PUBLIC;
 
 CREATE TABLE tenantry.plans (
     name         text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_-]{{0,62}}$'),
@@ -56,67 +50,46 @@ CREATE TABLE tenantry.audit_log (
 );
 CREATE INDEX audit_log_target ON tenantry.audit_log (target_type, target, at);
 
--- Tables deployed into tenant placements, so that the control plane can reach every row of a
--- tenant (delete, check) without guessing from the system catalogs.
-CREATE TABLE tenantry.app_tables (
-    schema_name  text NOT NULL,
-    table_name   text NOT NULL,
-    deployed_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (schema_name, table_name)
+-- Servers that hold tenant data. The catalog's own server is the cell 'primary' (dsn NULL:
+-- the control plane's connection). A dsn is an admin connection string: a secret.
+CREATE TABLE tenantry.cells (
+    name              text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9-]{{0,62}}$'),
+    dsn               text,
+    runtime_password  text,
+    capacity          integer NOT NULL DEFAULT 1000 CHECK (capacity > 0),
+    labels            jsonb NOT NULL DEFAULT '{{}}' CHECK (jsonb_typeof(labels) = 'object'),
+    status            text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'draining')),
+    created_at        timestamptz NOT NULL DEFAULT now()
 );
+INSERT INTO tenantry.cells (name) VALUES ('primary');
 
--- The tenant bound to the current transaction. The app sets tenantry.tenant_id and
--- tenantry.tenant_sig with SET LOCAL; the signature is an HMAC-SHA256 of the id under a key
--- only the owner can read, so SQL running as the runtime role cannot bind another tenant.
--- The HMAC is computed from its definition: H((K xor opad) || H((K xor ipad) || m)), with the
--- two padded keys stored precomputed.
-CREATE FUNCTION tenantry.current_tenant_id() RETURNS uuid
-LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    tid   text := current_setting('tenantry.tenant_id', true);
-    sig   text;
-    ikey  bytea;
-    okey  bytea;
-BEGIN
-    IF tid IS NULL OR tid = '' THEN
-        RETURN NULL;
-    END IF;
-    sig := current_setting('tenantry.tenant_sig', true);
-    SELECT i.value, o.value INTO ikey, okey
-      FROM tenantry.secrets i, tenantry.secrets o
-     WHERE i.name = 'context_ipad' AND o.name = 'context_opad';
-    IF ikey IS NULL
-       OR sig IS DISTINCT FROM encode(sha256(okey || sha256(ikey || convert_to(tid, 'UTF8'))), 'hex')
-    THEN
-        RAISE EXCEPTION 'tenantry: the tenant context was not set by tenantry'
-            USING ERRCODE = '42501',
-                  HINT = 'bind tenants with tn.tenant(...); tenantry.tenant_id cannot be set from SQL';
-    END IF;
-    RETURN tid::uuid;
-END
-$fn$;
+-- Where a tenant's rows live. One active placement per tenant; building one is a new row.
+CREATE TABLE tenantry.placements (
+    id             uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id      uuid NOT NULL REFERENCES tenantry.tenants (id),
+    cell           text NOT NULL REFERENCES tenantry.cells (name),
+    isolation      text NOT NULL CHECK (isolation IN ('pooled', 'schema', 'database')),
+    database_name  text,
+    schema_name    text NOT NULL,
+    status         text NOT NULL CHECK (status IN ('building', 'active', 'retired')),
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX placements_one_active ON tenantry.placements (tenant_id) WHERE status = 'active';
+CREATE UNIQUE INDEX placements_one_building ON tenantry.placements (tenant_id) WHERE status = 'building';
 
--- Column default of every tenant_id: the bound tenant, or a clear error when none is bound.
-CREATE FUNCTION tenantry.require_tenant_id() RETURNS uuid
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    tid uuid := tenantry.current_tenant_id();
-BEGIN
-    IF tid IS NULL THEN
-        RAISE EXCEPTION 'tenantry: no tenant is bound; tenant-scoped writes need `with tn.tenant(slug):`'
-            USING ERRCODE = 'TNB01';
-    END IF;
-    RETURN tid;
-END
-$fn$;
+-- Durable control-plane work: the steps done so far, so that a rerun resumes.
+CREATE TABLE tenantry.jobs (
+    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    kind        text NOT NULL,
+    tenant_id   uuid REFERENCES tenantry.tenants (id),
+    status      text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'done', 'failed')),
+    steps_done  text[] NOT NULL DEFAULT '{{}}',
+    attempts    integer NOT NULL DEFAULT 1,
+    error       text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX jobs_tenant ON tenantry.jobs (tenant_id, kind, status);
 
--- The runtime role reads nothing of the catalog: tenant lookups go through the control
--- plane's connection. It may only call the two functions the policies and defaults use.
 REVOKE ALL ON ALL TABLES IN SCHEMA tenantry FROM PUBLIC;
-REVOKE ALL ON FUNCTION tenantry.current_tenant_id(), tenantry.require_tenant_id() FROM PUBLIC;
-GRANT USAGE ON SCHEMA tenantry TO {runtime};
-GRANT EXECUTE ON FUNCTION tenantry.current_tenant_id(), tenantry.require_tenant_id() TO {runtime};

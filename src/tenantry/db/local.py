@@ -1,0 +1,109 @@
+"""The objects every database that holds tenant rows needs, and the keys that sign contexts.
+
+``sql/local.sql`` defines them: the context keys, the policy functions, the registry of app
+tables and the tenant marker. :func:`install_local` puts them into a database, idempotently:
+into the catalog's database at ``init``, into each database-tier tenant's own database when it
+is provisioned (with the catalog's keys, so one signature verifies everywhere).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets as _secrets
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from tenantry.errors import CatalogNotInitialised
+
+__all__ = ["ContextKeys", "context_keys", "install_local"]
+
+_LOCAL_SQL = "sql/local.sql"
+
+
+@dataclass(frozen=True, slots=True)
+class ContextKeys:
+    """The padded HMAC keys that sign the tenant context (see ``sql/local.sql``)."""
+
+    ipad: bytes
+    opad: bytes
+
+    @classmethod
+    def generate(cls) -> ContextKeys:
+        key = _secrets.token_bytes(64)
+        return cls(ipad=bytes(b ^ 0x36 for b in key), opad=bytes(b ^ 0x5C for b in key))
+
+    def sign(self, tenant_id: str) -> str:
+        """HMAC-SHA256 of ``tenant_id``, computed as PostgreSQL checks it."""
+        inner = hashlib.sha256(self.ipad + tenant_id.encode()).digest()
+        return hashlib.sha256(self.opad + inner).hexdigest()
+
+
+def context_keys(conn: psycopg.Connection[Any]) -> ContextKeys:
+    """Read the context-signing keys of ``conn``'s database (needs owner or admin rights)."""
+    rows: dict[str, bytes] = dict(
+        conn.execute(
+            "SELECT name, value FROM tenantry.secrets WHERE name IN ('context_ipad', 'context_opad')"
+        ).fetchall()
+    )
+    if len(rows) != 2:
+        raise CatalogNotInitialised("the tenant context keys are missing; run `tenantry init`")
+    keys = ContextKeys(ipad=bytes(rows["context_ipad"]), opad=bytes(rows["context_opad"]))
+    # the stored pads must come from one key, or no signature could ever verify
+    if not hmac.compare_digest(
+        bytes(a ^ 0x5C for a in keys.opad), bytes(b ^ 0x36 for b in keys.ipad)
+    ):
+        raise CatalogNotInitialised("the tenant context keys are inconsistent; check tenantry.secrets")
+    return keys
+
+
+def install_local(
+    conn: psycopg.Connection[Any],
+    *,
+    owner: str,
+    runtime: str,
+    data_schema: str,
+    keys: ContextKeys | None,
+) -> ContextKeys:
+    """Install the local objects and the schema for tenant tables into ``conn``'s database.
+
+    ``conn`` is an admin connection. ``keys=None`` generates keys unless the database has
+    some. Returns the keys the database holds. Runs in a transaction (or a savepoint of the
+    caller's).
+    """
+    ids = {
+        "owner": sql.Identifier(owner),
+        "runtime": sql.Identifier(runtime),
+        "data": sql.Identifier(data_schema),
+        "db": sql.Identifier(conn.info.dbname),
+    }
+    text = resources.files("tenantry.db").joinpath(_LOCAL_SQL).read_text(encoding="utf-8")
+    wanted = keys or ContextKeys.generate()
+    with conn.transaction():
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS tenantry AUTHORIZATION {owner}").format(**ids))
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {data} AUTHORIZATION {owner}").format(**ids))
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {db} TO {runtime}").format(**ids))
+        # the secure schema usage pattern: nobody but owners creates objects in public
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        conn.execute(sql.SQL("SET LOCAL ROLE {owner}").format(**ids))
+        conn.execute(sql.SQL(text).format(**ids))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {data} TO {runtime}").format(**ids))
+        conn.execute(
+            """
+            INSERT INTO tenantry.secrets (name, value)
+            VALUES ('context_ipad', %s), ('context_opad', %s)
+            ON CONFLICT (name) DO NOTHING
+            """,
+            (wanted.ipad, wanted.opad),
+        )
+        held = context_keys(conn)
+        conn.execute("RESET ROLE")
+    if keys is not None and held != keys:
+        raise CatalogNotInitialised(
+            f"database {conn.info.dbname!r} holds other context keys than the catalog"
+        )
+    return held
