@@ -90,9 +90,22 @@ class Scratch:
     def settings(self, **changes: object) -> Settings:
         return Settings(database_url=self.url, owner_role=self.owner, runtime_role=self.runtime, **changes)  # type: ignore[arg-type]
 
+    def tenant_databases(self) -> list[str]:
+        """Databases that database-tier tenants of this scratch catalog own."""
+        try:
+            with psycopg.connect(self.url) as conn:
+                rows = conn.execute(
+                    "SELECT DISTINCT database_name FROM tenantry.placements WHERE database_name IS NOT NULL"
+                ).fetchall()
+        except psycopg.Error:
+            return []
+        return [r[0] for r in rows]
+
     def drop(self) -> None:
+        databases = self.tenant_databases()
         with psycopg.connect(self.server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.dbname)))
+            for name in [*databases, self.dbname]:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             for role in (self.runtime, self.owner):
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
@@ -123,9 +136,29 @@ def tn(scratch: Scratch) -> Iterator[Tenantry]:
 
 @pytest.fixture
 def make_tenant(tn: Tenantry) -> Callable[..., Tenant]:
-    """Create a tenant with a unique slug (prefix optional)."""
+    """Create a tenant with a unique slug (prefix optional; pooled unless ``plan`` says)."""
 
     def make(prefix: str = "t", **kwargs: object) -> Tenant:
         return tn.create_tenant(f"{prefix}-{uuid.uuid4().hex[:10]}", **kwargs)  # type: ignore[arg-type]
+
+    return make
+
+
+#: the plan of each isolation tier, as seeded
+TIER_PLANS = {"pooled": "free", "schema": "business", "database": "enterprise"}
+
+
+@pytest.fixture(params=list(TIER_PLANS))
+def tier(request: pytest.FixtureRequest) -> str:
+    """Each isolation tier in turn: tests that take it run the same code on all three."""
+    return str(request.param)
+
+
+@pytest.fixture
+def make_tier_tenant(make_tenant: Callable[..., Tenant], tier: str) -> Callable[..., Tenant]:
+    """Create a tenant on the tier under test."""
+
+    def make(prefix: str = "t", **kwargs: object) -> Tenant:
+        return make_tenant(prefix, plan=TIER_PLANS[tier], **kwargs)
 
     return make

@@ -30,23 +30,17 @@ import sqlalchemy as sa
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantry import context
+from tenantry.appspec import load_metadata
 from tenantry.context import BoundTenant
 from tenantry.core.model import Plan, Status, Tenant
+from tenantry.core.placement import PRIMARY_CELL, Placement, Route
 from tenantry.db import catalog, rls
-from tenantry.db.alchemy import bind_engine
-from tenantry.db.binding import (
-    AsyncTenantConnection,
-    AsyncTenantCursor,
-    Binder,
-    TenantConnection,
-    TenantCursor,
-    TenantServerCursor,
-    AsyncTenantServerCursor,
-)
+from tenantry.db.binding import AsyncTenantConnection, Binder, RouteKey, TenantConnection
 from tenantry.db.connect import admin_connection, translate, with_user
+from tenantry.db.deploy import deploy_tables
 from tenantry.db.local import context_keys
 from tenantry.db.roles import (
     RUNTIME_CHECK_SQL,
@@ -55,21 +49,24 @@ from tenantry.db.roles import (
     runtime_check_params,
     runtime_problems,
 )
+from tenantry.db.routing import DEFAULT_ROUTE, Router
 from tenantry.db.server import EmbeddedServer
 from tenantry.errors import (
     ConfigurationError,
-    DatabaseUnavailable,
     TenantNotActive,
     TenantNotFound,
     UnsafeRuntimeRole,
 )
-from tenantry.services import audit
+from tenantry.services import audit, provisioning
 from tenantry.services import tenants as tenant_service
 from tenantry.settings import Settings
 
 __all__ = ["TenantScope", "Tenantry"]
 
 EMBEDDED_DATABASE = "tenantry"
+
+#: a tenant and its active placement, as the resolution cache holds them
+_Resolved = tuple[Tenant, Placement | None]
 
 
 class Tenantry:
@@ -95,12 +92,8 @@ class Tenantry:
         self._binder: Binder | None = None
         self._runtime_checked = False
         self._runtime_problem: UnsafeRuntimeRole | None = None
-        self._pool: ConnectionPool[TenantConnection] | None = None
-        self._async_pool: AsyncConnectionPool[AsyncTenantConnection] | None = None
-        self._async_loop: asyncio.AbstractEventLoop | None = None
-        self._engine: sa.Engine | None = None
-        self._async_engine: AsyncEngine | None = None
-        self._tenant_cache: dict[str, tuple[float, Tenant]] = {}
+        self._router: Router | None = None
+        self._tenant_cache: dict[str, tuple[float, _Resolved]] = {}
 
     # -- connection strings ---------------------------------------------------------------
     @property
@@ -181,61 +174,35 @@ class Tenantry:
                         conn, actor=self.actor, action="catalog.init", target_type="catalog",
                         target=conn.info.dbname, after=report.to_dict(),
                     )
-        if self.metadata is not None:
+        if self.metadata is not None or self.settings.app:
             self.deploy()
         return report
 
     def deploy(self, metadata: sa.MetaData | None = None) -> rls.DeployReport:
         """Create the app's tenant tables in the pooled schema and secure each with RLS."""
-        metadata = metadata if metadata is not None else self.metadata
-        if metadata is None:
-            raise ConfigurationError("no app metadata: pass Tenantry(metadata=...) or deploy(metadata)")
-        tables = rls.validate_metadata(metadata)
+        metadata = self._metadata(metadata)
         s = self.settings
-        engine = sa.create_engine(
-            "postgresql+psycopg://", creator=lambda: psycopg.connect(self.admin_url), poolclass=sa.NullPool
+        with self.admin() as conn:
+            catalog.require_catalog(conn)
+        report = deploy_tables(
+            self.admin_url, metadata, schema=s.pooled_schema, owner=s.owner_role, runtime=s.runtime_role
         )
-        try:
-            with engine.begin() as conn:
-                raw = conn.connection.driver_connection
-                assert isinstance(raw, psycopg.Connection)
-                catalog.require_catalog(raw)
-                raw.execute("SELECT pg_advisory_xact_lock(%s)", (catalog.LOCK_KEY,))
-                existing = {
-                    r[0]
-                    for r in raw.execute(
-                        "SELECT tablename FROM pg_tables WHERE schemaname = %s", (s.pooled_schema,)
-                    ).fetchall()
-                }
-                raw.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(s.owner_role)))
-                metadata.create_all(
-                    conn.execution_options(schema_translate_map={None: s.pooled_schema}),
-                    tables=tables,
-                )
-                dropped: list[str] = []
-                for table in tables:
-                    # a permissive policy beside tenantry's would widen what tenants see
-                    dropped += [
-                        f"{table.name}.{name}"
-                        for name in rls.drop_foreign_policies(raw, s.pooled_schema, table.name)
-                    ]
-                    rls.apply_policies(raw, s.pooled_schema, table.name, s.runtime_role)
-                raw.execute("RESET ROLE")
-                report = rls.DeployReport(
-                    schema=s.pooled_schema,
-                    created=[t.name for t in tables if t.name not in existing],
-                    secured=[t.name for t in tables],
-                    dropped_policies=dropped,
-                )
-                audit.record(
-                    raw, actor=self.actor, action="app.deploy", target_type="schema",
-                    target=s.pooled_schema, after=report.to_dict(),
-                )
-        except sa.exc.OperationalError as err:
-            raise DatabaseUnavailable(f"cannot reach PostgreSQL: {err.orig}") from err
-        finally:
-            engine.dispose()
+        with self.admin() as conn, conn.transaction():
+            audit.record(
+                conn, actor=self.actor, action="app.deploy", target_type="schema",
+                target=s.pooled_schema, after=report.to_dict(),
+            )
         return report
+
+    def _metadata(self, metadata: sa.MetaData | None = None) -> sa.MetaData:
+        found = metadata if metadata is not None else self.metadata
+        if found is None and self.settings.app:
+            found = self.metadata = load_metadata(self.settings.app)
+        if found is None:
+            raise ConfigurationError(
+                "no app metadata: pass Tenantry(metadata=...), or set TENANTRY_APP=module:Base"
+            )
+        return found
 
     def unprotected_tables(self) -> list[str]:
         """App tables whose row-level security is off, unforced or missing its policy."""
@@ -252,16 +219,27 @@ class Tenantry:
             return tenant_service.get_plan(conn, name)
 
     def create_tenant(self, slug: str, *, name: str | None = None, plan: str = "free") -> Tenant:
-        """Create a tenant (active at once on pooled plans)."""
+        """Create a tenant on ``plan``'s tier and make it active.
+
+        Pooled tenants cost one catalog transaction. Schema- and database-tier tenants are
+        built in recorded steps; if the process dies midway, calling this again with the same
+        slug and plan finishes the job.
+        """
         with self.admin() as conn:
             catalog.require_catalog(conn)
-            tenant = tenant_service.create_tenant(conn, slug, name=name, plan=plan, actor=self.actor)
+        tenant = provisioning.provision(self, slug, name=name, plan=plan)
         self._forget(tenant)
         return tenant
 
     def get_tenant(self, key: str | uuid.UUID) -> Tenant:
         with self.admin() as conn:
             return tenant_service.get_tenant(conn, key)
+
+    def placement(self, key: str | uuid.UUID) -> Placement | None:
+        """The tenant's active placement (``None`` while it is being built)."""
+        with self.admin() as conn:
+            tenant = tenant_service.get_tenant(conn, key)
+            return provisioning.read_placement(conn, tenant.id)
 
     def list_tenants(
         self,
@@ -297,12 +275,10 @@ class Tenantry:
         return self._set_status(key, Status.ARCHIVED)
 
     def delete_tenant(self, key: str | uuid.UUID) -> dict[str, int]:
-        """Remove every row of the tenant and mark it deleted; returns rows deleted per table."""
-        with self.admin() as conn:
-            tenant = tenant_service.get_tenant(conn, key)
-            counts = tenant_service.delete_tenant(
-                conn, tenant.id, owner=self.settings.owner_role, binder=self._get_binder(), actor=self.actor
-            )
+        """Remove every row of the tenant (its schema or database on those tiers) and mark it
+        deleted; returns what was removed."""
+        tenant = self.get_tenant(key)
+        counts = provisioning.deprovision(self, tenant.id)
         self._forget(tenant)
         return counts
 
@@ -322,25 +298,28 @@ class Tenantry:
 
     # the cache is keyed by the canonical key (slug, or the id's canonical text), so every
     # spelling of one tenant shares one entry and _forget reaches them all
-    def _cached(self, key: str | uuid.UUID) -> Tenant | None:
+    def _cached(self, key: str | uuid.UUID) -> _Resolved | None:
         hit = self._tenant_cache.get(str(tenant_service.tenant_key(key)))
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
-    def _lookup(self, key: str | uuid.UUID) -> Tenant:
+    def _lookup(self, key: str | uuid.UUID) -> _Resolved:
         canonical = str(tenant_service.tenant_key(key))
         with self.admin() as conn:
             tenant = tenant_service.get_tenant(conn, key)
-        self._tenant_cache[canonical] = (time.monotonic() + self.settings.tenant_cache_ttl, tenant)
-        return tenant
+            placement = provisioning.read_placement(conn, tenant.id)
+        resolved = (tenant, placement)
+        self._tenant_cache[canonical] = (time.monotonic() + self.settings.tenant_cache_ttl, resolved)
+        return resolved
 
-    def _resolve(self, key: str | uuid.UUID, allow_inactive: bool, tenant: Tenant | None = None) -> BoundTenant:
-        if tenant is None:
-            tenant = self._cached(key) or self._lookup(key)
+    def _resolve(self, key: str | uuid.UUID, allow_inactive: bool, resolved: _Resolved | None = None) -> BoundTenant:
+        tenant, placement = resolved or self._cached(key) or self._lookup(key)
         if tenant.status is Status.DELETED:
             raise TenantNotFound(f"tenant {tenant.slug!r} is deleted")
         if not allow_inactive and not tenant.is_active:
             raise TenantNotActive(f"tenant {tenant.slug!r} is {tenant.status.value}, not active")
-        return BoundTenant(id=tenant.id, slug=tenant.slug)
+        if placement is None:
+            raise TenantNotActive(f"tenant {tenant.slug!r} has no active placement yet")
+        return BoundTenant(id=tenant.id, slug=tenant.slug, route=placement.route)
 
     def _forget(self, tenant: Tenant) -> None:
         for key in (tenant.slug, str(tenant.id)):
@@ -366,52 +345,53 @@ class Tenantry:
                 check_runtime_role(conn, self.settings.owner_role, self.settings.pooled_schema)
             self._runtime_checked = True
 
-    def _configure(self, conn: TenantConnection) -> None:
-        # every new connection is checked: a role granted BYPASSRLS (or a superuser role)
-        # after start-up must not serve tenants
-        row = conn.execute(RUNTIME_CHECK_SQL, self._runtime_check_params()).fetchone()
-        conn.rollback()
-        self._judge_runtime(row)
-        conn.server_cursor_factory = TenantServerCursor
-        conn._tenantry_binder = self._binder
-
-    def _runtime_check_params(self) -> dict[str, object]:
-        return runtime_check_params(self.settings.owner_role, self.settings.pooled_schema)
-
     def _judge_runtime(self, row: tuple[Any, ...] | None) -> None:
         problem = runtime_problems(row, self.settings.owner_role)
         if problem is not None:
             self._runtime_problem = UnsafeRuntimeRole(problem)
             raise self._runtime_problem
 
-    def pool(self) -> ConnectionPool[TenantConnection]:
-        """The runtime connection pool (psycopg_pool) of tenant-bound connections."""
+    def _route_url(self, key: RouteKey) -> str:
+        cell, database = key
+        if cell != PRIMARY_CELL:  # pragma: no cover - other cells arrive with `tenantry cells`
+            raise ConfigurationError(f"cell {cell!r} is not reachable from this process")
+        return provisioning.database_url(self.runtime_url, database)
+
+    @property
+    def router(self) -> Router:
+        """Pools and engines per server and database (checked, bounded, LRU)."""
         with self._lock:
-            if self._pool is None:
+            if self._router is None:
                 self._get_binder()
                 self._check_runtime()
-                pool: ConnectionPool[TenantConnection] = ConnectionPool(
-                    self.runtime_url,
-                    connection_class=TenantConnection,
-                    kwargs={"cursor_factory": TenantCursor},
-                    configure=self._configure,
-                    min_size=self.settings.pool_min_size,
-                    max_size=self.settings.pool_max_size,
-                    timeout=self.settings.connect_timeout,
-                    name="tenantry",
-                    open=False,
+                self._router = Router(
+                    self.settings,
+                    url_for=self._route_url,
+                    binder=self._get_binder,
+                    check_sql=RUNTIME_CHECK_SQL,
+                    check_params=runtime_check_params(self.settings.owner_role, self.settings.pooled_schema),
+                    judge=self._judge_runtime,
                 )
-                try:
-                    pool.open(wait=True, timeout=self.settings.connect_timeout)
-                except Exception as err:
-                    pool.close()
-                    raise DatabaseUnavailable(f"cannot open the runtime pool: {err}") from err
-                self._pool = pool
-            return self._pool
+            return self._router
+
+    def _route_key(self) -> RouteKey:
+        bound = context.current()
+        if bound is None or bound.route is None:
+            return DEFAULT_ROUTE
+        return bound.route.pool_key
+
+    def _forget_route(self, route: Route) -> None:
+        if self._router is not None:
+            self._router.forget(route.pool_key)
+
+    def pool(self) -> ConnectionPool[TenantConnection]:
+        """The psycopg_pool pool that serves the context's tenant (or no tenant)."""
+        return self.router.pool(self._route_key())
 
     @contextmanager
     def connection(self) -> Iterator[TenantConnection]:
-        """A pooled psycopg connection whose transactions are bound to the context's tenant.
+        """A pooled psycopg connection whose transactions are bound to the context's tenant,
+        from the pool of the server and database that hold its rows.
 
         Commits when the block ends, rolls back when it raises.
         """
@@ -433,45 +413,19 @@ class Tenantry:
             else:
                 if not conn.closed:
                     conn.commit()
+            finally:
+                self._recycle(conn)
+
+    def _recycle(self, conn: TenantConnection | AsyncTenantConnection) -> None:
+        # a backend keeps a catalog cache entry for every relation it touched: a connection
+        # that has served many tenant schemas is closed, and the pool opens a fresh one
+        if conn._tenantry_schemas and len(conn._tenantry_schemas) > self.settings.schema_recycle_after:
+            conn.pgconn.finish()
 
     async def async_pool(self) -> AsyncConnectionPool[AsyncTenantConnection]:
-        """The asyncio runtime pool, opened on first use in the running loop.
-
-        A pool belongs to the event loop that opened it; called from another loop (a new
-        ``asyncio.run``), this opens a fresh pool for that loop.
-        """
-        loop = asyncio.get_running_loop()
-        if self._async_pool is not None and self._async_loop is not loop:
-            self._async_pool = None
-        if self._async_pool is None:
-            await asyncio.to_thread(self._get_binder)
-            await asyncio.to_thread(self._check_runtime)
-            pool: AsyncConnectionPool[AsyncTenantConnection] = AsyncConnectionPool(
-                self.runtime_url,
-                connection_class=AsyncTenantConnection,
-                kwargs={"cursor_factory": AsyncTenantCursor},
-                configure=self._aconfigure,
-                min_size=self.settings.pool_min_size,
-                max_size=self.settings.pool_max_size,
-                timeout=self.settings.connect_timeout,
-                name="tenantry-async",
-                open=False,
-            )
-            await pool.open(wait=True, timeout=self.settings.connect_timeout)
-            if self._async_pool is None:
-                self._async_pool = pool
-                self._async_loop = loop
-            else:  # another task won the race
-                await pool.close()
-        return self._async_pool
-
-    async def _aconfigure(self, conn: AsyncTenantConnection) -> None:
-        cur = await conn.execute(RUNTIME_CHECK_SQL, self._runtime_check_params())
-        row = await cur.fetchone()
-        await conn.rollback()
-        self._judge_runtime(row)
-        conn.server_cursor_factory = AsyncTenantServerCursor
-        conn._tenantry_binder = self._binder
+        """The asyncio pool that serves the context's tenant, in the running loop."""
+        await asyncio.to_thread(lambda: self.router)
+        return await self.router.async_pool(self._route_key())
 
     @asynccontextmanager
     async def async_connection(self) -> AsyncIterator[AsyncTenantConnection]:
@@ -494,84 +448,33 @@ class Tenantry:
             else:
                 if not conn.closed:
                     await conn.commit()
-
-    def engine(self, **kwargs: Any) -> sa.Engine:
-        """A SQLAlchemy engine for tenant traffic (runtime role, tenant bound per transaction)."""
-        with self._lock:
-            if self._engine is None:
-                binder = self._get_binder()
-                self._check_runtime()
-                url = self.runtime_url
-                options: dict[str, Any] = {
-                    "pool_size": self.settings.pool_max_size,
-                    "max_overflow": 0,
-                    "pool_pre_ping": False,
-                }
-                options.update(kwargs)
-                engine = sa.create_engine(
-                    "postgresql+psycopg://", creator=lambda: psycopg.connect(url), **options
-                )
-                bind_engine(engine, binder)
-                self._watch_runtime(engine)
-                self._engine = engine
-            return self._engine
-
-    def async_engine(self, **kwargs: Any) -> AsyncEngine:
-        """Async :meth:`engine` (``sqlalchemy.ext.asyncio``)."""
-        with self._lock:
-            if self._async_engine is None:
-                binder = self._get_binder()
-                self._check_runtime()
-                url = self.runtime_url
-                options: dict[str, Any] = {"pool_size": self.settings.pool_max_size, "max_overflow": 0}
-                options.update(kwargs)
-                engine = create_async_engine(
-                    "postgresql+psycopg://",
-                    async_creator=lambda: psycopg.AsyncConnection.connect(url),
-                    **options,
-                )
-                bind_engine(engine, binder)
-                self._watch_runtime(engine.sync_engine)
-                self._async_engine = engine
-            return self._async_engine
-
-    def _watch_runtime(self, engine: sa.Engine) -> None:
-        """Check every new connection of ``engine`` like the pools' do."""
-
-        @sa.event.listens_for(engine, "connect")
-        def _check(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            try:
-                cursor.execute(RUNTIME_CHECK_SQL, self._runtime_check_params())
-                row = cursor.fetchone()
             finally:
-                cursor.close()
-            dbapi_connection.rollback()
-            self._judge_runtime(row)
+                self._recycle(conn)
+
+    def engine(self, **options: Any) -> sa.Engine:
+        """The SQLAlchemy engine for the context's tenant: bind it inside ``tn.tenant(...)``.
+
+        Pooled and schema-tier tenants (and no tenant) share one engine; a database-tier
+        tenant gets the engine of its own database. The tenant is bound per transaction.
+        """
+        return self.router.engine(self._route_key(), **options)
+
+    def async_engine(self, **options: Any) -> AsyncEngine:
+        """Async :meth:`engine` (``sqlalchemy.ext.asyncio``)."""
+        return self.router.async_engine(self._route_key(), **options)
 
     # -- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:
         """Close pools and engines (the embedded server keeps running)."""
         with self._lock:
-            if self._pool is not None:
-                self._pool.close()
-                self._pool = None
-            if self._engine is not None:
-                self._engine.dispose()
-                self._engine = None
-            if self._async_engine is not None:
-                # disposing an async engine needs its loop; drop the pool's connections directly
-                self._async_engine.sync_engine.dispose(close=False)
-                self._async_engine = None
+            if self._router is not None:
+                self._router.close()
+                self._router = None
 
     async def aclose(self) -> None:
-        """Close the async pool and engine, then everything else."""
-        if self._async_pool is not None:
-            await self._async_pool.close()
-            self._async_pool = None
-        if self._async_engine is not None:
-            await self._async_engine.dispose()
-            self._async_engine = None
+        """Close the async pools and engines, then everything else."""
+        if self._router is not None:
+            await self._router.aclose()
         self.close()
 
     def __enter__(self) -> Tenantry:

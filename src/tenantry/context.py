@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
+from tenantry.core.placement import Route
 from tenantry.errors import NoTenantBound
 
 __all__ = ["BoundTenant", "bind", "current", "current_id", "require"]
@@ -25,10 +26,11 @@ __all__ = ["BoundTenant", "bind", "current", "current_id", "require"]
 
 @dataclass(frozen=True, slots=True)
 class BoundTenant:
-    """What the context knows of the tenant it serves."""
+    """What the context knows of the tenant it serves, and the route to its rows."""
 
     id: uuid.UUID
     slug: str
+    route: Route | None = None
 
 
 _current: ContextVar[BoundTenant | None] = ContextVar("tenantry.tenant", default=None)

@@ -36,6 +36,10 @@ class Settings:
     """Where the embedded server keeps its data. ``None``: a per-user data directory.
     ``TENANTRY_DATA_DIR``."""
 
+    app: str | None = None
+    """The app's tenant tables, as ``module:Base`` or ``module:metadata`` (import spec), for
+    the CLI and for provisioning schema- and database-tier tenants. ``TENANTRY_APP``."""
+
     owner_role: str = "tenantry_owner"
     """Role that owns the catalog and the app's tables and runs DDL. ``TENANTRY_OWNER_ROLE``."""
 
@@ -51,6 +55,19 @@ class Settings:
 
     pool_max_size: int = 10
     """Most connections the runtime pool opens. ``TENANTRY_POOL_MAX_SIZE``."""
+
+    max_pools: int = 64
+    """Most connection pools (one per server and database) a process keeps open; the least
+    recently used is closed first. ``TENANTRY_MAX_POOLS``."""
+
+    tenant_pool_max_size: int = 4
+    """Most connections a process opens to one database-tier tenant's database.
+    ``TENANTRY_TENANT_POOL_MAX_SIZE``."""
+
+    schema_recycle_after: int = 200
+    """A connection that has served this many distinct tenant schemas is closed when it is
+    returned, so a backend's catalog cache cannot grow with the number of schemas.
+    ``TENANTRY_SCHEMA_RECYCLE_AFTER``."""
 
     connect_timeout: float = 10.0
     """Seconds to wait for a connection. ``TENANTRY_CONNECT_TIMEOUT``."""
@@ -75,6 +92,8 @@ class Settings:
             raise ConfigurationError(f"pooled schema {self.pooled_schema!r} is reserved")
         if not 0 <= self.pool_min_size <= self.pool_max_size or self.pool_max_size < 1:
             raise ConfigurationError("pool sizes must satisfy 0 <= min <= max and max >= 1")
+        if self.max_pools < 1 or self.tenant_pool_max_size < 1 or self.schema_recycle_after < 1:
+            raise ConfigurationError("max_pools, tenant_pool_max_size and schema_recycle_after must be >= 1")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -87,6 +106,7 @@ class Settings:
         values: dict[str, object] = {}
         text = {
             "database_url": "TENANTRY_DATABASE_URL",
+            "app": "TENANTRY_APP",
             "runtime_url": "TENANTRY_RUNTIME_URL",
             "owner_role": "TENANTRY_OWNER_ROLE",
             "runtime_role": "TENANTRY_RUNTIME_ROLE",
@@ -100,6 +120,9 @@ class Settings:
         numbers: dict[str, tuple[str, type]] = {
             "pool_min_size": ("TENANTRY_POOL_MIN_SIZE", int),
             "pool_max_size": ("TENANTRY_POOL_MAX_SIZE", int),
+            "max_pools": ("TENANTRY_MAX_POOLS", int),
+            "tenant_pool_max_size": ("TENANTRY_TENANT_POOL_MAX_SIZE", int),
+            "schema_recycle_after": ("TENANTRY_SCHEMA_RECYCLE_AFTER", int),
             "connect_timeout": ("TENANTRY_CONNECT_TIMEOUT", float),
             "tenant_cache_ttl": ("TENANTRY_TENANT_CACHE_TTL", float),
         }

@@ -183,7 +183,7 @@ def test_sqlalchemy_async_sessions_are_bound(tn: Tenantry, make_tenant) -> None:
         try:
             return await asyncio.gather(work(a.slug, "as-a"), work(b.slug, "as-b"))
         finally:
-            await tn.async_engine().dispose()
+            await tn.router.aclose()
 
     assert asyncio.run(main()) == [["as-a"], ["as-b"]]
 
@@ -214,10 +214,7 @@ def test_cancelled_task_leaves_nothing_bound(tn: Tenantry, make_tenant) -> None:
                     assert setting == ("", None)
             return setting, seen
         finally:
-            pool = tn._async_pool
-            tn._async_pool = None
-            if pool is not None:
-                await pool.close()
+            await tn.router.aclose()
 
     _setting, seen = asyncio.run(main())
     assert seen == set()

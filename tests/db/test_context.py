@@ -108,10 +108,7 @@ def test_asyncio_tasks_keep_their_own_tenant(tn: Tenantry, make_tenant) -> None:
         try:
             return await asyncio.gather(*(work(t.slug) for t in tenants))
         finally:
-            pool = tn._async_pool
-            tn._async_pool = None
-            if pool is not None:
-                await pool.close()
+            await tn.router.aclose()
 
     results = asyncio.run(main())
     assert results == [{t.slug} for t in tenants]

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from tenantry import (
+    ConfigurationError,
     InvalidInput,
     InvalidSlug,
     InvalidTransition,
@@ -86,10 +87,16 @@ def test_bad_names_and_plans(tn: Tenantry) -> None:
         tn.create_tenant(_slug(), plan="nope")
 
 
-def test_unavailable_tier_is_a_clear_error(tn: Tenantry) -> None:
+def test_tier_needs_the_app_tables(scratch, tn: Tenantry) -> None:
+    """Schema and database tiers build the app's tables: without metadata, a clear error and
+    nothing written."""
+    bare = Tenantry(scratch.settings())
     slug = _slug()
-    with pytest.raises(InvalidInput, match="schema isolation"):
-        tn.create_tenant(slug, plan="business")
+    try:
+        with pytest.raises(ConfigurationError, match="TENANTRY_APP"):
+            bare.create_tenant(slug, plan="business")
+    finally:
+        bare.close()
     with pytest.raises(TenantNotFound):
         tn.get_tenant(slug)
 

@@ -6,16 +6,15 @@ reaches the user (set ``TENANTRY_DEBUG=1`` to see one).
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import psycopg
-import sqlalchemy as sa
 import typer
 
+from tenantry.appspec import load_metadata
 from tenantry.cli import audit as audit_cli
 from tenantry.cli import plans as plans_cli
 from tenantry.cli import server as server_cli
@@ -66,24 +65,6 @@ def root(
     ctx.call_on_close(state.close)
 
 
-def _load_metadata(spec: str) -> sa.MetaData:
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigurationError(f"--app {spec!r} must look like 'package.module:Base'")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigurationError(f"cannot import {module_name!r}: {err}") from err
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise ConfigurationError(f"{module_name!r} has no attribute {attr!r}")
-        target = getattr(target, part)
-    metadata = getattr(target, "metadata", target)
-    if not isinstance(metadata, sa.MetaData):
-        raise ConfigurationError(f"{spec!r} is neither a SQLAlchemy MetaData nor a declarative base")
-    return metadata
-
-
 @app.command()
 def init(
     ctx: typer.Context,
@@ -102,7 +83,7 @@ def init(
     report = tn.init()
     result: dict[str, Any] = report.to_dict()
     if app_spec:
-        result["app"] = tn.deploy(_load_metadata(app_spec)).to_dict()
+        result["app"] = tn.deploy(load_metadata(app_spec)).to_dict()
     if as_json:
         emit_json(result)
         return

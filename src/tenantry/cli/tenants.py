@@ -9,7 +9,7 @@ import typer
 
 from tenantry.cli.output import console, emit_json, table
 from tenantry.cli.state import get_state
-from tenantry.core.model import Status, Tenant
+from tenantry.core.model import Status
 from tenantry.errors import InvalidInput
 
 __all__ = ["app"]
@@ -18,13 +18,6 @@ app = typer.Typer(help="Create, list, show, suspend, resume, archive and delete 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Key = Annotated[str, typer.Argument(help="The tenant's slug or id.", show_default=False)]
-
-
-def _describe(tn_tenant: Tenant, isolation: str, schema: str) -> dict[str, object]:
-    data = tn_tenant.to_dict()
-    data["isolation"] = isolation
-    data["placement"] = {"tier": isolation, "schema": schema}
-    return data
 
 
 @app.command("create")
@@ -75,13 +68,22 @@ def show(ctx: typer.Context, key: Key, as_json: JsonFlag = False) -> None:
     """Show one tenant, with its plan's isolation and its placement."""
     tn = get_state(ctx).tenantry()
     tenant = tn.get_tenant(key)
-    plan = tn.plan(tenant.plan)
-    data = _describe(tenant, plan.isolation.value, tn.settings.pooled_schema)
+    placement = tn.placement(tenant.id)
+    data = tenant.to_dict()
+    data["isolation"] = tn.plan(tenant.plan).isolation.value
+    data["placement"] = None if placement is None else placement.to_dict()
     if as_json:
         emit_json(data)
         return
     table(None, ["field", "value"], [(k, v) for k, v in data.items() if k != "placement"])
-    console.print(f"placement: {plan.isolation.value} tables in schema {tn.settings.pooled_schema}")
+    if placement is None:
+        console.print("placement: none active (being built or deleted)")
+    else:
+        where = f"database {placement.database}" if placement.database else "the shared database"
+        console.print(
+            f"placement: {placement.isolation.value}, schema {placement.schema} in {where}"
+            f" on cell {placement.cell}"
+        )
 
 
 def _status_command(name: str, verb: str, helptext: str) -> None:

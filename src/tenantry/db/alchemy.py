@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from tenantry import context
-from tenantry.db.binding import Binder, abegin, begin
+from tenantry.db.binding import Binder, RouteKey, abegin, begin, check_route
 from tenantry.db.connect import translate
 from tenantry.errors import IsolationError, TenantContextError, TenantryError
 
@@ -78,14 +78,16 @@ class TenantScoped:
         )
 
 
-def bind_engine(engine: Engine | AsyncEngine, binder: Binder) -> None:
-    """Attach tenantry's listeners to ``engine`` (a psycopg engine, sync or async)."""
+def bind_engine(engine: Engine | AsyncEngine, binder: Binder, serves: RouteKey | None = None) -> None:
+    """Attach tenantry's listeners to ``engine`` (a psycopg engine, sync or async) that
+    connects to the server and database ``serves``."""
     sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
     is_async = isinstance(engine, AsyncEngine)
 
     @event.listens_for(sync_engine, "begin")
     def _begin(conn: sa.Connection) -> None:
-        wanted = context.current_id()
+        wanted = context.current()
+        check_route(wanted, serves)
         if is_async:
             adapted = conn.connection.dbapi_connection
             adapted.run_async(lambda driver: abegin(driver, wanted, binder))  # type: ignore[union-attr]
@@ -96,7 +98,7 @@ def bind_engine(engine: Engine | AsyncEngine, binder: Binder) -> None:
     @event.listens_for(sync_engine, "before_cursor_execute")
     def _check(conn: sa.Connection, cursor: Any, statement: str, parameters: Any, ctx: Any, many: bool) -> None:
         bound = conn.info.get(_INFO_KEY, _UNSET)
-        if bound is not _UNSET and bound != context.current_id():
+        if bound is not _UNSET and bound != context.current():
             raise TenantContextError(
                 "the bound tenant changed inside an open transaction; commit or roll back first"
             )

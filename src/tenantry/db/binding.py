@@ -40,11 +40,14 @@ import psycopg
 from psycopg import pq
 
 from tenantry import context
+from tenantry.context import BoundTenant
+from tenantry.core.placement import Route
 from tenantry.db.local import ContextKeys
 from tenantry.errors import DatabaseUnavailable, TenantContextError
 
 __all__ = [
     "AsyncTenantConnection",
+    "RouteKey",
     "AsyncTenantCursor",
     "AsyncTenantServerCursor",
     "Binder",
@@ -53,6 +56,8 @@ __all__ = [
     "TenantServerCursor",
     "abegin",
     "begin",
+    "check_route",
+    "route_of",
 ]
 
 _IDLE = pq.TransactionStatus.IDLE
@@ -63,50 +68,59 @@ _BIND = (
     b" set_config('tenantry.tenant_sig', $2, true),"
     b" set_config('search_path', $3, true)"
 )
+# in a database-tier tenant's own database, the marker must name the tenant being bound
+_BIND_OWN_DATABASE = _BIND + b", tenantry.check_marker($1)"
 _WAIT_READ, _WAIT_WRITE = "r", "w"
 
 Params = list[bytes | None]
+Statement = tuple[bytes, Params]
+
+
+def _search_path(schema: str) -> bytes:
+    quoted = '"' + schema.replace('"', '""') + '"'
+    return f"{quoted}, public, pg_temp".encode()
 
 
 class Binder:
-    """Builds the parameters that bind a tenant; shared by all connections of a Tenantry."""
+    """Builds the statement that binds a tenant; shared by all connections of a Tenantry."""
 
-    def __init__(self, keys: ContextKeys, search_path: str) -> None:
-        self._keys = keys
-        quoted = '"' + search_path.replace('"', '""') + '"'
-        self._search_path = f"{quoted}, public, pg_temp".encode()
-        self._cache: OrderedDict[uuid.UUID | None, Params] = OrderedDict()
+    def __init__(self, keys: ContextKeys, default_schema: str) -> None:
+        self.keys = keys
+        self._unbound: Statement = (_BIND, [b"", b"", _search_path(default_schema)])
+        self._cache: OrderedDict[BoundTenant, Statement] = OrderedDict()
 
     def signed(self, tenant_id: uuid.UUID) -> tuple[str, str]:
         """``(tenant_id, signature)`` as the ``tenantry.*`` settings take them."""
         ident = str(tenant_id)
-        return ident, self._keys.sign(ident)
+        return ident, self.keys.sign(ident)
 
-    def params(self, tenant_id: uuid.UUID | None) -> Params:
-        """Parameters of the bind statement for ``tenant_id`` (``None``: no tenant)."""
-        cached = self._cache.get(tenant_id)
+    def statement(self, bound: BoundTenant | None) -> Statement:
+        """The bind statement and its parameters for ``bound`` (``None``: no tenant)."""
+        if bound is None:
+            return self._unbound
+        cached = self._cache.get(bound)
         if cached is not None:
-            self._cache.move_to_end(tenant_id)
+            self._cache.move_to_end(bound)
             return cached
-        if tenant_id is None:
-            params: Params = [b"", b"", self._search_path]
-        else:
-            ident, sig = self.signed(tenant_id)
-            params = [ident.encode(), sig.encode(), self._search_path]
-        self._cache[tenant_id] = params
+        ident, sig = self.signed(bound.id)
+        route = bound.route
+        path = _search_path(route.schema) if route is not None else self._unbound[1][2]
+        query = _BIND_OWN_DATABASE if route is not None and route.own_database else _BIND
+        statement: Statement = (query, [ident.encode(), sig.encode(), path])
+        self._cache[bound] = statement
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
-        return params
+        return statement
 
 
-def _bind_gen(pgconn: pq.abc.PGconn, params: Params) -> Generator[str, None, list[pq.abc.PGresult]]:
+def _bind_gen(pgconn: pq.abc.PGconn, statement: Statement) -> Generator[str, None, list[pq.abc.PGresult]]:
     """Send (BEGIN if idle and) the bind statement in one pipeline; return the results."""
     start = pgconn.transaction_status == _IDLE
     pgconn.enter_pipeline_mode()
     try:
         if start:
             pgconn.send_query_params(_BEGIN, None)
-        pgconn.send_query_params(_BIND, params)
+        pgconn.send_query_params(*statement)
         pgconn.pipeline_sync()
         while pgconn.flush():
             yield _WAIT_WRITE
@@ -139,11 +153,11 @@ def _check(results: list[pq.abc.PGresult], conn: psycopg.BaseConnection[Any]) ->
             raise psycopg.DatabaseError(f"binding the tenant failed: {message}")
 
 
-def begin(conn: psycopg.Connection[Any], tenant_id: uuid.UUID | None, binder: Binder) -> None:
-    """Bind ``tenant_id`` to ``conn``'s transaction, starting one if none is open."""
+def begin(conn: psycopg.Connection[Any], bound: BoundTenant | None, binder: Binder) -> None:
+    """Bind ``bound`` to ``conn``'s transaction, starting one if none is open."""
     pgconn = conn.pgconn
     with conn.lock:
-        gen = _bind_gen(pgconn, binder.params(tenant_id))
+        gen = _bind_gen(pgconn, binder.statement(bound))
         try:
             wait = next(gen)
             while True:
@@ -160,14 +174,12 @@ def begin(conn: psycopg.Connection[Any], tenant_id: uuid.UUID | None, binder: Bi
     _check(results, conn)
 
 
-async def abegin(
-    conn: psycopg.AsyncConnection[Any], tenant_id: uuid.UUID | None, binder: Binder
-) -> None:
+async def abegin(conn: psycopg.AsyncConnection[Any], bound: BoundTenant | None, binder: Binder) -> None:
     """Async :func:`begin`: waits on the socket through the event loop, never blocking it."""
     pgconn = conn.pgconn
     loop = asyncio.get_running_loop()
     async with conn.lock:
-        gen = _bind_gen(pgconn, binder.params(tenant_id))
+        gen = _bind_gen(pgconn, binder.statement(bound))
         try:
             wait = next(gen)
             while True:
@@ -204,28 +216,55 @@ _AUTOCOMMIT = (
     " tenant bound; use conn.transaction() or leave autocommit off"
 )
 
+RouteKey = tuple[str, str | None]
+
+
+def check_route(bound: BoundTenant | None, serves: RouteKey | None) -> None:
+    """Refuse to bind a tenant on a connection to another server or database than its own."""
+    if bound is None or bound.route is None or serves is None:
+        return
+    if bound.route.pool_key != serves:
+        where = bound.route.database or "the shared database"
+        raise TenantContextError(
+            f"tenant {bound.slug!r} lives in {where} on cell {bound.route.cell!r}; this connection"
+            f" serves {serves[1] or 'the shared database'} on cell {serves[0]!r}: open it inside"
+            " `with tn.tenant(...)`"
+        )
+
+
+def route_of(bound: BoundTenant | None) -> Route | None:
+    return None if bound is None else bound.route
+
 
 class TenantConnection(psycopg.Connection[Any]):
     """A psycopg connection whose every transaction is bound to the context's tenant.
 
-    Made by the runtime pool; use it through ``tn.connection()``. Statements run through any
+    Made by the runtime pools; use it through ``tn.connection()``. Statements run through any
     cursor of the connection, client- or server-side; a transaction begun under one tenant
-    refuses statements issued under another (:class:`TenantContextError`).
+    refuses statements issued under another (:class:`TenantContextError`), and a connection
+    to one database refuses tenants that live in another.
     """
 
     _tenantry_binder: Binder | None = None
-    _tenantry_bound: uuid.UUID | None = None
+    _tenantry_bound: BoundTenant | None = None
+    _tenantry_serves: RouteKey | None = None
+    _tenantry_schemas: set[str] | None = None
+
+    def _tenantry_bind(self, wanted: BoundTenant | None, binder: Binder) -> None:
+        check_route(wanted, self._tenantry_serves)
+        begin(self, wanted, binder)
+        self._tenantry_bound = wanted
+        _note_schema(self, wanted)
 
     def _tenantry_prepare(self) -> None:
         binder = self._tenantry_binder
         if binder is None:
             return
-        wanted = context.current_id()
+        wanted = context.current()
         if self.pgconn.transaction_status == _IDLE:
             if self.autocommit:
                 raise TenantContextError(_AUTOCOMMIT)
-            begin(self, wanted, binder)
-            self._tenantry_bound = wanted
+            self._tenantry_bind(wanted, binder)
         elif self._tenantry_bound != wanted:
             raise TenantContextError(_SWITCHED)
 
@@ -237,12 +276,18 @@ class TenantConnection(psycopg.Connection[Any]):
         with super().transaction(savepoint_name, force_rollback) as tx:
             if outer and self._tenantry_binder is not None:
                 # psycopg sent its own BEGIN: bind within it (one extra round trip)
-                wanted = context.current_id()
-                begin(self, wanted, self._tenantry_binder)
-                self._tenantry_bound = wanted
+                self._tenantry_bind(context.current(), self._tenantry_binder)
             else:
                 self._tenantry_prepare()
             yield tx
+
+
+def _note_schema(conn: TenantConnection | AsyncTenantConnection, bound: BoundTenant | None) -> None:
+    """Remember the schemas a connection has served (see ``schema_recycle_after``)."""
+    if bound is not None and bound.route is not None:
+        if conn._tenantry_schemas is None:
+            conn._tenantry_schemas = set()
+        conn._tenantry_schemas.add(bound.route.schema)
 
 
 def _prepare(conn: Any) -> None:
@@ -285,18 +330,25 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Any]):
     """Async :class:`TenantConnection`."""
 
     _tenantry_binder: Binder | None = None
-    _tenantry_bound: uuid.UUID | None = None
+    _tenantry_bound: BoundTenant | None = None
+    _tenantry_serves: RouteKey | None = None
+    _tenantry_schemas: set[str] | None = None
+
+    async def _tenantry_bind(self, wanted: BoundTenant | None, binder: Binder) -> None:
+        check_route(wanted, self._tenantry_serves)
+        await abegin(self, wanted, binder)
+        self._tenantry_bound = wanted
+        _note_schema(self, wanted)
 
     async def _tenantry_prepare(self) -> None:
         binder = self._tenantry_binder
         if binder is None:
             return
-        wanted = context.current_id()
+        wanted = context.current()
         if self.pgconn.transaction_status == _IDLE:
             if self.autocommit:
                 raise TenantContextError(_AUTOCOMMIT)
-            await abegin(self, wanted, binder)
-            self._tenantry_bound = wanted
+            await self._tenantry_bind(wanted, binder)
         elif self._tenantry_bound != wanted:
             raise TenantContextError(_SWITCHED)
 
@@ -307,9 +359,7 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Any]):
         outer = self.pgconn.transaction_status == _IDLE
         async with super().transaction(savepoint_name, force_rollback) as tx:
             if outer and self._tenantry_binder is not None:
-                wanted = context.current_id()
-                await abegin(self, wanted, self._tenantry_binder)
-                self._tenantry_bound = wanted
+                await self._tenantry_bind(context.current(), self._tenantry_binder)
             else:
                 await self._tenantry_prepare()
             yield tx

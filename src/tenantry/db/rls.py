@@ -185,12 +185,13 @@ def drop_foreign_policies(conn: psycopg.Connection[Any], schema: str, table: str
     return names
 
 
-def table_order(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
-    """Registered app tables, referencing tables before the tables they reference."""
+def table_order(conn: psycopg.Connection[Any], schema: str) -> list[tuple[str, str]]:
+    """Registered app tables of ``schema``, referencing tables before those they reference."""
     tables = [
         (r[0], r[1])
         for r in conn.execute(
-            "SELECT schema_name, table_name FROM tenantry.app_tables ORDER BY 1, 2"
+            "SELECT schema_name, table_name FROM tenantry.app_tables WHERE schema_name = %s ORDER BY 1, 2",
+            (schema,),
         ).fetchall()
     ]
     edges = conn.execute(

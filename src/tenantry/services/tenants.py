@@ -1,7 +1,7 @@
-"""Tenant lifecycle: create, read, change status, delete. Every change is audited.
+"""Tenants and plans in the catalog: reads, and status changes along the lifecycle.
 
-Each operation is one transaction on the catalog (and, for delete, the tenant's rows), so a
-failure midway leaves nothing half-done, and each is idempotent where a rerun makes sense.
+Each change is one audited transaction; creating and deleting tenants, which touch their
+placements too, live in :mod:`tenantry.services.provisioning`.
 """
 
 from __future__ import annotations
@@ -13,29 +13,25 @@ import psycopg
 from psycopg import sql
 
 from tenantry.core.model import Isolation, Plan, Status, Tenant, check_transition
-from tenantry.core.naming import is_slug, validate_slug
-from tenantry.db.binding import Binder
-from tenantry.db.rls import table_order
-from tenantry.errors import InvalidInput, PlanNotFound, TenantExists, TenantNotFound
+from tenantry.core.naming import is_slug
+from tenantry.errors import PlanNotFound, TenantNotFound
 from tenantry.services import audit
 
 __all__ = [
+    "TENANT_COLUMNS",
     "change_status",
-    "create_tenant",
-    "delete_tenant",
     "get_plan",
     "get_tenant",
     "list_plans",
     "list_tenants",
+    "row_to_tenant",
     "tenant_key",
 ]
 
-_TENANT_COLUMNS = sql.SQL("id, slug, name, plan, status, created_at, updated_at")
-#: isolation tiers this release can place tenants on
-AVAILABLE_ISOLATION = frozenset({Isolation.POOLED})
+TENANT_COLUMNS = sql.SQL("id, slug, name, plan, status, created_at, updated_at")
 
 
-def _tenant(row: tuple[Any, ...]) -> Tenant:
+def row_to_tenant(row: tuple[Any, ...]) -> Tenant:
     return Tenant(
         id=row[0], slug=row[1], name=row[2], plan=row[3], status=Status(row[4]),
         created_at=row[5], updated_at=row[6],
@@ -95,12 +91,12 @@ def get_tenant(
     """The tenant with this slug or id; deleted tenants are found by id only."""
     where, value = _lookup_clause(key)
     query = sql.SQL("SELECT {} FROM tenantry.tenants WHERE {}{}").format(
-        _TENANT_COLUMNS, where, sql.SQL(" FOR UPDATE" if for_update else "")
+        TENANT_COLUMNS, where, sql.SQL(" FOR UPDATE" if for_update else "")
     )
     row = conn.execute(query, (value,)).fetchone()
     if row is None:
         raise TenantNotFound(f"no tenant {str(key)!r}")
-    return _tenant(row)
+    return row_to_tenant(row)
 
 
 def list_tenants(
@@ -122,7 +118,7 @@ def list_tenants(
              ORDER BY slug, created_at
              LIMIT %(limit)s OFFSET %(offset)s
             """
-        ).format(_TENANT_COLUMNS),
+        ).format(TENANT_COLUMNS),
         {
             "status": None if status is None else status.value,
             "plan": plan,
@@ -131,47 +127,7 @@ def list_tenants(
             "offset": offset,
         },
     ).fetchall()
-    return [_tenant(r) for r in rows]
-
-
-def create_tenant(
-    conn: psycopg.Connection[Any],
-    slug: str,
-    *,
-    name: str | None = None,
-    plan: str = "free",
-    actor: str,
-) -> Tenant:
-    """Create an active tenant; a live tenant with the slug already is :class:`TenantExists`."""
-    validate_slug(slug)
-    display = (name if name is not None else slug).strip()
-    if not 1 <= len(display) <= 200:
-        raise InvalidInput("tenant name must be 1 to 200 characters")
-    with conn.transaction():
-        chosen = get_plan(conn, plan)
-        if chosen.isolation not in AVAILABLE_ISOLATION:
-            raise InvalidInput(
-                f"plan {plan!r} needs {chosen.isolation.value} isolation, which this release cannot"
-                " place yet; use a pooled plan such as 'free'"
-            )
-        try:
-            with conn.transaction():
-                row = conn.execute(
-                    sql.SQL(
-                        "INSERT INTO tenantry.tenants (slug, name, plan, status)"
-                        " VALUES (%s, %s, %s, 'active') RETURNING {}"
-                    ).format(_TENANT_COLUMNS),
-                    (slug, display, plan),
-                ).fetchone()
-        except psycopg.errors.UniqueViolation as err:
-            raise TenantExists(f"a tenant with slug {slug!r} exists already") from err
-        assert row is not None
-        tenant = _tenant(row)
-        audit.record(
-            conn, actor=actor, action="tenant.create", target_type="tenant",
-            target=slug, after=tenant.to_dict(),
-        )
-    return tenant
+    return [row_to_tenant(r) for r in rows]
 
 
 def change_status(
@@ -186,55 +142,13 @@ def change_status(
         row = conn.execute(
             sql.SQL(
                 "UPDATE tenantry.tenants SET status = %s, updated_at = now() WHERE id = %s RETURNING {}"
-            ).format(_TENANT_COLUMNS),
+            ).format(TENANT_COLUMNS),
             (target.value, before.id),
         ).fetchone()
         assert row is not None
-        after = _tenant(row)
+        after = row_to_tenant(row)
         audit.record(
             conn, actor=actor, action=f"tenant.{target.value}", target_type="tenant",
             target=before.slug, before=before.to_dict(), after=after.to_dict(),
         )
     return after
-
-
-def delete_tenant(
-    conn: psycopg.Connection[Any],
-    key: str | uuid.UUID,
-    *,
-    owner: str,
-    binder: Binder,
-    actor: str,
-) -> dict[str, int]:
-    """Delete every row of the tenant in the app tables and mark it deleted, atomically.
-
-    Returns rows deleted per table. Runs as the owner with the tenant bound, so row-level
-    security itself confines the deletes to this tenant's rows.
-    """
-    with conn.transaction():
-        tenant = get_tenant(conn, key, for_update=True)
-        if tenant.status is Status.DELETED:
-            return {}
-        check_transition(tenant.slug, tenant.status, Status.DELETED)
-        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
-        conn.execute(
-            "SELECT set_config('tenantry.tenant_id', %s, true), set_config('tenantry.tenant_sig', %s, true)",
-            binder.signed(tenant.id),
-        )
-        counts: dict[str, int] = {}
-        for schema, table in table_order(conn):
-            cur = conn.execute(
-                sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(sql.Identifier(schema, table)),
-                (tenant.id,),
-            )
-            counts[f"{schema}.{table}"] = cur.rowcount
-        conn.execute("RESET ROLE")
-        conn.execute(
-            "UPDATE tenantry.tenants SET status = 'deleted', updated_at = now() WHERE id = %s",
-            (tenant.id,),
-        )
-        audit.record(
-            conn, actor=actor, action="tenant.delete", target_type="tenant",
-            target=tenant.slug, before=tenant.to_dict(), after={"rows_deleted": counts},
-        )
-    return counts

@@ -1,0 +1,269 @@
+"""Routing: one connection pool (and one SQLAlchemy engine) per server and database.
+
+Pooled and schema-tier tenants share the pools of their cell's main database; each
+database-tier tenant has its own, small. A process keeps at most ``max_pools`` of each kind
+open and closes the least recently used first, so thousands of database-tier tenants cost a
+bounded number of connections. Every new connection is checked (the runtime role must not be
+able to step around RLS) before it serves anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import psycopg
+import sqlalchemy as sa
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tenantry.core.placement import PRIMARY_CELL
+from tenantry.db.alchemy import bind_engine
+from tenantry.db.binding import (
+    AsyncTenantConnection,
+    AsyncTenantCursor,
+    AsyncTenantServerCursor,
+    Binder,
+    RouteKey,
+    TenantConnection,
+    TenantCursor,
+    TenantServerCursor,
+)
+from tenantry.errors import DatabaseUnavailable
+from tenantry.settings import Settings
+
+__all__ = ["DEFAULT_ROUTE", "Router"]
+
+#: the main database of the primary cell: pooled and schema-tier tenants, and no tenant
+DEFAULT_ROUTE: RouteKey = (PRIMARY_CELL, None)
+
+T = TypeVar("T")
+
+
+class _Lru(Generic[T]):
+    """At most ``size`` values by key; the least recently used is handed to ``close``."""
+
+    def __init__(self, size: int, close: Callable[[T], None]) -> None:
+        self._size = size
+        self._close = close
+        self._items: OrderedDict[RouteKey, T] = OrderedDict()
+
+    def get(self, key: RouteKey) -> T | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: RouteKey, value: T) -> None:
+        self._items[key] = value
+        while len(self._items) > self._size:
+            _, evicted = self._items.popitem(last=False)
+            self._close(evicted)
+
+    def pop(self, key: RouteKey) -> T | None:
+        return self._items.pop(key, None)
+
+    def drain(self) -> list[T]:
+        values = list(self._items.values())
+        self._items.clear()
+        return values
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Router:
+    """Pools and engines by route key ``(cell, database)``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        url_for: Callable[[RouteKey], str],
+        binder: Callable[[], Binder],
+        check_sql: str,
+        check_params: dict[str, object],
+        judge: Callable[[tuple[Any, ...] | None], None],
+    ) -> None:
+        self._settings = settings
+        self._url_for = url_for
+        self._binder = binder
+        self._check_sql = check_sql
+        self._check_params = check_params
+        self._judge = judge
+        self._lock = threading.RLock()
+        self._pools: _Lru[ConnectionPool[TenantConnection]] = _Lru(settings.max_pools, _close_pool)
+        self._engines: _Lru[sa.Engine] = _Lru(settings.max_pools, lambda e: e.dispose())
+        self._async_engines: _Lru[AsyncEngine] = _Lru(settings.max_pools, lambda e: e.sync_engine.dispose(close=False))
+        self._async_pools: dict[RouteKey, AsyncConnectionPool[AsyncTenantConnection]] = {}
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+
+    def _sizes(self, key: RouteKey) -> tuple[int, int]:
+        if key == DEFAULT_ROUTE:
+            return self._settings.pool_min_size, self._settings.pool_max_size
+        return 0, self._settings.tenant_pool_max_size
+
+    # -- psycopg ------------------------------------------------------------------------------
+    def _configure(self, key: RouteKey) -> Callable[[TenantConnection], None]:
+        def configure(conn: TenantConnection) -> None:
+            row = conn.execute(self._check_sql, self._check_params).fetchone()
+            conn.rollback()
+            self._judge(row)
+            conn.server_cursor_factory = TenantServerCursor
+            conn._tenantry_serves = key
+            conn._tenantry_binder = self._binder()
+
+        return configure
+
+    def pool(self, key: RouteKey) -> ConnectionPool[TenantConnection]:
+        """The pool for ``key``, opened on first use."""
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is not None:
+                return pool
+            min_size, max_size = self._sizes(key)
+            pool = ConnectionPool(
+                self._url_for(key),
+                connection_class=TenantConnection,
+                kwargs={"cursor_factory": TenantCursor},
+                configure=self._configure(key),
+                min_size=min_size,
+                max_size=max_size,
+                timeout=self._settings.connect_timeout,
+                name=f"tenantry:{key[0]}:{key[1] or 'main'}",
+                open=False,
+            )
+            try:
+                pool.open(wait=min_size > 0, timeout=self._settings.connect_timeout)
+            except Exception as err:
+                pool.close()
+                raise DatabaseUnavailable(f"cannot open the runtime pool: {err}") from err
+            self._pools.put(key, pool)
+            return pool
+
+    async def async_pool(self, key: RouteKey) -> AsyncConnectionPool[AsyncTenantConnection]:
+        """The asyncio pool for ``key`` in the running loop (pools belong to their loop)."""
+        loop = asyncio.get_running_loop()
+        if self._async_loop is not loop:
+            self._async_pools = {}
+            self._async_loop = loop
+        pool = self._async_pools.get(key)
+        if pool is not None:
+            return pool
+
+        async def configure(conn: AsyncTenantConnection) -> None:
+            cur = await conn.execute(self._check_sql, self._check_params)
+            row = await cur.fetchone()
+            await conn.rollback()
+            self._judge(row)
+            conn.server_cursor_factory = AsyncTenantServerCursor
+            conn._tenantry_serves = key
+            conn._tenantry_binder = self._binder()
+
+        min_size, max_size = self._sizes(key)
+        pool = AsyncConnectionPool(
+            self._url_for(key),
+            connection_class=AsyncTenantConnection,
+            kwargs={"cursor_factory": AsyncTenantCursor},
+            configure=configure,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=self._settings.connect_timeout,
+            name=f"tenantry-async:{key[0]}:{key[1] or 'main'}",
+            open=False,
+        )
+        await pool.open(wait=min_size > 0, timeout=self._settings.connect_timeout)
+        if key in self._async_pools:  # another task won the race
+            await pool.close()
+        else:
+            self._async_pools[key] = pool
+        return self._async_pools[key]
+
+    # -- SQLAlchemy -----------------------------------------------------------------------------
+    def _watch(self, engine: sa.Engine) -> None:
+        @sa.event.listens_for(engine, "connect")
+        def _check(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(self._check_sql, self._check_params)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+            dbapi_connection.rollback()
+            self._judge(row)
+
+    def engine(self, key: RouteKey, **options: Any) -> sa.Engine:
+        with self._lock:
+            engine = self._engines.get(key)
+            if engine is None:
+                url = self._url_for(key)
+                engine = sa.create_engine(
+                    "postgresql+psycopg://",
+                    creator=lambda: psycopg.connect(url),
+                    **(self._engine_options(key) | options),
+                )
+                bind_engine(engine, self._binder(), key)
+                self._watch(engine)
+                self._engines.put(key, engine)
+            return engine
+
+    def async_engine(self, key: RouteKey, **options: Any) -> AsyncEngine:
+        with self._lock:
+            engine = self._async_engines.get(key)
+            if engine is None:
+                url = self._url_for(key)
+                engine = create_async_engine(
+                    "postgresql+psycopg://",
+                    async_creator=lambda: psycopg.AsyncConnection.connect(url),
+                    **(self._engine_options(key) | options),
+                )
+                bind_engine(engine, self._binder(), key)
+                self._watch(engine.sync_engine)
+                self._async_engines.put(key, engine)
+            return engine
+
+    def _engine_options(self, key: RouteKey) -> dict[str, Any]:
+        return {"pool_size": self._sizes(key)[1], "max_overflow": 0}
+
+    # -- lifetime ---------------------------------------------------------------------------
+    def open_pools(self) -> int:
+        """How many psycopg pools are open (for tests and metrics)."""
+        return len(self._pools)
+
+    def forget(self, key: RouteKey) -> None:
+        """Close what serves ``key`` (its database is going away)."""
+        with self._lock:
+            pool = self._pools.pop(key)
+            if pool is not None:
+                _close_pool(pool)
+            engine = self._engines.pop(key)
+            if engine is not None:
+                engine.dispose()
+            async_engine = self._async_engines.pop(key)
+            if async_engine is not None:
+                async_engine.sync_engine.dispose(close=False)
+            self._async_pools.pop(key, None)
+
+    def close(self) -> None:
+        with self._lock:
+            for pool in self._pools.drain():
+                _close_pool(pool)
+            for engine in self._engines.drain():
+                engine.dispose()
+            for async_engine in self._async_engines.drain():
+                async_engine.sync_engine.dispose(close=False)
+
+    async def aclose(self) -> None:
+        """Close the asyncio pools and engines (in their loop); the rest stays open."""
+        pools, self._async_pools = list(self._async_pools.values()), {}
+        for pool in pools:
+            await pool.close()
+        for engine in self._async_engines.drain():
+            await engine.dispose()
+
+
+def _close_pool(pool: ConnectionPool[TenantConnection]) -> None:
+    pool.close(timeout=5.0)

@@ -1,0 +1,316 @@
+"""Provisioning a tenant on its plan's tier, as recorded, idempotent, resumable steps.
+
+A pooled tenant costs one catalog transaction: the tenant row and its active placement.
+Schema- and database-tier tenants are built step by step (:func:`tenantry.core.placement.
+plan_steps`); each finished step is recorded in a ``tenantry.jobs`` row, every step is safe to
+run again, and the tenant stays ``provisioning`` (never served) until the last step activates
+it. If the process dies midway, creating the same slug again resumes where it stopped. A
+session advisory lock on the tenant keeps two processes from building it at once.
+
+``TENANTRY_TEST_CRASH_AFTER=<step>`` makes the process exit abruptly right after that step is
+recorded, so the fault tests can kill provisioning at every step.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from tenantry.core.model import Isolation, Status, Tenant, check_transition
+from tenantry.core.naming import validate_slug
+from tenantry.core.placement import PRIMARY_CELL, Placement, plan_steps
+from tenantry.db.deploy import deploy_tables
+from tenantry.db.local import install_local
+from tenantry.errors import Conflict, InvalidInput, TenantExists
+from tenantry.services import audit
+from tenantry.db.rls import table_order
+from tenantry.services.tenants import TENANT_COLUMNS, get_plan, get_tenant, row_to_tenant
+
+if TYPE_CHECKING:
+    from tenantry.app import Tenantry
+
+__all__ = ["database_url", "deprovision", "provision", "read_placement"]
+
+_LOCK_CLASS = 0x746E  # advisory lock namespace of per-tenant control-plane work
+_PLACEMENT_COLUMNS = sql.SQL("tenant_id, cell, isolation, database_name, schema_name, status")
+
+
+def database_url(admin_url: str, database: str | None) -> str:
+    """``admin_url`` pointing at another database of the same server."""
+    if database is None:
+        return admin_url
+    params = conninfo_to_dict(admin_url)
+    params["dbname"] = database
+    return make_conninfo("", **params)
+
+
+def read_placement(conn: psycopg.Connection[Any], tenant_id: uuid.UUID, status: str = "active") -> Placement | None:
+    row = conn.execute(
+        sql.SQL("SELECT {} FROM tenantry.placements WHERE tenant_id = %s AND status = %s").format(
+            _PLACEMENT_COLUMNS
+        ),
+        (tenant_id, status),
+    ).fetchone()
+    if row is None:
+        return None
+    return Placement(row[0], row[1], Isolation(row[2]), row[3], row[4], row[5])
+
+
+def _insert_placement(conn: psycopg.Connection[Any], placement: Placement) -> None:
+    conn.execute(
+        """
+        INSERT INTO tenantry.placements (tenant_id, cell, isolation, database_name, schema_name, status)
+        VALUES (%s, %s, %s, %s, %s, %s)
+        """,
+        (
+            placement.tenant_id,
+            placement.cell,
+            placement.isolation.value,
+            placement.database,
+            placement.schema,
+            placement.status,
+        ),
+    )
+
+
+def provision(tn: Tenantry, slug: str, *, name: str | None, plan: str) -> Tenant:
+    """Create (or finish creating) a tenant on ``plan``; returns it active."""
+    validate_slug(slug)
+    display = (name if name is not None else slug).strip()
+    if not 1 <= len(display) <= 200:
+        raise InvalidInput("tenant name must be 1 to 200 characters")
+    with tn.admin() as conn:
+        chosen = get_plan(conn, plan)
+        if chosen.isolation is not Isolation.POOLED:
+            tn._metadata()  # fail before writing anything when the app's tables are unknown
+        tenant, job_id, steps_done = _start(tn, conn, slug, display, plan, chosen.isolation)
+        if tenant.status is Status.ACTIVE:
+            return tenant
+        if not conn.execute(
+            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_CLASS, str(tenant.id))
+        ).fetchone()[0]:  # type: ignore[index]
+            raise Conflict(f"tenant {slug!r} is being provisioned by another process; try again shortly")
+        try:
+            placement = read_placement(conn, tenant.id, "building")
+            assert placement is not None
+            for step in plan_steps(chosen.isolation):
+                if step in steps_done:
+                    continue
+                if step == "activate":
+                    return _activate(tn, conn, tenant, placement, job_id)
+                _run_step(tn, step, placement)
+                conn.execute(
+                    "UPDATE tenantry.jobs SET steps_done = array_append(steps_done, %s), updated_at = now()"
+                    " WHERE id = %s",
+                    (step, job_id),
+                )
+                if os.environ.get("TENANTRY_TEST_CRASH_AFTER") == step:
+                    os._exit(70)
+            raise AssertionError("provisioning ended without activating")  # pragma: no cover
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK_CLASS, str(tenant.id)))
+
+
+def _start(
+    tn: Tenantry, conn: psycopg.Connection[Any], slug: str, name: str, plan: str, isolation: Isolation
+) -> tuple[Tenant, uuid.UUID | None, set[str]]:
+    """Record the tenant (or find the half-built one); return it, its job and the steps done."""
+    with conn.transaction():
+        row = conn.execute(
+            sql.SQL("SELECT {} FROM tenantry.tenants WHERE slug = %s AND status <> 'deleted' FOR UPDATE").format(
+                TENANT_COLUMNS
+            ),
+            (slug,),
+        ).fetchone()
+        if row is not None:
+            existing = row_to_tenant(row)
+            if existing.status is not Status.PROVISIONING:
+                raise TenantExists(f"a tenant with slug {slug!r} exists already")
+            if existing.plan != plan:
+                raise Conflict(
+                    f"tenant {slug!r} is half-built on plan {existing.plan!r}; create it again on that plan to finish"
+                )
+            job = conn.execute(
+                "UPDATE tenantry.jobs SET attempts = attempts + 1, updated_at = now()"
+                " WHERE tenant_id = %s AND kind = 'provision' AND status = 'running'"
+                " RETURNING id, steps_done",
+                (existing.id,),
+            ).fetchone()
+            assert job is not None
+            audit.record(conn, actor=tn.actor, action="tenant.create.resume", target_type="tenant",
+                         target=slug, after={"steps_done": list(job[1])})
+            return existing, job[0], set(job[1])
+        status = "active" if isolation is Isolation.POOLED else "provisioning"
+        try:
+            with conn.transaction():
+                inserted = conn.execute(
+                    sql.SQL(
+                        "INSERT INTO tenantry.tenants (slug, name, plan, status) VALUES (%s, %s, %s, %s) RETURNING {}"
+                    ).format(TENANT_COLUMNS),
+                    (slug, name, plan, status),
+                ).fetchone()
+        except psycopg.errors.UniqueViolation as err:
+            raise TenantExists(f"a tenant with slug {slug!r} exists already") from err
+        assert inserted is not None
+        tenant = row_to_tenant(inserted)
+        placement = Placement.plan_for(
+            tenant.id, isolation, cell=PRIMARY_CELL, pooled_schema=tn.settings.pooled_schema
+        )
+        if isolation is Isolation.POOLED:
+            _insert_placement(conn, Placement(**{**_fields(placement), "status": "active"}))
+            audit.record(conn, actor=tn.actor, action="tenant.create", target_type="tenant",
+                         target=slug, after=tenant.to_dict() | {"placement": placement.to_dict() | {"status": "active"}})
+            return tenant, None, set()
+        _insert_placement(conn, placement)
+        job = conn.execute(
+            "INSERT INTO tenantry.jobs (kind, tenant_id) VALUES ('provision', %s) RETURNING id",
+            (tenant.id,),
+        ).fetchone()
+        assert job is not None
+        audit.record(conn, actor=tn.actor, action="tenant.create.start", target_type="tenant",
+                     target=slug, after=tenant.to_dict() | {"placement": placement.to_dict()})
+        return tenant, job[0], set()
+
+
+def _fields(placement: Placement) -> dict[str, Any]:
+    return {name: getattr(placement, name) for name in Placement.__slots__}
+
+
+def _run_step(tn: Tenantry, step: str, placement: Placement) -> None:
+    s = tn.settings
+    ids = {
+        "owner": sql.Identifier(s.owner_role),
+        "runtime": sql.Identifier(s.runtime_role),
+        "schema": sql.Identifier(placement.schema),
+    }
+    if step == "create_schema":
+        with tn.admin() as conn, conn.transaction():
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {owner}").format(**ids))
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {schema} TO {runtime}").format(**ids))
+    elif step == "create_database":
+        assert placement.database is not None
+        with tn.admin() as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (placement.database,)
+            ).fetchone()
+            if exists is None:
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(placement.database), ids["owner"]
+                    )
+                )
+    elif step == "install_local":
+        url = database_url(tn.admin_url, placement.database)
+        with psycopg.connect(url, autocommit=True) as conn:
+            install_local(
+                conn,
+                owner=s.owner_role,
+                runtime=s.runtime_role,
+                data_schema=placement.schema,
+                keys=tn._get_binder().keys,
+            )
+            conn.execute(
+                "INSERT INTO tenantry.marker (tenant_id) VALUES (%s) ON CONFLICT DO NOTHING",
+                (placement.tenant_id,),
+            )
+    elif step == "deploy_tables":
+        deploy_tables(
+            database_url(tn.admin_url, placement.database),
+            tn._metadata(),
+            schema=placement.schema,
+            owner=s.owner_role,
+            runtime=s.runtime_role,
+        )
+    else:  # pragma: no cover - plan_steps and this function change together
+        raise AssertionError(f"unknown provisioning step {step!r}")
+
+
+def _activate(
+    tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, placement: Placement, job_id: uuid.UUID | None
+) -> Tenant:
+    with conn.transaction():
+        conn.execute(
+            "UPDATE tenantry.placements SET status = 'active', updated_at = now()"
+            " WHERE tenant_id = %s AND status = 'building'",
+            (tenant.id,),
+        )
+        row = conn.execute(
+            sql.SQL(
+                "UPDATE tenantry.tenants SET status = 'active', updated_at = now() WHERE id = %s RETURNING {}"
+            ).format(TENANT_COLUMNS),
+            (tenant.id,),
+        ).fetchone()
+        assert row is not None
+        conn.execute(
+            "UPDATE tenantry.jobs SET status = 'done', steps_done = array_append(steps_done, 'activate'),"
+            " updated_at = now() WHERE id = %s",
+            (job_id,),
+        )
+        active = row_to_tenant(row)
+        audit.record(conn, actor=tn.actor, action="tenant.create", target_type="tenant",
+                     target=tenant.slug, after=active.to_dict() | {"placement": placement.to_dict() | {"status": "active"}})
+    return active
+
+
+def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
+    """Delete every row of the tenant and mark it deleted; returns rows deleted per table.
+
+    Pooled: one transaction deletes the tenant's rows (as the owner with the tenant bound, so
+    row-level security itself confines the deletes) and marks it deleted. Schema tier: the
+    schema is dropped in that same transaction. Database tier: the database is dropped first
+    (idempotent), then the catalog is updated, so a crash in between is finished by a rerun.
+    """
+    s = tn.settings
+    with tn.admin() as conn:
+        tenant = get_tenant(conn, key)
+        if tenant.status is Status.DELETED:
+            return {}
+        check_transition(tenant.slug, tenant.status, Status.DELETED)
+        placement = read_placement(conn, tenant.id) or read_placement(conn, tenant.id, "building")
+        counts: dict[str, int] = {}
+        if placement is not None and placement.database is not None:
+            tn._forget_route(placement.route)
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(placement.database)))
+            counts[f"database {placement.database}"] = 1
+        with conn.transaction():
+            locked = get_tenant(conn, tenant.id, for_update=True)
+            if locked.status is Status.DELETED:
+                return {}
+            if placement is None or placement.isolation is Isolation.POOLED:
+                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(s.owner_role)))
+                conn.execute(
+                    "SELECT set_config('tenantry.tenant_id', %s, true), set_config('tenantry.tenant_sig', %s, true)",
+                    tn._get_binder().signed(tenant.id),
+                )
+                for schema, table in table_order(conn, s.pooled_schema):
+                    cur = conn.execute(
+                        sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(sql.Identifier(schema, table)),
+                        (tenant.id,),
+                    )
+                    counts[f"{schema}.{table}"] = cur.rowcount
+                conn.execute("RESET ROLE")
+            elif placement.isolation is Isolation.SCHEMA:
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(placement.schema)))
+                conn.execute("DELETE FROM tenantry.app_tables WHERE schema_name = %s", (placement.schema,))
+                counts[f"schema {placement.schema}"] = 1
+            conn.execute(
+                "UPDATE tenantry.placements SET status = 'retired', updated_at = now()"
+                " WHERE tenant_id = %s AND status <> 'retired'",
+                (tenant.id,),
+            )
+            conn.execute(
+                "UPDATE tenantry.jobs SET status = 'failed', error = 'tenant deleted', updated_at = now()"
+                " WHERE tenant_id = %s AND status = 'running'",
+                (tenant.id,),
+            )
+            conn.execute(
+                "UPDATE tenantry.tenants SET status = 'deleted', updated_at = now() WHERE id = %s", (tenant.id,)
+            )
+            audit.record(conn, actor=tn.actor, action="tenant.delete", target_type="tenant",
+                         target=tenant.slug, before=tenant.to_dict(), after={"rows_deleted": counts})
+    return counts
