@@ -162,3 +162,21 @@ def make_tier_tenant(make_tenant: Callable[..., Tenant], tier: str) -> Callable[
         return make_tenant(prefix, plan=TIER_PLANS[tier], **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def other_server_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """Superuser URL of a second, different PostgreSQL server (the other backend)."""
+    if backend == "system":
+        server: EmbeddedServer = request.getfixturevalue("embedded_server")
+        return server.url
+    return _system_base_url()
+
+
+@pytest.fixture
+def second_cell(other_server_url: str) -> Iterator[Scratch]:
+    """A scratch database on the other server, to register as a cell; its tenant databases
+    and roles are dropped at the end."""
+    db = Scratch(other_server_url)
+    yield db
+    db.drop()

@@ -36,7 +36,7 @@ from tenantry import context
 from tenantry.appspec import load_metadata
 from tenantry.context import BoundTenant
 from tenantry.core.model import Plan, Status, Tenant
-from tenantry.core.placement import PRIMARY_CELL, Placement, Route
+from tenantry.core.placement import Placement, Route
 from tenantry.db import catalog, rls
 from tenantry.db.binding import AsyncTenantConnection, Binder, RouteKey, TenantConnection
 from tenantry.db.connect import admin_connection, translate, with_user
@@ -58,6 +58,8 @@ from tenantry.errors import (
     UnsafeRuntimeRole,
 )
 from tenantry.services import audit, provisioning
+from tenantry.services import cells as cells_service
+from tenantry.services.cells import Cell
 from tenantry.services import tenants as tenant_service
 from tenantry.settings import Settings
 
@@ -93,6 +95,7 @@ class Tenantry:
         self._runtime_checked = False
         self._runtime_problem: UnsafeRuntimeRole | None = None
         self._router: Router | None = None
+        self._cells: dict[str, Cell] = {}
         self._tenant_cache: dict[str, tuple[float, _Resolved]] = {}
 
     # -- connection strings ---------------------------------------------------------------
@@ -218,16 +221,24 @@ class Tenantry:
         with self.admin() as conn:
             return tenant_service.get_plan(conn, name)
 
-    def create_tenant(self, slug: str, *, name: str | None = None, plan: str = "free") -> Tenant:
+    def pin_plan(self, name: str, *, cell: str | None = None, labels: dict[str, str] | None = None) -> Plan:
+        """Place the plan's new database-tier tenants on ``cell``, or on cells with ``labels``."""
+        with self.admin() as conn:
+            return tenant_service.pin_plan(conn, name, cell=cell, labels=labels or {}, actor=self.actor)
+
+    def create_tenant(
+        self, slug: str, *, name: str | None = None, plan: str = "free", cell: str | None = None
+    ) -> Tenant:
         """Create a tenant on ``plan``'s tier and make it active.
 
         Pooled tenants cost one catalog transaction. Schema- and database-tier tenants are
         built in recorded steps; if the process dies midway, calling this again with the same
-        slug and plan finishes the job.
+        slug and plan finishes the job. ``cell`` places a database-tier tenant on that server
+        (default: the plan's pinned cell, or the fitting cell with the most room).
         """
         with self.admin() as conn:
             catalog.require_catalog(conn)
-        tenant = provisioning.provision(self, slug, name=name, plan=plan)
+        tenant = provisioning.provision(self, slug, name=name, plan=plan, cell=cell)
         self._forget(tenant)
         return tenant
 
@@ -351,11 +362,48 @@ class Tenantry:
             self._runtime_problem = UnsafeRuntimeRole(problem)
             raise self._runtime_problem
 
+    def _cell(self, name: str) -> Cell:
+        cell = self._cells.get(name)
+        if cell is None:
+            with self.admin() as conn:
+                cell = self._cells[name] = cells_service.get_cell(conn, name)
+        return cell
+
+    def cell_admin_url(self, name: str) -> str:
+        """Admin connection string of a cell (the catalog's for ``primary``)."""
+        return self._cell(name).admin_url(self.admin_url)
+
     def _route_url(self, key: RouteKey) -> str:
         cell, database = key
-        if cell != PRIMARY_CELL:  # pragma: no cover - other cells arrive with `tenantry cells`
-            raise ConfigurationError(f"cell {cell!r} is not reachable from this process")
-        return provisioning.database_url(self.runtime_url, database)
+        base = self._cell(cell).runtime_url(self.runtime_url, self.settings.runtime_role)
+        return provisioning.database_url(base, database)
+
+    # -- cells ------------------------------------------------------------------------------
+    def cells(self) -> list[Cell]:
+        """The servers that hold tenant data, with how many placements each has."""
+        with self.admin() as conn:
+            catalog.require_catalog(conn)
+            return cells_service.list_cells(conn)
+
+    def get_cell(self, name: str) -> Cell:
+        with self.admin() as conn:
+            return cells_service.get_cell(conn, name)
+
+    def add_cell(
+        self, name: str, dsn: str, *, capacity: int = 1000, labels: dict[str, str] | None = None
+    ) -> Cell:
+        """Register a PostgreSQL server (admin connection string ``dsn``) as a cell."""
+        with self.admin() as conn:
+            catalog.require_catalog(conn)
+        return cells_service.add_cell(self, name, dsn, capacity=capacity, labels=labels)
+
+    def drain_cell(self, name: str) -> Cell:
+        """Stop placing new tenants on a cell (its tenants stay until moved)."""
+        return cells_service.set_cell_status(self, name, "draining")
+
+    def undrain_cell(self, name: str) -> Cell:
+        """Let a drained cell take new tenants again."""
+        return cells_service.set_cell_status(self, name, "active")
 
     @property
     def router(self) -> Router:

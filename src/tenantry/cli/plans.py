@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from tenantry.cli.output import console, emit_json, table
+from tenantry.cli.cells import parse_labels
 from tenantry.cli.state import get_state
 
 __all__ = ["app"]
@@ -49,3 +50,19 @@ def show(
         ],
     )
     console.print()
+
+
+@app.command("pin")
+def pin(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Plan name.", show_default=False)],
+    cell: Annotated[str | None, typer.Option("--cell", help="Place the plan's tenants on this cell.")] = None,
+    label: Annotated[list[str] | None, typer.Option("--label", help="key=value a cell must carry; repeatable.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Set where the plan's database-tier tenants go: a cell, or cells with labels (none: clear)."""
+    plan = get_state(ctx).tenantry().pin_plan(name, cell=cell, labels=parse_labels(label))
+    if as_json:
+        emit_json(plan.to_dict())
+    else:
+        console.print(f"plan [bold]{plan.name}[/]: cell {plan.cell or 'any'}, labels {plan.cell_labels or 'none'}")

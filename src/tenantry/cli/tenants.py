@@ -26,11 +26,12 @@ def create(
     slug: Annotated[str, typer.Argument(help="DNS label: a-z, 0-9 and '-', 1 to 63 characters.", show_default=False)],
     name: Annotated[str | None, typer.Option("--name", help="Display name (default: the slug).")] = None,
     plan: Annotated[str, typer.Option("--plan", help="Plan to put the tenant on.")] = "free",
+    cell: Annotated[str | None, typer.Option("--cell", help="Cell for a database-tier tenant.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create a tenant and make it active."""
+    """Create a tenant on its plan's tier and make it active. Rerun to finish an interrupted one."""
     tn = get_state(ctx).tenantry()
-    tenant = tn.create_tenant(slug, name=name, plan=plan)
+    tenant = tn.create_tenant(slug, name=name, plan=plan, cell=cell)
     if as_json:
         emit_json(tenant.to_dict())
     else:

@@ -64,6 +64,10 @@ class Plan:
     description: str = ""
     limits: dict[str, Any] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
+    cell: str | None = None
+    """Cell every tenant of the plan is placed on (``None``: chosen by the policy)."""
+    cell_labels: dict[str, str] = field(default_factory=dict)
+    """Labels a cell must carry to take the plan's tenants."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +76,8 @@ class Plan:
             "description": self.description,
             "limits": self.limits,
             "defaults": self.defaults,
+            "cell": self.cell,
+            "cell_labels": self.cell_labels,
         }
 
 

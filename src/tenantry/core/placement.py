@@ -9,9 +9,19 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from tenantry.core.model import Isolation
+from tenantry.core.model import Isolation, Plan
+from tenantry.errors import InvalidInput
 
-__all__ = ["PRIMARY_CELL", "Placement", "Route", "database_name", "plan_steps", "schema_name"]
+__all__ = [
+    "PRIMARY_CELL",
+    "CellLoad",
+    "Placement",
+    "Route",
+    "choose_cell",
+    "database_name",
+    "plan_steps",
+    "schema_name",
+]
 
 #: the cell of the catalog's own server
 PRIMARY_CELL = "primary"
@@ -85,3 +95,49 @@ def plan_steps(isolation: Isolation) -> tuple[str, ...]:
     if isolation is Isolation.SCHEMA:
         return ("create_schema", "deploy_tables", "activate")
     return ("create_database", "install_local", "deploy_tables", "activate")
+
+
+@dataclass(frozen=True, slots=True)
+class CellLoad:
+    """What the placement policy knows of a cell."""
+
+    name: str
+    status: str
+    capacity: int
+    labels: dict[str, str]
+    placements: int
+
+
+def choose_cell(plan: Plan, cells: list[CellLoad], *, requested: str | None = None) -> str:
+    """The cell a new tenant of ``plan`` goes to.
+
+    Pooled and schema tiers live in the primary cell's shared database. A database-tier
+    tenant goes to the requested cell, else the plan's pinned cell, else the active cell
+    carrying the plan's labels with the most room left (primary included), so small cells fill
+    up evenly and a label such as ``region=eu`` keeps tenants where they must be.
+    """
+    by_name = {c.name: c for c in cells}
+    wanted = requested or plan.cell
+    if plan.isolation is not Isolation.DATABASE:
+        if wanted not in (None, PRIMARY_CELL):
+            raise InvalidInput(
+                f"{plan.isolation.value}-tier tenants live in the primary cell; only the database tier"
+                f" can be placed on cell {wanted!r}"
+            )
+        return PRIMARY_CELL
+    if wanted is not None:
+        cell = by_name.get(wanted)
+        if cell is None:
+            raise InvalidInput(f"no cell named {wanted!r}")
+        if cell.status != "active":
+            raise InvalidInput(f"cell {wanted!r} is {cell.status} and takes no new tenants")
+        return cell.name
+    fitting = [
+        c
+        for c in cells
+        if c.status == "active" and all(c.labels.get(k) == v for k, v in plan.cell_labels.items())
+    ]
+    if not fitting:
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(plan.cell_labels.items())) or "none"
+        raise InvalidInput(f"no active cell fits plan {plan.name!r} (labels: {labels})")
+    return max(fitting, key=lambda c: (c.capacity - c.placements, c.name == PRIMARY_CELL)).name

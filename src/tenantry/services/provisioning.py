@@ -21,13 +21,15 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tenantry.core.model import Isolation, Status, Tenant, check_transition
+from tenantry.core.model import Isolation, Plan, Status, Tenant, check_transition
 from tenantry.core.naming import validate_slug
-from tenantry.core.placement import PRIMARY_CELL, Placement, plan_steps
+from tenantry.core.placement import Placement, choose_cell, plan_steps
+from tenantry.db.connect import admin_connection
 from tenantry.db.deploy import deploy_tables
 from tenantry.db.local import install_local
 from tenantry.errors import Conflict, InvalidInput, TenantExists
 from tenantry.services import audit
+from tenantry.services.cells import cell_loads
 from tenantry.db.rls import table_order
 from tenantry.services.tenants import TENANT_COLUMNS, get_plan, get_tenant, row_to_tenant
 
@@ -78,8 +80,9 @@ def _insert_placement(conn: psycopg.Connection[Any], placement: Placement) -> No
     )
 
 
-def provision(tn: Tenantry, slug: str, *, name: str | None, plan: str) -> Tenant:
-    """Create (or finish creating) a tenant on ``plan``; returns it active."""
+def provision(tn: Tenantry, slug: str, *, name: str | None, plan: str, cell: str | None = None) -> Tenant:
+    """Create (or finish creating) a tenant on ``plan`` (database tier: on ``cell`` if given);
+    returns it active."""
     validate_slug(slug)
     display = (name if name is not None else slug).strip()
     if not 1 <= len(display) <= 200:
@@ -88,7 +91,7 @@ def provision(tn: Tenantry, slug: str, *, name: str | None, plan: str) -> Tenant
         chosen = get_plan(conn, plan)
         if chosen.isolation is not Isolation.POOLED:
             tn._metadata()  # fail before writing anything when the app's tables are unknown
-        tenant, job_id, steps_done = _start(tn, conn, slug, display, plan, chosen.isolation)
+        tenant, job_id, steps_done = _start(tn, conn, slug, display, chosen, cell)
         if tenant.status is Status.ACTIVE:
             return tenant
         if not conn.execute(
@@ -117,9 +120,10 @@ def provision(tn: Tenantry, slug: str, *, name: str | None, plan: str) -> Tenant
 
 
 def _start(
-    tn: Tenantry, conn: psycopg.Connection[Any], slug: str, name: str, plan: str, isolation: Isolation
+    tn: Tenantry, conn: psycopg.Connection[Any], slug: str, name: str, chosen: Plan, cell: str | None
 ) -> tuple[Tenant, uuid.UUID | None, set[str]]:
     """Record the tenant (or find the half-built one); return it, its job and the steps done."""
+    plan, isolation = chosen.name, chosen.isolation
     with conn.transaction():
         row = conn.execute(
             sql.SQL("SELECT {} FROM tenantry.tenants WHERE slug = %s AND status <> 'deleted' FOR UPDATE").format(
@@ -159,7 +163,10 @@ def _start(
         assert inserted is not None
         tenant = row_to_tenant(inserted)
         placement = Placement.plan_for(
-            tenant.id, isolation, cell=PRIMARY_CELL, pooled_schema=tn.settings.pooled_schema
+            tenant.id,
+            isolation,
+            cell=choose_cell(chosen, cell_loads(conn), requested=cell),
+            pooled_schema=tn.settings.pooled_schema,
         )
         if isolation is Isolation.POOLED:
             _insert_placement(conn, Placement(**{**_fields(placement), "status": "active"}))
@@ -194,7 +201,7 @@ def _run_step(tn: Tenantry, step: str, placement: Placement) -> None:
             conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {schema} TO {runtime}").format(**ids))
     elif step == "create_database":
         assert placement.database is not None
-        with tn.admin() as conn:
+        with admin_connection(tn.cell_admin_url(placement.cell), autocommit=True) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (placement.database,)
             ).fetchone()
@@ -205,7 +212,7 @@ def _run_step(tn: Tenantry, step: str, placement: Placement) -> None:
                     )
                 )
     elif step == "install_local":
-        url = database_url(tn.admin_url, placement.database)
+        url = database_url(tn.cell_admin_url(placement.cell), placement.database)
         with psycopg.connect(url, autocommit=True) as conn:
             install_local(
                 conn,
@@ -220,7 +227,7 @@ def _run_step(tn: Tenantry, step: str, placement: Placement) -> None:
             )
     elif step == "deploy_tables":
         deploy_tables(
-            database_url(tn.admin_url, placement.database),
+            database_url(tn.cell_admin_url(placement.cell), placement.database),
             tn._metadata(),
             schema=placement.schema,
             owner=s.owner_role,
@@ -275,7 +282,10 @@ def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
         counts: dict[str, int] = {}
         if placement is not None and placement.database is not None:
             tn._forget_route(placement.route)
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(placement.database)))
+            with admin_connection(tn.cell_admin_url(placement.cell), autocommit=True) as cell_conn:
+                cell_conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(placement.database))
+                )
             counts[f"database {placement.database}"] = 1
         with conn.transaction():
             locked = get_tenant(conn, tenant.id, for_update=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from tenantry.core.model import Isolation, Plan, Status, Tenant, check_transition
 from tenantry.core.naming import is_slug
@@ -24,6 +25,7 @@ __all__ = [
     "get_tenant",
     "list_plans",
     "list_tenants",
+    "pin_plan",
     "row_to_tenant",
     "tenant_key",
 ]
@@ -38,20 +40,26 @@ def row_to_tenant(row: tuple[Any, ...]) -> Tenant:
     )
 
 
+_PLAN_COLUMNS = "name, isolation, description, limits, defaults, cell, cell_labels"
+
+
 def _plan(row: tuple[Any, ...]) -> Plan:
-    return Plan(name=row[0], isolation=Isolation(row[1]), description=row[2], limits=row[3], defaults=row[4])
+    return Plan(
+        name=row[0], isolation=Isolation(row[1]), description=row[2], limits=row[3], defaults=row[4],
+        cell=row[5], cell_labels=row[6],
+    )
 
 
 def list_plans(conn: psycopg.Connection[Any]) -> list[Plan]:
     rows = conn.execute(
-        "SELECT name, isolation, description, limits, defaults FROM tenantry.plans ORDER BY name"
+        f"SELECT {_PLAN_COLUMNS} FROM tenantry.plans ORDER BY name"
     ).fetchall()
     return [_plan(r) for r in rows]
 
 
 def get_plan(conn: psycopg.Connection[Any], name: str) -> Plan:
     row = conn.execute(
-        "SELECT name, isolation, description, limits, defaults FROM tenantry.plans WHERE name = %s",
+        f"SELECT {_PLAN_COLUMNS} FROM tenantry.plans WHERE name = %s",
         (name,),
     ).fetchone()
     if row is None:
@@ -76,6 +84,24 @@ def tenant_key(key: str | uuid.UUID) -> uuid.UUID | str:
                 return key
     shown = str(key)[:70]
     raise TenantNotFound(f"no tenant {shown!r}")
+
+
+def pin_plan(
+    conn: psycopg.Connection[Any], name: str, *, cell: str | None, labels: dict[str, str], actor: str
+) -> Plan:
+    """Set a plan's placement policy: a pinned cell (or ``None``) and required cell labels."""
+    with conn.transaction():
+        before = get_plan(conn, name)
+        if cell is not None and conn.execute("SELECT 1 FROM tenantry.cells WHERE name = %s", (cell,)).fetchone() is None:
+            raise PlanNotFound(f"no cell named {cell!r} to pin plan {name!r} to")
+        conn.execute(
+            "UPDATE tenantry.plans SET cell = %s, cell_labels = %s, updated_at = now() WHERE name = %s",
+            (cell, Jsonb(labels), name),
+        )
+        after = get_plan(conn, name)
+        audit.record(conn, actor=actor, action="plan.pin", target_type="plan", target=name,
+                     before=before.to_dict(), after=after.to_dict())
+    return after
 
 
 def _lookup_clause(key: str | uuid.UUID) -> tuple[sql.Composable, Any]:

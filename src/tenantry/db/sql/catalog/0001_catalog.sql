@@ -10,6 +10,9 @@ CREATE TABLE tenantry.plans (
     description  text NOT NULL DEFAULT '',
     limits       jsonb NOT NULL DEFAULT '{{}}' CHECK (jsonb_typeof(limits) = 'object'),
     defaults     jsonb NOT NULL DEFAULT '{{}}' CHECK (jsonb_typeof(defaults) = 'object'),
+    -- placement policy: a pinned cell, or labels a cell must carry (see tenantry.cells)
+    cell         text,
+    cell_labels  jsonb NOT NULL DEFAULT '{{}}' CHECK (jsonb_typeof(cell_labels) = 'object'),
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now()
 );

@@ -1,0 +1,110 @@
+"""Cells: a second real PostgreSQL server holds database-tier tenants."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from psycopg import sql
+from sqlalchemy.orm import Session
+
+from tenantry import Conflict, InvalidInput, NotFound, Tenantry
+from tests.model_app import Base, Project
+
+
+@pytest.fixture
+def cell_tn(fresh_scratch, second_cell):
+    """A catalog on one server, with the other server registered as cell 'second'.
+
+    The second server's roles must be the catalog's roles, so the cell gets the same names."""
+    tn = Tenantry(fresh_scratch.settings(), metadata=Base.metadata, actor="pytest")
+    tn.init()
+    # the cell's scratch database is where its roles live; tenant databases go beside it
+    second_cell.owner, second_cell.runtime = fresh_scratch.owner, fresh_scratch.runtime
+    tn.add_cell("second", second_cell.server_url, capacity=10, labels={"region": "eu"})
+    yield tn
+    second_databases = [database for cell, database in _tenant_databases(fresh_scratch.url) if cell == "second"]
+    tn.close()
+    with psycopg.connect(second_cell.server_url, autocommit=True) as conn:
+        for name in second_databases:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _tenant_databases(url: str) -> list[tuple[str, str]]:
+    """``(cell, database)`` of every database-tier placement the catalog at ``url`` made."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT cell, database_name FROM tenantry.placements WHERE database_name IS NOT NULL"
+        ).fetchall()
+
+
+def _slug() -> str:
+    return f"c-{uuid.uuid4().hex[:8]}"
+
+
+def test_cells_listed_with_primary(cell_tn: Tenantry) -> None:
+    cells = {c.name: c for c in cell_tn.cells()}
+    assert set(cells) == {"primary", "second"}
+    assert cells["second"].labels == {"region": "eu"} and cells["second"].capacity == 10
+    shown = cells["second"].to_dict()
+    assert "password" not in str(shown) and shown["status"] == "active"
+    # adding it again is a no-op; another server under the same name is a conflict
+    assert cell_tn.add_cell("second", cell_tn.get_cell("second").dsn).name == "second"  # type: ignore[arg-type]
+    with pytest.raises(Conflict):
+        cell_tn.add_cell("second", "host=127.0.0.1 port=1 dbname=x")
+    with pytest.raises(InvalidInput):
+        cell_tn.add_cell("primary", "host=x")
+    with pytest.raises(NotFound):
+        cell_tn.get_cell("nowhere")
+
+
+def test_database_tenant_on_second_server(cell_tn: Tenantry) -> None:
+    here, there = _slug(), _slug()
+    cell_tn.create_tenant(here, plan="enterprise", cell="primary")
+    cell_tn.create_tenant(there, plan="enterprise", cell="second")
+    assert cell_tn.placement(there).cell == "second"  # type: ignore[union-attr]
+    servers = {}
+    for slug in (here, there):
+        with cell_tn.tenant(slug), Session(cell_tn.engine()) as session:
+            session.add(Project(name=slug))
+            session.commit()
+            assert session.scalars(sa.select(Project.name)).all() == [slug]
+            servers[slug] = session.execute(sa.text("SELECT version()")).scalar()
+        with cell_tn.tenant(slug), cell_tn.connection() as conn:
+            assert conn.execute("SELECT name FROM projects").fetchall() == [(slug,)]
+    assert servers[here] != servers[there]  # two different servers (PostgreSQL 15 and 18)
+    database = cell_tn.placement(there).database  # type: ignore[union-attr]
+    assert cell_tn.delete_tenant(there) == {f"database {database}": 1}
+    with psycopg.connect(cell_tn.get_cell("second").dsn) as conn:  # type: ignore[arg-type]
+        names = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+    assert database not in names
+
+
+def test_plan_pins_and_labels_choose_the_cell(cell_tn: Tenantry) -> None:
+    cell_tn.pin_plan("enterprise", cell="second")
+    a = cell_tn.create_tenant(_slug(), plan="enterprise")
+    assert cell_tn.placement(a.id).cell == "second"  # type: ignore[union-attr]
+    cell_tn.pin_plan("enterprise", labels={"region": "us"})
+    with pytest.raises(InvalidInput, match="no active cell fits"):
+        cell_tn.create_tenant(_slug(), plan="enterprise")
+    cell_tn.pin_plan("enterprise", labels={"region": "eu"})
+    b = cell_tn.create_tenant(_slug(), plan="enterprise")
+    assert cell_tn.placement(b.id).cell == "second"  # type: ignore[union-attr]
+    with pytest.raises(InvalidInput, match="primary cell"):
+        cell_tn.create_tenant(_slug(), plan="business", cell="second")
+
+
+def test_draining_cell_takes_no_new_tenants(cell_tn: Tenantry) -> None:
+    assert cell_tn.drain_cell("second").status == "draining"
+    with pytest.raises(InvalidInput, match="draining"):
+        cell_tn.create_tenant(_slug(), plan="enterprise", cell="second")
+    cell_tn.pin_plan("enterprise", labels={"region": "eu"})
+    with pytest.raises(InvalidInput, match="no active cell fits"):
+        cell_tn.create_tenant(_slug(), plan="enterprise")
+    assert cell_tn.undrain_cell("second").status == "active"
+    assert [e.action for e in cell_tn.audit_log(target_type="cell", target="second")][:2] == [
+        "cell.activate",
+        "cell.drain",
+    ]
