@@ -60,6 +60,7 @@ from tenantry.errors import (
 from tenantry.services import audit, provisioning
 from tenantry.services import cells as cells_service
 from tenantry.services.cells import Cell
+from tenantry.services.events import CatalogListener
 from tenantry.services import tenants as tenant_service
 from tenantry.settings import Settings
 
@@ -96,6 +97,7 @@ class Tenantry:
         self._runtime_problem: UnsafeRuntimeRole | None = None
         self._router: Router | None = None
         self._cells: dict[str, Cell] = {}
+        self._listener: CatalogListener | None = None
         self._tenant_cache: dict[str, tuple[float, _Resolved]] = {}
 
     # -- connection strings ---------------------------------------------------------------
@@ -314,6 +316,7 @@ class Tenantry:
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
     def _lookup(self, key: str | uuid.UUID) -> _Resolved:
+        self._listen()
         canonical = str(tenant_service.tenant_key(key))
         with self.admin() as conn:
             tenant = tenant_service.get_tenant(conn, key)
@@ -335,6 +338,30 @@ class Tenantry:
     def _forget(self, tenant: Tenant) -> None:
         for key in (tenant.slug, str(tenant.id)):
             self._tenant_cache.pop(key, None)
+
+    def _listen(self) -> None:
+        """Start the catalog listener once: other processes' changes reach this cache within
+        a second (the TTL is only the backstop)."""
+        if self._listener is not None:
+            return
+        with self._lock:
+            if self._listener is None:
+                self._listener = CatalogListener(
+                    self.admin_url, on_event=self._on_catalog_event, on_reset=self._on_catalog_reset
+                )
+                self._listener.start()
+
+    def _on_catalog_event(self, kind: str, key: str) -> None:
+        if kind == "tenant":
+            for cache_key, (_expiry, (tenant, _placement)) in list(self._tenant_cache.items()):
+                if str(tenant.id) == key:
+                    self._tenant_cache.pop(cache_key, None)
+        elif kind == "cell":
+            self._cells.pop(key, None)
+
+    def _on_catalog_reset(self) -> None:
+        self._tenant_cache.clear()
+        self._cells.clear()
 
     # -- tenant traffic ---------------------------------------------------------------------
     def _get_binder(self) -> Binder:
@@ -513,8 +540,11 @@ class Tenantry:
 
     # -- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:
-        """Close pools and engines (the embedded server keeps running)."""
+        """Close pools, engines and the catalog listener (the embedded server keeps running)."""
         with self._lock:
+            if self._listener is not None:
+                self._listener.stop()
+                self._listener = None
             if self._router is not None:
                 self._router.close()
                 self._router = None

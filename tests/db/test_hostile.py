@@ -646,6 +646,13 @@ def test_lookups_never_answer_for_each_other(tn: Tenantry, a: Seeded, b: Seeded)
 def _refused_at_once(tn: Tenantry, tenant: Tenant, keys: list[str | uuid.UUID]) -> None:
     """Suspend ``tenant`` through a Tenantry whose cache would otherwise trust it for minutes."""
     patient = Tenantry(tn.settings.with_changes(tenant_cache_ttl=600.0), metadata=tn.metadata)
+    try:
+        _suspend_and_check(patient, tenant, keys)
+    finally:
+        patient.close()
+
+
+def _suspend_and_check(patient: Tenantry, tenant: Tenant, keys: list[str | uuid.UUID]) -> None:
     for key in keys:  # warm the cache
         with patient.tenant(key):
             pass

@@ -20,6 +20,7 @@ from tenantry.db.connect import admin_connection, describe, with_user
 from tenantry.db.roles import ensure_roles
 from tenantry.errors import Conflict, InvalidInput, NotFound
 from tenantry.services import audit
+from tenantry.services.events import notify_cell
 
 if TYPE_CHECKING:
     from tenantry.app import Tenantry
@@ -132,6 +133,7 @@ def set_cell_status(tn: Tenantry, name: str, status: str) -> Cell:
         if before.status == status:
             return before
         conn.execute("UPDATE tenantry.cells SET status = %s WHERE name = %s", (status, name))
+        notify_cell(conn, name)
         after = get_cell(conn, name)
         audit.record(
             conn, actor=tn.actor, action=f"cell.{'drain' if status == 'draining' else 'activate'}",

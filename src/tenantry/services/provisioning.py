@@ -30,6 +30,7 @@ from tenantry.db.local import install_local
 from tenantry.errors import Conflict, InvalidInput, TenantExists
 from tenantry.services import audit
 from tenantry.services.cells import cell_loads
+from tenantry.services.events import notify_tenant
 from tenantry.db.rls import table_order
 from tenantry.services.tenants import TENANT_COLUMNS, get_plan, get_tenant, row_to_tenant
 
@@ -259,6 +260,7 @@ def _activate(
             (job_id,),
         )
         active = row_to_tenant(row)
+        notify_tenant(conn, active.id)
         audit.record(conn, actor=tn.actor, action="tenant.create", target_type="tenant",
                      target=tenant.slug, after=active.to_dict() | {"placement": placement.to_dict() | {"status": "active"}})
     return active
@@ -321,6 +323,7 @@ def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
             conn.execute(
                 "UPDATE tenantry.tenants SET status = 'deleted', updated_at = now() WHERE id = %s", (tenant.id,)
             )
+            notify_tenant(conn, tenant.id)
             audit.record(conn, actor=tn.actor, action="tenant.delete", target_type="tenant",
                          target=tenant.slug, before=tenant.to_dict(), after={"rows_deleted": counts})
     return counts

@@ -17,6 +17,7 @@ from tenantry.core.model import Isolation, Plan, Status, Tenant, check_transitio
 from tenantry.core.naming import is_slug
 from tenantry.errors import PlanNotFound, TenantNotFound
 from tenantry.services import audit
+from tenantry.services.events import notify_tenant
 
 __all__ = [
     "TENANT_COLUMNS",
@@ -173,6 +174,7 @@ def change_status(
         ).fetchone()
         assert row is not None
         after = row_to_tenant(row)
+        notify_tenant(conn, after.id)
         audit.record(
             conn, actor=actor, action=f"tenant.{target.value}", target_type="tenant",
             target=before.slug, before=before.to_dict(), after=after.to_dict(),

@@ -1,0 +1,76 @@
+"""Catalog change events: NOTIFY in the changing transaction, LISTEN in every process.
+
+A change to a tenant (status, placement) or a cell sends ``NOTIFY tenantry_catalog`` with
+``tenant:<id>`` or ``cell:<name>`` inside the transaction that makes it, so the notice goes
+out exactly when the change commits. Each :class:`tenantry.Tenantry` runs a
+:class:`CatalogListener` thread that drops what it cached about the named tenant or cell;
+after a lost connection it drops everything, since notices may have been missed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+__all__ = ["CHANNEL", "CatalogListener", "notify_cell", "notify_tenant"]
+
+CHANNEL = "tenantry_catalog"
+_log = logging.getLogger("tenantry.events")
+
+
+def notify_tenant(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> None:
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"tenant:{tenant_id}"))
+
+
+def notify_cell(conn: psycopg.Connection[Any], name: str) -> None:
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"cell:{name}"))
+
+
+class CatalogListener:
+    """A daemon thread that LISTENs and calls ``on_event(kind, key)``; ``on_reset()`` after
+    every (re)connection."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        on_event: Callable[[str, str], None],
+        on_reset: Callable[[], None],
+        poll: float = 0.5,
+    ) -> None:
+        self._url = url
+        self._on_event = on_event
+        self._on_reset = on_reset
+        self._poll = poll
+        self._stop = threading.Event()
+        self.listening = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tenantry-catalog-listener", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self._on_reset()
+                    self.listening.set()
+                    while not self._stop.is_set():
+                        for notice in conn.notifies(timeout=self._poll):
+                            kind, _, key = notice.payload.partition(":")
+                            self._on_event(kind, key)
+            except Exception as err:  # keep listening whatever happens; the TTL is the backstop
+                self.listening.clear()
+                _log.warning("catalog listener reconnecting after: %s", err)
+                self._on_reset()
+                self._stop.wait(1.0)
