@@ -75,6 +75,8 @@ CREATE TABLE tenantry.placements (
     database_name  text,
     schema_name    text NOT NULL,
     status         text NOT NULL CHECK (status IN ('building', 'active', 'retired')),
+    -- the app migration (Alembic revision) this placement's tables are at; NULL: untracked
+    app_revision   text,
     created_at     timestamptz NOT NULL DEFAULT now(),
     updated_at     timestamptz NOT NULL DEFAULT now()
 );
