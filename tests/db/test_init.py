@@ -111,7 +111,7 @@ def test_concurrent_inits_converge(fresh_scratch) -> None:
     with tn.admin() as conn:
         assert catalog.catalog_version(conn) == catalog.head_version()
         assert conn.execute("SELECT count(*) FROM tenantry.schema_migrations").fetchone() == (1,)
-        assert conn.execute("SELECT count(*) FROM tenantry.secrets WHERE name LIKE 'context%'").fetchone() == (2,)
+        assert conn.execute("SELECT count(*) FROM tenantry.context_key").fetchone() == (1,)
 
 
 def test_runtime_owning_a_tenant_table_is_refused(fresh_scratch) -> None:

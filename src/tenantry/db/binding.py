@@ -4,6 +4,7 @@ Every transaction a tenant-bound connection runs starts with one libpq pipeline,
 as one network write and answered in one round trip::
 
     BEGIN
+    EXECUTE tenantry_bind ($1, $2, $3)   -- prepared once per connection, in the same pipeline:
     SELECT set_config('tenantry.tenant_id', $1, true),
            set_config('tenantry.tenant_sig', $2, true),
            set_config('search_path', $3, true)
@@ -63,17 +64,20 @@ __all__ = [
 _IDLE = pq.TransactionStatus.IDLE
 _CACHE_SIZE = 4096
 _BEGIN = b"BEGIN"
-_BIND = (
+_BIND_SQL = (
     b"SELECT set_config('tenantry.tenant_id', $1, true),"
     b" set_config('tenantry.tenant_sig', $2, true),"
     b" set_config('search_path', $3, true)"
 )
+# (prepared statement name, text): parsed once per connection, then only bound and executed
+_BIND = (b"tenantry_bind", _BIND_SQL)
 # in a database-tier tenant's own database, the marker must name the tenant being bound
-_BIND_OWN_DATABASE = _BIND + b", tenantry.check_marker($1)"
+_BIND_OWN_DATABASE = (b"tenantry_bind_marker", _BIND_SQL + b", tenantry.check_marker($1)")
+_UNDEFINED_STATEMENT = "26000"  # the prepared statement is gone (DISCARD ALL, DEALLOCATE)
 _WAIT_READ, _WAIT_WRITE = "r", "w"
 
 Params = list[bytes | None]
-Statement = tuple[bytes, Params]
+Statement = tuple[tuple[bytes, bytes], Params]
 
 
 def _search_path(schema: str) -> bytes:
@@ -113,14 +117,22 @@ class Binder:
         return statement
 
 
-def _bind_gen(pgconn: pq.abc.PGconn, statement: Statement) -> Generator[str, None, list[pq.abc.PGresult]]:
-    """Send (BEGIN if idle and) the bind statement in one pipeline; return the results."""
+def _bind_gen(
+    pgconn: pq.abc.PGconn, statement: Statement, prepared: set[bytes]
+) -> Generator[str, None, list[pq.abc.PGresult]]:
+    """Send (BEGIN if idle and) the bind statement in one pipeline; return the results.
+
+    The statement is parsed in the same pipeline the first time a connection uses it.
+    """
+    (name, text), params = statement
     start = pgconn.transaction_status == _IDLE
     pgconn.enter_pipeline_mode()
     try:
+        if name not in prepared:
+            pgconn.send_prepare(name, text)
         if start:
             pgconn.send_query_params(_BEGIN, None)
-        pgconn.send_query_params(*statement)
+        pgconn.send_query_prepared(name, params)
         pgconn.pipeline_sync()
         while pgconn.flush():
             yield _WAIT_WRITE
@@ -134,6 +146,8 @@ def _bind_gen(pgconn: pq.abc.PGconn, statement: Statement) -> Generator[str, Non
             if res is None:
                 continue  # end of one statement's results
             if res.status == pq.ExecStatus.PIPELINE_SYNC:
+                if all(r.status in _OK for r in results):
+                    prepared.add(name)
                 return results
             results.append(res)
     finally:
@@ -144,9 +158,26 @@ def _bind_gen(pgconn: pq.abc.PGconn, statement: Statement) -> Generator[str, Non
                 pass  # results left unread on a broken connection: it is discarded anyway
 
 
+_OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+
+
+def _prepared(conn: psycopg.BaseConnection[Any]) -> set[bytes]:
+    """The bind statements this connection has parsed (kept on the connection object)."""
+    found: set[bytes] | None = getattr(conn, "_tenantry_prepared", None)
+    if found is None:
+        found = set()
+        conn._tenantry_prepared = found  # type: ignore[attr-defined]
+    return found
+
+
+def _lost_statement(results: list[pq.abc.PGresult]) -> bool:
+    """Whether the bind failed because someone deallocated the prepared statement."""
+    return any(r.error_field(pq.DiagnosticField.SQLSTATE) == _UNDEFINED_STATEMENT.encode() for r in results)
+
+
 def _check(results: list[pq.abc.PGresult], conn: psycopg.BaseConnection[Any]) -> None:
     for res in results:
-        if res.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+        if res.status not in _OK:
             message = (res.error_message or b"").decode(errors="replace").strip()
             if conn.pgconn.status != pq.ConnStatus.OK:
                 raise DatabaseUnavailable(f"connection lost while binding the tenant: {message}")
@@ -155,41 +186,76 @@ def _check(results: list[pq.abc.PGresult], conn: psycopg.BaseConnection[Any]) ->
 
 def begin(conn: psycopg.Connection[Any], bound: BoundTenant | None, binder: Binder) -> None:
     """Bind ``bound`` to ``conn``'s transaction, starting one if none is open."""
-    pgconn = conn.pgconn
+    statement = binder.statement(bound)
+    prepared = _prepared(conn)
     with conn.lock:
-        gen = _bind_gen(pgconn, binder.statement(bound))
-        try:
-            wait = next(gen)
-            while True:
-                fd = pgconn.socket
-                if wait == _WAIT_READ:
-                    select.select([fd], [], [])
-                else:
-                    select.select([], [fd], [])
-                wait = gen.send(None)
-        except StopIteration as done:
-            results: list[pq.abc.PGresult] = done.value
-        except psycopg.OperationalError as err:
-            raise DatabaseUnavailable(f"connection lost while binding the tenant: {err}") from err
+        results = _run_sync(conn.pgconn, _bind_gen(conn.pgconn, statement, prepared))
+        if _lost_statement(results):
+            # deallocated behind our back: roll back what the pipeline began, parse again
+            prepared.clear()
+            _run_sync(conn.pgconn, _rollback_gen(conn.pgconn))
+            results = _run_sync(conn.pgconn, _bind_gen(conn.pgconn, statement, prepared))
     _check(results, conn)
+
+
+def _rollback_gen(pgconn: pq.abc.PGconn) -> Generator[str, None, list[pq.abc.PGresult]]:
+    pgconn.send_query(b"ROLLBACK")
+    while pgconn.flush():
+        yield _WAIT_WRITE
+    results: list[pq.abc.PGresult] = []
+    while True:
+        if pgconn.is_busy():
+            yield _WAIT_READ
+            pgconn.consume_input()
+            continue
+        res = pgconn.get_result()
+        if res is None:
+            return results
+        results.append(res)
+
+
+def _run_sync(pgconn: pq.abc.PGconn, gen: Generator[str, None, list[pq.abc.PGresult]]) -> list[pq.abc.PGresult]:
+    try:
+        wait = next(gen)
+        while True:
+            fd = pgconn.socket
+            if wait == _WAIT_READ:
+                select.select([fd], [], [])
+            else:
+                select.select([], [fd], [])
+            wait = gen.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    except psycopg.OperationalError as err:
+        raise DatabaseUnavailable(f"connection lost while binding the tenant: {err}") from err
 
 
 async def abegin(conn: psycopg.AsyncConnection[Any], bound: BoundTenant | None, binder: Binder) -> None:
     """Async :func:`begin`: waits on the socket through the event loop, never blocking it."""
-    pgconn = conn.pgconn
-    loop = asyncio.get_running_loop()
+    statement = binder.statement(bound)
+    prepared = _prepared(conn)
     async with conn.lock:
-        gen = _bind_gen(pgconn, binder.statement(bound))
-        try:
-            wait = next(gen)
-            while True:
-                await _wait(loop, pgconn.socket, write=wait == _WAIT_WRITE)
-                wait = gen.send(None)
-        except StopIteration as done:
-            results: list[pq.abc.PGresult] = done.value
-        except psycopg.OperationalError as err:
-            raise DatabaseUnavailable(f"connection lost while binding the tenant: {err}") from err
+        results = await _run_async(conn.pgconn, _bind_gen(conn.pgconn, statement, prepared))
+        if _lost_statement(results):
+            prepared.clear()
+            await _run_async(conn.pgconn, _rollback_gen(conn.pgconn))
+            results = await _run_async(conn.pgconn, _bind_gen(conn.pgconn, statement, prepared))
     _check(results, conn)
+
+
+async def _run_async(
+    pgconn: pq.abc.PGconn, gen: Generator[str, None, list[pq.abc.PGresult]]
+) -> list[pq.abc.PGresult]:
+    loop = asyncio.get_running_loop()
+    try:
+        wait = next(gen)
+        while True:
+            await _wait(loop, pgconn.socket, write=wait == _WAIT_WRITE)
+            wait = gen.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    except psycopg.OperationalError as err:
+        raise DatabaseUnavailable(f"connection lost while binding the tenant: {err}") from err
 
 
 def _wait(loop: asyncio.AbstractEventLoop, fd: int, *, write: bool) -> asyncio.Future[None]:

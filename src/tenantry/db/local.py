@@ -45,14 +45,10 @@ class ContextKeys:
 
 def context_keys(conn: psycopg.Connection[Any]) -> ContextKeys:
     """Read the context-signing keys of ``conn``'s database (needs owner or admin rights)."""
-    rows: dict[str, bytes] = dict(
-        conn.execute(
-            "SELECT name, value FROM tenantry.secrets WHERE name IN ('context_ipad', 'context_opad')"
-        ).fetchall()
-    )
-    if len(rows) != 2:
+    row = conn.execute("SELECT ipad, opad FROM tenantry.context_key").fetchone()
+    if row is None:
         raise CatalogNotInitialised("the tenant context keys are missing; run `tenantry init`")
-    keys = ContextKeys(ipad=bytes(rows["context_ipad"]), opad=bytes(rows["context_opad"]))
+    keys = ContextKeys(ipad=bytes(row[0]), opad=bytes(row[1]))
     # the stored pads must come from one key, or no signature could ever verify
     if not hmac.compare_digest(
         bytes(a ^ 0x5C for a in keys.opad), bytes(b ^ 0x36 for b in keys.ipad)
@@ -93,11 +89,7 @@ def install_local(
         conn.execute(sql.SQL(text).format(**ids))
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {data} TO {runtime}").format(**ids))
         conn.execute(
-            """
-            INSERT INTO tenantry.secrets (name, value)
-            VALUES ('context_ipad', %s), ('context_opad', %s)
-            ON CONFLICT (name) DO NOTHING
-            """,
+            "INSERT INTO tenantry.context_key (ipad, opad) VALUES (%s, %s) ON CONFLICT DO NOTHING",
             (wanted.ipad, wanted.opad),
         )
         held = context_keys(conn)

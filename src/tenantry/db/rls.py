@@ -3,11 +3,11 @@
 Each table gets row-level security ENABLEd and FORCEd, and one policy for every command::
 
     CREATE POLICY tenant_isolation ON t
-        USING      (tenant_id = (SELECT tenantry.current_tenant_id()))
-        WITH CHECK (tenant_id = (SELECT tenantry.current_tenant_id()))
+        USING      (tenant_id = (SELECT tenant_id FROM tenantry.context))
+        WITH CHECK (tenant_id = (SELECT tenant_id FROM tenantry.context))
 
-The sub-select makes PostgreSQL evaluate the function once per query (an InitPlan) instead of
-once per row, so the comparison stays an index condition on the leading ``tenant_id`` column.
+The sub-select makes PostgreSQL evaluate the context view once per query (an InitPlan) instead
+of once per row, so the comparison stays an index condition on the leading ``tenant_id`` column.
 
 Before anything is created the tables are checked: ``tenant_id`` must lead the primary key, and
 every foreign key between tenant tables must include ``tenant_id`` (PostgreSQL checks foreign
@@ -85,7 +85,7 @@ def validate_metadata(metadata: sa.MetaData) -> list[sa.Table]:
 def apply_policies(conn: psycopg.Connection[Any], schema: str, table: str, runtime: str) -> None:
     """Enable and force RLS on ``schema.table``, (re)create its policy, grant the runtime role."""
     ident = sql.Identifier(schema, table)
-    check = sql.SQL("tenant_id = (SELECT tenantry.current_tenant_id())")
+    check = sql.SQL("tenant_id = (SELECT tenant_id FROM tenantry.context)")
     conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(ident))
     conn.execute(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(ident))
     conn.execute(sql.SQL("DROP POLICY IF EXISTS {} ON {}").format(sql.Identifier(POLICY), ident))
@@ -125,7 +125,7 @@ def apply_policies(conn: psycopg.Connection[Any], schema: str, table: str, runti
 
 
 #: how PostgreSQL prints tenantry's policy expression back (PostgreSQL 15 to 18)
-EXPECTED_EXPR = "(tenant_id = ( SELECT tenantry.current_tenant_id() AS current_tenant_id))"
+EXPECTED_EXPR = "(tenant_id = ( SELECT context.tenant_id\n   FROM tenantry.context))"
 
 # One row per registered table: is RLS on and forced, is tenantry's policy exactly as deployed
 # (all commands, for PUBLIC, permissive, the expected USING and WITH CHECK), and which other
