@@ -29,7 +29,7 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantry import context
@@ -53,6 +53,7 @@ from tenantry.db.routing import DEFAULT_ROUTE, Router
 from tenantry.db.server import EmbeddedServer
 from tenantry.errors import (
     ConfigurationError,
+    DatabaseUnavailable,
     TenantNotActive,
     TenantNotFound,
     UnsafeRuntimeRole,
@@ -96,6 +97,7 @@ class Tenantry:
         self._runtime_checked = False
         self._runtime_problem: UnsafeRuntimeRole | None = None
         self._router: Router | None = None
+        self._admin_pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._cells: dict[str, Cell] = {}
         self._listener: CatalogListener | None = None
         self._tenant_cache: dict[str, tuple[float, _Resolved]] = {}
@@ -144,11 +146,43 @@ class Tenantry:
 
     @contextmanager
     def admin(self) -> Iterator[psycopg.Connection[Any]]:
-        """An autocommit admin connection (control-plane work opens its own transactions)."""
-        with admin_connection(
-            self.admin_url, timeout=self.settings.connect_timeout, autocommit=True
-        ) as conn:
-            yield conn
+        """An autocommit admin connection (control-plane work opens its own transactions).
+
+        The first one is opened directly, so an unreachable server fails at once with a clear
+        error; after that, admin connections come from a small pool (opening one costs
+        milliseconds, more than most control-plane operations).
+        """
+        pool = self._admin_pool
+        if pool is None:
+            with admin_connection(self.admin_url, timeout=self.settings.connect_timeout, autocommit=True) as conn:
+                yield conn
+            self._open_admin_pool()
+            return
+        try:
+            with pool.connection(timeout=self.settings.connect_timeout) as conn:
+                yield conn
+        except psycopg.Error as err:
+            mapped = translate(err)
+            if mapped is None:
+                raise
+            raise mapped from err
+        except PoolTimeout as err:
+            raise DatabaseUnavailable(f"no admin connection within {self.settings.connect_timeout:g} s: {err}") from err
+
+    def _open_admin_pool(self) -> None:
+        with self._lock:
+            if self._admin_pool is None:
+                pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+                    self.admin_url,
+                    kwargs={"autocommit": True},
+                    min_size=1,
+                    max_size=4,
+                    timeout=self.settings.connect_timeout,
+                    name="tenantry-admin",
+                    open=False,
+                )
+                pool.open(wait=False)
+                self._admin_pool = pool
 
     # -- set-up -----------------------------------------------------------------------------
     def init(self) -> catalog.InitReport:
@@ -548,6 +582,9 @@ class Tenantry:
             if self._router is not None:
                 self._router.close()
                 self._router = None
+            if self._admin_pool is not None:
+                self._admin_pool.close()
+                self._admin_pool = None
 
     async def aclose(self) -> None:
         """Close the async pools and engines, then everything else."""
