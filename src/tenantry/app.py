@@ -520,16 +520,18 @@ class Tenantry:
                 _rollback_quietly(conn)
                 raise
             else:
-                if not conn.closed:
+                if self._spent(conn):
                     conn.commit()
             finally:
-                self._recycle(conn)
+                # otherwise the pool's own context commits (or rolls back) when this block ends
+                if self._spent(conn):
+                    conn.close()
 
-    def _recycle(self, conn: TenantConnection | AsyncTenantConnection) -> None:
+    def _spent(self, conn: TenantConnection | AsyncTenantConnection) -> bool:
         # a backend keeps a catalog cache entry for every relation it touched: a connection
         # that has served many tenant schemas is closed, and the pool opens a fresh one
-        if conn._tenantry_schemas and len(conn._tenantry_schemas) > self.settings.schema_recycle_after:
-            conn.pgconn.finish()
+        schemas = conn._tenantry_schemas
+        return bool(schemas) and len(schemas) > self.settings.schema_recycle_after  # type: ignore[arg-type]
 
     async def async_pool(self) -> AsyncConnectionPool[AsyncTenantConnection]:
         """The asyncio pool that serves the context's tenant, in the running loop."""
@@ -555,10 +557,11 @@ class Tenantry:
                 await _arollback_quietly(conn)
                 raise
             else:
-                if not conn.closed:
+                if self._spent(conn):
                     await conn.commit()
             finally:
-                self._recycle(conn)
+                if self._spent(conn):
+                    await conn.close()
 
     def engine(self, **options: Any) -> sa.Engine:
         """The SQLAlchemy engine for the context's tenant: bind it inside ``tn.tenant(...)``.
