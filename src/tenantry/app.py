@@ -58,7 +58,7 @@ from tenantry.errors import (
     TenantNotFound,
     UnsafeRuntimeRole,
 )
-from tenantry.services import audit, provisioning
+from tenantry.services import audit, moves, provisioning
 from tenantry.services import cells as cells_service
 from tenantry.services.cells import Cell
 from tenantry.services.events import CatalogListener
@@ -329,6 +329,17 @@ class Tenantry:
         self._forget(tenant)
         return counts
 
+    def move_tenant(
+        self, key: str | uuid.UUID, *, plan: str | None = None, cell: str | None = None
+    ) -> moves.MoveReport:
+        """Move a tenant to ``plan``'s tier (and, for the database tier, ``cell``) without
+        losing a row; run it again to finish a move that was interrupted."""
+        return moves.move(self, key, plan=plan, cell=cell)
+
+    def abort_move(self, key: str | uuid.UUID) -> bool:
+        """Undo a move that has not flipped yet; ``False`` when there is none."""
+        return moves.abort(self, key)
+
     def audit_log(
         self, *, target_type: str | None = None, target: str | None = None, limit: int = 100
     ) -> list[audit.AuditEntry]:
@@ -363,7 +374,7 @@ class Tenantry:
         tenant, placement = resolved or self._cached(key) or self._lookup(key)
         if tenant.status is Status.DELETED:
             raise TenantNotFound(f"tenant {tenant.slug!r} is deleted")
-        if not allow_inactive and not tenant.is_active:
+        if not allow_inactive and not tenant.serves:
             raise TenantNotActive(f"tenant {tenant.slug!r} is {tenant.status.value}, not active")
         if placement is None:
             raise TenantNotActive(f"tenant {tenant.slug!r} has no active placement yet")
@@ -372,6 +383,9 @@ class Tenantry:
     def _forget(self, tenant: Tenant) -> None:
         for key in (tenant.slug, str(tenant.id)):
             self._tenant_cache.pop(key, None)
+
+    def _forget_tenant(self, tenant_id: uuid.UUID) -> None:
+        self._on_catalog_event("tenant", str(tenant_id))
 
     def _listen(self) -> None:
         """Start the catalog listener once: other processes' changes reach this cache within

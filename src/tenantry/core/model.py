@@ -97,6 +97,11 @@ class Tenant:
     def is_active(self) -> bool:
         return self.status is Status.ACTIVE
 
+    @property
+    def serves(self) -> bool:
+        """Whether it may serve traffic: active, or active while being moved."""
+        return self.status in (Status.ACTIVE, Status.MOVING)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": str(self.id),

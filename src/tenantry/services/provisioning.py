@@ -8,12 +8,12 @@ it. If the process dies midway, creating the same slug again resumes where it st
 session advisory lock on the tenant keeps two processes from building it at once.
 
 ``TENANTRY_TEST_CRASH_AFTER=<step>`` makes the process exit abruptly right after that step is
-recorded, so the fault tests can kill provisioning at every step.
+recorded (:mod:`tenantry.services.faults`), so the fault tests can kill provisioning at every
+step.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tenantry.core.model import Isolation, Plan, Status, Tenant, check_transition
 from tenantry.core.naming import validate_slug
-from tenantry.core.placement import Placement, choose_cell, plan_steps
+from tenantry.core.placement import PRIMARY_CELL, Placement, choose_cell, plan_steps
 from tenantry.db.connect import admin_connection
 from tenantry.db.deploy import deploy_tables
 from tenantry.db.local import install_local
@@ -31,13 +31,23 @@ from tenantry.errors import Conflict, InvalidInput, TenantExists
 from tenantry.services import audit
 from tenantry.services.cells import cell_loads
 from tenantry.services.events import notify_tenant
+from tenantry.services.faults import crash_point
 from tenantry.db.rls import table_order
+from tenantry.db.tenant_copy import thaw_writes
 from tenantry.services.tenants import TENANT_COLUMNS, get_plan, get_tenant, row_to_tenant
 
 if TYPE_CHECKING:
     from tenantry.app import Tenantry
 
-__all__ = ["database_url", "deprovision", "provision", "read_placement"]
+__all__ = [
+    "build_step",
+    "database_url",
+    "deprovision",
+    "drop_copy",
+    "insert_placement",
+    "provision",
+    "read_placement",
+]
 
 _LOCK_CLASS = 0x746E  # advisory lock namespace of per-tenant control-plane work
 _PLACEMENT_COLUMNS = sql.SQL("tenant_id, cell, isolation, database_name, schema_name, status")
@@ -64,7 +74,7 @@ def read_placement(conn: psycopg.Connection[Any], tenant_id: uuid.UUID, status: 
     return Placement(row[0], row[1], Isolation(row[2]), row[3], row[4], row[5])
 
 
-def _insert_placement(conn: psycopg.Connection[Any], placement: Placement) -> None:
+def insert_placement(conn: psycopg.Connection[Any], placement: Placement) -> None:
     conn.execute(
         """
         INSERT INTO tenantry.placements (tenant_id, cell, isolation, database_name, schema_name, status)
@@ -107,14 +117,13 @@ def provision(tn: Tenantry, slug: str, *, name: str | None, plan: str, cell: str
                     continue
                 if step == "activate":
                     return _activate(tn, conn, tenant, placement, job_id)
-                _run_step(tn, step, placement)
+                build_step(tn, step, placement)
                 conn.execute(
                     "UPDATE tenantry.jobs SET steps_done = array_append(steps_done, %s), updated_at = now()"
                     " WHERE id = %s",
                     (step, job_id),
                 )
-                if os.environ.get("TENANTRY_TEST_CRASH_AFTER") == step:
-                    os._exit(70)
+                crash_point(step)
             raise AssertionError("provisioning ended without activating")  # pragma: no cover
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK_CLASS, str(tenant.id)))
@@ -170,11 +179,11 @@ def _start(
             pooled_schema=tn.settings.pooled_schema,
         )
         if isolation is Isolation.POOLED:
-            _insert_placement(conn, Placement(**{**_fields(placement), "status": "active"}))
+            insert_placement(conn, Placement(**{**_fields(placement), "status": "active"}))
             audit.record(conn, actor=tn.actor, action="tenant.create", target_type="tenant",
                          target=slug, after=tenant.to_dict() | {"placement": placement.to_dict() | {"status": "active"}})
             return tenant, None, set()
-        _insert_placement(conn, placement)
+        insert_placement(conn, placement)
         job = conn.execute(
             "INSERT INTO tenantry.jobs (kind, tenant_id) VALUES ('provision', %s) RETURNING id",
             (tenant.id,),
@@ -189,7 +198,7 @@ def _fields(placement: Placement) -> dict[str, Any]:
     return {name: getattr(placement, name) for name in Placement.__slots__}
 
 
-def _run_step(tn: Tenantry, step: str, placement: Placement) -> None:
+def build_step(tn: Tenantry, step: str, placement: Placement) -> None:
     s = tn.settings
     ids = {
         "owner": sql.Identifier(s.owner_role),
@@ -267,14 +276,12 @@ def _activate(
 
 
 def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
-    """Delete every row of the tenant and mark it deleted; returns rows deleted per table.
+    """Delete every row of the tenant and mark it deleted; returns what was removed.
 
-    Pooled: one transaction deletes the tenant's rows (as the owner with the tenant bound, so
-    row-level security itself confines the deletes) and marks it deleted. Schema tier: the
-    schema is dropped in that same transaction. Database tier: the database is dropped first
-    (idempotent), then the catalog is updated, so a crash in between is finished by a rerun.
+    Pooled and schema tiers: one transaction removes the rows (or the schema) and marks the
+    tenant deleted. Database tier: the database is dropped first (idempotent), then the
+    catalog is updated, so a crash in between is finished by a rerun.
     """
-    s = tn.settings
     with tn.admin() as conn:
         tenant = get_tenant(conn, key)
         if tenant.status is Status.DELETED:
@@ -283,33 +290,17 @@ def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
         placement = read_placement(conn, tenant.id) or read_placement(conn, tenant.id, "building")
         counts: dict[str, int] = {}
         if placement is not None and placement.database is not None:
-            tn._forget_route(placement.route)
-            with admin_connection(tn.cell_admin_url(placement.cell), autocommit=True) as cell_conn:
-                cell_conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(placement.database))
-                )
-            counts[f"database {placement.database}"] = 1
+            counts = drop_copy(tn, conn, tenant.id, placement)
         with conn.transaction():
             locked = get_tenant(conn, tenant.id, for_update=True)
             if locked.status is Status.DELETED:
                 return {}
-            if placement is None or placement.isolation is Isolation.POOLED:
-                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(s.owner_role)))
-                conn.execute(
-                    "SELECT set_config('tenantry.tenant_id', %s, true), set_config('tenantry.tenant_sig', %s, true)",
-                    tn._get_binder().signed(tenant.id),
-                )
-                for schema, table in table_order(conn, s.pooled_schema):
-                    cur = conn.execute(
-                        sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(sql.Identifier(schema, table)),
-                        (tenant.id,),
+            if placement is None or placement.database is None:
+                counts = drop_copy(
+                    tn, conn, tenant.id, placement or Placement.plan_for(
+                        tenant.id, Isolation.POOLED, cell=PRIMARY_CELL, pooled_schema=tn.settings.pooled_schema
                     )
-                    counts[f"{schema}.{table}"] = cur.rowcount
-                conn.execute("RESET ROLE")
-            elif placement.isolation is Isolation.SCHEMA:
-                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(placement.schema)))
-                conn.execute("DELETE FROM tenantry.app_tables WHERE schema_name = %s", (placement.schema,))
-                counts[f"schema {placement.schema}"] = 1
+                )
             conn.execute(
                 "UPDATE tenantry.placements SET status = 'retired', updated_at = now()"
                 " WHERE tenant_id = %s AND status <> 'retired'",
@@ -326,4 +317,45 @@ def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
             notify_tenant(conn, tenant.id)
             audit.record(conn, actor=tn.actor, action="tenant.delete", target_type="tenant",
                          target=tenant.slug, before=tenant.to_dict(), after={"rows_deleted": counts})
+    return counts
+
+
+def drop_copy(
+    tn: Tenantry, conn: psycopg.Connection[Any], tenant_id: uuid.UUID, placement: Placement
+) -> dict[str, int]:
+    """Remove one placement's copy of a tenant: its rows in the shared tables, its schema, or
+    its database. Idempotent. ``conn`` is a catalog admin connection; for the shared tiers
+    the work joins its open transaction (if any).
+    """
+    s = tn.settings
+    counts: dict[str, int] = {}
+    if placement.database is not None:
+        tn._forget_route(placement.route)
+        with admin_connection(tn.cell_admin_url(placement.cell), autocommit=True) as cell_conn:
+            cell_conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(placement.database))
+            )
+        counts[f"database {placement.database}"] = 1
+    elif placement.isolation is Isolation.SCHEMA:
+        with conn.transaction():
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(placement.schema)))
+            conn.execute("DELETE FROM tenantry.app_tables WHERE schema_name = %s", (placement.schema,))
+        counts[f"schema {placement.schema}"] = 1
+    else:
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(s.owner_role)))
+            for schema, table in table_order(conn, placement.schema):
+                # a move froze the tenant's writes here; lift that for this transaction's deletes
+                thaw_writes(conn, schema, table, str(tenant_id))
+            conn.execute(
+                "SELECT set_config('tenantry.tenant_id', %s, true), set_config('tenantry.tenant_sig', %s, true)",
+                tn._get_binder().signed(tenant_id),
+            )
+            for schema, table in table_order(conn, placement.schema):
+                cur = conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(sql.Identifier(schema, table)),
+                    (tenant_id,),
+                )
+                counts[f"{schema}.{table}"] = cur.rowcount
+            conn.execute("RESET ROLE")
     return counts

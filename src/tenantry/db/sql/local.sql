@@ -102,6 +102,18 @@ BEGIN
 END
 $fn$;
 
+-- Trigger function that refuses a tenant's writes while it is being moved (see
+-- tenantry.db.tenant_copy.freeze_writes): a clear, retryable error, never a silent loss.
+CREATE OR REPLACE FUNCTION tenantry.refuse_write_while_moving() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RAISE EXCEPTION 'tenantry: this tenant is being moved; its writes resume in a moment'
+        USING ERRCODE = '55006', HINT = 'retry the transaction';
+END
+$fn$;
+
 -- The runtime role reads no table here: only the context view, and the functions above.
 REVOKE ALL ON ALL TABLES IN SCHEMA tenantry FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenantry.current_tenant_id(), tenantry.require_tenant_id(),

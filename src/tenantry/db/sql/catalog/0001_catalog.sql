@@ -90,6 +90,7 @@ CREATE TABLE tenantry.jobs (
     tenant_id   uuid REFERENCES tenantry.tenants (id),
     status      text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'done', 'failed')),
     steps_done  text[] NOT NULL DEFAULT '{{}}',
+    payload     jsonb NOT NULL DEFAULT '{{}}',
     attempts    integer NOT NULL DEFAULT 1,
     error       text,
     created_at  timestamptz NOT NULL DEFAULT now(),

@@ -1,0 +1,332 @@
+"""Moving a tenant between tiers and cells: copy, freeze, delta, verify, flip, clean up.
+
+A move is a durable job (``tenantry.jobs``, kind ``move``) whose steps are recorded as they
+finish, so a move interrupted at any step is finished by running it again (or undone with
+:func:`abort` before the flip):
+
+1. ``build``: the target placement, built like a new tenant's (schema or database, tables at
+   the current head, RLS, grants).
+2. ``bulk_copy``: every row, from one consistent snapshot of the source. Reads and writes go
+   on meanwhile.
+3. ``freeze``: the tenant's writes to the source are refused (a trigger per table; other
+   tenants of shared tables write on). From here the source no longer changes.
+4. ``delta``: what changed since the bulk copy is found by comparing row hashes and applied.
+5. ``verify``: row counts and per-table checksums must be equal on both sides.
+6. ``flip``: one catalog transaction makes the target placement active and the tenant's plan
+   the target plan; every process learns it within a second (NOTIFY). Writes resume there.
+7. ``cleanup``: once every process's cache has moved on, the source copy is removed.
+
+The write block lasts from ``freeze`` to ``flip``; its length is recorded in the job and the
+audit log.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from tenantry.core.model import Isolation, Plan, Status, Tenant
+from tenantry.core.placement import Placement, choose_cell, plan_steps
+from tenantry.db import tenant_copy
+from tenantry.db.connect import admin_connection
+from tenantry.errors import Conflict, InvalidInput, IsolationError
+from tenantry.services import audit
+from tenantry.services.cells import cell_loads
+from tenantry.services.events import notify_tenant
+from tenantry.services.faults import crash_point
+from tenantry.services.provisioning import (
+    build_step,
+    database_url,
+    drop_copy,
+    insert_placement,
+    read_placement,
+)
+from tenantry.services.tenants import get_plan, get_tenant
+
+if TYPE_CHECKING:
+    from tenantry.app import Tenantry
+
+__all__ = ["MoveReport", "abort", "move"]
+
+STEPS = ("build", "bulk_copy", "freeze", "delta", "verify", "flip", "cleanup")
+
+
+@dataclass(frozen=True, slots=True)
+class MoveReport:
+    """What a move did."""
+
+    slug: str
+    source: dict[str, Any]
+    target: dict[str, Any]
+    rows: dict[str, int]
+    write_block_seconds: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "slug": self.slug,
+            "from": self.source,
+            "to": self.target,
+            "rows": self.rows,
+            "write_block_seconds": round(self.write_block_seconds, 3),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(slots=True)
+class _Job:
+    id: uuid.UUID
+    steps_done: list[str]
+    payload: dict[str, Any]
+
+
+def _placement_from(data: dict[str, Any]) -> Placement:
+    return Placement(
+        uuid.UUID(data["tenant_id"]), data["cell"], Isolation(data["isolation"]),
+        data["database"], data["schema"], data["status"],
+    )
+
+
+def _placement_data(p: Placement) -> dict[str, Any]:
+    return {
+        "tenant_id": str(p.tenant_id), "cell": p.cell, "isolation": p.isolation.value,
+        "database": p.database, "schema": p.schema, "status": p.status,
+    }
+
+
+def _running_job(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> _Job | None:
+    row = conn.execute(
+        "SELECT id, steps_done, payload FROM tenantry.jobs"
+        " WHERE tenant_id = %s AND kind = 'move' AND status = 'running' FOR UPDATE",
+        (tenant_id,),
+    ).fetchone()
+    return None if row is None else _Job(row[0], list(row[1]), dict(row[2]))
+
+
+def _record(conn: psycopg.Connection[Any], job: _Job, step: str, **payload: Any) -> None:
+    job.steps_done.append(step)
+    job.payload.update(payload)
+    conn.execute(
+        "UPDATE tenantry.jobs SET steps_done = %s, payload = %s, updated_at = now() WHERE id = %s",
+        (job.steps_done, Jsonb(job.payload), job.id),
+    )
+
+
+def _start(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, plan: Plan, cell: str | None) -> _Job:
+    """Find the tenant's running move (it must go where this call asks) or begin one."""
+    with conn.transaction():
+        job = _running_job(conn, tenant.id)
+        if job is not None:
+            if job.payload["plan"] != plan.name or (cell is not None and job.payload["target"]["cell"] != cell):
+                raise Conflict(
+                    f"tenant {tenant.slug!r} is being moved to plan {job.payload['plan']!r}"
+                    f" (cell {job.payload['target']['cell']!r}); run that move again to finish it, or abort it"
+                )
+            conn.execute("UPDATE tenantry.jobs SET attempts = attempts + 1 WHERE id = %s", (job.id,))
+            audit.record(conn, actor=tn.actor, action="tenant.move.resume", target_type="tenant",
+                         target=tenant.slug, after={"steps_done": job.steps_done})
+            return job
+        if tenant.status is not Status.ACTIVE:
+            raise InvalidInput(f"tenant {tenant.slug!r} is {tenant.status.value}; only active tenants move")
+        source = read_placement(conn, tenant.id)
+        if source is None:
+            raise InvalidInput(f"tenant {tenant.slug!r} has no active placement to move from")
+        target = Placement.plan_for(
+            tenant.id, plan.isolation, cell=choose_cell(plan, cell_loads(conn), requested=cell),
+            pooled_schema=tn.settings.pooled_schema,
+        )
+        if target.route == source.route:
+            raise InvalidInput(
+                f"tenant {tenant.slug!r} already lives there ({source.isolation.value} on cell {source.cell!r})"
+            )
+        insert_placement(conn, target)
+        payload = {
+            "plan": plan.name,
+            "from_plan": tenant.plan,
+            "source": _placement_data(source),
+            "target": _placement_data(target),
+        }
+        row = conn.execute(
+            "INSERT INTO tenantry.jobs (kind, tenant_id, payload) VALUES ('move', %s, %s) RETURNING id",
+            (tenant.id, Jsonb(payload)),
+        ).fetchone()
+        assert row is not None
+        conn.execute("UPDATE tenantry.tenants SET status = 'moving', updated_at = now() WHERE id = %s", (tenant.id,))
+        notify_tenant(conn, tenant.id)
+        audit.record(conn, actor=tn.actor, action="tenant.move.start", target_type="tenant",
+                     target=tenant.slug, after=payload)
+        return _Job(row[0], [], payload)
+
+
+class _Sides:
+    """Admin connections to the source and target placements, each in a transaction acting
+    as the owner with the tenant bound."""
+
+    def __init__(self, tn: Tenantry, tenant_id: uuid.UUID, source: Placement, target: Placement) -> None:
+        self._tn = tn
+        self._signed = tn._get_binder().signed(tenant_id)
+        self._places = (source, target)
+        self._stack = ExitStack()
+
+    def __enter__(self) -> tuple[psycopg.Connection[Any], psycopg.Connection[Any]]:
+        conns: list[psycopg.Connection[Any]] = []
+        for place in self._places:
+            url = database_url(self._tn.cell_admin_url(place.cell), place.database)
+            conn = self._stack.enter_context(admin_connection(url))
+            if not conns:  # the source: one snapshot for every table
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            self._stack.enter_context(conn.transaction())
+            tenant_copy.act_as_tenant(conn, owner=self._tn.settings.owner_role, signed=self._signed, schema=place.schema)
+            conns.append(conn)
+        return conns[0], conns[1]
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.__exit__(*exc)  # type: ignore[arg-type]
+
+
+def move(tn: Tenantry, key: str | uuid.UUID, *, plan: str | None = None, cell: str | None = None) -> MoveReport:
+    """Move a tenant to ``plan``'s tier (and ``cell``), or resume its interrupted move."""
+    started = time.monotonic()
+    metadata = tn._metadata()
+    specs = tenant_copy.specs(metadata)
+    with tn.admin() as conn:
+        tenant = get_tenant(conn, key)
+        chosen = get_plan(conn, plan or tenant.plan)
+        job = _start(tn, conn, tenant, chosen, cell)
+    source = _placement_from(job.payload["source"])
+    target = _placement_from(job.payload["target"])
+    rows: dict[str, int] = dict(job.payload.get("rows", {}))
+    tid = str(tenant.id)
+
+    def done(step: str, **payload: Any) -> None:
+        with tn.admin() as conn, conn.transaction():
+            _record(conn, job, step, **payload)
+        crash_point(f"move:{step}")
+
+    if "build" not in job.steps_done:
+        for step in plan_steps(target.isolation)[:-1]:
+            build_step(tn, step, target)
+        done("build")
+    if "bulk_copy" not in job.steps_done:
+        with _Sides(tn, tenant.id, source, target) as (src, dst):
+            for spec in specs:
+                rows[spec.name] = tenant_copy.bulk_copy(src, dst, spec)
+                tenant_copy.sync_sequences(dst, target.schema, spec)
+        done("bulk_copy", rows=rows)
+    if "freeze" not in job.steps_done:
+        url = database_url(tn.cell_admin_url(source.cell), source.database)
+        with admin_connection(url) as conn, conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(tn.settings.owner_role)))
+            for spec in specs:
+                tenant_copy.freeze_writes(conn, source.schema, spec.name, tid)
+        done("freeze", frozen_at=time.time())
+    if "delta" not in job.steps_done:
+        with _Sides(tn, tenant.id, source, target) as (src, dst):
+            hashes = {s.name: (tenant_copy.row_hashes(src, s), tenant_copy.row_hashes(dst, s)) for s in specs}
+            deleted = sum(tenant_copy.delete_missing(dst, s, *hashes[s.name]) for s in reversed(specs))
+            upserted = sum(tenant_copy.upsert_changed(src, dst, s, *hashes[s.name]) for s in specs)
+            for spec in specs:
+                tenant_copy.sync_sequences(dst, target.schema, spec)
+        done("delta", delta={"upserted": upserted, "deleted": deleted})
+    if "verify" not in job.steps_done:
+        with _Sides(tn, tenant.id, source, target) as (src, dst):
+            for spec in specs:
+                here, there = tenant_copy.checksum(src, spec), tenant_copy.checksum(dst, spec)
+                if here != there:
+                    raise IsolationError(
+                        f"move of {tenant.slug!r}: table {spec.name} differs after copying"
+                        f" ({here[0]} rows at the source, {there[0]} at the target); run the move again"
+                    )
+                rows[spec.name] = here[0]
+        done("verify", rows=rows)
+    if "flip" not in job.steps_done:
+        with tn.admin() as conn, conn.transaction():
+            conn.execute(
+                "UPDATE tenantry.placements SET status = 'retired', updated_at = now()"
+                " WHERE tenant_id = %s AND status = 'active'",
+                (tenant.id,),
+            )
+            conn.execute(
+                "UPDATE tenantry.placements SET status = 'active', updated_at = now()"
+                " WHERE tenant_id = %s AND status = 'building'",
+                (tenant.id,),
+            )
+            conn.execute(
+                "UPDATE tenantry.tenants SET status = 'active', plan = %s, updated_at = now() WHERE id = %s",
+                (chosen.name, tenant.id),
+            )
+            flipped_at = time.time()
+            _record(conn, job, "flip", flipped_at=flipped_at,
+                    write_block_seconds=flipped_at - float(job.payload["frozen_at"]))
+            notify_tenant(conn, tenant.id)
+            audit.record(conn, actor=tn.actor, action="tenant.move", target_type="tenant", target=tenant.slug,
+                         before={"plan": job.payload["from_plan"], "placement": job.payload["source"]},
+                         after={"plan": chosen.name, "placement": job.payload["target"], "rows": rows,
+                                "write_block_seconds": round(job.payload["write_block_seconds"], 3)})
+        tn._forget_tenant(tenant.id)
+        crash_point("move:flip")
+    if "cleanup" not in job.steps_done:
+        # stale caches elsewhere route to the source for at most the cache TTL; its writes
+        # stay refused by the freeze until then, so nothing is written where no one looks
+        wait = float(job.payload["flipped_at"]) + tn.settings.tenant_cache_ttl + 0.5 - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        with tn.admin() as conn:
+            drop_copy(tn, conn, tenant.id, source)
+            with conn.transaction():
+                _record(conn, job, "cleanup")
+                conn.execute("UPDATE tenantry.jobs SET status = 'done' WHERE id = %s", (job.id,))
+    return MoveReport(
+        slug=tenant.slug,
+        source=job.payload["source"],
+        target=job.payload["target"],
+        rows=rows,
+        write_block_seconds=float(job.payload["write_block_seconds"]),
+        seconds=time.monotonic() - started,
+    )
+
+
+def abort(tn: Tenantry, key: str | uuid.UUID) -> bool:
+    """Undo a move that has not flipped yet: thaw the source, drop the target copy.
+
+    Returns ``False`` when there is no move to abort. After the flip, move back instead.
+    """
+    with tn.admin() as conn:
+        tenant = get_tenant(conn, key)
+        with conn.transaction():
+            job = _running_job(conn, tenant.id)
+        if job is None:
+            return False
+        if "flip" in job.steps_done:
+            raise Conflict(f"the move of {tenant.slug!r} has flipped already; move it back instead")
+        source = _placement_from(job.payload["source"])
+        target = _placement_from(job.payload["target"])
+        url = database_url(tn.cell_admin_url(source.cell), source.database)
+        with admin_connection(url) as src, src.transaction():
+            src.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(tn.settings.owner_role)))
+            for spec in tenant_copy.specs(tn._metadata()):
+                tenant_copy.thaw_writes(src, source.schema, spec.name, str(tenant.id))
+        drop_copy(tn, conn, tenant.id, target)  # idempotent, whatever was built of it
+        with conn.transaction():
+            conn.execute(
+                "UPDATE tenantry.placements SET status = 'retired', updated_at = now()"
+                " WHERE tenant_id = %s AND status = 'building'",
+                (tenant.id,),
+            )
+            conn.execute(
+                "UPDATE tenantry.jobs SET status = 'failed', error = 'aborted', updated_at = now() WHERE id = %s",
+                (job.id,),
+            )
+            conn.execute("UPDATE tenantry.tenants SET status = 'active', updated_at = now() WHERE id = %s", (tenant.id,))
+            notify_tenant(conn, tenant.id)
+            audit.record(conn, actor=tn.actor, action="tenant.move.abort", target_type="tenant",
+                         target=tenant.slug, after={"steps_done": job.steps_done})
+    tn._forget_tenant(tenant.id)
+    return True
