@@ -19,7 +19,7 @@ import getpass
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import Token
 from types import TracebackType
@@ -330,11 +330,16 @@ class Tenantry:
         return counts
 
     def move_tenant(
-        self, key: str | uuid.UUID, *, plan: str | None = None, cell: str | None = None
+        self,
+        key: str | uuid.UUID,
+        *,
+        plan: str | None = None,
+        cell: str | None = None,
+        on_step: Callable[[str], None] | None = None,
     ) -> moves.MoveReport:
         """Move a tenant to ``plan``'s tier (and, for the database tier, ``cell``) without
         losing a row; run it again to finish a move that was interrupted."""
-        return moves.move(self, key, plan=plan, cell=cell)
+        return moves.move(self, key, plan=plan, cell=cell, on_step=on_step)
 
     def abort_move(self, key: str | uuid.UUID) -> bool:
         """Undo a move that has not flipped yet; ``False`` when there is none."""

@@ -15,7 +15,8 @@ with, so the interfaces translate errors without a table of their own::
     │   └── PlanNotFound
     ├── Conflict                       exit 7, HTTP 409
     │   ├── TenantExists
-    │   └── InvalidTransition          a status change the lifecycle forbids
+    │   ├── InvalidTransition          a status change the lifecycle forbids
+    │   └── TenantMoving               writes refused for a moment: the tenant is moving
     ├── TenantNotActive                exit 8, HTTP 403   suspended/archived tenant asked to serve
     └── IsolationError                 exit 9, HTTP 403   PostgreSQL refused a cross-tenant act
         ├── NoTenantBound              a write (or a tenant-scoped call) with no tenant bound
@@ -42,6 +43,7 @@ __all__ = [
     "PlanNotFound",
     "TenantContextError",
     "TenantExists",
+    "TenantMoving",
     "TenantNotActive",
     "TenantNotFound",
     "TenantryError",
@@ -124,6 +126,10 @@ class TenantExists(Conflict):
 
 class InvalidTransition(Conflict):
     """The tenant lifecycle does not allow this status change."""
+
+
+class TenantMoving(Conflict):
+    """The tenant's writes are frozen for the cutover of a move; retry in a moment."""
 
 
 class TenantNotActive(TenantryError):

@@ -13,6 +13,7 @@ from tenantry.errors import (
     DatabaseUnavailable,
     IsolationError,
     NoTenantBound,
+    TenantMoving,
     TenantryError,
 )
 
@@ -52,7 +53,10 @@ def translate(err: psycopg.Error) -> TenantryError | None:
         return IsolationError(f"refused by row-level security: {message}")
     if isinstance(err, pg_errors.InsufficientPrivilege) and message.startswith("tenantry:"):
         return IsolationError(message.removeprefix("tenantry: "))
-    if isinstance(err, psycopg.OperationalError):
+    if state == "55006" and message.startswith("tenantry:"):
+        return TenantMoving(message.removeprefix("tenantry: "))
+    if isinstance(err, psycopg.OperationalError) and (state is None or state.startswith(("08", "57P"))):
+        # the connection itself failed (class 08), or the server is shutting down (57P)
         return DatabaseUnavailable(f"cannot reach PostgreSQL: {str(err).strip().splitlines()[0]}")
     return None
 

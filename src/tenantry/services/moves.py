@@ -26,6 +26,7 @@ import time
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -191,8 +192,18 @@ class _Sides:
         self._stack.__exit__(*exc)  # type: ignore[arg-type]
 
 
-def move(tn: Tenantry, key: str | uuid.UUID, *, plan: str | None = None, cell: str | None = None) -> MoveReport:
-    """Move a tenant to ``plan``'s tier (and ``cell``), or resume its interrupted move."""
+def move(
+    tn: Tenantry,
+    key: str | uuid.UUID,
+    *,
+    plan: str | None = None,
+    cell: str | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> MoveReport:
+    """Move a tenant to ``plan``'s tier (and ``cell``), or resume its interrupted move.
+
+    ``on_step(step)`` is called as each step starts (for progress displays).
+    """
     started = time.monotonic()
     metadata = tn._metadata()
     specs = tenant_copy.specs(metadata)
@@ -205,29 +216,36 @@ def move(tn: Tenantry, key: str | uuid.UUID, *, plan: str | None = None, cell: s
     rows: dict[str, int] = dict(job.payload.get("rows", {}))
     tid = str(tenant.id)
 
+    def todo(step: str) -> bool:
+        if step in job.steps_done:
+            return False
+        if on_step is not None:
+            on_step(step)
+        return True
+
     def done(step: str, **payload: Any) -> None:
         with tn.admin() as conn, conn.transaction():
             _record(conn, job, step, **payload)
         crash_point(f"move:{step}")
 
-    if "build" not in job.steps_done:
+    if todo("build"):
         for step in plan_steps(target.isolation)[:-1]:
             build_step(tn, step, target)
         done("build")
-    if "bulk_copy" not in job.steps_done:
+    if todo("bulk_copy"):
         with _Sides(tn, tenant.id, source, target) as (src, dst):
             for spec in specs:
                 rows[spec.name] = tenant_copy.bulk_copy(src, dst, spec)
                 tenant_copy.sync_sequences(dst, target.schema, spec)
         done("bulk_copy", rows=rows)
-    if "freeze" not in job.steps_done:
+    if todo("freeze"):
         url = database_url(tn.cell_admin_url(source.cell), source.database)
         with admin_connection(url) as conn, conn.transaction():
             conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(tn.settings.owner_role)))
             for spec in specs:
                 tenant_copy.freeze_writes(conn, source.schema, spec.name, tid)
         done("freeze", frozen_at=time.time())
-    if "delta" not in job.steps_done:
+    if todo("delta"):
         with _Sides(tn, tenant.id, source, target) as (src, dst):
             hashes = {s.name: (tenant_copy.row_hashes(src, s), tenant_copy.row_hashes(dst, s)) for s in specs}
             deleted = sum(tenant_copy.delete_missing(dst, s, *hashes[s.name]) for s in reversed(specs))
@@ -235,7 +253,7 @@ def move(tn: Tenantry, key: str | uuid.UUID, *, plan: str | None = None, cell: s
             for spec in specs:
                 tenant_copy.sync_sequences(dst, target.schema, spec)
         done("delta", delta={"upserted": upserted, "deleted": deleted})
-    if "verify" not in job.steps_done:
+    if todo("verify"):
         with _Sides(tn, tenant.id, source, target) as (src, dst):
             for spec in specs:
                 here, there = tenant_copy.checksum(src, spec), tenant_copy.checksum(dst, spec)
@@ -246,7 +264,7 @@ def move(tn: Tenantry, key: str | uuid.UUID, *, plan: str | None = None, cell: s
                     )
                 rows[spec.name] = here[0]
         done("verify", rows=rows)
-    if "flip" not in job.steps_done:
+    if todo("flip"):
         with tn.admin() as conn, conn.transaction():
             conn.execute(
                 "UPDATE tenantry.placements SET status = 'retired', updated_at = now()"
@@ -272,7 +290,7 @@ def move(tn: Tenantry, key: str | uuid.UUID, *, plan: str | None = None, cell: s
                                 "write_block_seconds": round(job.payload["write_block_seconds"], 3)})
         tn._forget_tenant(tenant.id)
         crash_point("move:flip")
-    if "cleanup" not in job.steps_done:
+    if todo("cleanup"):
         # stale caches elsewhere route to the source for at most the cache TTL; its writes
         # stay refused by the freeze until then, so nothing is written where no one looks
         wait = float(job.payload["flipped_at"]) + tn.settings.tenant_cache_ttl + 0.5 - time.time()

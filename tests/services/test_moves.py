@@ -1,0 +1,187 @@
+"""Tier moves: every direction, no row lost, writes refused only at the cutover, and a move
+killed at any step finished by a rerun (or undone by an abort)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tenantry import Conflict, InvalidInput, Status, Tenant, TenantMoving, Tenantry
+from tenantry.services.moves import STEPS
+from tests.conftest import TIER_PLANS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _seed(tn: Tenantry, tenant: Tenant, projects: int = 20) -> dict[str, int]:
+    with tn.tenant(tenant.slug), tn.connection() as conn:
+        for i in range(projects):
+            pid = conn.execute("INSERT INTO projects (name) VALUES (%s) RETURNING id", (f"p{i}",)).fetchone()[0]
+            tid = conn.execute(
+                "INSERT INTO tasks (project_id, title, points, priority, done) VALUES (%s, 't', %s, 'high', false)"
+                " RETURNING id",
+                (pid, i),
+            ).fetchone()[0]
+            conn.execute("INSERT INTO comments (task_id, body) VALUES (%s, %s)", (tid, f"c{i}"))
+    return _counts(tn, tenant)
+
+
+def _counts(tn: Tenantry, tenant: Tenant) -> dict[str, int]:
+    with tn.tenant(tenant.slug, allow_inactive=True), tn.connection() as conn:
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("projects", "tasks", "comments")}
+
+
+def _snapshot(tn: Tenantry, tenant: Tenant) -> list[tuple]:
+    with tn.tenant(tenant.slug, allow_inactive=True), tn.connection() as conn:
+        return conn.execute(
+            "SELECT p.id, p.name, t.id, t.points, t.priority::text, c.body FROM projects p"
+            " JOIN tasks t USING (tenant_id) JOIN comments c USING (tenant_id)"
+            " WHERE t.project_id = p.id AND c.task_id = t.id ORDER BY p.id"
+        ).fetchall()
+
+
+def _old_copy_gone(tn: Tenantry, tenant: Tenant, old: dict) -> None:
+    with tn.admin() as conn:
+        if old["database"] is not None:
+            assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (old["database"],)).fetchone() is None
+        elif old["isolation"] == "schema":
+            assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (old["schema"],)).fetchone() is None
+        else:
+            for table in ("projects", "tasks", "comments"):
+                rows = conn.execute(
+                    sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = %s").format(sql.Identifier(old["schema"], table)),
+                    (tenant.id,),
+                ).fetchone()
+                assert rows == (0,), table
+            triggers = conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'tenantry_freeze%%'").fetchone()
+            assert triggers == (0,)
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [(s, t) for s in TIER_PLANS for t in TIER_PLANS if s != t],
+)
+def test_move_between_every_pair_of_tiers(tn: Tenantry, make_tenant, source: str, target: str) -> None:
+    moving, bystander = make_tenant("mv", plan=TIER_PLANS[source]), make_tenant("by")
+    before, others = _seed(tn, moving), _seed(tn, bystander, projects=3)
+    rows_before = _snapshot(tn, moving)
+    report = tn.move_tenant(moving.slug, plan=TIER_PLANS[target])
+    assert report.rows == before
+    assert report.target["isolation"] == target and report.source["isolation"] == source
+    assert 0 < report.write_block_seconds < 5
+    assert tn.get_tenant(moving.id).plan == TIER_PLANS[target]
+    assert tn.get_tenant(moving.id).status is Status.ACTIVE
+    assert tn.placement(moving.id).isolation.value == target  # type: ignore[union-attr]
+    assert _snapshot(tn, moving) == rows_before
+    assert _counts(tn, bystander) == others
+    _old_copy_gone(tn, moving, report.source)
+    # the moved tenant writes on, with fresh keys from its new sequences
+    with tn.tenant(moving.slug), tn.connection() as conn:
+        conn.execute("INSERT INTO projects (name) VALUES ('after')")
+        assert conn.execute("SELECT count(*) FROM projects").fetchone() == (before["projects"] + 1,)
+    entry = tn.audit_log(target_type="tenant", target=moving.slug)[0]
+    assert entry.action == "tenant.move" and entry.after["rows"] == before
+    assert tn.unprotected_tables() == []
+
+
+def test_writes_during_the_copy_are_carried_and_the_cutover_refuses_writes(tn: Tenantry, make_tenant) -> None:
+    moving = make_tenant("live")
+    _seed(tn, moving, projects=10)
+    seen: dict[str, object] = {}
+
+    def on_step(step: str) -> None:
+        if step == "freeze":  # the bulk copy is done; the source still takes writes
+            with tn.tenant(moving.slug), tn.connection() as conn:
+                conn.execute("INSERT INTO projects (name) VALUES ('during-copy')")
+                conn.execute("UPDATE tasks SET points = 99 WHERE points = 0")
+                conn.execute("DELETE FROM comments WHERE body = 'c1'")
+        if step == "delta":  # frozen: reads work, writes are refused with a clear error
+            with tn.tenant(moving.slug), tn.connection() as conn:
+                seen["read"] = conn.execute("SELECT count(*) FROM projects").fetchone()[0]
+            with pytest.raises(TenantMoving, match="being moved"):
+                with tn.tenant(moving.slug), tn.connection() as conn:
+                    conn.execute("INSERT INTO projects (name) VALUES ('during-freeze')")
+            seen["frozen"] = True
+
+    tn.move_tenant(moving.slug, plan="enterprise", on_step=on_step)
+    assert seen == {"read": 11, "frozen": True}
+    with tn.tenant(moving.slug), tn.connection() as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM projects").fetchall()}
+        assert "during-copy" in names and "during-freeze" not in names
+        assert conn.execute("SELECT count(*) FROM tasks WHERE points = 99").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM comments WHERE body = 'c1'").fetchone() == (0,)
+
+
+def test_refusals(tn: Tenantry, make_tenant) -> None:
+    t = make_tenant("no")
+    with pytest.raises(InvalidInput, match="already lives there"):
+        tn.move_tenant(t.slug, plan="free")
+    tn.suspend(t.slug)
+    with pytest.raises(InvalidInput, match="only active tenants move"):
+        tn.move_tenant(t.slug, plan="business")
+    tn.resume(t.slug)
+    assert tn.abort_move(t.slug) is False
+
+
+def _cli(scratch, *args: str, crash: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
+    env.update(
+        TENANTRY_DATABASE_URL=scratch.url,
+        TENANTRY_OWNER_ROLE=scratch.owner,
+        TENANTRY_RUNTIME_ROLE=scratch.runtime,
+        TENANTRY_APP="tests.model_app:Base",
+        PYTHONPATH=str(ROOT),
+    )
+    if crash:
+        env["TENANTRY_TEST_CRASH_AFTER"] = crash
+    return subprocess.run(
+        [sys.executable, "-c", "from tenantry.cli.main import run; run()", *args],
+        env=env, capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize("step", STEPS[:-1])
+def test_a_move_killed_at_any_step_is_finished_by_a_rerun(scratch, tn: Tenantry, make_tenant, step: str) -> None:
+    moving = make_tenant("crash")
+    before = _seed(tn, moving, projects=8)
+    rows_before = _snapshot(tn, moving)
+    killed = _cli(scratch, "tenants", "move", moving.slug, "--plan", "enterprise", crash=f"move:{step}")
+    assert killed.returncode == 70, killed.stderr
+    assert tn.get_tenant(moving.id).status is (Status.ACTIVE if step == "flip" else Status.MOVING)
+    # the tenant is served all along: reads see every row
+    assert _counts(tn, moving) == before
+    with pytest.raises(Conflict, match="being moved to plan 'enterprise'"):
+        tn.move_tenant(moving.slug, plan="business")
+    finished = _cli(scratch, "tenants", "move", moving.slug, "--plan", "enterprise", "--json")
+    assert finished.returncode == 0, finished.stderr
+    assert json.loads(finished.stdout)["rows"] == before
+    assert _snapshot(tn, moving) == rows_before
+    assert tn.placement(moving.id).isolation.value == "database"  # type: ignore[union-attr]
+    actions = [e.action for e in tn.audit_log(target_type="tenant", target=moving.slug)]
+    # (killed after the flip, the audit holds the move before the resume that cleaned up)
+    assert sorted(actions[:3]) == ["tenant.move", "tenant.move.resume", "tenant.move.start"]
+
+
+@pytest.mark.parametrize("step", ["build", "bulk_copy", "freeze", "delta", "verify"])
+def test_a_move_killed_before_the_flip_can_be_aborted(scratch, tn: Tenantry, make_tenant, step: str) -> None:
+    moving = make_tenant("abort", plan="business")
+    before = _seed(tn, moving, projects=5)
+    assert _cli(scratch, "tenants", "move", moving.slug, "--plan", "free", crash=f"move:{step}").returncode == 70
+    aborted = _cli(scratch, "tenants", "move", moving.slug, "--abort", "--json")
+    assert json.loads(aborted.stdout) == {"aborted": True}
+    assert tn.get_tenant(moving.id).status is Status.ACTIVE
+    assert tn.placement(moving.id).isolation.value == "schema"  # type: ignore[union-attr]
+    assert _counts(tn, moving) == before
+    with tn.tenant(moving.slug), tn.connection() as conn:  # writes work again (thawed)
+        conn.execute("INSERT INTO projects (name) VALUES ('back')")
+    with tn.admin() as conn:  # the half-made pooled copy is gone
+        assert conn.execute(
+            "SELECT count(*) FROM tenant_data.projects WHERE tenant_id = %s", (moving.id,)
+        ).fetchone() == (0,)
