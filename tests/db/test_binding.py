@@ -75,12 +75,15 @@ class _nullcontext:
 
 
 def test_session_level_set_by_app_does_not_bind(tn: Tenantry, make_tenant) -> None:
-    """Even a session-level SET of the id (without a valid signature) is refused, not trusted."""
+    """A SET of the id from SQL (without a valid signature) is never trusted: with the schema
+    left as bound, nothing is visible; claiming the pooled schema too, the forgery is refused."""
     a = make_tenant()
     _seed(tn, a.slug, "p")
     with tn.connection() as conn:
         conn.execute("SELECT set_config('tenantry.tenant_id', %s, false)", (str(a.id),))
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        assert conn.execute("SELECT name FROM projects").fetchall() == []
+        conn.execute("SELECT set_config('tenantry.tenant_schema', 'tenant_data', false)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not set by tenantry"):
             conn.execute("SELECT name FROM projects").fetchall()
 
 

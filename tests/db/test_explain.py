@@ -103,7 +103,10 @@ class TenantCheck:
     def from_current_tenant_id(self) -> bool:
         """The InitPlan computes the bound tenant: the context view (as inlined) or the function."""
         return any(
-            "current_tenant_id()" in out or "'tenantry.tenant_id'" in out for out in self.initplan_output
+            "current_tenant_id()" in out
+            or "'tenantry.tenant_id'" in out
+            or re.fullmatch(r"c(_\d+)?\.tenant_id", out) is not None  # the context view, aliased
+            for out in self.initplan_output
         )
 
 

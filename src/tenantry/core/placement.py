@@ -47,6 +47,10 @@ class Route:
     database: str | None
     schema: str
     own_database: bool = False
+    schema_tier: bool = False
+    """The schema is one of many in a shared database: connections serve other schemas too,
+    so statements prepared for one schema must not be reused (their types would be the
+    other schema's)."""
 
     @property
     def pool_key(self) -> tuple[str, str | None]:
@@ -76,7 +80,13 @@ class Placement:
 
     @property
     def route(self) -> Route:
-        return Route(self.cell, self.database, self.schema, self.isolation is Isolation.DATABASE)
+        return Route(
+            self.cell,
+            self.database,
+            self.schema,
+            own_database=self.isolation is Isolation.DATABASE,
+            schema_tier=self.isolation is Isolation.SCHEMA,
+        )
 
     def to_dict(self) -> dict[str, object]:
         return {

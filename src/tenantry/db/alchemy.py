@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from tenantry import context
-from tenantry.db.binding import Binder, RouteKey, abegin, begin, check_route
+from tenantry.db.binding import Binder, RouteKey, abegin, begin, check_route, choose_prepare
 from tenantry.db.connect import translate
 from tenantry.errors import IsolationError, TenantContextError, TenantryError
 
@@ -88,6 +88,7 @@ def bind_engine(engine: Engine | AsyncEngine, binder: Binder, serves: RouteKey |
     def _begin(conn: sa.Connection) -> None:
         wanted = context.current()
         check_route(wanted, serves)
+        choose_prepare(conn.connection.driver_connection, wanted)  # type: ignore[arg-type]
         if is_async:
             adapted = conn.connection.dbapi_connection
             adapted.run_async(lambda driver: abegin(driver, wanted, binder))  # type: ignore[union-attr]

@@ -4,10 +4,11 @@ Every transaction a tenant-bound connection runs starts with one libpq pipeline,
 as one network write and answered in one round trip::
 
     BEGIN
-    EXECUTE tenantry_bind ($1, $2, $3)   -- prepared once per connection, in the same pipeline:
+    EXECUTE tenantry_bind ($1, $2, $3, $4)   -- prepared once per connection, in the pipeline:
     SELECT set_config('tenantry.tenant_id', $1, true),
            set_config('tenantry.tenant_sig', $2, true),
-           set_config('search_path', $3, true)
+           set_config('search_path', $3, true),
+           set_config('tenantry.tenant_schema', $4, true)
 
 sent in place of the ``BEGIN`` psycopg would otherwise send on its own, so binding the tenant
 costs no round trip. The values travel as bound parameters: they never appear in query text,
@@ -44,7 +45,7 @@ from tenantry import context
 from tenantry.context import BoundTenant
 from tenantry.core.placement import Route
 from tenantry.db.local import ContextKeys
-from tenantry.errors import DatabaseUnavailable, TenantContextError
+from tenantry.errors import DatabaseUnavailable, IsolationError, TenantContextError
 
 __all__ = [
     "AsyncTenantConnection",
@@ -58,6 +59,7 @@ __all__ = [
     "abegin",
     "begin",
     "check_route",
+    "choose_prepare",
     "route_of",
 ]
 
@@ -67,13 +69,15 @@ _BEGIN = b"BEGIN"
 _BIND_SQL = (
     b"SELECT set_config('tenantry.tenant_id', $1, true),"
     b" set_config('tenantry.tenant_sig', $2, true),"
-    b" set_config('search_path', $3, true)"
+    b" set_config('search_path', $3, true),"
+    b" set_config('tenantry.tenant_schema', $4, true)"
 )
 # (prepared statement name, text): parsed once per connection, then only bound and executed
 _BIND = (b"tenantry_bind", _BIND_SQL)
 # in a database-tier tenant's own database, the marker must name the tenant being bound
 _BIND_OWN_DATABASE = (b"tenantry_bind_marker", _BIND_SQL + b", tenantry.check_marker($1)")
-_UNDEFINED_STATEMENT = "26000"  # the prepared statement is gone (DISCARD ALL, DEALLOCATE)
+_UNDEFINED_STATEMENT = b"26000"  # the prepared statement is gone (DISCARD ALL, DEALLOCATE)
+_DUPLICATE_STATEMENT = b"42P05"  # it exists though we did not know (a lost Parse result)
 _WAIT_READ, _WAIT_WRITE = "r", "w"
 
 Params = list[bytes | None]
@@ -90,13 +94,15 @@ class Binder:
 
     def __init__(self, keys: ContextKeys, default_schema: str) -> None:
         self.keys = keys
-        self._unbound: Statement = (_BIND, [b"", b"", _search_path(default_schema)])
+        self._default_schema = default_schema
+        self._unbound: Statement = (_BIND, [b"", b"", _search_path(default_schema), b""])
         self._cache: OrderedDict[BoundTenant, Statement] = OrderedDict()
 
-    def signed(self, tenant_id: uuid.UUID) -> tuple[str, str]:
-        """``(tenant_id, signature)`` as the ``tenantry.*`` settings take them."""
+    def signed(self, tenant_id: uuid.UUID, schema: str) -> tuple[str, str, str]:
+        """``(tenant_id, schema, signature)`` as the ``tenantry.*`` settings take them: the
+        signature covers the schema the tenant's rows live in."""
         ident = str(tenant_id)
-        return ident, self.keys.sign(ident)
+        return ident, schema, self.keys.sign(f"{ident}/{schema}")
 
     def statement(self, bound: BoundTenant | None) -> Statement:
         """The bind statement and its parameters for ``bound`` (``None``: no tenant)."""
@@ -106,11 +112,11 @@ class Binder:
         if cached is not None:
             self._cache.move_to_end(bound)
             return cached
-        ident, sig = self.signed(bound.id)
         route = bound.route
-        path = _search_path(route.schema) if route is not None else self._unbound[1][2]
+        schema = route.schema if route is not None else self._default_schema
+        ident, _, sig = self.signed(bound.id, schema)
         query = _BIND_OWN_DATABASE if route is not None and route.own_database else _BIND
-        statement: Statement = (query, [ident.encode(), sig.encode(), path])
+        statement: Statement = (query, [ident.encode(), sig.encode(), _search_path(schema), schema.encode()])
         self._cache[bound] = statement
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
@@ -126,9 +132,10 @@ def _bind_gen(
     """
     (name, text), params = statement
     start = pgconn.transaction_status == _IDLE
+    parse = name not in prepared
     pgconn.enter_pipeline_mode()
     try:
-        if name not in prepared:
+        if parse:
             pgconn.send_prepare(name, text)
         if start:
             pgconn.send_query_params(_BEGIN, None)
@@ -146,7 +153,8 @@ def _bind_gen(
             if res is None:
                 continue  # end of one statement's results
             if res.status == pq.ExecStatus.PIPELINE_SYNC:
-                if all(r.status in _OK for r in results):
+                # the statement exists once its Parse succeeded, even if executing it failed
+                if parse and results and results[0].status in _OK:
                     prepared.add(name)
                 return results
             results.append(res)
@@ -170,9 +178,31 @@ def _prepared(conn: psycopg.BaseConnection[Any]) -> set[bytes]:
     return found
 
 
-def _lost_statement(results: list[pq.abc.PGresult]) -> bool:
-    """Whether the bind failed because someone deallocated the prepared statement."""
-    return any(r.error_field(pq.DiagnosticField.SQLSTATE) == _UNDEFINED_STATEMENT.encode() for r in results)
+def _statement_state(results: list[pq.abc.PGresult]) -> bytes | None:
+    """``26000`` when the bind statement was deallocated behind our back, ``42P05`` when it
+    existed though we thought not; ``None`` otherwise."""
+    for r in results:
+        state = r.error_field(pq.DiagnosticField.SQLSTATE)
+        if state in (_UNDEFINED_STATEMENT, _DUPLICATE_STATEMENT):
+            return state
+    return None
+
+
+def _retry_bind(
+    pgconn: pq.abc.PGconn, results: list[pq.abc.PGresult], statement: Statement, prepared: set[bytes]
+) -> Generator[str, None, list[pq.abc.PGresult]]:
+    """After a failed bind whose prepared statement was lost or duplicated: roll back what the
+    pipeline began, fix what we know, bind again."""
+    state = _statement_state(results)
+    if state is None:
+        return results
+    if state == _UNDEFINED_STATEMENT:
+        prepared.clear()
+    else:
+        prepared.add(statement[0][0])
+    if pgconn.transaction_status != _IDLE:
+        yield from _rollback_gen(pgconn)
+    return (yield from _bind_gen(pgconn, statement, prepared))
 
 
 def _check(results: list[pq.abc.PGresult], conn: psycopg.BaseConnection[Any]) -> None:
@@ -181,6 +211,9 @@ def _check(results: list[pq.abc.PGresult], conn: psycopg.BaseConnection[Any]) ->
             message = (res.error_message or b"").decode(errors="replace").strip()
             if conn.pgconn.status != pq.ConnStatus.OK:
                 raise DatabaseUnavailable(f"connection lost while binding the tenant: {message}")
+            primary = (res.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or b"").decode(errors="replace")
+            if primary.startswith("tenantry:"):  # the marker or the context refused the tenant
+                raise IsolationError(primary.removeprefix("tenantry: "))
             raise psycopg.DatabaseError(f"binding the tenant failed: {message}")
 
 
@@ -190,11 +223,7 @@ def begin(conn: psycopg.Connection[Any], bound: BoundTenant | None, binder: Bind
     prepared = _prepared(conn)
     with conn.lock:
         results = _run_sync(conn.pgconn, _bind_gen(conn.pgconn, statement, prepared))
-        if _lost_statement(results):
-            # deallocated behind our back: roll back what the pipeline began, parse again
-            prepared.clear()
-            _run_sync(conn.pgconn, _rollback_gen(conn.pgconn))
-            results = _run_sync(conn.pgconn, _bind_gen(conn.pgconn, statement, prepared))
+        results = _run_sync(conn.pgconn, _retry_bind(conn.pgconn, results, statement, prepared))
     _check(results, conn)
 
 
@@ -236,10 +265,7 @@ async def abegin(conn: psycopg.AsyncConnection[Any], bound: BoundTenant | None, 
     prepared = _prepared(conn)
     async with conn.lock:
         results = await _run_async(conn.pgconn, _bind_gen(conn.pgconn, statement, prepared))
-        if _lost_statement(results):
-            prepared.clear()
-            await _run_async(conn.pgconn, _rollback_gen(conn.pgconn))
-            results = await _run_async(conn.pgconn, _bind_gen(conn.pgconn, statement, prepared))
+        results = await _run_async(conn.pgconn, _retry_bind(conn.pgconn, results, statement, prepared))
     _check(results, conn)
 
 
@@ -302,6 +328,27 @@ def route_of(bound: BoundTenant | None) -> Route | None:
     return None if bound is None else bound.route
 
 
+def choose_prepare(conn: psycopg.BaseConnection[Any], bound: BoundTenant | None) -> None:
+    """Let psycopg prepare statements, except for schema-tier tenants.
+
+    A prepared statement keeps the parameter and result types it was planned with; reused
+    after the search path moved to another tenant's schema it fails ("operator does not
+    exist: priority = tenant_data.priority"). Statements prepared for pooled tenants stay
+    valid for them: they all use the pooled schema.
+    """
+    default = getattr(conn, "_tenantry_prepare_threshold", _UNSET)
+    if default is _UNSET:
+        default = conn.prepare_threshold
+        conn._tenantry_prepare_threshold = default  # type: ignore[attr-defined]
+    schema_tier = bound is not None and bound.route is not None and bound.route.schema_tier
+    wanted = None if schema_tier else default
+    if conn.prepare_threshold != wanted:
+        conn.prepare_threshold = wanted
+
+
+_UNSET: Any = object()
+
+
 class TenantConnection(psycopg.Connection[Any]):
     """A psycopg connection whose every transaction is bound to the context's tenant.
 
@@ -318,6 +365,7 @@ class TenantConnection(psycopg.Connection[Any]):
 
     def _tenantry_bind(self, wanted: BoundTenant | None, binder: Binder) -> None:
         check_route(wanted, self._tenantry_serves)
+        choose_prepare(self, wanted)
         begin(self, wanted, binder)
         self._tenantry_bound = wanted
         _note_schema(self, wanted)
@@ -402,6 +450,7 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Any]):
 
     async def _tenantry_bind(self, wanted: BoundTenant | None, binder: Binder) -> None:
         check_route(wanted, self._tenantry_serves)
+        choose_prepare(self, wanted)
         await abegin(self, wanted, binder)
         self._tenantry_bound = wanted
         _note_schema(self, wanted)

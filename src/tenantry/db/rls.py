@@ -2,9 +2,13 @@
 
 Each table gets row-level security ENABLEd and FORCEd, and one policy for every command::
 
-    CREATE POLICY tenant_isolation ON t
-        USING      (tenant_id = (SELECT tenant_id FROM tenantry.context))
-        WITH CHECK (tenant_id = (SELECT tenant_id FROM tenantry.context))
+    CREATE POLICY tenant_isolation ON schema.t
+        USING      (tenant_id = (SELECT c.tenant_id FROM tenantry.context c
+                                  WHERE c.schema_name = 'schema'))
+        WITH CHECK (the same)
+
+``tenantry.context`` yields the bound tenant only where its rows live (the signature covers the
+schema), so a tenant can neither read nor write its rows into another placement's tables.
 
 The sub-select makes PostgreSQL evaluate the context view once per query (an InitPlan) instead
 of once per row, so the comparison stays an index condition on the leading ``tenant_id`` column.
@@ -85,7 +89,9 @@ def validate_metadata(metadata: sa.MetaData) -> list[sa.Table]:
 def apply_policies(conn: psycopg.Connection[Any], schema: str, table: str, runtime: str) -> None:
     """Enable and force RLS on ``schema.table``, (re)create its policy, grant the runtime role."""
     ident = sql.Identifier(schema, table)
-    check = sql.SQL("tenant_id = (SELECT tenant_id FROM tenantry.context)")
+    check = sql.SQL("tenant_id = (SELECT c.tenant_id FROM tenantry.context c WHERE c.schema_name = {})").format(
+        sql.Literal(schema)
+    )
     conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(ident))
     conn.execute(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(ident))
     conn.execute(sql.SQL("DROP POLICY IF EXISTS {} ON {}").format(sql.Identifier(POLICY), ident))
@@ -124,8 +130,12 @@ def apply_policies(conn: psycopg.Connection[Any], schema: str, table: str, runti
     )
 
 
-#: how PostgreSQL prints tenantry's policy expression back (PostgreSQL 15 to 18)
-EXPECTED_EXPR = "(tenant_id = ( SELECT context.tenant_id\n   FROM tenantry.context))"
+#: how PostgreSQL prints tenantry's policy expression back (PostgreSQL 15 to 18); the schema
+#: is the table's own (tenantry's schema names need no quoting)
+EXPECTED_EXPR = (
+    "(tenant_id = ( SELECT c.tenant_id\n   FROM tenantry.context c\n"
+    "  WHERE (c.schema_name = '{schema}'::text)))"
+)
 
 # One row per registered table: is RLS on and forced, is tenantry's policy exactly as deployed
 # (all commands, for PUBLIC, permissive, the expected USING and WITH CHECK), and which other
@@ -136,8 +146,8 @@ SELECT a.schema_name, a.table_name, c.oid IS NOT NULL,
        EXISTS (SELECT 1 FROM pg_policy p
                 WHERE p.polrelid = c.oid AND p.polname = %(policy)s AND p.polcmd = '*'
                   AND p.polpermissive AND p.polroles = '{0}'
-                  AND pg_get_expr(p.polqual, p.polrelid) = %(expr)s
-                  AND pg_get_expr(p.polwithcheck, p.polrelid) = %(expr)s),
+                  AND pg_get_expr(p.polqual, p.polrelid) = replace(%(expr)s, '{schema}', a.schema_name)
+                  AND pg_get_expr(p.polwithcheck, p.polrelid) = replace(%(expr)s, '{schema}', a.schema_name)),
        coalesce((SELECT array_agg(p.polname::text ORDER BY p.polname) FROM pg_policy p
                   WHERE p.polrelid = c.oid AND p.polpermissive AND p.polname <> %(policy)s), '{}')
   FROM tenantry.app_tables a

@@ -59,15 +59,15 @@ def specs(metadata: sa.MetaData) -> list[TableSpec]:
     ]
 
 
-def act_as_tenant(
-    conn: psycopg.Connection[Any], *, owner: str, signed: tuple[str, str], schema: str
-) -> None:
-    """In the open transaction: become the owner, bind the tenant, look in ``schema``."""
+def act_as_tenant(conn: psycopg.Connection[Any], *, owner: str, signed: tuple[str, str, str]) -> None:
+    """In the open transaction: become the owner, bind the tenant to its schema (``signed``
+    is :meth:`Binder.signed`'s ``(id, schema, signature)``) and look in that schema."""
+    tenant_id, schema, sig = signed
     conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
     conn.execute(
-        "SELECT set_config('tenantry.tenant_id', %s, true), set_config('tenantry.tenant_sig', %s, true),"
-        " set_config('search_path', %s, true)",
-        (*signed, f'"{schema}", public, pg_temp'),
+        "SELECT set_config('tenantry.tenant_id', %s, true), set_config('tenantry.tenant_schema', %s, true),"
+        " set_config('tenantry.tenant_sig', %s, true), set_config('search_path', %s, true)",
+        (tenant_id, schema, sig, f'"{schema}", public, pg_temp'),
     )
 
 

@@ -172,7 +172,7 @@ class _Sides:
 
     def __init__(self, tn: Tenantry, tenant_id: uuid.UUID, source: Placement, target: Placement) -> None:
         self._tn = tn
-        self._signed = tn._get_binder().signed(tenant_id)
+        self._tenant_id = tenant_id
         self._places = (source, target)
         self._stack = ExitStack()
 
@@ -184,7 +184,8 @@ class _Sides:
             if not conns:  # the source: one snapshot for every table
                 conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             self._stack.enter_context(conn.transaction())
-            tenant_copy.act_as_tenant(conn, owner=self._tn.settings.owner_role, signed=self._signed, schema=place.schema)
+            signed = self._tn._get_binder().signed(self._tenant_id, place.schema)
+            tenant_copy.act_as_tenant(conn, owner=self._tn.settings.owner_role, signed=signed)
             conns.append(conn)
         return conns[0], conns[1]
 

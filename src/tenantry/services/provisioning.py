@@ -33,7 +33,7 @@ from tenantry.services.cells import cell_loads
 from tenantry.services.events import notify_tenant
 from tenantry.services.faults import crash_point
 from tenantry.db.rls import table_order
-from tenantry.db.tenant_copy import thaw_writes
+from tenantry.db.tenant_copy import act_as_tenant, thaw_writes
 from tenantry.services.tenants import TENANT_COLUMNS, get_plan, get_tenant, row_to_tenant
 
 if TYPE_CHECKING:
@@ -102,31 +102,57 @@ def provision(tn: Tenantry, slug: str, *, name: str | None, plan: str, cell: str
         chosen = get_plan(conn, plan)
         if chosen.isolation is not Isolation.POOLED:
             tn._metadata()  # fail before writing anything when the app's tables are unknown
-        tenant, job_id, steps_done = _start(tn, conn, slug, display, chosen, cell)
-        if tenant.status is Status.ACTIVE:
-            return tenant
-        if not conn.execute(
+        tenant, job_id, _ = _start(tn, conn, slug, display, chosen, cell)
+    if tenant.status is Status.ACTIVE:
+        return tenant
+    # The lock lives on a connection of its own, held for the whole build; the steps take
+    # pooled admin connections as they need them, so concurrent builds cannot starve the pool.
+    with admin_connection(tn.admin_url, timeout=tn.settings.connect_timeout, autocommit=True) as lock:
+        locked = lock.execute(
             "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_CLASS, str(tenant.id))
-        ).fetchone()[0]:  # type: ignore[index]
+        ).fetchone()
+        if locked is None or not locked[0]:
             raise Conflict(f"tenant {slug!r} is being provisioned by another process; try again shortly")
         try:
-            placement = read_placement(conn, tenant.id, "building")
-            assert placement is not None
-            for step in plan_steps(chosen.isolation):
-                if step in steps_done:
-                    continue
-                if step == "activate":
-                    return _activate(tn, conn, tenant, placement, job_id)
-                build_step(tn, step, placement)
-                conn.execute(
-                    "UPDATE tenantry.jobs SET steps_done = array_append(steps_done, %s), updated_at = now()"
-                    " WHERE id = %s",
-                    (step, job_id),
-                )
-                crash_point(step)
-            raise AssertionError("provisioning ended without activating")  # pragma: no cover
+            return _build(tn, tenant, chosen, job_id)
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK_CLASS, str(tenant.id)))
+            lock.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK_CLASS, str(tenant.id)))
+
+
+def _build(tn: Tenantry, tenant: Tenant, chosen: Plan, job_id: uuid.UUID | None) -> Tenant:
+    """Run the steps not done yet, under the tenant's lock. What another process did before we
+    got the lock is read again here: it may have finished the tenant meanwhile."""
+    with tn.admin() as conn, conn.transaction():
+        current = get_tenant(conn, tenant.id)
+        if current.status is not Status.PROVISIONING:
+            raise TenantExists(f"a tenant with slug {tenant.slug!r} exists already")
+        job = conn.execute(
+            "UPDATE tenantry.jobs SET attempts = attempts + 1, updated_at = now()"
+            " WHERE id = %s RETURNING steps_done, attempts",
+            (job_id,),
+        ).fetchone()
+        assert job is not None
+        steps_done, attempts = set(job[0]), job[1]
+        if attempts > 1:
+            audit.record(conn, actor=tn.actor, action="tenant.create.resume", target_type="tenant",
+                         target=tenant.slug, after={"steps_done": sorted(steps_done)})
+        placement = read_placement(conn, tenant.id, "building")
+    assert placement is not None
+    for step in plan_steps(chosen.isolation):
+        if step in steps_done:
+            continue
+        if step == "activate":
+            with tn.admin() as conn:
+                return _activate(tn, conn, tenant, placement, job_id)
+        build_step(tn, step, placement)
+        with tn.admin() as conn:
+            conn.execute(
+                "UPDATE tenantry.jobs SET steps_done = array_append(steps_done, %s), updated_at = now()"
+                " WHERE id = %s",
+                (step, job_id),
+            )
+        crash_point(step)
+    raise AssertionError("provisioning ended without activating")  # pragma: no cover
 
 
 def _start(
@@ -150,14 +176,11 @@ def _start(
                     f"tenant {slug!r} is half-built on plan {existing.plan!r}; create it again on that plan to finish"
                 )
             job = conn.execute(
-                "UPDATE tenantry.jobs SET attempts = attempts + 1, updated_at = now()"
-                " WHERE tenant_id = %s AND kind = 'provision' AND status = 'running'"
-                " RETURNING id, steps_done",
+                "SELECT id, steps_done FROM tenantry.jobs"
+                " WHERE tenant_id = %s AND kind = 'provision' AND status = 'running'",
                 (existing.id,),
             ).fetchone()
             assert job is not None
-            audit.record(conn, actor=tn.actor, action="tenant.create.resume", target_type="tenant",
-                         target=slug, after={"steps_done": list(job[1])})
             return existing, job[0], set(job[1])
         status = "active" if isolation is Isolation.POOLED else "provisioning"
         try:
@@ -185,7 +208,7 @@ def _start(
             return tenant, None, set()
         insert_placement(conn, placement)
         job = conn.execute(
-            "INSERT INTO tenantry.jobs (kind, tenant_id) VALUES ('provision', %s) RETURNING id",
+            "INSERT INTO tenantry.jobs (kind, tenant_id, attempts) VALUES ('provision', %s, 0) RETURNING id",
             (tenant.id,),
         ).fetchone()
         assert job is not None
@@ -347,10 +370,7 @@ def drop_copy(
             for schema, table in table_order(conn, placement.schema):
                 # a move froze the tenant's writes here; lift that for this transaction's deletes
                 thaw_writes(conn, schema, table, str(tenant_id))
-            conn.execute(
-                "SELECT set_config('tenantry.tenant_id', %s, true), set_config('tenantry.tenant_sig', %s, true)",
-                tn._get_binder().signed(tenant_id),
-            )
+            act_as_tenant(conn, owner=s.owner_role, signed=tn._get_binder().signed(tenant_id, placement.schema))
             for schema, table in table_order(conn, placement.schema):
                 cur = conn.execute(
                     sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(sql.Identifier(schema, table)),

@@ -46,21 +46,25 @@ BEGIN
 END
 $fn$;
 
--- The tenant bound to the current transaction, as every policy reads it. The app sets
--- tenantry.tenant_id and tenantry.tenant_sig transaction-locally; the signature is checked
+-- The tenant bound to the current transaction and the schema its rows live in, as every
+-- policy reads them. The app sets tenantry.tenant_id, tenantry.tenant_schema and
+-- tenantry.tenant_sig transaction-locally; the signature covers id and schema and is checked
 -- against the key, which the runtime role cannot read (the view runs with its owner's
--- rights), so SQL running as the runtime role cannot bind another tenant. A security-barrier
--- view rather than a function: PostgreSQL inlines it into the policy's one-time InitPlan, at
--- a fraction of a function call's cost. No tenant: NULL. A forged context: an error.
+-- rights), so SQL running as the runtime role can neither bind another tenant nor reach its
+-- tenant's rows in another schema. A security-barrier view rather than a function:
+-- PostgreSQL inlines it into the policy's one-time InitPlan, at a fraction of a function
+-- call's cost. No tenant: NULL. A forged context: an error.
 CREATE OR REPLACE VIEW tenantry.context WITH (security_barrier) AS
 SELECT CASE
            WHEN s.tid = '' THEN NULL
-           WHEN encode(sha256(k.opad || sha256(k.ipad || convert_to(s.tid, 'UTF8'))), 'hex') = s.sig
+           WHEN encode(sha256(k.opad || sha256(k.ipad || convert_to(s.tid || '/' || s.sch, 'UTF8'))), 'hex') = s.sig
                THEN s.tid::uuid
            ELSE tenantry.refuse_context()
-       END AS tenant_id
+       END AS tenant_id,
+       s.sch AS schema_name
   FROM tenantry.context_key k,
        LATERAL (SELECT coalesce(current_setting('tenantry.tenant_id', true), '') AS tid,
+                       coalesce(current_setting('tenantry.tenant_schema', true), '') AS sch,
                        current_setting('tenantry.tenant_sig', true) AS sig) s;
 
 CREATE OR REPLACE FUNCTION tenantry.current_tenant_id() RETURNS uuid
