@@ -244,9 +244,20 @@ class Tenantry:
         return found
 
     def unprotected_tables(self) -> list[str]:
-        """App tables whose row-level security is off, unforced or missing its policy."""
+        """App tables whose row-level security is off, unforced, missing its exact policy, or
+        widened by another permissive policy: in the shared database (``schema.table``) and in
+        every database-tier tenant's own database (``database:schema.table``)."""
         with self.admin() as conn:
-            return rls.unprotected_tables(conn)
+            found = rls.unprotected_tables(conn)
+            databases = conn.execute(
+                "SELECT cell, database_name FROM tenantry.placements"
+                " WHERE database_name IS NOT NULL AND status = 'active' ORDER BY 2"
+            ).fetchall()
+        for cell, database in databases:
+            url = provisioning.database_url(self.cell_admin_url(cell), database)
+            with admin_connection(url, timeout=self.settings.connect_timeout, autocommit=True) as conn:
+                found += [f"{database}:{name}" for name in rls.unprotected_tables(conn)]
+        return found
 
     # -- catalog reads and lifecycle --------------------------------------------------------
     def plans(self) -> list[Plan]:

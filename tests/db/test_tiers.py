@@ -508,10 +508,6 @@ def test_connections_that_refused_a_tenant_serve_it_again(own_tenantry: Callable
     assert served == {path: [[(f"other-{t.slug}",)]] for path in sync_paths}
 
 
-@bug(
-    "Tenantry.unprotected_tables() reads only the catalog database's registry, never the "
-    "app tables in database-tier tenants' own databases",
-)
 def test_unprotected_tables_covers_tenant_databases(tn: Tenantry, others: dict[str, Tenant]) -> None:
     with superuser_in(tn, placement_of(tn, others["database"])) as su:
         su.execute("ALTER TABLE tenant_data.comments NO FORCE ROW LEVEL SECURITY")
@@ -552,10 +548,6 @@ def test_database_tier_pools_are_bounded(bounded: Tenantry, database_tenants: li
     assert len(runtime_databases(bounded, _databases(bounded, database_tenants), most=2)) <= 2
 
 
-@bug(
-    "Router keeps every asyncio pool (no max_pools bound), and evicting an async engine "
-    "disposes it with close=False, leaving its connections open",
-)
 @pytest.mark.parametrize("kind", ["async_connection", "async_engine"])
 def test_async_database_tier_pools_are_bounded(bounded: Tenantry, database_tenants: list[Tenant], kind: str) -> None:
     databases = _databases(bounded, database_tenants)
@@ -583,7 +575,6 @@ def test_async_database_tier_pools_are_bounded(bounded: Tenantry, database_tenan
     assert (len(while_open) <= 2, after_close) == (True, set())
 
 
-@bug("Router.forget drops the route's asyncio pool without closing it")
 def test_deleting_a_database_tenant_closes_its_pools(tn: Tenantry) -> None:
     t = tn.create_tenant(f"closing-{uuid.uuid4().hex[:8]}", plan="enterprise")
 
@@ -614,15 +605,9 @@ def recycling(scratch: Scratch) -> Iterator[Tenantry]:
         yield tenantry
 
 
-_NO_ENGINE_RECYCLING = bug(
-    "schema_recycle_after applies to tn.connection() and tn.async_connection() only; "
-    "engine connections never count the schemas they served and are never recycled",
-)
-
-
 @pytest.mark.parametrize(
     "path",
-    [pytest.param(path, marks=[_NO_ENGINE_RECYCLING] if "sqlalchemy" in path else []) for path in PATHS],
+    PATHS,
 )
 def test_schema_connections_are_recycled(recycling: Tenantry, schema_tenants: list[Tenant], path: str) -> None:
     order = [*schema_tenants, schema_tenants[0]]

@@ -104,7 +104,7 @@ def migrate(
     as_json: JsonFlag = False,
     migrations: Migrations = None,
 ) -> None:
-    """Upgrade every placement to the head revision, JOBS at a time.
+    """Upgrade every placement to the head revision, --jobs at a time.
 
     Placements the catalog records at the head are not connected to. A placement whose
     migration fails is rolled back and reported; the others go on, and the command exits 10.
@@ -153,8 +153,11 @@ def stamp(
     as_json: JsonFlag = False,
     migrations: Migrations = None,
 ) -> None:
-    """Record the revision untracked placements are at, running nothing (for placements deployed
-    before migrations were tracked); with --tenant, those tenants' placements whatever they had."""
+    """Record the revision placements are at, running nothing.
+
+    Without --tenant: the untracked placements (deployed before migrations were tracked).
+    With --tenant: those tenants' placements, whatever they had.
+    """
     tn = get_state(ctx).tenantry()
     with _progress_bar(not as_json, "stamping") as progress:
         report = app_migrations.stamp_placements(

@@ -30,6 +30,7 @@ from tenantry.errors import IsolationError, TenantContextError, TenantryError
 __all__ = ["TenantScoped", "bind_engine", "tenant_id_column"]
 
 _INFO_KEY = "tenantry.bound"
+_SCHEMAS_KEY = "tenantry.schemas"
 _UNSET = object()
 #: SQL default for tenant_id: the bound tenant, or a clear error when none is bound.
 TENANT_ID_SERVER_DEFAULT = sa.text("tenantry.require_tenant_id()")
@@ -78,9 +79,16 @@ class TenantScoped:
         )
 
 
-def bind_engine(engine: Engine | AsyncEngine, binder: Binder, serves: RouteKey | None = None) -> None:
+def bind_engine(
+    engine: Engine | AsyncEngine,
+    binder: Binder,
+    serves: RouteKey | None = None,
+    *,
+    schema_recycle_after: int | None = None,
+) -> None:
     """Attach tenantry's listeners to ``engine`` (a psycopg engine, sync or async) that
-    connects to the server and database ``serves``."""
+    connects to the server and database ``serves``; a connection that has served more than
+    ``schema_recycle_after`` schemas is replaced at its next checkout."""
     sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
     is_async = isinstance(engine, AsyncEngine)
 
@@ -95,6 +103,8 @@ def bind_engine(engine: Engine | AsyncEngine, binder: Binder, serves: RouteKey |
         else:
             begin(conn.connection.driver_connection, wanted, binder)  # type: ignore[arg-type]
         conn.info[_INFO_KEY] = wanted
+        if wanted is not None and wanted.route is not None:
+            conn.connection.info.setdefault(_SCHEMAS_KEY, set()).add(wanted.route.schema)
 
     @event.listens_for(sync_engine, "before_cursor_execute")
     def _check(conn: sa.Connection, cursor: Any, statement: str, parameters: Any, ctx: Any, many: bool) -> None:
@@ -116,6 +126,15 @@ def bind_engine(engine: Engine | AsyncEngine, binder: Binder, serves: RouteKey |
                 mapped.__cause__ = original
                 return mapped
         return None
+
+    if schema_recycle_after is not None:
+
+        @event.listens_for(sync_engine.pool, "checkout")
+        def _recycle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+            # a backend keeps catalog cache entries for every relation it touched: replace a
+            # connection that has served many tenant schemas (the pool retries the checkout)
+            if len(record.info.get(_SCHEMAS_KEY, ())) > schema_recycle_after:
+                raise sa.exc.DisconnectionError("served too many tenant schemas")
 
     @event.listens_for(sync_engine, "commit")
     @event.listens_for(sync_engine, "rollback")

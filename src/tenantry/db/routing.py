@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 import psycopg
@@ -97,9 +97,26 @@ class Router:
         self._lock = threading.RLock()
         self._pools: _Lru[ConnectionPool[TenantConnection]] = _Lru(settings.max_pools, _close_pool)
         self._engines: _Lru[sa.Engine] = _Lru(settings.max_pools, lambda e: e.dispose())
-        self._async_engines: _Lru[AsyncEngine] = _Lru(settings.max_pools, lambda e: e.sync_engine.dispose(close=False))
-        self._async_pools: dict[RouteKey, AsyncConnectionPool[AsyncTenantConnection]] = {}
+        self._async_engines: _Lru[AsyncEngine] = _Lru(settings.max_pools, lambda e: self._in_loop(e.dispose()))
+        self._async_pools: _Lru[AsyncConnectionPool[AsyncTenantConnection]] = _Lru(
+            settings.max_pools, lambda p: self._in_loop(p.close())
+        )
         self._async_loop: asyncio.AbstractEventLoop | None = None
+
+    def _in_loop(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run async clean-up in the event loop that owns the pools: scheduled when called from
+        that loop, waited for when called from another thread, dropped if the loop is gone."""
+        loop = self._async_loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is not None and running is loop:
+            loop.create_task(work)
+        elif loop is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(work, loop).result(timeout=30)
+        else:
+            work.close()  # the loop and its connections are gone already
 
     def _sizes(self, key: RouteKey) -> tuple[int, int]:
         if key == DEFAULT_ROUTE:
@@ -148,7 +165,9 @@ class Router:
         """The asyncio pool for ``key`` in the running loop (pools belong to their loop)."""
         loop = asyncio.get_running_loop()
         if self._async_loop is not loop:
-            self._async_pools = {}
+            # pools of another (finished) loop cannot be closed from this one; close them with
+            # `await tn.aclose()` before their loop ends
+            self._async_pools.drain()
             self._async_loop = loop
         pool = self._async_pools.get(key)
         if pool is not None:
@@ -176,11 +195,12 @@ class Router:
             open=False,
         )
         await pool.open(wait=min_size > 0, timeout=self._settings.connect_timeout)
-        if key in self._async_pools:  # another task won the race
+        existing = self._async_pools.get(key)
+        if existing is not None:  # another task won the race
             await pool.close()
-        else:
-            self._async_pools[key] = pool
-        return self._async_pools[key]
+            return existing
+        self._async_pools.put(key, pool)  # may close the least recently used, in this loop
+        return pool
 
     # -- SQLAlchemy -----------------------------------------------------------------------------
     def _watch(self, engine: sa.Engine) -> None:
@@ -205,12 +225,16 @@ class Router:
                     creator=lambda: psycopg.connect(url),
                     **(self._engine_options(key) | options),
                 )
-                bind_engine(engine, self._binder(), key)
+                bind_engine(engine, self._binder(), key, schema_recycle_after=self._settings.schema_recycle_after)
                 self._watch(engine)
                 self._engines.put(key, engine)
             return engine
 
     def async_engine(self, key: RouteKey, **options: Any) -> AsyncEngine:
+        try:
+            self._async_loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass
         with self._lock:
             engine = self._async_engines.get(key)
             if engine is None:
@@ -220,7 +244,7 @@ class Router:
                     async_creator=lambda: psycopg.AsyncConnection.connect(url),
                     **(self._engine_options(key) | options),
                 )
-                bind_engine(engine, self._binder(), key)
+                bind_engine(engine, self._binder(), key, schema_recycle_after=self._settings.schema_recycle_after)
                 self._watch(engine.sync_engine)
                 self._async_engines.put(key, engine)
             return engine
@@ -244,8 +268,10 @@ class Router:
                 engine.dispose()
             async_engine = self._async_engines.pop(key)
             if async_engine is not None:
-                async_engine.sync_engine.dispose(close=False)
-            self._async_pools.pop(key, None)
+                self._in_loop(async_engine.dispose())
+            async_pool = self._async_pools.pop(key)
+            if async_pool is not None:
+                self._in_loop(async_pool.close())
 
     def close(self) -> None:
         with self._lock:
@@ -254,12 +280,13 @@ class Router:
             for engine in self._engines.drain():
                 engine.dispose()
             for async_engine in self._async_engines.drain():
-                async_engine.sync_engine.dispose(close=False)
+                self._in_loop(async_engine.dispose())
+            for async_pool in self._async_pools.drain():
+                self._in_loop(async_pool.close())
 
     async def aclose(self) -> None:
         """Close the asyncio pools and engines (in their loop); the rest stays open."""
-        pools, self._async_pools = list(self._async_pools.values()), {}
-        for pool in pools:
+        for pool in self._async_pools.drain():
             await pool.close()
         for engine in self._async_engines.drain():
             await engine.dispose()

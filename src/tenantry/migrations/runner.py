@@ -26,6 +26,7 @@ anywhere.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Collection, Iterator, Mapping
@@ -54,6 +55,7 @@ MIGRATE_LOCK = 0x746D6967
 #: engines of the databases used last (each initialises its dialect once)
 _engines: OrderedDict[str, sa.Engine] = OrderedDict()
 _ENGINES_KEPT = 16
+_engines_lock = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +128,13 @@ def _revision(heads: tuple[str, ...]) -> str | None:
 def _engine(url: str) -> sa.Engine:
     # one engine per database, without a pool: each placement gets a connection of its own,
     # closed when it is done; the dialect is initialised once per database
-    engine = _engines.pop(url, None)
-    if engine is None:
-        engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url), poolclass=sa.NullPool)
-    _engines[url] = engine
-    while len(_engines) > _ENGINES_KEPT:
-        _engines.popitem(last=False)[1].dispose()
+    with _engines_lock:  # stamp() runs in the app's own (threaded) processes too
+        engine = _engines.pop(url, None)
+        if engine is None:
+            engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url), poolclass=sa.NullPool)
+        _engines[url] = engine
+        while len(_engines) > _ENGINES_KEPT:
+            _engines.popitem(last=False)[1].dispose()
     return engine
 
 

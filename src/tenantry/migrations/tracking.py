@@ -34,6 +34,7 @@ __all__ = [
     "plan",
     "record_failure",
     "record_revision",
+    "recorded",
     "revision_counts",
 ]
 
@@ -159,6 +160,17 @@ def plan(
         if pooled.revision != head or not only_behind:
             behind.insert(0, pooled)
     return Plan(total, behind)
+
+
+def recorded(conn: psycopg.Connection[Any], placement: Tracked) -> str | None:
+    """The revision the catalog records for ``placement`` (``None``: untracked)."""
+    if placement.key == POOLED:
+        return _shared_revision(conn, placement.schema)
+    row = conn.execute(
+        "SELECT app_revision FROM tenantry.placements WHERE tenant_id = %s AND status = %s",
+        (placement.tenant_id, placement.placement_status),
+    ).fetchone()
+    return None if row is None else row[0]
 
 
 def _job_filter(tenant_id: uuid.UUID | None) -> sql.Composable:

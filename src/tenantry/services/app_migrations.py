@@ -35,8 +35,8 @@ from tenantry.migrations.report import MigrationFailed, MigrationReport, Placeme
 from tenantry.migrations.runner import Outcome, Work, run_work
 from tenantry.migrations.scripts import Scripts, load_scripts
 from tenantry.migrations.tracking import POOLED, Tracked
-from tenantry.services import audit
-from tenantry.services.provisioning import database_url
+# a module import: provisioning may import this module in turn
+from tenantry.services import audit, provisioning
 
 if TYPE_CHECKING:
     from tenantry.app import Tenantry
@@ -50,6 +50,7 @@ __all__ = [
     "StatusReport",
     "migrate",
     "migrations_directory",
+    "recorded_revision",
     "stamp",
     "stamp_placements",
     "status",
@@ -95,10 +96,21 @@ def _tracked(tn: Tenantry, target: Placement | Literal["pooled"]) -> Tracked:
     )
 
 
-def _work(tn: Tenantry, placement: Tracked, scripts: Scripts, **options: object) -> Work:
+def _work(
+    tn: Tenantry,
+    placement: Tracked,
+    scripts: Scripts,
+    *,
+    mode: Literal["upgrade", "stamp"],
+    revision: str,
+    only_if_untracked: bool = False,
+) -> Work:
     s = tn.settings
-    url = database_url(tn.cell_admin_url(placement.cell), placement.database)
-    return Work(placement.key, url, placement.schema, s.owner_role, s.runtime_role, scripts.directory, **options)  # type: ignore[arg-type]
+    url = provisioning.database_url(tn.cell_admin_url(placement.cell), placement.database)
+    return Work(
+        placement.key, url, placement.schema, s.owner_role, s.runtime_role, scripts.directory,
+        mode=mode, revision=revision, only_if_untracked=only_if_untracked,
+    )
 
 
 def stamp(
@@ -134,6 +146,14 @@ def stamp(
         with conn.transaction():
             tracking.record_revision(conn, placement, outcome.after)
     return outcome.after
+
+
+def recorded_revision(tn: Tenantry, placement_or_pooled: Placement | Literal["pooled"]) -> str | None:
+    """The app revision the catalog records for a placement (``None``: untracked); no
+    connection to the placement itself."""
+    placement = _tracked(tn, placement_or_pooled)
+    with tn.admin() as conn:
+        return tracking.recorded(conn, placement)
 
 
 def migrate(
@@ -241,6 +261,8 @@ def _run(
         if progress is not None:
             progress(0, len(works), None)
 
+        target = (scripts.head or "base") if mode == "upgrade" else revision
+
         def finished(work: Work, outcome: Outcome) -> None:
             placement = todo[work.key]
             result = _result(placement, outcome, mode)
@@ -248,7 +270,8 @@ def _run(
                 if outcome.ok:
                     tracking.record_revision(conn, placement, outcome.after)
                 else:
-                    tracking.record_failure(conn, placement, f"{placement.revision or 'untracked'} -> {revision}: {outcome.error}")
+                    error = f"{mode} {placement.revision or 'untracked'} -> {target}: {outcome.error}"
+                    tracking.record_failure(conn, placement, error)
             done.append(result)
             if progress is not None:
                 progress(len(done), len(works), result)
@@ -260,7 +283,7 @@ def _run(
         with conn.transaction():
             audit.record(
                 conn, actor=tn.actor, action="app.migrate" if mode == "upgrade" else "app.stamp",
-                target_type="app", target=revision if mode == "stamp" else scripts.head or "base",
+                target_type="app", target=target,
                 after=report.counts() | {"failed_placements": [r.label for r in report.failed][:100]},
             )
 
