@@ -373,6 +373,9 @@ class Tenantry:
     # the cache is keyed by the canonical key (slug, or the id's canonical text), so every
     # spelling of one tenant shares one entry and _forget reaches them all
     def _cached(self, key: str | uuid.UUID) -> _Resolved | None:
+        listener = self._listener
+        if listener is None or not listener.listening.is_set():
+            return None  # without the listener, changes made elsewhere would go unseen
         hit = self._tenant_cache.get(str(tenant_service.tenant_key(key)))
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 

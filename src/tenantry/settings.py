@@ -72,9 +72,10 @@ class Settings:
     connect_timeout: float = 10.0
     """Seconds to wait for a connection. ``TENANTRY_CONNECT_TIMEOUT``."""
 
-    tenant_cache_ttl: float = 1.0
-    """Seconds a process trusts its cached slug -> tenant lookup (status changes made by this
-    process apply at once). ``TENANTRY_TENANT_CACHE_TTL``."""
+    tenant_cache_ttl: float = 300.0
+    """Seconds a process may keep a slug -> tenant lookup. Changes reach every process within
+    a second by LISTEN/NOTIFY, and the cache is trusted only while that listener is connected;
+    the TTL is a backstop. ``TENANTRY_TENANT_CACHE_TTL``."""
 
     def __post_init__(self) -> None:
         for label, value in (

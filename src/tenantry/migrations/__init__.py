@@ -6,16 +6,27 @@ this package holds its parts:
 * :mod:`~tenantry.migrations.scripts`: the app's Alembic script directory, loaded once;
 * :mod:`~tenantry.migrations.runner`: one placement's upgrade (or stamp) in one transaction;
 * :mod:`~tenantry.migrations.secure`: the tenant-safety check and RLS after a migration;
-* :mod:`~tenantry.migrations.fanout`: many placements in at most ``jobs`` worker processes;
+* :mod:`~tenantry.migrations.fanout` and :mod:`~tenantry.migrations.worker`: many
+  placements in at most ``jobs`` worker processes;
 * :mod:`~tenantry.migrations.tracking`: the revisions the catalog records, failures, plans;
 * :mod:`~tenantry.migrations.report`: the reports and :class:`MigrationFailed`.
 
-The app's migration scripts are ordinary Alembic revisions that name no schema: tenantry runs
-each with the placement's schema first on the search path and the version table
-(``alembic_version``) in that schema, so the same scripts serve the pooled schema, a
-schema-tier tenant's schema and a database-tier tenant's database. The script directory's
-``env.py`` is not used by tenantry (it drives Alembic itself); keep one for ``alembic
-revision --autogenerate`` if you like.
+Writing the app's migrations
+----------------------------
+They are ordinary Alembic revisions in one script directory (``TENANTRY_MIGRATIONS``) that
+**name no schema**: tenantry runs each placement's upgrade with the placement's schema first
+on the search path (``<schema>, public, pg_temp``) and its version table
+(``alembic_version``) in that schema, so one script serves the pooled schema, a schema-tier
+tenant's schema and a database-tier tenant's database. A new tenant table needs what
+:class:`tenantry.TenantScoped` gives a declared one: ``tenant_id`` (uuid, server default
+``tenantry.require_tenant_id()``) leading the primary key, and ``tenant_id`` in every foreign
+key; tenantry refuses a placement whose tables break this, and puts row-level security on the
+new tables itself. Each placement migrates in one transaction, so a revision cannot use
+``autocommit_block()`` (``CREATE INDEX CONCURRENTLY``).
+
+New placements are created from the app's metadata and stamped at the head, so the metadata
+must describe the head revision. The script directory's ``env.py`` is not used by tenantry
+(it drives Alembic itself); keep one for ``alembic revision --autogenerate`` if you like.
 """
 
 from tenantry.migrations.report import MigrationFailed, MigrationReport, PlacementResult, StatusReport

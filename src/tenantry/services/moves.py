@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 __all__ = ["MoveReport", "abort", "move"]
 
 STEPS = ("build", "bulk_copy", "freeze", "delta", "verify", "flip", "cleanup")
+#: how long after the flip the source copy is kept (frozen) for processes to learn of it
+PROPAGATION_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,9 +294,9 @@ def move(
         tn._forget_tenant(tenant.id)
         crash_point("move:flip")
     if todo("cleanup"):
-        # stale caches elsewhere route to the source for at most the cache TTL; its writes
-        # stay refused by the freeze until then, so nothing is written where no one looks
-        wait = float(job.payload["flipped_at"]) + tn.settings.tenant_cache_ttl + 0.5 - time.time()
+        # other processes learn of the flip by NOTIFY within a second (and trust no cache while
+        # their listener is down); until then the freeze refuses their writes to the source
+        wait = float(job.payload["flipped_at"]) + PROPAGATION_SECONDS - time.time()
         if wait > 0:
             time.sleep(wait)
         with tn.admin() as conn:
