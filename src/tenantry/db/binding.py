@@ -30,8 +30,6 @@ the waiting, blocking or through the event loop. Two integrations use them:
 
 from __future__ import annotations
 
-import asyncio
-import select
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Generator, Iterator
@@ -39,7 +37,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import psycopg
-from psycopg import pq
+from psycopg import pq, waiting
 
 from tenantry import context
 from tenantry.context import BoundTenant
@@ -78,7 +76,9 @@ _BIND = (b"tenantry_bind", _BIND_SQL)
 _BIND_OWN_DATABASE = (b"tenantry_bind_marker", _BIND_SQL + b", tenantry.check_marker($1)")
 _UNDEFINED_STATEMENT = b"26000"  # the prepared statement is gone (DISCARD ALL, DEALLOCATE)
 _DUPLICATE_STATEMENT = b"42P05"  # it exists though we did not know (a lost Parse result)
-_WAIT_READ, _WAIT_WRITE = "r", "w"
+# what the protocol generators yield: psycopg's own wait states, so that psycopg's (C) wait
+# functions can drive them
+_WAIT_READ, _WAIT_WRITE = waiting.WAIT_R, waiting.WAIT_W
 
 Params = list[bytes | None]
 Statement = tuple[tuple[bytes, bytes], Params]
@@ -125,7 +125,7 @@ class Binder:
 
 def _bind_gen(
     pgconn: pq.abc.PGconn, statement: Statement, prepared: set[bytes]
-) -> Generator[str, None, list[pq.abc.PGresult]]:
+) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
     """Send (BEGIN if idle and) the bind statement in one pipeline; return the results.
 
     The statement is parsed in the same pipeline the first time a connection uses it.
@@ -190,7 +190,7 @@ def _statement_state(results: list[pq.abc.PGresult]) -> bytes | None:
 
 def _retry_bind(
     pgconn: pq.abc.PGconn, results: list[pq.abc.PGresult], statement: Statement, prepared: set[bytes]
-) -> Generator[str, None, list[pq.abc.PGresult]]:
+) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
     """After a failed bind whose prepared statement was lost or duplicated: roll back what the
     pipeline began, fix what we know, bind again."""
     state = _statement_state(results)
@@ -227,7 +227,7 @@ def begin(conn: psycopg.Connection[Any], bound: BoundTenant | None, binder: Bind
     _check(results, conn)
 
 
-def _rollback_gen(pgconn: pq.abc.PGconn) -> Generator[str, None, list[pq.abc.PGresult]]:
+def _rollback_gen(pgconn: pq.abc.PGconn) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
     pgconn.send_query(b"ROLLBACK")
     while pgconn.flush():
         yield _WAIT_WRITE
@@ -243,18 +243,11 @@ def _rollback_gen(pgconn: pq.abc.PGconn) -> Generator[str, None, list[pq.abc.PGr
         results.append(res)
 
 
-def _run_sync(pgconn: pq.abc.PGconn, gen: Generator[str, None, list[pq.abc.PGresult]]) -> list[pq.abc.PGresult]:
+def _run_sync(
+    pgconn: pq.abc.PGconn, gen: Generator[waiting.Wait, Any, list[pq.abc.PGresult]]
+) -> list[pq.abc.PGresult]:
     try:
-        wait = next(gen)
-        while True:
-            fd = pgconn.socket
-            if wait == _WAIT_READ:
-                select.select([fd], [], [])
-            else:
-                select.select([], [fd], [])
-            wait = gen.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        return waiting.wait(gen, pgconn.socket)
     except psycopg.OperationalError as err:
         raise DatabaseUnavailable(f"connection lost while binding the tenant: {err}") from err
 
@@ -270,32 +263,12 @@ async def abegin(conn: psycopg.AsyncConnection[Any], bound: BoundTenant | None, 
 
 
 async def _run_async(
-    pgconn: pq.abc.PGconn, gen: Generator[str, None, list[pq.abc.PGresult]]
+    pgconn: pq.abc.PGconn, gen: Generator[waiting.Wait, Any, list[pq.abc.PGresult]]
 ) -> list[pq.abc.PGresult]:
-    loop = asyncio.get_running_loop()
     try:
-        wait = next(gen)
-        while True:
-            await _wait(loop, pgconn.socket, write=wait == _WAIT_WRITE)
-            wait = gen.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        return await waiting.wait_async(gen, pgconn.socket)
     except psycopg.OperationalError as err:
         raise DatabaseUnavailable(f"connection lost while binding the tenant: {err}") from err
-
-
-def _wait(loop: asyncio.AbstractEventLoop, fd: int, *, write: bool) -> asyncio.Future[None]:
-    future: asyncio.Future[None] = loop.create_future()
-    add, remove = (loop.add_writer, loop.remove_writer) if write else (loop.add_reader, loop.remove_reader)
-
-    def ready() -> None:
-        remove(fd)
-        if not future.done():
-            future.set_result(None)
-
-    add(fd, ready)
-    future.add_done_callback(lambda _f: remove(fd))
-    return future
 
 
 # -- raw psycopg ------------------------------------------------------------------------------
