@@ -219,13 +219,20 @@ class Tenantry:
 
     def deploy(self, metadata: sa.MetaData | None = None) -> rls.DeployReport:
         """Create the app's tenant tables in the pooled schema and secure each with RLS."""
+        from tenantry.services import app_migrations  # alembic loads only when needed
+
         metadata = self._metadata(metadata)
         s = self.settings
         with self.admin() as conn:
             catalog.require_catalog(conn)
+        if app_migrations.migrations_directory(self) and app_migrations.recorded_revision(self, app_migrations.POOLED):
+            # versioned tables change only through `tenantry migrate`: creating tables of a
+            # newer metadata here would make the pending migration fail
+            return rls.DeployReport(schema=s.pooled_schema, created=[], secured=[], dropped_policies=[])
         report = deploy_tables(
             self.admin_url, metadata, schema=s.pooled_schema, owner=s.owner_role, runtime=s.runtime_role
         )
+        app_migrations.stamp(self, app_migrations.POOLED)
         with self.admin() as conn, conn.transaction():
             audit.record(
                 conn, actor=self.actor, action="app.deploy", target_type="schema",

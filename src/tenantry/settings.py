@@ -40,6 +40,10 @@ class Settings:
     """The app's tenant tables, as ``module:Base`` or ``module:metadata`` (import spec), for
     the CLI and for provisioning schema- and database-tier tenants. ``TENANTRY_APP``."""
 
+    migrations: str | None = None
+    """The app's Alembic script directory, applied to every placement by ``tenantry migrate``.
+    ``None``: tables are created from the metadata and not versioned. ``TENANTRY_MIGRATIONS``."""
+
     owner_role: str = "tenantry_owner"
     """Role that owns the catalog and the app's tables and runs DDL. ``TENANTRY_OWNER_ROLE``."""
 
@@ -108,6 +112,7 @@ class Settings:
         text = {
             "database_url": "TENANTRY_DATABASE_URL",
             "app": "TENANTRY_APP",
+            "migrations": "TENANTRY_MIGRATIONS",
             "runtime_url": "TENANTRY_RUNTIME_URL",
             "owner_role": "TENANTRY_OWNER_ROLE",
             "runtime_role": "TENANTRY_RUNTIME_ROLE",

@@ -36,6 +36,8 @@ class PlacementResult:
     """Revisions applied (or, planned, to apply), oldest first."""
     error: str | None = None
     failed_revision: str | None = None
+    secured: tuple[str, ...] = ()
+    """Tables given row-level security (and grants) after the migration: the new ones."""
     seconds: float = 0.0
 
     @classmethod
@@ -63,6 +65,7 @@ class PlacementResult:
             "steps": list(self.steps),
             "error": self.error,
             "failed_revision": self.failed_revision,
+            "secured": list(self.secured),
             "seconds": round(self.seconds, 3),
         }
 

@@ -42,8 +42,8 @@ SELECT c.relname,
                                        AND a.attname = 'tenant_id')), '{}'),
        c.relrowsecurity AND c.relforcerowsecurity
        AND (SELECT count(*) = 1 AND bool_and(p.polname = %(policy)s AND p.polcmd = '*' AND p.polroles = '{0}'
-                                             AND pg_get_expr(p.polqual, p.polrelid) = %(expr)s
-                                             AND pg_get_expr(p.polwithcheck, p.polrelid) = %(expr)s)
+                                             AND pg_get_expr(p.polqual, p.polrelid) = replace(%(expr)s, '{schema}', n.nspname)
+                                             AND pg_get_expr(p.polwithcheck, p.polrelid) = replace(%(expr)s, '{schema}', n.nspname))
               FROM pg_policy p WHERE p.polrelid = c.oid AND p.polpermissive)
        AND has_table_privilege(%(runtime)s, c.oid, 'SELECT, INSERT, UPDATE, DELETE')
        AND (SELECT coalesce(bool_and(has_sequence_privilege(%(runtime)s, s.oid, 'USAGE, SELECT')), true)

@@ -17,7 +17,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import psycopg
 from psycopg import sql
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 #: the key of the pooled schema among the placements
-POOLED = "pooled"
+POOLED: Final = "pooled"
 
 _LIVE = """
   FROM tenantry.placements p JOIN tenantry.tenants t ON t.id = p.tenant_id

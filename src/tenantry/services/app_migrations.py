@@ -148,6 +148,13 @@ def stamp(
     return outcome.after
 
 
+def head_revision(tn: Tenantry, *, directory: str | None = None) -> str | None:
+    """The head of the app's migrations; ``None`` when no migrations directory is set."""
+    if migrations_directory(tn, directory) is None:
+        return None
+    return _scripts(tn, directory).head
+
+
 def recorded_revision(tn: Tenantry, placement_or_pooled: Placement | Literal["pooled"]) -> str | None:
     """The app revision the catalog records for a placement (``None``: untracked); no
     connection to the placement itself."""
@@ -293,7 +300,7 @@ def _result(placement: Tracked, outcome: Outcome, mode: str) -> PlacementResult:
     return PlacementResult.of(
         placement, result, outcome.after if outcome.ok else placement.revision,
         steps=outcome.applied, error=outcome.error, failed_revision=outcome.failed_revision,
-        seconds=outcome.finished - outcome.started,
+        secured=outcome.secured, seconds=outcome.finished - outcome.started,
     )
 
 

@@ -145,6 +145,7 @@ def _start(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, plan: Pl
             tenant.id, plan.isolation, cell=choose_cell(plan, cell_loads(conn), requested=cell),
             pooled_schema=tn.settings.pooled_schema,
         )
+        _require_current_tables(tn, tenant, source)
         if target.route == source.route:
             raise InvalidInput(
                 f"tenant {tenant.slug!r} already lives there ({source.isolation.value} on cell {source.cell!r})"
@@ -166,6 +167,21 @@ def _start(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, plan: Pl
         audit.record(conn, actor=tn.actor, action="tenant.move.start", target_type="tenant",
                      target=tenant.slug, after=payload)
         return _Job(row[0], [], payload)
+
+
+def _require_current_tables(tn: Tenantry, tenant: Tenant, source: Placement) -> None:
+    """The target is built at the migrations' head: the source must be there too."""
+    from tenantry.services import app_migrations  # alembic loads only when needed
+
+    head = app_migrations.head_revision(tn)
+    if head is None:
+        return
+    at = app_migrations.recorded_revision(tn, source)
+    if at != head:
+        raise InvalidInput(
+            f"tenant {tenant.slug!r} is at app revision {at or 'untracked'}, not {head}:"
+            " run `tenantry migrate` before moving it"
+        )
 
 
 class _Sides:

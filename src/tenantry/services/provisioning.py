@@ -259,6 +259,8 @@ def build_step(tn: Tenantry, step: str, placement: Placement) -> None:
                 (placement.tenant_id,),
             )
     elif step == "deploy_tables":
+        from tenantry.services import app_migrations  # (imports this module)
+
         deploy_tables(
             database_url(tn.cell_admin_url(placement.cell), placement.database),
             tn._metadata(),
@@ -266,6 +268,8 @@ def build_step(tn: Tenantry, step: str, placement: Placement) -> None:
             owner=s.owner_role,
             runtime=s.runtime_role,
         )
+        # built from the metadata, the tables are at the migrations' head: record it
+        app_migrations.stamp(tn, placement)
     else:  # pragma: no cover - plan_steps and this function change together
         raise AssertionError(f"unknown provisioning step {step!r}")
 
