@@ -1,0 +1,46 @@
+"""Migrations wired into the rest: new placements start at head, deploy leaves versioned
+tables alone, a tenant behind head cannot move until migrated."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tenantry import InvalidInput, Tenantry
+from tenantry.services import app_migrations
+from tests.migrations.conftest import FIXTURE, OLD
+from tests.model_app import Base
+
+
+@pytest.fixture
+def versioned(fresh_scratch) -> Tenantry:
+    tn = Tenantry(fresh_scratch.settings(migrations=FIXTURE), metadata=Base.metadata, actor="pytest")
+    tn.init()
+    yield tn
+    tn.close()
+
+
+def test_new_placements_are_recorded_at_head(versioned: Tenantry) -> None:
+    head = app_migrations.head_revision(versioned)
+    assert head is not None and head != OLD
+    assert app_migrations.recorded_revision(versioned, app_migrations.POOLED) == head
+    t = versioned.create_tenant(f"w-{uuid.uuid4().hex[:8]}", plan="business")
+    assert app_migrations.recorded_revision(versioned, versioned.placement(t.id)) == head  # type: ignore[arg-type]
+    # deploy (init again) leaves versioned tables to `tenantry migrate`
+    assert versioned.deploy().secured == []
+
+
+def test_a_tenant_behind_head_must_migrate_before_moving(versioned: Tenantry) -> None:
+    t = versioned.create_tenant(f"w-{uuid.uuid4().hex[:8]}", plan="business")
+    placement = versioned.placement(t.id)
+    assert placement is not None
+    app_migrations.stamp(versioned, placement, revision=OLD)
+    with pytest.raises(InvalidInput, match="tenantry migrate"):
+        versioned.move_tenant(t.slug, plan="enterprise")
+    report = app_migrations.migrate(versioned, jobs=1)
+    assert not report.failed
+    moved = versioned.move_tenant(t.slug, plan="enterprise")
+    assert moved.target["isolation"] == "database"
+    head = app_migrations.head_revision(versioned)
+    assert app_migrations.recorded_revision(versioned, versioned.placement(t.id)) == head  # type: ignore[arg-type]
