@@ -39,7 +39,7 @@ from tenantry.core.model import Plan, Status, Tenant
 from tenantry.core.placement import Placement, Route
 from tenantry.db import catalog, rls
 from tenantry.db.binding import AsyncTenantConnection, Binder, RouteKey, TenantConnection
-from tenantry.db.connect import admin_connection, translate, with_user
+from tenantry.db.connect import admin_connection, translate, translated, with_user
 from tenantry.db.deploy import deploy_tables
 from tenantry.db.local import context_keys
 from tenantry.db.roles import (
@@ -159,13 +159,8 @@ class Tenantry:
             self._open_admin_pool()
             return
         try:
-            with pool.connection(timeout=self.settings.connect_timeout) as conn:
+            with translated(), pool.connection(timeout=self.settings.connect_timeout) as conn:
                 yield conn
-        except psycopg.Error as err:
-            mapped = translate(err)
-            if mapped is None:
-                raise
-            raise mapped from err
         except PoolTimeout as err:
             raise DatabaseUnavailable(f"no admin connection within {self.settings.connect_timeout:g} s: {err}") from err
 

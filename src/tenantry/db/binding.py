@@ -141,23 +141,11 @@ def _bind_gen(
             pgconn.send_query_params(_BEGIN, None)
         pgconn.send_query_prepared(name, params)
         pgconn.pipeline_sync()
-        while pgconn.flush():
-            yield _WAIT_WRITE
-        results: list[pq.abc.PGresult] = []
-        while True:
-            if pgconn.is_busy():
-                yield _WAIT_READ
-                pgconn.consume_input()
-                continue
-            res = pgconn.get_result()
-            if res is None:
-                continue  # end of one statement's results
-            if res.status == pq.ExecStatus.PIPELINE_SYNC:
-                # the statement exists once its Parse succeeded, even if executing it failed
-                if parse and results and results[0].status in _OK:
-                    prepared.add(name)
-                return results
-            results.append(res)
+        results = yield from _exchange(pgconn, pipeline=True)
+        # the statement exists once its Parse succeeded, even if executing it failed
+        if parse and results and results[0].status in _OK:
+            prepared.add(name)
+        return results
     finally:
         if pgconn.pipeline_status != pq.PipelineStatus.OFF:
             try:
@@ -229,6 +217,11 @@ def begin(conn: psycopg.Connection[Any], bound: BoundTenant | None, binder: Bind
 
 def _rollback_gen(pgconn: pq.abc.PGconn) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
     pgconn.send_query(b"ROLLBACK")
+    return (yield from _exchange(pgconn, pipeline=False))
+
+
+def _exchange(pgconn: pq.abc.PGconn, *, pipeline: bool) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
+    """Flush what was sent, then read the results: up to the pipeline's sync, or to the end."""
     while pgconn.flush():
         yield _WAIT_WRITE
     results: list[pq.abc.PGresult] = []
@@ -239,6 +232,10 @@ def _rollback_gen(pgconn: pq.abc.PGconn) -> Generator[waiting.Wait, Any, list[pq
             continue
         res = pgconn.get_result()
         if res is None:
+            if pipeline:
+                continue  # the end of one statement's results
+            return results
+        if pipeline and res.status == pq.ExecStatus.PIPELINE_SYNC:
             return results
         results.append(res)
 

@@ -17,7 +17,7 @@ from tenantry.errors import (
     TenantryError,
 )
 
-__all__ = ["admin_connection", "describe", "translate", "with_user"]
+__all__ = ["admin_connection", "describe", "translate", "translated", "with_user"]
 
 #: SQLSTATE raised by ``tenantry.require_tenant_id()``.
 NO_TENANT_SQLSTATE = "TNB01"
@@ -69,9 +69,15 @@ def admin_connection(url: str, *, timeout: float = 10.0, autocommit: bool = Fals
     except psycopg.OperationalError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DatabaseUnavailable(f"cannot connect to {describe(url)}: {first}") from err
+    with translated(), conn:
+        yield conn
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Raise tenantry's error for a driver error that stands for one (see :func:`translate`)."""
     try:
-        with conn:
-            yield conn
+        yield
     except psycopg.Error as err:
         mapped = translate(err)
         if mapped is None:
