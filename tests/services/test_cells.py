@@ -108,3 +108,21 @@ def test_draining_cell_takes_no_new_tenants(cell_tn: Tenantry) -> None:
         "cell.activate",
         "cell.drain",
     ]
+
+
+def test_move_a_database_tenant_to_another_server(cell_tn: Tenantry) -> None:
+    slug = _slug()
+    cell_tn.create_tenant(slug, plan="enterprise", cell="primary")
+    with cell_tn.tenant(slug), cell_tn.connection() as conn:
+        conn.execute("INSERT INTO projects (name) SELECT 'p' || g FROM generate_series(1, 50) g")
+    old = cell_tn.placement(slug)
+    report = cell_tn.move_tenant(slug, cell="second")
+    assert report.rows["projects"] == 50 and report.target["cell"] == "second"
+    assert cell_tn.placement(slug).cell == "second"  # type: ignore[union-attr]
+    with cell_tn.tenant(slug), cell_tn.connection() as conn:
+        assert conn.execute("SELECT count(*) FROM projects").fetchone() == (50,)
+        conn.execute("INSERT INTO projects (name) VALUES ('there')")
+    with psycopg.connect(cell_tn.admin_url) as conn:  # the copy on the first server is gone
+        assert conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (old.database,)  # type: ignore[union-attr]
+        ).fetchone() is None
