@@ -69,6 +69,9 @@ __all__ = ["TenantScope", "Tenantry"]
 
 EMBEDDED_DATABASE = "tenantry"
 
+#: advisory lock serialising `init` on one database
+_INIT_LOCK = 0x74656E69
+
 #: a tenant and its active placement, as the resolution cache holds them
 _Resolved = tuple[Tenant, Placement | None]
 
@@ -181,7 +184,19 @@ class Tenantry:
 
     # -- set-up -----------------------------------------------------------------------------
     def init(self) -> catalog.InitReport:
-        """Create or upgrade roles, catalog and (given metadata) the app's tables. Idempotent."""
+        """Create or upgrade roles, catalog and (given metadata) the app's tables. Idempotent.
+
+        Concurrent inits of one database run one after the other (a session advisory lock on a
+        connection of its own), so their DDL never interleaves into a deadlock.
+        """
+        with admin_connection(self.admin_url, timeout=self.settings.connect_timeout, autocommit=True) as lock:
+            lock.execute("SELECT pg_advisory_lock(%s)", (_INIT_LOCK,))
+            try:
+                return self._init()
+            finally:
+                lock.execute("SELECT pg_advisory_unlock(%s)", (_INIT_LOCK,))
+
+    def _init(self) -> catalog.InitReport:
         report = catalog.InitReport()
         s = self.settings
         with self.admin() as conn:
