@@ -56,29 +56,25 @@ import gc
 import os
 import platform
 import random
-import secrets
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tenantry import EmbeddedServer, Settings, Tenantry, TenantScoped
+from tenantry import Tenantry, TenantScoped
 
-SYSTEM_URL = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+from _scratch import SYSTEM_URL, load_average, percentile, scratch_database, server, verdict
+
 TABLE = "bench_items"
 PLAIN_SCHEMA = "bench_plain"
 PLAIN_TABLE = f"{PLAIN_SCHEMA}.{TABLE}"
@@ -206,13 +202,6 @@ def pool_runner(pool: ConnectionPool[Any], workload: Workload) -> Runner:
 # -- statistics -----------------------------------------------------------------------------
 
 
-def percentile(values: Sequence[int], share: float) -> float:
-    """Nearest-rank percentile of nanosecond timings, in milliseconds."""
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(share * len(ordered)) - 1))
-    return ordered[rank] / 1e6
-
-
 @dataclass(slots=True)
 class Timings:
     """Nanosecond timings per side of one workload."""
@@ -255,79 +244,6 @@ def measure(
                 if i >= warmup:
                     timings.by_side[name].append(elapsed)
     return timings
-
-
-# -- the scratch database -------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Scratch:
-    """A database and a pair of roles of the benchmark's own on a server."""
-
-    server_url: str
-    tag: str = field(default_factory=lambda: secrets.token_hex(4))
-
-    @property
-    def dbname(self) -> str:
-        return f"tenantry_bench_{self.tag}"
-
-    @property
-    def url(self) -> str:
-        return make_conninfo(self.server_url, dbname=self.dbname)
-
-    def settings(self) -> Settings:
-        return Settings(
-            database_url=self.url,
-            owner_role=f"tb_owner_{self.tag}",
-            runtime_role=f"tb_app_{self.tag}",
-            pool_min_size=POOL_SIZE,
-            pool_max_size=POOL_SIZE,
-            tenant_cache_ttl=24 * 3600.0,
-        )
-
-    def _admin(self, *statements: sql.Composed) -> None:
-        with psycopg.connect(self.server_url, autocommit=True) as conn:
-            for statement in statements:
-                conn.execute(statement)
-
-    def create(self) -> None:
-        self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.dbname)))
-
-    def drop(self) -> None:
-        s = self.settings()
-        self._admin(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.dbname)),
-            *(
-                sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role))
-                for role in (s.runtime_role, s.owner_role)
-            ),
-        )
-
-
-@contextmanager
-def server(kind: str, url: str) -> Iterator[str]:
-    """The superuser URL of the server to use; an embedded one lives only for the run."""
-    if kind == "system":
-        yield url
-        return
-    root = Path(tempfile.mkdtemp(prefix="tenantry-bench-"))
-    root.chmod(0o755)  # the server runs as another user when we are root
-    embedded = EmbeddedServer(root / "pg")
-    try:
-        yield embedded.ensure_running()
-    finally:
-        embedded.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@contextmanager
-def scratch_database(server_url: str) -> Iterator[Scratch]:
-    scratch = Scratch(server_url)
-    scratch.create()
-    try:
-        yield scratch
-    finally:
-        scratch.drop()
 
 
 # -- set-up ---------------------------------------------------------------------------------
@@ -430,15 +346,6 @@ def describe_plans(tn: Tenantry, pool: ConnectionPool[Any], workload: Workload, 
 # -- the run --------------------------------------------------------------------------------
 
 
-def load_average() -> str:
-    """The 1-minute load average: other work on the machine moves these figures."""
-    return f"{os.getloadavg()[0]:.2f}"
-
-
-def verdict(value: float, goal: float) -> str:
-    return "met" if value <= goal else "NOT MET"
-
-
 def draw_samples(
     workload: Workload, tenants: Sequence[tuple[str, uuid.UUID]], rows: int, count: int, rng: random.Random
 ) -> list[Sample]:
@@ -513,7 +420,10 @@ def open_pools(tn: Tenantry) -> dict[str, ConnectionPool[Any]]:
 
 def benchmark(server_url: str, args: argparse.Namespace) -> dict[str, float]:
     with scratch_database(server_url) as scratch:
-        tn = Tenantry(scratch.settings(), metadata=Base.metadata, actor="bench")
+        settings = scratch.settings(
+            pool_min_size=POOL_SIZE, pool_max_size=POOL_SIZE, tenant_cache_ttl=24 * 3600.0
+        )
+        tn = Tenantry(settings, metadata=Base.metadata, actor="bench")
         pools: dict[str, ConnectionPool[Any]] = {}
         try:
             tn.init()
