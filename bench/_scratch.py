@@ -9,7 +9,9 @@ Import it from a script in ``bench/`` (``python bench/<name>.py`` puts ``bench/`
 
 from __future__ import annotations
 
+import argparse
 import os
+import platform
 import secrets
 import shutil
 import statistics
@@ -17,9 +19,11 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
+import sqlalchemy as sa
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -28,10 +32,13 @@ from tenantry import EmbeddedServer, Settings
 __all__ = [
     "SYSTEM_URL",
     "Scratch",
+    "add_server_arguments",
+    "environment",
     "load_average",
     "load_averages",
     "median_ms",
     "percentile",
+    "run_took",
     "scratch_database",
     "server",
     "verdict",
@@ -161,3 +168,22 @@ def load_averages() -> str:
 
 def verdict(value: float, goal: float) -> str:
     return "met" if value <= goal else "NOT MET"
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--server embedded|system`` and ``--url`` (the system server's superuser URL)."""
+    parser.add_argument("--server", choices=("embedded", "system"), default="embedded")
+    parser.add_argument("--url", default=SYSTEM_URL, help="superuser URL of the system server")
+
+
+def environment(started: datetime) -> str:
+    """When and on what a run happens, for its first line."""
+    return (
+        f"{started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, Python {platform.python_version()},"
+        f" psycopg {psycopg.__version__}, SQLAlchemy {sa.__version__}"
+    )
+
+
+def run_took(started: datetime) -> str:
+    seconds = (datetime.now(timezone.utc) - started).total_seconds()
+    return f"(run took {seconds:.0f} s; load average at the end {load_averages()})"

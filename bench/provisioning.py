@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import platform
 import time
 import uuid
 from collections.abc import Sequence
@@ -52,7 +50,17 @@ from sqlalchemy.orm import DeclarativeBase, mapped_column
 from tenantry import Tenantry, TenantScoped
 from tenantry.services.provisioning import database_url
 
-from _scratch import SYSTEM_URL, load_averages, median_ms, percentile, scratch_database, server, verdict
+from _scratch import (
+    add_server_arguments,
+    environment,
+    load_averages,
+    median_ms,
+    percentile,
+    run_took,
+    scratch_database,
+    server,
+    verdict,
+)
 
 # -- the 20-table app -----------------------------------------------------------------------
 
@@ -269,8 +277,7 @@ def report(timings: dict[str, list[int]]) -> dict[str, float]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--server", choices=("embedded", "system"), default="embedded")
-    parser.add_argument("--url", default=SYSTEM_URL, help="superuser URL of the system server")
+    add_server_arguments(parser)
     parser.add_argument("--per-tier", type=int, help="tenants per tier (overrides the three below)")
     parser.add_argument("--pooled", type=int, default=50)
     parser.add_argument("--schema", type=int, default=30)
@@ -288,14 +295,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = datetime.now(timezone.utc)
     print(
         f"tenantry provisioning: {args.pooled} pooled, {args.schema} schema, {args.database} database tenants,"
-        f" {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, Python {platform.python_version()},"
-        f" psycopg {psycopg.__version__}, SQLAlchemy {sa.__version__}, load average {load_averages()}"
+        f" {environment(started)}, load average {load_averages()}"
     )
     with server(args.server, args.url) as url:
         timings = benchmark(url, args)
     p50s = report(timings)
-    seconds = (datetime.now(timezone.utc) - started).total_seconds()
-    print(f"\n(run took {seconds:.0f} s; load average at the end {load_averages()})")
+    print(f"\n{run_took(started)}")
     print("provisioning_p50_ms " + " ".join(f"{tier}={p50s[tier]:.2f}" for tier in TIERS))
 
 

@@ -45,8 +45,6 @@ worst move of the three); the goal for the write block is 1 s.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import threading
 import time
 import uuid
@@ -56,14 +54,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import psycopg
-import sqlalchemy as sa
 from psycopg import sql
 
 from tenantry import Tenantry, TenantMoving, copy_rows
 from tenantry.core.placement import Placement
 from tenantry.services.provisioning import database_url
 
-from _scratch import SYSTEM_URL, Scratch, load_averages, scratch_database, server, verdict
+from _scratch import (
+    Scratch,
+    add_server_arguments,
+    environment,
+    load_averages,
+    run_took,
+    scratch_database,
+    server,
+    verdict,
+)
 from provisioning import TableSpec, app_tables, make_metadata, value
 
 TENANT = "mover"
@@ -197,11 +203,15 @@ class Writer:
     def longest_gap(self, since: float, until: float) -> float:
         """The longest time between successive successes from the last one before ``since``
         to the first one after ``until``."""
+        return self.gap_at(since, until)[0]
+
+    def gap_at(self, since: float, until: float) -> tuple[float, float]:
+        """The longest gap (as :meth:`longest_gap`) and the moment it began."""
         times = self.successes
         first = max((i for i, t in enumerate(times) if t <= since), default=0)
         last = next((i for i, t in enumerate(times) if t > until), len(times) - 1)
         window = times[first : last + 1]
-        return max((b - a for a, b in zip(window, window[1:])), default=float("nan"))
+        return max(((b - a, a) for a, b in zip(window, window[1:])), default=(float("nan"), since))
 
 
 # -- checks ---------------------------------------------------------------------------------
@@ -235,6 +245,7 @@ class MoveResult:
     writes: int
     refused: int
     neighbour_gap: float
+    neighbour_gap_step: str
     steps: dict[str, float]
     rows: dict[str, int]
 
@@ -250,10 +261,12 @@ def run_move(tn: Tenantry, writer: Writer, neighbour: Writer, plan: str, source:
             raise RuntimeError(f"the writer of {each.slug} wrote nothing within 30 s of the move to {target}")
     ends = [t for _step, t in marks[1:]] + [ended]
     steps = {step: end - t for (step, t), end in zip(marks, ends)}
+    gap, began = neighbour.gap_at(started, ended)
+    during = next((step for (step, t), end in zip(marks, ends) if t <= began < end), "before the first step")
     return MoveResult(
         source, target, ended - started, report.write_block_seconds, writer.longest_gap(started, ended),
         len(writer.successes) - writes_before, writer.refused - refused_before,
-        neighbour.longest_gap(started, ended), steps, dict(report.rows),
+        gap, during, steps, dict(report.rows),
     )
 
 
@@ -352,14 +365,17 @@ def describe(r: MoveResult) -> str:
     return (
         f"{r.source} -> {r.target}: {r.seconds:.2f} s, write block {r.write_block:.3f} s (move report),"
         f" writer's longest gap {r.writer_gap:.3f} s; {r.writes} writes during the move, {r.refused} refused;"
-        f" the bystander's longest gap {r.neighbour_gap:.3f} s\n    steps (s): {steps}"
+        f" the bystander's longest gap {r.neighbour_gap:.3f} s (from {r.neighbour_gap_step})\n    steps (s): {steps}"
     )
+
+
+def size_label(rows: int) -> str:
+    return f"{rows // 1000}k" if rows % 1000 == 0 else str(rows)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--server", choices=("embedded", "system"), default="embedded")
-    parser.add_argument("--url", default=SYSTEM_URL, help="superuser URL of the system server")
+    add_server_arguments(parser)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--write-interval", type=float, default=0.005, help="seconds between the writer's writes")
     args = parser.parse_args(argv)
@@ -373,13 +389,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = datetime.now(timezone.utc)
     print(
         f"tenantry tier moves: {args.rows:,} rows, writer every {args.write_interval * 1000:g} ms,"
-        f" {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, Python {platform.python_version()},"
-        f" psycopg {psycopg.__version__}, SQLAlchemy {sa.__version__}, load average {load_averages()}"
+        f" {environment(started)}, load average {load_averages()}"
     )
     with server(args.server, args.url) as url:
         results = benchmark(url, args)
-    seconds = (datetime.now(timezone.utc) - started).total_seconds()
-    print(f"\n(run took {seconds:.0f} s; load average at the end {load_averages()})")
+    print(f"\n{run_took(started)}")
     block = max(r.write_block for r in results)
     gap = max(r.writer_gap for r in results)
     print(
@@ -388,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f" the bystander's longest gap {max(r.neighbour_gap for r in results):.3f} s"
     )
     print(
-        f"tier_move_{args.rows // 1000}k total_s={max(r.seconds for r in results):.2f}"
+        f"tier_move_{size_label(args.rows)} total_s={max(r.seconds for r in results):.2f}"
         f" write_block_s={block:.3f} writer_gap_s={gap:.3f}"
     )
 

@@ -55,8 +55,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -72,7 +70,17 @@ from psycopg.conninfo import conninfo_to_dict
 
 from tenantry import Settings, Tenantry, TenantryError
 
-from _scratch import SYSTEM_URL, load_averages, median_ms, percentile, scratch_database, server, verdict
+from _scratch import (
+    add_server_arguments,
+    environment,
+    load_averages,
+    median_ms,
+    percentile,
+    run_took,
+    scratch_database,
+    server,
+    verdict,
+)
 from provisioning import app_tables, make_metadata
 
 CREATION_GOAL = 0.2
@@ -388,8 +396,7 @@ def benchmark(server_url: str, args: argparse.Namespace) -> tuple[float, float |
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--server", choices=("embedded", "system"), default="embedded")
-    parser.add_argument("--url", default=SYSTEM_URL, help="superuser URL of the system server")
+    add_server_arguments(parser)
     parser.add_argument("--tenants", type=int, default=200, help="tenants created per side for the creation ratio")
     parser.add_argument("--migrate-tenants", type=int, default=500, help="tenants per side for the migration")
     parser.add_argument("--jobs", type=int, default=2, help="tenantry's migration worker processes")
@@ -413,14 +420,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = datetime.now(timezone.utc)
     print(
         f"tenantry vs django-tenants: {args.tenants} tenants created, {args.migrate_tenants} migrated,"
-        f" {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, Python {platform.python_version()},"
-        f" psycopg {psycopg.__version__}, SQLAlchemy {sa.__version__}, {versions()},"
-        f" load average {load_averages()}"
+        f" {environment(started)}, {versions()}, load average {load_averages()}"
     )
     with server(args.server, args.url) as url:
         creation, migration = benchmark(url, args)
-    seconds = (datetime.now(timezone.utc) - started).total_seconds()
-    print(f"\n(run took {seconds:.0f} s; load average at the end {load_averages()})")
+    print(f"\n{run_took(started)}")
     shown = "n/a" if migration is None else f"{migration:.3f}"
     print(f"vs_django_tenants creation_ratio={creation:.3f} migration_ratio={shown}")
 

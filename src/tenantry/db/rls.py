@@ -105,15 +105,16 @@ def apply_policies(conn: psycopg.Connection[Any], schema: str, table: str, runti
             ident, sql.Identifier(runtime)
         )
     )
+    # the sequences the table's columns own; filtering on the classes and the table's oid
+    # lets PostgreSQL use pg_depend's index (by name, it read all of pg_depend per table)
     sequences = conn.execute(
         """
         SELECT s.relname FROM pg_depend d
           JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-          JOIN pg_class t ON t.oid = d.refobjid
-          JOIN pg_namespace n ON n.oid = t.relnamespace
-         WHERE n.nspname = %s AND t.relname = %s AND d.deptype IN ('a', 'i')
+         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+           AND d.refobjid = %s::regclass AND d.deptype IN ('a', 'i')
         """,
-        (schema, table),
+        (f'"{schema}"."{table}"',),
     ).fetchall()
     for (seq,) in sequences:
         conn.execute(
@@ -182,10 +183,9 @@ def drop_foreign_policies(conn: psycopg.Connection[Any], schema: str, table: str
         for r in conn.execute(
             """
             SELECT p.polname FROM pg_policy p
-              JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = %s AND c.relname = %s AND p.polpermissive AND p.polname <> %s
+             WHERE p.polrelid = %s::regclass AND p.polpermissive AND p.polname <> %s
             """,
-            (schema, table, POLICY),
+            (f'"{schema}"."{table}"', POLICY),
         ).fetchall()
     ]
     for name in names:

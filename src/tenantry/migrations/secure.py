@@ -48,7 +48,8 @@ SELECT c.relname,
        AND has_table_privilege(%(runtime)s, c.oid, 'SELECT, INSERT, UPDATE, DELETE')
        AND (SELECT coalesce(bool_and(has_sequence_privilege(%(runtime)s, s.oid, 'USAGE, SELECT')), true)
               FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
-             WHERE d.classid = 'pg_class'::regclass AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')
+             WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+               AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')
                AND s.relkind = 'S')
        AND EXISTS (SELECT 1 FROM tenantry.app_tables r
                     WHERE r.schema_name = n.nspname AND r.table_name = c.relname)
