@@ -149,10 +149,7 @@ def upsert_changed(
     changed = [k for k, h in source_hashes.items() if target_hashes.get(k) != h]
     if not changed:
         return 0
-    keys = _temp_like(source, spec, spec.key)
-    with source.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(keys)) as copy:
-        for key in changed:
-            copy.write_row(key)
+    keys = _keys_table(source, spec, changed)
     select = sql.SQL("SELECT {} FROM {} JOIN {} USING ({})").format(
         sql.SQL(", ").join(sql.Identifier(spec.name, c) for c in spec.columns),
         sql.Identifier(spec.name),
@@ -162,6 +159,15 @@ def upsert_changed(
     temp = _temp_like(target, spec, spec.columns)
     _stream(source, select, target, temp)
     return _insert_from(target, spec, temp, upsert=True)
+
+
+def _keys_table(conn: psycopg.Connection[Any], spec: TableSpec, keys: list[tuple[Any, ...]]) -> sql.Identifier:
+    """A temporary table holding ``keys`` (primary keys of ``spec``), to join against."""
+    temp = _temp_like(conn, spec, spec.key)
+    with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(temp)) as copy:
+        for key in keys:
+            copy.write_row(key)
+    return temp
 
 
 def delete_missing(
@@ -174,10 +180,7 @@ def delete_missing(
     gone = [k for k in target_hashes if k not in source_hashes]
     if not gone:
         return 0
-    keys = _temp_like(target, spec, spec.key)
-    with target.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(keys)) as copy:
-        for key in gone:
-            copy.write_row(key)
+    keys = _keys_table(target, spec, gone)
     return target.execute(
         sql.SQL("DELETE FROM {} t USING {} k WHERE {}").format(
             sql.Identifier(spec.name),
