@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from tenantry.core.placement import Route
 from tenantry.errors import NoTenantBound
 
-__all__ = ["BoundTenant", "bind", "current", "current_id", "require"]
+__all__ = ["BoundTenant", "bind", "current", "require"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +39,6 @@ _current: ContextVar[BoundTenant | None] = ContextVar("tenantry.tenant", default
 def current() -> BoundTenant | None:
     """The tenant bound to this context, or ``None``."""
     return _current.get()
-
-
-def current_id() -> uuid.UUID | None:
-    """The id of the bound tenant, or ``None``."""
-    bound = _current.get()
-    return None if bound is None else bound.id
 
 
 def require() -> BoundTenant:

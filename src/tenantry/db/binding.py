@@ -41,7 +41,6 @@ from psycopg import pq, waiting
 
 from tenantry import context
 from tenantry.context import BoundTenant
-from tenantry.core.placement import Route
 from tenantry.db.local import ContextKeys
 from tenantry.errors import DatabaseUnavailable, IsolationError, TenantContextError
 
@@ -58,7 +57,6 @@ __all__ = [
     "begin",
     "check_route",
     "choose_prepare",
-    "route_of",
 ]
 
 _IDLE = pq.TransactionStatus.IDLE
@@ -292,10 +290,6 @@ def check_route(bound: BoundTenant | None, serves: RouteKey | None) -> None:
             f" serves {serves[1] or 'the shared database'} on cell {serves[0]!r}: open it inside"
             " `with tn.tenant(...)`"
         )
-
-
-def route_of(bound: BoundTenant | None) -> Route | None:
-    return None if bound is None else bound.route
 
 
 def choose_prepare(conn: psycopg.BaseConnection[Any], bound: BoundTenant | None) -> None:
