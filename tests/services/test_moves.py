@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tenantry import Conflict, InvalidInput, Status, Tenant, TenantMoving, Tenantry
-from tenantry.services.moves import STEPS
+from tenantry import Conflict, InvalidInput, IsolationError, Status, Tenant, TenantMoving, Tenantry, copy_rows
+from tenantry.services.moves import CATCH_UP_ENOUGH, STEPS
 from tests.conftest import TIER_PLANS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,8 +60,16 @@ def _old_copy_gone(tn: Tenantry, tenant: Tenant, old: dict) -> None:
                     (tenant.id,),
                 ).fetchone()
                 assert rows == (0,), table
-            triggers = conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'tenantry_freeze%%'").fetchone()
-            assert triggers == (0,)
+        _no_move_left(conn, tenant)
+
+
+def _no_move_left(conn: psycopg.Connection, tenant: Tenant) -> None:
+    """No capture or freeze trigger of the tenant remains, nor any logged change."""
+    name = f"tenantry_%_{tenant.id.hex}"
+    assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE %s", (name,)).fetchone() == (0,)
+    assert conn.execute(
+        "SELECT count(*) FROM tenantry.move_changes WHERE tenant_id = %s", (tenant.id,)
+    ).fetchone() == (0,)
 
 
 @pytest.mark.parametrize(
@@ -92,31 +100,148 @@ def test_move_between_every_pair_of_tiers(tn: Tenantry, make_tenant, source: str
 
 
 def test_writes_during_the_copy_are_carried_and_the_cutover_refuses_writes(tn: Tenantry, make_tenant) -> None:
-    moving = make_tenant("live")
+    moving, neighbour = make_tenant("live"), make_tenant("next")
     _seed(tn, moving, projects=10)
     seen: dict[str, object] = {}
 
+    def write(name: str) -> None:
+        with tn.tenant(moving.slug), tn.connection() as conn:
+            conn.execute("INSERT INTO projects (name) VALUES (%s)", (name,))
+
     def on_step(step: str) -> None:
-        if step == "freeze":  # the bulk copy is done; the source still takes writes
+        if step == "bulk_copy":  # captured from here on, whether the snapshot holds it or not
+            write("before-snapshot")
+            with tn.tenant(neighbour.slug), tn.connection() as conn:  # another tenant: not logged
+                conn.execute("INSERT INTO projects (name) VALUES ('neighbour')")
+            with tn.admin() as conn:
+                logged = conn.execute("SELECT tenant_id FROM tenantry.move_changes").fetchall()
+                seen["logged"] = {r[0] for r in logged}
+        if step == "catch_up":  # the bulk copy is done; the source still takes writes
+            write("during-copy")
             with tn.tenant(moving.slug), tn.connection() as conn:
-                conn.execute("INSERT INTO projects (name) VALUES ('during-copy')")
                 conn.execute("UPDATE tasks SET points = 99 WHERE points = 0")
                 conn.execute("DELETE FROM comments WHERE body = 'c1'")
+                # a parent and its child both born and one of them gone during the copy
+                pid = conn.execute("INSERT INTO projects (name) VALUES ('brief') RETURNING id").fetchone()[0]
+                conn.execute(
+                    "INSERT INTO tasks (project_id, title, points, priority, done) VALUES (%s, 'brief', 1, 'low', false)",
+                    (pid,),
+                )
+                conn.execute("DELETE FROM tasks WHERE title = 'brief'")
+        if step == "freeze":  # after catching up, before the freeze: the last round carries it
+            write("before-freeze")
         if step == "delta":  # frozen: reads work, writes are refused with a clear error
             with tn.tenant(moving.slug), tn.connection() as conn:
                 seen["read"] = conn.execute("SELECT count(*) FROM projects").fetchone()[0]
             with pytest.raises(TenantMoving, match="being moved"):
-                with tn.tenant(moving.slug), tn.connection() as conn:
-                    conn.execute("INSERT INTO projects (name) VALUES ('during-freeze')")
+                write("during-freeze")
             seen["frozen"] = True
 
-    tn.move_tenant(moving.slug, plan="enterprise", on_step=on_step)
-    assert seen == {"read": 11, "frozen": True}
+    report = tn.move_tenant(moving.slug, plan="enterprise", on_step=on_step)
+    assert seen == {"logged": {moving.id}, "read": 14, "frozen": True}
+    assert report.rows["projects"] == 14
     with tn.tenant(moving.slug), tn.connection() as conn:
-        names = {r[0] for r in conn.execute("SELECT name FROM projects").fetchall()}
-        assert "during-copy" in names and "during-freeze" not in names
+        names = sorted(r[0] for r in conn.execute("SELECT name FROM projects WHERE name !~ '^p[0-9]'").fetchall())
+        assert names == ["before-freeze", "before-snapshot", "brief", "during-copy"]
         assert conn.execute("SELECT count(*) FROM tasks WHERE points = 99").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM tasks WHERE title = 'brief'").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM comments WHERE body = 'c1'").fetchone() == (0,)
+    with tn.tenant(neighbour.slug), tn.connection() as conn:
+        assert conn.execute("SELECT name FROM projects").fetchall() == [("neighbour",)]
+
+
+def test_catching_up_runs_rounds_until_little_is_left(tn: Tenantry, make_tenant) -> None:
+    moving = make_tenant("busy", plan="business")
+    _seed(tn, moving, projects=3)
+
+    def on_step(step: str) -> None:
+        if step == "catch_up":  # more changes than one round leaves for the freeze
+            with tn.tenant(moving.slug), tn.connection() as conn:
+                copy_rows(conn, "projects", ["name"], [(f"bulk{i}",) for i in range(CATCH_UP_ENOUGH * 2)])
+                conn.execute("UPDATE projects SET name = name || '!' WHERE name LIKE 'bulk1%%'")
+
+    report = tn.move_tenant(moving.slug, plan="free", on_step=on_step)
+    assert report.rows["projects"] == 3 + CATCH_UP_ENOUGH * 2
+    with tn.admin() as conn:
+        payload = conn.execute(
+            "SELECT payload FROM tenantry.jobs WHERE tenant_id = %s AND kind = 'move'", (moving.id,)
+        ).fetchone()[0]
+    assert payload["caught_up"] >= CATCH_UP_ENOUGH * 2 and payload["delta"] == {"changed": 0}
+    with tn.tenant(moving.slug), tn.connection() as conn:
+        assert conn.execute("SELECT count(*) FROM projects WHERE name LIKE 'bulk1%%!'").fetchone()[0] > 100
+
+
+def test_the_runtime_role_cannot_touch_the_change_log_or_pass_the_freeze(tn: Tenantry, make_tenant, scratch) -> None:
+    moving = make_tenant("guarded")
+    _seed(tn, moving, projects=2)
+    tried: dict[str, str] = {}
+
+    def on_step(step: str) -> None:
+        if step != "delta":
+            return
+        with tn.tenant(moving.slug), tn.connection() as conn:
+            for name, statement in {
+                "read log": "SELECT * FROM tenantry.move_changes",
+                "forge log": "INSERT INTO tenantry.move_changes VALUES (gen_random_uuid(), 'projects', '{}')",
+                "become owner": f'SET ROLE "{scratch.owner}"',
+                "drop freeze": f'DROP TRIGGER "tenantry_freeze_ins_{moving.id.hex}" ON tenant_data.projects',
+            }.items():
+                try:
+                    with conn.transaction():
+                        conn.execute(statement)
+                except psycopg.Error as err:
+                    tried[name] = type(err).__name__
+        with pytest.raises(TenantMoving):
+            with tn.tenant(moving.slug), tn.connection() as conn:
+                conn.execute("INSERT INTO projects (name) VALUES ('late')")
+
+    tn.move_tenant(moving.slug, plan="business", on_step=on_step)
+    assert tried == {
+        "read log": "InsufficientPrivilege",
+        "forge log": "InsufficientPrivilege",
+        "become owner": "InsufficientPrivilege",
+        "drop freeze": "InsufficientPrivilege",
+    }
+
+
+def test_a_target_that_differs_from_the_source_stops_the_move_before_the_freeze(tn: Tenantry, make_tenant) -> None:
+    moving = make_tenant("tamper", plan="business")
+    _seed(tn, moving, projects=4)
+
+    def on_step(step: str) -> None:
+        if step == "catch_up":  # someone edits the (unserved) target copy behind the mover's back
+            target = tn.placement(moving.id)
+            with tn.admin() as conn:
+                conn.execute(
+                    "UPDATE tenant_data.tasks SET points = points + 1 WHERE tenant_id = %s AND points = 2",
+                    (moving.id,),
+                )
+            assert target is not None and target.isolation.value == "schema"  # still served from the source
+
+    with pytest.raises(IsolationError, match="table tasks differs after catching up.*--abort"):
+        tn.move_tenant(moving.slug, plan="free", on_step=on_step)
+    with tn.tenant(moving.slug), tn.connection() as conn:  # never frozen: writes go on
+        conn.execute("INSERT INTO projects (name) VALUES ('still here')")
+    assert tn.abort_move(moving.slug) is True
+    report = tn.move_tenant(moving.slug, plan="free")
+    assert report.rows["projects"] == 5
+
+
+def test_two_movers_of_one_tenant_do_not_run_at_once(tn: Tenantry, make_tenant) -> None:
+    moving = make_tenant("twice")
+    _seed(tn, moving, projects=2)
+    clash: list[str] = []
+
+    def on_step(step: str) -> None:
+        if step == "bulk_copy":
+            for attempt in (lambda: tn.move_tenant(moving.slug, plan="enterprise"), lambda: tn.abort_move(moving.slug)):
+                with pytest.raises(Conflict, match="being moved by another process") as err:
+                    attempt()
+                clash.append(str(err.value))
+
+    tn.move_tenant(moving.slug, plan="enterprise", on_step=on_step)
+    assert len(clash) == 2
+    assert tn.placement(moving.id).isolation.value == "database"  # type: ignore[union-attr]
 
 
 def test_refusals(tn: Tenantry, make_tenant) -> None:
@@ -169,7 +294,7 @@ def test_a_move_killed_at_any_step_is_finished_by_a_rerun(scratch, tn: Tenantry,
     assert sorted(actions[:3]) == ["tenant.move", "tenant.move.resume", "tenant.move.start"]
 
 
-@pytest.mark.parametrize("step", ["build", "bulk_copy", "freeze", "delta", "verify"])
+@pytest.mark.parametrize("step", STEPS[: STEPS.index("flip")])
 def test_a_move_killed_before_the_flip_can_be_aborted(scratch, tn: Tenantry, make_tenant, step: str) -> None:
     moving = make_tenant("abort", plan="business")
     before = _seed(tn, moving, projects=5)
@@ -181,7 +306,8 @@ def test_a_move_killed_before_the_flip_can_be_aborted(scratch, tn: Tenantry, mak
     assert _counts(tn, moving) == before
     with tn.tenant(moving.slug), tn.connection() as conn:  # writes work again (thawed)
         conn.execute("INSERT INTO projects (name) VALUES ('back')")
-    with tn.admin() as conn:  # the half-made pooled copy is gone
+    with tn.admin() as conn:  # the half-made pooled copy is gone, and the source is as before
         assert conn.execute(
             "SELECT count(*) FROM tenant_data.projects WHERE tenant_id = %s", (moving.id,)
         ).fetchone() == (0,)
+        _no_move_left(conn, moving)

@@ -1,4 +1,4 @@
-"""Moving a tenant between tiers and cells: copy, freeze, delta, verify, flip, clean up.
+"""Moving a tenant between tiers and cells: capture, copy, catch up, freeze, verify, flip.
 
 A move is a durable job (``tenantry.jobs``, kind ``move``) whose steps are recorded as they
 finish, so a move interrupted at any step is finished by running it again (or undone with
@@ -6,27 +6,36 @@ finish, so a move interrupted at any step is finished by running it again (or un
 
 1. ``build``: the target placement, built like a new tenant's (schema or database, tables at
    the current head, RLS, grants).
-2. ``bulk_copy``: every row, from one consistent snapshot of the source. Reads and writes go
+2. ``capture``: triggers on the source log the keys of the rows the tenant writes from now on
+   (other tenants of shared tables are not logged).
+3. ``bulk_copy``: every row, from one consistent snapshot of the source. Reads and writes go
    on meanwhile.
-3. ``freeze``: the tenant's writes to the source are refused (a trigger per table; other
+4. ``catch_up``: the rows written since are copied again, round after round, while the tenant
+   keeps writing, until a round finds little left. A last round seals the copy: the target
+   then equals the source as of that round's snapshot, and their per-table checksums (row
+   count and a sum of row hashes) must agree.
+5. ``freeze``: the tenant's writes to the source are refused (a trigger per table; other
    tenants of shared tables write on). From here the source no longer changes.
-4. ``delta``: what changed since the bulk copy is found by comparing row hashes and applied.
-5. ``verify``: row counts and per-table checksums must be equal on both sides.
-6. ``flip``: one catalog transaction makes the target placement active and the tenant's plan
+6. ``delta``: the rows changed since the seal (every one is logged) are copied, and their
+   checksums must agree on both sides.
+7. ``verify``: row counts must be equal on both sides (both sides are read at once).
+8. ``flip``: one catalog transaction makes the target placement active and the tenant's plan
    the target plan; every process learns it within a second (NOTIFY). Writes resume there.
-7. ``cleanup``: once every process's cache has moved on, the source copy is removed.
+9. ``cleanup``: once every process's cache has moved on, the source copy is removed.
 
-The write block lasts from ``freeze`` to ``flip``; its length is recorded in the job and the
-audit log.
+The write block lasts from ``freeze`` to ``flip``: the last few changes and a count, not a
+hash of every row, so it stays short however big the tenant. Its length is recorded in
+the job and the audit log.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -48,6 +57,7 @@ from tenantry.services.provisioning import (
     drop_copy,
     insert_placement,
     read_placement,
+    tenant_lock,
 )
 from tenantry.services.tenants import get_plan, get_tenant
 
@@ -56,9 +66,13 @@ if TYPE_CHECKING:
 
 __all__ = ["MoveReport", "abort", "move"]
 
-STEPS = ("build", "bulk_copy", "freeze", "delta", "verify", "flip", "cleanup")
+STEPS = ("build", "capture", "bulk_copy", "catch_up", "freeze", "delta", "verify", "flip", "cleanup")
 #: how long after the flip the source copy is kept (frozen) for processes to learn of it
 PROPAGATION_SECONDS = 2.0
+#: catching up stops when a round finds at most this many changed rows (the rest wait for
+#: the freeze) or after this many rounds (a tenant writing faster than the copy keeps up)
+CATCH_UP_ENOUGH = 200
+CATCH_UP_ROUNDS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +198,39 @@ def _require_current_tables(tn: Tenantry, tenant: Tenant, source: Placement) -> 
         )
 
 
+@contextmanager
+def _owner_on(tn: Tenantry, place: Placement) -> Iterator[psycopg.Connection[Any]]:
+    """An admin connection to ``place``'s database, in a transaction acting as the owner."""
+    url = database_url(tn.cell_admin_url(place.cell), place.database)
+    with admin_connection(url) as conn, conn.transaction():
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(tn.settings.owner_role)))
+        yield conn
+
+
+def _compare(
+    tenant: Tenant,
+    specs: list[tenant_copy.TableSpec],
+    src: psycopg.Connection[Any],
+    dst: psycopg.Connection[Any],
+    when: str,
+    measure: Callable[[psycopg.Connection[Any], tenant_copy.TableSpec], tuple[int, str]],
+) -> dict[str, tuple[int, str]]:
+    """``measure`` every table on both sides at once; raise unless they agree. Returns the
+    source's figures by table."""
+    with ThreadPoolExecutor(1) as other:
+        there = other.submit(lambda: [measure(dst, spec) for spec in specs])
+        here = [measure(src, spec) for spec in specs]
+        theirs = there.result()
+    for spec, ours, their in zip(specs, here, theirs):
+        if ours != their:
+            raise IsolationError(
+                f"move of {tenant.slug!r}: table {spec.name} differs {when}"
+                f" ({ours[0]} rows at the source, {their[0]} at the target); abort the move"
+                f" (`tenantry tenants move {tenant.slug} --abort`) and start it again"
+            )
+    return {spec.name: ours for spec, ours in zip(specs, here)}
+
+
 class _Sides:
     """Admin connections to the source and target placements, each in a transaction acting
     as the owner with the tenant bound."""
@@ -229,6 +276,21 @@ def move(
     with tn.admin() as conn:
         tenant = get_tenant(conn, key)
         chosen = get_plan(conn, plan or tenant.plan)
+    with tenant_lock(tn, tenant.id, f"tenant {tenant.slug!r} is being moved by another process; try again shortly"):
+        return _move(tn, tenant, chosen, cell, specs, on_step, started)
+
+
+def _move(
+    tn: Tenantry,
+    tenant: Tenant,
+    chosen: Plan,
+    cell: str | None,
+    specs: list[tenant_copy.TableSpec],
+    on_step: Callable[[str], None] | None,
+    started: float,
+) -> MoveReport:
+    with tn.admin() as conn:
+        tenant = get_tenant(conn, tenant.id)  # as it is now we hold the lock
         job = _start(tn, conn, tenant, chosen, cell)
     source = _placement_from(job.payload["source"])
     target = _placement_from(job.payload["target"])
@@ -251,37 +313,57 @@ def move(
         for step in plan_steps(target.isolation)[:-1]:
             build_step(tn, step, target)
         done("build")
+    if todo("capture"):
+        if source.database is not None:  # a database built before change capture existed
+            build_step(tn, "install_local", source)
+        with _owner_on(tn, source) as conn:
+            for spec in specs:
+                tenant_copy.capture_changes(conn, source.schema, spec, tid)
+        done("capture")
     if todo("bulk_copy"):
         with _Sides(tn, tenant.id, source, target) as (src, dst):
             for spec in specs:
                 rows[spec.name] = tenant_copy.bulk_copy(src, dst, spec)
                 tenant_copy.sync_sequences(dst, target.schema, spec)
         done("bulk_copy", rows=rows)
+    if todo("catch_up"):
+        caught = 0
+        for _ in range(CATCH_UP_ROUNDS):
+            with _Sides(tn, tenant.id, source, target) as (src, dst):
+                found = tenant_copy.apply_changes(src, dst, specs, tid).found
+            caught += found
+            if found <= CATCH_UP_ENOUGH:
+                break
+        # the last round seals the copy: the target now equals the source as of the round's
+        # snapshot, so their full checksums must agree (read here, while the tenant writes on)
+        with _Sides(tn, tenant.id, source, target) as (src, dst):
+            caught += tenant_copy.apply_changes(src, dst, specs, tid).found
+            _compare(tenant, specs, src, dst, "after catching up", lambda conn, spec: tenant_copy.checksum(conn, spec))
+        done("catch_up", caught_up=caught)
     if todo("freeze"):
-        url = database_url(tn.cell_admin_url(source.cell), source.database)
-        with admin_connection(url) as conn, conn.transaction():
-            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(tn.settings.owner_role)))
+        with _owner_on(tn, source) as conn:
             for spec in specs:
-                tenant_copy.freeze_writes(conn, source.schema, spec.name, tid)
+                tenant_copy.freeze_writes(conn, source.schema, spec.name, tid, owner=tn.settings.owner_role)
         done("freeze", frozen_at=time.time())
     if todo("delta"):
+        # every row changed since the sealed copy is logged: copy those, and check them
         with _Sides(tn, tenant.id, source, target) as (src, dst):
-            hashes = {s.name: (tenant_copy.row_hashes(src, s), tenant_copy.row_hashes(dst, s)) for s in specs}
-            deleted = sum(tenant_copy.delete_missing(dst, s, *hashes[s.name]) for s in reversed(specs))
-            upserted = sum(tenant_copy.upsert_changed(src, dst, s, *hashes[s.name]) for s in specs)
+            changes = tenant_copy.apply_changes(src, dst, specs, tid)
             for spec in specs:
                 tenant_copy.sync_sequences(dst, target.schema, spec)
-        done("delta", delta={"upserted": upserted, "deleted": deleted})
+
+            def changed_rows(conn: psycopg.Connection[Any], spec: tenant_copy.TableSpec) -> tuple[int, str]:
+                on_source, on_target = changes.keys[spec.name]
+                return tenant_copy.checksum(conn, spec, on_source if conn is src else on_target)
+
+            changed = [spec for spec in specs if spec.name in changes.keys]
+            _compare(tenant, changed, src, dst, "in the last changes", changed_rows)
+        done("delta", delta={"changed": changes.found})
     if todo("verify"):
         with _Sides(tn, tenant.id, source, target) as (src, dst):
-            for spec in specs:
-                here, there = tenant_copy.checksum(src, spec), tenant_copy.checksum(dst, spec)
-                if here != there:
-                    raise IsolationError(
-                        f"move of {tenant.slug!r}: table {spec.name} differs after copying"
-                        f" ({here[0]} rows at the source, {there[0]} at the target); run the move again"
-                    )
-                rows[spec.name] = here[0]
+            counts = _compare(tenant, specs, src, dst, "at the cutover",
+                              lambda conn, spec: (tenant_copy.count(conn, spec), ""))
+        rows = {name: n for name, (n, _) in counts.items()}
         done("verify", rows=rows)
     if todo("flip"):
         with tn.admin() as conn, conn.transaction():
@@ -337,6 +419,12 @@ def abort(tn: Tenantry, key: str | uuid.UUID) -> bool:
     """
     with tn.admin() as conn:
         tenant = get_tenant(conn, key)
+    with tenant_lock(tn, tenant.id, f"tenant {tenant.slug!r} is being moved by another process; try again shortly"):
+        return _abort(tn, tenant)
+
+
+def _abort(tn: Tenantry, tenant: Tenant) -> bool:
+    with tn.admin() as conn:
         with conn.transaction():
             job = _running_job(conn, tenant.id)
         if job is None:
@@ -345,11 +433,10 @@ def abort(tn: Tenantry, key: str | uuid.UUID) -> bool:
             raise Conflict(f"the move of {tenant.slug!r} has flipped already; move it back instead")
         source = _placement_from(job.payload["source"])
         target = _placement_from(job.payload["target"])
-        url = database_url(tn.cell_admin_url(source.cell), source.database)
-        with admin_connection(url) as src, src.transaction():
-            src.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(tn.settings.owner_role)))
+        with _owner_on(tn, source) as src:
             for spec in tenant_copy.specs(tn._metadata()):
-                tenant_copy.thaw_writes(src, source.schema, spec.name, str(tenant.id))
+                tenant_copy.drop_move_triggers(src, source.schema, spec.name, str(tenant.id))
+            src.execute("DELETE FROM tenantry.move_changes WHERE tenant_id = %s", (tenant.id,))
         drop_copy(tn, conn, tenant.id, target)  # idempotent, whatever was built of it
         with conn.transaction():
             conn.execute(

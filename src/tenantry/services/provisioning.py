@@ -15,6 +15,8 @@ step.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -33,7 +35,7 @@ from tenantry.services.cells import cell_loads
 from tenantry.services.events import notify_tenant
 from tenantry.services.faults import crash_point
 from tenantry.db.rls import table_order
-from tenantry.db.tenant_copy import act_as_tenant, thaw_writes
+from tenantry.db.tenant_copy import act_as_tenant, drop_move_triggers
 from tenantry.services.tenants import TENANT_COLUMNS, get_plan, get_tenant, row_to_tenant
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ __all__ = [
     "insert_placement",
     "provision",
     "read_placement",
+    "tenant_lock",
 ]
 
 _LOCK_CLASS = 0x746E  # advisory lock namespace of per-tenant control-plane work
@@ -105,18 +108,28 @@ def provision(tn: Tenantry, slug: str, *, name: str | None, plan: str, cell: str
         tenant, job_id, _ = _start(tn, conn, slug, display, chosen, cell)
     if tenant.status is Status.ACTIVE:
         return tenant
-    # The lock lives on a connection of its own, held for the whole build; the steps take
-    # pooled admin connections as they need them, so concurrent builds cannot starve the pool.
+    with tenant_lock(tn, tenant.id, f"tenant {slug!r} is being provisioned by another process; try again shortly"):
+        return _build(tn, tenant, chosen, job_id)
+
+
+@contextmanager
+def tenant_lock(tn: Tenantry, tenant_id: uuid.UUID, busy: str) -> Iterator[None]:
+    """Hold the tenant's control-plane lock (building, moving) or raise :class:`Conflict`
+    with the message ``busy``.
+
+    The lock lives on a connection of its own, held throughout; the work takes pooled admin
+    connections as it needs them, so concurrent builds cannot starve the pool.
+    """
     with admin_connection(tn.admin_url, timeout=tn.settings.connect_timeout, autocommit=True) as lock:
         locked = lock.execute(
-            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_CLASS, str(tenant.id))
+            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_CLASS, str(tenant_id))
         ).fetchone()
         if locked is None or not locked[0]:
-            raise Conflict(f"tenant {slug!r} is being provisioned by another process; try again shortly")
+            raise Conflict(busy)
         try:
-            return _build(tn, tenant, chosen, job_id)
+            yield
         finally:
-            lock.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK_CLASS, str(tenant.id)))
+            lock.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK_CLASS, str(tenant_id)))
 
 
 def _build(tn: Tenantry, tenant: Tenant, chosen: Plan, job_id: uuid.UUID | None) -> Tenant:
@@ -369,17 +382,30 @@ def drop_copy(
             conn.execute("DELETE FROM tenantry.app_tables WHERE schema_name = %s", (placement.schema,))
         counts[f"schema {placement.schema}"] = 1
     else:
+        tid = str(tenant_id)
         with conn.transaction():
             conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(s.owner_role)))
-            for schema, table in table_order(conn, placement.schema):
-                # a move froze the tenant's writes here; lift that for this transaction's deletes
-                thaw_writes(conn, schema, table, str(tenant_id))
+            tables = table_order(conn, placement.schema)
+            # a move left triggers here: stop logging the rows about to go; the freeze stays
+            # until they are gone (the owner's deletes pass it), so no stale write lands meanwhile
+            for schema, table in tables:
+                drop_move_triggers(conn, schema, table, tid, freeze=False)
+            conn.execute("RESET ROLE")  # SET LOCAL outlives a savepoint: the caller's may be open
+        with conn.transaction():
             act_as_tenant(conn, owner=s.owner_role, signed=tn._get_binder().signed(tenant_id, placement.schema))
-            for schema, table in table_order(conn, placement.schema):
+            for schema, table in tables:
                 cur = conn.execute(
                     sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(sql.Identifier(schema, table)),
                     (tenant_id,),
                 )
                 counts[f"{schema}.{table}"] = cur.rowcount
             conn.execute("RESET ROLE")
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(s.owner_role)))
+            for schema, table in tables:
+                drop_move_triggers(conn, schema, table, tid)
+            conn.execute("RESET ROLE")
+    if placement.database is None:
+        with conn.transaction():
+            conn.execute("DELETE FROM tenantry.move_changes WHERE tenant_id = %s", (tenant_id,))
     return counts

@@ -108,20 +108,59 @@ $fn$;
 
 -- Trigger function that refuses a tenant's writes while it is being moved (see
 -- tenantry.db.tenant_copy.freeze_writes): a clear, retryable error, never a silent loss.
+-- The owner role (TG_ARGV[0]), which the mover acts as, passes: it removes the frozen copy.
 CREATE OR REPLACE FUNCTION tenantry.refuse_write_while_moving() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    IF TG_NARGS > 0 AND current_user = TG_ARGV[0] THEN
+        RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
     RAISE EXCEPTION 'tenantry: this tenant is being moved; its writes resume in a moment'
         USING ERRCODE = '55006', HINT = 'retry the transaction';
+END
+$fn$;
+
+-- The keys of a moving tenant's rows written since its move began (see
+-- tenantry.db.tenant_copy.capture_changes): the mover copies what they name again, so the
+-- tenant writes on through the bulk copy and only the last few changes wait for the cutover.
+CREATE TABLE IF NOT EXISTS tenantry.move_changes (
+    tenant_id   uuid NOT NULL,
+    table_name  text NOT NULL,
+    key         jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS move_changes_tenant ON tenantry.move_changes (tenant_id, table_name);
+
+-- AFTER ROW trigger: TG_ARGV[0] is the tenant, TG_ARGV[1] which row's key to log ('new' or
+-- 'old'), the rest the table's key columns. Runs with its owner's rights, so the runtime
+-- role's writes are logged without it seeing (or writing) the log.
+CREATE OR REPLACE FUNCTION tenantry.capture_change() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    r jsonb;
+    k jsonb := '{{}}';
+BEGIN
+    IF TG_ARGV[1] = 'old' THEN
+        r := to_jsonb(OLD);
+    ELSE
+        r := to_jsonb(NEW);
+    END IF;
+    FOR i IN 2 .. TG_NARGS - 1 LOOP
+        k := k || jsonb_build_object(TG_ARGV[i], r -> TG_ARGV[i]);
+    END LOOP;
+    INSERT INTO tenantry.move_changes (tenant_id, table_name, key) VALUES (TG_ARGV[0]::uuid, TG_TABLE_NAME, k);
+    RETURN NULL;
 END
 $fn$;
 
 -- The runtime role reads no table here: only the context view, and the functions above.
 REVOKE ALL ON ALL TABLES IN SCHEMA tenantry FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenantry.current_tenant_id(), tenantry.require_tenant_id(),
-    tenantry.check_marker(text), tenantry.refuse_context() FROM PUBLIC;
+    tenantry.check_marker(text), tenantry.refuse_context(), tenantry.capture_change(),
+    tenantry.refuse_write_while_moving() FROM PUBLIC;
 GRANT USAGE ON SCHEMA tenantry TO {runtime};
 GRANT SELECT ON tenantry.context TO {runtime};
 GRANT EXECUTE ON FUNCTION tenantry.current_tenant_id(), tenantry.require_tenant_id(),
