@@ -29,7 +29,7 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed, PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantry import context
@@ -74,6 +74,17 @@ _INIT_LOCK = 0x74656E69
 
 #: a tenant and its active placement, as the resolution cache holds them
 _Resolved = tuple[Tenant, Placement | None]
+
+
+#: how often a checkout retries when another thread evicts the pool it found (see _checkout)
+_CHECKOUT_ATTEMPTS = 20
+
+
+def _too_busy(max_pools: int) -> str:
+    return (
+        f"the connection pools kept being evicted: more databases are in use at once than"
+        f" max_pools ({max_pools}) allows; raise TENANTRY_MAX_POOLS"
+    )
 
 
 class Tenantry:
@@ -554,28 +565,38 @@ class Tenantry:
 
         Commits when the block ends, rolls back when it raises.
         """
-        pool = self.pool()
-        if self._runtime_problem is not None:
-            raise self._runtime_problem
-        with pool.connection() as conn:
-            try:
-                yield conn
-            except psycopg.Error as err:
-                _rollback_quietly(conn)
-                mapped = translate(err)
-                if mapped is None:
-                    raise
-                raise mapped from err
-            except BaseException:
-                _rollback_quietly(conn)
+        pool, conn = self._checkout()
+        try:
+            yield conn
+        except psycopg.Error as err:
+            _rollback_quietly(conn)
+            mapped = translate(err)
+            if mapped is None:
                 raise
-            else:
-                if self._spent(conn):
-                    conn.commit()
-            finally:
-                # otherwise the pool's own context commits (or rolls back) when this block ends
-                if self._spent(conn):
-                    conn.close()
+            raise mapped from err
+        except BaseException:
+            _rollback_quietly(conn)
+            raise
+        else:
+            if not conn.closed:
+                conn.commit()
+        finally:
+            if self._spent(conn):
+                conn.close()
+            pool.putconn(conn)
+
+    def _checkout(self) -> tuple[ConnectionPool[TenantConnection], TenantConnection]:
+        # Another thread may evict (close) the pool between our lookup and the checkout, when
+        # more databases are in use at once than max_pools: then the route's new pool serves.
+        for _ in range(_CHECKOUT_ATTEMPTS):
+            pool = self.pool()
+            if self._runtime_problem is not None:
+                raise self._runtime_problem
+            try:
+                return pool, pool.getconn()
+            except PoolClosed:
+                continue
+        raise DatabaseUnavailable(_too_busy(self.settings.max_pools))
 
     def _spent(self, conn: TenantConnection | AsyncTenantConnection) -> bool:
         # a backend keeps a catalog cache entry for every relation it touched: a connection
@@ -591,27 +612,36 @@ class Tenantry:
     @asynccontextmanager
     async def async_connection(self) -> AsyncIterator[AsyncTenantConnection]:
         """Async :meth:`connection`."""
-        pool = await self.async_pool()
-        if self._runtime_problem is not None:
-            raise self._runtime_problem
-        async with pool.connection() as conn:
-            try:
-                yield conn
-            except psycopg.Error as err:
-                await _arollback_quietly(conn)
-                mapped = translate(err)
-                if mapped is None:
-                    raise
-                raise mapped from err
-            except BaseException:
-                await _arollback_quietly(conn)
+        pool, conn = await self._acheckout()
+        try:
+            yield conn
+        except psycopg.Error as err:
+            await _arollback_quietly(conn)
+            mapped = translate(err)
+            if mapped is None:
                 raise
-            else:
-                if self._spent(conn):
-                    await conn.commit()
-            finally:
-                if self._spent(conn):
-                    await conn.close()
+            raise mapped from err
+        except BaseException:
+            await _arollback_quietly(conn)
+            raise
+        else:
+            if not conn.closed:
+                await conn.commit()
+        finally:
+            if self._spent(conn):
+                await conn.close()
+            await pool.putconn(conn)
+
+    async def _acheckout(self) -> tuple[AsyncConnectionPool[AsyncTenantConnection], AsyncTenantConnection]:
+        for _ in range(_CHECKOUT_ATTEMPTS):  # as in _checkout()
+            pool = await self.async_pool()
+            if self._runtime_problem is not None:
+                raise self._runtime_problem
+            try:
+                return pool, await pool.getconn()
+            except PoolClosed:
+                continue
+        raise DatabaseUnavailable(_too_busy(self.settings.max_pools))
 
     def engine(self, **options: Any) -> sa.Engine:
         """The SQLAlchemy engine for the context's tenant: bind it inside ``tn.tenant(...)``.

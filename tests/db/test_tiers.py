@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import time
 import uuid
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
@@ -545,6 +547,36 @@ def test_database_tier_pools_are_bounded(bounded: Tenantry, database_tenants: li
                 assert sorted(session.scalars(sa.select(Project.name))) == sorted(
                     f"{kind}{r}" for kind in ("orm", "raw") for r in range(round_ + 1)
                 )
+    assert len(runtime_databases(bounded, _databases(bounded, database_tenants), most=2)) <= 2
+
+
+def test_threads_on_more_databases_than_pools_are_served_while_pools_are_evicted(
+    bounded: Tenantry, database_tenants: list[Tenant]
+) -> None:
+    """Six threads on four databases with room for two pools: a pool is evicted (closed) while
+    another thread has just looked it up; that thread must be served by the route's new pool,
+    never fail, and every row must land in its own tenant's database."""
+    stop = time.monotonic() + 3.0
+    counts: dict[str, int] = {t.slug: 0 for t in database_tenants}
+    lock = threading.Lock()
+
+    def work(n: int) -> None:
+        while time.monotonic() < stop:
+            t = database_tenants[(n + counts[database_tenants[n % 4].slug]) % 4]
+            with bounded.tenant(t.slug), bounded.connection() as conn:
+                conn.execute("INSERT INTO projects (name) VALUES (%s)", (f"thread-{t.slug}",))
+            with lock:
+                counts[t.slug] += 1
+            assert bounded.router.open_pools() <= 2
+
+    with ThreadPoolExecutor(6) as pool:
+        for future in [pool.submit(work, n) for n in range(6)]:
+            future.result()
+    for t in database_tenants:
+        with bounded.tenant(t.slug), bounded.connection() as conn:
+            names = conn.execute("SELECT name, count(*) FROM projects WHERE name LIKE 'thread-%%' GROUP BY name").fetchall()
+        assert names == [(f"thread-{t.slug}", counts[t.slug])]
+    assert sum(counts.values()) > 20
     assert len(runtime_databases(bounded, _databases(bounded, database_tenants), most=2)) <= 2
 
 

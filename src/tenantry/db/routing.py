@@ -257,6 +257,16 @@ class Router:
         """How many psycopg pools are open (for tests and metrics)."""
         return len(self._pools)
 
+    def open_counts(self) -> dict[str, int]:
+        """How many of each kind are open: psycopg pools, SQLAlchemy engines, and their async
+        twins. Each kind is bounded by ``max_pools`` on its own (for metrics)."""
+        return {
+            "pools": len(self._pools),
+            "engines": len(self._engines),
+            "async_pools": len(self._async_pools),
+            "async_engines": len(self._async_engines),
+        }
+
     def forget(self, key: RouteKey) -> None:
         """Close what serves ``key`` (its database is going away)."""
         with self._lock:
