@@ -1,0 +1,220 @@
+"""``tenantry demo``: the example tracker, three tenants on three tiers, one command.
+
+On a fresh machine (the embedded server, no configuration) it initialises the catalog, deploys
+the tracker's tables, creates ``acme`` (plan free: pooled tables), ``globex`` (business: its
+own schema) and ``initech`` (enterprise: its own database) unless they exist, seeds each that
+has no data yet, then serves the tracker at ``http://<slug>.localhost:<port>/`` and the admin
+API (when this build has one) from one process. Ctrl-C or SIGTERM stops both servers, closes
+the pools and exits 0; running it again reuses the data.
+
+The tracker lives in ``examples/tracker`` of a source checkout; the web stack comes from the
+``web`` extra (``pip install -e ".[web]"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import importlib
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated, Any
+
+import typer
+
+from tenantry.app import Tenantry
+from tenantry.cli.output import console, emit_json
+from tenantry.cli.state import get_state
+from tenantry.core.model import Status
+from tenantry.errors import ConfigurationError, Conflict, TenantExists
+
+__all__ = ["DEMO_TENANTS", "DemoTenant", "demo"]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoTenant:
+    slug: str
+    name: str
+    plan: str
+    login: str
+    """A seeded member to sign in as."""
+
+
+DEMO_TENANTS = (
+    DemoTenant("acme", "Acme Corporation", "free", "wile@acme.example"),
+    DemoTenant("globex", "Globex Corporation", "business", "hank@globex.example"),
+    DemoTenant("initech", "Initech", "enterprise", "bill@initech.example"),
+)
+
+def demo(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option("--port", help="Port of the tracker (0: any free port).")] = 8000,
+    admin_port: Annotated[int, typer.Option("--admin-port", help="Port of the admin API (0: any free port).")] = 8001,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    no_seed: Annotated[bool, typer.Option("--no-seed", help="Create the tenants but write no sample data.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the URLs as JSON, then serve.")] = False,
+) -> None:
+    """Run the example tracker with three tenants on three tiers, and the admin API."""
+    tracker = _load_tracker()
+    from tenantry.cli import serving  # after _load_tracker, which explains a missing web extra
+
+    tn = Tenantry(
+        get_state(ctx).settings(), metadata=tracker.models.Base.metadata, actor=f"demo:{getpass.getuser()}"
+    )
+    sockets: list[socket.socket] = []
+    # until the servers run, SIGTERM interrupts like Ctrl-C (pools closed, one line, exit 130)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        admin = _admin_api(tn)
+        sockets.append(serving.listen(host, port, "--port"))
+        if admin.app is not None:
+            sockets.append(serving.listen(host, admin_port, "--admin-port"))
+        tn.init()
+        tenants = [_ensure_tenant(tn, spec, seed=None if no_seed else tracker.seed.seed) for spec in DEMO_TENANTS]
+        ports = [s.getsockname()[1] for s in sockets]
+        report = {
+            "tenants": [t | {"url": _url(f"{t['slug']}.localhost", ports[0])} for t in tenants],
+            "admin_api": None if admin.app is None else {"url": _url(_shown_host(host), ports[1]), "token": admin.token},
+            "admin_api_unavailable": admin.reason,
+            "database": "external" if tn.settings.database_url else "embedded",
+        }
+
+        def ready() -> None:
+            if as_json:
+                emit_json(report)
+            else:
+                _print_report(report)
+            sys.stdout.flush()
+
+        servers = [serving.server(tracker.app.create_app(tn), sockets[0])]
+        if admin.app is not None:
+            servers.append(serving.server(admin.app, sockets[1]))
+        asyncio.run(serving.serve(list(zip(servers, sockets)), on_ready=ready, on_stop=tn.aclose))
+    finally:
+        for sock in sockets:
+            sock.close()
+        tn.close()
+        signal.signal(signal.SIGTERM, previous)
+    typer.echo("demo stopped", err=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+# -- the example app --------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Tracker:
+    app: ModuleType
+    models: ModuleType
+    seed: ModuleType
+
+
+def _load_tracker() -> _Tracker:
+    """Import ``examples.tracker`` from the source checkout this tenantry runs from."""
+    root = Path(__file__).resolve().parents[3]
+    if not (root / "examples" / "tracker" / "app.py").is_file():
+        raise ConfigurationError(
+            "tenantry demo runs the example app in examples/tracker of a source checkout, and"
+            f" there is none next to this installation ({root}); clone the repository and run"
+            " `bash scripts/demo`"
+        )
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        loaded = _Tracker(*(importlib.import_module(f"examples.tracker.{name}") for name in ("app", "models", "seed")))
+    except ImportError as err:
+        raise ConfigurationError(
+            f"the demo needs the web extra ({err.name or err}): pip install -e \".[web]\""
+        ) from err
+    found = Path(loaded.app.__file__ or "").resolve()
+    if not found.is_relative_to(root):
+        raise ConfigurationError(f"examples.tracker was imported from {found}, not from {root}")
+    return loaded
+
+
+def _ensure_tenant(tn: Tenantry, spec: DemoTenant, *, seed: Any) -> dict[str, Any]:
+    """Create the tenant unless it exists (finishing a half-built one), seed it if it has no
+    data yet; return what the report shows of it."""
+    created = True
+    try:
+        tenant = tn.create_tenant(spec.slug, name=spec.name, plan=spec.plan)
+    except TenantExists:
+        created = False
+        tenant = tn.get_tenant(spec.slug)
+    except Conflict:
+        # half-built on another plan by an earlier run: finish it on that plan
+        tenant = tn.create_tenant(spec.slug, name=spec.name, plan=tn.get_tenant(spec.slug).plan)
+    seeded = False
+    if seed is not None and tenant.status is Status.ACTIVE:
+        seeded = bool(seed(tn, spec.slug))
+    return {
+        "slug": tenant.slug,
+        "name": tenant.name,
+        "plan": tenant.plan,
+        "tier": tn.plan(tenant.plan).isolation.value,
+        "status": tenant.status.value,
+        "created": created,
+        "seeded": seeded,
+        "login": spec.login,
+    }
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://{host}/" if port == 80 else f"http://{host}:{port}/"
+
+
+def _shown_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    where = "the embedded server" if report["database"] == "embedded" else "TENANTRY_DATABASE_URL"
+    console.print("[bold]tenantry demo[/]: the example tracker, three tenants on three tiers")
+    console.print(f"PostgreSQL: {where}\n")
+    for t in report["tenants"]:
+        note = "" if t["status"] == "active" else f"  [red]{t['status']}: `tenantry tenants resume {t['slug']}`[/]"
+        fresh = " [green](new)[/]" if t["created"] else ""
+        console.print(
+            f"  {t['name']:<20} {t['plan']} ({t['tier']}){fresh}\n"
+            f"    {t['url']}  sign in as {t['login']}{note}"
+        )
+    api = report["admin_api"]
+    if api is None:
+        console.print(f"\n  admin API: unavailable in this build ({report['admin_api_unavailable']})")
+    else:
+        console.print(f"\n  admin API: {api['url']}")
+        if api["token"]:
+            console.print(f"    curl -H 'Authorization: Bearer {api['token']}' {api['url']}")
+        else:
+            console.print("    no API token was created by this build")
+    console.print("\nCtrl-C stops the demo; running it again reuses the data.")
+
+
+# -- the admin API ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class AdminApi:
+    """The admin HTTP API as the demo serves it: the ASGI app and a token to call it with, or
+    why it is unavailable."""
+
+    app: Any = None
+    token: str | None = None
+    reason: str | None = None
+
+
+def _admin_api(tn: Tenantry) -> AdminApi:
+    """The admin API app when this build has ``tenantry.api``; else why not."""
+    try:
+        api = importlib.import_module("tenantry.api")
+    except ImportError as err:
+        return AdminApi(reason=f"{err.name or 'tenantry.api'} is not installed")
+    factory = getattr(api, "create_admin_app", None)
+    if factory is None:
+        return AdminApi(reason="tenantry.api has no create_admin_app")
+    return AdminApi(app=factory(tn))

@@ -1,0 +1,156 @@
+"""Isolation as a user sees it: headless Chromium (Debian's) signs in to two tenants' sites of a
+running ``tenantry demo`` and finds only each tenant's own data; another tenant's project id
+is a 404, and a session from one site is no session on the other."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tenantry.cli.demo import DEMO_TENANTS
+from tests.e2e.conftest import DemoProcess, demo_env, start_demo, tenantry_command
+
+CHROMIUM = Path("/usr/bin/chromium")
+PROJECTS = {
+    "acme": {"Rocket Skates v2", "Giant Magnet Recall", "Anvil Delivery Drones"},
+    "globex": {"Hammock District", "Doomsday Device Audit", "Cypress Creek Campus"},
+    "initech": {"TPS Report Cover Sheets", "Y2K Remediation", "Stapler Inventory"},
+}
+LOGIN = {t.slug: t.login for t in DEMO_TENANTS}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: the browser tests need Debian's chromium"
+            " (`apt-get install -y chromium`; .ci/run installs it)"
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def _sign_in(page: Page, base: str, email: str) -> None:
+    page.goto(base + "login")
+    page.fill("input[name=email]", email)
+    page.click("button:has-text('Sign in')")
+    page.wait_for_url(base)
+
+
+def _project_links(page: Page, base: str) -> dict[str, int]:
+    page.goto(base + "projects")
+    links = page.locator("a.project-name")
+    return {
+        links.nth(i).inner_text(): int(re.sub(r"\D", "", links.nth(i).get_attribute("href") or ""))
+        for i in range(links.count())
+    }
+
+
+def test_two_sites_each_show_only_their_own_data(demo: DemoProcess, browser: Browser) -> None:
+    acme, globex = demo.url("acme"), demo.url("globex")
+    assert acme.startswith("http://acme.localhost:") and globex.startswith("http://globex.localhost:")
+    context = browser.new_context()  # one browser profile for both sites, as a person would have
+    page = context.new_page()
+    try:
+        # signed in to acme: acme's name and projects, nobody else's
+        _sign_in(page, acme, LOGIN["acme"])
+        assert page.inner_text("#org-name") == "Acme Corporation"
+        acme_projects = _project_links(page, acme)
+        assert set(acme_projects) == PROJECTS["acme"]
+
+        # the acme session is no session on globex: its sign-in page comes up
+        page.goto(globex)
+        assert page.url == globex + "login"
+        assert "Sign in to Globex Corporation" in page.content()
+
+        _sign_in(page, globex, LOGIN["globex"])
+        assert page.inner_text("#org-name") == "Globex Corporation"
+        assert page.inner_text("#current-user") == "Hank Scorpio"
+        globex_projects = _project_links(page, globex)
+        assert set(globex_projects) == PROJECTS["globex"]
+
+        # globex creates a project through its form until its id is one acme does not have
+        # (schema- and database-tier tenants number their rows on their own)
+        secret = "Globex Secret Lair"
+        secret_id = 0
+        for attempt in range(10):
+            page.goto(globex + "projects")
+            page.fill("input[name=name]", f"{secret} {attempt}")
+            page.click("button:has-text('Create project')")
+            page.wait_for_url(re.compile(r"/projects/\d+$"))
+            secret_id = int(page.url.rsplit("/", 1)[1])
+            assert page.inner_text("#project-name") == f"{secret} {attempt}"
+            if secret_id not in acme_projects.values():
+                break
+        assert secret_id not in acme_projects.values()
+
+        # back on acme (still signed in there): the same lists, and globex's ids are 404s
+        page.goto(acme + "projects")
+        assert set(_project_links(page, acme)) == PROJECTS["acme"]
+        assert secret not in page.content()
+        response = page.goto(acme + f"projects/{secret_id}")
+        assert response is not None and response.status == 404
+        assert page.inner_text("h1") == "Not found" and secret not in page.content()
+        for name, project_id in globex_projects.items():
+            response = page.goto(acme + f"projects/{project_id}")
+            assert response is not None and name not in page.content()
+            assert response.status == (200 if project_id in acme_projects.values() else 404)
+
+        # and the other way round: acme's project pages never show on globex
+        for name, project_id in acme_projects.items():
+            response = page.goto(globex + f"projects/{project_id}")
+            assert response is not None and name not in page.content()
+
+        # each site's cookie is its own: two cookies, each for its own host only
+        cookies = {c["domain"]: c for c in context.cookies()}
+        assert set(cookies) == {"acme.localhost", "globex.localhost"}
+        assert all(c["httpOnly"] for c in cookies.values())
+    finally:
+        context.close()
+
+
+def test_unknown_tenant_site_is_404(demo: DemoProcess, browser: Browser) -> None:
+    page = browser.new_page()
+    try:
+        response = page.goto(demo.url("acme").replace("acme.", "umbrella."))
+        assert response is not None and response.status == 404
+    finally:
+        page.close()
+
+
+def test_rerun_reuses_the_data_and_sigterm_stops_it(demo: DemoProcess, demo_scratch) -> None:
+    # a second demo on the same database (other ports): nothing created, nothing seeded again
+    again = start_demo(demo_scratch)
+    try:
+        assert [(t["slug"], t["tier"], t["created"], t["seeded"]) for t in again.report["tenants"]] == [
+            ("acme", "pooled", False, False),
+            ("globex", "schema", False, False),
+            ("initech", "database", False, False),
+        ]
+        assert all(t["created"] for t in demo.report["tenants"]) and all(t["seeded"] for t in demo.report["tenants"])
+    finally:
+        assert again.stop(signal.SIGTERM) == 0, "".join(again.stderr)[-2000:]
+
+
+def test_port_in_use_is_one_line_and_exit_2(demo_scratch) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            tenantry_command("demo", "--port", str(port)),
+            env=demo_env(demo_scratch), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "--port" in done.stderr
+
