@@ -181,7 +181,8 @@ _UNDERLYING = {"tenant.create": "provision", "tenant.move": "move"}
 
 def underlying(conn: psycopg.Connection[Any], job: Job) -> Job | None:
     """The operation's own job (``provision``, ``move``) behind a background job: the newest
-    of its tenant, which holds the steps done (and is still running if a rerun would resume)."""
+    of its tenant still running or touched since the background job began, which holds the
+    steps done (and is still running if a rerun would resume)."""
     kind = _UNDERLYING.get(job.kind)
     if kind is None or job.tenant is None:
         return None
@@ -190,7 +191,7 @@ def underlying(conn: psycopg.Connection[Any], job: Job) -> Job | None:
         SELECT {_COLUMNS} {_FROM}
          WHERE j.kind = %s AND j.tenant_id = coalesce(%s, (
                SELECT id FROM tenantry.tenants WHERE slug = %s AND status <> 'deleted'))
-           AND (j.status = 'running' OR j.created_at >= %s)
+           AND (j.status = 'running' OR j.updated_at >= %s)
          ORDER BY j.created_at DESC LIMIT 1
         """,
         (kind, job.tenant_id, job.tenant, job.created_at),
