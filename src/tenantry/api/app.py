@@ -22,13 +22,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, FastAPI, Security
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
+from fastapi.routing import APIRoute
 from fastapi.openapi.utils import get_openapi
 
 from tenantry.api.auth import TokenAuth, bearer
 from tenantry.api.problems import PROBLEM_MEDIA_TYPE, install_handlers
 from tenantry.api.routes import ROUTERS
 from tenantry.app import Tenantry
+from tenantry.errors import InvalidInput
 from tenantry.services.jobs import JobRunner
 
 __all__ = ["API_PREFIX", "create_admin_app"]
@@ -74,7 +76,7 @@ def create_admin_app(tn: Tenantry, *, job_workers: int = 2, docs: bool = True) -
     )
     app.state.tenantry = tn
     app.state.jobs = runner
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Security(bearer)])
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Security(bearer), Depends(refuse_unknown_query)])
     for router in ROUTERS:
         api.include_router(router)
     app.include_router(api)
@@ -82,6 +84,20 @@ def create_admin_app(tn: Tenantry, *, job_workers: int = 2, docs: bool = True) -
     install_handlers(app)  # its catch-all goes outside the token check
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+async def refuse_unknown_query(request: Request) -> None:
+    """A query parameter the route does not take is refused (422), not ignored: a misspelt
+    filter (``?stauts=active``) must not quietly list everything."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = {param.alias for param in route.dependant.query_params}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        shown = ", ".join(repr(name[:50]) for name in unknown[:5])
+        takes = ", ".join(sorted(known)) or "none"
+        raise InvalidInput(f"unknown query parameter(s) {shown}; this takes: {takes}")
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

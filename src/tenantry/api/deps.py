@@ -30,6 +30,7 @@ TN = Annotated[Tenantry, Depends(_tenantry)]
 Runner = Annotated[JobRunner, Depends(_runner)]
 
 _SAID = {
+    400: "The body is not JSON (or not in UTF-8).",
     401: "No API token, or one that is unknown, expired or revoked.",
     403: "The token lacks the scope this needs.",
     404: "No such resource.",

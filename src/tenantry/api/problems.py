@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenantry.errors import AuthenticationFailed, PermissionDenied, TenantryError
@@ -136,9 +137,22 @@ async def _on_http_error(request: Request, exc: Exception) -> ProblemResponse:
     detail = exc.detail if isinstance(exc.detail, str) else None
     if exc.status_code == 404:
         detail = f"no such resource: {request.method} {request.url.path}"
-    elif exc.status_code == 405:
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
-    return problem(exc.status_code, detail, instance=request.url.path, headers=exc.headers)
+        headers["Allow"] = ", ".join(_allowed(request))
+    return problem(exc.status_code, detail, instance=request.url.path, headers=headers)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method some route takes at this path (Starlette names only the first route's)."""
+    return [
+        method for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in request.app.router.routes)
+    ]
 
 
 def install_handlers(app: FastAPI) -> None:

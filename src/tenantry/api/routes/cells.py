@@ -40,7 +40,7 @@ def get_cell(tn: TN, _: Read, name: Name) -> CellOut:
 @router.post(
     "", status_code=201, response_model=CellOut,
     responses={200: {"model": CellOut, "description": "The cell was registered already, with this server."},
-               **problems(409)},
+               **problems(400, 409)},
 )
 def add_cell(tn: TN, _: Write, body: CellIn, response: Response) -> CellOut:
     """Register a PostgreSQL server as a cell (its roles are created there). Adding the same
@@ -57,7 +57,7 @@ def add_cell(tn: TN, _: Write, body: CellIn, response: Response) -> CellOut:
     return cell_out(cell)
 
 
-@router.patch("/{name}", response_model=CellOut, responses=problems(404))
+@router.patch("/{name}", response_model=CellOut, responses=problems(400, 404))
 def change_status(tn: TN, _: Write, name: Name, body: CellPatch) -> CellOut:
     """Drain a cell (it takes no new tenants; its tenants stay until moved) or make it take
     tenants again. Scope: `cells:write`."""

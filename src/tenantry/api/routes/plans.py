@@ -36,7 +36,7 @@ def get_plan(tn: TN, _: Read, name: Name) -> PlanOut:
     return plan_out(tn.plan(name))
 
 
-@router.patch("/{name}", response_model=PlanOut, responses=problems(404, 409))
+@router.patch("/{name}", response_model=PlanOut, responses=problems(400, 404, 409))
 def pin_plan(tn: TN, _: Write, name: Name, body: PlanPatch) -> PlanOut:
     """Change where the plan's new database-tier tenants go: a pinned cell (`null` unpins)
     and the labels a cell must carry. Fields left out keep their value. Scope: `plans:write`."""

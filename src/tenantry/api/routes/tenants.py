@@ -124,7 +124,7 @@ def _precheck(tn: Tenantry, body: TenantIn, isolation: Isolation) -> None:
     response_model=TenantOut,
     responses={
         202: {"model": JobOut, "description": "Schema and database tiers: building; poll the job."},
-        **problems(404, 409),
+        **problems(400, 404, 409),
     },
 )
 def create_tenant(tn: TN, runner: Runner, principal: Write, body: TenantIn, response: Response) -> Any:
@@ -158,7 +158,7 @@ def get(tn: TN, _: Read, key: Key) -> TenantOut:
 _VERBS = {Status.ACTIVE: "resume", Status.SUSPENDED: "suspend", Status.ARCHIVED: "archive"}
 
 
-@router.patch("/{key}", response_model=TenantOut, responses=problems(404, 409))
+@router.patch("/{key}", response_model=TenantOut, responses=problems(400, 404, 409))
 def change_status(tn: TN, _: Write, key: Key, body: TenantPatch) -> TenantOut:
     """Suspend, resume or archive a tenant; asking for the status it has changes nothing.
     Scope: `tenants:write`."""
@@ -192,7 +192,7 @@ def placement(tn: TN, _: Read, key: Key) -> TenantPlacementOut:
     "/{key}/move",
     status_code=202,
     response_model=JobOut,
-    responses=problems(404, 409),
+    responses=problems(400, 404, 409),
 )
 def move(tn: TN, runner: Runner, principal: Mover, key: Key, body: MoveIn) -> Any:
     """Move a tenant to another tier (plan) or cell without losing a row: 202 with a job to
