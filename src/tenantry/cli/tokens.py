@@ -21,7 +21,7 @@ _SCOPE_HELP = "Scope to grant (repeatable): " + ", ".join(sorted(SCOPES)) + "."
 
 
 def _when(value: object) -> str:
-    return "" if value is None else str(value)[:19].replace("T", " ")
+    return "" if value is None else str(value)[:16].replace("T", " ")
 
 
 @app.command("create")
@@ -58,13 +58,14 @@ def list_(
     if not tokens:
         console.print("no tokens yet: create one with `tenantry tokens create NAME --scope ...`")
         return
+    columns = ["name", "scopes", "expires", "last used"] + (["revoked"] if all_ else [])
     table(
         None,
-        ["name", "prefix", "scopes", "created", "expires", "last used", "revoked"],
+        columns,
         [
-            (t.name, t.prefix, " ".join(t.scopes), _when(t.created_at.isoformat()),
-             _when(t.expires_at and t.expires_at.isoformat()), _when(t.last_used_at and t.last_used_at.isoformat()),
-             _when(t.revoked_at and t.revoked_at.isoformat()))
+            (t.name, " ".join(t.scopes), _when(t.expires_at and t.expires_at.isoformat()),
+             _when(t.last_used_at and t.last_used_at.isoformat()),
+             *([_when(t.revoked_at and t.revoked_at.isoformat())] if all_ else []))
             for t in tokens
         ],
     )
