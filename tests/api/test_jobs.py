@@ -123,26 +123,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_a_server_killed_mid_move_leaves_a_job_that_says_so(
-    api: Client, tn: Tenantry, scratch, make_tenant, make_token: MakeToken
-) -> None:
-    """``tenantry api serve`` dies (as if killed) after the move's bulk copy: the job is then
-    read as interrupted and resumable, and its retry finishes the move with every row."""
-    token, secret = make_token("moves:write", prefix="killed")
-    tenant = make_tenant("kill")
-    before = _seed(tn, tenant, projects=5)
-    rows = _snapshot(tn, tenant)
+def _killed_while_serving(scratch, crash: str, path: str, body: dict, secret: str) -> str | None:
+    """Run ``tenantry api serve`` (set to die at ``crash``), send it one request, and wait for
+    it to die; returns the id of the job it answered with (``None`` if it died first)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
     env.update(
         TENANTRY_DATABASE_URL=scratch.url, TENANTRY_OWNER_ROLE=scratch.owner, TENANTRY_RUNTIME_ROLE=scratch.runtime,
-        TENANTRY_APP="tests.model_app:Base", PYTHONPATH=str(ROOT), TENANTRY_TEST_CRASH_AFTER="move:bulk_copy",
+        TENANTRY_APP="tests.model_app:Base", PYTHONPATH=str(ROOT), TENANTRY_TEST_CRASH_AFTER=crash,
     )
     server = subprocess.Popen(
         [sys.executable, "-c", "from tenantry.cli.main import run; run()", "api", "serve", "--port", str(port),
          "--log-level", "warning"],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    job_id: str | None = None
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -155,15 +150,11 @@ def test_a_server_killed_mid_move_leaves_a_job_that_says_so(
             assert server.poll() is None, server.communicate(timeout=10)
             assert time.monotonic() < deadline, "the API server did not start"
             time.sleep(0.2)
-        job_id: str | None = None
         try:
-            response = httpx.post(
-                f"{base}/v1/tenants/{tenant.slug}/move", json={"plan": "business"},
-                headers={"Authorization": f"Bearer {secret}"}, timeout=30,
-            )
+            response = httpx.post(f"{base}{path}", json=body, headers={"Authorization": f"Bearer {secret}"}, timeout=30)
             assert response.status_code == 202, response.text
             job_id = response.json()["id"]
-        except httpx.TransportError:  # died before the answer was out: find the job instead
+        except httpx.TransportError:  # died before the answer was out
             pass
         _, err = server.communicate(timeout=60)
         assert server.returncode == 70, err
@@ -171,6 +162,21 @@ def test_a_server_killed_mid_move_leaves_a_job_that_says_so(
         if server.poll() is None:
             server.kill()
         server.communicate()
+    return job_id
+
+
+def test_a_server_killed_mid_move_leaves_a_job_that_says_so(
+    api: Client, tn: Tenantry, scratch, make_tenant, make_token: MakeToken
+) -> None:
+    """``tenantry api serve`` dies (as if killed) after the move's bulk copy: the job is then
+    read as interrupted and resumable, and its retry finishes the move with every row."""
+    token, secret = make_token("moves:write", prefix="killed")
+    tenant = make_tenant("kill")
+    before = _seed(tn, tenant, projects=5)
+    rows = _snapshot(tn, tenant)
+    job_id = _killed_while_serving(
+        scratch, "move:bulk_copy", f"/v1/tenants/{tenant.slug}/move", {"plan": "business"}, secret
+    )
     if job_id is None:
         job_id = api.get("/v1/jobs", params={"tenant": tenant.slug, "kind": "tenant.move"}).json()["items"][0]["id"]
     job = api.get(f"/v1/jobs/{job_id}").json()
@@ -192,6 +198,29 @@ def test_a_server_killed_mid_move_leaves_a_job_that_says_so(
     assert _snapshot(tn, tenant) == rows and tn.get_tenant(tenant.id).plan == "business"
     # the old job is no longer resumable: its operation is finished
     assert api.get(f"/v1/jobs/{job_id}").json()["resumable"] is False
+
+
+def test_a_server_killed_mid_create_leaves_a_job_whose_retry_finishes_it(
+    api: Client, tn: Tenantry, scratch, make_token: MakeToken
+) -> None:
+    _, secret = make_token("tenants:write", prefix="killed")
+    slug = f"kc-{uuid.uuid4().hex[:8]}"
+    request = {"slug": slug, "name": "Half Built", "plan": "business", "cell": None}
+    job_id = _killed_while_serving(scratch, "create_schema", "/v1/tenants", request, secret)
+    if job_id is None:
+        job_id = api.get("/v1/jobs", params={"tenant": slug, "kind": "tenant.create"}).json()["items"][0]["id"]
+    job = api.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed" and job["error"] == INTERRUPTED and job["resumable"] is True
+    assert job["steps_done"] == ["create_schema"] and job["abort"] is None
+    assert job["retry"] == {"method": "POST", "path": "/v1/tenants", "body": request}
+    assert api.get(f"/v1/tenants/{slug}").json()["status"] == "provisioning"
+    # a retry on another plan is refused; the same request finishes the tenant
+    _problem(api.post("/v1/tenants", json=request | {"plan": "enterprise"}), 409)
+    retried = api.as_token(secret).post("/v1/tenants", json=job["retry"]["body"])
+    assert retried.status_code == 202, retried.text
+    done = api.wait_job(retried.json()["id"])
+    assert done["status"] == "done" and done["steps_done"] == ["create_schema", "deploy_tables", "activate"]
+    assert tn.get_tenant(slug).status is Status.ACTIVE and tn.get_tenant(slug).name == "Half Built"
 
 
 def test_one_job_per_tenant_at_a_time(api: Client, tn: Tenantry, make_tenant) -> None:
