@@ -25,7 +25,7 @@ from tenantry.api import create_admin_app
 from tests.conftest import Scratch
 from tests.model_app import Base
 
-MAX_EXAMPLES = 40
+MAX_EXAMPLES = 25
 
 
 @pytest.fixture(scope="session")

@@ -145,7 +145,8 @@ def test_list_filters(api: Client, make_tenant) -> None:
 @pytest.mark.parametrize(
     "query",
     ["limit=0", "limit=501", "limit=abc", "cursor=not-a-cursor", "cursor=WzFd", "cursor=W251bGwsbnVsbF0",
-     "cursor=WyJceDAwIiwiMSJd", "status=gone", "stauts=active", "limit=5&extra="],
+     "cursor=WyJceDAwIiwiMSJd", "status=gone", "stauts=active", "limit=5&extra=",
+     "plan=free&plan=business"],
 )
 def test_bad_paging_and_filters_are_422(api: Client, query: str) -> None:
     _problem(api.get(f"/v1/tenants?{query}"), 422)

@@ -87,8 +87,8 @@ def create_admin_app(tn: Tenantry, *, job_workers: int = 2, docs: bool = True) -
 
 
 async def refuse_unknown_query(request: Request) -> None:
-    """A query parameter the route does not take is refused (422), not ignored: a misspelt
-    filter (``?stauts=active``) must not quietly list everything."""
+    """A query parameter the route does not take, or one given twice, is refused (422), not
+    ignored: a misspelt filter (``?stauts=active``) must not quietly list everything."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
@@ -98,6 +98,9 @@ async def refuse_unknown_query(request: Request) -> None:
         shown = ", ".join(repr(name[:50]) for name in unknown[:5])
         takes = ", ".join(sorted(known)) or "none"
         raise InvalidInput(f"unknown query parameter(s) {shown}; this takes: {takes}")
+    repeated = sorted(name for name in known if len(request.query_params.getlist(name)) > 1)
+    if repeated:  # each takes one value: which one was meant?
+        raise InvalidInput(f"query parameter(s) {', '.join(map(repr, repeated))} given more than once")
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -67,7 +67,10 @@ def problem(
 ) -> ProblemResponse:
     """A problem document response; ``type_`` defaults to ``about:blank`` and ``title`` to the
     status's phrase, as RFC 9457 says."""
-    phrase = http.HTTPStatus(status).phrase if status in http.HTTPStatus._value2member_map_ else "Error"
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
     body: dict[str, Any] = {
         "type": type_ or "about:blank",
         "title": title or phrase,

@@ -210,9 +210,8 @@ def move(tn: TN, runner: Runner, principal: Mover, key: Key, body: MoveIn) -> An
         payload={"request": body.model_dump()}, work=work,
     )
     submitted.wait_started(START_WAIT)
-    error = submitted.error
-    if error is not None and not submitted.began and getattr(error, "http_status", 500) < 500:
-        raise error  # refused before it began (nothing to resume): answer with the error itself
+    if submitted.error is not None and not submitted.began:
+        raise submitted.error  # refused before it began (nothing to resume): answer with the error
     with tn.admin() as conn:
         job = job_service.get_job(conn, submitted.job.id)
     return _accepted(job_view(tn, job))
