@@ -1,4 +1,4 @@
-"""The tenant context: tenantry's only mutable global.
+"""The tenant context (and the actor beside it): tenantry's only mutable globals.
 
 One :class:`contextvars.ContextVar` holds the tenant bound to the current thread or asyncio
 task; a second one, beside it, holds the actor control-plane changes are audited as while a
