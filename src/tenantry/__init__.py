@@ -22,6 +22,7 @@ from tenantry.db.binding import AsyncTenantConnection, TenantConnection
 from tenantry.db.bulk import acopy_rows, copy_rows
 from tenantry.db.server import EmbeddedServer
 from tenantry.errors import (
+    AuthenticationFailed,
     CatalogNotInitialised,
     ConfigurationError,
     Conflict,
@@ -32,6 +33,7 @@ from tenantry.errors import (
     IsolationError,
     NoTenantBound,
     NotFound,
+    PermissionDenied,
     PlanNotFound,
     TenantContextError,
     TenantExists,
@@ -41,12 +43,15 @@ from tenantry.errors import (
     TenantryError,
     UnsafeRuntimeRole,
 )
+from tenantry.services.tokens import ApiToken
 from tenantry.settings import Settings
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApiToken",
     "AsyncTenantConnection",
+    "AuthenticationFailed",
     "BoundTenant",
     "CatalogNotInitialised",
     "ConfigurationError",
@@ -60,6 +65,7 @@ __all__ = [
     "IsolationError",
     "NoTenantBound",
     "NotFound",
+    "PermissionDenied",
     "Plan",
     "PlanNotFound",
     "RESERVED_SLUGS",

@@ -19,6 +19,7 @@ import getpass
 import threading
 import time
 import uuid
+from datetime import timedelta
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import Token
@@ -59,6 +60,7 @@ from tenantry.errors import (
     UnsafeRuntimeRole,
 )
 from tenantry.services import audit, moves, provisioning
+from tenantry.services import tokens as token_service
 from tenantry.services import cells as cells_service
 from tenantry.services.cells import Cell
 from tenantry.services.events import CatalogListener
@@ -103,7 +105,7 @@ class Tenantry:
     ) -> None:
         self.settings = settings if settings is not None else Settings()
         self.metadata = metadata
-        self.actor = actor or f"{getpass.getuser()}@python"
+        self._actor = actor or f"{getpass.getuser()}@python"
         self._lock = threading.RLock()
         self._admin_url: str | None = None
         self._runtime_url: str | None = None
@@ -115,6 +117,31 @@ class Tenantry:
         self._cells: dict[str, Cell] = {}
         self._listener: CatalogListener | None = None
         self._tenant_cache: dict[str, tuple[float, _Resolved]] = {}
+
+    # -- who changes are audited as -------------------------------------------------------
+    @property
+    def actor(self) -> str:
+        """Who control-plane changes are audited as: the actor bound by :meth:`acting_as` in
+        this thread or task, else the one this object was built with."""
+        return context.bound_actor(self) or self._actor
+
+    @actor.setter
+    def actor(self, value: str) -> None:
+        self._actor = value
+
+    @contextmanager
+    def acting_as(self, actor: str) -> Iterator[str]:
+        """Audit the changes made in this ``with`` block (in this thread or asyncio task only)
+        as ``actor``; concurrent requests of a server each keep their own::
+
+            with tn.acting_as("token:ci"):
+                tn.suspend("acme")   # audited as token:ci
+        """
+        token = context._set_actor(self, actor)
+        try:
+            yield actor
+        finally:
+            context._reset_actor(token)
 
     # -- connection strings ---------------------------------------------------------------
     @property
@@ -389,6 +416,32 @@ class Tenantry:
     ) -> list[audit.AuditEntry]:
         with self.admin() as conn:
             return audit.list_entries(conn, target_type=target_type, target=target, limit=limit)
+
+    # -- admin API tokens -------------------------------------------------------------------
+    def create_token(
+        self, name: str, scopes: list[str] | tuple[str, ...], *, expires_in: timedelta | None = None
+    ) -> tuple[token_service.ApiToken, str]:
+        """Create an admin API token with ``scopes``; returns its record and its secret, which
+        is shown this once (the catalog keeps only its SHA-256)."""
+        with self.admin() as conn:
+            catalog.require_catalog(conn)
+            return token_service.create_token(conn, name, scopes, expires_in=expires_in, actor=self.actor)
+
+    def tokens(self, *, include_revoked: bool = False) -> list[token_service.ApiToken]:
+        """The admin API tokens, by name (never their secrets)."""
+        with self.admin() as conn:
+            catalog.require_catalog(conn)
+            return token_service.list_tokens(conn, include_revoked=include_revoked)
+
+    def revoke_token(self, key: str | uuid.UUID) -> token_service.ApiToken:
+        """Revoke a token (by name or id) at once; revoking it again is a no-op."""
+        with self.admin() as conn:
+            return token_service.revoke_token(conn, key, actor=self.actor)
+
+    def authenticate_token(self, presented: str) -> token_service.ApiToken:
+        """The live token ``presented`` is; raises :class:`AuthenticationFailed` otherwise."""
+        with self.admin() as conn:
+            return token_service.authenticate(conn, presented)
 
     # -- tenant context ---------------------------------------------------------------------
     def tenant(self, key: str | uuid.UUID, *, allow_inactive: bool = False) -> TenantScope:

@@ -1,7 +1,9 @@
-"""The tenant context: tenantry's only mutable global.
+"""The tenant context (and the actor beside it): tenantry's only mutable globals.
 
 One :class:`contextvars.ContextVar` holds the tenant bound to the current thread or asyncio
-task. Everything else in tenantry is passed explicitly. asyncio tasks copy the context when
+task; a second one, beside it, holds the actor control-plane changes are audited as while a
+request of the admin API runs (:meth:`tenantry.Tenantry.acting_as`). Everything else in
+tenantry is passed explicitly. asyncio tasks copy the context when
 they are created, so a task sees the tenant bound where it was spawned and its own bindings
 never reach its parent. Threads do not inherit context: hand work to a thread with
 :func:`contextvars.copy_context` (``ctx.run(fn)``) or bind the tenant inside it.
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from tenantry.core.placement import Route
 from tenantry.errors import NoTenantBound
 
-__all__ = ["BoundTenant", "bind", "current", "require"]
+__all__ = ["BoundTenant", "bind", "bound_actor", "current", "require"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +70,22 @@ def _set(tenant: BoundTenant | None) -> Token[BoundTenant | None]:
 
 def _reset(token: Token[BoundTenant | None]) -> None:
     _current.reset(token)
+
+
+# (the Tenantry it applies to, the actor): several Tenantry objects in one process each keep
+# their own actor, and a binding is undone with its token like the tenant's
+_actor: ContextVar[tuple[object, str] | None] = ContextVar("tenantry.actor", default=None)
+
+
+def bound_actor(owner: object) -> str | None:
+    """The actor bound for ``owner`` (a Tenantry) in this context, or ``None``."""
+    bound = _actor.get()
+    return bound[1] if bound is not None and bound[0] is owner else None
+
+
+def _set_actor(owner: object, actor: str) -> Token[tuple[object, str] | None]:
+    return _actor.set((owner, actor))
+
+
+def _reset_actor(token: Token[tuple[object, str] | None]) -> None:
+    _actor.reset(token)

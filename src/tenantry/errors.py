@@ -18,9 +18,11 @@ with, so the interfaces translate errors without a table of their own::
     │   ├── InvalidTransition          a status change the lifecycle forbids
     │   └── TenantMoving               writes refused for a moment: the tenant is moving
     ├── TenantNotActive                exit 8, HTTP 403   suspended/archived tenant asked to serve
-    └── IsolationError                 exit 9, HTTP 403   PostgreSQL refused a cross-tenant act
-        ├── NoTenantBound              a write (or a tenant-scoped call) with no tenant bound
-        └── TenantContextError         the bound tenant changed inside a transaction
+    ├── IsolationError                 exit 9, HTTP 403   PostgreSQL refused a cross-tenant act
+    │   ├── NoTenantBound              a write (or a tenant-scoped call) with no tenant bound
+    │   └── TenantContextError         the bound tenant changed inside a transaction
+    ├── AuthenticationFailed           exit 11, HTTP 401  API token missing, unknown, expired or revoked
+    └── PermissionDenied               exit 12, HTTP 403  the API token lacks the scope an action needs
 
 Driver errors are wrapped and chained (``raise TenantNotFound(...) from err``), never swallowed.
 """
@@ -30,6 +32,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "AuthenticationFailed",
     "CatalogNotInitialised",
     "ConfigurationError",
     "Conflict",
@@ -40,6 +43,7 @@ __all__ = [
     "IsolationError",
     "NoTenantBound",
     "NotFound",
+    "PermissionDenied",
     "PlanNotFound",
     "TenantContextError",
     "TenantExists",
@@ -152,3 +156,21 @@ class NoTenantBound(IsolationError):
 
 class TenantContextError(IsolationError):
     """The tenant bound to the context differs from the one the open transaction serves."""
+
+
+class AuthenticationFailed(TenantryError):
+    """An admin API request carried no API token, or one that is unknown, expired or revoked."""
+
+    exit_code = 11
+    http_status = 401
+
+
+class PermissionDenied(TenantryError):
+    """The API token is valid but lacks the scope the action needs (``scope`` names it)."""
+
+    exit_code = 12
+    http_status = 403
+
+    def __init__(self, message: str, *, scope: str | None = None) -> None:
+        super().__init__(message)
+        self.scope = scope

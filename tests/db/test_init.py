@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import resources
+
 import psycopg
 import pytest
 from psycopg import sql
@@ -11,11 +13,18 @@ from tenantry.db import catalog
 from tests.model_app import TABLES, Base
 
 
+def _shipped() -> list[str]:
+    """The catalog migrations this tenantry ships, in order."""
+    folder = resources.files("tenantry.db").joinpath("sql/catalog")
+    return sorted(f.name for f in folder.iterdir() if f.name.endswith(".sql"))
+
+
 def test_init_is_idempotent_and_secures_tables(fresh_scratch) -> None:
     tn = Tenantry(fresh_scratch.settings(), metadata=Base.metadata)
     try:
         first = tn.init()
-        assert first.migrations_applied == ["0001_catalog.sql"]
+        shipped = _shipped()
+        assert first.migrations_applied == shipped and shipped[0] == "0001_catalog.sql"
         assert set(first.roles_created) == {fresh_scratch.owner, fresh_scratch.runtime}
         second = tn.init()
         assert second.migrations_applied == [] and second.roles_created == []
@@ -110,7 +119,7 @@ def test_concurrent_inits_converge(fresh_scratch) -> None:
     tn = Tenantry(fresh_scratch.settings())
     with tn.admin() as conn:
         assert catalog.catalog_version(conn) == catalog.head_version()
-        assert conn.execute("SELECT count(*) FROM tenantry.schema_migrations").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM tenantry.schema_migrations").fetchone() == (len(_shipped()),)
         assert conn.execute("SELECT count(*) FROM tenantry.context_key").fetchone() == (1,)
 
 

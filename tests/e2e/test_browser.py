@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -125,6 +126,16 @@ def test_unknown_tenant_site_is_404(demo: DemoProcess, browser: Browser) -> None
         assert response is not None and response.status == 404
     finally:
         page.close()
+
+
+def test_the_admin_api_answers_with_the_token_the_demo_printed(demo: DemoProcess) -> None:
+    api = demo.report["admin_api"]
+    assert api is not None and api["token"], demo.report
+    listed = httpx.get(f"{api['url'].rstrip('/')}/v1/tenants", headers={"Authorization": f"Bearer {api['token']}"})
+    assert listed.status_code == 200, listed.text
+    assert {t["slug"] for t in listed.json()["items"]} >= {"acme", "globex", "initech"}
+    refused = httpx.get(f"{api['url'].rstrip('/')}/v1/tenants", headers={"Authorization": "Bearer tnt_forged_token"})
+    assert refused.status_code == 401 and refused.headers["content-type"].startswith("application/problem+json")
 
 
 def test_rerun_reuses_the_data_and_sigterm_stops_it(demo: DemoProcess, demo_scratch) -> None:

@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any
@@ -74,6 +75,8 @@ def demo(
         if admin.app is not None:
             sockets.append(serving.listen(host, admin_port, "--admin-port"))
         tn.init()
+        if admin.app is not None:
+            admin = AdminApi(app=admin.app, token=_demo_token(tn))
         tenants = [_ensure_tenant(tn, spec, seed=None if no_seed else tracker.seed.seed) for spec in DEMO_TENANTS]
         ports = [s.getsockname()[1] for s in sockets]
         report = {
@@ -206,6 +209,20 @@ class AdminApi:
     app: Any = None
     token: str | None = None
     reason: str | None = None
+
+
+_DEMO_TOKEN = "demo-"
+
+
+def _demo_token(tn: Tenantry) -> str:
+    """A fresh admin token for this run (a week long); the last run's demo tokens are revoked,
+    since their secrets were only ever printed."""
+    for token in tn.tokens():
+        if token.name.startswith(_DEMO_TOKEN):
+            tn.revoke_token(token.id)
+    name = f"{_DEMO_TOKEN}{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}"
+    _, secret = tn.create_token(name, ["admin"], expires_in=timedelta(days=7))
+    return secret
 
 
 def _admin_api(tn: Tenantry) -> AdminApi:

@@ -15,6 +15,7 @@ import psycopg
 import typer
 
 from tenantry.appspec import load_metadata
+from tenantry.cli import api as api_cli
 from tenantry.cli import audit as audit_cli
 from tenantry.cli import cells as cells_cli
 from tenantry.cli import demo as demo_cli
@@ -22,6 +23,7 @@ from tenantry.cli import migrate as migrate_cli
 from tenantry.cli import plans as plans_cli
 from tenantry.cli import server as server_cli
 from tenantry.cli import tenants as tenants_cli
+from tenantry.cli import tokens as tokens_cli
 from tenantry.cli.output import console, emit_json, error
 from tenantry.cli.state import State, get_state
 from tenantry.errors import ConfigurationError, TenantryError
@@ -41,6 +43,8 @@ app.add_typer(server_cli.app, name="server")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(cells_cli.app, name="cells")
 app.add_typer(migrate_cli.app, name="migrate")
+app.add_typer(tokens_cli.app, name="tokens")
+app.add_typer(api_cli.app, name="api")
 app.command(name="demo")(demo_cli.demo)
 
 

@@ -1,0 +1,19 @@
+"""The admin API's routers, one per resource; :data:`ROUTERS` is what the app mounts under
+``/v1`` (a new resource, such as domains, is one more module and one more entry)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from tenantry.api.routes import audit, cells, jobs, migrations, plans, tenants
+
+__all__ = ["ROUTERS"]
+
+ROUTERS: tuple[APIRouter, ...] = (
+    tenants.router,
+    jobs.router,
+    plans.router,
+    cells.router,
+    migrations.router,
+    audit.router,
+)

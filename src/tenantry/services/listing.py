@@ -1,0 +1,81 @@
+"""Catalog lists in pages by key (keyset paging), for the admin API and other long lists.
+
+Each page is read with ``WHERE key > last`` in the list's order, so a page costs the same
+wherever it is in the list, and rows added or removed meanwhile shift nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from tenantry.core.model import Status, Tenant
+from tenantry.services.audit import AuditEntry
+from tenantry.services.tenants import TENANT_COLUMNS, row_to_tenant
+
+__all__ = ["audit_page", "tenants_page"]
+
+
+def tenants_page(
+    conn: psycopg.Connection[Any],
+    *,
+    status: Status | None = None,
+    plan: str | None = None,
+    include_deleted: bool = False,
+    after: tuple[str, uuid.UUID] | None = None,
+    limit: int = 100,
+) -> list[Tenant]:
+    """Tenants by (slug, id), after the (slug, id) of the previous page's last one."""
+    rows = conn.execute(
+        sql.SQL(
+            """
+            SELECT {} FROM tenantry.tenants
+             WHERE (%(status)s::text IS NULL OR status = %(status)s)
+               AND (%(plan)s::text IS NULL OR plan = %(plan)s)
+               AND (%(deleted)s OR status <> 'deleted')
+               AND (%(slug)s::text IS NULL OR (slug, id) > (%(slug)s, %(id)s::uuid))
+             ORDER BY slug, id
+             LIMIT %(limit)s
+            """
+        ).format(TENANT_COLUMNS),
+        {
+            "status": None if status is None else status.value,
+            "plan": plan,
+            "deleted": include_deleted,
+            "slug": None if after is None else after[0],
+            "id": None if after is None else after[1],
+            "limit": limit,
+        },
+    ).fetchall()
+    return [row_to_tenant(r) for r in rows]
+
+
+def audit_page(
+    conn: psycopg.Connection[Any],
+    *,
+    target_type: str | None = None,
+    target: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    before: int | None = None,
+    limit: int = 100,
+) -> list[AuditEntry]:
+    """Audit entries newest first, older than entry ``before`` (the previous page's last)."""
+    rows = conn.execute(
+        """
+        SELECT id, at, actor, action, target_type, target, before, after
+          FROM tenantry.audit_log
+         WHERE (%(tt)s::text IS NULL OR target_type = %(tt)s)
+           AND (%(t)s::text IS NULL OR target = %(t)s)
+           AND (%(actor)s::text IS NULL OR actor = %(actor)s)
+           AND (%(action)s::text IS NULL OR action = %(action)s)
+           AND (%(before)s::bigint IS NULL OR id < %(before)s)
+         ORDER BY id DESC
+         LIMIT %(limit)s
+        """,
+        {"tt": target_type, "t": target, "actor": actor, "action": action, "before": before, "limit": limit},
+    ).fetchall()
+    return [AuditEntry(*row) for row in rows]
