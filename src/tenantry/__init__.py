@@ -41,6 +41,7 @@ from tenantry.errors import (
     TenantryError,
     UnsafeRuntimeRole,
 )
+from tenantry.services.spares import Spare, SpareReport
 from tenantry.settings import Settings
 
 __version__ = "0.1.0"
@@ -64,6 +65,8 @@ __all__ = [
     "PlanNotFound",
     "RESERVED_SLUGS",
     "Settings",
+    "Spare",
+    "SpareReport",
     "Status",
     "Tenant",
     "TenantConnection",

@@ -20,6 +20,7 @@ from tenantry.cli import cells as cells_cli
 from tenantry.cli import migrate as migrate_cli
 from tenantry.cli import plans as plans_cli
 from tenantry.cli import server as server_cli
+from tenantry.cli import spares as spares_cli
 from tenantry.cli import tenants as tenants_cli
 from tenantry.cli.output import console, emit_json, error
 from tenantry.cli.state import State, get_state
@@ -40,6 +41,7 @@ app.add_typer(server_cli.app, name="server")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(cells_cli.app, name="cells")
 app.add_typer(migrate_cli.app, name="migrate")
+app.add_typer(spares_cli.app, name="spares")
 
 
 @app.callback()
