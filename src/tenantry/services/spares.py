@@ -69,7 +69,6 @@ from tenantry.errors import ConfigurationError, Conflict, InvalidInput, TenantEx
 # module imports: provisioning imports this module in turn
 from tenantry.services import audit, provisioning
 from tenantry.services.cells import get_cell
-from tenantry.services.events import notify_tenant
 from tenantry.services.faults import crash_point
 from tenantry.services.tenants import TENANT_COLUMNS, row_to_tenant
 
@@ -248,37 +247,39 @@ def claim(
         return None
     spare_id, built_at, revision = row
     try:
-        with conn.transaction():
-            inserted = conn.execute(
-                sql.SQL(
-                    "INSERT INTO tenantry.tenants (id, slug, name, plan, status) VALUES (%s, %s, %s, %s, 'active')"
-                    " RETURNING {}"
-                ).format(TENANT_COLUMNS),
-                (spare_id, slug, name, plan.name),
-            ).fetchone()
+        # no savepoint: on a taken slug the caller's whole transaction rolls back
+        inserted = conn.execute(
+            sql.SQL(
+                "INSERT INTO tenantry.tenants (id, slug, name, plan, status) VALUES (%s, %s, %s, %s, 'active')"
+                " RETURNING {}"
+            ).format(TENANT_COLUMNS),
+            (spare_id, slug, name, plan.name),
+        ).fetchone()
     except psycopg.errors.UniqueViolation as err:
         raise TenantExists(f"a tenant with slug {slug!r} exists already") from err
     assert inserted is not None
     tenant = row_to_tenant(inserted)
     placement = Placement.plan_for(spare_id, plan.isolation, cell=cell, pooled_schema=tn.settings.pooled_schema)
-    conn.execute(
-        """
-        INSERT INTO tenantry.placements
-            (tenant_id, cell, isolation, database_name, schema_name, status, app_revision)
-        VALUES (%s, %s, %s, %s, %s, 'active', %s)
-        """,
-        (spare_id, placement.cell, placement.isolation.value, placement.database, placement.schema, revision),
-    )
-    conn.execute("DELETE FROM tenantry.spares WHERE id = %s", (spare_id,))
-    notify_tenant(conn, tenant.id)
-    audit.record(
-        conn, actor=tn.actor, action="tenant.create", target_type="tenant", target=slug,
-        after=tenant.to_dict() | {
-            "placement": placement.to_dict() | {"status": "active"},
-            "spare": True,
-            "spare_built_at": built_at.isoformat(),
-        },
-    )
+    # One round trip for the rest. No NOTIFY: the tenant did not exist before this
+    # transaction, so no process can have cached it.
+    with conn.pipeline():
+        conn.execute(
+            """
+            INSERT INTO tenantry.placements
+                (tenant_id, cell, isolation, database_name, schema_name, status, app_revision)
+            VALUES (%s, %s, %s, %s, %s, 'active', %s)
+            """,
+            (spare_id, placement.cell, placement.isolation.value, placement.database, placement.schema, revision),
+        )
+        conn.execute("DELETE FROM tenantry.spares WHERE id = %s", (spare_id,))
+        audit.record(
+            conn, actor=tn.actor, action="tenant.create", target_type="tenant", target=slug,
+            after=tenant.to_dict() | {
+                "placement": placement.to_dict() | {"status": "active"},
+                "spare": True,
+                "spare_built_at": built_at.isoformat(),
+            },
+        )
     return tenant
 
 
