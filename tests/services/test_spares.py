@@ -567,3 +567,24 @@ def test_a_spare_being_built_is_not_claimed(pool: Tenantry, monkeypatch: pytest.
         release.set()
         thread.join(30)
     assert errors == [] and [s.status for s in pool.spares()] == ["ready"]
+
+
+def test_a_failed_fill_audits_what_it_did(pool: Tenantry, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = spares.provisioning.build_step
+    calls: list[str] = []
+
+    def failing(tn: Tenantry, step: str, placement: Placement) -> None:
+        calls.append(step)
+        if len(calls) > len(plan_steps(Isolation.SCHEMA)) - 1:  # the second spare's first step
+            raise InvalidInput("the disk is full (simulated)")
+        real(tn, step, placement)
+
+    monkeypatch.setattr(spares.provisioning, "build_step", failing)
+    with pytest.raises(InvalidInput, match="simulated"):
+        pool.fill_spares(3)
+    after = fills(pool)[0]
+    assert (after["built"], after["error"]) == (1, "the disk is full (simulated)")
+    assert sorted(s.status for s in pool.spares()) == ["building", "ready"]
+    monkeypatch.setattr(spares.provisioning, "build_step", real)
+    again = pool.fill_spares(3)
+    assert (again.resumed, again.built, again.ready) == (1, 1, 3)

@@ -392,35 +392,41 @@ def fill(
     key = wanted(tn)
     report = SpareReport(isolation.value, place, count)
     with _exclusive(tn):
-        with tn.admin() as conn:
-            found = _select(conn, isolation, place)
-        stale = [s for s in found if s.status == "dropping" or not s.matches(key)]
-        report.dropped = len(_discard(tn, stale))
-        unfinished = [s for s in found if s.status == "building" and s.matches(key)]
-        ready = _count_ready(tn, isolation, place, key)
-        todo = max(0, count - ready - len(unfinished))
-        total = len(unfinished) + todo
-        if progress is not None:
-            progress(0, total)
-        for spare in unfinished:
-            _build(tn, spare, key)
-            report.resumed += 1
+        error: str | None = None
+        try:
+            with tn.admin() as conn:
+                found = _select(conn, isolation, place)
+            stale = [s for s in found if s.status == "dropping" or not s.matches(key)]
+            report.dropped = len(_discard(tn, stale))
+            unfinished = [s for s in found if s.status == "building" and s.matches(key)]
+            todo = max(0, count - _count_ready(tn, isolation, place, key) - len(unfinished))
+            total = len(unfinished) + todo
             if progress is not None:
-                progress(report.resumed, total)
-        for _ in range(todo):
-            _build(tn, _new(tn, isolation, place, key), key)
-            report.built += 1
-            if progress is not None:
-                progress(report.resumed + report.built, total)
-        report.ready = _count_ready(tn, isolation, place, key)
-        report.seconds = time.monotonic() - clock
-        if report.changed:
-            with tn.admin() as conn, conn.transaction():
-                audit.record(
-                    conn, actor=tn.actor, action="spare.fill", target_type="spares",
-                    target=f"{isolation.value}@{place}",
-                    after=report.to_dict() | {"fingerprint": key.fingerprint, "app_revision": key.revision},
-                )
+                progress(0, total)
+            for spare in unfinished:
+                _build(tn, spare, key)
+                report.resumed += 1
+                if progress is not None:
+                    progress(report.resumed, total)
+            for _ in range(todo):
+                _build(tn, _new(tn, isolation, place, key), key)
+                report.built += 1
+                if progress is not None:
+                    progress(report.resumed + report.built, total)
+            report.ready = _count_ready(tn, isolation, place, key)
+        except BaseException as err:
+            error = str(err) or type(err).__name__
+            raise
+        finally:
+            report.seconds = time.monotonic() - clock
+            if report.changed:  # what was done is audited even when the fill then failed
+                with tn.admin() as conn, conn.transaction():
+                    audit.record(
+                        conn, actor=tn.actor, action="spare.fill", target_type="spares",
+                        target=f"{isolation.value}@{place}",
+                        after=report.to_dict()
+                        | {"fingerprint": key.fingerprint, "app_revision": key.revision, "error": error},
+                    )
     return report
 
 
