@@ -97,15 +97,20 @@ class Scratch:
         return make_conninfo(self.server_url, dbname=name)
 
     def tenant_databases(self) -> list[str]:
-        """Databases that database-tier tenants of the scratch catalog got (any status)."""
-        try:
-            with psycopg.connect(self.url) as conn:
-                rows = conn.execute(
-                    "SELECT DISTINCT database_name FROM tenantry.placements WHERE database_name IS NOT NULL"
-                ).fetchall()
-        except psycopg.Error:  # no catalog yet
-            return []
-        return [r[0] for r in rows]
+        """Databases that database-tier tenants (and spares) of the scratch catalog got (any status)."""
+        found: list[str] = []
+        for table in ("placements", "spares"):
+            try:
+                with psycopg.connect(self.url) as conn:
+                    rows = conn.execute(
+                        sql.SQL("SELECT DISTINCT database_name FROM {} WHERE database_name IS NOT NULL").format(
+                            sql.Identifier("tenantry", table)
+                        )
+                    ).fetchall()
+            except psycopg.Error:  # no catalog (or no spares table) yet
+                continue
+            found += [r[0] for r in rows]
+        return found
 
     def drop(self) -> None:
         databases = [*self.tenant_databases(), *self.extra, self.dbname]

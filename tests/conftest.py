@@ -91,15 +91,20 @@ class Scratch:
         return Settings(database_url=self.url, owner_role=self.owner, runtime_role=self.runtime, **changes)  # type: ignore[arg-type]
 
     def tenant_databases(self) -> list[str]:
-        """Databases that database-tier tenants of this scratch catalog own."""
-        try:
-            with psycopg.connect(self.url) as conn:
-                rows = conn.execute(
-                    "SELECT DISTINCT database_name FROM tenantry.placements WHERE database_name IS NOT NULL"
-                ).fetchall()
-        except psycopg.Error:
-            return []
-        return [r[0] for r in rows]
+        """Databases that database-tier tenants (and spares) of this scratch catalog own."""
+        found: list[str] = []
+        for table in ("placements", "spares"):
+            try:
+                with psycopg.connect(self.url) as conn:
+                    rows = conn.execute(
+                        sql.SQL("SELECT DISTINCT database_name FROM {} WHERE database_name IS NOT NULL").format(
+                            sql.Identifier("tenantry", table)
+                        )
+                    ).fetchall()
+            except psycopg.Error:
+                continue
+            found += [r[0] for r in rows]
+        return found
 
     def drop(self) -> None:
         databases = self.tenant_databases()

@@ -43,6 +43,7 @@ from tenantry.errors import (
     TenantryError,
     UnsafeRuntimeRole,
 )
+from tenantry.services.spares import Spare, SpareReport
 from tenantry.services.tokens import ApiToken
 from tenantry.settings import Settings
 
@@ -70,6 +71,8 @@ __all__ = [
     "PlanNotFound",
     "RESERVED_SLUGS",
     "Settings",
+    "Spare",
+    "SpareReport",
     "Status",
     "Tenant",
     "TenantConnection",

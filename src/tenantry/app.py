@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenantry import context
 from tenantry.appspec import load_metadata
 from tenantry.context import BoundTenant
-from tenantry.core.model import Plan, Status, Tenant
+from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.placement import Placement, Route
 from tenantry.db import catalog, rls
 from tenantry.db.binding import AsyncTenantConnection, Binder, RouteKey, TenantConnection
@@ -60,6 +60,7 @@ from tenantry.errors import (
     UnsafeRuntimeRole,
 )
 from tenantry.services import audit, moves, provisioning
+from tenantry.services import spares as spares_service
 from tenantry.services import tokens as token_service
 from tenantry.services import cells as cells_service
 from tenantry.services.cells import Cell
@@ -117,6 +118,8 @@ class Tenantry:
         self._cells: dict[str, Cell] = {}
         self._listener: CatalogListener | None = None
         self._tenant_cache: dict[str, tuple[float, _Resolved]] = {}
+        #: (metadata, its table names, fingerprint) of the app's tables (services.spares)
+        self._spare_fingerprint: tuple[sa.MetaData, tuple[str, ...], str] | None = None
 
     # -- who changes are audited as -------------------------------------------------------
     @property
@@ -300,13 +303,16 @@ class Tenantry:
 
     def unprotected_tables(self) -> list[str]:
         """App tables whose row-level security is off, unforced, missing its exact policy, or
-        widened by another permissive policy: in the shared database (``schema.table``) and in
-        every database-tier tenant's own database (``database:schema.table``)."""
+        widened by another permissive policy: in the shared database (``schema.table``, spare
+        schemas included) and in every database-tier tenant's (or ready spare's) own database
+        (``database:schema.table``)."""
         with self.admin() as conn:
             found = rls.unprotected_tables(conn)
             databases = conn.execute(
                 "SELECT cell, database_name FROM tenantry.placements"
-                " WHERE database_name IS NOT NULL AND status = 'active' ORDER BY 2"
+                " WHERE database_name IS NOT NULL AND status = 'active'"
+                " UNION SELECT cell, database_name FROM tenantry.spares"
+                " WHERE database_name IS NOT NULL AND status = 'ready' ORDER BY 2"
             ).fetchall()
         for cell, database in databases:
             url = provisioning.database_url(self.cell_admin_url(cell), database)
@@ -333,9 +339,10 @@ class Tenantry:
     ) -> Tenant:
         """Create a tenant on ``plan``'s tier and make it active.
 
-        Pooled tenants cost one catalog transaction. Schema- and database-tier tenants are
-        built in recorded steps; if the process dies midway, calling this again with the same
-        slug and plan finishes the job. ``cell`` places a database-tier tenant on that server
+        Pooled tenants cost one catalog transaction. Schema- and database-tier tenants claim
+        a spare placement built ahead of time when one is ready (:meth:`fill_spares`), also in
+        one catalog transaction; otherwise they are built in recorded steps, and if the process
+        dies midway, calling this again with the same slug and plan finishes the job. ``cell`` places a database-tier tenant on that server
         (default: the plan's pinned cell, or the fitting cell with the most room).
         """
         with self.admin() as conn:
@@ -343,6 +350,45 @@ class Tenantry:
         tenant = provisioning.provision(self, slug, name=name, plan=plan, cell=cell)
         self._forget(tenant)
         return tenant
+
+    # -- spares ------------------------------------------------------------------------------
+    def fill_spares(
+        self,
+        count: int | None = None,
+        *,
+        tier: Isolation | str = Isolation.SCHEMA,
+        cell: str | None = None,
+        progress: spares_service.FillProgress | None = None,
+    ) -> spares_service.SpareReport:
+        """Keep ``count`` spare placements of ``tier`` (on ``cell``) ready, built ahead of time
+        so that :meth:`create_tenant` claims one instead of running the DDL.
+
+        Schema tier by default, with ``count`` defaulting to :attr:`Settings.spare_schemas`.
+        Idempotent and resumable: spares already ready are kept, half-built ones finished,
+        stale ones (built for other app tables or another migration head) dropped. Nothing
+        calls it for you: run it after each deploy and periodically (``tenantry spares fill``)::
+
+            tn.fill_spares(20)                     # 20 schemas ready on the primary cell
+            tn.create_tenant("acme", plan="business")  # claims one: a catalog transaction
+        """
+        with self.admin() as conn:
+            catalog.require_catalog(conn)
+        return spares_service.fill(self, count, tier=tier, cell=cell, progress=progress)
+
+    def spares(self, *, tier: Isolation | str | None = None, cell: str | None = None) -> list[spares_service.Spare]:
+        """The spare placements (of ``tier``, on ``cell``), oldest first."""
+        with self.admin() as conn:
+            catalog.require_catalog(conn)
+        return spares_service.list_spares(self, tier=tier, cell=cell)
+
+    def drop_spares(
+        self, *, tier: Isolation | str | None = None, cell: str | None = None, stale_only: bool = False
+    ) -> spares_service.SpareReport:
+        """Drop spare placements (of ``tier``, on ``cell``; with ``stale_only``, only those no
+        process of this app version would claim): their schemas or databases, and their rows."""
+        with self.admin() as conn:
+            catalog.require_catalog(conn)
+        return spares_service.drop(self, tier=tier, cell=cell, stale_only=stale_only)
 
     def get_tenant(self, key: str | uuid.UUID) -> Tenant:
         with self.admin() as conn:

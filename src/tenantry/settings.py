@@ -81,6 +81,13 @@ class Settings:
     a second by LISTEN/NOTIFY, and the cache is trusted only while that listener is connected;
     the TTL is a backstop. ``TENANTRY_TENANT_CACHE_TTL``."""
 
+    spare_schemas: int = 0
+    """How many ready spare schemas ``tn.fill_spares()`` (``tenantry spares fill``) keeps on the
+    primary cell when it is given no count: schemas built ahead of time, so that creating a
+    schema-tier tenant claims one instead of running its DDL. 0: none. Nothing fills the pool
+    by itself: run the fill after each deploy and from a periodic job (see
+    :mod:`tenantry.services.spares`). ``TENANTRY_SPARE_SCHEMAS``."""
+
     def __post_init__(self) -> None:
         for label, value in (
             ("owner role", self.owner_role),
@@ -99,6 +106,8 @@ class Settings:
             raise ConfigurationError("pool sizes must satisfy 0 <= min <= max and max >= 1")
         if self.max_pools < 1 or self.tenant_pool_max_size < 1 or self.schema_recycle_after < 1:
             raise ConfigurationError("max_pools, tenant_pool_max_size and schema_recycle_after must be >= 1")
+        if self.spare_schemas < 0:
+            raise ConfigurationError("spare_schemas must be >= 0")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -129,6 +138,7 @@ class Settings:
             "max_pools": ("TENANTRY_MAX_POOLS", int),
             "tenant_pool_max_size": ("TENANTRY_TENANT_POOL_MAX_SIZE", int),
             "schema_recycle_after": ("TENANTRY_SCHEMA_RECYCLE_AFTER", int),
+            "spare_schemas": ("TENANTRY_SPARE_SCHEMAS", int),
             "connect_timeout": ("TENANTRY_CONNECT_TIMEOUT", float),
             "tenant_cache_ttl": ("TENANTRY_TENANT_CACHE_TTL", float),
         }

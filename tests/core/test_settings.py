@@ -25,6 +25,11 @@ def test_from_env_reads_only_given_mapping() -> None:
     assert s.runtime_role == "app_rt"
 
 
+def test_spare_schemas_default_off() -> None:
+    assert Settings().spare_schemas == 0
+    assert Settings.from_env({"TENANTRY_SPARE_SCHEMAS": "25"}).spare_schemas == 25
+
+
 def test_overrides_win_and_none_is_ignored() -> None:
     s = Settings.from_env({"TENANTRY_DATABASE_URL": "a"}, database_url="b", data_dir=None)
     assert s.database_url == "b" and s.data_dir is None
@@ -38,6 +43,8 @@ def test_overrides_win_and_none_is_ignored() -> None:
         {"TENANTRY_POOLED_SCHEMA": "public"},
         {"TENANTRY_OWNER_ROLE": "same", "TENANTRY_RUNTIME_ROLE": "same"},
         {"TENANTRY_POOL_MIN_SIZE": "5", "TENANTRY_POOL_MAX_SIZE": "2"},
+        {"TENANTRY_SPARE_SCHEMAS": "-1"},
+        {"TENANTRY_SPARE_SCHEMAS": "some"},
     ],
 )
 def test_bad_settings_raise(env: dict[str, str]) -> None:

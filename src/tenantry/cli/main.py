@@ -22,6 +22,7 @@ from tenantry.cli import demo as demo_cli
 from tenantry.cli import migrate as migrate_cli
 from tenantry.cli import plans as plans_cli
 from tenantry.cli import server as server_cli
+from tenantry.cli import spares as spares_cli
 from tenantry.cli import tenants as tenants_cli
 from tenantry.cli import tokens as tokens_cli
 from tenantry.cli.output import console, emit_json, error
@@ -46,6 +47,7 @@ app.add_typer(migrate_cli.app, name="migrate")
 app.add_typer(tokens_cli.app, name="tokens")
 app.add_typer(api_cli.app, name="api")
 app.command(name="demo")(demo_cli.demo)
+app.add_typer(spares_cli.app, name="spares")
 
 
 @app.callback()

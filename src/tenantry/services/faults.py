@@ -2,8 +2,9 @@
 
 ``TENANTRY_TEST_CRASH_AFTER=<point>`` makes the process exit at once (no cleanup, like a
 kill) when it reaches that point, right after the step's completion is recorded. Points are
-provisioning steps (``create_schema``, ``deploy_tables``, …) and move steps (``move:freeze``,
-``move:flip``, …). The variable is read when a point is reached, never at import.
+provisioning steps (``create_schema``, ``deploy_tables``, …), move steps (``move:freeze``,
+``move:flip``, …) and the steps of building and dropping spares (``spare:create_schema``,
+``spare:dropping``, …). The variable is read when a point is reached, never at import.
 """
 
 from __future__ import annotations

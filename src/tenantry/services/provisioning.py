@@ -7,6 +7,11 @@ run again, and the tenant stays ``provisioning`` (never served) until the last s
 it. If the process dies midway, creating the same slug again resumes where it stopped. A
 session advisory lock on the tenant keeps two processes from building it at once.
 
+A schema- or database-tier tenant claims a spare instead when one is ready: a placement built
+ahead of time for the current app tables and revision (:mod:`tenantry.services.spares`); the
+tenant row, taking the spare's id, and its active placement are then written in the one
+transaction that would otherwise record the start of the build.
+
 ``TENANTRY_TEST_CRASH_AFTER=<step>`` makes the process exit abruptly right after that step is
 recorded (:mod:`tenantry.services.faults`), so the fault tests can kill provisioning at every
 step.
@@ -30,7 +35,7 @@ from tenantry.db.connect import admin_connection
 from tenantry.db.deploy import deploy_tables
 from tenantry.db.local import install_local
 from tenantry.errors import Conflict, InvalidInput, TenantExists
-from tenantry.services import audit
+from tenantry.services import audit, spares
 from tenantry.services.cells import cell_loads
 from tenantry.services.events import notify_tenant
 from tenantry.services.faults import crash_point
@@ -103,9 +108,11 @@ def provision(tn: Tenantry, slug: str, *, name: str | None, plan: str, cell: str
         raise InvalidInput("tenant name must be 1 to 200 characters")
     with tn.admin() as conn:
         chosen = get_plan(conn, plan)
+        spare_key = None
         if chosen.isolation is not Isolation.POOLED:
-            tn._metadata()  # fail before writing anything when the app's tables are unknown
-        tenant, job_id, _ = _start(tn, conn, slug, display, chosen, cell)
+            # fails before writing anything when the app's tables are unknown or unsafe
+            spare_key = spares.wanted(tn)
+        tenant, job_id, _ = _start(tn, conn, slug, display, chosen, cell, spare_key)
     if tenant.status is Status.ACTIVE:
         return tenant
     with tenant_lock(tn, tenant.id, f"tenant {slug!r} is being provisioned by another process; try again shortly"):
@@ -169,9 +176,17 @@ def _build(tn: Tenantry, tenant: Tenant, chosen: Plan, job_id: uuid.UUID | None)
 
 
 def _start(
-    tn: Tenantry, conn: psycopg.Connection[Any], slug: str, name: str, chosen: Plan, cell: str | None
+    tn: Tenantry,
+    conn: psycopg.Connection[Any],
+    slug: str,
+    name: str,
+    chosen: Plan,
+    cell: str | None,
+    spare_key: spares.SpareKey | None = None,
 ) -> tuple[Tenant, uuid.UUID | None, set[str]]:
-    """Record the tenant (or find the half-built one); return it, its job and the steps done."""
+    """Record the tenant (or find the half-built one); return it, its job and the steps done.
+    A new schema- or database-tier tenant claims a spare built for ``spare_key`` if there is
+    one, and is returned active."""
     plan, isolation = chosen.name, chosen.isolation
     with conn.transaction():
         row = conn.execute(
@@ -195,6 +210,11 @@ def _start(
             ).fetchone()
             assert job is not None
             return existing, job[0], set(job[1])
+        target_cell = choose_cell(chosen, cell_loads(conn), requested=cell)
+        if spare_key is not None and isolation is not Isolation.POOLED:
+            claimed = spares.claim(tn, conn, slug=slug, name=name, plan=chosen, cell=target_cell, key=spare_key)
+            if claimed is not None:
+                return claimed, None, set()
         status = "active" if isolation is Isolation.POOLED else "provisioning"
         try:
             with conn.transaction():
@@ -211,7 +231,7 @@ def _start(
         placement = Placement.plan_for(
             tenant.id,
             isolation,
-            cell=choose_cell(chosen, cell_loads(conn), requested=cell),
+            cell=target_cell,
             pooled_schema=tn.settings.pooled_schema,
         )
         if isolation is Isolation.POOLED:

@@ -1,0 +1,130 @@
+"""``tenantry spares …``: placements built ahead of time, so that creating a schema- or
+database-tier tenant is a catalog transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tenantry.cli.output import console, emit_json, table
+from tenantry.cli.state import get_state
+from tenantry.services.spares import FillProgress, SpareReport
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Build schemas (or databases) ahead of time, so that new tenants claim them instead of waiting for DDL.",
+    no_args_is_help=True,
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+Cell = Annotated[str | None, typer.Option("--cell", help="Cell (default: primary; database tier only).")]
+_SHOWN = 50
+
+
+@contextmanager
+def _progress_bar(enabled: bool) -> Iterator[FillProgress | None]:
+    """A Rich progress bar on stderr, shown (once there is work) when stderr is a terminal."""
+    stderr = Console(stderr=True)
+    if not enabled or not stderr.is_terminal:
+        yield None
+        return
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=stderr, transient=True,
+    )
+    task = bar.add_task("building spares", total=None)
+
+    def update(done: int, total: int) -> None:
+        if total and not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+
+
+def _summary(report: SpareReport) -> str:
+    return (
+        f"built {report.built}, finished {report.resumed} half-built, dropped {report.dropped} stale"
+        f" in {report.seconds:.1f} s"
+    )
+
+
+@app.command("fill")
+def fill(
+    ctx: typer.Context,
+    count: Annotated[
+        int | None,
+        typer.Option("--count", "-n", min=0, help="Spares to keep ready (default: the TENANTRY_SPARE_SCHEMAS setting)."),
+    ] = None,
+    tier: Annotated[str, typer.Option("--tier", help="schema or database.")] = "schema",
+    cell: Cell = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Top the pool up to --count ready spares. Idempotent: ready spares are kept, half-built
+    ones finished, stale ones (built before a deploy or a migration) dropped and replaced.
+    Run it after each deploy and from a periodic job."""
+    tn = get_state(ctx).tenantry()
+    with _progress_bar(not as_json) as progress:
+        report = tn.fill_spares(count, tier=tier, cell=cell, progress=progress)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    console.print(f"{report.ready} {report.tier} spare(s) ready on cell {report.cell}: {_summary(report)}")
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    tier: Annotated[str | None, typer.Option("--tier", help="Only spares of this tier.")] = None,
+    cell: Annotated[str | None, typer.Option("--cell", help="Only spares on this cell.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List spares, oldest first; 'current' says whether this app version would claim one."""
+    spares = get_state(ctx).tenantry().spares(tier=tier, cell=cell)
+    if as_json:
+        emit_json([s.to_dict() for s in spares])
+        return
+    if not spares:
+        console.print("no spares: build some with `tenantry spares fill --count N`")
+        return
+    shown = {True: "yes", False: "stale", None: "unknown"}
+    table(
+        None,
+        ["id", "tier", "cell", "status", "current", "revision", "built"],
+        [
+            (s.id, s.tier.value, s.cell, s.status, shown[s.current], s.app_revision or "",
+             s.created_at.strftime("%Y-%m-%d %H:%M"))
+            for s in spares[:_SHOWN]
+        ],
+    )
+    if len(spares) > _SHOWN:
+        console.print(f"… and {len(spares) - _SHOWN} more (see --json)")
+    ready = sum(1 for s in spares if s.status == "ready" and s.current)
+    console.print(f"{len(spares)} spare(s), {ready} ready to be claimed")
+
+
+@app.command("drop")
+def drop(
+    ctx: typer.Context,
+    stale: Annotated[bool, typer.Option("--stale", help="Only spares this app version would not claim.")] = False,
+    tier: Annotated[str | None, typer.Option("--tier", help="Only spares of this tier.")] = None,
+    cell: Annotated[str | None, typer.Option("--cell", help="Only spares on this cell.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Drop spares (all, or with --stale only the stale ones): their schemas or databases and
+    their catalog rows. Spares hold no tenant's data."""
+    report = get_state(ctx).tenantry().drop_spares(tier=tier, cell=cell, stale_only=stale)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    console.print(f"dropped {report.dropped} spare(s) in {report.seconds:.1f} s; {report.ready} ready left")

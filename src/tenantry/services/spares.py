@@ -1,0 +1,540 @@
+"""Spare placements: schemas (and databases) built ahead of time, claimed by new tenants.
+
+A schema-tier tenant's schema holds the app's tables, their indexes, row-level security and
+grants; building it is most of what creating such a tenant costs (about 150 ms for 20 tables,
+as much as django-tenants spends on the same DDL). A *spare* is that work done ahead of time,
+for a tenant id that does not exist yet: schema and database names derive from the tenant's id
+(:func:`tenantry.core.placement.schema_name`), so ``create_tenant`` claims a ready spare by
+inserting the tenant row with the spare's id and its placement active, and deleting the spare,
+in its one catalog transaction. Nothing is renamed: the policies name the schema, and the
+tenant context is signed over the id and schema when a tenant is bound.
+
+Lifecycle of a spare (a row of ``tenantry.spares``)::
+
+    fill    building --steps, each recorded--> ready       (killed midway: the next fill
+                                                            finishes it, or drops it if stale)
+    claim   ready --create_tenant: tenant row with the spare's id, active placement,
+                    spare row deleted, in one transaction--> a tenant
+    drop    building | ready --> dropping --schema or database dropped, registry rows
+                                            removed, row deleted--> gone
+
+A spare records what it was built for: a fingerprint of the app's tables (a hash of their DDL,
+enum types and tenantry's policy) and the app migration its tables are stamped at. A process
+claims only spares built for exactly its own metadata and migrations head, so a spare built
+before a deploy or a ``tenantry migrate`` is never handed out; ``fill`` drops such stale spares
+and builds new ones. Spares are not migrated: rebuilding is as cheap as migrating, and simpler.
+
+A claim takes the oldest ready spare of the tenant's tier and cell with ``FOR UPDATE SKIP
+LOCKED``, so concurrent creates never share a spare; a create whose slug is taken rolls back
+and leaves the spare in the pool. With no usable spare, the tenant is built as before.
+
+Safety. A spare has no tenant row and no placement, so routing cannot reach it (a tenant is
+bound by slug or id through its active placement). Its tables carry tenantry's policy for their
+own schema, which admits only a context signed for that schema: none exists until the spare is
+a tenant's placement. Spare tables are registered (``tenantry.app_tables``) like any
+placement's, so ``tenantry check`` covers them; database-tier spares too.
+
+Nothing fills the pool by itself: ``create_tenant`` must stay a catalog transaction, and a
+build started behind it would compete with the app for the server. Run ``tenantry spares fill``
+(``tn.fill_spares()``) after each deploy or migration and from a periodic job; it tops the pool
+up to ``count`` (default :attr:`Settings.spare_schemas`), resumes or discards half-built spares,
+and drops stale ones. One fill or drop runs at a time per catalog.
+
+``TENANTRY_TEST_CRASH_AFTER=spare:<step>`` (a build step, or ``dropping``) kills the process
+there, for the fault tests (:mod:`tenantry.services.faults`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import sqlalchemy as sa
+from psycopg import sql
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from tenantry.core.model import Isolation, Plan, Tenant
+from tenantry.core.placement import PRIMARY_CELL, Placement, plan_steps
+from tenantry.db import rls
+from tenantry.db.connect import admin_connection
+from tenantry.errors import ConfigurationError, Conflict, InvalidInput, TenantExists
+# module imports: provisioning imports this module in turn
+from tenantry.services import audit, provisioning
+from tenantry.services.cells import get_cell
+from tenantry.services.faults import crash_point
+from tenantry.services.tenants import TENANT_COLUMNS, row_to_tenant
+
+if TYPE_CHECKING:
+    from tenantry.app import Tenantry
+
+__all__ = [
+    "MAX_SPARES",
+    "FillProgress",
+    "Spare",
+    "SpareKey",
+    "SpareReport",
+    "claim",
+    "drop",
+    "fill",
+    "fingerprint",
+    "list_spares",
+    "wanted",
+]
+
+#: the most spares one fill keeps (a typo such as --count 100000 is refused, not obeyed)
+MAX_SPARES = 10_000
+#: advisory lock (two keys: this class, 0) held by the one fill or drop at a time
+_LOCK_CLASS = 0x7370
+#: bumped when the way spares are built changes, so spares built the old way go stale
+_FORMAT = "tenantry-spare-1"
+_COLUMNS = sql.SQL(
+    "id, isolation, cell, schema_name, database_name, status, fingerprint, app_revision, steps_done, created_at"
+)
+
+#: ``progress(done, total)``: called with ``(0, total)`` when the work is known, then after each spare
+FillProgress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SpareKey:
+    """What a spare must have been built for to be claimed: the app's tables and revision."""
+
+    fingerprint: str
+    revision: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Spare:
+    """A spare placement as the catalog records it."""
+
+    id: uuid.UUID
+    tier: Isolation
+    cell: str
+    schema: str
+    database: str | None
+    status: str
+    """``building``, ``ready`` (claimable) or ``dropping``."""
+    fingerprint: str
+    app_revision: str | None
+    steps_done: tuple[str, ...]
+    created_at: datetime
+    current: bool | None = None
+    """Built for this process's app tables and migrations head (only such spares are claimed);
+    ``None`` when the app's tables are unknown here."""
+
+    @property
+    def placement(self) -> Placement:
+        return Placement(self.id, self.cell, self.tier, self.database, self.schema, "building")
+
+    def matches(self, key: SpareKey) -> bool:
+        return self.fingerprint == key.fingerprint and self.app_revision == key.revision
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "tier": self.tier.value,
+            "cell": self.cell,
+            "schema": self.schema,
+            "database": self.database,
+            "status": self.status,
+            "fingerprint": self.fingerprint,
+            "app_revision": self.app_revision,
+            "steps_done": list(self.steps_done),
+            "created_at": self.created_at.isoformat(),
+            "current": self.current,
+        }
+
+
+@dataclass(slots=True)
+class SpareReport:
+    """What a fill or a drop did, and how many claimable spares its tier and cell have now."""
+
+    tier: str | None
+    cell: str | None
+    target: int | None = None
+    built: int = 0
+    resumed: int = 0
+    dropped: int = 0
+    ready: int = 0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.built or self.resumed or self.dropped)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tier": self.tier,
+            "cell": self.cell,
+            "target": self.target,
+            "built": self.built,
+            "resumed": self.resumed,
+            "dropped": self.dropped,
+            "ready": self.ready,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+# -- what a spare is built for ---------------------------------------------------------------
+
+
+def fingerprint(metadata: sa.MetaData) -> str:
+    """A hash of what deploying ``metadata`` creates: each table's DDL, its indexes, its enum
+    types, and tenantry's policy. Two metadata objects that deploy the same tables agree."""
+    tables = rls.validate_metadata(metadata)
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    digest = hashlib.sha256(_FORMAT.encode())
+    digest.update(rls.EXPECTED_EXPR.encode())
+    for table in tables:
+        digest.update(str(CreateTable(table).compile(dialect=dialect)).encode())
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            digest.update(str(CreateIndex(index).compile(dialect=dialect)).encode())
+        for column in table.columns:
+            enums = getattr(column.type, "enums", None)
+            if enums:
+                digest.update(f"{column.name}:{getattr(column.type, 'name', '')}:{list(enums)}".encode())
+    return digest.hexdigest()[:32]
+
+
+def wanted(tn: Tenantry) -> SpareKey:
+    """The key of the spares this process may claim: its app's tables and migrations head.
+
+    The fingerprint is computed once per metadata object and set of tables (about 1.5 ms for
+    20 tables), the head read from the script directory (cached until a file changes).
+    """
+    from tenantry.services import app_migrations  # alembic loads only when needed
+
+    metadata = tn._metadata()
+    names = tuple(metadata.tables)
+    cached = tn._spare_fingerprint
+    if cached is None or cached[0] is not metadata or cached[1] != names:
+        cached = tn._spare_fingerprint = (metadata, names, fingerprint(metadata))
+    return SpareKey(cached[2], app_migrations.head_revision(tn))
+
+
+# -- claiming --------------------------------------------------------------------------------
+
+
+def claim(
+    tn: Tenantry, conn: psycopg.Connection[Any], *, slug: str, name: str, plan: Plan, cell: str, key: SpareKey
+) -> Tenant | None:
+    """Inside the caller's transaction: turn the oldest ready spare of ``plan``'s tier on
+    ``cell`` built for ``key`` into the active tenant ``slug``; ``None`` when there is none.
+
+    Raises :class:`TenantExists` (the caller's transaction then rolls back, and the spare
+    stays in the pool) when the slug is taken.
+    """
+    row = conn.execute(
+        """
+        SELECT id, created_at, app_revision FROM tenantry.spares
+         WHERE status = 'ready' AND isolation = %s AND cell = %s AND fingerprint = %s
+           AND app_revision IS NOT DISTINCT FROM %s::text
+         ORDER BY created_at, id
+         LIMIT 1
+           FOR UPDATE SKIP LOCKED
+        """,
+        (plan.isolation.value, cell, key.fingerprint, key.revision),
+    ).fetchone()
+    if row is None:
+        return None
+    spare_id, built_at, revision = row
+    try:
+        # no savepoint: on a taken slug the caller's whole transaction rolls back
+        inserted = conn.execute(
+            sql.SQL(
+                "INSERT INTO tenantry.tenants (id, slug, name, plan, status) VALUES (%s, %s, %s, %s, 'active')"
+                " RETURNING {}"
+            ).format(TENANT_COLUMNS),
+            (spare_id, slug, name, plan.name),
+        ).fetchone()
+    except psycopg.errors.UniqueViolation as err:
+        raise TenantExists(f"a tenant with slug {slug!r} exists already") from err
+    assert inserted is not None
+    tenant = row_to_tenant(inserted)
+    placement = Placement.plan_for(spare_id, plan.isolation, cell=cell, pooled_schema=tn.settings.pooled_schema)
+    # One round trip for the rest. No NOTIFY: the tenant did not exist before this
+    # transaction, so no process can have cached it.
+    with conn.pipeline():
+        conn.execute(
+            """
+            INSERT INTO tenantry.placements
+                (tenant_id, cell, isolation, database_name, schema_name, status, app_revision)
+            VALUES (%s, %s, %s, %s, %s, 'active', %s)
+            """,
+            (spare_id, placement.cell, placement.isolation.value, placement.database, placement.schema, revision),
+        )
+        conn.execute("DELETE FROM tenantry.spares WHERE id = %s", (spare_id,))
+        audit.record(
+            conn, actor=tn.actor, action="tenant.create", target_type="tenant", target=slug,
+            after=tenant.to_dict() | {
+                "placement": placement.to_dict() | {"status": "active"},
+                "spare": True,
+                "spare_built_at": built_at.isoformat(),
+            },
+        )
+    return tenant
+
+
+# -- filling and dropping --------------------------------------------------------------------
+
+
+def _tier(tier: Isolation | str) -> Isolation:
+    try:
+        isolation = Isolation(tier)
+    except ValueError:
+        raise InvalidInput(f"no tier named {tier!r} (spares exist for the schema and database tiers)") from None
+    if isolation is Isolation.POOLED:
+        raise InvalidInput("pooled tenants need no spares: creating one is a catalog row already")
+    return isolation
+
+
+def _cell(tn: Tenantry, isolation: Isolation, cell: str | None) -> str:
+    """The cell to fill: schema-tier spares live in the primary cell, as their tenants do; a
+    database-tier spare goes to an active cell (tenants are never placed on a draining one)."""
+    name = cell or PRIMARY_CELL
+    if isolation is Isolation.SCHEMA and name != PRIMARY_CELL:
+        raise InvalidInput(f"schema-tier tenants live in the primary cell; no spares on cell {name!r}")
+    with tn.admin() as conn:
+        found = get_cell(conn, name)
+    if found.status != "active":
+        raise InvalidInput(f"cell {name!r} is {found.status} and takes no new tenants, so no spares either")
+    return name
+
+
+def _row(row: tuple[Any, ...], key: SpareKey | None = None) -> Spare:
+    spare = Spare(
+        id=row[0], tier=Isolation(row[1]), cell=row[2], schema=row[3], database=row[4], status=row[5],
+        fingerprint=row[6], app_revision=row[7], steps_done=tuple(row[8]), created_at=row[9],
+    )
+    if key is None:
+        return spare
+    return Spare(**{**{f: getattr(spare, f) for f in Spare.__slots__}, "current": spare.matches(key)})
+
+
+def _select(
+    conn: psycopg.Connection[Any], tier: Isolation | None, cell: str | None, key: SpareKey | None = None
+) -> list[Spare]:
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT {} FROM tenantry.spares"
+            " WHERE (%(tier)s::text IS NULL OR isolation = %(tier)s) AND (%(cell)s::text IS NULL OR cell = %(cell)s)"
+            " ORDER BY isolation, cell, created_at, id"
+        ).format(_COLUMNS),
+        {"tier": None if tier is None else tier.value, "cell": cell},
+    ).fetchall()
+    return [_row(r, key) for r in rows]
+
+
+def list_spares(tn: Tenantry, *, tier: Isolation | str | None = None, cell: str | None = None) -> list[Spare]:
+    """Every spare (of ``tier`` and ``cell``), oldest first, each marked current or stale when
+    the app's tables are known here."""
+    try:
+        key: SpareKey | None = wanted(tn)
+    except ConfigurationError:
+        key = None
+    with tn.admin() as conn:
+        return _select(conn, None if tier is None else _tier(tier), cell, key)
+
+
+@contextmanager
+def _exclusive(tn: Tenantry) -> Iterator[None]:
+    """One fill or drop at a time per catalog: a session advisory lock on a connection of its
+    own, released when the work ends (or its process dies)."""
+    with admin_connection(tn.admin_url, timeout=tn.settings.connect_timeout, autocommit=True) as lock:
+        got = lock.execute("SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_CLASS, 0)).fetchone()
+        if not (got and got[0]):
+            raise Conflict("another `tenantry spares fill` or `drop` is running on this catalog; try again when it is done")
+        try:
+            yield
+        finally:
+            lock.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, 0))
+
+
+def _count_ready(tn: Tenantry, isolation: Isolation, cell: str, key: SpareKey) -> int:
+    with tn.admin() as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM tenantry.spares WHERE status = 'ready' AND isolation = %s AND cell = %s"
+            " AND fingerprint = %s AND app_revision IS NOT DISTINCT FROM %s::text",
+            (isolation.value, cell, key.fingerprint, key.revision),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def fill(
+    tn: Tenantry,
+    count: int | None = None,
+    *,
+    tier: Isolation | str = Isolation.SCHEMA,
+    cell: str | None = None,
+    progress: FillProgress | None = None,
+) -> SpareReport:
+    """Top the pool of ``tier`` on ``cell`` up to ``count`` ready spares (schema tier: default
+    :attr:`Settings.spare_schemas`, on the primary cell). Idempotent: spares already ready are
+    kept (never removed, even beyond ``count``), half-built ones finished, stale ones (built
+    for other tables or another revision) and half-dropped ones dropped."""
+    clock = time.monotonic()
+    isolation = _tier(tier)
+    if count is None:
+        if isolation is not Isolation.SCHEMA:
+            raise InvalidInput("say how many database-tier spares to keep (count)")
+        count = tn.settings.spare_schemas
+    if not 0 <= count <= MAX_SPARES:
+        raise InvalidInput(f"the spare count must be between 0 and {MAX_SPARES}, not {count}")
+    place = _cell(tn, isolation, cell)
+    key = wanted(tn)
+    report = SpareReport(isolation.value, place, count)
+    with _exclusive(tn):
+        error: str | None = None
+        try:
+            with tn.admin() as conn:
+                found = _select(conn, isolation, place)
+            stale = [s for s in found if s.status == "dropping" or not s.matches(key)]
+            report.dropped = len(_discard(tn, stale))
+            unfinished = [s for s in found if s.status == "building" and s.matches(key)]
+            todo = max(0, count - _count_ready(tn, isolation, place, key) - len(unfinished))
+            total = len(unfinished) + todo
+            if progress is not None:
+                progress(0, total)
+            for spare in unfinished:
+                _build(tn, spare, key)
+                report.resumed += 1
+                if progress is not None:
+                    progress(report.resumed, total)
+            for _ in range(todo):
+                _build(tn, _new(tn, isolation, place, key), key)
+                report.built += 1
+                if progress is not None:
+                    progress(report.resumed + report.built, total)
+            report.ready = _count_ready(tn, isolation, place, key)
+        except BaseException as err:
+            error = str(err) or type(err).__name__
+            raise
+        finally:
+            report.seconds = time.monotonic() - clock
+            if report.changed:  # what was done is audited even when the fill then failed
+                with tn.admin() as conn, conn.transaction():
+                    audit.record(
+                        conn, actor=tn.actor, action="spare.fill", target_type="spares",
+                        target=f"{isolation.value}@{place}",
+                        after=report.to_dict()
+                        | {"fingerprint": key.fingerprint, "app_revision": key.revision, "error": error},
+                    )
+    return report
+
+
+def _new(tn: Tenantry, isolation: Isolation, cell: str, key: SpareKey) -> Spare:
+    """Record a new spare, ``building``, under an id no tenant has."""
+    with tn.admin() as conn:
+        while True:
+            spare_id = uuid.uuid4()
+            where = Placement.plan_for(spare_id, isolation, cell=cell, pooled_schema=tn.settings.pooled_schema)
+            row = conn.execute(
+                sql.SQL(
+                    """
+                    INSERT INTO tenantry.spares
+                        (id, cell, isolation, database_name, schema_name, fingerprint, app_revision)
+                    SELECT %s, %s, %s, %s, %s, %s, %s
+                     WHERE NOT EXISTS (SELECT 1 FROM tenantry.tenants WHERE id = %s)
+                    RETURNING {}
+                    """
+                ).format(_COLUMNS),
+                (spare_id, cell, isolation.value, where.database, where.schema, key.fingerprint, key.revision, spare_id),
+            ).fetchone()
+            if row is not None:
+                return _row(row)
+
+
+def _build(tn: Tenantry, spare: Spare, key: SpareKey) -> None:
+    """Run the provisioning steps a tenant of the spare's tier would run, except activation,
+    each recorded; then mark the spare ready."""
+    from tenantry.services import app_migrations  # alembic loads only when needed
+
+    placement = spare.placement
+    for step in plan_steps(spare.tier)[:-1]:
+        if step in spare.steps_done:
+            continue
+        provisioning.build_step(tn, step, placement)
+        with tn.admin() as conn:
+            conn.execute(
+                "UPDATE tenantry.spares SET steps_done = array_append(steps_done, %s), updated_at = now() WHERE id = %s",
+                (step, spare.id),
+            )
+        crash_point(f"spare:{step}")
+    # the revision the tables were stamped at (a no-op that reads it; None: untracked)
+    revision = app_migrations.stamp(tn, placement)
+    if revision != key.revision:
+        raise ConfigurationError(
+            f"the app's migrations changed while spares were built (head {key.revision!r}, spare stamped at"
+            f" {revision!r}); run the fill again"
+        )
+    with tn.admin() as conn:
+        conn.execute(
+            "UPDATE tenantry.spares SET status = 'ready', updated_at = now() WHERE id = %s AND status = 'building'",
+            (spare.id,),
+        )
+
+
+def _discard(tn: Tenantry, spares: list[Spare]) -> list[uuid.UUID]:
+    """Drop ``spares`` (schema or database, and their registry rows); returns the ids dropped.
+    Spares a concurrent create is claiming right now are skipped (they become tenants, or stay)."""
+    if not spares:
+        return []
+    with tn.admin() as conn:
+        with conn.transaction():
+            rows = conn.execute(
+                sql.SQL(
+                    "UPDATE tenantry.spares SET status = 'dropping', updated_at = now()"
+                    " WHERE id IN (SELECT id FROM tenantry.spares WHERE id = ANY(%s) FOR UPDATE SKIP LOCKED)"
+                    " RETURNING {}"
+                ).format(_COLUMNS),
+                ([s.id for s in spares],),
+            ).fetchall()
+        crash_point("spare:dropping")
+        for row in rows:
+            spare = _row(row)
+            with conn.transaction():
+                provisioning.drop_copy(tn, conn, spare.id, spare.placement)
+                conn.execute("DELETE FROM tenantry.spares WHERE id = %s", (spare.id,))
+    return [row[0] for row in rows]
+
+
+def drop(
+    tn: Tenantry,
+    *,
+    tier: Isolation | str | None = None,
+    cell: str | None = None,
+    stale_only: bool = False,
+) -> SpareReport:
+    """Drop the spares of ``tier`` and ``cell`` (default: all), or only the stale ones (built
+    for other app tables or another revision, or half-dropped)."""
+    clock = time.monotonic()
+    isolation = None if tier is None else _tier(tier)
+    key = wanted(tn) if stale_only else None
+    report = SpareReport(None if isolation is None else isolation.value, cell)
+    with _exclusive(tn):
+        with tn.admin() as conn:
+            found = _select(conn, isolation, cell)
+        if key is not None:
+            found = [s for s in found if s.status == "dropping" or not s.matches(key)]
+        dropped = _discard(tn, found)
+        report.dropped = len(dropped)
+        with tn.admin() as conn:
+            left = _select(conn, isolation, cell)
+        report.ready = sum(1 for s in left if s.status == "ready" and (key is None or s.matches(key)))
+        report.seconds = time.monotonic() - clock
+        if report.changed:
+            with tn.admin() as conn, conn.transaction():
+                audit.record(
+                    conn, actor=tn.actor, action="spare.drop", target_type="spares",
+                    target=f"{report.tier or 'all'}@{cell or 'all'}",
+                    after=report.to_dict() | {"stale_only": stale_only, "ids": [str(i) for i in dropped][:100]},
+                )
+    return report
