@@ -40,7 +40,7 @@ from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.placement import Placement, Route
 from tenantry.db import catalog, rls
 from tenantry.db.binding import AsyncTenantConnection, Binder, RouteKey, TenantConnection
-from tenantry.db.connect import admin_connection, translate, translated, with_user
+from tenantry.db.connect import admin_connection, control_plane_url, translate, translated, with_user
 from tenantry.db.deploy import deploy_tables
 from tenantry.db.local import context_keys
 from tenantry.db.roles import (
@@ -212,7 +212,7 @@ class Tenantry:
         with self._lock:
             if self._admin_pool is None:
                 pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-                    self.admin_url,
+                    control_plane_url(self.admin_url),
                     kwargs={"autocommit": True},
                     min_size=1,
                     max_size=4,

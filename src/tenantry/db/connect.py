@@ -17,7 +17,7 @@ from tenantry.errors import (
     TenantryError,
 )
 
-__all__ = ["admin_connection", "describe", "translate", "translated", "with_user"]
+__all__ = ["admin_connection", "control_plane_url", "describe", "translate", "translated", "with_user"]
 
 #: SQLSTATE raised by ``tenantry.require_tenant_id()``.
 NO_TENANT_SQLSTATE = "TNB01"
@@ -43,6 +43,18 @@ def with_user(url: str, user: str, password: str | None) -> str:
     return make_conninfo("", **params)
 
 
+def control_plane_url(url: str) -> str:
+    """``url`` for the control plane's own connections: with JIT compilation off.
+
+    Catalog queries over a database with many tenant schemas have high cost estimates (a
+    pg_class of tens of thousands of rows), so PostgreSQL JIT-compiles them, spending 60-100 ms
+    to compile a query that then runs in 8 ms (we saw it in every placement's migration).
+    """
+    params = conninfo_to_dict(url)
+    params["options"] = f"{params.get('options') or ''} -c jit=off".strip()
+    return make_conninfo("", **params)
+
+
 def translate(err: psycopg.Error) -> TenantryError | None:
     """The tenantry error a driver error stands for, or ``None`` when it is not ours to name."""
     state = getattr(getattr(err, "diag", None), "sqlstate", None)
@@ -65,7 +77,7 @@ def translate(err: psycopg.Error) -> TenantryError | None:
 def admin_connection(url: str, *, timeout: float = 10.0, autocommit: bool = False) -> Iterator[psycopg.Connection]:
     """A connection to ``url``; connection failures become :class:`DatabaseUnavailable`."""
     try:
-        conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=max(1, int(timeout)))
+        conn = psycopg.connect(control_plane_url(url), autocommit=autocommit, connect_timeout=max(1, int(timeout)))
     except psycopg.OperationalError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DatabaseUnavailable(f"cannot connect to {describe(url)}: {first}") from err

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from tenantry.db import rls
+from tenantry.db.connect import control_plane_url
 from tenantry.errors import DatabaseUnavailable
 
 __all__ = ["deploy_tables"]
@@ -31,7 +32,7 @@ def deploy_tables(
 ) -> rls.DeployReport:
     """Deploy ``metadata``'s tables into ``schema`` of the database at ``url`` (admin)."""
     tables = rls.validate_metadata(metadata)
-    engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url), poolclass=sa.NullPool)
+    engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(control_plane_url(url)), poolclass=sa.NullPool)
     try:
         with engine.begin() as conn:
             raw = conn.connection.driver_connection

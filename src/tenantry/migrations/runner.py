@@ -41,6 +41,7 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext, MigrationInfo
 from psycopg import sql
 
+from tenantry.db.connect import control_plane_url
 from tenantry.errors import TenantryError
 from tenantry.migrations.scripts import Scripts, load_scripts
 from tenantry.migrations.secure import secure_schema
@@ -131,7 +132,7 @@ def _engine(url: str) -> sa.Engine:
     with _engines_lock:  # stamp() runs in the app's own (threaded) processes too
         engine = _engines.pop(url, None)
         if engine is None:
-            engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url), poolclass=sa.NullPool)
+            engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(control_plane_url(url)), poolclass=sa.NullPool)
         _engines[url] = engine
         while len(_engines) > _ENGINES_KEPT:
             _engines.popitem(last=False)[1].dispose()

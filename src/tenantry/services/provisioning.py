@@ -31,7 +31,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from tenantry.core.model import Isolation, Plan, Status, Tenant, check_transition
 from tenantry.core.naming import validate_slug
 from tenantry.core.placement import PRIMARY_CELL, Placement, choose_cell, plan_steps
-from tenantry.db.connect import admin_connection
+from tenantry.db.connect import admin_connection, control_plane_url
 from tenantry.db.deploy import deploy_tables
 from tenantry.db.local import install_local
 from tenantry.errors import Conflict, InvalidInput, TenantExists
@@ -279,7 +279,7 @@ def build_step(tn: Tenantry, step: str, placement: Placement) -> None:
                 )
     elif step == "install_local":
         url = database_url(tn.cell_admin_url(placement.cell), placement.database)
-        with psycopg.connect(url, autocommit=True) as conn:
+        with psycopg.connect(control_plane_url(url), autocommit=True) as conn:
             install_local(
                 conn,
                 owner=s.owner_role,
