@@ -13,6 +13,10 @@ transaction, and a control plane (catalog, lifecycle, audit) behind one root obj
 """
 
 from tenantry.app import Tenantry, TenantScope
+from tenantry.branding import (
+    BrandWarning,
+    Theme,
+)
 from tenantry.context import BoundTenant
 from tenantry.context import current as current_tenant
 from tenantry.core.model import Isolation, Plan, Status, Tenant
@@ -26,6 +30,7 @@ from tenantry.errors import (
     ConfigurationError,
     Conflict,
     DatabaseUnavailable,
+    InvalidBrand,
     InvalidInput,
     InvalidSlug,
     InvalidTransition,
@@ -48,11 +53,13 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncTenantConnection",
     "BoundTenant",
+    "BrandWarning",
     "CatalogNotInitialised",
     "ConfigurationError",
     "Conflict",
     "DatabaseUnavailable",
     "EmbeddedServer",
+    "InvalidBrand",
     "InvalidInput",
     "InvalidSlug",
     "InvalidTransition",
@@ -76,6 +83,7 @@ __all__ = [
     "TenantScoped",
     "Tenantry",
     "TenantryError",
+    "Theme",
     "UnsafeRuntimeRole",
     "acopy_rows",
     "copy_rows",
