@@ -14,8 +14,12 @@ transaction, and a control plane (catalog, lifecycle, audit) behind one root obj
 
 from tenantry.app import Tenantry, TenantScope
 from tenantry.branding import (
+    Brand,
+    BrandChange,
+    Branding,
     BrandWarning,
     Theme,
+    Upload,
 )
 from tenantry.context import BoundTenant
 from tenantry.context import current as current_tenant
@@ -53,7 +57,10 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncTenantConnection",
     "BoundTenant",
+    "Brand",
+    "BrandChange",
     "BrandWarning",
+    "Branding",
     "CatalogNotInitialised",
     "ConfigurationError",
     "Conflict",
@@ -85,6 +92,7 @@ __all__ = [
     "TenantryError",
     "Theme",
     "UnsafeRuntimeRole",
+    "Upload",
     "acopy_rows",
     "copy_rows",
     "current_tenant",

@@ -34,6 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantry import context
 from tenantry.appspec import load_metadata
+from tenantry.branding.service import Branding
+from tenantry.branding.store import BRAND_EVENT
 from tenantry.context import BoundTenant
 from tenantry.core.model import Plan, Status, Tenant
 from tenantry.core.placement import Placement, Route
@@ -115,6 +117,7 @@ class Tenantry:
         self._cells: dict[str, Cell] = {}
         self._listener: CatalogListener | None = None
         self._tenant_cache: dict[str, tuple[float, _Resolved]] = {}
+        self._branding: Branding | None = None
 
     # -- connection strings ---------------------------------------------------------------
     @property
@@ -390,6 +393,15 @@ class Tenantry:
         with self.admin() as conn:
             return audit.list_entries(conn, target_type=target_type, target=target, limit=limit)
 
+    @property
+    def branding(self) -> Branding:
+        """White-label brands: ``tn.branding.set("acme", {...}, logo=path)``, and for the bound
+        tenant ``tn.branding.current()`` (cached, refreshed within a second of a change)."""
+        with self._lock:
+            if self._branding is None:
+                self._branding = Branding(self)
+            return self._branding
+
     # -- tenant context ---------------------------------------------------------------------
     def tenant(self, key: str | uuid.UUID, *, allow_inactive: bool = False) -> TenantScope:
         """Bind a tenant (by slug or id) for a ``with`` or ``async with`` block.
@@ -447,6 +459,8 @@ class Tenantry:
                 self._listener.start()
 
     def _on_catalog_event(self, kind: str, key: str) -> None:
+        if kind in ("tenant", BRAND_EVENT) and self._branding is not None:
+            self._branding._forget(key)
         if kind == "tenant":
             for cache_key, (_expiry, (tenant, _placement)) in list(self._tenant_cache.items()):
                 if str(tenant.id) == key:
@@ -457,6 +471,8 @@ class Tenantry:
     def _on_catalog_reset(self) -> None:
         self._tenant_cache.clear()
         self._cells.clear()
+        if self._branding is not None:
+            self._branding._clear()
 
     # -- tenant traffic ---------------------------------------------------------------------
     def _get_binder(self) -> Binder:

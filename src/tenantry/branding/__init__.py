@@ -11,9 +11,16 @@ stylesheet of design tokens, and offered to templates.
 * :mod:`~tenantry.branding.jinja` — :func:`install_brand_helpers`, ``brand()`` in templates
 """
 
+from tenantry.branding.emails import RenderedEmail
+from tenantry.branding.service import Brand, BrandChange, Branding, Upload
 from tenantry.branding.theme import BrandWarning, Theme
 
 __all__ = [
+    "Brand",
+    "BrandChange",
     "BrandWarning",
+    "Branding",
+    "RenderedEmail",
     "Theme",
+    "Upload",
 ]
