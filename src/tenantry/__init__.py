@@ -17,9 +17,12 @@ from tenantry.branding import (
     Brand,
     BrandChange,
     Branding,
+    BrandRoutes,
+    BrandView,
     BrandWarning,
     Theme,
     Upload,
+    install_brand_helpers,
 )
 from tenantry.context import BoundTenant
 from tenantry.context import current as current_tenant
@@ -59,6 +62,8 @@ __all__ = [
     "BoundTenant",
     "Brand",
     "BrandChange",
+    "BrandRoutes",
+    "BrandView",
     "BrandWarning",
     "Branding",
     "CatalogNotInitialised",
@@ -96,6 +101,7 @@ __all__ = [
     "acopy_rows",
     "copy_rows",
     "current_tenant",
+    "install_brand_helpers",
     "tenant_id_column",
     "validate_slug",
 ]

@@ -11,16 +11,21 @@ stylesheet of design tokens, and offered to templates.
 * :mod:`~tenantry.branding.jinja` — :func:`install_brand_helpers`, ``brand()`` in templates
 """
 
+from tenantry.branding.asgi import BrandRoutes
 from tenantry.branding.emails import RenderedEmail
+from tenantry.branding.jinja import BrandView, install_brand_helpers
 from tenantry.branding.service import Brand, BrandChange, Branding, Upload
 from tenantry.branding.theme import BrandWarning, Theme
 
 __all__ = [
     "Brand",
     "BrandChange",
+    "BrandRoutes",
+    "BrandView",
     "BrandWarning",
     "Branding",
     "RenderedEmail",
     "Theme",
     "Upload",
+    "install_brand_helpers",
 ]
