@@ -16,6 +16,7 @@ import typer
 
 from tenantry.appspec import load_metadata
 from tenantry.cli import audit as audit_cli
+from tenantry.cli import brand as brand_cli
 from tenantry.cli import cells as cells_cli
 from tenantry.cli import demo as demo_cli
 from tenantry.cli import migrate as migrate_cli
@@ -41,6 +42,7 @@ app.add_typer(server_cli.app, name="server")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(cells_cli.app, name="cells")
 app.add_typer(migrate_cli.app, name="migrate")
+app.add_typer(brand_cli.app, name="brand")
 app.command(name="demo")(demo_cli.demo)
 
 
