@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException
 
 from examples.tracker.models import Comment, Member, Priority, Project, Role, Task, TaskStatus
 from examples.tracker.tenancy import install_tenancy
-from tenantry import Tenantry, current_tenant
+from tenantry import BrandRoutes, Tenantry, current_tenant, install_brand_helpers
 
 __all__ = ["SESSION_COOKIE", "create_app"]
 
@@ -45,7 +45,13 @@ _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,60}")
 
 _Row = TypeVar("_Row", Member, Project, Task, Comment)
 
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+_TEMPLATES = str(Path(__file__).parent / "templates")
+
+
+def _templates(request: Request) -> Jinja2Templates:
+    # one set per app: its brand() helper belongs to that app's Tenantry
+    templates: Jinja2Templates = request.app.state.templates
+    return templates
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +75,7 @@ class Page:
     csrf: str
 
     def render(self, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
-        return templates.TemplateResponse(
+        return _templates(self.request).TemplateResponse(
             self.request, template, {"org": self.org, "user": self.user, "csrf": self.csrf, **values},
             status_code=status_code,
         )
@@ -88,6 +94,10 @@ def create_app(tn: Tenantry, base_domain: str = "localhost", *, secret_key: str 
     app = FastAPI(title="tracker", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.tn = tn
     app.state.secret = secret_key or secrets.token_urlsafe(32)
+    app.state.templates = Jinja2Templates(directory=_TEMPLATES)
+    # the tenant's brand: brand() in templates, its stylesheet and images under /_brand
+    install_brand_helpers(app.state.templates.env, tn)
+    app.mount("/_brand", BrandRoutes(tn))
     app.include_router(_routes())
 
     @app.exception_handler(_LoginRequired)
@@ -96,7 +106,7 @@ def create_app(tn: Tenantry, base_domain: str = "localhost", *, secret_key: str 
 
     @app.exception_handler(HTTPException)
     async def _error_page(request: Request, exc: HTTPException) -> Response:
-        return templates.TemplateResponse(
+        return _templates(request).TemplateResponse(
             request, "error.html", {"status": exc.status_code, "detail": exc.detail, "org": None, "user": None},
             status_code=exc.status_code,
         )
@@ -147,6 +157,7 @@ async def _db(request: Request) -> AsyncIterator[AsyncSession]:
 def _org_of(tn: Tenantry) -> Org:
     bound = current_tenant()
     assert bound is not None
+    tn.branding.current()  # warm the brand cache here, off the event loop, for brand() in templates
     tenant = tn.get_tenant(bound.id)
     return Org(slug=tenant.slug, name=tenant.name, plan=tenant.plan, tier=tn.plan(tenant.plan).isolation.value)
 
@@ -225,13 +236,13 @@ def _routes() -> APIRouter:
 
     @router.get("/login", response_class=HTMLResponse)
     async def login_form(request: Request, org: OrgDep) -> HTMLResponse:
-        return templates.TemplateResponse(request, "login.html", {"org": org, "user": None, "error": None})
+        return _templates(request).TemplateResponse(request, "login.html", {"org": org, "user": None, "error": None})
 
     @router.post("/login")
     async def login(request: Request, db: Db, org: OrgDep, email: Annotated[str, Form()] = "") -> Response:
         member = await db.scalar(sa.select(Member).where(Member.email == email.strip().lower()))
         if member is None:
-            return templates.TemplateResponse(
+            return _templates(request).TemplateResponse(
                 request, "login.html", {"org": org, "user": None, "error": f"{org.name} has no member with that e-mail"},
                 status_code=401,
             )

@@ -13,6 +13,17 @@ transaction, and a control plane (catalog, lifecycle, audit) behind one root obj
 """
 
 from tenantry.app import Tenantry, TenantScope
+from tenantry.branding import (
+    Brand,
+    BrandChange,
+    Branding,
+    BrandRoutes,
+    BrandView,
+    BrandWarning,
+    Theme,
+    Upload,
+    install_brand_helpers,
+)
 from tenantry.context import BoundTenant
 from tenantry.context import current as current_tenant
 from tenantry.core.model import Isolation, Plan, Status, Tenant
@@ -27,6 +38,7 @@ from tenantry.errors import (
     ConfigurationError,
     Conflict,
     DatabaseUnavailable,
+    InvalidBrand,
     InvalidInput,
     InvalidSlug,
     InvalidTransition,
@@ -54,11 +66,18 @@ __all__ = [
     "AsyncTenantConnection",
     "AuthenticationFailed",
     "BoundTenant",
+    "Brand",
+    "BrandChange",
+    "BrandRoutes",
+    "BrandView",
+    "BrandWarning",
+    "Branding",
     "CatalogNotInitialised",
     "ConfigurationError",
     "Conflict",
     "DatabaseUnavailable",
     "EmbeddedServer",
+    "InvalidBrand",
     "InvalidInput",
     "InvalidSlug",
     "InvalidTransition",
@@ -85,10 +104,13 @@ __all__ = [
     "TenantScoped",
     "Tenantry",
     "TenantryError",
+    "Theme",
     "UnsafeRuntimeRole",
+    "Upload",
     "acopy_rows",
     "copy_rows",
     "current_tenant",
+    "install_brand_helpers",
     "tenant_id_column",
     "validate_slug",
 ]

@@ -35,6 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantry import context
 from tenantry.appspec import load_metadata
+from tenantry.branding.service import Branding
+from tenantry.branding.store import BRAND_EVENT
 from tenantry.context import BoundTenant
 from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.placement import Placement, Route
@@ -120,6 +122,7 @@ class Tenantry:
         self._tenant_cache: dict[str, tuple[float, _Resolved]] = {}
         #: (metadata, its table names, fingerprint) of the app's tables (services.spares)
         self._spare_fingerprint: tuple[sa.MetaData, tuple[str, ...], str] | None = None
+        self._branding: Branding | None = None
 
     # -- who changes are audited as -------------------------------------------------------
     @property
@@ -489,6 +492,15 @@ class Tenantry:
         with self.admin() as conn:
             return token_service.authenticate(conn, presented)
 
+    @property
+    def branding(self) -> Branding:
+        """White-label brands: ``tn.branding.set("acme", {...}, logo=path)``, and for the bound
+        tenant ``tn.branding.current()`` (cached, refreshed within a second of a change)."""
+        with self._lock:
+            if self._branding is None:
+                self._branding = Branding(self)
+            return self._branding
+
     # -- tenant context ---------------------------------------------------------------------
     def tenant(self, key: str | uuid.UUID, *, allow_inactive: bool = False) -> TenantScope:
         """Bind a tenant (by slug or id) for a ``with`` or ``async with`` block.
@@ -546,6 +558,8 @@ class Tenantry:
                 self._listener.start()
 
     def _on_catalog_event(self, kind: str, key: str) -> None:
+        if kind in ("tenant", BRAND_EVENT) and self._branding is not None:
+            self._branding._forget(key)
         if kind == "tenant":
             for cache_key, (_expiry, (tenant, _placement)) in list(self._tenant_cache.items()):
                 if str(tenant.id) == key:
@@ -556,6 +570,8 @@ class Tenantry:
     def _on_catalog_reset(self) -> None:
         self._tenant_cache.clear()
         self._cells.clear()
+        if self._branding is not None:
+            self._branding._clear()
 
     # -- tenant traffic ---------------------------------------------------------------------
     def _get_binder(self) -> Binder:

@@ -9,7 +9,8 @@ with, so the interfaces translate errors without a table of their own::
     ├── CatalogNotInitialised          exit 4, HTTP 503   run `tenantry init` first
     ├── UnsafeRuntimeRole              exit 5, HTTP 500   runtime role could bypass RLS
     ├── InvalidInput                   exit 2, HTTP 422   bad slug, name, plan, option
-    │   └── InvalidSlug
+    │   ├── InvalidSlug
+    │   └── InvalidBrand               a theme, image or e-mail template refused; nothing saved
     ├── NotFound                       exit 6, HTTP 404
     │   ├── TenantNotFound
     │   └── PlanNotFound
@@ -37,6 +38,7 @@ __all__ = [
     "ConfigurationError",
     "Conflict",
     "DatabaseUnavailable",
+    "InvalidBrand",
     "InvalidInput",
     "InvalidSlug",
     "InvalidTransition",
@@ -104,6 +106,11 @@ class InvalidInput(TenantryError):
 
 class InvalidSlug(InvalidInput):
     """A tenant slug is not a DNS label, or is reserved."""
+
+
+class InvalidBrand(InvalidInput):
+    """A brand change was refused (a colour, font, name, image or e-mail template); the
+    message names the field. Nothing of the change was saved."""
 
 
 class NotFound(TenantryError):

@@ -3,8 +3,9 @@
 On a fresh machine (the embedded server, no configuration) it initialises the catalog, deploys
 the tracker's tables, creates ``acme`` (plan free: pooled tables), ``globex`` (business: its
 own schema) and ``initech`` (enterprise: its own database) unless they exist, seeds each that
-has no data yet, then serves the tracker at ``http://<slug>.localhost:<port>/`` and the admin
-API (when this build has one) from one process. Ctrl-C or SIGTERM stops both servers, closes
+has no data yet, gives each its own brand (colours, fonts, logo) unless it has one, then
+serves the tracker at ``http://<slug>.localhost:<port>/`` and the admin API (when this build
+has one) from one process. Ctrl-C or SIGTERM stops both servers, closes
 the pools and exits 0; running it again reuses the data.
 
 The tracker lives in ``examples/tracker`` of a source checkout; the web stack comes from the
@@ -56,7 +57,7 @@ def demo(
     port: Annotated[int, typer.Option("--port", help="Port of the tracker (0: any free port).")] = 8000,
     admin_port: Annotated[int, typer.Option("--admin-port", help="Port of the admin API (0: any free port).")] = 8001,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    no_seed: Annotated[bool, typer.Option("--no-seed", help="Create the tenants but write no sample data.")] = False,
+    no_seed: Annotated[bool, typer.Option("--no-seed", help="Create the tenants but write no sample data or brands.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the URLs as JSON, then serve.")] = False,
 ) -> None:
     """Run the example tracker with three tenants on three tiers, and the admin API."""
@@ -77,7 +78,12 @@ def demo(
         tn.init()
         if admin.app is not None:
             admin = AdminApi(app=admin.app, token=_demo_token(tn))
-        tenants = [_ensure_tenant(tn, spec, seed=None if no_seed else tracker.seed.seed) for spec in DEMO_TENANTS]
+        tenants = [
+            _ensure_tenant(
+                tn, spec, seed=None if no_seed else tracker.seed.seed, brand=None if no_seed else tracker.brands.brand
+            )
+            for spec in DEMO_TENANTS
+        ]
         ports = [s.getsockname()[1] for s in sockets]
         report = {
             "tenants": [t | {"url": _url(f"{t['slug']}.localhost", ports[0])} for t in tenants],
@@ -115,6 +121,7 @@ class _Tracker:
     app: ModuleType
     models: ModuleType
     seed: ModuleType
+    brands: ModuleType
 
 
 def _load_tracker() -> _Tracker:
@@ -129,7 +136,7 @@ def _load_tracker() -> _Tracker:
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     try:
-        loaded = _Tracker(*(importlib.import_module(f"examples.tracker.{name}") for name in ("app", "models", "seed")))
+        loaded = _Tracker(*(importlib.import_module(f"examples.tracker.{name}") for name in ("app", "models", "seed", "brands")))
     except ImportError as err:
         raise ConfigurationError(
             f"the demo needs the web extra ({err.name or err}): pip install -e \".[web]\""
@@ -140,9 +147,9 @@ def _load_tracker() -> _Tracker:
     return loaded
 
 
-def _ensure_tenant(tn: Tenantry, spec: DemoTenant, *, seed: Any) -> dict[str, Any]:
+def _ensure_tenant(tn: Tenantry, spec: DemoTenant, *, seed: Any, brand: Any = None) -> dict[str, Any]:
     """Create the tenant unless it exists (finishing a half-built one), seed it if it has no
-    data yet; return what the report shows of it."""
+    data yet and brand it if it has no brand yet; return what the report shows of it."""
     created = True
     try:
         tenant = tn.create_tenant(spec.slug, name=spec.name, plan=spec.plan)
@@ -152,9 +159,11 @@ def _ensure_tenant(tn: Tenantry, spec: DemoTenant, *, seed: Any) -> dict[str, An
     except Conflict:
         # half-built on another plan by an earlier run: finish it on that plan
         tenant = tn.create_tenant(spec.slug, name=spec.name, plan=tn.get_tenant(spec.slug).plan)
-    seeded = False
+    seeded = branded = False
     if seed is not None and tenant.status is Status.ACTIVE:
         seeded = bool(seed(tn, spec.slug))
+    if brand is not None and tenant.status is Status.ACTIVE:
+        branded = bool(brand(tn, spec.slug))
     return {
         "slug": tenant.slug,
         "name": tenant.name,
@@ -163,6 +172,7 @@ def _ensure_tenant(tn: Tenantry, spec: DemoTenant, *, seed: Any) -> dict[str, An
         "status": tenant.status.value,
         "created": created,
         "seeded": seeded,
+        "branded": branded,
         "login": spec.login,
     }
 

@@ -17,6 +17,7 @@ import typer
 from tenantry.appspec import load_metadata
 from tenantry.cli import api as api_cli
 from tenantry.cli import audit as audit_cli
+from tenantry.cli import brand as brand_cli
 from tenantry.cli import cells as cells_cli
 from tenantry.cli import demo as demo_cli
 from tenantry.cli import migrate as migrate_cli
@@ -46,6 +47,7 @@ app.add_typer(cells_cli.app, name="cells")
 app.add_typer(migrate_cli.app, name="migrate")
 app.add_typer(tokens_cli.app, name="tokens")
 app.add_typer(api_cli.app, name="api")
+app.add_typer(brand_cli.app, name="brand")
 app.command(name="demo")(demo_cli.demo)
 app.add_typer(spares_cli.app, name="spares")
 

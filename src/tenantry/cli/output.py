@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["console", "emit_json", "error", "table"]
+__all__ = ["console", "emit_json", "error", "table", "warning"]
 
 console = Console(highlight=False)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -25,6 +25,12 @@ def error(message: str) -> None:
     """Print a one-line error on stderr."""
     line = " ".join(str(message).split())
     _err.print(f"[bold red]error:[/] {line}", markup=True, highlight=False)
+
+
+def warning(message: str) -> None:
+    """Print a one-line warning on stderr (stdout stays parseable under ``--json``)."""
+    line = " ".join(str(message).split())
+    _err.print(f"[bold yellow]warning:[/] {line}", markup=True, highlight=False)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

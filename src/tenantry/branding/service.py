@@ -1,0 +1,404 @@
+"""``tn.branding``: set, read and serve each tenant's white-label brand.
+
+Control-plane calls name the tenant (slug or id) and read or write the catalog. Serving calls
+work for the tenant bound to the context and read through a per-process cache:
+
+* brands are cached by **tenant id** (never by slug) and trusted only while the catalog
+  listener is connected; a change anywhere sends ``brand:<tenant id>`` and every process
+  drops its copy within a second (the TTL, ``tenant_cache_ttl``, is only a backstop);
+* rendered stylesheets are cached by **(tenant id, brand version)**: versions only grow, so
+  an entry can never be mistaken for a newer theme or another tenant's;
+* image bytes are cached by content address, but looked up only after the bound tenant's
+  own brand was found to reference that address, so a warm cache answers nobody else.
+
+>>> change = tn.branding.set("acme", {"colors": {"primary": "#d9480f"}}, logo=Path("acme.png"))
+>>> [w.message for w in change.warnings]
+[]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from tenantry import context
+from tenantry.branding import store
+from tenantry.branding.css import Stylesheet, stylesheet
+from tenantry.branding.emails import RenderedEmail, one_line, render_template
+from tenantry.branding.images import FAVICON, LOGO, Image, ImageRules, inspect_image
+from tenantry.branding.theme import BrandWarning, Theme, apply_changes, asset_of, theme_warnings
+from tenantry.errors import InvalidBrand, NotFound, TenantNotFound
+from tenantry.services import tenants as tenant_service
+
+if TYPE_CHECKING:
+    from tenantry.app import Tenantry
+
+__all__ = ["Brand", "BrandChange", "Branding", "Upload"]
+
+_log = logging.getLogger("tenantry.branding")
+
+
+@dataclass(frozen=True, slots=True)
+class Brand:
+    """A tenant's brand at one version (version 0: never set, tenantry's defaults)."""
+
+    tenant_id: uuid.UUID
+    slug: str
+    tenant_name: str
+    theme: Theme
+    version: int
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+    @property
+    def product_name(self) -> str:
+        """The theme's product name, or the tenant's display name."""
+        return self.theme.product_name or self.tenant_name
+
+    @property
+    def sender_name(self) -> str:
+        """The display name e-mail is sent under (default: the product name)."""
+        return one_line(self.theme.email.sender_name or self.product_name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tenant": self.slug,
+            "tenant_id": str(self.tenant_id),
+            "version": self.version,
+            "product_name": self.product_name,
+            "sender_name": self.sender_name,
+            "theme": self.theme.model_dump(mode="json"),
+            "updated_at": None if self.updated_at is None else self.updated_at.isoformat(),
+            "updated_by": self.updated_by,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BrandChange:
+    """What a save did: the brand now, whether it changed, and what to fix."""
+
+    brand: Brand
+    changed: bool
+    warnings: tuple[BrandWarning, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "changed": self.changed,
+            "brand": self.brand.to_dict(),
+            "warnings": [w.to_dict() for w in self.warnings],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """Image bytes as uploaded, with the file name they came under (checked against the bytes)."""
+
+    data: bytes
+    filename: str | None = None
+
+
+ImageInput = bytes | Upload | os.PathLike[str]
+
+
+@dataclass
+class _Caches:
+    brands: dict[uuid.UUID, tuple[float, Brand]] = field(default_factory=dict)
+    styles: OrderedDict[tuple[uuid.UUID, int], Stylesheet] = field(default_factory=OrderedDict)
+    assets: OrderedDict[str, tuple[str, bytes]] = field(default_factory=OrderedDict)
+    asset_bytes: int = 0
+    events: int = 0
+    """Bumped by every invalidation: a load that raced one is not cached."""
+
+
+class Branding:
+    """White-label brands of one :class:`~tenantry.Tenantry` (use ``tn.branding``)."""
+
+    def __init__(self, tn: Tenantry, *, max_stylesheets: int = 1024, max_asset_bytes: int = 32 * 1024 * 1024) -> None:
+        self._tn = tn
+        self._max_styles = max_stylesheets
+        self._max_asset_bytes = max_asset_bytes
+        self._lock = threading.Lock()
+        self._cache = _Caches()
+
+    # -- control plane ----------------------------------------------------------------------
+    def get(self, tenant: str | uuid.UUID) -> Brand:
+        """The tenant's brand, read from the catalog now."""
+        with self._tn.admin() as conn:
+            found = tenant_service.get_tenant(conn, tenant)
+            stored = store.read_brand(conn, found.id)
+        if stored is None:
+            raise TenantNotFound(f"no tenant {str(tenant)!r}")
+        return _brand(stored)
+
+    def set(
+        self,
+        tenant: str | uuid.UUID,
+        changes: Mapping[str, Any] | None = None,
+        *,
+        logo: ImageInput | None = None,
+        favicon: ImageInput | None = None,
+        expected_version: int | None = None,
+    ) -> BrandChange:
+        """Change the tenant's brand: ``changes`` is a partial theme (``{"colors": {"primary":
+        "#d9480f"}, "product_name": "Roadrunner"}``), ``logo`` and ``favicon`` new images.
+
+        Everything is validated before anything is written, and written in one transaction:
+        one bad field and nothing is saved (:class:`~tenantry.InvalidBrand`). Contrast and
+        font problems come back as warnings. ``expected_version`` refuses the change
+        (:class:`~tenantry.Conflict`) if someone else changed the brand since.
+        """
+        images: list[Image] = []
+        extra: dict[str, Any] = {}
+        for key, value, rules in (("logo", logo, LOGO), ("favicon", favicon, FAVICON)):
+            if value is not None:
+                image = _image(value, rules)
+                images.append(image)
+                extra[key] = asset_of(image)
+        if changes is not None and not isinstance(changes, Mapping):
+            raise InvalidBrand("a brand change is a JSON object of theme fields")
+        for key in extra:
+            if changes is not None and changes.get(key) is not None:
+                raise InvalidBrand(f"{key}: upload the image itself; a {key} cannot be set by reference")
+
+        def build(stored: dict[str, Any] | None) -> dict[str, Any]:
+            theme = apply_changes(_theme(stored, tenant), changes or {})
+            if extra:
+                theme = theme.model_copy(update=extra)
+            return theme.model_dump(mode="json")
+
+        return self._write(tenant, build, images, "brand.set", expected_version)
+
+    def reset(self, tenant: str | uuid.UUID, *, expected_version: int | None = None) -> BrandChange:
+        """Put the tenant's brand back to tenantry's defaults (a new version; images unused
+        by any other brand are removed)."""
+        defaults = Theme().model_dump(mode="json")
+        return self._write(tenant, lambda _stored: defaults, [], "brand.reset", expected_version)
+
+    def _write(
+        self,
+        key: str | uuid.UUID,
+        build: Callable[[dict[str, Any] | None], dict[str, Any]],
+        images: list[Image],
+        action: str,
+        expected_version: int | None,
+    ) -> BrandChange:
+        with self._tn.admin() as conn:
+            tenant = tenant_service.get_tenant(conn, key)
+            # the change is applied to the theme as it is inside the write's transaction, so
+            # two concurrent changes of different fields both land
+            write = store.write_brand(
+                conn, tenant, build, images, actor=self._tn.actor, action=action, expected_version=expected_version
+            )
+            stored = store.read_brand(conn, tenant.id)
+        assert stored is not None
+        self._forget(str(tenant.id))
+        brand = _brand(stored)
+        return BrandChange(brand=brand, changed=write.changed, warnings=tuple(theme_warnings(brand.theme)))
+
+    def warnings(self, brand: Brand) -> list[BrandWarning]:
+        """Contrast and font problems of the brand's theme."""
+        return theme_warnings(brand.theme)
+
+    # -- serving the bound tenant -------------------------------------------------------------
+    def current(self) -> Brand:
+        """The brand of the tenant bound to the context (cached; see the module docs)."""
+        bound = context.require()
+        hit = self._cached(bound.id)
+        return hit if hit is not None else self._load(bound.id)
+
+    async def acurrent(self) -> Brand:
+        """:meth:`current` for async code: a cache miss reads the catalog off the event loop."""
+        bound = context.require()
+        hit = self._cached(bound.id)
+        return hit if hit is not None else await asyncio.to_thread(self._load, bound.id)
+
+    def stylesheet(self, brand: Brand) -> Stylesheet:
+        """The brand's stylesheet, rendered once per (tenant id, version)."""
+        key = (brand.tenant_id, brand.version)
+        with self._lock:
+            hit = self._cache.styles.get(key)
+            if hit is not None:
+                self._cache.styles.move_to_end(key)
+                return hit
+        rendered = stylesheet(brand.tenant_id, brand.version, brand.theme)
+        with self._lock:
+            self._cache.styles[key] = rendered
+            while len(self._cache.styles) > self._max_styles:
+                self._cache.styles.popitem(last=False)
+        return rendered
+
+    def asset(self, brand: Brand, filename: str) -> tuple[str, bytes] | None:
+        """``(content type, bytes)`` of ``<sha256>.<ext>`` if ``brand`` uses that image."""
+        sha = self._referenced(brand, filename)
+        if sha is None:
+            return None
+        hit = self._cached_asset(sha)
+        return hit if hit is not None else self._load_asset(brand.tenant_id, sha)
+
+    async def aasset(self, brand: Brand, filename: str) -> tuple[str, bytes] | None:
+        """:meth:`asset` for async code."""
+        sha = self._referenced(brand, filename)
+        if sha is None:
+            return None
+        hit = self._cached_asset(sha)
+        return hit if hit is not None else await asyncio.to_thread(self._load_asset, brand.tenant_id, sha)
+
+    @staticmethod
+    def _referenced(brand: Brand, filename: str) -> str | None:
+        # the only gate to image bytes: the brand itself must use this exact file
+        for asset in brand.theme.assets().values():
+            if asset.filename == filename:
+                return asset.sha256
+        return None
+
+    def render_email(
+        self, name: str, values: Mapping[str, Any] | None = None, *, tenant: str | uuid.UUID | None = None
+    ) -> RenderedEmail:
+        """Render the e-mail template ``name`` of the bound tenant (or of ``tenant``).
+
+        ``values`` may give ``recipient``, ``action_url`` and ``data`` (see
+        :data:`tenantry.branding.emails.VARIABLES`); the brand's names always come from the brand.
+        """
+        brand = self.current() if tenant is None else self.get(tenant)
+        template = brand.theme.email.templates.get(name)
+        if template is None:
+            known = ", ".join(sorted(brand.theme.email.templates)) or "none"
+            raise NotFound(f"the brand of {brand.slug!r} has no e-mail template {name!r} (templates: {known})")
+        variables = {"recipient": {}, "action_url": "", "data": {}, **(values or {})}
+        variables |= {"product_name": brand.product_name, "sender_name": brand.sender_name, "tenant_name": brand.tenant_name}
+        try:
+            subject = one_line(render_template(template.subject, variables, html=False, part="subject"))
+            text = render_template(template.text, variables, html=False, part="text")
+            html = None if template.html is None else render_template(template.html, variables, html=True, part="html")
+        except ValueError as err:
+            raise InvalidBrand(f"e-mail template {name!r}: {err}") from None
+        return RenderedEmail(sender_name=brand.sender_name, subject=subject, text=text, html=html)
+
+    def preview(self, tenant: str | uuid.UUID) -> str:
+        """A static HTML page showing the tenant's brand (stylesheet inlined, images as data
+        URLs, e-mails rendered with sample values)."""
+        from tenantry.branding.preview import preview_html  # the page's template loads only here
+
+        brand = self.get(tenant)
+        return preview_html(brand, self.image(brand, "logo"), self.image(brand, "favicon"))
+
+    def image(self, brand: Brand, which: str) -> tuple[str, bytes] | None:
+        """The brand's ``logo`` or ``favicon`` bytes, read from the catalog (for previews)."""
+        asset = getattr(brand.theme, which)
+        if asset is None:
+            return None
+        with self._tn.admin() as conn:
+            return store.read_asset(conn, brand.tenant_id, asset.sha256)
+
+    # -- the cache ------------------------------------------------------------------------------
+    def _cached(self, tenant_id: uuid.UUID) -> Brand | None:
+        listener = self._tn._listener
+        if listener is None or not listener.listening.is_set():
+            return None  # without the listener, changes made elsewhere would go unseen
+        hit = self._cache.brands.get(tenant_id)
+        if hit is None or hit[0] <= time.monotonic() or hit[1].tenant_id != tenant_id:
+            return None
+        return hit[1]
+
+    def _load(self, tenant_id: uuid.UUID) -> Brand:
+        self._tn._listen()
+        seen = self._cache.events
+        with self._tn.admin() as conn:
+            stored = store.read_brand(conn, tenant_id)
+        if stored is None:
+            raise TenantNotFound(f"no tenant {str(tenant_id)!r}")
+        brand = _brand(stored)
+        with self._lock:
+            if self._cache.events == seen:  # no invalidation raced this read
+                self._cache.brands[tenant_id] = (time.monotonic() + self._tn.settings.tenant_cache_ttl, brand)
+        return brand
+
+    def _cached_asset(self, sha: str) -> tuple[str, bytes] | None:
+        with self._lock:
+            hit = self._cache.assets.get(sha)
+            if hit is not None:
+                self._cache.assets.move_to_end(sha)
+            return hit
+
+    def _load_asset(self, tenant_id: uuid.UUID, sha: str) -> tuple[str, bytes] | None:
+        with self._tn.admin() as conn:
+            found = store.read_asset(conn, tenant_id, sha)
+        if found is not None and len(found[1]) <= self._max_asset_bytes // 4:
+            with self._lock:
+                if sha not in self._cache.assets:
+                    self._cache.assets[sha] = found
+                    self._cache.asset_bytes += len(found[1])
+                while self._cache.asset_bytes > self._max_asset_bytes:
+                    _, (_, dropped) = self._cache.assets.popitem(last=False)
+                    self._cache.asset_bytes -= len(dropped)
+        return found
+
+    def _forget(self, tenant_id: str) -> None:
+        """Drop what is cached of one tenant's brand (a ``brand:`` or ``tenant:`` event)."""
+        try:
+            key = uuid.UUID(tenant_id)
+        except ValueError:
+            return
+        with self._lock:
+            self._cache.events += 1
+            self._cache.brands.pop(key, None)
+
+    def _clear(self) -> None:
+        """Drop every cached brand (the listener reconnected: notices may have been missed)."""
+        with self._lock:
+            self._cache.events += 1
+            self._cache.brands.clear()
+
+
+def _theme(stored: dict[str, Any] | None, tenant: object) -> Theme:
+    if stored is None:
+        return Theme()
+    try:
+        return Theme.model_validate(stored, context={"stored": True})
+    except ValidationError as err:
+        # a theme saved under older rules: serve the defaults rather than fail every page
+        _log.warning("the stored brand of tenant %s no longer validates; using the defaults: %s", tenant, err)
+        return Theme()
+
+
+def _brand(stored: store.StoredBrand) -> Brand:
+    return Brand(
+        tenant_id=stored.tenant_id, slug=stored.slug, tenant_name=stored.tenant_name,
+        theme=_theme(stored.theme, stored.slug),
+        version=stored.version, updated_at=stored.updated_at, updated_by=stored.updated_by,
+    )
+
+
+def _image(value: ImageInput, rules: ImageRules) -> Image:
+    if isinstance(value, Upload):
+        data, filename = value.data, value.filename
+    elif isinstance(value, bytes | bytearray):
+        data, filename = bytes(value), None
+    elif isinstance(value, os.PathLike):
+        path = Path(value)
+        try:
+            if path.stat().st_size > rules.max_bytes:
+                raise InvalidBrand(
+                    f"{rules.label}: {path.name} is {path.stat().st_size // 1024} KiB; the limit is {rules.max_bytes // 1024} KiB"
+                )
+            data, filename = path.read_bytes(), path.name
+        except OSError as err:
+            raise InvalidBrand(f"{rules.label}: cannot read {path}: {err.strerror or err}") from None
+    else:
+        raise InvalidBrand(f"{rules.label}: give the image as bytes, an Upload or a path")
+    try:
+        return inspect_image(data, rules, filename)
+    except ValueError as err:
+        raise InvalidBrand(f"{rules.label}: {err}") from None
