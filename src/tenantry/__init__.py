@@ -15,6 +15,8 @@ transaction, and a control plane (catalog, lifecycle, audit) behind one root obj
 from tenantry.app import Tenantry, TenantScope
 from tenantry.context import BoundTenant
 from tenantry.context import current as current_tenant
+from tenantry.core.config import ConfigSections
+from tenantry.core.flags import Evaluation, FlagSpec
 from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.naming import RESERVED_SLUGS, validate_slug
 from tenantry.db.alchemy import TenantScoped, tenant_id_column
@@ -23,9 +25,12 @@ from tenantry.db.bulk import acopy_rows, copy_rows
 from tenantry.db.server import EmbeddedServer
 from tenantry.errors import (
     CatalogNotInitialised,
+    ConfigInvalid,
     ConfigurationError,
     Conflict,
     DatabaseUnavailable,
+    FlagExists,
+    FlagNotFound,
     InvalidInput,
     InvalidSlug,
     InvalidTransition,
@@ -41,6 +46,7 @@ from tenantry.errors import (
     TenantryError,
     UnsafeRuntimeRole,
 )
+from tenantry.live import Flags
 from tenantry.settings import Settings
 
 __version__ = "0.1.0"
@@ -49,10 +55,17 @@ __all__ = [
     "AsyncTenantConnection",
     "BoundTenant",
     "CatalogNotInitialised",
+    "ConfigInvalid",
+    "ConfigSections",
     "ConfigurationError",
     "Conflict",
     "DatabaseUnavailable",
     "EmbeddedServer",
+    "Evaluation",
+    "FlagExists",
+    "FlagNotFound",
+    "FlagSpec",
+    "Flags",
     "InvalidInput",
     "InvalidSlug",
     "InvalidTransition",
@@ -76,6 +89,7 @@ __all__ = [
     "TenantScoped",
     "Tenantry",
     "TenantryError",
+    "TenantryProvider",
     "UnsafeRuntimeRole",
     "acopy_rows",
     "copy_rows",
@@ -83,3 +97,12 @@ __all__ = [
     "tenant_id_column",
     "validate_slug",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # the OpenFeature provider loads the optional openfeature-sdk only when asked for
+    if name == "TenantryProvider":
+        from tenantry.openfeature import TenantryProvider
+
+        return TenantryProvider
+    raise AttributeError(f"module 'tenantry' has no attribute {name!r}")

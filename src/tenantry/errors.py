@@ -9,12 +9,15 @@ with, so the interfaces translate errors without a table of their own::
     ├── CatalogNotInitialised          exit 4, HTTP 503   run `tenantry init` first
     ├── UnsafeRuntimeRole              exit 5, HTTP 500   runtime role could bypass RLS
     ├── InvalidInput                   exit 2, HTTP 422   bad slug, name, plan, option
-    │   └── InvalidSlug
+    │   ├── InvalidSlug
+    │   └── ConfigInvalid              a config value or flag definition fails validation
     ├── NotFound                       exit 6, HTTP 404
     │   ├── TenantNotFound
-    │   └── PlanNotFound
+    │   ├── PlanNotFound
+    │   └── FlagNotFound
     ├── Conflict                       exit 7, HTTP 409
     │   ├── TenantExists
+    │   ├── FlagExists                 a flag with that key exists with another definition
     │   ├── InvalidTransition          a status change the lifecycle forbids
     │   └── TenantMoving               writes refused for a moment: the tenant is moving
     ├── TenantNotActive                exit 8, HTTP 403   suspended/archived tenant asked to serve
@@ -31,9 +34,12 @@ from typing import ClassVar
 
 __all__ = [
     "CatalogNotInitialised",
+    "ConfigInvalid",
     "ConfigurationError",
     "Conflict",
     "DatabaseUnavailable",
+    "FlagExists",
+    "FlagNotFound",
     "InvalidInput",
     "InvalidSlug",
     "InvalidTransition",
@@ -102,6 +108,18 @@ class InvalidSlug(InvalidInput):
     """A tenant slug is not a DNS label, or is reserved."""
 
 
+class ConfigInvalid(InvalidInput):
+    """A config value or a flag definition does not validate; nothing was saved.
+
+    ``problems`` holds one ``"path: message"`` line per problem, e.g.
+    ``"limits.max_projects: Input should be a valid integer"``.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+
 class NotFound(TenantryError):
     exit_code = 6
     http_status = 404
@@ -115,6 +133,10 @@ class PlanNotFound(NotFound):
     """No plan has that name."""
 
 
+class FlagNotFound(NotFound):
+    """No feature flag has that key."""
+
+
 class Conflict(TenantryError):
     exit_code = 7
     http_status = 409
@@ -122,6 +144,10 @@ class Conflict(TenantryError):
 
 class TenantExists(Conflict):
     """A tenant with that slug exists already."""
+
+
+class FlagExists(Conflict):
+    """A feature flag with that key exists already, defined differently."""
 
 
 class InvalidTransition(Conflict):
