@@ -186,3 +186,12 @@ def test_buckets_are_the_same_in_another_process() -> None:
 
 def test_reserved_attributes() -> None:
     assert {"tenant", "plan", "region", "config", "user"} <= core.RESERVED_ATTRIBUTES
+
+
+def test_the_split_does_not_depend_on_the_order_of_keys() -> None:
+    # the catalog stores JSON objects with their keys reordered
+    one = _flag(kind="multivariate", variants={"small": 5, "big": 50}, default="small", rollout={"small": 30, "big": 70})
+    two = _flag(kind="multivariate", variants={"big": 50, "small": 5}, default="small", rollout={"big": 70, "small": 30})
+    for n in range(500):
+        tenant = str(uuid.UUID(int=n))
+        assert _eval(one, tenant=tenant)[0] == _eval(two, tenant=tenant)[0]

@@ -10,8 +10,10 @@ Pure: no driver, no I/O. A flag serves one of its variants (a boolean flag's are
 
 A rollout splits tenants by percentage. The pick is stable: the first 8 bytes of
 ``sha256("<flag key>:<tenant id>[:<user>]")`` modulo 10,000 give a bucket, the same in every
-process and every version, and the variants take consecutive ranges of buckets in the order
-they are listed. Raising a variant's share keeps every tenant it had.
+process and every version, and the variants take consecutive ranges of buckets: ``on`` first,
+then the others in the order of their names (not as listed: the catalog's JSON does not keep
+the order of keys). A boolean flag is on for buckets below its percentage times 100, so
+raising the percentage keeps every tenant it had.
 
 A rule's conditions read the tenant's attributes (``tenant`` (slug), ``tenant_id``, ``plan``,
 ``region``, ``cell``, ``tier``, ``status``, ``created_at``), any config value
@@ -294,7 +296,7 @@ def _compile_split(split: Mapping[str, float] | None) -> _Split | None:
         return None
     edges = []
     total = 0.0
-    for name, share in split.items():
+    for name, share in sorted(split.items(), key=lambda item: (item[0] != "on", item[0])):
         total += share
         edges.append((round(total * 100), name))
     return tuple(edges)
