@@ -372,46 +372,6 @@ def _compile_condition(condition: Condition) -> _Match:
 
 
 @dataclass(frozen=True, slots=True)
-class _CompiledRule:
-    matches: tuple[_Match, ...]
-    variant: str | None
-    split: _Split | None
-
-
-@dataclass(frozen=True, slots=True)
-class Flag:
-    """A validated flag, compiled for evaluation."""
-
-    spec: FlagSpec
-    rules: tuple[_CompiledRule, ...]
-    split: _Split | None
-    enable_at: float | None
-    disable_at: float | None
-
-    @property
-    def key(self) -> str:
-        return self.spec.key
-
-    @property
-    def kind(self) -> str:
-        return self.spec.kind
-
-
-def compile_flag(spec: FlagSpec) -> Flag:
-    rules = tuple(
-        _CompiledRule(tuple(_compile_condition(c) for c in r.when), r.variant, _compile_split(r.rollout))
-        for r in spec.rules
-    )
-    return Flag(
-        spec=spec,
-        rules=rules,
-        split=_compile_split(spec.rollout),
-        enable_at=None if spec.enable_at is None else spec.enable_at.timestamp(),
-        disable_at=None if spec.disable_at is None else spec.disable_at.timestamp(),
-    )
-
-
-@dataclass(frozen=True, slots=True)
 class Evaluation:
     """What a flag served one tenant (and user), and why."""
 
@@ -426,30 +386,86 @@ class Evaluation:
         return {"key": self.key, "value": self.value, "variant": self.variant, "reason": self.reason, "rule": self.rule}
 
 
+@dataclass(frozen=True, slots=True)
+class _CompiledRule:
+    matches: tuple[_Match, ...]
+    served: Evaluation | None
+    """The evaluation it serves (a fixed variant), or ``None`` for a rollout."""
+    split: _Split | None
+    picks: dict[str, Evaluation]
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """A validated flag, compiled for evaluation (every possible :class:`Evaluation` is made
+    once, here: they are immutable)."""
+
+    spec: FlagSpec
+    rules: tuple[_CompiledRule, ...]
+    split: _Split | None
+    enable_at: float | None
+    disable_at: float | None
+    killed: bool
+    off: Evaluation
+    default: Evaluation
+    picks: dict[str, Evaluation]
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+
+def compile_flag(spec: FlagSpec) -> Flag:
+    def served(variant: str, reason: Reason, rule: int | None = None) -> Evaluation:
+        return Evaluation(spec.key, spec.variants[variant], variant, reason, rule)
+
+    rules = tuple(
+        _CompiledRule(
+            matches=tuple(_compile_condition(c) for c in r.when),
+            served=None if r.variant is None else served(r.variant, "TARGETING_MATCH", i),
+            split=_compile_split(r.rollout),
+            picks={name: served(name, "TARGETING_MATCH", i) for name in r.rollout or {}},
+        )
+        for i, r in enumerate(spec.rules)
+    )
+    return Flag(
+        spec=spec,
+        rules=rules,
+        split=_compile_split(spec.rollout),
+        enable_at=None if spec.enable_at is None else spec.enable_at.timestamp(),
+        disable_at=None if spec.disable_at is None else spec.disable_at.timestamp(),
+        killed=spec.killed,
+        off=served(spec.off_variant, "DISABLED"),
+        default=served(spec.default_variant, "DEFAULT"),
+        picks={name: served(name, "SPLIT") for name in spec.rollout or {}},
+    )
+
+
 def evaluate(
     flag: Flag, tenant_id: str, attributes: Mapping[str, Any], now: float, user: str | None = None
 ) -> tuple[Evaluation, float | None]:
     """The flag's evaluation for a tenant with ``attributes`` at ``now`` (epoch seconds),
     and the moment (epoch seconds) until which it holds by the clock (``None``: for good)."""
-    spec = flag.spec
-    if spec.killed:
-        return _served(spec, spec.off_variant, "DISABLED"), None
+    if flag.killed:
+        return flag.off, None
     if flag.enable_at is not None and now < flag.enable_at:
-        return _served(spec, spec.off_variant, "DISABLED"), flag.enable_at
+        return flag.off, flag.enable_at
     if flag.disable_at is not None and now >= flag.disable_at:
-        return _served(spec, spec.off_variant, "DISABLED"), None
+        return flag.off, None
     until = flag.disable_at
-    for index, rule in enumerate(flag.rules):
-        if all(match(attributes) for match in rule.matches):
-            if rule.variant is not None:
-                return _served(spec, rule.variant, "TARGETING_MATCH", index), until
+    for rule in flag.rules:
+        for match in rule.matches:
+            if not match(attributes):
+                break
+        else:
+            if rule.served is not None:
+                return rule.served, until
             assert rule.split is not None
-            picked = _pick(rule.split, bucket(spec.key, tenant_id, user))
-            return _served(spec, picked, "TARGETING_MATCH", index), until
+            return rule.picks[_pick(rule.split, bucket(flag.spec.key, tenant_id, user))], until
     if flag.split is not None:
-        return _served(spec, _pick(flag.split, bucket(spec.key, tenant_id, user)), "SPLIT"), until
-    return _served(spec, spec.default_variant, "DEFAULT"), until
-
-
-def _served(spec: FlagSpec, variant: str, reason: Reason, rule: int | None = None) -> Evaluation:
-    return Evaluation(spec.key, spec.variants[variant], variant, reason, rule)
+        return flag.picks[_pick(flag.split, bucket(flag.spec.key, tenant_id, user))], until
+    return flag.default, until
