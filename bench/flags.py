@@ -10,7 +10,7 @@ Set-up (not timed)
     (``Tenantry(...).init()``), ``--tenants`` pooled tenants, and flags made through
     ``tenantry.services.flags.create_flag``: 5 flags in one catalog, 500 in the other. Flag
     ``flag_<n>`` is the same in both: every third one has a rule on the plan, every fifth a
-    rule on the tenant's slug, the rest a percentage rollout. ``flag_3`` (measured) has a plan
+    rule on three tenants' slugs, and each a percentage rollout for the tenants no rule took. ``flag_3`` (measured) has a plan
     rule and a 50% rollout, so its value depends on the tenant. Both ``Tenantry`` objects run
     in this one process, as an app would, and each tenant's view and the flags are loaded
     before timing, after the catalog listener is connected (so the cache is trusted).
