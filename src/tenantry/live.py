@@ -30,6 +30,7 @@ from tenantry import context
 from tenantry.core import config as config_core
 from tenantry.core import flags as flags_core
 from tenantry.errors import ConfigInvalid, ConfigurationError, FlagNotFound, TenantNotFound
+from tenantry.services.flags import load_flags
 
 if TYPE_CHECKING:
     from tenantry.app import Tenantry
@@ -170,8 +171,6 @@ class Live:
         found = self.flag_set
         if found is not None and found.expires > monotonic():
             return found
-        from tenantry.services.flags import load_flags
-
         self._tn._listen()
         generation = self._generation
         expires = self._expiry()

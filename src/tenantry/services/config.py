@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -76,10 +76,6 @@ class Scope:
     def key(self) -> str:
         """How NOTIFY names it: the plan's name or the tenant's id."""
         return self.plan if self.tenant_id is None else str(self.tenant_id)
-
-    @property
-    def audit_type(self) -> str:
-        return self.kind
 
     @property
     def column(self) -> sql.Identifier:
@@ -173,7 +169,6 @@ class ConfigValue:
     value: Any = None
     source: str | None = None
     """``override``, ``tenant``, ``plan`` or ``default`` (only with ``key``)."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -405,7 +400,7 @@ def _write(
         except psycopg.errors.UniqueViolation as err:  # the layer lock makes this unreachable
             raise Conflict(f"version {version} of {scope.kind} {scope.target}'s config was written concurrently") from err
         audit.record(
-            conn, actor=tn.actor, action=action, target_type=scope.audit_type, target=scope.target,
+            conn, actor=tn.actor, action=action, target_type=scope.kind, target=scope.target,
             before={"version": version - 1, "document": current[0], "overrides": current[1]},
             after={"version": version, "document": new_document, "overrides": new_overrides, "message": message},
         )
