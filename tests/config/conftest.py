@@ -1,5 +1,6 @@
-"""Fixtures of the config and flags tests: a Tenantry with the app's config schema on the
-session's catalog, and plans of a test's own (so plan-level writes touch no other test)."""
+"""Fixtures of the config and flags tests: a catalog of their own (they add plans and flags,
+which other tests must not see), a Tenantry with the app's config schema on it, and plans of
+a test's own (so plan-level writes touch no other test)."""
 
 from __future__ import annotations
 
@@ -12,24 +13,34 @@ import pytest
 
 from tenantry import Tenant, Tenantry
 from tests.config.app_config import AppConfig
+from tests.conftest import Scratch
 from tests.model_app import Base
 
 
 @pytest.fixture(scope="session")
-def ctn(scratch, tn: Tenantry) -> Iterator[Tenantry]:
-    """A Tenantry that knows the app's config schema (the catalog is `tn`'s)."""
-    tenantry = Tenantry(scratch.settings(), metadata=Base.metadata, actor="pytest-config", config=AppConfig)
+def config_db(server_url: str) -> Iterator[Scratch]:
+    """The config tests' own database and roles."""
+    db = Scratch(server_url)
+    yield db
+    db.drop()
+
+
+@pytest.fixture(scope="session")
+def ctn(config_db: Scratch) -> Iterator[Tenantry]:
+    """A Tenantry that knows the app's config schema, on the config tests' catalog."""
+    tenantry = Tenantry(config_db.settings(), metadata=Base.metadata, actor="pytest-config", config=AppConfig)
+    tenantry.init()
     yield tenantry
     tenantry.close()
 
 
 @pytest.fixture
-def make_plan(scratch) -> Callable[[], str]:
+def make_plan(config_db: Scratch) -> Callable[[], str]:
     """A pooled plan of the test's own."""
 
     def make() -> str:
         name = f"p-{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(scratch.url, autocommit=True) as conn:
+        with psycopg.connect(config_db.url, autocommit=True) as conn:
             conn.execute(
                 "INSERT INTO tenantry.plans (name, isolation, description) VALUES (%s, 'pooled', 'test plan')",
                 (name,),

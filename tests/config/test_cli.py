@@ -22,10 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def cli(scratch, ctn, monkeypatch, capsys):
-    monkeypatch.setenv("TENANTRY_DATABASE_URL", scratch.url)
-    monkeypatch.setenv("TENANTRY_OWNER_ROLE", scratch.owner)
-    monkeypatch.setenv("TENANTRY_RUNTIME_ROLE", scratch.runtime)
+def cli(config_db, ctn, monkeypatch, capsys):
+    monkeypatch.setenv("TENANTRY_DATABASE_URL", config_db.url)
+    monkeypatch.setenv("TENANTRY_OWNER_ROLE", config_db.owner)
+    monkeypatch.setenv("TENANTRY_RUNTIME_ROLE", config_db.runtime)
     monkeypatch.setenv("TENANTRY_CONFIG", "tests.config.app_config:AppConfig")
 
     def run(*args: str) -> tuple[int, str, str]:
@@ -154,14 +154,14 @@ def test_flags_commands(cli, plan_tenant) -> None:
     assert code == 0
 
 
-def test_a_cli_change_reaches_a_running_process_within_a_second(scratch, ctn: Tenantry, plan_tenant) -> None:
+def test_a_cli_change_reaches_a_running_process_within_a_second(config_db, ctn: Tenantry, plan_tenant) -> None:
     """The issue's acceptance test: the CLI in its own process, the app in this one."""
-    running = Tenantry(scratch.settings(tenant_cache_ttl=3600.0), config=AppConfig)
+    running = Tenantry(config_db.settings(tenant_cache_ttl=3600.0), config=AppConfig)
     env = {
         **os.environ,
-        "TENANTRY_DATABASE_URL": scratch.url,
-        "TENANTRY_OWNER_ROLE": scratch.owner,
-        "TENANTRY_RUNTIME_ROLE": scratch.runtime,
+        "TENANTRY_DATABASE_URL": config_db.url,
+        "TENANTRY_OWNER_ROLE": config_db.owner,
+        "TENANTRY_RUNTIME_ROLE": config_db.runtime,
         "TENANTRY_CONFIG": "tests.config.app_config:AppConfig",
     }
 

@@ -64,10 +64,10 @@ def test_overrides_expire_at_read_time(ctn: Tenantry, plan_tenant) -> None:
     assert change.changed and service.get(ctn, tenant=t.slug, key="welcome").value == "hello"
 
 
-def test_bad_values_name_the_path_and_save_nothing(ctn: Tenantry, scratch, plan_tenant) -> None:
+def test_bad_values_name_the_path_and_save_nothing(ctn: Tenantry, config_db, plan_tenant) -> None:
     t = plan_tenant()
     service.set_value(ctn, "limits.max_projects", 5, tenant=t.slug)
-    before = versions_count(scratch.url)
+    before = versions_count(config_db.url)
     audit_before = len(ctn.audit_log(target_type="tenant", target=t.slug))
     cases = [
         ("limits.max_projects", "many", "limits.max_projects: Input should be a valid integer"),
@@ -89,22 +89,22 @@ def test_bad_values_name_the_path_and_save_nothing(ctn: Tenantry, scratch, plan_
         service.set_value(ctn, "welcome", float("inf"), tenant=t.slug)
     with pytest.raises(InvalidInput, match="config key"):
         service.set_value(ctn, "limits..x", 1, tenant=t.slug)
-    assert versions_count(scratch.url) == before
+    assert versions_count(config_db.url) == before
     assert len(ctn.audit_log(target_type="tenant", target=t.slug)) == audit_before
     assert service.get(ctn, tenant=t.slug).document == {"limits": {"max_projects": 5}}
 
 
-def test_a_plan_write_that_would_break_a_tenant_is_refused(ctn: Tenantry, scratch, make_plan, plan_tenant) -> None:
+def test_a_plan_write_that_would_break_a_tenant_is_refused(ctn: Tenantry, config_db, make_plan, plan_tenant) -> None:
     plan = make_plan()
     fine = plan_tenant(plan, prefix="fine")
     service.set_value(ctn, "tags", ["a"], tenant=fine.slug)
-    before = versions_count(scratch.url)
+    before = versions_count(config_db.url)
     with pytest.raises(ConfigInvalid) as caught:
         service.set_value(ctn, "limits.max_users", 0, plan=plan)
     assert "plan" in str(caught.value)
     with pytest.raises(ConfigInvalid) as caught:
         service.set_value(ctn, "welcome", {"not": "a string"}, plan=plan)
-    assert versions_count(scratch.url) == before
+    assert versions_count(config_db.url) == before
 
 
 def test_a_plan_write_is_checked_against_each_tenant_of_the_plan(ctn: Tenantry, make_plan, plan_tenant) -> None:
@@ -160,10 +160,10 @@ def test_history_diff_rollback(ctn: Tenantry, plan_tenant) -> None:
     assert service.get_version(ctn, 2, tenant=t.slug).document == {"limits": {"max_projects": 1}, "branding": {"title": "Acme"}}
 
 
-def test_history_is_append_only(scratch, ctn: Tenantry, plan_tenant) -> None:
+def test_history_is_append_only(config_db, ctn: Tenantry, plan_tenant) -> None:
     t = plan_tenant()
     service.set_value(ctn, "welcome", "x", tenant=t.slug)
-    with psycopg.connect(scratch.url, autocommit=True) as conn:
+    with psycopg.connect(config_db.url, autocommit=True) as conn:
         for statement in (
             "UPDATE tenantry.config_versions SET actor = 'mallory'",
             "DELETE FROM tenantry.config_versions",
@@ -173,20 +173,20 @@ def test_history_is_append_only(scratch, ctn: Tenantry, plan_tenant) -> None:
                 conn.execute(statement)
 
 
-def test_rollback_is_validated_like_any_write(scratch, ctn: Tenantry, plan_tenant) -> None:
+def test_rollback_is_validated_like_any_write(config_db, ctn: Tenantry, plan_tenant) -> None:
     t = plan_tenant()
-    withbilling = Tenantry(scratch.settings(), config=AppConfig, actor="pytest-billing")
+    withbilling = Tenantry(config_db.settings(), config=AppConfig, actor="pytest-billing")
     try:
         withbilling.config_sections.add("billing", BillingSection)
         service.set_value(withbilling, "billing.seats", 3, tenant=t.slug)  # v1
         service.unset_value(withbilling, "billing", tenant=t.slug)  # v2
     finally:
         withbilling.close()
-    before = versions_count(scratch.url)
+    before = versions_count(config_db.url)
     # without the plugin's section, version 1 no longer validates: refused, nothing saved
     with pytest.raises(ConfigInvalid, match="billing: Extra inputs are not permitted"):
         service.rollback(ctn, 1, tenant=t.slug)
-    assert versions_count(scratch.url) == before
+    assert versions_count(config_db.url) == before
     assert service.get(ctn, tenant=t.slug).version == 2
 
 
@@ -242,8 +242,8 @@ def test_unknown_layers_and_deleted_tenants(ctn: Tenantry, plan_tenant) -> None:
         service.set_value(ctn, "welcome", "x", tenant=t.id)
 
 
-def test_writes_need_a_schema(scratch, tn: Tenantry, plan_tenant) -> None:
-    bare = Tenantry(scratch.settings(), actor="pytest-bare")
+def test_writes_need_a_schema(config_db, ctn: Tenantry, plan_tenant) -> None:
+    bare = Tenantry(config_db.settings(), actor="pytest-bare")
     try:
         t = plan_tenant()
         with pytest.raises(ConfigurationError, match="no config schema"):
@@ -254,8 +254,8 @@ def test_writes_need_a_schema(scratch, tn: Tenantry, plan_tenant) -> None:
         bare.close()
 
 
-def test_plugin_sections_are_validated_and_read(scratch, ctn: Tenantry, plan_tenant) -> None:
-    withbilling = Tenantry(scratch.settings(), config=AppConfig, actor="pytest-billing")
+def test_plugin_sections_are_validated_and_read(config_db, ctn: Tenantry, plan_tenant) -> None:
+    withbilling = Tenantry(config_db.settings(), config=AppConfig, actor="pytest-billing")
     try:
         withbilling.config_sections.add("billing", BillingSection)
         t = plan_tenant()
@@ -272,10 +272,10 @@ def test_plugin_sections_are_validated_and_read(scratch, ctn: Tenantry, plan_ten
         withbilling.close()
 
 
-def test_schema_from_the_settings(scratch, tn: Tenantry, plan_tenant) -> None:
-    found = Tenantry(scratch.settings(config="tests.config.app_config:AppConfig"))
-    via_app = Tenantry(scratch.settings(app="tests.config.app_config:AppConfig"))
-    broken = Tenantry(scratch.settings(config="tests.config.app_config:Nope"))
+def test_schema_from_the_settings(config_db, ctn: Tenantry, plan_tenant) -> None:
+    found = Tenantry(config_db.settings(config="tests.config.app_config:AppConfig"))
+    via_app = Tenantry(config_db.settings(app="tests.config.app_config:AppConfig"))
+    broken = Tenantry(config_db.settings(config="tests.config.app_config:Nope"))
     try:
         assert found.config_sections.schema().__mro__[2] is AppConfig
         assert via_app.config_sections.app is AppConfig  # the module's TENANTRY_CONFIG

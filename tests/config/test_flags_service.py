@@ -55,10 +55,10 @@ def test_lifecycle_is_idempotent_and_audited(ctn: Tenantry) -> None:
     assert (entry.before["killed"], entry.after["killed"]) == (False, True)
 
 
-def test_bad_definitions_save_nothing(ctn: Tenantry, scratch) -> None:
+def test_bad_definitions_save_nothing(ctn: Tenantry, config_db) -> None:
     key = _key()
     service.create_flag(ctn, {"key": key, "kind": "multivariate", "variants": {"a": 1, "b": 2}, "default": "a"})
-    rows, audits = _flag_rows(scratch.url), len(ctn.audit_log(target_type="flag", limit=10000))
+    rows, audits = _flag_rows(config_db.url), len(ctn.audit_log(target_type="flag", limit=10000))
     with pytest.raises(ConfigInvalid, match=r"rules\[0\].when\[0\].op"):
         service.update_flag(ctn, key, {"rules": [{"when": [{"attribute": "plan", "op": "~", "value": 1}], "variant": "a"}]})
     with pytest.raises(ConfigInvalid, match="rollout: the shares must add up to 100"):
@@ -73,7 +73,7 @@ def test_bad_definitions_save_nothing(ctn: Tenantry, scratch) -> None:
         service.update_flag(ctn, "Bad Key'--", {"rollout": 5})
     with pytest.raises(InvalidInput):
         service.create_flag(ctn, ["not", "a", "mapping"])  # type: ignore[arg-type]
-    assert _flag_rows(scratch.url) == rows
+    assert _flag_rows(config_db.url) == rows
     assert len(ctn.audit_log(target_type="flag", limit=10000)) == audits
     assert service.get_flag(ctn, key).spec.rollout is None
 
@@ -117,13 +117,13 @@ def test_rules_by_tenant_plan_and_config(ctn: Tenantry, make_plan, plan_tenant) 
         assert ctn.flags.value(key, attributes={"tenant": a.slug, "plan": plan}) == "basic"
 
 
-def test_region_comes_from_the_cell(ctn: Tenantry, scratch, plan_tenant) -> None:
+def test_region_comes_from_the_cell(ctn: Tenantry, config_db, plan_tenant) -> None:
     key = _key()
     service.create_flag(ctn, {"key": key, "rules": [{"when": [{"attribute": "region", "op": "eq", "value": "eu"}], "variant": "on"}]})
     t = plan_tenant()
     with ctn.tenant(t.slug):
         assert not ctn.flags.enabled(key)
-    with psycopg.connect(scratch.url, autocommit=True) as conn:
+    with psycopg.connect(config_db.url, autocommit=True) as conn:
         old = conn.execute("SELECT labels FROM tenantry.cells WHERE name = 'primary'").fetchone()
         assert old is not None
         try:

@@ -22,9 +22,9 @@ from tests.model_app import Base
 
 
 @pytest.fixture
-def other(scratch, ctn: Tenantry) -> Iterator[Tenantry]:
+def other(config_db, ctn: Tenantry) -> Iterator[Tenantry]:
     """A second Tenantry on the same catalog, as another process of the app would have."""
-    second = Tenantry(scratch.settings(tenant_cache_ttl=3600.0), metadata=Base.metadata, config=AppConfig)
+    second = Tenantry(config_db.settings(tenant_cache_ttl=3600.0), metadata=Base.metadata, config=AppConfig)
     yield second
     second.close()
 
@@ -81,16 +81,16 @@ def _listener_pids(url: str) -> set[int]:
     return {r[0] for r in rows}
 
 
-def test_a_reconnected_listener_reloads_everything(scratch, ctn: Tenantry, other: Tenantry, plan_tenant) -> None:
+def test_a_reconnected_listener_reloads_everything(config_db, ctn: Tenantry, other: Tenantry, plan_tenant) -> None:
     t = plan_tenant()
     key = f"live-{uuid.uuid4().hex[:8]}"
     flags_service.create_flag(ctn, {"key": key})
     config_service.set_value(ctn, "welcome", "before", tenant=t.slug)
     _warm(other, t.slug, key)
     assert t.id in other._live.views and other._live.flag_set is not None
-    before = _listener_pids(scratch.url)
+    before = _listener_pids(config_db.url)
     assert before
-    with psycopg.connect(scratch.url, autocommit=True) as admin:
+    with psycopg.connect(config_db.url, autocommit=True) as admin:
         for pid in before:  # every listener of this catalog: the change below is announced to no one
             admin.execute("SELECT pg_terminate_backend(%s, 2000)", (pid,))
     config_service.set_value(ctn, "welcome", "while disconnected", tenant=t.slug)
@@ -99,7 +99,7 @@ def test_a_reconnected_listener_reloads_everything(scratch, ctn: Tenantry, other
     assert listener is not None
 
     def reconnected() -> None:
-        assert listener.listening.is_set() and _listener_pids(scratch.url) - before
+        assert listener.listening.is_set() and _listener_pids(config_db.url) - before
 
     eventually(reconnected, within=5.0, step=0.05)
     with other.tenant(t.slug):
