@@ -26,6 +26,8 @@ from tenantry.branding import (
 )
 from tenantry.context import BoundTenant
 from tenantry.context import current as current_tenant
+from tenantry.core.config import ConfigSections
+from tenantry.core.flags import Evaluation, FlagSpec
 from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.naming import RESERVED_SLUGS, validate_slug
 from tenantry.db.alchemy import TenantScoped, tenant_id_column
@@ -35,9 +37,12 @@ from tenantry.db.server import EmbeddedServer
 from tenantry.errors import (
     AuthenticationFailed,
     CatalogNotInitialised,
+    ConfigInvalid,
     ConfigurationError,
     Conflict,
     DatabaseUnavailable,
+    FlagExists,
+    FlagNotFound,
     InvalidBrand,
     InvalidInput,
     InvalidSlug,
@@ -55,6 +60,7 @@ from tenantry.errors import (
     TenantryError,
     UnsafeRuntimeRole,
 )
+from tenantry.live import Flags
 from tenantry.services.spares import Spare, SpareReport
 from tenantry.services.tokens import ApiToken
 from tenantry.settings import Settings
@@ -73,10 +79,17 @@ __all__ = [
     "BrandWarning",
     "Branding",
     "CatalogNotInitialised",
+    "ConfigInvalid",
+    "ConfigSections",
     "ConfigurationError",
     "Conflict",
     "DatabaseUnavailable",
     "EmbeddedServer",
+    "Evaluation",
+    "FlagExists",
+    "FlagNotFound",
+    "FlagSpec",
+    "Flags",
     "InvalidBrand",
     "InvalidInput",
     "InvalidSlug",
@@ -104,6 +117,7 @@ __all__ = [
     "TenantScoped",
     "Tenantry",
     "TenantryError",
+    "TenantryProvider",
     "Theme",
     "UnsafeRuntimeRole",
     "Upload",
@@ -114,3 +128,12 @@ __all__ = [
     "tenant_id_column",
     "validate_slug",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # the OpenFeature provider loads the optional openfeature-sdk only when asked for
+    if name == "TenantryProvider":
+        from tenantry.openfeature import TenantryProvider
+
+        return TenantryProvider
+    raise AttributeError(f"module 'tenantry' has no attribute {name!r}")

@@ -24,20 +24,22 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import Token
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed, PoolTimeout
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantry import context
-from tenantry.appspec import load_metadata
+from tenantry.appspec import find_config_model, load_metadata
 from tenantry.branding.service import Branding
 from tenantry.branding.store import BRAND_EVENT
 from tenantry.context import BoundTenant
+from tenantry.core.config import ConfigSections
 from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.placement import Placement, Route
 from tenantry.db import catalog, rls
@@ -61,6 +63,7 @@ from tenantry.errors import (
     TenantNotFound,
     UnsafeRuntimeRole,
 )
+from tenantry.live import Flags, Live
 from tenantry.services import audit, moves, provisioning
 from tenantry.services import spares as spares_service
 from tenantry.services import tokens as token_service
@@ -80,6 +83,8 @@ _INIT_LOCK = 0x74656E69
 #: a tenant and its active placement, as the resolution cache holds them
 _Resolved = tuple[Tenant, Placement | None]
 
+_Config = TypeVar("_Config", bound=BaseModel)
+
 
 #: how often a checkout retries when another thread evicts the pool it found (see _checkout)
 _CHECKOUT_ATTEMPTS = 20
@@ -96,7 +101,9 @@ class Tenantry:
     """Multi-tenancy for one app on PostgreSQL.
 
     ``metadata`` is the app's SQLAlchemy metadata of tenant-scoped tables (see
-    :class:`tenantry.TenantScoped`); ``actor`` names who control-plane changes are audited as.
+    :class:`tenantry.TenantScoped`); ``config`` is the app's per-tenant config schema, a
+    pydantic model (see :meth:`config`); ``actor`` names who control-plane changes are audited
+    as.
     """
 
     def __init__(
@@ -105,6 +112,7 @@ class Tenantry:
         *,
         metadata: sa.MetaData | None = None,
         actor: str | None = None,
+        config: type[BaseModel] | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
         self.metadata = metadata
@@ -123,6 +131,15 @@ class Tenantry:
         #: (metadata, its table names, fingerprint) of the app's tables (services.spares)
         self._spare_fingerprint: tuple[sa.MetaData, tuple[str, ...], str] | None = None
         self._branding: Branding | None = None
+
+        #: the config schema: the app's model and the sections plugins add
+        self.config_sections = ConfigSections(
+            config, loader=lambda: find_config_model(self.settings.config, self.settings.app)
+        )
+        self._live = Live(self)
+        self.config_sections.on_change(self._live.on_reset)
+        #: feature flags for the bound tenant: ``tn.flags.enabled("x")``
+        self.flags = Flags(self._live)
 
     # -- who changes are audited as -------------------------------------------------------
     @property
@@ -560,6 +577,7 @@ class Tenantry:
     def _on_catalog_event(self, kind: str, key: str) -> None:
         if kind in ("tenant", BRAND_EVENT) and self._branding is not None:
             self._branding._forget(key)
+        self._live.on_event(kind, key)
         if kind == "tenant":
             for cache_key, (_expiry, (tenant, _placement)) in list(self._tenant_cache.items()):
                 if str(tenant.id) == key:
@@ -572,6 +590,34 @@ class Tenantry:
         self._cells.clear()
         if self._branding is not None:
             self._branding._clear()
+        self._live.on_reset()
+
+    # -- configuration and flags ------------------------------------------------------------
+    def configure(self, model: type[BaseModel]) -> None:
+        """Set the app's config schema (a pydantic model) after construction."""
+        self.config_sections.configure(model)
+
+    @overload
+    def config(self) -> BaseModel: ...
+    @overload
+    def config(self, as_type: type[_Config]) -> _Config: ...
+    def config(self, as_type: type[BaseModel] | None = None) -> BaseModel:
+        """The bound tenant's configuration, typed by the app's schema::
+
+            with tn.tenant("acme"):
+                limit = tn.config(AppConfig).limits.max_projects
+
+        Layers resolve as schema defaults, then the plan's values, the tenant's, and its live
+        temporary overrides. Read from the process's cache: no database round trip once warm.
+        The object is frozen; it is shared by every reader of the same tenant.
+        """
+        return self._live.config(context.require().id, as_type)
+
+    def _forget_config(self, scope: str, key: str) -> None:
+        self._live.on_event("config", f"{scope}:{key}")
+
+    def _forget_flags(self) -> None:
+        self._live.on_event("flag", "")
 
     # -- tenant traffic ---------------------------------------------------------------------
     def _get_binder(self) -> Binder:

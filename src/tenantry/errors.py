@@ -10,12 +10,15 @@ with, so the interfaces translate errors without a table of their own::
     ├── UnsafeRuntimeRole              exit 5, HTTP 500   runtime role could bypass RLS
     ├── InvalidInput                   exit 2, HTTP 422   bad slug, name, plan, option
     │   ├── InvalidSlug
+    │   ├── ConfigInvalid              a config value or flag definition fails validation
     │   └── InvalidBrand               a theme, image or e-mail template refused; nothing saved
     ├── NotFound                       exit 6, HTTP 404
     │   ├── TenantNotFound
-    │   └── PlanNotFound
+    │   ├── PlanNotFound
+    │   └── FlagNotFound
     ├── Conflict                       exit 7, HTTP 409
     │   ├── TenantExists
+    │   ├── FlagExists                 a flag with that key exists with another definition
     │   ├── InvalidTransition          a status change the lifecycle forbids
     │   └── TenantMoving               writes refused for a moment: the tenant is moving
     ├── TenantNotActive                exit 8, HTTP 403   suspended/archived tenant asked to serve
@@ -35,9 +38,12 @@ from typing import ClassVar
 __all__ = [
     "AuthenticationFailed",
     "CatalogNotInitialised",
+    "ConfigInvalid",
     "ConfigurationError",
     "Conflict",
     "DatabaseUnavailable",
+    "FlagExists",
+    "FlagNotFound",
     "InvalidBrand",
     "InvalidInput",
     "InvalidSlug",
@@ -111,6 +117,16 @@ class InvalidSlug(InvalidInput):
 class InvalidBrand(InvalidInput):
     """A brand change was refused (a colour, font, name, image or e-mail template); the
     message names the field. Nothing of the change was saved."""
+class ConfigInvalid(InvalidInput):
+    """A config value or a flag definition does not validate; nothing was saved.
+
+    ``problems`` holds one ``"path: message"`` line per problem, e.g.
+    ``"limits.max_projects: Input should be a valid integer"``.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 class NotFound(TenantryError):
@@ -126,6 +142,10 @@ class PlanNotFound(NotFound):
     """No plan has that name."""
 
 
+class FlagNotFound(NotFound):
+    """No feature flag has that key."""
+
+
 class Conflict(TenantryError):
     exit_code = 7
     http_status = 409
@@ -133,6 +153,10 @@ class Conflict(TenantryError):
 
 class TenantExists(Conflict):
     """A tenant with that slug exists already."""
+
+
+class FlagExists(Conflict):
+    """A feature flag with that key exists already, defined differently."""
 
 
 class InvalidTransition(Conflict):

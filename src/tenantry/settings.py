@@ -40,6 +40,10 @@ class Settings:
     """The app's tenant tables, as ``module:Base`` or ``module:metadata`` (import spec), for
     the CLI and for provisioning schema- and database-tier tenants. ``TENANTRY_APP``."""
 
+    config: str | None = None
+    """The app's config schema, a pydantic model, as ``module:Model``. ``None``: the
+    ``TENANTRY_CONFIG`` attribute of the ``app`` module, if it has one. ``TENANTRY_CONFIG``."""
+
     migrations: str | None = None
     """The app's Alembic script directory, applied to every placement by ``tenantry migrate``.
     ``None``: tables are created from the metadata and not versioned. ``TENANTRY_MIGRATIONS``."""
@@ -121,6 +125,7 @@ class Settings:
         text = {
             "database_url": "TENANTRY_DATABASE_URL",
             "app": "TENANTRY_APP",
+            "config": "TENANTRY_CONFIG",
             "migrations": "TENANTRY_MIGRATIONS",
             "runtime_url": "TENANTRY_RUNTIME_URL",
             "owner_role": "TENANTRY_OWNER_ROLE",

@@ -20,6 +20,8 @@ from tenantry.cli import audit as audit_cli
 from tenantry.cli import brand as brand_cli
 from tenantry.cli import cells as cells_cli
 from tenantry.cli import demo as demo_cli
+from tenantry.cli import config as config_cli
+from tenantry.cli import flags as flags_cli
 from tenantry.cli import migrate as migrate_cli
 from tenantry.cli import plans as plans_cli
 from tenantry.cli import server as server_cli
@@ -50,6 +52,8 @@ app.add_typer(api_cli.app, name="api")
 app.add_typer(brand_cli.app, name="brand")
 app.command(name="demo")(demo_cli.demo)
 app.add_typer(spares_cli.app, name="spares")
+app.add_typer(config_cli.app, name="config")
+app.add_typer(flags_cli.app, name="flags")
 
 
 @app.callback()

@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["CHANNEL", "CatalogListener", "notify_cell", "notify_tenant"]
+__all__ = ["CHANNEL", "CatalogListener", "notify_cell", "notify_config", "notify_flag", "notify_tenant"]
 
 CHANNEL = "tenantry_catalog"
 _log = logging.getLogger("tenantry.events")
@@ -29,6 +29,16 @@ def notify_tenant(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> None:
 
 def notify_cell(conn: psycopg.Connection[Any], name: str) -> None:
     conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"cell:{name}"))
+
+
+def notify_config(conn: psycopg.Connection[Any], scope: str, key: str) -> None:
+    """A config layer changed: ``config:tenant:<id>`` or ``config:plan:<name>``."""
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"config:{scope}:{key}"))
+
+
+def notify_flag(conn: psycopg.Connection[Any], key: str) -> None:
+    """A feature flag changed (created, updated, killed or deleted): ``flag:<key>``."""
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"flag:{key}"))
 
 
 class CatalogListener:

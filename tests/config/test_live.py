@@ -1,0 +1,178 @@
+"""The per-process cache: changes reach another process within a second, a reconnect reloads
+everything, and no cached answer ever serves another tenant (threads, asyncio tasks)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from tenantry import Tenantry
+from tenantry.services import config as config_service
+from tenantry.services import flags as flags_service
+from tests.config.app_config import AppConfig
+from tests.config.conftest import eventually
+from tests.model_app import Base
+
+
+@pytest.fixture
+def other(config_db, ctn: Tenantry) -> Iterator[Tenantry]:
+    """A second Tenantry on the same catalog, as another process of the app would have."""
+    second = Tenantry(config_db.settings(tenant_cache_ttl=3600.0), metadata=Base.metadata, config=AppConfig)
+    yield second
+    second.close()
+
+
+def _warm(tn: Tenantry, slug: str, key: str) -> None:
+    with tn.tenant(slug):
+        tn.flags.enabled(key)
+        tn.config()
+    assert tn._listener is not None and tn._listener.listening.wait(5)
+    with tn.tenant(slug):  # loaded again while listening: trusted from now on
+        time.sleep(0.6)
+        tn.flags.enabled(key)
+        tn.config()
+
+
+def test_changes_reach_another_process_within_a_second(ctn: Tenantry, other: Tenantry, plan_tenant) -> None:
+    t = plan_tenant()
+    key = f"live-{uuid.uuid4().hex[:8]}"
+    flags_service.create_flag(ctn, {"key": key})
+    _warm(other, t.slug, key)
+
+    def flag_on() -> None:
+        with other.tenant(t.slug):
+            assert other.flags.enabled(key)
+
+    def config_seen() -> None:
+        with other.tenant(t.slug):
+            assert other.config(AppConfig).limits.max_projects == 77
+
+    def plan_seen() -> None:
+        with other.tenant(t.slug):
+            assert other.config(AppConfig).welcome == "from the plan"
+
+    flags_service.update_flag(ctn, key, {"rollout": 100})
+    assert eventually(flag_on) < 1.0
+    config_service.set_value(ctn, "limits.max_projects", 77, tenant=t.slug)
+    assert eventually(config_seen) < 1.0
+    config_service.set_value(ctn, "welcome", "from the plan", plan=t.plan)
+    assert eventually(plan_seen) < 1.0
+    flags_service.kill_flag(ctn, key)
+
+    def flag_off() -> None:
+        with other.tenant(t.slug):
+            assert not other.flags.enabled(key)
+
+    assert eventually(flag_off) < 1.0
+
+
+def _listener_pids(url: str) -> set[int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN tenantry_catalog'"
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_a_reconnected_listener_reloads_everything(config_db, ctn: Tenantry, other: Tenantry, plan_tenant) -> None:
+    t = plan_tenant()
+    key = f"live-{uuid.uuid4().hex[:8]}"
+    flags_service.create_flag(ctn, {"key": key})
+    config_service.set_value(ctn, "welcome", "before", tenant=t.slug)
+    _warm(other, t.slug, key)
+    assert t.id in other._live.views and other._live.flag_set is not None
+    before = _listener_pids(config_db.url)
+    assert before
+    with psycopg.connect(config_db.url, autocommit=True) as admin:
+        for pid in before:  # every listener of this catalog: the change below is announced to no one
+            admin.execute("SELECT pg_terminate_backend(%s, 2000)", (pid,))
+    config_service.set_value(ctn, "welcome", "while disconnected", tenant=t.slug)
+    flags_service.update_flag(ctn, key, {"rollout": 100})
+    listener = other._listener
+    assert listener is not None
+
+    def reconnected() -> None:
+        assert listener.listening.is_set() and _listener_pids(config_db.url) - before
+
+    eventually(reconnected, within=5.0, step=0.05)
+    with other.tenant(t.slug):
+        assert other.config(AppConfig).welcome == "while disconnected"
+        assert other.flags.enabled(key)
+
+
+def test_no_cached_answer_serves_another_tenant_in_threads(ctn: Tenantry, make_plan, plan_tenant) -> None:
+    plan = make_plan()
+    a, b = plan_tenant(plan, prefix="iso-a"), plan_tenant(plan, prefix="iso-b")
+    key = f"iso-{uuid.uuid4().hex[:8]}"
+    flags_service.create_flag(ctn, {"key": key, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": a.slug}], "variant": "on"}]})
+    config_service.set_value(ctn, "welcome", "only for a", tenant=a.slug)
+    config_service.set_value(ctn, "welcome", "override for a", tenant=a.slug, expires_in=__import__("datetime").timedelta(hours=1))
+    expected = {a.slug: (True, "override for a"), b.slug: (False, "hello")}
+    for slug in expected:  # both warm in the same process
+        with ctn.tenant(slug):
+            assert (ctn.flags.enabled(key), ctn.config(AppConfig).welcome) == expected[slug]
+    assert set(ctn._live.views) >= {a.id, b.id}
+    assert all(view.id == tenant_id for tenant_id, view in ctn._live.views.items())
+    wrong: list[str] = []
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(300):
+            slug = rng.choice([a.slug, b.slug])
+            with ctn.tenant(slug):
+                got = (ctn.flags.enabled(key), ctn.config(AppConfig).welcome)
+                if got != expected[slug]:
+                    wrong.append(f"{slug}: {got}")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not wrong
+
+
+def test_no_cached_answer_serves_another_tenant_in_asyncio_tasks(ctn: Tenantry, plan_tenant) -> None:
+    a, b = plan_tenant(prefix="aio-a"), plan_tenant(prefix="aio-b")
+    key = f"aio-{uuid.uuid4().hex[:8]}"
+    flags_service.create_flag(ctn, {"key": key, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": b.slug}], "variant": "on"}]})
+    config_service.set_value(ctn, "limits.max_projects", 1, tenant=a.slug)
+    config_service.set_value(ctn, "limits.max_projects", 2, tenant=b.slug)
+    expected = {a.slug: (False, 1), b.slug: (True, 2)}
+
+    async def task(slug: str, rounds: int) -> list[str]:
+        wrong = []
+        async with ctn.tenant(slug):
+            for _ in range(rounds):
+                await asyncio.sleep(0)  # let the other tenant's tasks run in between
+                got = (ctn.flags.enabled(key), ctn.config(AppConfig).limits.max_projects)
+                if got != expected[slug]:
+                    wrong.append(f"{slug}: {got}")
+        return wrong
+
+    async def main() -> list[str]:
+        results = await asyncio.gather(*(task(s, 50) for s in [a.slug, b.slug] * 10))
+        return [w for r in results for w in r]
+
+    assert asyncio.run(main()) == []
+
+
+def test_an_event_for_one_tenant_leaves_the_other_cached(ctn: Tenantry, plan_tenant) -> None:
+    a, b = plan_tenant(prefix="ev-a"), plan_tenant(prefix="ev-b")
+    for slug in (a.slug, b.slug):
+        with ctn.tenant(slug):
+            ctn.config()
+    view_b = ctn._live.views[b.id]
+    config_service.set_value(ctn, "welcome", "a changed", tenant=a.slug)
+    assert a.id not in ctn._live.views and ctn._live.views.get(b.id) is view_b
+    with ctn.tenant(b.slug):
+        assert ctn.config(AppConfig).welcome == "hello"
+    with ctn.tenant(a.slug):
+        assert ctn.config(AppConfig).welcome == "a changed"
