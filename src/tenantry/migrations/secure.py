@@ -24,6 +24,10 @@ from tenantry.errors import InvalidInput
 
 __all__ = ["SecureReport", "secure_schema"]
 
+# The schema's tables are found through pg_depend (each relation depends on its schema), whose
+# index answers by schema: pg_class has no index on relnamespace, and a scan of it grows with
+# every tenant schema in the database.
+#
 # Functions that open relations (pg_get_expr) or insist on a kind (has_sequence_privilege)
 # appear only in aggregate inputs and the select list, which PostgreSQL evaluates after the
 # WHERE clauses: in a WHERE clause it may call them on other schemas' rows first, locking
@@ -53,7 +57,10 @@ SELECT c.relname,
                AND s.relkind = 'S')
        AND EXISTS (SELECT 1 FROM tenantry.app_tables r
                     WHERE r.schema_name = n.nspname AND r.table_name = c.relname)
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  FROM pg_namespace n
+  JOIN pg_depend d ON d.refclassid = 'pg_namespace'::regclass AND d.refobjid = n.oid
+                  AND d.classid = 'pg_class'::regclass AND d.deptype = 'n'
+  JOIN pg_class c ON c.oid = d.objid
  WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND c.relname <> %(skip)s
  ORDER BY 1
 """
