@@ -9,18 +9,22 @@ with, so the interfaces translate errors without a table of their own::
     ├── CatalogNotInitialised          exit 4, HTTP 503   run `tenantry init` first
     ├── UnsafeRuntimeRole              exit 5, HTTP 500   runtime role could bypass RLS
     ├── InvalidInput                   exit 2, HTTP 422   bad slug, name, plan, option
-    │   └── InvalidSlug
+    │   ├── InvalidSlug
+    │   └── InvalidHostname            not a hostname a tenant can add as its domain
     ├── NotFound                       exit 6, HTTP 404
     │   ├── TenantNotFound
-    │   └── PlanNotFound
+    │   ├── PlanNotFound
+    │   └── DomainNotFound
     ├── Conflict                       exit 7, HTTP 409
     │   ├── TenantExists
     │   ├── InvalidTransition          a status change the lifecycle forbids
-    │   └── TenantMoving               writes refused for a moment: the tenant is moving
+    │   ├── TenantMoving               writes refused for a moment: the tenant is moving
+    │   └── DomainTaken                the hostname belongs to another tenant
     ├── TenantNotActive                exit 8, HTTP 403   suspended/archived tenant asked to serve
-    └── IsolationError                 exit 9, HTTP 403   PostgreSQL refused a cross-tenant act
-        ├── NoTenantBound              a write (or a tenant-scoped call) with no tenant bound
-        └── TenantContextError         the bound tenant changed inside a transaction
+    ├── IsolationError                 exit 9, HTTP 403   PostgreSQL refused a cross-tenant act
+    │   ├── NoTenantBound              a write (or a tenant-scoped call) with no tenant bound
+    │   └── TenantContextError         the bound tenant changed inside a transaction
+    └── VerificationFailed             exit 10, HTTP 422  a domain did not prove ownership (yet)
 
 Driver errors are wrapped and chained (``raise TenantNotFound(...) from err``), never swallowed.
 """
@@ -34,6 +38,9 @@ __all__ = [
     "ConfigurationError",
     "Conflict",
     "DatabaseUnavailable",
+    "DomainNotFound",
+    "DomainTaken",
+    "InvalidHostname",
     "InvalidInput",
     "InvalidSlug",
     "InvalidTransition",
@@ -48,6 +55,7 @@ __all__ = [
     "TenantNotFound",
     "TenantryError",
     "UnsafeRuntimeRole",
+    "VerificationFailed",
 ]
 
 
@@ -102,6 +110,10 @@ class InvalidSlug(InvalidInput):
     """A tenant slug is not a DNS label, or is reserved."""
 
 
+class InvalidHostname(InvalidInput):
+    """A hostname is malformed, an IP address, a wildcard, or under the app's base domain."""
+
+
 class NotFound(TenantryError):
     exit_code = 6
     http_status = 404
@@ -113,6 +125,10 @@ class TenantNotFound(NotFound):
 
 class PlanNotFound(NotFound):
     """No plan has that name."""
+
+
+class DomainNotFound(NotFound):
+    """No domain with that hostname is registered."""
 
 
 class Conflict(TenantryError):
@@ -130,6 +146,10 @@ class InvalidTransition(Conflict):
 
 class TenantMoving(Conflict):
     """The tenant's writes are frozen for the cutover of a move; retry in a moment."""
+
+
+class DomainTaken(Conflict):
+    """The hostname is registered to another tenant."""
 
 
 class TenantNotActive(TenantryError):
@@ -152,3 +172,10 @@ class NoTenantBound(IsolationError):
 
 class TenantContextError(IsolationError):
     """The tenant bound to the context differs from the one the open transaction serves."""
+
+
+class VerificationFailed(TenantryError):
+    """A domain's ownership check (HTTP token or DNS TXT record) did not pass; it stays pending."""
+
+    exit_code = 10
+    http_status = 422
