@@ -16,6 +16,7 @@ from tenantry.app import Tenantry, TenantScope
 from tenantry.context import BoundTenant
 from tenantry.context import current as current_tenant
 from tenantry.core.model import Isolation, Plan, Status, Tenant
+from tenantry.core.hostnames import normalise_hostname
 from tenantry.core.naming import RESERVED_SLUGS, validate_slug
 from tenantry.db.alchemy import TenantScoped, tenant_id_column
 from tenantry.db.binding import AsyncTenantConnection, TenantConnection
@@ -26,6 +27,9 @@ from tenantry.errors import (
     ConfigurationError,
     Conflict,
     DatabaseUnavailable,
+    DomainNotFound,
+    DomainTaken,
+    InvalidHostname,
     InvalidInput,
     InvalidSlug,
     InvalidTransition,
@@ -40,8 +44,19 @@ from tenantry.errors import (
     TenantNotFound,
     TenantryError,
     UnsafeRuntimeRole,
+    VerificationFailed,
 )
+from tenantry.services.domain_checks import DnsChecker, DomainChecker, HttpChecker, Verdict
+from tenantry.services.domains import Domain
 from tenantry.settings import Settings
+from tenantry.web import (
+    CustomDomainResolver,
+    HeaderResolver,
+    JwtClaimResolver,
+    PathPrefixResolver,
+    SubdomainResolver,
+    TenantMiddleware,
+)
 
 __version__ = "0.1.0"
 
@@ -51,24 +66,37 @@ __all__ = [
     "CatalogNotInitialised",
     "ConfigurationError",
     "Conflict",
+    "CustomDomainResolver",
     "DatabaseUnavailable",
+    "DnsChecker",
+    "Domain",
+    "DomainChecker",
+    "DomainNotFound",
+    "DomainTaken",
     "EmbeddedServer",
+    "HeaderResolver",
+    "HttpChecker",
+    "InvalidHostname",
     "InvalidInput",
     "InvalidSlug",
     "InvalidTransition",
     "Isolation",
     "IsolationError",
+    "JwtClaimResolver",
     "NoTenantBound",
     "NotFound",
+    "PathPrefixResolver",
     "Plan",
     "PlanNotFound",
     "RESERVED_SLUGS",
     "Settings",
     "Status",
+    "SubdomainResolver",
     "Tenant",
     "TenantConnection",
     "TenantContextError",
     "TenantExists",
+    "TenantMiddleware",
     "TenantMoving",
     "TenantNotActive",
     "TenantNotFound",
@@ -77,9 +105,12 @@ __all__ = [
     "Tenantry",
     "TenantryError",
     "UnsafeRuntimeRole",
+    "Verdict",
+    "VerificationFailed",
     "acopy_rows",
     "copy_rows",
     "current_tenant",
+    "normalise_hostname",
     "tenant_id_column",
     "validate_slug",
 ]

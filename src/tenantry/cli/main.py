@@ -17,6 +17,7 @@ import typer
 from tenantry.appspec import load_metadata
 from tenantry.cli import audit as audit_cli
 from tenantry.cli import cells as cells_cli
+from tenantry.cli import domains as domains_cli
 from tenantry.cli import migrate as migrate_cli
 from tenantry.cli import plans as plans_cli
 from tenantry.cli import server as server_cli
@@ -40,6 +41,7 @@ app.add_typer(server_cli.app, name="server")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(cells_cli.app, name="cells")
 app.add_typer(migrate_cli.app, name="migrate")
+app.add_typer(domains_cli.app, name="domains")
 
 
 @app.callback()
