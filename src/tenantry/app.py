@@ -111,6 +111,7 @@ class Tenantry:
         self._cells: dict[str, Cell] = {}
         self._listener: CatalogListener | None = None
         self._tenant_cache: dict[str, tuple[float, _Resolved]] = {}
+        self._tenant_generation = 0  # bumped by every tenant event: a lookup racing one is not cached
         self._host_cache: dict[str, tuple[float, HostRoute]] = {}
         self._host_generation = 0  # bumped by every domain event: a lookup racing one is not cached
 
@@ -402,17 +403,25 @@ class Tenantry:
         listener = self._listener
         if listener is None or not listener.listening.is_set():
             return None  # without the listener, changes made elsewhere would go unseen
-        hit = self._tenant_cache.get(str(tenant_service.tenant_key(key)))
+        # the cache holds canonical keys only, so a key found as given is its own canonical
+        # form (the fast path of every request at the edge); other spellings are canonicalised
+        hit = self._tenant_cache.get(key) if isinstance(key, str) else None
+        if hit is None:
+            hit = self._tenant_cache.get(str(tenant_service.tenant_key(key)))
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
     def _lookup(self, key: str | uuid.UUID) -> _Resolved:
         self._listen()
         canonical = str(tenant_service.tenant_key(key))
+        generation = self._tenant_generation
         with self.admin() as conn:
             tenant = tenant_service.get_tenant(conn, key)
             placement = provisioning.read_placement(conn, tenant.id)
         resolved = (tenant, placement)
-        self._tenant_cache[canonical] = (time.monotonic() + self.settings.tenant_cache_ttl, resolved)
+        # a change whose notice arrived while we read may be newer than what we read: caching
+        # it would outlive the notice that was meant to drop it, until the TTL
+        if generation == self._tenant_generation:
+            self._tenant_cache[canonical] = (time.monotonic() + self.settings.tenant_cache_ttl, resolved)
         return resolved
 
     def _resolve(self, key: str | uuid.UUID, allow_inactive: bool, resolved: _Resolved | None = None) -> BoundTenant:
@@ -446,6 +455,7 @@ class Tenantry:
 
     def _on_catalog_event(self, kind: str, key: str) -> None:
         if kind == "tenant":
+            self._tenant_generation += 1
             for cache_key, (_expiry, (tenant, _placement)) in list(self._tenant_cache.items()):
                 if str(tenant.id) == key:
                     self._tenant_cache.pop(cache_key, None)
@@ -456,6 +466,7 @@ class Tenantry:
             self._host_cache.pop(key, None)
 
     def _on_catalog_reset(self) -> None:
+        self._tenant_generation += 1
         self._tenant_cache.clear()
         self._cells.clear()
         self._host_generation += 1

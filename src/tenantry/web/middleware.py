@@ -205,8 +205,10 @@ class TenantMiddleware:
         if match.kind == "host":
             route = await self._host(match.value)
             return route.tenant_id if route.verified else None
-        if match.kind == "slug" and not is_slug(match.value):
-            raise TenantNotFound(f"no tenant {match.value[:70]!r}")
+        if match.kind == "slug":
+            if not is_slug(match.value):
+                raise TenantNotFound(f"no tenant {match.value[:70]!r}")
+            return match.value
         return tenant_service.tenant_key(match.value)
 
     async def _host(self, hostname: str) -> HostRoute:
