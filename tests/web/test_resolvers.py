@@ -126,6 +126,9 @@ def test_jwt_public_keys_by_kid_and_no_key_confusion() -> None:
     r = JwtClaimResolver({"k1": private.public_key()}, algorithms=["RS256"])
     assert r.resolve(_bearer(_token({"tenant": "acme"}, private, "RS256", kid="k1"))) == Match("jwt", "key", "acme")
     assert isinstance(r.resolve(_bearer(_token({"tenant": "acme"}, private, "RS256", kid="k2"))), Refusal)
+    for kid in ([], {"a": 1}, None, 7):  # hostile headers (made by hand) are refusals, not crashes
+        head = base64.urlsafe_b64encode(json.dumps({"alg": "RS256", "kid": kid}).encode()).rstrip(b"=").decode()
+        assert isinstance(r.resolve(_bearer(f"{head}.e30.c2ln")), Refusal)
     # the classic confusion: an HS256 token whose secret is the public key (PyJWT will not
     # even sign one, so it is made by hand); the allow-list and key type must refuse it
     def b64(data: bytes) -> str:

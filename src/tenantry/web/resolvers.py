@@ -236,7 +236,7 @@ class JwtClaimResolver:
         if not isinstance(self.key, Mapping):
             return self.key
         kid = self._jwt.get_unverified_header(token).get("kid")
-        if kid not in self.key:
+        if not isinstance(kid, str) or kid not in self.key:  # a client-made header: any JSON at all
             raise self._jwt.InvalidTokenError("unknown key id")
         return self.key[kid]
 
