@@ -16,7 +16,7 @@ Set-up (not timed)
 
 Sides
     edge        ``TenantMiddleware(app, resolvers=[SubdomainResolver("bench.test"),
-                CustomDomainResolver()])`` (the default chain of an app with a base domain):
+                CustomDomainResolver("bench.test")])`` (the default chain of an app with a base domain):
                 each request carries ``Host: <slug>.bench.test``; the middleware parses it,
                 asks both resolvers, finds the tenant in its per-process cache (warm: the
                 tenant cache is what a running app has) and binds it.
@@ -198,7 +198,9 @@ def setup(tn: Tenantry, count: int) -> list[BoundTenant]:
 async def benchmark_async(tn: Tenantry, tenants: list[BoundTenant], args: argparse.Namespace) -> dict[tuple[str, int], float]:
     app = make_app(tn)
     sides: dict[str, ASGIApp] = {
-        "edge": TenantMiddleware(app, tenantry=tn, resolvers=[SubdomainResolver(BASE_DOMAIN), CustomDomainResolver()]),
+        "edge": TenantMiddleware(
+            app, tenantry=tn, resolvers=[SubdomainResolver(BASE_DOMAIN), CustomDomainResolver(BASE_DOMAIN)]
+        ),
         "hard-wired": HardWired(app),
     }
     # warm the caches a running app has: every tenant and host once, the listener connected

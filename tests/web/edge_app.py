@@ -4,7 +4,7 @@ helpers to call it with httpx in-process (ASGITransport)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -98,5 +98,3 @@ async def get(app: Any, url: str, **kwargs: Any) -> httpx.Response:
     async with client(app) as c:
         return await c.get(url, **kwargs)
 
-
-AsyncCall = Callable[..., Awaitable[httpx.Response]]

@@ -51,6 +51,9 @@ def test_subdomain() -> None:
 def test_custom_domain() -> None:
     assert CustomDomainResolver().resolve(request("Shop.Acme.com:80")) == Match("domain", "host", "shop.acme.com")
     assert CustomDomainResolver().resolve(request(None)) is None
+    based = CustomDomainResolver("example.com")
+    assert based.resolve(request("acme.example.com")) is None and based.resolve(request("example.com")) is None
+    assert based.resolve(request("shop.acme.com")) == Match("domain", "host", "shop.acme.com")
 
 
 def test_header() -> None:

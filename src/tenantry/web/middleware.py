@@ -88,10 +88,11 @@ _NO_TENANT = Refusal(
 def default_resolvers(tn: Tenantry) -> list[Resolver]:
     """The chain used when none is given: the subdomain of ``settings.base_domain`` (if set),
     then verified custom domains. Nothing a client can set freely."""
+    base = tn.settings.base_domain
     chain: list[Resolver] = []
-    if tn.settings.base_domain:
-        chain.append(SubdomainResolver(tn.settings.base_domain))
-    chain.append(CustomDomainResolver())
+    if base:
+        chain.append(SubdomainResolver(base))
+    chain.append(CustomDomainResolver(base or None))
     return chain
 
 

@@ -129,12 +129,21 @@ class SubdomainResolver:
 
 class CustomDomainResolver:
     """A verified custom domain (``shop.acme.com``) -> its tenant. Pending or unknown hostnames
-    name no tenant."""
+    name no tenant. Hosts under ``base_domain`` are never custom domains (adding one is
+    refused), so they are not looked up."""
 
     name = "domain"
 
+    def __init__(self, base_domain: str | None = None) -> None:
+        self.base_domain = None if base_domain is None else normalise_base_domain(base_domain)
+
     def resolve(self, request: RequestInfo) -> Match | None:
-        return None if request.host is None else Match(self.name, "host", request.host)
+        host = request.host
+        if host is None:
+            return None
+        if self.base_domain is not None and (host == self.base_domain or is_under(host, self.base_domain)):
+            return None
+        return Match(self.name, "host", host)
 
 
 class HeaderResolver:
