@@ -4,7 +4,7 @@
 Run::
 
     python bench/edge_overhead.py [--server embedded|system] [--url URL] [--tenants 100]
-                                  [--requests 4000] [--concurrency 1,8] [--rounds 20] [--seed 1]
+                                  [--requests 8000] [--concurrency 1,8] [--slice 64] [--seed 1]
 
 Set-up (not timed)
     A scratch database with its own owner and runtime roles (``bench/_scratch.py``);
@@ -27,13 +27,14 @@ Method
     In-process: requests are ASGI calls (a scope, a ``receive`` that yields the empty body, a
     ``send`` that keeps the status), no server and no sockets, so what differs between the
     sides is only the middleware. Every request picks a random tenant (the same sequence for
-    both sides). ``--concurrency`` tasks share the requests of a round on one event loop.
-    Each round runs the sides in turns (order alternating) for ``--requests / --rounds``
-    requests each (ten times as many for ``/hello``), after a warm-up round. Reported: requests
-    per second (total requests over total time per side), the difference in microseconds per
-    request, and the ratio edge / hard-wired as the median of the rounds' ratios (the machine is
-    shared: a burst of other load lands in one side's turn, and the median sets that round
-    aside). Every response is checked (status 200, and for ``/hello`` the right slug).
+    both sides). ``--concurrency`` tasks share the requests of a turn on one event loop.
+    The sides take turns every ``--slice`` requests (64; the order alternates) until each has
+    served ``--requests`` (ten times as many for ``/hello``), after a warm-up turn: load that
+    comes and goes on this shared machine lands on both sides about equally. The garbage
+    collector runs between cases only. Reported: requests per second of each side (requests
+    over the sum of its turns' times), the difference in microseconds per request, and the
+    ratio edge / hard-wired. Every response is checked (status 200, and for ``/hello`` the
+    right slug).
     The last line is that ratio for ``/count`` at the highest concurrency (goal >= 0.9).
 """
 
@@ -43,7 +44,6 @@ import argparse
 import asyncio
 import gc
 import random
-import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -157,28 +157,28 @@ async def measure(
     sides: dict[str, ASGIApp], path: str, tenants: list[BoundTenant], requests: int, args: argparse.Namespace,
     concurrency: int,
 ) -> tuple[dict[str, float], float]:
-    """Requests per second of each side over all rounds, and the median of the rounds'
-    edge / hard-wired ratios (robust to a burst of other load hitting one side's turn)."""
+    """Requests per second of each side, and the ratio edge / hard-wired.
+
+    The sides take turns every ``--slice`` requests (order alternating), so load that comes
+    and goes on the machine lands on both about equally; the garbage collector runs only
+    between cases."""
     rng = random.Random(args.seed)
-    per_round = max(1, requests // args.rounds)
-    seconds: dict[str, list[float]] = {name: [] for name in sides}
+    slices = max(1, requests // args.slice)
+    seconds = {name: 0.0 for name in sides}
     names = list(sides)
-    for round_ in range(args.rounds + 1):  # round 0 warms up
-        picks = [rng.choice(tenants) for _ in range(per_round)]
-        order = names if round_ % 2 == 0 else list(reversed(names))
-        for name in order:
-            gc.collect()
-            gc.disable()
-            try:
+    gc.collect()
+    gc.disable()
+    try:
+        for turn in range(slices + 1):  # turn 0 warms up
+            picks = [rng.choice(tenants) for _ in range(args.slice)]
+            for name in names if turn % 2 == 0 else reversed(names):
                 took = await run_side(sides[name], path, picks, concurrency)
-            finally:
-                gc.enable()
-            if round_ > 0:
-                seconds[name].append(took)
-    served = per_round * args.rounds
-    rps = {name: served / sum(values) for name, values in seconds.items()}
-    ratios = [hard / edge for edge, hard in zip(seconds["edge"], seconds["hard-wired"])]
-    return rps, statistics.median(ratios)
+                if turn > 0:
+                    seconds[name] += took
+    finally:
+        gc.enable()
+    rps = {name: slices * args.slice / total for name, total in seconds.items()}
+    return rps, rps["edge"] / rps["hard-wired"]
 
 
 def setup(tn: Tenantry, count: int) -> list[BoundTenant]:
@@ -230,14 +230,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     add_server_arguments(parser)
     parser.add_argument("--tenants", type=int, default=100)
-    parser.add_argument("--requests", type=int, default=4000, help="measured requests per side and case")
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=8000, help="measured requests per side and case")
+    parser.add_argument("--slice", type=int, default=64, help="requests per turn of a side")
     parser.add_argument("--concurrency", default="1,8", help="comma-separated task counts")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     args.concurrency = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
-    if args.tenants < 1 or args.requests < args.rounds or args.rounds < 1 or not args.concurrency:
-        parser.error("--tenants and --rounds must be positive and --requests at least --rounds")
+    if args.tenants < 1 or args.slice < 1 or args.requests < args.slice or not args.concurrency:
+        parser.error("--tenants and --slice must be positive and --requests at least --slice")
     return args
 
 
