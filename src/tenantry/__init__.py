@@ -29,6 +29,7 @@ from tenantry.context import current as current_tenant
 from tenantry.core.config import ConfigSections
 from tenantry.core.flags import Evaluation, FlagSpec
 from tenantry.core.model import Isolation, Plan, Status, Tenant
+from tenantry.core.hostnames import normalise_hostname
 from tenantry.core.naming import RESERVED_SLUGS, validate_slug
 from tenantry.db.alchemy import TenantScoped, tenant_id_column
 from tenantry.db.binding import AsyncTenantConnection, TenantConnection
@@ -41,9 +42,12 @@ from tenantry.errors import (
     ConfigurationError,
     Conflict,
     DatabaseUnavailable,
+    DomainNotFound,
+    DomainTaken,
     FlagExists,
     FlagNotFound,
     InvalidBrand,
+    InvalidHostname,
     InvalidInput,
     InvalidSlug,
     InvalidTransition,
@@ -59,11 +63,22 @@ from tenantry.errors import (
     TenantNotFound,
     TenantryError,
     UnsafeRuntimeRole,
+    VerificationFailed,
 )
 from tenantry.live import Flags
+from tenantry.services.domain_checks import DnsChecker, DomainChecker, HttpChecker, Verdict
+from tenantry.services.domains import Domain
 from tenantry.services.spares import Spare, SpareReport
 from tenantry.services.tokens import ApiToken
 from tenantry.settings import Settings
+from tenantry.web import (
+    CustomDomainResolver,
+    HeaderResolver,
+    JwtClaimResolver,
+    PathPrefixResolver,
+    SubdomainResolver,
+    TenantMiddleware,
+)
 
 __version__ = "0.1.0"
 
@@ -83,21 +98,32 @@ __all__ = [
     "ConfigSections",
     "ConfigurationError",
     "Conflict",
+    "CustomDomainResolver",
     "DatabaseUnavailable",
+    "DnsChecker",
+    "Domain",
+    "DomainChecker",
+    "DomainNotFound",
+    "DomainTaken",
     "EmbeddedServer",
     "Evaluation",
     "FlagExists",
     "FlagNotFound",
     "FlagSpec",
     "Flags",
+    "HeaderResolver",
+    "HttpChecker",
     "InvalidBrand",
+    "InvalidHostname",
     "InvalidInput",
     "InvalidSlug",
     "InvalidTransition",
     "Isolation",
     "IsolationError",
+    "JwtClaimResolver",
     "NoTenantBound",
     "NotFound",
+    "PathPrefixResolver",
     "PermissionDenied",
     "Plan",
     "PlanNotFound",
@@ -106,10 +132,12 @@ __all__ = [
     "Spare",
     "SpareReport",
     "Status",
+    "SubdomainResolver",
     "Tenant",
     "TenantConnection",
     "TenantContextError",
     "TenantExists",
+    "TenantMiddleware",
     "TenantMoving",
     "TenantNotActive",
     "TenantNotFound",
@@ -121,10 +149,13 @@ __all__ = [
     "Theme",
     "UnsafeRuntimeRole",
     "Upload",
+    "Verdict",
+    "VerificationFailed",
     "acopy_rows",
     "copy_rows",
     "current_tenant",
     "install_brand_helpers",
+    "normalise_hostname",
     "tenant_id_column",
     "validate_slug",
 ]

@@ -68,7 +68,10 @@ from tenantry.services import audit, moves, provisioning
 from tenantry.services import spares as spares_service
 from tenantry.services import tokens as token_service
 from tenantry.services import cells as cells_service
+from tenantry.services import domains as domains_service
 from tenantry.services.cells import Cell
+from tenantry.services.domain_checks import DomainChecker
+from tenantry.services.domains import Domain, HostRoute
 from tenantry.services.events import CatalogListener
 from tenantry.services import tenants as tenant_service
 from tenantry.settings import Settings
@@ -95,6 +98,11 @@ def _too_busy(max_pools: int) -> str:
         f"the connection pools kept being evicted: more databases are in use at once than"
         f" max_pools ({max_pools}) allows; raise TENANTRY_MAX_POOLS"
     )
+
+
+#: most hostnames the edge's host cache keeps (unknown ones too, so junk Host headers do
+#: not each cost a query); the oldest entry goes first
+_HOST_CACHE_MAX = 10_000
 
 
 class Tenantry:
@@ -140,6 +148,9 @@ class Tenantry:
         self.config_sections.on_change(self._live.on_reset)
         #: feature flags for the bound tenant: ``tn.flags.enabled("x")``
         self.flags = Flags(self._live)
+        self._tenant_generation = 0  # bumped by every tenant event: a lookup racing one is not cached
+        self._host_cache: dict[str, tuple[float, HostRoute]] = {}
+        self._host_generation = 0  # bumped by every domain event: a lookup racing one is not cached
 
     # -- who changes are audited as -------------------------------------------------------
     @property
@@ -532,17 +543,25 @@ class Tenantry:
         listener = self._listener
         if listener is None or not listener.listening.is_set():
             return None  # without the listener, changes made elsewhere would go unseen
-        hit = self._tenant_cache.get(str(tenant_service.tenant_key(key)))
+        # the cache holds canonical keys only, so a key found as given is its own canonical
+        # form (the fast path of every request at the edge); other spellings are canonicalised
+        hit = self._tenant_cache.get(key) if isinstance(key, str) else None
+        if hit is None:
+            hit = self._tenant_cache.get(str(tenant_service.tenant_key(key)))
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
     def _lookup(self, key: str | uuid.UUID) -> _Resolved:
         self._listen()
         canonical = str(tenant_service.tenant_key(key))
+        generation = self._tenant_generation
         with self.admin() as conn:
             tenant = tenant_service.get_tenant(conn, key)
             placement = provisioning.read_placement(conn, tenant.id)
         resolved = (tenant, placement)
-        self._tenant_cache[canonical] = (time.monotonic() + self.settings.tenant_cache_ttl, resolved)
+        # a change whose notice arrived while we read may be newer than what we read: caching
+        # it would outlive the notice that was meant to drop it, until the TTL
+        if generation == self._tenant_generation:
+            self._tenant_cache[canonical] = (time.monotonic() + self.settings.tenant_cache_ttl, resolved)
         return resolved
 
     def _resolve(self, key: str | uuid.UUID, allow_inactive: bool, resolved: _Resolved | None = None) -> BoundTenant:
@@ -579,18 +598,26 @@ class Tenantry:
             self._branding._forget(key)
         self._live.on_event(kind, key)
         if kind == "tenant":
+            self._tenant_generation += 1
             for cache_key, (_expiry, (tenant, _placement)) in list(self._tenant_cache.items()):
                 if str(tenant.id) == key:
                     self._tenant_cache.pop(cache_key, None)
         elif kind == "cell":
             self._cells.pop(key, None)
+        elif kind == "domain":
+            self._host_generation += 1
+            self._host_cache.pop(key, None)
 
     def _on_catalog_reset(self) -> None:
+        self._tenant_generation += 1
         self._tenant_cache.clear()
         self._cells.clear()
         if self._branding is not None:
             self._branding._clear()
         self._live.on_reset()
+        self._host_generation += 1
+        self._host_cache.clear()
+
 
     # -- configuration and flags ------------------------------------------------------------
     def configure(self, model: type[BaseModel]) -> None:
@@ -618,6 +645,29 @@ class Tenantry:
 
     def _forget_flags(self) -> None:
         self._live.on_event("flag", "")
+
+
+    def _cached_host(self, hostname: str) -> HostRoute | None:
+        """What the edge knows of a (normalised) hostname without a query, or ``None``."""
+        listener = self._listener
+        if listener is None or not listener.listening.is_set():
+            return None
+        hit = self._host_cache.get(hostname)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def _lookup_host(self, hostname: str) -> HostRoute:
+        self._listen()
+        generation = self._host_generation
+        with self.admin() as conn:
+            route = domains_service.lookup_host(conn, hostname)
+        if generation == self._host_generation:  # else a change arrived while we read: don't keep it
+            if len(self._host_cache) >= _HOST_CACHE_MAX:
+                try:
+                    self._host_cache.pop(next(iter(self._host_cache)), None)
+                except (StopIteration, RuntimeError):
+                    pass
+            self._host_cache[hostname] = (time.monotonic() + self.settings.tenant_cache_ttl, route)
+        return route
 
     # -- tenant traffic ---------------------------------------------------------------------
     def _get_binder(self) -> Binder:
@@ -687,6 +737,47 @@ class Tenantry:
     def undrain_cell(self, name: str) -> Cell:
         """Let a drained cell take new tenants again."""
         return cells_service.set_cell_status(self, name, "active")
+
+    # -- custom domains ---------------------------------------------------------------------
+    def add_domain(self, hostname: str, tenant: str | uuid.UUID) -> Domain:
+        """Register a custom hostname for a tenant; it routes once :meth:`verify_domain`
+        passes. Adding it again to the same tenant returns it unchanged.
+
+        >>> tn.add_domain("Shop.Acme.com", "acme").token   # doctest: +SKIP
+        """
+        with self.admin() as conn:
+            catalog.require_catalog(conn)
+        domain = domains_service.add_domain(self, hostname, tenant)
+        self._on_catalog_event("domain", domain.hostname)  # this process at once; others by NOTIFY
+        return domain
+
+    def verify_domain(
+        self, hostname: str, *, method: str = "http", checker: DomainChecker | None = None
+    ) -> Domain:
+        """Check a pending domain (``http``: the token at ``/.well-known/tenantry/<token>``,
+        ``dns``: a TXT record; or your own ``checker``) and mark it verified, or raise
+        :class:`~tenantry.errors.VerificationFailed` saying what to publish."""
+        domain = domains_service.verify_domain(self, hostname, method=method, checker=checker)
+        self._on_catalog_event("domain", domain.hostname)
+        return domain
+
+    def domains(self, tenant: str | uuid.UUID | None = None) -> list[Domain]:
+        """Custom domains, of one tenant or of all."""
+        with self.admin() as conn:
+            catalog.require_catalog(conn)
+            owner = None if tenant is None else tenant_service.get_tenant(conn, tenant).id
+            return domains_service.list_domains(conn, owner)
+
+    def get_domain(self, hostname: str) -> Domain:
+        with self.admin() as conn:
+            return domains_service.get_domain(conn, hostname)
+
+    def remove_domain(self, hostname: str) -> Domain | None:
+        """Stop serving a custom domain; returns it, or ``None`` when it was not registered."""
+        removed = domains_service.remove_domain(self, hostname)
+        if removed is not None:
+            self._on_catalog_event("domain", removed.hostname)
+        return removed
 
     @property
     def router(self) -> Router:

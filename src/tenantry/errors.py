@@ -11,22 +11,26 @@ with, so the interfaces translate errors without a table of their own::
     ├── InvalidInput                   exit 2, HTTP 422   bad slug, name, plan, option
     │   ├── InvalidSlug
     │   ├── ConfigInvalid              a config value or flag definition fails validation
-    │   └── InvalidBrand               a theme, image or e-mail template refused; nothing saved
+    │   ├── InvalidBrand               a theme, image or e-mail template refused; nothing saved
+    │   └── InvalidHostname            not a hostname a tenant can add as its domain
     ├── NotFound                       exit 6, HTTP 404
     │   ├── TenantNotFound
     │   ├── PlanNotFound
-    │   └── FlagNotFound
+    │   ├── FlagNotFound
+    │   └── DomainNotFound
     ├── Conflict                       exit 7, HTTP 409
     │   ├── TenantExists
     │   ├── FlagExists                 a flag with that key exists with another definition
     │   ├── InvalidTransition          a status change the lifecycle forbids
-    │   └── TenantMoving               writes refused for a moment: the tenant is moving
+    │   ├── TenantMoving               writes refused for a moment: the tenant is moving
+    │   └── DomainTaken                the hostname belongs to another tenant
     ├── TenantNotActive                exit 8, HTTP 403   suspended/archived tenant asked to serve
     ├── IsolationError                 exit 9, HTTP 403   PostgreSQL refused a cross-tenant act
     │   ├── NoTenantBound              a write (or a tenant-scoped call) with no tenant bound
     │   └── TenantContextError         the bound tenant changed inside a transaction
     ├── AuthenticationFailed           exit 11, HTTP 401  API token missing, unknown, expired or revoked
-    └── PermissionDenied               exit 12, HTTP 403  the API token lacks the scope an action needs
+    ├── PermissionDenied               exit 12, HTTP 403  the API token lacks the scope an action needs
+    └── VerificationFailed             exit 13, HTTP 422  a domain did not prove ownership (yet)
 
 Driver errors are wrapped and chained (``raise TenantNotFound(...) from err``), never swallowed.
 """
@@ -42,9 +46,12 @@ __all__ = [
     "ConfigurationError",
     "Conflict",
     "DatabaseUnavailable",
+    "DomainNotFound",
+    "DomainTaken",
     "FlagExists",
     "FlagNotFound",
     "InvalidBrand",
+    "InvalidHostname",
     "InvalidInput",
     "InvalidSlug",
     "InvalidTransition",
@@ -60,6 +67,7 @@ __all__ = [
     "TenantNotFound",
     "TenantryError",
     "UnsafeRuntimeRole",
+    "VerificationFailed",
 ]
 
 
@@ -117,6 +125,8 @@ class InvalidSlug(InvalidInput):
 class InvalidBrand(InvalidInput):
     """A brand change was refused (a colour, font, name, image or e-mail template); the
     message names the field. Nothing of the change was saved."""
+
+
 class ConfigInvalid(InvalidInput):
     """A config value or a flag definition does not validate; nothing was saved.
 
@@ -127,6 +137,10 @@ class ConfigInvalid(InvalidInput):
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
         self.problems = list(problems or [])
+
+
+class InvalidHostname(InvalidInput):
+    """A hostname is malformed, an IP address, a wildcard, or under the app's base domain."""
 
 
 class NotFound(TenantryError):
@@ -144,6 +158,10 @@ class PlanNotFound(NotFound):
 
 class FlagNotFound(NotFound):
     """No feature flag has that key."""
+
+
+class DomainNotFound(NotFound):
+    """No domain with that hostname is registered."""
 
 
 class Conflict(TenantryError):
@@ -165,6 +183,10 @@ class InvalidTransition(Conflict):
 
 class TenantMoving(Conflict):
     """The tenant's writes are frozen for the cutover of a move; retry in a moment."""
+
+
+class DomainTaken(Conflict):
+    """The hostname is registered to another tenant."""
 
 
 class TenantNotActive(TenantryError):
@@ -205,3 +227,10 @@ class PermissionDenied(TenantryError):
     def __init__(self, message: str, *, scope: str | None = None) -> None:
         super().__init__(message)
         self.scope = scope
+
+
+class VerificationFailed(TenantryError):
+    """A domain's ownership check (HTTP token or DNS TXT record) did not pass; it stays pending."""
+
+    exit_code = 13
+    http_status = 422

@@ -92,6 +92,10 @@ class Settings:
     by itself: run the fill after each deploy and from a periodic job (see
     :mod:`tenantry.services.spares`). ``TENANTRY_SPARE_SCHEMAS``."""
 
+    base_domain: str | None = None
+    """The app's own domain: tenants are served at ``<slug>.<base_domain>`` by the subdomain
+    resolver, and custom domains may not be under it. ``TENANTRY_BASE_DOMAIN``."""
+
     def __post_init__(self) -> None:
         for label, value in (
             ("owner role", self.owner_role),
@@ -131,6 +135,7 @@ class Settings:
             "owner_role": "TENANTRY_OWNER_ROLE",
             "runtime_role": "TENANTRY_RUNTIME_ROLE",
             "pooled_schema": "TENANTRY_POOLED_SCHEMA",
+            "base_domain": "TENANTRY_BASE_DOMAIN",
         }
         for name, var in text.items():
             if env.get(var):

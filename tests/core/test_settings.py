@@ -55,3 +55,8 @@ def test_bad_settings_raise(env: dict[str, str]) -> None:
 def test_settings_are_frozen() -> None:
     with pytest.raises(AttributeError):
         Settings().owner_role = "x"  # type: ignore[misc]
+
+
+def test_base_domain_from_env() -> None:
+    assert Settings.from_env({"TENANTRY_BASE_DOMAIN": "example.com"}).base_domain == "example.com"
+    assert Settings.from_env({}).base_domain is None

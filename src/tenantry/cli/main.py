@@ -22,6 +22,7 @@ from tenantry.cli import cells as cells_cli
 from tenantry.cli import demo as demo_cli
 from tenantry.cli import config as config_cli
 from tenantry.cli import flags as flags_cli
+from tenantry.cli import domains as domains_cli
 from tenantry.cli import migrate as migrate_cli
 from tenantry.cli import plans as plans_cli
 from tenantry.cli import server as server_cli
@@ -54,6 +55,7 @@ app.command(name="demo")(demo_cli.demo)
 app.add_typer(spares_cli.app, name="spares")
 app.add_typer(config_cli.app, name="config")
 app.add_typer(flags_cli.app, name="flags")
+app.add_typer(domains_cli.app, name="domains")
 
 
 @app.callback()

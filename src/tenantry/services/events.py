@@ -1,7 +1,7 @@
 """Catalog change events: NOTIFY in the changing transaction, LISTEN in every process.
 
-A change to a tenant (status, placement) or a cell sends ``NOTIFY tenantry_catalog`` with
-``tenant:<id>`` or ``cell:<name>`` inside the transaction that makes it, so the notice goes
+A change to a tenant (status, placement), a cell or a custom domain sends ``NOTIFY
+tenantry_catalog`` with ``tenant:<id>``, ``cell:<name>`` or ``domain:<hostname>`` inside the transaction that makes it, so the notice goes
 out exactly when the change commits. Each :class:`tenantry.Tenantry` runs a
 :class:`CatalogListener` thread that drops what it cached about the named tenant or cell;
 after a lost connection it drops everything, since notices may have been missed.
@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["CHANNEL", "CatalogListener", "notify_cell", "notify_config", "notify_flag", "notify_tenant"]
+__all__ = ["CHANNEL", "CatalogListener", "notify_cell", "notify_config", "notify_domain", "notify_flag", "notify_tenant"]
 
 CHANNEL = "tenantry_catalog"
 _log = logging.getLogger("tenantry.events")
@@ -39,6 +39,11 @@ def notify_config(conn: psycopg.Connection[Any], scope: str, key: str) -> None:
 def notify_flag(conn: psycopg.Connection[Any], key: str) -> None:
     """A feature flag changed (created, updated, killed or deleted): ``flag:<key>``."""
     conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"flag:{key}"))
+
+
+def notify_domain(conn: psycopg.Connection[Any], hostname: str) -> None:
+    """A custom domain changed: ``domain:<hostname>``."""
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"domain:{hostname}"))
 
 
 class CatalogListener:

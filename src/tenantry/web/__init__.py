@@ -1,0 +1,40 @@
+"""The web edge: ASGI middleware that resolves, checks and binds each request's tenant.
+
+Pure ASGI: nothing here imports Starlette, FastAPI or Litestar, and it works under all three::
+
+    from tenantry.web import PathPrefixResolver, SubdomainResolver, TenantMiddleware
+
+    app.add_middleware(
+        TenantMiddleware, tenantry=tn,
+        resolvers=[SubdomainResolver("example.com"), PathPrefixResolver("/t")],
+    )
+
+:mod:`tenantry.web.problems` builds RFC 9457 problem documents for any HTTP face of tenantry.
+"""
+
+from tenantry.web.middleware import TenantMiddleware, default_resolvers
+from tenantry.web.resolvers import (
+    CustomDomainResolver,
+    HeaderResolver,
+    JwtClaimResolver,
+    Match,
+    PathPrefixResolver,
+    Refusal,
+    RequestInfo,
+    Resolver,
+    SubdomainResolver,
+)
+
+__all__ = [
+    "CustomDomainResolver",
+    "HeaderResolver",
+    "JwtClaimResolver",
+    "Match",
+    "PathPrefixResolver",
+    "Refusal",
+    "RequestInfo",
+    "Resolver",
+    "SubdomainResolver",
+    "TenantMiddleware",
+    "default_resolvers",
+]

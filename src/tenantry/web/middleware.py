@@ -1,0 +1,257 @@
+"""``TenantMiddleware``: pure ASGI, so it wraps Starlette, FastAPI, Litestar or any ASGI app.
+
+For each HTTP or WebSocket request it asks its resolvers which tenant the request names, looks
+the tenant up (a per-process cache, dropped by the catalog's LISTEN/NOTIFY on every change;
+a miss is read in a worker thread, so the event loop never waits on the database), refuses
+what must not be served, and binds the tenant context around the *whole* downstream call: the
+handler, a streamed body and the background tasks Starlette runs after the response all see the
+tenant, and the binding is undone with its token when the call returns or raises.
+
+Refusals are RFC 9457 problem documents (an HTML page for browsers):
+
+==========================================  ======
+the request names no tenant                 404
+an unknown, deleted or malformed tenant     404
+a suspended, archived or unplaced tenant    403
+resolvers name two different tenants        403
+a bearer token that fails verification      401
+the catalog cannot be reached               503
+==========================================  ======
+
+**Precedence.** Every resolver in the chain is asked; all that match must name the same
+tenant, or the request is refused. So tenant A's subdomain with tenant B's path prefix (or B's
+token) is never served as either: there is no order in which signals could mix. The order of
+the chain only decides which refusal a request gets first.
+
+**Domain checks.** ``GET /.well-known/tenantry/<token>`` on a registered custom hostname
+(pending or verified) answers the token, so a tenant proves a hostname by pointing it at the
+app; see :mod:`tenantry.services.domain_checks`.
+
+Usage::
+
+    app = Starlette(routes=...)
+    app.add_middleware(TenantMiddleware, tenantry=tn, resolvers=[SubdomainResolver("example.com")])
+    # Litestar, or anything: wrap the whole app, so that routing sees the rewritten root_path
+    app = TenantMiddleware(Litestar(route_handlers=...), tenantry=tn)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from typing import Any
+
+from tenantry import context
+from tenantry.app import Tenantry
+from tenantry.context import BoundTenant
+from tenantry.core.model import Tenant
+from tenantry.core.naming import is_slug
+from tenantry.core.placement import Placement
+from tenantry.errors import TenantNotFound, TenantryError
+from tenantry.services import tenants as tenant_service
+from tenantry.services.domain_checks import WELL_KNOWN
+from tenantry.services.domains import HostRoute
+from tenantry.web.problems import (
+    problem,
+    problem_from_error,
+    problem_type,
+    send_problem,
+    wants_html,
+)
+from tenantry.web.resolvers import (
+    CustomDomainResolver,
+    Match,
+    Refusal,
+    RequestInfo,
+    Resolver,
+    SubdomainResolver,
+)
+
+__all__ = ["TenantMiddleware", "default_resolvers"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_log = logging.getLogger("tenantry.web")
+_NO_TENANT = Refusal(
+    "chain", 404, "Not Found", "this request names no tenant", problem_type("no-tenant")
+)
+
+
+def default_resolvers(tn: Tenantry) -> list[Resolver]:
+    """The chain used when none is given: the subdomain of ``settings.base_domain`` (if set),
+    then verified custom domains. Nothing a client can set freely."""
+    base = tn.settings.base_domain
+    chain: list[Resolver] = []
+    if base:
+        chain.append(SubdomainResolver(base))
+    chain.append(CustomDomainResolver(base or None))
+    return chain
+
+
+class TenantMiddleware:
+    """Resolve, check and bind the tenant of every request (see the module's docstring).
+
+    ``resolvers``: the chain (default :func:`default_resolvers`). ``optional``: serve requests
+    that name no tenant, with no tenant bound, instead of 404. ``exempt``: paths (or prefixes
+    ending in ``/``) served without a tenant, such as health checks. ``serve_challenges``:
+    answer domain checks at ``/.well-known/tenantry/<token>``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        tenantry: Tenantry,
+        resolvers: Sequence[Resolver] | None = None,
+        *,
+        optional: bool = False,
+        exempt: Iterable[str] = (),
+        serve_challenges: bool = True,
+    ) -> None:
+        self.app = app
+        self.tn = tenantry
+        self.resolvers = list(resolvers) if resolvers is not None else default_resolvers(tenantry)
+        self.optional = optional
+        self.exempt = tuple(exempt)
+        self.serve_challenges = serve_challenges
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)  # lifespan and the like: nothing to resolve
+            return
+        request = RequestInfo.from_scope(scope)
+        if self.serve_challenges and scope["type"] == "http" and request.path.startswith(WELL_KNOWN):
+            await self._challenge(request, send)
+            return
+        if self.exempt and self._exempt(request.path):
+            await self._call(None, scope, receive, send)
+            return
+        try:
+            outcome = await self._resolve(request)
+        except TenantryError as err:
+            if err.http_status >= 500:
+                _log.error("tenant resolution failed: %s", err)
+            await self._refuse(scope, send, problem_from_error(err))
+            return
+        if isinstance(outcome, Refusal):
+            if outcome is _NO_TENANT and self.optional:
+                await self._call(None, scope, receive, send)
+                return
+            response = problem(
+                outcome.status, outcome.title, outcome.detail, outcome.type_, headers=dict(outcome.headers)
+            )
+            await self._refuse(scope, send, response)
+            return
+        bound, root_path = outcome
+        if root_path is not None:
+            scope = dict(scope)
+            scope["root_path"] = root_path
+        await self._call(bound, scope, receive, send)
+
+    async def _call(self, bound: BoundTenant | None, scope: Scope, receive: Receive, send: Send) -> None:
+        # bound (or explicitly unbound) for the whole call: the response body is streamed and
+        # background tasks run inside it; reset with the token even when it raises
+        token = context._set(bound)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            context._reset(token)
+
+    def _exempt(self, path: str) -> bool:
+        return any(path == p or (p.endswith("/") and path.startswith(p)) for p in self.exempt)
+
+    # -- resolution -----------------------------------------------------------------------
+    async def _resolve(self, request: RequestInfo) -> tuple[BoundTenant, str | None] | Refusal:
+        matches: list[Match] = []
+        for resolver in self.resolvers:
+            found = resolver.resolve(request)
+            if isinstance(found, Refusal):
+                return found
+            if found is not None:
+                matches.append(found)
+        chosen: tuple[str | uuid.UUID, tuple[Tenant, Placement | None]] | None = None
+        chosen_match: Match | None = None
+        root_path: str | None = None
+        for match in matches:
+            key = await self._key(match)
+            if key is None:
+                continue  # a hostname that is not a verified custom domain
+            resolved = self.tn._cached(key)
+            if resolved is None:
+                resolved = await asyncio.to_thread(self.tn._lookup, key)
+            if chosen is None:
+                chosen, chosen_match = (key, resolved), match
+            elif resolved[0].id != chosen[1][0].id:
+                assert chosen_match is not None
+                return Refusal(
+                    "chain", 403, "Conflicting tenants",
+                    f"the request's {chosen_match.source} and {match.source} name different tenants",
+                    problem_type("tenant-mismatch"),
+                )
+            if match.root_path is not None:
+                root_path = match.root_path
+        if chosen is None:
+            return _NO_TENANT
+        bound = self.tn._resolve(chosen[0], False, chosen[1])
+        return bound, root_path
+
+    async def _key(self, match: Match) -> str | uuid.UUID | None:
+        if match.kind == "host":
+            route = await self._host(match.value)
+            return route.tenant_id if route.verified else None
+        if match.kind == "slug":
+            if not is_slug(match.value):
+                raise TenantNotFound(f"no tenant {match.value[:70]!r}")
+            return match.value
+        return tenant_service.tenant_key(match.value)
+
+    async def _host(self, hostname: str) -> HostRoute:
+        route = self.tn._cached_host(hostname)
+        if route is None:
+            route = await asyncio.to_thread(self.tn._lookup_host, hostname)
+        return route
+
+    # -- answers --------------------------------------------------------------------------
+    async def _challenge(self, request: RequestInfo, send: Send) -> None:
+        token = request.path[len(WELL_KNOWN):]
+        route = None if request.host is None else await self._host(request.host)
+        known = route is not None and route.token is not None and hmac.compare_digest(route.token, token)
+        if not known or request.scope.get("method") not in ("GET", "HEAD"):
+            response = problem(404, "Not Found", "no domain check is pending here", problem_type("no-domain-check"))
+            await send_problem(send, response)
+            return
+        body = token.encode()
+        await send({
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        })
+        await send({"type": "http.response.body", "body": b"" if request.scope["method"] == "HEAD" else body})
+
+    async def _refuse(self, scope: Scope, send: Send, response: tuple[int, list[tuple[bytes, bytes]], bytes]) -> None:
+        if scope["type"] == "websocket":
+            # before accept, a close makes the server refuse the handshake (HTTP 403)
+            await send({"type": "websocket.close", "code": 1008, "reason": _reason(response[2])})
+            return
+        accept = None
+        for name, value in scope.get("headers", ()):
+            if name == b"accept":
+                accept = value.decode("latin-1")
+                break
+        await send_problem(send, response, html_page=wants_html(accept))
+
+
+def _reason(body: bytes) -> str:
+    title = str(json.loads(body).get("title", ""))
+    return title[:120]
