@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 from examples.tracker.app import SESSION_COOKIE
 from examples.tracker.models import Comment, Member, Project, Task
 from examples.tracker.seed import DATASETS, seed
-from examples.tracker.tenancy import slug_from_host
-from tenantry import current_tenant
+from tenantry import Verdict, current_tenant
 from tests.examples.conftest import LOGIN, TENANTS, Tracker, csrf_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -391,13 +390,26 @@ def test_seed_writes_once(tracker: Tracker) -> None:
 
 
 # -- the code itself ----------------------------------------------------------------------------
-def test_host_parsing() -> None:
-    assert slug_from_host("acme.localhost", "localhost") == "acme"
-    assert slug_from_host("Acme.Example.COM:443", "example.com") == "acme"
-    assert slug_from_host("acme.example.com.", "example.com.") == "acme"
-    for host in ("example.com", ".example.com", "a.b.example.com", "acme.example.co", "acmeexample.com",
-                 "public.example.com", "x" * 64 + ".example.com", "acmé.example.com"):
-        assert slug_from_host(host, "example.com") is None, host
+def test_a_verified_custom_domain_serves_its_tenant_and_a_pending_one_nothing(tracker: Tracker) -> None:
+    class Proven:
+        method = "http"
+
+        def check(self, hostname: str, token: str) -> Verdict:
+            return Verdict(True, "proven in a test")
+
+    host = f"tracker-{uuid.uuid4().hex[:8]}.globex.example"
+    tracker.tn.add_domain(host, "globex")
+
+    async def get() -> httpx.Response:
+        async with tracker.client("acme") as client:
+            return await client.get("/login", headers={"host": host.upper() + "."})
+
+    assert tracker.runner.run(get()).status_code == 404  # pending: not served
+    tracker.tn.verify_domain(host, checker=Proven())
+    served = tracker.runner.run(get())
+    assert served.status_code == 200 and "Globex" in served.text and "Acme" not in served.text
+    tracker.tn.remove_domain(host)
+    assert tracker.runner.run(get()).status_code == 404
 
 
 def test_the_app_code_never_names_the_tenant_column() -> None:
