@@ -1,11 +1,11 @@
 """The admin API's routers, one per resource; :data:`ROUTERS` is what the app mounts under
-``/v1`` (a new resource, such as domains, is one more module and one more entry)."""
+``/v1`` (a new resource is one more module and one more entry)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tenantry.api.routes import audit, cells, jobs, migrations, plans, tenants
+from tenantry.api.routes import audit, cells, domains, jobs, migrations, plans, tenants
 
 __all__ = ["ROUTERS"]
 
@@ -14,6 +14,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     jobs.router,
     plans.router,
     cells.router,
+    domains.router,
     migrations.router,
     audit.router,
 )
