@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tenantry.api.routes import audit, cells, domains, jobs, migrations, plans, tenants
+from tenantry.api.routes import audit, cells, config, domains, jobs, migrations, plans, tenants
 
 __all__ = ["ROUTERS"]
 
@@ -15,6 +15,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     plans.router,
     cells.router,
     domains.router,
+    config.router,
     migrations.router,
     audit.router,
 )
