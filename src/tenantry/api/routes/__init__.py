@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tenantry.api.routes import audit, cells, config, domains, jobs, migrations, plans, tenants
+from tenantry.api.routes import audit, cells, config, domains, flags, jobs, migrations, plans, tenants
 
 __all__ = ["ROUTERS"]
 
@@ -16,6 +16,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     cells.router,
     domains.router,
     config.router,
+    flags.router,
     migrations.router,
     audit.router,
 )
