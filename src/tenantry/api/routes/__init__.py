@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tenantry.api.routes import audit, cells, config, domains, flags, jobs, migrations, plans, tenants
+from tenantry.api.routes import audit, brands, cells, config, domains, flags, jobs, migrations, plans, tenants
 
 __all__ = ["ROUTERS"]
 
 ROUTERS: tuple[APIRouter, ...] = (
     tenants.router,
+    brands.router,
     jobs.router,
     plans.router,
     cells.router,
