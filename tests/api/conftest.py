@@ -114,10 +114,11 @@ def api(portal: BlockingPortal, admin_app: FastAPI, admin_secret: str) -> Client
     return Client(portal, admin_app, admin_secret)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def config_catalog(server_url: str) -> Iterator[tuple[Scratch, Tenantry]]:
     """A catalog of the config and flags tests' own (the plans and flags they add stay out of
-    the other tests' catalog), with the test app's config schema."""
+    the other tests' catalog), with the test app's config schema; closed (its connections
+    too) when the API tests end."""
     db = Scratch(server_url)
     tenantry = Tenantry(db.settings(), metadata=Base.metadata, actor="pytest-api-config", config=AppConfig)
     try:
@@ -128,12 +129,12 @@ def config_catalog(server_url: str) -> Iterator[tuple[Scratch, Tenantry]]:
         db.drop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ctn(config_catalog: tuple[Scratch, Tenantry]) -> Tenantry:
     return config_catalog[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def config_app(ctn: Tenantry) -> Iterator[tuple[FastAPI, str]]:
     app = create_admin_app(ctn)
     _, secret = ctn.create_token(f"admin-{uuid.uuid4().hex[:10]}", ["admin"])

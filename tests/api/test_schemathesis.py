@@ -45,7 +45,7 @@ class Refuse:
         return Verdict(False, f"{hostname} is not checked in this test")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def fuzzed(server_url: str) -> Iterator[tuple[Any, str]]:
     """The app over a catalog of its own (whatever the generated requests do stays there),
     with a few tenants to find, and an admin token."""
