@@ -115,6 +115,9 @@ def test_write_scopes_imply_reads_and_admin_implies_all() -> None:
     assert allows(["moves:write"], "jobs:read") and allows(["cells:write"], "cells:read")
     assert not allows(["tenants:read"], "tenants:write") and not allows(["moves:write"], "tenants:write")
     assert expand(["admin"]) == set(SCOPES)
+    for resource in ("domains", "config", "flags", "brands"):
+        assert expand([f"{resource}:write"]) == {f"{resource}:write", f"{resource}:read"}
+        assert not allows([f"{resource}:read"], f"{resource}:write")
 
 
 def test_token_creation_is_validated(tn: Tenantry) -> None:

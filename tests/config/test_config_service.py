@@ -286,3 +286,32 @@ def test_schema_from_the_settings(config_db, ctn: Tenantry, plan_tenant) -> None
     finally:
         for t in (found, via_app, broken):
             t.close()
+
+
+def test_set_values_is_one_version_all_or_nothing(ctn: Tenantry, plan_tenant) -> None:
+    t = plan_tenant()
+    change = service.set_values(ctn, {"limits.max_projects": 40, "welcome": "hi", "tags": ["a"]}, tenant=t.slug)
+    assert change.version == 1 and sorted(c.path for c in change.changes) == ["limits.max_projects", "tags", "welcome"]
+    assert service.history(ctn, tenant=t.slug)[0].message == "set limits.max_projects, welcome, tags"
+    with pytest.raises(ConfigInvalid) as refused:
+        service.set_values(ctn, {"welcome": "lost", "limits.max_users": 0}, tenant=t.slug)
+    assert [p.split(":")[0] for p in refused.value.problems] == ["limits.max_users"]
+    assert service.get(ctn, tenant=t.slug).document["welcome"] == "hi"  # the valid key was not saved either
+    for bad in ({}, {"a..b": 1}):
+        with pytest.raises(InvalidInput):
+            service.set_values(ctn, bad, tenant=t.slug)
+    overrides = service.set_values(ctn, {"welcome": "promo", "limits.max_projects": 99}, tenant=t.slug,
+                                   expires_in=timedelta(hours=1))
+    assert {c.layer for c in overrides.changes} == {"override"}
+    live = service.get(ctn, tenant=t.slug).overrides
+    assert live["welcome"]["expires_at"] == live["limits.max_projects"]["expires_at"]  # they end together
+
+
+def test_history_pages_by_version(ctn: Tenantry, plan_tenant) -> None:
+    t = plan_tenant()
+    for n in range(5):
+        service.set_value(ctn, "limits.max_projects", n + 1, tenant=t.slug)
+    assert [v.version for v in service.history(ctn, tenant=t.slug, limit=2)] == [5, 4]
+    assert [v.version for v in service.history(ctn, tenant=t.slug, limit=2, before=4)] == [3, 2]
+    assert [v.version for v in service.history(ctn, tenant=t.slug, before=2)] == [1]
+    assert service.history(ctn, tenant=t.slug, before=1) == []

@@ -17,7 +17,7 @@ with a job to poll at ``/v1/jobs/{id}``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,6 +31,7 @@ from tenantry.api.problems import PROBLEM_MEDIA_TYPE, install_handlers
 from tenantry.api.routes import ROUTERS
 from tenantry.app import Tenantry
 from tenantry.errors import InvalidInput
+from tenantry.services.domain_checks import DomainChecker
 from tenantry.services.jobs import JobRunner
 
 __all__ = ["API_PREFIX", "create_admin_app"]
@@ -38,8 +39,8 @@ __all__ = ["API_PREFIX", "create_admin_app"]
 API_PREFIX = "/v1"
 
 _DESCRIPTION = """\
-The control plane of tenantry: tenants, plans, cells, placements, moves, app migrations and
-the audit log.
+The control plane of tenantry: tenants, plans, cells, placements, moves, custom domains,
+configuration, feature flags, brands, app migrations and the audit log.
 
 **Authentication**: `Authorization: Bearer <token>`, a token made with
 `tenantry tokens create NAME --scope tenants:write ...`. Each operation names the scope it
@@ -52,12 +53,26 @@ poll `GET /v1/jobs/{id}` until it is `done` or `failed`.
 """
 
 
-def create_admin_app(tn: Tenantry, *, job_workers: int = 2, docs: bool = True) -> FastAPI:
+def create_admin_app(
+    tn: Tenantry,
+    *,
+    job_workers: int = 2,
+    docs: bool = True,
+    domain_checkers: Mapping[str, DomainChecker] | None = None,
+) -> FastAPI:
     """The admin API over ``tn``; long operations run in ``job_workers`` background threads.
+
+    ``domain_checkers`` (``{"http": HttpChecker(connect_to=...), "dns": DnsChecker(...)}``)
+    replace the default ownership checks of ``POST /v1/domains/{hostname}/verify`` for the
+    methods they name (the operator's choice: a request cannot say where a check connects).
 
     The app does not own ``tn``: close it yourself. Shutting the app down (its lifespan)
     waits for running jobs to finish.
     """
+    checkers = dict(domain_checkers or {})
+    unknown = sorted(set(checkers) - {"http", "dns"})
+    if unknown:
+        raise InvalidInput(f"domain checkers are for the methods 'http' and 'dns', not {', '.join(map(repr, unknown))}")
     runner = JobRunner(tn, workers=job_workers)
 
     @asynccontextmanager
@@ -76,6 +91,7 @@ def create_admin_app(tn: Tenantry, *, job_workers: int = 2, docs: bool = True) -
     )
     app.state.tenantry = tn
     app.state.jobs = runner
+    app.state.domain_checkers = checkers
     api = APIRouter(prefix=API_PREFIX, dependencies=[Security(bearer), Depends(refuse_unknown_query)])
     for router in ROUTERS:
         api.include_router(router)

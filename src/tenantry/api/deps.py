@@ -35,7 +35,9 @@ _SAID = {
     403: "The token lacks the scope this needs.",
     404: "No such resource.",
     409: "Conflicts with the resource's state (lifecycle, a running job, a name taken).",
-    422: "The request is not valid (fields, cursor, slug, plan or cell rules).",
+    413: "The body is larger than this resource takes.",
+    415: "The body's content type is not one this resource takes.",
+    422: "The request is not valid (fields, cursor, slug, plan or cell rules, or what the resource's own validation refuses).",
     500: "An unexpected error, or a server configuration error.",
     503: "PostgreSQL is unreachable, or the catalog needs `tenantry init`.",
 }

@@ -2,7 +2,8 @@
 
 ``application/problem+json`` with ``type`` (a URN naming the kind of problem), ``title``,
 ``status``, ``detail`` and ``instance`` (the request's path), plus extension members where they
-help (``errors`` for invalid fields, ``scope`` for a missing scope). Tenantry's errors carry
+help (``errors`` for invalid fields, ``scope`` for a missing scope, ``problems`` for a config
+value or flag definition that does not validate: one ``"path: message"`` line each). Tenantry's errors carry
 their HTTP status (:mod:`tenantry.errors`), so one handler maps them all. An unexpected error
 answers 500 with no trace of its text: the server log has it.
 """
@@ -22,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tenantry.errors import AuthenticationFailed, PermissionDenied, TenantryError
+from tenantry.errors import AuthenticationFailed, ConfigInvalid, PermissionDenied, TenantryError
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -104,6 +105,8 @@ def problem_for(err: TenantryError, instance: str | None, *, bare_challenge: boo
     extensions: dict[str, Any] = {}
     if isinstance(err, PermissionDenied) and err.scope:
         extensions["scope"] = err.scope
+    if isinstance(err, ConfigInvalid):
+        extensions["problems"] = list(err.problems)
     return problem(
         err.http_status, err.message, type_=problem_type(name), title=_title(name), instance=instance,
         headers=_www_authenticate(err, bare_challenge), **extensions,

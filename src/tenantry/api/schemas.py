@@ -1,11 +1,15 @@
 """The admin API's request and response bodies (pydantic models; they make the OpenAPI spec).
 
 Requests forbid unknown fields. Free text refuses NUL characters and lone surrogates, which
-PostgreSQL cannot store, so such input is a 422 rather than a driver error.
+PostgreSQL cannot store, so such input is a 422 rather than a driver error; so does free JSON
+(:data:`JsonValue`, anywhere in it, keys included), which also refuses numbers that are not
+finite (``NaN``, ``Infinity``: Python's JSON reads them, PostgreSQL's does not). The bodies of
+resources added later (domains, config, flags, brands) live in their routers' modules.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -23,8 +27,10 @@ __all__ = [
     "CellPatch",
     "CellPage",
     "DeletedOut",
+    "In",
     "JobOut",
     "JobPage",
+    "JsonValue",
     "MigrationStatusOut",
     "MoveIn",
     "PlacementOut",
@@ -54,12 +60,36 @@ def _storable(value: str) -> str:
 
 #: a string PostgreSQL can store
 Text = Annotated[str, AfterValidator(_storable)]
+
+
+def _storable_json(value: Any) -> Any:
+    pending = [value]
+    while pending:  # a loop, not recursion: nesting is as deep as the JSON parser allowed
+        item = pending.pop()
+        if isinstance(item, str):
+            _storable(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("numbers must be finite (no NaN or Infinity)")
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                if isinstance(key, str):
+                    _storable(key)
+                pending.append(inner)
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
+
+
+#: any JSON value PostgreSQL's jsonb can store
+JsonValue = Annotated[Any, AfterValidator(_storable_json)]
 #: a label key or value of a cell or plan
 Label = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
 _NAME = r"^[a-z][a-z0-9-]{0,62}$"
 
 
-class _In(BaseModel):
+class In(BaseModel):
+    """A request body: unknown fields are refused."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -91,14 +121,14 @@ class TenantPage(BaseModel):
     next_cursor: str | None = None
 
 
-class TenantIn(_In):
+class TenantIn(In):
     slug: Text = Field(description="DNS label: a-z, 0-9 and '-', 1 to 63 characters.", examples=["acme"])
     name: Text | None = Field(None, description="Display name (default: the slug).")
     plan: Text = Field("free", description="The plan (tier) to put the tenant on.")
     cell: Text | None = Field(None, description="Cell of a database-tier tenant (default: chosen by the plan).")
 
 
-class TenantPatch(_In):
+class TenantPatch(In):
     status: Literal[Status.ACTIVE, Status.SUSPENDED, Status.ARCHIVED] = Field(
         description="`suspended` stops traffic, `archived` retires the tenant, `active` resumes it."
     )
@@ -127,7 +157,7 @@ class TenantPlacementOut(BaseModel):
     building: PlacementOut | None = Field(description="A placement being built (provisioning or a move).")
 
 
-class MoveIn(_In):
+class MoveIn(In):
     plan: Text | None = Field(None, description="Plan (tier) to move to; default: the tenant's plan.")
     cell: Text | None = Field(None, description="Cell, for the database tier.")
 
@@ -186,7 +216,7 @@ class PlanPage(BaseModel):
     items: list[PlanOut]
 
 
-class PlanPatch(_In):
+class PlanPatch(In):
     cell: Annotated[str, Field(pattern=_NAME)] | None = Field(
         None, description="Pin the plan's new database-tier tenants to this cell (`null`: unpin)."
     )
@@ -209,14 +239,14 @@ class CellPage(BaseModel):
     items: list[CellOut]
 
 
-class CellIn(_In):
+class CellIn(In):
     name: Annotated[str, Field(pattern=_NAME)] = Field(description="a-z, 0-9 and '-', starting with a letter.")
     dsn: SecretStr = Field(description="Admin connection string of the server (kept secret).")
     capacity: int = Field(1000, ge=1, le=10_000_000)
     labels: dict[Label, Label] = Field(default_factory=dict)
 
 
-class CellPatch(_In):
+class CellPatch(In):
     status: Literal["active", "draining"] = Field(description="`draining`: no new tenants; `active`: take them again.")
 
 

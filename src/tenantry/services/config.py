@@ -21,7 +21,7 @@ belong to tenants. Writing what is already there is a no-op: no version, no audi
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -54,6 +54,7 @@ __all__ = [
     "rollback",
     "scope_of",
     "set_value",
+    "set_values",
     "unset_value",
 ]
 
@@ -273,8 +274,32 @@ def set_value(
 ) -> ConfigChange:
     """Set ``key`` (dotted) in a layer; with ``expires_in``/``expires_at``, as a temporary
     override of a tenant's config instead."""
-    path = core.parse_path(key)
-    core.check_json(value, f"the value of {key}")
+    return set_values(
+        tn, {key: value}, tenant=tenant, plan=plan, expires_in=expires_in, expires_at=expires_at, message=message
+    )
+
+
+def set_values(
+    tn: Tenantry,
+    values: Mapping[str, Any],
+    *,
+    tenant: str | uuid.UUID | None = None,
+    plan: str | None = None,
+    expires_in: timedelta | None = None,
+    expires_at: datetime | None = None,
+    message: str = "",
+) -> ConfigChange:
+    """Set several dotted keys in a layer at once: one version, validated as a whole (all of
+    them are saved, or none). With ``expires_in``/``expires_at``, as temporary overrides of a
+    tenant's config instead, all ending together::
+
+        set_values(tn, {"limits.max_projects": 50, "welcome": "hi"}, tenant="acme")
+    """
+    if not isinstance(values, Mapping) or not values:
+        raise InvalidInput("name at least one key to set")
+    paths = [(core.parse_path(key), value) for key, value in values.items()]
+    for key, value in values.items():
+        core.check_json(value, f"the value of {key}")
     temporary = expires_in is not None or expires_at is not None
     if temporary and tenant is None:
         raise InvalidInput("temporary overrides (--expires) belong to a tenant, not a plan")
@@ -283,17 +308,21 @@ def set_value(
 
     def mutate(document: dict[str, Any], overrides: dict[str, Any], now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
         if not temporary:
-            return core.set_path(document, path, value), overrides
+            for path, value in paths:
+                document = core.set_path(document, path, value)
+            return document, overrides
         until = now + expires_in if expires_in is not None else expires_at
         assert until is not None
         if until.tzinfo is None:
             raise InvalidInput("expires_at must carry a time zone")
         if until <= now:
             raise InvalidInput(f"the override would expire at {until.isoformat()}, which has passed")
-        return document, {**overrides, ".".join(path): {"value": value, "expires_at": until.isoformat()}}
+        added = {".".join(path): {"value": value, "expires_at": until.isoformat()} for path, value in paths}
+        return document, {**overrides, **added}
 
     action = "config.override" if temporary else "config.set"
-    return _write(tn, tenant, plan, mutate, action, message or f"{'override' if temporary else 'set'} {key}")
+    said = f"{'override' if temporary else 'set'} {', '.join(values)}"
+    return _write(tn, tenant, plan, mutate, action, message or said[:1000])
 
 
 def unset_value(
@@ -507,9 +536,15 @@ def get_version(
 
 
 def history(
-    tn: Tenantry, *, tenant: str | uuid.UUID | None = None, plan: str | None = None, limit: int = 100
+    tn: Tenantry,
+    *,
+    tenant: str | uuid.UUID | None = None,
+    plan: str | None = None,
+    limit: int = 100,
+    before: int | None = None,
 ) -> list[ConfigVersion]:
-    """A layer's versions, newest first."""
+    """A layer's versions, newest first; ``before``: only versions older than that one (the
+    previous page's last)."""
     if not 1 <= limit <= 10_000:
         raise InvalidInput("limit must be between 1 and 10000")
     with tn.admin() as conn:
@@ -517,9 +552,9 @@ def history(
         rows = conn.execute(
             sql.SQL(
                 "SELECT version, document, overrides, actor, message, created_at FROM tenantry.config_versions"
-                " WHERE {} = %s ORDER BY version DESC LIMIT %s"
+                " WHERE {} = %s AND (%s::bigint IS NULL OR version < %s) ORDER BY version DESC LIMIT %s"
             ).format(scope.column),
-            (scope.value, limit),
+            (scope.value, before, before, limit),
         ).fetchall()
     return [ConfigVersion(scope, *row) for row in rows]
 

@@ -127,11 +127,20 @@ def get_domain(conn: psycopg.Connection[Any], hostname: str) -> Domain:
     return found
 
 
-def list_domains(conn: psycopg.Connection[Any], tenant_id: uuid.UUID | None = None) -> list[Domain]:
-    """Domains by hostname, of one tenant or all."""
+def list_domains(
+    conn: psycopg.Connection[Any],
+    tenant_id: uuid.UUID | None = None,
+    *,
+    after: str | None = None,
+    limit: int | None = None,
+) -> list[Domain]:
+    """Domains by hostname, of one tenant or all; ``after`` the previous page's last
+    hostname, at most ``limit`` of them (keyset paging)."""
     rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM {_FROM} WHERE (%(t)s::uuid IS NULL OR d.tenant_id = %(t)s) ORDER BY d.hostname",
-        {"t": tenant_id},
+        f"SELECT {_COLUMNS} FROM {_FROM}"
+        " WHERE (%(t)s::uuid IS NULL OR d.tenant_id = %(t)s) AND (%(after)s::text IS NULL OR d.hostname > %(after)s)"
+        " ORDER BY d.hostname LIMIT %(limit)s",
+        {"t": tenant_id, "after": after, "limit": limit},
     ).fetchall()
     return [_domain(r) for r in rows]
 

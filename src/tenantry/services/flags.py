@@ -91,9 +91,17 @@ def _get(conn: psycopg.Connection[Any], key: str, *, lock: bool = False) -> Flag
     return None if row is None else _record(row)
 
 
-def list_flags(tn: Tenantry) -> list[FlagRecord]:
+def list_flags(tn: Tenantry, *, after: str | None = None, limit: int | None = None) -> list[FlagRecord]:
+    """Flags by key; ``after`` the previous page's last key, at most ``limit`` of them."""
     with tn.admin() as conn:
-        return load_flags(conn)
+        if after is None and limit is None:
+            return load_flags(conn)
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM tenantry.flags WHERE %(after)s::text IS NULL OR key > %(after)s"
+            " ORDER BY key LIMIT %(limit)s",
+            {"after": after, "limit": limit},
+        ).fetchall()
+    return [_record(r) for r in rows]
 
 
 def get_flag(tn: Tenantry, key: str) -> FlagRecord:

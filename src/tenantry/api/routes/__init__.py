@@ -1,19 +1,23 @@
 """The admin API's routers, one per resource; :data:`ROUTERS` is what the app mounts under
-``/v1`` (a new resource, such as domains, is one more module and one more entry)."""
+``/v1`` (a new resource is one more module and one more entry)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tenantry.api.routes import audit, cells, jobs, migrations, plans, tenants
+from tenantry.api.routes import audit, brands, cells, config, domains, flags, jobs, migrations, plans, tenants
 
 __all__ = ["ROUTERS"]
 
 ROUTERS: tuple[APIRouter, ...] = (
     tenants.router,
+    brands.router,
     jobs.router,
     plans.router,
     cells.router,
+    domains.router,
+    config.router,
+    flags.router,
     migrations.router,
     audit.router,
 )
