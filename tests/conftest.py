@@ -185,3 +185,21 @@ def second_cell(other_server_url: str) -> Iterator[Scratch]:
     db = Scratch(other_server_url)
     yield db
     db.drop()
+
+
+@pytest.fixture
+def cli(scratch: Scratch, tn: Tenantry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run ``tenantry`` in-process against the session's scratch database: ``cli(*args)`` gives
+    ``(exit code, stdout, stderr)``."""
+    from tenantry.cli.main import main
+
+    monkeypatch.setenv("TENANTRY_DATABASE_URL", scratch.url)
+    monkeypatch.setenv("TENANTRY_OWNER_ROLE", scratch.owner)
+    monkeypatch.setenv("TENANTRY_RUNTIME_ROLE", scratch.runtime)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

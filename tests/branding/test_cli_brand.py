@@ -10,23 +10,7 @@ from pathlib import Path
 import pytest
 
 from tenantry import Tenant, Tenantry
-from tenantry.cli.main import main
 from tests.branding.images import pillow, png
-
-
-@pytest.fixture
-def cli(scratch, tn, monkeypatch, capsys):
-    """Run ``tenantry`` in-process against the session's scratch database."""
-    monkeypatch.setenv("TENANTRY_DATABASE_URL", scratch.url)
-    monkeypatch.setenv("TENANTRY_OWNER_ROLE", scratch.owner)
-    monkeypatch.setenv("TENANTRY_RUNTIME_ROLE", scratch.runtime)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 def test_set_show_reset(cli, tn: Tenantry, make_tenant: Callable[..., Tenant], tmp_path: Path) -> None:

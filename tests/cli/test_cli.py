@@ -14,21 +14,6 @@ import pytest
 from tenantry.cli.main import main
 
 
-@pytest.fixture
-def cli(scratch, tn, monkeypatch, capsys):
-    """Run ``tenantry`` in-process against the session's scratch database."""
-    monkeypatch.setenv("TENANTRY_DATABASE_URL", scratch.url)
-    monkeypatch.setenv("TENANTRY_OWNER_ROLE", scratch.owner)
-    monkeypatch.setenv("TENANTRY_RUNTIME_ROLE", scratch.runtime)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
-
-
 def _slug() -> str:
     return f"cli-{uuid.uuid4().hex[:8]}"
 

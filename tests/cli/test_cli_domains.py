@@ -9,24 +9,9 @@ import uuid
 import pytest
 
 from tenantry import Tenantry
-from tenantry.cli.main import main
 from tenantry.web import CustomDomainResolver, TenantMiddleware
 from tests.net_servers import AsgiServer, TxtDnsServer
 from tests.web.edge_app import starlette_app
-
-
-@pytest.fixture
-def cli(scratch, tn, monkeypatch, capsys):
-    monkeypatch.setenv("TENANTRY_DATABASE_URL", scratch.url)
-    monkeypatch.setenv("TENANTRY_OWNER_ROLE", scratch.owner)
-    monkeypatch.setenv("TENANTRY_RUNTIME_ROLE", scratch.runtime)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 def _host() -> str:

@@ -10,7 +10,6 @@ import pytest
 
 from tenantry import Tenantry
 from tenantry.services import spares
-from tests.cli.test_cli import cli  # noqa: F401 - the in-process CLI fixture
 
 Cli = Callable[..., tuple[int, str, str]]
 
