@@ -70,18 +70,25 @@ def list_entries(
     *,
     target_type: str | None = None,
     target: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    before: int | None = None,
     limit: int = 100,
 ) -> list[AuditEntry]:
-    """Newest first, optionally for one target."""
+    """Entries newest first, optionally of one target, actor or action, older than entry
+    ``before`` (for paging: the previous page's last id)."""
     rows = conn.execute(
         """
         SELECT id, at, actor, action, target_type, target, before, after
           FROM tenantry.audit_log
          WHERE (%(tt)s::text IS NULL OR target_type = %(tt)s)
            AND (%(t)s::text IS NULL OR target = %(t)s)
+           AND (%(actor)s::text IS NULL OR actor = %(actor)s)
+           AND (%(action)s::text IS NULL OR action = %(action)s)
+           AND (%(before)s::bigint IS NULL OR id < %(before)s)
          ORDER BY id DESC
          LIMIT %(limit)s
         """,
-        {"tt": target_type, "t": target, "limit": limit},
+        {"tt": target_type, "t": target, "actor": actor, "action": action, "before": before, "limit": limit},
     ).fetchall()
     return [AuditEntry(*row) for row in rows]

@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 
 from tenantry.core.model import Status, Tenant
-from tenantry.services.audit import AuditEntry
+from tenantry.services.audit import AuditEntry, list_entries
 from tenantry.services.tenants import TENANT_COLUMNS, row_to_tenant
 
 __all__ = ["audit_page", "tenants_page"]
@@ -64,18 +64,6 @@ def audit_page(
     limit: int = 100,
 ) -> list[AuditEntry]:
     """Audit entries newest first, older than entry ``before`` (the previous page's last)."""
-    rows = conn.execute(
-        """
-        SELECT id, at, actor, action, target_type, target, before, after
-          FROM tenantry.audit_log
-         WHERE (%(tt)s::text IS NULL OR target_type = %(tt)s)
-           AND (%(t)s::text IS NULL OR target = %(t)s)
-           AND (%(actor)s::text IS NULL OR actor = %(actor)s)
-           AND (%(action)s::text IS NULL OR action = %(action)s)
-           AND (%(before)s::bigint IS NULL OR id < %(before)s)
-         ORDER BY id DESC
-         LIMIT %(limit)s
-        """,
-        {"tt": target_type, "t": target, "actor": actor, "action": action, "before": before, "limit": limit},
-    ).fetchall()
-    return [AuditEntry(*row) for row in rows]
+    return list_entries(
+        conn, target_type=target_type, target=target, actor=actor, action=action, before=before, limit=limit
+    )
