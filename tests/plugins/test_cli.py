@@ -110,3 +110,28 @@ def test_errors_and_deploy(cli, ptenant: Callable[..., Tenant], ptn: Tenantry, m
     assert code == 0, err
     done = json.loads(out)
     assert done[0]["placement"] == "pooled" and all(d["created"] == [] for d in done)  # every placement has them
+
+
+def test_hooks_run_in_the_cli_when_it_has_the_plugins(  # type: ignore[no-untyped-def]
+    cli, ptenant: Callable[..., Tenant], ptn: Tenantry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hooks run in the process that makes the change: a CLI without the app's plugins calls
+    none, one given TENANTRY_PLUGINS calls them as the app would."""
+    from sqlalchemy.orm import Session
+
+    from tenantry.contrib.webhooks import Delivery
+    from tenantry.services import config as config_service
+
+    tenant = ptenant()
+    ptn.plugins.enable("webhooks", tenant=tenant.slug)
+    config_service.set_value(ptn, "webhooks", {"url": "https://hooks.example/x", "secret": "s" * 20}, tenant=tenant.slug)
+
+    def events() -> list[str]:
+        with ptn.tenant(tenant.slug, allow_inactive=True), Session(ptn.engine()) as session:
+            return [d.event for d in session.query(Delivery).order_by(Delivery.id)]
+
+    assert cli("tenants", "suspend", tenant.slug)[0] == 0
+    assert events() == []  # this CLI runs no plugins
+    monkeypatch.setenv("TENANTRY_PLUGINS", "webhooks")
+    assert cli("tenants", "resume", tenant.slug)[0] == 0
+    assert events() == ["tenant.resumed"]
