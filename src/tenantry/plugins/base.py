@@ -36,8 +36,7 @@ import pluggy
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from tenantry import context
-from tenantry.errors import ConfigurationError, InvalidInput
+from tenantry.errors import InvalidInput
 
 if TYPE_CHECKING:
     from tenantry.app import Tenantry
@@ -215,16 +214,3 @@ class HookSpecs:
 
     @hookspec
     def on_tenant_moved(self, tn: Tenantry, tenant: Tenant, report: MoveReport) -> None: ...
-
-
-def bound_tenant_id() -> Any:
-    """The id of the tenant bound to the context, or ``None`` (for error reports)."""
-    bound = context.current()
-    return None if bound is None else bound.id
-
-
-def require_attribute(plugin: Plugin, attribute: str, kind: type | tuple[type, ...], what: str) -> Any:
-    value = getattr(plugin, attribute, None)
-    if not isinstance(value, kind):
-        raise ConfigurationError(f"plugin {plugin.name!r} is {what} but its {attribute} is {value!r}")
-    return value
