@@ -5,6 +5,10 @@ The handlers query the tables as if the database held one organisation: tenantry
 tenant to each transaction and PostgreSQL's row-level security hides everyone else's rows, so
 another tenant's project id simply finds nothing (404).
 
+Tenants differ by more than their data and brand: the ``csv-export`` flag and the ``webhooks``
+plugin are switched per tenant (see :mod:`examples.tracker.features`), and the pages show or
+hide what they bring as the running app learns of a change, within a second.
+
 Sign-in is deliberately small: pick a member of this tenant by e-mail (a demo has no
 passwords). The session cookie is host-only and signed with a key derived for the tenant, and
 it names the tenant it was issued for, so a cookie carried from one tenant's site to
@@ -14,10 +18,13 @@ another's authenticates nobody. Forms carry a per-session CSRF token.
 from __future__ import annotations
 
 import asyncio
+import csv
 import hmac
+import io
 import re
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -32,9 +39,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 
+from examples.tracker.features import CSV_EXPORT, WEBHOOKS
 from examples.tracker.models import Comment, Member, Priority, Project, Role, Task, TaskStatus
 from examples.tracker.tenancy import install_tenancy
-from tenantry import BrandRoutes, Tenantry, current_tenant, install_brand_helpers
+from tenantry import BrandRoutes, Tenantry, current_tenant, install_brand_helpers, mount_plugins
+from tenantry.contrib.webhooks import Delivery, WebhookWorker, aqueue
 
 __all__ = ["SESSION_COOKIE", "create_app"]
 
@@ -62,6 +71,10 @@ class Org:
     name: str
     plan: str
     tier: str
+    csv_export: bool = False
+    """The ``csv-export`` flag is on for this tenant."""
+    webhooks: bool = False
+    """The ``webhooks`` plugin runs for this tenant."""
 
 
 @dataclass(slots=True)
@@ -91,13 +104,27 @@ def create_app(tn: Tenantry, base_domain: str = "localhost", *, secret_key: str 
     ``secret_key`` signs session cookies (default: a random key, so sessions end when the
     process does).
     """
-    app = FastAPI(title="tracker", docs_url=None, redoc_url=None, openapi_url=None)
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # the webhooks plugin's deliveries go out from a worker thread beside the server
+        worker = WebhookWorker(tn) if WEBHOOKS in tn.plugins else None
+        if worker is not None:
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await asyncio.to_thread(worker.stop)
+
+    app = FastAPI(title="tracker", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.tn = tn
     app.state.secret = secret_key or secrets.token_urlsafe(32)
     app.state.templates = Jinja2Templates(directory=_TEMPLATES)
     # the tenant's brand: brand() in templates, its stylesheet and images under /_brand
     install_brand_helpers(app.state.templates.env, tn)
     app.mount("/_brand", BrandRoutes(tn))
+    # plugins' own routes (/_plugins/webhooks/...), for signed-in members of tenants that have them
+    mount_plugins(app, tn, authorize=_signed_in)
     app.include_router(_routes())
 
     @app.exception_handler(_LoginRequired)
@@ -137,6 +164,11 @@ def _read_session(request: Request) -> dict[str, Any] | None:
     return data
 
 
+def _signed_in(scope: Any) -> bool:
+    """Whether the request carries a session of the bound tenant (guards the plugins' routes)."""
+    return _read_session(Request(scope)) is not None
+
+
 def _start_session(request: Request, response: Response, member: Member) -> None:
     bound = current_tenant()
     assert bound is not None
@@ -159,7 +191,11 @@ def _org_of(tn: Tenantry) -> Org:
     assert bound is not None
     tn.branding.current()  # warm the brand cache here, off the event loop, for brand() in templates
     tenant = tn.get_tenant(bound.id)
-    return Org(slug=tenant.slug, name=tenant.name, plan=tenant.plan, tier=tn.plan(tenant.plan).isolation.value)
+    return Org(
+        slug=tenant.slug, name=tenant.name, plan=tenant.plan, tier=tn.plan(tenant.plan).isolation.value,
+        # both from the process's caches, which follow changes made anywhere within a second
+        csv_export=tn.flags.enabled(CSV_EXPORT), webhooks=tn.plugins.is_enabled(WEBHOOKS),
+    )
 
 
 async def _org(request: Request) -> Org:
@@ -328,11 +364,16 @@ def _routes() -> APIRouter:
             project = Project(name=name, key=key, description=description, owner_id=page.user.id)
             page.db.add(project)
             try:
-                await page.db.commit()
+                await page.db.flush()
             except IntegrityError:
                 await page.db.rollback()
                 errors.append(f"a project with key {key} exists already")
             else:
+                if page.org.webhooks:  # queued in this transaction: sent if and only if the project is saved
+                    await aqueue(_tn(page), page.db, "project.created", {
+                        "id": project.id, "key": key, "name": name, "owner": page.user.email,
+                    })
+                await page.db.commit()
                 return RedirectResponse(f"/projects/{project.id}", status_code=303)
         return await projects_page(page, errors, {"name": name, "key": key, "description": description})
 
@@ -351,6 +392,33 @@ def _routes() -> APIRouter:
     @router.get("/projects/{project_id}", response_class=HTMLResponse)
     async def project_detail(page: PageDep, project_id: int) -> HTMLResponse:
         return await project_page(page, project_id)
+
+    @router.get("/projects/{project_id}/tasks.csv")
+    async def export_tasks(page: PageDep, project_id: int) -> Response:
+        if not page.org.csv_export:  # the feature flag is off for this tenant
+            raise HTTPException(404, "no such page")
+        project = await _project(page.db, project_id)
+        members = await _members(page.db)
+        tasks = (await page.db.scalars(sa.select(Task).where(Task.project_id == project.id).order_by(Task.id))).all()
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["task", "title", "status", "priority", "assignee", "due"])
+        for task in tasks:
+            assignee = members[task.assignee_id].email if task.assignee_id in members else ""
+            writer.writerow([f"{project.key}-{task.id}", _cell(task.title), task.status.value, task.priority.value,
+                             assignee, task.due_on or ""])
+        return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
+            "content-disposition": f'attachment; filename="{project.key}-tasks.csv"', "cache-control": "private, no-store",
+        })
+
+    @router.get("/webhooks", response_class=HTMLResponse)
+    async def webhooks(page: PageDep) -> HTMLResponse:
+        if not page.org.webhooks:  # the plugin is off for this tenant
+            raise HTTPException(404, "no such page")
+        tn = _tn(page)
+        config = await asyncio.to_thread(lambda: tn.config().webhooks)  # type: ignore[attr-defined]
+        deliveries = (await page.db.scalars(sa.select(Delivery).order_by(Delivery.id.desc()).limit(20))).all()
+        return page.render("webhooks.html", config=config, deliveries=deliveries)
 
     @router.post("/projects/{project_id}/tasks")
     async def add_task(
@@ -389,6 +457,12 @@ def _routes() -> APIRouter:
             assignee_id=assignee_id, due_on=due,
         )
         page.db.add(task)
+        await page.db.flush()
+        if page.org.webhooks:
+            await aqueue(_tn(page), page.db, "task.created", {
+                "id": task.id, "project": project.key, "title": title, "priority": task.priority.value,
+                "due_on": due, "created_by": page.user.email,
+            })
         await page.db.commit()
         return RedirectResponse(f"/tasks/{task.id}", status_code=303)
 
@@ -482,6 +556,16 @@ def _routes() -> APIRouter:
         return await members_page(page, errors, {"email": email, "name": name, "title": title})
 
     return router
+
+
+def _tn(page: Page) -> Tenantry:
+    tn: Tenantry = page.request.app.state.tn
+    return tn
+
+
+def _cell(text: str) -> str:
+    """A CSV cell a spreadsheet will not run as a formula."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _key_from(name: str) -> str:

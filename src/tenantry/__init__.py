@@ -56,6 +56,7 @@ from tenantry.errors import (
     NotFound,
     PermissionDenied,
     PlanNotFound,
+    PluginNotFound,
     TenantContextError,
     TenantExists,
     TenantMoving,
@@ -66,6 +67,18 @@ from tenantry.errors import (
     VerificationFailed,
 )
 from tenantry.live import Flags
+from tenantry.plugins import (
+    AppTables,
+    AsgiRoutes,
+    ConfigSection,
+    FlagProvider,
+    LifecycleHooks,
+    Plugin,
+    PluginInfo,
+    PluginRoutes,
+    Plugins,
+    mount_plugins,
+)
 from tenantry.services.domain_checks import DnsChecker, DomainChecker, HttpChecker, Verdict
 from tenantry.services.domains import Domain
 from tenantry.services.spares import Spare, SpareReport
@@ -84,6 +97,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ApiToken",
+    "AppTables",
+    "AsgiRoutes",
     "AsyncTenantConnection",
     "AuthenticationFailed",
     "BoundTenant",
@@ -95,6 +110,7 @@ __all__ = [
     "Branding",
     "CatalogNotInitialised",
     "ConfigInvalid",
+    "ConfigSection",
     "ConfigSections",
     "ConfigurationError",
     "Conflict",
@@ -109,6 +125,7 @@ __all__ = [
     "Evaluation",
     "FlagExists",
     "FlagNotFound",
+    "FlagProvider",
     "FlagSpec",
     "Flags",
     "HeaderResolver",
@@ -121,12 +138,18 @@ __all__ = [
     "Isolation",
     "IsolationError",
     "JwtClaimResolver",
+    "LifecycleHooks",
     "NoTenantBound",
     "NotFound",
     "PathPrefixResolver",
     "PermissionDenied",
     "Plan",
     "PlanNotFound",
+    "Plugin",
+    "PluginInfo",
+    "PluginNotFound",
+    "PluginRoutes",
+    "Plugins",
     "RESERVED_SLUGS",
     "Settings",
     "Spare",
@@ -155,6 +178,7 @@ __all__ = [
     "copy_rows",
     "current_tenant",
     "install_brand_helpers",
+    "mount_plugins",
     "normalise_hostname",
     "tenant_id_column",
     "validate_slug",

@@ -20,11 +20,11 @@ import threading
 import time
 import uuid
 from datetime import timedelta
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import Token
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import psycopg
 import sqlalchemy as sa
@@ -76,6 +76,9 @@ from tenantry.services.events import CatalogListener
 from tenantry.services import tenants as tenant_service
 from tenantry.settings import Settings
 
+if TYPE_CHECKING:
+    from tenantry.plugins.base import Plugin
+
 __all__ = ["TenantScope", "Tenantry"]
 
 EMBEDDED_DATABASE = "tenantry"
@@ -111,7 +114,8 @@ class Tenantry:
     ``metadata`` is the app's SQLAlchemy metadata of tenant-scoped tables (see
     :class:`tenantry.TenantScoped`); ``config`` is the app's per-tenant config schema, a
     pydantic model (see :meth:`config`); ``actor`` names who control-plane changes are audited
-    as.
+    as; ``plugins`` are plugin objects (or classes, or installed plugins' names) to run, after
+    those ``Settings.plugins`` names (see :attr:`plugins`).
     """
 
     def __init__(
@@ -121,6 +125,7 @@ class Tenantry:
         metadata: sa.MetaData | None = None,
         actor: str | None = None,
         config: type[BaseModel] | None = None,
+        plugins: Iterable[Plugin | type[Plugin] | str] | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
         self.metadata = metadata
@@ -151,6 +156,13 @@ class Tenantry:
         self._tenant_generation = 0  # bumped by every tenant event: a lookup racing one is not cached
         self._host_cache: dict[str, tuple[float, HostRoute]] = {}
         self._host_generation = 0  # bumped by every domain event: a lookup racing one is not cached
+        from tenantry.plugins.registry import Plugins  # (the plugins' web side imports this module)
+
+        #: the plugins this object runs, their settings per plan and tenant, their hooks
+        self.plugins = Plugins(self)
+        self.plugins.load_configured(self.settings.plugins)
+        for plugin in plugins or ():
+            self.plugins.register(plugin)
 
     # -- who changes are audited as -------------------------------------------------------
     @property
@@ -297,6 +309,7 @@ class Tenantry:
                     )
         if self.metadata is not None or self.settings.app:
             self.deploy()
+        self.plugins.install_flags()
         return report
 
     def deploy(self, metadata: sa.MetaData | None = None) -> rls.DeployReport:
@@ -330,7 +343,8 @@ class Tenantry:
             raise ConfigurationError(
                 "no app metadata: pass Tenantry(metadata=...), or set TENANTRY_APP=module:Base"
             )
-        return found
+        return self.plugins.managed_metadata(found)  # the app's tables and its plugins'
+
 
     def unprotected_tables(self) -> list[str]:
         """App tables whose row-level security is off, unforced, missing its exact policy, or
@@ -380,6 +394,7 @@ class Tenantry:
             catalog.require_catalog(conn)
         tenant = provisioning.provision(self, slug, name=name, plan=plan, cell=cell)
         self._forget(tenant)
+        self.plugins.dispatch("created", tenant)
         return tenant
 
     # -- spares ------------------------------------------------------------------------------
@@ -446,10 +461,14 @@ class Tenantry:
                 conn, status=status, plan=plan, include_deleted=include_deleted, limit=limit, offset=offset
             )
 
+    _EVENTS: dict[Status, str] = {Status.SUSPENDED: "suspended", Status.ACTIVE: "resumed", Status.ARCHIVED: "archived"}
+
     def _set_status(self, key: str | uuid.UUID, status: Status) -> Tenant:
         with self.admin() as conn:
-            tenant = tenant_service.change_status(conn, key, status, actor=self.actor)
+            tenant, changed = tenant_service.transition(conn, key, status, actor=self.actor)
         self._forget(tenant)
+        if changed:
+            self.plugins.dispatch(self._EVENTS[status], tenant)
         return tenant
 
     def suspend(self, key: str | uuid.UUID) -> Tenant:
@@ -470,6 +489,8 @@ class Tenantry:
         tenant = self.get_tenant(key)
         counts = provisioning.deprovision(self, tenant.id)
         self._forget(tenant)
+        if tenant.status is not Status.DELETED:
+            self.plugins.dispatch("deleted", tenant)
         return counts
 
     def move_tenant(
@@ -482,7 +503,9 @@ class Tenantry:
     ) -> moves.MoveReport:
         """Move a tenant to ``plan``'s tier (and, for the database tier, ``cell``) without
         losing a row; run it again to finish a move that was interrupted."""
-        return moves.move(self, key, plan=plan, cell=cell, on_step=on_step)
+        report = moves.move(self, key, plan=plan, cell=cell, on_step=on_step)
+        self.plugins.dispatch("moved", self.get_tenant(key), report=report)
+        return report
 
     def abort_move(self, key: str | uuid.UUID) -> bool:
         """Undo a move that has not flipped yet; ``False`` when there is none."""
@@ -597,6 +620,7 @@ class Tenantry:
         if kind in ("tenant", BRAND_EVENT) and self._branding is not None:
             self._branding._forget(key)
         self._live.on_event(kind, key)
+        self.plugins._on_event(kind, key)
         if kind == "tenant":
             self._tenant_generation += 1
             for cache_key, (_expiry, (tenant, _placement)) in list(self._tenant_cache.items()):
@@ -615,6 +639,7 @@ class Tenantry:
         if self._branding is not None:
             self._branding._clear()
         self._live.on_reset()
+        self.plugins._on_reset()
         self._host_generation += 1
         self._host_cache.clear()
 

@@ -17,7 +17,8 @@ with, so the interfaces translate errors without a table of their own::
     │   ├── TenantNotFound
     │   ├── PlanNotFound
     │   ├── FlagNotFound
-    │   └── DomainNotFound
+    │   ├── DomainNotFound
+    │   └── PluginNotFound             no plugin of that name is registered or installed
     ├── Conflict                       exit 7, HTTP 409
     │   ├── TenantExists
     │   ├── FlagExists                 a flag with that key exists with another definition
@@ -60,6 +61,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "PlanNotFound",
+    "PluginNotFound",
     "TenantContextError",
     "TenantExists",
     "TenantMoving",
@@ -162,6 +164,10 @@ class FlagNotFound(NotFound):
 
 class DomainNotFound(NotFound):
     """No domain with that hostname is registered."""
+
+
+class PluginNotFound(NotFound):
+    """No plugin of that name is registered with this Tenantry or installed (entry point)."""
 
 
 class Conflict(TenantryError):

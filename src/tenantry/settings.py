@@ -48,6 +48,12 @@ class Settings:
     """The app's Alembic script directory, applied to every placement by ``tenantry migrate``.
     ``None``: tables are created from the metadata and not versioned. ``TENANTRY_MIGRATIONS``."""
 
+    plugins: tuple[str, ...] = ()
+    """Plugins every :class:`~tenantry.Tenantry` built from these settings loads: names of
+    installed plugins (their ``tenantry.plugins`` entry points), ``module:attr`` import specs,
+    or ``*`` for every installed one. Give the app and the CLI the same list, as with ``app``:
+    plugins add config sections and tables. ``TENANTRY_PLUGINS`` (comma-separated)."""
+
     owner_role: str = "tenantry_owner"
     """Role that owns the catalog and the app's tables and runs DDL. ``TENANTRY_OWNER_ROLE``."""
 
@@ -114,6 +120,8 @@ class Settings:
             raise ConfigurationError("pool sizes must satisfy 0 <= min <= max and max >= 1")
         if self.max_pools < 1 or self.tenant_pool_max_size < 1 or self.schema_recycle_after < 1:
             raise ConfigurationError("max_pools, tenant_pool_max_size and schema_recycle_after must be >= 1")
+        if isinstance(self.plugins, str) or not all(isinstance(p, str) and p.strip() for p in self.plugins):
+            raise ConfigurationError("plugins must be a sequence of names or module:attr specs")
         if self.spare_schemas < 0:
             raise ConfigurationError("spare_schemas must be >= 0")
 
@@ -140,6 +148,8 @@ class Settings:
         for name, var in text.items():
             if env.get(var):
                 values[name] = env[var]
+        if env.get("TENANTRY_PLUGINS"):
+            values["plugins"] = tuple(p.strip() for p in env["TENANTRY_PLUGINS"].split(",") if p.strip())
         if env.get("TENANTRY_DATA_DIR"):
             values["data_dir"] = Path(env["TENANTRY_DATA_DIR"]).expanduser()
         numbers: dict[str, tuple[str, type]] = {

@@ -3,9 +3,11 @@
 On a fresh machine (the embedded server, no configuration) it initialises the catalog, deploys
 the tracker's tables, creates ``acme`` (plan free: pooled tables), ``globex`` (business: its
 own schema) and ``initech`` (enterprise: its own database) unless they exist, seeds each that
-has no data yet, gives each its own brand (colours, fonts, logo) unless it has one, then
-serves the tracker at ``http://<slug>.localhost:<port>/`` and the admin API (when this build
-has one) from one process. Ctrl-C or SIGTERM stops both servers, closes
+has no data yet, gives each its own brand (colours, fonts, logo) unless it has one, makes
+them differ in features (the ``csv-export`` flag on for globex, the ``webhooks`` plugin on for
+the enterprise plan) unless that was set before, then serves the tracker at
+``http://<slug>.localhost:<port>/`` and the admin API (when this build has one) from one
+process. Ctrl-C or SIGTERM stops both servers, closes
 the pools and exits 0; running it again reuses the data.
 
 The tracker lives in ``examples/tracker`` of a source checkout; the web stack comes from the
@@ -32,7 +34,7 @@ from tenantry.app import Tenantry
 from tenantry.cli.output import console, emit_json
 from tenantry.cli.state import get_state
 from tenantry.core.model import Status
-from tenantry.errors import ConfigurationError, Conflict, TenantExists
+from tenantry.errors import ConfigurationError, Conflict, TenantExists, TenantryError
 
 __all__ = ["DEMO_TENANTS", "DemoTenant", "demo"]
 
@@ -65,7 +67,8 @@ def demo(
     from tenantry.cli import serving  # after _load_tracker, which explains a missing web extra
 
     tn = Tenantry(
-        get_state(ctx).settings(), metadata=tracker.models.Base.metadata, actor=f"demo:{getpass.getuser()}"
+        get_state(ctx).settings(), metadata=tracker.models.Base.metadata, actor=f"demo:{getpass.getuser()}",
+        plugins=tracker.features.plugins(),
     )
     sockets: list[socket.socket] = []
     # until the servers run, SIGTERM interrupts like Ctrl-C (pools closed, one line, exit 130)
@@ -76,6 +79,7 @@ def demo(
         if admin.app is not None:
             sockets.append(serving.listen(host, admin_port, "--admin-port"))
         tn.init()
+        tn.plugins.deploy()  # the plugins' tables in placements an older demo built without them
         if admin.app is not None:
             admin = AdminApi(app=admin.app, token=_demo_token(tn))
         tenants = [
@@ -84,6 +88,10 @@ def demo(
             )
             for spec in DEMO_TENANTS
         ]
+        if not no_seed:
+            tracker.features.ensure_features(tn)
+        for t in tenants:
+            t["features"] = _features(tn, tracker.features, t["slug"])
         ports = [s.getsockname()[1] for s in sockets]
         report = {
             "tenants": [t | {"url": _url(f"{t['slug']}.localhost", ports[0])} for t in tenants],
@@ -122,6 +130,7 @@ class _Tracker:
     models: ModuleType
     seed: ModuleType
     brands: ModuleType
+    features: ModuleType
 
 
 def _load_tracker() -> _Tracker:
@@ -136,7 +145,7 @@ def _load_tracker() -> _Tracker:
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     try:
-        loaded = _Tracker(*(importlib.import_module(f"examples.tracker.{name}") for name in ("app", "models", "seed", "brands")))
+        loaded = _Tracker(*(importlib.import_module(f"examples.tracker.{name}") for name in ("app", "models", "seed", "brands", "features")))
     except ImportError as err:
         raise ConfigurationError(
             f"the demo needs the web extra ({err.name or err}): pip install -e \".[web]\""
@@ -177,6 +186,18 @@ def _ensure_tenant(tn: Tenantry, spec: DemoTenant, *, seed: Any, brand: Any = No
     }
 
 
+def _features(tn: Tenantry, features: ModuleType, slug: str) -> dict[str, bool]:
+    """What the tenant's site offers beyond the basics (nothing while it cannot be served)."""
+    try:
+        with tn.tenant(slug):
+            return {
+                features.CSV_EXPORT: tn.flags.enabled(features.CSV_EXPORT),
+                features.WEBHOOKS: tn.plugins.is_enabled(features.WEBHOOKS),
+            }
+    except TenantryError:
+        return {}
+
+
 def _url(host: str, port: int) -> str:
     return f"http://{host}/" if port == 80 else f"http://{host}:{port}/"
 
@@ -194,8 +215,9 @@ def _print_report(report: dict[str, Any]) -> None:
     for t in report["tenants"]:
         note = "" if t["status"] == "active" else f"  [red]{t['status']}: `tenantry tenants resume {t['slug']}`[/]"
         fresh = " [green](new)[/]" if t["created"] else ""
+        on = ", ".join(name for name, enabled in t.get("features", {}).items() if enabled) or "no extras"
         console.print(
-            f"  {t['name']:<20} {t['plan']} ({t['tier']}){fresh}\n"
+            f"  {t['name']:<20} {t['plan']} ({t['tier']}){fresh}  {on}\n"
             f"    {t['url']}  sign in as {t['login']}{note}"
         )
     api = report["admin_api"]
@@ -207,6 +229,9 @@ def _print_report(report: dict[str, Any]) -> None:
             console.print(f"    curl -H 'Authorization: Bearer {api['token']}' {api['url']}")
         else:
             console.print("    no API token was created by this build")
+    console.print(
+        "\nTry: tenantry plugins enable webhooks --tenant acme; tenantry flags eval csv-export --tenant acme"
+    )
     console.print("\nCtrl-C stops the demo; running it again reuses the data.")
 
 

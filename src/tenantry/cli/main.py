@@ -25,6 +25,7 @@ from tenantry.cli import flags as flags_cli
 from tenantry.cli import domains as domains_cli
 from tenantry.cli import migrate as migrate_cli
 from tenantry.cli import plans as plans_cli
+from tenantry.cli import plugins as plugins_cli
 from tenantry.cli import server as server_cli
 from tenantry.cli import spares as spares_cli
 from tenantry.cli import tenants as tenants_cli
@@ -56,6 +57,7 @@ app.add_typer(spares_cli.app, name="spares")
 app.add_typer(config_cli.app, name="config")
 app.add_typer(flags_cli.app, name="flags")
 app.add_typer(domains_cli.app, name="domains")
+app.add_typer(plugins_cli.app, name="plugins")
 
 
 @app.callback()

@@ -1,10 +1,12 @@
 """Catalog change events: NOTIFY in the changing transaction, LISTEN in every process.
 
-A change to a tenant (status, placement), a cell or a custom domain sends ``NOTIFY
-tenantry_catalog`` with ``tenant:<id>``, ``cell:<name>`` or ``domain:<hostname>`` inside the transaction that makes it, so the notice goes
-out exactly when the change commits. Each :class:`tenantry.Tenantry` runs a
-:class:`CatalogListener` thread that drops what it cached about the named tenant or cell;
-after a lost connection it drops everything, since notices may have been missed.
+A change to a tenant (status, placement), a cell, a custom domain, a config layer, a flag or a
+plugin's enablement sends ``NOTIFY tenantry_catalog`` with ``tenant:<id>``, ``cell:<name>``,
+``domain:<hostname>``, ``config:<scope>:<key>``, ``flag:<key>`` or ``plugin:<scope>:<key>``
+inside the transaction that makes it, so the notice goes out exactly when the change commits.
+Each :class:`tenantry.Tenantry` runs a :class:`CatalogListener` thread that drops what it
+cached about what the notice names; after a lost connection it drops everything, since
+notices may have been missed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["CHANNEL", "CatalogListener", "notify_cell", "notify_config", "notify_domain", "notify_flag", "notify_tenant"]
+__all__ = [
+    "CHANNEL",
+    "CatalogListener",
+    "notify_cell",
+    "notify_config",
+    "notify_domain",
+    "notify_flag",
+    "notify_plugin",
+    "notify_tenant",
+]
 
 CHANNEL = "tenantry_catalog"
 _log = logging.getLogger("tenantry.events")
@@ -44,6 +55,11 @@ def notify_flag(conn: psycopg.Connection[Any], key: str) -> None:
 def notify_domain(conn: psycopg.Connection[Any], hostname: str) -> None:
     """A custom domain changed: ``domain:<hostname>``."""
     conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"domain:{hostname}"))
+
+
+def notify_plugin(conn: psycopg.Connection[Any], scope: str, key: str) -> None:
+    """A plugin was switched on or off: ``plugin:tenant:<id>`` or ``plugin:plan:<name>``."""
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"plugin:{scope}:{key}"))
 
 
 class CatalogListener:

@@ -29,6 +29,7 @@ __all__ = [
     "pin_plan",
     "row_to_tenant",
     "tenant_key",
+    "transition",
 ]
 
 TENANT_COLUMNS = sql.SQL("id, slug, name, plan, status, created_at, updated_at")
@@ -161,10 +162,18 @@ def change_status(
     conn: psycopg.Connection[Any], key: str | uuid.UUID, target: Status, *, actor: str
 ) -> Tenant:
     """Move a tenant along its lifecycle; asking for the status it has is a no-op."""
+    return transition(conn, key, target, actor=actor)[0]
+
+
+def transition(
+    conn: psycopg.Connection[Any], key: str | uuid.UUID, target: Status, *, actor: str
+) -> tuple[Tenant, bool]:
+    """:func:`change_status`, also saying whether the status changed (``False``: it was
+    ``target`` already)."""
     with conn.transaction():
         before = get_tenant(conn, key, for_update=True)
         if before.status is target:
-            return before
+            return before, False
         check_transition(before.slug, before.status, target)
         row = conn.execute(
             sql.SQL(
@@ -179,4 +188,4 @@ def change_status(
             conn, actor=actor, action=f"tenant.{target.value}", target_type="tenant",
             target=before.slug, before=before.to_dict(), after=after.to_dict(),
         )
-    return after
+    return after, True

@@ -1,0 +1,216 @@
+"""The plugin base classes: one small class per capability.
+
+A plugin is an object with a ``name``; what it can do is the capability classes it inherits::
+
+    class Audit(LifecycleHooks, ConfigSection, AppTables):
+        name = "audit-export"
+        config_model = AuditConfig            # ConfigSection: tn.config().audit_export
+        metadata = AuditBase.metadata         # AppTables: tenant tables in every placement
+
+        def on_tenant_suspended(self, tn, tenant):   # LifecycleHooks
+            ...
+
+========================  =========================================================================
+``LifecycleHooks``        ``on_tenant_created|suspended|resumed|archived|deleted|moved``, called
+                          after the control-plane change commits, only for tenants the plugin is
+                          enabled for; what a hook raises is contained and recorded
+``ConfigSection``         a pydantic model for the section ``<name>`` of every tenant's config
+``AppTables``             a SQLAlchemy ``MetaData`` of :class:`~tenantry.TenantScoped` tables,
+                          deployed beside the app's in every placement (RLS and all)
+``AsgiRoutes``            an ASGI app served at ``/_plugins/<name>/`` to tenants it is enabled for
+``FlagProvider``          feature flag definitions (keys ``<name>.*``) created when missing
+========================  =========================================================================
+
+Pure: nothing here does I/O. Lifecycle hooks are dispatched by pluggy: an overriding method is
+a hook implementation (no decorator needed), and :data:`hookimpl` marks one explicitly when it
+needs pluggy's options (``@hookimpl(tryfirst=True)``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from tenantry.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from tenantry.app import Tenantry
+    from tenantry.core.model import Tenant
+    from tenantry.services.moves import MoveReport
+
+__all__ = [
+    "CAPABILITIES",
+    "LIFECYCLE_EVENTS",
+    "ASGIApp",
+    "AppTables",
+    "AsgiRoutes",
+    "ConfigSection",
+    "FlagProvider",
+    "LifecycleHooks",
+    "Plugin",
+    "capabilities_of",
+    "check_plugin_name",
+    "hookimpl",
+    "hookspec",
+]
+
+PROJECT = "tenantry"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+#: a plugin's name: a lowercase label (it names a URL segment, a config section, table prefixes)
+PLUGIN_NAME = re.compile(r"[a-z][a-z0-9-]{0,39}")
+
+#: the tenant lifecycle events a plugin can hook, as ``on_tenant_<event>``
+LIFECYCLE_EVENTS = ("created", "suspended", "resumed", "archived", "deleted", "moved")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+
+
+def check_plugin_name(name: object) -> str:
+    """``name`` if it can name a plugin, else :class:`InvalidInput` saying what can."""
+    if not isinstance(name, str) or not PLUGIN_NAME.fullmatch(name):
+        raise InvalidInput(
+            f"plugin name {str(name)[:60]!r} must be 1-40 characters: a-z, 0-9 and '-', starting with a letter"
+        )
+    return name
+
+
+class Plugin:
+    """The base of every plugin: a ``name`` (and, for ``tenantry plugins list``, a
+    ``description``). Inherit the capability classes below rather than this one alone."""
+
+    name: str
+    """Unique among a Tenantry's plugins; names the plugin in the catalog, the CLI and URLs."""
+
+    description: str = ""
+
+    @property
+    def section(self) -> str:
+        """The plugin's name as an identifier (``audit-export`` -> ``audit_export``): its
+        config section and the prefix of its tables."""
+        return self.name.replace("-", "_")
+
+
+class LifecycleHooks(Plugin):
+    """Hooks into tenant lifecycle events. Override the ones you need.
+
+    Each is called after the change committed (the tenant is in its new state), in the
+    process that made the change, only if the plugin is enabled for the tenant. A hook that
+    raises is contained: the error is logged and recorded (``tenantry plugins errors``), and
+    the operation, the other plugins and other tenants carry on. Hooks run at most once per
+    change: a process that dies between the commit and the hook loses the call, so a hook that
+    must not be missed should write its own durable record (as the webhooks plugin queues a
+    delivery row).
+    """
+
+    def on_tenant_created(self, tn: Tenantry, tenant: Tenant) -> None:
+        """The tenant was created and is active."""
+
+    def on_tenant_suspended(self, tn: Tenantry, tenant: Tenant) -> None:
+        """The tenant was suspended."""
+
+    def on_tenant_resumed(self, tn: Tenantry, tenant: Tenant) -> None:
+        """The tenant serves again (from suspended or archived)."""
+
+    def on_tenant_archived(self, tn: Tenantry, tenant: Tenant) -> None:
+        """The tenant was archived."""
+
+    def on_tenant_deleted(self, tn: Tenantry, tenant: Tenant) -> None:
+        """The tenant's data is gone (``tenant`` is as it was just before)."""
+
+    def on_tenant_moved(self, tn: Tenantry, tenant: Tenant, report: MoveReport) -> None:
+        """The tenant was moved (its rows, this plugin's tables' included, went with it)."""
+
+
+class ConfigSection(Plugin):
+    """A section of every tenant's config, named after the plugin (``audit-export`` ->
+    ``audit_export``), validated by ``config_model`` on every write. Give every field a
+    default: the section exists for tenants that never set it."""
+
+    config_model: type[BaseModel]
+
+    def config(self, tn: Tenantry) -> Any:
+        """The bound tenant's section (from the per-process cache)."""
+        return getattr(tn.config(), self.section)
+
+
+class AppTables(Plugin):
+    """Tenant-scoped tables of the plugin's own, deployed with the app's into every
+    placement (pooled tables, each schema, each database) and moved with the tenant.
+
+    Every table must be :class:`~tenantry.TenantScoped` and named ``<section>_...``
+    (``audit_export_runs``); foreign keys stay within the plugin's tables.
+    """
+
+    metadata: sa.MetaData
+
+
+class AsgiRoutes(Plugin):
+    """An ASGI app served at ``/_plugins/<name>/`` (see :class:`~tenantry.plugins.PluginRoutes`)
+    for the bound tenant, only when the plugin is enabled for it."""
+
+    def asgi_app(self, tn: Tenantry) -> ASGIApp:
+        """The ASGI app (called once per :class:`PluginRoutes`). ``scope["root_path"]`` ends
+        with ``/_plugins/<name>``; ``scope["path"]`` is the full path."""
+        raise NotImplementedError
+
+
+class FlagProvider(Plugin):
+    """Feature flags the plugin reads: definitions (as :class:`~tenantry.FlagSpec` takes
+    them) that ``tn.init()`` creates when missing. Keys start with ``<name>.``; a flag the
+    operator changed is never overwritten."""
+
+    def flag_definitions(self) -> Sequence[Mapping[str, Any]]:
+        return ()
+
+
+def capabilities_of(plugin: object) -> tuple[str, ...]:
+    """The capability classes ``plugin`` inherits, by name."""
+    found = []
+    for name, kind in CAPABILITIES.items():
+        if isinstance(plugin, kind):
+            found.append(name)
+    return tuple(found)
+
+
+CAPABILITIES: dict[str, type[Plugin]] = {
+    "lifecycle": LifecycleHooks,
+    "config": ConfigSection,
+    "tables": AppTables,
+    "routes": AsgiRoutes,
+    "flags": FlagProvider,
+}
+
+
+def hook_names() -> tuple[str, ...]:
+    return tuple(f"on_tenant_{event}" for event in LIFECYCLE_EVENTS)
+
+
+class HookSpecs:
+    """The lifecycle hooks as pluggy specifications (argument names are the contract)."""
+
+    @hookspec
+    def on_tenant_created(self, tn: Tenantry, tenant: Tenant) -> None: ...
+
+    @hookspec
+    def on_tenant_suspended(self, tn: Tenantry, tenant: Tenant) -> None: ...
+
+    @hookspec
+    def on_tenant_resumed(self, tn: Tenantry, tenant: Tenant) -> None: ...
+
+    @hookspec
+    def on_tenant_archived(self, tn: Tenantry, tenant: Tenant) -> None: ...
+
+    @hookspec
+    def on_tenant_deleted(self, tn: Tenantry, tenant: Tenant) -> None: ...
+
+    @hookspec
+    def on_tenant_moved(self, tn: Tenantry, tenant: Tenant, report: MoveReport) -> None: ...

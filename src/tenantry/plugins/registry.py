@@ -1,0 +1,441 @@
+"""``tn.plugins``: the registry of one Tenantry's plugins, their settings and their hooks.
+
+Plugins are registered explicitly (``Tenantry(plugins=[Webhooks()])``, ``tn.plugins.register``)
+or by name from ``TENANTRY_PLUGINS``; installed ones are also *discovered* through the
+``tenantry.plugins`` entry point, so the CLI can list them and switch them on without loading
+the app. Registering validates everything a plugin declares before anything changes.
+
+Lifecycle hooks go through pluggy: a :class:`pluggy.PluginManager` holds the hook
+specifications (:class:`~tenantry.plugins.base.HookSpecs`), validates each implementation's
+arguments at registration and orders the implementations (``tryfirst``/``trylast``). The
+registry then calls each implementation itself rather than through the hook caller, because
+two things pluggy's call loop cannot do are required: skip the plugins that are switched off
+for the tenant, and contain each plugin's exception so that the others still run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import threading
+import traceback
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from tenantry import context
+from tenantry.core import flags as flags_core
+from tenantry.db import catalog
+from tenantry.errors import ConfigInvalid, ConfigurationError, FlagExists, InvalidInput, TenantryError
+from tenantry.plugins import tables
+from tenantry.plugins.base import (
+    PROJECT,
+    AppTables,
+    AsgiRoutes,
+    ConfigSection,
+    FlagProvider,
+    HookSpecs,
+    LifecycleHooks,
+    Plugin,
+    capabilities_of,
+    check_plugin_name,
+    hook_names,
+)
+from tenantry.plugins.discovery import discover, load_spec
+from tenantry.plugins.enablement import EnablementCache
+from tenantry.services import plugins as service
+
+if TYPE_CHECKING:
+    from tenantry.app import Tenantry
+    from tenantry.core.model import Tenant
+
+__all__ = ["PluginInfo", "Plugins"]
+
+_log = logging.getLogger("tenantry.plugins")
+
+#: statuses of tenants whose placements hold data a plugin may work on
+LIVE_STATUSES = ("active", "suspended", "archived")
+
+_IMPLICIT: pluggy.HookimplOpts = {
+    "wrapper": False, "hookwrapper": False, "optionalhook": False, "tryfirst": False, "trylast": False,
+    "specname": None,
+}
+
+
+class _Manager(pluggy.PluginManager):
+    """pluggy's manager, taking a :class:`LifecycleHooks` method that overrides the base's as
+    a hook implementation without a decorator (as pytest takes ``pytest_*`` functions)."""
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and name in hook_names() and isinstance(plugin, LifecycleHooks):
+            if getattr(type(plugin), name, None) is not getattr(LifecycleHooks, name):
+                return dict(_IMPLICIT)  # type: ignore[return-value]
+        return opts
+
+
+@dataclass(frozen=True, slots=True)
+class PluginInfo:
+    """A plugin as ``tenantry plugins list`` shows it."""
+
+    name: str
+    source: str
+    """``explicit``, ``TENANTRY_PLUGINS``, or the distribution whose entry point names it."""
+    registered: bool
+    """Whether it runs in this process (registered with this Tenantry)."""
+    capabilities: tuple[str, ...] = ()
+    description: str = ""
+    error: str | None = None
+    """Why an installed plugin could not be loaded to be described."""
+    settings: list[service.Enablement] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "registered": self.registered,
+            "capabilities": list(self.capabilities),
+            "description": self.description,
+            "error": self.error,
+            "enabled_for": [s.to_dict() for s in self.settings],
+        }
+
+
+class Plugins:
+    """The plugins of one :class:`~tenantry.Tenantry` (``tn.plugins``).
+
+    ::
+
+        tn = Tenantry(settings, metadata=Base.metadata, plugins=[Webhooks()])
+        tn.plugins.enable("webhooks", plan="enterprise")     # audited, every process within 1 s
+        with tn.tenant("initech"):
+            if tn.plugins.is_enabled("webhooks"):            # cached: no query once warm
+                ...
+    """
+
+    def __init__(self, tn: Tenantry) -> None:
+        self._tn = tn
+        self._lock = threading.RLock()
+        self._plugins: dict[str, Plugin] = {}
+        self._sources: dict[str, str] = {}
+        self._manager = _Manager(PROJECT)
+        self._manager.add_hookspecs(HookSpecs)
+        self._cache = EnablementCache(tn)
+        self._merged: tuple[tuple[Any, ...], sa.MetaData] | None = None
+
+    # -- registration -------------------------------------------------------------------------
+    def register(self, plugin: Plugin | type[Plugin] | str, *, source: str = "explicit") -> Plugin:
+        """Register a plugin object (a class is built with no arguments; a string is an
+        installed plugin's name or ``module:attr``). Everything it declares is checked first
+        (:class:`ConfigurationError` naming the problem, nothing registered); registering the
+        same object again is a no-op."""
+        if isinstance(plugin, str):
+            found: Any = load_spec(plugin)
+            source = "TENANTRY_PLUGINS" if source == "settings" else source
+        elif isinstance(plugin, type):
+            found = plugin()
+        else:
+            found = plugin
+        if not isinstance(found, Plugin):
+            raise ConfigurationError(f"{found!r} is not a tenantry plugin (a tenantry.plugins.Plugin)")
+        with self._lock:
+            name = getattr(found, "name", None)
+            try:
+                check_plugin_name(name)
+            except InvalidInput as err:
+                raise ConfigurationError(f"{type(found).__name__}: {err.message}") from None
+            assert isinstance(name, str)
+            existing = self._plugins.get(name)
+            if existing is found:
+                return found
+            if existing is not None:
+                raise ConfigurationError(f"a plugin named {name!r} is registered already ({type(existing).__name__})")
+            self._check(found)
+            if isinstance(found, LifecycleHooks):
+                try:
+                    self._manager.register(found, name=name)
+                except pluggy.PluginValidationError as err:
+                    raise ConfigurationError(f"plugin {name!r}: {err}") from err
+            if isinstance(found, ConfigSection):
+                try:
+                    self._tn.config_sections.add(found.section, found.config_model)
+                except ConfigurationError:
+                    if isinstance(found, LifecycleHooks):
+                        self._manager.unregister(name=name)
+                    raise
+            self._plugins[name] = found
+            self._sources[name] = source
+        return found
+
+    def _check(self, plugin: Plugin) -> None:
+        if isinstance(plugin, ConfigSection):
+            model = getattr(plugin, "config_model", None)
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise ConfigurationError(f"plugin {plugin.name!r} has a ConfigSection but its config_model is {model!r}")
+        if isinstance(plugin, AppTables):
+            tables.check_tables(plugin)
+            for other in self._plugins.values():
+                if isinstance(other, AppTables):
+                    clash = set(other.metadata.tables) & set(plugin.metadata.tables)
+                    if clash:
+                        raise ConfigurationError(f"plugin {plugin.name!r}'s tables {sorted(clash)} are {other.name!r}'s")
+        if isinstance(plugin, AsgiRoutes) and type(plugin).asgi_app is AsgiRoutes.asgi_app:
+            raise ConfigurationError(f"plugin {plugin.name!r} has AsgiRoutes but does not define asgi_app()")
+        if isinstance(plugin, FlagProvider):
+            for definition in plugin.flag_definitions():
+                try:
+                    spec = flags_core.parse_spec(definition)
+                except (ConfigInvalid, InvalidInput) as err:
+                    raise ConfigurationError(f"plugin {plugin.name!r} declares a bad flag: {err.message}") from err
+                if not spec.key.startswith(plugin.name + "."):
+                    raise ConfigurationError(f"plugin {plugin.name!r}'s flag {spec.key!r} must be named {plugin.name}.<...>")
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._plugins
+
+    def __iter__(self) -> Iterator[Plugin]:
+        return iter(list(self._plugins.values()))
+
+    def __len__(self) -> int:
+        return len(self._plugins)
+
+    def get(self, name: str) -> Plugin | None:
+        """The registered plugin called ``name``, or ``None``."""
+        return self._plugins.get(name)
+
+    def names(self) -> builtins.list[str]:
+        """The registered plugins' names."""
+        return sorted(self._plugins)
+
+    def known(self) -> set[str]:
+        """Names that may be switched on: registered here, or installed (entry points)."""
+        return set(self._plugins) | set(discover())
+
+    def list(self, *, installed: bool = True) -> builtins.list[PluginInfo]:
+        """The registered plugins and (with ``installed``) the installed ones, each with
+        where it comes from, its capabilities and the plans and tenants it is set for.
+        Installed plugins are imported to be described; one that fails says why."""
+        with self._tn.admin() as conn:
+            catalog.require_catalog(conn)
+            settings = service.list_enablement(conn)
+        by_plugin: dict[str, builtins.list[service.Enablement]] = {}
+        for setting in settings:
+            by_plugin.setdefault(setting.plugin, []).append(setting)
+        found: dict[str, PluginInfo] = {}
+        for name, plugin in self._plugins.items():
+            found[name] = PluginInfo(
+                name, self._sources[name], True, capabilities_of(plugin), plugin.description, None, by_plugin.get(name, [])
+            )
+        for name, point in (discover() if installed else {}).items():
+            if name in found:
+                found[name] = PluginInfo(**{**_fields(found[name]), "source": f"{found[name].source}; {point.source}"})
+                continue
+            try:
+                loaded = point.load()
+                info = PluginInfo(name, point.source, False, capabilities_of(loaded), getattr(loaded, "description", ""))
+            except TenantryError as err:
+                info = PluginInfo(name, point.source, False, error=err.message)
+            found[name] = PluginInfo(**{**_fields(info), "settings": by_plugin.get(name, [])})
+        for name, rows in by_plugin.items():  # set in the catalog, but neither here nor installed
+            if name not in found:
+                found[name] = PluginInfo(name, "unknown (not installed here)", False, settings=rows)
+        return [found[name] for name in sorted(found)]
+
+    # -- settings -----------------------------------------------------------------------------
+    def enable(self, name: str, *, tenant: str | uuid.UUID | None = None, plan: str | None = None) -> service.EnablementChange:
+        """Switch ``name`` on for a tenant or for every tenant of a plan. The plugin must be
+        registered or installed (:class:`PluginNotFound`); audited; every process sees it
+        within a second."""
+        return self._set(name, True, tenant, plan)
+
+    def disable(self, name: str, *, tenant: str | uuid.UUID | None = None, plan: str | None = None) -> service.EnablementChange:
+        """Switch ``name`` off for a tenant (even when its plan has it on) or a plan."""
+        return self._set(name, False, tenant, plan)
+
+    def reset(self, name: str, *, tenant: str | uuid.UUID | None = None, plan: str | None = None) -> service.EnablementChange:
+        """Remove the tenant's (or plan's) own setting: the plan's (or the default, off)
+        applies again."""
+        return self._set(name, None, tenant, plan)
+
+    def _set(self, name: str, enabled: bool | None, tenant: str | uuid.UUID | None, plan: str | None) -> service.EnablementChange:
+        with self._tn.admin() as conn:
+            catalog.require_catalog(conn)
+        known = self.known() if enabled is not None else set()
+        change = service.set_enabled(self._tn, name, enabled, known=known, tenant=tenant, plan=plan)
+        if change.changed:  # this process at once; the others by NOTIFY
+            self._cache.on_event("plugin", f"{change.scope.kind}:{change.scope.key}")
+        return change
+
+    def settings(self, name: str | None = None) -> builtins.list[service.Enablement]:
+        """The plans and tenants ``name`` (or every plugin) is switched on or off for."""
+        with self._tn.admin() as conn:
+            catalog.require_catalog(conn)
+            return service.list_enablement(conn, name)
+
+    def resolve(self, name: str, *, tenant: str | uuid.UUID | None = None) -> service.Resolution:
+        """Whether ``name`` is switched on for the tenant (bound, or given) and by which
+        setting (``tenant``, ``plan`` or ``default``), from the catalog."""
+        check_plugin_name(name)
+        return self._cache.load(self._tenant_id(tenant), keep=False).resolution(name)
+
+    def enabled_for(self, tenant: str | uuid.UUID | None = None) -> builtins.list[str]:
+        """Names of the plugins switched on for the tenant (bound, or given), whether or not
+        they are registered in this process."""
+        return sorted(self._cache.get(self._tenant_id(tenant)).enabled)
+
+    def is_enabled(self, name: str, *, tenant: str | uuid.UUID | None = None) -> bool:
+        """Whether plugin ``name`` runs for the tenant (bound, or given): registered here and
+        switched on for it. From the per-process cache once warm."""
+        if name not in self._plugins:
+            return False
+        tenant_id = self._tenant_id(tenant)
+        entry = self._cache.get(tenant_id)
+        return entry.tenant_id == tenant_id and name in entry.enabled
+
+    async def ais_enabled(self, name: str) -> bool:
+        """:meth:`is_enabled` for the bound tenant from async code: a cold cache is loaded in
+        a worker thread, off the event loop."""
+        if name not in self._plugins:
+            return False
+        tenant_id = context.require().id
+        entry = self._cache.fresh(tenant_id)
+        if entry is None:
+            entry = await asyncio.to_thread(self._cache.load, tenant_id)
+        return entry.tenant_id == tenant_id and name in entry.enabled
+
+    def tenants(self, name: str) -> builtins.list[tuple[uuid.UUID, str]]:
+        """``(id, slug)`` of the live (active, suspended or archived) tenants ``name`` is
+        switched on for: what a plugin's background work visits."""
+        check_plugin_name(name)
+        with self._tn.admin() as conn:
+            return service.enabled_tenants(conn, name, statuses=LIVE_STATUSES)
+
+    def _tenant_id(self, tenant: str | uuid.UUID | None) -> uuid.UUID:
+        return self._tn._live.tenant_id(tenant)
+
+    # -- what plugins raised ------------------------------------------------------------------
+    def errors(
+        self, *, plugin: str | None = None, tenant: str | uuid.UUID | None = None, limit: int = 100
+    ) -> builtins.list[service.PluginFailure]:
+        """What plugins raised, newest first, counted per (plugin, hook, tenant)."""
+        tenant_id = None if tenant is None else self._tenant_id(tenant)
+        with self._tn.admin() as conn:
+            catalog.require_catalog(conn)
+            return service.list_errors(conn, plugin=plugin, tenant_id=tenant_id, limit=limit)
+
+    def report_error(self, plugin: str, hook: str, error: BaseException, tenant_id: uuid.UUID | None = None) -> None:
+        """Log and record that ``plugin`` raised ``error`` in ``hook``; never raises."""
+        _log.error("plugin %r raised in %s (tenant %s)", plugin, hook, tenant_id, exc_info=error)
+        lines = traceback.format_exception_only(type(error), error)
+        text = " ".join(" ".join(lines).split())
+        try:
+            with self._tn.admin() as conn, conn.transaction():
+                service.record_error(conn, plugin, hook, tenant_id, text)
+        except Exception:  # the catalog is unreachable: the log line is all we can do
+            _log.exception("could not record the error of plugin %r", plugin)
+
+    # -- running plugins ----------------------------------------------------------------------
+    def dispatch(self, event: str, tenant: Tenant, **extra: Any) -> builtins.list[str]:
+        """Call ``on_tenant_<event>`` of every registered plugin switched on for ``tenant``,
+        each contained; returns the names of the plugins that raised."""
+        hook = f"on_tenant_{event}"
+        caller = getattr(self._manager.hook, hook)
+        impls = list(reversed(caller.get_hookimpls()))  # pluggy's call order
+        if not impls:
+            return []
+        try:  # read now, not from the cache: a control-plane event deserves the exact answer
+            with self._tn.admin() as conn:
+                resolved = service.resolve_for_tenant(conn, tenant.id)
+            found = set() if resolved is None else {r.plugin for r in resolved[1].values() if r.enabled}
+        except Exception as err:
+            for impl in impls:
+                self.report_error(impl.plugin_name, hook, err, tenant.id)
+            return [impl.plugin_name for impl in impls]
+        values = {"tn": self._tn, "tenant": tenant, **extra}
+        failed: builtins.list[str] = []
+        for impl in impls:
+            if impl.plugin_name not in found:
+                continue  # switched off for this tenant: never runs for it
+            try:
+                impl.function(*[values[arg] for arg in impl.argnames])
+            except Exception as err:
+                failed.append(impl.plugin_name)
+                self.report_error(impl.plugin_name, hook, err, tenant.id)
+        return failed
+
+    def _of(self, kind: type[Any]) -> builtins.list[Any]:
+        return [p for p in self._plugins.values() if isinstance(p, kind)]
+
+    def install_flags(self) -> builtins.list[str]:
+        """Create the flags plugins declare that do not exist yet; returns their keys. A flag
+        that exists (perhaps changed by an operator) is left as it is."""
+        from tenantry.services import flags as flags_service
+
+        created: builtins.list[str] = []
+        for plugin in self._of(FlagProvider):
+            for definition in plugin.flag_definitions():
+                key = str(definition.get("key"))
+                try:
+                    flags_service.get_flag(self._tn, key)
+                except TenantryError:
+                    try:
+                        flags_service.create_flag(self._tn, definition)
+                    except FlagExists:
+                        continue  # created meanwhile
+                    created.append(key)
+        return created
+
+    def deploy(self) -> builtins.list[dict[str, Any]]:
+        """Create the registered plugins' tables in every placement that lacks them (the
+        pooled schema, every active schema- and database-tier tenant). Idempotent."""
+        return tables.deploy_everywhere(self._tn, self._of(AppTables))
+
+    def managed_metadata(self, app: sa.MetaData) -> sa.MetaData:
+        """The tables tenantry manages: the app's and the registered plugins' (a cached
+        copy; ``app`` itself when no plugin has tables)."""
+        owners = self._of(AppTables)
+        if not owners:
+            return app
+        key = (app, tuple(app.tables), tuple((p, p.metadata, tuple(p.metadata.tables)) for p in owners))
+        with self._lock:
+            cached = self._merged
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            merged = tables.merged_metadata(app, owners)
+            self._merged = (key, merged)
+            return merged
+
+    def routes(self) -> dict[str, AsgiRoutes]:
+        """The registered plugins that serve routes, by name."""
+        return {p.name: p for p in self._of(AsgiRoutes)}
+
+    # -- cache events -------------------------------------------------------------------------
+    def _on_event(self, kind: str, key: str) -> None:
+        if kind in ("plugin", "tenant"):
+            self._cache.on_event(kind, key)
+
+    def _on_reset(self) -> None:
+        self._cache.on_reset()
+
+    def load_configured(self, specs: Iterable[str]) -> None:
+        """Register the plugins ``TENANTRY_PLUGINS`` names (``*``: every installed one)."""
+        for spec in specs:
+            if spec == "*":
+                for name, point in discover().items():
+                    if name not in self._plugins:
+                        self.register(point.load(), source=point.source)
+            else:
+                self.register(spec, source="settings")
+
+
+def _fields(info: PluginInfo) -> dict[str, Any]:
+    return {
+        "name": info.name, "source": info.source, "registered": info.registered, "capabilities": info.capabilities,
+        "description": info.description, "error": info.error, "settings": info.settings,
+    }

@@ -1,0 +1,117 @@
+"""Plugins' tables: checked when a plugin is registered, merged into the tables tenantry manages,
+and deployed into placements that predate the plugin.
+
+The tables a Tenantry manages are the app's and every registered plugin's together
+(:func:`merged_metadata`). Every path that builds or copies a placement reads that one
+``MetaData``: ``tn.init()``/``tn.deploy()`` (the pooled tables), provisioning (a schema- or
+database-tier tenant's tables), spares (their fingerprint, so spares built before a plugin
+was added are not claimed) and moves (the rows copied). A plugin's tables are therefore
+everywhere the app's are, under the same row-level security.
+
+Placements built before the plugin was added get its tables from :func:`deploy_everywhere`
+(``tenantry plugins deploy``); it is idempotent. With app migrations (``TENANTRY_MIGRATIONS``)
+the app's Alembic revisions are the only way its placements' tables change, so a plugin's
+tables are added by a revision of the app (see docs/plugins.md) and :func:`deploy_everywhere`
+refuses to run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from tenantry.db import catalog, rls
+from tenantry.db.deploy import deploy_tables
+from tenantry.errors import ConfigurationError, InvalidInput
+from tenantry.plugins.base import AppTables
+from tenantry.services import audit
+
+if TYPE_CHECKING:
+    from tenantry.app import Tenantry
+
+__all__ = ["check_tables", "deploy_everywhere", "merged_metadata", "plugin_metadata"]
+
+
+def check_tables(plugin: AppTables) -> None:
+    """Refuse (:class:`ConfigurationError`) tables that are not tenant-safe, not named
+    ``<section>_...``, or that reference tables outside the plugin."""
+    metadata = getattr(plugin, "metadata", None)
+    if not isinstance(metadata, sa.MetaData) or not metadata.tables:
+        raise ConfigurationError(f"plugin {plugin.name!r} has AppTables but no metadata with tables")
+    prefix = plugin.section + "_"
+    problems = [
+        f"table {name!r} must be named {prefix}..." for name in metadata.tables if not name.startswith(prefix)
+    ]
+    for table in metadata.tables.values():
+        for fk in table.foreign_keys:
+            target = fk.target_fullname.rsplit(".", 1)[0]
+            if target not in metadata.tables:
+                problems.append(f"{table.name}: foreign key to {target}, which is not one of the plugin's tables")
+    if problems:
+        raise ConfigurationError(f"plugin {plugin.name!r}: " + "; ".join(problems))
+    try:
+        rls.validate_metadata(metadata)
+    except InvalidInput as err:
+        raise ConfigurationError(f"plugin {plugin.name!r}: {err.message}") from err
+
+
+def merged_metadata(app: sa.MetaData, plugins: Sequence[AppTables]) -> sa.MetaData:
+    """A new ``MetaData`` holding copies of the app's tables and the plugins' (``app`` itself
+    when no plugin has tables). A plugin table named like an app table is refused."""
+    if not plugins:
+        return app
+    merged = sa.MetaData()
+    for table in app.tables.values():
+        table.to_metadata(merged)
+    for plugin in plugins:
+        for name, table in plugin.metadata.tables.items():
+            if name in merged.tables:
+                raise ConfigurationError(f"plugin {plugin.name!r}'s table {name!r} clashes with a table of the app")
+            table.to_metadata(merged)
+    return merged
+
+
+def plugin_metadata(plugins: Sequence[AppTables]) -> sa.MetaData | None:
+    """The plugins' tables alone, in one ``MetaData``; ``None`` when they have none."""
+    if not plugins:
+        return None
+    return merged_metadata(sa.MetaData(), plugins)
+
+
+def deploy_everywhere(tn: Tenantry, plugins: Sequence[AppTables]) -> list[dict[str, Any]]:
+    """Create the plugins' tables (with RLS) in the pooled schema and in every active schema-
+    and database-tier placement that lacks them; returns what each deploy did."""
+    from tenantry.services import app_migrations, provisioning  # (they import much)
+
+    metadata = plugin_metadata(plugins)
+    if metadata is None:
+        return []
+    if app_migrations.migrations_directory(tn):
+        raise ConfigurationError(
+            "this app's tables change only through its migrations (TENANTRY_MIGRATIONS): add the"
+            " plugins' tables with a revision of the app (see docs/plugins.md), then `tenantry migrate`"
+        )
+    s = tn.settings
+    with tn.admin() as conn:
+        catalog.require_catalog(conn)
+        rows = conn.execute(
+            "SELECT p.cell, p.database_name, p.schema_name, t.slug FROM tenantry.placements p"
+            " JOIN tenantry.tenants t ON t.id = p.tenant_id"
+            " WHERE p.status = 'active' AND p.isolation <> 'pooled' ORDER BY t.slug"
+        ).fetchall()
+    done: list[dict[str, Any]] = []
+    report = deploy_tables(tn.admin_url, metadata, schema=s.pooled_schema, owner=s.owner_role, runtime=s.runtime_role)
+    done.append({"placement": "pooled", **report.to_dict()})
+    for cell, database, schema, slug in rows:
+        url = provisioning.database_url(tn.cell_admin_url(cell), database)
+        report = deploy_tables(url, metadata, schema=schema, owner=s.owner_role, runtime=s.runtime_role)
+        done.append({"placement": slug, **report.to_dict()})
+    with tn.admin() as conn, conn.transaction():
+        audit.record(
+            conn, actor=tn.actor, action="plugin.deploy", target_type="plugin",
+            target=",".join(p.name for p in plugins),
+            after={"placements": len(done), "created": sum(len(d["created"]) for d in done), "tables": sorted(metadata.tables)},
+        )
+    return done
