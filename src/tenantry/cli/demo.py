@@ -224,13 +224,16 @@ def _print_report(report: dict[str, Any]) -> None:
     if api is None:
         console.print(f"\n  admin API: unavailable in this build ({report['admin_api_unavailable']})")
     else:
-        console.print(f"\n  admin API: {api['url']}")
+        console.print(f"\n  admin API: {api['url']}  (docs: {api['url'].rstrip('/')}/docs)")
         if api["token"]:
-            console.print(f"    curl -H 'Authorization: Bearer {api['token']}' {api['url']}")
+            # one line, however narrow the terminal: it is meant to be copied
+            curl = f"curl -H 'Authorization: Bearer {api['token']}' {api['url'].rstrip('/')}/v1/tenants"
+            console.print(f"    {curl}", soft_wrap=True, markup=False, highlight=False)
         else:
             console.print("    no API token was created by this build")
     console.print(
-        "\nTry: tenantry plugins enable webhooks --tenant acme; tenantry flags eval csv-export --tenant acme"
+        "\nTry: tenantry plugins enable webhooks --tenant acme; tenantry flags eval csv-export --tenant acme",
+        soft_wrap=True,
     )
     console.print("\nCtrl-C stops the demo; running it again reuses the data.")
 
