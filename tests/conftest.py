@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -203,3 +205,26 @@ def cli(scratch: Scratch, tn: Tenantry, monkeypatch: pytest.MonkeyPatch, capsys:
         return code, out.out, out.err
 
     return run
+
+
+@pytest.fixture(scope="module")
+def demo_db(request: pytest.FixtureRequest) -> Iterator[Scratch]:
+    """A scratch database for a running ``tenantry demo``, on the first backend only (the demo
+    is the same program on either server)."""
+    url = request.getfixturevalue("embedded_server").url if BACKENDS[0] == "embedded" else _system_base_url()
+    db = Scratch(url)
+    yield db
+    db.drop()
+
+
+@pytest.fixture(scope="module")
+def demo(demo_db: Scratch) -> Iterator[Any]:
+    """``tenantry demo --json`` running on :func:`demo_db` (a ``tests.e2e.conftest.DemoProcess``);
+    it must stop cleanly on SIGINT at the end."""
+    from tests.e2e.conftest import start_demo
+
+    running = start_demo(demo_db)
+    try:
+        yield running
+    finally:
+        assert running.stop(signal.SIGINT) == 0, "".join(running.stderr)[-3000:]

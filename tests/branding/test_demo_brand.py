@@ -7,40 +7,21 @@ Runs once, on the first backend of ``TENANTRY_TEST_BACKENDS`` (as tests/e2e does
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from examples.tracker.brands import BRANDS
 from tests.branding.images import png
-from tests.conftest import BACKENDS, Scratch, _system_base_url
-from tests.e2e.conftest import DemoProcess, demo_env, start_demo, tenantry_command
+from tests.conftest import Scratch
+from tests.e2e.conftest import DemoProcess, demo_env, tenantry_command
 
 CHROMIUM = Path("/usr/bin/chromium")
 WITHIN = 1.0
-
-
-@pytest.fixture(scope="module")
-def demo_db(request: pytest.FixtureRequest) -> Iterator[Scratch]:
-    url = request.getfixturevalue("embedded_server").url if BACKENDS[0] == "embedded" else _system_base_url()
-    db = Scratch(url)
-    yield db
-    db.drop()
-
-
-@pytest.fixture(scope="module")
-def demo(demo_db: Scratch) -> Iterator[DemoProcess]:
-    running = start_demo(demo_db)
-    try:
-        yield running
-    finally:
-        assert running.stop(signal.SIGINT) == 0, "".join(running.stderr)[-3000:]
 
 
 def _get(demo: DemoProcess, slug: str, path: str) -> tuple[int, dict[str, str], bytes]:

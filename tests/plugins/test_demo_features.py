@@ -8,37 +8,18 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from examples.tracker.brands import BRANDS
-from tests.conftest import BACKENDS, Scratch, _system_base_url
-from tests.e2e.conftest import DemoProcess, demo_env, start_demo, tenantry_command
+from tests.conftest import Scratch
+from tests.e2e.conftest import DemoProcess, demo_env, tenantry_command
 
 WITHIN = 1.0
 LOGIN = {"acme": "wile@acme.example", "globex": "hank@globex.example", "initech": "bill@initech.example"}
-
-
-@pytest.fixture(scope="module")
-def demo_db(request: pytest.FixtureRequest) -> Iterator[Scratch]:
-    url = request.getfixturevalue("embedded_server").url if BACKENDS[0] == "embedded" else _system_base_url()
-    db = Scratch(url)
-    yield db
-    db.drop()
-
-
-@pytest.fixture(scope="module")
-def demo(demo_db: Scratch) -> Iterator[DemoProcess]:
-    running = start_demo(demo_db)
-    try:
-        yield running
-    finally:
-        assert running.stop(signal.SIGINT) == 0, "".join(running.stderr)[-3000:]
 
 
 class Visitor:
