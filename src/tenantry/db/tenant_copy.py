@@ -133,9 +133,9 @@ def checksum(conn: psycopg.Connection[Any], spec: TableSpec, keys: sql.Composabl
     The checksum is the sum of the rows' md5 hashes taken as two 64-bit halves: independent of
     row order, so one pass over the table with no sort (half the time of hashing in key order).
     """
-    rows = sql.Identifier(spec.name)
+    rows: sql.Composable = sql.Identifier(spec.name)
     if keys is not None:
-        rows = sql.SQL("{} JOIN ({}) k USING ({})").format(rows, keys, spec.key_cols())  # type: ignore[assignment]
+        rows = sql.SQL("{} JOIN ({}) k USING ({})").format(rows, keys, spec.key_cols())
     row = conn.execute(
         sql.SQL(
             "SELECT count(*), coalesce(sum(('x' || left(h, 16))::bit(64)::bigint::numeric), 0)::text"
