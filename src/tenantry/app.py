@@ -310,6 +310,7 @@ class Tenantry:
         if self.metadata is not None or self.settings.app:
             self.deploy()
         self.plugins.install_flags()
+        self.plugins.subscribe_hooks()  # changes made anywhere from now on queue their calls
         return report
 
     def deploy(self, metadata: sa.MetaData | None = None) -> rls.DeployReport:
@@ -394,7 +395,7 @@ class Tenantry:
             catalog.require_catalog(conn)
         tenant = provisioning.provision(self, slug, name=name, plan=plan, cell=cell)
         self._forget(tenant)
-        self.plugins.dispatch("created", tenant)
+        self.plugins._deliver_after_change(tenant.id)
         return tenant
 
     # -- spares ------------------------------------------------------------------------------
@@ -461,14 +462,12 @@ class Tenantry:
                 conn, status=status, plan=plan, include_deleted=include_deleted, limit=limit, offset=offset
             )
 
-    _EVENTS: dict[Status, str] = {Status.SUSPENDED: "suspended", Status.ACTIVE: "resumed", Status.ARCHIVED: "archived"}
-
     def _set_status(self, key: str | uuid.UUID, status: Status) -> Tenant:
         with self.admin() as conn:
-            tenant, changed = tenant_service.transition(conn, key, status, actor=self.actor)
+            tenant, changed = tenant_service.transition(conn, key, status, actor=self.actor, origin=self.plugins.origin())
         self._forget(tenant)
         if changed:
-            self.plugins.dispatch(self._EVENTS[status], tenant)
+            self.plugins._deliver_after_change(tenant.id)
         return tenant
 
     def suspend(self, key: str | uuid.UUID) -> Tenant:
@@ -490,7 +489,7 @@ class Tenantry:
         counts = provisioning.deprovision(self, tenant.id)
         self._forget(tenant)
         if tenant.status is not Status.DELETED:
-            self.plugins.dispatch("deleted", tenant)
+            self.plugins._deliver_after_change(tenant.id)
         return counts
 
     def move_tenant(
@@ -504,7 +503,7 @@ class Tenantry:
         """Move a tenant to ``plan``'s tier (and, for the database tier, ``cell``) without
         losing a row; run it again to finish a move that was interrupted."""
         report = moves.move(self, key, plan=plan, cell=cell, on_step=on_step)
-        self.plugins.dispatch("moved", self.get_tenant(key), report=report)
+        self.plugins._deliver_after_change(self.get_tenant(key).id)
         return report
 
     def abort_move(self, key: str | uuid.UUID) -> bool:
@@ -615,6 +614,7 @@ class Tenantry:
                     self.admin_url, on_event=self._on_catalog_event, on_reset=self._on_catalog_reset
                 )
                 self._listener.start()
+        self.plugins._start_runner()  # calls queued by changes made elsewhere run here
 
     def _on_catalog_event(self, kind: str, key: str) -> None:
         if kind in ("tenant", BRAND_EVENT) and self._branding is not None:
@@ -939,6 +939,8 @@ class Tenantry:
             if self._listener is not None:
                 self._listener.stop()
                 self._listener = None
+        self.plugins.stop_hooks()
+        with self._lock:
             if self._router is not None:
                 self._router.close()
                 self._router = None

@@ -98,6 +98,13 @@ class Settings:
     by itself: run the fill after each deploy and from a periodic job (see
     :mod:`tenantry.services.spares`). ``TENANTRY_SPARE_SCHEMAS``."""
 
+    hook_runner: bool = True
+    """Whether a process whose plugins have lifecycle hooks delivers the calls queued by
+    changes made elsewhere (the CLI, the admin API, other processes) in a thread of its own,
+    started with the catalog listener. Off: only the process's own changes run its hooks at
+    once; run ``tenantry plugins hooks run --follow`` for the rest. ``TENANTRY_HOOK_RUNNER``
+    (``0``/``false``/``off`` to turn it off)."""
+
     base_domain: str | None = None
     """The app's own domain: tenants are served at ``<slug>.<base_domain>`` by the subdomain
     resolver, and custom domains may not be under it. ``TENANTRY_BASE_DOMAIN``."""
@@ -150,6 +157,11 @@ class Settings:
                 values[name] = env[var]
         if env.get("TENANTRY_PLUGINS"):
             values["plugins"] = tuple(p.strip() for p in env["TENANTRY_PLUGINS"].split(",") if p.strip())
+        if env.get("TENANTRY_HOOK_RUNNER"):
+            flag = env["TENANTRY_HOOK_RUNNER"].strip().lower()
+            if flag not in ("1", "true", "on", "yes", "0", "false", "off", "no"):
+                raise ConfigurationError(f"TENANTRY_HOOK_RUNNER={env['TENANTRY_HOOK_RUNNER']!r} is not 1/0, true/false or on/off")
+            values["hook_runner"] = flag in ("1", "true", "on", "yes")
         if env.get("TENANTRY_DATA_DIR"):
             values["data_dir"] = Path(env["TENANTRY_DATA_DIR"]).expanduser()
         numbers: dict[str, tuple[str, type]] = {

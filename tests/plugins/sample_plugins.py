@@ -45,6 +45,7 @@ class Exploder(LifecycleHooks, AsgiRoutes):
     """Raises in every hook and route; tryfirst, so it runs before the recorder."""
 
     name = "exploder"
+    hook_retries = 0  # a failed call is failed at once (the queue's retries are tested apart)
 
     def __init__(self) -> None:
         self.calls = 0

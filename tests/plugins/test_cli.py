@@ -4,6 +4,7 @@ line and an exit code for bad input, and nothing saved by a refused command."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 import psycopg
@@ -112,11 +113,11 @@ def test_errors_and_deploy(cli, ptenant: Callable[..., Tenant], ptn: Tenantry, m
     assert done[0]["placement"] == "pooled" and all(d["created"] == [] for d in done)  # every placement has them
 
 
-def test_hooks_run_in_the_cli_when_it_has_the_plugins(  # type: ignore[no-untyped-def]
+def test_a_cli_change_reaches_the_apps_hooks_and_runs_them_itself_with_the_plugins(  # type: ignore[no-untyped-def]
     cli, ptenant: Callable[..., Tenant], ptn: Tenantry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Hooks run in the process that makes the change: a CLI without the app's plugins calls
-    none, one given TENANTRY_PLUGINS calls them as the app would."""
+    """A change made by a CLI that runs no plugins is queued and delivered by the app's hook
+    runner; a CLI given TENANTRY_PLUGINS runs the hooks itself, before it exits."""
     from sqlalchemy.orm import Session
 
     from tenantry.contrib.webhooks import Delivery
@@ -130,8 +131,18 @@ def test_hooks_run_in_the_cli_when_it_has_the_plugins(  # type: ignore[no-untype
         with ptn.tenant(tenant.slug, allow_inactive=True), Session(ptn.engine()) as session:
             return [d.event for d in session.query(Delivery).order_by(Delivery.id)]
 
-    assert cli("tenants", "suspend", tenant.slug)[0] == 0
-    assert events() == []  # this CLI runs no plugins
+    events()  # the app is serving: its catalog listener and hook runner are up
+    assert ptn.plugins._runner is not None and ptn.plugins._runner.alive
+    assert cli("tenants", "suspend", tenant.slug)[0] == 0  # this CLI runs no plugins
+    deadline = time.monotonic() + 5
+    while events() != ["tenant.suspended"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert events() == ["tenant.suspended"]  # the app ran the hook
+    [call] = ptn.plugins.hooks(plugin="webhooks", tenant=tenant.slug)
+    assert (call.event, call.status, call.claimed_by) == ("suspended", "done", ptn.plugins._delivery.worker)
     monkeypatch.setenv("TENANTRY_PLUGINS", "webhooks")
     assert cli("tenants", "resume", tenant.slug)[0] == 0
-    assert events() == ["tenant.resumed"]
+    assert events() == ["tenant.suspended", "tenant.resumed"]  # at once: the CLI ran it
+    newest = ptn.plugins.hooks(plugin="webhooks", tenant=tenant.slug)[0]
+    assert (newest.event, newest.status) == ("resumed", "done")
+    assert newest.claimed_by != ptn.plugins._delivery.worker

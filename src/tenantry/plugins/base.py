@@ -102,14 +102,28 @@ class Plugin:
 class LifecycleHooks(Plugin):
     """Hooks into tenant lifecycle events. Override the ones you need.
 
-    Each is called after the change committed (the tenant is in its new state), in the
-    process that made the change, only if the plugin is enabled for the tenant. A hook that
-    raises is contained: the error is logged and recorded (``tenantry plugins errors``), and
-    the operation, the other plugins and other tenants carry on. Hooks run at most once per
-    change: a process that dies between the commit and the hook loses the call, so a hook that
-    must not be missed should write its own durable record (as the webhooks plugin queues a
-    delivery row).
+    Each change queues its call in the catalog in the transaction that makes it, whichever
+    process makes it (the app, the CLI, the admin API), so no committed change loses its
+    call. The call runs after the commit, only if the plugin is enabled for the tenant (then
+    and when the call is due), in a process that runs the plugin: the one that made the change
+    right away when it runs the plugin, else any app process's hook runner (within
+    milliseconds: it is woken by ``NOTIFY``) or ``tenantry plugins hooks run``.
+
+    Delivery is at least once and in order per tenant: a process that dies during a call has
+    it taken again by another after a lease, so a hook should be idempotent (the ``tenant``
+    and the event name it; ``tn.plugins.hooks()`` lists the calls with their ids). A hook that
+    raises is contained (logged, counted in ``tenantry plugins errors``; the operation, the
+    other plugins and tenants carry on) and called again after :attr:`hook_backoff` seconds,
+    doubled each time, up to :attr:`hook_retries` times; then the call is ``failed`` and held
+    for ``tenantry plugins hooks retry``. The tenant's later calls to this plugin wait for an
+    earlier one that is being retried.
     """
+
+    hook_retries: int = 5
+    """How many times a call that raised is made again before it is marked ``failed``."""
+
+    hook_backoff: float = 10.0
+    """Seconds before the first retry; each further retry waits twice as long (at most an hour)."""
 
     def on_tenant_created(self, tn: Tenantry, tenant: Tenant) -> None:
         """The tenant was created and is active."""

@@ -49,6 +49,9 @@ from tenantry.plugins.base import (
 )
 from tenantry.plugins.discovery import discover, load_spec
 from tenantry.plugins.enablement import EnablementCache
+from tenantry.plugins.hooks import HookDelivery, HookRunner
+from tenantry.plugins.hooks import RunReport as HookRunReport
+from tenantry.services import plugin_hooks
 from tenantry.services import plugins as service
 
 if TYPE_CHECKING:
@@ -128,6 +131,8 @@ class Plugins:
         self._manager.add_hookspecs(HookSpecs)
         self._cache = EnablementCache(tn)
         self._merged: tuple[tuple[Any, ...], sa.MetaData] | None = None
+        self._delivery = HookDelivery(self, self._manager)
+        self._runner: HookRunner | None = None
 
     # -- registration -------------------------------------------------------------------------
     def register(self, plugin: Plugin | type[Plugin] | str, *, source: str = "explicit") -> Plugin:
@@ -329,45 +334,119 @@ class Plugins:
             catalog.require_catalog(conn)
             return service.list_errors(conn, plugin=plugin, tenant_id=tenant_id, limit=limit)
 
+    @staticmethod
+    def error_text(error: BaseException) -> str:
+        """``error`` as one line: its type and message."""
+        lines = traceback.format_exception_only(type(error), error)
+        return " ".join(" ".join(lines).split())
+
     def report_error(self, plugin: str, hook: str, error: BaseException, tenant_id: uuid.UUID | None = None) -> None:
         """Log and record that ``plugin`` raised ``error`` in ``hook``; never raises."""
         _log.error("plugin %r raised in %s (tenant %s)", plugin, hook, tenant_id, exc_info=error)
-        lines = traceback.format_exception_only(type(error), error)
-        text = " ".join(" ".join(lines).split())
+        text = self.error_text(error)
         try:
             with self._tn.admin() as conn, conn.transaction():
                 service.record_error(conn, plugin, hook, tenant_id, text)
         except Exception:  # the catalog is unreachable: the log line is all we can do
             _log.exception("could not record the error of plugin %r", plugin)
 
-    # -- running plugins ----------------------------------------------------------------------
-    def dispatch(self, event: str, tenant: Tenant, **extra: Any) -> builtins.list[str]:
-        """Call ``on_tenant_<event>`` of every registered plugin switched on for ``tenant``,
-        each contained; returns the names of the plugins that raised."""
-        hook = f"on_tenant_{event}"
-        caller = getattr(self._manager.hook, hook)
-        impls = list(reversed(caller.get_hookimpls()))  # pluggy's call order
-        if not impls:
-            return []
-        try:  # read now, not from the cache: a control-plane event deserves the exact answer
-            with self._tn.admin() as conn:
-                resolved = service.resolve_for_tenant(conn, tenant.id)
-            found = set() if resolved is None else {r.plugin for r in resolved[1].values() if r.enabled}
-        except Exception as err:
-            for impl in impls:
-                self.report_error(impl.plugin_name, hook, err, tenant.id)
-            return [impl.plugin_name for impl in impls]
-        values = {"tn": self._tn, "tenant": tenant, **extra}
-        failed: builtins.list[str] = []
-        for impl in impls:
-            if impl.plugin_name not in found:
-                continue  # switched off for this tenant: never runs for it
+    # -- lifecycle hooks: the durable queue ----------------------------------------------------
+    def origin(self) -> plugin_hooks.Origin:
+        """Who this process is to the hook queue: a change made here reserves the calls of
+        the plugins registered here for it (see :mod:`tenantry.services.plugin_hooks`)."""
+        return self._delivery.origin()
+
+    def deliver(self, tenant: str | uuid.UUID | None = None, *, limit: int | None = None) -> HookRunReport:
+        """Run the queued lifecycle hook calls that are due for the plugins registered here
+        (of one tenant, if given), each contained; returns what was done. The process that
+        changes a tenant calls this for it right after the change commits."""
+        tenant_id = None if tenant is None else self._tenant_id(tenant)
+        return self._delivery.deliver(tenant_id, limit=limit)
+
+    def _deliver_after_change(self, tenant_id: uuid.UUID) -> None:
+        if not self._delivery.handlers():
+            return
+        try:
+            self._delivery.deliver(tenant_id)
+        except Exception as err:  # the change stands; the runner or another process delivers later
+            _log.warning("could not deliver the hooks of tenant %s now (queued): %s", tenant_id, err)
+        self._start_runner()
+
+    def subscribe_hooks(self) -> None:
+        """Record in the catalog which lifecycle events the plugins registered here handle, so
+        that changes made anywhere (the CLI, the admin API) queue calls for them. Done by
+        ``tn.init()``, by the hook runner and by the first delivery."""
+        self._delivery.subscribe()
+
+    def start_hooks(self) -> bool:
+        """Start this process's hook runner (a daemon thread) if plugins registered here have
+        lifecycle hooks; ``True`` when it runs. Started by itself with the catalog listener
+        (the first request) and after a change, unless ``Settings.hook_runner`` is off."""
+        if not self._delivery.handlers():
+            return False
+        with self._lock:
+            if self._runner is None or not self._runner.alive:
+                self._delivery.subscribe()
+                self._runner = HookRunner(self._delivery)
+                self._runner.start()
+        return True
+
+    def _start_runner(self) -> None:
+        if self._tn.settings.hook_runner and self._runner is None:
             try:
-                impl.function(*[values[arg] for arg in impl.argnames])
+                self.start_hooks()
             except Exception as err:
-                failed.append(impl.plugin_name)
-                self.report_error(impl.plugin_name, hook, err, tenant.id)
-        return failed
+                _log.warning("could not start the plugin hook runner: %s", err)
+
+    def stop_hooks(self) -> None:
+        """Stop this process's hook runner (calls in flight finish first)."""
+        with self._lock:
+            runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.stop()
+
+    def hooks(
+        self,
+        *,
+        plugin: str | None = None,
+        tenant: str | uuid.UUID | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> builtins.list[plugin_hooks.QueuedHook]:
+        """Queued lifecycle hook calls (pending, running, done, failed, skipped), newest first."""
+        tenant_id = None if tenant is None else self._tenant_id(tenant)
+        with self._tn.admin() as conn:
+            catalog.require_catalog(conn)
+            return plugin_hooks.list_hooks(conn, plugin=plugin, tenant_id=tenant_id, status=status, limit=limit)
+
+    def hook_summary(self) -> dict[str, dict[str, int]]:
+        """How many queued calls each plugin has in each status."""
+        with self._tn.admin() as conn:
+            catalog.require_catalog(conn)
+            return plugin_hooks.summary(conn)
+
+    def retry_hooks(
+        self,
+        ids: Iterable[int] | None = None,
+        *,
+        plugin: str | None = None,
+        tenant: str | uuid.UUID | None = None,
+    ) -> builtins.list[int]:
+        """Queue failed calls again (by id, or every failed call of a plugin or tenant), due
+        now with fresh retries; audited. Returns the ids queued again."""
+        tenant_id = None if tenant is None else self._tenant_id(tenant)
+        with self._tn.admin() as conn:
+            catalog.require_catalog(conn)
+            return plugin_hooks.retry(
+                conn, actor=self._tn.actor, ids=None if ids is None else builtins.list(ids), plugin=plugin,
+                tenant_id=tenant_id,
+            )
+
+    def purge_hooks(self, *, older_than: float, include_failed: bool = False) -> int:
+        """Delete calls finished more than ``older_than`` seconds ago; audited."""
+        with self._tn.admin() as conn:
+            catalog.require_catalog(conn)
+            return plugin_hooks.purge(conn, older_than=older_than, include_failed=include_failed, actor=self._tn.actor)
 
     def _of(self, kind: type[Any]) -> builtins.list[Any]:
         return [p for p in self._plugins.values() if isinstance(p, kind)]
@@ -419,9 +498,13 @@ class Plugins:
     def _on_event(self, kind: str, key: str) -> None:
         if kind in ("plugin", "tenant"):
             self._cache.on_event(kind, key)
+        elif kind == "hook" and key in self._plugins and self._runner is not None:
+            self._runner.wake()
 
     def _on_reset(self) -> None:
         self._cache.on_reset()
+        if self._runner is not None:  # notices may have been missed
+            self._runner.wake()
 
     def load_configured(self, specs: Iterable[str]) -> None:
         """Register the plugins ``TENANTRY_PLUGINS`` names (``*``: every installed one)."""

@@ -47,7 +47,7 @@ from tenantry.core.placement import Placement, choose_cell, plan_steps
 from tenantry.db import tenant_copy
 from tenantry.db.connect import admin_connection
 from tenantry.errors import Conflict, InvalidInput, IsolationError
-from tenantry.services import audit
+from tenantry.services import audit, plugin_hooks
 from tenantry.services.cells import cell_loads
 from tenantry.services.events import notify_tenant
 from tenantry.services.faults import crash_point
@@ -95,6 +95,14 @@ class MoveReport:
             "write_block_seconds": round(self.write_block_seconds, 3),
             "seconds": round(self.seconds, 3),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MoveReport:
+        """The report :meth:`to_dict` gave (as a queued ``moved`` hook call carries it)."""
+        return cls(
+            slug=data["slug"], source=data["from"], target=data["to"], rows=dict(data["rows"]),
+            write_block_seconds=float(data["write_block_seconds"]), seconds=float(data["seconds"]),
+        )
 
 
 @dataclass(slots=True)
@@ -402,6 +410,15 @@ def _move(
             with conn.transaction():
                 _record(conn, job, "cleanup")
                 conn.execute("UPDATE tenantry.jobs SET status = 'done' WHERE id = %s", (job.id,))
+                # the move is done: its plugins' hooks are queued with the job's end, once
+                plugin_hooks.enqueue(
+                    conn, "moved", get_tenant(conn, tenant.id), origin=tn.plugins.origin(),
+                    extra=_report(tenant, job, rows, started).to_dict(),
+                )
+    return _report(tenant, job, rows, started)
+
+
+def _report(tenant: Tenant, job: _Job, rows: dict[str, int], started: float) -> MoveReport:
     return MoveReport(
         slug=tenant.slug,
         source=job.payload["source"],

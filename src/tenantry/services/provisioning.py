@@ -35,7 +35,7 @@ from tenantry.db.connect import admin_connection, control_plane_url
 from tenantry.db.deploy import deploy_tables
 from tenantry.db.local import install_local
 from tenantry.errors import Conflict, InvalidInput, TenantExists
-from tenantry.services import audit, spares
+from tenantry.services import audit, plugin_hooks, spares
 from tenantry.services.cells import cell_loads
 from tenantry.services.events import notify_tenant
 from tenantry.services.faults import crash_point
@@ -214,6 +214,7 @@ def _start(
         if spare_key is not None and isolation is not Isolation.POOLED:
             claimed = spares.claim(tn, conn, slug=slug, name=name, plan=chosen, cell=target_cell, key=spare_key)
             if claimed is not None:
+                plugin_hooks.enqueue(conn, "created", claimed, origin=tn.plugins.origin())
                 return claimed, None, set()
         status = "active" if isolation is Isolation.POOLED else "provisioning"
         try:
@@ -238,6 +239,7 @@ def _start(
             insert_placement(conn, Placement(**{**_fields(placement), "status": "active"}))
             audit.record(conn, actor=tn.actor, action="tenant.create", target_type="tenant",
                          target=slug, after=tenant.to_dict() | {"placement": placement.to_dict() | {"status": "active"}})
+            plugin_hooks.enqueue(conn, "created", tenant, origin=tn.plugins.origin())
             return tenant, None, set()
         insert_placement(conn, placement)
         job = conn.execute(
@@ -332,6 +334,7 @@ def _activate(
         notify_tenant(conn, active.id)
         audit.record(conn, actor=tn.actor, action="tenant.create", target_type="tenant",
                      target=tenant.slug, after=active.to_dict() | {"placement": placement.to_dict() | {"status": "active"}})
+        plugin_hooks.enqueue(conn, "created", active, origin=tn.plugins.origin())
     return active
 
 
@@ -377,6 +380,8 @@ def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
             notify_tenant(conn, tenant.id)
             audit.record(conn, actor=tn.actor, action="tenant.delete", target_type="tenant",
                          target=tenant.slug, before=tenant.to_dict(), after={"rows_deleted": counts})
+            # the hooks get the tenant as it was just before (its data is gone)
+            plugin_hooks.enqueue(conn, "deleted", locked, origin=tn.plugins.origin())
     return counts
 
 

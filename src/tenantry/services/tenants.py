@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 from tenantry.core.model import Isolation, Plan, Status, Tenant, check_transition
 from tenantry.core.naming import is_slug
 from tenantry.errors import PlanNotFound, TenantNotFound
-from tenantry.services import audit
+from tenantry.services import audit, plugin_hooks
 from tenantry.services.events import notify_tenant
 
 __all__ = [
@@ -165,11 +165,21 @@ def change_status(
     return transition(conn, key, target, actor=actor)[0]
 
 
+#: the lifecycle event a change to each status is, for plugins' hooks
+_EVENTS: dict[Status, str] = {Status.SUSPENDED: "suspended", Status.ACTIVE: "resumed", Status.ARCHIVED: "archived"}
+
+
 def transition(
-    conn: psycopg.Connection[Any], key: str | uuid.UUID, target: Status, *, actor: str
+    conn: psycopg.Connection[Any],
+    key: str | uuid.UUID,
+    target: Status,
+    *,
+    actor: str,
+    origin: plugin_hooks.Origin | None = None,
 ) -> tuple[Tenant, bool]:
     """:func:`change_status`, also saying whether the status changed (``False``: it was
-    ``target`` already)."""
+    ``target`` already). The change queues its plugins' hook calls in the same transaction
+    (reserved for ``origin``, the process making it)."""
     with conn.transaction():
         before = get_tenant(conn, key, for_update=True)
         if before.status is target:
@@ -188,4 +198,6 @@ def transition(
             conn, actor=actor, action=f"tenant.{target.value}", target_type="tenant",
             target=before.slug, before=before.to_dict(), after=after.to_dict(),
         )
+        if target in _EVENTS:
+            plugin_hooks.enqueue(conn, _EVENTS[target], after, origin=origin)
     return after, True

@@ -1,0 +1,278 @@
+"""Delivering the queued lifecycle hooks (:mod:`tenantry.services.plugin_hooks`) to the
+plugins one process runs.
+
+Two paths, one queue:
+
+* **Right after a change**, the process that made it delivers the calls queued for the
+  plugins it runs (:meth:`HookDelivery.deliver`): the rows were reserved for it, so
+  ``tn.suspend("acme")`` returns after the hooks ran, as a plain call would have.
+* **Everything else** (changes made by the CLI, the admin API or another app process; retries
+  that fell due; calls of a process that died) is delivered by a :class:`HookRunner` thread,
+  woken within milliseconds by the catalog's ``NOTIFY hook:<plugin>`` and every few seconds
+  by itself. ``tenantry plugins hooks run --follow`` is the same loop as a process of its own.
+
+Each call is contained: what a hook raises is logged and counted (``tenantry plugins
+errors``), and the row is retried after :attr:`LifecycleHooks.hook_backoff` seconds, doubled
+each time, until :attr:`LifecycleHooks.hook_retries` retries are spent. A plugin switched off
+for the tenant by the time its call is due is not called (``skipped``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from tenantry.core.model import Status, Tenant
+from tenantry.plugins.base import LIFECYCLE_EVENTS, LifecycleHooks
+from tenantry.services import plugin_hooks as queue
+from tenantry.services.plugins import resolve_for_tenant
+
+if TYPE_CHECKING:
+    from tenantry.app import Tenantry
+    from tenantry.plugins.registry import Plugins
+
+__all__ = ["HookDelivery", "HookRunner", "RunReport", "follow", "tenant_from"]
+
+_log = logging.getLogger("tenantry.plugins")
+
+#: seconds a deliverer holds a claimed call before another may take it
+LEASE_SECONDS = 300.0
+#: seconds between the runner's own looks at the queue (NOTIFY wakes it sooner)
+POLL_SECONDS = 5.0
+#: most seconds between two retries of a call
+MAX_BACKOFF = 3600.0
+#: how often the runner removes calls finished more than a week ago
+PURGE_EVERY = 3600.0
+KEEP_FINISHED = 7 * 24 * 3600.0
+
+
+def tenant_from(data: dict[str, Any]) -> Tenant:
+    """The :class:`Tenant` a queued call was made about, as it was at the change."""
+    return Tenant(
+        id=uuid.UUID(data["id"]), slug=data["slug"], name=data["name"], plan=data["plan"],
+        status=Status(data["status"]), created_at=datetime.fromisoformat(data["created_at"]),
+        updated_at=datetime.fromisoformat(data["updated_at"]),
+    )
+
+
+class RunReport:
+    """What one pass over the queue did."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.failed = 0
+        self.retrying = 0
+        self.skipped = 0
+
+    @property
+    def total(self) -> int:
+        return self.done + self.failed + self.retrying + self.skipped
+
+    def to_dict(self) -> dict[str, int]:
+        return {"done": self.done, "retrying": self.retrying, "failed": self.failed, "skipped": self.skipped}
+
+
+class HookDelivery:
+    """Delivers one Tenantry's queued calls to its registered :class:`LifecycleHooks`."""
+
+    def __init__(self, plugins: Plugins, manager: pluggy.PluginManager) -> None:
+        self._plugins = plugins
+        self._manager = manager
+        #: this process's id in the queue (``claimed_by``, ``reserved_for``)
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._subscribed: dict[str, tuple[str, ...]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def _tn(self) -> Tenantry:
+        return self._plugins._tn
+
+    # -- what this process handles ----------------------------------------------------------
+    def handlers(self) -> dict[str, tuple[str, ...]]:
+        """The registered plugins with lifecycle hooks, and the events each implements."""
+        found: dict[str, list[str]] = {}
+        for event in LIFECYCLE_EVENTS:
+            for impl in getattr(self._manager.hook, f"on_tenant_{event}").get_hookimpls():
+                found.setdefault(impl.plugin_name, []).append(event)
+        return {name: tuple(events) for name, events in sorted(found.items())}
+
+    def origin(self) -> queue.Origin:
+        """What a change made here tells the queue: reserve the calls of these plugins for us."""
+        return queue.Origin(self.worker, frozenset(self.handlers()))
+
+    def subscribe(self) -> None:
+        """Record in the catalog which events this process's plugins handle (once per
+        process, again when the registered plugins change)."""
+        wanted = self.handlers()
+        with self._lock:
+            if wanted == self._subscribed:
+                return
+        with self._tn.admin() as conn:
+            for name, events in wanted.items():
+                queue.subscribe(conn, name, events)
+        with self._lock:
+            self._subscribed = wanted
+
+    # -- delivering -------------------------------------------------------------------------
+    def deliver(
+        self, tenant_id: uuid.UUID | None = None, *, limit: int | None = None, own: bool = True
+    ) -> RunReport:
+        """Deliver every due call of this process's plugins (of one tenant, if given) until
+        none is left, each in the pluggy order of its event; ``limit`` caps the calls. With
+        ``own``, the calls reserved for this process (its own changes') are due at once; the
+        runner thread leaves them to the caller that made the change."""
+        report = RunReport()
+        names = list(self.handlers())
+        if not names:
+            return report
+        self.subscribe()
+        order = {name: i for i, name in enumerate(self._call_order())}
+        while limit is None or report.total < limit:
+            with self._tn.admin() as conn:
+                batch = queue.claim(
+                    conn, names, worker=self.worker, reserved=self.worker if own else None, lease=LEASE_SECONDS,
+                    tenant_id=tenant_id, limit=50 if limit is None else min(50, limit - report.total),
+                )
+            if not batch:
+                break
+            # one change's calls (one tenant, one moment) in pluggy's order (tryfirst first)
+            batch.sort(key=lambda c: (str(c.tenant_id), order.get(c.plugin, len(order)), c.id))
+            for call in batch:
+                self._run_one(call, report)
+        return report
+
+    def _call_order(self) -> list[str]:
+        seen: list[str] = []
+        for event in LIFECYCLE_EVENTS:
+            impls = getattr(self._manager.hook, f"on_tenant_{event}").get_hookimpls()
+            for impl in reversed(impls):  # pluggy calls the last registered (and tryfirst) first
+                if impl.plugin_name not in seen:
+                    seen.append(impl.plugin_name)
+        return seen
+
+    def _impl(self, plugin: str, event: str) -> Callable[..., Any] | None:
+        for impl in getattr(self._manager.hook, f"on_tenant_{event}").get_hookimpls():
+            if impl.plugin_name == plugin:
+                return impl  # type: ignore[no-any-return]
+        return None
+
+    def _run_one(self, call: queue.Claimed, report: RunReport) -> None:
+        tn = self._tn
+        hook = f"on_tenant_{call.event}"
+        plugin = self._plugins.get(call.plugin)
+        impl: Any = self._impl(call.plugin, call.event)
+        if impl is None or not isinstance(plugin, LifecycleHooks):  # unregistered meanwhile
+            with tn.admin() as conn:
+                queue.retry_later(conn, call.id, self.worker, "not registered in the process that took it", 0.0)
+            return
+        with tn.admin() as conn:
+            resolved = resolve_for_tenant(conn, call.tenant_id)
+        on = resolved is not None and (r := resolved[1].get(call.plugin)) is not None and r.enabled
+        if not on:  # switched off since: a plugin off for a tenant never runs for it
+            with tn.admin() as conn:
+                queue.finish(conn, call.id, self.worker, "skipped")
+            report.skipped += 1
+            return
+        values: dict[str, Any] = {"tn": tn, "tenant": tenant_from(call.tenant)}
+        if call.event == "moved":
+            from tenantry.services.moves import MoveReport  # (moves imports much)
+
+            values["report"] = MoveReport.from_dict(call.extra)
+        try:
+            impl.function(*[values[arg] for arg in impl.argnames])
+        except Exception as err:
+            self._plugins.report_error(call.plugin, hook, err, call.tenant_id)
+            text = self._plugins.error_text(err)
+            retries = max(0, int(getattr(plugin, "hook_retries", 0)))
+            with tn.admin() as conn:
+                if call.attempts > retries:
+                    queue.finish(conn, call.id, self.worker, "failed", text)
+                    report.failed += 1
+                else:
+                    base = max(0.0, float(getattr(plugin, "hook_backoff", 0.0)))
+                    queue.retry_later(conn, call.id, self.worker, text, min(MAX_BACKOFF, base * 2 ** (call.attempts - 1)))
+                    report.retrying += 1
+            return
+        with tn.admin() as conn:
+            queue.finish(conn, call.id, self.worker, "done")
+        report.done += 1
+
+
+class HookRunner:
+    """A daemon thread delivering this process's queued calls: woken by ``NOTIFY`` (through
+    the catalog listener, :meth:`wake`) and every :data:`POLL_SECONDS`."""
+
+    def __init__(self, delivery: HookDelivery, *, poll: float = POLL_SECONDS) -> None:
+        self._delivery = delivery
+        self._poll = poll
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._purged = 0.0
+        self._thread = threading.Thread(target=self._run, name="tenantry-plugin-hooks", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self._delivery.deliver(own=False)
+                self._purge()
+            except Exception as err:  # the catalog is away: try again at the next wake
+                _log.warning("plugin hook delivery failed, retrying: %s", err)
+            self._wake.wait(self._poll)
+
+    def _purge(self) -> None:
+        now = time.monotonic()
+        if now - self._purged < PURGE_EVERY:
+            return
+        self._purged = now
+        with self._delivery._tn.admin() as conn:
+            queue.purge(conn, older_than=KEEP_FINISHED)
+
+
+def follow(delivery: HookDelivery, *, stop: threading.Event, poll: float, on_pass: Callable[[RunReport], None]) -> None:
+    """Deliver until ``stop`` is set: a pass, then a wait of ``poll`` seconds (or until a
+    ``NOTIFY hook:<plugin>`` of one of this process's plugins arrives)."""
+    import psycopg
+
+    from tenantry.services.events import CHANNEL
+
+    names = set(delivery.handlers())
+    while not stop.is_set():
+        try:
+            with psycopg.connect(delivery._tn.admin_url, autocommit=True, connect_timeout=5) as conn:
+                conn.execute(f"LISTEN {CHANNEL}")
+                while not stop.is_set():
+                    on_pass(delivery.deliver())
+                    for notice in conn.notifies(timeout=poll, stop_after=1):
+                        kind, _, key = notice.payload.partition(":")
+                        if kind == "hook" and key in names:
+                            break
+        except psycopg.OperationalError as err:
+            _log.warning("plugin hook runner reconnecting after: %s", err)
+            stop.wait(1.0)
+
