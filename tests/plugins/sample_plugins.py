@@ -68,6 +68,26 @@ class Exploder(LifecycleHooks, AsgiRoutes):
         return app
 
 
+class Queued(LifecycleHooks):
+    """A plugin the CLI loads by spec (``tests.plugins.sample_plugins:QUEUED``): records the
+    suspensions it is called for, and raises for the tenants in ``fail_for``."""
+
+    name = "cliq"
+    hook_retries = 0
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.fail_for: set[str] = set()
+
+    def on_tenant_suspended(self, tenant: Any) -> None:
+        if tenant.slug in self.fail_for:
+            raise RuntimeError(f"cliq cannot reach its endpoint for {tenant.slug}")
+        self.calls.append(tenant.slug)
+
+
+QUEUED = Queued()
+
+
 class NotesBase(DeclarativeBase):
     pass
 

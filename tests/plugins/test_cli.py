@@ -146,3 +146,53 @@ def test_a_cli_change_reaches_the_apps_hooks_and_runs_them_itself_with_the_plugi
     newest = ptn.plugins.hooks(plugin="webhooks", tenant=tenant.slug)[0]
     assert (newest.event, newest.status) == ("resumed", "done")
     assert newest.claimed_by != ptn.plugins._delivery.worker
+
+
+def test_hooks_cli_lists_runs_retries_and_purges_queued_calls(  # type: ignore[no-untyped-def]
+    cli, ptenant: Callable[..., Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.plugins.sample_plugins import QUEUED
+
+    spec = "tests.plugins.sample_plugins:QUEUED"
+    QUEUED.calls.clear()  # one object for both backends' runs
+    tenant = ptenant()
+    code, _out, err = cli("plugins", "hooks", "run")
+    assert code != 0 and "TENANTRY_PLUGINS" in err and "Traceback" not in err  # no plugin runs here
+    monkeypatch.setenv("TENANTRY_PLUGINS", spec)
+    code, out, err = cli("plugins", "hooks", "run")  # a worker subscribes its plugins
+    assert code == 0 and "no call was due" in out, err
+    assert cli("plugins", "enable", "cliq", "--tenant", tenant.slug)[0] == 0
+    monkeypatch.delenv("TENANTRY_PLUGINS")
+    assert cli("tenants", "suspend", tenant.slug)[0] == 0  # made without the plugin: queued
+    code, out, _ = cli("plugins", "hooks", "list", "--plugin", "cliq", "--json")
+    listed = json.loads(out)
+    [call] = listed["calls"]
+    assert (call["event"], call["tenant"], call["status"]) == ("suspended", tenant.slug, "pending")
+    assert listed["counts"]["cliq"] == {"pending": 1} and QUEUED.calls == []
+
+    monkeypatch.setenv("TENANTRY_PLUGINS", spec)
+    QUEUED.fail_for = {tenant.slug}
+    code, out, _ = cli("plugins", "hooks", "run", "--json")
+    assert code == 0 and json.loads(out) == {"done": 0, "retrying": 0, "failed": 1, "skipped": 0}
+    code, out, _ = cli("plugins", "hooks", "list", "--status", "failed", "--plugin", "cliq")
+    assert code == 0 and "cliq: 1 failed" in out
+    code, out, _ = cli("plugins", "hooks", "list", "--status", "failed", "--plugin", "cliq", "--json")
+    [failed] = json.loads(out)["calls"]
+    assert failed["id"] == call["id"] and "cannot reach its endpoint" in failed["last_error"]
+    QUEUED.fail_for = set()
+    code, out, _ = cli("plugins", "hooks", "retry", str(call["id"]))
+    assert code == 0 and "1 failed call(s) queued again" in out
+    code, out, _ = cli("plugins", "hooks", "run")
+    assert code == 0 and "1 done" in out and QUEUED.calls == [tenant.slug]
+
+    code, _out, err = cli("plugins", "hooks", "retry")
+    assert code != 0 and "say which failed calls" in err
+    code, _out, err = cli("plugins", "hooks", "list", "--status", "bogus")
+    assert code != 0 and "unknown status" in err and "Traceback" not in err
+    code, _out, err = cli("plugins", "hooks", "purge", "--older-than", "soon")
+    assert code != 0 and "duration" in err
+    time.sleep(1.1)
+    code, out, _ = cli("plugins", "hooks", "purge", "--older-than", "1s", "--json")
+    assert code == 0 and json.loads(out)["deleted"] >= 1
+    code, out, _ = cli("plugins", "hooks", "list", "--plugin", "cliq", "--json")
+    assert json.loads(out)["calls"] == []

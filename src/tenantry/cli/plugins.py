@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from tenantry.cli import plugin_hooks
 from tenantry.cli.output import console, emit_json, table
 from tenantry.cli.state import get_state
 from tenantry.plugins.registry import PluginInfo
@@ -19,6 +20,7 @@ from tenantry.services.plugins import EnablementChange
 __all__ = ["app"]
 
 app = typer.Typer(help="List plugins, switch them on or off for plans and tenants, see what they raised.", no_args_is_help=True)
+app.add_typer(plugin_hooks.app, name="hooks")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 NameArg = Annotated[str, typer.Argument(help="The plugin's name.", show_default=False)]

@@ -21,7 +21,7 @@ import logging
 import threading
 import traceback
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +49,7 @@ from tenantry.plugins.base import (
 )
 from tenantry.plugins.discovery import discover, load_spec
 from tenantry.plugins.enablement import EnablementCache
-from tenantry.plugins.hooks import HookDelivery, HookRunner
+from tenantry.plugins.hooks import POLL_SECONDS, HookDelivery, HookRunner, follow
 from tenantry.plugins.hooks import RunReport as HookRunReport
 from tenantry.services import plugin_hooks
 from tenantry.services import plugins as service
@@ -219,8 +219,11 @@ class Plugins:
         return sorted(self._plugins)
 
     def known(self) -> set[str]:
-        """Names that may be switched on: registered here, or installed (entry points)."""
-        return set(self._plugins) | set(discover())
+        """Names that may be switched on: registered here, installed (entry points), or
+        run by a process of the app (subscribed to lifecycle events in the catalog)."""
+        with self._tn.admin() as conn:
+            subscribed = plugin_hooks.subscribed(conn)
+        return set(self._plugins) | set(discover()) | subscribed
 
     def list(self, *, installed: bool = True) -> builtins.list[PluginInfo]:
         """The registered plugins and (with ``installed``) the installed ones, each with
@@ -363,6 +366,18 @@ class Plugins:
         tenant_id = None if tenant is None else self._tenant_id(tenant)
         return self._delivery.deliver(tenant_id, limit=limit)
 
+    def hook_handlers(self) -> dict[str, tuple[str, ...]]:
+        """The plugins registered here that have lifecycle hooks, and the events each handles."""
+        return self._delivery.handlers()
+
+    def follow_hooks(
+        self, stop: threading.Event, *, poll: float = POLL_SECONDS, on_pass: Callable[[HookRunReport], None] | None = None
+    ) -> None:
+        """Deliver in this thread until ``stop`` is set: a pass over the queue, then a wait of
+        ``poll`` seconds or until a call for one of these plugins is queued (``NOTIFY``).
+        What ``tenantry plugins hooks run --follow`` runs."""
+        follow(self._delivery, stop=stop, poll=poll, on_pass=on_pass or (lambda _report: None))
+
     def _deliver_after_change(self, tenant_id: uuid.UUID) -> None:
         if not self._delivery.handlers():
             return
@@ -370,7 +385,6 @@ class Plugins:
             self._delivery.deliver(tenant_id)
         except Exception as err:  # the change stands; the runner or another process delivers later
             _log.warning("could not deliver the hooks of tenant %s now (queued): %s", tenant_id, err)
-        self._start_runner()
 
     def subscribe_hooks(self) -> None:
         """Record in the catalog which lifecycle events the plugins registered here handle, so
@@ -381,7 +395,7 @@ class Plugins:
     def start_hooks(self) -> bool:
         """Start this process's hook runner (a daemon thread) if plugins registered here have
         lifecycle hooks; ``True`` when it runs. Started by itself with the catalog listener
-        (the first request) and after a change, unless ``Settings.hook_runner`` is off."""
+        (the process's first tenant lookup), unless ``Settings.hook_runner`` is off."""
         if not self._delivery.handlers():
             return False
         with self._lock:
@@ -389,6 +403,7 @@ class Plugins:
                 self._delivery.subscribe()
                 self._runner = HookRunner(self._delivery)
                 self._runner.start()
+        self._tn._listen()  # NOTIFY wakes the runner as soon as a call is queued
         return True
 
     def _start_runner(self) -> None:

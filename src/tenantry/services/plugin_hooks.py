@@ -58,6 +58,7 @@ __all__ = [
     "retry",
     "retry_later",
     "subscribe",
+    "subscribed",
     "summary",
 ]
 
@@ -201,6 +202,11 @@ def subscribe(conn: psycopg.Connection[Any], plugin: str, events: Collection[str
             """,
             (plugin, wanted),
         )
+
+
+def subscribed(conn: psycopg.Connection[Any]) -> set[str]:
+    """The plugins some process has subscribed to lifecycle events."""
+    return {str(r[0]) for r in conn.execute("SELECT DISTINCT plugin FROM tenantry.plugin_subscriptions").fetchall()}
 
 
 # -- delivery -------------------------------------------------------------------------------
