@@ -1,6 +1,7 @@
 """The issue's bar, end to end: in a running ``tenantry demo``, two tenants differ in enabled
 features, plugin, colours and logo, and changes made with the CLI (``tenantry plugins enable``,
-``tenantry flags set``) show up in the running app within a second.
+``tenantry flags set``) show up in the running app within a second; a tenant suspended and
+resumed by the CLI has the app's webhooks plugin called (through the hook queue) within a second.
 
 Runs once, on the first backend of ``TENANTRY_TEST_BACKENDS`` (as tests/e2e does)."""
 
@@ -12,6 +13,7 @@ import subprocess
 import time
 
 import httpx
+import psycopg
 import pytest
 
 from examples.tracker.brands import BRANDS
@@ -92,6 +94,26 @@ def test_two_tenants_differ_and_cli_changes_show_within_a_second(
                 assert time.monotonic() - exited < 5, f"the {what} change never showed"
                 time.sleep(0.005)
             timings[what] = time.monotonic() - exited
+        # a lifecycle change made by a CLI that runs no plugin reaches the app's webhooks
+        # plugin through the hook queue: the running app's hook runner calls it
+        for args in (("tenants", "suspend", "initech"), ("tenants", "resume", "initech")):
+            done = subprocess.run(tenantry_command(*args), env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+            assert done.returncode == 0, done.stderr
+        exited = time.monotonic()
+
+        def hook_calls() -> list[tuple[str, str, int]]:
+            with psycopg.connect(demo_db.url) as conn:
+                rows = conn.execute(
+                    "SELECT h.event, h.status, h.claimed_by IS NOT NULL FROM tenantry.plugin_hooks h"
+                    " JOIN tenantry.tenants t ON t.id = h.tenant_id WHERE t.slug = 'initech' AND h.plugin = 'webhooks'"
+                    " ORDER BY h.id"
+                ).fetchall()
+            return [(r[0], r[1], int(r[2])) for r in rows]
+
+        while hook_calls() != [("suspended", "done", 1), ("resumed", "done", 1)]:
+            assert time.monotonic() - exited < 5, f"the app never ran the hooks: {hook_calls()}"
+            time.sleep(0.005)
+        timings["hook"] = time.monotonic() - exited
         look = acme.look()
         assert (look["webhooks"], look["csv-export"]) == (True, True)
         assert max(timings.values()) < WITHIN
