@@ -57,6 +57,8 @@ def fuzzed(server_url: str) -> Iterator[tuple[Any, str]]:
             tn.create_tenant(slug)
         tn.add_domain("shop.acme.com", "acme")
         create_flag(tn, {"key": "new-dashboard", "rollout": 50})
+        tn.plugins.enable("webhooks", tenant="acme")
+        tn.plugins.report_error("webhooks", "on_tenant_created", RuntimeError("boom"), tn.get_tenant("acme").id)
         _, secret = tn.create_token("fuzzer", ["admin"])
         app = create_admin_app(tn, domain_checkers={"http": Refuse("http"), "dns": Refuse("dns")})
         yield app, secret
