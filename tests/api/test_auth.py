@@ -99,6 +99,11 @@ def test_a_missing_scope_is_403_naming_it(api: Client, make_token: MakeToken) ->
         ("jobs:read", "GET", f"/v1/jobs/{uuid.uuid4()}", None),
         ("migrations:read", "GET", "/v1/migrations", None),
         ("audit:read", "GET", "/v1/audit", None),
+        ("plugins:read", "GET", "/v1/plugins", None),
+        ("plugins:read", "GET", "/v1/plugin-errors", None),
+        ("plugins:read", "GET", "/v1/tenants/x-never/plugins", None),
+        ("plugins:write", "PUT", "/v1/plugins/webhooks/plans/free", {"enabled": True}),
+        ("plugins:write", "DELETE", "/v1/plugins/webhooks/tenants/x-never", None),
     ],
 )
 def test_every_route_checks_its_scope(
@@ -115,7 +120,7 @@ def test_write_scopes_imply_reads_and_admin_implies_all() -> None:
     assert allows(["moves:write"], "jobs:read") and allows(["cells:write"], "cells:read")
     assert not allows(["tenants:read"], "tenants:write") and not allows(["moves:write"], "tenants:write")
     assert expand(["admin"]) == set(SCOPES)
-    for resource in ("domains", "config", "flags", "brands"):
+    for resource in ("domains", "config", "flags", "brands", "plugins"):
         assert expand([f"{resource}:write"]) == {f"{resource}:write", f"{resource}:read"}
         assert not allows([f"{resource}:read"], f"{resource}:write")
 

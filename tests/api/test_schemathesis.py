@@ -20,7 +20,7 @@ import traceback
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, reject, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -57,6 +57,8 @@ def fuzzed(server_url: str) -> Iterator[tuple[Any, str]]:
             tn.create_tenant(slug)
         tn.add_domain("shop.acme.com", "acme")
         create_flag(tn, {"key": "new-dashboard", "rollout": 50})
+        tn.plugins.enable("webhooks", tenant="acme")
+        tn.plugins.report_error("webhooks", "on_tenant_created", RuntimeError("boom"), tn.get_tenant("acme").id)
         _, secret = tn.create_token("fuzzer", ["admin"])
         app = create_admin_app(tn, domain_checkers={"http": Refuse("http"), "dns": Refuse("dns")})
         yield app, secret
@@ -84,6 +86,10 @@ def test_the_api_keeps_to_its_spec(fuzzed: tuple[Any, str], mode: GenerationMode
             suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate],
         )
         def run(case: Any) -> None:
+            if any(value in ([], {}) for value in (case.query or {}).values()):
+                # an empty array or object in the query is sent as nothing at all: the
+                # "invalid" request that arrives is a valid one, and the check would fail it
+                reject()
             # schema-valid is not always acceptable: a slug the naming rules refuse, a cursor
             # of another list, a plan that does not exist are 4xx by design
             case.call_and_validate(

@@ -70,6 +70,29 @@ def test_off_by_default_on_by_plan_and_the_tenant_wins(ptn: Tenantry, ptenant: C
         assert not ptn.plugins.is_enabled("notes")
 
 
+def test_resolve_all_names_every_known_plugin_and_those_set_for_the_tenant(
+    ptn: Tenantry, ptenant: Callable[..., Tenant], plan: str, plugins_db: Scratch
+) -> None:
+    a, b = ptenant(plan=plan), ptenant(plan=plan)
+    gone = f"gone-{uuid.uuid4().hex[:8]}"  # set in the catalog, neither registered nor installed
+    with psycopg.connect(plugins_db.url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO tenantry.plugin_enablement (plugin, tenant_id, enabled, updated_by) VALUES (%s, %s, true, 'x')",
+            (gone, a.id),
+        )
+    ptn.plugins.enable("notes", plan=plan)
+    ptn.plugins.disable("notes", tenant=b.slug)
+    for_a, for_b = ptn.plugins.resolve_all(tenant=a.slug), ptn.plugins.resolve_all(tenant=b.id)
+    assert list(for_a) == sorted(for_a) and ptn.plugins.known() <= set(for_a)
+    assert for_a["notes"].to_dict() == {"plugin": "notes", "enabled": True, "source": "plan"}
+    assert for_b["notes"].to_dict() == {"plugin": "notes", "enabled": False, "source": "tenant"}
+    assert for_a[gone].to_dict() == {"plugin": gone, "enabled": True, "source": "tenant"}
+    assert gone not in for_b  # another tenant's setting is not b's business
+    assert for_a["recorder"].source == "default" and not for_a["recorder"].enabled
+    with pytest.raises(TenantNotFound):
+        ptn.plugins.resolve_all(tenant=uuid.uuid4())
+
+
 def test_writes_are_audited_and_idempotent(ptn: Tenantry, ptenant: Callable[..., Tenant], plugins_db: Scratch) -> None:
     tenant = ptenant()
     before = _audit(plugins_db)

@@ -40,7 +40,7 @@ API_PREFIX = "/v1"
 
 _DESCRIPTION = """\
 The control plane of tenantry: tenants, plans, cells, placements, moves, custom domains,
-configuration, feature flags, brands, app migrations and the audit log.
+configuration, feature flags, brands, plugins, app migrations and the audit log.
 
 **Authentication**: `Authorization: Bearer <token>`, a token made with
 `tenantry tokens create NAME --scope tenants:write ...`. Each operation names the scope it

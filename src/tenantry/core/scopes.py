@@ -36,6 +36,8 @@ SCOPES: dict[str, str] = {
     "flags:write": "create, change, kill and delete feature flags",
     "brands:read": "read tenants' brands (theme, logo, favicon) and their warnings",
     "brands:write": "change, upload images of and reset tenants' brands",
+    "plugins:read": "list plugins, read where they are switched on, what runs for a tenant and what they raised",
+    "plugins:write": "switch plugins on and off for plans and tenants, and reset those settings",
     "moves:write": "move tenants between tiers and cells, abort moves",
     "jobs:read": "poll the jobs of long operations",
     "migrations:read": "read where the app migrations stand on every placement",
@@ -51,6 +53,7 @@ _IMPLIED: dict[str, frozenset[str]] = {
     "config:write": frozenset({"config:read"}),
     "flags:write": frozenset({"flags:read"}),
     "brands:write": frozenset({"brands:read"}),
+    "plugins:write": frozenset({"plugins:read"}),
     "moves:write": frozenset({"jobs:read", "tenants:read"}),
     ADMIN: frozenset(SCOPES),
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tenantry.api.routes import audit, brands, cells, config, domains, flags, jobs, migrations, plans, tenants
+from tenantry.api.routes import audit, brands, cells, config, domains, flags, jobs, migrations, plans, plugins, tenants
 
 __all__ = ["ROUTERS"]
 
@@ -18,6 +18,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     domains.router,
     config.router,
     flags.router,
+    plugins.router,
     migrations.router,
     audit.router,
 )
