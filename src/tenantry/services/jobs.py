@@ -310,7 +310,6 @@ class JobRunner:
 
         def started(step: str | None) -> None:
             handle.began = True
-            handle.started.set()
             if step is not None:  # (this thread's connection: the work runs here)
                 try:
                     conn.execute(
@@ -319,6 +318,8 @@ class JobRunner:
                     )
                 except psycopg.Error:  # progress is a nicety: never fail the work for it
                     log.warning("could not record step %s of job %s", step, job_id, exc_info=True)
+            # after the step is written: whoever waited for the start reads it
+            handle.started.set()
 
         try:
             with self._tn.acting_as(actor):
