@@ -101,6 +101,8 @@ def test_a_missing_scope_is_403_naming_it(api: Client, make_token: MakeToken) ->
         ("audit:read", "GET", "/v1/audit", None),
         ("plugins:read", "GET", "/v1/plugins", None),
         ("plugins:read", "GET", "/v1/plugin-errors", None),
+        ("plugins:read", "GET", "/v1/plugin-hooks", None),
+        ("plugins:write", "POST", "/v1/plugin-hooks/retry", {"ids": [1]}),
         ("plugins:read", "GET", "/v1/tenants/x-never/plugins", None),
         ("plugins:write", "PUT", "/v1/plugins/webhooks/plans/free", {"enabled": True}),
         ("plugins:write", "DELETE", "/v1/plugins/webhooks/tenants/x-never", None),

@@ -9,6 +9,7 @@ The app runs over a catalog of these tests' own, whose Tenantry registers :class
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -36,6 +37,7 @@ class Fragile(LifecycleHooks):
 
     name = PLUGIN
     description = "raises on suspension (tests)"
+    hook_retries = 0  # a call that raises is failed at once (held for a retry by hand)
 
     def on_tenant_suspended(self, tenant: Any) -> None:
         raise RuntimeError(f"fragile on {tenant.slug}")
@@ -342,3 +344,47 @@ def test_scopes(papi: Client, make_ptoken: MakeToken, ptenant: Callable[..., Ten
     assert _resolved(papi, tenant.slug)[PLUGIN]["source"] == "default"  # nothing changed
     settings = papi.get(f"/v1/plugins/{PLUGIN}/settings").json()["items"]
     assert not [s for s in settings if s["target"] in (plan, tenant.slug)]
+
+
+def test_hook_queue_lists_and_retries_failed_calls(
+    papi: Client, ptn: Tenantry, make_plan: Callable[[], str], ptenant: Callable[..., Tenant], make_ptoken: MakeToken
+) -> None:
+    plan = make_plan()
+    hit, spared = ptenant(plan), ptenant(plan)
+    papi.put(f"/v1/plugins/{PLUGIN}/tenants/{hit.slug}", json={"enabled": True}).raise_for_status()
+    for tenant in (hit, spared):
+        papi.patch(f"/v1/tenants/{tenant.slug}", json={"status": "suspended"}).raise_for_status()
+    response = papi.get("/v1/plugin-hooks", params={"plugin": PLUGIN, "tenant": hit.slug})
+    assert response.status_code == 200, response.text
+    page = response.json()
+    [call] = page["items"]
+    assert (call["event"], call["tenant"], call["status"], call["attempts"]) == ("suspended", hit.slug, "failed", 1)
+    assert f"fragile on {hit.slug}" in call["last_error"] and page["counts"][PLUGIN]["failed"] >= 1
+    assert papi.get("/v1/plugin-hooks", params={"tenant": spared.slug}).json()["items"] == []  # off for it
+    assert [c["id"] for c in papi.get("/v1/plugin-hooks", params={"status": "failed", "limit": 500}).json()["items"]
+            if c["tenant_id"] == str(spared.id)] == []
+
+    _, writer = make_ptoken("plugins:write", prefix="hooks")
+    retried = papi.as_token(writer).post("/v1/plugin-hooks/retry", json={"ids": [call["id"]]})
+    assert retried.status_code == 200 and retried.json() == {"retried": [call["id"]]}, retried.text
+    [entry] = [e for e in ptn.audit_log(target_type="plugin", target=PLUGIN, limit=20) if e.action == "plugin.hooks.retry"][:1]
+    assert entry.actor.startswith("token:hooks-")
+    deadline = time.monotonic() + 5
+    while True:  # delivered again (by the app's hook runner, or here): it still raises
+        ptn.plugins.deliver(hit.slug)
+        again = papi.get("/v1/plugin-hooks", params={"plugin": PLUGIN, "tenant": hit.slug}).json()["items"]
+        if [(c["status"], c["attempts"]) for c in again] == [("failed", 1)] or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert [(c["status"], c["attempts"]) for c in again] == [("failed", 1)]
+    assert ptn.plugins.errors(plugin=PLUGIN, tenant=hit.slug)[0].count >= 2
+
+    for body in ({}, {"ids": [0]}, {"ids": "1"}, {"plugin": "Bad_Name"}, {"ids": [1], "extra": True}):
+        _problem(papi.post("/v1/plugin-hooks/retry", json=body), 422)
+    _problem(papi.post("/v1/plugin-hooks/retry", json={"tenant": "no-such-tenant"}), 404)
+    for query in ("status=bogus", "limit=0", "plugin=Bad_Name"):
+        _problem(papi.get(f"/v1/plugin-hooks?{query}"), 422)
+    _problem(papi.get("/v1/plugin-hooks", params={"tenant": "no-such-tenant"}), 404)
+    _, reader = make_ptoken("plugins:read")
+    assert papi.as_token(reader).get("/v1/plugin-hooks").status_code == 200
+    assert _problem(papi.as_token(reader).post("/v1/plugin-hooks/retry", json={"ids": [call["id"]]}), 403)["scope"] == "plugins:write"

@@ -5,7 +5,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tenantry.api.routes import audit, brands, cells, config, domains, flags, jobs, migrations, plans, plugins, tenants
+from tenantry.api.routes import (
+    audit,
+    brands,
+    cells,
+    config,
+    domains,
+    flags,
+    jobs,
+    migrations,
+    plans,
+    plugin_hooks,
+    plugins,
+    tenants,
+)
 
 __all__ = ["ROUTERS"]
 
@@ -19,6 +32,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     config.router,
     flags.router,
     plugins.router,
+    plugin_hooks.router,
     migrations.router,
     audit.router,
 )
