@@ -10,7 +10,7 @@ import typer
 from tenantry.cli.output import console, emit_json, table
 from tenantry.cli.state import get_state
 from tenantry.core.scopes import SCOPES
-from tenantry.services.tokens import parse_duration
+from tenantry.core.config import parse_duration
 
 __all__ = ["app"]
 

@@ -32,7 +32,6 @@ __all__ = [
     "create_token",
     "get_token",
     "list_tokens",
-    "parse_duration",
     "revoke_token",
 ]
 
@@ -44,8 +43,6 @@ _SHAPE = re.compile(rf"{TOKEN_PREFIX}([a-z0-9]{{{_PREFIX_LENGTH}}})_([A-Za-z0-9_
 #: last_used_at is written at most this often per token, not on every request
 _TOUCH_EVERY = timedelta(seconds=60)
 _COLUMNS = "id, name, prefix, scopes, created_by, created_at, expires_at, last_used_at, revoked_at"
-_DURATION = re.compile(r"(\d{1,6})([smhdw])")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,14 +87,6 @@ def _token(row: tuple[Any, ...]) -> ApiToken:
 
 def _digest(presented: str) -> bytes:
     return hashlib.sha256(presented.encode()).digest()
-
-
-def parse_duration(text: str) -> timedelta:
-    """``30d``, ``12h``, ``90m``, ``2w`` or ``45s`` as a :class:`~datetime.timedelta`."""
-    match = _DURATION.fullmatch(text.strip().lower())
-    if match is None or int(match.group(1)) == 0:
-        raise InvalidInput(f"duration {text!r} must be a positive number and a unit: s, m, h, d or w (as in 30d)")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
 def create_token(
