@@ -12,22 +12,19 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import secrets
 import shutil
 import statistics
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
 import sqlalchemy as sa
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
-from tenantry import EmbeddedServer, Settings
+from tenantry import EmbeddedServer
+from tenantry.testing import ScratchCatalog
 
 __all__ = [
     "SYSTEM_URL",
@@ -47,80 +44,11 @@ __all__ = [
 SYSTEM_URL = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
 
-@dataclass(slots=True)
-class Scratch:
-    """A database and a pair of roles of the benchmark's own on a server."""
+class Scratch(ScratchCatalog):
+    """A database and a pair of roles of the benchmark's own on a server (``tenantry.testing``)."""
 
-    server_url: str
-    tag: str = field(default_factory=lambda: secrets.token_hex(4))
-    extra: list[str] = field(default_factory=list)
-    """More databases of the run's own (``database()``), dropped with the rest."""
-
-    @property
-    def dbname(self) -> str:
-        return f"tenantry_bench_{self.tag}"
-
-    @property
-    def url(self) -> str:
-        return make_conninfo(self.server_url, dbname=self.dbname)
-
-    @property
-    def owner_role(self) -> str:
-        return f"tb_owner_{self.tag}"
-
-    @property
-    def runtime_role(self) -> str:
-        return f"tb_app_{self.tag}"
-
-    def settings(self, **changes: object) -> Settings:
-        """Settings pointing at the scratch database and its roles, with ``changes``."""
-        return Settings(
-            database_url=self.url,
-            owner_role=self.owner_role,
-            runtime_role=self.runtime_role,
-            **changes,  # type: ignore[arg-type]
-        )
-
-    def _admin(self, *statements: sql.Composed) -> None:
-        with psycopg.connect(self.server_url, autocommit=True) as conn:
-            for statement in statements:
-                conn.execute(statement)
-
-    def create(self) -> None:
-        self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.dbname)))
-
-    def database(self, suffix: str) -> str:
-        """Create another database of the run's own; returns its connection string."""
-        name = f"{self.dbname}_{suffix}"
-        self.extra.append(name)
-        self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return make_conninfo(self.server_url, dbname=name)
-
-    def tenant_databases(self) -> list[str]:
-        """Databases that database-tier tenants (and spares) of the scratch catalog got (any status)."""
-        found: list[str] = []
-        for table in ("placements", "spares"):
-            try:
-                with psycopg.connect(self.url) as conn:
-                    rows = conn.execute(
-                        sql.SQL("SELECT DISTINCT database_name FROM {} WHERE database_name IS NOT NULL").format(
-                            sql.Identifier("tenantry", table)
-                        )
-                    ).fetchall()
-            except psycopg.Error:  # no catalog (or no spares table) yet
-                continue
-            found += [r[0] for r in rows]
-        return found
-
-    def drop(self) -> None:
-        databases = [*self.tenant_databases(), *self.extra, self.dbname]
-        self._admin(
-            *(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)) for name in databases),
-            *(
-                sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role))
-                for role in (self.runtime_role, self.owner_role)
-            ),
-        )
+    def __init__(self, server_url: str) -> None:
+        super().__init__(server_url, prefix="tenantry_bench", role_prefix="tb")
 
 
 @contextmanager

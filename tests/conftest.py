@@ -8,7 +8,6 @@ message; it is never skipped silently.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import tempfile
@@ -19,11 +18,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tenantry import Settings, Tenant, Tenantry
+from tenantry import Tenant, Tenantry
 from tenantry.db.server import EmbeddedServer
+from tenantry.testing import ScratchCatalog
 from tests.model_app import Base
 
 SYSTEM_URL = os.environ.get("TENANTRY_TEST_SYSTEM_URL", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
@@ -74,47 +72,12 @@ def server_url(backend: str, request: pytest.FixtureRequest) -> str:
     raise pytest.UsageError(f"unknown backend {backend!r} in TENANTRY_TEST_BACKENDS")
 
 
-class Scratch:
-    """A fresh database with its own pair of roles, dropped with them at the end."""
+class Scratch(ScratchCatalog):
+    """A fresh database with its own pair of roles (created at once), dropped with them at the end."""
 
     def __init__(self, server_url: str) -> None:
-        tag = secrets.token_hex(4)
-        self.server_url = server_url
-        self.dbname = f"tenantry_test_{tag}"
-        self.owner = f"tt_owner_{tag}"
-        self.runtime = f"tt_app_{tag}"
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.dbname)))
-        params = conninfo_to_dict(server_url)
-        params["dbname"] = self.dbname
-        self.url = make_conninfo(**params)
-
-    def settings(self, **changes: object) -> Settings:
-        return Settings(database_url=self.url, owner_role=self.owner, runtime_role=self.runtime, **changes)  # type: ignore[arg-type]
-
-    def tenant_databases(self) -> list[str]:
-        """Databases that database-tier tenants (and spares) of this scratch catalog own."""
-        found: list[str] = []
-        for table in ("placements", "spares"):
-            try:
-                with psycopg.connect(self.url) as conn:
-                    rows = conn.execute(
-                        sql.SQL("SELECT DISTINCT database_name FROM {} WHERE database_name IS NOT NULL").format(
-                            sql.Identifier("tenantry", table)
-                        )
-                    ).fetchall()
-            except psycopg.Error:
-                continue
-            found += [r[0] for r in rows]
-        return found
-
-    def drop(self) -> None:
-        databases = self.tenant_databases()
-        with psycopg.connect(self.server_url, autocommit=True) as conn:
-            for name in [*databases, self.dbname]:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            for role in (self.runtime, self.owner):
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        super().__init__(server_url, prefix="tenantry_test", role_prefix="tt")
+        self.create()
 
 
 @pytest.fixture(scope="session")
