@@ -309,3 +309,44 @@ def test_subscriptions_follow_the_hooks_a_plugin_implements(app_of: Callable[...
     with pytest.raises(InvalidInput):
         with psycopg.connect(plugins_db.url) as conn:
             plugin_hooks.subscribe(conn, counter.name, ["exploded"])
+
+
+class Leaky(LifecycleHooks):
+    """Records the tenant bound when it is called, then binds its own and leaves it bound."""
+
+    hook_retries = 0
+
+    def __init__(self, name: str, tn_holder: list[Tenantry]) -> None:
+        self.name = name
+        self.seen: list[str | None] = []
+        self._holder = tn_holder
+
+    def on_tenant_suspended(self, tn: Any, tenant: Any) -> None:
+        from tenantry import context
+
+        bound = context.current()
+        self.seen.append(None if bound is None else bound.slug)
+        scope = tn.tenant(tenant.id, allow_inactive=True)
+        scope.__enter__()  # and never leaves: a buggy plugin
+
+
+def test_hooks_run_unbound_whatever_the_caller_bound_and_leak_nothing(
+    app_of: Callable[..., Tenantry], ptenant: Callable[..., Tenant]
+) -> None:
+    holder: list[Tenantry] = []
+    leaky = Leaky(_name(), holder)
+    app = app_of(leaky)
+    holder.append(app)
+    a, b, c = ptenant(), ptenant(), ptenant()
+    for tenant in (b, c):
+        app.plugins.enable(leaky.name, tenant=tenant.slug)
+    with app.tenant(a.slug):  # an admin action inside a request of tenant a
+        app.suspend(b.slug)
+        from tenantry import current_tenant
+
+        assert current_tenant().slug == a.slug  # the caller's binding is untouched
+    app.suspend(c.slug)  # the binding b's hook left behind did not reach c's
+    assert leaky.seen == [None, None]
+    from tenantry import context
+
+    assert context.current() is None

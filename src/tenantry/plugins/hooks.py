@@ -19,6 +19,7 @@ for the tenant by the time its call is due is not called (``skipped``).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import socket
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from tenantry import context
 from tenantry.core.model import Status, Tenant
 from tenantry.plugins.base import LIFECYCLE_EVENTS, LifecycleHooks
 from tenantry.services import plugin_hooks as queue
@@ -187,8 +189,17 @@ class HookDelivery:
             from tenantry.services.moves import MoveReport  # (moves imports much)
 
             values["report"] = MoveReport.from_dict(call.extra)
+        args = [values[arg] for arg in impl.argnames]
+
+        def run_hook() -> None:
+            # unbound, whatever the caller had bound (an admin action inside a request of
+            # another tenant), and in a context of its own, so that nothing the hook binds
+            # and leaves bound reaches the next call
+            with context.bind(None):
+                impl.function(*args)
+
         try:
-            impl.function(*[values[arg] for arg in impl.argnames])
+            contextvars.copy_context().run(run_hook)
         except Exception as err:
             self._plugins.report_error(call.plugin, hook, err, call.tenant_id)
             text = self._plugins.error_text(err)
