@@ -141,6 +141,7 @@ def _check_event(event: str) -> str:
 # -- writes in the changing transaction ------------------------------------------------------
 
 _ENQUEUE_SQL = """
+WITH queued AS (
 INSERT INTO tenantry.plugin_hooks (plugin, event, tenant_id, tenant, extra, reserved_for, reserved_until)
 SELECT s.plugin, s.event, t.id, %(tenant)s, %(extra)s,
        CASE WHEN s.plugin = ANY (%(mine)s) THEN %(worker)s END,
@@ -154,6 +155,8 @@ SELECT s.plugin, s.event, t.id, %(tenant)s, %(extra)s,
          false)
  ORDER BY s.plugin
 RETURNING plugin
+)
+SELECT plugin, pg_notify(%(channel)s, 'hook:' || plugin) FROM queued
 """
 
 
@@ -176,13 +179,10 @@ def enqueue(
         {
             "tenant": Jsonb(tenant.to_dict()), "extra": Jsonb(extra or {}), "mine": mine,
             "worker": None if origin is None else origin.worker, "reserve": RESERVE_SECONDS,
-            "tenant_id": tenant.id, "event": event,
+            "tenant_id": tenant.id, "event": event, "channel": CHANNEL,
         },
     ).fetchall()
-    plugins = [str(r[0]) for r in rows]
-    for plugin in plugins:
-        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"hook:{plugin}"))
-    return plugins
+    return [str(r[0]) for r in rows]  # (one statement: the rows and their NOTIFY, sent on commit)
 
 
 def subscribe(conn: psycopg.Connection[Any], plugin: str, events: Collection[str]) -> None:
