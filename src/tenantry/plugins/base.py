@@ -11,9 +11,10 @@ A plugin is an object with a ``name``; what it can do is the capability classes 
             ...
 
 ========================  =========================================================================
-``LifecycleHooks``        ``on_tenant_created|suspended|resumed|archived|deleted|moved``, called
-                          after the control-plane change commits, only for tenants the plugin is
-                          enabled for; what a hook raises is contained and recorded
+``LifecycleHooks``        ``on_tenant_created|suspended|resumed|archived|deleted|moved``, queued
+                          with the change (wherever it is made) and called after it commits,
+                          at least once, in order per tenant, only for tenants the plugin is
+                          enabled for; what a hook raises is contained, recorded and retried
 ``ConfigSection``         a pydantic model for the section ``<name>`` of every tenant's config
 ``AppTables``             a SQLAlchemy ``MetaData`` of :class:`~tenantry.TenantScoped` tables,
                           deployed beside the app's in every placement (RLS and all)
