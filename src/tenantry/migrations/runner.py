@@ -134,12 +134,6 @@ def _revision(heads: tuple[str, ...]) -> str | None:
     return join_revisions(heads)
 
 
-def _destination(revision: str) -> str | tuple[str, ...]:
-    """A revision string as Alembic takes it: one per branch as a tuple."""
-    parts = split_revisions(revision)
-    return parts if len(parts) > 1 else revision
-
-
 def _engine(url: str) -> sa.Engine:
     # one engine per database, without a pool: each placement gets a connection of its own,
     # closed when it is done; the dialect is initialised once per database
@@ -192,13 +186,19 @@ class _Run:
     migrating: bool = False
 
 
-def _stamp(conn: sa.Connection, work: Work, scripts: Scripts, run: _Run) -> None:
+def _stamp(conn: sa.Connection, raw: psycopg.Connection[Any], work: Work, scripts: Scripts, run: _Run) -> None:
     context = _current(conn, work)
     run.before = _revision(context.get_current_heads())
     if run.before is None or not work.only_if_untracked:
-        _require_known(work, scripts, run.before)
-        context.stamp(scripts.script, _destination(work.revision))  # type: ignore[arg-type]  # a tuple stamps several branches
-    run.after = _revision(context.get_current_heads())
+        if run.before is not None:
+            # the placement is at exactly what is stamped: rows of other branches go too (so a
+            # revision no location has any more, an unregistered plugin's, can be dropped)
+            raw.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(work.schema, VERSION_TABLE)))
+        for destination in split_revisions(work.revision) or ("base",):
+            # one branch at a time: given several revisions at once, Alembic stamps the heads
+            # of every branch they touch to each of them in turn
+            _current(conn, work).stamp(scripts.script, destination)
+    run.after = _revision(_current(conn, work).get_current_heads())
 
 
 def _heads(raw: psycopg.Connection[Any], schema: str) -> str | None:
@@ -270,7 +270,7 @@ def run_work(work: Work) -> Outcome:
         scripts = load_scripts(work.directory, work.plugin_locations)
         with _placement_transaction(work) as (conn, raw):
             if work.mode == "stamp":
-                _stamp(conn, work, scripts, run)
+                _stamp(conn, raw, work, scripts, run)
             else:
                 _upgrade(conn, raw, work, scripts, run)
     except Exception as err:

@@ -191,11 +191,7 @@ class Plugins:
                         raise ConfigurationError(f"plugin {plugin.name!r}'s tables {sorted(clash)} are {other.name!r}'s")
             chain = tables.check_migrations(plugin)
             if chain is not None:
-                for other_name, (directory, revisions) in self._chains.items():
-                    if directory == chain[0]:
-                        raise ConfigurationError(
-                            f"plugin {plugin.name!r}'s migrations directory is {other_name!r}'s ({directory})"
-                        )
+                for other_name, (_directory, revisions) in self._chains.items():
                     same = set(revisions) & set(chain[1])
                     if same:
                         raise ConfigurationError(
