@@ -17,6 +17,12 @@ tables, tenant-safety checked) and the revision recorded in the catalog
   ``migrate``) and reported; the others go on; a rerun retries only what is behind.
 
 Every run that has work is recorded in the audit log (action ``app.migrate``, with counts).
+
+Plugins with tables may ship revisions of their own (``AppTables.migrations``): their
+directories are loaded with the app's (:mod:`tenantry.migrations.scripts`), the head is then
+every head, sorted and joined with ``,``, and migrations are :func:`configured` when the app
+has a directory or any registered plugin has a branch. Without an app directory the app's
+tables are unversioned: an untracked placement is at base for the plugins' branches.
 """
 
 from __future__ import annotations
