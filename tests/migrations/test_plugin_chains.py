@@ -14,17 +14,17 @@ from pathlib import Path
 import psycopg
 import pytest
 import sqlalchemy as sa
-from psycopg import sql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tenantry import ConfigurationError, IsolationError, Settings, Tenant, Tenantry, TenantScoped
 from tenantry.cli import main as cli_main
 from tenantry.db import rls
+from tenantry.migrations.scripts import load_scripts
 from tenantry.plugins import AppTables
 from tenantry.plugins.tables import deploy_everywhere
 from tenantry.services import app_migrations, spares
 from tests.conftest import TIER_PLANS, Scratch
-from tests.migrations.conftest import FIXTURE, HEAD, World, make_world
+from tests.migrations.conftest import FIXTURE, HEAD, OLD, World, add_revision, make_world
 from tests.migrations.ledger_plugin import L1, L2, LEDGER_VERSIONS, Ledger
 from tests.model_app import Base
 
@@ -165,6 +165,8 @@ def test_without_app_migrations_untracked_placements_take_the_plugin_branch(fres
     world.tn = tn
     try:
         assert app_migrations.status(tn).revisions == {"untracked": 3}
+        planned = app_migrations.migrate(tn, dry_run=True)
+        assert {(r.from_revision, r.to_revision, r.steps) for r in planned.results} == {(None, L2, (L1, L2))}
         report = app_migrations.migrate(tn, jobs=2)
         assert not report.failed and report.head == L2
         assert {(r.from_revision, r.steps) for r in report.migrated} == {(None, (L1, L2))} and len(report.migrated) == 3
@@ -337,3 +339,16 @@ def test_cli_shows_the_composite_head(cli: Run, mtn: Tenantry, fresh_scratch: Sc
     assert _versions(world, tenant) == {HEAD, L2} and app_migrations.status(mtn).revisions == {BOTH: 3}
     code, _, err = cli("migrate", "stamp", f"{HEAD},nope")
     assert code == 2 and "no revision 'nope'" in err
+
+
+def test_loading_refuses_clashing_ids_and_unmerged_app_branches(tmp_path: Path, scripts_copy: Path) -> None:
+    clash = tmp_path / "clash"
+    _write(clash, "0001_model", None, ("ledger",))
+    with pytest.raises(ConfigurationError, match="revision '0001_model' is in both"):
+        load_scripts(FIXTURE, [str(clash)])
+    scripts = load_scripts(FIXTURE, [str(LEDGER_VERSIONS)])
+    assert scripts.head == BOTH and scripts.heads == (HEAD, L2)  # two branches, one head each: fine
+    assert sorted(scripts.steps(f"{OLD},{L1}")) == [HEAD, L2]
+    add_revision(scripts_copy, "0002_other", OLD, "    pass")  # the app's own branches, unmerged
+    with pytest.raises(ConfigurationError, match=r"have 2 heads \(0002_labels, 0002_other\); merge them"):
+        load_scripts(str(scripts_copy), [str(LEDGER_VERSIONS)])

@@ -269,7 +269,9 @@ _MOVING = "the tenant is being moved; rerun once the move is done"
 
 
 def _steps(scripts: Scripts, placement: Tracked) -> tuple[str, ...]:
-    return tuple(scripts.steps(placement.revision)) if placement.revision is not None else ()
+    if placement.revision is None and scripts.directory is not None:
+        return ()  # untracked: refused until stamped
+    return tuple(scripts.steps(placement.revision))
 
 
 def _run(
