@@ -321,10 +321,14 @@ class Tenantry:
         s = self.settings
         with self.admin() as conn:
             catalog.require_catalog(conn)
-        if app_migrations.migrations_directory(self) and app_migrations.recorded_revision(self, app_migrations.POOLED):
+        if app_migrations.configured(self) and app_migrations.recorded_revision(self, app_migrations.POOLED):
             # versioned tables change only through `tenantry migrate`: creating tables of a
             # newer metadata here would make the pending migration fail
-            return rls.DeployReport(schema=s.pooled_schema, created=[], secured=[], dropped_policies=[])
+            if app_migrations.migrations_directory(self):
+                return rls.DeployReport(schema=s.pooled_schema, created=[], secured=[], dropped_policies=[])
+            # only plugins have migrations: the app's tables (and those of plugins without
+            # migrations) are unversioned and deployed from the metadata as ever
+            metadata = self._unversioned(metadata)
         report = deploy_tables(
             self.admin_url, metadata, schema=s.pooled_schema, owner=s.owner_role, runtime=s.runtime_role
         )
@@ -335,6 +339,20 @@ class Tenantry:
                 target=s.pooled_schema, after=report.to_dict(),
             )
         return report
+
+    def _unversioned(self, metadata: sa.MetaData) -> sa.MetaData:
+        """``metadata`` without the tables of plugins that ship migrations."""
+        versioned: set[str] = set()
+        for name in self.plugins.migrations():
+            plugin = self.plugins.get(name)
+            versioned |= set(getattr(plugin, "metadata", sa.MetaData()).tables)
+        if not versioned & set(metadata.tables):
+            return metadata
+        kept = sa.MetaData()
+        for table in metadata.tables.values():
+            if table.name not in versioned:
+                table.to_metadata(kept)
+        return kept
 
     def _metadata(self, metadata: sa.MetaData | None = None) -> sa.MetaData:
         found = metadata if metadata is not None else self.metadata

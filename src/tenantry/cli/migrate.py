@@ -1,4 +1,5 @@
-"""``tenantry migrate …``: the app's Alembic migrations on every placement, and where they are."""
+"""``tenantry migrate …``: the app's Alembic migrations (and the branches of plugins that ship
+their own) on every placement, and where they are."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tenantry.services.app_migrations import Progress as ProgressCallback
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Apply the app's Alembic migrations to every placement (pooled, schema and database tiers).",
+    help="Apply the app's Alembic migrations, and plugins' own, to every placement (pooled, schema and database tiers).",
     no_args_is_help=False,
 )
 

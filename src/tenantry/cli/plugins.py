@@ -131,13 +131,19 @@ def errors(
 @app.command("deploy")
 def deploy(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Create the plugins' tables in placements built before the plugins were added
-    (needs the plugins: TENANTRY_PLUGINS). Idempotent."""
-    done = get_state(ctx).tenantry().plugins.deploy()
+    (needs the plugins: TENANTRY_PLUGINS). Idempotent. Plugins that ship their own
+    migrations are left to `tenantry migrate`."""
+    tn = get_state(ctx).tenantry()
+    chained = list(tn.plugins.migrations())
+    done = tn.plugins.deploy()
     if as_json:
         emit_json(done)
         return
+    if chained:
+        console.print(f"plugin(s) {', '.join(chained)} ship their own migrations: `tenantry migrate` deploys their tables")
     if not done:
-        console.print("no registered plugin has tables (name them in TENANTRY_PLUGINS)")
+        if not chained:
+            console.print("no registered plugin has tables (name them in TENANTRY_PLUGINS)")
         return
     created = sum(len(d["created"]) for d in done)
     console.print(f"plugin tables in {len(done)} placements: {created} created, the rest were there")

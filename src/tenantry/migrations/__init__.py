@@ -3,7 +3,8 @@
 The service is :mod:`tenantry.services.app_migrations` (``stamp``, ``migrate``, ``status``);
 this package holds its parts:
 
-* :mod:`~tenantry.migrations.scripts`: the app's Alembic script directory, loaded once;
+* :mod:`~tenantry.migrations.scripts`: the app's Alembic script directory and the plugins'
+  revision directories, loaded once as one script directory;
 * :mod:`~tenantry.migrations.runner`: one placement's upgrade (or stamp) in one transaction;
 * :mod:`~tenantry.migrations.secure`: the tenant-safety check and RLS after a migration;
 * :mod:`~tenantry.migrations.fanout` and :mod:`~tenantry.migrations.worker`: many
@@ -25,7 +26,16 @@ new tables itself. Each placement migrates in one transaction, so a revision can
 ``autocommit_block()`` (``CREATE INDEX CONCURRENTLY``).
 
 New placements are created from the app's metadata and stamped at the head, so the metadata
-must describe the head revision. The script directory's ``env.py`` is not used by tenantry
+must describe the head revision.
+
+Plugins' branches
+-----------------
+A plugin with tables may ship a directory of revisions of its own (``AppTables.migrations``),
+one branch labelled with its section; the app's ``versions`` and every plugin's directory are
+the ``version_locations`` of one Alembic script directory. A placement's revision is then its
+heads, sorted and joined with ``,``, and ``migrate`` upgrades to every head. With no app
+directory (only plugins have migrations) the app's tables are unversioned and an untracked
+placement is at base for the plugins' branches. See docs/plugins.md. The script directory's ``env.py`` is not used by tenantry
 (it drives Alembic itself); keep one for ``alembic revision --autogenerate`` if you like.
 """
 

@@ -43,7 +43,7 @@ from psycopg import sql
 
 from tenantry.db.connect import control_plane_url
 from tenantry.errors import TenantryError
-from tenantry.migrations.scripts import Scripts, load_scripts
+from tenantry.migrations.scripts import Scripts, join_revisions, load_scripts, split_revisions
 from tenantry.migrations.secure import secure_schema
 
 __all__ = ["MIGRATE_LOCK", "VERSION_TABLE", "Outcome", "Work", "first_line", "run_work"]
@@ -70,19 +70,27 @@ class Work:
     schema: str
     owner: str
     runtime: str
-    directory: str
+    directory: str | None
+    """The app's Alembic script directory; ``None`` when only plugins have migrations."""
     mode: Literal["upgrade", "stamp"] = "upgrade"
-    revision: str = "head"
-    """Where to go: an upgrade's destination, or the revision to stamp."""
+    revision: str = "heads"
+    """Where to go: an upgrade's destination, or the revision(s) to stamp (``"a,b"``: one per
+    branch)."""
     only_if_untracked: bool = False
     """Stamp only a placement that has no revision yet (a fresh deploy)."""
+    plugin_locations: tuple[str, ...] = ()
+    """The registered plugins' revision directories (workers register no plugin: they load
+    the revision files by path)."""
+    untracked_is_base: bool = False
+    """An untracked placement with tables is at base (only plugins have migrations: the app's
+    tables are unversioned), rather than refused as deployed before migrations were tracked."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Work:
-        return cls(**data)
+        return cls(**{**data, "plugin_locations": tuple(data.get("plugin_locations", ()))})
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +131,7 @@ def first_line(err: BaseException) -> str:
 
 
 def _revision(heads: tuple[str, ...]) -> str | None:
-    return ",".join(sorted(heads)) or None
+    return join_revisions(heads)
 
 
 def _engine(url: str) -> sa.Engine:
@@ -178,12 +186,19 @@ class _Run:
     migrating: bool = False
 
 
-def _stamp(conn: sa.Connection, work: Work, scripts: Scripts, run: _Run) -> None:
+def _stamp(conn: sa.Connection, raw: psycopg.Connection[Any], work: Work, scripts: Scripts, run: _Run) -> None:
     context = _current(conn, work)
     run.before = _revision(context.get_current_heads())
     if run.before is None or not work.only_if_untracked:
-        context.stamp(scripts.script, work.revision)
-    run.after = _revision(context.get_current_heads())
+        if run.before is not None:
+            # the placement is at exactly what is stamped: rows of other branches go too (so a
+            # revision no location has any more, an unregistered plugin's, can be dropped)
+            raw.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(work.schema, VERSION_TABLE)))
+        for destination in split_revisions(work.revision) or ("base",):
+            # one branch at a time: given several revisions at once, Alembic stamps the heads
+            # of every branch they touch to each of them in turn
+            _current(conn, work).stamp(scripts.script, destination)
+    run.after = _revision(_current(conn, work).get_current_heads())
 
 
 def _heads(raw: psycopg.Connection[Any], schema: str) -> str | None:
@@ -197,23 +212,37 @@ def _heads(raw: psycopg.Connection[Any], schema: str) -> str | None:
     return _revision(tuple(r[0] for r in rows))
 
 
+def _require_known(work: Work, scripts: Scripts, revision: str | None) -> None:
+    unknown = scripts.unknown(revision)
+    if unknown:
+        raise PlacementError(
+            f"schema {work.schema} is at revision {', '.join(map(repr, unknown))}, which none of the migrations"
+            " directories has: a plugin whose migrations ran there is no longer registered (register it"
+            " again), or a revision file of the app was removed"
+        )
+
+
 def _upgrade(conn: sa.Connection, raw: psycopg.Connection[Any], work: Work, scripts: Scripts, run: _Run) -> None:
     run.before = _heads(raw, work.schema)
-    if run.before is None and _has_tables(raw, work.schema):
+    _require_known(work, scripts, run.before)
+    if run.before is None and not work.untracked_is_base and _has_tables(raw, work.schema):
         raise PlacementError(
             f"schema {work.schema} has tables but no recorded revision (deployed before migrations"
             " were tracked); record the revision it is at with `tenantry migrate stamp REVISION`"
         )
 
+    # "head" is one branch's; with plugins' branches every head is the destination
+    destination = "heads" if work.revision == "head" else work.revision
+
     def upgrade_steps(rev: Any, context: MigrationContext) -> Any:
-        return scripts.script._upgrade_revs(work.revision, rev)  # what `alembic upgrade` runs
+        return scripts.script._upgrade_revs(destination, rev)  # what `alembic upgrade` runs
 
     def applied_one(ctx: MigrationContext, step: MigrationInfo, heads: Collection[Any], run_args: Mapping[str, Any]) -> None:
         run.applied.append(step.up_revision_id or "")
 
     config = Config()
-    config.set_main_option("script_location", scripts.directory)
-    with EnvironmentContext(config, scripts.script, fn=upgrade_steps, destination_rev=work.revision) as env:
+    config.set_main_option("script_location", scripts.script.dir)
+    with EnvironmentContext(config, scripts.script, fn=upgrade_steps, destination_rev=destination) as env:
         env.configure(
             connection=conn,
             version_table=VERSION_TABLE,
@@ -228,23 +257,29 @@ def _upgrade(conn: sa.Connection, raw: psycopg.Connection[Any], work: Work, scri
     run.secured = tuple(secure_schema(raw, work.schema, work.runtime, skip=VERSION_TABLE).secured)
 
 
+def _target(work: Work) -> str | None:
+    return None if work.revision in ("head", "heads") else work.revision
+
+
 def run_work(work: Work) -> Outcome:
     """Migrate (or stamp) one placement in one transaction; report, never raise."""
     started = time.time()
     run = _Run()
     scripts: Scripts | None = None
     try:
-        scripts = load_scripts(work.directory)
+        scripts = load_scripts(work.directory, work.plugin_locations)
         with _placement_transaction(work) as (conn, raw):
             if work.mode == "stamp":
-                _stamp(conn, work, scripts, run)
+                _stamp(conn, raw, work, scripts, run)
             else:
                 _upgrade(conn, raw, work, scripts, run)
     except Exception as err:
         # the transaction was rolled back: the placement is still at run.before
         failed = None
         if run.migrating and scripts is not None:
-            pending = scripts.steps(run.applied[-1] if run.applied else run.before)
+            # the first revision the upgrade had yet to apply (several branches: in
+            # Alembic's order, which is the one the upgrade followed)
+            pending = [step for step in scripts.steps(run.before, _target(work)) if step not in run.applied]
             failed = pending[0] if pending else None
         return Outcome(
             work.key, False, before=run.before, after=run.before, error=first_line(err),

@@ -17,7 +17,8 @@ A plugin is an object with a ``name``; what it can do is the capability classes 
                           enabled for; what a hook raises is contained, recorded and retried
 ``ConfigSection``         a pydantic model for the section ``<name>`` of every tenant's config
 ``AppTables``             a SQLAlchemy ``MetaData`` of :class:`~tenantry.TenantScoped` tables,
-                          deployed beside the app's in every placement (RLS and all)
+                          deployed beside the app's in every placement (RLS and all), and
+                          optionally ``migrations``: an Alembic branch of its own
 ``AsgiRoutes``            an ASGI app served at ``/_plugins/<name>/`` to tenants it is enabled for
 ``FlagProvider``          feature flag definitions (keys ``<name>.*``) created when missing
 ========================  =========================================================================
@@ -29,6 +30,7 @@ needs pluggy's options (``@hookimpl(tryfirst=True)``).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -163,9 +165,28 @@ class AppTables(Plugin):
 
     Every table must be :class:`~tenantry.TenantScoped` and named ``<section>_...``
     (``audit_export_runs``); foreign keys stay within the plugin's tables.
+
+    ``migrations``, optional, is a directory of Alembic revision files that own the tables::
+
+        class Audit(AppTables):
+            name = "audit-export"
+            metadata = AuditBase.metadata                          # the head of the chain
+            migrations = Path(__file__).parent / "migrations"      # its revisions
+
+    Its revisions are one branch labelled with the plugin's section: the base revision has
+    ``down_revision = None`` and ``branch_labels = ("audit_export",)``, and every revision
+    depends only on revisions of the directory (not on the app's: a plugin serves any app).
+    ``tenantry migrate`` runs the branch beside the app's migrations in every placement (from
+    its base where the plugin is new), secures the new tables with RLS and records every head;
+    new placements are built from ``metadata``, so it must describe the branch's head.
+    Without ``migrations`` the tables are created from ``metadata`` (``tenantry plugins
+    deploy`` for placements that predate the plugin). Checked at registration: the directory
+    exists, its revisions load and form one chain with one head, the base carries the label.
     """
 
     metadata: sa.MetaData
+    migrations: str | os.PathLike[str] | None = None
+    """A directory of Alembic revisions owning the tables (see above); ``None``: none."""
 
 
 class AsgiRoutes(Plugin):

@@ -133,6 +133,7 @@ class Plugins:
         self._merged: tuple[tuple[Any, ...], sa.MetaData] | None = None
         self._delivery = HookDelivery(self, self._manager)
         self._runner: HookRunner | None = None
+        self._chains: dict[str, tuple[str, tuple[str, ...]]] = {}  # name -> (directory, revision ids)
 
     # -- registration -------------------------------------------------------------------------
     def register(self, plugin: Plugin | type[Plugin] | str, *, source: str = "explicit") -> Plugin:
@@ -161,7 +162,7 @@ class Plugins:
                 return found
             if existing is not None:
                 raise ConfigurationError(f"a plugin named {name!r} is registered already ({type(existing).__name__})")
-            self._check(found)
+            chain = self._check(found)
             if isinstance(found, LifecycleHooks):
                 try:
                     self._manager.register(found, name=name)
@@ -176,9 +177,12 @@ class Plugins:
                     raise
             self._plugins[name] = found
             self._sources[name] = source
+            if chain is not None:
+                self._chains[name] = chain
         return found
 
-    def _check(self, plugin: Plugin) -> None:
+    def _check(self, plugin: Plugin) -> tuple[str, tuple[str, ...]] | None:
+        chain = None
         if isinstance(plugin, ConfigSection):
             model = getattr(plugin, "config_model", None)
             if not (isinstance(model, type) and issubclass(model, BaseModel)):
@@ -190,6 +194,15 @@ class Plugins:
                     clash = set(other.metadata.tables) & set(plugin.metadata.tables)
                     if clash:
                         raise ConfigurationError(f"plugin {plugin.name!r}'s tables {sorted(clash)} are {other.name!r}'s")
+            chain = tables.check_migrations(plugin)
+            if chain is not None:
+                for other_name, (_directory, revisions) in self._chains.items():
+                    same = set(revisions) & set(chain[1])
+                    if same:
+                        raise ConfigurationError(
+                            f"plugin {plugin.name!r}'s revision(s) {sorted(same)} are {other_name!r}'s too;"
+                            " revision ids must be unique"
+                        )
         if isinstance(plugin, AsgiRoutes) and type(plugin).asgi_app is AsgiRoutes.asgi_app:
             raise ConfigurationError(f"plugin {plugin.name!r} has AsgiRoutes but does not define asgi_app()")
         if isinstance(plugin, FlagProvider):
@@ -200,6 +213,7 @@ class Plugins:
                     raise ConfigurationError(f"plugin {plugin.name!r} declares a bad flag: {err.message}") from err
                 if not spec.key.startswith(plugin.name + "."):
                     raise ConfigurationError(f"plugin {plugin.name!r}'s flag {spec.key!r} must be named {plugin.name}.<...>")
+        return chain
 
     def __contains__(self, name: object) -> bool:
         return name in self._plugins
@@ -493,9 +507,17 @@ class Plugins:
         return created
 
     def deploy(self) -> builtins.list[dict[str, Any]]:
-        """Create the registered plugins' tables in every placement that lacks them (the
-        pooled schema, every active schema- and database-tier tenant). Idempotent."""
-        return tables.deploy_everywhere(self._tn, self._of(AppTables))
+        """Create the tables of the registered plugins without migrations of their own in
+        every placement that lacks them (the pooled schema, every active schema- and
+        database-tier tenant). Idempotent. Plugins with migrations (:meth:`migrations`) are
+        left to ``tenantry migrate``."""
+        return tables.deploy_everywhere(self._tn, [p for p in self._of(AppTables) if p.name not in self._chains])
+
+    def migrations(self) -> dict[str, str]:
+        """The registered plugins that ship migrations (``AppTables.migrations``), by name:
+        their revision directories, resolved."""
+        with self._lock:
+            return {name: self._chains[name][0] for name in sorted(self._chains)}
 
     def managed_metadata(self, app: sa.MetaData) -> sa.MetaData:
         """The tables tenantry manages: the app's and the registered plugins' (a cached

@@ -8,15 +8,22 @@ database-tier tenant's tables), spares (their fingerprint, so spares built befor
 was added are not claimed) and moves (the rows copied). A plugin's tables are therefore
 everywhere the app's are, under the same row-level security.
 
-Placements built before the plugin was added get its tables from :func:`deploy_everywhere`
-(``tenantry plugins deploy``); it is idempotent. With app migrations (``TENANTRY_MIGRATIONS``)
-the app's Alembic revisions are the only way its placements' tables change, so a plugin's
-tables are added by a revision of the app (see docs/plugins.md) and :func:`deploy_everywhere`
-refuses to run.
+A plugin's tables reach placements that predate it in one of two ways:
+
+* **Its own migrations** (``AppTables.migrations``, checked by :func:`check_migrations`): a
+  directory of Alembic revisions, one branch labelled with the plugin's section, run by
+  ``tenantry migrate`` beside the app's (:mod:`tenantry.migrations`). Its ``metadata`` is the
+  head of that branch: new placements are built from it and stamped at every head.
+* **No migrations**: :func:`deploy_everywhere` (``tenantry plugins deploy``) creates its
+  tables from its metadata where they are missing; it is idempotent. With app migrations
+  (``TENANTRY_MIGRATIONS``) the app's Alembic revisions are the only way its placements'
+  tables change, so such a plugin's tables are added by a revision of the app (see
+  docs/plugins.md) and :func:`deploy_everywhere` refuses to run.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +38,7 @@ from tenantry.services import audit
 if TYPE_CHECKING:
     from tenantry.app import Tenantry
 
-__all__ = ["check_tables", "deploy_everywhere", "merged_metadata", "plugin_metadata"]
+__all__ = ["check_migrations", "check_tables", "deploy_everywhere", "merged_metadata", "plugin_metadata"]
 
 
 def check_tables(plugin: AppTables) -> None:
@@ -55,6 +62,19 @@ def check_tables(plugin: AppTables) -> None:
         rls.validate_metadata(metadata)
     except InvalidInput as err:
         raise ConfigurationError(f"plugin {plugin.name!r}: {err.message}") from err
+
+
+def check_migrations(plugin: AppTables) -> tuple[str, tuple[str, ...]] | None:
+    """Check the plugin's migrations directory, if it has one (:class:`ConfigurationError`
+    naming the problem): the directory and its revision ids; ``None`` when it has none."""
+    location = getattr(plugin, "migrations", None)
+    if location is None:
+        return None
+    if not isinstance(location, (str, os.PathLike)):
+        raise ConfigurationError(f"plugin {plugin.name!r}: migrations must be a directory path, not {location!r}")
+    from tenantry.migrations.scripts import plugin_chain  # alembic loads only when needed
+
+    return plugin_chain(plugin.name, plugin.section, location)
 
 
 def merged_metadata(app: sa.MetaData, plugins: Sequence[AppTables]) -> sa.MetaData:
@@ -82,9 +102,15 @@ def plugin_metadata(plugins: Sequence[AppTables]) -> sa.MetaData | None:
 
 def deploy_everywhere(tn: Tenantry, plugins: Sequence[AppTables]) -> list[dict[str, Any]]:
     """Create the plugins' tables (with RLS) in the pooled schema and in every active schema-
-    and database-tier placement that lacks them; returns what each deploy did."""
+    and database-tier placement that lacks them; returns what each deploy did. Pass plugins
+    without migrations of their own: those with migrations are deployed by ``tenantry migrate``."""
     from tenantry.services import app_migrations, provisioning  # (they import much)
 
+    chained = [p.name for p in plugins if getattr(p, "migrations", None) is not None]
+    if chained:
+        raise ConfigurationError(
+            f"plugin(s) {', '.join(chained)} ship their own migrations: `tenantry migrate` deploys their tables"
+        )
     metadata = plugin_metadata(plugins)
     if metadata is None:
         return []

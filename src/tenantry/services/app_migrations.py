@@ -17,6 +17,12 @@ tables, tenant-safety checked) and the revision recorded in the catalog
   ``migrate``) and reported; the others go on; a rerun retries only what is behind.
 
 Every run that has work is recorded in the audit log (action ``app.migrate``, with counts).
+
+Plugins with tables may ship revisions of their own (``AppTables.migrations``): their
+directories are loaded with the app's (:mod:`tenantry.migrations.scripts`), the head is then
+every head, sorted and joined with ``,``, and migrations are :func:`configured` when the app
+has a directory or any registered plugin has a branch. Without an app directory the app's
+tables are unversioned: an untracked placement is at base for the plugins' branches.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from tenantry.errors import ConfigurationError, Conflict, InvalidInput
 from tenantry.migrations import fanout, tracking
 from tenantry.migrations.report import MigrationFailed, MigrationReport, PlacementResult, Result, StatusReport
 from tenantry.migrations.runner import Outcome, Work, run_work
-from tenantry.migrations.scripts import Scripts, load_scripts
+from tenantry.migrations.scripts import Scripts, load_scripts, split_revisions
 from tenantry.migrations.tracking import POOLED, Tracked
 # a module import: provisioning may import this module in turn
 from tenantry.services import audit, provisioning
@@ -48,8 +54,11 @@ __all__ = [
     "PlacementResult",
     "Progress",
     "StatusReport",
+    "configured",
+    "head_revision",
     "migrate",
     "migrations_directory",
+    "plugin_locations",
     "recorded_revision",
     "stamp",
     "stamp_placements",
@@ -65,24 +74,46 @@ RUN_LOCK = 0x746D7275
 
 
 def migrations_directory(tn: Tenantry, directory: str | None = None) -> str | None:
-    """The Alembic script directory: ``directory`` if given, else ``Settings.migrations``
+    """The app's Alembic script directory: ``directory`` if given, else ``Settings.migrations``
     (``TENANTRY_MIGRATIONS``); ``None`` when neither is set."""
     return directory or getattr(tn.settings, "migrations", None)
 
 
+def plugin_locations(tn: Tenantry) -> tuple[str, ...]:
+    """The revision directories of the registered plugins that ship migrations, by name."""
+    plugins = getattr(tn, "plugins", None)
+    return tuple(plugins.migrations().values()) if plugins is not None else ()
+
+
+def configured(tn: Tenantry, directory: str | None = None) -> bool:
+    """Whether migrations are configured: an app script directory or a plugin's chain. Then
+    placements record a revision, deploys stamp it, and ``tenantry migrate`` changes tables."""
+    return migrations_directory(tn, directory) is not None or bool(plugin_locations(tn))
+
+
 def _scripts(tn: Tenantry, directory: str | None) -> Scripts:
     path = migrations_directory(tn, directory)
-    if path is None:
+    plugins = plugin_locations(tn)
+    if path is None and not plugins:
         raise ConfigurationError(
             "no migrations directory: set TENANTRY_MIGRATIONS to the app's Alembic script directory"
+            " (or register a plugin that ships migrations)"
         )
-    return load_scripts(path)
+    return load_scripts(path, plugins)
+
+
+def _where(scripts: Scripts) -> str:
+    return scripts.directory or ", ".join(scripts.plugin_locations)
 
 
 def _revision(scripts: Scripts, revision: str | None) -> str:
     wanted = revision or scripts.head or "base"
-    if wanted not in ("head", "base") and not scripts.known(wanted):
-        raise InvalidInput(f"no revision {wanted!r} in {scripts.directory}")
+    if wanted in ("head", "heads"):
+        return scripts.head or "base"
+    if wanted != "base":
+        unknown = scripts.unknown(wanted)
+        if unknown or not split_revisions(wanted):
+            raise InvalidInput(f"no revision {', '.join(map(repr, unknown)) or repr(wanted)} in {_where(scripts)}")
     return wanted
 
 
@@ -110,6 +141,10 @@ def _work(
     return Work(
         placement.key, url, placement.schema, s.owner_role, s.runtime_role, scripts.directory,
         mode=mode, revision=revision, only_if_untracked=only_if_untracked,
+        plugin_locations=scripts.plugin_locations,
+        # no app directory: the app's tables are deployed from its metadata, unversioned, and
+        # an untracked placement is at base for the plugins' branches
+        untracked_is_base=scripts.directory is None,
     )
 
 
@@ -127,10 +162,10 @@ def stamp(
     redeploy never hides pending migrations). An explicit ``revision`` is recorded whatever
     the placement had. Writes the Alembic version table in the placement's schema and the
     catalog (``placements.app_revision``; for the pooled schema, ``tenantry.shared_placements``).
-    Returns the revision the placement is at; ``None`` and no I/O when no migrations
-    directory is configured.
+    Returns the revision the placement is at; ``None`` and no I/O when no migrations are
+    configured (no app directory, no plugin chain: see :func:`configured`).
     """
-    if migrations_directory(tn, directory) is None:
+    if not configured(tn, directory):
         return None
     scripts = _scripts(tn, directory)
     placement = _tracked(tn, placement_or_pooled)
@@ -149,8 +184,9 @@ def stamp(
 
 
 def head_revision(tn: Tenantry, *, directory: str | None = None) -> str | None:
-    """The head of the app's migrations; ``None`` when no migrations directory is set."""
-    if migrations_directory(tn, directory) is None:
+    """The head of the migrations: the app's and the plugins' heads, sorted, joined with
+    ``,`` (the app's single head when no plugin has a chain); ``None`` when none is configured."""
+    if not configured(tn, directory):
         return None
     return _scripts(tn, directory).head
 
@@ -196,7 +232,7 @@ def migrate(
             for p in found.behind
         ]
     else:
-        _run(tn, scripts, report, progress, mode="upgrade", revision="head", tenants=tenants)
+        _run(tn, scripts, report, progress, mode="upgrade", revision="heads", tenants=tenants)
     report.seconds = time.monotonic() - clock
     return report
 
@@ -233,7 +269,9 @@ _MOVING = "the tenant is being moved; rerun once the move is done"
 
 
 def _steps(scripts: Scripts, placement: Tracked) -> tuple[str, ...]:
-    return tuple(scripts.steps(placement.revision)) if placement.revision is not None else ()
+    if placement.revision is None and scripts.directory is not None:
+        return ()  # untracked: refused until stamped
+    return tuple(scripts.steps(placement.revision))
 
 
 def _run(
@@ -308,7 +346,7 @@ def status(tn: Tenantry, *, directory: str | None = None) -> StatusReport:
     """Where every live placement is, from the catalog alone: how many at each revision, which
     are behind the head (none listed when no migrations directory is configured), and which
     failed their last migration."""
-    scripts = _scripts(tn, directory) if migrations_directory(tn, directory) else None
+    scripts = _scripts(tn, directory) if configured(tn, directory) else None
     head = scripts.head if scripts is not None else None
     with tn.admin() as conn:
         require_catalog(conn)
