@@ -4,6 +4,7 @@ verified, and every change reaching the edge's cache."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -206,6 +207,24 @@ def test_http_check_refuses_private_addresses_and_unreachable_hosts() -> None:
     assert not verdict.proven and "non-public" in verdict.detail
     refused = HttpChecker(connect_to="127.0.0.1:1", timeout=2).check("shop.customer.test", "t" * 32)
     assert not refused.proven and "could not be fetched" in refused.detail
+
+
+def test_http_check_gives_a_hung_resolver_its_timeout_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    release = threading.Event()
+
+    def hung(*args: object, **kwargs: object) -> object:  # a resolver that never answers
+        release.wait(30)
+        raise OSError("gave up")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hung)
+    started = time.monotonic()
+    verdict = HttpChecker(timeout=0.3).check("shop.customer.test", "t" * 32)
+    took = time.monotonic() - started
+    release.set()
+    assert not verdict.proven and "did not resolve within 0.3 s" in verdict.detail
+    assert took < 2
 
 
 def test_dns_verification_against_a_real_dns_server(tn: Tenantry, make_tenant) -> None:

@@ -20,13 +20,35 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import socket
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import urljoin, urlsplit
 
 from tenantry.core.hostnames import host_of
 from tenantry.errors import ConfigurationError, InvalidInput
+
+
+def _getaddrinfo(hostname: str, port: int, timeout: float) -> list[Any]:
+    """``socket.getaddrinfo`` given at most ``timeout`` seconds (:class:`TimeoutError` after);
+    the lookup runs in a daemon thread, which a hung resolver keeps until it gives up."""
+    found: list[Any] = []
+
+    def lookup() -> None:
+        try:
+            found.append(socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM))
+        except OSError as err:
+            found.append(err)
+
+    worker = threading.Thread(target=lookup, name="tenantry-resolve", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not found:
+        raise TimeoutError(f"{hostname} did not resolve within {timeout:g} s")
+    if isinstance(found[0], OSError):
+        raise found[0]
+    return list(found[0])
 
 __all__ = [
     "DNS_PREFIX",
@@ -104,8 +126,12 @@ class HttpChecker:
     def _address(self, hostname: str) -> str | Verdict:
         if self.connect_to is not None:
             return self.connect_to
+        # the system resolver has no timeout of its own: wait for it in a thread, at most
+        # ``timeout`` seconds (a stuck lookup finishes in the background and is dropped)
         try:
-            infos = socket.getaddrinfo(hostname, self.port, type=socket.SOCK_STREAM)
+            infos = _getaddrinfo(hostname, self.port, self.timeout)
+        except TimeoutError:
+            return Verdict(False, f"{hostname} did not resolve within {self.timeout:g} s")
         except OSError as err:
             return Verdict(False, f"{hostname} does not resolve ({err.strerror or err})")
         addresses = [str(info[4][0]) for info in infos]
