@@ -39,6 +39,7 @@ from tenantry.appspec import find_config_model, load_metadata
 from tenantry.branding.service import Branding
 from tenantry.branding.store import BRAND_EVENT
 from tenantry.context import BoundTenant
+from tenantry.core.caches import make_room
 from tenantry.core.config import ConfigSections
 from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.placement import Placement, Route
@@ -105,7 +106,6 @@ def _too_busy(max_pools: int) -> str:
 
 #: most hostnames the edge's host cache keeps (unknown ones too, so junk Host headers do
 #: not each cost a query); the oldest entry goes first
-_HOST_CACHE_MAX = 10_000
 
 
 class Tenantry:
@@ -601,6 +601,7 @@ class Tenantry:
         # a change whose notice arrived while we read may be newer than what we read: caching
         # it would outlive the notice that was meant to drop it, until the TTL
         if generation == self._tenant_generation:
+            make_room(self._tenant_cache, self.settings.tenant_cache_size)
             self._tenant_cache[canonical] = (time.monotonic() + self.settings.tenant_cache_ttl, resolved)
         return resolved
 
@@ -704,11 +705,7 @@ class Tenantry:
         with self.admin() as conn:
             route = domains_service.lookup_host(conn, hostname)
         if generation == self._host_generation:  # else a change arrived while we read: don't keep it
-            if len(self._host_cache) >= _HOST_CACHE_MAX:
-                try:
-                    self._host_cache.pop(next(iter(self._host_cache)), None)
-                except (StopIteration, RuntimeError):
-                    pass
+            make_room(self._host_cache, self.settings.tenant_cache_size)
             self._host_cache[hostname] = (time.monotonic() + self.settings.tenant_cache_ttl, route)
         return route
 

@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from tenantry import context
 from tenantry.core import config as config_core
+from tenantry.core.caches import make_room
 from tenantry.core import flags as flags_core
 from tenantry.errors import ConfigInvalid, ConfigurationError, FlagNotFound, TenantNotFound
 from tenantry.services.flags import load_flags
@@ -163,6 +164,7 @@ class Live:
             raise TenantNotFound(f"no tenant {str(tenant_id)!r}")
         with self._lock:
             if self._generation == generation:
+                make_room(self.views, self._tn.settings.tenant_cache_size)
                 self.views[tenant_id] = view
         return view
 

@@ -91,6 +91,11 @@ class Settings:
     a second by LISTEN/NOTIFY, and the cache is trusted only while that listener is connected;
     the TTL is a backstop. ``TENANTRY_TENANT_CACHE_TTL``."""
 
+    tenant_cache_size: int = 10_000
+    """Most tenants (and custom hostnames) a process keeps in each of its per-tenant caches
+    (lookups, config and flag views, plugin settings); the ones loaded first are dropped first
+    and loaded again when asked for. ``TENANTRY_TENANT_CACHE_SIZE``."""
+
     spare_schemas: int = 0
     """How many ready spare schemas ``tn.fill_spares()`` (``tenantry spares fill``) keeps on the
     primary cell when it is given no count: schemas built ahead of time, so that creating a
@@ -127,6 +132,8 @@ class Settings:
             raise ConfigurationError("pool sizes must satisfy 0 <= min <= max and max >= 1")
         if self.max_pools < 1 or self.tenant_pool_max_size < 1 or self.schema_recycle_after < 1:
             raise ConfigurationError("max_pools, tenant_pool_max_size and schema_recycle_after must be >= 1")
+        if self.tenant_cache_size < 1:
+            raise ConfigurationError("tenant_cache_size must be >= 1")
         if isinstance(self.plugins, str) or not all(isinstance(p, str) and p.strip() for p in self.plugins):
             raise ConfigurationError("plugins must be a sequence of names or module:attr specs")
         if self.spare_schemas < 0:
@@ -171,6 +178,7 @@ class Settings:
             "tenant_pool_max_size": ("TENANTRY_TENANT_POOL_MAX_SIZE", int),
             "schema_recycle_after": ("TENANTRY_SCHEMA_RECYCLE_AFTER", int),
             "spare_schemas": ("TENANTRY_SPARE_SCHEMAS", int),
+            "tenant_cache_size": ("TENANTRY_TENANT_CACHE_SIZE", int),
             "connect_timeout": ("TENANTRY_CONNECT_TIMEOUT", float),
             "tenant_cache_ttl": ("TENANTRY_TENANT_CACHE_TTL", float),
         }

@@ -176,3 +176,25 @@ def test_an_event_for_one_tenant_leaves_the_other_cached(ctn: Tenantry, plan_ten
         assert ctn.config(AppConfig).welcome == "hello"
     with ctn.tenant(a.slug):
         assert ctn.config(AppConfig).welcome == "a changed"
+
+
+def test_per_tenant_caches_keep_at_most_tenant_cache_size_and_answer_right_after_dropping(
+    config_db, ctn: Tenantry, plan_tenant
+) -> None:
+    tenants = [plan_tenant() for _ in range(6)]
+    for n, tenant in enumerate(tenants):
+        config_service.set_value(ctn, "welcome", f"hello {tenant.slug} #{n}", tenant=tenant.slug)
+    small = Tenantry(config_db.settings(tenant_cache_size=3), metadata=Base.metadata, config=AppConfig)
+    try:
+        for _round in range(3):  # each round drops and reloads every tenant's entries
+            for n, tenant in enumerate(tenants):
+                with small.tenant(tenant.slug):
+                    assert small.config(AppConfig).welcome == f"hello {tenant.slug} #{n}"
+                    assert small.plugins.is_enabled("anything") is False
+                small.plugins.enabled_for(tenant.slug)
+                assert len(small._live.views) <= 3
+                assert len(small._tenant_cache) <= 3
+                assert len(small.plugins._cache.entries) <= 3
+        assert {str(v.id) for v in small._live.views.values()} <= {str(t.id) for t in tenants[-3:]}
+    finally:
+        small.close()

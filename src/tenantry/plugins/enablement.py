@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from time import monotonic
 from typing import TYPE_CHECKING
 
+from tenantry.core.caches import make_room
 from tenantry.errors import TenantNotFound
 from tenantry.services.plugins import Resolution, resolve_for_tenant
 
@@ -82,6 +83,7 @@ class EnablementCache:
         if keep:
             with self._lock:
                 if self._generation == generation:
+                    make_room(self.entries, self._tn.settings.tenant_cache_size)
                     self.entries[tenant_id] = entry
         return entry
 
