@@ -114,7 +114,7 @@ def test_writes_are_audited_and_idempotent(ptn: Tenantry, ptenant: Callable[...,
     ("call", "error", "message"),
     [
         (lambda tn, t: tn.plugins.enable("nope", tenant=t.slug), PluginNotFound, "no plugin 'nope' is registered or installed"),
-        (lambda tn, t: tn.plugins.disable("nope", tenant=t.slug), PluginNotFound, "known: exploder, notes, recorder, webhooks"),
+        (lambda tn, t: tn.plugins.disable("nope", tenant=t.slug), PluginNotFound, r"known: [^)]*exploder, notes, [^)]*recorder, [^)]*webhooks"),
         (lambda tn, t: tn.plugins.enable("Bad Name", tenant=t.slug), InvalidInput, "plugin name"),
         (lambda tn, t: tn.plugins.enable("notes'; drop table x;--", tenant=t.slug), InvalidInput, "plugin name"),
         (lambda tn, t: tn.plugins.enable("notes", tenant="no-such-tenant"), TenantNotFound, "no-such-tenant"),

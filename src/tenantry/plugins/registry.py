@@ -233,11 +233,8 @@ class Plugins:
         return sorted(self._plugins)
 
     def known(self) -> set[str]:
-        """Names that may be switched on: registered here, installed (entry points), or
-        run by a process of the app (subscribed to lifecycle events in the catalog)."""
-        with self._tn.admin() as conn:
-            subscribed = plugin_hooks.subscribed(conn)
-        return set(self._plugins) | set(discover()) | subscribed
+        """Plugins known without the catalog: registered here, or installed (entry points)."""
+        return set(self._plugins) | set(discover())
 
     def list(self, *, installed: bool = True) -> builtins.list[PluginInfo]:
         """The registered plugins and (with ``installed``) the installed ones, each with
@@ -272,7 +269,8 @@ class Plugins:
     # -- settings -----------------------------------------------------------------------------
     def enable(self, name: str, *, tenant: str | uuid.UUID | None = None, plan: str | None = None) -> service.EnablementChange:
         """Switch ``name`` on for a tenant or for every tenant of a plan. The plugin must be
-        registered or installed (:class:`PluginNotFound`); audited; every process sees it
+        registered or installed here, or run by a process of the app (subscribed to lifecycle
+        events), else :class:`PluginNotFound`; audited; every process sees it
         within a second."""
         return self._set(name, True, tenant, plan)
 
@@ -288,7 +286,10 @@ class Plugins:
     def _set(self, name: str, enabled: bool | None, tenant: str | uuid.UUID | None, plan: str | None) -> service.EnablementChange:
         with self._tn.admin() as conn:
             catalog.require_catalog(conn)
-        known = self.known() if enabled is not None else set()
+        known: set[str] = set()
+        if enabled is not None:  # may be switched on: known here, or run by a process of the app
+            with self._tn.admin() as conn:
+                known = self.known() | plugin_hooks.subscribed(conn)
         change = service.set_enabled(self._tn, name, enabled, known=known, tenant=tenant, plan=plan)
         if change.changed:  # this process at once; the others by NOTIFY
             self._cache.on_event("plugin", f"{change.scope.kind}:{change.scope.key}")
