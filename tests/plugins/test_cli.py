@@ -196,3 +196,11 @@ def test_hooks_cli_lists_runs_retries_and_purges_queued_calls(  # type: ignore[n
     assert code == 0 and json.loads(out)["deleted"] >= 1
     code, out, _ = cli("plugins", "hooks", "list", "--plugin", "cliq", "--json")
     assert json.loads(out)["calls"] == []
+
+    monkeypatch.delenv("TENANTRY_PLUGINS")  # the plugin is removed from the app
+    code, out, _ = cli("plugins", "hooks", "unsubscribe", "cliq", "--json")
+    assert code == 0 and json.loads(out) == {"plugin": "cliq", "events": 1, "skipped": 0}
+    code, out, _ = cli("plugins", "hooks", "unsubscribe", "cliq")
+    assert code == 0 and "nothing changed" in out
+    code, _out, err = cli("plugins", "hooks", "unsubscribe", "Bad_Name")
+    assert code != 0 and "plugin name" in err and "Traceback" not in err

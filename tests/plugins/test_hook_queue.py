@@ -350,3 +350,23 @@ def test_hooks_run_unbound_whatever_the_caller_bound_and_leak_nothing(
     from tenantry import context
 
     assert context.current() is None
+
+
+def test_a_plugin_removed_from_the_app_is_unsubscribed_and_its_pending_calls_skipped(
+    app_of: Callable[..., Tenantry], ptenant: Callable[..., Tenant], plugins_db: Scratch
+) -> None:
+    counter = Counter(_name())
+    app = app_of(counter)
+    tenant = ptenant()
+    app.plugins.enable(counter.name, tenant=tenant.slug)
+    cli_like = app_of()
+    cli_like.suspend(tenant.slug)  # queued; then the plugin is removed from the app
+    with pytest.raises(InvalidInput, match="runs in this process"):
+        app.plugins.unsubscribe_hooks(counter.name)
+    assert cli_like.plugins.unsubscribe_hooks(counter.name) == (4, 1)
+    assert cli_like.plugins.unsubscribe_hooks(counter.name) == (0, 0)  # idempotent
+    cli_like.resume(tenant.slug)  # nothing queued any more
+    assert [(r[0], r[1], r[4]) for r in _rows(plugins_db, counter.name)] == [("suspended", "skipped", "unsubscribed")]
+    assert app.plugins.deliver().total == 0 and counter.calls == []
+    entry = cli_like.audit_log(target_type="plugin", target=counter.name, limit=1)[0]
+    assert entry.action == "plugin.hooks.unsubscribe" and entry.after == {"events": 4, "skipped": 1}

@@ -22,7 +22,7 @@ from tenantry.services.plugin_hooks import STATUSES
 
 __all__ = ["app"]
 
-app = typer.Typer(help="The queue of plugins' lifecycle hook calls: list, run, retry, purge.", no_args_is_help=True)
+app = typer.Typer(help="The queue of plugins' lifecycle hook calls: list, run, retry, purge, unsubscribe.", no_args_is_help=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 PluginOpt = Annotated[str | None, typer.Option("--plugin", help="Only this plugin's calls.")]
@@ -93,6 +93,24 @@ def purge(
         emit_json({"deleted": count})
         return
     console.print(f"{count} finished call(s) deleted")
+
+
+@app.command("unsubscribe")
+def unsubscribe(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The plugin no app process runs any more.", show_default=False)],
+    as_json: JsonFlag = False,
+) -> None:
+    """Stop queueing calls for a plugin that was removed from the app (its pending calls are
+    skipped). A process that still runs it subscribes it again."""
+    events, skipped = get_state(ctx).tenantry().plugins.unsubscribe_hooks(name)
+    if as_json:
+        emit_json({"plugin": name, "events": events, "skipped": skipped})
+        return
+    if not events and not skipped:
+        console.print(f"{name} was not subscribed; nothing changed", markup=False)
+        return
+    console.print(f"{name}: no longer queued for {events} event(s); {skipped} pending call(s) skipped", markup=False)
 
 
 def _line(report: RunReport) -> str:

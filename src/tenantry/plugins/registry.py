@@ -479,6 +479,17 @@ class Plugins:
                 tenant_id=tenant_id,
             )
 
+    def unsubscribe_hooks(self, name: str) -> tuple[int, int]:
+        """Forget a plugin no app process runs any more: changes stop queueing calls for it
+        and its pending calls are skipped; audited. Returns (events forgotten, calls skipped).
+        Refused (:class:`InvalidInput`) for a plugin registered here."""
+        check_plugin_name(name)
+        if name in self._plugins:
+            raise InvalidInput(f"plugin {name!r} runs in this process: it would subscribe again; unregister it first")
+        with self._tn.admin() as conn:
+            catalog.require_catalog(conn)
+            return plugin_hooks.unsubscribe(conn, name, actor=self._tn.actor)
+
     def purge_hooks(self, *, older_than: float, include_failed: bool = False) -> int:
         """Delete calls finished more than ``older_than`` seconds ago; audited."""
         with self._tn.admin() as conn:

@@ -60,6 +60,7 @@ __all__ = [
     "subscribe",
     "subscribed",
     "summary",
+    "unsubscribe",
 ]
 
 #: the lifecycle events, as in ``on_tenant_<event>``
@@ -202,6 +203,32 @@ def subscribe(conn: psycopg.Connection[Any], plugin: str, events: Collection[str
             """,
             (plugin, wanted),
         )
+
+
+def unsubscribe(conn: psycopg.Connection[Any], plugin: str, *, actor: str) -> tuple[int, int]:
+    """Forget that ``plugin`` handles any event (a plugin no app process runs any more):
+    changes stop queueing calls for it, and its pending calls are marked ``skipped``.
+    Audited (``plugin.hooks.unsubscribe``) when it changed something. Returns (events
+    forgotten, calls skipped). A process that still runs the plugin subscribes it again."""
+    with conn.transaction():
+        events = conn.execute(
+            "WITH gone AS (DELETE FROM tenantry.plugin_subscriptions WHERE plugin = %s RETURNING 1)"
+            " SELECT count(*) FROM gone",
+            (plugin,),
+        ).fetchone()
+        skipped = conn.execute(
+            "WITH done AS (UPDATE tenantry.plugin_hooks SET status = 'skipped', finished_at = now(),"
+            " last_error = 'unsubscribed' WHERE plugin = %s AND status = 'pending' RETURNING 1)"
+            " SELECT count(*) FROM done",
+            (plugin,),
+        ).fetchone()
+        counts = (int(events[0]) if events else 0, int(skipped[0]) if skipped else 0)
+        if any(counts):
+            audit.record(
+                conn, actor=actor, action="plugin.hooks.unsubscribe", target_type="plugin", target=plugin,
+                after={"events": counts[0], "skipped": counts[1]},
+            )
+    return counts
 
 
 def subscribed(conn: psycopg.Connection[Any]) -> set[str]:
