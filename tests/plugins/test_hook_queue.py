@@ -92,6 +92,18 @@ def _wait(check: Callable[[], bool], seconds: float = 5.0) -> bool:
     return True
 
 
+def _deliver_until(tn: Tenantry, check: Callable[[], bool], seconds: float = 5.0) -> bool:
+    """Deliver ``tn``'s due calls until ``check()`` holds (``False`` after ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        tn.plugins.deliver()
+        if check():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+
+
 def _rows(db: Scratch, plugin: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(db.url) as conn:
         return conn.execute(
@@ -182,7 +194,7 @@ def test_a_raising_hook_is_retried_with_backoff_and_later_calls_wait_for_it(
     app.suspend(tenant.slug)  # first try raises: queued again, the suspend stands
     app.resume(tenant.slug)  # must not overtake the suspended call
     assert counter.calls == [] and app.get_tenant(tenant.slug).status is Status.ACTIVE
-    assert _wait(lambda: app.plugins.deliver() is not None and len(counter.calls) == 2, 5.0)
+    assert _deliver_until(app, lambda: len(counter.calls) == 2)
     assert counter.calls == [("suspended", tenant.slug), ("resumed", tenant.slug)]
     rows = _rows(plugins_db, counter.name)
     assert [(r[0], r[1], r[2]) for r in rows] == [("suspended", "done", 3), ("resumed", "done", 1)]
@@ -198,7 +210,7 @@ def test_a_hook_that_keeps_raising_is_held_as_failed_then_retried_by_hand(
     tenant = ptenant()
     app.plugins.enable(counter.name, tenant=tenant.slug)
     app.suspend(tenant.slug)
-    assert _wait(lambda: bool(app.plugins.deliver() is not None and _rows(plugins_db, counter.name)[0][1] == "failed"))
+    assert _deliver_until(app, lambda: _rows(plugins_db, counter.name)[0][1] == "failed")
     app.resume(tenant.slug)  # a failed call holds nothing back
     assert counter.calls == [("resumed", tenant.slug)]
     [failed] = app.plugins.hooks(plugin=counter.name, status="failed")
@@ -316,10 +328,9 @@ class Leaky(LifecycleHooks):
 
     hook_retries = 0
 
-    def __init__(self, name: str, tn_holder: list[Tenantry]) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
         self.seen: list[str | None] = []
-        self._holder = tn_holder
 
     def on_tenant_suspended(self, tn: Any, tenant: Any) -> None:
         from tenantry import context
@@ -333,10 +344,8 @@ class Leaky(LifecycleHooks):
 def test_hooks_run_unbound_whatever_the_caller_bound_and_leak_nothing(
     app_of: Callable[..., Tenantry], ptenant: Callable[..., Tenant]
 ) -> None:
-    holder: list[Tenantry] = []
-    leaky = Leaky(_name(), holder)
+    leaky = Leaky(_name())
     app = app_of(leaky)
-    holder.append(app)
     a, b, c = ptenant(), ptenant(), ptenant()
     for tenant in (b, c):
         app.plugins.enable(leaky.name, tenant=tenant.slug)
@@ -370,3 +379,28 @@ def test_a_plugin_removed_from_the_app_is_unsubscribed_and_its_pending_calls_ski
     assert app.plugins.deliver().total == 0 and counter.calls == []
     entry = cli_like.audit_log(target_type="plugin", target=counter.name, limit=1)[0]
     assert entry.action == "plugin.hooks.unsubscribe" and entry.after == {"events": 4, "skipped": 1}
+
+
+def test_a_worker_following_the_queue_delivers_as_calls_arrive_and_stops_when_told(
+    app_of: Callable[..., Tenantry], ptenant: Callable[..., Tenant]
+) -> None:
+    counter = Counter(_name())
+    worker = app_of(counter)  # `tenantry plugins hooks run --follow`: a process of its own
+    cli_like = app_of()
+    tenant = ptenant()
+    worker.plugins.enable(counter.name, tenant=tenant.slug)
+    stop = threading.Event()
+    passes: list[int] = []
+    thread = threading.Thread(
+        target=worker.plugins.follow_hooks, args=(stop,), kwargs={"poll": 30.0, "on_pass": lambda r: passes.append(r.done)}
+    )
+    thread.start()
+    try:
+        assert _wait(lambda: len(passes) >= 1)  # the first pass ran
+        cli_like.suspend(tenant.slug)  # NOTIFY wakes it long before its 30 s poll
+        assert _wait(lambda: counter.calls == [("suspended", tenant.slug)], 2.0), counter.calls
+        assert _wait(lambda: 1 in passes)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()

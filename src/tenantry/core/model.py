@@ -112,3 +112,12 @@ class Tenant:
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Tenant:
+        """The tenant :meth:`to_dict` gave (as a queued hook call carries it)."""
+        return cls(
+            id=uuid.UUID(data["id"]), slug=data["slug"], name=data["name"], plan=data["plan"],
+            status=Status(data["status"]), created_at=datetime.fromisoformat(data["created_at"]),
+            updated_at=datetime.fromisoformat(data["updated_at"]),
+        )

@@ -27,13 +27,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from tenantry import context
-from tenantry.core.model import Status, Tenant
+from tenantry.core.model import Tenant
 from tenantry.plugins.base import LIFECYCLE_EVENTS, LifecycleHooks
 from tenantry.services import plugin_hooks as queue
 from tenantry.services.plugins import resolve_for_tenant
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
     from tenantry.app import Tenantry
     from tenantry.plugins.registry import Plugins
 
-__all__ = ["HookDelivery", "HookRunner", "RunReport", "follow", "tenant_from"]
+__all__ = ["HookDelivery", "HookRunner", "RunReport", "follow"]
 
 _log = logging.getLogger("tenantry.plugins")
 
@@ -55,15 +54,6 @@ MAX_BACKOFF = 3600.0
 #: how often the runner removes calls finished more than a week ago
 PURGE_EVERY = 3600.0
 KEEP_FINISHED = 7 * 24 * 3600.0
-
-
-def tenant_from(data: dict[str, Any]) -> Tenant:
-    """The :class:`Tenant` a queued call was made about, as it was at the change."""
-    return Tenant(
-        id=uuid.UUID(data["id"]), slug=data["slug"], name=data["name"], plan=data["plan"],
-        status=Status(data["status"]), created_at=datetime.fromisoformat(data["created_at"]),
-        updated_at=datetime.fromisoformat(data["updated_at"]),
-    )
 
 
 class RunReport:
@@ -161,17 +151,15 @@ class HookDelivery:
                     seen.append(impl.plugin_name)
         return seen
 
-    def _impl(self, plugin: str, event: str) -> Callable[..., Any] | None:
-        for impl in getattr(self._manager.hook, f"on_tenant_{event}").get_hookimpls():
-            if impl.plugin_name == plugin:
-                return impl  # type: ignore[no-any-return]
-        return None
+    def _impl(self, plugin: str, event: str) -> pluggy.HookImpl | None:
+        impls: list[pluggy.HookImpl] = getattr(self._manager.hook, f"on_tenant_{event}").get_hookimpls()
+        return next((impl for impl in impls if impl.plugin_name == plugin), None)
 
     def _run_one(self, call: queue.Claimed, report: RunReport) -> None:
         tn = self._tn
         hook = f"on_tenant_{call.event}"
         plugin = self._plugins.get(call.plugin)
-        impl: Any = self._impl(call.plugin, call.event)
+        impl = self._impl(call.plugin, call.event)
         if impl is None or not isinstance(plugin, LifecycleHooks):  # unregistered meanwhile
             with tn.admin() as conn:
                 queue.retry_later(conn, call.id, self.worker, "not registered in the process that took it", 0.0)
@@ -184,7 +172,7 @@ class HookDelivery:
                 queue.finish(conn, call.id, self.worker, "skipped")
             report.skipped += 1
             return
-        values: dict[str, Any] = {"tn": tn, "tenant": tenant_from(call.tenant)}
+        values: dict[str, Any] = {"tn": tn, "tenant": Tenant.from_dict(call.tenant)}
         if call.event == "moved":
             from tenantry.services.moves import MoveReport  # (moves imports much)
 
@@ -203,14 +191,13 @@ class HookDelivery:
         except Exception as err:
             self._plugins.report_error(call.plugin, hook, err, call.tenant_id)
             text = self._plugins.error_text(err)
-            retries = max(0, int(getattr(plugin, "hook_retries", 0)))
             with tn.admin() as conn:
-                if call.attempts > retries:
+                if call.attempts > max(0, plugin.hook_retries):
                     queue.finish(conn, call.id, self.worker, "failed", text)
                     report.failed += 1
                 else:
-                    base = max(0.0, float(getattr(plugin, "hook_backoff", 0.0)))
-                    queue.retry_later(conn, call.id, self.worker, text, min(MAX_BACKOFF, base * 2 ** (call.attempts - 1)))
+                    delay = min(MAX_BACKOFF, max(0.0, plugin.hook_backoff) * 2 ** (call.attempts - 1))
+                    queue.retry_later(conn, call.id, self.worker, text, delay)
                     report.retrying += 1
             return
         with tn.admin() as conn:
@@ -219,16 +206,20 @@ class HookDelivery:
 
 
 class HookRunner:
-    """A daemon thread delivering this process's queued calls: woken by ``NOTIFY`` (through
-    the catalog listener, :meth:`wake`) and every :data:`POLL_SECONDS`."""
+    """The delivery loop: a pass over the queue, then a wait of ``poll`` seconds or until
+    :meth:`wake` (the catalog listener calls it on ``NOTIFY hook:<plugin>``). Run in a daemon
+    thread of its own (:meth:`start`) or in the calling thread (:meth:`run`)."""
 
-    def __init__(self, delivery: HookDelivery, *, poll: float = POLL_SECONDS) -> None:
+    def __init__(
+        self, delivery: HookDelivery, *, poll: float = POLL_SECONDS, on_pass: Callable[[RunReport], None] | None = None
+    ) -> None:
         self._delivery = delivery
         self._poll = poll
+        self._on_pass = on_pass
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._purged = 0.0
-        self._thread = threading.Thread(target=self._run, name="tenantry-plugin-hooks", daemon=True)
+        self._thread = threading.Thread(target=self.run, name="tenantry-plugin-hooks", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -246,14 +237,19 @@ class HookRunner:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """Deliver until :meth:`stop`; calls reserved for this process's own changes are left
+        to the caller that made them (until their reservation ends)."""
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                self._delivery.deliver(own=False)
+                report = self._delivery.deliver(own=False)
                 self._purge()
             except Exception as err:  # the catalog is away: try again at the next wake
                 _log.warning("plugin hook delivery failed, retrying: %s", err)
+            else:
+                if self._on_pass is not None:
+                    self._on_pass(report)
             self._wake.wait(self._poll)
 
     def _purge(self) -> None:
@@ -266,24 +262,26 @@ class HookRunner:
 
 
 def follow(delivery: HookDelivery, *, stop: threading.Event, poll: float, on_pass: Callable[[RunReport], None]) -> None:
-    """Deliver until ``stop`` is set: a pass, then a wait of ``poll`` seconds (or until a
-    ``NOTIFY hook:<plugin>`` of one of this process's plugins arrives)."""
-    import psycopg
-
-    from tenantry.services.events import CHANNEL
+    """Deliver in the calling thread until ``stop`` is set: :class:`HookRunner`'s loop, woken
+    by a :class:`~tenantry.services.events.CatalogListener` of its own."""
+    from tenantry.services.events import CatalogListener
 
     names = set(delivery.handlers())
-    while not stop.is_set():
-        try:
-            with psycopg.connect(delivery._tn.admin_url, autocommit=True, connect_timeout=5) as conn:
-                conn.execute(f"LISTEN {CHANNEL}")
-                while not stop.is_set():
-                    on_pass(delivery.deliver())
-                    for notice in conn.notifies(timeout=poll, stop_after=1):
-                        kind, _, key = notice.payload.partition(":")
-                        if kind == "hook" and key in names:
-                            break
-        except psycopg.OperationalError as err:
-            _log.warning("plugin hook runner reconnecting after: %s", err)
-            stop.wait(1.0)
+    runner = HookRunner(delivery, poll=poll, on_pass=on_pass)
 
+    def on_event(kind: str, key: str) -> None:
+        if kind == "hook" and key in names:
+            runner.wake()
+
+    def stop_when_told() -> None:
+        stop.wait()
+        runner.stop()
+
+    listener = CatalogListener(delivery._tn.admin_url, on_event=on_event, on_reset=runner.wake)
+    watcher = threading.Thread(target=stop_when_told, name="tenantry-hooks-stop", daemon=True)
+    listener.start()
+    watcher.start()
+    try:
+        runner.run()
+    finally:
+        listener.stop()

@@ -284,11 +284,10 @@ class Plugins:
         return self._set(name, None, tenant, plan)
 
     def _set(self, name: str, enabled: bool | None, tenant: str | uuid.UUID | None, plan: str | None) -> service.EnablementChange:
+        known: set[str] = set()
         with self._tn.admin() as conn:
             catalog.require_catalog(conn)
-        known: set[str] = set()
-        if enabled is not None:  # may be switched on: known here, or run by a process of the app
-            with self._tn.admin() as conn:
+            if enabled is not None:  # may be switched on: known here, or run by a process of the app
                 known = self.known() | plugin_hooks.subscribed(conn)
         change = service.set_enabled(self._tn, name, enabled, known=known, tenant=tenant, plan=plan)
         if change.changed:  # this process at once; the others by NOTIFY
@@ -401,9 +400,7 @@ class Plugins:
         follow(self._delivery, stop=stop, poll=poll, on_pass=on_pass or (lambda _report: None))
 
     def _deliver_after_change(self, tenant_id: uuid.UUID) -> None:
-        if not self._delivery.handlers():
-            return
-        try:
+        try:  # (no I/O when no plugin here has hooks)
             self._delivery.deliver(tenant_id)
         except Exception as err:  # the change stands; the runner or another process delivers later
             _log.warning("could not deliver the hooks of tenant %s now (queued): %s", tenant_id, err)
