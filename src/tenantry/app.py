@@ -22,7 +22,6 @@ import uuid
 from datetime import timedelta
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -65,7 +64,7 @@ from tenantry.errors import (
     UnsafeRuntimeRole,
 )
 from tenantry.live import Flags, Live
-from tenantry.services import audit, moves, provisioning
+from tenantry.services import audit, fences, moves, provisioning
 from tenantry.services import spares as spares_service
 from tenantry.services import tokens as token_service
 from tenantry.services import cells as cells_service
@@ -95,6 +94,8 @@ _Config = TypeVar("_Config", bound=BaseModel)
 
 #: how often a checkout retries when another thread evicts the pool it found (see _checkout)
 _CHECKOUT_ATTEMPTS = 20
+#: statuses whose change fences the bindings made before it, and the fence's reason
+_FENCED: dict[Status, fences.Reason] = {Status.SUSPENDED: "suspended", Status.ARCHIVED: "archived"}
 
 
 def _too_busy(max_pools: int) -> str:
@@ -483,6 +484,11 @@ class Tenantry:
     def _set_status(self, key: str | uuid.UUID, status: Status) -> Tenant:
         with self.admin() as conn:
             tenant, changed = tenant_service.transition(conn, key, status, actor=self.actor, origin=self.plugins.origin())
+            placement = provisioning.read_placement(conn, tenant.id)
+        if tenant.status in _FENCED and placement is not None:
+            # bindings already open elsewhere are refused from their next statement (also when
+            # the status was set already: a rerun finishes a change whose fence was not written)
+            fences.fence_placement(self, placement, tenant.epoch, _FENCED[tenant.status])
         self._forget(tenant)
         if changed:
             self.plugins._deliver_after_change(tenant.id)
@@ -613,7 +619,7 @@ class Tenantry:
             raise TenantNotActive(f"tenant {tenant.slug!r} is {tenant.status.value}, not active")
         if placement is None:
             raise TenantNotActive(f"tenant {tenant.slug!r} has no active placement yet")
-        return BoundTenant(id=tenant.id, slug=tenant.slug, route=placement.route)
+        return BoundTenant(id=tenant.id, slug=tenant.slug, route=placement.route, epoch=tenant.epoch)
 
     def _forget(self, tenant: Tenant) -> None:
         for key in (tenant.slug, str(tenant.id)):
@@ -977,34 +983,37 @@ class Tenantry:
 
 
 class TenantScope:
-    """What ``tn.tenant(...)`` returns: binds the tenant for a ``with`` or ``async with`` block."""
+    """What ``tn.tenant(...)`` returns: binds the tenant for a ``with`` or ``async with`` block.
+
+    One scope object may be entered by several threads or tasks at once, and nested: each
+    entry's binding belongs to the thread or task that made it and ends with its block.
+    """
 
     def __init__(self, tn: Tenantry, key: str | uuid.UUID, allow_inactive: bool) -> None:
         self._tn = tn
         self._key = key
         self._allow_inactive = allow_inactive
-        self._tokens: list[Token[BoundTenant | None]] = []
 
     def __enter__(self) -> BoundTenant:
         bound = self._tn._resolve(self._key, self._allow_inactive)
-        self._tokens.append(context._set(bound))
+        context.enter(self, bound)
         return bound
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        context._reset(self._tokens.pop())
+        context.leave(self)
 
     async def __aenter__(self) -> BoundTenant:
         tenant = self._tn._cached(self._key) or await asyncio.to_thread(self._tn._lookup, self._key)
         bound = self._tn._resolve(self._key, self._allow_inactive, tenant)
-        self._tokens.append(context._set(bound))
+        context.enter(self, bound)
         return bound
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        context._reset(self._tokens.pop())
+        context.leave(self)
 
 
 def _rollback_quietly(conn: psycopg.Connection[Any]) -> None:

@@ -9,7 +9,9 @@ never reach its parent. Threads do not inherit context: hand work to a thread wi
 :func:`contextvars.copy_context` (``ctx.run(fn)``) or bind the tenant inside it.
 
 Every binding is undone with the token that made it, so nesting works and nothing outlives its
-``with`` block, even when the block raises.
+``with`` block, even when the block raises. The tokens of reusable scope objects (what
+``tn.tenant(...)`` returns) are kept per context too (:func:`enter`, :func:`leave`): one scope
+object shared by several threads or tasks binds and unbinds each of them on its own.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from tenantry.core.placement import Route
 from tenantry.errors import NoTenantBound
 
-__all__ = ["BoundTenant", "bind", "bound_actor", "current", "require"]
+__all__ = ["BoundTenant", "bind", "bound_actor", "current", "enter", "leave", "require"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,9 @@ class BoundTenant:
     id: uuid.UUID
     slug: str
     route: Route | None = None
+    #: the catalog's epoch of the tenant when it was resolved: signed into every transaction's
+    #: binding, so a database refuses a binding made before the tenant moved or was suspended
+    epoch: int = 0
 
 
 _current: ContextVar[BoundTenant | None] = ContextVar("tenantry.tenant", default=None)
@@ -61,6 +66,40 @@ def bind(tenant: BoundTenant | None) -> Iterator[BoundTenant | None]:
         yield tenant
     finally:
         _current.reset(token)
+
+
+# (scope object, the token its entry made) for every scope entered and not yet left in this
+# context: a stack per thread or task, never shared, so two threads entering one scope object
+# each undo their own binding
+_entered: ContextVar[tuple[tuple[object, Token[BoundTenant | None]], ...]] = ContextVar(
+    "tenantry.entered", default=()
+)
+
+
+def enter(scope: object, tenant: BoundTenant | None) -> None:
+    """Bind ``tenant`` on behalf of ``scope`` (a reusable scope object) in this context."""
+    token = _current.set(tenant)
+    _entered.set((*_entered.get(), (scope, token)))
+
+
+def leave(scope: object) -> None:
+    """Undo the innermost binding ``scope`` made in this context.
+
+    Raises :class:`RuntimeError` when ``scope`` is not the innermost scope entered here (left
+    out of order, or left in another thread or task than it was entered in); the binding is
+    then undone all the same down to ``scope``'s, so none outlives its block.
+    """
+    stack = _entered.get()
+    for depth in range(len(stack) - 1, -1, -1):
+        if stack[depth][0] is scope:
+            break
+    else:
+        raise RuntimeError("this tenant scope was not entered in this thread or task")
+    _entered.set(stack[:depth])
+    for _scope, token in reversed(stack[depth:]):
+        _current.reset(token)
+    if depth != len(stack) - 1:
+        raise RuntimeError("tenant scopes were left out of order: the inner bindings are undone too")
 
 
 def _set(tenant: BoundTenant | None) -> Token[BoundTenant | None]:

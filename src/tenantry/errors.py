@@ -24,8 +24,10 @@ with, so the interfaces translate errors without a table of their own::
     │   ├── FlagExists                 a flag with that key exists with another definition
     │   ├── InvalidTransition          a status change the lifecycle forbids
     │   ├── TenantMoving               writes refused for a moment: the tenant is moving
+    │   │   └── TenantMoved            a binding made before the tenant moved: bind it again
     │   └── DomainTaken                the hostname belongs to another tenant
     ├── TenantNotActive                exit 8, HTTP 403   suspended/archived tenant asked to serve
+    │   └── TenantSuspended            a binding made before the tenant was suspended (archived, deleted)
     ├── IsolationError                 exit 9, HTTP 403   PostgreSQL refused a cross-tenant act
     │   ├── NoTenantBound              a write (or a tenant-scoped call) with no tenant bound
     │   └── TenantContextError         the bound tenant changed inside a transaction
@@ -64,9 +66,11 @@ __all__ = [
     "PluginNotFound",
     "TenantContextError",
     "TenantExists",
+    "TenantMoved",
     "TenantMoving",
     "TenantNotActive",
     "TenantNotFound",
+    "TenantSuspended",
     "TenantryError",
     "UnsafeRuntimeRole",
     "VerificationFailed",
@@ -191,6 +195,14 @@ class TenantMoving(Conflict):
     """The tenant's writes are frozen for the cutover of a move; retry in a moment."""
 
 
+class TenantMoved(TenantMoving):
+    """The binding was made before the tenant moved: the database it names refuses it.
+
+    Retry: a new binding (a new ``with tn.tenant(...)``, a new request) reaches the tenant
+    where it lives now.
+    """
+
+
 class DomainTaken(Conflict):
     """The hostname is registered to another tenant."""
 
@@ -200,6 +212,11 @@ class TenantNotActive(TenantryError):
 
     exit_code = 8
     http_status = 403
+
+
+class TenantSuspended(TenantNotActive):
+    """The binding was made before the tenant was suspended, archived or deleted: the
+    database refuses it from then on."""
 
 
 class IsolationError(TenantryError):

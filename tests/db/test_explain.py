@@ -127,11 +127,20 @@ def tenant_checks(plan: Plan) -> list[TenantCheck]:
     return checks
 
 
+def _outside_initplans(plan: Plan) -> Iterator[Plan]:
+    """The nodes that may run per row: an InitPlan's subtree runs once per query (the context
+    view's own probe of ``tenantry.fences`` lives there)."""
+    yield plan
+    for child in plan.get("Plans", []):
+        if child.get("Parent Relationship") != "InitPlan":
+            yield from _outside_initplans(child)
+
+
 def per_row_calls(plan: Plan) -> list[str]:
     """Per-row expressions that call ``current_setting`` or ``current_tenant_id``: the trap."""
     return [
         f"{node['Node Type']} {key}: {node[key]}"
-        for node in nodes(plan)
+        for node in _outside_initplans(plan)
         for key in PER_ROW_KEYS
         if TENANT_CALL.search(node.get(key) or "")
     ]

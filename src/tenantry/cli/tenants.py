@@ -134,6 +134,7 @@ _STEP_TEXT = {
     "delta": "copying what changed meanwhile",
     "verify": "verifying row counts and checksums",
     "flip": "switching routing",
+    "fence": "refusing bindings made before the switch",
     "cleanup": "removing the old copy",
 }
 

@@ -92,6 +92,9 @@ class Tenant:
     status: Status
     created_at: datetime
     updated_at: datetime
+    #: raised by every change of status or placement: a binding made at an older epoch is
+    #: refused by the database (see ``tenantry.fences``)
+    epoch: int = 1
 
     @property
     def is_active(self) -> bool:

@@ -7,7 +7,9 @@ Declare tenant-scoped tables with :class:`TenantScoped` (ORM) or :func:`tenant_i
   :mod:`tenantry.db.binding`) before SQLAlchemy's first statement, so psycopg sends no BEGIN of
   its own;
 * ``before_cursor_execute``: refuses a statement issued under another tenant than the one the
-  transaction was bound to.
+  transaction was bound to;
+* the pool's ``checkin``: marks the connection so that its session is reset before its next
+  use (see :mod:`tenantry.db.binding`, "Hand-over").
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from tenantry import context
-from tenantry.db.binding import Binder, RouteKey, abegin, begin, check_route, choose_prepare
+from tenantry.db.binding import Binder, RouteKey, abegin, begin, check_route, choose_prepare, mark_returned
 from tenantry.db.connect import translate
 from tenantry.errors import IsolationError, TenantContextError, TenantryError
 
@@ -140,3 +142,10 @@ def bind_engine(
     @event.listens_for(sync_engine, "rollback")
     def _end(conn: sa.Connection) -> None:
         conn.info.pop(_INFO_KEY, None)
+
+    @event.listens_for(sync_engine.pool, "checkin")
+    def _returned(dbapi_connection: Any, record: Any) -> None:
+        # whatever the borrower left on the session is reset before the next borrower's first
+        # statement (folded into its first bind: no round trip here)
+        if dbapi_connection is not None and record.driver_connection is not None:
+            mark_returned(record.driver_connection)

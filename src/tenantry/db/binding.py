@@ -4,14 +4,28 @@ Every transaction a tenant-bound connection runs starts with one libpq pipeline,
 as one network write and answered in one round trip::
 
     BEGIN
-    EXECUTE tenantry_bind ($1, $2, $3, $4)   -- prepared once per connection, in the pipeline:
+    EXECUTE tenantry_bind ($1, $2, $3, $4, $5)   -- prepared once per connection, in the pipeline:
     SELECT set_config('tenantry.tenant_id', $1, true),
            set_config('tenantry.tenant_sig', $2, true),
            set_config('search_path', $3, true),
-           set_config('tenantry.tenant_schema', $4, true)
+           set_config('tenantry.tenant_schema', $4, true),
+           set_config('tenantry.tenant_epoch', $5, true),
+           tenantry.current_tenant_id()   -- the database checks the binding at once
 
 sent in place of the ``BEGIN`` psycopg would otherwise send on its own, so binding the tenant
-costs no round trip. The values travel as bound parameters: they never appear in query text,
+costs no round trip. The signature covers the tenant's epoch: a binding made before the tenant
+moved or was suspended is refused by the database (:class:`~tenantry.errors.TenantMoved`,
+:class:`~tenantry.errors.TenantSuspended`), in every process, from its next statement on.
+
+Hand-over. A connection handed back to a pool may carry session state its borrower left: a
+temporary table, a holdable cursor, session settings (tenantry's own among them), LISTEN, an
+advisory lock, ``lastval()``, a statement prepared from SQL. None of it is covered by RLS. The
+pools mark a returned connection (:func:`mark_returned`, no I/O), and the next use resets its
+session with ``tenantry.reset_session()`` before anything else runs: folded into the first
+bind's pipeline, ahead of its ``BEGIN`` (so still one round trip), or, if the borrower's first
+statement escapes the binder (a raw cursor, ``raw_connection()``), run on its own just before
+it. The connections remember which transaction tenantry bound; one opened by a statement
+outside tenantry is never taken for bound. The values travel as bound parameters: they never appear in query text,
 so ``pg_stat_activity`` shows no other session's signature to replay. Everything is
 transaction-local (``is_local = true``): it ends with the transaction, commit or rollback, and
 nothing survives into the next use of a pooled connection (safe behind PgBouncer in
@@ -34,17 +48,19 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import pq, waiting
 
 from tenantry import context
 from tenantry.context import BoundTenant
+from tenantry.db.connect import stale_binding
 from tenantry.db.local import ContextKeys
 from tenantry.errors import DatabaseUnavailable, IsolationError, TenantContextError
 
 __all__ = [
+    "CONTROL_EPOCH",
     "AsyncTenantConnection",
     "RouteKey",
     "AsyncTenantCursor",
@@ -55,8 +71,13 @@ __all__ = [
     "TenantServerCursor",
     "abegin",
     "begin",
+    "Signed",
+    "areset_now",
     "check_route",
     "choose_prepare",
+    "mark_returned",
+    "reset_due",
+    "reset_now",
 ]
 
 _IDLE = pq.TransactionStatus.IDLE
@@ -66,12 +87,17 @@ _BIND_SQL = (
     b"SELECT set_config('tenantry.tenant_id', $1, true),"
     b" set_config('tenantry.tenant_sig', $2, true),"
     b" set_config('search_path', $3, true),"
-    b" set_config('tenantry.tenant_schema', $4, true)"
+    b" set_config('tenantry.tenant_schema', $4, true),"
+    b" set_config('tenantry.tenant_epoch', $5, true),"
+    b" tenantry.current_tenant_id()"
 )
 # (prepared statement name, text): parsed once per connection, then only bound and executed
 _BIND = (b"tenantry_bind", _BIND_SQL)
 # in a database-tier tenant's own database, the marker must name the tenant being bound
 _BIND_OWN_DATABASE = (b"tenantry_bind_marker", _BIND_SQL + b", tenantry.check_marker($1)")
+_RESET = b"SELECT tenantry.reset_session()"
+#: the epoch control-plane work signs with: above every fence (only tenantry holds the key)
+CONTROL_EPOCH = 2**63 - 1
 _UNDEFINED_STATEMENT = b"26000"  # the prepared statement is gone (DISCARD ALL, DEALLOCATE)
 _DUPLICATE_STATEMENT = b"42P05"  # it exists though we did not know (a lost Parse result)
 # what the protocol generators yield: psycopg's own wait states, so that psycopg's (C) wait
@@ -80,6 +106,15 @@ _WAIT_READ, _WAIT_WRITE = waiting.WAIT_R, waiting.WAIT_W
 
 Params = list[bytes | None]
 Statement = tuple[tuple[bytes, bytes], Params]
+
+
+class Signed(NamedTuple):
+    """A tenant context as the ``tenantry.*`` settings take it (see :meth:`Binder.signed`)."""
+
+    tenant_id: str
+    schema: str
+    epoch: str
+    signature: str
 
 
 def _search_path(schema: str) -> bytes:
@@ -93,14 +128,15 @@ class Binder:
     def __init__(self, keys: ContextKeys, default_schema: str) -> None:
         self.keys = keys
         self._default_schema = default_schema
-        self._unbound: Statement = (_BIND, [b"", b"", _search_path(default_schema), b""])
+        self._unbound: Statement = (_BIND, [b"", b"", _search_path(default_schema), b"", b""])
         self._cache: OrderedDict[BoundTenant, Statement] = OrderedDict()
 
-    def signed(self, tenant_id: uuid.UUID, schema: str) -> tuple[str, str, str]:
-        """``(tenant_id, schema, signature)`` as the ``tenantry.*`` settings take them: the
-        signature covers the schema the tenant's rows live in."""
+    def signed(self, tenant_id: uuid.UUID, schema: str, epoch: int = CONTROL_EPOCH) -> Signed:
+        """The context as the ``tenantry.*`` settings take it: the signature covers the schema
+        the tenant's rows live in and the epoch the binding was made at. Control-plane work
+        (the default epoch) passes every fence."""
         ident = str(tenant_id)
-        return ident, schema, self.keys.sign(f"{ident}/{schema}")
+        return Signed(ident, schema, str(epoch), self.keys.sign(f"{ident}/{schema}/{epoch}"))
 
     def statement(self, bound: BoundTenant | None) -> Statement:
         """The bind statement and its parameters for ``bound`` (``None``: no tenant)."""
@@ -112,9 +148,13 @@ class Binder:
             return cached
         route = bound.route
         schema = route.schema if route is not None else self._default_schema
-        ident, _, sig = self.signed(bound.id, schema)
+        signed = self.signed(bound.id, schema, bound.epoch)
         query = _BIND_OWN_DATABASE if route is not None and route.own_database else _BIND
-        statement: Statement = (query, [ident.encode(), sig.encode(), _search_path(schema), schema.encode()])
+        statement: Statement = (
+            query,
+            [signed.tenant_id.encode(), signed.signature.encode(), _search_path(schema), schema.encode(),
+             signed.epoch.encode()],
+        )
         self._cache[bound] = statement
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
@@ -122,26 +162,34 @@ class Binder:
 
 
 def _bind_gen(
-    pgconn: pq.abc.PGconn, statement: Statement, prepared: set[bytes]
+    pgconn: pq.abc.PGconn, statement: Statement, prepared: set[bytes], reset: bool = False
 ) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
     """Send (BEGIN if idle and) the bind statement in one pipeline; return the results.
 
-    The statement is parsed in the same pipeline the first time a connection uses it.
+    The statement is parsed in the same pipeline the first time a connection uses it. With
+    ``reset`` (an idle connection just handed over), the session is reset first, in an
+    implicit transaction of its own ahead of the BEGIN, in the same pipeline and round trip;
+    its result comes first in the list.
     """
     (name, text), params = statement
     start = pgconn.transaction_status == _IDLE
+    reset = reset and start
     parse = name not in prepared
     pgconn.enter_pipeline_mode()
     try:
+        if reset:
+            pgconn.send_query_params(_RESET, None)
+            pgconn.pipeline_sync()
         if parse:
             pgconn.send_prepare(name, text)
         if start:
             pgconn.send_query_params(_BEGIN, None)
         pgconn.send_query_prepared(name, params)
         pgconn.pipeline_sync()
-        results = yield from _exchange(pgconn, pipeline=True)
+        results = yield from _exchange(pgconn, pipeline=True, syncs=2 if reset else 1)
         # the statement exists once its Parse succeeded, even if executing it failed
-        if parse and results and results[0].status in _OK:
+        first = 1 if reset else 0
+        if parse and len(results) > first and results[first].status in _OK:
             prepared.add(name)
         return results
     finally:
@@ -150,6 +198,13 @@ def _bind_gen(
                 pgconn.exit_pipeline_mode()
             except psycopg.OperationalError:
                 pass  # results left unread on a broken connection: it is discarded anyway
+
+
+def _reset_gen(pgconn: pq.abc.PGconn) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
+    """Reset an idle connection's session on its own (before a statement that escapes the
+    binder)."""
+    pgconn.send_query_params(_RESET, None)
+    return (yield from _exchange(pgconn, pipeline=False))
 
 
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
@@ -198,19 +253,77 @@ def _check(results: list[pq.abc.PGresult], conn: psycopg.BaseConnection[Any]) ->
             if conn.pgconn.status != pq.ConnStatus.OK:
                 raise DatabaseUnavailable(f"connection lost while binding the tenant: {message}")
             primary = (res.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or b"").decode(errors="replace")
+            state = (res.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+            stale = stale_binding(state, primary)
+            if stale is not None:  # a fence refused a binding made before a move or suspension
+                raise stale
             if primary.startswith("tenantry:"):  # the marker or the context refused the tenant
                 raise IsolationError(primary.removeprefix("tenantry: "))
             raise psycopg.DatabaseError(f"binding the tenant failed: {message}")
 
 
 def begin(conn: psycopg.Connection[Any], bound: BoundTenant | None, binder: Binder) -> None:
-    """Bind ``bound`` to ``conn``'s transaction, starting one if none is open."""
+    """Bind ``bound`` to ``conn``'s transaction, starting one if none is open (and resetting the
+    session first if the connection was handed over since its last use)."""
     statement = binder.statement(bound)
     prepared = _prepared(conn)
+    reset = reset_due(conn)
     with conn.lock:
-        results = _run_sync(conn.pgconn, _bind_gen(conn.pgconn, statement, prepared))
+        results = _run_sync(conn.pgconn, _bind_gen(conn.pgconn, statement, prepared, reset))
+        results = _after_reset(conn, results, reset)
         results = _run_sync(conn.pgconn, _retry_bind(conn.pgconn, results, statement, prepared))
     _check(results, conn)
+
+
+# -- hand-over ---------------------------------------------------------------------------------
+
+_RESET_DUE = "_tenantry_reset_due"
+
+
+def mark_returned(conn: psycopg.BaseConnection[Any]) -> None:
+    """Note that ``conn`` went back to its pool: its session is reset before its next use.
+
+    Called by the pools' check-in hooks; no I/O, so a check-in costs nothing more.
+    """
+    setattr(conn, _RESET_DUE, True)
+
+
+def reset_due(conn: psycopg.BaseConnection[Any]) -> bool:
+    """Whether ``conn`` was handed over and its session is not reset yet."""
+    return bool(getattr(conn, _RESET_DUE, False)) and conn.pgconn.transaction_status == _IDLE
+
+
+def _after_reset(
+    conn: psycopg.BaseConnection[Any], results: list[pq.abc.PGresult], reset: bool
+) -> list[pq.abc.PGresult]:
+    """The bind's own results, once the reset that went ahead of them is known to have worked.
+
+    A reset that failed leaves a session nobody may use: the connection is closed (its pool
+    replaces it) and the bind fails.
+    """
+    if not reset:
+        return results
+    if results and results[0].status in _OK:
+        setattr(conn, _RESET_DUE, False)
+        return results[1:]
+    message = (results[0].error_message or b"").decode(errors="replace").strip() if results else "no answer"
+    conn.pgconn.finish()  # closed: its pool replaces it
+    raise DatabaseUnavailable(
+        f"could not reset the session of a pooled connection ({message}); the connection is"
+        " discarded. If tenantry.reset_session() is missing, run `tenantry init`"
+    )
+
+
+def reset_now(conn: psycopg.Connection[Any]) -> None:
+    """Reset a handed-over connection's session before a statement that escapes the binder."""
+    results = _run_sync(conn.pgconn, _reset_gen(conn.pgconn))
+    _after_reset(conn, results, True)
+
+
+async def areset_now(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Async :func:`reset_now`."""
+    results = await _run_async(conn.pgconn, _reset_gen(conn.pgconn))
+    _after_reset(conn, results, True)
 
 
 def _rollback_gen(pgconn: pq.abc.PGconn) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
@@ -218,8 +331,11 @@ def _rollback_gen(pgconn: pq.abc.PGconn) -> Generator[waiting.Wait, Any, list[pq
     return (yield from _exchange(pgconn, pipeline=False))
 
 
-def _exchange(pgconn: pq.abc.PGconn, *, pipeline: bool) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
-    """Flush what was sent, then read the results: up to the pipeline's sync, or to the end."""
+def _exchange(
+    pgconn: pq.abc.PGconn, *, pipeline: bool, syncs: int = 1
+) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
+    """Flush what was sent, then read the results: up to the pipeline's ``syncs``-th sync, or
+    to the end."""
     while pgconn.flush():
         yield _WAIT_WRITE
     results: list[pq.abc.PGresult] = []
@@ -234,7 +350,10 @@ def _exchange(pgconn: pq.abc.PGconn, *, pipeline: bool) -> Generator[waiting.Wai
                 continue  # the end of one statement's results
             return results
         if pipeline and res.status == pq.ExecStatus.PIPELINE_SYNC:
-            return results
+            syncs -= 1
+            if syncs == 0:
+                return results
+            continue
         results.append(res)
 
 
@@ -251,8 +370,10 @@ async def abegin(conn: psycopg.AsyncConnection[Any], bound: BoundTenant | None, 
     """Async :func:`begin`: waits on the socket through the event loop, never blocking it."""
     statement = binder.statement(bound)
     prepared = _prepared(conn)
+    reset = reset_due(conn)
     async with conn.lock:
-        results = await _run_async(conn.pgconn, _bind_gen(conn.pgconn, statement, prepared))
+        results = await _run_async(conn.pgconn, _bind_gen(conn.pgconn, statement, prepared, reset))
+        results = _after_reset(conn, results, reset)
         results = await _run_async(conn.pgconn, _retry_bind(conn.pgconn, results, statement, prepared))
     _check(results, conn)
 
@@ -313,17 +434,23 @@ def choose_prepare(conn: psycopg.BaseConnection[Any], bound: BoundTenant | None)
 _UNSET: Any = object()
 
 
+#: what a connection remembers as bound while its open transaction was not begun by tenantry
+_NOT_BOUND: Any = object()
+
+
 class TenantConnection(psycopg.Connection[Any]):
     """A psycopg connection whose every transaction is bound to the context's tenant.
 
     Made by the runtime pools; use it through ``tn.connection()``. Statements run through any
     cursor of the connection, client- or server-side; a transaction begun under one tenant
     refuses statements issued under another (:class:`TenantContextError`), and a connection
-    to one database refuses tenants that live in another.
+    to one database refuses tenants that live in another. A connection handed back to its pool
+    has its session reset before its next use, whatever runs first (see the module's
+    docstring).
     """
 
     _tenantry_binder: Binder | None = None
-    _tenantry_bound: BoundTenant | None = None
+    _tenantry_bound: BoundTenant | None = _NOT_BOUND
     _tenantry_serves: RouteKey | None = None
     _tenantry_schemas: set[str] | None = None
 
@@ -343,8 +470,21 @@ class TenantConnection(psycopg.Connection[Any]):
             if self.autocommit:
                 raise TenantContextError(_AUTOCOMMIT)
             self._tenantry_bind(wanted, binder)
+        elif self._tenantry_bound is _NOT_BOUND:
+            # a statement outside tenantry opened this transaction: bind within it
+            self._tenantry_bind(wanted, binder)
         elif self._tenantry_bound != wanted:
             raise TenantContextError(_SWITCHED)
+
+    def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        # Every statement psycopg runs passes here; tenantry's binder does not (it waits on
+        # its own). So a transaction that starts from here was not bound by tenantry, and a
+        # handed-over session that would reach a statement from here is reset first.
+        if self.pgconn.transaction_status == _IDLE:
+            self._tenantry_bound = _NOT_BOUND
+            if reset_due(self) and self.pgconn.pipeline_status == pq.PipelineStatus.OFF:
+                reset_now(self)
+        return super().wait(gen, *args, **kwargs)
 
     @contextmanager
     def transaction(
@@ -408,7 +548,7 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Any]):
     """Async :class:`TenantConnection`."""
 
     _tenantry_binder: Binder | None = None
-    _tenantry_bound: BoundTenant | None = None
+    _tenantry_bound: BoundTenant | None = _NOT_BOUND
     _tenantry_serves: RouteKey | None = None
     _tenantry_schemas: set[str] | None = None
 
@@ -428,8 +568,18 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Any]):
             if self.autocommit:
                 raise TenantContextError(_AUTOCOMMIT)
             await self._tenantry_bind(wanted, binder)
+        elif self._tenantry_bound is _NOT_BOUND:
+            await self._tenantry_bind(wanted, binder)
         elif self._tenantry_bound != wanted:
             raise TenantContextError(_SWITCHED)
+
+    async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        # as in TenantConnection.wait
+        if self.pgconn.transaction_status == _IDLE:
+            self._tenantry_bound = _NOT_BOUND
+            if reset_due(self) and self.pgconn.pipeline_status == pq.PipelineStatus.OFF:
+                await areset_now(self)
+        return await super().wait(gen, *args, **kwargs)
 
     @asynccontextmanager
     async def transaction(

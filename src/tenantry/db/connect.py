@@ -13,11 +13,21 @@ from tenantry.errors import (
     DatabaseUnavailable,
     IsolationError,
     NoTenantBound,
+    TenantMoved,
     TenantMoving,
     TenantryError,
+    TenantSuspended,
 )
 
-__all__ = ["admin_connection", "control_plane_url", "describe", "translate", "translated", "with_user"]
+__all__ = [
+    "admin_connection",
+    "control_plane_url",
+    "describe",
+    "stale_binding",
+    "translate",
+    "translated",
+    "with_user",
+]
 
 #: SQLSTATE raised by ``tenantry.require_tenant_id()``.
 NO_TENANT_SQLSTATE = "TNB01"
@@ -55,12 +65,28 @@ def control_plane_url(url: str) -> str:
     return make_conninfo("", **params)
 
 
+#: SQLSTATEs of ``tenantry.refuse_stale`` (sql/local.sql): a binding older than a fence
+MOVED_SQLSTATE, SUSPENDED_SQLSTATE = "TNM01", "TNS01"
+
+
+def stale_binding(state: str | None, message: str) -> TenantryError | None:
+    """The error for a binding the database refused as stale, or ``None``."""
+    if state == MOVED_SQLSTATE:
+        return TenantMoved(message.removeprefix("tenantry: "))
+    if state == SUSPENDED_SQLSTATE:
+        return TenantSuspended(message.removeprefix("tenantry: "))
+    return None
+
+
 def translate(err: psycopg.Error) -> TenantryError | None:
     """The tenantry error a driver error stands for, or ``None`` when it is not ours to name."""
     state = getattr(getattr(err, "diag", None), "sqlstate", None)
     message = getattr(getattr(err, "diag", None), "message_primary", None) or str(err)
     if state == NO_TENANT_SQLSTATE:
         return NoTenantBound(message.removeprefix("tenantry: "))
+    stale = stale_binding(state, message)
+    if stale is not None:
+        return stale
     if isinstance(err, pg_errors.InsufficientPrivilege) and "row-level security" in message:
         return IsolationError(f"refused by row-level security: {message}")
     if isinstance(err, pg_errors.InsufficientPrivilege) and message.startswith("tenantry:"):

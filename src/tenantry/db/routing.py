@@ -31,6 +31,7 @@ from tenantry.db.binding import (
     TenantConnection,
     TenantCursor,
     TenantServerCursor,
+    mark_returned,
 )
 from tenantry.errors import DatabaseUnavailable
 from tenantry.settings import Settings
@@ -147,6 +148,7 @@ class Router:
                 connection_class=TenantConnection,
                 kwargs={"cursor_factory": TenantCursor},
                 configure=self._configure(key),
+                reset=mark_returned,
                 min_size=min_size,
                 max_size=max_size,
                 timeout=self._settings.connect_timeout,
@@ -188,6 +190,7 @@ class Router:
             connection_class=AsyncTenantConnection,
             kwargs={"cursor_factory": AsyncTenantCursor},
             configure=configure,
+            reset=_amark_returned,
             min_size=min_size,
             max_size=max_size,
             timeout=self._settings.connect_timeout,
@@ -222,7 +225,7 @@ class Router:
                 url = self._url_for(key)
                 engine = sa.create_engine(
                     "postgresql+psycopg://",
-                    creator=lambda: psycopg.connect(url),
+                    creator=lambda: TenantConnection.connect(url),
                     **(self._engine_options(key) | options),
                 )
                 bind_engine(engine, self._binder(), key, schema_recycle_after=self._settings.schema_recycle_after)
@@ -241,7 +244,7 @@ class Router:
                 url = self._url_for(key)
                 engine = create_async_engine(
                     "postgresql+psycopg://",
-                    async_creator=lambda: psycopg.AsyncConnection.connect(url),
+                    async_creator=lambda: AsyncTenantConnection.connect(url),
                     **(self._engine_options(key) | options),
                 )
                 bind_engine(engine, self._binder(), key, schema_recycle_after=self._settings.schema_recycle_after)
@@ -300,6 +303,10 @@ class Router:
             await pool.close()
         for engine in self._async_engines.drain():
             await engine.dispose()
+
+
+async def _amark_returned(conn: AsyncTenantConnection) -> None:
+    mark_returned(conn)  # no I/O: the reset is folded into the connection's next use
 
 
 def _close_pool(pool: ConnectionPool[TenantConnection]) -> None:

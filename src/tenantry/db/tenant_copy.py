@@ -25,6 +25,8 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
+from tenantry.db.binding import Signed
+
 __all__ = [
     "Changes",
     "TableSpec",
@@ -66,15 +68,15 @@ def specs(metadata: sa.MetaData) -> list[TableSpec]:
     ]
 
 
-def act_as_tenant(conn: psycopg.Connection[Any], *, owner: str, signed: tuple[str, str, str]) -> None:
+def act_as_tenant(conn: psycopg.Connection[Any], *, owner: str, signed: Signed) -> None:
     """In the open transaction: become the owner, bind the tenant to its schema (``signed``
-    is :meth:`Binder.signed`'s ``(id, schema, signature)``) and look in that schema."""
-    tenant_id, schema, sig = signed
+    is :meth:`Binder.signed`'s context) and look in that schema."""
     conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
     conn.execute(
         "SELECT set_config('tenantry.tenant_id', %s, true), set_config('tenantry.tenant_schema', %s, true),"
-        " set_config('tenantry.tenant_sig', %s, true), set_config('search_path', %s, true)",
-        (tenant_id, schema, sig, f'"{schema}", public, pg_temp'),
+        " set_config('tenantry.tenant_sig', %s, true), set_config('search_path', %s, true),"
+        " set_config('tenantry.tenant_epoch', %s, true)",
+        (signed.tenant_id, signed.schema, signed.signature, f'"{signed.schema}", public, pg_temp', signed.epoch),
     )
     # rows are hashed through their text form: make it the same on both servers
     conn.execute(

@@ -51,6 +51,7 @@ from tenantry.services import audit, plugin_hooks
 from tenantry.services.cells import cell_loads
 from tenantry.services.events import notify_tenant
 from tenantry.services.faults import crash_point
+from tenantry.services.fences import fence_placement
 from tenantry.services.provisioning import (
     build_step,
     database_url,
@@ -66,7 +67,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MoveReport", "abort", "move"]
 
-STEPS = ("build", "capture", "bulk_copy", "catch_up", "freeze", "delta", "verify", "flip", "cleanup")
+STEPS = ("build", "capture", "bulk_copy", "catch_up", "freeze", "delta", "verify", "flip", "fence", "cleanup")
 #: how long after the flip the source copy is kept (frozen) for processes to learn of it
 PROPAGATION_SECONDS = 2.0
 #: catching up stops when a round finds at most this many changed rows (the rest wait for
@@ -386,7 +387,8 @@ def _move(
                 (tenant.id,),
             )
             conn.execute(
-                "UPDATE tenantry.tenants SET status = 'active', plan = %s, updated_at = now() WHERE id = %s",
+                "UPDATE tenantry.tenants SET status = 'active', plan = %s, epoch = epoch + 1, updated_at = now()"
+                " WHERE id = %s",
                 (chosen.name, tenant.id),
             )
             flipped_at = time.time()
@@ -399,6 +401,13 @@ def _move(
                                 "write_block_seconds": round(job.payload["write_block_seconds"], 3)})
         tn._forget_tenant(tenant.id)
         crash_point("move:flip")
+    if todo("fence"):
+        # bindings made before the flip still name the source: its database refuses them from
+        # now on (TenantMoved), in every process, before the cleanup removes what they name
+        with tn.admin() as conn:
+            epoch = get_tenant(conn, tenant.id).epoch
+        fence_placement(tn, source, epoch, "moved")
+        done("fence")
     if todo("cleanup"):
         # other processes learn of the flip by NOTIFY within a second (and trust no cache while
         # their listener is down); until then the freeze refuses their writes to the source

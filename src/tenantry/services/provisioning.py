@@ -352,6 +352,12 @@ def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
         check_transition(tenant.slug, tenant.status, Status.DELETED)
         placement = read_placement(conn, tenant.id) or read_placement(conn, tenant.id, "building")
         counts: dict[str, int] = {}
+        if placement is not None and placement.database is None:
+            # bindings open elsewhere must not write rows after these are deleted (a dropped
+            # database refuses them by itself)
+            from tenantry.services.fences import fence_placement  # (imports this module)
+
+            fence_placement(tn, placement, tenant.epoch + 1, "deleted")
         if placement is not None and placement.database is not None:
             counts = drop_copy(tn, conn, tenant.id, placement)
         with conn.transaction():
@@ -375,7 +381,8 @@ def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
                 (tenant.id,),
             )
             conn.execute(
-                "UPDATE tenantry.tenants SET status = 'deleted', updated_at = now() WHERE id = %s", (tenant.id,)
+                "UPDATE tenantry.tenants SET status = 'deleted', epoch = epoch + 1, updated_at = now() WHERE id = %s",
+                (tenant.id,),
             )
             notify_tenant(conn, tenant.id)
             audit.record(conn, actor=tn.actor, action="tenant.delete", target_type="tenant",

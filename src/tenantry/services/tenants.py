@@ -32,13 +32,13 @@ __all__ = [
     "transition",
 ]
 
-TENANT_COLUMNS = sql.SQL("id, slug, name, plan, status, created_at, updated_at")
+TENANT_COLUMNS = sql.SQL("id, slug, name, plan, status, created_at, updated_at, epoch")
 
 
 def row_to_tenant(row: tuple[Any, ...]) -> Tenant:
     return Tenant(
         id=row[0], slug=row[1], name=row[2], plan=row[3], status=Status(row[4]),
-        created_at=row[5], updated_at=row[6],
+        created_at=row[5], updated_at=row[6], epoch=row[7],
     )
 
 
@@ -187,7 +187,8 @@ def transition(
         check_transition(before.slug, before.status, target)
         row = conn.execute(
             sql.SQL(
-                "UPDATE tenantry.tenants SET status = %s, updated_at = now() WHERE id = %s RETURNING {}"
+                "UPDATE tenantry.tenants SET status = %s, epoch = epoch + 1, updated_at = now()"
+                " WHERE id = %s RETURNING {}"
             ).format(TENANT_COLUMNS),
             (target.value, before.id),
         ).fetchone()

@@ -46,26 +46,89 @@ BEGIN
 END
 $fn$;
 
+-- Fences: a binding is only as good as the facts it was made from. Every change of a tenant's
+-- status or placement raises its epoch in the catalog, and every binding carries (signed) the
+-- epoch it was resolved at. A database the tenant left, or that holds a tenant no longer
+-- active, keeps the epoch from which bindings are good again: any older binding is refused at
+-- once, in every process, whatever the app still believes.
+CREATE TABLE IF NOT EXISTS tenantry.fences (
+    tenant_id  uuid PRIMARY KEY,
+    epoch      bigint NOT NULL,
+    reason     text NOT NULL CHECK (reason IN ('moved', 'suspended', 'archived', 'deleted')),
+    fenced_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE OR REPLACE FUNCTION tenantry.refuse_stale(reason text) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF reason = 'moved' THEN
+        RAISE EXCEPTION 'tenantry: the tenant has moved since this binding was made; bind it again'
+            USING ERRCODE = 'TNM01',
+                  HINT = 'retry: a new binding reaches the tenant where it lives now';
+    END IF;
+    RAISE EXCEPTION 'tenantry: the tenant was % after this binding was made', coalesce(reason, 'changed')
+        USING ERRCODE = 'TNS01';
+END
+$fn$;
+
 -- The tenant bound to the current transaction and the schema its rows live in, as every
--- policy reads them. The app sets tenantry.tenant_id, tenantry.tenant_schema and
--- tenantry.tenant_sig transaction-locally; the signature covers id and schema and is checked
--- against the key, which the runtime role cannot read (the view runs with its owner's
--- rights), so SQL running as the runtime role can neither bind another tenant nor reach its
--- tenant's rows in another schema. A security-barrier view rather than a function:
--- PostgreSQL inlines it into the policy's one-time InitPlan, at a fraction of a function
--- call's cost. No tenant: NULL. A forged context: an error.
+-- policy reads them. The app sets tenantry.tenant_id, tenantry.tenant_schema,
+-- tenantry.tenant_epoch and tenantry.tenant_sig transaction-locally; the signature covers id,
+-- schema and epoch and is checked against the key, which the runtime role cannot read (the
+-- view runs with its owner's rights), so SQL running as the runtime role can neither bind
+-- another tenant, nor reach its tenant's rows in another schema, nor outlive a fence. A
+-- security-barrier view rather than a function: PostgreSQL inlines it into the policy's
+-- one-time InitPlan, at a fraction of a function call's cost. No tenant: NULL. A forged
+-- context: an error. A fenced (stale) binding: an error. (A context signed without an epoch,
+-- by an older tenantry, counts as epoch 0.)
 CREATE OR REPLACE VIEW tenantry.context WITH (security_barrier) AS
 SELECT CASE
            WHEN s.tid = '' THEN NULL
-           WHEN encode(sha256(k.opad || sha256(k.ipad || convert_to(s.tid || '/' || s.sch, 'UTF8'))), 'hex') = s.sig
-               THEN s.tid::uuid
-           ELSE tenantry.refuse_context()
+           WHEN encode(sha256(k.opad || sha256(k.ipad || convert_to(
+                    s.tid || '/' || s.sch || CASE WHEN s.ep = '' THEN '' ELSE '/' || s.ep END, 'UTF8'))), 'hex')
+                IS DISTINCT FROM s.sig
+               THEN tenantry.refuse_context()
+           -- (nullif: the planner may evaluate the cast to estimate, before the CASE is reached)
+           WHEN EXISTS (SELECT 1 FROM tenantry.fences f
+                         WHERE f.tenant_id = nullif(s.tid, '')::uuid
+                           AND f.epoch > coalesce(nullif(s.ep, '')::bigint, 0))
+               THEN tenantry.refuse_stale((SELECT f.reason FROM tenantry.fences f
+                                            WHERE f.tenant_id = nullif(s.tid, '')::uuid))
+           ELSE s.tid::uuid
        END AS tenant_id,
        s.sch AS schema_name
   FROM tenantry.context_key k,
        LATERAL (SELECT coalesce(current_setting('tenantry.tenant_id', true), '') AS tid,
                        coalesce(current_setting('tenantry.tenant_schema', true), '') AS sch,
+                       coalesce(current_setting('tenantry.tenant_epoch', true), '') AS ep,
                        current_setting('tenantry.tenant_sig', true) AS sig) s;
+
+-- What a connection's previous borrower may have left on its session, undone before the next
+-- borrower's first statement (tenantry calls it when a pooled connection is handed over):
+-- holdable cursors, session settings (tenantry's own, search_path, role), LISTEN, session
+-- advisory locks, temporary tables, sequence state (lastval) and statements prepared from
+-- SQL, which could shadow the name of tenantry's own prepared bind statement. No SET clause:
+-- one would restore, on return, the settings RESET ALL clears; every name is qualified instead.
+CREATE OR REPLACE FUNCTION tenantry.reset_session() RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $fn$
+DECLARE
+    stmt text;
+BEGIN
+    EXECUTE 'CLOSE ALL';
+    EXECUTE 'RESET ALL';
+    EXECUTE 'RESET ROLE';
+    EXECUTE 'UNLISTEN *';
+    PERFORM pg_catalog.pg_advisory_unlock_all();
+    EXECUTE 'DISCARD TEMP';
+    EXECUTE 'DISCARD SEQUENCES';
+    FOR stmt IN SELECT p.name FROM pg_catalog.pg_prepared_statements p WHERE p.from_sql LOOP
+        EXECUTE pg_catalog.format('DEALLOCATE %I', stmt);
+    END LOOP;
+END
+$fn$;
 
 CREATE OR REPLACE FUNCTION tenantry.current_tenant_id() RETURNS uuid
 LANGUAGE sql STABLE
@@ -160,8 +223,9 @@ $fn$;
 REVOKE ALL ON ALL TABLES IN SCHEMA tenantry FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenantry.current_tenant_id(), tenantry.require_tenant_id(),
     tenantry.check_marker(text), tenantry.refuse_context(), tenantry.capture_change(),
-    tenantry.refuse_write_while_moving() FROM PUBLIC;
+    tenantry.refuse_write_while_moving(), tenantry.refuse_stale(text), tenantry.reset_session() FROM PUBLIC;
 GRANT USAGE ON SCHEMA tenantry TO {runtime};
 GRANT SELECT ON tenantry.context TO {runtime};
 GRANT EXECUTE ON FUNCTION tenantry.current_tenant_id(), tenantry.require_tenant_id(),
-    tenantry.check_marker(text), tenantry.refuse_context() TO {runtime};
+    tenantry.check_marker(text), tenantry.refuse_context(), tenantry.refuse_stale(text),
+    tenantry.reset_session() TO {runtime};
