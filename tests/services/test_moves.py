@@ -279,7 +279,7 @@ def test_a_move_killed_at_any_step_is_finished_by_a_rerun(scratch, tn: Tenantry,
     rows_before = _snapshot(tn, moving)
     killed = _cli(scratch, "tenants", "move", moving.slug, "--plan", "enterprise", crash=f"move:{step}")
     assert killed.returncode == 70, killed.stderr
-    assert tn.get_tenant(moving.id).status is (Status.ACTIVE if step == "flip" else Status.MOVING)
+    assert tn.get_tenant(moving.id).status is (Status.ACTIVE if step in ("flip", "fence") else Status.MOVING)
     # the tenant is served all along: reads see every row
     assert _counts(tn, moving) == before
     with pytest.raises(Conflict, match="being moved to plan 'enterprise'"):
