@@ -308,6 +308,7 @@ class Tenantry:
                         conn, actor=self.actor, action="catalog.init", target_type="catalog",
                         target=conn.info.dbname, after=report.to_dict(),
                     )
+        report.databases_refreshed = provisioning.refresh_local(self)
         if self.metadata is not None or self.settings.app:
             self.deploy()
         self.plugins.install_flags()

@@ -139,3 +139,24 @@ def test_runtime_owning_a_tenant_table_is_refused(fresh_scratch) -> None:
                 pass
     finally:
         tn.close()
+
+
+def test_init_refreshes_database_tier_databases_whose_local_objects_are_older(tn: Tenantry, make_tenant) -> None:
+    """After an upgrade, `init` brings every database-tier tenant's own database up to this
+    tenantry's policy functions and context view (bindings are signed for them), once."""
+    from tenantry.services.provisioning import database_url
+
+    tenant = make_tenant("older", plan="enterprise")
+    place = tn.placement(tenant.id)
+    assert place is not None and place.database is not None
+    url = database_url(tn.cell_admin_url(place.cell), place.database)
+    with psycopg.connect(url, autocommit=True) as db:  # as an older tenantry left it
+        db.execute("DROP FUNCTION tenantry.reset_session()")
+    with tn.admin() as conn:
+        conn.execute("UPDATE tenantry.placements SET local_digest = NULL WHERE tenant_id = %s", (tenant.id,))
+    assert place.database in tn.init().databases_refreshed
+    with psycopg.connect(url, autocommit=True) as db:
+        assert db.execute("SELECT to_regprocedure('tenantry.reset_session()')").fetchone() != (None,)
+    assert place.database not in tn.init().databases_refreshed
+    with tn.tenant(tenant.slug), tn.connection() as conn:
+        assert conn.execute("SELECT count(*) FROM projects").fetchone() == (0,)

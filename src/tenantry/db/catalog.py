@@ -39,12 +39,16 @@ class InitReport:
     roles_created: list[str] = field(default_factory=list)
     migrations_applied: list[str] = field(default_factory=list)
     version: int = 0
+    #: database-tier databases whose local objects (policy functions, context view) were
+    #: older than this tenantry's and were refreshed
+    databases_refreshed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "roles_created": self.roles_created,
             "migrations_applied": self.migrations_applied,
             "version": self.version,
+            "databases_refreshed": self.databases_refreshed,
         }
 
 

@@ -3,7 +3,9 @@
 ``sql/local.sql`` defines them: the context keys, the policy functions, the registry of app
 tables and the tenant marker. :func:`install_local` puts them into a database, idempotently:
 into the catalog's database at ``init``, into each database-tier tenant's own database when it
-is provisioned (with the catalog's keys, so one signature verifies everywhere).
+is provisioned (with the catalog's keys, so one signature verifies everywhere). Their
+:func:`local_digest` is recorded with each placement, so that ``init`` after an upgrade
+refreshes exactly the databases whose objects are older than this tenantry's.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from psycopg import sql
 
 from tenantry.errors import CatalogNotInitialised
 
-__all__ = ["ContextKeys", "context_keys", "install_local"]
+__all__ = ["ContextKeys", "context_keys", "install_local", "local_digest"]
 
 _LOCAL_SQL = "sql/local.sql"
 
@@ -57,6 +59,15 @@ def context_keys(conn: psycopg.Connection[Any]) -> ContextKeys:
     return keys
 
 
+def _local_sql() -> str:
+    return resources.files("tenantry.db").joinpath(_LOCAL_SQL).read_text(encoding="utf-8")
+
+
+def local_digest() -> str:
+    """A digest of the local objects this tenantry installs (changes when they change)."""
+    return hashlib.sha256(_local_sql().encode()).hexdigest()[:16]
+
+
 def install_local(
     conn: psycopg.Connection[Any],
     *,
@@ -77,7 +88,7 @@ def install_local(
         "data": sql.Identifier(data_schema),
         "db": sql.Identifier(conn.info.dbname),
     }
-    text = resources.files("tenantry.db").joinpath(_LOCAL_SQL).read_text(encoding="utf-8")
+    text = _local_sql()
     wanted = keys or ContextKeys.generate()
     with conn.transaction():
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS tenantry AUTHORIZATION {owner}").format(**ids))

@@ -33,7 +33,7 @@ from tenantry.core.naming import validate_slug
 from tenantry.core.placement import PRIMARY_CELL, Placement, choose_cell, plan_steps
 from tenantry.db.connect import admin_connection, control_plane_url
 from tenantry.db.deploy import deploy_tables
-from tenantry.db.local import install_local
+from tenantry.db.local import install_local, local_digest
 from tenantry.errors import Conflict, InvalidInput, TenantExists
 from tenantry.services import audit, plugin_hooks, spares
 from tenantry.services.cells import cell_loads
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "build_step",
+    "refresh_local",
     "database_url",
     "deprovision",
     "drop_copy",
@@ -293,6 +294,12 @@ def build_step(tn: Tenantry, step: str, placement: Placement) -> None:
                 "INSERT INTO tenantry.marker (tenant_id) VALUES (%s) ON CONFLICT DO NOTHING",
                 (placement.tenant_id,),
             )
+        with tn.admin() as conn:
+            conn.execute(
+                "UPDATE tenantry.placements SET local_digest = %s WHERE tenant_id = %s AND database_name = %s"
+                " AND status <> 'retired'",
+                (local_digest(), placement.tenant_id, placement.database),
+            )
     elif step == "deploy_tables":
         from tenantry.services import app_migrations  # (imports this module)
 
@@ -336,6 +343,34 @@ def _activate(
                      target=tenant.slug, after=active.to_dict() | {"placement": placement.to_dict() | {"status": "active"}})
         plugin_hooks.enqueue(conn, "created", active, origin=tn.plugins.origin())
     return active
+
+
+def refresh_local(tn: Tenantry) -> list[str]:
+    """Install this tenantry's local objects into every database-tier placement whose own
+    database holds older ones (after an upgrade); returns the databases refreshed.
+
+    Idempotent; each database is recorded as it is done, so an interrupted refresh resumes.
+    """
+    with tn.admin() as conn:
+        rows = conn.execute(
+            "SELECT tenant_id, cell, isolation, database_name, schema_name, status FROM tenantry.placements"
+            " WHERE database_name IS NOT NULL AND status <> 'retired'"
+            " AND local_digest IS DISTINCT FROM %s ORDER BY database_name",
+            (local_digest(),),
+        ).fetchall()
+    refreshed = []
+    for row in rows:
+        placement = Placement(row[0], row[1], Isolation(row[2]), row[3], row[4], row[5])
+        url = database_url(tn.cell_admin_url(placement.cell), placement.database)
+        try:
+            with psycopg.connect(control_plane_url(url), autocommit=True, connect_timeout=10) as db:
+                installed = db.execute("SELECT to_regclass('tenantry.context_key')").fetchone() != (None,)
+        except psycopg.OperationalError:
+            installed = False  # not created yet
+        if installed:  # (otherwise its build has not reached its own install step yet)
+            build_step(tn, "install_local", placement)
+            refreshed.append(str(placement.database))
+    return refreshed
 
 
 def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
