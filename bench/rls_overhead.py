@@ -38,6 +38,9 @@ Sides
                 ``tenantry - no-RLS`` what the policy (its InitPlan) costs.
     autocommit  information: the baseline query as one autocommit statement (one round trip);
                 not possible for ``seqscan``, whose ``SET LOCAL`` needs a transaction.
+    no-reset    information: the tenantry side with the hand-over reset switched off, so
+                ``tenantry - no-reset`` is what resetting the session of every connection
+                handed over costs (it rides in the first bind's pipeline: no round trip).
 
 Method
     Tenants are resolved once before timing (a long ``tenant_cache_ttl`` and a warm cache), but
@@ -72,6 +75,7 @@ from psycopg_pool import ConnectionPool
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tenantry import Tenantry, TenantScoped
+from tenantry.db import binding
 
 from _scratch import SYSTEM_URL, load_average, percentile, scratch_database, server, verdict
 
@@ -187,6 +191,21 @@ def tenantry_runner(tn: Tenantry, workload: Workload, *, rls: bool = True) -> Ru
             _execute(conn, query, workload.setup, sample.params)
 
     return run
+
+
+def without_reset(run: Runner) -> Runner:
+    """``run`` with the hand-over reset switched off (the connection is reset by the next
+    borrower of the other sides instead)."""
+
+    def wrapped(sample: Sample) -> None:
+        saved = binding.reset_due
+        binding.reset_due = lambda conn: False
+        try:
+            run(sample)
+        finally:
+            binding.reset_due = saved
+
+    return wrapped
 
 
 def pool_runner(pool: ConnectionPool[Any], workload: Workload) -> Runner:
@@ -367,13 +386,14 @@ def sides_for(tn: Tenantry, pools: dict[str, ConnectionPool[Any]], workload: Wor
         "tenantry": tenantry_runner(tn, workload),
         "baseline": pool_runner(pools["baseline"], workload),
         "no-RLS": tenantry_runner(tn, workload, rls=False),
+        "no-reset": without_reset(tenantry_runner(tn, workload)),
     }
     if workload.setup is None:  # SET LOCAL needs a transaction
         sides["autocommit"] = pool_runner(pools["autocommit"], workload)
     return sides
 
 
-COLUMNS = ("tenantry", "baseline", "no-RLS", "autocommit")
+COLUMNS = ("tenantry", "baseline", "no-RLS", "autocommit", "no-reset")
 
 
 def run_workloads(
@@ -384,13 +404,15 @@ def run_workloads(
 ) -> dict[str, float]:
     rng = random.Random(args.seed)
     ratios: dict[str, float] = {}
+    resets: dict[str, float] = {}
     print("\naccess paths (EXPLAIN):")
     for workload in WORKLOADS:
         print(describe_plans(tn, pools["baseline"], workload, draw_samples(workload, tenants, args.rows, 1, rng)[0]))
     print(
         "\np50 / p95 in ms. tenantry: tn.tenant() + tn.connection(), RLS adds the tenant; baseline:"
         " plain pool, explicit WHERE tenant_id;\nno-RLS: the tenantry path running the baseline's"
-        " query (binding cost alone); autocommit: the baseline query in one round trip (information)\n"
+        " query (binding cost alone); autocommit: the baseline query in one round trip (information);\n"
+        "no-reset: tenantry without the hand-over reset (information)\n"
     )
     print(f"{'workload':<10} {'iters':>6}" + "".join(f"  {name:>17}" for name in COLUMNS) + "   ratio  goal")
     for workload in WORKLOADS:
@@ -404,6 +426,9 @@ def run_workloads(
             f"{workload.name:<10} {measured:>6}{figures}  {ratio:6.3f}  <= {workload.goal:.2f}"
             f" {verdict(ratio, workload.goal)}"
         )
+        resets[workload.name] = timings.p50("tenantry") - timings.p50("no-reset")
+    print("\nhand-over reset, p50 per borrow (tenantry - no-reset): "
+          + ", ".join(f"{name} {cost * 1000:+.1f} us" for name, cost in resets.items()))
     return ratios
 
 
