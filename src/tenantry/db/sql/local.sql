@@ -117,13 +117,9 @@ AS $fn$
 DECLARE
     stmt text;
 BEGIN
-    EXECUTE 'CLOSE ALL';
-    EXECUTE 'RESET ALL';
-    EXECUTE 'RESET ROLE';
-    EXECUTE 'UNLISTEN *';
-    PERFORM pg_catalog.pg_advisory_unlock_all();
-    EXECUTE 'DISCARD TEMP';
-    EXECUTE 'DISCARD SEQUENCES';
+    -- one string, one parse: these are utility commands with nothing to plan
+    EXECUTE 'CLOSE ALL; RESET ALL; RESET ROLE; UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all();'
+            ' DISCARD TEMP; DISCARD SEQUENCES';
     FOR stmt IN SELECT p.name FROM pg_catalog.pg_prepared_statements p WHERE p.from_sql LOOP
         EXECUTE pg_catalog.format('DEALLOCATE %I', stmt);
     END LOOP;
