@@ -103,6 +103,9 @@ _DUPLICATE_STATEMENT = b"42P05"  # it exists though we did not know (a lost Pars
 # what the protocol generators yield: psycopg's own wait states, so that psycopg's (C) wait
 # functions can drive them
 _WAIT_READ, _WAIT_WRITE = waiting.WAIT_R, waiting.WAIT_W
+# how long one wait on the socket blocks before waking (as psycopg's own Connection.wait): the
+# wait functions' default, 0, polls, so a bind waiting for the server would spin on a core
+_WAIT_INTERVAL = 0.1
 
 Params = list[bytes | None]
 Statement = tuple[tuple[bytes, bytes], Params]
@@ -339,16 +342,24 @@ def _exchange(
     while pgconn.flush():
         yield _WAIT_WRITE
     results: list[pq.abc.PGresult] = []
+    ended = False  # the last get_result() ended a statement's results
     while True:
         if pgconn.is_busy():
-            yield _WAIT_READ
-            pgconn.consume_input()
+            if (yield _WAIT_READ):  # (nothing ready: the wait's interval passed)
+                pgconn.consume_input()
             continue
         res = pgconn.get_result()
         if res is None:
-            if pipeline:
-                continue  # the end of one statement's results
-            return results
+            if not pipeline:
+                return results
+            if ended:
+                # between two statements of a pipeline libpq can say "not busy" with the next
+                # result still on its way: wait for the socket instead of spinning on it
+                if (yield _WAIT_READ):
+                    pgconn.consume_input()
+            ended = True  # the end of one statement's results
+            continue
+        ended = False
         if pipeline and res.status == pq.ExecStatus.PIPELINE_SYNC:
             syncs -= 1
             if syncs == 0:
@@ -361,7 +372,7 @@ def _run_sync(
     pgconn: pq.abc.PGconn, gen: Generator[waiting.Wait, Any, list[pq.abc.PGresult]]
 ) -> list[pq.abc.PGresult]:
     try:
-        return waiting.wait(gen, pgconn.socket)
+        return waiting.wait(gen, pgconn.socket, interval=_WAIT_INTERVAL)
     except psycopg.OperationalError as err:
         raise DatabaseUnavailable(f"connection lost while binding the tenant: {err}") from err
 
@@ -382,7 +393,7 @@ async def _run_async(
     pgconn: pq.abc.PGconn, gen: Generator[waiting.Wait, Any, list[pq.abc.PGresult]]
 ) -> list[pq.abc.PGresult]:
     try:
-        return await waiting.wait_async(gen, pgconn.socket)
+        return await waiting.wait_async(gen, pgconn.socket, interval=_WAIT_INTERVAL)
     except psycopg.OperationalError as err:
         raise DatabaseUnavailable(f"connection lost while binding the tenant: {err}") from err
 
