@@ -139,4 +139,8 @@ def bind_engine(
     @event.listens_for(sync_engine, "commit")
     @event.listens_for(sync_engine, "rollback")
     def _end(conn: sa.Connection) -> None:
-        conn.info.pop(_INFO_KEY, None)
+        # a cancelled statement (asyncio.timeout, wait_for, TaskGroup) makes SQLAlchemy
+        # invalidate the connection, whose pool record forgets its info on reconnect: touching
+        # conn.info then would raise PendingRollbackError in place of the CancelledError
+        if not conn.invalidated:
+            conn.info.pop(_INFO_KEY, None)
