@@ -131,7 +131,11 @@ def _bind_gen(
     (name, text), params = statement
     start = pgconn.transaction_status == _IDLE
     parse = name not in prepared
-    pgconn.enter_pipeline_mode()
+    # inside psycopg's own pipeline (``with conn.pipeline():``) the connection is in pipeline
+    # mode already and psycopg leaves it: send our part up to its own sync, read it, stay in
+    owned = pgconn.pipeline_status == pq.PipelineStatus.OFF
+    if owned:
+        pgconn.enter_pipeline_mode()
     try:
         if parse:
             pgconn.send_prepare(name, text)
@@ -145,7 +149,7 @@ def _bind_gen(
             prepared.add(name)
         return results
     finally:
-        if pgconn.pipeline_status != pq.PipelineStatus.OFF:
+        if owned and pgconn.pipeline_status != pq.PipelineStatus.OFF:
             try:
                 pgconn.exit_pipeline_mode()
             except psycopg.OperationalError:
@@ -214,6 +218,10 @@ def begin(conn: psycopg.Connection[Any], bound: BoundTenant | None, binder: Bind
 
 
 def _rollback_gen(pgconn: pq.abc.PGconn) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
+    if pgconn.pipeline_status != pq.PipelineStatus.OFF:  # in psycopg's pipeline: no simple query
+        pgconn.send_query_params(b"ROLLBACK", None)
+        pgconn.pipeline_sync()
+        return (yield from _exchange(pgconn, pipeline=True))
     pgconn.send_query(b"ROLLBACK")
     return (yield from _exchange(pgconn, pipeline=False))
 
