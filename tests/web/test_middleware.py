@@ -94,6 +94,25 @@ def test_header_is_ignored_unless_its_resolver_is_enabled(tn: Tenantry, make_ten
     assert by_slug.json()["tenant"] == a.slug and by_id.json()["tenant"] == b.slug
 
 
+def test_conflicting_duplicate_tenant_headers_are_refused(tn: Tenantry, make_tenant, run) -> None:
+    """The first value must not win: a proxy or the app may read another one."""
+    a, b = make_tenant("web"), make_tenant("web")
+    app = wrap(tn, starlette_app(tn, []), [HeaderResolver("X-Tenant"), *chain()])
+
+    async def main() -> list[Any]:
+        return [
+            await get(app, f"http://{BASE}/who", headers=[("X-Tenant", a.slug), ("X-Tenant", b.slug)]),
+            await get(app, f"http://{BASE}/who", headers=[("X-Tenant", f"{a.slug}, {b.slug}")]),
+            await get(app, f"http://{BASE}/who", headers=[("X-Tenant", a.slug), ("X-Tenant", a.slug)]),
+        ]
+
+    two_lines, folded, identical = run(main())
+    for refused in (two_lines, folded):
+        assert refused.status_code == 400
+        assert problem_of(refused)["type"] == "urn:tenantry:problem:conflicting-tenant-headers"
+    assert identical.status_code == 200 and identical.json()["tenant"] == a.slug
+
+
 def test_jwt_claim(tn: Tenantry, make_tenant, run) -> None:
     a = make_tenant("web")
     app = wrap(tn, starlette_app(tn, []), [JwtClaimResolver(SECRET, algorithms=["HS256"], audience="edge")])

@@ -14,6 +14,7 @@ the request names no tenant                 404
 an unknown, deleted or malformed tenant     404
 a suspended, archived or unplaced tenant    403
 resolvers name two different tenants        403
+a tenant header repeated with other values  400
 a bearer token that fails verification      401
 the catalog cannot be reached               503
 ==========================================  ======
