@@ -23,8 +23,13 @@ def test_pipeline_binds_each_transaction(tn: Tenantry, make_tier_tenant) -> None
             with conn.transaction():
                 conn.execute("INSERT INTO projects (name) VALUES ('p2')")
             second = conn.execute(WHO)
+            # the bind statement deallocated behind tenantry's back: rolled back and bound again
+            conn.execute("DEALLOCATE ALL")
+            conn.commit()
+            third = conn.execute(WHO)
         assert first.fetchone() == (str(a.id), ["p1"])
         assert second.fetchone() == (str(a.id), ["p1", "p2"])
+        assert third.fetchone() == (str(a.id), ["p1", "p2"])
 
 
 def test_async_pipeline_binds_each_transaction(tn: Tenantry, make_tier_tenant) -> None:
