@@ -1,11 +1,13 @@
 """The one exception tree of tenantry.
 
-Every error knows the exit code the CLI uses for it and the HTTP status the admin API answers
-with, so the interfaces translate errors without a table of their own::
+Every error knows the exit code the CLI uses for it and the HTTP status the admin API and the
+web edge answer with, so the interfaces translate errors without a table of their own. Errors
+that pass by themselves also know how soon to retry (``retry_after``, seconds; sent as
+``Retry-After``)::
 
     TenantryError                      exit 1, HTTP 500
     ├── ConfigurationError             exit 2, HTTP 500   settings or environment are wrong
-    ├── DatabaseUnavailable            exit 3, HTTP 503   cannot reach or start PostgreSQL
+    ├── DatabaseUnavailable            exit 3, HTTP 503   cannot reach or start PostgreSQL (retry)
     ├── CatalogNotInitialised          exit 4, HTTP 503   run `tenantry init` first
     ├── UnsafeRuntimeRole              exit 5, HTTP 500   runtime role could bypass RLS
     ├── InvalidInput                   exit 2, HTTP 422   bad slug, name, plan, option
@@ -23,8 +25,9 @@ with, so the interfaces translate errors without a table of their own::
     │   ├── TenantExists
     │   ├── FlagExists                 a flag with that key exists with another definition
     │   ├── InvalidTransition          a status change the lifecycle forbids
-    │   ├── TenantMoving               writes refused for a moment: the tenant is moving
-    │   │   └── TenantMoved            a binding made before the tenant moved: bind it again
+    │   ├── TenantMoving      HTTP 503 writes refused for a moment: the tenant is moving (retry)
+    │   │   └── TenantMoved   HTTP 503 a binding made before the tenant moved: bind it again (retry)
+    │   ├── TenantRestoring   HTTP 503 the tenant is being restored from a backup (retry)
     │   └── DomainTaken                the hostname belongs to another tenant
     ├── TenantNotActive                exit 8, HTTP 403   suspended/archived tenant asked to serve
     │   └── TenantSuspended            a binding made before the tenant was suspended (archived, deleted)
@@ -70,6 +73,7 @@ __all__ = [
     "TenantMoving",
     "TenantNotActive",
     "TenantNotFound",
+    "TenantRestoring",
     "TenantSuspended",
     "TenantryError",
     "UnsafeRuntimeRole",
@@ -82,6 +86,9 @@ class TenantryError(Exception):
 
     exit_code: ClassVar[int] = 1
     http_status: ClassVar[int] = 500
+    #: seconds after which a retry may succeed, for errors that pass by themselves; ``None``
+    #: for errors a retry does not cure
+    retry_after: ClassVar[int | None] = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -102,6 +109,7 @@ class DatabaseUnavailable(TenantryError):
 
     exit_code = 3
     http_status = 503
+    retry_after = 1
 
 
 class CatalogNotInitialised(TenantryError):
@@ -192,7 +200,24 @@ class InvalidTransition(Conflict):
 
 
 class TenantMoving(Conflict):
-    """The tenant's writes are frozen for the cutover of a move; retry in a moment."""
+    """The tenant's writes are frozen for the cutover of a move; retry in a moment.
+
+    A conflict with the tenant's state (exit 7), answered over HTTP as a service briefly
+    unavailable (503 with ``Retry-After``): the same request succeeds once the move flips.
+    """
+
+    http_status = 503
+    retry_after = 1
+
+
+class TenantRestoring(Conflict):
+    """The tenant is being restored from a backup; its data is back when the restore ends.
+
+    Like :class:`TenantMoving`: exit 7, HTTP 503 with ``Retry-After``.
+    """
+
+    http_status = 503
+    retry_after = 5
 
 
 class TenantMoved(TenantMoving):

@@ -228,3 +228,19 @@ def test_acting_as_is_scoped_to_the_thread_and_block(tn: Tenantry) -> None:
         other = Tenantry(tn.settings, actor="other")
         assert other.actor == "other"  # bound for tn only
     assert seen == ["pytest"] and tn.actor == "pytest"
+
+
+def test_the_api_mounted_under_a_prefix_checks_tokens_below_it(api: Client, make_token: MakeToken) -> None:
+    """Under Starlette's Mount, ``path`` keeps the prefix and ``root_path`` names it."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    outer = Starlette(routes=[Mount("/admin", app=api.app)])
+    _, secret = make_token("tenants:read")
+    mounted = Client(api._portal, outer, secret)  # type: ignore[arg-type]
+    assert mounted.get("/admin/v1/tenants").status_code == 200
+    assert mounted.as_token(None).get("/admin/v1/tenants").status_code == 401
+    assert mounted.as_token(secret[:-4] + "AAAA").get("/admin/v1/tenants").status_code == 401
+    _, weak = make_token("audit:read")
+    assert mounted.as_token(weak).get("/admin/v1/tenants").status_code == 403
+

@@ -20,6 +20,7 @@ from examples.tracker.models import Comment, Member, Project, Task
 from examples.tracker.seed import DATASETS, seed
 from tenantry import Verdict, current_tenant
 from tests.examples.conftest import LOGIN, TENANTS, Tracker, csrf_of
+from tests.freezing import frozen
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -425,3 +426,20 @@ def test_the_app_code_never_names_the_tenant_column() -> None:
                     assert re.search(r'\[\s*"tenant_id"|"tracker_\w+\.tenant_id"|Constraint\("tenant_id"|Index\("[\w]+", "tenant_id"', line), line
         elif path.name != "README.md":
             assert "tenant_id" not in text, f"{path.relative_to(ROOT)} names tenant_id"
+
+
+def test_a_write_during_a_move_is_503_with_retry_after(tracker: Tracker) -> None:
+    """The SQLAlchemy path the tracker writes by: TenantMoving reaches the edge typed."""
+    acme = tracker.tn.get_tenant("acme")
+
+    async def main() -> httpx.Response:
+        async with tracker.signed_in("acme") as client:
+            csrf = csrf_of((await client.get("/projects")).text)
+            with frozen(tracker.tn, acme, "tracker_projects"):
+                return await client.post("/projects", data={"csrf": csrf, "name": "During the move"})
+
+    response = tracker.runner.run(main())
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["type"] == "urn:tenantry:problem:tenant-moving"
+

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from starlette.websockets import WebSocket
 
 from tenantry import Tenantry, current_tenant
 from tenantry.web import Resolver, TenantMiddleware
+from tests.model_app import Project
 
 BASE = "example.test"
 
@@ -27,13 +29,25 @@ def slug_now() -> str | None:
 
 
 def starlette_app(tn: Tenantry, seen: list[tuple[str, str | None]]) -> Starlette:
-    """Endpoints: /who, /projects (an RLS read), /stream, /background, /slow, /boom, /ws."""
+    """Endpoints: /who, /projects (an RLS read), /write (an insert through SQLAlchemy, or
+    psycopg with ``?via=psycopg``), /stream, /background, /slow, /boom, /ws."""
 
     async def who(request: Request) -> JSONResponse:
         return JSONResponse({
             "tenant": slug_now(), "path": request.url.path, "root_path": request.scope.get("root_path", ""),
             "url_for": str(request.url_for("who")),
         })
+
+    async def write(request: Request) -> JSONResponse:
+        name = request.query_params.get("name", "written")
+        if request.query_params.get("via") == "psycopg":
+            async with tn.async_connection() as conn:
+                await conn.execute("INSERT INTO projects (name) VALUES (%s)", (name,))
+        else:
+            async with AsyncSession(tn.async_engine()) as session:
+                session.add(Project(name=name))
+                await session.commit()
+        return JSONResponse({"tenant": slug_now(), "written": name})
 
     async def projects(request: Request) -> JSONResponse:
         async with tn.async_connection() as conn:
@@ -72,6 +86,7 @@ def starlette_app(tn: Tenantry, seen: list[tuple[str, str | None]]) -> Starlette
     return Starlette(routes=[
         Route("/who", who, name="who"),
         Route("/projects", projects),
+        Route("/write", write, methods=["POST"]),
         Route("/stream", stream),
         Route("/background", background),
         Route("/slow", slow),

@@ -21,6 +21,7 @@ from tenantry.web import (
     SubdomainResolver,
     TenantMiddleware,
 )
+from tests.freezing import frozen
 from tests.model_app import Base
 from tests.web.edge_app import BASE, client, get, seed, starlette_app, wrap
 
@@ -92,6 +93,25 @@ def test_header_is_ignored_unless_its_resolver_is_enabled(tn: Tenantry, make_ten
     assert ignored.status_code == 404 and problem_of(ignored)["type"] == "urn:tenantry:problem:no-tenant"
     assert other_host.json()["tenant"] == b.slug
     assert by_slug.json()["tenant"] == a.slug and by_id.json()["tenant"] == b.slug
+
+
+def test_conflicting_duplicate_tenant_headers_are_refused(tn: Tenantry, make_tenant, run) -> None:
+    """The first value must not win: a proxy or the app may read another one."""
+    a, b = make_tenant("web"), make_tenant("web")
+    app = wrap(tn, starlette_app(tn, []), [HeaderResolver("X-Tenant"), *chain()])
+
+    async def main() -> list[Any]:
+        return [
+            await get(app, f"http://{BASE}/who", headers=[("X-Tenant", a.slug), ("X-Tenant", b.slug)]),
+            await get(app, f"http://{BASE}/who", headers=[("X-Tenant", f"{a.slug}, {b.slug}")]),
+            await get(app, f"http://{BASE}/who", headers=[("X-Tenant", a.slug), ("X-Tenant", a.slug)]),
+        ]
+
+    two_lines, folded, identical = run(main())
+    for refused in (two_lines, folded):
+        assert refused.status_code == 400
+        assert problem_of(refused)["type"] == "urn:tenantry:problem:conflicting-tenant-headers"
+    assert identical.status_code == 200 and identical.json()["tenant"] == a.slug
 
 
 def test_jwt_claim(tn: Tenantry, make_tenant, run) -> None:
@@ -355,8 +375,32 @@ def test_catalog_unreachable_is_503(run) -> None:
         response = asyncio.run(get(app, f"http://acme.{BASE}/who"))
     finally:
         down.close()
-    assert response.status_code == 503
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
     assert problem_of(response)["type"] == "urn:tenantry:problem:database-unavailable"
+
+
+@pytest.mark.parametrize("via", ["sqlalchemy", "psycopg"])
+def test_writes_refused_during_a_move_are_503_with_retry_after(tn: Tenantry, make_tenant, run, via: str) -> None:
+    """Outside the framework (whose own 500 page goes out first) and inside it."""
+    a, b = make_tenant("web"), make_tenant("web")
+    outside = wrap(tn, starlette_app(tn, []), chain())
+    inside = starlette_app(tn, [])
+    inside.add_middleware(TenantMiddleware, tenantry=tn, resolvers=chain())
+
+    async def post(app: Any, slug: str) -> Any:
+        async with client(app) as c:
+            return await c.post(f"http://{slug}.{BASE}/write", params={"via": via})
+
+    async def main() -> list[Any]:
+        return [await post(outside, a.slug), await post(inside, a.slug), await post(outside, b.slug)]
+
+    with frozen(tn, a):
+        *refused, neighbour = run(main())
+    for response in refused:
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "1"
+        assert problem_of(response)["type"] == "urn:tenantry:problem:tenant-moving"
+    assert neighbour.status_code == 200 and neighbour.json()["tenant"] == b.slug
 
 
 def test_cache_hits_do_not_leave_the_event_loop(tn: Tenantry, make_tenant, run, monkeypatch) -> None:

@@ -25,6 +25,7 @@ from tenantry.core.scopes import expand
 from tenantry.errors import AuthenticationFailed, PermissionDenied, TenantryError
 from tenantry.api.problems import problem_for
 from tenantry.services.tokens import ApiToken
+from tenantry.web.resolvers import RequestInfo
 
 __all__ = ["Principal", "TokenAuth", "bearer", "principal_of", "require"]
 
@@ -54,11 +55,14 @@ class TokenAuth:
         self.tn = tn
         self.prefix = prefix
 
-    def _guards(self, path: str) -> bool:
+    def _guards(self, scope: Scope) -> bool:
+        # ASGI keeps the whole path in `path`: under a mount (Starlette's Mount, a proxy's
+        # root_path) the app's own routes start after `root_path`
+        path = RequestInfo.from_scope(scope).path
         return path == self.prefix or path.startswith(self.prefix + "/")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._guards(scope["path"]):
+        if scope["type"] != "http" or not self._guards(scope):
             await self.app(scope, receive, send)
             return
         header = Headers(scope=scope).get("authorization")

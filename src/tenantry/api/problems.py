@@ -24,6 +24,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenantry.errors import AuthenticationFailed, ConfigInvalid, PermissionDenied, TenantryError
+from tenantry.web.problems import retry_after_header
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -109,7 +110,7 @@ def problem_for(err: TenantryError, instance: str | None, *, bare_challenge: boo
         extensions["problems"] = list(err.problems)
     return problem(
         err.http_status, err.message, type_=problem_type(name), title=_title(name), instance=instance,
-        headers=_www_authenticate(err, bare_challenge), **extensions,
+        headers=_www_authenticate(err, bare_challenge) | retry_after_header(err), **extensions,
     )
 
 

@@ -1,13 +1,19 @@
 """``tenantry``: the root command, global options, ``init``, ``check``, and error handling.
 
 Every tenantry error becomes one line on stderr and the error's exit code; a traceback never
-reaches the user (set ``TENANTRY_DEBUG=1`` to see one).
+reaches the user (set ``TENANTRY_DEBUG=1`` to see one). The driver's own warnings about a
+broken connection (psycopg's "error ignored in rollback of <psycopg.Transaction …>",
+psycopg_pool's "discarding closed connection: …") are dropped too, unless logging is configured
+or ``TENANTRY_DEBUG`` is set: the error they accompany is reported once, in words.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -144,8 +150,29 @@ def check(
         raise typer.Exit(9)
 
 
+@contextmanager
+def _driver_warnings_dropped() -> Iterator[None]:
+    # with no handler configured anywhere, Python's last-resort handler prints the warnings
+    # psycopg and psycopg_pool log about a dead connection, internal reprs and all, to stderr
+    driver = logging.getLogger("psycopg")
+    if os.environ.get("TENANTRY_DEBUG") or driver.handlers:
+        yield
+        return
+    handler = logging.NullHandler()
+    driver.addHandler(handler)
+    try:
+        yield
+    finally:
+        driver.removeHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tenantry`` script; returns the exit code."""
+    with _driver_warnings_dropped():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         # standalone mode handles usage errors, --help and typer.Exit by raising SystemExit;
         # our own errors pass through to be printed as one line

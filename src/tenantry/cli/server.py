@@ -24,7 +24,7 @@ def _server(ctx: typer.Context) -> EmbeddedServer:
 def start(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Start the embedded server (initialising its data directory on first use)."""
     server = _server(ctx)
-    was_running = server.pid() is not None
+    was_running = server.accepts_connections()
     url = server.ensure_running()
     if as_json:
         emit_json(server.status().to_dict() | {"was_running": was_running})

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from tenantry import context
 from tenantry.db.binding import Binder, RouteKey, abegin, begin, check_route, choose_prepare, mark_returned
 from tenantry.db.connect import translate
-from tenantry.errors import IsolationError, TenantContextError, TenantryError
+from tenantry.errors import TenantContextError, TenantryError
 
 __all__ = ["TenantScoped", "bind_engine", "tenant_id_column"]
 
@@ -118,13 +118,17 @@ def bind_engine(
 
     @event.listens_for(sync_engine, "handle_error")
     def _translate(ctx: sa.engine.ExceptionContext) -> BaseException | None:
-        # surface tenantry's typed errors instead of SQLAlchemy's wrappers
+        # surface tenantry's typed errors (TenantMoving, the isolation errors, a lost server)
+        # instead of SQLAlchemy's wrappers, as the psycopg path does; SQLAlchemy still
+        # invalidates a connection the original error disconnected
+        if ctx.is_pre_ping:
+            return None  # the pool's liveness check answers with its own exceptions
         original = ctx.original_exception
         if isinstance(original, TenantryError):
             return original
         if isinstance(original, psycopg.Error):
             mapped = translate(original)
-            if isinstance(mapped, IsolationError):
+            if mapped is not None:
                 mapped.__cause__ = original
                 return mapped
         return None
@@ -141,7 +145,11 @@ def bind_engine(
     @event.listens_for(sync_engine, "commit")
     @event.listens_for(sync_engine, "rollback")
     def _end(conn: sa.Connection) -> None:
-        conn.info.pop(_INFO_KEY, None)
+        # a cancelled statement (asyncio.timeout, wait_for, TaskGroup) makes SQLAlchemy
+        # invalidate the connection, whose pool record forgets its info on reconnect: touching
+        # conn.info then would raise PendingRollbackError in place of the CancelledError
+        if not conn.invalidated:
+            conn.info.pop(_INFO_KEY, None)
 
     @event.listens_for(sync_engine.pool, "checkin")
     def _returned(dbapi_connection: Any, record: Any) -> None:

@@ -178,7 +178,11 @@ def _bind_gen(
     start = pgconn.transaction_status == _IDLE
     reset = reset and start
     parse = name not in prepared
-    pgconn.enter_pipeline_mode()
+    # inside psycopg's own pipeline (``with conn.pipeline():``) the connection is in pipeline
+    # mode already and psycopg leaves it: send our part up to its own sync, read it, stay in
+    owned = pgconn.pipeline_status == pq.PipelineStatus.OFF
+    if owned:
+        pgconn.enter_pipeline_mode()
     try:
         if reset:
             pgconn.send_query_params(_RESET, None)
@@ -196,7 +200,7 @@ def _bind_gen(
             prepared.add(name)
         return results
     finally:
-        if pgconn.pipeline_status != pq.PipelineStatus.OFF:
+        if owned and pgconn.pipeline_status != pq.PipelineStatus.OFF:
             try:
                 pgconn.exit_pipeline_mode()
             except psycopg.OperationalError:
@@ -330,6 +334,10 @@ async def areset_now(conn: psycopg.AsyncConnection[Any]) -> None:
 
 
 def _rollback_gen(pgconn: pq.abc.PGconn) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
+    if pgconn.pipeline_status != pq.PipelineStatus.OFF:  # in psycopg's pipeline: no simple query
+        pgconn.send_query_params(b"ROLLBACK", None)
+        pgconn.pipeline_sync()
+        return (yield from _exchange(pgconn, pipeline=True))
     pgconn.send_query(b"ROLLBACK")
     return (yield from _exchange(pgconn, pipeline=False))
 

@@ -7,7 +7,14 @@ directory (or a short directory under /tmp when that path is too long for a sock
 trust authentication for local connections: it is a development and test server.
 
 PostgreSQL refuses to run as root. When tenantry runs as root it runs the server as a system
-user ``tenantry-pg``, created on first use, and makes the path to the binaries traversable.
+user ``tenantry-pg`` (its user, group and no other groups), created on first use, and makes the
+path to the binaries and to the data directory traversable (the data directory itself stays
+``0700``, owned by that user).
+
+The server is running when it accepts connections (``PQping``, as ``pg_isready`` asks), not
+when a pid file and a socket file exist: after a crash (``kill -9``) both stay behind, and the
+pid may be a zombie or belong to another process. A pid file whose process is gone is removed
+before the next start; PostgreSQL would refuse to start while a zombie holds its pid.
 """
 
 from __future__ import annotations
@@ -16,7 +23,6 @@ import hashlib
 import importlib.util
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
@@ -25,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from psycopg import pq
+
 from tenantry.errors import ConfigurationError, DatabaseUnavailable
 
 __all__ = ["EmbeddedServer", "ServerStatus", "default_data_dir"]
@@ -32,6 +40,10 @@ __all__ = ["EmbeddedServer", "ServerStatus", "default_data_dir"]
 _SYSTEM_USER = "tenantry-pg"
 _PORT = 5432
 _SOCKET_PATH_MAX = 100
+_PING_TIMEOUT = 2
+# attempts at starting after removing a crashed server's pid file: its orphaned backends may
+# still hold its shared memory for a moment
+_START_ATTEMPTS = 3
 
 
 def default_data_dir() -> Path:
@@ -109,20 +121,20 @@ class EmbeddedServer:
     def is_initialised(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
 
+    def accepts_connections(self) -> bool:
+        """Whether the server answers a connection attempt (``pg_isready``'s test)."""
+        conninfo = f"host={self.socket_dir} port={_PORT} user=postgres dbname=postgres connect_timeout={_PING_TIMEOUT}"
+        return bool(pq.PGconn.ping(conninfo.encode()) == pq.Ping.OK)
+
     def pid(self) -> int | None:
-        """Pid of the running postmaster, or ``None``."""
-        try:
-            first = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
-            pid = int(first)
-        except (OSError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        return pid if self._socket_ready() else None
+        """Pid of the postmaster, if it accepts connections; else ``None``."""
+        holder = self._holder()
+        return holder if holder is not None and self.accepts_connections() else None
+
+    def _holder(self) -> int | None:
+        """The pid in ``postmaster.pid`` if that process is a live PostgreSQL; else ``None``."""
+        pid = _pid_in(self.data_dir / "postmaster.pid")
+        return pid if pid is not None and _alive_postgres(pid) else None
 
     def status(self) -> ServerStatus:
         pid = self.pid()
@@ -141,26 +153,24 @@ class EmbeddedServer:
     # -- actions -------------------------------------------------------------------------
     def ensure_running(self, *, timeout: float = 60.0) -> str:
         """Initialise the data directory if needed, start the server if needed, return its URL."""
-        if self.pid() is None:
-            self._initdb()
-            self._start(timeout)
+        if self.accepts_connections():
+            return self.url
+        self._initdb()
+        if self._holder() is not None:
+            # a live postmaster that does not accept connections yet: starting up, recovering
+            self._await_connections(timeout)
+            return self.url
+        self._start(timeout)
         return self.url
 
     def stop(self, *, timeout: float = 60.0) -> bool:
         """Stop the server; ``False`` when it was not running."""
-        if self.pid() is None:
+        if self._holder() is None:
             return False
         self._pg_ctl(["stop", "-m", "fast", "-w", "-t", str(int(timeout))], timeout=timeout + 5)
         return True
 
     # -- internals -----------------------------------------------------------------------
-    def _socket_ready(self) -> bool:
-        path = self.socket_dir / f".s.PGSQL.{_PORT}"
-        try:
-            return stat.S_ISSOCK(path.stat().st_mode)
-        except OSError:
-            return False
-
     def _initdb(self) -> None:
         if self.is_initialised():
             return
@@ -201,37 +211,41 @@ class EmbeddedServer:
         if socket_dir != self.data_dir:
             socket_dir.mkdir(mode=0o755, exist_ok=True)
             self._chown(socket_dir)
-        # a postmaster.pid left by a crash is handled by pg_ctl itself
-        self._pg_ctl(
-            [
-                "start",
-                "-w",
-                "-t",
-                str(int(timeout)),
-                "-l",
-                str(self.data_dir / "server.log"),
-                "-o",
-                f"-k {socket_dir}",
-            ],
-            timeout=timeout + 5,
-        )
+        stale = self._remove_stale_locks()
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            try:
+                self._pg_ctl(
+                    ["start", "-w", "-t", str(int(timeout)), "-l", str(self.data_dir / "server.log"),
+                     "-o", f"-k {socket_dir}"],
+                    timeout=timeout + 5,
+                )
+                break
+            except DatabaseUnavailable:
+                if not stale or attempt == _START_ATTEMPTS:
+                    raise
+                time.sleep(attempt)
+        self._await_connections(timeout)
+
+    def _remove_stale_locks(self) -> bool:
+        """Remove the lock files a crashed server left (their pid no live PostgreSQL):
+        PostgreSQL refuses to start while the pid they name exists, and after ``kill -9``
+        the postmaster may stay a zombie for good. ``True`` when there were any."""
+        removed = False
+        for lock in (self.data_dir / "postmaster.pid", self.socket_dir / f".s.PGSQL.{_PORT}.lock"):
+            pid = _pid_in(lock)
+            if pid is not None and not _alive_postgres(pid):
+                lock.unlink(missing_ok=True)
+                removed = True
+        return removed
+
+    def _await_connections(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while not self._accepts_connections():
+        while not self.accepts_connections():
             if time.monotonic() > deadline:
                 raise DatabaseUnavailable(
-                    f"embedded PostgreSQL did not start; see {self.data_dir / 'server.log'}"
+                    f"embedded PostgreSQL does not accept connections; see {self.data_dir / 'server.log'}"
                 )
             time.sleep(0.05)
-
-    def _accepts_connections(self) -> bool:
-        if not self._socket_ready():
-            return False
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            try:
-                sock.connect(str(self.socket_dir / f".s.PGSQL.{_PORT}"))
-            except OSError:
-                return False
-        return True
 
     def _pg_ctl(self, args: list[str], *, timeout: float) -> None:
         self._run(
@@ -241,10 +255,19 @@ class EmbeddedServer:
         )
 
     def _run(self, argv: list[str], *, timeout: float, what: str) -> None:
-        user = _SYSTEM_USER if self._run_as_root else None
-        try:
-            # stdout to a file, not a pipe: a started postmaster keeps inherited pipes open
-            with tempfile.TemporaryFile() as out:
+        user: int | None = None
+        group: int | None = None
+        extra_groups: list[int] | None = None
+        if self._run_as_root:
+            import pwd
+
+            # the user's own group and no other: with root's group kept, a root-owned 0701
+            # parent (mkdtemp's, after o+x) denies the group bits and never reaches the others'
+            entry = pwd.getpwnam(_SYSTEM_USER)
+            user, group, extra_groups = entry.pw_uid, entry.pw_gid, []
+        # stdout to a file, not a pipe: a started postmaster keeps inherited pipes open
+        with tempfile.TemporaryFile() as out:
+            try:
                 subprocess.run(
                     argv,
                     check=True,
@@ -252,17 +275,22 @@ class EmbeddedServer:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     timeout=timeout,
-                    user=user,
                     cwd="/",
+                    user=user,
+                    group=group,
+                    extra_groups=extra_groups,
                 )
-        except subprocess.CalledProcessError as err:
-            raise DatabaseUnavailable(
-                f"could not {what} (exit {err.returncode}); see {self.data_dir / 'server.log'}"
-            ) from err
-        except subprocess.TimeoutExpired as err:
-            raise DatabaseUnavailable(f"timed out trying to {what}") from err
-        except OSError as err:
-            raise DatabaseUnavailable(f"could not {what}: {err}") from err
+            except subprocess.CalledProcessError as err:
+                out.seek(0)
+                said = [line for line in out.read().decode(errors="replace").splitlines() if line.strip()]
+                last = f": {said[-1].strip()}" if said else ""
+                raise DatabaseUnavailable(
+                    f"could not {what} (exit {err.returncode}){last}; see {self.data_dir / 'server.log'}"
+                ) from err
+            except subprocess.TimeoutExpired as err:
+                raise DatabaseUnavailable(f"timed out trying to {what}") from err
+            except OSError as err:
+                raise DatabaseUnavailable(f"could not {what}: {err}") from err
 
     def _prepare_permissions(self) -> None:
         if not self._run_as_root:
@@ -287,6 +315,32 @@ class EmbeddedServer:
 
         entry = pwd.getpwnam(_SYSTEM_USER)
         os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _pid_in(lock: Path) -> int | None:
+    """The pid on the first line of a PostgreSQL lock file, or ``None``."""
+    try:
+        return int(lock.read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def _alive_postgres(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not a zombie) that may be a PostgreSQL server."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: exists
+    proc = Path("/proc") / str(pid)
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        name = (proc / "comm").read_text().strip()
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the pid exists, assume it is the server
+    # a zombie has exited (its parent has not reaped it); a reused pid runs something else
+    return state not in ("Z", "X") and name in ("postgres", "postmaster")
 
 
 def _add_mode(path: Path, bits: int) -> None:

@@ -14,8 +14,11 @@ the request names no tenant                 404
 an unknown, deleted or malformed tenant     404
 a suspended, archived or unplaced tenant    403
 resolvers name two different tenants        403
+a tenant header repeated with other values  400
 a bearer token that fails verification      401
 the catalog cannot be reached               503
+the app raised TenantMoving,                503, with ``Retry-After``
+TenantRestoring or DatabaseUnavailable
 ==========================================  ======
 
 **Precedence.** Every resolver in the chain is asked; all that match must name the same
@@ -159,8 +162,26 @@ class TenantMiddleware:
         # bound (or explicitly unbound) for the whole call: the response body is streamed and
         # background tasks run inside it; reset with the token even when it raises
         token = context._set(bound)
+        answer = _Answer(send)
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, answer.send)
+        except TenantryError as err:
+            if err.retry_after is None or not answer.replaceable:
+                await answer.release()
+                raise
+            # a moving or restoring tenant, or PostgreSQL out of reach, passes by itself: tell
+            # the client when to come back rather than answer 500
+            _log.warning("%s %s: %s: %s", scope.get("method", "WEBSOCKET"), scope.get("path"), type(err).__name__, err)
+            answer.discard()
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1013, "reason": "try again later"})
+            else:
+                await self._refuse(scope, send, problem_from_error(err))
+        except BaseException:
+            await answer.release()
+            raise
+        else:
+            await answer.release()
         finally:
             context._reset(token)
 
@@ -250,6 +271,44 @@ class TenantMiddleware:
                 accept = value.decode("latin-1")
                 break
         await send_problem(send, response, html_page=wants_html(accept))
+
+
+class _Answer:
+    """The app's side of the response, as it goes out; a 500 is held back until the app
+    returns or raises, so that an error raised after a framework's own error page went out
+    (Starlette's ServerErrorMiddleware sends 500, then raises) can still be answered."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._held: list[Message] = []
+        self._started = False
+
+    @property
+    def replaceable(self) -> bool:
+        """Nothing went out yet but what is held."""
+        return not self._started or bool(self._held)
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self._started = True
+            if message.get("status") == 500:
+                self._held.append(message)
+                return
+        elif self._held:
+            self._held.append(message)
+            return
+        elif kind in ("websocket.accept", "websocket.close", "websocket.http.response.start"):
+            self._started = True
+        await self._send(message)
+
+    def discard(self) -> None:
+        self._held.clear()
+
+    async def release(self) -> None:
+        held, self._held = self._held, []
+        for message in held:
+            await self._send(message)
 
 
 def _reason(body: bytes) -> str:

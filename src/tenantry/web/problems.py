@@ -28,6 +28,7 @@ __all__ = [
     "problem_from_error",
     "problem_page",
     "problem_type",
+    "retry_after_header",
     "send_problem",
     "wants_html",
 ]
@@ -76,11 +77,19 @@ def problem(
 
 def problem_from_error(error: TenantryError, *, type_: str | None = None, **extra: Any) -> tuple[int, Headers, bytes]:
     """The problem document of a tenantry error: its ``http_status``, its class as the type
-    (``urn:tenantry:problem:tenant-not-found`` for :class:`~tenantry.TenantNotFound`) and its
-    one-line message as the detail."""
+    (``urn:tenantry:problem:tenant-not-found`` for :class:`~tenantry.TenantNotFound`), its
+    one-line message as the detail, and ``Retry-After`` for an error that passes by itself."""
     status = error.http_status
     name = re.sub(r"(?<!^)(?=[A-Z])", "-", type(error).__name__).lower()
-    return problem(status, HTTPStatus(status).phrase, error.message, type_ or problem_type(name), **extra)
+    return problem(
+        status, HTTPStatus(status).phrase, error.message, type_ or problem_type(name),
+        headers=retry_after_header(error), **extra,
+    )
+
+
+def retry_after_header(error: TenantryError) -> dict[str, str]:
+    """``{"Retry-After": seconds}`` for an error that passes by itself, else nothing."""
+    return {} if error.retry_after is None else {"Retry-After": str(error.retry_after)}
 
 
 def problem_page(status: int, headers: Headers, body: bytes) -> tuple[int, Headers, bytes]:

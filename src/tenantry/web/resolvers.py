@@ -68,6 +68,16 @@ class RequestInfo:
                 return str(value.decode("latin-1"))
         return None
 
+    def header_values(self, name: bytes) -> list[str]:
+        """Every value a header (``name`` in lowercase bytes) was sent with, in order, each
+        line split at commas (a proxy may fold repeated lines into one)."""
+        return [
+            part.strip()
+            for key, value in self.scope.get("headers", ())
+            if key == name
+            for part in value.decode("latin-1").split(",")
+        ]
+
 
 @dataclass(frozen=True, slots=True)
 class Match:
@@ -158,11 +168,19 @@ class HeaderResolver:
     def __init__(self, header: str = "x-tenant") -> None:
         self.header_name = header.lower().encode("latin-1")
 
-    def resolve(self, request: RequestInfo) -> Match | None:
-        value = request.header(self.header_name)
-        if value is None or not value.strip():
+    def resolve(self, request: RequestInfo) -> Match | Refusal | None:
+        # two values would let two readers of the header (a proxy, this resolver, the app)
+        # each take a different tenant: repeats must agree
+        values = {v for v in request.header_values(self.header_name) if v}
+        if not values:
             return None
-        return Match(self.name, "key", value.strip())
+        if len(values) > 1:
+            return Refusal(
+                self.name, 400, "Conflicting tenant headers",
+                f"the request sends the {self.header_name.decode('latin-1')} header with different values",
+                problem_type("conflicting-tenant-headers"),
+            )
+        return Match(self.name, "key", values.pop())
 
 
 class PathPrefixResolver:
