@@ -10,7 +10,7 @@ as one network write and answered in one round trip::
            set_config('search_path', $3, true),
            set_config('tenantry.tenant_schema', $4, true),
            set_config('tenantry.tenant_epoch', $5, true),
-           tenantry.current_tenant_id()   -- the database checks the binding at once
+           tenantry.check_binding($1, $5)   -- refuses a binding older than a fence
 
 sent in place of the ``BEGIN`` psycopg would otherwise send on its own, so binding the tenant
 costs no round trip. The signature covers the tenant's epoch: a binding made before the tenant
@@ -89,7 +89,7 @@ _BIND_SQL = (
     b" set_config('search_path', $3, true),"
     b" set_config('tenantry.tenant_schema', $4, true),"
     b" set_config('tenantry.tenant_epoch', $5, true),"
-    b" tenantry.current_tenant_id()"
+    b" tenantry.check_binding($1, $5)"
 )
 # (prepared statement name, text): parsed once per connection, then only bound and executed
 _BIND = (b"tenantry_bind", _BIND_SQL)

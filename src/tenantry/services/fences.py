@@ -61,6 +61,8 @@ def fence(conn: psycopg.Connection[Any], owner: str, tenant_id: uuid.UUID, epoch
             """,
             (tenant_id, epoch, reason),
         )
+        # statements of transactions open now look at the fences again (see the context view)
+        conn.execute("UPDATE tenantry.context_key SET fenced_at = clock_timestamp()")
         conn.execute("RESET ROLE")  # SET LOCAL outlives a savepoint: the caller's may be open
 
 

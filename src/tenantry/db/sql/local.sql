@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS tenantry.context_key (
     ipad       bytea NOT NULL,
     opad       bytea NOT NULL
 );
+-- when a fence (below) was last written here: statements of transactions that began well
+-- after it need no look at the fences (their binding was checked when they began)
+ALTER TABLE tenantry.context_key ADD COLUMN IF NOT EXISTS fenced_at timestamptz NOT NULL DEFAULT '-infinity';
 
 CREATE OR REPLACE FUNCTION tenantry.refuse_context() RETURNS uuid
 LANGUAGE plpgsql VOLATILE
@@ -73,16 +76,53 @@ BEGIN
 END
 $fn$;
 
+-- Why a binding of tenant `tid` made at epoch `ep` is fenced here, or NULL. plpgsql, so that
+-- its one query is planned once per session, not in every statement that reads the context.
+CREATE OR REPLACE FUNCTION tenantry.fence_reason(tid text, ep text) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    found text;
+BEGIN
+    IF tid = '' THEN
+        RETURN NULL;
+    END IF;
+    SELECT f.reason INTO found FROM tenantry.fences f
+     WHERE f.tenant_id = tid::uuid AND f.epoch > coalesce(nullif(ep, '')::bigint, 0);
+    RETURN found;
+END
+$fn$;
+
+-- Called by every bind (once per transaction): a fenced binding fails at once, typed.
+CREATE OR REPLACE FUNCTION tenantry.check_binding(tid text, ep text) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    reason text := tenantry.fence_reason(tid, ep);
+BEGIN
+    IF reason IS NOT NULL THEN
+        PERFORM tenantry.refuse_stale(reason);
+    END IF;
+    RETURN true;
+END
+$fn$;
+
 -- The tenant bound to the current transaction and the schema its rows live in, as every
 -- policy reads them. The app sets tenantry.tenant_id, tenantry.tenant_schema,
 -- tenantry.tenant_epoch and tenantry.tenant_sig transaction-locally; the signature covers id,
 -- schema and epoch and is checked against the key, which the runtime role cannot read (the
 -- view runs with its owner's rights), so SQL running as the runtime role can neither bind
--- another tenant, nor reach its tenant's rows in another schema, nor outlive a fence. A
--- security-barrier view rather than a function: PostgreSQL inlines it into the policy's
--- one-time InitPlan, at a fraction of a function call's cost. No tenant: NULL. A forged
--- context: an error. A fenced (stale) binding: an error. (A context signed without an epoch,
--- by an older tenantry, counts as epoch 0.)
+-- another tenant, nor reach its tenant's rows in another schema, nor raise its epoch above a
+-- fence. A security-barrier view rather than a function: PostgreSQL inlines it into the
+-- policy's one-time InitPlan, at a fraction of a function call's cost. No tenant: NULL. A
+-- forged context: an error. (A context signed without an epoch, by an older tenantry, counts
+-- as epoch 0.)
+-- Fences: the bind checks them when the transaction begins (tenantry.check_binding); the view
+-- looks again, per statement, only in a transaction that began less than 10 s before the
+-- last fence written here, or after it (a fence written while it runs: the margin covers the
+-- time from the fence's write to its commit). Every other statement pays a comparison.
 CREATE OR REPLACE VIEW tenantry.context WITH (security_barrier) AS
 SELECT CASE
            WHEN s.tid = '' THEN NULL
@@ -90,12 +130,8 @@ SELECT CASE
                     s.tid || '/' || s.sch || CASE WHEN s.ep = '' THEN '' ELSE '/' || s.ep END, 'UTF8'))), 'hex')
                 IS DISTINCT FROM s.sig
                THEN tenantry.refuse_context()
-           -- (nullif: the planner may evaluate the cast to estimate, before the CASE is reached)
-           WHEN EXISTS (SELECT 1 FROM tenantry.fences f
-                         WHERE f.tenant_id = nullif(s.tid, '')::uuid
-                           AND f.epoch > coalesce(nullif(s.ep, '')::bigint, 0))
-               THEN tenantry.refuse_stale((SELECT f.reason FROM tenantry.fences f
-                                            WHERE f.tenant_id = nullif(s.tid, '')::uuid))
+           WHEN k.fenced_at > now() - interval '10 seconds' AND tenantry.fence_reason(s.tid, s.ep) IS NOT NULL
+               THEN tenantry.refuse_stale(tenantry.fence_reason(s.tid, s.ep))
            ELSE s.tid::uuid
        END AS tenant_id,
        s.sch AS schema_name
@@ -219,9 +255,10 @@ $fn$;
 REVOKE ALL ON ALL TABLES IN SCHEMA tenantry FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenantry.current_tenant_id(), tenantry.require_tenant_id(),
     tenantry.check_marker(text), tenantry.refuse_context(), tenantry.capture_change(),
-    tenantry.refuse_write_while_moving(), tenantry.refuse_stale(text), tenantry.reset_session() FROM PUBLIC;
+    tenantry.refuse_write_while_moving(), tenantry.refuse_stale(text), tenantry.reset_session(),
+    tenantry.fence_reason(text, text), tenantry.check_binding(text, text) FROM PUBLIC;
 GRANT USAGE ON SCHEMA tenantry TO {runtime};
 GRANT SELECT ON tenantry.context TO {runtime};
 GRANT EXECUTE ON FUNCTION tenantry.current_tenant_id(), tenantry.require_tenant_id(),
     tenantry.check_marker(text), tenantry.refuse_context(), tenantry.refuse_stale(text),
-    tenantry.reset_session() TO {runtime};
+    tenantry.reset_session(), tenantry.fence_reason(text, text), tenantry.check_binding(text, text) TO {runtime};
