@@ -108,6 +108,18 @@ def _too_busy(max_pools: int) -> str:
 #: not each cost a query); the oldest entry goes first
 
 
+def _own_databases(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    """``(cell, database)`` of every database-tier tenant and ready spare, which hold app
+    tables of their own."""
+    rows = conn.execute(
+        "SELECT cell, database_name FROM tenantry.placements"
+        " WHERE database_name IS NOT NULL AND status = 'active'"
+        " UNION SELECT cell, database_name FROM tenantry.spares"
+        " WHERE database_name IS NOT NULL AND status = 'ready' ORDER BY 2"
+    ).fetchall()
+    return [(str(cell), str(database)) for cell, database in rows]
+
+
 class Tenantry:
     """Multi-tenancy for one app on PostgreSQL.
 
@@ -372,16 +384,25 @@ class Tenantry:
         (``database:schema.table``)."""
         with self.admin() as conn:
             found = rls.unprotected_tables(conn)
-            databases = conn.execute(
-                "SELECT cell, database_name FROM tenantry.placements"
-                " WHERE database_name IS NOT NULL AND status = 'active'"
-                " UNION SELECT cell, database_name FROM tenantry.spares"
-                " WHERE database_name IS NOT NULL AND status = 'ready' ORDER BY 2"
-            ).fetchall()
+            databases = _own_databases(conn)
         for cell, database in databases:
             url = provisioning.database_url(self.cell_admin_url(cell), database)
             with admin_connection(url, timeout=self.settings.connect_timeout, autocommit=True) as conn:
                 found += [f"{database}:{name}" for name in rls.unprotected_tables(conn)]
+        return found
+
+    def unscoped_unique_indexes(self) -> list[str]:
+        """Unique indexes (of constraints too, partial and expression ones included) and
+        exclusion constraints on app tables without ``tenant_id`` among their keys, wherever
+        :meth:`unprotected_tables` looks: ``[database:]schema.table.index: definition``. Each
+        lets one tenant learn from a duplicate-key error which values another tenant uses."""
+        with self.admin() as conn:
+            found = [f"{s}.{t}.{i}: {d}" for s, t, i, d in rls.unscoped_unique_indexes(conn)]
+            databases = _own_databases(conn)
+        for cell, database in databases:
+            url = provisioning.database_url(self.cell_admin_url(cell), database)
+            with admin_connection(url, timeout=self.settings.connect_timeout, autocommit=True) as conn:
+                found += [f"{database}:{s}.{t}.{i}: {d}" for s, t, i, d in rls.unscoped_unique_indexes(conn)]
         return found
 
     # -- catalog reads and lifecycle --------------------------------------------------------
