@@ -72,7 +72,7 @@ from tenantry.services import cells as cells_service
 from tenantry.services import domains as domains_service
 from tenantry.services.cells import Cell
 from tenantry.services.domain_checks import DomainChecker
-from tenantry.services.domains import Domain, HostRoute
+from tenantry.services.domains import UNKNOWN_HOST, Domain, HostRoute
 from tenantry.services.events import CatalogListener
 from tenantry.services import tenants as tenant_service
 from tenantry.settings import Settings
@@ -104,8 +104,12 @@ def _too_busy(max_pools: int) -> str:
     )
 
 
-#: most hostnames the edge's host cache keeps (unknown ones too, so junk Host headers do
-#: not each cost a query); the oldest entry goes first
+#: tenant keys and hostnames the catalog does not know, remembered so that junk requests
+#: (random subdomains or Host headers) do not each cost a catalog read: a few, briefly, and
+#: apart from the caches of known ones, which they would otherwise push out. Catalog events
+#: drop them, so a tenant or domain made elsewhere is found within a second.
+_MISSING_SIZE = 1024
+_MISSING_TTL = 5.0
 
 
 def _own_databases(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
@@ -168,6 +172,8 @@ class Tenantry:
         self._tenant_generation = 0  # bumped by every tenant event: a lookup racing one is not cached
         self._host_cache: dict[str, tuple[float, HostRoute]] = {}
         self._host_generation = 0  # bumped by every domain event: a lookup racing one is not cached
+        self._missing_tenants: dict[str, float] = {}  # canonical key -> until when (_MISSING_TTL)
+        self._missing_hosts: dict[str, float] = {}
         from tenantry.plugins.registry import Plugins  # (the plugins' web side imports this module)
 
         #: the plugins this object runs, their settings per plan and tenant, their hooks
@@ -608,7 +614,10 @@ class Tenantry:
         # form (the fast path of every request at the edge); other spellings are canonicalised
         hit = self._tenant_cache.get(key) if isinstance(key, str) else None
         if hit is None:
-            hit = self._tenant_cache.get(str(tenant_service.tenant_key(key)))
+            canonical = str(tenant_service.tenant_key(key))
+            hit = self._tenant_cache.get(canonical)
+            if hit is None and self._missing_tenants.get(canonical, 0.0) > time.monotonic():
+                raise TenantNotFound(f"no tenant {str(key)[:70]!r}")
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
     def _lookup(self, key: str | uuid.UUID) -> _Resolved:
@@ -616,7 +625,12 @@ class Tenantry:
         canonical = str(tenant_service.tenant_key(key))
         generation = self._tenant_generation
         with self.admin() as conn:
-            tenant = tenant_service.get_tenant(conn, key)
+            try:
+                tenant = tenant_service.get_tenant(conn, key)
+            except TenantNotFound:
+                if generation == self._tenant_generation:
+                    self._note_missing(self._missing_tenants, canonical)
+                raise
             placement = provisioning.read_placement(conn, tenant.id)
         resolved = (tenant, placement)
         # a change whose notice arrived while we read may be newer than what we read: caching
@@ -639,6 +653,11 @@ class Tenantry:
     def _forget(self, tenant: Tenant) -> None:
         for key in (tenant.slug, str(tenant.id)):
             self._tenant_cache.pop(key, None)
+            self._missing_tenants.pop(key, None)
+
+    def _note_missing(self, cache: dict[str, float], key: str) -> None:
+        make_room(cache, min(_MISSING_SIZE, self.settings.tenant_cache_size))
+        cache[key] = time.monotonic() + _MISSING_TTL
 
     def _forget_tenant(self, tenant_id: uuid.UUID) -> None:
         self._on_catalog_event("tenant", str(tenant_id))
@@ -663,6 +682,7 @@ class Tenantry:
         self.plugins._on_event(kind, key)
         if kind == "tenant":
             self._tenant_generation += 1
+            self._missing_tenants.clear()  # the event names an id; a new tenant's slug may be here
             for cache_key, (_expiry, (tenant, _placement)) in list(self._tenant_cache.items()):
                 if str(tenant.id) == key:
                     self._tenant_cache.pop(cache_key, None)
@@ -671,10 +691,13 @@ class Tenantry:
         elif kind == "domain":
             self._host_generation += 1
             self._host_cache.pop(key, None)
+            self._missing_hosts.pop(key, None)
 
     def _on_catalog_reset(self) -> None:
         self._tenant_generation += 1
         self._tenant_cache.clear()
+        self._missing_tenants.clear()
+        self._missing_hosts.clear()
         self._cells.clear()
         if self._branding is not None:
             self._branding._clear()
@@ -718,14 +741,20 @@ class Tenantry:
         if listener is None or not listener.listening.is_set():
             return None
         hit = self._host_cache.get(hostname)
-        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+        if hit is None:
+            return UNKNOWN_HOST if self._missing_hosts.get(hostname, 0.0) > time.monotonic() else None
+        return hit[1] if hit[0] > time.monotonic() else None
 
     def _lookup_host(self, hostname: str) -> HostRoute:
         self._listen()
         generation = self._host_generation
         with self.admin() as conn:
             route = domains_service.lookup_host(conn, hostname)
-        if generation == self._host_generation:  # else a change arrived while we read: don't keep it
+        if generation != self._host_generation:  # a change arrived while we read: don't keep it
+            return route
+        if route == UNKNOWN_HOST:
+            self._note_missing(self._missing_hosts, hostname)
+        else:
             make_room(self._host_cache, self.settings.tenant_cache_size)
             self._host_cache[hostname] = (time.monotonic() + self.settings.tenant_cache_ttl, route)
         return route
