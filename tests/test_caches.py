@@ -155,3 +155,15 @@ def test_an_unknown_hostname_costs_one_catalog_read_until_another_process_adds_i
     assert reads.calls == 1
     tn.add_domain(host, tenant.slug)
     _found_within(1.5, lambda: route().token is not None)
+
+
+def test_junk_hostnames_do_not_push_known_ones_out(
+    tn: Tenantry, small: Tenantry, make_tenant: Callable[..., Tenant]
+) -> None:
+    _listening(small)
+    tenant = make_tenant("kept")
+    tn.add_domain(_host(tenant), tenant.slug)
+    assert small._lookup_host(_host(tenant)).token is not None
+    for _junk in range(10 * LIMIT):  # random Host headers
+        small._lookup_host(f"junk-{uuid.uuid4().hex[:8]}.example")
+    assert small._cached_host(_host(tenant)) is not None  # still answered without a query
