@@ -163,7 +163,8 @@ def test_junk_hostnames_do_not_push_known_ones_out(
     _listening(small)
     tenant = make_tenant("kept")
     tn.add_domain(_host(tenant), tenant.slug)
-    assert small._lookup_host(_host(tenant)).token is not None
+    # cached once the domain's own notice has come and gone (it drops what was read before)
+    _found_within(1.5, lambda: small._cached_host(_host(tenant)) is not None or not small._lookup_host(_host(tenant)))
     for _junk in range(10 * LIMIT):  # random Host headers
         small._lookup_host(f"junk-{uuid.uuid4().hex[:8]}.example")
     assert small._cached_host(_host(tenant)) is not None  # still answered without a query

@@ -605,7 +605,8 @@ class Tenantry:
         return TenantScope(self, key, allow_inactive)
 
     # the cache is keyed by the canonical key (slug, or the id's canonical text), so every
-    # spelling of one tenant shares one entry and _forget reaches them all
+    # spelling of one tenant shares one entry and _forget reaches them all; a key remembered
+    # as missing raises TenantNotFound here, as the lookup would
     def _cached(self, key: str | uuid.UUID) -> _Resolved | None:
         listener = self._listener
         if listener is None or not listener.listening.is_set():
