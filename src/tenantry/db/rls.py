@@ -154,9 +154,10 @@ def apply_policies(conn: psycopg.Connection[Any], schema: str, table: str, runti
         (f'"{schema}"."{table}"',),
     ).fetchall()
     for (seq,) in sequences:
-        # USAGE is all a column default's nextval() needs. SELECT would let any tenant read
-        # last_value of a sequence shared by the pooled tier, i.e. count the others' inserts
-        # (revoked too from tables deployed before this was so)
+        # USAGE is all a column default's nextval() needs; SELECT would let any tenant read
+        # last_value of a sequence the pooled tier shares (revoked too from tables deployed
+        # before). USAGE alone still shows it through pg_sequence_last_value(), and the ids
+        # themselves count the others' inserts: docs/app-tables.md says to use UUIDv7 keys
         seq_ident = sql.Identifier(schema, seq)
         conn.execute(sql.SQL("REVOKE SELECT, UPDATE ON SEQUENCE {} FROM {}").format(seq_ident, sql.Identifier(runtime)))
         conn.execute(sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(seq_ident, sql.Identifier(runtime)))
