@@ -71,7 +71,7 @@ from tenantry.services import cells as cells_service
 from tenantry.services import domains as domains_service
 from tenantry.services.cells import Cell
 from tenantry.services.domain_checks import DomainChecker
-from tenantry.services.domains import Domain, HostRoute
+from tenantry.services.domains import UNKNOWN_HOST, Domain, HostRoute
 from tenantry.services.events import CatalogListener
 from tenantry.services import tenants as tenant_service
 from tenantry.settings import Settings
@@ -105,8 +105,24 @@ def _too_busy(max_pools: int) -> str:
     )
 
 
-#: most hostnames the edge's host cache keeps (unknown ones too, so junk Host headers do
-#: not each cost a query); the oldest entry goes first
+#: tenant keys and hostnames the catalog does not know, remembered so that junk requests
+#: (random subdomains or Host headers) do not each cost a catalog read: a few, briefly, and
+#: apart from the caches of known ones, which they would otherwise push out. Catalog events
+#: drop them, so a tenant or domain made elsewhere is found within a second.
+_MISSING_SIZE = 1024
+_MISSING_TTL = 5.0
+
+
+def _own_databases(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    """``(cell, database)`` of every database-tier tenant and ready spare, which hold app
+    tables of their own."""
+    rows = conn.execute(
+        "SELECT cell, database_name FROM tenantry.placements"
+        " WHERE database_name IS NOT NULL AND status = 'active'"
+        " UNION SELECT cell, database_name FROM tenantry.spares"
+        " WHERE database_name IS NOT NULL AND status = 'ready' ORDER BY 2"
+    ).fetchall()
+    return [(str(cell), str(database)) for cell, database in rows]
 
 
 class Tenantry:
@@ -157,6 +173,8 @@ class Tenantry:
         self._tenant_generation = 0  # bumped by every tenant event: a lookup racing one is not cached
         self._host_cache: dict[str, tuple[float, HostRoute]] = {}
         self._host_generation = 0  # bumped by every domain event: a lookup racing one is not cached
+        self._missing_tenants: dict[str, float] = {}  # canonical key -> until when (_MISSING_TTL)
+        self._missing_hosts: dict[str, float] = {}
         from tenantry.plugins.registry import Plugins  # (the plugins' web side imports this module)
 
         #: the plugins this object runs, their settings per plan and tenant, their hooks
@@ -374,16 +392,25 @@ class Tenantry:
         (``database:schema.table``)."""
         with self.admin() as conn:
             found = rls.unprotected_tables(conn)
-            databases = conn.execute(
-                "SELECT cell, database_name FROM tenantry.placements"
-                " WHERE database_name IS NOT NULL AND status = 'active'"
-                " UNION SELECT cell, database_name FROM tenantry.spares"
-                " WHERE database_name IS NOT NULL AND status = 'ready' ORDER BY 2"
-            ).fetchall()
+            databases = _own_databases(conn)
         for cell, database in databases:
             url = provisioning.database_url(self.cell_admin_url(cell), database)
             with admin_connection(url, timeout=self.settings.connect_timeout, autocommit=True) as conn:
                 found += [f"{database}:{name}" for name in rls.unprotected_tables(conn)]
+        return found
+
+    def unscoped_unique_indexes(self) -> list[str]:
+        """Unique indexes (of constraints too, partial and expression ones included) and
+        exclusion constraints on app tables without ``tenant_id`` among their keys, wherever
+        :meth:`unprotected_tables` looks: ``[database:]schema.table.index: definition``. Each
+        lets one tenant learn from a duplicate-key error which values another tenant uses."""
+        with self.admin() as conn:
+            found = [f"{s}.{t}.{i}: {d}" for s, t, i, d in rls.unscoped_unique_indexes(conn)]
+            databases = _own_databases(conn)
+        for cell, database in databases:
+            url = provisioning.database_url(self.cell_admin_url(cell), database)
+            with admin_connection(url, timeout=self.settings.connect_timeout, autocommit=True) as conn:
+                found += [f"{database}:{s}.{t}.{i}: {d}" for s, t, i, d in rls.unscoped_unique_indexes(conn)]
         return found
 
     # -- catalog reads and lifecycle --------------------------------------------------------
@@ -585,7 +612,8 @@ class Tenantry:
         return TenantScope(self, key, allow_inactive)
 
     # the cache is keyed by the canonical key (slug, or the id's canonical text), so every
-    # spelling of one tenant shares one entry and _forget reaches them all
+    # spelling of one tenant shares one entry and _forget reaches them all; a key remembered
+    # as missing raises TenantNotFound here, as the lookup would
     def _cached(self, key: str | uuid.UUID) -> _Resolved | None:
         listener = self._listener
         if listener is None or not listener.listening.is_set():
@@ -594,7 +622,10 @@ class Tenantry:
         # form (the fast path of every request at the edge); other spellings are canonicalised
         hit = self._tenant_cache.get(key) if isinstance(key, str) else None
         if hit is None:
-            hit = self._tenant_cache.get(str(tenant_service.tenant_key(key)))
+            canonical = str(tenant_service.tenant_key(key))
+            hit = self._tenant_cache.get(canonical)
+            if hit is None and self._missing_tenants.get(canonical, 0.0) > time.monotonic():
+                raise TenantNotFound(f"no tenant {str(key)[:70]!r}")
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
     def _lookup(self, key: str | uuid.UUID) -> _Resolved:
@@ -602,7 +633,12 @@ class Tenantry:
         canonical = str(tenant_service.tenant_key(key))
         generation = self._tenant_generation
         with self.admin() as conn:
-            tenant = tenant_service.get_tenant(conn, key)
+            try:
+                tenant = tenant_service.get_tenant(conn, key)
+            except TenantNotFound:
+                if generation == self._tenant_generation:
+                    self._note_missing(self._missing_tenants, canonical)
+                raise
             placement = provisioning.read_placement(conn, tenant.id)
         resolved = (tenant, placement)
         # a change whose notice arrived while we read may be newer than what we read: caching
@@ -625,6 +661,11 @@ class Tenantry:
     def _forget(self, tenant: Tenant) -> None:
         for key in (tenant.slug, str(tenant.id)):
             self._tenant_cache.pop(key, None)
+            self._missing_tenants.pop(key, None)
+
+    def _note_missing(self, cache: dict[str, float], key: str) -> None:
+        make_room(cache, min(_MISSING_SIZE, self.settings.tenant_cache_size))
+        cache[key] = time.monotonic() + _MISSING_TTL
 
     def _forget_tenant(self, tenant_id: uuid.UUID) -> None:
         self._on_catalog_event("tenant", str(tenant_id))
@@ -649,6 +690,7 @@ class Tenantry:
         self.plugins._on_event(kind, key)
         if kind == "tenant":
             self._tenant_generation += 1
+            self._missing_tenants.clear()  # the event names an id; a new tenant's slug may be here
             for cache_key, (_expiry, (tenant, _placement)) in list(self._tenant_cache.items()):
                 if str(tenant.id) == key:
                     self._tenant_cache.pop(cache_key, None)
@@ -657,10 +699,13 @@ class Tenantry:
         elif kind == "domain":
             self._host_generation += 1
             self._host_cache.pop(key, None)
+            self._missing_hosts.pop(key, None)
 
     def _on_catalog_reset(self) -> None:
         self._tenant_generation += 1
         self._tenant_cache.clear()
+        self._missing_tenants.clear()
+        self._missing_hosts.clear()
         self._cells.clear()
         if self._branding is not None:
             self._branding._clear()
@@ -704,14 +749,20 @@ class Tenantry:
         if listener is None or not listener.listening.is_set():
             return None
         hit = self._host_cache.get(hostname)
-        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+        if hit is None:
+            return UNKNOWN_HOST if self._missing_hosts.get(hostname, 0.0) > time.monotonic() else None
+        return hit[1] if hit[0] > time.monotonic() else None
 
     def _lookup_host(self, hostname: str) -> HostRoute:
         self._listen()
         generation = self._host_generation
         with self.admin() as conn:
             route = domains_service.lookup_host(conn, hostname)
-        if generation == self._host_generation:  # else a change arrived while we read: don't keep it
+        if generation != self._host_generation:  # a change arrived while we read: don't keep it
+            return route
+        if route == UNKNOWN_HOST:
+            self._note_missing(self._missing_hosts, hostname)
+        else:
             make_room(self._host_cache, self.settings.tenant_cache_size)
             self._host_cache[hostname] = (time.monotonic() + self.settings.tenant_cache_ttl, route)
         return route

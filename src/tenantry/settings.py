@@ -93,8 +93,9 @@ class Settings:
 
     tenant_cache_size: int = 10_000
     """Most tenants (and custom hostnames) a process keeps in each of its per-tenant caches
-    (lookups, config and flag views, plugin settings); the ones loaded first are dropped first
-    and loaded again when asked for. ``TENANTRY_TENANT_CACHE_SIZE``."""
+    (lookups, config and flag views, plugin settings, brands and stylesheets; unknown slugs
+    and hostnames in a smaller one, at most 1024, for 5 seconds); the ones loaded first are
+    dropped first and loaded again when asked for. ``TENANTRY_TENANT_CACHE_SIZE``."""
 
     spare_schemas: int = 0
     """How many ready spare schemas ``tn.fill_spares()`` (``tenantry spares fill``) keeps on the

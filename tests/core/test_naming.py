@@ -70,3 +70,26 @@ def test_plan_names(name: str) -> None:
 def test_bad_plan_names(name: str) -> None:
     with pytest.raises(InvalidInput):
         validate_plan_name(name)
+
+
+@pytest.mark.parametrize(
+    ("slug", "shown"),
+    [("xn--n1aebk", "сору"), ("xn--80ak6aa92e", "аррӏе"), ("xn--zz", None)],
+)
+def test_idna_a_labels_are_refused_naming_what_browsers_show(slug: str, shown: str | None) -> None:
+    # xn--n1aebk is Cyrillic "сору": in an address bar it passes for tenant "copy"
+    with pytest.raises(InvalidSlug, match="IDNA A-label") as info:
+        validate_slug(slug)
+    if shown is not None:  # Cyrillic, not the Latin it looks like
+        assert f"shown by browsers as {shown!r}" in str(info.value) and not shown.isascii()
+
+
+@pytest.mark.parametrize("slug", ["ab--c", "zz--top", "r3--x", "ab---c"])
+def test_double_hyphen_in_positions_3_and_4_is_reserved(slug: str) -> None:
+    with pytest.raises(InvalidSlug, match=r"'--' in positions 3-4.*RFC 5891"):
+        validate_slug(slug)
+
+
+@pytest.mark.parametrize("slug", ["a--b", "abc--d", "copy", "x-n-foo", "xn-a"])
+def test_double_hyphens_elsewhere_stay_valid(slug: str) -> None:
+    assert validate_slug(slug) == slug

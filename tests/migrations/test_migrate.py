@@ -114,6 +114,20 @@ def test_a_table_without_tenant_id_fails_its_placement(mtn: Tenantry, fresh_scra
         assert world.query(target, "SELECT to_regclass(%s)", (f'"{world.schema(target)}".notes',)) == [(None,)]
 
 
+def test_a_unique_index_without_tenant_id_fails_its_placement(mtn: Tenantry, fresh_scratch: Scratch, scripts_copy: Path) -> None:
+    world = make_world(mtn, fresh_scratch, {"schema": 1})
+    add_revision(scripts_copy, "0003_unique", HEAD, "    op.create_index('projects_name_key', 'projects', ['name'], unique=True)")
+    report = app_migrations.migrate(mtn, directory=str(scripts_copy))
+    assert len(report.failed) == 2 and not report.migrated
+    for result in report.failed:
+        assert (result.error or "").startswith(
+            "tables are not tenant-safe: projects: unique index projects_name_key must include tenant_id (CREATE UNIQUE INDEX"
+        )
+    for target in world.targets():  # rolled back whole
+        assert world.version(target) == OLD
+        assert world.query(target, "SELECT to_regclass(%s)", (f'"{world.schema(target)}".projects_name_key',)) == [(None,)]
+
+
 def test_untracked_placements_are_refused_until_stamped(mtn: Tenantry, fresh_scratch: Scratch) -> None:
     tenant = mtn.create_tenant("untracked-one", plan="business")  # deployed, never stamped
     world = World(mtn, fresh_scratch, [tenant])

@@ -8,6 +8,8 @@ work for the tenant bound to the context and read through a per-process cache:
   drops its copy within a second (the TTL, ``tenant_cache_ttl``, is only a backstop);
 * rendered stylesheets are cached by **(tenant id, brand version)**: versions only grow, so
   an entry can never be mistaken for a newer theme or another tenant's;
+* both keep at most ``tenant_cache_size`` entries (the oldest go first), as every
+  per-tenant cache does;
 * image bytes are cached by content address, but looked up only after the bound tenant's
   own brand was found to reference that address, so a warm cache answers nobody else.
 
@@ -39,6 +41,7 @@ from tenantry.branding.css import Stylesheet, stylesheet
 from tenantry.branding.emails import RenderedEmail, one_line, render_template
 from tenantry.branding.images import FAVICON, LOGO, Image, ImageRules, inspect_image
 from tenantry.branding.theme import BrandWarning, Theme, apply_changes, asset_of, theme_warnings
+from tenantry.core.caches import make_room
 from tenantry.errors import InvalidBrand, NotFound, TenantNotFound
 from tenantry.services import tenants as tenant_service
 
@@ -235,7 +238,7 @@ class Branding:
         rendered = stylesheet(brand.tenant_id, brand.version, brand.theme)
         with self._lock:
             self._cache.styles[key] = rendered
-            while len(self._cache.styles) > self._max_styles:
+            while len(self._cache.styles) > min(self._max_styles, self._tn.settings.tenant_cache_size):
                 self._cache.styles.popitem(last=False)
         return rendered
 
@@ -322,6 +325,7 @@ class Branding:
         brand = _brand(stored)
         with self._lock:
             if self._cache.events == seen:  # no invalidation raced this read
+                make_room(self._cache.brands, self._tn.settings.tenant_cache_size)
                 self._cache.brands[tenant_id] = (time.monotonic() + self._tn.settings.tenant_cache_ttl, brand)
         return brand
 

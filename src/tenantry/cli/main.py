@@ -136,17 +136,24 @@ def check(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Verify every app table has row-level security enabled, forced and its policy in place."""
+    """Verify every app table has row-level security enabled, forced and its policy in place,
+    and that every unique index on one includes tenant_id."""
     tn = get_state(ctx).tenantry()
     bad = tn.unprotected_tables()
+    leaky = tn.unscoped_unique_indexes()
     if as_json:
-        emit_json({"unprotected": bad, "ok": not bad})
-    elif bad:
+        emit_json({"unprotected": bad, "unscoped_unique": leaky, "ok": not bad and not leaky})
+    elif bad or leaky:
         for name in bad:
             error(f"{name} is not protected by row-level security")
+        for index in leaky:
+            error(
+                f"{index} -- a unique index without tenant_id: a duplicate-key error tells one"
+                " tenant which values another uses; recreate it with tenant_id among its keys"
+            )
     else:
-        console.print("every app table is protected by row-level security")
-    if bad:
+        console.print("every app table is protected by row-level security, and its unique keys include tenant_id")
+    if bad or leaky:
         raise typer.Exit(9)
 
 

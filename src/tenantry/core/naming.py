@@ -3,6 +3,9 @@
 Pure: no driver, no I/O. A slug is a DNS label (RFC 1123): lowercase ASCII letters, digits and
 ``-``, 1 to 63 characters, neither starting nor ending with ``-``. Anything else, including
 unicode look-alikes, is refused rather than normalised, so a slug always means what it shows.
+That includes their ASCII spelling: a label with ``--`` in positions 3 and 4 is reserved by
+RFC 5891 for encodings such as IDNA's A-labels (``xn--n1aebk`` shows as Cyrillic "сору" in a
+browser's address bar, a look-alike of tenant ``copy``), so none is a slug.
 """
 
 from __future__ import annotations
@@ -58,11 +61,29 @@ def validate_slug(slug: str) -> str:
             f"tenant slug {shown!r} is not a DNS label: use lowercase a-z, 0-9 and '-',"
             " not starting or ending with '-'"
         )
+    if slug[2:4] == "--":
+        raise InvalidSlug(_encoded_label(slug))
     if slug in RESERVED_SLUGS or slug.startswith(("pg-", "tenantry-")):
         raise InvalidSlug(f"tenant slug {slug!r} is reserved")
     if _UUID_SHAPED.fullmatch(slug):
         raise InvalidSlug(f"tenant slug {slug!r} looks like a tenant id; choose a name")
     return slug
+
+
+def _encoded_label(slug: str) -> str:
+    if slug.startswith("xn--"):
+        try:
+            shown_as = f", shown by browsers as {slug[4:].encode().decode('punycode')!r}"
+        except UnicodeError:
+            shown_as = ""
+        return (
+            f"tenant slug {slug!r} is an IDNA A-label (punycode){shown_as}, which can pass for"
+            " another tenant's name; choose a plain ASCII name"
+        )
+    return (
+        f"tenant slug {slug!r} has '--' in positions 3-4, which RFC 5891 reserves for encoded"
+        " (internationalised) labels; choose a name without it there"
+    )
 
 
 def is_slug(value: str) -> bool:

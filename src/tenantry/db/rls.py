@@ -13,9 +13,13 @@ schema), so a tenant can neither read nor write its rows into another placement'
 The sub-select makes PostgreSQL evaluate the context view once per query (an InitPlan) instead
 of once per row, so the comparison stays an index condition on the leading ``tenant_id`` column.
 
-Before anything is created the tables are checked: ``tenant_id`` must lead the primary key, and
+Before anything is created the tables are checked: ``tenant_id`` must lead the primary key,
 every foreign key between tenant tables must include ``tenant_id`` (PostgreSQL checks foreign
-keys without row-level security, so a single-column key could point at another tenant's row).
+keys without row-level security, so a single-column key could point at another tenant's row),
+and so must every unique key, unique index (partial and expression ones too) and exclusion
+constraint: PostgreSQL checks uniqueness across all rows of a shared table, so with a unique
+``email`` tenant A would learn from a duplicate-key error that tenant B has that address.
+:func:`unscoped_unique_indexes` finds such keys in a database, whoever made them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from psycopg import sql
 
 from tenantry.errors import InvalidInput
@@ -36,6 +41,7 @@ __all__ = [
     "policy_state",
     "table_order",
     "unprotected_tables",
+    "unscoped_unique_indexes",
     "validate_metadata",
 ]
 
@@ -81,9 +87,40 @@ def validate_metadata(metadata: sa.MetaData) -> list[sa.Table]:
                     f"{table.name}: foreign key to {target} must include tenant_id"
                     " (ForeignKeyConstraint(['tenant_id', ...], [...]))"
                 )
+        problems += _unscoped_unique_keys(table)
     if problems:
         raise InvalidInput("app tables are not tenant-safe: " + "; ".join(problems))
     return tables
+
+
+def _unscoped_unique_keys(table: sa.Table) -> list[str]:
+    """What ``table`` declares unique (constraints, indexes, exclusions) without ``tenant_id``
+    as one of the keys: each is an existence oracle across tenants."""
+    problems: list[str] = []
+    why = "else a duplicate-key error reveals another tenant's values"
+    for constraint in table.constraints:
+        if isinstance(constraint, (sa.UniqueConstraint, postgresql.ExcludeConstraint)):
+            columns = [c.name for c in constraint.columns]
+            if "tenant_id" in columns:
+                continue
+            kind = "unique key" if isinstance(constraint, sa.UniqueConstraint) else "exclusion constraint"
+            named = f" {constraint.name}" if isinstance(constraint.name, str) else ""
+            fix = ", ".join(f'"{c}"' for c in ["tenant_id", *columns])
+            hint = f"UniqueConstraint({fix})" if kind == "unique key" else "ExcludeConstraint((\"tenant_id\", \"=\"), ...)"
+            problems.append(f"{table.name}: {kind}{named} on ({', '.join(columns)}) must include tenant_id, {why} ({hint})")
+    for index in table.indexes:
+        keys = [e for e in index.expressions if isinstance(e, sa.Column)]
+        if not index.unique or any(c.name == "tenant_id" for c in keys):
+            continue
+        shown = ", ".join(c.name if isinstance(c, sa.Column) else str(c) for c in index.expressions)
+        partial = " (partial)" if index.dialect_options["postgresql"]["where"] is not None else ""
+        plain = len(keys) == len(index.expressions)
+        rest = ", ".join(f'"{c.name}"' for c in keys) if plain else "..."
+        problems.append(
+            f"{table.name}: unique index {index.name} on ({shown}){partial} must include tenant_id, {why}"
+            f' (Index("{index.name}", "tenant_id", {rest}, unique=True))'
+        )
+    return problems
 
 
 def apply_policies(conn: psycopg.Connection[Any], schema: str, table: str, runtime: str) -> None:
@@ -117,11 +154,13 @@ def apply_policies(conn: psycopg.Connection[Any], schema: str, table: str, runti
         (f'"{schema}"."{table}"',),
     ).fetchall()
     for (seq,) in sequences:
-        conn.execute(
-            sql.SQL("GRANT USAGE, SELECT ON SEQUENCE {} TO {}").format(
-                sql.Identifier(schema, seq), sql.Identifier(runtime)
-            )
-        )
+        # USAGE is all a column default's nextval() needs; SELECT would let any tenant read
+        # last_value of a sequence the pooled tier shares (revoked too from tables deployed
+        # before). USAGE alone still shows it through pg_sequence_last_value(), and the ids
+        # themselves count the others' inserts: docs/app-tables.md says to use UUIDv7 keys
+        seq_ident = sql.Identifier(schema, seq)
+        conn.execute(sql.SQL("REVOKE SELECT, UPDATE ON SEQUENCE {} FROM {}").format(seq_ident, sql.Identifier(runtime)))
+        conn.execute(sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(seq_ident, sql.Identifier(runtime)))
     conn.execute(
         """
         INSERT INTO tenantry.app_tables (schema_name, table_name) VALUES (%s, %s)
@@ -174,6 +213,42 @@ def unprotected_tables(conn: psycopg.Connection[Any]) -> list[str]:
         for schema, table, exists, forced, exact, extra in policy_state(conn)
         if not (exists and forced and exact and not extra)
     ]
+
+
+# Unique indexes (constraints' too), partial and expression ones included, and exclusion
+# constraints of the given tables that lack tenant_id among their key columns (an INCLUDE
+# column does not scope uniqueness; indkey holds 0 for an expression). Primary keys have a
+# check of their own: tenant_id leads them.
+_UNSCOPED_UNIQUE_SQL = """
+SELECT n.nspname, c.relname, ic.relname, pg_get_indexdef(i.indexrelid)
+  FROM {targets} AS a (schema_name, table_name)
+  JOIN pg_namespace n ON n.nspname = a.schema_name
+  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = a.table_name
+  JOIN pg_index i ON i.indrelid = c.oid
+  JOIN pg_class ic ON ic.oid = i.indexrelid
+ WHERE (i.indisunique OR i.indisexclusion) AND NOT i.indisprimary
+   AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) WITH ORDINALITY k (attnum, position)
+                     JOIN pg_attribute t ON t.attrelid = c.oid AND t.attnum = k.attnum
+                    WHERE k.position <= i.indnkeyatts AND t.attname = 'tenant_id')
+ ORDER BY 1, 2, 3
+"""
+
+
+def unscoped_unique_indexes(
+    conn: psycopg.Connection[Any], tables: list[tuple[str, str]] | None = None
+) -> list[tuple[str, str, str, str]]:
+    """``(schema, table, index, definition)`` of each unique index or exclusion constraint
+    without ``tenant_id`` among its keys, on ``tables`` (default: the registered app tables).
+    Whoever made them (a migration, a hand-run ``CREATE UNIQUE INDEX``), each lets a tenant
+    test whether another tenant holds a value."""
+    if tables is None:
+        targets: sql.Composable = sql.SQL("(SELECT schema_name, table_name FROM tenantry.app_tables)")
+        params: dict[str, Any] = {}
+    else:
+        targets = sql.SQL("unnest(%(schemas)s::text[], %(tables)s::text[])")
+        params = {"schemas": [t[0] for t in tables], "tables": [t[1] for t in tables]}
+    rows = conn.execute(sql.SQL(_UNSCOPED_UNIQUE_SQL).format(targets=targets), params).fetchall()
+    return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
 
 
 def drop_foreign_policies(conn: psycopg.Connection[Any], schema: str, table: str) -> list[str]:

@@ -2,12 +2,13 @@
 
 Every table in the placement's schema (but the Alembic version table) must be tenant-safe,
 as :func:`tenantry.db.rls.validate_metadata` demands of declared tables: ``tenant_id`` (a
-uuid) leads the primary key, and every foreign key includes ``tenant_id``. A migration that
-breaks this fails its placement, which is then rolled back.
+uuid) leads the primary key, and every foreign key, unique index and exclusion constraint
+includes ``tenant_id``. A migration that breaks this fails its placement, which is then rolled
+back.
 
 Tables not exactly protected (RLS enabled and forced, tenantry's policy as deployed and no
-other permissive one, the runtime role's grants on it and its sequences, registered in
-``tenantry.app_tables``) are secured with :func:`tenantry.db.rls.apply_policies`. Tables that
+other permissive one, the runtime role's grants on it and USAGE alone on its sequences,
+registered in ``tenantry.app_tables``) are secured with :func:`tenantry.db.rls.apply_policies`. Tables that
 are already protected are left alone, so the migration takes no lock on tables it did not
 touch. Registry rows of tables a migration dropped are removed.
 """
@@ -50,7 +51,8 @@ SELECT c.relname,
                                              AND pg_get_expr(p.polwithcheck, p.polrelid) = replace(%(expr)s, '{schema}', n.nspname))
               FROM pg_policy p WHERE p.polrelid = c.oid AND p.polpermissive)
        AND has_table_privilege(%(runtime)s, c.oid, 'SELECT, INSERT, UPDATE, DELETE')
-       AND (SELECT coalesce(bool_and(has_sequence_privilege(%(runtime)s, s.oid, 'USAGE, SELECT')), true)
+       AND (SELECT coalesce(bool_and(has_sequence_privilege(%(runtime)s, s.oid, 'USAGE')
+                                     AND NOT has_sequence_privilege(%(runtime)s, s.oid, 'SELECT, UPDATE')), true)
               FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
              WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
                AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')
@@ -90,6 +92,10 @@ def secure_schema(conn: psycopg.Connection[Any], schema: str, runtime: str, *, s
         elif not uuid_tenant:
             problems.append(f"{table}: tenant_id must be a uuid column")
         problems += [f"{table}: foreign key {name} must include tenant_id" for name in loose_fks]
+    problems += [
+        f"{table}: unique index {index} must include tenant_id ({definition})"
+        for _schema, table, index, definition in rls.unscoped_unique_indexes(conn, [(schema, r[0]) for r in rows])
+    ]
     if problems:
         raise InvalidInput("tables are not tenant-safe: " + "; ".join(problems))
     report = SecureReport()

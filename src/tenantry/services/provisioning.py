@@ -230,6 +230,8 @@ def _start(
             raise TenantExists(f"a tenant with slug {slug!r} exists already") from err
         assert inserted is not None
         tenant = row_to_tenant(inserted)
+        # processes that were asked for this slug before remember it as missing, briefly
+        notify_tenant(conn, tenant.id)
         placement = Placement.plan_for(
             tenant.id,
             isolation,

@@ -69,6 +69,7 @@ from tenantry.errors import ConfigurationError, Conflict, InvalidInput, TenantEx
 # module imports: provisioning imports this module in turn
 from tenantry.services import audit, provisioning
 from tenantry.services.cells import get_cell
+from tenantry.services.events import notify_tenant
 from tenantry.services.faults import crash_point
 from tenantry.services.tenants import TENANT_COLUMNS, row_to_tenant
 
@@ -260,9 +261,10 @@ def claim(
     assert inserted is not None
     tenant = row_to_tenant(inserted)
     placement = Placement.plan_for(spare_id, plan.isolation, cell=cell, pooled_schema=tn.settings.pooled_schema)
-    # One round trip for the rest. No NOTIFY: the tenant did not exist before this
-    # transaction, so no process can have cached it.
+    # One round trip for the rest, the NOTIFY included: processes that were asked for this
+    # slug before remember it as missing, briefly.
     with conn.pipeline():
+        notify_tenant(conn, spare_id)
         conn.execute(
             """
             INSERT INTO tenantry.placements
