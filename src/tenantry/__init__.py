@@ -49,6 +49,7 @@ from tenantry.errors import (
     InvalidBrand,
     InvalidHostname,
     InvalidInput,
+    InvalidSecret,
     InvalidSlug,
     InvalidTransition,
     IsolationError,
@@ -63,6 +64,7 @@ from tenantry.errors import (
     TenantNotActive,
     TenantNotFound,
     TenantryError,
+    UnsafeAddress,
     UnsafeRuntimeRole,
     VerificationFailed,
 )
@@ -80,6 +82,7 @@ from tenantry.plugins import (
     mount_plugins,
 )
 from tenantry.services.domain_checks import DnsChecker, DomainChecker, HttpChecker, Verdict
+from tenantry.services.egress import Egress
 from tenantry.services.domains import Domain
 from tenantry.services.spares import Spare, SpareReport
 from tenantry.services.tokens import ApiToken
@@ -121,6 +124,7 @@ __all__ = [
     "DomainChecker",
     "DomainNotFound",
     "DomainTaken",
+    "Egress",
     "EmbeddedServer",
     "Evaluation",
     "FlagExists",
@@ -133,6 +137,7 @@ __all__ = [
     "InvalidBrand",
     "InvalidHostname",
     "InvalidInput",
+    "InvalidSecret",
     "InvalidSlug",
     "InvalidTransition",
     "Isolation",
@@ -170,6 +175,7 @@ __all__ = [
     "TenantryError",
     "TenantryProvider",
     "Theme",
+    "UnsafeAddress",
     "UnsafeRuntimeRole",
     "Upload",
     "Verdict",

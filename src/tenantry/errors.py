@@ -12,7 +12,9 @@ with, so the interfaces translate errors without a table of their own::
     │   ├── InvalidSlug
     │   ├── ConfigInvalid              a config value or flag definition fails validation
     │   ├── InvalidBrand               a theme, image or e-mail template refused; nothing saved
-    │   └── InvalidHostname            not a hostname a tenant can add as its domain
+    │   ├── InvalidHostname            not a hostname a tenant can add as its domain
+    │   ├── InvalidSecret              a secret of the wrong form (webhook secrets: whsec_ + base64)
+    │   └── UnsafeAddress              a tenant's host resolves to an address that is not public
     ├── NotFound                       exit 6, HTTP 404
     │   ├── TenantNotFound
     │   ├── PlanNotFound
@@ -54,6 +56,7 @@ __all__ = [
     "InvalidBrand",
     "InvalidHostname",
     "InvalidInput",
+    "InvalidSecret",
     "InvalidSlug",
     "InvalidTransition",
     "IsolationError",
@@ -68,6 +71,7 @@ __all__ = [
     "TenantNotActive",
     "TenantNotFound",
     "TenantryError",
+    "UnsafeAddress",
     "UnsafeRuntimeRole",
     "VerificationFailed",
 ]
@@ -143,6 +147,17 @@ class ConfigInvalid(InvalidInput):
 
 class InvalidHostname(InvalidInput):
     """A hostname is malformed, an IP address, a wildcard, or under the app's base domain."""
+
+
+class InvalidSecret(InvalidInput):
+    """A secret is not of the form it must have (a webhook secret: ``whsec_`` and the base64
+    of 24 to 64 random bytes); the message says which form."""
+
+
+class UnsafeAddress(InvalidInput):
+    """A request to a host that a tenant chose was refused: it does not resolve (in time), or
+    resolves to an address that is not public (loopback, private, link-local, CGNAT,
+    multicast, or an IPv6 form of one of those). See :mod:`tenantry.services.egress`."""
 
 
 class NotFound(TenantryError):

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from tenantry import context
 from tenantry.core import config as config_core
 from tenantry.core.caches import make_room
+from tenantry.core.secrets import unseal, unseal_overrides
 from tenantry.core import flags as flags_core
 from tenantry.errors import ConfigInvalid, ConfigurationError, FlagNotFound, TenantNotFound
 from tenantry.services.flags import load_flags
@@ -145,6 +146,7 @@ class Live:
         if row is None:
             raise TenantNotFound(f"no tenant {str(tenant_id)!r}")
         (id_, slug, plan, status, created_at, cell, tier, labels, plan_doc, tenant_doc, overrides) = row
+        keyring = self._tn.secret_keyring()
         view = TenantView(
             id=id_,
             slug=slug,
@@ -155,9 +157,10 @@ class Live:
                 "created_at": created_at, "cell": cell, "tier": tier,
                 "region": (labels or {}).get("region"),
             },
-            plan_doc=plan_doc,
-            tenant_doc=tenant_doc,
-            overrides=overrides,
+            # sealed secrets are opened once per load; the model holds them as SecretStr
+            plan_doc=unseal(plan_doc, keyring, f"plan:{plan}"),
+            tenant_doc=unseal(tenant_doc, keyring, f"tenant:{id_}"),
+            overrides=unseal_overrides(overrides, keyring, f"tenant:{id_}"),
             expires=expires,
         )
         if view.id != tenant_id:  # defence in depth: a view answers for its own tenant only

@@ -125,7 +125,7 @@ def test_a_cli_change_reaches_the_apps_hooks_and_runs_them_itself_with_the_plugi
 
     tenant = ptenant()
     ptn.plugins.enable("webhooks", tenant=tenant.slug)
-    config_service.set_value(ptn, "webhooks", {"url": "https://hooks.example/x", "secret": "s" * 20}, tenant=tenant.slug)
+    config_service.set_value(ptn, "webhooks", {"url": "https://hooks.example/x", "secret": "whsec_Y2xpLXRlc3Qtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXM="}, tenant=tenant.slug)
 
     def events() -> list[str]:
         with ptn.tenant(tenant.slug, allow_inactive=True), Session(ptn.engine()) as session:

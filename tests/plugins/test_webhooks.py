@@ -24,7 +24,8 @@ from tests.conftest import Scratch
 from tests.model_app import Base
 from tests.plugins.receiver import Receiver
 
-SECRET = "whsec_c2VjcmV0LWtleS1vZi10aGUtdGVzdHM="
+SECRET = "whsec_c2VjcmV0LWtleS1vZi10aGUtdGVzdHMtMzItYnl0ZXM="
+B_SECRET = "whsec_Yi1oYXMtaXRzLW93bi1zZWNyZXQtb2YtMzItYnl0ZXM="
 
 
 def _configure(tn: Tenantry, tenant: Tenant, url: str, secret: str = SECRET, events: list[str] | None = None) -> None:
@@ -86,7 +87,7 @@ def test_an_event_is_delivered_signed(ptn: Tenantry, hooked: Callable[..., Tenan
     [got] = receiver.received
     assert got.path == f"/hooks/{tenant.slug}" and got.headers["content-type"] == "application/json"
     assert verify(SECRET, got.headers, got.body)
-    assert not verify("whsec_" + "b3RoZXItc2VjcmV0LWtleQ==", got.headers, got.body)  # another secret does not verify
+    assert not verify("whsec_b3RoZXItc2VjcmV0LWtleS1vZi0yNC1i", got.headers, got.body)  # another secret does not verify
     assert not verify(SECRET, got.headers, got.body + b" ")  # nor a changed body
     body = json.loads(got.body)
     assert body["type"] == "task.created" and body["tenant"] == tenant.slug and body["data"] == {"id": 7, "title": "Ship it"}
@@ -247,6 +248,9 @@ def test_one_tenants_failure_does_not_stop_the_others(
         {"url": "https://user:pw@hooks.example/x", "secret": SECRET},
         {"url": "https://hooks.example/x"},  # no secret
         {"url": "https://hooks.example/x", "secret": "short"},
+        {"url": "https://hooks.example/x", "secret": "any sixteen-plus character text"},  # not whsec_
+        {"url": "https://hooks.example/x", "secret": "whsec_not*base64*at*all*but*long*enough"},
+        {"url": "https://hooks.example/x", "secret": "whsec_c2hvcnQta2V5LTE2LWJ5dGVz"},  # 16 bytes: too short
         {"url": "https://hooks.example/x", "secret": SECRET, "events": ["Task Created"]},
         {"url": "https://hooks.example/x", "secret": SECRET, "surprise": 1},
         {"url": "not a url", "secret": SECRET},
@@ -279,7 +283,7 @@ def test_deliveries_stay_with_their_tenant_on_every_tier(ptn: Tenantry, hooked: 
 
     with Receiver() as receiver:
         a, b = hooked(receiver.url, plan=TIER_PLANS[tier]), hooked(receiver.url, plan=TIER_PLANS[tier])
-        _configure(ptn, b, receiver.url + f"/hooks/{b.slug}", secret="b-has-its-own-secret")
+        _configure(ptn, b, receiver.url + f"/hooks/{b.slug}", secret=B_SECRET)
         _mine(ptn, a, b)
         _emit(ptn, a, "task.created", {"secret_of": "a"})
         _emit(ptn, b, "task.created", {"secret_of": "b"})
@@ -294,7 +298,7 @@ def test_deliveries_stay_with_their_tenant_on_every_tier(ptn: Tenantry, hooked: 
     assert set(by_path) == {f"/hooks/{a.slug}", f"/hooks/{b.slug}"}
     assert json.loads(by_path[f"/hooks/{a.slug}"].body)["data"] == {"secret_of": "a"}
     assert verify(SECRET, by_path[f"/hooks/{a.slug}"].headers, by_path[f"/hooks/{a.slug}"].body)
-    assert verify("b-has-its-own-secret", by_path[f"/hooks/{b.slug}"].headers, by_path[f"/hooks/{b.slug}"].body)
+    assert verify(B_SECRET, by_path[f"/hooks/{b.slug}"].headers, by_path[f"/hooks/{b.slug}"].body)
     assert not verify(SECRET, by_path[f"/hooks/{b.slug}"].headers, by_path[f"/hooks/{b.slug}"].body)
 
 
