@@ -19,6 +19,7 @@ from tenantry import ConfigInvalid, SubdomainResolver, Tenant, TenantMiddleware,
 from tenantry.contrib.webhooks import Delivery, WebhooksPlugin, deliver_pending, queue, subscribed, verify
 from tenantry.contrib.webhooks import delivery as delivery_module
 from tenantry.services import config as config_service
+from tenantry.services.egress import Egress
 from tenantry.services import flags as flags_service
 from tests.conftest import Scratch
 from tests.model_app import Base
@@ -338,3 +339,41 @@ def test_the_routes_show_a_tenant_its_own_deliveries(ptn: Tenantry, hooked: Call
     assert runner.run(get(a.slug, "/_plugins/webhooks/deliveries?limit=0")).status_code == 422
     assert runner.run(get(a.slug, "/_plugins/webhooks/deliveries?status=nope")).status_code == 422
     assert runner.run(get(a.slug, "/_plugins/webhooks/nope")).status_code == 404
+
+
+def test_deliveries_connect_to_the_address_the_guard_checked(
+    ptn: Tenantry, hooked: Callable[..., Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a rebinding resolver: first loopback (allowed here), then another address; the delivery
+    # must go where the first answer pointed, with the name in Host, and ask only once
+    asked: list[str] = []
+
+    def rebinding(host: str, timeout: float) -> list[str]:
+        asked.append(host)
+        return ["127.0.0.1"] if len(asked) == 1 else ["127.0.0.9"]
+
+    monkeypatch.setattr(ptn.plugins.get("webhooks"), "egress", Egress(allow_private=True, resolver=rebinding))
+    with Receiver() as receiver:
+        port = receiver.url.rsplit(":", 1)[1]
+        tenant = hooked(f"http://hooks.tenant.test:{port}")
+        _mine(ptn, tenant)
+        _emit(ptn, tenant, "task.created", {"id": 1})
+        assert deliver_pending(ptn).delivered == 1
+    [got] = receiver.received
+    assert got.headers["host"] == f"hooks.tenant.test:{port}" and asked == ["hooks.tenant.test"]
+    assert verify(SECRET, got.headers, got.body)
+
+
+@pytest.mark.parametrize("disguised", ["64:ff9b::7f00:1", "2002:7f00:1::1", "::ffff:10.0.0.1", "100.64.0.1"])
+def test_disguised_private_addresses_are_refused(
+    ptn: Tenantry, hooked: Callable[..., Tenant], monkeypatch: pytest.MonkeyPatch, disguised: str
+) -> None:
+    # NAT64 and 6to4 forms of loopback passed main's is_global check
+    strict = Egress(resolver=lambda host, timeout: [disguised])
+    monkeypatch.setattr(ptn.plugins.get("webhooks"), "egress", strict)
+    tenant = hooked("https://hooks.tenant.test")
+    _mine(ptn, tenant)
+    _emit(ptn, tenant, "task.created", {"id": 1})
+    assert deliver_pending(ptn).failed == 1
+    [row] = _deliveries(ptn, tenant)
+    assert row.status == "failed" and row.last_error is not None and "not a public address" in row.last_error

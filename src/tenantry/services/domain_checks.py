@@ -115,15 +115,15 @@ class HttpChecker:
             import httpx
         except ImportError as err:  # pragma: no cover - depends on the installed extras
             raise ConfigurationError("the HTTP domain check needs httpx: pip install 'tenantry[web]'") from err
-        target = self._target(hostname)
-        if isinstance(target, Verdict):
-            return target
+        pinned = self._target(hostname)
+        if isinstance(pinned, Verdict):
+            return pinned
         path = f"{WELL_KNOWN}{token}"
         shown = f"http://{hostname}{path}"
         try:
             with httpx.Client(timeout=self.timeout, follow_redirects=False, trust_env=False) as client:
                 for _ in range(self.max_redirects + 1):
-                    request = target.request(client, "GET", path)
+                    request = pinned.request(client, "GET", path)
                     response = client.send(request, stream=True)
                     try:
                         if response.is_redirect:
