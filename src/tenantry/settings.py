@@ -57,8 +57,8 @@ class Settings(BaseSettings):
     secret_keys: SecretStr | None = None
     """Keys that encrypt the config fields a schema marks secret (:mod:`tenantry.core.secrets`):
     ``<id>:<base64 of 32 bytes>`` entries, comma-separated, the first encrypting new values and
-    all of them decrypting. Rotate by putting a new key first and keeping the old ones until
-    ``tenantry config reencrypt`` has run. ``None``: with the embedded server, a key file kept
+    all of them decrypting. Rotate by putting a new key first, then run ``tenantry config reseal``; keep an old key
+    while a version of the history sealed with it may be rolled back to. ``None``: with the embedded server, a key file kept
     in its data directory; otherwise secret fields cannot be written. ``TENANTRY_SECRET_KEYS``."""
 
     data_dir: Path | None = None
@@ -160,8 +160,8 @@ class Settings(BaseSettings):
     @field_validator("plugins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(p.strip() for p in value.split(",") if p.strip())
+        if isinstance(value, str):  # (from_env splits the variable's text)
+            raise ValueError("plugins must be a sequence of names or module:attr specs, not one string")
         if isinstance(value, list):
             return tuple(value)
         return value
@@ -248,6 +248,8 @@ class Settings(BaseSettings):
             value = env.get(_PREFIX + name.upper())
             if value:
                 values[name] = value
+        if isinstance(values.get("plugins"), str):
+            values["plugins"] = tuple(p.strip() for p in str(values["plugins"]).split(",") if p.strip())
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

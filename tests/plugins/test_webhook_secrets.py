@@ -241,7 +241,9 @@ def test_rotation_keeps_the_old_secret_signing_for_the_window(ptn: Tenantry, hoo
 # -- the key that seals them ----------------------------------------------------------------
 
 
-def test_sealing_keys_rotate_and_a_missing_key_fails_clearly(fresh_scratch: Scratch) -> None:
+def test_sealing_keys_rotate_and_a_missing_key_fails_clearly(
+    fresh_scratch: Scratch, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     old, new = fresh_scratch.secret_keys, new_key("next")
     first = Tenantry(fresh_scratch.settings(), plugins=[WebhooksPlugin()], actor="pytest-keys")
     try:
@@ -261,6 +263,15 @@ def test_sealing_keys_rotate_and_a_missing_key_fails_clearly(fresh_scratch: Scra
         assert config_service.reseal(rotated) == 1 and config_service.reseal(rotated) == 0
     finally:
         rotated.close()
+    for name, value in (
+        ("TENANTRY_DATABASE_URL", fresh_scratch.url), ("TENANTRY_OWNER_ROLE", fresh_scratch.owner),
+        ("TENANTRY_RUNTIME_ROLE", fresh_scratch.runtime), ("TENANTRY_SECRET_KEYS", f"{new},{old}"),
+        ("TENANTRY_PLUGINS", "webhooks"),
+    ):
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    assert main(["config", "reseal", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"resealed_layers": 0}  # done already
     with psycopg.connect(fresh_scratch.url) as conn:
         [layer] = conn.execute("SELECT document::text FROM tenantry.config_layers WHERE tenant_id = %s", (tenant.id,)).fetchone() or [""]
     assert "tenantry:sealed:v1:next:" in layer and ":scratch:" not in layer
@@ -270,10 +281,12 @@ def test_sealing_keys_rotate_and_a_missing_key_fails_clearly(fresh_scratch: Scra
             assert only_new.config().webhooks.secret.get_secret_value() == SECRET  # type: ignore[attr-defined]
     finally:
         only_new.close()
-    only_old = reading(old)  # the old key alone no longer opens it: it names the key it lacks
+    only_old = reading(old)  # the old key alone no longer opens it
     try:
-        with only_old.tenant("keys-a"), pytest.raises(ConfigurationError, match="'next'"):
+        with only_old.tenant("keys-a"), pytest.raises(ConfigurationError, match="cannot open.*TENANTRY_SECRET_KEYS"):
             only_old.config()
+        with pytest.raises(ConfigurationError, match="'next'"):  # the service names the key it lacks
+            config_service.get(only_old, tenant="keys-a")
     finally:
         only_old.close()
     keyless = Tenantry(Settings(database_url=fresh_scratch.url, owner_role=fresh_scratch.owner, runtime_role=fresh_scratch.runtime),
@@ -281,5 +294,9 @@ def test_sealing_keys_rotate_and_a_missing_key_fails_clearly(fresh_scratch: Scra
     try:
         with pytest.raises(ConfigurationError, match="TENANTRY_SECRET_KEYS"):
             config_service.set_value(keyless, "webhooks.secret", new_secret(), tenant="keys-a")
+        with keyless.tenant("keys-a"):
+            assert keyless.flags.value("webhooks.deliver", default=True) is True  # flags need no key
+            with pytest.raises(ConfigurationError, match="TENANTRY_SECRET_KEYS"):
+                keyless.config()
     finally:
         keyless.close()

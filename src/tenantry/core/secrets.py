@@ -15,8 +15,9 @@ the value reads it from ``tn.config()`` with ``.get_secret_value()``.
 
 Key rotation: put a new key first in ``TENANTRY_SECRET_KEYS`` (``new,old``). New values are
 sealed with the first key; every key listed opens what it sealed. ``tenantry config
-reseal`` (:func:`tenantry.services.config.reseal`) then seals every stored value, the history
-included, with the first key; after that the old key can be dropped.
+reseal`` (:func:`tenantry.services.config.reseal`) then seals the current layers with the first
+key. The history is append-only and keeps the key each version was sealed with: drop an old
+key once no version sealed with it needs rolling back to.
 
 Pure: no I/O (the cipher is computation).
 """
@@ -42,6 +43,7 @@ __all__ = [
     "SEALED_PREFIX",
     "Keyring",
     "is_sealed",
+    "is_sealed_anywhere",
     "keep_redacted",
     "new_key",
     "redact",
@@ -142,6 +144,15 @@ class Keyring:
 
 def is_sealed(value: object) -> bool:
     return isinstance(value, str) and value.startswith(SEALED_PREFIX)
+
+
+def is_sealed_anywhere(value: object) -> bool:
+    """Whether a sealed value is left anywhere in ``value`` (a document, list or scalar)."""
+    if isinstance(value, Mapping):
+        return any(is_sealed_anywhere(v) for v in value.values())
+    if isinstance(value, list):
+        return any(is_sealed_anywhere(v) for v in value)
+    return is_sealed(value)
 
 
 # -- which fields are secret ----------------------------------------------------------------
