@@ -108,3 +108,16 @@ def test_the_cli_opts_into_the_embedded_server() -> None:
     from tenantry.cli.state import State
 
     assert State().settings().embedded
+
+
+def test_the_embedded_server_gets_a_sealing_key_file_of_its_own(tmp_path: Path) -> None:
+    settings = Settings(embedded=True, data_dir=tmp_path / "pg")
+    with Tenantry(settings) as first:
+        ring = first.secret_keyring()
+    key_file = tmp_path / "pg.secret-keys"
+    assert ring is not None and key_file.stat().st_mode & 0o777 == 0o600
+    with Tenantry(settings) as second:  # the next process reads the same key
+        again = second.secret_keyring()
+        assert again is not None and again.ids == ring.ids == ["local"]
+    # an external database gets no key file: its keys are the deployment's to set
+    assert Tenantry(Settings(database_url="postgresql://x@127.0.0.1:1/none")).secret_keyring() is None
