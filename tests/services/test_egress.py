@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from tenantry import UnsafeAddress
+from tenantry import ConfigurationError, UnsafeAddress
 from tenantry.services.egress import Egress, dns_resolver, is_public
 from tests.net_servers import TxtDnsServer
 
@@ -151,3 +151,8 @@ def test_allow_private_still_resolves_once_and_pins() -> None:
     assert (target.address, calls) == ("127.0.0.1", ["hooks.local"])
     assert Egress(allow_private=True, resolver=resolver).pin("http://127.0.0.2:9/").address == "127.0.0.2"
     assert calls == ["hooks.local"]  # an address literal is not looked up
+
+
+def test_a_client_that_follows_redirects_is_refused() -> None:
+    with httpx.Client(follow_redirects=True) as client, pytest.raises(ConfigurationError, match="follow_redirects"):
+        Egress(resolver=lambda h, t: ["8.8.8.8"]).send(client, "GET", "https://x.example/")

@@ -244,15 +244,9 @@ def _opened(
 
 def _redacted_change(change: core.Change, paths: frozenset[sealing.Path]) -> core.Change:
     path = tuple(change.path.split("."))
-
-    def hide(value: Any) -> Any:
-        if value is core._ABSENT_MARK:
-            return value
-        if change.layer == "override":
-            return sealing.redact_overrides({change.path: value}, paths)[change.path]
-        return sealing.redact({path[-1]: value}, paths, path[:-1])[path[-1]]
-
-    return core.Change(change.path, change.layer, hide(change.before), hide(change.after))
+    if change.layer == "override":
+        return change.shown(lambda entry: sealing.redact_overrides({change.path: entry}, paths)[change.path])
+    return change.shown(lambda value: sealing.redact({path[-1]: value}, paths, path[:-1])[path[-1]])
 
 
 def get(

@@ -197,6 +197,9 @@ class Egress:
     ) -> httpx.Response:
         """Send one request to ``url`` through the guard (redirects are the caller's: pass a
         client that does not follow them)."""
+        if client.follow_redirects:
+            # a redirect would be resolved and followed by httpx, past the guard
+            raise ConfigurationError("requests through the SSRF guard need a client with follow_redirects=False")
         target = self.pin(url)
         return client.send(target.request(client, method, headers=headers, content=content))
 
