@@ -85,7 +85,7 @@ class Activity(LifecycleHooks, ConfigSection, AppTables, AsgiRoutes):
 
 
 def main() -> None:
-    tn = Tenantry(Settings.from_env(), metadata=AppBase.metadata, plugins=[Activity()], actor="plugin-quickstart")
+    tn = Tenantry(Settings.from_env(embedded=True), metadata=AppBase.metadata, plugins=[Activity()], actor="plugin-quickstart")
     tn.init()  # the app's tables and the plugin's, RLS on each
     for slug in ("plug-acme", "plug-globex"):
         try:

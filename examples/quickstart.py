@@ -36,7 +36,7 @@ SEED = {
 
 def main() -> None:
     console = Console()
-    tn = Tenantry(Settings.from_env(), metadata=Base.metadata, actor="quickstart")
+    tn = Tenantry(Settings.from_env(embedded=True), metadata=Base.metadata, actor="quickstart")
     console.print("[bold]1. init[/] catalog, roles and the app's tables (idempotent)")
     report = tn.init()
     console.print(f"   catalog version {report.version}; row-level security on {tn.deploy().secured}")

@@ -84,11 +84,16 @@ class ScriptedHttpServer:
 
 
 class TxtDnsServer:
-    """A UDP DNS server on 127.0.0.1 answering TXT queries from ``records`` (name -> values);
-    other names get NXDOMAIN."""
+    """A UDP DNS server on 127.0.0.1 answering TXT queries from ``records`` (name -> values)
+    and A/AAAA queries from ``addresses`` (name -> one list of addresses per answer, given in
+    turn, the last repeated: a rebinding server); other names get NXDOMAIN. ``asked`` counts
+    the address queries per name."""
 
-    def __init__(self, records: dict[str, list[str]]) -> None:
+    def __init__(self, records: dict[str, list[str]], addresses: dict[str, list[list[str]]] | None = None) -> None:
         self.records = records
+        self.addresses = addresses or {}
+        self.asked: dict[str, int] = {}
+        self._answers: dict[str, int] = {}
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind(("127.0.0.1", 0))
         self._sock.settimeout(0.2)
@@ -113,7 +118,18 @@ class TxtDnsServer:
                 response.answer.append(
                     dns.rrset.from_text(question.name, 60, dns.rdataclass.IN, dns.rdatatype.TXT, *quoted)
                 )
-            elif name not in self.records:
+            elif name in self.addresses and question.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                self.asked[name] = self.asked.get(name, 0) + 1
+                turns = self.addresses[name]
+                # one answer set per A query (AAAA queries see the same set as the A before)
+                if question.rdtype == dns.rdatatype.A:
+                    self._answers[name] = self._answers.get(name, -1) + 1
+                chosen = turns[min(max(self._answers.get(name, 0), 0), len(turns) - 1)]
+                v6 = question.rdtype == dns.rdatatype.AAAA
+                matching = [a for a in chosen if (":" in a) == v6]
+                if matching:
+                    response.answer.append(dns.rrset.from_text(question.name, 0, dns.rdataclass.IN, question.rdtype, *matching))
+            elif name not in self.records and name not in self.addresses:
                 response.set_rcode(dns.rcode.NXDOMAIN)
             self._sock.sendto(response.to_wire(), peer)
 

@@ -25,4 +25,4 @@ def test_import_does_no_io(monkeypatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     importlib.reload(tenantry)
-    tenantry.Tenantry()  # constructing connects to nothing
+    tenantry.Tenantry(tenantry.Settings(embedded=True))  # constructing connects to nothing

@@ -49,6 +49,7 @@ from tenantry.errors import (
     InvalidBrand,
     InvalidHostname,
     InvalidInput,
+    InvalidSecret,
     InvalidSlug,
     InvalidTransition,
     IsolationError,
@@ -66,6 +67,7 @@ from tenantry.errors import (
     TenantRestoring,
     TenantryError,
     TenantSuspended,
+    UnsafeAddress,
     UnsafeRuntimeRole,
     VerificationFailed,
 )
@@ -83,6 +85,7 @@ from tenantry.plugins import (
     mount_plugins,
 )
 from tenantry.services.domain_checks import DnsChecker, DomainChecker, HttpChecker, Verdict
+from tenantry.services.egress import Egress
 from tenantry.services.domains import Domain
 from tenantry.services.spares import Spare, SpareReport
 from tenantry.services.tokens import ApiToken
@@ -124,6 +127,7 @@ __all__ = [
     "DomainChecker",
     "DomainNotFound",
     "DomainTaken",
+    "Egress",
     "EmbeddedServer",
     "Evaluation",
     "FlagExists",
@@ -136,6 +140,7 @@ __all__ = [
     "InvalidBrand",
     "InvalidHostname",
     "InvalidInput",
+    "InvalidSecret",
     "InvalidSlug",
     "InvalidTransition",
     "Isolation",
@@ -176,6 +181,7 @@ __all__ = [
     "TenantryError",
     "TenantryProvider",
     "Theme",
+    "UnsafeAddress",
     "UnsafeRuntimeRole",
     "Upload",
     "Verdict",

@@ -42,6 +42,7 @@ from tenantry.core.caches import make_room
 from tenantry.core.config import ConfigSections
 from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.placement import Placement, Route
+from tenantry.core.secrets import Keyring
 from tenantry.db import catalog, rls
 from tenantry.db.binding import AsyncTenantConnection, Binder, RouteKey, TenantConnection
 from tenantry.db.connect import admin_connection, control_plane_url, translate, translated, with_user
@@ -55,6 +56,7 @@ from tenantry.db.roles import (
     runtime_problems,
 )
 from tenantry.db.routing import DEFAULT_ROUTE, Router
+from tenantry.db.embedded_keys import embedded_keyring
 from tenantry.db.server import EmbeddedServer
 from tenantry.errors import (
     ConfigurationError,
@@ -145,11 +147,17 @@ class Tenantry:
         plugins: Iterable[Plugin | type[Plugin] | str] | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
+        if self.settings.database_url is None and not self.settings.embedded:
+            raise ConfigurationError(
+                "no database: set TENANTRY_DATABASE_URL (Settings(database_url=...)), or TENANTRY_EMBEDDED=1"
+                " (Settings(embedded=True)) for the embedded development server"
+            )
         self.metadata = metadata
         self._actor = actor or f"{getpass.getuser()}@python"
         self._lock = threading.RLock()
         self._admin_url: str | None = None
         self._runtime_url: str | None = None
+        self._keyring: Keyring | None = None
         self._binder: Binder | None = None
         self._runtime_checked = False
         self._runtime_problem: UnsafeRuntimeRole | None = None
@@ -214,8 +222,8 @@ class Tenantry:
         """The admin connection string; starts the embedded server when none is configured."""
         with self._lock:
             if self._admin_url is None:
-                if self.settings.database_url:
-                    self._admin_url = self.settings.database_url
+                if self.settings.database_url is not None:
+                    self._admin_url = self.settings.database_url.get_secret_value()
                 else:
                     self._admin_url = self._embedded_url()
             return self._admin_url
@@ -236,13 +244,25 @@ class Tenantry:
         params["dbname"] = EMBEDDED_DATABASE
         return make_conninfo("", **params)
 
+    def secret_keyring(self) -> Keyring | None:
+        """The keys that seal secret config values (:mod:`tenantry.core.secrets`): those of
+        ``Settings.secret_keys``; with the embedded server and none set, a key file of its own;
+        else ``None`` (secret fields cannot be written)."""
+        with self._lock:
+            if self._keyring is None:
+                if self.settings.secret_keys is not None:
+                    self._keyring = Keyring.parse(self.settings.secret_keys.get_secret_value())
+                elif self.settings.database_url is None:
+                    self._keyring = embedded_keyring(EmbeddedServer(self.settings.data_dir).data_dir)
+            return self._keyring
+
     @property
     def runtime_url(self) -> str:
         """The connection string of the runtime role."""
         with self._lock:
             if self._runtime_url is None:
-                if self.settings.runtime_url:
-                    self._runtime_url = self.settings.runtime_url
+                if self.settings.runtime_url is not None:
+                    self._runtime_url = self.settings.runtime_url.get_secret_value()
                 else:
                     with self.admin() as conn:
                         catalog.require_catalog(conn)

@@ -14,7 +14,9 @@ that pass by themselves also know how soon to retry (``retry_after``, seconds; s
     │   ├── InvalidSlug
     │   ├── ConfigInvalid              a config value or flag definition fails validation
     │   ├── InvalidBrand               a theme, image or e-mail template refused; nothing saved
-    │   └── InvalidHostname            not a hostname a tenant can add as its domain
+    │   ├── InvalidHostname            not a hostname a tenant can add as its domain
+    │   ├── InvalidSecret              a secret of the wrong form (webhook secrets: whsec_ + base64)
+    │   └── UnsafeAddress              a tenant's host resolves to an address that is not public
     ├── NotFound                       exit 6, HTTP 404
     │   ├── TenantNotFound
     │   ├── PlanNotFound
@@ -59,6 +61,7 @@ __all__ = [
     "InvalidBrand",
     "InvalidHostname",
     "InvalidInput",
+    "InvalidSecret",
     "InvalidSlug",
     "InvalidTransition",
     "IsolationError",
@@ -76,6 +79,7 @@ __all__ = [
     "TenantRestoring",
     "TenantSuspended",
     "TenantryError",
+    "UnsafeAddress",
     "UnsafeRuntimeRole",
     "VerificationFailed",
 ]
@@ -155,6 +159,17 @@ class ConfigInvalid(InvalidInput):
 
 class InvalidHostname(InvalidInput):
     """A hostname is malformed, an IP address, a wildcard, or under the app's base domain."""
+
+
+class InvalidSecret(InvalidInput):
+    """A secret is not of the form it must have (a webhook secret: ``whsec_`` and the base64
+    of 24 to 64 random bytes); the message says which form."""
+
+
+class UnsafeAddress(InvalidInput):
+    """A request to a host that a tenant chose was refused: it does not resolve (in time), or
+    resolves to an address that is not public (loopback, private, link-local, CGNAT,
+    multicast, or an IPv6 form of one of those). See :mod:`tenantry.services.egress`."""
 
 
 class NotFound(TenantryError):

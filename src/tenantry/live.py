@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from tenantry import context
 from tenantry.core import config as config_core
 from tenantry.core.caches import make_room
+from tenantry.core.secrets import is_sealed_anywhere, unseal, unseal_overrides
 from tenantry.core import flags as flags_core
 from tenantry.errors import ConfigInvalid, ConfigurationError, FlagNotFound, TenantNotFound
 from tenantry.services.flags import load_flags
@@ -145,6 +146,7 @@ class Live:
         if row is None:
             raise TenantNotFound(f"no tenant {str(tenant_id)!r}")
         (id_, slug, plan, status, created_at, cell, tier, labels, plan_doc, tenant_doc, overrides) = row
+        keyring = self._tn.secret_keyring()
         view = TenantView(
             id=id_,
             slug=slug,
@@ -155,9 +157,11 @@ class Live:
                 "created_at": created_at, "cell": cell, "tier": tier,
                 "region": (labels or {}).get("region"),
             },
-            plan_doc=plan_doc,
-            tenant_doc=tenant_doc,
-            overrides=overrides,
+            # sealed secrets are opened once per load (the model holds them as SecretStr); one
+            # this process has no key for stays sealed: flags still work, tn.config() refuses
+            plan_doc=unseal(plan_doc, keyring, f"plan:{plan}", strict=False),
+            tenant_doc=unseal(tenant_doc, keyring, f"tenant:{id_}", strict=False),
+            overrides=unseal_overrides(overrides, keyring, f"tenant:{id_}", strict=False),
             expires=expires,
         )
         if view.id != tenant_id:  # defence in depth: a view answers for its own tenant only
@@ -200,7 +204,13 @@ class Live:
     # -- reads ------------------------------------------------------------------------------
     def config(self, tenant_id: uuid.UUID, as_type: type[M] | None = None) -> BaseModel:
         schema = self._tn.config_sections.schema()
-        resolved = self.view(tenant_id).resolve(time(), schema)
+        view = self.view(tenant_id)
+        if any(is_sealed_anywhere(d) for d in (view.plan_doc, view.tenant_doc, view.overrides)):
+            raise ConfigurationError(
+                f"tenant {view.slug}'s config holds secret values this process cannot open:"
+                " set TENANTRY_SECRET_KEYS to the keys that sealed them"
+            )
+        resolved = view.resolve(time(), schema)
         if resolved.error is not None:
             raise ConfigurationError(
                 f"{resolved.error.message} (the app's schema or the tenant's plan changed since it was written)"

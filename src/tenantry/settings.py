@@ -1,7 +1,10 @@
-"""Settings: one frozen dataclass, read from the environment only when asked.
+"""Settings: one frozen pydantic-settings model, read from the environment only when asked.
 
-Nothing here runs at import time; ``Settings.from_env()`` reads the variables it names, and
-every field has a visible default.
+Nothing here runs at import time, and ``Settings(...)`` reads nothing but its arguments;
+``Settings.from_env()`` reads the ``TENANTRY_*`` variables, a ``.env`` file and a secrets
+directory (one file per setting, as Docker and Kubernetes mount secrets). Connection strings
+and keys are :class:`pydantic.SecretStr`: the repr shows ``**********``, and the code that
+needs the value calls ``.get_secret_value()``.
 """
 
 from __future__ import annotations
@@ -9,28 +12,54 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated, Any
+
+import pydantic
+from pydantic import SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, DotEnvSettingsSource, NoDecode, SecretsSettingsSource, SettingsConfigDict
 
 from tenantry.errors import ConfigurationError
 
 __all__ = ["Settings"]
 
 _ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_PREFIX = "TENANTRY_"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Settings:
-    """How tenantry reaches PostgreSQL and names what it creates there."""
+class Settings(BaseSettings):
+    """How tenantry reaches PostgreSQL and names what it creates there.
 
-    database_url: str | None = None
+    >>> "hunter2" in repr(Settings(database_url="postgresql://app:hunter2@db/app"))
+    False
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=_PREFIX, frozen=True, extra="forbid", use_attribute_docstrings=True, validate_default=False
+    )
+
+    database_url: SecretStr | None = None
     """Admin connection (a superuser, or a role with CREATEROLE that may SET ROLE to the owner).
-    ``None`` starts or reuses the embedded PostgreSQL server. ``TENANTRY_DATABASE_URL``."""
+    ``None``: the embedded PostgreSQL server, when :attr:`embedded` allows it.
+    ``TENANTRY_DATABASE_URL``. A secret: read it with ``.get_secret_value()``."""
 
-    runtime_url: str | None = None
+    embedded: bool = False
+    """Start (or reuse) the embedded PostgreSQL server when :attr:`database_url` is unset: for
+    development, demos and tests. The CLI, ``tenantry demo`` and the examples turn it on; an app
+    process must ask for it, so that one whose environment lost its database URL fails at
+    start-up instead of serving an empty local database. ``TENANTRY_EMBEDDED`` (``1``/``0``)."""
+
+    runtime_url: SecretStr | None = None
     """Connection for tenant traffic, as the runtime role. ``None`` derives it from
     ``database_url`` with the runtime role's name and the password ``tenantry init`` stored.
     ``TENANTRY_RUNTIME_URL``."""
+
+    secret_keys: SecretStr | None = None
+    """Keys that encrypt the config fields a schema marks secret (:mod:`tenantry.core.secrets`):
+    ``<id>:<base64 of 32 bytes>`` entries, comma-separated, the first encrypting new values and
+    all of them decrypting. Rotate by putting a new key first, then run ``tenantry config reseal``; keep an old key
+    while a version of the history sealed with it may be rolled back to. ``None``: with the embedded server, a key file kept
+    in its data directory; otherwise secret fields cannot be written. ``TENANTRY_SECRET_KEYS``."""
 
     data_dir: Path | None = None
     """Where the embedded server keeps its data. ``None``: a per-user data directory.
@@ -48,7 +77,7 @@ class Settings:
     """The app's Alembic script directory, applied to every placement by ``tenantry migrate``.
     ``None``: tables are created from the metadata and not versioned. ``TENANTRY_MIGRATIONS``."""
 
-    plugins: tuple[str, ...] = ()
+    plugins: Annotated[tuple[str, ...], NoDecode] = ()
     """Plugins every :class:`~tenantry.Tenantry` built from these settings loads: names of
     installed plugins (their ``tenantry.plugins`` entry points), ``module:attr`` import specs,
     or ``*`` for every installed one. Give the app and the CLI the same list, as with ``app``:
@@ -115,7 +144,52 @@ class Settings:
     """The app's own domain: tenants are served at ``<slug>.<base_domain>`` by the subdomain
     resolver, and custom domains may not be under it. ``TENANTRY_BASE_DOMAIN``."""
 
-    def __post_init__(self) -> None:
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except pydantic.ValidationError as err:
+            raise ConfigurationError(f"settings are invalid: {_one_line(err)}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"settings are frozen: use settings.with_changes({name}=...)")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any, *_: Any, **__: Any) -> tuple[Any, ...]:
+        # ``Settings(...)`` takes its arguments only; reading the environment is from_env's job
+        return (init_settings,)
+
+    @field_validator("plugins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):  # (from_env splits the variable's text)
+            raise ValueError("plugins must be a sequence of names or module:attr specs, not one string")
+        if isinstance(value, list):
+            return tuple(value)
+        return value
+
+    @field_validator("database_url", "runtime_url", "secret_keys", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        shown = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if shown == "" else value
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _home(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
+    @field_validator("hook_runner", "embedded", mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            flag = value.strip().lower()
+            if flag not in ("1", "true", "on", "yes", "0", "false", "off", "no"):
+                raise ValueError(f"{value!r} is not 1/0, true/false or on/off")
+            return flag in ("1", "true", "on", "yes")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
         for label, value in (
             ("owner role", self.owner_role),
             ("runtime role", self.runtime_role),
@@ -139,59 +213,61 @@ class Settings:
             raise ConfigurationError("plugins must be a sequence of names or module:attr specs")
         if self.spare_schemas < 0:
             raise ConfigurationError("spare_schemas must be >= 0")
+        return self
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        env_file: str | Path | None = None,
+        secrets_dir: str | Path | None = None,
+        **overrides: object,
+    ) -> Settings:
         """Build settings from ``TENANTRY_*`` variables; keyword overrides win.
+
+        ``environ`` defaults to ``os.environ``, and then a ``.env`` file in the working
+        directory is read too (``TENANTRY_ENV_FILE`` names another). Values in the environment
+        win over the file's. ``secrets_dir`` (``TENANTRY_SECRETS_DIR``; ``/run/secrets`` for
+        Docker) holds one file per setting, named like the variable (``tenantry_database_url``),
+        below everything else.
 
         >>> Settings.from_env({"TENANTRY_POOL_MAX_SIZE": "4"}).pool_max_size
         4
         """
         env = os.environ if environ is None else environ
+        dotenv = env_file or env.get(f"{_PREFIX}ENV_FILE") or (".env" if environ is None else None)
+        secrets = secrets_dir or env.get(f"{_PREFIX}SECRETS_DIR")
         values: dict[str, object] = {}
-        text = {
-            "database_url": "TENANTRY_DATABASE_URL",
-            "app": "TENANTRY_APP",
-            "config": "TENANTRY_CONFIG",
-            "migrations": "TENANTRY_MIGRATIONS",
-            "runtime_url": "TENANTRY_RUNTIME_URL",
-            "owner_role": "TENANTRY_OWNER_ROLE",
-            "runtime_role": "TENANTRY_RUNTIME_ROLE",
-            "pooled_schema": "TENANTRY_POOLED_SCHEMA",
-            "base_domain": "TENANTRY_BASE_DOMAIN",
-        }
-        for name, var in text.items():
-            if env.get(var):
-                values[name] = env[var]
-        if env.get("TENANTRY_PLUGINS"):
-            values["plugins"] = tuple(p.strip() for p in env["TENANTRY_PLUGINS"].split(",") if p.strip())
-        if env.get("TENANTRY_HOOK_RUNNER"):
-            flag = env["TENANTRY_HOOK_RUNNER"].strip().lower()
-            if flag not in ("1", "true", "on", "yes", "0", "false", "off", "no"):
-                raise ConfigurationError(f"TENANTRY_HOOK_RUNNER={env['TENANTRY_HOOK_RUNNER']!r} is not 1/0, true/false or on/off")
-            values["hook_runner"] = flag in ("1", "true", "on", "yes")
-        if env.get("TENANTRY_DATA_DIR"):
-            values["data_dir"] = Path(env["TENANTRY_DATA_DIR"]).expanduser()
-        numbers: dict[str, tuple[str, type]] = {
-            "pool_min_size": ("TENANTRY_POOL_MIN_SIZE", int),
-            "pool_max_size": ("TENANTRY_POOL_MAX_SIZE", int),
-            "max_pools": ("TENANTRY_MAX_POOLS", int),
-            "tenant_pool_max_size": ("TENANTRY_TENANT_POOL_MAX_SIZE", int),
-            "schema_recycle_after": ("TENANTRY_SCHEMA_RECYCLE_AFTER", int),
-            "spare_schemas": ("TENANTRY_SPARE_SCHEMAS", int),
-            "tenant_cache_size": ("TENANTRY_TENANT_CACHE_SIZE", int),
-            "connect_timeout": ("TENANTRY_CONNECT_TIMEOUT", float),
-            "tenant_cache_ttl": ("TENANTRY_TENANT_CACHE_TTL", float),
-        }
-        for name, (var, kind) in numbers.items():
-            if env.get(var):
-                try:
-                    values[name] = kind(env[var])
-                except ValueError:
-                    raise ConfigurationError(f"{var}={env[var]!r} is not a number") from None
+        if secrets:
+            if not Path(secrets).expanduser().is_dir():
+                raise ConfigurationError(f"the secrets directory {str(secrets)!r} does not exist")
+            values.update(_known(SecretsSettingsSource(cls, secrets_dir=secrets)()))
+        if dotenv and Path(dotenv).expanduser().is_file():
+            values.update(_known(DotEnvSettingsSource(cls, env_file=dotenv)()))
+        for name in cls.model_fields:
+            value = env.get(_PREFIX + name.upper())
+            if value:
+                values[name] = value
+        if isinstance(values.get("plugins"), str):
+            values["plugins"] = tuple(p.strip() for p in str(values["plugins"]).split(",") if p.strip())
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)
 
     def with_changes(self, **changes: object) -> Settings:
-        """A copy with some fields changed."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+        """A copy with some fields changed (validated again)."""
+        values: dict[str, object] = {name: getattr(self, name) for name in type(self).model_fields}
+        return type(self)(**{**values, **changes})
+
+
+def _known(found: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in found.items() if k in Settings.model_fields and v not in (None, "")}
+
+
+def _one_line(err: pydantic.ValidationError) -> str:
+    problems = []
+    for problem in err.errors(include_url=False, include_input=False):
+        field = ".".join(str(p) for p in problem["loc"]) or "settings"
+        variable = _PREFIX + field.upper() if field in Settings.model_fields else field
+        problems.append(f"{field} ({variable}): {str(problem['msg']).removeprefix('Value error, ')}")
+    return "; ".join(problems)

@@ -30,6 +30,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from tenantry.core.secrets import new_key
 from tenantry.settings import Settings
 
 __all__ = ["ScratchCatalog"]
@@ -47,6 +48,8 @@ class ScratchCatalog:
         self.owner = f"{role_prefix}_owner_{self.tag}"
         self.runtime = f"{role_prefix}_app_{self.tag}"
         self.url = make_conninfo(server_url, dbname=self.dbname)
+        #: the key that seals secret config values (every Tenantry on this catalog shares it)
+        self.secret_keys = new_key("scratch")
         #: more databases of the catalog's own (:meth:`database`), dropped with the rest
         self.extra: list[str] = []
 
@@ -60,7 +63,11 @@ class ScratchCatalog:
 
     def settings(self, **changes: object) -> Settings:
         """Settings pointing at the scratch database and its roles, with ``changes``."""
-        return Settings(database_url=self.url, owner_role=self.owner, runtime_role=self.runtime, **changes)  # type: ignore[arg-type]
+        values: dict[str, object] = {
+            "database_url": self.url, "owner_role": self.owner, "runtime_role": self.runtime,
+            "secret_keys": self.secret_keys, **changes,
+        }
+        return Settings(**values)
 
     def _admin(self, statements: Iterable[sql.Composed]) -> None:
         with psycopg.connect(self.server_url, autocommit=True) as conn:

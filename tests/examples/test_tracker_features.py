@@ -34,7 +34,7 @@ from tests.examples.conftest import LOGIN, TENANTS, csrf_of
 from tests.plugins.receiver import Receiver
 
 WITHIN = 1.0
-SECRET = "initech-webhook-secret"
+SECRET = "whsec_aW5pdGVjaC13ZWJob29rLXNlY3JldC0zMi1ieXRlcyE="
 
 
 @dataclass

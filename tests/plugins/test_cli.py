@@ -22,6 +22,7 @@ def cli(plugins_db: Scratch, ptn: Tenantry, monkeypatch: pytest.MonkeyPatch, cap
     monkeypatch.setenv("TENANTRY_DATABASE_URL", plugins_db.url)
     monkeypatch.setenv("TENANTRY_OWNER_ROLE", plugins_db.owner)
     monkeypatch.setenv("TENANTRY_RUNTIME_ROLE", plugins_db.runtime)
+    monkeypatch.setenv("TENANTRY_SECRET_KEYS", plugins_db.secret_keys)
 
     def run(*args: str) -> tuple[int, str, str]:
         code = main(list(args))
@@ -125,7 +126,7 @@ def test_a_cli_change_reaches_the_apps_hooks_and_runs_them_itself_with_the_plugi
 
     tenant = ptenant()
     ptn.plugins.enable("webhooks", tenant=tenant.slug)
-    config_service.set_value(ptn, "webhooks", {"url": "https://hooks.example/x", "secret": "s" * 20}, tenant=tenant.slug)
+    config_service.set_value(ptn, "webhooks", {"url": "https://hooks.example/x", "secret": "whsec_Y2xpLXRlc3Qtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXM="}, tenant=tenant.slug)
 
     def events() -> list[str]:
         with ptn.tenant(tenant.slug, allow_inactive=True), Session(ptn.engine()) as session:

@@ -235,5 +235,6 @@ def test_a_plugin_is_discovered_through_its_entry_point(tmp_path: Path, monkeypa
     with pytest.raises(ConfigurationError, match="plugin 'broken' .* does not load: this plugin needs libfoo"):
         offline(plugins=["broken"])
     monkeypatch.setenv("TENANTRY_PLUGINS", "*")
+    monkeypatch.setenv("TENANTRY_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
     with pytest.raises(ConfigurationError, match="broken"):
         Tenantry(Settings.from_env(), metadata=Base.metadata)  # '*' loads every installed one, broken ones fail loudly

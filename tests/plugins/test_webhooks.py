@@ -19,12 +19,14 @@ from tenantry import ConfigInvalid, SubdomainResolver, Tenant, TenantMiddleware,
 from tenantry.contrib.webhooks import Delivery, WebhooksPlugin, deliver_pending, queue, subscribed, verify
 from tenantry.contrib.webhooks import delivery as delivery_module
 from tenantry.services import config as config_service
+from tenantry.services.egress import Egress
 from tenantry.services import flags as flags_service
 from tests.conftest import Scratch
 from tests.model_app import Base
 from tests.plugins.receiver import Receiver
 
-SECRET = "whsec_c2VjcmV0LWtleS1vZi10aGUtdGVzdHM="
+SECRET = "whsec_c2VjcmV0LWtleS1vZi10aGUtdGVzdHMtMzItYnl0ZXM="
+B_SECRET = "whsec_Yi1oYXMtaXRzLW93bi1zZWNyZXQtb2YtMzItYnl0ZXM="
 
 
 def _configure(tn: Tenantry, tenant: Tenant, url: str, secret: str = SECRET, events: list[str] | None = None) -> None:
@@ -86,7 +88,7 @@ def test_an_event_is_delivered_signed(ptn: Tenantry, hooked: Callable[..., Tenan
     [got] = receiver.received
     assert got.path == f"/hooks/{tenant.slug}" and got.headers["content-type"] == "application/json"
     assert verify(SECRET, got.headers, got.body)
-    assert not verify("whsec_" + "b3RoZXItc2VjcmV0LWtleQ==", got.headers, got.body)  # another secret does not verify
+    assert not verify("whsec_b3RoZXItc2VjcmV0LWtleS1vZi0yNC1i", got.headers, got.body)  # another secret does not verify
     assert not verify(SECRET, got.headers, got.body + b" ")  # nor a changed body
     body = json.loads(got.body)
     assert body["type"] == "task.created" and body["tenant"] == tenant.slug and body["data"] == {"id": 7, "title": "Ship it"}
@@ -247,6 +249,9 @@ def test_one_tenants_failure_does_not_stop_the_others(
         {"url": "https://user:pw@hooks.example/x", "secret": SECRET},
         {"url": "https://hooks.example/x"},  # no secret
         {"url": "https://hooks.example/x", "secret": "short"},
+        {"url": "https://hooks.example/x", "secret": "any sixteen-plus character text"},  # not whsec_
+        {"url": "https://hooks.example/x", "secret": "whsec_not*base64*at*all*but*long*enough"},
+        {"url": "https://hooks.example/x", "secret": "whsec_c2hvcnQta2V5LTE2LWJ5dGVz"},  # 16 bytes: too short
         {"url": "https://hooks.example/x", "secret": SECRET, "events": ["Task Created"]},
         {"url": "https://hooks.example/x", "secret": SECRET, "surprise": 1},
         {"url": "not a url", "secret": SECRET},
@@ -279,7 +284,7 @@ def test_deliveries_stay_with_their_tenant_on_every_tier(ptn: Tenantry, hooked: 
 
     with Receiver() as receiver:
         a, b = hooked(receiver.url, plan=TIER_PLANS[tier]), hooked(receiver.url, plan=TIER_PLANS[tier])
-        _configure(ptn, b, receiver.url + f"/hooks/{b.slug}", secret="b-has-its-own-secret")
+        _configure(ptn, b, receiver.url + f"/hooks/{b.slug}", secret=B_SECRET)
         _mine(ptn, a, b)
         _emit(ptn, a, "task.created", {"secret_of": "a"})
         _emit(ptn, b, "task.created", {"secret_of": "b"})
@@ -294,7 +299,7 @@ def test_deliveries_stay_with_their_tenant_on_every_tier(ptn: Tenantry, hooked: 
     assert set(by_path) == {f"/hooks/{a.slug}", f"/hooks/{b.slug}"}
     assert json.loads(by_path[f"/hooks/{a.slug}"].body)["data"] == {"secret_of": "a"}
     assert verify(SECRET, by_path[f"/hooks/{a.slug}"].headers, by_path[f"/hooks/{a.slug}"].body)
-    assert verify("b-has-its-own-secret", by_path[f"/hooks/{b.slug}"].headers, by_path[f"/hooks/{b.slug}"].body)
+    assert verify(B_SECRET, by_path[f"/hooks/{b.slug}"].headers, by_path[f"/hooks/{b.slug}"].body)
     assert not verify(SECRET, by_path[f"/hooks/{b.slug}"].headers, by_path[f"/hooks/{b.slug}"].body)
 
 
@@ -334,3 +339,41 @@ def test_the_routes_show_a_tenant_its_own_deliveries(ptn: Tenantry, hooked: Call
     assert runner.run(get(a.slug, "/_plugins/webhooks/deliveries?limit=0")).status_code == 422
     assert runner.run(get(a.slug, "/_plugins/webhooks/deliveries?status=nope")).status_code == 422
     assert runner.run(get(a.slug, "/_plugins/webhooks/nope")).status_code == 404
+
+
+def test_deliveries_connect_to_the_address_the_guard_checked(
+    ptn: Tenantry, hooked: Callable[..., Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a rebinding resolver: first loopback (allowed here), then another address; the delivery
+    # must go where the first answer pointed, with the name in Host, and ask only once
+    asked: list[str] = []
+
+    def rebinding(host: str, timeout: float) -> list[str]:
+        asked.append(host)
+        return ["127.0.0.1"] if len(asked) == 1 else ["127.0.0.9"]
+
+    monkeypatch.setattr(ptn.plugins.get("webhooks"), "egress", Egress(allow_private=True, resolver=rebinding))
+    with Receiver() as receiver:
+        port = receiver.url.rsplit(":", 1)[1]
+        tenant = hooked(f"http://hooks.tenant.test:{port}")
+        _mine(ptn, tenant)
+        _emit(ptn, tenant, "task.created", {"id": 1})
+        assert deliver_pending(ptn).delivered == 1
+    [got] = receiver.received
+    assert got.headers["host"] == f"hooks.tenant.test:{port}" and asked == ["hooks.tenant.test"]
+    assert verify(SECRET, got.headers, got.body)
+
+
+@pytest.mark.parametrize("disguised", ["64:ff9b::7f00:1", "2002:7f00:1::1", "::ffff:10.0.0.1", "100.64.0.1"])
+def test_disguised_private_addresses_are_refused(
+    ptn: Tenantry, hooked: Callable[..., Tenant], monkeypatch: pytest.MonkeyPatch, disguised: str
+) -> None:
+    # NAT64 and 6to4 forms of loopback passed main's is_global check
+    strict = Egress(resolver=lambda host, timeout: [disguised])
+    monkeypatch.setattr(ptn.plugins.get("webhooks"), "egress", strict)
+    tenant = hooked("https://hooks.tenant.test")
+    _mine(ptn, tenant)
+    _emit(ptn, tenant, "task.created", {"id": 1})
+    assert deliver_pending(ptn).failed == 1
+    [row] = _deliveries(ptn, tenant)
+    assert row.status == "failed" and row.last_error is not None and "not a public address" in row.last_error

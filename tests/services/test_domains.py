@@ -4,6 +4,7 @@ verified, and every change reaching the edge's cache."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from typing import Any
@@ -24,6 +25,7 @@ from tenantry import (
     VerificationFailed,
 )
 from tenantry.services.domain_checks import DomainChecker
+from tenantry.services.egress import dns_resolver
 from tenantry.web import CustomDomainResolver, SubdomainResolver, TenantMiddleware
 from tests.model_app import Base
 from tests.net_servers import AsgiServer, ScriptedHttpServer, TxtDnsServer
@@ -203,26 +205,54 @@ def test_http_check_follows_redirects_on_the_same_host(tn: Tenantry, make_tenant
 
 def test_http_check_refuses_private_addresses_and_unreachable_hosts() -> None:
     # without an explicit --connect-to, the check never goes to the control plane's own network
-    verdict = HttpChecker().check("localhost", "t" * 32)
-    assert not verdict.proven and "non-public" in verdict.detail
+    verdict = HttpChecker(resolver=lambda host, timeout: ["127.0.0.1"]).check("shop.customer.test", "t" * 32)
+    assert not verdict.proven and "not a public address" in verdict.detail
+    # the NAT64 and 6to4 forms of loopback too (main's is_global check let them through)
+    for disguised in ("64:ff9b::7f00:1", "2002:7f00:1::1"):
+        verdict = HttpChecker(resolver=lambda host, timeout, a=disguised: [a]).check("shop.customer.test", "t" * 32)
+        assert not verdict.proven and "not a public address" in verdict.detail
     refused = HttpChecker(connect_to="127.0.0.1:1", timeout=2).check("shop.customer.test", "t" * 32)
     assert not refused.proven and "could not be fetched" in refused.detail
 
 
-def test_http_check_gives_a_hung_resolver_its_timeout_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    import socket
+def test_http_check_connects_to_the_address_it_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the shared guard: resolved once, the request sent to that address (a mock transport
+    # records it: nothing leaves 127.0.0.0/8)
+    host = _host("pinned")
+    seen: list[tuple[str, str | None]] = []
 
-    release = threading.Event()
+    def resolver(name: str, timeout: float) -> list[str]:
+        seen.append((name, None))
+        return ["93.184.216.34"]
 
-    def hung(*args: object, **kwargs: object) -> object:  # a resolver that never answers
-        release.wait(30)
-        raise OSError("gave up")
+    checker = HttpChecker(resolver=resolver, timeout=1)
 
-    monkeypatch.setattr(socket, "getaddrinfo", hung)
-    started = time.monotonic()
-    verdict = HttpChecker(timeout=0.3).check("shop.customer.test", "t" * 32)
-    took = time.monotonic() - started
-    release.set()
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((str(request.url), request.headers["host"]))
+        return httpx.Response(200, text="t" * 32)
+
+    real = httpx.Client
+
+    def recording(**kwargs: object) -> httpx.Client:
+        return real(transport=httpx.MockTransport(handler), **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx, "Client", recording)
+    verdict = checker.check(host, "t" * 32)
+    assert verdict.proven, verdict.detail
+    assert seen == [(host, None), (f"http://93.184.216.34/.well-known/tenantry/{'t' * 32}", host)]
+
+
+def test_http_check_gives_a_hung_resolver_its_timeout_only() -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a DNS server that never answers
+    silent.bind(("127.0.0.1", 0))
+    try:
+        started = time.monotonic()
+        verdict = HttpChecker(timeout=0.3, resolver=dns_resolver(["127.0.0.1"], silent.getsockname()[1])).check(
+            "shop.customer.test", "t" * 32
+        )
+        took = time.monotonic() - started
+    finally:
+        silent.close()
     assert not verdict.proven and "did not resolve within 0.3 s" in verdict.detail
     assert took < 2
 

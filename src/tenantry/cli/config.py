@@ -201,3 +201,14 @@ def rollback(
     """Make a layer what it was at VERSION, as a new version (validated first)."""
     change = service.rollback(get_state(ctx).tenantry(), version, tenant=tenant, plan=plan, message=message)
     _print_change(change, as_json)
+
+
+@app.command("reseal")
+def reseal(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Seal every stored secret value with the first key of TENANTRY_SECRET_KEYS (after a key
+    rotation put a new key first); values do not change, no version is added."""
+    count = service.reseal(get_state(ctx).tenantry())
+    if as_json:
+        emit_json({"resealed_layers": count})
+        return
+    console.print(f"resealed {count} layer{'' if count == 1 else 's'}", markup=False)

@@ -21,7 +21,8 @@ class State:
     _tn: Tenantry | None = field(default=None, repr=False)
 
     def settings(self) -> Settings:
-        return Settings.from_env(database_url=self.database_url, data_dir=self.data_dir)
+        # the CLI is where the embedded server is wanted: a command with no URL starts it
+        return Settings.from_env(database_url=self.database_url, data_dir=self.data_dir, embedded=True)
 
     def tenantry(self) -> Tenantry:
         if self._tn is None:

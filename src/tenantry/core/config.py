@@ -427,6 +427,14 @@ class Change:
             return "removed"
         return "changed"
 
+    def shown(self, show: typing.Callable[[Any], Any]) -> Change:
+        """This change with ``show`` applied to the values it has (redaction, say)."""
+        return Change(
+            self.path, self.layer,
+            self.before if self.before is _ABSENT_MARK else show(self.before),
+            self.after if self.after is _ABSENT_MARK else show(self.after),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"path": self.path, "layer": self.layer, "change": self.kind}
         if self.before is not _ABSENT_MARK:

@@ -13,6 +13,12 @@ What is validated:
 * a plan write: the plan's own merged document, and that of every tenant on the plan that has
   a layer of its own (tenants without one resolve to the plan's). The error names the tenant.
 
+Secret fields (typed ``SecretStr`` in the schema, see :mod:`tenantry.core.secrets`) are stored
+sealed, in the layer and in every version, and every read here shows them redacted: values,
+effective config, history, diffs, the changes a write reports and the audit entry's before
+and after. A redacted value written back (a document read, edited and replaced) keeps the
+secret it stands for.
+
 Tenant writes hold the plan's advisory lock in shared mode and plan writes hold it alone, so a
 plan write and a tenant write on that plan are judged one after the other. Temporary overrides
 belong to tenants. Writing what is already there is a no-op: no version, no audit entry.
@@ -20,6 +26,7 @@ belong to tenants. Writing what is already there is a no-op: no version, no audi
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +38,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from tenantry.core import config as core
+from tenantry.core import secrets as sealing
 from tenantry.core.model import Status
 from tenantry.errors import ConfigInvalid, Conflict, InvalidInput, NotFound, TenantNotFound
 from tenantry.services import audit
@@ -50,7 +58,9 @@ __all__ = [
     "get",
     "get_version",
     "history",
+    "modify",
     "replace",
+    "reseal",
     "rollback",
     "scope_of",
     "set_value",
@@ -87,6 +97,11 @@ class Scope:
     def value(self) -> Any:
         """The owner's value in :attr:`column`."""
         return self.tenant_id if self.kind == "tenant" else self.plan
+
+    @property
+    def sealing(self) -> str:
+        """What a sealed value of this layer is bound to (a layer's secrets open only there)."""
+        return f"plan:{self.plan}" if self.tenant_id is None else f"tenant:{self.tenant_id}"
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"scope": self.kind, "target": self.target, "plan": self.plan}
@@ -210,9 +225,28 @@ def _layer(conn: psycopg.Connection[Any], scope: Scope, *, lock: bool = False) -
     return (0, {}, {}) if row is None else (int(row[0]), row[1], row[2])
 
 
-def _plan_document(conn: psycopg.Connection[Any], plan: str) -> dict[str, Any]:
+def _plan_document(conn: psycopg.Connection[Any], plan: str, keyring: sealing.Keyring | None) -> dict[str, Any]:
     row = conn.execute("SELECT document FROM tenantry.config_layers WHERE plan = %s", (plan,)).fetchone()
-    return {} if row is None else dict(row[0])
+    return {} if row is None else sealing.unseal(row[0], keyring, f"plan:{plan}")
+
+
+def _opened(
+    layer: tuple[int, dict[str, Any], dict[str, Any]], keyring: sealing.Keyring | None, scope: Scope, *, strict: bool = True
+) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """A stored layer (version, document, overrides) with its sealed values opened."""
+    version, document, overrides = layer
+    return (
+        version,
+        sealing.unseal(document, keyring, scope.sealing, strict=strict),
+        sealing.unseal_overrides(overrides, keyring, scope.sealing, strict=strict),
+    )
+
+
+def _redacted_change(change: core.Change, paths: frozenset[sealing.Path]) -> core.Change:
+    path = tuple(change.path.split("."))
+    if change.layer == "override":
+        return change.shown(lambda entry: sealing.redact_overrides({change.path: entry}, paths)[change.path])
+    return change.shown(lambda value: sealing.redact({path[-1]: value}, paths, path[:-1])[path[-1]])
 
 
 def get(
@@ -222,14 +256,19 @@ def get(
     path = None if key is None else core.parse_path(key)
     schema = tn.config_sections.schema()
     now = core.utcnow()
+    keyring = tn.secret_keyring()
+    paths = sealing.secret_paths(schema)
     with tn.admin() as conn:
         scope = scope_of(conn, tenant=tenant, plan=plan)
-        version, document, overrides = _layer(conn, scope)
-        plan_doc = document if scope.kind == "plan" else _plan_document(conn, scope.plan)
+        version, document, overrides = _opened(_layer(conn, scope), keyring, scope)
+        plan_doc = document if scope.kind == "plan" else _plan_document(conn, scope.plan, keyring)
     tenant_doc = document if scope.kind == "tenant" else {}
     merged, _until = core.resolve(plan_doc, tenant_doc, overrides, now)
+    # SecretStr fields dump as the mask: the effective config is redacted by the schema itself
     effective = core.validate(schema, merged, what=f"{scope.kind} {scope.target}'s config").model_dump(mode="json")
-    live = core.prune(overrides, now)
+    live = sealing.redact_overrides(core.prune(overrides, now), paths)
+    document = sealing.redact(document, paths)
+    plan_doc, tenant_doc = sealing.redact(plan_doc, paths), sealing.redact(tenant_doc, paths)
     result = ConfigValue(scope, version, effective, document, live)
     if path is None:
         return result
@@ -361,6 +400,21 @@ def replace(
     return _write(tn, tenant, plan, lambda _d, o, _n: (dict(document), o), "config.replace", message or "replace")
 
 
+def modify(
+    tn: Tenantry,
+    change: Callable[[dict[str, Any]], dict[str, Any]],
+    *,
+    tenant: str | uuid.UUID | None = None,
+    plan: str | None = None,
+    action: str = "config.set",
+    message: str = "",
+) -> ConfigChange:
+    """Apply ``change`` to a layer's values, as one version: it gets the current document with
+    its secrets open (inside the write's lock) and returns the new one. For changes that
+    depend on a secret, such as a rotation keeping the old value for a while."""
+    return _write(tn, tenant, plan, lambda d, o, _n: (change(d), o), action, message or action)
+
+
 def rollback(
     tn: Tenantry,
     version: int,
@@ -371,12 +425,14 @@ def rollback(
 ) -> ConfigChange:
     """Make a layer what it was at ``version`` (0: empty), as a new version. Overrides of that
     version that have expired since stay gone."""
+    keyring = tn.secret_keyring()
     with tn.admin() as conn:
         scope = scope_of(conn, tenant=tenant, plan=plan)
         old = _version(conn, scope, version)
+    _, old_document, old_overrides = _opened((old.version, old.document, old.overrides), keyring, scope)
 
     def mutate(_d: dict[str, Any], _o: dict[str, Any], now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
-        return dict(old.document), core.prune(old.overrides, now)
+        return dict(old_document), core.prune(old_overrides, now)
 
     return _write(tn, tenant, plan, mutate, "config.rollback", message or f"rollback to version {version}")
 
@@ -392,6 +448,8 @@ def _write(
     if not isinstance(message, str) or len(message) > 1000:
         raise InvalidInput("a change message is text of at most 1000 characters")
     schema = tn.config_sections.schema()
+    paths = sealing.secret_paths(schema)
+    keyring = tn.secret_keyring()
     with tn.admin() as conn, conn.transaction():
         scope = _lock(conn, tenant=tenant, plan=plan)
         conn.execute(
@@ -400,22 +458,27 @@ def _write(
             ),
             (scope.value,),
         )
-        version, document, overrides = _layer(conn, scope, lock=True)
+        version, document, overrides = _opened(_layer(conn, scope, lock=True), keyring, scope)
         now = core.utcnow()
         current = (document, core.prune(overrides, now))
         new_document, new_overrides = mutate(*current, now)
+        new_document = sealing.keep_redacted(new_document, document, paths)
         core.check_json(new_document, "the config document")
         core.check_json(new_overrides, "the overrides")
         changes = core.diff(current, (new_document, new_overrides))
         if not changes:
             return ConfigChange(scope, version, [])
-        _check(conn, schema, scope, new_document, new_overrides, now)
+        _check(conn, schema, scope, new_document, new_overrides, now, keyring)
+        stored = (
+            sealing.seal(new_document, paths, keyring, scope.sealing),
+            sealing.seal_overrides(new_overrides, paths, keyring, scope.sealing),
+        )
         version += 1
         conn.execute(
             sql.SQL(
                 "UPDATE tenantry.config_layers SET version = %s, document = %s, overrides = %s, updated_at = now() WHERE {} = %s"
             ).format(scope.column),
-            (version, Jsonb(new_document), Jsonb(new_overrides), scope.value),
+            (version, Jsonb(stored[0]), Jsonb(stored[1]), scope.value),
         )
         try:
             conn.execute(
@@ -423,19 +486,25 @@ def _write(
                 " VALUES (%s, %s, %s, %s, %s, %s, %s)",
                 (
                     scope.plan if scope.kind == "plan" else None, scope.tenant_id, version,
-                    Jsonb(new_document), Jsonb(new_overrides), tn.actor, message,
+                    Jsonb(stored[0]), Jsonb(stored[1]), tn.actor, message,
                 ),
             )
         except psycopg.errors.UniqueViolation as err:  # the layer lock makes this unreachable
             raise Conflict(f"version {version} of {scope.kind} {scope.target}'s config was written concurrently") from err
         audit.record(
             conn, actor=tn.actor, action=action, target_type=scope.kind, target=scope.target,
-            before={"version": version - 1, "document": current[0], "overrides": current[1]},
-            after={"version": version, "document": new_document, "overrides": new_overrides, "message": message},
+            before={
+                "version": version - 1, "document": sealing.redact(current[0], paths),
+                "overrides": sealing.redact_overrides(current[1], paths),
+            },
+            after={
+                "version": version, "document": sealing.redact(new_document, paths),
+                "overrides": sealing.redact_overrides(new_overrides, paths), "message": message,
+            },
         )
         notify_config(conn, scope.kind, scope.key)
     tn._forget_config(scope.kind, scope.key)
-    return ConfigChange(scope, version, changes)
+    return ConfigChange(scope, version, [_redacted_change(c, paths) for c in changes])
 
 
 def _lock(conn: psycopg.Connection[Any], *, tenant: str | uuid.UUID | None, plan: str | None) -> Scope:
@@ -462,21 +531,25 @@ def _check(
     document: dict[str, Any],
     overrides: dict[str, Any],
     now: datetime,
+    keyring: sealing.Keyring | None,
 ) -> None:
     if scope.kind == "tenant":
-        _check_tenant(schema, scope.target, _plan_document(conn, scope.plan), document, overrides, now)
+        _check_tenant(schema, scope.target, _plan_document(conn, scope.plan, keyring), document, overrides, now)
         return
     core.validate(schema, document, what=f"plan {scope.target}'s config")
     rows = conn.execute(
         """
-        SELECT t.slug, l.document, l.overrides
+        SELECT t.slug, t.id, l.document, l.overrides
           FROM tenantry.config_layers l JOIN tenantry.tenants t ON t.id = l.tenant_id
          WHERE t.plan = %s AND t.status <> 'deleted'
          ORDER BY t.slug
         """,
         (scope.plan,),
     ).fetchall()
-    for slug, tenant_doc, tenant_overrides in rows:
+    for slug, tenant_id, tenant_doc, tenant_overrides in rows:
+        _, tenant_doc, tenant_overrides = _opened(
+            (0, tenant_doc, tenant_overrides), keyring, Scope("tenant", slug, scope.plan, tenant_id)
+        )
         _check_tenant(schema, slug, document, tenant_doc, core.prune(tenant_overrides, now), now, via_plan=scope.plan)
 
 
@@ -528,11 +601,25 @@ def _version(conn: psycopg.Connection[Any], scope: Scope, version: int) -> Confi
     return ConfigVersion(scope, *row)
 
 
+def _shown(tn: Tenantry, found: ConfigVersion) -> ConfigVersion:
+    """A version as reads show it: secrets redacted."""
+    paths = _secret_paths(tn)
+    return dataclasses.replace(
+        found, document=sealing.redact(found.document, paths), overrides=sealing.redact_overrides(found.overrides, paths)
+    )
+
+
+def _secret_paths(tn: Tenantry) -> frozenset[sealing.Path]:
+    # with no schema, only what is sealed is redacted (redact() masks every sealed value)
+    return sealing.secret_paths(tn.config_sections.schema()) if tn.config_sections.configured else frozenset()
+
+
 def get_version(
     tn: Tenantry, version: int, *, tenant: str | uuid.UUID | None = None, plan: str | None = None
 ) -> ConfigVersion:
+    """One version of a layer (secrets redacted)."""
     with tn.admin() as conn:
-        return _version(conn, scope_of(conn, tenant=tenant, plan=plan), version)
+        return _shown(tn, _version(conn, scope_of(conn, tenant=tenant, plan=plan), version))
 
 
 def history(
@@ -556,14 +643,79 @@ def history(
             ).format(scope.column),
             (scope.value, before, before, limit),
         ).fetchall()
-    return [ConfigVersion(scope, *row) for row in rows]
+    return [_shown(tn, ConfigVersion(scope, *row)) for row in rows]
 
 
 def diff(
     tn: Tenantry, from_version: int, to_version: int, *, tenant: str | uuid.UUID | None = None, plan: str | None = None
 ) -> ConfigDiff:
-    """What changed in a layer between two versions (0: empty)."""
+    """What changed in a layer between two versions (0: empty); a secret that changed shows
+    as changed, redacted on both sides."""
+    keyring = tn.secret_keyring()
     with tn.admin() as conn:
         scope = scope_of(conn, tenant=tenant, plan=plan)
         a, b = _version(conn, scope, from_version), _version(conn, scope, to_version)
-    return ConfigDiff(scope, from_version, to_version, core.diff((a.document, a.overrides), (b.document, b.overrides)))
+    _, a_doc, a_over = _opened((a.version, a.document, a.overrides), keyring, scope, strict=False)
+    _, b_doc, b_over = _opened((b.version, b.document, b.overrides), keyring, scope, strict=False)
+    paths = _secret_paths(tn)
+    changes = [_redacted_change(c, paths) for c in core.diff((a_doc, a_over), (b_doc, b_over))]
+    return ConfigDiff(scope, from_version, to_version, changes)
+
+
+def reseal(tn: Tenantry) -> int:
+    """Seal every secret value of the current layers with the first key of the keyring (after
+    a key rotation); the values do not change, so no version is added. Versions in the history
+    stay as they were written (it is append-only): keep an old key while a version sealed with
+    it may be rolled back to. Returns how many layers were rewritten (audited as
+    ``config.reseal``)."""
+    keyring = tn.secret_keyring()
+    if keyring is None:
+        return 0
+    rewritten = 0
+    with tn.admin() as conn, conn.transaction():
+        rows = conn.execute(
+            "SELECT plan, tenant_id, document, overrides FROM tenantry.config_layers ORDER BY plan, tenant_id FOR UPDATE"
+        ).fetchall()
+        for plan, tenant_id, document, overrides in rows:
+            if _reseal(keyring, document) == document and _reseal(keyring, overrides) == overrides:
+                continue
+            where = f"plan:{plan}" if tenant_id is None else f"tenant:{tenant_id}"
+            paths = frozenset(_sealed_paths(document))
+            over_paths = frozenset(
+                p for k, e in overrides.items() for p in _sealed_paths(e.get("value"), tuple(k.split(".")))
+            )
+            conn.execute(
+                "UPDATE tenantry.config_layers SET document = %s, overrides = %s"
+                " WHERE plan IS NOT DISTINCT FROM %s AND tenant_id IS NOT DISTINCT FROM %s",
+                (
+                    Jsonb(sealing.seal(sealing.unseal(document, keyring, where), paths, keyring, where)),
+                    Jsonb(sealing.seal_overrides(sealing.unseal_overrides(overrides, keyring, where), over_paths, keyring, where)),
+                    plan, tenant_id,
+                ),
+            )
+            rewritten += 1
+        if rewritten:
+            audit.record(
+                conn, actor=tn.actor, action="config.reseal", target_type="config", target="*",
+                after={"layers": rewritten, "key": keyring.current},
+            )
+    return rewritten
+
+
+def _reseal(keyring: sealing.Keyring, value: Any) -> Any:
+    """``value`` unchanged when everything sealed in it is sealed with the current key, else a marker."""
+    if isinstance(value, dict):
+        return {k: _reseal(keyring, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_reseal(keyring, v) for v in value]
+    if sealing.is_sealed(value) and not keyring.sealed_with_current(value):
+        return None
+    return value
+
+
+def _sealed_paths(value: Any, prefix: sealing.Path = ()) -> list[sealing.Path]:
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _sealed_paths(v, (*prefix, k))]
+    if isinstance(value, list):
+        return [p for v in value for p in _sealed_paths(v, (*prefix, "[]"))]
+    return [prefix] if sealing.is_sealed(value) else []

@@ -3,10 +3,11 @@
 * :class:`HttpChecker` fetches ``http://<hostname>/.well-known/tenantry/<token>`` and expects
   the token as the body. This proves the hostname reaches the app; tenantry's middleware
   answers that path for pending domains, so pointing DNS at the app is all a tenant does.
-  The hostname is resolved once and the request goes to that address (so a second, rebound
-  answer cannot redirect it), addresses that are private, loopback or link-local are refused
-  (the check must not become a way to probe the control plane's network), and redirects are
-  followed only within the same hostname.
+  It goes through the one SSRF guard (:class:`tenantry.services.egress.Egress`): the hostname
+  is resolved once, with a time limit, and the request goes to that address (so a second,
+  rebound answer cannot redirect it); addresses that are not public are refused (the check
+  must not become a way to probe the control plane's network), and redirects are followed
+  only within the same hostname, to the same address.
 * :class:`DnsChecker` looks for a TXT record ``_tenantry.<hostname>`` with the value
   ``tenantry-verification=<token>``: proof of control over the zone, before any traffic.
   It needs ``dnspython`` (the ``web`` extra).
@@ -18,37 +19,15 @@ turns a negative verdict into :class:`tenantry.VerificationFailed` with instruct
 from __future__ import annotations
 
 import hmac
-import ipaddress
-import socket
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import urljoin, urlsplit
 
 from tenantry.core.hostnames import host_of
-from tenantry.errors import ConfigurationError, InvalidInput
+from tenantry.errors import ConfigurationError, InvalidInput, UnsafeAddress
+from tenantry.services.egress import Egress, PinnedTarget, Resolver
 
-
-def _getaddrinfo(hostname: str, port: int, timeout: float) -> list[Any]:
-    """``socket.getaddrinfo`` given at most ``timeout`` seconds (:class:`TimeoutError` after);
-    the lookup runs in a daemon thread, which a hung resolver keeps until it gives up."""
-    found: list[Any] = []
-
-    def lookup() -> None:
-        try:
-            found.append(socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM))
-        except OSError as err:
-            found.append(err)
-
-    worker = threading.Thread(target=lookup, name="tenantry-resolve", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if not found:
-        raise TimeoutError(f"{hostname} did not resolve within {timeout:g} s")
-    if isinstance(found[0], OSError):
-        raise found[0]
-    return list(found[0])
 
 __all__ = [
     "DNS_PREFIX",
@@ -88,18 +67,14 @@ class DomainChecker(Protocol):
     def check(self, hostname: str, token: str) -> Verdict: ...
 
 
-def _public(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    return ip.is_global and not ip.is_multicast
-
-
 class HttpChecker:
     """The HTTP token check.
 
     ``connect_to`` (``"host:port"``) sends the request to that address instead of the
     hostname's own (the ``Host`` header still names the hostname), as ``curl --connect-to``
     does: for a check through a load balancer, or a test server on 127.0.0.1. It is an
-    operator's explicit choice, so private addresses are allowed there.
+    operator's explicit choice, so private addresses are allowed there. ``resolver``
+    replaces the guard's dnspython lookup (see :class:`~tenantry.services.egress.Egress`).
     """
 
     method: Method = "http"
@@ -112,49 +87,43 @@ class HttpChecker:
         port: int = 80,
         max_redirects: int = 3,
         max_bytes: int = 1024,
+        resolver: Resolver | None = None,
     ) -> None:
         self.timeout = timeout
         self.connect_to = connect_to
         self.port = port
         self.max_redirects = max_redirects
         self.max_bytes = max_bytes
+        self.egress = Egress(timeout=timeout, resolver=resolver)
         if connect_to is not None:
             host, sep, number = connect_to.rpartition(":")
             if not sep or not host or not number.isdigit():
                 raise InvalidInput(f"connect-to address {connect_to!r} must look like host:port")
 
-    def _address(self, hostname: str) -> str | Verdict:
+    def _target(self, hostname: str) -> PinnedTarget | Verdict:
+        url = f"http://{hostname}/" if self.port == 80 else f"http://{hostname}:{self.port}/"
         if self.connect_to is not None:
-            return self.connect_to
-        # the system resolver has no timeout of its own: wait for it in a thread, at most
-        # ``timeout`` seconds (a stuck lookup finishes in the background and is dropped)
+            host, _, port = self.connect_to.rpartition(":")
+            return PinnedTarget(url, hostname, host.strip("[]"), int(port))
         try:
-            infos = _getaddrinfo(hostname, self.port, self.timeout)
-        except TimeoutError:
-            return Verdict(False, f"{hostname} did not resolve within {self.timeout:g} s")
-        except OSError as err:
-            return Verdict(False, f"{hostname} does not resolve ({err.strerror or err})")
-        addresses = [str(info[4][0]) for info in infos]
-        public = [a for a in addresses if _public(a)]
-        if not public:
-            return Verdict(False, f"{hostname} resolves only to non-public addresses ({', '.join(sorted(set(addresses)))})")
-        first = public[0]
-        return f"[{first}]:{self.port}" if ":" in first else f"{first}:{self.port}"
+            return self.egress.pin(url)
+        except UnsafeAddress as err:
+            return Verdict(False, str(err))
 
     def check(self, hostname: str, token: str) -> Verdict:
         try:
             import httpx
         except ImportError as err:  # pragma: no cover - depends on the installed extras
             raise ConfigurationError("the HTTP domain check needs httpx: pip install 'tenantry[web]'") from err
-        address = self._address(hostname)
-        if isinstance(address, Verdict):
-            return address
+        pinned = self._target(hostname)
+        if isinstance(pinned, Verdict):
+            return pinned
         path = f"{WELL_KNOWN}{token}"
         shown = f"http://{hostname}{path}"
         try:
             with httpx.Client(timeout=self.timeout, follow_redirects=False, trust_env=False) as client:
                 for _ in range(self.max_redirects + 1):
-                    request = client.build_request("GET", f"http://{address}{path}", headers={"Host": hostname})
+                    request = pinned.request(client, "GET", path)
                     response = client.send(request, stream=True)
                     try:
                         if response.is_redirect:

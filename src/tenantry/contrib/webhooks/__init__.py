@@ -12,7 +12,9 @@
     WebhookWorker(tn).start()
 
 Deliveries follow the Standard Webhooks signature scheme (:mod:`.signing`); receivers check
-them with :func:`verify`. See docs/plugins.md.
+them with :func:`verify` or any Standard Webhooks library. Secrets are ``whsec_`` + base64
+(:func:`new_secret`), stored sealed and shown redacted; :func:`rotate_secret` replaces one
+while the old one keeps signing for a while. See docs/plugins.md.
 """
 
 from tenantry.contrib.webhooks.config import WebhooksConfig, subscribed
@@ -20,7 +22,8 @@ from tenantry.contrib.webhooks.delivery import DeliveryReport, WebhookWorker, de
 from tenantry.contrib.webhooks.models import Delivery
 from tenantry.contrib.webhooks.outbox import aqueue, build, queue
 from tenantry.contrib.webhooks.plugin import WebhooksPlugin
-from tenantry.contrib.webhooks.signing import sign, signature_headers, verify
+from tenantry.contrib.webhooks.rotation import rotate_secret
+from tenantry.contrib.webhooks.signing import check_secret, new_secret, sign, signature_headers, verify
 
 __all__ = [
     "Delivery",
@@ -30,8 +33,11 @@ __all__ = [
     "WebhooksPlugin",
     "aqueue",
     "build",
+    "check_secret",
     "deliver_pending",
+    "new_secret",
     "queue",
+    "rotate_secret",
     "sign",
     "signature_headers",
     "subscribed",

@@ -5,21 +5,54 @@
     tenantry config set webhooks '{"url": "https://hooks.acme.example/tracker",
                                    "secret": "whsec_...", "events": ["task.*"]}' --tenant acme
 
-A URL needs a secret (every delivery is signed); events are names (``task.created``) or
-prefixes (``task.*``); ``*`` (the default) subscribes to everything.
+A URL needs a secret (every delivery is signed): ``whsec_`` and the base64 of 24 to 64 random
+bytes (:func:`~tenantry.contrib.webhooks.new_secret` makes one). It is a secret field: stored
+sealed, shown redacted. Events are names (``task.created``) or prefixes (``task.*``); ``*``
+(the default) subscribes to everything.
+
+Rotation (:func:`~tenantry.contrib.webhooks.rotate_secret`) moves the secret to
+``previous_secrets`` with an end time; until then deliveries carry a signature by each, so
+receivers can switch to the new secret at their own pace.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator, model_validator
 
-__all__ = ["EVENT_NAME", "WebhooksConfig", "subscribed"]
+from tenantry.contrib.webhooks.signing import check_secret
+from tenantry.errors import InvalidSecret
+
+__all__ = ["EVENT_NAME", "RetiredSecret", "WebhooksConfig", "subscribed"]
 
 #: an event's name: dotted lowercase words, ``project.created``
 EVENT_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}(\.[a-z][a-z0-9_]{0,39}){1,3}")
 _PATTERN = re.compile(rf"\*|{EVENT_NAME.pattern}|([a-z][a-z0-9_]{{0,39}}\.){{1,3}}\*")
+
+
+def _whsec(value: SecretStr | None) -> SecretStr | None:
+    if value is not None:
+        try:
+            check_secret(value.get_secret_value())
+        except InvalidSecret as err:
+            raise ValueError(str(err)) from None
+    return value
+
+
+class RetiredSecret(BaseModel):
+    """A secret replaced by a rotation, still signing deliveries until ``until``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    secret: SecretStr
+    until: AwareDatetime
+
+    @field_validator("secret")
+    @classmethod
+    def _standard(cls, value: SecretStr | None) -> SecretStr | None:
+        return _whsec(value)
 
 
 class WebhooksConfig(BaseModel):
@@ -29,8 +62,10 @@ class WebhooksConfig(BaseModel):
 
     url: HttpUrl | None = None
     """The endpoint (``https://`` or ``http://``) that receives a POST per event."""
-    secret: str | None = Field(default=None, min_length=16, max_length=200)
-    """The signing secret: ``whsec_<base64>`` (Standard Webhooks) or any 16+ character text."""
+    secret: SecretStr | None = None
+    """The signing secret: ``whsec_`` and the base64 of 24 to 64 bytes (Standard Webhooks)."""
+    previous_secrets: list[RetiredSecret] = Field(default_factory=list, max_length=5)
+    """Secrets a rotation replaced, each signing too until its ``until``."""
     events: list[str] = Field(default_factory=lambda: ["*"], max_length=100)
     """Event names or ``prefix.*`` patterns; ``*``: all."""
 
@@ -46,10 +81,8 @@ class WebhooksConfig(BaseModel):
 
     @field_validator("secret")
     @classmethod
-    def _printable(cls, value: str | None) -> str | None:
-        if value is not None and not value.isprintable():
-            raise ValueError("must be printable text")
-        return value
+    def _standard(cls, value: SecretStr | None) -> SecretStr | None:
+        return _whsec(value)
 
     @field_validator("events")
     @classmethod
@@ -64,6 +97,14 @@ class WebhooksConfig(BaseModel):
         if self.url is not None and self.secret is None:
             raise ValueError("a webhook url needs a secret to sign deliveries with (set both at once)")
         return self
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets a delivery at ``now`` is signed with: the current one, then those a
+        rotation keeps valid until later than ``now``."""
+        if self.secret is None:
+            return []
+        kept = [r.secret.get_secret_value() for r in self.previous_secrets if r.until > now]
+        return [self.secret.get_secret_value(), *kept]
 
 
 def subscribed(patterns: list[str], event: str) -> bool:

@@ -8,23 +8,25 @@ transaction, and records the outcome. A 2xx is delivered; anything else is retri
 ``backoff_base * 2**(attempt-1)`` seconds (at most ``backoff_cap``) until ``max_attempts``,
 then failed. A tenant whose delivery run raises is reported and skipped; the others go on.
 
-Endpoints are the tenants' own choice, so by default a delivery to an address that is not
-public (loopback, private networks, link-local such as cloud metadata services) is refused
-and redirects are never followed. The check resolves the host just before sending; a DNS
-answer that changes between the check and the connection is not caught.
+Endpoints are the tenants' own choice, so every delivery goes through the one SSRF guard
+(:class:`tenantry.services.egress.Egress`): the host is resolved once, with a time limit, a
+host with an address that is not public (loopback, private networks, link-local such as
+cloud metadata services, and their IPv6 disguises) is refused, and the connection goes to the
+checked address itself (``Host`` and TLS server name set), so a DNS answer that changes after
+the check cannot redirect it. Redirects are never followed.
+
+A delivery is signed with the endpoint's secret and, during a rotation, with each previous
+secret still in force: several ``v1,`` signatures in one header.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
-import socket
 import threading
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -32,7 +34,8 @@ from sqlalchemy.orm import Session
 from tenantry.contrib.webhooks.config import WebhooksConfig
 from tenantry.contrib.webhooks.models import Delivery
 from tenantry.contrib.webhooks.signing import signature_headers
-from tenantry.errors import ConfigurationError
+from tenantry.errors import ConfigurationError, UnsafeAddress
+from tenantry.services.egress import Egress
 
 if TYPE_CHECKING:
     import httpx
@@ -65,10 +68,6 @@ class DeliveryReport:
             "tenants": self.tenants, "attempted": self.attempted, "delivered": self.delivered,
             "retrying": self.retrying, "failed": self.failed, "paused": self.paused, "errors": self.errors,
         }
-
-
-class _Refused(Exception):
-    """A delivery that must not be sent (it fails at once, without retries)."""
 
 
 def _plugin(tn: Tenantry) -> WebhooksPlugin:
@@ -153,38 +152,25 @@ class _Outcome:
 def _send(http: httpx.Client, plugin: WebhooksPlugin, config: WebhooksConfig, row: sa.Row[Any]) -> _Outcome:
     import httpx
 
-    if config.url is None or config.secret is None:
+    secrets = config.signing_secrets(datetime.now(timezone.utc))
+    if config.url is None or not secrets:
         return _Outcome(False, None, error="no endpoint configured", final=True)
     url = str(config.url)
     body = json.dumps(row.payload, separators=(",", ":"), sort_keys=True).encode()
     headers = {
         "content-type": "application/json",
         "user-agent": "tenantry-webhooks/1",
-        **signature_headers(config.secret, str(row.event_id), body),
+        **signature_headers(secrets, str(row.event_id), body),
     }
     try:
-        if not plugin.allow_private:
-            _check_public(url)
-        response = http.post(url, content=body, headers=headers)
-    except _Refused as err:
+        response = plugin.egress.send(http, "POST", url, content=body, headers=headers)
+    except UnsafeAddress as err:
         return _Outcome(False, url, error=str(err), final=True)
     except httpx.HTTPError as err:
         return _Outcome(False, url, error=f"{type(err).__name__}: {err}"[:500])
     if 200 <= response.status_code < 300:
         return _Outcome(True, url, response.status_code)
     return _Outcome(False, url, response.status_code, f"HTTP {response.status_code}")
-
-
-def _check_public(url: str) -> None:
-    host = urlsplit(url).hostname or ""
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except OSError as err:
-        raise _Refused(f"cannot resolve {host}: {err}") from err
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not address.is_global:
-            raise _Refused(f"refused: {host} resolves to {address}, which is not a public address")
 
 
 def _finish(tn: Tenantry, plugin: WebhooksPlugin, row: sa.Row[Any], outcome: _Outcome) -> str:

@@ -12,6 +12,7 @@ from tenantry.contrib.webhooks.models import Base
 from tenantry.contrib.webhooks.outbox import queue
 from tenantry.contrib.webhooks.routes import WebhookRoutes
 from tenantry.errors import InvalidInput
+from tenantry.services.egress import Egress, Resolver
 from tenantry.plugins.base import ASGIApp, AppTables, AsgiRoutes, ConfigSection, FlagProvider, LifecycleHooks
 
 if TYPE_CHECKING:
@@ -34,7 +35,8 @@ class WebhooksPlugin(LifecycleHooks, ConfigSection, AppTables, AsgiRoutes, FlagP
     The app queues its own events with :func:`~tenantry.contrib.webhooks.queue` and runs
     :func:`~tenantry.contrib.webhooks.deliver_pending` (or a :class:`WebhookWorker`).
     ``allow_private`` lets deliveries go to loopback and private addresses (tests, local
-    demos); leave it off in production.
+    demos); leave it off in production. ``resolver`` replaces the guard's DNS lookup (see
+    :class:`~tenantry.services.egress.Egress`).
     """
 
     name = "webhooks"
@@ -51,6 +53,7 @@ class WebhooksPlugin(LifecycleHooks, ConfigSection, AppTables, AsgiRoutes, FlagP
         timeout: float = 10.0,
         lease: float = 60.0,
         allow_private: bool = False,
+        resolver: Resolver | None = None,
     ) -> None:
         if max_attempts < 1 or backoff_base < 0 or backoff_cap < backoff_base or timeout <= 0 or lease <= timeout:
             raise InvalidInput("webhooks: need max_attempts >= 1, 0 <= backoff_base <= backoff_cap, 0 < timeout < lease")
@@ -60,6 +63,8 @@ class WebhooksPlugin(LifecycleHooks, ConfigSection, AppTables, AsgiRoutes, FlagP
         self.timeout = timeout
         self.lease = lease
         self.allow_private = allow_private
+        #: the SSRF guard every delivery goes through
+        self.egress = Egress(timeout=timeout, allow_private=allow_private, resolver=resolver)
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1, 2, ...)."""
