@@ -26,8 +26,9 @@ Method
     Reported per outage: the requests that failed and how fast (p50, p99, max latency of the
     requests sent while the server was down), the status codes seen during the outage and
     after the restart, requests that hung (longer than 2 s), and time-to-serve: from the
-    moment the server accepts connections until the first request succeeds, and until every
-    request sent from then on succeeds (full service).
+    moment the server accepts connections until the first answer that is a success, and until
+    every answer from then on is one (full service; a request that hung through the restart
+    and then failed counts against it).
     The last line is the ratio, for the longest outage, of restart-to-full-service (from
     ``pg_ctl start``) to the server's own restart time (goal: full service within 2 s of the
     server accepting connections, whatever the outage's length).
@@ -67,6 +68,8 @@ from tenantry.web import SubdomainResolver, TenantMiddleware
 from tenantry.web.problems import problem_from_error
 
 BASE = "bench.test"
+#: what the 500s were: "path type: message" and how many
+SERVER_ERRORS: Counter[str] = Counter()
 HUNG = 2.0  # seconds after which a request counts as hung
 GOAL = 2.0  # seconds from accepting connections to full service
 
@@ -80,6 +83,10 @@ class Item(TenantScoped, Base):
 
     id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
     label: Mapped[str] = mapped_column(sa.Text)
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0]
 
 
 def make_app(tn: Tenantry) -> Any:
@@ -98,9 +105,13 @@ def make_app(tn: Tenantry) -> Any:
         status, headers, body = problem_from_error(exc)
         return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
 
+    async def other_error(request: Request, exc: Exception) -> Response:
+        SERVER_ERRORS[f"{request.url.path} {type(exc).__module__}.{type(exc).__name__}: {_first_line(exc)[:90]}"] += 1
+        return Response("Internal Server Error", status_code=500)
+
     app = Starlette(
         routes=[Route("/psycopg", via_psycopg), Route("/orm", via_orm)],
-        exception_handlers={TenantryError: tenantry_error},
+        exception_handlers={TenantryError: tenantry_error, Exception: other_error},
     )
     return TenantMiddleware(app, tenantry=tn, resolvers=[SubdomainResolver(BASE)])
 
@@ -190,12 +201,14 @@ class Outage:
     def report(self) -> tuple[list[str], float]:
         down = [s for s in self.samples if self.killed + 0.2 <= s.started < self.restart_began]
         fast = sorted(s.ended - s.started for s in down if s.status != 200)
+        restarting = [s for s in self.samples if self.restart_began <= s.started < self.accepting]
         after = [s for s in self.samples if s.started >= self.accepting]
-        first_ok = min((s.ended for s in after if s.status == 200), default=float("nan"))
         failed_after = [s for s in after if s.status != 200]
-        # full service: every request sent from then on succeeds
-        full = max((s.ended for s in failed_after), default=self.accepting)
-        full = max(full, min((s.ended for s in after if s.status == 200), default=full))
+        # answered after the server accepts connections, whenever sent (hung requests count)
+        answered = [s for s in self.samples if s.ended >= self.accepting]
+        first_ok = min((s.ended for s in answered if s.status == 200), default=float("inf"))
+        # full service: every answer from then on is a success
+        full = max([first_ok, *(s.ended for s in answered if s.status != 200)])
         in_flight = [s for s in self.samples if s.started < self.killed < s.ended]
         hung = [s for s in self.samples if s.ended - s.started > HUNG]
         restart_took = self.accepting - self.restart_began
@@ -216,11 +229,17 @@ class Outage:
             f" p99 {ms(fast, 0.99)}, max {ms(fast, 1.0)}",
             f"  status codes while down: {codes(down)}",
             f"  in flight at the kill: {codes(in_flight)}",
+            f"  sent while the server was starting: {codes(restarting)}",
             f"  after the restart: first success {1000 * (first_ok - self.accepting):.0f} ms after accepting,"
             f" full service {1000 * (full - self.accepting):.0f} ms after accepting"
-            f" [{verdict(full - self.accepting, GOAL)}: <= {GOAL:g} s]; {len(failed_after)} failed",
+            f" [{verdict(full - self.accepting, GOAL)}: <= {GOAL:g} s]; {len(failed_after)} of those sent after failed",
             f"  status codes after the restart: {codes(after)}",
             f"  hung (> {HUNG:g} s): {len(hung)}; longest request {max((s.ended - s.started for s in self.samples), default=0) * 1000:.0f} ms",
+        ]
+        lines += [
+            f"    hung: {s.path} sent at +{s.started - self.killed:.2f} s, answered {s.status or 'none'}"
+            f" after {s.ended - s.started:.2f} s"
+            for s in sorted(hung, key=lambda s: s.started)[:5]
         ]
         return lines, (full - self.restart_began) / restart_took
 
@@ -282,6 +301,8 @@ def main() -> int:
         for outage in outages:
             lines, ratio = outage.report()
             print("\n".join(lines))
+        for what, count in SERVER_ERRORS.most_common():
+            print(f"500: {count} x {what}")
         print(run_took(started))
         print(
             f"ratio restart-to-full-service / server restart time, {outages[-1].length:g} s outage: {ratio:.2f}"

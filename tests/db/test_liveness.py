@@ -153,6 +153,24 @@ def test_a_connection_held_across_transactions_is_replaced_at_begin(
         _held_across_a_restart(tn, slug)
 
 
+def test_a_server_lost_mid_transaction_is_unavailable_on_every_path(
+    tn: Tenantry, make_tenant: Callable[..., object]
+) -> None:
+    """What in-flight requests see when the server goes away: 503s, not 500s."""
+    slug = make_tenant().slug  # type: ignore[attr-defined]
+    with tn.tenant(slug):
+        with pytest.raises(DatabaseUnavailable):  # at the commit of tn.connection()
+            with tn.connection() as conn:
+                conn.execute("SELECT count(*) FROM projects").fetchone()
+                _terminate_runtime_sessions(tn)
+        with pytest.raises(DatabaseUnavailable):  # a statement of an engine's transaction
+            with tn.engine().begin() as econn:
+                econn.execute(sa.text("SELECT 1"))
+                _terminate_runtime_sessions(tn)
+                econn.execute(sa.text("SELECT count(*) FROM projects"))
+        assert _sync_requests(tn) == []
+
+
 # -- a private server, killed and restarted -------------------------------------------------------
 
 

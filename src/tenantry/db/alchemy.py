@@ -139,4 +139,6 @@ def bind_engine(
     @event.listens_for(sync_engine, "commit")
     @event.listens_for(sync_engine, "rollback")
     def _end(conn: sa.Connection) -> None:
+        if conn.invalidated:  # the server went away: conn.info would raise, and nothing is bound
+            return
         conn.info.pop(_INFO_KEY, None)

@@ -291,7 +291,8 @@ class Router:
                 return None
             watch.suspect()
             original = ctx.original_exception
-            if ctx.chained_exception is not None or not isinstance(original, psycopg.Error):
+            named = getattr(ctx, "chained_exception", None)  # set once a listener returned one
+            if named is not None or not isinstance(original, psycopg.Error):
                 return None  # another listener named it already
             mapped = translate(original)
             if not isinstance(mapped, DatabaseUnavailable):
