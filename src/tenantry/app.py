@@ -29,7 +29,7 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -43,7 +43,7 @@ from tenantry.core.config import ConfigSections
 from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.placement import Placement, Route
 from tenantry.core.secrets import Keyring
-from tenantry.db import catalog, rls
+from tenantry.db import catalog, liveness, rls
 from tenantry.db.binding import AsyncTenantConnection, Binder, RouteKey, TenantConnection
 from tenantry.db.connect import admin_connection, control_plane_url, translate, translated, with_user
 from tenantry.db.deploy import deploy_tables
@@ -163,6 +163,8 @@ class Tenantry:
         self._runtime_problem: UnsafeRuntimeRole | None = None
         self._router: Router | None = None
         self._admin_pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._admin_watch: liveness.ServerWatch | None = None
+        self._admin_born = 0  # the watch generation the admin pool was made in
         self._cells: dict[str, Cell] = {}
         self._listener: CatalogListener | None = None
         self._tenant_cache: dict[str, tuple[float, _Resolved]] = {}
@@ -278,32 +280,52 @@ class Tenantry:
         error; after that, admin connections come from a small pool (opening one costs
         milliseconds, more than most control-plane operations).
         """
-        pool = self._admin_pool
-        if pool is None:
+        watch = self._admin_watch
+        if watch is None:
             with admin_connection(self.admin_url, timeout=self.settings.connect_timeout, autocommit=True) as conn:
                 yield conn
             self._open_admin_pool()
             return
+        # a dead connection is replaced, a server that is down fails at once (see liveness)
+        pool, conn = liveness.checkout(self._current_admin_pool, watch, self.settings.connect_timeout)
         try:
-            with translated(), pool.connection(timeout=self.settings.connect_timeout) as conn:
+            with translated(), conn:
                 yield conn
-        except PoolTimeout as err:
-            raise DatabaseUnavailable(f"no admin connection within {self.settings.connect_timeout:g} s: {err}") from err
+        finally:
+            pool.putconn(conn)
+
+    def _current_admin_pool(self) -> tuple[ConnectionPool[psycopg.Connection[Any]], int]:
+        with self._lock:
+            pool, watch = self._admin_pool, self._admin_watch
+            assert pool is not None and watch is not None
+            if self._admin_born != watch.generation:  # made before the server restarted
+                threading.Thread(target=pool.close, kwargs={"timeout": 5.0}, daemon=True).start()
+                self._admin_pool = pool = self._new_admin_pool()
+                self._admin_born = watch.generation
+            return pool, self._admin_born
+
+    def _new_admin_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            control_plane_url(self.admin_url),
+            kwargs={"autocommit": True},
+            min_size=1,
+            max_size=4,
+            timeout=self.settings.connect_timeout,
+            reconnect_timeout=5.0,
+            name="tenantry-admin",
+            open=False,
+        )
+        pool.open(wait=False)
+        return pool
 
     def _open_admin_pool(self) -> None:
         with self._lock:
             if self._admin_pool is None:
-                pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-                    control_plane_url(self.admin_url),
-                    kwargs={"autocommit": True},
-                    min_size=1,
-                    max_size=4,
-                    timeout=self.settings.connect_timeout,
-                    name="tenantry-admin",
-                    open=False,
+                self._admin_pool = self._new_admin_pool()
+                self._admin_watch = liveness.ServerWatch(
+                    control_plane_url(self.admin_url), what="the catalog's PostgreSQL"
                 )
-                pool.open(wait=False)
-                self._admin_pool = pool
+                self._admin_born = self._admin_watch.generation
 
     # -- set-up -----------------------------------------------------------------------------
     def init(self) -> catalog.InitReport:
@@ -722,6 +744,11 @@ class Tenantry:
             self._missing_hosts.pop(key, None)
 
     def _on_catalog_reset(self) -> None:
+        # the listener (re)connected: servers known to be down may be back, probe them now
+        if self._admin_watch is not None and self._admin_watch.down:
+            self._admin_watch.suspect()
+        if self._router is not None:
+            self._router.wake()
         self._tenant_generation += 1
         self._tenant_cache.clear()
         self._missing_tenants.clear()
@@ -949,7 +976,8 @@ class Tenantry:
             raise
         else:
             if not conn.closed:
-                conn.commit()
+                with translated():  # a server that went away at the commit is unavailable
+                    conn.commit()
         finally:
             if self._spent(conn):
                 conn.close()
@@ -959,11 +987,11 @@ class Tenantry:
         # Another thread may evict (close) the pool between our lookup and the checkout, when
         # more databases are in use at once than max_pools: then the route's new pool serves.
         for _ in range(_CHECKOUT_ATTEMPTS):
-            pool = self.pool()
+            router = self.router
             if self._runtime_problem is not None:
                 raise self._runtime_problem
             try:
-                return pool, pool.getconn()
+                return router.checkout(self._route_key())
             except PoolClosed:
                 continue
         raise DatabaseUnavailable(_too_busy(self.settings.max_pools))
@@ -996,7 +1024,8 @@ class Tenantry:
             raise
         else:
             if not conn.closed:
-                await conn.commit()
+                with translated():
+                    await conn.commit()
         finally:
             if self._spent(conn):
                 await conn.close()
@@ -1004,11 +1033,11 @@ class Tenantry:
 
     async def _acheckout(self) -> tuple[AsyncConnectionPool[AsyncTenantConnection], AsyncTenantConnection]:
         for _ in range(_CHECKOUT_ATTEMPTS):  # as in _checkout()
-            pool = await self.async_pool()
+            await asyncio.to_thread(lambda: self.router)
             if self._runtime_problem is not None:
                 raise self._runtime_problem
             try:
-                return pool, await pool.getconn()
+                return await self.router.acheckout(self._route_key())
             except PoolClosed:
                 continue
         raise DatabaseUnavailable(_too_busy(self.settings.max_pools))
@@ -1040,6 +1069,9 @@ class Tenantry:
             if self._admin_pool is not None:
                 self._admin_pool.close()
                 self._admin_pool = None
+            if self._admin_watch is not None:
+                self._admin_watch.close()
+                self._admin_watch = None
 
     async def aclose(self) -> None:
         """Close the async pools and engines, then everything else."""

@@ -5,6 +5,10 @@ database-tier tenant has its own, small. A process keeps at most ``max_pools`` o
 open and closes the least recently used first, so thousands of database-tier tenants cost a
 bounded number of connections. Every new connection is checked (the runtime role must not be
 able to step around RLS) before it serves anyone.
+
+Each route has a :class:`~tenantry.db.liveness.ServerWatch`: a dead idle connection is replaced
+at checkout (no round trip), a server that is down fails checkouts at once, and the route's
+pools are replaced by fresh ones when it returns (see :mod:`tenantry.db.liveness`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tenantry.core.placement import PRIMARY_CELL
+from tenantry.db import liveness
 from tenantry.db.alchemy import bind_engine
 from tenantry.db.binding import (
     AsyncTenantConnection,
@@ -33,6 +38,7 @@ from tenantry.db.binding import (
     TenantServerCursor,
     mark_returned,
 )
+from tenantry.db.connect import translate
 from tenantry.errors import DatabaseUnavailable
 from tenantry.settings import Settings
 
@@ -42,6 +48,9 @@ __all__ = ["DEFAULT_ROUTE", "Router"]
 DEFAULT_ROUTE: RouteKey = (PRIMARY_CELL, None)
 
 T = TypeVar("T")
+#: seconds psycopg_pool keeps retrying a failed connection with its growing back-off before it
+#: gives the slot up (its default, 5 minutes, kept a pool waiting long after the server was back)
+_RECONNECT_TIMEOUT = 5.0
 
 
 class _Lru(Generic[T]):
@@ -103,6 +112,11 @@ class Router:
             settings.max_pools, lambda p: self._in_loop(p.close())
         )
         self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._watches: dict[RouteKey, liveness.ServerWatch] = {}
+        # the watch generation each route's current pool was made in (see liveness)
+        self._born: dict[RouteKey, int] = {}
+        self._async_born: dict[RouteKey, int] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def _in_loop(self, work: Coroutine[Any, Any, None]) -> None:
         """Run async clean-up in the event loop that owns the pools: scheduled when called from
@@ -124,6 +138,40 @@ class Router:
             return self._settings.pool_min_size, self._settings.pool_max_size
         return 0, self._settings.tenant_pool_max_size
 
+    # -- liveness -----------------------------------------------------------------------------
+    def watch(self, key: RouteKey) -> liveness.ServerWatch:
+        """Whether the server behind ``key`` is up (made on first use)."""
+        with self._lock:
+            watch = self._watches.get(key)
+            if watch is None:
+                what = f"PostgreSQL for {key[1] or 'the shared database'} on cell {key[0]!r}"
+                watch = self._watches[key] = liveness.ServerWatch(self._url_for(key), what=what)
+            return watch
+
+    def wake(self) -> None:
+        """Probe every server known to be down now (the catalog listener just reconnected)."""
+        for watch in list(self._watches.values()):
+            if watch.down:
+                watch.suspect()
+
+    def checkout(self, key: RouteKey) -> tuple[ConnectionPool[TenantConnection], TenantConnection]:
+        """A live connection for ``key`` and its pool (give it back with ``pool.putconn``);
+        :class:`DatabaseUnavailable` at once while its server is down."""
+        watch = self.watch(key)
+        return liveness.checkout(lambda: (self.pool(key), self._born.get(key, -1)), watch, self._settings.connect_timeout)
+
+    async def acheckout(
+        self, key: RouteKey
+    ) -> tuple[AsyncConnectionPool[AsyncTenantConnection], AsyncTenantConnection]:
+        """Async :meth:`checkout`."""
+        watch = self.watch(key)
+
+        async def current() -> tuple[AsyncConnectionPool[AsyncTenantConnection], int]:
+            pool = await self.async_pool(key)
+            return pool, self._async_born.get(key, -1)
+
+        return await liveness.acheckout(current, watch, self._settings.connect_timeout)
+
     # -- psycopg ------------------------------------------------------------------------------
     def _configure(self, key: RouteKey) -> Callable[[TenantConnection], None]:
         def configure(conn: TenantConnection) -> None:
@@ -139,12 +187,17 @@ class Router:
     def pool(self, key: RouteKey) -> ConnectionPool[TenantConnection]:
         """The pool for ``key``, opened on first use."""
         with self._lock:
+            watch = self.watch(key)
             pool = self._pools.get(key)
             if pool is not None:
-                return pool
+                if self._born.get(key) == watch.generation:
+                    return pool
+                self._pools.pop(key)  # made before its server restarted: its connections are dead
+                _retire(pool)
             min_size, max_size = self._sizes(key)
+            born = watch.generation
             pool = ConnectionPool(
-                self._url_for(key),
+                watch.url,
                 connection_class=TenantConnection,
                 kwargs={"cursor_factory": TenantCursor},
                 configure=self._configure(key),
@@ -152,6 +205,7 @@ class Router:
                 min_size=min_size,
                 max_size=max_size,
                 timeout=self._settings.connect_timeout,
+                reconnect_timeout=_RECONNECT_TIMEOUT,
                 name=f"tenantry:{key[0]}:{key[1] or 'main'}",
                 open=False,
             )
@@ -161,6 +215,7 @@ class Router:
                 pool.close()
                 raise DatabaseUnavailable(f"cannot open the runtime pool: {err}") from err
             self._pools.put(key, pool)
+            self._born[key] = born
             return pool
 
     async def async_pool(self, key: RouteKey) -> AsyncConnectionPool[AsyncTenantConnection]:
@@ -171,9 +226,16 @@ class Router:
             # `await tn.aclose()` before their loop ends
             self._async_pools.drain()
             self._async_loop = loop
+        watch = self.watch(key)
         pool = self._async_pools.get(key)
         if pool is not None:
-            return pool
+            if self._async_born.get(key) == watch.generation:
+                return pool
+            if self._async_pools.pop(key) is pool:  # made before its server restarted
+                closing = loop.create_task(pool.close(timeout=5.0))
+                self._closing.add(closing)  # the loop keeps only a weak reference
+                closing.add_done_callback(self._closing.discard)
+        born = watch.generation
 
         async def configure(conn: AsyncTenantConnection) -> None:
             cur = await conn.execute(self._check_sql, self._check_params)
@@ -186,7 +248,7 @@ class Router:
 
         min_size, max_size = self._sizes(key)
         pool = AsyncConnectionPool(
-            self._url_for(key),
+            watch.url,
             connection_class=AsyncTenantConnection,
             kwargs={"cursor_factory": AsyncTenantCursor},
             configure=configure,
@@ -194,19 +256,53 @@ class Router:
             min_size=min_size,
             max_size=max_size,
             timeout=self._settings.connect_timeout,
+            reconnect_timeout=_RECONNECT_TIMEOUT,
             name=f"tenantry-async:{key[0]}:{key[1] or 'main'}",
             open=False,
         )
         await pool.open(wait=min_size > 0, timeout=self._settings.connect_timeout)
         existing = self._async_pools.get(key)
-        if existing is not None:  # another task won the race
+        if existing is not None and self._async_born.get(key) == born:  # another task won the race
             await pool.close()
             return existing
         self._async_pools.put(key, pool)  # may close the least recently used, in this loop
+        self._async_born[key] = born
         return pool
 
     # -- SQLAlchemy -----------------------------------------------------------------------------
-    def _watch(self, engine: sa.Engine) -> None:
+    def _watch(self, engine: sa.Engine, watch: liveness.ServerWatch) -> None:
+        @sa.event.listens_for(engine.pool, "checkout")
+        def _alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+            # a session the server ended: SQLAlchemy reconnects, and drops the pool's other
+            # connections of before (the server restarted)
+            if liveness.is_dead(_pgconn(dbapi_connection)):
+                raise sa.exc.InvalidatePoolError("the server ended this pooled session")
+
+        @sa.event.listens_for(engine, "before_execute")
+        def _alive_before_begin(conn: sa.Connection, *_args: Any) -> None:
+            # a connection held across transactions died in between: nothing of the next
+            # transaction was sent yet, so SQLAlchemy may take a new one from the pool
+            if not conn.in_transaction() and not conn.invalidated:
+                if liveness.is_dead(_pgconn(conn.connection.dbapi_connection)):
+                    conn.invalidate()
+
+        @sa.event.listens_for(engine, "handle_error")
+        def _lost(ctx: sa.engine.ExceptionContext) -> BaseException | None:
+            # the server went away under a statement (a crash, a restart): probe it now, and
+            # answer "unavailable" (503), not SQLAlchemy's OperationalError (500)
+            if not ctx.is_disconnect:
+                return None
+            watch.suspect()
+            original = ctx.original_exception
+            named = getattr(ctx, "chained_exception", None)  # set once a listener returned one
+            if named is not None or not isinstance(original, psycopg.Error):
+                return None  # another listener named it already
+            mapped = translate(original)
+            if not isinstance(mapped, DatabaseUnavailable):
+                return None
+            mapped.__cause__ = original
+            return mapped
+
         @sa.event.listens_for(engine, "connect")
         def _check(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
@@ -222,14 +318,14 @@ class Router:
         with self._lock:
             engine = self._engines.get(key)
             if engine is None:
-                url = self._url_for(key)
+                watch = self.watch(key)
                 engine = sa.create_engine(
                     "postgresql+psycopg://",
-                    creator=lambda: TenantConnection.connect(url),
+                    creator=lambda: self._connect(watch),
                     **(self._engine_options(key) | options),
                 )
                 bind_engine(engine, self._binder(), key, schema_recycle_after=self._settings.schema_recycle_after)
-                self._watch(engine)
+                self._watch(engine, watch)
                 self._engines.put(key, engine)
             return engine
 
@@ -241,16 +337,36 @@ class Router:
         with self._lock:
             engine = self._async_engines.get(key)
             if engine is None:
-                url = self._url_for(key)
+                watch = self.watch(key)
                 engine = create_async_engine(
                     "postgresql+psycopg://",
-                    async_creator=lambda: AsyncTenantConnection.connect(url),
+                    async_creator=lambda: self._aconnect(watch),
                     **(self._engine_options(key) | options),
                 )
                 bind_engine(engine, self._binder(), key, schema_recycle_after=self._settings.schema_recycle_after)
-                self._watch(engine.sync_engine)
+                self._watch(engine.sync_engine, watch)
                 self._async_engines.put(key, engine)
             return engine
+
+    def _connect(self, watch: liveness.ServerWatch) -> psycopg.Connection[Any]:
+        # (tenantry's connection class: the hand-over guard covers raw_connection() too)
+        watch.check()
+        try:
+            return TenantConnection.connect(watch.url, connect_timeout=self._connect_seconds())
+        except psycopg.OperationalError as err:
+            watch.suspect()
+            raise DatabaseUnavailable(f"cannot connect to {watch.what}: {_first_line(err)}") from err
+
+    async def _aconnect(self, watch: liveness.ServerWatch) -> psycopg.AsyncConnection[Any]:
+        watch.check()
+        try:
+            return await AsyncTenantConnection.connect(watch.url, connect_timeout=self._connect_seconds())
+        except psycopg.OperationalError as err:
+            watch.suspect()
+            raise DatabaseUnavailable(f"cannot connect to {watch.what}: {_first_line(err)}") from err
+
+    def _connect_seconds(self) -> int:
+        return max(2, round(self._settings.connect_timeout))
 
     def _engine_options(self, key: RouteKey) -> dict[str, Any]:
         return {"pool_size": self._sizes(key)[1], "max_overflow": 0}
@@ -285,9 +401,15 @@ class Router:
             async_pool = self._async_pools.pop(key)
             if async_pool is not None:
                 self._in_loop(async_pool.close())
+            watch = self._watches.pop(key, None)
+            if watch is not None:
+                watch.close()
 
     def close(self) -> None:
         with self._lock:
+            for watch in self._watches.values():
+                watch.close()
+            self._watches.clear()
             for pool in self._pools.drain():
                 _close_pool(pool)
             for engine in self._engines.drain():
@@ -311,3 +433,18 @@ async def _amark_returned(conn: AsyncTenantConnection) -> None:
 
 def _close_pool(pool: ConnectionPool[TenantConnection]) -> None:
     pool.close(timeout=5.0)
+
+
+def _retire(pool: ConnectionPool[TenantConnection]) -> None:
+    """Close a replaced pool without making the caller wait for its workers; connections
+    still lent out are closed when they come back."""
+    threading.Thread(target=_close_pool, args=(pool,), name="tenantry-retire-pool", daemon=True).start()
+
+
+def _pgconn(dbapi_connection: Any) -> Any:
+    """The libpq connection of a SQLAlchemy DBAPI connection (sync, or asyncio's adapter)."""
+    return getattr(dbapi_connection, "driver_connection", dbapi_connection).pgconn
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

@@ -32,6 +32,8 @@ __all__ = [
 
 CHANNEL = "tenantry_catalog"
 _log = logging.getLogger("tenantry.events")
+#: seconds the listener waits before reconnecting: doubling from the first, capped at the max
+_RETRY_FIRST, _RETRY_MAX = 0.1, 0.5
 
 
 def notify_tenant(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> None:
@@ -90,18 +92,23 @@ class CatalogListener:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        delay = _RETRY_FIRST
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._on_reset()
                     self.listening.set()
+                    delay = _RETRY_FIRST
                     while not self._stop.is_set():
                         for notice in conn.notifies(timeout=self._poll):
                             kind, _, key = notice.payload.partition(":")
                             self._on_event(kind, key)
             except Exception as err:  # keep listening whatever happens; the TTL is the backstop
+                if self.listening.is_set() or delay == _RETRY_FIRST:
+                    _log.warning("catalog listener reconnecting after: %s", str(err).strip().splitlines()[:1])
                 self.listening.clear()
-                _log.warning("catalog listener reconnecting after: %s", err)
                 self._on_reset()
-                self._stop.wait(1.0)
+                # back within half a second of the server's return, however long it was away
+                self._stop.wait(delay)
+                delay = min(delay * 2, _RETRY_MAX)
