@@ -24,7 +24,8 @@ with, so the interfaces translate errors without a table of their own::
     │   ├── FlagExists                 a flag with that key exists with another definition
     │   ├── InvalidTransition          a status change the lifecycle forbids
     │   ├── TenantMoving               writes refused for a moment: the tenant is moving
-    │   └── DomainTaken                the hostname belongs to another tenant
+    │   ├── DomainTaken                the hostname belongs to another tenant
+    │   └── TablesDiffer               a placement holds tables or columns this process would not carry
     ├── TenantNotActive                exit 8, HTTP 403   suspended/archived tenant asked to serve
     ├── IsolationError                 exit 9, HTTP 403   PostgreSQL refused a cross-tenant act
     │   ├── NoTenantBound              a write (or a tenant-scoped call) with no tenant bound
@@ -62,6 +63,7 @@ __all__ = [
     "PermissionDenied",
     "PlanNotFound",
     "PluginNotFound",
+    "TablesDiffer",
     "TenantContextError",
     "TenantExists",
     "TenantMoving",
@@ -193,6 +195,18 @@ class TenantMoving(Conflict):
 
 class DomainTaken(Conflict):
     """The hostname is registered to another tenant."""
+
+
+class TablesDiffer(Conflict):
+    """A placement holds app tables or columns that this process's tables (the app's and its
+    plugins') lack, so moving, copying or building from them would lose data. Nothing was
+    changed; ``problems`` names each difference (``"webhooks_deliveries: no such table here"``).
+    Load the same app and plugins as the app (``TENANTRY_APP``, ``TENANTRY_PLUGINS``), or run
+    ``tenantry migrate``."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 class TenantNotActive(TenantryError):

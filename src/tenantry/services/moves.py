@@ -30,6 +30,7 @@ the job and the audit log.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -46,7 +47,7 @@ from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.placement import Placement, choose_cell, plan_steps
 from tenantry.db import tenant_copy
 from tenantry.db.connect import admin_connection
-from tenantry.errors import Conflict, InvalidInput, IsolationError
+from tenantry.errors import Conflict, InvalidInput, IsolationError, TablesDiffer
 from tenantry.services import audit, plugin_hooks
 from tenantry.services.cells import cell_loads
 from tenantry.services.events import notify_tenant
@@ -64,7 +65,7 @@ from tenantry.services.tenants import get_plan, get_tenant
 if TYPE_CHECKING:
     from tenantry.app import Tenantry
 
-__all__ = ["MoveReport", "abort", "move"]
+__all__ = ["MoveReport", "abort", "held_tables", "move"]
 
 STEPS = ("build", "capture", "bulk_copy", "catch_up", "freeze", "delta", "verify", "flip", "cleanup")
 #: how long after the flip the source copy is kept (frozen) for processes to learn of it
@@ -172,6 +173,11 @@ def _start(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, plan: Pl
             raise InvalidInput(
                 f"tenant {tenant.slug!r} already lives there ({source.isolation.value} on cell {source.cell!r})"
             )
+        # the target is built from this process's tables (the pooled ones exist already)
+        will_have = (
+            held_tables(tn, target) if target.isolation is Isolation.POOLED else tenant_copy.specs(tn._metadata())
+        )
+        _refuse_differences(tenant, tenant_copy.differences(held_tables(tn, source), will_have, "in this process's app tables" if target.isolation is not Isolation.POOLED else "at the target"), False)
         insert_placement(conn, target)
         payload = {
             "plan": plan.name,
@@ -204,15 +210,6 @@ def _require_current_tables(tn: Tenantry, tenant: Tenant, source: Placement) -> 
             f"tenant {tenant.slug!r} is at app revision {at or 'untracked'}, not {head}:"
             " run `tenantry migrate` before moving it"
         )
-
-
-@contextmanager
-def _owner_on(tn: Tenantry, place: Placement) -> Iterator[psycopg.Connection[Any]]:
-    """An admin connection to ``place``'s database, in a transaction acting as the owner."""
-    url = database_url(tn.cell_admin_url(place.cell), place.database)
-    with admin_connection(url) as conn, conn.transaction():
-        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(tn.settings.owner_role)))
-        yield conn
 
 
 def _compare(
@@ -276,16 +273,48 @@ def move(
 ) -> MoveReport:
     """Move a tenant to ``plan``'s tier (and ``cell``), or resume its interrupted move.
 
-    ``on_step(step)`` is called as each step starts (for progress displays).
+    The rows moved are those of every table the source placement holds (its registry of app
+    tables, with the columns the system catalogs give), whatever metadata this process has
+    loaded; a table or column the target would not have is refused (:class:`TablesDiffer`)
+    before anything changes. ``on_step(step)`` is called as each step starts (for progress
+    displays).
     """
     started = time.monotonic()
-    metadata = tn._metadata()
-    specs = tenant_copy.specs(metadata)
     with tn.admin() as conn:
         tenant = get_tenant(conn, key)
         chosen = get_plan(conn, plan or tenant.plan)
     with tenant_lock(tn, tenant.id, f"tenant {tenant.slug!r} is being moved by another process; try again shortly"):
-        return _move(tn, tenant, chosen, cell, specs, on_step, started)
+        return _move(tn, tenant, chosen, cell, on_step, started)
+
+
+@contextmanager
+def _autocommit_on(tn: Tenantry, place: Placement) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit admin connection to ``place``'s database (steps that take one table's
+    lock at a time open their own transactions)."""
+    url = database_url(tn.cell_admin_url(place.cell), place.database)
+    with admin_connection(url, autocommit=True) as conn:
+        yield conn
+
+
+def held_tables(tn: Tenantry, place: Placement) -> list[tenant_copy.TableSpec]:
+    """The app tables ``place`` actually holds, with their real columns, parents first."""
+    with _autocommit_on(tn, place) as conn:
+        return tenant_copy.placement_specs(conn, place.schema)
+
+
+def _refuse_differences(tenant: Tenant, problems: list[str], started: bool) -> None:
+    if not problems:
+        return
+    then = (
+        f"abort the move (`tenantry tenants move {tenant.slug} --abort`), load the same app and plugins as the app"
+        " (TENANTRY_APP, TENANTRY_PLUGINS) and move again"
+        if started
+        else "nothing was changed; load the same app and plugins as the app (TENANTRY_APP, TENANTRY_PLUGINS),"
+        " or run `tenantry migrate`, and move again"
+    )
+    raise TablesDiffer(
+        f"tenant {tenant.slug!r} cannot move without losing data: " + "; ".join(problems) + f"; {then}", problems
+    )
 
 
 def _move(
@@ -293,7 +322,6 @@ def _move(
     tenant: Tenant,
     chosen: Plan,
     cell: str | None,
-    specs: list[tenant_copy.TableSpec],
     on_step: Callable[[str], None] | None,
     started: float,
 ) -> MoveReport:
@@ -304,6 +332,7 @@ def _move(
     target = _placement_from(job.payload["target"])
     rows: dict[str, int] = dict(job.payload.get("rows", {}))
     tid = str(tenant.id)
+    owner = tn.settings.owner_role
 
     def todo(step: str) -> bool:
         if step in job.steps_done:
@@ -321,12 +350,16 @@ def _move(
         for step in plan_steps(target.isolation)[:-1]:
             build_step(tn, step, target)
         done("build")
+    specs: list[tenant_copy.TableSpec] = []
+    if "flip" not in job.steps_done:
+        # every table and column the source holds, checked against what the target holds
+        specs = held_tables(tn, source)
+        _refuse_differences(tenant, tenant_copy.differences(specs, held_tables(tn, target), "at the target"), True)
     if todo("capture"):
         if source.database is not None:  # a database built before change capture existed
             build_step(tn, "install_local", source)
-        with _owner_on(tn, source) as conn:
-            for spec in specs:
-                tenant_copy.capture_changes(conn, source.schema, spec, tid)
+        with _autocommit_on(tn, source) as conn:
+            tenant_copy.capture_changes(conn, source.schema, specs, tid, owner=owner)
         done("capture")
     if todo("bulk_copy"):
         with _Sides(tn, tenant.id, source, target) as (src, dst):
@@ -349,9 +382,10 @@ def _move(
             _compare(tenant, specs, src, dst, "after catching up", lambda conn, spec: tenant_copy.checksum(conn, spec))
         done("catch_up", caught_up=caught)
     if todo("freeze"):
-        with _owner_on(tn, source) as conn:
-            for spec in specs:
-                tenant_copy.freeze_writes(conn, source.schema, spec.name, tid, owner=tn.settings.owner_role)
+        # the freeze is complete once every table has its trigger: the delta and the
+        # verification below read the source only after that
+        with _autocommit_on(tn, source) as conn:
+            tenant_copy.freeze_writes(conn, source.schema, specs, tid, owner=owner)
         done("freeze", frozen_at=time.time())
     if todo("delta"):
         # every row changed since the sealed copy is logged: copy those, and check them
@@ -406,7 +440,14 @@ def _move(
         if wait > 0:
             time.sleep(wait)
         with tn.admin() as conn:
-            drop_copy(tn, conn, tenant.id, source)
+            try:
+                drop_copy(tn, conn, tenant.id, source)
+            except BaseException:
+                # what is left of the source copy waits for a rerun; its triggers would slow
+                # every tenant of shared tables meanwhile (stale bindings are fenced off)
+                with contextlib.suppress(Exception), _autocommit_on(tn, source) as src:
+                    tenant_copy.drop_tenant_triggers(src, tid, owner=owner, schema=source.schema)
+                raise
             with conn.transaction():
                 _record(conn, job, "cleanup")
                 conn.execute("UPDATE tenantry.jobs SET status = 'done' WHERE id = %s", (job.id,))
@@ -450,9 +491,8 @@ def _abort(tn: Tenantry, tenant: Tenant) -> bool:
             raise Conflict(f"the move of {tenant.slug!r} has flipped already; move it back instead")
         source = _placement_from(job.payload["source"])
         target = _placement_from(job.payload["target"])
-        with _owner_on(tn, source) as src:
-            for spec in tenant_copy.specs(tn._metadata()):
-                tenant_copy.drop_move_triggers(src, source.schema, spec.name, str(tenant.id))
+        with _autocommit_on(tn, source) as src:
+            tenant_copy.drop_tenant_triggers(src, str(tenant.id), owner=tn.settings.owner_role)
             src.execute("DELETE FROM tenantry.move_changes WHERE tenant_id = %s", (tenant.id,))
         drop_copy(tn, conn, tenant.id, target)  # idempotent, whatever was built of it
         with conn.transaction():

@@ -40,7 +40,7 @@ from tenantry.services.cells import cell_loads
 from tenantry.services.events import notify_tenant
 from tenantry.services.faults import crash_point
 from tenantry.db.rls import table_order
-from tenantry.db.tenant_copy import act_as_tenant, drop_move_triggers
+from tenantry.db.tenant_copy import delete_rows, drop_move_triggers, drop_tenant_triggers
 from tenantry.services.tenants import TENANT_COLUMNS, get_plan, get_tenant, row_to_tenant
 
 if TYPE_CHECKING:
@@ -341,9 +341,9 @@ def _activate(
 def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
     """Delete every row of the tenant and mark it deleted; returns what was removed.
 
-    Pooled and schema tiers: one transaction removes the rows (or the schema) and marks the
-    tenant deleted. Database tier: the database is dropped first (idempotent), then the
-    catalog is updated, so a crash in between is finished by a rerun.
+    Schema tier: one transaction drops the schema and marks the tenant deleted. Pooled and
+    database tiers: the rows (in short batches) or the database go first (idempotent), then
+    the catalog is updated, so a crash in between is finished by a rerun.
     """
     with tn.admin() as conn:
         tenant = get_tenant(conn, key)
@@ -351,19 +351,20 @@ def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
             return {}
         check_transition(tenant.slug, tenant.status, Status.DELETED)
         placement = read_placement(conn, tenant.id) or read_placement(conn, tenant.id, "building")
+        placement = placement or Placement.plan_for(
+            tenant.id, Isolation.POOLED, cell=PRIMARY_CELL, pooled_schema=tn.settings.pooled_schema
+        )
         counts: dict[str, int] = {}
-        if placement is not None and placement.database is not None:
+        if placement.isolation is not Isolation.SCHEMA:
+            # a database, or the tenant's rows in the shared tables (in batches): before the
+            # catalog, so a crash in between is finished by a rerun
             counts = drop_copy(tn, conn, tenant.id, placement)
         with conn.transaction():
             locked = get_tenant(conn, tenant.id, for_update=True)
             if locked.status is Status.DELETED:
                 return {}
-            if placement is None or placement.database is None:
-                counts = drop_copy(
-                    tn, conn, tenant.id, placement or Placement.plan_for(
-                        tenant.id, Isolation.POOLED, cell=PRIMARY_CELL, pooled_schema=tn.settings.pooled_schema
-                    )
-                )
+            if placement.isolation is Isolation.SCHEMA:
+                counts = drop_copy(tn, conn, tenant.id, placement)
             conn.execute(
                 "UPDATE tenantry.placements SET status = 'retired', updated_at = now()"
                 " WHERE tenant_id = %s AND status <> 'retired'",
@@ -389,8 +390,9 @@ def drop_copy(
     tn: Tenantry, conn: psycopg.Connection[Any], tenant_id: uuid.UUID, placement: Placement
 ) -> dict[str, int]:
     """Remove one placement's copy of a tenant: its rows in the shared tables, its schema, or
-    its database. Idempotent. ``conn`` is a catalog admin connection; for the shared tiers
-    the work joins its open transaction (if any).
+    its database. Idempotent. ``conn`` is a catalog admin connection; the schema tier's drop
+    joins its open transaction (if any); the pooled tier's needs it autocommit and idle (rows
+    go in short batches, a table's lock at a time).
     """
     s = tn.settings
     counts: dict[str, int] = {}
@@ -407,29 +409,19 @@ def drop_copy(
             conn.execute("DELETE FROM tenantry.app_tables WHERE schema_name = %s", (placement.schema,))
         counts[f"schema {placement.schema}"] = 1
     else:
+        # a tenant leaving the shared tables: never one long transaction over them (see
+        # tenant_copy.drop_move_triggers and delete_rows); conn is autocommit here
         tid = str(tenant_id)
-        with conn.transaction():
-            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(s.owner_role)))
-            tables = table_order(conn, placement.schema)
-            # a move left triggers here: stop logging the rows about to go; the freeze stays
-            # until they are gone (the owner's deletes pass it), so no stale write lands meanwhile
-            for schema, table in tables:
-                drop_move_triggers(conn, schema, table, tid, freeze=False)
-            conn.execute("RESET ROLE")  # SET LOCAL outlives a savepoint: the caller's may be open
-        with conn.transaction():
-            act_as_tenant(conn, owner=s.owner_role, signed=tn._get_binder().signed(tenant_id, placement.schema))
-            for schema, table in tables:
-                cur = conn.execute(
-                    sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(sql.Identifier(schema, table)),
-                    (tenant_id,),
-                )
-                counts[f"{schema}.{table}"] = cur.rowcount
-            conn.execute("RESET ROLE")
-        with conn.transaction():
-            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(s.owner_role)))
-            for schema, table in tables:
-                drop_move_triggers(conn, schema, table, tid)
-            conn.execute("RESET ROLE")
+        tables = [table for _schema, table in table_order(conn, placement.schema)]
+        # a move left triggers here: stop logging the rows about to go; the freeze stays
+        # until they are gone (the owner's deletes pass it), so no stale write lands meanwhile
+        drop_move_triggers(conn, placement.schema, tables, tid, owner=s.owner_role, freeze=False)
+        signed = tn._get_binder().signed(tenant_id, placement.schema)
+        for table in tables:  # children first
+            counts[f"{placement.schema}.{table}"] = delete_rows(
+                conn, placement.schema, table, owner=s.owner_role, signed=signed
+            )
+        drop_tenant_triggers(conn, tid, owner=s.owner_role, schema=placement.schema)
     if placement.database is None:
         with conn.transaction():
             conn.execute("DELETE FROM tenantry.move_changes WHERE tenant_id = %s", (tenant_id,))
