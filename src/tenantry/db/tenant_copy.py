@@ -84,32 +84,53 @@ def specs(metadata: sa.MetaData) -> list[TableSpec]:
     ]
 
 
+_HELD_COLUMNS = """
+SELECT c.relname, a.attname,
+       -- a type of the placement's own schema (an enum) is named without it, so that
+       -- placements compare
+       CASE WHEN tn.nspname = r.schema_name THEN t.typname::text ELSE format_type(a.atttypid, a.atttypmod) END
+  FROM tenantry.app_tables r
+  JOIN pg_namespace n ON n.nspname = r.schema_name
+  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.table_name
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+  JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace tn ON tn.oid = t.typnamespace
+ WHERE r.schema_name = %s
+ ORDER BY c.relname, a.attnum
+"""
+
+_HELD_KEYS = """
+SELECT c.relname, a.attname
+  FROM tenantry.app_tables r
+  JOIN pg_namespace n ON n.nspname = r.schema_name
+  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.table_name
+  JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+  CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+ WHERE r.schema_name = %s
+ ORDER BY c.relname, k.ord
+"""
+
+
 def placement_specs(conn: psycopg.Connection[Any], schema: str) -> list[TableSpec]:
     """What the placement ``schema`` of ``conn``'s database actually holds, parents first: its
     registered app tables (``tenantry.app_tables``) with their real columns (generated ones
     left out: they are computed again) and primary keys, from the system catalogs."""
-    found: list[TableSpec] = []
-    for _schema, table in reversed(rls.table_order(conn, schema)):
-        columns = conn.execute(
-            # a type of the placement's own schema (an enum) is named without it, so that
-            # placements compare
-            "SELECT a.attname, CASE WHEN tn.nspname = %s THEN t.typname::text"
-            " ELSE format_type(a.atttypid, a.atttypmod) END"
-            " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace tn ON tn.oid = t.typnamespace"
-            " WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''"
-            " ORDER BY a.attnum",
-            (schema, f'"{schema}"."{table}"'),
-        ).fetchall()
-        if not columns:  # registered, but gone: nothing to carry
-            continue
-        key = conn.execute(
-            "SELECT a.attname FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(attnum, ord), pg_attribute a"
-            " WHERE i.indrelid = to_regclass(%s) AND i.indisprimary"
-            " AND a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord",
-            (f'"{schema}"."{table}"',),
-        ).fetchall()
-        found.append(TableSpec(table, tuple(c for c, _ in columns), tuple(k for (k,) in key), tuple(t for _, t in columns)))
-    return found
+    columns: dict[str, list[tuple[str, str]]] = {}
+    for table, column, type_ in conn.execute(_HELD_COLUMNS, (schema,)).fetchall():
+        columns.setdefault(table, []).append((column, type_))
+    keys: dict[str, list[str]] = {}
+    for table, column in conn.execute(_HELD_KEYS, (schema,)).fetchall():
+        keys.setdefault(table, []).append(column)
+    return [
+        TableSpec(
+            table,
+            tuple(c for c, _ in columns[table]),
+            tuple(keys.get(table, ())),
+            tuple(t for _, t in columns[table]),
+        )
+        for _schema, table in reversed(rls.table_order(conn, schema))
+        if table in columns  # registered, but gone: nothing to carry
+    ]
 
 
 def differences(source: Iterable[TableSpec], target: Iterable[TableSpec], where: str) -> list[str]:

@@ -48,7 +48,7 @@ from tenantry.core.placement import Placement, choose_cell, plan_steps
 from tenantry.db import tenant_copy
 from tenantry.db.connect import admin_connection
 from tenantry.errors import Conflict, InvalidInput, IsolationError, TablesDiffer
-from tenantry.services import audit, plugin_hooks
+from tenantry.services import audit, placement_tables, plugin_hooks
 from tenantry.services.cells import cell_loads
 from tenantry.services.events import notify_tenant
 from tenantry.services.faults import crash_point
@@ -65,7 +65,7 @@ from tenantry.services.tenants import get_plan, get_tenant
 if TYPE_CHECKING:
     from tenantry.app import Tenantry
 
-__all__ = ["MoveReport", "abort", "held_tables", "move"]
+__all__ = ["MoveReport", "abort", "move"]
 
 STEPS = ("build", "capture", "bulk_copy", "catch_up", "freeze", "delta", "verify", "flip", "cleanup")
 #: how long after the flip the source copy is kept (frozen) for processes to learn of it
@@ -173,11 +173,13 @@ def _start(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, plan: Pl
             raise InvalidInput(
                 f"tenant {tenant.slug!r} already lives there ({source.isolation.value} on cell {source.cell!r})"
             )
-        # the target is built from this process's tables (the pooled ones exist already)
-        will_have = (
-            held_tables(tn, target) if target.isolation is Isolation.POOLED else tenant_copy.specs(tn._metadata())
-        )
-        _refuse_differences(tenant, tenant_copy.differences(held_tables(tn, source), will_have, "in this process's app tables" if target.isolation is not Isolation.POOLED else "at the target"), False)
+        # the target is built from this process's tables (the shared ones exist already)
+        if target.isolation is Isolation.POOLED:
+            will_have, where = placement_tables.held(tn, target), "at the target"
+        else:
+            will_have, where = tenant_copy.specs(tn._metadata()), "in this process's app tables"
+        problems = tenant_copy.differences(placement_tables.held(tn, source), will_have, where)
+        _refuse_differences(tenant, problems, started=False)
         insert_placement(conn, target)
         payload = {
             "plan": plan.name,
@@ -296,21 +298,13 @@ def _autocommit_on(tn: Tenantry, place: Placement) -> Iterator[psycopg.Connectio
         yield conn
 
 
-def held_tables(tn: Tenantry, place: Placement) -> list[tenant_copy.TableSpec]:
-    """The app tables ``place`` actually holds, with their real columns, parents first."""
-    with _autocommit_on(tn, place) as conn:
-        return tenant_copy.placement_specs(conn, place.schema)
-
-
-def _refuse_differences(tenant: Tenant, problems: list[str], started: bool) -> None:
+def _refuse_differences(tenant: Tenant, problems: list[str], *, started: bool) -> None:
     if not problems:
         return
     then = (
-        f"abort the move (`tenantry tenants move {tenant.slug} --abort`), load the same app and plugins as the app"
-        " (TENANTRY_APP, TENANTRY_PLUGINS) and move again"
+        f"abort the move (`tenantry tenants move {tenant.slug} --abort`), {placement_tables.ADVICE}, and move again"
         if started
-        else "nothing was changed; load the same app and plugins as the app (TENANTRY_APP, TENANTRY_PLUGINS),"
-        " or run `tenantry migrate`, and move again"
+        else f"nothing was changed; {placement_tables.ADVICE}"
     )
     raise TablesDiffer(
         f"tenant {tenant.slug!r} cannot move without losing data: " + "; ".join(problems) + f"; {then}", problems
@@ -353,8 +347,9 @@ def _move(
     specs: list[tenant_copy.TableSpec] = []
     if "flip" not in job.steps_done:
         # every table and column the source holds, checked against what the target holds
-        specs = held_tables(tn, source)
-        _refuse_differences(tenant, tenant_copy.differences(specs, held_tables(tn, target), "at the target"), True)
+        specs = placement_tables.held(tn, source)
+        problems = tenant_copy.differences(specs, placement_tables.held(tn, target), "at the target")
+        _refuse_differences(tenant, problems, started=True)
     if todo("capture"):
         if source.database is not None:  # a database built before change capture existed
             build_step(tn, "install_local", source)

@@ -26,16 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tenantry.core.model import Isolation, Plan, Status, Tenant, check_transition
 from tenantry.core.naming import validate_slug
 from tenantry.core.placement import PRIMARY_CELL, Placement, choose_cell, plan_steps
-from tenantry.db.connect import admin_connection, control_plane_url
+from tenantry.db.connect import admin_connection, control_plane_url, database_url
 from tenantry.db.deploy import deploy_tables
 from tenantry.db.local import install_local
 from tenantry.errors import Conflict, InvalidInput, TenantExists
-from tenantry.services import audit, plugin_hooks, spares
+from tenantry.services import audit, placement_tables, plugin_hooks, spares
 from tenantry.services.cells import cell_loads
 from tenantry.services.events import notify_tenant
 from tenantry.services.faults import crash_point
@@ -59,15 +58,6 @@ __all__ = [
 
 _LOCK_CLASS = 0x746E  # advisory lock namespace of per-tenant control-plane work
 _PLACEMENT_COLUMNS = sql.SQL("tenant_id, cell, isolation, database_name, schema_name, status")
-
-
-def database_url(admin_url: str, database: str | None) -> str:
-    """``admin_url`` pointing at another database of the same server."""
-    if database is None:
-        return admin_url
-    params = conninfo_to_dict(admin_url)
-    params["dbname"] = database
-    return make_conninfo("", **params)
 
 
 def read_placement(conn: psycopg.Connection[Any], tenant_id: uuid.UUID, status: str = "active") -> Placement | None:
@@ -108,10 +98,13 @@ def provision(tn: Tenantry, slug: str, *, name: str | None, plan: str, cell: str
         raise InvalidInput("tenant name must be 1 to 200 characters")
     with tn.admin() as conn:
         chosen = get_plan(conn, plan)
-        spare_key = None
-        if chosen.isolation is not Isolation.POOLED:
-            # fails before writing anything when the app's tables are unknown or unsafe
-            spare_key = spares.wanted(tn)
+    spare_key = None
+    if chosen.isolation is not Isolation.POOLED:
+        # fails before writing anything when the app's tables are unknown or unsafe, or
+        # lack what the shared tables hold (the tenant would not get it)
+        spare_key = spares.wanted(tn)
+        placement_tables.require_known(tn, f"tenant {slug!r}")
+    with tn.admin() as conn:
         tenant, job_id, _ = _start(tn, conn, slug, display, chosen, cell, spare_key)
     if tenant.status is Status.ACTIVE:
         return tenant
