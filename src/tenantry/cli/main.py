@@ -32,7 +32,8 @@ from tenantry.cli import tenants as tenants_cli
 from tenantry.cli import tokens as tokens_cli
 from tenantry.cli.output import console, emit_json, error
 from tenantry.cli.state import State, get_state
-from tenantry.errors import ConfigurationError, TenantryError
+from tenantry.errors import ConfigurationError, TablesDiffer, TenantryError
+from tenantry.services import placement_tables
 
 __all__ = ["app", "main"]
 
@@ -130,18 +131,27 @@ def check(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Verify every app table has row-level security enabled, forced and its policy in place."""
-    tn = get_state(ctx).tenantry()
+    """Verify every app table has row-level security enabled, forced and its policy in place,
+    and (with the app's tables, TENANTRY_APP) that every placement holds the app's tables
+    and columns, no fewer and no more."""
+    tn = get_state(ctx).tenantry(app_plugins=True)
     bad = tn.unprotected_tables()
+    differ = placement_tables.drift(tn) if tn.metadata is not None or tn.settings.app else {}
     if as_json:
-        emit_json({"unprotected": bad, "ok": not bad})
-    elif bad:
+        emit_json({"unprotected": bad, "differ": differ, "ok": not bad and not differ})
+    else:
         for name in bad:
             error(f"{name} is not protected by row-level security")
-    else:
-        console.print("every app table is protected by row-level security")
+        for placement, problems in differ.items():
+            error(f"placement {placement} differs from the app's tables: " + "; ".join(problems))
+        if not bad:
+            console.print("every app table is protected by row-level security")
+        if not differ and (tn.metadata is not None or tn.settings.app):
+            console.print("every placement holds the app's tables and columns")
     if bad:
         raise typer.Exit(9)
+    if differ:
+        raise typer.Exit(TablesDiffer.exit_code)
 
 
 def main(argv: list[str] | None = None) -> int:
