@@ -374,34 +374,55 @@ def _move(
         # snapshot, so their full checksums must agree (read here, while the tenant writes on)
         with _Sides(tn, tenant.id, source, target) as (src, dst):
             caught += tenant_copy.apply_changes(src, dst, specs, tid).found
+            for spec in specs:  # before the freeze: the delta then syncs only what it changes
+                tenant_copy.sync_sequences(dst, target.schema, spec)
             _compare(tenant, specs, src, dst, "after catching up", lambda conn, spec: tenant_copy.checksum(conn, spec))
         done("catch_up", caught_up=caught)
     if todo("freeze"):
         # the freeze is complete once every table has its trigger: the delta and the
         # verification below read the source only after that
+        # the block clients see starts with the first table frozen: count it from there
+        freezing = time.time()
         with _autocommit_on(tn, source) as conn:
             tenant_copy.freeze_writes(conn, source.schema, specs, tid, owner=owner)
-        done("freeze", frozen_at=time.time())
-    if todo("delta"):
-        # every row changed since the sealed copy is logged: copy those, and check them
+        done("freeze", frozen_at=freezing)
+    if "delta" not in job.steps_done or "verify" not in job.steps_done:
+        # one session for both (the write block is made of these): the source is frozen
+        recorded: dict[str, dict[str, Any]] = {}
         with _Sides(tn, tenant.id, source, target) as (src, dst):
-            changes = tenant_copy.apply_changes(src, dst, specs, tid)
-            for spec in specs:
-                tenant_copy.sync_sequences(dst, target.schema, spec)
+            if todo("delta"):
+                # every row changed since the sealed copy is logged: copy those, and check them
+                changes = tenant_copy.apply_changes(src, dst, specs, tid)
+                changed = [spec for spec in specs if spec.name in changes.keys]
+                for spec in changed:  # (the others were synced when the copy was sealed)
+                    tenant_copy.sync_sequences(dst, target.schema, spec)
 
-            def changed_rows(conn: psycopg.Connection[Any], spec: tenant_copy.TableSpec) -> tuple[int, str]:
-                on_source, on_target = changes.keys[spec.name]
-                return tenant_copy.checksum(conn, spec, on_source if conn is src else on_target)
+                def changed_rows(conn: psycopg.Connection[Any], spec: tenant_copy.TableSpec) -> tuple[int, str]:
+                    on_source, on_target = changes.keys[spec.name]
+                    return tenant_copy.checksum(conn, spec, on_source if conn is src else on_target)
 
-            changed = [spec for spec in specs if spec.name in changes.keys]
-            _compare(tenant, changed, src, dst, "in the last changes", changed_rows)
-        done("delta", delta={"changed": changes.found})
-    if todo("verify"):
-        with _Sides(tn, tenant.id, source, target) as (src, dst):
-            counts = _compare(tenant, specs, src, dst, "at the cutover",
-                              lambda conn, spec: (tenant_copy.count(conn, spec), ""))
-        rows = {name: n for name, (n, _) in counts.items()}
-        done("verify", rows=rows)
+                _compare(tenant, changed, src, dst, "in the last changes", changed_rows)
+                recorded["delta"] = {"delta": {"changed": changes.found}}
+            if todo("verify"):
+                # every table's count in one query a side, both sides at once
+                with ThreadPoolExecutor(1) as other:
+                    there = other.submit(tenant_copy.counts, dst, specs)
+                    here = tenant_copy.counts(src, specs)
+                    theirs = there.result()
+                for spec, ours, their in zip(specs, here, theirs):
+                    if ours != their:
+                        raise IsolationError(
+                            f"move of {tenant.slug!r}: table {spec.name} differs at the cutover ({ours} rows at the"
+                            f" source, {their} at the target); abort the move (`tenantry tenants move {tenant.slug}"
+                            " --abort`) and start it again"
+                        )
+                rows = {spec.name: n for spec, n in zip(specs, here)}
+                recorded["verify"] = {"rows": rows}
+        with tn.admin() as conn, conn.transaction():  # one catalog transaction for both
+            for step, payload in recorded.items():
+                _record(conn, job, step, **payload)
+        for step in recorded:
+            crash_point(f"move:{step}")
     if todo("flip"):
         with tn.admin() as conn, conn.transaction():
             conn.execute(
