@@ -14,7 +14,6 @@ checksums, so the write block does not grow with the tenant's size.
 
 from __future__ import annotations
 
-import functools
 import random
 import secrets
 import time
@@ -371,32 +370,28 @@ _FREEZE = (
 
 
 def _create_triggers(
-    conn: psycopg.Connection[Any],
     schema: str,
     table: str,
     tenant_id: str,
     kinds: tuple[tuple[str, str, str, str], ...],
     args: dict[str, list[str]],
-) -> None:
+) -> sql.Composable:
     # CREATE OR REPLACE TRIGGER takes the table's SHARE ROW EXCLUSIVE lock (as CREATE does):
     # it waits for transactions writing the table, and lets every reader through
-    # one round trip for the table's triggers (no parameters: literals, quoted)
-    conn.execute(
-        sql.SQL("; ").join(
-            sql.SQL(
-                "CREATE OR REPLACE TRIGGER {} {} ON {} FOR EACH ROW WHEN ({}.tenant_id = {})"
-                " EXECUTE FUNCTION tenantry.{}({})"
-            ).format(
-                sql.Identifier(_trigger(tenant_id, kind)),
-                sql.SQL(events),
-                sql.Identifier(schema, table),
-                sql.SQL(row),
-                sql.Literal(tenant_id),
-                sql.Identifier(function),
-                sql.SQL(", ").join(sql.Literal(a) for a in args[row]),
-            )
-            for kind, events, row, function in kinds
+    return sql.SQL("; ").join(
+        sql.SQL(
+            "CREATE OR REPLACE TRIGGER {} {} ON {} FOR EACH ROW WHEN ({}.tenant_id = {})"
+            " EXECUTE FUNCTION tenantry.{}({})"
+        ).format(
+            sql.Identifier(_trigger(tenant_id, kind)),
+            sql.SQL(events),
+            sql.Identifier(schema, table),
+            sql.SQL(row),
+            sql.Literal(tenant_id),
+            sql.Identifier(function),
+            sql.SQL(", ").join(sql.Literal(a) for a in args[row]),
         )
+        for kind, events, row, function in kinds
     )
 
 
@@ -407,33 +402,36 @@ def _own_transactions(conn: psycopg.Connection[Any]) -> None:
         raise AssertionError("move triggers are changed on an autocommit connection, outside any transaction")
 
 
-def _locking(conn: psycopg.Connection[Any], owner: str, what: str, work: Callable[[], None]) -> None:
-    """Run ``work`` (DDL on one table) as ``owner`` in a short transaction of its own.
+def _locking(conn: psycopg.Connection[Any], owner: str, what: str, ddl: sql.Composable) -> None:
+    """Run ``ddl`` (on one table) as ``owner`` in a short transaction of its own, sent in one
+    round trip (no parameters: its values are quoted literals).
 
     The table's lock is awaited for :data:`LOCK_WAIT` at most: every writer (for a drop,
     every reader too) of the table queues behind a waiting DDL statement, so it gives way,
     pauses (growing, jittered) and tries again, up to :data:`LOCK_PATIENCE` seconds; then
     :class:`Conflict`. No other table's lock is held meanwhile.
     """
+    statement = sql.SQL("BEGIN; SET LOCAL ROLE {}; SET LOCAL lock_timeout = {}; {}; COMMIT").format(
+        sql.Identifier(owner), sql.Literal(LOCK_WAIT), ddl
+    )
     deadline = time.monotonic() + LOCK_PATIENCE
     pause = 0.01
     while True:
         try:
-            with conn.transaction():
-                conn.execute(
-                    sql.SQL("SET LOCAL ROLE {}; SET LOCAL lock_timeout = {}").format(
-                        sql.Identifier(owner), sql.Literal(LOCK_WAIT)
-                    )
-                )
-                work()
+            conn.execute(statement)
             return
         except psycopg.errors.LockNotAvailable as err:
+            conn.execute("ROLLBACK")
             if time.monotonic() + pause > deadline:
                 raise Conflict(
                     f"{what}: the table stayed locked by other transactions for {LOCK_PATIENCE:g} s; run it again"
                 ) from err
             time.sleep(pause * random.uniform(0.5, 1.5))
             pause = min(pause * 2, 0.5)
+        except BaseException:
+            if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                conn.execute("ROLLBACK")
+            raise
 
 
 def _install(
@@ -453,7 +451,7 @@ def _install(
         for spec in specs:
             _locking(
                 conn, owner, f"installing move triggers on {schema}.{spec.name}",
-                functools.partial(_create_triggers, conn, schema, spec.name, tenant_id, kinds, args(spec)),
+                _create_triggers(schema, spec.name, tenant_id, kinds, args(spec)),
             )
             done.append(spec.name)
     except BaseException:
@@ -509,15 +507,11 @@ def _drop(conn: psycopg.Connection[Any], schema: str, table: str, names: list[st
     if not present:
         return
 
-    def work() -> None:
-        conn.execute(
-            sql.SQL("; ").join(
-                sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(name), sql.Identifier(schema, table))
-                for name in present
-            )
-        )
-
-    _locking(conn, owner, f"dropping move triggers from {schema}.{table}", work)
+    ddl = sql.SQL("; ").join(
+        sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(name), sql.Identifier(schema, table))
+        for name in present
+    )
+    _locking(conn, owner, f"dropping move triggers from {schema}.{table}", ddl)
 
 
 def drop_move_triggers(

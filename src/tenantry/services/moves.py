@@ -21,11 +21,19 @@ finish, so a move interrupted at any step is finished by running it again (or un
 7. ``verify``: row counts must be equal on both sides (both sides are read at once).
 8. ``flip``: one catalog transaction makes the target placement active and the tenant's plan
    the target plan; every process learns it within a second (NOTIFY). Writes resume there.
-9. ``cleanup``: once every process's cache has moved on, the source copy is removed.
+9. ``cleanup``: once every process's cache has moved on, the source copy is removed (from
+   shared tables: in batches of rows, a short transaction each).
 
-The write block lasts from ``freeze`` to ``flip``: the last few changes and a count, not a
-hash of every row, so it stays short however big the tenant. Its length is recorded in
-the job and the audit log.
+The write block lasts from the start of ``freeze`` to ``flip``: the last few changes and a
+count, not a hash of every row, so it stays short however big the tenant. Its length is
+recorded in the job and the audit log.
+
+The tables are those the source placement holds (:mod:`tenantry.services.placement_tables`),
+not those of the mover's metadata. Other tenants of shared tables write on throughout: move
+triggers are created and dropped one table per short transaction, each waiting for the
+table's lock only a moment before it gives way and tries again, so the mover never holds one
+table while it waits for another (app transactions that lock tables in another order would
+otherwise wait for it, and it for them). A step that fails removes the triggers it put in.
 """
 
 from __future__ import annotations
