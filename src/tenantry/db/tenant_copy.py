@@ -36,7 +36,6 @@ __all__ = [
     "bulk_copy",
     "capture_changes",
     "checksum",
-    "count",
     "counts",
     "delete_rows",
     "differences",
@@ -238,13 +237,6 @@ def checksum(conn: psycopg.Connection[Any], spec: TableSpec, keys: sql.Composabl
     ).fetchone()
     assert row is not None
     return int(row[0]), str(row[1])
-
-
-def count(conn: psycopg.Connection[Any], spec: TableSpec) -> int:
-    """The bound tenant's rows in ``spec``'s table."""
-    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.name))).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def counts(conn: psycopg.Connection[Any], specs: list[TableSpec]) -> list[int]:

@@ -387,9 +387,9 @@ def _move(
             _compare(tenant, specs, src, dst, "after catching up", lambda conn, spec: tenant_copy.checksum(conn, spec))
         done("catch_up", caught_up=caught)
     if todo("freeze"):
-        # the freeze is complete once every table has its trigger: the delta and the
-        # verification below read the source only after that
-        # the block clients see starts with the first table frozen: count it from there
+        # the freeze is complete once every table has its trigger (the delta and the
+        # verification read the source only after that); the block clients see starts with
+        # the first table frozen, so the block is counted from there
         freezing = time.time()
         with _autocommit_on(tn, source) as conn:
             tenant_copy.freeze_writes(conn, source.schema, specs, tid, owner=owner)
