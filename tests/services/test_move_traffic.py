@@ -14,9 +14,11 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
+from psycopg import sql
 
-from tenantry import Tenant, Tenantry
+from tenantry import Conflict, Tenant, Tenantry
 from tenantry.db import tenant_copy
 from tests.conftest import TIER_PLANS
 from tests.services.test_moves import _counts, _no_move_left, _seed
@@ -91,3 +93,40 @@ def test_a_move_out_of_the_pooled_tier_does_not_stall_or_fail_its_neighbours(
         _no_move_left(conn, moving)
         assert tenant_copy.tenant_triggers(conn, str(moving.id)) == []
     assert sum(_counts(tn, moving).values()) == 90
+
+
+def test_a_cleanup_that_cannot_finish_removes_what_it_can_and_a_rerun_completes_it(
+    tn: Tenantry, make_tenant, scratch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moving, other = make_tenant("stuck"), make_tenant("holds")
+    _seed(tn, moving, projects=5)
+    monkeypatch.setattr(tenant_copy, "LOCK_PATIENCE", 0.5)  # (default: minutes of trying)
+    pooled = tn.settings.pooled_schema
+    with psycopg.connect(scratch.url, autocommit=True) as holder:
+
+        def hold(step: str) -> None:
+            if step == "cleanup":  # an app transaction writing tasks, open throughout the cleanup
+                holder.execute("BEGIN")
+                holder.execute(sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(sql.Identifier(pooled, "tasks")))
+
+        with pytest.raises(Conflict, match="stayed locked"):
+            tn.move_tenant(moving.slug, plan=TIER_PLANS["schema"], on_step=hold)
+        with tn.admin() as conn:
+            # only the locked table keeps its triggers: the others' are gone
+            assert {t for _s, t, _n in tenant_copy.tenant_triggers(conn, str(moving.id))} == {"tasks"}
+        holder.execute("COMMIT")
+    assert tn.get_tenant(moving.id).plan == TIER_PLANS["schema"]  # flipped: only the cleanup is left
+    report = tn.move_tenant(moving.slug, plan=TIER_PLANS["schema"])
+    assert report.target["isolation"] == "schema"
+    with tn.admin() as conn:
+        _no_move_left(conn, moving)
+        for table in ("projects", "tasks", "comments"):
+            assert conn.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = %s").format(sql.Identifier(pooled, table)),
+                (moving.id,),
+            ).fetchone() == (0,)
+        assert conn.execute(
+            "SELECT status FROM tenantry.jobs WHERE tenant_id = %s AND kind = 'move'", (moving.id,)
+        ).fetchone() == ("done",)
+    assert _counts(tn, moving) == {"projects": 5, "tasks": 5, "comments": 5}
+    assert sum(_counts(tn, other).values()) == 0

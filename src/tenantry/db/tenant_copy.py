@@ -554,14 +554,22 @@ def delete_rows(
 
 def drop_tenant_triggers(conn: psycopg.Connection[Any], tenant_id: str, *, owner: str, schema: str | None = None) -> None:
     """Drop every move trigger of the tenant in ``conn``'s database (of ``schema`` only, if
-    given), wherever a mover with whatever tables put them; one table per transaction."""
+    given), wherever a mover with whatever tables put them; one table per transaction. A
+    table that stays locked does not keep the others' triggers: the first failure is raised
+    once every table was tried."""
     by_table: dict[tuple[str, str], list[str]] = {}
     for nsp, table, trigger in tenant_triggers(conn, tenant_id):
         if schema is None or nsp == schema:
             by_table.setdefault((nsp, table), []).append(trigger)
     _own_transactions(conn)
+    failed: Exception | None = None
     for (nsp, table), names in sorted(by_table.items()):
-        _drop(conn, nsp, table, names, owner)
+        try:
+            _drop(conn, nsp, table, names, owner)
+        except Exception as err:  # noqa: BLE001 - raised below, after the other tables
+            failed = failed or err
+    if failed is not None:
+        raise failed
 
 
 def tenant_triggers(conn: psycopg.Connection[Any], tenant_id: str) -> list[tuple[str, str, str]]:
