@@ -33,18 +33,41 @@ The writer
     for the mover's Python work; the longest gaps of a few seconds with no move running are
     printed first, for comparison.
 
+Bystanders under load
+    ``--clients`` (default 24) threads with a ``Tenantry`` of their own (a pool with a
+    connection per client) work for tenants that stay put: half on ``--pooled-bystanders``
+    pooled tenants that share the mover's tables, half on ``--schema-bystanders`` schema-tier
+    tenants (whose connections share an engine with the pooled tier). Each transaction reads
+    (a count of a parent's children) and writes two tables, ``table_01`` and ``table_02``, one
+    row each (its own rows, so clients never wait for each other's row locks), in one order
+    for even clients and the other for odd ones: the pattern that livelocked with a mover
+    holding one shared table's lock while waiting for another's. Half the clients go through
+    ``tn.connection()``, half through ``tn.engine()``; each pauses ``--think`` seconds between
+    transactions. Every transaction's latency is recorded with its start, and every error.
+    The figures: p50/p99 of the transactions started in ``QUIET_SECONDS`` with no move
+    running (the baseline, measured in the same run), and of those started during each move;
+    the goal is p99 during a move <= 2x the baseline, with no errors.
+
+The mover's own block, as its clients see it
+    The writer of the mover counts refusals (``TenantMoving``): the longest stretch from a
+    refused write to the next success is the block its clients saw, printed beside the
+    block the move reports (freeze to flip) and the writer's longest gap between successes.
+
 Checks after each move (writer paused)
     The tenant's placement is on the new tier; every loaded table has its rows, and
     ``table_01`` has its rows plus every write the writer saw succeed (none lost, none
     duplicated); the old placement's copy is gone; the same for the bystander's rows.
 
-The last line is ``tier_move_100k total_s=<max> write_block_s=<max> writer_gap_s=<max>`` (the
-worst move of the three); the goal for the write block is 1 s.
+The last line is ``tier_move_100k total_s=<max> write_block_s=<max> writer_gap_s=<max>
+refused_block_s=<max> bystander_errors=<n> bystander_p99_ratio=<max>`` (the worst move of the
+three; the ratio is p99 during the move over p99 without one); the goals: a write block of
+at most 1 s, a ratio of at most 2, no errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import threading
 import time
 import uuid
@@ -54,6 +77,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import psycopg
+import sqlalchemy as sa
 from psycopg import sql
 
 from tenantry import Tenantry, TenantMoving, copy_rows
@@ -65,6 +89,7 @@ from _scratch import (
     add_server_arguments,
     environment,
     load_averages,
+    percentile,
     run_took,
     scratch_database,
     server,
@@ -82,8 +107,11 @@ WRITTEN = "table_01"
 MOVES = (("enterprise", "database"), ("business", "schema"), ("free", "pooled"))
 WRITE_BLOCK_GOAL = 1.0
 RETRY_PAUSE = 0.010
-#: seconds of writing with no move running, to show the gaps the writers have anyway
-QUIET_SECONDS = 3.0
+#: seconds of writing with no move running: the writers' gaps and the bystanders' baseline
+QUIET_SECONDS = 6.0
+BYSTANDER_P99_GOAL = 2.0
+#: rows each bystander tenant under load starts with
+CLIENT_TENANT_ROWS = 400
 
 
 # -- loading --------------------------------------------------------------------------------
@@ -137,6 +165,8 @@ class Writer:
     interval: float
     successes: list[float] = field(default_factory=list)
     refused: int = 0
+    #: (first refusal, next success) of every stretch of refusals
+    refusals: list[tuple[float, float]] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     _stop: threading.Event = field(default_factory=threading.Event)
     _pause: threading.Event = field(default_factory=threading.Event)
@@ -155,6 +185,7 @@ class Writer:
             sql.SQL(", ").join(sql.Placeholder() * len(columns)),
         )
         n = 10_000_000
+        refused_since: float | None = None
         while not self._stop.is_set():
             if self._pause.is_set():
                 self._idle.set()
@@ -167,6 +198,7 @@ class Writer:
                     conn.execute(insert, [value(c.kind, n) for c in self.spec.columns])
             except TenantMoving:
                 self.refused += 1
+                refused_since = refused_since if refused_since is not None else time.monotonic()
                 time.sleep(RETRY_PAUSE)
                 continue
             except Exception as err:  # noqa: BLE001 - counted and reported, the writer goes on
@@ -174,6 +206,9 @@ class Writer:
                 time.sleep(RETRY_PAUSE)
                 continue
             self.successes.append(time.monotonic())
+            if refused_since is not None:
+                self.refusals.append((refused_since, self.successes[-1]))
+                refused_since = None
             if self.interval:
                 time.sleep(self.interval)
 
@@ -205,6 +240,11 @@ class Writer:
         to the first one after ``until``."""
         return self.gap_at(since, until)[0]
 
+    def refused_block(self, since: float, until: float) -> float:
+        """The longest stretch from a refused write to the next success, of those that began
+        between ``since`` and ``until`` (0 when nothing was refused)."""
+        return max((b - a for a, b in self.refusals if since <= a <= until), default=0.0)
+
     def gap_at(self, since: float, until: float) -> tuple[float, float]:
         """The longest gap (as :meth:`longest_gap`) and the moment it began."""
         times = self.successes
@@ -212,6 +252,130 @@ class Writer:
         last = next((i for i, t in enumerate(times) if t > until), len(times) - 1)
         window = times[first : last + 1]
         return max(((b - a, a) for a, b in zip(window, window[1:])), default=(float("nan"), since))
+
+
+# -- bystanders under load ------------------------------------------------------------------
+
+
+@dataclass
+class Client:
+    """One bystander client: a tenant, its two rows, the order it writes them in, its API."""
+
+    slug: str
+    rows: tuple[int, int]
+    reverse: bool
+    via_engine: bool
+
+
+@dataclass
+class Bystanders:
+    """``clients`` threads, each with its own connection, working for tenants that stay put."""
+
+    tn: Tenantry
+    clients: list[Client]
+    think: float
+    #: (start, seconds, tier) of every transaction that succeeded
+    done: list[tuple[float, float, str]] = field(default_factory=list)
+    #: (start, error) of every transaction that failed
+    failed: list[tuple[float, str]] = field(default_factory=list)
+    tiers: dict[str, str] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> None:
+        for n, client in enumerate(self.clients):
+            thread = threading.Thread(target=self._run, args=(client,), name=f"client-{n}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+    def _statements(self, client: Client) -> list[tuple[str, dict[str, int]]]:
+        read = ("SELECT count(*) FROM table_02 WHERE parent_id = :parent", {"parent": client.rows[0]})
+        writes = [
+            ("UPDATE table_01 SET int_2 = int_2 + 1 WHERE id = :id", {"id": client.rows[0]}),
+            ("UPDATE table_02 SET big_3 = big_3 + 1 WHERE id = :id", {"id": client.rows[1]}),
+        ]
+        return [read, *(reversed(writes) if client.reverse else writes)]
+
+    def _run(self, client: Client) -> None:
+        statements = self._statements(client)
+        tier = self.tiers[client.slug]
+        engine = None
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                with self.tn.tenant(client.slug):
+                    if client.via_engine:
+                        engine = engine or self.tn.engine()
+                        with engine.begin() as conn:
+                            for text, params in statements:
+                                conn.execute(sa.text(text), params)
+                    else:
+                        with self.tn.connection() as raw:
+                            for text, params in statements:
+                                raw.execute(text.replace(":parent", "%(parent)s").replace(":id", "%(id)s"), params)
+            except Exception as err:  # noqa: BLE001 - every error is a bystander's error, reported
+                with self._lock:
+                    self.failed.append((started, f"{type(err).__name__}: {str(err).strip().splitlines()[0][:100]}"))
+                time.sleep(RETRY_PAUSE)
+                continue
+            with self._lock:
+                self.done.append((started, time.monotonic() - started, tier))
+            time.sleep(self.think * random.uniform(0.5, 1.5))
+
+    def window(self, since: float, until: float) -> Window:
+        with self._lock:
+            seconds = [int(d * 1e9) for t, d, _tier in self.done if since <= t < until]
+            errors = Counter(e for t, e in self.failed if since <= t < until)
+        return Window(until - since, seconds, errors)
+
+
+@dataclass
+class Window:
+    """The bystanders' transactions started in a stretch of time."""
+
+    seconds: float
+    latencies_ns: list[int]
+    errors: Counter[str]
+
+    @property
+    def p50(self) -> float:
+        return percentile(self.latencies_ns, 0.50) if self.latencies_ns else float("nan")
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.latencies_ns, 0.99) if self.latencies_ns else float("nan")
+
+    def describe(self) -> str:
+        rate = len(self.latencies_ns) / self.seconds if self.seconds else 0.0
+        errors = sum(self.errors.values())
+        return (
+            f"{len(self.latencies_ns):,} transactions ({rate:,.0f}/s), p50 {self.p50:.1f} ms, p99 {self.p99:.1f} ms,"
+            f" {errors} errors" + (f" {dict(self.errors.most_common(3))}" if errors else "")
+        )
+
+
+def make_clients(tn: Tenantry, slugs: Sequence[str], count: int) -> list[Client]:
+    """``count`` clients spread over ``slugs``, each with a row of ``table_01`` and one of
+    ``table_02`` of its own."""
+    rows: dict[str, tuple[list[int], list[int]]] = {}
+    for slug in slugs:
+        with tn.tenant(slug), tn.connection() as conn:
+            ones = [r[0] for r in conn.execute("SELECT id FROM table_01 ORDER BY id")]
+            twos = [r[0] for r in conn.execute("SELECT id FROM table_02 ORDER BY id")]
+            rows[slug] = (ones, twos)
+    clients = []
+    for n in range(count):
+        slug = slugs[n % len(slugs)]
+        k = n // len(slugs)
+        ones, twos = rows[slug]
+        clients.append(Client(slug, (ones[k % len(ones)], twos[k % len(twos)]), reverse=n % 2 == 1, via_engine=n % 4 >= 2))
+    return clients
 
 
 # -- checks ---------------------------------------------------------------------------------
@@ -248,9 +412,21 @@ class MoveResult:
     neighbour_gap_step: str
     steps: dict[str, float]
     rows: dict[str, int]
+    refused_block: float = 0.0
+    during: Window | None = None
+    baseline: Window | None = None
+
+    @property
+    def ratio(self) -> float:
+        if self.during is None or self.baseline is None or not self.baseline.p99:
+            return float("nan")
+        return self.during.p99 / self.baseline.p99
 
 
-def run_move(tn: Tenantry, writer: Writer, neighbour: Writer, plan: str, source: str, target: str) -> MoveResult:
+def run_move(
+    tn: Tenantry, writer: Writer, neighbour: Writer, plan: str, source: str, target: str,
+    clients: Bystanders, baseline: Window,
+) -> MoveResult:
     marks: list[tuple[str, float]] = []
     refused_before, writes_before = writer.refused, len(writer.successes)
     started = time.monotonic()
@@ -266,7 +442,8 @@ def run_move(tn: Tenantry, writer: Writer, neighbour: Writer, plan: str, source:
     return MoveResult(
         source, target, ended - started, report.write_block_seconds, writer.longest_gap(started, ended),
         len(writer.successes) - writes_before, writer.refused - refused_before,
-        gap, during, steps, dict(report.rows),
+        gap, during, steps, dict(report.rows), writer.refused_block(started, ended),
+        clients.window(started, ended), baseline,
     )
 
 
@@ -304,7 +481,12 @@ def benchmark(server_url: str, args: argparse.Namespace) -> list[MoveResult]:
     with scratch_database(server_url) as scratch:
         tn = Tenantry(scratch.settings(), metadata=metadata, actor="bench")
         writer_tn = Tenantry(scratch.settings(), metadata=metadata, actor="bench-writer")
+        # the clients' app process: a connection per client
+        clients_tn = Tenantry(
+            scratch.settings(pool_max_size=args.clients + 4), metadata=metadata, actor="bench-clients"
+        )
         writers: dict[str, Writer] = {}
+        clients: Bystanders | None = None
         try:
             tn.init()
             with tn.admin() as admin:
@@ -321,6 +503,21 @@ def benchmark(server_url: str, args: argparse.Namespace) -> list[MoveResult]:
                 + ", ".join(f"{name} {n:,}" for name, n in counts.items())
                 + f"; bystander {sum(bystander.values()):,} rows in the same pooled tables"
             )
+            tiers = {f"pooled-{i + 1}": "pooled" for i in range(args.pooled_bystanders)}
+            tiers |= {f"schema-{i + 1}": "schema" for i in range(args.schema_bystanders)}
+            for slug, tier_name in tiers.items():
+                tn.create_tenant(slug, plan="free" if tier_name == "pooled" else "business")
+                load(tn, slug, specs, row_counts(CLIENT_TENANT_ROWS))
+            by_tier = {t: [slug for slug, each in tiers.items() if each == t] for t in ("pooled", "schema")}
+            chosen = make_clients(clients_tn, by_tier["pooled"], (args.clients + 1) // 2)
+            chosen += make_clients(clients_tn, by_tier["schema"], args.clients // 2)
+            clients = Bystanders(clients_tn, chosen, args.think, tiers=tiers)
+            clients.start()
+            print(
+                f"bystanders under load: {args.clients} clients ({len(chosen) - args.clients // 2} on"
+                f" {args.pooled_bystanders} pooled tenants, {args.clients // 2} on {args.schema_bystanders}"
+                f" schema-tier tenants), {CLIENT_TENANT_ROWS} rows each, think time {args.think * 1000:g} ms"
+            )
             writers = {
                 slug: Writer(writer_tn, slug, specs[WRITTEN], args.write_interval) for slug in (TENANT, BYSTANDER)
             }
@@ -330,21 +527,28 @@ def benchmark(server_url: str, args: argparse.Namespace) -> list[MoveResult]:
                     raise RuntimeError(f"the writer of {writer.slug} cannot write")
             quiet = time.monotonic()
             time.sleep(QUIET_SECONDS)  # a steady rate before the first move, and the gaps it has
+            baseline = clients.window(quiet, time.monotonic())
             print(
                 f"writers' longest gap with no move running ({QUIET_SECONDS:g} s): "
                 + ", ".join(f"{w.slug} {w.longest_gap(quiet, time.monotonic()):.3f} s" for w in writers.values())
             )
+            print(f"bystanders with no move running: {baseline.describe()}")
             tier = "pooled"
             placement = tn.placement(TENANT)
             assert placement is not None
             for plan, target in MOVES:
-                result = run_move(tn, writers[TENANT], writers[BYSTANDER], plan, tier, target)
+                result = run_move(tn, writers[TENANT], writers[BYSTANDER], plan, tier, target, clients, baseline)
                 placement = verify(scratch, tn, writers, target, placement, counts, bystander)
                 results.append(result)
                 print(describe(result))
                 tier = target
                 time.sleep(1.0)
             print()
+            clients.stop()
+            print(
+                f"bystanders: {len(clients.done):,} transactions in all,"
+                f" {len(clients.failed)} errors {dict(Counter(e for _t, e in clients.failed).most_common(3)) or ''}"
+            )
             for writer in writers.values():
                 writer.stop()
                 print(
@@ -353,8 +557,11 @@ def benchmark(server_url: str, args: argparse.Namespace) -> list[MoveResult]:
                     f" other errors: {dict(writer.errors) or 'none'}"
                 )
         finally:
+            if clients is not None:
+                clients.stop()
             for writer in writers.values():
                 writer.stop()
+            clients_tn.close()
             writer_tn.close()
             tn.close()
     return results
@@ -366,6 +573,8 @@ def describe(r: MoveResult) -> str:
         f"{r.source} -> {r.target}: {r.seconds:.2f} s, write block {r.write_block:.3f} s (move report),"
         f" writer's longest gap {r.writer_gap:.3f} s; {r.writes} writes during the move, {r.refused} refused;"
         f" the bystander's longest gap {r.neighbour_gap:.3f} s (from {r.neighbour_gap_step})\n    steps (s): {steps}"
+        f"\n    the mover's clients were refused for {r.refused_block:.3f} s at most (from a refusal to the next success)"
+        f"\n    bystanders during the move: {r.during.describe() if r.during else '-'}; p99 {r.ratio:.2f}x without a move"
     )
 
 
@@ -378,6 +587,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add_server_arguments(parser)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--write-interval", type=float, default=0.005, help="seconds between the writer's writes")
+    parser.add_argument("--clients", type=int, default=24, help="bystander clients under load (at least 20)")
+    parser.add_argument("--pooled-bystanders", type=int, default=4, help="pooled tenants the clients work for")
+    parser.add_argument("--schema-bystanders", type=int, default=2, help="schema-tier tenants the clients work for")
+    parser.add_argument("--think", type=float, default=0.02, help="seconds a client pauses between transactions")
     args = parser.parse_args(argv)
     if args.rows < 100:
         parser.error("--rows must be at least 100")
@@ -396,14 +609,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"\n{run_took(started)}")
     block = max(r.write_block for r in results)
     gap = max(r.writer_gap for r in results)
+    refused = max(r.refused_block for r in results)
+    ratio = max(r.ratio for r in results)
+    errors = sum(sum(r.during.errors.values()) for r in results if r.during is not None)
     print(
         f"write block goal <= {WRITE_BLOCK_GOAL:g} s: move report {verdict(block, WRITE_BLOCK_GOAL)},"
-        f" as the writer saw it {verdict(gap, WRITE_BLOCK_GOAL)};"
+        f" as the writer saw it {verdict(gap, WRITE_BLOCK_GOAL)}, refused {verdict(refused, WRITE_BLOCK_GOAL)};"
         f" the bystander's longest gap {max(r.neighbour_gap for r in results):.3f} s"
     )
     print(
+        f"bystander goal p99 during a move <= {BYSTANDER_P99_GOAL:g}x without, no errors:"
+        f" {verdict(ratio, BYSTANDER_P99_GOAL)} ({ratio:.2f}x), {errors} errors during the moves"
+    )
+    print(
         f"tier_move_{size_label(args.rows)} total_s={max(r.seconds for r in results):.2f}"
-        f" write_block_s={block:.3f} writer_gap_s={gap:.3f}"
+        f" write_block_s={block:.3f} writer_gap_s={gap:.3f} refused_block_s={refused:.3f}"
+        f" bystander_errors={errors} bystander_p99_ratio={ratio:.2f}"
     )
 
 

@@ -189,9 +189,9 @@ class Tenantry:
 
         #: the plugins this object runs, their settings per plan and tenant, their hooks
         self.plugins = Plugins(self)
-        self.plugins.load_configured(self.settings.plugins)
-        for plugin in plugins or ():
-            self.plugins.register(plugin)
+        self.plugins.load_configured(
+            self.settings.plugins, explicit=[self.plugins.instance(p) for p in plugins or ()]
+        )
 
     # -- who changes are audited as -------------------------------------------------------
     @property

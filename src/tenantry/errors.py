@@ -30,7 +30,8 @@ that pass by themselves also know how soon to retry (``retry_after``, seconds; s
     │   ├── TenantMoving      HTTP 503 writes refused for a moment: the tenant is moving (retry)
     │   │   └── TenantMoved   HTTP 503 a binding made before the tenant moved: bind it again (retry)
     │   ├── TenantRestoring   HTTP 503 the tenant is being restored from a backup (retry)
-    │   └── DomainTaken                the hostname belongs to another tenant
+    │   ├── DomainTaken                the hostname belongs to another tenant
+    │   └── TablesDiffer               a placement holds tables or columns this process would not carry
     ├── TenantNotActive                exit 8, HTTP 403   suspended/archived tenant asked to serve
     │   └── TenantSuspended            a binding made before the tenant was suspended (archived, deleted)
     ├── IsolationError                 exit 9, HTTP 403   PostgreSQL refused a cross-tenant act
@@ -70,6 +71,7 @@ __all__ = [
     "PermissionDenied",
     "PlanNotFound",
     "PluginNotFound",
+    "TablesDiffer",
     "TenantContextError",
     "TenantExists",
     "TenantMoved",
@@ -245,6 +247,18 @@ class TenantMoved(TenantMoving):
 
 class DomainTaken(Conflict):
     """The hostname is registered to another tenant."""
+
+
+class TablesDiffer(Conflict):
+    """A placement holds app tables or columns that this process's tables (the app's and its
+    plugins') lack, so moving, copying or building from them would lose data. Nothing was
+    changed; ``problems`` names each difference (``"webhooks_deliveries: no such table here"``).
+    Load the same app and plugins as the app (``TENANTRY_APP``, ``TENANTRY_PLUGINS``), or run
+    ``tenantry migrate``."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 class TenantNotActive(TenantryError):

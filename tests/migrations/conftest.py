@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 from psycopg import sql
 
 from tenantry import Tenant, Tenantry
@@ -23,6 +24,23 @@ from tests.model_app import Base
 
 FIXTURE = str(Path(__file__).parent / "versions_fixture")
 OLD, HEAD = "0001_model", "0002_labels"
+
+
+def head_metadata() -> sa.MetaData:
+    """The model app's tables as ``HEAD`` leaves them (``tasks.estimate``, ``labels``): the
+    models of an app that follows its migrations. (``Base`` is the model app at ``OLD``.)"""
+    head = sa.MetaData()
+    for table in Base.metadata.tables.values():
+        table.to_metadata(head)
+    head.tables["tasks"].append_column(sa.Column("estimate", sa.Integer(), nullable=True))
+    sa.Table(
+        "labels", head,
+        sa.Column("tenant_id", sa.Uuid(), server_default=sa.text("tenantry.require_tenant_id()"), nullable=False),
+        sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
+        sa.Column("name", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("tenant_id", "id"),
+    )
+    return head
 
 
 @dataclass

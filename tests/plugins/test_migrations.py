@@ -15,8 +15,9 @@ from tenantry.contrib.webhooks import Delivery, WebhooksPlugin
 from tenantry.db import rls
 from tenantry.services import app_migrations
 from tests.conftest import Scratch
-from tests.migrations.conftest import HEAD, World, add_revision, make_world, mtn, scripts_copy, world  # noqa: F401
-from tests.model_app import Base
+from tests.migrations.conftest import (  # noqa: F401
+    HEAD, World, add_revision, head_metadata, make_world, mtn, scripts_copy, world,
+)
 
 REVISION = "0003_webhooks"
 UPGRADE = """    from tenantry.contrib.webhooks import WebhooksPlugin
@@ -33,7 +34,7 @@ def test_a_revision_adds_a_plugins_tables_everywhere(world: World, scripts_copy:
         with psycopg.connect(world.url(target)) as conn:
             assert rls.unprotected_tables(conn) == []
     app = Tenantry(
-        fresh_scratch.settings(migrations=str(scripts_copy)), metadata=Base.metadata, plugins=[WebhooksPlugin()]
+        fresh_scratch.settings(migrations=str(scripts_copy)), metadata=head_metadata(), plugins=[WebhooksPlugin()]
     )
     try:
         with pytest.raises(ConfigurationError, match="revision of the app"):

@@ -262,7 +262,7 @@ def _cli(scratch, *args: str, crash: str | None = None) -> subprocess.CompletedP
         TENANTRY_OWNER_ROLE=scratch.owner,
         TENANTRY_RUNTIME_ROLE=scratch.runtime,
         TENANTRY_APP="tests.model_app:Base",
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=os.pathsep.join((str(ROOT / "src"), str(ROOT))),  # this tree, not the installed one
     )
     if crash:
         env["TENANTRY_TEST_CRASH_AFTER"] = crash

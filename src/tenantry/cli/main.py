@@ -38,7 +38,8 @@ from tenantry.cli import tenants as tenants_cli
 from tenantry.cli import tokens as tokens_cli
 from tenantry.cli.output import console, emit_json, error
 from tenantry.cli.state import State, get_state
-from tenantry.errors import ConfigurationError, TenantryError
+from tenantry.errors import ConfigurationError, TablesDiffer, TenantryError
+from tenantry.services import placement_tables
 
 __all__ = ["app", "main"]
 
@@ -137,13 +138,17 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Verify every app table has row-level security enabled, forced and its policy in place,
-    and that every unique index on one includes tenant_id."""
-    tn = get_state(ctx).tenantry()
+    and that every unique index on one includes tenant_id; with the app's tables (TENANTRY_APP),
+    that every placement holds the app's tables and columns, no fewer and no more."""
+    tn = get_state(ctx).tenantry(app_plugins=True)
     bad = tn.unprotected_tables()
     leaky = tn.unscoped_unique_indexes()
+    with_app = tn.metadata is not None or bool(tn.settings.app)
+    differ = placement_tables.drift(tn) if with_app else {}
     if as_json:
-        emit_json({"unprotected": bad, "unscoped_unique": leaky, "ok": not bad and not leaky})
-    elif bad or leaky:
+        emit_json({"unprotected": bad, "unscoped_unique": leaky, "differ": differ,
+                   "ok": not bad and not leaky and not differ})
+    else:
         for name in bad:
             error(f"{name} is not protected by row-level security")
         for index in leaky:
@@ -151,10 +156,16 @@ def check(
                 f"{index} -- a unique index without tenant_id: a duplicate-key error tells one"
                 " tenant which values another uses; recreate it with tenant_id among its keys"
             )
-    else:
-        console.print("every app table is protected by row-level security, and its unique keys include tenant_id")
+        for placement, problems in differ.items():
+            error(f"placement {placement} differs from the app's tables: " + "; ".join(problems))
+        if not bad and not leaky:
+            console.print("every app table is protected by row-level security, and its unique keys include tenant_id")
+        if not differ and with_app:
+            console.print("every placement holds the app's tables and columns")
     if bad or leaky:
         raise typer.Exit(9)
+    if differ:
+        raise typer.Exit(TablesDiffer.exit_code)
 
 
 @contextmanager

@@ -73,7 +73,7 @@ def fill(
     """Top the pool up to --count ready spares. Idempotent: ready spares are kept, half-built
     ones finished, stale ones (built before a deploy or a migration) dropped and replaced.
     Run it after each deploy and from a periodic job."""
-    tn = get_state(ctx).tenantry()
+    tn = get_state(ctx).tenantry(app_plugins=True)
     with _progress_bar(not as_json) as progress:
         report = tn.fill_spares(count, tier=tier, cell=cell, progress=progress)
     if as_json:
@@ -123,7 +123,7 @@ def drop(
 ) -> None:
     """Drop spares (all, or with --stale only the stale ones): their schemas or databases and
     their catalog rows. Spares hold no tenant's data."""
-    report = get_state(ctx).tenantry().drop_spares(tier=tier, cell=cell, stale_only=stale)
+    report = get_state(ctx).tenantry(app_plugins=stale).drop_spares(tier=tier, cell=cell, stale_only=stale)
     if as_json:
         emit_json(report.to_dict())
         return

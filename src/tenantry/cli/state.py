@@ -19,14 +19,22 @@ class State:
     database_url: str | None = None
     data_dir: Path | None = None
     _tn: Tenantry | None = field(default=None, repr=False)
+    _deployed: bool = field(default=False, repr=False)
 
     def settings(self) -> Settings:
         # the CLI is where the embedded server is wanted: a command with no URL starts it
         return Settings.from_env(database_url=self.database_url, data_dir=self.data_dir, embedded=True)
 
-    def tenantry(self) -> Tenantry:
+    def tenantry(self, *, app_plugins: bool = False) -> Tenantry:
+        """The CLI's Tenantry. ``app_plugins``: for commands that build, move or check
+        placements, which must know every table the app has: with ``TENANTRY_PLUGINS``
+        unset, the installed plugins whose tables the app deployed are loaded too
+        (:meth:`Plugins.load_deployed`)."""
         if self._tn is None:
             self._tn = Tenantry(self.settings(), actor=f"cli:{getpass.getuser()}")
+        if app_plugins and not self._deployed and not self._tn.settings.plugins:
+            self._tn.plugins.load_deployed()
+            self._deployed = True
         return self._tn
 
     def close(self) -> None:

@@ -30,7 +30,7 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a tenant on its plan's tier and make it active. Rerun to finish an interrupted one."""
-    tn = get_state(ctx).tenantry()
+    tn = get_state(ctx).tenantry(app_plugins=True)
     tenant = tn.create_tenant(slug, name=name, plan=plan, cell=cell)
     if as_json:
         emit_json(tenant.to_dict())
@@ -150,7 +150,7 @@ def move(
 ) -> None:
     """Move a tenant to another tier or cell without losing a row. Rerun to finish an
     interrupted move."""
-    tn = get_state(ctx).tenantry()
+    tn = get_state(ctx).tenantry(app_plugins=True)
     if abort:
         aborted = tn.abort_move(key)
         if as_json:

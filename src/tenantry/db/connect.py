@@ -22,6 +22,7 @@ from tenantry.errors import (
 __all__ = [
     "admin_connection",
     "control_plane_url",
+    "database_url",
     "describe",
     "stale_binding",
     "translate",
@@ -121,3 +122,12 @@ def translated() -> Iterator[None]:
         if mapped is None:
             raise
         raise mapped from err
+
+
+def database_url(admin_url: str, database: str | None) -> str:
+    """``admin_url`` pointing at another database of the same server."""
+    if database is None:
+        return admin_url
+    params = conninfo_to_dict(admin_url)
+    params["dbname"] = database
+    return make_conninfo("", **params)

@@ -14,10 +14,10 @@ checksums, so the write block does not grow with the tenant's size.
 
 from __future__ import annotations
 
-import itertools
+import random
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,9 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
+from tenantry.db import rls
 from tenantry.db.binding import Signed
+from tenantry.errors import Conflict
 
 __all__ = [
     "Changes",
@@ -35,23 +37,37 @@ __all__ = [
     "bulk_copy",
     "capture_changes",
     "checksum",
-    "count",
+    "counts",
+    "delete_rows",
+    "differences",
     "drop_move_triggers",
+    "drop_tenant_triggers",
     "freeze_writes",
+    "placement_specs",
     "specs",
     "sync_sequences",
+    "tenant_triggers",
 ]
 
-_DROP_ATTEMPTS = 100
+#: how long one attempt at a shared table's lock waits in its queue (see :func:`_locking`)
+LOCK_WAIT = "50ms"
+#: how long a table's lock is tried for before the step gives up (a rerun goes on)
+LOCK_PATIENCE = 120.0
+#: rows deleted per transaction when a tenant leaves shared tables
+DELETE_BATCH = 2000
 
 
 @dataclass(frozen=True, slots=True)
 class TableSpec:
-    """A tenant table's name, columns and primary key, from the app's metadata."""
+    """A tenant table's name, columns and primary key: what a placement holds
+    (:func:`placement_specs`), or what the app's metadata declares (:func:`specs`)."""
 
     name: str
     columns: tuple[str, ...]
     key: tuple[str, ...]
+    types: tuple[str, ...] = ()
+    """The columns' types as PostgreSQL prints them (``format_type``); empty when read from
+    metadata."""
 
     def cols(self) -> sql.Composable:
         return sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
@@ -66,6 +82,81 @@ def specs(metadata: sa.MetaData) -> list[TableSpec]:
         TableSpec(t.name, tuple(c.name for c in t.columns), tuple(c.name for c in t.primary_key.columns))
         for t in metadata.sorted_tables
     ]
+
+
+_HELD_COLUMNS = """
+SELECT c.relname, a.attname,
+       -- a type of the placement's own schema (an enum) is named without it, so that
+       -- placements compare
+       CASE WHEN tn.nspname = r.schema_name THEN t.typname::text ELSE format_type(a.atttypid, a.atttypmod) END
+  FROM tenantry.app_tables r
+  JOIN pg_namespace n ON n.nspname = r.schema_name
+  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.table_name
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+  JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace tn ON tn.oid = t.typnamespace
+ WHERE r.schema_name = %s
+ ORDER BY c.relname, a.attnum
+"""
+
+_HELD_KEYS = """
+SELECT c.relname, a.attname
+  FROM tenantry.app_tables r
+  JOIN pg_namespace n ON n.nspname = r.schema_name
+  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.table_name
+  JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+  CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+ WHERE r.schema_name = %s
+ ORDER BY c.relname, k.ord
+"""
+
+
+def placement_specs(conn: psycopg.Connection[Any], schema: str) -> list[TableSpec]:
+    """What the placement ``schema`` of ``conn``'s database actually holds, parents first: its
+    registered app tables (``tenantry.app_tables``) with their real columns (generated ones
+    left out: they are computed again) and primary keys, from the system catalogs."""
+    columns: dict[str, list[tuple[str, str]]] = {}
+    for table, column, type_ in conn.execute(_HELD_COLUMNS, (schema,)).fetchall():
+        columns.setdefault(table, []).append((column, type_))
+    keys: dict[str, list[str]] = {}
+    for table, column in conn.execute(_HELD_KEYS, (schema,)).fetchall():
+        keys.setdefault(table, []).append(column)
+    return [
+        TableSpec(
+            table,
+            tuple(c for c, _ in columns[table]),
+            tuple(keys.get(table, ())),
+            tuple(t for _, t in columns[table]),
+        )
+        for _schema, table in reversed(rls.table_order(conn, schema))
+        if table in columns  # registered, but gone: nothing to carry
+    ]
+
+
+def differences(source: Iterable[TableSpec], target: Iterable[TableSpec], where: str) -> list[str]:
+    """What of ``source`` the ``target`` tables cannot hold: a table or column it lacks, a
+    column of another type (when both sides know types), another primary key. Extra tables
+    and columns of the target are no difference (they stay empty, or take their defaults)."""
+    theirs = {spec.name: spec for spec in target}
+    problems: list[str] = []
+    for spec in source:
+        other = theirs.get(spec.name)
+        if other is None:
+            problems.append(f"{spec.name}: no such table {where}")
+            continue
+        missing = [c for c in spec.columns if c not in other.columns]
+        if missing:
+            problems.append(f"{spec.name}: no column {', '.join(missing)} {where}")
+        if spec.types and other.types:
+            types = dict(zip(other.columns, other.types))
+            problems += [
+                f"{spec.name}.{c}: {t} here, {types[c]} {where}"
+                for c, t in zip(spec.columns, spec.types)
+                if c in types and types[c] != t
+            ]
+        if spec.key and other.key and spec.key != other.key:
+            problems.append(f"{spec.name}: primary key ({', '.join(spec.key)}), ({', '.join(other.key)}) {where}")
+    return problems
 
 
 def act_as_tenant(conn: psycopg.Connection[Any], *, owner: str, signed: Signed) -> None:
@@ -149,11 +240,17 @@ def checksum(conn: psycopg.Connection[Any], spec: TableSpec, keys: sql.Composabl
     return int(row[0]), str(row[1])
 
 
-def count(conn: psycopg.Connection[Any], spec: TableSpec) -> int:
-    """The bound tenant's rows in ``spec``'s table."""
-    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.name))).fetchone()
+def counts(conn: psycopg.Connection[Any], specs: list[TableSpec]) -> list[int]:
+    """The bound tenant's rows in each of ``specs``' tables, in one query."""
+    if not specs:
+        return []
+    row = conn.execute(
+        sql.SQL("SELECT {}").format(
+            sql.SQL(", ").join(sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(s.name)) for s in specs)
+        )
+    ).fetchone()
     assert row is not None
-    return int(row[0])
+    return [int(n) for n in row]
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,87 +363,224 @@ _FREEZE = (
 
 
 def _create_triggers(
-    conn: psycopg.Connection[Any],
     schema: str,
     table: str,
     tenant_id: str,
     kinds: tuple[tuple[str, str, str, str], ...],
     args: dict[str, list[str]],
-) -> None:
+) -> sql.Composable:
     # CREATE OR REPLACE TRIGGER takes the table's SHARE ROW EXCLUSIVE lock (as CREATE does):
     # it waits for transactions writing the table, and lets every reader through
-    for kind, events, row, function in kinds:
-        conn.execute(
-            sql.SQL(
-                "CREATE OR REPLACE TRIGGER {} {} ON {} FOR EACH ROW WHEN ({}.tenant_id = {})"
-                " EXECUTE FUNCTION tenantry.{}({})"
-            ).format(
-                sql.Identifier(_trigger(tenant_id, kind)),
-                sql.SQL(events),
-                sql.Identifier(schema, table),
-                sql.SQL(row),
-                sql.Literal(tenant_id),
-                sql.Identifier(function),
-                sql.SQL(", ").join(sql.Literal(a) for a in args[row]),
-            )
+    return sql.SQL("; ").join(
+        sql.SQL(
+            "CREATE OR REPLACE TRIGGER {} {} ON {} FOR EACH ROW WHEN ({}.tenant_id = {})"
+            " EXECUTE FUNCTION tenantry.{}({})"
+        ).format(
+            sql.Identifier(_trigger(tenant_id, kind)),
+            sql.SQL(events),
+            sql.Identifier(schema, table),
+            sql.SQL(row),
+            sql.Literal(tenant_id),
+            sql.Identifier(function),
+            sql.SQL(", ").join(sql.Literal(a) for a in args[row]),
         )
+        for kind, events, row, function in kinds
+    )
 
 
-def capture_changes(conn: psycopg.Connection[Any], schema: str, spec: TableSpec, tenant_id: str) -> None:
-    """Log the keys of the tenant's rows of ``schema.spec`` written from now on (into
+def _own_transactions(conn: psycopg.Connection[Any]) -> None:
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        # a lock won in the caller's transaction would be kept while the next table's is
+        # awaited: app transactions locking the tables in another order would then livelock
+        raise AssertionError("move triggers are changed on an autocommit connection, outside any transaction")
+
+
+def _locking(conn: psycopg.Connection[Any], owner: str, what: str, ddl: sql.Composable) -> None:
+    """Run ``ddl`` (on one table) as ``owner`` in a short transaction of its own, sent in one
+    round trip (no parameters: its values are quoted literals).
+
+    The table's lock is awaited for :data:`LOCK_WAIT` at most: every writer (for a drop,
+    every reader too) of the table queues behind a waiting DDL statement, so it gives way,
+    pauses (growing, jittered) and tries again, up to :data:`LOCK_PATIENCE` seconds; then
+    :class:`Conflict`. No other table's lock is held meanwhile.
+    """
+    statement = sql.SQL("BEGIN; SET LOCAL ROLE {}; SET LOCAL lock_timeout = {}; {}; COMMIT").format(
+        sql.Identifier(owner), sql.Literal(LOCK_WAIT), ddl
+    )
+    deadline = time.monotonic() + LOCK_PATIENCE
+    pause = 0.01
+    while True:
+        try:
+            conn.execute(statement)
+            return
+        except psycopg.errors.LockNotAvailable as err:
+            conn.execute("ROLLBACK")
+            if time.monotonic() + pause > deadline:
+                raise Conflict(
+                    f"{what}: the table stayed locked by other transactions for {LOCK_PATIENCE:g} s; run it again"
+                ) from err
+            time.sleep(pause * random.uniform(0.5, 1.5))
+            pause = min(pause * 2, 0.5)
+        except BaseException:
+            if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                conn.execute("ROLLBACK")
+            raise
+
+
+def _install(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    specs: Iterable[TableSpec],
+    tenant_id: str,
+    kinds: tuple[tuple[str, str, str, str], ...],
+    args: Callable[[TableSpec], dict[str, list[str]]],
+    owner: str,
+) -> None:
+    """Create ``kinds`` of triggers on every table, one table per transaction; on failure the
+    ones created are dropped again (nothing keeps firing on other tenants' writes)."""
+    _own_transactions(conn)
+    done: list[str] = []
+    try:
+        for spec in specs:
+            _locking(
+                conn, owner, f"installing move triggers on {schema}.{spec.name}",
+                _create_triggers(schema, spec.name, tenant_id, kinds, args(spec)),
+            )
+            done.append(spec.name)
+    except BaseException:
+        for table in done:
+            try:
+                _drop(conn, schema, table, [_trigger(tenant_id, kind) for kind, *_ in kinds], owner)
+            except Exception:  # noqa: BLE001 - the first error is the one to report; a rerun drops the rest
+                break
+        raise
+
+
+def capture_changes(
+    conn: psycopg.Connection[Any], schema: str, specs: Iterable[TableSpec], tenant_id: str, *, owner: str
+) -> None:
+    """Log the keys of the tenant's rows of ``schema``'s tables written from now on (into
     ``tenantry.move_changes``, for :func:`apply_changes`); other tenants' writes are not logged.
 
-    Creating the triggers waits for transactions writing the table, so every write that
-    commits after this commits is logged.
+    ``conn`` is autocommit: each table gets its triggers in a transaction of its own, which
+    waits for the transactions writing that table, so every write to it that commits after
+    this returns is logged. Copy only after this returns (then every table logs).
     """
-    keys = list(spec.key)
-    args = {"NEW": [tenant_id, "new", *keys], "OLD": [tenant_id, "old", *keys]}
-    _create_triggers(conn, schema, spec.name, tenant_id, _CAPTURE, args)
+
+    def args(spec: TableSpec) -> dict[str, list[str]]:
+        keys = list(spec.key)
+        return {"NEW": [tenant_id, "new", *keys], "OLD": [tenant_id, "old", *keys]}
+
+    _install(conn, schema, specs, tenant_id, _CAPTURE, args, owner)
 
 
-def freeze_writes(conn: psycopg.Connection[Any], schema: str, table: str, tenant_id: str, *, owner: str) -> None:
-    """Refuse the tenant's writes to ``schema.table`` (a trigger; other tenants write on, and
-    the ``owner`` role, which the mover acts as, passes).
-
-    Creating the trigger waits for transactions writing the table to finish, so once this
-    commits no write of the tenant can slip past it.
-    """
-    _create_triggers(conn, schema, table, tenant_id, _FREEZE, {"NEW": [owner], "OLD": [owner]})
-
-
-def drop_move_triggers(
-    conn: psycopg.Connection[Any], schema: str, table: str, tenant_id: str, *, capture: bool = True, freeze: bool = True
+def freeze_writes(
+    conn: psycopg.Connection[Any], schema: str, specs: Iterable[TableSpec], tenant_id: str, *, owner: str
 ) -> None:
-    """Drop a move's triggers from ``schema.table``; touches (and locks) the table only when
-    one is there.
+    """Refuse the tenant's writes to ``schema``'s tables (a trigger per table; other tenants
+    write on, and the ``owner`` role, which the mover acts as, passes).
 
-    Dropping a trigger takes the table's ACCESS EXCLUSIVE lock, which every other tenant of a
-    shared table queues behind: each drop is its own short transaction (a savepoint when the
-    caller holds one open) that gives up after a moment's wait and tries again, so it never
-    parks in the lock queue in front of the other tenants behind a long reader.
+    ``conn`` is autocommit: each table is frozen in a transaction of its own, which waits for
+    the transactions writing it; the freeze is complete (no write of the tenant can slip past
+    it) when this returns, and not before.
     """
-    kinds = (_CAPTURE if capture else ()) + (_FREEZE if freeze else ())
-    names = [_trigger(tenant_id, kind) for kind, *_ in kinds]
+    _install(conn, schema, specs, tenant_id, _FREEZE, lambda _spec: {"NEW": [owner], "OLD": [owner]}, owner)
+
+
+def _drop(conn: psycopg.Connection[Any], schema: str, table: str, names: list[str], owner: str) -> None:
     present = [
         name
         for (name,) in conn.execute(
-            "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = ANY(%s)",
-            (f'"{schema}"."{table}"', names),
+            "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = %s AND t.tgname = ANY(%s)",
+            (schema, table, names),
         ).fetchall()
     ]
-    for name in present:
-        for attempt in itertools.count():
-            try:
-                with conn.transaction():
-                    conn.execute("SET LOCAL lock_timeout = '100ms'")
-                    conn.execute(
-                        sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
-                            sql.Identifier(name), sql.Identifier(schema, table)
-                        )
-                    )
-                    conn.execute("SET LOCAL lock_timeout TO DEFAULT")  # outlives a savepoint
-                break
-            except psycopg.errors.LockNotAvailable:
-                if attempt >= _DROP_ATTEMPTS:
-                    raise
-                time.sleep(min(0.05 * (attempt + 1), 0.5))
+    if not present:
+        return
+
+    ddl = sql.SQL("; ").join(
+        sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(name), sql.Identifier(schema, table))
+        for name in present
+    )
+    _locking(conn, owner, f"dropping move triggers from {schema}.{table}", ddl)
+
+
+def drop_move_triggers(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    tables: Iterable[str],
+    tenant_id: str,
+    *,
+    owner: str,
+    capture: bool = True,
+    freeze: bool = True,
+) -> None:
+    """Drop a move's triggers from ``schema``'s ``tables``; touches (and locks) a table only
+    when one is there.
+
+    Dropping a trigger takes the table's ACCESS EXCLUSIVE lock, which every other tenant of a
+    shared table queues behind: ``conn`` is autocommit, and each table's drops are one short
+    transaction that gives way after a moment's wait and tries again (:func:`_locking`), so
+    the mover never holds one table while it waits for another.
+    """
+    _own_transactions(conn)
+    kinds = (_CAPTURE if capture else ()) + (_FREEZE if freeze else ())
+    names = [_trigger(tenant_id, kind) for kind, *_ in kinds]
+    for table in tables:
+        _drop(conn, schema, table, names, owner)
+
+
+def delete_rows(
+    conn: psycopg.Connection[Any], schema: str, table: str, *, owner: str, signed: Signed, batch: int = DELETE_BATCH
+) -> int:
+    """Delete the tenant's rows of ``schema.table`` (``signed`` binds it, as for
+    :func:`act_as_tenant`) ``batch`` rows per transaction, so no row lock is held for long;
+    returns the rows deleted. ``conn`` is autocommit."""
+    _own_transactions(conn)
+    ident = sql.Identifier(schema, table)
+    query = sql.SQL("DELETE FROM {} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {} WHERE tenant_id = %s LIMIT %s))").format(
+        ident, ident
+    )
+    total = 0
+    while True:
+        with conn.transaction():
+            act_as_tenant(conn, owner=owner, signed=signed)
+            n = conn.execute(query, (signed[0], batch)).rowcount
+        total += n
+        if n < batch:
+            return total
+
+
+def drop_tenant_triggers(conn: psycopg.Connection[Any], tenant_id: str, *, owner: str, schema: str | None = None) -> None:
+    """Drop every move trigger of the tenant in ``conn``'s database (of ``schema`` only, if
+    given), wherever a mover with whatever tables put them; one table per transaction. A
+    table that stays locked does not keep the others' triggers: the first failure is raised
+    once every table was tried."""
+    by_table: dict[tuple[str, str], list[str]] = {}
+    for nsp, table, trigger in tenant_triggers(conn, tenant_id):
+        if schema is None or nsp == schema:
+            by_table.setdefault((nsp, table), []).append(trigger)
+    _own_transactions(conn)
+    failed: Exception | None = None
+    for (nsp, table), names in sorted(by_table.items()):
+        try:
+            _drop(conn, nsp, table, names, owner)
+        except Exception as err:  # noqa: BLE001 - raised below, after the other tables
+            failed = failed or err
+    if failed is not None:
+        raise failed
+
+
+def tenant_triggers(conn: psycopg.Connection[Any], tenant_id: str) -> list[tuple[str, str, str]]:
+    """``(schema, table, trigger)`` of every move trigger of the tenant in ``conn``'s database."""
+    names = [_trigger(tenant_id, kind) for kind, *_ in _CAPTURE + _FREEZE]
+    return [
+        (n, c, t)
+        for n, c, t in conn.execute(
+            "SELECT n.nspname, c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.tgname = ANY(%s) ORDER BY 1, 2, 3",
+            (names,),
+        ).fetchall()
+    ]

@@ -32,7 +32,7 @@ from pydantic import BaseModel
 from tenantry import context
 from tenantry.core import flags as flags_core
 from tenantry.db import catalog
-from tenantry.errors import ConfigInvalid, ConfigurationError, FlagExists, InvalidInput, TenantryError
+from tenantry.errors import CatalogNotInitialised, ConfigInvalid, ConfigurationError, FlagExists, InvalidInput, TenantryError
 from tenantry.plugins import tables
 from tenantry.plugins.base import (
     PROJECT,
@@ -141,15 +141,9 @@ class Plugins:
         installed plugin's name or ``module:attr``). Everything it declares is checked first
         (:class:`ConfigurationError` naming the problem, nothing registered); registering the
         same object again is a no-op."""
-        if isinstance(plugin, str):
-            found: Any = load_spec(plugin)
-            source = "TENANTRY_PLUGINS" if source == "settings" else source
-        elif isinstance(plugin, type):
-            found = plugin()
-        else:
-            found = plugin
-        if not isinstance(found, Plugin):
-            raise ConfigurationError(f"{found!r} is not a tenantry plugin (a tenantry.plugins.Plugin)")
+        if isinstance(plugin, str) and source == "settings":
+            source = "TENANTRY_PLUGINS"
+        found = self.instance(plugin)
         with self._lock:
             name = getattr(found, "name", None)
             try:
@@ -179,6 +173,20 @@ class Plugins:
             self._sources[name] = source
             if chain is not None:
                 self._chains[name] = chain
+        return found
+
+    @staticmethod
+    def instance(plugin: Plugin | type[Plugin] | str) -> Plugin:
+        """The plugin object ``plugin`` stands for (a class built with no arguments, a string
+        loaded as an installed plugin's name or ``module:attr``); nothing is registered."""
+        if isinstance(plugin, str):
+            found: Any = load_spec(plugin)
+        elif isinstance(plugin, type):
+            found = plugin()
+        else:
+            found = plugin
+        if not isinstance(found, Plugin):
+            raise ConfigurationError(f"{found!r} is not a tenantry plugin (a tenantry.plugins.Plugin)")
         return found
 
     def _check(self, plugin: Plugin) -> tuple[str, tuple[str, ...]] | None:
@@ -559,15 +567,62 @@ class Plugins:
         if self._runner is not None:  # notices may have been missed
             self._runner.wake()
 
-    def load_configured(self, specs: Iterable[str]) -> None:
-        """Register the plugins ``TENANTRY_PLUGINS`` names (``*``: every installed one)."""
+    def load_deployed(self) -> builtins.list[str]:
+        """Register the installed plugins whose tables the shared tables hold (the app runs
+        them: it deployed their tables), unless one of the name is registered; returns their
+        names. What a CLI does when ``TENANTRY_PLUGINS`` is unset, so that it builds, moves and
+        checks placements with the same tables as the app. Nothing when the catalog is not
+        there yet."""
+        try:
+            with self._tn.admin() as conn:
+                catalog.require_catalog(conn)
+                deployed = {
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT table_name FROM tenantry.app_tables WHERE schema_name = %s",
+                        (self._tn.settings.pooled_schema,),
+                    ).fetchall()
+                }
+        except CatalogNotInitialised:
+            return []
+        loaded: builtins.list[str] = []
+        for name, point in discover().items():
+            if name in self._plugins:
+                continue
+            found = point.load()
+            declared = getattr(found, "metadata", None)
+            if isinstance(found, AppTables) and isinstance(declared, sa.MetaData) and set(declared.tables) & deployed:
+                self.register(found, source=f"{point.source}; its tables are deployed")
+                loaded.append(name)
+        return loaded
+
+    def load_configured(self, specs: Iterable[str], *, explicit: Iterable[Plugin] = ()) -> None:
+        """Register the plugins ``TENANTRY_PLUGINS`` names (``*``: every installed one), then
+        the ``explicit`` ones (``Tenantry(plugins=...)``).
+
+        One plugin per name: an explicit plugin wins over one of its name and class that the
+        settings name (the app built it with its own arguments), and a plugin the settings name
+        twice (``*,webhooks``) is loaded once. Two different plugins of one name are refused.
+        """
+        given = builtins.list(explicit)
+
+        def same(found: Plugin) -> bool:  # a plugin of this name and class is (to be) registered
+            return any(
+                getattr(p, "name", None) == getattr(found, "name", None) and type(p) is type(found)
+                for p in [*given, *self._plugins.values()]
+            )
+
         for spec in specs:
             if spec == "*":
                 for name, point in discover().items():
-                    if name not in self._plugins:
-                        self.register(point.load(), source=point.source)
-            else:
-                self.register(spec, source="settings")
+                    if name not in self._plugins and not same(found := point.load()):
+                        self.register(found, source=point.source)
+                continue
+            found = self.instance(spec)
+            if not same(found):
+                self.register(found, source="TENANTRY_PLUGINS")
+        for plugin in given:
+            self.register(plugin)
 
 
 def _fields(info: PluginInfo) -> dict[str, Any]:

@@ -31,8 +31,7 @@ import psycopg
 from psycopg import sql
 
 from tenantry.core.placement import Placement
-from tenantry.db.connect import admin_connection
-from tenantry.services.provisioning import database_url
+from tenantry.db.connect import admin_connection, database_url
 
 if TYPE_CHECKING:
     from tenantry.app import Tenantry

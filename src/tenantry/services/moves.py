@@ -21,15 +21,24 @@ finish, so a move interrupted at any step is finished by running it again (or un
 7. ``verify``: row counts must be equal on both sides (both sides are read at once).
 8. ``flip``: one catalog transaction makes the target placement active and the tenant's plan
    the target plan; every process learns it within a second (NOTIFY). Writes resume there.
-9. ``cleanup``: once every process's cache has moved on, the source copy is removed.
+9. ``cleanup``: once every process's cache has moved on, the source copy is removed (from
+   shared tables: in batches of rows, a short transaction each).
 
-The write block lasts from ``freeze`` to ``flip``: the last few changes and a count, not a
-hash of every row, so it stays short however big the tenant. Its length is recorded in
-the job and the audit log.
+The write block lasts from the start of ``freeze`` to ``flip``: the last few changes and a
+count, not a hash of every row, so it stays short however big the tenant. Its length is
+recorded in the job and the audit log.
+
+The tables are those the source placement holds (:mod:`tenantry.services.placement_tables`),
+not those of the mover's metadata. Other tenants of shared tables write on throughout: move
+triggers are created and dropped one table per short transaction, each waiting for the
+table's lock only a moment before it gives way and tries again, so the mover never holds one
+table while it waits for another (app transactions that lock tables in another order would
+otherwise wait for it, and it for them). A step that fails removes the triggers it put in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -46,8 +55,8 @@ from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.placement import Placement, choose_cell, plan_steps
 from tenantry.db import tenant_copy
 from tenantry.db.connect import admin_connection
-from tenantry.errors import Conflict, InvalidInput, IsolationError
-from tenantry.services import audit, plugin_hooks
+from tenantry.errors import Conflict, InvalidInput, IsolationError, TablesDiffer
+from tenantry.services import audit, placement_tables, plugin_hooks
 from tenantry.services.cells import cell_loads
 from tenantry.services.events import notify_tenant
 from tenantry.services.faults import crash_point
@@ -173,6 +182,13 @@ def _start(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, plan: Pl
             raise InvalidInput(
                 f"tenant {tenant.slug!r} already lives there ({source.isolation.value} on cell {source.cell!r})"
             )
+        # the target is built from this process's tables (the shared ones exist already)
+        if target.isolation is Isolation.POOLED:
+            will_have, where = placement_tables.held(tn, target), "at the target"
+        else:
+            will_have, where = tenant_copy.specs(tn._metadata()), "in this process's app tables"
+        problems = tenant_copy.differences(placement_tables.held(tn, source), will_have, where)
+        _refuse_differences(tenant, problems, started=False)
         insert_placement(conn, target)
         payload = {
             "plan": plan.name,
@@ -205,15 +221,6 @@ def _require_current_tables(tn: Tenantry, tenant: Tenant, source: Placement) -> 
             f"tenant {tenant.slug!r} is at app revision {at or 'untracked'}, not {head}:"
             " run `tenantry migrate` before moving it"
         )
-
-
-@contextmanager
-def _owner_on(tn: Tenantry, place: Placement) -> Iterator[psycopg.Connection[Any]]:
-    """An admin connection to ``place``'s database, in a transaction acting as the owner."""
-    url = database_url(tn.cell_admin_url(place.cell), place.database)
-    with admin_connection(url) as conn, conn.transaction():
-        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(tn.settings.owner_role)))
-        yield conn
 
 
 def _compare(
@@ -277,16 +284,40 @@ def move(
 ) -> MoveReport:
     """Move a tenant to ``plan``'s tier (and ``cell``), or resume its interrupted move.
 
-    ``on_step(step)`` is called as each step starts (for progress displays).
+    The rows moved are those of every table the source placement holds (its registry of app
+    tables, with the columns the system catalogs give), whatever metadata this process has
+    loaded; a table or column the target would not have is refused (:class:`TablesDiffer`)
+    before anything changes. ``on_step(step)`` is called as each step starts (for progress
+    displays).
     """
     started = time.monotonic()
-    metadata = tn._metadata()
-    specs = tenant_copy.specs(metadata)
     with tn.admin() as conn:
         tenant = get_tenant(conn, key)
         chosen = get_plan(conn, plan or tenant.plan)
     with tenant_lock(tn, tenant.id, f"tenant {tenant.slug!r} is being moved by another process; try again shortly"):
-        return _move(tn, tenant, chosen, cell, specs, on_step, started)
+        return _move(tn, tenant, chosen, cell, on_step, started)
+
+
+@contextmanager
+def _autocommit_on(tn: Tenantry, place: Placement) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit admin connection to ``place``'s database (steps that take one table's
+    lock at a time open their own transactions)."""
+    url = database_url(tn.cell_admin_url(place.cell), place.database)
+    with admin_connection(url, autocommit=True) as conn:
+        yield conn
+
+
+def _refuse_differences(tenant: Tenant, problems: list[str], *, started: bool) -> None:
+    if not problems:
+        return
+    then = (
+        f"abort the move (`tenantry tenants move {tenant.slug} --abort`), {placement_tables.ADVICE}, and move again"
+        if started
+        else f"nothing was changed; {placement_tables.ADVICE}"
+    )
+    raise TablesDiffer(
+        f"tenant {tenant.slug!r} cannot move without losing data: " + "; ".join(problems) + f"; {then}", problems
+    )
 
 
 def _move(
@@ -294,7 +325,6 @@ def _move(
     tenant: Tenant,
     chosen: Plan,
     cell: str | None,
-    specs: list[tenant_copy.TableSpec],
     on_step: Callable[[str], None] | None,
     started: float,
 ) -> MoveReport:
@@ -305,6 +335,7 @@ def _move(
     target = _placement_from(job.payload["target"])
     rows: dict[str, int] = dict(job.payload.get("rows", {}))
     tid = str(tenant.id)
+    owner = tn.settings.owner_role
 
     def todo(step: str) -> bool:
         if step in job.steps_done:
@@ -322,12 +353,17 @@ def _move(
         for step in plan_steps(target.isolation)[:-1]:
             build_step(tn, step, target)
         done("build")
+    specs: list[tenant_copy.TableSpec] = []
+    if "flip" not in job.steps_done:
+        # every table and column the source holds, checked against what the target holds
+        specs = placement_tables.held(tn, source)
+        problems = tenant_copy.differences(specs, placement_tables.held(tn, target), "at the target")
+        _refuse_differences(tenant, problems, started=True)
     if todo("capture"):
         if source.database is not None:  # a database built before change capture existed
             build_step(tn, "install_local", source)
-        with _owner_on(tn, source) as conn:
-            for spec in specs:
-                tenant_copy.capture_changes(conn, source.schema, spec, tid)
+        with _autocommit_on(tn, source) as conn:
+            tenant_copy.capture_changes(conn, source.schema, specs, tid, owner=owner)
         done("capture")
     if todo("bulk_copy"):
         with _Sides(tn, tenant.id, source, target) as (src, dst):
@@ -347,33 +383,55 @@ def _move(
         # snapshot, so their full checksums must agree (read here, while the tenant writes on)
         with _Sides(tn, tenant.id, source, target) as (src, dst):
             caught += tenant_copy.apply_changes(src, dst, specs, tid).found
+            for spec in specs:  # before the freeze: the delta then syncs only what it changes
+                tenant_copy.sync_sequences(dst, target.schema, spec)
             _compare(tenant, specs, src, dst, "after catching up", lambda conn, spec: tenant_copy.checksum(conn, spec))
         done("catch_up", caught_up=caught)
     if todo("freeze"):
-        with _owner_on(tn, source) as conn:
-            for spec in specs:
-                tenant_copy.freeze_writes(conn, source.schema, spec.name, tid, owner=tn.settings.owner_role)
-        done("freeze", frozen_at=time.time())
-    if todo("delta"):
-        # every row changed since the sealed copy is logged: copy those, and check them
+        # the freeze is complete once every table has its trigger (the delta and the
+        # verification read the source only after that); the block clients see starts with
+        # the first table frozen, so the block is counted from there
+        freezing = time.time()
+        with _autocommit_on(tn, source) as conn:
+            tenant_copy.freeze_writes(conn, source.schema, specs, tid, owner=owner)
+        done("freeze", frozen_at=freezing)
+    if "delta" not in job.steps_done or "verify" not in job.steps_done:
+        # one session for both (the write block is made of these): the source is frozen
+        recorded: dict[str, dict[str, Any]] = {}
         with _Sides(tn, tenant.id, source, target) as (src, dst):
-            changes = tenant_copy.apply_changes(src, dst, specs, tid)
-            for spec in specs:
-                tenant_copy.sync_sequences(dst, target.schema, spec)
+            if todo("delta"):
+                # every row changed since the sealed copy is logged: copy those, and check them
+                changes = tenant_copy.apply_changes(src, dst, specs, tid)
+                changed = [spec for spec in specs if spec.name in changes.keys]
+                for spec in changed:  # (the others were synced when the copy was sealed)
+                    tenant_copy.sync_sequences(dst, target.schema, spec)
 
-            def changed_rows(conn: psycopg.Connection[Any], spec: tenant_copy.TableSpec) -> tuple[int, str]:
-                on_source, on_target = changes.keys[spec.name]
-                return tenant_copy.checksum(conn, spec, on_source if conn is src else on_target)
+                def changed_rows(conn: psycopg.Connection[Any], spec: tenant_copy.TableSpec) -> tuple[int, str]:
+                    on_source, on_target = changes.keys[spec.name]
+                    return tenant_copy.checksum(conn, spec, on_source if conn is src else on_target)
 
-            changed = [spec for spec in specs if spec.name in changes.keys]
-            _compare(tenant, changed, src, dst, "in the last changes", changed_rows)
-        done("delta", delta={"changed": changes.found})
-    if todo("verify"):
-        with _Sides(tn, tenant.id, source, target) as (src, dst):
-            counts = _compare(tenant, specs, src, dst, "at the cutover",
-                              lambda conn, spec: (tenant_copy.count(conn, spec), ""))
-        rows = {name: n for name, (n, _) in counts.items()}
-        done("verify", rows=rows)
+                _compare(tenant, changed, src, dst, "in the last changes", changed_rows)
+                recorded["delta"] = {"delta": {"changed": changes.found}}
+            if todo("verify"):
+                # every table's count in one query a side, both sides at once
+                with ThreadPoolExecutor(1) as other:
+                    there = other.submit(tenant_copy.counts, dst, specs)
+                    here = tenant_copy.counts(src, specs)
+                    theirs = there.result()
+                for spec, ours, their in zip(specs, here, theirs):
+                    if ours != their:
+                        raise IsolationError(
+                            f"move of {tenant.slug!r}: table {spec.name} differs at the cutover ({ours} rows at the"
+                            f" source, {their} at the target); abort the move (`tenantry tenants move {tenant.slug}"
+                            " --abort`) and start it again"
+                        )
+                rows = {spec.name: n for spec, n in zip(specs, here)}
+                recorded["verify"] = {"rows": rows}
+        with tn.admin() as conn, conn.transaction():  # one catalog transaction for both
+            for step, payload in recorded.items():
+                _record(conn, job, step, **payload)
+        for step in recorded:
+            crash_point(f"move:{step}")
     if todo("flip"):
         with tn.admin() as conn, conn.transaction():
             conn.execute(
@@ -415,7 +473,14 @@ def _move(
         if wait > 0:
             time.sleep(wait)
         with tn.admin() as conn:
-            drop_copy(tn, conn, tenant.id, source)
+            try:
+                drop_copy(tn, conn, tenant.id, source)
+            except BaseException:
+                # what is left of the source copy waits for a rerun; its triggers would slow
+                # every tenant of shared tables meanwhile (stale bindings are fenced off)
+                with contextlib.suppress(Exception), _autocommit_on(tn, source) as src:
+                    tenant_copy.drop_tenant_triggers(src, tid, owner=owner, schema=source.schema)
+                raise
             with conn.transaction():
                 _record(conn, job, "cleanup")
                 conn.execute("UPDATE tenantry.jobs SET status = 'done' WHERE id = %s", (job.id,))
@@ -459,9 +524,8 @@ def _abort(tn: Tenantry, tenant: Tenant) -> bool:
             raise Conflict(f"the move of {tenant.slug!r} has flipped already; move it back instead")
         source = _placement_from(job.payload["source"])
         target = _placement_from(job.payload["target"])
-        with _owner_on(tn, source) as src:
-            for spec in tenant_copy.specs(tn._metadata()):
-                tenant_copy.drop_move_triggers(src, source.schema, spec.name, str(tenant.id))
+        with _autocommit_on(tn, source) as src:
+            tenant_copy.drop_tenant_triggers(src, str(tenant.id), owner=tn.settings.owner_role)
             src.execute("DELETE FROM tenantry.move_changes WHERE tenant_id = %s", (tenant.id,))
         drop_copy(tn, conn, tenant.id, target)  # idempotent, whatever was built of it
         with conn.transaction():

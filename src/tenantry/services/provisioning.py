@@ -26,21 +26,21 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tenantry.core.model import Isolation, Plan, Status, Tenant, check_transition
 from tenantry.core.naming import validate_slug
 from tenantry.core.placement import PRIMARY_CELL, Placement, choose_cell, plan_steps
-from tenantry.db.connect import admin_connection, control_plane_url
+from tenantry.db.connect import admin_connection, control_plane_url, database_url
 from tenantry.db.deploy import deploy_tables
 from tenantry.db.local import install_local, local_digest
 from tenantry.errors import Conflict, InvalidInput, TenantExists
-from tenantry.services import audit, plugin_hooks, spares
+from tenantry.services import audit, placement_tables, plugin_hooks, spares
 from tenantry.services.cells import cell_loads
 from tenantry.services.events import notify_tenant
 from tenantry.services.faults import crash_point
+from tenantry.services.fences import fence_placement
 from tenantry.db.rls import table_order
-from tenantry.db.tenant_copy import act_as_tenant, drop_move_triggers
+from tenantry.db.tenant_copy import delete_rows, drop_move_triggers, drop_tenant_triggers
 from tenantry.services.tenants import TENANT_COLUMNS, get_plan, get_tenant, row_to_tenant
 
 if TYPE_CHECKING:
@@ -60,15 +60,6 @@ __all__ = [
 
 _LOCK_CLASS = 0x746E  # advisory lock namespace of per-tenant control-plane work
 _PLACEMENT_COLUMNS = sql.SQL("tenant_id, cell, isolation, database_name, schema_name, status")
-
-
-def database_url(admin_url: str, database: str | None) -> str:
-    """``admin_url`` pointing at another database of the same server."""
-    if database is None:
-        return admin_url
-    params = conninfo_to_dict(admin_url)
-    params["dbname"] = database
-    return make_conninfo("", **params)
 
 
 def read_placement(conn: psycopg.Connection[Any], tenant_id: uuid.UUID, status: str = "active") -> Placement | None:
@@ -109,10 +100,13 @@ def provision(tn: Tenantry, slug: str, *, name: str | None, plan: str, cell: str
         raise InvalidInput("tenant name must be 1 to 200 characters")
     with tn.admin() as conn:
         chosen = get_plan(conn, plan)
-        spare_key = None
-        if chosen.isolation is not Isolation.POOLED:
-            # fails before writing anything when the app's tables are unknown or unsafe
-            spare_key = spares.wanted(tn)
+    spare_key = None
+    if chosen.isolation is not Isolation.POOLED:
+        # fails before writing anything when the app's tables are unknown or unsafe, or
+        # lack what the shared tables hold (the tenant would not get it)
+        spare_key = spares.wanted(tn)
+        placement_tables.require_known(tn, f"tenant {slug!r}")
+    with tn.admin() as conn:
         tenant, job_id, _ = _start(tn, conn, slug, display, chosen, cell, spare_key)
     if tenant.status is Status.ACTIVE:
         return tenant
@@ -378,9 +372,9 @@ def refresh_local(tn: Tenantry) -> list[str]:
 def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
     """Delete every row of the tenant and mark it deleted; returns what was removed.
 
-    Pooled and schema tiers: one transaction removes the rows (or the schema) and marks the
-    tenant deleted. Database tier: the database is dropped first (idempotent), then the
-    catalog is updated, so a crash in between is finished by a rerun.
+    Schema tier: one transaction drops the schema and marks the tenant deleted. Pooled and
+    database tiers: the rows (in short batches) or the database go first (idempotent), then
+    the catalog is updated, so a crash in between is finished by a rerun.
     """
     with tn.admin() as conn:
         tenant = get_tenant(conn, key)
@@ -388,25 +382,24 @@ def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
             return {}
         check_transition(tenant.slug, tenant.status, Status.DELETED)
         placement = read_placement(conn, tenant.id) or read_placement(conn, tenant.id, "building")
+        placement = placement or Placement.plan_for(
+            tenant.id, Isolation.POOLED, cell=PRIMARY_CELL, pooled_schema=tn.settings.pooled_schema
+        )
         counts: dict[str, int] = {}
-        if placement is not None and placement.database is None:
+        if placement.database is None:
             # bindings open elsewhere must not write rows after these are deleted (a dropped
             # database refuses them by itself)
-            from tenantry.services.fences import fence_placement  # (imports this module)
-
             fence_placement(tn, placement, tenant.epoch + 1, "deleted")
-        if placement is not None and placement.database is not None:
+        if placement.isolation is not Isolation.SCHEMA:
+            # a database, or the tenant's rows in the shared tables (in batches): before the
+            # catalog, so a crash in between is finished by a rerun
             counts = drop_copy(tn, conn, tenant.id, placement)
         with conn.transaction():
             locked = get_tenant(conn, tenant.id, for_update=True)
             if locked.status is Status.DELETED:
                 return {}
-            if placement is None or placement.database is None:
-                counts = drop_copy(
-                    tn, conn, tenant.id, placement or Placement.plan_for(
-                        tenant.id, Isolation.POOLED, cell=PRIMARY_CELL, pooled_schema=tn.settings.pooled_schema
-                    )
-                )
+            if placement.isolation is Isolation.SCHEMA:
+                counts = drop_copy(tn, conn, tenant.id, placement)
             conn.execute(
                 "UPDATE tenantry.placements SET status = 'retired', updated_at = now()"
                 " WHERE tenant_id = %s AND status <> 'retired'",
@@ -433,8 +426,9 @@ def drop_copy(
     tn: Tenantry, conn: psycopg.Connection[Any], tenant_id: uuid.UUID, placement: Placement
 ) -> dict[str, int]:
     """Remove one placement's copy of a tenant: its rows in the shared tables, its schema, or
-    its database. Idempotent. ``conn`` is a catalog admin connection; for the shared tiers
-    the work joins its open transaction (if any).
+    its database. Idempotent. ``conn`` is a catalog admin connection; the schema tier's drop
+    joins its open transaction (if any); the pooled tier's needs it autocommit and idle (rows
+    go in short batches, a table's lock at a time).
     """
     s = tn.settings
     counts: dict[str, int] = {}
@@ -451,29 +445,19 @@ def drop_copy(
             conn.execute("DELETE FROM tenantry.app_tables WHERE schema_name = %s", (placement.schema,))
         counts[f"schema {placement.schema}"] = 1
     else:
+        # a tenant leaving the shared tables: never one long transaction over them (see
+        # tenant_copy.drop_move_triggers and delete_rows); conn is autocommit here
         tid = str(tenant_id)
-        with conn.transaction():
-            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(s.owner_role)))
-            tables = table_order(conn, placement.schema)
-            # a move left triggers here: stop logging the rows about to go; the freeze stays
-            # until they are gone (the owner's deletes pass it), so no stale write lands meanwhile
-            for schema, table in tables:
-                drop_move_triggers(conn, schema, table, tid, freeze=False)
-            conn.execute("RESET ROLE")  # SET LOCAL outlives a savepoint: the caller's may be open
-        with conn.transaction():
-            act_as_tenant(conn, owner=s.owner_role, signed=tn._get_binder().signed(tenant_id, placement.schema))
-            for schema, table in tables:
-                cur = conn.execute(
-                    sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(sql.Identifier(schema, table)),
-                    (tenant_id,),
-                )
-                counts[f"{schema}.{table}"] = cur.rowcount
-            conn.execute("RESET ROLE")
-        with conn.transaction():
-            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(s.owner_role)))
-            for schema, table in tables:
-                drop_move_triggers(conn, schema, table, tid)
-            conn.execute("RESET ROLE")
+        tables = [table for _schema, table in table_order(conn, placement.schema)]
+        # a move left triggers here: stop logging the rows about to go; the freeze stays
+        # until they are gone (the owner's deletes pass it), so no stale write lands meanwhile
+        drop_move_triggers(conn, placement.schema, tables, tid, owner=s.owner_role, freeze=False)
+        signed = tn._get_binder().signed(tenant_id, placement.schema)
+        for table in tables:  # children first
+            counts[f"{placement.schema}.{table}"] = delete_rows(
+                conn, placement.schema, table, owner=s.owner_role, signed=signed
+            )
+        drop_tenant_triggers(conn, tid, owner=s.owner_role, schema=placement.schema)
     if placement.database is None:
         with conn.transaction():
             conn.execute("DELETE FROM tenantry.move_changes WHERE tenant_id = %s", (tenant_id,))

@@ -67,7 +67,7 @@ from tenantry.db import rls
 from tenantry.db.connect import admin_connection
 from tenantry.errors import ConfigurationError, Conflict, InvalidInput, TenantExists
 # module imports: provisioning imports this module in turn
-from tenantry.services import audit, provisioning
+from tenantry.services import audit, placement_tables, provisioning
 from tenantry.services.cells import get_cell
 from tenantry.services.events import notify_tenant
 from tenantry.services.faults import crash_point
@@ -392,6 +392,8 @@ def fill(
         raise InvalidInput(f"the spare count must be between 0 and {MAX_SPARES}, not {count}")
     place = _cell(tn, isolation, cell)
     key = wanted(tn)
+    # spares are built from this process's tables, and the ones it finds built for others stale
+    placement_tables.require_known(tn, "spares")
     report = SpareReport(isolation.value, place, count)
     with _exclusive(tn):
         error: str | None = None
@@ -520,6 +522,8 @@ def drop(
     clock = time.monotonic()
     isolation = None if tier is None else _tier(tier)
     key = wanted(tn) if stale_only else None
+    if stale_only:  # spares built for the app's tables must not look stale to a process without them
+        placement_tables.require_known(tn, "a list of stale spares")
     report = SpareReport(None if isolation is None else isolation.value, cell)
     with _exclusive(tn):
         with tn.admin() as conn:

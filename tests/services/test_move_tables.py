@@ -1,0 +1,168 @@
+"""Moves, builds and checks work from what placements hold, not from the caller's metadata.
+
+A process that does not load a plugin (or whose models lack a column ``tenantry migrate``
+added) once moved a tenant by copying only the tables it knew, then deleted every table of
+the source: the plugin's rows were lost. Now the mover copies every table and column the
+source holds and refuses, before anything changes, what the target would not have; a CLI
+loads the installed plugins whose tables the app deployed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from tenantry import Settings, Status, TablesDiffer, Tenant, Tenantry
+from tenantry.contrib.webhooks import WebhooksPlugin
+from tenantry.db import tenant_copy
+from tenantry.services import placement_tables
+from tests.conftest import TIER_PLANS, Scratch
+from tests.model_app import Base
+from tests.plugins.sample_plugins import Notes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def app(fresh_scratch: Scratch) -> Iterator[Tenantry]:
+    """The app: the model app's tables and the notes plugin's, deployed in a catalog of its own."""
+    tn = Tenantry(fresh_scratch.settings(), metadata=Base.metadata, plugins=[Notes()], actor="app")
+    tn.init()
+    yield tn
+    tn.close()
+
+
+@pytest.fixture
+def bare(fresh_scratch: Scratch, app: Tenantry) -> Iterator[Tenantry]:
+    """Another process on the same catalog, with the app's models but not its plugin."""
+    tn = Tenantry(fresh_scratch.settings(), metadata=Base.metadata, actor="bare")
+    yield tn
+    tn.close()
+
+
+def _notes(tn: Tenantry, tenant: Tenant) -> list[str]:
+    with tn.tenant(tenant.slug, allow_inactive=True), tn.connection() as conn:
+        return [r[0] for r in conn.execute("SELECT body FROM notes_items ORDER BY id")]
+
+
+def _unchanged(app: Tenantry, tenant: Tenant, notes: list[str]) -> None:
+    """Refused before anything changed: still active and pooled, no job, no trigger, every row."""
+    assert app.get_tenant(tenant.id).status is Status.ACTIVE
+    assert app.placement(tenant.id).isolation.value == "pooled"  # type: ignore[union-attr]
+    assert _notes(app, tenant) == notes
+    with app.admin() as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM tenantry.jobs WHERE tenant_id = %s AND status = 'running'", (tenant.id,)
+        ).fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM tenantry.placements WHERE tenant_id = %s", (tenant.id,)).fetchone() == (1,)
+        assert tenant_copy.tenant_triggers(conn, str(tenant.id)) == []
+
+
+def test_a_mover_without_the_plugin_refuses_or_carries_its_rows_never_loses_them(app: Tenantry, bare: Tenantry) -> None:
+    tenant = app.create_tenant(f"plug-{uuid.uuid4().hex[:8]}")
+    with app.tenant(tenant.slug), app.connection() as conn:
+        for i in range(5):
+            conn.execute("INSERT INTO notes_items (body) VALUES (%s)", (f"n{i}",))
+    notes = _notes(app, tenant)
+    for plan in (TIER_PLANS["schema"], TIER_PLANS["database"]):
+        with pytest.raises(TablesDiffer, match="notes_items: no such table") as refused:
+            bare.move_tenant(tenant.slug, plan=plan)
+        assert refused.value.problems == ["notes_items: no such table in this process's app tables"]
+        _unchanged(app, tenant, notes)
+    # building a tenant or spares from the bare tables would leave the plugin's table out
+    with pytest.raises(TablesDiffer, match="notes_items"):
+        bare.create_tenant(f"new-{uuid.uuid4().hex[:8]}", plan=TIER_PLANS["schema"])
+    with pytest.raises(TablesDiffer, match="notes_items"):
+        bare.fill_spares(1)
+    assert bare.spares() == []
+    # the app moves it with the plugin's rows; back to the shared tables, which hold the
+    # plugin's table, even the bare process carries them
+    app.move_tenant(tenant.slug, plan=TIER_PLANS["schema"])
+    assert _notes(app, tenant) == notes
+    report = bare.move_tenant(tenant.slug, plan=TIER_PLANS["pooled"])
+    assert report.rows["notes_items"] == 5
+    assert _notes(app, tenant) == notes
+    with app.admin() as conn:
+        assert tenant_copy.tenant_triggers(conn, str(tenant.id)) == []
+
+
+def test_a_column_added_by_migrate_but_missing_from_the_models_is_carried_or_refused(app: Tenantry, bare: Tenantry) -> None:
+    pooled = app.settings.pooled_schema
+    with app.admin() as conn:  # what a migration the models do not follow did
+        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN budget integer").format(sql.Identifier(pooled, "projects")))
+    tenant = app.create_tenant(f"col-{uuid.uuid4().hex[:8]}")
+    with app.tenant(tenant.slug), app.connection() as conn:
+        conn.execute("INSERT INTO projects (name, budget) VALUES ('p', 42)")
+    assert placement_tables.drift(app) == {"pooled": ["projects: no column budget in the app's tables"]}
+    with pytest.raises(TablesDiffer, match="projects: no column budget"):
+        app.move_tenant(tenant.slug, plan=TIER_PLANS["schema"])
+    with app.tenant(tenant.slug), app.connection() as conn:
+        assert conn.execute("SELECT budget FROM projects").fetchall() == [(42,)]
+    # a schema-tier tenant whose schema got the column too moves into the shared tables with it
+    other = app.create_tenant(f"sch-{uuid.uuid4().hex[:8]}", plan=TIER_PLANS["schema"])
+    schema = app.placement(other.id).schema  # type: ignore[union-attr]
+    with app.admin() as conn:
+        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN budget integer").format(sql.Identifier(schema, "projects")))
+    with app.tenant(other.slug), app.connection() as conn:
+        conn.execute("INSERT INTO projects (name, budget) VALUES ('q', 7)")
+    bare.move_tenant(other.slug, plan=TIER_PLANS["pooled"])
+    with app.tenant(other.slug), app.connection() as conn:
+        assert conn.execute("SELECT name, budget FROM projects").fetchall() == [("q", 7)]
+
+
+def test_the_cli_loads_the_installed_plugins_whose_tables_the_app_deployed(fresh_scratch: Scratch) -> None:
+    with Tenantry(fresh_scratch.settings(), metadata=Base.metadata, plugins=[WebhooksPlugin()]) as app:
+        app.init()
+        tenant = app.create_tenant(f"hooks-{uuid.uuid4().hex[:8]}")
+        with app.tenant(tenant.slug), app.connection() as conn:
+            for i in range(5):
+                conn.execute(
+                    "INSERT INTO webhooks_deliveries (event_id, event, payload, status) VALUES (gen_random_uuid(), %s, '{}', 'failed')", (f"e{i}",)
+                )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")} | {
+        "TENANTRY_DATABASE_URL": fresh_scratch.url,
+        "TENANTRY_OWNER_ROLE": fresh_scratch.owner,
+        "TENANTRY_RUNTIME_ROLE": fresh_scratch.runtime,
+        "TENANTRY_APP": "tests.model_app:Base",  # and no TENANTRY_PLUGINS, as the README's CLI section
+        "PYTHONPATH": os.pathsep.join((str(ROOT / "src"), str(ROOT))),
+    }
+    moved = subprocess.run(
+        [sys.executable, "-c", "from tenantry.cli.main import run; run()", "tenants", "move", tenant.slug,
+         "--plan", TIER_PLANS["database"], "--json"],
+        env=env, capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert moved.returncode == 0, moved.stderr
+    with Tenantry(fresh_scratch.settings(), metadata=Base.metadata, plugins=[WebhooksPlugin()]) as app:
+        with app.tenant(tenant.slug), app.connection() as conn:
+            assert conn.execute("SELECT count(*) FROM webhooks_deliveries").fetchone() == (5,)
+        assert app.placement(tenant.id).isolation.value == "database"  # type: ignore[union-attr]
+    checked = subprocess.run(
+        [sys.executable, "-c", "from tenantry.cli.main import run; run()", "check", "--json"],
+        env=env, capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert checked.returncode == 0 and '"differ": {}' in checked.stdout, (checked.stdout, checked.stderr)
+
+
+def test_a_plugin_named_in_the_settings_and_passed_explicitly_runs_once() -> None:
+    explicit = WebhooksPlugin(allow_private=True)
+    settings = Settings.from_env({"TENANTRY_PLUGINS": "webhooks,*,webhooks"})
+    with Tenantry(settings, plugins=[explicit]) as tn:
+        assert tn.plugins.names() == ["webhooks"] and tn.plugins.get("webhooks") is explicit
+    with Tenantry(settings) as tn:
+        assert tn.plugins.names() == ["webhooks"]
+
+
+def test_tenantry_check_reports_a_placement_without_the_app_tables(app: Tenantry) -> None:
+    tenant = app.create_tenant(f"drop-{uuid.uuid4().hex[:8]}", plan=TIER_PLANS["schema"])
+    schema = app.placement(tenant.id).schema  # type: ignore[union-attr]
+    with app.admin() as conn:
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, "notes_items")))
+        conn.execute("DELETE FROM tenantry.app_tables WHERE schema_name = %s AND table_name = 'notes_items'", (schema,))
+    assert placement_tables.drift(app) == {tenant.slug: ["notes_items: no such table in the placement"]}
