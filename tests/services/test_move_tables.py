@@ -152,7 +152,7 @@ def test_the_cli_loads_the_installed_plugins_whose_tables_the_app_deployed(fresh
 
 def test_a_plugin_named_in_the_settings_and_passed_explicitly_runs_once() -> None:
     explicit = WebhooksPlugin(allow_private=True)
-    settings = Settings.from_env({"TENANTRY_PLUGINS": "webhooks,*,webhooks"})
+    settings = Settings.from_env({"TENANTRY_PLUGINS": "webhooks,*,webhooks", "TENANTRY_EMBEDDED": "1"})
     with Tenantry(settings, plugins=[explicit]) as tn:
         assert tn.plugins.names() == ["webhooks"] and tn.plugins.get("webhooks") is explicit
     with Tenantry(settings) as tn:
