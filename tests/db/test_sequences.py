@@ -108,3 +108,31 @@ def test_the_uuid7_example_runs_and_its_ids_are_version_7(server_url: str) -> No
             assert abs((key.int >> 80) - now_ms) < 600_000
     finally:
         db.drop()
+
+
+def test_the_runtime_role_cannot_read_a_shared_sequence_through_pg_sequence_last_value(
+    tn: Tenantry, make_tenant: Callable[..., Tenant]
+) -> None:
+    """USAGE (what inserts need) would let ``pg_sequence_last_value`` and ``pg_sequences``
+    report the shared sequence's position: init revokes that function from PUBLIC here."""
+    from tenantry.db.local import last_value_readable
+
+    a, b = make_tenant(), make_tenant()
+    sequence = _sequence(tn)
+    peek = sql.SQL("SELECT pg_sequence_last_value({}::regclass)").format(sql.Literal(sequence))
+    runtime = sql.Identifier(tn.settings.runtime_role)
+    try:
+        # negative control: EXECUTE granted as PostgreSQL ships it, A reads B's latest id
+        with tn.admin() as conn:
+            conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION pg_sequence_last_value(regclass) TO {}").format(runtime))
+        b_id = _insert_project(tn, b)
+        with bound(tn, a) as conn:
+            assert conn.execute(peek).fetchone() == (b_id,)
+    finally:
+        with tn.admin() as conn:
+            conn.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION pg_sequence_last_value(regclass) FROM {}").format(runtime))
+    with tn.admin() as conn:
+        assert not last_value_readable(conn, tn.settings.runtime_role)
+    with bound(tn, a) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(peek)
+    assert _insert_project(tn, a) > b_id  # inserts go on

@@ -22,7 +22,7 @@ from psycopg import sql
 
 from tenantry.errors import CatalogNotInitialised
 
-__all__ = ["ContextKeys", "context_keys", "install_local", "local_digest"]
+__all__ = ["ContextKeys", "context_keys", "install_local", "last_value_readable", "local_digest"]
 
 _LOCAL_SQL = "sql/local.sql"
 
@@ -57,6 +57,25 @@ def context_keys(conn: psycopg.Connection[Any]) -> ContextKeys:
     ):
         raise CatalogNotInitialised("the tenant context keys are inconsistent; check tenantry.secrets")
     return keys
+
+
+_REVOKE_LAST_VALUE = """
+DO $do$
+BEGIN
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        REVOKE EXECUTE ON FUNCTION pg_catalog.pg_sequence_last_value(regclass) FROM PUBLIC;
+    END IF;
+END
+$do$
+"""
+
+
+def last_value_readable(conn: psycopg.Connection[Any], role: str) -> bool:
+    """Whether ``role`` may call ``pg_sequence_last_value`` in ``conn``'s database."""
+    row = conn.execute(
+        "SELECT has_function_privilege(%s, 'pg_catalog.pg_sequence_last_value(regclass)', 'EXECUTE')", (role,)
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _local_sql() -> str:
@@ -96,6 +115,11 @@ def install_local(
         conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {db} TO {runtime}").format(**ids))
         # the secure schema usage pattern: nobody but owners creates objects in public
         conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        # USAGE on a sequence (what inserts need) also lets pg_sequence_last_value() and the
+        # pg_sequences view read how far a shared sequence went, that is other tenants' insert
+        # counts: in this database only superusers may call it (a superuser's change: with a
+        # non-superuser admin it stays as PostgreSQL ships it, see docs/app-tables.md)
+        conn.execute(_REVOKE_LAST_VALUE)
         conn.execute(sql.SQL("SET LOCAL ROLE {owner}").format(**ids))
         conn.execute(sql.SQL(text).format(**ids))
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {data} TO {runtime}").format(**ids))
