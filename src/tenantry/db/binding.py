@@ -505,6 +505,16 @@ class TenantConnection(psycopg.Connection[Any]):
                 reset_now(self)
         return super().wait(gen, *args, **kwargs)
 
+    def rollback(self) -> None:
+        # with no transaction open there is nothing to end: return before wait() would reset
+        # a handed-over session for nothing (SQLAlchemy rolls back every connection it returns)
+        if not _nothing_to_end(self):
+            super().rollback()
+
+    def commit(self) -> None:
+        if not _nothing_to_end(self):
+            super().commit()
+
     @contextmanager
     def transaction(
         self, savepoint_name: str | None = None, force_rollback: bool = False
@@ -517,6 +527,16 @@ class TenantConnection(psycopg.Connection[Any]):
             else:
                 self._tenantry_prepare()
             yield tx
+
+
+def _nothing_to_end(conn: psycopg.BaseConnection[Any]) -> bool:
+    """Idle, outside pipeline mode and two-phase commit: commit and rollback would send nothing."""
+    return (
+        conn.pgconn.transaction_status == _IDLE
+        and conn.pgconn.pipeline_status == pq.PipelineStatus.OFF
+        and getattr(conn, "_tpc", None) is None
+        and not conn.closed
+    )
 
 
 def _note_schema(conn: TenantConnection | AsyncTenantConnection, bound: BoundTenant | None) -> None:
@@ -599,6 +619,14 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Any]):
             if reset_due(self) and self.pgconn.pipeline_status == pq.PipelineStatus.OFF:
                 await areset_now(self)
         return await super().wait(gen, *args, **kwargs)
+
+    async def rollback(self) -> None:
+        if not _nothing_to_end(self):  # as in TenantConnection.rollback
+            await super().rollback()
+
+    async def commit(self) -> None:
+        if not _nothing_to_end(self):
+            await super().commit()
 
     @asynccontextmanager
     async def transaction(
