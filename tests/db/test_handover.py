@@ -104,7 +104,9 @@ def _hijack_bind(conn: TenantConnection) -> None:
         " current_setting('tenantry.tenant_epoch')"
     ).fetchone()
     assert values is not None
-    conn.execute("DEALLOCATE tenantry_bind")
+    held = conn.execute("SELECT 1 FROM pg_prepared_statements WHERE name = 'tenantry_bind'").fetchone()
+    if held is not None:
+        conn.execute("DEALLOCATE tenantry_bind")
     conn.execute(
         sql.SQL(
             "PREPARE tenantry_bind(text, text, text, text, text) AS SELECT"

@@ -59,15 +59,18 @@ def context_keys(conn: psycopg.Connection[Any]) -> ContextKeys:
     return keys
 
 
-_REVOKE_LAST_VALUE = """
-DO $do$
-BEGIN
-    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-        REVOKE EXECUTE ON FUNCTION pg_catalog.pg_sequence_last_value(regclass) FROM PUBLIC;
-    END IF;
-END
-$do$
-"""
+_LAST_VALUE = sql.SQL("pg_catalog.pg_sequence_last_value(regclass)")
+
+
+def _hide_sequence_positions(conn: psycopg.Connection[Any], owner: sql.Identifier) -> None:
+    """Only the owner (the mover syncs sequences with it) and superusers may call
+    ``pg_sequence_last_value`` here. Changing a catalog function's rights takes a superuser:
+    with another admin it stays as PostgreSQL ships it (see docs/app-tables.md)."""
+    row = conn.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").fetchone()
+    if row is None or not row[0]:
+        return
+    conn.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC").format(_LAST_VALUE))
+    conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(_LAST_VALUE, owner))
 
 
 def last_value_readable(conn: psycopg.Connection[Any], role: str) -> bool:
@@ -116,10 +119,8 @@ def install_local(
         # the secure schema usage pattern: nobody but owners creates objects in public
         conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         # USAGE on a sequence (what inserts need) also lets pg_sequence_last_value() and the
-        # pg_sequences view read how far a shared sequence went, that is other tenants' insert
-        # counts: in this database only superusers may call it (a superuser's change: with a
-        # non-superuser admin it stays as PostgreSQL ships it, see docs/app-tables.md)
-        conn.execute(_REVOKE_LAST_VALUE)
+        # pg_sequences view read how far a shared sequence went: other tenants' insert counts
+        _hide_sequence_positions(conn, ids["owner"])
         conn.execute(sql.SQL("SET LOCAL ROLE {owner}").format(**ids))
         conn.execute(sql.SQL(text).format(**ids))
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {data} TO {runtime}").format(**ids))
