@@ -289,7 +289,7 @@ class Tenantry:
         # a dead connection is replaced, a server that is down fails at once (see liveness)
         pool, conn = liveness.checkout(self._current_admin_pool, watch, self.settings.connect_timeout)
         try:
-            with translated(), conn:
+            with translated():  # (not `with conn`: that would close it, and every call reconnect)
                 yield conn
         finally:
             pool.putconn(conn)

@@ -6,6 +6,8 @@ in one transaction under an advisory lock, as the owner role. Rerunning applies 
 
 from __future__ import annotations
 
+import functools
+
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -52,14 +54,16 @@ class InitReport:
         }
 
 
-def _migrations() -> list[tuple[int, str, str]]:
+@functools.cache
+def _migrations() -> tuple[tuple[int, str, str], ...]:
+    # read once per process: require_catalog() asks for the head on every control-plane call
     folder = resources.files("tenantry.db").joinpath("sql/catalog")
     found = []
     for entry in folder.iterdir():
         match = _NAME.fullmatch(entry.name)
         if match:
             found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    return tuple(sorted(found))
 
 
 def head_version() -> int:
