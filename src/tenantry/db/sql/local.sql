@@ -76,26 +76,9 @@ BEGIN
 END
 $fn$;
 
--- Why a binding of tenant `tid` made at epoch `ep` is fenced here, or NULL. plpgsql, so that
--- its one query is planned once per session, not in every statement that reads the context.
-CREATE OR REPLACE FUNCTION tenantry.fence_reason(tid text, ep text) RETURNS text
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    found text;
-BEGIN
-    IF tid = '' THEN
-        RETURN NULL;
-    END IF;
-    SELECT f.reason INTO found FROM tenantry.fences f
-     WHERE f.tenant_id = tid::uuid AND f.epoch > coalesce(nullif(ep, '')::bigint, 0);
-    RETURN found;
-END
-$fn$;
-
--- Called by every bind (once per transaction): a fenced binding fails at once, typed. (The
--- query of fence_reason, inlined: one function call on the hot path, not two.)
+-- Called by every bind (once per transaction), and by the context view in a transaction that
+-- may span a fence: a fenced binding fails at once, typed. plpgsql, so that its one query is
+-- planned once per session, not in every statement that reads the context.
 CREATE OR REPLACE FUNCTION tenantry.check_binding(tid text, ep text) RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -135,8 +118,8 @@ SELECT CASE
                     s.tid || '/' || s.sch || CASE WHEN s.ep = '' THEN '' ELSE '/' || s.ep END, 'UTF8'))), 'hex')
                 IS DISTINCT FROM s.sig
                THEN tenantry.refuse_context()
-           WHEN k.fenced_at > now() - interval '10 seconds' AND tenantry.fence_reason(s.tid, s.ep) IS NOT NULL
-               THEN tenantry.refuse_stale(tenantry.fence_reason(s.tid, s.ep))
+           WHEN k.fenced_at > now() - interval '10 seconds' AND NOT tenantry.check_binding(s.tid, s.ep)
+               THEN NULL  -- (never: check_binding raises for a fenced binding)
            ELSE s.tid::uuid
        END AS tenant_id,
        s.sch AS schema_name
@@ -145,6 +128,8 @@ SELECT CASE
                        coalesce(current_setting('tenantry.tenant_schema', true), '') AS sch,
                        coalesce(current_setting('tenantry.tenant_epoch', true), '') AS ep,
                        current_setting('tenantry.tenant_sig', true) AS sig) s;
+
+DROP FUNCTION IF EXISTS tenantry.fence_reason(text, text);
 
 -- What a connection's previous borrower may have left on its session, undone before the next
 -- borrower's first statement (tenantry calls it when a pooled connection is handed over):
@@ -261,9 +246,9 @@ REVOKE ALL ON ALL TABLES IN SCHEMA tenantry FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenantry.current_tenant_id(), tenantry.require_tenant_id(),
     tenantry.check_marker(text), tenantry.refuse_context(), tenantry.capture_change(),
     tenantry.refuse_write_while_moving(), tenantry.refuse_stale(text), tenantry.reset_session(),
-    tenantry.fence_reason(text, text), tenantry.check_binding(text, text) FROM PUBLIC;
+    tenantry.check_binding(text, text) FROM PUBLIC;
 GRANT USAGE ON SCHEMA tenantry TO {runtime};
 GRANT SELECT ON tenantry.context TO {runtime};
 GRANT EXECUTE ON FUNCTION tenantry.current_tenant_id(), tenantry.require_tenant_id(),
     tenantry.check_marker(text), tenantry.refuse_context(), tenantry.refuse_stale(text),
-    tenantry.reset_session(), tenantry.fence_reason(text, text), tenantry.check_binding(text, text) TO {runtime};
+    tenantry.reset_session(), tenantry.check_binding(text, text) TO {runtime};
