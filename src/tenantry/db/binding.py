@@ -96,6 +96,11 @@ _BIND = (b"tenantry_bind", _BIND_SQL)
 # in a database-tier tenant's own database, the marker must name the tenant being bound
 _BIND_OWN_DATABASE = (b"tenantry_bind_marker", _BIND_SQL + b", tenantry.check_marker($1)")
 _RESET = b"SELECT tenantry.reset_session()"
+_COMMIT = b"COMMIT"
+# the reset ahead of a bind runs in a transaction of its own, committed before the bind's BEGIN
+# in the same pipeline segment: BEGIN, reset, COMMIT (three results). One Sync for all, so the
+# server answers everything in one write and the client wakes once.
+_RESET_RESULTS = 3
 #: the epoch control-plane work signs with: above every fence (only tenantry holds the key)
 CONTROL_EPOCH = 2**63 - 1
 _UNDEFINED_STATEMENT = b"26000"  # the prepared statement is gone (DISCARD ALL, DEALLOCATE)
@@ -170,9 +175,15 @@ def _bind_gen(
     """Send (BEGIN if idle and) the bind statement in one pipeline; return the results.
 
     The statement is parsed in the same pipeline the first time a connection uses it. With
-    ``reset`` (an idle connection just handed over), the session is reset first, in an
-    implicit transaction of its own ahead of the BEGIN, in the same pipeline and round trip;
-    its result comes first in the list.
+    ``reset`` (an idle connection just handed over), the session is reset first, in a
+    transaction of its own committed ahead of the BEGIN (``BEGIN; SELECT
+    tenantry.reset_session(); COMMIT``), in the same pipeline segment: one network write, one
+    answer, one wake-up. The reset's three results come first in the list.
+
+    Why not simpler: without the COMMIT the reset would belong to the borrower's transaction,
+    and a rollback would bring the previous borrower's session state back (and LISTEN, undone
+    only at commit, would show the previous borrower's channels meanwhile); with a Sync of its
+    own the server flushes its answer twice and the client wakes twice.
     """
     (name, text), params = statement
     start = pgconn.transaction_status == _IDLE
@@ -185,17 +196,18 @@ def _bind_gen(
         pgconn.enter_pipeline_mode()
     try:
         if reset:
+            pgconn.send_query_params(_BEGIN, None)
             pgconn.send_query_params(_RESET, None)
-            pgconn.pipeline_sync()
+            pgconn.send_query_params(_COMMIT, None)
         if parse:
             pgconn.send_prepare(name, text)
         if start:
             pgconn.send_query_params(_BEGIN, None)
         pgconn.send_query_prepared(name, params)
         pgconn.pipeline_sync()
-        results = yield from _exchange(pgconn, pipeline=True, syncs=2 if reset else 1)
+        results = yield from _exchange(pgconn, pipeline=True)
         # the statement exists once its Parse succeeded, even if executing it failed
-        first = 1 if reset else 0
+        first = _RESET_RESULTS if reset else 0
         if parse and len(results) > first and results[first].status in _OK:
             prepared.add(name)
         return results
@@ -301,19 +313,21 @@ def reset_due(conn: psycopg.BaseConnection[Any]) -> bool:
 
 
 def _after_reset(
-    conn: psycopg.BaseConnection[Any], results: list[pq.abc.PGresult], reset: bool
+    conn: psycopg.BaseConnection[Any], results: list[pq.abc.PGresult], reset: bool, count: int = _RESET_RESULTS
 ) -> list[pq.abc.PGresult]:
-    """The bind's own results, once the reset that went ahead of them is known to have worked.
+    """The bind's own results, once the reset that went ahead of them (its first ``count``
+    results) is known to have worked.
 
     A reset that failed leaves a session nobody may use: the connection is closed (its pool
     replaces it) and the bind fails.
     """
     if not reset:
         return results
-    if results and results[0].status in _OK:
+    failed = next((r for r in results[:count] if r.status not in _OK), None)
+    if failed is None and len(results) >= count:
         setattr(conn, _RESET_DUE, False)
-        return results[1:]
-    message = (results[0].error_message or b"").decode(errors="replace").strip() if results else "no answer"
+        return results[count:]
+    message = (failed.error_message or b"").decode(errors="replace").strip() if failed else "no answer"
     conn.pgconn.finish()  # closed: its pool replaces it
     raise DatabaseUnavailable(
         f"could not reset the session of a pooled connection ({message}); the connection is"
@@ -324,13 +338,13 @@ def _after_reset(
 def reset_now(conn: psycopg.Connection[Any]) -> None:
     """Reset a handed-over connection's session before a statement that escapes the binder."""
     results = _run_sync(conn.pgconn, _reset_gen(conn.pgconn))
-    _after_reset(conn, results, True)
+    _after_reset(conn, results, True, 1)
 
 
 async def areset_now(conn: psycopg.AsyncConnection[Any]) -> None:
     """Async :func:`reset_now`."""
     results = await _run_async(conn.pgconn, _reset_gen(conn.pgconn))
-    _after_reset(conn, results, True)
+    _after_reset(conn, results, True, 1)
 
 
 def _rollback_gen(pgconn: pq.abc.PGconn) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
@@ -343,10 +357,9 @@ def _rollback_gen(pgconn: pq.abc.PGconn) -> Generator[waiting.Wait, Any, list[pq
 
 
 def _exchange(
-    pgconn: pq.abc.PGconn, *, pipeline: bool, syncs: int = 1
+    pgconn: pq.abc.PGconn, *, pipeline: bool
 ) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
-    """Flush what was sent, then read the results: up to the pipeline's ``syncs``-th sync, or
-    to the end."""
+    """Flush what was sent, then read the results: up to the pipeline's sync, or to the end."""
     while pgconn.flush():
         yield _WAIT_WRITE
     results: list[pq.abc.PGresult] = []
@@ -369,10 +382,7 @@ def _exchange(
             continue
         ended = False
         if pipeline and res.status == pq.ExecStatus.PIPELINE_SYNC:
-            syncs -= 1
-            if syncs == 0:
-                return results
-            continue
+            return results
         results.append(res)
 
 

@@ -143,9 +143,15 @@ AS $fn$
 DECLARE
     stmt text;
 BEGIN
-    -- one string, one parse: these are utility commands with nothing to plan
-    EXECUTE 'CLOSE ALL; RESET ALL; RESET ROLE; UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all();'
-            ' DISCARD TEMP; DISCARD SEQUENCES';
+    -- static statements: parsed once per session, not at every call (CLOSE is PL/pgSQL's own
+    -- keyword, so CLOSE ALL goes through EXECUTE)
+    EXECUTE 'CLOSE ALL';
+    RESET ALL;
+    RESET ROLE;
+    UNLISTEN *;
+    PERFORM pg_catalog.pg_advisory_unlock_all();
+    DISCARD TEMP;
+    DISCARD SEQUENCES;
     FOR stmt IN SELECT p.name FROM pg_catalog.pg_prepared_statements p WHERE p.from_sql LOOP
         EXECUTE pg_catalog.format('DEALLOCATE %I', stmt);
     END LOOP;
