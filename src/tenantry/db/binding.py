@@ -238,6 +238,10 @@ def _prepared(conn: psycopg.BaseConnection[Any]) -> set[bytes]:
     return found
 
 
+def _failed(results: list[pq.abc.PGresult]) -> bool:
+    return any(r.status not in _OK for r in results)
+
+
 def _statement_state(results: list[pq.abc.PGresult]) -> bytes | None:
     """``26000`` when the bind statement was deallocated behind our back, ``42P05`` when it
     existed though we thought not; ``None`` otherwise."""
@@ -290,7 +294,8 @@ def begin(conn: psycopg.Connection[Any], bound: BoundTenant | None, binder: Bind
     with conn.lock:
         results = _run_sync(conn.pgconn, _bind_gen(conn.pgconn, statement, prepared, reset))
         results = _after_reset(conn, results, reset)
-        results = _run_sync(conn.pgconn, _retry_bind(conn.pgconn, results, statement, prepared))
+        if _failed(results):
+            results = _run_sync(conn.pgconn, _retry_bind(conn.pgconn, results, statement, prepared))
     _check(results, conn)
 
 
@@ -403,7 +408,8 @@ async def abegin(conn: psycopg.AsyncConnection[Any], bound: BoundTenant | None, 
     async with conn.lock:
         results = await _run_async(conn.pgconn, _bind_gen(conn.pgconn, statement, prepared, reset))
         results = _after_reset(conn, results, reset)
-        results = await _run_async(conn.pgconn, _retry_bind(conn.pgconn, results, statement, prepared))
+        if _failed(results):
+            results = await _run_async(conn.pgconn, _retry_bind(conn.pgconn, results, statement, prepared))
     _check(results, conn)
 
 
