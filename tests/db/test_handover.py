@@ -444,8 +444,7 @@ def test_a_database_tier_pool_resets_between_borrows(tn: Tenantry, make_tenant: 
 
 def test_the_reset_costs_no_round_trip_on_the_bound_path(one: Tenantry, tenants: list[Tenant]) -> None:
     """The reset rides in the first bind's pipeline: binding a handed-over connection runs the
-    same exchanges as binding any other (the bind, and its retry check, which sends nothing),
-    not a round trip of its own."""
+    same single exchange as binding any other, not a round trip of its own."""
     a = tenants[0]
     waits: list[int] = []
     real_run_sync = binding._run_sync
@@ -461,7 +460,7 @@ def test_the_reset_costs_no_round_trip_on_the_bound_path(one: Tenantry, tenants:
             assert binding.reset_due(conn)
             conn.execute("SELECT 1")
             assert not binding.reset_due(conn)
-    assert len(waits) == 2  # the bind (with the reset folded in), and its retry check (no I/O)
+    assert len(waits) == 1  # the bind, with the reset folded in
 
 
 def test_sqlalchemy_engine_connections_are_tenant_connections(one: Tenantry, tenants: list[Tenant]) -> None:
