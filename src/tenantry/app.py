@@ -69,7 +69,7 @@ from tenantry.errors import (
     UnsafeRuntimeRole,
 )
 from tenantry.live import Flags, Live
-from tenantry.services import audit, fences, moves, provisioning
+from tenantry.services import audit, fences, moves, provisioning, role_checks
 from tenantry.services import spares as spares_service
 from tenantry.services import tokens as token_service
 from tenantry.services import cells as cells_service
@@ -465,6 +465,18 @@ class Tenantry:
                 found += [f"{database}:{s}.{t}.{i}: {d}" for s, t, i, d in rls.unscoped_unique_indexes(conn)]
         return found
 
+    def role_problems(self) -> dict[str, list[str]]:
+        """What the runtime and reader roles can do beyond their part, by role (``cell:role``
+        on the cells other than ``primary``); empty when nothing. ``tenantry check`` reports
+        them: a runtime role that may write the catalog, ``SET ROLE`` to the owner or create in
+        a schema; a reader that may read more than the routing views; a database-tier tenant's
+        database the runtime role cannot connect to.
+
+        >>> tn.role_problems()   # doctest: +SKIP
+        {}
+        """
+        return role_checks.check_roles(self)
+
     # -- catalog reads and lifecycle --------------------------------------------------------
     def plans(self) -> list[Plan]:
         with self.admin() as conn:
@@ -537,8 +549,23 @@ class Tenantry:
         return spares_service.drop(self, tier=tier, cell=cell, stale_only=stale_only)
 
     def get_tenant(self, key: str | uuid.UUID) -> Tenant:
+        """The tenant as the catalog holds it now (control plane; see :meth:`lookup`)."""
         with self.admin() as conn:
             return tenant_service.get_tenant(conn, key)
+
+    def lookup(self, key: str | uuid.UUID) -> Tenant:
+        """The tenant as the request path knows it: from this process's cache (dropped within
+        a second of a change anywhere), else read through the routing views. Works in a
+        data-plane process, and costs no round trip once warm::
+
+            with tn.tenant("acme") as bound:
+                name = tn.lookup(bound.id).name
+        """
+        return (self._cached(key) or self._lookup(key))[0]
+
+    def lookup_placement(self, key: str | uuid.UUID) -> Placement | None:
+        """The tenant's active placement as the request path knows it (see :meth:`lookup`)."""
+        return (self._cached(key) or self._lookup(key))[1]
 
     def placement(self, key: str | uuid.UUID) -> Placement | None:
         """The tenant's active placement (``None`` while it is being built)."""

@@ -30,7 +30,7 @@ def running(scratch: Scratch, tn: Tenantry) -> Iterator[Tenantry]:
 
 def _cli(scratch: Scratch, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
-    env.update(TENANTRY_DATABASE_URL=scratch.url, TENANTRY_OWNER_ROLE=scratch.owner, TENANTRY_RUNTIME_ROLE=scratch.runtime)
+    env.update(TENANTRY_DATABASE_URL=scratch.url, TENANTRY_OWNER_ROLE=scratch.owner, TENANTRY_RUNTIME_ROLE=scratch.runtime, TENANTRY_READER_ROLE=scratch.reader)
     return subprocess.run([sys.executable, "-m", "tenantry.cli.main", *args], env=env, capture_output=True,
                           text=True, timeout=60, stdin=subprocess.DEVNULL)
 
