@@ -9,6 +9,7 @@ and a data-plane ``Tenantry`` refuses control-plane work with a typed error.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from tenantry import ControlPlaneOnly, Tenant, Tenantry
+from tenantry import ControlPlaneOnly, Settings, Tenant, Tenantry
 from tests.model_app import Base
 
 #: what a data-plane connection tries (formatted with the owner's, the admin's and its own name)
@@ -156,3 +157,16 @@ def test_check_finds_a_role_that_can_do_more(tn: Tenantry, kind: str, grant: str
             conn.execute(revoke)
     assert any(said in problem for problem in found.get(role, [])), found
     assert role not in tn.role_problems()
+
+
+def test_credentials_prints_the_data_planes_urls_only(
+    cli: Callable[..., tuple[int, str, str]], tn: Tenantry, make_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = make_tenant("cred")
+    code, out, _ = cli("credentials", "--json")
+    found = json.loads(out)
+    assert code == 0 and set(found) <= {"TENANTRY_RUNTIME_URL", "TENANTRY_READER_URL", "TENANTRY_CELL_RUNTIME_URLS"}
+    users = {conninfo_to_dict(found[k]).get("user") for k in ("TENANTRY_RUNTIME_URL", "TENANTRY_READER_URL")}
+    assert users == {tn.settings.runtime_role, tn.settings.reader_role}
+    with Tenantry(Settings.from_env(found)) as plane:  # what it printed serves
+        assert plane.settings.data_plane and plane.lookup(tenant.id).slug == tenant.slug
