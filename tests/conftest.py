@@ -161,6 +161,7 @@ def cli(scratch: Scratch, tn: Tenantry, monkeypatch: pytest.MonkeyPatch, capsys:
     monkeypatch.setenv("TENANTRY_DATABASE_URL", scratch.url)
     monkeypatch.setenv("TENANTRY_OWNER_ROLE", scratch.owner)
     monkeypatch.setenv("TENANTRY_RUNTIME_ROLE", scratch.runtime)
+    monkeypatch.setenv("TENANTRY_READER_ROLE", scratch.reader)
 
     def run(*args: str) -> tuple[int, str, str]:
         code = main(list(args))

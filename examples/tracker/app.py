@@ -190,16 +190,18 @@ def _org_of(tn: Tenantry) -> Org:
     bound = current_tenant()
     assert bound is not None
     tn.branding.current()  # warm the brand cache here, off the event loop, for brand() in templates
-    tenant = tn.get_tenant(bound.id)
+    # from the process's cache, read through the routing views: this works in a process that
+    # holds the runtime and reader roles' credentials only (see docs/deployment.md)
+    tenant, placement = tn.lookup(bound.id), tn.lookup_placement(bound.id)
     return Org(
-        slug=tenant.slug, name=tenant.name, plan=tenant.plan, tier=tn.plan(tenant.plan).isolation.value,
+        slug=tenant.slug, name=tenant.name, plan=tenant.plan, tier=placement.isolation.value if placement else "",
         # both from the process's caches, which follow changes made anywhere within a second
         csv_export=tn.flags.enabled(CSV_EXPORT), webhooks=tn.plugins.is_enabled(WEBHOOKS),
     )
 
 
 async def _org(request: Request) -> Org:
-    # the catalog is read through tenantry's (blocking) admin pool: off the event loop
+    # a cache miss reads the catalog through a (blocking) pool: off the event loop
     return await asyncio.to_thread(_org_of, request.app.state.tn)
 
 

@@ -41,16 +41,18 @@ from tenantry.context import BoundTenant
 from tenantry.core.caches import make_room
 from tenantry.core.config import ConfigSections
 from tenantry.core.model import Isolation, Plan, Status, Tenant
-from tenantry.core.placement import Placement, Route
+from tenantry.core.placement import PRIMARY_CELL, Placement, Route
 from tenantry.core.secrets import Keyring
-from tenantry.db import catalog, liveness, rls
+from tenantry.db import catalog, rls
 from tenantry.db.binding import AsyncTenantConnection, Binder, RouteKey, TenantConnection
-from tenantry.db.connect import admin_connection, control_plane_url, translate, translated, with_user
+from tenantry.db.catalog_pool import CatalogPool
+from tenantry.db.connect import admin_connection, translate, translated, with_user
 from tenantry.db.deploy import deploy_tables
 from tenantry.db.local import context_keys
 from tenantry.db.roles import (
     RUNTIME_CHECK_SQL,
     check_runtime_role,
+    ensure_reader,
     ensure_roles,
     runtime_check_params,
     runtime_problems,
@@ -60,13 +62,14 @@ from tenantry.db.embedded_keys import embedded_keyring
 from tenantry.db.server import EmbeddedServer
 from tenantry.errors import (
     ConfigurationError,
+    ControlPlaneOnly,
     DatabaseUnavailable,
     TenantNotActive,
     TenantNotFound,
     UnsafeRuntimeRole,
 )
 from tenantry.live import Flags, Live
-from tenantry.services import audit, fences, moves, provisioning
+from tenantry.services import audit, fences, moves, provisioning, role_checks
 from tenantry.services import spares as spares_service
 from tenantry.services import tokens as token_service
 from tenantry.services import cells as cells_service
@@ -147,9 +150,10 @@ class Tenantry:
         plugins: Iterable[Plugin | type[Plugin] | str] | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
-        if self.settings.database_url is None and not self.settings.embedded:
+        if self.settings.database_url is None and not self.settings.embedded and not self.settings.data_plane:
             raise ConfigurationError(
-                "no database: set TENANTRY_DATABASE_URL (Settings(database_url=...)), or TENANTRY_EMBEDDED=1"
+                "no database: set TENANTRY_DATABASE_URL (Settings(database_url=...)); or, for a process that"
+                " only serves tenant traffic, TENANTRY_RUNTIME_URL and TENANTRY_READER_URL; or TENANTRY_EMBEDDED=1"
                 " (Settings(embedded=True)) for the embedded development server"
             )
         self.metadata = metadata
@@ -162,9 +166,17 @@ class Tenantry:
         self._runtime_checked = False
         self._runtime_problem: UnsafeRuntimeRole | None = None
         self._router: Router | None = None
-        self._admin_pool: ConnectionPool[psycopg.Connection[Any]] | None = None
-        self._admin_watch: liveness.ServerWatch | None = None
-        self._admin_born = 0  # the watch generation the admin pool was made in
+        timeout = self.settings.connect_timeout
+        self._admin_pool = CatalogPool(
+            lambda: self.admin_url, name="tenantry-admin", what="the catalog's PostgreSQL", timeout=timeout
+        )
+        #: the request path's catalog reads: as the reader role when a reader URL is set
+        self._reader_pool: CatalogPool | None = None
+        if self.settings.reader_url is not None:
+            reader_url = self.settings.reader_url.get_secret_value()
+            self._reader_pool = CatalogPool(
+                lambda: reader_url, name="tenantry-reader", what="the catalog's PostgreSQL (reader)", timeout=timeout
+            )
         self._cells: dict[str, Cell] = {}
         self._listener: CatalogListener | None = None
         self._tenant_cache: dict[str, tuple[float, _Resolved]] = {}
@@ -221,7 +233,17 @@ class Tenantry:
     # -- connection strings ---------------------------------------------------------------
     @property
     def admin_url(self) -> str:
-        """The admin connection string; starts the embedded server when none is configured."""
+        """The admin connection string; starts the embedded server when none is configured.
+
+        A data-plane process (:attr:`Settings.data_plane`) has none: every control-plane
+        operation asks for it here, and gets :class:`~tenantry.errors.ControlPlaneOnly`.
+        """
+        if self.settings.data_plane:
+            raise ControlPlaneOnly(
+                "this process holds data-plane credentials only (TENANTRY_RUNTIME_URL, TENANTRY_READER_URL):"
+                " it serves tenant traffic; run control-plane work (creating or changing tenants, plans, config,"
+                " migrations, moves, checks) with the CLI, the admin API or a worker, which hold TENANTRY_DATABASE_URL"
+            )
         with self._lock:
             if self._admin_url is None:
                 if self.settings.database_url is not None:
@@ -254,7 +276,7 @@ class Tenantry:
             if self._keyring is None:
                 if self.settings.secret_keys is not None:
                     self._keyring = Keyring.parse(self.settings.secret_keys.get_secret_value())
-                elif self.settings.database_url is None:
+                elif self.settings.database_url is None and not self.settings.data_plane:
                     self._keyring = embedded_keyring(EmbeddedServer(self.settings.data_dir).data_dir)
             return self._keyring
 
@@ -266,66 +288,50 @@ class Tenantry:
                 if self.settings.runtime_url is not None:
                     self._runtime_url = self.settings.runtime_url.get_secret_value()
                 else:
-                    with self.admin() as conn:
-                        catalog.require_catalog(conn)
-                        password = catalog.runtime_password(conn)
-                    self._runtime_url = with_user(self.admin_url, self.settings.runtime_role, password)
+                    self._runtime_url = self._stored_role_url("runtime")
             return self._runtime_url
+
+    def _stored_role_url(self, which: str) -> str:
+        """The admin URL with the ``runtime`` or ``reader`` role and the password ``init`` gave it."""
+        with self.admin() as conn:
+            catalog.require_catalog(conn)
+            password = catalog.stored_password(conn, which)
+        role = self.settings.runtime_role if which == "runtime" else self.settings.reader_role
+        return with_user(self.admin_url, role, password)
+
+    def data_plane_settings(self) -> Settings:
+        """These settings as a data-plane process needs them: the runtime and reader URLs
+        (with the passwords ``tenantry init`` gave the roles), the other cells' runtime URLs,
+        and no admin URL. What ``tenantry credentials`` prints, as environment variables."""
+        runtime = self.runtime_url
+        reader = self.settings.reader_url.get_secret_value() if self.settings.reader_url else self._stored_role_url("reader")
+        cells = {
+            cell.name: cell.runtime_url(runtime, self.settings.runtime_role)
+            for cell in self.cells() if cell.name != PRIMARY_CELL
+        }
+        return self.settings.with_changes(
+            database_url=None, embedded=False, runtime_url=runtime, reader_url=reader, cell_runtime_urls=cells
+        )
 
     @contextmanager
     def admin(self) -> Iterator[psycopg.Connection[Any]]:
         """An autocommit admin connection (control-plane work opens its own transactions).
 
         The first one is opened directly, so an unreachable server fails at once with a clear
-        error; after that, admin connections come from a small pool (opening one costs
-        milliseconds, more than most control-plane operations).
+        error; after that, admin connections come from a small pool. In a data-plane process,
+        :class:`~tenantry.errors.ControlPlaneOnly`.
         """
-        watch = self._admin_watch
-        if watch is None:
-            with admin_connection(self.admin_url, timeout=self.settings.connect_timeout, autocommit=True) as conn:
-                yield conn
-            self._open_admin_pool()
-            return
-        # a dead connection is replaced, a server that is down fails at once (see liveness)
-        pool, conn = liveness.checkout(self._current_admin_pool, watch, self.settings.connect_timeout)
-        try:
-            with translated():  # (not `with conn`: that would close it, and every call reconnect)
-                yield conn
-        finally:
-            pool.putconn(conn)
+        with self._admin_pool.connection() as conn:
+            yield conn
 
-    def _current_admin_pool(self) -> tuple[ConnectionPool[psycopg.Connection[Any]], int]:
-        with self._lock:
-            pool, watch = self._admin_pool, self._admin_watch
-            assert pool is not None and watch is not None
-            if self._admin_born != watch.generation:  # made before the server restarted
-                threading.Thread(target=pool.close, kwargs={"timeout": 5.0}, daemon=True).start()
-                self._admin_pool = pool = self._new_admin_pool()
-                self._admin_born = watch.generation
-            return pool, self._admin_born
-
-    def _new_admin_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
-        pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            control_plane_url(self.admin_url),
-            kwargs={"autocommit": True},
-            min_size=1,
-            max_size=4,
-            timeout=self.settings.connect_timeout,
-            reconnect_timeout=5.0,
-            name="tenantry-admin",
-            open=False,
-        )
-        pool.open(wait=False)
-        return pool
-
-    def _open_admin_pool(self) -> None:
-        with self._lock:
-            if self._admin_pool is None:
-                self._admin_pool = self._new_admin_pool()
-                self._admin_watch = liveness.ServerWatch(
-                    control_plane_url(self.admin_url), what="the catalog's PostgreSQL"
-                )
-                self._admin_born = self._admin_watch.generation
+    @contextmanager
+    def catalog_reader(self) -> Iterator[psycopg.Connection[Any]]:
+        """An autocommit connection for the request path's catalog reads, which read the
+        routing views only (schema ``tenantry_routing``): as the reader role when
+        ``Settings.reader_url`` is set, else the admin connection."""
+        pool = self._reader_pool or self._admin_pool
+        with pool.connection() as conn:
+            yield conn
 
     # -- set-up -----------------------------------------------------------------------------
     def init(self) -> catalog.InitReport:
@@ -349,17 +355,21 @@ class Tenantry:
                 r[0]
                 for r in conn.execute(
                     "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
-                    ([s.owner_role, s.runtime_role],),
+                    ([s.owner_role, s.runtime_role, s.reader_role],),
                 ).fetchall()
             }
-            password = ensure_roles(conn, s.owner_role, s.runtime_role)
-            report.roles_created = [r for r in (s.owner_role, s.runtime_role) if r not in existed]
+            passwords = {
+                "runtime": ensure_roles(conn, s.owner_role, s.runtime_role),
+                "reader": ensure_reader(conn, s.reader_role),
+            }
+            report.roles_created = [r for r in (s.owner_role, s.runtime_role, s.reader_role) if r not in existed]
             report.migrations_applied = catalog.migrate_catalog(
                 conn,
                 owner=s.owner_role,
                 runtime=s.runtime_role,
+                reader=s.reader_role,
                 pooled_schema=s.pooled_schema,
-                runtime_password=password,
+                passwords={role: password for role, password in passwords.items() if password is not None},
             )
             report.version = catalog.catalog_version(conn)
             if report.migrations_applied or report.roles_created:
@@ -455,6 +465,18 @@ class Tenantry:
                 found += [f"{database}:{s}.{t}.{i}: {d}" for s, t, i, d in rls.unscoped_unique_indexes(conn)]
         return found
 
+    def role_problems(self) -> dict[str, list[str]]:
+        """What the runtime and reader roles can do beyond their part, by role (``cell:role``
+        on the cells other than ``primary``); empty when nothing. ``tenantry check`` reports
+        them: a runtime role that may write the catalog, ``SET ROLE`` to the owner or create in
+        a schema; a reader that may read more than the routing views; a database-tier tenant's
+        database the runtime role cannot connect to.
+
+        >>> tn.role_problems()   # doctest: +SKIP
+        {}
+        """
+        return role_checks.check_roles(self)
+
     # -- catalog reads and lifecycle --------------------------------------------------------
     def plans(self) -> list[Plan]:
         with self.admin() as conn:
@@ -527,8 +549,23 @@ class Tenantry:
         return spares_service.drop(self, tier=tier, cell=cell, stale_only=stale_only)
 
     def get_tenant(self, key: str | uuid.UUID) -> Tenant:
+        """The tenant as the catalog holds it now (control plane; see :meth:`lookup`)."""
         with self.admin() as conn:
             return tenant_service.get_tenant(conn, key)
+
+    def lookup(self, key: str | uuid.UUID) -> Tenant:
+        """The tenant as the request path knows it: from this process's cache (dropped within
+        a second of a change anywhere), else read through the routing views. Works in a
+        data-plane process, and costs no round trip once warm::
+
+            with tn.tenant("acme") as bound:
+                name = tn.lookup(bound.id).name
+        """
+        return (self._cached(key) or self._lookup(key))[0]
+
+    def lookup_placement(self, key: str | uuid.UUID) -> Placement | None:
+        """The tenant's active placement as the request path knows it (see :meth:`lookup`)."""
+        return (self._cached(key) or self._lookup(key))[1]
 
     def placement(self, key: str | uuid.UUID) -> Placement | None:
         """The tenant's active placement (``None`` while it is being built)."""
@@ -674,14 +711,14 @@ class Tenantry:
         self._listen()
         canonical = str(tenant_service.tenant_key(key))
         generation = self._tenant_generation
-        with self.admin() as conn:
+        with self.catalog_reader() as conn:
             try:
-                tenant = tenant_service.get_tenant(conn, key)
+                tenant = tenant_service.get_tenant(conn, key, source=catalog.ROUTING_SCHEMA)
             except TenantNotFound:
                 if generation == self._tenant_generation:
                     self._note_missing(self._missing_tenants, canonical)
                 raise
-            placement = provisioning.read_placement(conn, tenant.id)
+            placement = provisioning.read_placement(conn, tenant.id, source=catalog.ROUTING_SCHEMA)
         resolved = (tenant, placement)
         # a change whose notice arrived while we read may be newer than what we read: caching
         # it would outlive the notice that was meant to drop it, until the TTL
@@ -719,11 +756,15 @@ class Tenantry:
             return
         with self._lock:
             if self._listener is None:
+                reader = self.settings.reader_url
                 self._listener = CatalogListener(
-                    self.admin_url, on_event=self._on_catalog_event, on_reset=self._on_catalog_reset
+                    self.admin_url if reader is None else reader.get_secret_value(),
+                    on_event=self._on_catalog_event,
+                    on_reset=self._on_catalog_reset,
                 )
                 self._listener.start()
-        self.plugins._start_runner()  # calls queued by changes made elsewhere run here
+        if not self.settings.data_plane:  # (hooks write the catalog: a worker's job)
+            self.plugins._start_runner()  # calls queued by changes made elsewhere run here
 
     def _on_catalog_event(self, kind: str, key: str) -> None:
         if kind in ("tenant", BRAND_EVENT) and self._branding is not None:
@@ -745,8 +786,9 @@ class Tenantry:
 
     def _on_catalog_reset(self) -> None:
         # the listener (re)connected: servers known to be down may be back, probe them now
-        if self._admin_watch is not None and self._admin_watch.down:
-            self._admin_watch.suspect()
+        self._admin_pool.suspect()
+        if self._reader_pool is not None:
+            self._reader_pool.suspect()
         if self._router is not None:
             self._router.wake()
         self._tenant_generation += 1
@@ -803,7 +845,7 @@ class Tenantry:
     def _lookup_host(self, hostname: str) -> HostRoute:
         self._listen()
         generation = self._host_generation
-        with self.admin() as conn:
+        with self.catalog_reader() as conn:
             route = domains_service.lookup_host(conn, hostname)
         if generation != self._host_generation:  # a change arrived while we read: don't keep it
             return route
@@ -818,9 +860,9 @@ class Tenantry:
     def _get_binder(self) -> Binder:
         with self._lock:
             if self._binder is None:
-                with self.admin() as conn:
-                    catalog.require_catalog(conn)
-                    keys = context_keys(conn)
+                with self.catalog_reader() as conn:
+                    catalog.require_routing(conn)
+                    keys = context_keys(conn, catalog.ROUTING_SCHEMA)
                 self._binder = Binder(keys, self.settings.pooled_schema)
             return self._binder
 
@@ -853,7 +895,18 @@ class Tenantry:
 
     def _route_url(self, key: RouteKey) -> str:
         cell, database = key
-        base = self._cell(cell).runtime_url(self.runtime_url, self.settings.runtime_role)
+        if cell == PRIMARY_CELL:
+            base = self.runtime_url
+        elif self.settings.data_plane or cell in self.settings.cell_runtime_urls:
+            found = self.settings.cell_runtime_urls.get(cell)
+            if found is None:
+                raise ConfigurationError(
+                    f"no runtime URL for cell {cell!r}: a data-plane process needs one for each cell"
+                    " (TENANTRY_CELL_RUNTIME_URLS; `tenantry credentials` prints them)"
+                )
+            base = found.get_secret_value()
+        else:
+            base = self._cell(cell).runtime_url(self.runtime_url, self.settings.runtime_role)
         return provisioning.database_url(base, database)
 
     # -- cells ------------------------------------------------------------------------------
@@ -1066,12 +1119,9 @@ class Tenantry:
             if self._router is not None:
                 self._router.close()
                 self._router = None
-            if self._admin_pool is not None:
-                self._admin_pool.close()
-                self._admin_pool = None
-            if self._admin_watch is not None:
-                self._admin_watch.close()
-                self._admin_watch = None
+            self._admin_pool.close()
+            if self._reader_pool is not None:
+                self._reader_pool.close()
 
     async def aclose(self) -> None:
         """Close the async pools and engines, then everything else."""

@@ -7,6 +7,7 @@ that pass by themselves also know how soon to retry (``retry_after``, seconds; s
 
     TenantryError                      exit 1, HTTP 500
     ├── ConfigurationError             exit 2, HTTP 500   settings or environment are wrong
+    │   └── ControlPlaneOnly           a data-plane process (runtime and reader URLs) asked for admin work
     ├── DatabaseUnavailable            exit 3, HTTP 503   cannot reach or start PostgreSQL (retry)
     ├── CatalogNotInitialised          exit 4, HTTP 503   run `tenantry init` first
     ├── UnsafeRuntimeRole              exit 5, HTTP 500   runtime role could bypass RLS
@@ -54,6 +55,7 @@ __all__ = [
     "ConfigInvalid",
     "ConfigurationError",
     "Conflict",
+    "ControlPlaneOnly",
     "DatabaseUnavailable",
     "DomainNotFound",
     "DomainTaken",
@@ -108,6 +110,13 @@ class ConfigurationError(TenantryError):
     """Settings or the environment are inconsistent."""
 
     exit_code = 2
+
+
+class ControlPlaneOnly(ConfigurationError):
+    """A process given data-plane credentials only (``TENANTRY_RUNTIME_URL`` and
+    ``TENANTRY_READER_URL``, no ``TENANTRY_DATABASE_URL``) was asked for control-plane work:
+    creating or changing tenants, migrations, moves, checks. Run it from the CLI, the admin API
+    or a worker, which hold the admin connection."""
 
 
 class DatabaseUnavailable(TenantryError):

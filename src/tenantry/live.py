@@ -49,11 +49,11 @@ M = TypeVar("M", bound=BaseModel)
 _VIEW_SQL = """
 SELECT t.id, t.slug, t.plan, t.status, t.created_at, p.cell, p.isolation, c.labels,
        coalesce(pl.document, '{}'::jsonb), coalesce(tl.document, '{}'::jsonb), coalesce(tl.overrides, '{}'::jsonb)
-  FROM tenantry.tenants t
-  LEFT JOIN tenantry.placements p ON p.tenant_id = t.id AND p.status = 'active'
-  LEFT JOIN tenantry.cells c ON c.name = p.cell
-  LEFT JOIN tenantry.config_layers pl ON pl.plan = t.plan
-  LEFT JOIN tenantry.config_layers tl ON tl.tenant_id = t.id
+  FROM tenantry_routing.tenants t
+  LEFT JOIN tenantry_routing.placements p ON p.tenant_id = t.id AND p.status = 'active'
+  LEFT JOIN tenantry_routing.cells c ON c.name = p.cell
+  LEFT JOIN tenantry_routing.config_layers pl ON pl.plan = t.plan
+  LEFT JOIN tenantry_routing.config_layers tl ON tl.tenant_id = t.id
  WHERE t.id = %s
 """
 
@@ -141,7 +141,7 @@ class Live:
         self._tn._listen()
         generation = self._generation
         expires = self._expiry()
-        with self._tn.admin() as conn:
+        with self._tn.catalog_reader() as conn:
             row = conn.execute(_VIEW_SQL, (tenant_id,)).fetchone()
         if row is None:
             raise TenantNotFound(f"no tenant {str(tenant_id)!r}")
@@ -180,7 +180,7 @@ class Live:
         self._tn._listen()
         generation = self._generation
         expires = self._expiry()
-        with self._tn.admin() as conn:
+        with self._tn.catalog_reader() as conn:
             records = load_flags(conn)
         found = _FlagSet({r.key: flags_core.compile_flag(r.spec) for r in records}, expires)
         with self._lock:

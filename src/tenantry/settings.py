@@ -9,6 +9,7 @@ needs the value calls ``.get_secret_value()``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -50,9 +51,22 @@ class Settings(BaseSettings):
     start-up instead of serving an empty local database. ``TENANTRY_EMBEDDED`` (``1``/``0``)."""
 
     runtime_url: SecretStr | None = None
-    """Connection for tenant traffic, as the runtime role. ``None`` derives it from
-    ``database_url`` with the runtime role's name and the password ``tenantry init`` stored.
-    ``TENANTRY_RUNTIME_URL``."""
+    """Connection for tenant traffic on the primary cell (the catalog's server), as the runtime
+    role. ``None`` derives it from ``database_url`` with the runtime role's name and the
+    password ``tenantry init`` stored. ``TENANTRY_RUNTIME_URL``."""
+
+    reader_url: SecretStr | None = None
+    """Connection for the catalog reads of request routing, as the reader role (SELECT on the
+    routing views, nothing else). ``None``: those reads use the admin connection. Given with
+    :attr:`runtime_url` and without :attr:`database_url`, the process is a *data plane*: it
+    serves tenant traffic and refuses control-plane work with
+    :class:`~tenantry.errors.ControlPlaneOnly`. ``tenantry credentials`` prints both URLs.
+    ``TENANTRY_READER_URL``."""
+
+    cell_runtime_urls: dict[str, SecretStr] = {}
+    """Runtime connection strings of the cells other than ``primary``, by cell name, for a data
+    plane (a process with the admin connection derives them from the catalog).
+    ``TENANTRY_CELL_RUNTIME_URLS``, a JSON object: ``{"eu-1": "postgresql://..."}``."""
 
     secret_keys: SecretStr | None = None
     """Keys that encrypt the config fields a schema marks secret (:mod:`tenantry.core.secrets`):
@@ -89,6 +103,10 @@ class Settings(BaseSettings):
     runtime_role: str = "tenantry_app"
     """Role the app connects as: LOGIN, no superuser, no BYPASSRLS, owns nothing.
     ``TENANTRY_RUNTIME_ROLE``."""
+
+    reader_role: str = "tenantry_reader"
+    """Role a data plane reads the catalog's routing views as: LOGIN, SELECT on the schema
+    ``tenantry_routing`` only. ``TENANTRY_READER_ROLE``."""
 
     pooled_schema: str = "tenant_data"
     """Schema that holds the pooled (shared, RLS-guarded) app tables. ``TENANTRY_POOLED_SCHEMA``."""
@@ -167,7 +185,17 @@ class Settings(BaseSettings):
             return tuple(value)
         return value
 
-    @field_validator("database_url", "runtime_url", "secret_keys", mode="before")
+    @field_validator("cell_runtime_urls", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        if isinstance(value, str):  # (from the environment, a .env file or a secrets file)
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise ValueError('must be a JSON object of cell name to URL: {"eu-1": "postgresql://..."}') from None
+        return value
+
+    @field_validator("database_url", "runtime_url", "reader_url", "secret_keys", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         shown = value.get_secret_value() if isinstance(value, SecretStr) else value
@@ -193,14 +221,20 @@ class Settings(BaseSettings):
         for label, value in (
             ("owner role", self.owner_role),
             ("runtime role", self.runtime_role),
+            ("reader role", self.reader_role),
             ("pooled schema", self.pooled_schema),
         ):
             if not _ROLE.fullmatch(value):
                 raise ConfigurationError(
                     f"{label} {value!r} must be a lowercase SQL identifier (a-z, 0-9, _)"
                 )
-        if self.owner_role == self.runtime_role:
-            raise ConfigurationError("owner role and runtime role must differ")
+        if len({self.owner_role, self.runtime_role, self.reader_role}) < 3:
+            raise ConfigurationError("owner role, runtime role and reader role must differ")
+        if self.database_url is None and self.reader_url is not None and self.runtime_url is None:
+            raise ConfigurationError(
+                "TENANTRY_READER_URL without TENANTRY_DATABASE_URL makes a data-plane process:"
+                " set TENANTRY_RUNTIME_URL too (`tenantry credentials` prints both)"
+            )
         if self.pooled_schema in {"tenantry", "public", "pg_catalog", "information_schema"}:
             raise ConfigurationError(f"pooled schema {self.pooled_schema!r} is reserved")
         if not 0 <= self.pool_min_size <= self.pool_max_size or self.pool_max_size < 1:
@@ -253,6 +287,16 @@ class Settings(BaseSettings):
             values["plugins"] = tuple(p.strip() for p in str(values["plugins"]).split(",") if p.strip())
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    @property
+    def data_plane(self) -> bool:
+        """Whether these settings hold data-plane credentials only (runtime and reader URLs,
+        no admin URL): such a process serves tenant traffic and refuses control-plane work.
+
+        >>> Settings(runtime_url="postgresql://app@db/app", reader_url="postgresql://reader@db/app").data_plane
+        True
+        """
+        return self.database_url is None and self.reader_url is not None
 
     def with_changes(self, **changes: object) -> Settings:
         """A copy with some fields changed (validated again)."""

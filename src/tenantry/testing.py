@@ -16,8 +16,9 @@ any tier, without touching another's::
                 yield tn
 
 The server URL must be a superuser's (it creates and drops databases and roles). Names carry
-a random tag: ``<prefix>_<tag>`` for the database, ``<role_prefix>_owner_<tag>`` and
-``<role_prefix>_app_<tag>`` for the roles ``tn.init()`` creates.
+a random tag: ``<prefix>_<tag>`` for the database, ``<role_prefix>_owner_<tag>``,
+``<role_prefix>_app_<tag>`` and ``<role_prefix>_reader_<tag>`` for the roles ``tn.init()``
+creates.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class ScratchCatalog:
         self.dbname = f"{prefix}_{self.tag}"
         self.owner = f"{role_prefix}_owner_{self.tag}"
         self.runtime = f"{role_prefix}_app_{self.tag}"
+        self.reader = f"{role_prefix}_reader_{self.tag}"
         self.url = make_conninfo(server_url, dbname=self.dbname)
         #: the key that seals secret config values (every Tenantry on this catalog shares it)
         self.secret_keys = new_key("scratch")
@@ -65,7 +67,7 @@ class ScratchCatalog:
         """Settings pointing at the scratch database and its roles, with ``changes``."""
         values: dict[str, object] = {
             "database_url": self.url, "owner_role": self.owner, "runtime_role": self.runtime,
-            "secret_keys": self.secret_keys, **changes,
+            "reader_role": self.reader, "secret_keys": self.secret_keys, **changes,
         }
         return Settings(**values)
 
@@ -107,7 +109,7 @@ class ScratchCatalog:
         names = [*self.tenant_databases(), *self.extra, self.dbname]
         self._admin([
             *(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)) for name in names),
-            *(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)) for role in (self.runtime, self.owner)),
+            *(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)) for role in (self.runtime, self.reader, self.owner)),
         ])
 
     def __enter__(self) -> ScratchCatalog:

@@ -130,7 +130,7 @@ def _killed_while_serving(scratch, crash: str, path: str, body: dict, secret: st
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
     env.update(
-        TENANTRY_DATABASE_URL=scratch.url, TENANTRY_OWNER_ROLE=scratch.owner, TENANTRY_RUNTIME_ROLE=scratch.runtime,
+        TENANTRY_DATABASE_URL=scratch.url, TENANTRY_OWNER_ROLE=scratch.owner, TENANTRY_RUNTIME_ROLE=scratch.runtime, TENANTRY_READER_ROLE=scratch.reader,
         TENANTRY_APP="tests.model_app:Base", PYTHONPATH=str(ROOT), TENANTRY_TEST_CRASH_AFTER=crash,
     )
     server = subprocess.Popen(

@@ -30,7 +30,7 @@ def running(scratch: Scratch, tn: Tenantry) -> Iterator[Tenantry]:
 
 def _cli(scratch: Scratch, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
-    env.update(TENANTRY_DATABASE_URL=scratch.url, TENANTRY_OWNER_ROLE=scratch.owner, TENANTRY_RUNTIME_ROLE=scratch.runtime)
+    env.update(TENANTRY_DATABASE_URL=scratch.url, TENANTRY_OWNER_ROLE=scratch.owner, TENANTRY_RUNTIME_ROLE=scratch.runtime, TENANTRY_READER_ROLE=scratch.reader)
     return subprocess.run([sys.executable, "-m", "tenantry.cli.main", *args], env=env, capture_output=True,
                           text=True, timeout=60, stdin=subprocess.DEVNULL)
 
@@ -112,16 +112,16 @@ def test_a_load_racing_an_invalidation_is_not_cached(running: Tenantry, make_ten
     _warm(running, tenant.slug)
     branding = running.branding
     branding._forget(str(tenant.id))
-    real = branding._tn.admin
+    real = branding._tn.catalog_reader  # (the request path's catalog reads)
 
-    def admin_then_event():  # type: ignore[no-untyped-def]
+    def read_then_event():  # type: ignore[no-untyped-def]
         branding._forget(str(tenant.id))  # a notice arrives while the catalog is being read
         return real()
 
-    branding._tn.admin = admin_then_event  # type: ignore[method-assign]
+    branding._tn.catalog_reader = read_then_event  # type: ignore[method-assign]
     try:
         with running.tenant(tenant.slug):
             branding.current()
     finally:
-        del branding._tn.admin
+        del branding._tn.catalog_reader
     assert tenant.id not in branding._cache.brands

@@ -102,7 +102,7 @@ def test_init_and_check_are_idempotent(cli) -> None:
         "tasks",
     ]
     code, out, _ = cli("check", "--json")
-    assert code == 0 and json.loads(out) == {"unprotected": [], "unscoped_unique": [], "differ": {}, "ok": True}
+    assert code == 0 and json.loads(out) == {"unprotected": [], "unscoped_unique": [], "roles": {}, "differ": {}, "ok": True}
 
 
 def test_bad_app_spec(cli) -> None:

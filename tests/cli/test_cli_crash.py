@@ -28,7 +28,7 @@ def test_a_connection_killed_mid_command_gives_one_line(tn: Tenantry, scratch: S
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "PG"))}
     env.update(
         TENANTRY_DATABASE_URL=scratch.url, TENANTRY_OWNER_ROLE=scratch.owner,
-        TENANTRY_RUNTIME_ROLE=scratch.runtime, TENANTRY_APP="tests.model_app:Base", PGAPPNAME=app_name,
+        TENANTRY_RUNTIME_ROLE=scratch.runtime, TENANTRY_READER_ROLE=scratch.reader, TENANTRY_APP="tests.model_app:Base", PGAPPNAME=app_name,
     )
     with psycopg.connect(scratch.url) as holder, psycopg.connect(scratch.url, autocommit=True) as admin:
         # the move marks the tenant moving on a pooled admin connection, and waits for this lock

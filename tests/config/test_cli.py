@@ -26,6 +26,7 @@ def cli(config_db, ctn, monkeypatch, capsys):
     monkeypatch.setenv("TENANTRY_DATABASE_URL", config_db.url)
     monkeypatch.setenv("TENANTRY_OWNER_ROLE", config_db.owner)
     monkeypatch.setenv("TENANTRY_RUNTIME_ROLE", config_db.runtime)
+    monkeypatch.setenv("TENANTRY_READER_ROLE", config_db.reader)
     monkeypatch.setenv("TENANTRY_CONFIG", "tests.config.app_config:AppConfig")
 
     def run(*args: str) -> tuple[int, str, str]:
@@ -161,7 +162,7 @@ def test_a_cli_change_reaches_a_running_process_within_a_second(config_db, ctn: 
         **os.environ,
         "TENANTRY_DATABASE_URL": config_db.url,
         "TENANTRY_OWNER_ROLE": config_db.owner,
-        "TENANTRY_RUNTIME_ROLE": config_db.runtime,
+        "TENANTRY_RUNTIME_ROLE": config_db.runtime, "TENANTRY_READER_ROLE": config_db.reader,
         "TENANTRY_CONFIG": "tests.config.app_config:AppConfig",
     }
 

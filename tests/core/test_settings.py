@@ -121,3 +121,21 @@ def test_the_embedded_server_gets_a_sealing_key_file_of_its_own(tmp_path: Path) 
         assert again is not None and again.ids == ring.ids == ["local"]
     # an external database gets no key file: its keys are the deployment's to set
     assert Tenantry(Settings(database_url="postgresql://x@127.0.0.1:1/none")).secret_keyring() is None
+
+
+def test_runtime_and_reader_urls_without_an_admin_url_make_a_data_plane() -> None:
+    plane = Settings.from_env({
+        "TENANTRY_RUNTIME_URL": "postgresql://app:pw@db/app",
+        "TENANTRY_READER_URL": "postgresql://reader:pw@db/app",
+        "TENANTRY_CELL_RUNTIME_URLS": '{"eu-1": "postgresql://app:pw@eu/app"}',
+    })
+    assert plane.data_plane and plane.cell_runtime_urls["eu-1"].get_secret_value() == "postgresql://app:pw@eu/app"
+    assert "pw" not in repr(plane)
+    # the control: with the admin URL too, the process is a control plane that reads as the reader
+    assert not plane.with_changes(database_url="postgresql://admin@db/app").data_plane
+    with pytest.raises(ConfigurationError, match="TENANTRY_RUNTIME_URL too"):
+        Settings(reader_url="postgresql://reader@db/app")
+    with pytest.raises(ConfigurationError, match="JSON object"):
+        Settings.from_env({"TENANTRY_CELL_RUNTIME_URLS": "eu-1=postgresql://x"})
+    with pytest.raises(ConfigurationError, match="must differ"):
+        Settings(runtime_role="same", reader_role="same")

@@ -25,7 +25,7 @@ def test_init_is_idempotent_and_secures_tables(fresh_scratch) -> None:
         first = tn.init()
         shipped = _shipped()
         assert first.migrations_applied == shipped and shipped[0] == "0001_catalog.sql"
-        assert set(first.roles_created) == {fresh_scratch.owner, fresh_scratch.runtime}
+        assert set(first.roles_created) == {fresh_scratch.owner, fresh_scratch.runtime, fresh_scratch.reader}
         second = tn.init()
         assert second.migrations_applied == [] and second.roles_created == []
         assert second.version == catalog.head_version()

@@ -92,7 +92,7 @@ def test_the_uuid7_example_runs_and_its_ids_are_version_7(server_url: str) -> No
     db = Scratch(server_url)
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
-        env.update(TENANTRY_DATABASE_URL=db.url, TENANTRY_OWNER_ROLE=db.owner, TENANTRY_RUNTIME_ROLE=db.runtime)
+        env.update(TENANTRY_DATABASE_URL=db.url, TENANTRY_OWNER_ROLE=db.owner, TENANTRY_RUNTIME_ROLE=db.runtime, TENANTRY_READER_ROLE=db.reader)
         done = subprocess.run([sys.executable, str(EXAMPLE)], env=env, capture_output=True, text=True, timeout=120,
                               stdin=subprocess.DEVNULL, cwd=ROOT)
         assert done.returncode == 0, done.stderr[-3000:]

@@ -135,7 +135,7 @@ def test_the_oracle_and_that_check_reports_the_index(tn: Tenantry, make_tenant: 
             " WHERE (name ~~ 'oracle-%'::text)"
         ]
         code, out, _ = cli("check", "--json")
-        assert code == 9 and json.loads(out) == {"unprotected": [], "unscoped_unique": found, "differ": {}, "ok": False}
+        assert code == 9 and json.loads(out) == {"unprotected": [], "unscoped_unique": found, "roles": {}, "differ": {}, "ok": False}
         code, _, err = cli("check")
         assert code == 9 and index in err and "without tenant_id" in err
 

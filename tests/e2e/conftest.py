@@ -74,7 +74,7 @@ def demo_env(scratch: Scratch) -> dict[str, str]:
     env.update(
         TENANTRY_DATABASE_URL=scratch.url,
         TENANTRY_OWNER_ROLE=scratch.owner,
-        TENANTRY_RUNTIME_ROLE=scratch.runtime,
+        TENANTRY_RUNTIME_ROLE=scratch.runtime, TENANTRY_READER_ROLE=scratch.reader,
         PYTHONUNBUFFERED="1",
     )
     return env

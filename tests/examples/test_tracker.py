@@ -1,24 +1,29 @@
 """The example tracker over HTTP (httpx against the ASGI app): tenants on three tiers, each
 site shows only its own data, forms write into the right tenant, and hostile requests (ids of
-another tenant, cookies carried across hosts, forged sessions, unknown hosts) get nothing."""
+another tenant, cookies carried across hosts, forged sessions, unknown hosts) get nothing; and
+the same app run by a data-plane process (runtime and reader credentials only)."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
 from markupsafe import escape
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 import sqlalchemy as sa
 from itsdangerous import URLSafeTimedSerializer
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.orm import Session
 
-from examples.tracker.app import SESSION_COOKIE
-from examples.tracker.models import Comment, Member, Project, Task
+from examples.tracker.app import SESSION_COOKIE, create_app
+from examples.tracker.models import Base, Comment, Member, Project, Task
 from examples.tracker.seed import DATASETS, seed
-from tenantry import Verdict, current_tenant
+from tenantry import ControlPlaneOnly, Tenantry, Verdict, current_tenant
 from tests.examples.conftest import LOGIN, TENANTS, Tracker, csrf_of
 from tests.freezing import frozen
 
@@ -443,3 +448,119 @@ def test_a_write_during_a_move_is_503_with_retry_after(tracker: Tracker) -> None
     assert response.headers["retry-after"] == "1"
     assert response.json()["type"] == "urn:tenantry:problem:tenant-moving"
 
+
+# -- a data-plane process: the runtime and reader roles' URLs only, no admin URL ---------------
+# It serves every tier (reads, form writes, a custom domain, its brand), and through its own
+# connections it can neither write the catalog nor become the owner; control-plane work fails
+# with ControlPlaneOnly while the admin process beside it does the same work (the negative
+# control). It shares this module's catalog: a catalog of its own would cost seconds.
+@pytest.fixture(scope="module")
+def plane(tracker: Tracker) -> Iterator[Tracker]:
+    """The tracker of ``tracker``'s catalog, run by a process with data-plane credentials."""
+    settings = tracker.tn.data_plane_settings()
+    tn = Tenantry(settings, metadata=Base.metadata, actor="pytest-data-plane")
+    try:
+        yield Tracker(tn=tn, app=create_app(tn), runner=tracker.runner)
+    finally:
+        tracker.runner.run(tn.aclose())
+
+
+def test_it_holds_the_runtime_and_reader_roles_only(plane: Tracker, tracker: Tracker) -> None:
+    s = plane.tn.settings
+    assert s.data_plane and s.database_url is None and not s.embedded
+    assert s.runtime_url is not None and s.reader_url is not None
+    users = {conninfo_to_dict(u.get_secret_value()).get("user") for u in (s.runtime_url, s.reader_url)}
+    assert users == {s.runtime_role, s.reader_role}
+    admin_user = conninfo_to_dict(tracker.tn.admin_url).get("user")
+    assert admin_user not in users
+    with pytest.raises(ControlPlaneOnly, match="data-plane credentials only"):
+        plane.tn.admin_url
+
+
+def test_it_serves_every_tier(plane: Tracker, tracker: Tracker) -> None:
+    name = f"Plane {uuid.uuid4().hex[:6]}"
+
+    async def main() -> None:
+        for slug, tier in (("acme", "pooled"), ("globex", "schema"), ("initech", "database")):
+            async with plane.signed_in(slug) as client:
+                dashboard = (await client.get("/")).text
+                assert f"{slug.title()} Corporation" in dashboard and f"{tier} isolation" in dashboard
+                projects = (await client.get("/projects")).text
+                assert all(p.name in projects for p in DATASETS[slug].projects)
+                csrf = csrf_of(projects)
+                created = await client.post("/projects", data={"csrf": csrf, "name": f"{name} {slug}"})
+                assert created.status_code == 303
+                assert (await client.get("/_brand/theme.css")).status_code == 200
+        async with plane.signed_in("acme") as client:  # each write landed in its own tenant only
+            shown = (await client.get("/projects")).text
+            assert f"{name} acme" in shown and f"{name} globex" not in shown and f"{name} initech" not in shown
+
+    plane.runner.run(main())
+    # the admin process sees the rows the data plane wrote, each in its tenant
+    for slug in TENANTS:
+        with tracker.tn.tenant(slug), Session(tracker.tn.engine()) as session:
+            found = session.scalars(sa.select(Project.name).where(Project.name.startswith(name))).all()
+            assert found == [f"{name} {slug}"]
+
+
+def test_it_learns_of_catalog_changes_as_the_reader(plane: Tracker, tracker: Tracker) -> None:
+    """A custom domain added and verified by the control plane serves through the data plane
+    (its LISTEN runs as the reader); removed, it stops."""
+
+    class Proven:
+        method = "http"
+
+        def check(self, hostname: str, token: str) -> Verdict:
+            return Verdict(True, "proven in a test")
+
+    host = f"plane-{uuid.uuid4().hex[:8]}.globex.example"
+
+    async def get() -> int:
+        async with plane.client("acme") as client:
+            return (await client.get("/login", headers={"host": host})).status_code
+
+    assert plane.runner.run(get()) == 404
+    tracker.tn.add_domain(host, "globex")
+    tracker.tn.verify_domain(host, checker=Proven())
+    assert plane.runner.run(get()) == 200
+    tracker.tn.remove_domain(host)
+    listener = plane.tn._listener
+    assert listener is not None and listener.listening.is_set()
+    assert conninfo_to_dict(listener._url).get("user") == plane.tn.settings.reader_role
+
+
+def test_control_plane_work_is_refused_with_a_typed_error(plane: Tracker, tracker: Tracker) -> None:
+    for work in (
+        lambda tn: tn.create_tenant(f"dp-{uuid.uuid4().hex[:6]}"),
+        lambda tn: tn.suspend("acme"),
+        lambda tn: tn.get_tenant("acme"),
+        lambda tn: tn.init(),
+        lambda tn: tn.role_problems(),
+    ):
+        with pytest.raises(ControlPlaneOnly, match="TENANTRY_DATABASE_URL"):
+            work(plane.tn)
+    assert tracker.tn.get_tenant("acme").slug == "acme"  # the control plane's own process can
+
+
+def test_its_connections_can_neither_write_the_catalog_nor_become_the_owner(plane: Tracker, tracker: Tracker) -> None:
+    owner = sql.Identifier(plane.tn.settings.owner_role)
+    writes = [
+        sql.SQL("UPDATE tenantry_routing.tenants SET status = 'active' WHERE false"),
+        sql.SQL("UPDATE tenantry.tenants SET status = 'active' WHERE false"),
+        sql.SQL("DELETE FROM tenantry.placements WHERE false"),
+    ]
+    becomes = [sql.SQL("SET ROLE {}").format(owner), sql.SQL("SET SESSION AUTHORIZATION {}").format(owner)]
+    with plane.tn.tenant("initech") as bound:
+        assert bound.route is not None and bound.route.own_database  # the runtime role in its own database too
+    for statement in writes + becomes:
+        with plane.tn.catalog_reader() as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
+        # the runtime role, in the catalog's database (pooled, schema tier) and a tenant's own
+        for slug in ("acme", "globex") if statement in writes else TENANTS:
+            with plane.tn.tenant(slug), plane.tn.connection() as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    # negative control: the admin connection does each (rolled back)
+    with tracker.tn.admin() as conn:
+        for statement in writes + becomes:
+            with conn.transaction(force_rollback=True):
+                conn.execute(statement)

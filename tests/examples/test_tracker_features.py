@@ -159,7 +159,7 @@ def test_new_projects_and_tasks_become_signed_webhooks(site: Site) -> None:
 
 def _cli(db: Scratch, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
-    env.update(TENANTRY_DATABASE_URL=db.url, TENANTRY_OWNER_ROLE=db.owner, TENANTRY_RUNTIME_ROLE=db.runtime)
+    env.update(TENANTRY_DATABASE_URL=db.url, TENANTRY_OWNER_ROLE=db.owner, TENANTRY_RUNTIME_ROLE=db.runtime, TENANTRY_READER_ROLE=db.reader)
     return subprocess.run([sys.executable, "-m", "tenantry.cli.main", *args], env=env, capture_output=True, text=True,
                           timeout=60, stdin=subprocess.DEVNULL)
 

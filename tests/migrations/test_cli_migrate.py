@@ -23,6 +23,7 @@ def cli(world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFix
     monkeypatch.setenv("TENANTRY_DATABASE_URL", world.scratch.url)
     monkeypatch.setenv("TENANTRY_OWNER_ROLE", world.scratch.owner)
     monkeypatch.setenv("TENANTRY_RUNTIME_ROLE", world.scratch.runtime)
+    monkeypatch.setenv("TENANTRY_READER_ROLE", world.scratch.reader)
     monkeypatch.setenv("TENANTRY_MIGRATIONS", FIXTURE)
 
     def run(*args: str) -> tuple[int, str, str]:

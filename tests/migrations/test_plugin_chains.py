@@ -299,6 +299,7 @@ def cli(mtn: Tenantry, fresh_scratch: Scratch, monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("TENANTRY_DATABASE_URL", fresh_scratch.url)
     monkeypatch.setenv("TENANTRY_OWNER_ROLE", fresh_scratch.owner)
     monkeypatch.setenv("TENANTRY_RUNTIME_ROLE", fresh_scratch.runtime)
+    monkeypatch.setenv("TENANTRY_READER_ROLE", fresh_scratch.reader)
     monkeypatch.setenv("TENANTRY_MIGRATIONS", FIXTURE)
     monkeypatch.setenv("TENANTRY_PLUGINS", "tests.migrations.ledger_plugin:Ledger")
 

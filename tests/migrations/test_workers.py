@@ -77,7 +77,7 @@ def test_an_unguarded_calling_script_runs_once(mtn: Tenantry, fresh_scratch: Scr
         tn.close()
         """))
     env = dict(os.environ, TENANTRY_DATABASE_URL=fresh_scratch.url, TENANTRY_OWNER_ROLE=fresh_scratch.owner,
-               TENANTRY_RUNTIME_ROLE=fresh_scratch.runtime)
+               TENANTRY_RUNTIME_ROLE=fresh_scratch.runtime, TENANTRY_READER_ROLE=fresh_scratch.reader)
     done = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

@@ -22,6 +22,7 @@ def cli(plugins_db: Scratch, ptn: Tenantry, monkeypatch: pytest.MonkeyPatch, cap
     monkeypatch.setenv("TENANTRY_DATABASE_URL", plugins_db.url)
     monkeypatch.setenv("TENANTRY_OWNER_ROLE", plugins_db.owner)
     monkeypatch.setenv("TENANTRY_RUNTIME_ROLE", plugins_db.runtime)
+    monkeypatch.setenv("TENANTRY_READER_ROLE", plugins_db.reader)
     monkeypatch.setenv("TENANTRY_SECRET_KEYS", plugins_db.secret_keys)
 
     def run(*args: str) -> tuple[int, str, str]:

@@ -251,15 +251,15 @@ def test_the_cache_is_not_trusted_without_the_listener(ptn: Tenantry, other: Ten
 def test_a_load_racing_an_event_is_not_kept(other: Tenantry, ptenant: Callable[..., Tenant]) -> None:
     tenant = ptenant()
     cache = other.plugins._cache
-    real = other.admin
+    real = other.catalog_reader  # (the request path's catalog reads)
 
-    def admin_then_event():  # type: ignore[no-untyped-def]
+    def read_then_event():  # type: ignore[no-untyped-def]
         cache.on_event("plugin", f"tenant:{tenant.id}")  # a notice arrives while the catalog is read
         return real()
 
-    other.admin = admin_then_event  # type: ignore[method-assign]
+    other.catalog_reader = read_then_event  # type: ignore[method-assign]
     try:
         cache.load(tenant.id)
     finally:
-        del other.admin
+        del other.catalog_reader
     assert tenant.id not in cache.entries

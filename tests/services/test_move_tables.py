@@ -129,7 +129,7 @@ def test_the_cli_loads_the_installed_plugins_whose_tables_the_app_deployed(fresh
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")} | {
         "TENANTRY_DATABASE_URL": fresh_scratch.url,
         "TENANTRY_OWNER_ROLE": fresh_scratch.owner,
-        "TENANTRY_RUNTIME_ROLE": fresh_scratch.runtime,
+        "TENANTRY_RUNTIME_ROLE": fresh_scratch.runtime, "TENANTRY_READER_ROLE": fresh_scratch.reader,
         "TENANTRY_APP": "tests.model_app:Base",  # and no TENANTRY_PLUGINS, as the README's CLI section
         "PYTHONPATH": os.pathsep.join((str(ROOT / "src"), str(ROOT))),
     }

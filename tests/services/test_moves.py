@@ -260,7 +260,7 @@ def _cli(scratch, *args: str, crash: str | None = None) -> subprocess.CompletedP
     env.update(
         TENANTRY_DATABASE_URL=scratch.url,
         TENANTRY_OWNER_ROLE=scratch.owner,
-        TENANTRY_RUNTIME_ROLE=scratch.runtime,
+        TENANTRY_RUNTIME_ROLE=scratch.runtime, TENANTRY_READER_ROLE=scratch.reader,
         TENANTRY_APP="tests.model_app:Base",
         PYTHONPATH=os.pathsep.join((str(ROOT / "src"), str(ROOT))),  # this tree, not the installed one
     )

@@ -50,7 +50,7 @@ def crash(tn: Tenantry, scratch: Scratch, slug: str, plan: str, step: str, *, cl
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")} | {
         "TENANTRY_DATABASE_URL": scratch.url,
         "TENANTRY_OWNER_ROLE": scratch.owner,
-        "TENANTRY_RUNTIME_ROLE": scratch.runtime,
+        "TENANTRY_RUNTIME_ROLE": scratch.runtime, "TENANTRY_READER_ROLE": scratch.reader,
         "TENANTRY_APP": "tests.model_app:Base",
         "TENANTRY_TEST_CRASH_AFTER": step,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),

@@ -466,7 +466,7 @@ def killed(tn: Tenantry, scratch: Scratch, point: str, *args: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")} | {
         "TENANTRY_DATABASE_URL": scratch.url,
         "TENANTRY_OWNER_ROLE": scratch.owner,
-        "TENANTRY_RUNTIME_ROLE": scratch.runtime,
+        "TENANTRY_RUNTIME_ROLE": scratch.runtime, "TENANTRY_READER_ROLE": scratch.reader,
         "TENANTRY_APP": "tests.model_app:Base",
         "TENANTRY_TEST_CRASH_AFTER": point,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),

@@ -318,7 +318,7 @@ class Branding:
     def _load(self, tenant_id: uuid.UUID) -> Brand:
         self._tn._listen()
         seen = self._cache.events
-        with self._tn.admin() as conn:
+        with self._tn.catalog_reader() as conn:
             stored = store.read_brand(conn, tenant_id)
         if stored is None:
             raise TenantNotFound(f"no tenant {str(tenant_id)!r}")
@@ -337,7 +337,7 @@ class Branding:
             return hit
 
     def _load_asset(self, tenant_id: uuid.UUID, sha: str) -> tuple[str, bytes] | None:
-        with self._tn.admin() as conn:
+        with self._tn.catalog_reader() as conn:
             found = store.read_asset(conn, tenant_id, sha)
         if found is not None and len(found[1]) <= self._max_asset_bytes // 4:
             with self._lock:

@@ -51,7 +51,7 @@ def read_brand(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> StoredBra
     row = conn.execute(
         """
         SELECT t.id, t.slug, t.name, t.status, b.theme, coalesce(b.version, 0), b.updated_at, b.updated_by
-          FROM tenantry.tenants t LEFT JOIN tenantry.brands b ON b.tenant_id = t.id
+          FROM tenantry_routing.tenants t LEFT JOIN tenantry_routing.brands b ON b.tenant_id = t.id
          WHERE t.id = %s
         """,
         (tenant_id,),
@@ -66,8 +66,8 @@ def read_asset(conn: psycopg.Connection[Any], tenant_id: uuid.UUID, sha256: str)
     row = conn.execute(
         """
         SELECT a.content_type, a.bytes
-          FROM tenantry.brand_assets a
-          JOIN tenantry.brands b ON b.tenant_id = %s AND a.sha256 IN (b.logo, b.favicon)
+          FROM tenantry_routing.brand_assets a
+          JOIN tenantry_routing.brands b ON b.tenant_id = %s AND a.sha256 IN (b.logo, b.favicon)
          WHERE a.sha256 = %s
         """,
         (tenant_id, sha256),

@@ -1,4 +1,4 @@
-"""``tenantry``: the root command, global options, ``init``, ``check``, and error handling.
+"""``tenantry``: the root command, global options, ``init``, ``check``, ``credentials``, and error handling.
 
 Every tenantry error becomes one line on stderr and the error's exit code; a traceback never
 reaches the user (set ``TENANTRY_DEBUG=1`` to see one). The driver's own warnings about a
@@ -9,8 +9,10 @@ or ``TENANTRY_DEBUG`` is set: the error they accompany is reported once, in word
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,7 +40,7 @@ from tenantry.cli import tenants as tenants_cli
 from tenantry.cli import tokens as tokens_cli
 from tenantry.cli.output import console, emit_json, error
 from tenantry.cli.state import State, get_state
-from tenantry.errors import ConfigurationError, TablesDiffer, TenantryError
+from tenantry.errors import ConfigurationError, TablesDiffer, TenantryError, UnsafeRuntimeRole
 from tenantry.services import placement_tables
 
 __all__ = ["app", "main"]
@@ -138,16 +140,18 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Verify every app table has row-level security enabled, forced and its policy in place,
-    and that every unique index on one includes tenant_id; with the app's tables (TENANTRY_APP),
-    that every placement holds the app's tables and columns, no fewer and no more."""
+    and that every unique index on one includes tenant_id; that the runtime and reader roles
+    can do no more than their part; with the app's tables (TENANTRY_APP), that every placement
+    holds the app's tables and columns, no fewer and no more."""
     tn = get_state(ctx).tenantry(app_plugins=True)
     bad = tn.unprotected_tables()
     leaky = tn.unscoped_unique_indexes()
+    roles = tn.role_problems()
     with_app = tn.metadata is not None or bool(tn.settings.app)
     differ = placement_tables.drift(tn) if with_app else {}
     if as_json:
-        emit_json({"unprotected": bad, "unscoped_unique": leaky, "differ": differ,
-                   "ok": not bad and not leaky and not differ})
+        emit_json({"unprotected": bad, "unscoped_unique": leaky, "roles": roles, "differ": differ,
+                   "ok": not bad and not leaky and not roles and not differ})
     else:
         for name in bad:
             error(f"{name} is not protected by row-level security")
@@ -156,16 +160,50 @@ def check(
                 f"{index} -- a unique index without tenant_id: a duplicate-key error tells one"
                 " tenant which values another uses; recreate it with tenant_id among its keys"
             )
+        for role, problems in roles.items():
+            error(f"role {role} " + "; ".join(problems))
         for placement, problems in differ.items():
             error(f"placement {placement} differs from the app's tables: " + "; ".join(problems))
         if not bad and not leaky:
             console.print("every app table is protected by row-level security, and its unique keys include tenant_id")
+        if not roles:
+            console.print("the runtime and reader roles can do no more than their part")
         if not differ and with_app:
             console.print("every placement holds the app's tables and columns")
     if bad or leaky:
         raise typer.Exit(9)
+    if roles:
+        raise typer.Exit(UnsafeRuntimeRole.exit_code)
     if differ:
         raise typer.Exit(TablesDiffer.exit_code)
+
+
+@app.command()
+def credentials(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print them as a JSON object.")] = False,
+) -> None:
+    """Print the data plane's connection strings, as environment variables: the runtime
+    role's (TENANTRY_RUNTIME_URL, and TENANTRY_CELL_RUNTIME_URLS for the other cells) and the
+    reader role's (TENANTRY_READER_URL), with the passwords `tenantry init` gave them. Give
+    them, and not TENANTRY_DATABASE_URL, to the processes that serve tenant traffic. They are
+    secrets: redirect them into a secret store, not a terminal log."""
+    tn = get_state(ctx).tenantry()
+    plane = tn.data_plane_settings()
+    assert plane.runtime_url is not None and plane.reader_url is not None
+    found = {
+        "TENANTRY_RUNTIME_URL": plane.runtime_url.get_secret_value(),
+        "TENANTRY_READER_URL": plane.reader_url.get_secret_value(),
+    }
+    if plane.cell_runtime_urls:
+        found["TENANTRY_CELL_RUNTIME_URLS"] = json.dumps(
+            {name: url.get_secret_value() for name, url in plane.cell_runtime_urls.items()}
+        )
+    if as_json:
+        emit_json(found)
+        return
+    for name, value in found.items():
+        typer.echo(f"{name}={shlex.quote(value)}")
 
 
 @contextmanager

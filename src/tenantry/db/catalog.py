@@ -21,15 +21,19 @@ from tenantry.errors import CatalogNotInitialised
 
 __all__ = [
     "CATALOG_SCHEMA",
+    "ROUTING_SCHEMA",
     "InitReport",
     "catalog_version",
     "head_version",
     "migrate_catalog",
     "require_catalog",
-    "runtime_password",
+    "require_routing",
+    "stored_password",
 ]
 
 CATALOG_SCHEMA = "tenantry"
+#: the views a data-plane process reads (sql/catalog/0010_routing.sql), and nothing else
+ROUTING_SCHEMA = "tenantry_routing"
 LOCK_KEY = 0x74656E61  # "tena": serialises concurrent inits
 _NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 
@@ -82,7 +86,24 @@ def catalog_version(conn: psycopg.Connection[Any]) -> int:
 
 def require_catalog(conn: psycopg.Connection[Any]) -> None:
     """Raise :class:`CatalogNotInitialised` unless the catalog is at this tenantry's head."""
-    version = catalog_version(conn)
+    _require_version(catalog_version(conn))
+
+
+def require_routing(conn: psycopg.Connection[Any]) -> None:
+    """:func:`require_catalog` through the routing views, as the reader role sees them."""
+    try:
+        with conn.transaction():
+            row = conn.execute("SELECT version FROM tenantry_routing.catalog").fetchone()
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+        row = None  # a catalog older than the routing views, or none
+    except psycopg.errors.InsufficientPrivilege as err:
+        raise CatalogNotInitialised(
+            f"role {conn.info.user!r} cannot read the routing views: is it the reader role? run `tenantry init`"
+        ) from err
+    _require_version(int(row[0]) if row else 0)
+
+
+def _require_version(version: int) -> None:
     if version == 0:
         raise CatalogNotInitialised("the tenantry catalog does not exist here; run `tenantry init`")
     if version < head_version():
@@ -97,19 +118,31 @@ def migrate_catalog(
     *,
     owner: str,
     runtime: str,
+    reader: str,
     pooled_schema: str,
-    runtime_password: str | None,
+    passwords: dict[str, str],
 ) -> list[str]:
     """Create or upgrade the catalog; return the names of the migrations applied.
 
     Installs the local objects (keys, policy functions, registry) first, then the control
-    catalog's migrations, all in one transaction under an advisory lock.
+    catalog's migrations, then grants the reader role the routing views (every time: a view
+    added by an upgrade is granted too), all in one transaction under an advisory lock.
+    ``passwords`` are the login roles' passwords to keep (``{"runtime": ..., "reader": ...}``,
+    for the roles just created).
     """
-    ids = {"owner": sql.Identifier(owner), "runtime": sql.Identifier(runtime)}
+    ids = {
+        "owner": sql.Identifier(owner),
+        "runtime": sql.Identifier(runtime),
+        "reader": sql.Identifier(reader),
+        "routing": sql.Identifier(ROUTING_SCHEMA),
+        "db": sql.Identifier(conn.info.dbname),
+    }
     applied: list[str] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
         install_local(conn, owner=owner, runtime=runtime, data_schema=pooled_schema, keys=None)
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {routing} AUTHORIZATION {owner}").format(**ids))
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {db} TO {reader}").format(**ids))
         conn.execute(sql.SQL("SET LOCAL ROLE {owner}").format(**ids))
         conn.execute(
             """
@@ -132,20 +165,21 @@ def migrate_catalog(
                 (version, name),
             )
             applied.append(name)
-        if runtime_password is not None:
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {routing} TO {reader}").format(**ids))
+        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {routing} TO {reader}").format(**ids))
+        for role, password in passwords.items():
             conn.execute(
                 """
-                INSERT INTO tenantry.secrets (name, value) VALUES ('runtime_password', %s)
+                INSERT INTO tenantry.secrets (name, value) VALUES (%s, %s)
                 ON CONFLICT (name) DO UPDATE SET value = excluded.value
                 """,
-                (runtime_password.encode(),),
+                (f"{role}_password", password.encode()),
             )
         conn.execute("RESET ROLE")
     return applied
 
 
-def runtime_password(conn: psycopg.Connection[Any]) -> str | None:
-    row = conn.execute(
-        "SELECT value FROM tenantry.secrets WHERE name = 'runtime_password'"
-    ).fetchone()
+def stored_password(conn: psycopg.Connection[Any], role: str) -> str | None:
+    """The password ``tenantry init`` gave the ``runtime`` or ``reader`` role (admin only)."""
+    row = conn.execute("SELECT value FROM tenantry.secrets WHERE name = %s", (f"{role}_password",)).fetchone()
     return bytes(row[0]).decode() if row else None

@@ -45,9 +45,10 @@ class ContextKeys:
         return hashlib.sha256(self.opad + inner).hexdigest()
 
 
-def context_keys(conn: psycopg.Connection[Any]) -> ContextKeys:
-    """Read the context-signing keys of ``conn``'s database (needs owner or admin rights)."""
-    row = conn.execute("SELECT ipad, opad FROM tenantry.context_key").fetchone()
+def context_keys(conn: psycopg.Connection[Any], schema: str = "tenantry") -> ContextKeys:
+    """Read the context-signing keys of ``conn``'s database (needs owner or admin rights), or
+    of the catalog through its routing view (``schema="tenantry_routing"``: the reader role)."""
+    row = conn.execute(sql.SQL("SELECT ipad, opad FROM {}").format(sql.Identifier(schema, "context_key"))).fetchone()
     if row is None:
         raise CatalogNotInitialised("the tenant context keys are missing; run `tenantry init`")
     keys = ContextKeys(ipad=bytes(row[0]), opad=bytes(row[1]))

@@ -1,7 +1,10 @@
-"""The two database roles: the owner that runs DDL, and the runtime role the app uses.
+"""The database roles: the owner that runs DDL, the runtime role the app's queries use, and
+the reader role a data plane reads the catalog's routing views as.
 
 The runtime role must not be able to step around row-level security: no superuser, no
-BYPASSRLS, owns no tenant table, and is not a member of the owner role (``SET ROLE``).
+BYPASSRLS, owns no tenant table, and is not a member of the owner role (``SET ROLE``). The
+reader may SELECT the views of ``tenantry_routing`` and nothing else. :func:`role_problems`
+verifies both from an admin connection (``tenantry check``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from psycopg import sql
 
 from tenantry.errors import ConfigurationError, UnsafeRuntimeRole
 
-__all__ = ["check_runtime_role", "ensure_roles"]
+__all__ = ["check_runtime_role", "ensure_reader", "ensure_roles", "role_problems"]
 
 
 def _role_exists(conn: psycopg.Connection[Any], name: str) -> bool:
@@ -53,20 +56,7 @@ def ensure_roles(conn: psycopg.Connection[Any], owner: str, runtime: str) -> str
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ROLES_LOCK,))
         if not _role_exists(conn, owner):
             _create_role(conn, sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(owner)))
-        if not _role_exists(conn, runtime):
-            candidate = _secrets.token_urlsafe(32)
-            created = _create_role(
-                conn,
-                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(runtime), sql.Literal(candidate)
-                ),
-            )
-            password = candidate if created else None
-        conn.execute(
-            sql.SQL(
-                "ALTER ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT"
-            ).format(sql.Identifier(runtime))
-        )
+        password = _ensure_login(conn, runtime)
         conn.execute(sql.SQL("ALTER ROLE {} NOSUPERUSER NOBYPASSRLS").format(sql.Identifier(owner)))
         if not me[0]:
             # a CREATEROLE admin needs membership to run DDL as the owner
@@ -77,6 +67,32 @@ def ensure_roles(conn: psycopg.Connection[Any], owner: str, runtime: str) -> str
                 f"runtime role {runtime!r} is a member of owner role {owner!r}; revoke that membership"
             )
     return password
+
+
+def _ensure_login(conn: psycopg.Connection[Any], name: str) -> str | None:
+    """Create (or correct) a least-privileged LOGIN role; its password when created here."""
+    password: str | None = None
+    if not _role_exists(conn, name):
+        candidate = _secrets.token_urlsafe(32)
+        created = _create_role(
+            conn, sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(candidate))
+        )
+        password = candidate if created else None
+    conn.execute(
+        sql.SQL(
+            "ALTER ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT"
+        ).format(sql.Identifier(name))
+    )
+    return password
+
+
+def ensure_reader(conn: psycopg.Connection[Any], reader: str) -> str | None:
+    """Create or correct the reader role (as :func:`ensure_roles` does the runtime role);
+    return its new password when it was created. Its grants come with the catalog
+    (:func:`tenantry.db.catalog.migrate_catalog`)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ROLES_LOCK,))
+        return _ensure_login(conn, reader)
 
 
 #: predefined roles that read or write around row-level security or reach the server's files
@@ -153,3 +169,85 @@ def check_runtime_role(conn: psycopg.Connection[Any], owner: str, pooled_schema:
     problem = runtime_problems(row, owner)
     if problem is not None:
         raise UnsafeRuntimeRole(problem)
+
+
+# What a role can reach, asked about it by name from an admin connection: the attributes of
+# every role it can act as, its memberships (SET ROLE needs one), where it may create, and the
+# relations of the catalog, the routing views and the pooled schema it may read or change.
+ROLE_PRIVILEGES_SQL = """
+WITH me AS (SELECT oid FROM pg_roles WHERE rolname = %(role)s),
+reach AS (SELECT r.* FROM pg_roles r, me WHERE pg_has_role(me.oid, r.oid, 'MEMBER')),
+rel AS (
+    SELECT format('%%I.%%I', n.nspname, c.relname) AS name, c.oid, c.relowner
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname IN ('tenantry', 'tenantry_routing', %(schema)s) AND c.relkind IN ('r', 'p', 'v', 'm')
+)
+SELECT coalesce(bool_or(r.rolsuper), false),
+       coalesce(bool_or(r.rolbypassrls), false),
+       coalesce(bool_or(r.rolcreaterole OR r.rolcreatedb OR r.rolreplication), false),
+       coalesce(array_agg(r.rolname::text ORDER BY r.rolname) FILTER (WHERE r.oid <> me.oid), '{}'),
+       ARRAY(SELECT n.nspname::text FROM pg_namespace n
+              WHERE has_schema_privilege(me.oid, n.oid, 'CREATE') AND n.nspname !~ '^pg_(toast_)?temp_'
+              ORDER BY 1),
+       has_database_privilege(me.oid, current_database(), 'CREATE'),
+       ARRAY(SELECT n.nspname::text FROM pg_namespace n
+              WHERE n.nspname IN ('tenantry', 'tenantry_routing', %(schema)s)
+                AND has_schema_privilege(me.oid, n.oid, 'USAGE') ORDER BY 1),
+       ARRAY(SELECT name FROM rel WHERE has_any_column_privilege(me.oid, rel.oid, 'SELECT') ORDER BY 1),
+       ARRAY(SELECT name FROM rel
+              WHERE has_any_column_privilege(me.oid, rel.oid, 'INSERT, UPDATE, REFERENCES')
+                 OR has_table_privilege(me.oid, rel.oid, 'DELETE, TRUNCATE, TRIGGER') ORDER BY 1),
+       ARRAY(SELECT name FROM rel WHERE rel.relowner IN (SELECT oid FROM reach) ORDER BY 1)
+  FROM me JOIN reach r ON true
+ GROUP BY me.oid
+"""
+
+
+def role_problems(conn: psycopg.Connection[Any], role: str, *, kind: str, pooled_schema: str) -> list[str]:
+    """What ``role`` can do beyond its part (``kind``: ``"runtime"`` or ``"reader"``), judged
+    from ``conn``, an admin connection to the database it serves; empty when nothing.
+
+    Both: no superuser, BYPASSRLS, CREATEROLE, CREATEDB or REPLICATION, no membership of any
+    role (so no ``SET ROLE`` to the owner or the admin), no CREATE on any schema or on the
+    database, owns nothing. The runtime role reads only the context view of the schema
+    ``tenantry``; the reader only the views of ``tenantry_routing``, with no USAGE on the
+    catalog's schema or the pooled one. Neither may write a catalog relation.
+    """
+    row = conn.execute(ROLE_PRIVILEGES_SQL, {"role": role, "schema": pooled_schema}).fetchone()
+    if row is None:
+        return [f"role {role!r} does not exist; run `tenantry init`"]
+    is_super, bypass, creates_roles, member_of, creatable, create_db, usage, readable, writable, owned = row
+    problems = []
+    if is_super:
+        problems.append("is (or can become) a superuser")
+    if bypass:
+        problems.append("has (or can assume) BYPASSRLS")
+    if creates_roles:
+        problems.append("has (or can assume) CREATEROLE, CREATEDB or REPLICATION")
+    if member_of:
+        problems.append("is a member of " + ", ".join(member_of) + " (SET ROLE)")
+    if creatable:
+        problems.append("may create objects in schema " + ", ".join(creatable))
+    if create_db:
+        problems.append("may create schemas in the database")
+    if owned:
+        problems.append("owns " + ", ".join(owned))
+    catalog_writes = [name for name in writable if name.startswith(("tenantry.", "tenantry_routing."))]
+    if catalog_writes:
+        problems.append("may change " + ", ".join(catalog_writes))
+    if kind == "reader":
+        extra_usage = [name for name in usage if name != "tenantry_routing"]
+        extra_reads = [name for name in readable if not name.startswith("tenantry_routing.")]
+        if "tenantry_routing" not in usage:
+            problems.append("cannot use the schema tenantry_routing (run `tenantry init`)")
+        data_writes = [name for name in writable if name not in catalog_writes]
+        if data_writes:
+            problems.append("may change " + ", ".join(data_writes))
+    else:
+        extra_usage = [name for name in usage if name == "tenantry_routing"]
+        extra_reads = [name for name in readable if name.startswith(("tenantry.", "tenantry_routing.")) and name != "tenantry.context"]
+    if extra_usage:
+        problems.append("may use schema " + ", ".join(extra_usage))
+    if extra_reads:
+        problems.append("may read " + ", ".join(extra_reads))
+    return problems

@@ -72,7 +72,7 @@ class EnablementCache:
         listener = tn._listener
         trusted = listener is not None and listener.listening.is_set()
         expires = monotonic() + (tn.settings.tenant_cache_ttl if trusted else UNTRUSTED_SECONDS)
-        with tn.admin() as conn:
+        with tn.catalog_reader() as conn:
             found = resolve_for_tenant(conn, tenant_id)
         if found is None:
             raise TenantNotFound(f"no tenant {str(tenant_id)!r}")

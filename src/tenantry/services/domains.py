@@ -148,7 +148,7 @@ def list_domains(
 def lookup_host(conn: psycopg.Connection[Any], hostname: str) -> HostRoute:
     """The edge's question: which tenant (if verified) and which token (if pending)."""
     row = conn.execute(
-        "SELECT tenant_id, token, status FROM tenantry.domains WHERE hostname = %s", (hostname,)
+        "SELECT tenant_id, token, status FROM tenantry_routing.domains WHERE hostname = %s", (hostname,)
     ).fetchone()
     if row is None:
         return UNKNOWN_HOST

@@ -79,8 +79,8 @@ def _record(row: tuple[Any, ...]) -> FlagRecord:
 
 
 def load_flags(conn: psycopg.Connection[Any]) -> list[FlagRecord]:
-    """Every flag, in one query (the per-process cache loads them so)."""
-    rows = conn.execute(f"SELECT {_COLUMNS} FROM tenantry.flags ORDER BY key").fetchall()
+    """Every flag, in one query (the per-process cache loads them so), from the routing view."""
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM tenantry_routing.flags ORDER BY key").fetchall()
     return [_record(r) for r in rows]
 
 

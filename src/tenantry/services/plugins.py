@@ -138,8 +138,8 @@ class PluginFailure:
 
 _RESOLVE_SQL = """
 SELECT t.plan, e.plugin, e.enabled, e.tenant_id IS NOT NULL
-  FROM tenantry.tenants t
-  LEFT JOIN tenantry.plugin_enablement e ON e.tenant_id = t.id OR e.plan = t.plan
+  FROM tenantry_routing.tenants t
+  LEFT JOIN tenantry_routing.plugin_enablement e ON e.tenant_id = t.id OR e.plan = t.plan
  WHERE t.id = %s
 """
 

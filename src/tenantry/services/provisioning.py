@@ -62,10 +62,14 @@ _LOCK_CLASS = 0x746E  # advisory lock namespace of per-tenant control-plane work
 _PLACEMENT_COLUMNS = sql.SQL("tenant_id, cell, isolation, database_name, schema_name, status")
 
 
-def read_placement(conn: psycopg.Connection[Any], tenant_id: uuid.UUID, status: str = "active") -> Placement | None:
+def read_placement(
+    conn: psycopg.Connection[Any], tenant_id: uuid.UUID, status: str = "active", *, source: str = "tenantry"
+) -> Placement | None:
+    """The tenant's placement in ``status``; ``source`` ``"tenantry_routing"`` reads the
+    routing view (active placements only: what the reader role may read)."""
     row = conn.execute(
-        sql.SQL("SELECT {} FROM tenantry.placements WHERE tenant_id = %s AND status = %s").format(
-            _PLACEMENT_COLUMNS
+        sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND status = %s").format(
+            _PLACEMENT_COLUMNS, sql.Identifier(source, "placements")
         ),
         (tenant_id, status),
     ).fetchone()

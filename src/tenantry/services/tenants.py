@@ -114,12 +114,13 @@ def _lookup_clause(key: str | uuid.UUID) -> tuple[sql.Composable, Any]:
 
 
 def get_tenant(
-    conn: psycopg.Connection[Any], key: str | uuid.UUID, *, for_update: bool = False
+    conn: psycopg.Connection[Any], key: str | uuid.UUID, *, for_update: bool = False, source: str = "tenantry"
 ) -> Tenant:
-    """The tenant with this slug or id; deleted tenants are found by id only."""
+    """The tenant with this slug or id; deleted tenants are found by id only. ``source``
+    ``"tenantry_routing"`` reads the routing view (what the reader role may read)."""
     where, value = _lookup_clause(key)
-    query = sql.SQL("SELECT {} FROM tenantry.tenants WHERE {}{}").format(
-        TENANT_COLUMNS, where, sql.SQL(" FOR UPDATE" if for_update else "")
+    query = sql.SQL("SELECT {} FROM {} WHERE {}{}").format(
+        TENANT_COLUMNS, sql.Identifier(source, "tenants"), where, sql.SQL(" FOR UPDATE" if for_update else "")
     )
     row = conn.execute(query, (value,)).fetchone()
     if row is None:
