@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
@@ -54,12 +55,19 @@ _RECONNECT_TIMEOUT = 5.0
 
 
 class _Lru(Generic[T]):
-    """At most ``size`` values by key; the least recently used is handed to ``close``."""
+    """At most ``size`` values by key; the least recently used is handed to ``close``, skipping
+    values ``busy`` says are in use (see :meth:`full`)."""
 
-    def __init__(self, size: int, close: Callable[[T], None]) -> None:
+    def __init__(self, size: int, close: Callable[[T], None], busy: Callable[[T], bool] = lambda _: False) -> None:
         self._size = size
         self._close = close
+        self._busy = busy
         self._items: OrderedDict[RouteKey, T] = OrderedDict()
+
+    def full(self) -> bool:
+        """Whether a new value would find nothing to evict: as many values as ``size``, all
+        busy."""
+        return len(self._items) >= self._size and all(self._busy(v) for v in self._items.values())
 
     def get(self, key: RouteKey) -> T | None:
         value = self._items.get(key)
@@ -69,9 +77,15 @@ class _Lru(Generic[T]):
 
     def put(self, key: RouteKey, value: T) -> None:
         self._items[key] = value
-        while len(self._items) > self._size:
-            _, evicted = self._items.popitem(last=False)
-            self._close(evicted)
+        excess = len(self._items) - self._size
+        for old in list(self._items):  # least recently used first
+            if excess <= 0:
+                break
+            evicted = self._items[old]
+            if old != key and not self._busy(evicted):
+                del self._items[old]
+                self._close(evicted)
+                excess -= 1
 
     def pop(self, key: RouteKey) -> T | None:
         return self._items.pop(key, None)
@@ -105,7 +119,14 @@ class Router:
         self._check_params = check_params
         self._judge = judge
         self._lock = threading.RLock()
-        self._pools: _Lru[ConnectionPool[TenantConnection]] = _Lru(settings.max_pools, _close_pool)
+        # a pool a checkout is taking a connection from is pinned: evicting (closing) it then
+        # would fail that checkout, and under churn the same thread could lose every retry.
+        # A route that needs a new pool while every pool is pinned waits for one to unpin.
+        self._unpinned = threading.Condition(self._lock)
+        self._pins: dict[int, int] = {}
+        self._pools: _Lru[ConnectionPool[TenantConnection]] = _Lru(
+            settings.max_pools, _close_pool, busy=lambda pool: self._pins.get(id(pool), 0) > 0
+        )
         self._engines: _Lru[sa.Engine] = _Lru(settings.max_pools, lambda e: e.dispose())
         self._async_engines: _Lru[AsyncEngine] = _Lru(settings.max_pools, lambda e: self._in_loop(e.dispose()))
         self._async_pools: _Lru[AsyncConnectionPool[AsyncTenantConnection]] = _Lru(
@@ -158,7 +179,24 @@ class Router:
         """A live connection for ``key`` and its pool (give it back with ``pool.putconn``);
         :class:`DatabaseUnavailable` at once while its server is down."""
         watch = self.watch(key)
-        return liveness.checkout(lambda: (self.pool(key), self._born.get(key, -1)), watch, self._settings.connect_timeout)
+        pinned: list[ConnectionPool[TenantConnection]] = []
+
+        def current() -> tuple[ConnectionPool[TenantConnection], int]:
+            with self._lock:
+                pool = self.pool(key)
+                self._pins[id(pool)] = self._pins.get(id(pool), 0) + 1
+                pinned.append(pool)
+                return pool, self._born.get(key, -1)
+
+        try:
+            return liveness.checkout(current, watch, self._settings.connect_timeout)
+        finally:
+            with self._lock:
+                for pool in pinned:
+                    left = self._pins.pop(id(pool)) - 1
+                    if left:
+                        self._pins[id(pool)] = left
+                self._unpinned.notify_all()
 
     async def acheckout(
         self, key: RouteKey
@@ -186,14 +224,24 @@ class Router:
 
     def pool(self, key: RouteKey) -> ConnectionPool[TenantConnection]:
         """The pool for ``key``, opened on first use."""
+        deadline = time.monotonic() + self._settings.connect_timeout
         with self._lock:
-            watch = self.watch(key)
-            pool = self._pools.get(key)
-            if pool is not None:
-                if self._born.get(key) == watch.generation:
-                    return pool
-                self._pools.pop(key)  # made before its server restarted: its connections are dead
-                _retire(pool)
+            while True:
+                watch = self.watch(key)
+                pool = self._pools.get(key)
+                if pool is not None:
+                    if self._born.get(key) == watch.generation:
+                        return pool
+                    self._pools.pop(key)  # made before its server restarted: its connections are dead
+                    _retire(pool)
+                if not self._pools.full():
+                    break
+                left = deadline - time.monotonic()  # (another thread may open this route's pool meanwhile)
+                if left <= 0 or not self._unpinned.wait(left):
+                    raise DatabaseUnavailable(
+                        f"no room for another connection pool: all {self._settings.max_pools} (max_pools) are"
+                        " busy handing out connections; raise TENANTRY_MAX_POOLS"
+                    )
             min_size, max_size = self._sizes(key)
             born = watch.generation
             pool = ConnectionPool(
