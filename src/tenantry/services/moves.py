@@ -83,6 +83,10 @@ PROPAGATION_SECONDS = 2.0
 #: the freeze) or after this many rounds (a tenant writing faster than the copy keeps up)
 CATCH_UP_ENOUGH = 200
 CATCH_UP_ROUNDS = 8
+#: after the copy is sealed, rounds (each checked) run until one finds at most this many
+#: changed rows, or this many times: what the delta copies in the write block is left
+SETTLE_ENOUGH = 20
+SETTLE_ROUNDS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +227,30 @@ def _require_current_tables(tn: Tenantry, tenant: Tenant, source: Placement) -> 
         )
 
 
+def _copy_changes(
+    tenant: Tenant,
+    specs: list[tenant_copy.TableSpec],
+    src: psycopg.Connection[Any],
+    dst: psycopg.Connection[Any],
+    target: Placement,
+    tenant_id: str,
+    when: str,
+) -> tenant_copy.Changes:
+    """One round of :func:`tenant_copy.apply_changes`, then the rows it copied compared on
+    both sides (the other rows are as the last round, or the sealed copy, left them)."""
+    changes = tenant_copy.apply_changes(src, dst, specs, tenant_id)
+    changed = [spec for spec in specs if spec.name in changes.keys]
+    for spec in changed:  # (the others were synced when the copy was sealed)
+        tenant_copy.sync_sequences(dst, target.schema, spec)
+
+    def changed_rows(conn: psycopg.Connection[Any], spec: tenant_copy.TableSpec) -> tuple[int, str]:
+        on_source, on_target = changes.keys[spec.name]
+        return tenant_copy.checksum(conn, spec, on_source if conn is src else on_target)
+
+    _compare(tenant, changed, src, dst, when, changed_rows)
+    return changes
+
+
 def _compare(
     tenant: Tenant,
     specs: list[tenant_copy.TableSpec],
@@ -294,8 +322,11 @@ def move(
     with tn.admin() as conn:
         tenant = get_tenant(conn, key)
         chosen = get_plan(conn, plan or tenant.plan)
-    with tenant_lock(tn, tenant.id, f"tenant {tenant.slug!r} is being moved by another process; try again shortly"):
-        return _move(tn, tenant, chosen, cell, on_step, started)
+    with (
+        tenant_lock(tn, tenant.id, f"tenant {tenant.slug!r} is being moved by another process; try again shortly"),
+        ExitStack() as held,  # the freeze's lock, from the freeze to the cleanup
+    ):
+        return _move(tn, tenant, chosen, cell, on_step, started, held)
 
 
 @contextmanager
@@ -327,6 +358,7 @@ def _move(
     cell: str | None,
     on_step: Callable[[str], None] | None,
     started: float,
+    held: ExitStack,
 ) -> MoveReport:
     with tn.admin() as conn:
         tenant = get_tenant(conn, tenant.id)  # as it is now we hold the lock
@@ -387,30 +419,31 @@ def _move(
                 tenant_copy.sync_sequences(dst, target.schema, spec)
             _compare(tenant, specs, src, dst, "after catching up", lambda conn, spec: tenant_copy.checksum(conn, spec))
         done("catch_up", caught_up=caught)
+    if "freeze" in job.steps_done and "flip" not in job.steps_done:
+        # a resumed move: the freeze's lock goes back on (its record outlived the mover)
+        # before anything reads the frozen source
+        tenant_copy.freeze_writes(held.enter_context(_autocommit_on(tn, source)), tid, owner=owner)
     if todo("freeze"):
-        # the freeze is complete once every table has its trigger (the delta and the
-        # verification read the source only after that); the block clients see starts with
-        # the first table frozen, so the block is counted from there
+        # the rows written while the copy was sealed (its checksums take a while) are copied
+        # and checked now, so that the delta, in the write block, has only the last few
+        for _ in range(SETTLE_ROUNDS):
+            with _Sides(tn, tenant.id, source, target) as (src, dst):
+                found = _copy_changes(tenant, specs, src, dst, target, tid, "in the changes before the freeze").found
+            if found <= SETTLE_ENOUGH:
+                break
+        # one transaction freezes every table at once (the triggers went in with the capture);
+        # its connection holds the freeze's lock until the cleanup
+        lock = held.enter_context(_autocommit_on(tn, source))
         freezing = time.time()
-        with _autocommit_on(tn, source) as conn:
-            tenant_copy.freeze_writes(conn, source.schema, specs, tid, owner=owner)
+        tenant_copy.freeze_writes(lock, tid, owner=owner)
         done("freeze", frozen_at=freezing)
     if "delta" not in job.steps_done or "verify" not in job.steps_done:
         # one session for both (the write block is made of these): the source is frozen
         recorded: dict[str, dict[str, Any]] = {}
         with _Sides(tn, tenant.id, source, target) as (src, dst):
             if todo("delta"):
-                # every row changed since the sealed copy is logged: copy those, and check them
-                changes = tenant_copy.apply_changes(src, dst, specs, tid)
-                changed = [spec for spec in specs if spec.name in changes.keys]
-                for spec in changed:  # (the others were synced when the copy was sealed)
-                    tenant_copy.sync_sequences(dst, target.schema, spec)
-
-                def changed_rows(conn: psycopg.Connection[Any], spec: tenant_copy.TableSpec) -> tuple[int, str]:
-                    on_source, on_target = changes.keys[spec.name]
-                    return tenant_copy.checksum(conn, spec, on_source if conn is src else on_target)
-
-                _compare(tenant, changed, src, dst, "in the last changes", changed_rows)
+                # every row changed since the last round is logged: copy those, and check them
+                changes = _copy_changes(tenant, specs, src, dst, target, tid, "in the last changes")
                 recorded["delta"] = {"delta": {"changed": changes.found}}
             if todo("verify"):
                 # every table's count in one query a side, both sides at once
@@ -472,6 +505,7 @@ def _move(
         wait = float(job.payload["flipped_at"]) + PROPAGATION_SECONDS - time.time()
         if wait > 0:
             time.sleep(wait)
+        held.close()  # the freeze's record refuses the stale writes from here (fenced, too)
         with tn.admin() as conn:
             try:
                 drop_copy(tn, conn, tenant.id, source)
@@ -526,6 +560,7 @@ def _abort(tn: Tenantry, tenant: Tenant) -> bool:
         target = _placement_from(job.payload["target"])
         with _autocommit_on(tn, source) as src:
             tenant_copy.drop_tenant_triggers(src, str(tenant.id), owner=tn.settings.owner_role)
+            tenant_copy.thaw(src, str(tenant.id), owner=tn.settings.owner_role)
             src.execute("DELETE FROM tenantry.move_changes WHERE tenant_id = %s", (tenant.id,))
         drop_copy(tn, conn, tenant.id, target)  # idempotent, whatever was built of it
         with conn.transaction():

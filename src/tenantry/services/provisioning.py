@@ -461,4 +461,5 @@ def drop_copy(
     if placement.database is None:
         with conn.transaction():
             conn.execute("DELETE FROM tenantry.move_changes WHERE tenant_id = %s", (tenant_id,))
+            conn.execute("DELETE FROM tenantry.move_freezes WHERE tenant_id = %s", (tenant_id,))
     return counts
