@@ -142,8 +142,9 @@ def placement_specs(conn: psycopg.Connection[Any], schema: str) -> list[TableSpe
 
 def differences(source: Iterable[TableSpec], target: Iterable[TableSpec], where: str) -> list[str]:
     """What of ``source`` the ``target`` tables cannot hold: a table or column it lacks, a
-    column of another type (when both sides know types), another primary key. Extra tables
-    and columns of the target are no difference (they stay empty, or take their defaults)."""
+    column of another type (when both sides know types), a primary key of other columns (the
+    same columns in another order are no difference). Extra tables and columns of the target
+    are no difference (they stay empty, or take their defaults)."""
     theirs = {spec.name: spec for spec in target}
     problems: list[str] = []
     for spec in source:
@@ -161,7 +162,10 @@ def differences(source: Iterable[TableSpec], target: Iterable[TableSpec], where:
                 for c, t in zip(spec.columns, spec.types)
                 if c in types and types[c] != t
             ]
-        if spec.key and other.key and spec.key != other.key:
+        # a key is the set of columns that names a row (the copy joins and upserts on it);
+        # its order shapes only the index, which each side keeps as its own DDL built it
+        # (SQLAlchemy puts an explicit ``autoincrement=True`` column first)
+        if spec.key and other.key and set(spec.key) != set(other.key):
             problems.append(f"{spec.name}: primary key ({', '.join(spec.key)}), ({', '.join(other.key)}) {where}")
     return problems
 

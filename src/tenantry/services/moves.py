@@ -275,31 +275,58 @@ def _compare(
     return {spec.name: ours for spec, ours in zip(specs, here)}
 
 
+def _count_both(
+    tenant: Tenant, specs: list[tenant_copy.TableSpec], src: psycopg.Connection[Any], dst: psycopg.Connection[Any]
+) -> dict[str, int]:
+    """Every table's count in one query a side, both sides at once; raise unless they agree."""
+    with ThreadPoolExecutor(1) as other:
+        there = other.submit(tenant_copy.counts, dst, specs)
+        here = tenant_copy.counts(src, specs)
+        theirs = there.result()
+    for spec, ours, their in zip(specs, here, theirs):
+        if ours != their:
+            raise IsolationError(
+                f"move of {tenant.slug!r}: table {spec.name} differs at the cutover ({ours} rows at the"
+                f" source, {their} at the target); abort the move (`tenantry tenants move {tenant.slug}"
+                " --abort`) and start it again"
+            )
+    return {spec.name: n for spec, n in zip(specs, here)}
+
+
 class _Sides:
     """Admin connections to the source and target placements, each in a transaction acting
-    as the owner with the tenant bound."""
+    as the owner with the tenant bound. :meth:`connect` opens them ahead of time (the write
+    block then waits for no connection)."""
 
     def __init__(self, tn: Tenantry, tenant_id: uuid.UUID, source: Placement, target: Placement) -> None:
         self._tn = tn
         self._tenant_id = tenant_id
         self._places = (source, target)
         self._stack = ExitStack()
+        self._conns: list[psycopg.Connection[Any]] = []
 
-    def __enter__(self) -> tuple[psycopg.Connection[Any], psycopg.Connection[Any]]:
-        conns: list[psycopg.Connection[Any]] = []
-        for place in self._places:
+    def connect(self) -> _Sides:
+        for place in self._places[len(self._conns):]:
             url = database_url(self._tn.cell_admin_url(place.cell), place.database)
             conn = self._stack.enter_context(admin_connection(url))
-            if not conns:  # the source: one snapshot for every table
+            if not self._conns:  # the source: one snapshot for every table
                 conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            self._conns.append(conn)
+        return self
+
+    def __enter__(self) -> tuple[psycopg.Connection[Any], psycopg.Connection[Any]]:
+        self.connect()
+        for conn, place in zip(self._conns, self._places):
             self._stack.enter_context(conn.transaction())
             signed = self._tn._get_binder().signed(self._tenant_id, place.schema)
             tenant_copy.act_as_tenant(conn, owner=self._tn.settings.owner_role, signed=signed)
-            conns.append(conn)
-        return conns[0], conns[1]
+        return self._conns[0], self._conns[1]
 
     def __exit__(self, *exc: object) -> None:
         self._stack.__exit__(*exc)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._stack.close()
 
 
 def move(
@@ -423,42 +450,40 @@ def _move(
         # a resumed move: the freeze's lock goes back on (its record outlived the mover)
         # before anything reads the frozen source
         tenant_copy.freeze_writes(held.enter_context(_autocommit_on(tn, source)), tid, owner=owner)
+    cutover = _Sides(tn, tenant.id, source, target)
     if todo("freeze"):
         # the rows written while the copy was sealed (its checksums take a while) are copied
-        # and checked now, so that the delta, in the write block, has only the last few
-        for _ in range(SETTLE_ROUNDS):
+        # and checked now, so that the delta, in the write block, has only the last few; the
+        # last of these rounds counts every table, so the cutover counts only what changes
+        for round_ in range(1, SETTLE_ROUNDS + 1):
             with _Sides(tn, tenant.id, source, target) as (src, dst):
                 found = _copy_changes(tenant, specs, src, dst, target, tid, "in the changes before the freeze").found
-            if found <= SETTLE_ENOUGH:
-                break
+                if found <= SETTLE_ENOUGH or round_ == SETTLE_ROUNDS:
+                    counted = _count_both(tenant, specs, src, dst)
+                    break
         # one transaction freezes every table at once (the triggers went in with the capture);
         # its connection holds the freeze's lock until the cleanup
         lock = held.enter_context(_autocommit_on(tn, source))
+        held.callback(cutover.close)
+        cutover.connect()
         freezing = time.time()
         tenant_copy.freeze_writes(lock, tid, owner=owner)
-        done("freeze", frozen_at=freezing)
+        done("freeze", frozen_at=freezing, counted=counted)
     if "delta" not in job.steps_done or "verify" not in job.steps_done:
         # one session for both (the write block is made of these): the source is frozen
         recorded: dict[str, dict[str, Any]] = {}
-        with _Sides(tn, tenant.id, source, target) as (src, dst):
+        with cutover as (src, dst):
+            recount = specs
             if todo("delta"):
                 # every row changed since the last round is logged: copy those, and check them
                 changes = _copy_changes(tenant, specs, src, dst, target, tid, "in the last changes")
                 recorded["delta"] = {"delta": {"changed": changes.found}}
+                if "counted" in job.payload:  # the others have not changed since that count
+                    recount = [spec for spec in specs if spec.name in changes.keys]
             if todo("verify"):
-                # every table's count in one query a side, both sides at once
-                with ThreadPoolExecutor(1) as other:
-                    there = other.submit(tenant_copy.counts, dst, specs)
-                    here = tenant_copy.counts(src, specs)
-                    theirs = there.result()
-                for spec, ours, their in zip(specs, here, theirs):
-                    if ours != their:
-                        raise IsolationError(
-                            f"move of {tenant.slug!r}: table {spec.name} differs at the cutover ({ours} rows at the"
-                            f" source, {their} at the target); abort the move (`tenantry tenants move {tenant.slug}"
-                            " --abort`) and start it again"
-                        )
-                rows = {spec.name: n for spec, n in zip(specs, here)}
+                rows = {} if recount is specs else dict(job.payload["counted"])
+                rows |= _count_both(tenant, recount, src, dst)
+                rows = {spec.name: rows[spec.name] for spec in specs}
                 recorded["verify"] = {"rows": rows}
         with tn.admin() as conn, conn.transaction():  # one catalog transaction for both
             for step, payload in recorded.items():
