@@ -7,26 +7,34 @@ finish, so a move interrupted at any step is finished by running it again (or un
 1. ``build``: the target placement, built like a new tenant's (schema or database, tables at
    the current head, RLS, grants).
 2. ``capture``: triggers on the source log the keys of the rows the tenant writes from now on
-   (other tenants of shared tables are not logged).
+   (other tenants of shared tables are not logged). The freeze's triggers go in with them,
+   refusing nothing yet.
 3. ``bulk_copy``: every row, from one consistent snapshot of the source. Reads and writes go
    on meanwhile.
 4. ``catch_up``: the rows written since are copied again, round after round, while the tenant
    keeps writing, until a round finds little left. A last round seals the copy: the target
    then equals the source as of that round's snapshot, and their per-table checksums (row
    count and a sum of row hashes) must agree.
-5. ``freeze``: the tenant's writes to the source are refused (a trigger per table; other
-   tenants of shared tables write on). From here the source no longer changes.
-6. ``delta``: the rows changed since the seal (every one is logged) are copied, and their
-   checksums must agree on both sides.
-7. ``verify``: row counts must be equal on both sides (both sides are read at once).
+5. ``freeze``: first, while the tenant writes on, more rounds copy the rows written since
+   the seal and compare those rows' checksums, until a round finds only a few; the last one
+   also compares every table's row count. Then the tenant's writes to the source are
+   refused, every table at once: one short transaction records the freeze and waits for the
+   tenant's transactions in flight (:func:`tenant_copy.freeze_writes`); other tenants of
+   shared tables write on. From here the source no longer changes.
+6. ``delta``: the rows changed since the last round (every one is logged) are copied, and
+   their checksums must agree on both sides.
+7. ``verify``: the row counts of the tables the delta changed must be equal on both sides
+   (both sides are read at once; the others were counted before the freeze).
 8. ``flip``: one catalog transaction makes the target placement active and the tenant's plan
    the target plan; every process learns it within a second (NOTIFY). Writes resume there.
 9. ``cleanup``: once every process's cache has moved on, the source copy is removed (from
    shared tables: in batches of rows, a short transaction each).
 
-The write block lasts from the start of ``freeze`` to ``flip``: the last few changes and a
-count, not a hash of every row, so it stays short however big the tenant. Its length is
-recorded in the job and the audit log.
+The write block lasts from the freeze's transaction to ``flip``: the last few changes and the
+counts of the tables they touched, on connections opened before it, so it stays short
+however big the tenant. Its length is recorded in the job and the audit log. The mover holds
+the freeze's lock from the freeze to the cleanup; a move resumed before the flip takes it
+again.
 
 The tables are those the source placement holds (:mod:`tenantry.services.placement_tables`),
 not those of the mover's metadata. Other tenants of shared tables write on throughout: move
