@@ -74,6 +74,7 @@ from tenantry.services.provisioning import (
     database_url,
     drop_copy,
     insert_placement,
+    local_outdated,
     read_placement,
     tenant_lock,
 )
@@ -427,7 +428,9 @@ def _move(
         problems = tenant_copy.differences(specs, placement_tables.held(tn, target), "at the target")
         _refuse_differences(tenant, problems, started=True)
     if todo("capture"):
-        if source.database is not None:  # a database built before change capture existed
+        # a database built by an older tenantry (before change capture, or the atomic freeze);
+        # only then: installing takes locks that every transaction of the tenant waits for
+        if local_outdated(tn, source):
             build_step(tn, "install_local", source)
         with _autocommit_on(tn, source) as conn:
             tenant_copy.capture_changes(conn, source.schema, specs, tid, owner=owner)

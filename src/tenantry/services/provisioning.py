@@ -53,6 +53,7 @@ __all__ = [
     "deprovision",
     "drop_copy",
     "insert_placement",
+    "local_outdated",
     "provision",
     "read_placement",
     "tenant_lock",
@@ -339,6 +340,20 @@ def _activate(
                      target=tenant.slug, after=active.to_dict() | {"placement": placement.to_dict() | {"status": "active"}})
         plugin_hooks.enqueue(conn, "created", active, origin=tn.plugins.origin())
     return active
+
+
+def local_outdated(tn: Tenantry, placement: Placement) -> bool:
+    """Whether ``placement``'s own database holds other local objects than this tenantry
+    installs (or none recorded): its ``install_local`` step would change something."""
+    if placement.database is None:
+        return False
+    with tn.admin() as conn:
+        row = conn.execute(
+            "SELECT local_digest FROM tenantry.placements WHERE tenant_id = %s AND database_name = %s"
+            " AND status <> 'retired'",
+            (placement.tenant_id, placement.database),
+        ).fetchone()
+    return row is None or row[0] != local_digest()
 
 
 def refresh_local(tn: Tenantry) -> list[str]:
