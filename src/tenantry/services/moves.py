@@ -16,15 +16,15 @@ finish, so a move interrupted at any step is finished by running it again (or un
    then equals the source as of that round's snapshot, and their per-table checksums (row
    count and a sum of row hashes) must agree.
 5. ``freeze``: first, while the tenant writes on, more rounds copy the rows written since
-   the seal and compare those rows' checksums, until a round finds only a few; the last one
-   also compares every table's row count. Then the tenant's writes to the source are
-   refused, every table at once: one short transaction records the freeze and waits for the
-   tenant's transactions in flight (:func:`tenant_copy.freeze_writes`); other tenants of
-   shared tables write on. From here the source no longer changes.
+   the seal and compare those rows' checksums, until a round finds only a few. Then the
+   tenant's writes to the source are refused, every table at once: one short transaction
+   records the freeze and waits for the tenant's transactions in flight
+   (:func:`tenant_copy.freeze_writes`); other tenants of shared tables write on. From here
+   the source no longer changes.
 6. ``delta``: the rows changed since the last round (every one is logged) are copied, and
    their checksums must agree on both sides.
-7. ``verify``: the row counts of the tables the delta changed must be equal on both sides
-   (both sides are read at once; the others were counted before the freeze).
+7. ``verify``: the row counts of the tables changed since the seal must be equal on both
+   sides (both sides are read at once; the others are as the seal counted them).
 8. ``flip``: one catalog transaction makes the target placement active and the tenant's plan
    the target plan; every process learns it within a second (NOTIFY). Writes resume there.
 9. ``cleanup``: once every process's cache has moved on, the source copy is removed (from
@@ -93,7 +93,7 @@ PROPAGATION_SECONDS = 2.0
 CATCH_UP_ENOUGH = 200
 CATCH_UP_ROUNDS = 8
 #: after the copy is sealed, rounds (each checked) run until one finds at most this many
-#: changed rows, or this many times: what the delta copies in the write block is left
+#: changed rows, or this many times: what they leave, the delta copies in the write block
 SETTLE_ENOUGH = 20
 SETTLE_ROUNDS = 3
 
@@ -455,8 +455,15 @@ def _move(
             caught += tenant_copy.apply_changes(src, dst, specs, tid).found
             for spec in specs:  # before the freeze: the delta then syncs only what it changes
                 tenant_copy.sync_sequences(dst, target.schema, spec)
-            _compare(tenant, specs, src, dst, "after catching up", lambda conn, spec: tenant_copy.checksum(conn, spec))
-        done("catch_up", caught_up=caught)
+            sealed = _compare(
+                tenant, specs, src, dst, "after catching up", lambda conn, spec: tenant_copy.checksum(conn, spec)
+            )
+        # the tables' counts as sealed: the cutover recounts only the tables changed since
+        # (known when this process seals and freezes; a resumed freeze recounts them all)
+        touched: set[str] | None = set()
+        done("catch_up", caught_up=caught, counted={name: n for name, (n, _sum) in sealed.items()})
+    else:
+        touched = None
     if "freeze" in job.steps_done and "flip" not in job.steps_done:
         # a resumed move: the freeze's lock goes back on (its record outlived the mover)
         # before anything reads the frozen source
@@ -464,14 +471,14 @@ def _move(
     cutover = _Sides(tn, tenant.id, source, target)
     if todo("freeze"):
         # the rows written while the copy was sealed (its checksums take a while) are copied
-        # and checked now, so that the delta, in the write block, has only the last few; the
-        # last of these rounds counts every table, so the cutover counts only what changes
-        for round_ in range(1, SETTLE_ROUNDS + 1):
+        # and checked now, so that the delta, in the write block, has only the last few
+        for _ in range(SETTLE_ROUNDS):
             with _Sides(tn, tenant.id, source, target) as (src, dst):
-                found = _copy_changes(tenant, specs, src, dst, target, tid, "in the changes before the freeze").found
-                if found <= SETTLE_ENOUGH or round_ == SETTLE_ROUNDS:
-                    counted = _count_both(tenant, specs, src, dst)
-                    break
+                changes = _copy_changes(tenant, specs, src, dst, target, tid, "in the changes before the freeze")
+            if touched is not None:
+                touched |= changes.keys.keys()
+            if changes.found <= SETTLE_ENOUGH:
+                break
         # one transaction freezes every table at once (the triggers went in with the capture);
         # its connection holds the freeze's lock until the cleanup
         lock = held.enter_context(_autocommit_on(tn, source))
@@ -479,7 +486,7 @@ def _move(
         cutover.connect()
         freezing = time.time()
         tenant_copy.freeze_writes(lock, tid, owner=owner)
-        done("freeze", frozen_at=freezing, counted=counted)
+        done("freeze", frozen_at=freezing, touched=None if touched is None else sorted(touched))
     if "delta" not in job.steps_done or "verify" not in job.steps_done:
         # one session for both (the write block is made of these): the source is frozen
         recorded: dict[str, dict[str, Any]] = {}
@@ -489,8 +496,9 @@ def _move(
                 # every row changed since the last round is logged: copy those, and check them
                 changes = _copy_changes(tenant, specs, src, dst, target, tid, "in the last changes")
                 recorded["delta"] = {"delta": {"changed": changes.found}}
-                if "counted" in job.payload:  # the others have not changed since that count
-                    recount = [spec for spec in specs if spec.name in changes.keys]
+                if job.payload.get("touched") is not None:  # the others are as they were sealed
+                    since = set(job.payload["touched"]) | changes.keys.keys()
+                    recount = [spec for spec in specs if spec.name in since]
             if todo("verify"):
                 rows = {} if recount is specs else dict(job.payload["counted"])
                 rows |= _count_both(tenant, recount, src, dst)
