@@ -33,16 +33,20 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 from _scratch import add_server_arguments, environment, run_took, scratch_database, server, verdict
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tenantry import TenantMoved, Tenantry, TenantSuspended, tenant_id_column
+from tenantry import TenantMoved, Tenantry, TenantScoped, TenantSuspended
 
 GOAL_SECONDS = 1.0
 
 
-METADATA = sa.MetaData()
-sa.Table(
-    "fence_items", METADATA, tenant_id_column(), sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True)
-)
+class Base(DeclarativeBase):
+    pass
+
+
+class Item(TenantScoped, Base):
+    __tablename__ = "fence_items"
+    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=True)
 
 
 class Looper:
@@ -86,8 +90,8 @@ def main() -> None:
     started = datetime.now(timezone.utc)
     print(f"bench/fences.py on {args.server}: {environment(started)}")
     with server(args.server, args.url) as server_url, scratch_database(server_url) as scratch:
-        admin = Tenantry(scratch.settings(), metadata=METADATA, actor="bench-admin")
-        app = Tenantry(scratch.settings(), metadata=METADATA, actor="bench-app")
+        admin = Tenantry(scratch.settings(), metadata=Base.metadata, actor="bench-admin")
+        app = Tenantry(scratch.settings(), metadata=Base.metadata, actor="bench-app")
         try:
             admin.init()
             suspend_latency, call, violations = [], [], 0

@@ -415,6 +415,7 @@ class MoveResult:
     refused_block: float = 0.0
     during: Window | None = None
     baseline: Window | None = None
+    writer_gap_step: str = ""
 
     @property
     def ratio(self) -> float:
@@ -437,13 +438,17 @@ def run_move(
             raise RuntimeError(f"the writer of {each.slug} wrote nothing within 30 s of the move to {target}")
     ends = [t for _step, t in marks[1:]] + [ended]
     steps = {step: end - t for (step, t), end in zip(marks, ends)}
+
+    def step_at(moment: float) -> str:
+        return next((step for (step, t), end in zip(marks, ends) if t <= moment < end), "before the first step")
+
     gap, began = neighbour.gap_at(started, ended)
-    during = next((step for (step, t), end in zip(marks, ends) if t <= began < end), "before the first step")
+    own_gap, own_began = writer.gap_at(started, ended)
     return MoveResult(
-        source, target, ended - started, report.write_block_seconds, writer.longest_gap(started, ended),
+        source, target, ended - started, report.write_block_seconds, own_gap,
         len(writer.successes) - writes_before, writer.refused - refused_before,
-        gap, during, steps, dict(report.rows), writer.refused_block(started, ended),
-        clients.window(started, ended), baseline,
+        gap, step_at(began), steps, dict(report.rows), writer.refused_block(started, ended),
+        clients.window(started, ended), baseline, step_at(own_began),
     )
 
 
@@ -571,7 +576,8 @@ def describe(r: MoveResult) -> str:
     steps = ", ".join(f"{step} {seconds:.2f}" for step, seconds in r.steps.items())
     return (
         f"{r.source} -> {r.target}: {r.seconds:.2f} s, write block {r.write_block:.3f} s (move report),"
-        f" writer's longest gap {r.writer_gap:.3f} s; {r.writes} writes during the move, {r.refused} refused;"
+        f" writer's longest gap {r.writer_gap:.3f} s (from {r.writer_gap_step});"
+        f" {r.writes} writes during the move, {r.refused} refused;"
         f" the bystander's longest gap {r.neighbour_gap:.3f} s (from {r.neighbour_gap_step})\n    steps (s): {steps}"
         f"\n    the mover's clients were refused for {r.refused_block:.3f} s at most (from a refusal to the next success)"
         f"\n    bystanders during the move: {r.during.describe() if r.during else '-'}; p99 {r.ratio:.2f}x without a move"

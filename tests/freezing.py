@@ -1,4 +1,4 @@
-"""Freeze a pooled tenant's writes as a move's cutover does (the move's own trigger, from
+"""Freeze a pooled tenant's writes as a move's cutover does (the move's own triggers and
 :func:`tenantry.db.tenant_copy.freeze_writes`), for tests of what writers see meanwhile."""
 
 from __future__ import annotations
@@ -8,17 +8,22 @@ from contextlib import contextmanager
 
 from tenantry import Tenant, Tenantry
 from tenantry.db import tenant_copy
+from tenantry.db.connect import admin_connection
 
 
 @contextmanager
 def frozen(tn: Tenantry, tenant: Tenant, table: str = "projects") -> Iterator[None]:
     """Within the block, ``tenant``'s writes to the pooled ``table`` are refused (TenantMoving)."""
-    schema, owner = tn.settings.pooled_schema, tn.settings.owner_role
-    with tn.admin() as conn:  # autocommit: each table's trigger in a transaction of its own
+    schema, owner, tid = tn.settings.pooled_schema, tn.settings.owner_role, str(tenant.id)
+    # autocommit: each table's triggers in a transaction of their own; the freeze's lock is
+    # held by this connection until it closes
+    with admin_connection(tn.admin_url, autocommit=True) as conn:
         spec = next(s for s in tenant_copy.placement_specs(conn, schema) if s.name == table)
-        tenant_copy.freeze_writes(conn, schema, [spec], str(tenant.id), owner=owner)
-    try:
-        yield
-    finally:
-        with tn.admin() as conn:
-            tenant_copy.drop_move_triggers(conn, schema, [table], str(tenant.id), owner=owner, capture=False)
+        tenant_copy.capture_changes(conn, schema, [spec], tid, owner=owner)
+        try:
+            tenant_copy.freeze_writes(conn, tid, owner=owner)
+            yield
+        finally:
+            tenant_copy.thaw(conn, tid, owner=owner)
+            tenant_copy.drop_move_triggers(conn, schema, [table], tid, owner=owner)
+            conn.execute("DELETE FROM tenantry.move_changes WHERE tenant_id = %s", (tenant.id,))

@@ -184,9 +184,11 @@ def read_via(tn: Tenantry, path: str, query: str, *tenants: Tenant) -> list[list
     return arun(tn, each) if path.startswith("asyncio") else [sync(t) for t in tenants]
 
 
-def runtime_databases(tn: Tenantry, databases: Iterable[str], *, most: int, wait: float = 1.0) -> set[str]:
+def runtime_databases(tn: Tenantry, databases: Iterable[str], *, most: int, wait: float = 15.0) -> set[str]:
     """The databases among ``databases`` that runtime-role backends are connected to; waits up to
-    ``wait`` seconds for closed connections to leave (backends exit asynchronously)."""
+    ``wait`` seconds for closed connections to leave (backends exit asynchronously, and the
+    previous test's connections may still be leaving: on a loaded machine that took over the 1 s
+    this once waited; it returns as soon as few enough are left)."""
     deadline = time.monotonic() + wait
     with tn.admin() as conn:
         while True:

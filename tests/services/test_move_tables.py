@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from psycopg import sql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tenantry import Settings, Status, TablesDiffer, Tenant, Tenantry
+from tenantry import Settings, Status, TablesDiffer, Tenant, Tenantry, TenantScoped
 from tenantry.contrib.webhooks import WebhooksPlugin
 from tenantry.db import tenant_copy
 from tenantry.services import placement_tables
@@ -166,3 +168,37 @@ def test_tenantry_check_reports_a_placement_without_the_app_tables(app: Tenantry
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, "notes_items")))
         conn.execute("DELETE FROM tenantry.app_tables WHERE schema_name = %s AND table_name = 'notes_items'", (schema,))
     assert placement_tables.drift(app) == {tenant.slug: ["notes_items: no such table in the placement"]}
+
+
+class _AutoBase(DeclarativeBase):
+    pass
+
+
+class _Counter(TenantScoped, _AutoBase):
+    __tablename__ = "counters"
+    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=True)
+    n: Mapped[int]
+
+
+def test_a_model_whose_key_the_ddl_orders_otherwise_moves(fresh_scratch: Scratch) -> None:
+    # SQLAlchemy's DDL puts an explicit autoincrement column first in a composite key: the
+    # tables hold (id, tenant_id) where the metadata says (tenant_id, id). The same columns
+    # name the same rows, so the move carries them (it once refused, as if the tables differed)
+    with Tenantry(fresh_scratch.settings(), metadata=_AutoBase.metadata, actor="app") as tn:
+        tn.init()
+        tenant = tn.create_tenant(f"auto-{uuid.uuid4().hex[:8]}")
+        [held] = placement_tables.held(tn, tn.placement(tenant.id))  # type: ignore[arg-type]
+        [declared] = tenant_copy.specs(_AutoBase.metadata)
+        assert (held.key, declared.key) == (("id", "tenant_id"), ("tenant_id", "id"))
+        with tn.tenant(tenant.slug), tn.connection() as conn:
+            conn.execute("INSERT INTO counters (n) VALUES (1), (2)")
+        assert tn.move_tenant(tenant.slug, plan=TIER_PLANS["schema"]).rows == {"counters": 2}
+        with tn.tenant(tenant.slug), tn.connection() as conn:
+            conn.execute("INSERT INTO counters (n) VALUES (3)")
+            assert conn.execute("SELECT id, n FROM counters ORDER BY id").fetchall() == [(1, 1), (2, 2), (3, 3)]
+    # a key of other columns is still a difference
+    ours = tenant_copy.TableSpec("t", ("tenant_id", "id", "x"), ("tenant_id", "id"))
+    reordered = tenant_copy.TableSpec("t", ours.columns, ("id", "tenant_id"))
+    other = tenant_copy.TableSpec("t", ours.columns, ("x", "tenant_id"))
+    assert tenant_copy.differences([ours], [reordered], "there") == []
+    assert tenant_copy.differences([ours], [other], "there") == ["t: primary key (tenant_id, id), (x, tenant_id) there"]

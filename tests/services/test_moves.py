@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -14,6 +16,7 @@ import pytest
 from psycopg import sql
 
 from tenantry import Conflict, InvalidInput, IsolationError, Status, Tenant, TenantMoving, Tenantry, copy_rows
+from tenantry.db.tenant_copy import FREEZE_LOCK_CLASS
 from tenantry.services.moves import CATCH_UP_ENOUGH, STEPS
 from tests.conftest import TIER_PLANS
 
@@ -64,12 +67,13 @@ def _old_copy_gone(tn: Tenantry, tenant: Tenant, old: dict) -> None:
 
 
 def _no_move_left(conn: psycopg.Connection, tenant: Tenant) -> None:
-    """No capture or freeze trigger of the tenant remains, nor any logged change."""
+    """No capture or freeze trigger of the tenant remains, nor any logged change or freeze."""
     name = f"tenantry_%_{tenant.id.hex}"
     assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE %s", (name,)).fetchone() == (0,)
-    assert conn.execute(
-        "SELECT count(*) FROM tenantry.move_changes WHERE tenant_id = %s", (tenant.id,)
-    ).fetchone() == (0,)
+    for table in ("move_changes", "move_freezes"):
+        assert conn.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = %s").format(sql.Identifier("tenantry", table)), (tenant.id,)
+        ).fetchone() == (0,)
 
 
 @pytest.mark.parametrize(
@@ -169,6 +173,86 @@ def test_catching_up_runs_rounds_until_little_is_left(tn: Tenantry, make_tenant)
     assert payload["caught_up"] >= CATCH_UP_ENOUGH * 2 and payload["delta"] == {"changed": 0}
     with tn.tenant(moving.slug), tn.connection() as conn:
         assert conn.execute("SELECT count(*) FROM projects WHERE name LIKE 'bulk1%%!'").fetchone()[0] > 100
+
+
+def test_the_freeze_waits_for_the_writes_in_flight_and_refuses_the_others_at_once(tn: Tenantry, make_tenant, scratch) -> None:
+    moving = make_tenant("drain")
+    _seed(tn, moving, projects=2)
+    wrote, snapshot, frozen, release = (threading.Event() for _ in range(4))
+    seen: dict[str, object] = {}
+
+    def in_flight() -> None:  # wrote before the freeze, commits while the freeze waits for it
+        with tn.tenant(moving.slug), tn.connection() as conn:
+            conn.execute("INSERT INTO projects (name) VALUES ('in flight')")
+            wrote.set()
+            release.wait(30)
+
+    def old_snapshot() -> None:  # repeatable read, its snapshot taken before the freeze
+        try:
+            with tn.tenant(moving.slug), tn.connection() as conn:
+                try:
+                    conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    conn.commit()
+                    assert conn.execute("SHOW transaction_isolation").fetchone() == ("repeatable read",)
+                    conn.execute("SELECT count(*) FROM projects")
+                    snapshot.set()
+                    frozen.wait(30)
+                    conn.execute("INSERT INTO projects (name) VALUES ('old snapshot')")
+                    seen["old snapshot"] = "written"
+                finally:
+                    conn.close()  # (its session's isolation level goes with it)
+        except TenantMoving:
+            seen["old snapshot"] = "refused"
+
+    def watch() -> None:  # once the mover waits for the writer in flight: a new write is refused
+        deadline = time.monotonic() + 30
+        with tn.admin() as conn:
+            while time.monotonic() < deadline and not conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = %s::oid",
+                (FREEZE_LOCK_CLASS,),
+            ).fetchone()[0]:
+                time.sleep(0.005)
+        try:
+            with tn.tenant(moving.slug), tn.connection() as conn:
+                conn.execute("INSERT INTO projects (name) VALUES ('while draining')")
+        except TenantMoving:
+            seen["while draining"] = "refused"
+        release.set()
+
+    threads = [threading.Thread(target=f) for f in (in_flight, old_snapshot, watch)]
+    # negative control: a snapshot older than the freeze does not see its record; the lock
+    # the mover holds refuses that transaction's write
+    control = psycopg.connect(scratch.url, autocommit=False)
+    control.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+
+    def on_step(step: str) -> None:
+        if step == "freeze":
+            control.execute("SELECT 1").fetchone()
+            for t in threads:
+                t.start()
+            assert wrote.wait(30) and snapshot.wait(30)
+        if step == "delta":
+            query = "SELECT count(*) FROM tenantry.move_freezes WHERE tenant_id = %s"
+            seen["record, old snapshot"] = control.execute(query, (moving.id,)).fetchone()[0]
+            with tn.admin() as conn:
+                seen["record, now"] = conn.execute(query, (moving.id,)).fetchone()[0]
+            frozen.set()
+            threads[1].join(30)
+
+    try:
+        report = tn.move_tenant(moving.slug, plan="business", on_step=on_step)
+    finally:
+        release.set()
+        frozen.set()
+        for t in threads:
+            t.join(30) if t.is_alive() else None
+        control.close()
+    assert seen == {
+        "while draining": "refused", "old snapshot": "refused", "record, old snapshot": 0, "record, now": 1,
+    }
+    assert report.rows["projects"] == 3  # the write in flight was carried
+    with tn.tenant(moving.slug), tn.connection() as conn:
+        assert conn.execute("SELECT count(*) FROM projects WHERE name = 'in flight'").fetchone() == (1,)
 
 
 def test_the_runtime_role_cannot_touch_the_change_log_or_pass_the_freeze(tn: Tenantry, make_tenant, scratch) -> None:
@@ -282,6 +366,9 @@ def test_a_move_killed_at_any_step_is_finished_by_a_rerun(scratch, tn: Tenantry,
     assert tn.get_tenant(moving.id).status is (Status.ACTIVE if step in ("flip", "fence") else Status.MOVING)
     # the tenant is served all along: reads see every row
     assert _counts(tn, moving) == before
+    if step in ("freeze", "delta", "verify"):  # the freeze outlives the mover that made it
+        with pytest.raises(TenantMoving), tn.tenant(moving.slug), tn.connection() as conn:
+            conn.execute("INSERT INTO projects (name) VALUES ('lost?')")
     with pytest.raises(Conflict, match="being moved to plan 'enterprise'"):
         tn.move_tenant(moving.slug, plan="business")
     finished = _cli(scratch, "tenants", "move", moving.slug, "--plan", "enterprise", "--json")

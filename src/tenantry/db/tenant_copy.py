@@ -47,6 +47,7 @@ __all__ = [
     "specs",
     "sync_sequences",
     "tenant_triggers",
+    "thaw",
 ]
 
 #: how long one attempt at a shared table's lock waits in its queue (see :func:`_locking`)
@@ -55,6 +56,12 @@ LOCK_WAIT = "50ms"
 LOCK_PATIENCE = 120.0
 #: rows deleted per transaction when a tenant leaves shared tables
 DELETE_BATCH = 2000
+#: advisory lock class of the freeze: (this class, hashtext(tenant id)), in the source's
+#: database (see :func:`freeze_writes` and ``tenantry.move_frozen`` in ``sql/local.sql``)
+FREEZE_LOCK_CLASS = 0x747A
+#: how long one attempt at the freeze waits for the tenant's writes in flight; the tenant's
+#: new writes are refused meanwhile, so an attempt that times out lets them through again
+FREEZE_WAIT = "500ms"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +142,9 @@ def placement_specs(conn: psycopg.Connection[Any], schema: str) -> list[TableSpe
 
 def differences(source: Iterable[TableSpec], target: Iterable[TableSpec], where: str) -> list[str]:
     """What of ``source`` the ``target`` tables cannot hold: a table or column it lacks, a
-    column of another type (when both sides know types), another primary key. Extra tables
-    and columns of the target are no difference (they stay empty, or take their defaults)."""
+    column of another type (when both sides know types), a primary key of other columns (the
+    same columns in another order are no difference). Extra tables and columns of the target
+    are no difference (they stay empty, or take their defaults)."""
     theirs = {spec.name: spec for spec in target}
     problems: list[str] = []
     for spec in source:
@@ -154,7 +162,10 @@ def differences(source: Iterable[TableSpec], target: Iterable[TableSpec], where:
                 for c, t in zip(spec.columns, spec.types)
                 if c in types and types[c] != t
             ]
-        if spec.key and other.key and spec.key != other.key:
+        # a key is the set of columns that names a row (the copy joins and upserts on it);
+        # its order shapes only the index, which each side keeps as its own DDL built it
+        # (SQLAlchemy puts an explicit ``autoincrement=True`` column first)
+        if spec.key and other.key and set(spec.key) != set(other.key):
             problems.append(f"{spec.name}: primary key ({', '.join(spec.key)}), ({', '.join(other.key)}) {where}")
     return problems
 
@@ -352,22 +363,19 @@ def _trigger(tenant_id: str, kind: str) -> str:
 
 
 #: (trigger kind, timing and events, the row whose tenant decides, trigger function)
-_CAPTURE = (
+_Kinds = tuple[tuple[str, str, str, str], ...]
+_CAPTURE: _Kinds = (
     ("capture_new", "AFTER INSERT OR UPDATE", "NEW", "capture_change"),
     ("capture_old", "AFTER UPDATE OR DELETE", "OLD", "capture_change"),
 )
-_FREEZE = (
+_FREEZE: _Kinds = (
     ("freeze_ins", "BEFORE INSERT", "NEW", "refuse_write_while_moving"),
     ("freeze_upd", "BEFORE UPDATE OR DELETE", "OLD", "refuse_write_while_moving"),
 )
 
 
 def _create_triggers(
-    schema: str,
-    table: str,
-    tenant_id: str,
-    kinds: tuple[tuple[str, str, str, str], ...],
-    args: dict[str, list[str]],
+    schema: str, table: str, tenant_id: str, kinds: _Kinds, args: Callable[[str, str], list[str]]
 ) -> sql.Composable:
     # CREATE OR REPLACE TRIGGER takes the table's SHARE ROW EXCLUSIVE lock (as CREATE does):
     # it waits for transactions writing the table, and lets every reader through
@@ -382,7 +390,7 @@ def _create_triggers(
             sql.SQL(row),
             sql.Literal(tenant_id),
             sql.Identifier(function),
-            sql.SQL(", ").join(sql.Literal(a) for a in args[row]),
+            sql.SQL(", ").join(sql.Literal(a) for a in args(function, row)),
         )
         for kind, events, row, function in kinds
     )
@@ -395,17 +403,19 @@ def _own_transactions(conn: psycopg.Connection[Any]) -> None:
         raise AssertionError("move triggers are changed on an autocommit connection, outside any transaction")
 
 
-def _locking(conn: psycopg.Connection[Any], owner: str, what: str, ddl: sql.Composable) -> None:
+def _locking(
+    conn: psycopg.Connection[Any], owner: str, what: str, ddl: sql.Composable, *, wait: str = LOCK_WAIT
+) -> None:
     """Run ``ddl`` (on one table) as ``owner`` in a short transaction of its own, sent in one
     round trip (no parameters: its values are quoted literals).
 
-    The table's lock is awaited for :data:`LOCK_WAIT` at most: every writer (for a drop,
+    The table's lock is awaited for ``wait`` at most: every writer (for a drop,
     every reader too) of the table queues behind a waiting DDL statement, so it gives way,
     pauses (growing, jittered) and tries again, up to :data:`LOCK_PATIENCE` seconds; then
     :class:`Conflict`. No other table's lock is held meanwhile.
     """
     statement = sql.SQL("BEGIN; SET LOCAL ROLE {}; SET LOCAL lock_timeout = {}; {}; COMMIT").format(
-        sql.Identifier(owner), sql.Literal(LOCK_WAIT), ddl
+        sql.Identifier(owner), sql.Literal(wait), ddl
     )
     deadline = time.monotonic() + LOCK_PATIENCE
     pause = 0.01
@@ -432,8 +442,8 @@ def _install(
     schema: str,
     specs: Iterable[TableSpec],
     tenant_id: str,
-    kinds: tuple[tuple[str, str, str, str], ...],
-    args: Callable[[TableSpec], dict[str, list[str]]],
+    kinds: _Kinds,
+    args: Callable[[TableSpec, str, str], list[str]],
     owner: str,
 ) -> None:
     """Create ``kinds`` of triggers on every table, one table per transaction; on failure the
@@ -444,7 +454,7 @@ def _install(
         for spec in specs:
             _locking(
                 conn, owner, f"installing move triggers on {schema}.{spec.name}",
-                _create_triggers(schema, spec.name, tenant_id, kinds, args(spec)),
+                _create_triggers(schema, spec.name, tenant_id, kinds, lambda function, row: args(spec, function, row)),
             )
             done.append(spec.name)
     except BaseException:
@@ -461,30 +471,52 @@ def capture_changes(
 ) -> None:
     """Log the keys of the tenant's rows of ``schema``'s tables written from now on (into
     ``tenantry.move_changes``, for :func:`apply_changes`); other tenants' writes are not logged.
+    The freeze's triggers go in with them: they refuse nothing until :func:`freeze_writes`.
 
     ``conn`` is autocommit: each table gets its triggers in a transaction of its own, which
     waits for the transactions writing that table, so every write to it that commits after
     this returns is logged. Copy only after this returns (then every table logs).
     """
 
-    def args(spec: TableSpec) -> dict[str, list[str]]:
-        keys = list(spec.key)
-        return {"NEW": [tenant_id, "new", *keys], "OLD": [tenant_id, "old", *keys]}
+    def args(spec: TableSpec, function: str, row: str) -> list[str]:
+        if function == "refuse_write_while_moving":
+            return [owner, tenant_id, str(FREEZE_LOCK_CLASS)]
+        return [tenant_id, row.lower(), *spec.key]
 
-    _install(conn, schema, specs, tenant_id, _CAPTURE, args, owner)
+    thaw(conn, tenant_id, owner=owner)  # a freeze an earlier move left would refuse at once
+    _install(conn, schema, specs, tenant_id, _CAPTURE + _FREEZE, args, owner)
 
 
-def freeze_writes(
-    conn: psycopg.Connection[Any], schema: str, specs: Iterable[TableSpec], tenant_id: str, *, owner: str
-) -> None:
-    """Refuse the tenant's writes to ``schema``'s tables (a trigger per table; other tenants
-    write on, and the ``owner`` role, which the mover acts as, passes).
+def freeze_writes(conn: psycopg.Connection[Any], tenant_id: str, *, owner: str) -> None:
+    """Refuse the tenant's writes to ``conn``'s database, every table at once (other tenants
+    write on, and the ``owner`` role, which the mover acts as, passes); the triggers
+    :func:`capture_changes` put in do it.
 
-    ``conn`` is autocommit: each table is frozen in a transaction of its own, which waits for
-    the transactions writing it; the freeze is complete (no write of the tenant can slip past
-    it) when this returns, and not before.
+    One short transaction: it takes the freeze's advisory lock, which waits for the tenant's
+    transactions that wrote already (the triggers hold it shared until they end) while its new
+    writes are refused, and records the freeze (``tenantry.move_freezes``), which outlives
+    the mover. The freeze is complete (no write of the tenant can slip past it) when this
+    returns. ``conn`` is autocommit and holds the lock until it is closed: keep it open until the copy is gone, so that no transaction whose snapshot
+    predates the record writes meanwhile.
     """
-    _install(conn, schema, specs, tenant_id, _FREEZE, lambda _spec: {"NEW": [owner], "OLD": [owner]}, owner)
+    _own_transactions(conn)
+    _locking(
+        conn, owner, "freezing the tenant's writes",
+        sql.SQL(
+            "SELECT pg_advisory_lock({}, hashtext({})); "
+            "INSERT INTO tenantry.move_freezes (tenant_id) VALUES ({}) ON CONFLICT DO NOTHING"
+        ).format(sql.Literal(FREEZE_LOCK_CLASS), sql.Literal(tenant_id), sql.Literal(tenant_id)),
+        wait=FREEZE_WAIT,
+    )
+
+
+def thaw(conn: psycopg.Connection[Any], tenant_id: str, *, owner: str) -> None:
+    """Undo :func:`freeze_writes`'s record in ``conn``'s database (its lock goes with the
+    connection that holds it)."""
+    _own_transactions(conn)
+    with conn.transaction():
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
+        conn.execute("DELETE FROM tenantry.move_freezes WHERE tenant_id = %s", (tenant_id,))
 
 
 def _drop(conn: psycopg.Connection[Any], schema: str, table: str, names: list[str], owner: str) -> None:

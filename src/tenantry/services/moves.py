@@ -7,26 +7,34 @@ finish, so a move interrupted at any step is finished by running it again (or un
 1. ``build``: the target placement, built like a new tenant's (schema or database, tables at
    the current head, RLS, grants).
 2. ``capture``: triggers on the source log the keys of the rows the tenant writes from now on
-   (other tenants of shared tables are not logged).
+   (other tenants of shared tables are not logged). The freeze's triggers go in with them,
+   refusing nothing yet.
 3. ``bulk_copy``: every row, from one consistent snapshot of the source. Reads and writes go
    on meanwhile.
 4. ``catch_up``: the rows written since are copied again, round after round, while the tenant
    keeps writing, until a round finds little left. A last round seals the copy: the target
    then equals the source as of that round's snapshot, and their per-table checksums (row
    count and a sum of row hashes) must agree.
-5. ``freeze``: the tenant's writes to the source are refused (a trigger per table; other
-   tenants of shared tables write on). From here the source no longer changes.
-6. ``delta``: the rows changed since the seal (every one is logged) are copied, and their
-   checksums must agree on both sides.
-7. ``verify``: row counts must be equal on both sides (both sides are read at once).
+5. ``freeze``: first, while the tenant writes on, more rounds copy the rows written since
+   the seal and compare those rows' checksums, until a round finds only a few. Then the
+   tenant's writes to the source are refused, every table at once: one short transaction
+   records the freeze and waits for the tenant's transactions in flight
+   (:func:`tenant_copy.freeze_writes`); other tenants of shared tables write on. From here
+   the source no longer changes.
+6. ``delta``: the rows changed since the last round (every one is logged) are copied, and
+   their checksums must agree on both sides.
+7. ``verify``: the row counts of the tables changed since the seal must be equal on both
+   sides (both sides are read at once; the others are as the seal counted them).
 8. ``flip``: one catalog transaction makes the target placement active and the tenant's plan
    the target plan; every process learns it within a second (NOTIFY). Writes resume there.
 9. ``cleanup``: once every process's cache has moved on, the source copy is removed (from
    shared tables: in batches of rows, a short transaction each).
 
-The write block lasts from the start of ``freeze`` to ``flip``: the last few changes and a
-count, not a hash of every row, so it stays short however big the tenant. Its length is
-recorded in the job and the audit log.
+The write block lasts from the freeze's transaction to ``flip``: the last few changes and the
+counts of the tables they touched, on connections opened before it, so it stays short
+however big the tenant. Its length is recorded in the job and the audit log. The mover holds
+the freeze's lock from the freeze to the cleanup; a move resumed before the flip takes it
+again.
 
 The tables are those the source placement holds (:mod:`tenantry.services.placement_tables`),
 not those of the mover's metadata. Other tenants of shared tables write on throughout: move
@@ -66,6 +74,7 @@ from tenantry.services.provisioning import (
     database_url,
     drop_copy,
     insert_placement,
+    local_outdated,
     read_placement,
     tenant_lock,
 )
@@ -83,6 +92,10 @@ PROPAGATION_SECONDS = 2.0
 #: the freeze) or after this many rounds (a tenant writing faster than the copy keeps up)
 CATCH_UP_ENOUGH = 200
 CATCH_UP_ROUNDS = 8
+#: after the copy is sealed, rounds (each checked) run until one finds at most this many
+#: changed rows, or this many times: what they leave, the delta copies in the write block
+SETTLE_ENOUGH = 20
+SETTLE_ROUNDS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +236,30 @@ def _require_current_tables(tn: Tenantry, tenant: Tenant, source: Placement) -> 
         )
 
 
+def _copy_changes(
+    tenant: Tenant,
+    specs: list[tenant_copy.TableSpec],
+    src: psycopg.Connection[Any],
+    dst: psycopg.Connection[Any],
+    target: Placement,
+    tenant_id: str,
+    when: str,
+) -> tenant_copy.Changes:
+    """One round of :func:`tenant_copy.apply_changes`, then the rows it copied compared on
+    both sides (the other rows are as the last round, or the sealed copy, left them)."""
+    changes = tenant_copy.apply_changes(src, dst, specs, tenant_id)
+    changed = [spec for spec in specs if spec.name in changes.keys]
+    for spec in changed:  # (the others were synced when the copy was sealed)
+        tenant_copy.sync_sequences(dst, target.schema, spec)
+
+    def changed_rows(conn: psycopg.Connection[Any], spec: tenant_copy.TableSpec) -> tuple[int, str]:
+        on_source, on_target = changes.keys[spec.name]
+        return tenant_copy.checksum(conn, spec, on_source if conn is src else on_target)
+
+    _compare(tenant, changed, src, dst, when, changed_rows)
+    return changes
+
+
 def _compare(
     tenant: Tenant,
     specs: list[tenant_copy.TableSpec],
@@ -247,31 +284,58 @@ def _compare(
     return {spec.name: ours for spec, ours in zip(specs, here)}
 
 
+def _count_both(
+    tenant: Tenant, specs: list[tenant_copy.TableSpec], src: psycopg.Connection[Any], dst: psycopg.Connection[Any]
+) -> dict[str, int]:
+    """Every table's count in one query a side, both sides at once; raise unless they agree."""
+    with ThreadPoolExecutor(1) as other:
+        there = other.submit(tenant_copy.counts, dst, specs)
+        here = tenant_copy.counts(src, specs)
+        theirs = there.result()
+    for spec, ours, their in zip(specs, here, theirs):
+        if ours != their:
+            raise IsolationError(
+                f"move of {tenant.slug!r}: table {spec.name} differs at the cutover ({ours} rows at the"
+                f" source, {their} at the target); abort the move (`tenantry tenants move {tenant.slug}"
+                " --abort`) and start it again"
+            )
+    return {spec.name: n for spec, n in zip(specs, here)}
+
+
 class _Sides:
     """Admin connections to the source and target placements, each in a transaction acting
-    as the owner with the tenant bound."""
+    as the owner with the tenant bound. :meth:`connect` opens them ahead of time (the write
+    block then waits for no connection)."""
 
     def __init__(self, tn: Tenantry, tenant_id: uuid.UUID, source: Placement, target: Placement) -> None:
         self._tn = tn
         self._tenant_id = tenant_id
         self._places = (source, target)
         self._stack = ExitStack()
+        self._conns: list[psycopg.Connection[Any]] = []
 
-    def __enter__(self) -> tuple[psycopg.Connection[Any], psycopg.Connection[Any]]:
-        conns: list[psycopg.Connection[Any]] = []
-        for place in self._places:
+    def connect(self) -> _Sides:
+        for place in self._places[len(self._conns):]:
             url = database_url(self._tn.cell_admin_url(place.cell), place.database)
             conn = self._stack.enter_context(admin_connection(url))
-            if not conns:  # the source: one snapshot for every table
+            if not self._conns:  # the source: one snapshot for every table
                 conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            self._conns.append(conn)
+        return self
+
+    def __enter__(self) -> tuple[psycopg.Connection[Any], psycopg.Connection[Any]]:
+        self.connect()
+        for conn, place in zip(self._conns, self._places):
             self._stack.enter_context(conn.transaction())
             signed = self._tn._get_binder().signed(self._tenant_id, place.schema)
             tenant_copy.act_as_tenant(conn, owner=self._tn.settings.owner_role, signed=signed)
-            conns.append(conn)
-        return conns[0], conns[1]
+        return self._conns[0], self._conns[1]
 
     def __exit__(self, *exc: object) -> None:
         self._stack.__exit__(*exc)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._stack.close()
 
 
 def move(
@@ -294,8 +358,11 @@ def move(
     with tn.admin() as conn:
         tenant = get_tenant(conn, key)
         chosen = get_plan(conn, plan or tenant.plan)
-    with tenant_lock(tn, tenant.id, f"tenant {tenant.slug!r} is being moved by another process; try again shortly"):
-        return _move(tn, tenant, chosen, cell, on_step, started)
+    with (
+        tenant_lock(tn, tenant.id, f"tenant {tenant.slug!r} is being moved by another process; try again shortly"),
+        ExitStack() as held,  # the freeze's lock, from the freeze to the cleanup
+    ):
+        return _move(tn, tenant, chosen, cell, on_step, started, held)
 
 
 @contextmanager
@@ -327,6 +394,7 @@ def _move(
     cell: str | None,
     on_step: Callable[[str], None] | None,
     started: float,
+    held: ExitStack,
 ) -> MoveReport:
     with tn.admin() as conn:
         tenant = get_tenant(conn, tenant.id)  # as it is now we hold the lock
@@ -360,7 +428,9 @@ def _move(
         problems = tenant_copy.differences(specs, placement_tables.held(tn, target), "at the target")
         _refuse_differences(tenant, problems, started=True)
     if todo("capture"):
-        if source.database is not None:  # a database built before change capture existed
+        # a database built by an older tenantry (before change capture, or the atomic freeze);
+        # only then: installing takes locks that every transaction of the tenant waits for
+        if local_outdated(tn, source):
             build_step(tn, "install_local", source)
         with _autocommit_on(tn, source) as conn:
             tenant_copy.capture_changes(conn, source.schema, specs, tid, owner=owner)
@@ -385,47 +455,54 @@ def _move(
             caught += tenant_copy.apply_changes(src, dst, specs, tid).found
             for spec in specs:  # before the freeze: the delta then syncs only what it changes
                 tenant_copy.sync_sequences(dst, target.schema, spec)
-            _compare(tenant, specs, src, dst, "after catching up", lambda conn, spec: tenant_copy.checksum(conn, spec))
-        done("catch_up", caught_up=caught)
+            sealed = _compare(
+                tenant, specs, src, dst, "after catching up", lambda conn, spec: tenant_copy.checksum(conn, spec)
+            )
+        # the tables' counts as sealed: the cutover recounts only the tables changed since
+        # (known when this process seals and freezes; a resumed freeze recounts them all)
+        touched: set[str] | None = set()
+        done("catch_up", caught_up=caught, counted={name: n for name, (n, _sum) in sealed.items()})
+    else:
+        touched = None
+    if "freeze" in job.steps_done and "flip" not in job.steps_done:
+        # a resumed move: the freeze's lock goes back on (its record outlived the mover)
+        # before anything reads the frozen source
+        tenant_copy.freeze_writes(held.enter_context(_autocommit_on(tn, source)), tid, owner=owner)
+    cutover = _Sides(tn, tenant.id, source, target)
     if todo("freeze"):
-        # the freeze is complete once every table has its trigger (the delta and the
-        # verification read the source only after that); the block clients see starts with
-        # the first table frozen, so the block is counted from there
+        # the rows written while the copy was sealed (its checksums take a while) are copied
+        # and checked now, so that the delta, in the write block, has only the last few
+        for _ in range(SETTLE_ROUNDS):
+            with _Sides(tn, tenant.id, source, target) as (src, dst):
+                changes = _copy_changes(tenant, specs, src, dst, target, tid, "in the changes before the freeze")
+            if touched is not None:
+                touched |= changes.keys.keys()
+            if changes.found <= SETTLE_ENOUGH:
+                break
+        # one transaction freezes every table at once (the triggers went in with the capture);
+        # its connection holds the freeze's lock until the cleanup
+        lock = held.enter_context(_autocommit_on(tn, source))
+        held.callback(cutover.close)
+        cutover.connect()
         freezing = time.time()
-        with _autocommit_on(tn, source) as conn:
-            tenant_copy.freeze_writes(conn, source.schema, specs, tid, owner=owner)
-        done("freeze", frozen_at=freezing)
+        tenant_copy.freeze_writes(lock, tid, owner=owner)
+        done("freeze", frozen_at=freezing, touched=None if touched is None else sorted(touched))
     if "delta" not in job.steps_done or "verify" not in job.steps_done:
         # one session for both (the write block is made of these): the source is frozen
         recorded: dict[str, dict[str, Any]] = {}
-        with _Sides(tn, tenant.id, source, target) as (src, dst):
+        with cutover as (src, dst):
+            recount = specs
             if todo("delta"):
-                # every row changed since the sealed copy is logged: copy those, and check them
-                changes = tenant_copy.apply_changes(src, dst, specs, tid)
-                changed = [spec for spec in specs if spec.name in changes.keys]
-                for spec in changed:  # (the others were synced when the copy was sealed)
-                    tenant_copy.sync_sequences(dst, target.schema, spec)
-
-                def changed_rows(conn: psycopg.Connection[Any], spec: tenant_copy.TableSpec) -> tuple[int, str]:
-                    on_source, on_target = changes.keys[spec.name]
-                    return tenant_copy.checksum(conn, spec, on_source if conn is src else on_target)
-
-                _compare(tenant, changed, src, dst, "in the last changes", changed_rows)
+                # every row changed since the last round is logged: copy those, and check them
+                changes = _copy_changes(tenant, specs, src, dst, target, tid, "in the last changes")
                 recorded["delta"] = {"delta": {"changed": changes.found}}
+                if job.payload.get("touched") is not None:  # the others are as they were sealed
+                    since = set(job.payload["touched"]) | changes.keys.keys()
+                    recount = [spec for spec in specs if spec.name in since]
             if todo("verify"):
-                # every table's count in one query a side, both sides at once
-                with ThreadPoolExecutor(1) as other:
-                    there = other.submit(tenant_copy.counts, dst, specs)
-                    here = tenant_copy.counts(src, specs)
-                    theirs = there.result()
-                for spec, ours, their in zip(specs, here, theirs):
-                    if ours != their:
-                        raise IsolationError(
-                            f"move of {tenant.slug!r}: table {spec.name} differs at the cutover ({ours} rows at the"
-                            f" source, {their} at the target); abort the move (`tenantry tenants move {tenant.slug}"
-                            " --abort`) and start it again"
-                        )
-                rows = {spec.name: n for spec, n in zip(specs, here)}
+                rows = {} if recount is specs else dict(job.payload["counted"])
+                rows |= _count_both(tenant, recount, src, dst)
+                rows = {spec.name: rows[spec.name] for spec in specs}
                 recorded["verify"] = {"rows": rows}
         with tn.admin() as conn, conn.transaction():  # one catalog transaction for both
             for step, payload in recorded.items():
@@ -472,6 +549,7 @@ def _move(
         wait = float(job.payload["flipped_at"]) + PROPAGATION_SECONDS - time.time()
         if wait > 0:
             time.sleep(wait)
+        held.close()  # the freeze's record refuses the stale writes from here (fenced, too)
         with tn.admin() as conn:
             try:
                 drop_copy(tn, conn, tenant.id, source)
@@ -526,6 +604,7 @@ def _abort(tn: Tenantry, tenant: Tenant) -> bool:
         target = _placement_from(job.payload["target"])
         with _autocommit_on(tn, source) as src:
             tenant_copy.drop_tenant_triggers(src, str(tenant.id), owner=tn.settings.owner_role)
+            tenant_copy.thaw(src, str(tenant.id), owner=tn.settings.owner_role)
             src.execute("DELETE FROM tenantry.move_changes WHERE tenant_id = %s", (tenant.id,))
         drop_copy(tn, conn, tenant.id, target)  # idempotent, whatever was built of it
         with conn.transaction():

@@ -53,6 +53,7 @@ __all__ = [
     "deprovision",
     "drop_copy",
     "insert_placement",
+    "local_outdated",
     "provision",
     "read_placement",
     "tenant_lock",
@@ -345,6 +346,20 @@ def _activate(
     return active
 
 
+def local_outdated(tn: Tenantry, placement: Placement) -> bool:
+    """Whether ``placement``'s own database holds other local objects than this tenantry
+    installs (or none recorded): its ``install_local`` step would change something."""
+    if placement.database is None:
+        return False
+    with tn.admin() as conn:
+        row = conn.execute(
+            "SELECT local_digest FROM tenantry.placements WHERE tenant_id = %s AND database_name = %s"
+            " AND status <> 'retired'",
+            (placement.tenant_id, placement.database),
+        ).fetchone()
+    return row is None or row[0] != local_digest()
+
+
 def refresh_local(tn: Tenantry) -> list[str]:
     """Install this tenantry's local objects into every database-tier placement whose own
     database holds older ones (after an upgrade); returns the databases refreshed.
@@ -465,4 +480,5 @@ def drop_copy(
     if placement.database is None:
         with conn.transaction():
             conn.execute("DELETE FROM tenantry.move_changes WHERE tenant_id = %s", (tenant_id,))
+            conn.execute("DELETE FROM tenantry.move_freezes WHERE tenant_id = %s", (tenant_id,))
     return counts

@@ -197,9 +197,37 @@ BEGIN
 END
 $fn$;
 
--- Trigger function that refuses a tenant's writes while it is being moved (see
--- tenantry.db.tenant_copy.freeze_writes): a clear, retryable error, never a silent loss.
--- The owner role (TG_ARGV[0]), which the mover acts as, passes: it removes the frozen copy.
+-- The tenants frozen in this database (see tenantry.db.tenant_copy.freeze_writes): a moving
+-- tenant's freeze triggers are in place from the start of its move, and refuse its writes
+-- once its row is here. One row, so the freeze is one short transaction whatever the tables.
+CREATE TABLE IF NOT EXISTS tenantry.move_freezes (
+    tenant_id  uuid PRIMARY KEY,
+    frozen_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Whether the tenant's writes are refused: its row above, or the advisory lock
+-- (lock_class, hashtext(tenant)) that the mover holds from the freeze to the cleanup, and
+-- waits for while it freezes (a writer holds it shared until it commits: the mover waits for
+-- the writers in flight, and the writers that come meanwhile are refused). The lock also
+-- covers a transaction whose snapshot predates the row. Runs with its owner's rights: the
+-- runtime role reads no table of this schema.
+CREATE OR REPLACE FUNCTION tenantry.move_frozen(tid uuid, lock_class integer) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NOT pg_try_advisory_xact_lock_shared(lock_class, hashtext(tid::text)) THEN
+        RETURN true;
+    END IF;
+    RETURN EXISTS (SELECT 1 FROM tenantry.move_freezes f WHERE f.tenant_id = tid);
+END
+$fn$;
+
+-- Trigger function that refuses a tenant's writes while it is being moved: a clear,
+-- retryable error, never a silent loss. TG_ARGV: the owner role, which the mover acts as and
+-- which passes (it removes the frozen copy); then the tenant and the lock class of
+-- tenantry.move_frozen, which decides. With the owner alone (as older movers put it), the
+-- trigger refuses every write.
 CREATE OR REPLACE FUNCTION tenantry.refuse_write_while_moving() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -207,6 +235,11 @@ AS $fn$
 BEGIN
     IF TG_NARGS > 0 AND current_user = TG_ARGV[0] THEN
         RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
+    IF TG_NARGS > 2 THEN
+        IF NOT tenantry.move_frozen(TG_ARGV[1]::uuid, TG_ARGV[2]::integer) THEN
+            RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+        END IF;
     END IF;
     RAISE EXCEPTION 'tenantry: this tenant is being moved; its writes resume in a moment'
         USING ERRCODE = '55006', HINT = 'retry the transaction';
@@ -252,9 +285,9 @@ REVOKE ALL ON ALL TABLES IN SCHEMA tenantry FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenantry.current_tenant_id(), tenantry.require_tenant_id(),
     tenantry.check_marker(text), tenantry.refuse_context(), tenantry.capture_change(),
     tenantry.refuse_write_while_moving(), tenantry.refuse_stale(text), tenantry.reset_session(),
-    tenantry.check_binding(text, text) FROM PUBLIC;
+    tenantry.check_binding(text, text), tenantry.move_frozen(uuid, integer) FROM PUBLIC;
 GRANT USAGE ON SCHEMA tenantry TO {runtime};
 GRANT SELECT ON tenantry.context TO {runtime};
 GRANT EXECUTE ON FUNCTION tenantry.current_tenant_id(), tenantry.require_tenant_id(),
     tenantry.check_marker(text), tenantry.refuse_context(), tenantry.refuse_stale(text),
-    tenantry.reset_session(), tenantry.check_binding(text, text) TO {runtime};
+    tenantry.reset_session(), tenantry.check_binding(text, text), tenantry.move_frozen(uuid, integer) TO {runtime};
