@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import importlib
+import shlex
 import signal
 import socket
 import sys
@@ -31,10 +32,11 @@ from typing import Annotated, Any
 import typer
 
 from tenantry.app import Tenantry
-from tenantry.cli.output import console, emit_json
+from tenantry.cli.output import console, emit_json, runnable
 from tenantry.cli.state import get_state
 from tenantry.core.model import Status
 from tenantry.errors import ConfigurationError, Conflict, TenantExists, TenantryError
+from tenantry.settings import Settings
 
 __all__ = ["DEMO_TENANTS", "DemoTenant", "demo"]
 
@@ -53,6 +55,8 @@ DEMO_TENANTS = (
     DemoTenant("globex", "Globex Corporation", "business", "hank@globex.example"),
     DemoTenant("initech", "Initech", "enterprise", "bill@initech.example"),
 )
+#: the tracker's tables, for a CLI that builds placements (business and enterprise tenants)
+TRACKER_APP = "examples.tracker.models:Base"
 
 def demo(
     ctx: typer.Context,
@@ -98,6 +102,7 @@ def demo(
             "admin_api": None if admin.app is None else {"url": _url(_shown_host(host), ports[1]), "token": admin.token},
             "admin_api_unavailable": admin.reason,
             "database": "external" if tn.settings.database_url else "embedded",
+            "cli": _cli(tn.settings, tracker.root),
         }
 
         def ready() -> None:
@@ -131,6 +136,8 @@ class _Tracker:
     seed: ModuleType
     brands: ModuleType
     features: ModuleType
+    root: Path
+    """The source checkout it was imported from."""
 
 
 def _load_tracker() -> _Tracker:
@@ -145,7 +152,10 @@ def _load_tracker() -> _Tracker:
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     try:
-        loaded = _Tracker(*(importlib.import_module(f"examples.tracker.{name}") for name in ("app", "models", "seed", "brands", "features")))
+        loaded = _Tracker(
+            *(importlib.import_module(f"examples.tracker.{name}") for name in ("app", "models", "seed", "brands", "features")),
+            root=root,
+        )
     except ImportError as err:
         raise ConfigurationError(
             f"the demo needs the web extra ({err.name or err}): pip install -e \".[web]\""
@@ -198,6 +208,28 @@ def _features(tn: Tenantry, features: ModuleType, slug: str) -> dict[str, bool]:
         return {}
 
 
+def _cli(settings: Settings, root: Path) -> dict[str, Any]:
+    """How to use the CLI on the demo's data from this shell: the command (runnable outside
+    the venv), the environment it needs (the tracker's tables, importable from here; the
+    data directory when it is not the default) and commands to try."""
+    environment = {"TENANTRY_APP": TRACKER_APP}
+    if Path.cwd().resolve() != root:
+        environment["PYTHONPATH"] = str(root)
+    if settings.database_url is None and settings.data_dir is not None:
+        environment["TENANTRY_DATA_DIR"] = str(settings.data_dir)
+    command = runnable()
+    return {
+        "command": command,
+        "environment": environment,
+        "exports": [f"export {name}={shlex.quote(value)}" for name, value in environment.items()],
+        "try": [
+            f"{command} plugins enable webhooks --tenant acme",
+            f"{command} flags eval csv-export --tenant acme",
+            f"{command} tenants create umbrella --plan business",
+        ],
+    }
+
+
 def _url(host: str, port: int) -> str:
     return f"http://{host}/" if port == 80 else f"http://{host}:{port}/"
 
@@ -213,7 +245,7 @@ def _print_report(report: dict[str, Any]) -> None:
     console.print("[bold]tenantry demo[/]: the example tracker, three tenants on three tiers")
     console.print(f"PostgreSQL: {where}\n")
     for t in report["tenants"]:
-        note = "" if t["status"] == "active" else f"  [red]{t['status']}: `tenantry tenants resume {t['slug']}`[/]"
+        note = "" if t["status"] == "active" else f"  [red]{t['status']}: `{report['cli']['command']} tenants resume {t['slug']}`[/]"
         fresh = " [green](new)[/]" if t["created"] else ""
         on = ", ".join(name for name, enabled in t.get("features", {}).items() if enabled) or "no extras"
         console.print(
@@ -231,10 +263,11 @@ def _print_report(report: dict[str, Any]) -> None:
             console.print(f"    {curl}", soft_wrap=True, markup=False, highlight=False)
         else:
             console.print("    no API token was created by this build")
-    console.print(
-        "\nTry: tenantry plugins enable webhooks --tenant acme; tenantry flags eval csv-export --tenant acme",
-        soft_wrap=True,
-    )
+    cli = report["cli"]
+    # one line each, however narrow the terminal: they are meant to be copied
+    console.print("\nThe CLI on this data, from this shell:")
+    for line in [*cli["exports"], *cli["try"]]:
+        console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
     console.print("\nCtrl-C stops the demo; running it again reuses the data.")
 
 
