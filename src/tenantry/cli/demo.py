@@ -225,7 +225,7 @@ def _cli(settings: Settings, root: Path) -> dict[str, Any]:
         "try": [
             f"{command} plugins enable webhooks --tenant acme",
             f"{command} flags eval csv-export --tenant acme",
-            f"{command} tenants create umbrella --plan business",
+            f"{command} tenants create initrode --plan business",
         ],
     }
 
