@@ -7,8 +7,10 @@ has no data yet, gives each its own brand (colours, fonts, logo) unless it has o
 them differ in features (the ``csv-export`` flag on for globex, the ``webhooks`` plugin on for
 the enterprise plan) unless that was set before, then serves the tracker at
 ``http://<slug>.localhost:<port>/`` and the admin API (when this build has one) from one
-process. Ctrl-C or SIGTERM stops both servers, closes
-the pools and exits 0; running it again reuses the data.
+process, with the apps' lifespans (the tracker's webhook sender runs). The report ends with
+the CLI as this shell runs it, the ``export`` lines it needs for the demo's data and commands
+to try. Ctrl-C or SIGTERM stops both servers, closes the pools and exits 0; running it again
+reuses the data.
 
 The tracker lives in ``examples/tracker`` of a source checkout; the web stack comes from the
 ``web`` extra (``pip install -e ".[web]"``).
@@ -152,14 +154,14 @@ def _load_tracker() -> _Tracker:
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     try:
-        loaded = _Tracker(
-            *(importlib.import_module(f"examples.tracker.{name}") for name in ("app", "models", "seed", "brands", "features")),
-            root=root,
+        app, models, seed, brands, features = (
+            importlib.import_module(f"examples.tracker.{name}") for name in ("app", "models", "seed", "brands", "features")
         )
     except ImportError as err:
         raise ConfigurationError(
             f"the demo needs the web extra ({err.name or err}): pip install -e \".[web]\""
         ) from err
+    loaded = _Tracker(app, models, seed, brands, features, root)
     found = Path(loaded.app.__file__ or "").resolve()
     if not found.is_relative_to(root):
         raise ConfigurationError(f"examples.tracker was imported from {found}, not from {root}")
