@@ -1,18 +1,28 @@
 """tenantry in one screen: two tenants, one set of tables, PostgreSQL keeping them apart.
 
-Run it with ``bash scripts/demo`` (or ``python examples/quickstart.py`` inside the venv). With
-no ``TENANTRY_DATABASE_URL`` it starts the embedded PostgreSQL server; rerunning reuses it.
+Run it with ``.venv/bin/python examples/quickstart.py`` (``bash scripts/demo`` makes the venv).
+With no ``TENANTRY_DATABASE_URL`` it starts the embedded PostgreSQL server; rerunning reuses it.
+
+It keeps a catalog of its own on that server (the database ``tenantry_quickstart`` and roles
+of its own; with ``TENANTRY_DATABASE_URL``, the database named there with ``_quickstart``), so
+it never meets the tenants of ``tenantry demo`` or of your app, which share the server: the
+demo's ``globex`` has a schema of its own and the tracker's tables, not these.
 """
 
 from __future__ import annotations
 
 import psycopg
 import sqlalchemy as sa
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from tenantry import IsolationError, Settings, TenantExists, Tenantry, TenantScoped, current_tenant
+
+OWN = "_quickstart"
+"""What the quickstart adds to the configured database and role names for its own catalog."""
 
 
 class Base(DeclarativeBase):
@@ -34,9 +44,26 @@ SEED = {
 }
 
 
+def own_catalog(settings: Settings) -> Settings:
+    """Settings for the quickstart's own catalog, beside the configured one on the same server:
+    its database (created if missing) and its owner and runtime roles."""
+    with Tenantry(settings) as server:  # starts the embedded server when no URL is set
+        url = server.admin_url
+    dbname = f"{conninfo_to_dict(url).get('dbname') or 'postgres'}{OWN}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    return settings.with_changes(
+        database_url=make_conninfo(url, dbname=dbname),
+        owner_role=f"{settings.owner_role}{OWN}",
+        runtime_role=f"{settings.runtime_role}{OWN}",
+    )
+
+
 def main() -> None:
     console = Console()
-    tn = Tenantry(Settings.from_env(embedded=True), metadata=Base.metadata, actor="quickstart")
+    settings = own_catalog(Settings.from_env(embedded=True))
+    tn = Tenantry(settings, metadata=Base.metadata, actor="quickstart")
     console.print("[bold]1. init[/] catalog, roles and the app's tables (idempotent)")
     report = tn.init()
     console.print(f"   catalog version {report.version}; row-level security on {tn.deploy().secured}")

@@ -47,6 +47,7 @@ Driver errors are wrapped and chained (``raise TenantNotFound(...) from err``), 
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 __all__ = [
@@ -104,6 +105,12 @@ class TenantryError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    @property
+    def code(self) -> str:
+        """The error's name for scripts (the CLI's ``--json`` errors), as the admin API's
+        problem types end: ``TenantNotFound`` -> ``tenant-not-found``."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "-", type(self).__name__).lower()
 
 
 class ConfigurationError(TenantryError):

@@ -103,8 +103,12 @@ def test_errors_are_one_line_with_exit_codes(cli, plan_tenant, args, exit_code, 
     for extra in ([], ["--json"]):
         code, out, err = cli(*filled, *extra)
         assert code == exit_code, (code, err)
-        assert err.count("\n") == 1 and err.startswith("error:") and fragment in err, err
+        assert err.count("\n") == 1 and fragment in err, err
         assert "Traceback" not in err
+        if extra:  # under --json, the error is one JSON object
+            assert json.loads(err)["exit"] == exit_code and fragment in json.loads(err)["error"]
+        else:
+            assert err.startswith("error:")
 
 
 def test_flags_commands(cli, plan_tenant) -> None:

@@ -75,6 +75,7 @@ def demo_env(scratch: Scratch) -> dict[str, str]:
         TENANTRY_DATABASE_URL=scratch.url,
         TENANTRY_OWNER_ROLE=scratch.owner,
         TENANTRY_RUNTIME_ROLE=scratch.runtime, TENANTRY_READER_ROLE=scratch.reader,
+        TENANTRY_SECRET_KEYS=scratch.secret_keys,
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -100,6 +100,9 @@ def test_move_between_every_pair_of_tiers(tn: Tenantry, make_tenant, source: str
         assert conn.execute("SELECT count(*) FROM projects").fetchone() == (before["projects"] + 1,)
     entry = tn.audit_log(target_type="tenant", target=moving.slug)[0]
     assert entry.action == "tenant.move" and entry.after["rows"] == before
+    # the placements as the move left them, not as it began (issue 12)
+    assert entry.after["placement"]["status"] == report.target["status"] == "active"
+    assert report.source["status"] == "retired"
     assert tn.unprotected_tables() == []
 
 

@@ -1,7 +1,10 @@
 """``tenantry config …``: per-tenant configuration in layers, with history and rollback.
 
 The app's config schema is found through ``TENANTRY_CONFIG=module:Model``, or the
-``TENANTRY_CONFIG`` attribute of the module ``TENANTRY_APP`` names.
+``TENANTRY_CONFIG`` attribute of the module ``TENANTRY_APP`` names; plugins' sections
+(``webhooks``) come with the plugins the app runs: those ``TENANTRY_PLUGINS`` names, else the
+installed ones the catalog shows the app runs (their tables deployed, or switched on for a plan
+or a tenant).
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ def get(
     as_json: JsonFlag = False,
 ) -> None:
     """Show what a tenant (or a plan) resolves to: defaults, plan, tenant, overrides."""
-    result = service.get(get_state(ctx).tenantry(), tenant=tenant, plan=plan, key=key)
+    result = service.get(get_state(ctx).tenantry(app_plugins=True), tenant=tenant, plan=plan, key=key)
     if as_json:
         if key is not None and not layer:
             emit_json({**result.scope.to_dict(), "key": key, "value": result.value, "source": result.source})
@@ -115,7 +118,7 @@ def set_(
     """Set a value in a layer; validated against the app's schema before anything is saved."""
     expires_in, expires_at = parse_expiry(expires) if expires else (None, None)
     change = service.set_value(
-        get_state(ctx).tenantry(), key, parse_value(value), tenant=tenant, plan=plan,
+        get_state(ctx).tenantry(app_plugins=True), key, parse_value(value), tenant=tenant, plan=plan,
         expires_in=expires_in, expires_at=expires_at, message=message,
     )
     _print_change(change, as_json)
@@ -133,7 +136,7 @@ def unset(
 ) -> None:
     """Remove a value from a layer, so the layers below show through."""
     change = service.unset_value(
-        get_state(ctx).tenantry(), key, tenant=tenant, plan=plan, override=override, message=message
+        get_state(ctx).tenantry(app_plugins=True), key, tenant=tenant, plan=plan, override=override, message=message
     )
     _print_change(change, as_json)
 
@@ -147,7 +150,7 @@ def history(
     as_json: JsonFlag = False,
 ) -> None:
     """A layer's versions, newest first: who changed what, when, and why."""
-    versions = service.history(get_state(ctx).tenantry(), tenant=tenant, plan=plan, limit=limit)
+    versions = service.history(get_state(ctx).tenantry(app_plugins=True), tenant=tenant, plan=plan, limit=limit)
     if as_json:
         emit_json([v.to_dict() for v in versions])
         return
@@ -174,7 +177,7 @@ def diff(
     as_json: JsonFlag = False,
 ) -> None:
     """What changed in a layer between two versions."""
-    result = service.diff(get_state(ctx).tenantry(), from_version, to_version, tenant=tenant, plan=plan)
+    result = service.diff(get_state(ctx).tenantry(app_plugins=True), from_version, to_version, tenant=tenant, plan=plan)
     if as_json:
         emit_json(result.to_dict())
         return
@@ -199,7 +202,7 @@ def rollback(
     as_json: JsonFlag = False,
 ) -> None:
     """Make a layer what it was at VERSION, as a new version (validated first)."""
-    change = service.rollback(get_state(ctx).tenantry(), version, tenant=tenant, plan=plan, message=message)
+    change = service.rollback(get_state(ctx).tenantry(app_plugins=True), version, tenant=tenant, plan=plan, message=message)
     _print_change(change, as_json)
 
 
@@ -207,7 +210,7 @@ def rollback(
 def reseal(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Seal every stored secret value with the first key of TENANTRY_SECRET_KEYS (after a key
     rotation put a new key first); values do not change, no version is added."""
-    count = service.reseal(get_state(ctx).tenantry())
+    count = service.reseal(get_state(ctx).tenantry(app_plugins=True))
     if as_json:
         emit_json({"resealed_layers": count})
         return

@@ -7,8 +7,10 @@ has no data yet, gives each its own brand (colours, fonts, logo) unless it has o
 them differ in features (the ``csv-export`` flag on for globex, the ``webhooks`` plugin on for
 the enterprise plan) unless that was set before, then serves the tracker at
 ``http://<slug>.localhost:<port>/`` and the admin API (when this build has one) from one
-process. Ctrl-C or SIGTERM stops both servers, closes
-the pools and exits 0; running it again reuses the data.
+process, with the apps' lifespans (the tracker's webhook sender runs). The report ends with
+the CLI as this shell runs it, the ``export`` lines it needs for the demo's data and commands
+to try. Ctrl-C or SIGTERM stops both servers, closes the pools and exits 0; running it again
+reuses the data.
 
 The tracker lives in ``examples/tracker`` of a source checkout; the web stack comes from the
 ``web`` extra (``pip install -e ".[web]"``).
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import importlib
+import shlex
 import signal
 import socket
 import sys
@@ -31,10 +34,11 @@ from typing import Annotated, Any
 import typer
 
 from tenantry.app import Tenantry
-from tenantry.cli.output import console, emit_json
+from tenantry.cli.output import console, emit_json, runnable
 from tenantry.cli.state import get_state
 from tenantry.core.model import Status
 from tenantry.errors import ConfigurationError, Conflict, TenantExists, TenantryError
+from tenantry.settings import Settings
 
 __all__ = ["DEMO_TENANTS", "DemoTenant", "demo"]
 
@@ -53,6 +57,8 @@ DEMO_TENANTS = (
     DemoTenant("globex", "Globex Corporation", "business", "hank@globex.example"),
     DemoTenant("initech", "Initech", "enterprise", "bill@initech.example"),
 )
+#: the tracker's tables, for a CLI that builds placements (business and enterprise tenants)
+TRACKER_APP = "examples.tracker.models:Base"
 
 def demo(
     ctx: typer.Context,
@@ -98,6 +104,7 @@ def demo(
             "admin_api": None if admin.app is None else {"url": _url(_shown_host(host), ports[1]), "token": admin.token},
             "admin_api_unavailable": admin.reason,
             "database": "external" if tn.settings.database_url else "embedded",
+            "cli": _cli(tn.settings, tracker.root),
         }
 
         def ready() -> None:
@@ -131,6 +138,8 @@ class _Tracker:
     seed: ModuleType
     brands: ModuleType
     features: ModuleType
+    root: Path
+    """The source checkout it was imported from."""
 
 
 def _load_tracker() -> _Tracker:
@@ -145,11 +154,14 @@ def _load_tracker() -> _Tracker:
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     try:
-        loaded = _Tracker(*(importlib.import_module(f"examples.tracker.{name}") for name in ("app", "models", "seed", "brands", "features")))
+        app, models, seed, brands, features = (
+            importlib.import_module(f"examples.tracker.{name}") for name in ("app", "models", "seed", "brands", "features")
+        )
     except ImportError as err:
         raise ConfigurationError(
             f"the demo needs the web extra ({err.name or err}): pip install -e \".[web]\""
         ) from err
+    loaded = _Tracker(app, models, seed, brands, features, root)
     found = Path(loaded.app.__file__ or "").resolve()
     if not found.is_relative_to(root):
         raise ConfigurationError(f"examples.tracker was imported from {found}, not from {root}")
@@ -198,6 +210,28 @@ def _features(tn: Tenantry, features: ModuleType, slug: str) -> dict[str, bool]:
         return {}
 
 
+def _cli(settings: Settings, root: Path) -> dict[str, Any]:
+    """How to use the CLI on the demo's data from this shell: the command (runnable outside
+    the venv), the environment it needs (the tracker's tables, importable from here; the
+    data directory when it is not the default) and commands to try."""
+    environment = {"TENANTRY_APP": TRACKER_APP}
+    if Path.cwd().resolve() != root:
+        environment["PYTHONPATH"] = str(root)
+    if settings.database_url is None and settings.data_dir is not None:
+        environment["TENANTRY_DATA_DIR"] = str(settings.data_dir)
+    command = runnable()
+    return {
+        "command": command,
+        "environment": environment,
+        "exports": [f"export {name}={shlex.quote(value)}" for name, value in environment.items()],
+        "try": [
+            f"{command} plugins enable webhooks --tenant acme",
+            f"{command} flags eval csv-export --tenant acme",
+            f"{command} tenants create initrode --plan business",
+        ],
+    }
+
+
 def _url(host: str, port: int) -> str:
     return f"http://{host}/" if port == 80 else f"http://{host}:{port}/"
 
@@ -213,7 +247,7 @@ def _print_report(report: dict[str, Any]) -> None:
     console.print("[bold]tenantry demo[/]: the example tracker, three tenants on three tiers")
     console.print(f"PostgreSQL: {where}\n")
     for t in report["tenants"]:
-        note = "" if t["status"] == "active" else f"  [red]{t['status']}: `tenantry tenants resume {t['slug']}`[/]"
+        note = "" if t["status"] == "active" else f"  [red]{t['status']}: `{report['cli']['command']} tenants resume {t['slug']}`[/]"
         fresh = " [green](new)[/]" if t["created"] else ""
         on = ", ".join(name for name, enabled in t.get("features", {}).items() if enabled) or "no extras"
         console.print(
@@ -231,10 +265,11 @@ def _print_report(report: dict[str, Any]) -> None:
             console.print(f"    {curl}", soft_wrap=True, markup=False, highlight=False)
         else:
             console.print("    no API token was created by this build")
-    console.print(
-        "\nTry: tenantry plugins enable webhooks --tenant acme; tenantry flags eval csv-export --tenant acme",
-        soft_wrap=True,
-    )
+    cli = report["cli"]
+    # one line each, however narrow the terminal: they are meant to be copied
+    console.print("\nThe CLI on this data, from this shell:")
+    for line in [*cli["exports"], *cli["try"]]:
+        console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
     console.print("\nCtrl-C stops the demo; running it again reuses the data.")
 
 

@@ -9,6 +9,7 @@ or ``TENANTRY_DEBUG`` is set: the error they accompany is reported once, in word
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from typing import Annotated, Any
 
 import psycopg
 import typer
+import typer.main
 
 from tenantry.appspec import load_metadata
 from tenantry.cli import api as api_cli
@@ -38,12 +40,12 @@ from tenantry.cli import server as server_cli
 from tenantry.cli import spares as spares_cli
 from tenantry.cli import tenants as tenants_cli
 from tenantry.cli import tokens as tokens_cli
-from tenantry.cli.output import console, emit_json, error
+from tenantry.cli.output import console, emit_json, error, failure
 from tenantry.cli.state import State, get_state
 from tenantry.errors import ConfigurationError, TablesDiffer, TenantryError, UnsafeRuntimeRole
 from tenantry.services import placement_tables
 
-__all__ = ["app", "main"]
+__all__ = ["app", "command", "main"]
 
 app = typer.Typer(
     name="tenantry",
@@ -224,33 +226,79 @@ def _driver_warnings_dropped() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tenantry`` script; returns the exit code."""
-    with _driver_warnings_dropped():
-        return _main(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    with _driver_warnings_dropped(), _working_directory_importable():
+        return _main(args)
 
 
-def _main(argv: list[str] | None) -> int:
+def _wants_json(args: list[str]) -> bool:
+    # --json is each command's own option, unknown when parsing fails: read it off the words
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+def _main(args: list[str]) -> int:
+    as_json = _wants_json(args)
     try:
-        # standalone mode handles usage errors, --help and typer.Exit by raising SystemExit;
-        # our own errors pass through to be printed as one line
-        app(args=argv, prog_name="tenantry")
-    except SystemExit as done:
-        code = done.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
+        # not standalone: usage errors and aborts come here, to be printed in the house style
+        code = command()(args=args, prog_name="tenantry", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except typer.TyperException as err:  # click's usage errors: --count -1, --status bogus
+        if not err.format_message().strip():  # no arguments: the group printed its help
+            return err.exit_code
+        return failure(err.format_message(), code="usage", exit_code=err.exit_code, as_json=as_json)
+    except typer.Abort:  # a confirmation answered no
+        return failure("aborted", code="aborted", exit_code=1, as_json=as_json)
     except TenantryError as err:
         if os.environ.get("TENANTRY_DEBUG"):
             raise
-        error(str(err))
-        return err.exit_code
+        return failure(str(err), code=err.code, exit_code=err.exit_code, as_json=as_json)
     except psycopg.Error as err:
         if os.environ.get("TENANTRY_DEBUG"):
             raise
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        error(f"database error: {first}")
-        return 1
+        return failure(f"database error: {first}", code="database-error", exit_code=1, as_json=as_json)
     except KeyboardInterrupt:
-        error("interrupted")
-        return 130
-    return 0
+        return failure("interrupted", code="interrupted", exit_code=130, as_json=as_json)
+
+
+@contextmanager
+def _working_directory_importable() -> Iterator[None]:
+    """The working directory on ``sys.path`` while a command runs, as ``python -m`` puts it
+    there: ``TENANTRY_APP=myapp.models:Base`` (``TENANTRY_CONFIG``, ``TENANTRY_PLUGINS``)
+    names modules of the project the CLI is run from. Last, so it shadows no installed
+    package."""
+    cwd = os.getcwd()
+    if "" in sys.path or cwd in sys.path:
+        yield
+        return
+    sys.path.append(cwd)
+    try:
+        yield
+    finally:
+        if cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def command() -> Any:
+    """The ``tenantry`` command tree, its help tidied: a flag shows no ``<bool>`` type (it
+    takes no value), and a command's line in its group's list is its first paragraph
+    unwrapped (a docstring's line breaks are not the terminal's)."""
+    built = typer.main.get_command(app)
+    _tidy_help(built)
+    return built
+
+
+def _tidy_help(cmd: Any) -> None:
+    # (Typer's own click: the click package's classes are not these)
+    help_option = cmd.get_help_option(typer.Context(cmd))
+    for param in [*cmd.params, *([help_option] if help_option is not None else [])]:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    if cmd.help and not cmd.short_help:
+        first = inspect.cleandoc(cmd.help).split("\n\n")[0]
+        cmd.short_help = " ".join(first.split())
+    for sub in getattr(cmd, "commands", {}).values():
+        _tidy_help(sub)
 
 
 def run() -> None:  # pragma: no cover - console script shim

@@ -65,10 +65,12 @@ class _Server(uvicorn.Server):
 
 
 def server(app: Any, sock: socket.socket) -> uvicorn.Server:
-    """A uvicorn server for ``app`` on the bound ``sock`` (no lifespan, logs on stderr)."""
+    """A uvicorn server for ``app`` on the bound ``sock``, logs on stderr. The app's
+    lifespan runs: what it starts beside the server (the tracker's webhook sender, the admin
+    API's job runner) runs, and stops before :func:`serve`'s ``on_stop``."""
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
-        app, host=host, port=port, lifespan="off", log_config=LOG_CONFIG, timeout_graceful_shutdown=5
+        app, host=host, port=port, lifespan="on", log_config=LOG_CONFIG, timeout_graceful_shutdown=5
     )
     return _Server(config)
 

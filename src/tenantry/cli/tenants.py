@@ -120,11 +120,17 @@ def delete(
             raise InvalidInput(f"deleting {tenant.slug!r} removes all its rows; pass --yes to confirm")
         typer.confirm(f"Delete tenant {tenant.slug!r} and every row it owns?", abort=True)
     counts = tn.delete_tenant(tenant.id)
+    # a schema or database tier's copy goes whole ("schema tenant_…": 1), the pooled tier's row by row
+    dropped = [what for what in counts if what.startswith(("schema ", "database "))]
     if as_json:
-        emit_json({"slug": tenant.slug, "id": str(tenant.id), "status": "deleted", "rows_deleted": counts})
+        emit_json({"slug": tenant.slug, "id": str(tenant.id), "status": "deleted", "rows_deleted": counts, "dropped": dropped})
         return
-    total = sum(counts.values())
-    console.print(f"deleted tenant [bold]{tenant.slug}[/] and {total} row(s) in {len(counts)} table(s)")
+    if dropped:
+        console.print(f"deleted tenant [bold]{tenant.slug}[/]: dropped its {' and '.join(dropped)}, every row with it")
+    elif counts:
+        console.print(f"deleted tenant [bold]{tenant.slug}[/] and {sum(counts.values())} row(s) in {len(counts)} table(s)")
+    else:
+        console.print(f"tenant [bold]{tenant.slug}[/] was deleted already; nothing to do")
 
 
 _STEP_TEXT = {

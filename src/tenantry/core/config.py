@@ -379,7 +379,9 @@ class ConfigSections:
             if not self.configured:
                 raise ConfigurationError(
                     "no config schema: pass Tenantry(config=AppConfig), call tn.configure(AppConfig),"
-                    " or name it with TENANTRY_CONFIG=module:Model (or TENANTRY_CONFIG in the app module)"
+                    " or name it with TENANTRY_CONFIG=module:Model (or TENANTRY_CONFIG in the app module);"
+                    " a plugin's section comes with the plugin: name it in TENANTRY_PLUGINS, or switch"
+                    " it on for a plan or a tenant"
                 )
             schema = self._schema = _compose(self._app, self._sections)
         return schema

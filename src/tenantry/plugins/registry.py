@@ -568,11 +568,12 @@ class Plugins:
             self._runner.wake()
 
     def load_deployed(self) -> builtins.list[str]:
-        """Register the installed plugins whose tables the shared tables hold (the app runs
-        them: it deployed their tables), unless one of the name is registered; returns their
-        names. What a CLI does when ``TENANTRY_PLUGINS`` is unset, so that it builds, moves and
-        checks placements with the same tables as the app. Nothing when the catalog is not
-        there yet."""
+        """Register the installed plugins the app runs, as the catalog shows it: those whose
+        tables the shared tables hold (the app deployed them) and those switched on for a plan
+        or a tenant, unless one of the name is registered; returns their names. What a CLI
+        does when ``TENANTRY_PLUGINS`` is unset, so that it builds, moves and checks placements
+        with the same tables as the app, and reads and writes the same config sections.
+        Nothing when the catalog is not there yet."""
         try:
             with self._tn.admin() as conn:
                 catalog.require_catalog(conn)
@@ -583,6 +584,7 @@ class Plugins:
                         (self._tn.settings.pooled_schema,),
                     ).fetchall()
                 }
+                switched_on = {e.plugin for e in service.list_enablement(conn) if e.enabled}
         except CatalogNotInitialised:
             return []
         loaded: builtins.list[str] = []
@@ -593,6 +595,9 @@ class Plugins:
             declared = getattr(found, "metadata", None)
             if isinstance(found, AppTables) and isinstance(declared, sa.MetaData) and set(declared.tables) & deployed:
                 self.register(found, source=f"{point.source}; its tables are deployed")
+                loaded.append(name)
+            elif name in switched_on:
+                self.register(found, source=f"{point.source}; switched on in the catalog")
                 loaded.append(name)
         return loaded
 

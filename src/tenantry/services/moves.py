@@ -532,7 +532,8 @@ def _move(
             notify_tenant(conn, tenant.id)
             audit.record(conn, actor=tn.actor, action="tenant.move", target_type="tenant", target=tenant.slug,
                          before={"plan": job.payload["from_plan"], "placement": job.payload["source"]},
-                         after={"plan": chosen.name, "placement": job.payload["target"], "rows": rows,
+                         # the target as this transaction leaves it (the job recorded it being built)
+                         after={"plan": chosen.name, "placement": {**job.payload["target"], "status": "active"}, "rows": rows,
                                 "write_block_seconds": round(job.payload["write_block_seconds"], 3)})
         tn._forget_tenant(tenant.id)
         crash_point("move:flip")
@@ -573,8 +574,9 @@ def _move(
 def _report(tenant: Tenant, job: _Job, rows: dict[str, int], started: float) -> MoveReport:
     return MoveReport(
         slug=tenant.slug,
-        source=job.payload["source"],
-        target=job.payload["target"],
+        # the placements as the move left them (the job recorded them as it began)
+        source={**job.payload["source"], "status": "retired"},
+        target={**job.payload["target"], "status": "active"},
         rows=rows,
         write_block_seconds=float(job.payload["write_block_seconds"]),
         seconds=time.monotonic() - started,
