@@ -542,13 +542,17 @@ class Tenantry:
         status: Status | None = None,
         plan: str | None = None,
         include_deleted: bool = False,
+        prefix: str | None = None,
         limit: int = 1000,
         offset: int = 0,
     ) -> list[Tenant]:
+        """Tenants by slug (byte order), optionally only those with ``status``, on ``plan``,
+        or whose slug starts with ``prefix``."""
         with self.admin() as conn:
             catalog.require_catalog(conn)
             return tenant_service.list_tenants(
-                conn, status=status, plan=plan, include_deleted=include_deleted, limit=limit, offset=offset
+                conn, status=status, plan=plan, include_deleted=include_deleted, prefix=prefix,
+                limit=limit, offset=offset,
             )
 
     def _set_status(self, key: str | uuid.UUID, status: Status) -> Tenant:
