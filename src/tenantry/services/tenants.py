@@ -130,6 +130,7 @@ def get_tenant(
 
 #: a slug prefix to search by: what a slug may start with (so LIKE needs no escaping)
 _SLUG_PREFIX = re.compile(r"[a-z0-9-]{1,63}")
+_LIVE = sql.SQL("status <> 'deleted'")
 
 
 def list_tenants(
@@ -151,10 +152,6 @@ def list_tenants(
     index entries at any number of tenants; only ``offset`` reads the rows it skips.
     """
     where: list[sql.Composable] = []
-    if status is not None:
-        where.append(sql.SQL("status = %(status)s"))
-    if not include_deleted:
-        where.append(sql.SQL("status <> 'deleted'"))
     if plan is not None:
         where.append(sql.SQL("plan = %(plan)s"))
     if prefix:
@@ -163,10 +160,22 @@ def list_tenants(
         where.append(sql.SQL('slug COLLATE "C" LIKE %(pattern)s'))
     if after is not None:
         where.append(sql.SQL('(slug COLLATE "C", id) > (%(slug)s, %(id)s::uuid)'))
+    # the live tenants and the tombstones have an index each: with both, each side gives its
+    # first limit + offset in order and only those are merged, never the whole table sorted
+    if status is not None:
+        sides = [[sql.SQL("status = %(status)s"), *([] if include_deleted else [_LIVE])]]
+    else:
+        sides = [[_LIVE], [sql.SQL("status = 'deleted'")]] if include_deleted else [[_LIVE]]
+    queries = [
+        sql.SQL('(SELECT {} FROM tenantry.tenants WHERE {} ORDER BY slug COLLATE "C", id LIMIT %(window)s)').format(
+            TENANT_COLUMNS, sql.SQL(" AND ").join([*side, *where])
+        )
+        for side in sides
+    ]
     rows = conn.execute(
         sql.SQL(
-            'SELECT {} FROM tenantry.tenants WHERE {} ORDER BY slug COLLATE "C", id LIMIT %(limit)s OFFSET %(offset)s'
-        ).format(TENANT_COLUMNS, sql.SQL(" AND ").join(where) if where else sql.SQL("true")),
+            'SELECT {} FROM ({}) AS listed ORDER BY slug COLLATE "C", id LIMIT %(limit)s OFFSET %(offset)s'
+        ).format(TENANT_COLUMNS, sql.SQL(" UNION ALL ").join(queries)),
         {
             "status": None if status is None else status.value,
             "plan": plan,
@@ -175,6 +184,7 @@ def list_tenants(
             "id": None if after is None else after[1],
             "limit": limit,
             "offset": offset,
+            "window": limit + offset,
         },
     ).fetchall()
     return [row_to_tenant(r) for r in rows]
