@@ -54,6 +54,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -142,17 +143,18 @@ async def request(app: Any, host_slug: str) -> None:
     assert answer[0]["status"] == 200 and answer[1]["body"] == host_slug.encode(), answer
 
 
-async def resolve_timings(tn: Tenantry, slugs: Sequence[str], samples: int, rng: random.Random) -> list[int]:
-    app = TenantMiddleware(hello, tenantry=tn, resolvers=[SubdomainResolver(BASE_DOMAIN)])
-    for s in slugs:  # warm: every one of them cached
-        await request(app, s)
-    out = []
-    for _ in range(samples * 10):
-        s = rng.choice(slugs)
-        began = time.perf_counter_ns()
-        await request(app, s)
-        out.append(time.perf_counter_ns() - began)
-    return out
+async def resolve_timings(sides: Sequence[Side], samples: int, rng: random.Random) -> None:
+    apps = [TenantMiddleware(hello, tenantry=side.tn, resolvers=[SubdomainResolver(BASE_DOMAIN)]) for side in sides]
+    cached = [[slug(n) for n in rng.sample(range(side.count), min(CACHED, side.count))] for side in sides]
+    for app, slugs in zip(apps, cached):
+        for s in slugs:  # warm: every one of them cached
+            await request(app, s)
+    for i in range(samples * 10):
+        for k in _turn(i, len(sides)):
+            s = rng.choice(cached[k])
+            began = time.perf_counter_ns()
+            await request(apps[k], s)
+            sides[k].figures["resolve"].append(time.perf_counter_ns() - began)
 
 
 #: the CLI's command tree, built once: building it (Typer reading every command's signature)
@@ -167,20 +169,45 @@ def list_page() -> None:
     assert out.getvalue().startswith("["), out.getvalue()[:200]
 
 
-def measure(tn: Tenantry, scratch_url: str, count: int, creates: list[int], samples: int, rng: random.Random) -> dict[str, list[int]]:
-    with psycopg.connect(scratch_url, autocommit=True) as conn:
-        conn.execute("ANALYZE tenantry.tenants, tenantry.placements, tenantry.audit_log")
-    figures: dict[str, list[int]] = {"create": creates, "get": [], "suspend": [], "resume": []}
-    for _ in range(samples):
-        figures["get"].append(timed(lambda: tn.get_tenant(slug(rng.randrange(count)))))
-    for _ in range(samples):
-        s = slug(rng.randrange(count))
-        figures["suspend"].append(timed(lambda: tn.suspend(s)))
-        figures["resume"].append(timed(lambda: tn.resume(s)))
-    figures["list"] = [timed(list_page) for _ in range(max(20, samples // 5))]
-    cached = [slug(n) for n in rng.sample(range(count), min(CACHED, count))]
-    figures["resolve"] = asyncio.run(resolve_timings(tn, cached, samples, rng))
-    return figures
+@dataclass
+class Side:
+    """One catalog: its Tenantry, its tenant count, its figures."""
+
+    name: str
+    scratch: Any
+    tn: Tenantry
+    count: int
+    figures: dict[str, list[int]] = field(default_factory=lambda: {op: [] for op in OPS})
+
+    def cli_env(self) -> None:
+        os.environ.update(
+            TENANTRY_DATABASE_URL=self.scratch.url, TENANTRY_OWNER_ROLE=self.scratch.owner,
+            TENANTRY_RUNTIME_ROLE=self.scratch.runtime,
+        )
+
+
+def _turn(i: int, n: int) -> list[int]:
+    """The order the sides take turn ``i`` in: alternating, so neither always goes first."""
+    return list(range(n)) if i % 2 == 0 else list(reversed(range(n)))
+
+
+def measure(sides: Sequence[Side], samples: int, rng: random.Random) -> None:
+    """Every operation on both catalogs in turns, so that load that comes and goes lands on both."""
+    for side in sides:
+        with psycopg.connect(side.scratch.url, autocommit=True) as conn:
+            conn.execute("ANALYZE tenantry.tenants, tenantry.placements, tenantry.audit_log")
+    for i in range(samples):
+        for k in _turn(i, len(sides)):
+            side = sides[k]
+            s = slug(rng.randrange(side.count))
+            side.figures["get"].append(timed(lambda: side.tn.get_tenant(s)))
+            side.figures["suspend"].append(timed(lambda: side.tn.suspend(s)))
+            side.figures["resume"].append(timed(lambda: side.tn.resume(s)))
+    for i in range(max(20, samples // 5)):
+        for k in _turn(i, len(sides)):
+            sides[k].cli_env()
+            sides[k].figures["list"].append(timed(list_page))
+    asyncio.run(resolve_timings(sides, samples, rng))
 
 
 def main() -> None:
@@ -191,52 +218,55 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    if args.tenants < 100:
-        parser.error("--tenants must be at least 100")
+    if args.tenants < 100 or args.tenants % 100:
+        parser.error("--tenants must be a multiple of 100")
     rng = random.Random(args.seed)
     started = datetime.now(timezone.utc)
     print(f"bench/scale.py on {args.server}: {environment(started)}")
     print(f"--tenants {args.tenants} --workers {args.workers} --samples {args.samples} --seed {args.seed}")
-    points = (args.tenants // 10, args.tenants)
-    results: dict[int, dict[str, list[int]]] = {}
-    with server(args.server, args.url) as server_url, scratch_database(server_url) as scratch:
-        os.environ.update(
-            TENANTRY_DATABASE_URL=scratch.url, TENANTRY_OWNER_ROLE=scratch.owner,
-            TENANTRY_RUNTIME_ROLE=scratch.runtime,
-        )
-        tn = Tenantry(scratch.settings(), metadata=METADATA, actor="bench-scale")
-        try:
+    with contextlib.ExitStack() as stack:
+        server_url = stack.enter_context(server(args.server, args.url))
+        sides = []
+        for name, count in (("small", args.tenants // 10), ("large", args.tenants)):
+            scratch = stack.enter_context(scratch_database(server_url))
+            tn = Tenantry(scratch.settings(), metadata=METADATA, actor="bench-scale")
+            stack.callback(tn.close)
             tn.init()
-            list_page()  # (its first run loads what it loads)
-            made = 0
-            for point in points:
-                bulk_to = point - point // 10
-                seconds = bulk_create(tn, made, bulk_to, args.workers)
-                print(f"bulk-created {bulk_to - made} tenants in {seconds:.0f} s"
-                      f" ({(bulk_to - made) / seconds:.0f}/s; load {load_averages()})")
-                creates = [timed(lambda n=n: tn.create_tenant(slug(n))) for n in range(bulk_to, point)]
-                made = point
-                results[point] = measure(tn, scratch.url, point, creates, args.samples, rng)
-                print(f"measured at {point} tenants (load {load_averages()})")
-            with tn.admin() as conn:
-                kept = {c.name: c.placements for c in tn.cells()}
+            sides.append(Side(name, scratch, tn, count))
+        sides[0].cli_env()
+        list_page()  # (its first run loads what it loads)
+        for side in sides:
+            bulk_to = side.count - side.count // 10
+            seconds = bulk_create(side.tn, 0, bulk_to, args.workers)
+            print(f"{side.name}: bulk-created {bulk_to} tenants in {seconds:.0f} s"
+                  f" ({bulk_to / seconds:.0f}/s; load {load_averages()})")
+        # the last tenth of each, one at a time, in turns: one small create per ten large ones
+        small, large = sides
+        for i in range(large.count // 10):
+            for k in _turn(i // 10, 2) if i % 10 == 0 else [1]:
+                side = sides[k]
+                n = side.count - side.count // 10 + (i // 10 if k == 0 else i)
+                side.figures["create"].append(timed(lambda: side.tn.create_tenant(slug(n))))
+        print(f"timed the last tenth of each (load {load_averages()})")
+        measure(sides, args.samples, rng)
+        print(f"measured both (load {load_averages()})")
+        for side in sides:
+            with side.tn.admin() as conn:
+                kept = {c.name: c.placements for c in side.tn.cells()}
                 real = conn.execute("SELECT count(*) FROM tenantry.placements WHERE status <> 'retired'").fetchone()
             # the kept count (what choosing a cell reads) is still the real one
-            assert real is not None and real[0] == args.tenants and kept == {"primary": args.tenants}, (kept, real)
-        finally:
-            tn.close()
-    small, large = points
+            assert real is not None and real[0] == side.count and kept == {"primary": side.count}, (kept, real)
     print()
-    print(f"{'p50 ms (p95)':<10} {f'at {small:,}':>20} {f'at {large:,}':>20} {'ratio':>7}  goal <= {GOAL}")
+    print(f"{'p50 ms (p95)':<10} {f'at {small.count:,}':>20} {f'at {large.count:,}':>20} {'ratio':>7}  goal <= {GOAL}")
     ratios = {}
     for op in OPS:
-        a, b = results[small][op], results[large][op]
+        a, b = small.figures[op], large.figures[op]
         ratios[op] = percentile(b, 0.5) / percentile(a, 0.5)
         print(
             f"{op:<10} {percentile(a, 0.5):>10.3f} ({percentile(a, 0.95):>7.3f})"
             f" {percentile(b, 0.5):>10.3f} ({percentile(b, 0.95):>7.3f}) {ratios[op]:>7.2f}  {verdict(ratios[op], GOAL)}"
         )
-    print(f"samples: create {len(results[small]['create'])} / {len(results[large]['create'])},"
+    print(f"samples: create {len(small.figures['create'])} / {len(large.figures['create'])},"
           f" get, suspend, resume {args.samples}, resolve {args.samples * 10}, list {max(20, args.samples // 5)}")
     print(run_took(started))
     print(f"scale_create_ratio={ratios['create']:.3f}")
