@@ -180,6 +180,8 @@ class Tenantry:
         self._cells: dict[str, Cell] = {}
         self._listener: CatalogListener | None = None
         self._tenant_cache: dict[str, tuple[float, _Resolved]] = {}
+        #: tenant id -> its keys in _tenant_cache (a slug, its id): what a tenant event drops
+        self._tenant_keys: dict[str, tuple[str, ...]] = {}
         #: (metadata, its table names, fingerprint) of the app's tables (services.spares)
         self._spare_fingerprint: tuple[sa.MetaData, tuple[str, ...], str] | None = None
         self._branding: Branding | None = None
@@ -579,13 +581,17 @@ class Tenantry:
         status: Status | None = None,
         plan: str | None = None,
         include_deleted: bool = False,
+        prefix: str | None = None,
         limit: int = 1000,
         offset: int = 0,
     ) -> list[Tenant]:
+        """Tenants by slug (byte order), optionally only those with ``status``, on ``plan``,
+        or whose slug starts with ``prefix``."""
         with self.admin() as conn:
             catalog.require_catalog(conn)
             return tenant_service.list_tenants(
-                conn, status=status, plan=plan, include_deleted=include_deleted, limit=limit, offset=offset
+                conn, status=status, plan=plan, include_deleted=include_deleted, prefix=prefix,
+                limit=limit, offset=offset,
             )
 
     def _set_status(self, key: str | uuid.UUID, status: Status) -> Tenant:
@@ -723,9 +729,27 @@ class Tenantry:
         # a change whose notice arrived while we read may be newer than what we read: caching
         # it would outlive the notice that was meant to drop it, until the TTL
         if generation == self._tenant_generation:
-            make_room(self._tenant_cache, self.settings.tenant_cache_size)
-            self._tenant_cache[canonical] = (time.monotonic() + self.settings.tenant_cache_ttl, resolved)
+            self._remember(canonical, resolved, generation)
         return resolved
+
+    def _remember(self, canonical: str, resolved: _Resolved, generation: int) -> None:
+        """Cache a lookup, and index it by tenant id, so that a tenant event drops the tenant's
+        keys without reading the whole cache (events come for every tenant, cached or not)."""
+        tenant_id, limit = str(resolved[0].id), self.settings.tenant_cache_size
+        index = self._tenant_keys
+        make_room(self._tenant_cache, limit)
+        while len(index) >= max(1, limit) and tenant_id not in index:
+            try:
+                evicted = index.pop(next(iter(index)), ())
+            except (StopIteration, RuntimeError):  # emptied, or changed under us
+                break
+            for key in evicted:  # no cache entry outlives its index entry
+                self._tenant_cache.pop(key, None)
+        known = index.get(tenant_id, ())
+        index[tenant_id] = known if canonical in known else (*known, canonical)
+        self._tenant_cache[canonical] = (time.monotonic() + self.settings.tenant_cache_ttl, resolved)
+        if generation != self._tenant_generation:  # an event came meanwhile: it may have missed this
+            self._tenant_cache.pop(canonical, None)
 
     def _resolve(self, key: str | uuid.UUID, allow_inactive: bool, resolved: _Resolved | None = None) -> BoundTenant:
         tenant, placement = resolved or self._cached(key) or self._lookup(key)
@@ -774,9 +798,8 @@ class Tenantry:
         if kind == "tenant":
             self._tenant_generation += 1
             self._missing_tenants.clear()  # the event names an id; a new tenant's slug may be here
-            for cache_key, (_expiry, (tenant, _placement)) in list(self._tenant_cache.items()):
-                if str(tenant.id) == key:
-                    self._tenant_cache.pop(cache_key, None)
+            for cache_key in self._tenant_keys.pop(key, ()):
+                self._tenant_cache.pop(cache_key, None)
         elif kind == "cell":
             self._cells.pop(key, None)
         elif kind == "domain":
@@ -793,6 +816,7 @@ class Tenantry:
             self._router.wake()
         self._tenant_generation += 1
         self._tenant_cache.clear()
+        self._tenant_keys.clear()
         self._missing_tenants.clear()
         self._missing_hosts.clear()
         self._cells.clear()

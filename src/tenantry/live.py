@@ -229,15 +229,22 @@ class Live:
             if kind == "flag":
                 self.flag_set = None
             elif kind == "tenant":
-                self._drop(lambda v: str(v.id) == key)
+                self._pop(key)
             elif kind == "cell":
                 self._drop(lambda v: v.cell == key)
             elif kind == "config":
                 scope, _, name = key.partition(":")
                 if scope == "tenant":
-                    self._drop(lambda v: str(v.id) == name)
+                    self._pop(name)
                 elif scope == "plan":
                     self._drop(lambda v: v.plan == name)
+
+    def _pop(self, tenant_id: str) -> None:
+        # by key: tenant events come for every tenant, and must not read every cached view
+        try:
+            self.views.pop(uuid.UUID(tenant_id), None)
+        except ValueError:
+            pass
 
     def _drop(self, stale: Any) -> None:
         for tenant_id, view in list(self.views.items()):

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from tenantry import Conflict, InvalidInput, NotFound, Tenantry
 from tests.model_app import Base, Project
+from tests.services.test_cell_counts import assert_counts_match
 
 
 @pytest.fixture
@@ -119,6 +120,7 @@ def test_move_a_database_tenant_to_another_server(cell_tn: Tenantry) -> None:
     report = cell_tn.move_tenant(slug, cell="second")
     assert report.rows["projects"] == 50 and report.target["cell"] == "second"
     assert cell_tn.placement(slug).cell == "second"  # type: ignore[union-attr]
+    assert assert_counts_match(cell_tn.admin_url) == {"second": 1}  # (the first server's is retired)
     with cell_tn.tenant(slug), cell_tn.connection() as conn:
         assert conn.execute("SELECT count(*) FROM projects").fetchone() == (50,)
         conn.execute("INSERT INTO projects (name) VALUES ('there')")

@@ -19,6 +19,7 @@ from tenantry import Conflict, InvalidInput, IsolationError, Status, Tenant, Ten
 from tenantry.db.tenant_copy import FREEZE_LOCK_CLASS
 from tenantry.services.moves import CATCH_UP_ENOUGH, STEPS
 from tests.conftest import TIER_PLANS
+from tests.services.test_cell_counts import assert_counts_match
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -379,6 +380,7 @@ def test_a_move_killed_at_any_step_is_finished_by_a_rerun(scratch, tn: Tenantry,
     assert json.loads(finished.stdout)["rows"] == before
     assert _snapshot(tn, moving) == rows_before
     assert tn.placement(moving.id).isolation.value == "database"  # type: ignore[union-attr]
+    assert_counts_match(scratch.url)
     actions = [e.action for e in tn.audit_log(target_type="tenant", target=moving.slug)]
     # (killed after the flip, the audit holds the move before the resume that cleaned up)
     assert sorted(actions[:3]) == ["tenant.move", "tenant.move.resume", "tenant.move.start"]
@@ -394,6 +396,7 @@ def test_a_move_killed_before_the_flip_can_be_aborted(scratch, tn: Tenantry, mak
     assert tn.get_tenant(moving.id).status is Status.ACTIVE
     assert tn.placement(moving.id).isolation.value == "schema"  # type: ignore[union-attr]
     assert _counts(tn, moving) == before
+    assert_counts_match(scratch.url)
     with tn.tenant(moving.slug), tn.connection() as conn:  # writes work again (thawed)
         conn.execute("INSERT INTO projects (name) VALUES ('back')")
     with tn.admin() as conn:  # the half-made pooled copy is gone, and the source is as before

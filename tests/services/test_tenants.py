@@ -147,3 +147,22 @@ def test_delete_removes_every_row_and_only_that_tenant(tn: Tenantry, make_tenant
     # the slug is free again
     assert tn.create_tenant(a.slug).id != a.id
     assert tn.audit_log(target_type="tenant", target=a.slug)[1].after == {"rows_deleted": counts}
+
+
+def test_list_by_slug_prefix_with_tombstones_in_byte_order(tn: Tenantry) -> None:
+    tag = uuid.uuid4().hex[:8]
+    slugs = [f"pfx{tag}-b", f"pfx{tag}-a", f"pfx{tag}0", f"pfx{tag}-c"]
+    made = {s: tn.create_tenant(s) for s in slugs}
+    tn.delete_tenant(f"pfx{tag}-c")
+    again = tn.create_tenant(f"pfx{tag}-c")  # a live tenant beside the tombstone of its slug
+    live = [t.slug for t in tn.list_tenants(prefix=f"pfx{tag}")]
+    assert live == sorted(s for s in slugs) == [f"pfx{tag}-a", f"pfx{tag}-b", f"pfx{tag}-c", f"pfx{tag}0"]
+    both = tn.list_tenants(prefix=f"pfx{tag}-", include_deleted=True)
+    assert [t.slug for t in both] == [f"pfx{tag}-a", f"pfx{tag}-b", f"pfx{tag}-c", f"pfx{tag}-c"]
+    assert {t.id for t in both[2:]} == {made[f"pfx{tag}-c"].id, again.id}
+    assert [t.slug for t in tn.list_tenants(prefix=f"pfx{tag}-", include_deleted=True, offset=1, limit=2)] == [
+        f"pfx{tag}-b", f"pfx{tag}-c",
+    ]
+    assert tn.list_tenants(prefix=f"pfx{tag}-", status=Status.DELETED) == []
+    with pytest.raises(InvalidInput, match="cannot start a slug"):
+        tn.list_tenants(prefix="50%")

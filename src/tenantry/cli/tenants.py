@@ -44,13 +44,16 @@ def list_(
     status: Annotated[Status | None, typer.Option("--status", help="Only tenants with this status.")] = None,
     plan: Annotated[str | None, typer.Option("--plan", help="Only tenants on this plan.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Include deleted tenants.")] = False,
+    prefix: Annotated[str | None, typer.Option("--prefix", help="Only tenants whose slug starts with this.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=100000, help="At most this many.")] = 1000,
     offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many.")] = 0,
     as_json: JsonFlag = False,
 ) -> None:
     """List tenants, by slug."""
     tn = get_state(ctx).tenantry()
-    tenants = tn.list_tenants(status=status, plan=plan, include_deleted=all_, limit=limit, offset=offset)
+    tenants = tn.list_tenants(
+        status=status, plan=plan, include_deleted=all_, prefix=prefix, limit=limit, offset=offset
+    )
     if as_json:
         emit_json([t.to_dict() for t in tenants])
         return

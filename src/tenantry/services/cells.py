@@ -65,9 +65,11 @@ class Cell:
 
 
 def _count_sql(where: str) -> str:
+    # the count is kept by triggers on tenantry.placements (catalog 0010): a few rows per
+    # cell, whatever the number of tenants
     return f"""
         SELECT {_COLUMNS},
-               (SELECT count(*) FROM tenantry.placements p WHERE p.cell = c.name AND p.status <> 'retired')
+               coalesce((SELECT sum(k.placements) FROM tenantry.cell_counts k WHERE k.cell = c.name), 0)::bigint
           FROM tenantry.cells c {where} ORDER BY name
     """
 
@@ -85,6 +87,8 @@ def get_cell(conn: psycopg.Connection[Any], name: str) -> Cell:
 
 
 def cell_loads(conn: psycopg.Connection[Any]) -> list[CellLoad]:
+    """What the placement policy needs to know of every cell; costs the same at any number of
+    tenants."""
     return [CellLoad(c.name, c.status, c.capacity, c.labels, c.placements) for c in list_cells(conn)]
 
 

@@ -10,11 +10,10 @@ import uuid
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from tenantry.core.model import Status, Tenant
 from tenantry.services.audit import AuditEntry, list_entries
-from tenantry.services.tenants import TENANT_COLUMNS, row_to_tenant
+from tenantry.services.tenants import list_tenants
 
 __all__ = ["audit_page", "tenants_page"]
 
@@ -25,32 +24,14 @@ def tenants_page(
     status: Status | None = None,
     plan: str | None = None,
     include_deleted: bool = False,
+    prefix: str | None = None,
     after: tuple[str, uuid.UUID] | None = None,
     limit: int = 100,
 ) -> list[Tenant]:
     """Tenants by (slug, id), after the (slug, id) of the previous page's last one."""
-    rows = conn.execute(
-        sql.SQL(
-            """
-            SELECT {} FROM tenantry.tenants
-             WHERE (%(status)s::text IS NULL OR status = %(status)s)
-               AND (%(plan)s::text IS NULL OR plan = %(plan)s)
-               AND (%(deleted)s OR status <> 'deleted')
-               AND (%(slug)s::text IS NULL OR (slug, id) > (%(slug)s, %(id)s::uuid))
-             ORDER BY slug, id
-             LIMIT %(limit)s
-            """
-        ).format(TENANT_COLUMNS),
-        {
-            "status": None if status is None else status.value,
-            "plan": plan,
-            "deleted": include_deleted,
-            "slug": None if after is None else after[0],
-            "id": None if after is None else after[1],
-            "limit": limit,
-        },
-    ).fetchall()
-    return [row_to_tenant(r) for r in rows]
+    return list_tenants(
+        conn, status=status, plan=plan, include_deleted=include_deleted, prefix=prefix, after=after, limit=limit
+    )
 
 
 def audit_page(

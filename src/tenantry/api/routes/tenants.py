@@ -86,12 +86,14 @@ def list_tenants(
     status: Annotated[Status | None, Query(description="Only tenants with this status.")] = None,
     plan: Annotated[Text | None, Query(max_length=200, description="Only tenants on this plan.")] = None,
     include_deleted: Annotated[bool, Query(description="Include deleted tenants (tombstones).")] = False,
+    prefix: Annotated[Text | None, Query(max_length=63, description="Only tenants whose slug starts with this.")] = None,
 ) -> TenantPage:
     """Tenants by slug, a page at a time. Scope: `tenants:read`."""
     after = None if cursor is None else decode_cursor(cursor, text_key, uuid.UUID)
     with tn.admin() as conn:
         found = tenants_page(
-            conn, status=status, plan=plan, include_deleted=include_deleted, after=after, limit=limit + 1
+            conn, status=status, plan=plan, include_deleted=include_deleted, prefix=prefix, after=after,
+            limit=limit + 1,
         )
     page, url, next_cursor = paginate(request, response, found, limit, lambda t: (t.slug, str(t.id)))
     return TenantPage(items=[tenant_out(t) for t in page], next=url, next_cursor=next_cursor)
