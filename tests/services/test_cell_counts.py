@@ -1,4 +1,4 @@
-"""The kept counts of placements per cell (catalog 0010) equal a real count.
+"""The kept counts of placements per cell (catalog 0011) equal a real count.
 
 Choosing a cell reads ``tenantry.cell_counts`` instead of counting every placement; triggers on
 ``tenantry.placements`` keep it in the transaction of each change. The moves between cells and
@@ -77,18 +77,18 @@ def test_the_upgrade_counts_the_placements_there_are(fresh_scratch: Any) -> None
         for n in range(3):
             tn.create_tenant(f"up-{n}")
         tn.delete_tenant("up-0")
-        # the catalog as version 9 left it, with these placements
+        # the catalog as version 10 left it, with these placements
         with psycopg.connect(fresh_scratch.url, autocommit=True) as conn, conn.transaction():
             conn.execute(
                 "DROP TABLE tenantry.cell_counts; DROP FUNCTION tenantry.count_placements() CASCADE;"
                 " DROP INDEX tenantry.placements_tenant, tenantry.tenants_list, tenantry.tenants_list_plan,"
-                " tenantry.tenants_list_status; DELETE FROM tenantry.schema_migrations WHERE version = 10"
+                " tenantry.tenants_list_status; DELETE FROM tenantry.schema_migrations WHERE version = 11"
             )
             applied = migrate_catalog(
                 conn, owner=fresh_scratch.owner, runtime=fresh_scratch.runtime,
                 pooled_schema=tn.settings.pooled_schema, runtime_password=None,
             )
-        assert applied == ["0010_scale.sql"]
+        assert applied == ["0011_scale.sql"]
         assert assert_counts_match(fresh_scratch.url) == {"primary": 2}
         tn.create_tenant("up-3")
         assert assert_counts_match(fresh_scratch.url) == {"primary": 3}

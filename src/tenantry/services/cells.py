@@ -65,7 +65,7 @@ class Cell:
 
 
 def _count_sql(where: str) -> str:
-    # the count is kept by triggers on tenantry.placements (catalog 0010): a few rows per
+    # the count is kept by triggers on tenantry.placements (catalog 0011): a few rows per
     # cell, whatever the number of tenants
     return f"""
         SELECT {_COLUMNS},

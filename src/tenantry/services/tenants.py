@@ -149,7 +149,7 @@ def list_tenants(
     whose slug starts with ``prefix``, and after ``after`` (the (slug, id) of the previous
     page's last tenant: keyset paging, a page costs the same wherever it is).
 
-    Each filter has an index in that order (catalog 0010), so a page reads about ``limit``
+    Each filter has an index in that order (catalog 0011), so a page reads about ``limit``
     index entries at any number of tenants; only ``offset`` reads the rows it skips.
     """
     where: list[sql.Composable] = []

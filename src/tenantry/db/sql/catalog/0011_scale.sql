@@ -1,4 +1,4 @@
--- tenantry catalog 0010: a catalog that stays flat at a million tenants.
+-- tenantry catalog 0011: a catalog that stays flat at a million tenants.
 -- Kept counts of placements per cell (choosing a cell no longer counts every placement), and
 -- the indexes the per-tenant paths and the tenant lists need. See docs/performance.md,
 -- "A catalog of a million tenants".
