@@ -262,6 +262,37 @@ def test_negative_control_each_attack_leaks_without_the_reset(
         one.close()  # the one connection is dirty: the next test gets a fresh one
 
 
+def _rolled_back_then_report(one: Tenantry, tenant: Tenant) -> Seen:
+    """A borrow whose first transaction (the one that carries the reset) rolls back, then
+    runs the careless report in a second transaction on the same connection."""
+    with one.tenant(tenant.slug), one.connection() as conn:
+        conn.execute("SELECT count(*) FROM projects WHERE name = %s", ["x"]).fetchone()
+        conn.rollback()
+        return _report(conn)
+
+
+def test_the_reset_outlives_the_borrowers_rollback(one: Tenantry, tenants: list[Tenant]) -> None:
+    """The reset commits on its own, ahead of the borrower's BEGIN: rolling back the
+    borrower's first transaction does not bring the previous borrower's session back."""
+    a, b, _ = tenants
+    borrow(one, a, "bound read", "temp table")
+    assert _rolled_back_then_report(one, b).leaks(b.id) == []
+
+
+def test_negative_control_a_reset_inside_the_borrowers_transaction_is_rolled_back(
+    one: Tenantry, tenants: list[Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without its own COMMIT the reset belongs to the borrower's transaction: the rollback
+    undoes it, and the second transaction reads the previous borrower's temporary table."""
+    a, b, _ = tenants
+    monkeypatch.setattr(binding, "_COMMIT", b"SELECT 1")  # BEGIN; reset; ...; BEGIN (already in one)
+    try:
+        borrow(one, a, "bound read", "temp table")
+        assert _rolled_back_then_report(one, b).leaks(b.id) != []
+    finally:
+        one.close()  # the one connection is dirty: the next test gets a fresh one
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     steps=st.lists(
