@@ -320,7 +320,10 @@ def no_reset_no_guard(monkeypatch: pytest.MonkeyPatch, defence_off: None) -> Non
 
 def _skip_attack(one: Tenantry, a: Tenant, b: Tenant) -> Seen:
     """A plants its context; B binds (and commits); B's next borrow opens its transaction with a
-    raw statement, then reads through tenantry."""
+    raw statement, then reads through tenantry. Starts on a fresh connection: with the reset
+    off, whatever an earlier test left on the old one (a hijacked bind statement from the
+    property test's last example, say) would still be there and decide the outcome."""
+    one.close()
     borrow(one, a, "bound read", "planted context")
     borrow(one, b, "bound read", "nothing")
     with one.tenant(b.slug), one.connection() as conn:
