@@ -416,6 +416,7 @@ class MoveResult:
     during: Window | None = None
     baseline: Window | None = None
     writer_gap_step: str = ""
+    by_step: dict[str, Window] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
@@ -449,6 +450,7 @@ def run_move(
         len(writer.successes) - writes_before, writer.refused - refused_before,
         gap, step_at(began), steps, dict(report.rows), writer.refused_block(started, ended),
         clients.window(started, ended), baseline, step_at(own_began),
+        {step: clients.window(t, end) for (step, t), end in zip(marks, ends) if end - t >= 0.5},
     )
 
 
@@ -581,6 +583,11 @@ def describe(r: MoveResult) -> str:
         f" the bystander's longest gap {r.neighbour_gap:.3f} s (from {r.neighbour_gap_step})\n    steps (s): {steps}"
         f"\n    the mover's clients were refused for {r.refused_block:.3f} s at most (from a refusal to the next success)"
         f"\n    bystanders during the move: {r.during.describe() if r.during else '-'}; p99 {r.ratio:.2f}x without a move"
+        + "".join(
+            f"\n      during {step}: p99 {w.p99:.1f} ms ({w.p99 / r.baseline.p99:.2f}x), {len(w.latencies_ns):,} transactions"
+            for step, w in r.by_step.items()
+            if r.baseline is not None and r.baseline.p99 and w.latencies_ns
+        )
     )
 
 

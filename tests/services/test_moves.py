@@ -16,6 +16,7 @@ import pytest
 from psycopg import sql
 
 from tenantry import Conflict, InvalidInput, IsolationError, Status, Tenant, TenantMoving, Tenantry, copy_rows
+from tenantry.db import tenant_copy
 from tenantry.db.tenant_copy import FREEZE_LOCK_CLASS
 from tenantry.services.moves import CATCH_UP_ENOUGH, STEPS
 from tests.conftest import TIER_PLANS
@@ -156,6 +157,46 @@ def test_writes_during_the_copy_are_carried_and_the_cutover_refuses_writes(tn: T
         assert conn.execute("SELECT count(*) FROM comments WHERE body = 'c1'").fetchone() == (0,)
     with tn.tenant(neighbour.slug), tn.connection() as conn:
         assert conn.execute("SELECT name FROM projects").fetchall() == [("neighbour",)]
+
+
+@pytest.mark.parametrize(("source", "target"), [("schema", "pooled"), ("pooled", "schema")])
+def test_the_bulk_copy_and_the_cleanup_work_in_batches_and_lose_no_row(
+    tn: Tenantry, make_tenant, monkeypatch: pytest.MonkeyPatch, source: str, target: str
+) -> None:
+    """Into shared tables the copy runs in statements of a few pages each, with pauses
+    between them, and leaving them the rows go in small transactions: every row arrives,
+    the last partial range included, and the neighbour's rows are untouched."""
+    monkeypatch.setattr(tenant_copy, "COPY_BATCH", 150)
+    monkeypatch.setattr(tenant_copy, "DELETE_BATCH", 150)
+    pauses: list[float] = []
+    monkeypatch.setattr(tenant_copy, "_pause_after", lambda started: pauses.append(started))
+    inserts: list[tuple[int, int | None] | None] = []
+    real_insert = tenant_copy._insert_from
+
+    def counting(conn, spec, temp, *, upsert, pages=None):  # type: ignore[no-untyped-def]
+        if spec.name == "projects" and not upsert:
+            inserts.append(pages)
+        return real_insert(conn, spec, temp, upsert=upsert, pages=pages)
+
+    monkeypatch.setattr(tenant_copy, "_insert_from", counting)
+    moving, neighbour = make_tenant("batch", plan=TIER_PLANS[source]), make_tenant("nb")
+    with tn.tenant(moving.slug), tn.connection() as conn:
+        copy_rows(conn, "projects", ["name"], [(f"project {i:04d} " + "x" * 60,) for i in range(1000)])
+    before, others = _snapshot(tn, moving), _seed(tn, neighbour, projects=3)
+    names = _names(tn, moving)
+    report = tn.move_tenant(moving.slug, plan=TIER_PLANS[target])
+    assert report.rows["projects"] == 1000
+    assert _names(tn, moving) == names and _snapshot(tn, moving) == before
+    assert _counts(tn, neighbour) == others
+    assert len(inserts) >= 4, inserts  # 1000 rows of ~100 bytes: several pages per 150 rows
+    assert inserts[-1] is not None and inserts[-1][1] is None  # the last range is open
+    assert len(pauses) >= len(inserts) - 3
+    _old_copy_gone(tn, moving, report.source)
+
+
+def _names(tn: Tenantry, tenant: Tenant) -> list[str]:
+    with tn.tenant(tenant.slug), tn.connection() as conn:
+        return [r[0] for r in conn.execute("SELECT name FROM projects ORDER BY name").fetchall()]
 
 
 def test_catching_up_runs_rounds_until_little_is_left(tn: Tenantry, make_tenant) -> None:

@@ -56,6 +56,13 @@ LOCK_WAIT = "50ms"
 LOCK_PATIENCE = 120.0
 #: rows deleted per transaction when a tenant leaves shared tables
 DELETE_BATCH = 2000
+#: rows per statement when the bulk copy fills the target from its temporary table
+COPY_BATCH = 5000
+#: after each batch of the bulk copy, or of the deletion, the mover pauses this share of the
+#: time the batch took, so that it never holds a core of the server for long: on a small
+#: server, the neighbours' transactions then wait for a batch at most, not for the whole copy
+#: (``bench/tier_move.py`` measures their p99 during a move)
+YIELD_SHARE = 0.5
 #: advisory lock class of the freeze: (this class, hashtext(tenant id)), in the source's
 #: database (see :func:`freeze_writes` and ``tenantry.move_frozen`` in ``sql/local.sql``)
 FREEZE_LOCK_CLASS = 0x747A
@@ -198,17 +205,35 @@ def _temp_like(conn: psycopg.Connection[Any], spec: TableSpec, columns: Iterable
     return temp
 
 
-def _stream(source: psycopg.Connection[Any], select: sql.Composable, target: psycopg.Connection[Any], into: sql.Composable) -> None:
+def _stream(source: psycopg.Connection[Any], select: sql.Composable, target: psycopg.Connection[Any], into: sql.Composable) -> int:
+    """COPY the rows ``select`` reads on ``source`` into ``into`` on ``target``; returns their number."""
+    cursor = target.cursor()
     with source.cursor().copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(select)) as out:
-        with target.cursor().copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(into)) as inp:
+        with cursor.copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(into)) as inp:
             for block in out:
                 inp.write(block)
+    return cursor.rowcount
 
 
-def _insert_from(conn: psycopg.Connection[Any], spec: TableSpec, temp: sql.Identifier, *, upsert: bool) -> int:
+def _pause_after(started: float) -> None:
+    """Yield the server for :data:`YIELD_SHARE` of the time since ``started``."""
+    time.sleep((time.monotonic() - started) * YIELD_SHARE)
+
+
+def _insert_from(
+    conn: psycopg.Connection[Any], spec: TableSpec, temp: sql.Identifier, *, upsert: bool,
+    pages: tuple[int, int | None] | None = None,
+) -> int:
+    """INSERT the rows of ``temp`` (of its pages ``[first, last)`` only, if given; ``last``
+    None: to the end) into the table."""
     query = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}").format(
         sql.Identifier(spec.name), spec.cols(), spec.cols(), temp
     )
+    if pages is not None:
+        first, last = pages
+        query = sql.SQL("{} WHERE ctid >= {}::tid").format(query, sql.Literal(f"({first},0)"))
+        if last is not None:
+            query = sql.SQL("{} AND ctid < {}::tid").format(query, sql.Literal(f"({last},0)"))
     others = [c for c in spec.columns if c not in spec.key]
     if upsert:
         action = (
@@ -222,13 +247,32 @@ def _insert_from(conn: psycopg.Connection[Any], spec: TableSpec, temp: sql.Ident
     return conn.execute(query).rowcount
 
 
-def bulk_copy(source: psycopg.Connection[Any], target: psycopg.Connection[Any], spec: TableSpec) -> int:
-    """Replace the target's rows of the bound tenant with the source's; returns rows copied."""
+def bulk_copy(
+    source: psycopg.Connection[Any], target: psycopg.Connection[Any], spec: TableSpec, *, batch: int | None = None
+) -> int:
+    """Replace the target's rows of the bound tenant with the source's; returns rows copied.
+
+    The rows reach a temporary table in one COPY, then the table in statements of about
+    ``batch`` rows (ranges of the temporary table's pages), with a pause after each (see
+    :data:`YIELD_SHARE`): the target may be shared tables that other tenants are using."""
+    batch = batch or COPY_BATCH
     target.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(spec.name)))
     temp = _temp_like(target, spec, spec.columns)
     select = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(spec.cols(), sql.Identifier(spec.name), spec.key_cols())
-    _stream(source, select, target, temp)
-    return _insert_from(target, spec, temp, upsert=False)
+    rows = _stream(source, select, target, temp)
+    if rows <= batch:
+        return _insert_from(target, spec, temp, upsert=False)
+    pages = target.execute(
+        "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int", (temp.as_string(target),)
+    ).fetchone()[0]  # type: ignore[index]
+    step = max(1, pages * batch // rows)
+    copied = 0
+    for first in range(0, max(pages, 1), step):
+        started = time.monotonic()
+        last = first + step if first + step < pages else None  # the last range is open: no row is left out
+        copied += _insert_from(target, spec, temp, upsert=False, pages=(first, last))
+        _pause_after(started)
+    return copied
 
 
 def checksum(conn: psycopg.Connection[Any], spec: TableSpec, keys: sql.Composable | None = None) -> tuple[int, str]:
@@ -577,12 +621,14 @@ def delete_rows(
     )
     total = 0
     while True:
+        started = time.monotonic()
         with conn.transaction():
             act_as_tenant(conn, owner=owner, signed=signed)
             n = conn.execute(query, (signed[0], batch)).rowcount
         total += n
         if n < batch:
             return total
+        _pause_after(started)
 
 
 def drop_tenant_triggers(conn: psycopg.Connection[Any], tenant_id: str, *, owner: str, schema: str | None = None) -> None:
