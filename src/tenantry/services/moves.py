@@ -1,6 +1,6 @@
 """Moving a tenant between tiers and cells: capture, copy, catch up, freeze, verify, flip.
 
-A move is a durable job (``tenantry.jobs``, kind ``move``) whose steps are recorded as they
+A move is a durable job (``tenantry.jobs``, kind ``move``; see :mod:`tenantry.services.steps`) whose steps are recorded as they
 finish, so a move interrupted at any step is finished by running it again (or undone with
 :func:`abort` before the flip):
 
@@ -67,8 +67,8 @@ from tenantry.errors import Conflict, InvalidInput, IsolationError, TablesDiffer
 from tenantry.services import audit, placement_tables, plugin_hooks
 from tenantry.services.cells import cell_loads
 from tenantry.services.events import notify_tenant
-from tenantry.services.faults import crash_point
 from tenantry.services.fences import fence_placement
+from tenantry.services.steps import Step, StepLog
 from tenantry.services.provisioning import (
     build_step,
     database_url,
@@ -128,13 +128,6 @@ class MoveReport:
         )
 
 
-@dataclass(slots=True)
-class _Job:
-    id: uuid.UUID
-    steps_done: list[str]
-    payload: dict[str, Any]
-
-
 def _placement_from(data: dict[str, Any]) -> Placement:
     return Placement(
         uuid.UUID(data["tenant_id"]), data["cell"], Isolation(data["isolation"]),
@@ -149,25 +142,16 @@ def _placement_data(p: Placement) -> dict[str, Any]:
     }
 
 
-def _running_job(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> _Job | None:
+def _running_job(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> StepLog | None:
     row = conn.execute(
         "SELECT id, steps_done, payload FROM tenantry.jobs"
         " WHERE tenant_id = %s AND kind = 'move' AND status = 'running' FOR UPDATE",
         (tenant_id,),
     ).fetchone()
-    return None if row is None else _Job(row[0], list(row[1]), dict(row[2]))
+    return None if row is None else StepLog("jobs", row[0], list(row[1]), dict(row[2]), crash_prefix="move:")
 
 
-def _record(conn: psycopg.Connection[Any], job: _Job, step: str, **payload: Any) -> None:
-    job.steps_done.append(step)
-    job.payload.update(payload)
-    conn.execute(
-        "UPDATE tenantry.jobs SET steps_done = %s, payload = %s, updated_at = now() WHERE id = %s",
-        (job.steps_done, Jsonb(job.payload), job.id),
-    )
-
-
-def _start(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, plan: Plan, cell: str | None) -> _Job:
+def _start(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, plan: Plan, cell: str | None) -> StepLog:
     """Find the tenant's running move (it must go where this call asks) or begin one."""
     with conn.transaction():
         job = _running_job(conn, tenant.id)
@@ -179,7 +163,7 @@ def _start(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, plan: Pl
                 )
             conn.execute("UPDATE tenantry.jobs SET attempts = attempts + 1 WHERE id = %s", (job.id,))
             audit.record(conn, actor=tn.actor, action="tenant.move.resume", target_type="tenant",
-                         target=tenant.slug, after={"steps_done": job.steps_done})
+                         target=tenant.slug, after={"steps_done": job.done})
             return job
         if tenant.status is not Status.ACTIVE:
             raise InvalidInput(f"tenant {tenant.slug!r} is {tenant.status.value}; only active tenants move")
@@ -218,7 +202,7 @@ def _start(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, plan: Pl
         notify_tenant(conn, tenant.id)
         audit.record(conn, actor=tn.actor, action="tenant.move.start", target_type="tenant",
                      target=tenant.slug, after=payload)
-        return _Job(row[0], [], payload)
+        return StepLog("jobs", row[0], [], payload, crash_prefix="move:")
 
 
 def _require_current_tables(tn: Tenantry, tenant: Tenant, source: Placement) -> None:
@@ -399,117 +383,155 @@ def _move(
     with tn.admin() as conn:
         tenant = get_tenant(conn, tenant.id)  # as it is now we hold the lock
         job = _start(tn, conn, tenant, chosen, cell)
-    source = _placement_from(job.payload["source"])
-    target = _placement_from(job.payload["target"])
-    rows: dict[str, int] = dict(job.payload.get("rows", {}))
-    tid = str(tenant.id)
-    owner = tn.settings.owner_role
+    job.on_step = on_step
+    run = _Move(tn, tenant, chosen, job, held, started)
+    job.run(tn, run.steps())
+    return _report(tenant, job, run.rows, started)
 
-    def todo(step: str) -> bool:
-        if step in job.steps_done:
-            return False
-        if on_step is not None:
-            on_step(step)
-        return True
 
-    def done(step: str, **payload: Any) -> None:
-        with tn.admin() as conn, conn.transaction():
-            _record(conn, job, step, **payload)
-        crash_point(f"move:{step}")
+class _Move:
+    """The steps of one move (see the module's docstring), run by its :class:`StepLog`: what a
+    step finds that a later one needs, a rerun reads from the job's payload."""
 
-    if todo("build"):
-        for step in plan_steps(target.isolation)[:-1]:
-            build_step(tn, step, target)
-        done("build")
-    specs: list[tenant_copy.TableSpec] = []
-    if "flip" not in job.steps_done:
-        # every table and column the source holds, checked against what the target holds
-        specs = placement_tables.held(tn, source)
-        problems = tenant_copy.differences(specs, placement_tables.held(tn, target), "at the target")
-        _refuse_differences(tenant, problems, started=True)
-    if todo("capture"):
+    def __init__(
+        self, tn: Tenantry, tenant: Tenant, chosen: Plan, job: StepLog, held: ExitStack, started: float
+    ) -> None:
+        self.tn, self.tenant, self.chosen, self.job, self.held = tn, tenant, chosen, job, held
+        self.started = started
+        self.source = _placement_from(job.payload["source"])
+        self.target = _placement_from(job.payload["target"])
+        self.rows: dict[str, int] = dict(job.payload.get("rows", {}))
+        self.tid = str(tenant.id)
+        self.owner = tn.settings.owner_role
+        #: the tables changed since the copy was sealed (None: unknown, every table is recounted)
+        self.touched: set[str] | None = None
+        self.cutover = _Sides(tn, tenant.id, self.source, self.target)
+        self._specs: list[tenant_copy.TableSpec] | None = None
+        if "freeze" in job.done and "flip" not in job.done:
+            # a resumed move: the freeze's lock goes back on (its record outlived the mover)
+            # before anything reads the frozen source
+            tenant_copy.freeze_writes(held.enter_context(_autocommit_on(tn, self.source)), self.tid, owner=self.owner)
+
+    @property
+    def specs(self) -> list[tenant_copy.TableSpec]:
+        """Every table and column the source holds, checked (once the target is built, on
+        first use) against what the target holds."""
+        if self._specs is None:
+            specs = placement_tables.held(self.tn, self.source)
+            problems = tenant_copy.differences(specs, placement_tables.held(self.tn, self.target), "at the target")
+            _refuse_differences(self.tenant, problems, started=True)
+            self._specs = specs
+        return self._specs
+
+    def steps(self) -> list[Step]:
+        return [
+            ("build", self.build),
+            ("capture", self.capture),
+            ("bulk_copy", self.bulk_copy),
+            ("catch_up", self.catch_up),
+            ("freeze", self.freeze),
+            ("delta", self.cutover_checks),
+            ("verify", self.cutover_checks),
+            ("flip", self.flip),
+            ("fence", self.fence),
+            ("cleanup", self.cleanup),
+        ]
+
+    def sides(self) -> _Sides:
+        return _Sides(self.tn, self.tenant.id, self.source, self.target)
+
+    def build(self) -> None:
+        for step in plan_steps(self.target.isolation)[:-1]:
+            build_step(self.tn, step, self.target)
+
+    def capture(self) -> None:
         # a database built by an older tenantry (before change capture, or the atomic freeze);
         # only then: installing takes locks that every transaction of the tenant waits for
-        if local_outdated(tn, source):
-            build_step(tn, "install_local", source)
-        with _autocommit_on(tn, source) as conn:
-            tenant_copy.capture_changes(conn, source.schema, specs, tid, owner=owner)
-        done("capture")
-    if todo("bulk_copy"):
-        with _Sides(tn, tenant.id, source, target) as (src, dst):
-            for spec in specs:
-                rows[spec.name] = tenant_copy.bulk_copy(src, dst, spec)
-                tenant_copy.sync_sequences(dst, target.schema, spec)
-        done("bulk_copy", rows=rows)
-    if todo("catch_up"):
+        if local_outdated(self.tn, self.source):
+            build_step(self.tn, "install_local", self.source)
+        with _autocommit_on(self.tn, self.source) as conn:
+            tenant_copy.capture_changes(conn, self.source.schema, self.specs, self.tid, owner=self.owner)
+
+    def bulk_copy(self) -> dict[str, Any]:
+        with self.sides() as (src, dst):
+            for spec in self.specs:
+                self.rows[spec.name] = tenant_copy.bulk_copy(src, dst, spec)
+                tenant_copy.sync_sequences(dst, self.target.schema, spec)
+        return {"rows": self.rows}
+
+    def catch_up(self) -> dict[str, Any]:
         caught = 0
         for _ in range(CATCH_UP_ROUNDS):
-            with _Sides(tn, tenant.id, source, target) as (src, dst):
-                found = tenant_copy.apply_changes(src, dst, specs, tid).found
+            with self.sides() as (src, dst):
+                found = tenant_copy.apply_changes(src, dst, self.specs, self.tid).found
             caught += found
             if found <= CATCH_UP_ENOUGH:
                 break
         # the last round seals the copy: the target now equals the source as of the round's
         # snapshot, so their full checksums must agree (read here, while the tenant writes on)
-        with _Sides(tn, tenant.id, source, target) as (src, dst):
-            caught += tenant_copy.apply_changes(src, dst, specs, tid).found
-            for spec in specs:  # before the freeze: the delta then syncs only what it changes
-                tenant_copy.sync_sequences(dst, target.schema, spec)
+        with self.sides() as (src, dst):
+            caught += tenant_copy.apply_changes(src, dst, self.specs, self.tid).found
+            for spec in self.specs:  # before the freeze: the delta then syncs only what it changes
+                tenant_copy.sync_sequences(dst, self.target.schema, spec)
             sealed = _compare(
-                tenant, specs, src, dst, "after catching up", lambda conn, spec: tenant_copy.checksum(conn, spec)
+                self.tenant, self.specs, src, dst, "after catching up",
+                lambda conn, spec: tenant_copy.checksum(conn, spec),
             )
         # the tables' counts as sealed: the cutover recounts only the tables changed since
         # (known when this process seals and freezes; a resumed freeze recounts them all)
-        touched: set[str] | None = set()
-        done("catch_up", caught_up=caught, counted={name: n for name, (n, _sum) in sealed.items()})
-    else:
-        touched = None
-    if "freeze" in job.steps_done and "flip" not in job.steps_done:
-        # a resumed move: the freeze's lock goes back on (its record outlived the mover)
-        # before anything reads the frozen source
-        tenant_copy.freeze_writes(held.enter_context(_autocommit_on(tn, source)), tid, owner=owner)
-    cutover = _Sides(tn, tenant.id, source, target)
-    if todo("freeze"):
+        self.touched = set()
+        return {"caught_up": caught, "counted": {name: n for name, (n, _sum) in sealed.items()}}
+
+    def freeze(self) -> dict[str, Any]:
         # the rows written while the copy was sealed (its checksums take a while) are copied
         # and checked now, so that the delta, in the write block, has only the last few
         for _ in range(SETTLE_ROUNDS):
-            with _Sides(tn, tenant.id, source, target) as (src, dst):
-                changes = _copy_changes(tenant, specs, src, dst, target, tid, "in the changes before the freeze")
-            if touched is not None:
-                touched |= changes.keys.keys()
+            with self.sides() as (src, dst):
+                changes = _copy_changes(
+                    self.tenant, self.specs, src, dst, self.target, self.tid, "in the changes before the freeze"
+                )
+            if self.touched is not None:
+                self.touched |= changes.keys.keys()
             if changes.found <= SETTLE_ENOUGH:
                 break
         # one transaction freezes every table at once (the triggers went in with the capture);
         # its connection holds the freeze's lock until the cleanup
-        lock = held.enter_context(_autocommit_on(tn, source))
-        held.callback(cutover.close)
-        cutover.connect()
+        lock = self.held.enter_context(_autocommit_on(self.tn, self.source))
+        self.held.callback(self.cutover.close)
+        self.cutover.connect()
         freezing = time.time()
-        tenant_copy.freeze_writes(lock, tid, owner=owner)
-        done("freeze", frozen_at=freezing, touched=None if touched is None else sorted(touched))
-    if "delta" not in job.steps_done or "verify" not in job.steps_done:
-        # one session for both (the write block is made of these): the source is frozen
+        tenant_copy.freeze_writes(lock, self.tid, owner=self.owner)
+        return {"frozen_at": freezing, "touched": None if self.touched is None else sorted(self.touched)}
+
+    def cutover_checks(self) -> None:
+        """``delta`` and ``verify``, whichever is still to run: one session for both, and one
+        catalog transaction records them (the write block is made of these; the source is
+        frozen)."""
+        job, specs = self.job, self.specs
+        resumed = "delta" in job.done  # the run announced the verify itself
         recorded: dict[str, dict[str, Any]] = {}
-        with cutover as (src, dst):
+        with self.cutover as (src, dst):
             recount = specs
-            if todo("delta"):
+            if not resumed:
                 # every row changed since the last round is logged: copy those, and check them
-                changes = _copy_changes(tenant, specs, src, dst, target, tid, "in the last changes")
+                changes = _copy_changes(self.tenant, specs, src, dst, self.target, self.tid, "in the last changes")
                 recorded["delta"] = {"delta": {"changed": changes.found}}
                 if job.payload.get("touched") is not None:  # the others are as they were sealed
                     since = set(job.payload["touched"]) | changes.keys.keys()
                     recount = [spec for spec in specs if spec.name in since]
-            if todo("verify"):
+            if "verify" not in job.done:
+                if not resumed:
+                    job.pending("verify")  # announce it (the run announced the delta)
                 rows = {} if recount is specs else dict(job.payload["counted"])
-                rows |= _count_both(tenant, recount, src, dst)
-                rows = {spec.name: rows[spec.name] for spec in specs}
-                recorded["verify"] = {"rows": rows}
-        with tn.admin() as conn, conn.transaction():  # one catalog transaction for both
+                rows |= _count_both(self.tenant, recount, src, dst)
+                self.rows = {spec.name: rows[spec.name] for spec in specs}
+                recorded["verify"] = {"rows": self.rows}
+        with self.tn.admin() as conn, conn.transaction():  # one catalog transaction for both
             for step, payload in recorded.items():
-                _record(conn, job, step, **payload)
-        for step in recorded:
-            crash_point(f"move:{step}")
-    if todo("flip"):
+                job.record(conn, step, **payload)
+
+    def flip(self) -> None:
+        tn, tenant, job = self.tn, self.tenant, self.job
         with tn.admin() as conn, conn.transaction():
             conn.execute(
                 "UPDATE tenantry.placements SET status = 'retired', updated_at = now()"
@@ -524,54 +546,54 @@ def _move(
             conn.execute(
                 "UPDATE tenantry.tenants SET status = 'active', plan = %s, epoch = epoch + 1, updated_at = now()"
                 " WHERE id = %s",
-                (chosen.name, tenant.id),
+                (self.chosen.name, tenant.id),
             )
             flipped_at = time.time()
-            _record(conn, job, "flip", flipped_at=flipped_at,
-                    write_block_seconds=flipped_at - float(job.payload["frozen_at"]))
+            job.record(conn, "flip", flipped_at=flipped_at,
+                       write_block_seconds=flipped_at - float(job.payload["frozen_at"]))
             notify_tenant(conn, tenant.id)
             audit.record(conn, actor=tn.actor, action="tenant.move", target_type="tenant", target=tenant.slug,
                          before={"plan": job.payload["from_plan"], "placement": job.payload["source"]},
                          # the target as this transaction leaves it (the job recorded it being built)
-                         after={"plan": chosen.name, "placement": {**job.payload["target"], "status": "active"}, "rows": rows,
-                                "write_block_seconds": round(job.payload["write_block_seconds"], 3)})
+                         after={"plan": self.chosen.name, "placement": {**job.payload["target"], "status": "active"},
+                                "rows": self.rows, "write_block_seconds": round(job.payload["write_block_seconds"], 3)})
         tn._forget_tenant(tenant.id)
-        crash_point("move:flip")
-    if todo("fence"):
+
+    def fence(self) -> None:
         # bindings made before the flip still name the source: its database refuses them from
         # now on (TenantMoved), in every process, before the cleanup removes what they name
-        with tn.admin() as conn:
-            epoch = get_tenant(conn, tenant.id).epoch
-        fence_placement(tn, source, epoch, "moved")
-        done("fence")
-    if todo("cleanup"):
+        with self.tn.admin() as conn:
+            epoch = get_tenant(conn, self.tenant.id).epoch
+        fence_placement(self.tn, self.source, epoch, "moved")
+
+    def cleanup(self) -> None:
+        tn, tenant, job = self.tn, self.tenant, self.job
         # other processes learn of the flip by NOTIFY within a second (and trust no cache while
         # their listener is down); until then the freeze refuses their writes to the source
         wait = float(job.payload["flipped_at"]) + PROPAGATION_SECONDS - time.time()
         if wait > 0:
             time.sleep(wait)
-        held.close()  # the freeze's record refuses the stale writes from here (fenced, too)
+        self.held.close()  # the freeze's record refuses the stale writes from here (fenced, too)
         with tn.admin() as conn:
             try:
-                drop_copy(tn, conn, tenant.id, source)
+                drop_copy(tn, conn, tenant.id, self.source)
             except BaseException:
                 # what is left of the source copy waits for a rerun; its triggers would slow
                 # every tenant of shared tables meanwhile (stale bindings are fenced off)
-                with contextlib.suppress(Exception), _autocommit_on(tn, source) as src:
-                    tenant_copy.drop_tenant_triggers(src, tid, owner=owner, schema=source.schema)
+                with contextlib.suppress(Exception), _autocommit_on(tn, self.source) as src:
+                    tenant_copy.drop_tenant_triggers(src, self.tid, owner=self.owner, schema=self.source.schema)
                 raise
             with conn.transaction():
-                _record(conn, job, "cleanup")
+                job.record(conn, "cleanup")
                 conn.execute("UPDATE tenantry.jobs SET status = 'done' WHERE id = %s", (job.id,))
                 # the move is done: its plugins' hooks are queued with the job's end, once
                 plugin_hooks.enqueue(
                     conn, "moved", get_tenant(conn, tenant.id), origin=tn.plugins.origin(),
-                    extra=_report(tenant, job, rows, started).to_dict(),
+                    extra=_report(tenant, job, self.rows, self.started).to_dict(),
                 )
-    return _report(tenant, job, rows, started)
 
 
-def _report(tenant: Tenant, job: _Job, rows: dict[str, int], started: float) -> MoveReport:
+def _report(tenant: Tenant, job: StepLog, rows: dict[str, int], started: float) -> MoveReport:
     return MoveReport(
         slug=tenant.slug,
         # the placements as the move left them (the job recorded them as it began)
@@ -600,7 +622,7 @@ def _abort(tn: Tenantry, tenant: Tenant) -> bool:
             job = _running_job(conn, tenant.id)
         if job is None:
             return False
-        if "flip" in job.steps_done:
+        if "flip" in job.done:
             raise Conflict(f"the move of {tenant.slug!r} has flipped already; move it back instead")
         source = _placement_from(job.payload["source"])
         target = _placement_from(job.payload["target"])
@@ -622,6 +644,6 @@ def _abort(tn: Tenantry, tenant: Tenant) -> bool:
             conn.execute("UPDATE tenantry.tenants SET status = 'active', updated_at = now() WHERE id = %s", (tenant.id,))
             notify_tenant(conn, tenant.id)
             audit.record(conn, actor=tn.actor, action="tenant.move.abort", target_type="tenant",
-                         target=tenant.slug, after={"steps_done": job.steps_done})
+                         target=tenant.slug, after={"steps_done": job.done})
     tn._forget_tenant(tenant.id)
     return True

@@ -19,6 +19,7 @@ step.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,8 +38,8 @@ from tenantry.errors import Conflict, InvalidInput, TenantExists
 from tenantry.services import audit, placement_tables, plugin_hooks, spares
 from tenantry.services.cells import cell_loads
 from tenantry.services.events import notify_tenant
-from tenantry.services.faults import crash_point
 from tenantry.services.fences import fence_placement
+from tenantry.services.steps import StepLog
 from tenantry.db.rls import table_order
 from tenantry.db.tenant_copy import delete_rows, drop_move_triggers, drop_tenant_triggers
 from tenantry.services.tenants import TENANT_COLUMNS, get_plan, get_tenant, row_to_tenant
@@ -152,27 +153,17 @@ def _build(tn: Tenantry, tenant: Tenant, chosen: Plan, job_id: uuid.UUID | None)
             (job_id,),
         ).fetchone()
         assert job is not None
-        steps_done, attempts = set(job[0]), job[1]
+        steps_done, attempts = list(job[0]), job[1]
         if attempts > 1:
             audit.record(conn, actor=tn.actor, action="tenant.create.resume", target_type="tenant",
                          target=tenant.slug, after={"steps_done": sorted(steps_done)})
         placement = read_placement(conn, tenant.id, "building")
-    assert placement is not None
-    for step in plan_steps(chosen.isolation):
-        if step in steps_done:
-            continue
-        if step == "activate":
-            with tn.admin() as conn:
-                return _activate(tn, conn, tenant, placement, job_id)
-        build_step(tn, step, placement)
-        with tn.admin() as conn:
-            conn.execute(
-                "UPDATE tenantry.jobs SET steps_done = array_append(steps_done, %s), updated_at = now()"
-                " WHERE id = %s",
-                (step, job_id),
-            )
-        crash_point(step)
-    raise AssertionError("provisioning ended without activating")  # pragma: no cover
+    assert placement is not None and job_id is not None
+    log = StepLog("jobs", job_id, steps_done)
+    building = plan_steps(chosen.isolation)[:-1]  # the last, activation, ends the job
+    log.run(tn, [(step, functools.partial(build_step, tn, step, placement)) for step in building])
+    with tn.admin() as conn:
+        return _activate(tn, conn, tenant, placement, log)
 
 
 def _start(
@@ -317,9 +308,7 @@ def build_step(tn: Tenantry, step: str, placement: Placement) -> None:
         raise AssertionError(f"unknown provisioning step {step!r}")
 
 
-def _activate(
-    tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, placement: Placement, job_id: uuid.UUID | None
-) -> Tenant:
+def _activate(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, placement: Placement, log: StepLog) -> Tenant:
     with conn.transaction():
         conn.execute(
             "UPDATE tenantry.placements SET status = 'active', updated_at = now()"
@@ -333,11 +322,8 @@ def _activate(
             (tenant.id,),
         ).fetchone()
         assert row is not None
-        conn.execute(
-            "UPDATE tenantry.jobs SET status = 'done', steps_done = array_append(steps_done, 'activate'),"
-            " updated_at = now() WHERE id = %s",
-            (job_id,),
-        )
+        log.record(conn, "activate")
+        conn.execute("UPDATE tenantry.jobs SET status = 'done' WHERE id = %s", (log.id,))
         active = row_to_tenant(row)
         notify_tenant(conn, active.id)
         audit.record(conn, actor=tn.actor, action="tenant.create", target_type="tenant",

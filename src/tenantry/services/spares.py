@@ -46,6 +46,7 @@ there, for the fault tests (:mod:`tenantry.services.faults`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 import uuid
@@ -71,6 +72,7 @@ from tenantry.services import audit, placement_tables, provisioning
 from tenantry.services.cells import get_cell
 from tenantry.services.events import notify_tenant
 from tenantry.services.faults import crash_point
+from tenantry.services.steps import StepLog
 from tenantry.services.tenants import TENANT_COLUMNS, row_to_tenant
 
 if TYPE_CHECKING:
@@ -462,16 +464,9 @@ def _build(tn: Tenantry, spare: Spare, key: SpareKey) -> None:
     from tenantry.services import app_migrations  # alembic loads only when needed
 
     placement = spare.placement
-    for step in plan_steps(spare.tier)[:-1]:
-        if step in spare.steps_done:
-            continue
-        provisioning.build_step(tn, step, placement)
-        with tn.admin() as conn:
-            conn.execute(
-                "UPDATE tenantry.spares SET steps_done = array_append(steps_done, %s), updated_at = now() WHERE id = %s",
-                (step, spare.id),
-            )
-        crash_point(f"spare:{step}")
+    log = StepLog("spares", spare.id, list(spare.steps_done), crash_prefix="spare:")
+    building = plan_steps(spare.tier)[:-1]  # all but activation: a tenant claims the spare
+    log.run(tn, [(step, functools.partial(provisioning.build_step, tn, step, placement)) for step in building])
     # the revision the tables were stamped at (a no-op that reads it; None: untracked)
     revision = app_migrations.stamp(tn, placement)
     if revision != key.revision:
