@@ -1,8 +1,8 @@
 """Moving a tenant between tiers and cells: capture, copy, catch up, freeze, verify, flip.
 
-A move is a durable job (``tenantry.jobs``, kind ``move``; see :mod:`tenantry.services.steps`) whose steps are recorded as they
-finish, so a move interrupted at any step is finished by running it again (or undone with
-:func:`abort` before the flip):
+A move is a durable job (``tenantry.jobs``, kind ``move``) whose steps are recorded as they
+finish (:mod:`tenantry.services.steps`), so a move interrupted at any step is finished by
+running it again (or undone with :func:`abort` before the flip):
 
 1. ``build``: the target placement, built like a new tenant's (schema or database, tables at
    the current head, RLS, grants).
