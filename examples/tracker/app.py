@@ -12,7 +12,9 @@ hide what they bring as the running app learns of a change, within a second.
 Sign-in is deliberately small: pick a member of this tenant by e-mail (a demo has no
 passwords). The session cookie is host-only and signed with a key derived for the tenant, and
 it names the tenant it was issued for, so a cookie carried from one tenant's site to
-another's authenticates nobody. Forms carry a per-session CSRF token.
+another's authenticates nobody. Forms carry a per-session CSRF token. The signing key is
+derived from tenantry's stored secret (``TENANTRY_SECRET_KEYS``, or the embedded server's key
+file), so sessions outlive a restart and every instance of the app accepts the others'.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncio
 import csv
 import hmac
 import io
+import logging
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -55,6 +58,7 @@ _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,60}")
 _Row = TypeVar("_Row", Member, Project, Task, Comment)
 
 _TEMPLATES = str(Path(__file__).parent / "templates")
+_log = logging.getLogger("examples.tracker")
 
 
 def _templates(request: Request) -> Jinja2Templates:
@@ -101,8 +105,12 @@ class _LoginRequired(Exception):
 def create_app(tn: Tenantry, base_domain: str = "localhost", *, secret_key: str | None = None) -> FastAPI:
     """The tracker as an ASGI app serving every tenant of ``tn`` at ``<slug>.<base_domain>``.
 
-    ``secret_key`` signs session cookies (default: a random key, so sessions end when the
-    process does).
+    ``secret_key`` signs session cookies. By default the key is derived from tenantry's
+    stored secret (:meth:`tenantry.Tenantry.secret_keyring`: ``TENANTRY_SECRET_KEYS``, or the
+    embedded server's key file), so sessions survive a restart and any instance of the app
+    on the same catalog accepts another's cookies; rotating those keys keeps accepting
+    cookies signed with the older ones. With no stored secret, a random key (sessions end
+    with the process; a warning says so).
     """
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -118,7 +126,7 @@ def create_app(tn: Tenantry, base_domain: str = "localhost", *, secret_key: str 
 
     app = FastAPI(title="tracker", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.tn = tn
-    app.state.secret = secret_key or secrets.token_urlsafe(32)
+    app.state.session_keys = _session_keys(tn, secret_key)
     app.state.templates = Jinja2Templates(directory=_TEMPLATES)
     # the tenant's brand: brand() in templates, its stylesheet and images under /_brand
     install_brand_helpers(app.state.templates.env, tn)
@@ -143,11 +151,25 @@ def create_app(tn: Tenantry, base_domain: str = "localhost", *, secret_key: str 
 
 
 # -- sessions ---------------------------------------------------------------------------------
+def _session_keys(tn: Tenantry, secret_key: str | None) -> list[str | bytes]:
+    """The keys that sign session cookies, oldest first (itsdangerous signs with the last)."""
+    if secret_key is not None:
+        return [secret_key]
+    keyring = tn.secret_keyring()
+    if keyring is None:
+        _log.warning(
+            "no stored secret (TENANTRY_SECRET_KEYS) to derive the session key from: sessions end when this"
+            " process does, and other instances of the app do not accept its cookies"
+        )
+        return [secrets.token_bytes(32)]
+    return list(reversed(keyring.derive("examples.tracker.sessions")))
+
+
 def _signer(request: Request) -> URLSafeTimedSerializer:
     # a key of its own per tenant: a cookie signed for acme does not verify on globex
     bound = current_tenant()
     assert bound is not None, "the tenancy middleware binds a tenant for every request"
-    return URLSafeTimedSerializer(request.app.state.secret, salt=f"tracker.session.{bound.id}")
+    return URLSafeTimedSerializer(request.app.state.session_keys, salt=f"tracker.session.{bound.id}")
 
 
 def _read_session(request: Request) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ from examples.tracker.app import SESSION_COOKIE, create_app
 from examples.tracker.models import Base, Comment, Member, Project, Task
 from examples.tracker.seed import DATASETS, seed
 from tenantry import ControlPlaneOnly, Tenantry, Verdict, current_tenant
+from tenantry.core.secrets import new_key
 from tests.examples.conftest import LOGIN, TENANTS, Tracker, csrf_of
 from tests.freezing import frozen
 
@@ -281,9 +282,9 @@ def test_a_cookie_from_one_tenant_signs_in_nobody_on_another(tracker: Tracker) -
 def test_forged_sessions_are_refused(tracker: Tracker) -> None:
     acme = tracker.tn.get_tenant("acme")
     globex = tracker.tn.get_tenant("globex")
-    secret = tracker.app.state.secret
+    keys = tracker.app.state.session_keys
 
-    def cookie(salt_tenant: uuid.UUID, claimed: uuid.UUID, key: str = secret) -> str:
+    def cookie(salt_tenant: uuid.UUID, claimed: uuid.UUID, key: object = keys) -> str:
         signer = URLSafeTimedSerializer(key, salt=f"tracker.session.{salt_tenant}")
         return signer.dumps({"tenant": str(claimed), "member": 1, "csrf": "c"})
 
@@ -302,6 +303,33 @@ def test_forged_sessions_are_refused(tracker: Tracker) -> None:
             assert good.status_code == 200
 
     tracker.runner.run(main())
+
+
+def test_a_session_outlives_a_restart_and_holds_on_every_instance(tracker: Tracker, plane: Tracker) -> None:
+    """The cookie key is derived from the catalog's stored secret, not made up per process:
+    an app started afresh on the same settings, and the data-plane instance beside it, accept
+    the cookie; an app whose settings hold another secret does not (the negative control)."""
+    restarted_tn = Tenantry(tracker.tn.settings, metadata=Base.metadata, actor="pytest-restarted")
+    stranger_tn = Tenantry(tracker.tn.settings.with_changes(secret_keys=new_key("stranger")), metadata=Base.metadata)
+    restarted = Tracker(tn=restarted_tn, app=create_app(restarted_tn), runner=tracker.runner)
+    stranger = Tracker(tn=stranger_tn, app=create_app(stranger_tn), runner=tracker.runner)
+
+    async def main() -> list[int]:
+        async with tracker.signed_in("globex") as first:
+            cookie = first.cookies[SESSION_COOKIE]
+        statuses = []
+        for instance in (restarted, plane, stranger):
+            async with instance.client("globex") as client:
+                response = await client.get("/", headers={"cookie": f"{SESSION_COOKIE}={cookie}"})
+                statuses.append(response.status_code)
+        return statuses
+
+    try:
+        assert tracker.runner.run(main()) == [200, 200, 303]
+    finally:
+        for tn in (restarted_tn, stranger_tn):
+            tracker.runner.run(tn.aclose())
+            tn.close()
 
 
 def test_session_cookie_is_host_only_and_http_only(tracker: Tracker) -> None:
