@@ -45,7 +45,7 @@ from starlette.exceptions import HTTPException
 from examples.tracker.features import CSV_EXPORT, WEBHOOKS
 from examples.tracker.models import Comment, Member, Priority, Project, Role, Task, TaskStatus
 from examples.tracker.tenancy import install_tenancy
-from tenantry import BrandRoutes, Tenantry, current_tenant, install_brand_helpers, mount_plugins
+from tenantry import BoundTenant, BrandRoutes, Tenantry, current_tenant, install_brand_helpers, mount_plugins
 from tenantry.contrib.webhooks import Delivery, WebhookWorker, aqueue
 
 __all__ = ["SESSION_COOKIE", "create_app"]
@@ -54,6 +54,8 @@ SESSION_COOKIE = "tracker_session"
 SESSION_MAX_AGE = 7 * 24 * 3600
 _KEY = re.compile(r"[A-Z][A-Z0-9]{1,9}")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,60}")
+#: advisory lock namespace of the first-account check (the second key: the tenant)
+_FIRST_ACCOUNT_LOCK = 0x7472
 
 _Row = TypeVar("_Row", Member, Project, Task, Comment)
 
@@ -165,10 +167,15 @@ def _session_keys(tn: Tenantry, secret_key: str | None) -> list[str | bytes]:
     return list(reversed(keyring.derive("examples.tracker.sessions")))
 
 
-def _signer(request: Request) -> URLSafeTimedSerializer:
-    # a key of its own per tenant: a cookie signed for acme does not verify on globex
+def _bound() -> BoundTenant:
     bound = current_tenant()
     assert bound is not None, "the tenancy middleware binds a tenant for every request"
+    return bound
+
+
+def _signer(request: Request) -> URLSafeTimedSerializer:
+    # a key of its own per tenant: a cookie signed for acme does not verify on globex
+    bound = _bound()
     return URLSafeTimedSerializer(request.app.state.session_keys, salt=f"tracker.session.{bound.id}")
 
 
@@ -294,20 +301,57 @@ def _text(value: str, label: str, limit: int, errors: list[str], *, required: bo
 def _routes() -> APIRouter:
     router = APIRouter()
 
+    def login_page(
+        request: Request, org: Org, *, first: bool, status_code: int = 200, errors: list[str] | None = None,
+        form: dict[str, str] | None = None,
+    ) -> HTMLResponse:
+        return _templates(request).TemplateResponse(
+            request, "login.html", {"org": org, "user": None, "first": first, "errors": errors or [], "form": form or {}},
+            status_code=status_code,
+        )
+
     @router.get("/login", response_class=HTMLResponse)
-    async def login_form(request: Request, org: OrgDep) -> HTMLResponse:
-        return _templates(request).TemplateResponse(request, "login.html", {"org": org, "user": None, "error": None})
+    async def login_form(request: Request, db: Db, org: OrgDep) -> HTMLResponse:
+        # a tenant with nobody in it yet (made with `tenantry tenants create`) offers its first account
+        return login_page(request, org, first=await _count(db, Member) == 0)
 
     @router.post("/login")
     async def login(request: Request, db: Db, org: OrgDep, email: Annotated[str, Form()] = "") -> Response:
         member = await db.scalar(sa.select(Member).where(Member.email == email.strip().lower()))
         if member is None:
-            return _templates(request).TemplateResponse(
-                request, "login.html", {"org": org, "user": None, "error": f"{org.name} has no member with that e-mail"},
-                status_code=401,
-            )
+            first = await _count(db, Member) == 0
+            return login_page(request, org, first=first, status_code=401, errors=[f"{org.name} has no member with that e-mail"])
         response = RedirectResponse("/", status_code=303)
         _start_session(request, response, member)
+        return response
+
+    @router.post("/first-account")
+    async def first_account(
+        request: Request, db: Db, org: OrgDep, email: Annotated[str, Form()] = "", name: Annotated[str, Form()] = "",
+    ) -> Response:
+        """The tenant's first member, who becomes its owner; refused (409) once it has one."""
+        errors: list[str] = []
+        email = email.strip().lower()
+        if not _EMAIL.fullmatch(email):
+            errors.append("that is not an e-mail address")
+        name = _text(name, "name", 120, errors)
+        if errors:
+            return login_page(request, org, first=True, status_code=422, errors=errors, form={"email": email, "name": name})
+        # check and insert in one transaction, under a lock of this tenant's: of two requests
+        # racing to be first, the second waits for the first to commit, then finds a member
+        await db.execute(sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:tenant))"), {
+            "space": _FIRST_ACCOUNT_LOCK, "tenant": str(_bound().id),
+        })
+        if await _count(db, Member) > 0:
+            await db.rollback()
+            return login_page(request, org, first=False, status_code=409, errors=[
+                f"{org.name} has its first account already: sign in, or ask its owner to add you",
+            ])
+        owner = Member(email=email, name=name, role=Role.owner)
+        db.add(owner)
+        await db.commit()
+        response = RedirectResponse("/", status_code=303)
+        _start_session(request, response, owner)
         return response
 
     @router.post("/logout")

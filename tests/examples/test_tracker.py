@@ -5,6 +5,7 @@ the same app run by a data-plane process (runtime and reader credentials only)."
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.orm import Session
 
 from examples.tracker.app import SESSION_COOKIE, create_app
-from examples.tracker.models import Base, Comment, Member, Project, Task
+from examples.tracker.models import Base, Comment, Member, Project, Role, Task
 from examples.tracker.seed import DATASETS, seed
 from tenantry import ControlPlaneOnly, Tenantry, Verdict, current_tenant
 from tenantry.core.secrets import new_key
@@ -213,6 +214,74 @@ def test_only_owners_and_admins_add_members(tracker: Tracker) -> None:
     tracker.runner.run(main())
     assert _rows(tracker, "acme", Member, Member.email == email)
     assert not _rows(tracker, "globex", Member, Member.email == email)
+
+
+# -- the first account of a tenant with nobody in it (made with `tenantry tenants create`) ------
+def _first_account(name: str, email: str) -> dict[str, str]:
+    return {"name": name, "email": email}
+
+
+def test_a_new_tenant_offers_its_first_account_once(tracker: Tracker) -> None:
+    slug = f"newco-{uuid.uuid4().hex[:6]}"
+    tracker.tn.create_tenant(slug, name="Newco Ltd")
+
+    async def main() -> None:
+        async with tracker.client(slug) as founder:
+            offer = await founder.get("/login")
+            assert offer.status_code == 200 and 'action="/first-account"' in offer.text and "Welcome to Newco Ltd" in offer.text
+            bad = await founder.post("/first-account", data=_first_account("", "not-an-address"))
+            assert bad.status_code == 422 and "not an e-mail address" in bad.text and "name is required" in bad.text
+            made = await founder.post("/first-account", data=_first_account("Fay Founder", " Fay@Newco.Example "))
+            assert made.status_code == 303 and made.headers["location"] == "/"
+            dashboard = await founder.get("/")
+            assert dashboard.status_code == 200 and '<span id="current-user">Fay Founder</span>' in dashboard.text
+            assert "Add a member" in (await founder.get("/members")).text  # the owner adds everyone else
+        async with tracker.client(slug) as latecomer:
+            page = await latecomer.get("/login")
+            assert "Sign in to Newco Ltd" in page.text and "/first-account" not in page.text  # the offer is gone
+            # a direct POST is refused, and signs in nobody
+            refused = await latecomer.post("/first-account", data=_first_account("Mallory", "mallory@evil.example"))
+            assert refused.status_code == 409 and "set-cookie" not in refused.headers
+            assert "has its first account already" in refused.text
+        async with tracker.client("acme") as client:  # a seeded tenant never offered one either
+            assert "/first-account" not in (await client.get("/login")).text
+            refused = await client.post("/first-account", data=_first_account("Mallory", "mallory@evil.example"))
+            assert refused.status_code == 409 and "set-cookie" not in refused.headers
+
+    tracker.runner.run(main())
+    [member] = _rows(tracker, slug, Member)
+    assert (member.email, member.name, member.role) == ("fay@newco.example", "Fay Founder", Role.owner)
+    assert not _rows(tracker, "acme", Member, Member.email == "mallory@evil.example")
+
+
+def test_racing_first_accounts_make_one_owner_per_tenant(tracker: Tracker) -> None:
+    """Concurrent POSTs to two empty tenants: in each, exactly one wins and the rest get 409
+    (the check and the insert are one transaction under the tenant's lock); the tenants do
+    not wait for each other's lock."""
+    slugs = [f"race-{uuid.uuid4().hex[:6]}" for _ in range(2)]
+    for slug in slugs:
+        tracker.tn.create_tenant(slug, name=slug.title())
+
+    async def post(slug: str, i: int) -> tuple[str, int]:
+        async with tracker.client(slug) as client:
+            response = await client.post("/first-account", data=_first_account(f"Racer {i}", f"racer{i}@{slug}.example"))
+            return slug, response.status_code
+
+    async def offer(slug: str) -> int:
+        async with tracker.client(slug) as client:
+            return (await client.get("/login")).status_code
+
+    async def main() -> list[tuple[str, int]]:
+        # first as many concurrent reads, so that the pools hold enough connections for
+        # the posts to run side by side (rather than one after the other for want of one)
+        assert set(await asyncio.gather(*(offer(slug) for _ in range(4) for slug in slugs))) == {200}
+        return list(await asyncio.gather(*(post(slug, i) for i in range(4) for slug in slugs)))
+
+    results = tracker.runner.run(main())
+    for slug in slugs:
+        assert sorted(code for s, code in results if s == slug) == [303, 409, 409, 409], results
+        [owner] = _rows(tracker, slug, Member)
+        assert owner.role == Role.owner
 
 
 # -- hostile requests ---------------------------------------------------------------------------
