@@ -38,6 +38,7 @@ from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from jinja2 import Environment, FileSystemLoader
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
@@ -45,10 +46,13 @@ from starlette.exceptions import HTTPException
 from examples.tracker.features import CSV_EXPORT, WEBHOOKS
 from examples.tracker.models import Comment, Member, Priority, Project, Role, Task, TaskStatus
 from examples.tracker.tenancy import install_tenancy
-from tenantry import BoundTenant, BrandRoutes, Tenantry, current_tenant, install_brand_helpers, mount_plugins
+from tenantry import (
+    BoundTenant, BrandRoutes, Status, Tenantry, current_tenant, install_brand_helpers, mount_plugins,
+)
 from tenantry.contrib.webhooks import Delivery, WebhookWorker, aqueue
+from tenantry.web import NoTenantPage, RequestInfo
 
-__all__ = ["SESSION_COOKIE", "create_app"]
+__all__ = ["SESSION_COOKIE", "create_app", "site_directory"]
 
 SESSION_COOKIE = "tracker_session"
 SESSION_MAX_AGE = 7 * 24 * 3600
@@ -104,8 +108,15 @@ class _LoginRequired(Exception):
     pass
 
 
-def create_app(tn: Tenantry, base_domain: str = "localhost", *, secret_key: str | None = None) -> FastAPI:
+def create_app(
+    tn: Tenantry, base_domain: str = "localhost", *, secret_key: str | None = None,
+    no_tenant_page: NoTenantPage | None = None,
+) -> FastAPI:
     """The tracker as an ASGI app serving every tenant of ``tn`` at ``<slug>.<base_domain>``.
+
+    ``no_tenant_page`` makes the page a browser gets at a host that names no tenant (such as
+    ``http://localhost:8000/``); by default a neutral one. The demo passes
+    :func:`site_directory`.
 
     ``secret_key`` signs session cookies. By default the key is derived from tenantry's
     stored secret (:meth:`tenantry.Tenantry.secret_keyring`: ``TENANTRY_SECRET_KEYS``, or the
@@ -148,8 +159,30 @@ def create_app(tn: Tenantry, base_domain: str = "localhost", *, secret_key: str 
             status_code=exc.status_code,
         )
 
-    install_tenancy(app, tn, base_domain)
+    install_tenancy(app, tn, base_domain, no_tenant_page=no_tenant_page)
     return app
+
+
+def site_directory(tn: Tenantry, base_domain: str = "localhost", *, limit: int = 100) -> NoTenantPage:
+    """A page listing the active tenants' sites, with links, for hosts that name no tenant.
+
+    For a demo: it reads the catalog's list of tenants (a control-plane process), and a
+    production app should not tell anyone who asks who its customers are.
+    """
+    env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True)
+    install_brand_helpers(env, tn)  # no tenant is bound here: brand() gives the defaults
+    template = env.get_template("sites.html")
+
+    def page(request: RequestInfo) -> str:
+        tenants = tn.list_tenants(status=Status.ACTIVE, limit=limit)
+        host = request.header(b"host") or ""
+        port = host.rsplit(":", 1)[1] if ":" in host.rsplit("]", 1)[-1] else ""
+        scheme = str(request.scope.get("scheme", "http"))
+        suffix = f":{port}" if port.isdigit() and (scheme, port) not in (("http", "80"), ("https", "443")) else ""
+        sites = [(t.name, f"{scheme}://{t.slug}.{base_domain}{suffix}/") for t in tenants]
+        return template.render(sites=sites, more=len(tenants) == limit, org=None, user=None)
+
+    return page
 
 
 # -- sessions ---------------------------------------------------------------------------------

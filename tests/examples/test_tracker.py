@@ -21,7 +21,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.orm import Session
 
-from examples.tracker.app import SESSION_COOKIE, create_app
+from examples.tracker.app import SESSION_COOKIE, create_app, site_directory
 from examples.tracker.models import Base, Comment, Member, Project, Role, Task
 from examples.tracker.seed import DATASETS, seed
 from tenantry import ControlPlaneOnly, Tenantry, Verdict, current_tenant
@@ -30,6 +30,7 @@ from tests.examples.conftest import LOGIN, TENANTS, Tracker, csrf_of
 from tests.freezing import frozen
 
 ROOT = Path(__file__).resolve().parents[2]
+BROWSER = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 
 
 def _names(slug: str) -> set[str]:
@@ -454,19 +455,61 @@ def test_suspended_tenant_gets_403_and_comes_back(tracker: Tracker) -> None:
     slug = f"hooli-{uuid.uuid4().hex[:6]}"
     tracker.tn.create_tenant(slug, name="Hooli")
     seed(tracker.tn, slug, dataset="acme")
+    tracker.tn.branding.set(slug, {"colors": {"primary": "#5f3dc4"}})
 
     async def status() -> int:
         async with tracker.client(slug) as client:
             response = await client.get("/login")
             return response.status_code
 
+    async def pages() -> tuple[httpx.Response, httpx.Response]:
+        async with tracker.client(slug) as client:
+            return await client.get("/", headers=BROWSER), await client.get("/")
+
     assert tracker.runner.run(status()) == 200
     tracker.tn.suspend(slug)
     try:
         assert tracker.runner.run(status()) == 403
+        page, api = tracker.runner.run(pages())
     finally:
         tracker.tn.resume(slug)
     assert tracker.runner.run(status()) == 200
+    # a browser gets a page in the tenant's brand with a next step, and never its slug
+    assert page.status_code == 403 and page.headers["content-type"].startswith("text/html")
+    assert "<h1>Hooli is unavailable</h1>" in page.text and "--brand-primary: #5f3dc4;" in page.text
+    assert "contact your administrator" in page.text and slug not in page.text
+    # API clients: the problem document as before
+    assert api.status_code == 403 and api.json()["type"] == "urn:tenantry:problem:tenant-not-active"
+
+
+def test_a_host_naming_no_tenant_shows_a_neutral_page_or_the_demos_list_of_sites(tracker: Tracker) -> None:
+    """The tracker's default names no tenant; with :func:`site_directory` (what ``tenantry
+    demo`` passes) ``http://localhost:8000/`` lists the active tenants' sites, with links."""
+    suspended = f"gone-{uuid.uuid4().hex[:6]}"
+    tracker.tn.create_tenant(suspended, name="Gone Away Ltd")
+    tracker.tn.suspend(suspended)
+    demo_app = create_app(tracker.tn, no_tenant_page=site_directory(tracker.tn))
+
+    async def main() -> list[httpx.Response]:
+        async with tracker.client("acme") as client, httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=demo_app), base_url="http://localhost:8000"
+        ) as demo:
+            return [
+                await client.get("/", headers={"host": "localhost:8000", **BROWSER}),
+                await demo.get("/", headers=BROWSER),
+                await demo.get("/", headers={**BROWSER, "host": "nobody.localhost:8000"}),
+                await demo.get("/"),
+            ]
+
+    neutral, listing, unknown, api = tracker.runner.run(main())
+    assert neutral.status_code == 404 and "There is no site at this address" in neutral.text
+    assert not any(slug in neutral.text for slug in TENANTS) and "Corporation" not in neutral.text
+    for page in (listing, unknown):
+        assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+        for slug in TENANTS:
+            assert f'<a href="http://{slug}.localhost:8000/">{slug.title()} Corporation</a>' in page.text
+        assert suspended not in page.text and "Gone Away" not in page.text
+    assert api.status_code == 404 and api.json()["type"] == "urn:tenantry:problem:no-tenant"
 
 
 def test_the_tenant_is_unbound_after_each_request(tracker: Tracker) -> None:

@@ -119,7 +119,9 @@ def demo(
                 _print_report(report)
             sys.stdout.flush()
 
-        servers = [serving.server(tracker.app.create_app(tn), sockets[0])]
+        # http://localhost:<port>/ names no tenant: the demo lists its sites there
+        tracker_app = tracker.app.create_app(tn, no_tenant_page=tracker.app.site_directory(tn))
+        servers = [serving.server(tracker_app, sockets[0])]
         if admin.app is not None:
             servers.append(serving.server(admin.app, sockets[1]))
         asyncio.run(serving.serve(list(zip(servers, sockets)), on_ready=ready, on_stop=tn.aclose))
