@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import hmac
+import html
 import io
 import logging
 import re
@@ -392,6 +393,27 @@ def _routes() -> APIRouter:
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
+
+    @router.get("/favicon.ico", include_in_schema=False)
+    async def favicon(request: Request) -> Response:
+        """The tenant's brand icon, or one drawn from its colours and initial (browsers ask
+        for this path whatever the page links)."""
+        tn: Tenantry = request.app.state.tn
+        brand = await tn.branding.acurrent()
+        headers = {"cache-control": "public, max-age=300"}
+        if brand.theme.favicon is not None:
+            found = await tn.branding.aasset(brand, brand.theme.favicon.filename)
+            if found is not None:
+                return Response(found[1], media_type=found[0], headers=headers)
+        colors = brand.theme.colors  # validated #rrggbb values
+        initial = html.escape((brand.product_name.strip() or "t")[0].upper())
+        icon = (
+            '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+            f'<rect width="32" height="32" rx="7" fill="{colors.primary}"/>'
+            f'<text x="16" y="22.5" font-family="system-ui,sans-serif" font-size="19" font-weight="700"'
+            f' text-anchor="middle" fill="{colors.on_primary}">{initial}</text></svg>'
+        )
+        return Response(icon, media_type="image/svg+xml", headers=headers)
 
     @router.get("/", response_class=HTMLResponse)
     async def dashboard(page: PageDep) -> HTMLResponse:

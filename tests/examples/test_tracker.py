@@ -88,6 +88,21 @@ def test_every_page_of_every_project_and_task_stays_in_its_tenant(tracker: Track
     tracker.runner.run(main())
 
 
+def test_the_header_names_the_product_once_and_favicon_ico_answers(tracker: Tracker) -> None:
+    """With no brand set, the product name is the tenant's name (not "... tracker" after it),
+    and ``/favicon.ico`` draws the tenant's initial in its colours rather than a 404."""
+
+    async def main() -> tuple[str, httpx.Response]:
+        async with tracker.signed_in("initech") as client:
+            return (await client.get("/")).text, await client.get("/favicon.ico")
+
+    page, icon = tracker.runner.run(main())
+    assert '<span id="brand-name">Initech Corporation</span></a>' in page and "<small>" not in page
+    assert '<link rel="icon" href="/favicon.ico">' in page
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert '<rect width="32" height="32" rx="7" fill="#3b5bdb"/>' in icon.text and ">I</text>" in icon.text
+
+
 def test_tiers_are_what_the_dashboard_says(tracker: Tracker) -> None:
     async def main() -> None:
         for slug, tier in (("acme", "pooled"), ("globex", "schema"), ("initech", "database")):
