@@ -158,10 +158,8 @@ class Keyring:
 
         if not purpose:
             raise ConfigurationError("a derived key needs a purpose")
-        return [
-            HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"tenantry:derive:v1:{purpose}".encode()).derive(key)
-            for key in self._keys.values()
-        ]
+        info = f"tenantry:derive:v1:{purpose}".encode()
+        return [HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key) for key in self._keys.values()]
 
 
 def is_sealed(value: object) -> bool:

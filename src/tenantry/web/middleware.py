@@ -169,8 +169,8 @@ class TenantMiddleware:
                 await self._refuse(scope, send, problem_from_error(err))
             return
         if isinstance(outcome, _Inactive):
-            inactive = outcome
-            await self._refuse(scope, send, problem_from_error(inactive.error), page=lambda: self._inactive_html(inactive.tenant))
+            tenant = outcome.tenant
+            await self._refuse(scope, send, problem_from_error(outcome.error), page=lambda: self._inactive_html(tenant))
             return
         if isinstance(outcome, Refusal):
             if outcome is _NO_TENANT and self.optional:
@@ -339,7 +339,7 @@ class TenantMiddleware:
             brand = await branding.afor_tenant(tenant.id)
             logo = None if brand.theme.logo is None else await branding.aasset(brand, brand.theme.logo.filename)
         except TenantryError as err:
-            _log.warning("the brand of tenant %s could not be read for its %s page: %s", tenant.id, tenant.status.value, err)
+            _log.warning("no brand for the %s page of tenant %s: %s", tenant.status.value, tenant.id, err)
             return inactive_page(tenant.name, tenant.status)
         return inactive_page(brand.product_name, tenant.status, brand.theme, logo)
 
