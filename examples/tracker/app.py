@@ -12,7 +12,9 @@ hide what they bring as the running app learns of a change, within a second.
 Sign-in is deliberately small: pick a member of this tenant by e-mail (a demo has no
 passwords). The session cookie is host-only and signed with a key derived for the tenant, and
 it names the tenant it was issued for, so a cookie carried from one tenant's site to
-another's authenticates nobody. Forms carry a per-session CSRF token.
+another's authenticates nobody. Forms carry a per-session CSRF token. The signing key is
+derived from tenantry's stored secret (``TENANTRY_SECRET_KEYS``, or the embedded server's key
+file), so sessions outlive a restart and every instance of the app accepts the others'.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import hmac
+import html
 import io
+import logging
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -35,6 +39,7 @@ from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from jinja2 import Environment, FileSystemLoader
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
@@ -42,19 +47,25 @@ from starlette.exceptions import HTTPException
 from examples.tracker.features import CSV_EXPORT, WEBHOOKS
 from examples.tracker.models import Comment, Member, Priority, Project, Role, Task, TaskStatus
 from examples.tracker.tenancy import install_tenancy
-from tenantry import BrandRoutes, Tenantry, current_tenant, install_brand_helpers, mount_plugins
+from tenantry import (
+    BoundTenant, BrandRoutes, Status, Tenantry, current_tenant, install_brand_helpers, mount_plugins,
+)
 from tenantry.contrib.webhooks import Delivery, WebhookWorker, aqueue
+from tenantry.web import NoTenantPage, RequestInfo
 
-__all__ = ["SESSION_COOKIE", "create_app"]
+__all__ = ["SESSION_COOKIE", "create_app", "site_directory"]
 
 SESSION_COOKIE = "tracker_session"
 SESSION_MAX_AGE = 7 * 24 * 3600
 _KEY = re.compile(r"[A-Z][A-Z0-9]{1,9}")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,60}")
+#: advisory lock namespace of the first-account check (the second key: the tenant)
+_FIRST_ACCOUNT_LOCK = 0x7472
 
 _Row = TypeVar("_Row", Member, Project, Task, Comment)
 
 _TEMPLATES = str(Path(__file__).parent / "templates")
+_log = logging.getLogger("examples.tracker")
 
 
 def _templates(request: Request) -> Jinja2Templates:
@@ -98,11 +109,22 @@ class _LoginRequired(Exception):
     pass
 
 
-def create_app(tn: Tenantry, base_domain: str = "localhost", *, secret_key: str | None = None) -> FastAPI:
+def create_app(
+    tn: Tenantry, base_domain: str = "localhost", *, secret_key: str | None = None,
+    no_tenant_page: NoTenantPage | None = None,
+) -> FastAPI:
     """The tracker as an ASGI app serving every tenant of ``tn`` at ``<slug>.<base_domain>``.
 
-    ``secret_key`` signs session cookies (default: a random key, so sessions end when the
-    process does).
+    ``no_tenant_page`` makes the page a browser gets at a host that names no tenant (such as
+    ``http://localhost:8000/``); by default a neutral one. The demo passes
+    :func:`site_directory`.
+
+    ``secret_key`` signs session cookies. By default the key is derived from tenantry's
+    stored secret (:meth:`tenantry.Tenantry.secret_keyring`: ``TENANTRY_SECRET_KEYS``, or the
+    embedded server's key file), so sessions survive a restart and any instance of the app
+    on the same catalog accepts another's cookies; rotating those keys keeps accepting
+    cookies signed with the older ones. With no stored secret, a random key (sessions end
+    with the process; a warning says so).
     """
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -118,7 +140,7 @@ def create_app(tn: Tenantry, base_domain: str = "localhost", *, secret_key: str 
 
     app = FastAPI(title="tracker", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.tn = tn
-    app.state.secret = secret_key or secrets.token_urlsafe(32)
+    app.state.session_keys = _session_keys(tn, secret_key)
     app.state.templates = Jinja2Templates(directory=_TEMPLATES)
     # the tenant's brand: brand() in templates, its stylesheet and images under /_brand
     install_brand_helpers(app.state.templates.env, tn)
@@ -138,16 +160,57 @@ def create_app(tn: Tenantry, base_domain: str = "localhost", *, secret_key: str 
             status_code=exc.status_code,
         )
 
-    install_tenancy(app, tn, base_domain)
+    install_tenancy(app, tn, base_domain, no_tenant_page=no_tenant_page)
     return app
 
 
+def site_directory(tn: Tenantry, base_domain: str = "localhost", *, limit: int = 100) -> NoTenantPage:
+    """A page listing the active tenants' sites, with links, for hosts that name no tenant.
+
+    For a demo: it reads the catalog's list of tenants (a control-plane process), and a
+    production app should not tell anyone who asks who its customers are.
+    """
+    env = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=True)
+    install_brand_helpers(env, tn)  # no tenant is bound here: brand() gives the defaults
+    template = env.get_template("sites.html")
+
+    def page(request: RequestInfo) -> str:
+        tenants = tn.list_tenants(status=Status.ACTIVE, limit=limit)
+        host = request.header(b"host") or ""
+        port = host.rsplit(":", 1)[1] if ":" in host.rsplit("]", 1)[-1] else ""
+        scheme = str(request.scope.get("scheme", "http"))
+        suffix = f":{port}" if port.isdigit() and (scheme, port) not in (("http", "80"), ("https", "443")) else ""
+        sites = [(t.name, f"{scheme}://{t.slug}.{base_domain}{suffix}/") for t in tenants]
+        return template.render(sites=sites, more=len(tenants) == limit, org=None, user=None)
+
+    return page
+
+
 # -- sessions ---------------------------------------------------------------------------------
-def _signer(request: Request) -> URLSafeTimedSerializer:
-    # a key of its own per tenant: a cookie signed for acme does not verify on globex
+def _session_keys(tn: Tenantry, secret_key: str | None) -> list[str | bytes]:
+    """The keys that sign session cookies, oldest first (itsdangerous signs with the last)."""
+    if secret_key is not None:
+        return [secret_key]
+    keyring = tn.secret_keyring()
+    if keyring is None:
+        _log.warning(
+            "no stored secret (TENANTRY_SECRET_KEYS) to derive the session key from: sessions end when this"
+            " process does, and other instances of the app do not accept its cookies"
+        )
+        return [secrets.token_bytes(32)]
+    return list(reversed(keyring.derive("examples.tracker.sessions")))
+
+
+def _bound() -> BoundTenant:
     bound = current_tenant()
     assert bound is not None, "the tenancy middleware binds a tenant for every request"
-    return URLSafeTimedSerializer(request.app.state.secret, salt=f"tracker.session.{bound.id}")
+    return bound
+
+
+def _signer(request: Request) -> URLSafeTimedSerializer:
+    # a key of its own per tenant: a cookie signed for acme does not verify on globex
+    bound = _bound()
+    return URLSafeTimedSerializer(request.app.state.session_keys, salt=f"tracker.session.{bound.id}")
 
 
 def _read_session(request: Request) -> dict[str, Any] | None:
@@ -272,20 +335,57 @@ def _text(value: str, label: str, limit: int, errors: list[str], *, required: bo
 def _routes() -> APIRouter:
     router = APIRouter()
 
+    def login_page(
+        request: Request, org: Org, *, first: bool, status_code: int = 200, errors: list[str] | None = None,
+        form: dict[str, str] | None = None,
+    ) -> HTMLResponse:
+        return _templates(request).TemplateResponse(
+            request, "login.html", {"org": org, "user": None, "first": first, "errors": errors or [], "form": form or {}},
+            status_code=status_code,
+        )
+
     @router.get("/login", response_class=HTMLResponse)
-    async def login_form(request: Request, org: OrgDep) -> HTMLResponse:
-        return _templates(request).TemplateResponse(request, "login.html", {"org": org, "user": None, "error": None})
+    async def login_form(request: Request, db: Db, org: OrgDep) -> HTMLResponse:
+        # a tenant with nobody in it yet (made with `tenantry tenants create`) offers its first account
+        return login_page(request, org, first=await _count(db, Member) == 0)
 
     @router.post("/login")
     async def login(request: Request, db: Db, org: OrgDep, email: Annotated[str, Form()] = "") -> Response:
         member = await db.scalar(sa.select(Member).where(Member.email == email.strip().lower()))
         if member is None:
-            return _templates(request).TemplateResponse(
-                request, "login.html", {"org": org, "user": None, "error": f"{org.name} has no member with that e-mail"},
-                status_code=401,
-            )
+            first = await _count(db, Member) == 0
+            return login_page(request, org, first=first, status_code=401, errors=[f"{org.name} has no member with that e-mail"])
         response = RedirectResponse("/", status_code=303)
         _start_session(request, response, member)
+        return response
+
+    @router.post("/first-account")
+    async def first_account(
+        request: Request, db: Db, org: OrgDep, email: Annotated[str, Form()] = "", name: Annotated[str, Form()] = "",
+    ) -> Response:
+        """The tenant's first member, who becomes its owner; refused (409) once it has one."""
+        errors: list[str] = []
+        email = email.strip().lower()
+        if not _EMAIL.fullmatch(email):
+            errors.append("that is not an e-mail address")
+        name = _text(name, "name", 120, errors)
+        if errors:
+            return login_page(request, org, first=True, status_code=422, errors=errors, form={"email": email, "name": name})
+        # check and insert in one transaction, under a lock of this tenant's: of two requests
+        # racing to be first, the second waits for the first to commit, then finds a member
+        await db.execute(sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:tenant))"), {
+            "space": _FIRST_ACCOUNT_LOCK, "tenant": str(_bound().id),
+        })
+        if await _count(db, Member) > 0:
+            await db.rollback()
+            return login_page(request, org, first=False, status_code=409, errors=[
+                f"{org.name} has its first account already: sign in, or ask its owner to add you",
+            ])
+        owner = Member(email=email, name=name, role=Role.owner)
+        db.add(owner)
+        await db.commit()
+        response = RedirectResponse("/", status_code=303)
+        _start_session(request, response, owner)
         return response
 
     @router.post("/logout")
@@ -293,6 +393,27 @@ def _routes() -> APIRouter:
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
+
+    @router.get("/favicon.ico", include_in_schema=False)
+    async def favicon(request: Request) -> Response:
+        """The tenant's brand icon, or one drawn from its colours and initial (browsers ask
+        for this path whatever the page links)."""
+        tn: Tenantry = request.app.state.tn
+        brand = await tn.branding.acurrent()
+        headers = {"cache-control": "public, max-age=300"}
+        if brand.theme.favicon is not None:
+            found = await tn.branding.aasset(brand, brand.theme.favicon.filename)
+            if found is not None:
+                return Response(found[1], media_type=found[0], headers=headers)
+        colors = brand.theme.colors  # validated #rrggbb values
+        initial = html.escape((brand.product_name.strip() or "t")[0].upper())
+        icon = (
+            '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+            f'<rect width="32" height="32" rx="7" fill="{colors.primary}"/>'
+            f'<text x="16" y="22.5" font-family="system-ui,sans-serif" font-size="19" font-weight="700"'
+            f' text-anchor="middle" fill="{colors.on_primary}">{initial}</text></svg>'
+        )
+        return Response(icon, media_type="image/svg+xml", headers=headers)
 
     @router.get("/", response_class=HTMLResponse)
     async def dashboard(page: PageDep) -> HTMLResponse:

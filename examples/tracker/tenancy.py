@@ -7,7 +7,9 @@ tenant's verified custom domains (``tenantry domains add tracker.acme.example --
 acme``, then ``verify``). The middleware binds the tenant with ``tn.tenant(slug)`` around the
 whole downstream call, body streaming and background tasks included, and undoes the binding
 when the call ends, however it ends. Unknown hosts get a 404, a suspended or archived tenant
-a 403, as RFC 9457 problem documents (a page for browsers).
+a 403, as RFC 9457 problem documents; browsers get a page instead: for a suspended tenant one
+in its brand that tells its users what to do, for a host that names no tenant a neutral page,
+or the one ``no_tenant_page`` makes (the demo lists its tenants' sites there).
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ from __future__ import annotations
 from typing import Any
 
 from tenantry import CustomDomainResolver, SubdomainResolver, TenantMiddleware, Tenantry
+from tenantry.web import NoTenantPage
 
 __all__ = ["install_tenancy"]
 
 
-def install_tenancy(app: Any, tn: Tenantry, base_domain: str) -> None:
-    """Serve each tenant at ``<slug>.<base_domain>`` and at its verified custom domains."""
+def install_tenancy(app: Any, tn: Tenantry, base_domain: str, *, no_tenant_page: NoTenantPage | None = None) -> None:
+    """Serve each tenant at ``<slug>.<base_domain>`` and at its verified custom domains;
+    ``no_tenant_page`` makes the page browsers get at a host that names no tenant."""
     app.add_middleware(
         TenantMiddleware,
         tenantry=tn,
         resolvers=[SubdomainResolver(base_domain), CustomDomainResolver(base_domain)],
+        no_tenant_page=no_tenant_page,
     )

@@ -52,6 +52,10 @@ def test_each_tenant_wears_its_own_brand(branded: Tracker) -> None:
                 logo = await client.get(links["logo"])
                 icon = await client.get(links["icon"])
                 assert css.status_code == logo.status_code == icon.status_code == 200
+                # where browsers look by themselves: the same icon
+                default = await client.get("/favicon.ico")
+                assert default.status_code == 200 and default.headers["content-type"] == "image/png"
+                assert default.content == icon.content
                 assert logo.headers["content-type"] == "image/png" and logo.content.startswith(b"\x89PNG")
                 return css.text, logo.content
 

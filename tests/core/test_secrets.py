@@ -77,6 +77,21 @@ def test_keyring_rotation_opens_old_values_and_seals_with_the_first_key() -> Non
             Keyring.parse(bad)
 
 
+def test_derived_keys_are_stable_per_purpose_and_follow_rotation() -> None:
+    old, new = new_key("old"), new_key("new")
+    ring = Keyring.parse(old)
+    [session] = ring.derive("app.sessions")
+    assert len(session) == 32
+    assert Keyring.parse(old).derive("app.sessions") == [session]  # another process, the same key
+    assert ring.derive("app.csrf") != [session]  # each purpose its own
+    assert Keyring.parse(new).derive("app.sessions") != [session]  # another secret, another key
+    assert session not in ring._keys.values()  # never the sealing key itself
+    rotated = Keyring.parse(f"{new},{old}").derive("app.sessions")
+    assert rotated == [*Keyring.parse(new).derive("app.sessions"), session]  # current first, the old one still known
+    with pytest.raises(ConfigurationError):
+        ring.derive("")
+
+
 def test_redaction_hides_secret_paths_and_anything_sealed() -> None:
     shown = redact(DOC, PATHS)
     assert shown == {"billing": {"api_key": REDACTED, "items": [{"token": REDACTED, "label": "a"}]}, "password": REDACTED, "name": "x"}

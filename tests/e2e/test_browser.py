@@ -1,6 +1,7 @@
 """Isolation as a user sees it: headless Chromium (Debian's) signs in to two tenants' sites of a
 running ``tenantry demo`` and finds only each tenant's own data; another tenant's project id
-is a 404, and a session from one site is no session on the other."""
+is a 404, and a session from one site is no session on the other. And the example app as a
+person on a phone sees it (390 px wide), and the demo's list of sites at ``localhost``."""
 
 from __future__ import annotations
 
@@ -165,3 +166,63 @@ def test_port_in_use_is_one_line_and_exit_2(demo_scratch) -> None:
     assert done.stderr.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "--port" in done.stderr
 
+
+
+# -- the example app at a phone's width, and its details ------------------------------------------
+PHONE = {"width": 390, "height": 844}
+_ONE_LINE = """els => els.map(el => {
+    const cell = el.closest('td'), style = getComputedStyle(cell);
+    return [el.getClientRects().length, el.getBoundingClientRect().height <= 1.5 * parseFloat(style.lineHeight), style.whiteSpace];
+})"""
+
+
+def test_every_page_fits_a_phone_and_the_details_hold(demo: DemoProcess, browser: Browser) -> None:
+    """At 390 px no page is wider than the screen (wide tables scroll inside it), the due date
+    stays on one line, the header names the product once, the Update button is as tall as its
+    select, and /favicon.ico is an icon."""
+    acme = demo.url("acme")
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    try:
+        page.goto(acme + "login")
+        widths = {"login": page.evaluate("document.documentElement.scrollWidth")}
+        _sign_in(page, acme, LOGIN["acme"])
+        assert page.inner_text("header .brand") == "Acme Tracker"  # not "Acme Tracker tracker"
+        widths["dashboard"] = page.evaluate("document.documentElement.scrollWidth")
+        due = page.eval_on_selector_all("#my-tasks td.due time", _ONE_LINE)
+        project = next(iter(_project_links(page, acme).values()))
+        widths["projects"] = page.evaluate("document.documentElement.scrollWidth")
+        page.goto(acme + f"projects/{project}")
+        widths["project"] = page.evaluate("document.documentElement.scrollWidth")
+        due += page.eval_on_selector_all("#tasks td.due time", _ONE_LINE)
+        page.click("a.task-title >> nth=0")
+        page.wait_for_url(re.compile(r"/tasks/\d+$"))
+        widths["task"] = page.evaluate("document.documentElement.scrollWidth")
+        select, button = page.locator("form.row select").bounding_box(), page.locator("form.row button").bounding_box()
+        page.goto(acme + "members")
+        widths["members"] = page.evaluate("document.documentElement.scrollWidth")
+        assert all(w <= PHONE["width"] for w in widths.values()), widths
+        assert due and all(d == [1, True, "nowrap"] for d in due), due
+        assert select and button and abs(select["height"] - button["height"]) < 1, (select, button)
+        assert abs(select["y"] - button["y"]) < 1
+        icon = page.goto(acme + "favicon.ico")  # (the browser resolves *.localhost; page.request would not)
+        assert icon is not None and icon.status == 200 and icon.headers["content-type"] == "image/png"
+    finally:
+        context.close()
+
+
+def test_localhost_lists_the_demos_sites(demo: DemoProcess, browser: Browser) -> None:
+    """``http://localhost:<port>/`` names no tenant: the demo lists its sites there, with links
+    that lead to them."""
+    acme = demo.url("acme")
+    page = browser.new_page()
+    try:
+        response = page.goto(acme.replace("acme.", ""))
+        assert response is not None and response.status == 404
+        links = page.locator("#sites a")
+        assert {links.nth(i).inner_text() for i in range(links.count())} >= {t.name for t in DEMO_TENANTS}
+        page.click("#sites a:has-text('Acme Corporation')")
+        page.wait_for_url(acme + "login")
+        assert "Sign in to Acme Corporation" in page.content()
+    finally:
+        page.close()

@@ -1,6 +1,7 @@
 """The first hour on a running ``tenantry demo`` (issue 12): the README's quickstart runs after
 the demo on the same server, the demo sends its webhooks (and its Webhooks page says why it
-sends none), and the CLI lines the demo prints run as printed, from a shell outside the venv.
+sends none), the CLI lines the demo prints run as printed, from a shell outside the venv, and
+the tenant they make gets its first account on its site.
 
 One demo for the module, on the first backend (as the rest of tests/e2e)."""
 
@@ -144,3 +145,14 @@ def test_the_cli_lines_the_demo_prints_run_as_printed(
     assert done.returncode == 0, done.stderr
     created = json.loads(done.stdout)
     assert created["plan"] == "business" and created["status"] == "active"
+
+    # ...and it leads somewhere: the printed site offers its first account, which signs in its owner
+    new = demo.report["new_tenant"]
+    assert new["slug"] == created["slug"] and f"its site ({new['url']} for {new['slug']})" in " ".join(printed.split())
+    port = int(new["url"].rsplit(":", 1)[1].strip("/"))
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"host": f"{new['slug']}.localhost:{port}"}, timeout=10) as site:
+        assert 'action="/first-account"' in site.get("/login").text
+        made = site.post("/first-account", data={"name": "Peter Gibbons", "email": "peter@initrode.example"})
+        assert made.status_code == 303, made.text[:500]
+        assert '<span id="current-user">Peter Gibbons</span>' in site.get("/").text
+        assert site.post("/first-account", data={"name": "Bob", "email": "bob@initrode.example"}).status_code == 409

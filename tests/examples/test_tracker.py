@@ -5,6 +5,7 @@ the same app run by a data-plane process (runtime and reader credentials only)."
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Iterator
@@ -20,14 +21,16 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.orm import Session
 
-from examples.tracker.app import SESSION_COOKIE, create_app
-from examples.tracker.models import Base, Comment, Member, Project, Task
+from examples.tracker.app import SESSION_COOKIE, create_app, site_directory
+from examples.tracker.models import Base, Comment, Member, Project, Role, Task
 from examples.tracker.seed import DATASETS, seed
 from tenantry import ControlPlaneOnly, Tenantry, Verdict, current_tenant
+from tenantry.core.secrets import new_key
 from tests.examples.conftest import LOGIN, TENANTS, Tracker, csrf_of
 from tests.freezing import frozen
 
 ROOT = Path(__file__).resolve().parents[2]
+BROWSER = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 
 
 def _names(slug: str) -> set[str]:
@@ -83,6 +86,21 @@ def test_every_page_of_every_project_and_task_stays_in_its_tenant(tracker: Track
                     assert not any(escape(name) in page.text for name in foreign)
 
     tracker.runner.run(main())
+
+
+def test_the_header_names_the_product_once_and_favicon_ico_answers(tracker: Tracker) -> None:
+    """With no brand set, the product name is the tenant's name (not "... tracker" after it),
+    and ``/favicon.ico`` draws the tenant's initial in its colours rather than a 404."""
+
+    async def main() -> tuple[str, httpx.Response]:
+        async with tracker.signed_in("initech") as client:
+            return (await client.get("/")).text, await client.get("/favicon.ico")
+
+    page, icon = tracker.runner.run(main())
+    assert '<span id="brand-name">Initech Corporation</span></a>' in page and "<small>" not in page
+    assert '<link rel="icon" href="/favicon.ico">' in page
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert '<rect width="32" height="32" rx="7" fill="#3b5bdb"/>' in icon.text and ">I</text>" in icon.text
 
 
 def test_tiers_are_what_the_dashboard_says(tracker: Tracker) -> None:
@@ -214,6 +232,74 @@ def test_only_owners_and_admins_add_members(tracker: Tracker) -> None:
     assert not _rows(tracker, "globex", Member, Member.email == email)
 
 
+# -- the first account of a tenant with nobody in it (made with `tenantry tenants create`) ------
+def _first_account(name: str, email: str) -> dict[str, str]:
+    return {"name": name, "email": email}
+
+
+def test_a_new_tenant_offers_its_first_account_once(tracker: Tracker) -> None:
+    slug = f"newco-{uuid.uuid4().hex[:6]}"
+    tracker.tn.create_tenant(slug, name="Newco Ltd")
+
+    async def main() -> None:
+        async with tracker.client(slug) as founder:
+            offer = await founder.get("/login")
+            assert offer.status_code == 200 and 'action="/first-account"' in offer.text and "Welcome to Newco Ltd" in offer.text
+            bad = await founder.post("/first-account", data=_first_account("", "not-an-address"))
+            assert bad.status_code == 422 and "not an e-mail address" in bad.text and "name is required" in bad.text
+            made = await founder.post("/first-account", data=_first_account("Fay Founder", " Fay@Newco.Example "))
+            assert made.status_code == 303 and made.headers["location"] == "/"
+            dashboard = await founder.get("/")
+            assert dashboard.status_code == 200 and '<span id="current-user">Fay Founder</span>' in dashboard.text
+            assert "Add a member" in (await founder.get("/members")).text  # the owner adds everyone else
+        async with tracker.client(slug) as latecomer:
+            page = await latecomer.get("/login")
+            assert "Sign in to Newco Ltd" in page.text and "/first-account" not in page.text  # the offer is gone
+            # a direct POST is refused, and signs in nobody
+            refused = await latecomer.post("/first-account", data=_first_account("Mallory", "mallory@evil.example"))
+            assert refused.status_code == 409 and "set-cookie" not in refused.headers
+            assert "has its first account already" in refused.text
+        async with tracker.client("acme") as client:  # a seeded tenant never offered one either
+            assert "/first-account" not in (await client.get("/login")).text
+            refused = await client.post("/first-account", data=_first_account("Mallory", "mallory@evil.example"))
+            assert refused.status_code == 409 and "set-cookie" not in refused.headers
+
+    tracker.runner.run(main())
+    [member] = _rows(tracker, slug, Member)
+    assert (member.email, member.name, member.role) == ("fay@newco.example", "Fay Founder", Role.owner)
+    assert not _rows(tracker, "acme", Member, Member.email == "mallory@evil.example")
+
+
+def test_racing_first_accounts_make_one_owner_per_tenant(tracker: Tracker) -> None:
+    """Concurrent POSTs to two empty tenants: in each, exactly one wins and the rest get 409
+    (the check and the insert are one transaction under the tenant's lock); the tenants do
+    not wait for each other's lock."""
+    slugs = [f"race-{uuid.uuid4().hex[:6]}" for _ in range(2)]
+    for slug in slugs:
+        tracker.tn.create_tenant(slug, name=slug.title())
+
+    async def post(slug: str, i: int) -> tuple[str, int]:
+        async with tracker.client(slug) as client:
+            response = await client.post("/first-account", data=_first_account(f"Racer {i}", f"racer{i}@{slug}.example"))
+            return slug, response.status_code
+
+    async def offer(slug: str) -> int:
+        async with tracker.client(slug) as client:
+            return (await client.get("/login")).status_code
+
+    async def main() -> list[tuple[str, int]]:
+        # first as many concurrent reads, so that the pools hold enough connections for
+        # the posts to run side by side (rather than one after the other for want of one)
+        assert set(await asyncio.gather(*(offer(slug) for _ in range(4) for slug in slugs))) == {200}
+        return list(await asyncio.gather(*(post(slug, i) for i in range(4) for slug in slugs)))
+
+    results = tracker.runner.run(main())
+    for slug in slugs:
+        assert sorted(code for s, code in results if s == slug) == [303, 409, 409, 409], results
+        [owner] = _rows(tracker, slug, Member)
+        assert owner.role == Role.owner
+
+
 # -- hostile requests ---------------------------------------------------------------------------
 @pytest.mark.parametrize(("viewer", "owner"), [("acme", "globex"), ("globex", "initech"), ("initech", "acme")])
 def test_ids_of_another_tenant_find_nothing(tracker: Tracker, viewer: str, owner: str) -> None:
@@ -281,9 +367,9 @@ def test_a_cookie_from_one_tenant_signs_in_nobody_on_another(tracker: Tracker) -
 def test_forged_sessions_are_refused(tracker: Tracker) -> None:
     acme = tracker.tn.get_tenant("acme")
     globex = tracker.tn.get_tenant("globex")
-    secret = tracker.app.state.secret
+    keys = tracker.app.state.session_keys
 
-    def cookie(salt_tenant: uuid.UUID, claimed: uuid.UUID, key: str = secret) -> str:
+    def cookie(salt_tenant: uuid.UUID, claimed: uuid.UUID, key: object = keys) -> str:
         signer = URLSafeTimedSerializer(key, salt=f"tracker.session.{salt_tenant}")
         return signer.dumps({"tenant": str(claimed), "member": 1, "csrf": "c"})
 
@@ -302,6 +388,33 @@ def test_forged_sessions_are_refused(tracker: Tracker) -> None:
             assert good.status_code == 200
 
     tracker.runner.run(main())
+
+
+def test_a_session_outlives_a_restart_and_holds_on_every_instance(tracker: Tracker, plane: Tracker) -> None:
+    """The cookie key is derived from the catalog's stored secret, not made up per process:
+    an app started afresh on the same settings, and the data-plane instance beside it, accept
+    the cookie; an app whose settings hold another secret does not (the negative control)."""
+    restarted_tn = Tenantry(tracker.tn.settings, metadata=Base.metadata, actor="pytest-restarted")
+    stranger_tn = Tenantry(tracker.tn.settings.with_changes(secret_keys=new_key("stranger")), metadata=Base.metadata)
+    restarted = Tracker(tn=restarted_tn, app=create_app(restarted_tn), runner=tracker.runner)
+    stranger = Tracker(tn=stranger_tn, app=create_app(stranger_tn), runner=tracker.runner)
+
+    async def main() -> list[int]:
+        async with tracker.signed_in("globex") as first:
+            cookie = first.cookies[SESSION_COOKIE]
+        statuses = []
+        for instance in (restarted, plane, stranger):
+            async with instance.client("globex") as client:
+                response = await client.get("/", headers={"cookie": f"{SESSION_COOKIE}={cookie}"})
+                statuses.append(response.status_code)
+        return statuses
+
+    try:
+        assert tracker.runner.run(main()) == [200, 200, 303]
+    finally:
+        for tn in (restarted_tn, stranger_tn):
+            tracker.runner.run(tn.aclose())
+            tn.close()
 
 
 def test_session_cookie_is_host_only_and_http_only(tracker: Tracker) -> None:
@@ -357,19 +470,61 @@ def test_suspended_tenant_gets_403_and_comes_back(tracker: Tracker) -> None:
     slug = f"hooli-{uuid.uuid4().hex[:6]}"
     tracker.tn.create_tenant(slug, name="Hooli")
     seed(tracker.tn, slug, dataset="acme")
+    tracker.tn.branding.set(slug, {"colors": {"primary": "#5f3dc4"}})
 
     async def status() -> int:
         async with tracker.client(slug) as client:
             response = await client.get("/login")
             return response.status_code
 
+    async def pages() -> tuple[httpx.Response, httpx.Response]:
+        async with tracker.client(slug) as client:
+            return await client.get("/", headers=BROWSER), await client.get("/")
+
     assert tracker.runner.run(status()) == 200
     tracker.tn.suspend(slug)
     try:
         assert tracker.runner.run(status()) == 403
+        page, api = tracker.runner.run(pages())
     finally:
         tracker.tn.resume(slug)
     assert tracker.runner.run(status()) == 200
+    # a browser gets a page in the tenant's brand with a next step, and never its slug
+    assert page.status_code == 403 and page.headers["content-type"].startswith("text/html")
+    assert "<h1>Hooli is unavailable</h1>" in page.text and "--brand-primary: #5f3dc4;" in page.text
+    assert "contact your administrator" in page.text and slug not in page.text
+    # API clients: the problem document as before
+    assert api.status_code == 403 and api.json()["type"] == "urn:tenantry:problem:tenant-not-active"
+
+
+def test_a_host_naming_no_tenant_shows_a_neutral_page_or_the_demos_list_of_sites(tracker: Tracker) -> None:
+    """The tracker's default names no tenant; with :func:`site_directory` (what ``tenantry
+    demo`` passes) ``http://localhost:8000/`` lists the active tenants' sites, with links."""
+    suspended = f"gone-{uuid.uuid4().hex[:6]}"
+    tracker.tn.create_tenant(suspended, name="Gone Away Ltd")
+    tracker.tn.suspend(suspended)
+    demo_app = create_app(tracker.tn, no_tenant_page=site_directory(tracker.tn))
+
+    async def main() -> list[httpx.Response]:
+        async with tracker.client("acme") as client, httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=demo_app), base_url="http://localhost:8000"
+        ) as demo:
+            return [
+                await client.get("/", headers={"host": "localhost:8000", **BROWSER}),
+                await demo.get("/", headers=BROWSER),
+                await demo.get("/", headers={**BROWSER, "host": "nobody.localhost:8000"}),
+                await demo.get("/"),
+            ]
+
+    neutral, listing, unknown, api = tracker.runner.run(main())
+    assert neutral.status_code == 404 and "There is no site at this address" in neutral.text
+    assert not any(slug in neutral.text for slug in TENANTS) and "Corporation" not in neutral.text
+    for page in (listing, unknown):
+        assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+        for slug in TENANTS:
+            assert f'<a href="http://{slug}.localhost:8000/">{slug.title()} Corporation</a>' in page.text
+        assert suspended not in page.text and "Gone Away" not in page.text
+    assert api.status_code == 404 and api.json()["type"] == "urn:tenantry:problem:no-tenant"
 
 
 def test_the_tenant_is_unbound_after_each_request(tracker: Tracker) -> None:

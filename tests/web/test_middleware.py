@@ -460,3 +460,90 @@ def test_hosts_that_name_no_tenant(tn: Tenantry, run, host: str) -> None:
     app = wrap(tn, starlette_app(tn, []), chain())
     response = run(get(app, f"http://{BASE}/who", headers={"Host": host}))
     assert response.status_code == 404
+
+
+# -- the pages browsers get ----------------------------------------------------------------------
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+def test_no_tenant_is_a_neutral_page_unless_the_app_gives_its_own(tn: Tenantry, make_tenant, run) -> None:
+    """The default page names no tenant; ``no_tenant_page`` (a plain function that reads the
+    database in a worker thread, or a coroutine function) answers browsers for no tenant and
+    for an unknown one, with 404 kept; API clients get the problem document either way; a page
+    that fails gives way to the default."""
+    a = make_tenant("web", name="Listed Tenant")
+    seen: list[str | None] = []
+
+    def listing(request: Any) -> str:
+        seen.append(request.host)
+        return "<ul>" + "".join(f"<li>{t.slug}</li>" for t in tn.list_tenants(prefix=a.slug)) + "</ul>"
+
+    async def async_listing(request: Any) -> str:
+        return f"<p>async page for {request.path}</p>"
+
+    def broken(request: Any) -> str:
+        raise RuntimeError("the app's page fails")
+
+    default = wrap(tn, starlette_app(tn, []), chain())
+    listed = wrap(tn, starlette_app(tn, []), chain(), no_tenant_page=listing)
+    in_loop = wrap(tn, starlette_app(tn, []), chain(), no_tenant_page=async_listing)
+    failing = wrap(tn, starlette_app(tn, []), chain(), no_tenant_page=broken)
+
+    async def main() -> list[Any]:
+        return [
+            await get(default, f"http://{BASE}/who", headers=HTML),
+            await get(default, f"http://no-such-tenant-here.{BASE}/who", headers=HTML),
+            await get(listed, f"http://{BASE}/who", headers=HTML),
+            await get(listed, f"http://no-such-tenant-here.{BASE}/who", headers=HTML),
+            await get(listed, f"http://{BASE}/who"),  # an API client
+            await get(in_loop, f"http://{BASE}/who", headers=HTML),
+            await get(failing, f"http://{BASE}/who", headers=HTML),
+            await get(listed, f"http://{a.slug}.{BASE}/who", headers=HTML),  # a tenant: no page at all
+        ]
+
+    plain, unknown, page, unknown_page, api, async_page, fallback, served = run(main())
+    for response in (plain, unknown, page, unknown_page, async_page, fallback):
+        assert response.status_code == 404 and response.headers["content-type"] == "text/html; charset=utf-8"
+        assert int(response.headers["content-length"]) == len(response.content)
+    for neutral in (plain, unknown, fallback):
+        assert "There is no site at this address" in neutral.text
+        assert a.slug not in neutral.text and "no-such-tenant-here" not in neutral.text and "Listed" not in neutral.text
+    assert f"<li>{a.slug}</li>" in page.text and f"<li>{a.slug}</li>" in unknown_page.text
+    assert seen == [BASE, f"no-such-tenant-here.{BASE}"]
+    assert problem_of(api)["type"] == "urn:tenantry:problem:no-tenant" and a.slug not in api.text
+    assert "async page for /who" in async_page.text
+    assert served.status_code == 200 and served.json()["tenant"] == a.slug
+
+
+def test_an_inactive_tenants_page_wears_its_brand_and_hides_its_slug(tn: Tenantry, make_tenant, run) -> None:
+    from tests.branding.images import png
+
+    branded, plain, archived = (make_tenant("web", name=n) for n in ("Hooli Corp", "Pied Piper", "Raviga"))
+    tn.branding.set(branded.slug, {"product_name": "HooliChat", "colors": {"primary": "#7b2d8b"}}, logo=png(24, 24))
+    tn.suspend(branded.slug)
+    tn.suspend(plain.slug)
+    tn.archive(archived.slug)
+    app = wrap(tn, starlette_app(tn, []), chain())
+
+    async def main() -> list[Any]:
+        return [
+            await get(app, f"http://{branded.slug}.{BASE}/who", headers=HTML),
+            await get(app, f"http://{plain.slug}.{BASE}/who", headers=HTML),
+            await get(app, f"http://{archived.slug}.{BASE}/who", headers=HTML),
+            await get(app, f"http://{branded.slug}.{BASE}/who"),  # an API client
+        ]
+
+    hooli, piper, raviga, api = run(main())
+    for page in (hooli, piper, raviga):
+        assert page.status_code == 403 and page.headers["content-type"] == "text/html; charset=utf-8"
+        assert "retry-after" not in page.headers
+        assert "contact your administrator" in page.text
+    assert "<h1>HooliChat is unavailable</h1>" in hooli.text and "HooliChat is suspended" in hooli.text
+    assert "--brand-primary: #7b2d8b;" in hooli.text and 'src="data:image/png;base64,' in hooli.text
+    assert "<h1>Pied Piper is unavailable</h1>" in piper.text and "--brand-primary: #3b5bdb;" in piper.text
+    assert "Raviga has been closed" in raviga.text
+    for page, tenant in ((hooli, branded), (piper, plain), (raviga, archived)):
+        assert tenant.slug not in page.text and str(tenant.id) not in page.text
+    # API clients: the problem document as before
+    assert api.status_code == 403 and problem_of(api)["type"] == "urn:tenantry:problem:tenant-not-active"
+    assert "suspended" in problem_of(api)["detail"]

@@ -217,15 +217,23 @@ class Branding:
     # -- serving the bound tenant -------------------------------------------------------------
     def current(self) -> Brand:
         """The brand of the tenant bound to the context (cached; see the module docs)."""
-        bound = context.require()
-        hit = self._cached(bound.id)
-        return hit if hit is not None else self._load(bound.id)
+        return self.for_tenant(context.require().id)
 
     async def acurrent(self) -> Brand:
         """:meth:`current` for async code: a cache miss reads the catalog off the event loop."""
-        bound = context.require()
-        hit = self._cached(bound.id)
-        return hit if hit is not None else await asyncio.to_thread(self._load, bound.id)
+        return await self.afor_tenant(context.require().id)
+
+    def for_tenant(self, tenant_id: uuid.UUID) -> Brand:
+        """The brand of the tenant with this id, through the same cache as :meth:`current`,
+        with no tenant bound: for pages about a tenant that cannot be bound, such as the
+        edge's page for a suspended one. It reads the routing views, as the data plane may."""
+        hit = self._cached(tenant_id)
+        return hit if hit is not None else self._load(tenant_id)
+
+    async def afor_tenant(self, tenant_id: uuid.UUID) -> Brand:
+        """:meth:`for_tenant` for async code: a cache miss reads the catalog off the event loop."""
+        hit = self._cached(tenant_id)
+        return hit if hit is not None else await asyncio.to_thread(self._load, tenant_id)
 
     def stylesheet(self, brand: Brand) -> Stylesheet:
         """The brand's stylesheet, rendered once per (tenant id, version)."""

@@ -8,9 +8,10 @@ them differ in features (the ``csv-export`` flag on for globex, the ``webhooks``
 the enterprise plan) unless that was set before, then serves the tracker at
 ``http://<slug>.localhost:<port>/`` and the admin API (when this build has one) from one
 process, with the apps' lifespans (the tracker's webhook sender runs). The report ends with
-the CLI as this shell runs it, the ``export`` lines it needs for the demo's data and commands
-to try. Ctrl-C or SIGTERM stops both servers, closes the pools and exits 0; running it again
-reuses the data.
+the CLI as this shell runs it, the ``export`` lines it needs for the demo's data, commands to
+try, and where a tenant made with the CLI gets its first member (its site's sign-in page
+offers to create the first account). Ctrl-C or SIGTERM stops both servers, closes the pools
+and exits 0; running it again reuses the data.
 
 The tracker lives in ``examples/tracker`` of a source checkout; the web stack comes from the
 ``web`` extra (``pip install -e ".[web]"``).
@@ -40,7 +41,7 @@ from tenantry.core.model import Status
 from tenantry.errors import ConfigurationError, Conflict, TenantExists, TenantryError
 from tenantry.settings import Settings
 
-__all__ = ["DEMO_TENANTS", "DemoTenant", "demo"]
+__all__ = ["DEMO_TENANTS", "NEW_TENANT", "DemoTenant", "demo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,8 @@ DEMO_TENANTS = (
 )
 #: the tracker's tables, for a CLI that builds placements (business and enterprise tenants)
 TRACKER_APP = "examples.tracker.models:Base"
+#: the tenant the report suggests making with the CLI
+NEW_TENANT = "initrode"
 
 def demo(
     ctx: typer.Context,
@@ -105,6 +108,8 @@ def demo(
             "admin_api_unavailable": admin.reason,
             "database": "external" if tn.settings.database_url else "embedded",
             "cli": _cli(tn.settings, tracker.root),
+            # a tenant made with the CLI has nobody in it: its site offers the first account
+            "new_tenant": {"slug": NEW_TENANT, "url": _url(f"{NEW_TENANT}.localhost", ports[0])},
         }
 
         def ready() -> None:
@@ -114,7 +119,9 @@ def demo(
                 _print_report(report)
             sys.stdout.flush()
 
-        servers = [serving.server(tracker.app.create_app(tn), sockets[0])]
+        # http://localhost:<port>/ names no tenant: the demo lists its sites there
+        tracker_app = tracker.app.create_app(tn, no_tenant_page=tracker.app.site_directory(tn))
+        servers = [serving.server(tracker_app, sockets[0])]
         if admin.app is not None:
             servers.append(serving.server(admin.app, sockets[1]))
         asyncio.run(serving.serve(list(zip(servers, sockets)), on_ready=ready, on_stop=tn.aclose))
@@ -227,7 +234,7 @@ def _cli(settings: Settings, root: Path) -> dict[str, Any]:
         "try": [
             f"{command} plugins enable webhooks --tenant acme",
             f"{command} flags eval csv-export --tenant acme",
-            f"{command} tenants create initrode --plan business",
+            f"{command} tenants create {NEW_TENANT} --plan business",
         ],
     }
 
@@ -270,6 +277,11 @@ def _print_report(report: dict[str, Any]) -> None:
     console.print("\nThe CLI on this data, from this shell:")
     for line in [*cli["exports"], *cli["try"]]:
         console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
+    new = report["new_tenant"]
+    console.print(
+        f"\nA tenant made with `tenants create` has nobody in it yet: its site ({new['url']} for {new['slug']})"
+        " offers to create its first account, who becomes its owner and adds the others."
+    )
     console.print("\nCtrl-C stops the demo; running it again reuses the data.")
 
 

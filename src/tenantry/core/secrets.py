@@ -141,6 +141,26 @@ class Keyring:
     def sealed_with_current(self, token: str) -> bool:
         return token.startswith(f"{SEALED_PREFIX}{self.current}:")
 
+    def derive(self, purpose: str) -> list[bytes]:
+        """Keys for another use of the same secret (an app signing its session cookies, say):
+        one 32-byte key per key of the ring, current first, each derived with HKDF-SHA256
+        with ``purpose`` as its info. Every process holding the same keys derives the same
+        keys, so its cookies survive a restart and verify on every instance; a key derived
+        for one purpose tells nothing of the sealing key or of another purpose's key.
+        Rotating the ring rotates them too: sign with the first, accept all.
+
+        >>> ring = Keyring.parse(new_key("k1"))
+        >>> ring.derive("app.sessions") == ring.derive("app.sessions") != ring.derive("other")
+        True
+        """
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        if not purpose:
+            raise ConfigurationError("a derived key needs a purpose")
+        info = f"tenantry:derive:v1:{purpose}".encode()
+        return [HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key) for key in self._keys.values()]
+
 
 def is_sealed(value: object) -> bool:
     return isinstance(value, str) and value.startswith(SEALED_PREFIX)

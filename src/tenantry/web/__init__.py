@@ -9,10 +9,12 @@ Pure ASGI: nothing here imports Starlette, FastAPI or Litestar, and it works und
         resolvers=[SubdomainResolver("example.com"), PathPrefixResolver("/t")],
     )
 
-:mod:`tenantry.web.problems` builds RFC 9457 problem documents for any HTTP face of tenantry.
+:mod:`tenantry.web.problems` builds RFC 9457 problem documents for any HTTP face of tenantry;
+:mod:`tenantry.web.pages` the pages browsers get instead (``no_tenant_page`` to show your own).
 """
 
 from tenantry.web.middleware import TenantMiddleware, default_resolvers
+from tenantry.web.pages import NoTenantPage
 from tenantry.web.resolvers import (
     CustomDomainResolver,
     HeaderResolver,
@@ -30,6 +32,7 @@ __all__ = [
     "HeaderResolver",
     "JwtClaimResolver",
     "Match",
+    "NoTenantPage",
     "PathPrefixResolver",
     "Refusal",
     "RequestInfo",

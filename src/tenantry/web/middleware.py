@@ -7,7 +7,9 @@ what must not be served, and binds the tenant context around the *whole* downstr
 handler, a streamed body and the background tasks Starlette runs after the response all see the
 tenant, and the binding is undone with its token when the call returns or raises.
 
-Refusals are RFC 9457 problem documents (an HTML page for browsers):
+Refusals are RFC 9457 problem documents (an HTML page for browsers, see
+:mod:`tenantry.web.pages`: for no tenant or an unknown one, a neutral page or the app's own
+``no_tenant_page``; for a tenant that cannot be served, a page in its brand):
 
 ==========================================  ======
 the request names no tenant                 404
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import json
 import logging
 import uuid
@@ -54,16 +57,18 @@ from tenantry.context import BoundTenant
 from tenantry.core.model import Tenant
 from tenantry.core.naming import is_slug
 from tenantry.core.placement import Placement
-from tenantry.errors import TenantNotFound, TenantryError
+from tenantry.errors import TenantNotActive, TenantNotFound, TenantryError
 from tenantry.services import tenants as tenant_service
 from tenantry.services.domain_checks import WELL_KNOWN
 from tenantry.services.domains import HostRoute
+from tenantry.web.pages import NoTenantPage, inactive_page, no_tenant_page
 from tenantry.web.problems import (
     problem,
     problem_from_error,
     problem_type,
     send_problem,
     wants_html,
+    with_page,
 )
 from tenantry.web.resolvers import (
     CustomDomainResolver,
@@ -99,13 +104,28 @@ def default_resolvers(tn: Tenantry) -> list[Resolver]:
     return chain
 
 
+class _Inactive:
+    """A tenant that exists but may not be served (suspended, archived, not yet placed)."""
+
+    __slots__ = ("error", "tenant")
+
+    def __init__(self, tenant: Tenant, error: TenantNotActive) -> None:
+        self.tenant = tenant
+        self.error = error
+
+
 class TenantMiddleware:
     """Resolve, check and bind the tenant of every request (see the module's docstring).
 
     ``resolvers``: the chain (default :func:`default_resolvers`). ``optional``: serve requests
     that name no tenant, with no tenant bound, instead of 404. ``exempt``: paths (or prefixes
     ending in ``/``) served without a tenant, such as health checks. ``serve_challenges``:
-    answer domain checks at ``/.well-known/tenantry/<token>``.
+    answer domain checks at ``/.well-known/tenantry/<token>``. ``no_tenant_page``: the HTML
+    browsers get, still with 404, for a request that names no tenant or an unknown one (a
+    :data:`~tenantry.web.pages.NoTenantPage`: a function of the :class:`RequestInfo`; a plain
+    function runs in a worker thread, so it may read the database). Default: a neutral page
+    that names no tenant; keep it so in production, since a list of sites there would tell
+    anyone who the app's customers are. API clients get the problem document either way.
     """
 
     def __init__(
@@ -117,6 +137,7 @@ class TenantMiddleware:
         optional: bool = False,
         exempt: Iterable[str] = (),
         serve_challenges: bool = True,
+        no_tenant_page: NoTenantPage | None = None,
     ) -> None:
         self.app = app
         self.tn = tenantry
@@ -124,6 +145,7 @@ class TenantMiddleware:
         self.optional = optional
         self.exempt = tuple(exempt)
         self.serve_challenges = serve_challenges
+        self.no_tenant_page = no_tenant_page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -141,7 +163,14 @@ class TenantMiddleware:
         except TenantryError as err:
             if err.http_status >= 500:
                 _log.error("tenant resolution failed: %s", err)
-            await self._refuse(scope, send, problem_from_error(err))
+            if isinstance(err, TenantNotFound):
+                await self._refuse(scope, send, problem_from_error(err), page=lambda: self._no_tenant_html(request))
+            else:
+                await self._refuse(scope, send, problem_from_error(err))
+            return
+        if isinstance(outcome, _Inactive):
+            tenant = outcome.tenant
+            await self._refuse(scope, send, problem_from_error(outcome.error), page=lambda: self._inactive_html(tenant))
             return
         if isinstance(outcome, Refusal):
             if outcome is _NO_TENANT and self.optional:
@@ -150,7 +179,8 @@ class TenantMiddleware:
             response = problem(
                 outcome.status, outcome.title, outcome.detail, outcome.type_, headers=dict(outcome.headers)
             )
-            await self._refuse(scope, send, response)
+            page = (lambda: self._no_tenant_html(request)) if outcome is _NO_TENANT else None
+            await self._refuse(scope, send, response, page=page)
             return
         bound, root_path = outcome
         if root_path is not None:
@@ -189,7 +219,7 @@ class TenantMiddleware:
         return any(path == p or (p.endswith("/") and path.startswith(p)) for p in self.exempt)
 
     # -- resolution -----------------------------------------------------------------------
-    async def _resolve(self, request: RequestInfo) -> tuple[BoundTenant, str | None] | Refusal:
+    async def _resolve(self, request: RequestInfo) -> tuple[BoundTenant, str | None] | Refusal | _Inactive:
         matches: list[Match] = []
         for resolver in self.resolvers:
             found = resolver.resolve(request)
@@ -220,7 +250,10 @@ class TenantMiddleware:
                 root_path = match.root_path
         if chosen is None:
             return _NO_TENANT
-        bound = self.tn._resolve(chosen[0], False, chosen[1])
+        try:
+            bound = self.tn._resolve(chosen[0], False, chosen[1])
+        except TenantNotActive as err:
+            return _Inactive(chosen[1][0], err)
         return bound, root_path
 
     async def _key(self, match: Match) -> str | uuid.UUID | None:
@@ -260,7 +293,15 @@ class TenantMiddleware:
         })
         await send({"type": "http.response.body", "body": b"" if request.scope["method"] == "HEAD" else body})
 
-    async def _refuse(self, scope: Scope, send: Send, response: tuple[int, list[tuple[bytes, bytes]], bytes]) -> None:
+    async def _refuse(
+        self,
+        scope: Scope,
+        send: Send,
+        response: tuple[int, list[tuple[bytes, bytes]], bytes],
+        *,
+        page: Callable[[], Awaitable[str]] | None = None,
+    ) -> None:
+        """Send the problem; a browser gets ``page`` (when given) or the problem as a page."""
         if scope["type"] == "websocket":
             # before accept, a close makes the server refuse the handshake (HTTP 403)
             await send({"type": "websocket.close", "code": 1008, "reason": _reason(response[2])})
@@ -270,7 +311,37 @@ class TenantMiddleware:
             if name == b"accept":
                 accept = value.decode("latin-1")
                 break
+        if page is not None and wants_html(accept):
+            await send_problem(send, with_page(response, await page()))
+            return
         await send_problem(send, response, html_page=wants_html(accept))
+
+    async def _no_tenant_html(self, request: RequestInfo) -> str:
+        make = self.no_tenant_page
+        if make is None:
+            return no_tenant_page()
+        try:
+            if inspect.iscoroutinefunction(make) or inspect.iscoroutinefunction(getattr(make, "__call__", None)):
+                made = await make(request)  # type: ignore[misc]
+            else:
+                made = await asyncio.to_thread(make, request)
+            if not isinstance(made, str):
+                raise TypeError(f"no_tenant_page returned {type(made).__name__}, not the page as str")
+            return made
+        except Exception:
+            # a refusal must go out whatever the app's page does
+            _log.exception("no_tenant_page failed; answering with the default page")
+            return no_tenant_page()
+
+    async def _inactive_html(self, tenant: Tenant) -> str:
+        branding = self.tn.branding
+        try:
+            brand = await branding.afor_tenant(tenant.id)
+            logo = None if brand.theme.logo is None else await branding.aasset(brand, brand.theme.logo.filename)
+        except TenantryError as err:
+            _log.warning("no brand for the %s page of tenant %s: %s", tenant.status.value, tenant.id, err)
+            return inactive_page(tenant.name, tenant.status)
+        return inactive_page(brand.product_name, tenant.status, brand.theme, logo)
 
 
 class _Answer:

@@ -31,6 +31,7 @@ __all__ = [
     "retry_after_header",
     "send_problem",
     "wants_html",
+    "with_page",
 ]
 
 PROBLEM_JSON = "application/problem+json"
@@ -104,9 +105,17 @@ def problem_page(status: int, headers: Headers, body: bytes) -> tuple[int, Heade
         "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36em;margin:15vh auto;padding:0 1em;color:#222}"
         "h1{font-size:1.4em}p{color:#555}</style>"
         f"<h1>{title}</h1><p>{detail}</p></html>"
-    ).encode()
+    )
+    return with_page((status, headers, body), page)
+
+
+def with_page(response: tuple[int, Headers, bytes], page: str) -> tuple[int, Headers, bytes]:
+    """The same response (status, and headers other than the content type and length) with
+    ``page``, a complete HTML document, as its body."""
+    status, headers, _ = response
+    body = page.encode()
     kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k not in (b"content-type", b"content-length")}
-    return status, _headers("text/html; charset=utf-8", page, kept), page
+    return status, _headers("text/html; charset=utf-8", body, kept), body
 
 
 def wants_html(accept: str | None) -> bool:
