@@ -1,90 +1,58 @@
 """Shared fixtures: real PostgreSQL servers (embedded and system), a catalog, tenants.
 
-Every database test runs against each backend named in ``TENANTRY_TEST_BACKENDS``
-(default ``embedded,system``). A backend that cannot be reached fails the run with a clear
-message; it is never skipped silently.
+Most come from tenantry's own pytest plugin (:mod:`tenantry.pytest_plugin`: ``tn``,
+``make_tenant``, ``tier``, ``make_tier_tenant``, the servers); this file gives them the
+model app's tables and the project's older names. Every database test runs against each
+server named in ``TENANTRY_TEST_BACKENDS`` (the ini file says ``embedded,system``). A server
+that cannot be reached fails the run with a clear message; it is never skipped silently.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import tempfile
-import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
+import sqlalchemy as sa
 
-from tenantry import Tenant, Tenantry
+from tenantry import Tenantry
 from tenantry.db.server import EmbeddedServer
+from tenantry.testing import SYSTEM_URL, reachable, servers
 from tenantry.testing import ScratchCatalog
 from tests.model_app import Base
+from tests.support import Scratch
 
-SYSTEM_URL = os.environ.get("TENANTRY_TEST_SYSTEM_URL", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
-BACKENDS = [b.strip() for b in os.environ.get("TENANTRY_TEST_BACKENDS", "embedded,system").split(",") if b.strip()]
-
-
-@pytest.fixture(scope="session")
-def embedded_server() -> Iterator[EmbeddedServer]:
-    """One embedded server for the whole run, in a fresh directory, stopped at the end."""
-    root = Path(tempfile.mkdtemp(prefix="tenantry-test-"))
-    root.chmod(0o755)
-    server = EmbeddedServer(root / "pg")
-    try:
-        server.ensure_running()
-    except Exception as err:  # pragma: no cover - environment failure
-        pytest.fail(f"cannot start the embedded PostgreSQL server: {err}")
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def _system_base_url() -> str:
-    try:
-        with psycopg.connect(SYSTEM_URL, connect_timeout=5) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.OperationalError as err:
-        pytest.fail(
-            f"the system PostgreSQL at {SYSTEM_URL!r} is not reachable ({str(err).strip()});"
-            " start it, point TENANTRY_TEST_SYSTEM_URL at a server, or set"
-            " TENANTRY_TEST_BACKENDS=embedded"
-        )
-    return SYSTEM_URL
-
-
-@pytest.fixture(scope="session", params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+#: the fixtures of tenantry's pytest plugin (also loaded by its entry point once installed)
+pytest_plugins = ["tenantry.pytest_plugin", "pytester"]
 
 
 @pytest.fixture(scope="session")
-def server_url(backend: str, request: pytest.FixtureRequest) -> str:
+def tenantry_metadata() -> sa.MetaData:
+    """The model app's tables, for the plugin's ``tn``."""
+    return Base.metadata
+
+
+# the project's own names for the plugin's fixtures
+@pytest.fixture(scope="session")
+def embedded_server(tenantry_embedded_server: EmbeddedServer) -> EmbeddedServer:
+    return tenantry_embedded_server
+
+
+@pytest.fixture(scope="session")
+def backend(tenantry_server: str) -> str:
+    return tenantry_server
+
+
+@pytest.fixture(scope="session")
+def server_url(tenantry_server_url: str) -> str:
     """Superuser URL to the ``postgres`` database of the backend under test."""
-    if backend == "embedded":
-        server: EmbeddedServer = request.getfixturevalue("embedded_server")
-        return server.url
-    if backend == "system":
-        return _system_base_url()
-    raise pytest.UsageError(f"unknown backend {backend!r} in TENANTRY_TEST_BACKENDS")
-
-
-class Scratch(ScratchCatalog):
-    """A fresh database with its own pair of roles (created at once), dropped with them at the end."""
-
-    def __init__(self, server_url: str) -> None:
-        super().__init__(server_url, prefix="tenantry_test", role_prefix="tt")
-        self.create()
+    return tenantry_server_url
 
 
 @pytest.fixture(scope="session")
-def scratch(server_url: str) -> Iterator[Scratch]:
-    db = Scratch(server_url)
-    yield db
-    db.drop()
+def scratch(tenantry_catalog: ScratchCatalog) -> ScratchCatalog:
+    return tenantry_catalog
 
 
 @pytest.fixture
@@ -96,51 +64,12 @@ def fresh_scratch(server_url: str) -> Iterator[Scratch]:
 
 
 @pytest.fixture(scope="session")
-def tn(scratch: Scratch) -> Iterator[Tenantry]:
-    """A Tenantry with the catalog initialised and the model app deployed."""
-    tenantry = Tenantry(scratch.settings(), metadata=Base.metadata, actor="pytest")
-    tenantry.init()
-    yield tenantry
-    tenantry.close()
-
-
-@pytest.fixture
-def make_tenant(tn: Tenantry) -> Callable[..., Tenant]:
-    """Create a tenant with a unique slug (prefix optional; pooled unless ``plan`` says)."""
-
-    def make(prefix: str = "t", **kwargs: object) -> Tenant:
-        return tn.create_tenant(f"{prefix}-{uuid.uuid4().hex[:10]}", **kwargs)  # type: ignore[arg-type]
-
-    return make
-
-
-#: the plan of each isolation tier, as seeded
-TIER_PLANS = {"pooled": "free", "schema": "business", "database": "enterprise"}
-
-
-@pytest.fixture(params=list(TIER_PLANS))
-def tier(request: pytest.FixtureRequest) -> str:
-    """Each isolation tier in turn: tests that take it run the same code on all three."""
-    return str(request.param)
-
-
-@pytest.fixture
-def make_tier_tenant(make_tenant: Callable[..., Tenant], tier: str) -> Callable[..., Tenant]:
-    """Create a tenant on the tier under test."""
-
-    def make(prefix: str = "t", **kwargs: object) -> Tenant:
-        return make_tenant(prefix, plan=TIER_PLANS[tier], **kwargs)
-
-    return make
-
-
-@pytest.fixture(scope="session")
 def other_server_url(backend: str, request: pytest.FixtureRequest) -> str:
     """Superuser URL of a second, different PostgreSQL server (the other backend)."""
     if backend == "system":
         server: EmbeddedServer = request.getfixturevalue("embedded_server")
         return server.url
-    return _system_base_url()
+    return reachable(SYSTEM_URL)
 
 
 @pytest.fixture
@@ -175,7 +104,8 @@ def cli(scratch: Scratch, tn: Tenantry, monkeypatch: pytest.MonkeyPatch, capsys:
 def demo_db(request: pytest.FixtureRequest) -> Iterator[Scratch]:
     """A scratch database for a running ``tenantry demo``, on the first backend only (the demo
     is the same program on either server)."""
-    url = request.getfixturevalue("embedded_server").url if BACKENDS[0] == "embedded" else _system_base_url()
+    first = servers(request.config)[0]
+    url = request.getfixturevalue("embedded_server").url if first == "embedded" else reachable(SYSTEM_URL)
     db = Scratch(url)
     yield db
     db.drop()

@@ -18,7 +18,7 @@ import pytest
 from tenantry import Tenant, Tenantry, TenantNotFound
 from tenantry.services import domains as domains_service
 from tenantry.services import tenants as tenant_service
-from tests.conftest import Scratch
+from tests.support import Scratch
 from tests.model_app import Base
 
 LIMIT = 3

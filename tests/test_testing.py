@@ -6,8 +6,7 @@ from __future__ import annotations
 import psycopg
 
 from tenantry import Tenantry
-from tenantry.testing import ScratchCatalog
-from tests.conftest import TIER_PLANS
+from tenantry.testing import TIER_PLANS, ScratchCatalog
 from tests.model_app import Base
 
 

@@ -23,9 +23,11 @@ creates.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterable
 from types import TracebackType
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -34,7 +36,39 @@ from psycopg.conninfo import make_conninfo
 from tenantry.core.secrets import new_key
 from tenantry.settings import Settings
 
-__all__ = ["ScratchCatalog"]
+__all__ = ["SERVERS_VARIABLE", "SYSTEM_URL", "TIER_PLANS", "ScratchCatalog", "reachable", "servers"]
+
+#: the system server's superuser URL (``TENANTRY_TEST_SYSTEM_URL`` overrides it)
+SYSTEM_URL = os.environ.get("TENANTRY_TEST_SYSTEM_URL", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+#: the plan of each isolation tier, as ``tn.init()`` seeds them
+TIER_PLANS = {"pooled": "free", "schema": "business", "database": "enterprise"}
+#: the environment variable that names the servers to test on (see :func:`servers`)
+SERVERS_VARIABLE = "TENANTRY_TEST_BACKENDS"
+
+
+def servers(config: Any) -> list[str]:
+    """The servers a pytest run tests on: its ``--tenantry-servers`` option, else the
+    ``TENANTRY_TEST_BACKENDS`` environment variable, else the ``tenantry_servers`` ini option,
+    else ``embedded``."""
+    text = config.getoption("--tenantry-servers") or os.environ.get(SERVERS_VARIABLE) or str(config.getini("tenantry_servers"))
+    named = [part.strip() for part in text.split(",") if part.strip()]
+    return named or ["embedded"]
+
+
+def reachable(url: str) -> str:
+    """``url``, once a connection to it works; under pytest, the test fails with a clear
+    message otherwise."""
+    import pytest
+
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as err:
+        pytest.fail(
+            f"the PostgreSQL server at {url!r} is not reachable ({str(err).strip()}); start it, or name"
+            f" other servers with --tenantry-servers or {SERVERS_VARIABLE} (e.g. {SERVERS_VARIABLE}=embedded)"
+        )
+    return url
 
 
 class ScratchCatalog:

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from tenantry import ApiToken, Tenant, Tenantry
 from tenantry.api import create_admin_app
 from tests.config.app_config import AppConfig
-from tests.conftest import Scratch
+from tests.support import Scratch
 from tests.model_app import Base
 
 

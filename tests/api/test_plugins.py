@@ -25,7 +25,7 @@ from tenantry.core.scopes import SCOPES, allows
 from tenantry.plugins import LifecycleHooks
 from tests.api.conftest import Client, MakeToken
 from tests.api.test_auth import _problem
-from tests.conftest import Scratch
+from tests.support import Scratch
 from tests.model_app import Base
 
 PLUGIN = "api-fragile"

@@ -29,7 +29,7 @@ from tenantry.api import create_admin_app
 from tenantry.services.domain_checks import Method
 from tenantry.services.flags import create_flag
 from tests.config.app_config import AppConfig
-from tests.conftest import Scratch
+from tests.support import Scratch
 from tests.model_app import Base
 
 MAX_EXAMPLES = 25

@@ -17,7 +17,7 @@ import pytest
 
 from examples.tracker.brands import BRANDS
 from tests.branding.images import png
-from tests.conftest import Scratch
+from tests.support import Scratch
 from tests.e2e.conftest import DemoProcess, demo_env, tenantry_command
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -14,7 +14,7 @@ import pytest
 
 from tenantry import Tenant, Tenantry
 from tests.branding.conftest import brand_site, client
-from tests.conftest import Scratch
+from tests.support import Scratch
 
 #: how long a change made elsewhere may take to show (the issue's bar)
 WITHIN = 1.0

@@ -17,7 +17,7 @@ import uuid
 import psycopg
 
 from tenantry import Tenantry
-from tests.conftest import Scratch
+from tests.support import Scratch
 
 _CLI = [sys.executable, "-c", "from tenantry.cli.main import run; run()"]
 

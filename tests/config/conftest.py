@@ -13,7 +13,7 @@ import pytest
 
 from tenantry import Tenant, Tenantry
 from tests.config.app_config import AppConfig
-from tests.conftest import Scratch
+from tests.support import Scratch
 from tests.model_app import Base
 
 

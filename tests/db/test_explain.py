@@ -28,7 +28,7 @@ import pytest
 from psycopg import sql
 
 from tenantry import Tenant, Tenantry
-from tests.conftest import Scratch
+from tests.support import Scratch
 
 Plan = dict[str, Any]
 

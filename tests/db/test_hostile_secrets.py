@@ -15,7 +15,7 @@ from pydantic import BaseModel, SecretStr
 from tenantry import Tenant, Tenantry
 from tenantry.core.secrets import SEALED_PREFIX
 from tenantry.services import config as config_service
-from tests.conftest import Scratch
+from tests.support import Scratch
 
 STORES = {
     "layers": "SELECT document::text FROM tenantry.config_layers WHERE tenant_id = %(t)s",

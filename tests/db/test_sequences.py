@@ -21,7 +21,7 @@ from psycopg import sql
 
 from tenantry import Tenant, Tenantry
 from tenantry.db import rls
-from tests.conftest import Scratch
+from tests.support import Scratch
 from tests.db.isolation_probe import bound
 
 

@@ -44,7 +44,8 @@ from tenantry import (
 )
 from tenantry.core.placement import Placement
 from tenantry.services.provisioning import database_url
-from tests.conftest import TIER_PLANS, Scratch
+from tenantry.testing import TIER_PLANS
+from tests.support import Scratch
 from tests.db.isolation_probe import foreign_rows
 from tests.model_app import TABLES, Base, Comment, Priority, Project, Task
 

@@ -20,17 +20,18 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BACKENDS, Scratch, _system_base_url
+from tenantry.testing import SYSTEM_URL, reachable, servers
+from tests.support import Scratch
 
 START_TIMEOUT = 90.0
 
 
 @pytest.fixture(scope="session")
 def demo_scratch(request: pytest.FixtureRequest) -> Iterator[Scratch]:
-    if BACKENDS[0] == "embedded":
+    if servers(request.config)[0] == "embedded":
         url = request.getfixturevalue("embedded_server").url
     else:
-        url = _system_base_url()
+        url = reachable(SYSTEM_URL)
     db = Scratch(url)
     yield db
     db.drop()

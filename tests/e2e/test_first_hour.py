@@ -26,7 +26,7 @@ from psycopg.conninfo import make_conninfo
 from tenantry.cli import demo as demo_command
 from tenantry.cli.main import main
 from tenantry.contrib.webhooks import new_secret
-from tests.conftest import Scratch
+from tests.support import Scratch
 from tests.e2e.conftest import DemoProcess, demo_env
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from examples.tracker.app import create_app
 from examples.tracker.models import Base
 from examples.tracker.seed import seed
 from tenantry import Tenantry
-from tests.conftest import Scratch
+from tests.support import Scratch
 
 #: slug -> plan: one tenant per isolation tier
 TENANTS = {"acme": "free", "globex": "business", "initech": "enterprise"}

@@ -29,7 +29,7 @@ from examples.tracker.seed import seed
 from tenantry import Tenantry
 from tenantry.contrib.webhooks import Delivery, deliver_pending, verify
 from tenantry.services import config as config_service
-from tests.conftest import Scratch
+from tests.support import Scratch
 from tests.examples.conftest import LOGIN, TENANTS, csrf_of
 from tests.plugins.receiver import Receiver
 

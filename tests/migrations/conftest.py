@@ -19,7 +19,8 @@ from tenantry import Tenant, Tenantry
 from tenantry.core.placement import Placement
 from tenantry.services import app_migrations
 from tenantry.services.provisioning import database_url
-from tests.conftest import TIER_PLANS, Scratch
+from tenantry.testing import TIER_PLANS
+from tests.support import Scratch
 from tests.model_app import Base
 
 FIXTURE = str(Path(__file__).parent / "versions_fixture")

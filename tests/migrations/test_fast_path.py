@@ -14,7 +14,7 @@ import pytest
 
 from tenantry import Tenantry
 from tenantry.services import app_migrations
-from tests.conftest import Scratch
+from tests.support import Scratch
 from tests.migrations.conftest import FIXTURE, HEAD
 
 

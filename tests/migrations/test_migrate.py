@@ -12,7 +12,7 @@ from tenantry import ConfigurationError, Tenant, Tenantry, TenantNotFound
 from tenantry.db import rls
 from tenantry.services import app_migrations
 from tenantry.services.app_migrations import MigrationFailed
-from tests.conftest import Scratch
+from tests.support import Scratch
 from tests.model_app import Base
 from tests.migrations.conftest import FIXTURE, HEAD, OLD, World, add_revision, make_world
 

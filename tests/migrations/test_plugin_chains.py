@@ -23,7 +23,8 @@ from tenantry.migrations.scripts import load_scripts
 from tenantry.plugins import AppTables
 from tenantry.plugins.tables import deploy_everywhere
 from tenantry.services import app_migrations, spares
-from tests.conftest import TIER_PLANS, Scratch
+from tenantry.testing import TIER_PLANS
+from tests.support import Scratch
 from tests.migrations.conftest import FIXTURE, HEAD, OLD, World, add_revision, head_metadata, make_world
 from tests.migrations.ledger_plugin import L1, L2, LEDGER_VERSIONS, Ledger
 from tests.model_app import Base

@@ -16,7 +16,7 @@ import psycopg
 
 from tenantry import Tenantry
 from tenantry.services import app_migrations
-from tests.conftest import Scratch
+from tests.support import Scratch
 from tests.migrations.conftest import FIXTURE, HEAD, add_revision, make_world
 
 

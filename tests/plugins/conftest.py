@@ -11,7 +11,8 @@ import pytest
 
 from tenantry import Tenant, Tenantry
 from tenantry.contrib.webhooks import WebhooksPlugin
-from tests.conftest import TIER_PLANS, Scratch
+from tenantry.testing import TIER_PLANS
+from tests.support import Scratch
 from tests.model_app import Base
 from tests.plugins.sample_plugins import Exploder, Notes, Recorder
 

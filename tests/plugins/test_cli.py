@@ -12,7 +12,7 @@ import pytest
 
 from tenantry import Tenant, Tenantry
 from tenantry.cli.main import main
-from tests.conftest import Scratch
+from tests.support import Scratch
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 from tenantry import Tenantry
 from tenantry.migrations.scripts import plugin_chain
 from tenantry.services import app_migrations
-from tests.conftest import Scratch
+from tests.support import Scratch
 from tests.model_app import Base
 
 ROOT = Path(__file__).resolve().parents[2]

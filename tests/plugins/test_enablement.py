@@ -20,7 +20,7 @@ from tenantry import (
     TenantNotFound,
     Tenantry,
 )
-from tests.conftest import Scratch
+from tests.support import Scratch
 
 WITHIN = 1.0
 

@@ -22,7 +22,7 @@ from tenantry.errors import InvalidInput
 from tenantry.plugins import LifecycleHooks
 from tenantry.services import plugin_hooks
 from tenantry.services import tenants as tenant_service
-from tests.conftest import Scratch
+from tests.support import Scratch
 from tests.model_app import Base
 
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from tenantry import Tenant, Tenantry
-from tests.conftest import Scratch
+from tests.support import Scratch
 from tests.plugins.sample_plugins import Exploder, Recorder
 
 

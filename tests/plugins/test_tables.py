@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from tenantry import ConfigurationError, IsolationError, NoTenantBound, Tenant, Tenantry
 from tenantry.services import spares
-from tests.conftest import TIER_PLANS, Scratch
+from tenantry.testing import TIER_PLANS
+from tests.support import Scratch
 from tests.model_app import Base
 from tests.plugins.sample_plugins import Note, Notes
 

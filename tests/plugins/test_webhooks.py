@@ -21,7 +21,7 @@ from tenantry.contrib.webhooks import delivery as delivery_module
 from tenantry.services import config as config_service
 from tenantry.services.egress import Egress
 from tenantry.services import flags as flags_service
-from tests.conftest import Scratch
+from tests.support import Scratch
 from tests.model_app import Base
 from tests.plugins.receiver import Receiver
 
@@ -280,7 +280,7 @@ def test_bad_events_are_refused(ptn: Tenantry, hooked: Callable[..., Tenant]) ->
 
 
 def test_deliveries_stay_with_their_tenant_on_every_tier(ptn: Tenantry, hooked: Callable[..., Tenant], tier: str) -> None:
-    from tests.conftest import TIER_PLANS
+    from tenantry.testing import TIER_PLANS
 
     with Receiver() as receiver:
         a, b = hooked(receiver.url, plan=TIER_PLANS[tier]), hooked(receiver.url, plan=TIER_PLANS[tier])

@@ -25,7 +25,8 @@ from tenantry import Settings, Status, TablesDiffer, Tenant, Tenantry, TenantSco
 from tenantry.contrib.webhooks import WebhooksPlugin
 from tenantry.db import tenant_copy
 from tenantry.services import placement_tables
-from tests.conftest import TIER_PLANS, Scratch
+from tenantry.testing import TIER_PLANS
+from tests.support import Scratch
 from tests.model_app import Base
 from tests.plugins.sample_plugins import Notes
 

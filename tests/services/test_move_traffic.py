@@ -20,7 +20,7 @@ from psycopg import sql
 
 from tenantry import Conflict, Tenant, Tenantry
 from tenantry.db import tenant_copy
-from tests.conftest import TIER_PLANS
+from tenantry.testing import TIER_PLANS
 from tests.services.test_moves import _counts, _no_move_left, _seed
 
 #: seconds a bystander transaction holds its first table before it takes the second

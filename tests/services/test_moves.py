@@ -19,7 +19,7 @@ from tenantry import Conflict, InvalidInput, IsolationError, Status, Tenant, Ten
 from tenantry.db import tenant_copy
 from tenantry.db.tenant_copy import FREEZE_LOCK_CLASS
 from tenantry.services.moves import CATCH_UP_ENOUGH, STEPS
-from tests.conftest import TIER_PLANS
+from tenantry.testing import TIER_PLANS
 from tests.services.test_cell_counts import assert_counts_match
 
 ROOT = Path(__file__).resolve().parents[2]

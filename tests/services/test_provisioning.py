@@ -21,7 +21,8 @@ import pytest
 from tenantry import Conflict, Isolation, Status, Tenant, TenantExists, TenantNotActive, Tenantry
 from tenantry.core.placement import Placement, plan_steps
 from tenantry.services import provisioning
-from tests.conftest import TIER_PLANS, Scratch
+from tenantry.testing import TIER_PLANS
+from tests.support import Scratch
 from tests.db.test_tiers import bug, fully_secured, holds, placement_of, secured_tables, superuser_in, tenantry_with
 
 ROOT = Path(__file__).resolve().parents[2]

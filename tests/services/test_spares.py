@@ -44,7 +44,8 @@ from tenantry.core.model import Isolation
 from tenantry.core.placement import Placement, plan_steps
 from tenantry.services import app_migrations, spares
 from tenantry.services.provisioning import database_url
-from tests.conftest import TIER_PLANS, Scratch
+from tenantry.testing import TIER_PLANS
+from tests.support import Scratch
 from tests.db.test_tiers import (  # noqa: F401 - the tier tests, run again on claimed tenants
     fully_secured,
     holds,
