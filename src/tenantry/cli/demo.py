@@ -201,8 +201,15 @@ def _ensure_tenant(tn: Tenantry, spec: DemoTenant, *, seed: Any, brand: Any = No
         "created": created,
         "seeded": seeded,
         "branded": branded,
-        "login": spec.login,
+        # None: nobody to sign in as yet (no sample data), the site offers the first account
+        "login": spec.login if tenant.status is Status.ACTIVE and _is_member(tn, spec) else None,
     }
+
+
+def _is_member(tn: Tenantry, spec: DemoTenant) -> bool:
+    """Whether the tenant has the member the report tells to sign in as."""
+    with tn.tenant(spec.slug), tn.connection() as conn:
+        return conn.execute("SELECT 1 FROM tracker_members WHERE email = %s", (spec.login,)).fetchone() is not None
 
 
 def _features(tn: Tenantry, features: ModuleType, slug: str) -> dict[str, bool]:
@@ -257,10 +264,8 @@ def _print_report(report: dict[str, Any]) -> None:
         note = "" if t["status"] == "active" else f"  [red]{t['status']}: `{report['cli']['command']} tenants resume {t['slug']}`[/]"
         fresh = " [green](new)[/]" if t["created"] else ""
         on = ", ".join(name for name, enabled in t.get("features", {}).items() if enabled) or "no extras"
-        console.print(
-            f"  {t['name']:<20} {t['plan']} ({t['tier']}){fresh}  {on}\n"
-            f"    {t['url']}  sign in as {t['login']}{note}"
-        )
+        how = f"sign in as {t['login']}" if t["login"] else "no members yet: create the first account there"
+        console.print(f"  {t['name']:<20} {t['plan']} ({t['tier']}){fresh}  {on}\n    {t['url']}  {how}{note}")
     api = report["admin_api"]
     if api is None:
         console.print(f"\n  admin API: unavailable in this build ({report['admin_api_unavailable']})")
