@@ -24,9 +24,7 @@ import csv
 import hmac
 import html
 import io
-import logging
 import re
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,7 +36,6 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, FileSystemLoader
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,17 +43,14 @@ from starlette.exceptions import HTTPException
 
 from examples.tracker.features import CSV_EXPORT, WEBHOOKS
 from examples.tracker.models import Comment, Member, Priority, Project, Role, Task, TaskStatus
-from examples.tracker.tenancy import install_tenancy
-from tenantry import (
-    BoundTenant, BrandRoutes, Status, Tenantry, current_tenant, install_brand_helpers, mount_plugins,
-)
+from examples.tracker.sessions import SESSION_COOKIE, end_session, read_session, session_keys, signed_in, start_session
+from examples.tracker.tenancy import install_tenancy, request_tenant
+from tenantry import BrandRoutes, Status, Tenantry, install_brand_helpers, mount_plugins
 from tenantry.contrib.webhooks import Delivery, WebhookWorker, aqueue
 from tenantry.web import NoTenantPage, RequestInfo
 
 __all__ = ["SESSION_COOKIE", "create_app", "site_directory"]
 
-SESSION_COOKIE = "tracker_session"
-SESSION_MAX_AGE = 7 * 24 * 3600
 _KEY = re.compile(r"[A-Z][A-Z0-9]{1,9}")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,60}")
 #: advisory lock namespace of the first-account check (the second key: the tenant)
@@ -65,7 +59,6 @@ _FIRST_ACCOUNT_LOCK = 0x7472
 _Row = TypeVar("_Row", Member, Project, Task, Comment)
 
 _TEMPLATES = str(Path(__file__).parent / "templates")
-_log = logging.getLogger("examples.tracker")
 
 
 def _templates(request: Request) -> Jinja2Templates:
@@ -140,13 +133,13 @@ def create_app(
 
     app = FastAPI(title="tracker", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.tn = tn
-    app.state.session_keys = _session_keys(tn, secret_key)
+    app.state.session_keys = session_keys(tn, secret_key)
     app.state.templates = Jinja2Templates(directory=_TEMPLATES)
     # the tenant's brand: brand() in templates, its stylesheet and images under /_brand
     install_brand_helpers(app.state.templates.env, tn)
     app.mount("/_brand", BrandRoutes(tn))
     # plugins' own routes (/_plugins/webhooks/...), for signed-in members of tenants that have them
-    mount_plugins(app, tn, authorize=_signed_in)
+    mount_plugins(app, tn, authorize=signed_in)
     app.include_router(_routes())
 
     @app.exception_handler(_LoginRequired)
@@ -186,62 +179,6 @@ def site_directory(tn: Tenantry, base_domain: str = "localhost", *, limit: int =
     return page
 
 
-# -- sessions ---------------------------------------------------------------------------------
-def _session_keys(tn: Tenantry, secret_key: str | None) -> list[str | bytes]:
-    """The keys that sign session cookies, oldest first (itsdangerous signs with the last)."""
-    if secret_key is not None:
-        return [secret_key]
-    keyring = tn.secret_keyring()
-    if keyring is None:
-        _log.warning(
-            "no stored secret (TENANTRY_SECRET_KEYS) to derive the session key from: sessions end when this"
-            " process does, and other instances of the app do not accept its cookies"
-        )
-        return [secrets.token_bytes(32)]
-    return list(reversed(keyring.derive("examples.tracker.sessions")))
-
-
-def _bound() -> BoundTenant:
-    bound = current_tenant()
-    assert bound is not None, "the tenancy middleware binds a tenant for every request"
-    return bound
-
-
-def _signer(request: Request) -> URLSafeTimedSerializer:
-    # a key of its own per tenant: a cookie signed for acme does not verify on globex
-    bound = _bound()
-    return URLSafeTimedSerializer(request.app.state.session_keys, salt=f"tracker.session.{bound.id}")
-
-
-def _read_session(request: Request) -> dict[str, Any] | None:
-    cookie = request.cookies.get(SESSION_COOKIE)
-    bound = current_tenant()
-    if not cookie or bound is None:
-        return None
-    try:
-        data = _signer(request).loads(cookie, max_age=SESSION_MAX_AGE)
-    except BadSignature:
-        return None
-    if not isinstance(data, dict) or data.get("tenant") != str(bound.id) or not isinstance(data.get("member"), int):
-        return None
-    return data
-
-
-def _signed_in(scope: Any) -> bool:
-    """Whether the request carries a session of the bound tenant (guards the plugins' routes)."""
-    return _read_session(Request(scope)) is not None
-
-
-def _start_session(request: Request, response: Response, member: Member) -> None:
-    bound = current_tenant()
-    assert bound is not None
-    token = _signer(request).dumps({"tenant": str(bound.id), "member": member.id, "csrf": secrets.token_urlsafe(16)})
-    response.set_cookie(
-        SESSION_COOKIE, token, max_age=SESSION_MAX_AGE, httponly=True, samesite="lax", path="/",
-        secure=request.url.scheme == "https",
-    )
-
-
 # -- dependencies -------------------------------------------------------------------------------
 async def _db(request: Request) -> AsyncIterator[AsyncSession]:
     tn: Tenantry = request.app.state.tn
@@ -250,8 +187,7 @@ async def _db(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 def _org_of(tn: Tenantry) -> Org:
-    bound = current_tenant()
-    assert bound is not None
+    bound = request_tenant()
     tn.branding.current()  # warm the brand cache here, off the event loop, for brand() in templates
     # from the process's cache, read through the routing views: this works in a process that
     # holds the runtime and reader roles' credentials only (see docs/deployment.md)
@@ -273,13 +209,13 @@ OrgDep = Annotated[Org, Depends(_org)]
 
 
 async def _page(request: Request, db: Db, org: OrgDep) -> Page:
-    session = _read_session(request)
+    session = read_session(request)
     if session is None:
         raise _LoginRequired()
-    user = await _by_id(db, Member, session["member"])
+    user = await _by_id(db, Member, session.member_id)
     if user is None:
         raise _LoginRequired()
-    return Page(request=request, db=db, org=org, user=user, csrf=str(session["csrf"]))
+    return Page(request=request, db=db, org=org, user=user, csrf=session.csrf)
 
 
 async def _form_page(request: Request, page: Annotated[Page, Depends(_page)], csrf: Annotated[str, Form()] = "") -> Page:
@@ -356,7 +292,7 @@ def _routes() -> APIRouter:
             first = await _count(db, Member) == 0
             return login_page(request, org, first=first, status_code=401, errors=[f"{org.name} has no member with that e-mail"])
         response = RedirectResponse("/", status_code=303)
-        _start_session(request, response, member)
+        start_session(request, response, member)
         return response
 
     @router.post("/first-account")
@@ -374,7 +310,7 @@ def _routes() -> APIRouter:
         # check and insert in one transaction, under a lock of this tenant's: of two requests
         # racing to be first, the second waits for the first to commit, then finds a member
         await db.execute(sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:tenant))"), {
-            "space": _FIRST_ACCOUNT_LOCK, "tenant": str(_bound().id),
+            "space": _FIRST_ACCOUNT_LOCK, "tenant": str(request_tenant().id),
         })
         if await _count(db, Member) > 0:
             await db.rollback()
@@ -385,13 +321,13 @@ def _routes() -> APIRouter:
         db.add(owner)
         await db.commit()
         response = RedirectResponse("/", status_code=303)
-        _start_session(request, response, owner)
+        start_session(request, response, owner)
         return response
 
     @router.post("/logout")
     async def logout(page: FormPage) -> Response:
         response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        end_session(response)
         return response
 
     @router.get("/favicon.ico", include_in_schema=False)
