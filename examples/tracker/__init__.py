@@ -4,6 +4,7 @@ Projects, tasks, comments and members, served per tenant from ``<slug>.<base dom
 app's code never names a tenant column: the tenant comes from the request's host, tenantry
 binds it to every transaction, and PostgreSQL's row-level security keeps tenants apart.
 
-``examples.tracker.app.create_app(tn)`` builds the ASGI app, ``examples.tracker.models:Base``
-holds the tables, and ``tenantry demo`` runs it all with three seeded tenants.
+``examples.tracker.app.create_app(tn)`` builds the ASGI app from the pages in
+``examples.tracker.pages`` (one router per page area), ``examples.tracker.models:Base`` holds
+the tables, and ``tenantry demo`` runs it all with three seeded tenants.
 """

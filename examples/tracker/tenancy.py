@@ -10,16 +10,19 @@ when the call ends, however it ends. Unknown hosts get a 404, a suspended or arc
 a 403, as RFC 9457 problem documents; browsers get a page instead: for a suspended tenant one
 in its brand that tells its users what to do, for a host that names no tenant a neutral page,
 or the one ``no_tenant_page`` makes (the demo lists its tenants' sites there).
+Downstream, ``request_tenant()`` is the tenant it bound.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tenantry import CustomDomainResolver, SubdomainResolver, TenantMiddleware, Tenantry
+from tenantry import (
+    BoundTenant, CustomDomainResolver, SubdomainResolver, TenantMiddleware, Tenantry, current_tenant,
+)
 from tenantry.web import NoTenantPage
 
-__all__ = ["install_tenancy"]
+__all__ = ["install_tenancy", "request_tenant"]
 
 
 def install_tenancy(app: Any, tn: Tenantry, base_domain: str, *, no_tenant_page: NoTenantPage | None = None) -> None:
@@ -31,3 +34,10 @@ def install_tenancy(app: Any, tn: Tenantry, base_domain: str, *, no_tenant_page:
         resolvers=[SubdomainResolver(base_domain), CustomDomainResolver(base_domain)],
         no_tenant_page=no_tenant_page,
     )
+
+
+def request_tenant() -> BoundTenant:
+    """The tenant this request is for (the middleware binds one for every request it passes on)."""
+    bound = current_tenant()
+    assert bound is not None, "the tenancy middleware binds a tenant for every request"
+    return bound
