@@ -16,9 +16,9 @@ import typer
 from tenantry.cli.output import console, emit_json, table
 from tenantry.cli.state import get_state
 from tenantry.core.config import parse_duration
+from tenantry.core.hooks import POLL_SECONDS, STATUSES
 from tenantry.errors import InvalidInput
-from tenantry.plugins.hooks import POLL_SECONDS, RunReport
-from tenantry.services.plugin_hooks import STATUSES
+from tenantry.plugins.hooks import RunReport
 
 __all__ = ["app"]
 

@@ -39,6 +39,7 @@ import pluggy
 import sqlalchemy as sa
 from pydantic import BaseModel
 
+from tenantry.core.hooks import LIFECYCLE_EVENTS
 from tenantry.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -68,9 +69,6 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 #: a plugin's name: a lowercase label (it names a URL segment, a config section, table prefixes)
 PLUGIN_NAME = re.compile(r"[a-z][a-z0-9-]{0,39}")
-
-#: the tenant lifecycle events a plugin can hook, as ``on_tenant_<event>``
-LIFECYCLE_EVENTS = ("created", "suspended", "resumed", "archived", "deleted", "moved")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
