@@ -3,14 +3,15 @@ their own) on every placement, and where they are."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tenantry.cli.output import console, emit_json, progress_bar, table
 from tenantry.cli.state import get_state
-from tenantry.migrations.report import MigrationReport, PlacementResult
-from tenantry.services import app_migrations
+
+if TYPE_CHECKING:
+    from tenantry.migrations.report import MigrationReport, PlacementResult
 
 __all__ = ["app"]
 
@@ -83,6 +84,8 @@ def migrate(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from tenantry.services import app_migrations
+
     tn = get_state(ctx).tenantry()
     with progress_bar(not as_json and not dry_run, "migrating") as progress:
         report = app_migrations.migrate(
@@ -98,6 +101,8 @@ def migrate(
 @app.command("status")
 def status(ctx: typer.Context, as_json: JsonFlag = False, migrations: Migrations = None) -> None:
     """Where the placements are, from the catalog: counts per revision, who is behind, who failed."""
+    from tenantry.services import app_migrations
+
     report = app_migrations.status(get_state(ctx).tenantry(), directory=migrations)
     if as_json:
         emit_json(report.to_dict())
@@ -129,6 +134,8 @@ def stamp(
     Without --tenant: the untracked placements (deployed before migrations were tracked).
     With --tenant: those tenants' placements, whatever they had.
     """
+    from tenantry.services import app_migrations
+
     tn = get_state(ctx).tenantry()
     with progress_bar(not as_json, "stamping") as progress:
         report = app_migrations.stamp_placements(

@@ -9,7 +9,7 @@ old finished ones.
 from __future__ import annotations
 
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,7 +18,9 @@ from tenantry.cli.state import get_state
 from tenantry.core.config import parse_duration
 from tenantry.core.hooks import POLL_SECONDS, STATUSES
 from tenantry.errors import InvalidInput
-from tenantry.plugins.hooks import RunReport
+
+if TYPE_CHECKING:
+    from tenantry.plugins.hooks import RunReport
 
 __all__ = ["app"]
 

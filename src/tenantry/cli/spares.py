@@ -3,13 +3,15 @@ database-tier tenant is a catalog transaction."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tenantry.cli.output import console, emit_json, progress_bar, table
 from tenantry.cli.state import get_state
-from tenantry.services.spares import SpareReport
+
+if TYPE_CHECKING:
+    from tenantry.services.spares import SpareReport
 
 __all__ = ["app"]
 
