@@ -98,6 +98,19 @@ app = typer.Typer(
 )
 
 
+def _print_version(wanted: bool) -> None:
+    if not wanted:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("tenantry")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from tenantry import __version__ as found
+    typer.echo(f"tenantry {found}")
+    raise typer.Exit()
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -119,6 +132,10 @@ def root(
             show_envvar=True,
         ),
     ] = None,
+    _version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print tenantry's version and exit."),
+    ] = False,
 ) -> None:
     state = State(database_url=database_url, data_dir=data_dir)
     ctx.obj = state
