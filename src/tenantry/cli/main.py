@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 import typer.main
 
+from tenantry._imports import working_directory_importable
 from tenantry.cli.lazy import LazyCommand, LazyGroup, tidy_help
 from tenantry.cli.output import failure
 from tenantry.cli.state import State
@@ -161,7 +162,9 @@ def _driver_warnings_dropped() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tenantry`` script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    with _driver_warnings_dropped(), _working_directory_importable():
+    # TENANTRY_APP (TENANTRY_CONFIG, TENANTRY_PLUGINS) names modules of the project the CLI is
+    # run from: importable for the whole command, whose worker processes inherit the path
+    with _driver_warnings_dropped(), working_directory_importable():
         return _main(args)
 
 
@@ -196,24 +199,6 @@ def _main(args: list[str]) -> int:
         return failure(f"database error: {first}", code="database-error", exit_code=1, as_json=as_json)
     except KeyboardInterrupt:
         return failure("interrupted", code="interrupted", exit_code=130, as_json=as_json)
-
-
-@contextmanager
-def _working_directory_importable() -> Iterator[None]:
-    """The working directory on ``sys.path`` while a command runs, as ``python -m`` puts it
-    there: ``TENANTRY_APP=myapp.models:Base`` (``TENANTRY_CONFIG``, ``TENANTRY_PLUGINS``)
-    names modules of the project the CLI is run from. Last, so it shadows no installed
-    package."""
-    cwd = os.getcwd()
-    if "" in sys.path or cwd in sys.path:
-        yield
-        return
-    sys.path.append(cwd)
-    try:
-        yield
-    finally:
-        if cwd in sys.path:
-            sys.path.remove(cwd)
 
 
 def command() -> Any:
