@@ -26,3 +26,31 @@ def test_import_does_no_io(monkeypatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", refuse)
     importlib.reload(tenantry)
     tenantry.Tenantry(tenantry.Settings(embedded=True))  # constructing connects to nothing
+
+
+def test_lazy_names_are_what_type_checkers_see() -> None:
+    """Each name the package loads on first use is the object its ``TYPE_CHECKING`` import
+    names, so what mypy checks is what runs."""
+    import ast
+    import importlib
+    import inspect
+
+    tree = ast.parse(inspect.getsource(tenantry))
+    guarded = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
+    seen = set()
+    for node in guarded.body:
+        assert isinstance(node, ast.ImportFrom) and node.module is not None
+        for alias in node.names:
+            name = alias.asname or alias.name
+            seen.add(name)
+            assert getattr(tenantry, name) is getattr(importlib.import_module(node.module), alias.name), name
+    assert seen | set(errors.__all__) == set(tenantry.__all__)
+
+
+def test_import_loads_no_driver() -> None:
+    import subprocess
+    import sys
+
+    probe = "import sys, tenantry; print(sorted({m.split('.')[0] for m in sys.modules} & {'psycopg', 'pydantic', 'sqlalchemy'}))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

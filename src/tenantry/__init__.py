@@ -12,29 +12,11 @@ transaction, and a control plane (catalog, lifecycle, audit) behind one root obj
         conn.execute("SELECT count(*) FROM projects").fetchone()
 """
 
-from tenantry.app import Tenantry, TenantScope
-from tenantry.branding import (
-    Brand,
-    BrandChange,
-    Branding,
-    BrandRoutes,
-    BrandView,
-    BrandWarning,
-    Theme,
-    Upload,
-    install_brand_helpers,
-)
-from tenantry.context import BoundTenant
-from tenantry.context import current as current_tenant
-from tenantry.core.config import ConfigSections
-from tenantry.core.flags import Evaluation, FlagSpec
-from tenantry.core.model import Isolation, Plan, Status, Tenant
-from tenantry.core.hostnames import normalise_hostname
-from tenantry.core.naming import RESERVED_SLUGS, validate_slug
-from tenantry.db.alchemy import TenantScoped, tenant_id_column
-from tenantry.db.binding import AsyncTenantConnection, TenantConnection
-from tenantry.db.bulk import acopy_rows, copy_rows
-from tenantry.db.server import EmbeddedServer
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from tenantry.errors import (
     AuthenticationFailed,
     CatalogNotInitialised,
@@ -73,33 +55,59 @@ from tenantry.errors import (
     UnsafeRuntimeRole,
     VerificationFailed,
 )
-from tenantry.live import Flags
-from tenantry.plugins import (
-    AppTables,
-    AsgiRoutes,
-    ConfigSection,
-    FlagProvider,
-    LifecycleHooks,
-    Plugin,
-    PluginInfo,
-    PluginRoutes,
-    Plugins,
-    mount_plugins,
-)
-from tenantry.services.domain_checks import DnsChecker, DomainChecker, HttpChecker, Verdict
-from tenantry.services.egress import Egress
-from tenantry.services.domains import Domain
-from tenantry.services.spares import Spare, SpareReport
-from tenantry.services.tokens import ApiToken
-from tenantry.settings import Settings
-from tenantry.web import (
-    CustomDomainResolver,
-    HeaderResolver,
-    JwtClaimResolver,
-    PathPrefixResolver,
-    SubdomainResolver,
-    TenantMiddleware,
-)
+
+if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported on first use
+    from tenantry.app import Tenantry, TenantScope
+    from tenantry.branding import (
+        Brand,
+        BrandChange,
+        Branding,
+        BrandRoutes,
+        BrandView,
+        BrandWarning,
+        Theme,
+        Upload,
+        install_brand_helpers,
+    )
+    from tenantry.context import BoundTenant
+    from tenantry.context import current as current_tenant
+    from tenantry.core.config import ConfigSections
+    from tenantry.core.flags import Evaluation, FlagSpec
+    from tenantry.core.model import Isolation, Plan, Status, Tenant
+    from tenantry.core.hostnames import normalise_hostname
+    from tenantry.core.naming import RESERVED_SLUGS, validate_slug
+    from tenantry.db.alchemy import TenantScoped, tenant_id_column
+    from tenantry.db.binding import AsyncTenantConnection, TenantConnection
+    from tenantry.db.bulk import acopy_rows, copy_rows
+    from tenantry.db.server import EmbeddedServer
+    from tenantry.live import Flags
+    from tenantry.openfeature import TenantryProvider
+    from tenantry.plugins import (
+        AppTables,
+        AsgiRoutes,
+        ConfigSection,
+        FlagProvider,
+        LifecycleHooks,
+        Plugin,
+        PluginInfo,
+        PluginRoutes,
+        Plugins,
+        mount_plugins,
+    )
+    from tenantry.services.domain_checks import DnsChecker, DomainChecker, HttpChecker, Verdict
+    from tenantry.services.egress import Egress
+    from tenantry.services.domains import Domain
+    from tenantry.services.spares import Spare, SpareReport
+    from tenantry.services.tokens import ApiToken
+    from tenantry.settings import Settings
+    from tenantry.web import (
+        CustomDomainResolver,
+        HeaderResolver,
+        JwtClaimResolver,
+        PathPrefixResolver,
+        SubdomainResolver,
+        TenantMiddleware,
+    )
 
 __version__ = "0.1.0"
 
@@ -201,10 +209,55 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    # the OpenFeature provider loads the optional openfeature-sdk only when asked for
-    if name == "TenantryProvider":
-        from tenantry.openfeature import TenantryProvider
+# where each name of __all__ that is not an error lives: the package imports in milliseconds, and
+# a name loads its module (SQLAlchemy, psycopg, pydantic, ...) when first used; the
+# ``TYPE_CHECKING`` imports above say the same to type checkers (a test keeps the two in step)
+_LAZY: dict[str, tuple[str, ...]] = {
+    "tenantry.app": ("Tenantry", "TenantScope"),
+    "tenantry.branding": (
+        "Brand", "BrandChange", "BrandRoutes", "BrandView", "BrandWarning", "Branding", "Theme", "Upload",
+        "install_brand_helpers",
+    ),
+    "tenantry.context": ("BoundTenant", "current_tenant"),
+    "tenantry.core.config": ("ConfigSections",),
+    "tenantry.core.flags": ("Evaluation", "FlagSpec"),
+    "tenantry.core.hostnames": ("normalise_hostname",),
+    "tenantry.core.model": ("Isolation", "Plan", "Status", "Tenant"),
+    "tenantry.core.naming": ("RESERVED_SLUGS", "validate_slug"),
+    "tenantry.db.alchemy": ("TenantScoped", "tenant_id_column"),
+    "tenantry.db.binding": ("AsyncTenantConnection", "TenantConnection"),
+    "tenantry.db.bulk": ("acopy_rows", "copy_rows"),
+    "tenantry.db.server": ("EmbeddedServer",),
+    "tenantry.live": ("Flags",),
+    # the OpenFeature provider needs the optional openfeature-sdk
+    "tenantry.openfeature": ("TenantryProvider",),
+    "tenantry.plugins": (
+        "AppTables", "AsgiRoutes", "ConfigSection", "FlagProvider", "LifecycleHooks", "Plugin", "PluginInfo",
+        "PluginRoutes", "Plugins", "mount_plugins",
+    ),
+    "tenantry.services.domain_checks": ("DnsChecker", "DomainChecker", "HttpChecker", "Verdict"),
+    "tenantry.services.domains": ("Domain",),
+    "tenantry.services.egress": ("Egress",),
+    "tenantry.services.spares": ("Spare", "SpareReport"),
+    "tenantry.services.tokens": ("ApiToken",),
+    "tenantry.settings": ("Settings",),
+    "tenantry.web": (
+        "CustomDomainResolver", "HeaderResolver", "JwtClaimResolver", "PathPrefixResolver", "SubdomainResolver",
+        "TenantMiddleware",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
+_RENAMED = {"current_tenant": "current"}
 
-        return TenantryProvider
-    raise AttributeError(f"module 'tenantry' has no attribute {name!r}")
+
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tenantry' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), _RENAMED.get(name, name))
+    globals()[name] = value  # once loaded, an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

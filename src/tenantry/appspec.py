@@ -4,35 +4,18 @@ in the module ``TENANTRY_APP`` names)."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 import sqlalchemy as sa
 from pydantic import BaseModel
 
+from tenantry._imports import import_module, resolve
 from tenantry.errors import ConfigurationError
 
 __all__ = ["find_config_model", "load_config_model", "load_metadata"]
 
 
-def _load(spec: str, example: str) -> Any:
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigurationError(f"app spec {spec!r} must look like 'package.module:{example}'")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigurationError(f"cannot import {module_name!r}: {err}") from err
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise ConfigurationError(f"{module_name!r} has no attribute {attr!r}")
-        target = getattr(target, part)
-    return target
-
-
 def load_metadata(spec: str) -> sa.MetaData:
     """The SQLAlchemy ``MetaData`` named by ``module:attr`` (a declarative base or a MetaData)."""
-    target = _load(spec, "Base")
+    target = resolve(spec, what="app", example="Base")
     metadata = getattr(target, "metadata", target)
     if not isinstance(metadata, sa.MetaData):
         raise ConfigurationError(f"{spec!r} is neither a SQLAlchemy MetaData nor a declarative base")
@@ -41,7 +24,7 @@ def load_metadata(spec: str) -> sa.MetaData:
 
 def load_config_model(spec: str) -> type[BaseModel]:
     """The pydantic model named by ``module:Model``: the app's config schema."""
-    target = _load(spec, "AppConfig")
+    target = resolve(spec, what="config", example="AppConfig")
     if not (isinstance(target, type) and issubclass(target, BaseModel)):
         raise ConfigurationError(f"{spec!r} is not a pydantic model class")
     return target
@@ -55,10 +38,7 @@ def find_config_model(config: str | None, app: str | None) -> type[BaseModel] | 
     if not app:
         return None
     module = app.partition(":")[0]
-    try:
-        found = getattr(importlib.import_module(module), "TENANTRY_CONFIG", None)
-    except ImportError as err:
-        raise ConfigurationError(f"cannot import {module!r}: {err}") from err
+    found = getattr(import_module(module, what="app"), "TENANTRY_CONFIG", None)
     if found is None:
         return None
     if isinstance(found, str):

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from tenantry import context
 from tenantry.core import config as config_core
-from tenantry.core.caches import make_room
+from tenantry.core.caches import expires_at, make_room
 from tenantry.core.secrets import is_sealed_anywhere, unseal, unseal_overrides
 from tenantry.core import flags as flags_core
 from tenantry.errors import ConfigInvalid, ConfigurationError, FlagNotFound, TenantNotFound
@@ -40,9 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["Flags", "Live", "TenantView"]
 
 _log = logging.getLogger("tenantry.live")
-
-#: seconds an entry loaded while the listener is not connected may be served
-UNTRUSTED_SECONDS = 0.5
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -129,9 +126,8 @@ class Live:
     # -- loading ----------------------------------------------------------------------------
     def _expiry(self) -> float:
         listener = self._tn._listener
-        if listener is not None and listener.listening.is_set():
-            return monotonic() + self._tn.settings.tenant_cache_ttl
-        return monotonic() + UNTRUSTED_SECONDS
+        trusted = listener is not None and listener.listening.is_set()
+        return expires_at(self._tn.settings.tenant_cache_ttl, trusted=trusted)
 
     def view(self, tenant_id: uuid.UUID) -> TenantView:
         """The tenant's view, loaded when missing or expired."""

@@ -123,6 +123,13 @@ def test_help_and_usage_errors(capsys) -> None:
     assert main(["tenants", "bogus"]) == 2
 
 
+def test_version(capsys) -> None:
+    from importlib.metadata import version
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"tenantry {version('tenantry')}\n"
+
+
 def test_console_script_on_embedded_server_with_no_configuration(tmp_path: Path) -> None:
     """The README's promise: init, create and list work with nothing configured but a data dir."""
     data_dir = Path("/tmp") / f"tenantry-cli-{uuid.uuid4().hex[:8]}"

@@ -8,7 +8,6 @@ from collections.abc import Callable
 import pytest
 
 from tenantry.cli import main as cli_main
-from tenantry.cli import migrate as migrate_cli
 from tests.migrations.conftest import FIXTURE, HEAD, OLD, World
 
 Run = Callable[..., tuple[int, str, str]]
@@ -17,9 +16,6 @@ Run = Callable[..., tuple[int, str, str]]
 @pytest.fixture
 def cli(world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
     """Run ``tenantry`` in-process against the world's catalog, with the fixture migrations."""
-    if not any(group.name == "migrate" for group in cli_main.app.registered_groups):
-        monkeypatch.setattr(cli_main.app, "registered_groups", [*cli_main.app.registered_groups])
-        cli_main.app.add_typer(migrate_cli.app, name="migrate")
     monkeypatch.setenv("TENANTRY_DATABASE_URL", world.scratch.url)
     monkeypatch.setenv("TENANTRY_OWNER_ROLE", world.scratch.owner)
     monkeypatch.setenv("TENANTRY_RUNTIME_ROLE", world.scratch.runtime)

@@ -18,8 +18,8 @@ import anyio.to_thread
 from fastapi import Request
 from fastapi.security import HTTPBearer
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tenantry._asgi import ASGIApp, Receive, Scope, Send
 from tenantry.app import Tenantry
 from tenantry.core.scopes import expand
 from tenantry.errors import AuthenticationFailed, PermissionDenied, TenantryError

@@ -21,8 +21,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tenantry._asgi import ASGIApp, Message, Receive, Scope, Send
 from tenantry.errors import AuthenticationFailed, ConfigInvalid, PermissionDenied, TenantryError
 from tenantry.web.problems import retry_after_header
 

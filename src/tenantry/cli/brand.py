@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tenantry.branding import BrandChange, BrandWarning
-from tenantry.branding.service import Brand
 from tenantry.cli.output import console, emit_json, table, warning
 from tenantry.cli.state import get_state
 from tenantry.errors import InvalidBrand
+
+if TYPE_CHECKING:
+    from tenantry.branding import BrandChange, BrandWarning
+    from tenantry.branding.service import Brand
 
 __all__ = ["app"]
 

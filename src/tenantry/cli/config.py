@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,7 +19,9 @@ from tenantry.cli.output import console, emit_json, table
 from tenantry.cli.state import get_state
 from tenantry.core.config import parse_duration, parse_value
 from tenantry.errors import InvalidInput
-from tenantry.services import config as service
+
+if TYPE_CHECKING:
+    from tenantry.services import config as service
 
 __all__ = ["app", "parse_expiry"]
 
@@ -81,6 +83,8 @@ def get(
     as_json: JsonFlag = False,
 ) -> None:
     """Show what a tenant (or a plan) resolves to: defaults, plan, tenant, overrides."""
+    from tenantry.services import config as service
+
     result = service.get(get_state(ctx).tenantry(app_plugins=True), tenant=tenant, plan=plan, key=key)
     if as_json:
         if key is not None and not layer:
@@ -116,6 +120,8 @@ def set_(
     as_json: JsonFlag = False,
 ) -> None:
     """Set a value in a layer; validated against the app's schema before anything is saved."""
+    from tenantry.services import config as service
+
     expires_in, expires_at = parse_expiry(expires) if expires else (None, None)
     change = service.set_value(
         get_state(ctx).tenantry(app_plugins=True), key, parse_value(value), tenant=tenant, plan=plan,
@@ -135,6 +141,8 @@ def unset(
     as_json: JsonFlag = False,
 ) -> None:
     """Remove a value from a layer, so the layers below show through."""
+    from tenantry.services import config as service
+
     change = service.unset_value(
         get_state(ctx).tenantry(app_plugins=True), key, tenant=tenant, plan=plan, override=override, message=message
     )
@@ -150,6 +158,8 @@ def history(
     as_json: JsonFlag = False,
 ) -> None:
     """A layer's versions, newest first: who changed what, when, and why."""
+    from tenantry.services import config as service
+
     versions = service.history(get_state(ctx).tenantry(app_plugins=True), tenant=tenant, plan=plan, limit=limit)
     if as_json:
         emit_json([v.to_dict() for v in versions])
@@ -177,6 +187,8 @@ def diff(
     as_json: JsonFlag = False,
 ) -> None:
     """What changed in a layer between two versions."""
+    from tenantry.services import config as service
+
     result = service.diff(get_state(ctx).tenantry(app_plugins=True), from_version, to_version, tenant=tenant, plan=plan)
     if as_json:
         emit_json(result.to_dict())
@@ -202,6 +214,8 @@ def rollback(
     as_json: JsonFlag = False,
 ) -> None:
     """Make a layer what it was at VERSION, as a new version (validated first)."""
+    from tenantry.services import config as service
+
     change = service.rollback(get_state(ctx).tenantry(app_plugins=True), version, tenant=tenant, plan=plan, message=message)
     _print_change(change, as_json)
 
@@ -210,6 +224,8 @@ def rollback(
 def reseal(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Seal every stored secret value with the first key of TENANTRY_SECRET_KEYS (after a key
     rotation put a new key first); values do not change, no version is added."""
+    from tenantry.services import config as service
+
     count = service.reseal(get_state(ctx).tenantry(app_plugins=True))
     if as_json:
         emit_json({"resealed_layers": count})

@@ -30,16 +30,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tenantry.app import Tenantry
 from tenantry.cli.output import console, emit_json, runnable
 from tenantry.cli.state import get_state
 from tenantry.core.model import Status
 from tenantry.errors import ConfigurationError, Conflict, TenantExists, TenantryError
-from tenantry.settings import Settings
+
+if TYPE_CHECKING:
+    from tenantry.app import Tenantry
+    from tenantry.settings import Settings
 
 __all__ = ["DEMO_TENANTS", "NEW_TENANT", "DemoTenant", "demo"]
 
@@ -72,6 +74,8 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print the URLs as JSON, then serve.")] = False,
 ) -> None:
     """Run the example tracker with three tenants on three tiers, and the admin API."""
+    from tenantry.app import Tenantry
+
     tracker = _load_tracker()
     from tenantry.cli import serving  # after _load_tracker, which explains a missing web extra
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tenantry.cli.output import console, emit_json, table
 from tenantry.cli.state import get_state
 from tenantry.errors import InvalidInput
-from tenantry.services.domain_checks import DnsChecker, DomainChecker, HttpChecker
-from tenantry.services.domains import Domain
+
+if TYPE_CHECKING:
+    from tenantry.services.domain_checks import DomainChecker
+    from tenantry.services.domains import Domain
 
 __all__ = ["app"]
 
@@ -60,6 +62,8 @@ def verify(
     as_json: JsonFlag = False,
 ) -> None:
     """Check a pending domain and mark it verified; a verified domain is left as it is."""
+    from tenantry.services.domain_checks import DnsChecker, HttpChecker
+
     checker: DomainChecker
     if method == "http":
         checker = HttpChecker(timeout=timeout, connect_to=connect_to)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tenantry.cli.output import console, emit_json, table
 from tenantry.cli.state import get_state
 from tenantry.errors import InvalidInput
-from tenantry.services import flags as service
+
+if TYPE_CHECKING:
+    from tenantry.services import flags as service
 
 __all__ = ["app", "parse_rollout"]
 
@@ -125,6 +127,8 @@ def _print(record: service.FlagRecord, as_json: bool, verb: str) -> None:
 @app.command("list")
 def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Every flag, with what it serves."""
+    from tenantry.services import flags as service
+
     records = service.list_flags(get_state(ctx).tenantry())
     if as_json:
         emit_json([r.to_dict() for r in records])
@@ -140,6 +144,8 @@ def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 @app.command("show")
 def show(ctx: typer.Context, key: KeyArg, as_json: JsonFlag = False) -> None:
     """One flag's whole definition."""
+    from tenantry.services import flags as service
+
     record = service.get_flag(get_state(ctx).tenantry(), key)
     if as_json:
         emit_json(record.to_dict())
@@ -163,6 +169,8 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a flag (a boolean flag starts off). Creating it again the same way is a no-op."""
+    from tenantry.services import flags as service
+
     definition = {"key": key, **_definition(kind, variants, default, off, rollout, rules, enable_at, disable_at, description)}
     _print(service.create_flag(get_state(ctx).tenantry(), definition), as_json, "ready")
 
@@ -183,6 +191,8 @@ def set_(
     as_json: JsonFlag = False,
 ) -> None:
     """Change some of a flag's fields; the whole new definition is validated first."""
+    from tenantry.services import flags as service
+
     changes = _definition(kind, variants, default, off, rollout, rules, enable_at, disable_at, description)
     if not changes:
         raise InvalidInput("nothing to change: give --rollout, --rules, --default, --enable-at, ...")
@@ -192,12 +202,16 @@ def set_(
 @app.command("kill")
 def kill(ctx: typer.Context, key: KeyArg, as_json: JsonFlag = False) -> None:
     """Kill switch: serve the off variant everywhere, now."""
+    from tenantry.services import flags as service
+
     _print(service.kill_flag(get_state(ctx).tenantry(), key), as_json, "killed")
 
 
 @app.command("unkill")
 def unkill(ctx: typer.Context, key: KeyArg, as_json: JsonFlag = False) -> None:
     """Undo the kill switch: the rules and rollout apply again."""
+    from tenantry.services import flags as service
+
     _print(service.unkill_flag(get_state(ctx).tenantry(), key), as_json, "revived")
 
 
@@ -209,6 +223,8 @@ def delete(
     as_json: JsonFlag = False,
 ) -> None:
     """Delete a flag. Asks for --yes. Deleting a missing flag is a no-op."""
+    from tenantry.services import flags as service
+
     if not yes:
         if not sys.stdin.isatty():
             raise InvalidInput(f"deleting flag {key!r} makes apps fall back to their defaults; pass --yes to confirm")
@@ -229,6 +245,8 @@ def eval_(
     as_json: JsonFlag = False,
 ) -> None:
     """What the flag serves a tenant (and user) now, and why."""
+    from tenantry.services import flags as service
+
     result = service.evaluate_flag(get_state(ctx).tenantry(), key, tenant=tenant, user=user)
     if as_json:
         emit_json({**result.to_dict(), "tenant": tenant, "user": user})

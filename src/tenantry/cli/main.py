@@ -1,4 +1,4 @@
-"""``tenantry``: the root command, global options, ``init``, ``check``, ``credentials``, and error handling.
+"""``tenantry``: the root command, its global options, the list of its commands, and error handling.
 
 Every tenantry error becomes one line on stderr and the error's exit code; a traceback never
 reaches the user (set ``TENANTRY_DEBUG=1`` to see one). The driver's own warnings about a
@@ -9,66 +9,107 @@ or ``TENANTRY_DEBUG`` is set: the error they accompany is reported once, in word
 
 from __future__ import annotations
 
-import inspect
-import json
 import logging
 import os
-import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-import psycopg
 import typer
 import typer.main
 
-from tenantry.appspec import load_metadata
-from tenantry.cli import api as api_cli
-from tenantry.cli import audit as audit_cli
-from tenantry.cli import brand as brand_cli
-from tenantry.cli import cells as cells_cli
-from tenantry.cli import demo as demo_cli
-from tenantry.cli import config as config_cli
-from tenantry.cli import flags as flags_cli
-from tenantry.cli import domains as domains_cli
-from tenantry.cli import migrate as migrate_cli
-from tenantry.cli import plans as plans_cli
-from tenantry.cli import plugins as plugins_cli
-from tenantry.cli import server as server_cli
-from tenantry.cli import spares as spares_cli
-from tenantry.cli import tenants as tenants_cli
-from tenantry.cli import tokens as tokens_cli
-from tenantry.cli.output import console, emit_json, error, failure
-from tenantry.cli.state import State, get_state
-from tenantry.errors import ConfigurationError, TablesDiffer, TenantryError, UnsafeRuntimeRole
-from tenantry.services import placement_tables
+from tenantry._imports import working_directory_importable
+from tenantry.cli.lazy import LazyCommand, LazyGroup, tidy_help
+from tenantry.cli.output import failure
+from tenantry.cli.state import State
+from tenantry.errors import TenantryError
 
 __all__ = ["app", "command", "main"]
+
+#: every command of ``tenantry``, in the order its help lists them: imported when it runs or
+#: shows its help, so that ``tenantry --help`` imports none (tests/cli/test_cli_lazy.py checks
+#: each line against the command's own help)
+COMMANDS: dict[str, LazyCommand] = {
+    "demo": LazyCommand(
+        "tenantry.cli.demo:demo", "Run the example tracker with three tenants on three tiers, and the admin API."
+    ),
+    "init": LazyCommand(
+        "tenantry.cli.init:init",
+        "Create the catalog, the owner and runtime roles, and the app's tables. Rerunning is a no-op.",
+    ),
+    "check": LazyCommand(
+        "tenantry.cli.init:check",
+        "Verify every app table has row-level security enabled, forced and its policy in place, and that"
+        " every unique index on one includes tenant_id; that the runtime and reader roles can do no more than"
+        " their part; with the app's tables (TENANTRY_APP), that every placement holds the app's tables and"
+        " columns, no fewer and no more.",
+    ),
+    "credentials": LazyCommand(
+        "tenantry.cli.init:credentials",
+        "Print the data plane's connection strings, as environment variables: the runtime role's"
+        " (TENANTRY_RUNTIME_URL, and TENANTRY_CELL_RUNTIME_URLS for the other cells) and the reader role's"
+        " (TENANTRY_READER_URL), with the passwords `tenantry init` gave them. Give them, and not"
+        " TENANTRY_DATABASE_URL, to the processes that serve tenant traffic. They are secrets: redirect them"
+        " into a secret store, not a terminal log.",
+    ),
+    "tenants": LazyCommand(
+        "tenantry.cli.tenants:app", "Create, list, show, suspend, resume, archive and delete tenants."
+    ),
+    "plans": LazyCommand("tenantry.cli.plans:app", "List and show plans (tiers)."),
+    "server": LazyCommand("tenantry.cli.server:app", "Start, stop and inspect the embedded PostgreSQL server."),
+    "audit": LazyCommand("tenantry.cli.audit:app", "Read the audit log."),
+    "cells": LazyCommand("tenantry.cli.cells:app", "Register, list, show and drain cells (PostgreSQL servers)."),
+    "migrate": LazyCommand(
+        "tenantry.cli.migrate:app",
+        "Apply the app's Alembic migrations, and plugins' own, to every placement (pooled, schema and"
+        " database tiers).",
+    ),
+    "tokens": LazyCommand("tenantry.cli.tokens:app", "Create, list and revoke admin API tokens."),
+    "api": LazyCommand("tenantry.cli.api:app", "Serve the admin HTTP API."),
+    "brand": LazyCommand("tenantry.cli.brand:app", "Set, show, preview and reset tenants' white-label brands."),
+    "spares": LazyCommand(
+        "tenantry.cli.spares:app",
+        "Build schemas (or databases) ahead of time, so that new tenants claim them instead of waiting for DDL.",
+    ),
+    "config": LazyCommand(
+        "tenantry.cli.config:app", "Read and change per-tenant configuration: layers, history, diff, rollback."
+    ),
+    "flags": LazyCommand("tenantry.cli.flags:app", "Create, change, kill and evaluate feature flags."),
+    "domains": LazyCommand("tenantry.cli.domains:app", "Add, verify, list and remove tenants' custom domains."),
+    "plugins": LazyCommand(
+        "tenantry.cli.plugins:app",
+        "List plugins, switch them on or off for plans and tenants, see what they raised.",
+    ),
+}
+
+
+class _Root(LazyGroup):
+    lazy = COMMANDS
+
 
 app = typer.Typer(
     name="tenantry",
     help="Multi-tenancy for SaaS on PostgreSQL: tenants, plans, isolation, the embedded server.",
+    cls=_Root,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(tenants_cli.app, name="tenants")
-app.add_typer(plans_cli.app, name="plans")
-app.add_typer(server_cli.app, name="server")
-app.add_typer(audit_cli.app, name="audit")
-app.add_typer(cells_cli.app, name="cells")
-app.add_typer(migrate_cli.app, name="migrate")
-app.add_typer(tokens_cli.app, name="tokens")
-app.add_typer(api_cli.app, name="api")
-app.add_typer(brand_cli.app, name="brand")
-app.command(name="demo")(demo_cli.demo)
-app.add_typer(spares_cli.app, name="spares")
-app.add_typer(config_cli.app, name="config")
-app.add_typer(flags_cli.app, name="flags")
-app.add_typer(domains_cli.app, name="domains")
-app.add_typer(plugins_cli.app, name="plugins")
+
+
+def _print_version(wanted: bool) -> None:
+    if not wanted:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("tenantry")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from tenantry import __version__ as found
+    typer.echo(f"tenantry {found}")
+    raise typer.Exit()
 
 
 @app.callback()
@@ -92,120 +133,14 @@ def root(
             show_envvar=True,
         ),
     ] = None,
+    _version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print tenantry's version and exit."),
+    ] = False,
 ) -> None:
     state = State(database_url=database_url, data_dir=data_dir)
     ctx.obj = state
     ctx.call_on_close(state.close)
-
-
-@app.command()
-def init(
-    ctx: typer.Context,
-    app_spec: Annotated[
-        str | None,
-        typer.Option(
-            "--app",
-            envvar="TENANTRY_APP",
-            help="The app's tenant tables to deploy, as 'module:Base' or 'module:metadata'.",
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-) -> None:
-    """Create the catalog, the owner and runtime roles, and the app's tables. Rerunning is a no-op."""
-    tn = get_state(ctx).tenantry()
-    report = tn.init()
-    result: dict[str, Any] = report.to_dict()
-    if app_spec:
-        result["app"] = tn.deploy(load_metadata(app_spec)).to_dict()
-    if as_json:
-        emit_json(result)
-        return
-    if report.migrations_applied or report.roles_created:
-        console.print(f"catalog ready at version {report.version}")
-        for role in report.roles_created:
-            console.print(f"  created role {role}")
-        for name in report.migrations_applied:
-            console.print(f"  applied {name}")
-    else:
-        console.print(f"catalog already at version {report.version}; nothing to do")
-    if app_spec:
-        deployed = result["app"]
-        console.print(
-            f"app tables in schema {deployed['schema']}: {len(deployed['secured'])} secured,"
-            f" {len(deployed['created'])} created"
-        )
-
-
-@app.command()
-def check(
-    ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-) -> None:
-    """Verify every app table has row-level security enabled, forced and its policy in place,
-    and that every unique index on one includes tenant_id; that the runtime and reader roles
-    can do no more than their part; with the app's tables (TENANTRY_APP), that every placement
-    holds the app's tables and columns, no fewer and no more."""
-    tn = get_state(ctx).tenantry(app_plugins=True)
-    bad = tn.unprotected_tables()
-    leaky = tn.unscoped_unique_indexes()
-    roles = tn.role_problems()
-    with_app = tn.metadata is not None or bool(tn.settings.app)
-    differ = placement_tables.drift(tn) if with_app else {}
-    if as_json:
-        emit_json({"unprotected": bad, "unscoped_unique": leaky, "roles": roles, "differ": differ,
-                   "ok": not bad and not leaky and not roles and not differ})
-    else:
-        for name in bad:
-            error(f"{name} is not protected by row-level security")
-        for index in leaky:
-            error(
-                f"{index} -- a unique index without tenant_id: a duplicate-key error tells one"
-                " tenant which values another uses; recreate it with tenant_id among its keys"
-            )
-        for role, problems in roles.items():
-            error(f"role {role} " + "; ".join(problems))
-        for placement, problems in differ.items():
-            error(f"placement {placement} differs from the app's tables: " + "; ".join(problems))
-        if not bad and not leaky:
-            console.print("every app table is protected by row-level security, and its unique keys include tenant_id")
-        if not roles:
-            console.print("the runtime and reader roles can do no more than their part")
-        if not differ and with_app:
-            console.print("every placement holds the app's tables and columns")
-    if bad or leaky:
-        raise typer.Exit(9)
-    if roles:
-        raise typer.Exit(UnsafeRuntimeRole.exit_code)
-    if differ:
-        raise typer.Exit(TablesDiffer.exit_code)
-
-
-@app.command()
-def credentials(
-    ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print them as a JSON object.")] = False,
-) -> None:
-    """Print the data plane's connection strings, as environment variables: the runtime
-    role's (TENANTRY_RUNTIME_URL, and TENANTRY_CELL_RUNTIME_URLS for the other cells) and the
-    reader role's (TENANTRY_READER_URL), with the passwords `tenantry init` gave them. Give
-    them, and not TENANTRY_DATABASE_URL, to the processes that serve tenant traffic. They are
-    secrets: redirect them into a secret store, not a terminal log."""
-    tn = get_state(ctx).tenantry()
-    plane = tn.data_plane_settings()
-    assert plane.runtime_url is not None and plane.reader_url is not None
-    found = {
-        "TENANTRY_RUNTIME_URL": plane.runtime_url.get_secret_value(),
-        "TENANTRY_READER_URL": plane.reader_url.get_secret_value(),
-    }
-    if plane.cell_runtime_urls:
-        found["TENANTRY_CELL_RUNTIME_URLS"] = json.dumps(
-            {name: url.get_secret_value() for name, url in plane.cell_runtime_urls.items()}
-        )
-    if as_json:
-        emit_json(found)
-        return
-    for name, value in found.items():
-        typer.echo(f"{name}={shlex.quote(value)}")
 
 
 @contextmanager
@@ -227,7 +162,9 @@ def _driver_warnings_dropped() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tenantry`` script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    with _driver_warnings_dropped(), _working_directory_importable():
+    # TENANTRY_APP (TENANTRY_CONFIG, TENANTRY_PLUGINS) names modules of the project the CLI is
+    # run from: importable for the whole command, whose worker processes inherit the path
+    with _driver_warnings_dropped(), working_directory_importable():
         return _main(args)
 
 
@@ -252,8 +189,11 @@ def _main(args: list[str]) -> int:
         if os.environ.get("TENANTRY_DEBUG"):
             raise
         return failure(str(err), code=err.code, exit_code=err.exit_code, as_json=as_json)
-    except psycopg.Error as err:
-        if os.environ.get("TENANTRY_DEBUG"):
+    except Exception as err:
+        # psycopg imported by the command that failed, if any: one that never imported it
+        # cannot have raised its errors
+        driver = sys.modules.get("psycopg")
+        if driver is None or not isinstance(err, driver.Error) or os.environ.get("TENANTRY_DEBUG"):
             raise
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         return failure(f"database error: {first}", code="database-error", exit_code=1, as_json=as_json)
@@ -261,44 +201,12 @@ def _main(args: list[str]) -> int:
         return failure("interrupted", code="interrupted", exit_code=130, as_json=as_json)
 
 
-@contextmanager
-def _working_directory_importable() -> Iterator[None]:
-    """The working directory on ``sys.path`` while a command runs, as ``python -m`` puts it
-    there: ``TENANTRY_APP=myapp.models:Base`` (``TENANTRY_CONFIG``, ``TENANTRY_PLUGINS``)
-    names modules of the project the CLI is run from. Last, so it shadows no installed
-    package."""
-    cwd = os.getcwd()
-    if "" in sys.path or cwd in sys.path:
-        yield
-        return
-    sys.path.append(cwd)
-    try:
-        yield
-    finally:
-        if cwd in sys.path:
-            sys.path.remove(cwd)
-
-
 def command() -> Any:
-    """The ``tenantry`` command tree, its help tidied: a flag shows no ``<bool>`` type (it
-    takes no value), and a command's line in its group's list is its first paragraph
-    unwrapped (a docstring's line breaks are not the terminal's)."""
+    """The ``tenantry`` command tree, its help tidied (:func:`tenantry.cli.lazy.tidy_help`);
+    each sub-command is imported when it is used."""
     built = typer.main.get_command(app)
-    _tidy_help(built)
+    tidy_help(built)
     return built
-
-
-def _tidy_help(cmd: Any) -> None:
-    # (Typer's own click: the click package's classes are not these)
-    help_option = cmd.get_help_option(typer.Context(cmd))
-    for param in [*cmd.params, *([help_option] if help_option is not None else [])]:
-        if getattr(param, "is_flag", False) and param.metavar is None:
-            param.metavar = ""
-    if cmd.help and not cmd.short_help:
-        first = inspect.cleandoc(cmd.help).split("\n\n")[0]
-        cmd.short_help = " ".join(first.split())
-    for sub in getattr(cmd, "commands", {}).values():
-        _tidy_help(sub)
 
 
 def run() -> None:  # pragma: no cover - console script shim

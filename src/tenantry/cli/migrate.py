@@ -3,19 +3,15 @@ their own) on every placement, and where they are."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tenantry.cli.output import console, emit_json, table
+from tenantry.cli.output import console, emit_json, progress_bar, table
 from tenantry.cli.state import get_state
-from tenantry.migrations.report import MigrationReport, PlacementResult
-from tenantry.services import app_migrations
-from tenantry.services.app_migrations import Progress as ProgressCallback
+
+if TYPE_CHECKING:
+    from tenantry.migrations.report import MigrationReport, PlacementResult
 
 __all__ = ["app"]
 
@@ -40,31 +36,6 @@ Tenants = Annotated[
     typer.Option("--tenant", help="Only this tenant's placement (repeatable); a pooled tenant means the pooled schema."),
 ]
 _SHOWN = 50
-
-
-@contextmanager
-def _progress_bar(enabled: bool, label: str) -> Iterator[ProgressCallback | None]:
-    """A Rich progress bar on stderr, shown (once there is work) when stderr is a terminal."""
-    stderr = Console(stderr=True)
-    if not enabled or not stderr.is_terminal:
-        yield None
-        return
-    bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=stderr, transient=True,
-    )
-    task = bar.add_task(label, total=None)
-
-    def update(done: int, total: int, result: PlacementResult | None) -> None:
-        if not bar.live.is_started:
-            bar.start()
-        bar.update(task, completed=done, total=total)
-
-    try:
-        yield update
-    finally:
-        if bar.live.is_started:
-            bar.stop()
 
 
 def _rows(results: list[PlacementResult]) -> list[tuple[object, ...]]:
@@ -113,8 +84,10 @@ def migrate(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from tenantry.services import app_migrations
+
     tn = get_state(ctx).tenantry()
-    with _progress_bar(not as_json and not dry_run, "migrating") as progress:
+    with progress_bar(not as_json and not dry_run, "migrating") as progress:
         report = app_migrations.migrate(
             tn, jobs=jobs, dry_run=dry_run, tenants=tenant or None, progress=progress, directory=migrations
         )
@@ -128,6 +101,8 @@ def migrate(
 @app.command("status")
 def status(ctx: typer.Context, as_json: JsonFlag = False, migrations: Migrations = None) -> None:
     """Where the placements are, from the catalog: counts per revision, who is behind, who failed."""
+    from tenantry.services import app_migrations
+
     report = app_migrations.status(get_state(ctx).tenantry(), directory=migrations)
     if as_json:
         emit_json(report.to_dict())
@@ -159,8 +134,10 @@ def stamp(
     Without --tenant: the untracked placements (deployed before migrations were tracked).
     With --tenant: those tenants' placements, whatever they had.
     """
+    from tenantry.services import app_migrations
+
     tn = get_state(ctx).tenantry()
-    with _progress_bar(not as_json, "stamping") as progress:
+    with progress_bar(not as_json, "stamping") as progress:
         report = app_migrations.stamp_placements(
             tn, revision, tenants=tenant or None, jobs=jobs, progress=progress, directory=migrations
         )

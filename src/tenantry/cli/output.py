@@ -6,14 +6,15 @@ import json
 import shlex
 import shutil
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["console", "emit_json", "error", "failure", "runnable", "table", "warning"]
+__all__ = ["ProgressUpdate", "console", "emit_json", "error", "failure", "progress_bar", "runnable", "table", "warning"]
 
 console = Console(highlight=False)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -54,6 +55,41 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     for row in rows:
         grid.add_row(*("" if v is None else str(v) for v in row))
     console.print(grid)
+
+
+class ProgressUpdate(Protocol):
+    """``update(done, total)``: moves a :func:`progress_bar`; a third argument (what was just
+    done, as the migrations report it) is accepted and not shown."""
+
+    def __call__(self, done: int, total: int, result: object = None, /) -> None: ...
+
+
+@contextmanager
+def progress_bar(enabled: bool, label: str) -> Iterator[ProgressUpdate | None]:
+    """A Rich progress bar on stderr, shown (once there is work) when stderr is a terminal;
+    ``None`` when it is not, or not ``enabled`` (``--json``)."""
+    stderr = Console(stderr=True)
+    if not enabled or not stderr.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=stderr, transient=True,
+    )
+    task = bar.add_task(label, total=None)
+
+    def update(done: int, total: int, result: object = None, /) -> None:
+        if total and not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if bar.live.is_started:
+            bar.stop()
 
 
 def runnable() -> str:

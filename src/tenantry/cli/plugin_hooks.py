@@ -9,16 +9,18 @@ old finished ones.
 from __future__ import annotations
 
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tenantry.cli.output import console, emit_json, table
 from tenantry.cli.state import get_state
 from tenantry.core.config import parse_duration
+from tenantry.core.hooks import POLL_SECONDS, STATUSES
 from tenantry.errors import InvalidInput
-from tenantry.plugins.hooks import POLL_SECONDS, RunReport
-from tenantry.services.plugin_hooks import STATUSES
+
+if TYPE_CHECKING:
+    from tenantry.plugins.hooks import RunReport
 
 __all__ = ["app"]
 

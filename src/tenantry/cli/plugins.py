@@ -7,15 +7,17 @@ change reaches every running process within a second.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tenantry.cli import plugin_hooks
 from tenantry.cli.output import console, emit_json, table
 from tenantry.cli.state import get_state
-from tenantry.plugins.registry import PluginInfo
-from tenantry.services.plugins import EnablementChange
+
+if TYPE_CHECKING:
+    from tenantry.plugins.registry import PluginInfo
+    from tenantry.services.plugins import EnablementChange
 
 __all__ = ["app"]
 

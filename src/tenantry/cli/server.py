@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tenantry.cli.output import console, emit_json
 from tenantry.cli.state import get_state
-from tenantry.db.server import EmbeddedServer
+
+if TYPE_CHECKING:
+    from tenantry.db.server import EmbeddedServer
 
 __all__ = ["app"]
 
@@ -17,6 +19,8 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts."
 
 
 def _server(ctx: typer.Context) -> EmbeddedServer:
+    from tenantry.db.server import EmbeddedServer
+
     return EmbeddedServer(get_state(ctx).settings().data_dir)
 
 

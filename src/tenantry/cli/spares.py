@@ -3,17 +3,15 @@ database-tier tenant is a catalog transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tenantry.cli.output import console, emit_json, table
+from tenantry.cli.output import console, emit_json, progress_bar, table
 from tenantry.cli.state import get_state
-from tenantry.services.spares import FillProgress, SpareReport
+
+if TYPE_CHECKING:
+    from tenantry.services.spares import SpareReport
 
 __all__ = ["app"]
 
@@ -25,31 +23,6 @@ app = typer.Typer(
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Cell = Annotated[str | None, typer.Option("--cell", help="Cell (default: primary; database tier only).")]
 _SHOWN = 50
-
-
-@contextmanager
-def _progress_bar(enabled: bool) -> Iterator[FillProgress | None]:
-    """A Rich progress bar on stderr, shown (once there is work) when stderr is a terminal."""
-    stderr = Console(stderr=True)
-    if not enabled or not stderr.is_terminal:
-        yield None
-        return
-    bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=stderr, transient=True,
-    )
-    task = bar.add_task("building spares", total=None)
-
-    def update(done: int, total: int) -> None:
-        if total and not bar.live.is_started:
-            bar.start()
-        bar.update(task, completed=done, total=total)
-
-    try:
-        yield update
-    finally:
-        if bar.live.is_started:
-            bar.stop()
 
 
 def _summary(report: SpareReport) -> str:
@@ -74,7 +47,7 @@ def fill(
     ones finished, stale ones (built before a deploy or a migration) dropped and replaced.
     Run it after each deploy and from a periodic job."""
     tn = get_state(ctx).tenantry(app_plugins=True)
-    with _progress_bar(not as_json) as progress:
+    with progress_bar(not as_json, "building spares") as progress:
         report = tn.fill_spares(count, tier=tier, cell=cell, progress=progress)
     if as_json:
         emit_json(report.to_dict())

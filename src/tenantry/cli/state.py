@@ -5,11 +5,13 @@ from __future__ import annotations
 import getpass
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from tenantry.app import Tenantry
-from tenantry.settings import Settings
+if TYPE_CHECKING:
+    from tenantry.app import Tenantry
+    from tenantry.settings import Settings
 
 __all__ = ["State", "get_state"]
 
@@ -22,6 +24,8 @@ class State:
     _deployed: bool = field(default=False, repr=False)
 
     def settings(self) -> Settings:
+        from tenantry.settings import Settings  # (imported when a command needs it, not for --help)
+
         # the CLI is where the embedded server is wanted: a command with no URL starts it
         return Settings.from_env(database_url=self.database_url, data_dir=self.data_dir, embedded=True)
 
@@ -31,6 +35,8 @@ class State:
         unset, the installed plugins whose tables the app deployed are loaded too
         (:meth:`Plugins.load_deployed`)."""
         if self._tn is None:
+            from tenantry.app import Tenantry
+
             self._tn = Tenantry(self.settings(), actor=f"cli:{getpass.getuser()}")
         if app_plugins and not self._deployed and not self._tn.settings.plugins:
             self._tn.plugins.load_deployed()

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from tenantry import context
-from tenantry.plugins.base import ASGIApp
+from tenantry._asgi import ASGIApp, Message, Receive, Scope, Send
 from tenantry.web.problems import problem, send_problem, wants_html
 
 if TYPE_CHECKING:
@@ -32,10 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Authorize", "PluginRoutes", "mount_plugins"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 Authorize = Callable[[Scope], "bool | Awaitable[bool]"]
 """Decides from the ASGI scope (the tenant is bound) whether the request may use plugin routes."""

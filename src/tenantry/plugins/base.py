@@ -32,13 +32,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 import sqlalchemy as sa
 from pydantic import BaseModel
 
+from tenantry._asgi import ASGIApp
+from tenantry.core.hooks import LIFECYCLE_EVENTS
 from tenantry.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -69,12 +71,6 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 #: a plugin's name: a lowercase label (it names a URL segment, a config section, table prefixes)
 PLUGIN_NAME = re.compile(r"[a-z][a-z0-9-]{0,39}")
 
-#: the tenant lifecycle events a plugin can hook, as ``on_tenant_<event>``
-LIFECYCLE_EVENTS = ("created", "suspended", "resumed", "archived", "deleted", "moved")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
 
 
 def check_plugin_name(name: object) -> str:

@@ -13,11 +13,11 @@ every placement and code to every request, so installing a package alone changes
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from tenantry._imports import resolve
 from tenantry.errors import ConfigurationError, PluginNotFound
 
 __all__ = ["ENTRY_POINT_GROUP", "Discovered", "discover", "instantiate", "load_spec"]
@@ -84,16 +84,7 @@ def instantiate(found: Any, what: str) -> Any:
 def load_spec(spec: str) -> Any:
     """The plugin named by ``spec``: an installed plugin's name, or ``module:attr``."""
     if ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            target: Any = importlib.import_module(module_name)
-        except ImportError as err:
-            raise ConfigurationError(f"cannot import plugin module {module_name!r}: {err}") from err
-        for part in attr.split("."):
-            if not part or not hasattr(target, part):
-                raise ConfigurationError(f"plugin spec {spec!r}: {module_name!r} has no attribute {attr!r}")
-            target = getattr(target, part)
-        return instantiate(target, f"plugin {spec!r}")
+        return instantiate(resolve(spec, what="plugin", example="Plugin"), f"plugin {spec!r}")
     installed = discover()
     if spec not in installed:
         known = ", ".join(sorted(installed)) or "none"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from time import monotonic
 from typing import TYPE_CHECKING
 
-from tenantry.core.caches import make_room
+from tenantry.core.caches import expires_at, make_room
 from tenantry.errors import TenantNotFound
 from tenantry.services.plugins import Resolution, resolve_for_tenant
 
@@ -26,10 +26,6 @@ if TYPE_CHECKING:
     from tenantry.app import Tenantry
 
 __all__ = ["EnablementCache", "TenantPlugins"]
-
-#: seconds an entry loaded while the listener is not connected may be served
-UNTRUSTED_SECONDS = 0.5
-
 
 @dataclass(frozen=True, slots=True)
 class TenantPlugins:
@@ -71,7 +67,7 @@ class EnablementCache:
         generation = self._generation
         listener = tn._listener
         trusted = listener is not None and listener.listening.is_set()
-        expires = monotonic() + (tn.settings.tenant_cache_ttl if trusted else UNTRUSTED_SECONDS)
+        expires = expires_at(tn.settings.tenant_cache_ttl, trusted=trusted)
         with tn.catalog_reader() as conn:
             found = resolve_for_tenant(conn, tenant_id)
         if found is None:

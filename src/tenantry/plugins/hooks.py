@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from tenantry import context
+from tenantry.core.hooks import POLL_SECONDS
 from tenantry.core.model import Tenant
 from tenantry.plugins.base import LIFECYCLE_EVENTS, LifecycleHooks
 from tenantry.services import plugin_hooks as queue
@@ -47,8 +48,6 @@ _log = logging.getLogger("tenantry.plugins")
 
 #: seconds a deliverer holds a claimed call before another may take it
 LEASE_SECONDS = 300.0
-#: seconds between the runner's own looks at the queue (NOTIFY wakes it sooner)
-POLL_SECONDS = 5.0
 #: most seconds between two retries of a call
 MAX_BACKOFF = 3600.0
 #: how often the runner removes calls finished more than a week ago

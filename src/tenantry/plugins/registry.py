@@ -31,6 +31,7 @@ from pydantic import BaseModel
 
 from tenantry import context
 from tenantry.core import flags as flags_core
+from tenantry.core.hooks import POLL_SECONDS
 from tenantry.db import catalog
 from tenantry.errors import CatalogNotInitialised, ConfigInvalid, ConfigurationError, FlagExists, InvalidInput, TenantryError
 from tenantry.plugins import tables
@@ -49,7 +50,7 @@ from tenantry.plugins.base import (
 )
 from tenantry.plugins.discovery import discover, load_spec
 from tenantry.plugins.enablement import EnablementCache
-from tenantry.plugins.hooks import POLL_SECONDS, HookDelivery, HookRunner, follow
+from tenantry.plugins.hooks import HookDelivery, HookRunner, follow
 from tenantry.plugins.hooks import RunReport as HookRunReport
 from tenantry.services import plugin_hooks
 from tenantry.services import plugins as service

@@ -36,6 +36,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from tenantry.core.hooks import LIFECYCLE_EVENTS, STATUSES, Status
 from tenantry.errors import InvalidInput
 from tenantry.services import audit
 from tenantry.services.events import CHANNEL
@@ -64,10 +65,7 @@ __all__ = [
 ]
 
 #: the lifecycle events, as in ``on_tenant_<event>``
-EVENTS = ("created", "suspended", "resumed", "archived", "deleted", "moved")
-#: the states of a queued call
-STATUSES = ("pending", "running", "done", "failed", "skipped")
-Status = Literal["pending", "running", "done", "failed", "skipped"]
+EVENTS = LIFECYCLE_EVENTS
 
 #: seconds a new row is kept for the process that made the change (if it runs the plugin)
 RESERVE_SECONDS = 30.0

@@ -48,10 +48,10 @@ import inspect
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from tenantry import context
+from tenantry._asgi import ASGIApp, Message, Receive, Scope, Send
 from tenantry.app import Tenantry
 from tenantry.context import BoundTenant
 from tenantry.core.model import Tenant
@@ -81,11 +81,6 @@ from tenantry.web.resolvers import (
 
 __all__ = ["TenantMiddleware", "default_resolvers"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _log = logging.getLogger("tenantry.web")
 _NO_TENANT = Refusal(

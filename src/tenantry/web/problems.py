@@ -15,10 +15,10 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
 from typing import Any
 
+from tenantry._asgi import Send
 from tenantry.errors import TenantryError
 
 __all__ = [
@@ -38,7 +38,6 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:tenantry:problem:"
 
 Headers = list[tuple[bytes, bytes]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 _RESERVED = {"type", "title", "status", "detail", "instance"}
 

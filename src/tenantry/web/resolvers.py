@@ -14,10 +14,11 @@ that value.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from tenantry._asgi import Scope
 from tenantry.core.hostnames import host_of, is_under, normalise_base_domain
 from tenantry.errors import ConfigurationError
 from tenantry.web.problems import problem_type
@@ -34,7 +35,6 @@ __all__ = [
     "SubdomainResolver",
 ]
 
-Scope = MutableMapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

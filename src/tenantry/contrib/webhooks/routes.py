@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tenantry._asgi import Receive, Scope, Send
 from tenantry.contrib.webhooks.config import WebhooksConfig
 from tenantry.contrib.webhooks.models import STATUSES, Delivery
 from tenantry.web.problems import problem, send_problem
@@ -29,10 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["WebhookRoutes"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 class WebhookRoutes:
