@@ -48,7 +48,7 @@ import inspect
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from tenantry import context
 from tenantry._asgi import ASGIApp, Message, Receive, Scope, Send
