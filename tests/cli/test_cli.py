@@ -155,3 +155,29 @@ def test_console_script_on_embedded_server_with_no_configuration(tmp_path: Path)
         assert json.loads(stopped.stdout) == {"stopped": True}
         assert run("server", "status").returncode == 1
         subprocess.run(["rm", "-rf", str(data_dir)], check=False)
+
+
+def test_a_move_on_a_terminal_shows_every_step(cli, make_tenant, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the move shows each step as it starts: every step has its words (a step
+    without them crashed the move after its first step, leaving the tenant moving)."""
+    from tenantry.cli import tenants as tenants_cli
+    from tenantry.services.moves import STEPS
+
+    assert set(STEPS) <= set(tenants_cli._STEP_TEXT)
+    tenant = make_tenant("tty")
+    shown: list[str] = []
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr(tenants_cli, "_STEP_TEXT", {**tenants_cli._STEP_TEXT})
+    real_status = tenants_cli.console.status
+
+    def status(*args, **kwargs):  # type: ignore[no-untyped-def]
+        handle = real_status(*args, **kwargs)
+        real_update = handle.update
+        handle.update = lambda text, *a, **k: (shown.append(text), real_update(text, *a, **k))[1]
+        return handle
+
+    monkeypatch.setattr(tenants_cli.console, "status", status)
+    monkeypatch.setenv("TENANTRY_APP", "tests.model_app:Base")
+    code, out, err = cli("tenants", "move", tenant.slug, "--plan", "business")
+    assert code == 0, err
+    assert "moved" in out and len(shown) == len(STEPS)

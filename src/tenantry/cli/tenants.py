@@ -138,7 +138,9 @@ def delete(
 
 _STEP_TEXT = {
     "build": "building the new placement",
+    "capture": "logging the tenant's writes from now on",
     "bulk_copy": "copying rows (reads and writes go on)",
+    "catch_up": "copying the rows written meanwhile (reads and writes go on)",
     "freeze": "freezing writes for the cutover",
     "delta": "copying what changed meanwhile",
     "verify": "verifying row counts and checksums",
@@ -173,7 +175,7 @@ def move(
         report = tn.move_tenant(key, plan=plan, cell=cell)
     else:
         with console.status("starting the move", spinner="dots") as status:
-            report = tn.move_tenant(key, plan=plan, cell=cell, on_step=lambda s: status.update(_STEP_TEXT[s]))
+            report = tn.move_tenant(key, plan=plan, cell=cell, on_step=lambda s: status.update(_STEP_TEXT.get(s, s)))
     if as_json:
         emit_json(report.to_dict())
         return

@@ -382,8 +382,14 @@ def _temp(conn: psycopg.Connection[Any], columns: str) -> sql.Identifier:
     return temp
 
 
-def sync_sequences(conn: psycopg.Connection[Any], schema: str, spec: TableSpec) -> None:
-    """Advance the target's sequences past the copied ids, so new rows get fresh keys."""
+def sync_sequences(conn: psycopg.Connection[Any], schema: str, spec: TableSpec, *, shared: bool = False) -> None:
+    """Advance the target's sequences past the copied ids, so new rows get fresh keys.
+
+    ``shared``: the target is a shared (pooled) table, whose sequences other tenants draw
+    from meanwhile. A sequence then only moves forward, by drawing values: ``setval`` could
+    set it back below a value another tenant drew between the read and the write, and that
+    tenant's next row would get a key it has already used (the mover's tenant is bound, so
+    ``max`` reads its rows only)."""
     table = f'"{schema}"."{spec.name}"'
     owned = conn.execute(
         "SELECT a.attname, pg_get_serial_sequence(%s, a.attname) FROM pg_attribute a"
@@ -393,11 +399,22 @@ def sync_sequences(conn: psycopg.Connection[Any], schema: str, spec: TableSpec) 
     for column, seq in owned:
         if seq is None:
             continue
+        top = sql.SQL("(SELECT max({}) FROM {})").format(sql.Identifier(column), sql.Identifier(schema, spec.name))
+        if shared:
+            _advance_shared(conn, seq, top)
+        else:  # the tenant's own sequence: nobody else draws from it before the flip
+            conn.execute(
+                sql.SQL("SELECT setval(%s::regclass, greatest({}, pg_sequence_last_value(%s::regclass), 1))").format(top),
+                (seq, seq),
+            )
+
+
+def _advance_shared(conn: psycopg.Connection[Any], seq: str, top: sql.Composable) -> None:
+    """Draw values from ``seq`` until it has passed ``top`` (one draw when it has already)."""
+    drawn, wanted = conn.execute(sql.SQL("SELECT nextval(%s::regclass), {}").format(top), (seq,)).fetchone()  # type: ignore[misc]
+    if wanted is not None and wanted > drawn:
         conn.execute(
-            sql.SQL(
-                "SELECT setval(%s::regclass, greatest((SELECT max({}) FROM {}), pg_sequence_last_value(%s::regclass), 1))"
-            ).format(sql.Identifier(column), sql.Identifier(schema, spec.name)),
-            (seq, seq),
+            "SELECT max(nextval(%s::regclass)) FROM generate_series(1, %s::bigint)", (seq, int(wanted) - int(drawn))
         )
 
 

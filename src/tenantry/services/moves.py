@@ -27,8 +27,10 @@ running it again (or undone with :func:`abort` before the flip):
    sides (both sides are read at once; the others are as the seal counted them).
 8. ``flip``: one catalog transaction makes the target placement active and the tenant's plan
    the target plan; every process learns it within a second (NOTIFY). Writes resume there.
-9. ``cleanup``: once every process's cache has moved on, the source copy is removed (from
-   shared tables: in batches of rows, a short transaction each).
+9. ``fence``: the source's database refuses bindings made before the flip (they name the
+   source), in every process, from their next statement on (:class:`TenantMoved`).
+10. ``cleanup``: once every process's cache has moved on, the source copy is removed (from
+    shared tables: in batches of rows, a short transaction each).
 
 The write block lasts from the freeze's transaction to ``flip``: the last few changes and the
 counts of the tables they touched, on connections opened before it, so it stays short
@@ -234,7 +236,7 @@ def _copy_changes(
     changes = tenant_copy.apply_changes(src, dst, specs, tenant_id)
     changed = [spec for spec in specs if spec.name in changes.keys]
     for spec in changed:  # (the others were synced when the copy was sealed)
-        tenant_copy.sync_sequences(dst, target.schema, spec)
+        tenant_copy.sync_sequences(dst, target.schema, spec, shared=target.isolation is Isolation.POOLED)
 
     def changed_rows(conn: psycopg.Connection[Any], spec: tenant_copy.TableSpec) -> tuple[int, str]:
         on_source, on_target = changes.keys[spec.name]
@@ -406,6 +408,8 @@ class _Move:
         #: the tables changed since the copy was sealed (None: unknown, every table is recounted)
         self.touched: set[str] | None = None
         self.cutover = _Sides(tn, tenant.id, self.source, self.target)
+        #: the target is shared tables (other tenants draw from their sequences meanwhile)
+        self.shared = self.target.isolation is Isolation.POOLED
         self._specs: list[tenant_copy.TableSpec] | None = None
         if "freeze" in job.done and "flip" not in job.done:
             # a resumed move: the freeze's lock goes back on (its record outlived the mover)
@@ -456,7 +460,7 @@ class _Move:
         with self.sides() as (src, dst):
             for spec in self.specs:
                 self.rows[spec.name] = tenant_copy.bulk_copy(src, dst, spec)
-                tenant_copy.sync_sequences(dst, self.target.schema, spec)
+                tenant_copy.sync_sequences(dst, self.target.schema, spec, shared=self.shared)
         return {"rows": self.rows}
 
     def catch_up(self) -> dict[str, Any]:
@@ -472,7 +476,7 @@ class _Move:
         with self.sides() as (src, dst):
             caught += tenant_copy.apply_changes(src, dst, self.specs, self.tid).found
             for spec in self.specs:  # before the freeze: the delta then syncs only what it changes
-                tenant_copy.sync_sequences(dst, self.target.schema, spec)
+                tenant_copy.sync_sequences(dst, self.target.schema, spec, shared=self.shared)
             sealed = _compare(
                 self.tenant, self.specs, src, dst, "after catching up",
                 lambda conn, spec: tenant_copy.checksum(conn, spec),
