@@ -69,6 +69,7 @@ __all__ = [
     "InvalidSlug",
     "InvalidTransition",
     "IsolationError",
+    "MigrationFailed",
     "NoTenantBound",
     "NotFound",
     "PermissionDenied",
@@ -302,6 +303,12 @@ class NoTenantBound(IsolationError):
 
 class TenantContextError(IsolationError):
     """The tenant bound to the context differs from the one the open transaction serves."""
+
+
+class MigrationFailed(TenantryError):
+    """Some placements could not be migrated; they were rolled back and stay where they were."""
+
+    exit_code = 10
 
 
 class AuthenticationFailed(TenantryError):

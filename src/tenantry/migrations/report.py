@@ -5,18 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tenantry.errors import TenantryError
+from tenantry.errors import MigrationFailed
 from tenantry.migrations.tracking import Failure, Tracked
 
 __all__ = ["MigrationFailed", "MigrationReport", "PlacementResult", "StatusReport"]
 
 Result = Literal["migrated", "failed", "planned", "skipped", "stamped", "behind"]
-
-
-class MigrationFailed(TenantryError):
-    """Some placements could not be migrated; they were rolled back and stay where they were."""
-
-    exit_code = 10
 
 
 @dataclass(frozen=True, slots=True)
