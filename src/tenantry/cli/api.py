@@ -24,7 +24,7 @@ def serve(
     workers: Annotated[int, typer.Option("--job-workers", min=1, max=32, help="Long operations run at once.")] = 2,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "info",
 ) -> None:
-    """Serve the admin API until interrupted: /v1 (token auth), /docs, /openapi.json."""
+    """Serve the admin API until interrupted: / (links), /v1 (token auth), /docs, /redoc, /openapi.json."""
     try:
         import uvicorn
 
@@ -39,5 +39,5 @@ def serve(
         pass  # fail now, with a one-line error, if PostgreSQL is unreachable
     admin = create_admin_app(tn, job_workers=workers)
     shown = f"[{host}]" if ":" in host else host
-    console.print(f"tenantry admin API on http://{shown}:{port}/v1 (docs: http://{shown}:{port}/docs)")
+    console.print(f"tenantry admin API on http://{shown}:{port}/ (the API under /v1, docs at /docs)")
     uvicorn.run(admin, host=host, port=port, log_level=log_level)
