@@ -33,7 +33,8 @@ def serve(
         raise ConfigurationError(
             f"the admin API needs the web extra ({err.name} is missing): pip install 'tenantry[web]'"
         ) from err
-    tn = get_state(ctx).tenantry()
+    # it creates and moves tenants: it must know every table the app has, its plugins' too
+    tn = get_state(ctx).tenantry(app_plugins=True)
     tn.actor = f"api@{getpass.getuser()}"  # only what no token does: requests act as their token
     with tn.admin():
         pass  # fail now, with a one-line error, if PostgreSQL is unreachable
