@@ -198,8 +198,8 @@ def rollback_brand(
     tn: TN, _: Write, tenant: TenantKey, body: BrandRollbackIn, expected_version: ExpectedVersion = None
 ) -> BrandChangeOut:
     """Make the brand what it was at `version` (0: the defaults), images included, as a new
-    version; judged as a change (colours below WCAG AA need `allow_low_contrast`). Scope:
-    `brands:write`."""
+    version; judged as a change (colours below WCAG AA need `allow_low_contrast`).
+    Scope: `brands:write`."""
     change = _allowing(
         lambda: tn.branding.rollback(
             tenant, body.version, message=body.message, expected_version=expected_version,
