@@ -15,6 +15,7 @@ that pass by themselves also know how soon to retry (``retry_after``, seconds; s
     │   ├── InvalidSlug
     │   ├── ConfigInvalid              a config value or flag definition fails validation
     │   ├── InvalidBrand               a theme, image or e-mail template refused; nothing saved
+    │   │   └── LowContrast            new colours below WCAG AA contrast (allow_low_contrast to keep them)
     │   ├── InvalidHostname            not a hostname a tenant can add as its domain
     │   ├── InvalidSecret              a secret of the wrong form (webhook secrets: whsec_ + base64)
     │   └── UnsafeAddress              a tenant's host resolves to an address that is not public
@@ -69,6 +70,7 @@ __all__ = [
     "InvalidSlug",
     "InvalidTransition",
     "IsolationError",
+    "LowContrast",
     "MigrationFailed",
     "NoTenantBound",
     "NotFound",
@@ -162,6 +164,27 @@ class InvalidSlug(InvalidInput):
 class InvalidBrand(InvalidInput):
     """A brand change was refused (a colour, font, name, image or e-mail template); the
     message names the field. Nothing of the change was saved."""
+
+
+class LowContrast(InvalidBrand):
+    """A brand change would leave text that is hard to read: colours whose contrast is below
+    WCAG AA's 4.5:1. Nothing was saved; the override (``allow_low_contrast``, the CLI's
+    ``--allow-low-contrast``) saves such colours anyway.
+
+    ``problems`` holds one line per pair of colours that fails, e.g.
+    ``"text on the primary colour: on_primary #ffffff on primary #ffff00, 1.07:1"``; ``hint``
+    says how to override, in the words of the interface that raised it.
+    """
+
+    def __init__(self, summary: str, problems: list[str] | None = None, *, hint: str = "") -> None:
+        super().__init__(f"{summary}; {hint}" if hint else summary)
+        self.summary = summary
+        self.problems = list(problems or [])
+        self.hint = hint
+
+    def with_hint(self, hint: str) -> LowContrast:
+        """The same refusal, saying how to override it in other words (an interface's own)."""
+        return LowContrast(self.summary, self.problems, hint=hint)
 
 
 class ConfigInvalid(InvalidInput):

@@ -1,6 +1,7 @@
-"""``/v1/tenants/{tenant}/brand``: read, change (warnings in the body), upload a logo and a
-favicon as raw bytes (typed by content, size-limited before being read whole), reset; nothing
-saved on a refused field, one tenant's brand never touched by another's calls."""
+"""``/v1/tenants/{tenant}/brand``: read, change (unreadable colours refused unless allowed,
+warnings in the body), upload a logo and a favicon as raw bytes (typed by content,
+size-limited before being read whole), reset, history and rollback; nothing saved on a refused
+field, one tenant's brand never touched by another's calls."""
 
 from __future__ import annotations
 
@@ -32,9 +33,18 @@ def test_change_returns_contrast_warnings(
     tenant = make_tenant("br")
     token, secret = make_token("brands:write", prefix="brander")
     url = f"/v1/tenants/{tenant.slug}/brand"
-    changed = api.as_token(secret).patch(
-        url, json={"product_name": "Roadrunner", "colors": {"primary": "rgb(255, 255, 0)"}}
-    )
+    change = {"product_name": "Roadrunner", "colors": {"primary": "rgb(255, 255, 0)"}}
+    # unreadable colours are refused, each pair named, and nothing is saved
+    problem = _problem(api.as_token(secret).patch(url, json=change), 422)
+    assert problem["type"] == "urn:tenantry:problem:low-contrast"
+    assert problem["problems"] == [
+        "text on the primary colour: on_primary #ffffff on primary #ffff00, 1.07:1",
+        "links in the primary colour on the background: primary #ffff00 on background #f7f8fa, 1.01:1",
+    ]
+    assert problem["detail"].endswith("send allow_low_contrast: true to save them anyway")
+    assert api.get(url).json()["version"] == 0
+    # ... unless the change says so: saved, with warnings
+    changed = api.as_token(secret).patch(url, json=change | {"allow_low_contrast": True})
     assert changed.status_code == 200, changed.text
     body = changed.json()
     assert body["changed"] is True and body["brand"]["version"] == 1
@@ -49,7 +59,7 @@ def test_change_returns_contrast_warnings(
     same = api.patch(url, json={"colors": {"primary": "#ff0"}}).json()
     assert same["changed"] is False and same["brand"]["version"] == 1
     # colours merge key by key; null resets a field
-    api.patch(url, json={"colors": {"text": "#000000"}}).raise_for_status()
+    api.patch(url, json={"colors": {"text": "#000000"}, "allow_low_contrast": True}).raise_for_status()
     theme = api.patch(url, json={"product_name": None}).json()["brand"]["theme"]
     assert theme["colors"]["primary"] == "#ffff00" and theme["colors"]["text"] == "#000000"
     assert theme["product_name"] is None
@@ -118,6 +128,40 @@ def test_upload_logo_and_favicon_then_reset(
     assert [e.actor for e in resets] == [f"token:{token.name}"]
 
 
+def test_history_and_rollback(api: Client, tn: Tenantry, make_tenant: Callable[..., Tenant], make_token: MakeToken) -> None:
+    tenant = make_tenant("br")
+    token, secret = make_token("brands:write", prefix="roller")
+    client = api.as_token(secret)
+    url = f"/v1/tenants/{tenant.slug}/brand"
+    client.put(f"{url}/logo", content=png(rgba=b"\x71\x72\x73\xff"), headers={"content-type": "image/png"}).raise_for_status()
+    client.patch(url, json={"colors": {"primary": "navy"}, "product_name": "Two"}).raise_for_status()
+    client.patch(url, json={"colors": {"primary": "#ffff00"}, "allow_low_contrast": True}).raise_for_status()
+    client.delete(url).raise_for_status()
+    page = client.get(f"{url}/history", params={"limit": 3})
+    assert page.status_code == 200, page.text
+    assert [v["version"] for v in page.json()["items"]] == [4, 3, 2] and page.json()["next_cursor"]
+    rest = client.get(f"{url}/history", params={"cursor": page.json()["next_cursor"]}).json()
+    assert [v["version"] for v in rest["items"]] == [1] and rest.get("next_cursor") is None
+    first = rest["items"][0]
+    assert first["actor"] == f"token:{token.name}" and first["theme"]["logo"]["content_type"] == "image/png"
+    assert page.json()["items"][2]["theme"]["colors"]["primary"] == "#000080"
+
+    # back to version 3 (yellow): judged as a change, so the override is needed again
+    problem = _problem(client.post(f"{url}/rollback", json={"version": 3}), 422)
+    assert problem["type"] == "urn:tenantry:problem:low-contrast" and "allow_low_contrast: true" in problem["detail"]
+    back = client.post(f"{url}/rollback", json={"version": 2, "message": "navy again"})
+    assert back.status_code == 200, back.text
+    body = back.json()
+    assert body["changed"] and body["brand"]["version"] == 5 and body["brand"]["theme"]["colors"]["primary"] == "#000080"
+    assert body["brand"]["theme"]["logo"] == first["theme"]["logo"]  # the image comes back with it
+    assert client.get(f"{url}/history", params={"limit": 1}).json()["items"][0]["message"] == "navy again"
+    assert [e.action for e in tn.audit_log(target_type="tenant", target=tenant.slug)][0] == "brand.rollback"
+    _problem(client.post(f"{url}/rollback", json={"version": 2}, params={"expected_version": 4}), 409)
+    assert "no version 99" in _problem(client.post(f"{url}/rollback", json={"version": 99}), 404)["detail"]
+    _problem(client.post(f"{url}/rollback", json={"version": -1}), 422)
+    _problem(client.post(f"{url}/rollback", json={}), 422)
+
+
 def test_uploads_are_typed_and_size_limited(api: Client, make_tenant: Callable[..., Tenant]) -> None:
     tenant = make_tenant("br")
     url = f"/v1/tenants/{tenant.slug}/brand"
@@ -152,6 +196,7 @@ def test_unknown_tenants_and_scopes(api: Client, make_tenant: Callable[..., Tena
         for method, suffix, kwargs in (
             ("GET", "", {}), ("PATCH", "", {"json": {}}), ("DELETE", "", {}),
             ("PUT", "/logo", {"content": png(), "headers": {"content-type": "image/png"}}),
+            ("GET", "/history", {}), ("POST", "/rollback", {"json": {"version": 0}}),
         ):
             problem = _problem(api.request(method, f"/v1/tenants/{key}/brand{suffix}", **kwargs), 404)
             assert problem["type"] == "urn:tenantry:problem:tenant-not-found"
@@ -160,12 +205,14 @@ def test_unknown_tenants_and_scopes(api: Client, make_tenant: Callable[..., Tena
     _, reader = make_token("brands:read")
     _, others = make_token("tenants:write", "config:write", "flags:write", "domains:write")
     assert api.as_token(reader).get(url).status_code == 200
+    assert api.as_token(reader).get(f"{url}/history").status_code == 200
     assert _problem(api.as_token(others).get(url), 403)["scope"] == "brands:read"
     _problem(api.as_token(None).get(url), 401)
     for method, suffix, kwargs in (
         ("PATCH", "", {"json": {"colors": {"primary": "#000000"}}}), ("DELETE", "", {}),
         ("PUT", "/logo", {"content": png(), "headers": {"content-type": "image/png"}}),
         ("PUT", "/favicon", {"content": png(), "headers": {"content-type": "image/png"}}),
+        ("POST", "/rollback", {"json": {"version": 0}}),
     ):
         for secret in (reader, others):
             refused = api.as_token(secret).request(method, f"{url}{suffix}", **kwargs)

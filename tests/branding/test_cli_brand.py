@@ -1,5 +1,5 @@
-"""``tenantry brand``: set, show, preview and reset; bad input is one line, a non-zero exit,
-and nothing saved."""
+"""``tenantry brand``: set, show, preview, reset, history and rollback; bad input (unreadable
+colours too) is one line, a non-zero exit, and nothing saved."""
 
 from __future__ import annotations
 
@@ -34,22 +34,66 @@ def test_set_show_reset(cli, tn: Tenantry, make_tenant: Callable[..., Tenant], t
     assert code == 0 and reset["changed"] and reset["brand"]["version"] == 2 and reset["brand"]["theme"]["logo"] is None
 
 
-def test_contrast_warnings_are_shown_and_saved(cli, make_tenant: Callable[..., Tenant]) -> None:
+def test_unreadable_colours_are_refused_unless_allowed(cli, tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
     tenant = make_tenant("brand")
     code, out, err = cli("brand", "set", "--tenant", tenant.slug, "--primary", "#ffff00")
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith("error: refused: these colours are hard to read") and "text on the primary colour 1.07:1" in err
+    assert err.rstrip().endswith("pass --allow-low-contrast to save them anyway")
+    assert tn.branding.get(tenant.slug).version == 0  # nothing saved
+    code, out, err = cli("brand", "set", "--tenant", tenant.slug, "--primary", "#ffff00", "--json")
+    refused = json.loads(err)
+    assert code == 2 and out == "" and refused["code"] == "low-contrast" and refused["exit"] == 2
+
+    code, out, err = cli("brand", "set", "--tenant", tenant.slug, "--primary", "#ffff00", "--allow-low-contrast")
     assert code == 0 and "version 1" in out
     assert "warning: text on the primary colour: hard to read" in err and "1.07:1" in err
-    code, out, err = cli("brand", "set", "--tenant", tenant.slug, "--text", "#eeeeee", "--json")
+    # what does not touch the colours is not judged again (the override was given once)
+    code, out, err = cli("brand", "set", "--tenant", tenant.slug, "--product-name", "Yellow", "--json")
     change = json.loads(out)  # stdout stays JSON; the warnings are in it and on stderr
     assert code == 0 and {w["code"] for w in change["warnings"]} == {"contrast"} and "warning:" in err
     code, _, err = cli("brand", "show", "--tenant", tenant.slug)
-    assert code == 0 and "text on the background: hard to read" in err
+    assert code == 0 and "text on the primary colour: hard to read" in err
+    # a readable palette needs no override; a colour name is a colour
+    code, out, err = cli("brand", "set", "--tenant", tenant.slug, "--primary", "navy", "--json")
+    assert code == 0 and json.loads(out)["brand"]["theme"]["colors"]["primary"] == "#000080", err
+
+
+def test_history_and_rollback(cli, tn: Tenantry, make_tenant: Callable[..., Tenant], tmp_path: Path) -> None:
+    tenant = make_tenant("brand")
+    code, out, _ = cli("brand", "history", "--tenant", tenant.slug)
+    assert code == 0 and "no versions yet" in out
+    (tmp_path / "logo.png").write_bytes(png(rgba=b"\x61\x62\x63\xff"))
+    assert cli("brand", "set", "--tenant", tenant.slug, "--primary", "darkred", "--logo", str(tmp_path / "logo.png"))[0] == 0
+    assert cli("brand", "set", "--tenant", tenant.slug, "--primary", "#123456", "--product-name", "Two")[0] == 0
+    assert cli("brand", "reset", "--tenant", tenant.slug)[0] == 0
+    code, out, _ = cli("brand", "history", "--tenant", tenant.slug, "--json")
+    versions = json.loads(out)
+    assert code == 0 and [v["version"] for v in versions] == [3, 2, 1]
+    assert [v["message"] for v in versions] == ["reset", "", ""] and versions[1]["theme"]["product_name"] == "Two"
+    assert all(v["actor"] and v["tenant"] == tenant.slug for v in versions)
+    code, out, _ = cli("brand", "history", "--tenant", tenant.slug, "--limit", "1")
+    assert code == 0 and "#8b0000" not in out and "reset" in out
+
+    code, out, err = cli("brand", "rollback", "--tenant", tenant.slug, "--to", "1", "-m", "back to red")
+    assert code == 0 and f"rolled back the brand of {tenant.slug} to version 1: now version 4" in out, err
+    brand = tn.branding.get(tenant.slug)
+    assert brand.version == 4 and brand.theme.colors.primary == "#8b0000" and brand.theme.logo is not None  # the logo too
+    assert tn.branding.history(tenant.slug, limit=1)[0].message == "back to red"
+    code, out, _ = cli("brand", "rollback", "--tenant", tenant.slug, "--to", "1")
+    assert code == 0 and "unchanged (version 4)" in out
+    code, out, err = cli("brand", "rollback", "--tenant", tenant.slug, "--to", "9")
+    assert code == 6 and out == "" and "has no version 9 (versions up to 4)" in err and err.count("\n") == 1
+    code, _, err = cli("brand", "rollback", "--tenant", tenant.slug)
+    assert code == 2 and "--to" in err
+    code, _, err = cli("brand", "rollback", "--tenant", tenant.slug, "--to", "2", "--expect-version", "3")
+    assert code == 7 and "is at version 4, not 3" in err
 
 
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
-        (["--primary", "blue"], "colors.primary: 'blue' is not a colour"),
+        (["--primary", "bluish"], "colors.primary: 'bluish' is not a colour"),
         (["--font-body", "Inter; } body { display: none"], "fonts.body:"),
         (["--font-heading", '"Inter"'], "without quotes"),
         (["--sender-name", "Acme\r\nBcc: all@example.com"], "email.sender_name"),

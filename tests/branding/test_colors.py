@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tenantry.branding.colors import HEX_COLOR, contrast_ratio, normalise_color
+from tenantry.branding.named_colors import NAMED_COLORS
 
 
 @pytest.mark.parametrize(
@@ -28,6 +29,11 @@ from tenantry.branding.colors import HEX_COLOR, contrast_ratio, normalise_color
         ("hsl(210deg 50% 40% / .8)", "#336699cc"),
         ("hsla(240, 100%, 50%, 1)", "#0000ff"),
         ("hsl(0.5turn 100% 50%)", "#00ffff"),
+        ("navy", "#000080"),
+        ("RebeccaPurple", "#663399"),
+        ("  WHITE ", "#ffffff"),
+        ("lightgoldenrodyellow", "#fafad2"),
+        ("grey", "#808080"),
     ],
 )
 def test_accepted_notations_normalise_to_hex(given: str, stored: str) -> None:
@@ -38,7 +44,7 @@ def test_accepted_notations_normalise_to_hex(given: str, stored: str) -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        "", "blue", "transparent", "#12", "#12345", "#1234567", "#ggg", "3b5bdb",
+        "", "bluish", "transparent", "currentcolor", "blue;", "light blue", "navy blue", "#12", "#12345", "#1234567", "#ggg", "3b5bdb",
         "rgb(300, 0, 0)", "rgb(-1, 0, 0)", "rgb(1, 2)", "rgb(1, 2, 3, 4, 5)", "rgb(1,2,3,)", "rgb(1 2 3 /)",
         "rgb(1, 2, 3, 2)", "hsl(0, 150%, 50%)", "hsl(x, 1%, 1%)", "rgb(1px, 2, 3)",
         "url(javascript:alert(1))", "expression(alert(1))", "#fff; } body { display:none",
@@ -48,6 +54,16 @@ def test_accepted_notations_normalise_to_hex(given: str, stored: str) -> None:
 def test_everything_else_is_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         normalise_color(bad)
+
+
+def test_the_css_colour_names_are_all_148_with_their_values() -> None:
+    """Checked against another table of them: Pillow's (CSS Color 4's named colours)."""
+    from PIL import ImageColor
+
+    assert len(NAMED_COLORS) == 148
+    assert dict(NAMED_COLORS) == {name: value.lower() for name, value in ImageColor.colormap.items()}
+    for name, value in NAMED_COLORS.items():
+        assert normalise_color(name) == normalise_color(name.upper()) == value
 
 
 def test_non_strings_are_refused() -> None:

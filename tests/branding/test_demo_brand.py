@@ -77,7 +77,7 @@ def test_a_cli_change_shows_in_the_running_app_within_a_second(
     (tmp_path / "new-logo.png").write_bytes(png(48, 48, b"\x5c\x94\x0d\xff"))
     env = demo_env(demo_db)
     done = subprocess.run(
-        tenantry_command("brand", "set", "--tenant", "acme", "--primary", "#5c940d", "--logo", str(tmp_path / "new-logo.png")),
+        tenantry_command("brand", "set", "--tenant", "acme", "--primary", "#3a7d0a", "--logo", str(tmp_path / "new-logo.png")),
         env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
     )
     exited = time.monotonic()
@@ -90,7 +90,7 @@ def test_a_cli_change_shows_in_the_running_app_within_a_second(
         time.sleep(0.01)
     elapsed = time.monotonic() - exited
     assert links["css"] != before["css"] and links["logo"] != before["logo"]
-    assert b"--brand-primary: #5c940d;" in _get(demo, "acme", links["css"])[2]
+    assert b"--brand-primary: #3a7d0a;" in _get(demo, "acme", links["css"])[2]
     assert _get(demo, "acme", links["logo"])[2] == (tmp_path / "new-logo.png").read_bytes()
     assert _get(demo, "acme", before["logo"])[0] == 404  # the old logo is gone with the old brand
     assert _brand_links(demo, "globex") == globex_before  # nobody else changed

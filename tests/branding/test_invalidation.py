@@ -125,3 +125,22 @@ def test_a_load_racing_an_invalidation_is_not_cached(running: Tenantry, make_ten
     finally:
         del branding._tn.catalog_reader
     assert tenant.id not in branding._cache.brands
+
+
+def test_a_rollback_invalidates_as_a_set_does(running: Tenantry, tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
+    tenant = make_tenant("brand")
+    tn.branding.set(tenant.slug, {"product_name": "First"})
+    tn.branding.set(tenant.slug, {"product_name": "Second"})
+    _warm(running, tenant.slug)
+    _warm(tn, tenant.slug)
+    with running.tenant(tenant.slug):
+        assert running.branding.current().product_name == "Second"
+    tn.branding.rollback(tenant.slug, 1)
+    with tn.tenant(tenant.slug):  # this process's own entry is dropped at once
+        assert tn.branding.current().product_name == "First"
+
+    def seen() -> bool:
+        with running.tenant(tenant.slug):
+            return running.branding.current().product_name == "First"
+
+    assert _until(seen) < WITHIN  # the other process's, by the catalog's notice

@@ -1,5 +1,6 @@
-"""``tn.branding`` against the catalog: versions, audited all-or-nothing writes, content-
-addressed images shared and collected, concurrent changes, e-mail rendering."""
+"""``tn.branding`` against the catalog: versions, audited all-or-nothing writes, unreadable
+colours refused, history and rollback, content-addressed images shared and kept for the
+history, concurrent changes, e-mail rendering."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import hashlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tenantry import Conflict, InvalidBrand, NotFound, Tenant, TenantNotFound, Tenantry, Upload
+import psycopg
+
+from tenantry import Conflict, InvalidBrand, InvalidInput, LowContrast, NotFound, Tenant, TenantNotFound, Tenantry, Upload
+from tenantry.branding import Theme
 from tests.branding.images import pillow, png
 
 
@@ -44,13 +49,83 @@ def test_set_saves_a_new_version_and_audits_it(tn: Tenantry, make_tenant: Callab
     assert tn.branding.set(tenant.slug, {"colors": {"accent": "#654321"}}).brand.version == 2
 
 
-def test_contrast_problems_are_saved_with_warnings(tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
+def test_unreadable_colours_are_refused_unless_allowed(tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
     tenant = make_tenant("brand")
-    change = tn.branding.set(tenant.slug, {"colors": {"text": "#cccccc"}})
+    with pytest.raises(LowContrast, match=r"text on the background 1\.\d\d:1 \(text #cccccc on background #f7f8fa\)") as refused:
+        tn.branding.set(tenant.slug, {"colors": {"text": "#cccccc"}})
+    assert refused.value.problems[0].startswith("text on the background: text #cccccc on background #f7f8fa, 1.")
+    assert str(refused.value).endswith("pass allow_low_contrast=True to save them anyway")
+    assert tn.branding.get(tenant.slug).version == 0 and tn.branding.history(tenant.slug) == []  # nothing saved
+    assert not [e for e in tn.audit_log(target_type="tenant", target=tenant.slug) if e.action.startswith("brand.")]
+
+    change = tn.branding.set(tenant.slug, {"colors": {"text": "#cccccc"}}, allow_low_contrast=True)
     assert change.changed and change.brand.theme.colors.text == "#cccccc"
     assert {w.code for w in change.warnings} == {"contrast"}
     assert any("text on the background" in w.message for w in change.warnings)
     assert tn.branding.warnings(tn.branding.get(tenant.slug)) == list(change.warnings)
+    # changes that leave the colours alone are not judged again; new colours are
+    assert tn.branding.set(tenant.slug, {"product_name": "Pale"}, logo=png(rgba=b"\x48\x48\x48\xff")).changed
+    with pytest.raises(LowContrast):
+        tn.branding.set(tenant.slug, {"colors": {"accent": "#000001"}})
+    # a readable palette (colour names too) needs no override
+    fixed = tn.branding.set(tenant.slug, {"colors": {"text": "MidnightBlue", "primary": "darkslateblue"}})
+    assert fixed.warnings == () and fixed.brand.theme.colors.text == "#191970" and fixed.brand.version == 3
+
+
+def test_history_and_rollback(tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
+    tenant = make_tenant("brand")
+    logo = png(rgba=b"\x49\x49\x49\xff")
+    first = tn.branding.set(tenant.slug, {"colors": {"primary": "#123456"}, "product_name": "One"}, logo=logo).brand
+    tn.branding.set(tenant.slug, {"colors": {"primary": "#654321"}, "product_name": "Two", "logo": None})
+    tn.branding.reset(tenant.slug)
+    versions = tn.branding.history(tenant.slug)
+    assert [(v.version, v.message, v.actor) for v in versions] == [(3, "reset", "pytest"), (2, "", "pytest"), (1, "", "pytest")]
+    assert versions[1].theme["product_name"] == "Two" and versions[2].theme["logo"]["sha256"] == hashlib.sha256(logo).hexdigest()
+    assert [v.version for v in tn.branding.history(tenant.id, limit=1, before=3)] == [2]
+    assert _asset_rows(tn, hashlib.sha256(logo).hexdigest()) == 1  # kept for the history
+
+    back = tn.branding.rollback(tenant.slug, 1, message="the first one")
+    assert back.changed and back.brand.version == 4
+    assert back.brand.theme == first.theme and back.brand.product_name == "One"  # the logo too
+    assert tn.branding.history(tenant.slug, limit=1)[0].message == "the first one"
+    entry = tn.audit_log(target_type="tenant", target=tenant.slug)[0]
+    assert entry.action == "brand.rollback" and entry.after is not None and entry.after["version"] == 4
+    assert entry.after["message"] == "the first one" and entry.before is not None and entry.before["version"] == 3
+    # the same again changes nothing; 0 is the defaults; a default message says where to
+    assert not tn.branding.rollback(tenant.slug, 1).changed
+    to_defaults = tn.branding.rollback(tenant.slug, 0)
+    assert to_defaults.brand.version == 5 and to_defaults.brand.theme == Theme()
+    assert tn.branding.history(tenant.slug, limit=1)[0].message == "rollback to version 0"
+
+    with pytest.raises(NotFound, match="has no version 9 .versions up to 5."):
+        tn.branding.rollback(tenant.slug, 9)
+    with pytest.raises(InvalidInput):
+        tn.branding.rollback(tenant.slug, -1)
+    with pytest.raises(Conflict, match="is at version 5, not 4"):
+        tn.branding.rollback(tenant.slug, 2, expected_version=4)
+    with pytest.raises(NotFound, match="no versions yet"):
+        tn.branding.rollback(make_tenant("brand").slug, 1)
+
+
+def test_rollback_to_unreadable_colours_needs_the_override(tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
+    tenant = make_tenant("brand")
+    tn.branding.set(tenant.slug, {"colors": {"primary": "#ffff00"}}, allow_low_contrast=True)
+    tn.branding.set(tenant.slug, {"colors": {"primary": "#1864ab"}})
+    with pytest.raises(LowContrast, match="on primary #ffff00"):
+        tn.branding.rollback(tenant.slug, 1)
+    assert tn.branding.get(tenant.slug).version == 2
+    assert tn.branding.rollback(tenant.slug, 1, allow_low_contrast=True).brand.theme.colors.primary == "#ffff00"
+
+
+def test_the_history_is_append_only(tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
+    tenant = make_tenant("brand")
+    tn.branding.set(tenant.slug, {"product_name": "Kept"})
+    with tn.admin() as conn:
+        for statement in ("UPDATE tenantry.brand_versions SET message = 'x' WHERE tenant_id = %s",
+                          "DELETE FROM tenantry.brand_versions WHERE tenant_id = %s"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"), conn.transaction():
+                conn.execute(statement, (tenant.id,))
+    assert [v.message for v in tn.branding.history(tenant.slug)] == [""]
 
 
 @pytest.mark.parametrize(
@@ -99,7 +174,7 @@ def test_one_bad_field_saves_nothing(
     assert len(tn.audit_log(target_type="tenant", target=tenant.slug)) == audit_before
 
 
-def test_identical_images_share_one_row_and_unused_ones_are_removed(
+def test_identical_images_share_one_row_and_stay_for_the_history(
     tn: Tenantry, make_tenant: Callable[..., Tenant]
 ) -> None:
     a, b = make_tenant("brand"), make_tenant("brand")
@@ -108,13 +183,17 @@ def test_identical_images_share_one_row_and_unused_ones_are_removed(
     second = tn.branding.set(b.slug, logo=Upload(shared, "same.png")).brand.theme.logo
     assert first is not None and second is not None and first.sha256 == second.sha256
     assert _asset_rows(tn, first.sha256) == 1
-    # a moves on: the image stays, b still uses it
+    # both move on: the image stays, their histories use it, and a rollback brings it back
     tn.branding.set(a.slug, logo=png(rgba=b"\x43\x43\x43\xff"))
-    assert _asset_rows(tn, first.sha256) == 1
-    # b removes it too: nobody uses it, it is gone
     tn.branding.set(b.slug, {"logo": None})
-    assert _asset_rows(tn, first.sha256) == 0
+    assert _asset_rows(tn, first.sha256) == 1
     assert tn.branding.get(b.slug).theme.logo is None
+    assert tn.branding.rollback(b.slug, 1).brand.theme.logo == second
+    with tn.tenant(b.slug):
+        brand = tn.branding.current()
+        assert tn.branding.asset(brand, second.filename) == ("image/png", shared)
+    with tn.tenant(a.slug):  # a's brand no longer uses it: not served for a
+        assert tn.branding.asset(tn.branding.current(), second.filename) is None
 
 
 def test_reset_is_a_new_version_with_the_defaults(tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
@@ -124,7 +203,7 @@ def test_reset_is_a_new_version_with_the_defaults(tn: Tenantry, make_tenant: Cal
     reset = tn.branding.reset(tenant.slug)
     assert reset.changed and reset.brand.version == 2 and reset.brand.theme.logo is None
     assert reset.brand.theme.model_dump() == tn.branding.get(tenant.slug).theme.model_dump()
-    assert _asset_rows(tn, logo.sha256) == 0
+    assert _asset_rows(tn, logo.sha256) == 1  # version 1 still uses it
     again = tn.branding.reset(tenant.slug)
     assert not again.changed and again.brand.version == 2
     never = make_tenant("brand")
@@ -146,7 +225,7 @@ def test_concurrent_changes_of_different_fields_all_land(tn: Tenantry, make_tena
 
     def change(name: str) -> None:
         try:
-            tn.branding.set(tenant.slug, {"colors": {name: "#0a0b0c"}})
+            tn.branding.set(tenant.slug, {"colors": {name: "#0a0b0c"}}, allow_low_contrast=True)
         except BaseException as err:  # pragma: no cover - reported below
             errors.append(err)
 
@@ -211,10 +290,50 @@ def test_preview_is_self_contained(tn: Tenantry, make_tenant: Callable[..., Tena
     logo = png(rgba=b"\x46\x46\x46\xff")
     tn.branding.set(tenant.slug, {"product_name": "Tom & Jerry <b>", "colors": {"primary": "#ff0"},
                                   "email": {"templates": {"w": {"subject": "s", "text": "t", "html": "<p>{{ product_name }}</p>"}}}},
-                    logo=logo, favicon=png(rgba=b"\x47\x47\x47\xff"))
+                    logo=logo, favicon=png(rgba=b"\x47\x47\x47\xff"), allow_low_contrast=True)
     page = tn.branding.preview(tenant.slug)
     assert "--brand-primary: #ffff00;" in page
     assert "data:image/png;base64," in page and page.count("data:image/png;base64,") == 2
     assert "Tom &amp; Jerry &lt;b&gt;" in page and "Tom & Jerry <b>" not in page
     assert 'srcdoc="&lt;p&gt;Tom &amp;amp; Jerry &amp;lt;b&amp;gt;&lt;/p&gt;"' in page  # escaped twice: html, then attribute
     assert "hard to read" in page
+
+
+def test_the_upgrade_starts_each_history_at_the_brand_there_is(fresh_scratch: Any) -> None:
+    """Catalog 0013 on a catalog without brand history: each brand's current version begins
+    its history (the earlier ones were never kept), and running the migration again adds nothing."""
+    from importlib import resources
+
+    from psycopg import sql
+
+    from tenantry.db.catalog import migrate_catalog
+
+    tn = Tenantry(fresh_scratch.settings(), actor="pytest")
+    try:
+        tn.init()
+        tenant = tn.create_tenant("up-brand")
+        tn.branding.set(tenant.slug, {"product_name": "One"}, logo=png(rgba=b"\x4a\x4a\x4a\xff"))
+        tn.branding.set(tenant.slug, {"product_name": "Two"})
+        # the catalog as version 11 left it, with this brand at version 2
+        with psycopg.connect(fresh_scratch.url, autocommit=True) as conn, conn.transaction():
+            conn.execute(
+                "DROP TABLE tenantry.brand_versions; DROP FUNCTION tenantry.refuse_brand_history_change();"
+                " DELETE FROM tenantry.schema_migrations WHERE version = 13"
+            )
+            applied = migrate_catalog(
+                conn, owner=fresh_scratch.owner, runtime=fresh_scratch.runtime, reader=fresh_scratch.reader,
+                pooled_schema=tn.settings.pooled_schema, passwords={},
+            )
+        assert applied == ["0013_brand_history.sql"]
+        [kept] = tn.branding.history(tenant.slug)
+        assert (kept.version, kept.message, kept.theme["product_name"]) == (2, "as it was when brand history began", "Two")
+        # rerun by hand (as a catalog that got it under another number would): nothing changes
+        text = resources.files("tenantry.db").joinpath("sql/catalog/0013_brand_history.sql").read_text()
+        with psycopg.connect(fresh_scratch.url, autocommit=True) as conn, conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(fresh_scratch.owner)))
+            conn.execute(sql.SQL(text).format())
+        assert [v.version for v in tn.branding.history(tenant.slug)] == [2]
+        assert tn.branding.set(tenant.slug, {"product_name": "Three"}).brand.version == 3
+        assert tn.branding.rollback(tenant.slug, 2).brand.product_name == "Two"
+    finally:
+        tn.close()

@@ -28,7 +28,7 @@ def test_colours_are_stored_as_hex() -> None:
     assert theme.colors.text == Theme().colors.text  # the rest kept
 
 
-@pytest.mark.parametrize("bad", ["red", "#fff;}*{color:red", "url(x)", 42, None, ["#fff"]])
+@pytest.mark.parametrize("bad", ["reddish", "#fff;}*{color:red", "url(x)", 42, None, ["#fff"]])
 def test_bad_colours_name_the_field(bad: object) -> None:
     refused({"colors": {"primary": bad}}, "colors.primary:")
 

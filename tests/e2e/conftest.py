@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,9 +89,15 @@ def tenantry_command(*args: str) -> list[str]:
 
 def start_demo(scratch: Scratch, *args: str) -> DemoProcess:
     """Start ``tenantry demo --json`` on free ports and wait for its report."""
+    return start_demo_process(demo_env(scratch), "--port", "0", "--admin-port", "0", "--json", *args)
+
+
+def start_demo_process(env: dict[str, str], *args: str, cwd: Path | None = None) -> DemoProcess:
+    """Start ``tenantry demo ARGS`` (``--json`` among them) with ``env`` and wait for its report."""
     proc = subprocess.Popen(
-        tenantry_command("demo", "--port", "0", "--admin-port", "0", "--json", *args),
-        env=demo_env(scratch),
+        tenantry_command("demo", *args),
+        env=env,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,

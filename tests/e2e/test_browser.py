@@ -1,7 +1,9 @@
 """Isolation as a user sees it: headless Chromium (Debian's) signs in to two tenants' sites of a
 running ``tenantry demo`` and finds only each tenant's own data; another tenant's project id
 is a 404, and a session from one site is no session on the other. And the example app as a
-person on a phone sees it (390 px wide), and the demo's list of sites at ``localhost``."""
+person on a phone sees it (390 px wide), the demo's list of sites at ``localhost``, and the
+admin API's front door and documentation pages, rendered with every request off this machine
+refused."""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 
 from tenantry.cli.demo import DEMO_TENANTS
 from tests.e2e.conftest import DemoProcess, demo_env, start_demo, tenantry_command
@@ -137,6 +140,51 @@ def test_the_admin_api_answers_with_the_token_the_demo_printed(demo: DemoProcess
     assert {t["slug"] for t in listed.json()["items"]} >= {"acme", "globex", "initech"}
     refused = httpx.get(f"{api['url'].rstrip('/')}/v1/tenants", headers={"Authorization": "Bearer tnt_forged_token"})
     assert refused.status_code == 401 and refused.headers["content-type"].startswith("application/problem+json")
+
+
+def _offline(context: BrowserContext) -> list[str]:
+    """Refuse every request of ``context`` that leaves this machine; the list of those refused."""
+    refused: list[str] = []
+
+    def guard(route: Route) -> None:
+        parts = urlsplit(route.request.url)
+        if parts.scheme in ("http", "https", "ws", "wss") and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            refused.append(route.request.url)
+            route.abort("internetdisconnected")
+        else:
+            route.continue_()
+
+    context.route("**/*", guard)
+    return refused
+
+
+def test_the_admin_docs_render_offline(demo: DemoProcess, browser: Browser) -> None:
+    """The URL the demo prints for the admin API is a page of links; Swagger UI and ReDoc
+    render the API's operations with nothing but the API's own host to load from."""
+    base = demo.report["admin_api"]["url"].rstrip("/") + "/"
+    context = browser.new_context()
+    refused = _offline(context)
+    page = context.new_page()
+    try:
+        response = page.goto(base)
+        assert response is not None and response.status == 200
+        assert page.inner_text("h1") == "tenantry admin API"
+        page.click("text=Interactive API docs")
+        page.wait_for_url(base + "docs")
+        page.wait_for_selector(".opblock", timeout=20_000)
+        operations = page.locator(".opblock")
+        assert operations.count() >= 50  # every operation of the spec, grouped by tag
+        assert page.locator(".opblock-summary-path", has_text="/v1/tenants/{tenant}/brand").count() >= 1
+
+        page.goto(base)
+        page.click("text=API reference")
+        page.wait_for_url(base + "redoc")
+        page.wait_for_selector("[data-section-id*='operation/']", timeout=20_000)
+        assert page.locator("[data-section-id*='operation/']").count() >= 50
+        assert page.locator("h1", has_text="tenantry admin API").count() == 1
+        assert refused == [], refused
+    finally:
+        context.close()
 
 
 def test_rerun_reuses_the_data_and_sigterm_stops_it(demo: DemoProcess, demo_scratch) -> None:

@@ -10,7 +10,8 @@
 
 Everything under ``/v1`` needs an admin API token (``Authorization: Bearer ...``, made with
 ``tenantry tokens create``) with the scope each route names; every change is audited as
-``token:<name>``. The OpenAPI 3.1 spec is at ``/openapi.json``, its pages at ``/docs``.
+``token:<name>``. The OpenAPI 3.1 spec is at ``/openapi.json``, its pages at ``/docs`` (Swagger
+UI) and ``/redoc`` (ReDoc), served without a CDN; ``/`` links to them (:mod:`tenantry.api.frontdoor`).
 Errors are RFC 9457 problem documents; lists are paged by cursor; long operations answer 202
 with a job to poll at ``/v1/jobs/{id}``.
 """
@@ -27,6 +28,7 @@ from fastapi.routing import APIRoute
 from fastapi.openapi.utils import get_openapi
 
 from tenantry.api.auth import TokenAuth, bearer
+from tenantry.api.frontdoor import install_front_door
 from tenantry.api.problems import PROBLEM_MEDIA_TYPE, install_handlers
 from tenantry.api.routes import ROUTERS
 from tenantry.app import Tenantry
@@ -66,6 +68,9 @@ def create_admin_app(
     replace the default ownership checks of ``POST /v1/domains/{hostname}/verify`` for the
     methods they name (the operator's choice: a request cannot say where a check connects).
 
+    ``/`` is a page of links; ``docs=False`` leaves out the documentation pages (``/docs``,
+    ``/redoc``) but not the spec.
+
     The app does not own ``tn``: close it yourself. Shutting the app down (its lifespan)
     waits for running jobs to finish.
     """
@@ -85,7 +90,7 @@ def create_admin_app(
         version="1",
         description=_DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
+        docs_url=None,  # FastAPI's pages load from a CDN: the front door serves its own
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -96,6 +101,7 @@ def create_admin_app(
     for router in ROUTERS:
         api.include_router(router)
     app.include_router(api)
+    install_front_door(app, api_prefix=API_PREFIX, docs=docs)
     app.add_middleware(TokenAuth, tn=tn, prefix=API_PREFIX)
     install_handlers(app)  # its catch-all goes outside the token check
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -3,7 +3,8 @@
 ``application/problem+json`` with ``type`` (a URN naming the kind of problem), ``title``,
 ``status``, ``detail`` and ``instance`` (the request's path), plus extension members where they
 help (``errors`` for invalid fields, ``scope`` for a missing scope, ``problems`` for a config
-value or flag definition that does not validate: one ``"path: message"`` line each). Tenantry's errors carry
+value or flag definition that does not validate: one ``"path: message"`` line each, or for
+brand colours below WCAG AA contrast: one line per pair). Tenantry's errors carry
 their HTTP status (:mod:`tenantry.errors`), so one handler maps them all. An unexpected error
 answers 500 with no trace of its text: the server log has it.
 """
@@ -23,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from tenantry._asgi import ASGIApp, Message, Receive, Scope, Send
-from tenantry.errors import AuthenticationFailed, ConfigInvalid, PermissionDenied, TenantryError
+from tenantry.errors import AuthenticationFailed, ConfigInvalid, LowContrast, PermissionDenied, TenantryError
 from tenantry.web.problems import retry_after_header
 
 __all__ = [
@@ -106,7 +107,7 @@ def problem_for(err: TenantryError, instance: str | None, *, bare_challenge: boo
     extensions: dict[str, Any] = {}
     if isinstance(err, PermissionDenied) and err.scope:
         extensions["scope"] = err.scope
-    if isinstance(err, ConfigInvalid):
+    if isinstance(err, ConfigInvalid | LowContrast):
         extensions["problems"] = list(err.problems)
     return problem(
         err.http_status, err.message, type_=problem_type(name), title=_title(name), instance=instance,

@@ -29,10 +29,10 @@ Errors are RFC 9457 problem documents.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tenantry import context
+from tenantry._asgi import ASGIApp, Receive, Scope, Send
 from tenantry.branding.service import Brand
 from tenantry.errors import TenantryError
 
@@ -41,11 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BrandRoutes"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _IMMUTABLE = b"private, max-age=31536000, immutable"
 _REVALIDATE = b"private, no-cache"

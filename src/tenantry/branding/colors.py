@@ -2,11 +2,13 @@
 
 Pure: no I/O. Accepted notations are ``#rgb``, ``#rgba``, ``#rrggbb``, ``#rrggbbaa``,
 ``rgb()``/``rgba()`` and ``hsl()``/``hsla()`` in their comma and space syntaxes (``rgb(59 91
-219 / 80%)``). Everything is normalised to lowercase ``#rrggbb`` (``#rrggbbaa`` when not
+219 / 80%)``), and the 148 CSS colour names (``rebeccapurple``, ``Navy``). Everything is normalised to lowercase ``#rrggbb`` (``#rrggbbaa`` when not
 opaque), so a stored colour is one token a stylesheet can hold without escaping.
 
 >>> normalise_color("RGB(59, 91, 219)")
 '#3b5bdb'
+>>> normalise_color("DarkSlateGray")
+'#2f4f4f'
 >>> round(contrast_ratio("#000000", "#ffffff"), 1)
 21.0
 """
@@ -14,6 +16,8 @@ opaque), so a stored colour is one token a stylesheet can hold without escaping.
 from __future__ import annotations
 
 import re
+
+from tenantry.branding.named_colors import NAMED_COLORS
 
 __all__ = ["HEX_COLOR", "RGBA", "composite", "contrast_ratio", "normalise_color", "parse_color", "relative_luminance"]
 
@@ -26,7 +30,7 @@ HEX_COLOR = re.compile(r"#[0-9a-f]{6}([0-9a-f]{2})?")
 _HEX = re.compile(r"#([0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
 _FUNCTION = re.compile(r"(rgba?|hsla?)\(([^()]*)\)", re.IGNORECASE)
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
-_HINT = "use #rgb, #rrggbb, #rrggbbaa, rgb() or hsl()"
+_HINT = "use #rgb, #rrggbb, #rrggbbaa, rgb(), hsl() or a CSS colour name such as navy"
 
 
 def parse_color(value: str) -> RGBA:
@@ -36,6 +40,9 @@ def parse_color(value: str) -> RGBA:
     text = value.strip()
     if len(text) > 64:
         raise ValueError(f"{text[:20]!r}… is not a colour ({_HINT})")
+    named = NAMED_COLORS.get(text.lower())
+    if named is not None:
+        text = named
     if _HEX.fullmatch(text):
         digits = text[1:]
         if len(digits) in (3, 4):

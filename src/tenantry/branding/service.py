@@ -13,9 +13,17 @@ work for the tenant bound to the context and read through a per-process cache:
 * image bytes are cached by content address, but looked up only after the bound tenant's
   own brand was found to reference that address, so a warm cache answers nobody else.
 
->>> change = tn.branding.set("acme", {"colors": {"primary": "#d9480f"}}, logo=Path("acme.png"))
+Every change (``set``, ``reset``, ``rollback``) is a new version in the brand's history, as
+config's layers have theirs: ``history`` lists them, ``rollback`` saves an old one again.
+
+>>> change = tn.branding.set("acme", {"colors": {"primary": "#c2410c"}}, logo=Path("acme.png"))
 >>> [w.message for w in change.warnings]
 []
+>>> tn.branding.set("acme", {"colors": {"primary": "#ffff00"}})
+Traceback (most recent call last):
+tenantry.errors.LowContrast: refused: these colours are hard to read, ...
+>>> tn.branding.rollback("acme", 1).brand.version
+2
 """
 
 from __future__ import annotations
@@ -40,15 +48,23 @@ from tenantry.branding import store
 from tenantry.branding.css import Stylesheet, stylesheet
 from tenantry.branding.emails import RenderedEmail, one_line, render_template
 from tenantry.branding.images import FAVICON, LOGO, Image, ImageRules, inspect_image
-from tenantry.branding.theme import BrandWarning, Theme, apply_changes, asset_of, theme_warnings
+from tenantry.branding.theme import (
+    BrandWarning,
+    Theme,
+    apply_changes,
+    asset_of,
+    check_contrast,
+    theme_warnings,
+    validate_theme,
+)
 from tenantry.core.caches import make_room
-from tenantry.errors import InvalidBrand, NotFound, TenantNotFound
+from tenantry.errors import InvalidBrand, InvalidInput, NotFound, TenantNotFound
 from tenantry.services import tenants as tenant_service
 
 if TYPE_CHECKING:
     from tenantry.app import Tenantry
 
-__all__ = ["Brand", "BrandChange", "Branding", "Upload"]
+__all__ = ["Brand", "BrandChange", "BrandVersion", "Branding", "Upload"]
 
 _log = logging.getLogger("tenantry.branding")
 
@@ -105,6 +121,29 @@ class BrandChange:
 
 
 @dataclass(frozen=True, slots=True)
+class BrandVersion:
+    """One version of a tenant's brand, as its history keeps it."""
+
+    slug: str
+    version: int
+    theme: dict[str, Any]
+    """The theme as saved (JSON: colours as hex, images by content address)."""
+    actor: str
+    message: str
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tenant": self.slug,
+            "version": self.version,
+            "theme": self.theme,
+            "actor": self.actor,
+            "message": self.message,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Upload:
     """Image bytes as uploaded, with the file name they came under (checked against the bytes)."""
 
@@ -153,14 +192,18 @@ class Branding:
         logo: ImageInput | None = None,
         favicon: ImageInput | None = None,
         expected_version: int | None = None,
+        allow_low_contrast: bool = False,
     ) -> BrandChange:
         """Change the tenant's brand: ``changes`` is a partial theme (``{"colors": {"primary":
         "#d9480f"}, "product_name": "Roadrunner"}``), ``logo`` and ``favicon`` new images.
 
         Everything is validated before anything is written, and written in one transaction:
-        one bad field and nothing is saved (:class:`~tenantry.InvalidBrand`). Contrast and
-        font problems come back as warnings. ``expected_version`` refuses the change
-        (:class:`~tenantry.Conflict`) if someone else changed the brand since.
+        one bad field and nothing is saved (:class:`~tenantry.InvalidBrand`). New colours
+        that leave text below WCAG AA contrast (4.5:1) are refused
+        (:class:`~tenantry.LowContrast`) unless ``allow_low_contrast``; what is saved but worth
+        fixing (such low contrast, a font stack without a generic family) comes back as
+        warnings. ``expected_version`` refuses the change (:class:`~tenantry.Conflict`) if
+        someone else changed the brand since.
         """
         images: list[Image] = []
         extra: dict[str, Any] = {}
@@ -176,18 +219,69 @@ class Branding:
                 raise InvalidBrand(f"{key}: upload the image itself; a {key} cannot be set by reference")
 
         def build(stored: dict[str, Any] | None) -> dict[str, Any]:
-            theme = apply_changes(_theme(stored, tenant), changes or {})
+            before = _theme(stored, tenant)
+            theme = apply_changes(before, changes or {})
             if extra:
                 theme = theme.model_copy(update=extra)
+            check_contrast(before, theme, allow_low_contrast=allow_low_contrast)
             return theme.model_dump(mode="json")
 
         return self._write(tenant, build, images, "brand.set", expected_version)
 
     def reset(self, tenant: str | uuid.UUID, *, expected_version: int | None = None) -> BrandChange:
-        """Put the tenant's brand back to tenantry's defaults (a new version; images unused
-        by any other brand are removed)."""
+        """Put the tenant's brand back to tenantry's defaults (a new version; the images stay
+        stored for the history, so a rollback can bring them back)."""
         defaults = Theme().model_dump(mode="json")
-        return self._write(tenant, lambda _stored: defaults, [], "brand.reset", expected_version)
+        return self._write(tenant, lambda _stored: defaults, [], "brand.reset", expected_version, message="reset")
+
+    def history(self, tenant: str | uuid.UUID, *, limit: int = 100, before: int | None = None) -> list[BrandVersion]:
+        """The brand's versions, newest first: who saved what, when and why. ``before``: only
+        versions older than that one (the previous page's last)."""
+        if not 1 <= limit <= 10_000:
+            raise InvalidInput("limit must be between 1 and 10000")
+        with self._tn.admin() as conn:
+            found = tenant_service.get_tenant(conn, tenant)
+            rows = store.read_history(conn, found.id, limit=limit, before=before)
+        return [BrandVersion(found.slug, r.version, r.theme, r.actor, r.message, r.created_at) for r in rows]
+
+    def rollback(
+        self,
+        tenant: str | uuid.UUID,
+        version: int,
+        *,
+        message: str = "",
+        expected_version: int | None = None,
+        allow_low_contrast: bool = False,
+    ) -> BrandChange:
+        """Make the brand what it was at ``version`` (0: tenantry's defaults), as a new version,
+        images included. Judged as a change: the theme must still validate, and colours below
+        WCAG AA are refused unless ``allow_low_contrast``. Rolling back to what the brand is
+        already changes nothing."""
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            raise InvalidInput(f"version {version!r} must be a whole number >= 0")
+        if len(message) > 1000:
+            raise InvalidInput("a message is at most 1000 characters")
+        target = Theme()
+        if version > 0:
+            with self._tn.admin() as conn:
+                found = tenant_service.get_tenant(conn, tenant)
+                old = store.read_version(conn, found.id, version)
+                if old is None:
+                    latest = store.read_history(conn, found.id, limit=1)
+                    has = f"versions up to {latest[0].version}" if latest else "no versions yet"
+                    raise NotFound(f"the brand of {found.slug!r} has no version {version} ({has})")
+            try:
+                target = validate_theme(old.theme)
+            except InvalidBrand as err:
+                raise InvalidBrand(f"version {version} no longer validates: {err.message}") from None
+
+        def build(stored: dict[str, Any] | None) -> dict[str, Any]:
+            check_contrast(_theme(stored, tenant), target, allow_low_contrast=allow_low_contrast)
+            return target.model_dump(mode="json")
+
+        return self._write(
+            tenant, build, [], "brand.rollback", expected_version, message=message or f"rollback to version {version}"
+        )
 
     def _write(
         self,
@@ -196,13 +290,16 @@ class Branding:
         images: list[Image],
         action: str,
         expected_version: int | None,
+        *,
+        message: str = "",
     ) -> BrandChange:
         with self._tn.admin() as conn:
             tenant = tenant_service.get_tenant(conn, key)
             # the change is applied to the theme as it is inside the write's transaction, so
             # two concurrent changes of different fields both land
             write = store.write_brand(
-                conn, tenant, build, images, actor=self._tn.actor, action=action, expected_version=expected_version
+                conn, tenant, build, images, actor=self._tn.actor, action=action, message=message,
+                expected_version=expected_version,
             )
             stored = store.read_brand(conn, tenant.id)
         assert stored is not None

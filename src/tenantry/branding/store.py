@@ -1,10 +1,11 @@
-"""Brands in the catalog: ``tenantry.brands`` and the content-addressed ``tenantry.brand_assets``.
+"""Brands in the catalog: ``tenantry.brands`` (each tenant's brand now), its append-only
+history ``tenantry.brand_versions`` and the content-addressed ``tenantry.brand_assets``.
 
-Every write is one transaction that takes a single advisory lock for brand writes, so the
-clean-up of images nobody uses any more can never race with a brand that is about to use
-the same bytes. The transaction also writes the audit entry and sends
+Every write is one transaction under a single advisory lock for brand writes: it saves the
+brand, appends the version to the history, writes the audit entry and sends
 ``NOTIFY tenantry_catalog, 'brand:<tenant id>'``, so every process drops its cached copy the
-moment the change commits.
+moment the change commits. An image stays stored while a version of any brand uses it (the
+history refers to it by foreign key), so a rollback can bring it back.
 """
 
 from __future__ import annotations
@@ -25,7 +26,17 @@ from tenantry.errors import Conflict, TenantNotFound
 from tenantry.services import audit
 from tenantry.services.events import CHANNEL
 
-__all__ = ["BRAND_EVENT", "StoredBrand", "Write", "read_asset", "read_brand", "write_brand"]
+__all__ = [
+    "BRAND_EVENT",
+    "StoredBrand",
+    "StoredVersion",
+    "Write",
+    "read_asset",
+    "read_brand",
+    "read_history",
+    "read_version",
+    "write_brand",
+]
 
 #: the kind of catalog event a brand change sends (``brand:<tenant id>``)
 BRAND_EVENT = "brand"
@@ -76,6 +87,39 @@ def read_asset(conn: psycopg.Connection[Any], tenant_id: uuid.UUID, sha256: str)
 
 
 @dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """One version of a brand, as the history keeps it."""
+
+    version: int
+    theme: dict[str, Any]
+    actor: str
+    message: str
+    created_at: datetime
+
+
+def read_history(
+    conn: psycopg.Connection[Any], tenant_id: uuid.UUID, *, limit: int, before: int | None = None
+) -> list[StoredVersion]:
+    """The tenant's brand versions, newest first; ``before``: only older ones than that."""
+    rows = conn.execute(
+        "SELECT version, theme, actor, message, created_at FROM tenantry.brand_versions"
+        " WHERE tenant_id = %s AND (%s::integer IS NULL OR version < %s) ORDER BY version DESC LIMIT %s",
+        (tenant_id, before, before, limit),
+    ).fetchall()
+    return [StoredVersion(*row) for row in rows]
+
+
+def read_version(conn: psycopg.Connection[Any], tenant_id: uuid.UUID, version: int) -> StoredVersion | None:
+    """One version of the tenant's brand, or ``None``."""
+    row = conn.execute(
+        "SELECT version, theme, actor, message, created_at FROM tenantry.brand_versions"
+        " WHERE tenant_id = %s AND version = %s",
+        (tenant_id, version),
+    ).fetchone()
+    return None if row is None else StoredVersion(*row)
+
+
+@dataclass(frozen=True, slots=True)
 class Write:
     """What :func:`write_brand` did: the version now, and whether anything changed."""
 
@@ -91,19 +135,20 @@ def write_brand(
     *,
     actor: str,
     action: str,
+    message: str = "",
     expected_version: int | None = None,
 ) -> Write:
     """Store the theme ``build`` makes of the stored one (validated, as JSON; the stored
-    theme is ``None`` when the tenant has none), with the new ``images`` it references, in
-    one audited transaction. ``build`` runs under the write lock, so concurrent changes never
-    overwrite each other; if it raises, nothing is written. An unchanged theme writes
-    nothing."""
+    theme is ``None`` when the tenant has none), with the new ``images`` it references, as a
+    new version in the history (with ``message``), in one audited transaction. ``build`` runs
+    under the write lock, so concurrent changes never overwrite each other; if it raises,
+    nothing is written. An unchanged theme writes nothing."""
     if tenant.status is Status.DELETED:
         raise TenantNotFound(f"tenant {tenant.slug!r} is deleted")
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
         row = conn.execute(
-            "SELECT theme, version, logo, favicon FROM tenantry.brands WHERE tenant_id = %s FOR UPDATE",
+            "SELECT theme, version FROM tenantry.brands WHERE tenant_id = %s FOR UPDATE",
             (tenant.id,),
         ).fetchone()
         before, version = (row[0], row[1]) if row else (None, 0)
@@ -136,21 +181,18 @@ def write_brand(
             {"tenant": tenant.id, "theme": Jsonb(theme), "logo": logo, "favicon": favicon, "actor": actor},
         ).fetchone()
         assert written is not None
-        unused = [sha for sha in (row[2], row[3]) if sha and sha not in (logo, favicon)] if row else []
-        if unused:
-            conn.execute(
-                """
-                DELETE FROM tenantry.brand_assets a
-                 WHERE a.sha256 = ANY(%s)
-                   AND NOT EXISTS (SELECT 1 FROM tenantry.brands b WHERE a.sha256 IN (b.logo, b.favicon))
-                """,
-                (unused,),
-            )
+        conn.execute(
+            """
+            INSERT INTO tenantry.brand_versions (tenant_id, version, theme, logo, favicon, actor, message)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
+            """,
+            (tenant.id, written[0], Jsonb(theme), logo, favicon, actor, message),
+        )
         conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{BRAND_EVENT}:{tenant.id}"))
         audit.record(
             conn, actor=actor, action=action, target_type="tenant", target=tenant.slug,
             before=None if row is None else {"version": version, "theme": before},
-            after={"version": written[0], "theme": theme},
+            after={"version": written[0], "theme": theme} | ({"message": message} if message else {}),
         )
     return Write(version=written[0], changed=True)
 

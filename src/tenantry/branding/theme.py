@@ -23,7 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from tenantry.branding.colors import contrast_ratio, normalise_color
 from tenantry.branding.emails import TEMPLATE_NAME, check_template
 from tenantry.branding.images import EXTENSIONS, Image
-from tenantry.errors import InvalidBrand
+from tenantry.errors import InvalidBrand, LowContrast
 
 __all__ = [
     "GENERIC_FAMILIES",
@@ -37,6 +37,7 @@ __all__ = [
     "Theme",
     "apply_changes",
     "asset_of",
+    "check_contrast",
     "theme_warnings",
 ]
 
@@ -323,22 +324,46 @@ _PAIRS = (
 )
 
 
-def theme_warnings(theme: Theme) -> list[BrandWarning]:
-    """What a theme gets wrong without being invalid: WCAG contrast below 4.5:1, font stacks
-    without a generic family to fall back on."""
+def _contrast(colors: Colors) -> list[tuple[str, float, str]]:
+    """``(what, ratio, the colours)`` of each pair below :data:`MIN_CONTRAST`."""
     found = []
-    colors = theme.colors
     for fg, bg, what in _PAIRS:
         ratio = contrast_ratio(getattr(colors, fg), getattr(colors, bg))
         if ratio < MIN_CONTRAST:
-            found.append(
-                BrandWarning(
-                    "contrast",
-                    f"{what}: hard to read, {fg} {getattr(colors, fg)} on {bg} {getattr(colors, bg)}"
-                    f" has contrast {ratio:.2f}:1, below {MIN_CONTRAST}:1 (WCAG AA)",
-                    round(ratio, 2),
-                )
-            )
+            found.append((what, ratio, f"{fg} {getattr(colors, fg)} on {bg} {getattr(colors, bg)}"))
+    return found
+
+
+def check_contrast(before: Theme, after: Theme, *, allow_low_contrast: bool = False) -> None:
+    """Refuse (:class:`~tenantry.LowContrast`) a change to the colours that leaves a pair of
+    them below WCAG AA's 4.5:1, unless ``allow_low_contrast``.
+
+    Only a change of colours is judged: a brand saved with low contrast (before this rule, or
+    with the override) can still change its name, fonts or images without the override.
+    """
+    if allow_low_contrast or after.colors == before.colors:
+        return
+    failing = _contrast(after.colors)
+    if failing:
+        shown = "; ".join(f"{what} {ratio:.2f}:1 ({pair})" for what, ratio, pair in failing)
+        raise LowContrast(
+            f"refused: these colours are hard to read, below {MIN_CONTRAST}:1 contrast (WCAG AA): {shown}",
+            [f"{what}: {pair}, {ratio:.2f}:1" for what, ratio, pair in failing],
+            hint="choose readable colours, or pass allow_low_contrast=True to save them anyway",
+        )
+
+
+def theme_warnings(theme: Theme) -> list[BrandWarning]:
+    """What a theme gets wrong without being invalid: WCAG contrast below 4.5:1, font stacks
+    without a generic family to fall back on."""
+    found = [
+        BrandWarning(
+            "contrast",
+            f"{what}: hard to read, {pair} has contrast {ratio:.2f}:1, below {MIN_CONTRAST}:1 (WCAG AA)",
+            round(ratio, 2),
+        )
+        for what, ratio, pair in _contrast(theme.colors)
+    ]
     for name in ("body", "heading", "mono"):
         stack = getattr(theme.fonts, name)
         if not any(family in GENERIC_FAMILIES for family in stack):

@@ -24,7 +24,7 @@ def serve(
     workers: Annotated[int, typer.Option("--job-workers", min=1, max=32, help="Long operations run at once.")] = 2,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "info",
 ) -> None:
-    """Serve the admin API until interrupted: /v1 (token auth), /docs, /openapi.json."""
+    """Serve the admin API until interrupted: / (links), /v1 (token auth), /docs, /redoc, /openapi.json."""
     try:
         import uvicorn
 
@@ -33,11 +33,12 @@ def serve(
         raise ConfigurationError(
             f"the admin API needs the web extra ({err.name} is missing): pip install 'tenantry[web]'"
         ) from err
-    tn = get_state(ctx).tenantry()
+    # it creates and moves tenants: it must know every table the app has, its plugins' too
+    tn = get_state(ctx).tenantry(app_plugins=True)
     tn.actor = f"api@{getpass.getuser()}"  # only what no token does: requests act as their token
     with tn.admin():
         pass  # fail now, with a one-line error, if PostgreSQL is unreachable
     admin = create_admin_app(tn, job_workers=workers)
     shown = f"[{host}]" if ":" in host else host
-    console.print(f"tenantry admin API on http://{shown}:{port}/v1 (docs: http://{shown}:{port}/docs)")
+    console.print(f"tenantry admin API on http://{shown}:{port}/ (the API under /v1, docs at /docs)")
     uvicorn.run(admin, host=host, port=port, log_level=log_level)

@@ -1,8 +1,11 @@
-"""``tenantry brand …``: set, show, preview and reset a tenant's white-label brand.
+"""``tenantry brand …``: set, show, preview and reset a tenant's white-label brand; its history
+and rollback.
 
 Every change is validated whole before anything is saved: a bad colour, font, name, image or
-template is one line on stderr, a non-zero exit, and no change. Contrast problems are saved
-but reported as warnings (on stderr, and in ``--json`` output).
+template is one line on stderr, a non-zero exit, and no change. So are new colours below WCAG
+AA contrast (4.5:1), unless ``--allow-low-contrast``; what is saved but worth fixing is
+reported as warnings (on stderr, and in ``--json`` output). Every change is a version:
+``brand history`` lists them and ``brand rollback --to N`` saves an old one again.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import typer
 
 from tenantry.cli.output import console, emit_json, table, warning
 from tenantry.cli.state import get_state
-from tenantry.errors import InvalidBrand
+from tenantry.errors import InvalidBrand, LowContrast
 
 if TYPE_CHECKING:
     from tenantry.branding import BrandChange, BrandWarning
@@ -24,15 +27,25 @@ if TYPE_CHECKING:
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Set, show, preview and reset tenants' white-label brands.", no_args_is_help=True)
+app = typer.Typer(
+    help="Set, show, preview and reset tenants' white-label brands; their history and rollback.", no_args_is_help=True
+)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TenantOpt = Annotated[str, typer.Option("--tenant", help="The tenant's slug or id.", show_default=False)]
+AllowLowContrast = Annotated[
+    bool,
+    typer.Option("--allow-low-contrast", help="Save colours even if text on them is below WCAG AA contrast (4.5:1)."),
+]
+ExpectVersion = Annotated[
+    int | None, typer.Option("--expect-version", min=0, help="Refuse if the brand is no longer at this version.")
+]
+_OVERRIDE = "pass --allow-low-contrast to save them anyway"
 
 
 def _color(name: str) -> Any:
     what = "colour of text on the primary colour" if name == "on_primary" else f"{name} colour"
-    return typer.Option(f"--{name.replace('_', '-')}", help=f"The {what} (#rgb, #rrggbb, rgb(), hsl()).")
+    return typer.Option(f"--{name.replace('_', '-')}", help=f"The {what} (#rgb, #rrggbb, rgb(), hsl() or a CSS name).")
 
 
 def _font(name: str) -> Any:
@@ -65,12 +78,12 @@ def set_(
         Path | None,
         typer.Option("--from-json", help="A (partial) theme as JSON ('-': stdin); the options above win over it."),
     ] = None,
-    expect_version: Annotated[
-        int | None, typer.Option("--expect-version", min=0, help="Refuse if the brand is no longer at this version.")
-    ] = None,
+    expect_version: ExpectVersion = None,
+    allow_low_contrast: AllowLowContrast = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Change a tenant's brand: all of it is saved, or (on any bad value) none of it."""
+    """Change a tenant's brand: all of it is saved, or (on any bad value, or colours too low in
+    contrast to read) none of it."""
     changes, images = _from_json(from_json) if from_json is not None else ({}, {})
     colors = {
         "primary": primary, "on_primary": on_primary, "secondary": secondary, "background": background,
@@ -94,9 +107,13 @@ def set_(
     if not changes and not images:
         raise InvalidBrand("nothing to change: give options such as --primary, --logo or --from-json")
     tn = get_state(ctx).tenantry()
-    change = tn.branding.set(
-        tenant, changes, logo=images.get("logo"), favicon=images.get("favicon"), expected_version=expect_version
-    )
+    try:
+        change = tn.branding.set(
+            tenant, changes, logo=images.get("logo"), favicon=images.get("favicon"), expected_version=expect_version,
+            allow_low_contrast=allow_low_contrast,
+        )
+    except LowContrast as err:
+        raise err.with_hint(_OVERRIDE) from None
     _report(change, "saved", as_json)
 
 
@@ -142,6 +159,56 @@ def reset(ctx: typer.Context, tenant: TenantOpt, as_json: JsonFlag = False) -> N
     _report(change, "reset", as_json)
 
 
+@app.command("history")
+def history(
+    ctx: typer.Context,
+    tenant: TenantOpt,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10000, help="At most this many versions.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """A brand's versions, newest first: who saved what, when and why."""
+    versions = get_state(ctx).tenantry().branding.history(tenant, limit=limit)
+    if as_json:
+        emit_json([v.to_dict() for v in versions])
+        return
+    if not versions:
+        console.print("no versions yet: the brand has tenantry's defaults")
+        return
+    table(
+        None,
+        ["version", "at", "actor", "primary", "product name", "message"],
+        [
+            (
+                v.version, f"{v.created_at:%Y-%m-%d %H:%M:%S}", v.actor, v.theme.get("colors", {}).get("primary", ""),
+                v.theme.get("product_name") or "", v.message,
+            )
+            for v in versions
+        ],
+    )
+
+
+@app.command("rollback")
+def rollback(
+    ctx: typer.Context,
+    tenant: TenantOpt,
+    to: Annotated[int, typer.Option("--to", min=0, help="The version to return to (0: the defaults).", show_default=False)],
+    message: Annotated[str, typer.Option("--message", "-m", help="Why: kept with the new version.")] = "",
+    expect_version: ExpectVersion = None,
+    allow_low_contrast: AllowLowContrast = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Make a brand what it was at version --to, images included, as a new version."""
+    branding = get_state(ctx).tenantry().branding
+    try:
+        change = branding.rollback(
+            tenant, to, message=message, expected_version=expect_version, allow_low_contrast=allow_low_contrast
+        )
+    except LowContrast as err:
+        raise err.with_hint(_OVERRIDE) from None
+    said = f"rolled back the brand of [bold]{change.brand.slug}[/] to version {to}: now version {change.brand.version}"
+    _report(change, "saved", as_json, said)
+
+
 def _from_json(path: Path) -> tuple[dict[str, Any], dict[str, Path]]:
     """The theme changes in a JSON file, and the image files it names (relative to it)."""
     try:
@@ -171,12 +238,12 @@ def _merge(changes: dict[str, Any], key: str, values: dict[str, Any]) -> None:
     changes[key] = {**current, **values} if isinstance(current, dict) else values
 
 
-def _report(change: BrandChange, verb: str, as_json: bool) -> None:
+def _report(change: BrandChange, verb: str, as_json: bool, said: str | None = None) -> None:
     brand = change.brand
     if as_json:
         emit_json(change.to_dict())
     elif change.changed:
-        console.print(f"{verb} the brand of [bold]{brand.slug}[/]: version {brand.version}")
+        console.print(said or f"{verb} the brand of [bold]{brand.slug}[/]: version {brand.version}")
     else:
         console.print(f"the brand of [bold]{brand.slug}[/] is unchanged (version {brand.version})")
     _warn(change.warnings)

@@ -79,8 +79,11 @@ def demo(
     tracker = _load_tracker()
     from tenantry.cli import serving  # after _load_tracker, which explains a missing web extra
 
+    # the demo runs an app of its own: the shell's TENANTRY_APP, _MIGRATIONS and _PLUGINS name
+    # another (the user's), whose migrations would refuse the tracker's plugin tables
+    settings = get_state(ctx).settings().with_changes(app=None, migrations=None, plugins=())
     tn = Tenantry(
-        get_state(ctx).settings(), metadata=tracker.models.Base.metadata, actor=f"demo:{getpass.getuser()}",
+        settings, metadata=tracker.models.Base.metadata, actor=f"demo:{getpass.getuser()}",
         plugins=tracker.features.plugins(),
     )
     sockets: list[socket.socket] = []

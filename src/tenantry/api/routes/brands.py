@@ -2,10 +2,13 @@
 
 ``GET`` reads it, ``PATCH`` changes theme fields (colours and fonts merge key by key), ``PUT
 .../logo`` and ``PUT .../favicon`` upload an image as the raw request body with its
-``Content-Type``, ``DELETE`` resets the brand to tenantry's defaults. A change is validated
-whole before anything is saved (a refused field is a 422 naming it); what was saved but is
-worth fixing, such as text below WCAG's 4.5:1 contrast, comes back as ``warnings``. Writes
-take an optional ``expected_version``: if the brand changed since, the write is a 409.
+``Content-Type``, ``DELETE`` resets the brand to tenantry's defaults, ``GET .../history`` lists
+its versions (newest first, paged) and ``POST .../rollback`` saves an old version again. A
+change is validated whole before anything is saved (a refused field is a 422 naming it); new
+colours below WCAG AA's 4.5:1 contrast are a 422 whose ``problems`` name each pair, unless the
+change says ``allow_low_contrast``; what was saved but is worth fixing comes back as
+``warnings``. Writes take an optional ``expected_version``: if the brand changed since, the
+write is a 409.
 
 Uploads are read at most to the image's size limit (512 KiB for a logo, 64 KiB for a favicon):
 a larger body is a 413 without being read whole. The image is typed by its bytes; a body that
@@ -15,23 +18,34 @@ is not the type its ``Content-Type`` says is a 422.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from tenantry.api.auth import Principal, require
 from tenantry.api.deps import TN, problems
+from tenantry.api.paging import Cursor, Limit, decode_cursor, id_key, paginate
 from tenantry.api.schemas import In, JsonValue, Text
 from tenantry.app import Tenantry
 from tenantry.branding.images import FAVICON, LOGO, ImageRules, inspect_image
 from tenantry.branding.service import Brand, BrandChange
-from tenantry.errors import InvalidBrand
+from tenantry.errors import InvalidBrand, LowContrast
 
-__all__ = ["BrandChangeOut", "BrandOut", "BrandPatch", "BrandWarningOut", "router"]
+__all__ = [
+    "BrandChangeOut",
+    "BrandOut",
+    "BrandPatch",
+    "BrandRollbackIn",
+    "BrandVersionOut",
+    "BrandVersionPage",
+    "BrandWarningOut",
+    "router",
+]
 
 router = APIRouter(prefix="/tenants/{tenant}/brand", tags=["brands"])
 
@@ -73,7 +87,9 @@ class BrandPatch(In):
 
     product_name: Text | None = Field(None, description="One line, 1 to 80 characters.")
     colors: dict[Text, JsonValue] | None = Field(
-        None, description="By name (`primary`, `on_primary`, `background`, `text`, ...): `#rgb`, `#rrggbb`, `rgb()`, `hsl()`."
+        None,
+        description="By name (`primary`, `on_primary`, `background`, `text`, ...): `#rgb`, `#rrggbb`, `rgb()`, `hsl()`"
+        " or a CSS colour name (`navy`).",
     )
     fonts: dict[Text, JsonValue] | None = Field(
         None, description="`body`, `heading`, `mono`: family names, a list or comma-separated."
@@ -83,6 +99,44 @@ class BrandPatch(In):
     )
     logo: None = Field(None, description="`null` removes the logo (upload one with `PUT .../logo`).")
     favicon: None = Field(None, description="`null` removes the favicon (upload one with `PUT .../favicon`).")
+    allow_low_contrast: bool = Field(
+        False, description="Save new colours even if text on them falls below WCAG AA contrast (4.5:1); else 422."
+    )
+
+
+class BrandRollbackIn(In):
+    version: int = Field(ge=0, le=2**31 - 1, description="The version to return to (0: tenantry's defaults).")
+    message: Text = Field("", max_length=1000, description="Why: kept with the new version.")
+    allow_low_contrast: bool = Field(
+        False, description="Return to colours below WCAG AA contrast (4.5:1) anyway; else 422."
+    )
+
+
+class BrandVersionOut(BaseModel):
+    tenant: str = Field(description="The tenant's slug.")
+    version: int
+    theme: dict[str, Any] = Field(description="The theme saved at this version.")
+    actor: str = Field(description="Who saved it (`token:<name>` through this API).")
+    message: str
+    created_at: datetime
+
+
+class BrandVersionPage(BaseModel):
+    items: list[BrandVersionOut]
+    next: str | None = Field(None, description="URL of the next page; absent on the last one.")
+    next_cursor: str | None = None
+
+
+_T = TypeVar("_T")
+_OVERRIDE = "send allow_low_contrast: true to save them anyway"
+
+
+def _allowing(write: Callable[[], _T]) -> _T:
+    """``write()``, its refusal for low contrast naming this API's override."""
+    try:
+        return write()
+    except LowContrast as err:
+        raise err.with_hint(_OVERRIDE) from None
 
 
 def _brand_out(brand: Brand, tn: Tenantry) -> BrandOut:
@@ -108,10 +162,15 @@ def get_brand(tn: TN, _: Read, tenant: TenantKey) -> BrandOut:
 def change_brand(
     tn: TN, _: Write, tenant: TenantKey, body: BrandPatch, expected_version: ExpectedVersion = None
 ) -> BrandChangeOut:
-    """Change theme fields: all are validated before any is saved. Contrast and font
-    problems are saved and returned as `warnings`. Scope: `brands:write`."""
-    changes = body.model_dump(exclude_unset=True)
-    return _change_out(tn.branding.set(tenant, changes, expected_version=expected_version), tn)
+    """Change theme fields: all are validated before any is saved. New colours below WCAG
+    AA contrast are refused (422, each pair in `problems`) unless `allow_low_contrast`; what
+    is saved but worth fixing comes back as `warnings`. Scope: `brands:write`."""
+    changes = body.model_dump(exclude_unset=True, exclude={"allow_low_contrast"})
+    allow = body.allow_low_contrast
+    return _change_out(
+        _allowing(lambda: tn.branding.set(tenant, changes, expected_version=expected_version, allow_low_contrast=allow)),
+        tn,
+    )
 
 
 @router.delete("", response_model=BrandChangeOut, responses=problems(404, 409))
@@ -119,6 +178,35 @@ def reset_brand(tn: TN, _: Write, tenant: TenantKey, expected_version: ExpectedV
     """Put the brand back to tenantry's defaults (a new version; images no other brand uses
     are removed). Scope: `brands:write`."""
     return _change_out(tn.branding.reset(tenant, expected_version=expected_version), tn)
+
+
+@router.get("/history", response_model=BrandVersionPage, responses=problems(404))
+def brand_history(
+    tn: TN, _: Read, tenant: TenantKey, request: Request, response: Response, limit: Limit = 100, cursor: Cursor = None
+) -> BrandVersionPage:
+    """The brand's versions, newest first: who saved what, when and why. Scope: `brands:read`."""
+    before = None if cursor is None else decode_cursor(cursor, id_key)[0]
+    found = tn.branding.history(tenant, limit=limit + 1, before=before)
+    page, url, next_cursor = paginate(request, response, found, limit, lambda v: (v.version,))
+    return BrandVersionPage(
+        items=[BrandVersionOut.model_validate(v.to_dict()) for v in page], next=url, next_cursor=next_cursor
+    )
+
+
+@router.post("/rollback", response_model=BrandChangeOut, responses=problems(400, 404, 409))
+def rollback_brand(
+    tn: TN, _: Write, tenant: TenantKey, body: BrandRollbackIn, expected_version: ExpectedVersion = None
+) -> BrandChangeOut:
+    """Make the brand what it was at `version` (0: the defaults), images included, as a new
+    version; judged as a change (colours below WCAG AA need `allow_low_contrast`).
+    Scope: `brands:write`."""
+    change = _allowing(
+        lambda: tn.branding.rollback(
+            tenant, body.version, message=body.message, expected_version=expected_version,
+            allow_low_contrast=body.allow_low_contrast,
+        )
+    )
+    return _change_out(change, tn)
 
 
 def _image_body(rules: ImageRules) -> dict[str, Any]:
