@@ -68,7 +68,7 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
     "tokens": LazyCommand("tenantry.cli.tokens:app", "Create, list and revoke admin API tokens."),
     "api": LazyCommand("tenantry.cli.api:app", "Serve the admin HTTP API."),
-    "brand": LazyCommand("tenantry.cli.brand:app", "Set, show, preview and reset tenants' white-label brands."),
+    "brand": LazyCommand("tenantry.cli.brand:app", "Set, show, preview and reset tenants' white-label brands; their history and rollback."),
     "spares": LazyCommand(
         "tenantry.cli.spares:app",
         "Build schemas (or databases) ahead of time, so that new tenants claim them instead of waiting for DDL.",
