@@ -14,14 +14,20 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
-from tenantry import Tenantry
-from tenantry.db.server import EmbeddedServer
-from tenantry.testing import SYSTEM_URL, reachable, servers
-from tenantry.testing import ScratchCatalog
-from tests.model_app import Base
-from tests.support import Scratch
+# the plain modules the tests share: their asserts explain themselves as the tests' do
+pytest.register_assert_rewrite(
+    *(f"tests.{name}support" for name in ("", "api.", "branding.", "config.", "migrations.", "examples.", "e2e."))
+)
+
+import sqlalchemy as sa  # noqa: E402
+
+from tenantry import Tenantry  # noqa: E402
+from tenantry.db.server import EmbeddedServer  # noqa: E402
+from tenantry.testing import SYSTEM_URL, reachable, servers  # noqa: E402
+from tenantry.testing import ScratchCatalog  # noqa: E402
+from tests.model_app import Base  # noqa: E402
+from tests.support import Scratch  # noqa: E402
 
 #: the fixtures of tenantry's pytest plugin (also loaded by its entry point once installed)
 pytest_plugins = ["tenantry.pytest_plugin", "pytester"]
@@ -113,9 +119,9 @@ def demo_db(request: pytest.FixtureRequest) -> Iterator[Scratch]:
 
 @pytest.fixture(scope="module")
 def demo(demo_db: Scratch) -> Iterator[Any]:
-    """``tenantry demo --json`` running on :func:`demo_db` (a ``tests.e2e.conftest.DemoProcess``);
+    """``tenantry demo --json`` running on :func:`demo_db` (a ``tests.e2e.support.DemoProcess``);
     it must stop cleanly on SIGINT at the end."""
-    from tests.e2e.conftest import start_demo
+    from tests.e2e.support import start_demo
 
     running = start_demo(demo_db)
     try:

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from tenantry import AuthenticationFailed, Conflict, InvalidInput, Tenantry
 from tenantry.core.scopes import SCOPES, allows, expand
-from tests.api.conftest import Client, MakeToken
+from tests.api.support import Client, MakeToken
 
 
 def _problem(response, status: int) -> dict:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tenantry import Tenant, Tenantry
-from tests.api.conftest import Client, MakeToken
+from tests.api.support import Client, MakeToken
 from tests.api.test_auth import _problem
 
 DEFAULTS = {

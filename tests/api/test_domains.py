@@ -19,7 +19,7 @@ from tenantry import DnsChecker, HttpChecker, Tenantry, Verdict
 from tenantry.api import create_admin_app
 from tenantry.services.domain_checks import Method
 from tenantry.web import CustomDomainResolver, SubdomainResolver, TenantMiddleware
-from tests.api.conftest import Client, MakeToken
+from tests.api.support import Client, MakeToken
 from tests.api.test_auth import _problem
 from tests.net_servers import AsgiServer, TxtDnsServer
 from tests.web.edge_app import BASE, starlette_app

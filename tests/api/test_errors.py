@@ -6,7 +6,7 @@ from anyio.from_thread import BlockingPortal
 
 from tenantry import Tenantry
 from tenantry.api import create_admin_app
-from tests.api.conftest import Client
+from tests.api.support import Client
 from tests.api.test_auth import _problem
 
 

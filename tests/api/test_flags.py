@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from tenantry import Tenant, Tenantry
-from tests.api.conftest import Client, MakeToken
+from tests.api.support import Client, MakeToken
 from tests.api.test_auth import _problem
 
 

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from tenantry import Settings, Tenantry
 from tenantry.api import create_admin_app
-from tests.api.conftest import Client
+from tests.api.support import Client
 
 
 class _Refs(HTMLParser):

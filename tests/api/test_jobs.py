@@ -18,7 +18,7 @@ import pytest
 from tenantry import Status, Tenantry
 from tenantry.services.jobs import INTERRUPTED
 from tenantry.services.moves import STEPS
-from tests.api.conftest import Client, MakeToken
+from tests.api.support import Client, MakeToken
 from tests.api.test_auth import _problem
 from tests.services.test_moves import _cli, _counts, _seed, _snapshot
 

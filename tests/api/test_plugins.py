@@ -23,7 +23,7 @@ from tenantry import Tenant, Tenantry
 from tenantry.api import create_admin_app
 from tenantry.core.scopes import SCOPES, allows
 from tenantry.plugins import LifecycleHooks
-from tests.api.conftest import Client, MakeToken
+from tests.api.support import Client, MakeToken
 from tests.api.test_auth import _problem
 from tests.support import Scratch
 from tests.model_app import Base

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from tenantry import Tenantry
-from tests.api.conftest import Client, MakeToken
+from tests.api.support import Client, MakeToken
 from tests.api.test_auth import _problem
 
 

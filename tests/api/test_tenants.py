@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from tenantry import Status, Tenantry
-from tests.api.conftest import Client
+from tests.api.support import Client
 from tests.api.test_auth import _problem
 
 

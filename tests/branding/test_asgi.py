@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tenantry import BrandRoutes, Tenant, Tenantry
-from tests.branding.conftest import brand_site, client
+from tests.branding.support import brand_site, client
 from tests.branding.images import pillow, png
 
 
@@ -178,7 +178,7 @@ def test_no_tenant_no_brand_and_writes_are_refused(tn: Tenantry, two: tuple[Tena
 def test_as_middleware_it_passes_everything_else_on(tn: Tenantry, two: tuple[Tenant, Tenant], runner: asyncio.Runner) -> None:
     from starlette.responses import PlainTextResponse
 
-    from tests.branding.conftest import HostTenancy
+    from tests.branding.support import HostTenancy
 
     async def inner(scope: object, receive: object, send: object) -> None:
         await PlainTextResponse("inner")(scope, receive, send)  # type: ignore[arg-type]

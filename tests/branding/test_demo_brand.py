@@ -18,7 +18,7 @@ import pytest
 from examples.tracker.brands import BRANDS
 from tests.branding.images import png
 from tests.support import Scratch
-from tests.e2e.conftest import DemoProcess, demo_env, tenantry_command
+from tests.e2e.support import DemoProcess, demo_env, tenantry_command
 
 CHROMIUM = Path("/usr/bin/chromium")
 WITHIN = 1.0

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tenantry import Tenant, Tenantry
-from tests.branding.conftest import brand_site, client
+from tests.branding.support import brand_site, client
 from tests.support import Scratch
 
 #: how long a change made elsewhere may take to show (the issue's bar)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from jinja2 import Environment
 
 from tenantry import Tenant, Tenantry, install_brand_helpers
-from tests.branding.conftest import brand_site, client
+from tests.branding.support import brand_site, client
 from tests.branding.images import png
 
 PAGE = (

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from examples.tracker.brands import BRANDS, brand
-from tests.examples.conftest import TENANTS, Tracker, tracker  # noqa: F401 - the fixture
+from tests.examples.support import TENANTS, Tracker, tracker  # noqa: F401 - the fixture
 
 _LINKS = re.compile(
     r'<link rel="stylesheet" href="(?P<css>/_brand/theme\.[0-9a-f]{16}\.css)">.*'

@@ -16,7 +16,7 @@ import pytest
 from tenantry import Tenantry
 from tenantry.cli.main import main
 from tests.config.app_config import AppConfig
-from tests.config.conftest import eventually
+from tests.config.support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ import pytest
 from tenantry import ConfigInvalid, ConfigurationError, InvalidInput, NotFound, TenantNotFound, Tenantry
 from tenantry.services import config as service
 from tests.config.app_config import AppConfig, BillingSection
-from tests.config.conftest import versions_count
+from tests.config.support import versions_count
 
 
 def test_layers_resolve_defaults_plan_tenant_override(ctn: Tenantry, plan_tenant, make_plan) -> None:

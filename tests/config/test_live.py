@@ -17,7 +17,7 @@ from tenantry import Tenantry
 from tenantry.services import config as config_service
 from tenantry.services import flags as flags_service
 from tests.config.app_config import AppConfig
-from tests.config.conftest import eventually
+from tests.config.support import eventually
 from tests.model_app import Base
 
 

@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route, sync_playwright
 
 from tenantry.cli.demo import DEMO_TENANTS
-from tests.e2e.conftest import DemoProcess, demo_env, start_demo, tenantry_command
+from tests.e2e.support import DemoProcess, demo_env, start_demo, tenantry_command
 
 CHROMIUM = Path("/usr/bin/chromium")
 PROJECTS = {

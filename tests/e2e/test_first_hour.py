@@ -27,7 +27,7 @@ from tenantry.cli import demo as demo_command
 from tenantry.cli.main import main
 from tenantry.contrib.webhooks import new_secret
 from tests.support import Scratch
-from tests.e2e.conftest import DemoProcess, demo_env
+from tests.e2e.support import DemoProcess, demo_env
 
 ROOT = Path(__file__).resolve().parents[2]
 Cli = Callable[..., tuple[int, str, str]]

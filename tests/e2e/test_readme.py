@@ -35,7 +35,7 @@ import httpx
 import pytest
 
 from tests.branding.images import png
-from tests.e2e.conftest import DemoProcess, start_demo_process, tenantry_command
+from tests.e2e.support import DemoProcess, start_demo_process, tenantry_command
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

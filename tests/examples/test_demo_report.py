@@ -4,7 +4,7 @@ with nobody in it yet (``--no-seed``), create its first account on its site."""
 from __future__ import annotations
 
 from tenantry.cli import demo
-from tests.examples.conftest import Tracker
+from tests.examples.support import Tracker
 
 
 def test_the_report_names_a_member_only_where_one_exists(tracker: Tracker, capsys) -> None:  # type: ignore[no-untyped-def]

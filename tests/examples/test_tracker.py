@@ -26,7 +26,7 @@ from examples.tracker.models import Base, Comment, Member, Project, Role, Task
 from examples.tracker.seed import DATASETS, seed
 from tenantry import ControlPlaneOnly, Tenantry, Verdict, current_tenant
 from tenantry.core.secrets import new_key
-from tests.examples.conftest import LOGIN, TENANTS, Tracker, csrf_of
+from tests.examples.support import LOGIN, TENANTS, Tracker, csrf_of
 from tests.freezing import frozen
 
 ROOT = Path(__file__).resolve().parents[2]

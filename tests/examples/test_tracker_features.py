@@ -30,7 +30,7 @@ from tenantry import Tenantry
 from tenantry.contrib.webhooks import Delivery, deliver_pending, verify
 from tenantry.services import config as config_service
 from tests.support import Scratch
-from tests.examples.conftest import LOGIN, TENANTS, csrf_of
+from tests.examples.support import LOGIN, TENANTS, csrf_of
 from tests.plugins.receiver import Receiver
 
 WITHIN = 1.0

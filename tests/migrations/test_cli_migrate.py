@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from tenantry.cli import main as cli_main
-from tests.migrations.conftest import FIXTURE, HEAD, OLD, World
+from tests.migrations.support import FIXTURE, HEAD, OLD, World
 
 Run = Callable[..., tuple[int, str, str]]
 

@@ -15,7 +15,7 @@ import pytest
 from tenantry import Tenantry
 from tenantry.services import app_migrations
 from tests.support import Scratch
-from tests.migrations.conftest import FIXTURE, HEAD
+from tests.migrations.support import FIXTURE, HEAD
 
 
 def _add_placements(url: str, count: int, tier: str, revision: str) -> None:

@@ -14,7 +14,7 @@ from tenantry.services import app_migrations
 from tenantry.services.app_migrations import MigrationFailed
 from tests.support import Scratch
 from tests.model_app import Base
-from tests.migrations.conftest import FIXTURE, HEAD, OLD, World, add_revision, make_world
+from tests.migrations.support import FIXTURE, HEAD, OLD, World, add_revision, make_world
 
 
 def _forced_with_policy(world: World, tenant: Tenant | None, table: str) -> bool:

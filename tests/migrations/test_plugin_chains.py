@@ -25,7 +25,7 @@ from tenantry.plugins.tables import deploy_everywhere
 from tenantry.services import app_migrations, spares
 from tenantry.testing import TIER_PLANS
 from tests.support import Scratch
-from tests.migrations.conftest import FIXTURE, HEAD, OLD, World, add_revision, head_metadata, make_world
+from tests.migrations.support import FIXTURE, HEAD, OLD, World, add_revision, head_metadata, make_world
 from tests.migrations.ledger_plugin import L1, L2, LEDGER_VERSIONS, Ledger
 from tests.model_app import Base
 

@@ -9,7 +9,7 @@ import pytest
 
 from tenantry import InvalidInput, TablesDiffer, Tenantry
 from tenantry.services import app_migrations
-from tests.migrations.conftest import FIXTURE, OLD, head_metadata
+from tests.migrations.support import FIXTURE, OLD, head_metadata
 from tests.model_app import Base
 
 

@@ -17,7 +17,7 @@ import psycopg
 from tenantry import Tenantry
 from tenantry.services import app_migrations
 from tests.support import Scratch
-from tests.migrations.conftest import FIXTURE, HEAD, add_revision, make_world
+from tests.migrations.support import FIXTURE, HEAD, add_revision, make_world
 
 
 def test_jobs_bound_the_placements_migrating_at_once(mtn: Tenantry, fresh_scratch: Scratch, scripts_copy: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from examples.tracker.brands import BRANDS
 from tests.support import Scratch
-from tests.e2e.conftest import DemoProcess, demo_env, tenantry_command
+from tests.e2e.support import DemoProcess, demo_env, tenantry_command
 
 WITHIN = 1.0
 LOGIN = {"acme": "wile@acme.example", "globex": "hank@globex.example", "initech": "bill@initech.example"}

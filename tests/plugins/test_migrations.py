@@ -15,7 +15,7 @@ from tenantry.contrib.webhooks import Delivery, WebhooksPlugin
 from tenantry.db import rls
 from tenantry.services import app_migrations
 from tests.support import Scratch
-from tests.migrations.conftest import (  # noqa: F401
+from tests.migrations.support import (  # noqa: F401
     HEAD, World, add_revision, head_metadata, make_world, mtn, scripts_copy, world,
 )
 

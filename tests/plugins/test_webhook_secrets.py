@@ -31,7 +31,7 @@ from tenantry.contrib.webhooks import (
 )
 from tenantry.core.secrets import REDACTED, new_key
 from tenantry.services import config as config_service
-from tests.api.conftest import Client
+from tests.api.support import Client
 from tests.support import Scratch
 from tests.plugins.receiver import Receiver
 from tests.plugins.test_webhooks import SECRET, _emit, _mine, _scoped_runs, hooked  # noqa: F401 (fixtures)

@@ -64,7 +64,7 @@ from tests.db.test_tiers import (  # noqa: F401 - the tier tests, run again on c
     test_tenants_on_other_tiers_stay_apart,
     test_two_tenants_on_one_tier_never_meet,
 )
-from tests.migrations.conftest import FIXTURE, add_revision
+from tests.migrations.support import FIXTURE, add_revision
 from tests.model_app import Base
 from tests.services.test_provisioning import CRASHED, ROOT, _one_winner, _race, actions, assert_serves
 
