@@ -17,7 +17,7 @@ import statistics
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -118,5 +118,5 @@ def environment(started: datetime) -> str:
 
 
 def run_took(started: datetime) -> str:
-    seconds = (datetime.now(timezone.utc) - started).total_seconds()
+    seconds = (datetime.now(UTC) - started).total_seconds()
     return f"(run took {seconds:.0f} s; load average at the end {load_averages()})"

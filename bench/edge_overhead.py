@@ -47,21 +47,19 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from _scratch import add_server_arguments, environment, load_averages, run_took, scratch_database, server
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from tenantry import BoundTenant, Tenantry, TenantScoped, current_tenant
-from tenantry import context
+from tenantry import BoundTenant, Tenantry, TenantScoped, context, current_tenant
 from tenantry.web import CustomDomainResolver, SubdomainResolver, TenantMiddleware
-
-from _scratch import add_server_arguments, environment, load_averages, run_took, scratch_database, server
 
 BASE_DOMAIN = "bench.test"
 ROWS_PER_TENANT = 20
@@ -110,11 +108,18 @@ class HardWired:
 
 def scope_for(path: str, bound: BoundTenant) -> dict[str, Any]:
     return {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
-        "headers": [(b"host", f"{bound.slug}.{BASE_DOMAIN}".encode()), (b"accept", b"*/*"),
-                    (b"user-agent", b"bench")],
-        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", f"{bound.slug}.{BASE_DOMAIN}".encode()), (b"accept", b"*/*"), (b"user-agent", b"bench")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
         "bench.tenant": bound,
     }
 
@@ -154,7 +159,11 @@ async def run_side(app: ASGIApp, path: str, tenants: Sequence[BoundTenant], conc
 
 
 async def measure(
-    sides: dict[str, ASGIApp], path: str, tenants: list[BoundTenant], requests: int, args: argparse.Namespace,
+    sides: dict[str, ASGIApp],
+    path: str,
+    tenants: list[BoundTenant],
+    requests: int,
+    args: argparse.Namespace,
     concurrency: int,
 ) -> tuple[dict[str, float], float]:
     """Requests per second of each side, and the ratio edge / hard-wired.
@@ -195,7 +204,9 @@ def setup(tn: Tenantry, count: int) -> list[BoundTenant]:
     return tenants
 
 
-async def benchmark_async(tn: Tenantry, tenants: list[BoundTenant], args: argparse.Namespace) -> dict[tuple[str, int], float]:
+async def benchmark_async(
+    tn: Tenantry, tenants: list[BoundTenant], args: argparse.Namespace
+) -> dict[tuple[str, int], float]:
     app = make_app(tn)
     sides: dict[str, ASGIApp] = {
         "edge": TenantMiddleware(
@@ -243,7 +254,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     print(
         f"tenantry edge overhead: {args.tenants} tenants, {args.requests} requests per side and case,"
         f" {environment(started)}, load average {load_averages()}"

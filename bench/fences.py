@@ -29,7 +29,7 @@ import statistics
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from _scratch import add_server_arguments, environment, run_took, scratch_database, server, verdict
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--suspensions", type=int, default=20)
     parser.add_argument("--moves", type=int, default=4)
     args = parser.parse_args()
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     print(f"bench/fences.py on {args.server}: {environment(started)}")
     with server(args.server, args.url) as server_url, scratch_database(server_url) as scratch:
         admin = Tenantry(scratch.settings(), metadata=Base.metadata, actor="bench-admin")
@@ -133,8 +133,10 @@ def main() -> None:
     print(f"move:       refusal after the flip committed   {ms(move_latency)}  ({args.moves} moves)")
     worst = max(suspend_latency + move_latency)
     print(run_took(started))
-    print(f"fences_refusal_latency_ratio {worst / GOAL_SECONDS:.3f} (worst {worst * 1000:.1f} ms over the"
-          f" {GOAL_SECONDS:g} s goal: {verdict(worst, GOAL_SECONDS)})")
+    print(
+        f"fences_refusal_latency_ratio {worst / GOAL_SECONDS:.3f} (worst {worst * 1000:.1f} ms over the"
+        f" {GOAL_SECONDS:g} s goal: {verdict(worst, GOAL_SECONDS)})"
+    )
 
 
 if __name__ == "__main__":

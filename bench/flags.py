@@ -46,15 +46,14 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
+from _scratch import add_server_arguments, environment, load_averages, run_took, scratch_database, server, verdict
 from openfeature import api
 from pydantic import BaseModel, Field
 
 from tenantry import Settings, Tenantry, TenantryProvider
 from tenantry.services import flags as flags_service
-
-from _scratch import add_server_arguments, environment, load_averages, run_took, scratch_database, server, verdict
 
 MEASURED = "flag_3"
 DICT_GOAL = 30.0
@@ -172,7 +171,9 @@ def openfeature_side(tn: Tenantry) -> Side:
     return run
 
 
-def measure(sides: dict[str, Side], slugs: Sequence[str], batches: int, batch: int, seed: int) -> dict[str, list[float]]:
+def measure(
+    sides: dict[str, Side], slugs: Sequence[str], batches: int, batch: int, seed: int
+) -> dict[str, list[float]]:
     rng = random.Random(seed)
     per_call: dict[str, list[float]] = {name: [] for name in sides}
     order = list(sides.items())
@@ -227,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=200, help="calls per sample")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     print(
         f"tenantry flags: {args.tenants} tenants, 5 and 500 flags, {args.batches} samples of {args.batch} calls,"
         f" {environment(started)}, load average {load_averages()}"

@@ -41,13 +41,13 @@ import statistics
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
+
+from _scratch import add_server_arguments, environment, run_took, scratch_database, server
 
 from tenantry import Tenantry
 from tenantry.plugins import LifecycleHooks
-
-from _scratch import add_server_arguments, environment, run_took, scratch_database, server
 
 PLUGIN = "bench-hook"
 
@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=150)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     print(f"bench/hooks.py on {args.server}: {environment(started)}")
     rng = random.Random(args.seed)
     with server(args.server, args.url) as server_url, scratch_database(server_url) as scratch:
@@ -130,7 +130,7 @@ def main() -> None:
 
             sides = list(timings)
             for n in range(args.rounds):
-                order = sides[n % 3:] + sides[: n % 3]
+                order = sides[n % 3 :] + sides[: n % 3]
                 for side in order:
                     change(side, n >= warmup)
         finally:
@@ -140,14 +140,20 @@ def main() -> None:
     print(f"{'side':<8} {'p50 ms':>8} {'p95 ms':>8}  samples")
     for side, values in timings.items():
         print(f"{side:<8} {statistics.median(values):8.2f} {percentile(values, 0.95):8.2f}  {len(values)}")
-    print(f"delivery to another process's runner: p50 {statistics.median(latency):.2f} ms,"
-          f" p95 {percentile(latency, 0.95):.2f} ms, max {max(latency):.2f} ms ({len(latency)} calls)")
+    print(
+        f"delivery to another process's runner: p50 {statistics.median(latency):.2f} ms,"
+        f" p95 {percentile(latency, 0.95):.2f} ms, max {max(latency):.2f} ms ({len(latency)} calls)"
+    )
     queue_ratio = statistics.median(timings["queued"]) / statistics.median(timings["bare"])
     inline_ratio = statistics.median(timings["inline"]) / statistics.median(timings["bare"])
-    print(f"queued / bare = {queue_ratio:.3f} (+{statistics.median(timings['queued']) - statistics.median(timings['bare']):.2f} ms a change);"
-          f" inline / bare = {inline_ratio:.3f} (the hook runs before the change returns)")
+    print(
+        f"queued / bare = {queue_ratio:.3f} (+{statistics.median(timings['queued']) - statistics.median(timings['bare']):.2f} ms a change);"
+        f" inline / bare = {inline_ratio:.3f} (the hook runs before the change returns)"
+    )
     print(run_took(started))
-    print(f"hooks queue_ratio={queue_ratio:.3f} inline_ratio={inline_ratio:.3f} delivery_p50_ms={statistics.median(latency):.2f}")
+    print(
+        f"hooks queue_ratio={queue_ratio:.3f} inline_ratio={inline_ratio:.3f} delivery_p50_ms={statistics.median(latency):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -37,17 +37,16 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from _scratch import add_server_arguments, environment, median_ms, percentile, run_took, scratch_database, server
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tenantry import Tenantry, TenantScoped
-
-from _scratch import add_server_arguments, environment, median_ms, percentile, run_took, scratch_database, server
 
 
 def _example_uuid7() -> Callable[[], uuid.UUID]:
@@ -105,7 +104,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     print(f"bench/key_styles.py on {args.server}: {environment(started)}")
     rng = random.Random(args.seed)
     uuid7 = _example_uuid7()
@@ -151,7 +150,7 @@ def main() -> None:
             try:
                 for n in range(args.rounds):
                     slug = rng.choice(slugs)
-                    order = names[n % len(names):] + names[: n % len(names)]
+                    order = names[n % len(names) :] + names[: n % len(names)]
                     for side in order:
                         took = one(side, slug)
                         if n >= warmup:
@@ -169,7 +168,9 @@ def main() -> None:
                         "SELECT pg_relation_size(%s::regclass), pg_indexes_size(%s::regclass)",
                         (f"{tn.settings.pooled_schema}.{table}",) * 2,
                     ).fetchone()
-                    for side, table in zip(sides, ("keys_identity", "keys_uuid7", "keys_uuid4", "keys_uuidv7_pg"), strict=False)
+                    for side, table in zip(
+                        sides, ("keys_identity", "keys_uuid7", "keys_uuid4", "keys_uuidv7_pg"), strict=False
+                    )
                 }
         finally:
             tn.close()

@@ -49,21 +49,21 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
 import uvicorn
+from _scratch import Scratch, environment, run_took, verdict
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from _scratch import Scratch, environment, run_took, verdict
-from tenantry import EmbeddedServer, Tenantry, TenantScoped, TenantryError
+from tenantry import EmbeddedServer, Tenantry, TenantryError, TenantScoped
 from tenantry.web import SubdomainResolver, TenantMiddleware
 from tenantry.web.problems import problem_from_error
 
@@ -147,7 +147,9 @@ class Served:
         self.thread.join(timeout=10)
 
 
-async def load(base_url: str, slugs: list[str], clients: int, pause: float, stop: asyncio.Event, out: list[Sample]) -> None:
+async def load(
+    base_url: str, slugs: list[str], clients: int, pause: float, stop: asyncio.Event, out: list[Sample]
+) -> None:
     async with httpx.AsyncClient(base_url=base_url, timeout=30.0, limits=httpx.Limits(max_connections=clients)) as http:
 
         async def client(n: int) -> None:
@@ -276,7 +278,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="  log: %(name)s: %(message)s")
     for noisy in ("tenantry.web", "tenantry.events", "psycopg.pool", "sqlalchemy.pool"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     print(environment(started))
     print(f"clients {args.clients}, pause {args.pause:g} s, outages {', '.join(f'{o:g} s' for o in args.outages)}")
     root = Path(tempfile.mkdtemp(prefix="tenantry-bench-outage-"))
@@ -304,9 +306,7 @@ def main() -> int:
         for what, count in SERVER_ERRORS.most_common():
             print(f"500: {count} x {what}")
         print(run_took(started))
-        print(
-            f"ratio restart-to-full-service / server restart time, {outages[-1].length:g} s outage: {ratio:.2f}"
-        )
+        print(f"ratio restart-to-full-service / server restart time, {outages[-1].length:g} s outage: {ratio:.2f}")
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -36,16 +36,11 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
-
-from tenantry import Tenantry, TenantScoped
-
 from _scratch import (
     Scratch,
     add_server_arguments,
@@ -56,6 +51,9 @@ from _scratch import (
     scratch_database,
     server,
 )
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from tenantry import Tenantry, TenantScoped
 
 
 class Base(DeclarativeBase):
@@ -178,8 +176,10 @@ def create_all(scratch: Scratch, count: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> None:
-    started = datetime.now(timezone.utc)
-    print(f"tenantry pool bound: {args.tenants:,} database-tier tenants, {environment(started)}, load average {load_averages()}")
+    started = datetime.now(UTC)
+    print(
+        f"tenantry pool bound: {args.tenants:,} database-tier tenants, {environment(started)}, load average {load_averages()}"
+    )
     with server(args.server, args.url) as server_url, scratch_database(server_url) as scratch:
         with psycopg.connect(server_url) as conn:
             version = conn.execute("SHOW server_version").fetchone()

@@ -44,19 +44,12 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from psycopg.types.json import Jsonb
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, mapped_column
-
-from tenantry import Tenantry, TenantScoped
-from tenantry.services.provisioning import database_url
-
 from _scratch import (
     add_server_arguments,
     environment,
@@ -68,6 +61,12 @@ from _scratch import (
     server,
     verdict,
 )
+from psycopg.types.json import Jsonb
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, mapped_column
+
+from tenantry import Tenantry, TenantScoped
+from tenantry.services.provisioning import database_url
 
 # -- the 20-table app -----------------------------------------------------------------------
 
@@ -170,7 +169,7 @@ def describe_app(specs: Sequence[TableSpec]) -> str:
     )
 
 
-_EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def value(kind: str, n: int) -> Any:
@@ -341,7 +340,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     print(
         f"tenantry provisioning: {args.pooled} pooled, {args.schema} schema, {args.database} database tenants,"
         f" {environment(started)}, load average {load_averages()}"

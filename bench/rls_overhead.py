@@ -65,19 +65,18 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from _scratch import SYSTEM_URL, load_average, percentile, scratch_database, server, verdict
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tenantry import Tenantry, TenantScoped
 from tenantry.db import binding
-
-from _scratch import SYSTEM_URL, load_average, percentile, scratch_database, server, verdict
 
 TABLE = "bench_items"
 PLAIN_SCHEMA = "bench_plain"
@@ -86,8 +85,7 @@ POOL_SIZE = 2
 RANGE_ROWS = 100
 CREATE_TENANT_GOAL_MS = 10.0
 FORCE_SEQ_SCAN = (
-    "SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off;"
-    " SET LOCAL enable_indexonlyscan = off"
+    "SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_indexonlyscan = off"
 )
 
 
@@ -153,8 +151,12 @@ _AGGREGATE = "SELECT count(*), sum(score) FROM {table}"
 WORKLOADS = (
     Workload("point", 1.10, "SELECT id, label, score FROM {table}", ("id = %(id)s",), _draw_point),
     Workload(
-        "range", 1.10, "SELECT id, label, score FROM {table}",
-        ("score >= %(low)s", "score < %(high)s"), _draw_range, tail="ORDER BY score",
+        "range",
+        1.10,
+        "SELECT id, label, score FROM {table}",
+        ("score >= %(low)s", "score < %(high)s"),
+        _draw_range,
+        tail="ORDER BY score",
     ),
     Workload("aggregate", 1.10, _AGGREGATE, (), _draw_nothing),
     Workload("seqscan", 1.20, _AGGREGATE, (), _draw_nothing, setup=FORCE_SEQ_SCAN, share=30),
@@ -247,9 +249,7 @@ def gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-def measure(
-    sides: dict[str, Runner], samples: Sequence[Sample], warmup: int
-) -> Timings:
+def measure(sides: dict[str, Runner], samples: Sequence[Sample], warmup: int) -> Timings:
     """Run every side on every sample, rotating the order; record all but the warm-up."""
     timings = Timings({name: [] for name in sides})
     order = list(sides.items())
@@ -287,9 +287,7 @@ def load_rows(
     """COPY ``rows`` rows per tenant into the pooled table; returns the seconds it took."""
     scores = list(range(rows))
     random.Random(seed).shuffle(scores)
-    copy_sql = sql.SQL("COPY {} (tenant_id, id, label, score) FROM STDIN").format(
-        sql.Identifier(schema, TABLE)
-    )
+    copy_sql = sql.SQL("COPY {} (tenant_id, id, label, score) FROM STDIN").format(sql.Identifier(schema, TABLE))
     start = time.perf_counter()
     with admin.transaction(), admin.cursor() as cursor, cursor.copy(copy_sql) as copy:
         for row_id in range(1, rows + 1):  # interleaved across tenants, as a shared table fills
@@ -427,8 +425,10 @@ def run_workloads(
             f" {verdict(ratio, workload.goal)}"
         )
         resets[workload.name] = timings.p50("tenantry") - timings.p50("no-reset")
-    print("\nhand-over reset, p50 per borrow (tenantry - no-reset): "
-          + ", ".join(f"{name} {cost * 1000:+.1f} us" for name, cost in resets.items()))
+    print(
+        "\nhand-over reset, p50 per borrow (tenantry - no-reset): "
+        + ", ".join(f"{name} {cost * 1000:+.1f} us" for name, cost in resets.items())
+    )
     return ratios
 
 
@@ -436,8 +436,12 @@ def open_pools(tn: Tenantry) -> dict[str, ConnectionPool[Any]]:
     """The baseline pools: plain psycopg connections as the runtime role."""
     return {
         name: ConnectionPool(
-            tn.runtime_url, min_size=POOL_SIZE, max_size=POOL_SIZE, name=name,
-            kwargs={"autocommit": autocommit}, open=True,
+            tn.runtime_url,
+            min_size=POOL_SIZE,
+            max_size=POOL_SIZE,
+            name=name,
+            kwargs={"autocommit": autocommit},
+            open=True,
         )
         for name, autocommit in (("baseline", False), ("autocommit", True))
     }
@@ -445,9 +449,7 @@ def open_pools(tn: Tenantry) -> dict[str, ConnectionPool[Any]]:
 
 def benchmark(server_url: str, args: argparse.Namespace) -> dict[str, float]:
     with scratch_database(server_url) as scratch:
-        settings = scratch.settings(
-            pool_min_size=POOL_SIZE, pool_max_size=POOL_SIZE, tenant_cache_ttl=24 * 3600.0
-        )
+        settings = scratch.settings(pool_min_size=POOL_SIZE, pool_max_size=POOL_SIZE, tenant_cache_ttl=24 * 3600.0)
         tn = Tenantry(settings, metadata=Base.metadata, actor="bench")
         pools: dict[str, ConnectionPool[Any]] = {}
         try:
@@ -486,7 +488,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tenants", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=1000, help="rows per tenant")
     parser.add_argument(
-        "--iterations", type=int, default=5000,
+        "--iterations",
+        type=int,
+        default=5000,
         help="measured iterations per workload (seqscan: 1/30 of it)",
     )
     parser.add_argument("--seed", type=int, default=1)
@@ -498,7 +502,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     print(
         f"tenantry RLS overhead: {args.tenants} tenants x {args.rows} rows, seed {args.seed},"
         f" {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, Python {platform.python_version()},"
@@ -506,7 +510,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     with server(args.server, args.url) as url:
         ratios = benchmark(url, args)
-    seconds = (datetime.now(timezone.utc) - started).total_seconds()
+    seconds = (datetime.now(UTC) - started).total_seconds()
     print(f"\n(run took {seconds:.0f} s; load average at the end {load_average()})")
     for name, ratio in ratios.items():
         goal = next(w.goal for w in WORKLOADS if w.name == name)

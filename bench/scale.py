@@ -59,7 +59,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -86,9 +86,7 @@ CACHED = 1000
 OPS = ("create", "get", "suspend", "resume", "resolve", "list")
 
 METADATA = sa.MetaData()
-sa.Table(
-    "scale_items", METADATA, tenant_id_column(), sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True)
-)
+sa.Table("scale_items", METADATA, tenant_id_column(), sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True))
 
 
 def slug(n: int) -> str:
@@ -130,10 +128,18 @@ async def hello(scope: Any, receive: Any, send: Any) -> None:
 
 async def request(app: Any, host_slug: str) -> None:
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": "/hello", "raw_path": b"/hello", "root_path": "", "query_string": b"",
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/hello",
+        "raw_path": b"/hello",
+        "root_path": "",
+        "query_string": b"",
         "headers": [(b"host", f"{host_slug}.{BASE_DOMAIN}".encode())],
-        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
     }
     answer: list[Any] = []
 
@@ -185,7 +191,8 @@ class Side:
 
     def cli_env(self) -> None:
         os.environ.update(
-            TENANTRY_DATABASE_URL=self.scratch.url, TENANTRY_OWNER_ROLE=self.scratch.owner,
+            TENANTRY_DATABASE_URL=self.scratch.url,
+            TENANTRY_OWNER_ROLE=self.scratch.owner,
             TENANTRY_RUNTIME_ROLE=self.scratch.runtime,
         )
 
@@ -225,7 +232,7 @@ def main() -> None:
     if args.tenants < 100 or args.tenants % 100:
         parser.error("--tenants must be a multiple of 100")
     rng = random.Random(args.seed)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     print(f"bench/scale.py on {args.server}: {environment(started)}")
     print(f"--tenants {args.tenants} --workers {args.workers} --samples {args.samples} --seed {args.seed}")
     with contextlib.ExitStack() as stack:
@@ -242,8 +249,10 @@ def main() -> None:
         for side in sides:
             bulk_to = side.count - side.count // 10
             seconds = bulk_create(side.tn, 0, bulk_to, args.workers)
-            print(f"{side.name}: bulk-created {bulk_to} tenants in {seconds:.0f} s"
-                  f" ({bulk_to / seconds:.0f}/s; load {load_averages()})")
+            print(
+                f"{side.name}: bulk-created {bulk_to} tenants in {seconds:.0f} s"
+                f" ({bulk_to / seconds:.0f}/s; load {load_averages()})"
+            )
         # the last tenth of each, one at a time, in turns: one small create per ten large ones
         small, large = sides
         for i in range(large.count // 10):
@@ -270,8 +279,10 @@ def main() -> None:
             f"{op:<10} {percentile(a, 0.5):>10.3f} ({percentile(a, 0.95):>7.3f})"
             f" {percentile(b, 0.5):>10.3f} ({percentile(b, 0.95):>7.3f}) {ratios[op]:>7.2f}  {verdict(ratios[op], GOAL)}"
         )
-    print(f"samples: create {len(small.figures['create'])} / {len(large.figures['create'])},"
-          f" get, suspend, resume {args.samples}, resolve {args.samples * 10}, list {max(20, args.samples // 5)}")
+    print(
+        f"samples: create {len(small.figures['create'])} / {len(large.figures['create'])},"
+        f" get, suspend, resume {args.samples}, resolve {args.samples * 10}, list {max(20, args.samples // 5)}"
+    )
     print(run_took(started))
     print(f"scale_create_ratio={ratios['create']:.3f}")
 

@@ -74,16 +74,10 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 import sqlalchemy as sa
-from psycopg import sql
-
-from tenantry import Tenantry, TenantMoving, copy_rows
-from tenantry.core.placement import Placement
-from tenantry.services.provisioning import database_url
-
 from _scratch import (
     Scratch,
     add_server_arguments,
@@ -96,6 +90,11 @@ from _scratch import (
     verdict,
 )
 from provisioning import TableSpec, app_tables, make_metadata, value
+from psycopg import sql
+
+from tenantry import TenantMoving, Tenantry, copy_rows
+from tenantry.core.placement import Placement
+from tenantry.services.provisioning import database_url
 
 TENANT = "mover"
 BYSTANDER = "bystander"
@@ -374,7 +373,9 @@ def make_clients(tn: Tenantry, slugs: Sequence[str], count: int) -> list[Client]
         slug = slugs[n % len(slugs)]
         k = n // len(slugs)
         ones, twos = rows[slug]
-        clients.append(Client(slug, (ones[k % len(ones)], twos[k % len(twos)]), reverse=n % 2 == 1, via_engine=n % 4 >= 2))
+        clients.append(
+            Client(slug, (ones[k % len(ones)], twos[k % len(twos)]), reverse=n % 2 == 1, via_engine=n % 4 >= 2)
+        )
     return clients
 
 
@@ -394,7 +395,8 @@ def old_copy_gone(scratch: Scratch, tn: Tenantry, tenant_id: uuid.UUID, old: Pla
             conn.execute(
                 sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = %s").format(sql.Identifier(old.schema, name)),
                 (tenant_id,),
-            ).fetchone()[0] == 0  # type: ignore[index]
+            ).fetchone()[0]
+            == 0  # type: ignore[index]
             for name, _share in SHARES
         )
 
@@ -426,8 +428,14 @@ class MoveResult:
 
 
 def run_move(
-    tn: Tenantry, writer: Writer, neighbour: Writer, plan: str, source: str, target: str,
-    clients: Bystanders, baseline: Window,
+    tn: Tenantry,
+    writer: Writer,
+    neighbour: Writer,
+    plan: str,
+    source: str,
+    target: str,
+    clients: Bystanders,
+    baseline: Window,
 ) -> MoveResult:
     marks: list[tuple[str, float]] = []
     refused_before, writes_before = writer.refused, len(writer.successes)
@@ -446,17 +454,33 @@ def run_move(
     gap, began = neighbour.gap_at(started, ended)
     own_gap, own_began = writer.gap_at(started, ended)
     return MoveResult(
-        source, target, ended - started, report.write_block_seconds, own_gap,
-        len(writer.successes) - writes_before, writer.refused - refused_before,
-        gap, step_at(began), steps, dict(report.rows), writer.refused_block(started, ended),
-        clients.window(started, ended), baseline, step_at(own_began),
+        source,
+        target,
+        ended - started,
+        report.write_block_seconds,
+        own_gap,
+        len(writer.successes) - writes_before,
+        writer.refused - refused_before,
+        gap,
+        step_at(began),
+        steps,
+        dict(report.rows),
+        writer.refused_block(started, ended),
+        clients.window(started, ended),
+        baseline,
+        step_at(own_began),
         {step: clients.window(t, end) for (step, t), end in zip(marks, ends) if end - t >= 0.5},
     )
 
 
 def verify(
-    scratch: Scratch, tn: Tenantry, writers: dict[str, Writer], tier: str, old: Placement,
-    counts: dict[str, int], bystander: dict[str, int],
+    scratch: Scratch,
+    tn: Tenantry,
+    writers: dict[str, Writer],
+    tier: str,
+    old: Placement,
+    counts: dict[str, int],
+    bystander: dict[str, int],
 ) -> Placement:
     """Check both tenants after a move (the writers paused); returns the mover's new placement."""
     for writer in writers.values():
@@ -612,7 +636,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     print(
         f"tenantry tier moves: {args.rows:,} rows, writer every {args.write_interval * 1000:g} ms,"
         f" {environment(started)}, load average {load_averages()}"

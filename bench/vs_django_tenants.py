@@ -66,16 +66,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from psycopg.conninfo import conninfo_to_dict
-
-from tenantry import Settings, Tenantry, TenantryError
-
 from _scratch import (
     add_server_arguments,
     environment,
@@ -88,6 +84,9 @@ from _scratch import (
     verdict,
 )
 from provisioning import app_tables, make_metadata
+from psycopg.conninfo import conninfo_to_dict
+
+from tenantry import Settings, Tenantry, TenantryError
 
 CREATION_GOAL = 0.2
 MIGRATION_GOAL = 0.33
@@ -147,7 +146,6 @@ class DjangoSide:
         self.migrations = migrations
         configure_django(dsn, migrations)
         from django.core.management import call_command
-
         from django_app.customers.models import Client, Domain
 
         self.call_command = call_command
@@ -199,7 +197,9 @@ class TenantrySide:
         self.scripts = scripts
         (scripts / "versions").mkdir(parents=True)
         _revision(
-            scripts, "0001_app", None,
+            scripts,
+            "0001_app",
+            None,
             "    from provisioning import make_metadata\n\n"
             "    make_metadata().create_all(op.get_bind())  # lands in the placement's schema",
         )
@@ -232,7 +232,9 @@ class TenantrySide:
 
     def add_migration(self) -> None:
         _revision(
-            self.scripts, "0002_add_column", "0001_app",
+            self.scripts,
+            "0002_add_column",
+            "0001_app",
             f'    op.add_column("{ALTERED_TABLE}", sa.Column("{ADDED_COLUMN}", sa.Text(), nullable=True))',
         )
 
@@ -381,7 +383,9 @@ def benchmark(server_url: str, args: argparse.Namespace) -> tuple[float, float |
             slugs = [f"t{i:04d}" for i in range(args.migrate_tenants)]
             creation_ratio, cold_ratio = creation_ratios(sides, slugs[: args.tenants], args.block, fill_seconds)
             for dsn, pattern in (
-                (django_dsn, DJANGO_SCHEMAS), (scratch.url, TENANTRY_SCHEMAS), (warm_scratch.url, TENANTRY_SCHEMAS)
+                (django_dsn, DJANGO_SCHEMAS),
+                (scratch.url, TENANTRY_SCHEMAS),
+                (warm_scratch.url, TENANTRY_SCHEMAS),
             ):
                 assert tables_per_schema(dsn, pattern) == {len(specs)}, (dsn, pattern)
             assert warm.spare_ids == set() and warm.tn.unprotected_tables() == []
@@ -403,7 +407,9 @@ def benchmark(server_url: str, args: argparse.Namespace) -> tuple[float, float |
                 print(f"\ncreating {len(rest)} more schema tenants of each (information):")
                 for side in sides:
                     print(describe(side.name, more[side.name]))
-            print(f"\nmigration across {args.migrate_tenants} schema tenants (adding a nullable column to {ALTERED_TABLE}):")
+            print(
+                f"\nmigration across {args.migrate_tenants} schema tenants (adding a nullable column to {ALTERED_TABLE}):"
+            )
             try:
                 stamp_seconds, stamped = timed(ours.stamp)
             except TenantryError as err:
@@ -417,7 +423,9 @@ def benchmark(server_url: str, args: argparse.Namespace) -> tuple[float, float |
             django_side.add_migration()
             ours.add_migration()
             theirs_s, _ = timed(django_side.migrate)
-            print(f"  {'django-tenants':<15} {theirs_s:8.2f} s  migrate_schemas, standard executor (public + every tenant)")
+            print(
+                f"  {'django-tenants':<15} {theirs_s:8.2f} s  migrate_schemas, standard executor (public + every tenant)"
+            )
             try:
                 ours_s, report = timed(lambda: ours.migrate(args.jobs))
             except TenantryError as err:
@@ -463,15 +471,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def versions() -> str:
-    import django
     from importlib.metadata import version
+
+    import django
 
     return f"Django {django.get_version()}, django-tenants {version('django-tenants')}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     print(
         f"tenantry vs django-tenants: {args.tenants} tenants created, {args.migrate_tenants} migrated,"
         f" {environment(started)}, {versions()}, load average {load_averages()}"

@@ -78,14 +78,18 @@ class Activity(LifecycleHooks, ConfigSection, AppTables, AsgiRoutes):
                 return {"tenant": current_tenant().slug, "label": self.config(tn).label, "events": kinds}
 
             body = json.dumps(await asyncio.to_thread(read)).encode()
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+            )
             await send({"type": "http.response.body", "body": body})
 
         return app
 
 
 def main() -> None:
-    tn = Tenantry(Settings.from_env(embedded=True), metadata=AppBase.metadata, plugins=[Activity()], actor="plugin-quickstart")
+    tn = Tenantry(
+        Settings.from_env(embedded=True), metadata=AppBase.metadata, plugins=[Activity()], actor="plugin-quickstart"
+    )
     tn.init()  # the app's tables and the plugin's, RLS on each
     for slug in ("plug-acme", "plug-globex"):
         try:

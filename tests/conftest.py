@@ -24,8 +24,12 @@ import sqlalchemy as sa  # noqa: E402
 
 from tenantry import Tenantry  # noqa: E402
 from tenantry.db.server import EmbeddedServer  # noqa: E402
-from tenantry.testing import SYSTEM_URL, reachable, servers  # noqa: E402
-from tenantry.testing import ScratchCatalog  # noqa: E402
+from tenantry.testing import (  # noqa: E402
+    SYSTEM_URL,
+    ScratchCatalog,  # noqa: E402
+    reachable,
+    servers,
+)
 from tests.model_app import Base  # noqa: E402
 from tests.support import Scratch  # noqa: E402
 
@@ -88,7 +92,9 @@ def second_cell(other_server_url: str) -> Iterator[Scratch]:
 
 
 @pytest.fixture
-def cli(scratch: Scratch, tn: Tenantry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+def cli(
+    scratch: Scratch, tn: Tenantry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., tuple[int, str, str]]:
     """Run ``tenantry`` in-process against the session's scratch database: ``cli(*args)`` gives
     ``(exit code, stdout, stderr)``."""
     from tenantry.cli.main import main

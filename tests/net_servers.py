@@ -77,7 +77,9 @@ class ScriptedHttpServer:
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=10)
@@ -128,7 +130,9 @@ class TxtDnsServer:
                 v6 = question.rdtype == dns.rdatatype.AAAA
                 matching = [a for a in chosen if (":" in a) == v6]
                 if matching:
-                    response.answer.append(dns.rrset.from_text(question.name, 0, dns.rdataclass.IN, question.rdtype, *matching))
+                    response.answer.append(
+                        dns.rrset.from_text(question.name, 0, dns.rdataclass.IN, question.rdtype, *matching)
+                    )
             elif name not in self.records and name not in self.addresses:
                 response.set_rcode(dns.rcode.NXDOMAIN)
             self._sock.sendto(response.to_wire(), peer)

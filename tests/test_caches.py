@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from tenantry import Tenant, Tenantry, TenantNotFound
+from tenantry import Tenant, TenantNotFound, Tenantry
 from tenantry.services import domains as domains_service
 from tenantry.services import tenants as tenant_service
-from tests.support import Scratch
 from tests.model_app import Base
+from tests.support import Scratch
 
 LIMIT = 3
 

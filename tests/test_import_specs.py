@@ -24,7 +24,10 @@ def test_resolves_dotted_attributes() -> None:
     [
         ("json", "app spec 'json' must look like 'package.module:Base'"),
         ("json:", "app spec 'json:' must look like 'package.module:Base'"),
-        ("no_such_module_here:Base", "cannot import app module 'no_such_module_here': No module named 'no_such_module_here'"),
+        (
+            "no_such_module_here:Base",
+            "cannot import app module 'no_such_module_here': No module named 'no_such_module_here'",
+        ),
         ("json:Nope.x", "app spec 'json:Nope.x': 'json' has no attribute 'Nope.x'"),
         ("my-app:Base", "cannot import app module 'my-app': invalid format: 'my-app:Base'"),
     ],

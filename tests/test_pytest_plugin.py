@@ -8,7 +8,7 @@ import pytest
 
 from tenantry.db.server import EmbeddedServer
 
-CONFTEST = '''
+CONFTEST = """
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -29,9 +29,9 @@ class Note(TenantScoped, Base):
 @pytest.fixture(scope="session")
 def tenantry_metadata():
     return Base.metadata
-'''
+"""
 
-TESTS = '''
+TESTS = """
 import asyncio
 
 from starlette.applications import Starlette
@@ -67,7 +67,7 @@ def test_the_client_calls_the_app_as_the_tenants_site(tn, make_tenant, tenant_cl
 
     response = asyncio.run(call())
     assert response.status_code == 200 and response.text == tenant.slug
-'''
+"""
 
 
 def test_an_apps_suite_runs_on_the_plugins_fixtures(pytester: pytest.Pytester, embedded_server: EmbeddedServer) -> None:

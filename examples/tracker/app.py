@@ -50,7 +50,10 @@ _TEMPLATES = str(Path(__file__).parent / "templates")
 
 
 def create_app(
-    tn: Tenantry, base_domain: str = "localhost", *, secret_key: str | None = None,
+    tn: Tenantry,
+    base_domain: str = "localhost",
+    *,
+    secret_key: str | None = None,
     no_tenant_page: NoTenantPage | None = None,
 ) -> FastAPI:
     """The tracker as an ASGI app serving every tenant of ``tn`` at ``<slug>.<base_domain>``.
@@ -66,6 +69,7 @@ def create_app(
     cookies signed with the older ones. With no stored secret, a random key (sessions end
     with the process; a warning says so).
     """
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # the webhooks plugin's deliveries go out from a worker thread beside the server
@@ -96,7 +100,9 @@ def create_app(
     @app.exception_handler(HTTPException)
     async def _error_page(request: Request, exc: HTTPException) -> Response:
         return templates(request).TemplateResponse(
-            request, "error.html", {"status": exc.status_code, "detail": exc.detail, "org": None, "user": None},
+            request,
+            "error.html",
+            {"status": exc.status_code, "detail": exc.detail, "org": None, "user": None},
             status_code=exc.status_code,
         )
 

@@ -67,21 +67,39 @@ BRANDS: dict[str, tuple[dict[str, Any], Callable[[float, float], bool]]] = {
     "acme": (
         {
             "product_name": "Acme Tracker",
-            "colors": {"primary": "#c2410c", "background": "#fff8f0", "surface": "#ffffff",
-                       "text": "#2d1a0e", "muted": "#6b4e3d", "accent": "#9c36b5"},
+            "colors": {
+                "primary": "#c2410c",
+                "background": "#fff8f0",
+                "surface": "#ffffff",
+                "text": "#2d1a0e",
+                "muted": "#6b4e3d",
+                "accent": "#9c36b5",
+            },
             "fonts": {"heading": "Georgia, Times New Roman, serif"},
-            "email": {"sender_name": "Acme Tracker",
-                      "templates": {"welcome": {"subject": "Welcome to {{ product_name }}",
-                                                "text": "Hello {{ recipient.name }},\n\nMeep meep: {{ action_url }}\n",
-                                                "html": "<p>Hello {{ recipient.name }},</p><p><a href=\"{{ action_url }}\">Start tracking</a></p>"}}},
+            "email": {
+                "sender_name": "Acme Tracker",
+                "templates": {
+                    "welcome": {
+                        "subject": "Welcome to {{ product_name }}",
+                        "text": "Hello {{ recipient.name }},\n\nMeep meep: {{ action_url }}\n",
+                        "html": '<p>Hello {{ recipient.name }},</p><p><a href="{{ action_url }}">Start tracking</a></p>',
+                    }
+                },
+            },
         },
         _anvil,
     ),
     "globex": (
         {
             "product_name": "Globex Projects",
-            "colors": {"primary": "#237032", "background": "#f3faf4", "surface": "#ffffff",
-                       "text": "#14301c", "muted": "#4d6652", "accent": "#0b7285"},
+            "colors": {
+                "primary": "#237032",
+                "background": "#f3faf4",
+                "surface": "#ffffff",
+                "text": "#14301c",
+                "muted": "#4d6652",
+                "accent": "#0b7285",
+            },
             "fonts": {"body": "Trebuchet MS, Verdana, sans-serif", "heading": "Trebuchet MS, Verdana, sans-serif"},
             "email": {"sender_name": "Globex Corporation"},
         },
@@ -90,8 +108,14 @@ BRANDS: dict[str, tuple[dict[str, Any], Callable[[float, float], bool]]] = {
     "initech": (
         {
             "product_name": "Initech TPS",
-            "colors": {"primary": "#1864ab", "background": "#f1f5fb", "surface": "#ffffff",
-                       "text": "#1b2a41", "muted": "#56657a", "accent": "#5f3dc4"},
+            "colors": {
+                "primary": "#1864ab",
+                "background": "#f1f5fb",
+                "surface": "#ffffff",
+                "text": "#1b2a41",
+                "muted": "#56657a",
+                "accent": "#5f3dc4",
+            },
             "fonts": {"heading": "Courier New, monospace"},
             "email": {"sender_name": "Initech"},
         },

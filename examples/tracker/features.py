@@ -39,9 +39,14 @@ def ensure_features(tn: Tenantry) -> dict[str, Any]:
     except FlagNotFound:
         rule = {"when": [{"attribute": "tenant", "op": "in", "value": ["globex"]}], "variant": "on"}
         try:
-            flags_service.create_flag(tn, {
-                "key": CSV_EXPORT, "description": "Projects offer their tasks as a CSV file", "rules": [rule],
-            })
+            flags_service.create_flag(
+                tn,
+                {
+                    "key": CSV_EXPORT,
+                    "description": "Projects offer their tasks as a CSV file",
+                    "rules": [rule],
+                },
+            )
             done["flag_created"] = True
         except FlagExists:
             pass

@@ -67,7 +67,9 @@ class Project(TenantScoped, Base):
     __tablename__ = "tracker_projects"
     __table_args__ = (
         sa.ForeignKeyConstraint(
-            ["tenant_id", "owner_id"], ["tracker_members.tenant_id", "tracker_members.id"], ondelete="SET NULL (owner_id)"
+            ["tenant_id", "owner_id"],
+            ["tracker_members.tenant_id", "tracker_members.id"],
+            ondelete="SET NULL (owner_id)",
         ),
         sa.UniqueConstraint("tenant_id", "key", name="tracker_projects_key_key"),
     )
@@ -89,7 +91,8 @@ class Task(TenantScoped, Base):
             ["tenant_id", "project_id"], ["tracker_projects.tenant_id", "tracker_projects.id"], ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
-            ["tenant_id", "assignee_id"], ["tracker_members.tenant_id", "tracker_members.id"],
+            ["tenant_id", "assignee_id"],
+            ["tracker_members.tenant_id", "tracker_members.id"],
             ondelete="SET NULL (assignee_id)",
         ),
         sa.Index("tracker_tasks_by_project", "tenant_id", "project_id", "status"),
@@ -112,9 +115,7 @@ class Comment(TenantScoped, Base):
         sa.ForeignKeyConstraint(
             ["tenant_id", "task_id"], ["tracker_tasks.tenant_id", "tracker_tasks.id"], ondelete="CASCADE"
         ),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "author_id"], ["tracker_members.tenant_id", "tracker_members.id"]
-        ),
+        sa.ForeignKeyConstraint(["tenant_id", "author_id"], ["tracker_members.tenant_id", "tracker_members.id"]),
         sa.Index("tracker_comments_by_task", "tenant_id", "task_id"),
     )
 

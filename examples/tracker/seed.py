@@ -58,26 +58,64 @@ DATASETS: dict[str, Dataset] = {
             ("lena@acme.example", "Lena Fischer", Role.member, "QA Engineer"),
         ),
         projects=(
-            ProjectSeed("RKT", "Rocket Skates v2", "Second generation of the rocket-powered roller skates.", "wile@acme.example", (
-                T("Redesign the fuel valve", S.doing, P.high, "ada@acme.example", 5,
-                  "The valve sticks open above 40 mph.",
-                  (("ada@acme.example", "Prototype B holds up to 55 mph on the test track."),
-                   ("wile@acme.example", "Good. Try 70 mph next week."))),
-                T("Write the safety manual", S.todo, P.normal, "tom@acme.example", 14),
-                T("Order heat-resistant wheels", S.done, P.low, "lena@acme.example", -3,
-                  comments=(("lena@acme.example", "Delivered on Monday."),)),
-                T("Brake test on a cliff edge", S.todo, P.urgent, "wile@acme.example", 2),
-            )),
-            ProjectSeed("MAG", "Giant Magnet Recall", "Recall and refit of the 2023 giant magnets.", "ada@acme.example", (
-                T("Contact every customer", S.doing, P.high, "tom@acme.example", 7),
-                T("Ship shielded replacement magnets", S.todo, P.normal, "lena@acme.example", 21),
-            )),
-            ProjectSeed("ANV", "Anvil Delivery Drones", "Same-day anvil delivery anywhere in the desert.", "wile@acme.example", (
-                T("Pick a drone vendor", S.done, P.normal, "ada@acme.example", -10),
-                T("Payload release mechanism", S.doing, P.urgent, "wile@acme.example", 3,
-                  comments=(("tom@acme.example", "The release fires early in crosswinds."),)),
-                T("Flight permit for the canyon", S.todo, P.low, None, 30),
-            )),
+            ProjectSeed(
+                "RKT",
+                "Rocket Skates v2",
+                "Second generation of the rocket-powered roller skates.",
+                "wile@acme.example",
+                (
+                    T(
+                        "Redesign the fuel valve",
+                        S.doing,
+                        P.high,
+                        "ada@acme.example",
+                        5,
+                        "The valve sticks open above 40 mph.",
+                        (
+                            ("ada@acme.example", "Prototype B holds up to 55 mph on the test track."),
+                            ("wile@acme.example", "Good. Try 70 mph next week."),
+                        ),
+                    ),
+                    T("Write the safety manual", S.todo, P.normal, "tom@acme.example", 14),
+                    T(
+                        "Order heat-resistant wheels",
+                        S.done,
+                        P.low,
+                        "lena@acme.example",
+                        -3,
+                        comments=(("lena@acme.example", "Delivered on Monday."),),
+                    ),
+                    T("Brake test on a cliff edge", S.todo, P.urgent, "wile@acme.example", 2),
+                ),
+            ),
+            ProjectSeed(
+                "MAG",
+                "Giant Magnet Recall",
+                "Recall and refit of the 2023 giant magnets.",
+                "ada@acme.example",
+                (
+                    T("Contact every customer", S.doing, P.high, "tom@acme.example", 7),
+                    T("Ship shielded replacement magnets", S.todo, P.normal, "lena@acme.example", 21),
+                ),
+            ),
+            ProjectSeed(
+                "ANV",
+                "Anvil Delivery Drones",
+                "Same-day anvil delivery anywhere in the desert.",
+                "wile@acme.example",
+                (
+                    T("Pick a drone vendor", S.done, P.normal, "ada@acme.example", -10),
+                    T(
+                        "Payload release mechanism",
+                        S.doing,
+                        P.urgent,
+                        "wile@acme.example",
+                        3,
+                        comments=(("tom@acme.example", "The release fires early in crosswinds."),),
+                    ),
+                    T("Flight permit for the canyon", S.todo, P.low, None, 30),
+                ),
+            ),
         ),
     ),
     "globex": Dataset(
@@ -87,23 +125,55 @@ DATASETS: dict[str, Dataset] = {
             ("mindy@globex.example", "Mindy Simmons", Role.admin, "Operations Lead"),
         ),
         projects=(
-            ProjectSeed("HAM", "Hammock District", "Employee wellness district on the Cypress Creek campus.", "hank@globex.example", (
-                T("Source 400 hammocks", S.doing, P.normal, "homer@globex.example", 10,
-                  comments=(("homer@globex.example", "Tested twelve of them personally."),)),
-                T("Shade sails over the lawn", S.todo, P.low, "mindy@globex.example", 20),
-            )),
-            ProjectSeed("DDA", "Doomsday Device Audit", "Annual compliance audit of the doomsday device.", "mindy@globex.example", (
-                T("Inventory the laser parts", S.done, P.high, "mindy@globex.example", -5),
-                T("Update the safety interlocks", S.doing, P.urgent, "hank@globex.example", 1,
-                  "Interlocks must survive a power cut.",
-                  (("hank@globex.example", "Run the tests on Tuesday, not during the demo."),
-                   ("mindy@globex.example", "Booked for Tuesday 10:00."))),
-                T("File the audit report", S.todo, P.normal, None, 15),
-            )),
-            ProjectSeed("CYP", "Cypress Creek Campus", "New headquarters campus and relocation of staff.", "hank@globex.example", (
-                T("Relocation packages for staff", S.todo, P.high, "mindy@globex.example", 12),
-                T("Monorail feasibility study", S.todo, P.low, "homer@globex.example", 45),
-            )),
+            ProjectSeed(
+                "HAM",
+                "Hammock District",
+                "Employee wellness district on the Cypress Creek campus.",
+                "hank@globex.example",
+                (
+                    T(
+                        "Source 400 hammocks",
+                        S.doing,
+                        P.normal,
+                        "homer@globex.example",
+                        10,
+                        comments=(("homer@globex.example", "Tested twelve of them personally."),),
+                    ),
+                    T("Shade sails over the lawn", S.todo, P.low, "mindy@globex.example", 20),
+                ),
+            ),
+            ProjectSeed(
+                "DDA",
+                "Doomsday Device Audit",
+                "Annual compliance audit of the doomsday device.",
+                "mindy@globex.example",
+                (
+                    T("Inventory the laser parts", S.done, P.high, "mindy@globex.example", -5),
+                    T(
+                        "Update the safety interlocks",
+                        S.doing,
+                        P.urgent,
+                        "hank@globex.example",
+                        1,
+                        "Interlocks must survive a power cut.",
+                        (
+                            ("hank@globex.example", "Run the tests on Tuesday, not during the demo."),
+                            ("mindy@globex.example", "Booked for Tuesday 10:00."),
+                        ),
+                    ),
+                    T("File the audit report", S.todo, P.normal, None, 15),
+                ),
+            ),
+            ProjectSeed(
+                "CYP",
+                "Cypress Creek Campus",
+                "New headquarters campus and relocation of staff.",
+                "hank@globex.example",
+                (
+                    T("Relocation packages for staff", S.todo, P.high, "mindy@globex.example", 12),
+                    T("Monorail feasibility study", S.todo, P.low, "homer@globex.example", 45),
+                ),
+            ),
         ),
     ),
     "initech": Dataset(
@@ -114,21 +184,57 @@ DATASETS: dict[str, Dataset] = {
             ("milton@initech.example", "Milton Waddams", Role.member, "Collator"),
         ),
         projects=(
-            ProjectSeed("TPS", "TPS Report Cover Sheets", "Every TPS report gets the new cover sheet.", "bill@initech.example", (
-                T("Send the memo about cover sheets", S.done, P.normal, "bill@initech.example", -7,
-                  comments=(("peter@initech.example", "Yeah, I got the memo."),)),
-                T("Update the report template", S.doing, P.normal, "peter@initech.example", 4),
-            )),
-            ProjectSeed("Y2K", "Y2K Remediation", "Fix two-digit years in the bank software.", "bill@initech.example", (
-                T("Find every two-digit year", S.doing, P.high, "samir@initech.example", 9,
-                  comments=(("samir@initech.example", "Found 1,200 of them in the interest module."),)),
-                T("Test the rollover on a staging box", S.todo, P.urgent, "peter@initech.example", 6),
-            )),
-            ProjectSeed("STP", "Stapler Inventory", "Track the office's staplers, red ones included.", "milton@initech.example", (
-                T("Return the red stapler to Milton", S.todo, P.high, None, 1,
-                  comments=(("milton@initech.example", "I was told I could keep my stapler."),)),
-                T("Move Milton's desk to storage room B", S.todo, P.low, "bill@initech.example", 3),
-            )),
+            ProjectSeed(
+                "TPS",
+                "TPS Report Cover Sheets",
+                "Every TPS report gets the new cover sheet.",
+                "bill@initech.example",
+                (
+                    T(
+                        "Send the memo about cover sheets",
+                        S.done,
+                        P.normal,
+                        "bill@initech.example",
+                        -7,
+                        comments=(("peter@initech.example", "Yeah, I got the memo."),),
+                    ),
+                    T("Update the report template", S.doing, P.normal, "peter@initech.example", 4),
+                ),
+            ),
+            ProjectSeed(
+                "Y2K",
+                "Y2K Remediation",
+                "Fix two-digit years in the bank software.",
+                "bill@initech.example",
+                (
+                    T(
+                        "Find every two-digit year",
+                        S.doing,
+                        P.high,
+                        "samir@initech.example",
+                        9,
+                        comments=(("samir@initech.example", "Found 1,200 of them in the interest module."),),
+                    ),
+                    T("Test the rollover on a staging box", S.todo, P.urgent, "peter@initech.example", 6),
+                ),
+            ),
+            ProjectSeed(
+                "STP",
+                "Stapler Inventory",
+                "Track the office's staplers, red ones included.",
+                "milton@initech.example",
+                (
+                    T(
+                        "Return the red stapler to Milton",
+                        S.todo,
+                        P.high,
+                        None,
+                        1,
+                        comments=(("milton@initech.example", "I was told I could keep my stapler."),),
+                    ),
+                    T("Move Milton's desk to storage room B", S.todo, P.low, "bill@initech.example", 3),
+                ),
+            ),
         ),
     ),
 }
@@ -142,11 +248,15 @@ def seed(tn: Tenantry, slug: str, dataset: str | None = None) -> bool:
     with tn.tenant(slug), Session(tn.engine()) as session, session.begin():
         if session.scalar(sa.select(sa.func.count()).select_from(Member)):
             return False
-        members = {email: Member(email=email, name=name, role=role, title=title) for email, name, role, title in data.members}
+        members = {
+            email: Member(email=email, name=name, role=role, title=title) for email, name, role, title in data.members
+        }
         session.add_all(members.values())
         session.flush()
         for spec in data.projects:
-            project = Project(key=spec.key, name=spec.name, description=spec.description, owner_id=members[spec.owner].id)
+            project = Project(
+                key=spec.key, name=spec.name, description=spec.description, owner_id=members[spec.owner].id
+            )
             session.add(project)
             session.flush()
             for item in spec.tasks:

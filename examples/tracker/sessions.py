@@ -24,7 +24,13 @@ from examples.tracker.tenancy import request_tenant
 from tenantry import Tenantry, current_tenant
 
 __all__ = [
-    "SESSION_COOKIE", "SESSION_MAX_AGE", "Session", "end_session", "read_session", "session_keys", "signed_in",
+    "SESSION_COOKIE",
+    "SESSION_MAX_AGE",
+    "Session",
+    "end_session",
+    "read_session",
+    "session_keys",
+    "signed_in",
     "start_session",
 ]
 
@@ -72,8 +78,10 @@ def read_session(request: Request) -> Session | None:
     except BadSignature:
         return None
     if (
-        not isinstance(data, dict) or data.get("tenant") != str(bound.id)
-        or not isinstance(data.get("member"), int) or not isinstance(data.get("csrf"), str)
+        not isinstance(data, dict)
+        or data.get("tenant") != str(bound.id)
+        or not isinstance(data.get("member"), int)
+        or not isinstance(data.get("csrf"), str)
     ):
         return None
     return Session(member_id=data["member"], csrf=data["csrf"])
@@ -86,11 +94,20 @@ def signed_in(scope: Any) -> bool:
 
 def start_session(request: Request, response: Response, member: Member) -> None:
     """Sign ``member`` in: ``response`` sets the cookie, with a fresh CSRF token."""
-    token = _signer(request).dumps({
-        "tenant": str(request_tenant().id), "member": member.id, "csrf": secrets.token_urlsafe(16),
-    })
+    token = _signer(request).dumps(
+        {
+            "tenant": str(request_tenant().id),
+            "member": member.id,
+            "csrf": secrets.token_urlsafe(16),
+        }
+    )
     response.set_cookie(
-        SESSION_COOKIE, token, max_age=SESSION_MAX_AGE, httponly=True, samesite="lax", path="/",
+        SESSION_COOKIE,
+        token,
+        max_age=SESSION_MAX_AGE,
+        httponly=True,
+        samesite="lax",
+        path="/",
         secure=request.url.scheme == "https",
     )
 

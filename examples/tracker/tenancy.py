@@ -18,7 +18,12 @@ from __future__ import annotations
 from typing import Any
 
 from tenantry import (
-    BoundTenant, CustomDomainResolver, SubdomainResolver, TenantMiddleware, Tenantry, current_tenant,
+    BoundTenant,
+    CustomDomainResolver,
+    SubdomainResolver,
+    TenantMiddleware,
+    Tenantry,
+    current_tenant,
 )
 from tenantry.web import NoTenantPage
 

@@ -75,8 +75,8 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.context import current as current_tenant
     from tenantry.core.config import ConfigSections
     from tenantry.core.flags import Evaluation, FlagSpec
-    from tenantry.core.model import Isolation, Plan, Status, Tenant
     from tenantry.core.hostnames import normalise_hostname
+    from tenantry.core.model import Isolation, Plan, Status, Tenant
     from tenantry.core.naming import RESERVED_SLUGS, validate_slug
     from tenantry.db.alchemy import TenantScoped, tenant_id_column
     from tenantry.db.binding import AsyncTenantConnection, TenantConnection
@@ -97,8 +97,8 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
         mount_plugins,
     )
     from tenantry.services.domain_checks import DnsChecker, DomainChecker, HttpChecker, Verdict
-    from tenantry.services.egress import Egress
     from tenantry.services.domains import Domain
+    from tenantry.services.egress import Egress
     from tenantry.services.spares import Spare, SpareReport
     from tenantry.services.tokens import ApiToken
     from tenantry.settings import Settings
@@ -219,7 +219,14 @@ __all__ = [
 _LAZY: dict[str, tuple[str, ...]] = {
     "tenantry.app": ("Tenantry", "TenantScope"),
     "tenantry.branding": (
-        "Brand", "BrandChange", "BrandRoutes", "BrandView", "BrandWarning", "Branding", "Theme", "Upload",
+        "Brand",
+        "BrandChange",
+        "BrandRoutes",
+        "BrandView",
+        "BrandWarning",
+        "Branding",
+        "Theme",
+        "Upload",
         "install_brand_helpers",
     ),
     "tenantry.context": ("BoundTenant", "current_tenant"),
@@ -236,8 +243,16 @@ _LAZY: dict[str, tuple[str, ...]] = {
     # the OpenFeature provider needs the optional openfeature-sdk
     "tenantry.openfeature": ("TenantryProvider",),
     "tenantry.plugins": (
-        "AppTables", "AsgiRoutes", "ConfigSection", "FlagProvider", "LifecycleHooks", "Plugin", "PluginInfo",
-        "PluginRoutes", "Plugins", "mount_plugins",
+        "AppTables",
+        "AsgiRoutes",
+        "ConfigSection",
+        "FlagProvider",
+        "LifecycleHooks",
+        "Plugin",
+        "PluginInfo",
+        "PluginRoutes",
+        "Plugins",
+        "mount_plugins",
     ),
     "tenantry.services.domain_checks": ("DnsChecker", "DomainChecker", "HttpChecker", "Verdict"),
     "tenantry.services.domains": ("Domain",),
@@ -246,7 +261,11 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "tenantry.services.tokens": ("ApiToken",),
     "tenantry.settings": ("Settings",),
     "tenantry.web": (
-        "CustomDomainResolver", "HeaderResolver", "JwtClaimResolver", "PathPrefixResolver", "SubdomainResolver",
+        "CustomDomainResolver",
+        "HeaderResolver",
+        "JwtClaimResolver",
+        "PathPrefixResolver",
+        "SubdomainResolver",
         "TenantMiddleware",
     ),
 }

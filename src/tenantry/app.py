@@ -19,9 +19,9 @@ import getpass
 import threading
 import time
 import uuid
-from datetime import timedelta
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -48,6 +48,7 @@ from tenantry.db.binding import AsyncTenantConnection, Binder, RouteKey, TenantC
 from tenantry.db.catalog_pool import CatalogPool
 from tenantry.db.connect import admin_connection, translate, translated, with_user
 from tenantry.db.deploy import deploy_tables
+from tenantry.db.embedded_keys import embedded_keyring
 from tenantry.db.local import context_keys
 from tenantry.db.roles import (
     RUNTIME_CHECK_SQL,
@@ -58,7 +59,6 @@ from tenantry.db.roles import (
     runtime_problems,
 )
 from tenantry.db.routing import DEFAULT_ROUTE, Router
-from tenantry.db.embedded_keys import embedded_keyring
 from tenantry.db.server import EmbeddedServer
 from tenantry.errors import (
     ConfigurationError,
@@ -70,15 +70,15 @@ from tenantry.errors import (
 )
 from tenantry.live import Flags, Live
 from tenantry.services import audit, fences, moves, provisioning, role_checks
-from tenantry.services import spares as spares_service
-from tenantry.services import tokens as token_service
 from tenantry.services import cells as cells_service
 from tenantry.services import domains as domains_service
+from tenantry.services import spares as spares_service
+from tenantry.services import tenants as tenant_service
+from tenantry.services import tokens as token_service
 from tenantry.services.cells import Cell
 from tenantry.services.domain_checks import DomainChecker
 from tenantry.services.domains import UNKNOWN_HOST, Domain, HostRoute
 from tenantry.services.events import CatalogListener
-from tenantry.services import tenants as tenant_service
 from tenantry.settings import Settings
 
 if TYPE_CHECKING:
@@ -203,9 +203,7 @@ class Tenantry:
 
         #: the plugins this object runs, their settings per plan and tenant, their hooks
         self.plugins = Plugins(self)
-        self.plugins.load_configured(
-            self.settings.plugins, explicit=[self.plugins.instance(p) for p in plugins or ()]
-        )
+        self.plugins.load_configured(self.settings.plugins, explicit=[self.plugins.instance(p) for p in plugins or ()])
 
     # -- who changes are audited as -------------------------------------------------------
     @property
@@ -258,9 +256,7 @@ class Tenantry:
         server = EmbeddedServer(self.settings.data_dir)
         base = server.ensure_running()
         with admin_connection(base, autocommit=True) as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)
-            ).fetchone()
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)).fetchone()
             if exists is None:
                 try:
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(EMBEDDED_DATABASE)))
@@ -306,10 +302,13 @@ class Tenantry:
         (with the passwords ``tenantry init`` gave the roles), the other cells' runtime URLs,
         and no admin URL. What ``tenantry credentials`` prints, as environment variables."""
         runtime = self.runtime_url
-        reader = self.settings.reader_url.get_secret_value() if self.settings.reader_url else self._stored_role_url("reader")
+        reader = (
+            self.settings.reader_url.get_secret_value() if self.settings.reader_url else self._stored_role_url("reader")
+        )
         cells = {
             cell.name: cell.runtime_url(runtime, self.settings.runtime_role)
-            for cell in self.cells() if cell.name != PRIMARY_CELL
+            for cell in self.cells()
+            if cell.name != PRIMARY_CELL
         }
         return self.settings.with_changes(
             database_url=None, embedded=False, runtime_url=runtime, reader_url=reader, cell_runtime_urls=cells
@@ -377,8 +376,12 @@ class Tenantry:
             if report.migrations_applied or report.roles_created:
                 with conn.transaction():
                     audit.record(
-                        conn, actor=self.actor, action="catalog.init", target_type="catalog",
-                        target=conn.info.dbname, after=report.to_dict(),
+                        conn,
+                        actor=self.actor,
+                        action="catalog.init",
+                        target_type="catalog",
+                        target=conn.info.dbname,
+                        after=report.to_dict(),
                     )
         report.databases_refreshed = provisioning.refresh_local(self)
         if self.metadata is not None or self.settings.app:
@@ -409,8 +412,12 @@ class Tenantry:
         app_migrations.stamp(self, app_migrations.POOLED)
         with self.admin() as conn, conn.transaction():
             audit.record(
-                conn, actor=self.actor, action="app.deploy", target_type="schema",
-                target=s.pooled_schema, after=report.to_dict(),
+                conn,
+                actor=self.actor,
+                action="app.deploy",
+                target_type="schema",
+                target=s.pooled_schema,
+                after=report.to_dict(),
             )
         return report
 
@@ -433,11 +440,8 @@ class Tenantry:
         if found is None and self.settings.app:
             found = self.metadata = load_metadata(self.settings.app)
         if found is None:
-            raise ConfigurationError(
-                "no app metadata: pass Tenantry(metadata=...), or set TENANTRY_APP=module:Base"
-            )
+            raise ConfigurationError("no app metadata: pass Tenantry(metadata=...), or set TENANTRY_APP=module:Base")
         return self.plugins.managed_metadata(found)  # the app's tables and its plugins'
-
 
     def unprotected_tables(self) -> list[str]:
         """App tables whose row-level security is off, unforced, missing its exact policy, or
@@ -590,13 +594,20 @@ class Tenantry:
         with self.admin() as conn:
             catalog.require_catalog(conn)
             return tenant_service.list_tenants(
-                conn, status=status, plan=plan, include_deleted=include_deleted, prefix=prefix,
-                limit=limit, offset=offset,
+                conn,
+                status=status,
+                plan=plan,
+                include_deleted=include_deleted,
+                prefix=prefix,
+                limit=limit,
+                offset=offset,
             )
 
     def _set_status(self, key: str | uuid.UUID, status: Status) -> Tenant:
         with self.admin() as conn:
-            tenant, changed = tenant_service.transition(conn, key, status, actor=self.actor, origin=self.plugins.origin())
+            tenant, changed = tenant_service.transition(
+                conn, key, status, actor=self.actor, origin=self.plugins.origin()
+            )
             placement = provisioning.read_placement(conn, tenant.id)
         if tenant.status in _FENCED and placement is not None:
             # bindings already open elsewhere are refused from their next statement (also when
@@ -827,7 +838,6 @@ class Tenantry:
         self._host_generation += 1
         self._host_cache.clear()
 
-
     # -- configuration and flags ------------------------------------------------------------
     def configure(self, model: type[BaseModel]) -> None:
         """Set the app's config schema (a pydantic model) after construction."""
@@ -854,7 +864,6 @@ class Tenantry:
 
     def _forget_flags(self) -> None:
         self._live.on_event("flag", "")
-
 
     def _cached_host(self, hostname: str) -> HostRoute | None:
         """What the edge knows of a (normalised) hostname without a query, or ``None``."""
@@ -944,9 +953,7 @@ class Tenantry:
         with self.admin() as conn:
             return cells_service.get_cell(conn, name)
 
-    def add_cell(
-        self, name: str, dsn: str, *, capacity: int = 1000, labels: dict[str, str] | None = None
-    ) -> Cell:
+    def add_cell(self, name: str, dsn: str, *, capacity: int = 1000, labels: dict[str, str] | None = None) -> Cell:
         """Register a PostgreSQL server (admin connection string ``dsn``) as a cell."""
         with self.admin() as conn:
             catalog.require_catalog(conn)
@@ -973,9 +980,7 @@ class Tenantry:
         self._on_catalog_event("domain", domain.hostname)  # this process at once; others by NOTIFY
         return domain
 
-    def verify_domain(
-        self, hostname: str, *, method: str = "http", checker: DomainChecker | None = None
-    ) -> Domain:
+    def verify_domain(self, hostname: str, *, method: str = "http", checker: DomainChecker | None = None) -> Domain:
         """Check a pending domain (``http``: the token at ``/.well-known/tenantry/<token>``,
         ``dns``: a TXT record; or your own ``checker``) and mark it verified, or raise
         :class:`~tenantry.errors.VerificationFailed` saying what to publish."""

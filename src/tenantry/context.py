@@ -52,9 +52,7 @@ def require() -> BoundTenant:
     """The bound tenant; raises :class:`NoTenantBound` when there is none."""
     bound = _current.get()
     if bound is None:
-        raise NoTenantBound(
-            "no tenant is bound: wrap tenant-scoped work in `with tn.tenant(slug):`"
-        )
+        raise NoTenantBound("no tenant is bound: wrap tenant-scoped work in `with tn.tenant(slug):`")
     return bound
 
 
@@ -71,9 +69,7 @@ def bind(tenant: BoundTenant | None) -> Iterator[BoundTenant | None]:
 # (scope object, the token its entry made) for every scope entered and not yet left in this
 # context: a stack per thread or task, never shared, so two threads entering one scope object
 # each undo their own binding
-_entered: ContextVar[tuple[tuple[object, Token[BoundTenant | None]], ...]] = ContextVar(
-    "tenantry.entered", default=()
-)
+_entered: ContextVar[tuple[tuple[object, Token[BoundTenant | None]], ...]] = ContextVar("tenantry.entered", default=())
 
 
 def enter(scope: object, tenant: BoundTenant | None) -> None:

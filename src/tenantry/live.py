@@ -20,7 +20,7 @@ import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from time import monotonic, time
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,9 +28,9 @@ from pydantic import BaseModel
 
 from tenantry import context
 from tenantry.core import config as config_core
+from tenantry.core import flags as flags_core
 from tenantry.core.caches import expires_at, make_room
 from tenantry.core.secrets import is_sealed_anywhere, unseal, unseal_overrides
-from tenantry.core import flags as flags_core
 from tenantry.errors import ConfigInvalid, ConfigurationError, FlagNotFound, TenantNotFound
 from tenantry.services.flags import load_flags
 
@@ -88,7 +88,7 @@ class TenantView:
         if cached is not None and cached.schema is schema and (cached.until is None or now < cached.until):
             return cached
         merged, until = config_core.resolve(
-            self.plan_doc, self.tenant_doc, self.overrides, datetime.fromtimestamp(now, timezone.utc)
+            self.plan_doc, self.tenant_doc, self.overrides, datetime.fromtimestamp(now, UTC)
         )
         model: BaseModel | None = None
         error: ConfigInvalid | None = None
@@ -149,8 +149,13 @@ class Live:
             plan=plan,
             cell=cell,
             attributes={
-                "tenant": slug, "tenant_id": str(id_), "plan": plan, "status": status,
-                "created_at": created_at, "cell": cell, "tier": tier,
+                "tenant": slug,
+                "tenant_id": str(id_),
+                "plan": plan,
+                "status": status,
+                "created_at": created_at,
+                "cell": cell,
+                "tier": tier,
                 "region": (labels or {}).get("region"),
             },
             # sealed secrets are opened once per load (the model holds them as SecretStr); one

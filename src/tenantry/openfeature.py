@@ -87,7 +87,9 @@ class TenantryProvider(AbstractProvider):
         if fits == (int, float):
             value = float(result.value)
         metadata = {} if result.rule is None else {"rule": result.rule}
-        return FlagResolutionDetails(value=value, variant=result.variant, reason=_REASONS[result.reason], flag_metadata=metadata)
+        return FlagResolutionDetails(
+            value=value, variant=result.variant, reason=_REASONS[result.reason], flag_metadata=metadata
+        )
 
     def resolve_boolean_details(
         self, flag_key: str, default_value: bool, evaluation_context: EvaluationContext | None = None

@@ -74,6 +74,7 @@ from tenantry.testing import SERVERS_VARIABLE, SYSTEM_URL, TIER_PLANS, ScratchCa
 
 __all__ = ["SYSTEM_URL", "TIER_PLANS", "reachable", "servers"]
 
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tenantry")
     group.addoption(

@@ -172,7 +172,9 @@ class Settings(BaseSettings):
         raise AttributeError(f"settings are frozen: use settings.with_changes({name}=...)")
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any, *_: Any, **__: Any) -> tuple[Any, ...]:
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: Any, *_: Any, **__: Any
+    ) -> tuple[Any, ...]:
         # ``Settings(...)`` takes its arguments only; reading the environment is from_env's job
         return (init_settings,)
 
@@ -225,9 +227,7 @@ class Settings(BaseSettings):
             ("pooled schema", self.pooled_schema),
         ):
             if not _ROLE.fullmatch(value):
-                raise ConfigurationError(
-                    f"{label} {value!r} must be a lowercase SQL identifier (a-z, 0-9, _)"
-                )
+                raise ConfigurationError(f"{label} {value!r} must be a lowercase SQL identifier (a-z, 0-9, _)")
         if len({self.owner_role, self.runtime_role, self.reader_role}) < 3:
             raise ConfigurationError("owner role, runtime role and reader role must differ")
         if self.database_url is None and self.reader_url is not None and self.runtime_url is None:

@@ -50,7 +50,11 @@ def servers(config: Any) -> list[str]:
     """The servers a pytest run tests on: its ``--tenantry-servers`` option, else the
     ``TENANTRY_TEST_BACKENDS`` environment variable, else the ``tenantry_servers`` ini option,
     else ``embedded``."""
-    text = config.getoption("--tenantry-servers") or os.environ.get(SERVERS_VARIABLE) or str(config.getini("tenantry_servers"))
+    text = (
+        config.getoption("--tenantry-servers")
+        or os.environ.get(SERVERS_VARIABLE)
+        or str(config.getini("tenantry_servers"))
+    )
     named = [part.strip() for part in text.split(",") if part.strip()]
     return named or ["embedded"]
 
@@ -100,8 +104,12 @@ class ScratchCatalog:
     def settings(self, **changes: object) -> Settings:
         """Settings pointing at the scratch database and its roles, with ``changes``."""
         values: dict[str, object] = {
-            "database_url": self.url, "owner_role": self.owner, "runtime_role": self.runtime,
-            "reader_role": self.reader, "secret_keys": self.secret_keys, **changes,
+            "database_url": self.url,
+            "owner_role": self.owner,
+            "runtime_role": self.runtime,
+            "reader_role": self.reader,
+            "secret_keys": self.secret_keys,
+            **changes,
         }
         return Settings(**values)
 
@@ -141,15 +149,18 @@ class ScratchCatalog:
     def drop(self) -> None:
         """Drop everything the catalog made (databases first, then the roles); idempotent."""
         names = [*self.tenant_databases(), *self.extra, self.dbname]
-        self._admin([
-            *(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)) for name in names),
-            *(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)) for role in (self.runtime, self.reader, self.owner)),
-        ])
+        self._admin(
+            [
+                *(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)) for name in names),
+                *(
+                    sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role))
+                    for role in (self.runtime, self.reader, self.owner)
+                ),
+            ]
+        )
 
     def __enter__(self) -> ScratchCatalog:
         return self.create()
 
-    def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         self.drop()

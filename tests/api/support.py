@@ -19,8 +19,8 @@ from fastapi import FastAPI
 from tenantry import ApiToken, Tenant, Tenantry
 from tenantry.api import create_admin_app
 from tests.config.app_config import AppConfig
-from tests.support import Scratch
 from tests.model_app import Base
+from tests.support import Scratch
 
 
 class Client:

@@ -34,8 +34,16 @@ def test_no_token_is_401_with_a_bare_challenge(api: Client) -> None:
 
 @pytest.mark.parametrize(
     "header",
-    ["Basic dXNlcjpwYXNz", "Bearer", "Bearer    ", "tnt_abc", "Bearer tnt_abc", "Bearer x" * 50,
-     "Bearer tnt_aaaaaaaaaaaa_" + "A" * 43, "Bearer tnt_AAAAAAAAAAAA_" + "A" * 43],
+    [
+        "Basic dXNlcjpwYXNz",
+        "Bearer",
+        "Bearer    ",
+        "tnt_abc",
+        "Bearer tnt_abc",
+        "Bearer x" * 50,
+        "Bearer tnt_aaaaaaaaaaaa_" + "A" * 43,
+        "Bearer tnt_AAAAAAAAAAAA_" + "A" * 43,
+    ],
 )
 def test_malformed_or_unknown_tokens_are_401(api: Client, header: str) -> None:
     response = api.get("/v1/tenants", headers={"Authorization": header})
@@ -54,7 +62,9 @@ def test_an_expired_token_is_401(tn: Tenantry, api: Client, make_token: MakeToke
     token, secret = make_token("tenants:read", expires_in=timedelta(hours=1))
     assert api.as_token(secret).get("/v1/tenants").status_code == 200
     with tn.admin() as conn:
-        conn.execute("UPDATE tenantry.api_tokens SET expires_at = now() - interval '1 second' WHERE id = %s", (token.id,))
+        conn.execute(
+            "UPDATE tenantry.api_tokens SET expires_at = now() - interval '1 second' WHERE id = %s", (token.id,)
+        )
     body = _problem(api.as_token(secret).get("/v1/tenants"), 401)
     assert "expired" in body["detail"]
 
@@ -76,7 +86,10 @@ def test_a_missing_scope_is_403_naming_it(api: Client, make_token: MakeToken) ->
     response = api.as_token(secret).get("/v1/tenants")
     body = _problem(response, 403)
     assert body["scope"] == "tenants:read" and "tenants:read" in body["detail"]
-    assert response.headers["www-authenticate"] == 'Bearer realm="tenantry", error="insufficient_scope", scope="tenants:read"'
+    assert (
+        response.headers["www-authenticate"]
+        == 'Bearer realm="tenantry", error="insufficient_scope", scope="tenants:read"'
+    )
     # reads do not grant writes
     _, reader = make_token("tenants:read")
     body = _problem(api.as_token(reader).post("/v1/tenants", json={"slug": "never-made"}), 403)
@@ -192,7 +205,9 @@ def test_writes_are_audited_as_the_token(tn: Tenantry, api: Client, make_token: 
     assert {e["action"] for e in found} == {"tenant.create", "tenant.suspended"}
 
 
-def test_concurrent_requests_keep_their_own_actor(tn: Tenantry, api: Client, make_token: MakeToken, make_tenant) -> None:
+def test_concurrent_requests_keep_their_own_actor(
+    tn: Tenantry, api: Client, make_token: MakeToken, make_tenant
+) -> None:
     """Many tokens changing many tenants at once: each change is audited as its own token."""
     pairs = []
     for _ in range(6):
@@ -214,7 +229,9 @@ def test_concurrent_requests_keep_their_own_actor(tn: Tenantry, api: Client, mak
         thread.join()
     assert not errors
     for token, _, tenant in pairs:
-        actors = {e.actor for e in tn.audit_log(target_type="tenant", target=tenant.slug) if e.action != "tenant.create"}
+        actors = {
+            e.actor for e in tn.audit_log(target_type="tenant", target=tenant.slug) if e.action != "tenant.create"
+        }
         assert actors == {f"token:{token.name}"}
 
 
@@ -243,4 +260,3 @@ def test_the_api_mounted_under_a_prefix_checks_tokens_below_it(api: Client, make
     assert mounted.as_token(secret[:-4] + "AAAA").get("/admin/v1/tenants").status_code == 401
     _, weak = make_token("audit:read")
     assert mounted.as_token(weak).get("/admin/v1/tenants").status_code == 403
-

@@ -92,8 +92,10 @@ def test_expected_version_guards_lost_updates(api: Client, make_tenant: Callable
     stale = _problem(api.patch(url, json={"colors": {"primary": "#445566"}}, params={"expected_version": 0}), 409)
     assert "version 1" in stale["detail"]
     _problem(api.delete(url, params={"expected_version": 0}), 409)
-    _problem(api.put(f"{url}/logo", content=png(), headers={"content-type": "image/png"},
-                     params={"expected_version": 5}), 409)
+    _problem(
+        api.put(f"{url}/logo", content=png(), headers={"content-type": "image/png"}, params={"expected_version": 5}),
+        409,
+    )
     assert api.get(url).json()["theme"]["colors"]["primary"] == "#112233"
     _problem(api.patch(url, json={}, params={"expected_version": -1}), 422)
 
@@ -122,18 +124,25 @@ def test_upload_logo_and_favicon_then_reset(
     assert removed["brand"]["theme"]["favicon"] is None and removed["brand"]["theme"]["logo"] == asset
     reset = client.delete(url)
     assert reset.status_code == 200 and reset.json()["changed"] is True
-    assert reset.json()["brand"]["theme"]["logo"] is None and reset.json()["brand"]["theme"]["colors"]["primary"] == "#3b5bdb"
+    assert (
+        reset.json()["brand"]["theme"]["logo"] is None
+        and reset.json()["brand"]["theme"]["colors"]["primary"] == "#3b5bdb"
+    )
     assert client.delete(url).json()["changed"] is False
     resets = [e for e in tn.audit_log(target_type="tenant", target=tenant.slug) if e.action == "brand.reset"]
     assert [e.actor for e in resets] == [f"token:{token.name}"]
 
 
-def test_history_and_rollback(api: Client, tn: Tenantry, make_tenant: Callable[..., Tenant], make_token: MakeToken) -> None:
+def test_history_and_rollback(
+    api: Client, tn: Tenantry, make_tenant: Callable[..., Tenant], make_token: MakeToken
+) -> None:
     tenant = make_tenant("br")
     token, secret = make_token("brands:write", prefix="roller")
     client = api.as_token(secret)
     url = f"/v1/tenants/{tenant.slug}/brand"
-    client.put(f"{url}/logo", content=png(rgba=b"\x71\x72\x73\xff"), headers={"content-type": "image/png"}).raise_for_status()
+    client.put(
+        f"{url}/logo", content=png(rgba=b"\x71\x72\x73\xff"), headers={"content-type": "image/png"}
+    ).raise_for_status()
     client.patch(url, json={"colors": {"primary": "navy"}, "product_name": "Two"}).raise_for_status()
     client.patch(url, json={"colors": {"primary": "#ffff00"}, "allow_low_contrast": True}).raise_for_status()
     client.delete(url).raise_for_status()
@@ -152,7 +161,9 @@ def test_history_and_rollback(api: Client, tn: Tenantry, make_tenant: Callable[.
     back = client.post(f"{url}/rollback", json={"version": 2, "message": "navy again"})
     assert back.status_code == 200, back.text
     body = back.json()
-    assert body["changed"] and body["brand"]["version"] == 5 and body["brand"]["theme"]["colors"]["primary"] == "#000080"
+    assert (
+        body["changed"] and body["brand"]["version"] == 5 and body["brand"]["theme"]["colors"]["primary"] == "#000080"
+    )
     assert body["brand"]["theme"]["logo"] == first["theme"]["logo"]  # the image comes back with it
     assert client.get(f"{url}/history", params={"limit": 1}).json()["items"][0]["message"] == "navy again"
     assert [e.action for e in tn.audit_log(target_type="tenant", target=tenant.slug)][0] == "brand.rollback"
@@ -194,9 +205,12 @@ def test_uploads_are_typed_and_size_limited(api: Client, make_tenant: Callable[.
 def test_unknown_tenants_and_scopes(api: Client, make_tenant: Callable[..., Tenant], make_token: MakeToken) -> None:
     for key in ("no-such-tenant", str(uuid.uuid4())):
         for method, suffix, kwargs in (
-            ("GET", "", {}), ("PATCH", "", {"json": {}}), ("DELETE", "", {}),
+            ("GET", "", {}),
+            ("PATCH", "", {"json": {}}),
+            ("DELETE", "", {}),
             ("PUT", "/logo", {"content": png(), "headers": {"content-type": "image/png"}}),
-            ("GET", "/history", {}), ("POST", "/rollback", {"json": {"version": 0}}),
+            ("GET", "/history", {}),
+            ("POST", "/rollback", {"json": {"version": 0}}),
         ):
             problem = _problem(api.request(method, f"/v1/tenants/{key}/brand{suffix}", **kwargs), 404)
             assert problem["type"] == "urn:tenantry:problem:tenant-not-found"
@@ -209,7 +223,8 @@ def test_unknown_tenants_and_scopes(api: Client, make_tenant: Callable[..., Tena
     assert _problem(api.as_token(others).get(url), 403)["scope"] == "brands:read"
     _problem(api.as_token(None).get(url), 401)
     for method, suffix, kwargs in (
-        ("PATCH", "", {"json": {"colors": {"primary": "#000000"}}}), ("DELETE", "", {}),
+        ("PATCH", "", {"json": {"colors": {"primary": "#000000"}}}),
+        ("DELETE", "", {}),
         ("PUT", "/logo", {"content": png(), "headers": {"content-type": "image/png"}}),
         ("PUT", "/favicon", {"content": png(), "headers": {"content-type": "image/png"}}),
         ("POST", "/rollback", {"json": {"version": 0}}),
@@ -221,7 +236,9 @@ def test_unknown_tenants_and_scopes(api: Client, make_tenant: Callable[..., Tena
 
 
 @pytest.mark.parametrize("which", ["logo", "favicon"])
-def test_deleted_tenants_take_no_brand(api: Client, tn: Tenantry, make_tenant: Callable[..., Tenant], which: str) -> None:
+def test_deleted_tenants_take_no_brand(
+    api: Client, tn: Tenantry, make_tenant: Callable[..., Tenant], which: str
+) -> None:
     tenant = make_tenant("br")
     tn.delete_tenant(tenant.slug)
     response = api.put(f"/v1/tenants/{tenant.id}/brand/{which}", content=png(), headers={"content-type": "image/png"})

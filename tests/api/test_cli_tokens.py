@@ -12,8 +12,9 @@ from tenantry import Tenantry
 
 def test_create_list_revoke(cli, tn: Tenantry) -> None:
     name = f"ci-{uuid.uuid4().hex[:8]}"
-    code, out, err = cli("tokens", "create", name, "--scope", "tenants:write", "--scope", "audit:read",
-                         "--expires", "30d", "--json")
+    code, out, err = cli(
+        "tokens", "create", name, "--scope", "tenants:write", "--scope", "audit:read", "--expires", "30d", "--json"
+    )
     assert code == 0, err
     created = json.loads(out)
     assert created["name"] == name and created["scopes"] == ["audit:read", "tenants:write"]

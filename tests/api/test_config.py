@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -28,12 +28,25 @@ def test_a_fresh_tenant_resolves_to_the_defaults(capi: Client, plan_tenant: Call
         got = capi.get(f"/v1/config/tenants/{key}")
         assert got.status_code == 200, got.text
         assert got.json() == {
-            "scope": "tenant", "target": tenant.slug, "plan": tenant.plan, "tenant_id": str(tenant.id),
-            "version": 0, "document": {}, "overrides": {}, "effective": DEFAULTS,
+            "scope": "tenant",
+            "target": tenant.slug,
+            "plan": tenant.plan,
+            "tenant_id": str(tenant.id),
+            "version": 0,
+            "document": {},
+            "overrides": {},
+            "effective": DEFAULTS,
         }
     plan = capi.get(f"/v1/config/plans/{tenant.plan}").json()
-    assert plan == {"scope": "plan", "target": tenant.plan, "plan": tenant.plan, "version": 0, "document": {},
-                    "overrides": {}, "effective": DEFAULTS}
+    assert plan == {
+        "scope": "plan",
+        "target": tenant.plan,
+        "plan": tenant.plan,
+        "version": 0,
+        "document": {},
+        "overrides": {},
+        "effective": DEFAULTS,
+    }
     key = capi.get(f"/v1/config/tenants/{tenant.slug}/keys/limits.max_projects").json()
     assert key["value"] == 10 and key["source"] == "default" and key["version"] == 0
 
@@ -50,14 +63,23 @@ def test_set_several_keys_in_one_version(
     result = changed.json()
     assert result["version"] == 1 and result["changed"] is True
     assert sorted((c["path"], c["change"], c.get("before", "-"), c["after"]) for c in result["changes"]) == [
-        ("limits.max_projects", "added", "-", 50), ("welcome", "added", "-", "hi there"),
+        ("limits.max_projects", "added", "-", 50),
+        ("welcome", "added", "-", "hi there"),
     ]
     layer = capi.get(f"/v1/config/tenants/{tenant.slug}").json()
     assert layer["document"] == {"limits": {"max_projects": 50}, "welcome": "hi there"}
     assert layer["effective"]["limits"] == {"max_projects": 50, "max_users": 5}
     key = capi.get(f"/v1/config/tenants/{tenant.slug}/keys/limits.max_projects").json()
-    assert key == {"scope": "tenant", "target": tenant.slug, "plan": tenant.plan, "tenant_id": str(tenant.id),
-                   "version": 1, "key": "limits.max_projects", "value": 50, "source": "tenant"}
+    assert key == {
+        "scope": "tenant",
+        "target": tenant.slug,
+        "plan": tenant.plan,
+        "tenant_id": str(tenant.id),
+        "version": 1,
+        "key": "limits.max_projects",
+        "value": 50,
+        "source": "tenant",
+    }
     # the same again: no version, no audit entry
     same = capi.patch(f"/v1/config/tenants/{tenant.slug}", json=body).json()
     assert same["changed"] is False and same["version"] == 1 and same["changes"] == []
@@ -93,7 +115,9 @@ def test_invalid_values_are_422_with_problems_and_save_nothing(
     assert any(p.startswith("limits.max_projects:") for p in refused["problems"])
     layer = capi.get(f"/v1/config/tenants/{tenant.slug}").json()
     assert layer["version"] == 1 and layer["document"] == {"welcome": "kept"}  # all or nothing
-    refused = _problem(capi.put(f"/v1/config/plans/{tenant.plan}", json={"document": {"branding": {"theme": "neon"}}}), 422)
+    refused = _problem(
+        capi.put(f"/v1/config/plans/{tenant.plan}", json={"document": {"branding": {"theme": "neon"}}}), 422
+    )
     assert refused["problems"] and refused["problems"][0].startswith("branding.theme:")
     for body in (
         {"values": {}},
@@ -107,7 +131,8 @@ def test_invalid_values_are_422_with_problems_and_save_nothing(
     ):
         _problem(capi.patch(f"/v1/config/tenants/{tenant.slug}", json=body), 422)
     nan = capi.patch(
-        f"/v1/config/tenants/{tenant.slug}", content=b'{"values": {"welcome": NaN}}',
+        f"/v1/config/tenants/{tenant.slug}",
+        content=b'{"values": {"welcome": NaN}}',
         headers={"content-type": "application/json"},
     )
     _problem(nan, 422)
@@ -122,9 +147,9 @@ def test_temporary_overrides(capi: Client, ctn: Tenantry, plan_tenant: Callable[
     layer = capi.get(url).json()
     assert layer["document"] == {} and layer["effective"]["limits"]["max_projects"] == 99
     until = datetime.fromisoformat(layer["overrides"]["limits.max_projects"]["expires_at"])
-    assert timedelta(minutes=59) < until - datetime.now(timezone.utc) <= timedelta(hours=1)
+    assert timedelta(minutes=59) < until - datetime.now(UTC) <= timedelta(hours=1)
     assert capi.get(f"{url}/keys/limits.max_projects").json()["source"] == "override"
-    at = (datetime.now(timezone.utc) + timedelta(days=2)).isoformat()
+    at = (datetime.now(UTC) + timedelta(days=2)).isoformat()
     capi.patch(url, json={"values": {"welcome": "promo"}, "expires_at": at}).raise_for_status()
     assert ctn.audit_log(target_type="tenant", target=tenant.slug)[0].action == "config.override"
     ended = capi.delete(f"{url}/keys/limits.max_projects", params={"override": "true", "message": "promo over"}).json()
@@ -174,7 +199,8 @@ def test_replace_history_diff_and_rollback(capi: Client, ctn: Tenantry, plan_ten
     diff = capi.get(f"{url}/diff", params={"from": 2, "to": 6}).json()
     assert diff["from_version"] == 2 and diff["to_version"] == 6
     assert sorted((c["path"], c["change"]) for c in diff["changes"]) == [
-        ("limits.max_projects", "removed"), ("welcome", "added"),
+        ("limits.max_projects", "removed"),
+        ("welcome", "added"),
     ]
     assert capi.get(f"{url}/diff", params={"from": 0, "to": 1}).json()["changes"] == [
         {"path": "limits.max_projects", "layer": "value", "change": "added", "after": 10}
@@ -206,15 +232,24 @@ def test_plan_history_and_rollback(capi: Client, make_plan: Callable[[], str]) -
     ]
     capi.post(f"{url}/rollback", json={"version": 1}).raise_for_status()
     assert capi.get(f"{url}/keys/welcome").json() == {
-        "scope": "plan", "target": plan, "plan": plan, "version": 3, "key": "welcome", "value": "one", "source": "plan",
+        "scope": "plan",
+        "target": plan,
+        "plan": plan,
+        "version": 3,
+        "key": "welcome",
+        "value": "one",
+        "source": "plan",
     }
 
 
 def test_unknown_layers_and_keys(capi: Client, ctn: Tenantry, plan_tenant: Callable[..., Tenant]) -> None:
     tenant = plan_tenant()
     for path in (
-        "/v1/config/tenants/no-such-tenant", f"/v1/config/tenants/{uuid.uuid4()}", "/v1/config/plans/gold",
-        "/v1/config/tenants/no-such-tenant/history", "/v1/config/plans/gold/keys/welcome",
+        "/v1/config/tenants/no-such-tenant",
+        f"/v1/config/tenants/{uuid.uuid4()}",
+        "/v1/config/plans/gold",
+        "/v1/config/tenants/no-such-tenant/history",
+        "/v1/config/plans/gold/keys/welcome",
     ):
         _problem(capi.get(path), 404)
     _problem(capi.patch("/v1/config/plans/gold", json={"values": {"welcome": "x"}}), 404)

@@ -91,7 +91,9 @@ def test_add_answers_how_to_prove_it(api: Client, tn: Tenantry, make_tenant, mak
     assert body["http_path"] == f"/.well-known/tenantry/{body['token']}"
     assert body["http_check"] == f"http://{host}{body['http_path']}"
     assert body["dns_check"] == {
-        "name": f"_tenantry.{host}", "type": "TXT", "value": f"tenantry-verification={body['token']}",
+        "name": f"_tenantry.{host}",
+        "type": "TXT",
+        "value": f"tenantry-verification={body['token']}",
     }
     # again, to the same tenant (by id this time): 200, unchanged
     again = api.post("/v1/domains", json={"hostname": host, "tenant": str(tenant.id)})
@@ -131,8 +133,11 @@ def test_refusals(api: Client, make_tenant) -> None:
     _problem(api.post("/v1/domains", json={"hostname": host}), 422)
     _problem(api.post("/v1/domains", json={"hostname": host, "tenant": a.slug, "verified": True}), 422)
     missing = _host()
-    for method, path in (("GET", f"/v1/domains/{missing}"), ("DELETE", f"/v1/domains/{missing}"),
-                         ("POST", f"/v1/domains/{missing}/verify")):
+    for method, path in (
+        ("GET", f"/v1/domains/{missing}"),
+        ("DELETE", f"/v1/domains/{missing}"),
+        ("POST", f"/v1/domains/{missing}/verify"),
+    ):
         problem = _problem(api.request(method, path, json={} if method == "POST" else None), 404)
         assert problem["type"] == "urn:tenantry:problem:domain-not-found"
     _problem(api.get("/v1/domains/not_a_host"), 422)
@@ -200,8 +205,9 @@ def test_dns_verification_and_a_failed_check(
     assert [e.action for e in tn.audit_log(target_type="domain", target=host)] == ["domain.verify", "domain.add"]
 
 
-def test_http_check_of_a_host_that_does_not_serve_the_token(api: Client, portal: BlockingPortal, tn: Tenantry,
-                                                            admin_secret: str, make_tenant) -> None:
+def test_http_check_of_a_host_that_does_not_serve_the_token(
+    api: Client, portal: BlockingPortal, tn: Tenantry, admin_secret: str, make_tenant
+) -> None:
     """The default checker with a hostname that cannot resolve: a 422 saying what to serve,
     answered within the checker's timeout."""
     tenant = make_tenant("dom")
@@ -217,7 +223,9 @@ def test_http_check_of_a_host_that_does_not_serve_the_token(api: Client, portal:
     assert "/.well-known/tenantry/" in problem["detail"] and "could not be fetched" in problem["detail"]
 
 
-def test_verification_runs_off_the_event_loop(portal: BlockingPortal, tn: Tenantry, admin_secret: str, make_tenant) -> None:
+def test_verification_runs_off_the_event_loop(
+    portal: BlockingPortal, tn: Tenantry, admin_secret: str, make_tenant
+) -> None:
     """While slow checks wait on the network, the same app answers other requests at once."""
     tenant = make_tenant("dom")
     slow = SlowChecker(1.5)
@@ -228,7 +236,9 @@ def test_verification_runs_off_the_event_loop(portal: BlockingPortal, tn: Tenant
         client.post("/v1/domains", json={"hostname": host, "tenant": tenant.slug}).raise_for_status()
     answers: list[int] = []
     workers = [
-        threading.Thread(target=lambda h=host: answers.append(client.post(f"/v1/domains/{h}/verify", json={}).status_code))
+        threading.Thread(
+            target=lambda h=host: answers.append(client.post(f"/v1/domains/{h}/verify", json={}).status_code)
+        )
         for host in hosts
     ]
     try:

@@ -36,7 +36,9 @@ def test_catalog_not_initialised_is_503(portal: BlockingPortal, fresh_scratch) -
     with Tenantry(fresh_scratch.settings()) as bare:
         client = Client(portal, create_admin_app(bare), "tnt_aaaaaaaaaaaa_" + "A" * 43)
         problem = _problem(client.get("/v1/tenants"), 503)
-        assert problem["type"] == "urn:tenantry:problem:catalog-not-initialised" and "tenantry init" in problem["detail"]
+        assert (
+            problem["type"] == "urn:tenantry:problem:catalog-not-initialised" and "tenantry init" in problem["detail"]
+        )
 
 
 def test_database_unreachable_is_503(portal: BlockingPortal) -> None:

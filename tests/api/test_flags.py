@@ -44,8 +44,10 @@ def test_create_read_and_create_again(capi: Client, ctn: Tenantry, make_ctoken: 
         ({"key": "f-x", "rollout": {"on": 30, "off": 30}}, "add up to 100"),
         ({"key": "f-x", "kind": "multivariate", "variants": {"a": 1}}, "default variant"),
         ({"key": "f-x", "kind": "multivariate", "variants": {"a": 1}, "default": "b"}, "not a variant"),
-        ({"key": "f-x", "rules": [{"when": [{"attribute": "plan", "op": "near", "value": 1}], "variant": "on"}]},
-         "rules[0].when[0].op:"),
+        (
+            {"key": "f-x", "rules": [{"when": [{"attribute": "plan", "op": "near", "value": 1}], "variant": "on"}]},
+            "rules[0].when[0].op:",
+        ),
         ({"key": "f-x", "rules": [{"when": [], "variant": "on", "rollout": 5}]}, "either"),
         ({"key": "f-x", "enable_at": "2030-01-01T00:00:00"}, "enable_at"),
         ({"key": "f-x", "enable_at": "2030-01-02T00:00:00Z", "disable_at": "2030-01-01T00:00:00Z"}, "before"),
@@ -69,7 +71,9 @@ def test_refused_request_bodies(capi: Client) -> None:
         {"key": "f-x", "kind": "multivariate", "variants": {"a": "nul\x00"}, "default": "a"},
     ):
         _problem(capi.post("/v1/flags", json=body), 422)
-    nan = capi.post("/v1/flags", content=b'{"key": "f-x", "rollout": NaN}', headers={"content-type": "application/json"})
+    nan = capi.post(
+        "/v1/flags", content=b'{"key": "f-x", "rollout": NaN}', headers={"content-type": "application/json"}
+    )
     _problem(nan, 422)
 
 
@@ -90,8 +94,15 @@ def test_change_kill_unkill_delete(
     assert served()["value"] is False and served()["reason"] == "DEFAULT"
     rolled = client.patch(f"/v1/flags/{key}", json={"rollout": 100, "description": "everyone"})
     assert rolled.status_code == 200 and rolled.json()["rollout"] == {"on": 100, "off": 0}
-    assert served() == {"key": key, "tenant": tenant.slug, "user": None, "value": True, "variant": "on",
-                        "reason": "SPLIT", "rule": None}
+    assert served() == {
+        "key": key,
+        "tenant": tenant.slug,
+        "user": None,
+        "value": True,
+        "variant": "on",
+        "reason": "SPLIT",
+        "rule": None,
+    }
     killed = client.post(f"/v1/flags/{key}/kill")
     assert killed.status_code == 200 and killed.json()["killed"] is True
     assert served()["value"] is False and served()["reason"] == "DISABLED"
@@ -108,12 +119,20 @@ def test_change_kill_unkill_delete(
     assert _problem(client.delete(f"/v1/flags/{key}"), 404)["type"] == "urn:tenantry:problem:flag-not-found"
     _problem(client.get(f"/v1/flags/{key}"), 404)
     _problem(client.get(f"/v1/flags/{key}/evaluate", params={"tenant": tenant.slug}), 404)
-    for method, path in (("PATCH", f"/v1/flags/{key}"), ("POST", f"/v1/flags/{key}/kill"),
-                         ("POST", f"/v1/flags/{key}/unkill")):
+    for method, path in (
+        ("PATCH", f"/v1/flags/{key}"),
+        ("POST", f"/v1/flags/{key}/kill"),
+        ("POST", f"/v1/flags/{key}/unkill"),
+    ):
         _problem(client.request(method, path, json={} if method == "PATCH" else None), 404)
     actions = [(e.action, e.actor) for e in ctn.audit_log(target_type="flag", target=key)]
     assert [a for a, _ in actions] == [
-        "flag.delete", "flag.update", "flag.unkill", "flag.kill", "flag.update", "flag.create",
+        "flag.delete",
+        "flag.update",
+        "flag.unkill",
+        "flag.kill",
+        "flag.update",
+        "flag.create",
     ]
     assert {actor for _, actor in actions} == {f"token:{token.name}"}
 
@@ -124,15 +143,29 @@ def test_evaluate_by_tenant_rules_and_users(
     plan = make_plan()
     targeted, other = plan_tenant(plan), plan_tenant()
     key = _key()
-    capi.post("/v1/flags", json={
-        "key": key, "kind": "multivariate", "variants": {"blue": "#00f", "green": "#0f0", "red": "#f00"},
-        "default": "blue",
-        "rules": [{"when": [{"attribute": "plan", "op": "eq", "value": plan}], "variant": "green"},
-                  {"when": [{"attribute": "user", "op": "starts_with", "value": "beta-"}], "variant": "red"}],
-    }).raise_for_status()
+    capi.post(
+        "/v1/flags",
+        json={
+            "key": key,
+            "kind": "multivariate",
+            "variants": {"blue": "#00f", "green": "#0f0", "red": "#f00"},
+            "default": "blue",
+            "rules": [
+                {"when": [{"attribute": "plan", "op": "eq", "value": plan}], "variant": "green"},
+                {"when": [{"attribute": "user", "op": "starts_with", "value": "beta-"}], "variant": "red"},
+            ],
+        },
+    ).raise_for_status()
     hit = capi.get(f"/v1/flags/{key}/evaluate", params={"tenant": str(targeted.id)}).json()
-    assert hit == {"key": key, "tenant": targeted.slug, "user": None, "value": "#0f0", "variant": "green",
-                   "reason": "TARGETING_MATCH", "rule": 0}
+    assert hit == {
+        "key": key,
+        "tenant": targeted.slug,
+        "user": None,
+        "value": "#0f0",
+        "variant": "green",
+        "reason": "TARGETING_MATCH",
+        "rule": 0,
+    }
     miss = capi.get(f"/v1/flags/{key}/evaluate", params={"tenant": other.slug}).json()
     assert miss["variant"] == "blue" and miss["reason"] == "DEFAULT" and miss["rule"] is None
     beta = capi.get(f"/v1/flags/{key}/evaluate", params={"tenant": other.slug, "user": "beta-ann"}).json()

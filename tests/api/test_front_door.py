@@ -55,7 +55,9 @@ def docs_app(offline_tn: Tenantry) -> Iterator[FastAPI]:
     app.state.jobs.close()
 
 
-def test_the_front_door_links_the_docs_the_spec_and_says_how_to_get_a_token(portal: BlockingPortal, docs_app: FastAPI) -> None:
+def test_the_front_door_links_the_docs_the_spec_and_says_how_to_get_a_token(
+    portal: BlockingPortal, docs_app: FastAPI
+) -> None:
     response = Client(portal, docs_app).get("/")  # no token
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     assert _refs(response.text) == ["/docs", "/redoc", "/openapi.json"]
@@ -75,7 +77,7 @@ def test_the_docs_pages_load_only_their_own_assets(portal: BlockingPortal, docs_
         assert set(_refs(response.text)) == assets, page
         # nothing absolute anywhere in the page: no CDN, no web fonts, no online validator
         assert not re.search(r"https?://", response.text), page
-        assert "url: '/openapi.json'" in response.text or "spec-url=\"/openapi.json\"" in response.text
+        assert "url: '/openapi.json'" in response.text or 'spec-url="/openapi.json"' in response.text
         # and the browser may load nothing from elsewhere (ReDoc asks for a logo from its CDN)
         assert response.headers["content-security-policy"].startswith("default-src 'self'; img-src 'self' data:;")
         for asset in assets:

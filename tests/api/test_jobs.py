@@ -130,13 +130,31 @@ def _killed_while_serving(scratch, crash: str, path: str, body: dict, secret: st
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
     env.update(
-        TENANTRY_DATABASE_URL=scratch.url, TENANTRY_OWNER_ROLE=scratch.owner, TENANTRY_RUNTIME_ROLE=scratch.runtime, TENANTRY_READER_ROLE=scratch.reader,
-        TENANTRY_APP="tests.model_app:Base", PYTHONPATH=str(ROOT), TENANTRY_TEST_CRASH_AFTER=crash,
+        TENANTRY_DATABASE_URL=scratch.url,
+        TENANTRY_OWNER_ROLE=scratch.owner,
+        TENANTRY_RUNTIME_ROLE=scratch.runtime,
+        TENANTRY_READER_ROLE=scratch.reader,
+        TENANTRY_APP="tests.model_app:Base",
+        PYTHONPATH=str(ROOT),
+        TENANTRY_TEST_CRASH_AFTER=crash,
     )
     server = subprocess.Popen(
-        [sys.executable, "-c", "from tenantry.cli.main import run; run()", "api", "serve", "--port", str(port),
-         "--log-level", "warning"],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "from tenantry.cli.main import run; run()",
+            "api",
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     job_id: str | None = None
     try:
@@ -183,8 +201,11 @@ def test_a_server_killed_mid_move_leaves_a_job_that_says_so(
     job = api.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "failed" and job["error"] == INTERRUPTED
     assert job["resumable"] is True and job["steps_done"] == ["build", "capture", "bulk_copy"]
-    assert job["retry"] == {"method": "POST", "path": f"/v1/tenants/{tenant.slug}/move",
-                            "body": {"plan": "business", "cell": None}}
+    assert job["retry"] == {
+        "method": "POST",
+        "path": f"/v1/tenants/{tenant.slug}/move",
+        "body": {"plan": "business", "cell": None},
+    }
     assert job["abort"] == f"/v1/tenants/{tenant.slug}/move/abort"
     assert job["actor"] == f"token:{token.name}"
     # the row now says so for everyone, and the tenant is served meanwhile

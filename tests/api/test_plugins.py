@@ -25,8 +25,8 @@ from tenantry.core.scopes import SCOPES, allows
 from tenantry.plugins import LifecycleHooks
 from tests.api.support import Client, MakeToken
 from tests.api.test_auth import _problem
-from tests.support import Scratch
 from tests.model_app import Base
+from tests.support import Scratch
 
 PLUGIN = "api-fragile"
 GONE = "api-gone"  # set in the catalog, neither registered nor installed
@@ -84,7 +84,9 @@ def make_plan(plugin_catalog: tuple[Scratch, Tenantry, FastAPI, str]) -> Callabl
     def make() -> str:
         name = f"p-{uuid.uuid4().hex[:10]}"
         with psycopg.connect(plugin_catalog[0].url, autocommit=True) as conn:
-            conn.execute("INSERT INTO tenantry.plans (name, isolation, description) VALUES (%s, 'pooled', 'test')", (name,))
+            conn.execute(
+                "INSERT INTO tenantry.plans (name, isolation, description) VALUES (%s, 'pooled', 'test')", (name,)
+            )
         return name
 
     return make
@@ -128,8 +130,13 @@ def test_list_and_read_every_kind_of_plugin(
     assert names == sorted(names) and {PLUGIN, GONE, "webhooks"} <= set(names)
     found = {p["name"]: p for p in items}
     assert found[PLUGIN] | {"settings": []} == {
-        "name": PLUGIN, "source": "explicit", "registered": True, "capabilities": ["lifecycle"],
-        "description": "raises on suspension (tests)", "error": None, "settings": [],
+        "name": PLUGIN,
+        "source": "explicit",
+        "registered": True,
+        "capabilities": ["lifecycle"],
+        "description": "raises on suspension (tests)",
+        "error": None,
+        "settings": [],
     }
     webhooks = found["webhooks"]
     assert webhooks["source"].startswith("entry point of tenantry") and webhooks["registered"] is False
@@ -144,7 +151,10 @@ def test_list_and_read_every_kind_of_plugin(
         assert one.status_code == 200 and one.json() == found[name]
     settings = papi.get(f"/v1/plugins/{GONE}/settings").json()
     assert settings["plugin"] == GONE and settings["items"] == gone["settings"]
-    assert papi.get("/v1/plugins/webhooks/settings").json() == {"plugin": "webhooks", "items": found["webhooks"]["settings"]}
+    assert papi.get("/v1/plugins/webhooks/settings").json() == {
+        "plugin": "webhooks",
+        "items": found["webhooks"]["settings"],
+    }
     for path in ("/v1/plugins/no-such-plugin", "/v1/plugins/no-such-plugin/settings"):
         assert _problem(papi.get(path), 404)["type"] == "urn:tenantry:problem:plugin-not-found"
     for bad in ("Webhooks", "web_hooks", "-x", "9lives", "x" * 41, "a%20b", "%C3%A9"):
@@ -154,8 +164,11 @@ def test_list_and_read_every_kind_of_plugin(
 
 
 def test_switch_on_off_and_reset_for_a_tenant(
-    papi: Client, ptn: Tenantry, plugin_catalog: tuple[Scratch, Tenantry, FastAPI, str],
-    make_ptoken: MakeToken, ptenant: Callable[..., Tenant],
+    papi: Client,
+    ptn: Tenantry,
+    plugin_catalog: tuple[Scratch, Tenantry, FastAPI, str],
+    make_ptoken: MakeToken,
+    ptenant: Callable[..., Tenant],
 ) -> None:
     token, secret = make_ptoken("plugins:write", prefix="switcher")
     client = papi.as_token(secret)
@@ -164,15 +177,31 @@ def test_switch_on_off_and_reset_for_a_tenant(
     on = client.put(path, json={"enabled": True})
     assert on.status_code == 200, on.text
     assert on.json() == {
-        "plugin": PLUGIN, "scope": "tenant", "target": tenant.slug, "plan": tenant.plan, "tenant_id": str(tenant.id),
-        "before": None, "after": True, "changed": True,
+        "plugin": PLUGIN,
+        "scope": "tenant",
+        "target": tenant.slug,
+        "plan": tenant.plan,
+        "tenant_id": str(tenant.id),
+        "before": None,
+        "after": True,
+        "changed": True,
     }
     again = client.put(f"/v1/plugins/{PLUGIN}/tenants/{tenant.id}", json={"enabled": True})  # by id: the same setting
     assert again.status_code == 200 and again.json() == on.json() | {"before": True, "changed": False}
-    assert _resolved(client, tenant.slug)[PLUGIN] == {"plugin": PLUGIN, "enabled": True, "source": "tenant", "registered": True}
+    assert _resolved(client, tenant.slug)[PLUGIN] == {
+        "plugin": PLUGIN,
+        "enabled": True,
+        "source": "tenant",
+        "registered": True,
+    }
     assert _resolved(client, str(tenant.id))[PLUGIN]["enabled"] is True
     # the neighbour (same kind of plan, created alongside) is not switched on
-    assert _resolved(client, neighbour.slug)[PLUGIN] == {"plugin": PLUGIN, "enabled": False, "source": "default", "registered": True}
+    assert _resolved(client, neighbour.slug)[PLUGIN] == {
+        "plugin": PLUGIN,
+        "enabled": False,
+        "source": "default",
+        "registered": True,
+    }
     with ptn.tenant(tenant.slug):  # the app process sees it too
         assert ptn.plugins.is_enabled(PLUGIN)
     with ptn.tenant(neighbour.slug):
@@ -185,17 +214,37 @@ def test_switch_on_off_and_reset_for_a_tenant(
     assert not [s for s in settings if s["tenant_id"] == str(neighbour.id)]
 
     off = client.put(path, json={"enabled": False})
-    assert off.status_code == 200 and (off.json()["before"], off.json()["after"], off.json()["changed"]) == (True, False, True)
-    assert _resolved(client, tenant.slug)[PLUGIN] == {"plugin": PLUGIN, "enabled": False, "source": "tenant", "registered": True}
+    assert off.status_code == 200 and (off.json()["before"], off.json()["after"], off.json()["changed"]) == (
+        True,
+        False,
+        True,
+    )
+    assert _resolved(client, tenant.slug)[PLUGIN] == {
+        "plugin": PLUGIN,
+        "enabled": False,
+        "source": "tenant",
+        "registered": True,
+    }
     reset = client.delete(path)
-    assert reset.status_code == 200 and (reset.json()["before"], reset.json()["after"], reset.json()["changed"]) == (False, None, True)
+    assert reset.status_code == 200 and (reset.json()["before"], reset.json()["after"], reset.json()["changed"]) == (
+        False,
+        None,
+        True,
+    )
     assert _resolved(client, tenant.slug)[PLUGIN]["source"] == "default"
     idle = client.delete(path)  # idempotent: nothing to reset
-    assert idle.status_code == 200 and (idle.json()["before"], idle.json()["after"], idle.json()["changed"]) == (None, None, False)
+    assert idle.status_code == 200 and (idle.json()["before"], idle.json()["after"], idle.json()["changed"]) == (
+        None,
+        None,
+        False,
+    )
     assert [r for r in _rows(plugin_catalog[0], PLUGIN) if r[1] in (tenant.id, neighbour.id)] == []
 
-    entries = [e for e in ptn.audit_log(target_type="plugin", target=PLUGIN, limit=1000)
-               if (e.after or e.before or {}).get("tenant_id") == str(tenant.id)]
+    entries = [
+        e
+        for e in ptn.audit_log(target_type="plugin", target=PLUGIN, limit=1000)
+        if (e.after or e.before or {}).get("tenant_id") == str(tenant.id)
+    ]
     assert [e.action for e in entries] == ["plugin.reset", "plugin.disable", "plugin.enable"]  # no-ops wrote nothing
     assert {e.actor for e in entries} == {f"token:{token.name}"}
 
@@ -208,13 +257,27 @@ def test_plan_settings_and_a_tenant_override(
     on = papi.put(f"/v1/plugins/{PLUGIN}/plans/{plan}", json={"enabled": True})
     assert on.status_code == 200, on.text
     assert on.json() == {
-        "plugin": PLUGIN, "scope": "plan", "target": plan, "plan": plan, "tenant_id": None,
-        "before": None, "after": True, "changed": True,
+        "plugin": PLUGIN,
+        "scope": "plan",
+        "target": plan,
+        "plan": plan,
+        "tenant_id": None,
+        "before": None,
+        "after": True,
+        "changed": True,
     }
     assert _resolved(papi, first.slug)[PLUGIN]["source"] == "plan" and _resolved(papi, second.slug)[PLUGIN]["enabled"]
-    assert _resolved(papi, elsewhere.slug)[PLUGIN] == {"plugin": PLUGIN, "enabled": False, "source": "default", "registered": True}
+    assert _resolved(papi, elsewhere.slug)[PLUGIN] == {
+        "plugin": PLUGIN,
+        "enabled": False,
+        "source": "default",
+        "registered": True,
+    }
     papi.put(f"/v1/plugins/{PLUGIN}/tenants/{second.slug}", json={"enabled": False}).raise_for_status()
-    assert (_resolved(papi, second.slug)[PLUGIN]["enabled"], _resolved(papi, second.slug)[PLUGIN]["source"]) == (False, "tenant")
+    assert (_resolved(papi, second.slug)[PLUGIN]["enabled"], _resolved(papi, second.slug)[PLUGIN]["source"]) == (
+        False,
+        "tenant",
+    )
     assert _resolved(papi, first.slug)[PLUGIN]["enabled"] is True
     assert (first.id, first.slug) in ptn.plugins.tenants(PLUGIN)  # what the plugin's background work visits
     assert (second.id, second.slug) not in ptn.plugins.tenants(PLUGIN)
@@ -229,13 +292,21 @@ def test_plan_settings_and_a_tenant_override(
     # a plugin that is only installed can be switched on (the apps that register it run it)
     webhooks = papi.put(f"/v1/plugins/webhooks/plans/{other_plan}", json={"enabled": True})
     assert webhooks.status_code == 200 and webhooks.json()["changed"] is True
-    assert _resolved(papi, elsewhere.slug)["webhooks"] == {"plugin": "webhooks", "enabled": True, "source": "plan", "registered": False}
+    assert _resolved(papi, elsewhere.slug)["webhooks"] == {
+        "plugin": "webhooks",
+        "enabled": True,
+        "source": "plan",
+        "registered": False,
+    }
     assert _resolved(papi, first.slug)["webhooks"]["enabled"] is False
 
 
 def test_refused_writes_are_problems_and_save_nothing(
-    papi: Client, ptn: Tenantry, plugin_catalog: tuple[Scratch, Tenantry, FastAPI, str],
-    make_plan: Callable[[], str], ptenant: Callable[..., Tenant],
+    papi: Client,
+    ptn: Tenantry,
+    plugin_catalog: tuple[Scratch, Tenantry, FastAPI, str],
+    make_plan: Callable[[], str],
+    ptenant: Callable[..., Tenant],
 ) -> None:
     db = plugin_catalog[0]
     plan = make_plan()
@@ -243,8 +314,15 @@ def test_refused_writes_are_problems_and_save_nothing(
     before_rows = _rows(db, PLUGIN) + _rows(db, "no-such-plugin")
     audit_before = len(ptn.audit_log(target_type="plugin", limit=1000))
     tenant_path = f"/v1/plugins/{PLUGIN}/tenants/{tenant.slug}"
-    for body in ({}, {"enabled": "yes"}, {"enabled": "true"}, {"enabled": 1}, {"enabled": None},
-                 {"enabled": True, "plan": plan}, [True]):
+    for body in (
+        {},
+        {"enabled": "yes"},
+        {"enabled": "true"},
+        {"enabled": 1},
+        {"enabled": None},
+        {"enabled": True, "plan": plan},
+        [True],
+    ):
         _problem(papi.put(tenant_path, json=body), 422)
         _problem(papi.put(f"/v1/plugins/{PLUGIN}/plans/{plan}", json=body), 422)
     _problem(papi.put(tenant_path), 422)  # no body
@@ -306,7 +384,11 @@ def test_errors_of_plugins_by_plugin_and_tenant(
     assert response.status_code == 200, response.text
     [error] = response.json()["items"]
     assert (error["plugin"], error["hook"], error["tenant"], error["tenant_id"], error["count"]) == (
-        PLUGIN, "on_tenant_suspended", hit.slug, str(hit.id), 1
+        PLUGIN,
+        "on_tenant_suspended",
+        hit.slug,
+        str(hit.id),
+        1,
     )
     assert f"RuntimeError: fragile on {hit.slug}" in error["last_error"]
     assert papi.get("/v1/plugin-errors", params={"tenant": str(hit.id)}).json()["items"] == [error]
@@ -316,26 +398,42 @@ def test_errors_of_plugins_by_plugin_and_tenant(
     assert error in everything and not [e for e in everything if e["tenant_id"] == str(spared.id)]
     assert not [e for e in everything if spared.slug in e["last_error"]]
     assert len(papi.get("/v1/plugin-errors", params={"limit": 1}).json()["items"]) == 1
-    for query in ("limit=0", "limit=501", "plugin=Bad_Name", "plugin=" + "x" * 41, "tenant=" + "x" * 101, "hook=x",
-                  "limit=1&limit=2"):
+    for query in (
+        "limit=0",
+        "limit=501",
+        "plugin=Bad_Name",
+        "plugin=" + "x" * 41,
+        "tenant=" + "x" * 101,
+        "hook=x",
+        "limit=1&limit=2",
+    ):
         _problem(papi.get(f"/v1/plugin-errors?{query}"), 422)
     _problem(papi.get("/v1/plugin-errors", params={"tenant": "no-such-tenant"}), 404)
 
 
-def test_scopes(papi: Client, make_ptoken: MakeToken, ptenant: Callable[..., Tenant], make_plan: Callable[[], str]) -> None:
+def test_scopes(
+    papi: Client, make_ptoken: MakeToken, ptenant: Callable[..., Tenant], make_plan: Callable[[], str]
+) -> None:
     plan = make_plan()
     tenant = ptenant(plan)
     _, reader = make_ptoken("plugins:read")
     _, others = make_ptoken(*[s for s in SCOPES if s != "admin" and not allows([s], "plugins:read")])
-    reads = ["/v1/plugins", f"/v1/plugins/{PLUGIN}", f"/v1/plugins/{PLUGIN}/settings",
-             f"/v1/tenants/{tenant.slug}/plugins", "/v1/plugin-errors"]
+    reads = [
+        "/v1/plugins",
+        f"/v1/plugins/{PLUGIN}",
+        f"/v1/plugins/{PLUGIN}/settings",
+        f"/v1/tenants/{tenant.slug}/plugins",
+        "/v1/plugin-errors",
+    ]
     for path in reads:
         assert papi.as_token(reader).get(path).status_code == 200, path
         assert _problem(papi.as_token(others).get(path), 403)["scope"] == "plugins:read"
         _problem(papi.as_token(None).get(path), 401)
     for method, path in (
-        ("PUT", f"/v1/plugins/{PLUGIN}/tenants/{tenant.slug}"), ("DELETE", f"/v1/plugins/{PLUGIN}/tenants/{tenant.slug}"),
-        ("PUT", f"/v1/plugins/{PLUGIN}/plans/{plan}"), ("DELETE", f"/v1/plugins/{PLUGIN}/plans/{plan}"),
+        ("PUT", f"/v1/plugins/{PLUGIN}/tenants/{tenant.slug}"),
+        ("DELETE", f"/v1/plugins/{PLUGIN}/tenants/{tenant.slug}"),
+        ("PUT", f"/v1/plugins/{PLUGIN}/plans/{plan}"),
+        ("DELETE", f"/v1/plugins/{PLUGIN}/plans/{plan}"),
     ):
         body = {"enabled": True} if method == "PUT" else None
         for secret in (reader, others):
@@ -361,13 +459,18 @@ def test_hook_queue_lists_and_retries_failed_calls(
     assert (call["event"], call["tenant"], call["status"], call["attempts"]) == ("suspended", hit.slug, "failed", 1)
     assert f"fragile on {hit.slug}" in call["last_error"] and page["counts"][PLUGIN]["failed"] >= 1
     assert papi.get("/v1/plugin-hooks", params={"tenant": spared.slug}).json()["items"] == []  # off for it
-    assert [c["id"] for c in papi.get("/v1/plugin-hooks", params={"status": "failed", "limit": 500}).json()["items"]
-            if c["tenant_id"] == str(spared.id)] == []
+    assert [
+        c["id"]
+        for c in papi.get("/v1/plugin-hooks", params={"status": "failed", "limit": 500}).json()["items"]
+        if c["tenant_id"] == str(spared.id)
+    ] == []
 
     _, writer = make_ptoken("plugins:write", prefix="hooks")
     retried = papi.as_token(writer).post("/v1/plugin-hooks/retry", json={"ids": [call["id"]]})
     assert retried.status_code == 200 and retried.json() == {"retried": [call["id"]]}, retried.text
-    [entry] = [e for e in ptn.audit_log(target_type="plugin", target=PLUGIN, limit=20) if e.action == "plugin.hooks.retry"][:1]
+    [entry] = [
+        e for e in ptn.audit_log(target_type="plugin", target=PLUGIN, limit=20) if e.action == "plugin.hooks.retry"
+    ][:1]
     assert entry.actor.startswith("token:hooks-")
     deadline = time.monotonic() + 5
     while True:  # delivered again (by the app's hook runner, or here): it still raises
@@ -387,4 +490,7 @@ def test_hook_queue_lists_and_retries_failed_calls(
     _problem(papi.get("/v1/plugin-hooks", params={"tenant": "no-such-tenant"}), 404)
     _, reader = make_ptoken("plugins:read")
     assert papi.as_token(reader).get("/v1/plugin-hooks").status_code == 200
-    assert _problem(papi.as_token(reader).post("/v1/plugin-hooks/retry", json={"ids": [call["id"]]}), 403)["scope"] == "plugins:write"
+    assert (
+        _problem(papi.as_token(reader).post("/v1/plugin-hooks/retry", json={"ids": [call["id"]]}), 403)["scope"]
+        == "plugins:write"
+    )

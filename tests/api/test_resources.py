@@ -109,6 +109,13 @@ def test_audit_pages(api: Client, make_tenant) -> None:
     assert body["items"][-1]["action"] == "tenant.create"
     only = api.get("/v1/audit", params={"action": "tenant.suspended", "target": tenant.slug}).json()["items"]
     assert len(only) == 3 and {e["before"]["status"] for e in only} == {"active"}
-    for query in ("limit=0", "limit=501", "cursor=abc", "cursor=WyJ4Il0", "cursor=Wy0xXQ", "cursor=WzFlMzBd",
-                  "cursor=Wzk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5XQ"):
+    for query in (
+        "limit=0",
+        "limit=501",
+        "cursor=abc",
+        "cursor=WyJ4Il0",
+        "cursor=Wy0xXQ",
+        "cursor=WzFlMzBd",
+        "cursor=Wzk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5XQ",
+    ):
         _problem(api.get(f"/v1/audit?{query}"), 422)

@@ -13,10 +13,9 @@ keeps the run around a minute per backend.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterator
 from typing import Any
-
-import traceback
 
 import pytest
 import schemathesis
@@ -29,8 +28,8 @@ from tenantry.api import create_admin_app
 from tenantry.services.domain_checks import Method
 from tenantry.services.flags import create_flag
 from tests.config.app_config import AppConfig
-from tests.support import Scratch
 from tests.model_app import Base
+from tests.support import Scratch
 
 MAX_EXAMPLES = 25
 
@@ -82,8 +81,12 @@ def test_the_api_keeps_to_its_spec(fuzzed: tuple[Any, str], mode: GenerationMode
 
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(
-            max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True,
-            suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate],
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+            phases=[Phase.explicit, Phase.generate],
         )
         def run(case: Any) -> None:
             if any(value in ([], {}) for value in (case.query or {}).values()):

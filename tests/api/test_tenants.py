@@ -21,7 +21,9 @@ def test_create_pooled_is_201_with_location(api: Client, tn: Tenantry) -> None:
     response = api.post("/v1/tenants", json={"slug": slug, "name": "Acme Corp"})
     assert response.status_code == 201, response.text
     body = response.json()
-    assert body["slug"] == slug and body["name"] == "Acme Corp" and body["plan"] == "free" and body["status"] == "active"
+    assert (
+        body["slug"] == slug and body["name"] == "Acme Corp" and body["plan"] == "free" and body["status"] == "active"
+    )
     assert response.headers["location"] == f"/v1/tenants/{slug}"
     assert tn.get_tenant(slug).id == uuid.UUID(body["id"])
     for key in (slug, body["id"]):
@@ -29,7 +31,8 @@ def test_create_pooled_is_201_with_location(api: Client, tn: Tenantry) -> None:
         assert got.status_code == 200 and got.json() == body
     placement = api.get(f"/v1/tenants/{slug}/placement").json()
     assert placement == {
-        "tenant": slug, "building": None,
+        "tenant": slug,
+        "building": None,
         "active": {"tier": "pooled", "cell": "primary", "database": None, "schema": "tenant_data", "status": "active"},
     }
 
@@ -100,7 +103,12 @@ def test_lifecycle_by_patch_and_delete(api: Client, tn: Tenantry, make_tenant) -
         _problem(api.patch(path, json={"status": status}), 422)
     response = api.delete(path)
     assert response.status_code == 200
-    assert response.json() == {"id": str(tenant.id), "slug": tenant.slug, "status": "deleted", "rows_deleted": response.json()["rows_deleted"]}
+    assert response.json() == {
+        "id": str(tenant.id),
+        "slug": tenant.slug,
+        "status": "deleted",
+        "rows_deleted": response.json()["rows_deleted"],
+    }
     _problem(api.get(path), 404)
     assert api.get(f"/v1/tenants/{tenant.id}").json()["status"] == "deleted"  # by id, its tombstone
     assert tn.get_tenant(tenant.id).status is Status.DELETED
@@ -133,7 +141,11 @@ def test_list_filters(api: Client, make_tenant) -> None:
     api.patch(f"/v1/tenants/{suspended.slug}", json={"status": "suspended"})
     listed = api.get("/v1/tenants", params={"status": "suspended", "limit": 500}).json()["items"]
     assert suspended.slug in {t["slug"] for t in listed} and {t["status"] for t in listed} == {"suspended"}
-    assert api.get("/v1/tenants", params={"plan": "no-such-plan"}).json() == {"items": [], "next": None, "next_cursor": None}
+    assert api.get("/v1/tenants", params={"plan": "no-such-plan"}).json() == {
+        "items": [],
+        "next": None,
+        "next_cursor": None,
+    }
     gone = make_tenant("filt")
     api.delete(f"/v1/tenants/{gone.slug}")
     live = {t["slug"] for t in api.get("/v1/tenants", params={"limit": 500}).json()["items"]}
@@ -144,9 +156,19 @@ def test_list_filters(api: Client, make_tenant) -> None:
 
 @pytest.mark.parametrize(
     "query",
-    ["limit=0", "limit=501", "limit=abc", "cursor=not-a-cursor", "cursor=WzFd", "cursor=W251bGwsbnVsbF0",
-     "cursor=WyJceDAwIiwiMSJd", "status=gone", "stauts=active", "limit=5&extra=",
-     "plan=free&plan=business"],
+    [
+        "limit=0",
+        "limit=501",
+        "limit=abc",
+        "cursor=not-a-cursor",
+        "cursor=WzFd",
+        "cursor=W251bGwsbnVsbF0",
+        "cursor=WyJceDAwIiwiMSJd",
+        "status=gone",
+        "stauts=active",
+        "limit=5&extra=",
+        "plan=free&plan=business",
+    ],
 )
 def test_bad_paging_and_filters_are_422(api: Client, query: str) -> None:
     _problem(api.get(f"/v1/tenants?{query}"), 422)

@@ -2,4 +2,3 @@
 :mod:`tests.branding.support`, a plain module: conftest files are not imported)."""
 
 from tests.branding.support import runner  # noqa: F401 - fixtures
-

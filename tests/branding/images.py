@@ -11,7 +11,9 @@ from PIL import Image as PILImage
 from tenantry.branding.images import encode_png
 
 
-def pillow(fmt: str, size: tuple[int, int] = (64, 32), color: tuple[int, int, int] = (200, 30, 30), **options: object) -> bytes:
+def pillow(
+    fmt: str, size: tuple[int, int] = (64, 32), color: tuple[int, int, int] = (200, 30, 30), **options: object
+) -> bytes:
     """An image of ``size`` encoded by Pillow as ``fmt`` (PNG, JPEG, WEBP, ICO)."""
     out = io.BytesIO()
     mode = "RGB" if fmt == "JPEG" else "RGBA"

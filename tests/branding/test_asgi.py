@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from tenantry import BrandRoutes, Tenant, Tenantry
-from tests.branding.support import brand_site, client
 from tests.branding.images import pillow, png
+from tests.branding.support import brand_site, client
 
 
 def _get(runner: asyncio.Runner, app: object, slug: str, path: str, **kwargs: object) -> httpx.Response:
@@ -26,8 +26,12 @@ def _get(runner: asyncio.Runner, app: object, slug: str, path: str, **kwargs: ob
 @pytest.fixture
 def two(tn: Tenantry, make_tenant: Callable[..., Tenant]) -> tuple[Tenant, Tenant]:
     a, b = make_tenant("brand-a"), make_tenant("brand-b")
-    tn.branding.set(a.slug, {"colors": {"primary": "#aa0000"}}, logo=png(rgba=b"\xaa\x00\x00\xff"),
-                    favicon=png(rgba=b"\xaa\x00\x01\xff"))
+    tn.branding.set(
+        a.slug,
+        {"colors": {"primary": "#aa0000"}},
+        logo=png(rgba=b"\xaa\x00\x00\xff"),
+        favicon=png(rgba=b"\xaa\x00\x01\xff"),
+    )
     tn.branding.set(b.slug, {"colors": {"primary": "#0000bb"}}, logo=pillow("JPEG", (64, 64), (0, 0, 187)))
     return a, b
 
@@ -43,10 +47,14 @@ def test_theme_css_with_revalidation_and_304(tn: Tenantry, two: tuple[Tenant, Te
     etag = response.headers["etag"]
     again = _get(runner, app, a.slug, "/_brand/theme.css", headers={"if-none-match": etag})
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
-    assert _get(runner, app, a.slug, "/_brand/theme.css", headers={"if-none-match": f'"x", W/{etag}'}).status_code == 304
+    assert (
+        _get(runner, app, a.slug, "/_brand/theme.css", headers={"if-none-match": f'"x", W/{etag}'}).status_code == 304
+    )
     assert _get(runner, app, a.slug, "/_brand/theme.css", headers={"if-none-match": '"other"'}).status_code == 200
     head = _get(runner, app, a.slug, "/_brand/theme.css", method="HEAD")
-    assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) == len(response.content)
+    assert (
+        head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) == len(response.content)
+    )
 
 
 def test_versioned_css_is_immutable_and_moves_with_the_theme(
@@ -114,11 +122,19 @@ def test_assets_answer_only_for_the_tenant_whose_brand_uses_them(
     assert own.headers["cross-origin-resource-policy"] == "same-origin"
     assert own.headers["cache-control"] == "private, max-age=31536000, immutable"
     assert own.headers["etag"] == f'"{a_logo.sha256}"'
-    assert _get(runner, app, a.slug, f"/_brand/assets/{a_logo.filename}",
-                headers={"if-none-match": own.headers["etag"]}).status_code == 304
+    assert (
+        _get(
+            runner, app, a.slug, f"/_brand/assets/{a_logo.filename}", headers={"if-none-match": own.headers["etag"]}
+        ).status_code
+        == 304
+    )
     # ... and b, knowing the hash, still gets nothing: not the bytes, not a 304
-    for path in (f"/_brand/assets/{a_logo.filename}", f"/_brand/assets/{a_logo.sha256}.jpg",
-                 f"/_brand/assets/{a_logo.sha256}", f"/_brand/assets/{a_logo.filename.upper()}"):
+    for path in (
+        f"/_brand/assets/{a_logo.filename}",
+        f"/_brand/assets/{a_logo.sha256}.jpg",
+        f"/_brand/assets/{a_logo.sha256}",
+        f"/_brand/assets/{a_logo.filename.upper()}",
+    ):
         stolen = _get(runner, app, b.slug, path, headers={"if-none-match": own.headers["etag"]})
         assert stolen.status_code == 404, path
         assert stolen.headers["content-type"] == "application/problem+json" and stolen.json()["status"] == 404
@@ -149,7 +165,10 @@ def test_logo_and_favicon_routes(tn: Tenantry, two: tuple[Tenant, Tenant], runne
     favicon = _get(runner, app, a.slug, "/_brand/favicon")
     assert favicon.status_code == 200 and favicon.headers["cache-control"] == "private, no-cache"
     assert favicon.content.startswith(b"\x89PNG")
-    assert _get(runner, app, a.slug, "/_brand/favicon", headers={"if-none-match": favicon.headers["etag"]}).status_code == 304
+    assert (
+        _get(runner, app, a.slug, "/_brand/favicon", headers={"if-none-match": favicon.headers["etag"]}).status_code
+        == 304
+    )
     assert _get(runner, app, b.slug, "/_brand/favicon").status_code == 404  # b has none
     logo = _get(runner, app, b.slug, "/_brand/logo")
     assert logo.status_code == 200 and logo.headers["content-type"] == "image/jpeg"
@@ -157,8 +176,16 @@ def test_logo_and_favicon_routes(tn: Tenantry, two: tuple[Tenant, Tenant], runne
 
 @pytest.mark.parametrize(
     "path",
-    ["/_brand/", "/_brand/theme.js", "/_brand/assets/", "/_brand/assets/x/y.png", "/_brand/theme.css/x",
-     "/_brand/%2e%2e/secrets", "/_brand/assets/..%2ftheme.css", "/_brand/theme..css"],
+    [
+        "/_brand/",
+        "/_brand/theme.js",
+        "/_brand/assets/",
+        "/_brand/assets/x/y.png",
+        "/_brand/theme.css/x",
+        "/_brand/%2e%2e/secrets",
+        "/_brand/assets/..%2ftheme.css",
+        "/_brand/theme..css",
+    ],
 )
 def test_anything_else_is_404(tn: Tenantry, two: tuple[Tenant, Tenant], runner: asyncio.Runner, path: str) -> None:
     response = _get(runner, brand_site(tn), two[0].slug, path)
@@ -167,7 +194,9 @@ def test_anything_else_is_404(tn: Tenantry, two: tuple[Tenant, Tenant], runner: 
         assert re.fullmatch(r"/_brand/theme\.[0-9a-f]{16}\.css", response.headers["location"])
 
 
-def test_no_tenant_no_brand_and_writes_are_refused(tn: Tenantry, two: tuple[Tenant, Tenant], runner: asyncio.Runner) -> None:
+def test_no_tenant_no_brand_and_writes_are_refused(
+    tn: Tenantry, two: tuple[Tenant, Tenant], runner: asyncio.Runner
+) -> None:
     app = brand_site(tn)
     unbound = _get(runner, app, "x", "/_brand/theme.css", headers={"host": "example.org"})  # no tenant bound
     assert unbound.status_code == 404 and unbound.json()["detail"] == "no tenant is served at this address"
@@ -175,7 +204,9 @@ def test_no_tenant_no_brand_and_writes_are_refused(tn: Tenantry, two: tuple[Tena
     assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD"
 
 
-def test_as_middleware_it_passes_everything_else_on(tn: Tenantry, two: tuple[Tenant, Tenant], runner: asyncio.Runner) -> None:
+def test_as_middleware_it_passes_everything_else_on(
+    tn: Tenantry, two: tuple[Tenant, Tenant], runner: asyncio.Runner
+) -> None:
     from starlette.responses import PlainTextResponse
 
     from tests.branding.support import HostTenancy

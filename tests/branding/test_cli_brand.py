@@ -16,14 +16,28 @@ from tests.branding.images import pillow, png
 def test_set_show_reset(cli, tn: Tenantry, make_tenant: Callable[..., Tenant], tmp_path: Path) -> None:
     tenant = make_tenant("brand")
     (tmp_path / "logo.png").write_bytes(png(rgba=b"\x21\x22\x23\xff"))
-    code, out, err = cli("brand", "set", "--tenant", tenant.slug, "--primary", "rgb(18, 52, 86)",
-                         "--font-body", "Inter, sans-serif", "--product-name", "Roadrunner",
-                         "--logo", str(tmp_path / "logo.png"))
+    code, out, err = cli(
+        "brand",
+        "set",
+        "--tenant",
+        tenant.slug,
+        "--primary",
+        "rgb(18, 52, 86)",
+        "--font-body",
+        "Inter, sans-serif",
+        "--product-name",
+        "Roadrunner",
+        "--logo",
+        str(tmp_path / "logo.png"),
+    )
     assert code == 0 and err == "" and f"saved the brand of {tenant.slug}: version 1" in out
     code, out, _ = cli("brand", "show", "--tenant", tenant.slug, "--json")
     shown = json.loads(out)
     assert code == 0 and shown["version"] == 1 and shown["product_name"] == "Roadrunner"
-    assert shown["theme"]["colors"]["primary"] == "#123456" and shown["theme"]["fonts"]["body"] == ["Inter", "sans-serif"]
+    assert shown["theme"]["colors"]["primary"] == "#123456" and shown["theme"]["fonts"]["body"] == [
+        "Inter",
+        "sans-serif",
+    ]
     assert shown["theme"]["logo"]["content_type"] == "image/png" and shown["warnings"] == []
     code, out, _ = cli("brand", "show", "--tenant", tenant.slug)
     assert code == 0 and "#123456" in out and "image/png 32x32" in out
@@ -38,7 +52,9 @@ def test_unreadable_colours_are_refused_unless_allowed(cli, tn: Tenantry, make_t
     tenant = make_tenant("brand")
     code, out, err = cli("brand", "set", "--tenant", tenant.slug, "--primary", "#ffff00")
     assert code == 2 and out == "" and err.count("\n") == 1, err
-    assert err.startswith("error: refused: these colours are hard to read") and "text on the primary colour 1.07:1" in err
+    assert (
+        err.startswith("error: refused: these colours are hard to read") and "text on the primary colour 1.07:1" in err
+    )
     assert err.rstrip().endswith("pass --allow-low-contrast to save them anyway")
     assert tn.branding.get(tenant.slug).version == 0  # nothing saved
     code, out, err = cli("brand", "set", "--tenant", tenant.slug, "--primary", "#ffff00", "--json")
@@ -64,7 +80,10 @@ def test_history_and_rollback(cli, tn: Tenantry, make_tenant: Callable[..., Tena
     code, out, _ = cli("brand", "history", "--tenant", tenant.slug)
     assert code == 0 and "no versions yet" in out
     (tmp_path / "logo.png").write_bytes(png(rgba=b"\x61\x62\x63\xff"))
-    assert cli("brand", "set", "--tenant", tenant.slug, "--primary", "darkred", "--logo", str(tmp_path / "logo.png"))[0] == 0
+    assert (
+        cli("brand", "set", "--tenant", tenant.slug, "--primary", "darkred", "--logo", str(tmp_path / "logo.png"))[0]
+        == 0
+    )
     assert cli("brand", "set", "--tenant", tenant.slug, "--primary", "#123456", "--product-name", "Two")[0] == 0
     assert cli("brand", "reset", "--tenant", tenant.slug)[0] == 0
     code, out, _ = cli("brand", "history", "--tenant", tenant.slug, "--json")
@@ -78,7 +97,9 @@ def test_history_and_rollback(cli, tn: Tenantry, make_tenant: Callable[..., Tena
     code, out, err = cli("brand", "rollback", "--tenant", tenant.slug, "--to", "1", "-m", "back to red")
     assert code == 0 and f"rolled back the brand of {tenant.slug} to version 1: now version 4" in out, err
     brand = tn.branding.get(tenant.slug)
-    assert brand.version == 4 and brand.theme.colors.primary == "#8b0000" and brand.theme.logo is not None  # the logo too
+    assert (
+        brand.version == 4 and brand.theme.colors.primary == "#8b0000" and brand.theme.logo is not None
+    )  # the logo too
     assert tn.branding.history(tenant.slug, limit=1)[0].message == "back to red"
     code, out, _ = cli("brand", "rollback", "--tenant", tenant.slug, "--to", "1")
     assert code == 0 and "unchanged (version 4)" in out
@@ -122,10 +143,22 @@ def test_bad_input_is_one_line_and_saves_nothing(
         "jpeg": ("favicon.jpg", pillow("JPEG", (32, 32))),
         "ok": ("ok.png", png(rgba=b"\x31\x32\x33\xff")),
         "badjson": ("theme.json", b'{"colors": {"primary": "#fff",}}'),
-        "template": ("theme.json", json.dumps({"email": {"templates": {"welcome": {
-            "subject": "hi", "text": "hi", "html": "{{ ''.__class__.__mro__ }}"}}}}).encode()),
-        "byref": ("theme.json", json.dumps({"logo": {"sha256": "0" * 64, "content_type": "image/png",
-                                                      "size": 1, "width": 1, "height": 1}}).encode()),
+        "template": (
+            "theme.json",
+            json.dumps(
+                {
+                    "email": {
+                        "templates": {"welcome": {"subject": "hi", "text": "hi", "html": "{{ ''.__class__.__mro__ }}"}}
+                    }
+                }
+            ).encode(),
+        ),
+        "byref": (
+            "theme.json",
+            json.dumps(
+                {"logo": {"sha256": "0" * 64, "content_type": "image/png", "size": 1, "width": 1, "height": 1}}
+            ).encode(),
+        ),
     }
     args = []
     for arg in extra:
@@ -145,18 +178,38 @@ def test_bad_input_is_one_line_and_saves_nothing(
     assert brand.version == 1 and brand.theme.colors.primary == "#3b5bdb"  # the good --primary was not saved either
 
 
-def test_from_json_with_images_relative_to_the_file(cli, tn: Tenantry, make_tenant: Callable[..., Tenant], tmp_path: Path) -> None:
+def test_from_json_with_images_relative_to_the_file(
+    cli, tn: Tenantry, make_tenant: Callable[..., Tenant], tmp_path: Path
+) -> None:
     tenant = make_tenant("brand")
     (tmp_path / "img").mkdir()
     (tmp_path / "img" / "logo.webp").write_bytes(pillow("WEBP", (120, 40)))
     (tmp_path / "img" / "icon.ico").write_bytes(pillow("ICO", (32, 32)))
-    (tmp_path / "theme.json").write_text(json.dumps({
-        "product_name": "From JSON", "colors": {"primary": "#223344", "text": "#000"},
-        "logo": "img/logo.webp", "favicon": "img/icon.ico",
-        "email": {"sender_name": "JSON Support", "templates": {"welcome": {"subject": "Hi {{ recipient.name }}", "text": "t"}}},
-    }))
-    code, out, err = cli("brand", "set", "--tenant", tenant.slug, "--from-json", str(tmp_path / "theme.json"),
-                         "--primary", "#334455", "--json")
+    (tmp_path / "theme.json").write_text(
+        json.dumps(
+            {
+                "product_name": "From JSON",
+                "colors": {"primary": "#223344", "text": "#000"},
+                "logo": "img/logo.webp",
+                "favicon": "img/icon.ico",
+                "email": {
+                    "sender_name": "JSON Support",
+                    "templates": {"welcome": {"subject": "Hi {{ recipient.name }}", "text": "t"}},
+                },
+            }
+        )
+    )
+    code, out, err = cli(
+        "brand",
+        "set",
+        "--tenant",
+        tenant.slug,
+        "--from-json",
+        str(tmp_path / "theme.json"),
+        "--primary",
+        "#334455",
+        "--json",
+    )
     assert code == 0, err
     theme = json.loads(out)["brand"]["theme"]
     assert theme["colors"]["primary"] == "#334455" and theme["colors"]["text"] == "#000000"  # options win
@@ -175,7 +228,9 @@ def test_nothing_to_change_and_unknown_tenant(cli, make_tenant: Callable[..., Te
     assert code == 2 and "--tenant" in err
 
 
-def test_preview_writes_one_self_contained_page(cli, tn: Tenantry, make_tenant: Callable[..., Tenant], tmp_path: Path) -> None:
+def test_preview_writes_one_self_contained_page(
+    cli, tn: Tenantry, make_tenant: Callable[..., Tenant], tmp_path: Path
+) -> None:
     tenant = make_tenant("brand")
     logo = png(rgba=b"\x51\x52\x53\xff")
     tn.branding.set(tenant.slug, {"product_name": "Preview Co", "colors": {"primary": "#5f3dc4"}}, logo=logo)

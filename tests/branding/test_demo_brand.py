@@ -17,8 +17,8 @@ import pytest
 
 from examples.tracker.brands import BRANDS
 from tests.branding.images import png
-from tests.support import Scratch
 from tests.e2e.support import DemoProcess, demo_env, tenantry_command
+from tests.support import Scratch
 
 CHROMIUM = Path("/usr/bin/chromium")
 WITHIN = 1.0
@@ -77,8 +77,14 @@ def test_a_cli_change_shows_in_the_running_app_within_a_second(
     (tmp_path / "new-logo.png").write_bytes(png(48, 48, b"\x5c\x94\x0d\xff"))
     env = demo_env(demo_db)
     done = subprocess.run(
-        tenantry_command("brand", "set", "--tenant", "acme", "--primary", "#3a7d0a", "--logo", str(tmp_path / "new-logo.png")),
-        env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        tenantry_command(
+            "brand", "set", "--tenant", "acme", "--primary", "#3a7d0a", "--logo", str(tmp_path / "new-logo.png")
+        ),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
     exited = time.monotonic()
     assert done.returncode == 0, done.stderr

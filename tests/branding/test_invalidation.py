@@ -30,9 +30,20 @@ def running(scratch: Scratch, tn: Tenantry) -> Iterator[Tenantry]:
 
 def _cli(scratch: Scratch, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
-    env.update(TENANTRY_DATABASE_URL=scratch.url, TENANTRY_OWNER_ROLE=scratch.owner, TENANTRY_RUNTIME_ROLE=scratch.runtime, TENANTRY_READER_ROLE=scratch.reader)
-    return subprocess.run([sys.executable, "-m", "tenantry.cli.main", *args], env=env, capture_output=True,
-                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    env.update(
+        TENANTRY_DATABASE_URL=scratch.url,
+        TENANTRY_OWNER_ROLE=scratch.owner,
+        TENANTRY_RUNTIME_ROLE=scratch.runtime,
+        TENANTRY_READER_ROLE=scratch.reader,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "tenantry.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _warm(tn: Tenantry, slug: str) -> None:
@@ -79,7 +90,9 @@ def test_a_cli_change_reaches_a_running_process_within_a_second(
         print(f"\n  brand change via CLI visible in the running process {elapsed * 1000:.0f} ms after the CLI exited")
 
 
-def test_an_api_change_in_one_process_reaches_the_other(running: Tenantry, tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
+def test_an_api_change_in_one_process_reaches_the_other(
+    running: Tenantry, tn: Tenantry, make_tenant: Callable[..., Tenant]
+) -> None:
     a, b = make_tenant("brand"), make_tenant("brand")
     _warm(running, a.slug)
     _warm(running, b.slug)
@@ -95,7 +108,9 @@ def test_an_api_change_in_one_process_reaches_the_other(running: Tenantry, tn: T
         assert running.branding._cached(brand.tenant_id) is brand and brand.product_name != "Changed Elsewhere"
 
 
-def test_the_cache_is_not_trusted_without_the_listener(running: Tenantry, tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
+def test_the_cache_is_not_trusted_without_the_listener(
+    running: Tenantry, tn: Tenantry, make_tenant: Callable[..., Tenant]
+) -> None:
     tenant = make_tenant("brand")
     _warm(running, tenant.slug)
     assert running._listener is not None
@@ -127,7 +142,9 @@ def test_a_load_racing_an_invalidation_is_not_cached(running: Tenantry, make_ten
     assert tenant.id not in branding._cache.brands
 
 
-def test_a_rollback_invalidates_as_a_set_does(running: Tenantry, tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
+def test_a_rollback_invalidates_as_a_set_does(
+    running: Tenantry, tn: Tenantry, make_tenant: Callable[..., Tenant]
+) -> None:
     tenant = make_tenant("brand")
     tn.branding.set(tenant.slug, {"product_name": "First"})
     tn.branding.set(tenant.slug, {"product_name": "Second"})

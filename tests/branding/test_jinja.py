@@ -9,8 +9,8 @@ from collections.abc import Callable
 from jinja2 import Environment
 
 from tenantry import Tenant, Tenantry, install_brand_helpers
-from tests.branding.support import brand_site, client
 from tests.branding.images import png
+from tests.branding.support import brand_site, client
 
 PAGE = (
     "{% set b = brand() %}{{ b.product_name }}|{{ b.css_url }}|{{ b.logo_url }}|{{ b.favicon_url }}"
@@ -20,8 +20,11 @@ PAGE = (
 
 def test_brand_is_the_bound_tenants(tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
     a, b = make_tenant("brand", name="Acme <Corp>"), make_tenant("brand", name="Globex")
-    logo = tn.branding.set(a.slug, {"colors": {"primary": "#aa0000"}, "fonts": {"heading": "Georgia, serif"}},
-                           logo=png(rgba=b"\xab\x00\x00\xff")).brand.theme.logo
+    logo = tn.branding.set(
+        a.slug,
+        {"colors": {"primary": "#aa0000"}, "fonts": {"heading": "Georgia, serif"}},
+        logo=png(rgba=b"\xab\x00\x00\xff"),
+    ).brand.theme.logo
     assert logo is not None
     env = Environment(autoescape=True)
     install_brand_helpers(env, tn)
@@ -36,7 +39,10 @@ def test_brand_is_the_bound_tenants(tn: Tenantry, make_tenant: Callable[..., Ten
         other = page.render()
     assert other.startswith("Globex|/_brand/theme.") and "#aa0000" not in other and logo.sha256 not in other
     assert "|None|None|#3b5bdb|" in other
-    assert page.render() == "|None|None|None|#3b5bdb|system-ui, &#34;Segoe UI&#34;, &#34;Roboto&#34;, &#34;Helvetica Neue&#34;, &#34;Arial&#34;, sans-serif|0"
+    assert (
+        page.render()
+        == "|None|None|None|#3b5bdb|system-ui, &#34;Segoe UI&#34;, &#34;Roboto&#34;, &#34;Helvetica Neue&#34;, &#34;Arial&#34;, sans-serif|0"
+    )
 
 
 def test_helper_urls_are_served_by_brand_routes(tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
@@ -45,7 +51,11 @@ def test_helper_urls_are_served_by_brand_routes(tn: Tenantry, make_tenant: Calla
     env = Environment(autoescape=True)
     install_brand_helpers(env, tn, prefix="/_brand/")
     with tn.tenant(a.slug):
-        urls = env.from_string("{% set b = brand() %}{{ b.css_url }} {{ b.logo_url }} {{ b.favicon_url }}").render().split()
+        urls = (
+            env.from_string("{% set b = brand() %}{{ b.css_url }} {{ b.logo_url }} {{ b.favicon_url }}")
+            .render()
+            .split()
+        )
     app = brand_site(tn)
 
     async def fetch() -> list[int]:

@@ -10,18 +10,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
-import psycopg
-
-from tenantry import Conflict, InvalidBrand, InvalidInput, LowContrast, NotFound, Tenant, TenantNotFound, Tenantry, Upload
+from tenantry import (
+    Conflict,
+    InvalidBrand,
+    InvalidInput,
+    LowContrast,
+    NotFound,
+    Tenant,
+    TenantNotFound,
+    Tenantry,
+    Upload,
+)
 from tenantry.branding import Theme
 from tests.branding.images import pillow, png
 
 
 def _asset_rows(tn: Tenantry, *shas: str) -> int:
     with tn.admin() as conn:
-        row = conn.execute("SELECT count(*) FROM tenantry.brand_assets WHERE sha256 = ANY(%s)", (list(shas),)).fetchone()
+        row = conn.execute(
+            "SELECT count(*) FROM tenantry.brand_assets WHERE sha256 = ANY(%s)", (list(shas),)
+        ).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -45,13 +56,19 @@ def test_set_saves_a_new_version_and_audits_it(tn: Tenantry, make_tenant: Callab
     assert [e.action for e in entries if e.action.startswith("brand.")] == ["brand.set"]
     entry = next(e for e in entries if e.action == "brand.set")
     assert entry.actor == "pytest" and entry.before is None
-    assert entry.after is not None and entry.after["version"] == 1 and entry.after["theme"]["colors"]["primary"] == "#123456"
+    assert (
+        entry.after is not None
+        and entry.after["version"] == 1
+        and entry.after["theme"]["colors"]["primary"] == "#123456"
+    )
     assert tn.branding.set(tenant.slug, {"colors": {"accent": "#654321"}}).brand.version == 2
 
 
 def test_unreadable_colours_are_refused_unless_allowed(tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
     tenant = make_tenant("brand")
-    with pytest.raises(LowContrast, match=r"text on the background 1\.\d\d:1 \(text #cccccc on background #f7f8fa\)") as refused:
+    with pytest.raises(
+        LowContrast, match=r"text on the background 1\.\d\d:1 \(text #cccccc on background #f7f8fa\)"
+    ) as refused:
         tn.branding.set(tenant.slug, {"colors": {"text": "#cccccc"}})
     assert refused.value.problems[0].startswith("text on the background: text #cccccc on background #f7f8fa, 1.")
     assert str(refused.value).endswith("pass allow_low_contrast=True to save them anyway")
@@ -79,8 +96,15 @@ def test_history_and_rollback(tn: Tenantry, make_tenant: Callable[..., Tenant]) 
     tn.branding.set(tenant.slug, {"colors": {"primary": "#654321"}, "product_name": "Two", "logo": None})
     tn.branding.reset(tenant.slug)
     versions = tn.branding.history(tenant.slug)
-    assert [(v.version, v.message, v.actor) for v in versions] == [(3, "reset", "pytest"), (2, "", "pytest"), (1, "", "pytest")]
-    assert versions[1].theme["product_name"] == "Two" and versions[2].theme["logo"]["sha256"] == hashlib.sha256(logo).hexdigest()
+    assert [(v.version, v.message, v.actor) for v in versions] == [
+        (3, "reset", "pytest"),
+        (2, "", "pytest"),
+        (1, "", "pytest"),
+    ]
+    assert (
+        versions[1].theme["product_name"] == "Two"
+        and versions[2].theme["logo"]["sha256"] == hashlib.sha256(logo).hexdigest()
+    )
     assert [v.version for v in tn.branding.history(tenant.id, limit=1, before=3)] == [2]
     assert _asset_rows(tn, hashlib.sha256(logo).hexdigest()) == 1  # kept for the history
 
@@ -121,8 +145,10 @@ def test_the_history_is_append_only(tn: Tenantry, make_tenant: Callable[..., Ten
     tenant = make_tenant("brand")
     tn.branding.set(tenant.slug, {"product_name": "Kept"})
     with tn.admin() as conn:
-        for statement in ("UPDATE tenantry.brand_versions SET message = 'x' WHERE tenant_id = %s",
-                          "DELETE FROM tenantry.brand_versions WHERE tenant_id = %s"):
+        for statement in (
+            "UPDATE tenantry.brand_versions SET message = 'x' WHERE tenant_id = %s",
+            "DELETE FROM tenantry.brand_versions WHERE tenant_id = %s",
+        ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"), conn.transaction():
                 conn.execute(statement, (tenant.id,))
     assert [v.message for v in tn.branding.history(tenant.slug)] == [""]
@@ -137,11 +163,27 @@ def test_the_history_is_append_only(tn: Tenantry, make_tenant: Callable[..., Ten
         ({"colors": {"primary": "#000000"}}, {"favicon": "jpeg"}, "favicon: the favicon is a JPEG image"),
         ({"colors": {"primary": "#000000"}}, {"logo": "misnamed"}, "holds a JPEG image, not PNG"),
         ({"colors": {"primary": "#000000"}}, {"logo": "oversized"}, "the limit is 512 KiB"),
-        ({"colors": {"primary": "#000000"}, "email": {"sender_name": "Acme\r\nBcc: all@example.com"}}, {"logo": "ok"}, "email.sender_name"),
-        ({"colors": {"primary": "#000000"}, "email": {"templates": {"w": {"subject": "{{ ''.__class__ }}", "text": "x"}}}},
-         {"logo": "ok"}, "email.templates.w: subject"),
-        ({"colors": {"primary": "#000000"}, "logo": {"sha256": "0" * 64, "content_type": "image/png", "size": 1, "width": 1, "height": 1}},
-         {}, "upload the image itself"),
+        (
+            {"colors": {"primary": "#000000"}, "email": {"sender_name": "Acme\r\nBcc: all@example.com"}},
+            {"logo": "ok"},
+            "email.sender_name",
+        ),
+        (
+            {
+                "colors": {"primary": "#000000"},
+                "email": {"templates": {"w": {"subject": "{{ ''.__class__ }}", "text": "x"}}},
+            },
+            {"logo": "ok"},
+            "email.templates.w: subject",
+        ),
+        (
+            {
+                "colors": {"primary": "#000000"},
+                "logo": {"sha256": "0" * 64, "content_type": "image/png", "size": 1, "width": 1, "height": 1},
+            },
+            {},
+            "upload the image itself",
+        ),
     ],
 )
 def test_one_bad_field_saves_nothing(
@@ -244,7 +286,7 @@ def test_unknown_and_deleted_tenants(tn: Tenantry, make_tenant: Callable[..., Te
     with pytest.raises(TenantNotFound):
         tn.branding.set("no-such-tenant", {"product_name": "X"})
     with pytest.raises(TenantNotFound):
-        tn.branding.get("a\"; drop table tenantry.brands; --")
+        tn.branding.get('a"; drop table tenantry.brands; --')
     tenant = make_tenant("brand")
     tn.delete_tenant(tenant.slug)
     with pytest.raises(TenantNotFound):
@@ -264,14 +306,31 @@ def test_a_slug_used_again_gets_a_brand_of_its_own(tn: Tenantry, make_tenant: Ca
     assert brand.theme.logo is None
 
 
-def test_e_mail_renders_with_the_brand_and_cannot_inject_headers(tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
+def test_e_mail_renders_with_the_brand_and_cannot_inject_headers(
+    tn: Tenantry, make_tenant: Callable[..., Tenant]
+) -> None:
     tenant = make_tenant("brand", name="Acme Corporation")
-    tn.branding.set(tenant.slug, {"product_name": "Roadrunner", "email": {"sender_name": "Acme Support", "templates": {
-        "welcome": {"subject": "Welcome to {{ product_name }}, {{ recipient.name }}",
-                    "text": "Go: {{ action_url }}\n", "html": "<p>Hi {{ recipient.name }}</p><a href=\"{{ action_url }}\">go</a>"},
-    }}})
-    values = {"recipient": {"name": "Ada\r\nBcc: all@example.com <script>"}, "action_url": "https://x/?a=1&b=2",
-              "product_name": "Spoofed"}
+    tn.branding.set(
+        tenant.slug,
+        {
+            "product_name": "Roadrunner",
+            "email": {
+                "sender_name": "Acme Support",
+                "templates": {
+                    "welcome": {
+                        "subject": "Welcome to {{ product_name }}, {{ recipient.name }}",
+                        "text": "Go: {{ action_url }}\n",
+                        "html": '<p>Hi {{ recipient.name }}</p><a href="{{ action_url }}">go</a>',
+                    },
+                },
+            },
+        },
+    )
+    values = {
+        "recipient": {"name": "Ada\r\nBcc: all@example.com <script>"},
+        "action_url": "https://x/?a=1&b=2",
+        "product_name": "Spoofed",
+    }
     mail = tn.branding.render_email("welcome", values, tenant=tenant.slug)
     assert mail.sender_name == "Acme Support"
     assert mail.from_header("no-reply@acme.example") == "Acme Support <no-reply@acme.example>"
@@ -288,14 +347,24 @@ def test_e_mail_renders_with_the_brand_and_cannot_inject_headers(tn: Tenantry, m
 def test_preview_is_self_contained(tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
     tenant = make_tenant("brand")
     logo = png(rgba=b"\x46\x46\x46\xff")
-    tn.branding.set(tenant.slug, {"product_name": "Tom & Jerry <b>", "colors": {"primary": "#ff0"},
-                                  "email": {"templates": {"w": {"subject": "s", "text": "t", "html": "<p>{{ product_name }}</p>"}}}},
-                    logo=logo, favicon=png(rgba=b"\x47\x47\x47\xff"), allow_low_contrast=True)
+    tn.branding.set(
+        tenant.slug,
+        {
+            "product_name": "Tom & Jerry <b>",
+            "colors": {"primary": "#ff0"},
+            "email": {"templates": {"w": {"subject": "s", "text": "t", "html": "<p>{{ product_name }}</p>"}}},
+        },
+        logo=logo,
+        favicon=png(rgba=b"\x47\x47\x47\xff"),
+        allow_low_contrast=True,
+    )
     page = tn.branding.preview(tenant.slug)
     assert "--brand-primary: #ffff00;" in page
     assert "data:image/png;base64," in page and page.count("data:image/png;base64,") == 2
     assert "Tom &amp; Jerry &lt;b&gt;" in page and "Tom & Jerry <b>" not in page
-    assert 'srcdoc="&lt;p&gt;Tom &amp;amp; Jerry &amp;lt;b&amp;gt;&lt;/p&gt;"' in page  # escaped twice: html, then attribute
+    assert (
+        'srcdoc="&lt;p&gt;Tom &amp;amp; Jerry &amp;lt;b&amp;gt;&lt;/p&gt;"' in page
+    )  # escaped twice: html, then attribute
     assert "hard to read" in page
 
 
@@ -321,12 +390,20 @@ def test_the_upgrade_starts_each_history_at_the_brand_there_is(fresh_scratch: An
                 " DELETE FROM tenantry.schema_migrations WHERE version = 13"
             )
             applied = migrate_catalog(
-                conn, owner=fresh_scratch.owner, runtime=fresh_scratch.runtime, reader=fresh_scratch.reader,
-                pooled_schema=tn.settings.pooled_schema, passwords={},
+                conn,
+                owner=fresh_scratch.owner,
+                runtime=fresh_scratch.runtime,
+                reader=fresh_scratch.reader,
+                pooled_schema=tn.settings.pooled_schema,
+                passwords={},
             )
         assert applied == ["0013_brand_history.sql"]
         [kept] = tn.branding.history(tenant.slug)
-        assert (kept.version, kept.message, kept.theme["product_name"]) == (2, "as it was when brand history began", "Two")
+        assert (kept.version, kept.message, kept.theme["product_name"]) == (
+            2,
+            "as it was when brand history began",
+            "Two",
+        )
         # rerun by hand (as a catalog that got it under another number would): nothing changes
         text = resources.files("tenantry.db").joinpath("sql/catalog/0013_brand_history.sql").read_text()
         with psycopg.connect(fresh_scratch.url, autocommit=True) as conn, conn.transaction():

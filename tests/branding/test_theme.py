@@ -41,7 +41,9 @@ def test_unknown_colours_and_fields_are_refused() -> None:
 
 # -- fonts ------------------------------------------------------------------------------------
 def test_font_stacks_are_lists_of_safe_names() -> None:
-    theme = apply_changes(Theme(), {"fonts": {"body": "Inter,  Segoe UI , SANS-SERIF", "mono": ["JetBrains Mono", "monospace"]}})
+    theme = apply_changes(
+        Theme(), {"fonts": {"body": "Inter,  Segoe UI , SANS-SERIF", "mono": ["JetBrains Mono", "monospace"]}}
+    )
     assert theme.fonts.body == ("Inter", "Segoe UI", "sans-serif")
     assert theme.fonts.mono == ("JetBrains Mono", "monospace")
     css = render_css(theme)
@@ -52,10 +54,31 @@ def test_font_stacks_are_lists_of_safe_names() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        '"Inter"', "'Inter'", "Inter; color: red", "Inter}body{display:none", "Inter{", "url(evil)",
-        "Inter\\", "a\\22 b", "</style><script>alert(1)</script>", "Inter /* x */", "Inter:hover",
-        "-apple-system", "1Password", "Inter  Bold", "inherit", "x" * 65, "", "Inter,", ",", "Ïnter",
-        "Inter\nBold", "Inter\x00", "expression(alert(1))", "@import", "a" + ",b" * 10,
+        '"Inter"',
+        "'Inter'",
+        "Inter; color: red",
+        "Inter}body{display:none",
+        "Inter{",
+        "url(evil)",
+        "Inter\\",
+        "a\\22 b",
+        "</style><script>alert(1)</script>",
+        "Inter /* x */",
+        "Inter:hover",
+        "-apple-system",
+        "1Password",
+        "Inter  Bold",
+        "inherit",
+        "x" * 65,
+        "",
+        "Inter,",
+        ",",
+        "Ïnter",
+        "Inter\nBold",
+        "Inter\x00",
+        "expression(alert(1))",
+        "@import",
+        "a" + ",b" * 10,
     ],
 )
 def test_font_injection_attempts_are_refused(bad: str) -> None:
@@ -79,8 +102,16 @@ def test_product_name() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["Acme\r\nBcc: everyone@example.com", "Acme\nX-Evil: 1", "Acme\rX", "Acme\x00", "Acme\u2028Bcc: x",
-     "Acme <evil@example.com>", "support@acme.example", "x" * 79],
+    [
+        "Acme\r\nBcc: everyone@example.com",
+        "Acme\nX-Evil: 1",
+        "Acme\rX",
+        "Acme\x00",
+        "Acme\u2028Bcc: x",
+        "Acme <evil@example.com>",
+        "support@acme.example",
+        "x" * 79,
+    ],
 )
 def test_sender_name_cannot_inject_headers_or_addresses(bad: str) -> None:
     refused({"email": {"sender_name": bad}}, "email.sender_name:")
@@ -92,11 +123,14 @@ def _template(**parts: str) -> dict:
 
 
 def test_templates_that_compile_and_render_are_kept() -> None:
-    theme = apply_changes(Theme(), _template(
-        subject="Welcome to {{ product_name }}",
-        text="Hello {{ recipient.name|default('there') }}{% if action_url %}: {{ action_url }}{% endif %}",
-        html="<p>{% for item in data.items_list %}{{ item|upper }}{% else %}none{% endfor %}</p>",
-    ))
+    theme = apply_changes(
+        Theme(),
+        _template(
+            subject="Welcome to {{ product_name }}",
+            text="Hello {{ recipient.name|default('there') }}{% if action_url %}: {{ action_url }}{% endif %}",
+            html="<p>{% for item in data.items_list %}{{ item|upper }}{% else %}none{% endfor %}</p>",
+        ),
+    )
     assert set(theme.email.templates) == {"welcome"}
 
 
@@ -144,8 +178,12 @@ def test_template_names_are_checked() -> None:
 
 
 def test_templates_merge_by_name_and_none_removes() -> None:
-    theme = apply_changes(Theme(), {"email": {"templates": {"a": {"subject": "A", "text": "a"}, "b": {"subject": "B", "text": "b"}}}})
-    theme = apply_changes(theme, {"email": {"sender_name": "Acme", "templates": {"a": None, "c": {"subject": "C", "text": "c"}}}})
+    theme = apply_changes(
+        Theme(), {"email": {"templates": {"a": {"subject": "A", "text": "a"}, "b": {"subject": "B", "text": "b"}}}}
+    )
+    theme = apply_changes(
+        theme, {"email": {"sender_name": "Acme", "templates": {"a": None, "c": {"subject": "C", "text": "c"}}}}
+    )
     assert sorted(theme.email.templates) == ["b", "c"] and theme.email.sender_name == "Acme"
 
 
@@ -170,7 +208,9 @@ def test_unreadable_text_is_a_warning_with_the_ratio() -> None:
     theme = apply_changes(Theme(), {"colors": {"text": "#999999", "primary": "#ffff00"}})
     found = {w.message.split(":")[0]: w for w in theme_warnings(theme)}
     assert set(found) == {
-        "text on the background", "text on surfaces", "text on the primary colour",
+        "text on the background",
+        "text on surfaces",
+        "text on the primary colour",
         "links in the primary colour on the background",
     }
     assert found["text on surfaces"].ratio == pytest.approx(2.85, abs=0.01)
@@ -189,9 +229,18 @@ def test_css_holds_every_token_and_nothing_else() -> None:
     tokens = dict(re.findall(r"^  (--brand-[a-z-]+): (.+);$", css, re.M))
     assert tokens["--brand-primary"] == "#123456"
     assert set(tokens) == {
-        "--brand-primary", "--brand-on-primary", "--brand-secondary", "--brand-background", "--brand-surface",
-        "--brand-text", "--brand-muted", "--brand-accent", "--brand-danger",
-        "--brand-font-body", "--brand-font-heading", "--brand-font-mono",
+        "--brand-primary",
+        "--brand-on-primary",
+        "--brand-secondary",
+        "--brand-background",
+        "--brand-surface",
+        "--brand-text",
+        "--brand-muted",
+        "--brand-accent",
+        "--brand-danger",
+        "--brand-font-body",
+        "--brand-font-heading",
+        "--brand-font-mono",
     }
     for forbidden in ("</", "url(", "@import", "\\", ";}", "expression"):
         assert forbidden not in css

@@ -96,13 +96,24 @@ def test_plans_and_audit(cli) -> None:
 def test_init_and_check_are_idempotent(cli) -> None:
     code, out, _ = cli("init", "--app", "tests.model_app:Base", "--json")
     report = json.loads(out)
-    assert code == 0 and report["migrations_applied"] == [] and sorted(report["app"]["secured"]) == [
-        "comments",
-        "projects",
-        "tasks",
-    ]
+    assert (
+        code == 0
+        and report["migrations_applied"] == []
+        and sorted(report["app"]["secured"])
+        == [
+            "comments",
+            "projects",
+            "tasks",
+        ]
+    )
     code, out, _ = cli("check", "--json")
-    assert code == 0 and json.loads(out) == {"unprotected": [], "unscoped_unique": [], "roles": {}, "differ": {}, "ok": True}
+    assert code == 0 and json.loads(out) == {
+        "unprotected": [],
+        "unscoped_unique": [],
+        "roles": {},
+        "differ": {},
+        "ok": True,
+    }
 
 
 def test_bad_app_spec(cli) -> None:

@@ -27,15 +27,22 @@ def test_a_connection_killed_mid_command_gives_one_line(tn: Tenantry, scratch: S
     app_name = f"tenantry-cli-crash-{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "PG"))}
     env.update(
-        TENANTRY_DATABASE_URL=scratch.url, TENANTRY_OWNER_ROLE=scratch.owner,
-        TENANTRY_RUNTIME_ROLE=scratch.runtime, TENANTRY_READER_ROLE=scratch.reader, TENANTRY_APP="tests.model_app:Base", PGAPPNAME=app_name,
+        TENANTRY_DATABASE_URL=scratch.url,
+        TENANTRY_OWNER_ROLE=scratch.owner,
+        TENANTRY_RUNTIME_ROLE=scratch.runtime,
+        TENANTRY_READER_ROLE=scratch.reader,
+        TENANTRY_APP="tests.model_app:Base",
+        PGAPPNAME=app_name,
     )
     with psycopg.connect(scratch.url) as holder, psycopg.connect(scratch.url, autocommit=True) as admin:
         # the move marks the tenant moving on a pooled admin connection, and waits for this lock
         holder.execute("SELECT 1 FROM tenantry.tenants WHERE id = %s FOR UPDATE", (tenant.id,))
         proc = subprocess.Popen(
             [*_CLI, "tenants", "move", tenant.slug, "--plan", "business"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             deadline = time.monotonic() + 60

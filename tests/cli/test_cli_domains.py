@@ -26,7 +26,11 @@ def test_add_verify_list_remove(cli, tn: Tenantry, make_tenant) -> None:
     added = json.loads(out)
     assert added["hostname"] == host and added["status"] == "pending" and added["tenant"] == a.slug
     assert added["http_check"] == f"http://{host}/.well-known/tenantry/{added['token']}"
-    assert added["dns_check"] == {"name": f"_tenantry.{host}", "type": "TXT", "value": f"tenantry-verification={added['token']}"}
+    assert added["dns_check"] == {
+        "name": f"_tenantry.{host}",
+        "type": "TXT",
+        "value": f"tenantry-verification={added['token']}",
+    }
     code, out, _ = cli("domains", "add", host, "--tenant", a.slug)
     assert code == 0 and "pending" in out and "TXT" in out and added["token"] in out
 
@@ -57,8 +61,16 @@ def test_verify_by_dns(cli, make_tenant) -> None:
     record = json.loads(out)["dns_check"]
     with TxtDnsServer({record["name"]: [record["value"]]}) as dns_server:
         code, out, err = cli(
-            "domains", "verify", host, "--method", "dns", "--nameserver", "127.0.0.1",
-            "--dns-port", str(dns_server.port), "--json",
+            "domains",
+            "verify",
+            host,
+            "--method",
+            "dns",
+            "--nameserver",
+            "127.0.0.1",
+            "--dns-port",
+            str(dns_server.port),
+            "--json",
         )
     assert code == 0, err
     assert json.loads(out)["method"] == "dns"
@@ -72,7 +84,11 @@ def test_verify_by_dns(cli, make_tenant) -> None:
         (("domains", "add", "{host}", "--tenant", "no-such-tenant-here"), 6, "no tenant"),
         (("domains", "verify", "{host}"), 6, "no domain"),
         (("domains", "verify", "{host}", "--method", "smoke"), 2, "http' or 'dns"),
-        (("domains", "verify", "{pending}", "--connect-to", "127.0.0.1:1", "--timeout", "2"), 13, "could not be fetched"),
+        (
+            ("domains", "verify", "{pending}", "--connect-to", "127.0.0.1:1", "--timeout", "2"),
+            13,
+            "could not be fetched",
+        ),
         (("domains", "verify", "{pending}", "--connect-to", "nonsense"), 2, "host:port"),
         (("domains", "add", "{pending}", "--tenant", "{other}"), 7, "another tenant"),
     ],

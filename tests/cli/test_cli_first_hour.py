@@ -26,7 +26,9 @@ def _slug(prefix: str = "fh") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def _one_line_and_json(run: Callable[..., tuple[int, str, str]], args: tuple[str, ...], exit_code: int, code: str, fragment: str) -> None:
+def _one_line_and_json(
+    run: Callable[..., tuple[int, str, str]], args: tuple[str, ...], exit_code: int, code: str, fragment: str
+) -> None:
     status, out, err = run(*args)
     assert status == exit_code and out == ""
     assert err.startswith("error:") and err.count("\n") == 1 and fragment in err, err

@@ -38,7 +38,10 @@ print(json.dumps(seen))
 def _imported_by(*runs: list[str]) -> dict[str, list[str]]:
     done = subprocess.run(
         [sys.executable, "-c", _PROBE, ",".join(HEAVY), json.dumps(runs)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     found: dict[str, list[str]] = json.loads(done.stdout)
@@ -101,7 +104,9 @@ def test_every_command_shows_its_help(path: list[str], capsys: pytest.CaptureFix
 
 def test_top_level_help_lists_every_declared_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
-    listed = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("│ ") and
-              line.split()[1] in COMMANDS]
+    listed = [
+        line.split()[1]
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("│ ") and line.split()[1] in COMMANDS
+    ]
     assert listed == list(COMMANDS)
-

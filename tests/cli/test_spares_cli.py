@@ -28,7 +28,13 @@ def test_fill_list_claim_drop_json(app_cli: Cli) -> None:
     assert code == 0, err
     report = json.loads(out)
     assert {k: report[k] for k in ("tier", "cell", "target", "built", "resumed", "dropped", "ready")} == {
-        "tier": "schema", "cell": "primary", "target": 2, "built": 2, "resumed": 0, "dropped": 0, "ready": 2,
+        "tier": "schema",
+        "cell": "primary",
+        "target": 2,
+        "built": 2,
+        "resumed": 0,
+        "dropped": 0,
+        "ready": 2,
     }
     code, out, _ = app_cli("spares", "list", "--json")
     listed = json.loads(out)
@@ -86,7 +92,9 @@ def test_fill_uses_the_setting(app_cli: Cli, monkeypatch: pytest.MonkeyPatch) ->
         (("spares", "drop", "--tier", "pooled"), 2, "need no spares"),
     ],
 )
-def test_bad_input_is_one_line(app_cli: Cli, tn: Tenantry, args: tuple[str, ...], exit_code: int, fragment: str) -> None:
+def test_bad_input_is_one_line(
+    app_cli: Cli, tn: Tenantry, args: tuple[str, ...], exit_code: int, fragment: str
+) -> None:
     code, out, err = app_cli(*args)
     assert code == exit_code, err
     assert fragment in err and err.startswith("error:") and err.count("\n") == 1

@@ -2,4 +2,3 @@
 :mod:`tests.config.support`, a plain module: conftest files are not imported)."""
 
 from tests.config.support import config_db, ctn, make_plan, plan_tenant  # noqa: F401 - fixtures
-

@@ -13,8 +13,8 @@ import pytest
 
 from tenantry import Tenant, Tenantry
 from tests.config.app_config import AppConfig
-from tests.support import Scratch
 from tests.model_app import Base
+from tests.support import Scratch
 
 
 @pytest.fixture(scope="session")

@@ -76,7 +76,11 @@ def test_config_commands(cli, plan_tenant) -> None:
 @pytest.mark.parametrize(
     ("args", "exit_code", "fragment"),
     [
-        (("config", "set", "limits.max_projects", '"many"', "--tenant", "{slug}"), 2, "limits.max_projects: Input should be a valid integer"),
+        (
+            ("config", "set", "limits.max_projects", '"many"', "--tenant", "{slug}"),
+            2,
+            "limits.max_projects: Input should be a valid integer",
+        ),
         (("config", "set", "limits.nope", "1", "--tenant", "{slug}"), 2, "limits.nope: Extra inputs are not permitted"),
         (("config", "set", "a..b", "1", "--tenant", "{slug}"), 2, "config key"),
         (("config", "set", "welcome", "x", "--tenant", "{slug}", "--expires", "soon"), 2, "--expires"),
@@ -88,8 +92,17 @@ def test_config_commands(cli, plan_tenant) -> None:
         (("flags", "create", "Bad Key"), 2, "key: must be"),
         (("flags", "create", "{flag}", "--rollout", "150"), 2, "percentage"),
         (("flags", "create", "{flag}", "--rules", "[{]"), 2, "not valid JSON"),
-        (("flags", "create", "{flag}", "--rules", '[{"when": [{"attribute": "plan", "op": "??", "value": 1}], "variant": "on"}]'), 2,
-         "rules[0].when[0].op"),
+        (
+            (
+                "flags",
+                "create",
+                "{flag}",
+                "--rules",
+                '[{"when": [{"attribute": "plan", "op": "??", "value": 1}], "variant": "on"}]',
+            ),
+            2,
+            "rules[0].when[0].op",
+        ),
         (("flags", "show", "no-such-flag"), 6, "no flag"),
         (("flags", "kill", "no-such-flag"), 6, "no flag"),
         (("flags", "eval", "no-such-flag", "--tenant", "{slug}"), 6, "no flag"),
@@ -141,8 +154,20 @@ def test_flags_commands(cli, plan_tenant) -> None:
     code, out, _ = cli("flags", "set", key, "--enable-at", "none", "--rules", "[]", "--json")
     assert json.loads(out)["enable_at"] is None and json.loads(out)["rules"] == []
     multi = f"cli-{uuid.uuid4().hex[:8]}"
-    code, out, err = cli("flags", "create", multi, "--kind", "multivariate", "--variants", '{"a": "A", "b": "B"}',
-                         "--default", "a", "--rollout", "a=20,b=80", "--json")
+    code, out, err = cli(
+        "flags",
+        "create",
+        multi,
+        "--kind",
+        "multivariate",
+        "--variants",
+        '{"a": "A", "b": "B"}',
+        "--default",
+        "a",
+        "--rollout",
+        "a=20,b=80",
+        "--json",
+    )
     assert code == 0, err
     assert json.loads(out)["rollout"] == {"a": 20.0, "b": 80.0}
     code, out, _ = cli("flags", "list", "--json")
@@ -166,13 +191,19 @@ def test_a_cli_change_reaches_a_running_process_within_a_second(config_db, ctn: 
         **os.environ,
         "TENANTRY_DATABASE_URL": config_db.url,
         "TENANTRY_OWNER_ROLE": config_db.owner,
-        "TENANTRY_RUNTIME_ROLE": config_db.runtime, "TENANTRY_READER_ROLE": config_db.reader,
+        "TENANTRY_RUNTIME_ROLE": config_db.runtime,
+        "TENANTRY_READER_ROLE": config_db.reader,
         "TENANTRY_CONFIG": "tests.config.app_config:AppConfig",
     }
 
     def tenantry_cli(*args: str) -> None:
         done = subprocess.run(
-            [sys.executable, "-m", "tenantry.cli.main", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", "tenantry.cli.main", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert done.returncode == 0, done.stderr
 

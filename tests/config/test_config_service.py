@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -48,14 +48,14 @@ def test_overrides_expire_at_read_time(ctn: Tenantry, plan_tenant) -> None:
     service.set_value(ctn, "limits.max_projects", 3, tenant=t.slug)
     with ctn.tenant(t.slug):
         assert ctn.config(AppConfig).limits.max_projects == 3  # cache warm
-        expires = datetime.now(timezone.utc) + timedelta(milliseconds=600)
+        expires = datetime.now(UTC) + timedelta(milliseconds=600)
         service.set_value(ctn, "limits.max_projects", 300, tenant=t.slug, expires_at=expires)
         assert ctn.config(AppConfig).limits.max_projects == 300
-        time.sleep(max(0.0, (expires - datetime.now(timezone.utc)).total_seconds()) + 0.05)
+        time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.05)
         # no event announces an expiry: the cached view judges it by the clock
         assert ctn.config(AppConfig).limits.max_projects == 3
     with pytest.raises(InvalidInput, match="has passed"):
-        service.set_value(ctn, "welcome", "x", tenant=t.slug, expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+        service.set_value(ctn, "welcome", "x", tenant=t.slug, expires_at=datetime.now(UTC) - timedelta(seconds=1))
     with pytest.raises(InvalidInput, match="belong to a tenant"):
         service.set_value(ctn, "welcome", "x", plan=t.plan, expires_in=timedelta(hours=1))
     # ending an override early
@@ -141,7 +141,10 @@ def test_history_diff_rollback(ctn: Tenantry, plan_tenant) -> None:
     assert history[-1].message == "first" and history[0].actor == "pytest-config"
     assert history[0].document == {"limits": {"max_projects": 3}, "branding": {"title": "Acme"}}
     changes = service.diff(ctn, 1, 3, tenant=t.slug).to_dict()["changes"]
-    assert {(c["path"], c["change"]) for c in changes} == {("limits.max_projects", "changed"), ("branding.title", "added")}
+    assert {(c["path"], c["change"]) for c in changes} == {
+        ("limits.max_projects", "changed"),
+        ("branding.title", "added"),
+    }
     assert service.diff(ctn, 0, 1, tenant=t.slug).changes[0].path == "limits.max_projects"
     back = service.rollback(ctn, 1, tenant=t.slug)
     assert back.version == 4 and back.changed
@@ -157,7 +160,10 @@ def test_history_diff_rollback(ctn: Tenantry, plan_tenant) -> None:
         service.diff(ctn, 1, 9, tenant=t.slug)
     with pytest.raises(InvalidInput):
         service.get_version(ctn, -1, tenant=t.slug)
-    assert service.get_version(ctn, 2, tenant=t.slug).document == {"limits": {"max_projects": 1}, "branding": {"title": "Acme"}}
+    assert service.get_version(ctn, 2, tenant=t.slug).document == {
+        "limits": {"max_projects": 1},
+        "branding": {"title": "Acme"},
+    }
 
 
 def test_history_is_append_only(config_db, ctn: Tenantry, plan_tenant) -> None:
@@ -300,8 +306,9 @@ def test_set_values_is_one_version_all_or_nothing(ctn: Tenantry, plan_tenant) ->
     for bad in ({}, {"a..b": 1}):
         with pytest.raises(InvalidInput):
             service.set_values(ctn, bad, tenant=t.slug)
-    overrides = service.set_values(ctn, {"welcome": "promo", "limits.max_projects": 99}, tenant=t.slug,
-                                   expires_in=timedelta(hours=1))
+    overrides = service.set_values(
+        ctn, {"welcome": "promo", "limits.max_projects": 99}, tenant=t.slug, expires_in=timedelta(hours=1)
+    )
     assert {c.layer for c in overrides.changes} == {"override"}
     live = service.get(ctn, tenant=t.slug).overrides
     assert live["welcome"]["expires_at"] == live["limits.max_projects"]["expires_at"]  # they end together

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import BaseModel, ConfigDict
@@ -11,7 +11,7 @@ from tenantry import ConfigInvalid, ConfigSections, ConfigurationError, InvalidI
 from tenantry.core import config as core
 from tests.config.app_config import AppConfig, BillingSection
 
-NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def _at(minutes: int) -> str:
@@ -81,7 +81,9 @@ def test_values_from_the_command_line() -> None:
 
 def test_validation_names_every_bad_path() -> None:
     with pytest.raises(ConfigInvalid) as caught:
-        core.validate(AppConfig, {"limits": {"max_projects": "many", "max_users": 0, "typo": 1}, "nope": 2, "tags": [1]})
+        core.validate(
+            AppConfig, {"limits": {"max_projects": "many", "max_users": 0, "typo": 1}, "nope": 2, "tags": [1]}
+        )
     problems = caught.value.problems
     assert "limits.max_projects: Input should be a valid integer, unable to parse string as an integer" in problems
     assert any(p.startswith("limits.max_users: Input should be greater than or equal to 1") for p in problems)
@@ -143,7 +145,11 @@ def test_diff_lists_values_and_overrides() -> None:
     )
     changes = {(c.path, c.layer): c.to_dict() for c in core.diff(before, after)}
     assert changes[("limits.max_projects", "value")] == {
-        "path": "limits.max_projects", "layer": "value", "change": "changed", "before": 1, "after": 2,
+        "path": "limits.max_projects",
+        "layer": "value",
+        "change": "changed",
+        "before": 1,
+        "after": 2,
     }
     assert changes[("welcome", "value")]["change"] == "removed"
     assert changes[("tags", "value")]["change"] == "added"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -13,8 +13,14 @@ from tenantry import ConfigInvalid, InvalidInput
 from tenantry.core import flags as core
 
 TENANT = "7d7c9a52-8d0b-4a4e-9d5e-0f7b3c1e2a11"
-ATTRS = {"tenant": "acme", "tenant_id": TENANT, "plan": "business", "region": "eu", "config": {"limits": {"max_projects": 30}},
-         "created_at": datetime(2024, 6, 1, tzinfo=timezone.utc)}
+ATTRS = {
+    "tenant": "acme",
+    "tenant_id": TENANT,
+    "plan": "business",
+    "region": "eu",
+    "config": {"limits": {"max_projects": 30}},
+    "created_at": datetime(2024, 6, 1, tzinfo=UTC),
+}
 
 
 def _flag(**definition):
@@ -49,18 +55,34 @@ def test_boolean_flags_start_off() -> None:
         ({"key": "f", "rollout": {"maybe": 100}}, "'maybe', which is not a variant"),
         ({"key": "f", "rules": [{"when": [], "variant": "on", "rollout": 5}]}, "rules[0]: a rule serves either"),
         ({"key": "f", "rules": [{"when": [], "variant": "nope"}]}, "rules[0].variant names 'nope'"),
-        ({"key": "f", "rules": [{"when": [{"attribute": "plan", "op": "like", "value": "x"}], "variant": "on"}]},
-         "rules[0].when[0].op"),
-        ({"key": "f", "rules": [{"when": [{"attribute": "plan", "op": "in", "value": "x"}], "variant": "on"}]},
-         "rules[0].when[0]: 'in' takes a list"),
-        ({"key": "f", "rules": [{"when": [{"attribute": "a;b", "op": "eq", "value": "x"}], "variant": "on"}]},
-         "rules[0].when[0].attribute"),
-        ({"key": "f", "rules": [{"when": [{"attribute": "n", "op": "gt", "value": "3"}], "variant": "on"}]},
-         "'gt' takes a number"),
-        ({"key": "f", "rules": [{"when": [{"attribute": "created_at", "op": "before", "value": "soon"}], "variant": "on"}]},
-         "ISO 8601"),
+        (
+            {"key": "f", "rules": [{"when": [{"attribute": "plan", "op": "like", "value": "x"}], "variant": "on"}]},
+            "rules[0].when[0].op",
+        ),
+        (
+            {"key": "f", "rules": [{"when": [{"attribute": "plan", "op": "in", "value": "x"}], "variant": "on"}]},
+            "rules[0].when[0]: 'in' takes a list",
+        ),
+        (
+            {"key": "f", "rules": [{"when": [{"attribute": "a;b", "op": "eq", "value": "x"}], "variant": "on"}]},
+            "rules[0].when[0].attribute",
+        ),
+        (
+            {"key": "f", "rules": [{"when": [{"attribute": "n", "op": "gt", "value": "3"}], "variant": "on"}]},
+            "'gt' takes a number",
+        ),
+        (
+            {
+                "key": "f",
+                "rules": [{"when": [{"attribute": "created_at", "op": "before", "value": "soon"}], "variant": "on"}],
+            },
+            "ISO 8601",
+        ),
         ({"key": "f", "rules": [{"variant": "on", "extra": 1}]}, "rules[0].extra: Extra inputs are not permitted"),
-        ({"key": "f", "enable_at": "2030-01-02T00:00:00Z", "disable_at": "2030-01-01T00:00:00Z"}, "enable_at must come before"),
+        (
+            {"key": "f", "enable_at": "2030-01-02T00:00:00Z", "disable_at": "2030-01-01T00:00:00Z"},
+            "enable_at must come before",
+        ),
         ({"key": "f", "enable_at": "2030-01-02T00:00:00"}, "enable_at: Input should have timezone info"),
         ({"key": "f", "surprise": 1}, "surprise: Extra inputs are not permitted"),
     ],
@@ -85,8 +107,13 @@ def test_rules_in_order_first_match_wins() -> None:
         default="blue",
         rules=[
             {"when": [{"attribute": "plan", "op": "in", "value": ["enterprise"]}], "variant": "red"},
-            {"when": [{"attribute": "region", "op": "eq", "value": "eu"},
-                      {"attribute": "config.limits.max_projects", "op": "gte", "value": 20}], "variant": "green"},
+            {
+                "when": [
+                    {"attribute": "region", "op": "eq", "value": "eu"},
+                    {"attribute": "config.limits.max_projects", "op": "gte", "value": 20},
+                ],
+                "variant": "green",
+            },
             {"when": [], "variant": "red"},
         ],
     )
@@ -126,8 +153,8 @@ def test_condition_operators(condition, matches: bool) -> None:
 
 
 def test_kill_switch_and_schedule() -> None:
-    start = datetime(2030, 1, 1, tzinfo=timezone.utc).timestamp()
-    end = datetime(2030, 2, 1, tzinfo=timezone.utc).timestamp()
+    start = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+    end = datetime(2030, 2, 1, tzinfo=UTC).timestamp()
     flag = _flag(rollout=100, enable_at="2030-01-01T00:00:00Z", disable_at="2030-02-01T00:00:00+00:00")
     result, until = _eval(flag, now=start - 1)
     assert (result.value, result.reason, until) == (False, "DISABLED", start)
@@ -137,14 +164,18 @@ def test_kill_switch_and_schedule() -> None:
     assert (result.value, result.reason, until) == (False, "DISABLED", None)
     killed = _flag(rollout=100, killed=True, rules=[{"when": [], "variant": "on"}])
     assert _eval(killed)[0].reason == "DISABLED" and _eval(killed)[0].value is False
-    multi = _flag(kind="multivariate", variants={"a": 1, "b": 2, "c": 3}, default="a", off="c", rollout={"b": 100}, killed=True)
+    multi = _flag(
+        kind="multivariate", variants={"a": 1, "b": 2, "c": 3}, default="a", off="c", rollout={"b": 100}, killed=True
+    )
     assert _eval(multi)[0].variant == "c"
     multi = _flag(kind="multivariate", variants={"a": 1, "b": 2}, default="a", rollout={"b": 100}, killed=True)
     assert _eval(multi)[0].variant == "a"  # off defaults to the default variant
 
 
 def test_rollout_distribution_over_ten_thousand_tenants() -> None:
-    flag = _flag(kind="multivariate", variants={"a": 1, "b": 2, "c": 3}, default="a", rollout={"a": 10, "b": 25.5, "c": 64.5})
+    flag = _flag(
+        kind="multivariate", variants={"a": 1, "b": 2, "c": 3}, default="a", rollout={"a": 10, "b": 25.5, "c": 64.5}
+    )
     counts = {"a": 0, "b": 0, "c": 0}
     for n in range(10_000):
         counts[_eval(flag, tenant=str(uuid.UUID(int=n * 7919 + 13)))[0].variant] += 1
@@ -180,7 +211,11 @@ def test_buckets_are_the_same_in_another_process() -> None:
     )
     assert out.stdout.strip() == str(here).replace("'", '"')
     # pinned values: a change of the hashing would move every tenant's rollout
-    assert here == [core.bucket("f", TENANT), core.bucket("checkout.v2", str(uuid.UUID(int=5))), core.bucket("f", TENANT, "user-9")]
+    assert here == [
+        core.bucket("f", TENANT),
+        core.bucket("checkout.v2", str(uuid.UUID(int=5))),
+        core.bucket("f", TENANT, "user-9"),
+    ]
     assert core.bucket("f", "t") == int.from_bytes(__import__("hashlib").sha256(b"f:t").digest()[:8], "big") % 10_000
 
 
@@ -190,8 +225,12 @@ def test_reserved_attributes() -> None:
 
 def test_the_split_does_not_depend_on_the_order_of_keys() -> None:
     # the catalog stores JSON objects with their keys reordered
-    one = _flag(kind="multivariate", variants={"small": 5, "big": 50}, default="small", rollout={"small": 30, "big": 70})
-    two = _flag(kind="multivariate", variants={"big": 50, "small": 5}, default="small", rollout={"big": 70, "small": 30})
+    one = _flag(
+        kind="multivariate", variants={"small": 5, "big": 50}, default="small", rollout={"small": 30, "big": 70}
+    )
+    two = _flag(
+        kind="multivariate", variants={"big": 50, "small": 5}, default="small", rollout={"big": 70, "small": 30}
+    )
     for n in range(500):
         tenant = str(uuid.UUID(int=n))
         assert _eval(one, tenant=tenant)[0] == _eval(two, tenant=tenant)[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -60,7 +60,9 @@ def test_bad_definitions_save_nothing(ctn: Tenantry, config_db) -> None:
     service.create_flag(ctn, {"key": key, "kind": "multivariate", "variants": {"a": 1, "b": 2}, "default": "a"})
     rows, audits = _flag_rows(config_db.url), len(ctn.audit_log(target_type="flag", limit=10000))
     with pytest.raises(ConfigInvalid, match=r"rules\[0\].when\[0\].op"):
-        service.update_flag(ctn, key, {"rules": [{"when": [{"attribute": "plan", "op": "~", "value": 1}], "variant": "a"}]})
+        service.update_flag(
+            ctn, key, {"rules": [{"when": [{"attribute": "plan", "op": "~", "value": 1}], "variant": "a"}]}
+        )
     with pytest.raises(ConfigInvalid, match="rollout: the shares must add up to 100"):
         service.update_flag(ctn, key, {"rollout": {"a": 50}})
     with pytest.raises(ConfigInvalid, match="default names 'c'"):
@@ -90,17 +92,20 @@ def test_rules_by_tenant_plan_and_config(ctn: Tenantry, make_plan, plan_tenant) 
     a, b, c = plan_tenant(plan, prefix="a"), plan_tenant(plan, prefix="b"), plan_tenant(prefix="c")
     config_service.set_value(ctn, "limits.max_projects", 100, tenant=c.slug)
     key = _key()
-    service.create_flag(ctn, {
-        "key": key,
-        "kind": "multivariate",
-        "variants": {"basic": "basic", "pro": "pro", "vip": "vip"},
-        "default": "basic",
-        "rules": [
-            {"when": [{"attribute": "tenant", "op": "in", "value": [a.slug]}], "variant": "vip"},
-            {"when": [{"attribute": "plan", "op": "eq", "value": plan}], "variant": "pro"},
-            {"when": [{"attribute": "config.limits.max_projects", "op": "gte", "value": 50}], "variant": "vip"},
-        ],
-    })
+    service.create_flag(
+        ctn,
+        {
+            "key": key,
+            "kind": "multivariate",
+            "variants": {"basic": "basic", "pro": "pro", "vip": "vip"},
+            "default": "basic",
+            "rules": [
+                {"when": [{"attribute": "tenant", "op": "in", "value": [a.slug]}], "variant": "vip"},
+                {"when": [{"attribute": "plan", "op": "eq", "value": plan}], "variant": "pro"},
+                {"when": [{"attribute": "config.limits.max_projects", "op": "gte", "value": 50}], "variant": "vip"},
+            ],
+        },
+    )
     served = {}
     for t in (a, b, c):
         with ctn.tenant(t.slug):
@@ -119,7 +124,9 @@ def test_rules_by_tenant_plan_and_config(ctn: Tenantry, make_plan, plan_tenant) 
 
 def test_region_comes_from_the_cell(ctn: Tenantry, config_db, plan_tenant) -> None:
     key = _key()
-    service.create_flag(ctn, {"key": key, "rules": [{"when": [{"attribute": "region", "op": "eq", "value": "eu"}], "variant": "on"}]})
+    service.create_flag(
+        ctn, {"key": key, "rules": [{"when": [{"attribute": "region", "op": "eq", "value": "eu"}], "variant": "on"}]}
+    )
     t = plan_tenant()
     with ctn.tenant(t.slug):
         assert not ctn.flags.enabled(key)
@@ -128,13 +135,17 @@ def test_region_comes_from_the_cell(ctn: Tenantry, config_db, plan_tenant) -> No
         assert old is not None
         try:
             with conn.transaction():
-                conn.execute("UPDATE tenantry.cells SET labels = labels || '{\"region\": \"eu\"}' WHERE name = 'primary'")
+                conn.execute(
+                    "UPDATE tenantry.cells SET labels = labels || '{\"region\": \"eu\"}' WHERE name = 'primary'"
+                )
                 conn.execute("SELECT pg_notify('tenantry_catalog', 'cell:primary')")
             ctn._live.on_event("cell", "primary")
             with ctn.tenant(t.slug):
                 assert ctn.flags.enabled(key)
         finally:
-            conn.execute("UPDATE tenantry.cells SET labels = %s WHERE name = 'primary'", (psycopg.types.json.Jsonb(old[0]),))
+            conn.execute(
+                "UPDATE tenantry.cells SET labels = %s WHERE name = 'primary'", (psycopg.types.json.Jsonb(old[0]),)
+            )
             conn.execute("SELECT pg_notify('tenantry_catalog', 'cell:primary')")
             ctn._live.on_event("cell", "primary")
 
@@ -164,10 +175,12 @@ def test_kill_switch_and_schedule_take_effect(ctn: Tenantry, plan_tenant) -> Non
         assert ctn.flags.evaluate(key).reason == "DISABLED"
         service.unkill_flag(ctn, key)
         assert ctn.flags.enabled(key)
-        start = datetime.now(timezone.utc) + timedelta(milliseconds=500)
-        service.update_flag(ctn, key, {"enable_at": start.isoformat(), "disable_at": (start + timedelta(milliseconds=500)).isoformat()})
+        start = datetime.now(UTC) + timedelta(milliseconds=500)
+        service.update_flag(
+            ctn, key, {"enable_at": start.isoformat(), "disable_at": (start + timedelta(milliseconds=500)).isoformat()}
+        )
         assert not ctn.flags.enabled(key)  # memoised until enable_at, then judged again
-        time.sleep(max(0.0, (start - datetime.now(timezone.utc)).total_seconds()) + 0.05)
+        time.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds()) + 0.05)
         assert ctn.flags.enabled(key)
         time.sleep(0.55)
         assert not ctn.flags.enabled(key)
@@ -186,7 +199,9 @@ def test_unknown_flags_and_no_tenant(ctn: Tenantry, plan_tenant) -> None:
         ctn.config()
     # admin tools name the tenant explicitly
     key = _key()
-    service.create_flag(ctn, {"key": key, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": t.slug}], "variant": "on"}]})
+    service.create_flag(
+        ctn, {"key": key, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": t.slug}], "variant": "on"}]}
+    )
     assert ctn.flags.enabled(key, tenant=t.slug)
     assert service.evaluate_flag(ctn, key, tenant=str(t.id)).value is True
     assert sorted(ctn.flags.evaluate_all(tenant=t.slug))  # every flag, by key

@@ -111,9 +111,13 @@ def test_no_cached_answer_serves_another_tenant_in_threads(ctn: Tenantry, make_p
     plan = make_plan()
     a, b = plan_tenant(plan, prefix="iso-a"), plan_tenant(plan, prefix="iso-b")
     key = f"iso-{uuid.uuid4().hex[:8]}"
-    flags_service.create_flag(ctn, {"key": key, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": a.slug}], "variant": "on"}]})
+    flags_service.create_flag(
+        ctn, {"key": key, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": a.slug}], "variant": "on"}]}
+    )
     config_service.set_value(ctn, "welcome", "only for a", tenant=a.slug)
-    config_service.set_value(ctn, "welcome", "override for a", tenant=a.slug, expires_in=__import__("datetime").timedelta(hours=1))
+    config_service.set_value(
+        ctn, "welcome", "override for a", tenant=a.slug, expires_in=__import__("datetime").timedelta(hours=1)
+    )
     expected = {a.slug: (True, "override for a"), b.slug: (False, "hello")}
 
     def warm() -> None:  # both warm in the same process (the notices of the writes above may
@@ -147,7 +151,9 @@ def test_no_cached_answer_serves_another_tenant_in_threads(ctn: Tenantry, make_p
 def test_no_cached_answer_serves_another_tenant_in_asyncio_tasks(ctn: Tenantry, plan_tenant) -> None:
     a, b = plan_tenant(prefix="aio-a"), plan_tenant(prefix="aio-b")
     key = f"aio-{uuid.uuid4().hex[:8]}"
-    flags_service.create_flag(ctn, {"key": key, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": b.slug}], "variant": "on"}]})
+    flags_service.create_flag(
+        ctn, {"key": key, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": b.slug}], "variant": "on"}]}
+    )
     config_service.set_value(ctn, "limits.max_projects", 1, tenant=a.slug)
     config_service.set_value(ctn, "limits.max_projects", 2, tenant=b.slug)
     expected = {a.slug: (False, 1), b.slug: (True, 2)}

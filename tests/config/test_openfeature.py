@@ -30,12 +30,20 @@ def _key() -> str:
 def test_boolean_and_multivariate_through_the_client(ctn: Tenantry, client, plan_tenant) -> None:
     t, other = plan_tenant(), plan_tenant()
     on = _key()
-    flags_service.create_flag(ctn, {"key": on, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": t.slug}], "variant": "on"}]})
+    flags_service.create_flag(
+        ctn, {"key": on, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": t.slug}], "variant": "on"}]}
+    )
     theme = _key()
-    flags_service.create_flag(ctn, {
-        "key": theme, "kind": "multivariate", "variants": {"light": "light", "dark": "dark", "n": 3, "cfg": {"a": [1]}},
-        "default": "light", "rules": [{"when": [{"attribute": "user", "op": "eq", "value": "u1"}], "variant": "dark"}],
-    })
+    flags_service.create_flag(
+        ctn,
+        {
+            "key": theme,
+            "kind": "multivariate",
+            "variants": {"light": "light", "dark": "dark", "n": 3, "cfg": {"a": [1]}},
+            "default": "light",
+            "rules": [{"when": [{"attribute": "user", "op": "eq", "value": "u1"}], "variant": "dark"}],
+        },
+    )
     with ctn.tenant(t.slug):
         details = client.get_boolean_details(on, False)
         assert (details.value, details.variant, details.reason) == (True, "on", Reason.TARGETING_MATCH)
@@ -63,7 +71,9 @@ def test_errors_fall_back_to_the_callers_default(ctn: Tenantry, client, plan_ten
 def test_tenant_attribute_when_none_is_bound_and_never_against_the_binding(ctn: Tenantry, client, plan_tenant) -> None:
     a, b = plan_tenant(), plan_tenant()
     key = _key()
-    flags_service.create_flag(ctn, {"key": key, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": b.slug}], "variant": "on"}]})
+    flags_service.create_flag(
+        ctn, {"key": key, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": b.slug}], "variant": "on"}]}
+    )
     assert client.get_boolean_value(key, False, EvaluationContext(attributes={"tenant": b.slug})) is True
     assert client.get_boolean_value(key, True, EvaluationContext(attributes={"tenant": str(a.id)})) is False
     with ctn.tenant(a.slug):
@@ -76,12 +86,20 @@ def test_tenant_attribute_when_none_is_bound_and_never_against_the_binding(ctn: 
 def test_numbers_objects_and_per_user_rollout(ctn: Tenantry, client, plan_tenant) -> None:
     t = plan_tenant()
     key = _key()
-    flags_service.create_flag(ctn, {
-        "key": key, "kind": "multivariate", "variants": {"small": 5, "big": 50}, "default": "small",
-        "rollout": {"small": 50, "big": 50},
-    })
+    flags_service.create_flag(
+        ctn,
+        {
+            "key": key,
+            "kind": "multivariate",
+            "variants": {"small": 5, "big": 50},
+            "default": "small",
+            "rollout": {"small": 50, "big": 50},
+        },
+    )
     obj = _key()
-    flags_service.create_flag(ctn, {"key": obj, "kind": "multivariate", "variants": {"v": {"a": [1, 2]}}, "default": "v"})
+    flags_service.create_flag(
+        ctn, {"key": obj, "kind": "multivariate", "variants": {"v": {"a": [1, 2]}}, "default": "v"}
+    )
     with ctn.tenant(t.slug):
         for user in ("u1", "u2", "u3", "u4"):
             expected = 50 if bucket(key, str(t.id), user) < 5000 else 5  # "big" sorts first

@@ -94,9 +94,16 @@ def test_derived_keys_are_stable_per_purpose_and_follow_rotation() -> None:
 
 def test_redaction_hides_secret_paths_and_anything_sealed() -> None:
     shown = redact(DOC, PATHS)
-    assert shown == {"billing": {"api_key": REDACTED, "items": [{"token": REDACTED, "label": "a"}]}, "password": REDACTED, "name": "x"}
+    assert shown == {
+        "billing": {"api_key": REDACTED, "items": [{"token": REDACTED, "label": "a"}]},
+        "password": REDACTED,
+        "name": "x",
+    }
     assert redact({"stray": "tenantry:sealed:v1:k:abc"}, frozenset()) == {"stray": REDACTED}
-    overrides = {"billing.api_key": {"value": "k-9", "expires_at": "2030-01-01T00:00:00+00:00"}, "name": {"value": "y", "expires_at": "x"}}
+    overrides = {
+        "billing.api_key": {"value": "k-9", "expires_at": "2030-01-01T00:00:00+00:00"},
+        "name": {"value": "y", "expires_at": "x"},
+    }
     assert redact_overrides(overrides, PATHS)["billing.api_key"]["value"] == REDACTED
     assert redact_overrides(overrides, PATHS)["name"]["value"] == "y"
     ring = Keyring.parse(new_key())

@@ -82,8 +82,12 @@ def test_settings_read_a_dotenv_file_and_a_secrets_directory(tmp_path: Path) -> 
     (secrets / "tenantry_database_url").write_text("postgresql://from-secret-file/db\n")
     (secrets / "tenantry_runtime_url").write_text("postgresql://rt-from-secret-file/db")
     dotenv = tmp_path / ".env"
-    dotenv.write_text("TENANTRY_RUNTIME_URL=postgresql://rt-from-dotenv/db\nTENANTRY_POOL_MAX_SIZE=3\nOTHER_APP_VAR=x\n")
-    s = Settings.from_env({"TENANTRY_SECRETS_DIR": str(secrets), "TENANTRY_ENV_FILE": str(dotenv), "TENANTRY_POOL_MAX_SIZE": "5"})
+    dotenv.write_text(
+        "TENANTRY_RUNTIME_URL=postgresql://rt-from-dotenv/db\nTENANTRY_POOL_MAX_SIZE=3\nOTHER_APP_VAR=x\n"
+    )
+    s = Settings.from_env(
+        {"TENANTRY_SECRETS_DIR": str(secrets), "TENANTRY_ENV_FILE": str(dotenv), "TENANTRY_POOL_MAX_SIZE": "5"}
+    )
     assert s.database_url is not None and s.database_url.get_secret_value() == "postgresql://from-secret-file/db"
     # the environment beats the .env file, which beats the secrets directory
     assert s.runtime_url is not None and s.runtime_url.get_secret_value() == "postgresql://rt-from-dotenv/db"
@@ -124,11 +128,13 @@ def test_the_embedded_server_gets_a_sealing_key_file_of_its_own(tmp_path: Path) 
 
 
 def test_runtime_and_reader_urls_without_an_admin_url_make_a_data_plane() -> None:
-    plane = Settings.from_env({
-        "TENANTRY_RUNTIME_URL": "postgresql://app:pw@db/app",
-        "TENANTRY_READER_URL": "postgresql://reader:pw@db/app",
-        "TENANTRY_CELL_RUNTIME_URLS": '{"eu-1": "postgresql://app:pw@eu/app"}',
-    })
+    plane = Settings.from_env(
+        {
+            "TENANTRY_RUNTIME_URL": "postgresql://app:pw@db/app",
+            "TENANTRY_READER_URL": "postgresql://reader:pw@db/app",
+            "TENANTRY_CELL_RUNTIME_URLS": '{"eu-1": "postgresql://app:pw@eu/app"}',
+        }
+    )
     assert plane.data_plane and plane.cell_runtime_urls["eu-1"].get_secret_value() == "postgresql://app:pw@eu/app"
     assert "pw" not in repr(plane)
     # the control: with the admin URL too, the process is a control plane that reads as the reader

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-import pytest
 from psycopg import sql
 
 from tenantry import Tenant, TenantConnection, Tenantry
@@ -95,7 +94,9 @@ def foreign_rows(rows: Iterable[Sequence[Any]], tenant_id: uuid.UUID) -> list[Ro
     return foreign
 
 
-def view_violations(seen: Mapping[str, set[Row]], tenant_id: uuid.UUID, expected: Mapping[str, set[Row]]) -> list[Violation]:
+def view_violations(
+    seen: Mapping[str, set[Row]], tenant_id: uuid.UUID, expected: Mapping[str, set[Row]]
+) -> list[Violation]:
     """How ``seen`` (a tenant's view) differs from ``expected`` (exactly that tenant's rows)."""
     found = []
     for table in TABLES:
@@ -156,7 +157,9 @@ def seed(tn: Tenantry, tenant: Tenant) -> Seeded:
             " VALUES (%s, %s, 3, 'high', false) RETURNING id",
             (project, f"{label}-task"),
         )
-        comment = _one(conn, "INSERT INTO comments (task_id, body) VALUES (%s, %s) RETURNING id", (task, f"{label}-comment"))
+        comment = _one(
+            conn, "INSERT INTO comments (task_id, body) VALUES (%s, %s) RETURNING id", (task, f"{label}-comment")
+        )
     return Seeded(tenant, project, task, comment)
 
 

@@ -52,7 +52,9 @@ def test_cancelled_statement_on_async_engine_raises_cancelled_error(tn: Tenantry
                     names |= set((await conn.execute(sa.select(Project.name))).scalars())
             async with engine.connect() as conn:
                 sleeping = (
-                    await conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'"))
+                    await conn.execute(
+                        sa.text("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'")
+                    )
                 ).scalar_one()
             return settings, names, sleeping
         finally:

@@ -9,8 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tenantry import NoTenantBound, TenantNotActive, TenantNotFound, Tenantry, current_tenant
-from tenantry import context
+from tenantry import NoTenantBound, TenantNotActive, TenantNotFound, Tenantry, context, current_tenant
 
 
 def test_bind_nest_and_reset(tn: Tenantry, make_tenant) -> None:

@@ -43,8 +43,7 @@ TENANT_COMPARISON = re.compile(
 )
 NO_SEQ_SCAN = "SET LOCAL enable_seqscan = off"
 FORCE_SEQ_SCAN = (
-    "SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off;"
-    " SET LOCAL enable_indexonlyscan = off"
+    "SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_indexonlyscan = off"
 )
 
 

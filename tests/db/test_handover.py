@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -244,7 +243,9 @@ ATTACKS = [
 
 
 @pytest.mark.parametrize(("dirty", "observe"), ATTACKS, ids=[a for a, _ in ATTACKS])
-def test_nothing_a_borrower_leaves_reaches_the_next(one: Tenantry, tenants: list[Tenant], dirty: str, observe: str) -> None:
+def test_nothing_a_borrower_leaves_reaches_the_next(
+    one: Tenantry, tenants: list[Tenant], dirty: str, observe: str
+) -> None:
     a, b, _ = tenants
     borrow(one, a, "bound read", dirty)
     assert borrow(one, b, observe, "nothing").leaks(b.id) == []

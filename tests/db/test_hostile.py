@@ -50,8 +50,14 @@ from tests.model_app import TABLES, Base, Comment, Project, Task
 def ids(a: Seeded, b: Seeded) -> dict[str, Any]:
     """Query parameters naming both tenants and their rows."""
     return {
-        "a": a.tenant.id, "a_project": a.project, "a_task": a.task, "a_comment": a.comment,
-        "b": b.tenant.id, "b_project": b.project, "b_task": b.task, "b_comment": b.comment,
+        "a": a.tenant.id,
+        "a_project": a.project,
+        "a_task": a.task,
+        "a_comment": a.comment,
+        "b": b.tenant.id,
+        "b_project": b.project,
+        "b_task": b.task,
+        "b_comment": b.comment,
     }
 
 
@@ -225,7 +231,9 @@ def test_upserts_never_touch_b_rows(tn: Tenantry, a: Seeded, b: Seeded) -> None:
         for action in ("DO UPDATE SET name = 'hijacked'", "DO NOTHING"):
             with pytest.raises(IsolationError):
                 as_a(
-                    tn, a, b,
+                    tn,
+                    a,
+                    b,
                     "INSERT INTO projects (tenant_id, id, name) VALUES (%(b)s, %(b_project)s, 'x')"
                     f" ON CONFLICT (tenant_id, id) {action}",
                 )
@@ -243,7 +251,10 @@ def test_copy_out_returns_only_own_rows(tn: Tenantry, a: Seeded, b: Seeded) -> N
         with cur.copy("COPY projects (tenant_id, id) TO STDOUT") as copy:
             copy.set_types(["uuid", "int8"])
             assert list(copy.rows()) == [(a.tenant.id, a.project)]
-        for statement in ("COPY comments TO STDOUT", "COPY (SELECT t.* FROM tasks t JOIN projects p USING (tenant_id)) TO STDOUT"):
+        for statement in (
+            "COPY comments TO STDOUT",
+            "COPY (SELECT t.* FROM tasks t JOIN projects p USING (tenant_id)) TO STDOUT",
+        ):
             with cur.copy(statement) as copy:
                 rows = list(copy.rows())
             assert len(rows) == 1 and foreign_rows(rows, a.tenant.id) == []
@@ -264,7 +275,9 @@ def test_copy_in_takes_the_bound_tenant_and_refuses_others(tn: Tenantry, a: Seed
                     copy.write_row((b.tenant.id, "planted"))
             conn.rollback()
     names = {row[2]: row[0] for row in snapshot(tn, a.tenant, b.tenant)["projects"]}
-    assert {n: t for n, t in names.items() if n.startswith("bulk")} == dict.fromkeys(("bulk-1", "bulk-2", "bulk-3"), a.tenant.id)
+    assert {n: t for n, t in names.items() if n.startswith("bulk")} == dict.fromkeys(
+        ("bulk-1", "bulk-2", "bulk-3"), a.tenant.id
+    )
     assert "ok" not in names and "planted" not in names
 
 
@@ -490,10 +503,13 @@ def in_turn(tn: Tenantry, *steps: tuple[Tenant, Callable[[TenantConnection], Any
 def test_temp_table_cannot_capture_the_next_tenants_rows(tn: Tenantry, a: Seeded, b: Seeded) -> None:
     *_, captured = in_turn(
         tn,
-        (a.tenant, lambda c: c.execute(
-            "CREATE TEMP TABLE projects (tenant_id uuid DEFAULT tenantry.current_tenant_id(),"
-            " id bigint, name text, created_at timestamptz)"
-        )),
+        (
+            a.tenant,
+            lambda c: c.execute(
+                "CREATE TEMP TABLE projects (tenant_id uuid DEFAULT tenantry.current_tenant_id(),"
+                " id bigint, name text, created_at timestamptz)"
+            ),
+        ),
         (b.tenant, lambda c: c.execute("INSERT INTO projects (name) VALUES ('b-secret')")),
         # the hand-over reset dropped A's temporary table before B's first statement
         (a.tenant, lambda c: c.execute("SELECT to_regclass('pg_temp.projects')").fetchall()),
@@ -511,10 +527,13 @@ def _read_with_named_cursor(conn: TenantConnection, schema: str) -> list[Any]:
 def test_context_planted_by_sql_does_not_serve_the_next_user(tn: Tenantry, a: Seeded, b: Seeded) -> None:
     _, seen = in_turn(
         tn,
-        (a.tenant, lambda c: c.execute(
-            "SELECT set_config('tenantry.tenant_id', current_setting('tenantry.tenant_id'), false),"
-            " set_config('tenantry.tenant_sig', current_setting('tenantry.tenant_sig'), false)"
-        )),
+        (
+            a.tenant,
+            lambda c: c.execute(
+                "SELECT set_config('tenantry.tenant_id', current_setting('tenantry.tenant_id'), false),"
+                " set_config('tenantry.tenant_sig', current_setting('tenantry.tenant_sig'), false)"
+            ),
+        ),
         (b.tenant, lambda c: _read_with_named_cursor(c, tn.settings.pooled_schema)),
     )
     assert foreign_rows(seen, b.tenant.id) == []
@@ -641,7 +660,9 @@ def test_lookups_never_answer_for_each_other(tn: Tenantry, a: Seeded, b: Seeded)
             for key, seeded in ((key_a, a), (key_b, b)):
                 with tn.tenant(key) as resolved, tn.connection() as conn:
                     assert (resolved.id, resolved.slug) == (seeded.tenant.id, seeded.tenant.slug)
-                    assert conn.execute("SELECT tenant_id, id FROM projects").fetchall() == [(seeded.tenant.id, seeded.project)]
+                    assert conn.execute("SELECT tenant_id, id FROM projects").fetchall() == [
+                        (seeded.tenant.id, seeded.project)
+                    ]
 
 
 def _refused_at_once(tn: Tenantry, tenant: Tenant, keys: list[str | uuid.UUID]) -> None:
@@ -675,6 +696,8 @@ def test_suspended_tenant_is_refused_at_once(tn: Tenantry, a: Seeded, b: Seeded)
         assert resolved.id == b.tenant.id
 
 
-def test_suspended_tenant_is_refused_by_any_spelling_of_its_id(tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
+def test_suspended_tenant_is_refused_by_any_spelling_of_its_id(
+    tn: Tenantry, make_tenant: Callable[..., Tenant]
+) -> None:
     a = make_tenant("spelling")
     _refused_at_once(tn, a, [str(a.id).upper(), a.id.hex])

@@ -107,12 +107,12 @@ def test_the_reader_sees_no_secret_column(plane: Tenantry) -> None:
         ).fetchall()
     shown = {c[0] for c in columns}
     assert "cells.name" in shown and "tenants.slug" in shown  # the control: the query sees the views
-    assert not {c for c in shown if c.split(".")[1] in ("dsn", "runtime_password", "token_hash", "value", "before", "after")}
+    assert not {
+        c for c in shown if c.split(".")[1] in ("dsn", "runtime_password", "token_hash", "value", "before", "after")
+    }
 
 
-def test_a_data_plane_tenantry_refuses_control_plane_work(
-    make_tenant: Callable[..., Tenant], plane: Tenantry
-) -> None:
+def test_a_data_plane_tenantry_refuses_control_plane_work(make_tenant: Callable[..., Tenant], plane: Tenantry) -> None:
     slug = make_tenant("dp").slug  # the control plane may
     for work in (plane.list_tenants, plane.cells, lambda: plane.get_tenant(slug), lambda: plane.suspend(slug)):
         with pytest.raises(ControlPlaneOnly):
@@ -122,18 +122,33 @@ def test_a_data_plane_tenantry_refuses_control_plane_work(
 
 #: privileges a role must not have, and what `tenantry check` says of each
 WIDENED = {
-    "reader may insert": ("reader", "GRANT INSERT ON tenantry_routing.tenants TO {reader}", "may change tenantry_routing.tenants"),
+    "reader may insert": (
+        "reader",
+        "GRANT INSERT ON tenantry_routing.tenants TO {reader}",
+        "may change tenantry_routing.tenants",
+    ),
     "reader may read secrets": (
-        "reader", "GRANT USAGE ON SCHEMA tenantry TO {reader}; GRANT SELECT ON tenantry.secrets TO {reader}",
+        "reader",
+        "GRANT USAGE ON SCHEMA tenantry TO {reader}; GRANT SELECT ON tenantry.secrets TO {reader}",
         "may read tenantry.secrets",
     ),
-    "reader may create in public": ("reader", "GRANT CREATE ON SCHEMA public TO {reader}", "may create objects in schema public"),
+    "reader may create in public": (
+        "reader",
+        "GRANT CREATE ON SCHEMA public TO {reader}",
+        "may create objects in schema public",
+    ),
     "reader may create schemas": ("reader", "GRANT CREATE ON DATABASE {db} TO {reader}", "may create schemas"),
     "runtime is the owner's member": ("runtime", "GRANT {owner} TO {runtime}", "is a member of"),
     "runtime may read the routing views": (
-        "runtime", "GRANT USAGE ON SCHEMA tenantry_routing TO {runtime}", "may use schema tenantry_routing",
+        "runtime",
+        "GRANT USAGE ON SCHEMA tenantry_routing TO {runtime}",
+        "may use schema tenantry_routing",
     ),
-    "runtime may write the catalog": ("runtime", "GRANT UPDATE ON tenantry.tenants TO {runtime}", "may change tenantry.tenants"),
+    "runtime may write the catalog": (
+        "runtime",
+        "GRANT UPDATE ON tenantry.tenants TO {runtime}",
+        "may change tenantry.tenants",
+    ),
 }
 
 
@@ -144,7 +159,10 @@ def test_check_finds_a_role_that_can_do_more(tn: Tenantry, kind: str, grant: str
     assert role not in tn.role_problems()  # the control: as init left it, nothing to say
     with tn.admin() as conn:
         names = {
-            "reader": s.reader_role, "runtime": s.runtime_role, "owner": s.owner_role, "db": conn.info.dbname,
+            "reader": s.reader_role,
+            "runtime": s.runtime_role,
+            "owner": s.owner_role,
+            "db": conn.info.dbname,
         }
         statement = sql.SQL(grant).format(**{k: sql.Identifier(v) for k, v in names.items()})
         revoke = sql.SQL(grant.replace("GRANT", "REVOKE").replace(" TO ", " FROM ")).format(

@@ -82,9 +82,7 @@ def test_owner_member_runtime_is_refused(fresh_scratch) -> None:
     tn = Tenantry(fresh_scratch.settings(), metadata=Base.metadata)
     tn.init()
     with psycopg.connect(fresh_scratch.url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("ALTER ROLE {} BYPASSRLS").format(sql.Identifier(fresh_scratch.runtime))
-        )
+        conn.execute(sql.SQL("ALTER ROLE {} BYPASSRLS").format(sql.Identifier(fresh_scratch.runtime)))
     try:
         with pytest.raises(UnsafeRuntimeRole, match="BYPASSRLS"):
             with tn.connection():

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import ExitStack, nullcontext
 from typing import Any
 
 import psycopg
@@ -242,13 +242,23 @@ class IsolationMachine(RuleBasedStateMachine):
             return [_row(project, "projects")]
 
         rows = self.run(
-            i, channel,
+            i,
+            channel,
             lambda c: c.execute(f"INSERT INTO projects (name) VALUES (%s) RETURNING {RETURNING['projects']}", (name,)),
             orm,
         )
         self.put(i, "projects", self.own(i, rows))
 
-    def add_child(self, i: int, owner: int, n: int, channel: str, table: str, parent: str, make: Callable[[int], tuple[str, tuple[Any, ...], Any]]) -> None:
+    def add_child(
+        self,
+        i: int,
+        owner: int,
+        n: int,
+        channel: str,
+        table: str,
+        parent: str,
+        make: Callable[[int], tuple[str, tuple[Any, ...], Any]],
+    ) -> None:
         """Insert into ``table`` a row under a ``parent`` row of ``owner``'s: refused when not ``i``'s."""
         parent_id = self.pick(owner, parent, n)
         if parent_id is None:
@@ -261,40 +271,65 @@ class IsolationMachine(RuleBasedStateMachine):
             return [_row(obj, table)]
 
         allowed = parent_id in self.model[i][parent]
-        rows = self.run(
-            i, channel, lambda c: c.execute(query, params), orm, refused=None if allowed else FK_REFUSED
-        )
+        rows = self.run(i, channel, lambda c: c.execute(query, params), orm, refused=None if allowed else FK_REFUSED)
         if allowed:
             self.put(i, table, self.own(i, rows))
 
-    @rule(i=WHO, owner=WHO, n=ONE, title=WORDS, points=st.integers(0, 5), priority=st.sampled_from(["low", "high"]), channel=VIA)
+    @rule(
+        i=WHO,
+        owner=WHO,
+        n=ONE,
+        title=WORDS,
+        points=st.integers(0, 5),
+        priority=st.sampled_from(["low", "high"]),
+        channel=VIA,
+    )
     def add_task(self, i: int, owner: int, n: int, title: str, points: int, priority: str, channel: str) -> None:
-        self.add_child(i, owner, n, channel, "tasks", "projects", lambda project: (
-            "INSERT INTO tasks (project_id, title, points, priority, done)"
-            f" VALUES (%s, %s, %s, %s, false) RETURNING {RETURNING['tasks']}",
-            (project, title, points, priority),
-            Task(project_id=project, title=title, points=points, priority=Priority(priority)),
-        ))
+        self.add_child(
+            i,
+            owner,
+            n,
+            channel,
+            "tasks",
+            "projects",
+            lambda project: (
+                "INSERT INTO tasks (project_id, title, points, priority, done)"
+                f" VALUES (%s, %s, %s, %s, false) RETURNING {RETURNING['tasks']}",
+                (project, title, points, priority),
+                Task(project_id=project, title=title, points=points, priority=Priority(priority)),
+            ),
+        )
 
     @rule(i=WHO, owner=WHO, n=ONE, body=WORDS, channel=VIA)
     def add_comment(self, i: int, owner: int, n: int, body: str, channel: str) -> None:
-        self.add_child(i, owner, n, channel, "comments", "tasks", lambda task: (
-            f"INSERT INTO comments (task_id, body) VALUES (%s, %s) RETURNING {RETURNING['comments']}",
-            (task, body),
-            Comment(task_id=task, body=body),
-        ))
+        self.add_child(
+            i,
+            owner,
+            n,
+            channel,
+            "comments",
+            "tasks",
+            lambda task: (
+                f"INSERT INTO comments (task_id, body) VALUES (%s, %s) RETURNING {RETURNING['comments']}",
+                (task, body),
+                Comment(task_id=task, body=body),
+            ),
+        )
 
     @rule(i=WHO, ns=SOME, name=WORDS, channel=VIA)
     def rename_projects(self, i: int, ns: list[int], name: str, channel: str) -> None:
         ids = self.picks("projects", ns)
         rows = self.run(
-            i, channel,
+            i,
+            channel,
             lambda c: c.execute(
                 f"UPDATE projects SET name = %s WHERE id = ANY(%s::bigint[]) RETURNING {RETURNING['projects']}",
                 (name, ids),
             ),
             lambda s: s.execute(
-                sa.update(Project).where(Project.id.in_(ids)).values(name=name)
+                sa.update(Project)
+                .where(Project.id.in_(ids))
+                .values(name=name)
                 .returning(Project.tenant_id, Project.id, Project.name)
             ),
         )
@@ -312,7 +347,8 @@ class IsolationMachine(RuleBasedStateMachine):
             return [_row(t, "tasks") for t in tasks]
 
         rows = self.run(
-            i, channel,
+            i,
+            channel,
             lambda c: c.execute(
                 f"UPDATE tasks SET points = points + %s WHERE points >= %s RETURNING {RETURNING['tasks']}",
                 (delta, threshold),
@@ -327,7 +363,8 @@ class IsolationMachine(RuleBasedStateMachine):
     def delete_projects(self, i: int, ns: list[int], channel: str) -> None:
         ids = self.picks("projects", ns)
         rows = self.run(
-            i, channel,
+            i,
+            channel,
             lambda c: c.execute(
                 f"DELETE FROM projects WHERE id = ANY(%s::bigint[]) RETURNING {RETURNING['projects']}", (ids,)
             ),
@@ -347,12 +384,14 @@ class IsolationMachine(RuleBasedStateMachine):
         if project is None:
             return
         upsert = (
-            pg_insert(Project).values(id=project, name=name)
+            pg_insert(Project)
+            .values(id=project, name=name)
             .on_conflict_do_update(index_elements=["tenant_id", "id"], set_={"name": name})
             .returning(Project.tenant_id, Project.id, Project.name)
         )
         rows = self.run(
-            i, channel,
+            i,
+            channel,
             lambda c: c.execute(
                 "INSERT INTO projects (id, name) VALUES (%s, %s) ON CONFLICT (tenant_id, id)"
                 f" DO UPDATE SET name = excluded.name RETURNING {RETURNING['projects']}",
@@ -402,17 +441,21 @@ class IsolationMachine(RuleBasedStateMachine):
             return
         statements: dict[str, tuple[str, tuple[Any, ...], Any]] = {
             "insert": (
-                "INSERT INTO projects (tenant_id, name) VALUES (%s, 'planted')", (other,),
+                "INSERT INTO projects (tenant_id, name) VALUES (%s, 'planted')",
+                (other,),
                 sa.insert(Project).values(tenant_id=other, name="planted"),
             ),
             "move": (
-                "UPDATE projects SET tenant_id = %s", (other,),
+                "UPDATE projects SET tenant_id = %s",
+                (other,),
                 sa.update(Project).values(tenant_id=other),
             ),
             "upsert": (
                 "INSERT INTO projects (tenant_id, id, name) VALUES (%s, %s, 'hijacked')"
-                " ON CONFLICT (tenant_id, id) DO UPDATE SET name = 'hijacked'", (other, target),
-                pg_insert(Project).values(tenant_id=other, id=target, name="hijacked")
+                " ON CONFLICT (tenant_id, id) DO UPDATE SET name = 'hijacked'",
+                (other, target),
+                pg_insert(Project)
+                .values(tenant_id=other, id=target, name="hijacked")
                 .on_conflict_do_update(index_elements=["tenant_id", "id"], set_={"name": "hijacked"}),
             ),
         }
@@ -420,7 +463,8 @@ class IsolationMachine(RuleBasedStateMachine):
         # an UPDATE that matches no row has nothing for the policy to refuse
         refused = kind != "move" or bool(self.model[i]["projects"])
         self.run(
-            i, channel,
+            i,
+            channel,
             lambda c: c.execute(query, params),
             lambda s: s.execute(statement),
             refused=IsolationError if refused else None,
@@ -433,7 +477,8 @@ class IsolationMachine(RuleBasedStateMachine):
         if orm_query is None:
             channel = "sql"
         rows = self.run(
-            i, channel,
+            i,
+            channel,
             lambda c: c.execute(query),
             lambda s: s.execute(orm_query()) if orm_query else None,
         )

@@ -93,7 +93,9 @@ async def _async_requests(tn: Tenantry) -> list[BaseException]:
     return errors
 
 
-def _restart_then_request(tn: Tenantry, slug: str, after_warming: Callable[[], None] = lambda: None) -> list[BaseException]:
+def _restart_then_request(
+    tn: Tenantry, slug: str, after_warming: Callable[[], None] = lambda: None
+) -> list[BaseException]:
     with tn.tenant(slug):
         _warm(tn)
 

@@ -23,7 +23,10 @@ from tests.model_app import TABLES
 
 #: ways to take a table's protection away, as the owner (superuser) could
 BREAKS = {
-    "rls disabled": ("ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY", "ALTER TABLE {table} DISABLE ROW LEVEL SECURITY"),
+    "rls disabled": (
+        "ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY",
+        "ALTER TABLE {table} DISABLE ROW LEVEL SECURITY",
+    ),
     "policy dropped": ("DROP POLICY tenant_isolation ON {table}",),
     "permissive policy added": ("CREATE POLICY open_door ON {table} USING (true)",),
 }

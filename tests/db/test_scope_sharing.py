@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tenantry import BoundTenant, Tenant, TenantScope, Tenantry
+from tenantry import BoundTenant, Tenant, Tenantry, TenantScope
 from tenantry import context as tenant_context
 from tests.db.isolation_probe import foreign_rows
 
@@ -76,8 +76,13 @@ def test_shared_scope_objects_across_50_threads_and_50_tasks(tn: Tenantry, ten: 
                     if rng.random() < 0.3:  # nested entry of another shared scope
                         other, other_scope = rng.choice(scopes)
                         with other_scope, tn.connection() as conn:
-                            tally.add(_check(other, conn.execute("SELECT tenant_id FROM projects").fetchall(),
-                                             tenant_context.current()))
+                            tally.add(
+                                _check(
+                                    other,
+                                    conn.execute("SELECT tenant_id FROM projects").fetchall(),
+                                    tenant_context.current(),
+                                )
+                            )
                         if tenant_context.current() is not inside:
                             tally.add(["a nested block changed the outer binding"])
                     with tn.connection() as conn:

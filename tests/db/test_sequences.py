@@ -21,8 +21,8 @@ from psycopg import sql
 
 from tenantry import Tenant, Tenantry
 from tenantry.db import rls
-from tests.support import Scratch
 from tests.db.isolation_probe import bound
+from tests.support import Scratch
 
 
 def _sequence(tn: Tenantry) -> str:
@@ -92,9 +92,21 @@ def test_the_uuid7_example_runs_and_its_ids_are_version_7(server_url: str) -> No
     db = Scratch(server_url)
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
-        env.update(TENANTRY_DATABASE_URL=db.url, TENANTRY_OWNER_ROLE=db.owner, TENANTRY_RUNTIME_ROLE=db.runtime, TENANTRY_READER_ROLE=db.reader)
-        done = subprocess.run([sys.executable, str(EXAMPLE)], env=env, capture_output=True, text=True, timeout=120,
-                              stdin=subprocess.DEVNULL, cwd=ROOT)
+        env.update(
+            TENANTRY_DATABASE_URL=db.url,
+            TENANTRY_OWNER_ROLE=db.owner,
+            TENANTRY_RUNTIME_ROLE=db.runtime,
+            TENANTRY_READER_ROLE=db.reader,
+        )
+        done = subprocess.run(
+            [sys.executable, str(EXAMPLE)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.splitlines() == ["keys-acme 7 True", "keys-globex 7 True", "keys-acme 7 True"]
         with psycopg.connect(db.url) as conn:  # a UUIDv7's first 48 bits are its time in ms

@@ -17,8 +17,8 @@ import threading
 import time
 import uuid
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
 
@@ -45,9 +45,9 @@ from tenantry import (
 from tenantry.core.placement import Placement
 from tenantry.services.provisioning import database_url
 from tenantry.testing import TIER_PLANS
-from tests.support import Scratch
 from tests.db.isolation_probe import foreign_rows
 from tests.model_app import TABLES, Base, Comment, Priority, Project, Task
+from tests.support import Scratch
 
 T = TypeVar("T")
 
@@ -208,7 +208,9 @@ def runtime_databases(tn: Tenantry, databases: Iterable[str], *, most: int, wait
 @pytest.fixture(scope="module")
 def others(tn: Tenantry) -> dict[str, Tenant]:
     """One tenant per tier, each with one project named ``other-<slug>``."""
-    made = {tier: tn.create_tenant(f"other-{tier}-{uuid.uuid4().hex[:8]}", plan=plan) for tier, plan in TIER_PLANS.items()}
+    made = {
+        tier: tn.create_tenant(f"other-{tier}-{uuid.uuid4().hex[:8]}", plan=plan) for tier, plan in TIER_PLANS.items()
+    }
     for tenant in made.values():
         seed(tn, tenant, f"other-{tenant.slug}")
     return made
@@ -251,7 +253,9 @@ def test_raw_psycopg_crud_joins_and_upserts(tn: Tenantry, make_tier_tenant) -> N
     t = make_tier_tenant()
     with tn.tenant(t.slug), tn.connection() as conn:
         # tenant_id comes from the bound tenant (the column's server default)
-        pid, tenant_id = conn.execute("INSERT INTO projects (name) VALUES ('launch') RETURNING id, tenant_id").fetchone()
+        pid, tenant_id = conn.execute(
+            "INSERT INTO projects (name) VALUES ('launch') RETURNING id, tenant_id"
+        ).fetchone()
         assert tenant_id == t.id
         with conn.cursor() as cur:
             cur.executemany(
@@ -260,7 +264,9 @@ def test_raw_psycopg_crud_joins_and_upserts(tn: Tenantry, make_tier_tenant) -> N
                 [(pid, "a", 3, False), (pid, "b", 5, True), (pid, "c", 8, False)],
             )
         conn.execute("UPDATE tasks SET priority = 'low' WHERE title = 'b'")
-        conn.execute("INSERT INTO comments (task_id, body) SELECT id, 'on ' || title FROM tasks WHERE priority = 'high'")
+        conn.execute(
+            "INSERT INTO comments (task_id, body) SELECT id, 'on ' || title FROM tasks WHERE priority = 'high'"
+        )
         report = conn.execute(
             """
             SELECT p.name, count(DISTINCT k.id), sum(k.points) FILTER (WHERE k.done), count(c.id)
@@ -292,7 +298,10 @@ def test_orm_session_crud_joins_and_upserts(tn: Tenantry, make_tier_tenant) -> N
         project = Project(name="orm")
         session.add(project)
         session.flush()
-        tasks = [Task(project_id=project.id, title=f"t{i}", points=i, priority=Priority.high if i % 2 else Priority.low) for i in (1, 2, 3)]
+        tasks = [
+            Task(project_id=project.id, title=f"t{i}", points=i, priority=Priority.high if i % 2 else Priority.low)
+            for i in (1, 2, 3)
+        ]
         session.add_all(tasks)
         session.flush()
         session.add(Comment(task_id=tasks[0].id, body="first"))
@@ -330,7 +339,9 @@ def test_asyncio_sessions_and_connections(tn: Tenantry, make_tier_tenant) -> Non
                 session.add(Project(name=f"orm-{tenant.slug}"))
                 await session.commit()
             async with tn.async_connection() as conn:
-                cur = await conn.execute("INSERT INTO projects (name) VALUES (%s) RETURNING tenant_id", (f"raw-{tenant.slug}",))
+                cur = await conn.execute(
+                    "INSERT INTO projects (name) VALUES (%s) RETURNING tenant_id", (f"raw-{tenant.slug}",)
+                )
                 assert (await cur.fetchone()) == (tenant.id,)
                 assert await acopy_rows(conn, "projects", ["name"], [(f"copy-{tenant.slug}",)]) == 1
                 cur = await conn.execute("SELECT name FROM projects ORDER BY name")
@@ -351,7 +362,11 @@ def test_copy_rows(tn: Tenantry, make_tier_tenant) -> None:
         pid = conn.execute("SELECT min(id) FROM projects").fetchone()[0]
         rows = [(pid, f"k{i}", 2, "high", False) for i in range(3)]
         assert copy_rows(conn, "tasks", ["project_id", "title", "points", "priority", "done"], rows) == 3
-        assert conn.execute("SELECT count(*), sum(points), min(tenant_id::text) FROM tasks").fetchone() == (3, 6, str(t.id))
+        assert conn.execute("SELECT count(*), sum(points), min(tenant_id::text) FROM tasks").fetchone() == (
+            3,
+            6,
+            str(t.id),
+        )
     assert stored_names(tn, t) == [f"p{i:02}" for i in range(50)]
 
 
@@ -390,7 +405,9 @@ def test_tenants_on_other_tiers_stay_apart(tn: Tenantry, make_tier_tenant, other
             assert names(conn) == ({"mine"} if tenant is t else {f"other-{tenant.slug}"})
 
 
-def test_a_connection_serves_only_tenants_of_its_database(tn: Tenantry, make_tier_tenant, others: dict[str, Tenant]) -> None:
+def test_a_connection_serves_only_tenants_of_its_database(
+    tn: Tenantry, make_tier_tenant, others: dict[str, Tenant]
+) -> None:
     """Pooled and schema-tier tenants share the shared database's connections, one transaction
     after another; a database-tier tenant is served only on connections to its own database."""
     t = make_tier_tenant()
@@ -418,7 +435,9 @@ def test_no_tenant_bound_sees_nothing(tn: Tenantry, make_tier_tenant) -> None:
         assert visible(conn, p.schema) == [] and names(conn) == set()
     with pytest.raises(NoTenantBound):
         with tn.connection() as conn:
-            conn.execute(sql.SQL("INSERT INTO {} (name) VALUES ('orphan')").format(sql.Identifier(p.schema, "projects")))
+            conn.execute(
+                sql.SQL("INSERT INTO {} (name) VALUES ('orphan')").format(sql.Identifier(p.schema, "projects"))
+            )
     with Session(tn.engine()) as session:
         assert session.scalars(sa.select(Project.name)).all() == []
     # even on a connection to the tenant's own database
@@ -427,7 +446,9 @@ def test_no_tenant_bound_sees_nothing(tn: Tenantry, make_tier_tenant) -> None:
     assert stored_names(tn, t) == ["hidden"]
 
 
-def test_delete_removes_the_tenant_on_its_tier(tn: Tenantry, tier: str, make_tier_tenant, others: dict[str, Tenant]) -> None:
+def test_delete_removes_the_tenant_on_its_tier(
+    tn: Tenantry, tier: str, make_tier_tenant, others: dict[str, Tenant]
+) -> None:
     t = make_tier_tenant()
     seed(tn, t, "doomed")
     p = placement_of(tn, t)
@@ -454,14 +475,20 @@ def test_delete_removes_the_tenant_on_its_tier(tn: Tenantry, tier: str, make_tie
 
 
 @pytest.mark.parametrize("writer", ["pooled", "schema"])
-def test_delete_leaves_no_rows_written_outside_the_placement(tn: Tenantry, writer: str, others: dict[str, Tenant]) -> None:
+def test_delete_leaves_no_rows_written_outside_the_placement(
+    tn: Tenantry, writer: str, others: dict[str, Tenant]
+) -> None:
     t = tn.create_tenant(f"stray-{uuid.uuid4().hex[:8]}", plan=TIER_PLANS[writer])
     home = placement_of(tn, t)
-    elsewhere = [p for p in (placement_of(tn, o) for o in others.values()) if p.database is None and p.schema != home.schema]
+    elsewhere = [
+        p for p in (placement_of(tn, o) for o in others.values()) if p.database is None and p.schema != home.schema
+    ]
     for p in elsewhere:
         try:
             with tn.tenant(t.slug), tn.connection() as conn:
-                conn.execute(sql.SQL("INSERT INTO {} (name) VALUES ('stray')").format(sql.Identifier(p.schema, "projects")))
+                conn.execute(
+                    sql.SQL("INSERT INTO {} (name) VALUES ('stray')").format(sql.Identifier(p.schema, "projects"))
+                )
         except (IsolationError, psycopg.errors.InsufficientPrivilege):
             pass  # refusing such writes is a fix too
     tn.delete_tenant(t.id)
@@ -493,7 +520,9 @@ SELECT_NAMES = "SELECT name FROM projects"
     ["UPDATE tenantry.marker SET tenant_id = gen_random_uuid()", "DELETE FROM tenantry.marker"],
     ids=["other-tenant", "no-marker"],
 )
-def test_database_marker_must_name_the_tenant(own_tenantry: Callable[..., Tenantry], others: dict[str, Tenant], tamper: str) -> None:
+def test_database_marker_must_name_the_tenant(
+    own_tenantry: Callable[..., Tenantry], others: dict[str, Tenant], tamper: str
+) -> None:
     tn, t = own_tenantry(), others["database"]  # connections of their own (see the next test)
     with tampered_marker(tn, t, tamper):
         for path in PATHS:
@@ -501,7 +530,9 @@ def test_database_marker_must_name_the_tenant(own_tenantry: Callable[..., Tenant
                 read_via(tn, path, SELECT_NAMES, t)
 
 
-def test_connections_that_refused_a_tenant_serve_it_again(own_tenantry: Callable[..., Tenantry], others: dict[str, Tenant]) -> None:
+def test_connections_that_refused_a_tenant_serve_it_again(
+    own_tenantry: Callable[..., Tenantry], others: dict[str, Tenant]
+) -> None:
     single = own_tenantry(tenant_pool_max_size=1)  # the connection that refuses is the one reused
     t = others["database"]
     sync_paths = [path for path in PATHS if not path.startswith("asyncio")]
@@ -577,7 +608,9 @@ def test_threads_on_more_databases_than_pools_are_served_while_pools_are_evicted
             future.result()
     for t in database_tenants:
         with bounded.tenant(t.slug), bounded.connection() as conn:
-            names = conn.execute("SELECT name, count(*) FROM projects WHERE name LIKE 'thread-%%' GROUP BY name").fetchall()
+            names = conn.execute(
+                "SELECT name, count(*) FROM projects WHERE name LIKE 'thread-%%' GROUP BY name"
+            ).fetchall()
         assert names == [(f"thread-{t.slug}", counts[t.slug])]
     assert sum(counts.values()) > 20
     assert len(runtime_databases(bounded, _databases(bounded, database_tenants), most=2)) <= 2
@@ -665,7 +698,9 @@ ENUM_STATEMENTS = {
 
 @pytest.mark.parametrize("kind", list(ENUM_STATEMENTS))
 @pytest.mark.parametrize("via", ["psycopg", "sqlalchemy"])
-def test_prepared_statements_follow_the_schema(own_tenantry: Callable[..., Tenantry], others: dict[str, Tenant], via: str, kind: str) -> None:
+def test_prepared_statements_follow_the_schema(
+    own_tenantry: Callable[..., Tenantry], others: dict[str, Tenant], via: str, kind: str
+) -> None:
     single = own_tenantry(pool_min_size=1, pool_max_size=1)  # every tenant on one connection
     raw, query = ENUM_STATEMENTS[kind]
     param = "high" if kind == "enum-parameter" else 0

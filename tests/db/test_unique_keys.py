@@ -29,7 +29,8 @@ from tests.model_app import Base
 def _members(*extra: Any, email: dict[str, Any] | None = None) -> sa.MetaData:
     metadata = sa.MetaData()
     sa.Table(
-        "members", metadata,
+        "members",
+        metadata,
         sa.Column("tenant_id", sa.Uuid(), primary_key=True),
         sa.Column("id", sa.BigInteger(), primary_key=True),
         sa.Column("email", sa.Text(), **(email or {})),
@@ -42,19 +43,32 @@ def _members(*extra: Any, email: dict[str, Any] | None = None) -> sa.MetaData:
 @pytest.mark.parametrize(
     ("metadata", "named"),
     [
-        (lambda: _members(email={"unique": True}), 'unique key on (email) must include tenant_id'),
-        (lambda: _members(sa.UniqueConstraint("email", name="members_email_key")), "unique key members_email_key on (email)"),
+        (lambda: _members(email={"unique": True}), "unique key on (email) must include tenant_id"),
+        (
+            lambda: _members(sa.UniqueConstraint("email", name="members_email_key")),
+            "unique key members_email_key on (email)",
+        ),
         (lambda: _members(email={"unique": True, "index": True}), "unique index ix_members_email on (email)"),
-        (lambda: _members(sa.Index("members_lower_email", sa.func.lower(sa.column("email")), unique=True)),
-         "unique index members_lower_email on (lower(email))"),
-        (lambda: _members(sa.Index("members_live_email", "email", unique=True, postgresql_where=sa.text("nick IS NOT NULL"))),
-         "unique index members_live_email on (email) (partial)"),
-        (lambda: _members(postgresql.ExcludeConstraint(("email", "="), name="members_email_excl")),
-         "exclusion constraint members_email_excl on (email)"),
+        (
+            lambda: _members(sa.Index("members_lower_email", sa.func.lower(sa.column("email")), unique=True)),
+            "unique index members_lower_email on (lower(email))",
+        ),
+        (
+            lambda: _members(
+                sa.Index("members_live_email", "email", unique=True, postgresql_where=sa.text("nick IS NOT NULL"))
+            ),
+            "unique index members_live_email on (email) (partial)",
+        ),
+        (
+            lambda: _members(postgresql.ExcludeConstraint(("email", "="), name="members_email_excl")),
+            "exclusion constraint members_email_excl on (email)",
+        ),
     ],
     ids=["column-unique", "constraint", "unique-index", "expression", "partial", "exclusion"],
 )
-def test_metadata_with_a_unique_key_without_tenant_id_is_refused(metadata: Callable[[], sa.MetaData], named: str) -> None:
+def test_metadata_with_a_unique_key_without_tenant_id_is_refused(
+    metadata: Callable[[], sa.MetaData], named: str
+) -> None:
     with pytest.raises(InvalidInput) as caught:
         rls.validate_metadata(metadata())
     assert named in str(caught.value) and "reveals another tenant's values" in str(caught.value)
@@ -108,7 +122,9 @@ def _name_project(tn: Tenantry, tenant: Tenant, name: str) -> None:
         conn.execute("INSERT INTO projects (name) VALUES (%s)", (name,))
 
 
-def test_the_oracle_and_that_check_reports_the_index(tn: Tenantry, make_tenant: Callable[..., Tenant], cli: Any) -> None:
+def test_the_oracle_and_that_check_reports_the_index(
+    tn: Tenantry, make_tenant: Callable[..., Tenant], cli: Any
+) -> None:
     a, b = make_tenant(), make_tenant()
     secret = f"oracle-{uuid.uuid4().hex[:6]}"
     _name_project(tn, b, secret)
@@ -117,7 +133,9 @@ def test_the_oracle_and_that_check_reports_the_index(tn: Tenantry, make_tenant: 
     assert tn.unscoped_unique_indexes() == []
     with tn.admin() as conn:
         conn.execute(
-            sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(sql.Identifier(tn.settings.pooled_schema, "projects")),
+            sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(
+                sql.Identifier(tn.settings.pooled_schema, "projects")
+            ),
             (a.id,),
         )
     # partial, so that other tests' projects of equal names do not stand in its way
@@ -135,7 +153,13 @@ def test_the_oracle_and_that_check_reports_the_index(tn: Tenantry, make_tenant: 
             " WHERE (name ~~ 'oracle-%'::text)"
         ]
         code, out, _ = cli("check", "--json")
-        assert code == 9 and json.loads(out) == {"unprotected": [], "unscoped_unique": found, "roles": {}, "differ": {}, "ok": False}
+        assert code == 9 and json.loads(out) == {
+            "unprotected": [],
+            "unscoped_unique": found,
+            "roles": {},
+            "differ": {},
+            "ok": False,
+        }
         code, _, err = cli("check")
         assert code == 9 and index in err and "without tenant_id" in err
 
@@ -153,7 +177,9 @@ def test_the_oracle_and_that_check_reports_the_index(tn: Tenantry, make_tenant: 
 )
 def test_check_reports_expression_partial_and_include_indexes(tn: Tenantry, definition: str) -> None:
     with _index(tn, definition) as index:
-        assert [f.split(":")[0] for f in tn.unscoped_unique_indexes()] == [f"{tn.settings.pooled_schema}.projects.{index}"]
+        assert [f.split(":")[0] for f in tn.unscoped_unique_indexes()] == [
+            f"{tn.settings.pooled_schema}.projects.{index}"
+        ]
 
 
 def test_check_accepts_unique_indexes_with_tenant_id(tn: Tenantry) -> None:

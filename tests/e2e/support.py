@@ -76,7 +76,8 @@ def demo_env(scratch: Scratch) -> dict[str, str]:
     env.update(
         TENANTRY_DATABASE_URL=scratch.url,
         TENANTRY_OWNER_ROLE=scratch.owner,
-        TENANTRY_RUNTIME_ROLE=scratch.runtime, TENANTRY_READER_ROLE=scratch.reader,
+        TENANTRY_RUNTIME_ROLE=scratch.runtime,
+        TENANTRY_READER_ROLE=scratch.reader,
         TENANTRY_SECRET_KEYS=scratch.secret_keys,
         PYTHONUNBUFFERED="1",
     )

@@ -208,12 +208,15 @@ def test_port_in_use_is_one_line_and_exit_2(demo_scratch) -> None:
         port = taken.getsockname()[1]
         done = subprocess.run(
             tenantry_command("demo", "--port", str(port)),
-            env=demo_env(demo_scratch), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+            env=demo_env(demo_scratch),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
         )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "--port" in done.stderr
-
 
 
 # -- the example app at a phone's width, and its details ------------------------------------------

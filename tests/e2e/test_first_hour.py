@@ -26,8 +26,8 @@ from psycopg.conninfo import make_conninfo
 from tenantry.cli import demo as demo_command
 from tenantry.cli.main import main
 from tenantry.contrib.webhooks import new_secret
-from tests.support import Scratch
 from tests.e2e.support import DemoProcess, demo_env
+from tests.support import Scratch
 
 ROOT = Path(__file__).resolve().parents[2]
 Cli = Callable[..., tuple[int, str, str]]
@@ -68,7 +68,11 @@ def quickstart_catalog(demo_scratch: Scratch) -> Iterator[str]:
 
 
 def test_the_quickstart_runs_after_the_demo(
-    demo: DemoProcess, demo_scratch: Scratch, demo_shell: None, quickstart_catalog: str, capsys: pytest.CaptureFixture[str]
+    demo: DemoProcess,
+    demo_scratch: Scratch,
+    demo_shell: None,
+    quickstart_catalog: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The demo's globex (business: its own schema, the tracker's tables) is not the
     quickstart's: the quickstart keeps a catalog of its own, and leaves the demo's alone."""
@@ -78,18 +82,24 @@ def test_the_quickstart_runs_after_the_demo(
     out = capsys.readouterr().out
     assert out.count("refused") == 2, out
     with psycopg.connect(make_conninfo(demo_scratch.server_url, dbname=quickstart_catalog)) as conn:
-        counts = dict(conn.execute(
-            "SELECT t.slug, count(*) FROM tenant_data.demo_projects p JOIN tenantry.tenants t ON t.id = p.tenant_id GROUP BY 1"
-        ).fetchall())
+        counts = dict(
+            conn.execute(
+                "SELECT t.slug, count(*) FROM tenant_data.demo_projects p JOIN tenantry.tenants t ON t.id = p.tenant_id GROUP BY 1"
+            ).fetchall()
+        )
     assert counts == {"acme": 3, "globex": 2}
     with psycopg.connect(demo_scratch.url) as conn:
         assert conn.execute("SELECT plan FROM tenantry.tenants WHERE slug = 'globex'").fetchone() == ("business",)
-        assert conn.execute("SELECT count(*) FROM tenantry.app_tables WHERE table_name = 'demo_projects'").fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*) FROM tenantry.app_tables WHERE table_name = 'demo_projects'"
+        ).fetchone() == (0,)
 
 
 def test_webhooks_are_sent_and_the_page_says_why_not(demo: DemoProcess, demo_cli: Cli) -> None:
     port = int(demo.url("initech").rsplit(":", 1)[1].strip("/"))
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"host": f"initech.localhost:{port}"}, timeout=10) as site:
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{port}", headers={"host": f"initech.localhost:{port}"}, timeout=10
+    ) as site:
         assert site.post("/login", data={"email": "bill@initech.example"}).status_code == 303
         page = site.get("/webhooks").text
         assert "no endpoint is set" in page and "Nothing sent yet" not in page
@@ -141,7 +151,9 @@ def test_the_cli_lines_the_demo_prints_run_as_printed(
     env["PYTHONPATH"] = os.pathsep.join(kept)
     create = next(line for line in cli["try"] if " tenants create " in line)
     script = "\n".join([*cli["exports"], f"{create} --json"])
-    done = subprocess.run(["bash", "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        ["bash", "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
     assert done.returncode == 0, done.stderr
     created = json.loads(done.stdout)
     assert created["plan"] == "business" and created["status"] == "active"
@@ -150,7 +162,9 @@ def test_the_cli_lines_the_demo_prints_run_as_printed(
     new = demo.report["new_tenant"]
     assert new["slug"] == created["slug"] and f"its site ({new['url']} for {new['slug']})" in " ".join(printed.split())
     port = int(new["url"].rsplit(":", 1)[1].strip("/"))
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"host": f"{new['slug']}.localhost:{port}"}, timeout=10) as site:
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{port}", headers={"host": f"{new['slug']}.localhost:{port}"}, timeout=10
+    ) as site:
         assert 'action="/first-account"' in site.get("/login").text
         made = site.post("/first-account", data={"name": "Peter Gibbons", "email": "peter@initrode.example"})
         assert made.status_code == 303, made.text[:500]

@@ -201,8 +201,9 @@ def run_export(walk: Walk, step: Step, command: str) -> None:
 
 
 def run_installed(walk: Walk, step: Step, command: str) -> None:
-    import tenantry.api  # noqa: F401 - the web extra's admin API imports
     import uvicorn  # noqa: F401
+
+    import tenantry.api  # noqa: F401 - the web extra's admin API imports
 
 
 def run_demo(walk: Walk, step: Step, command: str) -> None:
@@ -214,7 +215,9 @@ def run_demo(walk: Walk, step: Step, command: str) -> None:
     site = httpx.get(f"http://127.0.0.1:{port}/login", headers={"host": f"acme.localhost:{port}"}, timeout=10)
     assert site.status_code == 200 and "Acme" in site.text, f"{step}: acme's site answered {site.status_code}"
     admin = httpx.get(demo.report["admin_api"]["url"], timeout=10)
-    assert admin.status_code == 200 and "tenantry admin API" in admin.text, f"{step}: the admin API's / answered {admin.status_code}"
+    assert admin.status_code == 200 and "tenantry admin API" in admin.text, (
+        f"{step}: the admin API's / answered {admin.status_code}"
+    )
 
 
 def run_serve(walk: Walk, step: Step, command: str) -> None:
@@ -225,8 +228,13 @@ def run_serve(walk: Walk, step: Step, command: str) -> None:
     log = walk.project.parent / f"server-{step.line}.log"
     with log.open("w") as sink:  # uvicorn logs every request: a pipe nobody reads would fill
         proc = subprocess.Popen(
-            tenantry_command(*argv[1:]), env=walk.env(), cwd=walk.project, stdin=subprocess.DEVNULL,
-            stdout=sink, stderr=subprocess.STDOUT, text=True,
+            tenantry_command(*argv[1:]),
+            env=walk.env(),
+            cwd=walk.project,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
     walk.servers.append(Server(step, proc=proc, log=log))
     front = _wait_for(step, f"http://127.0.0.1:{port}/", proc, log)
@@ -260,7 +268,12 @@ def run_cli(walk: Walk, step: Step, command: str) -> None:
 
 def run_curl(walk: Walk, step: Step, command: str) -> None:
     done = subprocess.run(
-        ["bash", "-c", re.sub(r"^curl ", "curl --fail-with-body -sS ", command)], env=walk.env(), cwd=walk.project, capture_output=True, text=True, timeout=60,
+        ["bash", "-c", re.sub(r"^curl ", "curl --fail-with-body -sS ", command)],
+        env=walk.env(),
+        cwd=walk.project,
+        capture_output=True,
+        text=True,
+        timeout=60,
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, f"{step}: curl exit {done.returncode}\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
@@ -297,31 +310,56 @@ class Row:
 #: first row whose pattern matches the whole command runs it; a command no row matches fails
 #: the walk.
 STEPS = (
-    Row(r"bash scripts/demo( .*)?", run_demo,
-        "sets up .venv (this test runs in one) and execs `tenantry demo`: that runs, as below"),
+    Row(
+        r"bash scripts/demo( .*)?",
+        run_demo,
+        "sets up .venv (this test runs in one) and execs `tenantry demo`: that runs, as below",
+    ),
     Row(r"bash \.ci/run", run_suite, "runs this very suite: not from inside it; checked to parse (bash -n)"),
     Row(r"\. \.venv/bin/activate", run_nothing, "this test runs in the venv already"),
     Row(r"export [A-Za-z_][A-Za-z0-9_]*=\S+", run_export, "sets the variable for the steps after it"),
     Row(r"pip install 'tenantry\[web\]'", run_installed, "installed already: checked by importing the admin API"),
-    Row(r"tenantry demo( .*)?", run_demo,
+    Row(
+        r"tenantry demo( .*)?",
+        run_demo,
         "serves until stopped: runs on free ports (--port 0 --admin-port 0), its admin API's / and acme's"
-        " site are requested once, and Ctrl-C stops it at the block's end (exit 0)"),
-    Row(r"tenantry api serve .*--port \d+.*", run_serve,
+        " site are requested once, and Ctrl-C stops it at the block's end (exit 0)",
+    ),
+    Row(
+        r"tenantry api serve .*--port \d+.*",
+        run_serve,
         "serves until stopped: runs on a free port in place of the README's (the block's later lines use it),"
-        " its / is requested once, and Ctrl-C stops it at the block's end (exit 0)"),
-    Row(r"tenantry tokens create .*", run_token, "runs as written; the secret it prints is $TOKEN, as its comment says"),
-    Row(r"tenantry domains verify .*", run_verify,
+        " its / is requested once, and Ctrl-C stops it at the block's end (exit 0)",
+    ),
+    Row(
+        r"tenantry tokens create .*", run_token, "runs as written; the secret it prints is $TOKEN, as its comment says"
+    ),
+    Row(
+        r"tenantry domains verify .*",
+        run_verify,
         "the walk serves the app's edge (TenantMiddleware) on a loopback port and adds --connect-to it,"
-        " standing in for DNS that points the hostname at this machine"),
-    Row(r"tenantry cells add .*", run_cli,
+        " standing in for DNS that points the hostname at this machine",
+    ),
+    Row(
+        r"tenantry cells add .*",
+        run_cli,
         "the README's second server (host=db2) is one the walk has not got: eu-2 is the walk's own server"
-        " under another name", replace=(('"host=db2 user=postgres"', server_url),)),
-    Row(r"tenantry spares fill .*", run_cli, "fewer spares, the same command: time",
-        replace=(("--count 20", "--count 2"),)),
+        " under another name",
+        replace=(('"host=db2 user=postgres"', server_url),),
+    ),
+    Row(
+        r"tenantry spares fill .*",
+        run_cli,
+        "fewer spares, the same command: time",
+        replace=(("--count 20", "--count 2"),),
+    ),
     Row(r"tenantry .*", run_cli, "runs as written"),
-    Row(r"curl .*", run_curl,
+    Row(
+        r"curl .*",
+        run_curl,
         "runs as written with $TOKEN, the server's port for the README's, and --fail-with-body -sS (an HTTP"
-        " error fails the step)"),
+        " error fails the step)",
+    ),
 )
 
 
@@ -427,5 +465,7 @@ def test_the_readme_runs_top_to_bottom(
             walk.finish_block()  # its servers stopped, even when a step failed
     slowest = ", ".join(f"line {step.line} {seconds:.1f} s" for seconds, step in sorted(took, key=lambda t: -t[0])[:5])
     with capsys.disabled():
-        print(f"\n  README walk: {len(took)} commands in {len(blocks)} blocks, {time.monotonic() - started:.0f} s"
-              f" (slowest: {slowest})")
+        print(
+            f"\n  README walk: {len(took)} commands in {len(blocks)} blocks, {time.monotonic() - started:.0f} s"
+            f" (slowest: {slowest})"
+        )

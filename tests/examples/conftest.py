@@ -2,4 +2,3 @@
 :mod:`tests.examples.support`, a plain module: conftest files are not imported)."""
 
 from tests.examples.support import tracker  # noqa: F401 - fixtures
-

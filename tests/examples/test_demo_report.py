@@ -16,8 +16,11 @@ def test_the_report_names_a_member_only_where_one_exists(tracker: Tracker, capsy
     assert empty["login"] is None and empty["created"]
     report = {
         "tenants": [t | {"url": f"http://{t['slug']}.localhost:8000/", "features": {}} for t in (seeded, empty)],
-        "admin_api": None, "admin_api_unavailable": "test", "database": "embedded",
-        "cli": {"exports": [], "try": []}, "new_tenant": {"slug": "initrode", "url": "http://initrode.localhost:8000/"},
+        "admin_api": None,
+        "admin_api_unavailable": "test",
+        "database": "embedded",
+        "cli": {"exports": [], "try": []},
+        "new_tenant": {"slug": "initrode", "url": "http://initrode.localhost:8000/"},
     }
     demo._print_report(report)
     out = " ".join(capsys.readouterr().out.split())  # (as Rich wrapped it)

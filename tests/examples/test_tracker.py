@@ -9,7 +9,6 @@ import asyncio
 import re
 import uuid
 from collections.abc import Iterator
-from markupsafe import escape
 from pathlib import Path
 
 import httpx
@@ -17,6 +16,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from itsdangerous import URLSafeTimedSerializer
+from markupsafe import escape
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.orm import Session
@@ -128,8 +128,13 @@ def test_forms_create_rows_in_the_right_tenant(tracker: Tracker) -> None:
             hank = _rows(tracker, "globex", Member, Member.email == "hank@globex.example")[0]
             task = await client.post(
                 f"{project_url}/tasks",
-                data={"csrf": csrf, "title": "Collect the numbers", "priority": "high", "assignee": str(hank.id),
-                      "due_on": "2030-01-31"},
+                data={
+                    "csrf": csrf,
+                    "title": "Collect the numbers",
+                    "priority": "high",
+                    "assignee": str(hank.id),
+                    "due_on": "2030-01-31",
+                },
             )
             assert task.status_code == 303
             task_url = task.headers["location"]
@@ -196,7 +201,9 @@ def test_html_is_escaped(tracker: Tracker) -> None:
     async def main() -> None:
         async with tracker.signed_in("initech") as client:
             csrf = csrf_of((await client.get("/projects")).text)
-            created = await client.post("/projects", data={"csrf": csrf, "name": "<script>alert(1)</script>", "key": "XSS"})
+            created = await client.post(
+                "/projects", data={"csrf": csrf, "name": "<script>alert(1)</script>", "key": "XSS"}
+            )
             page = await client.get(created.headers["location"])
             assert "<script>alert(1)</script>" not in page.text
             assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
@@ -215,11 +222,15 @@ def test_only_owners_and_admins_add_members(tracker: Tracker) -> None:
             assert refused.status_code == 403
         async with tracker.signed_in("acme", "ada@acme.example") as admin:
             csrf = csrf_of((await admin.get("/members")).text)
-            added = await admin.post("/members", data={"csrf": csrf, "email": email, "name": "New Person", "role": "member"})
+            added = await admin.post(
+                "/members", data={"csrf": csrf, "email": email, "name": "New Person", "role": "member"}
+            )
             assert added.status_code == 303
             again = await admin.post("/members", data={"csrf": csrf, "email": email, "name": "New Person"})
             assert again.status_code == 422 and "member already" in again.text
-            owner = await admin.post("/members", data={"csrf": csrf, "email": "x@acme.example", "name": "X", "role": "owner"})
+            owner = await admin.post(
+                "/members", data={"csrf": csrf, "email": "x@acme.example", "name": "X", "role": "owner"}
+            )
             assert owner.status_code == 422
         # the new member can sign in to acme, and only to acme
         async with tracker.signed_in("acme", email) as new:
@@ -244,7 +255,11 @@ def test_a_new_tenant_offers_its_first_account_once(tracker: Tracker) -> None:
     async def main() -> None:
         async with tracker.client(slug) as founder:
             offer = await founder.get("/login")
-            assert offer.status_code == 200 and 'action="/first-account"' in offer.text and "Welcome to Newco Ltd" in offer.text
+            assert (
+                offer.status_code == 200
+                and 'action="/first-account"' in offer.text
+                and "Welcome to Newco Ltd" in offer.text
+            )
             bad = await founder.post("/first-account", data=_first_account("", "not-an-address"))
             assert bad.status_code == 422 and "not an e-mail address" in bad.text and "name is required" in bad.text
             made = await founder.post("/first-account", data=_first_account("Fay Founder", " Fay@Newco.Example "))
@@ -280,7 +295,9 @@ def test_racing_first_accounts_make_one_owner_per_tenant(tracker: Tracker) -> No
 
     async def post(slug: str, i: int) -> tuple[str, int]:
         async with tracker.client(slug) as client:
-            response = await client.post("/first-account", data=_first_account(f"Racer {i}", f"racer{i}@{slug}.example"))
+            response = await client.post(
+                "/first-account", data=_first_account(f"Racer {i}", f"racer{i}@{slug}.example")
+            )
             return slug, response.status_code
 
     async def offer(slug: str) -> int:
@@ -326,14 +343,17 @@ def test_ids_of_another_tenant_find_nothing(tracker: Tracker, viewer: str, owner
             assert posted.status_code == 404
             if owner_task.id not in viewer_tasks:
                 assert (await client.get(f"/tasks/{owner_task.id}")).status_code == 404
-                comment = await client.post(f"/tasks/{owner_task.id}/comments", data={"csrf": csrf, "body": planted_title})
+                comment = await client.post(
+                    f"/tasks/{owner_task.id}/comments", data={"csrf": csrf, "body": planted_title}
+                )
                 assert comment.status_code == 404
                 status = await client.post(f"/tasks/{owner_task.id}/status", data={"csrf": csrf, "status": "done"})
                 assert status.status_code == 404
             owner_member = _rows(tracker, owner, Member)[-1]
             first = _rows(tracker, viewer, Project)[0]
             planted = await client.post(
-                f"/projects/{first.id}/tasks", data={"csrf": csrf, "title": assigned_title, "assignee": str(owner_member.id)}
+                f"/projects/{first.id}/tasks",
+                data={"csrf": csrf, "title": assigned_title, "assignee": str(owner_member.id)},
             )
             viewer_member_ids = {m.id for m in _rows(tracker, viewer, Member)}
             if owner_member.id not in viewer_member_ids:
@@ -355,8 +375,9 @@ def test_a_cookie_from_one_tenant_signs_in_nobody_on_another(tracker: Tracker) -
             async with tracker.client(other) as client:
                 carried = await client.get("/", headers={"cookie": f"{SESSION_COOKIE}={cookie}"})
                 assert carried.status_code == 303 and carried.headers["location"] == "/login"
-                posted = await client.post("/projects", data={"name": "carried", "csrf": "x"},
-                                           headers={"cookie": f"{SESSION_COOKIE}={cookie}"})
+                posted = await client.post(
+                    "/projects", data={"name": "carried", "csrf": "x"}, headers={"cookie": f"{SESSION_COOKIE}={cookie}"}
+                )
                 assert posted.status_code == 303 and posted.headers["location"] == "/login"
 
     tracker.runner.run(main())
@@ -376,8 +397,8 @@ def test_forged_sessions_are_refused(tracker: Tracker) -> None:
     async def main() -> None:
         async with tracker.client("globex") as client:
             for forged in (
-                cookie(acme.id, globex.id),      # signed for acme, claiming globex
-                cookie(globex.id, acme.id),      # signed for globex, claiming acme
+                cookie(acme.id, globex.id),  # signed for acme, claiming globex
+                cookie(globex.id, acme.id),  # signed for globex, claiming acme
                 cookie(globex.id, globex.id, key="not-the-secret"),
                 "garbage",
             ):
@@ -442,8 +463,19 @@ def test_signed_out_pages_redirect_to_sign_in(tracker: Tracker) -> None:
 
 @pytest.mark.parametrize(
     "host",
-    ["nobody.localhost", "localhost", "evil.example", "acme.localhost.evil.example", "a.acme.localhost",
-     "-acme.localhost", "www.localhost", "[::1]:8000", "127.0.0.1:8000", "acme%00.localhost", ""],
+    [
+        "nobody.localhost",
+        "localhost",
+        "evil.example",
+        "acme.localhost.evil.example",
+        "a.acme.localhost",
+        "-acme.localhost",
+        "www.localhost",
+        "[::1]:8000",
+        "127.0.0.1:8000",
+        "acme%00.localhost",
+        "",
+    ],
 )
 def test_unknown_hosts_get_404(tracker: Tracker, host: str) -> None:
     async def main() -> httpx.Response:
@@ -506,9 +538,10 @@ def test_a_host_naming_no_tenant_shows_a_neutral_page_or_the_demos_list_of_sites
     demo_app = create_app(tracker.tn, no_tenant_page=site_directory(tracker.tn))
 
     async def main() -> list[httpx.Response]:
-        async with tracker.client("acme") as client, httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=demo_app), base_url="http://localhost:8000"
-        ) as demo:
+        async with (
+            tracker.client("acme") as client,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=demo_app), base_url="http://localhost:8000") as demo,
+        ):
             return [
                 await client.get("/", headers={"host": "localhost:8000", **BROWSER}),
                 await demo.get("/", headers=BROWSER),
@@ -583,7 +616,10 @@ def test_the_app_code_never_names_the_tenant_column() -> None:
         if path.name == "models.py":
             for line in text.splitlines():
                 if "tenant_id" in line:
-                    assert re.search(r'\[\s*"tenant_id"|"tracker_\w+\.tenant_id"|Constraint\("tenant_id"|Index\("[\w]+", "tenant_id"', line), line
+                    assert re.search(
+                        r'\[\s*"tenant_id"|"tracker_\w+\.tenant_id"|Constraint\("tenant_id"|Index\("[\w]+", "tenant_id"',
+                        line,
+                    ), line
         elif path.name != "README.md":
             assert "tenant_id" not in text, f"{path.relative_to(ROOT)} names tenant_id"
 
@@ -712,7 +748,11 @@ def test_its_connections_can_neither_write_the_catalog_nor_become_the_owner(plan
             conn.execute(statement)
         # the runtime role, in the catalog's database (pooled, schema tier) and a tenant's own
         for slug in ("acme", "globex") if statement in writes else TENANTS:
-            with plane.tn.tenant(slug), plane.tn.connection() as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            with (
+                plane.tn.tenant(slug),
+                plane.tn.connection() as conn,
+                pytest.raises(psycopg.errors.InsufficientPrivilege),
+            ):
                 conn.execute(statement)
     # negative control: the admin connection does each (rolled back)
     with tracker.tn.admin() as conn:

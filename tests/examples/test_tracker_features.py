@@ -9,7 +9,6 @@ import csv
 import io
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -29,9 +28,9 @@ from examples.tracker.seed import seed
 from tenantry import Tenantry
 from tenantry.contrib.webhooks import Delivery, deliver_pending, verify
 from tenantry.services import config as config_service
-from tests.support import Scratch
 from tests.examples.support import LOGIN, TENANTS, csrf_of
 from tests.plugins.receiver import Receiver
+from tests.support import Scratch
 
 WITHIN = 1.0
 SECRET = "whsec_aW5pdGVjaC13ZWJob29rLXNlY3JldC0zMi1ieXRlcyE="
@@ -46,7 +45,9 @@ class Site:
 
     def page(self, slug: str, path: str, *, signed_in: bool = True) -> httpx.Response:
         async def go() -> httpx.Response:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=f"http://{slug}.localhost") as client:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=self.app), base_url=f"http://{slug}.localhost"
+            ) as client:
                 if signed_in:
                     assert (await client.post("/login", data={"email": LOGIN[slug]})).status_code == 303
                 return await client.get(path)
@@ -55,7 +56,9 @@ class Site:
 
     def post(self, slug: str, path: str, data: dict[str, str], *, form_page: str) -> httpx.Response:
         async def go() -> httpx.Response:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=f"http://{slug}.localhost") as client:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=self.app), base_url=f"http://{slug}.localhost"
+            ) as client:
                 assert (await client.post("/login", data={"email": LOGIN[slug]})).status_code == 303
                 token = csrf_of((await client.get(form_page)).text)
                 return await client.post(path, data={**data, "csrf": token})
@@ -120,21 +123,29 @@ def test_tenants_differ_in_features_and_plugins(site: Site) -> None:
 
 def test_csv_cells_are_not_formulas(site: Site) -> None:
     project_id = _project_id(site, "globex")
-    response = site.post("globex", f"/projects/{project_id}/tasks", {"title": "=HYPERLINK(\"x\")"}, form_page=f"/projects/{project_id}")
+    response = site.post(
+        "globex", f"/projects/{project_id}/tasks", {"title": '=HYPERLINK("x")'}, form_page=f"/projects/{project_id}"
+    )
     assert response.status_code == 303
     rows = list(csv.reader(io.StringIO(site.page("globex", f"/projects/{project_id}/tasks.csv").text)))
-    assert ["'=HYPERLINK(\"x\")"] == [r[1] for r in rows if "HYPERLINK" in r[1]]
+    assert ['\'=HYPERLINK("x")'] == [r[1] for r in rows if "HYPERLINK" in r[1]]
 
 
 def test_new_projects_and_tasks_become_signed_webhooks(site: Site) -> None:
     with Receiver() as receiver:
-        config_service.set_value(site.tn, "webhooks", {"url": receiver.url + "/inbox", "secret": SECRET}, tenant="initech")
+        config_service.set_value(
+            site.tn, "webhooks", {"url": receiver.url + "/inbox", "secret": SECRET}, tenant="initech"
+        )
         before = len(_deliveries(site, "initech"))
         created = site.post("initech", "/projects", {"name": "Flair Audit", "key": "FLR"}, form_page="/projects")
         assert created.status_code == 303
         project_id = int(created.headers["location"].rsplit("/", 1)[1])
-        added = site.post("initech", f"/projects/{project_id}/tasks", {"title": "Count the flair", "priority": "high"},
-                          form_page=f"/projects/{project_id}")
+        added = site.post(
+            "initech",
+            f"/projects/{project_id}/tasks",
+            {"title": "Count the flair", "priority": "high"},
+            form_page=f"/projects/{project_id}",
+        )
         assert added.status_code == 303
         duplicate = site.post("initech", "/projects", {"name": "Again", "key": "FLR"}, form_page="/projects")
         assert duplicate.status_code == 422  # refused: its event was never queued either
@@ -159,9 +170,20 @@ def test_new_projects_and_tasks_become_signed_webhooks(site: Site) -> None:
 
 def _cli(db: Scratch, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
-    env.update(TENANTRY_DATABASE_URL=db.url, TENANTRY_OWNER_ROLE=db.owner, TENANTRY_RUNTIME_ROLE=db.runtime, TENANTRY_READER_ROLE=db.reader)
-    return subprocess.run([sys.executable, "-m", "tenantry.cli.main", *args], env=env, capture_output=True, text=True,
-                          timeout=60, stdin=subprocess.DEVNULL)
+    env.update(
+        TENANTRY_DATABASE_URL=db.url,
+        TENANTRY_OWNER_ROLE=db.owner,
+        TENANTRY_RUNTIME_ROLE=db.runtime,
+        TENANTRY_READER_ROLE=db.reader,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "tenantry.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_cli_changes_show_in_a_running_app_within_a_second(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
@@ -181,8 +203,15 @@ def test_cli_changes_show_in_a_running_app_within_a_second(site: Site, capsys: p
         timings = {}
         for what, args in {
             "plugin": ("plugins", "enable", "webhooks", "--tenant", "acme"),
-            "flag": ("flags", "set", "csv-export", "--rules",
-                     json.dumps([{"when": [{"attribute": "tenant", "op": "in", "value": ["globex", "acme"]}], "variant": "on"}])),
+            "flag": (
+                "flags",
+                "set",
+                "csv-export",
+                "--rules",
+                json.dumps(
+                    [{"when": [{"attribute": "tenant", "op": "in", "value": ["globex", "acme"]}], "variant": "on"}]
+                ),
+            ),
         }.items():
             wanted = (True, what == "flag")
             done = _cli(site.db, *args)
@@ -196,7 +225,9 @@ def test_cli_changes_show_in_a_running_app_within_a_second(site: Site, capsys: p
         assert view.page("acme", "/webhooks").status_code == 200
         assert 'id="nav-webhooks"' not in view.page("globex", "/").text  # only acme changed
         with capsys.disabled():
-            print("\n  CLI change -> running tracker: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()))
+            print(
+                "\n  CLI change -> running tracker: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items())
+            )
     finally:
         site.runner.run(running.aclose())
         assert _cli(site.db, "plugins", "reset", "webhooks", "--tenant", "acme").returncode == 0

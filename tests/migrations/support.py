@@ -20,8 +20,8 @@ from tenantry.core.placement import Placement
 from tenantry.services import app_migrations
 from tenantry.services.provisioning import database_url
 from tenantry.testing import TIER_PLANS
-from tests.support import Scratch
 from tests.model_app import Base
+from tests.support import Scratch
 
 FIXTURE = str(Path(__file__).parent / "versions_fixture")
 OLD, HEAD = "0001_model", "0002_labels"
@@ -35,7 +35,8 @@ def head_metadata() -> sa.MetaData:
         table.to_metadata(head)
     head.tables["tasks"].append_column(sa.Column("estimate", sa.Integer(), nullable=True))
     sa.Table(
-        "labels", head,
+        "labels",
+        head,
         sa.Column("tenant_id", sa.Uuid(), server_default=sa.text("tenantry.require_tenant_id()"), nullable=False),
         sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
         sa.Column("name", sa.Text(), nullable=False),
@@ -90,11 +91,13 @@ class World:
         return rows[0][0] if rows else None
 
     def has_column(self, tenant: Tenant | None, table: str, column: str) -> bool:
-        return bool(self.query(
-            tenant,
-            "SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND table_name = %s AND column_name = %s",
-            (self.schema(tenant), table, column),
-        ))
+        return bool(
+            self.query(
+                tenant,
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND table_name = %s AND column_name = %s",
+                (self.schema(tenant), table, column),
+            )
+        )
 
     def catalog_revisions(self) -> dict[str | None, str | None]:
         """slug (``None``: the pooled schema) -> the revision the catalog records."""
@@ -103,8 +106,11 @@ class World:
             "SELECT t.slug, p.app_revision FROM tenantry.placements p JOIN tenantry.tenants t ON t.id = p.tenant_id"
             " WHERE p.status = 'active' AND p.isolation <> 'pooled'",
         )
-        shared = self.query(None, "SELECT app_revision FROM tenantry.shared_placements WHERE schema_name = %s",
-                            (self.tn.settings.pooled_schema,))
+        shared = self.query(
+            None,
+            "SELECT app_revision FROM tenantry.shared_placements WHERE schema_name = %s",
+            (self.tn.settings.pooled_schema,),
+        )
         return {None: shared[0][0] if shared else None, **dict(rows)}
 
 

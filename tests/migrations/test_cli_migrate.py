@@ -73,7 +73,9 @@ def test_stamp_command(cli: Run, world: World) -> None:
     tenant = world.by_tier("schema")[0]
     code, out, err = cli("migrate", "stamp", HEAD, "--tenant", tenant.slug, "--json")
     assert code == 0, err
-    assert [(p["slug"], p["result"], p["to"]) for p in json.loads(out)["placements"]] == [(tenant.slug, "stamped", HEAD)]
+    assert [(p["slug"], p["result"], p["to"]) for p in json.loads(out)["placements"]] == [
+        (tenant.slug, "stamped", HEAD)
+    ]
     assert world.version(tenant) == HEAD and world.catalog_revisions()[tenant.slug] == HEAD
     code, _, err = cli("migrate", "stamp", "no-such-revision")
     assert code == 2 and "no revision" in err

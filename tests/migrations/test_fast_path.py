@@ -14,8 +14,8 @@ import pytest
 
 from tenantry import Tenantry
 from tenantry.services import app_migrations
-from tests.support import Scratch
 from tests.migrations.support import FIXTURE, HEAD
+from tests.support import Scratch
 
 
 def _add_placements(url: str, count: int, tier: str, revision: str) -> None:
@@ -65,11 +65,15 @@ def test_nothing_to_do_costs_the_same_for_1000_tenants(
     status = app_migrations.status(mtn, directory=FIXTURE)
     assert status.revisions == {HEAD: 1001} and status.behind == []
     with capsys.disabled():
-        print(f"\nfast path: 1 tenant {one * 1000:.2f} ms, 1,000 tenants {thousand * 1000:.2f} ms ({thousand / one:.2f}x)")
+        print(
+            f"\nfast path: 1 tenant {one * 1000:.2f} ms, 1,000 tenants {thousand * 1000:.2f} ms ({thousand / one:.2f}x)"
+        )
     assert thousand <= 5 * one
     # one placement behind: only it is planned, the rest stay answered from the catalog
     with psycopg.connect(fresh_scratch.url) as conn:
-        conn.execute("UPDATE tenantry.placements SET app_revision = NULL WHERE tenant_id ="
-                     " (SELECT tenant_id FROM tenantry.placements WHERE isolation = 'schema' LIMIT 1)")
+        conn.execute(
+            "UPDATE tenantry.placements SET app_revision = NULL WHERE tenant_id ="
+            " (SELECT tenant_id FROM tenantry.placements WHERE isolation = 'schema' LIMIT 1)"
+        )
     planned = app_migrations.migrate(mtn, dry_run=True, directory=FIXTURE)
     assert len(planned.results) == 1 and planned.up_to_date == 1000

@@ -8,13 +8,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tenantry import ConfigurationError, Tenant, Tenantry, TenantNotFound
+from tenantry import ConfigurationError, Tenant, TenantNotFound, Tenantry
 from tenantry.db import rls
 from tenantry.services import app_migrations
 from tenantry.services.app_migrations import MigrationFailed
-from tests.support import Scratch
-from tests.model_app import Base
 from tests.migrations.support import FIXTURE, HEAD, OLD, World, add_revision, make_world
+from tests.model_app import Base
+from tests.support import Scratch
 
 
 def _forced_with_policy(world: World, tenant: Tenant | None, table: str) -> bool:
@@ -36,7 +36,9 @@ def test_every_tier_migrates_to_head_and_stays_isolated(world: World, jobs: int)
     )
     assert not report.failed and not report.from_catalog
     assert report.total == 5 and report.up_to_date == 0
-    assert sorted(r.label for r in report.migrated) == sorted(["pooled", *(t.slug for t in world.tenants if t.plan != "free")])
+    assert sorted(r.label for r in report.migrated) == sorted(
+        ["pooled", *(t.slug for t in world.tenants if t.plan != "free")]
+    )
     assert all(r.from_revision == OLD and r.to_revision == HEAD and r.steps == (HEAD,) for r in report.migrated)
     assert all(r.secured == ("labels",) for r in report.migrated)  # the tables it did not create keep their policies
     assert seen[0] == (0, 5) and seen[-1] == (5, 5) and len(seen) == 6
@@ -68,7 +70,9 @@ def test_every_tier_migrates_to_head_and_stays_isolated(world: World, jobs: int)
 def test_dry_run_lists_and_changes_nothing(world: World) -> None:
     report = app_migrations.migrate(world.tn, dry_run=True, directory=FIXTURE)
     assert report.dry_run and report.from_catalog
-    assert [(r.result, r.from_revision, r.to_revision, r.steps) for r in report.results] == [("planned", OLD, HEAD, (HEAD,))] * 5
+    assert [(r.result, r.from_revision, r.to_revision, r.steps) for r in report.results] == [
+        ("planned", OLD, HEAD, (HEAD,))
+    ] * 5
     assert report.results[0].label == "pooled"
     for target in world.targets():
         assert world.version(target) == OLD and not world.has_column(target, "tasks", "estimate")
@@ -79,7 +83,9 @@ def test_dry_run_lists_and_changes_nothing(world: World) -> None:
 def test_a_failing_placement_is_rolled_back_alone_then_retried(world: World) -> None:
     broken = world.by_tier("schema")[0]
     # a table in the way: the migration's CREATE TABLE labels fails there (after ADD COLUMN)
-    world.execute(broken, f'CREATE TABLE "{world.schema(broken)}".labels (tenant_id uuid, id int, PRIMARY KEY (tenant_id, id))')
+    world.execute(
+        broken, f'CREATE TABLE "{world.schema(broken)}".labels (tenant_id uuid, id int, PRIMARY KEY (tenant_id, id))'
+    )
     report = app_migrations.migrate(world.tn, jobs=2, directory=FIXTURE)
     assert [(r.label, r.failed_revision) for r in report.failed] == [(broken.slug, HEAD)]
     assert 'relation "labels" already exists' in (report.failed[0].error or "")
@@ -102,9 +108,16 @@ def test_a_failing_placement_is_rolled_back_alone_then_retried(world: World) -> 
     assert status.revisions == {HEAD: 5} and status.failed == []
 
 
-def test_a_table_without_tenant_id_fails_its_placement(mtn: Tenantry, fresh_scratch: Scratch, scripts_copy: Path) -> None:
+def test_a_table_without_tenant_id_fails_its_placement(
+    mtn: Tenantry, fresh_scratch: Scratch, scripts_copy: Path
+) -> None:
     world = make_world(mtn, fresh_scratch, {"schema": 1})
-    add_revision(scripts_copy, "0003_notes", HEAD, "    op.create_table('notes', sa.Column('id', sa.BigInteger(), primary_key=True))")
+    add_revision(
+        scripts_copy,
+        "0003_notes",
+        HEAD,
+        "    op.create_table('notes', sa.Column('id', sa.BigInteger(), primary_key=True))",
+    )
     report = app_migrations.migrate(mtn, directory=str(scripts_copy))
     assert len(report.failed) == 2 and not report.migrated
     for result in report.failed:
@@ -114,9 +127,13 @@ def test_a_table_without_tenant_id_fails_its_placement(mtn: Tenantry, fresh_scra
         assert world.query(target, "SELECT to_regclass(%s)", (f'"{world.schema(target)}".notes',)) == [(None,)]
 
 
-def test_a_unique_index_without_tenant_id_fails_its_placement(mtn: Tenantry, fresh_scratch: Scratch, scripts_copy: Path) -> None:
+def test_a_unique_index_without_tenant_id_fails_its_placement(
+    mtn: Tenantry, fresh_scratch: Scratch, scripts_copy: Path
+) -> None:
     world = make_world(mtn, fresh_scratch, {"schema": 1})
-    add_revision(scripts_copy, "0003_unique", HEAD, "    op.create_index('projects_name_key', 'projects', ['name'], unique=True)")
+    add_revision(
+        scripts_copy, "0003_unique", HEAD, "    op.create_index('projects_name_key', 'projects', ['name'], unique=True)"
+    )
     report = app_migrations.migrate(mtn, directory=str(scripts_copy))
     assert len(report.failed) == 2 and not report.migrated
     for result in report.failed:
@@ -125,7 +142,9 @@ def test_a_unique_index_without_tenant_id_fails_its_placement(mtn: Tenantry, fre
         )
     for target in world.targets():  # rolled back whole
         assert world.version(target) == OLD
-        assert world.query(target, "SELECT to_regclass(%s)", (f'"{world.schema(target)}".projects_name_key',)) == [(None,)]
+        assert world.query(target, "SELECT to_regclass(%s)", (f'"{world.schema(target)}".projects_name_key',)) == [
+            (None,)
+        ]
 
 
 def test_untracked_placements_are_refused_until_stamped(mtn: Tenantry, fresh_scratch: Scratch) -> None:

@@ -24,16 +24,18 @@ from tenantry.plugins import AppTables
 from tenantry.plugins.tables import deploy_everywhere
 from tenantry.services import app_migrations, spares
 from tenantry.testing import TIER_PLANS
-from tests.support import Scratch
-from tests.migrations.support import FIXTURE, HEAD, OLD, World, add_revision, head_metadata, make_world
 from tests.migrations.ledger_plugin import L1, L2, LEDGER_VERSIONS, Ledger
+from tests.migrations.support import FIXTURE, HEAD, OLD, World, add_revision, head_metadata, make_world
 from tests.model_app import Base
+from tests.support import Scratch
 
 BOTH = f"{HEAD},{L2}"  # the composite head: the app's and the plugin's, sorted
 
 
 def _app(scratch: Scratch, *plugins: AppTables, migrations: str | None = FIXTURE) -> Tenantry:
-    return Tenantry(scratch.settings(migrations=migrations), metadata=Base.metadata, plugins=list(plugins), actor="pytest")
+    return Tenantry(
+        scratch.settings(migrations=migrations), metadata=Base.metadata, plugins=list(plugins), actor="pytest"
+    )
 
 
 def _versions(world: World, tenant: Tenant | None) -> set[str]:
@@ -61,16 +63,26 @@ def _isolated(tn: Tenantry, tenants: list[Tenant], *, with_note: bool = True) ->
     note = ", note" if with_note else ""
     for tenant in tenants:
         with tn.tenant(tenant.id), tn.connection() as conn:
-            conn.execute(f"INSERT INTO ledger_items (body{note}) VALUES (%s{', %s' if with_note else ''})",  # noqa: S608
-                         (tenant.slug, "n") if with_note else (tenant.slug,))
+            conn.execute(
+                f"INSERT INTO ledger_items (body{note}) VALUES (%s{', %s' if with_note else ''})",  # noqa: S608
+                (tenant.slug, "n") if with_note else (tenant.slug,),
+            )
     for tenant in tenants:
         others = [t.id for t in tenants if t.id != tenant.id]
         with tn.tenant(tenant.id), tn.connection() as conn:
             assert conn.execute("SELECT tenant_id, body FROM ledger_items").fetchall() == [(tenant.id, tenant.slug)]
-            assert conn.execute("SELECT count(*) FROM ledger_items WHERE tenant_id = ANY (%s)", (others,)).fetchone() == (0,)
-            assert conn.execute("UPDATE ledger_items SET body = 'x' WHERE tenant_id = ANY (%s)", (others,)).rowcount == 0
+            assert conn.execute(
+                "SELECT count(*) FROM ledger_items WHERE tenant_id = ANY (%s)", (others,)
+            ).fetchone() == (0,)
+            assert (
+                conn.execute("UPDATE ledger_items SET body = 'x' WHERE tenant_id = ANY (%s)", (others,)).rowcount == 0
+            )
         if others:
-            with pytest.raises(IsolationError, match="row-level security"), tn.tenant(tenant.id), tn.connection() as conn:
+            with (
+                pytest.raises(IsolationError, match="row-level security"),
+                tn.tenant(tenant.id),
+                tn.connection() as conn,
+            ):
                 conn.execute("INSERT INTO ledger_items (tenant_id, body) VALUES (%s, 'planted')", (others[0],))
 
 
@@ -137,7 +149,9 @@ def test_a_new_plugin_revision_upgrades_only_its_branch(mtn: Tenantry, fresh_scr
     v1 = _app(fresh_scratch, Ledger(chain, version=1))
     try:
         first = app_migrations.migrate(v1)
-        assert first.head == f"{HEAD},{L1}" and {r.steps for r in first.migrated} == {(L1,)} and len(first.migrated) == 3
+        assert (
+            first.head == f"{HEAD},{L1}" and {r.steps for r in first.migrated} == {(L1,)} and len(first.migrated) == 3
+        )
         _isolated(v1, world.tenants, with_note=False)
     finally:
         v1.close()
@@ -188,8 +202,9 @@ def test_without_app_migrations_untracked_placements_take_the_plugin_branch(fres
         tn.close()
 
 
-def _write(directory: Path, revision: str, down: str | None, labels: tuple[str, ...] | None = None,
-           depends: str | None = None) -> None:
+def _write(
+    directory: Path, revision: str, down: str | None, labels: tuple[str, ...] | None = None, depends: str | None = None
+) -> None:
     directory.mkdir(exist_ok=True)
     (directory / f"{revision}.py").write_text(
         f"revision = {revision!r}\ndown_revision = {down!r}\nbranch_labels = {labels!r}\ndepends_on = {depends!r}\n\n\n"
@@ -285,7 +300,9 @@ def test_a_placement_at_an_unregistered_plugins_revision_fails_clearly(mtn: Tena
         (tenant,) = world.tenants
         stamped = app_migrations.stamp_placements(without, HEAD, tenants=[tenant.slug])
         assert [(r.from_revision, r.to_revision) for r in stamped.results] == [(BOTH, HEAD)]
-        assert _versions(world, tenant) == {HEAD} and [r.label for r in app_migrations.status(without).behind] == ["pooled"]
+        assert _versions(world, tenant) == {HEAD} and [r.label for r in app_migrations.status(without).behind] == [
+            "pooled"
+        ]
     finally:
         without.close()
 
@@ -294,7 +311,9 @@ Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def cli(mtn: Tenantry, fresh_scratch: Scratch, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+def cli(
+    mtn: Tenantry, fresh_scratch: Scratch, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Run:
     """``tenantry`` in-process on the test's catalog, with the fixture migrations and the
     ledger plugin named in TENANTRY_PLUGINS."""
     monkeypatch.setenv("TENANTRY_DATABASE_URL", fresh_scratch.url)
@@ -329,7 +348,9 @@ def test_cli_shows_the_composite_head(cli: Run, mtn: Tenantry, fresh_scratch: Sc
     code, out, _ = cli("migrate")
     assert code == 0 and f"are at {BOTH} (from the catalog)" in out
     code, out, _ = cli("plugins", "deploy")
-    assert code == 0 and "ledger ship their own migrations: `tenantry migrate` deploys their tables" in " ".join(out.split())
+    assert code == 0 and "ledger ship their own migrations: `tenantry migrate` deploys their tables" in " ".join(
+        out.split()
+    )
     # an explicit revision per branch
     tenant = world.by_tier("schema")[0]
     code, out, err = cli("migrate", "stamp", f"{HEAD},{L1}", "--tenant", tenant.slug, "--json")
@@ -337,7 +358,9 @@ def test_cli_shows_the_composite_head(cli: Run, mtn: Tenantry, fresh_scratch: Sc
     assert [p["to"] for p in json.loads(out)["placements"]] == [f"{HEAD},{L1}"]
     assert _versions(world, tenant) == {HEAD, L1}
     code, out, _ = cli("migrate", "--dry-run", "--json")
-    assert code == 0 and [(p["slug"], tuple(p["steps"])) for p in json.loads(out)["placements"]] == [(tenant.slug, (L2,))]
+    assert code == 0 and [(p["slug"], tuple(p["steps"])) for p in json.loads(out)["placements"]] == [
+        (tenant.slug, (L2,))
+    ]
     code, out, err = cli("migrate", "stamp", BOTH, "--tenant", tenant.slug)  # (its tables are at L2 still)
     assert code == 0, err
     assert _versions(world, tenant) == {HEAD, L2} and app_migrations.status(mtn).revisions == {BOTH: 3}

@@ -16,8 +16,8 @@ import psycopg
 
 from tenantry import Tenantry
 from tenantry.services import app_migrations
-from tests.support import Scratch
 from tests.migrations.support import FIXTURE, HEAD, add_revision, make_world
+from tests.support import Scratch
 
 
 def test_jobs_bound_the_placements_migrating_at_once(mtn: Tenantry, fresh_scratch: Scratch, scripts_copy: Path) -> None:
@@ -52,11 +52,19 @@ def test_a_dying_worker_fails_only_its_placement(mtn: Tenantry, fresh_scratch: S
     world = make_world(mtn, fresh_scratch, {"schema": 2})
     app_migrations.migrate(mtn, directory=FIXTURE)
     doomed = world.by_tier("schema")[0]
-    add_revision(scripts_copy, "0003_exit", HEAD, textwrap.indent(textwrap.dedent(f"""\
+    add_revision(
+        scripts_copy,
+        "0003_exit",
+        HEAD,
+        textwrap.indent(
+            textwrap.dedent(f"""\
         import os
         if op.get_bind().exec_driver_sql("SELECT current_schema()").scalar() == {world.schema(doomed)!r}:
             os._exit(3)
-        op.add_column("labels", sa.Column("color", sa.Text()))"""), "    "))
+        op.add_column("labels", sa.Column("color", sa.Text()))"""),
+            "    ",
+        ),
+    )
     report = app_migrations.migrate(mtn, jobs=1, directory=str(scripts_copy))
     assert [(r.label, r.error) for r in report.failed] == [(doomed.slug, "the worker process exited with code 3")]
     assert len(report.migrated) == 2  # a new worker took the placements after it
@@ -67,7 +75,8 @@ def test_a_dying_worker_fails_only_its_placement(mtn: Tenantry, fresh_scratch: S
 def test_an_unguarded_calling_script_runs_once(mtn: Tenantry, fresh_scratch: Scratch, tmp_path: Path) -> None:
     make_world(mtn, fresh_scratch, {"schema": 1})
     script = tmp_path / "deploy.py"
-    script.write_text(textwrap.dedent(f"""\
+    script.write_text(
+        textwrap.dedent(f"""\
         import json
         from tenantry import Settings, Tenantry
         from tenantry.services import app_migrations
@@ -75,10 +84,18 @@ def test_an_unguarded_calling_script_runs_once(mtn: Tenantry, fresh_scratch: Scr
         tn = Tenantry(Settings.from_env())
         print(json.dumps(app_migrations.migrate(tn, jobs=2, directory={FIXTURE!r}).counts()))
         tn.close()
-        """))
-    env = dict(os.environ, TENANTRY_DATABASE_URL=fresh_scratch.url, TENANTRY_OWNER_ROLE=fresh_scratch.owner,
-               TENANTRY_RUNTIME_ROLE=fresh_scratch.runtime, TENANTRY_READER_ROLE=fresh_scratch.reader)
-    done = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        """)
+    )
+    env = dict(
+        os.environ,
+        TENANTRY_DATABASE_URL=fresh_scratch.url,
+        TENANTRY_OWNER_ROLE=fresh_scratch.owner,
+        TENANTRY_RUNTIME_ROLE=fresh_scratch.runtime,
+        TENANTRY_READER_ROLE=fresh_scratch.reader,
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "script body ran" and len(lines) == 2

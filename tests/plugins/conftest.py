@@ -12,9 +12,9 @@ import pytest
 from tenantry import Tenant, Tenantry
 from tenantry.contrib.webhooks import WebhooksPlugin
 from tenantry.testing import TIER_PLANS
-from tests.support import Scratch
 from tests.model_app import Base
 from tests.plugins.sample_plugins import Exploder, Notes, Recorder
+from tests.support import Scratch
 
 
 @pytest.fixture(scope="session")
@@ -35,14 +35,22 @@ def exploder() -> Exploder:
 
 
 def make_plugins(recorder: Recorder, exploder: Exploder) -> list[object]:
-    return [Notes(), recorder, exploder, WebhooksPlugin(allow_private=True, backoff_base=0.0, max_attempts=3, timeout=5.0)]
+    return [
+        Notes(),
+        recorder,
+        exploder,
+        WebhooksPlugin(allow_private=True, backoff_base=0.0, max_attempts=3, timeout=5.0),
+    ]
 
 
 @pytest.fixture(scope="session")
 def ptn(plugins_db: Scratch, recorder: Recorder, exploder: Exploder) -> Iterator[Tenantry]:
     """A Tenantry running the sample plugins and webhooks, on the plugin tests' catalog."""
     tenantry = Tenantry(
-        plugins_db.settings(), metadata=Base.metadata, actor="pytest-plugins", plugins=make_plugins(recorder, exploder)  # type: ignore[arg-type]
+        plugins_db.settings(),
+        metadata=Base.metadata,
+        actor="pytest-plugins",
+        plugins=make_plugins(recorder, exploder),  # type: ignore[arg-type]
     )
     tenantry.init()
     yield tenantry
@@ -53,7 +61,9 @@ def ptn(plugins_db: Scratch, recorder: Recorder, exploder: Exploder) -> Iterator
 def other(plugins_db: Scratch, ptn: Tenantry) -> Iterator[Tenantry]:
     """Another process of the same app: its own Tenantry, caches and listener."""
     tenantry = Tenantry(
-        plugins_db.settings(), metadata=Base.metadata, actor="other-process",
+        plugins_db.settings(),
+        metadata=Base.metadata,
+        actor="other-process",
         plugins=make_plugins(Recorder(), Exploder()),  # type: ignore[arg-type]
     )
     yield tenantry

@@ -119,11 +119,18 @@ class Notes(AppTables, ConfigSection, AsgiRoutes, FlagProvider):
 
             with tn.engine().connect() as conn:  # (sync in a test app: small and simple)
                 bodies = [r[0] for r in conn.execute(sa.select(Note.body).order_by(Note.id))]
-            body = json.dumps({
-                "tenant": current_tenant().slug, "path": scope["path"], "root_path": scope["root_path"],
-                "notes": bodies, "title": self.config(tn).title,
-            }).encode()
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            body = json.dumps(
+                {
+                    "tenant": current_tenant().slug,
+                    "path": scope["path"],
+                    "root_path": scope["root_path"],
+                    "notes": bodies,
+                    "title": self.config(tn).title,
+                }
+            ).encode()
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+            )
             await send({"type": "http.response.body", "body": body})
 
         return app

@@ -35,7 +35,9 @@ def cli(plugins_db: Scratch, ptn: Tenantry, monkeypatch: pytest.MonkeyPatch, cap
 
 def _settings(db: Scratch) -> list[tuple[object, ...]]:
     with psycopg.connect(db.url) as conn:
-        return conn.execute("SELECT plugin, plan, tenant_id, enabled FROM tenantry.plugin_enablement ORDER BY 1, 2, 3").fetchall()
+        return conn.execute(
+            "SELECT plugin, plan, tenant_id, enabled FROM tenantry.plugin_enablement ORDER BY 1, 2, 3"
+        ).fetchall()
 
 
 def test_enable_disable_reset(cli, ptenant: Callable[..., Tenant], ptn: Tenantry) -> None:  # type: ignore[no-untyped-def]
@@ -43,8 +45,14 @@ def test_enable_disable_reset(cli, ptenant: Callable[..., Tenant], ptn: Tenantry
     code, out, err = cli("plugins", "enable", "webhooks", "--tenant", tenant.slug, "--json")
     assert code == 0, err
     assert json.loads(out) | {} == {
-        "plugin": "webhooks", "scope": "tenant", "target": tenant.slug, "plan": "free", "tenant_id": str(tenant.id),
-        "before": None, "after": True, "changed": True,
+        "plugin": "webhooks",
+        "scope": "tenant",
+        "target": tenant.slug,
+        "plan": "free",
+        "tenant_id": str(tenant.id),
+        "before": None,
+        "after": True,
+        "changed": True,
     }
     code, out, _ = cli("plugins", "enable", "webhooks", "--tenant", tenant.slug)
     assert code == 0 and out.strip() == f"webhooks for tenant {tenant.slug}: already on; nothing changed"
@@ -63,7 +71,9 @@ def test_enable_disable_reset(cli, ptenant: Callable[..., Tenant], ptn: Tenantry
 
 def test_list_shows_where_plugins_are_on(cli, ptenant: Callable[..., Tenant], ptn: Tenantry) -> None:  # type: ignore[no-untyped-def]
     tenant = ptenant(plan="business")
-    ptn.plugins.enable("notes", tenant=tenant.slug)  # registered in the app only: the CLI knows its name from the catalog
+    ptn.plugins.enable(
+        "notes", tenant=tenant.slug
+    )  # registered in the app only: the CLI knows its name from the catalog
     code, out, err = cli("plugins", "list")
     assert code == 0, err
     assert "webhooks" in out and "notes" in out and "+tenant" in out
@@ -127,7 +137,12 @@ def test_a_cli_change_reaches_the_apps_hooks_and_runs_them_itself_with_the_plugi
 
     tenant = ptenant()
     ptn.plugins.enable("webhooks", tenant=tenant.slug)
-    config_service.set_value(ptn, "webhooks", {"url": "https://hooks.example/x", "secret": "whsec_Y2xpLXRlc3Qtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXM="}, tenant=tenant.slug)
+    config_service.set_value(
+        ptn,
+        "webhooks",
+        {"url": "https://hooks.example/x", "secret": "whsec_Y2xpLXRlc3Qtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXM="},
+        tenant=tenant.slug,
+    )
 
     def events() -> list[str]:
         with ptn.tenant(tenant.slug, allow_inactive=True), Session(ptn.engine()) as session:

@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from examples.tracker.brands import BRANDS
-from tests.support import Scratch
 from tests.e2e.support import DemoProcess, demo_env, tenantry_command
+from tests.support import Scratch
 
 WITHIN = 1.0
 LOGIN = {"acme": "wile@acme.example", "globex": "hank@globex.example", "initech": "bill@initech.example"}
@@ -29,7 +29,9 @@ class Visitor:
 
     def __init__(self, demo: DemoProcess, slug: str) -> None:
         port = int(demo.url(slug).rsplit(":", 1)[1].strip("/"))
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"host": f"{slug}.localhost:{port}"}, timeout=10)
+        self.client = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers={"host": f"{slug}.localhost:{port}"}, timeout=10
+        )
         assert self.client.post("/login", data={"email": LOGIN[slug]}).status_code == 303
         self.slug = slug
 
@@ -72,7 +74,12 @@ def test_two_tenants_differ_and_cli_changes_show_within_a_second(
         a, i = acme.look(), initech.look()
         assert (a["webhooks"], a["csv-export"]) == (False, False)
         assert (i["webhooks"], i["csv-export"]) == (True, False)
-        assert a["primary"] == BRANDS["acme"][0]["colors"]["primary"] != i["primary"] == BRANDS["initech"][0]["colors"]["primary"]
+        assert (
+            a["primary"]
+            == BRANDS["acme"][0]["colors"]["primary"]
+            != i["primary"]
+            == BRANDS["initech"][0]["colors"]["primary"]
+        )
         assert a["logo"] != i["logo"]
         assert globex.look()["csv-export"] is True
         assert acme.get("/webhooks").status_code == 404 and initech.get("/webhooks").status_code == 200
@@ -87,7 +94,9 @@ def test_two_tenants_differ_and_cli_changes_show_within_a_second(
             ("plugin", ("plugins", "enable", "webhooks", "--tenant", "acme"), "/", 'id="nav-webhooks"'),
             ("flag", ("flags", "set", "csv-export", "--rules", json.dumps(rules)), project.group(1), 'id="export-csv"'),
         ):
-            done = subprocess.run(tenantry_command(*args), env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+            done = subprocess.run(
+                tenantry_command(*args), env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+            )
             exited = time.monotonic()
             assert done.returncode == 0, done.stderr
             while marker not in acme.get(page).text:  # one page per poll: the figure is not the poll's cost
@@ -97,7 +106,9 @@ def test_two_tenants_differ_and_cli_changes_show_within_a_second(
         # a lifecycle change made by a CLI that runs no plugin reaches the app's webhooks
         # plugin through the hook queue: the running app's hook runner calls it
         for args in (("tenants", "suspend", "initech"), ("tenants", "resume", "initech")):
-            done = subprocess.run(tenantry_command(*args), env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+            done = subprocess.run(
+                tenantry_command(*args), env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+            )
             assert done.returncode == 0, done.stderr
         exited = time.monotonic()
 
@@ -120,7 +131,9 @@ def test_two_tenants_differ_and_cli_changes_show_within_a_second(
         assert acme.get("/webhooks").status_code == 200
         assert (initech.look()["csv-export"], globex.look()["webhooks"]) == (False, False)  # nobody else changed
         with capsys.disabled():
-            print("\n  tenantry CLI -> running demo: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()))
+            print(
+                "\n  tenantry CLI -> running demo: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items())
+            )
     finally:
         for visitor in (acme, initech, globex):
             visitor.close()

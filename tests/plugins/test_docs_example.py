@@ -25,10 +25,25 @@ def test_the_example_runs(server_url: str) -> None:
     db = Scratch(server_url)
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
-        env.update(TENANTRY_DATABASE_URL=db.url, TENANTRY_OWNER_ROLE=db.owner, TENANTRY_RUNTIME_ROLE=db.runtime, TENANTRY_READER_ROLE=db.reader)
-        for events in ("['suspended', 'resumed']", "['suspended', 'resumed', 'suspended', 'resumed']"):  # twice: reruns work
-            done = subprocess.run([sys.executable, str(EXAMPLE)], env=env, capture_output=True, text=True, timeout=120,
-                                  stdin=subprocess.DEVNULL, cwd=ROOT)
+        env.update(
+            TENANTRY_DATABASE_URL=db.url,
+            TENANTRY_OWNER_ROLE=db.owner,
+            TENANTRY_RUNTIME_ROLE=db.runtime,
+            TENANTRY_READER_ROLE=db.reader,
+        )
+        for events in (
+            "['suspended', 'resumed']",
+            "['suspended', 'resumed', 'suspended', 'resumed']",
+        ):  # twice: reruns work
+            done = subprocess.run(
+                [sys.executable, str(EXAMPLE)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+            )
             assert done.returncode == 0, done.stderr[-3000:]
             assert done.stdout.splitlines() == [
                 f"plug-acme 200 {{'tenant': 'plug-acme', 'label': 'Activity', 'events': {events}}}",

@@ -17,8 +17,8 @@ import pytest
 from tenantry import Tenantry
 from tenantry.migrations.scripts import plugin_chain
 from tenantry.services import app_migrations
-from tests.support import Scratch
 from tests.model_app import Base
+from tests.support import Scratch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,7 +81,9 @@ def test_the_documented_plugin_migrates_a_deployed_app(
             # the next revision, written by the recipe's last line, on top of the hand-written base
             _alembic(tmp_path, _recipe(tmp_path)[-1])
             (new,) = [p for p in (package / "migrations").glob("*.py") if p.name != "ae01_runs.py"]
-            source = new.read_text().replace("    pass", "    op.add_column('audit_export_runs', sa.Column('status', sa.Text()))", 1)
+            source = new.read_text().replace(
+                "    pass", "    op.add_column('audit_export_runs', sa.Column('status', sa.Text()))", 1
+            )
             new.write_text(source)
             again = app_migrations.migrate(tn)
             revision = re.search(r"^revision: str = '(\w+)'", source, re.M)

@@ -27,7 +27,9 @@ WITHIN = 1.0
 
 def _rows(db: Scratch) -> list[tuple[object, ...]]:
     with psycopg.connect(db.url) as conn:
-        return conn.execute("SELECT plugin, plan, tenant_id, enabled FROM tenantry.plugin_enablement ORDER BY 1, 2, 3").fetchall()
+        return conn.execute(
+            "SELECT plugin, plan, tenant_id, enabled FROM tenantry.plugin_enablement ORDER BY 1, 2, 3"
+        ).fetchall()
 
 
 def _audit(db: Scratch) -> int:
@@ -46,14 +48,20 @@ def plan(plugins_db: Scratch) -> str:
     return name
 
 
-def test_off_by_default_on_by_plan_and_the_tenant_wins(ptn: Tenantry, ptenant: Callable[..., Tenant], plan: str) -> None:
+def test_off_by_default_on_by_plan_and_the_tenant_wins(
+    ptn: Tenantry, ptenant: Callable[..., Tenant], plan: str
+) -> None:
     a, b, c = ptenant(plan=plan), ptenant(plan=plan), ptenant(plan=plan)
     with ptn.tenant(a.slug):
         assert not ptn.plugins.is_enabled("notes") and ptn.plugins.enabled_for() == []
-    assert ptn.plugins.resolve("notes", tenant=a.slug).to_dict() == {"plugin": "notes", "enabled": False, "source": "default"}
+    assert ptn.plugins.resolve("notes", tenant=a.slug).to_dict() == {
+        "plugin": "notes",
+        "enabled": False,
+        "source": "default",
+    }
     ptn.plugins.enable("notes", plan=plan)
-    ptn.plugins.disable("notes", tenant=b.slug)          # off for b although its plan has it on
-    ptn.plugins.enable("webhooks", tenant=c.slug)        # on for c alone
+    ptn.plugins.disable("notes", tenant=b.slug)  # off for b although its plan has it on
+    ptn.plugins.enable("webhooks", tenant=c.slug)  # on for c alone
     for tenant, notes, webhooks in ((a, True, False), (b, False, False), (c, True, True)):
         with ptn.tenant(tenant.slug):
             assert ptn.plugins.is_enabled("notes") is notes
@@ -62,7 +70,7 @@ def test_off_by_default_on_by_plan_and_the_tenant_wins(ptn: Tenantry, ptenant: C
     assert ptn.plugins.resolve("notes", tenant=b.slug).source == "tenant"
     assert ptn.plugins.resolve("notes", tenant=a.slug).source == "plan"
     assert ptn.plugins.enabled_for(c.slug) == ["notes", "webhooks"]
-    ptn.plugins.reset("notes", tenant=b.slug)            # b follows its plan again
+    ptn.plugins.reset("notes", tenant=b.slug)  # b follows its plan again
     with ptn.tenant(b.slug):
         assert ptn.plugins.is_enabled("notes")
     ptn.plugins.disable("notes", plan=plan)
@@ -99,11 +107,15 @@ def test_writes_are_audited_and_idempotent(ptn: Tenantry, ptenant: Callable[...,
     first = ptn.plugins.enable("notes", tenant=tenant.slug)
     assert first.changed and (first.before, first.after) == (None, True)
     again = ptn.plugins.enable("notes", tenant=tenant.slug)
-    assert not again.changed                             # a no-op: no audit entry, no notice
+    assert not again.changed  # a no-op: no audit entry, no notice
     assert _audit(plugins_db) == before + 1
     entry = ptn.audit_log(target_type="plugin", target="notes", limit=1)[0]
     assert entry.action == "plugin.enable" and entry.after == {
-        "scope": "tenant", "target": tenant.slug, "plan": "free", "tenant_id": str(tenant.id), "enabled": True
+        "scope": "tenant",
+        "target": tenant.slug,
+        "plan": "free",
+        "tenant_id": str(tenant.id),
+        "enabled": True,
     }
     ptn.plugins.reset("notes", tenant=tenant.slug)
     assert ptn.audit_log(target_type="plugin", target="notes", limit=1)[0].action == "plugin.reset"
@@ -113,8 +125,16 @@ def test_writes_are_audited_and_idempotent(ptn: Tenantry, ptenant: Callable[...,
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
-        (lambda tn, t: tn.plugins.enable("nope", tenant=t.slug), PluginNotFound, "no plugin 'nope' is registered or installed"),
-        (lambda tn, t: tn.plugins.disable("nope", tenant=t.slug), PluginNotFound, r"known: [^)]*exploder, notes, [^)]*recorder, [^)]*webhooks"),
+        (
+            lambda tn, t: tn.plugins.enable("nope", tenant=t.slug),
+            PluginNotFound,
+            "no plugin 'nope' is registered or installed",
+        ),
+        (
+            lambda tn, t: tn.plugins.disable("nope", tenant=t.slug),
+            PluginNotFound,
+            r"known: [^)]*exploder, notes, [^)]*recorder, [^)]*webhooks",
+        ),
         (lambda tn, t: tn.plugins.enable("Bad Name", tenant=t.slug), InvalidInput, "plugin name"),
         (lambda tn, t: tn.plugins.enable("notes'; drop table x;--", tenant=t.slug), InvalidInput, "plugin name"),
         (lambda tn, t: tn.plugins.enable("notes", tenant="no-such-tenant"), TenantNotFound, "no-such-tenant"),
@@ -125,7 +145,12 @@ def test_writes_are_audited_and_idempotent(ptn: Tenantry, ptenant: Callable[...,
     ],
 )
 def test_bad_input_saves_nothing(
-    ptn: Tenantry, ptenant: Callable[..., Tenant], plugins_db: Scratch, call: Callable[..., object], error: type[Exception], message: str
+    ptn: Tenantry,
+    ptenant: Callable[..., Tenant],
+    plugins_db: Scratch,
+    call: Callable[..., object],
+    error: type[Exception],
+    message: str,
 ) -> None:
     tenant = ptenant()
     rows, audited = _rows(plugins_db), _audit(plugins_db)
@@ -134,7 +159,9 @@ def test_bad_input_saves_nothing(
     assert _rows(plugins_db) == rows and _audit(plugins_db) == audited
 
 
-def test_a_deleted_tenant_cannot_be_given_plugins(ptn: Tenantry, ptenant: Callable[..., Tenant], plugins_db: Scratch) -> None:
+def test_a_deleted_tenant_cannot_be_given_plugins(
+    ptn: Tenantry, ptenant: Callable[..., Tenant], plugins_db: Scratch
+) -> None:
     tenant = ptenant()
     ptn.delete_tenant(tenant.slug)
     rows = _rows(plugins_db)
@@ -143,7 +170,9 @@ def test_a_deleted_tenant_cannot_be_given_plugins(ptn: Tenantry, ptenant: Callab
     assert _rows(plugins_db) == rows
 
 
-def test_a_plugin_known_only_as_installed_can_be_switched_on(ptn: Tenantry, ptenant: Callable[..., Tenant], plugins_db: Scratch) -> None:
+def test_a_plugin_known_only_as_installed_can_be_switched_on(
+    ptn: Tenantry, ptenant: Callable[..., Tenant], plugins_db: Scratch
+) -> None:
     from tenantry import Tenantry as T
 
     cli_like = T(plugins_db.settings(), actor="cli")  # no plugins registered, as the CLI runs
@@ -206,7 +235,9 @@ def test_a_change_reaches_another_process_within_a_second(
         assert other.plugins.is_enabled("notes") is (scope == "plan")
 
 
-def test_a_plan_change_by_a_move_is_seen(ptn: Tenantry, other: Tenantry, ptenant: Callable[..., Tenant], plan: str) -> None:
+def test_a_plan_change_by_a_move_is_seen(
+    ptn: Tenantry, other: Tenantry, ptenant: Callable[..., Tenant], plan: str
+) -> None:
     tenant = ptenant(plan=plan)
     ptn.plugins.enable("notes", plan="business")
     _warm(other, tenant.slug)
@@ -235,7 +266,9 @@ def test_the_cache_never_answers_for_another_tenant(ptn: Tenantry, ptenant: Call
     cache.on_reset()
 
 
-def test_the_cache_is_not_trusted_without_the_listener(ptn: Tenantry, other: Tenantry, ptenant: Callable[..., Tenant]) -> None:
+def test_the_cache_is_not_trusted_without_the_listener(
+    ptn: Tenantry, other: Tenantry, ptenant: Callable[..., Tenant]
+) -> None:
     tenant = ptenant()
     _warm(other, tenant.slug)
     assert other._listener is not None

@@ -22,8 +22,8 @@ from tenantry.errors import InvalidInput
 from tenantry.plugins import LifecycleHooks
 from tenantry.services import plugin_hooks
 from tenantry.services import tenants as tenant_service
-from tests.support import Scratch
 from tests.model_app import Base
+from tests.support import Scratch
 
 
 class Counter(LifecycleHooks):
@@ -73,7 +73,9 @@ def app_of(plugins_db: Scratch) -> Iterator[Callable[..., Tenantry]]:
     made: list[Tenantry] = []
 
     def make(*plugins: LifecycleHooks, runner: bool = False, actor: str = "queue-test") -> Tenantry:
-        tn = Tenantry(plugins_db.settings(hook_runner=runner), metadata=Base.metadata, plugins=list(plugins), actor=actor)
+        tn = Tenantry(
+            plugins_db.settings(hook_runner=runner), metadata=Base.metadata, plugins=list(plugins), actor=actor
+        )
         made.append(tn)
         tn.plugins.subscribe_hooks()
         return tn
@@ -149,7 +151,10 @@ def test_the_process_that_made_the_change_runs_its_own_hooks_before_returning(
 
 
 def test_a_change_whose_process_died_before_delivering_is_delivered_by_another(
-    app_of: Callable[..., Tenantry], ptenant: Callable[..., Tenant], plugins_db: Scratch, monkeypatch: pytest.MonkeyPatch
+    app_of: Callable[..., Tenantry],
+    ptenant: Callable[..., Tenant],
+    plugins_db: Scratch,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     counter = Counter(_name())
     dying = app_of(Counter(counter.name))
@@ -220,7 +225,11 @@ def test_a_hook_that_keeps_raising_is_held_as_failed_then_retried_by_hand(
     assert app.plugins.deliver().done == 1  # the endpoint is back
     assert counter.calls == [("resumed", tenant.slug), ("suspended", tenant.slug)]
     entry = app.audit_log(target_type="plugin", target=counter.name, limit=5)[0]  # newest first
-    assert (entry.action, entry.actor, (entry.after or {}).get("ids")) == ("plugin.hooks.retry", "queue-test", [failed.id])
+    assert (entry.action, entry.actor, (entry.after or {}).get("ids")) == (
+        "plugin.hooks.retry",
+        "queue-test",
+        [failed.id],
+    )
     with pytest.raises(InvalidInput):
         app.plugins.retry_hooks()
 
@@ -256,6 +265,7 @@ def test_concurrent_deliverers_call_each_hook_once_and_in_order_per_tenant(
                 cli_like.suspend(tenant.slug)
                 cli_like.resume(tenant.slug)
         stop = threading.Event()
+
         def deliver(tn: Tenantry) -> None:
             while not stop.is_set():
                 tn.plugins.deliver()
@@ -276,10 +286,13 @@ def test_concurrent_deliverers_call_each_hook_once_and_in_order_per_tenant(
     assert len(first.calls) + len(second.calls) == 36 and first.calls and second.calls  # both took some
     with psycopg.connect(plugins_db.url) as conn:
         for tenant in tenants:  # finished in the order they were queued, whoever delivered them
-            ids = [r[0] for r in conn.execute(
-                "SELECT id FROM tenantry.plugin_hooks WHERE plugin = %s AND tenant_id = %s ORDER BY finished_at, id",
-                (name, tenant.id),
-            ).fetchall()]
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM tenantry.plugin_hooks WHERE plugin = %s AND tenant_id = %s ORDER BY finished_at, id",
+                    (name, tenant.id),
+                ).fetchall()
+            ]
             assert ids == sorted(ids)
     for tenant in tenants:
         seen = [e for e, s in first.calls + second.calls if s == tenant.slug]
@@ -310,13 +323,18 @@ def test_each_call_carries_only_its_own_tenant_and_the_app_role_cannot_touch_the
                 conn.execute(statement)
 
 
-def test_subscriptions_follow_the_hooks_a_plugin_implements(app_of: Callable[..., Tenantry], plugins_db: Scratch) -> None:
+def test_subscriptions_follow_the_hooks_a_plugin_implements(
+    app_of: Callable[..., Tenantry], plugins_db: Scratch
+) -> None:
     counter = Counter(_name())
     app_of(counter)
     with psycopg.connect(plugins_db.url) as conn:
-        events = [r[0] for r in conn.execute(
-            "SELECT event FROM tenantry.plugin_subscriptions WHERE plugin = %s ORDER BY event", (counter.name,)
-        ).fetchall()]
+        events = [
+            r[0]
+            for r in conn.execute(
+                "SELECT event FROM tenantry.plugin_subscriptions WHERE plugin = %s ORDER BY event", (counter.name,)
+            ).fetchall()
+        ]
     assert events == ["created", "deleted", "resumed", "suspended"]  # no archived, no moved hook
     with pytest.raises(InvalidInput):
         with psycopg.connect(plugins_db.url) as conn:
@@ -392,7 +410,9 @@ def test_a_worker_following_the_queue_delivers_as_calls_arrive_and_stops_when_to
     stop = threading.Event()
     passes: list[int] = []
     thread = threading.Thread(
-        target=worker.plugins.follow_hooks, args=(stop,), kwargs={"poll": 30.0, "on_pass": lambda r: passes.append(r.done)}
+        target=worker.plugins.follow_hooks,
+        args=(stop,),
+        kwargs={"poll": 30.0, "on_pass": lambda r: passes.append(r.done)},
     )
     thread.start()
     try:

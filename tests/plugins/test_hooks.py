@@ -9,15 +9,17 @@ import psycopg
 import pytest
 
 from tenantry import Tenant, Tenantry
-from tests.support import Scratch
 from tests.plugins.sample_plugins import Exploder, Recorder
+from tests.support import Scratch
 
 
 def _calls(recorder: Recorder, tenant: Tenant) -> list[str]:
     return [event for event, slug in recorder.calls if slug.split(":")[0] == tenant.slug]
 
 
-def test_every_lifecycle_event_reaches_an_enabled_plugin(ptn: Tenantry, recorder: Recorder, ptenant: Callable[..., Tenant]) -> None:
+def test_every_lifecycle_event_reaches_an_enabled_plugin(
+    ptn: Tenantry, recorder: Recorder, ptenant: Callable[..., Tenant]
+) -> None:
     tenant = ptenant()
     assert _calls(recorder, tenant) == []  # created while off: no call
     ptn.plugins.enable("recorder", tenant=tenant.slug)
@@ -33,7 +35,9 @@ def test_every_lifecycle_event_reaches_an_enabled_plugin(ptn: Tenantry, recorder
     assert (("moved", f"{tenant.slug}:schema")) in recorder.calls  # the report reached the hook
 
 
-def test_created_fires_when_the_plan_has_the_plugin(ptn: Tenantry, recorder: Recorder, ptenant: Callable[..., Tenant]) -> None:
+def test_created_fires_when_the_plan_has_the_plugin(
+    ptn: Tenantry, recorder: Recorder, ptenant: Callable[..., Tenant]
+) -> None:
     ptn.plugins.enable("recorder", plan="enterprise")
     try:
         tenant = ptenant(plan="enterprise")
@@ -42,7 +46,9 @@ def test_created_fires_when_the_plan_has_the_plugin(ptn: Tenantry, recorder: Rec
         ptn.plugins.reset("recorder", plan="enterprise")
 
 
-def test_a_disabled_plugin_never_runs_for_the_tenant(ptn: Tenantry, recorder: Recorder, exploder: Exploder, ptenant: Callable[..., Tenant]) -> None:
+def test_a_disabled_plugin_never_runs_for_the_tenant(
+    ptn: Tenantry, recorder: Recorder, exploder: Exploder, ptenant: Callable[..., Tenant]
+) -> None:
     on, off = ptenant(), ptenant()
     ptn.plugins.enable("recorder", plan="free")
     try:
@@ -80,7 +86,9 @@ def test_a_raising_hook_is_contained_and_reported(
     assert ptn.plugins.errors(plugin="exploder", tenant=fine.slug) == []
 
 
-def test_a_failure_to_record_is_only_logged(ptn: Tenantry, ptenant: Callable[..., Tenant], caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failure_to_record_is_only_logged(
+    ptn: Tenantry, ptenant: Callable[..., Tenant], caplog: pytest.LogCaptureFixture
+) -> None:
     tenant = ptenant()
 
     def unreachable():  # type: ignore[no-untyped-def]

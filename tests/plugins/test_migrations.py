@@ -14,10 +14,17 @@ from tenantry import ConfigurationError, Tenantry
 from tenantry.contrib.webhooks import Delivery, WebhooksPlugin
 from tenantry.db import rls
 from tenantry.services import app_migrations
-from tests.support import Scratch
 from tests.migrations.support import (  # noqa: F401
-    HEAD, World, add_revision, head_metadata, make_world, mtn, scripts_copy, world,
+    HEAD,
+    World,
+    add_revision,
+    head_metadata,
+    make_world,
+    mtn,
+    scripts_copy,
+    world,
 )
+from tests.support import Scratch
 
 REVISION = "0003_webhooks"
 UPGRADE = """    from tenantry.contrib.webhooks import WebhooksPlugin

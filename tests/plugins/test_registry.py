@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tenantry import ConfigurationError, PluginNotFound, Settings, TenantScoped, Tenantry
+from tenantry import ConfigurationError, PluginNotFound, Settings, Tenantry, TenantScoped
 from tenantry.contrib.webhooks import WebhooksPlugin
 from tenantry.plugins import AppTables, AsgiRoutes, ConfigSection, FlagProvider, LifecycleHooks, Plugin, discover
 from tests.model_app import Base
@@ -47,7 +47,9 @@ def test_the_managed_tables_are_the_apps_and_the_plugins() -> None:
 @pytest.mark.parametrize("how", ["object", "class", "entry point name", "import spec"])
 def test_ways_to_name_a_plugin(how: str) -> None:
     given: Any = {
-        "object": WebhooksPlugin(), "class": WebhooksPlugin, "entry point name": "webhooks",
+        "object": WebhooksPlugin(),
+        "class": WebhooksPlugin,
+        "entry point name": "webhooks",
         "import spec": "tenantry.contrib.webhooks:WebhooksPlugin",
     }[how]
     tn = offline(plugins=[given])
@@ -55,7 +57,9 @@ def test_ways_to_name_a_plugin(how: str) -> None:
 
 
 def test_settings_name_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = Settings.from_env({"TENANTRY_PLUGINS": "webhooks, tests.plugins.sample_plugins:Notes", "TENANTRY_DATABASE_URL": "x"})
+    settings = Settings.from_env(
+        {"TENANTRY_PLUGINS": "webhooks, tests.plugins.sample_plugins:Notes", "TENANTRY_DATABASE_URL": "x"}
+    )
     assert settings.plugins == ("webhooks", "tests.plugins.sample_plugins:Notes")
     tn = Tenantry(settings, metadata=Base.metadata)
     assert tn.plugins.names() == ["notes", "webhooks"]
@@ -150,7 +154,10 @@ class _NotAModel(ConfigSection):
     [
         (lambda: _tables_plugin("bad", _Unscoped.__table__), "primary key must start with tenant_id"),
         (lambda: _tables_plugin("bad", _Misnamed.__table__), "table 'projects' must be named bad_"),
-        (lambda: _tables_plugin("bad", _Outside.__table__), "foreign key to projects, which is not one of the plugin's tables"),
+        (
+            lambda: _tables_plugin("bad", _Outside.__table__),
+            "foreign key to projects, which is not one of the plugin's tables",
+        ),
         (lambda: _tables_plugin("bad"), "no metadata with tables"),
         (lambda: _flags_plugin({"key": "other.flag"}), "must be named flaggy.<...>"),
         (lambda: _flags_plugin({"key": "flaggy.x", "rollout": 250}), "declares a bad flag"),
@@ -210,7 +217,12 @@ def _install_fake_package(root: Path, name: str, target: str, module: str, sourc
 
 
 def test_a_plugin_is_discovered_through_its_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _install_fake_package(tmp_path, "tenantry-greeter", "greeter = greeter_plugin:Greeter", "greeter_plugin", """
+    _install_fake_package(
+        tmp_path,
+        "tenantry-greeter",
+        "greeter = greeter_plugin:Greeter",
+        "greeter_plugin",
+        """
         from tenantry.plugins import LifecycleHooks
 
         class Greeter(LifecycleHooks):
@@ -219,10 +231,17 @@ def test_a_plugin_is_discovered_through_its_entry_point(tmp_path: Path, monkeypa
 
             def on_tenant_created(self, tn, tenant):
                 print("hello", tenant.slug)
-    """)
-    _install_fake_package(tmp_path, "tenantry-broken", "broken = broken_plugin:Broken", "broken_plugin", """
+    """,
+    )
+    _install_fake_package(
+        tmp_path,
+        "tenantry-broken",
+        "broken = broken_plugin:Broken",
+        "broken_plugin",
+        """
         raise ImportError("this plugin needs libfoo")
-    """)
+    """,
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     found = discover()
     assert found["greeter"].distribution == "tenantry-greeter" and found["greeter"].version == "1.2"

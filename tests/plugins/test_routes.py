@@ -58,8 +58,11 @@ def test_routes_answer_only_where_the_plugin_is_on(
     answer = _get(runner, site, on.slug, "/_plugins/notes/anything")
     assert answer.status_code == 200
     assert answer.json() == {
-        "tenant": on.slug, "path": "/_plugins/notes/anything", "root_path": "/_plugins/notes",
-        "notes": ["for on only"], "title": "Notes",
+        "tenant": on.slug,
+        "path": "/_plugins/notes/anything",
+        "root_path": "/_plugins/notes",
+        "notes": ["for on only"],
+        "title": "Notes",
     }
     refused = _get(runner, site, off.slug, "/_plugins/notes/anything")
     unknown = _get(runner, site, on.slug, "/_plugins/nope/anything")
@@ -70,7 +73,9 @@ def test_routes_answer_only_where_the_plugin_is_on(
     assert _get(runner, site, off.slug, "/").text == "home"  # the rest of the app is untouched
 
 
-def test_authorize_guards_every_plugin_route(ptn: Tenantry, ptenant: Callable[..., Tenant], runner: asyncio.Runner) -> None:
+def test_authorize_guards_every_plugin_route(
+    ptn: Tenantry, ptenant: Callable[..., Tenant], runner: asyncio.Runner
+) -> None:
     tenant = ptenant()
     ptn.plugins.enable("notes", tenant=tenant.slug)
     seen: list[str] = []
@@ -87,21 +92,27 @@ def test_authorize_guards_every_plugin_route(ptn: Tenantry, ptenant: Callable[..
     assert seen == ["/_plugins/notes/", "/_plugins/notes/"]  # not asked where the plugin is off
 
 
-def test_a_raising_route_is_contained_and_reported(ptn: Tenantry, ptenant: Callable[..., Tenant], runner: asyncio.Runner) -> None:
+def test_a_raising_route_is_contained_and_reported(
+    ptn: Tenantry, ptenant: Callable[..., Tenant], runner: asyncio.Runner
+) -> None:
     tenant, neighbour = ptenant(), ptenant()
     for t in (tenant, neighbour):
         ptn.plugins.enable("exploder", tenant=t.slug)
         ptn.plugins.enable("notes", tenant=t.slug)
     site = _site(ptn)
     failed = _get(runner, site, tenant.slug, "/_plugins/exploder/x", accept="text/html")
-    assert failed.status_code == 500 and "the plugin failed" in failed.text and failed.text.startswith("<!doctype html>")
+    assert (
+        failed.status_code == 500 and "the plugin failed" in failed.text and failed.text.startswith("<!doctype html>")
+    )
     late = _get(runner, site, tenant.slug, "/_plugins/exploder/late")  # raised after it answered: the answer stands
     assert late.status_code == 200 and late.text == "done"
     with pytest.raises(ValueError, match="route boom"):  # cut off halfway: the server must abort it
         _get(runner, site, tenant.slug, "/_plugins/exploder/half")
     [failure] = ptn.plugins.errors(plugin="exploder", tenant=tenant.slug)
     assert (failure.hook, failure.count, failure.last_error) == ("asgi", 3, "ValueError: route boom")
-    assert _get(runner, site, neighbour.slug, "/_plugins/notes/").status_code == 200  # other plugins, other tenants: fine
+    assert (
+        _get(runner, site, neighbour.slug, "/_plugins/notes/").status_code == 200
+    )  # other plugins, other tenants: fine
     assert ptn.plugins.errors(plugin="exploder", tenant=neighbour.slug) == []
 
 

@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from tenantry import ConfigurationError, IsolationError, NoTenantBound, Tenant, Tenantry
 from tenantry.services import spares
 from tenantry.testing import TIER_PLANS
-from tests.support import Scratch
 from tests.model_app import Base
 from tests.plugins.sample_plugins import Note, Notes
+from tests.support import Scratch
 
 
 def _add(tn: Tenantry, tenant: Tenant, *bodies: str) -> list[int]:
@@ -101,7 +101,9 @@ def test_plugin_rows_move_with_the_tenant(ptn: Tenantry, ptenant: Callable[..., 
     assert [r[1] for r in _stored(ptn, t)] == ["one", "two"]
 
 
-def test_plugin_rows_go_when_the_tenant_is_deleted(ptn: Tenantry, ptenant: Callable[..., Tenant], plugins_db: Scratch) -> None:
+def test_plugin_rows_go_when_the_tenant_is_deleted(
+    ptn: Tenantry, ptenant: Callable[..., Tenant], plugins_db: Scratch
+) -> None:
     t, keep = ptenant(), ptenant()
     _add(ptn, t, "doomed")
     _add(ptn, keep, "kept")
@@ -148,7 +150,9 @@ def test_deploy_adds_a_new_plugins_tables_to_existing_placements(plugins_db: Scr
 
 
 def test_deploy_refuses_when_the_app_uses_migrations(ptn: Tenantry) -> None:
-    versioned = Tenantry(ptn.settings.with_changes(migrations="/nonexistent"), metadata=Base.metadata, plugins=[Notes()])
+    versioned = Tenantry(
+        ptn.settings.with_changes(migrations="/nonexistent"), metadata=Base.metadata, plugins=[Notes()]
+    )
     with pytest.raises(ConfigurationError, match="add the plugins' tables with a revision"):
         versioned.plugins.deploy()
     versioned.close()

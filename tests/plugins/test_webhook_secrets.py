@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -32,9 +32,9 @@ from tenantry.contrib.webhooks import (
 from tenantry.core.secrets import REDACTED, new_key
 from tenantry.services import config as config_service
 from tests.api.support import Client
-from tests.support import Scratch
 from tests.plugins.receiver import Receiver
 from tests.plugins.test_webhooks import SECRET, _emit, _mine, _scoped_runs, hooked  # noqa: F401 (fixtures)
+from tests.support import Scratch
 
 BODY = b'{"type":"task.created","data":{"id":7}}'
 
@@ -76,9 +76,13 @@ def test_the_raw_text_keys_main_accepted_do_not_verify_with_the_reference_librar
     # negative control for the test above: signed as main did (text as the key), a receiver
     # using the Standard Webhooks library rejects the delivery
     text = "whsec_not*base64*at*all*but*long*enough*"
-    stamp = int(datetime.now(timezone.utc).timestamp())
+    stamp = int(datetime.now(UTC).timestamp())
     digest = hmac.new(text.encode(), f"msg_1.{stamp}.".encode() + BODY, hashlib.sha256).digest()
-    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(stamp), "webhook-signature": "v1," + base64.b64encode(digest).decode()}
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": "v1," + base64.b64encode(digest).decode(),
+    }
     with pytest.raises(WebhookVerificationError):
         Webhook(text).verify(BODY, headers)
 
@@ -93,7 +97,7 @@ def test_tenantry_signs_what_standardwebhooks_verifies() -> None:
 
 def test_standardwebhooks_signs_what_tenantry_verifies() -> None:
     secret = new_secret(48)
-    moment = datetime.now(timezone.utc)
+    moment = datetime.now(UTC)
     signature = Webhook(secret).sign("msg_9", moment, BODY)
     headers = {"webhook-id": "msg_9", "webhook-timestamp": str(int(moment.timestamp())), "webhook-signature": signature}
     assert verify(secret, headers, BODY)
@@ -133,7 +137,10 @@ def _leaks(text: str, secret: str) -> bool:
 
 
 def test_a_webhook_secret_is_sealed_at_rest_and_redacted_in_every_read(
-    plugins_db: Scratch, ptn: Tenantry, hooked: Callable[..., Tenant], monkeypatch: pytest.MonkeyPatch,
+    plugins_db: Scratch,
+    ptn: Tenantry,
+    hooked: Callable[..., Tenant],
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     tenant = hooked("https://hooks.example")
@@ -158,20 +165,30 @@ def test_a_webhook_secret_is_sealed_at_rest_and_redacted_in_every_read(
         config_service.diff(ptn, 1, 2, tenant=tenant.slug).to_dict(),
     ]
     assert reads[2]["value"] == REDACTED and reads[0]["document"]["webhooks"]["secret"] == REDACTED
-    assert {"path": "webhooks.secret", "layer": "value", "change": "changed", "before": REDACTED, "after": REDACTED} in reads[6]["changes"]
+    assert {
+        "path": "webhooks.secret",
+        "layer": "value",
+        "change": "changed",
+        "before": REDACTED,
+        "after": REDACTED,
+    } in reads[6]["changes"]
     # the CLI: get, history, diff, and the echo of set
     for name in ("TENANTRY_PLUGINS", "TENANTRY_APP", "TENANTRY_CONFIG", "TENANTRY_MIGRATIONS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in (
-        ("TENANTRY_DATABASE_URL", plugins_db.url), ("TENANTRY_OWNER_ROLE", plugins_db.owner),
-        ("TENANTRY_RUNTIME_ROLE", plugins_db.runtime), ("TENANTRY_SECRET_KEYS", plugins_db.secret_keys),
+        ("TENANTRY_DATABASE_URL", plugins_db.url),
+        ("TENANTRY_OWNER_ROLE", plugins_db.owner),
+        ("TENANTRY_RUNTIME_ROLE", plugins_db.runtime),
+        ("TENANTRY_SECRET_KEYS", plugins_db.secret_keys),
         ("TENANTRY_PLUGINS", "webhooks"),
     ):
         monkeypatch.setenv(name, value)
     third = new_secret()
     for args in (
-        ["config", "get", "--tenant", tenant.slug], ["config", "get", "webhooks", "--tenant", tenant.slug],
-        ["config", "get", "--layer", "--tenant", tenant.slug], ["config", "history", "--tenant", tenant.slug],
+        ["config", "get", "--tenant", tenant.slug],
+        ["config", "get", "webhooks", "--tenant", tenant.slug],
+        ["config", "get", "--layer", "--tenant", tenant.slug],
+        ["config", "history", "--tenant", tenant.slug],
         ["config", "diff", "1", "2", "--tenant", tenant.slug],
         ["config", "set", "webhooks.secret", third, "--tenant", tenant.slug],
         ["config", "set", "webhooks.secret", new_secret(), "--tenant", tenant.slug, "--json"],
@@ -184,8 +201,11 @@ def test_a_webhook_secret_is_sealed_at_rest_and_redacted_in_every_read(
     with start_blocking_portal() as portal:
         client = Client(portal, app, token)
         for path in (
-            f"/v1/config/tenants/{tenant.slug}", f"/v1/config/tenants/{tenant.slug}/keys/webhooks.secret", f"/v1/config/tenants/{tenant.slug}/keys/webhooks",
-            f"/v1/config/tenants/{tenant.slug}/history", f"/v1/config/tenants/{tenant.slug}/diff?from=0&to=3",
+            f"/v1/config/tenants/{tenant.slug}",
+            f"/v1/config/tenants/{tenant.slug}/keys/webhooks.secret",
+            f"/v1/config/tenants/{tenant.slug}/keys/webhooks",
+            f"/v1/config/tenants/{tenant.slug}/history",
+            f"/v1/config/tenants/{tenant.slug}/diff?from=0&to=3",
             f"/v1/audit?target={tenant.slug}",
         ):
             response = client.get(path)
@@ -230,12 +250,12 @@ def test_rotation_keeps_the_old_secret_signing_for_the_window(ptn: Tenantry, hoo
     assert shown["value"]["previous_secrets"][0]["secret"] == REDACTED and not _leaks(json.dumps(shown), fresh)
     with ptn.tenant(tenant.slug):
         config = ptn.config().webhooks  # type: ignore[attr-defined]
-    later = datetime.now(timezone.utc) + timedelta(hours=7)
-    assert config.signing_secrets(datetime.now(timezone.utc)) == [fresh, SECRET]
+    later = datetime.now(UTC) + timedelta(hours=7)
+    assert config.signing_secrets(datetime.now(UTC)) == [fresh, SECRET]
     assert config.signing_secrets(later) == [fresh]  # the window closed: the old one signs no more
     assert rotate_secret(ptn, tenant.slug, keep_old=timedelta(0)) != fresh
     with ptn.tenant(tenant.slug):
-        assert len(ptn.config().webhooks.signing_secrets(datetime.now(timezone.utc))) == 2  # type: ignore[attr-defined]
+        assert len(ptn.config().webhooks.signing_secrets(datetime.now(UTC))) == 2  # type: ignore[attr-defined]
 
 
 # -- the key that seals them ----------------------------------------------------------------
@@ -249,7 +269,9 @@ def test_sealing_keys_rotate_and_a_missing_key_fails_clearly(
     try:
         first.init()
         tenant = first.create_tenant("keys-a")
-        config_service.set_value(first, "webhooks", {"url": "https://hooks.example/x", "secret": SECRET}, tenant="keys-a")
+        config_service.set_value(
+            first, "webhooks", {"url": "https://hooks.example/x", "secret": SECRET}, tenant="keys-a"
+        )
     finally:
         first.close()
 
@@ -264,8 +286,10 @@ def test_sealing_keys_rotate_and_a_missing_key_fails_clearly(
     finally:
         rotated.close()
     for name, value in (
-        ("TENANTRY_DATABASE_URL", fresh_scratch.url), ("TENANTRY_OWNER_ROLE", fresh_scratch.owner),
-        ("TENANTRY_RUNTIME_ROLE", fresh_scratch.runtime), ("TENANTRY_SECRET_KEYS", f"{new},{old}"),
+        ("TENANTRY_DATABASE_URL", fresh_scratch.url),
+        ("TENANTRY_OWNER_ROLE", fresh_scratch.owner),
+        ("TENANTRY_RUNTIME_ROLE", fresh_scratch.runtime),
+        ("TENANTRY_SECRET_KEYS", f"{new},{old}"),
         ("TENANTRY_PLUGINS", "webhooks"),
     ):
         monkeypatch.setenv(name, value)
@@ -273,7 +297,9 @@ def test_sealing_keys_rotate_and_a_missing_key_fails_clearly(
     assert main(["config", "reseal", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"resealed_layers": 0}  # done already
     with psycopg.connect(fresh_scratch.url) as conn:
-        [layer] = conn.execute("SELECT document::text FROM tenantry.config_layers WHERE tenant_id = %s", (tenant.id,)).fetchone() or [""]
+        [layer] = conn.execute(
+            "SELECT document::text FROM tenantry.config_layers WHERE tenant_id = %s", (tenant.id,)
+        ).fetchone() or [""]
     assert "tenantry:sealed:v1:next:" in layer and ":scratch:" not in layer
     only_new = reading(new)
     try:
@@ -289,8 +315,10 @@ def test_sealing_keys_rotate_and_a_missing_key_fails_clearly(
             config_service.get(only_old, tenant="keys-a")
     finally:
         only_old.close()
-    keyless = Tenantry(Settings(database_url=fresh_scratch.url, owner_role=fresh_scratch.owner, runtime_role=fresh_scratch.runtime),
-                       plugins=[WebhooksPlugin()])
+    keyless = Tenantry(
+        Settings(database_url=fresh_scratch.url, owner_role=fresh_scratch.owner, runtime_role=fresh_scratch.runtime),
+        plugins=[WebhooksPlugin()],
+    )
     try:
         with pytest.raises(ConfigurationError, match="TENANTRY_SECRET_KEYS"):
             config_service.set_value(keyless, "webhooks.secret", new_secret(), tenant="keys-a")

@@ -19,11 +19,11 @@ from tenantry import ConfigInvalid, SubdomainResolver, Tenant, TenantMiddleware,
 from tenantry.contrib.webhooks import Delivery, WebhooksPlugin, deliver_pending, queue, subscribed, verify
 from tenantry.contrib.webhooks import delivery as delivery_module
 from tenantry.services import config as config_service
-from tenantry.services.egress import Egress
 from tenantry.services import flags as flags_service
-from tests.support import Scratch
+from tenantry.services.egress import Egress
 from tests.model_app import Base
 from tests.plugins.receiver import Receiver
+from tests.support import Scratch
 
 SECRET = "whsec_c2VjcmV0LWtleS1vZi10aGUtdGVzdHMtMzItYnl0ZXM="
 B_SECRET = "whsec_Yi1oYXMtaXRzLW93bi1zZWNyZXQtb2YtMzItYnl0ZXM="
@@ -91,14 +91,20 @@ def test_an_event_is_delivered_signed(ptn: Tenantry, hooked: Callable[..., Tenan
     assert not verify("whsec_b3RoZXItc2VjcmV0LWtleS1vZi0yNC1i", got.headers, got.body)  # another secret does not verify
     assert not verify(SECRET, got.headers, got.body + b" ")  # nor a changed body
     body = json.loads(got.body)
-    assert body["type"] == "task.created" and body["tenant"] == tenant.slug and body["data"] == {"id": 7, "title": "Ship it"}
+    assert (
+        body["type"] == "task.created"
+        and body["tenant"] == tenant.slug
+        and body["data"] == {"id": 7, "title": "Ship it"}
+    )
     assert got.headers["webhook-id"] == body["id"] == str(queued.event_id)
     [row] = _deliveries(ptn, tenant)
     assert (row.status, row.attempts, row.response_status, row.delivered_at is not None) == ("delivered", 1, 200, True)
     assert deliver_pending(ptn).attempted == 0  # nothing is sent twice
 
 
-def test_an_event_queued_in_a_rolled_back_transaction_is_never_sent(ptn: Tenantry, hooked: Callable[..., Tenant]) -> None:
+def test_an_event_queued_in_a_rolled_back_transaction_is_never_sent(
+    ptn: Tenantry, hooked: Callable[..., Tenant]
+) -> None:
     with Receiver() as receiver:
         tenant = hooked(receiver.url)
         _mine(ptn, tenant)
@@ -148,7 +154,9 @@ def test_an_unreachable_endpoint_is_retried(ptn: Tenantry, hooked: Callable[...,
     assert row.status == "pending" and row.last_error is not None and "ConnectError" in row.last_error
 
 
-def test_private_addresses_are_refused_by_default(plugins_db: Scratch, ptn: Tenantry, hooked: Callable[..., Tenant]) -> None:
+def test_private_addresses_are_refused_by_default(
+    plugins_db: Scratch, ptn: Tenantry, hooked: Callable[..., Tenant]
+) -> None:
     strict = Tenantry(plugins_db.settings(), metadata=Base.metadata, plugins=[WebhooksPlugin()])
     try:
         with Receiver() as receiver:
@@ -257,12 +265,16 @@ def test_one_tenants_failure_does_not_stop_the_others(
         {"url": "not a url", "secret": SECRET},
     ],
 )
-def test_bad_config_saves_nothing(ptn: Tenantry, ptenant: Callable[..., Tenant], plugins_db: Scratch, value: dict[str, Any]) -> None:
+def test_bad_config_saves_nothing(
+    ptn: Tenantry, ptenant: Callable[..., Tenant], plugins_db: Scratch, value: dict[str, Any]
+) -> None:
     tenant = ptenant()
     with pytest.raises(ConfigInvalid, match="webhooks"):
         config_service.set_value(ptn, "webhooks", value, tenant=tenant.slug)
     with psycopg.connect(plugins_db.url) as conn:
-        assert conn.execute("SELECT count(*) FROM tenantry.config_layers WHERE tenant_id = %s", (tenant.id,)).fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*) FROM tenantry.config_layers WHERE tenant_id = %s", (tenant.id,)
+        ).fetchone() == (0,)
     with ptn.tenant(tenant.slug):
         assert ptn.config().webhooks.url is None  # type: ignore[attr-defined]
 
@@ -279,7 +291,9 @@ def test_bad_events_are_refused(ptn: Tenantry, hooked: Callable[..., Tenant]) ->
     assert _deliveries(ptn, tenant) == []
 
 
-def test_deliveries_stay_with_their_tenant_on_every_tier(ptn: Tenantry, hooked: Callable[..., Tenant], tier: str) -> None:
+def test_deliveries_stay_with_their_tenant_on_every_tier(
+    ptn: Tenantry, hooked: Callable[..., Tenant], tier: str
+) -> None:
     from tenantry.testing import TIER_PLANS
 
     with Receiver() as receiver:
@@ -310,7 +324,9 @@ def runner(ptn: Tenantry) -> Iterator[asyncio.Runner]:
         run.run(ptn.router.aclose())
 
 
-def test_the_routes_show_a_tenant_its_own_deliveries(ptn: Tenantry, hooked: Callable[..., Tenant], runner: asyncio.Runner) -> None:
+def test_the_routes_show_a_tenant_its_own_deliveries(
+    ptn: Tenantry, hooked: Callable[..., Tenant], runner: asyncio.Runner
+) -> None:
     from starlette.applications import Starlette
 
     a, b = hooked("https://a.example"), hooked("https://b.example")
@@ -327,7 +343,9 @@ def test_the_routes_show_a_tenant_its_own_deliveries(ptn: Tenantry, hooked: Call
 
     overview = runner.run(get(a.slug, "/_plugins/webhooks/")).json()
     assert overview == {
-        "plugin": "webhooks", "endpoint": f"https://a.example/hooks/{a.slug}", "events": ["*"],
+        "plugin": "webhooks",
+        "endpoint": f"https://a.example/hooks/{a.slug}",
+        "events": ["*"],
         "counts": {"pending": 3, "delivered": 0, "failed": 0},
     }
     assert SECRET not in json.dumps(overview)

@@ -85,8 +85,12 @@ def test_the_upgrade_counts_the_placements_there_are(fresh_scratch: Any) -> None
                 " tenantry.tenants_list_status; DELETE FROM tenantry.schema_migrations WHERE version = 11"
             )
             applied = migrate_catalog(
-                conn, owner=fresh_scratch.owner, runtime=fresh_scratch.runtime, reader=fresh_scratch.reader,
-                pooled_schema=tn.settings.pooled_schema, passwords={},
+                conn,
+                owner=fresh_scratch.owner,
+                runtime=fresh_scratch.runtime,
+                reader=fresh_scratch.reader,
+                pooled_schema=tn.settings.pooled_schema,
+                passwords={},
             )
         assert applied == ["0011_scale.sql"]
         assert assert_counts_match(fresh_scratch.url) == {"primary": 2}

@@ -125,6 +125,10 @@ def test_move_a_database_tenant_to_another_server(cell_tn: Tenantry) -> None:
         assert conn.execute("SELECT count(*) FROM projects").fetchone() == (50,)
         conn.execute("INSERT INTO projects (name) VALUES ('there')")
     with psycopg.connect(cell_tn.admin_url) as conn:  # the copy on the first server is gone
-        assert conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (old.database,)  # type: ignore[union-attr]
-        ).fetchone() is None
+        assert (
+            conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s",
+                (old.database,),  # type: ignore[union-attr]
+            ).fetchone()
+            is None
+        )

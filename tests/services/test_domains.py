@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
 from typing import Any
 
@@ -37,7 +36,9 @@ def _host(prefix: str = "shop") -> str:
 
 
 def _edge(tn: Tenantry) -> TenantMiddleware:
-    return TenantMiddleware(starlette_app(tn, []), tenantry=tn, resolvers=[SubdomainResolver(BASE), CustomDomainResolver()])
+    return TenantMiddleware(
+        starlette_app(tn, []), tenantry=tn, resolvers=[SubdomainResolver(BASE), CustomDomainResolver()]
+    )
 
 
 def _get(app: Any, host: str, path: str = "/who") -> httpx.Response:
@@ -143,7 +144,9 @@ def test_http_verification_end_to_end(tn: Tenantry, make_tenant) -> None:
     assert _get(edge, host).status_code == 404
     assert _get(edge, host, well_known).status_code == 404
     assert [e.action for e in tn.audit_log(target_type="domain", target=host)] == [
-        "domain.remove", "domain.verify", "domain.add",
+        "domain.remove",
+        "domain.verify",
+        "domain.add",
     ]
 
 
@@ -265,7 +268,9 @@ def test_dns_verification_against_a_real_dns_server(tn: Tenantry, make_tenant) -
     records = {name: ["v=spf1 -all", value], f"_tenantry.{other}": ["tenantry-verification=wrong"]}
     with TxtDnsServer(records) as dns_server:
         checker = DnsChecker(nameservers=["127.0.0.1"], port=dns_server.port, timeout=3)
-        assert checker.check(other, domain.token) == Verdict(False, f"no TXT record at _tenantry.{other} holds the expected value")
+        assert checker.check(other, domain.token) == Verdict(
+            False, f"no TXT record at _tenantry.{other} holds the expected value"
+        )
         assert not checker.check(_host("absent"), domain.token).proven
         verified = tn.verify_domain(host, checker=checker)
     assert verified.verified and verified.method == "dns"

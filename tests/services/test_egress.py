@@ -94,11 +94,18 @@ def test_a_rebinding_dns_answer_never_reaches_the_connection() -> None:
         egress = Egress(timeout=3, resolver=resolver)
         client, seen = _recording()
         with client:
-            response = egress.send(client, "POST", "https://rebind.test:8443/hook?x=1", content=b"{}", headers={"x-a": "b"})
+            response = egress.send(
+                client, "POST", "https://rebind.test:8443/hook?x=1", content=b"{}", headers={"x-a": "b"}
+            )
         assert response.status_code == 204
         [request] = seen
         # the connection goes to the checked address, the name only in Host and SNI
-        assert (request.url.host, request.url.port, request.url.path, request.url.query) == ("93.184.216.34", 8443, "/hook", b"x=1")
+        assert (request.url.host, request.url.port, request.url.path, request.url.query) == (
+            "93.184.216.34",
+            8443,
+            "/hook",
+            b"x=1",
+        )
         assert request.headers["host"] == "rebind.test:8443" and request.headers["x-a"] == "b"
         assert request.extensions["sni_hostname"] == "rebind.test"
         assert dns_server.asked["rebind.test"] == 2  # one A and one AAAA query: resolved once

@@ -140,14 +140,13 @@ def test_a_forged_epoch_is_refused(tn: Tenantry, make_tenant: Callable[..., Tena
     tenant = make_tenant("fforge")
     with tn.tenant(tenant.slug), tn.connection() as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not set by tenantry"):
-            conn.execute(
-                "SELECT set_config('tenantry.tenant_epoch', '999999', true);"
-                " SELECT count(*) FROM projects"
-            )
+            conn.execute("SELECT set_config('tenantry.tenant_epoch', '999999', true); SELECT count(*) FROM projects")
         conn.rollback()
 
 
-def test_control_plane_work_passes_every_fence(tn: Tenantry, other: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
+def test_control_plane_work_passes_every_fence(
+    tn: Tenantry, other: Tenantry, make_tenant: Callable[..., Tenant]
+) -> None:
     """Deleting a suspended, fenced tenant still removes its rows (the owner acts as the tenant
     at the control-plane epoch)."""
     tenant = make_tenant("fdel")

@@ -26,9 +26,9 @@ from tenantry.contrib.webhooks import WebhooksPlugin
 from tenantry.db import tenant_copy
 from tenantry.services import placement_tables
 from tenantry.testing import TIER_PLANS
-from tests.support import Scratch
 from tests.model_app import Base
 from tests.plugins.sample_plugins import Notes
+from tests.support import Scratch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,7 +64,9 @@ def _unchanged(app: Tenantry, tenant: Tenant, notes: list[str]) -> None:
         assert conn.execute(
             "SELECT count(*) FROM tenantry.jobs WHERE tenant_id = %s AND status = 'running'", (tenant.id,)
         ).fetchone() == (0,)
-        assert conn.execute("SELECT count(*) FROM tenantry.placements WHERE tenant_id = %s", (tenant.id,)).fetchone() == (1,)
+        assert conn.execute(
+            "SELECT count(*) FROM tenantry.placements WHERE tenant_id = %s", (tenant.id,)
+        ).fetchone() == (1,)
         assert tenant_copy.tenant_triggers(conn, str(tenant.id)) == []
 
 
@@ -96,7 +98,9 @@ def test_a_mover_without_the_plugin_refuses_or_carries_its_rows_never_loses_them
         assert tenant_copy.tenant_triggers(conn, str(tenant.id)) == []
 
 
-def test_a_column_added_by_migrate_but_missing_from_the_models_is_carried_or_refused(app: Tenantry, bare: Tenantry) -> None:
+def test_a_column_added_by_migrate_but_missing_from_the_models_is_carried_or_refused(
+    app: Tenantry, bare: Tenantry
+) -> None:
     pooled = app.settings.pooled_schema
     with app.admin() as conn:  # what a migration the models do not follow did
         conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN budget integer").format(sql.Identifier(pooled, "projects")))
@@ -127,19 +131,34 @@ def test_the_cli_loads_the_installed_plugins_whose_tables_the_app_deployed(fresh
         with app.tenant(tenant.slug), app.connection() as conn:
             for i in range(5):
                 conn.execute(
-                    "INSERT INTO webhooks_deliveries (event_id, event, payload, status) VALUES (gen_random_uuid(), %s, '{}', 'failed')", (f"e{i}",)
+                    "INSERT INTO webhooks_deliveries (event_id, event, payload, status) VALUES (gen_random_uuid(), %s, '{}', 'failed')",
+                    (f"e{i}",),
                 )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")} | {
         "TENANTRY_DATABASE_URL": fresh_scratch.url,
         "TENANTRY_OWNER_ROLE": fresh_scratch.owner,
-        "TENANTRY_RUNTIME_ROLE": fresh_scratch.runtime, "TENANTRY_READER_ROLE": fresh_scratch.reader,
+        "TENANTRY_RUNTIME_ROLE": fresh_scratch.runtime,
+        "TENANTRY_READER_ROLE": fresh_scratch.reader,
         "TENANTRY_APP": "tests.model_app:Base",  # and no TENANTRY_PLUGINS, as the README's CLI section
         "PYTHONPATH": os.pathsep.join((str(ROOT / "src"), str(ROOT))),
     }
     moved = subprocess.run(
-        [sys.executable, "-c", "from tenantry.cli.main import run; run()", "tenants", "move", tenant.slug,
-         "--plan", TIER_PLANS["database"], "--json"],
-        env=env, capture_output=True, text=True, timeout=120, cwd=ROOT,
+        [
+            sys.executable,
+            "-c",
+            "from tenantry.cli.main import run; run()",
+            "tenants",
+            "move",
+            tenant.slug,
+            "--plan",
+            TIER_PLANS["database"],
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
     assert moved.returncode == 0, moved.stderr
     with Tenantry(fresh_scratch.settings(), metadata=Base.metadata, plugins=[WebhooksPlugin()]) as app:
@@ -148,7 +167,11 @@ def test_the_cli_loads_the_installed_plugins_whose_tables_the_app_deployed(fresh
         assert app.placement(tenant.id).isolation.value == "database"  # type: ignore[union-attr]
     checked = subprocess.run(
         [sys.executable, "-c", "from tenantry.cli.main import run; run()", "check", "--json"],
-        env=env, capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
     assert checked.returncode == 0 and '"differ": {}' in checked.stdout, (checked.stdout, checked.stderr)
 

@@ -61,7 +61,9 @@ def _old_copy_gone(tn: Tenantry, tenant: Tenant, old: dict) -> None:
         else:
             for table in ("projects", "tasks", "comments"):
                 rows = conn.execute(
-                    sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = %s").format(sql.Identifier(old["schema"], table)),
+                    sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = %s").format(
+                        sql.Identifier(old["schema"], table)
+                    ),
                     (tenant.id,),
                 ).fetchone()
                 assert rows == (0,), table
@@ -74,7 +76,8 @@ def _no_move_left(conn: psycopg.Connection, tenant: Tenant) -> None:
     assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE %s", (name,)).fetchone() == (0,)
     for table in ("move_changes", "move_freezes"):
         assert conn.execute(
-            sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = %s").format(sql.Identifier("tenantry", table)), (tenant.id,)
+            sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = %s").format(sql.Identifier("tenantry", table)),
+            (tenant.id,),
         ).fetchone() == (0,)
 
 
@@ -220,7 +223,9 @@ def test_catching_up_runs_rounds_until_little_is_left(tn: Tenantry, make_tenant)
         assert conn.execute("SELECT count(*) FROM projects WHERE name LIKE 'bulk1%%!'").fetchone()[0] > 100
 
 
-def test_the_freeze_waits_for_the_writes_in_flight_and_refuses_the_others_at_once(tn: Tenantry, make_tenant, scratch) -> None:
+def test_the_freeze_waits_for_the_writes_in_flight_and_refuses_the_others_at_once(
+    tn: Tenantry, make_tenant, scratch
+) -> None:
     moving = make_tenant("drain")
     _seed(tn, moving, projects=2)
     wrote, snapshot, frozen, release = (threading.Event() for _ in range(4))
@@ -252,10 +257,13 @@ def test_the_freeze_waits_for_the_writes_in_flight_and_refuses_the_others_at_onc
     def watch() -> None:  # once the mover waits for the writer in flight: a new write is refused
         deadline = time.monotonic() + 30
         with tn.admin() as conn:
-            while time.monotonic() < deadline and not conn.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = %s::oid",
-                (FREEZE_LOCK_CLASS,),
-            ).fetchone()[0]:
+            while (
+                time.monotonic() < deadline
+                and not conn.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = %s::oid",
+                    (FREEZE_LOCK_CLASS,),
+                ).fetchone()[0]
+            ):
                 time.sleep(0.005)
         try:
             with tn.tenant(moving.slug), tn.connection() as conn:
@@ -293,7 +301,10 @@ def test_the_freeze_waits_for_the_writes_in_flight_and_refuses_the_others_at_onc
             t.join(30) if t.is_alive() else None
         control.close()
     assert seen == {
-        "while draining": "refused", "old snapshot": "refused", "record, old snapshot": 0, "record, now": 1,
+        "while draining": "refused",
+        "old snapshot": "refused",
+        "record, old snapshot": 0,
+        "record, now": 1,
     }
     assert report.rows["projects"] == 3  # the write in flight was carried
     with tn.tenant(moving.slug), tn.connection() as conn:
@@ -389,7 +400,8 @@ def _cli(scratch, *args: str, crash: str | None = None) -> subprocess.CompletedP
     env.update(
         TENANTRY_DATABASE_URL=scratch.url,
         TENANTRY_OWNER_ROLE=scratch.owner,
-        TENANTRY_RUNTIME_ROLE=scratch.runtime, TENANTRY_READER_ROLE=scratch.reader,
+        TENANTRY_RUNTIME_ROLE=scratch.runtime,
+        TENANTRY_READER_ROLE=scratch.reader,
         TENANTRY_APP="tests.model_app:Base",
         PYTHONPATH=os.pathsep.join((str(ROOT / "src"), str(ROOT))),  # this tree, not the installed one
     )
@@ -397,7 +409,11 @@ def _cli(scratch, *args: str, crash: str | None = None) -> subprocess.CompletedP
         env["TENANTRY_TEST_CRASH_AFTER"] = crash
     return subprocess.run(
         [sys.executable, "-c", "from tenantry.cli.main import run; run()", *args],
-        env=env, capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
 
 

@@ -22,8 +22,8 @@ from tenantry import Conflict, Isolation, Status, Tenant, TenantExists, TenantNo
 from tenantry.core.placement import Placement, plan_steps
 from tenantry.services import provisioning
 from tenantry.testing import TIER_PLANS
+from tests.db.test_tiers import fully_secured, holds, placement_of, secured_tables, superuser_in, tenantry_with
 from tests.support import Scratch
-from tests.db.test_tiers import bug, fully_secured, holds, placement_of, secured_tables, superuser_in, tenantry_with
 
 ROOT = Path(__file__).resolve().parents[2]
 CRASHED = 70  # the exit code TENANTRY_TEST_CRASH_AFTER makes
@@ -51,7 +51,8 @@ def crash(tn: Tenantry, scratch: Scratch, slug: str, plan: str, step: str, *, cl
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")} | {
         "TENANTRY_DATABASE_URL": scratch.url,
         "TENANTRY_OWNER_ROLE": scratch.owner,
-        "TENANTRY_RUNTIME_ROLE": scratch.runtime, "TENANTRY_READER_ROLE": scratch.reader,
+        "TENANTRY_RUNTIME_ROLE": scratch.runtime,
+        "TENANTRY_READER_ROLE": scratch.reader,
         "TENANTRY_APP": "tests.model_app:Base",
         "TENANTRY_TEST_CRASH_AFTER": step,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -62,7 +63,9 @@ def crash(tn: Tenantry, scratch: Scratch, slug: str, plan: str, step: str, *, cl
     assert done.returncode == CRASHED, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     deadline = time.monotonic() + 10
     with tn.admin() as conn:
-        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app_name,)).fetchone()[0]:
+        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app_name,)).fetchone()[
+            0
+        ]:
             assert time.monotonic() < deadline, "the killed process's backends did not go away"
             time.sleep(0.02)
 

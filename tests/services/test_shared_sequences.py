@@ -45,12 +45,16 @@ def _race(tn: Tenantry, make_tenant, shared: bool, rounds: int) -> list[str]:  #
             for _ in range(rounds):
                 with conn.transaction():
                     act_as_tenant(conn, owner=tn.settings.owner_role, signed=signed)
-                    last = conn.execute("SELECT coalesce(pg_sequence_last_value(%s::regclass), 0)", (seq,)).fetchone()[0]
+                    last = conn.execute("SELECT coalesce(pg_sequence_last_value(%s::regclass), 0)", (seq,)).fetchone()[
+                        0
+                    ]
                     conn.execute(
                         "INSERT INTO projects (id, name) OVERRIDING SYSTEM VALUE VALUES (%s, 'copied')", (last + 2,)
                     )
                     tenant_copy.sync_sequences(conn, schema, _spec(), shared=shared)
-                    after = conn.execute("SELECT coalesce(pg_sequence_last_value(%s::regclass), 0)", (seq,)).fetchone()[0]
+                    after = conn.execute("SELECT coalesce(pg_sequence_last_value(%s::regclass), 0)", (seq,)).fetchone()[
+                        0
+                    ]
                     assert after >= last + 2
     finally:
         stop.set()

@@ -45,7 +45,6 @@ from tenantry.core.placement import Placement, plan_steps
 from tenantry.services import app_migrations, spares
 from tenantry.services.provisioning import database_url
 from tenantry.testing import TIER_PLANS
-from tests.support import Scratch
 from tests.db.test_tiers import (  # noqa: F401 - the tier tests, run again on claimed tenants
     fully_secured,
     holds,
@@ -67,6 +66,7 @@ from tests.db.test_tiers import (  # noqa: F401 - the tier tests, run again on c
 from tests.migrations.support import FIXTURE, add_revision
 from tests.model_app import Base
 from tests.services.test_provisioning import CRASHED, ROOT, _one_winner, _race, actions, assert_serves
+from tests.support import Scratch
 
 SPARE_TIERS = ["schema", "database"]
 
@@ -215,7 +215,9 @@ def test_a_spare_is_reached_by_no_tenant(pool: Tenantry, tier: str, others: dict
             with pytest.raises(IsolationError), pool.tenant(tenant.slug), pool.connection() as conn:
                 conn.execute(sql.SQL("INSERT INTO {} (name) VALUES ('planted')").format(projects))
             with pytest.raises(IsolationError), pool.tenant(tenant.slug), pool.connection() as conn:
-                conn.execute(sql.SQL("INSERT INTO {} (tenant_id, name) VALUES (%s, 'planted')").format(projects), (spare.id,))
+                conn.execute(
+                    sql.SQL("INSERT INTO {} (tenant_id, name) VALUES (%s, 'planted')").format(projects), (spare.id,)
+                )
     # the runtime role on its own: no tenant, a forged one, DDL
     with runtime_in(pool, spare) as conn:
         assert conn.execute(sql.SQL("SELECT * FROM {}").format(projects)).fetchall() == []
@@ -229,8 +231,12 @@ def test_a_spare_is_reached_by_no_tenant(pool: Tenantry, tier: str, others: dict
                     (str(spare.id), spare.schema, "0" * 64),
                 )
                 conn.execute(sql.SQL("SELECT * FROM {}").format(projects)).fetchall()
-        for ddl in ("ALTER TABLE {} DISABLE ROW LEVEL SECURITY", "ALTER TABLE {} NO FORCE ROW LEVEL SECURITY",
-                    "DROP POLICY tenant_isolation ON {}", "TRUNCATE {}"):
+        for ddl in (
+            "ALTER TABLE {} DISABLE ROW LEVEL SECURITY",
+            "ALTER TABLE {} NO FORCE ROW LEVEL SECURITY",
+            "DROP POLICY tenant_isolation ON {}",
+            "TRUNCATE {}",
+        ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(sql.SQL(ddl).format(projects))
     # the tenant that claims it finds it empty and secured
@@ -262,7 +268,9 @@ def test_check_covers_spares(pool: Tenantry, tier: str) -> None:
 
 
 def fills(tn: Tenantry) -> list[dict[str, Any]]:
-    return [e.after or {} for e in tn.audit_log(target_type="spares", target="schema@primary") if e.action == "spare.fill"]
+    return [
+        e.after or {} for e in tn.audit_log(target_type="spares", target="schema@primary") if e.action == "spare.fill"
+    ]
 
 
 def test_fill_is_idempotent_and_audited(pool: Tenantry) -> None:
@@ -316,7 +324,9 @@ def test_dropped_spares_leave_nothing(pool: Tenantry, tier: str) -> None:
         ("list", {"tier": "pooled"}, InvalidInput, "need no spares"),
     ],
 )
-def test_bad_requests_are_refused(pool: Tenantry, call: str, kwargs: dict[str, Any], error: type, fragment: str) -> None:
+def test_bad_requests_are_refused(
+    pool: Tenantry, call: str, kwargs: dict[str, Any], error: type, fragment: str
+) -> None:
     method = {"fill": pool.fill_spares, "drop": pool.drop_spares, "list": pool.spares}[call]
     with pytest.raises(error, match=fragment):
         method(**kwargs)
@@ -366,10 +376,13 @@ class _Note(TenantScoped, _Other):
     body: Mapped[str] = mapped_column(sa.Text)
 
 
-def _model(extra_column: bool = False, extra_index: bool = False, enum_values: tuple[str, ...] = ("low", "high")) -> sa.MetaData:
+def _model(
+    extra_column: bool = False, extra_index: bool = False, enum_values: tuple[str, ...] = ("low", "high")
+) -> sa.MetaData:
     metadata = sa.MetaData()
     projects = sa.Table(
-        "projects", metadata,
+        "projects",
+        metadata,
         sa.Column("tenant_id", sa.Uuid, primary_key=True),
         sa.Column("id", sa.BigInteger, primary_key=True),
         sa.Column("priority", sa.Enum(*enum_values, name="priority")),
@@ -384,7 +397,12 @@ def test_fingerprint_follows_the_tables() -> None:
     base = spares.fingerprint(_model())
     assert spares.fingerprint(_model()) == base  # another object with the same tables
     assert spares.fingerprint(Base.metadata) == spares.fingerprint(Base.metadata) != base
-    changed = [_model(extra_column=True), _model(extra_index=True), _model(enum_values=("low", "mid", "high")), _Other.metadata]
+    changed = [
+        _model(extra_column=True),
+        _model(extra_index=True),
+        _model(enum_values=("low", "mid", "high")),
+        _Other.metadata,
+    ]
     prints = {spares.fingerprint(m) for m in changed}
     assert len(prints) == len(changed) and base not in prints
 
@@ -405,8 +423,11 @@ def test_spares_built_for_other_tables_are_never_claimed(pool: Tenantry) -> None
     assert not holds(pool, stale.placement) and stale.id not in {s.id for s in pool.spares()}
     # `drop --stale` keeps current spares
     with pool.admin() as conn:
-        conn.execute("INSERT INTO tenantry.spares (id, cell, isolation, schema_name, fingerprint, status)"
-                     " VALUES (%s, 'primary', 'schema', %s, 'old', 'ready')", (uuid.UUID(int=1), "tenant_" + uuid.UUID(int=1).hex))
+        conn.execute(
+            "INSERT INTO tenantry.spares (id, cell, isolation, schema_name, fingerprint, status)"
+            " VALUES (%s, 'primary', 'schema', %s, 'old', 'ready')",
+            (uuid.UUID(int=1), "tenant_" + uuid.UUID(int=1).hex),
+        )
     assert pool.drop_spares(stale_only=True).dropped == 1
     assert [s.current for s in pool.spares()] == [True]
 
@@ -467,28 +488,33 @@ def killed(tn: Tenantry, scratch: Scratch, point: str, *args: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")} | {
         "TENANTRY_DATABASE_URL": scratch.url,
         "TENANTRY_OWNER_ROLE": scratch.owner,
-        "TENANTRY_RUNTIME_ROLE": scratch.runtime, "TENANTRY_READER_ROLE": scratch.reader,
+        "TENANTRY_RUNTIME_ROLE": scratch.runtime,
+        "TENANTRY_READER_ROLE": scratch.reader,
         "TENANTRY_APP": "tests.model_app:Base",
         "TENANTRY_TEST_CRASH_AFTER": point,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "PGAPPNAME": app_name,
     }
     done = subprocess.run(
-        [sys.executable, "-m", "tenantry.cli.main", "spares", *args], env=env, cwd=ROOT,
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "tenantry.cli.main", "spares", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == CRASHED, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     deadline = time.monotonic() + 10
     with tn.admin() as conn:
-        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app_name,)).fetchone()[0]:
+        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app_name,)).fetchone()[
+            0
+        ]:
             assert time.monotonic() < deadline, "the killed process's backends did not go away"
             time.sleep(0.02)
 
 
 FILL_CRASH_POINTS = [
-    pytest.param(tier, step, id=f"{tier}-{step}")
-    for tier in SPARE_TIERS
-    for step in plan_steps(Isolation(tier))[:-1]
+    pytest.param(tier, step, id=f"{tier}-{step}") for tier in SPARE_TIERS for step in plan_steps(Isolation(tier))[:-1]
 ]
 
 

@@ -49,6 +49,7 @@ def test_a_rerun_goes_on_from_the_first_step_not_recorded(
             if fail.get(name):
                 raise RuntimeError(f"{name} failed")
             return payload
+
         return name, action
 
     plan = [step("a", {"found": 1}), step("b"), step("c", {"more": 2})]

@@ -161,7 +161,8 @@ def test_list_by_slug_prefix_with_tombstones_in_byte_order(tn: Tenantry) -> None
     assert [t.slug for t in both] == [f"pfx{tag}-a", f"pfx{tag}-b", f"pfx{tag}-c", f"pfx{tag}-c"]
     assert {t.id for t in both[2:]} == {made[f"pfx{tag}-c"].id, again.id}
     assert [t.slug for t in tn.list_tenants(prefix=f"pfx{tag}-", include_deleted=True, offset=1, limit=2)] == [
-        f"pfx{tag}-b", f"pfx{tag}-c",
+        f"pfx{tag}-b",
+        f"pfx{tag}-c",
     ]
     assert tn.list_tenants(prefix=f"pfx{tag}-", status=Status.DELETED) == []
     with pytest.raises(InvalidInput, match="cannot start a slug"):

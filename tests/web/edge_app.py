@@ -33,10 +33,14 @@ def starlette_app(tn: Tenantry, seen: list[tuple[str, str | None]]) -> Starlette
     psycopg with ``?via=psycopg``), /stream, /background, /slow, /boom, /ws."""
 
     async def who(request: Request) -> JSONResponse:
-        return JSONResponse({
-            "tenant": slug_now(), "path": request.url.path, "root_path": request.scope.get("root_path", ""),
-            "url_for": str(request.url_for("who")),
-        })
+        return JSONResponse(
+            {
+                "tenant": slug_now(),
+                "path": request.url.path,
+                "root_path": request.scope.get("root_path", ""),
+                "url_for": str(request.url_for("who")),
+            }
+        )
 
     async def write(request: Request) -> JSONResponse:
         name = request.query_params.get("name", "written")
@@ -83,16 +87,18 @@ def starlette_app(tn: Tenantry, seen: list[tuple[str, str | None]]) -> Starlette
         await websocket.send_text(str(slug_now()))
         await websocket.close()
 
-    return Starlette(routes=[
-        Route("/who", who, name="who"),
-        Route("/projects", projects),
-        Route("/write", write, methods=["POST"]),
-        Route("/stream", stream),
-        Route("/background", background),
-        Route("/slow", slow),
-        Route("/boom", boom),
-        WebSocketRoute("/ws", ws),
-    ])
+    return Starlette(
+        routes=[
+            Route("/who", who, name="who"),
+            Route("/projects", projects),
+            Route("/write", write, methods=["POST"]),
+            Route("/stream", stream),
+            Route("/background", background),
+            Route("/slow", slow),
+            Route("/boom", boom),
+            WebSocketRoute("/ws", ws),
+        ]
+    )
 
 
 def wrap(tn: Tenantry, app: Any, resolvers: Sequence[Resolver] | None = None, **options: Any) -> TenantMiddleware:
@@ -112,4 +118,3 @@ def seed(tn: Tenantry, slug: str, *names: str) -> None:
 async def get(app: Any, url: str, **kwargs: Any) -> httpx.Response:
     async with client(app) as c:
         return await c.get(url, **kwargs)
-

@@ -28,7 +28,9 @@ def edge(scratch) -> Any:
     other.close()
 
 
-def test_a_tenant_lookup_racing_a_suspension_is_not_cached(tn: Tenantry, edge: Tenantry, make_tenant, monkeypatch) -> None:
+def test_a_tenant_lookup_racing_a_suspension_is_not_cached(
+    tn: Tenantry, edge: Tenantry, make_tenant, monkeypatch
+) -> None:
     t = make_tenant("race")
     edge._listen()
     assert edge._listener is not None and edge._listener.listening.wait(5)
@@ -54,7 +56,9 @@ def test_a_tenant_lookup_racing_a_suspension_is_not_cached(tn: Tenantry, edge: T
             pass
 
 
-def test_a_host_lookup_racing_a_verification_is_not_cached(tn: Tenantry, edge: Tenantry, make_tenant, monkeypatch) -> None:
+def test_a_host_lookup_racing_a_verification_is_not_cached(
+    tn: Tenantry, edge: Tenantry, make_tenant, monkeypatch
+) -> None:
     t = make_tenant("race")
     host = f"race-{time.monotonic_ns() % 10**9}.customer.test"
     tn.add_domain(host, t.slug)

@@ -91,6 +91,7 @@ def _exercise(app: Any, tn: Tenantry, run: Any, make_tenant: Any, *, path_prefix
 
     async def main() -> dict[str, Any]:
         async with client(app) as c:
+
             async def text(url: str) -> str:
                 return (await c.get(url)).text
 

@@ -69,7 +69,9 @@ def test_path_prefix_moves_into_root_path(tn: Tenantry, make_tenant, run) -> Non
     response = run(get(app, f"http://{BASE}/t/{a.slug}/who"))
     assert response.status_code == 200
     assert response.json() == {
-        "tenant": a.slug, "path": f"/t/{a.slug}/who", "root_path": f"/t/{a.slug}",
+        "tenant": a.slug,
+        "path": f"/t/{a.slug}/who",
+        "root_path": f"/t/{a.slug}",
         "url_for": f"http://{BASE}/t/{a.slug}/who",
     }
     # the prefix alone routes nowhere in the app: its 404, not ours
@@ -129,7 +131,9 @@ def test_jwt_claim(tn: Tenantry, make_tenant, run) -> None:
             await call(token({"tenant": a.slug, "aud": "edge"}, key="forged-" + "f" * 60)),
             await call(token({"tenant": a.slug, "aud": "edge", "exp": int(time.time()) - 30})),
             await call(token({"tenant": a.slug, "aud": "elsewhere"})),
-            await call(jwt.encode({"tenant": a.slug, "aud": "edge", "exp": int(time.time()) + 60}, None, algorithm="none")),
+            await call(
+                jwt.encode({"tenant": a.slug, "aud": "edge", "exp": int(time.time()) + 60}, None, algorithm="none")
+            ),
             await call(token({"tenant": "no-such-tenant-x", "aud": "edge"})),
             await call(None),
         ]
@@ -210,7 +214,8 @@ def test_signals_naming_two_tenants_are_refused(tn: Tenantry, make_tenant, run) 
     """Subdomain, path prefix, header and token must agree: no order lets them mix."""
     a, b = make_tenant("web"), make_tenant("web")
     app = wrap(
-        tn, starlette_app(tn, []),
+        tn,
+        starlette_app(tn, []),
         [*chain(), HeaderResolver(), JwtClaimResolver(SECRET, algorithms=["HS256"])],
     )
 
@@ -218,7 +223,9 @@ def test_signals_naming_two_tenants_are_refused(tn: Tenantry, make_tenant, run) 
         return [
             await get(app, f"http://{a.slug}.{BASE}/t/{b.slug}/who"),
             await get(app, f"http://{a.slug}.{BASE}/who", headers={"X-Tenant": b.slug}),
-            await get(app, f"http://{a.slug}.{BASE}/who", headers={"Authorization": f"Bearer {token({'tenant': b.slug})}"}),
+            await get(
+                app, f"http://{a.slug}.{BASE}/who", headers={"Authorization": f"Bearer {token({'tenant': b.slug})}"}
+            ),
             await get(app, f"http://{BASE}/t/{a.slug}/who", headers={"X-Tenant": str(b.id)}),
             # agreeing signals are served, the prefix still moving into root_path
             await get(app, f"http://{a.slug}.{BASE}/t/{a.slug}/who", headers={"X-Tenant": str(a.id)}),
@@ -240,16 +247,30 @@ def test_context_never_leaks_between_sequential_requests(tn: Tenantry, make_tena
         results = []
         async with client(app) as c:
             # httpx's ASGITransport runs the app in this very task: a binding not undone shows here
-            for url in (f"http://{a.slug}.{BASE}/who", f"http://{b.slug}.{BASE}/who", f"http://{BASE}/who",
-                        f"http://{a.slug}.{BASE}/boom", f"http://{BASE}/who", f"http://no-such-x.{BASE}/who",
-                        f"http://{BASE}/who"):
+            for url in (
+                f"http://{a.slug}.{BASE}/who",
+                f"http://{b.slug}.{BASE}/who",
+                f"http://{BASE}/who",
+                f"http://{a.slug}.{BASE}/boom",
+                f"http://{BASE}/who",
+                f"http://no-such-x.{BASE}/who",
+                f"http://{BASE}/who",
+            ):
                 response = await c.get(url)
-                results.append((response.status_code, response.json()["tenant"] if response.status_code == 200 else None))
+                results.append(
+                    (response.status_code, response.json()["tenant"] if response.status_code == 200 else None)
+                )
                 assert current_tenant() is None
         return results
 
     assert run(main()) == [
-        (200, a.slug), (200, b.slug), (200, None), (500, None), (200, None), (404, None), (200, None),
+        (200, a.slug),
+        (200, b.slug),
+        (200, None),
+        (500, None),
+        (200, None),
+        (404, None),
+        (200, None),
     ]
     assert seen == [("boom", a.slug)]
 
@@ -277,6 +298,7 @@ def test_concurrent_requests_stay_separate(tn: Tenantry, make_tenant, run) -> No
 
     async def main() -> list[tuple[str, Any, Any]]:
         async with client(app) as c:
+
             async def one(i: int) -> tuple[str, Any, Any]:
                 t = tenants[i % len(tenants)]
                 slow = await c.get(f"http://{t.slug}.{BASE}/slow", params={"s": str(0.001 * (i % 7))})
@@ -297,6 +319,7 @@ def test_streaming_bodies_and_background_tasks_see_their_tenant(tn: Tenantry, ma
 
     async def main() -> list[tuple[str, str]]:
         async with client(app) as c:
+
             async def stream(slug: str) -> tuple[str, str]:
                 return slug, (await c.get(f"http://{slug}.{BASE}/stream")).text
 
@@ -333,8 +356,15 @@ async def _asgi(app: Any, scope: dict[str, Any], incoming: list[dict[str, Any]])
 
 def _ws_scope(host: str) -> dict[str, Any]:
     return {
-        "type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws", "path": "/ws", "raw_path": b"/ws",
-        "root_path": "", "query_string": b"", "headers": [(b"host", host.encode())], "subprotocols": [],
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", host.encode())],
+        "subprotocols": [],
     }
 
 

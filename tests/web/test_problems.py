@@ -26,8 +26,12 @@ def test_problem_document() -> None:
     assert named[b"content-type"] == PROBLEM_JSON.encode()
     assert int(named[b"content-length"]) == len(body)
     assert json.loads(body) == {
-        "type": "urn:tenantry:problem:tenant-exists", "title": "Conflict", "status": 409,
-        "detail": "slug taken", "instance": "/tenants/acme", "slug": "acme",
+        "type": "urn:tenantry:problem:tenant-exists",
+        "title": "Conflict",
+        "status": 409,
+        "detail": "slug taken",
+        "instance": "/tenants/acme",
+        "slug": "acme",
     }
 
 
@@ -52,7 +56,9 @@ def test_from_error() -> None:
 
 
 def test_html_page_escapes_and_keeps_headers() -> None:
-    status, headers, body = problem_page(*problem(401, "Nope <b>", "<script>x</script>", headers={"www-authenticate": "Bearer"}))
+    status, headers, body = problem_page(
+        *problem(401, "Nope <b>", "<script>x</script>", headers={"www-authenticate": "Bearer"})
+    )
     assert status == 401
     named = dict(headers)
     assert named[b"content-type"].startswith(b"text/html")

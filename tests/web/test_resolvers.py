@@ -40,8 +40,16 @@ def test_subdomain() -> None:
     assert r.resolve(request("acme.example.com")) == Match("subdomain", "slug", "acme")
     assert r.resolve(request("ACME.example.com:8443")) == Match("subdomain", "slug", "acme")
     assert r.resolve(request("acme.example.com.")) == Match("subdomain", "slug", "acme")
-    for host in ("example.com", "www.example.com", "api.example.com", "a.b.example.com",
-                 "acme.example.org", "acmeexample.com", "[::1]:80", None):
+    for host in (
+        "example.com",
+        "www.example.com",
+        "api.example.com",
+        "a.b.example.com",
+        "acme.example.org",
+        "acmeexample.com",
+        "[::1]:80",
+        None,
+    ):
         assert r.resolve(request(host)) is None, host
     local = SubdomainResolver("localhost", reserved=["status"])
     assert local.resolve(request("acme.localhost:8000")) == Match("subdomain", "slug", "acme")
@@ -69,7 +77,9 @@ def test_path_prefix_moves_to_root_path() -> None:
     assert r.resolve(request(path="/t/acme/projects/1")) == Match("path", "slug", "acme", root_path="/t/acme")
     assert r.resolve(request(path="/t/acme")) == Match("path", "slug", "acme", root_path="/t/acme")
     # mounted under /api: the prefix is found below the app's root_path, which grows
-    assert r.resolve(request(path="/t/acme/x", root_path="/api")) == Match("path", "slug", "acme", root_path="/api/t/acme")
+    assert r.resolve(request(path="/t/acme/x", root_path="/api")) == Match(
+        "path", "slug", "acme", root_path="/api/t/acme"
+    )
     for path in ("/", "/t", "/t/", "/tx/acme", "/x/t/acme"):
         assert r.resolve(request(path=path)) is None, path
     with pytest.raises(ConfigurationError):
@@ -103,7 +113,10 @@ def test_jwt_valid_and_absent() -> None:
         (lambda: _token({"tenant": "acme", "aud": "other"}), "InvalidAudienceError"),
         (lambda: _token({"tenant": "acme"}), "MissingRequiredClaimError"),
         (lambda: _token({"tenant": "acme", "aud": "app"}, algorithm="HS512"), "InvalidAlgorithmError"),
-        (lambda: jwt.encode({"tenant": "acme", "aud": "app", "exp": int(time.time()) + 60}, None, algorithm="none"), "Error"),
+        (
+            lambda: jwt.encode({"tenant": "acme", "aud": "app", "exp": int(time.time()) + 60}, None, algorithm="none"),
+            "Error",
+        ),
         (lambda: "not.a.jwt", "DecodeError"),
         (lambda: _token({"tenant": 42, "aud": "app"}), "claim"),
     ],
@@ -121,7 +134,9 @@ def test_jwt_missing_exp_refused_by_default() -> None:
     r = JwtClaimResolver(SECRET, algorithms=["HS256"])
     no_exp = jwt.encode({"tenant": "acme"}, SECRET, algorithm="HS256")
     assert isinstance(r.resolve(_bearer(no_exp)), Refusal)
-    assert JwtClaimResolver(SECRET, algorithms=["HS256"], require=()).resolve(_bearer(no_exp)) == Match("jwt", "key", "acme")
+    assert JwtClaimResolver(SECRET, algorithms=["HS256"], require=()).resolve(_bearer(no_exp)) == Match(
+        "jwt", "key", "acme"
+    )
 
 
 def test_jwt_public_keys_by_kid_and_no_key_confusion() -> None:
@@ -135,6 +150,7 @@ def test_jwt_public_keys_by_kid_and_no_key_confusion() -> None:
     for kid in ([], {"a": 1}, None, 7):  # hostile headers (made by hand) are refusals, not crashes
         head = base64.urlsafe_b64encode(json.dumps({"alg": "RS256", "kid": kid}).encode()).rstrip(b"=").decode()
         assert isinstance(r.resolve(_bearer(f"{head}.e30.c2ln")), Refusal)
+
     # the classic confusion: an HS256 token whose secret is the public key (PyJWT will not
     # even sign one, so it is made by hand); the allow-list and key type must refuse it
     def b64(data: bytes) -> str:
@@ -143,7 +159,9 @@ def test_jwt_public_keys_by_kid_and_no_key_confusion() -> None:
     head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
     body = b64(json.dumps({"tenant": "acme", "exp": int(time.time()) + 60}).encode())
     sig = b64(hmac.new(public_pem, f"{head}.{body}".encode(), hashlib.sha256).digest())
-    assert isinstance(JwtClaimResolver(public_pem, algorithms=["RS256"]).resolve(_bearer(f"{head}.{body}.{sig}")), Refusal)
+    assert isinstance(
+        JwtClaimResolver(public_pem, algorithms=["RS256"]).resolve(_bearer(f"{head}.{body}.{sig}")), Refusal
+    )
     both = JwtClaimResolver(public_pem, algorithms=["RS256", "HS256"])
     assert isinstance(both.resolve(_bearer(f"{head}.{body}.{sig}")), Refusal)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import models
-
 from provisioning import app_tables
 
 MODULE = __name__

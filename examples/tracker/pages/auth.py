@@ -28,12 +28,19 @@ _FIRST_ACCOUNT_LOCK = 0x7472
 
 
 def login_page(
-    request: Request, org: Org, *, first: bool, status_code: int = 200, errors: list[str] | None = None,
+    request: Request,
+    org: Org,
+    *,
+    first: bool,
+    status_code: int = 200,
+    errors: list[str] | None = None,
     form: dict[str, str] | None = None,
 ) -> HTMLResponse:
     """The sign-in page; with ``first``, the form that creates the tenant's first account."""
     return templates(request).TemplateResponse(
-        request, "login.html", {"org": org, "user": None, "first": first, "errors": errors or [], "form": form or {}},
+        request,
+        "login.html",
+        {"org": org, "user": None, "first": first, "errors": errors or [], "form": form or {}},
         status_code=status_code,
     )
 
@@ -49,7 +56,9 @@ async def login(request: Request, db: Db, org: OrgDep, email: Annotated[str, For
     member = await db.scalar(sa.select(Member).where(Member.email == email.strip().lower()))
     if member is None:
         first = await count(db, Member) == 0
-        return login_page(request, org, first=first, status_code=401, errors=[f"{org.name} has no member with that e-mail"])
+        return login_page(
+            request, org, first=first, status_code=401, errors=[f"{org.name} has no member with that e-mail"]
+        )
     response = RedirectResponse("/", status_code=303)
     start_session(request, response, member)
     return response
@@ -57,7 +66,11 @@ async def login(request: Request, db: Db, org: OrgDep, email: Annotated[str, For
 
 @router.post("/first-account")
 async def first_account(
-    request: Request, db: Db, org: OrgDep, email: Annotated[str, Form()] = "", name: Annotated[str, Form()] = "",
+    request: Request,
+    db: Db,
+    org: OrgDep,
+    email: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
 ) -> Response:
     """The tenant's first member, who becomes its owner; refused (409) once it has one."""
     errors: list[str] = []
@@ -67,14 +80,24 @@ async def first_account(
         return login_page(request, org, first=True, status_code=422, errors=errors, form={"email": email, "name": name})
     # check and insert in one transaction, under a lock of this tenant's: of two requests
     # racing to be first, the second waits for the first to commit, then finds a member
-    await db.execute(sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:tenant))"), {
-        "space": _FIRST_ACCOUNT_LOCK, "tenant": str(request_tenant().id),
-    })
+    await db.execute(
+        sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:tenant))"),
+        {
+            "space": _FIRST_ACCOUNT_LOCK,
+            "tenant": str(request_tenant().id),
+        },
+    )
     if await count(db, Member) > 0:
         await db.rollback()
-        return login_page(request, org, first=False, status_code=409, errors=[
-            f"{org.name} has its first account already: sign in, or ask its owner to add you",
-        ])
+        return login_page(
+            request,
+            org,
+            first=False,
+            status_code=409,
+            errors=[
+                f"{org.name} has its first account already: sign in, or ask its owner to add you",
+            ],
+        )
     owner = Member(email=email, name=name, role=Role.owner)
     db.add(owner)
     await db.commit()

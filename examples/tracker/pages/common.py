@@ -30,8 +30,22 @@ from examples.tracker.tenancy import request_tenant
 from tenantry import Tenantry
 
 __all__ = [
-    "Db", "FormPage", "LoginRequired", "Org", "OrgDep", "Page", "PageDep", "by_id", "count", "email_field",
-    "get_project", "get_task", "members_by_id", "templates", "text_field", "tenantry_of",
+    "Db",
+    "FormPage",
+    "LoginRequired",
+    "Org",
+    "OrgDep",
+    "Page",
+    "PageDep",
+    "by_id",
+    "count",
+    "email_field",
+    "get_project",
+    "get_task",
+    "members_by_id",
+    "templates",
+    "text_field",
+    "tenantry_of",
 ]
 
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,60}")
@@ -85,7 +99,9 @@ class Page:
     def render(self, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
         """``template`` with the tenant, the member and the CSRF token, and ``values``."""
         return templates(self.request).TemplateResponse(
-            self.request, template, {"org": self.org, "user": self.user, "csrf": self.csrf, **values},
+            self.request,
+            template,
+            {"org": self.org, "user": self.user, "csrf": self.csrf, **values},
             status_code=status_code,
         )
 
@@ -103,9 +119,13 @@ def _org_of(tn: Tenantry) -> Org:
     # holds the runtime and reader roles' credentials only (see docs/deployment.md)
     tenant, placement = tn.lookup(bound.id), tn.lookup_placement(bound.id)
     return Org(
-        slug=tenant.slug, name=tenant.name, plan=tenant.plan, tier=placement.isolation.value if placement else "",
+        slug=tenant.slug,
+        name=tenant.name,
+        plan=tenant.plan,
+        tier=placement.isolation.value if placement else "",
         # both from the process's caches, which follow changes made anywhere within a second
-        csv_export=tn.flags.enabled(CSV_EXPORT), webhooks=tn.plugins.is_enabled(WEBHOOKS),
+        csv_export=tn.flags.enabled(CSV_EXPORT),
+        webhooks=tn.plugins.is_enabled(WEBHOOKS),
     )
 
 
@@ -128,7 +148,9 @@ async def _page(request: Request, db: Db, org: OrgDep) -> Page:
     return Page(request=request, db=db, org=org, user=user, csrf=session.csrf)
 
 
-async def _form_page(request: Request, page: Annotated[Page, Depends(_page)], csrf: Annotated[str, Form()] = "") -> Page:
+async def _form_page(
+    request: Request, page: Annotated[Page, Depends(_page)], csrf: Annotated[str, Form()] = ""
+) -> Page:
     """A signed-in page posting a form: the form must carry the session's CSRF token."""
     if not hmac.compare_digest(csrf.encode(), page.csrf.encode()):
         raise HTTPException(403, "the form expired; reload the page and try again")

@@ -35,7 +35,12 @@ async def members_page(page: Page, errors: list[str] | None = None, form: dict[s
         )
     ).all()
     return page.render(
-        "members.html", 422 if errors else 200, rows=rows, roles=list(Role), errors=errors or [], form=form or {},
+        "members.html",
+        422 if errors else 200,
+        rows=rows,
+        roles=list(Role),
+        errors=errors or [],
+        form=form or {},
         can_invite=page.user.role in (Role.owner, Role.admin),
     )
 

@@ -30,7 +30,9 @@ router = APIRouter()
 _KEY = re.compile(r"[A-Z][A-Z0-9]{1,9}")
 
 
-async def projects_page(page: Page, errors: list[str] | None = None, form: dict[str, str] | None = None) -> HTMLResponse:
+async def projects_page(
+    page: Page, errors: list[str] | None = None, form: dict[str, str] | None = None
+) -> HTMLResponse:
     """The list of projects with their task counts, and the new-project form."""
     tally = (
         sa.select(
@@ -49,8 +51,12 @@ async def projects_page(page: Page, errors: list[str] | None = None, form: dict[
         )
     ).all()
     return page.render(
-        "projects.html", 422 if errors else 200, rows=rows, members=await members_by_id(page.db),
-        errors=errors or [], form=form or {},
+        "projects.html",
+        422 if errors else 200,
+        rows=rows,
+        members=await members_by_id(page.db),
+        errors=errors or [],
+        form=form or {},
     )
 
 
@@ -82,9 +88,17 @@ async def add_project(
             errors.append(f"a project with key {key} exists already")
         else:
             if page.org.webhooks:  # queued in this transaction: sent if and only if the project is saved
-                await aqueue(page.tn, page.db, "project.created", {
-                    "id": project.id, "key": key, "name": name, "owner": page.user.email,
-                })
+                await aqueue(
+                    page.tn,
+                    page.db,
+                    "project.created",
+                    {
+                        "id": project.id,
+                        "key": key,
+                        "name": name,
+                        "owner": page.user.email,
+                    },
+                )
             await page.db.commit()
             return RedirectResponse(f"/projects/{project.id}", status_code=303)
     return await projects_page(page, errors, {"name": name, "key": key, "description": description})
@@ -99,8 +113,14 @@ async def project_page(page: Page, project_id: int, errors: list[str] | None = N
         )
     ).all()
     return page.render(
-        "project.html", 422 if errors else 200, project=project, tasks=tasks, members=await members_by_id(page.db),
-        priorities=list(Priority), statuses=list(TaskStatus), errors=errors or [],
+        "project.html",
+        422 if errors else 200,
+        project=project,
+        tasks=tasks,
+        members=await members_by_id(page.db),
+        priorities=list(Priority),
+        statuses=list(TaskStatus),
+        errors=errors or [],
     )
 
 
@@ -121,11 +141,24 @@ async def export_tasks(page: PageDep, project_id: int) -> Response:
     writer.writerow(["task", "title", "status", "priority", "assignee", "due"])
     for task in tasks:
         assignee = members[task.assignee_id].email if task.assignee_id in members else ""
-        writer.writerow([f"{project.key}-{task.id}", _cell(task.title), task.status.value, task.priority.value,
-                         assignee, task.due_on or ""])
-    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
-        "content-disposition": f'attachment; filename="{project.key}-tasks.csv"', "cache-control": "private, no-store",
-    })
+        writer.writerow(
+            [
+                f"{project.key}-{task.id}",
+                _cell(task.title),
+                task.status.value,
+                task.priority.value,
+                assignee,
+                task.due_on or "",
+            ]
+        )
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "content-disposition": f'attachment; filename="{project.key}-tasks.csv"',
+            "cache-control": "private, no-store",
+        },
+    )
 
 
 def _cell(text: str) -> str:

@@ -12,7 +12,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from examples.tracker.models import Comment, Member, Priority, Task, TaskStatus
 from examples.tracker.pages.common import (
-    FormPage, Page, PageDep, by_id, get_project, get_task, members_by_id, text_field,
+    FormPage,
+    Page,
+    PageDep,
+    by_id,
+    get_project,
+    get_task,
+    members_by_id,
+    text_field,
 )
 from examples.tracker.pages.projects import project_page
 from tenantry.contrib.webhooks import aqueue
@@ -55,16 +62,29 @@ async def add_task(
     if errors:
         return await project_page(page, project.id, errors)
     task = Task(
-        project_id=project.id, title=title, description=description, priority=chosen_priority,
-        assignee_id=assignee_id, due_on=due,
+        project_id=project.id,
+        title=title,
+        description=description,
+        priority=chosen_priority,
+        assignee_id=assignee_id,
+        due_on=due,
     )
     page.db.add(task)
     await page.db.flush()
     if page.org.webhooks:  # queued in this transaction: sent if and only if the task is saved
-        await aqueue(page.tn, page.db, "task.created", {
-            "id": task.id, "project": project.key, "title": title, "priority": task.priority.value,
-            "due_on": due, "created_by": page.user.email,
-        })
+        await aqueue(
+            page.tn,
+            page.db,
+            "task.created",
+            {
+                "id": task.id,
+                "project": project.key,
+                "title": title,
+                "priority": task.priority.value,
+                "due_on": due,
+                "created_by": page.user.email,
+            },
+        )
     await page.db.commit()
     return RedirectResponse(f"/tasks/{task.id}", status_code=303)
 
@@ -74,11 +94,19 @@ async def task_page(page: Page, task_id: int, errors: list[str] | None = None) -
     task = await get_task(page.db, task_id)
     project = await get_project(page.db, task.project_id)
     comments = (
-        await page.db.scalars(sa.select(Comment).where(Comment.task_id == task.id).order_by(Comment.created_at, Comment.id))
+        await page.db.scalars(
+            sa.select(Comment).where(Comment.task_id == task.id).order_by(Comment.created_at, Comment.id)
+        )
     ).all()
     return page.render(
-        "task.html", 422 if errors else 200, task=task, project=project, comments=comments,
-        members=await members_by_id(page.db), statuses=list(TaskStatus), errors=errors or [],
+        "task.html",
+        422 if errors else 200,
+        task=task,
+        project=project,
+        comments=comments,
+        members=await members_by_id(page.db),
+        statuses=list(TaskStatus),
+        errors=errors or [],
     )
 
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Request, Security
-from fastapi.routing import APIRoute
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from tenantry.api.auth import TokenAuth, bearer
 from tenantry.api.frontdoor import install_front_door
@@ -129,7 +129,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's spec, with error responses as problem documents only."""
     if app.openapi_schema is None:
         spec = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes,
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
             openapi_version=app.openapi_version,
         )
         for operations in spec.get("paths", {}).values():

@@ -20,10 +20,10 @@ from fastapi.security import HTTPBearer
 from starlette.datastructures import Headers
 
 from tenantry._asgi import ASGIApp, Receive, Scope, Send
+from tenantry.api.problems import problem_for
 from tenantry.app import Tenantry
 from tenantry.core.scopes import expand
 from tenantry.errors import AuthenticationFailed, PermissionDenied, TenantryError
-from tenantry.api.problems import problem_for
 from tenantry.services.tokens import ApiToken
 from tenantry.web.resolvers import RequestInfo
 

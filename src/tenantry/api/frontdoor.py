@@ -128,7 +128,10 @@ def install_front_door(app: FastAPI, *, api_prefix: str, docs: bool = True) -> N
             for href, label, note in links
         )
         page = _PAGE.format(
-            title=html.escape(app.title), version=html.escape(app.version), links=items, api=html.escape(root + api_prefix)
+            title=html.escape(app.title),
+            version=html.escape(app.version),
+            links=items,
+            api=html.escape(root + api_prefix),
         )
         # the page loads nothing: no script, no image, no style sheet of its own
         return HTMLResponse(page, headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})

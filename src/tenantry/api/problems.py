@@ -110,8 +110,13 @@ def problem_for(err: TenantryError, instance: str | None, *, bare_challenge: boo
     if isinstance(err, ConfigInvalid | LowContrast):
         extensions["problems"] = list(err.problems)
     return problem(
-        err.http_status, err.message, type_=problem_type(name), title=_title(name), instance=instance,
-        headers=_www_authenticate(err, bare_challenge) | retry_after_header(err), **extensions,
+        err.http_status,
+        err.message,
+        type_=problem_type(name),
+        title=_title(name),
+        instance=instance,
+        headers=_www_authenticate(err, bare_challenge) | retry_after_header(err),
+        **extensions,
     )
 
 
@@ -135,8 +140,12 @@ async def _on_validation_error(request: Request, exc: Exception) -> ProblemRespo
     errors = _validation_errors(exc)
     fields = ", ".join(".".join(e["loc"]) for e in errors[:5])
     return problem(
-        422, f"the request is not valid: {fields}" if fields else "the request is not valid",
-        type_=problem_type("InvalidRequest"), title="Invalid request", instance=request.url.path, errors=errors,
+        422,
+        f"the request is not valid: {fields}" if fields else "the request is not valid",
+        type_=problem_type("InvalidRequest"),
+        title="Invalid request",
+        instance=request.url.path,
+        errors=errors,
     )
 
 
@@ -158,8 +167,11 @@ _METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 def _allowed(request: Request) -> list[str]:
     """Every method some route takes at this path (Starlette names only the first route's)."""
     return [
-        method for method in _METHODS
-        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in request.app.router.routes)
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in request.app.router.routes
+        )
     ]
 
 
@@ -198,7 +210,10 @@ class CatchAll:
             if started:
                 raise  # too late for a document: the server closes the connection
             response = problem(
-                500, "an unexpected error occurred; the server log has the details",
-                type_=problem_type("InternalError"), title="Internal error", instance=scope.get("path"),
+                500,
+                "an unexpected error occurred; the server log has the details",
+                type_=problem_type("InternalError"),
+                title="Internal error",
+                instance=scope.get("path"),
             )
             await response(scope, receive, send)

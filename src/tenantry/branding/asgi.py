@@ -78,8 +78,9 @@ class BrandRoutes:
 
     async def _serve(self, scope: Scope, send: Send, path: str) -> None:
         if scope["method"] not in ("GET", "HEAD"):
-            await _problem(scope, send, 405, "Method Not Allowed", "brand resources are read-only",
-                           [(b"allow", b"GET, HEAD")])
+            await _problem(
+                scope, send, 405, "Method Not Allowed", "brand resources are read-only", [(b"allow", b"GET, HEAD")]
+            )
             return
         if context.current() is None:
             await _problem(scope, send, 404, "Not Found", "no tenant is served at this address")
@@ -88,8 +89,13 @@ class BrandRoutes:
             brand = await self.tn.branding.acurrent()
         except TenantryError as err:
             status = err.http_status if err.http_status >= 500 else 404
-            await _problem(scope, send, status, "Not Found" if status == 404 else "Service Unavailable",
-                           "no brand here" if status == 404 else "please try again shortly")
+            await _problem(
+                scope,
+                send,
+                status,
+                "Not Found" if status == 404 else "Service Unavailable",
+                "no brand here" if status == 404 else "please try again shortly",
+            )
             return
         if path == "/theme.css":
             await self._css(scope, send, brand, versioned=False)

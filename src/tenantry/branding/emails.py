@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from email.utils import formataddr
 from dataclasses import dataclass
+from email.utils import formataddr
 from typing import Any
 
 from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes
@@ -58,21 +58,74 @@ VARIABLES = {
 
 _NODES: frozenset[type[nodes.Node]] = frozenset(
     {
-        nodes.Template, nodes.Output, nodes.TemplateData, nodes.Const, nodes.Name, nodes.Getattr,
-        nodes.Getitem, nodes.Filter, nodes.Test, nodes.If, nodes.CondExpr, nodes.And, nodes.Or,
-        nodes.Not, nodes.Compare, nodes.Operand, nodes.Concat, nodes.For, nodes.Tuple, nodes.List,
-        nodes.Keyword, nodes.Neg, nodes.Pos,
+        nodes.Template,
+        nodes.Output,
+        nodes.TemplateData,
+        nodes.Const,
+        nodes.Name,
+        nodes.Getattr,
+        nodes.Getitem,
+        nodes.Filter,
+        nodes.Test,
+        nodes.If,
+        nodes.CondExpr,
+        nodes.And,
+        nodes.Or,
+        nodes.Not,
+        nodes.Compare,
+        nodes.Operand,
+        nodes.Concat,
+        nodes.For,
+        nodes.Tuple,
+        nodes.List,
+        nodes.Keyword,
+        nodes.Neg,
+        nodes.Pos,
     }
 )
 _FILTERS = frozenset(
     {
-        "capitalize", "count", "d", "default", "e", "escape", "first", "join", "last", "length",
-        "lower", "striptags", "title", "trim", "truncate", "upper", "urlencode", "wordcount",
+        "capitalize",
+        "count",
+        "d",
+        "default",
+        "e",
+        "escape",
+        "first",
+        "join",
+        "last",
+        "length",
+        "lower",
+        "striptags",
+        "title",
+        "trim",
+        "truncate",
+        "upper",
+        "urlencode",
+        "wordcount",
     }
 )
 _TESTS = frozenset(
-    {"defined", "undefined", "none", "string", "number", "sequence", "mapping", "true", "false",
-     "eq", "ne", "lt", "le", "gt", "ge", "in", "odd", "even"}
+    {
+        "defined",
+        "undefined",
+        "none",
+        "string",
+        "number",
+        "sequence",
+        "mapping",
+        "true",
+        "false",
+        "eq",
+        "ne",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "in",
+        "odd",
+        "even",
+    }
 )
 
 
@@ -149,7 +202,11 @@ def _check_tree(tree: nodes.Template, part: str) -> None:
             raise ValueError(f"{line}: unknown variable {node.name!r} (templates may use {known})")
         if isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
             raise ValueError(f"{line}: attribute {node.attr!r} is not allowed (names starting with _ are private)")
-        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and str(node.arg.value).startswith("_"):
+        if (
+            isinstance(node, nodes.Getitem)
+            and isinstance(node.arg, nodes.Const)
+            and str(node.arg.value).startswith("_")
+        ):
             raise ValueError(f"{line}: item {node.arg.value!r} is not allowed (names starting with _ are private)")
         if isinstance(node, nodes.Filter | nodes.Test):
             names = _FILTERS if isinstance(node, nodes.Filter) else _TESTS
@@ -166,11 +223,19 @@ def _describe(node: nodes.Node) -> str:
     if isinstance(node, nodes.BinExpr):
         return f"arithmetic ({node.operator})"
     names: dict[type[nodes.Node], str] = {
-        nodes.Assign: "{% set %}", nodes.AssignBlock: "{% set %}", nodes.Macro: "{% macro %}",
-        nodes.Import: "{% import %}", nodes.FromImport: "{% from … import %}", nodes.Include: "{% include %}",
-        nodes.Extends: "{% extends %}", nodes.Block: "{% block %}", nodes.Scope: "{% autoescape %}",
+        nodes.Assign: "{% set %}",
+        nodes.AssignBlock: "{% set %}",
+        nodes.Macro: "{% macro %}",
+        nodes.Import: "{% import %}",
+        nodes.FromImport: "{% from … import %}",
+        nodes.Include: "{% include %}",
+        nodes.Extends: "{% extends %}",
+        nodes.Block: "{% block %}",
+        nodes.Scope: "{% autoescape %}",
         nodes.ScopedEvalContextModifier: "{% autoescape %}",
-        nodes.FilterBlock: "{% filter %}", nodes.CallBlock: "{% call %}", nodes.With: "{% with %}",
+        nodes.FilterBlock: "{% filter %}",
+        nodes.CallBlock: "{% call %}",
+        nodes.With: "{% with %}",
     }
     return names.get(type(node), type(node).__name__)
 

@@ -57,7 +57,13 @@ FAVICON = ImageRules("favicon", ("image/png", "image/x-icon"), 64 * 1024, 512, 1
 #: the file extension each accepted type is served under
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/x-icon": "ico"}
 _NAMES = {"png": "PNG", "jpg": "JPEG", "webp": "WebP", "ico": "ICO"}
-_SUFFIXES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".ico": "image/x-icon"}
+_SUFFIXES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".ico": "image/x-icon",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -298,7 +298,13 @@ class Branding:
             # the change is applied to the theme as it is inside the write's transaction, so
             # two concurrent changes of different fields both land
             write = store.write_brand(
-                conn, tenant, build, images, actor=self._tn.actor, action=action, message=message,
+                conn,
+                tenant,
+                build,
+                images,
+                actor=self._tn.actor,
+                action=action,
+                message=message,
                 expected_version=expected_version,
             )
             stored = store.read_brand(conn, tenant.id)
@@ -385,7 +391,11 @@ class Branding:
             known = ", ".join(sorted(brand.theme.email.templates)) or "none"
             raise NotFound(f"the brand of {brand.slug!r} has no e-mail template {name!r} (templates: {known})")
         variables = {"recipient": {}, "action_url": "", "data": {}, **(values or {})}
-        variables |= {"product_name": brand.product_name, "sender_name": brand.sender_name, "tenant_name": brand.tenant_name}
+        variables |= {
+            "product_name": brand.product_name,
+            "sender_name": brand.sender_name,
+            "tenant_name": brand.tenant_name,
+        }
         try:
             subject = one_line(render_template(template.subject, variables, html=False, part="subject"))
             text = render_template(template.text, variables, html=False, part="text")
@@ -484,9 +494,13 @@ def _theme(stored: dict[str, Any] | None, tenant: object) -> Theme:
 
 def _brand(stored: store.StoredBrand) -> Brand:
     return Brand(
-        tenant_id=stored.tenant_id, slug=stored.slug, tenant_name=stored.tenant_name,
+        tenant_id=stored.tenant_id,
+        slug=stored.slug,
+        tenant_name=stored.tenant_name,
         theme=_theme(stored.theme, stored.slug),
-        version=stored.version, updated_at=stored.updated_at, updated_by=stored.updated_by,
+        version=stored.version,
+        updated_at=stored.updated_at,
+        updated_by=stored.updated_by,
     )
 
 

@@ -11,9 +11,9 @@ history refers to it by foreign key), so a rollback can bring it back.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -190,7 +190,11 @@ def write_brand(
         )
         conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{BRAND_EVENT}:{tenant.id}"))
         audit.record(
-            conn, actor=actor, action=action, target_type="tenant", target=tenant.slug,
+            conn,
+            actor=actor,
+            action=action,
+            target_type="tenant",
+            target=tenant.slug,
             before=None if row is None else {"version": version, "theme": before},
             after={"version": written[0], "theme": theme} | ({"message": message} if message else {}),
         )

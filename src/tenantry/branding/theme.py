@@ -47,8 +47,19 @@ MIN_CONTRAST = 4.5
 #: CSS generic font families: written unquoted, and the right way to end a stack
 GENERIC_FAMILIES = frozenset(
     {
-        "serif", "sans-serif", "monospace", "cursive", "fantasy", "system-ui", "ui-serif",
-        "ui-sans-serif", "ui-monospace", "ui-rounded", "math", "emoji", "fangsong",
+        "serif",
+        "sans-serif",
+        "monospace",
+        "cursive",
+        "fantasy",
+        "system-ui",
+        "ui-serif",
+        "ui-sans-serif",
+        "ui-monospace",
+        "ui-rounded",
+        "math",
+        "emoji",
+        "fangsong",
     }
 )
 _CSS_WIDE = frozenset({"inherit", "initial", "unset", "revert", "revert-layer", "default"})
@@ -207,8 +218,11 @@ class Asset(BaseModel):
 
 def asset_of(image: Image) -> Asset:
     return Asset(
-        sha256=image.sha256, content_type=image.content_type,  # type: ignore[arg-type]
-        size=image.size, width=image.width, height=image.height,
+        sha256=image.sha256,
+        content_type=image.content_type,  # type: ignore[arg-type]
+        size=image.size,
+        width=image.width,
+        height=image.height,
     )
 
 

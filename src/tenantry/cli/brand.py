@@ -49,7 +49,9 @@ def _color(name: str) -> Any:
 
 
 def _font(name: str) -> Any:
-    return typer.Option(f"--font-{name}", help=f"The {name} font stack, e.g. 'Inter, Segoe UI, sans-serif' (no quotes).")
+    return typer.Option(
+        f"--font-{name}", help=f"The {name} font stack, e.g. 'Inter, Segoe UI, sans-serif' (no quotes)."
+    )
 
 
 @app.command("set")
@@ -68,8 +70,12 @@ def set_(
     font_body: Annotated[str | None, _font("body")] = None,
     font_heading: Annotated[str | None, _font("heading")] = None,
     font_mono: Annotated[str | None, _font("mono")] = None,
-    product_name: Annotated[str | None, typer.Option("--product-name", help="The product's name in pages and e-mail.")] = None,
-    sender_name: Annotated[str | None, typer.Option("--sender-name", help="The display name e-mail is sent under.")] = None,
+    product_name: Annotated[
+        str | None, typer.Option("--product-name", help="The product's name in pages and e-mail.")
+    ] = None,
+    sender_name: Annotated[
+        str | None, typer.Option("--sender-name", help="The display name e-mail is sent under.")
+    ] = None,
     logo: Annotated[Path | None, typer.Option("--logo", help="Logo image: PNG, JPEG or WebP, up to 512 KiB.")] = None,
     favicon: Annotated[Path | None, typer.Option("--favicon", help="Favicon: PNG or ICO, up to 64 KiB.")] = None,
     remove_logo: Annotated[bool, typer.Option("--remove-logo", help="Remove the logo.")] = False,
@@ -86,8 +92,15 @@ def set_(
     contrast to read) none of it."""
     changes, images = _from_json(from_json) if from_json is not None else ({}, {})
     colors = {
-        "primary": primary, "on_primary": on_primary, "secondary": secondary, "background": background,
-        "surface": surface, "text": text, "muted": muted, "accent": accent, "danger": danger,
+        "primary": primary,
+        "on_primary": on_primary,
+        "secondary": secondary,
+        "background": background,
+        "surface": surface,
+        "text": text,
+        "muted": muted,
+        "accent": accent,
+        "danger": danger,
     }
     _merge(changes, "colors", {k: v for k, v in colors.items() if v is not None})
     fonts = {"body": font_body, "heading": font_heading, "mono": font_mono}
@@ -109,7 +122,11 @@ def set_(
     tn = get_state(ctx).tenantry()
     try:
         change = tn.branding.set(
-            tenant, changes, logo=images.get("logo"), favicon=images.get("favicon"), expected_version=expect_version,
+            tenant,
+            changes,
+            logo=images.get("logo"),
+            favicon=images.get("favicon"),
+            expected_version=expect_version,
             allow_low_contrast=allow_low_contrast,
         )
     except LowContrast as err:
@@ -134,7 +151,9 @@ def show(ctx: typer.Context, tenant: TenantOpt, as_json: JsonFlag = False) -> No
 def preview(
     ctx: typer.Context,
     tenant: TenantOpt,
-    out: Annotated[Path | None, typer.Option("--out", help="Where to write it (default: brand-preview-<slug>.html).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where to write it (default: brand-preview-<slug>.html).")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Write a static HTML page that shows the brand (stylesheet inlined, logo as a data URL)."""
@@ -179,8 +198,12 @@ def history(
         ["version", "at", "actor", "primary", "product name", "message"],
         [
             (
-                v.version, f"{v.created_at:%Y-%m-%d %H:%M:%S}", v.actor, v.theme.get("colors", {}).get("primary", ""),
-                v.theme.get("product_name") or "", v.message,
+                v.version,
+                f"{v.created_at:%Y-%m-%d %H:%M:%S}",
+                v.actor,
+                v.theme.get("colors", {}).get("primary", ""),
+                v.theme.get("product_name") or "",
+                v.message,
             )
             for v in versions
         ],
@@ -191,7 +214,9 @@ def history(
 def rollback(
     ctx: typer.Context,
     tenant: TenantOpt,
-    to: Annotated[int, typer.Option("--to", min=0, help="The version to return to (0: the defaults).", show_default=False)],
+    to: Annotated[
+        int, typer.Option("--to", min=0, help="The version to return to (0: the defaults).", show_default=False)
+    ],
     message: Annotated[str, typer.Option("--message", "-m", help="Why: kept with the new version.")] = "",
     expect_version: ExpectVersion = None,
     allow_low_contrast: AllowLowContrast = False,
@@ -266,8 +291,14 @@ def _rows(brand: Brand) -> list[tuple[str, Any]]:
     rows += [(f"font {name}", ", ".join(stack)) for name, stack in theme.fonts.model_dump().items()]
     for label in ("logo", "favicon"):
         asset = getattr(theme, label)
-        rows.append((label, "none" if asset is None else
-                     f"{asset.content_type} {asset.width}x{asset.height}, {asset.size} bytes, {asset.filename}"))
+        rows.append(
+            (
+                label,
+                "none"
+                if asset is None
+                else f"{asset.content_type} {asset.width}x{asset.height}, {asset.size} bytes, {asset.filename}",
+            )
+        )
     rows.append(("e-mail templates", ", ".join(sorted(theme.email.templates)) or "none"))
     if brand.updated_at is not None:
         rows.append(("updated", f"{brand.updated_at:%Y-%m-%d %H:%M:%S} by {brand.updated_by}"))

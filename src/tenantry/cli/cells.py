@@ -56,8 +56,14 @@ def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         None,
         ["name", "server", "status", "placements", "capacity", "labels"],
         [
-            (c.name, c.to_dict()["server"], c.status, c.placements, c.capacity,
-             ", ".join(f"{k}={v}" for k, v in sorted(c.labels.items())))
+            (
+                c.name,
+                c.to_dict()["server"],
+                c.status,
+                c.placements,
+                c.capacity,
+                ", ".join(f"{k}={v}" for k, v in sorted(c.labels.items())),
+            )
             for c in cells
         ],
     )

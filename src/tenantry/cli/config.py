@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = ["app", "parse_expiry"]
 
-app = typer.Typer(help="Read and change per-tenant configuration: layers, history, diff, rollback.", no_args_is_help=True)
+app = typer.Typer(
+    help="Read and change per-tenant configuration: layers, history, diff, rollback.", no_args_is_help=True
+)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TenantOpt = Annotated[str | None, typer.Option("--tenant", help="The tenant's layer (slug or id).")]
@@ -43,7 +45,9 @@ def parse_expiry(text: str) -> tuple[timedelta | None, datetime | None]:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidInput(f"--expires {text[:40]!r} must be a duration (90s, 15m, 2h, 1d) or an ISO 8601 time") from None
+        raise InvalidInput(
+            f"--expires {text[:40]!r} must be a duration (90s, 15m, 2h, 1d) or an ISO 8601 time"
+        ) from None
     if moment.tzinfo is None:
         raise InvalidInput("--expires needs a time zone, like 2030-01-01T00:00:00Z")
     return None, moment
@@ -90,7 +94,14 @@ def get(
         if key is not None and not layer:
             emit_json({**result.scope.to_dict(), "key": key, "value": result.value, "source": result.source})
         elif layer:
-            emit_json({**result.scope.to_dict(), "version": result.version, "document": result.document, "overrides": result.overrides})
+            emit_json(
+                {
+                    **result.scope.to_dict(),
+                    "version": result.version,
+                    "document": result.document,
+                    "overrides": result.overrides,
+                }
+            )
         else:
             emit_json(result.to_dict())
         return
@@ -110,11 +121,14 @@ def get(
 def set_(
     ctx: typer.Context,
     key: KeyArg,
-    value: Annotated[str, typer.Argument(help="JSON (50, true, \"x\", {...}); other text is a string.", show_default=False)],
+    value: Annotated[
+        str, typer.Argument(help='JSON (50, true, "x", {...}); other text is a string.', show_default=False)
+    ],
     tenant: TenantOpt = None,
     plan: PlanOpt = None,
     expires: Annotated[
-        str | None, typer.Option("--expires", help="A temporary override of the tenant's config until then (2h, 1d, or a time).")
+        str | None,
+        typer.Option("--expires", help="A temporary override of the tenant's config until then (2h, 1d, or a time)."),
     ] = None,
     message: MessageOpt = "",
     as_json: JsonFlag = False,
@@ -124,8 +138,14 @@ def set_(
 
     expires_in, expires_at = parse_expiry(expires) if expires else (None, None)
     change = service.set_value(
-        get_state(ctx).tenantry(app_plugins=True), key, parse_value(value), tenant=tenant, plan=plan,
-        expires_in=expires_in, expires_at=expires_at, message=message,
+        get_state(ctx).tenantry(app_plugins=True),
+        key,
+        parse_value(value),
+        tenant=tenant,
+        plan=plan,
+        expires_in=expires_in,
+        expires_at=expires_at,
+        message=message,
     )
     _print_change(change, as_json)
 
@@ -216,7 +236,9 @@ def rollback(
     """Make a layer what it was at VERSION, as a new version (validated first)."""
     from tenantry.services import config as service
 
-    change = service.rollback(get_state(ctx).tenantry(app_plugins=True), version, tenant=tenant, plan=plan, message=message)
+    change = service.rollback(
+        get_state(ctx).tenantry(app_plugins=True), version, tenant=tenant, plan=plan, message=message
+    )
     _print_change(change, as_json)
 
 

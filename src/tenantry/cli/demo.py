@@ -27,7 +27,7 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
@@ -65,12 +65,15 @@ TRACKER_APP = "examples.tracker.models:Base"
 #: the tenant the report suggests making with the CLI
 NEW_TENANT = "initrode"
 
+
 def demo(
     ctx: typer.Context,
     port: Annotated[int, typer.Option("--port", help="Port of the tracker (0: any free port).")] = 8000,
     admin_port: Annotated[int, typer.Option("--admin-port", help="Port of the admin API (0: any free port).")] = 8001,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    no_seed: Annotated[bool, typer.Option("--no-seed", help="Create the tenants but write no sample data or brands.")] = False,
+    no_seed: Annotated[
+        bool, typer.Option("--no-seed", help="Create the tenants but write no sample data or brands.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the URLs as JSON, then serve.")] = False,
 ) -> None:
     """Run the example tracker with three tenants on three tiers, and the admin API."""
@@ -83,7 +86,9 @@ def demo(
     # another (the user's), whose migrations would refuse the tracker's plugin tables
     settings = get_state(ctx).settings().with_changes(app=None, migrations=None, plugins=())
     tn = Tenantry(
-        settings, metadata=tracker.models.Base.metadata, actor=f"demo:{getpass.getuser()}",
+        settings,
+        metadata=tracker.models.Base.metadata,
+        actor=f"demo:{getpass.getuser()}",
         plugins=tracker.features.plugins(),
     )
     sockets: list[socket.socket] = []
@@ -111,7 +116,9 @@ def demo(
         ports = [s.getsockname()[1] for s in sockets]
         report = {
             "tenants": [t | {"url": _url(f"{t['slug']}.localhost", ports[0])} for t in tenants],
-            "admin_api": None if admin.app is None else {"url": _url(_shown_host(host), ports[1]), "token": admin.token},
+            "admin_api": None
+            if admin.app is None
+            else {"url": _url(_shown_host(host), ports[1]), "token": admin.token},
             "admin_api_unavailable": admin.reason,
             "database": "external" if tn.settings.database_url else "embedded",
             "cli": _cli(tn.settings, tracker.root),
@@ -169,12 +176,11 @@ def _load_tracker() -> _Tracker:
         sys.path.insert(0, str(root))
     try:
         app, models, seed, brands, features = (
-            importlib.import_module(f"examples.tracker.{name}") for name in ("app", "models", "seed", "brands", "features")
+            importlib.import_module(f"examples.tracker.{name}")
+            for name in ("app", "models", "seed", "brands", "features")
         )
     except ImportError as err:
-        raise ConfigurationError(
-            f"the demo needs the web extra ({err.name or err}): pip install -e \".[web]\""
-        ) from err
+        raise ConfigurationError(f'the demo needs the web extra ({err.name or err}): pip install -e ".[web]"') from err
     loaded = _Tracker(app, models, seed, brands, features, root)
     found = Path(loaded.app.__file__ or "").resolve()
     if not found.is_relative_to(root):
@@ -268,7 +274,11 @@ def _print_report(report: dict[str, Any]) -> None:
     console.print("[bold]tenantry demo[/]: the example tracker, three tenants on three tiers")
     console.print(f"PostgreSQL: {where}\n")
     for t in report["tenants"]:
-        note = "" if t["status"] == "active" else f"  [red]{t['status']}: `{report['cli']['command']} tenants resume {t['slug']}`[/]"
+        note = (
+            ""
+            if t["status"] == "active"
+            else f"  [red]{t['status']}: `{report['cli']['command']} tenants resume {t['slug']}`[/]"
+        )
         fresh = " [green](new)[/]" if t["created"] else ""
         on = ", ".join(name for name, enabled in t.get("features", {}).items() if enabled) or "no extras"
         how = f"sign in as {t['login']}" if t["login"] else "no members yet: create the first account there"
@@ -317,7 +327,7 @@ def _demo_token(tn: Tenantry) -> str:
     for token in tn.tokens():
         if token.name.startswith(_DEMO_TOKEN):
             tn.revoke_token(token.id)
-    name = f"{_DEMO_TOKEN}{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}"
+    name = f"{_DEMO_TOKEN}{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"
     _, secret = tn.create_token(name, ["admin"], expires_in=timedelta(days=7))
     return secret
 

@@ -49,13 +49,18 @@ def add(
 def verify(
     ctx: typer.Context,
     hostname: Host,
-    method: Annotated[str, typer.Option("--method", help="http (token at /.well-known/tenantry/) or dns (TXT record).")] = "http",
+    method: Annotated[
+        str, typer.Option("--method", help="http (token at /.well-known/tenantry/) or dns (TXT record).")
+    ] = "http",
     connect_to: Annotated[
         str | None,
-        typer.Option("--connect-to", help="http: connect to HOST:PORT instead of the domain's address (Host header unchanged)."),
+        typer.Option(
+            "--connect-to", help="http: connect to HOST:PORT instead of the domain's address (Host header unchanged)."
+        ),
     ] = None,
     nameserver: Annotated[
-        list[str] | None, typer.Option("--nameserver", help="dns: ask this server (IP, repeatable) instead of the system's.")
+        list[str] | None,
+        typer.Option("--nameserver", help="dns: ask this server (IP, repeatable) instead of the system's."),
     ] = None,
     dns_port: Annotated[int, typer.Option("--dns-port", min=1, max=65535, help="dns: port of --nameserver.")] = 53,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the check.")] = 5.0,
@@ -96,8 +101,13 @@ def list_(
         None,
         ["hostname", "tenant", "status", "method", "verified"],
         [
-            (d.hostname, d.tenant, d.status, d.method,
-             None if d.verified_at is None else d.verified_at.strftime("%Y-%m-%d %H:%M"))
+            (
+                d.hostname,
+                d.tenant,
+                d.status,
+                d.method,
+                None if d.verified_at is None else d.verified_at.strftime("%Y-%m-%d %H:%M"),
+            )
             for d in domains
         ],
     )
@@ -108,7 +118,13 @@ def remove(ctx: typer.Context, hostname: Host, as_json: JsonFlag = False) -> Non
     """Stop serving a custom domain. Removing one that is not registered is a no-op."""
     removed = get_state(ctx).tenantry().remove_domain(hostname)
     if as_json:
-        emit_json({"hostname": hostname, "removed": removed is not None, "domain": None if removed is None else removed.to_dict()})
+        emit_json(
+            {
+                "hostname": hostname,
+                "removed": removed is not None,
+                "domain": None if removed is None else removed.to_dict(),
+            }
+        )
     elif removed is None:
         console.print(f"no domain {hostname} is registered; nothing to do")
     else:

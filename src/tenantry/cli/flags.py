@@ -23,11 +23,16 @@ app = typer.Typer(help="Create, change, kill and evaluate feature flags.", no_ar
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 KeyArg = Annotated[str, typer.Argument(help="The flag's key.", show_default=False)]
 KindOpt = Annotated[str | None, typer.Option("--kind", help="boolean (default) or multivariate.")]
-VariantsOpt = Annotated[str | None, typer.Option("--variants", help='Multivariate: JSON object, {"a": "blue", "b": "green"}.')]
-DefaultOpt = Annotated[str | None, typer.Option("--default", help="Variant served when no rule matches and no rollout.")]
+VariantsOpt = Annotated[
+    str | None, typer.Option("--variants", help='Multivariate: JSON object, {"a": "blue", "b": "green"}.')
+]
+DefaultOpt = Annotated[
+    str | None, typer.Option("--default", help="Variant served when no rule matches and no rollout.")
+]
 OffOpt = Annotated[str | None, typer.Option("--off", help="Multivariate: variant served while killed or off schedule.")]
 RolloutOpt = Annotated[
-    str | None, typer.Option("--rollout", help="Percent on (boolean: 25), or a=50,b=50, or a JSON object; none: no rollout.")
+    str | None,
+    typer.Option("--rollout", help="Percent on (boolean: 25), or a=50,b=50, or a JSON object; none: no rollout."),
 ]
 RulesOpt = Annotated[str | None, typer.Option("--rules", help="JSON list of rules, or @file.json; [] clears.")]
 EnableOpt = Annotated[str | None, typer.Option("--enable-at", help="ISO 8601 time the flag turns on; none: clear.")]
@@ -75,8 +80,15 @@ def parse_rollout(text: str) -> Any:
 
 
 def _definition(
-    kind: str | None, variants: str | None, default: str | None, off: str | None, rollout: str | None,
-    rules: str | None, enable_at: str | None, disable_at: str | None, description: str | None,
+    kind: str | None,
+    variants: str | None,
+    default: str | None,
+    off: str | None,
+    rollout: str | None,
+    rules: str | None,
+    enable_at: str | None,
+    disable_at: str | None,
+    description: str | None,
 ) -> dict[str, Any]:
     found: dict[str, Any] = {}
     if kind is not None:
@@ -136,9 +148,11 @@ def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     if not records:
         console.print("no flags yet: create one with `tenantry flags create KEY`")
         return
-    table(None, ["key", "kind", "state", "updated"], [
-        (r.key, r.spec.kind, _state(r), r.updated_at.strftime("%Y-%m-%d %H:%M")) for r in records
-    ])
+    table(
+        None,
+        ["key", "kind", "state", "updated"],
+        [(r.key, r.spec.kind, _state(r), r.updated_at.strftime("%Y-%m-%d %H:%M")) for r in records],
+    )
 
 
 @app.command("show")
@@ -171,7 +185,10 @@ def create(
     """Create a flag (a boolean flag starts off). Creating it again the same way is a no-op."""
     from tenantry.services import flags as service
 
-    definition = {"key": key, **_definition(kind, variants, default, off, rollout, rules, enable_at, disable_at, description)}
+    definition = {
+        "key": key,
+        **_definition(kind, variants, default, off, rollout, rules, enable_at, disable_at, description),
+    }
     _print(service.create_flag(get_state(ctx).tenantry(), definition), as_json, "ready")
 
 

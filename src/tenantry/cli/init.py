@@ -72,8 +72,15 @@ def check(
     with_app = tn.metadata is not None or bool(tn.settings.app)
     differ = placement_tables.drift(tn) if with_app else {}
     if as_json:
-        emit_json({"unprotected": bad, "unscoped_unique": leaky, "roles": roles, "differ": differ,
-                   "ok": not bad and not leaky and not roles and not differ})
+        emit_json(
+            {
+                "unprotected": bad,
+                "unscoped_unique": leaky,
+                "roles": roles,
+                "differ": differ,
+                "ok": not bad and not leaky and not roles and not differ,
+            }
+        )
     else:
         for name in bad:
             error(f"{name} is not protected by row-level security")

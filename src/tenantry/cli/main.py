@@ -63,12 +63,14 @@ COMMANDS: dict[str, LazyCommand] = {
     "cells": LazyCommand("tenantry.cli.cells:app", "Register, list, show and drain cells (PostgreSQL servers)."),
     "migrate": LazyCommand(
         "tenantry.cli.migrate:app",
-        "Apply the app's Alembic migrations, and plugins' own, to every placement (pooled, schema and"
-        " database tiers).",
+        "Apply the app's Alembic migrations, and plugins' own, to every placement (pooled, schema and database tiers).",
     ),
     "tokens": LazyCommand("tenantry.cli.tokens:app", "Create, list and revoke admin API tokens."),
     "api": LazyCommand("tenantry.cli.api:app", "Serve the admin HTTP API."),
-    "brand": LazyCommand("tenantry.cli.brand:app", "Set, show, preview and reset tenants' white-label brands; their history and rollback."),
+    "brand": LazyCommand(
+        "tenantry.cli.brand:app",
+        "Set, show, preview and reset tenants' white-label brands; their history and rollback.",
+    ),
     "spares": LazyCommand(
         "tenantry.cli.spares:app",
         "Build schemas (or databases) ahead of time, so that new tenants claim them instead of waiting for DDL.",

@@ -30,10 +30,14 @@ Migrations = Annotated[
         help="The app's Alembic script directory (default: the TENANTRY_MIGRATIONS setting).",
     ),
 ]
-Jobs = Annotated[int, typer.Option("--jobs", "-j", min=1, max=256, help="Placements migrated at once (one connection each).")]
+Jobs = Annotated[
+    int, typer.Option("--jobs", "-j", min=1, max=256, help="Placements migrated at once (one connection each).")
+]
 Tenants = Annotated[
     list[str] | None,
-    typer.Option("--tenant", help="Only this tenant's placement (repeatable); a pooled tenant means the pooled schema."),
+    typer.Option(
+        "--tenant", help="Only this tenant's placement (repeatable); a pooled tenant means the pooled schema."
+    ),
 ]
 _SHOWN = 50
 
@@ -50,14 +54,14 @@ def _print_report(report: MigrationReport, verb: str) -> None:
     if report.dry_run:
         if report.results:
             table(None, ["placement", "tier", "from", "to", "revisions", "note"], _rows(report.results))
-        console.print(
-            f"{len(report.results)} of {report.total} placement(s) would move to {head}; nothing was changed"
-        )
+        console.print(f"{len(report.results)} of {report.total} placement(s) would move to {head}; nothing was changed")
     elif report.from_catalog:
         console.print(f"all {report.total} placement(s) are at {head} (from the catalog); nothing to do")
     else:
         if report.failed or report.skipped:
-            table(None, ["placement", "tier", "at", "target", "applied", "error"], _rows(report.failed + report.skipped))
+            table(
+                None, ["placement", "tier", "at", "target", "applied", "error"], _rows(report.failed + report.skipped)
+            )
         done = len(report.results) - len(report.failed) - len(report.skipped)
         console.print(
             f"{verb} {done} placement(s) in {report.seconds:.1f} s ({report.jobs} at a time);"
@@ -71,7 +75,9 @@ def _print_report(report: MigrationReport, verb: str) -> None:
 def migrate(
     ctx: typer.Context,
     jobs: Jobs = 4,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would run (from -> to); change nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would run (from -> to); change nothing.")
+    ] = False,
     tenant: Tenants = None,
     as_json: JsonFlag = False,
     migrations: Migrations = None,
@@ -114,8 +120,11 @@ def status(ctx: typer.Context, as_json: JsonFlag = False, migrations: Migrations
         table(None, ["placement", "tier", "at", "head", "revisions", ""], _rows(report.behind))
     if report.failed:
         console.print(f"{len(report.failed)} placement(s) failed their last migration:")
-        table(None, ["placement", "attempts", "at", "error"],
-              [(f.slug or "pooled", f.attempts, f.at.strftime("%Y-%m-%d %H:%M"), f.error) for f in report.failed])
+        table(
+            None,
+            ["placement", "attempts", "at", "error"],
+            [(f.slug or "pooled", f.attempts, f.at.strftime("%Y-%m-%d %H:%M"), f.error) for f in report.failed],
+        )
     if not report.behind and not report.failed and report.head:
         console.print("every placement is at the head")
 

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from tenantry.cli.output import console, emit_json, table
 from tenantry.cli.cells import parse_labels
+from tenantry.cli.output import console, emit_json, table
 from tenantry.cli.state import get_state
 
 __all__ = ["app"]

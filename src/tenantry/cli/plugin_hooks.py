@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = ["app"]
 
-app = typer.Typer(help="The queue of plugins' lifecycle hook calls: list, run, retry, purge, unsubscribe.", no_args_is_help=True)
+app = typer.Typer(
+    help="The queue of plugins' lifecycle hook calls: list, run, retry, purge, unsubscribe.", no_args_is_help=True
+)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 PluginOpt = Annotated[str | None, typer.Option("--plugin", help="Only this plugin's calls.")]
@@ -36,7 +38,9 @@ def list_(
     ctx: typer.Context,
     plugin: PluginOpt = None,
     tenant: TenantOpt = None,
-    status: Annotated[str | None, typer.Option("--status", help=f"Only calls in this state: {', '.join(STATUSES)}.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help=f"Only calls in this state: {', '.join(STATUSES)}.")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10000)] = 50,
     as_json: JsonFlag = False,
 ) -> None:
@@ -57,17 +61,31 @@ def list_(
     if not found:
         console.print("no calls match")
         return
-    table(None, ["id", "plugin", "event", "tenant", "status", "tries", "created", "error"], [
-        (h.id, h.plugin, h.event, h.tenant, h.status, h.attempts, h.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-         (h.last_error or "")[:100])
-        for h in found
-    ])
+    table(
+        None,
+        ["id", "plugin", "event", "tenant", "status", "tries", "created", "error"],
+        [
+            (
+                h.id,
+                h.plugin,
+                h.event,
+                h.tenant,
+                h.status,
+                h.attempts,
+                h.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                (h.last_error or "")[:100],
+            )
+            for h in found
+        ],
+    )
 
 
 @app.command("retry")
 def retry(
     ctx: typer.Context,
-    ids: Annotated[list[int] | None, typer.Argument(help="Ids of failed calls (from `list`).", show_default=False)] = None,
+    ids: Annotated[
+        list[int] | None, typer.Argument(help="Ids of failed calls (from `list`).", show_default=False)
+    ] = None,
     plugin: PluginOpt = None,
     tenant: TenantOpt = None,
     as_json: JsonFlag = False,
@@ -78,14 +96,20 @@ def retry(
     if as_json:
         emit_json({"retried": retried})
         return
-    console.print(f"{len(retried)} failed call(s) queued again" if retried else "no failed call matched; nothing changed")
+    console.print(
+        f"{len(retried)} failed call(s) queued again" if retried else "no failed call matched; nothing changed"
+    )
 
 
 @app.command("purge")
 def purge(
     ctx: typer.Context,
-    older_than: Annotated[str, typer.Option("--older-than", help="Finished more than this long ago (90m, 2d, 1w).")] = "7d",
-    failed: Annotated[bool, typer.Option("--failed", help="Failed calls too (they are kept for retry otherwise).")] = False,
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Finished more than this long ago (90m, 2d, 1w).")
+    ] = "7d",
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Failed calls too (they are kept for retry otherwise).")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Delete finished calls (done, skipped; failed with --failed) older than --older-than."""
@@ -123,7 +147,9 @@ def _line(report: RunReport) -> str:
 def run(
     ctx: typer.Context,
     follow_: Annotated[bool, typer.Option("--follow", help="Keep delivering as calls arrive, until Ctrl-C.")] = False,
-    poll: Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between looks at the queue with --follow.")] = POLL_SECONDS,
+    poll: Annotated[
+        float, typer.Option("--poll", min=0.1, help="Seconds between looks at the queue with --follow.")
+    ] = POLL_SECONDS,
     as_json: JsonFlag = False,
 ) -> None:
     """Deliver the due calls of the plugins this CLI runs (TENANTRY_PLUGINS): once, or

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 __all__ = ["app"]
 
-app = typer.Typer(help="List plugins, switch them on or off for plans and tenants, see what they raised.", no_args_is_help=True)
+app = typer.Typer(
+    help="List plugins, switch them on or off for plans and tenants, see what they raised.", no_args_is_help=True
+)
 app.add_typer(plugin_hooks.app, name="hooks")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -40,7 +42,9 @@ def _enabled_for(info: PluginInfo) -> str:
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    tenant: Annotated[str | None, typer.Option("--tenant", help="Also say whether each runs for this tenant, and why.")] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Also say whether each runs for this tenant, and why.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Known plugins: where they come from, what they can do, where they are switched on."""
@@ -68,8 +72,11 @@ def list_(
     rows = []
     for info in infos:
         row = [
-            info.name, info.source if info.error is None else f"{info.source} (error: {info.error})",
-            ", ".join(info.capabilities), _enabled_for(info), errors.get(info.name, 0),
+            info.name,
+            info.source if info.error is None else f"{info.source} (error: {info.error})",
+            ", ".join(info.capabilities),
+            _enabled_for(info),
+            errors.get(info.name, 0),
         ]
         if tenant is not None:
             r = resolved[info.name]
@@ -91,19 +98,25 @@ def _print(change: EnablementChange, as_json: bool) -> None:
 
 
 @app.command("enable")
-def enable(ctx: typer.Context, name: NameArg, tenant: TenantOpt = None, plan: PlanOpt = None, as_json: JsonFlag = False) -> None:
+def enable(
+    ctx: typer.Context, name: NameArg, tenant: TenantOpt = None, plan: PlanOpt = None, as_json: JsonFlag = False
+) -> None:
     """Switch a plugin on for one tenant or every tenant of a plan."""
     _print(get_state(ctx).tenantry().plugins.enable(name, tenant=tenant, plan=plan), as_json)
 
 
 @app.command("disable")
-def disable(ctx: typer.Context, name: NameArg, tenant: TenantOpt = None, plan: PlanOpt = None, as_json: JsonFlag = False) -> None:
+def disable(
+    ctx: typer.Context, name: NameArg, tenant: TenantOpt = None, plan: PlanOpt = None, as_json: JsonFlag = False
+) -> None:
     """Switch a plugin off for one tenant (even if its plan has it on) or a plan."""
     _print(get_state(ctx).tenantry().plugins.disable(name, tenant=tenant, plan=plan), as_json)
 
 
 @app.command("reset")
-def reset(ctx: typer.Context, name: NameArg, tenant: TenantOpt = None, plan: PlanOpt = None, as_json: JsonFlag = False) -> None:
+def reset(
+    ctx: typer.Context, name: NameArg, tenant: TenantOpt = None, plan: PlanOpt = None, as_json: JsonFlag = False
+) -> None:
     """Remove a tenant's (or plan's) own setting: its plan's (or off) applies again."""
     _print(get_state(ctx).tenantry().plugins.reset(name, tenant=tenant, plan=plan), as_json)
 
@@ -124,10 +137,14 @@ def errors(
     if not found:
         console.print("no plugin has raised")
         return
-    table(None, ["plugin", "where", "tenant", "count", "last", "error"], [
-        (f.plugin, f.hook, f.tenant or "-", f.count, f.last_at.strftime("%Y-%m-%d %H:%M:%S"), f.last_error[:120])
-        for f in found
-    ])
+    table(
+        None,
+        ["plugin", "where", "tenant", "count", "last", "error"],
+        [
+            (f.plugin, f.hook, f.tenant or "-", f.count, f.last_at.strftime("%Y-%m-%d %H:%M:%S"), f.last_error[:120])
+            for f in found
+        ],
+    )
 
 
 @app.command("deploy")
@@ -142,7 +159,9 @@ def deploy(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         emit_json(done)
         return
     if chained:
-        console.print(f"plugin(s) {', '.join(chained)} ship their own migrations: `tenantry migrate` deploys their tables")
+        console.print(
+            f"plugin(s) {', '.join(chained)} ship their own migrations: `tenantry migrate` deploys their tables"
+        )
     if not done:
         if not chained:
             console.print("no registered plugin has tables (name them in TENANTRY_PLUGINS)")

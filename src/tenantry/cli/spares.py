@@ -37,7 +37,9 @@ def fill(
     ctx: typer.Context,
     count: Annotated[
         int | None,
-        typer.Option("--count", "-n", min=0, help="Spares to keep ready (default: the TENANTRY_SPARE_SCHEMAS setting)."),
+        typer.Option(
+            "--count", "-n", min=0, help="Spares to keep ready (default: the TENANTRY_SPARE_SCHEMAS setting)."
+        ),
     ] = None,
     tier: Annotated[str, typer.Option("--tier", help="schema or database.")] = "schema",
     cell: Cell = None,
@@ -75,8 +77,15 @@ def list_(
         None,
         ["id", "tier", "cell", "status", "current", "revision", "built"],
         [
-            (s.id, s.tier.value, s.cell, s.status, shown[s.current], s.app_revision or "",
-             s.created_at.strftime("%Y-%m-%d %H:%M"))
+            (
+                s.id,
+                s.tier.value,
+                s.cell,
+                s.status,
+                shown[s.current],
+                s.app_revision or "",
+                s.created_at.strftime("%Y-%m-%d %H:%M"),
+            )
             for s in spares[:_SHOWN]
         ],
     )

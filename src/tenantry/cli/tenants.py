@@ -51,9 +51,7 @@ def list_(
 ) -> None:
     """List tenants, by slug."""
     tn = get_state(ctx).tenantry()
-    tenants = tn.list_tenants(
-        status=status, plan=plan, include_deleted=all_, prefix=prefix, limit=limit, offset=offset
-    )
+    tenants = tn.list_tenants(status=status, plan=plan, include_deleted=all_, prefix=prefix, limit=limit, offset=offset)
     if as_json:
         emit_json([t.to_dict() for t in tenants])
         return
@@ -85,8 +83,7 @@ def show(ctx: typer.Context, key: Key, as_json: JsonFlag = False) -> None:
     else:
         where = f"database {placement.database}" if placement.database else "the shared database"
         console.print(
-            f"placement: {placement.isolation.value}, schema {placement.schema} in {where}"
-            f" on cell {placement.cell}"
+            f"placement: {placement.isolation.value}, schema {placement.schema} in {where} on cell {placement.cell}"
         )
 
 
@@ -126,12 +123,16 @@ def delete(
     # a schema or database tier's copy goes whole ("schema tenant_…": 1), the pooled tier's row by row
     dropped = [what for what in counts if what.startswith(("schema ", "database "))]
     if as_json:
-        emit_json({"slug": tenant.slug, "id": str(tenant.id), "status": "deleted", "rows_deleted": counts, "dropped": dropped})
+        emit_json(
+            {"slug": tenant.slug, "id": str(tenant.id), "status": "deleted", "rows_deleted": counts, "dropped": dropped}
+        )
         return
     if dropped:
         console.print(f"deleted tenant [bold]{tenant.slug}[/]: dropped its {' and '.join(dropped)}, every row with it")
     elif counts:
-        console.print(f"deleted tenant [bold]{tenant.slug}[/] and {sum(counts.values())} row(s) in {len(counts)} table(s)")
+        console.print(
+            f"deleted tenant [bold]{tenant.slug}[/] and {sum(counts.values())} row(s) in {len(counts)} table(s)"
+        )
     else:
         console.print(f"tenant [bold]{tenant.slug}[/] was deleted already; nothing to do")
 

@@ -9,8 +9,8 @@ import typer
 
 from tenantry.cli.output import console, emit_json, table
 from tenantry.cli.state import get_state
-from tenantry.core.scopes import SCOPES
 from tenantry.core.config import parse_duration
+from tenantry.core.scopes import SCOPES
 
 __all__ = ["app"]
 
@@ -27,9 +27,13 @@ def _when(value: object) -> str:
 @app.command("create")
 def create(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Name: a-z, 0-9, '.', '_', '-'; audited as token:NAME.", show_default=False)],
+    name: Annotated[
+        str, typer.Argument(help="Name: a-z, 0-9, '.', '_', '-'; audited as token:NAME.", show_default=False)
+    ],
     scope: Annotated[list[str], typer.Option("--scope", "-s", help=_SCOPE_HELP, show_default=False)],
-    expires: Annotated[str | None, typer.Option("--expires", help="Lifetime, as 30d, 12h, 90m or 2w (default: none).")] = None,
+    expires: Annotated[
+        str | None, typer.Option("--expires", help="Lifetime, as 30d, 12h, 90m or 2w (default: none).")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a token and print its secret: this is the only time it is shown."""
@@ -38,8 +42,10 @@ def create(
     if as_json:
         emit_json(token.to_dict() | {"token": secret})
         return
-    console.print(f"created token [bold]{token.name}[/] with scopes {', '.join(token.scopes)}"
-                  + (f", expiring {_when(token.expires_at.isoformat())}" if token.expires_at else ""))
+    console.print(
+        f"created token [bold]{token.name}[/] with scopes {', '.join(token.scopes)}"
+        + (f", expiring {_when(token.expires_at.isoformat())}" if token.expires_at else "")
+    )
     console.print("its secret, shown only this once (send it as 'Authorization: Bearer <token>'):")
     console.print(secret, markup=False, highlight=False, soft_wrap=True)
 
@@ -63,9 +69,13 @@ def list_(
         None,
         columns,
         [
-            (t.name, " ".join(t.scopes), _when(t.expires_at and t.expires_at.isoformat()),
-             _when(t.last_used_at and t.last_used_at.isoformat()),
-             *([_when(t.revoked_at and t.revoked_at.isoformat())] if all_ else []))
+            (
+                t.name,
+                " ".join(t.scopes),
+                _when(t.expires_at and t.expires_at.isoformat()),
+                _when(t.last_used_at and t.last_used_at.isoformat()),
+                *([_when(t.revoked_at and t.revoked_at.isoformat())] if all_ else []),
+            )
             for t in tokens
         ],
     )

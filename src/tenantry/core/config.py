@@ -18,7 +18,7 @@ import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import pydantic
@@ -97,9 +97,10 @@ def set_path(document: Document, path: tuple[str, ...], value: Any) -> Document:
             child = node[part] = {}
         elif not isinstance(child, dict):
             shown = ".".join(path[: depth + 1])
-            raise ConfigInvalid(f"{shown} is not an object, so {'.'.join(path)} cannot be set", [
-                f"{shown}: is a {type(child).__name__}, not an object"
-            ])
+            raise ConfigInvalid(
+                f"{shown} is not an object, so {'.'.join(path)} cannot be set",
+                [f"{shown}: is a {type(child).__name__}, not an object"],
+            )
         node = child
     node[path[-1]] = _copy(value)
     return result
@@ -226,7 +227,7 @@ def moments(overrides: Overrides, now: datetime) -> list[datetime]:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # -- the schema -----------------------------------------------------------------------------
@@ -432,7 +433,8 @@ class Change:
     def shown(self, show: typing.Callable[[Any], Any]) -> Change:
         """This change with ``show`` applied to the values it has (redaction, say)."""
         return Change(
-            self.path, self.layer,
+            self.path,
+            self.layer,
             self.before if self.before is _ABSENT_MARK else show(self.before),
             self.after if self.after is _ABSENT_MARK else show(self.after),
         )

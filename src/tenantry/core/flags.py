@@ -27,7 +27,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pydantic
@@ -62,8 +62,19 @@ RESERVED_ATTRIBUTES = frozenset(
 """Attributes tenantry fills in; a caller's attributes of these names are ignored."""
 
 Op = Literal[
-    "eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "before", "after",
-    "contains", "starts_with", "ends_with",
+    "eq",
+    "ne",
+    "in",
+    "not_in",
+    "lt",
+    "lte",
+    "gt",
+    "gte",
+    "before",
+    "after",
+    "contains",
+    "starts_with",
+    "ends_with",
 ]
 Reason = Literal["DISABLED", "TARGETING_MATCH", "SPLIT", "DEFAULT"]
 _Scalar = str | int | float | bool
@@ -172,7 +183,8 @@ class FlagSpec(BaseModel):
         if isinstance(data.get("rules"), list):
             data["rules"] = [
                 {**r, "rollout": _boolean_split(r["rollout"])}
-                if isinstance(r, dict) and _is_number(r.get("rollout")) else r
+                if isinstance(r, dict) and _is_number(r.get("rollout"))
+                else r
                 for r in data["rules"]
             ]
         return data
@@ -274,7 +286,7 @@ def _parse_time(value: Any) -> datetime | None:
             return None
     else:
         return None
-    return found if found.tzinfo is not None else found.replace(tzinfo=timezone.utc)
+    return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
 
 
 # -- evaluation -----------------------------------------------------------------------------
@@ -343,7 +355,10 @@ def _compile_condition(condition: Condition) -> _Match:
         return member
     if op in ("lt", "lte", "gt", "gte"):
         compare: Callable[[float, float], bool] = {
-            "lt": float.__lt__, "lte": float.__le__, "gt": float.__gt__, "gte": float.__ge__,
+            "lt": float.__lt__,
+            "lte": float.__le__,
+            "gt": float.__gt__,
+            "gte": float.__ge__,
         }[op]
 
         def number(attributes: Mapping[str, Any]) -> bool:

@@ -64,9 +64,7 @@ def _encode(text: str, what: str) -> str:
         raise InvalidHostname(f"{what} {_shown(text)} is longer than 253 characters")
     for label in encoded.split("."):
         if not _LDH.fullmatch(label):
-            raise InvalidHostname(
-                f"{what} {_shown(text)} has an invalid label {label!r}: use letters, digits and '-'"
-            )
+            raise InvalidHostname(f"{what} {_shown(text)} has an invalid label {label!r}: use letters, digits and '-'")
     return encoded
 
 

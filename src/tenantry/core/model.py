@@ -42,9 +42,7 @@ def check_transition(slug: str, current: Status, target: Status) -> None:
     """Raise :class:`InvalidTransition` unless ``current -> target`` is allowed."""
     if target not in _TRANSITIONS[current]:
         allowed = ", ".join(sorted(s.value for s in _TRANSITIONS[current])) or "nothing"
-        raise InvalidTransition(
-            f"tenant {slug!r} is {current.value}; it can go to {allowed}, not {target.value}"
-        )
+        raise InvalidTransition(f"tenant {slug!r} is {current.value}; it can go to {allowed}, not {target.value}")
 
 
 class Isolation(str, enum.Enum):
@@ -120,7 +118,11 @@ class Tenant:
     def from_dict(cls, data: dict[str, Any]) -> Tenant:
         """The tenant :meth:`to_dict` gave (as a queued hook call carries it)."""
         return cls(
-            id=uuid.UUID(data["id"]), slug=data["slug"], name=data["name"], plan=data["plan"],
-            status=Status(data["status"]), created_at=datetime.fromisoformat(data["created_at"]),
+            id=uuid.UUID(data["id"]),
+            slug=data["slug"],
+            name=data["name"],
+            plan=data["plan"],
+            status=Status(data["status"]),
+            created_at=datetime.fromisoformat(data["created_at"]),
             updated_at=datetime.fromisoformat(data["updated_at"]),
         )

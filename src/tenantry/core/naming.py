@@ -58,8 +58,7 @@ def validate_slug(slug: str) -> str:
         raise InvalidSlug(f"tenant slug {shown!r} is longer than 63 characters")
     if not _SLUG.fullmatch(slug):
         raise InvalidSlug(
-            f"tenant slug {shown!r} is not a DNS label: use lowercase a-z, 0-9 and '-',"
-            " not starting or ending with '-'"
+            f"tenant slug {shown!r} is not a DNS label: use lowercase a-z, 0-9 and '-', not starting or ending with '-'"
         )
     if slug[2:4] == "--":
         raise InvalidSlug(_encoded_label(slug))
@@ -98,7 +97,5 @@ def is_slug(value: str) -> bool:
 def validate_plan_name(name: str) -> str:
     """Return ``name`` if it is a usable plan name, else raise :class:`InvalidInput`."""
     if not isinstance(name, str) or not _PLAN.fullmatch(name):
-        raise InvalidInput(
-            f"plan name {name!r} must start with a letter and use a-z, 0-9, '_' or '-' (max 63)"
-        )
+        raise InvalidInput(f"plan name {name!r} must start with a letter and use a-z, 0-9, '_' or '-' (max 63)")
     return name

@@ -143,9 +143,7 @@ def choose_cell(plan: Plan, cells: list[CellLoad], *, requested: str | None = No
             raise InvalidInput(f"cell {wanted!r} is {cell.status} and takes no new tenants")
         return cell.name
     fitting = [
-        c
-        for c in cells
-        if c.status == "active" and all(c.labels.get(k) == v for k, v in plan.cell_labels.items())
+        c for c in cells if c.status == "active" and all(c.labels.get(k) == v for k, v in plan.cell_labels.items())
     ]
     if not fitting:
         labels = ", ".join(f"{k}={v}" for k, v in sorted(plan.cell_labels.items())) or "none"

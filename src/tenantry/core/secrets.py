@@ -136,7 +136,9 @@ class Keyring:
             raw = base64.b64decode(encoded, validate=True)
             return AESGCM(key).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], context.encode()).decode()
         except (binascii.Error, ValueError, InvalidTag):
-            raise ConfigurationError(f"a secret config value at {context} does not open (altered, or moved from elsewhere)") from None
+            raise ConfigurationError(
+                f"a secret config value at {context} does not open (altered, or moved from elsewhere)"
+            ) from None
 
     def sealed_with_current(self, token: str) -> bool:
         return token.startswith(f"{SEALED_PREFIX}{self.current}:")
@@ -159,7 +161,9 @@ class Keyring:
         if not purpose:
             raise ConfigurationError("a derived key needs a purpose")
         info = f"tenantry:derive:v1:{purpose}".encode()
-        return [HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key) for key in self._keys.values()]
+        return [
+            HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key) for key in self._keys.values()
+        ]
 
 
 def is_sealed(value: object) -> bool:
@@ -208,7 +212,9 @@ def _kinds(annotation: Any) -> list[tuple[str, Any]]:
     if origin in (typing.Union, types.UnionType):
         return [k for a in typing.get_args(annotation) for k in _kinds(a)]
     if origin in (list, tuple, set, frozenset):
-        return [("list", m) for kind, m in (k for a in typing.get_args(annotation) for k in _kinds(a)) if kind == "model"]
+        return [
+            ("list", m) for kind, m in (k for a in typing.get_args(annotation) for k in _kinds(a)) if kind == "model"
+        ]
     if annotation is SecretStr:
         return [("secret", None)]
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -231,7 +237,9 @@ def _context(scope: str, path: Path) -> str:
     return f"{scope}:{'.'.join(path)}"
 
 
-def seal(document: Mapping[str, Any], paths: frozenset[Path], keyring: Keyring | None, scope: str, prefix: Path = ()) -> dict[str, Any]:
+def seal(
+    document: Mapping[str, Any], paths: frozenset[Path], keyring: Keyring | None, scope: str, prefix: Path = ()
+) -> dict[str, Any]:
     """``document`` with the plain strings at secret ``paths`` sealed (``scope``: the layer,
     ``plan:<name>`` or ``tenant:<id>``); :class:`ConfigurationError` without a keyring."""
 
@@ -249,14 +257,18 @@ def seal(document: Mapping[str, Any], paths: frozenset[Path], keyring: Keyring |
     return result
 
 
-def unseal(document: Mapping[str, Any], keyring: Keyring | None, scope: str, prefix: Path = (), *, strict: bool = True) -> dict[str, Any]:
+def unseal(
+    document: Mapping[str, Any], keyring: Keyring | None, scope: str, prefix: Path = (), *, strict: bool = True
+) -> dict[str, Any]:
     """``document`` with every sealed value opened. ``strict=False`` leaves the ones that do
     not open as they are (for diffs, which show them redacted anyway)."""
 
     def open_(value: Any, path: Path) -> Any:
         if keyring is None:
             if strict:
-                raise ConfigurationError("secret config values are stored, and no key is configured: set TENANTRY_SECRET_KEYS")
+                raise ConfigurationError(
+                    "secret config values are stored, and no key is configured: set TENANTRY_SECRET_KEYS"
+                )
             return value
         try:
             return keyring.open(value, _context(scope, path))
@@ -273,7 +285,9 @@ def redact(document: Mapping[str, Any], paths: frozenset[Path], prefix: Path = (
     """``document`` with the values at secret ``paths`` (and anything sealed) shown as
     :data:`REDACTED`."""
     result: dict[str, Any] = _walk(
-        document, prefix, lambda _p: True,
+        document,
+        prefix,
+        lambda _p: True,
         lambda v, p: REDACTED if v is not None and (p in paths or is_sealed(v)) else v,
     )
     return result
@@ -286,11 +300,15 @@ def _per_override(overrides: Mapping[str, Any], apply: Callable[[Any, Path], Any
     return result
 
 
-def seal_overrides(overrides: Mapping[str, Any], paths: frozenset[Path], keyring: Keyring | None, scope: str) -> dict[str, Any]:
+def seal_overrides(
+    overrides: Mapping[str, Any], paths: frozenset[Path], keyring: Keyring | None, scope: str
+) -> dict[str, Any]:
     return _per_override(overrides, lambda v, p: _at(v, p, lambda d, q: seal(d, paths, keyring, scope, q)))
 
 
-def unseal_overrides(overrides: Mapping[str, Any], keyring: Keyring | None, scope: str, *, strict: bool = True) -> dict[str, Any]:
+def unseal_overrides(
+    overrides: Mapping[str, Any], keyring: Keyring | None, scope: str, *, strict: bool = True
+) -> dict[str, Any]:
     return _per_override(overrides, lambda v, p: _at(v, p, lambda d, q: unseal(d, keyring, scope, q, strict=strict)))
 
 

@@ -112,9 +112,7 @@ def bind_engine(
     def _check(conn: sa.Connection, cursor: Any, statement: str, parameters: Any, ctx: Any, many: bool) -> None:
         bound = conn.info.get(_INFO_KEY, _UNSET)
         if bound is not _UNSET and bound != context.current():
-            raise TenantContextError(
-                "the bound tenant changed inside an open transaction; commit or roll back first"
-            )
+            raise TenantContextError("the bound tenant changed inside an open transaction; commit or roll back first")
 
     @event.listens_for(sync_engine, "handle_error")
     def _translate(ctx: sa.engine.ExceptionContext) -> BaseException | None:

@@ -160,8 +160,13 @@ class Binder:
         query = _BIND_OWN_DATABASE if route is not None and route.own_database else _BIND
         statement: Statement = (
             query,
-            [signed.tenant_id.encode(), signed.signature.encode(), _search_path(schema), schema.encode(),
-             signed.epoch.encode()],
+            [
+                signed.tenant_id.encode(),
+                signed.signature.encode(),
+                _search_path(schema),
+                schema.encode(),
+                signed.epoch.encode(),
+            ],
         )
         self._cache[bound] = statement
         if len(self._cache) > _CACHE_SIZE:
@@ -361,9 +366,7 @@ def _rollback_gen(pgconn: pq.abc.PGconn) -> Generator[waiting.Wait, Any, list[pq
     return (yield from _exchange(pgconn, pipeline=False))
 
 
-def _exchange(
-    pgconn: pq.abc.PGconn, *, pipeline: bool
-) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
+def _exchange(pgconn: pq.abc.PGconn, *, pipeline: bool) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
     """Flush what was sent, then read the results: up to the pipeline's sync, or to the end."""
     while pgconn.flush():
         yield _WAIT_WRITE
@@ -391,9 +394,7 @@ def _exchange(
         results.append(res)
 
 
-def _run_sync(
-    pgconn: pq.abc.PGconn, gen: Generator[waiting.Wait, Any, list[pq.abc.PGresult]]
-) -> list[pq.abc.PGresult]:
+def _run_sync(pgconn: pq.abc.PGconn, gen: Generator[waiting.Wait, Any, list[pq.abc.PGresult]]) -> list[pq.abc.PGresult]:
     try:
         return waiting.wait(gen, pgconn.socket, interval=_WAIT_INTERVAL)
     except psycopg.OperationalError as err:
@@ -424,9 +425,7 @@ async def _run_async(
 
 # -- raw psycopg ------------------------------------------------------------------------------
 
-_SWITCHED = (
-    "the bound tenant changed inside an open transaction; commit or roll back first"
-)
+_SWITCHED = "the bound tenant changed inside an open transaction; commit or roll back first"
 _AUTOCOMMIT = (
     "tenantry connections are transactional: in autocommit mode a statement would run with no"
     " tenant bound; use conn.transaction() or leave autocommit off"

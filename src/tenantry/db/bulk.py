@@ -33,9 +33,7 @@ def _statements(table: str, columns: Sequence[str]) -> tuple[sql.Composed, sql.C
     return create, copy, move
 
 
-def copy_rows(
-    conn: psycopg.Connection[Any], table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
-) -> int:
+def copy_rows(conn: psycopg.Connection[Any], table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
     """COPY ``rows`` into ``table`` under the bound tenant; returns the number inserted.
 
     >>> with tn.tenant("acme"), tn.connection() as conn:       # doctest: +SKIP

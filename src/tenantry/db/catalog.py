@@ -7,7 +7,6 @@ in one transaction under an advisory lock, as the owner role. Rerunning applies 
 from __future__ import annotations
 
 import functools
-
 import re
 from dataclasses import dataclass, field
 from importlib import resources

@@ -32,17 +32,16 @@ def deploy_tables(
 ) -> rls.DeployReport:
     """Deploy ``metadata``'s tables into ``schema`` of the database at ``url`` (admin)."""
     tables = rls.validate_metadata(metadata)
-    engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(control_plane_url(url)), poolclass=sa.NullPool)
+    engine = sa.create_engine(
+        "postgresql+psycopg://", creator=lambda: psycopg.connect(control_plane_url(url)), poolclass=sa.NullPool
+    )
     try:
         with engine.begin() as conn:
             raw = conn.connection.driver_connection
             assert isinstance(raw, psycopg.Connection)
             raw.execute("SELECT pg_advisory_xact_lock(%s)", (DEPLOY_LOCK,))
             existing = {
-                r[0]
-                for r in raw.execute(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)
-                ).fetchall()
+                r[0] for r in raw.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)).fetchall()
             }
             raw.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
             metadata.create_all(conn.execution_options(schema_translate_map={None: schema}), tables=tables)

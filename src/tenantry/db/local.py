@@ -53,9 +53,7 @@ def context_keys(conn: psycopg.Connection[Any], schema: str = "tenantry") -> Con
         raise CatalogNotInitialised("the tenant context keys are missing; run `tenantry init`")
     keys = ContextKeys(ipad=bytes(row[0]), opad=bytes(row[1]))
     # the stored pads must come from one key, or no signature could ever verify
-    if not hmac.compare_digest(
-        bytes(a ^ 0x5C for a in keys.opad), bytes(b ^ 0x36 for b in keys.ipad)
-    ):
+    if not hmac.compare_digest(bytes(a ^ 0x5C for a in keys.opad), bytes(b ^ 0x36 for b in keys.ipad)):
         raise CatalogNotInitialised("the tenant context keys are inconsistent; check tenantry.secrets")
     return keys
 
@@ -132,7 +130,5 @@ def install_local(
         held = context_keys(conn)
         conn.execute("RESET ROLE")
     if keys is not None and held != keys:
-        raise CatalogNotInitialised(
-            f"database {conn.info.dbname!r} holds other context keys than the catalog"
-        )
+        raise CatalogNotInitialised(f"database {conn.info.dbname!r} holds other context keys than the catalog")
     return held

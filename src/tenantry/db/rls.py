@@ -29,8 +29,8 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from psycopg import sql
+from sqlalchemy.dialects import postgresql
 
 from tenantry.errors import InvalidInput
 
@@ -106,8 +106,10 @@ def _unscoped_unique_keys(table: sa.Table) -> list[str]:
             kind = "unique key" if isinstance(constraint, sa.UniqueConstraint) else "exclusion constraint"
             named = f" {constraint.name}" if isinstance(constraint.name, str) else ""
             fix = ", ".join(f'"{c}"' for c in ["tenant_id", *columns])
-            hint = f"UniqueConstraint({fix})" if kind == "unique key" else "ExcludeConstraint((\"tenant_id\", \"=\"), ...)"
-            problems.append(f"{table.name}: {kind}{named} on ({', '.join(columns)}) must include tenant_id, {why} ({hint})")
+            hint = f"UniqueConstraint({fix})" if kind == "unique key" else 'ExcludeConstraint(("tenant_id", "="), ...)'
+            problems.append(
+                f"{table.name}: {kind}{named} on ({', '.join(columns)}) must include tenant_id, {why} ({hint})"
+            )
     for index in table.indexes:
         keys = [e for e in index.expressions if isinstance(e, sa.Column)]
         if not index.unique or any(c.name == "tenant_id" for c in keys):
@@ -137,11 +139,7 @@ def apply_policies(conn: psycopg.Connection[Any], schema: str, table: str, runti
             sql.Identifier(POLICY), ident, check, check
         )
     )
-    conn.execute(
-        sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(
-            ident, sql.Identifier(runtime)
-        )
-    )
+    conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(ident, sql.Identifier(runtime)))
     # the sequences the table's columns own; filtering on the classes and the table's oid
     # lets PostgreSQL use pg_depend's index (by name, it read all of pg_depend per table)
     sequences = conn.execute(
@@ -173,8 +171,7 @@ def apply_policies(conn: psycopg.Connection[Any], schema: str, table: str, runti
 #: how PostgreSQL prints tenantry's policy expression back (PostgreSQL 15 to 18); the schema
 #: is the table's own (tenantry's schema names need no quoting)
 EXPECTED_EXPR = (
-    "(tenant_id = ( SELECT c.tenant_id\n   FROM tenantry.context c\n"
-    "  WHERE (c.schema_name = '{schema}'::text)))"
+    "(tenant_id = ( SELECT c.tenant_id\n   FROM tenantry.context c\n  WHERE (c.schema_name = '{schema}'::text)))"
 )
 
 # One row per registered table: is RLS on and forced, is tenantry's policy exactly as deployed
@@ -199,10 +196,7 @@ SELECT a.schema_name, a.table_name, c.oid IS NOT NULL,
 
 def policy_state(conn: psycopg.Connection[Any]) -> list[tuple[str, str, bool, bool, bool, list[str]]]:
     """``(schema, table, exists, rls_forced, policy_exact, extra_permissive)`` per app table."""
-    return [
-        tuple(row)
-        for row in conn.execute(_POLICY_STATE_SQL, {"policy": POLICY, "expr": EXPECTED_EXPR}).fetchall()
-    ]
+    return [tuple(row) for row in conn.execute(_POLICY_STATE_SQL, {"policy": POLICY, "expr": EXPECTED_EXPR}).fetchall()]
 
 
 def unprotected_tables(conn: psycopg.Connection[Any]) -> list[str]:
@@ -264,9 +258,7 @@ def drop_foreign_policies(conn: psycopg.Connection[Any], schema: str, table: str
         ).fetchall()
     ]
     for name in names:
-        conn.execute(
-            sql.SQL("DROP POLICY {} ON {}").format(sql.Identifier(name), sql.Identifier(schema, table))
-        )
+        conn.execute(sql.SQL("DROP POLICY {} ON {}").format(sql.Identifier(name), sql.Identifier(schema, table)))
     return names
 
 

@@ -44,13 +44,9 @@ def ensure_roles(conn: psycopg.Connection[Any], owner: str, runtime: str) -> str
     concurrent inits on one database queue up. Roles are cluster-wide: a role created meanwhile
     by an init on another database is not an error.
     """
-    me = conn.execute(
-        "SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user"
-    ).fetchone()
+    me = conn.execute("SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user").fetchone()
     if me is None or not (me[0] or me[1]):
-        raise ConfigurationError(
-            "the admin connection needs a superuser or a role with CREATEROLE to run init"
-        )
+        raise ConfigurationError("the admin connection needs a superuser or a role with CREATEROLE to run init")
     password: str | None = None
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ROLES_LOCK,))
@@ -79,9 +75,9 @@ def _ensure_login(conn: psycopg.Connection[Any], name: str) -> str | None:
         )
         password = candidate if created else None
     conn.execute(
-        sql.SQL(
-            "ALTER ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT"
-        ).format(sql.Identifier(name))
+        sql.SQL("ALTER ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT").format(
+            sql.Identifier(name)
+        )
     )
     return password
 
@@ -245,7 +241,11 @@ def role_problems(conn: psycopg.Connection[Any], role: str, *, kind: str, pooled
             problems.append("may change " + ", ".join(data_writes))
     else:
         extra_usage = [name for name in usage if name == "tenantry_routing"]
-        extra_reads = [name for name in readable if name.startswith(("tenantry.", "tenantry_routing.")) and name != "tenantry.context"]
+        extra_reads = [
+            name
+            for name in readable
+            if name.startswith(("tenantry.", "tenantry_routing.")) and name != "tenantry.context"
+        ]
     if extra_usage:
         problems.append("may use schema " + ", ".join(extra_usage))
     if extra_reads:

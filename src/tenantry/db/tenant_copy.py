@@ -205,7 +205,9 @@ def _temp_like(conn: psycopg.Connection[Any], spec: TableSpec, columns: Iterable
     return temp
 
 
-def _stream(source: psycopg.Connection[Any], select: sql.Composable, target: psycopg.Connection[Any], into: sql.Composable) -> int:
+def _stream(
+    source: psycopg.Connection[Any], select: sql.Composable, target: psycopg.Connection[Any], into: sql.Composable
+) -> int:
     """COPY the rows ``select`` reads on ``source`` into ``into`` on ``target``; returns their number."""
     cursor = target.cursor()
     with source.cursor().copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(select)) as out:
@@ -221,7 +223,11 @@ def _pause_after(started: float) -> None:
 
 
 def _insert_from(
-    conn: psycopg.Connection[Any], spec: TableSpec, temp: sql.Identifier, *, upsert: bool,
+    conn: psycopg.Connection[Any],
+    spec: TableSpec,
+    temp: sql.Identifier,
+    *,
+    upsert: bool,
     pages: tuple[int, int | None] | None = None,
 ) -> int:
     """INSERT the rows of ``temp`` (of its pages ``[first, last)`` only, if given; ``last``
@@ -238,7 +244,9 @@ def _insert_from(
     if upsert:
         action = (
             sql.SQL("DO UPDATE SET {}").format(
-                sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in others)
+                sql.SQL(", ").join(
+                    sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in others
+                )
             )
             if others
             else sql.SQL("DO NOTHING")
@@ -344,7 +352,9 @@ def apply_changes(
     staged: dict[str, tuple[sql.Identifier, sql.Identifier]] = {}
     seen: dict[str, tuple[sql.Composable, sql.Composable]] = {}
     for spec in touched:
-        keys_sql = sql.SQL("SELECT {} FROM {} c, jsonb_populate_record(NULL::{}, c.key) r WHERE c.table_name = {}").format(
+        keys_sql = sql.SQL(
+            "SELECT {} FROM {} c, jsonb_populate_record(NULL::{}, c.key) r WHERE c.table_name = {}"
+        ).format(
             sql.SQL(", ").join(sql.Identifier("r", k) for k in spec.key),
             changed,
             sql.Identifier(spec.name),
@@ -404,7 +414,9 @@ def sync_sequences(conn: psycopg.Connection[Any], schema: str, spec: TableSpec, 
             _advance_shared(conn, seq, top)
         else:  # the tenant's own sequence: nobody else draws from it before the flip
             conn.execute(
-                sql.SQL("SELECT setval(%s::regclass, greatest({}, pg_sequence_last_value(%s::regclass), 1))").format(top),
+                sql.SQL("SELECT setval(%s::regclass, greatest({}, pg_sequence_last_value(%s::regclass), 1))").format(
+                    top
+                ),
                 (seq, seq),
             )
 
@@ -514,8 +526,10 @@ def _install(
     try:
         for spec in specs:
             _locking(
-                conn, owner, f"installing move triggers on {schema}.{spec.name}",
-                _create_triggers(schema, spec.name, tenant_id, kinds, lambda function, row: args(spec, function, row)),
+                conn,
+                owner,
+                f"installing move triggers on {schema}.{spec.name}",
+                _create_triggers(schema, spec.name, tenant_id, kinds, lambda function, row: args(spec, function, row)),  # noqa: B023 - called here
             )
             done.append(spec.name)
     except BaseException:
@@ -562,7 +576,9 @@ def freeze_writes(conn: psycopg.Connection[Any], tenant_id: str, *, owner: str) 
     """
     _own_transactions(conn)
     _locking(
-        conn, owner, "freezing the tenant's writes",
+        conn,
+        owner,
+        "freezing the tenant's writes",
         sql.SQL(
             "SELECT pg_advisory_lock({}, hashtext({})); "
             "INSERT INTO tenantry.move_freezes (tenant_id) VALUES ({}) ON CONFLICT DO NOTHING"
@@ -648,7 +664,9 @@ def delete_rows(
         _pause_after(started)
 
 
-def drop_tenant_triggers(conn: psycopg.Connection[Any], tenant_id: str, *, owner: str, schema: str | None = None) -> None:
+def drop_tenant_triggers(
+    conn: psycopg.Connection[Any], tenant_id: str, *, owner: str, schema: str | None = None
+) -> None:
     """Drop every move trigger of the tenant in ``conn``'s database (of ``schema`` only, if
     given), wherever a mover with whatever tables put them; one table per transaction. A
     table that stays locked does not keep the others' triggers: the first failure is raised

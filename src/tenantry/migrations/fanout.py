@@ -39,8 +39,12 @@ class _Worker:
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         return subprocess.Popen(
             [sys.executable, "-m", "tenantry.migrations.worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8",
-            env=env, start_new_session=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            env=env,
+            start_new_session=True,
         )
 
     def run(self, work: Work) -> Outcome:
@@ -76,8 +80,9 @@ class _Worker:
             self._proc.kill()
 
 
-def _serve(worker: _Worker, todo: queue.SimpleQueue[Work], done: queue.SimpleQueue[tuple[Work, Outcome]],
-           stop: threading.Event) -> None:
+def _serve(
+    worker: _Worker, todo: queue.SimpleQueue[Work], done: queue.SimpleQueue[tuple[Work, Outcome]], stop: threading.Event
+) -> None:
     try:
         while not stop.is_set():
             try:

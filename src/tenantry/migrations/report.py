@@ -37,8 +37,15 @@ class PlacementResult:
     @classmethod
     def of(cls, placement: Tracked, result: Result, to_revision: str | None, **extra: Any) -> PlacementResult:
         return cls(
-            placement.slug, placement.tier, placement.cell, placement.database, placement.schema,
-            placement.revision, to_revision, result, **extra,
+            placement.slug,
+            placement.tier,
+            placement.cell,
+            placement.database,
+            placement.schema,
+            placement.revision,
+            to_revision,
+            result,
+            **extra,
         )
 
     @property

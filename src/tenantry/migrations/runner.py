@@ -140,7 +140,9 @@ def _engine(url: str) -> sa.Engine:
     with _engines_lock:  # stamp() runs in the app's own (threaded) processes too
         engine = _engines.pop(url, None)
         if engine is None:
-            engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(control_plane_url(url)), poolclass=sa.NullPool)
+            engine = sa.create_engine(
+                "postgresql+psycopg://", creator=lambda: psycopg.connect(control_plane_url(url)), poolclass=sa.NullPool
+            )
         _engines[url] = engine
         while len(_engines) > _ENGINES_KEPT:
             _engines.popitem(last=False)[1].dispose()
@@ -170,9 +172,7 @@ def _has_tables(raw: psycopg.Connection[Any], schema: str) -> bool:
 
 
 def _current(conn: sa.Connection, work: Work) -> MigrationContext:
-    return MigrationContext.configure(
-        conn, opts={"version_table_schema": work.schema, "version_table": VERSION_TABLE}
-    )
+    return MigrationContext.configure(conn, opts={"version_table_schema": work.schema, "version_table": VERSION_TABLE})
 
 
 @dataclass(slots=True)
@@ -237,7 +237,9 @@ def _upgrade(conn: sa.Connection, raw: psycopg.Connection[Any], work: Work, scri
     def upgrade_steps(rev: Any, context: MigrationContext) -> Any:
         return scripts.script._upgrade_revs(destination, rev)  # what `alembic upgrade` runs
 
-    def applied_one(ctx: MigrationContext, step: MigrationInfo, heads: Collection[Any], run_args: Mapping[str, Any]) -> None:
+    def applied_one(
+        ctx: MigrationContext, step: MigrationInfo, heads: Collection[Any], run_args: Mapping[str, Any]
+    ) -> None:
         run.applied.append(step.up_revision_id or "")
 
     config = Config()
@@ -282,10 +284,22 @@ def run_work(work: Work) -> Outcome:
             pending = [step for step in scripts.steps(run.before, _target(work)) if step not in run.applied]
             failed = pending[0] if pending else None
         return Outcome(
-            work.key, False, before=run.before, after=run.before, error=first_line(err),
-            failed_revision=failed, started=started, finished=time.time(),
+            work.key,
+            False,
+            before=run.before,
+            after=run.before,
+            error=first_line(err),
+            failed_revision=failed,
+            started=started,
+            finished=time.time(),
         )
     return Outcome(
-        work.key, True, before=run.before, after=run.after, applied=tuple(run.applied),
-        secured=run.secured, started=started, finished=time.time(),
+        work.key,
+        True,
+        before=run.before,
+        after=run.after,
+        applied=tuple(run.applied),
+        secured=run.secured,
+        started=started,
+        finished=time.time(),
     )

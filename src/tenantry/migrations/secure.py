@@ -106,8 +106,7 @@ def secure_schema(conn: psycopg.Connection[Any], schema: str, runtime: str, *, s
         rls.apply_policies(conn, schema, table, runtime)
         report.secured.append(table)
     gone = conn.execute(
-        "DELETE FROM tenantry.app_tables WHERE schema_name = %s AND NOT (table_name = ANY (%s))"
-        " RETURNING table_name",
+        "DELETE FROM tenantry.app_tables WHERE schema_name = %s AND NOT (table_name = ANY (%s)) RETURNING table_name",
         (schema, [row[0] for row in rows]),
     ).fetchall()
     report.unregistered = sorted(r[0] for r in gone)

@@ -131,11 +131,7 @@ def plan(
     placement; or those of ``slugs``) and those not recorded at ``head`` (or all of them)."""
     include_pooled = slugs is None
     if slugs is not None:
-        found = dict(
-            conn.execute(
-                "SELECT t.slug, p.isolation" + _LIVE + " AND t.slug = ANY (%s)", (slugs,)
-            ).fetchall()
-        )
+        found = dict(conn.execute("SELECT t.slug, p.isolation" + _LIVE + " AND t.slug = ANY (%s)", (slugs,)).fetchall())
         missing = [s for s in slugs if s not in found]
         if missing:
             raise TenantNotFound(f"no live tenant with slug {', '.join(map(repr, missing))}")
@@ -150,9 +146,7 @@ def plan(
         ).format(where),
         {"slugs": slugs, "head": head, "only_behind": only_behind},
     ).fetchall()
-    behind = [
-        Tracked(str(r[0]), r[1], r[0], r[2], r[3], r[4], r[5], r[6], moving=r[7]) for r in rows
-    ]
+    behind = [Tracked(str(r[0]), r[1], r[0], r[2], r[3], r[4], r[5], r[6], moving=r[7]) for r in rows]
     total = int(total_row[0]) if total_row else 0
     if include_pooled:
         pooled = _pooled(conn, pooled_schema)
@@ -191,8 +185,7 @@ def record_revision(conn: psycopg.Connection[Any], placement: Tracked, revision:
         )
     else:
         conn.execute(
-            "UPDATE tenantry.placements SET app_revision = %s, updated_at = now()"
-            " WHERE tenant_id = %s AND status = %s",
+            "UPDATE tenantry.placements SET app_revision = %s, updated_at = now() WHERE tenant_id = %s AND status = %s",
             (revision, placement.tenant_id, placement.placement_status),
         )
     conn.execute(

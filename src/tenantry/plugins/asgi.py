@@ -67,7 +67,9 @@ class PluginRoutes:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = _route_path(scope)
         if self.app is not None:
-            if scope["type"] not in ("http", "websocket") or not (path == self.prefix or path.startswith(self.prefix + "/")):
+            if scope["type"] not in ("http", "websocket") or not (
+                path == self.prefix or path.startswith(self.prefix + "/")
+            ):
                 await self.app(scope, receive, send)
                 return
             path = path[len(self.prefix) :]
@@ -111,7 +113,9 @@ class PluginRoutes:
             raise
         except Exception as err:
             bound = context.current()
-            await asyncio.to_thread(self.tn.plugins.report_error, name, "asgi", err, None if bound is None else bound.id)
+            await asyncio.to_thread(
+                self.tn.plugins.report_error, name, "asgi", err, None if bound is None else bound.id
+            )
             if not started:
                 await _refuse(scope, send, 500, "Internal Server Error", "the plugin failed; it has been reported")
             elif not finished:

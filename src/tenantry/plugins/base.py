@@ -72,7 +72,6 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 PLUGIN_NAME = re.compile(r"[a-z][a-z0-9-]{0,39}")
 
 
-
 def check_plugin_name(name: object) -> str:
     """``name`` if it can name a plugin, else :class:`InvalidInput` saying what can."""
     if not isinstance(name, str) or not PLUGIN_NAME.fullmatch(name):

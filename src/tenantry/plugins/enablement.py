@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EnablementCache", "TenantPlugins"]
 
+
 @dataclass(frozen=True, slots=True)
 class TenantPlugins:
     """The plugin settings that reach one tenant, resolved."""

@@ -114,9 +114,7 @@ class HookDelivery:
             self._subscribed = wanted
 
     # -- delivering -------------------------------------------------------------------------
-    def deliver(
-        self, tenant_id: uuid.UUID | None = None, *, limit: int | None = None, own: bool = True
-    ) -> RunReport:
+    def deliver(self, tenant_id: uuid.UUID | None = None, *, limit: int | None = None, own: bool = True) -> RunReport:
         """Deliver every due call of this process's plugins (of one tenant, if given) until
         none is left, each in the pluggy order of its event; ``limit`` caps the calls. With
         ``own``, the calls reserved for this process (its own changes') are due at once; the
@@ -130,8 +128,13 @@ class HookDelivery:
         while limit is None or report.total < limit:
             with self._tn.admin() as conn:
                 batch = queue.claim(
-                    conn, names, worker=self.worker, reserved=self.worker if own else None, lease=LEASE_SECONDS,
-                    tenant_id=tenant_id, limit=50 if limit is None else min(50, limit - report.total),
+                    conn,
+                    names,
+                    worker=self.worker,
+                    reserved=self.worker if own else None,
+                    lease=LEASE_SECONDS,
+                    tenant_id=tenant_id,
+                    limit=50 if limit is None else min(50, limit - report.total),
                 )
             if not batch:
                 break

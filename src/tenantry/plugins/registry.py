@@ -33,7 +33,14 @@ from tenantry import context
 from tenantry.core import flags as flags_core
 from tenantry.core.hooks import POLL_SECONDS
 from tenantry.db import catalog
-from tenantry.errors import CatalogNotInitialised, ConfigInvalid, ConfigurationError, FlagExists, InvalidInput, TenantryError
+from tenantry.errors import (
+    CatalogNotInitialised,
+    ConfigInvalid,
+    ConfigurationError,
+    FlagExists,
+    InvalidInput,
+    TenantryError,
+)
 from tenantry.plugins import tables
 from tenantry.plugins.base import (
     PROJECT,
@@ -57,7 +64,6 @@ from tenantry.services import plugins as service
 
 if TYPE_CHECKING:
     from tenantry.app import Tenantry
-    from tenantry.core.model import Tenant
 
 __all__ = ["PluginInfo", "Plugins"]
 
@@ -67,7 +73,11 @@ _log = logging.getLogger("tenantry.plugins")
 LIVE_STATUSES = ("active", "suspended", "archived")
 
 _IMPLICIT: pluggy.HookimplOpts = {
-    "wrapper": False, "hookwrapper": False, "optionalhook": False, "tryfirst": False, "trylast": False,
+    "wrapper": False,
+    "hookwrapper": False,
+    "optionalhook": False,
+    "tryfirst": False,
+    "trylast": False,
     "specname": None,
 }
 
@@ -195,14 +205,18 @@ class Plugins:
         if isinstance(plugin, ConfigSection):
             model = getattr(plugin, "config_model", None)
             if not (isinstance(model, type) and issubclass(model, BaseModel)):
-                raise ConfigurationError(f"plugin {plugin.name!r} has a ConfigSection but its config_model is {model!r}")
+                raise ConfigurationError(
+                    f"plugin {plugin.name!r} has a ConfigSection but its config_model is {model!r}"
+                )
         if isinstance(plugin, AppTables):
             tables.check_tables(plugin)
             for other in self._plugins.values():
                 if isinstance(other, AppTables):
                     clash = set(other.metadata.tables) & set(plugin.metadata.tables)
                     if clash:
-                        raise ConfigurationError(f"plugin {plugin.name!r}'s tables {sorted(clash)} are {other.name!r}'s")
+                        raise ConfigurationError(
+                            f"plugin {plugin.name!r}'s tables {sorted(clash)} are {other.name!r}'s"
+                        )
             chain = tables.check_migrations(plugin)
             if chain is not None:
                 for other_name, (_directory, revisions) in self._chains.items():
@@ -221,7 +235,9 @@ class Plugins:
                 except (ConfigInvalid, InvalidInput) as err:
                     raise ConfigurationError(f"plugin {plugin.name!r} declares a bad flag: {err.message}") from err
                 if not spec.key.startswith(plugin.name + "."):
-                    raise ConfigurationError(f"plugin {plugin.name!r}'s flag {spec.key!r} must be named {plugin.name}.<...>")
+                    raise ConfigurationError(
+                        f"plugin {plugin.name!r}'s flag {spec.key!r} must be named {plugin.name}.<...>"
+                    )
         return chain
 
     def __contains__(self, name: object) -> bool:
@@ -258,7 +274,13 @@ class Plugins:
         found: dict[str, PluginInfo] = {}
         for name, plugin in self._plugins.items():
             found[name] = PluginInfo(
-                name, self._sources[name], True, capabilities_of(plugin), plugin.description, None, by_plugin.get(name, [])
+                name,
+                self._sources[name],
+                True,
+                capabilities_of(plugin),
+                plugin.description,
+                None,
+                by_plugin.get(name, []),
             )
         for name, point in (discover() if installed else {}).items():
             if name in found:
@@ -266,7 +288,9 @@ class Plugins:
                 continue
             try:
                 loaded = point.load()
-                info = PluginInfo(name, point.source, False, capabilities_of(loaded), getattr(loaded, "description", ""))
+                info = PluginInfo(
+                    name, point.source, False, capabilities_of(loaded), getattr(loaded, "description", "")
+                )
             except TenantryError as err:
                 info = PluginInfo(name, point.source, False, error=err.message)
             found[name] = PluginInfo(**{**_fields(info), "settings": by_plugin.get(name, [])})
@@ -276,23 +300,31 @@ class Plugins:
         return [found[name] for name in sorted(found)]
 
     # -- settings -----------------------------------------------------------------------------
-    def enable(self, name: str, *, tenant: str | uuid.UUID | None = None, plan: str | None = None) -> service.EnablementChange:
+    def enable(
+        self, name: str, *, tenant: str | uuid.UUID | None = None, plan: str | None = None
+    ) -> service.EnablementChange:
         """Switch ``name`` on for a tenant or for every tenant of a plan. The plugin must be
         registered or installed here, or run by a process of the app (subscribed to lifecycle
         events), else :class:`PluginNotFound`; audited; every process sees it
         within a second."""
         return self._set(name, True, tenant, plan)
 
-    def disable(self, name: str, *, tenant: str | uuid.UUID | None = None, plan: str | None = None) -> service.EnablementChange:
+    def disable(
+        self, name: str, *, tenant: str | uuid.UUID | None = None, plan: str | None = None
+    ) -> service.EnablementChange:
         """Switch ``name`` off for a tenant (even when its plan has it on) or a plan."""
         return self._set(name, False, tenant, plan)
 
-    def reset(self, name: str, *, tenant: str | uuid.UUID | None = None, plan: str | None = None) -> service.EnablementChange:
+    def reset(
+        self, name: str, *, tenant: str | uuid.UUID | None = None, plan: str | None = None
+    ) -> service.EnablementChange:
         """Remove the tenant's (or plan's) own setting: the plan's (or the default, off)
         applies again."""
         return self._set(name, None, tenant, plan)
 
-    def _set(self, name: str, enabled: bool | None, tenant: str | uuid.UUID | None, plan: str | None) -> service.EnablementChange:
+    def _set(
+        self, name: str, enabled: bool | None, tenant: str | uuid.UUID | None, plan: str | None
+    ) -> service.EnablementChange:
         known: set[str] = set()
         with self._tn.admin() as conn:
             catalog.require_catalog(conn)
@@ -401,7 +433,11 @@ class Plugins:
         return self._delivery.handlers()
 
     def follow_hooks(
-        self, stop: threading.Event, *, poll: float = POLL_SECONDS, on_pass: Callable[[HookRunReport], None] | None = None
+        self,
+        stop: threading.Event,
+        *,
+        poll: float = POLL_SECONDS,
+        on_pass: Callable[[HookRunReport], None] | None = None,
     ) -> None:
         """Deliver in this thread until ``stop`` is set: a pass over the queue, then a wait of
         ``poll`` seconds or until a call for one of these plugins is queued (``NOTIFY``).
@@ -481,7 +517,10 @@ class Plugins:
         with self._tn.admin() as conn:
             catalog.require_catalog(conn)
             return plugin_hooks.retry(
-                conn, actor=self._tn.actor, ids=None if ids is None else builtins.list(ids), plugin=plugin,
+                conn,
+                actor=self._tn.actor,
+                ids=None if ids is None else builtins.list(ids),
+                plugin=plugin,
                 tenant_id=tenant_id,
             )
 
@@ -633,6 +672,11 @@ class Plugins:
 
 def _fields(info: PluginInfo) -> dict[str, Any]:
     return {
-        "name": info.name, "source": info.source, "registered": info.registered, "capabilities": info.capabilities,
-        "description": info.description, "error": info.error, "settings": info.settings,
+        "name": info.name,
+        "source": info.source,
+        "registered": info.registered,
+        "capabilities": info.capabilities,
+        "description": info.description,
+        "error": info.error,
+        "settings": info.settings,
     }

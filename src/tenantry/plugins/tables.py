@@ -48,9 +48,7 @@ def check_tables(plugin: AppTables) -> None:
     if not isinstance(metadata, sa.MetaData) or not metadata.tables:
         raise ConfigurationError(f"plugin {plugin.name!r} has AppTables but no metadata with tables")
     prefix = plugin.section + "_"
-    problems = [
-        f"table {name!r} must be named {prefix}..." for name in metadata.tables if not name.startswith(prefix)
-    ]
+    problems = [f"table {name!r} must be named {prefix}..." for name in metadata.tables if not name.startswith(prefix)]
     for table in metadata.tables.values():
         for fk in table.foreign_keys:
             target = fk.target_fullname.rsplit(".", 1)[0]
@@ -136,8 +134,15 @@ def deploy_everywhere(tn: Tenantry, plugins: Sequence[AppTables]) -> list[dict[s
         done.append({"placement": slug, **report.to_dict()})
     with tn.admin() as conn, conn.transaction():
         audit.record(
-            conn, actor=tn.actor, action="plugin.deploy", target_type="plugin",
+            conn,
+            actor=tn.actor,
+            action="plugin.deploy",
+            target_type="plugin",
             target=",".join(p.name for p in plugins),
-            after={"placements": len(done), "created": sum(len(d["created"]) for d in done), "tables": sorted(metadata.tables)},
+            after={
+                "placements": len(done),
+                "created": sum(len(d["created"]) for d in done),
+                "tables": sorted(metadata.tables),
+            },
         )
     return done

@@ -41,6 +41,7 @@ from tenantry.migrations.report import MigrationFailed, MigrationReport, Placeme
 from tenantry.migrations.runner import Outcome, Work, run_work
 from tenantry.migrations.scripts import Scripts, load_scripts, split_revisions
 from tenantry.migrations.tracking import POOLED, Tracked
+
 # a module import: provisioning may import this module in turn
 from tenantry.services import audit, provisioning
 
@@ -122,8 +123,15 @@ def _tracked(tn: Tenantry, target: Placement | Literal["pooled"]) -> Tracked:
         return Tracked(POOLED, None, None, "pooled", PRIMARY_CELL, None, tn.settings.pooled_schema, None)
     assert isinstance(target, Placement)
     return Tracked(
-        str(target.tenant_id), None, target.tenant_id, target.isolation.value, target.cell,
-        target.database, target.schema, None, placement_status=target.status,
+        str(target.tenant_id),
+        None,
+        target.tenant_id,
+        target.isolation.value,
+        target.cell,
+        target.database,
+        target.schema,
+        None,
+        placement_status=target.status,
     )
 
 
@@ -139,8 +147,15 @@ def _work(
     s = tn.settings
     url = provisioning.database_url(tn.cell_admin_url(placement.cell), placement.database)
     return Work(
-        placement.key, url, placement.schema, s.owner_role, s.runtime_role, scripts.directory,
-        mode=mode, revision=revision, only_if_untracked=only_if_untracked,
+        placement.key,
+        url,
+        placement.schema,
+        s.owner_role,
+        s.runtime_role,
+        scripts.directory,
+        mode=mode,
+        revision=revision,
+        only_if_untracked=only_if_untracked,
         plugin_locations=scripts.plugin_locations,
         # no app directory: the app's tables are deployed from its metadata, unversioned, and
         # an untracked placement is at base for the plugins' branches
@@ -170,8 +185,14 @@ def stamp(
     scripts = _scripts(tn, directory)
     placement = _tracked(tn, placement_or_pooled)
     outcome = run_work(
-        _work(tn, placement, scripts, mode="stamp", revision=_revision(scripts, revision),
-              only_if_untracked=revision is None)
+        _work(
+            tn,
+            placement,
+            scripts,
+            mode="stamp",
+            revision=_revision(scripts, revision),
+            only_if_untracked=revision is None,
+        )
     )
     if not outcome.ok:
         raise MigrationFailed(f"cannot record the app revision of schema {placement.schema}: {outcome.error}")
@@ -227,7 +248,8 @@ def migrate(
     if dry_run or not found.behind:
         report.from_catalog = True
         report.results = [
-            PlacementResult.of(p, "skipped", p.revision, error=_MOVING) if p.moving
+            PlacementResult.of(p, "skipped", p.revision, error=_MOVING)
+            if p.moving
             else PlacementResult.of(p, "planned", scripts.head, steps=_steps(scripts, p))
             for p in found.behind
         ]
@@ -327,8 +349,11 @@ def _run(
             report.results += sorted(done, key=lambda r: (r.slug is not None, r.slug or ""))
         with conn.transaction():
             audit.record(
-                conn, actor=tn.actor, action="app.migrate" if mode == "upgrade" else "app.stamp",
-                target_type="app", target=target,
+                conn,
+                actor=tn.actor,
+                action="app.migrate" if mode == "upgrade" else "app.stamp",
+                target_type="app",
+                target=target,
                 after=report.counts() | {"failed_placements": [r.label for r in report.failed][:100]},
             )
 
@@ -336,9 +361,14 @@ def _run(
 def _result(placement: Tracked, outcome: Outcome, mode: str) -> PlacementResult:
     result: Result = "failed" if not outcome.ok else ("migrated" if mode == "upgrade" else "stamped")
     return PlacementResult.of(
-        placement, result, outcome.after if outcome.ok else placement.revision,
-        steps=outcome.applied, error=outcome.error, failed_revision=outcome.failed_revision,
-        secured=outcome.secured, seconds=outcome.finished - outcome.started,
+        placement,
+        result,
+        outcome.after if outcome.ok else placement.revision,
+        steps=outcome.applied,
+        error=outcome.error,
+        failed_revision=outcome.failed_revision,
+        secured=outcome.secured,
+        seconds=outcome.finished - outcome.started,
     )
 
 
@@ -351,10 +381,14 @@ def status(tn: Tenantry, *, directory: str | None = None) -> StatusReport:
     with tn.admin() as conn:
         require_catalog(conn)
         counts = tracking.revision_counts(conn, tn.settings.pooled_schema)
-        behind = [] if scripts is None else [
-            PlacementResult.of(p, "behind", head, steps=_steps(scripts, p))
-            for p in tracking.plan(conn, head=head, pooled_schema=tn.settings.pooled_schema, slugs=None).behind
-        ]
+        behind = (
+            []
+            if scripts is None
+            else [
+                PlacementResult.of(p, "behind", head, steps=_steps(scripts, p))
+                for p in tracking.plan(conn, head=head, pooled_schema=tn.settings.pooled_schema, slugs=None).behind
+            ]
+        )
         failed = tracking.failures(conn)
     revisions = {revision or "untracked": n for revision, n in sorted(counts.items(), key=lambda kv: kv[0] or "")}
     return StatusReport(head, revisions, behind, failed)

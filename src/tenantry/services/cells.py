@@ -92,9 +92,7 @@ def cell_loads(conn: psycopg.Connection[Any]) -> list[CellLoad]:
     return [CellLoad(c.name, c.status, c.capacity, c.labels, c.placements) for c in list_cells(conn)]
 
 
-def add_cell(
-    tn: Tenantry, name: str, dsn: str, *, capacity: int = 1000, labels: dict[str, str] | None = None
-) -> Cell:
+def add_cell(tn: Tenantry, name: str, dsn: str, *, capacity: int = 1000, labels: dict[str, str] | None = None) -> Cell:
     """Register a server as a cell; adding the same name and server again is a no-op."""
     if not _NAME.fullmatch(name) or name == PRIMARY_CELL:
         raise InvalidInput(f"cell name {name!r} must be a-z, 0-9 and '-', start with a letter, and not be 'primary'")
@@ -140,7 +138,12 @@ def set_cell_status(tn: Tenantry, name: str, status: str) -> Cell:
         notify_cell(conn, name)
         after = get_cell(conn, name)
         audit.record(
-            conn, actor=tn.actor, action=f"cell.{'drain' if status == 'draining' else 'activate'}",
-            target_type="cell", target=name, before=before.to_dict(), after=after.to_dict(),
+            conn,
+            actor=tn.actor,
+            action=f"cell.{'drain' if status == 'draining' else 'activate'}",
+            target_type="cell",
+            target=name,
+            before=before.to_dict(),
+            after=after.to_dict(),
         )
     return after

@@ -215,7 +215,9 @@ def scope_of(conn: psycopg.Connection[Any], *, tenant: str | uuid.UUID | None = 
     return Scope("plan", tenant_service.get_plan(conn, plan).name, plan)
 
 
-def _layer(conn: psycopg.Connection[Any], scope: Scope, *, lock: bool = False) -> tuple[int, dict[str, Any], dict[str, Any]]:
+def _layer(
+    conn: psycopg.Connection[Any], scope: Scope, *, lock: bool = False
+) -> tuple[int, dict[str, Any], dict[str, Any]]:
     row = conn.execute(
         sql.SQL("SELECT version, document, overrides FROM tenantry.config_layers WHERE {} = %s{}").format(
             scope.column, sql.SQL(" FOR UPDATE" if lock else "")
@@ -231,7 +233,11 @@ def _plan_document(conn: psycopg.Connection[Any], plan: str, keyring: sealing.Ke
 
 
 def _opened(
-    layer: tuple[int, dict[str, Any], dict[str, Any]], keyring: sealing.Keyring | None, scope: Scope, *, strict: bool = True
+    layer: tuple[int, dict[str, Any], dict[str, Any]],
+    keyring: sealing.Keyring | None,
+    scope: Scope,
+    *,
+    strict: bool = True,
 ) -> tuple[int, dict[str, Any], dict[str, Any]]:
     """A stored layer (version, document, overrides) with its sealed values opened."""
     version, document, overrides = layer
@@ -277,7 +283,13 @@ def get(
     except KeyError:
         raise NotFound(f"the config has no key {key!r}") from None
     return ConfigValue(
-        scope, version, effective, document, live, key=key, value=value,
+        scope,
+        version,
+        effective,
+        document,
+        live,
+        key=key,
+        value=value,
         source=_source(path, plan_doc, tenant_doc, live),
     )
 
@@ -345,7 +357,9 @@ def set_values(
     if expires_in is not None and expires_at is not None:
         raise InvalidInput("give expires_in or expires_at, not both")
 
-    def mutate(document: dict[str, Any], overrides: dict[str, Any], now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    def mutate(
+        document: dict[str, Any], overrides: dict[str, Any], now: datetime
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         if not temporary:
             for path, value in paths:
                 document = core.set_path(document, path, value)
@@ -377,7 +391,9 @@ def unset_value(
     end the tenant's temporary override of ``key`` instead. Absent keys: a no-op."""
     path = core.parse_path(key)
 
-    def mutate(document: dict[str, Any], overrides: dict[str, Any], now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    def mutate(
+        document: dict[str, Any], overrides: dict[str, Any], now: datetime
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         if override:
             return document, {k: v for k, v in overrides.items() if k != ".".join(path)}
         return core.unset_path(document, path)[0], overrides
@@ -453,9 +469,9 @@ def _write(
     with tn.admin() as conn, conn.transaction():
         scope = _lock(conn, tenant=tenant, plan=plan)
         conn.execute(
-            sql.SQL("INSERT INTO tenantry.config_layers ({0}) VALUES (%s) ON CONFLICT ({0}) WHERE {0} IS NOT NULL DO NOTHING").format(
-                scope.column
-            ),
+            sql.SQL(
+                "INSERT INTO tenantry.config_layers ({0}) VALUES (%s) ON CONFLICT ({0}) WHERE {0} IS NOT NULL DO NOTHING"
+            ).format(scope.column),
             (scope.value,),
         )
         version, document, overrides = _opened(_layer(conn, scope, lock=True), keyring, scope)
@@ -485,21 +501,35 @@ def _write(
                 "INSERT INTO tenantry.config_versions (plan, tenant_id, version, document, overrides, actor, message)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s)",
                 (
-                    scope.plan if scope.kind == "plan" else None, scope.tenant_id, version,
-                    Jsonb(stored[0]), Jsonb(stored[1]), tn.actor, message,
+                    scope.plan if scope.kind == "plan" else None,
+                    scope.tenant_id,
+                    version,
+                    Jsonb(stored[0]),
+                    Jsonb(stored[1]),
+                    tn.actor,
+                    message,
                 ),
             )
         except psycopg.errors.UniqueViolation as err:  # the layer lock makes this unreachable
-            raise Conflict(f"version {version} of {scope.kind} {scope.target}'s config was written concurrently") from err
+            raise Conflict(
+                f"version {version} of {scope.kind} {scope.target}'s config was written concurrently"
+            ) from err
         audit.record(
-            conn, actor=tn.actor, action=action, target_type=scope.kind, target=scope.target,
+            conn,
+            actor=tn.actor,
+            action=action,
+            target_type=scope.kind,
+            target=scope.target,
             before={
-                "version": version - 1, "document": sealing.redact(current[0], paths),
+                "version": version - 1,
+                "document": sealing.redact(current[0], paths),
                 "overrides": sealing.redact_overrides(current[1], paths),
             },
             after={
-                "version": version, "document": sealing.redact(new_document, paths),
-                "overrides": sealing.redact_overrides(new_overrides, paths), "message": message,
+                "version": version,
+                "document": sealing.redact(new_document, paths),
+                "overrides": sealing.redact_overrides(new_overrides, paths),
+                "message": message,
             },
         )
         notify_config(conn, scope.kind, scope.key)
@@ -573,7 +603,8 @@ def _check_tenant(
             if via_plan is None:
                 raise
             raise ConfigInvalid(
-                f"this change to plan {via_plan} would make {err.message}", [f"tenant {slug}: {p}" for p in err.problems]
+                f"this change to plan {via_plan} would make {err.message}",
+                [f"tenant {slug}: {p}" for p in err.problems],
             ) from None
 
 
@@ -605,7 +636,9 @@ def _shown(tn: Tenantry, found: ConfigVersion) -> ConfigVersion:
     """A version as reads show it: secrets redacted."""
     paths = _secret_paths(tn)
     return dataclasses.replace(
-        found, document=sealing.redact(found.document, paths), overrides=sealing.redact_overrides(found.overrides, paths)
+        found,
+        document=sealing.redact(found.document, paths),
+        overrides=sealing.redact_overrides(found.overrides, paths),
     )
 
 
@@ -689,14 +722,23 @@ def reseal(tn: Tenantry) -> int:
                 " WHERE plan IS NOT DISTINCT FROM %s AND tenant_id IS NOT DISTINCT FROM %s",
                 (
                     Jsonb(sealing.seal(sealing.unseal(document, keyring, where), paths, keyring, where)),
-                    Jsonb(sealing.seal_overrides(sealing.unseal_overrides(overrides, keyring, where), over_paths, keyring, where)),
-                    plan, tenant_id,
+                    Jsonb(
+                        sealing.seal_overrides(
+                            sealing.unseal_overrides(overrides, keyring, where), over_paths, keyring, where
+                        )
+                    ),
+                    plan,
+                    tenant_id,
                 ),
             )
             rewritten += 1
         if rewritten:
             audit.record(
-                conn, actor=tn.actor, action="config.reseal", target_type="config", target="*",
+                conn,
+                actor=tn.actor,
+                action="config.reseal",
+                target_type="config",
+                target="*",
                 after={"layers": rewritten, "key": keyring.current},
             )
     return rewritten

@@ -21,13 +21,12 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 from urllib.parse import urljoin, urlsplit
 
 from tenantry.core.hostnames import host_of
 from tenantry.errors import ConfigurationError, InvalidInput, UnsafeAddress
 from tenantry.services.egress import Egress, PinnedTarget, Resolver
-
 
 __all__ = [
     "DNS_PREFIX",
@@ -156,9 +155,7 @@ class DnsChecker:
 
     method: Method = "dns"
 
-    def __init__(
-        self, *, nameservers: Sequence[str] | None = None, port: int = 53, timeout: float = 5.0
-    ) -> None:
+    def __init__(self, *, nameservers: Sequence[str] | None = None, port: int = 53, timeout: float = 5.0) -> None:
         self.nameservers = list(nameservers) if nameservers else None
         self.port = port
         self.timeout = timeout

@@ -173,7 +173,11 @@ def add_domain(tn: Tenantry, hostname: str, tenant: str | uuid.UUID) -> Domain:
                 raise DomainTaken(f"domain {host!r} belongs to another tenant")
             conn.execute("DELETE FROM tenantry.domains WHERE hostname = %s", (host,))
             audit.record(
-                conn, actor=tn.actor, action="domain.release", target_type="domain", target=host,
+                conn,
+                actor=tn.actor,
+                action="domain.release",
+                target_type="domain",
+                target=host,
                 before=existing.to_dict(),
             )
         inserted = conn.execute(
@@ -189,13 +193,13 @@ def add_domain(tn: Tenantry, hostname: str, tenant: str | uuid.UUID) -> Domain:
         added = _read(conn, host)
         assert added is not None
         notify_domain(conn, host)
-        audit.record(conn, actor=tn.actor, action="domain.add", target_type="domain", target=host, after=added.to_dict())
+        audit.record(
+            conn, actor=tn.actor, action="domain.add", target_type="domain", target=host, after=added.to_dict()
+        )
     return added
 
 
-def verify_domain(
-    tn: Tenantry, hostname: str, *, method: str = "http", checker: DomainChecker | None = None
-) -> Domain:
+def verify_domain(tn: Tenantry, hostname: str, *, method: str = "http", checker: DomainChecker | None = None) -> Domain:
     """Check ownership and mark the domain verified; a verified domain is returned as it is.
 
     The check runs outside any transaction (it waits on the network); the domain is then
@@ -229,8 +233,13 @@ def verify_domain(
         assert after is not None
         notify_domain(conn, domain.hostname)
         audit.record(
-            conn, actor=tn.actor, action="domain.verify", target_type="domain", target=domain.hostname,
-            before=domain.to_dict(), after=after.to_dict(),
+            conn,
+            actor=tn.actor,
+            action="domain.verify",
+            target_type="domain",
+            target=domain.hostname,
+            before=domain.to_dict(),
+            after=after.to_dict(),
         )
     return after
 
@@ -244,5 +253,7 @@ def remove_domain(tn: Tenantry, hostname: str) -> Domain | None:
             return None
         conn.execute("DELETE FROM tenantry.domains WHERE hostname = %s", (host,))
         notify_domain(conn, host)
-        audit.record(conn, actor=tn.actor, action="domain.remove", target_type="domain", target=host, before=before.to_dict())
+        audit.record(
+            conn, actor=tn.actor, action="domain.remove", target_type="domain", target=host, before=before.to_dict()
+        )
     return before

@@ -123,9 +123,7 @@ class PinnedTarget:
     """Connect to this port instead of the URL's (``curl --connect-to``); ``Host`` still
     names the URL's."""
 
-    def request(
-        self, client: httpx.Client, method: str, path: str | None = None, **kwargs: Any
-    ) -> httpx.Request:
+    def request(self, client: httpx.Client, method: str, path: str | None = None, **kwargs: Any) -> httpx.Request:
         """A request of ``client`` to the pinned address (``path``: another path and query
         on the same host, for a redirect followed by hand)."""
         import httpx
@@ -133,7 +131,11 @@ class PinnedTarget:
         url = httpx.URL(self.url)
         if path is not None:
             url = url.join(path)
-        pinned = url.copy_with(host=self.address, port=self.port) if self.port is not None else url.copy_with(host=self.address)
+        pinned = (
+            url.copy_with(host=self.address, port=self.port)
+            if self.port is not None
+            else url.copy_with(host=self.address)
+        )
         headers: dict[str, str] = {**dict(kwargs.pop("headers", None) or {}), "Host": url.netloc.decode("ascii")}
         extensions: dict[str, Any] = dict(kwargs.pop("extensions", None) or {})
         if url.scheme == "https":
@@ -167,7 +169,7 @@ class Egress:
             except (LookupError, OSError) as err:
                 raise UnsafeAddress(f"cannot resolve {host}: {err}") from None
             if not found:
-                raise UnsafeAddress(f"{host} has no address")
+                raise UnsafeAddress(f"{host} has no address") from None
         if not self.allow_private:
             refused = sorted({a for a in found if not _public_text(a)})
             if refused:

@@ -70,8 +70,16 @@ class FlagRecord:
 def _record(row: tuple[Any, ...]) -> FlagRecord:
     spec = core.parse_spec(
         {
-            "key": row[0], "kind": row[1], "description": row[2], "variants": row[3], "default": row[4],
-            "off": row[5], "rules": row[6], "rollout": row[7], "killed": row[8], "enable_at": row[9],
+            "key": row[0],
+            "kind": row[1],
+            "description": row[2],
+            "variants": row[3],
+            "default": row[4],
+            "off": row[5],
+            "rules": row[6],
+            "rollout": row[7],
+            "killed": row[8],
+            "enable_at": row[9],
             "disable_at": row[10],
         }
     )
@@ -153,7 +161,9 @@ def create_flag(tn: Tenantry, definition: Mapping[str, Any]) -> FlagRecord:
             raise FlagExists(f"flag {spec.key!r} was created concurrently") from err
         created = _get(conn, spec.key)
         assert created is not None
-        audit.record(conn, actor=tn.actor, action="flag.create", target_type="flag", target=spec.key, after=created.to_dict())
+        audit.record(
+            conn, actor=tn.actor, action="flag.create", target_type="flag", target=spec.key, after=created.to_dict()
+        )
         notify_flag(conn, spec.key)
     tn._forget_flags()
     return created
@@ -179,7 +189,9 @@ def update_flag(tn: Tenantry, key: str, changes: Mapping[str, Any], *, action: s
         try:
             spec = core.parse_spec({**current, **changes})
         except ConfigInvalid as err:
-            raise ConfigInvalid(f"this change to flag {key!r} is invalid: {'; '.join(err.problems)}", err.problems) from None
+            raise ConfigInvalid(
+                f"this change to flag {key!r} is invalid: {'; '.join(err.problems)}", err.problems
+            ) from None
         if spec == before.spec:
             return before
         values = _values(spec)
@@ -191,8 +203,13 @@ def update_flag(tn: Tenantry, key: str, changes: Mapping[str, Any], *, action: s
         after = _get(conn, key)
         assert after is not None
         audit.record(
-            conn, actor=tn.actor, action=action, target_type="flag", target=key,
-            before=before.to_dict(), after=after.to_dict(),
+            conn,
+            actor=tn.actor,
+            action=action,
+            target_type="flag",
+            target=key,
+            before=before.to_dict(),
+            after=after.to_dict(),
         )
         notify_flag(conn, key)
     tn._forget_flags()
@@ -216,7 +233,9 @@ def delete_flag(tn: Tenantry, key: str) -> bool:
         if before is None:
             return False
         conn.execute("DELETE FROM tenantry.flags WHERE key = %s", (key,))
-        audit.record(conn, actor=tn.actor, action="flag.delete", target_type="flag", target=key, before=before.to_dict())
+        audit.record(
+            conn, actor=tn.actor, action="flag.delete", target_type="flag", target=key, before=before.to_dict()
+        )
         notify_flag(conn, key)
     tn._forget_flags()
     return True

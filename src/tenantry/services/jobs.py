@@ -123,8 +123,12 @@ def list_jobs(
          LIMIT %(limit)s
         """,
         {
-            "kind": kind, "status": status, "tenant": tenant, "limit": limit,
-            "at": None if before is None else before[0], "id": None if before is None else before[1],
+            "kind": kind,
+            "status": status,
+            "tenant": tenant,
+            "limit": limit,
+            "at": None if before is None else before[0],
+            "id": None if before is None else before[1],
         },
     ).fetchall()
     return [_job(r) for r in rows]
@@ -286,7 +290,12 @@ class JobRunner:
         return handle
 
     def _record(
-        self, conn: psycopg.Connection[Any], kind: str, tenant: str, tenant_id: uuid.UUID | None, payload: dict[str, Any]
+        self,
+        conn: psycopg.Connection[Any],
+        kind: str,
+        tenant: str,
+        tenant_id: uuid.UUID | None,
+        payload: dict[str, Any],
     ) -> Job:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_SUBMIT_LOCK, tenant))

@@ -58,7 +58,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from tenantry.core.model import Isolation, Plan, Status, Tenant
@@ -70,7 +69,6 @@ from tenantry.services import audit, placement_tables, plugin_hooks
 from tenantry.services.cells import cell_loads
 from tenantry.services.events import notify_tenant
 from tenantry.services.fences import fence_placement
-from tenantry.services.steps import Step, StepLog
 from tenantry.services.provisioning import (
     build_step,
     database_url,
@@ -80,6 +78,7 @@ from tenantry.services.provisioning import (
     read_placement,
     tenant_lock,
 )
+from tenantry.services.steps import Step, StepLog
 from tenantry.services.tenants import get_plan, get_tenant
 
 if TYPE_CHECKING:
@@ -125,22 +124,34 @@ class MoveReport:
     def from_dict(cls, data: dict[str, Any]) -> MoveReport:
         """The report :meth:`to_dict` gave (as a queued ``moved`` hook call carries it)."""
         return cls(
-            slug=data["slug"], source=data["from"], target=data["to"], rows=dict(data["rows"]),
-            write_block_seconds=float(data["write_block_seconds"]), seconds=float(data["seconds"]),
+            slug=data["slug"],
+            source=data["from"],
+            target=data["to"],
+            rows=dict(data["rows"]),
+            write_block_seconds=float(data["write_block_seconds"]),
+            seconds=float(data["seconds"]),
         )
 
 
 def _placement_from(data: dict[str, Any]) -> Placement:
     return Placement(
-        uuid.UUID(data["tenant_id"]), data["cell"], Isolation(data["isolation"]),
-        data["database"], data["schema"], data["status"],
+        uuid.UUID(data["tenant_id"]),
+        data["cell"],
+        Isolation(data["isolation"]),
+        data["database"],
+        data["schema"],
+        data["status"],
     )
 
 
 def _placement_data(p: Placement) -> dict[str, Any]:
     return {
-        "tenant_id": str(p.tenant_id), "cell": p.cell, "isolation": p.isolation.value,
-        "database": p.database, "schema": p.schema, "status": p.status,
+        "tenant_id": str(p.tenant_id),
+        "cell": p.cell,
+        "isolation": p.isolation.value,
+        "database": p.database,
+        "schema": p.schema,
+        "status": p.status,
     }
 
 
@@ -164,8 +175,14 @@ def _start(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, plan: Pl
                     f" (cell {job.payload['target']['cell']!r}); run that move again to finish it, or abort it"
                 )
             conn.execute("UPDATE tenantry.jobs SET attempts = attempts + 1 WHERE id = %s", (job.id,))
-            audit.record(conn, actor=tn.actor, action="tenant.move.resume", target_type="tenant",
-                         target=tenant.slug, after={"steps_done": job.done})
+            audit.record(
+                conn,
+                actor=tn.actor,
+                action="tenant.move.resume",
+                target_type="tenant",
+                target=tenant.slug,
+                after={"steps_done": job.done},
+            )
             return job
         if tenant.status is not Status.ACTIVE:
             raise InvalidInput(f"tenant {tenant.slug!r} is {tenant.status.value}; only active tenants move")
@@ -173,7 +190,9 @@ def _start(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, plan: Pl
         if source is None:
             raise InvalidInput(f"tenant {tenant.slug!r} has no active placement to move from")
         target = Placement.plan_for(
-            tenant.id, plan.isolation, cell=choose_cell(plan, cell_loads(conn), requested=cell),
+            tenant.id,
+            plan.isolation,
+            cell=choose_cell(plan, cell_loads(conn), requested=cell),
             pooled_schema=tn.settings.pooled_schema,
         )
         _require_current_tables(tn, tenant, source)
@@ -202,8 +221,9 @@ def _start(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, plan: Pl
         assert row is not None
         conn.execute("UPDATE tenantry.tenants SET status = 'moving', updated_at = now() WHERE id = %s", (tenant.id,))
         notify_tenant(conn, tenant.id)
-        audit.record(conn, actor=tn.actor, action="tenant.move.start", target_type="tenant",
-                     target=tenant.slug, after=payload)
+        audit.record(
+            conn, actor=tn.actor, action="tenant.move.start", target_type="tenant", target=tenant.slug, after=payload
+        )
         return StepLog("jobs", row[0], [], payload, crash_prefix="move:")
 
 
@@ -301,7 +321,7 @@ class _Sides:
         self._conns: list[psycopg.Connection[Any]] = []
 
     def connect(self) -> _Sides:
-        for place in self._places[len(self._conns):]:
+        for place in self._places[len(self._conns) :]:
             url = database_url(self._tn.cell_admin_url(place.cell), place.database)
             conn = self._stack.enter_context(admin_connection(url))
             if not self._conns:  # the source: one snapshot for every table
@@ -478,7 +498,11 @@ class _Move:
             for spec in self.specs:  # before the freeze: the delta then syncs only what it changes
                 tenant_copy.sync_sequences(dst, self.target.schema, spec, shared=self.shared)
             sealed = _compare(
-                self.tenant, self.specs, src, dst, "after catching up",
+                self.tenant,
+                self.specs,
+                src,
+                dst,
+                "after catching up",
                 lambda conn, spec: tenant_copy.checksum(conn, spec),
             )
         # the tables' counts as sealed: the cutover recounts only the tables changed since
@@ -553,14 +577,25 @@ class _Move:
                 (self.chosen.name, tenant.id),
             )
             flipped_at = time.time()
-            job.record(conn, "flip", flipped_at=flipped_at,
-                       write_block_seconds=flipped_at - float(job.payload["frozen_at"]))
+            job.record(
+                conn, "flip", flipped_at=flipped_at, write_block_seconds=flipped_at - float(job.payload["frozen_at"])
+            )
             notify_tenant(conn, tenant.id)
-            audit.record(conn, actor=tn.actor, action="tenant.move", target_type="tenant", target=tenant.slug,
-                         before={"plan": job.payload["from_plan"], "placement": job.payload["source"]},
-                         # the target as this transaction leaves it (the job recorded it being built)
-                         after={"plan": self.chosen.name, "placement": {**job.payload["target"], "status": "active"},
-                                "rows": self.rows, "write_block_seconds": round(job.payload["write_block_seconds"], 3)})
+            audit.record(
+                conn,
+                actor=tn.actor,
+                action="tenant.move",
+                target_type="tenant",
+                target=tenant.slug,
+                before={"plan": job.payload["from_plan"], "placement": job.payload["source"]},
+                # the target as this transaction leaves it (the job recorded it being built)
+                after={
+                    "plan": self.chosen.name,
+                    "placement": {**job.payload["target"], "status": "active"},
+                    "rows": self.rows,
+                    "write_block_seconds": round(job.payload["write_block_seconds"], 3),
+                },
+            )
         tn._forget_tenant(tenant.id)
 
     def fence(self) -> None:
@@ -592,7 +627,10 @@ class _Move:
                 conn.execute("UPDATE tenantry.jobs SET status = 'done' WHERE id = %s", (job.id,))
                 # the move is done: its plugins' hooks are queued with the job's end, once
                 plugin_hooks.enqueue(
-                    conn, "moved", get_tenant(conn, tenant.id), origin=tn.plugins.origin(),
+                    conn,
+                    "moved",
+                    get_tenant(conn, tenant.id),
+                    origin=tn.plugins.origin(),
                     extra=_report(tenant, job, self.rows, self.started).to_dict(),
                 )
 
@@ -645,9 +683,17 @@ def _abort(tn: Tenantry, tenant: Tenant) -> bool:
                 "UPDATE tenantry.jobs SET status = 'failed', error = 'aborted', updated_at = now() WHERE id = %s",
                 (job.id,),
             )
-            conn.execute("UPDATE tenantry.tenants SET status = 'active', updated_at = now() WHERE id = %s", (tenant.id,))
+            conn.execute(
+                "UPDATE tenantry.tenants SET status = 'active', updated_at = now() WHERE id = %s", (tenant.id,)
+            )
             notify_tenant(conn, tenant.id)
-            audit.record(conn, actor=tn.actor, action="tenant.move.abort", target_type="tenant",
-                         target=tenant.slug, after={"steps_done": job.done})
+            audit.record(
+                conn,
+                actor=tn.actor,
+                action="tenant.move.abort",
+                target_type="tenant",
+                target=tenant.slug,
+                after={"steps_done": job.done},
+            )
     tn._forget_tenant(tenant.id)
     return True

@@ -59,11 +59,14 @@ def require_known(tn: Tenantry, what: str) -> None:
     serves that table, and the new placement would not have it. A column the metadata lacks
     is not refused here (the app's models do not use it); ``tenantry check`` reports it."""
     known = {spec.name for spec in tenant_copy.specs(tn._metadata())}
-    problems = [f"{spec.name}: no such table in this process's app tables" for spec in pooled_held(tn) if spec.name not in known]
+    problems = [
+        f"{spec.name}: no such table in this process's app tables" for spec in pooled_held(tn) if spec.name not in known
+    ]
     if problems:
         raise TablesDiffer(
             f"cannot build {what}: the shared tables hold what this process's app tables lack ("
-            + "; ".join(problems) + f"); nothing was changed; {ADVICE}",
+            + "; ".join(problems)
+            + f"); nothing was changed; {ADVICE}",
             problems,
         )
 

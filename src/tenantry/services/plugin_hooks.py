@@ -36,7 +36,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from tenantry.core.hooks import LIFECYCLE_EVENTS, STATUSES, Status
+from tenantry.core.hooks import LIFECYCLE_EVENTS, STATUSES
 from tenantry.errors import InvalidInput
 from tenantry.services import audit
 from tenantry.services.events import CHANNEL
@@ -176,9 +176,14 @@ def enqueue(
     rows = conn.execute(
         _ENQUEUE_SQL,
         {
-            "tenant": Jsonb(tenant.to_dict()), "extra": Jsonb(extra or {}), "mine": mine,
-            "worker": None if origin is None else origin.worker, "reserve": RESERVE_SECONDS,
-            "tenant_id": tenant.id, "event": event, "channel": CHANNEL,
+            "tenant": Jsonb(tenant.to_dict()),
+            "extra": Jsonb(extra or {}),
+            "mine": mine,
+            "worker": None if origin is None else origin.worker,
+            "reserve": RESERVE_SECONDS,
+            "tenant_id": tenant.id,
+            "event": event,
+            "channel": CHANNEL,
         },
     ).fetchall()
     return [str(r[0]) for r in rows]  # (one statement: the rows and their NOTIFY, sent on commit)
@@ -223,7 +228,11 @@ def unsubscribe(conn: psycopg.Connection[Any], plugin: str, *, actor: str) -> tu
         counts = (int(events[0]) if events else 0, int(skipped[0]) if skipped else 0)
         if any(counts):
             audit.record(
-                conn, actor=actor, action="plugin.hooks.unsubscribe", target_type="plugin", target=plugin,
+                conn,
+                actor=actor,
+                action="plugin.hooks.unsubscribe",
+                target_type="plugin",
+                target=plugin,
                 after={"events": counts[0], "skipped": counts[1]},
             )
     return counts
@@ -280,15 +289,26 @@ def claim(
     with conn.transaction():
         rows = conn.execute(
             _CLAIM_SQL,
-            {"plugins": list(plugins), "tenant_id": tenant_id, "reserved": reserved, "worker": worker,
-             "lease": lease, "limit": limit},
+            {
+                "plugins": list(plugins),
+                "tenant_id": tenant_id,
+                "reserved": reserved,
+                "worker": worker,
+                "lease": lease,
+                "limit": limit,
+            },
         ).fetchall()
     claimed = [Claimed(int(r[0]), r[1], r[2], r[3], r[4], r[5], int(r[6])) for r in rows]
     return sorted(claimed, key=lambda c: c.id)
 
 
-def finish(conn: psycopg.Connection[Any], hook_id: int, worker: str, status: Literal["done", "skipped", "failed"],
-           error: str | None = None) -> bool:
+def finish(
+    conn: psycopg.Connection[Any],
+    hook_id: int,
+    worker: str,
+    status: Literal["done", "skipped", "failed"],
+    error: str | None = None,
+) -> bool:
     """Mark a claimed row finished; ``False`` when ``worker`` no longer holds it (its lease
     ran out and another deliverer took it)."""
     row = conn.execute(
@@ -311,6 +331,7 @@ def retry_later(conn: psycopg.Connection[Any], hook_id: int, worker: str, error:
 
 
 # -- operators ------------------------------------------------------------------------------
+
 
 def _filters(
     *, plugin: str | None, tenant_id: uuid.UUID | None, status: str | None, ids: Sequence[int] | None = None
@@ -388,14 +409,19 @@ def retry(
             for name in sorted({str(r[1]) for r in rows}):
                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"hook:{name}"))
             audit.record(
-                conn, actor=actor, action="plugin.hooks.retry", target_type="plugin",
+                conn,
+                actor=actor,
+                action="plugin.hooks.retry",
+                target_type="plugin",
                 target=plugin or ",".join(sorted({str(r[1]) for r in rows})),
                 after={"ids": retried[:1000], "count": len(retried)},
             )
     return retried
 
 
-def purge(conn: psycopg.Connection[Any], *, older_than: float, include_failed: bool = False, actor: str | None = None) -> int:
+def purge(
+    conn: psycopg.Connection[Any], *, older_than: float, include_failed: bool = False, actor: str | None = None
+) -> int:
     """Delete calls finished more than ``older_than`` seconds ago (``done`` and ``skipped``;
     ``failed`` too with ``include_failed``); returns how many. Audited when ``actor`` is given
     and something was deleted."""
@@ -411,8 +437,11 @@ def purge(conn: psycopg.Connection[Any], *, older_than: float, include_failed: b
         count = int(row[0]) if row else 0
         if count and actor is not None:
             audit.record(
-                conn, actor=actor, action="plugin.hooks.purge", target_type="plugin", target="*",
+                conn,
+                actor=actor,
+                action="plugin.hooks.purge",
+                target_type="plugin",
+                target="*",
                 after={"deleted": count, "older_than_seconds": older_than, "statuses": statuses},
             )
     return count
-

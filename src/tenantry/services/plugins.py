@@ -177,7 +177,9 @@ def list_enablement(conn: psycopg.Connection[Any], plugin: str | None = None) ->
     return [Enablement(*row) for row in rows]
 
 
-def enabled_tenants(conn: psycopg.Connection[Any], plugin: str, *, statuses: Collection[str]) -> list[tuple[uuid.UUID, str]]:
+def enabled_tenants(
+    conn: psycopg.Connection[Any], plugin: str, *, statuses: Collection[str]
+) -> list[tuple[uuid.UUID, str]]:
     """``(id, slug)`` of the tenants in one of ``statuses`` the plugin is switched on for."""
     rows = conn.execute(
         """
@@ -215,7 +217,9 @@ def list_errors(
 # -- writes -----------------------------------------------------------------------------------
 
 
-def record_error(conn: psycopg.Connection[Any], plugin: str, hook: str, tenant_id: uuid.UUID | None, error: str) -> None:
+def record_error(
+    conn: psycopg.Connection[Any], plugin: str, hook: str, tenant_id: uuid.UUID | None, error: str
+) -> None:
     """Count one failure of ``plugin`` in ``hook`` (for ``tenant_id``)."""
     conn.execute(
         """
@@ -263,7 +267,9 @@ def set_enabled(
             )
         elif before is None:
             conn.execute(
-                sql.SQL("INSERT INTO tenantry.plugin_enablement (plugin, {}, enabled, updated_by) VALUES (%s, %s, %s, %s)").format(column),
+                sql.SQL(
+                    "INSERT INTO tenantry.plugin_enablement (plugin, {}, enabled, updated_by) VALUES (%s, %s, %s, %s)"
+                ).format(column),
                 (plugin, value, enabled, tn.actor),
             )
         else:
@@ -276,7 +282,11 @@ def set_enabled(
             )
         action = "plugin.reset" if enabled is None else ("plugin.enable" if enabled else "plugin.disable")
         audit.record(
-            conn, actor=tn.actor, action=action, target_type="plugin", target=plugin,
+            conn,
+            actor=tn.actor,
+            action=action,
+            target_type="plugin",
+            target=plugin,
             before=None if before is None else {**scope.to_dict(), "enabled": before},
             after=None if enabled is None else {**scope.to_dict(), "enabled": enabled},
         )

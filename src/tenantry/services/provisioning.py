@@ -34,14 +34,14 @@ from tenantry.core.placement import PRIMARY_CELL, Placement, choose_cell, plan_s
 from tenantry.db.connect import admin_connection, control_plane_url, database_url
 from tenantry.db.deploy import deploy_tables
 from tenantry.db.local import install_local, local_digest
+from tenantry.db.rls import table_order
+from tenantry.db.tenant_copy import delete_rows, drop_move_triggers, drop_tenant_triggers
 from tenantry.errors import Conflict, InvalidInput, TenantExists
 from tenantry.services import audit, placement_tables, plugin_hooks, spares
 from tenantry.services.cells import cell_loads
 from tenantry.services.events import notify_tenant
 from tenantry.services.fences import fence_placement
 from tenantry.services.steps import StepLog
-from tenantry.db.rls import table_order
-from tenantry.db.tenant_copy import delete_rows, drop_move_triggers, drop_tenant_triggers
 from tenantry.services.tenants import TENANT_COLUMNS, get_plan, get_tenant, row_to_tenant
 
 if TYPE_CHECKING:
@@ -129,9 +129,7 @@ def tenant_lock(tn: Tenantry, tenant_id: uuid.UUID, busy: str) -> Iterator[None]
     connections as it needs them, so concurrent builds cannot starve the pool.
     """
     with admin_connection(tn.admin_url, timeout=tn.settings.connect_timeout, autocommit=True) as lock:
-        locked = lock.execute(
-            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_CLASS, str(tenant_id))
-        ).fetchone()
+        locked = lock.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_CLASS, str(tenant_id))).fetchone()
         if locked is None or not locked[0]:
             raise Conflict(busy)
         try:
@@ -155,8 +153,14 @@ def _build(tn: Tenantry, tenant: Tenant, chosen: Plan, job_id: uuid.UUID | None)
         assert job is not None
         steps_done, attempts = list(job[0]), job[1]
         if attempts > 1:
-            audit.record(conn, actor=tn.actor, action="tenant.create.resume", target_type="tenant",
-                         target=tenant.slug, after={"steps_done": sorted(steps_done)})
+            audit.record(
+                conn,
+                actor=tn.actor,
+                action="tenant.create.resume",
+                target_type="tenant",
+                target=tenant.slug,
+                after={"steps_done": sorted(steps_done)},
+            )
         placement = read_placement(conn, tenant.id, "building")
     assert placement is not None and job_id is not None
     log = StepLog("jobs", job_id, steps_done)
@@ -230,8 +234,14 @@ def _start(
         )
         if isolation is Isolation.POOLED:
             insert_placement(conn, Placement(**{**_fields(placement), "status": "active"}))
-            audit.record(conn, actor=tn.actor, action="tenant.create", target_type="tenant",
-                         target=slug, after=tenant.to_dict() | {"placement": placement.to_dict() | {"status": "active"}})
+            audit.record(
+                conn,
+                actor=tn.actor,
+                action="tenant.create",
+                target_type="tenant",
+                target=slug,
+                after=tenant.to_dict() | {"placement": placement.to_dict() | {"status": "active"}},
+            )
             plugin_hooks.enqueue(conn, "created", tenant, origin=tn.plugins.origin())
             return tenant, None, set()
         insert_placement(conn, placement)
@@ -240,8 +250,14 @@ def _start(
             (tenant.id,),
         ).fetchone()
         assert job is not None
-        audit.record(conn, actor=tn.actor, action="tenant.create.start", target_type="tenant",
-                     target=slug, after=tenant.to_dict() | {"placement": placement.to_dict()})
+        audit.record(
+            conn,
+            actor=tn.actor,
+            action="tenant.create.start",
+            target_type="tenant",
+            target=slug,
+            after=tenant.to_dict() | {"placement": placement.to_dict()},
+        )
         return tenant, job[0], set()
 
 
@@ -263,14 +279,10 @@ def build_step(tn: Tenantry, step: str, placement: Placement) -> None:
     elif step == "create_database":
         assert placement.database is not None
         with admin_connection(tn.cell_admin_url(placement.cell), autocommit=True) as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (placement.database,)
-            ).fetchone()
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (placement.database,)).fetchone()
             if exists is None:
                 conn.execute(
-                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                        sql.Identifier(placement.database), ids["owner"]
-                    )
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(placement.database), ids["owner"])
                 )
     elif step == "install_local":
         url = database_url(tn.cell_admin_url(placement.cell), placement.database)
@@ -308,7 +320,9 @@ def build_step(tn: Tenantry, step: str, placement: Placement) -> None:
         raise AssertionError(f"unknown provisioning step {step!r}")
 
 
-def _activate(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, placement: Placement, log: StepLog) -> Tenant:
+def _activate(
+    tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, placement: Placement, log: StepLog
+) -> Tenant:
     with conn.transaction():
         conn.execute(
             "UPDATE tenantry.placements SET status = 'active', updated_at = now()"
@@ -326,8 +340,14 @@ def _activate(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, place
         conn.execute("UPDATE tenantry.jobs SET status = 'done' WHERE id = %s", (log.id,))
         active = row_to_tenant(row)
         notify_tenant(conn, active.id)
-        audit.record(conn, actor=tn.actor, action="tenant.create", target_type="tenant",
-                     target=tenant.slug, after=active.to_dict() | {"placement": placement.to_dict() | {"status": "active"}})
+        audit.record(
+            conn,
+            actor=tn.actor,
+            action="tenant.create",
+            target_type="tenant",
+            target=tenant.slug,
+            after=active.to_dict() | {"placement": placement.to_dict() | {"status": "active"}},
+        )
         plugin_hooks.enqueue(conn, "created", active, origin=tn.plugins.origin())
     return active
 
@@ -420,8 +440,15 @@ def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
                 (tenant.id,),
             )
             notify_tenant(conn, tenant.id)
-            audit.record(conn, actor=tn.actor, action="tenant.delete", target_type="tenant",
-                         target=tenant.slug, before=tenant.to_dict(), after={"rows_deleted": counts})
+            audit.record(
+                conn,
+                actor=tn.actor,
+                action="tenant.delete",
+                target_type="tenant",
+                target=tenant.slug,
+                before=tenant.to_dict(),
+                after={"rows_deleted": counts},
+            )
             # the hooks get the tenant as it was just before (its data is gone)
             plugin_hooks.enqueue(conn, "deleted", locked, origin=tn.plugins.origin())
     return counts

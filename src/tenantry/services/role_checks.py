@@ -53,8 +53,10 @@ def check_roles(tn: Tenantry) -> dict[str, list[str]]:
         label = s.runtime_role if cell.name == PRIMARY_CELL else f"{cell.name}:{s.runtime_role}"
         try:
             with admin_connection(cell.admin_url(tn.admin_url), timeout=s.connect_timeout, autocommit=True) as conn:
-                problems = [] if cell.name == PRIMARY_CELL else role_problems(
-                    conn, s.runtime_role, kind="runtime", pooled_schema=s.pooled_schema
+                problems = (
+                    []
+                    if cell.name == PRIMARY_CELL
+                    else role_problems(conn, s.runtime_role, kind="runtime", pooled_schema=s.pooled_schema)
                 )
                 shut = conn.execute(
                     _UNREACHABLE_SQL, {"databases": databases.get(cell.name, []), "role": s.runtime_role}

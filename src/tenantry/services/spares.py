@@ -67,6 +67,7 @@ from tenantry.core.placement import PRIMARY_CELL, Placement, plan_steps
 from tenantry.db import rls
 from tenantry.db.connect import admin_connection
 from tenantry.errors import ConfigurationError, Conflict, InvalidInput, TenantExists
+
 # module imports: provisioning imports this module in turn
 from tenantry.services import audit, placement_tables, provisioning
 from tenantry.services.cells import get_cell
@@ -277,8 +278,13 @@ def claim(
         )
         conn.execute("DELETE FROM tenantry.spares WHERE id = %s", (spare_id,))
         audit.record(
-            conn, actor=tn.actor, action="tenant.create", target_type="tenant", target=slug,
-            after=tenant.to_dict() | {
+            conn,
+            actor=tn.actor,
+            action="tenant.create",
+            target_type="tenant",
+            target=slug,
+            after=tenant.to_dict()
+            | {
                 "placement": placement.to_dict() | {"status": "active"},
                 "spare": True,
                 "spare_built_at": built_at.isoformat(),
@@ -315,8 +321,16 @@ def _cell(tn: Tenantry, isolation: Isolation, cell: str | None) -> str:
 
 def _row(row: tuple[Any, ...], key: SpareKey | None = None) -> Spare:
     spare = Spare(
-        id=row[0], tier=Isolation(row[1]), cell=row[2], schema=row[3], database=row[4], status=row[5],
-        fingerprint=row[6], app_revision=row[7], steps_done=tuple(row[8]), created_at=row[9],
+        id=row[0],
+        tier=Isolation(row[1]),
+        cell=row[2],
+        schema=row[3],
+        database=row[4],
+        status=row[5],
+        fingerprint=row[6],
+        app_revision=row[7],
+        steps_done=tuple(row[8]),
+        created_at=row[9],
     )
     if key is None:
         return spare
@@ -355,7 +369,9 @@ def _exclusive(tn: Tenantry) -> Iterator[None]:
     with admin_connection(tn.admin_url, timeout=tn.settings.connect_timeout, autocommit=True) as lock:
         got = lock.execute("SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_CLASS, 0)).fetchone()
         if not (got and got[0]):
-            raise Conflict("another `tenantry spares fill` or `drop` is running on this catalog; try again when it is done")
+            raise Conflict(
+                "another `tenantry spares fill` or `drop` is running on this catalog; try again when it is done"
+            )
         try:
             yield
         finally:
@@ -428,7 +444,10 @@ def fill(
             if report.changed:  # what was done is audited even when the fill then failed
                 with tn.admin() as conn, conn.transaction():
                     audit.record(
-                        conn, actor=tn.actor, action="spare.fill", target_type="spares",
+                        conn,
+                        actor=tn.actor,
+                        action="spare.fill",
+                        target_type="spares",
                         target=f"{isolation.value}@{place}",
                         after=report.to_dict()
                         | {"fingerprint": key.fingerprint, "app_revision": key.revision, "error": error},
@@ -452,7 +471,16 @@ def _new(tn: Tenantry, isolation: Isolation, cell: str, key: SpareKey) -> Spare:
                     RETURNING {}
                     """
                 ).format(_COLUMNS),
-                (spare_id, cell, isolation.value, where.database, where.schema, key.fingerprint, key.revision, spare_id),
+                (
+                    spare_id,
+                    cell,
+                    isolation.value,
+                    where.database,
+                    where.schema,
+                    key.fingerprint,
+                    key.revision,
+                    spare_id,
+                ),
             ).fetchone()
             if row is not None:
                 return _row(row)
@@ -534,7 +562,10 @@ def drop(
         if report.changed:
             with tn.admin() as conn, conn.transaction():
                 audit.record(
-                    conn, actor=tn.actor, action="spare.drop", target_type="spares",
+                    conn,
+                    actor=tn.actor,
+                    action="spare.drop",
+                    target_type="spares",
                     target=f"{report.tier or 'all'}@{cell or 'all'}",
                     after=report.to_dict() | {"stale_only": stale_only, "ids": [str(i) for i in dropped][:100]},
                 )

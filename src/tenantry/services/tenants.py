@@ -38,8 +38,14 @@ TENANT_COLUMNS = sql.SQL("id, slug, name, plan, status, created_at, updated_at, 
 
 def row_to_tenant(row: tuple[Any, ...]) -> Tenant:
     return Tenant(
-        id=row[0], slug=row[1], name=row[2], plan=row[3], status=Status(row[4]),
-        created_at=row[5], updated_at=row[6], epoch=row[7],
+        id=row[0],
+        slug=row[1],
+        name=row[2],
+        plan=row[3],
+        status=Status(row[4]),
+        created_at=row[5],
+        updated_at=row[6],
+        epoch=row[7],
     )
 
 
@@ -48,15 +54,18 @@ _PLAN_COLUMNS = "name, isolation, description, limits, defaults, cell, cell_labe
 
 def _plan(row: tuple[Any, ...]) -> Plan:
     return Plan(
-        name=row[0], isolation=Isolation(row[1]), description=row[2], limits=row[3], defaults=row[4],
-        cell=row[5], cell_labels=row[6],
+        name=row[0],
+        isolation=Isolation(row[1]),
+        description=row[2],
+        limits=row[3],
+        defaults=row[4],
+        cell=row[5],
+        cell_labels=row[6],
     )
 
 
 def list_plans(conn: psycopg.Connection[Any]) -> list[Plan]:
-    rows = conn.execute(
-        f"SELECT {_PLAN_COLUMNS} FROM tenantry.plans ORDER BY name"
-    ).fetchall()
+    rows = conn.execute(f"SELECT {_PLAN_COLUMNS} FROM tenantry.plans ORDER BY name").fetchall()
     return [_plan(r) for r in rows]
 
 
@@ -89,21 +98,29 @@ def tenant_key(key: str | uuid.UUID) -> uuid.UUID | str:
     raise TenantNotFound(f"no tenant {shown!r}")
 
 
-def pin_plan(
-    conn: psycopg.Connection[Any], name: str, *, cell: str | None, labels: dict[str, str], actor: str
-) -> Plan:
+def pin_plan(conn: psycopg.Connection[Any], name: str, *, cell: str | None, labels: dict[str, str], actor: str) -> Plan:
     """Set a plan's placement policy: a pinned cell (or ``None``) and required cell labels."""
     with conn.transaction():
         before = get_plan(conn, name)
-        if cell is not None and conn.execute("SELECT 1 FROM tenantry.cells WHERE name = %s", (cell,)).fetchone() is None:
+        if (
+            cell is not None
+            and conn.execute("SELECT 1 FROM tenantry.cells WHERE name = %s", (cell,)).fetchone() is None
+        ):
             raise PlanNotFound(f"no cell named {cell!r} to pin plan {name!r} to")
         conn.execute(
             "UPDATE tenantry.plans SET cell = %s, cell_labels = %s, updated_at = now() WHERE name = %s",
             (cell, Jsonb(labels), name),
         )
         after = get_plan(conn, name)
-        audit.record(conn, actor=actor, action="plan.pin", target_type="plan", target=name,
-                     before=before.to_dict(), after=after.to_dict())
+        audit.record(
+            conn,
+            actor=actor,
+            action="plan.pin",
+            target_type="plan",
+            target=name,
+            before=before.to_dict(),
+            after=after.to_dict(),
+        )
     return after
 
 
@@ -174,9 +191,9 @@ def list_tenants(
         for side in sides
     ]
     rows = conn.execute(
-        sql.SQL(
-            'SELECT {} FROM ({}) AS listed ORDER BY slug COLLATE "C", id LIMIT %(limit)s OFFSET %(offset)s'
-        ).format(TENANT_COLUMNS, sql.SQL(" UNION ALL ").join(queries)),
+        sql.SQL('SELECT {} FROM ({}) AS listed ORDER BY slug COLLATE "C", id LIMIT %(limit)s OFFSET %(offset)s').format(
+            TENANT_COLUMNS, sql.SQL(" UNION ALL ").join(queries)
+        ),
         {
             "status": None if status is None else status.value,
             "plan": plan,
@@ -191,9 +208,7 @@ def list_tenants(
     return [row_to_tenant(r) for r in rows]
 
 
-def change_status(
-    conn: psycopg.Connection[Any], key: str | uuid.UUID, target: Status, *, actor: str
-) -> Tenant:
+def change_status(conn: psycopg.Connection[Any], key: str | uuid.UUID, target: Status, *, actor: str) -> Tenant:
     """Move a tenant along its lifecycle; asking for the status it has is a no-op."""
     return transition(conn, key, target, actor=actor)[0]
 
@@ -229,8 +244,13 @@ def transition(
         after = row_to_tenant(row)
         notify_tenant(conn, after.id)
         audit.record(
-            conn, actor=actor, action=f"tenant.{target.value}", target_type="tenant",
-            target=before.slug, before=before.to_dict(), after=after.to_dict(),
+            conn,
+            actor=actor,
+            action=f"tenant.{target.value}",
+            target_type="tenant",
+            target=before.slug,
+            before=before.to_dict(),
+            after=after.to_dict(),
         )
         if target in _EVENTS:
             plugin_hooks.enqueue(conn, _EVENTS[target], after, origin=origin)

@@ -120,8 +120,9 @@ def create_token(
                 ).fetchone()
                 assert row is not None
                 token = _token(row)
-                audit.record(conn, actor=actor, action="token.create", target_type="token", target=name,
-                             after=token.to_dict())
+                audit.record(
+                    conn, actor=actor, action="token.create", target_type="token", target=name, after=token.to_dict()
+                )
             return token, secret
         except psycopg.errors.UniqueViolation as err:
             if err.diag.constraint_name == "api_tokens_name_key":
@@ -171,8 +172,15 @@ def revoke_token(conn: psycopg.Connection[Any], key: str | uuid.UUID, *, actor: 
         ).fetchone()
         assert row is not None
         after = _token(row)
-        audit.record(conn, actor=actor, action="token.revoke", target_type="token", target=before.name,
-                     before=before.to_dict(), after=after.to_dict())
+        audit.record(
+            conn,
+            actor=actor,
+            action="token.revoke",
+            target_type="token",
+            target=before.name,
+            before=before.to_dict(),
+            after=after.to_dict(),
+        )
     return after
 
 

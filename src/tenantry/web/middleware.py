@@ -83,9 +83,7 @@ __all__ = ["TenantMiddleware", "default_resolvers"]
 
 
 _log = logging.getLogger("tenantry.web")
-_NO_TENANT = Refusal(
-    "chain", 404, "Not Found", "this request names no tenant", problem_type("no-tenant")
-)
+_NO_TENANT = Refusal("chain", 404, "Not Found", "this request names no tenant", problem_type("no-tenant"))
 
 
 def default_resolvers(tn: Tenantry) -> list[Resolver]:
@@ -237,7 +235,9 @@ class TenantMiddleware:
             elif resolved[0].id != chosen[1][0].id:
                 assert chosen_match is not None
                 return Refusal(
-                    "chain", 403, "Conflicting tenants",
+                    "chain",
+                    403,
+                    "Conflicting tenants",
                     f"the request's {chosen_match.source} and {match.source} name different tenants",
                     problem_type("tenant-mismatch"),
                 )
@@ -269,7 +269,7 @@ class TenantMiddleware:
 
     # -- answers --------------------------------------------------------------------------
     async def _challenge(self, request: RequestInfo, send: Send) -> None:
-        token = request.path[len(WELL_KNOWN):]
+        token = request.path[len(WELL_KNOWN) :]
         route = None if request.host is None else await self._host(request.host)
         known = route is not None and route.token is not None and hmac.compare_digest(route.token, token)
         if not known or request.scope.get("method") not in ("GET", "HEAD"):
@@ -277,15 +277,17 @@ class TenantMiddleware:
             await send_problem(send, response)
             return
         body = token.encode()
-        await send({
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": b"" if request.scope["method"] == "HEAD" else body})
 
     async def _refuse(
@@ -316,7 +318,7 @@ class TenantMiddleware:
         if make is None:
             return no_tenant_page()
         try:
-            if inspect.iscoroutinefunction(make) or inspect.iscoroutinefunction(getattr(make, "__call__", None)):
+            if inspect.iscoroutinefunction(make) or inspect.iscoroutinefunction(getattr(make, "__call__", None)):  # noqa: B004 - an async __call__
                 made = await make(request)  # type: ignore[misc]
             else:
                 made = await asyncio.to_thread(make, request)

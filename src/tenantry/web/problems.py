@@ -82,8 +82,12 @@ def problem_from_error(error: TenantryError, *, type_: str | None = None, **extr
     status = error.http_status
     name = re.sub(r"(?<!^)(?=[A-Z])", "-", type(error).__name__).lower()
     return problem(
-        status, HTTPStatus(status).phrase, error.message, type_ or problem_type(name),
-        headers=retry_after_header(error), **extra,
+        status,
+        HTTPStatus(status).phrase,
+        error.message,
+        type_ or problem_type(name),
+        headers=retry_after_header(error),
+        **extra,
     )
 
 
@@ -113,7 +117,9 @@ def with_page(response: tuple[int, Headers, bytes], page: str) -> tuple[int, Hea
     ``page``, a complete HTML document, as its body."""
     status, headers, _ = response
     body = page.encode()
-    kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k not in (b"content-type", b"content-length")}
+    kept = {
+        k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k not in (b"content-type", b"content-length")
+    }
     return status, _headers("text/html; charset=utf-8", body, kept), body
 
 

@@ -36,7 +36,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True, slots=True)
 class RequestInfo:
     """What resolvers read: the normalised host (port dropped; ``None`` if absent or not a
@@ -58,7 +57,7 @@ class RequestInfo:
         root_path: str = scope.get("root_path", "")
         # ASGI servers put the whole path in `path`; frameworks strip `root_path` from it
         if root_path and (path == root_path or path.startswith(root_path + "/")):
-            path = path[len(root_path):]
+            path = path[len(root_path) :]
         return cls(scope=scope, host=host, path=path, root_path=root_path)
 
     def header(self, name: bytes) -> str | None:
@@ -176,7 +175,9 @@ class HeaderResolver:
             return None
         if len(values) > 1:
             return Refusal(
-                self.name, 400, "Conflicting tenant headers",
+                self.name,
+                400,
+                "Conflicting tenant headers",
                 f"the request sends the {self.header_name.decode('latin-1')} header with different values",
                 problem_type("conflicting-tenant-headers"),
             )
@@ -200,7 +201,7 @@ class PathPrefixResolver:
         path = request.path
         if not path.startswith(self.prefix):
             return None
-        segment, _, _ = path[len(self.prefix):].partition("/")
+        segment, _, _ = path[len(self.prefix) :].partition("/")
         if not segment:
             return None
         return Match(self.name, "slug", segment, root_path=f"{request.root_path}{self.prefix}{segment}")
@@ -255,7 +256,11 @@ class JwtClaimResolver:
 
     def _refuse(self, detail: str) -> Refusal:
         return Refusal(
-            self.name, 401, "Invalid token", detail, problem_type("invalid-token"),
+            self.name,
+            401,
+            "Invalid token",
+            detail,
+            problem_type("invalid-token"),
             {"www-authenticate": 'Bearer error="invalid_token"'},
         )
 
@@ -279,13 +284,20 @@ class JwtClaimResolver:
         try:
             if self.unverified:
                 claims = jwt.decode(
-                    token, options={"verify_signature": False, "verify_exp": True, "require": self.require},
-                    algorithms=self.algorithms, leeway=self.leeway,
+                    token,
+                    options={"verify_signature": False, "verify_exp": True, "require": self.require},
+                    algorithms=self.algorithms,
+                    leeway=self.leeway,
                 )
             else:
                 claims = jwt.decode(
-                    token, self._key_for(token), algorithms=self.algorithms, audience=self.audience,
-                    issuer=self.issuer, leeway=self.leeway, options={"require": self.require},
+                    token,
+                    self._key_for(token),
+                    algorithms=self.algorithms,
+                    audience=self.audience,
+                    issuer=self.issuer,
+                    leeway=self.leeway,
+                    options={"require": self.require},
                 )
         except jwt.ExpiredSignatureError:
             return self._refuse("the bearer token has expired")

@@ -168,7 +168,9 @@ def change_brand(
     changes = body.model_dump(exclude_unset=True, exclude={"allow_low_contrast"})
     allow = body.allow_low_contrast
     return _change_out(
-        _allowing(lambda: tn.branding.set(tenant, changes, expected_version=expected_version, allow_low_contrast=allow)),
+        _allowing(
+            lambda: tn.branding.set(tenant, changes, expected_version=expected_version, allow_low_contrast=allow)
+        ),
         tn,
     )
 
@@ -202,7 +204,10 @@ def rollback_brand(
     Scope: `brands:write`."""
     change = _allowing(
         lambda: tn.branding.rollback(
-            tenant, body.version, message=body.message, expected_version=expected_version,
+            tenant,
+            body.version,
+            message=body.message,
+            expected_version=expected_version,
             allow_low_contrast=body.allow_low_contrast,
         )
     )
@@ -233,7 +238,9 @@ async def _read_image(request: Request, rules: ImageRules) -> bytes:
     return bytes(data)
 
 
-def _upload(tn: Tenantry, tenant: str, rules: ImageRules, declared: str, data: bytes, expected: int | None) -> BrandChange:
+def _upload(
+    tn: Tenantry, tenant: str, rules: ImageRules, declared: str, data: bytes, expected: int | None
+) -> BrandChange:
     try:
         image = inspect_image(data, rules)
     except ValueError as err:
@@ -267,7 +274,9 @@ async def upload_logo(
 
 
 @router.put(
-    "/favicon", response_model=BrandChangeOut, responses=problems(404, 409, 413, 415),
+    "/favicon",
+    response_model=BrandChangeOut,
+    responses=problems(404, 409, 413, 415),
     openapi_extra=_image_body(FAVICON),
 )
 async def upload_favicon(

@@ -38,9 +38,13 @@ def get_cell(tn: TN, _: Read, name: Name) -> CellOut:
 
 
 @router.post(
-    "", status_code=201, response_model=CellOut,
-    responses={200: {"model": CellOut, "description": "The cell was registered already, with this server."},
-               **problems(400, 409)},
+    "",
+    status_code=201,
+    response_model=CellOut,
+    responses={
+        200: {"model": CellOut, "description": "The cell was registered already, with this server."},
+        **problems(400, 409),
+    },
 )
 def add_cell(tn: TN, _: Write, body: CellIn, response: Response) -> CellOut:
     """Register a PostgreSQL server as a cell (its roles are created there). Adding the same

@@ -56,7 +56,9 @@ Message = Annotated[Text, Field(max_length=1000, description="Why: kept with the
 Version = Annotated[int, Field(ge=0, le=2**31 - 1, description="A version of the layer (0: empty).")]
 Values = Annotated[
     dict[Text, JsonValue],
-    Field(min_length=1, max_length=100, description='Dotted keys and their JSON values: `{"limits.max_projects": 50}`.'),
+    Field(
+        min_length=1, max_length=100, description='Dotted keys and their JSON values: `{"limits.max_projects": 50}`.'
+    ),
 ]
 
 #: a temporary override lasts at most this long
@@ -128,7 +130,9 @@ class ConfigPlanPatch(In):
 
 class ConfigTenantPatch(ConfigPlanPatch):
     expires_in: int | None = Field(
-        None, ge=1, le=int(MAX_OVERRIDE.total_seconds()),
+        None,
+        ge=1,
+        le=int(MAX_OVERRIDE.total_seconds()),
         description="Seconds: set the values as temporary overrides that end then.",
     )
     expires_at: AwareDatetime | None = Field(None, description="Or the moment the temporary overrides end.")
@@ -201,7 +205,9 @@ _WRITE_ERRORS = problems(400, 404, 409)
 # -- tenants ----------------------------------------------------------------------------------
 
 
-@router.get("/tenants/{tenant}", response_model=ConfigLayerOut, response_model_exclude_unset=True, responses=_READ_ERRORS)
+@router.get(
+    "/tenants/{tenant}", response_model=ConfigLayerOut, response_model_exclude_unset=True, responses=_READ_ERRORS
+)
 def get_tenant_config(tn: TN, _: Read, tenant: TenantKey) -> ConfigLayerOut:
     """The tenant's layer (its values and live overrides) and what it resolves to.
     Scope: `config:read`."""
@@ -209,7 +215,9 @@ def get_tenant_config(tn: TN, _: Read, tenant: TenantKey) -> ConfigLayerOut:
 
 
 @router.get(
-    "/tenants/{tenant}/keys/{key}", response_model=ConfigKeyOut, response_model_exclude_unset=True,
+    "/tenants/{tenant}/keys/{key}",
+    response_model=ConfigKeyOut,
+    response_model_exclude_unset=True,
     responses=_READ_ERRORS,
 )
 def get_tenant_key(tn: TN, _: Read, tenant: TenantKey, key: Key) -> ConfigKeyOut:
@@ -238,7 +246,9 @@ def replace_tenant_layer(tn: TN, _: Write, tenant: TenantKey, body: ConfigPut) -
 
 
 @router.delete(
-    "/tenants/{tenant}/keys/{key}", response_model=ConfigChangeOut, response_model_exclude_unset=True,
+    "/tenants/{tenant}/keys/{key}",
+    response_model=ConfigChangeOut,
+    response_model_exclude_unset=True,
     responses=_WRITE_ERRORS,
 )
 def unset_tenant_key(
@@ -272,7 +282,9 @@ def tenant_diff(tn: TN, _: Read, tenant: TenantKey, from_version: FromVersion, t
 
 
 @router.post(
-    "/tenants/{tenant}/rollback", response_model=ConfigChangeOut, response_model_exclude_unset=True,
+    "/tenants/{tenant}/rollback",
+    response_model=ConfigChangeOut,
+    response_model_exclude_unset=True,
     responses=_WRITE_ERRORS,
 )
 def tenant_rollback(tn: TN, _: Write, tenant: TenantKey, body: RollbackIn) -> ConfigChangeOut:
@@ -300,7 +312,9 @@ def get_plan_key(tn: TN, _: Read, plan: PlanName, key: Key) -> ConfigKeyOut:
     return _key_out(tn, {"plan": plan}, key)
 
 
-@router.patch("/plans/{plan}", response_model=ConfigChangeOut, response_model_exclude_unset=True, responses=_WRITE_ERRORS)
+@router.patch(
+    "/plans/{plan}", response_model=ConfigChangeOut, response_model_exclude_unset=True, responses=_WRITE_ERRORS
+)
 def set_plan_values(tn: TN, _: Write, plan: PlanName, body: ConfigPlanPatch) -> ConfigChangeOut:
     """Set keys of the plan's layer in one version. Validated for the plan and for every
     tenant on it with a layer of its own (the `problems` name the tenant). Scope: `config:write`."""
@@ -314,7 +328,9 @@ def replace_plan_layer(tn: TN, _: Write, plan: PlanName, body: ConfigPut) -> Con
 
 
 @router.delete(
-    "/plans/{plan}/keys/{key}", response_model=ConfigChangeOut, response_model_exclude_unset=True,
+    "/plans/{plan}/keys/{key}",
+    response_model=ConfigChangeOut,
+    response_model_exclude_unset=True,
     responses=_WRITE_ERRORS,
 )
 def unset_plan_key(
@@ -336,14 +352,18 @@ def plan_history(
     return _history(tn, {"plan": plan}, request, response, limit, cursor)
 
 
-@router.get("/plans/{plan}/diff", response_model=ConfigDiffOut, response_model_exclude_unset=True, responses=_READ_ERRORS)
+@router.get(
+    "/plans/{plan}/diff", response_model=ConfigDiffOut, response_model_exclude_unset=True, responses=_READ_ERRORS
+)
 def plan_diff(tn: TN, _: Read, plan: PlanName, from_version: FromVersion, to_version: ToVersion) -> ConfigDiffOut:
     """What changed in the plan's layer between two versions. Scope: `config:read`."""
     return _diff(tn, {"plan": plan}, from_version, to_version)
 
 
 @router.post(
-    "/plans/{plan}/rollback", response_model=ConfigChangeOut, response_model_exclude_unset=True,
+    "/plans/{plan}/rollback",
+    response_model=ConfigChangeOut,
+    response_model_exclude_unset=True,
     responses=_WRITE_ERRORS,
 )
 def plan_rollback(tn: TN, _: Write, plan: PlanName, body: RollbackIn) -> ConfigChangeOut:

@@ -77,7 +77,9 @@ class DomainOut(BaseModel):
     verified_at: datetime | None
     created_at: datetime
     token: str = Field(description="What proves the domain: served over HTTP or published in DNS.")
-    http_path: str = Field(description=f"The path the HTTP check fetches (`{WELL_KNOWN}<token>`); it must answer the token.")
+    http_path: str = Field(
+        description=f"The path the HTTP check fetches (`{WELL_KNOWN}<token>`); it must answer the token."
+    )
     http_check: str = Field(description="The URL the HTTP check fetches.")
     dns_check: DnsRecordOut = Field(description="The TXT record the DNS check looks for.")
 
@@ -89,13 +91,16 @@ class DomainPage(BaseModel):
 
 
 class DomainIn(In):
-    hostname: Text = Field(max_length=300, description="The hostname, e.g. `shop.acme.com`.", examples=["shop.acme.com"])
+    hostname: Text = Field(
+        max_length=300, description="The hostname, e.g. `shop.acme.com`.", examples=["shop.acme.com"]
+    )
     tenant: Text = Field(max_length=100, description="The tenant's slug or id.", examples=["acme"])
 
 
 class VerifyIn(In):
     method: Literal["http", "dns"] = Field(
-        "http", description="`http`: the token at `http://<hostname>/.well-known/tenantry/<token>`; `dns`: the TXT record."
+        "http",
+        description="`http`: the token at `http://<hostname>/.well-known/tenantry/<token>`; `dns`: the TXT record.",
     )
 
 
@@ -112,7 +117,9 @@ def list_domains(
     response: Response,
     limit: Limit = 100,
     cursor: Cursor = None,
-    tenant: Annotated[Text | None, Query(max_length=100, description="Only this tenant's domains (slug or id).")] = None,
+    tenant: Annotated[
+        Text | None, Query(max_length=100, description="Only this tenant's domains (slug or id).")
+    ] = None,
 ) -> DomainPage:
     """Custom domains by hostname, a page at a time; an unknown `tenant` is a 404.
     Scope: `domains:read`."""
@@ -135,7 +142,10 @@ def _registered(tn: Tenantry, hostname: str) -> Domain | None:
     "",
     status_code=201,
     response_model=DomainOut,
-    responses={200: {"model": DomainOut, "description": "The tenant had this domain already."}, **problems(400, 404, 409)},
+    responses={
+        200: {"model": DomainOut, "description": "The tenant had this domain already."},
+        **problems(400, 404, 409),
+    },
 )
 def add_domain(tn: TN, _: Write, body: DomainIn, response: Response) -> DomainOut:
     """Register a custom domain for a tenant, pending until verified: the answer says how to

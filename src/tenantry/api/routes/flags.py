@@ -75,9 +75,12 @@ class _Definition(In):
         None, description='Multivariate: names and values, `{"a": "blue", "b": "green"}` (boolean: fixed on/off).'
     )
     default: Text | None = Field(None, max_length=64, description="Variant served when no rule matches and no rollout.")
-    off: Text | None = Field(None, max_length=64, description="Multivariate: variant served while killed or off schedule.")
+    off: Text | None = Field(
+        None, max_length=64, description="Multivariate: variant served while killed or off schedule."
+    )
     rules: list[dict[Text, JsonValue]] | None = Field(
-        None, max_length=200,
+        None,
+        max_length=200,
         description='In order, the first that matches serves: `{"when": [{"attribute": "plan", "op": "in",'
         ' "value": ["business"]}], "variant": "on"}` (or a `rollout` instead of a variant).',
     )
@@ -91,7 +94,8 @@ class _Definition(In):
 
 class FlagIn(_Definition):
     key: Text = Field(
-        max_length=100, description="1-100 characters: a-z, 0-9, `_`, `-`, `.`, starting with a letter or digit.",
+        max_length=100,
+        description="1-100 characters: a-z, 0-9, `_`, `-`, `.`, starting with a letter or digit.",
         examples=["new-dashboard"],
     )
 
@@ -141,7 +145,10 @@ def list_flags(
     "",
     status_code=201,
     response_model=FlagOut,
-    responses={200: {"model": FlagOut, "description": "The flag exists with this definition already."}, **problems(400, 409)},
+    responses={
+        200: {"model": FlagOut, "description": "The flag exists with this definition already."},
+        **problems(400, 409),
+    },
 )
 def create_flag(tn: TN, _: Write, body: FlagIn, response: Response) -> FlagOut:
     """Create a flag (a boolean flag starts off unless a rollout or rule says otherwise).

@@ -92,18 +92,16 @@ def list_jobs(
     limit: Limit = 100,
     cursor: Cursor = None,
     kind: Annotated[Text | None, Query(max_length=100, description="Only jobs of this kind.")] = None,
-    status: Annotated[Literal["running", "done", "failed"] | None, Query(description="Only jobs in this status.")] = None,
+    status: Annotated[
+        Literal["running", "done", "failed"] | None, Query(description="Only jobs in this status.")
+    ] = None,
     tenant: Annotated[Text | None, Query(max_length=100, description="Only jobs of this tenant (slug).")] = None,
 ) -> JobPage:
     """Jobs, newest first, a page at a time. Scope: `jobs:read`."""
     before = None if cursor is None else decode_cursor(cursor, datetime.fromisoformat, uuid.UUID)
     with tn.admin() as conn:
-        found = job_service.list_jobs(
-            conn, kind=kind, status=status, tenant=tenant, before=before, limit=limit + 1
-        )
-    page, url, next_cursor = paginate(
-        request, response, found, limit, lambda j: (j.created_at.isoformat(), str(j.id))
-    )
+        found = job_service.list_jobs(conn, kind=kind, status=status, tenant=tenant, before=before, limit=limit + 1)
+    page, url, next_cursor = paginate(request, response, found, limit, lambda j: (j.created_at.isoformat(), str(j.id)))
     return JobPage(items=[job_view(tn, j) for j in page], next=url, next_cursor=next_cursor)
 
 

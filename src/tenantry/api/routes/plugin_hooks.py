@@ -74,8 +74,12 @@ class HookRetryOut(BaseModel):
 def list_hook_calls(
     tn: TN,
     _: Read,
-    plugin: Annotated[str | None, Query(pattern=f"^{PLUGIN_NAME.pattern}$", max_length=40, description="Only this plugin's.")] = None,
-    tenant: Annotated[Text | None, Query(max_length=100, description="Only those about this tenant (slug or id).")] = None,
+    plugin: Annotated[
+        str | None, Query(pattern=f"^{PLUGIN_NAME.pattern}$", max_length=40, description="Only this plugin's.")
+    ] = None,
+    tenant: Annotated[
+        Text | None, Query(max_length=100, description="Only those about this tenant (slug or id).")
+    ] = None,
     status: Annotated[HookStatus | None, Query(description="Only calls in this state.")] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="At most this many, 1 to 500.")] = 100,
 ) -> HookPage:

@@ -56,7 +56,8 @@ Write = Annotated[Principal, Depends(require("plugins:write"))]
 Name = Annotated[
     str,
     Path(
-        pattern=f"^{PLUGIN_NAME.pattern}$", max_length=40,
+        pattern=f"^{PLUGIN_NAME.pattern}$",
+        max_length=40,
         description="The plugin's name: a-z, 0-9 and '-', starting with a letter, at most 40 characters.",
         examples=["webhooks"],
     ),
@@ -98,7 +99,9 @@ class PluginSettingsOut(BaseModel):
 
 
 class EnablementIn(In):
-    enabled: StrictBool = Field(description="`true` switches the plugin on, `false` off (even where the plan has it on).")
+    enabled: StrictBool = Field(
+        description="`true` switches the plugin on, `false` off (even where the plan has it on)."
+    )
 
 
 class PluginChangeOut(BaseModel):
@@ -149,8 +152,13 @@ def _setting_out(setting: Enablement) -> PluginSettingOut:
 
 def _plugin_out(info: PluginInfo) -> PluginOut:
     return PluginOut(
-        name=info.name, source=info.source, registered=info.registered, capabilities=list(info.capabilities),
-        description=info.description, error=info.error, settings=[_setting_out(s) for s in info.settings],
+        name=info.name,
+        source=info.source,
+        registered=info.registered,
+        capabilities=list(info.capabilities),
+        description=info.description,
+        error=info.error,
+        settings=[_setting_out(s) for s in info.settings],
     )
 
 
@@ -262,7 +270,9 @@ def plugin_errors(
     plugin: Annotated[
         str | None, Query(pattern=f"^{PLUGIN_NAME.pattern}$", max_length=40, description="Only this plugin's.")
     ] = None,
-    tenant: Annotated[Text | None, Query(max_length=100, description="Only those about this tenant (slug or id).")] = None,
+    tenant: Annotated[
+        Text | None, Query(max_length=100, description="Only those about this tenant (slug or id).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="At most this many, 1 to 500.")] = 100,
 ) -> PluginErrorPage:
     """What plugins raised (lifecycle hooks, routes, background work), counted per plugin,

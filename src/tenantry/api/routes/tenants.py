@@ -63,9 +63,7 @@ def _placement(placement: Placement | None) -> PlacementOut | None:
 
 
 def _accepted(job: JobOut) -> JSONResponse:
-    return JSONResponse(
-        job.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"}
-    )
+    return JSONResponse(job.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
 def _no_job_running(tn: Tenantry, tenant: Tenant) -> None:
@@ -86,13 +84,20 @@ def list_tenants(
     status: Annotated[Status | None, Query(description="Only tenants with this status.")] = None,
     plan: Annotated[Text | None, Query(max_length=200, description="Only tenants on this plan.")] = None,
     include_deleted: Annotated[bool, Query(description="Include deleted tenants (tombstones).")] = False,
-    prefix: Annotated[Text | None, Query(max_length=63, description="Only tenants whose slug starts with this.")] = None,
+    prefix: Annotated[
+        Text | None, Query(max_length=63, description="Only tenants whose slug starts with this.")
+    ] = None,
 ) -> TenantPage:
     """Tenants by slug, a page at a time. Scope: `tenants:read`."""
     after = None if cursor is None else decode_cursor(cursor, text_key, uuid.UUID)
     with tn.admin() as conn:
         found = tenants_page(
-            conn, status=status, plan=plan, include_deleted=include_deleted, prefix=prefix, after=after,
+            conn,
+            status=status,
+            plan=plan,
+            include_deleted=include_deleted,
+            prefix=prefix,
+            after=after,
             limit=limit + 1,
         )
     page, url, next_cursor = paginate(request, response, found, limit, lambda t: (t.slug, str(t.id)))
@@ -145,8 +150,12 @@ def create_tenant(tn: TN, runner: Runner, principal: Write, body: TenantIn, resp
         return {"tenant": tn.create_tenant(body.slug, name=body.name, plan=body.plan, cell=body.cell).to_dict()}
 
     submitted = runner.submit(
-        "tenant.create", tenant=body.slug, tenant_id=None, actor=principal.actor,
-        payload={"request": body.model_dump(), "isolation": plan.isolation.value}, work=work,
+        "tenant.create",
+        tenant=body.slug,
+        tenant_id=None,
+        actor=principal.actor,
+        payload={"request": body.model_dump(), "isolation": plan.isolation.value},
+        work=work,
     )
     return _accepted(job_view(tn, submitted.job))
 
@@ -208,8 +217,12 @@ def move(tn: TN, runner: Runner, principal: Mover, key: Key, body: MoveIn) -> An
         return report.to_dict()
 
     submitted = runner.submit(
-        "tenant.move", tenant=tenant.slug, tenant_id=tenant.id, actor=principal.actor,
-        payload={"request": body.model_dump()}, work=work,
+        "tenant.move",
+        tenant=tenant.slug,
+        tenant_id=tenant.id,
+        actor=principal.actor,
+        payload={"request": body.model_dump()},
+        work=work,
     )
     submitted.wait_started(START_WAIT)
     if submitted.error is not None and not submitted.began:

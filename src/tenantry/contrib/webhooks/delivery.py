@@ -25,7 +25,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -35,7 +35,6 @@ from tenantry.contrib.webhooks.config import WebhooksConfig
 from tenantry.contrib.webhooks.models import Delivery
 from tenantry.contrib.webhooks.signing import signature_headers
 from tenantry.errors import ConfigurationError, UnsafeAddress
-from tenantry.services.egress import Egress
 
 if TYPE_CHECKING:
     import httpx
@@ -65,8 +64,13 @@ class DeliveryReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "tenants": self.tenants, "attempted": self.attempted, "delivered": self.delivered,
-            "retrying": self.retrying, "failed": self.failed, "paused": self.paused, "errors": self.errors,
+            "tenants": self.tenants,
+            "attempted": self.attempted,
+            "delivered": self.delivered,
+            "retrying": self.retrying,
+            "failed": self.failed,
+            "paused": self.paused,
+            "errors": self.errors,
         }
 
 
@@ -106,7 +110,9 @@ def deliver_pending(tn: Tenantry, *, limit: int = 50, client: httpx.Client | Non
     return report
 
 
-def _deliver_tenant(tn: Tenantry, plugin: WebhooksPlugin, http: httpx.Client, limit: int, report: DeliveryReport) -> None:
+def _deliver_tenant(
+    tn: Tenantry, plugin: WebhooksPlugin, http: httpx.Client, limit: int, report: DeliveryReport
+) -> None:
     config: WebhooksConfig = plugin.config(tn)
     claimed = _claim(tn, limit, plugin.lease)
     for row in claimed:
@@ -152,7 +158,7 @@ class _Outcome:
 def _send(http: httpx.Client, plugin: WebhooksPlugin, config: WebhooksConfig, row: sa.Row[Any]) -> _Outcome:
     import httpx
 
-    secrets = config.signing_secrets(datetime.now(timezone.utc))
+    secrets = config.signing_secrets(datetime.now(UTC))
     if config.url is None or not secrets:
         return _Outcome(False, None, error="no endpoint configured", final=True)
     url = str(config.url)

@@ -19,7 +19,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Mapping
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from datetime import time as time_
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -55,17 +55,19 @@ def build(tn: Tenantry, event: str, data: Mapping[str, Any]) -> Delivery | None:
         return None
     event_id = uuid.uuid4()
     try:
-        payload = json.loads(json.dumps(
-            {
-                "type": event,
-                "id": str(event_id),
-                "tenant": bound.slug,
-                "timestamp": datetime.now(timezone.utc).isoformat(),
-                "data": dict(data),
-            },
-            default=_plain,
-            allow_nan=False,
-        ))
+        payload = json.loads(
+            json.dumps(
+                {
+                    "type": event,
+                    "id": str(event_id),
+                    "tenant": bound.slug,
+                    "timestamp": datetime.now(UTC).isoformat(),
+                    "data": dict(data),
+                },
+                default=_plain,
+                allow_nan=False,
+            )
+        )
     except (TypeError, ValueError) as err:
         raise InvalidInput(f"webhook data of {event} is not JSON: {err}") from err
     if len(json.dumps(payload)) > MAX_PAYLOAD_BYTES:

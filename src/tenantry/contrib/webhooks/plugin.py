@@ -12,8 +12,8 @@ from tenantry.contrib.webhooks.models import Base
 from tenantry.contrib.webhooks.outbox import queue
 from tenantry.contrib.webhooks.routes import WebhookRoutes
 from tenantry.errors import InvalidInput
+from tenantry.plugins.base import AppTables, ASGIApp, AsgiRoutes, ConfigSection, FlagProvider, LifecycleHooks
 from tenantry.services.egress import Egress, Resolver
-from tenantry.plugins.base import ASGIApp, AppTables, AsgiRoutes, ConfigSection, FlagProvider, LifecycleHooks
 
 if TYPE_CHECKING:
     from tenantry.app import Tenantry
@@ -56,7 +56,9 @@ class WebhooksPlugin(LifecycleHooks, ConfigSection, AppTables, AsgiRoutes, FlagP
         resolver: Resolver | None = None,
     ) -> None:
         if max_attempts < 1 or backoff_base < 0 or backoff_cap < backoff_base or timeout <= 0 or lease <= timeout:
-            raise InvalidInput("webhooks: need max_attempts >= 1, 0 <= backoff_base <= backoff_cap, 0 < timeout < lease")
+            raise InvalidInput(
+                "webhooks: need max_attempts >= 1, 0 <= backoff_base <= backoff_cap, 0 < timeout < lease"
+            )
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -75,11 +77,13 @@ class WebhooksPlugin(LifecycleHooks, ConfigSection, AppTables, AsgiRoutes, FlagP
         return WebhookRoutes(tn)
 
     def flag_definitions(self) -> Sequence[Mapping[str, Any]]:
-        return [{
-            "key": "webhooks.deliver",
-            "default": "on",
-            "description": "Send queued webhooks; switch off (for some tenants, by rule) to hold them",
-        }]
+        return [
+            {
+                "key": "webhooks.deliver",
+                "default": "on",
+                "description": "Send queued webhooks; switch off (for some tenants, by rule) to hold them",
+            }
+        ]
 
     def _lifecycle(self, tn: Tenantry, tenant: Tenant, event: str, data: Mapping[str, Any] | None = None) -> None:
         with tn.tenant(tenant.id, allow_inactive=True), Session(tn.engine()) as session, session.begin():

@@ -14,7 +14,7 @@ secrets redacted.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from tenantry.contrib.webhooks.signing import check_secret, new_secret
@@ -45,7 +45,7 @@ def rotate_secret(
         raise InvalidInput("keep_old must be between 0 and 90 days")
     fresh = secret if secret is not None else new_secret()
     check_secret(fresh)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     def change(document: dict[str, Any]) -> dict[str, Any]:
         section = dict(document.get("webhooks") or {})
@@ -59,7 +59,11 @@ def rotate_secret(
         return {**document, "webhooks": section}
 
     config_service.modify(
-        tn, change, tenant=tenant, plan=plan, action="config.rotate_secret",
+        tn,
+        change,
+        tenant=tenant,
+        plan=plan,
+        action="config.rotate_secret",
         message=f"rotate webhooks.secret, keeping the old one for {keep_old}",
     )
     return fresh

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["WebhookRoutes"]
 
 
-
 class WebhookRoutes:
     """The ASGI app :meth:`WebhooksPlugin.asgi_app` returns."""
 
@@ -42,7 +41,9 @@ class WebhookRoutes:
             return
         path = _below(scope)
         if scope["method"] not in ("GET", "HEAD"):
-            await send_problem(send, problem(405, "Method Not Allowed", "these routes are read-only", headers={"allow": "GET, HEAD"}))
+            await send_problem(
+                send, problem(405, "Method Not Allowed", "these routes are read-only", headers={"allow": "GET, HEAD"})
+            )
             return
         if path in ("/", ""):
             await _json(send, await self._overview())
@@ -51,17 +52,21 @@ class WebhookRoutes:
             limit_text = (query.get("limit") or ["20"])[0]
             status = (query.get("status") or [None])[0]
             if not limit_text.isdigit() or not 1 <= int(limit_text) <= 200:
-                await send_problem(send, problem(422, "Unprocessable Content", "limit must be a whole number from 1 to 200"))
+                await send_problem(
+                    send, problem(422, "Unprocessable Content", "limit must be a whole number from 1 to 200")
+                )
                 return
             if status is not None and status not in STATUSES:
-                await send_problem(send, problem(422, "Unprocessable Content", f"status must be one of {', '.join(STATUSES)}"))
+                await send_problem(
+                    send, problem(422, "Unprocessable Content", f"status must be one of {', '.join(STATUSES)}")
+                )
                 return
             await _json(send, {"deliveries": await self._recent(int(limit_text), status)})
         else:
             await send_problem(send, problem(404, "Not Found", "no such resource"))
 
     async def _overview(self) -> dict[str, Any]:
-        config: WebhooksConfig = await asyncio.to_thread(lambda: getattr(self.tn.config(), "webhooks"))
+        config: WebhooksConfig = await asyncio.to_thread(lambda: getattr(self.tn.config(), "webhooks"))  # noqa: B009 - a plugin section, unknown to the type
         async with AsyncSession(self.tn.async_engine()) as session:
             rows = (await session.execute(sa.select(Delivery.status, sa.func.count()).group_by(Delivery.status))).all()
         counts = {status: int(count) for status, count in rows}
@@ -90,13 +95,15 @@ def _below(scope: Scope) -> str:
 
 async def _json(send: Send, value: Any) -> None:
     body = json.dumps(value, separators=(",", ":")).encode()
-    await send({
-        "type": "http.response.start",
-        "status": 200,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"private, no-store"),
-        ],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"private, no-store"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

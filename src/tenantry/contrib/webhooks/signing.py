@@ -24,7 +24,16 @@ from collections.abc import Iterable, Mapping
 
 from tenantry.errors import InvalidSecret
 
-__all__ = ["MAX_KEY_BYTES", "MIN_KEY_BYTES", "PREFIX", "check_secret", "new_secret", "sign", "signature_headers", "verify"]
+__all__ = [
+    "MAX_KEY_BYTES",
+    "MIN_KEY_BYTES",
+    "PREFIX",
+    "check_secret",
+    "new_secret",
+    "sign",
+    "signature_headers",
+    "verify",
+]
 
 #: seconds a receiver accepts between the timestamp and its clock, either way
 TOLERANCE = 300
@@ -83,7 +92,9 @@ def signature_headers(
     }
 
 
-def verify(secret: str, headers: Mapping[str, str], body: bytes, *, tolerance: int = TOLERANCE, now: float | None = None) -> bool:
+def verify(
+    secret: str, headers: Mapping[str, str], body: bytes, *, tolerance: int = TOLERANCE, now: float | None = None
+) -> bool:
     """Whether ``headers`` (names in lowercase) sign ``body`` with ``secret``, recently; one
     matching ``v1`` entry among several is enough."""
     message_id = headers.get("webhook-id", "")
