@@ -54,3 +54,29 @@ def test_import_loads_no_driver() -> None:
     probe = "import sys, tenantry; print(sorted({m.split('.')[0] for m in sys.modules} & {'psycopg', 'pydantic', 'sqlalchemy'}))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_what_the_facade_returns_is_exported() -> None:
+    """Every tenantry type a public method of ``Tenantry`` returns can be imported from
+    ``tenantry`` (users annotate their code with them)."""
+    import inspect
+    import typing
+
+    def classes(hint: object) -> set[type]:
+        found = {hint} if isinstance(hint, type) else set()
+        for arg in typing.get_args(hint):
+            found |= classes(arg)
+        return found
+
+    missing = {}
+    for name, member in inspect.getmembers(tenantry.Tenantry):
+        if name.startswith("_") or not callable(member):
+            continue
+        try:
+            hints = typing.get_type_hints(member)
+        except NameError:  # an annotation only a type checker resolves
+            continue
+        for cls in classes(hints.get("return")):
+            if cls.__module__.startswith("tenantry.") and cls.__name__ not in tenantry.__all__:
+                missing[f"Tenantry.{name}"] = f"{cls.__module__}.{cls.__name__}"
+    assert missing == {}

@@ -78,11 +78,16 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.core.hostnames import normalise_hostname
     from tenantry.core.model import Isolation, Plan, Status, Tenant
     from tenantry.core.naming import RESERVED_SLUGS, validate_slug
+    from tenantry.core.placement import Placement
+    from tenantry.core.secrets import Keyring
     from tenantry.db.alchemy import TenantScoped, tenant_id_column
     from tenantry.db.binding import AsyncTenantConnection, TenantConnection
     from tenantry.db.bulk import acopy_rows, copy_rows
+    from tenantry.db.catalog import InitReport
+    from tenantry.db.rls import DeployReport
     from tenantry.db.server import EmbeddedServer
     from tenantry.live import Flags
+    from tenantry.migrations.report import MigrationReport, PlacementResult, StatusReport
     from tenantry.openfeature import TenantryProvider
     from tenantry.plugins import (
         AppTables,
@@ -96,9 +101,12 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
         Plugins,
         mount_plugins,
     )
+    from tenantry.services.audit import AuditEntry
+    from tenantry.services.cells import Cell
     from tenantry.services.domain_checks import DnsChecker, DomainChecker, HttpChecker, Verdict
     from tenantry.services.domains import Domain
     from tenantry.services.egress import Egress
+    from tenantry.services.moves import MoveReport
     from tenantry.services.spares import Spare, SpareReport
     from tenantry.services.tokens import ApiToken
     from tenantry.settings import Settings
@@ -118,6 +126,7 @@ __all__ = [
     "AppTables",
     "AsgiRoutes",
     "AsyncTenantConnection",
+    "AuditEntry",
     "AuthenticationFailed",
     "BoundTenant",
     "Brand",
@@ -127,6 +136,7 @@ __all__ = [
     "BrandWarning",
     "Branding",
     "CatalogNotInitialised",
+    "Cell",
     "ConfigInvalid",
     "ConfigSection",
     "ConfigSections",
@@ -135,6 +145,7 @@ __all__ = [
     "ControlPlaneOnly",
     "CustomDomainResolver",
     "DatabaseUnavailable",
+    "DeployReport",
     "DnsChecker",
     "Domain",
     "DomainChecker",
@@ -150,6 +161,7 @@ __all__ = [
     "Flags",
     "HeaderResolver",
     "HttpChecker",
+    "InitReport",
     "InvalidBrand",
     "InvalidHostname",
     "InvalidInput",
@@ -159,13 +171,18 @@ __all__ = [
     "Isolation",
     "IsolationError",
     "JwtClaimResolver",
+    "Keyring",
     "LifecycleHooks",
     "LowContrast",
     "MigrationFailed",
+    "MigrationReport",
+    "MoveReport",
     "NoTenantBound",
     "NotFound",
     "PathPrefixResolver",
     "PermissionDenied",
+    "Placement",
+    "PlacementResult",
     "Plan",
     "PlanNotFound",
     "Plugin",
@@ -178,6 +195,7 @@ __all__ = [
     "Spare",
     "SpareReport",
     "Status",
+    "StatusReport",
     "SubdomainResolver",
     "TablesDiffer",
     "Tenant",
@@ -235,12 +253,17 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "tenantry.core.hostnames": ("normalise_hostname",),
     "tenantry.core.model": ("Isolation", "Plan", "Status", "Tenant"),
     "tenantry.core.naming": ("RESERVED_SLUGS", "validate_slug"),
+    "tenantry.core.placement": ("Placement",),
+    "tenantry.core.secrets": ("Keyring",),
     "tenantry.db.alchemy": ("TenantScoped", "tenant_id_column"),
     "tenantry.db.binding": ("AsyncTenantConnection", "TenantConnection"),
     "tenantry.db.bulk": ("acopy_rows", "copy_rows"),
+    "tenantry.db.catalog": ("InitReport",),
+    "tenantry.db.rls": ("DeployReport",),
     "tenantry.db.server": ("EmbeddedServer",),
     "tenantry.live": ("Flags",),
     # the OpenFeature provider needs the optional openfeature-sdk
+    "tenantry.migrations.report": ("MigrationReport", "PlacementResult", "StatusReport"),
     "tenantry.openfeature": ("TenantryProvider",),
     "tenantry.plugins": (
         "AppTables",
@@ -254,9 +277,12 @@ _LAZY: dict[str, tuple[str, ...]] = {
         "Plugins",
         "mount_plugins",
     ),
+    "tenantry.services.audit": ("AuditEntry",),
+    "tenantry.services.cells": ("Cell",),
     "tenantry.services.domain_checks": ("DnsChecker", "DomainChecker", "HttpChecker", "Verdict"),
     "tenantry.services.domains": ("Domain",),
     "tenantry.services.egress": ("Egress",),
+    "tenantry.services.moves": ("MoveReport",),
     "tenantry.services.spares": ("Spare", "SpareReport"),
     "tenantry.services.tokens": ("ApiToken",),
     "tenantry.settings": ("Settings",),
