@@ -244,12 +244,11 @@ class Router:
                     )
             min_size, max_size = self._sizes(key)
             born = watch.generation
-            pool = ConnectionPool(
+            pool = _Pool(
                 watch.url,
                 connection_class=TenantConnection,
                 kwargs={"cursor_factory": TenantCursor},
                 configure=self._configure(key),
-                reset=mark_returned,
                 min_size=min_size,
                 max_size=max_size,
                 timeout=self._settings.connect_timeout,
@@ -295,12 +294,11 @@ class Router:
             conn._tenantry_binder = self._binder()
 
         min_size, max_size = self._sizes(key)
-        pool = AsyncConnectionPool(
+        pool = _AsyncPool(
             watch.url,
             connection_class=AsyncTenantConnection,
             kwargs={"cursor_factory": AsyncTenantCursor},
             configure=configure,
-            reset=_amark_returned,
             min_size=min_size,
             max_size=max_size,
             timeout=self._settings.connect_timeout,
@@ -475,8 +473,26 @@ class Router:
             await engine.dispose()
 
 
-async def _amark_returned(conn: AsyncTenantConnection) -> None:
-    mark_returned(conn)  # no I/O: the reset is folded into the connection's next use
+class _Pool(ConnectionPool[TenantConnection]):
+    """A pool that marks each connection handed back (:func:`mark_returned`, no I/O: its next
+    use resets its session) and takes it back at once, in the caller's thread.
+
+    Not with psycopg_pool's ``reset=`` callback: a pool with one hands every returned
+    connection to its worker thread, so each borrow paid a hand-over between threads, and a
+    borrower that found every connection out waited for the worker to put one back.
+    """
+
+    def putconn(self, conn: TenantConnection) -> None:
+        mark_returned(conn)
+        super().putconn(conn)
+
+
+class _AsyncPool(AsyncConnectionPool[AsyncTenantConnection]):
+    """The asyncio twin of :class:`_Pool` (no task per returned connection)."""
+
+    async def putconn(self, conn: AsyncTenantConnection) -> None:
+        mark_returned(conn)
+        await super().putconn(conn)
 
 
 def _close_pool(pool: ConnectionPool[TenantConnection]) -> None:
