@@ -64,8 +64,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tenantry import EmbeddedServer, Tenantry, TenantryError, TenantScoped
+from tenantry.problems import PROBLEM_JSON, problem_from_error
 from tenantry.web import SubdomainResolver, TenantMiddleware
-from tenantry.web.problems import problem_from_error
 
 BASE = "bench.test"
 #: what the 500s were: "path type: message" and how many
@@ -102,8 +102,8 @@ def make_app(tn: Tenantry) -> Any:
 
     async def tenantry_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, TenantryError)
-        status, headers, body = problem_from_error(exc)
-        return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
+        problem = problem_from_error(exc, instance=request.url.path)
+        return Response(problem.body(), problem.status, dict(problem.headers), media_type=PROBLEM_JSON)
 
     async def other_error(request: Request, exc: Exception) -> Response:
         SERVER_ERRORS[f"{request.url.path} {type(exc).__module__}.{type(exc).__name__}: {_first_line(exc)[:90]}"] += 1

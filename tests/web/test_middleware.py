@@ -481,7 +481,13 @@ def test_a_change_elsewhere_reaches_the_edge_within_a_second(scratch, tn: Tenant
 def test_problem_documents_are_json(tn: Tenantry, run) -> None:
     app = wrap(tn, starlette_app(tn, []), chain())
     response = run(get(app, f"http://{BASE}/who"))
-    assert json.loads(response.content)["title"] == "Not Found"
+    assert json.loads(response.content) == {
+        "type": "urn:tenantry:problem:no-tenant",
+        "title": "No tenant",
+        "status": 404,
+        "detail": "this request names no tenant",
+        "instance": "/who",
+    }
     assert int(response.headers["content-length"]) == len(response.content)
 
 

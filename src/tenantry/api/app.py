@@ -29,10 +29,11 @@ from fastapi.routing import APIRoute
 
 from tenantry.api.auth import TokenAuth, bearer
 from tenantry.api.frontdoor import install_front_door
-from tenantry.api.problems import PROBLEM_MEDIA_TYPE, install_handlers
+from tenantry.api.problems import install_handlers
 from tenantry.api.routes import ROUTERS
 from tenantry.app import Tenantry
 from tenantry.errors import InvalidInput
+from tenantry.problems import PROBLEM_JSON
 from tenantry.services.domain_checks import DomainChecker
 from tenantry.services.jobs import JobRunner
 
@@ -139,9 +140,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             for operation in operations.values():
                 for code, answer in operation.get("responses", {}).items():
                     content = answer.get("content", {})
-                    if code[:1] in "45" and PROBLEM_MEDIA_TYPE in content:
+                    if code[:1] in "45" and PROBLEM_JSON in content:
                         schema = content.pop("application/json", {}).get("schema")
-                        if schema is not None and not content[PROBLEM_MEDIA_TYPE].get("schema"):
-                            content[PROBLEM_MEDIA_TYPE]["schema"] = schema
+                        if schema is not None and not content[PROBLEM_JSON].get("schema"):
+                            content[PROBLEM_JSON]["schema"] = schema
         app.openapi_schema = spec
     return app.openapi_schema

@@ -20,10 +20,11 @@ from fastapi.security import HTTPBearer
 from starlette.datastructures import Headers
 
 from tenantry._asgi import ASGIApp, Receive, Scope, Send
-from tenantry.api.problems import problem_for
+from tenantry.api.problems import ProblemResponse
 from tenantry.app import Tenantry
 from tenantry.core.scopes import expand
 from tenantry.errors import AuthenticationFailed, PermissionDenied, TenantryError
+from tenantry.problems import problem_from_error
 from tenantry.services.tokens import ApiToken
 from tenantry.web.resolvers import RequestInfo
 
@@ -74,7 +75,7 @@ class TokenAuth:
                 raise AuthenticationFailed("the Authorization header must read 'Bearer <token>'")
             token = await anyio.to_thread.run_sync(self.tn.authenticate_token, credentials.strip())
         except TenantryError as err:
-            response = problem_for(err, scope["path"], bare_challenge=not header)
+            response = ProblemResponse(problem_from_error(err, instance=scope["path"], bare_challenge=not header))
             await response(scope, receive, send)
             return
         scope[_SCOPE_KEY] = Principal(token, expand(token.scopes))

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from tenantry.api.problems import PROBLEM_MEDIA_TYPE
 from tenantry.api.schemas import Problem
 from tenantry.app import Tenantry
+from tenantry.problems import PROBLEM_JSON
 from tenantry.services.jobs import JobRunner
 
 __all__ = ["Runner", "TN", "problems"]
@@ -47,6 +47,6 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the problem documents a route may answer (401, 403, 422, 500 and
     503 always)."""
     return {
-        code: {"model": Problem, "description": _SAID[code], "content": {PROBLEM_MEDIA_TYPE: {}}}
+        code: {"model": Problem, "description": _SAID[code], "content": {PROBLEM_JSON: {}}}
         for code in sorted({401, 403, 422, 500, 503, *codes})
     }

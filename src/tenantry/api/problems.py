@@ -1,123 +1,40 @@
-"""RFC 9457 problem documents: every error of the admin API, in one shape.
+"""The admin API's errors, as RFC 9457 problem documents (built by :mod:`tenantry.problems`).
 
-``application/problem+json`` with ``type`` (a URN naming the kind of problem), ``title``,
-``status``, ``detail`` and ``instance`` (the request's path), plus extension members where they
-help (``errors`` for invalid fields, ``scope`` for a missing scope, ``problems`` for a config
-value or flag definition that does not validate: one ``"path: message"`` line each, or for
-brand colours below WCAG AA contrast: one line per pair). Tenantry's errors carry
-their HTTP status (:mod:`tenantry.errors`), so one handler maps them all. An unexpected error
-answers 500 with no trace of its text: the server log has it.
+FastAPI's side of it: exception handlers that turn tenantry errors, invalid requests and
+unknown routes into problem documents, and :class:`ProblemResponse` to send one from Starlette.
+What the documents hold (types, titles, ``scope``, ``problems``, ``errors``, ``Retry-After``,
+``WWW-Authenticate``) is decided in :mod:`tenantry.problems`, the same for the web edge; here
+every document gets ``instance``, the request's path. An unexpected error answers 500 with no
+trace of its text: the server log has it.
 """
 
 from __future__ import annotations
 
-import http
 import logging
-import re
-from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.routing import Match
 
 from tenantry._asgi import ASGIApp, Message, Receive, Scope, Send
-from tenantry.errors import AuthenticationFailed, ConfigInvalid, LowContrast, PermissionDenied, TenantryError
-from tenantry.web.problems import retry_after_header
+from tenantry.errors import TenantryError
+from tenantry.problems import PROBLEM_JSON, Problem, internal_error, invalid_request, problem, problem_from_error
 
-__all__ = [
-    "PROBLEM_MEDIA_TYPE",
-    "CatchAll",
-    "ProblemResponse",
-    "install_handlers",
-    "problem",
-    "problem_for",
-    "problem_type",
-]
+__all__ = ["CatchAll", "ProblemResponse", "install_handlers"]
 
 log = logging.getLogger("tenantry.api")
 
-PROBLEM_MEDIA_TYPE = "application/problem+json"
-REALM = "tenantry"
 
+class ProblemResponse(Response):
+    """A Starlette response carrying a :class:`~tenantry.problems.Problem`."""
 
-class ProblemResponse(JSONResponse):
-    media_type = PROBLEM_MEDIA_TYPE
+    media_type = PROBLEM_JSON
 
-
-def problem_type(name: str) -> str:
-    """The ``type`` URI of a problem: ``TenantNotFound`` -> ``urn:tenantry:problem:tenant-not-found``."""
-    kebab = re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower().replace("_", "-").replace(" ", "-")
-    return f"urn:tenantry:problem:{kebab}"
-
-
-def _title(name: str) -> str:
-    words = re.sub(r"(?<!^)(?=[A-Z])", " ", name).split()
-    return " ".join([words[0], *(w.lower() for w in words[1:])]) if words else name
-
-
-def problem(
-    status: int,
-    detail: str | None = None,
-    *,
-    type_: str | None = None,
-    title: str | None = None,
-    instance: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    **extensions: Any,
-) -> ProblemResponse:
-    """A problem document response; ``type_`` defaults to ``about:blank`` and ``title`` to the
-    status's phrase, as RFC 9457 says."""
-    try:
-        phrase = http.HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Error"
-    body: dict[str, Any] = {
-        "type": type_ or "about:blank",
-        "title": title or phrase,
-        "status": status,
-    }
-    if detail is not None:
-        body["detail"] = detail
-    if instance is not None:
-        body["instance"] = instance
-    body.update(extensions)
-    return ProblemResponse(body, status_code=status, headers=dict(headers or {}))
-
-
-def _www_authenticate(err: TenantryError, bare: bool) -> dict[str, str]:
-    """RFC 6750's challenge: no error code when no token came (``bare``), else what was wrong."""
-    if isinstance(err, PermissionDenied):
-        scope = f', scope="{err.scope}"' if err.scope else ""
-        return {"WWW-Authenticate": f'Bearer realm="{REALM}", error="insufficient_scope"{scope}'}
-    if isinstance(err, AuthenticationFailed):
-        if bare:
-            return {"WWW-Authenticate": f'Bearer realm="{REALM}"'}
-        said = err.message.replace("\\", "").replace('"', "'")
-        return {"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token", error_description="{said}"'}
-    return {}
-
-
-def problem_for(err: TenantryError, instance: str | None, *, bare_challenge: bool = False) -> ProblemResponse:
-    """The problem document of a tenantry error (``bare_challenge``: a 401 for a request
-    that carried no token at all)."""
-    name = type(err).__name__
-    extensions: dict[str, Any] = {}
-    if isinstance(err, PermissionDenied) and err.scope:
-        extensions["scope"] = err.scope
-    if isinstance(err, ConfigInvalid | LowContrast):
-        extensions["problems"] = list(err.problems)
-    return problem(
-        err.http_status,
-        err.message,
-        type_=problem_type(name),
-        title=_title(name),
-        instance=instance,
-        headers=_www_authenticate(err, bare_challenge) | retry_after_header(err),
-        **extensions,
-    )
+    def __init__(self, p: Problem) -> None:
+        super().__init__(p.body(), status_code=p.status, headers=dict(p.headers))
 
 
 def _validation_errors(err: RequestValidationError) -> list[dict[str, Any]]:
@@ -132,21 +49,12 @@ async def _on_tenantry_error(request: Request, exc: Exception) -> ProblemRespons
     assert isinstance(exc, TenantryError)
     if exc.http_status >= 500:
         log.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-    return problem_for(exc, request.url.path)
+    return ProblemResponse(problem_from_error(exc, instance=request.url.path))
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = _validation_errors(exc)
-    fields = ", ".join(".".join(e["loc"]) for e in errors[:5])
-    return problem(
-        422,
-        f"the request is not valid: {fields}" if fields else "the request is not valid",
-        type_=problem_type("InvalidRequest"),
-        title="Invalid request",
-        instance=request.url.path,
-        errors=errors,
-    )
+    return ProblemResponse(invalid_request(_validation_errors(exc), instance=request.url.path))
 
 
 async def _on_http_error(request: Request, exc: Exception) -> ProblemResponse:
@@ -158,7 +66,7 @@ async def _on_http_error(request: Request, exc: Exception) -> ProblemResponse:
     if exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
         headers["Allow"] = ", ".join(_allowed(request))
-    return problem(exc.status_code, detail, instance=request.url.path, headers=headers)
+    return ProblemResponse(problem(exc.status_code, detail, instance=request.url.path, headers=headers))
 
 
 _METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
@@ -209,11 +117,4 @@ class CatchAll:
             log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise  # too late for a document: the server closes the connection
-            response = problem(
-                500,
-                "an unexpected error occurred; the server log has the details",
-                type_=problem_type("InternalError"),
-                title="Internal error",
-                instance=scope.get("path"),
-            )
-            await response(scope, receive, send)
+            await ProblemResponse(internal_error(instance=scope.get("path")))(scope, receive, send)

@@ -28,13 +28,13 @@ Errors are RFC 9457 problem documents.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from tenantry import context
 from tenantry._asgi import ASGIApp, Receive, Scope, Send
 from tenantry.branding.service import Brand
 from tenantry.errors import TenantryError
+from tenantry.problems import Problem, problem, problem_from_error, send_problem
 
 if TYPE_CHECKING:
     from tenantry.app import Tenantry
@@ -78,24 +78,19 @@ class BrandRoutes:
 
     async def _serve(self, scope: Scope, send: Send, path: str) -> None:
         if scope["method"] not in ("GET", "HEAD"):
-            await _problem(
-                scope, send, 405, "Method Not Allowed", "brand resources are read-only", [(b"allow", b"GET, HEAD")]
-            )
+            await _problem(scope, send, problem(405, "brand resources are read-only", headers={"Allow": "GET, HEAD"}))
             return
         if context.current() is None:
-            await _problem(scope, send, 404, "Not Found", "no tenant is served at this address")
+            await _problem(scope, send, problem(404, "no tenant is served at this address"))
             return
         try:
             brand = await self.tn.branding.acurrent()
         except TenantryError as err:
-            status = err.http_status if err.http_status >= 500 else 404
-            await _problem(
-                scope,
-                send,
-                status,
-                "Not Found" if status == 404 else "Service Unavailable",
-                "no brand here" if status == 404 else "please try again shortly",
-            )
+            # a tenant gone meanwhile has no brand; a failing server says nothing of itself here
+            if err.http_status < 500:
+                await _problem(scope, send, problem(404, "no brand here"))
+            else:
+                await _problem(scope, send, problem_from_error(err, detail="please try again shortly"))
             return
         if path == "/theme.css":
             await self._css(scope, send, brand, versioned=False)
@@ -106,11 +101,11 @@ class BrandRoutes:
         elif path in ("/logo", "/favicon"):
             asset = getattr(brand.theme, path[1:])
             if asset is None:
-                await _problem(scope, send, 404, "Not Found", f"this brand has no {path[1:]}")
+                await _problem(scope, send, problem(404, f"this brand has no {path[1:]}"))
             else:
                 await self._asset(scope, send, brand, asset.filename, _REVALIDATE)
         else:
-            await _problem(scope, send, 404, "Not Found", "no such brand resource")
+            await _problem(scope, send, problem(404, "no such brand resource"))
 
     async def _css(self, scope: Scope, send: Send, brand: Brand, *, versioned: bool) -> None:
         sheet = self.tn.branding.stylesheet(brand)
@@ -137,7 +132,7 @@ class BrandRoutes:
     async def _asset(self, scope: Scope, send: Send, brand: Brand, filename: str, cache: bytes) -> None:
         found = await self.tn.branding.aasset(brand, filename)
         if found is None:
-            await _problem(scope, send, 404, "Not Found", "no such brand resource")
+            await _problem(scope, send, problem(404, "no such brand resource"))
             return
         content_type, data = found
         etag = f'"{filename.split(".", 1)[0]}"'
@@ -172,9 +167,6 @@ async def _respond(scope: Scope, send: Send, status: int, body: bytes, headers: 
     await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" or status == 304 else body})
 
 
-async def _problem(
-    scope: Scope, send: Send, status: int, title: str, detail: str, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()
-    headers = [(b"content-type", b"application/problem+json"), (b"cache-control", b"no-store"), *(extra or [])]
-    await _respond(scope, send, status, body, headers)
+async def _problem(scope: Scope, send: Send, p: Problem) -> None:
+    # never kept: the same URL answers once the brand (or the server) is back
+    await send_problem(scope, send, p.with_headers({"Cache-Control": "no-store"}))

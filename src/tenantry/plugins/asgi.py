@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from tenantry import context
 from tenantry._asgi import ASGIApp, Message, Receive, Scope, Send
-from tenantry.web.problems import problem, send_problem, wants_html
+from tenantry.problems import Problem, internal_error, problem, send_problem
 
 if TYPE_CHECKING:
     from tenantry.app import Tenantry
@@ -82,14 +82,14 @@ class PluginRoutes:
         bound = context.current()
         target = self._plugin_app(name) if bound is not None else None
         if target is None or not await self.tn.plugins.ais_enabled(name):
-            await _refuse(scope, send, 404, "Not Found", "no such resource")
+            await _refuse(scope, send, problem(404, "no such resource"))
             return
         if self.authorize is not None:
             verdict = self.authorize(scope)
             if inspect.isawaitable(verdict):
                 verdict = await verdict
             if verdict is not True:
-                await _refuse(scope, send, 403, "Forbidden", "sign in to use this")
+                await _refuse(scope, send, problem(403, "sign in to use this"))
                 return
         child = dict(scope)
         child["root_path"] = f"{mount}/{name}"
@@ -117,7 +117,7 @@ class PluginRoutes:
                 self.tn.plugins.report_error, name, "asgi", err, None if bound is None else bound.id
             )
             if not started:
-                await _refuse(scope, send, 500, "Internal Server Error", "the plugin failed; it has been reported")
+                await _refuse(scope, send, internal_error("the plugin failed; it has been reported"))
             elif not finished:
                 raise  # half a response: the server must abort it rather than pass it off as whole
 
@@ -142,9 +142,5 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-async def _refuse(scope: Scope, send: Send, status: int, title: str, detail: str) -> None:
-    if scope["type"] == "websocket":
-        await send({"type": "websocket.close", "code": 1008})
-        return
-    accept = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"accept"), None)
-    await send_problem(send, problem(status, title, detail), html_page=wants_html(accept))
+async def _refuse(scope: Scope, send: Send, p: Problem) -> None:
+    await send_problem(scope, send, p, html_page=True)

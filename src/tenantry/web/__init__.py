@@ -9,7 +9,7 @@ Pure ASGI: nothing here imports Starlette, FastAPI or Litestar, and it works und
         resolvers=[SubdomainResolver("example.com"), PathPrefixResolver("/t")],
     )
 
-:mod:`tenantry.web.problems` builds RFC 9457 problem documents for any HTTP face of tenantry;
+:mod:`tenantry.problems` builds the RFC 9457 problem documents of every HTTP face of tenantry;
 :mod:`tenantry.web.pages` the pages browsers get instead (``no_tenant_page`` to show your own).
 """
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import inspect
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -58,18 +57,11 @@ from tenantry.core.model import Tenant
 from tenantry.core.naming import is_slug
 from tenantry.core.placement import Placement
 from tenantry.errors import TenantNotActive, TenantNotFound, TenantryError
+from tenantry.problems import Problem, problem, problem_from_error, problem_type, send_problem
 from tenantry.services import tenants as tenant_service
 from tenantry.services.domain_checks import WELL_KNOWN
 from tenantry.services.domains import HostRoute
 from tenantry.web.pages import NoTenantPage, inactive_page, no_tenant_page
-from tenantry.web.problems import (
-    problem,
-    problem_from_error,
-    problem_type,
-    send_problem,
-    wants_html,
-    with_page,
-)
 from tenantry.web.resolvers import (
     CustomDomainResolver,
     Match,
@@ -83,7 +75,7 @@ __all__ = ["TenantMiddleware", "default_resolvers"]
 
 
 _log = logging.getLogger("tenantry.web")
-_NO_TENANT = Refusal("chain", 404, "Not Found", "this request names no tenant", problem_type("no-tenant"))
+_NO_TENANT = Refusal("chain", 404, "No tenant", "this request names no tenant", problem_type("no-tenant"))
 
 
 def default_resolvers(tn: Tenantry) -> list[Resolver]:
@@ -169,8 +161,8 @@ class TenantMiddleware:
             if outcome is _NO_TENANT and self.optional:
                 await self._call(None, scope, receive, send)
                 return
-            response = problem(
-                outcome.status, outcome.title, outcome.detail, outcome.type_, headers=dict(outcome.headers)
+            response = Problem(
+                outcome.status, outcome.title, outcome.type_, outcome.detail, headers=dict(outcome.headers)
             )
             page = (lambda: self._no_tenant_html(request)) if outcome is _NO_TENANT else None
             await self._refuse(scope, send, response, page=page)
@@ -273,8 +265,8 @@ class TenantMiddleware:
         route = None if request.host is None else await self._host(request.host)
         known = route is not None and route.token is not None and hmac.compare_digest(route.token, token)
         if not known or request.scope.get("method") not in ("GET", "HEAD"):
-            response = problem(404, "Not Found", "no domain check is pending here", problem_type("no-domain-check"))
-            await send_problem(send, response)
+            response = problem(404, "no domain check is pending here", code="no-domain-check")
+            await send_problem(request.scope, send, response)
             return
         body = token.encode()
         await send(
@@ -294,24 +286,13 @@ class TenantMiddleware:
         self,
         scope: Scope,
         send: Send,
-        response: tuple[int, list[tuple[bytes, bytes]], bytes],
+        response: Problem,
         *,
         page: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
-        """Send the problem; a browser gets ``page`` (when given) or the problem as a page."""
-        if scope["type"] == "websocket":
-            # before accept, a close makes the server refuse the handshake (HTTP 403)
-            await send({"type": "websocket.close", "code": 1008, "reason": _reason(response[2])})
-            return
-        accept = None
-        for name, value in scope.get("headers", ()):
-            if name == b"accept":
-                accept = value.decode("latin-1")
-                break
-        if page is not None and wants_html(accept):
-            await send_problem(send, with_page(response, await page()))
-            return
-        await send_problem(send, response, html_page=wants_html(accept))
+        """Send the problem about this request; a browser gets ``page`` (when given) or the
+        problem as a page, a WebSocket a close before accept (the server answers 403)."""
+        await send_problem(scope, send, response, html_page=True, page=page)
 
     async def _no_tenant_html(self, request: RequestInfo) -> str:
         make = self.no_tenant_page
@@ -377,8 +358,3 @@ class _Answer:
         held, self._held = self._held, []
         for message in held:
             await self._send(message)
-
-
-def _reason(body: bytes) -> str:
-    title = str(json.loads(body).get("title", ""))
-    return title[:120]

@@ -1,6 +1,6 @@
 """The pages browsers get when the edge refuses a request for want of a tenant to serve.
 
-API clients get RFC 9457 problem documents (:mod:`tenantry.web.problems`); a browser (its
+API clients get RFC 9457 problem documents (:mod:`tenantry.problems`); a browser (its
 ``Accept`` names ``text/html``) gets a page with the same status and headers:
 
 * a request that names **no tenant, or an unknown one**: :func:`no_tenant_page`, a neutral

@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol
 from tenantry._asgi import Scope
 from tenantry.core.hostnames import host_of, is_under, normalise_base_domain
 from tenantry.errors import ConfigurationError
-from tenantry.web.problems import problem_type
+from tenantry.problems import ABOUT_BLANK, problem_type
 
 __all__ = [
     "CustomDomainResolver",
@@ -101,7 +101,7 @@ class Refusal:
     status: int
     title: str
     detail: str
-    type_: str = "about:blank"
+    type_: str = ABOUT_BLANK
     headers: Mapping[str, str] = field(default_factory=dict)
 
 

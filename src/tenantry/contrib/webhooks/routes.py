@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tenantry._asgi import Receive, Scope, Send
 from tenantry.contrib.webhooks.config import WebhooksConfig
 from tenantry.contrib.webhooks.models import STATUSES, Delivery
-from tenantry.web.problems import problem, send_problem
+from tenantry.problems import invalid_request, problem, send_problem
 
 if TYPE_CHECKING:
     from tenantry.app import Tenantry
@@ -41,9 +41,7 @@ class WebhookRoutes:
             return
         path = _below(scope)
         if scope["method"] not in ("GET", "HEAD"):
-            await send_problem(
-                send, problem(405, "Method Not Allowed", "these routes are read-only", headers={"allow": "GET, HEAD"})
-            )
+            await send_problem(scope, send, problem(405, "these routes are read-only", headers={"Allow": "GET, HEAD"}))
             return
         if path in ("/", ""):
             await _json(send, await self._overview())
@@ -52,18 +50,16 @@ class WebhookRoutes:
             limit_text = (query.get("limit") or ["20"])[0]
             status = (query.get("status") or [None])[0]
             if not limit_text.isdigit() or not 1 <= int(limit_text) <= 200:
-                await send_problem(
-                    send, problem(422, "Unprocessable Content", "limit must be a whole number from 1 to 200")
-                )
+                said = "limit must be a whole number from 1 to 200"
+                await send_problem(scope, send, invalid_request([_field("limit", said)], detail=said))
                 return
             if status is not None and status not in STATUSES:
-                await send_problem(
-                    send, problem(422, "Unprocessable Content", f"status must be one of {', '.join(STATUSES)}")
-                )
+                said = f"status must be one of {', '.join(STATUSES)}"
+                await send_problem(scope, send, invalid_request([_field("status", said)], detail=said))
                 return
             await _json(send, {"deliveries": await self._recent(int(limit_text), status)})
         else:
-            await send_problem(send, problem(404, "Not Found", "no such resource"))
+            await send_problem(scope, send, problem(404, "no such resource"))
 
     async def _overview(self) -> dict[str, Any]:
         config: WebhooksConfig = await asyncio.to_thread(lambda: getattr(self.tn.config(), "webhooks"))  # noqa: B009 - a plugin section, unknown to the type
@@ -107,3 +103,8 @@ async def _json(send: Send, value: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def _field(name: str, said: str) -> dict[str, Any]:
+    """A query parameter that does not validate, as the admin API names one."""
+    return {"loc": ["query", name], "msg": said, "type": "value_error"}
