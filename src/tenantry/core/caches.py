@@ -16,8 +16,8 @@ one set of rules:
   :meth:`~CatalogCache.clear`) bumps a counter; a load takes a :class:`Ticket` before it reads
   the catalog, and :meth:`~CatalogCache.put` refuses its result if any invalidation came
   meanwhile, since that result may be older than the change the event announced.
-* **Size bound**: at most ``size`` entries; the ones loaded first are dropped first
-  (:func:`make_room`), and a dropped one is simply loaded again when asked for.
+* **Size bound**: at most ``size`` entries; the ones loaded first are dropped first, and a
+  dropped one is simply loaded again when asked for.
 * **Tags**: an entry may carry tags (a tenant id, ``("plan", name)``, ...) so that an event
   about a tenant or a plan drops its entries without reading the whole cache.
 
@@ -30,12 +30,12 @@ call :meth:`~CatalogCache.get` on the event loop and run the loader in a thread
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from time import monotonic
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-__all__ = ["UNKNOWN_SIZE", "UNKNOWN_TTL", "UNTRUSTED_SECONDS", "CatalogCache", "Ticket", "make_room"]
+__all__ = ["UNKNOWN_SIZE", "UNKNOWN_TTL", "UNTRUSTED_SECONDS", "CatalogCache", "Ticket"]
 
 #: seconds an entry may be served after its load began while the catalog listener is not
 #: connected (no event would drop it once stale): none
@@ -67,16 +67,6 @@ class _Entry(Generic[V]):
     started: float
     expires: float
     tags: tuple[Hashable, ...]
-
-
-def make_room(cache: MutableMapping[Any, Any], limit: int) -> None:
-    """Drop the entries loaded first until ``cache`` holds fewer than ``limit``. Safe against
-    other threads changing the cache meanwhile (an entry they took is not dropped twice)."""
-    while len(cache) >= max(1, limit):
-        try:
-            cache.pop(next(iter(cache)), None)
-        except (StopIteration, RuntimeError):  # emptied, or changed under us: try again later
-            return
 
 
 def _always() -> bool:
