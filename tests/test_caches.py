@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tenantry import Tenant, TenantNotFound, Tenantry
+from tenantry.core.caches import CatalogCache
 from tenantry.services import domains as domains_service
 from tenantry.services import tenants as tenant_service
 from tests.model_app import Base
@@ -44,6 +45,25 @@ def _caches(tn: Tenantry) -> dict[str, Any]:
         "brands": tn.branding._cache.brands,
         "stylesheets": tn.branding._cache.styles,
     }
+
+
+def test_every_per_tenant_cache_is_a_catalog_cache(small: Tenantry) -> None:
+    """One set of rules (TTL, bound, listener down, generation guard) for all of them."""
+    owners = (small, small._live, small.plugins._cache, small.branding._cache)
+    found = {v.name: v for o in owners for v in vars(o).values() if isinstance(v, CatalogCache)}
+    assert set(found) == {
+        "cells",
+        "tenant lookups",
+        "unknown tenants",
+        "hostnames",
+        "unknown hostnames",
+        "config views",
+        "flags",
+        "plugin enablement",
+        "brands",
+    }
+    for name in ("tenant lookups", "hostnames", "config views", "plugin enablement", "brands", "cells"):
+        assert (found[name].ttl, found[name].size) == (small.settings.tenant_cache_ttl, LIMIT), name
 
 
 def _host(tenant: Tenant) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -36,10 +35,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenantry import context
 from tenantry.appspec import find_config_model, load_metadata
 from tenantry.branding.service import Branding
-from tenantry.branding.store import BRAND_EVENT
 from tenantry.context import BoundTenant
-from tenantry.core.caches import make_room
+from tenantry.core.caches import UNKNOWN_SIZE, UNKNOWN_TTL, CatalogCache
 from tenantry.core.config import ConfigSections
+from tenantry.core.events import EventKind
 from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.placement import PRIMARY_CELL, Placement, Route
 from tenantry.core.secrets import Keyring
@@ -110,12 +109,10 @@ def _too_busy(max_pools: int) -> str:
     )
 
 
-#: tenant keys and hostnames the catalog does not know, remembered so that junk requests
-#: (random subdomains or Host headers) do not each cost a catalog read: a few, briefly, and
-#: apart from the caches of known ones, which they would otherwise push out. Catalog events
-#: drop them, so a tenant or domain made elsewhere is found within a second.
-_MISSING_SIZE = 1024
-_MISSING_TTL = 5.0
+def _tenant_tags(canonical: str, resolved: _Resolved) -> tuple[str]:
+    # a lookup is tagged with its tenant's id, so that a tenant event drops every key it is
+    # cached under (its slug, its id) without reading the whole cache
+    return (str(resolved[0].id),)
 
 
 def _own_databases(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
@@ -177,11 +174,25 @@ class Tenantry:
             self._reader_pool = CatalogPool(
                 lambda: reader_url, name="tenantry-reader", what="the catalog's PostgreSQL (reader)", timeout=timeout
             )
-        self._cells: dict[str, Cell] = {}
         self._listener: CatalogListener | None = None
-        self._tenant_cache: dict[str, tuple[float, _Resolved]] = {}
-        #: tenant id -> its keys in _tenant_cache (a slug, its id): what a tenant event drops
-        self._tenant_keys: dict[str, tuple[str, ...]] = {}
+        ttl, size = self.settings.tenant_cache_ttl, self.settings.tenant_cache_size
+        #: the catalog facts this process keeps (see tenantry.core.caches): cells by name,
+        #: lookups by canonical tenant key (slug, or the id's canonical text), routes by
+        #: hostname; and, apart, the keys and hostnames the catalog does not know, so that
+        #: junk requests do not each cost a catalog read nor push known ones out
+        self._cells: CatalogCache[str, Cell] = CatalogCache("cells", ttl=ttl, size=size, trusted=self._trusted)
+        self._tenant_cache: CatalogCache[str, _Resolved] = CatalogCache(
+            "tenant lookups", ttl=ttl, size=size, trusted=self._trusted, tags=_tenant_tags
+        )
+        self._missing_tenants: CatalogCache[str, bool] = CatalogCache(
+            "unknown tenants", ttl=UNKNOWN_TTL, size=min(UNKNOWN_SIZE, size), trusted=self._trusted
+        )
+        self._host_cache: CatalogCache[str, HostRoute] = CatalogCache(
+            "hostnames", ttl=ttl, size=size, trusted=self._trusted
+        )
+        self._missing_hosts: CatalogCache[str, bool] = CatalogCache(
+            "unknown hostnames", ttl=UNKNOWN_TTL, size=min(UNKNOWN_SIZE, size), trusted=self._trusted
+        )
         #: (metadata, its table names, fingerprint) of the app's tables (services.spares)
         self._spare_fingerprint: tuple[sa.MetaData, tuple[str, ...], str] | None = None
         self._branding: Branding | None = None
@@ -194,11 +205,6 @@ class Tenantry:
         self.config_sections.on_change(self._live.on_reset)
         #: feature flags for the bound tenant: ``tn.flags.enabled("x")``
         self.flags = Flags(self._live)
-        self._tenant_generation = 0  # bumped by every tenant event: a lookup racing one is not cached
-        self._host_cache: dict[str, tuple[float, HostRoute]] = {}
-        self._host_generation = 0  # bumped by every domain event: a lookup racing one is not cached
-        self._missing_tenants: dict[str, float] = {}  # canonical key -> until when (_MISSING_TTL)
-        self._missing_hosts: dict[str, float] = {}
         from tenantry.plugins.registry import Plugins  # (the plugins' web side imports this module)
 
         #: the plugins this object runs, their settings per plan and tenant, their hooks
@@ -711,56 +717,32 @@ class Tenantry:
     # spelling of one tenant shares one entry and _forget reaches them all; a key remembered
     # as missing raises TenantNotFound here, as the lookup would
     def _cached(self, key: str | uuid.UUID) -> _Resolved | None:
-        listener = self._listener
-        if listener is None or not listener.listening.is_set():
-            return None  # without the listener, changes made elsewhere would go unseen
         # the cache holds canonical keys only, so a key found as given is its own canonical
         # form (the fast path of every request at the edge); other spellings are canonicalised
         hit = self._tenant_cache.get(key) if isinstance(key, str) else None
         if hit is None:
             canonical = str(tenant_service.tenant_key(key))
             hit = self._tenant_cache.get(canonical)
-            if hit is None and self._missing_tenants.get(canonical, 0.0) > time.monotonic():
+            if hit is None and self._missing_tenants.get(canonical):
                 raise TenantNotFound(f"no tenant {str(key)[:70]!r}")
-        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+        return hit
 
     def _lookup(self, key: str | uuid.UUID) -> _Resolved:
         self._listen()
         canonical = str(tenant_service.tenant_key(key))
-        generation = self._tenant_generation
+        # taken before the read: a change whose notice arrives while we read may be newer
+        # than what we read, and keeping it would outlive the notice meant to drop it
+        ticket, missing = self._tenant_cache.begin(), self._missing_tenants.begin()
         with self.catalog_reader() as conn:
             try:
                 tenant = tenant_service.get_tenant(conn, key, source=catalog.ROUTING_SCHEMA)
             except TenantNotFound:
-                if generation == self._tenant_generation:
-                    self._note_missing(self._missing_tenants, canonical)
+                self._missing_tenants.put(canonical, True, missing)
                 raise
             placement = provisioning.read_placement(conn, tenant.id, source=catalog.ROUTING_SCHEMA)
         resolved = (tenant, placement)
-        # a change whose notice arrived while we read may be newer than what we read: caching
-        # it would outlive the notice that was meant to drop it, until the TTL
-        if generation == self._tenant_generation:
-            self._remember(canonical, resolved, generation)
+        self._tenant_cache.put(canonical, resolved, ticket)
         return resolved
-
-    def _remember(self, canonical: str, resolved: _Resolved, generation: int) -> None:
-        """Cache a lookup, and index it by tenant id, so that a tenant event drops the tenant's
-        keys without reading the whole cache (events come for every tenant, cached or not)."""
-        tenant_id, limit = str(resolved[0].id), self.settings.tenant_cache_size
-        index = self._tenant_keys
-        make_room(self._tenant_cache, limit)
-        while len(index) >= max(1, limit) and tenant_id not in index:
-            try:
-                evicted = index.pop(next(iter(index)), ())
-            except (StopIteration, RuntimeError):  # emptied, or changed under us
-                break
-            for key in evicted:  # no cache entry outlives its index entry
-                self._tenant_cache.pop(key, None)
-        known = index.get(tenant_id, ())
-        index[tenant_id] = known if canonical in known else (*known, canonical)
-        self._tenant_cache[canonical] = (time.monotonic() + self.settings.tenant_cache_ttl, resolved)
-        if generation != self._tenant_generation:  # an event came meanwhile: it may have missed this
-            self._tenant_cache.pop(canonical, None)
 
     def _resolve(self, key: str | uuid.UUID, allow_inactive: bool, resolved: _Resolved | None = None) -> BoundTenant:
         tenant, placement = resolved or self._cached(key) or self._lookup(key)
@@ -773,16 +755,17 @@ class Tenantry:
         return BoundTenant(id=tenant.id, slug=tenant.slug, route=placement.route, epoch=tenant.epoch)
 
     def _forget(self, tenant: Tenant) -> None:
-        for key in (tenant.slug, str(tenant.id)):
-            self._tenant_cache.pop(key, None)
-            self._missing_tenants.pop(key, None)
-
-    def _note_missing(self, cache: dict[str, float], key: str) -> None:
-        make_room(cache, min(_MISSING_SIZE, self.settings.tenant_cache_size))
-        cache[key] = time.monotonic() + _MISSING_TTL
+        self._tenant_cache.drop(tenant.slug, str(tenant.id))
+        self._missing_tenants.drop(tenant.slug, str(tenant.id))
 
     def _forget_tenant(self, tenant_id: uuid.UUID) -> None:
-        self._on_catalog_event("tenant", str(tenant_id))
+        self._on_catalog_event(EventKind.TENANT, str(tenant_id))
+
+    def _trusted(self) -> bool:
+        """Whether the catalog listener is connected now: while it is not, no event would drop
+        a stale entry, so no :class:`~tenantry.core.caches.CatalogCache` serves one."""
+        listener = self._listener
+        return listener is not None and listener.listening.is_set()
 
     def _listen(self) -> None:
         """Start the catalog listener once: other processes' changes reach this cache within
@@ -801,22 +784,19 @@ class Tenantry:
         if not self.settings.data_plane:  # (hooks write the catalog: a worker's job)
             self.plugins._start_runner()  # calls queued by changes made elsewhere run here
 
-    def _on_catalog_event(self, kind: str, key: str) -> None:
-        if kind in ("tenant", BRAND_EVENT) and self._branding is not None:
+    def _on_catalog_event(self, kind: EventKind, key: str) -> None:
+        if kind in (EventKind.TENANT, EventKind.BRAND) and self._branding is not None:
             self._branding._forget(key)
         self._live.on_event(kind, key)
         self.plugins._on_event(kind, key)
-        if kind == "tenant":
-            self._tenant_generation += 1
+        if kind == EventKind.TENANT:
+            self._tenant_cache.drop_tagged(key)
             self._missing_tenants.clear()  # the event names an id; a new tenant's slug may be here
-            for cache_key in self._tenant_keys.pop(key, ()):
-                self._tenant_cache.pop(cache_key, None)
-        elif kind == "cell":
-            self._cells.pop(key, None)
-        elif kind == "domain":
-            self._host_generation += 1
-            self._host_cache.pop(key, None)
-            self._missing_hosts.pop(key, None)
+        elif kind == EventKind.CELL:
+            self._cells.drop(key)
+        elif kind == EventKind.DOMAIN:
+            self._host_cache.drop(key)
+            self._missing_hosts.drop(key)
 
     def _on_catalog_reset(self) -> None:
         # the listener (re)connected: servers known to be down may be back, probe them now
@@ -825,18 +805,12 @@ class Tenantry:
             self._reader_pool.suspect()
         if self._router is not None:
             self._router.wake()
-        self._tenant_generation += 1
-        self._tenant_cache.clear()
-        self._tenant_keys.clear()
-        self._missing_tenants.clear()
-        self._missing_hosts.clear()
-        self._cells.clear()
+        for cache in (self._tenant_cache, self._missing_tenants, self._host_cache, self._missing_hosts, self._cells):
+            cache.clear()
         if self._branding is not None:
             self._branding._clear()
         self._live.on_reset()
         self.plugins._on_reset()
-        self._host_generation += 1
-        self._host_cache.clear()
 
     # -- configuration and flags ------------------------------------------------------------
     def configure(self, model: type[BaseModel]) -> None:
@@ -860,33 +834,27 @@ class Tenantry:
         return self._live.config(context.require().id, as_type)
 
     def _forget_config(self, scope: str, key: str) -> None:
-        self._live.on_event("config", f"{scope}:{key}")
+        self._live.on_event(EventKind.CONFIG, f"{scope}:{key}")
 
     def _forget_flags(self) -> None:
-        self._live.on_event("flag", "")
+        self._live.on_event(EventKind.FLAG, "")
 
     def _cached_host(self, hostname: str) -> HostRoute | None:
         """What the edge knows of a (normalised) hostname without a query, or ``None``."""
-        listener = self._listener
-        if listener is None or not listener.listening.is_set():
-            return None
         hit = self._host_cache.get(hostname)
         if hit is None:
-            return UNKNOWN_HOST if self._missing_hosts.get(hostname, 0.0) > time.monotonic() else None
-        return hit[1] if hit[0] > time.monotonic() else None
+            return UNKNOWN_HOST if self._missing_hosts.get(hostname) else None
+        return hit
 
     def _lookup_host(self, hostname: str) -> HostRoute:
         self._listen()
-        generation = self._host_generation
+        ticket, missing = self._host_cache.begin(), self._missing_hosts.begin()
         with self.catalog_reader() as conn:
             route = domains_service.lookup_host(conn, hostname)
-        if generation != self._host_generation:  # a change arrived while we read: don't keep it
-            return route
-        if route == UNKNOWN_HOST:
-            self._note_missing(self._missing_hosts, hostname)
+        if route == UNKNOWN_HOST:  # (either is kept only if no domain event came meanwhile)
+            self._missing_hosts.put(hostname, True, missing)
         else:
-            make_room(self._host_cache, self.settings.tenant_cache_size)
-            self._host_cache[hostname] = (time.monotonic() + self.settings.tenant_cache_ttl, route)
+            self._host_cache.put(hostname, route, ticket)
         return route
 
     # -- tenant traffic ---------------------------------------------------------------------
@@ -916,11 +884,11 @@ class Tenantry:
             raise self._runtime_problem
 
     def _cell(self, name: str) -> Cell:
-        cell = self._cells.get(name)
-        if cell is None:
-            with self.admin() as conn:
-                cell = self._cells[name] = cells_service.get_cell(conn, name)
-        return cell
+        return self._cells.get_or_load(name, lambda: self._read_cell(name))
+
+    def _read_cell(self, name: str) -> Cell:
+        with self.admin() as conn:
+            return cells_service.get_cell(conn, name)
 
     def cell_admin_url(self, name: str) -> str:
         """Admin connection string of a cell (the catalog's for ``primary``)."""
@@ -977,7 +945,7 @@ class Tenantry:
         with self.admin() as conn:
             catalog.require_catalog(conn)
         domain = domains_service.add_domain(self, hostname, tenant)
-        self._on_catalog_event("domain", domain.hostname)  # this process at once; others by NOTIFY
+        self._on_catalog_event(EventKind.DOMAIN, domain.hostname)  # this process at once; others by NOTIFY
         return domain
 
     def verify_domain(self, hostname: str, *, method: str = "http", checker: DomainChecker | None = None) -> Domain:
@@ -985,7 +953,7 @@ class Tenantry:
         ``dns``: a TXT record; or your own ``checker``) and mark it verified, or raise
         :class:`~tenantry.errors.VerificationFailed` saying what to publish."""
         domain = domains_service.verify_domain(self, hostname, method=method, checker=checker)
-        self._on_catalog_event("domain", domain.hostname)
+        self._on_catalog_event(EventKind.DOMAIN, domain.hostname)
         return domain
 
     def domains(self, tenant: str | uuid.UUID | None = None) -> list[Domain]:
@@ -1003,7 +971,7 @@ class Tenantry:
         """Stop serving a custom domain; returns it, or ``None`` when it was not registered."""
         removed = domains_service.remove_domain(self, hostname)
         if removed is not None:
-            self._on_catalog_event("domain", removed.hostname)
+            self._on_catalog_event(EventKind.DOMAIN, removed.hostname)
         return removed
 
     @property

@@ -5,23 +5,23 @@ read for a tenant loads its view (the tenant's attributes and its plan's and its
 layers, one query); the first flag read loads every flag (one query). The cache is dropped
 piecemeal by the catalog listener's events (``config:tenant:<id>``, ``config:plan:<name>``,
 ``flag:<key>``, ``tenant:<id>``, ``cell:<name>``) and wholly after the listener reconnects,
-so a change made anywhere reaches every process within a second. Entries loaded while the
-listener is not connected are kept only briefly. Time is judged at read time: an override
-that expires, or a flag's schedule, takes effect at its moment without any event.
+so a change made anywhere reaches every process within a second. Time is judged at read
+time: an override that expires, or a flag's schedule, takes effect at its moment without any
+event.
 
-A load that races with an event is not stored (a generation counter), so a stale view can
-never be cached after the event that made it stale.
+Both caches are :class:`~tenantry.core.caches.CatalogCache` instances: their TTL, size bound, rule
+for a listener that is down and generation guard (a load that races an event is not stored,
+so a stale view is never cached after the event that made it stale) are that class's.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from time import monotonic, time
+from time import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
@@ -29,7 +29,8 @@ from pydantic import BaseModel
 from tenantry import context
 from tenantry.core import config as config_core
 from tenantry.core import flags as flags_core
-from tenantry.core.caches import expires_at, make_room
+from tenantry.core.caches import CatalogCache
+from tenantry.core.events import EventKind
 from tenantry.core.secrets import is_sealed_anywhere, unseal, unseal_overrides
 from tenantry.errors import ConfigInvalid, ConfigurationError, FlagNotFound, TenantNotFound
 from tenantry.services.flags import load_flags
@@ -77,8 +78,6 @@ class TenantView:
     plan_doc: dict[str, Any]
     tenant_doc: dict[str, Any]
     overrides: dict[str, Any]
-    expires: float
-    """``time.monotonic()`` after which the view must be loaded again."""
     memo: dict[str, tuple[Any, flags_core.Evaluation, float | None]] = field(default_factory=dict)
     resolved: _Resolved | None = None
 
@@ -107,10 +106,17 @@ class TenantView:
         return resolved
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class _FlagSet:
     by_key: dict[str, flags_core.Flag]
-    expires: float
+
+
+#: the one key of the flag cache: every flag is loaded at once
+_ALL_FLAGS = "*"
+
+
+def _view_tags(tenant_id: uuid.UUID, view: TenantView) -> tuple[tuple[str, str | None], ...]:
+    return (("plan", view.plan), ("cell", view.cell))
 
 
 class Live:
@@ -118,25 +124,26 @@ class Live:
 
     def __init__(self, tn: Tenantry) -> None:
         self._tn = tn
-        self._lock = threading.Lock()
-        self._generation = 0
-        self.views: dict[uuid.UUID, TenantView] = {}
-        self.flag_set: _FlagSet | None = None
+        ttl, size = tn.settings.tenant_cache_ttl, tn.settings.tenant_cache_size
+        #: config views by tenant id, tagged by plan and cell
+        self.views: CatalogCache[uuid.UUID, TenantView] = CatalogCache(
+            "config views", ttl=ttl, size=size, trusted=tn._trusted, tags=_view_tags
+        )
+        self.flag_sets: CatalogCache[str, _FlagSet] = CatalogCache("flags", ttl=ttl, size=1, trusted=tn._trusted)
+
+    @property
+    def flag_set(self) -> _FlagSet | None:
+        """Every flag, compiled, while the cache may serve it."""
+        return self.flag_sets.get(_ALL_FLAGS)
 
     # -- loading ----------------------------------------------------------------------------
-    def _expiry(self) -> float:
-        listener = self._tn._listener
-        trusted = listener is not None and listener.listening.is_set()
-        return expires_at(self._tn.settings.tenant_cache_ttl, trusted=trusted)
-
     def view(self, tenant_id: uuid.UUID) -> TenantView:
         """The tenant's view, loaded when missing or expired."""
         view = self.views.get(tenant_id)
-        if view is not None and view.expires > monotonic():
+        if view is not None:
             return view
         self._tn._listen()
-        generation = self._generation
-        expires = self._expiry()
+        ticket = self.views.begin()
         with self._tn.catalog_reader() as conn:
             row = conn.execute(_VIEW_SQL, (tenant_id,)).fetchone()
         if row is None:
@@ -163,31 +170,24 @@ class Live:
             plan_doc=unseal(plan_doc, keyring, f"plan:{plan}", strict=False),
             tenant_doc=unseal(tenant_doc, keyring, f"tenant:{id_}", strict=False),
             overrides=unseal_overrides(overrides, keyring, f"tenant:{id_}", strict=False),
-            expires=expires,
         )
         if view.id != tenant_id:  # defence in depth: a view answers for its own tenant only
             raise TenantNotFound(f"no tenant {str(tenant_id)!r}")
-        with self._lock:
-            if self._generation == generation:
-                make_room(self.views, self._tn.settings.tenant_cache_size)
-                self.views[tenant_id] = view
+        self.views.put(tenant_id, view, ticket)
         return view
 
     def flags(self) -> _FlagSet:
         """Every flag, compiled; loaded when missing or expired."""
-        found = self.flag_set
-        if found is not None and found.expires > monotonic():
+        found = self.flag_sets.get(_ALL_FLAGS)
+        if found is not None:
             return found
         self._tn._listen()
-        generation = self._generation
-        expires = self._expiry()
+        return self.flag_sets.get_or_load(_ALL_FLAGS, self._load_flags)
+
+    def _load_flags(self) -> _FlagSet:
         with self._tn.catalog_reader() as conn:
             records = load_flags(conn)
-        found = _FlagSet({r.key: flags_core.compile_flag(r.spec) for r in records}, expires)
-        with self._lock:
-            if self._generation == generation:
-                self.flag_set = found
-        return found
+        return _FlagSet({r.key: flags_core.compile_flag(r.spec) for r in records})
 
     def schema(self) -> type[BaseModel] | None:
         sections = self._tn.config_sections
@@ -223,41 +223,33 @@ class Live:
         return model
 
     # -- invalidation -----------------------------------------------------------------------
-    def on_event(self, kind: str, key: str) -> None:
+    def on_event(self, kind: EventKind, key: str) -> None:
         """Drop what an event made stale (called by the catalog listener and after writes)."""
-        with self._lock:
-            self._generation += 1
-            if kind == "flag":
-                self.flag_set = None
-            elif kind == "tenant":
-                self._pop(key)
-            elif kind == "cell":
-                self._drop(lambda v: v.cell == key)
-            elif kind == "config":
-                scope, _, name = key.partition(":")
-                if scope == "tenant":
-                    self._pop(name)
-                elif scope == "plan":
-                    self._drop(lambda v: v.plan == name)
+        if kind == EventKind.FLAG:
+            self.flag_sets.clear()
+        elif kind == EventKind.TENANT:
+            self._pop(key)
+        elif kind == EventKind.CELL:
+            self.views.drop_tagged(("cell", key))
+        elif kind == EventKind.CONFIG:
+            scope, _, name = key.partition(":")
+            if scope == "tenant":
+                self._pop(name)
+            elif scope == "plan":
+                self.views.drop_tagged(("plan", name))
 
     def _pop(self, tenant_id: str) -> None:
         # by key: tenant events come for every tenant, and must not read every cached view
         try:
-            self.views.pop(uuid.UUID(tenant_id), None)
+            key = uuid.UUID(tenant_id)
         except ValueError:
-            pass
-
-    def _drop(self, stale: Any) -> None:
-        for tenant_id, view in list(self.views.items()):
-            if stale(view):
-                self.views.pop(tenant_id, None)
+            return
+        self.views.drop(key)
 
     def on_reset(self) -> None:
         """Forget everything: events may have been missed (listener (re)connected)."""
-        with self._lock:
-            self._generation += 1
-            self.views = {}
-            self.flag_set = None
+        self.views.clear()
+        self.flag_sets.clear()
 
 
 class Flags:
@@ -292,15 +284,13 @@ class Flags:
             # the hot path: a memoised evaluation of a warm view
             bound = context._current.get()
             live = self._live
-            flag_set = live.flag_set
+            flag_set = live.flag_sets.get(_ALL_FLAGS)
             if bound is not None and flag_set is not None:
                 view = live.views.get(bound.id)
                 if view is not None:
                     hit = view.memo.get(key)
-                    if hit is not None and hit[0] is flag_set:
-                        now = monotonic()
-                        if view.expires > now and flag_set.expires > now and (hit[2] is None or hit[2] > time()):
-                            return hit[1].value is True
+                    if hit is not None and hit[0] is flag_set and (hit[2] is None or hit[2] > time()):
+                        return hit[1].value is True
         try:
             return self.evaluate(key, user=user, attributes=attributes, tenant=tenant).value is True
         except FlagNotFound:

@@ -180,9 +180,10 @@ def test_an_event_for_one_tenant_leaves_the_other_cached(ctn: Tenantry, plan_ten
     for slug in (a.slug, b.slug):
         with ctn.tenant(slug):
             ctn.config()
-    view_b = ctn._live.views[b.id]
+    view_b = ctn._live.views.peek(b.id)
+    assert view_b is not None
     config_service.set_value(ctn, "welcome", "a changed", tenant=a.slug)
-    assert a.id not in ctn._live.views and ctn._live.views.get(b.id) is view_b
+    assert a.id not in ctn._live.views and ctn._live.views.peek(b.id) is view_b
     with ctn.tenant(b.slug):
         assert ctn.config(AppConfig).welcome == "hello"
     with ctn.tenant(a.slug):
@@ -206,6 +207,6 @@ def test_per_tenant_caches_keep_at_most_tenant_cache_size_and_answer_right_after
                 assert len(small._live.views) <= 3
                 assert len(small._tenant_cache) <= 3
                 assert len(small.plugins._cache.entries) <= 3
-        assert {str(v.id) for v in small._live.views.values()} <= {str(t.id) for t in tenants[-3:]}
+        assert {str(v.id) for _, v in small._live.views.items()} <= {str(t.id) for t in tenants[-3:]}
     finally:
         small.close()

@@ -41,9 +41,9 @@ def test_a_tenant_lookup_racing_a_suspension_is_not_cached(
         before = real(conn, key, **kwargs)  # read while still active
         if not raced:  # once: the suspension below reads the tenant through here too
             raced.append(True)
-            generation = edge._tenant_generation
+            generation = edge._tenant_cache.generation
             tn.suspend(t.slug)  # commits; its notice reaches `edge` before the lookup finishes
-            _wait(lambda: edge._tenant_generation != generation)
+            _wait(lambda: edge._tenant_cache.generation != generation)
         return before
 
     monkeypatch.setattr(tenant_service, "get_tenant", read_then_change)
@@ -77,9 +77,9 @@ def test_a_host_lookup_racing_a_verification_is_not_cached(
         before = real(conn, hostname)
         if not raced:
             raced.append(True)
-            generation = edge._host_generation
+            generation = edge._host_cache.generation
             tn.verify_domain(host, checker=Proven())
-            _wait(lambda: edge._host_generation != generation)
+            _wait(lambda: edge._host_cache.generation != generation)
         return before
 
     monkeypatch.setattr(domains_service, "lookup_host", read_then_change)

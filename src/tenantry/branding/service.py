@@ -3,9 +3,10 @@
 Control-plane calls name the tenant (slug or id) and read or write the catalog. Serving calls
 work for the tenant bound to the context and read through a per-process cache:
 
-* brands are cached by **tenant id** (never by slug) and trusted only while the catalog
-  listener is connected; a change anywhere sends ``brand:<tenant id>`` and every process
-  drops its copy within a second (the TTL, ``tenant_cache_ttl``, is only a backstop);
+* brands are cached by **tenant id** (never by slug) in a
+  :class:`~tenantry.core.caches.CatalogCache`, trusted only while the catalog listener is
+  connected; a change anywhere sends ``brand:<tenant id>`` and every process drops its copy
+  within a second (the TTL, ``tenant_cache_ttl``, is only a backstop);
 * rendered stylesheets are cached by **(tenant id, brand version)**: versions only grow, so
   an entry can never be mistaken for a newer theme or another tenant's;
 * both keep at most ``tenant_cache_size`` entries (the oldest go first), as every
@@ -32,7 +33,6 @@ import asyncio
 import logging
 import os
 import threading
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -57,7 +57,7 @@ from tenantry.branding.theme import (
     theme_warnings,
     validate_theme,
 )
-from tenantry.core.caches import make_room
+from tenantry.core.caches import CatalogCache
 from tenantry.errors import InvalidBrand, InvalidInput, NotFound, TenantNotFound
 from tenantry.services import tenants as tenant_service
 
@@ -156,12 +156,13 @@ ImageInput = bytes | Upload | os.PathLike[str]
 
 @dataclass
 class _Caches:
-    brands: dict[uuid.UUID, tuple[float, Brand]] = field(default_factory=dict)
+    brands: CatalogCache[uuid.UUID, Brand]
+    """Catalog facts: staleness, bound and invalidation are :class:`CatalogCache`'s."""
+    # immutable, so never stale: a stylesheet is per (tenant id, version), and versions only
+    # grow; an image is per content address. Only their size is bounded (least recently used)
     styles: OrderedDict[tuple[uuid.UUID, int], Stylesheet] = field(default_factory=OrderedDict)
     assets: OrderedDict[str, tuple[str, bytes]] = field(default_factory=OrderedDict)
     asset_bytes: int = 0
-    events: int = 0
-    """Bumped by every invalidation: a load that raced one is not cached."""
 
 
 class Branding:
@@ -172,7 +173,10 @@ class Branding:
         self._max_styles = max_stylesheets
         self._max_asset_bytes = max_asset_bytes
         self._lock = threading.Lock()
-        self._cache = _Caches()
+        settings = tn.settings
+        self._cache = _Caches(
+            CatalogCache("brands", ttl=settings.tenant_cache_ttl, size=settings.tenant_cache_size, trusted=tn._trusted)
+        )
 
     # -- control plane ----------------------------------------------------------------------
     def get(self, tenant: str | uuid.UUID) -> Brand:
@@ -422,26 +426,18 @@ class Branding:
 
     # -- the cache ------------------------------------------------------------------------------
     def _cached(self, tenant_id: uuid.UUID) -> Brand | None:
-        listener = self._tn._listener
-        if listener is None or not listener.listening.is_set():
-            return None  # without the listener, changes made elsewhere would go unseen
         hit = self._cache.brands.get(tenant_id)
-        if hit is None or hit[0] <= time.monotonic() or hit[1].tenant_id != tenant_id:
-            return None
-        return hit[1]
+        return hit if hit is not None and hit.tenant_id == tenant_id else None
 
     def _load(self, tenant_id: uuid.UUID) -> Brand:
         self._tn._listen()
-        seen = self._cache.events
+        ticket = self._cache.brands.begin()
         with self._tn.catalog_reader() as conn:
             stored = store.read_brand(conn, tenant_id)
         if stored is None:
             raise TenantNotFound(f"no tenant {str(tenant_id)!r}")
         brand = _brand(stored)
-        with self._lock:
-            if self._cache.events == seen:  # no invalidation raced this read
-                make_room(self._cache.brands, self._tn.settings.tenant_cache_size)
-                self._cache.brands[tenant_id] = (time.monotonic() + self._tn.settings.tenant_cache_ttl, brand)
+        self._cache.brands.put(tenant_id, brand, ticket)  # unless an invalidation raced this read
         return brand
 
     def _cached_asset(self, sha: str) -> tuple[str, bytes] | None:
@@ -470,15 +466,11 @@ class Branding:
             key = uuid.UUID(tenant_id)
         except ValueError:
             return
-        with self._lock:
-            self._cache.events += 1
-            self._cache.brands.pop(key, None)
+        self._cache.brands.drop(key)
 
     def _clear(self) -> None:
         """Drop every cached brand (the listener reconnected: notices may have been missed)."""
-        with self._lock:
-            self._cache.events += 1
-            self._cache.brands.clear()
+        self._cache.brands.clear()
 
 
 def _theme(stored: dict[str, Any] | None, tenant: object) -> Theme:

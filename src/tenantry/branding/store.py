@@ -24,10 +24,9 @@ from tenantry.branding.theme import Theme
 from tenantry.core.model import Status, Tenant
 from tenantry.errors import Conflict, TenantNotFound
 from tenantry.services import audit
-from tenantry.services.events import CHANNEL
+from tenantry.services.events import EventKind, notify
 
 __all__ = [
-    "BRAND_EVENT",
     "StoredBrand",
     "StoredVersion",
     "Write",
@@ -38,8 +37,6 @@ __all__ = [
     "write_brand",
 ]
 
-#: the kind of catalog event a brand change sends (``brand:<tenant id>``)
-BRAND_EVENT = "brand"
 _LOCK = 0x74627264  # "tbrd": one brand write at a time
 
 
@@ -188,7 +185,7 @@ def write_brand(
             """,
             (tenant.id, written[0], Jsonb(theme), logo, favicon, actor, message),
         )
-        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{BRAND_EVENT}:{tenant.id}"))
+        notify(conn, EventKind.BRAND, str(tenant.id))
         audit.record(
             conn,
             actor=actor,

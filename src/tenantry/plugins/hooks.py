@@ -266,13 +266,13 @@ class HookRunner:
 def follow(delivery: HookDelivery, *, stop: threading.Event, poll: float, on_pass: Callable[[RunReport], None]) -> None:
     """Deliver in the calling thread until ``stop`` is set: :class:`HookRunner`'s loop, woken
     by a :class:`~tenantry.services.events.CatalogListener` of its own."""
-    from tenantry.services.events import CatalogListener
+    from tenantry.services.events import CatalogListener, EventKind
 
     names = set(delivery.handlers())
     runner = HookRunner(delivery, poll=poll, on_pass=on_pass)
 
-    def on_event(kind: str, key: str) -> None:
-        if kind == "hook" and key in names:
+    def on_event(kind: EventKind, key: str) -> None:
+        if kind == EventKind.HOOK and key in names:
             runner.wake()
 
     def stop_when_told() -> None:

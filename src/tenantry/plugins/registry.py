@@ -31,6 +31,7 @@ from pydantic import BaseModel
 
 from tenantry import context
 from tenantry.core import flags as flags_core
+from tenantry.core.events import EventKind
 from tenantry.core.hooks import POLL_SECONDS
 from tenantry.db import catalog
 from tenantry.errors import (
@@ -332,7 +333,7 @@ class Plugins:
                 known = self.known() | plugin_hooks.subscribed(conn)
         change = service.set_enabled(self._tn, name, enabled, known=known, tenant=tenant, plan=plan)
         if change.changed:  # this process at once; the others by NOTIFY
-            self._cache.on_event("plugin", f"{change.scope.kind}:{change.scope.key}")
+            self._cache.on_event(EventKind.PLUGIN, f"{change.scope.kind}:{change.scope.key}")
         return change
 
     def settings(self, name: str | None = None) -> builtins.list[service.Enablement]:
@@ -596,10 +597,10 @@ class Plugins:
         return {p.name: p for p in self._of(AsgiRoutes)}
 
     # -- cache events -------------------------------------------------------------------------
-    def _on_event(self, kind: str, key: str) -> None:
-        if kind in ("plugin", "tenant"):
+    def _on_event(self, kind: EventKind, key: str) -> None:
+        if kind in (EventKind.PLUGIN, EventKind.TENANT):
             self._cache.on_event(kind, key)
-        elif kind == "hook" and key in self._plugins and self._runner is not None:
+        elif kind == EventKind.HOOK and key in self._plugins and self._runner is not None:
             self._runner.wake()
 
     def _on_reset(self) -> None:

@@ -1,12 +1,12 @@
 """Catalog change events: NOTIFY in the changing transaction, LISTEN in every process.
 
-A change to a tenant (status, placement), a cell, a custom domain, a config layer, a flag or a
-plugin's enablement sends ``NOTIFY tenantry_catalog`` with ``tenant:<id>``, ``cell:<name>``,
-``domain:<hostname>``, ``config:<scope>:<key>``, ``flag:<key>`` or ``plugin:<scope>:<key>``
-inside the transaction that makes it, so the notice goes out exactly when the change commits.
-Each :class:`tenantry.Tenantry` runs a :class:`CatalogListener` thread that drops what it
-cached about what the notice names; after a lost connection it drops everything, since
-notices may have been missed.
+A change to a tenant (status, placement), a cell, a custom domain, a config layer, a flag, a
+plugin's enablement or a brand sends ``NOTIFY tenantry_catalog`` with ``<kind>:<key>``
+(:class:`~tenantry.core.events.EventKind` names every kind and what its key is) inside the
+transaction that makes it, so the notice goes out exactly when the change commits. Each
+:class:`tenantry.Tenantry` runs a :class:`CatalogListener` thread that drops what it cached
+about what the notice names; after a lost connection it drops everything, since notices may
+have been missed.
 """
 
 from __future__ import annotations
@@ -19,9 +19,13 @@ from typing import Any
 
 import psycopg
 
+from tenantry.core.events import EventKind
+
 __all__ = [
     "CHANNEL",
     "CatalogListener",
+    "EventKind",
+    "notify",
     "notify_cell",
     "notify_config",
     "notify_domain",
@@ -36,43 +40,50 @@ _log = logging.getLogger("tenantry.events")
 _RETRY_FIRST, _RETRY_MAX = 0.1, 0.5
 
 
+def notify(conn: psycopg.Connection[Any], kind: EventKind, key: str) -> None:
+    """Announce a change of ``kind`` about ``key`` when ``conn``'s transaction commits."""
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, kind.payload(key)))
+
+
 def notify_tenant(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> None:
-    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"tenant:{tenant_id}"))
+    """A tenant changed (status, plan, slug, placement) or was made: ``tenant:<id>``."""
+    notify(conn, EventKind.TENANT, str(tenant_id))
 
 
 def notify_cell(conn: psycopg.Connection[Any], name: str) -> None:
-    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"cell:{name}"))
+    """A cell changed: ``cell:<name>``."""
+    notify(conn, EventKind.CELL, name)
 
 
 def notify_config(conn: psycopg.Connection[Any], scope: str, key: str) -> None:
     """A config layer changed: ``config:tenant:<id>`` or ``config:plan:<name>``."""
-    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"config:{scope}:{key}"))
+    notify(conn, EventKind.CONFIG, f"{scope}:{key}")
 
 
 def notify_flag(conn: psycopg.Connection[Any], key: str) -> None:
     """A feature flag changed (created, updated, killed or deleted): ``flag:<key>``."""
-    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"flag:{key}"))
+    notify(conn, EventKind.FLAG, key)
 
 
 def notify_domain(conn: psycopg.Connection[Any], hostname: str) -> None:
     """A custom domain changed: ``domain:<hostname>``."""
-    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"domain:{hostname}"))
+    notify(conn, EventKind.DOMAIN, hostname)
 
 
 def notify_plugin(conn: psycopg.Connection[Any], scope: str, key: str) -> None:
     """A plugin was switched on or off: ``plugin:tenant:<id>`` or ``plugin:plan:<name>``."""
-    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"plugin:{scope}:{key}"))
+    notify(conn, EventKind.PLUGIN, f"{scope}:{key}")
 
 
 class CatalogListener:
-    """A daemon thread that LISTENs and calls ``on_event(kind, key)``; ``on_reset()`` after
-    every (re)connection."""
+    """A daemon thread that LISTENs and calls ``on_event(kind, key)`` for every notice of a
+    kind this version knows; ``on_reset()`` after every (re)connection."""
 
     def __init__(
         self,
         url: str,
         *,
-        on_event: Callable[[str, str], None],
+        on_event: Callable[[EventKind, str], None],
         on_reset: Callable[[], None],
         poll: float = 0.5,
     ) -> None:
@@ -102,8 +113,9 @@ class CatalogListener:
                     delay = _RETRY_FIRST
                     while not self._stop.is_set():
                         for notice in conn.notifies(timeout=self._poll):
-                            kind, _, key = notice.payload.partition(":")
-                            self._on_event(kind, key)
+                            event = EventKind.parse(notice.payload)
+                            if event is not None:  # (a newer process's kind: nothing here is about it)
+                                self._on_event(*event)
             except Exception as err:  # keep listening whatever happens; the TTL is the backstop
                 if self.listening.is_set() or delay == _RETRY_FIRST:
                     _log.warning("catalog listener reconnecting after: %s", str(err).strip().splitlines()[:1])

@@ -39,7 +39,7 @@ from psycopg.types.json import Jsonb
 from tenantry.core.hooks import LIFECYCLE_EVENTS, STATUSES
 from tenantry.errors import InvalidInput
 from tenantry.services import audit
-from tenantry.services.events import CHANNEL
+from tenantry.services.events import CHANNEL, EventKind, notify
 
 if TYPE_CHECKING:
     from tenantry.core.model import Tenant
@@ -155,7 +155,7 @@ SELECT s.plugin, s.event, t.id, %(tenant)s, %(extra)s,
  ORDER BY s.plugin
 RETURNING plugin
 )
-SELECT plugin, pg_notify(%(channel)s, 'hook:' || plugin) FROM queued
+SELECT plugin, pg_notify(%(channel)s, %(kind)s::text || ':' || plugin) FROM queued
 """
 
 
@@ -184,6 +184,7 @@ def enqueue(
             "tenant_id": tenant.id,
             "event": event,
             "channel": CHANNEL,
+            "kind": EventKind.HOOK.value,
         },
     ).fetchall()
     return [str(r[0]) for r in rows]  # (one statement: the rows and their NOTIFY, sent on commit)
@@ -407,7 +408,7 @@ def retry(
         retried = sorted(int(r[0]) for r in rows)
         if retried:
             for name in sorted({str(r[1]) for r in rows}):
-                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"hook:{name}"))
+                notify(conn, EventKind.HOOK, name)
             audit.record(
                 conn,
                 actor=actor,
