@@ -89,9 +89,11 @@ def test_the_api_keeps_to_its_spec(fuzzed: tuple[Any, str], mode: GenerationMode
             phases=[Phase.explicit, Phase.generate],
         )
         def run(case: Any) -> None:
-            if any(value in ([], {}) for value in (case.query or {}).values()):
-                # an empty array or object in the query is sent as nothing at all: the
-                # "invalid" request that arrives is a valid one, and the check would fail it
+            if any(isinstance(value, (list, dict)) for value in (case.query or {}).values()):
+                # an array or object in the query arrives as something valid: an empty one as
+                # nothing at all, an array as repeated values of which a one-value parameter
+                # takes one (`prefix=[false]` is sent as `prefix=false`, a valid prefix), an
+                # object as other parameters; the check would fail the valid request that arrives
                 reject()
             # schema-valid is not always acceptable: a slug the naming rules refuse, a cursor
             # of another list, a plan that does not exist are 4xx by design
