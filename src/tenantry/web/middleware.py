@@ -151,7 +151,7 @@ class TenantMiddleware:
             if isinstance(err, TenantNotFound):
                 await self._refuse(scope, send, problem_from_error(err), page=lambda: self._no_tenant_html(request))
             else:
-                await self._refuse(scope, send, problem_from_error(err))
+                await self._refuse(scope, send, _public_problem(err))
             return
         if isinstance(outcome, _Inactive):
             tenant = outcome.tenant
@@ -191,7 +191,7 @@ class TenantMiddleware:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1013, "reason": "try again later"})
             else:
-                await self._refuse(scope, send, problem_from_error(err))
+                await self._refuse(scope, send, _public_problem(err))
         except BaseException:
             await answer.release()
             raise
@@ -358,3 +358,14 @@ class _Answer:
         held, self._held = self._held, []
         for message in held:
             await self._send(message)
+
+
+#: what the edge says of a server-side failure: its message (a host, a socket path, a driver's
+#: words) goes to the log, not to whoever sent the request
+SERVER_SIDE_DETAIL = "the service cannot answer this request right now; please try again shortly"
+
+
+def _public_problem(err: TenantryError) -> Problem:
+    """The problem the edge answers ``err`` with: a server-side failure (5xx) keeps its type,
+    status and ``Retry-After`` but not its message."""
+    return problem_from_error(err, detail=SERVER_SIDE_DETAIL if err.http_status >= 500 else None)
