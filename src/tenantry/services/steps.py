@@ -76,16 +76,6 @@ class StepLog:
                 (self.done, self.id),
             )
 
-    def crashed_after(self, step: str) -> None:
-        """The crash point of ``step`` (once its record is committed)."""
-        crash_point(f"{self.crash_prefix}{step}")
-
-    def finish(self, tn: Tenantry, step: str, **payload: Any) -> None:
-        """Record ``step`` in a catalog transaction of its own, then pass its crash point."""
-        with tn.admin() as conn, conn.transaction():
-            self.record(conn, step, **payload)
-        self.crashed_after(step)
-
     def run(self, tn: Tenantry, steps: Iterable[Step]) -> None:
         """Run the steps not done yet, in order, each recorded as it ends.
 
@@ -102,5 +92,5 @@ class StepLog:
             if name not in self.done:
                 with tn.admin() as conn, conn.transaction():
                     self.record(conn, name, **(payload or {}))
-            for step in self.done[before:]:
-                self.crashed_after(step)
+            for step in self.done[before:]:  # each committed: where the fault tests kill
+                crash_point(f"{self.crash_prefix}{step}")
