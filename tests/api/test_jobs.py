@@ -4,7 +4,6 @@ finishes the move), aborts, and the job list."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from tenantry.services.moves import STEPS
 from tests.api.support import Client, MakeToken
 from tests.api.test_auth import _problem
 from tests.services.test_moves import _cli, _counts, _seed, _snapshot
+from tests.support import catalog_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,12 +128,8 @@ def _killed_while_serving(scratch, crash: str, path: str, body: dict, secret: st
     """Run ``tenantry api serve`` (set to die at ``crash``), send it one request, and wait for
     it to die; returns the id of the job it answered with (``None`` if it died first)."""
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
-    env.update(
-        TENANTRY_DATABASE_URL=scratch.url,
-        TENANTRY_OWNER_ROLE=scratch.owner,
-        TENANTRY_RUNTIME_ROLE=scratch.runtime,
-        TENANTRY_READER_ROLE=scratch.reader,
+    env = catalog_env(
+        scratch,
         TENANTRY_APP="tests.model_app:Base",
         PYTHONPATH=str(ROOT),
         TENANTRY_TEST_CRASH_AFTER=crash,

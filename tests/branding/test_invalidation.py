@@ -4,9 +4,7 @@ reaches a running Tenantry (its brand, stylesheet and served CSS) within a secon
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -14,7 +12,7 @@ import pytest
 
 from tenantry import Tenant, Tenantry
 from tests.branding.support import brand_site, client
-from tests.support import Scratch
+from tests.support import Scratch, run_cli
 
 #: how long a change made elsewhere may take to show (the issue's bar)
 WITHIN = 1.0
@@ -29,21 +27,7 @@ def running(scratch: Scratch, tn: Tenantry) -> Iterator[Tenantry]:
 
 
 def _cli(scratch: Scratch, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
-    env.update(
-        TENANTRY_DATABASE_URL=scratch.url,
-        TENANTRY_OWNER_ROLE=scratch.owner,
-        TENANTRY_RUNTIME_ROLE=scratch.runtime,
-        TENANTRY_READER_ROLE=scratch.reader,
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "tenantry.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_cli(scratch, *args)
 
 
 def _warm(tn: Tenantry, slug: str) -> None:

@@ -7,7 +7,6 @@ USAGE on it (a column default calls ``nextval``), never SELECT, which would let 
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from psycopg import sql
 from tenantry import Tenant, Tenantry
 from tenantry.db import rls
 from tests.db.isolation_probe import bound
-from tests.support import Scratch
+from tests.support import Scratch, catalog_env
 
 
 def _sequence(tn: Tenantry) -> str:
@@ -91,13 +90,7 @@ def test_the_guide_shows_the_uuid7_example_verbatim() -> None:
 def test_the_uuid7_example_runs_and_its_ids_are_version_7(server_url: str) -> None:
     db = Scratch(server_url)
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
-        env.update(
-            TENANTRY_DATABASE_URL=db.url,
-            TENANTRY_OWNER_ROLE=db.owner,
-            TENANTRY_RUNTIME_ROLE=db.runtime,
-            TENANTRY_READER_ROLE=db.reader,
-        )
+        env = catalog_env(db)
         done = subprocess.run(
             [sys.executable, str(EXAMPLE)],
             env=env,

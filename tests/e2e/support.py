@@ -7,7 +7,6 @@ same program on either server; the tracker's tests cover both backends).
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 
 from tenantry.testing import SYSTEM_URL, reachable, servers
-from tests.support import Scratch
+from tests.support import Scratch, catalog_env
 
 START_TIMEOUT = 90.0
 
@@ -72,12 +71,8 @@ class DemoProcess:
 
 
 def demo_env(scratch: Scratch) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
-    env.update(
-        TENANTRY_DATABASE_URL=scratch.url,
-        TENANTRY_OWNER_ROLE=scratch.owner,
-        TENANTRY_RUNTIME_ROLE=scratch.runtime,
-        TENANTRY_READER_ROLE=scratch.reader,
+    env = catalog_env(
+        scratch,
         TENANTRY_SECRET_KEYS=scratch.secret_keys,
         PYTHONUNBUFFERED="1",
     )

@@ -8,9 +8,7 @@ import asyncio
 import csv
 import io
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ from tenantry.contrib.webhooks import Delivery, deliver_pending, verify
 from tenantry.services import config as config_service
 from tests.examples.support import LOGIN, TENANTS, csrf_of
 from tests.plugins.receiver import Receiver
-from tests.support import Scratch
+from tests.support import Scratch, run_cli
 
 WITHIN = 1.0
 SECRET = "whsec_aW5pdGVjaC13ZWJob29rLXNlY3JldC0zMi1ieXRlcyE="
@@ -169,21 +167,7 @@ def test_new_projects_and_tasks_become_signed_webhooks(site: Site) -> None:
 
 
 def _cli(db: Scratch, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
-    env.update(
-        TENANTRY_DATABASE_URL=db.url,
-        TENANTRY_OWNER_ROLE=db.owner,
-        TENANTRY_RUNTIME_ROLE=db.runtime,
-        TENANTRY_READER_ROLE=db.reader,
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "tenantry.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_cli(db, *args)
 
 
 def test_cli_changes_show_in_a_running_app_within_a_second(site: Site, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,13 +3,12 @@ plugin answers for the tenant it is on for and never for the other, and a rerun 
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import Scratch
+from tests.support import Scratch, catalog_env
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "plugin_quickstart.py"
@@ -24,13 +23,7 @@ def test_the_docs_show_the_example_verbatim() -> None:
 def test_the_example_runs(server_url: str) -> None:
     db = Scratch(server_url)
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
-        env.update(
-            TENANTRY_DATABASE_URL=db.url,
-            TENANTRY_OWNER_ROLE=db.owner,
-            TENANTRY_RUNTIME_ROLE=db.runtime,
-            TENANTRY_READER_ROLE=db.reader,
-        )
+        env = catalog_env(db)
         for events in (
             "['suspended', 'resumed']",
             "['suspended', 'resumed', 'suspended', 'resumed']",

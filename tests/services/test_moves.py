@@ -21,6 +21,7 @@ from tenantry.db.tenant_copy import FREEZE_LOCK_CLASS
 from tenantry.services.moves import CATCH_UP_ENOUGH, STEPS
 from tenantry.testing import TIER_PLANS
 from tests.services.test_cell_counts import assert_counts_match
+from tests.support import catalog_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -396,12 +397,8 @@ def test_refusals(tn: Tenantry, make_tenant) -> None:
 
 
 def _cli(scratch, *args: str, crash: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
-    env.update(
-        TENANTRY_DATABASE_URL=scratch.url,
-        TENANTRY_OWNER_ROLE=scratch.owner,
-        TENANTRY_RUNTIME_ROLE=scratch.runtime,
-        TENANTRY_READER_ROLE=scratch.reader,
+    env = catalog_env(
+        scratch,
         TENANTRY_APP="tests.model_app:Base",
         PYTHONPATH=os.pathsep.join((str(ROOT / "src"), str(ROOT))),  # this tree, not the installed one
     )
