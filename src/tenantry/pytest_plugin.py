@@ -48,7 +48,7 @@ The fixtures:
 ``tenant_client`` (function)
     ``tenant_client(app, slug, domain="localhost")`` gives an ``httpx.AsyncClient`` that calls
     the ASGI ``app`` in-process with the host ``<slug>.<domain>``, as a browser of the tenant's
-    site would (closed at the end of the test; needs ``httpx``).
+    site would; use it in ``async with``, which closes it (needs ``httpx``).
 """
 
 from __future__ import annotations
