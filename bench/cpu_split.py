@@ -36,10 +36,9 @@ from typing import Any
 import psycopg
 from _scratch import add_server_arguments, environment, load_averages, run_took, scratch_database, server
 from psycopg_pool import ConnectionPool
-from rls_overhead import PLAIN_TABLE, TABLE, WORKLOADS, Base, load_rows, make_baseline, warm_tenant_cache
+from rls_overhead import PLAIN_TABLE, TABLE, WORKLOADS, Base, load_rows, make_baseline, reset_off, warm_tenant_cache
 
 from tenantry import Tenantry
-from tenantry.db import binding
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -121,12 +120,8 @@ def main() -> None:
                         conn.execute(plain_query, {**params, "tenant": ids[slug]}).fetchall()
 
                 def no_reset(slug: str, params: dict[str, Any]) -> None:
-                    saved = binding.reset_due
-                    binding.reset_due = lambda conn: False
-                    try:
+                    with reset_off():
                         tenantry(slug, params)
-                    finally:
-                        binding.reset_due = saved
 
                 with pool.connection() as conn:
                     base_pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]

@@ -76,7 +76,7 @@ from psycopg_pool import ConnectionPool
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tenantry import Tenantry, TenantScoped
-from tenantry.db import binding
+from tenantry.db import binding, connections
 
 TABLE = "bench_items"
 PLAIN_SCHEMA = "bench_plain"
@@ -195,17 +195,28 @@ def tenantry_runner(tn: Tenantry, workload: Workload, *, rls: bool = True) -> Ru
     return run
 
 
+@contextmanager
+def reset_off() -> Iterator[None]:
+    """No connection is due the hand-over reset while the block runs (where the bind and a
+    fused first statement look)."""
+    modules = (binding, connections)
+    saved = [m.reset_due for m in modules]
+    for m in modules:
+        m.reset_due = lambda conn: False  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for m, due in zip(modules, saved, strict=True):
+            m.reset_due = due  # type: ignore[assignment]
+
+
 def without_reset(run: Runner) -> Runner:
     """``run`` with the hand-over reset switched off (the connection is reset by the next
     borrower of the other sides instead)."""
 
     def wrapped(sample: Sample) -> None:
-        saved = binding.reset_due
-        binding.reset_due = lambda conn: False
-        try:
+        with reset_off():
             run(sample)
-        finally:
-            binding.reset_due = saved
 
     return wrapped
 

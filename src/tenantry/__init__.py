@@ -81,9 +81,9 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.core.placement import Placement
     from tenantry.core.secrets import Keyring
     from tenantry.db.alchemy import TenantScoped, tenant_id_column
-    from tenantry.db.binding import AsyncTenantConnection, TenantConnection
     from tenantry.db.bulk import acopy_rows, copy_rows
     from tenantry.db.catalog import InitReport
+    from tenantry.db.connections import AsyncTenantConnection, TenantConnection
     from tenantry.db.rls import DeployReport
     from tenantry.db.server import EmbeddedServer
     from tenantry.live import Flags
@@ -256,7 +256,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "tenantry.core.placement": ("Placement",),
     "tenantry.core.secrets": ("Keyring",),
     "tenantry.db.alchemy": ("TenantScoped", "tenant_id_column"),
-    "tenantry.db.binding": ("AsyncTenantConnection", "TenantConnection"),
+    "tenantry.db.connections": ("AsyncTenantConnection", "TenantConnection"),
     "tenantry.db.bulk": ("acopy_rows", "copy_rows"),
     "tenantry.db.catalog": ("InitReport",),
     "tenantry.db.rls": ("DeployReport",),

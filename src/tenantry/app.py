@@ -43,9 +43,10 @@ from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.placement import PRIMARY_CELL, Placement, Route
 from tenantry.core.secrets import Keyring
 from tenantry.db import catalog, rls
-from tenantry.db.binding import AsyncTenantConnection, Binder, RouteKey, TenantConnection
+from tenantry.db.binding import Binder, RouteKey
 from tenantry.db.catalog_pool import CatalogPool
 from tenantry.db.connect import admin_connection, translate, translated, with_user
+from tenantry.db.connections import AsyncTenantConnection, TenantConnection
 from tenantry.db.deploy import deploy_tables
 from tenantry.db.embedded_keys import embedded_keyring
 from tenantry.db.local import context_keys

@@ -28,18 +28,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tenantry.core.placement import PRIMARY_CELL
 from tenantry.db import liveness
 from tenantry.db.alchemy import bind_engine
-from tenantry.db.binding import (
+from tenantry.db.binding import Binder, RouteKey, mark_returned
+from tenantry.db.connect import translate
+from tenantry.db.connections import (
     AsyncTenantConnection,
     AsyncTenantCursor,
     AsyncTenantServerCursor,
-    Binder,
-    RouteKey,
     TenantConnection,
     TenantCursor,
     TenantServerCursor,
-    mark_returned,
 )
-from tenantry.db.connect import translate
 from tenantry.errors import DatabaseUnavailable
 from tenantry.settings import Settings
 
