@@ -210,6 +210,18 @@ def reset_off() -> Iterator[None]:
             m.reset_due = due  # type: ignore[assignment]
 
 
+@contextmanager
+def fusion_off() -> Iterator[None]:
+    """The bind is sent on its own, ahead of the transaction's first statement, while the
+    block runs (as before the first statement carried it)."""
+    saved = connections._fused_for
+    connections._fused_for = lambda conn: None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        connections._fused_for = saved  # type: ignore[assignment]
+
+
 def without_reset(run: Runner) -> Runner:
     """``run`` with the hand-over reset switched off (the connection is reset by the next
     borrower of the other sides instead)."""

@@ -1027,8 +1027,13 @@ class Tenantry:
             raise
         else:
             if not conn.closed:
-                with translated():  # a server that went away at the commit is unavailable
+                try:
                     conn.commit()
+                except psycopg.Error as err:  # a server that went away at the commit is unavailable
+                    mapped = translate(err)
+                    if mapped is None:
+                        raise
+                    raise mapped from err
         finally:
             if self._spent(conn):
                 conn.close()

@@ -245,29 +245,20 @@ def _prepare(conn: Any) -> None:
         prepare()
 
 
-@contextmanager
-def _fusing(conn: Any) -> Iterator[bool]:
-    """While the block runs, ``conn``'s next statement carries its transaction's binding, if it
-    opens one; yields whether it does."""
-    fused = _fused_for(conn)
-    if fused is None:
-        yield False
-        return
-    conn._tenantry_fused = fused
-    try:
-        yield True
-    finally:
-        conn._tenantry_fused = None
-
-
 class TenantCursor(psycopg.Cursor[Any]):
     """Cursor that binds the tenant with the first statement of each transaction."""
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> TenantCursor:
-        with _fusing(self.connection) as fused:
-            if not fused:
-                _prepare(self.connection)
+        conn = self.connection
+        fused = _fused_for(conn)
+        if fused is None:
+            _prepare(conn)
             return super().execute(query, params, **kwargs)
+        conn._tenantry_fused = fused  # type: ignore[attr-defined]
+        try:
+            return super().execute(query, params, **kwargs)
+        finally:
+            conn._tenantry_fused = None  # type: ignore[attr-defined]
 
     def _maybe_prepare_gen(self, pgq: Any, *, prepare: bool | None = None, binary: bool | None = None) -> Any:
         return _first_statement_gen(self, pgq, prepare, binary)
@@ -367,10 +358,16 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Any]):
     """Async :class:`TenantCursor`."""
 
     async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> AsyncTenantCursor:
-        with _fusing(self.connection) as fused:
-            if not fused:
-                await _aprepare(self.connection)
+        conn = self.connection
+        fused = _fused_for(conn)
+        if fused is None:
+            await _aprepare(conn)
             return await super().execute(query, params, **kwargs)
+        conn._tenantry_fused = fused  # type: ignore[attr-defined]
+        try:
+            return await super().execute(query, params, **kwargs)
+        finally:
+            conn._tenantry_fused = None  # type: ignore[attr-defined]
 
     def _maybe_prepare_gen(self, pgq: Any, *, prepare: bool | None = None, binary: bool | None = None) -> Any:
         return _first_statement_gen(self, pgq, prepare, binary)
