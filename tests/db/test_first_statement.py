@@ -8,6 +8,7 @@ import asyncio
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 
 from tenantry import Tenantry, TenantSuspended
 from tests.db.support import traced
@@ -93,3 +94,63 @@ def test_the_async_first_statement_binds_its_transaction(tn: Tenantry, make_tier
             await tn.router.aclose()
 
     assert asyncio.run(main()) == [(str(a.id), None)] * 2 + [(str(b.id), ["b-row"])] * 2 + [(str(a.id), None)] * 2
+
+
+WHO_SA = sa.text(
+    "SELECT current_setting('tenantry.tenant_id'), array_agg(name ORDER BY name) FROM projects WHERE id > :floor"
+)
+
+
+def test_sqlalchemy_transactions_bind_with_their_first_statement(tn: Tenantry, make_tier_tenant) -> None:
+    """SQLAlchemy's ``begin`` leaves the bind to the first statement: a one-query transaction
+    makes two round trips; every other way of starting one (the simple protocol, executemany,
+    a server-side cursor) binds it on its own first, and each sees only its tenant's rows."""
+    a, b = make_tier_tenant(), make_tier_tenant()
+    with tn.tenant(b.slug), tn.engine().begin() as c:
+        c.execute(sa.text("INSERT INTO projects (name) VALUES (:n)"), [{"n": "b1"}, {"n": "b2"}])  # executemany
+    with tn.tenant(a.slug), tn.engine().connect() as c:
+        driver = c.connection.driver_connection
+        with traced(driver) as trace:
+            assert c.execute(WHO_SA, {"floor": 0}).one() == (str(a.id), None)
+            c.commit()
+        assert trace.round_trips == 2  # the pipeline, COMMIT
+        assert c.exec_driver_sql("SELECT current_setting('tenantry.tenant_id')").scalar() == str(a.id)
+        c.commit()
+    with tn.tenant(b.slug), tn.engine().connect() as c:
+        rows = c.execution_options(stream_results=True).execute(WHO_SA, {"floor": 0}).all()
+        assert rows == [(str(b.id), ["b1", "b2"])]
+        c.rollback()
+
+
+def test_an_sqlalchemy_transaction_without_statements_leaves_no_binding(tn: Tenantry, make_tier_tenant) -> None:
+    """A binding deferred to a first statement that never comes is dropped with the
+    transaction: the next one, under another tenant, binds its own."""
+    a, b = make_tier_tenant(), make_tier_tenant()
+    with tn.tenant(a.slug), tn.engine().connect() as c:
+        c.begin()
+        c.rollback()
+    with tn.tenant(b.slug), tn.engine().connect() as c:
+        raw = psycopg.ClientCursor(c.connection.driver_connection)  # escapes SQLAlchemy, not tenantry
+        c.begin()
+        raw.execute("SELECT current_setting('tenantry.tenant_id', true)")
+        assert raw.fetchone() == (str(b.id),)
+        c.rollback()
+
+
+def test_async_sqlalchemy_binds_with_the_first_statement(tn: Tenantry, make_tier_tenant) -> None:
+    a = make_tier_tenant()
+
+    async def main() -> tuple[object, int]:
+        async with tn.tenant(a.slug):
+            engine = tn.async_engine()
+            try:
+                async with engine.connect() as c:
+                    raw = await c.get_raw_connection()
+                    with traced(raw.driver_connection) as trace:
+                        row = (await c.execute(WHO_SA, {"floor": 0})).one()
+                        await c.commit()
+                    return tuple(row), trace.round_trips
+            finally:
+                await engine.dispose()
+
+    assert asyncio.run(main()) == ((str(a.id), None), 2)

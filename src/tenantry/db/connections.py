@@ -24,7 +24,7 @@ resets a handed-over session first and never takes a transaction it did not begi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, NamedTuple
 
@@ -52,6 +52,8 @@ from tenantry.db.binding import (
 from tenantry.errors import TenantContextError
 
 __all__ = [
+    "defer_bind",
+    "forget_deferred",
     "AsyncTenantConnection",
     "AsyncTenantCursor",
     "AsyncTenantServerCursor",
@@ -95,6 +97,46 @@ def _fused_for(conn: Any) -> _Fused | None:
     check_route(wanted, conn._tenantry_serves)
     choose_prepare(conn, wanted)
     return _Fused(wanted, binder.statement(wanted), reset_due(conn))
+
+
+def defer_bind(conn: Any, wanted: BoundTenant | None, binder: Binder) -> bool:
+    """Let ``conn``'s next statement bind ``wanted`` to the transaction it opens (for the
+    SQLAlchemy integration, whose ``begin`` event comes before any statement). Returns
+    ``False``, binding nothing, when the connection cannot defer (a transaction is open
+    already, or it is in autocommit or pipeline mode): bind it now instead."""
+    pgconn = conn.pgconn
+    if (
+        pgconn.transaction_status != _IDLE
+        or pgconn.pipeline_status != _PIPELINE_OFF
+        or conn._pipeline is not None
+        or conn.autocommit
+        or not isinstance(conn, TenantConnection | AsyncTenantConnection)
+    ):
+        return False
+    conn._tenantry_fused = _Fused(wanted, binder.statement(wanted), reset_due(conn))
+    return True
+
+
+def forget_deferred(conn: Any) -> None:
+    """Drop a binding :func:`defer_bind` left for a statement that never came."""
+    if getattr(conn, "_tenantry_fused", None) is not None:
+        conn._tenantry_fused = None
+
+
+def _start_gen(
+    conn: TenantConnection | AsyncTenantConnection, start: Callable[[], Generator[waiting.Wait, Any, None]]
+) -> Generator[waiting.Wait, Any, None]:
+    """psycopg's start of a statement (``start``: BEGIN when idle), for a connection with a
+    binding pending: a cursor's ``execute`` sends BEGIN and the bind with its statement (see
+    :func:`_first_statement_gen`); any other way of running a statement (``executemany``,
+    ``stream``, ``copy``, a server-side or client-side cursor) binds it on its own first."""
+    fused = conn._tenantry_fused
+    if fused is None:
+        yield from start()
+    elif not conn._tenantry_fusing:
+        conn._tenantry_fused = None
+        yield from begin_gen(conn, fused.statement, fused.reset)
+        _bound(conn, fused.wanted)
 
 
 def _bound(conn: TenantConnection | AsyncTenantConnection, wanted: BoundTenant | None) -> None:
@@ -167,6 +209,7 @@ class TenantConnection(psycopg.Connection[Any]):
     _tenantry_serves: RouteKey | None = None
     _tenantry_schemas: set[str] | None = None
     _tenantry_fused: _Fused | None = None
+    _tenantry_fusing = False
 
     def _tenantry_bind(self, wanted: BoundTenant | None, binder: Binder) -> None:
         check_route(wanted, self._tenantry_serves)
@@ -190,9 +233,8 @@ class TenantConnection(psycopg.Connection[Any]):
             raise TenantContextError(_SWITCHED)
 
     def _start_query(self) -> Generator[waiting.Wait, Any, None]:
-        # psycopg's: BEGIN when idle; a fused first statement sends its own
-        if self._tenantry_fused is None:
-            yield from super()._start_query()
+        # psycopg's: BEGIN when idle (every way of running a statement passes here)
+        return _start_gen(self, super()._start_query)
 
     def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
         # Every statement psycopg runs passes here; tenantry's binder does not (it waits on
@@ -249,16 +291,20 @@ class TenantCursor(psycopg.Cursor[Any]):
     """Cursor that binds the tenant with the first statement of each transaction."""
 
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> TenantCursor:
-        conn = self.connection
+        conn: Any = self.connection
         fused = _fused_for(conn)
-        if fused is None:
+        if fused is not None:
+            conn._tenantry_fused = fused
+        elif getattr(conn, "_tenantry_fused", None) is None:  # (none pending from SQLAlchemy)
             _prepare(conn)
             return super().execute(query, params, **kwargs)
-        conn._tenantry_fused = fused  # type: ignore[attr-defined]
+        conn._tenantry_fusing = True
         try:
             return super().execute(query, params, **kwargs)
         finally:
-            conn._tenantry_fused = None  # type: ignore[attr-defined]
+            conn._tenantry_fusing = False
+            if fused is not None:  # unclaimed (the statement failed first): decided anew next time
+                conn._tenantry_fused = None
 
     def _maybe_prepare_gen(self, pgq: Any, *, prepare: bool | None = None, binary: bool | None = None) -> Any:
         return _first_statement_gen(self, pgq, prepare, binary)
@@ -294,6 +340,7 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Any]):
     _tenantry_serves: RouteKey | None = None
     _tenantry_schemas: set[str] | None = None
     _tenantry_fused: _Fused | None = None
+    _tenantry_fusing = False
 
     async def _tenantry_bind(self, wanted: BoundTenant | None, binder: Binder) -> None:
         check_route(wanted, self._tenantry_serves)
@@ -316,8 +363,7 @@ class AsyncTenantConnection(psycopg.AsyncConnection[Any]):
             raise TenantContextError(_SWITCHED)
 
     def _start_query(self) -> Generator[waiting.Wait, Any, None]:
-        if self._tenantry_fused is None:  # as in TenantConnection._start_query
-            yield from super()._start_query()
+        return _start_gen(self, super()._start_query)  # as in TenantConnection._start_query
 
     async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
         # as in TenantConnection.wait
@@ -358,16 +404,20 @@ class AsyncTenantCursor(psycopg.AsyncCursor[Any]):
     """Async :class:`TenantCursor`."""
 
     async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> AsyncTenantCursor:
-        conn = self.connection
+        conn: Any = self.connection
         fused = _fused_for(conn)
-        if fused is None:
+        if fused is not None:
+            conn._tenantry_fused = fused
+        elif getattr(conn, "_tenantry_fused", None) is None:  # (none pending from SQLAlchemy)
             await _aprepare(conn)
             return await super().execute(query, params, **kwargs)
-        conn._tenantry_fused = fused  # type: ignore[attr-defined]
+        conn._tenantry_fusing = True
         try:
             return await super().execute(query, params, **kwargs)
         finally:
-            conn._tenantry_fused = None  # type: ignore[attr-defined]
+            conn._tenantry_fusing = False
+            if fused is not None:  # as in TenantCursor.execute
+                conn._tenantry_fused = None
 
     def _maybe_prepare_gen(self, pgq: Any, *, prepare: bool | None = None, binary: bool | None = None) -> Any:
         return _first_statement_gen(self, pgq, prepare, binary)

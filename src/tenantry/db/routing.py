@@ -396,7 +396,9 @@ class Router:
         # (tenantry's connection class: the hand-over guard covers raw_connection() too)
         watch.check()
         try:
-            return TenantConnection.connect(watch.url, connect_timeout=self._connect_seconds())
+            return TenantConnection.connect(
+                watch.url, connect_timeout=self._connect_seconds(), cursor_factory=TenantCursor
+            )
         except psycopg.OperationalError as err:
             watch.suspect()
             raise DatabaseUnavailable(f"cannot connect to {watch.what}: {_first_line(err)}") from err
@@ -404,7 +406,9 @@ class Router:
     async def _aconnect(self, watch: liveness.ServerWatch) -> psycopg.AsyncConnection[Any]:
         watch.check()
         try:
-            return await AsyncTenantConnection.connect(watch.url, connect_timeout=self._connect_seconds())
+            return await AsyncTenantConnection.connect(
+                watch.url, connect_timeout=self._connect_seconds(), cursor_factory=AsyncTenantCursor
+            )
         except psycopg.OperationalError as err:
             watch.suspect()
             raise DatabaseUnavailable(f"cannot connect to {watch.what}: {_first_line(err)}") from err
