@@ -9,17 +9,19 @@ schema, and flags); the platform's own configuration is :class:`~tenantry.Settin
 * :mod:`~tenantry.tenant_config.store` — the catalog tables (all the SQL)
 * :mod:`~tenantry.tenant_config.live` — the per-process cache both services read through
 * :mod:`~tenantry.tenant_config.config` — ``tn.config``: get, set, unset, history, rollback, current
+* :mod:`~tenantry.tenant_config.results` — what ``tn.config`` answers (:class:`ConfigValue`, ...)
 * :mod:`~tenantry.tenant_config.flags` — ``tn.flags``: create, update, kill, delete, enabled, evaluate
 * :mod:`~tenantry.tenant_config.openfeature` — :class:`TenantryProvider` (needs ``tenantry[openfeature]``;
   not imported here)
 * :mod:`~tenantry.tenant_config.plane` — :class:`ControlPlane`, what the services need of ``Tenantry``
 """
 
-from tenantry.tenant_config.config import ConfigChange, ConfigDiff, ConfigValue, ConfigVersion, TenantConfig
+from tenantry.tenant_config.config import TenantConfig
 from tenantry.tenant_config.evaluation import Evaluation, FlagSpec
 from tenantry.tenant_config.flags import FlagRecord, Flags
 from tenantry.tenant_config.live import Live
 from tenantry.tenant_config.plane import ControlPlane
+from tenantry.tenant_config.results import ConfigChange, ConfigDiff, ConfigValue, ConfigVersion
 from tenantry.tenant_config.schema import ConfigSections
 from tenantry.tenant_config.store import Scope
 

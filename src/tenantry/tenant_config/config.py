@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 
@@ -45,13 +44,14 @@ from pydantic import BaseModel
 from tenantry import context
 from tenantry.core import secrets as sealing
 from tenantry.core.events import EventKind
-from tenantry.errors import ConfigInvalid, Conflict, InvalidInput, NotFound
+from tenantry.errors import Conflict, InvalidInput, NotFound
 from tenantry.services import audit
 from tenantry.services.events import notify_config
 from tenantry.tenant_config import layers, store
 from tenantry.tenant_config.live import Live
 from tenantry.tenant_config.plane import ControlPlane
-from tenantry.tenant_config.schema import ConfigSections, validate
+from tenantry.tenant_config.results import ConfigChange, ConfigDiff, ConfigValue, ConfigVersion
+from tenantry.tenant_config.schema import ConfigSections, check_tenant, validate
 from tenantry.tenant_config.store import Scope
 
 __all__ = ["ConfigChange", "ConfigDiff", "ConfigValue", "ConfigVersion", "Scope", "TenantConfig"]
@@ -60,97 +60,6 @@ _Model = TypeVar("_Model", bound=BaseModel)
 
 Mutation = Callable[[dict[str, Any], dict[str, Any], datetime], tuple[dict[str, Any], dict[str, Any]]]
 """A write's change: (document, live overrides, now) -> the new (document, overrides)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigVersion:
-    """One version of a layer, as the history keeps it."""
-
-    scope: Scope
-    version: int
-    document: dict[str, Any]
-    overrides: dict[str, Any]
-    actor: str | None
-    message: str
-    created_at: datetime | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.scope.to_dict(),
-            "version": self.version,
-            "document": self.document,
-            "overrides": self.overrides,
-            "actor": self.actor,
-            "message": self.message,
-            "created_at": None if self.created_at is None else self.created_at.isoformat(),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigChange:
-    """The outcome of a write: the version now current and what changed (nothing: a no-op)."""
-
-    scope: Scope
-    version: int
-    changes: list[layers.Change]
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.scope.to_dict(),
-            "version": self.version,
-            "changed": self.changed,
-            "changes": [c.to_dict() for c in self.changes],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigDiff:
-    """What changed in a layer from one version to another."""
-
-    scope: Scope
-    from_version: int
-    to_version: int
-    changes: list[layers.Change]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.scope.to_dict(),
-            "from_version": self.from_version,
-            "to_version": self.to_version,
-            "changes": [c.to_dict() for c in self.changes],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigValue:
-    """What a plan or tenant resolves to: the effective config (defaults included), the
-    layer's own values and live overrides, and which layer gave the value asked for."""
-
-    scope: Scope
-    version: int
-    effective: dict[str, Any]
-    document: dict[str, Any]
-    overrides: dict[str, Any]
-    key: str | None = None
-    value: Any = None
-    source: str | None = None
-    """``override``, ``tenant``, ``plan`` or ``default`` (only with ``key``)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {
-            **self.scope.to_dict(),
-            "version": self.version,
-            "document": self.document,
-            "overrides": self.overrides,
-            "effective": self.effective,
-        }
-        if self.key is not None:
-            data.update(key=self.key, value=self.value, source=self.source)
-        return data
 
 
 class TenantConfig:
@@ -573,39 +482,14 @@ def _check(
     keyring: sealing.Keyring | None,
 ) -> None:
     if scope.kind == "tenant":
-        _check_tenant(schema, scope.target, _plan_document(conn, scope.plan, keyring), document, overrides, now)
+        check_tenant(schema, scope.target, _plan_document(conn, scope.plan, keyring), document, overrides, now)
         return
     validate(schema, document, what=f"plan {scope.target}'s config")
     for slug, tenant_id, tenant_doc, tenant_overrides in store.tenant_layers_of_plan(conn, scope.plan):
         _, tenant_doc, tenant_overrides = _opened(
             (0, tenant_doc, tenant_overrides), keyring, Scope("tenant", slug, scope.plan, tenant_id)
         )
-        _check_tenant(schema, slug, document, tenant_doc, layers.prune(tenant_overrides, now), now, via_plan=scope.plan)
-
-
-def _check_tenant(
-    schema: type[Any],
-    slug: str,
-    plan_doc: dict[str, Any],
-    document: dict[str, Any],
-    overrides: dict[str, Any],
-    now: datetime,
-    via_plan: str | None = None,
-) -> None:
-    for moment in layers.moments(overrides, now):
-        merged = layers.merge(plan_doc, document)
-        for path, value in layers.active_overrides(overrides, moment)[0]:
-            merged = layers.set_path(merged, path, value)
-        when = "" if moment == now else f" once overrides expire at {moment.isoformat()}"
-        try:
-            validate(schema, merged, what=f"tenant {slug}'s config{when}")
-        except ConfigInvalid as err:
-            if via_plan is None:
-                raise
-            raise ConfigInvalid(
-                f"this change to plan {via_plan} would make {err.message}",
-                [f"tenant {slug}: {p}" for p in err.problems],
-            ) from None
+        check_tenant(schema, slug, document, tenant_doc, layers.prune(tenant_overrides, now), now, via_plan=scope.plan)
 
 
 def _reseal(keyring: sealing.Keyring, value: Any) -> Any:

@@ -10,15 +10,16 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from tenantry.errors import ConfigInvalid, ConfigurationError
-from tenantry.tenant_config.layers import SEGMENT
+from tenantry.tenant_config.layers import SEGMENT, active_overrides, merge, moments, set_path
 
-__all__ = ["ConfigSections", "format_errors", "unknown_keys", "validate"]
+__all__ = ["ConfigSections", "check_tenant", "format_errors", "unknown_keys", "validate"]
 
 
 def format_errors(err: pydantic.ValidationError, prefix: tuple[str | int, ...] = ()) -> list[str]:
@@ -83,6 +84,34 @@ def validate(schema: type[BaseModel], document: Mapping[str, Any], *, what: str 
             return value
     problems = list(dict.fromkeys(problems))
     raise ConfigInvalid(f"{what} is invalid: {'; '.join(problems)}", problems)
+
+
+def check_tenant(
+    schema: type[Any],
+    slug: str,
+    plan_doc: dict[str, Any],
+    document: dict[str, Any],
+    overrides: dict[str, Any],
+    now: datetime,
+    via_plan: str | None = None,
+) -> None:
+    """Validate a tenant's merged config (plan layer, its own, its overrides) now and at each
+    later moment one of its overrides expires. ``via_plan``: the write is the plan's, and the
+    error says so, naming the tenant."""
+    for moment in moments(overrides, now):
+        merged = merge(plan_doc, document)
+        for path, value in active_overrides(overrides, moment)[0]:
+            merged = set_path(merged, path, value)
+        when = "" if moment == now else f" once overrides expire at {moment.isoformat()}"
+        try:
+            validate(schema, merged, what=f"tenant {slug}'s config{when}")
+        except ConfigInvalid as err:
+            if via_plan is None:
+                raise
+            raise ConfigInvalid(
+                f"this change to plan {via_plan} would make {err.message}",
+                [f"tenant {slug}: {p}" for p in err.problems],
+            ) from None
 
 
 class ConfigSections:
