@@ -73,8 +73,6 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     )
     from tenantry.context import BoundTenant
     from tenantry.context import current as current_tenant
-    from tenantry.core.config import ConfigSections
-    from tenantry.core.flags import Evaluation, FlagSpec
     from tenantry.core.hostnames import normalise_hostname
     from tenantry.core.model import Isolation, Plan, Status, Tenant
     from tenantry.core.naming import RESERVED_SLUGS, validate_slug
@@ -86,9 +84,7 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.db.connections import AsyncTenantConnection, TenantConnection
     from tenantry.db.rls import DeployReport
     from tenantry.db.server import EmbeddedServer
-    from tenantry.live import Flags
     from tenantry.migrations.report import MigrationReport, PlacementResult, StatusReport
-    from tenantry.openfeature import TenantryProvider
     from tenantry.plugins import (
         AppTables,
         AsgiRoutes,
@@ -110,6 +106,19 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.services.spares import Spare, SpareReport
     from tenantry.services.tokens import ApiToken
     from tenantry.settings import Settings
+    from tenantry.tenant_config import (
+        ConfigChange,
+        ConfigDiff,
+        ConfigSections,
+        ConfigValue,
+        ConfigVersion,
+        Evaluation,
+        FlagRecord,
+        Flags,
+        FlagSpec,
+        TenantConfig,
+    )
+    from tenantry.tenant_config.openfeature import TenantryProvider
     from tenantry.web import (
         CustomDomainResolver,
         HeaderResolver,
@@ -137,9 +146,13 @@ __all__ = [
     "Branding",
     "CatalogNotInitialised",
     "Cell",
+    "ConfigChange",
+    "ConfigDiff",
     "ConfigInvalid",
     "ConfigSection",
     "ConfigSections",
+    "ConfigValue",
+    "ConfigVersion",
     "ConfigurationError",
     "Conflict",
     "ControlPlaneOnly",
@@ -157,6 +170,7 @@ __all__ = [
     "FlagExists",
     "FlagNotFound",
     "FlagProvider",
+    "FlagRecord",
     "FlagSpec",
     "Flags",
     "HeaderResolver",
@@ -199,6 +213,7 @@ __all__ = [
     "SubdomainResolver",
     "TablesDiffer",
     "Tenant",
+    "TenantConfig",
     "TenantConnection",
     "TenantContextError",
     "TenantExists",
@@ -248,8 +263,6 @@ _LAZY: dict[str, tuple[str, ...]] = {
         "install_brand_helpers",
     ),
     "tenantry.context": ("BoundTenant", "current_tenant"),
-    "tenantry.core.config": ("ConfigSections",),
-    "tenantry.core.flags": ("Evaluation", "FlagSpec"),
     "tenantry.core.hostnames": ("normalise_hostname",),
     "tenantry.core.model": ("Isolation", "Plan", "Status", "Tenant"),
     "tenantry.core.naming": ("RESERVED_SLUGS", "validate_slug"),
@@ -261,10 +274,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "tenantry.db.catalog": ("InitReport",),
     "tenantry.db.rls": ("DeployReport",),
     "tenantry.db.server": ("EmbeddedServer",),
-    "tenantry.live": ("Flags",),
-    # the OpenFeature provider needs the optional openfeature-sdk
     "tenantry.migrations.report": ("MigrationReport", "PlacementResult", "StatusReport"),
-    "tenantry.openfeature": ("TenantryProvider",),
     "tenantry.plugins": (
         "AppTables",
         "AsgiRoutes",
@@ -286,6 +296,20 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "tenantry.services.spares": ("Spare", "SpareReport"),
     "tenantry.services.tokens": ("ApiToken",),
     "tenantry.settings": ("Settings",),
+    "tenantry.tenant_config": (
+        "ConfigChange",
+        "ConfigDiff",
+        "ConfigSections",
+        "ConfigValue",
+        "ConfigVersion",
+        "Evaluation",
+        "FlagRecord",
+        "FlagSpec",
+        "Flags",
+        "TenantConfig",
+    ),
+    # the OpenFeature provider needs the optional openfeature-sdk
+    "tenantry.tenant_config.openfeature": ("TenantryProvider",),
     "tenantry.web": (
         "CustomDomainResolver",
         "HeaderResolver",
