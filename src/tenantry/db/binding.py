@@ -13,7 +13,9 @@ as one network write and answered in one round trip::
            tenantry.check_binding($1, $5)   -- refuses a binding older than a fence
 
 sent in place of the ``BEGIN`` psycopg would otherwise send on its own, so binding the tenant
-costs no round trip. The signature covers the tenant's epoch: a binding made before the tenant
+costs no round trip. Usually the transaction's first statement rides in the same pipeline
+(:func:`fused_gen`, used by :mod:`tenantry.db.connections`): a one-query transaction then makes
+two round trips where psycopg alone makes three. The signature covers the tenant's epoch: a binding made before the tenant
 moved or was suspended is refused by the database (:class:`~tenantry.errors.TenantMoved`,
 :class:`~tenantry.errors.TenantSuspended`), in every process, from its next statement on.
 
@@ -36,9 +38,11 @@ of the connection left behind cannot shadow an app table. With no tenant bound,
 The signature (see ``0001_catalog.sql``) is why SQL running as the runtime role cannot bind a
 tenant of its choosing: it cannot read the key.
 
-The protocol is a generator that says what it waits for; :func:`begin` and :func:`abegin` do
-the waiting, blocking or through the event loop. Two integrations use them:
-:class:`TenantConnection` (raw psycopg through psycopg_pool) and the SQLAlchemy event hooks in
+The protocol is a generator that says what it waits for (:func:`begin_gen`, :func:`fused_gen`);
+:func:`begin` and :func:`abegin` do the waiting, blocking or through the event loop, and
+psycopg's own wait drives them inside a statement. Two integrations use them:
+:class:`~tenantry.db.connections.TenantConnection` (raw psycopg through psycopg_pool, and the
+connections SQLAlchemy engines are made of) and the SQLAlchemy event hooks in
 :mod:`tenantry.db.alchemy`.
 """
 
