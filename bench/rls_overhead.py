@@ -28,11 +28,11 @@ Workloads (each one transaction)
 
 Sides
     tenantry    ``with tn.tenant(slug), tn.connection() as conn:`` and the query *without* a
-                tenant predicate: RLS adds it. Binding the tenant rides on the transaction's
-                ``BEGIN``, so this is BEGIN(+binding), query, COMMIT: three round trips.
+                tenant predicate: RLS adds it. ``BEGIN``, the binding and the query go in one
+                pipeline, then COMMIT: two round trips.
     baseline    a ``psycopg_pool.ConnectionPool`` of plain psycopg connections as the runtime
                 role, ``with pool.connection() as conn:``, the query *with* ``WHERE tenant_id =
-                %(tenant)s``: psycopg's BEGIN, query, COMMIT, the same three round trips.
+                %(tenant)s``: psycopg's BEGIN, query, COMMIT, three round trips.
     no-RLS      information: the tenantry path running the baseline's query on the plain
                 table, so ``no-RLS - baseline`` is what binding the tenant costs and
                 ``tenantry - no-RLS`` what the policy (its InitPlan) costs.
@@ -41,6 +41,10 @@ Sides
     no-reset    information: the tenantry side with the hand-over reset switched off, so
                 ``tenantry - no-reset`` is what resetting the session of every connection
                 handed over costs (it rides in the first bind's pipeline: no round trip).
+    unfused     information: the tenantry side with the bind sent in a round trip of its own
+                ahead of the transaction's first statement (as before 2026-12-07, 22:00 UTC),
+                so ``tenantry - unfused`` is what carrying the first statement in the bind's
+                pipeline saves.
 
 Method
     Tenants are resolved once before timing (a long ``tenant_cache_ttl`` and a warm cache), but
@@ -220,6 +224,16 @@ def fusion_off() -> Iterator[None]:
         yield
     finally:
         connections._fused_for = saved  # type: ignore[assignment]
+
+
+def without_fusion(run: Runner) -> Runner:
+    """``run`` with the bind sent on its own, ahead of the transaction's first statement."""
+
+    def wrapped(sample: Sample) -> None:
+        with fusion_off():
+            run(sample)
+
+    return wrapped
 
 
 def without_reset(run: Runner) -> Runner:
@@ -408,13 +422,14 @@ def sides_for(tn: Tenantry, pools: dict[str, ConnectionPool[Any]], workload: Wor
         "baseline": pool_runner(pools["baseline"], workload),
         "no-RLS": tenantry_runner(tn, workload, rls=False),
         "no-reset": without_reset(tenantry_runner(tn, workload)),
+        "unfused": without_fusion(tenantry_runner(tn, workload)),
     }
     if workload.setup is None:  # SET LOCAL needs a transaction
         sides["autocommit"] = pool_runner(pools["autocommit"], workload)
     return sides
 
 
-COLUMNS = ("tenantry", "baseline", "no-RLS", "autocommit", "no-reset")
+COLUMNS = ("tenantry", "baseline", "no-RLS", "autocommit", "no-reset", "unfused")
 
 
 def run_workloads(
@@ -426,6 +441,7 @@ def run_workloads(
     rng = random.Random(args.seed)
     ratios: dict[str, float] = {}
     resets: dict[str, float] = {}
+    fusions: dict[str, float] = {}
     print("\naccess paths (EXPLAIN):")
     for workload in WORKLOADS:
         print(describe_plans(tn, pools["baseline"], workload, draw_samples(workload, tenants, args.rows, 1, rng)[0]))
@@ -433,7 +449,8 @@ def run_workloads(
         "\np50 / p95 in ms. tenantry: tn.tenant() + tn.connection(), RLS adds the tenant; baseline:"
         " plain pool, explicit WHERE tenant_id;\nno-RLS: the tenantry path running the baseline's"
         " query (binding cost alone); autocommit: the baseline query in one round trip (information);\n"
-        "no-reset: tenantry without the hand-over reset (information)\n"
+        "no-reset: tenantry without the hand-over reset; unfused: tenantry with the bind in a round trip of"
+        " its own, ahead of the first statement (information)\n"
     )
     print(f"{'workload':<10} {'iters':>6}" + "".join(f"  {name:>17}" for name in COLUMNS) + "   ratio  goal")
     for workload in WORKLOADS:
@@ -448,9 +465,14 @@ def run_workloads(
             f" {verdict(ratio, workload.goal)}"
         )
         resets[workload.name] = timings.p50("tenantry") - timings.p50("no-reset")
+        fusions[workload.name] = timings.p50("tenantry") - timings.p50("unfused")
     print(
         "\nhand-over reset, p50 per borrow (tenantry - no-reset): "
         + ", ".join(f"{name} {cost * 1000:+.1f} us" for name, cost in resets.items())
+    )
+    print(
+        "the first statement in the bind's pipeline, p50 (tenantry - unfused): "
+        + ", ".join(f"{name} {cost * 1000:+.1f} us" for name, cost in fusions.items())
     )
     return ratios
 
