@@ -157,6 +157,7 @@ class Tenantry:
         self._runtime_url: str | None = None
         self._keyring: Keyring | None = None
         self._binder: Binder | None = None
+        self._bounds: dict[int, tuple[_Resolved, BoundTenant]] = {}
         self._runtime_checked = False
         self._runtime_problem: UnsafeRuntimeRole | None = None
         self._router: Router | None = None
@@ -751,14 +752,24 @@ class Tenantry:
         return resolved
 
     def _resolve(self, key: str | uuid.UUID, allow_inactive: bool, resolved: _Resolved | None = None) -> BoundTenant:
-        tenant, placement = resolved or self._cached(key) or self._lookup(key)
+        resolved = resolved or self._cached(key) or self._lookup(key)
+        tenant, placement = resolved
         if tenant.status is Status.DELETED:
             raise TenantNotFound(f"tenant {tenant.slug!r} is deleted")
         if not allow_inactive and not tenant.serves:
             raise TenantNotActive(f"tenant {tenant.slug!r} is {tenant.status.value}, not active")
         if placement is None:
             raise TenantNotActive(f"tenant {tenant.slug!r} has no active placement yet")
-        return BoundTenant(id=tenant.id, slug=tenant.slug, route=placement.route, epoch=tenant.epoch)
+        # one BoundTenant per cache entry (the entry is held, so its id is not reused): the
+        # binder then finds the bind statement by identity
+        same = self._bounds.get(id(resolved))
+        if same is not None and same[0] is resolved:
+            return same[1]
+        bound = BoundTenant(id=tenant.id, slug=tenant.slug, route=placement.route, epoch=tenant.epoch)
+        if len(self._bounds) >= self.settings.tenant_cache_size:
+            self._bounds.clear()
+        self._bounds[id(resolved)] = (resolved, bound)
+        return bound
 
     def _forget(self, tenant: Tenant) -> None:
         self._tenant_cache.drop(tenant.slug, str(tenant.id))

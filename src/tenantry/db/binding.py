@@ -134,6 +134,10 @@ class Binder:
         self._default_schema = default_schema
         self._unbound: Statement = (_BIND, [b"", b"", _search_path(default_schema), b"", b""])
         self._cache: OrderedDict[BoundTenant, Statement] = OrderedDict()
+        # by identity: the scopes of a cached tenant hand out one BoundTenant object, and a
+        # dataclass hashes its fields (the route's too) at every lookup; the entry holds the
+        # object, so its id is not reused while the entry lives
+        self._same: dict[int, tuple[BoundTenant, Statement]] = {}
 
     def signed(self, tenant_id: uuid.UUID, schema: str, epoch: int = CONTROL_EPOCH) -> Signed:
         """The context as the ``tenantry.*`` settings take it: the signature covers the schema
@@ -146,9 +150,13 @@ class Binder:
         """The bind statement and its parameters for ``bound`` (``None``: no tenant)."""
         if bound is None:
             return self._unbound
+        same = self._same.get(id(bound))
+        if same is not None and same[0] is bound:
+            return same[1]
         cached = self._cache.get(bound)
         if cached is not None:
             self._cache.move_to_end(bound)
+            self._remember(bound, cached)
             return cached
         route = bound.route
         schema = route.schema if route is not None else self._default_schema
@@ -167,7 +175,13 @@ class Binder:
         self._cache[bound] = statement
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
+        self._remember(bound, statement)
         return statement
+
+    def _remember(self, bound: BoundTenant, statement: Statement) -> None:
+        if len(self._same) >= _CACHE_SIZE:
+            self._same.clear()
+        self._same[id(bound)] = (bound, statement)
 
 
 class _Queue:
@@ -370,14 +384,21 @@ def fused_gen(
         own = len(queue)
         send()
         pgconn.pipeline_sync()
-        results = yield from _guarded(_exchange(pgconn, pipeline=True))
+        results = yield from _exchange(pgconn, pipeline=True)
+    except psycopg.OperationalError as err:
+        raise DatabaseUnavailable(f"connection lost while binding the tenant: {err}") from err
     finally:
         _leave_pipeline(pgconn)
+    head = results[:own]
+    if _failed(head):  # (the usual case skips all of this)
+        queue.note(results)
+        if (yield from _guarded(_lost_statements(pgconn, head, prepared))):
+            yield from begin_gen(conn, statement, reset)
+            return None
+        _check(_after_reset(conn, head, resets), conn)
     queue.note(results)
-    if (yield from _guarded(_lost_statements(pgconn, results[:own], prepared))):
-        yield from begin_gen(conn, statement, reset)
-        return None
-    _check(_after_reset(conn, results[:own], resets), conn)
+    if resets:
+        setattr(conn, _RESET_DUE, False)
     return results[own:]
 
 
