@@ -127,9 +127,9 @@ class Live:
         ttl, size = tn.settings.tenant_cache_ttl, tn.settings.tenant_cache_size
         #: config views by tenant id, tagged by plan and cell
         self.views: CatalogCache[uuid.UUID, TenantView] = CatalogCache(
-            "config views", ttl=ttl, size=size, trusted=tn._trusted, tags=_view_tags
+            "config views", ttl=ttl, size=size, trusted=tn.plane.trusted, tags=_view_tags
         )
-        self.flag_sets: CatalogCache[str, _FlagSet] = CatalogCache("flags", ttl=ttl, size=1, trusted=tn._trusted)
+        self.flag_sets: CatalogCache[str, _FlagSet] = CatalogCache("flags", ttl=ttl, size=1, trusted=tn.plane.trusted)
 
     @property
     def flag_set(self) -> _FlagSet | None:
@@ -142,7 +142,7 @@ class Live:
         view = self.views.get(tenant_id)
         if view is not None:
             return view
-        self._tn._listen()
+        self._tn.plane.listen()
         ticket = self.views.begin()
         with self._tn.catalog_reader() as conn:
             row = conn.execute(_VIEW_SQL, (tenant_id,)).fetchone()
@@ -181,7 +181,7 @@ class Live:
         found = self.flag_sets.get(_ALL_FLAGS)
         if found is not None:
             return found
-        self._tn._listen()
+        self._tn.plane.listen()
         return self.flag_sets.get_or_load(_ALL_FLAGS, self._load_flags)
 
     def _load_flags(self) -> _FlagSet:
@@ -199,7 +199,7 @@ class Live:
             return context.require().id
         if isinstance(tenant, uuid.UUID):
             return tenant
-        resolved = self._tn._cached(tenant) or self._tn._lookup(tenant)
+        resolved = self._tn.directory.resolved(tenant)
         return resolved[0].id
 
     # -- reads ------------------------------------------------------------------------------

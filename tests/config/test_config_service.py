@@ -68,7 +68,7 @@ def test_bad_values_name_the_path_and_save_nothing(ctn: Tenantry, config_db, pla
     t = plan_tenant()
     service.set_value(ctn, "limits.max_projects", 5, tenant=t.slug)
     before = versions_count(config_db.url)
-    audit_before = len(ctn.audit_log(target_type="tenant", target=t.slug))
+    audit_before = len(ctn.audit.list(target_type="tenant", target=t.slug))
     cases = [
         ("limits.max_projects", "many", "limits.max_projects: Input should be a valid integer"),
         ("limits.max_users", 0, "limits.max_users: Input should be greater than or equal to 1"),
@@ -90,7 +90,7 @@ def test_bad_values_name_the_path_and_save_nothing(ctn: Tenantry, config_db, pla
     with pytest.raises(InvalidInput, match="config key"):
         service.set_value(ctn, "limits..x", 1, tenant=t.slug)
     assert versions_count(config_db.url) == before
-    assert len(ctn.audit_log(target_type="tenant", target=t.slug)) == audit_before
+    assert len(ctn.audit.list(target_type="tenant", target=t.slug)) == audit_before
     assert service.get(ctn, tenant=t.slug).document == {"limits": {"max_projects": 5}}
 
 
@@ -224,7 +224,7 @@ def test_every_change_is_audited(ctn: Tenantry, plan_tenant) -> None:
     service.set_value(ctn, "welcome", "y", tenant=t.slug, expires_in=timedelta(minutes=1))
     service.unset_value(ctn, "welcome", tenant=t.slug)
     service.rollback(ctn, 1, tenant=t.slug)
-    entries = ctn.audit_log(target_type="tenant", target=t.slug)
+    entries = ctn.audit.list(target_type="tenant", target=t.slug)
     actions = [e.action for e in entries if e.action.startswith("config.")]
     assert actions == ["config.rollback", "config.unset", "config.override", "config.set"]
     newest = entries[0]
@@ -243,7 +243,7 @@ def test_unknown_layers_and_deleted_tenants(ctn: Tenantry, plan_tenant) -> None:
     with pytest.raises(TenantNotFound):
         service.set_value(ctn, "welcome", "x", tenant="'; drop table tenantry.tenants; --")
     t = plan_tenant()
-    ctn.delete_tenant(t.id)
+    ctn.tenants.delete(t.id)
     with pytest.raises(TenantNotFound):
         service.set_value(ctn, "welcome", "x", tenant=t.id)
 

@@ -79,7 +79,7 @@ def test_a_move_out_of_the_pooled_tier_does_not_stall_or_fail_its_neighbours(
         started = time.monotonic()
         try:
             with ThreadPoolExecutor(1) as mover:
-                report = mover.submit(tn.move_tenant, moving.slug, plan=TIER_PLANS[target]).result(MOVE_BOUND)
+                report = mover.submit(tn.tenants.move, moving.slug, plan=TIER_PLANS[target]).result(MOVE_BOUND)
         finally:
             took = time.monotonic() - started
             hammer.stop.set()
@@ -110,13 +110,13 @@ def test_a_cleanup_that_cannot_finish_removes_what_it_can_and_a_rerun_completes_
                 holder.execute(sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(sql.Identifier(pooled, "tasks")))
 
         with pytest.raises(Conflict, match="stayed locked"):
-            tn.move_tenant(moving.slug, plan=TIER_PLANS["schema"], on_step=hold)
+            tn.tenants.move(moving.slug, plan=TIER_PLANS["schema"], on_step=hold)
         with tn.admin() as conn:
             # only the locked table keeps its triggers: the others' are gone
             assert {t for _s, t, _n in tenant_copy.tenant_triggers(conn, str(moving.id))} == {"tasks"}
         holder.execute("COMMIT")
-    assert tn.get_tenant(moving.id).plan == TIER_PLANS["schema"]  # flipped: only the cleanup is left
-    report = tn.move_tenant(moving.slug, plan=TIER_PLANS["schema"])
+    assert tn.tenants.get(moving.id).plan == TIER_PLANS["schema"]  # flipped: only the cleanup is left
+    report = tn.tenants.move(moving.slug, plan=TIER_PLANS["schema"])
     assert report.target["isolation"] == "schema"
     with tn.admin() as conn:
         _no_move_left(conn, moving)

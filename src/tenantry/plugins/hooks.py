@@ -5,7 +5,7 @@ Two paths, one queue:
 
 * **Right after a change**, the process that made it delivers the calls queued for the
   plugins it runs (:meth:`HookDelivery.deliver`): the rows were reserved for it, so
-  ``tn.suspend("acme")`` returns after the hooks ran, as a plain call would have.
+  ``tn.tenants.suspend("acme")`` returns after the hooks ran, as a plain call would have.
 * **Everything else** (changes made by the CLI, the admin API or another app process; retries
   that fell due; calls of a process that died) is delivered by a :class:`HookRunner` thread,
   woken within milliseconds by the catalog's ``NOTIFY hook:<plugin>`` and every few seconds
@@ -39,8 +39,8 @@ from tenantry.services import plugin_hooks as queue
 from tenantry.services.plugins import resolve_for_tenant
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
     from tenantry.plugins.registry import Plugins
+    from tenantry.services.plane import ControlPlane
 
 __all__ = ["HookDelivery", "HookRunner", "RunReport", "follow"]
 
@@ -84,8 +84,8 @@ class HookDelivery:
         self._lock = threading.Lock()
 
     @property
-    def _tn(self) -> Tenantry:
-        return self._plugins._tn
+    def _tn(self) -> ControlPlane:
+        return self._plugins._plane
 
     # -- what this process handles ----------------------------------------------------------
     def handlers(self) -> dict[str, tuple[str, ...]]:
@@ -174,7 +174,7 @@ class HookDelivery:
                 queue.finish(conn, call.id, self.worker, "skipped")
             report.skipped += 1
             return
-        values: dict[str, Any] = {"tn": tn, "tenant": Tenant.from_dict(call.tenant)}
+        values: dict[str, Any] = {"tn": self._plugins.app, "tenant": Tenant.from_dict(call.tenant)}
         if call.event == "moved":
             from tenantry.services.moves import MoveReport  # (moves imports much)
 

@@ -64,7 +64,9 @@ from tenantry.services import plugin_hooks
 from tenantry.services import plugins as service
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.core.config import ConfigSections
+    from tenantry.services.directory import Directory
+    from tenantry.services.plane import ControlPlane
 
 __all__ = ["PluginInfo", "Plugins"]
 
@@ -134,14 +136,19 @@ class Plugins:
                 ...
     """
 
-    def __init__(self, tn: Tenantry) -> None:
-        self._tn = tn
+    def __init__(self, plane: ControlPlane, *, app: Any, config_sections: ConfigSections, directory: Directory) -> None:
+        self._plane = plane
+        #: the :class:`~tenantry.Tenantry` hooks and routes are given (``tn``)
+        self.app = app
+        self._config_sections = config_sections
+        self._directory = directory
         self._lock = threading.RLock()
         self._plugins: dict[str, Plugin] = {}
         self._sources: dict[str, str] = {}
         self._manager = _Manager(PROJECT)
         self._manager.add_hookspecs(HookSpecs)
-        self._cache = EnablementCache(tn)
+        self._cache = EnablementCache(plane)
+        plane.subscribe(self._on_event, self._on_reset)
         self._merged: tuple[tuple[Any, ...], sa.MetaData] | None = None
         self._delivery = HookDelivery(self, self._manager)
         self._runner: HookRunner | None = None
@@ -176,7 +183,7 @@ class Plugins:
                     raise ConfigurationError(f"plugin {name!r}: {err}") from err
             if isinstance(found, ConfigSection):
                 try:
-                    self._tn.config_sections.add(found.section, found.config_model)
+                    self._config_sections.add(found.section, found.config_model)
                 except ConfigurationError:
                     if isinstance(found, LifecycleHooks):
                         self._manager.unregister(name=name)
@@ -266,7 +273,7 @@ class Plugins:
         """The registered plugins and (with ``installed``) the installed ones, each with
         where it comes from, its capabilities and the plans and tenants it is set for.
         Installed plugins are imported to be described; one that fails says why."""
-        with self._tn.admin() as conn:
+        with self._plane.admin() as conn:
             catalog.require_catalog(conn)
             settings = service.list_enablement(conn)
         by_plugin: dict[str, builtins.list[service.Enablement]] = {}
@@ -327,18 +334,18 @@ class Plugins:
         self, name: str, enabled: bool | None, tenant: str | uuid.UUID | None, plan: str | None
     ) -> service.EnablementChange:
         known: set[str] = set()
-        with self._tn.admin() as conn:
+        with self._plane.admin() as conn:
             catalog.require_catalog(conn)
             if enabled is not None:  # may be switched on: known here, or run by a process of the app
                 known = self.known() | plugin_hooks.subscribed(conn)
-        change = service.set_enabled(self._tn, name, enabled, known=known, tenant=tenant, plan=plan)
+        change = service.set_enabled(self._plane, name, enabled, known=known, tenant=tenant, plan=plan)
         if change.changed:  # this process at once; the others by NOTIFY
             self._cache.on_event(EventKind.PLUGIN, f"{change.scope.kind}:{change.scope.key}")
         return change
 
     def settings(self, name: str | None = None) -> builtins.list[service.Enablement]:
         """The plans and tenants ``name`` (or every plugin) is switched on or off for."""
-        with self._tn.admin() as conn:
+        with self._plane.admin() as conn:
             catalog.require_catalog(conn)
             return service.list_enablement(conn, name)
 
@@ -384,11 +391,15 @@ class Plugins:
         """``(id, slug)`` of the live (active, suspended or archived) tenants ``name`` is
         switched on for: what a plugin's background work visits."""
         check_plugin_name(name)
-        with self._tn.admin() as conn:
+        with self._plane.admin() as conn:
             return service.enabled_tenants(conn, name, statuses=LIVE_STATUSES)
 
     def _tenant_id(self, tenant: str | uuid.UUID | None) -> uuid.UUID:
-        return self._tn._live.tenant_id(tenant)
+        if tenant is None:
+            return context.require().id
+        if isinstance(tenant, uuid.UUID):
+            return tenant
+        return self._directory.resolved(tenant)[0].id
 
     # -- what plugins raised ------------------------------------------------------------------
     def errors(
@@ -396,7 +407,7 @@ class Plugins:
     ) -> builtins.list[service.PluginFailure]:
         """What plugins raised, newest first, counted per (plugin, hook, tenant)."""
         tenant_id = None if tenant is None else self._tenant_id(tenant)
-        with self._tn.admin() as conn:
+        with self._plane.admin() as conn:
             catalog.require_catalog(conn)
             return service.list_errors(conn, plugin=plugin, tenant_id=tenant_id, limit=limit)
 
@@ -411,7 +422,7 @@ class Plugins:
         _log.error("plugin %r raised in %s (tenant %s)", plugin, hook, tenant_id, exc_info=error)
         text = self.error_text(error)
         try:
-            with self._tn.admin() as conn, conn.transaction():
+            with self._plane.admin() as conn, conn.transaction():
                 service.record_error(conn, plugin, hook, tenant_id, text)
         except Exception:  # the catalog is unreachable: the log line is all we can do
             _log.exception("could not record the error of plugin %r", plugin)
@@ -445,7 +456,9 @@ class Plugins:
         What ``tenantry plugins hooks run --follow`` runs."""
         follow(self._delivery, stop=stop, poll=poll, on_pass=on_pass or (lambda _report: None))
 
-    def _deliver_after_change(self, tenant_id: uuid.UUID) -> None:
+    def deliver_now(self, tenant_id: uuid.UUID) -> None:
+        """Run the hook calls a change to the tenant queued for the plugins of this process
+        (``tn.tenants`` does it after each change); a failure is logged, the call stays queued."""
         try:  # (no I/O when no plugin here has hooks)
             self._delivery.deliver(tenant_id)
         except Exception as err:  # the change stands; the runner or another process delivers later
@@ -454,7 +467,7 @@ class Plugins:
     def subscribe_hooks(self) -> None:
         """Record in the catalog which lifecycle events the plugins registered here handle, so
         that changes made anywhere (the CLI, the admin API) queue calls for them. Done by
-        ``tn.init()``, by the hook runner and by the first delivery."""
+        ``tn.schema.init()``, by the hook runner and by the first delivery."""
         self._delivery.subscribe()
 
     def start_hooks(self) -> bool:
@@ -468,11 +481,26 @@ class Plugins:
                 self._delivery.subscribe()
                 self._runner = HookRunner(self._delivery)
                 self._runner.start()
-        self._tn._listen()  # NOTIFY wakes the runner as soon as a call is queued
+        self._plane.listen()  # NOTIFY wakes the runner as soon as a call is queued
         return True
 
-    def _start_runner(self) -> None:
-        if self._tn.settings.hook_runner and self._runner is None:
+    def after_init(self) -> None:
+        """What ``tn.schema.init()`` does for the plugins: create their flags, and subscribe
+        their hooks, so that changes made anywhere from now on queue their calls."""
+        self.install_flags()
+        self.subscribe_hooks()
+
+    def versioned_tables(self) -> set[str]:
+        """The tables of the registered plugins that ship migrations of their own."""
+        versioned: set[str] = set()
+        for name in self.migrations():
+            versioned |= set(getattr(self.get(name), "metadata", sa.MetaData()).tables)
+        return versioned
+
+    def autostart(self) -> None:
+        """Start the hook runner if ``Settings.hook_runner`` says this process runs one
+        (with the catalog listener); a failure is logged."""
+        if self._plane.settings.hook_runner and self._runner is None:
             try:
                 self.start_hooks()
             except Exception as err:
@@ -495,13 +523,13 @@ class Plugins:
     ) -> builtins.list[plugin_hooks.QueuedHook]:
         """Queued lifecycle hook calls (pending, running, done, failed, skipped), newest first."""
         tenant_id = None if tenant is None else self._tenant_id(tenant)
-        with self._tn.admin() as conn:
+        with self._plane.admin() as conn:
             catalog.require_catalog(conn)
             return plugin_hooks.list_hooks(conn, plugin=plugin, tenant_id=tenant_id, status=status, limit=limit)
 
     def hook_summary(self) -> dict[str, dict[str, int]]:
         """How many queued calls each plugin has in each status."""
-        with self._tn.admin() as conn:
+        with self._plane.admin() as conn:
             catalog.require_catalog(conn)
             return plugin_hooks.summary(conn)
 
@@ -515,11 +543,11 @@ class Plugins:
         """Queue failed calls again (by id, or every failed call of a plugin or tenant), due
         now with fresh retries; audited. Returns the ids queued again."""
         tenant_id = None if tenant is None else self._tenant_id(tenant)
-        with self._tn.admin() as conn:
+        with self._plane.admin() as conn:
             catalog.require_catalog(conn)
             return plugin_hooks.retry(
                 conn,
-                actor=self._tn.actor,
+                actor=self._plane.actor,
                 ids=None if ids is None else builtins.list(ids),
                 plugin=plugin,
                 tenant_id=tenant_id,
@@ -532,15 +560,17 @@ class Plugins:
         check_plugin_name(name)
         if name in self._plugins:
             raise InvalidInput(f"plugin {name!r} runs in this process: it would subscribe again; unregister it first")
-        with self._tn.admin() as conn:
+        with self._plane.admin() as conn:
             catalog.require_catalog(conn)
-            return plugin_hooks.unsubscribe(conn, name, actor=self._tn.actor)
+            return plugin_hooks.unsubscribe(conn, name, actor=self._plane.actor)
 
     def purge_hooks(self, *, older_than: float, include_failed: bool = False) -> int:
         """Delete calls finished more than ``older_than`` seconds ago; audited."""
-        with self._tn.admin() as conn:
+        with self._plane.admin() as conn:
             catalog.require_catalog(conn)
-            return plugin_hooks.purge(conn, older_than=older_than, include_failed=include_failed, actor=self._tn.actor)
+            return plugin_hooks.purge(
+                conn, older_than=older_than, include_failed=include_failed, actor=self._plane.actor
+            )
 
     def _of(self, kind: type[Any]) -> builtins.list[Any]:
         return [p for p in self._plugins.values() if isinstance(p, kind)]
@@ -555,10 +585,10 @@ class Plugins:
             for definition in plugin.flag_definitions():
                 key = str(definition.get("key"))
                 try:
-                    flags_service.get_flag(self._tn, key)
+                    flags_service.get_flag(self.app, key)
                 except TenantryError:
                     try:
-                        flags_service.create_flag(self._tn, definition)
+                        flags_service.create_flag(self.app, definition)
                     except FlagExists:
                         continue  # created meanwhile
                     created.append(key)
@@ -569,7 +599,7 @@ class Plugins:
         every placement that lacks them (the pooled schema, every active schema- and
         database-tier tenant). Idempotent. Plugins with migrations (:meth:`migrations`) are
         left to ``tenantry migrate``."""
-        return tables.deploy_everywhere(self._tn, [p for p in self._of(AppTables) if p.name not in self._chains])
+        return tables.deploy_everywhere(self._plane, [p for p in self._of(AppTables) if p.name not in self._chains])
 
     def migrations(self) -> dict[str, str]:
         """The registered plugins that ship migrations (``AppTables.migrations``), by name:
@@ -597,7 +627,7 @@ class Plugins:
         return {p.name: p for p in self._of(AsgiRoutes)}
 
     # -- cache events -------------------------------------------------------------------------
-    def _on_event(self, kind: EventKind, key: str) -> None:
+    def _on_event(self, kind: EventKind, key: str) -> None:  # (subscribed to the plane)
         if kind in (EventKind.PLUGIN, EventKind.TENANT):
             self._cache.on_event(kind, key)
         elif kind == EventKind.HOOK and key in self._plugins and self._runner is not None:
@@ -616,13 +646,13 @@ class Plugins:
         with the same tables as the app, and reads and writes the same config sections.
         Nothing when the catalog is not there yet."""
         try:
-            with self._tn.admin() as conn:
+            with self._plane.admin() as conn:
                 catalog.require_catalog(conn)
                 deployed = {
                     r[0]
                     for r in conn.execute(
                         "SELECT table_name FROM tenantry.app_tables WHERE schema_name = %s",
-                        (self._tn.settings.pooled_schema,),
+                        (self._plane.settings.pooled_schema,),
                     ).fetchall()
                 }
                 switched_on = {e.plugin for e in service.list_enablement(conn) if e.enabled}

@@ -3,7 +3,7 @@ and deployed into placements that predate the plugin.
 
 The tables a Tenantry manages are the app's and every registered plugin's together
 (:func:`merged_metadata`). Every path that builds or copies a placement reads that one
-``MetaData``: ``tn.init()``/``tn.deploy()`` (the pooled tables), provisioning (a schema- or
+``MetaData``: ``tn.schema.init()``/``tn.schema.deploy()`` (the pooled tables), provisioning (a schema- or
 database-tier tenant's tables), spares (their fingerprint, so spares built before a plugin
 was added are not claimed) and moves (the rows copied). A plugin's tables are therefore
 everywhere the app's are, under the same row-level security.
@@ -36,7 +36,7 @@ from tenantry.plugins.base import AppTables
 from tenantry.services import audit
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.plane import ControlPlane
 
 __all__ = ["check_migrations", "check_tables", "deploy_everywhere", "merged_metadata", "plugin_metadata"]
 
@@ -98,7 +98,7 @@ def plugin_metadata(plugins: Sequence[AppTables]) -> sa.MetaData | None:
     return merged_metadata(sa.MetaData(), plugins)
 
 
-def deploy_everywhere(tn: Tenantry, plugins: Sequence[AppTables]) -> list[dict[str, Any]]:
+def deploy_everywhere(tn: ControlPlane, plugins: Sequence[AppTables]) -> list[dict[str, Any]]:
     """Create the plugins' tables (with RLS) in the pooled schema and in every active schema-
     and database-tier placement that lacks them; returns what each deploy did. Pass plugins
     without migrations of their own: those with migrations are deployed by ``tenantry migrate``."""

@@ -67,7 +67,7 @@ from tenantry.db.connect import admin_connection
 from tenantry.errors import Conflict, InvalidInput, IsolationError, TablesDiffer
 from tenantry.services import audit, placement_tables, plugin_hooks
 from tenantry.services.cells import cell_loads
-from tenantry.services.events import notify_tenant
+from tenantry.services.events import EventKind, notify_tenant
 from tenantry.services.fences import fence_placement
 from tenantry.services.provisioning import (
     build_step,
@@ -82,7 +82,7 @@ from tenantry.services.steps import Step, StepLog
 from tenantry.services.tenants import get_plan, get_tenant
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.plane import ControlPlane
 
 __all__ = ["MoveReport", "abort", "move"]
 
@@ -164,7 +164,7 @@ def _running_job(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> StepLog
     return None if row is None else StepLog("jobs", row[0], list(row[1]), dict(row[2]), crash_prefix="move:")
 
 
-def _start(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, plan: Plan, cell: str | None) -> StepLog:
+def _start(tn: ControlPlane, conn: psycopg.Connection[Any], tenant: Tenant, plan: Plan, cell: str | None) -> StepLog:
     """Find the tenant's running move (it must go where this call asks) or begin one."""
     with conn.transaction():
         job = _running_job(conn, tenant.id)
@@ -204,7 +204,7 @@ def _start(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, plan: Pl
         if target.isolation is Isolation.POOLED:
             will_have, where = placement_tables.held(tn, target), "at the target"
         else:
-            will_have, where = tenant_copy.specs(tn._metadata()), "in this process's app tables"
+            will_have, where = tenant_copy.specs(tn.app_metadata()), "in this process's app tables"
         problems = tenant_copy.differences(placement_tables.held(tn, source), will_have, where)
         _refuse_differences(tenant, problems, started=False)
         insert_placement(conn, target)
@@ -227,7 +227,7 @@ def _start(tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, plan: Pl
         return StepLog("jobs", row[0], [], payload, crash_prefix="move:")
 
 
-def _require_current_tables(tn: Tenantry, tenant: Tenant, source: Placement) -> None:
+def _require_current_tables(tn: ControlPlane, tenant: Tenant, source: Placement) -> None:
     """The target is built at the migrations' head: the source must be there too."""
     from tenantry.services import app_migrations  # alembic loads only when needed
 
@@ -313,7 +313,7 @@ class _Sides:
     as the owner with the tenant bound. :meth:`connect` opens them ahead of time (the write
     block then waits for no connection)."""
 
-    def __init__(self, tn: Tenantry, tenant_id: uuid.UUID, source: Placement, target: Placement) -> None:
+    def __init__(self, tn: ControlPlane, tenant_id: uuid.UUID, source: Placement, target: Placement) -> None:
         self._tn = tn
         self._tenant_id = tenant_id
         self._places = (source, target)
@@ -333,7 +333,7 @@ class _Sides:
         self.connect()
         for conn, place in zip(self._conns, self._places):
             self._stack.enter_context(conn.transaction())
-            signed = self._tn._get_binder().signed(self._tenant_id, place.schema)
+            signed = self._tn.binder().signed(self._tenant_id, place.schema)
             tenant_copy.act_as_tenant(conn, owner=self._tn.settings.owner_role, signed=signed)
         return self._conns[0], self._conns[1]
 
@@ -345,7 +345,7 @@ class _Sides:
 
 
 def move(
-    tn: Tenantry,
+    tn: ControlPlane,
     key: str | uuid.UUID,
     *,
     plan: str | None = None,
@@ -368,11 +368,13 @@ def move(
         tenant_lock(tn, tenant.id, f"tenant {tenant.slug!r} is being moved by another process; try again shortly"),
         ExitStack() as held,  # the freeze's lock, from the freeze to the cleanup
     ):
-        return _move(tn, tenant, chosen, cell, on_step, started, held)
+        report = _move(tn, tenant, chosen, cell, on_step, started, held)
+    tn.after_change(tenant.id)  # the flip told this process's caches; the hooks run now
+    return report
 
 
 @contextmanager
-def _autocommit_on(tn: Tenantry, place: Placement) -> Iterator[psycopg.Connection[Any]]:
+def _autocommit_on(tn: ControlPlane, place: Placement) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit admin connection to ``place``'s database (steps that take one table's
     lock at a time open their own transactions)."""
     url = database_url(tn.cell_admin_url(place.cell), place.database)
@@ -394,7 +396,7 @@ def _refuse_differences(tenant: Tenant, problems: list[str], *, started: bool) -
 
 
 def _move(
-    tn: Tenantry,
+    tn: ControlPlane,
     tenant: Tenant,
     chosen: Plan,
     cell: str | None,
@@ -416,7 +418,7 @@ class _Move:
     step finds that a later one needs, a rerun reads from the job's payload."""
 
     def __init__(
-        self, tn: Tenantry, tenant: Tenant, chosen: Plan, job: StepLog, held: ExitStack, started: float
+        self, tn: ControlPlane, tenant: Tenant, chosen: Plan, job: StepLog, held: ExitStack, started: float
     ) -> None:
         self.tn, self.tenant, self.chosen, self.job, self.held = tn, tenant, chosen, job, held
         self.started = started
@@ -596,7 +598,7 @@ class _Move:
                     "write_block_seconds": round(job.payload["write_block_seconds"], 3),
                 },
             )
-        tn._forget_tenant(tenant.id)
+        tn.publish(EventKind.TENANT, str(tenant.id))
 
     def fence(self) -> None:
         # bindings made before the flip still name the source: its database refuses them from
@@ -630,7 +632,7 @@ class _Move:
                     conn,
                     "moved",
                     get_tenant(conn, tenant.id),
-                    origin=tn.plugins.origin(),
+                    origin=tn.origin(),
                     extra=_report(tenant, job, self.rows, self.started).to_dict(),
                 )
 
@@ -647,7 +649,7 @@ def _report(tenant: Tenant, job: StepLog, rows: dict[str, int], started: float) 
     )
 
 
-def abort(tn: Tenantry, key: str | uuid.UUID) -> bool:
+def abort(tn: ControlPlane, key: str | uuid.UUID) -> bool:
     """Undo a move that has not flipped yet: thaw the source, drop the target copy.
 
     Returns ``False`` when there is no move to abort. After the flip, move back instead.
@@ -658,7 +660,7 @@ def abort(tn: Tenantry, key: str | uuid.UUID) -> bool:
         return _abort(tn, tenant)
 
 
-def _abort(tn: Tenantry, tenant: Tenant) -> bool:
+def _abort(tn: ControlPlane, tenant: Tenant) -> bool:
     with tn.admin() as conn:
         with conn.transaction():
             job = _running_job(conn, tenant.id)
@@ -695,5 +697,5 @@ def _abort(tn: Tenantry, tenant: Tenant) -> bool:
                 target=tenant.slug,
                 after={"steps_done": job.done},
             )
-    tn._forget_tenant(tenant.id)
+    tn.publish(EventKind.TENANT, str(tenant.id))
     return True

@@ -39,13 +39,13 @@ from tenantry.db.tenant_copy import delete_rows, drop_move_triggers, drop_tenant
 from tenantry.errors import Conflict, InvalidInput, TenantExists
 from tenantry.services import audit, placement_tables, plugin_hooks, spares
 from tenantry.services.cells import cell_loads
-from tenantry.services.events import notify_tenant
+from tenantry.services.events import EventKind, notify_tenant
 from tenantry.services.fences import fence_placement
 from tenantry.services.steps import StepLog
 from tenantry.services.tenants import TENANT_COLUMNS, get_plan, get_tenant, row_to_tenant
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.plane import ControlPlane
 
 __all__ = [
     "build_step",
@@ -97,9 +97,17 @@ def insert_placement(conn: psycopg.Connection[Any], placement: Placement) -> Non
     )
 
 
-def provision(tn: Tenantry, slug: str, *, name: str | None, plan: str, cell: str | None = None) -> Tenant:
+def provision(tn: ControlPlane, slug: str, *, name: str | None, plan: str, cell: str | None = None) -> Tenant:
     """Create (or finish creating) a tenant on ``plan`` (database tier: on ``cell`` if given);
-    returns it active."""
+    returns it active. This process's caches forget what they knew of the slug, and the
+    plugins' ``created`` hooks are delivered (the catalog queued them with the change)."""
+    tenant = _provision(tn, slug, name=name, plan=plan, cell=cell)
+    tn.publish(EventKind.TENANT, str(tenant.id))
+    tn.after_change(tenant.id)
+    return tenant
+
+
+def _provision(tn: ControlPlane, slug: str, *, name: str | None, plan: str, cell: str | None) -> Tenant:
     validate_slug(slug)
     display = (name if name is not None else slug).strip()
     if not 1 <= len(display) <= 200:
@@ -121,7 +129,7 @@ def provision(tn: Tenantry, slug: str, *, name: str | None, plan: str, cell: str
 
 
 @contextmanager
-def tenant_lock(tn: Tenantry, tenant_id: uuid.UUID, busy: str) -> Iterator[None]:
+def tenant_lock(tn: ControlPlane, tenant_id: uuid.UUID, busy: str) -> Iterator[None]:
     """Hold the tenant's control-plane lock (building, moving) or raise :class:`Conflict`
     with the message ``busy``.
 
@@ -138,7 +146,7 @@ def tenant_lock(tn: Tenantry, tenant_id: uuid.UUID, busy: str) -> Iterator[None]
             lock.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK_CLASS, str(tenant_id)))
 
 
-def _build(tn: Tenantry, tenant: Tenant, chosen: Plan, job_id: uuid.UUID | None) -> Tenant:
+def _build(tn: ControlPlane, tenant: Tenant, chosen: Plan, job_id: uuid.UUID | None) -> Tenant:
     """Run the steps not done yet, under the tenant's lock. What another process did before we
     got the lock is read again here: it may have finished the tenant meanwhile."""
     with tn.admin() as conn, conn.transaction():
@@ -171,7 +179,7 @@ def _build(tn: Tenantry, tenant: Tenant, chosen: Plan, job_id: uuid.UUID | None)
 
 
 def _start(
-    tn: Tenantry,
+    tn: ControlPlane,
     conn: psycopg.Connection[Any],
     slug: str,
     name: str,
@@ -209,7 +217,7 @@ def _start(
         if spare_key is not None and isolation is not Isolation.POOLED:
             claimed = spares.claim(tn, conn, slug=slug, name=name, plan=chosen, cell=target_cell, key=spare_key)
             if claimed is not None:
-                plugin_hooks.enqueue(conn, "created", claimed, origin=tn.plugins.origin())
+                plugin_hooks.enqueue(conn, "created", claimed, origin=tn.origin())
                 return claimed, None, set()
         status = "active" if isolation is Isolation.POOLED else "provisioning"
         try:
@@ -242,7 +250,7 @@ def _start(
                 target=slug,
                 after=tenant.to_dict() | {"placement": placement.to_dict() | {"status": "active"}},
             )
-            plugin_hooks.enqueue(conn, "created", tenant, origin=tn.plugins.origin())
+            plugin_hooks.enqueue(conn, "created", tenant, origin=tn.origin())
             return tenant, None, set()
         insert_placement(conn, placement)
         job = conn.execute(
@@ -265,7 +273,7 @@ def _fields(placement: Placement) -> dict[str, Any]:
     return {name: getattr(placement, name) for name in Placement.__slots__}
 
 
-def build_step(tn: Tenantry, step: str, placement: Placement) -> None:
+def build_step(tn: ControlPlane, step: str, placement: Placement) -> None:
     s = tn.settings
     ids = {
         "owner": sql.Identifier(s.owner_role),
@@ -292,7 +300,7 @@ def build_step(tn: Tenantry, step: str, placement: Placement) -> None:
                 owner=s.owner_role,
                 runtime=s.runtime_role,
                 data_schema=placement.schema,
-                keys=tn._get_binder().keys,
+                keys=tn.binder().keys,
             )
             conn.execute(
                 "INSERT INTO tenantry.marker (tenant_id) VALUES (%s) ON CONFLICT DO NOTHING",
@@ -309,7 +317,7 @@ def build_step(tn: Tenantry, step: str, placement: Placement) -> None:
 
         deploy_tables(
             database_url(tn.cell_admin_url(placement.cell), placement.database),
-            tn._metadata(),
+            tn.app_metadata(),
             schema=placement.schema,
             owner=s.owner_role,
             runtime=s.runtime_role,
@@ -321,7 +329,7 @@ def build_step(tn: Tenantry, step: str, placement: Placement) -> None:
 
 
 def _activate(
-    tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, placement: Placement, log: StepLog
+    tn: ControlPlane, conn: psycopg.Connection[Any], tenant: Tenant, placement: Placement, log: StepLog
 ) -> Tenant:
     with conn.transaction():
         conn.execute(
@@ -348,11 +356,11 @@ def _activate(
             target=tenant.slug,
             after=active.to_dict() | {"placement": placement.to_dict() | {"status": "active"}},
         )
-        plugin_hooks.enqueue(conn, "created", active, origin=tn.plugins.origin())
+        plugin_hooks.enqueue(conn, "created", active, origin=tn.origin())
     return active
 
 
-def local_outdated(tn: Tenantry, placement: Placement) -> bool:
+def local_outdated(tn: ControlPlane, placement: Placement) -> bool:
     """Whether ``placement``'s own database holds other local objects than this tenantry
     installs (or none recorded): its ``install_local`` step would change something."""
     if placement.database is None:
@@ -366,7 +374,7 @@ def local_outdated(tn: Tenantry, placement: Placement) -> bool:
     return row is None or row[0] != local_digest()
 
 
-def refresh_local(tn: Tenantry) -> list[str]:
+def refresh_local(tn: ControlPlane) -> list[str]:
     """Install this tenantry's local objects into every database-tier placement whose own
     database holds older ones (after an upgrade); returns the databases refreshed.
 
@@ -394,13 +402,24 @@ def refresh_local(tn: Tenantry) -> list[str]:
     return refreshed
 
 
-def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
+def deprovision(tn: ControlPlane, key: str | uuid.UUID) -> dict[str, int]:
     """Delete every row of the tenant and mark it deleted; returns what was removed.
 
     Schema tier: one transaction drops the schema and marks the tenant deleted. Pooled and
     database tiers: the rows (in short batches) or the database go first (idempotent), then
-    the catalog is updated, so a crash in between is finished by a rerun.
+    the catalog is updated, so a crash in between is finished by a rerun. This process's
+    caches forget the tenant, and the plugins' ``deleted`` hooks are delivered.
     """
+    with tn.admin() as conn:
+        tenant = get_tenant(conn, key)
+    counts = _deprovision(tn, tenant.id)
+    tn.publish(EventKind.TENANT, str(tenant.id))
+    if tenant.status is not Status.DELETED:
+        tn.after_change(tenant.id)
+    return counts
+
+
+def _deprovision(tn: ControlPlane, key: str | uuid.UUID) -> dict[str, int]:
     with tn.admin() as conn:
         tenant = get_tenant(conn, key)
         if tenant.status is Status.DELETED:
@@ -450,12 +469,12 @@ def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
                 after={"rows_deleted": counts},
             )
             # the hooks get the tenant as it was just before (its data is gone)
-            plugin_hooks.enqueue(conn, "deleted", locked, origin=tn.plugins.origin())
+            plugin_hooks.enqueue(conn, "deleted", locked, origin=tn.origin())
     return counts
 
 
 def drop_copy(
-    tn: Tenantry, conn: psycopg.Connection[Any], tenant_id: uuid.UUID, placement: Placement
+    tn: ControlPlane, conn: psycopg.Connection[Any], tenant_id: uuid.UUID, placement: Placement
 ) -> dict[str, int]:
     """Remove one placement's copy of a tenant: its rows in the shared tables, its schema, or
     its database. Idempotent. ``conn`` is a catalog admin connection; the schema tier's drop
@@ -465,7 +484,7 @@ def drop_copy(
     s = tn.settings
     counts: dict[str, int] = {}
     if placement.database is not None:
-        tn._forget_route(placement.route)
+        tn.forget_route(placement.route.pool_key)
         with admin_connection(tn.cell_admin_url(placement.cell), autocommit=True) as cell_conn:
             cell_conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(placement.database))
@@ -484,7 +503,7 @@ def drop_copy(
         # a move left triggers here: stop logging the rows about to go; the freeze stays
         # until they are gone (the owner's deletes pass it), so no stale write lands meanwhile
         drop_move_triggers(conn, placement.schema, tables, tid, owner=s.owner_role, freeze=False)
-        signed = tn._get_binder().signed(tenant_id, placement.schema)
+        signed = tn.binder().signed(tenant_id, placement.schema)
         for table in tables:  # children first
             counts[f"{placement.schema}.{table}"] = delete_rows(
                 conn, placement.schema, table, owner=s.owner_role, signed=signed

@@ -36,7 +36,7 @@ placement's, so ``tenantry check`` covers them; database-tier spares too.
 
 Nothing fills the pool by itself: ``create_tenant`` must stay a catalog transaction, and a
 build started behind it would compete with the app for the server. Run ``tenantry spares fill``
-(``tn.fill_spares()``) after each deploy or migration and from a periodic job; it tops the pool
+(``tn.spares.fill()``) after each deploy or migration and from a periodic job; it tops the pool
 up to ``count`` (default :attr:`Settings.spare_schemas`), resumes or discards half-built spares,
 and drops stale ones. One fill or drop runs at a time per catalog.
 
@@ -46,10 +46,12 @@ there, for the fault tests (:mod:`tenantry.services.faults`).
 
 from __future__ import annotations
 
+import builtins
 import functools
 import hashlib
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,6 +67,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from tenantry.core.model import Isolation, Plan, Tenant
 from tenantry.core.placement import PRIMARY_CELL, Placement, plan_steps
 from tenantry.db import rls
+from tenantry.db.catalog import require_catalog
 from tenantry.db.connect import admin_connection
 from tenantry.errors import ConfigurationError, Conflict, InvalidInput, TenantExists
 
@@ -77,9 +80,10 @@ from tenantry.services.steps import StepLog
 from tenantry.services.tenants import TENANT_COLUMNS, row_to_tenant
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.plane import ControlPlane
 
 __all__ = [
+    "SpareService",
     "MAX_SPARES",
     "FillProgress",
     "Spare",
@@ -105,6 +109,10 @@ _COLUMNS = sql.SQL(
 
 #: ``progress(done, total)``: called with ``(0, total)`` when the work is known, then after each spare
 FillProgress = Callable[[int, int], None]
+
+#: the fingerprint of each metadata object (kept while the object lives), with the table
+#: names it was computed for: a table added to the metadata later makes it stale
+_FINGERPRINTS: weakref.WeakKeyDictionary[sa.MetaData, tuple[tuple[str, ...], str]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +216,7 @@ def fingerprint(metadata: sa.MetaData) -> str:
     return digest.hexdigest()[:32]
 
 
-def wanted(tn: Tenantry) -> SpareKey:
+def wanted(tn: ControlPlane) -> SpareKey:
     """The key of the spares this process may claim: its app's tables and migrations head.
 
     The fingerprint is computed once per metadata object and set of tables (about 1.5 ms for
@@ -216,19 +224,19 @@ def wanted(tn: Tenantry) -> SpareKey:
     """
     from tenantry.services import app_migrations  # alembic loads only when needed
 
-    metadata = tn._metadata()
+    metadata = tn.app_metadata()
     names = tuple(metadata.tables)
-    cached = tn._spare_fingerprint
-    if cached is None or cached[0] is not metadata or cached[1] != names:
-        cached = tn._spare_fingerprint = (metadata, names, fingerprint(metadata))
-    return SpareKey(cached[2], app_migrations.head_revision(tn))
+    cached = _FINGERPRINTS.get(metadata)
+    if cached is None or cached[0] != names:
+        cached = _FINGERPRINTS[metadata] = (names, fingerprint(metadata))
+    return SpareKey(cached[1], app_migrations.head_revision(tn))
 
 
 # -- claiming --------------------------------------------------------------------------------
 
 
 def claim(
-    tn: Tenantry, conn: psycopg.Connection[Any], *, slug: str, name: str, plan: Plan, cell: str, key: SpareKey
+    tn: ControlPlane, conn: psycopg.Connection[Any], *, slug: str, name: str, plan: Plan, cell: str, key: SpareKey
 ) -> Tenant | None:
     """Inside the caller's transaction: turn the oldest ready spare of ``plan``'s tier on
     ``cell`` built for ``key`` into the active tenant ``slug``; ``None`` when there is none.
@@ -306,7 +314,7 @@ def _tier(tier: Isolation | str) -> Isolation:
     return isolation
 
 
-def _cell(tn: Tenantry, isolation: Isolation, cell: str | None) -> str:
+def _cell(tn: ControlPlane, isolation: Isolation, cell: str | None) -> str:
     """The cell to fill: schema-tier spares live in the primary cell, as their tenants do; a
     database-tier spare goes to an active cell (tenants are never placed on a draining one)."""
     name = cell or PRIMARY_CELL
@@ -351,7 +359,7 @@ def _select(
     return [_row(r, key) for r in rows]
 
 
-def list_spares(tn: Tenantry, *, tier: Isolation | str | None = None, cell: str | None = None) -> list[Spare]:
+def list_spares(tn: ControlPlane, *, tier: Isolation | str | None = None, cell: str | None = None) -> list[Spare]:
     """Every spare (of ``tier`` and ``cell``), oldest first, each marked current or stale when
     the app's tables are known here."""
     try:
@@ -363,7 +371,7 @@ def list_spares(tn: Tenantry, *, tier: Isolation | str | None = None, cell: str 
 
 
 @contextmanager
-def _exclusive(tn: Tenantry) -> Iterator[None]:
+def _exclusive(tn: ControlPlane) -> Iterator[None]:
     """One fill or drop at a time per catalog: a session advisory lock on a connection of its
     own, released when the work ends (or its process dies)."""
     with admin_connection(tn.admin_url, timeout=tn.settings.connect_timeout, autocommit=True) as lock:
@@ -378,7 +386,7 @@ def _exclusive(tn: Tenantry) -> Iterator[None]:
             lock.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, 0))
 
 
-def _count_ready(tn: Tenantry, isolation: Isolation, cell: str, key: SpareKey) -> int:
+def _count_ready(tn: ControlPlane, isolation: Isolation, cell: str, key: SpareKey) -> int:
     with tn.admin() as conn:
         row = conn.execute(
             "SELECT count(*) FROM tenantry.spares WHERE status = 'ready' AND isolation = %s AND cell = %s"
@@ -389,7 +397,7 @@ def _count_ready(tn: Tenantry, isolation: Isolation, cell: str, key: SpareKey) -
 
 
 def fill(
-    tn: Tenantry,
+    tn: ControlPlane,
     count: int | None = None,
     *,
     tier: Isolation | str = Isolation.SCHEMA,
@@ -455,7 +463,7 @@ def fill(
     return report
 
 
-def _new(tn: Tenantry, isolation: Isolation, cell: str, key: SpareKey) -> Spare:
+def _new(tn: ControlPlane, isolation: Isolation, cell: str, key: SpareKey) -> Spare:
     """Record a new spare, ``building``, under an id no tenant has."""
     with tn.admin() as conn:
         while True:
@@ -486,7 +494,7 @@ def _new(tn: Tenantry, isolation: Isolation, cell: str, key: SpareKey) -> Spare:
                 return _row(row)
 
 
-def _build(tn: Tenantry, spare: Spare, key: SpareKey) -> None:
+def _build(tn: ControlPlane, spare: Spare, key: SpareKey) -> None:
     """Run the provisioning steps a tenant of the spare's tier would run, except activation,
     each recorded; then mark the spare ready."""
     from tenantry.services import app_migrations  # alembic loads only when needed
@@ -509,7 +517,7 @@ def _build(tn: Tenantry, spare: Spare, key: SpareKey) -> None:
         )
 
 
-def _discard(tn: Tenantry, spares: list[Spare]) -> list[uuid.UUID]:
+def _discard(tn: ControlPlane, spares: list[Spare]) -> list[uuid.UUID]:
     """Drop ``spares`` (schema or database, and their registry rows); returns the ids dropped.
     Spares a concurrent create is claiming right now are skipped (they become tenants, or stay)."""
     if not spares:
@@ -534,7 +542,7 @@ def _discard(tn: Tenantry, spares: list[Spare]) -> list[uuid.UUID]:
 
 
 def drop(
-    tn: Tenantry,
+    tn: ControlPlane,
     *,
     tier: Isolation | str | None = None,
     cell: str | None = None,
@@ -570,3 +578,50 @@ def drop(
                     after=report.to_dict() | {"stale_only": stale_only, "ids": [str(i) for i in dropped][:100]},
                 )
     return report
+
+
+class SpareService:
+    """``tn.spares``: placements built ahead of time, which ``tn.tenants.create`` claims.
+
+    ::
+
+        tn.spares.fill(20)                              # 20 schemas ready on the primary cell
+        tn.tenants.create("acme", plan="business")      # claims one: a catalog transaction
+    """
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self._plane = plane
+
+    def fill(
+        self,
+        count: int | None = None,
+        *,
+        tier: Isolation | str = Isolation.SCHEMA,
+        cell: str | None = None,
+        progress: FillProgress | None = None,
+    ) -> SpareReport:
+        """Keep ``count`` spare placements of ``tier`` (on ``cell``) ready.
+
+        Schema tier by default, with ``count`` defaulting to :attr:`Settings.spare_schemas`.
+        Idempotent and resumable: spares already ready are kept, half-built ones finished,
+        stale ones (built for other app tables or another migration head) dropped. Nothing
+        calls it for you: run it after each deploy and periodically (``tenantry spares fill``).
+        """
+        with self._plane.admin() as conn:
+            require_catalog(conn)
+        return fill(self._plane, count, tier=tier, cell=cell, progress=progress)
+
+    def list(self, *, tier: Isolation | str | None = None, cell: str | None = None) -> builtins.list[Spare]:
+        """The spare placements (of ``tier``, on ``cell``), oldest first."""
+        with self._plane.admin() as conn:
+            require_catalog(conn)
+        return list_spares(self._plane, tier=tier, cell=cell)
+
+    def drop(
+        self, *, tier: Isolation | str | None = None, cell: str | None = None, stale_only: bool = False
+    ) -> SpareReport:
+        """Drop spare placements (of ``tier``, on ``cell``; with ``stale_only``, only those no
+        process of this app version would claim): their schemas or databases, and their rows."""
+        with self._plane.admin() as conn:
+            require_catalog(conn)
+        return drop(self._plane, tier=tier, cell=cell, stale_only=stale_only)
