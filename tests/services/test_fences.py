@@ -18,7 +18,7 @@ from psycopg import sql
 
 from tenantry import Tenant, TenantMoved, Tenantry, TenantSuspended
 from tenantry.core.placement import Placement
-from tenantry.services import moves
+from tenantry.services import move_steps
 from tenantry.services.provisioning import database_url
 
 TIERS = {"pooled": "free", "schema": "business", "database": "enterprise"}
@@ -123,7 +123,7 @@ def test_a_binding_made_before_a_move_is_refused_from_the_flip_on(
 def test_negative_control_without_the_fence_a_stale_binding_writes_into_the_old_pooled_table(
     tn: Tenantry, make_tenant: Callable[..., Tenant], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(moves, "fence_placement", lambda *args: None)
+    monkeypatch.setattr(move_steps, "fence_placement", lambda *args: None)
     tenant = make_tenant("fmovec")
     old = tn.tenants.placement(tenant.slug)
     assert old is not None

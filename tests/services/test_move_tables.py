@@ -23,7 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tenantry import Settings, Status, TablesDiffer, Tenant, Tenantry, TenantScoped
 from tenantry.contrib.webhooks import WebhooksPlugin
-from tenantry.db import tenant_copy
+from tenantry.db import change_capture, tenant_copy
 from tenantry.services import placement_tables
 from tenantry.testing import TIER_PLANS
 from tests.model_app import Base
@@ -67,7 +67,7 @@ def _unchanged(app: Tenantry, tenant: Tenant, notes: list[str]) -> None:
         assert conn.execute(
             "SELECT count(*) FROM tenantry.placements WHERE tenant_id = %s", (tenant.id,)
         ).fetchone() == (1,)
-        assert tenant_copy.tenant_triggers(conn, str(tenant.id)) == []
+        assert change_capture.tenant_triggers(conn, str(tenant.id)) == []
 
 
 def test_a_mover_without_the_plugin_refuses_or_carries_its_rows_never_loses_them(app: Tenantry, bare: Tenantry) -> None:
@@ -95,7 +95,7 @@ def test_a_mover_without_the_plugin_refuses_or_carries_its_rows_never_loses_them
     assert report.rows["notes_items"] == 5
     assert _notes(app, tenant) == notes
     with app.admin() as conn:
-        assert tenant_copy.tenant_triggers(conn, str(tenant.id)) == []
+        assert change_capture.tenant_triggers(conn, str(tenant.id)) == []
 
 
 def test_a_column_added_by_migrate_but_missing_from_the_models_is_carried_or_refused(

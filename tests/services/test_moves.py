@@ -16,9 +16,10 @@ import pytest
 from psycopg import sql
 
 from tenantry import Conflict, InvalidInput, IsolationError, Status, Tenant, TenantMoving, Tenantry, copy_rows
-from tenantry.db import tenant_copy
-from tenantry.db.tenant_copy import FREEZE_LOCK_CLASS
-from tenantry.services.moves import CATCH_UP_ENOUGH, STEPS
+from tenantry.db import change_capture, tenant_copy
+from tenantry.db.change_capture import FREEZE_LOCK_CLASS
+from tenantry.services.move_steps import CATCH_UP_ENOUGH
+from tenantry.services.moves import STEPS
 from tenantry.testing import TIER_PLANS
 from tests.services.test_cell_counts import assert_counts_match
 from tests.support import catalog_env
@@ -171,9 +172,9 @@ def test_the_bulk_copy_and_the_cleanup_work_in_batches_and_lose_no_row(
     between them, and leaving them the rows go in small transactions: every row arrives,
     the last partial range included, and the neighbour's rows are untouched."""
     monkeypatch.setattr(tenant_copy, "COPY_BATCH", 150)
-    monkeypatch.setattr(tenant_copy, "DELETE_BATCH", 150)
+    monkeypatch.setattr(change_capture, "DELETE_BATCH", 150)
     pauses: list[float] = []
-    monkeypatch.setattr(tenant_copy, "_pause_after", lambda started: pauses.append(started))
+    monkeypatch.setattr(tenant_copy, "pause_after", lambda started: pauses.append(started))
     inserts: list[tuple[int, int | None] | None] = []
     real_insert = tenant_copy._insert_from
 

@@ -567,7 +567,7 @@ def test_drop_killed_midway_then_finished(pool: Tenantry, scratch: Scratch, tier
 
 def test_a_spare_being_built_is_not_claimed(pool: Tenantry, monkeypatch: pytest.MonkeyPatch) -> None:
     started, release = threading.Event(), threading.Event()
-    real = spares.provisioning.build_step
+    real = spares.placements.build_step
 
     def slow(tn: Tenantry, step: str, placement: Placement) -> None:
         real(tn, step, placement)
@@ -583,7 +583,7 @@ def test_a_spare_being_built_is_not_claimed(pool: Tenantry, monkeypatch: pytest.
         except BaseException as err:  # noqa: BLE001
             errors.append(err)
 
-    monkeypatch.setattr(spares.provisioning, "build_step", slow)
+    monkeypatch.setattr(spares.placements, "build_step", slow)
     thread = threading.Thread(target=fill)
     thread.start()
     try:
@@ -599,7 +599,7 @@ def test_a_spare_being_built_is_not_claimed(pool: Tenantry, monkeypatch: pytest.
 
 
 def test_a_failed_fill_audits_what_it_did(pool: Tenantry, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = spares.provisioning.build_step
+    real = spares.placements.build_step
     calls: list[str] = []
 
     def failing(tn: Tenantry, step: str, placement: Placement) -> None:
@@ -608,12 +608,12 @@ def test_a_failed_fill_audits_what_it_did(pool: Tenantry, monkeypatch: pytest.Mo
             raise InvalidInput("the disk is full (simulated)")
         real(tn, step, placement)
 
-    monkeypatch.setattr(spares.provisioning, "build_step", failing)
+    monkeypatch.setattr(spares.placements, "build_step", failing)
     with pytest.raises(InvalidInput, match="simulated"):
         pool.spares.fill(3)
     after = fills(pool)[0]
     assert (after["built"], after["error"]) == (1, "the disk is full (simulated)")
     assert sorted(s.status for s in pool.spares.list()) == ["building", "ready"]
-    monkeypatch.setattr(spares.provisioning, "build_step", real)
+    monkeypatch.setattr(spares.placements, "build_step", real)
     again = pool.spares.fill(3)
     assert (again.resumed, again.built, again.ready) == (1, 1, 3)

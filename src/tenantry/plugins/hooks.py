@@ -34,7 +34,7 @@ import pluggy
 from tenantry import context
 from tenantry.core.hooks import POLL_SECONDS
 from tenantry.core.model import Tenant
-from tenantry.plugins.base import LIFECYCLE_EVENTS, LifecycleHooks
+from tenantry.plugins.base import LIFECYCLE_EVENTS, LifecycleHooks, hook_names
 from tenantry.services import plugin_hooks as queue
 from tenantry.services.plugins import resolve_for_tenant
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from tenantry.plugins.registry import Plugins
     from tenantry.services.plane import ControlPlane
 
-__all__ = ["HookDelivery", "HookRunner", "RunReport", "follow"]
+__all__ = ["HookDelivery", "HookManager", "HookRunner", "RunReport", "follow"]
 
 _log = logging.getLogger("tenantry.plugins")
 
@@ -53,6 +53,28 @@ MAX_BACKOFF = 3600.0
 #: how often the runner removes calls finished more than a week ago
 PURGE_EVERY = 3600.0
 KEEP_FINISHED = 7 * 24 * 3600.0
+
+
+_IMPLICIT: pluggy.HookimplOpts = {
+    "wrapper": False,
+    "hookwrapper": False,
+    "optionalhook": False,
+    "tryfirst": False,
+    "trylast": False,
+    "specname": None,
+}
+
+
+class HookManager(pluggy.PluginManager):
+    """pluggy's manager, taking a :class:`LifecycleHooks` method that overrides the base's as
+    a hook implementation without a decorator (as pytest takes ``pytest_*`` functions)."""
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and name in hook_names() and isinstance(plugin, LifecycleHooks):
+            if getattr(type(plugin), name, None) is not getattr(LifecycleHooks, name):
+                return dict(_IMPLICIT)  # type: ignore[return-value]
+        return opts
 
 
 class RunReport:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from tenantry.db import catalog, rls
+from tenantry.db.connect import database_url
 from tenantry.db.deploy import deploy_tables
 from tenantry.errors import ConfigurationError, InvalidInput
 from tenantry.plugins.base import AppTables
@@ -102,7 +103,7 @@ def deploy_everywhere(tn: ControlPlane, plugins: Sequence[AppTables]) -> list[di
     """Create the plugins' tables (with RLS) in the pooled schema and in every active schema-
     and database-tier placement that lacks them; returns what each deploy did. Pass plugins
     without migrations of their own: those with migrations are deployed by ``tenantry migrate``."""
-    from tenantry.services import app_migrations, provisioning  # (they import much)
+    from tenantry.services import app_migrations  # (lazy: alembic loads only when needed)
 
     chained = [p.name for p in plugins if getattr(p, "migrations", None) is not None]
     if chained:
@@ -129,7 +130,7 @@ def deploy_everywhere(tn: ControlPlane, plugins: Sequence[AppTables]) -> list[di
     report = deploy_tables(tn.admin_url, metadata, schema=s.pooled_schema, owner=s.owner_role, runtime=s.runtime_role)
     done.append({"placement": "pooled", **report.to_dict()})
     for cell, database, schema, slug in rows:
-        url = provisioning.database_url(tn.cell_admin_url(cell), database)
+        url = database_url(tn.cell_admin_url(cell), database)
         report = deploy_tables(url, metadata, schema=schema, owner=s.owner_role, runtime=s.runtime_role)
         done.append({"placement": slug, **report.to_dict()})
     with tn.admin() as conn, conn.transaction():

@@ -34,16 +34,14 @@ from typing import TYPE_CHECKING, Literal
 from tenantry.core.model import Isolation
 from tenantry.core.placement import PRIMARY_CELL, Placement
 from tenantry.db.catalog import require_catalog
-from tenantry.db.connect import admin_connection
+from tenantry.db.connect import admin_connection, database_url
 from tenantry.errors import ConfigurationError, Conflict, InvalidInput
 from tenantry.migrations import fanout, tracking
 from tenantry.migrations.report import MigrationFailed, MigrationReport, PlacementResult, Result, StatusReport
 from tenantry.migrations.runner import Outcome, Work, run_work
 from tenantry.migrations.scripts import Scripts, load_scripts, split_revisions
 from tenantry.migrations.tracking import POOLED, Tracked
-
-# a module import: provisioning may import this module in turn
-from tenantry.services import audit, provisioning
+from tenantry.services import audit
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane
@@ -144,7 +142,7 @@ def _work(
     only_if_untracked: bool = False,
 ) -> Work:
     s = tn.settings
-    url = provisioning.database_url(tn.cell_admin_url(placement.cell), placement.database)
+    url = database_url(tn.cell_admin_url(placement.cell), placement.database)
     return Work(
         placement.key,
         url,

@@ -24,8 +24,8 @@ from tenantry.errors import TenantNotActive, TenantNotFound
 from tenantry.services import domains as domains_service
 from tenantry.services import tenants as tenant_service
 from tenantry.services.domains import UNKNOWN_HOST, HostRoute
+from tenantry.services.placements import read_placement
 from tenantry.services.plane import ControlPlane
-from tenantry.services.provisioning import read_placement
 
 __all__ = ["Directory", "Resolved"]
 

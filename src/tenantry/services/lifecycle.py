@@ -17,7 +17,7 @@ from tenantry.core.events import EventKind
 from tenantry.core.model import Plan, Status, Tenant
 from tenantry.core.placement import Placement
 from tenantry.db import catalog
-from tenantry.services import fences, moves, provisioning
+from tenantry.services import fences, moves, placements, provisioning
 from tenantry.services import tenants as tenant_service
 from tenantry.services.directory import Directory
 from tenantry.services.moves import MoveReport
@@ -34,7 +34,7 @@ def set_status(plane: ControlPlane, key: str | uuid.UUID, status: Status) -> Ten
     open elsewhere fenced when it stops serving, its hooks delivered, this process's caches told."""
     with plane.admin() as conn:
         tenant, changed = tenant_service.transition(conn, key, status, actor=plane.actor, origin=plane.origin())
-        placement = provisioning.read_placement(conn, tenant.id)
+        placement = placements.read_placement(conn, tenant.id)
     if tenant.status in _FENCED and placement is not None:
         # bindings already open elsewhere are refused from their next statement (also when
         # the status was set already: a rerun finishes a change whose fence was not written)
@@ -104,7 +104,7 @@ class TenantService:
         """The tenant's active placement (``None`` while it is being built)."""
         with self._plane.admin() as conn:
             tenant = tenant_service.get_tenant(conn, key)
-            return provisioning.read_placement(conn, tenant.id)
+            return placements.read_placement(conn, tenant.id)
 
     def lookup(self, key: str | uuid.UUID) -> Tenant:
         """The tenant as the request path knows it: from this process's cache (dropped within

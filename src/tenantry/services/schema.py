@@ -19,7 +19,7 @@ from tenantry.db import catalog, rls
 from tenantry.db.connect import admin_connection, database_url
 from tenantry.db.deploy import deploy_tables
 from tenantry.db.roles import ensure_reader, ensure_roles
-from tenantry.services import audit, placement_tables, provisioning, role_checks
+from tenantry.services import audit, placement_tables, placements, role_checks
 from tenantry.services.plane import ControlPlane
 
 __all__ = ["CheckReport", "SchemaService"]
@@ -124,7 +124,7 @@ class SchemaService:
                         target=conn.info.dbname,
                         after=report.to_dict(),
                     )
-        report.databases_refreshed = provisioning.refresh_local(plane)
+        report.databases_refreshed = placements.refresh_local(plane)
         if plane.metadata is not None or s.app:
             self.deploy()
         return report
