@@ -106,8 +106,8 @@ def main() -> None:
     with server(args.server, args.url) as url, scratch_database(url) as scratch:
         settings = scratch.settings(pool_min_size=1, pool_max_size=1, tenant_cache_ttl=3600.0)
         with Tenantry(settings, metadata=Base.metadata, actor="bench") as tn:
-            tn.init()
-            tenants = [tn.create_tenant(f"cpu-{i:04d}") for i in range(args.tenants)]
+            tn.schema.init()
+            tenants = [tn.tenants.create(f"cpu-{i:04d}") for i in range(args.tenants)]
             with psycopg.connect(scratch.url, autocommit=True) as admin:  # a superuser: RLS does not apply
                 load_rows(admin, tn.settings.pooled_schema, [t.id for t in tenants], args.rows, 1)
                 make_baseline(admin, tn.settings.pooled_schema, scratch.runtime)

@@ -191,10 +191,10 @@ async def measure(
 
 
 def setup(tn: Tenantry, count: int) -> list[BoundTenant]:
-    tn.init()
+    tn.schema.init()
     tenants = []
     for i in range(count):
-        t = tn.create_tenant(f"edge-{i:04d}-{uuid.uuid4().hex[:6]}")
+        t = tn.tenants.create(f"edge-{i:04d}-{uuid.uuid4().hex[:6]}")
         with tn.tenant(t.slug) as bound, tn.connection() as conn:
             conn.cursor().executemany(
                 "INSERT INTO bench_edge_items (id, label) VALUES (%s, %s)",
@@ -217,7 +217,7 @@ async def benchmark_async(
     # warm the caches a running app has: every tenant and host once, the listener connected
     for bound in tenants:
         await call(sides["edge"], scope_for("/hello", bound))
-    listener = tn._listener
+    listener = tn.plane._listener
     if listener is not None:
         await asyncio.to_thread(listener.listening.wait, 10)
     results: dict[tuple[str, int], float] = {}

@@ -93,13 +93,13 @@ def main() -> None:
         admin = Tenantry(scratch.settings(), metadata=Base.metadata, actor="bench-admin")
         app = Tenantry(scratch.settings(), metadata=Base.metadata, actor="bench-app")
         try:
-            admin.init()
+            admin.schema.init()
             suspend_latency, call, violations = [], [], 0
             for _ in range(args.suspensions):
-                slug = admin.create_tenant(f"fs-{uuid.uuid4().hex[:8]}").slug
+                slug = admin.tenants.create(f"fs-{uuid.uuid4().hex[:8]}").slug
                 loop = Looper(app, slug, TenantSuspended)
                 t0 = time.time()
-                admin.suspend(slug)
+                admin.tenants.suspend(slug)
                 t1 = time.time()
                 loop.join()
                 assert loop.refused_at is not None
@@ -107,10 +107,10 @@ def main() -> None:
                 call.append(t1 - t0)
                 violations += loop.last_ok > t1
             move_latency = []
-            slug = admin.create_tenant(f"fm-{uuid.uuid4().hex[:8]}").slug
+            slug = admin.tenants.create(f"fm-{uuid.uuid4().hex[:8]}").slug
             for n in range(args.moves):
                 loop = Looper(app, slug, TenantMoved)
-                admin.move_tenant(slug, plan="business" if n % 2 == 0 else "free")
+                admin.tenants.move(slug, plan="business" if n % 2 == 0 else "free")
                 loop.join()
                 with admin.admin() as conn:
                     row = conn.execute(

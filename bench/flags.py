@@ -86,8 +86,8 @@ class BenchConfig(BaseModel):
 def build(settings: Settings, flags: int, tenants: int) -> tuple[Tenantry, list[str]]:
     """A catalog with ``tenants`` pooled tenants and ``flags`` flags."""
     tn = Tenantry(settings, actor="bench", config=BenchConfig)
-    tn.init()
-    slugs = [tn.create_tenant(f"bench-{i:04d}").slug for i in range(tenants)]
+    tn.schema.init()
+    slugs = [tn.tenants.create(f"bench-{i:04d}").slug for i in range(tenants)]
     for n in range(flags):
         tn.flags.create(flag_definition(n, slugs))
     return tn, slugs
@@ -97,7 +97,9 @@ def warm(tn: Tenantry, slugs: Sequence[str]) -> None:
     """Load every tenant's view and the flags while the listener is connected."""
     with tn.tenant(slugs[0]):
         tn.flags.enabled(MEASURED)
-    assert tn._listener is not None and tn._listener.listening.wait(10), "the catalog listener did not connect"
+    assert tn.plane._listener is not None and tn.plane._listener.listening.wait(10), (
+        "the catalog listener did not connect"
+    )
     time.sleep(0.6)  # entries loaded before the listener connected lapse after 0.5 s
     for slug in slugs:
         with tn.tenant(slug):

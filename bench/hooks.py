@@ -21,7 +21,7 @@ Sides (the same loop for each: ``suspend`` then ``resume`` of a random tenant of
                 by ``maker`` before ``suspend()`` returns (claim, hook, finish)
 
 Delivery latency (``queued`` side)
-    From the moment ``cli.suspend()`` returned (the change committed) until ``app``'s hook
+    From the moment ``cli.tenants.suspend()`` returned (the change committed) until ``app``'s hook
     runner called the hook: the ``NOTIFY`` reaches ``app``'s listener, which wakes the runner,
     which claims and calls.
 
@@ -94,17 +94,17 @@ def main() -> None:
         app = Tenantry(scratch.settings(), plugins=[app_plugin], actor="bench-app")
         maker = Tenantry(scratch.settings(hook_runner=False), plugins=[maker_plugin], actor="bench-maker")
         try:
-            cli.init()
-            app.init()  # subscribes the plugin
-            on = [cli.create_tenant(f"on-{uuid.uuid4().hex[:8]}").slug for _ in range(args.tenants)]
-            off = [cli.create_tenant(f"off-{uuid.uuid4().hex[:8]}").slug for _ in range(args.tenants)]
-            mine = [cli.create_tenant(f"mine-{uuid.uuid4().hex[:8]}").slug for _ in range(args.tenants)]
+            cli.schema.init()
+            app.schema.init()  # subscribes the plugin
+            on = [cli.tenants.create(f"on-{uuid.uuid4().hex[:8]}").slug for _ in range(args.tenants)]
+            off = [cli.tenants.create(f"off-{uuid.uuid4().hex[:8]}").slug for _ in range(args.tenants)]
+            mine = [cli.tenants.create(f"mine-{uuid.uuid4().hex[:8]}").slug for _ in range(args.tenants)]
             for slug in on:
                 app.plugins.enable(PLUGIN, tenant=slug)
             for slug in mine:
                 maker.plugins.enable(PLUGIN, tenant=slug)
             assert app.plugins.start_hooks()
-            assert app._listener is not None and app._listener.listening.wait(10)
+            assert app.plane._listener is not None and app.plane._listener.listening.wait(10)
 
             timings: dict[str, list[float]] = {"bare": [], "queued": [], "inline": []}
             latency: list[float] = []

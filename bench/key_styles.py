@@ -115,8 +115,8 @@ def main() -> None:
             Base.metadata.remove(KeyUuidv7Server.__table__)  # type: ignore[arg-type]
         tn = Tenantry(scratch.settings(tenant_cache_ttl=3600.0), metadata=Base.metadata, actor="bench")
         try:
-            tn.init()
-            slugs = [tn.create_tenant(f"keys-{uuid.uuid4().hex[:8]}").slug for _ in range(args.tenants)]
+            tn.schema.init()
+            slugs = [tn.tenants.create(f"keys-{uuid.uuid4().hex[:8]}").slug for _ in range(args.tenants)]
             sides: dict[str, tuple[str, Callable[[], Any] | None]] = {
                 "identity": ("INSERT INTO keys_identity (label) VALUES (%s) RETURNING id", None),
                 "uuid7": ("INSERT INTO keys_uuid7 (id, label) VALUES (%s, %s) RETURNING id", uuid7),

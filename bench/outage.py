@@ -288,10 +288,10 @@ def main() -> int:
         scratch = Scratch(server.ensure_running()).create()
         tn = Tenantry(scratch.settings(), metadata=Base.metadata, actor="bench")
         try:
-            tn.init()
+            tn.schema.init()
             slugs = []
             for plan in ("free", "business", "enterprise"):
-                tenant = tn.create_tenant(f"o-{plan}-{uuid.uuid4().hex[:6]}", plan=plan)
+                tenant = tn.tenants.create(f"o-{plan}-{uuid.uuid4().hex[:6]}", plan=plan)
                 slugs.append(tenant.slug)
                 with tn.tenant(tenant.slug), tn.connection() as conn:
                     for i in range(5):

@@ -8,7 +8,7 @@ Run::
 Set-up (timed, reported, not the point)
     A scratch database with its own roles (``bench/_scratch.py``) and a one-table app.
     ``--tenants`` tenants on plan ``enterprise``: each gets a database of its own, built by
-    ``tn.create_tenant`` (two at a time, one per core).
+    ``tn.tenants.create`` (two at a time, one per core).
 
 What is measured
     A second ``Tenantry`` (the app process) with ``max_pools`` and ``tenant_pool_max_size`` set
@@ -162,7 +162,7 @@ def create_all(scratch: Scratch, count: int) -> list[str]:
         nonlocal made
         with Tenantry(scratch.settings(), metadata=Base.metadata) as tn:
             for slug in part:
-                tn.create_tenant(slug, plan="enterprise")
+                tn.tenants.create(slug, plan="enterprise")
                 with lock:
                     made += 1
                     if made % 200 == 0:
@@ -185,8 +185,8 @@ def run(args: argparse.Namespace) -> None:
             version = conn.execute("SHOW server_version").fetchone()
         print(f"server: PostgreSQL {version[0] if version else '?'} ({args.server})")
         with Tenantry(scratch.settings(), metadata=Base.metadata) as admin:
-            admin.init()
-            admin.deploy()
+            admin.schema.init()
+            admin.schema.deploy()
         slugs = create_all(scratch, args.tenants)
         settings = scratch.settings(max_pools=args.max_pools, tenant_pool_max_size=args.tenant_pool_max_size)
         watch = Watch(scratch, server_url)

@@ -1,4 +1,4 @@
-"""How long ``tn.create_tenant`` takes on each tier, for an app of 20 tables.
+"""How long ``tn.tenants.create`` takes on each tier, for an app of 20 tables.
 
 Run::
 
@@ -17,7 +17,7 @@ The app
 Method
     A scratch database with its own owner and runtime roles (``bench/_scratch.py``) on the chosen
     server; ``Tenantry(...).init()`` deploys the 20 tables in the pooled schema. Tenants are then
-    created one at a time with ``tn.create_tenant(slug, plan=...)`` on plan ``free`` (pooled),
+    created one at a time with ``tn.tenants.create(slug, plan=...)`` on plan ``free`` (pooled),
     ``business`` (a schema of its own) and ``enterprise`` (a database of its own), the tiers
     taking turns so that load on the machine spreads over all three; each call is timed whole
     (``time.perf_counter_ns``). One tenant per tier is created first and not recorded (first-use
@@ -25,7 +25,7 @@ Method
     serve: an empty count through ``tn.tenant()`` + ``tn.connection()``, and 20 tables in its
     schema. Everything is dropped at the end (the databases of database-tier tenants too).
 
-    Then the same creations from spares (unless ``--no-spares``): ``tn.fill_spares`` builds
+    Then the same creations from spares (unless ``--no-spares``): ``tn.spares.fill`` builds
     ``--schema`` + 1 schema-tier and ``--database`` + 1 database-tier spares (timed, printed,
     not part of the figures), and as many tenants are created again on ``business`` and
     ``enterprise``, the two taking turns; each claims a spare (checked). The first claim of
@@ -219,14 +219,14 @@ def turns(counts: dict[str, int]) -> list[str]:
 
 def create(tn: Tenantry, slug: str, tier: str) -> int:
     start = time.perf_counter_ns()
-    tn.create_tenant(slug, plan=TIERS[tier][0])
+    tn.tenants.create(slug, plan=TIERS[tier][0])
     return time.perf_counter_ns() - start
 
 
 def claim(tn: Tenantry, slug: str, kind: str, spare_ids: set[uuid.UUID]) -> int:
     """Create a tenant that must claim one of ``spare_ids``; its time."""
     start = time.perf_counter_ns()
-    tenant = tn.create_tenant(slug, plan=CLAIMS[kind][1])
+    tenant = tn.tenants.create(slug, plan=CLAIMS[kind][1])
     took = time.perf_counter_ns() - start
     assert tenant.id in spare_ids, f"{slug} did not claim a spare"
     spare_ids.discard(tenant.id)
@@ -238,13 +238,13 @@ def fill_spares(tn: Tenantry, counts: dict[str, int]) -> set[uuid.UUID]:
     for kind, count in counts.items():
         tier = CLAIMS[kind][0]
         begun = time.perf_counter()
-        report = tn.fill_spares(count, tier=tier)
+        report = tn.spares.fill(count, tier=tier)
         took = time.perf_counter() - begun
         print(
             f"filled {report.ready} {tier} spares in {took:.2f} s ({took / max(report.built, 1) * 1000:.1f} ms each;"
             " not part of the figures)"
         )
-    return {s.id for s in tn.spares() if s.status == "ready"}
+    return {s.id for s in tn.spares.list() if s.status == "ready"}
 
 
 def check_serves(tn: Tenantry, slug: str, specs: Sequence[TableSpec]) -> str:
@@ -252,9 +252,9 @@ def check_serves(tn: Tenantry, slug: str, specs: Sequence[TableSpec]) -> str:
     with tn.tenant(slug), tn.connection() as conn:
         row = conn.execute(f"SELECT count(*) FROM {specs[-1].name}").fetchone()
     assert row is not None and row[0] == 0, row
-    placement = tn.placement(slug)
+    placement = tn.tenants.placement(slug)
     assert placement is not None
-    with psycopg.connect(database_url(tn.cell_admin_url(placement.cell), placement.database)) as conn:
+    with psycopg.connect(database_url(tn.cells.admin_url(placement.cell), placement.database)) as conn:
         found = conn.execute(
             "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename LIKE 'table\\_%%'",
             (placement.schema,),
@@ -271,7 +271,7 @@ def benchmark(server_url: str, args: argparse.Namespace) -> dict[str, list[int]]
     with scratch_database(server_url) as scratch:
         tn = Tenantry(scratch.settings(), metadata=make_metadata(specs), actor="bench")
         try:
-            tn.init()
+            tn.schema.init()
             with tn.admin() as admin:
                 version = admin.execute("SHOW server_version").fetchone()
             print(f"server: PostgreSQL {version[0] if version else '?'} ({args.server})")

@@ -11,7 +11,7 @@ Set-up (not timed, except tenant creation)
     at ``--url``) and dropped, with the roles, at the end. ``Tenantry(...).init()`` deploys one
     pooled table, ``tenant_data.bench_items (tenant_id, id, label, score)`` with the primary key
     ``(tenant_id, id)`` and an index on ``(tenant_id, score)``. ``--tenants`` tenants are made
-    with ``tn.create_tenant`` (each call timed: the p50 is reported against a 10 ms goal), then
+    with ``tn.tenants.create`` (each call timed: the p50 is reported against a 10 ms goal), then
     ``--rows`` rows per tenant are loaded with ``COPY`` as the superuser (superusers bypass RLS),
     interleaved across tenants as a shared table fills in real life. The baseline is a copy of
     the same rows in ``bench_plain.bench_items``: a plain table without RLS, made with
@@ -306,13 +306,13 @@ def measure(sides: dict[str, Runner], samples: Sequence[Sample], warmup: int) ->
 
 
 def create_tenants(tn: Tenantry, count: int) -> tuple[list[tuple[str, uuid.UUID]], list[int]]:
-    """Create ``count`` tenants through ``tn.create_tenant``; their (slug, id) and the timings."""
+    """Create ``count`` tenants through ``tn.tenants.create``; their (slug, id) and the timings."""
     tenants: list[tuple[str, uuid.UUID]] = []
     timings: list[int] = []
     for n in range(count):
         slug = f"bench-{n:05d}"
         start = time.perf_counter_ns()
-        tenant = tn.create_tenant(slug)
+        tenant = tn.tenants.create(slug)
         timings.append(time.perf_counter_ns() - start)
         tenants.append((slug, tenant.id))
     return tenants, timings
@@ -498,7 +498,7 @@ def benchmark(server_url: str, args: argparse.Namespace) -> dict[str, float]:
         tn = Tenantry(settings, metadata=Base.metadata, actor="bench")
         pools: dict[str, ConnectionPool[Any]] = {}
         try:
-            tn.init()
+            tn.schema.init()
             with tn.admin() as admin:
                 version = admin.execute("SHOW server_version").fetchone()
                 print(f"server: PostgreSQL {version[0] if version else '?'} ({args.server})")

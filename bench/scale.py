@@ -9,13 +9,13 @@ Run::
 Set-up
     Two scratch databases, each with its own owner and runtime roles (``bench/_scratch.py``);
     ``Tenantry(...).init()`` deploys one pooled table in each. Every tenant is a pooled tenant made by
-    ``tn.create_tenant`` (one catalog transaction: the tenant row, its placement, the audit
+    ``tn.tenants.create`` (one catalog transaction: the tenant row, its placement, the audit
     entry, the cell's count), with a slug that sorts at random (``<8 hex digits>-<n>``), so
     that new slugs land all over the slug indexes as real ones do.
 
 Method
     Two catalogs side by side on the same server: *small* with N/10 tenants and *large* with
-    N. Each is bulk-created up to 90% of its size with ``tn.create_tenant`` called from
+    N. Each is bulk-created up to 90% of its size with ``tn.tenants.create`` called from
     ``--workers`` threads (the same code path, in parallel, untimed). Then the last 10% of
     each is created one at a time, each call timed (the ``create`` row), in turns: one small
     create for every ten large ones. After ``ANALYZE`` (autovacuum would do it soon after
@@ -24,9 +24,9 @@ Method
     turns matter on this shared machine: load that comes and goes lands on both sides alike,
     where measuring one size after the other compared two different loads.
 
-    get            ``tn.get_tenant(slug)`` (a catalog read by slug)
-    suspend        ``tn.suspend(slug)``, then
-    resume         ``tn.resume(slug)`` (each a transaction with its audit entry and catalog
+    get            ``tn.tenants.get(slug)`` (a catalog read by slug)
+    suspend        ``tn.tenants.suspend(slug)``, then
+    resume         ``tn.tenants.resume(slug)`` (each a transaction with its audit entry and catalog
                    event; suspending also fences the placement)
     resolve        one ASGI request through ``TenantMiddleware`` with ``SubdomainResolver``
                    (``Host: <slug>.scale.test``) to an endpoint that answers the bound slug,
@@ -106,7 +106,7 @@ def bulk_create(tn: Tenantry, first: int, end: int, workers: int) -> float:
                 n = next(next_n, None)
             if n is None:
                 return
-            tn.create_tenant(slug(n))
+            tn.tenants.create(slug(n))
 
     with ThreadPoolExecutor(workers) as pool:
         for done in [pool.submit(work) for _ in range(workers)]:
@@ -211,9 +211,9 @@ def measure(sides: Sequence[Side], samples: int, rng: random.Random) -> None:
         for k in _turn(i, len(sides)):
             side = sides[k]
             s = slug(rng.randrange(side.count))
-            side.figures["get"].append(timed(lambda: side.tn.get_tenant(s)))
-            side.figures["suspend"].append(timed(lambda: side.tn.suspend(s)))
-            side.figures["resume"].append(timed(lambda: side.tn.resume(s)))
+            side.figures["get"].append(timed(lambda: side.tn.tenants.get(s)))
+            side.figures["suspend"].append(timed(lambda: side.tn.tenants.suspend(s)))
+            side.figures["resume"].append(timed(lambda: side.tn.tenants.resume(s)))
     for i in range(max(20, samples // 5)):
         for k in _turn(i, len(sides)):
             sides[k].cli_env()
@@ -242,7 +242,7 @@ def main() -> None:
             scratch = stack.enter_context(scratch_database(server_url))
             tn = Tenantry(scratch.settings(), metadata=METADATA, actor="bench-scale")
             stack.callback(tn.close)
-            tn.init()
+            tn.schema.init()
             sides.append(Side(name, scratch, tn, count))
         sides[0].cli_env()
         list_page()  # (its first run loads what it loads)
@@ -259,13 +259,13 @@ def main() -> None:
             for k in _turn(i // 10, 2) if i % 10 == 0 else [1]:
                 side = sides[k]
                 n = side.count - side.count // 10 + (i // 10 if k == 0 else i)
-                side.figures["create"].append(timed(lambda: side.tn.create_tenant(slug(n))))
+                side.figures["create"].append(timed(lambda: side.tn.tenants.create(slug(n))))
         print(f"timed the last tenth of each (load {load_averages()})")
         measure(sides, args.samples, rng)
         print(f"measured both (load {load_averages()})")
         for side in sides:
             with side.tn.admin() as conn:
-                kept = {c.name: c.placements for c in side.tn.cells()}
+                kept = {c.name: c.placements for c in side.tn.cells.list()}
                 real = conn.execute("SELECT count(*) FROM tenantry.placements WHERE status <> 'retired'").fetchone()
             # the kept count (what choosing a cell reads) is still the real one
             assert real is not None and real[0] == side.count and kept == {"primary": side.count}, (kept, real)

@@ -14,7 +14,7 @@ Set-up (not timed)
     ``bystander``, shares the pooled tables with 1,000 rows and stays there.
 
 Moves
-    pooled -> database -> schema -> pooled: ``tn.move_tenant("mover", plan=...)`` with plans
+    pooled -> database -> schema -> pooled: ``tn.tenants.move("mover", plan=...)`` with plans
     ``enterprise``, ``business``, ``free``, each timed whole; each step's start is recorded
     (``on_step``), so the report shows where the time goes. ``write_block_seconds`` is the
     move's own figure (freeze to flip, from its report).
@@ -387,7 +387,7 @@ def old_copy_gone(scratch: Scratch, tn: Tenantry, tenant_id: uuid.UUID, old: Pla
     with psycopg.connect(scratch.server_url, autocommit=True) as conn:
         if old.database is not None:
             return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (old.database,)).fetchone() is None
-    url = database_url(tn.cell_admin_url(old.cell), old.database)
+    url = database_url(tn.cells.admin_url(old.cell), old.database)
     with psycopg.connect(url, autocommit=True) as conn:  # a superuser: no RLS
         if old.schema != tn.settings.pooled_schema:
             return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (old.schema,)).fetchone() is None
@@ -440,7 +440,7 @@ def run_move(
     marks: list[tuple[str, float]] = []
     refused_before, writes_before = writer.refused, len(writer.successes)
     started = time.monotonic()
-    report = tn.move_tenant(TENANT, plan=plan, on_step=lambda step: marks.append((step, time.monotonic())))
+    report = tn.tenants.move(TENANT, plan=plan, on_step=lambda step: marks.append((step, time.monotonic())))
     ended = time.monotonic()
     for each in (writer, neighbour):
         if not each.wait_for_success_after(ended):
@@ -486,8 +486,8 @@ def verify(
     for writer in writers.values():
         writer.pause()
     try:
-        tenant = tn.get_tenant(TENANT)
-        placement = tn.placement(TENANT)
+        tenant = tn.tenants.get(TENANT)
+        placement = tn.tenants.placement(TENANT)
         assert placement is not None and placement.isolation.value == tier, placement
         for slug, loaded in ((TENANT, counts), (BYSTANDER, bystander)):
             expected = dict(loaded)
@@ -519,12 +519,12 @@ def benchmark(server_url: str, args: argparse.Namespace) -> list[MoveResult]:
         writers: dict[str, Writer] = {}
         clients: Bystanders | None = None
         try:
-            tn.init()
+            tn.schema.init()
             with tn.admin() as admin:
                 version = admin.execute("SHOW server_version").fetchone()
             print(f"server: PostgreSQL {version[0] if version else '?'} ({args.server})")
-            tn.create_tenant(TENANT, plan="free")
-            tn.create_tenant(BYSTANDER, plan="free")
+            tn.tenants.create(TENANT, plan="free")
+            tn.tenants.create(BYSTANDER, plan="free")
             seconds = load(tn, TENANT, specs, counts)
             load(tn, BYSTANDER, specs, row_counts(BYSTANDER_ROWS))
             bystander = count_rows(tn, BYSTANDER, list(counts))
@@ -537,7 +537,7 @@ def benchmark(server_url: str, args: argparse.Namespace) -> list[MoveResult]:
             tiers = {f"pooled-{i + 1}": "pooled" for i in range(args.pooled_bystanders)}
             tiers |= {f"schema-{i + 1}": "schema" for i in range(args.schema_bystanders)}
             for slug, tier_name in tiers.items():
-                tn.create_tenant(slug, plan="free" if tier_name == "pooled" else "business")
+                tn.tenants.create(slug, plan="free" if tier_name == "pooled" else "business")
                 load(tn, slug, specs, row_counts(CLIENT_TENANT_ROWS))
             by_tier = {t: [slug for slug, each in tiers.items() if each == t] for t in ("pooled", "schema")}
             chosen = make_clients(clients_tn, by_tier["pooled"], (args.clients + 1) // 2)
@@ -565,7 +565,7 @@ def benchmark(server_url: str, args: argparse.Namespace) -> list[MoveResult]:
             )
             print(f"bystanders with no move running: {baseline.describe()}")
             tier = "pooled"
-            placement = tn.placement(TENANT)
+            placement = tn.tenants.placement(TENANT)
             assert placement is not None
             for plan, target in MOVES:
                 result = run_move(tn, writers[TENANT], writers[BYSTANDER], plan, tier, target, clients, baseline)

@@ -23,12 +23,12 @@ Creation (the ratio)
     * django-tenants: ``Client(schema_name=..., name=...).save()`` with
       ``auto_create_schema`` (``CREATE SCHEMA`` and ``migrate_schemas`` for the schema, which
       applies the app's migration) and its ``Domain`` row: what its documentation does.
-    * tenantry, cold: ``tn.create_tenant(slug, plan="business")`` with no spares (a schema of
+    * tenantry, cold: ``tn.tenants.create(slug, plan="business")`` with no spares (a schema of
       its own built then: tables deployed from the metadata with RLS, the placement recorded
       at the migrations' head, catalog and audit rows).
     * tenantry, warm: the same call on a catalog of its own (a second scratch database, same
       server, same settings) whose spare pool was filled with ``--tenants`` spare schemas
-      before the timed section (``tn.fill_spares``; its time is printed apart): each create
+      before the timed section (``tn.spares.fill``; its time is printed apart): each create
       claims one (checked), a catalog transaction.
 
     Ratios: tenantry's total / django-tenants' total, warm and cold; the warm one is the
@@ -45,7 +45,7 @@ Migration (the second ratio)
       (``Settings(migrations=...)``), whose first revision is the app, so every placement is
       recorded at it as it is built (any left untracked are stamped before the timing); then a
       revision with ``op.add_column``, run by
-      ``tenantry.services.app_migrations.migrate(tn, jobs=--jobs)``: the pooled schema and
+      ``tenantry.services.app_migrations.migrate(tn.plane, jobs=--jobs)``: the pooled schema and
       every tenant schema, ``--jobs`` worker processes at a time.
 
     Both are checked afterwards: every tenant schema has the new column. Ratio: tenantry's
@@ -209,7 +209,7 @@ class TenantrySide:
         self.tn = Tenantry(settings, metadata=metadata, actor="bench")
 
     def create(self, slug: str) -> None:
-        tenant = self.tn.create_tenant(slug, plan="business")
+        tenant = self.tn.tenants.create(slug, plan="business")
         if self.spare_ids is not None:
             assert tenant.id in self.spare_ids, f"{slug} did not claim a spare"
             self.spare_ids.discard(tenant.id)
@@ -217,16 +217,16 @@ class TenantrySide:
     def fill(self, count: int) -> float:
         """Fill the spare pool with ``count`` schemas; the seconds it took."""
         begun = time.perf_counter()
-        report = self.tn.fill_spares(count)
+        report = self.tn.spares.fill(count)
         took = time.perf_counter() - begun
         assert report.ready == count, report
-        self.spare_ids = {s.id for s in self.tn.spares() if s.status == "ready"}
+        self.spare_ids = {s.id for s in self.tn.spares.list() if s.status == "ready"}
         return took
 
     def stamp(self) -> Any:
         from tenantry.services import app_migrations
 
-        report = app_migrations.stamp_placements(self.tn, "0001_app", jobs=2, directory=str(self.scripts))
+        report = app_migrations.stamp_placements(self.tn.plane, "0001_app", jobs=2, directory=str(self.scripts))
         report.raise_for_failures()
         return len(report.results)
 
@@ -241,7 +241,7 @@ class TenantrySide:
     def migrate(self, jobs: int) -> Any:
         from tenantry.services import app_migrations
 
-        report = app_migrations.migrate(self.tn, jobs=jobs, directory=str(self.scripts))
+        report = app_migrations.migrate(self.tn.plane, jobs=jobs, directory=str(self.scripts))
         report.raise_for_failures()
         return report
 
@@ -367,8 +367,8 @@ def benchmark(server_url: str, args: argparse.Namespace) -> tuple[float, float |
         django_side: DjangoSide | None = None
         try:
             django_dsn = scratch.database("dt")
-            tn.init()
-            warm.tn.init()
+            tn.schema.init()
+            warm.tn.schema.init()
             with tn.admin() as admin:
                 version = admin.execute("SHOW server_version").fetchone()
             print(f"server: PostgreSQL {version[0] if version else '?'} ({args.server})")
@@ -388,7 +388,7 @@ def benchmark(server_url: str, args: argparse.Namespace) -> tuple[float, float |
                 (warm_scratch.url, TENANTRY_SCHEMAS),
             ):
                 assert tables_per_schema(dsn, pattern) == {len(specs)}, (dsn, pattern)
-            assert warm.spare_ids == set() and warm.tn.unprotected_tables() == []
+            assert warm.spare_ids == set() and warm.tn.schema.unprotected_tables() == []
             print(
                 f"  checked: every tenant schema of every side has the {len(specs)} tables;"
                 " every warm create claimed a spare"

@@ -90,16 +90,16 @@ def main() -> None:
     tn = Tenantry(
         Settings.from_env(embedded=True), metadata=AppBase.metadata, plugins=[Activity()], actor="plugin-quickstart"
     )
-    tn.init()  # the app's tables and the plugin's, RLS on each
+    tn.schema.init()  # the app's tables and the plugin's, RLS on each
     for slug in ("plug-acme", "plug-globex"):
         try:
-            tn.create_tenant(slug)
+            tn.tenants.create(slug)
         except TenantExists:
             pass
     tn.plugins.enable("activity", tenant="plug-acme")  # off by default; on for acme only
     for slug in ("plug-acme", "plug-globex"):
-        tn.suspend(slug)
-        tn.resume(slug)  # the hooks run for acme, never for globex
+        tn.tenants.suspend(slug)
+        tn.tenants.resume(slug)  # the hooks run for acme, never for globex
 
     app = Starlette()
     mount_plugins(app, tn, authorize=None)  # plugins' routes at /_plugins/<name>/ (authorize: your sign-in check)

@@ -65,13 +65,13 @@ def main() -> None:
     settings = own_catalog(Settings.from_env(embedded=True))
     tn = Tenantry(settings, metadata=Base.metadata, actor="quickstart")
     console.print("[bold]1. init[/] catalog, roles and the app's tables (idempotent)")
-    report = tn.init()
-    console.print(f"   catalog version {report.version}; row-level security on {tn.deploy().secured}")
+    report = tn.schema.init()
+    console.print(f"   catalog version {report.version}; row-level security on {tn.schema.deploy().secured}")
 
     console.print("[bold]2. tenants[/]")
     for slug in SEED:
         try:
-            tn.create_tenant(slug, name=slug.title())
+            tn.tenants.create(slug, name=slug.title())
             console.print(f"   created {slug}")
         except TenantExists:
             console.print(f"   {slug} exists already")
@@ -95,7 +95,7 @@ def main() -> None:
     console.print(grid)
 
     console.print("[bold]4. what a hostile query gets[/]")
-    globex = tn.get_tenant("globex")
+    globex = tn.tenants.get("globex")
     with tn.tenant("acme"), tn.connection() as conn:
         try:
             conn.execute("INSERT INTO demo_projects (tenant_id, name) VALUES (%s, 'Trojan')", (globex.id,))

@@ -36,10 +36,10 @@ class Invoice(TenantScoped, Base):
 
 
 tn = Tenantry(Settings.from_env(), metadata=Base.metadata)
-tn.init()
+tn.schema.init()
 for slug in ("keys-acme", "keys-globex"):
     try:
-        tn.create_tenant(slug)
+        tn.tenants.create(slug)
     except TenantExists:
         pass  # a rerun
 

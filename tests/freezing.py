@@ -1,5 +1,5 @@
 """Freeze a pooled tenant's writes as a move's cutover does (the move's own triggers and
-:func:`tenantry.db.tenant_copy.freeze_writes`), for tests of what writers see meanwhile."""
+:func:`tenantry.db.change_capture.freeze_writes`), for tests of what writers see meanwhile."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from tenantry import Tenant, Tenantry
-from tenantry.db import tenant_copy
+from tenantry.db import change_capture, tenant_copy
 from tenantry.db.connect import admin_connection
 
 
@@ -19,11 +19,11 @@ def frozen(tn: Tenantry, tenant: Tenant, table: str = "projects") -> Iterator[No
     # held by this connection until it closes
     with admin_connection(tn.admin_url, autocommit=True) as conn:
         spec = next(s for s in tenant_copy.placement_specs(conn, schema) if s.name == table)
-        tenant_copy.capture_changes(conn, schema, [spec], tid, owner=owner)
+        change_capture.capture_changes(conn, schema, [spec], tid, owner=owner)
         try:
-            tenant_copy.freeze_writes(conn, tid, owner=owner)
+            change_capture.freeze_writes(conn, tid, owner=owner)
             yield
         finally:
-            tenant_copy.thaw(conn, tid, owner=owner)
-            tenant_copy.drop_move_triggers(conn, schema, [table], tid, owner=owner)
+            change_capture.thaw(conn, tid, owner=owner)
+            change_capture.drop_move_triggers(conn, schema, [table], tid, owner=owner)
             conn.execute("DELETE FROM tenantry.move_changes WHERE tenant_id = %s", (tenant.id,))

@@ -36,10 +36,10 @@ def small(scratch: Scratch, tn: Tenantry) -> Iterator[Tenantry]:
 def _caches(tn: Tenantry) -> dict[str, Any]:
     """Every cache a process keeps per tenant (or per hostname), by what it holds."""
     return {
-        "tenant lookups": tn._tenant_cache,
-        "unknown tenants": tn._missing_tenants,
-        "hostnames": tn._host_cache,
-        "unknown hostnames": tn._missing_hosts,
+        "tenant lookups": tn.directory._tenants,
+        "unknown tenants": tn.directory._missing_tenants,
+        "hostnames": tn.directory._hosts,
+        "unknown hostnames": tn.directory._missing_hosts,
         "config and flag views": tn._live.views,
         "plugin settings and enablement": tn.plugins._cache.entries,
         "brands": tn.branding._cache.brands,
@@ -49,7 +49,7 @@ def _caches(tn: Tenantry) -> dict[str, Any]:
 
 def test_every_per_tenant_cache_is_a_catalog_cache(small: Tenantry) -> None:
     """One set of rules (TTL, bound, listener down, generation guard) for all of them."""
-    owners = (small, small._live, small.plugins._cache, small.branding._cache)
+    owners = (small.plane, small.directory, small._live, small.plugins._cache, small.branding._cache)
     found = {v.name: v for o in owners for v in vars(o).values() if isinstance(v, CatalogCache)}
     assert set(found) == {
         "cells",
@@ -75,7 +75,7 @@ def test_every_per_tenant_cache_keeps_at_most_tenant_cache_size(
 ) -> None:
     tenants = [make_tenant("cb") for _ in range(2 * LIMIT)]
     for tenant in tenants:
-        tn.add_domain(_host(tenant), tenant.slug)  # pending: the edge keeps its token
+        tn.domains.add(_host(tenant), tenant.slug)  # pending: the edge keeps its token
     for _round in range(2):  # the second round reloads what the first dropped
         for tenant in tenants:
             with small.tenant(tenant.slug):
@@ -84,11 +84,11 @@ def test_every_per_tenant_cache_keeps_at_most_tenant_cache_size(
                 brand = small.branding.current()
                 assert brand.tenant_id == tenant.id
                 assert small.branding.stylesheet(brand).css
-            route = small._cached_host(_host(tenant)) or small._lookup_host(_host(tenant))
+            route = small.directory.cached_host(_host(tenant)) or small.directory.load_host(_host(tenant))
             assert route.token is not None and route.tenant_id is None
             with pytest.raises(TenantNotFound):
                 small.tenant(f"ghost-{uuid.uuid4().hex[:8]}").__enter__()
-            assert small._lookup_host(f"ghost-{uuid.uuid4().hex[:8]}.example") == domains_service.UNKNOWN_HOST
+            assert small.directory.load_host(f"ghost-{uuid.uuid4().hex[:8]}.example") == domains_service.UNKNOWN_HOST
             for name, cache in _caches(small).items():
                 assert len(cache) <= LIMIT, f"the {name} cache holds {len(cache)} entries, more than {LIMIT}"
     for name, cache in _caches(small).items():
@@ -123,8 +123,8 @@ def _found_within(deadline: float, attempt: Callable[[], bool]) -> float:
 
 def _listening(tn: Tenantry) -> None:
     """Start ``tn``'s catalog listener and wait for it: caches are trusted only while it is up."""
-    tn._listen()
-    assert tn._listener is not None and tn._listener.listening.wait(10)
+    tn.plane.listen()
+    assert tn.plane._listener is not None and tn.plane._listener.listening.wait(10)
 
 
 def _binds(tn: Tenantry, slug: str) -> bool:
@@ -144,7 +144,7 @@ def test_an_unknown_slug_costs_one_catalog_read_until_another_process_creates_it
     for _request in range(20):
         assert not _binds(small, slug)
     assert reads.calls == 1
-    tn.create_tenant(slug)  # "another process"
+    tn.tenants.create(slug)  # "another process"
     took = _found_within(1.5, lambda: _binds(small, slug))
     assert took < 1.5
 
@@ -153,9 +153,9 @@ def test_a_tenant_made_from_a_spare_is_found_too(tn: Tenantry, small: Tenantry) 
     _listening(small)
     slug = f"spare-{uuid.uuid4().hex[:8]}"
     assert not _binds(small, slug) and not _binds(small, slug)
-    tn.fill_spares(1, tier="schema")
-    created = tn.create_tenant(slug, plan="business")
-    assert tn.spares(tier="schema") == [] and created.slug == slug  # it took the spare
+    tn.spares.fill(1, tier="schema")
+    created = tn.tenants.create(slug, plan="business")
+    assert tn.spares.list(tier="schema") == [] and created.slug == slug  # it took the spare
     _found_within(1.5, lambda: _binds(small, slug))
 
 
@@ -168,12 +168,12 @@ def test_an_unknown_hostname_costs_one_catalog_read_until_another_process_adds_i
     host = _host(tenant)
 
     def route() -> domains_service.HostRoute:
-        return small._cached_host(host) or small._lookup_host(host)
+        return small.directory.cached_host(host) or small.directory.load_host(host)
 
     for _request in range(20):
         assert route() == domains_service.UNKNOWN_HOST
     assert reads.calls == 1
-    tn.add_domain(host, tenant.slug)
+    tn.domains.add(host, tenant.slug)
     _found_within(1.5, lambda: route().token is not None)
 
 
@@ -182,9 +182,12 @@ def test_junk_hostnames_do_not_push_known_ones_out(
 ) -> None:
     _listening(small)
     tenant = make_tenant("kept")
-    tn.add_domain(_host(tenant), tenant.slug)
+    tn.domains.add(_host(tenant), tenant.slug)
     # cached once the domain's own notice has come and gone (it drops what was read before)
-    _found_within(1.5, lambda: small._cached_host(_host(tenant)) is not None or not small._lookup_host(_host(tenant)))
+    _found_within(
+        1.5,
+        lambda: small.directory.cached_host(_host(tenant)) is not None or not small.directory.load_host(_host(tenant)),
+    )
     for _junk in range(10 * LIMIT):  # random Host headers
-        small._lookup_host(f"junk-{uuid.uuid4().hex[:8]}.example")
-    assert small._cached_host(_host(tenant)) is not None  # still answered without a query
+        small.directory.load_host(f"junk-{uuid.uuid4().hex[:8]}.example")
+    assert small.directory.cached_host(_host(tenant)) is not None  # still answered without a query

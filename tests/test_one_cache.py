@@ -24,8 +24,8 @@ OTHER_GENERATIONS = {"db/liveness.py": "the pools of a server that went down and
 #: what a cache constant of a module's own would be named
 CACHE_CONSTANT = re.compile(r"(^|_)(TTL|UNTRUSTED|MISSING|CACHE)(_|$)")
 #: where the catalog listener's state may be read: the listener itself, and the one place
-#: that tells every CatalogCache whether it is connected (Tenantry._trusted)
-LISTENER_STATE = {"services/events.py": None, "app.py": "_trusted"}
+#: that tells every CatalogCache whether it is connected (Plane.trusted, tn.plane.trusted)
+LISTENER_STATE = {"services/events.py": None, "services/connections.py": "trusted"}
 
 
 def _modules() -> dict[str, ast.Module]:
@@ -102,4 +102,10 @@ def test_the_cache_settings_reach_only_catalog_caches() -> None:
         if isinstance(node, ast.Call) and ast.unparse(node.func) == "CatalogCache"
     }
     assert readers and readers <= builders
-    assert builders == {"app.py", "tenant_config/live.py", "plugins/enablement.py", "branding/service.py"}
+    assert builders == {
+        "services/connections.py",
+        "services/directory.py",
+        "tenant_config/live.py",
+        "plugins/enablement.py",
+        "branding/service.py",
+    }

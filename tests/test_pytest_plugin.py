@@ -44,7 +44,7 @@ from tenantry.web import SubdomainResolver, TenantMiddleware
 
 def test_each_tenant_sees_its_own_rows(tn, make_tier_tenant, tier):
     a, b = make_tier_tenant("a"), make_tier_tenant("b")
-    assert tn.placement(a.slug).isolation.value == tier
+    assert tn.tenants.placement(a.slug).isolation.value == tier
     with tn.tenant(a.slug), tn.connection() as conn:
         conn.execute("INSERT INTO notes (body) VALUES ('mine')")
     with tn.tenant(b.slug), tn.connection() as conn:

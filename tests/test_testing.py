@@ -14,9 +14,9 @@ def test_a_scratch_catalog_leaves_nothing_behind(server_url: str) -> None:
     with ScratchCatalog(server_url, prefix="tenantry_scratch_test") as scratch:
         extra_url = scratch.database("extra")
         with Tenantry(scratch.settings(), metadata=Base.metadata, actor="pytest") as tn:
-            tn.init()
-            tenant = tn.create_tenant("scratch-db", plan=TIER_PLANS["database"])
-            placement = tn.placement(tenant.slug)
+            tn.schema.init()
+            tenant = tn.tenants.create("scratch-db", plan=TIER_PLANS["database"])
+            placement = tn.tenants.placement(tenant.slug)
             assert placement is not None and placement.database is not None
         made = [scratch.dbname, f"{scratch.dbname}_extra", placement.database]
         assert sorted(scratch.tenant_databases()) == [placement.database]

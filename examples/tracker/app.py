@@ -121,7 +121,7 @@ def site_directory(tn: Tenantry, base_domain: str = "localhost", *, limit: int =
     template = env.get_template("sites.html")
 
     def page(request: RequestInfo) -> str:
-        tenants = tn.list_tenants(status=Status.ACTIVE, limit=limit)
+        tenants = tn.tenants.list(status=Status.ACTIVE, limit=limit)
         host = request.header(b"host") or ""
         port = host.rsplit(":", 1)[1] if ":" in host.rsplit("]", 1)[-1] else ""
         scheme = str(request.scope.get("scheme", "http"))

@@ -6,8 +6,8 @@ transaction, and a control plane (catalog, lifecycle, audit) behind one root obj
     from tenantry import Settings, Tenantry
 
     tn = Tenantry(Settings.from_env(), metadata=Base.metadata)
-    tn.init()
-    tn.create_tenant("acme")
+    tn.schema.init()
+    tn.tenants.create("acme")
     with tn.tenant("acme"), tn.connection() as conn:
         conn.execute("SELECT count(*) FROM projects").fetchone()
 """

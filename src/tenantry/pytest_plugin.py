@@ -37,10 +37,10 @@ The fixtures:
 ``tenantry_metadata`` (session)
     Your app's ``sqlalchemy.MetaData`` (override it); ``None`` by default (no app tables).
 ``tn`` (session)
-    A :class:`~tenantry.Tenantry` on the catalog, initialised (``tn.init()``), closed at the end.
+    A :class:`~tenantry.Tenantry` on the catalog, initialised (``tn.schema.init()``), closed at the end.
 ``make_tenant`` (function)
     ``make_tenant(prefix="t", **kwargs)`` creates a tenant with a unique slug; ``kwargs`` go to
-    ``tn.create_tenant`` (``plan="business"``, ...).
+    ``tn.tenants.create`` (``plan="business"``, ...).
 ``tier`` and ``make_tier_tenant`` (function)
     ``tier`` takes each isolation tier in turn (``pooled``, ``schema``, ``database``), so a test
     that asks for it runs the same code on all three; ``make_tier_tenant`` creates a tenant on
@@ -150,7 +150,7 @@ def tn(tenantry_catalog: ScratchCatalog, tenantry_metadata: sa.MetaData | None) 
 
     tenantry = Tenantry(tenantry_catalog.settings(), metadata=tenantry_metadata, actor="pytest")
     try:
-        tenantry.init()
+        tenantry.schema.init()
         yield tenantry
     finally:
         tenantry.close()
@@ -161,7 +161,7 @@ def make_tenant(tn: Tenantry) -> Callable[..., Tenant]:
     """Create a tenant with a unique slug (prefix optional; pooled unless ``plan`` says)."""
 
     def make(prefix: str = "t", **kwargs: Any) -> Tenant:
-        return tn.create_tenant(f"{prefix}-{uuid.uuid4().hex[:10]}", **kwargs)
+        return tn.tenants.create(f"{prefix}-{uuid.uuid4().hex[:10]}", **kwargs)
 
     return make
 

@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     dropped first and loaded again when asked for. ``TENANTRY_TENANT_CACHE_SIZE``."""
 
     spare_schemas: int = 0
-    """How many ready spare schemas ``tn.fill_spares()`` (``tenantry spares fill``) keeps on the
+    """How many ready spare schemas ``tn.spares.fill()`` (``tenantry spares fill``) keeps on the
     primary cell when it is given no count: schemas built ahead of time, so that creating a
     schema-tier tenant claims one instead of running its DDL. 0: none. Nothing fills the pool
     by itself: run the fill after each deploy and from a periodic job (see

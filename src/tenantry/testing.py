@@ -12,12 +12,12 @@ any tier, without touching another's::
     def tn():
         with ScratchCatalog("host=127.0.0.1 user=postgres dbname=postgres") as scratch:
             with Tenantry(scratch.settings(), metadata=Base.metadata) as tn:
-                tn.init()
+                tn.schema.init()
                 yield tn
 
 The server URL must be a superuser's (it creates and drops databases and roles). Names carry
 a random tag: ``<prefix>_<tag>`` for the database, ``<role_prefix>_owner_<tag>``,
-``<role_prefix>_app_<tag>`` and ``<role_prefix>_reader_<tag>`` for the roles ``tn.init()``
+``<role_prefix>_app_<tag>`` and ``<role_prefix>_reader_<tag>`` for the roles ``tn.schema.init()``
 creates.
 """
 
@@ -40,7 +40,7 @@ __all__ = ["SERVERS_VARIABLE", "SYSTEM_URL", "TIER_PLANS", "ScratchCatalog", "re
 
 #: the system server's superuser URL (``TENANTRY_TEST_SYSTEM_URL`` overrides it)
 SYSTEM_URL = os.environ.get("TENANTRY_TEST_SYSTEM_URL", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
-#: the plan of each isolation tier, as ``tn.init()`` seeds them
+#: the plan of each isolation tier, as ``tn.schema.init()`` seeds them
 TIER_PLANS = {"pooled": "free", "schema": "business", "database": "enterprise"}
 #: the environment variable that names the servers to test on (see :func:`servers`)
 SERVERS_VARIABLE = "TENANTRY_TEST_BACKENDS"
@@ -119,7 +119,7 @@ class ScratchCatalog:
                 conn.execute(statement)
 
     def create(self) -> ScratchCatalog:
-        """Create the database (empty: ``tn.init()`` builds the catalog in it)."""
+        """Create the database (empty: ``tn.schema.init()`` builds the catalog in it)."""
         self._admin([sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.dbname))])
         return self
 

@@ -97,14 +97,14 @@ def make_token(tn: Tenantry) -> MakeToken:
     """Create a token with a unique name: ``make_token("tenants:read", expires_in=...)``."""
 
     def make(*scopes: str, prefix: str = "test", expires_in: timedelta | None = None) -> tuple[ApiToken, str]:
-        return tn.create_token(f"{prefix}-{uuid.uuid4().hex[:10]}", list(scopes), expires_in=expires_in)
+        return tn.tokens.create(f"{prefix}-{uuid.uuid4().hex[:10]}", list(scopes), expires_in=expires_in)
 
     return make
 
 
 @pytest.fixture(scope="session")
 def admin_secret(tn: Tenantry) -> str:
-    _, secret = tn.create_token(f"admin-{uuid.uuid4().hex[:10]}", ["admin"])
+    _, secret = tn.tokens.create(f"admin-{uuid.uuid4().hex[:10]}", ["admin"])
     return secret
 
 
@@ -122,7 +122,7 @@ def config_catalog(server_url: str) -> Iterator[tuple[Scratch, Tenantry]]:
     db = Scratch(server_url)
     tenantry = Tenantry(db.settings(), metadata=Base.metadata, actor="pytest-api-config", config=AppConfig)
     try:
-        tenantry.init()
+        tenantry.schema.init()
         yield db, tenantry
     finally:
         tenantry.close()
@@ -137,7 +137,7 @@ def ctn(config_catalog: tuple[Scratch, Tenantry]) -> Tenantry:
 @pytest.fixture(scope="package")
 def config_app(ctn: Tenantry) -> Iterator[tuple[FastAPI, str]]:
     app = create_admin_app(ctn)
-    _, secret = ctn.create_token(f"admin-{uuid.uuid4().hex[:10]}", ["admin"])
+    _, secret = ctn.tokens.create(f"admin-{uuid.uuid4().hex[:10]}", ["admin"])
     yield app, secret
     app.state.jobs.close()
 
@@ -153,7 +153,7 @@ def make_ctoken(ctn: Tenantry) -> MakeToken:
     """``make_token`` on the config catalog."""
 
     def make(*scopes: str, prefix: str = "test", expires_in: timedelta | None = None) -> tuple[ApiToken, str]:
-        return ctn.create_token(f"{prefix}-{uuid.uuid4().hex[:10]}", list(scopes), expires_in=expires_in)
+        return ctn.tokens.create(f"{prefix}-{uuid.uuid4().hex[:10]}", list(scopes), expires_in=expires_in)
 
     return make
 
@@ -178,6 +178,6 @@ def plan_tenant(ctn: Tenantry, make_plan: Callable[[], str]) -> Callable[..., Te
     """A tenant of the config catalog, on a fresh plan of its own (or on ``plan``)."""
 
     def make(plan: str | None = None, prefix: str = "c") -> Tenant:
-        return ctn.create_tenant(f"{prefix}-{uuid.uuid4().hex[:10]}", plan=plan or make_plan())
+        return ctn.tenants.create(f"{prefix}-{uuid.uuid4().hex[:10]}", plan=plan or make_plan())
 
     return make

@@ -72,13 +72,13 @@ def test_an_expired_token_is_401(tn: Tenantry, api: Client, make_token: MakeToke
 def test_a_revoked_token_is_refused_at_once(tn: Tenantry, api: Client, make_token: MakeToken) -> None:
     token, secret = make_token("tenants:read")
     assert api.as_token(secret).get("/v1/tenants").status_code == 200
-    revoked = tn.revoke_token(token.name)
+    revoked = tn.tokens.revoke(token.name)
     assert revoked.revoked_at is not None
-    assert tn.revoke_token(token.id).revoked_at == revoked.revoked_at  # again: a no-op
+    assert tn.tokens.revoke(token.id).revoked_at == revoked.revoked_at  # again: a no-op
     body = _problem(api.as_token(secret).get("/v1/tenants"), 401)
     assert "revoked" in body["detail"]
-    assert token.name not in {t.name for t in tn.tokens()}
-    assert token.name in {t.name for t in tn.tokens(include_revoked=True)}
+    assert token.name not in {t.name for t in tn.tokens.list()}
+    assert token.name in {t.name for t in tn.tokens.list(include_revoked=True)}
 
 
 def test_a_missing_scope_is_403_naming_it(api: Client, make_token: MakeToken) -> None:
@@ -142,24 +142,24 @@ def test_write_scopes_imply_reads_and_admin_implies_all() -> None:
 
 def test_token_creation_is_validated(tn: Tenantry) -> None:
     with pytest.raises(InvalidInput, match="unknown scope"):
-        tn.create_token(f"v-{uuid.uuid4().hex[:8]}", ["tenants:delete"])
+        tn.tokens.create(f"v-{uuid.uuid4().hex[:8]}", ["tenants:delete"])
     with pytest.raises(InvalidInput, match="at least one scope"):
-        tn.create_token(f"v-{uuid.uuid4().hex[:8]}", [])
+        tn.tokens.create(f"v-{uuid.uuid4().hex[:8]}", [])
     for bad in ("", "Upper", "a b", 'x"; drop', "-lead", "x" * 64, "é"):
         with pytest.raises(InvalidInput, match="token name"):
-            tn.create_token(bad, ["admin"])
+            tn.tokens.create(bad, ["admin"])
     with pytest.raises(InvalidInput, match="positive"):
-        tn.create_token(f"v-{uuid.uuid4().hex[:8]}", ["admin"], expires_in=timedelta(seconds=-1))
+        tn.tokens.create(f"v-{uuid.uuid4().hex[:8]}", ["admin"], expires_in=timedelta(seconds=-1))
     name = f"v-{uuid.uuid4().hex[:8]}"
-    tn.create_token(name, ["admin"])
-    tn.revoke_token(name)
+    tn.tokens.create(name, ["admin"])
+    tn.tokens.revoke(name)
     with pytest.raises(Conflict, match="never reused"):
-        tn.create_token(name, ["admin"])
+        tn.tokens.create(name, ["admin"])
 
 
 def test_the_secret_is_stored_nowhere_only_its_hash(tn: Tenantry, scratch, make_token: MakeToken) -> None:
     token, secret = make_token("admin")
-    tn.authenticate_token(secret)
+    tn.tokens.authenticate(secret)
     assert secret.startswith(f"tnt_{token.prefix}_") and len(secret) == 60
     random_part = secret.split("_", 2)[2]
     with psycopg.connect(scratch.url) as conn:
@@ -185,11 +185,11 @@ def test_the_runtime_role_cannot_read_tokens(tn: Tenantry) -> None:
 def test_use_is_recorded_and_bad_tokens_raise_in_the_library(tn: Tenantry, make_token: MakeToken) -> None:
     token, secret = make_token("tenants:read")
     assert token.last_used_at is None
-    assert tn.authenticate_token(secret).name == token.name
-    used = next(t for t in tn.tokens() if t.id == token.id)
+    assert tn.tokens.authenticate(secret).name == token.name
+    used = next(t for t in tn.tokens.list() if t.id == token.id)
     assert used.last_used_at is not None
     with pytest.raises(AuthenticationFailed):
-        tn.authenticate_token(secret + "x")
+        tn.tokens.authenticate(secret + "x")
 
 
 def test_writes_are_audited_as_the_token(tn: Tenantry, api: Client, make_token: MakeToken) -> None:
@@ -197,7 +197,7 @@ def test_writes_are_audited_as_the_token(tn: Tenantry, api: Client, make_token: 
     slug = f"aud-{uuid.uuid4().hex[:8]}"
     assert api.as_token(secret).post("/v1/tenants", json={"slug": slug}).status_code == 201
     assert api.as_token(secret).patch(f"/v1/tenants/{slug}", json={"status": "suspended"}).status_code == 200
-    entries = tn.audit_log(target_type="tenant", target=slug)
+    entries = tn.audit.list(target_type="tenant", target=slug)
     assert [e.actor for e in entries] == [f"token:{token.name}"] * 2
     assert tn.actor == "pytest"  # the shared object's own actor is untouched
     # and the audit endpoint finds what the token did
@@ -230,7 +230,7 @@ def test_concurrent_requests_keep_their_own_actor(
     assert not errors
     for token, _, tenant in pairs:
         actors = {
-            e.actor for e in tn.audit_log(target_type="tenant", target=tenant.slug) if e.action != "tenant.create"
+            e.actor for e in tn.audit.list(target_type="tenant", target=tenant.slug) if e.action != "tenant.create"
         }
         assert actors == {f"token:{token.name}"}
 

@@ -52,7 +52,7 @@ def test_change_returns_contrast_warnings(
     assert body["warnings"] and {w["code"] for w in body["warnings"]} == {"contrast"}
     assert all(w["ratio"] < 4.5 for w in body["warnings"]) and body["brand"]["warnings"] == body["warnings"]
     assert body["brand"]["updated_by"] == f"token:{token.name}"
-    [entry] = [e for e in tn.audit_log(target_type="tenant", target=tenant.slug) if e.action.startswith("brand.")]
+    [entry] = [e for e in tn.audit.list(target_type="tenant", target=tenant.slug) if e.action.startswith("brand.")]
     assert entry.action == "brand.set" and entry.actor == f"token:{token.name}"
     assert api.get(url).json()["warnings"] == body["warnings"]
     # the same again: nothing written
@@ -118,7 +118,7 @@ def test_upload_logo_and_favicon_then_reset(
     brand = tn.branding.get(tenant.slug)
     assert brand.theme.logo is not None and tn.branding.image(brand, "logo") == ("image/jpeg", logo)
     assert tn.branding.get(other.slug).version == 0  # the other tenant's brand is untouched
-    actors = {e.actor for e in tn.audit_log(target_type="tenant", target=tenant.slug) if e.action == "brand.set"}
+    actors = {e.actor for e in tn.audit.list(target_type="tenant", target=tenant.slug) if e.action == "brand.set"}
     assert actors == {f"token:{token.name}"}
     removed = client.patch(url, json={"favicon": None}).json()
     assert removed["brand"]["theme"]["favicon"] is None and removed["brand"]["theme"]["logo"] == asset
@@ -129,7 +129,7 @@ def test_upload_logo_and_favicon_then_reset(
         and reset.json()["brand"]["theme"]["colors"]["primary"] == "#3b5bdb"
     )
     assert client.delete(url).json()["changed"] is False
-    resets = [e for e in tn.audit_log(target_type="tenant", target=tenant.slug) if e.action == "brand.reset"]
+    resets = [e for e in tn.audit.list(target_type="tenant", target=tenant.slug) if e.action == "brand.reset"]
     assert [e.actor for e in resets] == [f"token:{token.name}"]
 
 
@@ -166,7 +166,7 @@ def test_history_and_rollback(
     )
     assert body["brand"]["theme"]["logo"] == first["theme"]["logo"]  # the image comes back with it
     assert client.get(f"{url}/history", params={"limit": 1}).json()["items"][0]["message"] == "navy again"
-    assert [e.action for e in tn.audit_log(target_type="tenant", target=tenant.slug)][0] == "brand.rollback"
+    assert [e.action for e in tn.audit.list(target_type="tenant", target=tenant.slug)][0] == "brand.rollback"
     _problem(client.post(f"{url}/rollback", json={"version": 2}, params={"expected_version": 4}), 409)
     assert "no version 99" in _problem(client.post(f"{url}/rollback", json={"version": 99}), 404)["detail"]
     _problem(client.post(f"{url}/rollback", json={"version": -1}), 422)
@@ -240,7 +240,7 @@ def test_deleted_tenants_take_no_brand(
     api: Client, tn: Tenantry, make_tenant: Callable[..., Tenant], which: str
 ) -> None:
     tenant = make_tenant("br")
-    tn.delete_tenant(tenant.slug)
+    tn.tenants.delete(tenant.slug)
     response = api.put(f"/v1/tenants/{tenant.id}/brand/{which}", content=png(), headers={"content-type": "image/png"})
     _problem(response, 404)
     _problem(api.patch(f"/v1/tenants/{tenant.id}/brand", json={"product_name": "Ghost"}), 404)

@@ -19,7 +19,7 @@ def test_create_list_revoke(cli, tn: Tenantry) -> None:
     created = json.loads(out)
     assert created["name"] == name and created["scopes"] == ["audit:read", "tenants:write"]
     assert created["expires_at"] is not None and created["token"].startswith("tnt_")
-    assert tn.authenticate_token(created["token"]).name == name
+    assert tn.tokens.authenticate(created["token"]).name == name
     code, out, _ = cli("tokens", "list", "--json")
     listed = next(t for t in json.loads(out) if t["name"] == name)
     assert "token" not in listed and created["token"] not in out
@@ -31,7 +31,7 @@ def test_create_list_revoke(cli, tn: Tenantry) -> None:
     assert name not in {t["name"] for t in json.loads(out)}
     code, out, _ = cli("tokens", "list", "--all", "--json")
     assert name in {t["name"] for t in json.loads(out)}
-    entries = tn.audit_log(target_type="token", target=name)
+    entries = tn.audit.list(target_type="token", target=name)
     assert [e.action for e in entries] == ["token.revoke", "token.create"]
     assert {e.actor for e in entries} == {entries[0].actor} and entries[0].actor.startswith("cli:")
     assert all(created["token"] not in json.dumps(e.to_dict()) for e in entries)

@@ -83,7 +83,7 @@ def test_set_several_keys_in_one_version(
     # the same again: no version, no audit entry
     same = capi.patch(f"/v1/config/tenants/{tenant.slug}", json=body).json()
     assert same["changed"] is False and same["version"] == 1 and same["changes"] == []
-    [entry] = ctn.audit_log(target_type="tenant", target=tenant.slug)[:1]
+    [entry] = ctn.audit.list(target_type="tenant", target=tenant.slug)[:1]
     assert entry.action == "config.set" and entry.actor == f"token:{token.name}"
     assert entry.after is not None and entry.after["message"] == "bigger customer"
     [version] = capi.get(f"/v1/config/tenants/{tenant.slug}/history").json()["items"]
@@ -151,7 +151,7 @@ def test_temporary_overrides(capi: Client, ctn: Tenantry, plan_tenant: Callable[
     assert capi.get(f"{url}/keys/limits.max_projects").json()["source"] == "override"
     at = (datetime.now(UTC) + timedelta(days=2)).isoformat()
     capi.patch(url, json={"values": {"welcome": "promo"}, "expires_at": at}).raise_for_status()
-    assert ctn.audit_log(target_type="tenant", target=tenant.slug)[0].action == "config.override"
+    assert ctn.audit.list(target_type="tenant", target=tenant.slug)[0].action == "config.override"
     ended = capi.delete(f"{url}/keys/limits.max_projects", params={"override": "true", "message": "promo over"}).json()
     assert ended["changed"] and ended["changes"][0]["layer"] == "override"
     got = capi.get(f"{url}/keys/limits.max_projects").json()
@@ -208,7 +208,7 @@ def test_replace_history_diff_and_rollback(capi: Client, ctn: Tenantry, plan_ten
     rolled = capi.post(f"{url}/rollback", json={"version": 3, "message": "undo"}).json()
     assert rolled["version"] == 7 and rolled["changed"]
     assert capi.get(url).json()["document"] == {"limits": {"max_projects": 30}}
-    entries = [e for e in ctn.audit_log(target_type="tenant", target=tenant.slug) if e.action.startswith("config.")]
+    entries = [e for e in ctn.audit.list(target_type="tenant", target=tenant.slug) if e.action.startswith("config.")]
     assert [e.action for e in entries] == ["config.rollback", "config.replace"] + ["config.set"] * 5
     assert len({e.actor for e in entries}) == 1 and entries[0].actor.startswith("token:admin-")
     assert capi.post(f"{url}/rollback", json={"version": 3}).json()["changed"] is False
@@ -257,7 +257,7 @@ def test_unknown_layers_and_keys(capi: Client, ctn: Tenantry, plan_tenant: Calla
     problem = _problem(capi.get(f"/v1/config/tenants/{tenant.slug}/keys/limits.nothing"), 404)
     assert "limits.nothing" in problem["detail"]
     _problem(capi.get(f"/v1/config/tenants/{tenant.slug}/keys/a..b"), 422)
-    ctn.delete_tenant(tenant.slug)
+    ctn.tenants.delete(tenant.slug)
     _problem(capi.get(f"/v1/config/tenants/{tenant.id}"), 404)
     _problem(capi.patch(f"/v1/config/tenants/{tenant.id}", json={"values": {"welcome": "x"}}), 404)
 

@@ -98,7 +98,7 @@ def test_add_answers_how_to_prove_it(api: Client, tn: Tenantry, make_tenant, mak
     # again, to the same tenant (by id this time): 200, unchanged
     again = api.post("/v1/domains", json={"hostname": host, "tenant": str(tenant.id)})
     assert again.status_code == 200 and again.json() == body
-    [entry] = tn.audit_log(target_type="domain", target=host)
+    [entry] = tn.audit.list(target_type="domain", target=host)
     assert entry.action == "domain.add" and entry.actor == f"token:{token.name}"
 
 
@@ -182,7 +182,7 @@ def test_http_verification_through_the_edge(checked: Client, tn: Tenantry, make_
     assert again.status_code == 200 and again.json() == body
     removed = client.delete(f"/v1/domains/{host}")
     assert removed.status_code == 200 and removed.json()["status"] == "verified"
-    actions = [(e.action, e.actor) for e in tn.audit_log(target_type="domain", target=host)]
+    actions = [(e.action, e.actor) for e in tn.audit.list(target_type="domain", target=host)]
     assert actions == [(a, f"token:{token.name}") for a in ("domain.remove", "domain.verify", "domain.add")]
 
 
@@ -202,7 +202,7 @@ def test_dns_verification_and_a_failed_check(
     records[f"_tenantry.{host}"] = [added["dns_check"]["value"]]
     verified = checked.post(f"/v1/domains/{host}/verify", json={"method": "dns"})
     assert verified.status_code == 200 and verified.json()["method"] == "dns"
-    assert [e.action for e in tn.audit_log(target_type="domain", target=host)] == ["domain.verify", "domain.add"]
+    assert [e.action for e in tn.audit.list(target_type="domain", target=host)] == ["domain.verify", "domain.add"]
 
 
 def test_http_check_of_a_host_that_does_not_serve_the_token(

@@ -33,7 +33,7 @@ def test_create_read_and_create_again(capi: Client, ctn: Tenantry, make_ctoken: 
     assert again.status_code == 200 and again.json() == flag
     clash = _problem(capi.post("/v1/flags", json={"key": key, "rollout": 50}), 409)
     assert clash["type"] == "urn:tenantry:problem:flag-exists"
-    [entry] = ctn.audit_log(target_type="flag", target=key)
+    [entry] = ctn.audit.list(target_type="flag", target=key)
     assert entry.action == "flag.create" and entry.actor == f"token:{token.name}"
 
 
@@ -125,7 +125,7 @@ def test_change_kill_unkill_delete(
         ("POST", f"/v1/flags/{key}/unkill"),
     ):
         _problem(client.request(method, path, json={} if method == "PATCH" else None), 404)
-    actions = [(e.action, e.actor) for e in ctn.audit_log(target_type="flag", target=key)]
+    actions = [(e.action, e.actor) for e in ctn.audit.list(target_type="flag", target=key)]
     assert [a for a, _ in actions] == [
         "flag.delete",
         "flag.update",
@@ -177,7 +177,7 @@ def test_evaluate_by_tenant_rules_and_users(
     assert problem["type"] == "urn:tenantry:problem:tenant-not-found"
     _problem(capi.get(f"/v1/flags/{key}/evaluate"), 422)  # which tenant?
     _problem(capi.get(f"/v1/flags/{key}/evaluate", params={"tenant": other.slug, "attribute": "x"}), 422)
-    ctn.delete_tenant(other.slug)
+    ctn.tenants.delete(other.slug)
     _problem(capi.get(f"/v1/flags/{key}/evaluate", params={"tenant": str(other.id)}), 404)
 
 

@@ -42,10 +42,10 @@ def test_a_move_is_a_job_to_poll(api: Client, tn: Tenantry, make_tenant, make_to
     assert done["steps_done"] == done["steps"] and done["step"] is None
     assert done["result"]["rows"] == before and done["result"]["to"]["isolation"] == "schema"
     assert _snapshot(tn, tenant) == rows
-    assert tn.get_tenant(tenant.id).plan == "business"
+    assert tn.tenants.get(tenant.id).plan == "business"
     placement = mover.get(f"/v1/tenants/{tenant.slug}/placement").json()
     assert placement["active"]["tier"] == "schema" and placement["building"] is None
-    moves = [e for e in tn.audit_log(target_type="tenant", target=tenant.slug) if e.action.startswith("tenant.move")]
+    moves = [e for e in tn.audit.list(target_type="tenant", target=tenant.slug) if e.action.startswith("tenant.move")]
     assert {e.actor for e in moves} == {f"token:{token.name}"} and len(moves) == 2
     # listed, newest first, with the move's own durable job (kind move) beside it
     listed = mover.get("/v1/jobs", params={"tenant": tenant.slug}).json()["items"]
@@ -92,7 +92,7 @@ def test_abort_a_move_killed_midway(api: Client, tn: Tenantry, scratch, make_ten
     _problem(api.patch(f"/v1/tenants/{tenant.slug}", json={"status": "suspended"}), 409)
     response = api.post(f"/v1/tenants/{tenant.slug}/move/abort")
     assert response.json() == {"aborted": True}
-    assert tn.get_tenant(tenant.id).status is Status.ACTIVE and _counts(tn, tenant) == before
+    assert tn.tenants.get(tenant.id).status is Status.ACTIVE and _counts(tn, tenant) == before
 
 
 def test_unknown_jobs_are_404_and_bad_ids_422(api: Client) -> None:
@@ -213,7 +213,7 @@ def test_a_server_killed_mid_move_leaves_a_job_that_says_so(
     done = api.wait_job(retried.json()["id"])
     assert done["status"] == "done", done
     assert done["steps_done"] == done["steps"]
-    assert _snapshot(tn, tenant) == rows and tn.get_tenant(tenant.id).plan == "business"
+    assert _snapshot(tn, tenant) == rows and tn.tenants.get(tenant.id).plan == "business"
     # the old job is no longer resumable: its operation is finished
     assert api.get(f"/v1/jobs/{job_id}").json()["resumable"] is False
 
@@ -238,7 +238,7 @@ def test_a_server_killed_mid_create_leaves_a_job_whose_retry_finishes_it(
     assert retried.status_code == 202, retried.text
     done = api.wait_job(retried.json()["id"])
     assert done["status"] == "done" and done["steps_done"] == ["create_schema", "deploy_tables", "activate"]
-    assert tn.get_tenant(slug).status is Status.ACTIVE and tn.get_tenant(slug).name == "Half Built"
+    assert tn.tenants.get(slug).status is Status.ACTIVE and tn.tenants.get(slug).name == "Half Built"
 
 
 def test_one_job_per_tenant_at_a_time(api: Client, tn: Tenantry, make_tenant) -> None:

@@ -48,9 +48,9 @@ def plugin_catalog(server_url: str) -> Iterator[tuple[Scratch, Tenantry, FastAPI
     db = Scratch(server_url)
     tn = Tenantry(db.settings(), metadata=Base.metadata, actor="pytest-api-plugins", plugins=[Fragile()])
     try:
-        tn.init()
+        tn.schema.init()
         app = create_admin_app(tn)
-        _, secret = tn.create_token(f"admin-{uuid.uuid4().hex[:10]}", ["admin"])
+        _, secret = tn.tokens.create(f"admin-{uuid.uuid4().hex[:10]}", ["admin"])
         yield db, tn, app, secret
         app.state.jobs.close()
     finally:
@@ -72,7 +72,7 @@ def papi(portal: BlockingPortal, plugin_catalog: tuple[Scratch, Tenantry, FastAP
 @pytest.fixture
 def make_ptoken(ptn: Tenantry) -> MakeToken:
     def make(*scopes: str, prefix: str = "test", expires_in: Any = None) -> Any:
-        return ptn.create_token(f"{prefix}-{uuid.uuid4().hex[:10]}", list(scopes), expires_in=expires_in)
+        return ptn.tokens.create(f"{prefix}-{uuid.uuid4().hex[:10]}", list(scopes), expires_in=expires_in)
 
     return make
 
@@ -95,7 +95,7 @@ def make_plan(plugin_catalog: tuple[Scratch, Tenantry, FastAPI, str]) -> Callabl
 @pytest.fixture
 def ptenant(ptn: Tenantry, make_plan: Callable[[], str]) -> Callable[..., Tenant]:
     def make(plan: str | None = None) -> Tenant:
-        return ptn.create_tenant(f"pl-{uuid.uuid4().hex[:10]}", plan=plan or make_plan())
+        return ptn.tenants.create(f"pl-{uuid.uuid4().hex[:10]}", plan=plan or make_plan())
 
     return make
 
@@ -242,7 +242,7 @@ def test_switch_on_off_and_reset_for_a_tenant(
 
     entries = [
         e
-        for e in ptn.audit_log(target_type="plugin", target=PLUGIN, limit=1000)
+        for e in ptn.audit.list(target_type="plugin", target=PLUGIN, limit=1000)
         if (e.after or e.before or {}).get("tenant_id") == str(tenant.id)
     ]
     assert [e.action for e in entries] == ["plugin.reset", "plugin.disable", "plugin.enable"]  # no-ops wrote nothing
@@ -312,7 +312,7 @@ def test_refused_writes_are_problems_and_save_nothing(
     plan = make_plan()
     tenant = ptenant(plan)
     before_rows = _rows(db, PLUGIN) + _rows(db, "no-such-plugin")
-    audit_before = len(ptn.audit_log(target_type="plugin", limit=1000))
+    audit_before = len(ptn.audit.list(target_type="plugin", limit=1000))
     tenant_path = f"/v1/plugins/{PLUGIN}/tenants/{tenant.slug}"
     for body in (
         {},
@@ -343,9 +343,9 @@ def test_refused_writes_are_problems_and_save_nothing(
     # catalog can be reset, not switched
     _problem(papi.put(f"/v1/plugins/{GONE}/tenants/{tenant.slug}", json={"enabled": False}), 404)
     assert _rows(db, PLUGIN) + _rows(db, "no-such-plugin") == before_rows
-    assert len(ptn.audit_log(target_type="plugin", limit=1000)) == audit_before
+    assert len(ptn.audit.list(target_type="plugin", limit=1000)) == audit_before
     # a deleted tenant takes no settings, by slug or by id
-    ptn.delete_tenant(tenant.slug)
+    ptn.tenants.delete(tenant.slug)
     for key in (tenant.slug, str(tenant.id)):
         _problem(papi.put(f"/v1/plugins/{PLUGIN}/tenants/{key}", json={"enabled": True}), 404)
         _problem(papi.get(f"/v1/tenants/{key}/plugins"), 404)
@@ -469,7 +469,7 @@ def test_hook_queue_lists_and_retries_failed_calls(
     retried = papi.as_token(writer).post("/v1/plugin-hooks/retry", json={"ids": [call["id"]]})
     assert retried.status_code == 200 and retried.json() == {"retried": [call["id"]]}, retried.text
     [entry] = [
-        e for e in ptn.audit_log(target_type="plugin", target=PLUGIN, limit=20) if e.action == "plugin.hooks.retry"
+        e for e in ptn.audit.list(target_type="plugin", target=PLUGIN, limit=20) if e.action == "plugin.hooks.retry"
     ][:1]
     assert entry.actor.startswith("token:hooks-")
     deadline = time.monotonic() + 5

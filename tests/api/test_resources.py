@@ -28,7 +28,7 @@ def test_pin_a_plan(api: Client, tn: Tenantry, make_token: MakeToken) -> None:
         assert pinned.json()["cell"] == "primary" and pinned.json()["cell_labels"] == {}
         labelled = planner.patch("/v1/plans/enterprise", json={"cell_labels": {"region": "eu"}}).json()
         assert labelled["cell"] == "primary" and labelled["cell_labels"] == {"region": "eu"}  # cell kept
-        entries = tn.audit_log(target_type="plan", target="enterprise")[:2]
+        entries = tn.audit.list(target_type="plan", target="enterprise")[:2]
         assert {e.actor for e in entries} == {f"token:{token.name}"} and {e.action for e in entries} == {"plan.pin"}
         assert _problem(planner.patch("/v1/plans/enterprise", json={"cell": "nowhere"}), 404)
         _problem(planner.patch("/v1/plans/enterprise", json={"cell": "Bad Name"}), 422)
@@ -66,7 +66,7 @@ def test_add_drain_and_undrain_a_cell(api: Client, tn: Tenantry, second_cell) ->
         assert api.patch(f"/v1/cells/{name}", json={"status": "active"}).json()["status"] == "active"
         _problem(api.patch(f"/v1/cells/{name}", json={"status": "gone"}), 422)
         _problem(api.patch("/v1/cells/nowhere", json={"status": "draining"}), 404)
-        actions = [e.action for e in tn.audit_log(target_type="cell", target=name)]
+        actions = [e.action for e in tn.audit.list(target_type="cell", target=name)]
         assert actions == ["cell.activate", "cell.drain", "cell.add"]
     finally:  # the second cell's database goes with the test: a later `check` must not find it
         with tn.admin() as conn:

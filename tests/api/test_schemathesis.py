@@ -50,14 +50,14 @@ def fuzzed(server_url: str) -> Iterator[tuple[Any, str]]:
     scratch = Scratch(server_url)
     tn = Tenantry(scratch.settings(), metadata=Base.metadata, actor="schemathesis", config=AppConfig)
     try:
-        tn.init()
+        tn.schema.init()
         for slug in ("acme", "globex", "initech"):
-            tn.create_tenant(slug)
-        tn.add_domain("shop.acme.com", "acme")
+            tn.tenants.create(slug)
+        tn.domains.add("shop.acme.com", "acme")
         tn.flags.create({"key": "new-dashboard", "rollout": 50})
         tn.plugins.enable("webhooks", tenant="acme")
-        tn.plugins.report_error("webhooks", "on_tenant_created", RuntimeError("boom"), tn.get_tenant("acme").id)
-        _, secret = tn.create_token("fuzzer", ["admin"])
+        tn.plugins.report_error("webhooks", "on_tenant_created", RuntimeError("boom"), tn.tenants.get("acme").id)
+        _, secret = tn.tokens.create("fuzzer", ["admin"])
         app = create_admin_app(tn, domain_checkers={"http": Refuse("http"), "dns": Refuse("dns")})
         yield app, secret
         app.state.jobs.close()

@@ -25,7 +25,7 @@ def test_create_pooled_is_201_with_location(api: Client, tn: Tenantry) -> None:
         body["slug"] == slug and body["name"] == "Acme Corp" and body["plan"] == "free" and body["status"] == "active"
     )
     assert response.headers["location"] == f"/v1/tenants/{slug}"
-    assert tn.get_tenant(slug).id == uuid.UUID(body["id"])
+    assert tn.tenants.get(slug).id == uuid.UUID(body["id"])
     for key in (slug, body["id"]):
         got = api.get(f"/v1/tenants/{key}")
         assert got.status_code == 200 and got.json() == body
@@ -111,7 +111,7 @@ def test_lifecycle_by_patch_and_delete(api: Client, tn: Tenantry, make_tenant) -
     }
     _problem(api.get(path), 404)
     assert api.get(f"/v1/tenants/{tenant.id}").json()["status"] == "deleted"  # by id, its tombstone
-    assert tn.get_tenant(tenant.id).status is Status.DELETED
+    assert tn.tenants.get(tenant.id).status is Status.DELETED
 
 
 def test_list_pages_by_cursor(api: Client, make_tenant) -> None:
@@ -193,7 +193,7 @@ def test_schema_tier_create_is_a_job_to_poll(api: Client, tn: Tenantry, make_tok
     assert done["links"] == {"self": f"/v1/jobs/{job['id']}", "tenant": f"/v1/tenants/{slug}"}
     placement = client.get(f"/v1/tenants/{slug}/placement").json()["active"]
     assert placement["tier"] == "schema" and placement["schema"].startswith("tenant_")
-    actors = {e.actor for e in tn.audit_log(target_type="tenant", target=slug)}
+    actors = {e.actor for e in tn.audit.list(target_type="tenant", target=slug)}
     assert actors == {f"token:{token.name}"}
     # the same request again: the tenant exists
     _problem(client.post("/v1/tenants", json={"slug": slug, "plan": "business"}), 409)
@@ -212,5 +212,5 @@ def test_database_tier_create_job(api: Client, tn: Tenantry) -> None:
     done = api.wait_job(response.json()["id"])
     assert done["status"] == "done", done
     assert done["steps_done"] == ["create_database", "install_local", "deploy_tables", "activate"]
-    assert tn.placement(slug).isolation.value == "database"  # type: ignore[union-attr]
+    assert tn.tenants.placement(slug).isolation.value == "database"  # type: ignore[union-attr]
     assert api.delete(f"/v1/tenants/{slug}").status_code == 200

@@ -33,7 +33,7 @@ def _cli(scratch: Scratch, *args: str) -> subprocess.CompletedProcess[str]:
 def _warm(tn: Tenantry, slug: str) -> None:
     with tn.tenant(slug):
         tn.branding.current()
-    assert tn._listener is not None and tn._listener.listening.wait(10)
+    assert tn.plane._listener is not None and tn.plane._listener.listening.wait(10)
     with tn.tenant(slug):
         brand = tn.branding.current()
         assert tn.branding._cached(brand.tenant_id) is brand  # served from the cache from now on
@@ -97,12 +97,12 @@ def test_the_cache_is_not_trusted_without_the_listener(
 ) -> None:
     tenant = make_tenant("brand")
     _warm(running, tenant.slug)
-    assert running._listener is not None
-    running._listener.listening.clear()  # as while it reconnects
+    assert running.plane._listener is not None
+    running.plane._listener.listening.clear()  # as while it reconnects
     tn.branding.set(tenant.slug, {"product_name": "Fresh"})
     with running.tenant(tenant.slug):
         assert running.branding.current().product_name == "Fresh"  # read again, not the stale entry
-    running._on_catalog_reset()  # a reconnection drops every entry
+    running.plane._on_reset()  # a reconnection drops every entry
     assert len(running.branding._cache.brands) == 0
 
 

@@ -52,7 +52,7 @@ def test_set_saves_a_new_version_and_audits_it(tn: Tenantry, make_tenant: Callab
     assert change.brand.theme.logo is not None and change.brand.theme.logo.content_type == "image/png"
     again = tn.branding.set(tenant.id, {"colors": {"primary": "#123456"}})
     assert not again.changed and again.brand.version == 1  # idempotent: nothing written
-    entries = tn.audit_log(target_type="tenant", target=tenant.slug)
+    entries = tn.audit.list(target_type="tenant", target=tenant.slug)
     assert [e.action for e in entries if e.action.startswith("brand.")] == ["brand.set"]
     entry = next(e for e in entries if e.action == "brand.set")
     assert entry.actor == "pytest" and entry.before is None
@@ -73,7 +73,7 @@ def test_unreadable_colours_are_refused_unless_allowed(tn: Tenantry, make_tenant
     assert refused.value.problems[0].startswith("text on the background: text #cccccc on background #f7f8fa, 1.")
     assert str(refused.value).endswith("pass allow_low_contrast=True to save them anyway")
     assert tn.branding.get(tenant.slug).version == 0 and tn.branding.history(tenant.slug) == []  # nothing saved
-    assert not [e for e in tn.audit_log(target_type="tenant", target=tenant.slug) if e.action.startswith("brand.")]
+    assert not [e for e in tn.audit.list(target_type="tenant", target=tenant.slug) if e.action.startswith("brand.")]
 
     change = tn.branding.set(tenant.slug, {"colors": {"text": "#cccccc"}}, allow_low_contrast=True)
     assert change.changed and change.brand.theme.colors.text == "#cccccc"
@@ -112,7 +112,7 @@ def test_history_and_rollback(tn: Tenantry, make_tenant: Callable[..., Tenant]) 
     assert back.changed and back.brand.version == 4
     assert back.brand.theme == first.theme and back.brand.product_name == "One"  # the logo too
     assert tn.branding.history(tenant.slug, limit=1)[0].message == "the first one"
-    entry = tn.audit_log(target_type="tenant", target=tenant.slug)[0]
+    entry = tn.audit.list(target_type="tenant", target=tenant.slug)[0]
     assert entry.action == "brand.rollback" and entry.after is not None and entry.after["version"] == 4
     assert entry.after["message"] == "the first one" and entry.before is not None and entry.before["version"] == 3
     # the same again changes nothing; 0 is the defaults; a default message says where to
@@ -207,13 +207,13 @@ def test_one_bad_field_saves_nothing(
             given[key] = fresh
         else:
             given[key] = kind
-    audit_before = len(tn.audit_log(target_type="tenant", target=tenant.slug))
+    audit_before = len(tn.audit.list(target_type="tenant", target=tenant.slug))
     with pytest.raises(InvalidBrand, match=fragment):
         tn.branding.set(tenant.slug, changes, **given)
     after = tn.branding.get(tenant.slug)
     assert after.version == before.version and after.theme == before.theme
     assert _asset_rows(tn, hashlib.sha256(fresh).hexdigest()) == 0  # the new image was not stored either
-    assert len(tn.audit_log(target_type="tenant", target=tenant.slug)) == audit_before
+    assert len(tn.audit.list(target_type="tenant", target=tenant.slug)) == audit_before
 
 
 def test_identical_images_share_one_row_and_stay_for_the_history(
@@ -288,7 +288,7 @@ def test_unknown_and_deleted_tenants(tn: Tenantry, make_tenant: Callable[..., Te
     with pytest.raises(TenantNotFound):
         tn.branding.get('a"; drop table tenantry.brands; --')
     tenant = make_tenant("brand")
-    tn.delete_tenant(tenant.slug)
+    tn.tenants.delete(tenant.slug)
     with pytest.raises(TenantNotFound):
         tn.branding.set(tenant.id, {"product_name": "X"})
 
@@ -298,8 +298,8 @@ def test_a_slug_used_again_gets_a_brand_of_its_own(tn: Tenantry, make_tenant: Ca
     tn.branding.set(old.slug, {"product_name": "Old Corp"}, logo=png(rgba=b"\x45\x45\x45\xff"))
     with tn.tenant(old.slug):
         assert tn.branding.current().product_name == "Old Corp"  # cached by id
-    tn.delete_tenant(old.slug)
-    new = tn.create_tenant(old.slug, name="New Corp")
+    tn.tenants.delete(old.slug)
+    new = tn.tenants.create(old.slug, name="New Corp")
     with tn.tenant(new.slug):
         brand = tn.branding.current()
     assert brand.tenant_id == new.id and brand.product_name == "New Corp" and brand.version == 0
@@ -379,8 +379,8 @@ def test_the_upgrade_starts_each_history_at_the_brand_there_is(fresh_scratch: An
 
     tn = Tenantry(fresh_scratch.settings(), actor="pytest")
     try:
-        tn.init()
-        tenant = tn.create_tenant("up-brand")
+        tn.schema.init()
+        tenant = tn.tenants.create("up-brand")
         tn.branding.set(tenant.slug, {"product_name": "One"}, logo=png(rgba=b"\x4a\x4a\x4a\xff"))
         tn.branding.set(tenant.slug, {"product_name": "Two"})
         # the catalog as version 11 left it, with this brand at version 2

@@ -66,4 +66,4 @@ def test_a_connection_killed_mid_command_gives_one_line(tn: Tenantry, scratch: S
     assert proc.returncode != 0
     assert len(err.splitlines()) == 1, err
     assert err.startswith("error: ") and "terminating connection" in err
-    assert tn.get_tenant(tenant.slug).status.value == "active"
+    assert tn.tenants.get(tenant.slug).status.value == "active"

@@ -18,9 +18,9 @@ Cli = Callable[..., tuple[int, str, str]]
 def app_cli(cli: Cli, tn: Tenantry, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:  # noqa: F811
     """The CLI with the model app configured, and no spares before or after."""
     monkeypatch.setenv("TENANTRY_APP", "tests.model_app:Base")
-    tn.drop_spares()
+    tn.spares.drop()
     yield cli
-    tn.drop_spares()
+    tn.spares.drop()
 
 
 def test_fill_list_claim_drop_json(app_cli: Cli) -> None:
@@ -99,7 +99,7 @@ def test_bad_input_is_one_line(
     assert code == exit_code, err
     assert fragment in err and err.startswith("error:") and err.count("\n") == 1
     assert "Traceback" not in out + err
-    assert tn.spares() == []
+    assert tn.spares.list() == []
 
 
 def test_negative_count_is_a_usage_error(app_cli: Cli) -> None:

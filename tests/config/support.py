@@ -29,7 +29,7 @@ def config_db(server_url: str) -> Iterator[Scratch]:
 def ctn(config_db: Scratch) -> Iterator[Tenantry]:
     """A Tenantry that knows the app's config schema, on the config tests' catalog."""
     tenantry = Tenantry(config_db.settings(), metadata=Base.metadata, actor="pytest-config", config=AppConfig)
-    tenantry.init()
+    tenantry.schema.init()
     yield tenantry
     tenantry.close()
 
@@ -55,7 +55,7 @@ def plan_tenant(ctn: Tenantry, make_plan) -> Callable[..., Tenant]:
     """A tenant on a fresh plan of its own (or on ``plan``)."""
 
     def make(plan: str | None = None, prefix: str = "c") -> Tenant:
-        return ctn.create_tenant(f"{prefix}-{uuid.uuid4().hex[:10]}", plan=plan or make_plan())
+        return ctn.tenants.create(f"{prefix}-{uuid.uuid4().hex[:10]}", plan=plan or make_plan())
 
     return make
 

@@ -214,7 +214,7 @@ def test_a_cli_change_reaches_a_running_process_within_a_second(config_db, ctn: 
         with running.tenant(t.slug):
             assert not running.flags.enabled(key)
             assert running.config.current(AppConfig).limits.max_projects == 10
-        assert running._listener is not None and running._listener.listening.wait(5)
+        assert running.plane._listener is not None and running.plane._listener.listening.wait(5)
         time.sleep(0.6)  # let the entries loaded before the listener connected lapse
         with running.tenant(t.slug):
             running.flags.enabled(key)

@@ -67,7 +67,7 @@ def test_bad_values_name_the_path_and_save_nothing(ctn: Tenantry, config_db, pla
     t = plan_tenant()
     ctn.config.set("limits.max_projects", 5, tenant=t.slug)
     before = versions_count(config_db.url)
-    audit_before = len(ctn.audit_log(target_type="tenant", target=t.slug))
+    audit_before = len(ctn.audit.list(target_type="tenant", target=t.slug))
     cases = [
         ("limits.max_projects", "many", "limits.max_projects: Input should be a valid integer"),
         ("limits.max_users", 0, "limits.max_users: Input should be greater than or equal to 1"),
@@ -89,7 +89,7 @@ def test_bad_values_name_the_path_and_save_nothing(ctn: Tenantry, config_db, pla
     with pytest.raises(InvalidInput, match="config key"):
         ctn.config.set("limits..x", 1, tenant=t.slug)
     assert versions_count(config_db.url) == before
-    assert len(ctn.audit_log(target_type="tenant", target=t.slug)) == audit_before
+    assert len(ctn.audit.list(target_type="tenant", target=t.slug)) == audit_before
     assert ctn.config.get(tenant=t.slug).document == {"limits": {"max_projects": 5}}
 
 
@@ -223,7 +223,7 @@ def test_every_change_is_audited(ctn: Tenantry, plan_tenant) -> None:
     ctn.config.set("welcome", "y", tenant=t.slug, expires_in=timedelta(minutes=1))
     ctn.config.unset("welcome", tenant=t.slug)
     ctn.config.rollback(1, tenant=t.slug)
-    entries = ctn.audit_log(target_type="tenant", target=t.slug)
+    entries = ctn.audit.list(target_type="tenant", target=t.slug)
     actions = [e.action for e in entries if e.action.startswith("config.")]
     assert actions == ["config.rollback", "config.unset", "config.override", "config.set"]
     newest = entries[0]
@@ -242,7 +242,7 @@ def test_unknown_layers_and_deleted_tenants(ctn: Tenantry, plan_tenant) -> None:
     with pytest.raises(TenantNotFound):
         ctn.config.set("welcome", "x", tenant="'; drop table tenantry.tenants; --")
     t = plan_tenant()
-    ctn.delete_tenant(t.id)
+    ctn.tenants.delete(t.id)
     with pytest.raises(TenantNotFound):
         ctn.config.set("welcome", "x", tenant=t.id)
 

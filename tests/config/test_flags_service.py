@@ -46,9 +46,9 @@ def test_lifecycle_is_idempotent_and_audited(ctn: Tenantry) -> None:
         ctn.flags.get(key)
     with pytest.raises(FlagNotFound):
         ctn.flags.update(key, {"rollout": 5})
-    actions = [e.action for e in ctn.audit_log(target_type="flag", target=key)]
+    actions = [e.action for e in ctn.audit.list(target_type="flag", target=key)]
     assert actions == ["flag.delete", "flag.unkill", "flag.kill", "flag.update", "flag.create"]
-    entry = ctn.audit_log(target_type="flag", target=key)[2]
+    entry = ctn.audit.list(target_type="flag", target=key)[2]
     assert entry.before is not None and entry.after is not None
     assert (entry.before["killed"], entry.after["killed"]) == (False, True)
 
@@ -56,7 +56,7 @@ def test_lifecycle_is_idempotent_and_audited(ctn: Tenantry) -> None:
 def test_bad_definitions_save_nothing(ctn: Tenantry, config_db) -> None:
     key = _key()
     ctn.flags.create({"key": key, "kind": "multivariate", "variants": {"a": 1, "b": 2}, "default": "a"})
-    rows, audits = _flag_rows(config_db.url), len(ctn.audit_log(target_type="flag", limit=10000))
+    rows, audits = _flag_rows(config_db.url), len(ctn.audit.list(target_type="flag", limit=10000))
     with pytest.raises(ConfigInvalid, match=r"rules\[0\].when\[0\].op"):
         ctn.flags.update(key, {"rules": [{"when": [{"attribute": "plan", "op": "~", "value": 1}], "variant": "a"}]})
     with pytest.raises(ConfigInvalid, match="rollout: the shares must add up to 100"):
@@ -72,7 +72,7 @@ def test_bad_definitions_save_nothing(ctn: Tenantry, config_db) -> None:
     with pytest.raises(InvalidInput):
         ctn.flags.create(["not", "a", "mapping"])  # type: ignore[arg-type]
     assert _flag_rows(config_db.url) == rows
-    assert len(ctn.audit_log(target_type="flag", limit=10000)) == audits
+    assert len(ctn.audit.list(target_type="flag", limit=10000)) == audits
     assert ctn.flags.get(key).spec.rollout is None
 
 
@@ -210,7 +210,7 @@ def test_warm_reads_never_touch_the_database(ctn: Tenantry, plan_tenant, monkeyp
     with ctn.tenant(t.slug):
         ctn.flags.enabled(key)
         ctn.config.current()
-        assert ctn._listener is not None and ctn._listener.listening.wait(5)
+        assert ctn.plane._listener is not None and ctn.plane._listener.listening.wait(5)
     with ctn.tenant(t.slug):  # now trusted (loaded while listening)
         ctn.flags.enabled(key)
         ctn.config.current()
@@ -218,8 +218,8 @@ def test_warm_reads_never_touch_the_database(ctn: Tenantry, plan_tenant, monkeyp
     def refuse():
         raise AssertionError("the hot path asked the database")
 
-    monkeypatch.setattr(ctn, "admin", refuse)
-    monkeypatch.setattr(ctn, "_lookup", lambda *a: refuse())
+    monkeypatch.setattr(ctn.plane, "admin", refuse)
+    monkeypatch.setattr(ctn.directory, "load", lambda *a: refuse())
     with ctn.tenant(t.slug):
         for _ in range(1000):
             assert ctn.flags.enabled(key)

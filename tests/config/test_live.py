@@ -31,7 +31,7 @@ def _warm(tn: Tenantry, slug: str, key: str) -> None:
     with tn.tenant(slug):
         tn.flags.enabled(key)
         tn.config.current()
-    assert tn._listener is not None and tn._listener.listening.wait(5)
+    assert tn.plane._listener is not None and tn.plane._listener.listening.wait(5)
     with tn.tenant(slug):  # loaded again while listening: trusted from now on
         time.sleep(0.6)
         tn.flags.enabled(key)
@@ -93,7 +93,7 @@ def test_a_reconnected_listener_reloads_everything(config_db, ctn: Tenantry, oth
             admin.execute("SELECT pg_terminate_backend(%s, 2000)", (pid,))
     ctn.config.set("welcome", "while disconnected", tenant=t.slug)
     ctn.flags.update(key, {"rollout": 100})
-    listener = other._listener
+    listener = other.plane._listener
     assert listener is not None
 
     def reconnected() -> None:
@@ -201,7 +201,7 @@ def test_per_tenant_caches_keep_at_most_tenant_cache_size_and_answer_right_after
                     assert small.plugins.is_enabled("anything") is False
                 small.plugins.enabled_for(tenant.slug)
                 assert len(small._live.views) <= 3
-                assert len(small._tenant_cache) <= 3
+                assert len(small.directory._tenants) <= 3
                 assert len(small.plugins._cache.entries) <= 3
         assert {str(v.id) for _, v in small._live.views.items()} <= {str(t.id) for t in tenants[-3:]}
     finally:

@@ -41,13 +41,13 @@ def test_unknown_and_inactive_tenants(tn: Tenantry, make_tenant) -> None:
         with tn.tenant("no-such-tenant-here"):
             pass
     t = make_tenant()
-    tn.suspend(t.slug)
+    tn.tenants.suspend(t.slug)
     with pytest.raises(TenantNotActive, match="suspended"):
         with tn.tenant(t.slug):
             pass
     with tn.tenant(t.slug, allow_inactive=True) as bound:
         assert bound.id == t.id
-    tn.resume(t.slug)
+    tn.tenants.resume(t.slug)
     with tn.tenant(t.slug):
         pass
 

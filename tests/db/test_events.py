@@ -27,10 +27,10 @@ def test_suspension_in_one_process_reaches_another_within_a_second(scratch, tn: 
         t = make_tenant()
         with other.tenant(t.slug):  # cached for an hour in `other`, and its listener started
             pass
-        assert other._listener is not None and other._listener.listening.wait(5)
+        assert other.plane._listener is not None and other.plane._listener.listening.wait(5)
         with other.tenant(t.slug):  # still served from the cache
             pass
-        tn.suspend(t.slug)
+        tn.tenants.suspend(t.slug)
 
         def refused() -> None:
             try:
@@ -41,7 +41,7 @@ def test_suspension_in_one_process_reaches_another_within_a_second(scratch, tn: 
             raise AssertionError("still served")
 
         _eventually(refused)
-        tn.resume(t.slug)
+        tn.tenants.resume(t.slug)
 
         def served() -> None:
             try:
@@ -59,11 +59,11 @@ def test_listener_stops_with_close(scratch, make_tenant) -> None:
     other = Tenantry(scratch.settings(), metadata=Base.metadata)
     with other.tenant(make_tenant().slug):
         pass
-    listener = other._listener
+    listener = other.plane._listener
     assert listener is not None
     other.close()
     assert not listener._thread.is_alive()
-    assert other._listener is None
+    assert other.plane._listener is None
 
 
 def test_delete_reaches_other_process(scratch, tn: Tenantry, make_tenant) -> None:
@@ -72,8 +72,8 @@ def test_delete_reaches_other_process(scratch, tn: Tenantry, make_tenant) -> Non
         t = make_tenant()
         with other.tenant(t.id):
             pass
-        assert other._listener is not None and other._listener.listening.wait(5)
-        tn.delete_tenant(t.id)
+        assert other.plane._listener is not None and other.plane._listener.listening.wait(5)
+        tn.tenants.delete(t.id)
 
         def gone() -> None:
             try:

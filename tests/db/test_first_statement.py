@@ -66,12 +66,12 @@ def test_a_fenced_binding_is_refused_by_its_first_statement(tn: Tenantry, make_t
     """A binding made before a suspension fails, typed, in the fused pipeline as in the bind."""
     a = make_tier_tenant()
     with tn.tenant(a.slug):
-        tn.suspend(a.slug)
+        tn.tenants.suspend(a.slug)
         try:
             with tn.connection() as conn, pytest.raises(TenantSuspended):
                 conn.execute(WHO, [0])
         finally:
-            tn.resume(a.slug)
+            tn.tenants.resume(a.slug)
 
 
 def test_the_async_first_statement_binds_its_transaction(tn: Tenantry, make_tier_tenant) -> None:

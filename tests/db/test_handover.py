@@ -61,9 +61,9 @@ def tenants(tn: Tenantry) -> list[Tenant]:
     """Two pooled tenants and a schema-tier one (all served by the main database's pool), each
     with a project."""
     made = [
-        tn.create_tenant(f"ho-{uuid.uuid4().hex[:8]}"),
-        tn.create_tenant(f"ho-{uuid.uuid4().hex[:8]}"),
-        tn.create_tenant(f"ho-{uuid.uuid4().hex[:8]}", plan="business"),
+        tn.tenants.create(f"ho-{uuid.uuid4().hex[:8]}"),
+        tn.tenants.create(f"ho-{uuid.uuid4().hex[:8]}"),
+        tn.tenants.create(f"ho-{uuid.uuid4().hex[:8]}", plan="business"),
     ]
     for tenant in made:
         with tn.tenant(tenant.slug), tn.connection() as conn:

@@ -434,7 +434,7 @@ def test_runtime_role_cannot(tn: Tenantry, a: Seeded, b: Seeded, query: str) -> 
     names = {"owner": s.owner_role, "runtime": s.runtime_role, "schema": s.pooled_schema}
     statement = sql.SQL(query).format(**{k: sql.Identifier(v) for k, v in names.items()})
     driver_refuses(tn, a.tenant, psycopg.errors.InsufficientPrivilege, statement)
-    assert tn.unprotected_tables() == []
+    assert tn.schema.unprotected_tables() == []
     assert probe(tn, a.tenant) == []
 
 
@@ -568,7 +568,7 @@ PRIVILEGES = {
 def test_privileged_runtime_role_is_refused(fresh_scratch: Any, grant: str) -> None:
     extra = f"{fresh_scratch.runtime}_x"
     initialised = Tenantry(fresh_scratch.settings(), metadata=Base.metadata)
-    initialised.init()
+    initialised.schema.init()
     names = {"runtime": sql.Identifier(fresh_scratch.runtime), "extra": sql.Identifier(extra)}
     with psycopg.connect(fresh_scratch.url, autocommit=True) as admin:
         admin.execute(sql.SQL(grant).format(**names))
@@ -622,7 +622,7 @@ def test_hostile_slugs_are_rejected_and_create_nothing(tn: Tenantry, slug: str) 
 
     before = catalog()
     with pytest.raises(InvalidSlug):
-        tn.create_tenant(slug)
+        tn.tenants.create(slug)
     assert catalog() == before
 
 
@@ -637,14 +637,14 @@ def test_a_slug_cannot_name_another_tenant(tn: Tenantry, make_tenant: Callable[.
     victim = make_tenant("victim")
     slug = str(victim.id) if spelling == "canonical" else victim.id.hex
     try:
-        squatter = tn.create_tenant(slug)
+        squatter = tn.tenants.create(slug)
     except InvalidSlug:
         return  # refusing such slugs is a fix too
     try:
         with tn.tenant(squatter.slug) as resolved:
             assert resolved.id == squatter.id
     finally:
-        tn.delete_tenant(squatter.id)
+        tn.tenants.delete(squatter.id)
 
 
 # -- caches never answer for another tenant ---------------------------------------------------
@@ -678,13 +678,13 @@ def _suspend_and_check(patient: Tenantry, tenant: Tenant, keys: list[str | uuid.
     for key in keys:  # warm the cache
         with patient.tenant(key):
             pass
-    patient.suspend(tenant.slug)
+    patient.tenants.suspend(tenant.slug)
     try:
         for key in keys:
             with pytest.raises(TenantNotActive), patient.tenant(key):
                 pass
     finally:
-        patient.resume(tenant.slug)
+        patient.tenants.resume(tenant.slug)
     for key in keys:
         with patient.tenant(key) as resolved:
             assert resolved.id == tenant.id

@@ -3,7 +3,7 @@ connection (all such a process holds), try to write the catalog, become the owne
 and read secrets. Each attempt's negative control runs the same statement through the admin
 connection (rolled back), where it works: the test could see the attack succeed.
 
-Also: ``tenantry check`` (``tn.role_problems()``) finds each privilege a role should not have,
+Also: ``tenantry check`` (``tn.schema.role_problems()``) finds each privilege a role should not have,
 and a data-plane ``Tenantry`` refuses control-plane work with a typed error.
 """
 
@@ -114,10 +114,15 @@ def test_the_reader_sees_no_secret_column(plane: Tenantry) -> None:
 
 def test_a_data_plane_tenantry_refuses_control_plane_work(make_tenant: Callable[..., Tenant], plane: Tenantry) -> None:
     slug = make_tenant("dp").slug  # the control plane may
-    for work in (plane.list_tenants, plane.cells, lambda: plane.get_tenant(slug), lambda: plane.suspend(slug)):
+    for work in (
+        plane.tenants.list,
+        plane.cells.list,
+        lambda: plane.tenants.get(slug),
+        lambda: plane.tenants.suspend(slug),
+    ):
         with pytest.raises(ControlPlaneOnly):
             work()
-    assert plane.lookup(slug).slug == slug  # the request path's read is its part
+    assert plane.tenants.lookup(slug).slug == slug  # the request path's read is its part
 
 
 #: privileges a role must not have, and what `tenantry check` says of each
@@ -156,7 +161,7 @@ WIDENED = {
 def test_check_finds_a_role_that_can_do_more(tn: Tenantry, kind: str, grant: str, said: str) -> None:
     s = tn.settings
     role = s.reader_role if kind == "reader" else s.runtime_role
-    assert role not in tn.role_problems()  # the control: as init left it, nothing to say
+    assert role not in tn.schema.role_problems()  # the control: as init left it, nothing to say
     with tn.admin() as conn:
         names = {
             "reader": s.reader_role,
@@ -170,11 +175,11 @@ def test_check_finds_a_role_that_can_do_more(tn: Tenantry, kind: str, grant: str
         )
         conn.execute(statement)
         try:
-            found = tn.role_problems()
+            found = tn.schema.role_problems()
         finally:
             conn.execute(revoke)
     assert any(said in problem for problem in found.get(role, [])), found
-    assert role not in tn.role_problems()
+    assert role not in tn.schema.role_problems()
 
 
 def test_credentials_prints_the_data_planes_urls_only(
@@ -187,4 +192,4 @@ def test_credentials_prints_the_data_planes_urls_only(
     users = {conninfo_to_dict(found[k]).get("user") for k in ("TENANTRY_RUNTIME_URL", "TENANTRY_READER_URL")}
     assert users == {tn.settings.runtime_role, tn.settings.reader_role}
     with Tenantry(Settings.from_env(found)) as plane:  # what it printed serves
-        assert plane.settings.data_plane and plane.lookup(tenant.id).slug == tenant.slug
+        assert plane.settings.data_plane and plane.tenants.lookup(tenant.id).slug == tenant.slug

@@ -22,14 +22,14 @@ def _shipped() -> list[str]:
 def test_init_is_idempotent_and_secures_tables(fresh_scratch) -> None:
     tn = Tenantry(fresh_scratch.settings(), metadata=Base.metadata)
     try:
-        first = tn.init()
+        first = tn.schema.init()
         shipped = _shipped()
         assert first.migrations_applied == shipped and shipped[0] == "0001_catalog.sql"
         assert set(first.roles_created) == {fresh_scratch.owner, fresh_scratch.runtime, fresh_scratch.reader}
-        second = tn.init()
+        second = tn.schema.init()
         assert second.migrations_applied == [] and second.roles_created == []
         assert second.version == catalog.head_version()
-        assert tn.unprotected_tables() == []
+        assert tn.schema.unprotected_tables() == []
         with tn.admin() as conn:
             roles = dict(
                 (r[0], r[1:])
@@ -62,7 +62,7 @@ def test_init_is_idempotent_and_secures_tables(fresh_scratch) -> None:
 def test_tenant_traffic_needs_catalog(fresh_scratch) -> None:
     tn = Tenantry(fresh_scratch.settings())
     with pytest.raises(CatalogNotInitialised, match="tenantry init"):
-        tn.list_tenants()
+        tn.tenants.list()
     with pytest.raises(CatalogNotInitialised):
         with tn.connection():
             pass
@@ -80,7 +80,7 @@ def test_superuser_runtime_is_refused(scratch, tn) -> None:
 
 def test_owner_member_runtime_is_refused(fresh_scratch) -> None:
     tn = Tenantry(fresh_scratch.settings(), metadata=Base.metadata)
-    tn.init()
+    tn.schema.init()
     with psycopg.connect(fresh_scratch.url, autocommit=True) as conn:
         conn.execute(sql.SQL("ALTER ROLE {} BYPASSRLS").format(sql.Identifier(fresh_scratch.runtime)))
     try:
@@ -91,7 +91,7 @@ def test_owner_member_runtime_is_refused(fresh_scratch) -> None:
         tn.close()
     # init repairs the role
     tn2 = Tenantry(fresh_scratch.settings(), metadata=Base.metadata)
-    tn2.init()
+    tn2.schema.init()
     with tn2.connection() as conn:
         conn.execute("SELECT 1")
     tn2.close()
@@ -104,7 +104,7 @@ def test_concurrent_inits_converge(fresh_scratch) -> None:
 
     def run() -> None:
         try:
-            Tenantry(fresh_scratch.settings(), metadata=Base.metadata).init()
+            Tenantry(fresh_scratch.settings(), metadata=Base.metadata).schema.init()
         except BaseException as err:  # pragma: no cover - the assertion reports it
             errors.append(err)
 
@@ -123,7 +123,7 @@ def test_concurrent_inits_converge(fresh_scratch) -> None:
 
 def test_runtime_owning_a_tenant_table_is_refused(fresh_scratch) -> None:
     tn = Tenantry(fresh_scratch.settings(), metadata=Base.metadata)
-    tn.init()
+    tn.schema.init()
     schema = tn.settings.pooled_schema
     with psycopg.connect(fresh_scratch.url, autocommit=True) as conn:
         conn.execute(
@@ -145,16 +145,16 @@ def test_init_refreshes_database_tier_databases_whose_local_objects_are_older(tn
     from tenantry.services.provisioning import database_url
 
     tenant = make_tenant("older", plan="enterprise")
-    place = tn.placement(tenant.id)
+    place = tn.tenants.placement(tenant.id)
     assert place is not None and place.database is not None
-    url = database_url(tn.cell_admin_url(place.cell), place.database)
+    url = database_url(tn.cells.admin_url(place.cell), place.database)
     with psycopg.connect(url, autocommit=True) as db:  # as an older tenantry left it
         db.execute("DROP FUNCTION tenantry.reset_session()")
     with tn.admin() as conn:
         conn.execute("UPDATE tenantry.placements SET local_digest = NULL WHERE tenant_id = %s", (tenant.id,))
-    assert place.database in tn.init().databases_refreshed
+    assert place.database in tn.schema.init().databases_refreshed
     with psycopg.connect(url, autocommit=True) as db:
         assert db.execute("SELECT to_regprocedure('tenantry.reset_session()')").fetchone() != (None,)
-    assert place.database not in tn.init().databases_refreshed
+    assert place.database not in tn.schema.init().databases_refreshed
     with tn.tenant(tenant.slug), tn.connection() as conn:
         assert conn.execute("SELECT count(*) FROM projects").fetchone() == (0,)

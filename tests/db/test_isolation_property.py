@@ -166,7 +166,7 @@ class IsolationMachine(RuleBasedStateMachine):
         super().__init__()
         self.tn = tn
         self.schema = tn.settings.pooled_schema
-        self.tenants = [tn.create_tenant(f"prop-{i}-{uuid.uuid4().hex[:10]}") for i in range(2)]
+        self.tenants = [tn.tenants.create(f"prop-{i}-{uuid.uuid4().hex[:10]}") for i in range(2)]
         self.model: list[Model] = [{t: {} for t in TABLES} for _ in self.tenants]
         self.stack = ExitStack()
         self.admin = self.stack.enter_context(tn.admin())

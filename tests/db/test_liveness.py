@@ -186,8 +186,8 @@ def private() -> Iterator[tuple[EmbeddedServer, Tenantry, str]]:
     scratch = ScratchCatalog(server.url, prefix="tenantry_outage", role_prefix="to").create()
     tn = Tenantry(scratch.settings(), metadata=Base.metadata, actor="pytest")
     try:
-        tn.init()
-        slug = tn.create_tenant(f"o-{uuid.uuid4().hex[:8]}").slug
+        tn.schema.init()
+        slug = tn.tenants.create(f"o-{uuid.uuid4().hex[:8]}").slug
         yield server, tn, slug
     finally:
         tn.close()

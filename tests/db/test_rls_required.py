@@ -2,9 +2,9 @@
 
 For each model table, RLS is switched off (``NO FORCE`` + ``DISABLE``), or its policy dropped,
 or a permissive policy added beside it; then the same probe the hostile and property tests
-assert with must report violations, and ``tn.unprotected_tables()`` must name the table.
+assert with must report violations, and ``tn.schema.unprotected_tables()`` must name the table.
 That is what proves those tests' assertions can fail. Every change is undone in a ``finally``
-(``tn.deploy()`` re-applies the policies), so no other test sees it.
+(``tn.schema.deploy()`` re-applies the policies), so no other test sees it.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def broken(tn: Tenantry, table: str, how: str) -> Iterator[None]:
     finally:
         with tn.admin() as admin:  # deploy re-creates tenantry's policy but leaves others
             admin.execute(sql.SQL("DROP POLICY IF EXISTS open_door ON {}").format(ident))
-        tn.deploy()
-    assert tn.unprotected_tables() == []
+        tn.schema.deploy()
+    assert tn.schema.unprotected_tables() == []
 
 
 @pytest.fixture
@@ -75,12 +75,12 @@ def test_probe_reports_a_table_without_protection(
 @pytest.mark.parametrize("table", TABLES)
 def test_unprotected_tables_names_the_table(tn: Tenantry, victims: tuple[Seeded, Seeded], table: str, how: str) -> None:
     with broken(tn, table, how):
-        assert tn.unprotected_tables() == [f"{tn.settings.pooled_schema}.{table}"]
+        assert tn.schema.unprotected_tables() == [f"{tn.settings.pooled_schema}.{table}"]
 
 
 def test_unprotected_tables_names_a_table_with_an_extra_permissive_policy(tn: Tenantry) -> None:
     with broken(tn, "projects", "permissive policy added"):
-        assert tn.unprotected_tables() == [f"{tn.settings.pooled_schema}.projects"]
+        assert tn.schema.unprotected_tables() == [f"{tn.settings.pooled_schema}.projects"]
 
 
 @pytest.mark.parametrize("table", TABLES)

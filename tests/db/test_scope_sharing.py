@@ -33,7 +33,7 @@ TENANTS = 10
 @pytest.fixture(scope="module")
 def ten(tn: Tenantry) -> list[Tenant]:
     """Ten pooled tenants, each with a project of its own."""
-    made = [tn.create_tenant(f"share-{i}-{os.urandom(4).hex()}") for i in range(TENANTS)]
+    made = [tn.tenants.create(f"share-{i}-{os.urandom(4).hex()}") for i in range(TENANTS)]
     for tenant in made:
         with tn.tenant(tenant.slug), tn.connection() as conn:
             conn.execute("INSERT INTO projects (name) VALUES (%s)", (tenant.slug,))

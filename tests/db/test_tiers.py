@@ -64,7 +64,7 @@ def bug(reason: str) -> pytest.MarkDecorator:
 
 def placement_of(tn: Tenantry, tenant: Tenant) -> Placement:
     """The tenant's active placement (it must have one)."""
-    found = tn.placement(tenant.id)
+    found = tn.tenants.placement(tenant.id)
     assert found is not None, f"tenant {tenant.slug} has no active placement"
     return found
 
@@ -73,7 +73,7 @@ def placement_of(tn: Tenantry, tenant: Tenant) -> Placement:
 def superuser_in(tn: Tenantry, placement: Placement | None = None) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit superuser connection to the placement's database, on its cell's server
     (``None``: the catalog's database)."""
-    url = tn.admin_url if placement is None else database_url(tn.cell_admin_url(placement.cell), placement.database)
+    url = tn.admin_url if placement is None else database_url(tn.cells.admin_url(placement.cell), placement.database)
     with psycopg.connect(url, autocommit=True) as conn:
         yield conn
 
@@ -101,7 +101,7 @@ def fully_secured(schema_tables: Iterable[tuple[str, bool, int]]) -> bool:
 
 def holds(tn: Tenantry, placement: Placement) -> bool:
     """Whether the placement's own database (database tier) or schema (schema tier) exists."""
-    with psycopg.connect(tn.cell_admin_url(placement.cell), autocommit=True) as conn:
+    with psycopg.connect(tn.cells.admin_url(placement.cell), autocommit=True) as conn:
         if placement.database is not None:
             row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (placement.database,)).fetchone()
         else:
@@ -209,7 +209,7 @@ def runtime_databases(tn: Tenantry, databases: Iterable[str], *, most: int, wait
 def others(tn: Tenantry) -> dict[str, Tenant]:
     """One tenant per tier, each with one project named ``other-<slug>``."""
     made = {
-        tier: tn.create_tenant(f"other-{tier}-{uuid.uuid4().hex[:8]}", plan=plan) for tier, plan in TIER_PLANS.items()
+        tier: tn.tenants.create(f"other-{tier}-{uuid.uuid4().hex[:8]}", plan=plan) for tier, plan in TIER_PLANS.items()
     }
     for tenant in made.values():
         seed(tn, tenant, f"other-{tenant.slug}")
@@ -246,7 +246,7 @@ def test_placement_matches_where_transactions_run(tn: Tenantry, scratch: Scratch
     here = (p.schema, p.database or scratch.dbname)
     assert {path: read_via(tn, path, WHERE, t) for path in PATHS} == {path: [[here]] for path in PATHS}
     assert fully_secured(secured_tables(tn, p))
-    assert tn.unprotected_tables() == []
+    assert tn.schema.unprotected_tables() == []
 
 
 def test_raw_psycopg_crud_joins_and_upserts(tn: Tenantry, make_tier_tenant) -> None:
@@ -452,7 +452,7 @@ def test_delete_removes_the_tenant_on_its_tier(
     t = make_tier_tenant()
     seed(tn, t, "doomed")
     p = placement_of(tn, t)
-    counts = tn.delete_tenant(t.slug)
+    counts = tn.tenants.delete(t.slug)
     if tier == "pooled":
         assert counts == {f"{p.schema}.projects": 1, f"{p.schema}.tasks": 0, f"{p.schema}.comments": 0}
         assert stored_names(tn, t, p) == []
@@ -460,16 +460,16 @@ def test_delete_removes_the_tenant_on_its_tier(
         assert counts == {f"schema {p.schema}": 1} and not holds(tn, p)
     else:
         assert counts == {f"database {p.database}": 1} and not holds(tn, p)
-    assert tn.get_tenant(t.id).status is Status.DELETED and tn.placement(t.id) is None
-    assert tn.delete_tenant(t.id) == {}  # idempotent
+    assert tn.tenants.get(t.id).status is Status.DELETED and tn.tenants.placement(t.id) is None
+    assert tn.tenants.delete(t.id) == {}  # idempotent
     with pytest.raises(TenantNotFound):
-        tn.delete_tenant(t.slug)  # a deleted tenant is found by id only
+        tn.tenants.delete(t.slug)  # a deleted tenant is found by id only
     with pytest.raises(TenantNotFound), tn.tenant(t.slug):
         pass
-    assert tn.unprotected_tables() == []
+    assert tn.schema.unprotected_tables() == []
     assert stored_names(tn, others[tier]) == [f"other-{others[tier].slug}"]
     # the slug can be used again, for a tenant that starts empty
-    again = tn.create_tenant(t.slug, plan=TIER_PLANS[tier])
+    again = tn.tenants.create(t.slug, plan=TIER_PLANS[tier])
     with tn.tenant(t.slug), tn.connection() as conn:
         assert again.id != t.id and names(conn) == set()
 
@@ -478,7 +478,7 @@ def test_delete_removes_the_tenant_on_its_tier(
 def test_delete_leaves_no_rows_written_outside_the_placement(
     tn: Tenantry, writer: str, others: dict[str, Tenant]
 ) -> None:
-    t = tn.create_tenant(f"stray-{uuid.uuid4().hex[:8]}", plan=TIER_PLANS[writer])
+    t = tn.tenants.create(f"stray-{uuid.uuid4().hex[:8]}", plan=TIER_PLANS[writer])
     home = placement_of(tn, t)
     elsewhere = [
         p for p in (placement_of(tn, o) for o in others.values()) if p.database is None and p.schema != home.schema
@@ -491,7 +491,7 @@ def test_delete_leaves_no_rows_written_outside_the_placement(
                 )
         except (IsolationError, psycopg.errors.InsufficientPrivilege):
             pass  # refusing such writes is a fix too
-    tn.delete_tenant(t.id)
+    tn.tenants.delete(t.id)
     assert {p.schema: stored_names(tn, t, p) for p in elsewhere} == {p.schema: [] for p in elsewhere}
 
 
@@ -548,7 +548,7 @@ def test_unprotected_tables_covers_tenant_databases(tn: Tenantry, others: dict[s
     with superuser_in(tn, placement_of(tn, others["database"])) as su:
         su.execute("ALTER TABLE tenant_data.comments NO FORCE ROW LEVEL SECURITY")
         try:
-            report = tn.unprotected_tables()
+            report = tn.schema.unprotected_tables()
         finally:
             su.execute("ALTER TABLE tenant_data.comments FORCE ROW LEVEL SECURITY")
     assert any("comments" in entry for entry in report), report
@@ -556,7 +556,7 @@ def test_unprotected_tables_covers_tenant_databases(tn: Tenantry, others: dict[s
 
 @pytest.fixture(scope="module")
 def database_tenants(tn: Tenantry) -> list[Tenant]:
-    return [tn.create_tenant(f"pooling-{i}-{uuid.uuid4().hex[:8]}", plan="enterprise") for i in range(4)]
+    return [tn.tenants.create(f"pooling-{i}-{uuid.uuid4().hex[:8]}", plan="enterprise") for i in range(4)]
 
 
 @pytest.fixture
@@ -644,7 +644,7 @@ def test_async_database_tier_pools_are_bounded(bounded: Tenantry, database_tenan
 
 
 def test_deleting_a_database_tenant_closes_its_pools(tn: Tenantry) -> None:
-    t = tn.create_tenant(f"closing-{uuid.uuid4().hex[:8]}", plan="enterprise")
+    t = tn.tenants.create(f"closing-{uuid.uuid4().hex[:8]}", plan="enterprise")
 
     async def work() -> tuple[bool, bool]:
         async with tn.tenant(t.slug):
@@ -652,7 +652,7 @@ def test_deleting_a_database_tenant_closes_its_pools(tn: Tenantry) -> None:
             async_pool = await tn.async_pool()
             async with tn.async_connection() as conn:
                 await conn.execute("SELECT 1")
-        await asyncio.to_thread(tn.delete_tenant, t.id)
+        await asyncio.to_thread(tn.tenants.delete, t.id)
         return sync_pool.closed, async_pool.closed
 
     assert arun(tn, work) == (True, True)
@@ -660,7 +660,7 @@ def test_deleting_a_database_tenant_closes_its_pools(tn: Tenantry) -> None:
 
 @pytest.fixture(scope="module")
 def schema_tenants(tn: Tenantry) -> list[Tenant]:
-    made = [tn.create_tenant(f"recycle-{i}-{uuid.uuid4().hex[:8]}", plan="business") for i in range(3)]
+    made = [tn.tenants.create(f"recycle-{i}-{uuid.uuid4().hex[:8]}", plan="business") for i in range(3)]
     for t in made:
         seed(tn, t, f"r-{t.slug}")
     return made

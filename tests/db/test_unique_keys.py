@@ -91,11 +91,11 @@ def test_unique_keys_that_include_tenant_id_are_accepted() -> None:
 def test_init_and_deploy_refuse_such_tables(tn: Tenantry) -> None:
     metadata = _members(email={"unique": True})
     with pytest.raises(InvalidInput, match="members: unique key on"):
-        tn.deploy(metadata)
+        tn.schema.deploy(metadata)
     other = Tenantry(tn.settings, metadata=metadata)
     try:
         with pytest.raises(InvalidInput, match="members: unique key on"):
-            other.init()
+            other.schema.init()
     finally:
         other.close()
     with tn.admin() as conn:  # refused before anything was created
@@ -130,7 +130,7 @@ def test_the_oracle_and_that_check_reports_the_index(
     _name_project(tn, b, secret)
     # negative control: without the index, A cannot tell B's names from names nobody uses
     _name_project(tn, a, secret)
-    assert tn.unscoped_unique_indexes() == []
+    assert tn.schema.unscoped_unique_indexes() == []
     with tn.admin() as conn:
         conn.execute(
             sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(
@@ -146,7 +146,7 @@ def test_the_oracle_and_that_check_reports_the_index(
         with pytest.raises(psycopg.errors.UniqueViolation):
             _name_project(tn, a, secret)
         _name_project(tn, a, f"oracle-{uuid.uuid4().hex[:6]}")  # a name nobody has goes in
-        found = tn.unscoped_unique_indexes()
+        found = tn.schema.unscoped_unique_indexes()
         assert found == [
             f"{tn.settings.pooled_schema}.projects.{index}:"
             f" CREATE UNIQUE INDEX {index} ON {tn.settings.pooled_schema}.projects USING btree (name)"
@@ -177,16 +177,16 @@ def test_the_oracle_and_that_check_reports_the_index(
 )
 def test_check_reports_expression_partial_and_include_indexes(tn: Tenantry, definition: str) -> None:
     with _index(tn, definition) as index:
-        assert [f.split(":")[0] for f in tn.unscoped_unique_indexes()] == [
+        assert [f.split(":")[0] for f in tn.schema.unscoped_unique_indexes()] == [
             f"{tn.settings.pooled_schema}.projects.{index}"
         ]
 
 
 def test_check_accepts_unique_indexes_with_tenant_id(tn: Tenantry) -> None:
     with _index(tn, "CREATE UNIQUE INDEX {i} ON {t} (lower(name), tenant_id, id)"):
-        assert tn.unscoped_unique_indexes() == []
+        assert tn.schema.unscoped_unique_indexes() == []
 
 
 def test_the_model_app_has_none(tn: Tenantry) -> None:
     rls.validate_metadata(Base.metadata)
-    assert tn.unscoped_unique_indexes() == []
+    assert tn.schema.unscoped_unique_indexes() == []

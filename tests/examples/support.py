@@ -56,9 +56,9 @@ def tracker(server_url: str) -> Iterator[Tracker]:
     tn = Tenantry(db.settings(), metadata=Base.metadata, actor="pytest")
     runner = asyncio.Runner()
     try:
-        tn.init()
+        tn.schema.init()
         for slug, plan in TENANTS.items():
-            tn.create_tenant(slug, name=f"{slug.title()} Corporation", plan=plan)
+            tn.tenants.create(slug, name=f"{slug.title()} Corporation", plan=plan)
             seed(tn, slug)
         yield Tracker(tn=tn, app=create_app(tn), runner=runner)
     finally:

@@ -108,7 +108,7 @@ def test_tiers_are_what_the_dashboard_says(tracker: Tracker) -> None:
         for slug, tier in (("acme", "pooled"), ("globex", "schema"), ("initech", "database")):
             async with tracker.signed_in(slug) as client:
                 assert f"{tier} isolation" in (await client.get("/")).text
-            assert tracker.tn.placement(slug).isolation.value == tier  # type: ignore[union-attr]
+            assert tracker.tn.tenants.placement(slug).isolation.value == tier  # type: ignore[union-attr]
 
     tracker.runner.run(main())
 
@@ -250,7 +250,7 @@ def _first_account(name: str, email: str) -> dict[str, str]:
 
 def test_a_new_tenant_offers_its_first_account_once(tracker: Tracker) -> None:
     slug = f"newco-{uuid.uuid4().hex[:6]}"
-    tracker.tn.create_tenant(slug, name="Newco Ltd")
+    tracker.tn.tenants.create(slug, name="Newco Ltd")
 
     async def main() -> None:
         async with tracker.client(slug) as founder:
@@ -291,7 +291,7 @@ def test_racing_first_accounts_make_one_owner_per_tenant(tracker: Tracker) -> No
     not wait for each other's lock."""
     slugs = [f"race-{uuid.uuid4().hex[:6]}" for _ in range(2)]
     for slug in slugs:
-        tracker.tn.create_tenant(slug, name=slug.title())
+        tracker.tn.tenants.create(slug, name=slug.title())
 
     async def post(slug: str, i: int) -> tuple[str, int]:
         async with tracker.client(slug) as client:
@@ -386,8 +386,8 @@ def test_a_cookie_from_one_tenant_signs_in_nobody_on_another(tracker: Tracker) -
 
 
 def test_forged_sessions_are_refused(tracker: Tracker) -> None:
-    acme = tracker.tn.get_tenant("acme")
-    globex = tracker.tn.get_tenant("globex")
+    acme = tracker.tn.tenants.get("acme")
+    globex = tracker.tn.tenants.get("globex")
     keys = tracker.app.state.session_keys
 
     def cookie(salt_tenant: uuid.UUID, claimed: uuid.UUID, key: object = keys) -> str:
@@ -500,7 +500,7 @@ def test_host_names_are_case_insensitive_and_may_carry_a_port(tracker: Tracker) 
 
 def test_suspended_tenant_gets_403_and_comes_back(tracker: Tracker) -> None:
     slug = f"hooli-{uuid.uuid4().hex[:6]}"
-    tracker.tn.create_tenant(slug, name="Hooli")
+    tracker.tn.tenants.create(slug, name="Hooli")
     seed(tracker.tn, slug, dataset="acme")
     tracker.tn.branding.set(slug, {"colors": {"primary": "#5f3dc4"}})
 
@@ -514,12 +514,12 @@ def test_suspended_tenant_gets_403_and_comes_back(tracker: Tracker) -> None:
             return await client.get("/", headers=BROWSER), await client.get("/")
 
     assert tracker.runner.run(status()) == 200
-    tracker.tn.suspend(slug)
+    tracker.tn.tenants.suspend(slug)
     try:
         assert tracker.runner.run(status()) == 403
         page, api = tracker.runner.run(pages())
     finally:
-        tracker.tn.resume(slug)
+        tracker.tn.tenants.resume(slug)
     assert tracker.runner.run(status()) == 200
     # a browser gets a page in the tenant's brand with a next step, and never its slug
     assert page.status_code == 403 and page.headers["content-type"].startswith("text/html")
@@ -533,8 +533,8 @@ def test_a_host_naming_no_tenant_shows_a_neutral_page_or_the_demos_list_of_sites
     """The tracker's default names no tenant; with :func:`site_directory` (what ``tenantry
     demo`` passes) ``http://localhost:8000/`` lists the active tenants' sites, with links."""
     suspended = f"gone-{uuid.uuid4().hex[:6]}"
-    tracker.tn.create_tenant(suspended, name="Gone Away Ltd")
-    tracker.tn.suspend(suspended)
+    tracker.tn.tenants.create(suspended, name="Gone Away Ltd")
+    tracker.tn.tenants.suspend(suspended)
     demo_app = create_app(tracker.tn, no_tenant_page=site_directory(tracker.tn))
 
     async def main() -> list[httpx.Response]:
@@ -592,17 +592,17 @@ def test_a_verified_custom_domain_serves_its_tenant_and_a_pending_one_nothing(tr
             return Verdict(True, "proven in a test")
 
     host = f"tracker-{uuid.uuid4().hex[:8]}.globex.example"
-    tracker.tn.add_domain(host, "globex")
+    tracker.tn.domains.add(host, "globex")
 
     async def get() -> httpx.Response:
         async with tracker.client("acme") as client:
             return await client.get("/login", headers={"host": host.upper() + "."})
 
     assert tracker.runner.run(get()).status_code == 404  # pending: not served
-    tracker.tn.verify_domain(host, checker=Proven())
+    tracker.tn.domains.verify(host, checker=Proven())
     served = tracker.runner.run(get())
     assert served.status_code == 200 and "Globex" in served.text and "Acme" not in served.text
-    tracker.tn.remove_domain(host)
+    tracker.tn.domains.remove(host)
     assert tracker.runner.run(get()).status_code == 404
 
 
@@ -626,7 +626,7 @@ def test_the_app_code_never_names_the_tenant_column() -> None:
 
 def test_a_write_during_a_move_is_503_with_retry_after(tracker: Tracker) -> None:
     """The SQLAlchemy path the tracker writes by: TenantMoving reaches the edge typed."""
-    acme = tracker.tn.get_tenant("acme")
+    acme = tracker.tn.tenants.get("acme")
 
     async def main() -> httpx.Response:
         async with tracker.signed_in("acme") as client:
@@ -711,26 +711,26 @@ def test_it_learns_of_catalog_changes_as_the_reader(plane: Tracker, tracker: Tra
             return (await client.get("/login", headers={"host": host})).status_code
 
     assert plane.runner.run(get()) == 404
-    tracker.tn.add_domain(host, "globex")
-    tracker.tn.verify_domain(host, checker=Proven())
+    tracker.tn.domains.add(host, "globex")
+    tracker.tn.domains.verify(host, checker=Proven())
     assert plane.runner.run(get()) == 200
-    tracker.tn.remove_domain(host)
-    listener = plane.tn._listener
+    tracker.tn.domains.remove(host)
+    listener = plane.tn.plane._listener
     assert listener is not None and listener.listening.is_set()
     assert conninfo_to_dict(listener._url).get("user") == plane.tn.settings.reader_role
 
 
 def test_control_plane_work_is_refused_with_a_typed_error(plane: Tracker, tracker: Tracker) -> None:
     for work in (
-        lambda tn: tn.create_tenant(f"dp-{uuid.uuid4().hex[:6]}"),
-        lambda tn: tn.suspend("acme"),
-        lambda tn: tn.get_tenant("acme"),
-        lambda tn: tn.init(),
-        lambda tn: tn.role_problems(),
+        lambda tn: tn.tenants.create(f"dp-{uuid.uuid4().hex[:6]}"),
+        lambda tn: tn.tenants.suspend("acme"),
+        lambda tn: tn.tenants.get("acme"),
+        lambda tn: tn.schema.init(),
+        lambda tn: tn.schema.role_problems(),
     ):
         with pytest.raises(ControlPlaneOnly, match="TENANTRY_DATABASE_URL"):
             work(plane.tn)
-    assert tracker.tn.get_tenant("acme").slug == "acme"  # the control plane's own process can
+    assert tracker.tn.tenants.get("acme").slug == "acme"  # the control plane's own process can
 
 
 def test_its_connections_can_neither_write_the_catalog_nor_become_the_owner(plane: Tracker, tracker: Tracker) -> None:

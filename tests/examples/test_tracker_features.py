@@ -71,9 +71,9 @@ def site(server_url: str) -> Iterator[Site]:
     tn = Tenantry(db.settings(), metadata=Base.metadata, actor="pytest", plugins=features.plugins(allow_private=True))
     runner = asyncio.Runner()
     try:
-        tn.init()
+        tn.schema.init()
         for slug, plan in TENANTS.items():
-            tn.create_tenant(slug, name=f"{slug.title()} Corporation", plan=plan)
+            tn.tenants.create(slug, name=f"{slug.title()} Corporation", plan=plan)
             seed(tn, slug)
         assert features.ensure_features(tn) == {"flag_created": True, "plugin_enabled": True}
         assert features.ensure_features(tn) == {"flag_created": False, "plugin_enabled": False}  # once only
@@ -180,7 +180,7 @@ def test_cli_changes_show_in_a_running_app_within_a_second(site: Site, capsys: p
 
     try:
         assert looks() == (False, False)  # warm: both answers now come from the caches
-        assert running._listener is not None and running._listener.listening.wait(10)
+        assert running.plane._listener is not None and running.plane._listener.listening.wait(10)
         timings = {}
         for what, args in {
             "plugin": ("plugins", "enable", "webhooks", "--tenant", "acme"),

@@ -54,7 +54,7 @@ class World:
     tenants: list[Tenant]
 
     def placement(self, tenant: Tenant) -> Placement:
-        found = self.tn.placement(tenant.id)
+        found = self.tn.tenants.placement(tenant.id)
         assert found is not None
         return found
 
@@ -63,7 +63,7 @@ class World:
         if tenant is None:
             return self.scratch.url
         placement = self.placement(tenant)
-        return database_url(self.tn.cell_admin_url(placement.cell), placement.database)
+        return database_url(self.tn.cells.admin_url(placement.cell), placement.database)
 
     def schema(self, tenant: Tenant | None) -> str:
         return self.tn.settings.pooled_schema if tenant is None else self.placement(tenant).schema
@@ -119,12 +119,12 @@ def make_world(tn: Tenantry, scratch: Scratch, tiers: dict[str, int], *, cell: s
     for tier, count in tiers.items():
         for _ in range(count):
             extra = {"cell": cell} if cell and tier == "database" else {}
-            tenants.append(tn.create_tenant(f"m{tier[0]}-{uuid.uuid4().hex[:8]}", plan=TIER_PLANS[tier], **extra))
+            tenants.append(tn.tenants.create(f"m{tier[0]}-{uuid.uuid4().hex[:8]}", plan=TIER_PLANS[tier], **extra))
     for tenant in tenants:
-        placement = tn.placement(tenant.id)
+        placement = tn.tenants.placement(tenant.id)
         assert placement is not None
         if placement.isolation.value != "pooled":
-            assert app_migrations.stamp(tn, placement, revision=OLD, directory=FIXTURE) == OLD
+            assert app_migrations.stamp(tn.plane, placement, revision=OLD, directory=FIXTURE) == OLD
         with tn.tenant(tenant.id), tn.connection() as conn:
             conn.execute("INSERT INTO projects (name) VALUES (%s)", (tenant.slug,))
             conn.execute(
@@ -139,8 +139,8 @@ def make_world(tn: Tenantry, scratch: Scratch, tiers: dict[str, int], *, cell: s
 def mtn(fresh_scratch: Scratch) -> Iterator[Tenantry]:
     """A Tenantry on a catalog of the test's own, its pooled schema stamped at ``OLD``."""
     tn = Tenantry(fresh_scratch.settings(), metadata=Base.metadata, actor="pytest")
-    tn.init()
-    assert app_migrations.stamp(tn, app_migrations.POOLED, revision=OLD, directory=FIXTURE) == OLD
+    tn.schema.init()
+    assert app_migrations.stamp(tn.plane, app_migrations.POOLED, revision=OLD, directory=FIXTURE) == OLD
     yield tn
     tn.close()
 

@@ -41,7 +41,7 @@ def _best_of(tn: Tenantry, runs: int = 9) -> float:
     best = float("inf")
     for _ in range(runs):
         start = time.perf_counter()
-        report = app_migrations.migrate(tn, directory=FIXTURE)
+        report = app_migrations.migrate(tn.plane, directory=FIXTURE)
         best = min(best, time.perf_counter() - start)
         assert report.from_catalog and report.results == [] and report.up_to_date == report.total
     return best
@@ -54,15 +54,15 @@ def test_nothing_to_do_costs_the_same_for_1000_tenants(
         raise AssertionError("the fast path must not run any placement")
 
     monkeypatch.setattr(app_migrations.fanout, "run_all", no_fanout)
-    app_migrations.stamp(mtn, app_migrations.POOLED, revision=HEAD, directory=FIXTURE)
+    app_migrations.stamp(mtn.plane, app_migrations.POOLED, revision=HEAD, directory=FIXTURE)
     _add_placements(fresh_scratch.url, 1, "schema", HEAD)
-    app_migrations.migrate(mtn, directory=FIXTURE)  # warm: scripts loaded, admin pool open
+    app_migrations.migrate(mtn.plane, directory=FIXTURE)  # warm: scripts loaded, admin pool open
     one = _best_of(mtn)
     _add_placements(fresh_scratch.url, 989, "schema", HEAD)
     _add_placements(fresh_scratch.url, 10, "database", HEAD)
     thousand = _best_of(mtn)
-    assert app_migrations.migrate(mtn, directory=FIXTURE).total == 1001
-    status = app_migrations.status(mtn, directory=FIXTURE)
+    assert app_migrations.migrate(mtn.plane, directory=FIXTURE).total == 1001
+    status = app_migrations.status(mtn.plane, directory=FIXTURE)
     assert status.revisions == {HEAD: 1001} and status.behind == []
     with capsys.disabled():
         print(
@@ -75,5 +75,5 @@ def test_nothing_to_do_costs_the_same_for_1000_tenants(
             "UPDATE tenantry.placements SET app_revision = NULL WHERE tenant_id ="
             " (SELECT tenant_id FROM tenantry.placements WHERE isolation = 'schema' LIMIT 1)"
         )
-    planned = app_migrations.migrate(mtn, dry_run=True, directory=FIXTURE)
+    planned = app_migrations.migrate(mtn.plane, dry_run=True, directory=FIXTURE)
     assert len(planned.results) == 1 and planned.up_to_date == 1000

@@ -32,7 +32,7 @@ def _forced_with_policy(world: World, tenant: Tenant | None, table: str) -> bool
 def test_every_tier_migrates_to_head_and_stays_isolated(world: World, jobs: int) -> None:
     seen: list[tuple[int, int]] = []
     report = app_migrations.migrate(
-        world.tn, jobs=jobs, directory=FIXTURE, progress=lambda done, total, _r: seen.append((done, total))
+        world.tn.plane, jobs=jobs, directory=FIXTURE, progress=lambda done, total, _r: seen.append((done, total))
     )
     assert not report.failed and not report.from_catalog
     assert report.total == 5 and report.up_to_date == 0
@@ -59,16 +59,16 @@ def test_every_tier_migrates_to_head_and_stays_isolated(world: World, jobs: int)
             assert conn.execute("SELECT tenant_id, name FROM labels").fetchall() == [(tenant.id, tenant.slug)]
             assert conn.execute("SELECT title, estimate FROM tasks").fetchall() == [(tenant.slug, 3)]
     # a rerun is answered from the catalog
-    again = app_migrations.migrate(world.tn, jobs=jobs, directory=FIXTURE)
+    again = app_migrations.migrate(world.tn.plane, jobs=jobs, directory=FIXTURE)
     assert again.from_catalog and again.results == [] and again.up_to_date == again.total == 5
-    status = app_migrations.status(world.tn, directory=FIXTURE)
+    status = app_migrations.status(world.tn.plane, directory=FIXTURE)
     assert status.head == HEAD and status.revisions == {HEAD: 5} and status.behind == [] and status.failed == []
-    entry = world.tn.audit_log(target_type="app")[0]
+    entry = world.tn.audit.list(target_type="app")[0]
     assert entry.action == "app.migrate" and entry.after is not None and entry.after["migrated"] == 5
 
 
 def test_dry_run_lists_and_changes_nothing(world: World) -> None:
-    report = app_migrations.migrate(world.tn, dry_run=True, directory=FIXTURE)
+    report = app_migrations.migrate(world.tn.plane, dry_run=True, directory=FIXTURE)
     assert report.dry_run and report.from_catalog
     assert [(r.result, r.from_revision, r.to_revision, r.steps) for r in report.results] == [
         ("planned", OLD, HEAD, (HEAD,))
@@ -77,7 +77,7 @@ def test_dry_run_lists_and_changes_nothing(world: World) -> None:
     for target in world.targets():
         assert world.version(target) == OLD and not world.has_column(target, "tasks", "estimate")
     assert set(world.catalog_revisions().values()) == {OLD}
-    assert app_migrations.status(world.tn, directory=FIXTURE).revisions == {OLD: 5}
+    assert app_migrations.status(world.tn.plane, directory=FIXTURE).revisions == {OLD: 5}
 
 
 def test_a_failing_placement_is_rolled_back_alone_then_retried(world: World) -> None:
@@ -86,7 +86,7 @@ def test_a_failing_placement_is_rolled_back_alone_then_retried(world: World) -> 
     world.execute(
         broken, f'CREATE TABLE "{world.schema(broken)}".labels (tenant_id uuid, id int, PRIMARY KEY (tenant_id, id))'
     )
-    report = app_migrations.migrate(world.tn, jobs=2, directory=FIXTURE)
+    report = app_migrations.migrate(world.tn.plane, jobs=2, directory=FIXTURE)
     assert [(r.label, r.failed_revision) for r in report.failed] == [(broken.slug, HEAD)]
     assert 'relation "labels" already exists' in (report.failed[0].error or "")
     assert len(report.migrated) == 4
@@ -95,16 +95,16 @@ def test_a_failing_placement_is_rolled_back_alone_then_retried(world: World) -> 
     assert world.catalog_revisions()[broken.slug] == OLD
     with pytest.raises(MigrationFailed, match=broken.slug):
         report.raise_for_failures()
-    status = app_migrations.status(world.tn, directory=FIXTURE)
+    status = app_migrations.status(world.tn.plane, directory=FIXTURE)
     assert status.revisions == {OLD: 1, HEAD: 4}
     assert [r.slug for r in status.behind] == [broken.slug]
     assert [f.slug for f in status.failed] == [broken.slug] and "already exists" in status.failed[0].error
     # fixed: the rerun migrates only the one behind
     world.execute(broken, f'DROP TABLE "{world.schema(broken)}".labels')
-    rerun = app_migrations.migrate(world.tn, jobs=2, directory=FIXTURE)
+    rerun = app_migrations.migrate(world.tn.plane, jobs=2, directory=FIXTURE)
     assert [r.label for r in rerun.results] == [broken.slug] and rerun.up_to_date == 4 and not rerun.failed
     assert world.version(broken) == HEAD and world.has_column(broken, "tasks", "estimate")
-    status = app_migrations.status(world.tn, directory=FIXTURE)
+    status = app_migrations.status(world.tn.plane, directory=FIXTURE)
     assert status.revisions == {HEAD: 5} and status.failed == []
 
 
@@ -118,7 +118,7 @@ def test_a_table_without_tenant_id_fails_its_placement(
         HEAD,
         "    op.create_table('notes', sa.Column('id', sa.BigInteger(), primary_key=True))",
     )
-    report = app_migrations.migrate(mtn, directory=str(scripts_copy))
+    report = app_migrations.migrate(mtn.plane, directory=str(scripts_copy))
     assert len(report.failed) == 2 and not report.migrated
     for result in report.failed:
         assert result.error == "tables are not tenant-safe: notes: the primary key must start with tenant_id"
@@ -134,7 +134,7 @@ def test_a_unique_index_without_tenant_id_fails_its_placement(
     add_revision(
         scripts_copy, "0003_unique", HEAD, "    op.create_index('projects_name_key', 'projects', ['name'], unique=True)"
     )
-    report = app_migrations.migrate(mtn, directory=str(scripts_copy))
+    report = app_migrations.migrate(mtn.plane, directory=str(scripts_copy))
     assert len(report.failed) == 2 and not report.migrated
     for result in report.failed:
         assert (result.error or "").startswith(
@@ -148,42 +148,42 @@ def test_a_unique_index_without_tenant_id_fails_its_placement(
 
 
 def test_untracked_placements_are_refused_until_stamped(mtn: Tenantry, fresh_scratch: Scratch) -> None:
-    tenant = mtn.create_tenant("untracked-one", plan="business")  # deployed, never stamped
+    tenant = mtn.tenants.create("untracked-one", plan="business")  # deployed, never stamped
     world = World(mtn, fresh_scratch, [tenant])
-    report = app_migrations.migrate(mtn, directory=FIXTURE)
+    report = app_migrations.migrate(mtn.plane, directory=FIXTURE)
     assert [r.label for r in report.failed] == [tenant.slug] and len(report.migrated) == 1
     assert "has tables but no recorded revision" in (report.failed[0].error or "")
-    assert app_migrations.status(mtn, directory=FIXTURE).revisions == {HEAD: 1, "untracked": 1}
-    adopted = app_migrations.stamp_placements(mtn, OLD, directory=FIXTURE)
+    assert app_migrations.status(mtn.plane, directory=FIXTURE).revisions == {HEAD: 1, "untracked": 1}
+    adopted = app_migrations.stamp_placements(mtn.plane, OLD, directory=FIXTURE)
     assert [(r.label, r.result, r.to_revision) for r in adopted.results] == [(tenant.slug, "stamped", OLD)]
-    assert not app_migrations.migrate(mtn, directory=FIXTURE).failed
+    assert not app_migrations.migrate(mtn.plane, directory=FIXTURE).failed
     assert world.version(tenant) == HEAD and world.catalog_revisions()[tenant.slug] == HEAD
 
 
 def test_stamp_records_the_head_only_on_fresh_placements(mtn: Tenantry, fresh_scratch: Scratch) -> None:
-    tenant = mtn.create_tenant("fresh-one", plan="enterprise")
-    placement = mtn.placement(tenant.id)
+    tenant = mtn.tenants.create("fresh-one", plan="enterprise")
+    placement = mtn.tenants.placement(tenant.id)
     assert placement is not None
     world = World(mtn, fresh_scratch, [tenant])
-    assert app_migrations.stamp(mtn, placement) is None  # no migrations directory configured: no-op
+    assert app_migrations.stamp(mtn.plane, placement) is None  # no migrations directory configured: no-op
     assert world.catalog_revisions()[tenant.slug] is None
-    assert app_migrations.stamp(mtn, placement, directory=FIXTURE) == HEAD
+    assert app_migrations.stamp(mtn.plane, placement, directory=FIXTURE) == HEAD
     assert world.version(tenant) == HEAD and world.catalog_revisions()[tenant.slug] == HEAD
-    assert app_migrations.recorded_revision(mtn, placement) == HEAD
+    assert app_migrations.recorded_revision(mtn.plane, placement) == HEAD
     # a placement with a revision keeps it: a redeploy never hides pending migrations
-    assert app_migrations.stamp(mtn, app_migrations.POOLED, directory=FIXTURE) == OLD
-    assert world.catalog_revisions()[None] == OLD == app_migrations.recorded_revision(mtn, app_migrations.POOLED)
+    assert app_migrations.stamp(mtn.plane, app_migrations.POOLED, directory=FIXTURE) == OLD
+    assert world.catalog_revisions()[None] == OLD == app_migrations.recorded_revision(mtn.plane, app_migrations.POOLED)
     with pytest.raises(ConfigurationError, match="does not exist"):
-        app_migrations.migrate(mtn, directory="/nonexistent/migrations")
+        app_migrations.migrate(mtn.plane, directory="/nonexistent/migrations")
     with pytest.raises(ConfigurationError, match="TENANTRY_MIGRATIONS"):
-        app_migrations.migrate(mtn)
+        app_migrations.migrate(mtn.plane)
     with pytest.raises(TenantNotFound, match="nobody"):
-        app_migrations.migrate(mtn, directory=FIXTURE, tenants=["nobody"])
+        app_migrations.migrate(mtn.plane, directory=FIXTURE, tenants=["nobody"])
 
 
 def test_only_the_named_tenants_migrate(world: World) -> None:
     schema_tenant, pooled_tenant = world.by_tier("schema")[0], world.by_tier("pooled")[0]
-    report = app_migrations.migrate(world.tn, directory=FIXTURE, tenants=[schema_tenant.slug, pooled_tenant.slug])
+    report = app_migrations.migrate(world.tn.plane, directory=FIXTURE, tenants=[schema_tenant.slug, pooled_tenant.slug])
     assert sorted(r.label for r in report.migrated) == sorted(["pooled", schema_tenant.slug])
     assert world.version(schema_tenant) == HEAD and world.version(None) == HEAD
     assert world.version(world.by_tier("schema")[1]) == OLD
@@ -191,15 +191,15 @@ def test_only_the_named_tenants_migrate(world: World) -> None:
 
 def test_database_tier_on_another_cell(fresh_scratch: Scratch, second_cell: Scratch) -> None:
     tn = Tenantry(fresh_scratch.settings(), metadata=Base.metadata, actor="pytest")
-    tn.init()
+    tn.schema.init()
     second_cell.owner, second_cell.runtime = fresh_scratch.owner, fresh_scratch.runtime
-    tn.add_cell("second", second_cell.server_url, capacity=10)
-    app_migrations.stamp(tn, app_migrations.POOLED, revision=OLD, directory=FIXTURE)
+    tn.cells.add("second", second_cell.server_url, capacity=10)
+    app_migrations.stamp(tn.plane, app_migrations.POOLED, revision=OLD, directory=FIXTURE)
     world = make_world(tn, fresh_scratch, {"database": 1}, cell="second")
     (tenant,) = world.tenants
     try:
         assert world.placement(tenant).cell == "second"
-        report = app_migrations.migrate(tn, directory=FIXTURE)
+        report = app_migrations.migrate(tn.plane, directory=FIXTURE)
         assert [r.cell for r in report.migrated] == ["primary", "second"] and not report.failed
         assert world.version(tenant) == HEAD and world.has_column(tenant, "tasks", "estimate")
         assert _forced_with_policy(world, tenant, "labels")

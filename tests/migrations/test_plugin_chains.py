@@ -45,7 +45,7 @@ def _versions(world: World, tenant: Tenant | None) -> set[str]:
 
 def _world(tn: Tenantry, scratch: Scratch) -> World:
     """One tenant per tier on ``tn``'s catalog (created as the app was then)."""
-    tenants = [tn.create_tenant(f"c{tier[0]}-{uuid.uuid4().hex[:8]}", plan=plan) for tier, plan in TIER_PLANS.items()]
+    tenants = [tn.tenants.create(f"c{tier[0]}-{uuid.uuid4().hex[:8]}", plan=plan) for tier, plan in TIER_PLANS.items()]
     for tenant in tenants:
         with tn.tenant(tenant.id), tn.connection() as conn:
             conn.execute("INSERT INTO projects (name) VALUES (%s)", (tenant.slug,))
@@ -89,23 +89,23 @@ def _isolated(tn: Tenantry, tenants: list[Tenant], *, with_note: bool = True) ->
 def test_new_placements_get_the_plugins_tables_and_every_head(fresh_scratch: Scratch) -> None:
     tn = _app(fresh_scratch, Ledger())
     try:
-        tn.init()
-        assert app_migrations.head_revision(tn) == BOTH
-        assert app_migrations.recorded_revision(tn, app_migrations.POOLED) == BOTH
-        assert spares.fill(tn, 1).ready == 1  # built at the composite head, then claimed
-        assert spares.wanted(tn).revision == BOTH
+        tn.schema.init()
+        assert app_migrations.head_revision(tn.plane) == BOTH
+        assert app_migrations.recorded_revision(tn.plane, app_migrations.POOLED) == BOTH
+        assert spares.fill(tn.plane, 1).ready == 1  # built at the composite head, then claimed
+        assert spares.wanted(tn.plane).revision == BOTH
         world = _world(tn, fresh_scratch)
-        assert spares.list_spares(tn) == []
+        assert spares.list_spares(tn.plane) == []
         for target in world.targets():
             assert _versions(world, target) == {HEAD, L2}
             assert world.has_column(target, "ledger_items", "note")
         assert set(world.catalog_revisions().values()) == {BOTH}
         _secured_everywhere(world)
         _isolated(tn, world.tenants)
-        report = app_migrations.migrate(tn)
+        report = app_migrations.migrate(tn.plane)
         assert report.head == BOTH and report.from_catalog and report.up_to_date == report.total == 3
         # a deploy leaves the versioned tables to `tenantry migrate`
-        assert tn.deploy().created == []
+        assert tn.schema.deploy().created == []
         with pytest.raises(ConfigurationError, match="ledger ship their own migrations: `tenantry migrate`"):
             deploy_everywhere(tn, [Ledger()])
         assert tn.plugins.deploy() == []  # nothing without a chain to deploy
@@ -115,12 +115,12 @@ def test_new_placements_get_the_plugins_tables_and_every_head(fresh_scratch: Scr
 
 def test_a_plugin_added_later_is_migrated_into_every_tier(mtn: Tenantry, fresh_scratch: Scratch) -> None:
     world = make_world(mtn, fresh_scratch, {"pooled": 2, "schema": 2, "database": 2})
-    assert not app_migrations.migrate(mtn, directory=FIXTURE).failed  # the app at its head, no plugin yet
+    assert not app_migrations.migrate(mtn.plane, directory=FIXTURE).failed  # the app at its head, no plugin yet
     tn = _app(fresh_scratch, Ledger())
     try:
-        planned = app_migrations.migrate(tn, dry_run=True)
+        planned = app_migrations.migrate(tn.plane, dry_run=True)
         assert {(r.from_revision, r.to_revision, r.steps) for r in planned.results} == {(HEAD, BOTH, (L1, L2))}
-        report = app_migrations.migrate(tn, jobs=3)
+        report = app_migrations.migrate(tn.plane, jobs=3)
         assert not report.failed and len(report.migrated) == 5
         assert all(r.steps == (L1, L2) and r.secured == ("ledger_items",) for r in report.migrated)
         for target in world.targets():
@@ -132,8 +132,8 @@ def test_a_plugin_added_later_is_migrated_into_every_tier(mtn: Tenantry, fresh_s
         # refuses to leave the migrated column and table behind); its ledger rows go with it
         tn.metadata = head_metadata()
         mover = world.by_tier("schema")[0]
-        assert tn.move_tenant(mover.slug, plan="enterprise").target["isolation"] == "database"
-        assert app_migrations.recorded_revision(tn, tn.placement(mover.id)) == BOTH  # type: ignore[arg-type]
+        assert tn.tenants.move(mover.slug, plan="enterprise").target["isolation"] == "database"
+        assert app_migrations.recorded_revision(tn.plane, tn.tenants.placement(mover.id)) == BOTH  # type: ignore[arg-type]
         with tn.tenant(mover.id), tn.connection() as conn:
             assert conn.execute("SELECT body, note FROM ledger_items").fetchall() == [(mover.slug, "n")]
     finally:
@@ -145,10 +145,10 @@ def test_a_new_plugin_revision_upgrades_only_its_branch(mtn: Tenantry, fresh_scr
     chain.mkdir()
     shutil.copy(LEDGER_VERSIONS / f"{L1}.py", chain)
     world = make_world(mtn, fresh_scratch, {"pooled": 1, "schema": 1, "database": 1})
-    app_migrations.migrate(mtn, directory=FIXTURE)
+    app_migrations.migrate(mtn.plane, directory=FIXTURE)
     v1 = _app(fresh_scratch, Ledger(chain, version=1))
     try:
-        first = app_migrations.migrate(v1)
+        first = app_migrations.migrate(v1.plane)
         assert (
             first.head == f"{HEAD},{L1}" and {r.steps for r in first.migrated} == {(L1,)} and len(first.migrated) == 3
         )
@@ -158,7 +158,7 @@ def test_a_new_plugin_revision_upgrades_only_its_branch(mtn: Tenantry, fresh_scr
     shutil.copy(LEDGER_VERSIONS / f"{L2}.py", chain)  # the plugin's next release
     v2 = _app(fresh_scratch, Ledger(chain, version=2))
     try:
-        report = app_migrations.migrate(v2)
+        report = app_migrations.migrate(v2.plane)
         assert report.head == BOTH and not report.failed and len(report.migrated) == 3
         assert all(r.from_revision == f"{HEAD},{L1}" and r.steps == (L2,) and r.secured == () for r in report.migrated)
         for target in world.targets():
@@ -173,18 +173,18 @@ def test_a_new_plugin_revision_upgrades_only_its_branch(mtn: Tenantry, fresh_scr
 def test_without_app_migrations_untracked_placements_take_the_plugin_branch(fresh_scratch: Scratch) -> None:
     plain = _app(fresh_scratch, migrations=None)
     try:
-        plain.init()
+        plain.schema.init()
         world = _world(plain, fresh_scratch)  # app tables from the metadata, no revision anywhere
-        assert app_migrations.head_revision(plain) is None
+        assert app_migrations.head_revision(plain.plane) is None
     finally:
         plain.close()
     tn = _app(fresh_scratch, Ledger(), migrations=None)
     world.tn = tn
     try:
-        assert app_migrations.status(tn).revisions == {"untracked": 3}
-        planned = app_migrations.migrate(tn, dry_run=True)
+        assert app_migrations.status(tn.plane).revisions == {"untracked": 3}
+        planned = app_migrations.migrate(tn.plane, dry_run=True)
         assert {(r.from_revision, r.to_revision, r.steps) for r in planned.results} == {(None, L2, (L1, L2))}
-        report = app_migrations.migrate(tn, jobs=2)
+        report = app_migrations.migrate(tn.plane, jobs=2)
         assert not report.failed and report.head == L2
         assert {(r.from_revision, r.steps) for r in report.migrated} == {(None, (L1, L2))} and len(report.migrated) == 3
         for target in world.targets():
@@ -192,11 +192,11 @@ def test_without_app_migrations_untracked_placements_take_the_plugin_branch(fres
         _secured_everywhere(world)
         _isolated(tn, world.tenants)
         # the app's tables stay unversioned: a deploy still deploys them, never the plugin's
-        deployed = tn.deploy()
+        deployed = tn.schema.deploy()
         assert "projects" in deployed.secured and "ledger_items" not in deployed.secured
-        newcomer = tn.create_tenant(f"cn-{uuid.uuid4().hex[:8]}", plan="business")
-        assert app_migrations.recorded_revision(tn, tn.placement(newcomer.id)) == L2  # type: ignore[arg-type]
-        status = app_migrations.status(tn)
+        newcomer = tn.tenants.create(f"cn-{uuid.uuid4().hex[:8]}", plan="business")
+        assert app_migrations.recorded_revision(tn.plane, tn.tenants.placement(newcomer.id)) == L2  # type: ignore[arg-type]
+        status = app_migrations.status(tn.plane)
         assert status.head == L2 and status.revisions == {L2: 4} and status.behind == []
     finally:
         tn.close()
@@ -283,14 +283,14 @@ def test_a_placement_at_an_unregistered_plugins_revision_fails_clearly(mtn: Tena
     world = make_world(mtn, fresh_scratch, {"schema": 1})
     with_ledger = _app(fresh_scratch, Ledger())
     try:
-        assert not app_migrations.migrate(with_ledger).failed
+        assert not app_migrations.migrate(with_ledger.plane).failed
     finally:
         with_ledger.close()
     without = _app(fresh_scratch)  # the plugin is no longer registered
     try:
-        status = app_migrations.status(without)
+        status = app_migrations.status(without.plane)
         assert status.head == HEAD and len(status.behind) == 2
-        report = app_migrations.migrate(without)
+        report = app_migrations.migrate(without.plane)
         assert len(report.failed) == 2 and not report.migrated
         for result in report.failed:
             assert f"is at revision '{L2}', which none of the migrations directories has" in (result.error or "")
@@ -298,11 +298,11 @@ def test_a_placement_at_an_unregistered_plugins_revision_fails_clearly(mtn: Tena
         assert all(_versions(world, t) == {HEAD, L2} for t in world.targets())  # nothing changed
         # the way out, short of registering the plugin again: record where the tables are
         (tenant,) = world.tenants
-        stamped = app_migrations.stamp_placements(without, HEAD, tenants=[tenant.slug])
+        stamped = app_migrations.stamp_placements(without.plane, HEAD, tenants=[tenant.slug])
         assert [(r.from_revision, r.to_revision) for r in stamped.results] == [(BOTH, HEAD)]
-        assert _versions(world, tenant) == {HEAD} and [r.label for r in app_migrations.status(without).behind] == [
-            "pooled"
-        ]
+        assert _versions(world, tenant) == {HEAD} and [
+            r.label for r in app_migrations.status(without.plane).behind
+        ] == ["pooled"]
     finally:
         without.close()
 
@@ -363,7 +363,7 @@ def test_cli_shows_the_composite_head(cli: Run, mtn: Tenantry, fresh_scratch: Sc
     ]
     code, out, err = cli("migrate", "stamp", BOTH, "--tenant", tenant.slug)  # (its tables are at L2 still)
     assert code == 0, err
-    assert _versions(world, tenant) == {HEAD, L2} and app_migrations.status(mtn).revisions == {BOTH: 3}
+    assert _versions(world, tenant) == {HEAD, L2} and app_migrations.status(mtn.plane).revisions == {BOTH: 3}
     code, _, err = cli("migrate", "stamp", f"{HEAD},nope")
     assert code == 2 and "no revision 'nope'" in err
 

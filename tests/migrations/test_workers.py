@@ -23,7 +23,7 @@ from tests.support import Scratch
 def test_jobs_bound_the_placements_migrating_at_once(mtn: Tenantry, fresh_scratch: Scratch, scripts_copy: Path) -> None:
     make_world(mtn, fresh_scratch, {"schema": 3, "database": 2})
     add_revision(scripts_copy, "0003_slow", HEAD, "    op.execute('SELECT pg_sleep(0.4) /* jobs-probe */')")
-    app_migrations.migrate(mtn, directory=FIXTURE)  # to 0002 first
+    app_migrations.migrate(mtn.plane, directory=FIXTURE)  # to 0002 first
     peak, stop = [0], threading.Event()
 
     def watch() -> None:
@@ -40,7 +40,7 @@ def test_jobs_bound_the_placements_migrating_at_once(mtn: Tenantry, fresh_scratc
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        report = app_migrations.migrate(mtn, jobs=2, directory=str(scripts_copy))
+        report = app_migrations.migrate(mtn.plane, jobs=2, directory=str(scripts_copy))
     finally:
         stop.set()
         watcher.join()
@@ -50,7 +50,7 @@ def test_jobs_bound_the_placements_migrating_at_once(mtn: Tenantry, fresh_scratc
 
 def test_a_dying_worker_fails_only_its_placement(mtn: Tenantry, fresh_scratch: Scratch, scripts_copy: Path) -> None:
     world = make_world(mtn, fresh_scratch, {"schema": 2})
-    app_migrations.migrate(mtn, directory=FIXTURE)
+    app_migrations.migrate(mtn.plane, directory=FIXTURE)
     doomed = world.by_tier("schema")[0]
     add_revision(
         scripts_copy,
@@ -65,7 +65,7 @@ def test_a_dying_worker_fails_only_its_placement(mtn: Tenantry, fresh_scratch: S
             "    ",
         ),
     )
-    report = app_migrations.migrate(mtn, jobs=1, directory=str(scripts_copy))
+    report = app_migrations.migrate(mtn.plane, jobs=1, directory=str(scripts_copy))
     assert [(r.label, r.error) for r in report.failed] == [(doomed.slug, "the worker process exited with code 3")]
     assert len(report.migrated) == 2  # a new worker took the placements after it
     assert world.version(doomed) == HEAD and not world.has_column(doomed, "labels", "color")
@@ -82,7 +82,7 @@ def test_an_unguarded_calling_script_runs_once(mtn: Tenantry, fresh_scratch: Scr
         from tenantry.services import app_migrations
         print("script body ran")
         tn = Tenantry(Settings.from_env())
-        print(json.dumps(app_migrations.migrate(tn, jobs=2, directory={FIXTURE!r}).counts()))
+        print(json.dumps(app_migrations.migrate(tn.plane, jobs=2, directory={FIXTURE!r}).counts()))
         tn.close()
         """)
     )

@@ -52,7 +52,7 @@ def ptn(plugins_db: Scratch, recorder: Recorder, exploder: Exploder) -> Iterator
         actor="pytest-plugins",
         plugins=make_plugins(recorder, exploder),  # type: ignore[arg-type]
     )
-    tenantry.init()
+    tenantry.schema.init()
     yield tenantry
     tenantry.close()
 
@@ -75,7 +75,7 @@ def ptenant(ptn: Tenantry) -> Callable[..., Tenant]:
     """A tenant of the plugin tests' catalog (pooled unless ``plan`` says)."""
 
     def make(prefix: str = "p", **kwargs: object) -> Tenant:
-        return ptn.create_tenant(f"{prefix}-{uuid.uuid4().hex[:10]}", **kwargs)  # type: ignore[arg-type]
+        return ptn.tenants.create(f"{prefix}-{uuid.uuid4().hex[:10]}", **kwargs)  # type: ignore[arg-type]
 
     return make
 

@@ -110,7 +110,7 @@ def test_bad_input_is_one_line_and_saves_nothing(  # type: ignore[no-untyped-def
 def test_errors_and_deploy(cli, ptenant: Callable[..., Tenant], ptn: Tenantry, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     tenant = ptenant()
     ptn.plugins.enable("exploder", tenant=tenant.slug)
-    ptn.suspend(tenant.slug)
+    ptn.tenants.suspend(tenant.slug)
     code, out, _ = cli("plugins", "errors", "--tenant", tenant.slug, "--json")
     assert code == 0
     assert [(e["plugin"], e["hook"], e["count"]) for e in json.loads(out)] == [("exploder", "on_tenant_suspended", 1)]

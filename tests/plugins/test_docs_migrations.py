@@ -67,12 +67,12 @@ def test_the_documented_plugin_migrates_a_deployed_app(
     module = importlib.import_module("audit_export")
     try:
         plain = Tenantry(fresh_scratch.settings(), metadata=Base.metadata, actor="pytest")
-        plain.init()
-        tenant = plain.create_tenant(f"doc-{uuid.uuid4().hex[:8]}", plan="business")
+        plain.schema.init()
+        tenant = plain.tenants.create(f"doc-{uuid.uuid4().hex[:8]}", plan="business")
         plain.close()
         tn = Tenantry(fresh_scratch.settings(), metadata=Base.metadata, plugins=[module.AuditExport()], actor="pytest")
         try:
-            report = app_migrations.migrate(tn)
+            report = app_migrations.migrate(tn.plane)
             assert not report.failed and report.head == "ae01_runs"
             assert {(r.steps, r.secured) for r in report.migrated} == {(("ae01_runs",), ("audit_export_runs",))}
             with tn.tenant(tenant.id), tn.connection() as conn:
@@ -85,7 +85,7 @@ def test_the_documented_plugin_migrates_a_deployed_app(
                 "    pass", "    op.add_column('audit_export_runs', sa.Column('status', sa.Text()))", 1
             )
             new.write_text(source)
-            again = app_migrations.migrate(tn)
+            again = app_migrations.migrate(tn.plane)
             revision = re.search(r"^revision: str = '(\w+)'", source, re.M)
             assert revision and again.head == revision.group(1) and not again.failed
             assert {r.steps for r in again.migrated} == {(revision.group(1),)} and len(again.migrated) == 2

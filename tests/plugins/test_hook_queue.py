@@ -125,13 +125,13 @@ def test_a_change_made_without_the_plugin_reaches_the_apps_runner_within_a_secon
     app.plugins.enable(counter.name, tenant=tenant.slug)
     other = ptenant()  # not switched on: never called
     started = time.monotonic()
-    cli_like.suspend(tenant.slug)
-    cli_like.suspend(other.slug)
+    cli_like.tenants.suspend(tenant.slug)
+    cli_like.tenants.suspend(other.slug)
     assert _wait(lambda: counter.calls == [("suspended", tenant.slug)], 1.0), counter.calls
     assert time.monotonic() - started < 1.0
     [(event, status, attempts, claimed_by, _error)] = _rows(plugins_db, counter.name)
     assert (event, status, attempts, claimed_by) == ("suspended", "done", 1, app.plugins._delivery.worker)
-    cli_like.resume(tenant.slug)
+    cli_like.tenants.resume(tenant.slug)
     assert _wait(lambda: counter.calls[-1:] == [("resumed", tenant.slug)], 1.0)
     assert all(slug == tenant.slug for _event, slug in counter.calls)
 
@@ -145,7 +145,7 @@ def test_the_process_that_made_the_change_runs_its_own_hooks_before_returning(
     tenant = ptenant()
     for counter in (mine, elsewhere):
         app.plugins.enable(counter.name, tenant=tenant.slug)
-    app.suspend(tenant.slug)
+    app.tenants.suspend(tenant.slug)
     assert mine.calls == [("suspended", tenant.slug)]  # at once, no runner involved
     assert elsewhere.calls == [] and [r[1] for r in _rows(plugins_db, elsewhere.name)] == ["pending"]
 
@@ -196,9 +196,9 @@ def test_a_raising_hook_is_retried_with_backoff_and_later_calls_wait_for_it(
     app = app_of(counter)
     tenant = ptenant()
     app.plugins.enable(counter.name, tenant=tenant.slug)
-    app.suspend(tenant.slug)  # first try raises: queued again, the suspend stands
-    app.resume(tenant.slug)  # must not overtake the suspended call
-    assert counter.calls == [] and app.get_tenant(tenant.slug).status is Status.ACTIVE
+    app.tenants.suspend(tenant.slug)  # first try raises: queued again, the suspend stands
+    app.tenants.resume(tenant.slug)  # must not overtake the suspended call
+    assert counter.calls == [] and app.tenants.get(tenant.slug).status is Status.ACTIVE
     assert _deliver_until(app, lambda: len(counter.calls) == 2)
     assert counter.calls == [("suspended", tenant.slug), ("resumed", tenant.slug)]
     rows = _rows(plugins_db, counter.name)
@@ -214,9 +214,9 @@ def test_a_hook_that_keeps_raising_is_held_as_failed_then_retried_by_hand(
     app = app_of(counter)
     tenant = ptenant()
     app.plugins.enable(counter.name, tenant=tenant.slug)
-    app.suspend(tenant.slug)
+    app.tenants.suspend(tenant.slug)
     assert _deliver_until(app, lambda: _rows(plugins_db, counter.name)[0][1] == "failed")
-    app.resume(tenant.slug)  # a failed call holds nothing back
+    app.tenants.resume(tenant.slug)  # a failed call holds nothing back
     assert counter.calls == [("resumed", tenant.slug)]
     [failed] = app.plugins.hooks(plugin=counter.name, status="failed")
     assert (failed.event, failed.attempts, failed.tenant) == ("suspended", 4, tenant.slug)
@@ -224,7 +224,7 @@ def test_a_hook_that_keeps_raising_is_held_as_failed_then_retried_by_hand(
     assert app.plugins.retry_hooks([failed.id]) == []  # not failed any more: nothing to do
     assert app.plugins.deliver().done == 1  # the endpoint is back
     assert counter.calls == [("resumed", tenant.slug), ("suspended", tenant.slug)]
-    entry = app.audit_log(target_type="plugin", target=counter.name, limit=5)[0]  # newest first
+    entry = app.audit.list(target_type="plugin", target=counter.name, limit=5)[0]  # newest first
     assert (entry.action, entry.actor, (entry.after or {}).get("ids")) == (
         "plugin.hooks.retry",
         "queue-test",
@@ -242,10 +242,10 @@ def test_a_plugin_switched_off_before_its_call_is_due_is_never_called(
     cli_like = app_of()
     tenant = ptenant()
     app.plugins.enable(counter.name, tenant=tenant.slug)
-    cli_like.suspend(tenant.slug)  # queued
+    cli_like.tenants.suspend(tenant.slug)  # queued
     app.plugins.disable(counter.name, tenant=tenant.slug)  # then switched off
     assert app.plugins.deliver().skipped == 1 and counter.calls == []
-    cli_like.resume(tenant.slug)  # off when it happened: not even queued
+    cli_like.tenants.resume(tenant.slug)  # off when it happened: not even queued
     assert [r[1] for r in _rows(plugins_db, counter.name)] == ["skipped"]
 
 
@@ -262,8 +262,8 @@ def test_concurrent_deliverers_call_each_hook_once_and_in_order_per_tenant(
     try:
         for _round in range(3):
             for tenant in tenants:
-                cli_like.suspend(tenant.slug)
-                cli_like.resume(tenant.slug)
+                cli_like.tenants.suspend(tenant.slug)
+                cli_like.tenants.resume(tenant.slug)
         stop = threading.Event()
 
         def deliver(tn: Tenantry) -> None:
@@ -306,9 +306,9 @@ def test_each_call_carries_only_its_own_tenant_and_the_app_role_cannot_touch_the
     app = app_of(counter)
     a, b = ptenant(), ptenant()
     app.plugins.enable(counter.name, tenant=a.slug)
-    app.suspend(a.slug)
-    app.suspend(b.slug)
-    app.delete_tenant(a.slug)
+    app.tenants.suspend(a.slug)
+    app.tenants.suspend(b.slug)
+    app.tenants.delete(a.slug)
     assert counter.calls == [("suspended", a.slug), ("deleted", a.slug)]
     assert [h.tenant for h in app.plugins.hooks(plugin=counter.name)] == [a.slug, a.slug]
     assert app.plugins.hooks(plugin=counter.name, tenant=b.slug) == []
@@ -368,11 +368,11 @@ def test_hooks_run_unbound_whatever_the_caller_bound_and_leak_nothing(
     for tenant in (b, c):
         app.plugins.enable(leaky.name, tenant=tenant.slug)
     with app.tenant(a.slug):  # an admin action inside a request of tenant a
-        app.suspend(b.slug)
+        app.tenants.suspend(b.slug)
         from tenantry import current_tenant
 
         assert current_tenant().slug == a.slug  # the caller's binding is untouched
-    app.suspend(c.slug)  # the binding b's hook left behind did not reach c's
+    app.tenants.suspend(c.slug)  # the binding b's hook left behind did not reach c's
     assert leaky.seen == [None, None]
     from tenantry import context
 
@@ -387,15 +387,15 @@ def test_a_plugin_removed_from_the_app_is_unsubscribed_and_its_pending_calls_ski
     tenant = ptenant()
     app.plugins.enable(counter.name, tenant=tenant.slug)
     cli_like = app_of()
-    cli_like.suspend(tenant.slug)  # queued; then the plugin is removed from the app
+    cli_like.tenants.suspend(tenant.slug)  # queued; then the plugin is removed from the app
     with pytest.raises(InvalidInput, match="runs in this process"):
         app.plugins.unsubscribe_hooks(counter.name)
     assert cli_like.plugins.unsubscribe_hooks(counter.name) == (4, 1)
     assert cli_like.plugins.unsubscribe_hooks(counter.name) == (0, 0)  # idempotent
-    cli_like.resume(tenant.slug)  # nothing queued any more
+    cli_like.tenants.resume(tenant.slug)  # nothing queued any more
     assert [(r[0], r[1], r[4]) for r in _rows(plugins_db, counter.name)] == [("suspended", "skipped", "unsubscribed")]
     assert app.plugins.deliver().total == 0 and counter.calls == []
-    entry = cli_like.audit_log(target_type="plugin", target=counter.name, limit=1)[0]
+    entry = cli_like.audit.list(target_type="plugin", target=counter.name, limit=1)[0]
     assert entry.action == "plugin.hooks.unsubscribe" and entry.after == {"events": 4, "skipped": 1}
 
 
@@ -417,7 +417,7 @@ def test_a_worker_following_the_queue_delivers_as_calls_arrive_and_stops_when_to
     thread.start()
     try:
         assert _wait(lambda: len(passes) >= 1)  # the first pass ran
-        cli_like.suspend(tenant.slug)  # NOTIFY wakes it long before its 30 s poll
+        cli_like.tenants.suspend(tenant.slug)  # NOTIFY wakes it long before its 30 s poll
         assert _wait(lambda: counter.calls == [("suspended", tenant.slug)], 2.0), counter.calls
         assert _wait(lambda: 1 in passes)
     finally:

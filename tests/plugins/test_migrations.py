@@ -34,7 +34,7 @@ UPGRADE = """    from tenantry.contrib.webhooks import WebhooksPlugin
 
 def test_a_revision_adds_a_plugins_tables_everywhere(world: World, scripts_copy: Path, fresh_scratch: Scratch) -> None:  # noqa: F811
     add_revision(scripts_copy, REVISION, HEAD, UPGRADE)
-    report = app_migrations.migrate(world.tn, directory=str(scripts_copy))
+    report = app_migrations.migrate(world.tn.plane, directory=str(scripts_copy))
     assert len(report.migrated) == 5 and not report.failed
     assert all("webhooks_deliveries" in r.secured for r in report.migrated)
     for target in world.targets():
@@ -46,7 +46,9 @@ def test_a_revision_adds_a_plugins_tables_everywhere(world: World, scripts_copy:
     try:
         with pytest.raises(ConfigurationError, match="revision of the app"):
             app.plugins.deploy()
-        newcomer = app.create_tenant("after-the-plugin", plan="business")  # built from the merged metadata, at the head
+        newcomer = app.tenants.create(
+            "after-the-plugin", plan="business"
+        )  # built from the merged metadata, at the head
         assert world.catalog_revisions()[newcomer.slug] == REVISION
         for tenant in [*world.tenants, newcomer]:
             with app.tenant(tenant.id), Session(app.engine()) as session, session.begin():

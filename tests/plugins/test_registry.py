@@ -34,14 +34,14 @@ def test_capabilities_and_names() -> None:
 
 def test_the_managed_tables_are_the_apps_and_the_plugins() -> None:
     tn = offline()
-    assert tn._metadata() is Base.metadata  # no plugin tables: the app's own object
+    assert tn.plane.app_metadata() is Base.metadata  # no plugin tables: the app's own object
     tn.plugins.register(Notes())
-    merged = tn._metadata()
+    merged = tn.plane.app_metadata()
     assert set(merged.tables) == {"projects", "tasks", "comments", "notes_items"}
-    assert tn._metadata() is merged  # cached: the spares' fingerprint is computed once
+    assert tn.plane.app_metadata() is merged  # cached: the spares' fingerprint is computed once
     assert set(Base.metadata.tables) == {"projects", "tasks", "comments"}  # the app's metadata is not changed
     tn.plugins.register(WebhooksPlugin())
-    assert "webhooks_deliveries" in tn._metadata().tables and tn._metadata() is not merged
+    assert "webhooks_deliveries" in tn.plane.app_metadata().tables and tn.plane.app_metadata() is not merged
 
 
 @pytest.mark.parametrize("how", ["object", "class", "entry point name", "import spec"])
@@ -174,7 +174,7 @@ def test_a_bad_plugin_is_refused_whole(make: Any, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         tn.plugins.register(make())
     assert tn.plugins.names() == [] and tn.config.sections.names() == []
-    assert tn._metadata() is Base.metadata
+    assert tn.plane.app_metadata() is Base.metadata
 
 
 def test_a_config_section_that_clashes_with_the_app_registers_nothing() -> None:
@@ -197,7 +197,7 @@ def test_a_plugin_table_named_like_an_app_table_is_refused_when_merged() -> None
 
     tn = Tenantry(Settings(database_url="x"), metadata=_Base2.metadata, plugins=[Notes()])
     with pytest.raises(ConfigurationError, match="clashes with a table of the app"):
-        tn._metadata()
+        tn.plane.app_metadata()
 
 
 def test_the_built_in_webhooks_plugin_is_installed() -> None:

@@ -36,11 +36,11 @@ def _bodies(tn: Tenantry, tenant: Tenant) -> list[str]:
 
 def _stored(tn: Tenantry, tenant: Tenant) -> list[tuple[Any, ...]]:
     """The tenant's notes as they are, read by the admin (no RLS) where its placement is."""
-    placement = tn.placement(tenant.slug)
+    placement = tn.tenants.placement(tenant.slug)
     assert placement is not None
     from tenantry.services.provisioning import database_url
 
-    url = database_url(tn.cell_admin_url(placement.cell), placement.database)
+    url = database_url(tn.cells.admin_url(placement.cell), placement.database)
     with psycopg.connect(url) as conn:
         return conn.execute(
             sql.SQL("SELECT tenant_id, body FROM {} WHERE tenant_id = %s ORDER BY id").format(
@@ -75,7 +75,7 @@ def test_two_tenants_on_one_tier_never_meet_in_plugin_tables(ptn: Tenantry, tier
 def test_no_tenant_bound_sees_and_writes_no_plugin_rows(ptn: Tenantry, tier_tenant: Callable[..., Tenant]) -> None:
     t = tier_tenant()
     _add(ptn, t, "hidden")
-    placement = ptn.placement(t.slug)
+    placement = ptn.tenants.placement(t.slug)
     assert placement is not None
     with ptn.router.pool(placement.route.pool_key).connection() as conn:
         query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(placement.schema, "notes_items"))
@@ -88,14 +88,14 @@ def test_no_tenant_bound_sees_and_writes_no_plugin_rows(ptn: Tenantry, tier_tena
 
 def test_plugin_tables_are_protected_everywhere(ptn: Tenantry, tier_tenant: Callable[..., Tenant]) -> None:
     tier_tenant()
-    assert ptn.unprotected_tables() == []
+    assert ptn.schema.unprotected_tables() == []
 
 
 def test_plugin_rows_move_with_the_tenant(ptn: Tenantry, ptenant: Callable[..., Tenant]) -> None:
     t = ptenant()
     _add(ptn, t, "one", "two")
     for plan in ("business", "enterprise", "free"):
-        report = ptn.move_tenant(t.slug, plan=plan)
+        report = ptn.tenants.move(t.slug, plan=plan)
         assert report.rows["notes_items"] == 2
         assert _bodies(ptn, t) == ["one", "two"]
     assert [r[1] for r in _stored(ptn, t)] == ["one", "two"]
@@ -107,7 +107,7 @@ def test_plugin_rows_go_when_the_tenant_is_deleted(
     t, keep = ptenant(), ptenant()
     _add(ptn, t, "doomed")
     _add(ptn, keep, "kept")
-    counts = ptn.delete_tenant(t.slug)
+    counts = ptn.tenants.delete(t.slug)
     assert counts[f"{ptn.settings.pooled_schema}.notes_items"] == 1
     with psycopg.connect(plugins_db.url) as conn:
         rows = conn.execute(
@@ -118,9 +118,9 @@ def test_plugin_rows_go_when_the_tenant_is_deleted(
 
 def test_spares_are_built_for_the_apps_and_the_plugins_tables(ptn: Tenantry) -> None:
     without = spares.fingerprint(Base.metadata)
-    with_plugins = spares.wanted(ptn).fingerprint
+    with_plugins = spares.wanted(ptn.plane).fingerprint
     assert without != with_plugins
-    assert with_plugins == spares.fingerprint(ptn._metadata())
+    assert with_plugins == spares.fingerprint(ptn.plane.app_metadata())
 
 
 def test_deploy_adds_a_new_plugins_tables_to_existing_placements(plugins_db: Scratch, server_url: str) -> None:
@@ -129,11 +129,11 @@ def test_deploy_adds_a_new_plugins_tables_to_existing_placements(plugins_db: Scr
     db = Scratch(server_url)
     try:
         before = Tenantry(db.settings(), metadata=Base.metadata, actor="pytest")
-        before.init()
-        tenants = [before.create_tenant(f"d-{tier}", plan=plan) for tier, plan in TIER_PLANS.items()]
+        before.schema.init()
+        tenants = [before.tenants.create(f"d-{tier}", plan=plan) for tier, plan in TIER_PLANS.items()]
         before.close()
         after = Tenantry(db.settings(), metadata=Base.metadata, actor="pytest", plugins=[Notes()])
-        after.init()  # the pooled tables
+        after.schema.init()  # the pooled tables
         with pytest.raises(sa.exc.ProgrammingError, match='relation "notes_items" does not exist'):
             _add(after, tenants[1], "too early")  # the schema tier has no notes table yet
         done = after.plugins.deploy()
@@ -143,7 +143,7 @@ def test_deploy_adds_a_new_plugins_tables_to_existing_placements(plugins_db: Scr
         for tenant in tenants:
             _add(after, tenant, f"hello {tenant.slug}")
             assert _bodies(after, tenant) == [f"hello {tenant.slug}"]
-        assert after.unprotected_tables() == []
+        assert after.schema.unprotected_tables() == []
         after.close()
     finally:
         db.drop()

@@ -195,7 +195,7 @@ def test_a_webhook_secret_is_sealed_at_rest_and_redacted_in_every_read(
         assert main(args) == 0, args
         reads.append(capsys.readouterr().out)
     # the admin API: /v1/config reads and the audit log
-    _, token = ptn.create_token(f"reader-{tenant.slug}", ["config:read", "audit:read"])
+    _, token = ptn.tokens.create(f"reader-{tenant.slug}", ["config:read", "audit:read"])
     app = create_admin_app(ptn, docs=False)
     with start_blocking_portal() as portal:
         client = Client(portal, app, token)
@@ -266,8 +266,8 @@ def test_sealing_keys_rotate_and_a_missing_key_fails_clearly(
     old, new = fresh_scratch.secret_keys, new_key("next")
     first = Tenantry(fresh_scratch.settings(), plugins=[WebhooksPlugin()], actor="pytest-keys")
     try:
-        first.init()
-        tenant = first.create_tenant("keys-a")
+        first.schema.init()
+        tenant = first.tenants.create("keys-a")
         first.config.set("webhooks", {"url": "https://hooks.example/x", "secret": SECRET}, tenant="keys-a")
     finally:
         first.close()

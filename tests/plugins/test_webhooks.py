@@ -213,9 +213,9 @@ def test_lifecycle_events_are_queued_by_the_hooks(ptn: Tenantry, hooked: Callabl
     with Receiver() as receiver:
         tenant = hooked(receiver.url)
         _mine(ptn, tenant)
-        ptn.suspend(tenant.slug)
-        ptn.resume(tenant.slug)
-        ptn.move_tenant(tenant.slug, plan="business")
+        ptn.tenants.suspend(tenant.slug)
+        ptn.tenants.resume(tenant.slug)
+        ptn.tenants.move(tenant.slug, plan="business")
         deliver_pending(ptn)
     events = [json.loads(r.body)["type"] for r in receiver.received]
     assert events == ["tenant.suspended", "tenant.resumed", "tenant.moved"]

@@ -33,7 +33,7 @@ def assert_counts_match(url: str) -> dict[str, int]:
 
 
 def _shown(tn: Tenantry) -> int:
-    return {c.name: c.placements for c in tn.cells()}["primary"]
+    return {c.name: c.placements for c in tn.cells.list()}["primary"]
 
 
 def test_counts_match_after_a_mix_of_operations(tn: Tenantry, scratch: Any) -> None:
@@ -41,15 +41,15 @@ def test_counts_match_after_a_mix_of_operations(tn: Tenantry, scratch: Any) -> N
     tag = uuid.uuid4().hex[:6]
     # concurrent creates (each thread its own backend: different slots of the same cell)
     with ThreadPoolExecutor(4) as pool:
-        made = list(pool.map(lambda n: tn.create_tenant(f"cc-{tag}-{n}"), range(8)))
-    schema = tn.create_tenant(f"cc-{tag}-s", plan="business")
+        made = list(pool.map(lambda n: tn.tenants.create(f"cc-{tag}-{n}"), range(8)))
+    schema = tn.tenants.create(f"cc-{tag}-s", plan="business")
     assert _shown(tn) == before + 9
-    tn.suspend(made[0].slug)
-    tn.resume(made[0].slug)
-    tn.archive(made[1].slug)
-    tn.delete_tenant(made[1].slug)
-    tn.delete_tenant(schema.slug)
-    tn.delete_tenant(made[1].id)  # a rerun of a delete counts nothing twice
+    tn.tenants.suspend(made[0].slug)
+    tn.tenants.resume(made[0].slug)
+    tn.tenants.archive(made[1].slug)
+    tn.tenants.delete(made[1].slug)
+    tn.tenants.delete(schema.slug)
+    tn.tenants.delete(made[1].id)  # a rerun of a delete counts nothing twice
     # a change that fails midway is rolled back with its count
     with psycopg.connect(scratch.url) as conn, pytest.raises(psycopg.errors.UniqueViolation):
         with conn.transaction():
@@ -73,10 +73,10 @@ def test_counts_match_after_a_mix_of_operations(tn: Tenantry, scratch: Any) -> N
 def test_the_upgrade_counts_the_placements_there_are(fresh_scratch: Any) -> None:
     tn = Tenantry(fresh_scratch.settings(), metadata=Base.metadata, actor="pytest")
     try:
-        tn.init()
+        tn.schema.init()
         for n in range(3):
-            tn.create_tenant(f"up-{n}")
-        tn.delete_tenant("up-0")
+            tn.tenants.create(f"up-{n}")
+        tn.tenants.delete("up-0")
         # the catalog as version 10 left it, with these placements
         with psycopg.connect(fresh_scratch.url, autocommit=True) as conn, conn.transaction():
             conn.execute(
@@ -94,7 +94,7 @@ def test_the_upgrade_counts_the_placements_there_are(fresh_scratch: Any) -> None
             )
         assert applied == ["0011_scale.sql"]
         assert assert_counts_match(fresh_scratch.url) == {"primary": 2}
-        tn.create_tenant("up-3")
+        tn.tenants.create("up-3")
         assert assert_counts_match(fresh_scratch.url) == {"primary": 3}
     finally:
         tn.close()

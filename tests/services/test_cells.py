@@ -21,10 +21,10 @@ def cell_tn(fresh_scratch, second_cell):
 
     The second server's roles must be the catalog's roles, so the cell gets the same names."""
     tn = Tenantry(fresh_scratch.settings(), metadata=Base.metadata, actor="pytest")
-    tn.init()
+    tn.schema.init()
     # the cell's scratch database is where its roles live; tenant databases go beside it
     second_cell.owner, second_cell.runtime = fresh_scratch.owner, fresh_scratch.runtime
-    tn.add_cell("second", second_cell.server_url, capacity=10, labels={"region": "eu"})
+    tn.cells.add("second", second_cell.server_url, capacity=10, labels={"region": "eu"})
     yield tn
     second_databases = [database for cell, database in _tenant_databases(fresh_scratch.url) if cell == "second"]
     tn.close()
@@ -46,26 +46,26 @@ def _slug() -> str:
 
 
 def test_cells_listed_with_primary(cell_tn: Tenantry) -> None:
-    cells = {c.name: c for c in cell_tn.cells()}
+    cells = {c.name: c for c in cell_tn.cells.list()}
     assert set(cells) == {"primary", "second"}
     assert cells["second"].labels == {"region": "eu"} and cells["second"].capacity == 10
     shown = cells["second"].to_dict()
     assert "password" not in str(shown) and shown["status"] == "active"
     # adding it again is a no-op; another server under the same name is a conflict
-    assert cell_tn.add_cell("second", cell_tn.get_cell("second").dsn).name == "second"  # type: ignore[arg-type]
+    assert cell_tn.cells.add("second", cell_tn.cells.get("second").dsn).name == "second"  # type: ignore[arg-type]
     with pytest.raises(Conflict):
-        cell_tn.add_cell("second", "host=127.0.0.1 port=1 dbname=x")
+        cell_tn.cells.add("second", "host=127.0.0.1 port=1 dbname=x")
     with pytest.raises(InvalidInput):
-        cell_tn.add_cell("primary", "host=x")
+        cell_tn.cells.add("primary", "host=x")
     with pytest.raises(NotFound):
-        cell_tn.get_cell("nowhere")
+        cell_tn.cells.get("nowhere")
 
 
 def test_database_tenant_on_second_server(cell_tn: Tenantry) -> None:
     here, there = _slug(), _slug()
-    cell_tn.create_tenant(here, plan="enterprise", cell="primary")
-    cell_tn.create_tenant(there, plan="enterprise", cell="second")
-    assert cell_tn.placement(there).cell == "second"  # type: ignore[union-attr]
+    cell_tn.tenants.create(here, plan="enterprise", cell="primary")
+    cell_tn.tenants.create(there, plan="enterprise", cell="second")
+    assert cell_tn.tenants.placement(there).cell == "second"  # type: ignore[union-attr]
     servers = {}
     for slug in (here, there):
         with cell_tn.tenant(slug), Session(cell_tn.engine()) as session:
@@ -76,36 +76,36 @@ def test_database_tenant_on_second_server(cell_tn: Tenantry) -> None:
         with cell_tn.tenant(slug), cell_tn.connection() as conn:
             assert conn.execute("SELECT name FROM projects").fetchall() == [(slug,)]
     assert servers[here] != servers[there]  # two different servers (PostgreSQL 15 and 18)
-    database = cell_tn.placement(there).database  # type: ignore[union-attr]
-    assert cell_tn.delete_tenant(there) == {f"database {database}": 1}
-    with psycopg.connect(cell_tn.get_cell("second").dsn) as conn:  # type: ignore[arg-type]
+    database = cell_tn.tenants.placement(there).database  # type: ignore[union-attr]
+    assert cell_tn.tenants.delete(there) == {f"database {database}": 1}
+    with psycopg.connect(cell_tn.cells.get("second").dsn) as conn:  # type: ignore[arg-type]
         names = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
     assert database not in names
 
 
 def test_plan_pins_and_labels_choose_the_cell(cell_tn: Tenantry) -> None:
-    cell_tn.pin_plan("enterprise", cell="second")
-    a = cell_tn.create_tenant(_slug(), plan="enterprise")
-    assert cell_tn.placement(a.id).cell == "second"  # type: ignore[union-attr]
-    cell_tn.pin_plan("enterprise", labels={"region": "us"})
+    cell_tn.plans.pin("enterprise", cell="second")
+    a = cell_tn.tenants.create(_slug(), plan="enterprise")
+    assert cell_tn.tenants.placement(a.id).cell == "second"  # type: ignore[union-attr]
+    cell_tn.plans.pin("enterprise", labels={"region": "us"})
     with pytest.raises(InvalidInput, match="no active cell fits"):
-        cell_tn.create_tenant(_slug(), plan="enterprise")
-    cell_tn.pin_plan("enterprise", labels={"region": "eu"})
-    b = cell_tn.create_tenant(_slug(), plan="enterprise")
-    assert cell_tn.placement(b.id).cell == "second"  # type: ignore[union-attr]
+        cell_tn.tenants.create(_slug(), plan="enterprise")
+    cell_tn.plans.pin("enterprise", labels={"region": "eu"})
+    b = cell_tn.tenants.create(_slug(), plan="enterprise")
+    assert cell_tn.tenants.placement(b.id).cell == "second"  # type: ignore[union-attr]
     with pytest.raises(InvalidInput, match="primary cell"):
-        cell_tn.create_tenant(_slug(), plan="business", cell="second")
+        cell_tn.tenants.create(_slug(), plan="business", cell="second")
 
 
 def test_draining_cell_takes_no_new_tenants(cell_tn: Tenantry) -> None:
-    assert cell_tn.drain_cell("second").status == "draining"
+    assert cell_tn.cells.drain("second").status == "draining"
     with pytest.raises(InvalidInput, match="draining"):
-        cell_tn.create_tenant(_slug(), plan="enterprise", cell="second")
-    cell_tn.pin_plan("enterprise", labels={"region": "eu"})
+        cell_tn.tenants.create(_slug(), plan="enterprise", cell="second")
+    cell_tn.plans.pin("enterprise", labels={"region": "eu"})
     with pytest.raises(InvalidInput, match="no active cell fits"):
-        cell_tn.create_tenant(_slug(), plan="enterprise")
-    assert cell_tn.undrain_cell("second").status == "active"
-    assert [e.action for e in cell_tn.audit_log(target_type="cell", target="second")][:2] == [
+        cell_tn.tenants.create(_slug(), plan="enterprise")
+    assert cell_tn.cells.undrain("second").status == "active"
+    assert [e.action for e in cell_tn.audit.list(target_type="cell", target="second")][:2] == [
         "cell.activate",
         "cell.drain",
     ]
@@ -113,13 +113,13 @@ def test_draining_cell_takes_no_new_tenants(cell_tn: Tenantry) -> None:
 
 def test_move_a_database_tenant_to_another_server(cell_tn: Tenantry) -> None:
     slug = _slug()
-    cell_tn.create_tenant(slug, plan="enterprise", cell="primary")
+    cell_tn.tenants.create(slug, plan="enterprise", cell="primary")
     with cell_tn.tenant(slug), cell_tn.connection() as conn:
         conn.execute("INSERT INTO projects (name) SELECT 'p' || g FROM generate_series(1, 50) g")
-    old = cell_tn.placement(slug)
-    report = cell_tn.move_tenant(slug, cell="second")
+    old = cell_tn.tenants.placement(slug)
+    report = cell_tn.tenants.move(slug, cell="second")
     assert report.rows["projects"] == 50 and report.target["cell"] == "second"
-    assert cell_tn.placement(slug).cell == "second"  # type: ignore[union-attr]
+    assert cell_tn.tenants.placement(slug).cell == "second"  # type: ignore[union-attr]
     assert assert_counts_match(cell_tn.admin_url) == {"second": 1}  # (the first server's is retired)
     with cell_tn.tenant(slug), cell_tn.connection() as conn:
         assert conn.execute("SELECT count(*) FROM projects").fetchone() == (50,)

@@ -53,32 +53,32 @@ def _get(app: Any, host: str, path: str = "/who") -> httpx.Response:
 def test_add_normalises_and_is_idempotent(tn: Tenantry, make_tenant) -> None:
     a = make_tenant("dom")
     host = _host()
-    added = tn.add_domain(f"{host.upper()}.", a.slug)
+    added = tn.domains.add(f"{host.upper()}.", a.slug)
     assert added.hostname == host and added.tenant == a.slug and added.status == "pending"
     assert added.method is None and added.verified_at is None and len(added.token) >= 16
-    assert tn.add_domain(host, str(a.id)) == added  # the same again: unchanged, same token
-    assert tn.get_domain(host.upper()) == added
-    assert [d.hostname for d in tn.domains(a.slug)] == [host]
-    assert host in {d.hostname for d in tn.domains()}
-    idn = tn.add_domain(f"Bücher.{host}", a.slug)
+    assert tn.domains.add(host, str(a.id)) == added  # the same again: unchanged, same token
+    assert tn.domains.get(host.upper()) == added
+    assert [d.hostname for d in tn.domains.list(a.slug)] == [host]
+    assert host in {d.hostname for d in tn.domains.list()}
+    idn = tn.domains.add(f"Bücher.{host}", a.slug)
     assert idn.hostname == f"xn--bcher-kva.{host}"
-    assert tn.get_domain(f"bücher.{host}") == tn.get_domain(f"xn--bcher-kva.{host}") == idn
-    actions = [e.action for e in tn.audit_log(target_type="domain", target=host)]
+    assert tn.domains.get(f"bücher.{host}") == tn.domains.get(f"xn--bcher-kva.{host}") == idn
+    actions = [e.action for e in tn.audit.list(target_type="domain", target=host)]
     assert actions == ["domain.add"]
 
 
 def test_hostname_belongs_to_one_tenant(tn: Tenantry, make_tenant) -> None:
     a, b = make_tenant("dom"), make_tenant("dom")
     host = _host()
-    tn.add_domain(host, a.slug)
+    tn.domains.add(host, a.slug)
     with pytest.raises(DomainTaken):
-        tn.add_domain(host.upper() + ".", b.slug)
-    assert tn.get_domain(host).tenant == a.slug
+        tn.domains.add(host.upper() + ".", b.slug)
+    assert tn.domains.get(host).tenant == a.slug
     # a deleted tenant's domain is released to whoever adds it next
-    tn.delete_tenant(a.slug)
-    taken = tn.add_domain(host, b.slug)
+    tn.tenants.delete(a.slug)
+    taken = tn.domains.add(host, b.slug)
     assert taken.tenant == b.slug and taken.status == "pending"
-    assert [e.action for e in tn.audit_log(target_type="domain", target=host)][:2] == ["domain.add", "domain.release"]
+    assert [e.action for e in tn.audit.list(target_type="domain", target=host)][:2] == ["domain.add", "domain.release"]
 
 
 @pytest.mark.parametrize(
@@ -86,17 +86,17 @@ def test_hostname_belongs_to_one_tenant(tn: Tenantry, make_tenant) -> None:
 )
 def test_bad_hostnames_are_refused(tn: Tenantry, make_tenant, bad: str) -> None:
     with pytest.raises(InvalidHostname):
-        tn.add_domain(bad, make_tenant("dom").slug)
+        tn.domains.add(bad, make_tenant("dom").slug)
 
 
 def test_unknown_tenant_and_domain(tn: Tenantry) -> None:
     with pytest.raises(TenantNotFound):
-        tn.add_domain(_host(), "no-such-tenant-here")
+        tn.domains.add(_host(), "no-such-tenant-here")
     with pytest.raises(DomainNotFound):
-        tn.get_domain(_host())
+        tn.domains.get(_host())
     with pytest.raises(DomainNotFound):
-        tn.verify_domain(_host())
-    assert tn.remove_domain(_host()) is None
+        tn.domains.verify(_host())
+    assert tn.domains.remove(_host()) is None
 
 
 def test_subdomains_of_the_base_domain_are_not_custom_domains(scratch, make_tenant) -> None:
@@ -105,8 +105,8 @@ def test_subdomains_of_the_base_domain_are_not_custom_domains(scratch, make_tena
         t = make_tenant("dom")
         for host in ("example.test", "acme.example.test", "a.b.example.test."):
             with pytest.raises(InvalidHostname, match="base domain"):
-                based.add_domain(host, t.slug)
-        assert based.add_domain("example-shop.test", t.slug).hostname == "example-shop.test"
+                based.domains.add(host, t.slug)
+        assert based.domains.add("example-shop.test", t.slug).hostname == "example-shop.test"
     finally:
         based.close()
 
@@ -116,7 +116,7 @@ def test_http_verification_end_to_end(tn: Tenantry, make_tenant) -> None:
     against the real server passes; then served; removed: 404 again."""
     a = make_tenant("dom")
     host = _host()
-    domain = tn.add_domain(host, a.slug)
+    domain = tn.domains.add(host, a.slug)
     edge = _edge(tn)
     assert _get(edge, host).status_code == 404  # pending domains route nowhere
     well_known = f"/.well-known/tenantry/{domain.token}"
@@ -126,24 +126,24 @@ def test_http_verification_end_to_end(tn: Tenantry, make_tenant) -> None:
     assert _get(edge, f"{a.slug}.{BASE}", well_known).status_code == 404
 
     with AsgiServer(edge) as server:
-        verified = tn.verify_domain(host, checker=HttpChecker(connect_to=server.address))
+        verified = tn.domains.verify(host, checker=HttpChecker(connect_to=server.address))
     assert verified.verified and verified.method == "http" and verified.verified_at is not None
-    assert tn.verify_domain(host) == verified  # verified already: no check, no change
+    assert tn.domains.verify(host) == verified  # verified already: no check, no change
     served = _get(edge, host.upper() + ":443")
     assert served.status_code == 200 and served.json()["tenant"] == a.slug
     assert _get(edge, host, well_known).text == domain.token  # still answered, for re-checks
 
     # a suspended tenant's domain is refused like its subdomain
-    tn.suspend(a.slug)
+    tn.tenants.suspend(a.slug)
     assert _get(edge, host).status_code == 403
-    tn.resume(a.slug)
+    tn.tenants.resume(a.slug)
     assert _get(edge, host).status_code == 200
 
-    removed = tn.remove_domain(host)
+    removed = tn.domains.remove(host)
     assert removed is not None and removed.hostname == host
     assert _get(edge, host).status_code == 404
     assert _get(edge, host, well_known).status_code == 404
-    assert [e.action for e in tn.audit_log(target_type="domain", target=host)] == [
+    assert [e.action for e in tn.audit.list(target_type="domain", target=host)] == [
         "domain.remove",
         "domain.verify",
         "domain.add",
@@ -187,22 +187,22 @@ def _scripted(token_of: dict[str, str], mode: str) -> Any:
 )
 def test_http_check_failures_leave_it_pending(tn: Tenantry, make_tenant, mode: str, fragment: str) -> None:
     host = _host()
-    domain = tn.add_domain(host, make_tenant("dom").slug)
+    domain = tn.domains.add(host, make_tenant("dom").slug)
     with ScriptedHttpServer(_scripted({"token": domain.token}, mode)) as server:
         with pytest.raises(VerificationFailed, match=fragment) as caught:
-            tn.verify_domain(host, checker=HttpChecker(connect_to=server.address))
+            tn.domains.verify(host, checker=HttpChecker(connect_to=server.address))
     assert domain.token in str(caught.value) and "\n" not in str(caught.value)  # says what to serve
     assert all(h == host for _, h in server.requests)  # the Host header named the domain
     if mode == "off-host":
         assert len(server.requests) == 1  # never followed
-    assert tn.get_domain(host).status == "pending"
+    assert tn.domains.get(host).status == "pending"
 
 
 def test_http_check_follows_redirects_on_the_same_host(tn: Tenantry, make_tenant) -> None:
     host = _host()
-    domain = tn.add_domain(host, make_tenant("dom").slug)
+    domain = tn.domains.add(host, make_tenant("dom").slug)
     with ScriptedHttpServer(_scripted({"token": domain.token}, "same-host-redirect")) as server:
-        assert tn.verify_domain(host, checker=HttpChecker(connect_to=server.address)).verified
+        assert tn.domains.verify(host, checker=HttpChecker(connect_to=server.address)).verified
     assert [p for p, _ in server.requests] == [f"/.well-known/tenantry/{domain.token}", f"/moved/{domain.token}"]
 
 
@@ -262,7 +262,7 @@ def test_http_check_gives_a_hung_resolver_its_timeout_only() -> None:
 
 def test_dns_verification_against_a_real_dns_server(tn: Tenantry, make_tenant) -> None:
     host, other = _host(), _host("other")
-    domain = tn.add_domain(host, make_tenant("dom").slug)
+    domain = tn.domains.add(host, make_tenant("dom").slug)
     name, value = domain.txt_record
     assert name == f"_tenantry.{host}" and value == f"tenantry-verification={domain.token}"
     records = {name: ["v=spf1 -all", value], f"_tenantry.{other}": ["tenantry-verification=wrong"]}
@@ -272,7 +272,7 @@ def test_dns_verification_against_a_real_dns_server(tn: Tenantry, make_tenant) -
             False, f"no TXT record at _tenantry.{other} holds the expected value"
         )
         assert not checker.check(_host("absent"), domain.token).proven
-        verified = tn.verify_domain(host, checker=checker)
+        verified = tn.domains.verify(host, checker=checker)
     assert verified.verified and verified.method == "dns"
 
 
@@ -290,12 +290,12 @@ def test_a_pluggable_checker(tn: Tenantry, make_tenant) -> None:
 
     assert isinstance(Fake(True), DomainChecker)
     host = _host()
-    domain = tn.add_domain(host, make_tenant("dom").slug)
+    domain = tn.domains.add(host, make_tenant("dom").slug)
     no = Fake(False)
     with pytest.raises(VerificationFailed, match="the fake says so.*TXT record"):
-        tn.verify_domain(host, checker=no)
+        tn.domains.verify(host, checker=no)
     yes = Fake(True)
-    assert tn.verify_domain(host.upper(), checker=yes).method == "dns"
+    assert tn.domains.verify(host.upper(), checker=yes).method == "dns"
     assert no.asked == yes.asked == [(host, domain.token)]
 
 
@@ -304,19 +304,19 @@ def test_a_domain_replaced_during_its_check_is_not_verified(tn: Tenantry, make_t
     token, maybe another tenant), the old proof must not verify the new registration."""
     a, b = make_tenant("dom"), make_tenant("dom")
     host = _host()
-    tn.add_domain(host, a.slug)
+    tn.domains.add(host, a.slug)
 
     class Racing:
         method = "http"
 
         def check(self, hostname: str, token: str) -> Verdict:
-            tn.remove_domain(hostname)
-            tn.add_domain(hostname, b.slug)
+            tn.domains.remove(hostname)
+            tn.domains.add(hostname, b.slug)
             return Verdict(True, "proved the old token")
 
     with pytest.raises(Conflict, match="changed while"):
-        tn.verify_domain(host, checker=Racing())
-    now = tn.get_domain(host)
+        tn.domains.verify(host, checker=Racing())
+    now = tn.domains.get(host)
     assert now.tenant == b.slug and now.status == "pending"
 
 
@@ -325,7 +325,7 @@ def test_domain_changes_reach_another_process_within_a_second(scratch, tn: Tenan
     try:
         a = make_tenant("dom")
         host = _host()
-        tn.add_domain(host, a.slug)
+        tn.domains.add(host, a.slug)
         edge = _edge(other)
 
         def status() -> int:
@@ -338,10 +338,10 @@ def test_domain_changes_reach_another_process_within_a_second(scratch, tn: Tenan
                 time.sleep(0.02)
 
         assert status() == 404  # pending, cached as such for an hour
-        assert other._listener is not None and other._listener.listening.wait(5)
-        tn.verify_domain(host, checker=_AlwaysProven())
+        assert other.plane._listener is not None and other.plane._listener.listening.wait(5)
+        tn.domains.verify(host, checker=_AlwaysProven())
         eventually(200)
-        tn.remove_domain(host)
+        tn.domains.remove(host)
         eventually(404)
     finally:
         other.close()

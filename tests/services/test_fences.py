@@ -18,7 +18,7 @@ from psycopg import sql
 
 from tenantry import Tenant, TenantMoved, Tenantry, TenantSuspended
 from tenantry.core.placement import Placement
-from tenantry.services import moves
+from tenantry.services import move_steps
 from tenantry.services.provisioning import database_url
 
 TIERS = {"pooled": "free", "schema": "business", "database": "enterprise"}
@@ -45,7 +45,7 @@ def _names(tn: Tenantry) -> set[str]:
 
 
 def _admin_in(tn: Tenantry, place: Placement, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
-    url = database_url(tn.cell_admin_url(place.cell), place.database)
+    url = database_url(tn.cells.admin_url(place.cell), place.database)
     with psycopg.connect(url, autocommit=True) as conn:
         cur = conn.execute(query, params)
         return cur.fetchall() if cur.description else []
@@ -65,13 +65,13 @@ def test_a_suspension_refuses_bindings_already_open_from_their_next_statement(
         with pytest.raises(TenantSuspended, match="suspended"):
             with tn.connection() as conn:  # a transaction open across the suspension
                 assert conn.execute("SELECT count(*) FROM projects").fetchone() == (1,)
-                other.suspend(tenant.slug)  # another process
+                other.tenants.suspend(tenant.slug)  # another process
                 conn.execute("SELECT count(*) FROM projects")
         with pytest.raises(TenantSuspended):
             _write(tn, "after")
         with pytest.raises(TenantSuspended):
             _names(tn)
-    other.resume(tenant.slug)
+    other.tenants.resume(tenant.slug)
     with tn.tenant(tenant.slug):
         assert _names(tn) == {"before"}  # nothing was written meanwhile
 
@@ -81,14 +81,14 @@ def test_negative_control_without_its_fence_a_suspended_tenants_open_binding_wri
     tn: Tenantry, other: Tenantry, make_tenant: Callable[..., Tenant], tier: str
 ) -> None:
     tenant = make_tenant("fsusc", plan=TIERS[tier])
-    place = tn.placement(tenant.slug)
+    place = tn.tenants.placement(tenant.slug)
     assert place is not None
     with tn.tenant(tenant.slug):
-        other.suspend(tenant.slug)
+        other.tenants.suspend(tenant.slug)
         _unfence(tn, place)
         _write(tn, "written while suspended")  # the leak the fence closes
         assert _names(tn) == {"written while suspended"}
-    other.resume(tenant.slug)
+    other.tenants.resume(tenant.slug)
 
 
 @pytest.mark.parametrize(("source", "target"), MOVES)
@@ -96,7 +96,7 @@ def test_a_binding_made_before_a_move_is_refused_from_the_flip_on(
     tn: Tenantry, make_tenant: Callable[..., Tenant], source: str, target: str
 ) -> None:
     tenant = make_tenant("fmove", plan=source)
-    old = tn.placement(tenant.slug)
+    old = tn.tenants.placement(tenant.slug)
     assert old is not None
     refused: list[str] = []
 
@@ -108,7 +108,7 @@ def test_a_binding_made_before_a_move_is_refused_from_the_flip_on(
 
     with tn.tenant(tenant.slug):
         _write(tn, "before")
-        tn.move_tenant(tenant.slug, plan=target, on_step=between_flip_and_cleanup)
+        tn.tenants.move(tenant.slug, plan=target, on_step=between_flip_and_cleanup)
         assert refused == ["cleanup"]
         if old.database is None:  # the old place is still there (shared tables, a schema's database)
             with pytest.raises(TenantMoved):
@@ -123,12 +123,12 @@ def test_a_binding_made_before_a_move_is_refused_from_the_flip_on(
 def test_negative_control_without_the_fence_a_stale_binding_writes_into_the_old_pooled_table(
     tn: Tenantry, make_tenant: Callable[..., Tenant], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(moves, "fence_placement", lambda *args: None)
+    monkeypatch.setattr(move_steps, "fence_placement", lambda *args: None)
     tenant = make_tenant("fmovec")
-    old = tn.placement(tenant.slug)
+    old = tn.tenants.placement(tenant.slug)
     assert old is not None
     with tn.tenant(tenant.slug):
-        tn.move_tenant(tenant.slug, plan="business")
+        tn.tenants.move(tenant.slug, plan="business")
         _write(tn, "lost")  # lands in the shared table the tenant left
     table = sql.Identifier(old.schema, "projects").as_string()
     assert _admin_in(tn, old, f"SELECT name FROM {table} WHERE tenant_id = %s", (tenant.id,)) == [("lost",)]
@@ -152,8 +152,8 @@ def test_control_plane_work_passes_every_fence(
     tenant = make_tenant("fdel")
     with tn.tenant(tenant.slug):
         _write(tn, "doomed")
-    other.suspend(tenant.slug)
-    counts = tn.delete_tenant(tenant.slug)
+    other.tenants.suspend(tenant.slug)
+    counts = tn.tenants.delete(tenant.slug)
     assert sum(counts.values()) >= 1
-    assert tn.get_tenant(tenant.id).epoch > 1
+    assert tn.tenants.get(tenant.id).epoch > 1
     assert uuid.UUID(str(tenant.id)) == tenant.id

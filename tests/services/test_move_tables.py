@@ -23,7 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tenantry import Settings, Status, TablesDiffer, Tenant, Tenantry, TenantScoped
 from tenantry.contrib.webhooks import WebhooksPlugin
-from tenantry.db import tenant_copy
+from tenantry.db import change_capture, tenant_copy
 from tenantry.services import placement_tables
 from tenantry.testing import TIER_PLANS
 from tests.model_app import Base
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def app(fresh_scratch: Scratch) -> Iterator[Tenantry]:
     """The app: the model app's tables and the notes plugin's, deployed in a catalog of its own."""
     tn = Tenantry(fresh_scratch.settings(), metadata=Base.metadata, plugins=[Notes()], actor="app")
-    tn.init()
+    tn.schema.init()
     yield tn
     tn.close()
 
@@ -57,8 +57,8 @@ def _notes(tn: Tenantry, tenant: Tenant) -> list[str]:
 
 def _unchanged(app: Tenantry, tenant: Tenant, notes: list[str]) -> None:
     """Refused before anything changed: still active and pooled, no job, no trigger, every row."""
-    assert app.get_tenant(tenant.id).status is Status.ACTIVE
-    assert app.placement(tenant.id).isolation.value == "pooled"  # type: ignore[union-attr]
+    assert app.tenants.get(tenant.id).status is Status.ACTIVE
+    assert app.tenants.placement(tenant.id).isolation.value == "pooled"  # type: ignore[union-attr]
     assert _notes(app, tenant) == notes
     with app.admin() as conn:
         assert conn.execute(
@@ -67,35 +67,35 @@ def _unchanged(app: Tenantry, tenant: Tenant, notes: list[str]) -> None:
         assert conn.execute(
             "SELECT count(*) FROM tenantry.placements WHERE tenant_id = %s", (tenant.id,)
         ).fetchone() == (1,)
-        assert tenant_copy.tenant_triggers(conn, str(tenant.id)) == []
+        assert change_capture.tenant_triggers(conn, str(tenant.id)) == []
 
 
 def test_a_mover_without_the_plugin_refuses_or_carries_its_rows_never_loses_them(app: Tenantry, bare: Tenantry) -> None:
-    tenant = app.create_tenant(f"plug-{uuid.uuid4().hex[:8]}")
+    tenant = app.tenants.create(f"plug-{uuid.uuid4().hex[:8]}")
     with app.tenant(tenant.slug), app.connection() as conn:
         for i in range(5):
             conn.execute("INSERT INTO notes_items (body) VALUES (%s)", (f"n{i}",))
     notes = _notes(app, tenant)
     for plan in (TIER_PLANS["schema"], TIER_PLANS["database"]):
         with pytest.raises(TablesDiffer, match="notes_items: no such table") as refused:
-            bare.move_tenant(tenant.slug, plan=plan)
+            bare.tenants.move(tenant.slug, plan=plan)
         assert refused.value.problems == ["notes_items: no such table in this process's app tables"]
         _unchanged(app, tenant, notes)
     # building a tenant or spares from the bare tables would leave the plugin's table out
     with pytest.raises(TablesDiffer, match="notes_items"):
-        bare.create_tenant(f"new-{uuid.uuid4().hex[:8]}", plan=TIER_PLANS["schema"])
+        bare.tenants.create(f"new-{uuid.uuid4().hex[:8]}", plan=TIER_PLANS["schema"])
     with pytest.raises(TablesDiffer, match="notes_items"):
-        bare.fill_spares(1)
-    assert bare.spares() == []
+        bare.spares.fill(1)
+    assert bare.spares.list() == []
     # the app moves it with the plugin's rows; back to the shared tables, which hold the
     # plugin's table, even the bare process carries them
-    app.move_tenant(tenant.slug, plan=TIER_PLANS["schema"])
+    app.tenants.move(tenant.slug, plan=TIER_PLANS["schema"])
     assert _notes(app, tenant) == notes
-    report = bare.move_tenant(tenant.slug, plan=TIER_PLANS["pooled"])
+    report = bare.tenants.move(tenant.slug, plan=TIER_PLANS["pooled"])
     assert report.rows["notes_items"] == 5
     assert _notes(app, tenant) == notes
     with app.admin() as conn:
-        assert tenant_copy.tenant_triggers(conn, str(tenant.id)) == []
+        assert change_capture.tenant_triggers(conn, str(tenant.id)) == []
 
 
 def test_a_column_added_by_migrate_but_missing_from_the_models_is_carried_or_refused(
@@ -104,30 +104,30 @@ def test_a_column_added_by_migrate_but_missing_from_the_models_is_carried_or_ref
     pooled = app.settings.pooled_schema
     with app.admin() as conn:  # what a migration the models do not follow did
         conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN budget integer").format(sql.Identifier(pooled, "projects")))
-    tenant = app.create_tenant(f"col-{uuid.uuid4().hex[:8]}")
+    tenant = app.tenants.create(f"col-{uuid.uuid4().hex[:8]}")
     with app.tenant(tenant.slug), app.connection() as conn:
         conn.execute("INSERT INTO projects (name, budget) VALUES ('p', 42)")
-    assert placement_tables.drift(app) == {"pooled": ["projects: no column budget in the app's tables"]}
+    assert placement_tables.drift(app.plane) == {"pooled": ["projects: no column budget in the app's tables"]}
     with pytest.raises(TablesDiffer, match="projects: no column budget"):
-        app.move_tenant(tenant.slug, plan=TIER_PLANS["schema"])
+        app.tenants.move(tenant.slug, plan=TIER_PLANS["schema"])
     with app.tenant(tenant.slug), app.connection() as conn:
         assert conn.execute("SELECT budget FROM projects").fetchall() == [(42,)]
     # a schema-tier tenant whose schema got the column too moves into the shared tables with it
-    other = app.create_tenant(f"sch-{uuid.uuid4().hex[:8]}", plan=TIER_PLANS["schema"])
-    schema = app.placement(other.id).schema  # type: ignore[union-attr]
+    other = app.tenants.create(f"sch-{uuid.uuid4().hex[:8]}", plan=TIER_PLANS["schema"])
+    schema = app.tenants.placement(other.id).schema  # type: ignore[union-attr]
     with app.admin() as conn:
         conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN budget integer").format(sql.Identifier(schema, "projects")))
     with app.tenant(other.slug), app.connection() as conn:
         conn.execute("INSERT INTO projects (name, budget) VALUES ('q', 7)")
-    bare.move_tenant(other.slug, plan=TIER_PLANS["pooled"])
+    bare.tenants.move(other.slug, plan=TIER_PLANS["pooled"])
     with app.tenant(other.slug), app.connection() as conn:
         assert conn.execute("SELECT name, budget FROM projects").fetchall() == [("q", 7)]
 
 
 def test_the_cli_loads_the_installed_plugins_whose_tables_the_app_deployed(fresh_scratch: Scratch) -> None:
     with Tenantry(fresh_scratch.settings(), metadata=Base.metadata, plugins=[WebhooksPlugin()]) as app:
-        app.init()
-        tenant = app.create_tenant(f"hooks-{uuid.uuid4().hex[:8]}")
+        app.schema.init()
+        tenant = app.tenants.create(f"hooks-{uuid.uuid4().hex[:8]}")
         with app.tenant(tenant.slug), app.connection() as conn:
             for i in range(5):
                 conn.execute(
@@ -164,7 +164,7 @@ def test_the_cli_loads_the_installed_plugins_whose_tables_the_app_deployed(fresh
     with Tenantry(fresh_scratch.settings(), metadata=Base.metadata, plugins=[WebhooksPlugin()]) as app:
         with app.tenant(tenant.slug), app.connection() as conn:
             assert conn.execute("SELECT count(*) FROM webhooks_deliveries").fetchone() == (5,)
-        assert app.placement(tenant.id).isolation.value == "database"  # type: ignore[union-attr]
+        assert app.tenants.placement(tenant.id).isolation.value == "database"  # type: ignore[union-attr]
     checked = subprocess.run(
         [sys.executable, "-c", "from tenantry.cli.main import run; run()", "check", "--json"],
         env=env,
@@ -186,12 +186,12 @@ def test_a_plugin_named_in_the_settings_and_passed_explicitly_runs_once() -> Non
 
 
 def test_tenantry_check_reports_a_placement_without_the_app_tables(app: Tenantry) -> None:
-    tenant = app.create_tenant(f"drop-{uuid.uuid4().hex[:8]}", plan=TIER_PLANS["schema"])
-    schema = app.placement(tenant.id).schema  # type: ignore[union-attr]
+    tenant = app.tenants.create(f"drop-{uuid.uuid4().hex[:8]}", plan=TIER_PLANS["schema"])
+    schema = app.tenants.placement(tenant.id).schema  # type: ignore[union-attr]
     with app.admin() as conn:
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, "notes_items")))
         conn.execute("DELETE FROM tenantry.app_tables WHERE schema_name = %s AND table_name = 'notes_items'", (schema,))
-    assert placement_tables.drift(app) == {tenant.slug: ["notes_items: no such table in the placement"]}
+    assert placement_tables.drift(app.plane) == {tenant.slug: ["notes_items: no such table in the placement"]}
 
 
 class _AutoBase(DeclarativeBase):
@@ -209,14 +209,14 @@ def test_a_model_whose_key_the_ddl_orders_otherwise_moves(fresh_scratch: Scratch
     # tables hold (id, tenant_id) where the metadata says (tenant_id, id). The same columns
     # name the same rows, so the move carries them (it once refused, as if the tables differed)
     with Tenantry(fresh_scratch.settings(), metadata=_AutoBase.metadata, actor="app") as tn:
-        tn.init()
-        tenant = tn.create_tenant(f"auto-{uuid.uuid4().hex[:8]}")
-        [held] = placement_tables.held(tn, tn.placement(tenant.id))  # type: ignore[arg-type]
+        tn.schema.init()
+        tenant = tn.tenants.create(f"auto-{uuid.uuid4().hex[:8]}")
+        [held] = placement_tables.held(tn.plane, tn.tenants.placement(tenant.id))  # type: ignore[arg-type]
         [declared] = tenant_copy.specs(_AutoBase.metadata)
         assert (held.key, declared.key) == (("id", "tenant_id"), ("tenant_id", "id"))
         with tn.tenant(tenant.slug), tn.connection() as conn:
             conn.execute("INSERT INTO counters (n) VALUES (1), (2)")
-        assert tn.move_tenant(tenant.slug, plan=TIER_PLANS["schema"]).rows == {"counters": 2}
+        assert tn.tenants.move(tenant.slug, plan=TIER_PLANS["schema"]).rows == {"counters": 2}
         with tn.tenant(tenant.slug), tn.connection() as conn:
             conn.execute("INSERT INTO counters (n) VALUES (3)")
             assert conn.execute("SELECT id, n FROM counters ORDER BY id").fetchall() == [(1, 1), (2, 2), (3, 3)]

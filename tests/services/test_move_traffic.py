@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 
 from tenantry import Conflict, Tenant, Tenantry
-from tenantry.db import tenant_copy
+from tenantry.db import change_capture
 from tenantry.testing import TIER_PLANS
 from tests.services.test_moves import _counts, _no_move_left, _seed
 
@@ -79,7 +79,7 @@ def test_a_move_out_of_the_pooled_tier_does_not_stall_or_fail_its_neighbours(
         started = time.monotonic()
         try:
             with ThreadPoolExecutor(1) as mover:
-                report = mover.submit(tn.move_tenant, moving.slug, plan=TIER_PLANS[target]).result(MOVE_BOUND)
+                report = mover.submit(tn.tenants.move, moving.slug, plan=TIER_PLANS[target]).result(MOVE_BOUND)
         finally:
             took = time.monotonic() - started
             hammer.stop.set()
@@ -91,7 +91,7 @@ def test_a_move_out_of_the_pooled_tier_does_not_stall_or_fail_its_neighbours(
     assert hammer.done > 20 and hammer.slowest < STALL_BOUND, (hammer.done, hammer.slowest)
     with tn.admin() as conn:
         _no_move_left(conn, moving)
-        assert tenant_copy.tenant_triggers(conn, str(moving.id)) == []
+        assert change_capture.tenant_triggers(conn, str(moving.id)) == []
     assert sum(_counts(tn, moving).values()) == 90
 
 
@@ -100,7 +100,7 @@ def test_a_cleanup_that_cannot_finish_removes_what_it_can_and_a_rerun_completes_
 ) -> None:
     moving, other = make_tenant("stuck"), make_tenant("holds")
     _seed(tn, moving, projects=5)
-    monkeypatch.setattr(tenant_copy, "LOCK_PATIENCE", 0.5)  # (default: minutes of trying)
+    monkeypatch.setattr(change_capture, "LOCK_PATIENCE", 0.5)  # (default: minutes of trying)
     pooled = tn.settings.pooled_schema
     with psycopg.connect(scratch.url, autocommit=True) as holder:
 
@@ -110,13 +110,13 @@ def test_a_cleanup_that_cannot_finish_removes_what_it_can_and_a_rerun_completes_
                 holder.execute(sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(sql.Identifier(pooled, "tasks")))
 
         with pytest.raises(Conflict, match="stayed locked"):
-            tn.move_tenant(moving.slug, plan=TIER_PLANS["schema"], on_step=hold)
+            tn.tenants.move(moving.slug, plan=TIER_PLANS["schema"], on_step=hold)
         with tn.admin() as conn:
             # only the locked table keeps its triggers: the others' are gone
-            assert {t for _s, t, _n in tenant_copy.tenant_triggers(conn, str(moving.id))} == {"tasks"}
+            assert {t for _s, t, _n in change_capture.tenant_triggers(conn, str(moving.id))} == {"tasks"}
         holder.execute("COMMIT")
-    assert tn.get_tenant(moving.id).plan == TIER_PLANS["schema"]  # flipped: only the cleanup is left
-    report = tn.move_tenant(moving.slug, plan=TIER_PLANS["schema"])
+    assert tn.tenants.get(moving.id).plan == TIER_PLANS["schema"]  # flipped: only the cleanup is left
+    report = tn.tenants.move(moving.slug, plan=TIER_PLANS["schema"])
     assert report.target["isolation"] == "schema"
     with tn.admin() as conn:
         _no_move_left(conn, moving)

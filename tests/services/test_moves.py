@@ -16,9 +16,10 @@ import pytest
 from psycopg import sql
 
 from tenantry import Conflict, InvalidInput, IsolationError, Status, Tenant, TenantMoving, Tenantry, copy_rows
-from tenantry.db import tenant_copy
-from tenantry.db.tenant_copy import FREEZE_LOCK_CLASS
-from tenantry.services.moves import CATCH_UP_ENOUGH, STEPS
+from tenantry.db import change_capture, tenant_copy
+from tenantry.db.change_capture import FREEZE_LOCK_CLASS
+from tenantry.services.move_steps import CATCH_UP_ENOUGH
+from tenantry.services.moves import STEPS
 from tenantry.testing import TIER_PLANS
 from tests.services.test_cell_counts import assert_counts_match
 from tests.support import catalog_env
@@ -90,13 +91,13 @@ def test_move_between_every_pair_of_tiers(tn: Tenantry, make_tenant, source: str
     moving, bystander = make_tenant("mv", plan=TIER_PLANS[source]), make_tenant("by")
     before, others = _seed(tn, moving), _seed(tn, bystander, projects=3)
     rows_before = _snapshot(tn, moving)
-    report = tn.move_tenant(moving.slug, plan=TIER_PLANS[target])
+    report = tn.tenants.move(moving.slug, plan=TIER_PLANS[target])
     assert report.rows == before
     assert report.target["isolation"] == target and report.source["isolation"] == source
     assert 0 < report.write_block_seconds < 5
-    assert tn.get_tenant(moving.id).plan == TIER_PLANS[target]
-    assert tn.get_tenant(moving.id).status is Status.ACTIVE
-    assert tn.placement(moving.id).isolation.value == target  # type: ignore[union-attr]
+    assert tn.tenants.get(moving.id).plan == TIER_PLANS[target]
+    assert tn.tenants.get(moving.id).status is Status.ACTIVE
+    assert tn.tenants.placement(moving.id).isolation.value == target  # type: ignore[union-attr]
     assert _snapshot(tn, moving) == rows_before
     assert _counts(tn, bystander) == others
     _old_copy_gone(tn, moving, report.source)
@@ -104,12 +105,12 @@ def test_move_between_every_pair_of_tiers(tn: Tenantry, make_tenant, source: str
     with tn.tenant(moving.slug), tn.connection() as conn:
         conn.execute("INSERT INTO projects (name) VALUES ('after')")
         assert conn.execute("SELECT count(*) FROM projects").fetchone() == (before["projects"] + 1,)
-    entry = tn.audit_log(target_type="tenant", target=moving.slug)[0]
+    entry = tn.audit.list(target_type="tenant", target=moving.slug)[0]
     assert entry.action == "tenant.move" and entry.after["rows"] == before
     # the placements as the move left them, not as it began (issue 12)
     assert entry.after["placement"]["status"] == report.target["status"] == "active"
     assert report.source["status"] == "retired"
-    assert tn.unprotected_tables() == []
+    assert tn.schema.unprotected_tables() == []
 
 
 def test_writes_during_the_copy_are_carried_and_the_cutover_refuses_writes(tn: Tenantry, make_tenant) -> None:
@@ -150,7 +151,7 @@ def test_writes_during_the_copy_are_carried_and_the_cutover_refuses_writes(tn: T
                 write("during-freeze")
             seen["frozen"] = True
 
-    report = tn.move_tenant(moving.slug, plan="enterprise", on_step=on_step)
+    report = tn.tenants.move(moving.slug, plan="enterprise", on_step=on_step)
     assert seen == {"logged": {moving.id}, "read": 14, "frozen": True}
     assert report.rows["projects"] == 14
     with tn.tenant(moving.slug), tn.connection() as conn:
@@ -171,9 +172,9 @@ def test_the_bulk_copy_and_the_cleanup_work_in_batches_and_lose_no_row(
     between them, and leaving them the rows go in small transactions: every row arrives,
     the last partial range included, and the neighbour's rows are untouched."""
     monkeypatch.setattr(tenant_copy, "COPY_BATCH", 150)
-    monkeypatch.setattr(tenant_copy, "DELETE_BATCH", 150)
+    monkeypatch.setattr(change_capture, "DELETE_BATCH", 150)
     pauses: list[float] = []
-    monkeypatch.setattr(tenant_copy, "_pause_after", lambda started: pauses.append(started))
+    monkeypatch.setattr(tenant_copy, "pause_after", lambda started: pauses.append(started))
     inserts: list[tuple[int, int | None] | None] = []
     real_insert = tenant_copy._insert_from
 
@@ -188,7 +189,7 @@ def test_the_bulk_copy_and_the_cleanup_work_in_batches_and_lose_no_row(
         copy_rows(conn, "projects", ["name"], [(f"project {i:04d} " + "x" * 60,) for i in range(1000)])
     before, others = _snapshot(tn, moving), _seed(tn, neighbour, projects=3)
     names = _names(tn, moving)
-    report = tn.move_tenant(moving.slug, plan=TIER_PLANS[target])
+    report = tn.tenants.move(moving.slug, plan=TIER_PLANS[target])
     assert report.rows["projects"] == 1000
     assert _names(tn, moving) == names and _snapshot(tn, moving) == before
     assert _counts(tn, neighbour) == others
@@ -213,7 +214,7 @@ def test_catching_up_runs_rounds_until_little_is_left(tn: Tenantry, make_tenant)
                 copy_rows(conn, "projects", ["name"], [(f"bulk{i}",) for i in range(CATCH_UP_ENOUGH * 2)])
                 conn.execute("UPDATE projects SET name = name || '!' WHERE name LIKE 'bulk1%%'")
 
-    report = tn.move_tenant(moving.slug, plan="free", on_step=on_step)
+    report = tn.tenants.move(moving.slug, plan="free", on_step=on_step)
     assert report.rows["projects"] == 3 + CATCH_UP_ENOUGH * 2
     with tn.admin() as conn:
         payload = conn.execute(
@@ -294,7 +295,7 @@ def test_the_freeze_waits_for_the_writes_in_flight_and_refuses_the_others_at_onc
             threads[1].join(30)
 
     try:
-        report = tn.move_tenant(moving.slug, plan="business", on_step=on_step)
+        report = tn.tenants.move(moving.slug, plan="business", on_step=on_step)
     finally:
         release.set()
         frozen.set()
@@ -336,7 +337,7 @@ def test_the_runtime_role_cannot_touch_the_change_log_or_pass_the_freeze(tn: Ten
             with tn.tenant(moving.slug), tn.connection() as conn:
                 conn.execute("INSERT INTO projects (name) VALUES ('late')")
 
-    tn.move_tenant(moving.slug, plan="business", on_step=on_step)
+    tn.tenants.move(moving.slug, plan="business", on_step=on_step)
     assert tried == {
         "read log": "InsufficientPrivilege",
         "forge log": "InsufficientPrivilege",
@@ -351,7 +352,7 @@ def test_a_target_that_differs_from_the_source_stops_the_move_before_the_freeze(
 
     def on_step(step: str) -> None:
         if step == "catch_up":  # someone edits the (unserved) target copy behind the mover's back
-            target = tn.placement(moving.id)
+            target = tn.tenants.placement(moving.id)
             with tn.admin() as conn:
                 conn.execute(
                     "UPDATE tenant_data.tasks SET points = points + 1 WHERE tenant_id = %s AND points = 2",
@@ -360,11 +361,11 @@ def test_a_target_that_differs_from_the_source_stops_the_move_before_the_freeze(
             assert target is not None and target.isolation.value == "schema"  # still served from the source
 
     with pytest.raises(IsolationError, match="table tasks differs after catching up.*--abort"):
-        tn.move_tenant(moving.slug, plan="free", on_step=on_step)
+        tn.tenants.move(moving.slug, plan="free", on_step=on_step)
     with tn.tenant(moving.slug), tn.connection() as conn:  # never frozen: writes go on
         conn.execute("INSERT INTO projects (name) VALUES ('still here')")
-    assert tn.abort_move(moving.slug) is True
-    report = tn.move_tenant(moving.slug, plan="free")
+    assert tn.tenants.abort_move(moving.slug) is True
+    report = tn.tenants.move(moving.slug, plan="free")
     assert report.rows["projects"] == 5
 
 
@@ -375,25 +376,28 @@ def test_two_movers_of_one_tenant_do_not_run_at_once(tn: Tenantry, make_tenant) 
 
     def on_step(step: str) -> None:
         if step == "bulk_copy":
-            for attempt in (lambda: tn.move_tenant(moving.slug, plan="enterprise"), lambda: tn.abort_move(moving.slug)):
+            for attempt in (
+                lambda: tn.tenants.move(moving.slug, plan="enterprise"),
+                lambda: tn.tenants.abort_move(moving.slug),
+            ):
                 with pytest.raises(Conflict, match="being moved by another process") as err:
                     attempt()
                 clash.append(str(err.value))
 
-    tn.move_tenant(moving.slug, plan="enterprise", on_step=on_step)
+    tn.tenants.move(moving.slug, plan="enterprise", on_step=on_step)
     assert len(clash) == 2
-    assert tn.placement(moving.id).isolation.value == "database"  # type: ignore[union-attr]
+    assert tn.tenants.placement(moving.id).isolation.value == "database"  # type: ignore[union-attr]
 
 
 def test_refusals(tn: Tenantry, make_tenant) -> None:
     t = make_tenant("no")
     with pytest.raises(InvalidInput, match="already lives there"):
-        tn.move_tenant(t.slug, plan="free")
-    tn.suspend(t.slug)
+        tn.tenants.move(t.slug, plan="free")
+    tn.tenants.suspend(t.slug)
     with pytest.raises(InvalidInput, match="only active tenants move"):
-        tn.move_tenant(t.slug, plan="business")
-    tn.resume(t.slug)
-    assert tn.abort_move(t.slug) is False
+        tn.tenants.move(t.slug, plan="business")
+    tn.tenants.resume(t.slug)
+    assert tn.tenants.abort_move(t.slug) is False
 
 
 def _cli(scratch, *args: str, crash: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -421,21 +425,21 @@ def test_a_move_killed_at_any_step_is_finished_by_a_rerun(scratch, tn: Tenantry,
     rows_before = _snapshot(tn, moving)
     killed = _cli(scratch, "tenants", "move", moving.slug, "--plan", "enterprise", crash=f"move:{step}")
     assert killed.returncode == 70, killed.stderr
-    assert tn.get_tenant(moving.id).status is (Status.ACTIVE if step in ("flip", "fence") else Status.MOVING)
+    assert tn.tenants.get(moving.id).status is (Status.ACTIVE if step in ("flip", "fence") else Status.MOVING)
     # the tenant is served all along: reads see every row
     assert _counts(tn, moving) == before
     if step in ("freeze", "delta", "verify"):  # the freeze outlives the mover that made it
         with pytest.raises(TenantMoving), tn.tenant(moving.slug), tn.connection() as conn:
             conn.execute("INSERT INTO projects (name) VALUES ('lost?')")
     with pytest.raises(Conflict, match="being moved to plan 'enterprise'"):
-        tn.move_tenant(moving.slug, plan="business")
+        tn.tenants.move(moving.slug, plan="business")
     finished = _cli(scratch, "tenants", "move", moving.slug, "--plan", "enterprise", "--json")
     assert finished.returncode == 0, finished.stderr
     assert json.loads(finished.stdout)["rows"] == before
     assert _snapshot(tn, moving) == rows_before
-    assert tn.placement(moving.id).isolation.value == "database"  # type: ignore[union-attr]
+    assert tn.tenants.placement(moving.id).isolation.value == "database"  # type: ignore[union-attr]
     assert_counts_match(scratch.url)
-    actions = [e.action for e in tn.audit_log(target_type="tenant", target=moving.slug)]
+    actions = [e.action for e in tn.audit.list(target_type="tenant", target=moving.slug)]
     # (killed after the flip, the audit holds the move before the resume that cleaned up)
     assert sorted(actions[:3]) == ["tenant.move", "tenant.move.resume", "tenant.move.start"]
 
@@ -447,8 +451,8 @@ def test_a_move_killed_before_the_flip_can_be_aborted(scratch, tn: Tenantry, mak
     assert _cli(scratch, "tenants", "move", moving.slug, "--plan", "free", crash=f"move:{step}").returncode == 70
     aborted = _cli(scratch, "tenants", "move", moving.slug, "--abort", "--json")
     assert json.loads(aborted.stdout) == {"aborted": True}
-    assert tn.get_tenant(moving.id).status is Status.ACTIVE
-    assert tn.placement(moving.id).isolation.value == "schema"  # type: ignore[union-attr]
+    assert tn.tenants.get(moving.id).status is Status.ACTIVE
+    assert tn.tenants.placement(moving.id).isolation.value == "schema"  # type: ignore[union-attr]
     assert _counts(tn, moving) == before
     assert_counts_match(scratch.url)
     with tn.tenant(moving.slug), tn.connection() as conn:  # writes work again (thawed)

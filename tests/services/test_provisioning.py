@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CRASHED = 70  # the exit code TENANTRY_TEST_CRASH_AFTER makes
 CREATE = (
     "import sys; from tenantry import Settings, Tenantry;"
-    " Tenantry(Settings.from_env()).create_tenant(sys.argv[1], plan=sys.argv[2])"
+    " Tenantry(Settings.from_env()).tenants.create(sys.argv[1], plan=sys.argv[2])"
 )
 
 #: every step after which provisioning can be killed: all but the last (activation)
@@ -91,7 +91,7 @@ def building(tn: Tenantry, tenant: Tenant) -> Placement:
 
 def assert_serves(tn: Tenantry, tenant: Tenant, isolation: Isolation) -> None:
     """Active on its tier, its tables secured where its placement says, a row written and read."""
-    assert tn.get_tenant(tenant.id).status is Status.ACTIVE
+    assert tn.tenants.get(tenant.id).status is Status.ACTIVE
     p = placement_of(tn, tenant)
     assert (p.isolation, p.status) == (isolation, "active")
     assert fully_secured(secured_tables(tn, p))
@@ -101,59 +101,59 @@ def assert_serves(tn: Tenantry, tenant: Tenant, isolation: Isolation) -> None:
     with tn.tenant(tenant.slug), tn.connection() as conn:
         conn.execute("INSERT INTO projects (name) VALUES ('served')")
         assert conn.execute("SELECT tenant_id, name FROM projects").fetchall() == [(tenant.id, "served")]
-    assert tn.unprotected_tables() == []
+    assert tn.schema.unprotected_tables() == []
 
 
 def actions(tn: Tenantry, slug: str) -> list[str]:
     """The tenant's audited actions, oldest first."""
-    return [e.action for e in reversed(tn.audit_log(target_type="tenant", target=slug))]
+    return [e.action for e in reversed(tn.audit.list(target_type="tenant", target=slug))]
 
 
 @pytest.mark.parametrize(("plan", "step"), CRASH_POINTS)
 def test_killed_after_a_step_then_resumed(tn: Tenantry, scratch: Scratch, plan: str, step: str) -> None:
-    isolation = tn.plan(plan).isolation
+    isolation = tn.plans.get(plan).isolation
     steps = list(plan_steps(isolation))
     slug = _slug("crash")
     crash(tn, scratch, slug, plan, step)
 
-    half = tn.get_tenant(slug)
-    assert half.status is Status.PROVISIONING and tn.placement(slug) is None
+    half = tn.tenants.get(slug)
+    assert half.status is Status.PROVISIONING and tn.tenants.placement(slug) is None
     for allow_inactive in (False, True):
         with pytest.raises(TenantNotActive), tn.tenant(slug, allow_inactive=allow_inactive):
             pass
     assert job(tn, half) == ("running", steps[: steps.index(step) + 1], 1, None)
     assert holds(tn, building(tn, half))  # the first step made its schema or database
     with pytest.raises(Conflict, match=f"half-built on plan '{plan}'") as refused:
-        tn.create_tenant(slug, plan=TIER_PLANS["pooled"])
+        tn.tenants.create(slug, plan=TIER_PLANS["pooled"])
     assert not isinstance(refused.value, TenantExists)
 
-    done = tn.create_tenant(slug, plan=plan)
+    done = tn.tenants.create(slug, plan=plan)
     assert (done.id, done.status, done.plan) == (half.id, Status.ACTIVE, plan)
     assert job(tn, half) == ("done", steps, 2, None)
     assert_serves(tn, done, isolation)
     assert actions(tn, slug) == ["tenant.create.start", "tenant.create.resume", "tenant.create"]
     with pytest.raises(TenantExists, match=slug):
-        tn.create_tenant(slug, plan=plan)
+        tn.tenants.create(slug, plan=plan)
 
 
 @pytest.mark.parametrize("plan", [TIER_PLANS["schema"], TIER_PLANS["database"]])
 def test_delete_a_half_built_tenant(tn: Tenantry, scratch: Scratch, plan: str) -> None:
-    isolation = tn.plan(plan).isolation
+    isolation = tn.plans.get(plan).isolation
     slug = _slug("half")
     crash(tn, scratch, slug, plan, plan_steps(isolation)[-2], cli=True)  # all built, not activated
-    half = tn.get_tenant(slug)
+    half = tn.tenants.get(slug)
     where = building(tn, half)
     assert holds(tn, where) and fully_secured(secured_tables(tn, where))
 
-    removed = tn.delete_tenant(slug)
+    removed = tn.tenants.delete(slug)
     assert removed == {f"{isolation.value} {where.database or where.schema}": 1}
     assert not holds(tn, where)
-    assert tn.get_tenant(half.id).status is Status.DELETED
+    assert tn.tenants.get(half.id).status is Status.DELETED
     assert job(tn, half) == ("failed", list(plan_steps(isolation)[:-1]), 1, "tenant deleted")
     with tn.admin() as conn:
         assert provisioning.read_placement(conn, half.id, "building") is None
-    assert tn.unprotected_tables() == []  # the schema's tables left the registry with it
-    again = tn.create_tenant(slug, plan=plan)
+    assert tn.schema.unprotected_tables() == []  # the schema's tables left the registry with it
+    again = tn.tenants.create(slug, plan=plan)
     assert again.id != half.id
     assert_serves(tn, again, isolation)
 
@@ -166,7 +166,7 @@ def _race(tn: Tenantry, slugs: list[str], plan: str) -> list[Any]:
     def create(slug: str) -> None:
         barrier.wait(timeout=10)
         try:
-            outcomes.append(tn.create_tenant(slug, plan=plan))
+            outcomes.append(tn.tenants.create(slug, plan=plan))
         except BaseException as err:  # noqa: BLE001 - whatever it is, the test judges it
             outcomes.append(err)
 
@@ -186,7 +186,7 @@ def _one_winner(tn: Tenantry, slug: str, outcomes: list[Any]) -> Tenant:
     for err in losers:
         assert isinstance(err, Conflict), repr(err)
         assert slug in str(err) and ("exists already" in str(err) or "being provisioned by another process" in str(err))
-    live = tn.get_tenant(slug)  # the one tenant the slug names while it is not deleted
+    live = tn.tenants.get(slug)  # the one tenant the slug names while it is not deleted
     assert (live.id, live.status) == (winners[0].id, Status.ACTIVE)
     return winners[0]
 
@@ -200,8 +200,8 @@ def test_concurrent_creates_of_one_slug(tn: Tenantry) -> None:
 @pytest.mark.usefixtures("tn")  # the catalog, initialised
 def test_concurrent_creates_of_different_tenants(scratch: Scratch) -> None:
     with tenantry_with(scratch, connect_timeout=2) as quick:  # a stalled create fails in 2 s
-        quick.plans()
-        quick.plans()  # the admin pool is open from the second admin connection on
+        quick.plans.list()
+        quick.plans.list()  # the admin pool is open from the second admin connection on
         outcomes = _race(quick, [_slug("many") for _ in range(4)], TIER_PLANS["schema"])
         assert [type(o) for o in outcomes] == [Tenant] * 4, outcomes
 
@@ -229,14 +229,14 @@ def test_create_that_finds_the_tenant_built_meanwhile(tn: Tenantry, monkeypatch:
     def late() -> None:
         assert first_started.wait(10)
         try:
-            outcomes.append(tn.create_tenant(slug, plan=TIER_PLANS["schema"]))
+            outcomes.append(tn.tenants.create(slug, plan=TIER_PLANS["schema"]))
         except BaseException as err:  # noqa: BLE001
             outcomes.append(err)
 
     thread = threading.Thread(target=late)
     thread.start()
     try:
-        outcomes.append(tn.create_tenant(slug, plan=TIER_PLANS["schema"]))
+        outcomes.append(tn.tenants.create(slug, plan=TIER_PLANS["schema"]))
     finally:
         first_done.set()
         thread.join(timeout=30)

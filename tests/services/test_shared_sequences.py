@@ -41,7 +41,7 @@ def _race(tn: Tenantry, make_tenant, shared: bool, rounds: int) -> list[str]:  #
     thread.start()
     try:
         with tn.admin() as conn:
-            signed = tn._get_binder().signed(mover.id, schema)
+            signed = tn.plane.binder().signed(mover.id, schema)
             for _ in range(rounds):
                 with conn.transaction():
                     act_as_tenant(conn, owner=tn.settings.owner_role, signed=signed)
@@ -79,7 +79,7 @@ def test_negative_control_a_shared_sequence_set_back_gives_a_used_key(tn: Tenant
 
     insert()
     with tn.admin() as conn, conn.transaction():
-        act_as_tenant(conn, owner=tn.settings.owner_role, signed=tn._get_binder().signed(mover.id, schema))
+        act_as_tenant(conn, owner=tn.settings.owner_role, signed=tn.plane.binder().signed(mover.id, schema))
         wanted = conn.execute(
             "SELECT greatest((SELECT max(id) FROM projects), pg_sequence_last_value(%s::regclass), 1)", (seq,)
         ).fetchone()[0]

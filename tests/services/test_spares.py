@@ -79,9 +79,9 @@ def _slug(prefix: str = "sp") -> str:
 def pool(tn: Tenantry) -> Iterator[Tenantry]:
     """``tn`` with no spares at the start, and none left at the end (other modules' schema
     tenants must not claim this module's spares)."""
-    tn.drop_spares()
+    tn.spares.drop()
     yield tn
-    tn.drop_spares()
+    tn.spares.drop()
 
 
 @pytest.fixture(params=SPARE_TIERS)
@@ -95,9 +95,9 @@ def make_tier_tenant(pool: Tenantry, tier: str) -> Callable[..., Tenant]:
     """Create a tenant on the tier under test by claiming a spare built for it just before."""
 
     def make(prefix: str = "t", **kwargs: object) -> Tenant:
-        pool.fill_spares(1, tier=tier)
+        pool.spares.fill(1, tier=tier)
         [spare] = ready(pool, tier)
-        tenant = pool.create_tenant(f"{prefix}-{uuid.uuid4().hex[:10]}", plan=TIER_PLANS[tier], **kwargs)  # type: ignore[arg-type]
+        tenant = pool.tenants.create(f"{prefix}-{uuid.uuid4().hex[:10]}", plan=TIER_PLANS[tier], **kwargs)  # type: ignore[arg-type]
         assert tenant.id == spare.id and ready(pool, tier) == []
         return tenant
 
@@ -105,7 +105,7 @@ def make_tier_tenant(pool: Tenantry, tier: str) -> Callable[..., Tenant]:
 
 
 def ready(tn: Tenantry, tier: str) -> list[Spare]:
-    return [s for s in tn.spares(tier=tier) if s.status == "ready"]
+    return [s for s in tn.spares.list(tier=tier) if s.status == "ready"]
 
 
 def spare_placement(spare: Spare) -> Placement:
@@ -113,7 +113,7 @@ def spare_placement(spare: Spare) -> Placement:
 
 
 def audit_after(tn: Tenantry, slug: str) -> dict[str, Any]:
-    [entry] = [e for e in tn.audit_log(target_type="tenant", target=slug) if e.action == "tenant.create"]
+    [entry] = [e for e in tn.audit.list(target_type="tenant", target=slug) if e.action == "tenant.create"]
     assert entry.after is not None
     return entry.after
 
@@ -122,16 +122,16 @@ def audit_after(tn: Tenantry, slug: str) -> dict[str, Any]:
 
 
 def test_a_claim_makes_an_active_tenant_in_the_spare(pool: Tenantry, tier: str) -> None:
-    report = pool.fill_spares(2, tier=tier)
+    report = pool.spares.fill(2, tier=tier)
     assert (report.built, report.resumed, report.dropped, report.ready) == (2, 0, 0, 2)
     oldest, newest = ready(pool, tier)
     assert oldest.current and oldest.steps_done == plan_steps(Isolation(tier))[:-1]
     slug = _slug()
-    tenant = pool.create_tenant(slug, name="From a spare", plan=TIER_PLANS[tier])
+    tenant = pool.tenants.create(slug, name="From a spare", plan=TIER_PLANS[tier])
     assert (tenant.id, tenant.status, tenant.name) == (oldest.id, Status.ACTIVE, "From a spare")
     p = placement_of(pool, tenant)
     assert (p.isolation, p.cell, p.schema, p.database) == (Isolation(tier), "primary", oldest.schema, oldest.database)
-    assert [s.id for s in pool.spares(tier=tier)] == [newest.id]
+    assert [s.id for s in pool.spares.list(tier=tier)] == [newest.id]
     # one audited creation, saying where the tenant came from
     assert actions(pool, slug) == ["tenant.create"]
     after = audit_after(pool, slug)
@@ -142,26 +142,26 @@ def test_a_claim_makes_an_active_tenant_in_the_spare(pool: Tenantry, tier: str) 
 
 
 def test_an_empty_pool_falls_back_to_building(pool: Tenantry) -> None:
-    pool.fill_spares(1, tier="database")  # a spare of another tier is no use to a schema tenant
+    pool.spares.fill(1, tier="database")  # a spare of another tier is no use to a schema tenant
     [database_spare] = ready(pool, "database")
     slug = _slug()
-    tenant = pool.create_tenant(slug, plan=TIER_PLANS["schema"])
+    tenant = pool.tenants.create(slug, plan=TIER_PLANS["schema"])
     assert tenant.id != database_spare.id
     assert actions(pool, slug) == ["tenant.create.start", "tenant.create"]
     assert "spare" not in audit_after(pool, slug)
     assert_serves(pool, tenant, Isolation.SCHEMA)
     assert [s.id for s in ready(pool, "database")] == [database_spare.id]
     # a pooled tenant never touches the pool either
-    assert pool.create_tenant(_slug(), plan=TIER_PLANS["pooled"]).id != database_spare.id
+    assert pool.tenants.create(_slug(), plan=TIER_PLANS["pooled"]).id != database_spare.id
     assert [s.id for s in ready(pool, "database")] == [database_spare.id]
 
 
 def test_concurrent_creates_never_share_a_spare(pool: Tenantry, scratch: Scratch) -> None:
-    pool.fill_spares(3)
+    pool.spares.fill(3)
     spare_ids = {s.id for s in ready(pool, "schema")}
     with tenantry_with(scratch, connect_timeout=5) as quick:
-        quick.plans()
-        quick.plans()  # the admin pool is open from the second admin connection on
+        quick.plans.list()
+        quick.plans.list()  # the admin pool is open from the second admin connection on
         outcomes = _race(quick, [_slug("race") for _ in range(4)], TIER_PLANS["schema"])
     assert [type(o) for o in outcomes] == [Tenant] * 4, outcomes
     claimed = [t.id for t in outcomes if t.id in spare_ids]
@@ -172,7 +172,7 @@ def test_concurrent_creates_never_share_a_spare(pool: Tenantry, scratch: Scratch
 
 
 def test_concurrent_creates_of_one_slug_claim_one_spare(pool: Tenantry) -> None:
-    pool.fill_spares(2)
+    pool.spares.fill(2)
     spare_ids = {s.id for s in ready(pool, "schema")}
     slug = _slug("race")
     winner = _one_winner(pool, slug, _race(pool, [slug, slug], TIER_PLANS["schema"]))
@@ -184,11 +184,11 @@ def test_concurrent_creates_of_one_slug_claim_one_spare(pool: Tenantry) -> None:
 
 def test_a_taken_slug_leaves_the_pool_alone(pool: Tenantry) -> None:
     slug = _slug()
-    pool.create_tenant(slug)
-    pool.fill_spares(1)
+    pool.tenants.create(slug)
+    pool.spares.fill(1)
     [spare] = ready(pool, "schema")
     with pytest.raises(Conflict, match="exists already"):
-        pool.create_tenant(slug, plan=TIER_PLANS["schema"])
+        pool.tenants.create(slug, plan=TIER_PLANS["schema"])
     assert ready(pool, "schema") == [spare]
 
 
@@ -201,7 +201,7 @@ def runtime_in(tn: Tenantry, spare: Spare) -> psycopg.Connection[Any]:
 
 
 def test_a_spare_is_reached_by_no_tenant(pool: Tenantry, tier: str, others: dict[str, Tenant]) -> None:
-    pool.fill_spares(1, tier=tier)
+    pool.spares.fill(1, tier=tier)
     [spare] = ready(pool, tier)
     projects = sql.Identifier(spare.schema, "projects")
     for key in (spare.id, str(spare.id), spare.id.hex):
@@ -240,7 +240,7 @@ def test_a_spare_is_reached_by_no_tenant(pool: Tenantry, tier: str, others: dict
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(sql.SQL(ddl).format(projects))
     # the tenant that claims it finds it empty and secured
-    claimed = pool.create_tenant(_slug(), plan=TIER_PLANS[tier])
+    claimed = pool.tenants.create(_slug(), plan=TIER_PLANS[tier])
     assert claimed.id == spare.id
     with pool.tenant(claimed.slug), pool.connection() as conn:
         assert conn.execute("SELECT count(*) FROM projects").fetchone() == (0,)
@@ -248,16 +248,16 @@ def test_a_spare_is_reached_by_no_tenant(pool: Tenantry, tier: str, others: dict
 
 
 def test_check_covers_spares(pool: Tenantry, tier: str) -> None:
-    pool.fill_spares(1, tier=tier)
+    pool.spares.fill(1, tier=tier)
     [spare] = ready(pool, tier)
-    assert pool.unprotected_tables() == []
+    assert pool.schema.unprotected_tables() == []
     assert fully_secured(secured_tables(pool, spare_placement(spare)))
-    url = database_url(pool.cell_admin_url(spare.cell), spare.database)
+    url = database_url(pool.cells.admin_url(spare.cell), spare.database)
     comments = sql.Identifier(spare.schema, "comments")
     with psycopg.connect(url, autocommit=True) as su:
         su.execute(sql.SQL("ALTER TABLE {} NO FORCE ROW LEVEL SECURITY").format(comments))
         try:
-            found = pool.unprotected_tables()
+            found = pool.schema.unprotected_tables()
         finally:
             su.execute(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(comments))
     where = f"{spare.schema}.comments" if tier == "schema" else f"{spare.database}:{spare.schema}.comments"
@@ -269,37 +269,37 @@ def test_check_covers_spares(pool: Tenantry, tier: str) -> None:
 
 def fills(tn: Tenantry) -> list[dict[str, Any]]:
     return [
-        e.after or {} for e in tn.audit_log(target_type="spares", target="schema@primary") if e.action == "spare.fill"
+        e.after or {} for e in tn.audit.list(target_type="spares", target="schema@primary") if e.action == "spare.fill"
     ]
 
 
 def test_fill_is_idempotent_and_audited(pool: Tenantry) -> None:
     before = len(fills(pool))
-    first = pool.fill_spares(2)
+    first = pool.spares.fill(2)
     assert (first.built, first.ready, first.target) == (2, 2, 2)
     assert fills(pool)[0]["built"] == 2 and len(fills(pool)) == before + 1
-    again = pool.fill_spares(2)
+    again = pool.spares.fill(2)
     assert (again.built, again.resumed, again.dropped, again.ready) == (0, 0, 0, 2)
-    fewer = pool.fill_spares(1)  # a lower target keeps what is ready
+    fewer = pool.spares.fill(1)  # a lower target keeps what is ready
     assert (fewer.built, fewer.dropped, fewer.ready) == (0, 0, 2)
     assert len(fills(pool)) == before + 1  # runs that changed nothing are not audited
-    dropped = pool.drop_spares()
-    assert (dropped.dropped, dropped.ready) == (2, 0) and pool.spares() == []
-    assert pool.audit_log(target_type="spares")[0].action == "spare.drop"
-    assert pool.drop_spares().dropped == 0
+    dropped = pool.spares.drop()
+    assert (dropped.dropped, dropped.ready) == (2, 0) and pool.spares.list() == []
+    assert pool.audit.list(target_type="spares")[0].action == "spare.drop"
+    assert pool.spares.drop().dropped == 0
 
 
 def test_fill_uses_the_setting_by_default(pool: Tenantry, scratch: Scratch) -> None:
     with tenantry_with(scratch, spare_schemas=2) as configured:
-        assert configured.fill_spares().ready == 2
-    assert pool.fill_spares().ready == 2  # the default setting (0) removes nothing
+        assert configured.spares.fill().ready == 2
+    assert pool.spares.fill().ready == 2  # the default setting (0) removes nothing
 
 
 def test_dropped_spares_leave_nothing(pool: Tenantry, tier: str) -> None:
-    pool.fill_spares(2, tier=tier)
+    pool.spares.fill(2, tier=tier)
     made = ready(pool, tier)
     assert all(holds(pool, s.placement) for s in made)
-    assert pool.drop_spares(tier=tier).dropped == 2
+    assert pool.spares.drop(tier=tier).dropped == 2
     assert not any(holds(pool, s.placement) for s in made)
     if tier == "schema":  # a database-tier spare's registry went with its database
         with pool.admin() as conn:
@@ -307,7 +307,7 @@ def test_dropped_spares_leave_nothing(pool: Tenantry, tier: str) -> None:
                 "SELECT count(*) FROM tenantry.app_tables WHERE schema_name = ANY(%s)", ([s.schema for s in made],)
             ).fetchone()
         assert registered == (0,)
-    assert pool.unprotected_tables() == []
+    assert pool.schema.unprotected_tables() == []
 
 
 @pytest.mark.parametrize(
@@ -327,19 +327,19 @@ def test_dropped_spares_leave_nothing(pool: Tenantry, tier: str) -> None:
 def test_bad_requests_are_refused(
     pool: Tenantry, call: str, kwargs: dict[str, Any], error: type, fragment: str
 ) -> None:
-    method = {"fill": pool.fill_spares, "drop": pool.drop_spares, "list": pool.spares}[call]
+    method = {"fill": pool.spares.fill, "drop": pool.spares.drop, "list": pool.spares.list}[call]
     with pytest.raises(error, match=fragment):
         method(**kwargs)
-    assert pool.spares() == []
+    assert pool.spares.list() == []
 
 
 def test_a_draining_cell_gets_no_spares(pool: Tenantry) -> None:
-    pool.drain_cell("primary")
+    pool.cells.drain("primary")
     try:
         with pytest.raises(InvalidInput, match="draining"):
-            pool.fill_spares(1, tier="database")
+            pool.spares.fill(1, tier="database")
     finally:
-        pool.undrain_cell("primary")
+        pool.cells.undrain("primary")
 
 
 def test_one_fill_at_a_time(pool: Tenantry) -> None:
@@ -347,20 +347,20 @@ def test_one_fill_at_a_time(pool: Tenantry) -> None:
         conn.execute("SELECT pg_advisory_lock(%s, 0)", (spares._LOCK_CLASS,))
         try:
             with pytest.raises(Conflict, match="running"):
-                pool.fill_spares(1)
+                pool.spares.fill(1)
             with pytest.raises(Conflict, match="running"):
-                pool.drop_spares()
+                pool.spares.drop()
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s, 0)", (spares._LOCK_CLASS,))
-    assert pool.spares() == []
+    assert pool.spares.list() == []
 
 
 def test_fill_needs_the_apps_tables(pool: Tenantry, scratch: Scratch) -> None:
-    pool.fill_spares(1)
+    pool.spares.fill(1)
     with Tenantry(scratch.settings(), actor="pytest") as bare:
         with pytest.raises(ConfigurationError, match="no app metadata"):
-            bare.fill_spares(1)
-        assert [s.current for s in bare.spares()] == [None]  # listed; current or not is unknown here
+            bare.spares.fill(1)
+        assert [s.current for s in bare.spares.list()] == [None]  # listed; current or not is unknown here
 
 
 # -- stale spares ------------------------------------------------------------------------------
@@ -408,19 +408,19 @@ def test_fingerprint_follows_the_tables() -> None:
 
 
 def test_spares_built_for_other_tables_are_never_claimed(pool: Tenantry) -> None:
-    pool.fill_spares(2)
+    pool.spares.fill(2)
     stale, fresh = ready(pool, "schema")
     with pool.admin() as conn:
         conn.execute("UPDATE tenantry.spares SET fingerprint = 'built-for-older-tables' WHERE id = %s", (stale.id,))
-    assert [s.current for s in pool.spares()] == [False, True]
-    first = pool.create_tenant(_slug(), plan=TIER_PLANS["schema"])
+    assert [s.current for s in pool.spares.list()] == [False, True]
+    first = pool.tenants.create(_slug(), plan=TIER_PLANS["schema"])
     assert first.id == fresh.id  # the older spare is stale: skipped
-    second = pool.create_tenant(_slug(), plan=TIER_PLANS["schema"])
+    second = pool.tenants.create(_slug(), plan=TIER_PLANS["schema"])
     assert second.id not in (stale.id, fresh.id)  # only the stale one left: built instead
-    assert [s.id for s in pool.spares()] == [stale.id]
-    refilled = pool.fill_spares(1)
+    assert [s.id for s in pool.spares.list()] == [stale.id]
+    refilled = pool.spares.fill(1)
     assert (refilled.dropped, refilled.built, refilled.ready) == (1, 1, 1)
-    assert not holds(pool, stale.placement) and stale.id not in {s.id for s in pool.spares()}
+    assert not holds(pool, stale.placement) and stale.id not in {s.id for s in pool.spares.list()}
     # `drop --stale` keeps current spares
     with pool.admin() as conn:
         conn.execute(
@@ -428,8 +428,8 @@ def test_spares_built_for_other_tables_are_never_claimed(pool: Tenantry) -> None
             " VALUES (%s, 'primary', 'schema', %s, 'old', 'ready')",
             (uuid.UUID(int=1), "tenant_" + uuid.UUID(int=1).hex),
         )
-    assert pool.drop_spares(stale_only=True).dropped == 1
-    assert [s.current for s in pool.spares()] == [True]
+    assert pool.spares.drop(stale_only=True).dropped == 1
+    assert [s.current for s in pool.spares.list()] == [True]
 
 
 @pytest.fixture
@@ -438,44 +438,46 @@ def versioned(fresh_scratch: Scratch, tmp_path: Path) -> Iterator[tuple[Tenantry
     scripts = tmp_path / "migrations"
     shutil.copytree(FIXTURE, scripts, ignore=shutil.ignore_patterns("__pycache__"))
     tn = Tenantry(fresh_scratch.settings(migrations=str(scripts)), metadata=Base.metadata, actor="pytest")
-    tn.init()
+    tn.schema.init()
     yield tn, scripts
     tn.close()
 
 
 def test_spares_built_before_a_migration_are_never_claimed(versioned: tuple[Tenantry, Path]) -> None:
     tn, scripts = versioned
-    head = app_migrations.head_revision(tn)
-    tn.fill_spares(2)
-    assert {(s.app_revision, s.current) for s in tn.spares()} == {(head, True)}
-    built = {s.id for s in tn.spares()}
-    early = tn.create_tenant(_slug(), plan=TIER_PLANS["schema"])
-    early_placement = tn.placement(early.id)
+    head = app_migrations.head_revision(tn.plane)
+    tn.spares.fill(2)
+    assert {(s.app_revision, s.current) for s in tn.spares.list()} == {(head, True)}
+    built = {s.id for s in tn.spares.list()}
+    early = tn.tenants.create(_slug(), plan=TIER_PLANS["schema"])
+    early_placement = tn.tenants.placement(early.id)
     assert early.id in built
-    assert early_placement is not None and app_migrations.recorded_revision(tn, early_placement) == head
-    [left] = tn.spares()
+    assert early_placement is not None and app_migrations.recorded_revision(tn.plane, early_placement) == head
+    [left] = tn.spares.list()
     add_revision(scripts, "0003_spares", str(head), '    op.add_column("projects", sa.Column("budget", sa.Integer()))')
-    assert app_migrations.head_revision(tn) == "0003_spares"
-    assert [s.current for s in tn.spares()] == [False]
-    late = tn.create_tenant(_slug(), plan=TIER_PLANS["schema"])
+    assert app_migrations.head_revision(tn.plane) == "0003_spares"
+    assert [s.current for s in tn.spares.list()] == [False]
+    late = tn.tenants.create(_slug(), plan=TIER_PLANS["schema"])
     assert late.id != left.id  # built, at the new head
-    late_placement = tn.placement(late.id)
-    assert late_placement is not None and app_migrations.recorded_revision(tn, late_placement) == "0003_spares"
+    late_placement = tn.tenants.placement(late.id)
+    assert late_placement is not None and app_migrations.recorded_revision(tn.plane, late_placement) == "0003_spares"
     # migrate leaves spares alone (they are replaced, not migrated)
-    report = app_migrations.migrate(tn, jobs=1)
+    report = app_migrations.migrate(tn.plane, jobs=1)
     assert not report.failed and report.total == 3  # the pooled schema and the two tenants
-    assert [s.id for s in tn.spares()] == [left.id]
-    refilled = tn.fill_spares(1)
+    assert [s.id for s in tn.spares.list()] == [left.id]
+    refilled = tn.spares.fill(1)
     assert (refilled.dropped, refilled.built, refilled.ready) == (1, 1, 1)
-    [fresh] = tn.spares()
+    [fresh] = tn.spares.list()
     assert (fresh.app_revision, fresh.current) == ("0003_spares", True)
-    claimed = tn.create_tenant(_slug(), plan=TIER_PLANS["schema"])
+    claimed = tn.tenants.create(_slug(), plan=TIER_PLANS["schema"])
     assert claimed.id == fresh.id
-    claimed_placement = tn.placement(claimed.id)
-    assert claimed_placement is not None and app_migrations.recorded_revision(tn, claimed_placement) == "0003_spares"
+    claimed_placement = tn.tenants.placement(claimed.id)
+    assert (
+        claimed_placement is not None and app_migrations.recorded_revision(tn.plane, claimed_placement) == "0003_spares"
+    )
     with tn.tenant(claimed.slug), tn.connection() as conn:
         conn.execute("INSERT INTO projects (name) VALUES ('served')")
-    assert tn.unprotected_tables() == []
+    assert tn.schema.unprotected_tables() == []
 
 
 # -- killed midway, then run again ----------------------------------------------------------------
@@ -522,50 +524,50 @@ FILL_CRASH_POINTS = [
 def test_fill_killed_after_a_step_then_finished(pool: Tenantry, scratch: Scratch, tier: str, step: str) -> None:
     steps = plan_steps(Isolation(tier))[:-1]
     killed(pool, scratch, f"spare:{step}", "fill", "--tier", tier, "--count", "2")
-    [half] = pool.spares(tier=tier)
+    [half] = pool.spares.list(tier=tier)
     assert (half.status, half.steps_done, half.current) == ("building", steps[: steps.index(step) + 1], True)
     assert holds(pool, half.placement)
     # a half-built spare is never claimed, and reaches no one
-    tenant = pool.create_tenant(_slug(), plan=TIER_PLANS[tier])
+    tenant = pool.tenants.create(_slug(), plan=TIER_PLANS[tier])
     assert tenant.id != half.id
     with pytest.raises(TenantNotFound), pool.tenant(half.id):
         pass
-    finished = pool.fill_spares(2, tier=tier)
+    finished = pool.spares.fill(2, tier=tier)
     assert (finished.resumed, finished.built, finished.dropped, finished.ready) == (1, 1, 0, 2)
-    done = {s.id: s for s in pool.spares(tier=tier)}
+    done = {s.id: s for s in pool.spares.list(tier=tier)}
     assert done[half.id].status == "ready" and done[half.id].steps_done == steps
-    claimed = pool.create_tenant(_slug(), plan=TIER_PLANS[tier])
+    claimed = pool.tenants.create(_slug(), plan=TIER_PLANS[tier])
     assert claimed.id == half.id  # the oldest: the one the killed fill began
     assert_serves(pool, claimed, Isolation(tier))
 
 
 def test_a_half_built_spare_of_older_tables_is_dropped(pool: Tenantry, scratch: Scratch) -> None:
     killed(pool, scratch, "spare:create_schema", "fill", "--count", "1")
-    [half] = pool.spares()
+    [half] = pool.spares.list()
     with pool.admin() as conn:
         conn.execute("UPDATE tenantry.spares SET fingerprint = 'older' WHERE id = %s", (half.id,))
-    report = pool.fill_spares(1)
+    report = pool.spares.fill(1)
     assert (report.resumed, report.dropped, report.built) == (0, 1, 1)
-    assert not holds(pool, half.placement) and half.id not in {s.id for s in pool.spares()}
+    assert not holds(pool, half.placement) and half.id not in {s.id for s in pool.spares.list()}
 
 
 @pytest.mark.parametrize("tier", SPARE_TIERS)
 def test_drop_killed_midway_then_finished(pool: Tenantry, scratch: Scratch, tier: str) -> None:
-    pool.fill_spares(1, tier=tier)
-    [spare] = pool.spares(tier=tier)
+    pool.spares.fill(1, tier=tier)
+    [spare] = pool.spares.list(tier=tier)
     killed(pool, scratch, "spare:dropping", "drop", "--tier", tier)
-    [dropping] = pool.spares(tier=tier)
+    [dropping] = pool.spares.list(tier=tier)
     assert (dropping.id, dropping.status) == (spare.id, "dropping") and holds(pool, spare.placement)
-    assert pool.create_tenant(_slug(), plan=TIER_PLANS[tier]).id != spare.id  # not claimable
+    assert pool.tenants.create(_slug(), plan=TIER_PLANS[tier]).id != spare.id  # not claimable
     # a fill finishes the drop, like `drop` does
-    report = pool.fill_spares(0, tier=tier)
+    report = pool.spares.fill(0, tier=tier)
     assert (report.dropped, report.ready) == (1, 0)
-    assert not holds(pool, spare.placement) and pool.spares(tier=tier) == []
+    assert not holds(pool, spare.placement) and pool.spares.list(tier=tier) == []
 
 
 def test_a_spare_being_built_is_not_claimed(pool: Tenantry, monkeypatch: pytest.MonkeyPatch) -> None:
     started, release = threading.Event(), threading.Event()
-    real = spares.provisioning.build_step
+    real = spares.placements.build_step
 
     def slow(tn: Tenantry, step: str, placement: Placement) -> None:
         real(tn, step, placement)
@@ -577,27 +579,27 @@ def test_a_spare_being_built_is_not_claimed(pool: Tenantry, monkeypatch: pytest.
 
     def fill() -> None:
         try:
-            pool.fill_spares(1)
+            pool.spares.fill(1)
         except BaseException as err:  # noqa: BLE001
             errors.append(err)
 
-    monkeypatch.setattr(spares.provisioning, "build_step", slow)
+    monkeypatch.setattr(spares.placements, "build_step", slow)
     thread = threading.Thread(target=fill)
     thread.start()
     try:
         assert started.wait(20)
-        [building] = pool.spares()
+        [building] = pool.spares.list()
         assert building.status == "building"
-        tenant = pool.create_tenant(_slug(), plan=TIER_PLANS["schema"])
+        tenant = pool.tenants.create(_slug(), plan=TIER_PLANS["schema"])
         assert tenant.id != building.id
     finally:
         release.set()
         thread.join(30)
-    assert errors == [] and [s.status for s in pool.spares()] == ["ready"]
+    assert errors == [] and [s.status for s in pool.spares.list()] == ["ready"]
 
 
 def test_a_failed_fill_audits_what_it_did(pool: Tenantry, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = spares.provisioning.build_step
+    real = spares.placements.build_step
     calls: list[str] = []
 
     def failing(tn: Tenantry, step: str, placement: Placement) -> None:
@@ -606,12 +608,12 @@ def test_a_failed_fill_audits_what_it_did(pool: Tenantry, monkeypatch: pytest.Mo
             raise InvalidInput("the disk is full (simulated)")
         real(tn, step, placement)
 
-    monkeypatch.setattr(spares.provisioning, "build_step", failing)
+    monkeypatch.setattr(spares.placements, "build_step", failing)
     with pytest.raises(InvalidInput, match="simulated"):
-        pool.fill_spares(3)
+        pool.spares.fill(3)
     after = fills(pool)[0]
     assert (after["built"], after["error"]) == (1, "the disk is full (simulated)")
-    assert sorted(s.status for s in pool.spares()) == ["building", "ready"]
-    monkeypatch.setattr(spares.provisioning, "build_step", real)
-    again = pool.fill_spares(3)
+    assert sorted(s.status for s in pool.spares.list()) == ["building", "ready"]
+    monkeypatch.setattr(spares.placements, "build_step", real)
+    again = pool.spares.fill(3)
     assert (again.resumed, again.built, again.ready) == (1, 1, 3)

@@ -26,27 +26,27 @@ def _slug(prefix: str = "s") -> str:
 
 def test_create_defaults_and_show(tn: Tenantry) -> None:
     slug = _slug()
-    t = tn.create_tenant(slug, name="  Acme Inc  ")
+    t = tn.tenants.create(slug, name="  Acme Inc  ")
     assert (t.slug, t.name, t.plan, t.status) == (slug, "Acme Inc", "free", Status.ACTIVE)
-    assert tn.get_tenant(slug) == t == tn.get_tenant(t.id) == tn.get_tenant(str(t.id))
-    assert t in tn.list_tenants()
-    assert t in tn.list_tenants(status=Status.ACTIVE, plan="free")
-    assert t not in tn.list_tenants(status=Status.SUSPENDED)
+    assert tn.tenants.get(slug) == t == tn.tenants.get(t.id) == tn.tenants.get(str(t.id))
+    assert t in tn.tenants.list()
+    assert t in tn.tenants.list(status=Status.ACTIVE, plan="free")
+    assert t not in tn.tenants.list(status=Status.SUSPENDED)
 
 
 def test_seeded_plans(tn: Tenantry) -> None:
-    plans = {p.name: p.isolation.value for p in tn.plans()}
+    plans = {p.name: p.isolation.value for p in tn.plans.list()}
     assert plans == {"free": "pooled", "business": "schema", "enterprise": "database"}
-    assert tn.plan("free").limits["requests_per_second"] == 10
+    assert tn.plans.get("free").limits["requests_per_second"] == 10
     with pytest.raises(PlanNotFound, match="plans: business, enterprise, free"):
-        tn.plan("gold")
+        tn.plans.get("gold")
 
 
 def test_duplicate_slug_conflicts(tn: Tenantry) -> None:
     slug = _slug()
-    tn.create_tenant(slug)
+    tn.tenants.create(slug)
     with pytest.raises(TenantExists, match=slug):
-        tn.create_tenant(slug)
+        tn.tenants.create(slug)
 
 
 def test_concurrent_creates_of_one_slug_one_wins(tn: Tenantry) -> None:
@@ -57,7 +57,7 @@ def test_concurrent_creates_of_one_slug_one_wins(tn: Tenantry) -> None:
     def create() -> None:
         barrier.wait(timeout=10)
         try:
-            outcomes.append(tn.create_tenant(slug))
+            outcomes.append(tn.tenants.create(slug))
         except TenantExists as err:
             outcomes.append(err)
 
@@ -67,24 +67,24 @@ def test_concurrent_creates_of_one_slug_one_wins(tn: Tenantry) -> None:
     for t in threads:
         t.join()
     assert sum(not isinstance(o, TenantExists) for o in outcomes) == 1
-    assert len([t for t in tn.list_tenants() if t.slug == slug]) == 1
+    assert len([t for t in tn.tenants.list() if t.slug == slug]) == 1
 
 
 @pytest.mark.parametrize("slug", ['a"; drop table tenantry.tenants; --', "../etc", "public", "x" * 64, "аcme"])
 def test_bad_slugs_create_nothing(tn: Tenantry, slug: str) -> None:
-    before = len(tn.list_tenants(include_deleted=True))
+    before = len(tn.tenants.list(include_deleted=True))
     with pytest.raises(InvalidSlug):
-        tn.create_tenant(slug)
-    assert len(tn.list_tenants(include_deleted=True)) == before
+        tn.tenants.create(slug)
+    assert len(tn.tenants.list(include_deleted=True)) == before
 
 
 def test_bad_names_and_plans(tn: Tenantry) -> None:
     with pytest.raises(InvalidInput):
-        tn.create_tenant(_slug(), name="   ")
+        tn.tenants.create(_slug(), name="   ")
     with pytest.raises(InvalidInput):
-        tn.create_tenant(_slug(), name="x" * 201)
+        tn.tenants.create(_slug(), name="x" * 201)
     with pytest.raises(PlanNotFound):
-        tn.create_tenant(_slug(), plan="nope")
+        tn.tenants.create(_slug(), plan="nope")
 
 
 def test_tier_needs_the_app_tables(scratch, tn: Tenantry) -> None:
@@ -94,25 +94,25 @@ def test_tier_needs_the_app_tables(scratch, tn: Tenantry) -> None:
     slug = _slug()
     try:
         with pytest.raises(ConfigurationError, match="TENANTRY_APP"):
-            bare.create_tenant(slug, plan="business")
+            bare.tenants.create(slug, plan="business")
     finally:
         bare.close()
     with pytest.raises(TenantNotFound):
-        tn.get_tenant(slug)
+        tn.tenants.get(slug)
 
 
 def test_lifecycle_and_audit(tn: Tenantry) -> None:
     slug = _slug()
-    tn.create_tenant(slug)
-    assert tn.suspend(slug).status is Status.SUSPENDED
-    assert tn.suspend(slug).status is Status.SUSPENDED  # idempotent
-    assert tn.resume(slug).status is Status.ACTIVE
-    assert tn.archive(slug).status is Status.ARCHIVED
+    tn.tenants.create(slug)
+    assert tn.tenants.suspend(slug).status is Status.SUSPENDED
+    assert tn.tenants.suspend(slug).status is Status.SUSPENDED  # idempotent
+    assert tn.tenants.resume(slug).status is Status.ACTIVE
+    assert tn.tenants.archive(slug).status is Status.ARCHIVED
     with pytest.raises(InvalidTransition, match="archived"):
-        tn.suspend(slug)
-    actions = [e.action for e in tn.audit_log(target_type="tenant", target=slug)]
+        tn.tenants.suspend(slug)
+    actions = [e.action for e in tn.audit.list(target_type="tenant", target=slug)]
     assert actions == ["tenant.archived", "tenant.active", "tenant.suspended", "tenant.create"]
-    entry = tn.audit_log(target_type="tenant", target=slug)[0]
+    entry = tn.audit.list(target_type="tenant", target=slug)[0]
     assert entry.actor == "pytest"
     assert entry.before["status"] == "active" and entry.after["status"] == "archived"
 
@@ -128,7 +128,7 @@ def test_delete_removes_every_row_and_only_that_tenant(tn: Tenantry, make_tenant
                 (pid,),
             ).fetchone()[0]
             conn.execute("INSERT INTO comments (task_id, body) VALUES (%s, 'c')", (tid,))
-    counts = tn.delete_tenant(a.slug)
+    counts = tn.tenants.delete(a.slug)
     assert sum(counts.values()) == 3 and set(counts) == {
         f"{tn.settings.pooled_schema}.{t}" for t in ("projects", "tasks", "comments")
     }
@@ -140,30 +140,30 @@ def test_delete_removes_every_row_and_only_that_tenant(tn: Tenantry, make_tenant
                 ([a.id, b.id],),
             ).fetchall()
             assert rows == [(b.id, 1)]
-    assert tn.get_tenant(a.id).status is Status.DELETED
+    assert tn.tenants.get(a.id).status is Status.DELETED
     with pytest.raises(TenantNotFound):
-        tn.get_tenant(a.slug)
-    assert tn.delete_tenant(a.id) == {}  # rerun is a no-op
+        tn.tenants.get(a.slug)
+    assert tn.tenants.delete(a.id) == {}  # rerun is a no-op
     # the slug is free again
-    assert tn.create_tenant(a.slug).id != a.id
-    assert tn.audit_log(target_type="tenant", target=a.slug)[1].after == {"rows_deleted": counts}
+    assert tn.tenants.create(a.slug).id != a.id
+    assert tn.audit.list(target_type="tenant", target=a.slug)[1].after == {"rows_deleted": counts}
 
 
 def test_list_by_slug_prefix_with_tombstones_in_byte_order(tn: Tenantry) -> None:
     tag = uuid.uuid4().hex[:8]
     slugs = [f"pfx{tag}-b", f"pfx{tag}-a", f"pfx{tag}0", f"pfx{tag}-c"]
-    made = {s: tn.create_tenant(s) for s in slugs}
-    tn.delete_tenant(f"pfx{tag}-c")
-    again = tn.create_tenant(f"pfx{tag}-c")  # a live tenant beside the tombstone of its slug
-    live = [t.slug for t in tn.list_tenants(prefix=f"pfx{tag}")]
+    made = {s: tn.tenants.create(s) for s in slugs}
+    tn.tenants.delete(f"pfx{tag}-c")
+    again = tn.tenants.create(f"pfx{tag}-c")  # a live tenant beside the tombstone of its slug
+    live = [t.slug for t in tn.tenants.list(prefix=f"pfx{tag}")]
     assert live == sorted(s for s in slugs) == [f"pfx{tag}-a", f"pfx{tag}-b", f"pfx{tag}-c", f"pfx{tag}0"]
-    both = tn.list_tenants(prefix=f"pfx{tag}-", include_deleted=True)
+    both = tn.tenants.list(prefix=f"pfx{tag}-", include_deleted=True)
     assert [t.slug for t in both] == [f"pfx{tag}-a", f"pfx{tag}-b", f"pfx{tag}-c", f"pfx{tag}-c"]
     assert {t.id for t in both[2:]} == {made[f"pfx{tag}-c"].id, again.id}
-    assert [t.slug for t in tn.list_tenants(prefix=f"pfx{tag}-", include_deleted=True, offset=1, limit=2)] == [
+    assert [t.slug for t in tn.tenants.list(prefix=f"pfx{tag}-", include_deleted=True, offset=1, limit=2)] == [
         f"pfx{tag}-b",
         f"pfx{tag}-c",
     ]
-    assert tn.list_tenants(prefix=f"pfx{tag}-", status=Status.DELETED) == []
+    assert tn.tenants.list(prefix=f"pfx{tag}-", status=Status.DELETED) == []
     with pytest.raises(InvalidInput, match="cannot start a slug"):
-        tn.list_tenants(prefix="50%")
+        tn.tenants.list(prefix="50%")

@@ -32,8 +32,8 @@ def test_a_tenant_lookup_racing_a_suspension_is_not_cached(
     tn: Tenantry, edge: Tenantry, make_tenant, monkeypatch
 ) -> None:
     t = make_tenant("race")
-    edge._listen()
-    assert edge._listener is not None and edge._listener.listening.wait(5)
+    edge.plane.listen()
+    assert edge.plane._listener is not None and edge.plane._listener.listening.wait(5)
     real = tenant_service.get_tenant
     raced: list[bool] = []
 
@@ -41,16 +41,16 @@ def test_a_tenant_lookup_racing_a_suspension_is_not_cached(
         before = real(conn, key, **kwargs)  # read while still active
         if not raced:  # once: the suspension below reads the tenant through here too
             raced.append(True)
-            generation = edge._tenant_cache.generation
-            tn.suspend(t.slug)  # commits; its notice reaches `edge` before the lookup finishes
-            _wait(lambda: edge._tenant_cache.generation != generation)
+            generation = edge.directory._tenants.generation
+            tn.tenants.suspend(t.slug)  # commits; its notice reaches `edge` before the lookup finishes
+            _wait(lambda: edge.directory._tenants.generation != generation)
         return before
 
     monkeypatch.setattr(tenant_service, "get_tenant", read_then_change)
-    tenant, _ = edge._lookup(t.slug)
+    tenant, _ = edge.directory.load(t.slug)
     monkeypatch.setattr(tenant_service, "get_tenant", real)
     assert tenant.status.value == "active"  # what was read
-    assert edge._cached(t.slug) is None  # but not kept
+    assert edge.directory.cached(t.slug) is None  # but not kept
     with pytest.raises(TenantNotActive):
         with edge.tenant(t.slug):
             pass
@@ -61,9 +61,9 @@ def test_a_host_lookup_racing_a_verification_is_not_cached(
 ) -> None:
     t = make_tenant("race")
     host = f"race-{time.monotonic_ns() % 10**9}.customer.test"
-    tn.add_domain(host, t.slug)
-    edge._listen()
-    assert edge._listener is not None and edge._listener.listening.wait(5)
+    tn.domains.add(host, t.slug)
+    edge.plane.listen()
+    assert edge.plane._listener is not None and edge.plane._listener.listening.wait(5)
     real = domains_service.lookup_host
     raced: list[bool] = []
 
@@ -77,14 +77,14 @@ def test_a_host_lookup_racing_a_verification_is_not_cached(
         before = real(conn, hostname)
         if not raced:
             raced.append(True)
-            generation = edge._host_cache.generation
-            tn.verify_domain(host, checker=Proven())
-            _wait(lambda: edge._host_cache.generation != generation)
+            generation = edge.directory._hosts.generation
+            tn.domains.verify(host, checker=Proven())
+            _wait(lambda: edge.directory._hosts.generation != generation)
         return before
 
     monkeypatch.setattr(domains_service, "lookup_host", read_then_change)
-    route = edge._lookup_host(host)
+    route = edge.directory.load_host(host)
     monkeypatch.setattr(domains_service, "lookup_host", real)
     assert not route.verified  # what was read
-    assert edge._cached_host(host) is None  # but not kept
-    assert edge._lookup_host(host).verified
+    assert edge.directory.cached_host(host) is None  # but not kept
+    assert edge.directory.load_host(host).verified

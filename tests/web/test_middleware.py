@@ -151,9 +151,9 @@ def test_jwt_claim(tn: Tenantry, make_tenant, run) -> None:
 
 def test_unknown_inactive_and_deleted_tenants(tn: Tenantry, make_tenant, run) -> None:
     suspended, archived, deleted = make_tenant("web"), make_tenant("web"), make_tenant("web")
-    tn.suspend(suspended.slug)
-    tn.archive(archived.slug)
-    tn.delete_tenant(deleted.slug)
+    tn.tenants.suspend(suspended.slug)
+    tn.tenants.archive(archived.slug)
+    tn.tenants.delete(deleted.slug)
     app = wrap(tn, starlette_app(tn, []), chain())
 
     async def main() -> list[Any]:
@@ -181,7 +181,7 @@ def test_unknown_inactive_and_deleted_tenants(tn: Tenantry, make_tenant, run) ->
 
 def test_browsers_get_a_page(tn: Tenantry, make_tenant, run) -> None:
     t = make_tenant("web")
-    tn.suspend(t.slug)
+    tn.tenants.suspend(t.slug)
     app = wrap(tn, starlette_app(tn, []), chain())
     response = run(get(app, f"http://{t.slug}.{BASE}/who", headers={"Accept": "text/html,*/*;q=0.8"}))
     assert response.status_code == 403
@@ -370,7 +370,7 @@ def _ws_scope(host: str) -> dict[str, Any]:
 
 def test_websockets(tn: Tenantry, make_tenant, run) -> None:
     a, s = make_tenant("web"), make_tenant("web")
-    tn.suspend(s.slug)
+    tn.tenants.suspend(s.slug)
     app = wrap(tn, starlette_app(tn, []), chain())
     incoming = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000}]
 
@@ -437,7 +437,7 @@ def test_cache_hits_do_not_leave_the_event_loop(tn: Tenantry, make_tenant, run, 
     a = make_tenant("web")
     app = wrap(tn, starlette_app(tn, []), chain())
     assert run(get(app, f"http://{a.slug}.{BASE}/who")).status_code == 200
-    assert tn._listener is not None and tn._listener.listening.wait(5)
+    assert tn.plane._listener is not None and tn.plane._listener.listening.wait(5)
     assert run(get(app, f"http://{a.slug}.{BASE}/who")).status_code == 200  # warm
     hops: list[Any] = []
     real = asyncio.to_thread
@@ -468,14 +468,14 @@ def test_a_change_elsewhere_reaches_the_edge_within_a_second(scratch, tn: Tenant
             return asyncio.run(get(app, f"http://{t.slug}.{BASE}/who")).status_code
 
         assert status() == 200
-        assert edge._listener is not None and edge._listener.listening.wait(5)
+        assert edge.plane._listener is not None and edge.plane._listener.listening.wait(5)
         assert status() == 200  # cached for an hour now
-        tn.suspend(t.slug)  # another process, as far as `edge` knows
+        tn.tenants.suspend(t.slug)  # another process, as far as `edge` knows
         deadline = time.monotonic() + 1.5
         while status() != 403:
             assert time.monotonic() < deadline, "suspension did not reach the edge"
             time.sleep(0.02)
-        tn.resume(t.slug)
+        tn.tenants.resume(t.slug)
         deadline = time.monotonic() + 1.5
         while status() != 200:
             assert time.monotonic() < deadline, "resumption did not reach the edge"
@@ -518,7 +518,7 @@ def test_no_tenant_is_a_neutral_page_unless_the_app_gives_its_own(tn: Tenantry, 
 
     def listing(request: Any) -> str:
         seen.append(request.host)
-        return "<ul>" + "".join(f"<li>{t.slug}</li>" for t in tn.list_tenants(prefix=a.slug)) + "</ul>"
+        return "<ul>" + "".join(f"<li>{t.slug}</li>" for t in tn.tenants.list(prefix=a.slug)) + "</ul>"
 
     async def async_listing(request: Any) -> str:
         return f"<p>async page for {request.path}</p>"
@@ -562,9 +562,9 @@ def test_an_inactive_tenants_page_wears_its_brand_and_hides_its_slug(tn: Tenantr
 
     branded, plain, archived = (make_tenant("web", name=n) for n in ("Hooli Corp", "Pied Piper", "Raviga"))
     tn.branding.set(branded.slug, {"product_name": "HooliChat", "colors": {"primary": "#7b2d8b"}}, logo=png(24, 24))
-    tn.suspend(branded.slug)
-    tn.suspend(plain.slug)
-    tn.archive(archived.slug)
+    tn.tenants.suspend(branded.slug)
+    tn.tenants.suspend(plain.slug)
+    tn.tenants.archive(archived.slug)
     app = wrap(tn, starlette_app(tn, []), chain())
 
     async def main() -> list[Any]:

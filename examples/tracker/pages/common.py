@@ -117,7 +117,7 @@ def _org_of(tn: Tenantry) -> Org:
     tn.branding.current()  # warm the brand cache here, off the event loop, for brand() in templates
     # from the process's cache, read through the routing views: this works in a process that
     # holds the runtime and reader roles' credentials only (see docs/deployment.md)
-    tenant, placement = tn.lookup(bound.id), tn.lookup_placement(bound.id)
+    tenant, placement = tn.tenants.lookup(bound.id), tn.tenants.lookup_placement(bound.id)
     return Org(
         slug=tenant.slug,
         name=tenant.name,

@@ -79,7 +79,7 @@ def create_admin_app(
     unknown = sorted(set(checkers) - {"http", "dns"})
     if unknown:
         raise InvalidInput(f"domain checkers are for the methods 'http' and 'dns', not {', '.join(map(repr, unknown))}")
-    runner = JobRunner(tn, workers=job_workers)
+    runner = JobRunner(tn.plane, workers=job_workers)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

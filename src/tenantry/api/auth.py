@@ -73,7 +73,7 @@ class TokenAuth:
             kind, _, credentials = header.strip().partition(" ")
             if kind.lower() != "bearer" or not credentials.strip():
                 raise AuthenticationFailed("the Authorization header must read 'Bearer <token>'")
-            token = await anyio.to_thread.run_sync(self.tn.authenticate_token, credentials.strip())
+            token = await anyio.to_thread.run_sync(self.tn.tokens.authenticate, credentials.strip())
         except TenantryError as err:
             response = ProblemResponse(problem_from_error(err, instance=scope["path"], bare_challenge=not header))
             await response(scope, receive, send)

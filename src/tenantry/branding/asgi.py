@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING
 
 from tenantry import context
 from tenantry._asgi import ASGIApp, Receive, Scope, Send
-from tenantry.branding.service import Brand
+from tenantry.branding.brand import Brand
 from tenantry.errors import TenantryError
 from tenantry.problems import Problem, problem, problem_from_error, send_problem
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.branding.service import BrandHost
 
 __all__ = ["BrandRoutes"]
 
@@ -58,7 +58,7 @@ class BrandRoutes:
     that answers under ``prefix`` and passes everything else on.
     """
 
-    def __init__(self, tn: Tenantry, app: ASGIApp | None = None, *, prefix: str = "/_brand") -> None:
+    def __init__(self, tn: BrandHost, app: ASGIApp | None = None, *, prefix: str = "/_brand") -> None:
         self.tn = tn
         self.app = app
         self.prefix = "/" + prefix.strip("/")

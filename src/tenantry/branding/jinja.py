@@ -27,7 +27,7 @@ from tenantry.branding.css import font_values
 from tenantry.branding.theme import Asset, Theme
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.branding.service import BrandHost
 
 __all__ = ["BrandView", "install_brand_helpers"]
 
@@ -46,7 +46,7 @@ class BrandView:
     fonts: dict[str, str] = field(default_factory=dict)
 
 
-def install_brand_helpers(env: Environment, tn: Tenantry, *, prefix: str = "/_brand", default_name: str = "") -> None:
+def install_brand_helpers(env: Environment, tn: BrandHost, *, prefix: str = "/_brand", default_name: str = "") -> None:
     """Add ``brand()`` to ``env``'s globals: the :class:`BrandView` of the bound tenant."""
     prefix = "/" + prefix.strip("/")
     branding = tn.branding

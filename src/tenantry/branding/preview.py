@@ -9,9 +9,9 @@ import base64
 from jinja2 import Environment
 from markupsafe import Markup
 
+from tenantry.branding.brand import Brand
 from tenantry.branding.css import render_css
 from tenantry.branding.emails import render_template, sample_context
-from tenantry.branding.service import Brand
 from tenantry.branding.theme import theme_warnings
 
 __all__ = ["preview_html"]

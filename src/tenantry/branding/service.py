@@ -37,14 +37,14 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
 from tenantry import context
 from tenantry.branding import store
+from tenantry.branding.brand import Brand, BrandChange, BrandVersion, ImageInput, Upload
 from tenantry.branding.css import Stylesheet, stylesheet
 from tenantry.branding.emails import RenderedEmail, one_line, render_template
 from tenantry.branding.images import FAVICON, LOGO, Image, ImageRules, inspect_image
@@ -58,100 +58,26 @@ from tenantry.branding.theme import (
     validate_theme,
 )
 from tenantry.core.caches import CatalogCache
+from tenantry.core.events import EventKind
 from tenantry.errors import InvalidBrand, InvalidInput, NotFound, TenantNotFound
 from tenantry.services import tenants as tenant_service
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.plane import ControlPlane
 
-__all__ = ["Brand", "BrandChange", "BrandVersion", "Branding", "Upload"]
+if TYPE_CHECKING:
+    pass
+
+__all__ = ["Brand", "BrandChange", "BrandHost", "BrandVersion", "Branding", "Upload"]
 
 _log = logging.getLogger("tenantry.branding")
 
 
-@dataclass(frozen=True, slots=True)
-class Brand:
-    """A tenant's brand at one version (version 0: never set, tenantry's defaults)."""
-
-    tenant_id: uuid.UUID
-    slug: str
-    tenant_name: str
-    theme: Theme
-    version: int
-    updated_at: datetime | None = None
-    updated_by: str | None = None
+class BrandHost(Protocol):
+    """What serves brands to templates and routes: a :class:`tenantry.Tenantry` (``tn``)."""
 
     @property
-    def product_name(self) -> str:
-        """The theme's product name, or the tenant's display name."""
-        return self.theme.product_name or self.tenant_name
-
-    @property
-    def sender_name(self) -> str:
-        """The display name e-mail is sent under (default: the product name)."""
-        return one_line(self.theme.email.sender_name or self.product_name)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "tenant": self.slug,
-            "tenant_id": str(self.tenant_id),
-            "version": self.version,
-            "product_name": self.product_name,
-            "sender_name": self.sender_name,
-            "theme": self.theme.model_dump(mode="json"),
-            "updated_at": None if self.updated_at is None else self.updated_at.isoformat(),
-            "updated_by": self.updated_by,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class BrandChange:
-    """What a save did: the brand now, whether it changed, and what to fix."""
-
-    brand: Brand
-    changed: bool
-    warnings: tuple[BrandWarning, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "changed": self.changed,
-            "brand": self.brand.to_dict(),
-            "warnings": [w.to_dict() for w in self.warnings],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class BrandVersion:
-    """One version of a tenant's brand, as its history keeps it."""
-
-    slug: str
-    version: int
-    theme: dict[str, Any]
-    """The theme as saved (JSON: colours as hex, images by content address)."""
-    actor: str
-    message: str
-    created_at: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "tenant": self.slug,
-            "version": self.version,
-            "theme": self.theme,
-            "actor": self.actor,
-            "message": self.message,
-            "created_at": self.created_at.isoformat(),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Upload:
-    """Image bytes as uploaded, with the file name they came under (checked against the bytes)."""
-
-    data: bytes
-    filename: str | None = None
-
-
-ImageInput = bytes | Upload | os.PathLike[str]
+    def branding(self) -> Branding: ...
 
 
 @dataclass
@@ -168,15 +94,18 @@ class _Caches:
 class Branding:
     """White-label brands of one :class:`~tenantry.Tenantry` (use ``tn.branding``)."""
 
-    def __init__(self, tn: Tenantry, *, max_stylesheets: int = 1024, max_asset_bytes: int = 32 * 1024 * 1024) -> None:
+    def __init__(
+        self, tn: ControlPlane, *, max_stylesheets: int = 1024, max_asset_bytes: int = 32 * 1024 * 1024
+    ) -> None:
         self._tn = tn
         self._max_styles = max_stylesheets
         self._max_asset_bytes = max_asset_bytes
         self._lock = threading.Lock()
         settings = tn.settings
         self._cache = _Caches(
-            CatalogCache("brands", ttl=settings.tenant_cache_ttl, size=settings.tenant_cache_size, trusted=tn._trusted)
+            CatalogCache("brands", ttl=settings.tenant_cache_ttl, size=settings.tenant_cache_size, trusted=tn.trusted)
         )
+        tn.subscribe(self._on_event, self._clear)
 
     # -- control plane ----------------------------------------------------------------------
     def get(self, tenant: str | uuid.UUID) -> Brand:
@@ -430,7 +359,7 @@ class Branding:
         return hit if hit is not None and hit.tenant_id == tenant_id else None
 
     def _load(self, tenant_id: uuid.UUID) -> Brand:
-        self._tn._listen()
+        self._tn.listen()
         ticket = self._cache.brands.begin()
         with self._tn.catalog_reader() as conn:
             stored = store.read_brand(conn, tenant_id)
@@ -459,6 +388,10 @@ class Branding:
                     _, (_, dropped) = self._cache.assets.popitem(last=False)
                     self._cache.asset_bytes -= len(dropped)
         return found
+
+    def _on_event(self, kind: EventKind, key: str) -> None:
+        if kind in (EventKind.TENANT, EventKind.BRAND):
+            self._forget(key)
 
     def _forget(self, tenant_id: str) -> None:
         """Drop what is cached of one tenant's brand (a ``brand:`` or ``tenant:`` event)."""

@@ -22,7 +22,7 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Newest entries first."""
-    entries = get_state(ctx).tenantry().audit_log(target_type="tenant" if tenant else None, target=tenant, limit=limit)
+    entries = get_state(ctx).tenantry().audit.list(target_type="tenant" if tenant else None, target=tenant, limit=limit)
     if as_json:
         emit_json([e.to_dict() for e in entries])
         return

@@ -38,7 +38,7 @@ def add(
     as_json: JsonFlag = False,
 ) -> None:
     """Register a server as a cell: creates tenantry's roles there. Adding it again is a no-op."""
-    cell = get_state(ctx).tenantry().add_cell(name, dsn, capacity=capacity, labels=parse_labels(label))
+    cell = get_state(ctx).tenantry().cells.add(name, dsn, capacity=capacity, labels=parse_labels(label))
     if as_json:
         emit_json(cell.to_dict())
     else:
@@ -48,7 +48,7 @@ def add(
 @app.command("list")
 def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """List cells with their load."""
-    cells = get_state(ctx).tenantry().cells()
+    cells = get_state(ctx).tenantry().cells.list()
     if as_json:
         emit_json([c.to_dict() for c in cells])
         return
@@ -72,7 +72,7 @@ def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 @app.command("show")
 def show(ctx: typer.Context, name: Name, as_json: JsonFlag = False) -> None:
     """Show one cell."""
-    cell = get_state(ctx).tenantry().get_cell(name)
+    cell = get_state(ctx).tenantry().cells.get(name)
     if as_json:
         emit_json(cell.to_dict())
         return
@@ -88,7 +88,7 @@ def drain(
 ) -> None:
     """Stop placing new tenants on a cell (or, with --undo, start again)."""
     tn = get_state(ctx).tenantry()
-    cell = tn.undrain_cell(name) if undo else tn.drain_cell(name)
+    cell = tn.cells.undrain(name) if undo else tn.cells.drain(name)
     if as_json:
         emit_json(cell.to_dict())
     else:

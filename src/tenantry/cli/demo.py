@@ -99,7 +99,7 @@ def demo(
         sockets.append(serving.listen(host, port, "--port"))
         if admin.app is not None:
             sockets.append(serving.listen(host, admin_port, "--admin-port"))
-        tn.init()
+        tn.schema.init()
         tn.plugins.deploy()  # the plugins' tables in placements an older demo built without them
         if admin.app is not None:
             admin = AdminApi(app=admin.app, token=_demo_token(tn))
@@ -193,13 +193,13 @@ def _ensure_tenant(tn: Tenantry, spec: DemoTenant, *, seed: Any, brand: Any = No
     data yet and brand it if it has no brand yet; return what the report shows of it."""
     created = True
     try:
-        tenant = tn.create_tenant(spec.slug, name=spec.name, plan=spec.plan)
+        tenant = tn.tenants.create(spec.slug, name=spec.name, plan=spec.plan)
     except TenantExists:
         created = False
-        tenant = tn.get_tenant(spec.slug)
+        tenant = tn.tenants.get(spec.slug)
     except Conflict:
         # half-built on another plan by an earlier run: finish it on that plan
-        tenant = tn.create_tenant(spec.slug, name=spec.name, plan=tn.get_tenant(spec.slug).plan)
+        tenant = tn.tenants.create(spec.slug, name=spec.name, plan=tn.tenants.get(spec.slug).plan)
     seeded = branded = False
     if seed is not None and tenant.status is Status.ACTIVE:
         seeded = bool(seed(tn, spec.slug))
@@ -209,7 +209,7 @@ def _ensure_tenant(tn: Tenantry, spec: DemoTenant, *, seed: Any, brand: Any = No
         "slug": tenant.slug,
         "name": tenant.name,
         "plan": tenant.plan,
-        "tier": tn.plan(tenant.plan).isolation.value,
+        "tier": tn.plans.get(tenant.plan).isolation.value,
         "status": tenant.status.value,
         "created": created,
         "seeded": seeded,
@@ -324,11 +324,11 @@ _DEMO_TOKEN = "demo-"
 def _demo_token(tn: Tenantry) -> str:
     """A fresh admin token for this run (a week long); the last run's demo tokens are revoked,
     since their secrets were only ever printed."""
-    for token in tn.tokens():
+    for token in tn.tokens.list():
         if token.name.startswith(_DEMO_TOKEN):
-            tn.revoke_token(token.id)
+            tn.tokens.revoke(token.id)
     name = f"{_DEMO_TOKEN}{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"
-    _, secret = tn.create_token(name, ["admin"], expires_in=timedelta(days=7))
+    _, secret = tn.tokens.create(name, ["admin"], expires_in=timedelta(days=7))
     return secret
 
 

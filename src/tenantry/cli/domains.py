@@ -36,7 +36,7 @@ def add(
     as_json: JsonFlag = False,
 ) -> None:
     """Register a custom domain for a tenant (pending until verified). Adding it again is a no-op."""
-    domain = get_state(ctx).tenantry().add_domain(hostname, tenant)
+    domain = get_state(ctx).tenantry().domains.add(hostname, tenant)
     if as_json:
         emit_json(domain.to_dict())
         return
@@ -76,7 +76,7 @@ def verify(
         checker = DnsChecker(nameservers=nameserver, port=dns_port, timeout=timeout)
     else:
         raise InvalidInput(f"--method {method!r} must be 'http' or 'dns'")
-    domain = get_state(ctx).tenantry().verify_domain(hostname, checker=checker)
+    domain = get_state(ctx).tenantry().domains.verify(hostname, checker=checker)
     if as_json:
         emit_json(domain.to_dict())
     else:
@@ -90,7 +90,7 @@ def list_(
     as_json: JsonFlag = False,
 ) -> None:
     """List custom domains, by hostname."""
-    domains = get_state(ctx).tenantry().domains(tenant)
+    domains = get_state(ctx).tenantry().domains.list(tenant)
     if as_json:
         emit_json([d.to_dict() for d in domains])
         return
@@ -116,7 +116,7 @@ def list_(
 @app.command("remove")
 def remove(ctx: typer.Context, hostname: Host, as_json: JsonFlag = False) -> None:
     """Stop serving a custom domain. Removing one that is not registered is a no-op."""
-    removed = get_state(ctx).tenantry().remove_domain(hostname)
+    removed = get_state(ctx).tenantry().domains.remove(hostname)
     if as_json:
         emit_json(
             {

@@ -32,10 +32,10 @@ def init(
     from tenantry.appspec import load_metadata
 
     tn = get_state(ctx).tenantry()
-    report = tn.init()
+    report = tn.schema.init()
     result: dict[str, Any] = report.to_dict()
     if app_spec:
-        result["app"] = tn.deploy(load_metadata(app_spec)).to_dict()
+        result["app"] = tn.schema.deploy(load_metadata(app_spec)).to_dict()
     if as_json:
         emit_json(result)
         return
@@ -63,24 +63,12 @@ def check(
     and that every unique index on one includes tenant_id; that the runtime and reader roles
     can do no more than their part; with the app's tables (TENANTRY_APP), that every placement
     holds the app's tables and columns, no fewer and no more."""
-    from tenantry.services import placement_tables
-
     tn = get_state(ctx).tenantry(app_plugins=True)
-    bad = tn.unprotected_tables()
-    leaky = tn.unscoped_unique_indexes()
-    roles = tn.role_problems()
     with_app = tn.metadata is not None or bool(tn.settings.app)
-    differ = placement_tables.drift(tn) if with_app else {}
+    report = tn.schema.check(tables=with_app)
+    bad, leaky, roles, differ = report.unprotected, report.unscoped_unique, report.roles, report.differ
     if as_json:
-        emit_json(
-            {
-                "unprotected": bad,
-                "unscoped_unique": leaky,
-                "roles": roles,
-                "differ": differ,
-                "ok": not bad and not leaky and not roles and not differ,
-            }
-        )
+        emit_json(report.to_dict())
     else:
         for name in bad:
             error(f"{name} is not protected by row-level security")

@@ -95,7 +95,7 @@ def migrate(
     tn = get_state(ctx).tenantry()
     with progress_bar(not as_json and not dry_run, "migrating") as progress:
         report = app_migrations.migrate(
-            tn, jobs=jobs, dry_run=dry_run, tenants=tenant or None, progress=progress, directory=migrations
+            tn.plane, jobs=jobs, dry_run=dry_run, tenants=tenant or None, progress=progress, directory=migrations
         )
     if as_json:
         emit_json(report.to_dict())
@@ -109,7 +109,7 @@ def status(ctx: typer.Context, as_json: JsonFlag = False, migrations: Migrations
     """Where the placements are, from the catalog: counts per revision, who is behind, who failed."""
     from tenantry.services import app_migrations
 
-    report = app_migrations.status(get_state(ctx).tenantry(), directory=migrations)
+    report = app_migrations.status(get_state(ctx).tenantry().plane, directory=migrations)
     if as_json:
         emit_json(report.to_dict())
         return
@@ -148,7 +148,7 @@ def stamp(
     tn = get_state(ctx).tenantry()
     with progress_bar(not as_json, "stamping") as progress:
         report = app_migrations.stamp_placements(
-            tn, revision, tenants=tenant or None, jobs=jobs, progress=progress, directory=migrations
+            tn.plane, revision, tenants=tenant or None, jobs=jobs, progress=progress, directory=migrations
         )
     if as_json:
         emit_json(report.to_dict())

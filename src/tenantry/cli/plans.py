@@ -20,7 +20,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts."
 @app.command("list")
 def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """List plans with their isolation tier."""
-    plans = get_state(ctx).tenantry().plans()
+    plans = get_state(ctx).tenantry().plans.list()
     if as_json:
         emit_json([p.to_dict() for p in plans])
         return
@@ -34,7 +34,7 @@ def show(
     as_json: JsonFlag = False,
 ) -> None:
     """Show one plan, with its limits and defaults."""
-    plan = get_state(ctx).tenantry().plan(name)
+    plan = get_state(ctx).tenantry().plans.get(name)
     if as_json:
         emit_json(plan.to_dict())
         return
@@ -61,7 +61,7 @@ def pin(
     as_json: JsonFlag = False,
 ) -> None:
     """Set where the plan's database-tier tenants go: a cell, or cells with labels (none: clear)."""
-    plan = get_state(ctx).tenantry().pin_plan(name, cell=cell, labels=parse_labels(label))
+    plan = get_state(ctx).tenantry().plans.pin(name, cell=cell, labels=parse_labels(label))
     if as_json:
         emit_json(plan.to_dict())
     else:

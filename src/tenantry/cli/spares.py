@@ -50,7 +50,7 @@ def fill(
     Run it after each deploy and from a periodic job."""
     tn = get_state(ctx).tenantry(app_plugins=True)
     with progress_bar(not as_json, "building spares") as progress:
-        report = tn.fill_spares(count, tier=tier, cell=cell, progress=progress)
+        report = tn.spares.fill(count, tier=tier, cell=cell, progress=progress)
     if as_json:
         emit_json(report.to_dict())
         return
@@ -65,7 +65,7 @@ def list_(
     as_json: JsonFlag = False,
 ) -> None:
     """List spares, oldest first; 'current' says whether this app version would claim one."""
-    spares = get_state(ctx).tenantry().spares(tier=tier, cell=cell)
+    spares = get_state(ctx).tenantry().spares.list(tier=tier, cell=cell)
     if as_json:
         emit_json([s.to_dict() for s in spares])
         return
@@ -105,7 +105,7 @@ def drop(
 ) -> None:
     """Drop spares (all, or with --stale only the stale ones): their schemas or databases and
     their catalog rows. Spares hold no tenant's data."""
-    report = get_state(ctx).tenantry(app_plugins=stale).drop_spares(tier=tier, cell=cell, stale_only=stale)
+    report = get_state(ctx).tenantry(app_plugins=stale).spares.drop(tier=tier, cell=cell, stale_only=stale)
     if as_json:
         emit_json(report.to_dict())
         return

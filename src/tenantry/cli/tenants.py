@@ -31,7 +31,7 @@ def create(
 ) -> None:
     """Create a tenant on its plan's tier and make it active. Rerun to finish an interrupted one."""
     tn = get_state(ctx).tenantry(app_plugins=True)
-    tenant = tn.create_tenant(slug, name=name, plan=plan, cell=cell)
+    tenant = tn.tenants.create(slug, name=name, plan=plan, cell=cell)
     if as_json:
         emit_json(tenant.to_dict())
     else:
@@ -51,7 +51,7 @@ def list_(
 ) -> None:
     """List tenants, by slug."""
     tn = get_state(ctx).tenantry()
-    tenants = tn.list_tenants(status=status, plan=plan, include_deleted=all_, prefix=prefix, limit=limit, offset=offset)
+    tenants = tn.tenants.list(status=status, plan=plan, include_deleted=all_, prefix=prefix, limit=limit, offset=offset)
     if as_json:
         emit_json([t.to_dict() for t in tenants])
         return
@@ -69,10 +69,10 @@ def list_(
 def show(ctx: typer.Context, key: Key, as_json: JsonFlag = False) -> None:
     """Show one tenant, with its plan's isolation and its placement."""
     tn = get_state(ctx).tenantry()
-    tenant = tn.get_tenant(key)
-    placement = tn.placement(tenant.id)
+    tenant = tn.tenants.get(key)
+    placement = tn.tenants.placement(tenant.id)
     data = tenant.to_dict()
-    data["isolation"] = tn.plan(tenant.plan).isolation.value
+    data["isolation"] = tn.plans.get(tenant.plan).isolation.value
     data["placement"] = None if placement is None else placement.to_dict()
     if as_json:
         emit_json(data)
@@ -90,7 +90,7 @@ def show(ctx: typer.Context, key: Key, as_json: JsonFlag = False) -> None:
 def _status_command(name: str, verb: str, helptext: str) -> None:
     def command(ctx: typer.Context, key: Key, as_json: JsonFlag = False) -> None:
         tn = get_state(ctx).tenantry()
-        tenant = getattr(tn, verb)(key)
+        tenant = getattr(tn.tenants, verb)(key)
         if as_json:
             emit_json(tenant.to_dict())
         else:
@@ -114,12 +114,12 @@ def delete(
 ) -> None:
     """Delete a tenant and every row it owns. Asks for --yes."""
     tn = get_state(ctx).tenantry()
-    tenant = tn.get_tenant(key)
+    tenant = tn.tenants.get(key)
     if not yes:
         if not sys.stdin.isatty():
             raise InvalidInput(f"deleting {tenant.slug!r} removes all its rows; pass --yes to confirm")
         typer.confirm(f"Delete tenant {tenant.slug!r} and every row it owns?", abort=True)
-    counts = tn.delete_tenant(tenant.id)
+    counts = tn.tenants.delete(tenant.id)
     # a schema or database tier's copy goes whole ("schema tenant_…": 1), the pooled tier's row by row
     dropped = [what for what in counts if what.startswith(("schema ", "database "))]
     if as_json:
@@ -164,7 +164,7 @@ def move(
     interrupted move."""
     tn = get_state(ctx).tenantry(app_plugins=True)
     if abort:
-        aborted = tn.abort_move(key)
+        aborted = tn.tenants.abort_move(key)
         if as_json:
             emit_json({"aborted": aborted})
         else:
@@ -173,10 +173,10 @@ def move(
     if plan is None and cell is None:
         raise InvalidInput("say where to move: --plan PLAN and/or --cell CELL")
     if as_json or not sys.stderr.isatty():
-        report = tn.move_tenant(key, plan=plan, cell=cell)
+        report = tn.tenants.move(key, plan=plan, cell=cell)
     else:
         with console.status("starting the move", spinner="dots") as status:
-            report = tn.move_tenant(key, plan=plan, cell=cell, on_step=lambda s: status.update(_STEP_TEXT.get(s, s)))
+            report = tn.tenants.move(key, plan=plan, cell=cell, on_step=lambda s: status.update(_STEP_TEXT.get(s, s)))
     if as_json:
         emit_json(report.to_dict())
         return

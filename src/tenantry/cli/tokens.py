@@ -38,7 +38,7 @@ def create(
 ) -> None:
     """Create a token and print its secret: this is the only time it is shown."""
     lifetime = None if expires is None else parse_duration(expires)
-    token, secret = get_state(ctx).tenantry().create_token(name, scope, expires_in=lifetime)
+    token, secret = get_state(ctx).tenantry().tokens.create(name, scope, expires_in=lifetime)
     if as_json:
         emit_json(token.to_dict() | {"token": secret})
         return
@@ -57,7 +57,7 @@ def list_(
     as_json: JsonFlag = False,
 ) -> None:
     """List tokens (never their secrets)."""
-    tokens = get_state(ctx).tenantry().tokens(include_revoked=all_)
+    tokens = get_state(ctx).tenantry().tokens.list(include_revoked=all_)
     if as_json:
         emit_json([t.to_dict() for t in tokens])
         return
@@ -88,7 +88,7 @@ def revoke(
     as_json: JsonFlag = False,
 ) -> None:
     """Revoke a token at once; revoking it again is a no-op."""
-    token = get_state(ctx).tenantry().revoke_token(name)
+    token = get_state(ctx).tenantry().tokens.revoke(name)
     if as_json:
         emit_json(token.to_dict())
     else:

@@ -1,4 +1,4 @@
-"""Validation of names that reach SQL or the file system: tenant slugs and plan names.
+"""Validation of names that reach SQL or the file system: tenant slugs, plan and plugin names.
 
 Pure: no driver, no I/O. A slug is a DNS label (RFC 1123): lowercase ASCII letters, digits and
 ``-``, 1 to 63 characters, neither starting nor ending with ``-``. Anything else, including
@@ -14,7 +14,7 @@ import re
 
 from tenantry.errors import InvalidInput, InvalidSlug
 
-__all__ = ["RESERVED_SLUGS", "is_slug", "validate_plan_name", "validate_slug"]
+__all__ = ["PLUGIN_NAME", "RESERVED_SLUGS", "check_plugin_name", "is_slug", "validate_plan_name", "validate_slug"]
 
 _SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # a slug that reads as a tenant id would make `tn.tenant(key)` ambiguous
@@ -98,4 +98,17 @@ def validate_plan_name(name: str) -> str:
     """Return ``name`` if it is a usable plan name, else raise :class:`InvalidInput`."""
     if not isinstance(name, str) or not _PLAN.fullmatch(name):
         raise InvalidInput(f"plan name {name!r} must start with a letter and use a-z, 0-9, '_' or '-' (max 63)")
+    return name
+
+
+#: a plugin's name: a lowercase label (it names a URL segment, a config section, table prefixes)
+PLUGIN_NAME = re.compile(r"[a-z][a-z0-9-]{0,39}")
+
+
+def check_plugin_name(name: object) -> str:
+    """``name`` if it can name a plugin, else :class:`InvalidInput` saying what can."""
+    if not isinstance(name, str) or not PLUGIN_NAME.fullmatch(name):
+        raise InvalidInput(
+            f"plugin name {str(name)[:60]!r} must be 1-40 characters: a-z, 0-9 and '-', starting with a letter"
+        )
     return name

@@ -21,16 +21,23 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tenantry import context
 from tenantry._asgi import ASGIApp, Message, Receive, Scope, Send
 from tenantry.problems import Problem, internal_error, problem, send_problem
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.plugins.registry import Plugins
 
-__all__ = ["Authorize", "PluginRoutes", "mount_plugins"]
+__all__ = ["Authorize", "PluginHost", "PluginRoutes", "mount_plugins"]
+
+
+class PluginHost(Protocol):
+    """What runs the plugins whose routes are served: a :class:`tenantry.Tenantry` (``tn``)."""
+
+    @property
+    def plugins(self) -> Plugins: ...
 
 
 Authorize = Callable[[Scope], "bool | Awaitable[bool]"]
@@ -47,7 +54,7 @@ class PluginRoutes:
     """
 
     def __init__(
-        self, tn: Tenantry, app: ASGIApp | None = None, *, authorize: Authorize | None, prefix: str = PREFIX
+        self, tn: PluginHost, app: ASGIApp | None = None, *, authorize: Authorize | None, prefix: str = PREFIX
     ) -> None:
         self.tn = tn
         self.app = app
@@ -122,7 +129,7 @@ class PluginRoutes:
                 raise  # half a response: the server must abort it rather than pass it off as whole
 
 
-def mount_plugins(app: Any, tn: Tenantry, *, authorize: Authorize | None, prefix: str = PREFIX) -> PluginRoutes:
+def mount_plugins(app: Any, tn: PluginHost, *, authorize: Authorize | None, prefix: str = PREFIX) -> PluginRoutes:
     """Mount :class:`PluginRoutes` on a Starlette or FastAPI ``app`` at ``prefix``."""
     routes = PluginRoutes(tn, authorize=authorize, prefix=prefix)
     app.mount(routes.prefix, routes)

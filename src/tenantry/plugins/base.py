@@ -31,7 +31,6 @@ needs pluggy's options (``@hookimpl(tryfirst=True)``).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -41,10 +40,9 @@ from pydantic import BaseModel
 
 from tenantry._asgi import ASGIApp
 from tenantry.core.hooks import LIFECYCLE_EVENTS
-from tenantry.errors import InvalidInput
+from tenantry.core.naming import check_plugin_name
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
     from tenantry.core.model import Tenant
     from tenantry.services.moves import MoveReport
 
@@ -64,21 +62,14 @@ __all__ = [
     "hookspec",
 ]
 
+#: The :class:`tenantry.Tenantry` that runs a plugin, as its hooks and routes receive it
+#: (``tn``). It sits a layer above this package, so it is not named here: annotate your
+#: plugin's methods with ``tenantry.Tenantry``.
+App = Any
+
 PROJECT = "tenantry"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
-
-#: a plugin's name: a lowercase label (it names a URL segment, a config section, table prefixes)
-PLUGIN_NAME = re.compile(r"[a-z][a-z0-9-]{0,39}")
-
-
-def check_plugin_name(name: object) -> str:
-    """``name`` if it can name a plugin, else :class:`InvalidInput` saying what can."""
-    if not isinstance(name, str) or not PLUGIN_NAME.fullmatch(name):
-        raise InvalidInput(
-            f"plugin name {str(name)[:60]!r} must be 1-40 characters: a-z, 0-9 and '-', starting with a letter"
-        )
-    return name
 
 
 class Plugin:
@@ -123,22 +114,22 @@ class LifecycleHooks(Plugin):
     hook_backoff: float = 10.0
     """Seconds before the first retry; each further retry waits twice as long (at most an hour)."""
 
-    def on_tenant_created(self, tn: Tenantry, tenant: Tenant) -> None:
+    def on_tenant_created(self, tn: App, tenant: Tenant) -> None:
         """The tenant was created and is active."""
 
-    def on_tenant_suspended(self, tn: Tenantry, tenant: Tenant) -> None:
+    def on_tenant_suspended(self, tn: App, tenant: Tenant) -> None:
         """The tenant was suspended."""
 
-    def on_tenant_resumed(self, tn: Tenantry, tenant: Tenant) -> None:
+    def on_tenant_resumed(self, tn: App, tenant: Tenant) -> None:
         """The tenant serves again (from suspended or archived)."""
 
-    def on_tenant_archived(self, tn: Tenantry, tenant: Tenant) -> None:
+    def on_tenant_archived(self, tn: App, tenant: Tenant) -> None:
         """The tenant was archived."""
 
-    def on_tenant_deleted(self, tn: Tenantry, tenant: Tenant) -> None:
+    def on_tenant_deleted(self, tn: App, tenant: Tenant) -> None:
         """The tenant's data is gone (``tenant`` is as it was just before)."""
 
-    def on_tenant_moved(self, tn: Tenantry, tenant: Tenant, report: MoveReport) -> None:
+    def on_tenant_moved(self, tn: App, tenant: Tenant, report: MoveReport) -> None:
         """The tenant was moved (its rows, this plugin's tables' included, went with it)."""
 
 
@@ -149,7 +140,7 @@ class ConfigSection(Plugin):
 
     config_model: type[BaseModel]
 
-    def config(self, tn: Tenantry) -> Any:
+    def config(self, tn: App) -> Any:
         """The bound tenant's section (from the per-process cache)."""
         return getattr(tn.config.current(), self.section)
 
@@ -188,7 +179,7 @@ class AsgiRoutes(Plugin):
     """An ASGI app served at ``/_plugins/<name>/`` (see :class:`~tenantry.plugins.PluginRoutes`)
     for the bound tenant, only when the plugin is enabled for it."""
 
-    def asgi_app(self, tn: Tenantry) -> ASGIApp:
+    def asgi_app(self, tn: App) -> ASGIApp:
         """The ASGI app (called once per :class:`PluginRoutes`). ``scope["root_path"]`` ends
         with ``/_plugins/<name>``; ``scope["path"]`` is the full path."""
         raise NotImplementedError
@@ -196,7 +187,7 @@ class AsgiRoutes(Plugin):
 
 class FlagProvider(Plugin):
     """Feature flags the plugin reads: definitions (as :class:`~tenantry.FlagSpec` takes
-    them) that ``tn.init()`` creates when missing. Keys start with ``<name>.``; a flag the
+    them) that ``tn.schema.init()`` creates when missing. Keys start with ``<name>.``; a flag the
     operator changed is never overwritten."""
 
     def flag_definitions(self) -> Sequence[Mapping[str, Any]]:
@@ -229,19 +220,19 @@ class HookSpecs:
     """The lifecycle hooks as pluggy specifications (argument names are the contract)."""
 
     @hookspec
-    def on_tenant_created(self, tn: Tenantry, tenant: Tenant) -> None: ...
+    def on_tenant_created(self, tn: App, tenant: Tenant) -> None: ...
 
     @hookspec
-    def on_tenant_suspended(self, tn: Tenantry, tenant: Tenant) -> None: ...
+    def on_tenant_suspended(self, tn: App, tenant: Tenant) -> None: ...
 
     @hookspec
-    def on_tenant_resumed(self, tn: Tenantry, tenant: Tenant) -> None: ...
+    def on_tenant_resumed(self, tn: App, tenant: Tenant) -> None: ...
 
     @hookspec
-    def on_tenant_archived(self, tn: Tenantry, tenant: Tenant) -> None: ...
+    def on_tenant_archived(self, tn: App, tenant: Tenant) -> None: ...
 
     @hookspec
-    def on_tenant_deleted(self, tn: Tenantry, tenant: Tenant) -> None: ...
+    def on_tenant_deleted(self, tn: App, tenant: Tenant) -> None: ...
 
     @hookspec
-    def on_tenant_moved(self, tn: Tenantry, tenant: Tenant, report: MoveReport) -> None: ...
+    def on_tenant_moved(self, tn: App, tenant: Tenant, report: MoveReport) -> None: ...

@@ -22,7 +22,7 @@ from tenantry.errors import TenantNotFound
 from tenantry.services.plugins import Resolution, resolve_for_tenant
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.plane import ControlPlane
 
 __all__ = ["EnablementCache", "TenantPlugins"]
 
@@ -47,13 +47,13 @@ def _tags(tenant_id: uuid.UUID, entry: TenantPlugins) -> tuple[tuple[str, str]]:
 class EnablementCache:
     """The per-process cache of one Tenantry's plugin settings, by tenant id."""
 
-    def __init__(self, tn: Tenantry) -> None:
+    def __init__(self, tn: ControlPlane) -> None:
         self._tn = tn
         self.entries: CatalogCache[uuid.UUID, TenantPlugins] = CatalogCache(
             "plugin enablement",
             ttl=tn.settings.tenant_cache_ttl,
             size=tn.settings.tenant_cache_size,
-            trusted=tn._trusted,
+            trusted=tn.trusted,
             tags=_tags,
         )
 
@@ -69,7 +69,7 @@ class EnablementCache:
         """Read the tenant's settings from the catalog (and keep them, unless an event
         arrived meanwhile or ``keep`` is false)."""
         tn = self._tn
-        tn._listen()
+        tn.listen()
         ticket = self.entries.begin()
         with tn.catalog_reader() as conn:
             found = resolve_for_tenant(conn, tenant_id)

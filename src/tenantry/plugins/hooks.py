@@ -5,7 +5,7 @@ Two paths, one queue:
 
 * **Right after a change**, the process that made it delivers the calls queued for the
   plugins it runs (:meth:`HookDelivery.deliver`): the rows were reserved for it, so
-  ``tn.suspend("acme")`` returns after the hooks ran, as a plain call would have.
+  ``tn.tenants.suspend("acme")`` returns after the hooks ran, as a plain call would have.
 * **Everything else** (changes made by the CLI, the admin API or another app process; retries
   that fell due; calls of a process that died) is delivered by a :class:`HookRunner` thread,
   woken within milliseconds by the catalog's ``NOTIFY hook:<plugin>`` and every few seconds
@@ -34,15 +34,15 @@ import pluggy
 from tenantry import context
 from tenantry.core.hooks import POLL_SECONDS
 from tenantry.core.model import Tenant
-from tenantry.plugins.base import LIFECYCLE_EVENTS, LifecycleHooks
+from tenantry.plugins.base import LIFECYCLE_EVENTS, LifecycleHooks, hook_names
 from tenantry.services import plugin_hooks as queue
 from tenantry.services.plugins import resolve_for_tenant
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
     from tenantry.plugins.registry import Plugins
+    from tenantry.services.plane import ControlPlane
 
-__all__ = ["HookDelivery", "HookRunner", "RunReport", "follow"]
+__all__ = ["HookDelivery", "HookManager", "HookRunner", "RunReport", "follow"]
 
 _log = logging.getLogger("tenantry.plugins")
 
@@ -53,6 +53,28 @@ MAX_BACKOFF = 3600.0
 #: how often the runner removes calls finished more than a week ago
 PURGE_EVERY = 3600.0
 KEEP_FINISHED = 7 * 24 * 3600.0
+
+
+_IMPLICIT: pluggy.HookimplOpts = {
+    "wrapper": False,
+    "hookwrapper": False,
+    "optionalhook": False,
+    "tryfirst": False,
+    "trylast": False,
+    "specname": None,
+}
+
+
+class HookManager(pluggy.PluginManager):
+    """pluggy's manager, taking a :class:`LifecycleHooks` method that overrides the base's as
+    a hook implementation without a decorator (as pytest takes ``pytest_*`` functions)."""
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and name in hook_names() and isinstance(plugin, LifecycleHooks):
+            if getattr(type(plugin), name, None) is not getattr(LifecycleHooks, name):
+                return dict(_IMPLICIT)  # type: ignore[return-value]
+        return opts
 
 
 class RunReport:
@@ -84,8 +106,8 @@ class HookDelivery:
         self._lock = threading.Lock()
 
     @property
-    def _tn(self) -> Tenantry:
-        return self._plugins._tn
+    def _tn(self) -> ControlPlane:
+        return self._plugins._plane
 
     # -- what this process handles ----------------------------------------------------------
     def handlers(self) -> dict[str, tuple[str, ...]]:
@@ -174,7 +196,7 @@ class HookDelivery:
                 queue.finish(conn, call.id, self.worker, "skipped")
             report.skipped += 1
             return
-        values: dict[str, Any] = {"tn": tn, "tenant": Tenant.from_dict(call.tenant)}
+        values: dict[str, Any] = {"tn": self._plugins.app, "tenant": Tenant.from_dict(call.tenant)}
         if call.event == "moved":
             from tenantry.services.moves import MoveReport  # (moves imports much)
 

@@ -19,9 +19,8 @@ import asyncio
 import builtins
 import logging
 import threading
-import traceback
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,6 @@ from pydantic import BaseModel
 
 from tenantry import context
 from tenantry.core.events import EventKind
-from tenantry.core.hooks import POLL_SECONDS
 from tenantry.db import catalog
 from tenantry.errors import (
     CatalogNotInitialised,
@@ -53,18 +51,19 @@ from tenantry.plugins.base import (
     Plugin,
     capabilities_of,
     check_plugin_name,
-    hook_names,
 )
 from tenantry.plugins.discovery import discover, load_spec
 from tenantry.plugins.enablement import EnablementCache
-from tenantry.plugins.hooks import HookDelivery, HookRunner, follow
-from tenantry.plugins.hooks import RunReport as HookRunReport
+from tenantry.plugins.hook_queue import HookQueue
+from tenantry.plugins.hooks import HookDelivery, HookManager, HookRunner
 from tenantry.services import plugin_hooks
 from tenantry.services import plugins as service
 from tenantry.tenant_config import evaluation as flags_core
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.directory import Directory
+    from tenantry.services.plane import ControlPlane
+    from tenantry.tenant_config import ConfigSections
 
 __all__ = ["PluginInfo", "Plugins"]
 
@@ -72,27 +71,6 @@ _log = logging.getLogger("tenantry.plugins")
 
 #: statuses of tenants whose placements hold data a plugin may work on
 LIVE_STATUSES = ("active", "suspended", "archived")
-
-_IMPLICIT: pluggy.HookimplOpts = {
-    "wrapper": False,
-    "hookwrapper": False,
-    "optionalhook": False,
-    "tryfirst": False,
-    "trylast": False,
-    "specname": None,
-}
-
-
-class _Manager(pluggy.PluginManager):
-    """pluggy's manager, taking a :class:`LifecycleHooks` method that overrides the base's as
-    a hook implementation without a decorator (as pytest takes ``pytest_*`` functions)."""
-
-    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
-        opts = super().parse_hookimpl_opts(plugin, name)
-        if opts is None and name in hook_names() and isinstance(plugin, LifecycleHooks):
-            if getattr(type(plugin), name, None) is not getattr(LifecycleHooks, name):
-                return dict(_IMPLICIT)  # type: ignore[return-value]
-        return opts
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +100,7 @@ class PluginInfo:
         }
 
 
-class Plugins:
+class Plugins(HookQueue):
     """The plugins of one :class:`~tenantry.Tenantry` (``tn.plugins``).
 
     ::
@@ -134,14 +112,19 @@ class Plugins:
                 ...
     """
 
-    def __init__(self, tn: Tenantry) -> None:
-        self._tn = tn
+    def __init__(self, plane: ControlPlane, *, app: Any, config_sections: ConfigSections, directory: Directory) -> None:
+        self._plane = plane
+        #: the :class:`~tenantry.Tenantry` hooks and routes are given (``tn``)
+        self.app = app
+        self._config_sections = config_sections
+        self._directory = directory
         self._lock = threading.RLock()
         self._plugins: dict[str, Plugin] = {}
         self._sources: dict[str, str] = {}
-        self._manager = _Manager(PROJECT)
+        self._manager = HookManager(PROJECT)
         self._manager.add_hookspecs(HookSpecs)
-        self._cache = EnablementCache(tn)
+        self._cache = EnablementCache(plane)
+        plane.subscribe(self._on_event, self._on_reset)
         self._merged: tuple[tuple[Any, ...], sa.MetaData] | None = None
         self._delivery = HookDelivery(self, self._manager)
         self._runner: HookRunner | None = None
@@ -176,7 +159,7 @@ class Plugins:
                     raise ConfigurationError(f"plugin {name!r}: {err}") from err
             if isinstance(found, ConfigSection):
                 try:
-                    self._tn.config.sections.add(found.section, found.config_model)
+                    self._config_sections.add(found.section, found.config_model)
                 except ConfigurationError:
                     if isinstance(found, LifecycleHooks):
                         self._manager.unregister(name=name)
@@ -266,7 +249,7 @@ class Plugins:
         """The registered plugins and (with ``installed``) the installed ones, each with
         where it comes from, its capabilities and the plans and tenants it is set for.
         Installed plugins are imported to be described; one that fails says why."""
-        with self._tn.admin() as conn:
+        with self._plane.admin() as conn:
             catalog.require_catalog(conn)
             settings = service.list_enablement(conn)
         by_plugin: dict[str, builtins.list[service.Enablement]] = {}
@@ -327,18 +310,18 @@ class Plugins:
         self, name: str, enabled: bool | None, tenant: str | uuid.UUID | None, plan: str | None
     ) -> service.EnablementChange:
         known: set[str] = set()
-        with self._tn.admin() as conn:
+        with self._plane.admin() as conn:
             catalog.require_catalog(conn)
             if enabled is not None:  # may be switched on: known here, or run by a process of the app
                 known = self.known() | plugin_hooks.subscribed(conn)
-        change = service.set_enabled(self._tn, name, enabled, known=known, tenant=tenant, plan=plan)
+        change = service.set_enabled(self._plane, name, enabled, known=known, tenant=tenant, plan=plan)
         if change.changed:  # this process at once; the others by NOTIFY
             self._cache.on_event(EventKind.PLUGIN, f"{change.scope.kind}:{change.scope.key}")
         return change
 
     def settings(self, name: str | None = None) -> builtins.list[service.Enablement]:
         """The plans and tenants ``name`` (or every plugin) is switched on or off for."""
-        with self._tn.admin() as conn:
+        with self._plane.admin() as conn:
             catalog.require_catalog(conn)
             return service.list_enablement(conn, name)
 
@@ -384,7 +367,7 @@ class Plugins:
         """``(id, slug)`` of the live (active, suspended or archived) tenants ``name`` is
         switched on for: what a plugin's background work visits."""
         check_plugin_name(name)
-        with self._tn.admin() as conn:
+        with self._plane.admin() as conn:
             return service.enabled_tenants(conn, name, statuses=LIVE_STATUSES)
 
     def _tenant_id(self, tenant: str | uuid.UUID | None) -> uuid.UUID:
@@ -392,159 +375,20 @@ class Plugins:
             return context.require().id
         if isinstance(tenant, uuid.UUID):
             return tenant
-        return (self._tn._cached(tenant) or self._tn._lookup(tenant))[0].id
+        return self._directory.resolved(tenant)[0].id
 
-    # -- what plugins raised ------------------------------------------------------------------
-    def errors(
-        self, *, plugin: str | None = None, tenant: str | uuid.UUID | None = None, limit: int = 100
-    ) -> builtins.list[service.PluginFailure]:
-        """What plugins raised, newest first, counted per (plugin, hook, tenant)."""
-        tenant_id = None if tenant is None else self._tenant_id(tenant)
-        with self._tn.admin() as conn:
-            catalog.require_catalog(conn)
-            return service.list_errors(conn, plugin=plugin, tenant_id=tenant_id, limit=limit)
+    def after_init(self) -> None:
+        """What ``tn.schema.init()`` does for the plugins: create their flags, and subscribe
+        their hooks, so that changes made anywhere from now on queue their calls."""
+        self.install_flags()
+        self.subscribe_hooks()
 
-    @staticmethod
-    def error_text(error: BaseException) -> str:
-        """``error`` as one line: its type and message."""
-        lines = traceback.format_exception_only(type(error), error)
-        return " ".join(" ".join(lines).split())
-
-    def report_error(self, plugin: str, hook: str, error: BaseException, tenant_id: uuid.UUID | None = None) -> None:
-        """Log and record that ``plugin`` raised ``error`` in ``hook``; never raises."""
-        _log.error("plugin %r raised in %s (tenant %s)", plugin, hook, tenant_id, exc_info=error)
-        text = self.error_text(error)
-        try:
-            with self._tn.admin() as conn, conn.transaction():
-                service.record_error(conn, plugin, hook, tenant_id, text)
-        except Exception:  # the catalog is unreachable: the log line is all we can do
-            _log.exception("could not record the error of plugin %r", plugin)
-
-    # -- lifecycle hooks: the durable queue ----------------------------------------------------
-    def origin(self) -> plugin_hooks.Origin:
-        """Who this process is to the hook queue: a change made here reserves the calls of
-        the plugins registered here for it (see :mod:`tenantry.services.plugin_hooks`)."""
-        return self._delivery.origin()
-
-    def deliver(self, tenant: str | uuid.UUID | None = None, *, limit: int | None = None) -> HookRunReport:
-        """Run the queued lifecycle hook calls that are due for the plugins registered here
-        (of one tenant, if given), each contained; returns what was done. The process that
-        changes a tenant calls this for it right after the change commits."""
-        tenant_id = None if tenant is None else self._tenant_id(tenant)
-        return self._delivery.deliver(tenant_id, limit=limit)
-
-    def hook_handlers(self) -> dict[str, tuple[str, ...]]:
-        """The plugins registered here that have lifecycle hooks, and the events each handles."""
-        return self._delivery.handlers()
-
-    def follow_hooks(
-        self,
-        stop: threading.Event,
-        *,
-        poll: float = POLL_SECONDS,
-        on_pass: Callable[[HookRunReport], None] | None = None,
-    ) -> None:
-        """Deliver in this thread until ``stop`` is set: a pass over the queue, then a wait of
-        ``poll`` seconds or until a call for one of these plugins is queued (``NOTIFY``).
-        What ``tenantry plugins hooks run --follow`` runs."""
-        follow(self._delivery, stop=stop, poll=poll, on_pass=on_pass or (lambda _report: None))
-
-    def _deliver_after_change(self, tenant_id: uuid.UUID) -> None:
-        try:  # (no I/O when no plugin here has hooks)
-            self._delivery.deliver(tenant_id)
-        except Exception as err:  # the change stands; the runner or another process delivers later
-            _log.warning("could not deliver the hooks of tenant %s now (queued): %s", tenant_id, err)
-
-    def subscribe_hooks(self) -> None:
-        """Record in the catalog which lifecycle events the plugins registered here handle, so
-        that changes made anywhere (the CLI, the admin API) queue calls for them. Done by
-        ``tn.init()``, by the hook runner and by the first delivery."""
-        self._delivery.subscribe()
-
-    def start_hooks(self) -> bool:
-        """Start this process's hook runner (a daemon thread) if plugins registered here have
-        lifecycle hooks; ``True`` when it runs. Started by itself with the catalog listener
-        (the process's first tenant lookup), unless ``Settings.hook_runner`` is off."""
-        if not self._delivery.handlers():
-            return False
-        with self._lock:
-            if self._runner is None or not self._runner.alive:
-                self._delivery.subscribe()
-                self._runner = HookRunner(self._delivery)
-                self._runner.start()
-        self._tn._listen()  # NOTIFY wakes the runner as soon as a call is queued
-        return True
-
-    def _start_runner(self) -> None:
-        if self._tn.settings.hook_runner and self._runner is None:
-            try:
-                self.start_hooks()
-            except Exception as err:
-                _log.warning("could not start the plugin hook runner: %s", err)
-
-    def stop_hooks(self) -> None:
-        """Stop this process's hook runner (calls in flight finish first)."""
-        with self._lock:
-            runner, self._runner = self._runner, None
-        if runner is not None:
-            runner.stop()
-
-    def hooks(
-        self,
-        *,
-        plugin: str | None = None,
-        tenant: str | uuid.UUID | None = None,
-        status: str | None = None,
-        limit: int = 100,
-    ) -> builtins.list[plugin_hooks.QueuedHook]:
-        """Queued lifecycle hook calls (pending, running, done, failed, skipped), newest first."""
-        tenant_id = None if tenant is None else self._tenant_id(tenant)
-        with self._tn.admin() as conn:
-            catalog.require_catalog(conn)
-            return plugin_hooks.list_hooks(conn, plugin=plugin, tenant_id=tenant_id, status=status, limit=limit)
-
-    def hook_summary(self) -> dict[str, dict[str, int]]:
-        """How many queued calls each plugin has in each status."""
-        with self._tn.admin() as conn:
-            catalog.require_catalog(conn)
-            return plugin_hooks.summary(conn)
-
-    def retry_hooks(
-        self,
-        ids: Iterable[int] | None = None,
-        *,
-        plugin: str | None = None,
-        tenant: str | uuid.UUID | None = None,
-    ) -> builtins.list[int]:
-        """Queue failed calls again (by id, or every failed call of a plugin or tenant), due
-        now with fresh retries; audited. Returns the ids queued again."""
-        tenant_id = None if tenant is None else self._tenant_id(tenant)
-        with self._tn.admin() as conn:
-            catalog.require_catalog(conn)
-            return plugin_hooks.retry(
-                conn,
-                actor=self._tn.actor,
-                ids=None if ids is None else builtins.list(ids),
-                plugin=plugin,
-                tenant_id=tenant_id,
-            )
-
-    def unsubscribe_hooks(self, name: str) -> tuple[int, int]:
-        """Forget a plugin no app process runs any more: changes stop queueing calls for it
-        and its pending calls are skipped; audited. Returns (events forgotten, calls skipped).
-        Refused (:class:`InvalidInput`) for a plugin registered here."""
-        check_plugin_name(name)
-        if name in self._plugins:
-            raise InvalidInput(f"plugin {name!r} runs in this process: it would subscribe again; unregister it first")
-        with self._tn.admin() as conn:
-            catalog.require_catalog(conn)
-            return plugin_hooks.unsubscribe(conn, name, actor=self._tn.actor)
-
-    def purge_hooks(self, *, older_than: float, include_failed: bool = False) -> int:
-        """Delete calls finished more than ``older_than`` seconds ago; audited."""
-        with self._tn.admin() as conn:
-            catalog.require_catalog(conn)
-            return plugin_hooks.purge(conn, older_than=older_than, include_failed=include_failed, actor=self._tn.actor)
+    def versioned_tables(self) -> set[str]:
+        """The tables of the registered plugins that ship migrations of their own."""
+        versioned: set[str] = set()
+        for name in self.migrations():
+            versioned |= set(getattr(self.get(name), "metadata", sa.MetaData()).tables)
+        return versioned
 
     def _of(self, kind: type[Any]) -> builtins.list[Any]:
         return [p for p in self._plugins.values() if isinstance(p, kind)]
@@ -557,10 +401,10 @@ class Plugins:
             for definition in plugin.flag_definitions():
                 key = str(definition.get("key"))
                 try:
-                    self._tn.flags.get(key)
+                    self.app.flags.get(key)
                 except TenantryError:
                     try:
-                        self._tn.flags.create(definition)
+                        self.app.flags.create(definition)
                     except FlagExists:
                         continue  # created meanwhile
                     created.append(key)
@@ -571,7 +415,7 @@ class Plugins:
         every placement that lacks them (the pooled schema, every active schema- and
         database-tier tenant). Idempotent. Plugins with migrations (:meth:`migrations`) are
         left to ``tenantry migrate``."""
-        return tables.deploy_everywhere(self._tn, [p for p in self._of(AppTables) if p.name not in self._chains])
+        return tables.deploy_everywhere(self._plane, [p for p in self._of(AppTables) if p.name not in self._chains])
 
     def migrations(self) -> dict[str, str]:
         """The registered plugins that ship migrations (``AppTables.migrations``), by name:
@@ -599,7 +443,7 @@ class Plugins:
         return {p.name: p for p in self._of(AsgiRoutes)}
 
     # -- cache events -------------------------------------------------------------------------
-    def _on_event(self, kind: EventKind, key: str) -> None:
+    def _on_event(self, kind: EventKind, key: str) -> None:  # (subscribed to the plane)
         if kind in (EventKind.PLUGIN, EventKind.TENANT):
             self._cache.on_event(kind, key)
         elif kind == EventKind.HOOK and key in self._plugins and self._runner is not None:
@@ -618,13 +462,13 @@ class Plugins:
         with the same tables as the app, and reads and writes the same config sections.
         Nothing when the catalog is not there yet."""
         try:
-            with self._tn.admin() as conn:
+            with self._plane.admin() as conn:
                 catalog.require_catalog(conn)
                 deployed = {
                     r[0]
                     for r in conn.execute(
                         "SELECT table_name FROM tenantry.app_tables WHERE schema_name = %s",
-                        (self._tn.settings.pooled_schema,),
+                        (self._plane.settings.pooled_schema,),
                     ).fetchall()
                 }
                 switched_on = {e.plugin for e in service.list_enablement(conn) if e.enabled}

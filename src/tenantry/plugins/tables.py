@@ -3,7 +3,7 @@ and deployed into placements that predate the plugin.
 
 The tables a Tenantry manages are the app's and every registered plugin's together
 (:func:`merged_metadata`). Every path that builds or copies a placement reads that one
-``MetaData``: ``tn.init()``/``tn.deploy()`` (the pooled tables), provisioning (a schema- or
+``MetaData``: ``tn.schema.init()``/``tn.schema.deploy()`` (the pooled tables), provisioning (a schema- or
 database-tier tenant's tables), spares (their fingerprint, so spares built before a plugin
 was added are not claimed) and moves (the rows copied). A plugin's tables are therefore
 everywhere the app's are, under the same row-level security.
@@ -30,13 +30,14 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from tenantry.db import catalog, rls
+from tenantry.db.connect import database_url
 from tenantry.db.deploy import deploy_tables
 from tenantry.errors import ConfigurationError, InvalidInput
 from tenantry.plugins.base import AppTables
 from tenantry.services import audit
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.plane import ControlPlane
 
 __all__ = ["check_migrations", "check_tables", "deploy_everywhere", "merged_metadata", "plugin_metadata"]
 
@@ -98,11 +99,11 @@ def plugin_metadata(plugins: Sequence[AppTables]) -> sa.MetaData | None:
     return merged_metadata(sa.MetaData(), plugins)
 
 
-def deploy_everywhere(tn: Tenantry, plugins: Sequence[AppTables]) -> list[dict[str, Any]]:
+def deploy_everywhere(tn: ControlPlane, plugins: Sequence[AppTables]) -> list[dict[str, Any]]:
     """Create the plugins' tables (with RLS) in the pooled schema and in every active schema-
     and database-tier placement that lacks them; returns what each deploy did. Pass plugins
     without migrations of their own: those with migrations are deployed by ``tenantry migrate``."""
-    from tenantry.services import app_migrations, provisioning  # (they import much)
+    from tenantry.services import app_migrations  # (lazy: alembic loads only when needed)
 
     chained = [p.name for p in plugins if getattr(p, "migrations", None) is not None]
     if chained:
@@ -129,7 +130,7 @@ def deploy_everywhere(tn: Tenantry, plugins: Sequence[AppTables]) -> list[dict[s
     report = deploy_tables(tn.admin_url, metadata, schema=s.pooled_schema, owner=s.owner_role, runtime=s.runtime_role)
     done.append({"placement": "pooled", **report.to_dict()})
     for cell, database, schema, slug in rows:
-        url = provisioning.database_url(tn.cell_admin_url(cell), database)
+        url = database_url(tn.cell_admin_url(cell), database)
         report = deploy_tables(url, metadata, schema=schema, owner=s.owner_role, runtime=s.runtime_role)
         done.append({"placement": slug, **report.to_dict()})
     with tn.admin() as conn, conn.transaction():

@@ -34,19 +34,17 @@ from typing import TYPE_CHECKING, Literal
 from tenantry.core.model import Isolation
 from tenantry.core.placement import PRIMARY_CELL, Placement
 from tenantry.db.catalog import require_catalog
-from tenantry.db.connect import admin_connection
+from tenantry.db.connect import admin_connection, database_url
 from tenantry.errors import ConfigurationError, Conflict, InvalidInput
 from tenantry.migrations import fanout, tracking
 from tenantry.migrations.report import MigrationFailed, MigrationReport, PlacementResult, Result, StatusReport
 from tenantry.migrations.runner import Outcome, Work, run_work
 from tenantry.migrations.scripts import Scripts, load_scripts, split_revisions
 from tenantry.migrations.tracking import POOLED, Tracked
-
-# a module import: provisioning may import this module in turn
-from tenantry.services import audit, provisioning
+from tenantry.services import audit
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.plane import ControlPlane
 
 __all__ = [
     "POOLED",
@@ -74,25 +72,24 @@ Progress = Callable[[int, int, PlacementResult | None], None]
 RUN_LOCK = 0x746D7275
 
 
-def migrations_directory(tn: Tenantry, directory: str | None = None) -> str | None:
+def migrations_directory(tn: ControlPlane, directory: str | None = None) -> str | None:
     """The app's Alembic script directory: ``directory`` if given, else ``Settings.migrations``
     (``TENANTRY_MIGRATIONS``); ``None`` when neither is set."""
     return directory or getattr(tn.settings, "migrations", None)
 
 
-def plugin_locations(tn: Tenantry) -> tuple[str, ...]:
+def plugin_locations(tn: ControlPlane) -> tuple[str, ...]:
     """The revision directories of the registered plugins that ship migrations, by name."""
-    plugins = getattr(tn, "plugins", None)
-    return tuple(plugins.migrations().values()) if plugins is not None else ()
+    return tuple(tn.extensions.migrations().values())
 
 
-def configured(tn: Tenantry, directory: str | None = None) -> bool:
+def configured(tn: ControlPlane, directory: str | None = None) -> bool:
     """Whether migrations are configured: an app script directory or a plugin's chain. Then
     placements record a revision, deploys stamp it, and ``tenantry migrate`` changes tables."""
     return migrations_directory(tn, directory) is not None or bool(plugin_locations(tn))
 
 
-def _scripts(tn: Tenantry, directory: str | None) -> Scripts:
+def _scripts(tn: ControlPlane, directory: str | None) -> Scripts:
     path = migrations_directory(tn, directory)
     plugins = plugin_locations(tn)
     if path is None and not plugins:
@@ -118,7 +115,7 @@ def _revision(scripts: Scripts, revision: str | None) -> str:
     return wanted
 
 
-def _tracked(tn: Tenantry, target: Placement | Literal["pooled"]) -> Tracked:
+def _tracked(tn: ControlPlane, target: Placement | Literal["pooled"]) -> Tracked:
     if target == POOLED or (isinstance(target, Placement) and target.isolation is Isolation.POOLED):
         return Tracked(POOLED, None, None, "pooled", PRIMARY_CELL, None, tn.settings.pooled_schema, None)
     assert isinstance(target, Placement)
@@ -136,7 +133,7 @@ def _tracked(tn: Tenantry, target: Placement | Literal["pooled"]) -> Tracked:
 
 
 def _work(
-    tn: Tenantry,
+    tn: ControlPlane,
     placement: Tracked,
     scripts: Scripts,
     *,
@@ -145,7 +142,7 @@ def _work(
     only_if_untracked: bool = False,
 ) -> Work:
     s = tn.settings
-    url = provisioning.database_url(tn.cell_admin_url(placement.cell), placement.database)
+    url = database_url(tn.cell_admin_url(placement.cell), placement.database)
     return Work(
         placement.key,
         url,
@@ -164,7 +161,7 @@ def _work(
 
 
 def stamp(
-    tn: Tenantry,
+    tn: ControlPlane,
     placement_or_pooled: Placement | Literal["pooled"],
     *,
     revision: str | None = None,
@@ -204,7 +201,7 @@ def stamp(
     return outcome.after
 
 
-def head_revision(tn: Tenantry, *, directory: str | None = None) -> str | None:
+def head_revision(tn: ControlPlane, *, directory: str | None = None) -> str | None:
     """The head of the migrations: the app's and the plugins' heads, sorted, joined with
     ``,`` (the app's single head when no plugin has a chain); ``None`` when none is configured."""
     if not configured(tn, directory):
@@ -212,7 +209,7 @@ def head_revision(tn: Tenantry, *, directory: str | None = None) -> str | None:
     return _scripts(tn, directory).head
 
 
-def recorded_revision(tn: Tenantry, placement_or_pooled: Placement | Literal["pooled"]) -> str | None:
+def recorded_revision(tn: ControlPlane, placement_or_pooled: Placement | Literal["pooled"]) -> str | None:
     """The app revision the catalog records for a placement (``None``: untracked); no
     connection to the placement itself."""
     placement = _tracked(tn, placement_or_pooled)
@@ -221,7 +218,7 @@ def recorded_revision(tn: Tenantry, placement_or_pooled: Placement | Literal["po
 
 
 def migrate(
-    tn: Tenantry,
+    tn: ControlPlane,
     *,
     jobs: int = 4,
     dry_run: bool = False,
@@ -260,7 +257,7 @@ def migrate(
 
 
 def stamp_placements(
-    tn: Tenantry,
+    tn: ControlPlane,
     revision: str | None = None,
     *,
     tenants: list[str] | None = None,
@@ -297,7 +294,7 @@ def _steps(scripts: Scripts, placement: Tracked) -> tuple[str, ...]:
 
 
 def _run(
-    tn: Tenantry,
+    tn: ControlPlane,
     scripts: Scripts,
     report: MigrationReport,
     progress: Progress | None,
@@ -372,7 +369,7 @@ def _result(placement: Tracked, outcome: Outcome, mode: str) -> PlacementResult:
     )
 
 
-def status(tn: Tenantry, *, directory: str | None = None) -> StatusReport:
+def status(tn: ControlPlane, *, directory: str | None = None) -> StatusReport:
     """Where every live placement is, from the catalog alone: how many at each revision, which
     are behind the head (none listed when no migrations directory is configured), and which
     failed their last migration."""

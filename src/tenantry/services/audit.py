@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-__all__ = ["AuditEntry", "list_entries", "record"]
+if TYPE_CHECKING:
+    from tenantry.services.plane import ControlPlane
+
+__all__ = ["AuditService", "AuditEntry", "list_entries", "record"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,3 +96,27 @@ def list_entries(
         {"tt": target_type, "t": target, "actor": actor, "action": action, "before": before, "limit": limit},
     ).fetchall()
     return [AuditEntry(*row) for row in rows]
+
+
+class AuditService:
+    """``tn.audit``: the audit log."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self._plane = plane
+
+    def list(
+        self,
+        *,
+        target_type: str | None = None,
+        target: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> builtins.list[AuditEntry]:
+        """Entries newest first, optionally of one target, actor or action, older than entry
+        ``before`` (for paging: the previous page's last id)."""
+        with self._plane.admin() as conn:
+            return list_entries(
+                conn, target_type=target_type, target=target, actor=actor, action=action, before=before, limit=limit
+            )

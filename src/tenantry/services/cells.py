@@ -7,6 +7,7 @@ database-tier tenants can then be placed on it. A draining cell takes no new ten
 
 from __future__ import annotations
 
+import builtins
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from tenantry.core.placement import PRIMARY_CELL, CellLoad
+from tenantry.db.catalog import require_catalog
 from tenantry.db.connect import admin_connection, describe, with_user
 from tenantry.db.roles import ensure_roles
 from tenantry.errors import Conflict, InvalidInput, NotFound
@@ -23,9 +25,9 @@ from tenantry.services import audit
 from tenantry.services.events import notify_cell
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.plane import ControlPlane
 
-__all__ = ["Cell", "add_cell", "cell_loads", "get_cell", "list_cells", "set_cell_status"]
+__all__ = ["CellService", "Cell", "add_cell", "cell_loads", "get_cell", "list_cells", "set_cell_status"]
 
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
 _COLUMNS = "name, dsn, runtime_password, capacity, labels, status, created_at"
@@ -92,7 +94,9 @@ def cell_loads(conn: psycopg.Connection[Any]) -> list[CellLoad]:
     return [CellLoad(c.name, c.status, c.capacity, c.labels, c.placements) for c in list_cells(conn)]
 
 
-def add_cell(tn: Tenantry, name: str, dsn: str, *, capacity: int = 1000, labels: dict[str, str] | None = None) -> Cell:
+def add_cell(
+    tn: ControlPlane, name: str, dsn: str, *, capacity: int = 1000, labels: dict[str, str] | None = None
+) -> Cell:
     """Register a server as a cell; adding the same name and server again is a no-op."""
     if not _NAME.fullmatch(name) or name == PRIMARY_CELL:
         raise InvalidInput(f"cell name {name!r} must be a-z, 0-9 and '-', start with a letter, and not be 'primary'")
@@ -128,7 +132,7 @@ def add_cell(tn: Tenantry, name: str, dsn: str, *, capacity: int = 1000, labels:
     return cell
 
 
-def set_cell_status(tn: Tenantry, name: str, status: str) -> Cell:
+def set_cell_status(tn: ControlPlane, name: str, status: str) -> Cell:
     """``draining`` (no new tenants) or ``active``; the same status again is a no-op."""
     with tn.admin() as conn, conn.transaction():
         before = get_cell(conn, name)
@@ -147,3 +151,38 @@ def set_cell_status(tn: Tenantry, name: str, status: str) -> Cell:
             after=after.to_dict(),
         )
     return after
+
+
+class CellService:
+    """``tn.cells``: the servers that hold tenant data."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self._plane = plane
+
+    def list(self) -> builtins.list[Cell]:
+        """The cells, with how many placements each has."""
+        with self._plane.admin() as conn:
+            require_catalog(conn)
+            return list_cells(conn)
+
+    def get(self, name: str) -> Cell:
+        with self._plane.admin() as conn:
+            return get_cell(conn, name)
+
+    def add(self, name: str, dsn: str, *, capacity: int = 1000, labels: dict[str, str] | None = None) -> Cell:
+        """Register a PostgreSQL server (admin connection string ``dsn``) as a cell."""
+        with self._plane.admin() as conn:
+            require_catalog(conn)
+        return add_cell(self._plane, name, dsn, capacity=capacity, labels=labels)
+
+    def drain(self, name: str) -> Cell:
+        """Stop placing new tenants on a cell (its tenants stay until moved)."""
+        return set_cell_status(self._plane, name, "draining")
+
+    def undrain(self, name: str) -> Cell:
+        """Let a drained cell take new tenants again."""
+        return set_cell_status(self._plane, name, "active")
+
+    def admin_url(self, name: str) -> str:
+        """Admin connection string of a cell (the catalog's for ``primary``)."""
+        return self._plane.cell_admin_url(name)

@@ -14,6 +14,7 @@ tenant is released when another tenant adds it.
 
 from __future__ import annotations
 
+import builtins
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -22,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from tenantry.core.events import EventKind
 from tenantry.core.hostnames import normalise_hostname
 from tenantry.core.model import Status
+from tenantry.db.catalog import require_catalog
 from tenantry.errors import Conflict, DomainNotFound, DomainTaken, TenantNotFound, VerificationFailed
 from tenantry.services import audit
 from tenantry.services import tenants as tenant_service
@@ -31,9 +34,10 @@ from tenantry.services.domain_checks import DNS_PREFIX, DNS_VALUE_PREFIX, WELL_K
 from tenantry.services.events import notify_domain
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.plane import ControlPlane
 
 __all__ = [
+    "DomainService",
     "Domain",
     "HostRoute",
     "UNKNOWN_HOST",
@@ -156,7 +160,7 @@ def lookup_host(conn: psycopg.Connection[Any], hostname: str) -> HostRoute:
     return HostRoute(tenant_id=row[0] if verified else None, token=row[1], verified=verified)
 
 
-def add_domain(tn: Tenantry, hostname: str, tenant: str | uuid.UUID) -> Domain:
+def add_domain(tn: ControlPlane, hostname: str, tenant: str | uuid.UUID) -> Domain:
     """Register ``hostname`` for ``tenant`` as pending; adding it again to the same tenant is a
     no-op that returns it as it is."""
     host = normalise_hostname(hostname, base_domain=tn.settings.base_domain)
@@ -199,7 +203,9 @@ def add_domain(tn: Tenantry, hostname: str, tenant: str | uuid.UUID) -> Domain:
     return added
 
 
-def verify_domain(tn: Tenantry, hostname: str, *, method: str = "http", checker: DomainChecker | None = None) -> Domain:
+def verify_domain(
+    tn: ControlPlane, hostname: str, *, method: str = "http", checker: DomainChecker | None = None
+) -> Domain:
     """Check ownership and mark the domain verified; a verified domain is returned as it is.
 
     The check runs outside any transaction (it waits on the network); the domain is then
@@ -244,7 +250,7 @@ def verify_domain(tn: Tenantry, hostname: str, *, method: str = "http", checker:
     return after
 
 
-def remove_domain(tn: Tenantry, hostname: str) -> Domain | None:
+def remove_domain(tn: ControlPlane, hostname: str) -> Domain | None:
     """Remove a domain (it stops routing at once); ``None`` when there was none."""
     host = normalise_hostname(hostname)
     with tn.admin() as conn, conn.transaction():
@@ -257,3 +263,48 @@ def remove_domain(tn: Tenantry, hostname: str) -> Domain | None:
             conn, actor=tn.actor, action="domain.remove", target_type="domain", target=host, before=before.to_dict()
         )
     return before
+
+
+class DomainService:
+    """``tn.domains``: tenants' custom hostnames.
+
+    >>> tn.domains.add("Shop.Acme.com", "acme").token   # doctest: +SKIP
+    """
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self._plane = plane
+
+    def add(self, hostname: str, tenant: str | uuid.UUID) -> Domain:
+        """Register a custom hostname for a tenant; it routes once :meth:`verify` passes.
+        Adding it again to the same tenant returns it unchanged."""
+        with self._plane.admin() as conn:
+            require_catalog(conn)
+        domain = add_domain(self._plane, hostname, tenant)
+        self._plane.publish(EventKind.DOMAIN, domain.hostname)  # this process at once; others by NOTIFY
+        return domain
+
+    def verify(self, hostname: str, *, method: str = "http", checker: DomainChecker | None = None) -> Domain:
+        """Check a pending domain (``http``: the token at ``/.well-known/tenantry/<token>``,
+        ``dns``: a TXT record; or your own ``checker``) and mark it verified, or raise
+        :class:`~tenantry.errors.VerificationFailed` saying what to publish."""
+        domain = verify_domain(self._plane, hostname, method=method, checker=checker)
+        self._plane.publish(EventKind.DOMAIN, domain.hostname)
+        return domain
+
+    def list(self, tenant: str | uuid.UUID | None = None) -> builtins.list[Domain]:
+        """Custom domains, of one tenant or of all."""
+        with self._plane.admin() as conn:
+            require_catalog(conn)
+            owner = None if tenant is None else tenant_service.get_tenant(conn, tenant).id
+            return list_domains(conn, owner)
+
+    def get(self, hostname: str) -> Domain:
+        with self._plane.admin() as conn:
+            return get_domain(conn, hostname)
+
+    def remove(self, hostname: str) -> Domain | None:
+        """Stop serving a custom domain; returns it, or ``None`` when it was not registered."""
+        removed = remove_domain(self._plane, hostname)
+        if removed is not None:
+            self._plane.publish(EventKind.DOMAIN, removed.hostname)
+        return removed

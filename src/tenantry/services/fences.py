@@ -34,7 +34,7 @@ from tenantry.core.placement import Placement
 from tenantry.db.connect import admin_connection, database_url
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.plane import ControlPlane
 
 __all__ = ["Reason", "fence", "fence_placement"]
 
@@ -65,7 +65,7 @@ def fence(conn: psycopg.Connection[Any], owner: str, tenant_id: uuid.UUID, epoch
         conn.execute("RESET ROLE")  # SET LOCAL outlives a savepoint: the caller's may be open
 
 
-def fence_placement(tn: Tenantry, placement: Placement, epoch: int, reason: Reason) -> None:
+def fence_placement(tn: ControlPlane, placement: Placement, epoch: int, reason: Reason) -> None:
     """:func:`fence` in the database that holds ``placement`` (on its cell)."""
     url = database_url(tn.cell_admin_url(placement.cell), placement.database)
     with admin_connection(url, timeout=tn.settings.connect_timeout, autocommit=True) as conn:

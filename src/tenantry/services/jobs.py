@@ -32,7 +32,7 @@ from tenantry.db.connect import admin_connection
 from tenantry.errors import Conflict, NotFound, TenantryError
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.plane import ControlPlane
 
 __all__ = [
     "BACKGROUND_KINDS",
@@ -234,7 +234,7 @@ Work = Callable[[Started], dict[str, Any]]
 class JobRunner:
     """Runs operations in background threads (``workers`` at a time), each with a job row."""
 
-    def __init__(self, tn: Tenantry, *, workers: int = 2) -> None:
+    def __init__(self, tn: ControlPlane, *, workers: int = 2) -> None:
         self._tn = tn
         self._workers = workers
         self._executor: ThreadPoolExecutor | None = None

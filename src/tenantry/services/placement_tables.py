@@ -29,7 +29,7 @@ from tenantry.db.tenant_copy import TableSpec, differences
 from tenantry.errors import TablesDiffer
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.plane import ControlPlane
 
 __all__ = ["drift", "held", "pooled_held", "require_known"]
 
@@ -40,25 +40,25 @@ ADVICE = (
 )
 
 
-def held(tn: Tenantry, place: Placement) -> list[TableSpec]:
+def held(tn: ControlPlane, place: Placement) -> list[TableSpec]:
     """The app tables ``place`` holds, with their real columns and keys, parents first."""
     url = database_url(tn.cell_admin_url(place.cell), place.database)
     with admin_connection(url, autocommit=True) as conn:
         return tenant_copy.placement_specs(conn, place.schema)
 
 
-def pooled_held(tn: Tenantry) -> list[TableSpec]:
+def pooled_held(tn: ControlPlane) -> list[TableSpec]:
     """The shared tables, as :func:`held` reads them."""
     with tn.admin() as conn:
         return tenant_copy.placement_specs(conn, tn.settings.pooled_schema)
 
 
-def require_known(tn: Tenantry, what: str) -> None:
+def require_known(tn: ControlPlane, what: str) -> None:
     """Refuse (:class:`TablesDiffer`) to build ``what`` from this process's metadata when the
     shared tables hold a table it lacks: the app (with a plugin this process did not load)
     serves that table, and the new placement would not have it. A column the metadata lacks
     is not refused here (the app's models do not use it); ``tenantry check`` reports it."""
-    known = {spec.name for spec in tenant_copy.specs(tn._metadata())}
+    known = {spec.name for spec in tenant_copy.specs(tn.app_metadata())}
     problems = [
         f"{spec.name}: no such table in this process's app tables" for spec in pooled_held(tn) if spec.name not in known
     ]
@@ -71,10 +71,10 @@ def require_known(tn: Tenantry, what: str) -> None:
         )
 
 
-def drift(tn: Tenantry) -> dict[str, list[str]]:
+def drift(tn: ControlPlane) -> dict[str, list[str]]:
     """Placements whose tables or columns differ from this process's metadata (the app's
     head), each with its differences both ways: ``{"pooled": [...], "<slug>": [...]}``."""
-    head = tenant_copy.specs(tn._metadata())
+    head = tenant_copy.specs(tn.app_metadata())
     found: dict[str, list[str]] = {}
 
     def compare(label: str, holds: list[TableSpec]) -> None:

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import psycopg
 from psycopg import sql
 
+from tenantry.core.naming import check_plugin_name
 from tenantry.errors import PluginNotFound
-from tenantry.plugins.base import check_plugin_name
 from tenantry.services import audit
 from tenantry.services.events import notify_plugin
-from tenantry.tenant_config.store import Scope, scope_of
+from tenantry.services.layers import Scope, scope_of
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.plane import ControlPlane
 
 __all__ = [
     "Enablement",
@@ -232,7 +232,7 @@ def record_error(
 
 
 def set_enabled(
-    tn: Tenantry,
+    tn: ControlPlane,
     plugin: str,
     enabled: bool | None,
     *,

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -31,21 +29,27 @@ from psycopg import sql
 from tenantry.core.model import Isolation, Plan, Status, Tenant, check_transition
 from tenantry.core.naming import validate_slug
 from tenantry.core.placement import PRIMARY_CELL, Placement, choose_cell, plan_steps
-from tenantry.db.connect import admin_connection, control_plane_url, database_url
-from tenantry.db.deploy import deploy_tables
-from tenantry.db.local import install_local, local_digest
-from tenantry.db.rls import table_order
-from tenantry.db.tenant_copy import delete_rows, drop_move_triggers, drop_tenant_triggers
 from tenantry.errors import Conflict, InvalidInput, TenantExists
-from tenantry.services import audit, placement_tables, plugin_hooks, spares
+from tenantry.services import audit, placement_tables, plugin_hooks, spare_keys
 from tenantry.services.cells import cell_loads
-from tenantry.services.events import notify_tenant
+from tenantry.services.events import EventKind, notify_tenant
 from tenantry.services.fences import fence_placement
+from tenantry.services.placements import (
+    build_step,
+    database_url,
+    drop_copy,
+    insert_placement,
+    local_outdated,
+    placement_fields,
+    read_placement,
+    refresh_local,
+    tenant_lock,
+)
 from tenantry.services.steps import StepLog
 from tenantry.services.tenants import TENANT_COLUMNS, get_plan, get_tenant, row_to_tenant
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.plane import ControlPlane
 
 __all__ = [
     "build_step",
@@ -60,46 +64,18 @@ __all__ = [
     "tenant_lock",
 ]
 
-_LOCK_CLASS = 0x746E  # advisory lock namespace of per-tenant control-plane work
-_PLACEMENT_COLUMNS = sql.SQL("tenant_id, cell, isolation, database_name, schema_name, status")
 
-
-def read_placement(
-    conn: psycopg.Connection[Any], tenant_id: uuid.UUID, status: str = "active", *, source: str = "tenantry"
-) -> Placement | None:
-    """The tenant's placement in ``status``; ``source`` ``"tenantry_routing"`` reads the
-    routing view (active placements only: what the reader role may read)."""
-    row = conn.execute(
-        sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND status = %s").format(
-            _PLACEMENT_COLUMNS, sql.Identifier(source, "placements")
-        ),
-        (tenant_id, status),
-    ).fetchone()
-    if row is None:
-        return None
-    return Placement(row[0], row[1], Isolation(row[2]), row[3], row[4], row[5])
-
-
-def insert_placement(conn: psycopg.Connection[Any], placement: Placement) -> None:
-    conn.execute(
-        """
-        INSERT INTO tenantry.placements (tenant_id, cell, isolation, database_name, schema_name, status)
-        VALUES (%s, %s, %s, %s, %s, %s)
-        """,
-        (
-            placement.tenant_id,
-            placement.cell,
-            placement.isolation.value,
-            placement.database,
-            placement.schema,
-            placement.status,
-        ),
-    )
-
-
-def provision(tn: Tenantry, slug: str, *, name: str | None, plan: str, cell: str | None = None) -> Tenant:
+def provision(tn: ControlPlane, slug: str, *, name: str | None, plan: str, cell: str | None = None) -> Tenant:
     """Create (or finish creating) a tenant on ``plan`` (database tier: on ``cell`` if given);
-    returns it active."""
+    returns it active. This process's caches forget what they knew of the slug, and the
+    plugins' ``created`` hooks are delivered (the catalog queued them with the change)."""
+    tenant = _provision(tn, slug, name=name, plan=plan, cell=cell)
+    tn.publish(EventKind.TENANT, str(tenant.id))
+    tn.after_change(tenant.id)
+    return tenant
+
+
+def _provision(tn: ControlPlane, slug: str, *, name: str | None, plan: str, cell: str | None) -> Tenant:
     validate_slug(slug)
     display = (name if name is not None else slug).strip()
     if not 1 <= len(display) <= 200:
@@ -110,7 +86,7 @@ def provision(tn: Tenantry, slug: str, *, name: str | None, plan: str, cell: str
     if chosen.isolation is not Isolation.POOLED:
         # fails before writing anything when the app's tables are unknown or unsafe, or
         # lack what the shared tables hold (the tenant would not get it)
-        spare_key = spares.wanted(tn)
+        spare_key = spare_keys.wanted(tn)
         placement_tables.require_known(tn, f"tenant {slug!r}")
     with tn.admin() as conn:
         tenant, job_id, _ = _start(tn, conn, slug, display, chosen, cell, spare_key)
@@ -120,25 +96,7 @@ def provision(tn: Tenantry, slug: str, *, name: str | None, plan: str, cell: str
         return _build(tn, tenant, chosen, job_id)
 
 
-@contextmanager
-def tenant_lock(tn: Tenantry, tenant_id: uuid.UUID, busy: str) -> Iterator[None]:
-    """Hold the tenant's control-plane lock (building, moving) or raise :class:`Conflict`
-    with the message ``busy``.
-
-    The lock lives on a connection of its own, held throughout; the work takes pooled admin
-    connections as it needs them, so concurrent builds cannot starve the pool.
-    """
-    with admin_connection(tn.admin_url, timeout=tn.settings.connect_timeout, autocommit=True) as lock:
-        locked = lock.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK_CLASS, str(tenant_id))).fetchone()
-        if locked is None or not locked[0]:
-            raise Conflict(busy)
-        try:
-            yield
-        finally:
-            lock.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK_CLASS, str(tenant_id)))
-
-
-def _build(tn: Tenantry, tenant: Tenant, chosen: Plan, job_id: uuid.UUID | None) -> Tenant:
+def _build(tn: ControlPlane, tenant: Tenant, chosen: Plan, job_id: uuid.UUID | None) -> Tenant:
     """Run the steps not done yet, under the tenant's lock. What another process did before we
     got the lock is read again here: it may have finished the tenant meanwhile."""
     with tn.admin() as conn, conn.transaction():
@@ -171,13 +129,13 @@ def _build(tn: Tenantry, tenant: Tenant, chosen: Plan, job_id: uuid.UUID | None)
 
 
 def _start(
-    tn: Tenantry,
+    tn: ControlPlane,
     conn: psycopg.Connection[Any],
     slug: str,
     name: str,
     chosen: Plan,
     cell: str | None,
-    spare_key: spares.SpareKey | None = None,
+    spare_key: spare_keys.SpareKey | None = None,
 ) -> tuple[Tenant, uuid.UUID | None, set[str]]:
     """Record the tenant (or find the half-built one); return it, its job and the steps done.
     A new schema- or database-tier tenant claims a spare built for ``spare_key`` if there is
@@ -207,9 +165,9 @@ def _start(
             return existing, job[0], set(job[1])
         target_cell = choose_cell(chosen, cell_loads(conn), requested=cell)
         if spare_key is not None and isolation is not Isolation.POOLED:
-            claimed = spares.claim(tn, conn, slug=slug, name=name, plan=chosen, cell=target_cell, key=spare_key)
+            claimed = spare_keys.claim(tn, conn, slug=slug, name=name, plan=chosen, cell=target_cell, key=spare_key)
             if claimed is not None:
-                plugin_hooks.enqueue(conn, "created", claimed, origin=tn.plugins.origin())
+                plugin_hooks.enqueue(conn, "created", claimed, origin=tn.origin())
                 return claimed, None, set()
         status = "active" if isolation is Isolation.POOLED else "provisioning"
         try:
@@ -233,7 +191,7 @@ def _start(
             pooled_schema=tn.settings.pooled_schema,
         )
         if isolation is Isolation.POOLED:
-            insert_placement(conn, Placement(**{**_fields(placement), "status": "active"}))
+            insert_placement(conn, Placement(**{**placement_fields(placement), "status": "active"}))
             audit.record(
                 conn,
                 actor=tn.actor,
@@ -242,7 +200,7 @@ def _start(
                 target=slug,
                 after=tenant.to_dict() | {"placement": placement.to_dict() | {"status": "active"}},
             )
-            plugin_hooks.enqueue(conn, "created", tenant, origin=tn.plugins.origin())
+            plugin_hooks.enqueue(conn, "created", tenant, origin=tn.origin())
             return tenant, None, set()
         insert_placement(conn, placement)
         job = conn.execute(
@@ -261,67 +219,8 @@ def _start(
         return tenant, job[0], set()
 
 
-def _fields(placement: Placement) -> dict[str, Any]:
-    return {name: getattr(placement, name) for name in Placement.__slots__}
-
-
-def build_step(tn: Tenantry, step: str, placement: Placement) -> None:
-    s = tn.settings
-    ids = {
-        "owner": sql.Identifier(s.owner_role),
-        "runtime": sql.Identifier(s.runtime_role),
-        "schema": sql.Identifier(placement.schema),
-    }
-    if step == "create_schema":
-        with tn.admin() as conn, conn.transaction():
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {owner}").format(**ids))
-            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {schema} TO {runtime}").format(**ids))
-    elif step == "create_database":
-        assert placement.database is not None
-        with admin_connection(tn.cell_admin_url(placement.cell), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (placement.database,)).fetchone()
-            if exists is None:
-                conn.execute(
-                    sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(placement.database), ids["owner"])
-                )
-    elif step == "install_local":
-        url = database_url(tn.cell_admin_url(placement.cell), placement.database)
-        with psycopg.connect(control_plane_url(url), autocommit=True) as conn:
-            install_local(
-                conn,
-                owner=s.owner_role,
-                runtime=s.runtime_role,
-                data_schema=placement.schema,
-                keys=tn._get_binder().keys,
-            )
-            conn.execute(
-                "INSERT INTO tenantry.marker (tenant_id) VALUES (%s) ON CONFLICT DO NOTHING",
-                (placement.tenant_id,),
-            )
-        with tn.admin() as conn:
-            conn.execute(
-                "UPDATE tenantry.placements SET local_digest = %s WHERE tenant_id = %s AND database_name = %s"
-                " AND status <> 'retired'",
-                (local_digest(), placement.tenant_id, placement.database),
-            )
-    elif step == "deploy_tables":
-        from tenantry.services import app_migrations  # (imports this module)
-
-        deploy_tables(
-            database_url(tn.cell_admin_url(placement.cell), placement.database),
-            tn._metadata(),
-            schema=placement.schema,
-            owner=s.owner_role,
-            runtime=s.runtime_role,
-        )
-        # built from the metadata, the tables are at the migrations' head: record it
-        app_migrations.stamp(tn, placement)
-    else:  # pragma: no cover - plan_steps and this function change together
-        raise AssertionError(f"unknown provisioning step {step!r}")
-
-
 def _activate(
-    tn: Tenantry, conn: psycopg.Connection[Any], tenant: Tenant, placement: Placement, log: StepLog
+    tn: ControlPlane, conn: psycopg.Connection[Any], tenant: Tenant, placement: Placement, log: StepLog
 ) -> Tenant:
     with conn.transaction():
         conn.execute(
@@ -348,59 +247,28 @@ def _activate(
             target=tenant.slug,
             after=active.to_dict() | {"placement": placement.to_dict() | {"status": "active"}},
         )
-        plugin_hooks.enqueue(conn, "created", active, origin=tn.plugins.origin())
+        plugin_hooks.enqueue(conn, "created", active, origin=tn.origin())
     return active
 
 
-def local_outdated(tn: Tenantry, placement: Placement) -> bool:
-    """Whether ``placement``'s own database holds other local objects than this tenantry
-    installs (or none recorded): its ``install_local`` step would change something."""
-    if placement.database is None:
-        return False
-    with tn.admin() as conn:
-        row = conn.execute(
-            "SELECT local_digest FROM tenantry.placements WHERE tenant_id = %s AND database_name = %s"
-            " AND status <> 'retired'",
-            (placement.tenant_id, placement.database),
-        ).fetchone()
-    return row is None or row[0] != local_digest()
-
-
-def refresh_local(tn: Tenantry) -> list[str]:
-    """Install this tenantry's local objects into every database-tier placement whose own
-    database holds older ones (after an upgrade); returns the databases refreshed.
-
-    Idempotent; each database is recorded as it is done, so an interrupted refresh resumes.
-    """
-    with tn.admin() as conn:
-        rows = conn.execute(
-            "SELECT tenant_id, cell, isolation, database_name, schema_name, status FROM tenantry.placements"
-            " WHERE database_name IS NOT NULL AND status <> 'retired'"
-            " AND local_digest IS DISTINCT FROM %s ORDER BY database_name",
-            (local_digest(),),
-        ).fetchall()
-    refreshed = []
-    for row in rows:
-        placement = Placement(row[0], row[1], Isolation(row[2]), row[3], row[4], row[5])
-        url = database_url(tn.cell_admin_url(placement.cell), placement.database)
-        try:
-            with psycopg.connect(control_plane_url(url), autocommit=True, connect_timeout=10) as db:
-                installed = db.execute("SELECT to_regclass('tenantry.context_key')").fetchone() != (None,)
-        except psycopg.OperationalError:
-            installed = False  # not created yet
-        if installed:  # (otherwise its build has not reached its own install step yet)
-            build_step(tn, "install_local", placement)
-            refreshed.append(str(placement.database))
-    return refreshed
-
-
-def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
+def deprovision(tn: ControlPlane, key: str | uuid.UUID) -> dict[str, int]:
     """Delete every row of the tenant and mark it deleted; returns what was removed.
 
     Schema tier: one transaction drops the schema and marks the tenant deleted. Pooled and
     database tiers: the rows (in short batches) or the database go first (idempotent), then
-    the catalog is updated, so a crash in between is finished by a rerun.
+    the catalog is updated, so a crash in between is finished by a rerun. This process's
+    caches forget the tenant, and the plugins' ``deleted`` hooks are delivered.
     """
+    with tn.admin() as conn:
+        tenant = get_tenant(conn, key)
+    counts = _deprovision(tn, tenant.id)
+    tn.publish(EventKind.TENANT, str(tenant.id))
+    if tenant.status is not Status.DELETED:
+        tn.after_change(tenant.id)
+    return counts
+
+
+def _deprovision(tn: ControlPlane, key: str | uuid.UUID) -> dict[str, int]:
     with tn.admin() as conn:
         tenant = get_tenant(conn, key)
         if tenant.status is Status.DELETED:
@@ -450,48 +318,5 @@ def deprovision(tn: Tenantry, key: str | uuid.UUID) -> dict[str, int]:
                 after={"rows_deleted": counts},
             )
             # the hooks get the tenant as it was just before (its data is gone)
-            plugin_hooks.enqueue(conn, "deleted", locked, origin=tn.plugins.origin())
-    return counts
-
-
-def drop_copy(
-    tn: Tenantry, conn: psycopg.Connection[Any], tenant_id: uuid.UUID, placement: Placement
-) -> dict[str, int]:
-    """Remove one placement's copy of a tenant: its rows in the shared tables, its schema, or
-    its database. Idempotent. ``conn`` is a catalog admin connection; the schema tier's drop
-    joins its open transaction (if any); the pooled tier's needs it autocommit and idle (rows
-    go in short batches, a table's lock at a time).
-    """
-    s = tn.settings
-    counts: dict[str, int] = {}
-    if placement.database is not None:
-        tn._forget_route(placement.route)
-        with admin_connection(tn.cell_admin_url(placement.cell), autocommit=True) as cell_conn:
-            cell_conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(placement.database))
-            )
-        counts[f"database {placement.database}"] = 1
-    elif placement.isolation is Isolation.SCHEMA:
-        with conn.transaction():
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(placement.schema)))
-            conn.execute("DELETE FROM tenantry.app_tables WHERE schema_name = %s", (placement.schema,))
-        counts[f"schema {placement.schema}"] = 1
-    else:
-        # a tenant leaving the shared tables: never one long transaction over them (see
-        # tenant_copy.drop_move_triggers and delete_rows); conn is autocommit here
-        tid = str(tenant_id)
-        tables = [table for _schema, table in table_order(conn, placement.schema)]
-        # a move left triggers here: stop logging the rows about to go; the freeze stays
-        # until they are gone (the owner's deletes pass it), so no stale write lands meanwhile
-        drop_move_triggers(conn, placement.schema, tables, tid, owner=s.owner_role, freeze=False)
-        signed = tn._get_binder().signed(tenant_id, placement.schema)
-        for table in tables:  # children first
-            counts[f"{placement.schema}.{table}"] = delete_rows(
-                conn, placement.schema, table, owner=s.owner_role, signed=signed
-            )
-        drop_tenant_triggers(conn, tid, owner=s.owner_role, schema=placement.schema)
-    if placement.database is None:
-        with conn.transaction():
-            conn.execute("DELETE FROM tenantry.move_changes WHERE tenant_id = %s", (tenant_id,))
-            conn.execute("DELETE FROM tenantry.move_freezes WHERE tenant_id = %s", (tenant_id,))
+            plugin_hooks.enqueue(conn, "deleted", locked, origin=tn.origin())
     return counts

@@ -19,7 +19,7 @@ from tenantry.errors import DatabaseUnavailable
 from tenantry.services import cells as cells_service
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.plane import ControlPlane
 
 __all__ = ["check_roles"]
 
@@ -31,7 +31,7 @@ SELECT d FROM unnest(%(databases)s::text[]) d
 """
 
 
-def check_roles(tn: Tenantry) -> dict[str, list[str]]:
+def check_roles(tn: ControlPlane) -> dict[str, list[str]]:
     """What each role can do beyond its part, by ``role`` (``cell:role`` on the other cells);
     empty when nothing."""
     s = tn.settings

@@ -36,7 +36,7 @@ placement's, so ``tenantry check`` covers them; database-tier spares too.
 
 Nothing fills the pool by itself: ``create_tenant`` must stay a catalog transaction, and a
 build started behind it would compete with the app for the server. Run ``tenantry spares fill``
-(``tn.fill_spares()``) after each deploy or migration and from a periodic job; it tops the pool
+(``tn.spares.fill()``) after each deploy or migration and from a periodic job; it tops the pool
 up to ``count`` (default :attr:`Settings.spare_schemas`), resumes or discards half-built spares,
 and drops stale ones. One fill or drop runs at a time per catalog.
 
@@ -46,8 +46,8 @@ there, for the fault tests (:mod:`tenantry.services.faults`).
 
 from __future__ import annotations
 
+import builtins
 import functools
-import hashlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -57,29 +57,24 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-import sqlalchemy as sa
 from psycopg import sql
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.schema import CreateIndex, CreateTable
 
-from tenantry.core.model import Isolation, Plan, Tenant
+from tenantry.core.model import Isolation
 from tenantry.core.placement import PRIMARY_CELL, Placement, plan_steps
-from tenantry.db import rls
+from tenantry.db.catalog import require_catalog
 from tenantry.db.connect import admin_connection
-from tenantry.errors import ConfigurationError, Conflict, InvalidInput, TenantExists
-
-# module imports: provisioning imports this module in turn
-from tenantry.services import audit, placement_tables, provisioning
+from tenantry.errors import ConfigurationError, Conflict, InvalidInput
+from tenantry.services import audit, placement_tables, placements
 from tenantry.services.cells import get_cell
-from tenantry.services.events import notify_tenant
 from tenantry.services.faults import crash_point
+from tenantry.services.spare_keys import SpareKey, claim, fingerprint, wanted
 from tenantry.services.steps import StepLog
-from tenantry.services.tenants import TENANT_COLUMNS, row_to_tenant
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.plane import ControlPlane
 
 __all__ = [
+    "SpareService",
     "MAX_SPARES",
     "FillProgress",
     "Spare",
@@ -97,22 +92,12 @@ __all__ = [
 MAX_SPARES = 10_000
 #: advisory lock (two keys: this class, 0) held by the one fill or drop at a time
 _LOCK_CLASS = 0x7370
-#: bumped when the way spares are built changes, so spares built the old way go stale
-_FORMAT = "tenantry-spare-1"
 _COLUMNS = sql.SQL(
     "id, isolation, cell, schema_name, database_name, status, fingerprint, app_revision, steps_done, created_at"
 )
 
 #: ``progress(done, total)``: called with ``(0, total)`` when the work is known, then after each spare
 FillProgress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class SpareKey:
-    """What a spare must have been built for to be claimed: the app's tables and revision."""
-
-    fingerprint: str
-    revision: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,107 +175,7 @@ class SpareReport:
 # -- what a spare is built for ---------------------------------------------------------------
 
 
-def fingerprint(metadata: sa.MetaData) -> str:
-    """A hash of what deploying ``metadata`` creates: each table's DDL, its indexes, its enum
-    types, and tenantry's policy. Two metadata objects that deploy the same tables agree."""
-    tables = rls.validate_metadata(metadata)
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    digest = hashlib.sha256(_FORMAT.encode())
-    digest.update(rls.EXPECTED_EXPR.encode())
-    for table in tables:
-        digest.update(str(CreateTable(table).compile(dialect=dialect)).encode())
-        for index in sorted(table.indexes, key=lambda i: str(i.name)):
-            digest.update(str(CreateIndex(index).compile(dialect=dialect)).encode())
-        for column in table.columns:
-            enums = getattr(column.type, "enums", None)
-            if enums:
-                digest.update(f"{column.name}:{getattr(column.type, 'name', '')}:{list(enums)}".encode())
-    return digest.hexdigest()[:32]
-
-
-def wanted(tn: Tenantry) -> SpareKey:
-    """The key of the spares this process may claim: its app's tables and migrations head.
-
-    The fingerprint is computed once per metadata object and set of tables (about 1.5 ms for
-    20 tables), the head read from the script directory (cached until a file changes).
-    """
-    from tenantry.services import app_migrations  # alembic loads only when needed
-
-    metadata = tn._metadata()
-    names = tuple(metadata.tables)
-    cached = tn._spare_fingerprint
-    if cached is None or cached[0] is not metadata or cached[1] != names:
-        cached = tn._spare_fingerprint = (metadata, names, fingerprint(metadata))
-    return SpareKey(cached[2], app_migrations.head_revision(tn))
-
-
 # -- claiming --------------------------------------------------------------------------------
-
-
-def claim(
-    tn: Tenantry, conn: psycopg.Connection[Any], *, slug: str, name: str, plan: Plan, cell: str, key: SpareKey
-) -> Tenant | None:
-    """Inside the caller's transaction: turn the oldest ready spare of ``plan``'s tier on
-    ``cell`` built for ``key`` into the active tenant ``slug``; ``None`` when there is none.
-
-    Raises :class:`TenantExists` (the caller's transaction then rolls back, and the spare
-    stays in the pool) when the slug is taken.
-    """
-    row = conn.execute(
-        """
-        SELECT id, created_at, app_revision FROM tenantry.spares
-         WHERE status = 'ready' AND isolation = %s AND cell = %s AND fingerprint = %s
-           AND app_revision IS NOT DISTINCT FROM %s::text
-         ORDER BY created_at, id
-         LIMIT 1
-           FOR UPDATE SKIP LOCKED
-        """,
-        (plan.isolation.value, cell, key.fingerprint, key.revision),
-    ).fetchone()
-    if row is None:
-        return None
-    spare_id, built_at, revision = row
-    try:
-        # no savepoint: on a taken slug the caller's whole transaction rolls back
-        inserted = conn.execute(
-            sql.SQL(
-                "INSERT INTO tenantry.tenants (id, slug, name, plan, status) VALUES (%s, %s, %s, %s, 'active')"
-                " RETURNING {}"
-            ).format(TENANT_COLUMNS),
-            (spare_id, slug, name, plan.name),
-        ).fetchone()
-    except psycopg.errors.UniqueViolation as err:
-        raise TenantExists(f"a tenant with slug {slug!r} exists already") from err
-    assert inserted is not None
-    tenant = row_to_tenant(inserted)
-    placement = Placement.plan_for(spare_id, plan.isolation, cell=cell, pooled_schema=tn.settings.pooled_schema)
-    # One round trip for the rest, the NOTIFY included: processes that were asked for this
-    # slug before remember it as missing, briefly.
-    with conn.pipeline():
-        notify_tenant(conn, spare_id)
-        conn.execute(
-            """
-            INSERT INTO tenantry.placements
-                (tenant_id, cell, isolation, database_name, schema_name, status, app_revision)
-            VALUES (%s, %s, %s, %s, %s, 'active', %s)
-            """,
-            (spare_id, placement.cell, placement.isolation.value, placement.database, placement.schema, revision),
-        )
-        conn.execute("DELETE FROM tenantry.spares WHERE id = %s", (spare_id,))
-        audit.record(
-            conn,
-            actor=tn.actor,
-            action="tenant.create",
-            target_type="tenant",
-            target=slug,
-            after=tenant.to_dict()
-            | {
-                "placement": placement.to_dict() | {"status": "active"},
-                "spare": True,
-                "spare_built_at": built_at.isoformat(),
-            },
-        )
-    return tenant
 
 
 # -- filling and dropping --------------------------------------------------------------------
@@ -306,7 +191,7 @@ def _tier(tier: Isolation | str) -> Isolation:
     return isolation
 
 
-def _cell(tn: Tenantry, isolation: Isolation, cell: str | None) -> str:
+def _cell(tn: ControlPlane, isolation: Isolation, cell: str | None) -> str:
     """The cell to fill: schema-tier spares live in the primary cell, as their tenants do; a
     database-tier spare goes to an active cell (tenants are never placed on a draining one)."""
     name = cell or PRIMARY_CELL
@@ -351,7 +236,7 @@ def _select(
     return [_row(r, key) for r in rows]
 
 
-def list_spares(tn: Tenantry, *, tier: Isolation | str | None = None, cell: str | None = None) -> list[Spare]:
+def list_spares(tn: ControlPlane, *, tier: Isolation | str | None = None, cell: str | None = None) -> list[Spare]:
     """Every spare (of ``tier`` and ``cell``), oldest first, each marked current or stale when
     the app's tables are known here."""
     try:
@@ -363,7 +248,7 @@ def list_spares(tn: Tenantry, *, tier: Isolation | str | None = None, cell: str 
 
 
 @contextmanager
-def _exclusive(tn: Tenantry) -> Iterator[None]:
+def _exclusive(tn: ControlPlane) -> Iterator[None]:
     """One fill or drop at a time per catalog: a session advisory lock on a connection of its
     own, released when the work ends (or its process dies)."""
     with admin_connection(tn.admin_url, timeout=tn.settings.connect_timeout, autocommit=True) as lock:
@@ -378,7 +263,7 @@ def _exclusive(tn: Tenantry) -> Iterator[None]:
             lock.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_CLASS, 0))
 
 
-def _count_ready(tn: Tenantry, isolation: Isolation, cell: str, key: SpareKey) -> int:
+def _count_ready(tn: ControlPlane, isolation: Isolation, cell: str, key: SpareKey) -> int:
     with tn.admin() as conn:
         row = conn.execute(
             "SELECT count(*) FROM tenantry.spares WHERE status = 'ready' AND isolation = %s AND cell = %s"
@@ -389,7 +274,7 @@ def _count_ready(tn: Tenantry, isolation: Isolation, cell: str, key: SpareKey) -
 
 
 def fill(
-    tn: Tenantry,
+    tn: ControlPlane,
     count: int | None = None,
     *,
     tier: Isolation | str = Isolation.SCHEMA,
@@ -455,7 +340,7 @@ def fill(
     return report
 
 
-def _new(tn: Tenantry, isolation: Isolation, cell: str, key: SpareKey) -> Spare:
+def _new(tn: ControlPlane, isolation: Isolation, cell: str, key: SpareKey) -> Spare:
     """Record a new spare, ``building``, under an id no tenant has."""
     with tn.admin() as conn:
         while True:
@@ -486,7 +371,7 @@ def _new(tn: Tenantry, isolation: Isolation, cell: str, key: SpareKey) -> Spare:
                 return _row(row)
 
 
-def _build(tn: Tenantry, spare: Spare, key: SpareKey) -> None:
+def _build(tn: ControlPlane, spare: Spare, key: SpareKey) -> None:
     """Run the provisioning steps a tenant of the spare's tier would run, except activation,
     each recorded; then mark the spare ready."""
     from tenantry.services import app_migrations  # alembic loads only when needed
@@ -494,7 +379,7 @@ def _build(tn: Tenantry, spare: Spare, key: SpareKey) -> None:
     placement = spare.placement
     log = StepLog("spares", spare.id, list(spare.steps_done), crash_prefix="spare:")
     building = plan_steps(spare.tier)[:-1]  # all but activation: a tenant claims the spare
-    log.run(tn, [(step, functools.partial(provisioning.build_step, tn, step, placement)) for step in building])
+    log.run(tn, [(step, functools.partial(placements.build_step, tn, step, placement)) for step in building])
     # the revision the tables were stamped at (a no-op that reads it; None: untracked)
     revision = app_migrations.stamp(tn, placement)
     if revision != key.revision:
@@ -509,7 +394,7 @@ def _build(tn: Tenantry, spare: Spare, key: SpareKey) -> None:
         )
 
 
-def _discard(tn: Tenantry, spares: list[Spare]) -> list[uuid.UUID]:
+def _discard(tn: ControlPlane, spares: list[Spare]) -> list[uuid.UUID]:
     """Drop ``spares`` (schema or database, and their registry rows); returns the ids dropped.
     Spares a concurrent create is claiming right now are skipped (they become tenants, or stay)."""
     if not spares:
@@ -528,13 +413,13 @@ def _discard(tn: Tenantry, spares: list[Spare]) -> list[uuid.UUID]:
         for row in rows:
             spare = _row(row)
             with conn.transaction():
-                provisioning.drop_copy(tn, conn, spare.id, spare.placement)
+                placements.drop_copy(tn, conn, spare.id, spare.placement)
                 conn.execute("DELETE FROM tenantry.spares WHERE id = %s", (spare.id,))
     return [row[0] for row in rows]
 
 
 def drop(
-    tn: Tenantry,
+    tn: ControlPlane,
     *,
     tier: Isolation | str | None = None,
     cell: str | None = None,
@@ -570,3 +455,50 @@ def drop(
                     after=report.to_dict() | {"stale_only": stale_only, "ids": [str(i) for i in dropped][:100]},
                 )
     return report
+
+
+class SpareService:
+    """``tn.spares``: placements built ahead of time, which ``tn.tenants.create`` claims.
+
+    ::
+
+        tn.spares.fill(20)                              # 20 schemas ready on the primary cell
+        tn.tenants.create("acme", plan="business")      # claims one: a catalog transaction
+    """
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self._plane = plane
+
+    def fill(
+        self,
+        count: int | None = None,
+        *,
+        tier: Isolation | str = Isolation.SCHEMA,
+        cell: str | None = None,
+        progress: FillProgress | None = None,
+    ) -> SpareReport:
+        """Keep ``count`` spare placements of ``tier`` (on ``cell``) ready.
+
+        Schema tier by default, with ``count`` defaulting to :attr:`Settings.spare_schemas`.
+        Idempotent and resumable: spares already ready are kept, half-built ones finished,
+        stale ones (built for other app tables or another migration head) dropped. Nothing
+        calls it for you: run it after each deploy and periodically (``tenantry spares fill``).
+        """
+        with self._plane.admin() as conn:
+            require_catalog(conn)
+        return fill(self._plane, count, tier=tier, cell=cell, progress=progress)
+
+    def list(self, *, tier: Isolation | str | None = None, cell: str | None = None) -> builtins.list[Spare]:
+        """The spare placements (of ``tier``, on ``cell``), oldest first."""
+        with self._plane.admin() as conn:
+            require_catalog(conn)
+        return list_spares(self._plane, tier=tier, cell=cell)
+
+    def drop(
+        self, *, tier: Isolation | str | None = None, cell: str | None = None, stale_only: bool = False
+    ) -> SpareReport:
+        """Drop spare placements (of ``tier``, on ``cell``; with ``stale_only``, only those no
+        process of this app version would claim): their schemas or databases, and their rows."""
+        with self._plane.admin() as conn:
+            require_catalog(conn)
+        return drop(self._plane, tier=tier, cell=cell, stale_only=stale_only)

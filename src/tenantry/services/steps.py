@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 from tenantry.services.faults import crash_point
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.services.plane import ControlPlane
 
 __all__ = ["Step", "StepLog"]
 
@@ -76,7 +76,7 @@ class StepLog:
                 (self.done, self.id),
             )
 
-    def run(self, tn: Tenantry, steps: Iterable[Step]) -> None:
+    def run(self, tn: ControlPlane, steps: Iterable[Step]) -> None:
         """Run the steps not done yet, in order, each recorded as it ends.
 
         A step that changes the catalog records itself, in the same transaction

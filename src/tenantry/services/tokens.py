@@ -9,6 +9,7 @@ are never reused, so that name stays one token's in the audit log for good.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import re
@@ -17,15 +18,20 @@ import string
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from tenantry.core.scopes import validate_scopes
+from tenantry.db.catalog import require_catalog
 from tenantry.errors import AuthenticationFailed, CatalogNotInitialised, Conflict, InvalidInput, NotFound
 from tenantry.services import audit
 
+if TYPE_CHECKING:
+    from tenantry.services.plane import ControlPlane
+
 __all__ = [
+    "TokenService",
     "ApiToken",
     "TOKEN_PREFIX",
     "authenticate",
@@ -217,3 +223,35 @@ def authenticate(conn: psycopg.Connection[Any], presented: str) -> ApiToken:
     if row[11]:
         conn.execute("UPDATE tenantry.api_tokens SET last_used_at = now() WHERE id = %s", (token.id,))
     return token
+
+
+class TokenService:
+    """``tn.tokens``: the admin API's tokens."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self._plane = plane
+
+    def create(
+        self, name: str, scopes: builtins.list[str] | tuple[str, ...], *, expires_in: timedelta | None = None
+    ) -> tuple[ApiToken, str]:
+        """Create a token with ``scopes``; returns its record and its secret, which is shown
+        this once (the catalog keeps only its SHA-256)."""
+        with self._plane.admin() as conn:
+            require_catalog(conn)
+            return create_token(conn, name, scopes, expires_in=expires_in, actor=self._plane.actor)
+
+    def list(self, *, include_revoked: bool = False) -> builtins.list[ApiToken]:
+        """The tokens, by name (never their secrets)."""
+        with self._plane.admin() as conn:
+            require_catalog(conn)
+            return list_tokens(conn, include_revoked=include_revoked)
+
+    def revoke(self, key: str | uuid.UUID) -> ApiToken:
+        """Revoke a token (by name or id) at once; revoking it again is a no-op."""
+        with self._plane.admin() as conn:
+            return revoke_token(conn, key, actor=self._plane.actor)
+
+    def authenticate(self, presented: str) -> ApiToken:
+        """The live token ``presented`` is; raises :class:`~tenantry.errors.AuthenticationFailed` otherwise."""
+        with self._plane.admin() as conn:
+            return authenticate(conn, presented)

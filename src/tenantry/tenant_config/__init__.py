@@ -16,6 +16,7 @@ schema, and flags); the platform's own configuration is :class:`~tenantry.Settin
 * :mod:`~tenantry.tenant_config.plane` — :class:`ControlPlane`, what the services need of ``Tenantry``
 """
 
+from tenantry.services.layers import Scope
 from tenantry.tenant_config.config import TenantConfig
 from tenantry.tenant_config.evaluation import Evaluation, FlagSpec
 from tenantry.tenant_config.flags import FlagRecord, Flags
@@ -23,7 +24,6 @@ from tenantry.tenant_config.live import Live
 from tenantry.tenant_config.plane import ControlPlane
 from tenantry.tenant_config.results import ConfigChange, ConfigDiff, ConfigValue, ConfigVersion
 from tenantry.tenant_config.schema import ConfigSections
-from tenantry.tenant_config.store import Scope
 
 __all__ = [
     "ConfigChange",

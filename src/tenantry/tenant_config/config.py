@@ -47,12 +47,12 @@ from tenantry.core.events import EventKind
 from tenantry.errors import Conflict, InvalidInput, NotFound
 from tenantry.services import audit
 from tenantry.services.events import notify_config
+from tenantry.services.layers import Scope
 from tenantry.tenant_config import layers, store
 from tenantry.tenant_config.live import Live
 from tenantry.tenant_config.plane import ControlPlane
 from tenantry.tenant_config.results import ConfigChange, ConfigDiff, ConfigValue, ConfigVersion
 from tenantry.tenant_config.schema import ConfigSections, check_tenant, validate
-from tenantry.tenant_config.store import Scope
 
 __all__ = ["ConfigChange", "ConfigDiff", "ConfigValue", "ConfigVersion", "Scope", "TenantConfig"]
 

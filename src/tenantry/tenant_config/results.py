@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from tenantry.services.layers import Scope
 from tenantry.tenant_config.layers import Change
-from tenantry.tenant_config.store import Scope
 
 __all__ = ["ConfigChange", "ConfigDiff", "ConfigValue", "ConfigVersion"]
 

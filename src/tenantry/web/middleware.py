@@ -219,9 +219,9 @@ class TenantMiddleware:
             key = await self._key(match)
             if key is None:
                 continue  # a hostname that is not a verified custom domain
-            resolved = self.tn._cached(key)
+            resolved = self.tn.directory.cached(key)
             if resolved is None:
-                resolved = await asyncio.to_thread(self.tn._lookup, key)
+                resolved = await asyncio.to_thread(self.tn.directory.load, key)
             if chosen is None:
                 chosen, chosen_match = (key, resolved), match
             elif resolved[0].id != chosen[1][0].id:
@@ -238,7 +238,7 @@ class TenantMiddleware:
         if chosen is None:
             return _NO_TENANT
         try:
-            bound = self.tn._resolve(chosen[0], False, chosen[1])
+            bound = self.tn.directory.bind(chosen[0], resolved=chosen[1])
         except TenantNotActive as err:
             return _Inactive(chosen[1][0], err)
         return bound, root_path
@@ -254,9 +254,9 @@ class TenantMiddleware:
         return tenant_service.tenant_key(match.value)
 
     async def _host(self, hostname: str) -> HostRoute:
-        route = self.tn._cached_host(hostname)
+        route = self.tn.directory.cached_host(hostname)
         if route is None:
-            route = await asyncio.to_thread(self.tn._lookup_host, hostname)
+            route = await asyncio.to_thread(self.tn.directory.load_host, hostname)
         return route
 
     # -- answers --------------------------------------------------------------------------

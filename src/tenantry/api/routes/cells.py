@@ -28,13 +28,13 @@ def cell_out(cell: Cell) -> CellOut:
 @router.get("", response_model=CellPage, responses=problems())
 def list_cells(tn: TN, _: Read) -> CellPage:
     """Every cell, with how many placements it holds (a short list: not paged). Scope: `cells:read`."""
-    return CellPage(items=[cell_out(c) for c in tn.cells()])
+    return CellPage(items=[cell_out(c) for c in tn.cells.list()])
 
 
 @router.get("/{name}", response_model=CellOut, responses=problems(404))
 def get_cell(tn: TN, _: Read, name: Name) -> CellOut:
     """One cell. Scope: `cells:read`."""
-    return cell_out(tn.get_cell(name))
+    return cell_out(tn.cells.get(name))
 
 
 @router.post(
@@ -50,11 +50,11 @@ def add_cell(tn: TN, _: Write, body: CellIn, response: Response) -> CellOut:
     """Register a PostgreSQL server as a cell (its roles are created there). Adding the same
     name and server again answers 200 and changes nothing. Scope: `cells:write`."""
     try:
-        tn.get_cell(body.name)
+        tn.cells.get(body.name)
         existed = True
     except NotFound:
         existed = False
-    cell = tn.add_cell(body.name, body.dsn.get_secret_value(), capacity=body.capacity, labels=body.labels)
+    cell = tn.cells.add(body.name, body.dsn.get_secret_value(), capacity=body.capacity, labels=body.labels)
     if existed:
         response.status_code = 200
     response.headers["Location"] = f"/v1/cells/{cell.name}"
@@ -66,5 +66,5 @@ def change_status(tn: TN, _: Write, name: Name, body: CellPatch) -> CellOut:
     """Drain a cell (it takes no new tenants; its tenants stay until moved) or make it take
     tenants again. Scope: `cells:write`."""
     if body.status == "draining":
-        return cell_out(tn.drain_cell(name))
-    return cell_out(tn.undrain_cell(name))
+        return cell_out(tn.cells.drain(name))
+    return cell_out(tn.cells.undrain(name))

@@ -133,7 +133,7 @@ def list_domains(
 
 def _registered(tn: Tenantry, hostname: str) -> Domain | None:
     try:
-        return tn.get_domain(hostname)
+        return tn.domains.get(hostname)
     except (DomainNotFound, InvalidHostname):
         return None  # add_domain says what is wrong with it
 
@@ -152,7 +152,7 @@ def add_domain(tn: TN, _: Write, body: DomainIn, response: Response) -> DomainOu
     prove it. Adding it again to the same tenant answers 200 with it as it is; a hostname
     another tenant has is a 409. Scope: `domains:write`."""
     before = _registered(tn, body.hostname)
-    domain = tn.add_domain(body.hostname, body.tenant)
+    domain = tn.domains.add(body.hostname, body.tenant)
     if before is not None and before.tenant_id == domain.tenant_id and before.token == domain.token:
         response.status_code = 200
     response.headers["Location"] = f"/v1/domains/{domain.hostname}"
@@ -162,7 +162,7 @@ def add_domain(tn: TN, _: Write, body: DomainIn, response: Response) -> DomainOu
 @router.get("/{hostname}", response_model=DomainOut, responses=problems(404))
 def get_domain(tn: TN, _: Read, hostname: Host) -> DomainOut:
     """One domain, with its verification instructions. Scope: `domains:read`."""
-    return domain_out(tn.get_domain(hostname))
+    return domain_out(tn.domains.get(hostname))
 
 
 def _checker(request: Request, method: str) -> DomainChecker:
@@ -189,7 +189,7 @@ async def verify_domain(tn: TN, _: Write, hostname: Host, body: VerifyIn, reques
     checker = _checker(request, body.method)
     # runs in a worker thread (the context, and so the audit actor, goes with it)
     domain = await anyio.to_thread.run_sync(
-        lambda: tn.verify_domain(hostname, checker=checker), limiter=_limiter(request)
+        lambda: tn.domains.verify(hostname, checker=checker), limiter=_limiter(request)
     )
     return domain_out(domain)
 
@@ -198,7 +198,7 @@ async def verify_domain(tn: TN, _: Write, hostname: Host, body: VerifyIn, reques
 def remove_domain(tn: TN, _: Write, hostname: Host) -> DomainOut:
     """Remove a domain: it stops routing at once. Answers the domain removed; one that is
     not registered is a 404. Scope: `domains:write`."""
-    removed = tn.remove_domain(hostname)
+    removed = tn.domains.remove(hostname)
     if removed is None:
         raise DomainNotFound(f"no domain {normalise_hostname(hostname)!r} is registered")
     return domain_out(removed)

@@ -208,7 +208,7 @@ def evaluate_flag(
 ) -> EvaluationOut:
     """What the flag serves the tenant (and user) now, as its running app sees it, and why.
     Scope: `flags:read`."""
-    found = tn.get_tenant(tenant)
+    found = tn.tenants.get(tenant)
     if found.status is Status.DELETED:
         raise TenantNotFound(f"tenant {found.slug!r} is deleted")
     result = tn.flags.evaluate(check_key(key), tenant=found.id, user=user)

@@ -24,4 +24,4 @@ def migration_status(tn: TN, _: Read) -> MigrationStatusOut:
     those behind the head, those whose last migration failed. Scope: `migrations:read`."""
     from tenantry.services import app_migrations  # alembic loads only when needed
 
-    return MigrationStatusOut.model_validate(app_migrations.status(tn).to_dict())
+    return MigrationStatusOut.model_validate(app_migrations.status(tn.plane).to_dict())

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, model_validator
 from tenantry.api.auth import Principal, require
 from tenantry.api.deps import TN, problems
 from tenantry.api.schemas import In, Text
-from tenantry.plugins.base import PLUGIN_NAME
+from tenantry.core.naming import PLUGIN_NAME
 
 __all__ = ["HookCallOut", "HookPage", "HookRetryIn", "HookRetryOut", "router"]
 
@@ -84,7 +84,7 @@ def list_hook_calls(
     limit: Annotated[int, Query(ge=1, le=500, description="At most this many, 1 to 500.")] = 100,
 ) -> HookPage:
     """Queued lifecycle hook calls, the newest first. Scope: `plugins:read`."""
-    tenant_id = None if tenant is None else tn.get_tenant(tenant).id
+    tenant_id = None if tenant is None else tn.tenants.get(tenant).id
     found = tn.plugins.hooks(plugin=plugin, tenant=tenant_id, status=status, limit=limit)
     return HookPage(counts=tn.plugins.hook_summary(), items=[HookCallOut.model_validate(h.to_dict()) for h in found])
 
@@ -93,5 +93,5 @@ def list_hook_calls(
 def retry_hook_calls(tn: TN, _: Write, body: HookRetryIn) -> HookRetryOut:
     """Queue failed calls again, due now with fresh retries; audited. Calls that are not
     failed are left as they are. Scope: `plugins:write`."""
-    tenant_id = None if body.tenant is None else tn.get_tenant(body.tenant).id
+    tenant_id = None if body.tenant is None else tn.tenants.get(body.tenant).id
     return HookRetryOut(retried=tn.plugins.retry_hooks(body.ids, plugin=body.plugin, tenant=tenant_id))

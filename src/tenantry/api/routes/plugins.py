@@ -30,8 +30,8 @@ from tenantry.api.deps import TN, problems
 from tenantry.api.schemas import In, Text
 from tenantry.app import Tenantry
 from tenantry.core.model import Status, Tenant
+from tenantry.core.naming import PLUGIN_NAME, check_plugin_name
 from tenantry.errors import PluginNotFound, TenantNotFound
-from tenantry.plugins.base import PLUGIN_NAME, check_plugin_name
 from tenantry.plugins.registry import PluginInfo
 from tenantry.services.plugins import Enablement, EnablementChange
 
@@ -178,7 +178,7 @@ def _require_known(tn: Tenantry, name: str) -> None:
 
 
 def _tenant(tn: Tenantry, key: str) -> Tenant:
-    found = tn.get_tenant(key)
+    found = tn.tenants.get(key)
     if found.status is Status.DELETED:
         raise TenantNotFound(f"tenant {found.slug!r} is deleted")
     return found
@@ -277,6 +277,6 @@ def plugin_errors(
 ) -> PluginErrorPage:
     """What plugins raised (lifecycle hooks, routes, background work), counted per plugin,
     place and tenant, the most recent first. Scope: `plugins:read`."""
-    tenant_id = None if tenant is None else tn.get_tenant(tenant).id
+    tenant_id = None if tenant is None else tn.tenants.get(tenant).id
     found = tn.plugins.errors(plugin=plugin, tenant=tenant_id, limit=limit)
     return PluginErrorPage(items=[PluginErrorOut.model_validate(f.to_dict()) for f in found])

@@ -110,9 +110,9 @@ def _precheck(tn: Tenantry, body: TenantIn, isolation: Isolation) -> None:
     display = (body.name if body.name is not None else body.slug).strip()
     if not 1 <= len(display) <= 200:
         raise InvalidInput("tenant name must be 1 to 200 characters")
-    tn._metadata()
+    tn.plane.app_metadata()
     with tn.admin() as conn:
-        choose_cell(tn.plan(body.plan), cell_loads(conn), requested=body.cell)
+        choose_cell(tn.plans.get(body.plan), cell_loads(conn), requested=body.cell)
         try:
             existing = get_tenant(conn, body.slug)
         except TenantNotFound:
@@ -138,16 +138,16 @@ def create_tenant(tn: TN, runner: Runner, principal: Write, body: TenantIn, resp
     """Create a tenant on its plan's tier. Pooled: 201 with the tenant. Schema and database
     tiers: 202 with a job; sending the same request again resumes an interrupted one.
     Scope: `tenants:write`."""
-    plan = tn.plan(body.plan)
+    plan = tn.plans.get(body.plan)
     if plan.isolation is Isolation.POOLED:
-        tenant = tn.create_tenant(body.slug, name=body.name, plan=body.plan, cell=body.cell)
+        tenant = tn.tenants.create(body.slug, name=body.name, plan=body.plan, cell=body.cell)
         response.headers["Location"] = f"/v1/tenants/{tenant.slug}"
         return tenant_out(tenant)
     _precheck(tn, body, plan.isolation)
 
     def work(started: job_service.Started) -> dict[str, Any]:
         started(None)
-        return {"tenant": tn.create_tenant(body.slug, name=body.name, plan=body.plan, cell=body.cell).to_dict()}
+        return {"tenant": tn.tenants.create(body.slug, name=body.name, plan=body.plan, cell=body.cell).to_dict()}
 
     submitted = runner.submit(
         "tenant.create",
@@ -163,7 +163,7 @@ def create_tenant(tn: TN, runner: Runner, principal: Write, body: TenantIn, resp
 @router.get("/{key}", response_model=TenantOut, responses=problems(404))
 def get(tn: TN, _: Read, key: Key) -> TenantOut:
     """One tenant, by slug or id (a deleted one by id only). Scope: `tenants:read`."""
-    return tenant_out(tn.get_tenant(key))
+    return tenant_out(tn.tenants.get(key))
 
 
 _VERBS = {Status.ACTIVE: "resume", Status.SUSPENDED: "suspend", Status.ARCHIVED: "archive"}
@@ -173,9 +173,9 @@ _VERBS = {Status.ACTIVE: "resume", Status.SUSPENDED: "suspend", Status.ARCHIVED:
 def change_status(tn: TN, _: Write, key: Key, body: TenantPatch) -> TenantOut:
     """Suspend, resume or archive a tenant; asking for the status it has changes nothing.
     Scope: `tenants:write`."""
-    tenant = tn.get_tenant(key)
+    tenant = tn.tenants.get(key)
     _no_job_running(tn, tenant)
-    changed: Tenant = getattr(tn, _VERBS[body.status])(tenant.id)
+    changed: Tenant = getattr(tn.tenants, _VERBS[body.status])(tenant.id)
     return tenant_out(changed)
 
 
@@ -183,9 +183,9 @@ def change_status(tn: TN, _: Write, key: Key, body: TenantPatch) -> TenantOut:
 def delete(tn: TN, _: Write, key: Key) -> DeletedOut:
     """Delete a tenant and every row it owns (its schema or database on those tiers).
     Scope: `tenants:write`."""
-    tenant = tn.get_tenant(key)
+    tenant = tn.tenants.get(key)
     _no_job_running(tn, tenant)
-    counts = tn.delete_tenant(tenant.id)
+    counts = tn.tenants.delete(tenant.id)
     return DeletedOut(id=tenant.id, slug=tenant.slug, rows_deleted=counts)
 
 
@@ -210,10 +210,10 @@ def move(tn: TN, runner: Runner, principal: Mover, key: Key, body: MoveIn) -> An
     poll. Sending the same request again resumes an interrupted move. Scope: `moves:write`."""
     if body.plan is None and body.cell is None:
         raise InvalidInput("say where to move: plan and/or cell")
-    tenant = tn.get_tenant(key)
+    tenant = tn.tenants.get(key)
 
     def work(started: job_service.Started) -> dict[str, Any]:
-        report = tn.move_tenant(tenant.id, plan=body.plan, cell=body.cell, on_step=started)
+        report = tn.tenants.move(tenant.id, plan=body.plan, cell=body.cell, on_step=started)
         return report.to_dict()
 
     submitted = runner.submit(
@@ -236,6 +236,6 @@ def move(tn: TN, runner: Runner, principal: Mover, key: Key, body: MoveIn) -> An
 def abort_move(tn: TN, _: Mover, key: Key) -> AbortOut:
     """Undo a move that has not switched routing yet (409 once it has: move back instead).
     Scope: `moves:write`."""
-    tenant = tn.get_tenant(key)
+    tenant = tn.tenants.get(key)
     _no_job_running(tn, tenant)
-    return AbortOut(aborted=tn.abort_move(tenant.id))
+    return AbortOut(aborted=tn.tenants.abort_move(tenant.id))

@@ -1,0 +1,158 @@
+"""``Directory`` (``tn.directory``): what the request path knows of tenants and hostnames.
+
+Tenant lookups by key (slug, or the id's canonical text) and hostname routes, each a
+:class:`~tenantry.core.caches.CatalogCache` dropped by the catalog events this process hears
+or makes; apart, the keys and hostnames the catalog does not know, so that junk requests do not
+each cost a catalog read nor push known ones out. Reads go through the routing views, so they
+work in a data-plane process.
+
+The edge uses the split verbs (:meth:`Directory.cached` without I/O on the event loop, then
+:meth:`Directory.load` in a thread); ``tn.tenant(...)`` uses :meth:`Directory.bind`.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from tenantry.context import BoundTenant
+from tenantry.core.caches import UNKNOWN_SIZE, UNKNOWN_TTL, CatalogCache
+from tenantry.core.events import EventKind
+from tenantry.core.model import Status, Tenant
+from tenantry.core.placement import Placement
+from tenantry.db import catalog
+from tenantry.errors import TenantNotActive, TenantNotFound
+from tenantry.services import domains as domains_service
+from tenantry.services import tenants as tenant_service
+from tenantry.services.domains import UNKNOWN_HOST, HostRoute
+from tenantry.services.placements import read_placement
+from tenantry.services.plane import ControlPlane
+
+__all__ = ["Directory", "Resolved"]
+
+#: a tenant and its active placement, as the resolution cache holds them
+Resolved = tuple[Tenant, Placement | None]
+
+
+def _tenant_tags(canonical: str, resolved: Resolved) -> tuple[str]:
+    # a lookup is tagged with its tenant's id, so that a tenant event drops every key it is
+    # cached under (its slug, its id) without reading the whole cache
+    return (str(resolved[0].id),)
+
+
+class Directory:
+    """Tenant lookups and hostname routes of one process (see the module docstring)."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self._plane = plane
+        s = plane.settings
+        ttl, size, trusted = s.tenant_cache_ttl, s.tenant_cache_size, plane.trusted
+        self._tenants: CatalogCache[str, Resolved] = CatalogCache(
+            "tenant lookups", ttl=ttl, size=size, trusted=trusted, tags=_tenant_tags
+        )
+        self._missing_tenants: CatalogCache[str, bool] = CatalogCache(
+            "unknown tenants", ttl=UNKNOWN_TTL, size=min(UNKNOWN_SIZE, size), trusted=trusted
+        )
+        self._hosts: CatalogCache[str, HostRoute] = CatalogCache("hostnames", ttl=ttl, size=size, trusted=trusted)
+        self._missing_hosts: CatalogCache[str, bool] = CatalogCache(
+            "unknown hostnames", ttl=UNKNOWN_TTL, size=min(UNKNOWN_SIZE, size), trusted=trusted
+        )
+        self._bounds: dict[int, tuple[Resolved, BoundTenant]] = {}
+        self._bounds_size = size
+        plane.subscribe(self._on_event, self._on_reset)
+
+    # -- tenants ------------------------------------------------------------------------------
+    # the cache is keyed by the canonical key (slug, or the id's canonical text), so every
+    # spelling of one tenant shares one entry and an event reaches them all; a key remembered
+    # as missing raises TenantNotFound here, as the lookup would
+    def cached(self, key: str | uuid.UUID) -> Resolved | None:
+        """The tenant and its active placement if this process knows them now (no I/O), else
+        ``None``; :class:`~tenantry.errors.TenantNotFound` for a key known to be missing."""
+        # the cache holds canonical keys only, so a key found as given is its own canonical
+        # form (the fast path of every request at the edge); other spellings are canonicalised
+        hit = self._tenants.get(key) if isinstance(key, str) else None
+        if hit is None:
+            canonical = str(tenant_service.tenant_key(key))
+            hit = self._tenants.get(canonical)
+            if hit is None and self._missing_tenants.get(canonical):
+                raise TenantNotFound(f"no tenant {str(key)[:70]!r}")
+        return hit
+
+    def load(self, key: str | uuid.UUID) -> Resolved:
+        """Read the tenant and its active placement through the routing views, and keep them
+        (unless an event came meanwhile)."""
+        self._plane.listen()
+        canonical = str(tenant_service.tenant_key(key))
+        # taken before the read: a change whose notice arrives while we read may be newer
+        # than what we read, and keeping it would outlive the notice meant to drop it
+        ticket, missing = self._tenants.begin(), self._missing_tenants.begin()
+        with self._plane.catalog_reader() as conn:
+            try:
+                tenant = tenant_service.get_tenant(conn, key, source=catalog.ROUTING_SCHEMA)
+            except TenantNotFound:
+                self._missing_tenants.put(canonical, True, missing)
+                raise
+            placement = read_placement(conn, tenant.id, source=catalog.ROUTING_SCHEMA)
+        resolved = (tenant, placement)
+        self._tenants.put(canonical, resolved, ticket)
+        return resolved
+
+    def resolved(self, key: str | uuid.UUID) -> Resolved:
+        """:meth:`cached`, else :meth:`load`."""
+        return self.cached(key) or self.load(key)
+
+    def bind(
+        self, key: str | uuid.UUID, *, allow_inactive: bool = False, resolved: Resolved | None = None
+    ) -> BoundTenant:
+        """What binding the tenant binds (``resolved``, if the caller has it already); refuses
+        a deleted tenant, an inactive one (unless ``allow_inactive``) and one without a placement."""
+        resolved = resolved or self.resolved(key)
+        tenant, placement = resolved
+        if tenant.status is Status.DELETED:
+            raise TenantNotFound(f"tenant {tenant.slug!r} is deleted")
+        if not allow_inactive and not tenant.serves:
+            raise TenantNotActive(f"tenant {tenant.slug!r} is {tenant.status.value}, not active")
+        if placement is None:
+            raise TenantNotActive(f"tenant {tenant.slug!r} has no active placement yet")
+        # one BoundTenant per cache entry (the entry is held, so its id is not reused): the
+        # binder then finds the bind statement by identity, with no hashing of the dataclass
+        same = self._bounds.get(id(resolved))
+        if same is not None and same[0] is resolved:
+            return same[1]
+        bound = BoundTenant(id=tenant.id, slug=tenant.slug, route=placement.route, epoch=tenant.epoch)
+        if len(self._bounds) >= self._bounds_size:
+            self._bounds.clear()
+        self._bounds[id(resolved)] = (resolved, bound)
+        return bound
+
+    # -- hostnames ----------------------------------------------------------------------------
+    def cached_host(self, hostname: str) -> HostRoute | None:
+        """What this process knows of a (normalised) hostname without a query, or ``None``."""
+        hit = self._hosts.get(hostname)
+        if hit is None:
+            return UNKNOWN_HOST if self._missing_hosts.get(hostname) else None
+        return hit
+
+    def load_host(self, hostname: str) -> HostRoute:
+        """Read the hostname's route through the routing views, and keep it."""
+        self._plane.listen()
+        ticket, missing = self._hosts.begin(), self._missing_hosts.begin()
+        with self._plane.catalog_reader() as conn:
+            route = domains_service.lookup_host(conn, hostname)
+        if route == UNKNOWN_HOST:  # (either is kept only if no domain event came meanwhile)
+            self._missing_hosts.put(hostname, True, missing)
+        else:
+            self._hosts.put(hostname, route, ticket)
+        return route
+
+    # -- events ---------------------------------------------------------------------------------
+    def _on_event(self, kind: EventKind, key: str) -> None:
+        if kind == EventKind.TENANT:
+            self._tenants.drop_tagged(key)
+            self._missing_tenants.clear()  # the event names an id; a new tenant's slug may be here
+        elif kind == EventKind.DOMAIN:
+            self._hosts.drop(key)
+            self._missing_hosts.drop(key)
+
+    def _on_reset(self) -> None:
+        for cache in (self._tenants, self._missing_tenants, self._hosts, self._missing_hosts):
+            cache.clear()

@@ -1,0 +1,174 @@
+"""``tn.tenants`` and ``tn.plans``: tenants along their lifecycle, and the plans they are on.
+
+Each verb does its own after-effects: the change is audited and queues its plugin hooks in the
+catalog transaction that makes it, this process's caches forget the tenant at once (others
+within a second, by the catalog's NOTIFY), and the hooks queued for this process's plugins run
+before the verb returns. Calling the functions behind them (``provisioning.provision``,
+``moves.move``, :func:`set_status`) does the same: no path skips them.
+"""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from collections.abc import Callable
+
+from tenantry.core.events import EventKind
+from tenantry.core.model import Plan, Status, Tenant
+from tenantry.core.placement import Placement
+from tenantry.db import catalog
+from tenantry.services import fences, moves, placements, provisioning
+from tenantry.services import tenants as tenant_service
+from tenantry.services.directory import Directory
+from tenantry.services.moves import MoveReport
+from tenantry.services.plane import ControlPlane
+
+__all__ = ["PlanService", "TenantService", "set_status"]
+
+#: statuses whose change fences the bindings made before it, and the fence's reason
+_FENCED: dict[Status, fences.Reason] = {Status.SUSPENDED: "suspended", Status.ARCHIVED: "archived"}
+
+
+def set_status(plane: ControlPlane, key: str | uuid.UUID, status: Status) -> Tenant:
+    """Move a tenant to ``status`` (a no-op when it is there already): audited, its bindings
+    open elsewhere fenced when it stops serving, its hooks delivered, this process's caches told."""
+    with plane.admin() as conn:
+        tenant, changed = tenant_service.transition(conn, key, status, actor=plane.actor, origin=plane.origin())
+        placement = placements.read_placement(conn, tenant.id)
+    if tenant.status in _FENCED and placement is not None:
+        # bindings already open elsewhere are refused from their next statement (also when
+        # the status was set already: a rerun finishes a change whose fence was not written)
+        fences.fence_placement(plane, placement, tenant.epoch, _FENCED[tenant.status])
+    plane.publish(EventKind.TENANT, str(tenant.id))
+    if changed:
+        plane.after_change(tenant.id)
+    return tenant
+
+
+class TenantService:
+    """``tn.tenants``: create, read, list, suspend, resume, archive, delete and move tenants.
+
+    >>> tn.tenants.create("acme", plan="business")     # doctest: +SKIP
+    >>> tn.tenants.suspend("acme").status              # doctest: +SKIP
+    <Status.SUSPENDED: 'suspended'>
+    """
+
+    def __init__(self, plane: ControlPlane, directory: Directory) -> None:
+        self._plane = plane
+        self._directory = directory
+
+    def create(self, slug: str, *, name: str | None = None, plan: str = "free", cell: str | None = None) -> Tenant:
+        """Create a tenant on ``plan``'s tier and make it active.
+
+        Pooled tenants cost one catalog transaction. Schema- and database-tier tenants claim
+        a spare placement built ahead of time when one is ready (``tn.spares.fill``), also in
+        one catalog transaction; otherwise they are built in recorded steps, and if the process
+        dies midway, calling this again with the same slug and plan finishes the job. ``cell``
+        places a database-tier tenant on that server (default: the plan's pinned cell, or the
+        fitting cell with the most room).
+        """
+        with self._plane.admin() as conn:
+            catalog.require_catalog(conn)
+        return provisioning.provision(self._plane, slug, name=name, plan=plan, cell=cell)
+
+    def get(self, key: str | uuid.UUID) -> Tenant:
+        """The tenant (by slug or id) as the catalog holds it now (see :meth:`lookup`)."""
+        with self._plane.admin() as conn:
+            return tenant_service.get_tenant(conn, key)
+
+    def list(
+        self,
+        *,
+        status: Status | None = None,
+        plan: str | None = None,
+        include_deleted: bool = False,
+        prefix: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> builtins.list[Tenant]:
+        """Tenants by slug (byte order), optionally only those with ``status``, on ``plan``,
+        or whose slug starts with ``prefix``."""
+        with self._plane.admin() as conn:
+            catalog.require_catalog(conn)
+            return tenant_service.list_tenants(
+                conn,
+                status=status,
+                plan=plan,
+                include_deleted=include_deleted,
+                prefix=prefix,
+                limit=limit,
+                offset=offset,
+            )
+
+    def placement(self, key: str | uuid.UUID) -> Placement | None:
+        """The tenant's active placement (``None`` while it is being built)."""
+        with self._plane.admin() as conn:
+            tenant = tenant_service.get_tenant(conn, key)
+            return placements.read_placement(conn, tenant.id)
+
+    def lookup(self, key: str | uuid.UUID) -> Tenant:
+        """The tenant as the request path knows it: from this process's cache (dropped within
+        a second of a change anywhere), else read through the routing views. Works in a
+        data-plane process, and costs no round trip once warm::
+
+            with tn.tenant("acme") as bound:
+                name = tn.tenants.lookup(bound.id).name
+        """
+        return self._directory.resolved(key)[0]
+
+    def lookup_placement(self, key: str | uuid.UUID) -> Placement | None:
+        """The tenant's active placement as the request path knows it (see :meth:`lookup`)."""
+        return self._directory.resolved(key)[1]
+
+    def suspend(self, key: str | uuid.UUID) -> Tenant:
+        """Stop a tenant from serving traffic; its data stays."""
+        return set_status(self._plane, key, Status.SUSPENDED)
+
+    def resume(self, key: str | uuid.UUID) -> Tenant:
+        """Let a suspended or archived tenant serve traffic again."""
+        return set_status(self._plane, key, Status.ACTIVE)
+
+    def archive(self, key: str | uuid.UUID) -> Tenant:
+        """Retire a tenant: it serves no traffic and awaits deletion or revival."""
+        return set_status(self._plane, key, Status.ARCHIVED)
+
+    def delete(self, key: str | uuid.UUID) -> dict[str, int]:
+        """Remove every row of the tenant (its schema or database on those tiers) and mark it
+        deleted; returns what was removed."""
+        return provisioning.deprovision(self._plane, key)
+
+    def move(
+        self,
+        key: str | uuid.UUID,
+        *,
+        plan: str | None = None,
+        cell: str | None = None,
+        on_step: Callable[[str], None] | None = None,
+    ) -> MoveReport:
+        """Move a tenant to ``plan``'s tier (and, for the database tier, ``cell``) without
+        losing a row; run it again to finish a move that was interrupted."""
+        return moves.move(self._plane, key, plan=plan, cell=cell, on_step=on_step)
+
+    def abort_move(self, key: str | uuid.UUID) -> bool:
+        """Undo a move that has not flipped yet; ``False`` when there is none."""
+        return moves.abort(self._plane, key)
+
+
+class PlanService:
+    """``tn.plans``: the plans (tiers) tenants are on."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self._plane = plane
+
+    def list(self) -> builtins.list[Plan]:
+        with self._plane.admin() as conn:
+            return tenant_service.list_plans(conn)
+
+    def get(self, name: str) -> Plan:
+        with self._plane.admin() as conn:
+            return tenant_service.get_plan(conn, name)
+
+    def pin(self, name: str, *, cell: str | None = None, labels: dict[str, str] | None = None) -> Plan:
+        """Place the plan's new database-tier tenants on ``cell``, or on cells with ``labels``."""
+        with self._plane.admin() as conn:
+            return tenant_service.pin_plan(conn, name, cell=cell, labels=labels or {}, actor=self._plane.actor)
