@@ -193,6 +193,9 @@ class Tenantry:
         self._missing_hosts: CatalogCache[str, bool] = CatalogCache(
             "unknown hostnames", ttl=UNKNOWN_TTL, size=min(UNKNOWN_SIZE, size), trusted=self._trusted
         )
+        #: what else keeps catalog facts in this process (the edge's plan limits): told of
+        #: every catalog event and every reconnection of the listener, like the caches above
+        self._subscribers: list[tuple[Callable[[EventKind, str], None], Callable[[], None]]] = []
         #: (metadata, its table names, fingerprint) of the app's tables (services.spares)
         self._spare_fingerprint: tuple[sa.MetaData, tuple[str, ...], str] | None = None
         self._branding: Branding | None = None
@@ -767,6 +770,16 @@ class Tenantry:
         listener = self._listener
         return listener is not None and listener.listening.is_set()
 
+    def _subscribe(self, on_event: Callable[[EventKind, str], None], on_reset: Callable[[], None]) -> None:
+        """Call ``on_event(kind, key)`` for every catalog event this process hears and
+        ``on_reset()`` whenever the listener (re)connects (events may have been missed): for a
+        :class:`~tenantry.core.caches.CatalogCache` kept outside this object."""
+        self._subscribers.append((on_event, on_reset))
+
+    def _catalog_caches(self) -> list[CatalogCache[Any, Any]]:
+        """The catalog caches this object keeps (for their hit and miss counts)."""
+        return [self._tenant_cache, self._missing_tenants, self._host_cache, self._missing_hosts, self._cells]
+
     def _listen(self) -> None:
         """Start the catalog listener once: other processes' changes reach this cache within
         a second (the TTL is only the backstop)."""
@@ -797,6 +810,8 @@ class Tenantry:
         elif kind == EventKind.DOMAIN:
             self._host_cache.drop(key)
             self._missing_hosts.drop(key)
+        for on_event, _ in self._subscribers:
+            on_event(kind, key)
 
     def _on_catalog_reset(self) -> None:
         # the listener (re)connected: servers known to be down may be back, probe them now
@@ -811,6 +826,8 @@ class Tenantry:
             self._branding._clear()
         self._live.on_reset()
         self.plugins._on_reset()
+        for _, on_reset in self._subscribers:
+            on_reset()
 
     # -- configuration and flags ------------------------------------------------------------
     def configure(self, model: type[BaseModel]) -> None:
