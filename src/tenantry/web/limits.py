@@ -184,10 +184,11 @@ class RateStore(Protocol):
 
 
 class MemoryRates:
-    """GCRA state in this process: one float per tenant, pruned when it is full again."""
+    """GCRA state in this process: one float per tenant (with the limits it was counted
+    against: new limits start a full bucket, as Redis keys per window do), pruned when full."""
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, prune_at: int = 100_000) -> None:
-        self._tat: dict[str, float] = {}
+        self._tat: dict[str, tuple[float, EdgeLimits]] = {}
         self._clock = clock
         self._prune_at = prune_at
 
@@ -197,16 +198,18 @@ class MemoryRates:
     def hit_now(self, key: str, limits: EdgeLimits) -> RateResult:
         assert limits.rate is not None and limits.burst is not None
         now = self._clock()
-        decision = gcra(self._tat.get(key, 0.0), now, limits.rate, limits.burst)
+        held = self._tat.get(key)
+        tat = held[0] if held is not None and (held[1] is limits or held[1] == limits) else 0.0
+        decision = gcra(tat, now, limits.rate, limits.burst)
         if decision.allowed:
-            self._tat[key] = decision.tat
+            self._tat[key] = (decision.tat, limits)
             if len(self._tat) > self._prune_at:
                 self._prune(now)
         return RateResult(decision.allowed, decision.remaining, decision.reset, decision.retry_after)
 
     def _prune(self, now: float) -> None:
         # a tenant whose arrival time is past has a full bucket: forgetting it changes nothing
-        for key in [k for k, tat in self._tat.items() if tat <= now]:
+        for key in [k for k, (tat, _) in self._tat.items() if tat <= now]:
             del self._tat[key]
 
     async def aclose(self) -> None:
@@ -266,7 +269,11 @@ class RedisRates:
         return RateResult(False, max(0, stats.remaining), wait, wait)
 
     async def aclose(self) -> None:
-        pass  # the client's pool closes with the process; limits keeps no task of its own
+        """Close the client's connections (made in the running event loop; the next hit
+        opens new ones)."""
+        client = getattr(getattr(self._storage, "bridge", None), "storage", None)
+        if client is not None:
+            await client.aclose()
 
 
 # -- the limiter ----------------------------------------------------------------------------
