@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Response
+from fastapi import APIRouter, Depends, FastAPI, Response, Security
 from pydantic import BaseModel
 
-from tenantry.api.auth import Principal, TokenAuth, bearer, require
+from tenantry.api.auth import TokenAuth, bearer, require
 from tenantry.api.deps import TN, problems
 from tenantry.api.problems import ProblemResponse
 from tenantry.app import Tenantry
@@ -110,12 +110,10 @@ def install_health(app: FastAPI, tn: Tenantry, metrics: TenantryMetrics | None) 
             )
         )
 
-    read = Annotated[Principal, Depends(require("metrics:read"))]
-
     @router.get(
         METRICS_PATH,
         response_class=Response,
-        dependencies=[Depends(bearer)],
+        dependencies=[Security(bearer), Depends(require("metrics:read"))],
         responses={
             200: {
                 "description": "The Prometheus text exposition.",
@@ -124,7 +122,7 @@ def install_health(app: FastAPI, tn: Tenantry, metrics: TenantryMetrics | None) 
             **problems(),
         },
     )
-    def prometheus(_: read) -> Response:
+    def prometheus() -> Response:
         """The process's Prometheus metrics (see `tenantry.observability.metrics`). Scope:
         `metrics:read`."""
         if metrics is None:
