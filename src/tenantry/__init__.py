@@ -80,6 +80,7 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.core.config import ConfigSections
     from tenantry.core.flags import Evaluation, FlagSpec
     from tenantry.core.hostnames import normalise_hostname
+    from tenantry.core.limits import EdgeLimits
     from tenantry.core.model import Isolation, Plan, Status, Tenant
     from tenantry.core.naming import RESERVED_SLUGS, validate_slug
     from tenantry.core.placement import Placement
@@ -92,6 +93,7 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.db.server import EmbeddedServer
     from tenantry.live import Flags
     from tenantry.migrations.report import MigrationReport, PlacementResult, StatusReport
+    from tenantry.observability import TenantLogFilter, TenantryMetrics, install_log_filter
     from tenantry.openfeature import TenantryProvider
     from tenantry.plugins import (
         AppTables,
@@ -116,6 +118,7 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.settings import Settings
     from tenantry.web import (
         CustomDomainResolver,
+        EdgeLimiter,
         HeaderResolver,
         JwtClaimResolver,
         PathPrefixResolver,
@@ -156,6 +159,8 @@ __all__ = [
     "DomainChecker",
     "DomainNotFound",
     "DomainTaken",
+    "EdgeLimiter",
+    "EdgeLimits",
     "Egress",
     "EmbeddedServer",
     "Evaluation",
@@ -210,6 +215,7 @@ __all__ = [
     "TenantConnection",
     "TenantContextError",
     "TenantExists",
+    "TenantLogFilter",
     "TenantMiddleware",
     "TenantMoved",
     "TenantMoving",
@@ -221,6 +227,7 @@ __all__ = [
     "TenantSuspended",
     "Tenantry",
     "TenantryError",
+    "TenantryMetrics",
     "TenantryProvider",
     "Theme",
     "UnsafeAddress",
@@ -232,6 +239,7 @@ __all__ = [
     "copy_rows",
     "current_tenant",
     "install_brand_helpers",
+    "install_log_filter",
     "mount_plugins",
     "normalise_hostname",
     "tenant_id_column",
@@ -259,6 +267,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "tenantry.core.config": ("ConfigSections",),
     "tenantry.core.flags": ("Evaluation", "FlagSpec"),
     "tenantry.core.hostnames": ("normalise_hostname",),
+    "tenantry.core.limits": ("EdgeLimits",),
     "tenantry.core.model": ("Isolation", "Plan", "Status", "Tenant"),
     "tenantry.core.naming": ("RESERVED_SLUGS", "validate_slug"),
     "tenantry.core.placement": ("Placement",),
@@ -272,6 +281,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "tenantry.live": ("Flags",),
     # the OpenFeature provider needs the optional openfeature-sdk
     "tenantry.migrations.report": ("MigrationReport", "PlacementResult", "StatusReport"),
+    "tenantry.observability": ("TenantLogFilter", "TenantryMetrics", "install_log_filter"),
     "tenantry.openfeature": ("TenantryProvider",),
     "tenantry.plugins": (
         "AppTables",
@@ -296,6 +306,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "tenantry.settings": ("Settings",),
     "tenantry.web": (
         "CustomDomainResolver",
+        "EdgeLimiter",
         "HeaderResolver",
         "JwtClaimResolver",
         "PathPrefixResolver",

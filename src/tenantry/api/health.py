@@ -63,9 +63,11 @@ def _catalog(tn: Tenantry) -> None:
 
 
 def _listener(tn: Tenantry) -> bool:
-    tn._listen()
-    listener = tn._listener
-    return listener is not None and listener.listening.wait(LISTENER_WAIT)
+    tn._listen()  # (started by the first lookup otherwise)
+    deadline = time.monotonic() + LISTENER_WAIT
+    while not tn._trusted() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return tn._trusted()
 
 
 def install_health(app: FastAPI, tn: Tenantry, metrics: TenantryMetrics | None) -> None:
