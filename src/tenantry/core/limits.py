@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -60,11 +60,14 @@ class EdgeLimits:
     rate: float | None = None
     burst: int | None = None
     concurrency: int | None = None
+    #: whether nothing is limited (the edge then adds no work to the request)
+    none: bool = field(init=False, repr=False, compare=False)
+    #: the ``RateLimit-Policy`` field value, made once (:func:`policy_field`)
+    policy: bytes = field(init=False, repr=False, compare=False)
 
-    @property
-    def none(self) -> bool:
-        """Whether nothing is limited (the edge then adds no work to the request)."""
-        return self.rate is None and self.concurrency is None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "none", self.rate is None and self.concurrency is None)
+        object.__setattr__(self, "policy", policy_field(self).encode())
 
     @classmethod
     def from_layers(cls, *layers: Mapping[str, Any] | None) -> EdgeLimits:
@@ -91,9 +94,6 @@ class EdgeLimits:
         assert self.rate is not None and self.burst is not None
         seconds = max(1, round(self.burst / self.rate))
         return max(self.burst, round(self.rate * seconds)), seconds
-
-
-NO_LIMITS = EdgeLimits()
 
 
 def _number(value: Any, key: str) -> float | None:
@@ -179,3 +179,7 @@ def ratelimit_field(
     if limits.concurrency is not None and in_flight is not None:
         items.append(f'"{CONCURRENCY_POLICY}";r={max(0, limits.concurrency - in_flight)}')
     return ", ".join(items)
+
+
+#: the limits of a tenant whose plan limits nothing at the edge
+NO_LIMITS = EdgeLimits()

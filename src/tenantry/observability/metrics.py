@@ -34,6 +34,7 @@ use ``rate()`` on the per-tenant series over windows, not their raw values.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import logging
 import threading
@@ -59,10 +60,6 @@ _OTHER = "other"
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-def _status_class(status: int) -> str:
-    return f"{status // 100}xx" if 100 <= status < 600 else "other"
-
-
 class TenantryMetrics:
     """The process's metrics (see the module's docs). ``tn``: the Tenantry whose listener,
     caches, pools and queues are read at each scrape (``None``: only what the edge counts);
@@ -80,16 +77,6 @@ class TenantryMetrics:
         self.top_tenants = max(0, top_tenants)
         self.registry = registry if registry is not None else prom.CollectorRegistry()
         r = self.registry
-        self.requests = prom.Counter(
-            "tenantry_requests", "Requests the edge served, by plan and status class", ["plan", "status"], registry=r
-        )
-        self.latency = prom.Histogram(
-            "tenantry_request_seconds",
-            "Latency of the requests the edge served",
-            ["plan"],
-            buckets=_BUCKETS,
-            registry=r,
-        )
         self.refusals = prom.Counter(
             "tenantry_limit_refusals", "Requests refused by a limit, by limit and plan", ["limit", "plan"], registry=r
         )
@@ -99,6 +86,9 @@ class TenantryMetrics:
         self.limiter_store = prom.Gauge("tenantry_limiter_store_up", "1 while the limits' store answers", registry=r)
         self.limiter_store.set(1)
         self._lock = threading.Lock()
+        #: plan -> its counts (kept as plain numbers: the request path pays a dict lookup and
+        #: a few additions, not prometheus-client's locks; read at scrape time)
+        self._plans: dict[str, _PlanStats] = {}
         #: slug -> [requests, seconds]; "other" for those past _MOST_TENANTS
         self._tenants: dict[str, list[float]] = {}
         self._caches: list[CatalogCache[Any, Any]] = []
@@ -107,8 +97,13 @@ class TenantryMetrics:
     # -- what the edge reports ----------------------------------------------------------------
     def served(self, tenant: Tenant, status: int, seconds: float) -> None:
         """One request of ``tenant`` answered with ``status`` after ``seconds``."""
-        self.requests.labels(tenant.plan, _status_class(status)).inc()
-        self.latency.labels(tenant.plan).observe(seconds)
+        plan = self._plans.get(tenant.plan)
+        if plan is None:
+            with self._lock:
+                plan = self._plans.setdefault(tenant.plan, _PlanStats())
+        plan.statuses[min(6, status // 100)] += 1
+        plan.buckets[bisect.bisect_left(_BUCKETS, seconds)] += 1
+        plan.seconds += seconds
         counts = self._tenants.get(tenant.slug)
         if counts is None:
             with self._lock:
@@ -163,6 +158,18 @@ class TenantryMetrics:
         return top, other
 
 
+class _PlanStats:
+    """A plan's requests by status class (index: the status's first digit; 6 for other) and
+    its latency histogram (a count per bucket of :data:`_BUCKETS`, the last for +Inf)."""
+
+    __slots__ = ("buckets", "seconds", "statuses")
+
+    def __init__(self) -> None:
+        self.statuses = [0] * 7
+        self.buckets = [0] * (len(_BUCKETS) + 1)
+        self.seconds = 0.0
+
+
 class _Scraped:
     """The metrics read at scrape time."""
 
@@ -174,7 +181,26 @@ class _Scraped:
 
     def collect(self) -> Iterator[Any]:
         owner = self.owner
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        served = CounterMetricFamily(
+            "tenantry_requests", "Requests the edge served, by plan and status class", labels=["plan", "status"]
+        )
+        latency = HistogramMetricFamily(
+            "tenantry_request_seconds", "Latency of the requests the edge served", labels=["plan"]
+        )
+        for plan, stats in list(owner._plans.items()):
+            for digit, answered in enumerate(stats.statuses):
+                if answered:
+                    served.add_metric([plan, f"{digit}xx" if 1 <= digit <= 5 else "other"], answered)
+            cumulative: list[tuple[str, float]] = []
+            running = 0
+            for bound, observed in zip((*map(str, _BUCKETS), "+Inf"), stats.buckets):
+                running += observed
+                cumulative.append((bound, running))
+            latency.add_metric([plan], cumulative, stats.seconds)
+        yield served
+        yield latency
 
         requests = CounterMetricFamily(
             "tenantry_tenant_requests",

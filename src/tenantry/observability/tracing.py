@@ -1,10 +1,10 @@
 """OpenTelemetry, when ``opentelemetry-api`` is installed: the tenant on the current span and
 in the Baggage.
 
-The edge calls :func:`enter` for each request it serves a tenant: the current span (the
-server span an OpenTelemetry ASGI instrumentation opened outside the edge) gets the
-attributes ``tenant.id`` and ``tenant.slug``, and the Baggage gets the same two entries, so
-spans made downstream, and services called with the propagated context, know the tenant.
+The edge calls :func:`enter` for each request it serves a tenant: when the current span (the
+server span an OpenTelemetry ASGI instrumentation opened outside the edge) records, it gets
+the attributes ``tenant.id`` and ``tenant.slug``, and the Baggage gets the same two entries,
+so spans made downstream, and services called with the propagated context, know the tenant.
 Without the package every function here does nothing (:func:`available` is false), and the
 edge does not call them.
 """
@@ -45,10 +45,16 @@ def tag_span(bound: BoundTenant) -> None:
 
 def enter(bound: BoundTenant) -> Any:
     """Tag the current span and put the tenant in the Baggage; returns the token for
-    :func:`leave` (``None`` without OpenTelemetry)."""
+    :func:`leave`. Only while a span records (a tracer is configured and samples this
+    request): otherwise nothing would carry either, and the request pays for one lookup
+    (``opentelemetry-api`` comes with FastAPI, whether anyone traces or not)."""
     if _trace is None:
         return None
-    tag_span(bound)
+    span = _trace.get_current_span()
+    if not span.is_recording():
+        return None
+    span.set_attribute(ID, str(bound.id))
+    span.set_attribute(SLUG, bound.slug)
     ctx = _baggage.set_baggage(ID, str(bound.id))
     ctx = _baggage.set_baggage(SLUG, bound.slug, context=ctx)
     return _context.attach(ctx)

@@ -38,7 +38,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -188,14 +188,14 @@ class MemoryRates:
     against: new limits start a full bucket, as Redis keys per window do), pruned when full."""
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, prune_at: int = 100_000) -> None:
-        self._tat: dict[str, tuple[float, EdgeLimits]] = {}
+        self._tat: dict[Hashable, tuple[float, EdgeLimits]] = {}
         self._clock = clock
         self._prune_at = prune_at
 
     async def hit(self, key: str, limits: EdgeLimits) -> RateResult:
         return self.hit_now(key, limits)
 
-    def hit_now(self, key: str, limits: EdgeLimits) -> RateResult:
+    def hit_now(self, key: Hashable, limits: EdgeLimits) -> RateResult:
         assert limits.rate is not None and limits.burst is not None
         now = self._clock()
         held = self._tat.get(key)
@@ -327,7 +327,8 @@ class EdgeLimiter:
         self._tenants: dict[uuid.UUID, int] = {}
         self._store_down_until = 0.0
         self._store_down = False
-        self._headers: dict[EdgeLimits, bytes] = {}
+        #: the in-process store, called without the coroutine of the protocol (the hot path)
+        self._memory = store if isinstance(store, MemoryRates) else None
 
     def limits_of(self, tenant: Tenant) -> EdgeLimits | None:
         """The tenant's limits if known without I/O (else ``None``: call :meth:`load`)."""
@@ -351,10 +352,7 @@ class EdgeLimiter:
         """Let one request of ``tenant`` through ``limits`` (not :data:`NO_LIMITS`), or raise
         :class:`RateLimited`, :class:`ConcurrencyLimited` or :class:`Overloaded`. Call
         :meth:`release` with the admission when the request is done."""
-        policy = self._headers.get(limits)
-        if policy is None:
-            policy = self._headers[limits] = policy_field(limits).encode()
-        headers = [(b"ratelimit-policy", policy)]
+        headers = [(b"ratelimit-policy", limits.policy)]
         held = self._tenants.get(tenant.id, 0)
         if limits.concurrency is not None and held >= limits.concurrency:
             self._refused("concurrency", tenant)
@@ -400,6 +398,8 @@ class EdgeLimiter:
     async def _rate(self, tenant: Tenant, limits: EdgeLimits) -> RateResult | None:
         if limits.rate is None:
             return None
+        if self._memory is not None:
+            return self._memory.hit_now(tenant.id, limits)
         if self._store_down and time.monotonic() < self._store_down_until:
             return self._unavailable(tenant)
         try:
