@@ -118,10 +118,10 @@ class Decision(NamedTuple):
     allowed: bool
     tat: float
     """The theoretical arrival time to store (unchanged when refused)."""
-    remaining: int
-    """Requests that could come at once now, after this one."""
-    reset: float
-    """Seconds until the bucket is full again."""
+    remaining: int | None
+    """Requests that could come at once now, after this one (``None``: not known)."""
+    reset: float | None
+    """Seconds until the bucket is full again (``None``: not known)."""
     retry_after: float
     """Seconds until one request would be allowed (0 when this one was)."""
 

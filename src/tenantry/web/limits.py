@@ -46,6 +46,7 @@ from tenantry.core.caches import CatalogCache
 from tenantry.core.events import EventKind
 from tenantry.core.limits import (
     NO_LIMITS,
+    Decision,
     EdgeLimits,
     gcra,
     policy_field,
@@ -164,15 +165,10 @@ class StoreUnavailable(Exception):
     """The rate store did not answer (in time)."""
 
 
-@dataclass(frozen=True, slots=True)
-class RateResult:
-    """One request against a tenant's rate: allowed or not, what is left (``None``: the store
-    does not say without another round trip), seconds to a full budget and to a retry."""
-
-    allowed: bool
-    remaining: int | None
-    reset: float | None
-    retry_after: float
+#: one request against a tenant's rate: allowed or not, what is left (``None``: the store
+#: does not say without another round trip), seconds to a full budget and to a retry
+#: (:class:`tenantry.core.limits.Decision`; ``tat`` is the in-process store's own)
+RateResult = Decision
 
 
 class RateStore(Protocol):
@@ -205,7 +201,7 @@ class MemoryRates:
             self._tat[key] = (decision.tat, limits)
             if len(self._tat) > self._prune_at:
                 self._prune(now)
-        return RateResult(decision.allowed, decision.remaining, decision.reset, decision.retry_after)
+        return decision
 
     def _prune(self, now: float) -> None:
         # a tenant whose arrival time is past has a full bucket: forgetting it changes nothing
@@ -259,14 +255,14 @@ class RedisRates:
             async with asyncio.timeout(self._timeout * 2):
                 allowed = await self._limiter.hit(item, "rate", key)
                 if allowed:
-                    return RateResult(True, None, None, 0.0)
+                    return Decision(True, 0.0, None, None, 0.0)
                 stats = await self._limiter.get_window_stats(item, "rate", key)
         except TimeoutError as err:
             raise StoreUnavailable(f"Redis did not answer within {self._timeout * 2:g} s") from err
         except Exception as err:  # the client's errors, wrapped by limits (StorageError) or not
             raise StoreUnavailable(f"{type(err).__name__}: {err}") from err
         wait = max(0.0, stats.reset_time - time.time())
-        return RateResult(False, max(0, stats.remaining), wait, wait)
+        return Decision(False, 0.0, max(0, stats.remaining), wait, wait)
 
     async def aclose(self) -> None:
         """Close the client's connections (made in the running event loop; the next hit
@@ -362,7 +358,11 @@ class EdgeLimiter:
                 retry_in=1.0,
                 fields=_fields(limits, ratelimit_field(limits, in_flight=held)),
             )
-        result = await self._rate(tenant, limits)
+        memory = self._memory
+        if memory is not None and limits.rate is not None:
+            result: RateResult | None = memory.hit_now(tenant.id, limits)  # (no coroutine: the hot path)
+        else:
+            result = await self._rate(tenant, limits)
         if result is not None and not result.allowed:
             self._refused("rate", tenant)
             raise RateLimited(
@@ -398,8 +398,6 @@ class EdgeLimiter:
     async def _rate(self, tenant: Tenant, limits: EdgeLimits) -> RateResult | None:
         if limits.rate is None:
             return None
-        if self._memory is not None:
-            return self._memory.hit_now(tenant.id, limits)
         if self._store_down and time.monotonic() < self._store_down_until:
             return self._unavailable(tenant)
         try:
