@@ -125,8 +125,8 @@ def install_health(app: FastAPI, tn: Tenantry, metrics: TenantryMetrics | None) 
         },
     )
     def prometheus() -> Response:
-        """The process's Prometheus metrics (see `tenantry.observability.metrics`). Scope:
-        `metrics:read`."""
+        """The process's Prometheus metrics (see `tenantry.observability.metrics`).
+        Scope: `metrics:read`."""
         if metrics is None:
             raise ConfigurationError("metrics need prometheus-client: pip install 'tenantry[metrics]'")
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)

@@ -167,8 +167,7 @@ class TenantMiddleware:
         assert limiter is not None
         try:
             limiter.enter()
-        except Overloaded as err:
-            _log.warning("%s %s refused: %s", scope.get("method", "WEBSOCKET"), scope.get("path"), err)
+        except Overloaded as err:  # (counted in the metrics; a line per refusal would flood the log)
             await self._refuse(scope, send, _public_problem(err))
             return
         try:
@@ -225,7 +224,9 @@ class TenantMiddleware:
                 return
             admission = await limiter.admit(tenant, limits)
         except TenantryError as err:
-            if err.http_status >= 500:
+            # a refusal by a limit is counted in the metrics, and the limits' store going away
+            # is logged once by the limiter; a catalog out of reach is logged here
+            if err.http_status >= 500 and not isinstance(err, Overloaded):
                 _log.warning("%s %s refused: %s", scope.get("method", "WEBSOCKET"), scope.get("path"), err)
             await self._refuse(scope, send, _public_problem(err))
             return
@@ -259,6 +260,7 @@ class TenantMiddleware:
             # the client when to come back rather than answer 500
             _log.warning("%s %s: %s: %s", scope.get("method", "WEBSOCKET"), scope.get("path"), type(err).__name__, err)
             answer.discard()
+            answer.status = err.http_status
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1013, "reason": "try again later"})
             else:
