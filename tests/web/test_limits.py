@@ -264,3 +264,20 @@ def test_the_policy_window_never_states_less_than_the_rate() -> None:
         quota, seconds = EdgeLimits.from_layers({"requests_per_second": rate, "burst": burst}).window()
         assert seconds >= 1 and quota >= burst and quota / seconds >= rate - 1e-9
         assert math.isclose(quota, max(burst, round(rate * seconds)))
+
+
+def test_a_data_plane_process_reads_the_plans_limits(tn: Tenantry, make_tenant, run) -> None:
+    """Through the reader role's routing view (catalog 0014), as a process without the admin
+    connection does."""
+    t = make_tenant("lim", plan=make_plan(tn, {"requests_per_second": 1, "burst": 1}))
+    with Tenantry(tn.data_plane_settings()) as plane:
+        app = wrap(plane, starlette_app(plane, []), [PathPrefixResolver("/t")])
+
+        async def main() -> list[int]:
+            try:
+                async with client(app) as c:
+                    return [(await c.get(f"/t/{t.slug}/who")).status_code for _ in range(2)]
+            finally:
+                await plane.router.aclose()
+
+        assert run(main()) == [200, 429]

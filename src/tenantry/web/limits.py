@@ -217,27 +217,39 @@ class RedisRates:
     window of ``q`` requests in ``w`` seconds (the policy the headers state).
 
     One round trip for an allowed request; a refused one costs a second (to say when to retry).
+    At most ``connections`` connections at once; a request that finds none free within
+    ``timeout`` counts as Redis out of reach.
     """
 
-    def __init__(self, url: str, *, timeout: float = 0.05, prefix: str = "tenantry") -> None:
+    def __init__(self, url: str, *, timeout: float = 0.05, prefix: str = "tenantry", connections: int = 32) -> None:
         try:
             from limits import RateLimitItemPerSecond
             from limits.aio.storage import RedisStorage
             from limits.aio.strategies import MovingWindowRateLimiter
+            from redis.asyncio import BlockingConnectionPool
         except ImportError as err:  # pragma: no cover - depends on the extra
             raise ConfigurationError(
                 "limits_storage names Redis: install the limits extra (pip install 'tenantry[limits]')"
             ) from err
         self._item = RateLimitItemPerSecond
         self._items: dict[tuple[int, int], Any] = {}
+        # a bounded pool that waits (up to the timeout) for a free connection: a burst of
+        # requests must not open a connection each (redis-py's default pool would)
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=connections,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+        self._pool = pool
         scheme, rest = url.split("://", 1)
         self._storage = RedisStorage(
             f"async+{scheme}://{rest}",
             implementation="redispy",
             key_prefix=prefix,
             wrap_exceptions=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
+            connection_pool=pool,  # type: ignore[arg-type]  # (limits types its options narrowly)
         )
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._timeout = timeout
@@ -267,9 +279,7 @@ class RedisRates:
     async def aclose(self) -> None:
         """Close the client's connections (made in the running event loop; the next hit
         opens new ones)."""
-        client = getattr(getattr(self._storage, "bridge", None), "storage", None)
-        if client is not None:
-            await client.aclose()
+        await self._pool.disconnect()
 
 
 # -- the limiter ----------------------------------------------------------------------------

@@ -74,7 +74,7 @@ from tenantry.problems import Problem, problem, problem_from_error, problem_type
 from tenantry.services import tenants as tenant_service
 from tenantry.services.domain_checks import WELL_KNOWN
 from tenantry.services.domains import HostRoute
-from tenantry.web.limits import Admission, EdgeLimiter
+from tenantry.web.limits import Admission, CatalogLimits, EdgeLimiter
 from tenantry.web.pages import NoTenantPage, inactive_page, no_tenant_page
 from tenantry.web.resolvers import (
     CustomDomainResolver,
@@ -153,6 +153,8 @@ class TenantMiddleware:
         if limits is True:
             limits = EdgeLimiter(tenantry, metrics=metrics)
         self.limiter: EdgeLimiter | None = limits or None
+        if metrics is not None and self.limiter is not None and isinstance(self.limiter.source, CatalogLimits):
+            metrics.watch_cache(self.limiter.source.cache)  # the plan limits' hit ratio too
         self._capped = self.limiter is not None and self.limiter.max_in_flight > 0
         self._traced = tracing.available()
 
