@@ -17,6 +17,8 @@ side's median round. The sides:
     tenantry     ``with tn.tenant(slug), tn.connection() as conn:`` and the query under RLS
     no-reset     tenantry with the hand-over reset switched off (what the reset costs)
     no-RLS       tenantry running the baseline's query on the plain table (what the policy costs)
+    unfused      tenantry with the bind sent on its own, ahead of the first statement (what
+                 fusing them into one pipeline saves: a negative difference)
 
 The last line, ``cpu_split_ratio=``, is tenantry's CPU per transaction (app and server) over
 the baseline's.
@@ -36,10 +38,19 @@ from typing import Any
 import psycopg
 from _scratch import add_server_arguments, environment, load_averages, run_took, scratch_database, server
 from psycopg_pool import ConnectionPool
-from rls_overhead import PLAIN_TABLE, TABLE, WORKLOADS, Base, load_rows, make_baseline, warm_tenant_cache
+from rls_overhead import (
+    PLAIN_TABLE,
+    TABLE,
+    WORKLOADS,
+    Base,
+    fusion_off,
+    load_rows,
+    make_baseline,
+    reset_off,
+    warm_tenant_cache,
+)
 
 from tenantry import Tenantry
-from tenantry.db import binding
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -121,12 +132,12 @@ def main() -> None:
                         conn.execute(plain_query, {**params, "tenant": ids[slug]}).fetchall()
 
                 def no_reset(slug: str, params: dict[str, Any]) -> None:
-                    saved = binding.reset_due
-                    binding.reset_due = lambda conn: False
-                    try:
+                    with reset_off():
                         tenantry(slug, params)
-                    finally:
-                        binding.reset_due = saved
+
+                def unfused(slug: str, params: dict[str, Any]) -> None:
+                    with fusion_off():
+                        tenantry(slug, params)
 
                 with pool.connection() as conn:
                     base_pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
@@ -138,6 +149,7 @@ def main() -> None:
                         "tenantry": (tenantry, tn_pid),
                         "no-reset": (no_reset, tn_pid),
                         "no-RLS": (no_rls, tn_pid),
+                        "unfused": (unfused, tn_pid),
                     },
                     draws[: args.iterations // args.rounds],
                     args.rounds,
@@ -153,7 +165,11 @@ def main() -> None:
     print(
         f"  app CPU {ours[0] - base[0]:+.1f} us, server CPU {ours[1] - base[1]:+.1f} us, wall {ours[2] - base[2]:+.1f} us"
     )
-    for name, label in (("no-reset", "the hand-over reset"), ("no-RLS", "the policy")):
+    for name, label in (
+        ("no-reset", "the hand-over reset"),
+        ("no-RLS", "the policy"),
+        ("unfused", "the bind fused with the first statement"),
+    ):
         other = sides[name]
         print(
             f"  of which {label}: app CPU {ours[0] - other[0]:+.1f} us, server CPU {ours[1] - other[1]:+.1f} us,"

@@ -8,7 +8,7 @@ Run::
 Set-up (not timed)
     Two scratch databases on the chosen server, each with its own catalog
     (``Tenantry(...).init()``), ``--tenants`` pooled tenants, and flags made through
-    ``tenantry.services.flags.create_flag``: 5 flags in one catalog, 500 in the other. Flag
+    ``tn.flags.create``: 5 flags in one catalog, 500 in the other. Flag
     ``flag_<n>`` is the same in both: every third one has a rule on the plan, every fifth a
     rule on three tenants' slugs, and each a percentage rollout for the tenants no rule took. ``flag_3`` (measured) has a plan
     rule and a 50% rollout, so its value depends on the tenant. Both ``Tenantry`` objects run
@@ -23,7 +23,7 @@ Sides (one process, the same loop for each)
 Information only
     user        ``tn.flags.enabled("flag_3", user=...)``: per-user rollouts are not memoised
                 (a SHA-256 per call)
-    config      ``tn.config()``: the tenant's typed config object
+    config      ``tn.config.current()``: the tenant's typed config object
     openfeature ``client.get_boolean_value("flag_3", False)`` through the OpenFeature SDK and
                 ``tenantry.TenantryProvider``
 
@@ -53,7 +53,6 @@ from openfeature import api
 from pydantic import BaseModel, Field
 
 from tenantry import Settings, Tenantry, TenantryProvider
-from tenantry.services import flags as flags_service
 
 MEASURED = "flag_3"
 DICT_GOAL = 30.0
@@ -90,7 +89,7 @@ def build(settings: Settings, flags: int, tenants: int) -> tuple[Tenantry, list[
     tn.init()
     slugs = [tn.create_tenant(f"bench-{i:04d}").slug for i in range(tenants)]
     for n in range(flags):
-        flags_service.create_flag(tn, flag_definition(n, slugs))
+        tn.flags.create(flag_definition(n, slugs))
     return tn, slugs
 
 
@@ -103,7 +102,7 @@ def warm(tn: Tenantry, slugs: Sequence[str]) -> None:
     for slug in slugs:
         with tn.tenant(slug):
             tn.flags.enabled(MEASURED)
-            tn.config()
+            tn.config.current()
 
 
 @contextmanager
@@ -151,7 +150,7 @@ def config_side(tn: Tenantry) -> Side:
         with tn.tenant(slug):
             start = time.perf_counter_ns()
             for _ in range(n):
-                tn.config()
+                tn.config.current()
             return time.perf_counter_ns() - start
 
     return run

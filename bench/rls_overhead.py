@@ -28,11 +28,11 @@ Workloads (each one transaction)
 
 Sides
     tenantry    ``with tn.tenant(slug), tn.connection() as conn:`` and the query *without* a
-                tenant predicate: RLS adds it. Binding the tenant rides on the transaction's
-                ``BEGIN``, so this is BEGIN(+binding), query, COMMIT: three round trips.
+                tenant predicate: RLS adds it. ``BEGIN``, the binding and the query go in one
+                pipeline, then COMMIT: two round trips.
     baseline    a ``psycopg_pool.ConnectionPool`` of plain psycopg connections as the runtime
                 role, ``with pool.connection() as conn:``, the query *with* ``WHERE tenant_id =
-                %(tenant)s``: psycopg's BEGIN, query, COMMIT, the same three round trips.
+                %(tenant)s``: psycopg's BEGIN, query, COMMIT, three round trips.
     no-RLS      information: the tenantry path running the baseline's query on the plain
                 table, so ``no-RLS - baseline`` is what binding the tenant costs and
                 ``tenantry - no-RLS`` what the policy (its InitPlan) costs.
@@ -41,6 +41,10 @@ Sides
     no-reset    information: the tenantry side with the hand-over reset switched off, so
                 ``tenantry - no-reset`` is what resetting the session of every connection
                 handed over costs (it rides in the first bind's pipeline: no round trip).
+    unfused     information: the tenantry side with the bind sent in a round trip of its own
+                ahead of the transaction's first statement (as before 2026-12-07, 22:00 UTC),
+                so ``tenantry - unfused`` is what carrying the first statement in the bind's
+                pipeline saves.
 
 Method
     Tenants are resolved once before timing (a long ``tenant_cache_ttl`` and a warm cache), but
@@ -76,7 +80,7 @@ from psycopg_pool import ConnectionPool
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tenantry import Tenantry, TenantScoped
-from tenantry.db import binding
+from tenantry.db import binding, connections
 
 TABLE = "bench_items"
 PLAIN_SCHEMA = "bench_plain"
@@ -195,17 +199,50 @@ def tenantry_runner(tn: Tenantry, workload: Workload, *, rls: bool = True) -> Ru
     return run
 
 
+@contextmanager
+def reset_off() -> Iterator[None]:
+    """No connection is due the hand-over reset while the block runs (where the bind and a
+    fused first statement look)."""
+    modules = (binding, connections)
+    saved = [m.reset_due for m in modules]
+    for m in modules:
+        m.reset_due = lambda conn: False  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for m, due in zip(modules, saved, strict=True):
+            m.reset_due = due  # type: ignore[assignment]
+
+
+@contextmanager
+def fusion_off() -> Iterator[None]:
+    """The bind is sent on its own, ahead of the transaction's first statement, while the
+    block runs (as before the first statement carried it)."""
+    saved = connections._fused_for
+    connections._fused_for = lambda conn: None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        connections._fused_for = saved  # type: ignore[assignment]
+
+
+def without_fusion(run: Runner) -> Runner:
+    """``run`` with the bind sent on its own, ahead of the transaction's first statement."""
+
+    def wrapped(sample: Sample) -> None:
+        with fusion_off():
+            run(sample)
+
+    return wrapped
+
+
 def without_reset(run: Runner) -> Runner:
     """``run`` with the hand-over reset switched off (the connection is reset by the next
     borrower of the other sides instead)."""
 
     def wrapped(sample: Sample) -> None:
-        saved = binding.reset_due
-        binding.reset_due = lambda conn: False
-        try:
+        with reset_off():
             run(sample)
-        finally:
-            binding.reset_due = saved
 
     return wrapped
 
@@ -385,13 +422,14 @@ def sides_for(tn: Tenantry, pools: dict[str, ConnectionPool[Any]], workload: Wor
         "baseline": pool_runner(pools["baseline"], workload),
         "no-RLS": tenantry_runner(tn, workload, rls=False),
         "no-reset": without_reset(tenantry_runner(tn, workload)),
+        "unfused": without_fusion(tenantry_runner(tn, workload)),
     }
     if workload.setup is None:  # SET LOCAL needs a transaction
         sides["autocommit"] = pool_runner(pools["autocommit"], workload)
     return sides
 
 
-COLUMNS = ("tenantry", "baseline", "no-RLS", "autocommit", "no-reset")
+COLUMNS = ("tenantry", "baseline", "no-RLS", "autocommit", "no-reset", "unfused")
 
 
 def run_workloads(
@@ -403,6 +441,7 @@ def run_workloads(
     rng = random.Random(args.seed)
     ratios: dict[str, float] = {}
     resets: dict[str, float] = {}
+    fusions: dict[str, float] = {}
     print("\naccess paths (EXPLAIN):")
     for workload in WORKLOADS:
         print(describe_plans(tn, pools["baseline"], workload, draw_samples(workload, tenants, args.rows, 1, rng)[0]))
@@ -410,7 +449,8 @@ def run_workloads(
         "\np50 / p95 in ms. tenantry: tn.tenant() + tn.connection(), RLS adds the tenant; baseline:"
         " plain pool, explicit WHERE tenant_id;\nno-RLS: the tenantry path running the baseline's"
         " query (binding cost alone); autocommit: the baseline query in one round trip (information);\n"
-        "no-reset: tenantry without the hand-over reset (information)\n"
+        "no-reset: tenantry without the hand-over reset; unfused: tenantry with the bind in a round trip of"
+        " its own, ahead of the first statement (information)\n"
     )
     print(f"{'workload':<10} {'iters':>6}" + "".join(f"  {name:>17}" for name in COLUMNS) + "   ratio  goal")
     for workload in WORKLOADS:
@@ -425,9 +465,14 @@ def run_workloads(
             f" {verdict(ratio, workload.goal)}"
         )
         resets[workload.name] = timings.p50("tenantry") - timings.p50("no-reset")
+        fusions[workload.name] = timings.p50("tenantry") - timings.p50("unfused")
     print(
         "\nhand-over reset, p50 per borrow (tenantry - no-reset): "
         + ", ".join(f"{name} {cost * 1000:+.1f} us" for name, cost in resets.items())
+    )
+    print(
+        "the first statement in the bind's pipeline, p50 (tenantry - unfused): "
+        + ", ".join(f"{name} {cost * 1000:+.1f} us" for name, cost in fusions.items())
     )
     return ratios
 

@@ -48,7 +48,7 @@ class Event(TenantScoped, ActivityBase):
     kind: Mapped[str]
 
 
-class ActivityConfig(BaseModel):  # tn.config().activity, validated on every write
+class ActivityConfig(BaseModel):  # tn.config.current().activity, validated on every write
     label: str = Field(default="Activity", max_length=40)
 
 

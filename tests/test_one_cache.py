@@ -102,4 +102,10 @@ def test_the_cache_settings_reach_only_catalog_caches() -> None:
         if isinstance(node, ast.Call) and ast.unparse(node.func) == "CatalogCache"
     }
     assert readers and readers <= builders
-    assert builders == {"app.py", "live.py", "plugins/enablement.py", "branding/service.py", "web/limits.py"}
+    assert builders == {
+        "app.py",
+        "tenant_config/live.py",
+        "plugins/enablement.py",
+        "branding/service.py",
+        "web/limits.py",
+    }

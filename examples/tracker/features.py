@@ -16,7 +16,6 @@ from typing import Any
 from tenantry import FlagExists, Tenantry
 from tenantry.contrib.webhooks import WebhooksPlugin
 from tenantry.errors import FlagNotFound
-from tenantry.services import flags as flags_service
 
 __all__ = ["CSV_EXPORT", "WEBHOOKS", "ensure_features", "plugins"]
 
@@ -35,12 +34,11 @@ def ensure_features(tn: Tenantry) -> dict[str, Any]:
     enterprise plan. What an operator changed since is kept; returns what was set."""
     done: dict[str, Any] = {"flag_created": False, "plugin_enabled": False}
     try:
-        flags_service.get_flag(tn, CSV_EXPORT)
+        tn.flags.get(CSV_EXPORT)
     except FlagNotFound:
         rule = {"when": [{"attribute": "tenant", "op": "in", "value": ["globex"]}], "variant": "on"}
         try:
-            flags_service.create_flag(
-                tn,
+            tn.flags.create(
                 {
                     "key": CSV_EXPORT,
                     "description": "Projects offer their tasks as a CSV file",

@@ -77,8 +77,6 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     )
     from tenantry.context import BoundTenant
     from tenantry.context import current as current_tenant
-    from tenantry.core.config import ConfigSections
-    from tenantry.core.flags import Evaluation, FlagSpec
     from tenantry.core.hostnames import normalise_hostname
     from tenantry.core.limits import EdgeLimits
     from tenantry.core.model import Isolation, Plan, Status, Tenant
@@ -86,15 +84,13 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.core.placement import Placement
     from tenantry.core.secrets import Keyring
     from tenantry.db.alchemy import TenantScoped, tenant_id_column
-    from tenantry.db.binding import AsyncTenantConnection, TenantConnection
     from tenantry.db.bulk import acopy_rows, copy_rows
     from tenantry.db.catalog import InitReport
+    from tenantry.db.connections import AsyncTenantConnection, TenantConnection
     from tenantry.db.rls import DeployReport
     from tenantry.db.server import EmbeddedServer
-    from tenantry.live import Flags
     from tenantry.migrations.report import MigrationReport, PlacementResult, StatusReport
     from tenantry.observability import TenantLogFilter, TenantryMetrics, install_log_filter
-    from tenantry.openfeature import TenantryProvider
     from tenantry.plugins import (
         AppTables,
         AsgiRoutes,
@@ -116,6 +112,19 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.services.spares import Spare, SpareReport
     from tenantry.services.tokens import ApiToken
     from tenantry.settings import Settings
+    from tenantry.tenant_config import (
+        ConfigChange,
+        ConfigDiff,
+        ConfigSections,
+        ConfigValue,
+        ConfigVersion,
+        Evaluation,
+        FlagRecord,
+        Flags,
+        FlagSpec,
+        TenantConfig,
+    )
+    from tenantry.tenant_config.openfeature import TenantryProvider
     from tenantry.web import (
         CustomDomainResolver,
         EdgeLimiter,
@@ -145,9 +154,13 @@ __all__ = [
     "CatalogNotInitialised",
     "Cell",
     "ConcurrencyLimited",
+    "ConfigChange",
+    "ConfigDiff",
     "ConfigInvalid",
     "ConfigSection",
     "ConfigSections",
+    "ConfigValue",
+    "ConfigVersion",
     "ConfigurationError",
     "Conflict",
     "ControlPlaneOnly",
@@ -167,6 +180,7 @@ __all__ = [
     "FlagExists",
     "FlagNotFound",
     "FlagProvider",
+    "FlagRecord",
     "FlagSpec",
     "Flags",
     "HeaderResolver",
@@ -212,6 +226,7 @@ __all__ = [
     "SubdomainResolver",
     "TablesDiffer",
     "Tenant",
+    "TenantConfig",
     "TenantConnection",
     "TenantContextError",
     "TenantExists",
@@ -264,8 +279,6 @@ _LAZY: dict[str, tuple[str, ...]] = {
         "install_brand_helpers",
     ),
     "tenantry.context": ("BoundTenant", "current_tenant"),
-    "tenantry.core.config": ("ConfigSections",),
-    "tenantry.core.flags": ("Evaluation", "FlagSpec"),
     "tenantry.core.hostnames": ("normalise_hostname",),
     "tenantry.core.limits": ("EdgeLimits",),
     "tenantry.core.model": ("Isolation", "Plan", "Status", "Tenant"),
@@ -273,16 +286,13 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "tenantry.core.placement": ("Placement",),
     "tenantry.core.secrets": ("Keyring",),
     "tenantry.db.alchemy": ("TenantScoped", "tenant_id_column"),
-    "tenantry.db.binding": ("AsyncTenantConnection", "TenantConnection"),
+    "tenantry.db.connections": ("AsyncTenantConnection", "TenantConnection"),
     "tenantry.db.bulk": ("acopy_rows", "copy_rows"),
     "tenantry.db.catalog": ("InitReport",),
     "tenantry.db.rls": ("DeployReport",),
     "tenantry.db.server": ("EmbeddedServer",),
-    "tenantry.live": ("Flags",),
-    # the OpenFeature provider needs the optional openfeature-sdk
     "tenantry.migrations.report": ("MigrationReport", "PlacementResult", "StatusReport"),
     "tenantry.observability": ("TenantLogFilter", "TenantryMetrics", "install_log_filter"),
-    "tenantry.openfeature": ("TenantryProvider",),
     "tenantry.plugins": (
         "AppTables",
         "AsgiRoutes",
@@ -304,6 +314,20 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "tenantry.services.spares": ("Spare", "SpareReport"),
     "tenantry.services.tokens": ("ApiToken",),
     "tenantry.settings": ("Settings",),
+    "tenantry.tenant_config": (
+        "ConfigChange",
+        "ConfigDiff",
+        "ConfigSections",
+        "ConfigValue",
+        "ConfigVersion",
+        "Evaluation",
+        "FlagRecord",
+        "FlagSpec",
+        "Flags",
+        "TenantConfig",
+    ),
+    # the OpenFeature provider needs the optional openfeature-sdk
+    "tenantry.tenant_config.openfeature": ("TenantryProvider",),
     "tenantry.web": (
         "CustomDomainResolver",
         "EdgeLimiter",

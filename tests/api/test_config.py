@@ -90,9 +90,9 @@ def test_set_several_keys_in_one_version(
     assert version["actor"] == f"token:{token.name}" and version["message"] == "bigger customer"
     # and the running app sees it; the neighbour's config is untouched
     with ctn.tenant(tenant.slug):
-        assert ctn.config().limits.max_projects == 50  # type: ignore[attr-defined]
+        assert ctn.config.current().limits.max_projects == 50  # type: ignore[attr-defined]
     with ctn.tenant(neighbour.slug):
-        assert ctn.config().limits.max_projects == 10  # type: ignore[attr-defined]
+        assert ctn.config.current().limits.max_projects == 10  # type: ignore[attr-defined]
     untouched = capi.get(f"/v1/config/tenants/{neighbour.slug}").json()
     assert untouched["version"] == 0 and untouched["effective"] == DEFAULTS
     assert capi.get(f"/v1/config/plans/{tenant.plan}").json()["version"] == 0

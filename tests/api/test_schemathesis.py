@@ -26,7 +26,6 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from tenantry import Tenantry, Verdict
 from tenantry.api import create_admin_app
 from tenantry.services.domain_checks import Method
-from tenantry.services.flags import create_flag
 from tests.config.app_config import AppConfig
 from tests.model_app import Base
 from tests.support import Scratch
@@ -55,7 +54,7 @@ def fuzzed(server_url: str) -> Iterator[tuple[Any, str]]:
         for slug in ("acme", "globex", "initech"):
             tn.create_tenant(slug)
         tn.add_domain("shop.acme.com", "acme")
-        create_flag(tn, {"key": "new-dashboard", "rollout": 50})
+        tn.flags.create({"key": "new-dashboard", "rollout": 50})
         tn.plugins.enable("webhooks", tenant="acme")
         tn.plugins.report_error("webhooks", "on_tenant_created", RuntimeError("boom"), tn.get_tenant("acme").id)
         _, secret = tn.create_token("fuzzer", ["admin"])

@@ -25,7 +25,7 @@ class AppConfig(BaseModel):
 
 
 class BillingSection(BaseModel):
-    """A section a plugin adds: ``tn.config_sections.add("billing", BillingSection)``."""
+    """A section a plugin adds: ``tn.config.sections.add("billing", BillingSection)``."""
 
     currency: Literal["EUR", "USD"] = "EUR"
     seats: int = 1

@@ -213,12 +213,12 @@ def test_a_cli_change_reaches_a_running_process_within_a_second(config_db, ctn: 
         tenantry_cli("flags", "create", key)
         with running.tenant(t.slug):
             assert not running.flags.enabled(key)
-            assert running.config(AppConfig).limits.max_projects == 10
+            assert running.config.current(AppConfig).limits.max_projects == 10
         assert running._listener is not None and running._listener.listening.wait(5)
         time.sleep(0.6)  # let the entries loaded before the listener connected lapse
         with running.tenant(t.slug):
             running.flags.enabled(key)
-            running.config()
+            running.config.current()
 
         def flag_on() -> None:
             with running.tenant(t.slug):
@@ -226,7 +226,7 @@ def test_a_cli_change_reaches_a_running_process_within_a_second(config_db, ctn: 
 
         def config_seen() -> None:
             with running.tenant(t.slug):
-                assert running.config(AppConfig).limits.max_projects == 123
+                assert running.config.current(AppConfig).limits.max_projects == 123
 
         tenantry_cli("flags", "set", key, "--rollout", "100")
         assert eventually(flag_on) < 1.0

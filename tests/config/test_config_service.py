@@ -11,7 +11,6 @@ import psycopg
 import pytest
 
 from tenantry import ConfigInvalid, ConfigurationError, InvalidInput, NotFound, TenantNotFound, Tenantry
-from tenantry.services import config as service
 from tests.config.app_config import AppConfig, BillingSection
 from tests.config.support import versions_count
 
@@ -21,52 +20,52 @@ def test_layers_resolve_defaults_plan_tenant_override(ctn: Tenantry, plan_tenant
     t = plan_tenant(plan)
     other = plan_tenant(plan)
     with ctn.tenant(t.slug):
-        assert ctn.config(AppConfig).model_dump() == AppConfig().model_dump()  # schema defaults only
-    service.set_value(ctn, "limits.max_projects", 20, plan=plan)
-    service.set_value(ctn, "branding.theme", "dark", plan=plan)
-    service.set_value(ctn, "limits.max_projects", 50, tenant=t.slug)
-    service.set_value(ctn, "welcome", "hi acme", tenant=t.id, expires_in=timedelta(hours=1))
+        assert ctn.config.current(AppConfig).model_dump() == AppConfig().model_dump()  # schema defaults only
+    ctn.config.set("limits.max_projects", 20, plan=plan)
+    ctn.config.set("branding.theme", "dark", plan=plan)
+    ctn.config.set("limits.max_projects", 50, tenant=t.slug)
+    ctn.config.set("welcome", "hi acme", tenant=t.id, expires_in=timedelta(hours=1))
     with ctn.tenant(t.slug):
-        config = ctn.config(AppConfig)
+        config = ctn.config.current(AppConfig)
         assert (config.limits.max_projects, config.limits.max_users) == (50, 5)
         assert (config.branding.theme, config.welcome) == ("dark", "hi acme")
     with ctn.tenant(other.slug):
-        config = ctn.config(AppConfig)
+        config = ctn.config.current(AppConfig)
         assert (config.limits.max_projects, config.branding.theme, config.welcome) == (20, "dark", "hello")
-    got = service.get(ctn, tenant=t.slug, key="limits.max_projects")
+    got = ctn.config.get(tenant=t.slug, key="limits.max_projects")
     assert (got.value, got.source) == (50, "tenant")
-    assert service.get(ctn, tenant=t.slug, key="branding.theme").source == "plan"
-    assert service.get(ctn, tenant=t.slug, key="welcome").source == "override"
-    assert service.get(ctn, tenant=t.slug, key="limits.max_users").source == "default"
-    assert service.get(ctn, plan=plan).effective["limits"]["max_projects"] == 20
+    assert ctn.config.get(tenant=t.slug, key="branding.theme").source == "plan"
+    assert ctn.config.get(tenant=t.slug, key="welcome").source == "override"
+    assert ctn.config.get(tenant=t.slug, key="limits.max_users").source == "default"
+    assert ctn.config.get(plan=plan).effective["limits"]["max_projects"] == 20
     with pytest.raises(NotFound, match="no key"):
-        service.get(ctn, tenant=t.slug, key="limits.nothing")
+        ctn.config.get(tenant=t.slug, key="limits.nothing")
 
 
 def test_overrides_expire_at_read_time(ctn: Tenantry, plan_tenant) -> None:
     t = plan_tenant()
-    service.set_value(ctn, "limits.max_projects", 3, tenant=t.slug)
+    ctn.config.set("limits.max_projects", 3, tenant=t.slug)
     with ctn.tenant(t.slug):
-        assert ctn.config(AppConfig).limits.max_projects == 3  # cache warm
+        assert ctn.config.current(AppConfig).limits.max_projects == 3  # cache warm
         expires = datetime.now(UTC) + timedelta(milliseconds=600)
-        service.set_value(ctn, "limits.max_projects", 300, tenant=t.slug, expires_at=expires)
-        assert ctn.config(AppConfig).limits.max_projects == 300
+        ctn.config.set("limits.max_projects", 300, tenant=t.slug, expires_at=expires)
+        assert ctn.config.current(AppConfig).limits.max_projects == 300
         time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.05)
         # no event announces an expiry: the cached view judges it by the clock
-        assert ctn.config(AppConfig).limits.max_projects == 3
+        assert ctn.config.current(AppConfig).limits.max_projects == 3
     with pytest.raises(InvalidInput, match="has passed"):
-        service.set_value(ctn, "welcome", "x", tenant=t.slug, expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        ctn.config.set("welcome", "x", tenant=t.slug, expires_at=datetime.now(UTC) - timedelta(seconds=1))
     with pytest.raises(InvalidInput, match="belong to a tenant"):
-        service.set_value(ctn, "welcome", "x", plan=t.plan, expires_in=timedelta(hours=1))
+        ctn.config.set("welcome", "x", plan=t.plan, expires_in=timedelta(hours=1))
     # ending an override early
-    service.set_value(ctn, "welcome", "temp", tenant=t.slug, expires_in=timedelta(hours=1))
-    change = service.unset_value(ctn, "welcome", tenant=t.slug, override=True)
-    assert change.changed and service.get(ctn, tenant=t.slug, key="welcome").value == "hello"
+    ctn.config.set("welcome", "temp", tenant=t.slug, expires_in=timedelta(hours=1))
+    change = ctn.config.unset("welcome", tenant=t.slug, override=True)
+    assert change.changed and ctn.config.get(tenant=t.slug, key="welcome").value == "hello"
 
 
 def test_bad_values_name_the_path_and_save_nothing(ctn: Tenantry, config_db, plan_tenant) -> None:
     t = plan_tenant()
-    service.set_value(ctn, "limits.max_projects", 5, tenant=t.slug)
+    ctn.config.set("limits.max_projects", 5, tenant=t.slug)
     before = versions_count(config_db.url)
     audit_before = len(ctn.audit_log(target_type="tenant", target=t.slug))
     cases = [
@@ -79,31 +78,31 @@ def test_bad_values_name_the_path_and_save_nothing(ctn: Tenantry, config_db, pla
     ]
     for key, value, fragment in cases:
         with pytest.raises(ConfigInvalid) as caught:
-            service.set_value(ctn, key, value, tenant=t.slug)
+            ctn.config.set(key, value, tenant=t.slug)
         assert any(fragment in p for p in caught.value.problems) or fragment in str(caught.value), caught.value
     with pytest.raises(ConfigInvalid, match="limits.max_users"):
-        service.set_value(ctn, "limits.max_users", -1, tenant=t.slug, expires_in=timedelta(minutes=5))
+        ctn.config.set("limits.max_users", -1, tenant=t.slug, expires_in=timedelta(minutes=5))
     with pytest.raises(ConfigInvalid, match="limits.max_projects"):
-        service.replace(ctn, {"limits": {"max_projects": None}}, tenant=t.slug)
+        ctn.config.replace({"limits": {"max_projects": None}}, tenant=t.slug)
     with pytest.raises(InvalidInput, match="not plain JSON"):
-        service.set_value(ctn, "welcome", float("inf"), tenant=t.slug)
+        ctn.config.set("welcome", float("inf"), tenant=t.slug)
     with pytest.raises(InvalidInput, match="config key"):
-        service.set_value(ctn, "limits..x", 1, tenant=t.slug)
+        ctn.config.set("limits..x", 1, tenant=t.slug)
     assert versions_count(config_db.url) == before
     assert len(ctn.audit_log(target_type="tenant", target=t.slug)) == audit_before
-    assert service.get(ctn, tenant=t.slug).document == {"limits": {"max_projects": 5}}
+    assert ctn.config.get(tenant=t.slug).document == {"limits": {"max_projects": 5}}
 
 
 def test_a_plan_write_that_would_break_a_tenant_is_refused(ctn: Tenantry, config_db, make_plan, plan_tenant) -> None:
     plan = make_plan()
     fine = plan_tenant(plan, prefix="fine")
-    service.set_value(ctn, "tags", ["a"], tenant=fine.slug)
+    ctn.config.set("tags", ["a"], tenant=fine.slug)
     before = versions_count(config_db.url)
     with pytest.raises(ConfigInvalid) as caught:
-        service.set_value(ctn, "limits.max_users", 0, plan=plan)
+        ctn.config.set("limits.max_users", 0, plan=plan)
     assert "plan" in str(caught.value)
     with pytest.raises(ConfigInvalid) as caught:
-        service.set_value(ctn, "welcome", {"not": "a string"}, plan=plan)
+        ctn.config.set("welcome", {"not": "a string"}, plan=plan)
     assert versions_count(config_db.url) == before
 
 
@@ -119,48 +118,48 @@ def test_a_plan_write_is_checked_against_each_tenant_of_the_plan(ctn: Tenantry, 
     try:
         plan = make_plan()
         t = plan_tenant(plan, prefix="strict")
-        service.set_value(strict, "limits.max_projects", 40, tenant=t.slug)  # 40 <= 5 * 10
+        strict.config.set("limits.max_projects", 40, tenant=t.slug)  # 40 <= 5 * 10
         with pytest.raises(ConfigInvalid) as caught:
-            service.set_value(strict, "limits.max_users", 3, plan=plan)  # 40 > 30 for that tenant
+            strict.config.set("limits.max_users", 3, plan=plan)  # 40 > 30 for that tenant
         assert t.slug in str(caught.value) and f"plan {plan}" in str(caught.value)
-        assert service.get(strict, plan=plan).version == 0
+        assert strict.config.get(plan=plan).version == 0
     finally:
         strict.close()
 
 
 def test_history_diff_rollback(ctn: Tenantry, plan_tenant) -> None:
     t = plan_tenant()
-    v1 = service.set_value(ctn, "limits.max_projects", 1, tenant=t.slug, message="first")
-    v2 = service.set_value(ctn, "branding.title", "Acme", tenant=t.slug)
-    v3 = service.set_value(ctn, "limits.max_projects", 3, tenant=t.slug)
+    v1 = ctn.config.set("limits.max_projects", 1, tenant=t.slug, message="first")
+    v2 = ctn.config.set("branding.title", "Acme", tenant=t.slug)
+    v3 = ctn.config.set("limits.max_projects", 3, tenant=t.slug)
     assert [v1.version, v2.version, v3.version] == [1, 2, 3]
-    same = service.set_value(ctn, "limits.max_projects", 3, tenant=t.slug)
+    same = ctn.config.set("limits.max_projects", 3, tenant=t.slug)
     assert not same.changed and same.version == 3  # a no-op writes no version
-    history = service.history(ctn, tenant=t.slug)
+    history = ctn.config.history(tenant=t.slug)
     assert [h.version for h in history] == [3, 2, 1]
     assert history[-1].message == "first" and history[0].actor == "pytest-config"
     assert history[0].document == {"limits": {"max_projects": 3}, "branding": {"title": "Acme"}}
-    changes = service.diff(ctn, 1, 3, tenant=t.slug).to_dict()["changes"]
+    changes = ctn.config.diff(1, 3, tenant=t.slug).to_dict()["changes"]
     assert {(c["path"], c["change"]) for c in changes} == {
         ("limits.max_projects", "changed"),
         ("branding.title", "added"),
     }
-    assert service.diff(ctn, 0, 1, tenant=t.slug).changes[0].path == "limits.max_projects"
-    back = service.rollback(ctn, 1, tenant=t.slug)
+    assert ctn.config.diff(0, 1, tenant=t.slug).changes[0].path == "limits.max_projects"
+    back = ctn.config.rollback(1, tenant=t.slug)
     assert back.version == 4 and back.changed
-    assert service.get(ctn, tenant=t.slug).document == {"limits": {"max_projects": 1}}
-    assert not service.rollback(ctn, 1, tenant=t.slug).changed  # idempotent
+    assert ctn.config.get(tenant=t.slug).document == {"limits": {"max_projects": 1}}
+    assert not ctn.config.rollback(1, tenant=t.slug).changed  # idempotent
     with ctn.tenant(t.slug):
-        assert ctn.config(AppConfig).branding.title == "Tracker"
-    assert service.rollback(ctn, 0, tenant=t.slug).version == 5
-    assert service.get(ctn, tenant=t.slug).document == {}
+        assert ctn.config.current(AppConfig).branding.title == "Tracker"
+    assert ctn.config.rollback(0, tenant=t.slug).version == 5
+    assert ctn.config.get(tenant=t.slug).document == {}
     with pytest.raises(NotFound, match="no version 9"):
-        service.rollback(ctn, 9, tenant=t.slug)
+        ctn.config.rollback(9, tenant=t.slug)
     with pytest.raises(NotFound, match="no version 9"):
-        service.diff(ctn, 1, 9, tenant=t.slug)
+        ctn.config.diff(1, 9, tenant=t.slug)
     with pytest.raises(InvalidInput):
-        service.get_version(ctn, -1, tenant=t.slug)
-    assert service.get_version(ctn, 2, tenant=t.slug).document == {
+        ctn.config.version(-1, tenant=t.slug)
+    assert ctn.config.version(2, tenant=t.slug).document == {
         "limits": {"max_projects": 1},
         "branding": {"title": "Acme"},
     }
@@ -168,7 +167,7 @@ def test_history_diff_rollback(ctn: Tenantry, plan_tenant) -> None:
 
 def test_history_is_append_only(config_db, ctn: Tenantry, plan_tenant) -> None:
     t = plan_tenant()
-    service.set_value(ctn, "welcome", "x", tenant=t.slug)
+    ctn.config.set("welcome", "x", tenant=t.slug)
     with psycopg.connect(config_db.url, autocommit=True) as conn:
         for statement in (
             "UPDATE tenantry.config_versions SET actor = 'mallory'",
@@ -183,17 +182,17 @@ def test_rollback_is_validated_like_any_write(config_db, ctn: Tenantry, plan_ten
     t = plan_tenant()
     withbilling = Tenantry(config_db.settings(), config=AppConfig, actor="pytest-billing")
     try:
-        withbilling.config_sections.add("billing", BillingSection)
-        service.set_value(withbilling, "billing.seats", 3, tenant=t.slug)  # v1
-        service.unset_value(withbilling, "billing", tenant=t.slug)  # v2
+        withbilling.config.sections.add("billing", BillingSection)
+        withbilling.config.set("billing.seats", 3, tenant=t.slug)  # v1
+        withbilling.config.unset("billing", tenant=t.slug)  # v2
     finally:
         withbilling.close()
     before = versions_count(config_db.url)
     # without the plugin's section, version 1 no longer validates: refused, nothing saved
     with pytest.raises(ConfigInvalid, match="billing: Extra inputs are not permitted"):
-        service.rollback(ctn, 1, tenant=t.slug)
+        ctn.config.rollback(1, tenant=t.slug)
     assert versions_count(config_db.url) == before
-    assert service.get(ctn, tenant=t.slug).version == 2
+    assert ctn.config.get(tenant=t.slug).version == 2
 
 
 def test_concurrent_writes_get_distinct_versions(ctn: Tenantry, plan_tenant) -> None:
@@ -202,7 +201,7 @@ def test_concurrent_writes_get_distinct_versions(ctn: Tenantry, plan_tenant) -> 
 
     def write(n: int) -> None:
         try:
-            service.set_value(ctn, "limits.max_projects", n, tenant=t.slug)
+            ctn.config.set("limits.max_projects", n, tenant=t.slug)
         except BaseException as err:  # noqa: BLE001 - collected for the assertion
             errors.append(err)
 
@@ -212,18 +211,18 @@ def test_concurrent_writes_get_distinct_versions(ctn: Tenantry, plan_tenant) -> 
     for thread in threads:
         thread.join()
     assert not errors
-    versions = [h.version for h in service.history(ctn, tenant=t.slug)]
+    versions = [h.version for h in ctn.config.history(tenant=t.slug)]
     assert sorted(versions) == list(range(1, 9))
-    last = service.history(ctn, tenant=t.slug, limit=1)[0]
-    assert service.get(ctn, tenant=t.slug).document == last.document
+    last = ctn.config.history(tenant=t.slug, limit=1)[0]
+    assert ctn.config.get(tenant=t.slug).document == last.document
 
 
 def test_every_change_is_audited(ctn: Tenantry, plan_tenant) -> None:
     t = plan_tenant()
-    service.set_value(ctn, "welcome", "x", tenant=t.slug, message="greeting")
-    service.set_value(ctn, "welcome", "y", tenant=t.slug, expires_in=timedelta(minutes=1))
-    service.unset_value(ctn, "welcome", tenant=t.slug)
-    service.rollback(ctn, 1, tenant=t.slug)
+    ctn.config.set("welcome", "x", tenant=t.slug, message="greeting")
+    ctn.config.set("welcome", "y", tenant=t.slug, expires_in=timedelta(minutes=1))
+    ctn.config.unset("welcome", tenant=t.slug)
+    ctn.config.rollback(1, tenant=t.slug)
     entries = ctn.audit_log(target_type="tenant", target=t.slug)
     actions = [e.action for e in entries if e.action.startswith("config.")]
     assert actions == ["config.rollback", "config.unset", "config.override", "config.set"]
@@ -233,19 +232,19 @@ def test_every_change_is_audited(ctn: Tenantry, plan_tenant) -> None:
 
 def test_unknown_layers_and_deleted_tenants(ctn: Tenantry, plan_tenant) -> None:
     with pytest.raises(InvalidInput, match="exactly one"):
-        service.get(ctn)
+        ctn.config.get()
     with pytest.raises(InvalidInput, match="exactly one"):
-        service.set_value(ctn, "welcome", "x", tenant="a", plan="b")
+        ctn.config.set("welcome", "x", tenant="a", plan="b")
     with pytest.raises(NotFound, match="no plan"):
-        service.set_value(ctn, "welcome", "x", plan="no-such-plan")
+        ctn.config.set("welcome", "x", plan="no-such-plan")
     with pytest.raises(TenantNotFound):
-        service.set_value(ctn, "welcome", "x", tenant="no-such-tenant")
+        ctn.config.set("welcome", "x", tenant="no-such-tenant")
     with pytest.raises(TenantNotFound):
-        service.set_value(ctn, "welcome", "x", tenant="'; drop table tenantry.tenants; --")
+        ctn.config.set("welcome", "x", tenant="'; drop table tenantry.tenants; --")
     t = plan_tenant()
     ctn.delete_tenant(t.id)
     with pytest.raises(TenantNotFound):
-        service.set_value(ctn, "welcome", "x", tenant=t.id)
+        ctn.config.set("welcome", "x", tenant=t.id)
 
 
 def test_writes_need_a_schema(config_db, ctn: Tenantry, plan_tenant) -> None:
@@ -253,9 +252,9 @@ def test_writes_need_a_schema(config_db, ctn: Tenantry, plan_tenant) -> None:
     try:
         t = plan_tenant()
         with pytest.raises(ConfigurationError, match="no config schema"):
-            service.set_value(bare, "welcome", "x", tenant=t.slug)
+            bare.config.set("welcome", "x", tenant=t.slug)
         with bare.tenant(t.slug), pytest.raises(ConfigurationError, match="no config schema"):
-            bare.config()
+            bare.config.current()
     finally:
         bare.close()
 
@@ -263,17 +262,17 @@ def test_writes_need_a_schema(config_db, ctn: Tenantry, plan_tenant) -> None:
 def test_plugin_sections_are_validated_and_read(config_db, ctn: Tenantry, plan_tenant) -> None:
     withbilling = Tenantry(config_db.settings(), config=AppConfig, actor="pytest-billing")
     try:
-        withbilling.config_sections.add("billing", BillingSection)
+        withbilling.config.sections.add("billing", BillingSection)
         t = plan_tenant()
-        service.set_value(withbilling, "billing.seats", 12, tenant=t.slug)
+        withbilling.config.set("billing.seats", 12, tenant=t.slug)
         with pytest.raises(ConfigInvalid, match="billing.currency"):
-            service.set_value(withbilling, "billing.currency", "GBP", tenant=t.slug)
+            withbilling.config.set("billing.currency", "GBP", tenant=t.slug)
         with withbilling.tenant(t.slug):
-            config = withbilling.config(AppConfig)
+            config = withbilling.config.current(AppConfig)
             assert config.billing.model_dump() == {"currency": "EUR", "seats": 12}  # type: ignore[attr-defined]
         # a Tenantry without the section refuses the key it does not know
         with pytest.raises(ConfigInvalid, match="billing: Extra inputs"):
-            service.set_value(ctn, "welcome", "x", tenant=t.slug)
+            ctn.config.set("welcome", "x", tenant=t.slug)
     finally:
         withbilling.close()
 
@@ -283,12 +282,12 @@ def test_schema_from_the_settings(config_db, ctn: Tenantry, plan_tenant) -> None
     via_app = Tenantry(config_db.settings(app="tests.config.app_config:AppConfig"))
     broken = Tenantry(config_db.settings(config="tests.config.app_config:Nope"))
     try:
-        assert found.config_sections.schema().__mro__[2] is AppConfig
-        assert via_app.config_sections.app is AppConfig  # the module's TENANTRY_CONFIG
+        assert found.config.sections.schema().__mro__[2] is AppConfig
+        assert via_app.config.sections.app is AppConfig  # the module's TENANTRY_CONFIG
         with pytest.raises(ConfigurationError, match="has no attribute"):
-            broken.config_sections.schema()
+            broken.config.sections.schema()
         with pytest.raises(ConfigurationError, match="has no attribute"):
-            broken.config_sections.schema()  # and again, not silently None
+            broken.config.sections.schema()  # and again, not silently None
     finally:
         for t in (found, via_app, broken):
             t.close()
@@ -296,29 +295,29 @@ def test_schema_from_the_settings(config_db, ctn: Tenantry, plan_tenant) -> None
 
 def test_set_values_is_one_version_all_or_nothing(ctn: Tenantry, plan_tenant) -> None:
     t = plan_tenant()
-    change = service.set_values(ctn, {"limits.max_projects": 40, "welcome": "hi", "tags": ["a"]}, tenant=t.slug)
+    change = ctn.config.set_many({"limits.max_projects": 40, "welcome": "hi", "tags": ["a"]}, tenant=t.slug)
     assert change.version == 1 and sorted(c.path for c in change.changes) == ["limits.max_projects", "tags", "welcome"]
-    assert service.history(ctn, tenant=t.slug)[0].message == "set limits.max_projects, welcome, tags"
+    assert ctn.config.history(tenant=t.slug)[0].message == "set limits.max_projects, welcome, tags"
     with pytest.raises(ConfigInvalid) as refused:
-        service.set_values(ctn, {"welcome": "lost", "limits.max_users": 0}, tenant=t.slug)
+        ctn.config.set_many({"welcome": "lost", "limits.max_users": 0}, tenant=t.slug)
     assert [p.split(":")[0] for p in refused.value.problems] == ["limits.max_users"]
-    assert service.get(ctn, tenant=t.slug).document["welcome"] == "hi"  # the valid key was not saved either
+    assert ctn.config.get(tenant=t.slug).document["welcome"] == "hi"  # the valid key was not saved either
     for bad in ({}, {"a..b": 1}):
         with pytest.raises(InvalidInput):
-            service.set_values(ctn, bad, tenant=t.slug)
-    overrides = service.set_values(
-        ctn, {"welcome": "promo", "limits.max_projects": 99}, tenant=t.slug, expires_in=timedelta(hours=1)
+            ctn.config.set_many(bad, tenant=t.slug)
+    overrides = ctn.config.set_many(
+        {"welcome": "promo", "limits.max_projects": 99}, tenant=t.slug, expires_in=timedelta(hours=1)
     )
     assert {c.layer for c in overrides.changes} == {"override"}
-    live = service.get(ctn, tenant=t.slug).overrides
+    live = ctn.config.get(tenant=t.slug).overrides
     assert live["welcome"]["expires_at"] == live["limits.max_projects"]["expires_at"]  # they end together
 
 
 def test_history_pages_by_version(ctn: Tenantry, plan_tenant) -> None:
     t = plan_tenant()
     for n in range(5):
-        service.set_value(ctn, "limits.max_projects", n + 1, tenant=t.slug)
-    assert [v.version for v in service.history(ctn, tenant=t.slug, limit=2)] == [5, 4]
-    assert [v.version for v in service.history(ctn, tenant=t.slug, limit=2, before=4)] == [3, 2]
-    assert [v.version for v in service.history(ctn, tenant=t.slug, before=2)] == [1]
-    assert service.history(ctn, tenant=t.slug, before=1) == []
+        ctn.config.set("limits.max_projects", n + 1, tenant=t.slug)
+    assert [v.version for v in ctn.config.history(tenant=t.slug, limit=2)] == [5, 4]
+    assert [v.version for v in ctn.config.history(tenant=t.slug, limit=2, before=4)] == [3, 2]
+    assert [v.version for v in ctn.config.history(tenant=t.slug, before=2)] == [1]
+    assert ctn.config.history(tenant=t.slug, before=1) == []

@@ -8,7 +8,9 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from tenantry import ConfigInvalid, ConfigSections, ConfigurationError, InvalidInput
-from tenantry.core import config as core
+from tenantry.core.durations import parse_duration
+from tenantry.tenant_config import layers as core
+from tenantry.tenant_config.schema import validate
 from tests.config.app_config import AppConfig, BillingSection
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -63,12 +65,12 @@ def test_overrides_apply_until_they_expire() -> None:
 
 
 def test_durations() -> None:
-    assert core.parse_duration("90s") == timedelta(seconds=90)
-    assert core.parse_duration("1d12h") == timedelta(hours=36)
-    assert core.parse_duration("2h") == timedelta(hours=2)
+    assert parse_duration("90s") == timedelta(seconds=90)
+    assert parse_duration("1d12h") == timedelta(hours=36)
+    assert parse_duration("2h") == timedelta(hours=2)
     for bad in ("", "2", "h", "-2h", "2x", "0s", "2h;", "1.5h"):
         with pytest.raises(InvalidInput):
-            core.parse_duration(bad)
+            parse_duration(bad)
 
 
 def test_values_from_the_command_line() -> None:
@@ -81,9 +83,7 @@ def test_values_from_the_command_line() -> None:
 
 def test_validation_names_every_bad_path() -> None:
     with pytest.raises(ConfigInvalid) as caught:
-        core.validate(
-            AppConfig, {"limits": {"max_projects": "many", "max_users": 0, "typo": 1}, "nope": 2, "tags": [1]}
-        )
+        validate(AppConfig, {"limits": {"max_projects": "many", "max_users": 0, "typo": 1}, "nope": 2, "tags": [1]})
     problems = caught.value.problems
     assert "limits.max_projects: Input should be a valid integer, unable to parse string as an integer" in problems
     assert any(p.startswith("limits.max_users: Input should be greater than or equal to 1") for p in problems)
@@ -98,7 +98,7 @@ def test_models_that_allow_extra_keys_keep_them() -> None:
         model_config = ConfigDict(extra="allow")
         a: int = 1
 
-    assert core.validate(Open, {"a": 2, "b": 3}).model_dump() == {"a": 2, "b": 3}
+    assert validate(Open, {"a": 2, "b": 3}).model_dump() == {"a": 2, "b": 3}
 
 
 def test_sections_compose_a_frozen_subclass_of_the_app_model() -> None:
@@ -113,7 +113,7 @@ def test_sections_compose_a_frozen_subclass_of_the_app_model() -> None:
     with pytest.raises(Exception, match="frozen"):
         value.welcome = "changed"  # type: ignore[misc]
     with pytest.raises(ConfigInvalid, match="billing.currency"):
-        core.validate(schema, {"billing": {"currency": "GBP"}})
+        validate(schema, {"billing": {"currency": "GBP"}})
     with pytest.raises(ConfigurationError, match="clashes"):
         sections.add("limits", BillingSection)
     with pytest.raises(ConfigurationError, match="another model"):
@@ -134,7 +134,7 @@ def test_a_section_without_defaults_is_required() -> None:
     sections = ConfigSections(AppConfig)
     sections.add("needs", Needs)
     with pytest.raises(ConfigInvalid, match="needs: Field required"):
-        core.validate(sections.schema(), {})
+        validate(sections.schema(), {})
 
 
 def test_diff_lists_values_and_overrides() -> None:

@@ -11,9 +11,7 @@ import psycopg
 import pytest
 
 from tenantry import ConfigInvalid, FlagExists, FlagNotFound, InvalidInput, NoTenantBound, Tenantry
-from tenantry.core.flags import bucket
-from tenantry.services import config as config_service
-from tenantry.services import flags as service
+from tenantry.tenant_config.evaluation import bucket
 
 
 def _key(prefix: str = "f") -> str:
@@ -29,25 +27,25 @@ def _flag_rows(url: str) -> int:
 
 def test_lifecycle_is_idempotent_and_audited(ctn: Tenantry) -> None:
     key = _key()
-    created = service.create_flag(ctn, {"key": key, "description": "new editor"})
+    created = ctn.flags.create({"key": key, "description": "new editor"})
     assert created.spec.kind == "boolean" and created.updated_by == "pytest-config"
-    assert service.create_flag(ctn, {"key": key, "description": "new editor"}) == created  # same: no-op
+    assert ctn.flags.create({"key": key, "description": "new editor"}) == created  # same: no-op
     with pytest.raises(FlagExists):
-        service.create_flag(ctn, {"key": key, "rollout": 5})
-    assert service.get_flag(ctn, key).spec == created.spec
-    assert key in {r.key for r in service.list_flags(ctn)}
-    updated = service.update_flag(ctn, key, {"rollout": 25})
+        ctn.flags.create({"key": key, "rollout": 5})
+    assert ctn.flags.get(key).spec == created.spec
+    assert key in {r.key for r in ctn.flags.list()}
+    updated = ctn.flags.update(key, {"rollout": 25})
     assert updated.spec.rollout == {"on": 25.0, "off": 75.0}
-    assert service.update_flag(ctn, key, {"rollout": 25}) == updated  # no change, no audit entry
-    assert service.kill_flag(ctn, key).spec.killed
-    assert service.kill_flag(ctn, key).spec.killed
-    assert not service.unkill_flag(ctn, key).spec.killed
-    assert service.delete_flag(ctn, key) is True
-    assert service.delete_flag(ctn, key) is False
+    assert ctn.flags.update(key, {"rollout": 25}) == updated  # no change, no audit entry
+    assert ctn.flags.kill(key).spec.killed
+    assert ctn.flags.kill(key).spec.killed
+    assert not ctn.flags.unkill(key).spec.killed
+    assert ctn.flags.delete(key) is True
+    assert ctn.flags.delete(key) is False
     with pytest.raises(FlagNotFound):
-        service.get_flag(ctn, key)
+        ctn.flags.get(key)
     with pytest.raises(FlagNotFound):
-        service.update_flag(ctn, key, {"rollout": 5})
+        ctn.flags.update(key, {"rollout": 5})
     actions = [e.action for e in ctn.audit_log(target_type="flag", target=key)]
     assert actions == ["flag.delete", "flag.unkill", "flag.kill", "flag.update", "flag.create"]
     entry = ctn.audit_log(target_type="flag", target=key)[2]
@@ -57,43 +55,40 @@ def test_lifecycle_is_idempotent_and_audited(ctn: Tenantry) -> None:
 
 def test_bad_definitions_save_nothing(ctn: Tenantry, config_db) -> None:
     key = _key()
-    service.create_flag(ctn, {"key": key, "kind": "multivariate", "variants": {"a": 1, "b": 2}, "default": "a"})
+    ctn.flags.create({"key": key, "kind": "multivariate", "variants": {"a": 1, "b": 2}, "default": "a"})
     rows, audits = _flag_rows(config_db.url), len(ctn.audit_log(target_type="flag", limit=10000))
     with pytest.raises(ConfigInvalid, match=r"rules\[0\].when\[0\].op"):
-        service.update_flag(
-            ctn, key, {"rules": [{"when": [{"attribute": "plan", "op": "~", "value": 1}], "variant": "a"}]}
-        )
+        ctn.flags.update(key, {"rules": [{"when": [{"attribute": "plan", "op": "~", "value": 1}], "variant": "a"}]})
     with pytest.raises(ConfigInvalid, match="rollout: the shares must add up to 100"):
-        service.update_flag(ctn, key, {"rollout": {"a": 50}})
+        ctn.flags.update(key, {"rollout": {"a": 50}})
     with pytest.raises(ConfigInvalid, match="default names 'c'"):
-        service.update_flag(ctn, key, {"default": "c"})
+        ctn.flags.update(key, {"default": "c"})
     with pytest.raises(ConfigInvalid):
-        service.create_flag(ctn, {"key": _key(), "kind": "multivariate", "variants": {"a": 1}})
+        ctn.flags.create({"key": _key(), "kind": "multivariate", "variants": {"a": 1}})
     with pytest.raises(InvalidInput, match="cannot change"):
-        service.update_flag(ctn, key, {"key": "other"})
+        ctn.flags.update(key, {"key": "other"})
     with pytest.raises(InvalidInput, match="flag key"):
-        service.update_flag(ctn, "Bad Key'--", {"rollout": 5})
+        ctn.flags.update("Bad Key'--", {"rollout": 5})
     with pytest.raises(InvalidInput):
-        service.create_flag(ctn, ["not", "a", "mapping"])  # type: ignore[arg-type]
+        ctn.flags.create(["not", "a", "mapping"])  # type: ignore[arg-type]
     assert _flag_rows(config_db.url) == rows
     assert len(ctn.audit_log(target_type="flag", limit=10000)) == audits
-    assert service.get_flag(ctn, key).spec.rollout is None
+    assert ctn.flags.get(key).spec.rollout is None
 
 
 def test_kind_can_change_when_the_definition_is_whole(ctn: Tenantry) -> None:
     key = _key()
-    service.create_flag(ctn, {"key": key, "rollout": 10})
-    changed = service.update_flag(ctn, key, {"kind": "multivariate", "variants": {"x": "X"}, "default": "x"})
+    ctn.flags.create({"key": key, "rollout": 10})
+    changed = ctn.flags.update(key, {"kind": "multivariate", "variants": {"x": "X"}, "default": "x"})
     assert changed.spec.kind == "multivariate" and changed.spec.rollout is None
 
 
 def test_rules_by_tenant_plan_and_config(ctn: Tenantry, make_plan, plan_tenant) -> None:
     plan = make_plan()
     a, b, c = plan_tenant(plan, prefix="a"), plan_tenant(plan, prefix="b"), plan_tenant(prefix="c")
-    config_service.set_value(ctn, "limits.max_projects", 100, tenant=c.slug)
+    ctn.config.set("limits.max_projects", 100, tenant=c.slug)
     key = _key()
-    service.create_flag(
-        ctn,
+    ctn.flags.create(
         {
             "key": key,
             "kind": "multivariate",
@@ -114,7 +109,7 @@ def test_rules_by_tenant_plan_and_config(ctn: Tenantry, make_plan, plan_tenant) 
     assert (served[b.slug].value, served[b.slug].rule) == ("pro", 1)
     assert (served[c.slug].value, served[c.slug].rule) == ("vip", 2)
     # a config change reaches the flag's rules (the cache is dropped by the write)
-    config_service.set_value(ctn, "limits.max_projects", 1, tenant=c.slug)
+    ctn.config.set("limits.max_projects", 1, tenant=c.slug)
     with ctn.tenant(c.slug):
         assert ctn.flags.value(key) == "basic"
     # the caller's attributes cannot pretend to be another tenant or plan
@@ -124,8 +119,8 @@ def test_rules_by_tenant_plan_and_config(ctn: Tenantry, make_plan, plan_tenant) 
 
 def test_region_comes_from_the_cell(ctn: Tenantry, config_db, plan_tenant) -> None:
     key = _key()
-    service.create_flag(
-        ctn, {"key": key, "rules": [{"when": [{"attribute": "region", "op": "eq", "value": "eu"}], "variant": "on"}]}
+    ctn.flags.create(
+        {"key": key, "rules": [{"when": [{"attribute": "region", "op": "eq", "value": "eu"}], "variant": "on"}]}
     )
     t = plan_tenant()
     with ctn.tenant(t.slug):
@@ -152,7 +147,7 @@ def test_region_comes_from_the_cell(ctn: Tenantry, config_db, plan_tenant) -> No
 
 def test_rollout_is_stable_per_tenant_and_per_user(ctn: Tenantry, plan_tenant) -> None:
     key = _key()
-    service.create_flag(ctn, {"key": key, "rollout": 50})
+    ctn.flags.create({"key": key, "rollout": 50})
     tenants = [plan_tenant() for _ in range(6)]
     for t in tenants:
         with ctn.tenant(t.slug):
@@ -167,17 +162,17 @@ def test_rollout_is_stable_per_tenant_and_per_user(ctn: Tenantry, plan_tenant) -
 def test_kill_switch_and_schedule_take_effect(ctn: Tenantry, plan_tenant) -> None:
     t = plan_tenant()
     key = _key()
-    service.create_flag(ctn, {"key": key, "rollout": 100})
+    ctn.flags.create({"key": key, "rollout": 100})
     with ctn.tenant(t.slug):
         assert ctn.flags.enabled(key)
-        service.kill_flag(ctn, key)
+        ctn.flags.kill(key)
         assert not ctn.flags.enabled(key)
         assert ctn.flags.evaluate(key).reason == "DISABLED"
-        service.unkill_flag(ctn, key)
+        ctn.flags.unkill(key)
         assert ctn.flags.enabled(key)
         start = datetime.now(UTC) + timedelta(milliseconds=500)
-        service.update_flag(
-            ctn, key, {"enable_at": start.isoformat(), "disable_at": (start + timedelta(milliseconds=500)).isoformat()}
+        ctn.flags.update(
+            key, {"enable_at": start.isoformat(), "disable_at": (start + timedelta(milliseconds=500)).isoformat()}
         )
         assert not ctn.flags.enabled(key)  # memoised until enable_at, then judged again
         time.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds()) + 0.05)
@@ -196,29 +191,29 @@ def test_unknown_flags_and_no_tenant(ctn: Tenantry, plan_tenant) -> None:
     with pytest.raises(NoTenantBound):
         ctn.flags.enabled("anything")
     with pytest.raises(NoTenantBound):
-        ctn.config()
+        ctn.config.current()
     # admin tools name the tenant explicitly
     key = _key()
-    service.create_flag(
-        ctn, {"key": key, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": t.slug}], "variant": "on"}]}
+    ctn.flags.create(
+        {"key": key, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": t.slug}], "variant": "on"}]}
     )
     assert ctn.flags.enabled(key, tenant=t.slug)
-    assert service.evaluate_flag(ctn, key, tenant=str(t.id)).value is True
+    assert ctn.flags.evaluate(key, tenant=str(t.id)).value is True
     assert sorted(ctn.flags.evaluate_all(tenant=t.slug))  # every flag, by key
 
 
 def test_warm_reads_never_touch_the_database(ctn: Tenantry, plan_tenant, monkeypatch) -> None:
     t = plan_tenant()
     key = _key()
-    service.create_flag(ctn, {"key": key, "rollout": 100})
-    config_service.set_value(ctn, "welcome", "warm", tenant=t.slug)
+    ctn.flags.create({"key": key, "rollout": 100})
+    ctn.config.set("welcome", "warm", tenant=t.slug)
     with ctn.tenant(t.slug):
         ctn.flags.enabled(key)
-        ctn.config()
+        ctn.config.current()
         assert ctn._listener is not None and ctn._listener.listening.wait(5)
     with ctn.tenant(t.slug):  # now trusted (loaded while listening)
         ctn.flags.enabled(key)
-        ctn.config()
+        ctn.config.current()
 
     def refuse():
         raise AssertionError("the hot path asked the database")
@@ -230,4 +225,4 @@ def test_warm_reads_never_touch_the_database(ctn: Tenantry, plan_tenant, monkeyp
             assert ctn.flags.enabled(key)
             assert ctn.flags.evaluate(key).value is True
             assert ctn.flags.enabled(key, user="someone")
-            assert ctn.config().welcome == "warm"  # type: ignore[attr-defined]
+            assert ctn.config.current().welcome == "warm"  # type: ignore[attr-defined]

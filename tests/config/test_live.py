@@ -14,8 +14,6 @@ import psycopg
 import pytest
 
 from tenantry import Tenantry
-from tenantry.services import config as config_service
-from tenantry.services import flags as flags_service
 from tests.config.app_config import AppConfig
 from tests.config.support import eventually
 from tests.model_app import Base
@@ -32,18 +30,18 @@ def other(config_db, ctn: Tenantry) -> Iterator[Tenantry]:
 def _warm(tn: Tenantry, slug: str, key: str) -> None:
     with tn.tenant(slug):
         tn.flags.enabled(key)
-        tn.config()
+        tn.config.current()
     assert tn._listener is not None and tn._listener.listening.wait(5)
     with tn.tenant(slug):  # loaded again while listening: trusted from now on
         time.sleep(0.6)
         tn.flags.enabled(key)
-        tn.config()
+        tn.config.current()
 
 
 def test_changes_reach_another_process_within_a_second(ctn: Tenantry, other: Tenantry, plan_tenant) -> None:
     t = plan_tenant()
     key = f"live-{uuid.uuid4().hex[:8]}"
-    flags_service.create_flag(ctn, {"key": key})
+    ctn.flags.create({"key": key})
     _warm(other, t.slug, key)
 
     def flag_on() -> None:
@@ -52,19 +50,19 @@ def test_changes_reach_another_process_within_a_second(ctn: Tenantry, other: Ten
 
     def config_seen() -> None:
         with other.tenant(t.slug):
-            assert other.config(AppConfig).limits.max_projects == 77
+            assert other.config.current(AppConfig).limits.max_projects == 77
 
     def plan_seen() -> None:
         with other.tenant(t.slug):
-            assert other.config(AppConfig).welcome == "from the plan"
+            assert other.config.current(AppConfig).welcome == "from the plan"
 
-    flags_service.update_flag(ctn, key, {"rollout": 100})
+    ctn.flags.update(key, {"rollout": 100})
     assert eventually(flag_on) < 1.0
-    config_service.set_value(ctn, "limits.max_projects", 77, tenant=t.slug)
+    ctn.config.set("limits.max_projects", 77, tenant=t.slug)
     assert eventually(config_seen) < 1.0
-    config_service.set_value(ctn, "welcome", "from the plan", plan=t.plan)
+    ctn.config.set("welcome", "from the plan", plan=t.plan)
     assert eventually(plan_seen) < 1.0
-    flags_service.kill_flag(ctn, key)
+    ctn.flags.kill(key)
 
     def flag_off() -> None:
         with other.tenant(t.slug):
@@ -84,8 +82,8 @@ def _listener_pids(url: str) -> set[int]:
 def test_a_reconnected_listener_reloads_everything(config_db, ctn: Tenantry, other: Tenantry, plan_tenant) -> None:
     t = plan_tenant()
     key = f"live-{uuid.uuid4().hex[:8]}"
-    flags_service.create_flag(ctn, {"key": key})
-    config_service.set_value(ctn, "welcome", "before", tenant=t.slug)
+    ctn.flags.create({"key": key})
+    ctn.config.set("welcome", "before", tenant=t.slug)
     _warm(other, t.slug, key)
     assert t.id in other._live.views and other._live.flag_set is not None
     before = _listener_pids(config_db.url)
@@ -93,8 +91,8 @@ def test_a_reconnected_listener_reloads_everything(config_db, ctn: Tenantry, oth
     with psycopg.connect(config_db.url, autocommit=True) as admin:
         for pid in before:  # every listener of this catalog: the change below is announced to no one
             admin.execute("SELECT pg_terminate_backend(%s, 2000)", (pid,))
-    config_service.set_value(ctn, "welcome", "while disconnected", tenant=t.slug)
-    flags_service.update_flag(ctn, key, {"rollout": 100})
+    ctn.config.set("welcome", "while disconnected", tenant=t.slug)
+    ctn.flags.update(key, {"rollout": 100})
     listener = other._listener
     assert listener is not None
 
@@ -103,7 +101,7 @@ def test_a_reconnected_listener_reloads_everything(config_db, ctn: Tenantry, oth
 
     eventually(reconnected, within=5.0, step=0.05)
     with other.tenant(t.slug):
-        assert other.config(AppConfig).welcome == "while disconnected"
+        assert other.config.current(AppConfig).welcome == "while disconnected"
         assert other.flags.enabled(key)
 
 
@@ -111,20 +109,18 @@ def test_no_cached_answer_serves_another_tenant_in_threads(ctn: Tenantry, make_p
     plan = make_plan()
     a, b = plan_tenant(plan, prefix="iso-a"), plan_tenant(plan, prefix="iso-b")
     key = f"iso-{uuid.uuid4().hex[:8]}"
-    flags_service.create_flag(
-        ctn, {"key": key, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": a.slug}], "variant": "on"}]}
+    ctn.flags.create(
+        {"key": key, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": a.slug}], "variant": "on"}]}
     )
-    config_service.set_value(ctn, "welcome", "only for a", tenant=a.slug)
-    config_service.set_value(
-        ctn, "welcome", "override for a", tenant=a.slug, expires_in=__import__("datetime").timedelta(hours=1)
-    )
+    ctn.config.set("welcome", "only for a", tenant=a.slug)
+    ctn.config.set("welcome", "override for a", tenant=a.slug, expires_in=__import__("datetime").timedelta(hours=1))
     expected = {a.slug: (True, "override for a"), b.slug: (False, "hello")}
 
     def warm() -> None:  # both warm in the same process (the notices of the writes above may
         # still be on their way and drop a view just made: warm until both stay)
         for slug in expected:
             with ctn.tenant(slug):
-                assert (ctn.flags.enabled(key), ctn.config(AppConfig).welcome) == expected[slug]
+                assert (ctn.flags.enabled(key), ctn.config.current(AppConfig).welcome) == expected[slug]
         assert set(ctn._live.views) >= {a.id, b.id}
 
     eventually(warm, within=5.0, step=0.05)
@@ -136,7 +132,7 @@ def test_no_cached_answer_serves_another_tenant_in_threads(ctn: Tenantry, make_p
         for _ in range(300):
             slug = rng.choice([a.slug, b.slug])
             with ctn.tenant(slug):
-                got = (ctn.flags.enabled(key), ctn.config(AppConfig).welcome)
+                got = (ctn.flags.enabled(key), ctn.config.current(AppConfig).welcome)
                 if got != expected[slug]:
                     wrong.append(f"{slug}: {got}")
 
@@ -151,11 +147,11 @@ def test_no_cached_answer_serves_another_tenant_in_threads(ctn: Tenantry, make_p
 def test_no_cached_answer_serves_another_tenant_in_asyncio_tasks(ctn: Tenantry, plan_tenant) -> None:
     a, b = plan_tenant(prefix="aio-a"), plan_tenant(prefix="aio-b")
     key = f"aio-{uuid.uuid4().hex[:8]}"
-    flags_service.create_flag(
-        ctn, {"key": key, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": b.slug}], "variant": "on"}]}
+    ctn.flags.create(
+        {"key": key, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": b.slug}], "variant": "on"}]}
     )
-    config_service.set_value(ctn, "limits.max_projects", 1, tenant=a.slug)
-    config_service.set_value(ctn, "limits.max_projects", 2, tenant=b.slug)
+    ctn.config.set("limits.max_projects", 1, tenant=a.slug)
+    ctn.config.set("limits.max_projects", 2, tenant=b.slug)
     expected = {a.slug: (False, 1), b.slug: (True, 2)}
 
     async def task(slug: str, rounds: int) -> list[str]:
@@ -163,7 +159,7 @@ def test_no_cached_answer_serves_another_tenant_in_asyncio_tasks(ctn: Tenantry, 
         async with ctn.tenant(slug):
             for _ in range(rounds):
                 await asyncio.sleep(0)  # let the other tenant's tasks run in between
-                got = (ctn.flags.enabled(key), ctn.config(AppConfig).limits.max_projects)
+                got = (ctn.flags.enabled(key), ctn.config.current(AppConfig).limits.max_projects)
                 if got != expected[slug]:
                     wrong.append(f"{slug}: {got}")
         return wrong
@@ -179,15 +175,15 @@ def test_an_event_for_one_tenant_leaves_the_other_cached(ctn: Tenantry, plan_ten
     a, b = plan_tenant(prefix="ev-a"), plan_tenant(prefix="ev-b")
     for slug in (a.slug, b.slug):
         with ctn.tenant(slug):
-            ctn.config()
+            ctn.config.current()
     view_b = ctn._live.views.peek(b.id)
     assert view_b is not None
-    config_service.set_value(ctn, "welcome", "a changed", tenant=a.slug)
+    ctn.config.set("welcome", "a changed", tenant=a.slug)
     assert a.id not in ctn._live.views and ctn._live.views.peek(b.id) is view_b
     with ctn.tenant(b.slug):
-        assert ctn.config(AppConfig).welcome == "hello"
+        assert ctn.config.current(AppConfig).welcome == "hello"
     with ctn.tenant(a.slug):
-        assert ctn.config(AppConfig).welcome == "a changed"
+        assert ctn.config.current(AppConfig).welcome == "a changed"
 
 
 def test_per_tenant_caches_keep_at_most_tenant_cache_size_and_answer_right_after_dropping(
@@ -195,13 +191,13 @@ def test_per_tenant_caches_keep_at_most_tenant_cache_size_and_answer_right_after
 ) -> None:
     tenants = [plan_tenant() for _ in range(6)]
     for n, tenant in enumerate(tenants):
-        config_service.set_value(ctn, "welcome", f"hello {tenant.slug} #{n}", tenant=tenant.slug)
+        ctn.config.set("welcome", f"hello {tenant.slug} #{n}", tenant=tenant.slug)
     small = Tenantry(config_db.settings(tenant_cache_size=3), metadata=Base.metadata, config=AppConfig)
     try:
         for _round in range(3):  # each round drops and reloads every tenant's entries
             for n, tenant in enumerate(tenants):
                 with small.tenant(tenant.slug):
-                    assert small.config(AppConfig).welcome == f"hello {tenant.slug} #{n}"
+                    assert small.config.current(AppConfig).welcome == f"hello {tenant.slug} #{n}"
                     assert small.plugins.is_enabled("anything") is False
                 small.plugins.enabled_for(tenant.slug)
                 assert len(small._live.views) <= 3

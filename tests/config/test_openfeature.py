@@ -12,8 +12,7 @@ from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason
 
 from tenantry import Tenantry, TenantryProvider
-from tenantry.core.flags import bucket
-from tenantry.services import flags as flags_service
+from tenantry.tenant_config.evaluation import bucket
 
 
 @pytest.fixture
@@ -30,12 +29,11 @@ def _key() -> str:
 def test_boolean_and_multivariate_through_the_client(ctn: Tenantry, client, plan_tenant) -> None:
     t, other = plan_tenant(), plan_tenant()
     on = _key()
-    flags_service.create_flag(
-        ctn, {"key": on, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": t.slug}], "variant": "on"}]}
+    ctn.flags.create(
+        {"key": on, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": t.slug}], "variant": "on"}]}
     )
     theme = _key()
-    flags_service.create_flag(
-        ctn,
+    ctn.flags.create(
         {
             "key": theme,
             "kind": "multivariate",
@@ -57,7 +55,7 @@ def test_boolean_and_multivariate_through_the_client(ctn: Tenantry, client, plan
 def test_errors_fall_back_to_the_callers_default(ctn: Tenantry, client, plan_tenant) -> None:
     t = plan_tenant()
     key = _key()
-    flags_service.create_flag(ctn, {"key": key, "rollout": 100})
+    ctn.flags.create({"key": key, "rollout": 100})
     with ctn.tenant(t.slug):
         missing = client.get_boolean_details("of-no-such-flag", True)
         assert (missing.value, missing.error_code) == (True, ErrorCode.FLAG_NOT_FOUND)
@@ -71,8 +69,8 @@ def test_errors_fall_back_to_the_callers_default(ctn: Tenantry, client, plan_ten
 def test_tenant_attribute_when_none_is_bound_and_never_against_the_binding(ctn: Tenantry, client, plan_tenant) -> None:
     a, b = plan_tenant(), plan_tenant()
     key = _key()
-    flags_service.create_flag(
-        ctn, {"key": key, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": b.slug}], "variant": "on"}]}
+    ctn.flags.create(
+        {"key": key, "rules": [{"when": [{"attribute": "tenant", "op": "eq", "value": b.slug}], "variant": "on"}]}
     )
     assert client.get_boolean_value(key, False, EvaluationContext(attributes={"tenant": b.slug})) is True
     assert client.get_boolean_value(key, True, EvaluationContext(attributes={"tenant": str(a.id)})) is False
@@ -86,8 +84,7 @@ def test_tenant_attribute_when_none_is_bound_and_never_against_the_binding(ctn: 
 def test_numbers_objects_and_per_user_rollout(ctn: Tenantry, client, plan_tenant) -> None:
     t = plan_tenant()
     key = _key()
-    flags_service.create_flag(
-        ctn,
+    ctn.flags.create(
         {
             "key": key,
             "kind": "multivariate",
@@ -97,9 +94,7 @@ def test_numbers_objects_and_per_user_rollout(ctn: Tenantry, client, plan_tenant
         },
     )
     obj = _key()
-    flags_service.create_flag(
-        ctn, {"key": obj, "kind": "multivariate", "variants": {"v": {"a": [1, 2]}}, "default": "v"}
-    )
+    ctn.flags.create({"key": obj, "kind": "multivariate", "variants": {"v": {"a": [1, 2]}}, "default": "v"})
     with ctn.tenant(t.slug):
         for user in ("u1", "u2", "u3", "u4"):
             expected = 50 if bucket(key, str(t.id), user) < 5000 else 5  # "big" sorts first

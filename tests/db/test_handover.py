@@ -25,8 +25,9 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from tenantry import Tenant, TenantConnection, Tenantry
-from tenantry.db import binding
+from tenantry.db import binding, connections
 from tests.db.isolation_probe import foreign_rows
+from tests.db.support import traced
 
 #: the session-level setting a borrower leaves (a value no default has)
 MARK_WORK_MEM = "7777kB"
@@ -73,7 +74,14 @@ def tenants(tn: Tenantry) -> list[Tenant]:
 @pytest.fixture
 def defence_off(monkeypatch: pytest.MonkeyPatch) -> None:
     """Switch the hand-over reset off (the negative control)."""
-    monkeypatch.setattr(binding, "reset_due", lambda conn: False)
+    switch_reset_off(monkeypatch)
+
+
+def switch_reset_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No connection is ever due a reset: neither the bind (SQLAlchemy, ``transaction()``), nor
+    a fused first statement, nor a statement escaping the binder resets it."""
+    for module in (binding, connections):
+        monkeypatch.setattr(module, "reset_due", lambda conn: False)
 
 
 # -- what a borrower leaves ------------------------------------------------------------------
@@ -451,7 +459,7 @@ def test_every_pool_resets_the_session_it_hands_over(
     looks around tenantry first thing: B sees nothing of A, unless the reset is off."""
     a, _, b = tenants
     if defence == "off":
-        monkeypatch.setattr(binding, "reset_due", lambda conn: False)
+        switch_reset_off(monkeypatch)
     try:
         leftovers = _leftovers(POOLS[pool](one, a, b), b.id)
     finally:
@@ -477,25 +485,44 @@ def test_a_database_tier_pool_resets_between_borrows(tn: Tenantry, make_tenant: 
         single.close()
 
 
-def test_the_reset_costs_no_round_trip_on_the_bound_path(one: Tenantry, tenants: list[Tenant]) -> None:
-    """The reset rides in the first bind's pipeline: binding a handed-over connection runs the
-    same single exchange as binding any other, not a round trip of its own."""
+@pytest.mark.parametrize("statement", ["with parameters", "simple protocol"])
+def test_the_reset_costs_no_round_trip_on_the_bound_path(one: Tenantry, tenants: list[Tenant], statement: str) -> None:
+    """The reset rides in the first statement's pipeline (or, for a statement psycopg sends
+    through the simple protocol, in the bind's): a handed-over connection makes the same round
+    trips as any other."""
     a = tenants[0]
-    waits: list[int] = []
-    real_run_sync = binding._run_sync
-
-    def counting(pgconn: Any, gen: Any) -> Any:
-        waits.append(1)
-        return real_run_sync(pgconn, gen)
-
-    borrow(one, a, "bound read", "nothing")  # the connection is now due for a reset
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(binding, "_run_sync", counting)
+    query, params = ("SELECT %s::int", [1]) if statement == "with parameters" else ("SELECT 1", None)
+    counts = {}
+    for handed_over in (True, False):
+        borrow(one, a, "bound read", "nothing")  # the connection is now due for a reset
         with one.tenant(a.slug), one.connection() as conn:
-            assert binding.reset_due(conn)
-            conn.execute("SELECT 1")
+            if not handed_over:
+                conn.execute("SELECT 1")
+                conn.commit()
+            assert binding.reset_due(conn) is handed_over
+            with traced(conn) as trace:
+                assert conn.execute(query, params).fetchone() == (1,)
+                conn.commit()
             assert not binding.reset_due(conn)
-    assert len(waits) == 1  # the bind, with the reset folded in
+        counts[handed_over] = trace.round_trips
+        assert ("reset_session" in "\n".join(trace.lines)) is handed_over
+    # BEGIN, the bind and the statement in one pipeline, then COMMIT; the simple protocol
+    # carries no pipeline: BEGIN and the bind, the statement, COMMIT
+    assert counts == ({True: 2, False: 2} if statement == "with parameters" else {True: 3, False: 3})
+
+
+def test_a_transaction_of_one_query_makes_fewer_round_trips_than_psycopg(one: Tenantry, tenants: list[Tenant]) -> None:
+    """The bind rides with the transaction's first statement: two round trips for a
+    one-statement transaction, where psycopg alone makes three (BEGIN, the query, COMMIT)."""
+    a = tenants[0]
+    with one.tenant(a.slug), one.connection() as conn, traced(conn) as trace:
+        conn.execute("SELECT count(*) FROM projects WHERE id = %s", [1]).fetchone()
+        conn.commit()
+    with psycopg.connect(one.runtime_url) as plain, traced(plain) as baseline:
+        plain.execute("SELECT %s::int", [1]).fetchone()
+        plain.commit()
+    assert (trace.round_trips, baseline.round_trips) == (2, 3)
+    assert trace.sent().count("Sync") == 1 and trace.sent()[-1] == "Query"  # the pipeline, COMMIT
 
 
 def test_sqlalchemy_engine_connections_are_tenant_connections(one: Tenantry, tenants: list[Tenant]) -> None:

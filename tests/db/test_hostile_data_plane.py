@@ -27,8 +27,8 @@ ATTACKS = {
     "reactivate through the view": "UPDATE tenantry_routing.tenants SET status = 'active' WHERE false",
     "repoint a placement": "UPDATE tenantry.placements SET cell = 'primary' WHERE false",
     "drop placements through the view": "DELETE FROM tenantry_routing.placements WHERE false",
-    "claim a domain": "INSERT INTO tenantry_routing.domains (hostname, tenant_id, token, status)"
-    " SELECT 'evil.example', id, 'x', 'verified' FROM tenantry_routing.tenants LIMIT 1",
+    "claim a domain": "INSERT INTO tenantry_routing.domains (hostname, tenant_id, token)"
+    " SELECT 'evil.example', id, 'xxxxxxxxxxxxxxxxxxxx' FROM tenantry_routing.tenants LIMIT 1",
     "truncate the audit log": "TRUNCATE tenantry.audit_log",
     "set role owner": "SET ROLE {owner}",
     "set role admin": "SET ROLE {admin}",

@@ -14,7 +14,6 @@ from pydantic import BaseModel, SecretStr
 
 from tenantry import Tenant, Tenantry
 from tenantry.core.secrets import SEALED_PREFIX
-from tenantry.services import config as config_service
 from tests.support import Scratch
 
 STORES = {
@@ -37,7 +36,7 @@ def test_the_runtime_role_cannot_read_stored_secrets_and_they_are_sealed(
     try:
         tenant = make_tenant("vault")
         plain = "sk_live_" + secrets.token_hex(16)
-        config_service.set_value(vault, "api_key", plain, tenant=tenant.slug)
+        vault.config.set("api_key", plain, tenant=tenant.slug)
     finally:
         vault.close()
     params = {"t": tenant.id, "slug": tenant.slug}

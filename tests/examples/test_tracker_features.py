@@ -25,7 +25,6 @@ from examples.tracker.models import Base, Project
 from examples.tracker.seed import seed
 from tenantry import Tenantry
 from tenantry.contrib.webhooks import Delivery, deliver_pending, verify
-from tenantry.services import config as config_service
 from tests.examples.support import LOGIN, TENANTS, csrf_of
 from tests.plugins.receiver import Receiver
 from tests.support import Scratch, run_cli
@@ -131,9 +130,7 @@ def test_csv_cells_are_not_formulas(site: Site) -> None:
 
 def test_new_projects_and_tasks_become_signed_webhooks(site: Site) -> None:
     with Receiver() as receiver:
-        config_service.set_value(
-            site.tn, "webhooks", {"url": receiver.url + "/inbox", "secret": SECRET}, tenant="initech"
-        )
+        site.tn.config.set("webhooks", {"url": receiver.url + "/inbox", "secret": SECRET}, tenant="initech")
         before = len(_deliveries(site, "initech"))
         created = site.post("initech", "/projects", {"name": "Flair Audit", "key": "FLR"}, form_page="/projects")
         assert created.status_code == 303

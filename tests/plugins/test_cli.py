@@ -133,12 +133,10 @@ def test_a_cli_change_reaches_the_apps_hooks_and_runs_them_itself_with_the_plugi
     from sqlalchemy.orm import Session
 
     from tenantry.contrib.webhooks import Delivery
-    from tenantry.services import config as config_service
 
     tenant = ptenant()
     ptn.plugins.enable("webhooks", tenant=tenant.slug)
-    config_service.set_value(
-        ptn,
+    ptn.config.set(
         "webhooks",
         {"url": "https://hooks.example/x", "secret": "whsec_Y2xpLXRlc3Qtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXM="},
         tenant=tenant.slug,

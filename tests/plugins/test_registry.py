@@ -28,8 +28,8 @@ def test_capabilities_and_names() -> None:
     tn = offline(plugins=[Notes(), Recorder(), Exploder()])
     assert tn.plugins.names() == ["exploder", "notes", "recorder"]
     assert "notes" in tn.plugins and "nope" not in tn.plugins and len(tn.plugins) == 3
-    assert set(tn.config_sections.names()) == {"notes"}
-    assert tn.config_sections.schema()().notes == NotesConfig()  # type: ignore[attr-defined]
+    assert set(tn.config.sections.names()) == {"notes"}
+    assert tn.config.sections.schema()().notes == NotesConfig()  # type: ignore[attr-defined]
 
 
 def test_the_managed_tables_are_the_apps_and_the_plugins() -> None:
@@ -173,7 +173,7 @@ def test_a_bad_plugin_is_refused_whole(make: Any, message: str) -> None:
     tn = offline()
     with pytest.raises(ConfigurationError, match=message):
         tn.plugins.register(make())
-    assert tn.plugins.names() == [] and tn.config_sections.names() == []
+    assert tn.plugins.names() == [] and tn.config.sections.names() == []
     assert tn._metadata() is Base.metadata
 
 

@@ -30,7 +30,6 @@ from tenantry.contrib.webhooks import (
     verify,
 )
 from tenantry.core.secrets import REDACTED, new_key
-from tenantry.services import config as config_service
 from tests.api.support import Client
 from tests.plugins.receiver import Receiver
 from tests.plugins.test_webhooks import SECRET, _emit, _mine, _scoped_runs, hooked  # noqa: F401 (fixtures)
@@ -151,18 +150,18 @@ def test_a_webhook_secret_is_sealed_at_rest_and_redacted_in_every_read(
     assert REDACTED in stored[2]
 
     second = new_secret()
-    change = config_service.set_value(ptn, "webhooks.secret", second, tenant=tenant.slug)
+    change = ptn.config.set("webhooks.secret", second, tenant=tenant.slug)
     assert [c.to_dict() for c in change.changes] == [
         {"path": "webhooks.secret", "layer": "value", "change": "changed", "before": REDACTED, "after": REDACTED}
     ]
     reads: list[Any] = [
-        config_service.get(ptn, tenant=tenant.slug).to_dict(),
-        config_service.get(ptn, tenant=tenant.slug, key="webhooks").to_dict(),
-        config_service.get(ptn, tenant=tenant.slug, key="webhooks.secret").to_dict(),
-        [v.to_dict() for v in config_service.history(ptn, tenant=tenant.slug)],
-        config_service.get_version(ptn, 1, tenant=tenant.slug).to_dict(),
-        config_service.diff(ptn, 0, 2, tenant=tenant.slug).to_dict(),
-        config_service.diff(ptn, 1, 2, tenant=tenant.slug).to_dict(),
+        ptn.config.get(tenant=tenant.slug).to_dict(),
+        ptn.config.get(tenant=tenant.slug, key="webhooks").to_dict(),
+        ptn.config.get(tenant=tenant.slug, key="webhooks.secret").to_dict(),
+        [v.to_dict() for v in ptn.config.history(tenant=tenant.slug)],
+        ptn.config.version(1, tenant=tenant.slug).to_dict(),
+        ptn.config.diff(0, 2, tenant=tenant.slug).to_dict(),
+        ptn.config.diff(1, 2, tenant=tenant.slug).to_dict(),
     ]
     assert reads[2]["value"] == REDACTED and reads[0]["document"]["webhooks"]["secret"] == REDACTED
     assert {
@@ -219,18 +218,18 @@ def test_a_webhook_secret_is_sealed_at_rest_and_redacted_in_every_read(
     assert not any(_leaks(text, s) for text in _stored(plugins_db, tenant) for s in (SECRET, second, third))
     # ...and the code that needs it reads it
     with ptn.tenant(tenant.slug):
-        config = ptn.config().webhooks  # type: ignore[attr-defined]
+        config = ptn.config.current().webhooks  # type: ignore[attr-defined]
         assert config.secret.get_secret_value().startswith("whsec_") and REDACTED in repr(config)
 
 
 def test_a_document_read_back_and_written_again_keeps_its_secret(ptn: Tenantry, hooked: Callable[..., Tenant]) -> None:
     tenant = hooked("https://hooks.example")
-    layer = config_service.get(ptn, tenant=tenant.slug).document
+    layer = ptn.config.get(tenant=tenant.slug).document
     assert layer["webhooks"]["secret"] == REDACTED
     layer["webhooks"]["events"] = ["task.*"]
-    config_service.replace(ptn, layer, tenant=tenant.slug)
+    ptn.config.replace(layer, tenant=tenant.slug)
     with ptn.tenant(tenant.slug):
-        assert ptn.config().webhooks.secret.get_secret_value() == SECRET  # type: ignore[attr-defined]
+        assert ptn.config.current().webhooks.secret.get_secret_value() == SECRET  # type: ignore[attr-defined]
 
 
 def test_rotation_keeps_the_old_secret_signing_for_the_window(ptn: Tenantry, hooked: Callable[..., Tenant]) -> None:
@@ -246,16 +245,16 @@ def test_rotation_keeps_the_old_secret_signing_for_the_window(ptn: Tenantry, hoo
     for secret in (fresh, SECRET):  # receivers on either secret accept it, with the reference library too
         assert verify(secret, got.headers, got.body)
         Webhook(secret).verify(got.body, got.headers)
-    shown = config_service.get(ptn, tenant=tenant.slug, key="webhooks").to_dict()
+    shown = ptn.config.get(tenant=tenant.slug, key="webhooks").to_dict()
     assert shown["value"]["previous_secrets"][0]["secret"] == REDACTED and not _leaks(json.dumps(shown), fresh)
     with ptn.tenant(tenant.slug):
-        config = ptn.config().webhooks  # type: ignore[attr-defined]
+        config = ptn.config.current().webhooks  # type: ignore[attr-defined]
     later = datetime.now(UTC) + timedelta(hours=7)
     assert config.signing_secrets(datetime.now(UTC)) == [fresh, SECRET]
     assert config.signing_secrets(later) == [fresh]  # the window closed: the old one signs no more
     assert rotate_secret(ptn, tenant.slug, keep_old=timedelta(0)) != fresh
     with ptn.tenant(tenant.slug):
-        assert len(ptn.config().webhooks.signing_secrets(datetime.now(UTC))) == 2  # type: ignore[attr-defined]
+        assert len(ptn.config.current().webhooks.signing_secrets(datetime.now(UTC))) == 2  # type: ignore[attr-defined]
 
 
 # -- the key that seals them ----------------------------------------------------------------
@@ -269,9 +268,7 @@ def test_sealing_keys_rotate_and_a_missing_key_fails_clearly(
     try:
         first.init()
         tenant = first.create_tenant("keys-a")
-        config_service.set_value(
-            first, "webhooks", {"url": "https://hooks.example/x", "secret": SECRET}, tenant="keys-a"
-        )
+        first.config.set("webhooks", {"url": "https://hooks.example/x", "secret": SECRET}, tenant="keys-a")
     finally:
         first.close()
 
@@ -281,8 +278,8 @@ def test_sealing_keys_rotate_and_a_missing_key_fails_clearly(
     rotated = reading(f"{new},{old}")  # the new key first: it seals, the old one still opens
     try:
         with rotated.tenant("keys-a"):
-            assert rotated.config().webhooks.secret.get_secret_value() == SECRET  # type: ignore[attr-defined]
-        assert config_service.reseal(rotated) == 1 and config_service.reseal(rotated) == 0
+            assert rotated.config.current().webhooks.secret.get_secret_value() == SECRET  # type: ignore[attr-defined]
+        assert rotated.config.reseal() == 1 and rotated.config.reseal() == 0
     finally:
         rotated.close()
     for name, value in (
@@ -304,15 +301,15 @@ def test_sealing_keys_rotate_and_a_missing_key_fails_clearly(
     only_new = reading(new)
     try:
         with only_new.tenant("keys-a"):
-            assert only_new.config().webhooks.secret.get_secret_value() == SECRET  # type: ignore[attr-defined]
+            assert only_new.config.current().webhooks.secret.get_secret_value() == SECRET  # type: ignore[attr-defined]
     finally:
         only_new.close()
     only_old = reading(old)  # the old key alone no longer opens it
     try:
         with only_old.tenant("keys-a"), pytest.raises(ConfigurationError, match="cannot open.*TENANTRY_SECRET_KEYS"):
-            only_old.config()
+            only_old.config.current()
         with pytest.raises(ConfigurationError, match="'next'"):  # the service names the key it lacks
-            config_service.get(only_old, tenant="keys-a")
+            only_old.config.get(tenant="keys-a")
     finally:
         only_old.close()
     keyless = Tenantry(
@@ -321,10 +318,10 @@ def test_sealing_keys_rotate_and_a_missing_key_fails_clearly(
     )
     try:
         with pytest.raises(ConfigurationError, match="TENANTRY_SECRET_KEYS"):
-            config_service.set_value(keyless, "webhooks.secret", new_secret(), tenant="keys-a")
+            keyless.config.set("webhooks.secret", new_secret(), tenant="keys-a")
         with keyless.tenant("keys-a"):
             assert keyless.flags.value("webhooks.deliver", default=True) is True  # flags need no key
             with pytest.raises(ConfigurationError, match="TENANTRY_SECRET_KEYS"):
-                keyless.config()
+                keyless.config.current()
     finally:
         keyless.close()

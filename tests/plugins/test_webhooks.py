@@ -18,8 +18,6 @@ from sqlalchemy.orm import Session
 from tenantry import ConfigInvalid, SubdomainResolver, Tenant, TenantMiddleware, Tenantry, mount_plugins
 from tenantry.contrib.webhooks import Delivery, WebhooksPlugin, deliver_pending, queue, subscribed, verify
 from tenantry.contrib.webhooks import delivery as delivery_module
-from tenantry.services import config as config_service
-from tenantry.services import flags as flags_service
 from tenantry.services.egress import Egress
 from tests.model_app import Base
 from tests.plugins.receiver import Receiver
@@ -33,7 +31,7 @@ def _configure(tn: Tenantry, tenant: Tenant, url: str, secret: str = SECRET, eve
     value: dict[str, Any] = {"url": url, "secret": secret}
     if events is not None:
         value["events"] = events
-    config_service.set_value(tn, "webhooks", value, tenant=tenant.slug)
+    tn.config.set("webhooks", value, tenant=tenant.slug)
 
 
 @pytest.fixture
@@ -199,15 +197,15 @@ def test_the_deliver_flag_holds_a_tenants_deliveries(ptn: Tenantry, hooked: Call
         tenant = hooked(receiver.url)
         _mine(ptn, tenant)
         _emit(ptn, tenant, "task.created", {"id": 1})
-        flag = flags_service.get_flag(ptn, "webhooks.deliver")  # created by init, from the plugin's FlagProvider
+        flag = ptn.flags.get("webhooks.deliver")  # created by init, from the plugin's FlagProvider
         assert flag.spec.default == "on"
         rules = [{"when": [{"attribute": "tenant", "op": "eq", "value": tenant.slug}], "variant": "off"}]
-        flags_service.update_flag(ptn, "webhooks.deliver", {"rules": rules})
+        ptn.flags.update("webhooks.deliver", {"rules": rules})
         try:
             report = deliver_pending(ptn)
             assert report.paused == [tenant.slug] and receiver.received == []
         finally:
-            flags_service.update_flag(ptn, "webhooks.deliver", {"rules": []})
+            ptn.flags.update("webhooks.deliver", {"rules": []})
         assert deliver_pending(ptn).delivered == 1
 
 
@@ -270,13 +268,13 @@ def test_bad_config_saves_nothing(
 ) -> None:
     tenant = ptenant()
     with pytest.raises(ConfigInvalid, match="webhooks"):
-        config_service.set_value(ptn, "webhooks", value, tenant=tenant.slug)
+        ptn.config.set("webhooks", value, tenant=tenant.slug)
     with psycopg.connect(plugins_db.url) as conn:
         assert conn.execute(
             "SELECT count(*) FROM tenantry.config_layers WHERE tenant_id = %s", (tenant.id,)
         ).fetchone() == (0,)
     with ptn.tenant(tenant.slug):
-        assert ptn.config().webhooks.url is None  # type: ignore[attr-defined]
+        assert ptn.config.current().webhooks.url is None  # type: ignore[attr-defined]
 
 
 def test_bad_events_are_refused(ptn: Tenantry, hooked: Callable[..., Tenant]) -> None:

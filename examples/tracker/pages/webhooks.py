@@ -24,6 +24,6 @@ async def webhooks(page: PageDep) -> HTMLResponse:
     if not page.org.webhooks:  # the plugin is off for this tenant
         raise HTTPException(404, "no such page")
     tn = page.tn
-    config = await asyncio.to_thread(lambda: tn.config().webhooks)  # type: ignore[attr-defined]
+    config = await asyncio.to_thread(lambda: tn.config.current().webhooks)  # type: ignore[attr-defined]
     deliveries = (await page.db.scalars(sa.select(Delivery).order_by(Delivery.id.desc()).limit(20))).all()
     return page.render("webhooks.html", config=config, deliveries=deliveries)

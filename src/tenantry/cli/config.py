@@ -17,11 +17,11 @@ import typer
 
 from tenantry.cli.output import console, emit_json, table
 from tenantry.cli.state import get_state
-from tenantry.core.config import parse_duration, parse_value
+from tenantry.core.durations import parse_duration
 from tenantry.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from tenantry.services import config as service
+    from tenantry.tenant_config import ConfigChange, Scope
 
 __all__ = ["app", "parse_expiry"]
 
@@ -57,11 +57,11 @@ def _dump(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
-def _where(result: service.Scope) -> str:
+def _where(result: Scope) -> str:
     return f"{result.kind} {result.target}"
 
 
-def _print_change(change: service.ConfigChange, as_json: bool) -> None:
+def _print_change(change: ConfigChange, as_json: bool) -> None:
     if as_json:
         emit_json(change.to_dict())
         return
@@ -87,9 +87,7 @@ def get(
     as_json: JsonFlag = False,
 ) -> None:
     """Show what a tenant (or a plan) resolves to: defaults, plan, tenant, overrides."""
-    from tenantry.services import config as service
-
-    result = service.get(get_state(ctx).tenantry(app_plugins=True), tenant=tenant, plan=plan, key=key)
+    result = get_state(ctx).tenantry(app_plugins=True).config.get(tenant=tenant, plan=plan, key=key)
     if as_json:
         if key is not None and not layer:
             emit_json({**result.scope.to_dict(), "key": key, "value": result.value, "source": result.source})
@@ -134,18 +132,21 @@ def set_(
     as_json: JsonFlag = False,
 ) -> None:
     """Set a value in a layer; validated against the app's schema before anything is saved."""
-    from tenantry.services import config as service
+    from tenantry.tenant_config.layers import parse_value
 
     expires_in, expires_at = parse_expiry(expires) if expires else (None, None)
-    change = service.set_value(
-        get_state(ctx).tenantry(app_plugins=True),
-        key,
-        parse_value(value),
-        tenant=tenant,
-        plan=plan,
-        expires_in=expires_in,
-        expires_at=expires_at,
-        message=message,
+    change = (
+        get_state(ctx)
+        .tenantry(app_plugins=True)
+        .config.set(
+            key,
+            parse_value(value),
+            tenant=tenant,
+            plan=plan,
+            expires_in=expires_in,
+            expires_at=expires_at,
+            message=message,
+        )
     )
     _print_change(change, as_json)
 
@@ -161,10 +162,10 @@ def unset(
     as_json: JsonFlag = False,
 ) -> None:
     """Remove a value from a layer, so the layers below show through."""
-    from tenantry.services import config as service
-
-    change = service.unset_value(
-        get_state(ctx).tenantry(app_plugins=True), key, tenant=tenant, plan=plan, override=override, message=message
+    change = (
+        get_state(ctx)
+        .tenantry(app_plugins=True)
+        .config.unset(key, tenant=tenant, plan=plan, override=override, message=message)
     )
     _print_change(change, as_json)
 
@@ -178,9 +179,7 @@ def history(
     as_json: JsonFlag = False,
 ) -> None:
     """A layer's versions, newest first: who changed what, when, and why."""
-    from tenantry.services import config as service
-
-    versions = service.history(get_state(ctx).tenantry(app_plugins=True), tenant=tenant, plan=plan, limit=limit)
+    versions = get_state(ctx).tenantry(app_plugins=True).config.history(tenant=tenant, plan=plan, limit=limit)
     if as_json:
         emit_json([v.to_dict() for v in versions])
         return
@@ -207,9 +206,7 @@ def diff(
     as_json: JsonFlag = False,
 ) -> None:
     """What changed in a layer between two versions."""
-    from tenantry.services import config as service
-
-    result = service.diff(get_state(ctx).tenantry(app_plugins=True), from_version, to_version, tenant=tenant, plan=plan)
+    result = get_state(ctx).tenantry(app_plugins=True).config.diff(from_version, to_version, tenant=tenant, plan=plan)
     if as_json:
         emit_json(result.to_dict())
         return
@@ -234,10 +231,8 @@ def rollback(
     as_json: JsonFlag = False,
 ) -> None:
     """Make a layer what it was at VERSION, as a new version (validated first)."""
-    from tenantry.services import config as service
-
-    change = service.rollback(
-        get_state(ctx).tenantry(app_plugins=True), version, tenant=tenant, plan=plan, message=message
+    change = (
+        get_state(ctx).tenantry(app_plugins=True).config.rollback(version, tenant=tenant, plan=plan, message=message)
     )
     _print_change(change, as_json)
 
@@ -246,9 +241,7 @@ def rollback(
 def reseal(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Seal every stored secret value with the first key of TENANTRY_SECRET_KEYS (after a key
     rotation put a new key first); values do not change, no version is added."""
-    from tenantry.services import config as service
-
-    count = service.reseal(get_state(ctx).tenantry(app_plugins=True))
+    count = get_state(ctx).tenantry(app_plugins=True).config.reseal()
     if as_json:
         emit_json({"resealed_layers": count})
         return

@@ -14,7 +14,7 @@ from tenantry.cli.state import get_state
 from tenantry.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from tenantry.services import flags as service
+    from tenantry.tenant_config import FlagRecord
 
 __all__ = ["app", "parse_rollout"]
 
@@ -111,7 +111,7 @@ def _definition(
     return found
 
 
-def _state(record: service.FlagRecord) -> str:
+def _state(record: FlagRecord) -> str:
     spec = record.spec
     if spec.killed:
         return "KILLED"
@@ -129,7 +129,7 @@ def _state(record: service.FlagRecord) -> str:
     return "; ".join(parts)
 
 
-def _print(record: service.FlagRecord, as_json: bool, verb: str) -> None:
+def _print(record: FlagRecord, as_json: bool, verb: str) -> None:
     if as_json:
         emit_json(record.to_dict())
     else:
@@ -139,9 +139,7 @@ def _print(record: service.FlagRecord, as_json: bool, verb: str) -> None:
 @app.command("list")
 def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Every flag, with what it serves."""
-    from tenantry.services import flags as service
-
-    records = service.list_flags(get_state(ctx).tenantry())
+    records = get_state(ctx).tenantry().flags.list()
     if as_json:
         emit_json([r.to_dict() for r in records])
         return
@@ -158,9 +156,7 @@ def list_(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 @app.command("show")
 def show(ctx: typer.Context, key: KeyArg, as_json: JsonFlag = False) -> None:
     """One flag's whole definition."""
-    from tenantry.services import flags as service
-
-    record = service.get_flag(get_state(ctx).tenantry(), key)
+    record = get_state(ctx).tenantry().flags.get(key)
     if as_json:
         emit_json(record.to_dict())
     else:
@@ -183,13 +179,11 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a flag (a boolean flag starts off). Creating it again the same way is a no-op."""
-    from tenantry.services import flags as service
-
     definition = {
         "key": key,
         **_definition(kind, variants, default, off, rollout, rules, enable_at, disable_at, description),
     }
-    _print(service.create_flag(get_state(ctx).tenantry(), definition), as_json, "ready")
+    _print(get_state(ctx).tenantry().flags.create(definition), as_json, "ready")
 
 
 @app.command("set")
@@ -208,28 +202,22 @@ def set_(
     as_json: JsonFlag = False,
 ) -> None:
     """Change some of a flag's fields; the whole new definition is validated first."""
-    from tenantry.services import flags as service
-
     changes = _definition(kind, variants, default, off, rollout, rules, enable_at, disable_at, description)
     if not changes:
         raise InvalidInput("nothing to change: give --rollout, --rules, --default, --enable-at, ...")
-    _print(service.update_flag(get_state(ctx).tenantry(), key, changes), as_json, "updated")
+    _print(get_state(ctx).tenantry().flags.update(key, changes), as_json, "updated")
 
 
 @app.command("kill")
 def kill(ctx: typer.Context, key: KeyArg, as_json: JsonFlag = False) -> None:
     """Kill switch: serve the off variant everywhere, now."""
-    from tenantry.services import flags as service
-
-    _print(service.kill_flag(get_state(ctx).tenantry(), key), as_json, "killed")
+    _print(get_state(ctx).tenantry().flags.kill(key), as_json, "killed")
 
 
 @app.command("unkill")
 def unkill(ctx: typer.Context, key: KeyArg, as_json: JsonFlag = False) -> None:
     """Undo the kill switch: the rules and rollout apply again."""
-    from tenantry.services import flags as service
-
-    _print(service.unkill_flag(get_state(ctx).tenantry(), key), as_json, "revived")
+    _print(get_state(ctx).tenantry().flags.unkill(key), as_json, "revived")
 
 
 @app.command("delete")
@@ -240,13 +228,11 @@ def delete(
     as_json: JsonFlag = False,
 ) -> None:
     """Delete a flag. Asks for --yes. Deleting a missing flag is a no-op."""
-    from tenantry.services import flags as service
-
     if not yes:
         if not sys.stdin.isatty():
             raise InvalidInput(f"deleting flag {key!r} makes apps fall back to their defaults; pass --yes to confirm")
         typer.confirm(f"Delete flag {key!r}?", abort=True)
-    deleted = service.delete_flag(get_state(ctx).tenantry(), key)
+    deleted = get_state(ctx).tenantry().flags.delete(key)
     if as_json:
         emit_json({"key": key, "deleted": deleted})
     else:
@@ -262,9 +248,9 @@ def eval_(
     as_json: JsonFlag = False,
 ) -> None:
     """What the flag serves a tenant (and user) now, and why."""
-    from tenantry.services import flags as service
+    from tenantry.tenant_config.evaluation import check_key
 
-    result = service.evaluate_flag(get_state(ctx).tenantry(), key, tenant=tenant, user=user)
+    result = get_state(ctx).tenantry().flags.evaluate(check_key(key), tenant=tenant, user=user)
     if as_json:
         emit_json({**result.to_dict(), "tenant": tenant, "user": user})
         return

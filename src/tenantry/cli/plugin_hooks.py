@@ -15,7 +15,7 @@ import typer
 
 from tenantry.cli.output import console, emit_json, table
 from tenantry.cli.state import get_state
-from tenantry.core.config import parse_duration
+from tenantry.core.durations import parse_duration
 from tenantry.core.hooks import POLL_SECONDS, STATUSES
 from tenantry.errors import InvalidInput
 

@@ -9,7 +9,7 @@ import typer
 
 from tenantry.cli.output import console, emit_json, table
 from tenantry.cli.state import get_state
-from tenantry.core.config import parse_duration
+from tenantry.core.durations import parse_duration
 from tenantry.core.scopes import SCOPES
 
 __all__ = ["app"]

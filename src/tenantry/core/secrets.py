@@ -11,11 +11,11 @@ Its value is stored sealed: AES-256-GCM under a key of the :class:`Keyring` (fro
 ciphertext>``, the layer and the dotted path bound in as associated data (a sealed value
 copied to another path or layer does not open). Every read the control plane offers shows
 :data:`REDACTED` in its place: config get, history, diffs, audit rows. The code that needs
-the value reads it from ``tn.config()`` with ``.get_secret_value()``.
+the value reads it from ``tn.config.current()`` with ``.get_secret_value()``.
 
 Key rotation: put a new key first in ``TENANTRY_SECRET_KEYS`` (``new,old``). New values are
 sealed with the first key; every key listed opens what it sealed. ``tenantry config
-reseal`` (:func:`tenantry.services.config.reseal`) then seals the current layers with the first
+reseal`` (:meth:`tn.config.reseal <tenantry.tenant_config.TenantConfig.reseal>`) then seals the current layers with the first
 key. The history is append-only and keeps the key each version was sealed with: drop an old
 key once no version sealed with it needs rolling back to.
 

@@ -3,9 +3,9 @@
 Declare tenant-scoped tables with :class:`TenantScoped` (ORM) or :func:`tenant_id_column`
 (Core). Engines made by ``tn.engine()`` / ``tn.async_engine()`` carry two listeners:
 
-* ``begin``: sends ``BEGIN`` and the tenant binding in one message (see
-  :mod:`tenantry.db.binding`) before SQLAlchemy's first statement, so psycopg sends no BEGIN of
-  its own;
+* ``begin``: leaves the tenant binding to the transaction's first statement, which sends
+  ``BEGIN``, the bind and itself in one pipeline (see :mod:`tenantry.db.connections`), so
+  psycopg sends no BEGIN of its own and the binding costs no round trip;
 * ``before_cursor_execute``: refuses a statement issued under another tenant than the one the
   transaction was bound to;
 * the pool's ``checkin``: marks the connection so that its session is reset before its next
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from tenantry import context
 from tenantry.db.binding import Binder, RouteKey, abegin, begin, check_route, choose_prepare, mark_returned
 from tenantry.db.connect import translate
+from tenantry.db.connections import defer_bind, forget_deferred
 from tenantry.errors import TenantContextError, TenantryError
 
 __all__ = ["TenantScoped", "bind_engine", "tenant_id_column"]
@@ -98,12 +99,15 @@ def bind_engine(
     def _begin(conn: sa.Connection) -> None:
         wanted = context.current()
         check_route(wanted, serves)
-        choose_prepare(conn.connection.driver_connection, wanted)  # type: ignore[arg-type]
-        if is_async:
+        driver = conn.connection.driver_connection
+        choose_prepare(driver, wanted)  # type: ignore[arg-type]
+        if defer_bind(driver, wanted, binder):
+            pass  # the first statement carries BEGIN and the bind (no round trip of their own)
+        elif is_async:
             adapted = conn.connection.dbapi_connection
             adapted.run_async(lambda driver: abegin(driver, wanted, binder))  # type: ignore[union-attr]
         else:
-            begin(conn.connection.driver_connection, wanted, binder)  # type: ignore[arg-type]
+            begin(driver, wanted, binder)  # type: ignore[arg-type]
         conn.info[_INFO_KEY] = wanted
         if wanted is not None and wanted.route is not None:
             conn.connection.info.setdefault(_SCHEMAS_KEY, set()).add(wanted.route.schema)
@@ -148,6 +152,7 @@ def bind_engine(
         # conn.info then would raise PendingRollbackError in place of the CancelledError
         if not conn.invalidated:
             conn.info.pop(_INFO_KEY, None)
+            forget_deferred(conn.connection.driver_connection)  # a transaction that ran no statement
 
     @event.listens_for(sync_engine.pool, "checkin")
     def _returned(dbapi_connection: Any, record: Any) -> None:

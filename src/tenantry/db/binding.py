@@ -13,7 +13,9 @@ as one network write and answered in one round trip::
            tenantry.check_binding($1, $5)   -- refuses a binding older than a fence
 
 sent in place of the ``BEGIN`` psycopg would otherwise send on its own, so binding the tenant
-costs no round trip. The signature covers the tenant's epoch: a binding made before the tenant
+costs no round trip. Usually the transaction's first statement rides in the same pipeline
+(:func:`fused_gen`, used by :mod:`tenantry.db.connections`): a one-query transaction then makes
+two round trips where psycopg alone makes three. The signature covers the tenant's epoch: a binding made before the tenant
 moved or was suspended is refused by the database (:class:`~tenantry.errors.TenantMoved`,
 :class:`~tenantry.errors.TenantSuspended`), in every process, from its next statement on.
 
@@ -36,9 +38,11 @@ of the connection left behind cannot shadow an app table. With no tenant bound,
 The signature (see ``0001_catalog.sql``) is why SQL running as the runtime role cannot bind a
 tenant of its choosing: it cannot read the key.
 
-The protocol is a generator that says what it waits for; :func:`begin` and :func:`abegin` do
-the waiting, blocking or through the event loop. Two integrations use them:
-:class:`TenantConnection` (raw psycopg through psycopg_pool) and the SQLAlchemy event hooks in
+The protocol is a generator that says what it waits for (:func:`begin_gen`, :func:`fused_gen`);
+:func:`begin` and :func:`abegin` do the waiting, blocking or through the event loop, and
+psycopg's own wait drives them inside a statement. Two integrations use them:
+:class:`~tenantry.db.connections.TenantConnection` (raw psycopg through psycopg_pool, and the
+connections SQLAlchemy engines are made of) and the SQLAlchemy event hooks in
 :mod:`tenantry.db.alchemy`.
 """
 
@@ -46,14 +50,12 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Generator, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from typing import Any, NamedTuple
+from collections.abc import Callable, Generator
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 from psycopg import pq, waiting
 
-from tenantry import context
 from tenantry.context import BoundTenant
 from tenantry.db.connect import stale_binding
 from tenantry.db.local import ContextKeys
@@ -61,16 +63,13 @@ from tenantry.errors import DatabaseUnavailable, IsolationError, TenantContextEr
 
 __all__ = [
     "CONTROL_EPOCH",
-    "AsyncTenantConnection",
     "RouteKey",
-    "AsyncTenantCursor",
-    "AsyncTenantServerCursor",
     "Binder",
-    "TenantConnection",
-    "TenantCursor",
-    "TenantServerCursor",
+    "Statement",
     "abegin",
     "begin",
+    "begin_gen",
+    "fused_gen",
     "Signed",
     "areset_now",
     "check_route",
@@ -97,10 +96,6 @@ _BIND = (b"tenantry_bind", _BIND_SQL)
 _BIND_OWN_DATABASE = (b"tenantry_bind_marker", _BIND_SQL + b", tenantry.check_marker($1)")
 _RESET = b"SELECT tenantry.reset_session()"
 _COMMIT = b"COMMIT"
-# the reset ahead of a bind runs in a transaction of its own, committed before the bind's BEGIN
-# in the same pipeline segment: BEGIN, reset, COMMIT (three results). One Sync for all, so the
-# server answers everything in one write and the client wakes once.
-_RESET_RESULTS = 3
 #: the epoch control-plane work signs with: above every fence (only tenantry holds the key)
 CONTROL_EPOCH = 2**63 - 1
 _UNDEFINED_STATEMENT = b"26000"  # the prepared statement is gone (DISCARD ALL, DEALLOCATE)
@@ -112,6 +107,7 @@ _WAIT_READ, _WAIT_WRITE = waiting.WAIT_R, waiting.WAIT_W
 # wait functions' default, 0, polls, so a bind waiting for the server would spin on a core
 _WAIT_INTERVAL = 0.1
 
+_T = TypeVar("_T")
 Params = list[bytes | None]
 Statement = tuple[tuple[bytes, bytes], Params]
 
@@ -138,6 +134,10 @@ class Binder:
         self._default_schema = default_schema
         self._unbound: Statement = (_BIND, [b"", b"", _search_path(default_schema), b"", b""])
         self._cache: OrderedDict[BoundTenant, Statement] = OrderedDict()
+        # by identity: the scopes of a cached tenant hand out one BoundTenant object, and a
+        # dataclass hashes its fields (the route's too) at every lookup; the entry holds the
+        # object, so its id is not reused while the entry lives
+        self._same: dict[int, tuple[BoundTenant, Statement]] = {}
 
     def signed(self, tenant_id: uuid.UUID, schema: str, epoch: int = CONTROL_EPOCH) -> Signed:
         """The context as the ``tenantry.*`` settings take it: the signature covers the schema
@@ -150,9 +150,13 @@ class Binder:
         """The bind statement and its parameters for ``bound`` (``None``: no tenant)."""
         if bound is None:
             return self._unbound
+        same = self._same.get(id(bound))
+        if same is not None and same[0] is bound:
+            return same[1]
         cached = self._cache.get(bound)
         if cached is not None:
             self._cache.move_to_end(bound)
+            self._remember(bound, cached)
             return cached
         route = bound.route
         schema = route.schema if route is not None else self._default_schema
@@ -171,57 +175,113 @@ class Binder:
         self._cache[bound] = statement
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
+        self._remember(bound, statement)
         return statement
+
+    def _remember(self, bound: BoundTenant, statement: Statement) -> None:
+        if len(self._same) >= _CACHE_SIZE:
+            self._same.clear()
+        self._same[id(bound)] = (bound, statement)
+
+
+class _Queue:
+    """Statements queued in one pipeline, each parsed first if the connection has not parsed
+    it yet; remembers which result answers which Parse."""
+
+    def __init__(self, pgconn: pq.abc.PGconn, prepared: set[bytes]) -> None:
+        self.pgconn = pgconn
+        self.prepared = prepared
+        self.parses: list[bytes | None] = []  # per result: the name a Parse gave, or None
+
+    def add(self, statement: tuple[bytes, bytes], params: Params | None = None) -> None:
+        name, text = statement
+        if name not in self.prepared and name not in self.parses:
+            self.pgconn.send_prepare(name, text)
+            self.parses.append(name)
+        self.pgconn.send_query_prepared(name, params)
+        self.parses.append(None)
+
+    def unnamed(self, text: bytes) -> None:
+        """Queue ``text`` parsed anew: the reset's statements must be. A name the previous
+        borrower's SQL could have re-prepared (``DEALLOCATE x; PREPARE x AS SELECT 1``) would
+        let it skip the reset that undoes its session; a statement prepared by name after the
+        reset (the bind) is safe, the reset deallocates every statement prepared from SQL."""
+        self.pgconn.send_query_params(text, None)
+        self.parses.append(None)
+
+    def __len__(self) -> int:
+        return len(self.parses)
+
+    def note(self, results: list[pq.abc.PGresult]) -> None:
+        """Remember the statements whose Parse succeeded (even if executing them failed), or
+        that existed already (``42P05``: a Parse result lost earlier)."""
+        for name, res in zip(self.parses, results, strict=False):
+            if name is not None and (
+                res.status in _OK or res.error_field(pq.DiagnosticField.SQLSTATE) == _DUPLICATE_STATEMENT
+            ):
+                self.prepared.add(name)
+
+
+def _queue_bind(queue: _Queue, statement: Statement, reset: bool) -> int:
+    """Queue, in pipeline mode, what binds ``statement`` to a transaction begun with it: the
+    reset (if ``reset``), in a transaction of its own, then ``BEGIN`` and the bind. Nothing is
+    sent yet. Returns how many results the reset gives (they come first)."""
+    if reset:
+        queue.unnamed(_BEGIN)
+        queue.unnamed(_RESET)
+        queue.unnamed(_COMMIT)
+    resets = len(queue)
+    queue.unnamed(_BEGIN)
+    queue.add(statement[0], statement[1])
+    return resets
 
 
 def _bind_gen(
     pgconn: pq.abc.PGconn, statement: Statement, prepared: set[bytes], reset: bool = False
-) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
-    """Send (BEGIN if idle and) the bind statement in one pipeline; return the results.
+) -> Generator[waiting.Wait, Any, tuple[list[pq.abc.PGresult], int]]:
+    """Send (BEGIN if idle and) the bind statement in one pipeline; return the results and
+    how many of them the reset gave (they come first).
 
-    The statement is parsed in the same pipeline the first time a connection uses it. With
+    Each statement is parsed in the same pipeline the first time a connection uses it. With
     ``reset`` (an idle connection just handed over), the session is reset first, in a
     transaction of its own committed ahead of the BEGIN (``BEGIN; SELECT
     tenantry.reset_session(); COMMIT``), in the same pipeline segment: one network write, one
-    answer, one wake-up. The reset's three results come first in the list.
+    answer, one wake-up.
 
     Why not simpler: without the COMMIT the reset would belong to the borrower's transaction,
     and a rollback would bring the previous borrower's session state back (and LISTEN, undone
     only at commit, would show the previous borrower's channels meanwhile); with a Sync of its
     own the server flushes its answer twice and the client wakes twice.
     """
-    (name, text), params = statement
     start = pgconn.transaction_status == _IDLE
     reset = reset and start
-    parse = name not in prepared
     # inside psycopg's own pipeline (``with conn.pipeline():``) the connection is in pipeline
     # mode already and psycopg leaves it: send our part up to its own sync, read it, stay in
     owned = pgconn.pipeline_status == pq.PipelineStatus.OFF
     if owned:
         pgconn.enter_pipeline_mode()
     try:
-        if reset:
-            pgconn.send_query_params(_BEGIN, None)
-            pgconn.send_query_params(_RESET, None)
-            pgconn.send_query_params(_COMMIT, None)
-        if parse:
-            pgconn.send_prepare(name, text)
+        queue = _Queue(pgconn, prepared)
         if start:
-            pgconn.send_query_params(_BEGIN, None)
-        pgconn.send_query_prepared(name, params)
+            resets = _queue_bind(queue, statement, reset)
+        else:  # a transaction a statement outside tenantry opened: bind within it
+            resets = 0
+            queue.add(statement[0], statement[1])
         pgconn.pipeline_sync()
         results = yield from _exchange(pgconn, pipeline=True)
-        # the statement exists once its Parse succeeded, even if executing it failed
-        first = _RESET_RESULTS if reset else 0
-        if parse and len(results) > first and results[first].status in _OK:
-            prepared.add(name)
-        return results
+        queue.note(results)
+        return results, resets
     finally:
-        if owned and pgconn.pipeline_status != pq.PipelineStatus.OFF:
-            try:
-                pgconn.exit_pipeline_mode()
-            except psycopg.OperationalError:
-                pass  # results left unread on a broken connection: it is discarded anyway
+        if owned:
+            _leave_pipeline(pgconn)
+
+
+def _leave_pipeline(pgconn: pq.abc.PGconn) -> None:
+    if pgconn.pipeline_status != pq.PipelineStatus.OFF:
+        try:
+            pgconn.exit_pipeline_mode()
+        except psycopg.OperationalError:
+            pass  # results left unread on a broken connection: it is discarded anyway
 
 
 def _reset_gen(pgconn: pq.abc.PGconn) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
@@ -248,8 +308,9 @@ def _failed(results: list[pq.abc.PGresult]) -> bool:
 
 
 def _statement_state(results: list[pq.abc.PGresult]) -> bytes | None:
-    """``26000`` when the bind statement was deallocated behind our back, ``42P05`` when it
-    existed though we thought not; ``None`` otherwise."""
+    """``26000`` when one of tenantry's statements was deallocated behind its back (``DEALLOCATE
+    ALL``, ``DISCARD ALL``), ``42P05`` when one existed though tenantry thought not; ``None``
+    otherwise."""
     for r in results:
         state = r.error_field(pq.DiagnosticField.SQLSTATE)
         if state in (_UNDEFINED_STATEMENT, _DUPLICATE_STATEMENT):
@@ -257,21 +318,19 @@ def _statement_state(results: list[pq.abc.PGresult]) -> bytes | None:
     return None
 
 
-def _retry_bind(
-    pgconn: pq.abc.PGconn, results: list[pq.abc.PGresult], statement: Statement, prepared: set[bytes]
-) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
-    """After a failed bind whose prepared statement was lost or duplicated: roll back what the
-    pipeline began, fix what we know, bind again."""
+def _lost_statements(
+    pgconn: pq.abc.PGconn, results: list[pq.abc.PGresult], prepared: set[bytes]
+) -> Generator[waiting.Wait, Any, bool]:
+    """Whether a pipeline failed because tenantry's prepared statements were lost or
+    duplicated; if so, roll back what it began and forget them, ready to send it again."""
     state = _statement_state(results)
     if state is None:
-        return results
+        return False
     if state == _UNDEFINED_STATEMENT:
         prepared.clear()
-    else:
-        prepared.add(statement[0][0])
     if pgconn.transaction_status != _IDLE:
         yield from _rollback_gen(pgconn)
-    return (yield from _bind_gen(pgconn, statement, prepared))
+    return True
 
 
 def _check(results: list[pq.abc.PGresult], conn: psycopg.BaseConnection[Any]) -> None:
@@ -290,18 +349,74 @@ def _check(results: list[pq.abc.PGresult], conn: psycopg.BaseConnection[Any]) ->
             raise psycopg.DatabaseError(f"binding the tenant failed: {message}")
 
 
+def begin_gen(
+    conn: psycopg.BaseConnection[Any], statement: Statement, reset: bool
+) -> Generator[waiting.Wait, Any, None]:
+    """Bind ``statement`` to ``conn``'s transaction, starting one if none is open (after the
+    hand-over reset, with ``reset``): the protocol, to run inside a wait that holds the
+    connection's lock."""
+    prepared = _prepared(conn)
+    pgconn = conn.pgconn
+    results, resets = yield from _guarded(_bind_gen(pgconn, statement, prepared, reset))
+    if (yield from _guarded(_lost_statements(pgconn, results, prepared))):
+        results, resets = yield from _guarded(_bind_gen(pgconn, statement, prepared, reset))
+    _check(_after_reset(conn, results, resets), conn)
+
+
+def fused_gen(
+    conn: psycopg.BaseConnection[Any], statement: Statement, reset: bool, send: Callable[[], None]
+) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult] | None]:
+    """Begin a transaction bound by ``statement`` and run its first statement, in one round trip.
+
+    In one pipeline: (the hand-over reset,) ``BEGIN``, the bind, then whatever ``send`` queues
+    (the statement's Parse and execution, through the extended protocol), one Sync. Returns the
+    results of what ``send`` queued. A bind the database refuses raises its typed error, as
+    :func:`begin` would. If tenantry's prepared statements were deallocated behind its back,
+    the transaction is bound again on its own and ``None`` is returned: send the statement
+    again. The connection must be idle, outside pipeline mode.
+    """
+    prepared = _prepared(conn)
+    pgconn = conn.pgconn
+    pgconn.enter_pipeline_mode()
+    try:
+        queue = _Queue(pgconn, prepared)
+        resets = _queue_bind(queue, statement, reset)
+        own = len(queue)
+        send()
+        pgconn.pipeline_sync()
+        results = yield from _exchange(pgconn, pipeline=True)
+    except psycopg.OperationalError as err:
+        raise DatabaseUnavailable(f"connection lost while binding the tenant: {err}") from err
+    finally:
+        _leave_pipeline(pgconn)
+    head = results[:own]
+    if _failed(head):  # (the usual case skips all of this)
+        queue.note(results)
+        if (yield from _guarded(_lost_statements(pgconn, head, prepared))):
+            yield from begin_gen(conn, statement, reset)
+            return None
+        _check(_after_reset(conn, head, resets), conn)
+    queue.note(results)
+    if resets:
+        setattr(conn, _RESET_DUE, False)
+    return results[own:]
+
+
+def _guarded(gen: Generator[waiting.Wait, Any, _T]) -> Generator[waiting.Wait, Any, _T]:
+    """``gen``, with a connection lost on the way raised as :class:`DatabaseUnavailable`."""
+    try:
+        return (yield from gen)
+    except psycopg.OperationalError as err:
+        raise DatabaseUnavailable(f"connection lost while binding the tenant: {err}") from err
+
+
 def begin(conn: psycopg.Connection[Any], bound: BoundTenant | None, binder: Binder) -> None:
     """Bind ``bound`` to ``conn``'s transaction, starting one if none is open (and resetting the
     session first if the connection was handed over since its last use)."""
     statement = binder.statement(bound)
-    prepared = _prepared(conn)
     reset = reset_due(conn)
     with conn.lock:
-        results = _run_sync(conn.pgconn, _bind_gen(conn.pgconn, statement, prepared, reset))
-        results = _after_reset(conn, results, reset)
-        if _failed(results):
-            results = _run_sync(conn.pgconn, _retry_bind(conn.pgconn, results, statement, prepared))
-    _check(results, conn)
+        _run_sync(conn.pgconn, begin_gen(conn, statement, reset))
 
 
 # -- hand-over ---------------------------------------------------------------------------------
@@ -323,7 +438,7 @@ def reset_due(conn: psycopg.BaseConnection[Any]) -> bool:
 
 
 def _after_reset(
-    conn: psycopg.BaseConnection[Any], results: list[pq.abc.PGresult], reset: bool, count: int = _RESET_RESULTS
+    conn: psycopg.BaseConnection[Any], results: list[pq.abc.PGresult], count: int
 ) -> list[pq.abc.PGresult]:
     """The bind's own results, once the reset that went ahead of them (its first ``count``
     results) is known to have worked.
@@ -331,7 +446,7 @@ def _after_reset(
     A reset that failed leaves a session nobody may use: the connection is closed (its pool
     replaces it) and the bind fails.
     """
-    if not reset:
+    if not count:
         return results
     failed = next((r for r in results[:count] if r.status not in _OK), None)
     if failed is None and len(results) >= count:
@@ -348,13 +463,13 @@ def _after_reset(
 def reset_now(conn: psycopg.Connection[Any]) -> None:
     """Reset a handed-over connection's session before a statement that escapes the binder."""
     results = _run_sync(conn.pgconn, _reset_gen(conn.pgconn))
-    _after_reset(conn, results, True, 1)
+    _after_reset(conn, results, 1)
 
 
 async def areset_now(conn: psycopg.AsyncConnection[Any]) -> None:
     """Async :func:`reset_now`."""
     results = await _run_async(conn.pgconn, _reset_gen(conn.pgconn))
-    _after_reset(conn, results, True, 1)
+    _after_reset(conn, results, 1)
 
 
 def _rollback_gen(pgconn: pq.abc.PGconn) -> Generator[waiting.Wait, Any, list[pq.abc.PGresult]]:
@@ -394,7 +509,7 @@ def _exchange(pgconn: pq.abc.PGconn, *, pipeline: bool) -> Generator[waiting.Wai
         results.append(res)
 
 
-def _run_sync(pgconn: pq.abc.PGconn, gen: Generator[waiting.Wait, Any, list[pq.abc.PGresult]]) -> list[pq.abc.PGresult]:
+def _run_sync(pgconn: pq.abc.PGconn, gen: Generator[waiting.Wait, Any, _T]) -> _T:
     try:
         return waiting.wait(gen, pgconn.socket, interval=_WAIT_INTERVAL)
     except psycopg.OperationalError as err:
@@ -404,32 +519,19 @@ def _run_sync(pgconn: pq.abc.PGconn, gen: Generator[waiting.Wait, Any, list[pq.a
 async def abegin(conn: psycopg.AsyncConnection[Any], bound: BoundTenant | None, binder: Binder) -> None:
     """Async :func:`begin`: waits on the socket through the event loop, never blocking it."""
     statement = binder.statement(bound)
-    prepared = _prepared(conn)
     reset = reset_due(conn)
     async with conn.lock:
-        results = await _run_async(conn.pgconn, _bind_gen(conn.pgconn, statement, prepared, reset))
-        results = _after_reset(conn, results, reset)
-        if _failed(results):
-            results = await _run_async(conn.pgconn, _retry_bind(conn.pgconn, results, statement, prepared))
-    _check(results, conn)
+        await _run_async(conn.pgconn, begin_gen(conn, statement, reset))
 
 
-async def _run_async(
-    pgconn: pq.abc.PGconn, gen: Generator[waiting.Wait, Any, list[pq.abc.PGresult]]
-) -> list[pq.abc.PGresult]:
+async def _run_async(pgconn: pq.abc.PGconn, gen: Generator[waiting.Wait, Any, _T]) -> _T:
     try:
         return await waiting.wait_async(gen, pgconn.socket, interval=_WAIT_INTERVAL)
     except psycopg.OperationalError as err:
         raise DatabaseUnavailable(f"connection lost while binding the tenant: {err}") from err
 
 
-# -- raw psycopg ------------------------------------------------------------------------------
-
-_SWITCHED = "the bound tenant changed inside an open transaction; commit or roll back first"
-_AUTOCOMMIT = (
-    "tenantry connections are transactional: in autocommit mode a statement would run with no"
-    " tenant bound; use conn.transaction() or leave autocommit off"
-)
+# -- routing and prepared statements ---------------------------------------------------------
 
 RouteKey = tuple[str, str | None]
 
@@ -466,228 +568,3 @@ def choose_prepare(conn: psycopg.BaseConnection[Any], bound: BoundTenant | None)
 
 
 _UNSET: Any = object()
-
-
-#: what a connection remembers as bound while its open transaction was not begun by tenantry
-_NOT_BOUND: Any = object()
-
-
-class TenantConnection(psycopg.Connection[Any]):
-    """A psycopg connection whose every transaction is bound to the context's tenant.
-
-    Made by the runtime pools; use it through ``tn.connection()``. Statements run through any
-    cursor of the connection, client- or server-side; a transaction begun under one tenant
-    refuses statements issued under another (:class:`TenantContextError`), and a connection
-    to one database refuses tenants that live in another. A connection handed back to its pool
-    has its session reset before its next use, whatever runs first (see the module's
-    docstring).
-    """
-
-    _tenantry_binder: Binder | None = None
-    _tenantry_bound: BoundTenant | None = _NOT_BOUND
-    _tenantry_serves: RouteKey | None = None
-    _tenantry_schemas: set[str] | None = None
-
-    def _tenantry_bind(self, wanted: BoundTenant | None, binder: Binder) -> None:
-        check_route(wanted, self._tenantry_serves)
-        choose_prepare(self, wanted)
-        begin(self, wanted, binder)
-        self._tenantry_bound = wanted
-        _note_schema(self, wanted)
-
-    def _tenantry_prepare(self) -> None:
-        binder = self._tenantry_binder
-        if binder is None:
-            return
-        wanted = context.current()
-        if self.pgconn.transaction_status == _IDLE:
-            if self.autocommit:
-                raise TenantContextError(_AUTOCOMMIT)
-            self._tenantry_bind(wanted, binder)
-        elif self._tenantry_bound is _NOT_BOUND:
-            # a statement outside tenantry opened this transaction: bind within it
-            self._tenantry_bind(wanted, binder)
-        elif self._tenantry_bound != wanted:
-            raise TenantContextError(_SWITCHED)
-
-    def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
-        # Every statement psycopg runs passes here; tenantry's binder does not (it waits on
-        # its own). So a transaction that starts from here was not bound by tenantry, and a
-        # handed-over session that would reach a statement from here is reset first.
-        if self.pgconn.transaction_status == _IDLE:
-            self._tenantry_bound = _NOT_BOUND
-            if reset_due(self) and self.pgconn.pipeline_status == pq.PipelineStatus.OFF:
-                reset_now(self)
-        return super().wait(gen, *args, **kwargs)
-
-    def rollback(self) -> None:
-        # with no transaction open there is nothing to end: return before wait() would reset
-        # a handed-over session for nothing (SQLAlchemy rolls back every connection it returns)
-        if not _nothing_to_end(self):
-            super().rollback()
-
-    def commit(self) -> None:
-        if not _nothing_to_end(self):
-            super().commit()
-
-    @contextmanager
-    def transaction(
-        self, savepoint_name: str | None = None, force_rollback: bool = False
-    ) -> Iterator[psycopg.Transaction]:
-        outer = self.pgconn.transaction_status == _IDLE
-        with super().transaction(savepoint_name, force_rollback) as tx:
-            if outer and self._tenantry_binder is not None:
-                # psycopg sent its own BEGIN: bind within it (one extra round trip)
-                self._tenantry_bind(context.current(), self._tenantry_binder)
-            else:
-                self._tenantry_prepare()
-            yield tx
-
-
-def _nothing_to_end(conn: psycopg.BaseConnection[Any]) -> bool:
-    """Idle, outside pipeline mode and two-phase commit: commit and rollback would send nothing."""
-    return (
-        conn.pgconn.transaction_status == _IDLE
-        and conn.pgconn.pipeline_status == pq.PipelineStatus.OFF
-        and getattr(conn, "_tpc", None) is None
-        and not conn.closed
-    )
-
-
-def _note_schema(conn: TenantConnection | AsyncTenantConnection, bound: BoundTenant | None) -> None:
-    """Remember the schemas a connection has served (see ``schema_recycle_after``)."""
-    if bound is not None and bound.route is not None:
-        if conn._tenantry_schemas is None:
-            conn._tenantry_schemas = set()
-        conn._tenantry_schemas.add(bound.route.schema)
-
-
-def _prepare(conn: Any) -> None:
-    prepare = getattr(conn, "_tenantry_prepare", None)
-    if prepare is not None:
-        prepare()
-
-
-class TenantCursor(psycopg.Cursor[Any]):
-    """Cursor that binds the tenant before the first statement of each transaction."""
-
-    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> TenantCursor:
-        _prepare(self.connection)
-        return super().execute(query, params, **kwargs)
-
-    def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
-        _prepare(self.connection)
-        super().executemany(query, params_seq, **kwargs)
-
-    def stream(self, query: Any, params: Any = None, **kwargs: Any) -> Iterator[Any]:
-        _prepare(self.connection)
-        return super().stream(query, params, **kwargs)
-
-    @contextmanager
-    def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> Iterator[psycopg.Copy]:
-        _prepare(self.connection)
-        with super().copy(statement, params, **kwargs) as copy:
-            yield copy
-
-
-class TenantServerCursor(psycopg.ServerCursor[Any]):
-    """Named (server-side) cursor that binds the tenant like :class:`TenantCursor`."""
-
-    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> TenantServerCursor:
-        _prepare(self.connection)
-        return super().execute(query, params, **kwargs)
-
-
-class AsyncTenantConnection(psycopg.AsyncConnection[Any]):
-    """Async :class:`TenantConnection`."""
-
-    _tenantry_binder: Binder | None = None
-    _tenantry_bound: BoundTenant | None = _NOT_BOUND
-    _tenantry_serves: RouteKey | None = None
-    _tenantry_schemas: set[str] | None = None
-
-    async def _tenantry_bind(self, wanted: BoundTenant | None, binder: Binder) -> None:
-        check_route(wanted, self._tenantry_serves)
-        choose_prepare(self, wanted)
-        await abegin(self, wanted, binder)
-        self._tenantry_bound = wanted
-        _note_schema(self, wanted)
-
-    async def _tenantry_prepare(self) -> None:
-        binder = self._tenantry_binder
-        if binder is None:
-            return
-        wanted = context.current()
-        if self.pgconn.transaction_status == _IDLE:
-            if self.autocommit:
-                raise TenantContextError(_AUTOCOMMIT)
-            await self._tenantry_bind(wanted, binder)
-        elif self._tenantry_bound is _NOT_BOUND:
-            await self._tenantry_bind(wanted, binder)
-        elif self._tenantry_bound != wanted:
-            raise TenantContextError(_SWITCHED)
-
-    async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
-        # as in TenantConnection.wait
-        if self.pgconn.transaction_status == _IDLE:
-            self._tenantry_bound = _NOT_BOUND
-            if reset_due(self) and self.pgconn.pipeline_status == pq.PipelineStatus.OFF:
-                await areset_now(self)
-        return await super().wait(gen, *args, **kwargs)
-
-    async def rollback(self) -> None:
-        if not _nothing_to_end(self):  # as in TenantConnection.rollback
-            await super().rollback()
-
-    async def commit(self) -> None:
-        if not _nothing_to_end(self):
-            await super().commit()
-
-    @asynccontextmanager
-    async def transaction(
-        self, savepoint_name: str | None = None, force_rollback: bool = False
-    ) -> AsyncIterator[psycopg.AsyncTransaction]:
-        outer = self.pgconn.transaction_status == _IDLE
-        async with super().transaction(savepoint_name, force_rollback) as tx:
-            if outer and self._tenantry_binder is not None:
-                await self._tenantry_bind(context.current(), self._tenantry_binder)
-            else:
-                await self._tenantry_prepare()
-            yield tx
-
-
-async def _aprepare(conn: Any) -> None:
-    prepare = getattr(conn, "_tenantry_prepare", None)
-    if prepare is not None:
-        await prepare()
-
-
-class AsyncTenantCursor(psycopg.AsyncCursor[Any]):
-    """Async :class:`TenantCursor`."""
-
-    async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> AsyncTenantCursor:
-        await _aprepare(self.connection)
-        return await super().execute(query, params, **kwargs)
-
-    async def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
-        await _aprepare(self.connection)
-        await super().executemany(query, params_seq, **kwargs)
-
-    async def stream(self, query: Any, params: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
-        await _aprepare(self.connection)
-        async for row in super().stream(query, params, **kwargs):
-            yield row
-
-    @asynccontextmanager
-    async def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> AsyncIterator[psycopg.AsyncCopy]:
-        await _aprepare(self.connection)
-        async with super().copy(statement, params, **kwargs) as copy:
-            yield copy
-
-
-class AsyncTenantServerCursor(psycopg.AsyncServerCursor[Any]):
-    """Async :class:`TenantServerCursor`."""
-
-    async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> AsyncTenantServerCursor:
-        await _aprepare(self.connection)
-        return await super().execute(query, params, **kwargs)

@@ -28,18 +28,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tenantry.core.placement import PRIMARY_CELL
 from tenantry.db import liveness
 from tenantry.db.alchemy import bind_engine
-from tenantry.db.binding import (
+from tenantry.db.binding import Binder, RouteKey, mark_returned
+from tenantry.db.connect import translate
+from tenantry.db.connections import (
     AsyncTenantConnection,
     AsyncTenantCursor,
     AsyncTenantServerCursor,
-    Binder,
-    RouteKey,
     TenantConnection,
     TenantCursor,
     TenantServerCursor,
-    mark_returned,
 )
-from tenantry.db.connect import translate
 from tenantry.errors import DatabaseUnavailable
 from tenantry.settings import Settings
 
@@ -398,7 +396,9 @@ class Router:
         # (tenantry's connection class: the hand-over guard covers raw_connection() too)
         watch.check()
         try:
-            return TenantConnection.connect(watch.url, connect_timeout=self._connect_seconds())
+            return TenantConnection.connect(
+                watch.url, connect_timeout=self._connect_seconds(), cursor_factory=TenantCursor
+            )
         except psycopg.OperationalError as err:
             watch.suspect()
             raise DatabaseUnavailable(f"cannot connect to {watch.what}: {_first_line(err)}") from err
@@ -406,7 +406,9 @@ class Router:
     async def _aconnect(self, watch: liveness.ServerWatch) -> psycopg.AsyncConnection[Any]:
         watch.check()
         try:
-            return await AsyncTenantConnection.connect(watch.url, connect_timeout=self._connect_seconds())
+            return await AsyncTenantConnection.connect(
+                watch.url, connect_timeout=self._connect_seconds(), cursor_factory=AsyncTenantCursor
+            )
         except psycopg.OperationalError as err:
             watch.suspect()
             raise DatabaseUnavailable(f"cannot connect to {watch.what}: {_first_line(err)}") from err

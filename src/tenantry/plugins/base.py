@@ -4,7 +4,7 @@ A plugin is an object with a ``name``; what it can do is the capability classes 
 
     class Audit(LifecycleHooks, ConfigSection, AppTables):
         name = "audit-export"
-        config_model = AuditConfig            # ConfigSection: tn.config().audit_export
+        config_model = AuditConfig            # ConfigSection: tn.config.current().audit_export
         metadata = AuditBase.metadata         # AppTables: tenant tables in every placement
 
         def on_tenant_suspended(self, tn, tenant):   # LifecycleHooks
@@ -151,7 +151,7 @@ class ConfigSection(Plugin):
 
     def config(self, tn: Tenantry) -> Any:
         """The bound tenant's section (from the per-process cache)."""
-        return getattr(tn.config(), self.section)
+        return getattr(tn.config.current(), self.section)
 
 
 class AppTables(Plugin):

@@ -30,7 +30,6 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from tenantry import context
-from tenantry.core import flags as flags_core
 from tenantry.core.events import EventKind
 from tenantry.core.hooks import POLL_SECONDS
 from tenantry.db import catalog
@@ -62,6 +61,7 @@ from tenantry.plugins.hooks import HookDelivery, HookRunner, follow
 from tenantry.plugins.hooks import RunReport as HookRunReport
 from tenantry.services import plugin_hooks
 from tenantry.services import plugins as service
+from tenantry.tenant_config import evaluation as flags_core
 
 if TYPE_CHECKING:
     from tenantry.app import Tenantry
@@ -176,7 +176,7 @@ class Plugins:
                     raise ConfigurationError(f"plugin {name!r}: {err}") from err
             if isinstance(found, ConfigSection):
                 try:
-                    self._tn.config_sections.add(found.section, found.config_model)
+                    self._tn.config.sections.add(found.section, found.config_model)
                 except ConfigurationError:
                     if isinstance(found, LifecycleHooks):
                         self._manager.unregister(name=name)
@@ -388,7 +388,11 @@ class Plugins:
             return service.enabled_tenants(conn, name, statuses=LIVE_STATUSES)
 
     def _tenant_id(self, tenant: str | uuid.UUID | None) -> uuid.UUID:
-        return self._tn._live.tenant_id(tenant)
+        if tenant is None:
+            return context.require().id
+        if isinstance(tenant, uuid.UUID):
+            return tenant
+        return (self._tn._cached(tenant) or self._tn._lookup(tenant))[0].id
 
     # -- what plugins raised ------------------------------------------------------------------
     def errors(
@@ -548,17 +552,15 @@ class Plugins:
     def install_flags(self) -> builtins.list[str]:
         """Create the flags plugins declare that do not exist yet; returns their keys. A flag
         that exists (perhaps changed by an operator) is left as it is."""
-        from tenantry.services import flags as flags_service
-
         created: builtins.list[str] = []
         for plugin in self._of(FlagProvider):
             for definition in plugin.flag_definitions():
                 key = str(definition.get("key"))
                 try:
-                    flags_service.get_flag(self._tn, key)
+                    self._tn.flags.get(key)
                 except TenantryError:
                     try:
-                        flags_service.create_flag(self._tn, definition)
+                        self._tn.flags.create(definition)
                     except FlagExists:
                         continue  # created meanwhile
                     created.append(key)

@@ -23,8 +23,8 @@ from psycopg import sql
 from tenantry.errors import PluginNotFound
 from tenantry.plugins.base import check_plugin_name
 from tenantry.services import audit
-from tenantry.services.config import Scope, scope_of
 from tenantry.services.events import notify_plugin
+from tenantry.tenant_config.store import Scope, scope_of
 
 if TYPE_CHECKING:
     from tenantry.app import Tenantry

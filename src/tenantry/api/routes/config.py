@@ -9,7 +9,7 @@ temporary overrides that expire), ``PUT`` (replace the layer's values), ``DELETE
 newest first, paged), ``GET .../diff?from=&to=`` and ``POST .../rollback``.
 
 Every write is validated against the app's config schema for every tenant it reaches before
-anything is saved (:mod:`tenantry.services.config`): a value that does not validate is a 422
+anything is saved (:mod:`tenantry.tenant_config.config`): a value that does not validate is a 422
 problem whose ``problems`` lists each ``"path: message"``. Writing what is there already
 changes nothing (``changed: false``, no new version).
 """
@@ -28,7 +28,7 @@ from tenantry.api.deps import TN, problems
 from tenantry.api.paging import Cursor, Limit, decode_cursor, id_key, paginate
 from tenantry.api.schemas import In, JsonValue, Text
 from tenantry.app import Tenantry
-from tenantry.services import config as service
+from tenantry.tenant_config import ConfigChange
 
 __all__ = [
     "ChangeOut",
@@ -156,17 +156,17 @@ class Layer(TypedDict, total=False):
 
 
 def _layer_out(tn: Tenantry, layer: Layer) -> ConfigLayerOut:
-    return ConfigLayerOut.model_validate(service.get(tn, **layer).to_dict())
+    return ConfigLayerOut.model_validate(tn.config.get(**layer).to_dict())
 
 
 def _key_out(tn: Tenantry, layer: Layer, key: str) -> ConfigKeyOut:
-    found = service.get(tn, key=key, **layer)
+    found = tn.config.get(key=key, **layer)
     return ConfigKeyOut.model_validate(
         {**found.scope.to_dict(), "version": found.version, "key": key, "value": found.value, "source": found.source}
     )
 
 
-def _change_out(change: service.ConfigChange) -> ConfigChangeOut:
+def _change_out(change: ConfigChange) -> ConfigChangeOut:
     return ConfigChangeOut.model_validate(change.to_dict())
 
 
@@ -175,8 +175,8 @@ def _set(tn: Tenantry, layer: Layer, body: ConfigPlanPatch) -> ConfigChangeOut:
     if isinstance(body, ConfigTenantPatch):
         expires_in = None if body.expires_in is None else timedelta(seconds=body.expires_in)
         expires_at = body.expires_at
-    change = service.set_values(
-        tn, body.values, expires_in=expires_in, expires_at=expires_at, message=body.message, **layer
+    change = tn.config.set_many(
+        body.values, expires_in=expires_in, expires_at=expires_at, message=body.message, **layer
     )
     return _change_out(change)
 
@@ -185,7 +185,7 @@ def _history(
     tn: Tenantry, layer: Layer, request: Request, response: Response, limit: int, cursor: str | None
 ) -> ConfigVersionPage:
     before = None if cursor is None else decode_cursor(cursor, id_key)[0]
-    found = service.history(tn, limit=limit + 1, before=before, **layer)
+    found = tn.config.history(limit=limit + 1, before=before, **layer)
     page, url, next_cursor = paginate(request, response, found, limit, lambda v: (v.version,))
     return ConfigVersionPage(
         items=[ConfigVersionOut.model_validate(v.to_dict()) for v in page], next=url, next_cursor=next_cursor
@@ -193,7 +193,7 @@ def _history(
 
 
 def _diff(tn: Tenantry, layer: Layer, from_version: int, to_version: int) -> ConfigDiffOut:
-    return ConfigDiffOut.model_validate(service.diff(tn, from_version, to_version, **layer).to_dict())
+    return ConfigDiffOut.model_validate(tn.config.diff(from_version, to_version, **layer).to_dict())
 
 
 FromVersion = Annotated[int, Query(alias="from", ge=0, le=2**31 - 1, description="The older version (0: empty).")]
@@ -242,7 +242,7 @@ def set_tenant_values(tn: TN, _: Write, tenant: TenantKey, body: ConfigTenantPat
 def replace_tenant_layer(tn: TN, _: Write, tenant: TenantKey, body: ConfigPut) -> ConfigChangeOut:
     """Replace the tenant's values with `document` (its temporary overrides stay).
     Scope: `config:write`."""
-    return _change_out(service.replace(tn, body.document, tenant=tenant, message=body.message))
+    return _change_out(tn.config.replace(body.document, tenant=tenant, message=body.message))
 
 
 @router.delete(
@@ -261,7 +261,7 @@ def unset_tenant_key(
 ) -> ConfigChangeOut:
     """Remove a key from the tenant's layer, so the plan's value or the default shows
     through; unsetting an absent key changes nothing. Scope: `config:write`."""
-    return _change_out(service.unset_value(tn, key, tenant=tenant, override=override, message=message))
+    return _change_out(tn.config.unset(key, tenant=tenant, override=override, message=message))
 
 
 @router.get("/tenants/{tenant}/history", response_model=ConfigVersionPage, responses=_READ_ERRORS)
@@ -290,7 +290,7 @@ def tenant_diff(tn: TN, _: Read, tenant: TenantKey, from_version: FromVersion, t
 def tenant_rollback(tn: TN, _: Write, tenant: TenantKey, body: RollbackIn) -> ConfigChangeOut:
     """Make the tenant's layer what it was at `version`, as a new version (validated first;
     overrides that expired since stay gone). Scope: `config:write`."""
-    return _change_out(service.rollback(tn, body.version, tenant=tenant, message=body.message))
+    return _change_out(tn.config.rollback(body.version, tenant=tenant, message=body.message))
 
 
 # -- plans ------------------------------------------------------------------------------------
@@ -324,7 +324,7 @@ def set_plan_values(tn: TN, _: Write, plan: PlanName, body: ConfigPlanPatch) -> 
 @router.put("/plans/{plan}", response_model=ConfigChangeOut, response_model_exclude_unset=True, responses=_WRITE_ERRORS)
 def replace_plan_layer(tn: TN, _: Write, plan: PlanName, body: ConfigPut) -> ConfigChangeOut:
     """Replace the plan's values with `document`. Scope: `config:write`."""
-    return _change_out(service.replace(tn, body.document, plan=plan, message=body.message))
+    return _change_out(tn.config.replace(body.document, plan=plan, message=body.message))
 
 
 @router.delete(
@@ -341,7 +341,7 @@ def unset_plan_key(
     message: Annotated[Text, Query(max_length=1000, description="Why: kept with the version.")] = "",
 ) -> ConfigChangeOut:
     """Remove a key from the plan's layer. Scope: `config:write`."""
-    return _change_out(service.unset_value(tn, key, plan=plan, message=message))
+    return _change_out(tn.config.unset(key, plan=plan, message=message))
 
 
 @router.get("/plans/{plan}/history", response_model=ConfigVersionPage, responses=_READ_ERRORS)
@@ -368,4 +368,4 @@ def plan_diff(tn: TN, _: Read, plan: PlanName, from_version: FromVersion, to_ver
 )
 def plan_rollback(tn: TN, _: Write, plan: PlanName, body: RollbackIn) -> ConfigChangeOut:
     """Make the plan's layer what it was at `version`, as a new version. Scope: `config:write`."""
-    return _change_out(service.rollback(tn, body.version, plan=plan, message=body.message))
+    return _change_out(tn.config.rollback(body.version, plan=plan, message=body.message))

@@ -1,8 +1,8 @@
 """``/v1/flags``: feature flags: create, read, change, kill and delete them, and see what one
 serves a tenant.
 
-Definitions are validated whole by :class:`tenantry.core.flags.FlagSpec` before anything is
-saved (:mod:`tenantry.services.flags`): one that does not validate is a 422 problem whose
+Definitions are validated whole by :class:`tenantry.FlagSpec` before anything is
+saved (:mod:`tenantry.tenant_config.flags`): one that does not validate is a 422 problem whose
 ``problems`` lists each ``"path: message"`` (``rules[0].when[0].op: ...``). Creating a flag
 that exists with the same definition answers 200 and changes nothing; with another
 definition, 409. A boolean flag's rollout may be written as the percentage that gets ``on``
@@ -23,8 +23,8 @@ from tenantry.api.paging import Cursor, Limit, decode_cursor, paginate, text_key
 from tenantry.api.schemas import In, JsonValue, Text
 from tenantry.core.model import Status
 from tenantry.errors import FlagNotFound, InvalidInput, TenantNotFound
-from tenantry.services import flags as service
-from tenantry.services.flags import FlagRecord
+from tenantry.tenant_config import FlagRecord
+from tenantry.tenant_config.evaluation import check_key
 
 __all__ = [
     "EvaluationOut",
@@ -136,7 +136,7 @@ def list_flags(
 ) -> FlagPage:
     """Flags by key, a page at a time. Scope: `flags:read`."""
     after = None if cursor is None else decode_cursor(cursor, text_key)[0]
-    found = service.list_flags(tn, after=after, limit=limit + 1)
+    found = tn.flags.list(after=after, limit=limit + 1)
     page, url, next_cursor = paginate(request, response, found, limit, lambda f: (f.key,))
     return FlagPage(items=[flag_out(f) for f in page], next=url, next_cursor=next_cursor)
 
@@ -154,10 +154,10 @@ def create_flag(tn: TN, _: Write, body: FlagIn, response: Response) -> FlagOut:
     """Create a flag (a boolean flag starts off unless a rollout or rule says otherwise).
     Scope: `flags:write`."""
     try:
-        existing: FlagRecord | None = service.get_flag(tn, body.key)
+        existing: FlagRecord | None = tn.flags.get(body.key)
     except (FlagNotFound, InvalidInput):  # a bad key: the service's validation says why
         existing = None
-    record = service.create_flag(tn, _definition(body))
+    record = tn.flags.create(_definition(body))
     if existing is not None and record.updated_at == existing.updated_at:
         response.status_code = 200
     response.headers["Location"] = f"/v1/flags/{record.key}"
@@ -167,20 +167,20 @@ def create_flag(tn: TN, _: Write, body: FlagIn, response: Response) -> FlagOut:
 @router.get("/{key}", response_model=FlagOut, responses=problems(404))
 def get_flag(tn: TN, _: Read, key: Key) -> FlagOut:
     """One flag's whole definition. Scope: `flags:read`."""
-    return flag_out(service.get_flag(tn, key))
+    return flag_out(tn.flags.get(key))
 
 
 @router.patch("/{key}", response_model=FlagOut, responses=problems(400, 404))
 def update_flag(tn: TN, _: Write, key: Key, body: FlagPatch) -> FlagOut:
     """Change some of a flag's fields; the whole new definition is validated before anything
     is saved. Changing `kind` needs the other kind's variants anew. Scope: `flags:write`."""
-    return flag_out(service.update_flag(tn, key, _definition(body)))
+    return flag_out(tn.flags.update(key, _definition(body)))
 
 
 @router.delete("/{key}", response_model=FlagDeletedOut, responses=problems(404))
 def delete_flag(tn: TN, _: Write, key: Key) -> FlagDeletedOut:
     """Delete a flag: apps then find no such flag (and use their defaults). Scope: `flags:write`."""
-    if not service.delete_flag(tn, key):
+    if not tn.flags.delete(key):
         raise FlagNotFound(f"no flag {key!r}")
     return FlagDeletedOut(key=key)
 
@@ -189,13 +189,13 @@ def delete_flag(tn: TN, _: Write, key: Key) -> FlagDeletedOut:
 def kill_flag(tn: TN, _: Write, key: Key) -> FlagOut:
     """Kill switch: the flag serves its off variant everywhere, within a second in every
     process. Killing a killed flag changes nothing. Scope: `flags:write`."""
-    return flag_out(service.kill_flag(tn, key))
+    return flag_out(tn.flags.kill(key))
 
 
 @router.post("/{key}/unkill", response_model=FlagOut, responses=problems(404))
 def unkill_flag(tn: TN, _: Write, key: Key) -> FlagOut:
     """Undo the kill switch: the rules, rollout and schedule apply again. Scope: `flags:write`."""
-    return flag_out(service.unkill_flag(tn, key))
+    return flag_out(tn.flags.unkill(key))
 
 
 @router.get("/{key}/evaluate", response_model=EvaluationOut, responses=problems(404))
@@ -211,5 +211,5 @@ def evaluate_flag(
     found = tn.get_tenant(tenant)
     if found.status is Status.DELETED:
         raise TenantNotFound(f"tenant {found.slug!r} is deleted")
-    result = service.evaluate_flag(tn, key, tenant=found.id, user=user)
+    result = tn.flags.evaluate(check_key(key), tenant=found.id, user=user)
     return EvaluationOut.model_validate({**result.to_dict(), "tenant": found.slug, "user": user})

@@ -50,7 +50,7 @@ def build(tn: Tenantry, event: str, data: Mapping[str, Any]) -> Delivery | None:
     bound = context.require()
     if not tn.plugins.is_enabled(NAME):
         return None
-    config: WebhooksConfig = getattr(tn.config(), NAME)
+    config: WebhooksConfig = getattr(tn.config.current(), NAME)
     if config.url is None or not subscribed(config.events, event):
         return None
     event_id = uuid.uuid4()

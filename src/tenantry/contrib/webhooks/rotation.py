@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from tenantry.contrib.webhooks.signing import check_secret, new_secret
 from tenantry.errors import InvalidInput
-from tenantry.services import config as config_service
 
 if TYPE_CHECKING:
     from tenantry.app import Tenantry
@@ -58,8 +57,7 @@ def rotate_secret(
         section.update(secret=fresh, previous_secrets=kept[:MAX_KEPT])
         return {**document, "webhooks": section}
 
-    config_service.modify(
-        tn,
+    tn.config.modify(
         change,
         tenant=tenant,
         plan=plan,

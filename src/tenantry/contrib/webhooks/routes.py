@@ -62,7 +62,7 @@ class WebhookRoutes:
             await send_problem(scope, send, problem(404, "no such resource"))
 
     async def _overview(self) -> dict[str, Any]:
-        config: WebhooksConfig = await asyncio.to_thread(lambda: getattr(self.tn.config(), "webhooks"))  # noqa: B009 - a plugin section, unknown to the type
+        config: WebhooksConfig = await asyncio.to_thread(lambda: getattr(self.tn.config.current(), "webhooks"))  # noqa: B009 - a plugin section, unknown to the type
         async with AsyncSession(self.tn.async_engine()) as session:
             rows = (await session.execute(sa.select(Delivery.status, sa.func.count()).group_by(Delivery.status))).all()
         counts = {status: int(count) for status, count in rows}

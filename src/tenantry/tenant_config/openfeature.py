@@ -4,7 +4,7 @@ Apps then use the standard API::
 
     from openfeature import api
     from openfeature.evaluation_context import EvaluationContext
-    from tenantry.openfeature import TenantryProvider
+    from tenantry import TenantryProvider
 
     api.set_provider(TenantryProvider(tn))
     client = api.get_client()
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import FlagNotFoundError, InvalidContextError, TypeMismatchError
@@ -33,9 +33,17 @@ from tenantry import context
 from tenantry.errors import FlagNotFound, NoTenantBound, TenantNotFound
 
 if TYPE_CHECKING:
-    from tenantry.app import Tenantry
+    from tenantry.tenant_config.flags import Flags
 
 __all__ = ["TenantryProvider"]
+
+
+class HasFlags(Protocol):
+    """What the provider needs: ``flags`` (a :class:`~tenantry.Tenantry` has them)."""
+
+    @property
+    def flags(self) -> Flags: ...
+
 
 _REASONS = {
     "DISABLED": Reason.DISABLED,
@@ -48,7 +56,7 @@ _REASONS = {
 class TenantryProvider(AbstractProvider):
     """Resolves OpenFeature flag evaluations with ``tn.flags`` for the bound tenant."""
 
-    def __init__(self, tn: Tenantry) -> None:
+    def __init__(self, tn: HasFlags) -> None:
         super().__init__()
         self._tn = tn
 

@@ -33,8 +33,8 @@ from typing import Any, Literal
 import pydantic
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tenantry.core.config import format_errors
 from tenantry.errors import ConfigInvalid, InvalidInput
+from tenantry.tenant_config.schema import format_errors
 
 __all__ = [
     "BUCKETS",

@@ -1,0 +1,42 @@
+"""Helpers of the data-plane tests."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import pq
+
+
+class Trace:
+    """The protocol messages a connection exchanged, as libpq traced them."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def sent(self) -> list[str]:
+        """The names of the messages the client sent, in order."""
+        return [line.split("\t")[2].strip() for line in self.lines if line.startswith("F\t")]
+
+    @property
+    def round_trips(self) -> int:
+        """How many times the client waited for the server: each Sync (extended protocol) and
+        each simple Query asks for an answer the client then reads."""
+        return sum(1 for name in self.sent() if name in ("Sync", "Query"))
+
+
+@contextmanager
+def traced(conn: psycopg.BaseConnection[object]) -> Iterator[Trace]:
+    """Trace ``conn``'s protocol messages (libpq's ``PQtrace``) while the block runs."""
+    trace = Trace()
+    with tempfile.TemporaryFile() as out:
+        conn.pgconn.trace(out.fileno())
+        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        try:
+            yield trace
+        finally:
+            conn.pgconn.untrace()
+            out.seek(0)
+            trace.lines = out.read().decode(errors="replace").splitlines()
