@@ -108,4 +108,5 @@ def test_the_cache_settings_reach_only_catalog_caches() -> None:
         "tenant_config/live.py",
         "plugins/enablement.py",
         "branding/service.py",
+        "web/limits.py",
     }

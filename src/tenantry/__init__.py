@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from tenantry.errors import (
     AuthenticationFailed,
     CatalogNotInitialised,
+    ConcurrencyLimited,
     ConfigInvalid,
     ConfigurationError,
     Conflict,
@@ -36,13 +37,16 @@ from tenantry.errors import (
     InvalidSlug,
     InvalidTransition,
     IsolationError,
+    LimitExceeded,
     LowContrast,
     MigrationFailed,
     NoTenantBound,
     NotFound,
+    Overloaded,
     PermissionDenied,
     PlanNotFound,
     PluginNotFound,
+    RateLimited,
     TablesDiffer,
     TenantContextError,
     TenantExists,
@@ -74,6 +78,7 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.context import BoundTenant
     from tenantry.context import current as current_tenant
     from tenantry.core.hostnames import normalise_hostname
+    from tenantry.core.limits import EdgeLimits
     from tenantry.core.model import Isolation, Plan, Status, Tenant
     from tenantry.core.naming import RESERVED_SLUGS, validate_slug
     from tenantry.core.placement import Placement
@@ -85,6 +90,7 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.db.rls import DeployReport
     from tenantry.db.server import EmbeddedServer
     from tenantry.migrations.report import MigrationReport, PlacementResult, StatusReport
+    from tenantry.observability import TenantLogFilter, TenantryMetrics, install_log_filter
     from tenantry.plugins import (
         AppTables,
         AsgiRoutes,
@@ -121,6 +127,7 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.tenant_config.openfeature import TenantryProvider
     from tenantry.web import (
         CustomDomainResolver,
+        EdgeLimiter,
         HeaderResolver,
         JwtClaimResolver,
         PathPrefixResolver,
@@ -146,6 +153,7 @@ __all__ = [
     "Branding",
     "CatalogNotInitialised",
     "Cell",
+    "ConcurrencyLimited",
     "ConfigChange",
     "ConfigDiff",
     "ConfigInvalid",
@@ -164,6 +172,8 @@ __all__ = [
     "DomainChecker",
     "DomainNotFound",
     "DomainTaken",
+    "EdgeLimiter",
+    "EdgeLimits",
     "Egress",
     "EmbeddedServer",
     "Evaluation",
@@ -187,12 +197,14 @@ __all__ = [
     "JwtClaimResolver",
     "Keyring",
     "LifecycleHooks",
+    "LimitExceeded",
     "LowContrast",
     "MigrationFailed",
     "MigrationReport",
     "MoveReport",
     "NoTenantBound",
     "NotFound",
+    "Overloaded",
     "PathPrefixResolver",
     "PermissionDenied",
     "Placement",
@@ -205,6 +217,7 @@ __all__ = [
     "PluginRoutes",
     "Plugins",
     "RESERVED_SLUGS",
+    "RateLimited",
     "Settings",
     "Spare",
     "SpareReport",
@@ -217,6 +230,7 @@ __all__ = [
     "TenantConnection",
     "TenantContextError",
     "TenantExists",
+    "TenantLogFilter",
     "TenantMiddleware",
     "TenantMoved",
     "TenantMoving",
@@ -228,6 +242,7 @@ __all__ = [
     "TenantSuspended",
     "Tenantry",
     "TenantryError",
+    "TenantryMetrics",
     "TenantryProvider",
     "Theme",
     "UnsafeAddress",
@@ -239,6 +254,7 @@ __all__ = [
     "copy_rows",
     "current_tenant",
     "install_brand_helpers",
+    "install_log_filter",
     "mount_plugins",
     "normalise_hostname",
     "tenant_id_column",
@@ -264,6 +280,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     ),
     "tenantry.context": ("BoundTenant", "current_tenant"),
     "tenantry.core.hostnames": ("normalise_hostname",),
+    "tenantry.core.limits": ("EdgeLimits",),
     "tenantry.core.model": ("Isolation", "Plan", "Status", "Tenant"),
     "tenantry.core.naming": ("RESERVED_SLUGS", "validate_slug"),
     "tenantry.core.placement": ("Placement",),
@@ -275,6 +292,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "tenantry.db.rls": ("DeployReport",),
     "tenantry.db.server": ("EmbeddedServer",),
     "tenantry.migrations.report": ("MigrationReport", "PlacementResult", "StatusReport"),
+    "tenantry.observability": ("TenantLogFilter", "TenantryMetrics", "install_log_filter"),
     "tenantry.plugins": (
         "AppTables",
         "AsgiRoutes",
@@ -312,6 +330,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "tenantry.tenant_config.openfeature": ("TenantryProvider",),
     "tenantry.web": (
         "CustomDomainResolver",
+        "EdgeLimiter",
         "HeaderResolver",
         "JwtClaimResolver",
         "PathPrefixResolver",

@@ -41,7 +41,12 @@ that pass by themselves also know how soon to retry (``retry_after``, seconds; s
     │   └── TenantContextError         the bound tenant changed inside a transaction
     ├── AuthenticationFailed           exit 11, HTTP 401  API token missing, unknown, expired or revoked
     ├── PermissionDenied               exit 12, HTTP 403  the API token lacks the scope an action needs
-    └── VerificationFailed             exit 13, HTTP 422  a domain did not prove ownership (yet)
+    ├── VerificationFailed             exit 13, HTTP 422  a domain did not prove ownership (yet)
+    ├── LimitExceeded                  exit 14, HTTP 429  a tenant is over one of its plan's limits (retry)
+    │   ├── RateLimited                more requests per second than the plan allows
+    │   └── ConcurrencyLimited         more requests in flight at once than the plan allows
+    └── Overloaded                     exit 15, HTTP 503  the process is at its cap of requests in flight,
+                                                          or cannot reach the limits' store (retry)
 
 Driver errors are wrapped and chained (``raise TenantNotFound(...) from err``), never swallowed.
 """
@@ -55,6 +60,7 @@ __all__ = [
     "AuthenticationFailed",
     "CatalogNotInitialised",
     "ConfigInvalid",
+    "ConcurrencyLimited",
     "ConfigurationError",
     "Conflict",
     "ControlPlaneOnly",
@@ -70,13 +76,16 @@ __all__ = [
     "InvalidSlug",
     "InvalidTransition",
     "IsolationError",
+    "LimitExceeded",
     "LowContrast",
     "MigrationFailed",
     "NoTenantBound",
     "NotFound",
+    "Overloaded",
     "PermissionDenied",
     "PlanNotFound",
     "PluginNotFound",
+    "RateLimited",
     "TablesDiffer",
     "TenantContextError",
     "TenantExists",
@@ -357,3 +366,48 @@ class VerificationFailed(TenantryError):
 
     exit_code = 13
     http_status = 422
+
+
+class LimitExceeded(TenantryError):
+    """A tenant is over one of the limits of its plan (or its own, where it has some); a
+    retry after ``retry_in`` seconds (sent as ``Retry-After``, rounded up) may pass.
+
+    ``limit`` names the limit (``rate``, ``concurrency``); ``fields`` are the header fields
+    that describe it (``RateLimit-Policy``, ``RateLimit``), sent with the refusal. The other
+    tenants are not affected: each tenant has its own budget.
+    """
+
+    exit_code = 14
+    http_status = 429
+    retry_after = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: str | None = None,
+        retry_in: float | None = None,
+        fields: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.retry_in = retry_in
+        self.fields = dict(fields or {})
+
+
+class RateLimited(LimitExceeded):
+    """More requests per second than the tenant's ``requests_per_second`` and ``burst`` allow."""
+
+
+class ConcurrencyLimited(LimitExceeded):
+    """More requests in flight at once than the tenant's ``concurrency`` allows."""
+
+
+class Overloaded(TenantryError):
+    """The process refuses work to protect itself: it holds as many requests in flight as
+    its cap allows (``edge_max_in_flight``), or the limits' shared store (Redis) is out of
+    reach and the edge is set to fail closed. Passes by itself: retry shortly."""
+
+    exit_code = 15
+    http_status = 503
+    retry_after = 1

@@ -8,7 +8,8 @@ gets one document wherever it happens:
   ``urn:tenantry:problem:<code>`` (the error's :attr:`~tenantry.TenantryError.code`:
   ``tenant-not-found`` for :class:`~tenantry.TenantNotFound`), ``title`` the code in words
   (``Tenant not found``), ``status`` its ``http_status``, ``detail`` its message. Errors that
-  pass by themselves add ``Retry-After``; a token refused (401) or short of a scope (403) adds
+  pass by themselves add ``Retry-After`` (a tenant over a limit: when its budget allows one
+  more, with the ``RateLimit`` fields and ``limit`` naming the limit); a token refused (401) or short of a scope (403) adds
   ``WWW-Authenticate``; :class:`~tenantry.PermissionDenied` adds ``scope``, and errors that
   list what is wrong add ``problems`` (:class:`~tenantry.ConfigInvalid`: ``"path: message"``
   lines; :class:`~tenantry.LowContrast`: the pairs of colours below WCAG AA;
@@ -35,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ from tenantry._asgi import Scope, Send
 from tenantry.errors import (
     AuthenticationFailed,
     ConfigInvalid,
+    LimitExceeded,
     LowContrast,
     PermissionDenied,
     TablesDiffer,
@@ -208,6 +211,12 @@ def problem_from_error(
     headers = _challenge(error, bare_challenge)
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, LimitExceeded):
+        if error.limit is not None:
+            extensions["limit"] = error.limit
+        if error.retry_in is not None:  # whole seconds, rounded up: a client that waits is not early
+            headers["Retry-After"] = str(max(1, math.ceil(error.retry_in)))
+        headers.update(error.fields)
     return problem(
         error.http_status,
         error.message if detail is None else detail,

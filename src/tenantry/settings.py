@@ -162,6 +162,28 @@ class Settings(BaseSettings):
     """The app's own domain: tenants are served at ``<slug>.<base_domain>`` by the subdomain
     resolver, and custom domains may not be under it. ``TENANTRY_BASE_DOMAIN``."""
 
+    limits_storage: SecretStr | None = None
+    """Where the edge keeps its per-tenant rate-limit state. ``None``: in this process (each
+    process enforces each tenant's rate on its own). ``redis://host:port/db`` (or
+    ``rediss://``): in Redis, shared by every process, through the ``limits`` package
+    (``pip install 'tenantry[limits]'``). A secret (it may hold a password).
+    ``TENANTRY_LIMITS_STORAGE``."""
+
+    limits_fail_open: bool = True
+    """What the edge does while the limits' store (Redis) cannot be reached: serve the request
+    unlimited (``True``, fail open) or refuse it with 503 and ``Retry-After`` (``False``,
+    fail closed). Either way it logs the outage once and counts it in
+    ``tenantry_limiter_errors_total``; never a 500. ``TENANTRY_LIMITS_FAIL_OPEN``."""
+
+    limits_timeout: float = 0.05
+    """Seconds the edge waits for the limits' store on one request before treating it as out
+    of reach (it then leaves it alone for a second). ``TENANTRY_LIMITS_TIMEOUT``."""
+
+    edge_max_in_flight: int = 0
+    """Most requests one process serves at once, over all tenants: one more is refused with
+    503 and ``Retry-After`` (the process protects itself; exempt paths count too). 0: no cap.
+    ``TENANTRY_EDGE_MAX_IN_FLIGHT``."""
+
     def __init__(self, **values: Any) -> None:
         try:
             super().__init__(**values)
@@ -197,7 +219,7 @@ class Settings(BaseSettings):
                 raise ValueError('must be a JSON object of cell name to URL: {"eu-1": "postgresql://..."}') from None
         return value
 
-    @field_validator("database_url", "runtime_url", "reader_url", "secret_keys", mode="before")
+    @field_validator("database_url", "runtime_url", "reader_url", "secret_keys", "limits_storage", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         shown = value.get_secret_value() if isinstance(value, SecretStr) else value
@@ -208,7 +230,7 @@ class Settings(BaseSettings):
     def _home(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser()
 
-    @field_validator("hook_runner", "embedded", mode="before")
+    @field_validator("hook_runner", "embedded", "limits_fail_open", mode="before")
     @classmethod
     def _switch(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -247,6 +269,13 @@ class Settings(BaseSettings):
             raise ConfigurationError("plugins must be a sequence of names or module:attr specs")
         if self.spare_schemas < 0:
             raise ConfigurationError("spare_schemas must be >= 0")
+        if self.edge_max_in_flight < 0:
+            raise ConfigurationError("edge_max_in_flight must be >= 0 (0: no cap)")
+        if not 0 < self.limits_timeout <= 10:
+            raise ConfigurationError("limits_timeout must be more than 0 and at most 10 seconds")
+        storage = None if self.limits_storage is None else self.limits_storage.get_secret_value()
+        if storage is not None and storage.split("://", 1)[0] not in ("redis", "rediss"):
+            raise ConfigurationError("limits_storage must be a redis:// or rediss:// URL (or unset: in this process)")
         return self
 
     @classmethod

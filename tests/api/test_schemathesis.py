@@ -76,6 +76,8 @@ def test_the_api_keeps_to_its_spec(fuzzed: tuple[Any, str], mode: GenerationMode
     operations = 0
     for result in schema.get_all_operations():
         operation = result.ok()
+        if mode is GenerationMode.NEGATIVE and operation.path in ("/healthz", "/readyz"):
+            continue  # no parameters and no token: nothing to make invalid
         operations += 1
 
         @given(case=operation.as_strategy(generation_mode=mode))

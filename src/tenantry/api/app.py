@@ -29,10 +29,12 @@ from fastapi.routing import APIRoute
 
 from tenantry.api.auth import TokenAuth, bearer
 from tenantry.api.frontdoor import install_front_door
+from tenantry.api.health import default_metrics, install_health
 from tenantry.api.problems import install_handlers
 from tenantry.api.routes import ROUTERS
 from tenantry.app import Tenantry
 from tenantry.errors import InvalidInput
+from tenantry.observability.metrics import TenantryMetrics
 from tenantry.problems import PROBLEM_JSON
 from tenantry.services.domain_checks import DomainChecker
 from tenantry.services.jobs import JobRunner
@@ -49,6 +51,9 @@ configuration, feature flags, brands, plugins, app migrations and the audit log.
 `tenantry tokens create NAME --scope tenants:write ...`. Each operation names the scope it
 needs; a write scope implies the matching read, `admin` implies every scope.
 
+**Health**: `/healthz` (the process answers) and `/readyz` (the catalog answers and its
+listener is connected) need no token; `/metrics` (Prometheus) needs `metrics:read`.
+
 **Errors** are RFC 9457 problem documents (`application/problem+json`).
 **Lists** are paged: `limit` (1-500) and the `next_cursor` of the previous page.
 **Long operations** (schema- and database-tier tenants, moves) answer `202` with a job;
@@ -62,6 +67,7 @@ def create_admin_app(
     job_workers: int = 2,
     docs: bool = True,
     domain_checkers: Mapping[str, DomainChecker] | None = None,
+    metrics: TenantryMetrics | None = None,
 ) -> FastAPI:
     """The admin API over ``tn``; long operations run in ``job_workers`` background threads.
 
@@ -70,7 +76,10 @@ def create_admin_app(
     methods they name (the operator's choice: a request cannot say where a check connects).
 
     ``/`` is a page of links; ``docs=False`` leaves out the documentation pages (``/docs``,
-    ``/redoc``) but not the spec.
+    ``/redoc``) but not the spec. ``/healthz`` and ``/readyz`` answer without a token;
+    ``/metrics`` serves ``metrics`` (default: a :class:`~tenantry.observability.TenantryMetrics`
+    of its own when prometheus-client is installed; give the edge's to see its requests too)
+    to tokens with ``metrics:read`` (:mod:`tenantry.api.health`).
 
     The app does not own ``tn``: close it yourself. Shutting the app down (its lifespan)
     waits for running jobs to finish.
@@ -102,6 +111,7 @@ def create_admin_app(
     for router in ROUTERS:
         api.include_router(router)
     app.include_router(api)
+    install_health(app, tn, metrics if metrics is not None else default_metrics(tn))
     install_front_door(app, api_prefix=API_PREFIX, docs=docs)
     app.add_middleware(TokenAuth, tn=tn, prefix=API_PREFIX)
     install_handlers(app)  # its catch-all goes outside the token check

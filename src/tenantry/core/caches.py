@@ -102,6 +102,10 @@ class CatalogCache(Generic[K, V]):
         self._generation = 0
         self._entries: dict[K, _Entry[V]] = {}
         self._tagged: dict[Hashable, set[K]] = {}
+        #: reads answered from the cache, and reads that were not (for the hit ratio in the
+        #: metrics; counted without a lock, so a few may be lost to races between threads)
+        self.hits = 0
+        self.misses = 0
 
     def __repr__(self) -> str:
         return f"<CatalogCache {self.name}: {len(self._entries)}/{self.size}, ttl {self.ttl:g} s>"
@@ -116,12 +120,13 @@ class CatalogCache(Generic[K, V]):
         """The entry for ``key`` while it may be served (see the module docs), else ``None``."""
         entry = self._entries.get(key)
         if entry is None:
+            self.misses += 1
             return None
         now = self._clock()
-        if now >= entry.expires:
+        if now >= entry.expires or (now - entry.started >= UNTRUSTED_SECONDS and not self._trusted()):
+            self.misses += 1
             return None
-        if now - entry.started >= UNTRUSTED_SECONDS and not self._trusted():
-            return None
+        self.hits += 1
         return entry.value
 
     def get_or_load(self, key: K, load: Callable[[], V]) -> V:

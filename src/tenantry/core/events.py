@@ -32,6 +32,9 @@ class EventKind(StrEnum):
     """A tenant's brand changed: key is the tenant's id."""
     HOOK = "hook"
     """A call to a plugin's hook was queued: key is the plugin's name."""
+    PLAN = "plan"
+    """A plan was made, changed or deleted (a trigger on the plans table sends it, whatever
+    made the change): key is the plan's name."""
 
     def payload(self, key: str) -> str:
         """The NOTIFY payload of this kind of event about ``key``."""

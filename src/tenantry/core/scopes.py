@@ -42,6 +42,7 @@ SCOPES: dict[str, str] = {
     "jobs:read": "poll the jobs of long operations",
     "migrations:read": "read where the app migrations stand on every placement",
     "audit:read": "read the audit log",
+    "metrics:read": "scrape the Prometheus metrics at /metrics",
     ADMIN: "every scope",
 }
 

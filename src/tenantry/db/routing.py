@@ -62,6 +62,10 @@ class _Lru(Generic[T]):
         self._busy = busy
         self._items: OrderedDict[RouteKey, T] = OrderedDict()
 
+    def items(self) -> list[tuple[RouteKey, T]]:
+        """The values by key, least recently used first (a copy)."""
+        return list(self._items.items())
+
     def full(self) -> bool:
         """Whether a new value would find nothing to evict: as many values as ``size``, all
         busy."""
@@ -423,6 +427,23 @@ class Router:
     def open_pools(self) -> int:
         """How many psycopg pools are open (for tests and metrics)."""
         return len(self._pools)
+
+    def pool_stats(self) -> dict[str, dict[str, int]]:
+        """psycopg_pool's ``pool_size``, ``pool_available`` and ``requests_waiting`` of every
+        open pool, sync and async, summed by route (``cell`` or ``cell/database``; for metrics).
+        Opens nothing."""
+        found: dict[str, dict[str, int]] = {}
+        pools: list[tuple[RouteKey, Any]] = [*self._pools.items(), *self._async_pools.items()]
+        for (cell, database), pool in pools:
+            route = cell if database is None else f"{cell}/{database}"
+            try:
+                stats = pool.get_stats()
+            except Exception:  # noqa: BLE001 (a pool closing under us)
+                continue
+            into = found.setdefault(route, {})
+            for name in ("pool_size", "pool_available", "requests_waiting"):
+                into[name] = into.get(name, 0) + int(stats.get(name, 0))
+        return found
 
     def open_counts(self) -> dict[str, int]:
         """How many of each kind are open: psycopg pools, SQLAlchemy engines, and their async

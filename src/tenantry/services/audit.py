@@ -1,8 +1,16 @@
-"""The audit log: every control-plane change, written in the transaction that makes it."""
+"""The audit log: every control-plane change, written in the transaction that makes it.
+
+Every entry is also logged at INFO on the ``tenantry.audit`` logger (the one place every
+lifecycle operation passes: create, move, suspend, migrate, plugin enablement, domain
+checks), with ``action``, ``target_type``, ``target`` and ``actor`` as the record's
+attributes. The line is written when the entry is, inside the change's transaction: a change
+that then rolls back has logged a line and left no entry.
+"""
 
 from __future__ import annotations
 
 import builtins
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -14,6 +22,8 @@ if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane
 
 __all__ = ["AuditService", "AuditEntry", "list_entries", "record"]
+
+_log = logging.getLogger("tenantry.audit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,14 @@ def record(
     after: dict[str, Any] | None = None,
 ) -> None:
     """Append an entry; call it inside the transaction of the change it records."""
+    _log.info(
+        "%s %s %s by %s",
+        action,
+        target_type,
+        target,
+        actor,
+        extra={"action": action, "target_type": target_type, "target": target, "actor": actor},
+    )
     conn.execute(
         """
         INSERT INTO tenantry.audit_log (actor, action, target_type, target, before, after)

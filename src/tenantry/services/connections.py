@@ -249,6 +249,16 @@ class Plane:
                 self._binder = Binder(keys, self._settings.pooled_schema)
             return self._binder
 
+    def pool_stats(self) -> dict[str, dict[str, int]]:
+        """The open pools' use by route (:meth:`Router.pool_stats`); nothing before the first
+        connection (the router is not made for it)."""
+        router = self._router
+        return {} if router is None else router.pool_stats()
+
+    def caches(self) -> list[CatalogCache[Any, Any]]:
+        """The catalog caches kept here (for their hit and miss counts)."""
+        return [self._cells]
+
     @property
     def router(self) -> Router:
         """Pools and engines per server and database (checked, bounded, LRU)."""

@@ -13,6 +13,7 @@ The edge uses the split verbs (:meth:`Directory.cached` without I/O on the event
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from tenantry.context import BoundTenant
 from tenantry.core.caches import UNKNOWN_SIZE, UNKNOWN_TTL, CatalogCache
@@ -59,6 +60,10 @@ class Directory:
         self._bounds: dict[int, tuple[Resolved, BoundTenant]] = {}
         self._bounds_size = size
         plane.subscribe(self._on_event, self._on_reset)
+
+    def caches(self) -> list[CatalogCache[Any, Any]]:
+        """The catalog caches kept here (for their hit and miss counts)."""
+        return [self._tenants, self._missing_tenants, self._hosts, self._missing_hosts]
 
     # -- tenants ------------------------------------------------------------------------------
     # the cache is keyed by the canonical key (slug, or the id's canonical text), so every

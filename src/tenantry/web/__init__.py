@@ -10,9 +10,11 @@ Pure ASGI: nothing here imports Starlette, FastAPI or Litestar, and it works und
     )
 
 :mod:`tenantry.problems` builds the RFC 9457 problem documents of every HTTP face of tenantry;
-:mod:`tenantry.web.pages` the pages browsers get instead (``no_tenant_page`` to show your own).
+:mod:`tenantry.web.pages` the pages browsers get instead (``no_tenant_page`` to show your own);
+:mod:`tenantry.web.limits` each tenant's rate and concurrency limits.
 """
 
+from tenantry.web.limits import CatalogLimits, EdgeLimiter, MemoryRates, RedisRates
 from tenantry.web.middleware import TenantMiddleware, default_resolvers
 from tenantry.web.pages import NoTenantPage
 from tenantry.web.resolvers import (
@@ -28,12 +30,16 @@ from tenantry.web.resolvers import (
 )
 
 __all__ = [
+    "CatalogLimits",
     "CustomDomainResolver",
+    "EdgeLimiter",
     "HeaderResolver",
     "JwtClaimResolver",
     "Match",
+    "MemoryRates",
     "NoTenantPage",
     "PathPrefixResolver",
+    "RedisRates",
     "Refusal",
     "RequestInfo",
     "Resolver",

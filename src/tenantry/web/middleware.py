@@ -18,6 +18,8 @@ a suspended, archived or unplaced tenant    403
 resolvers name two different tenants        403
 a tenant header repeated with other values  400
 a bearer token that fails verification      401
+the tenant is over its rate or concurrency  429, with ``Retry-After`` and ``RateLimit``
+the process is at its cap of requests       503, with ``Retry-After``
 the catalog cannot be reached               503
 the app raised TenantMoving,                503, with ``Retry-After``
 TenantRestoring or DatabaseUnavailable
@@ -27,6 +29,14 @@ TenantRestoring or DatabaseUnavailable
 tenant, or the request is refused. So tenant A's subdomain with tenant B's path prefix (or B's
 token) is never served as either: there is no order in which signals could mix. The order of
 the chain only decides which refusal a request gets first.
+
+**Limits.** A resolved tenant's request passes its plan's rate and concurrency limits, and
+every request the process's cap, first (:mod:`tenantry.web.limits`; ``limits=False`` turns
+them off). The answers to a limited tenant carry ``RateLimit-Policy`` and ``RateLimit``.
+
+**Observability.** With ``metrics`` (a :class:`tenantry.observability.TenantryMetrics`), each
+served request is counted by plan, with its latency; with OpenTelemetry installed, the
+current span gets ``tenant.id`` and ``tenant.slug`` and the tenant goes into the Baggage.
 
 **Domain checks.** ``GET /.well-known/tenantry/<token>`` on a registered custom hostname
 (pending or verified) answers the token, so a tenant proves a hostname by pointing it at the
@@ -46,6 +56,7 @@ import asyncio
 import hmac
 import inspect
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
@@ -56,11 +67,14 @@ from tenantry.context import BoundTenant
 from tenantry.core.model import Tenant
 from tenantry.core.naming import is_slug
 from tenantry.core.placement import Placement
-from tenantry.errors import TenantNotActive, TenantNotFound, TenantryError
+from tenantry.errors import Overloaded, TenantNotActive, TenantNotFound, TenantryError
+from tenantry.observability import tracing
+from tenantry.observability.metrics import TenantryMetrics
 from tenantry.problems import Problem, problem, problem_from_error, problem_type, send_problem
 from tenantry.services import tenants as tenant_service
 from tenantry.services.domain_checks import WELL_KNOWN
 from tenantry.services.domains import HostRoute
+from tenantry.web.limits import Admission, CatalogLimits, EdgeLimiter
 from tenantry.web.pages import NoTenantPage, inactive_page, no_tenant_page
 from tenantry.web.resolvers import (
     CustomDomainResolver,
@@ -111,6 +125,8 @@ class TenantMiddleware:
     function runs in a worker thread, so it may read the database). Default: a neutral page
     that names no tenant; keep it so in production, since a list of sites there would tell
     anyone who the app's customers are. API clients get the problem document either way.
+    ``limits``: the :class:`~tenantry.web.limits.EdgeLimiter` (default: one built from the
+    settings; ``False``: no limits at all). ``metrics``: where served requests are counted.
     """
 
     def __init__(
@@ -123,6 +139,8 @@ class TenantMiddleware:
         exempt: Iterable[str] = (),
         serve_challenges: bool = True,
         no_tenant_page: NoTenantPage | None = None,
+        limits: EdgeLimiter | bool = True,
+        metrics: TenantryMetrics | None = None,
     ) -> None:
         self.app = app
         self.tn = tenantry
@@ -131,11 +149,35 @@ class TenantMiddleware:
         self.exempt = tuple(exempt)
         self.serve_challenges = serve_challenges
         self.no_tenant_page = no_tenant_page
+        self.metrics = metrics
+        if limits is True:
+            limits = EdgeLimiter(tenantry, metrics=metrics)
+        self.limiter: EdgeLimiter | None = limits or None
+        if metrics is not None and self.limiter is not None and isinstance(self.limiter.source, CatalogLimits):
+            metrics.watch_cache(self.limiter.source.cache)  # the plan limits' hit ratio too
+        self._capped = self.limiter is not None and self.limiter.max_in_flight > 0
+        self._traced = tracing.available()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)  # lifespan and the like: nothing to resolve
             return
+        if not self._capped:
+            await self._serve(scope, receive, send)
+            return
+        limiter = self.limiter
+        assert limiter is not None
+        try:
+            limiter.enter()
+        except Overloaded as err:  # (counted in the metrics; a line per refusal would flood the log)
+            await self._refuse(scope, send, _public_problem(err))
+            return
+        try:
+            await self._serve(scope, receive, send)
+        finally:
+            limiter.leave()
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = RequestInfo.from_scope(scope)
         if self.serve_challenges and scope["type"] == "http" and request.path.startswith(WELL_KNOWN):
             await self._challenge(request, send)
@@ -167,17 +209,49 @@ class TenantMiddleware:
             page = (lambda: self._no_tenant_html(request)) if outcome is _NO_TENANT else None
             await self._refuse(scope, send, response, page=page)
             return
-        bound, root_path = outcome
+        bound, root_path, tenant = outcome
         if root_path is not None:
             scope = dict(scope)
             scope["root_path"] = root_path
-        await self._call(bound, scope, receive, send)
+        limiter = self.limiter
+        if limiter is None:
+            await self._call(bound, scope, receive, send, tenant)
+            return
+        try:
+            limits = limiter.limits_of(tenant)
+            if limits is None:
+                limits = await limiter.load(tenant)
+            if limits.none:  # the common case: one cache lookup, and nothing else
+                await self._call(bound, scope, receive, send, tenant)
+                return
+            admission = await limiter.admit(tenant, limits)
+        except TenantryError as err:
+            # a refusal by a limit is counted in the metrics, and the limits' store going away
+            # is logged once by the limiter; a catalog out of reach is logged here
+            if err.http_status >= 500 and not isinstance(err, Overloaded):
+                _log.warning("%s %s refused: %s", scope.get("method", "WEBSOCKET"), scope.get("path"), err)
+            await self._refuse(scope, send, _public_problem(err))
+            return
+        try:
+            await self._call(bound, scope, receive, send, tenant, admission)
+        finally:
+            limiter.release(admission)
 
-    async def _call(self, bound: BoundTenant | None, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _call(
+        self,
+        bound: BoundTenant | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        tenant: Tenant | None = None,
+        admission: Admission | None = None,
+    ) -> None:
         # bound (or explicitly unbound) for the whole call: the response body is streamed and
         # background tasks run inside it; reset with the token even when it raises
         token = context._set(bound)
-        answer = _Answer(send)
+        answer = _Answer(send, admission.headers if admission is not None else None)
+        traced = tracing.enter(bound) if self._traced and bound is not None else None
+        started = time.perf_counter() if self.metrics is not None else 0.0
         try:
             await self.app(scope, receive, answer.send)
         except TenantryError as err:
@@ -188,6 +262,7 @@ class TenantMiddleware:
             # the client when to come back rather than answer 500
             _log.warning("%s %s: %s: %s", scope.get("method", "WEBSOCKET"), scope.get("path"), type(err).__name__, err)
             answer.discard()
+            answer.status = err.http_status
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1013, "reason": "try again later"})
             else:
@@ -199,12 +274,16 @@ class TenantMiddleware:
             await answer.release()
         finally:
             context._reset(token)
+            if traced is not None:
+                tracing.leave(traced)
+            if self.metrics is not None and tenant is not None:
+                self.metrics.served(tenant, answer.status, time.perf_counter() - started)
 
     def _exempt(self, path: str) -> bool:
         return any(path == p or (p.endswith("/") and path.startswith(p)) for p in self.exempt)
 
     # -- resolution -----------------------------------------------------------------------
-    async def _resolve(self, request: RequestInfo) -> tuple[BoundTenant, str | None] | Refusal | _Inactive:
+    async def _resolve(self, request: RequestInfo) -> tuple[BoundTenant, str | None, Tenant] | Refusal | _Inactive:
         matches: list[Match] = []
         for resolver in self.resolvers:
             found = resolver.resolve(request)
@@ -241,7 +320,7 @@ class TenantMiddleware:
             bound = self.tn.directory.bind(chosen[0], resolved=chosen[1])
         except TenantNotActive as err:
             return _Inactive(chosen[1][0], err)
-        return bound, root_path
+        return bound, root_path, chosen[1][0]
 
     async def _key(self, match: Match) -> str | uuid.UUID | None:
         if match.kind == "host":
@@ -327,10 +406,13 @@ class _Answer:
     returns or raises, so that an error raised after a framework's own error page went out
     (Starlette's ServerErrorMiddleware sends 500, then raises) can still be answered."""
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self._send = send
+        self._headers = headers
         self._held: list[Message] = []
         self._started = False
+        #: the status of the answer that went out (0: none yet)
+        self.status = 0
 
     @property
     def replaceable(self) -> bool:
@@ -341,6 +423,9 @@ class _Answer:
         kind = message["type"]
         if kind == "http.response.start":
             self._started = True
+            self.status = message.get("status", 200)
+            if self._headers:  # the RateLimit fields of a limited tenant
+                message = {**message, "headers": [*message.get("headers", ()), *self._headers]}
             if message.get("status") == 500:
                 self._held.append(message)
                 return

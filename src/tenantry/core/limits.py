@@ -1,0 +1,185 @@
+"""A tenant's edge limits, the rate arithmetic behind them, and the header fields that tell
+clients about them.
+
+Pure: no I/O, no clock of its own (callers pass ``now``).
+
+* :class:`EdgeLimits` is what the edge enforces for one tenant: a rate
+  (``requests_per_second`` with a ``burst``) and a cap on requests in flight
+  (``concurrency``). :meth:`EdgeLimits.from_layers` builds it from the plan's ``limits``
+  document and any layers above it (a per-tenant override, later), each key of a later layer
+  winning; ``None`` in a layer means "no limit".
+* :func:`gcra` is the generic cell rate algorithm: one number per tenant (the theoretical
+  arrival time), a burst of ``burst`` requests at once, then one every ``1 / rate`` seconds.
+* :func:`policy_field` and :func:`ratelimit_field` render the ``RateLimit-Policy`` and
+  ``RateLimit`` fields of draft-ietf-httpapi-ratelimit-headers (-10): Structured Field lists
+  of quoted policy names with parameters, ``"rate";q=20;w=2`` and ``"rate";r=7;t=1``; the
+  concurrency cap is a policy of quota unit ``"concurrent-requests"``.
+
+>>> limits = EdgeLimits.from_layers({"requests_per_second": 10, "concurrency": 5})
+>>> limits
+EdgeLimits(rate=10.0, burst=10, concurrency=5)
+>>> policy_field(limits)
+'"rate";q=10;w=1, "concurrency";q=5;qu="concurrent-requests"'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+__all__ = [
+    "NO_LIMITS",
+    "RATE_POLICY",
+    "CONCURRENCY_POLICY",
+    "EdgeLimits",
+    "Decision",
+    "gcra",
+    "policy_field",
+    "ratelimit_field",
+]
+
+#: the names of the two policies in the header fields
+RATE_POLICY = "rate"
+CONCURRENCY_POLICY = "concurrency"
+
+#: the keys of a plan's ``limits`` document the edge reads
+_KEYS = ("requests_per_second", "burst", "concurrency")
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeLimits:
+    """The limits the edge enforces for one tenant; ``None`` for none of that kind.
+
+    ``rate``: requests per second, sustained; ``burst``: requests that may come at once (the
+    bucket's size; by default one second's worth, at least 1); ``concurrency``: requests in
+    flight at once.
+    """
+
+    rate: float | None = None
+    burst: int | None = None
+    concurrency: int | None = None
+    #: whether nothing is limited (the edge then adds no work to the request)
+    none: bool = field(init=False, repr=False, compare=False)
+    #: the ``RateLimit-Policy`` field value, made once (:func:`policy_field`)
+    policy: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "none", self.rate is None and self.concurrency is None)
+        object.__setattr__(self, "policy", policy_field(self).encode())
+
+    @classmethod
+    def from_layers(cls, *layers: Mapping[str, Any] | None) -> EdgeLimits:
+        """The limits of ``layers`` (a plan's ``limits`` document, then overrides; a later
+        layer's key wins, ``None`` there lifts the limit). Raises :class:`ValueError` naming
+        the key of a value that is not a limit."""
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            if layer:
+                merged.update({k: layer[k] for k in _KEYS if k in layer})
+        rate = _number(merged.get("requests_per_second"), "requests_per_second")
+        burst = _count(merged.get("burst"), "burst")
+        concurrency = _count(merged.get("concurrency"), "concurrency")
+        if rate is None:
+            burst = None
+        elif burst is None:
+            burst = max(1, math.ceil(rate))
+        return cls(rate, burst, concurrency)
+
+    def window(self) -> tuple[int, int]:
+        """``(quota, seconds)`` of the rate as the ``RateLimit-Policy`` field states it: the
+        burst over the seconds the rate takes to refill it (at least 1; the quota grows
+        with the rounding, so ``q / w`` is never below the rate)."""
+        assert self.rate is not None and self.burst is not None
+        seconds = max(1, round(self.burst / self.rate))
+        return max(self.burst, round(self.rate * seconds)), seconds
+
+
+def _number(value: Any, key: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{key} must be a positive number or null, not {value!r}")
+    return float(value)
+
+
+def _count(value: Any, key: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{key} must be a whole number >= 1 or null, not {value!r}")
+    return value
+
+
+class Decision(NamedTuple):
+    """What :func:`gcra` decided about one request."""
+
+    allowed: bool
+    tat: float
+    """The theoretical arrival time to store (unchanged when refused)."""
+    remaining: int | None
+    """Requests that could come at once now, after this one (``None``: not known)."""
+    reset: float | None
+    """Seconds until the bucket is full again (``None``: not known)."""
+    retry_after: float
+    """Seconds until one request would be allowed (0 when this one was)."""
+
+
+def gcra(tat: float, now: float, rate: float, burst: int) -> Decision:
+    """Decide one request at ``now`` against the stored theoretical arrival time ``tat`` (0
+    for a tenant not seen yet) for ``rate`` requests per second in bursts of ``burst``.
+
+    >>> first = gcra(0.0, 100.0, rate=2, burst=2)
+    >>> first.allowed, first.remaining
+    (True, 1)
+    >>> second = gcra(first.tat, 100.0, 2, 2)
+    >>> third = gcra(second.tat, 100.0, 2, 2)
+    >>> second.remaining, third.allowed, third.retry_after
+    (0, False, 0.5)
+    """
+    interval = 1.0 / rate
+    capacity = burst * interval
+    new_tat = max(tat, now) + interval
+    ahead = new_tat - now
+    if ahead > capacity + 1e-9:
+        retry = ahead - capacity
+        return Decision(False, tat, 0, max(0.0, tat - now), retry)
+    return Decision(True, new_tat, int((capacity - ahead) / interval + 1e-9), ahead, 0.0)
+
+
+def _seconds(value: float) -> int:
+    """Whole seconds for a header, rounded up (a client that waits that long is not early)."""
+    return max(0, math.ceil(value - 1e-9))
+
+
+def policy_field(limits: EdgeLimits) -> str:
+    """The ``RateLimit-Policy`` field value for ``limits`` ('' when nothing is limited)."""
+    items = []
+    if limits.rate is not None:
+        quota, seconds = limits.window()
+        items.append(f'"{RATE_POLICY}";q={quota};w={seconds}')
+    if limits.concurrency is not None:
+        items.append(f'"{CONCURRENCY_POLICY}";q={limits.concurrency};qu="concurrent-requests"')
+    return ", ".join(items)
+
+
+def ratelimit_field(
+    limits: EdgeLimits, *, remaining: int | None = None, reset: float | None = None, in_flight: int | None = None
+) -> str:
+    """The ``RateLimit`` field value: the rate policy's ``remaining`` requests and the
+    seconds to its ``reset`` (when known), the concurrency policy's free slots given the
+    requests ``in_flight`` (when known)."""
+    items = []
+    if limits.rate is not None and remaining is not None:
+        item = f'"{RATE_POLICY}";r={max(0, remaining)}'
+        if reset is not None:
+            item += f";t={_seconds(reset)}"
+        items.append(item)
+    if limits.concurrency is not None and in_flight is not None:
+        items.append(f'"{CONCURRENCY_POLICY}";r={max(0, limits.concurrency - in_flight)}')
+    return ", ".join(items)
+
+
+#: the limits of a tenant whose plan limits nothing at the edge
+NO_LIMITS = EdgeLimits()
