@@ -38,6 +38,9 @@ class BoundTenant:
     #: the catalog's epoch of the tenant when it was resolved: signed into every transaction's
     #: binding, so a database refuses a binding made before the tenant moved or was suspended
     epoch: int = 0
+    #: the settings its transactions run with (its plan's statement timeout, work_mem, ...;
+    #: see :func:`tenantry.core.limits.database_settings`), set by the bind
+    settings: tuple[tuple[str, str], ...] = ()
 
 
 _current: ContextVar[BoundTenant | None] = ContextVar("tenantry.tenant", default=None)

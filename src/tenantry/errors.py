@@ -44,7 +44,9 @@ that pass by themselves also know how soon to retry (``retry_after``, seconds; s
     ├── VerificationFailed             exit 13, HTTP 422  a domain did not prove ownership (yet)
     ├── LimitExceeded                  exit 14, HTTP 429  a tenant is over one of its plan's limits (retry)
     │   ├── RateLimited                more requests per second than the plan allows
-    │   └── ConcurrencyLimited         more requests in flight at once than the plan allows
+    │   ├── ConcurrencyLimited         more requests in flight at once than the plan allows
+    │   ├── StatementTimeout  HTTP 503 a statement ran longer than the plan allows: cancelled
+    │   └── IdleInTransactionTimeout   HTTP 503 a transaction sat idle longer than the plan allows
     └── Overloaded                     exit 15, HTTP 503  the process is at its cap of requests in flight,
                                                           or cannot reach the limits' store (retry)
 
@@ -81,11 +83,13 @@ __all__ = [
     "MigrationFailed",
     "NoTenantBound",
     "NotFound",
+    "IdleInTransactionTimeout",
     "Overloaded",
     "PermissionDenied",
     "PlanNotFound",
     "PluginNotFound",
     "RateLimited",
+    "StatementTimeout",
     "TablesDiffer",
     "TenantContextError",
     "TenantExists",
@@ -379,7 +383,7 @@ class LimitExceeded(TenantryError):
 
     exit_code = 14
     http_status = 429
-    retry_after = 1
+    retry_after: ClassVar[int | None] = 1
 
     def __init__(
         self,
@@ -401,6 +405,23 @@ class RateLimited(LimitExceeded):
 
 class ConcurrencyLimited(LimitExceeded):
     """More requests in flight at once than the tenant's ``concurrency`` allows."""
+
+
+class StatementTimeout(LimitExceeded):
+    """A statement ran longer than the tenant's plan allows (``statement_timeout_ms``): the
+    database cancelled it and the transaction is aborted. The same work will be cancelled
+    again; make it cheaper, or move the tenant to a plan that allows more."""
+
+    http_status = 503
+    retry_after: ClassVar[int | None] = None
+
+
+class IdleInTransactionTimeout(LimitExceeded):
+    """A transaction of the tenant sat idle longer than its plan allows
+    (``idle_in_transaction_timeout_ms``): the database ended it and closed the connection."""
+
+    http_status = 503
+    retry_after: ClassVar[int | None] = None
 
 
 class Overloaded(TenantryError):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 from psycopg import pq
+
+from tenantry import Tenantry
 
 
 class Trace:
@@ -40,3 +44,14 @@ def traced(conn: psycopg.BaseConnection[object]) -> Iterator[Trace]:
             conn.pgconn.untrace()
             out.seek(0)
             trace.lines = out.read().decode(errors="replace").splitlines()
+
+
+def make_tier_plan(tn: Tenantry, tier: str, limits: dict[str, object]) -> str:
+    """A plan of its own on ``tier`` (``pooled``, ``schema`` or ``database``) with ``limits``
+    (plans CRUD is not in the API yet: SQL)."""
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    with tn.admin() as conn:
+        conn.execute(
+            "INSERT INTO tenantry.plans (name, isolation, limits) VALUES (%s, %s, %s)", (name, tier, json.dumps(limits))
+        )
+    return name

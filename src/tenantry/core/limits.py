@@ -25,12 +25,15 @@ EdgeLimits(rate=10.0, burst=10, concurrency=5)
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 __all__ = [
+    "DATABASE_KEYS",
     "NO_LIMITS",
+    "database_settings",
     "RATE_POLICY",
     "CONCURRENCY_POLICY",
     "EdgeLimits",
@@ -94,6 +97,51 @@ class EdgeLimits:
         assert self.rate is not None and self.burst is not None
         seconds = max(1, round(self.burst / self.rate))
         return max(self.burst, round(self.rate * seconds)), seconds
+
+
+#: a plan's ``limits`` keys the database enforces, and the setting each becomes (set
+#: transaction-locally by the bind, so a tenant's transactions carry its plan's limits)
+DATABASE_KEYS: dict[str, str] = {
+    "statement_timeout_ms": "statement_timeout",
+    "idle_in_transaction_timeout_ms": "idle_in_transaction_session_timeout",
+    "work_mem": "work_mem",
+}
+_MEMORY = re.compile(r"^[1-9][0-9]{0,9}(kB|MB|GB)$")
+
+
+def database_settings(*layers: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """The settings a tenant's transactions run with, from ``layers`` (the plan's ``limits``
+    document, then overrides; a later layer's key wins, ``None`` lifts the limit): pairs of
+    (setting, value) in :data:`DATABASE_KEYS` order. Timeouts are whole milliseconds >= 1;
+    ``work_mem`` is kilobytes (a whole number) or a string such as ``"8MB"``. Raises
+    :class:`ValueError` naming the key of a value that is not one.
+
+    >>> database_settings({"statement_timeout_ms": 5000, "work_mem": "8MB"})
+    (('statement_timeout', '5000ms'), ('work_mem', '8MB'))
+    """
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if layer:
+            merged.update({k: layer[k] for k in DATABASE_KEYS if k in layer})
+    found: list[tuple[str, str]] = []
+    for key, setting in DATABASE_KEYS.items():
+        value = merged.get(key)
+        if value is None:
+            continue
+        if key == "work_mem":
+            if isinstance(value, int) and not isinstance(value, bool) and 64 <= value <= 2**31 - 1:
+                found.append((setting, f"{value}kB"))
+            elif isinstance(value, str) and _MEMORY.match(value):
+                found.append((setting, value))
+            else:
+                raise ValueError(f"work_mem must be kilobytes (>= 64) or a size such as '8MB', not {value!r}")
+            continue
+        ms = _count(value, key)
+        assert ms is not None
+        if ms > 2**31 - 1:
+            raise ValueError(f"{key} must be at most {2**31 - 1}, not {value!r}")
+        found.append((setting, f"{ms}ms"))
+    return tuple(found)
 
 
 def _number(value: Any, key: str) -> float | None:

@@ -162,6 +162,8 @@ class Binder:
         schema = route.schema if route is not None else self._default_schema
         signed = self.signed(bound.id, schema, bound.epoch)
         query = _BIND_OWN_DATABASE if route is not None and route.own_database else _BIND
+        if bound.settings:
+            query = _with_settings(query, tuple(name for name, _value in bound.settings))
         statement: Statement = (
             query,
             [
@@ -170,6 +172,7 @@ class Binder:
                 _search_path(schema),
                 schema.encode(),
                 signed.epoch.encode(),
+                *(value.encode() for _name, value in bound.settings),
             ],
         )
         self._cache[bound] = statement
@@ -182,6 +185,23 @@ class Binder:
         if len(self._same) >= _CACHE_SIZE:
             self._same.clear()
         self._same[id(bound)] = (bound, statement)
+
+
+#: the settings a plan may set (tenantry.core.limits.DATABASE_KEYS), by the short name their
+#: bind statement's name carries
+_SETTING_CODES = {"statement_timeout": "st", "idle_in_transaction_session_timeout": "it", "work_mem": "wm"}
+
+
+def _with_settings(query: tuple[bytes, bytes], names: tuple[str, ...]) -> tuple[bytes, bytes]:
+    """The bind statement ``query`` that also sets ``names`` transaction-locally, from the
+    parameters after its five: its own prepared statement (one per combination in use).
+
+    The settings go first in the select list, so the bind's own checks already run under them.
+    Only names of :data:`_SETTING_CODES` get here (never input), each as a literal."""
+    name, text = query
+    sets = "".join(f"set_config('{setting}', ${6 + i}, true), " for i, setting in enumerate(names))
+    suffix = "_".join(_SETTING_CODES[setting] for setting in names)
+    return name + b"_" + suffix.encode(), text.replace(b"SELECT ", b"SELECT " + sets.encode(), 1)
 
 
 class _Queue:

@@ -11,8 +11,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tenantry.errors import (
     DatabaseUnavailable,
+    IdleInTransactionTimeout,
     IsolationError,
     NoTenantBound,
+    StatementTimeout,
     TenantMoved,
     TenantMoving,
     TenantryError,
@@ -94,6 +96,17 @@ def translate(err: psycopg.Error) -> TenantryError | None:
         return IsolationError(message.removeprefix("tenantry: "))
     if state == "55006" and message.startswith("tenantry:"):
         return TenantMoving(message.removeprefix("tenantry: "))
+    if state == "57014" and "statement timeout" in message:  # (a cancel by hand is not ours)
+        return StatementTimeout(
+            "the statement ran longer than the tenant's plan allows (statement_timeout_ms) and was cancelled",
+            limit="statement_timeout_ms",
+        )
+    if state == "25P03":
+        return IdleInTransactionTimeout(
+            "the transaction sat idle longer than the tenant's plan allows (idle_in_transaction_timeout_ms);"
+            " the database ended it and closed the connection",
+            limit="idle_in_transaction_timeout_ms",
+        )
     if isinstance(err, psycopg.OperationalError) and (state is None or state.startswith(("08", "57P"))):
         # the connection itself failed (class 08), or the server is shutting down (57P)
         return DatabaseUnavailable(f"cannot reach PostgreSQL: {str(err).strip().splitlines()[0]}")

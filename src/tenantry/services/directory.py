@@ -6,18 +6,24 @@ or makes; apart, the keys and hostnames the catalog does not know, so that junk 
 each cost a catalog read nor push known ones out. Reads go through the routing views, so they
 work in a data-plane process.
 
+A tenant's binding also carries its plan's database settings (statement timeout,
+idle-in-transaction timeout, ``work_mem``: :func:`~tenantry.core.limits.database_settings`),
+kept per plan and dropped by the plan's events.
+
 The edge uses the split verbs (:meth:`Directory.cached` without I/O on the event loop, then
 :meth:`Directory.load` in a thread); ``tn.tenant(...)`` uses :meth:`Directory.bind`.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 from tenantry.context import BoundTenant
 from tenantry.core.caches import UNKNOWN_SIZE, UNKNOWN_TTL, CatalogCache
 from tenantry.core.events import EventKind
+from tenantry.core.limits import database_settings
 from tenantry.core.model import Status, Tenant
 from tenantry.core.placement import Placement
 from tenantry.db import catalog
@@ -29,6 +35,10 @@ from tenantry.services.placements import read_placement
 from tenantry.services.plane import ControlPlane
 
 __all__ = ["Directory", "Resolved"]
+
+_log = logging.getLogger("tenantry.limits")
+#: a plan's database settings, as the binding carries them
+Settings = tuple[tuple[str, str], ...]
 
 #: a tenant and its active placement, as the resolution cache holds them
 Resolved = tuple[Tenant, Placement | None]
@@ -57,13 +67,17 @@ class Directory:
         self._missing_hosts: CatalogCache[str, bool] = CatalogCache(
             "unknown hostnames", ttl=UNKNOWN_TTL, size=min(UNKNOWN_SIZE, size), trusted=trusted
         )
-        self._bounds: dict[int, tuple[Resolved, BoundTenant]] = {}
+        #: each plan's database settings, by plan name
+        self._plan_settings: CatalogCache[str, Settings] = CatalogCache(
+            "plan settings", ttl=ttl, size=1024, trusted=trusted
+        )
+        self._bounds: dict[int, tuple[Resolved, Settings, BoundTenant]] = {}
         self._bounds_size = size
         plane.subscribe(self._on_event, self._on_reset)
 
     def caches(self) -> list[CatalogCache[Any, Any]]:
         """The catalog caches kept here (for their hit and miss counts)."""
-        return [self._tenants, self._missing_tenants, self._hosts, self._missing_hosts]
+        return [self._tenants, self._missing_tenants, self._hosts, self._missing_hosts, self._plan_settings]
 
     # -- tenants ------------------------------------------------------------------------------
     # the cache is keyed by the canonical key (slug, or the id's canonical text), so every
@@ -80,6 +94,8 @@ class Directory:
             hit = self._tenants.get(canonical)
             if hit is None and self._missing_tenants.get(canonical):
                 raise TenantNotFound(f"no tenant {str(key)[:70]!r}")
+        if hit is not None and self._plan_settings.get(hit[0].plan) is None:
+            return None  # its plan's settings are read with it (load), never on the event loop
         return hit
 
     def load(self, key: str | uuid.UUID) -> Resolved:
@@ -97,6 +113,7 @@ class Directory:
                 self._missing_tenants.put(canonical, True, missing)
                 raise
             placement = read_placement(conn, tenant.id, source=catalog.ROUTING_SCHEMA)
+            self._read_plan_settings(conn, tenant.plan)
         resolved = (tenant, placement)
         self._tenants.put(canonical, resolved, ticket)
         return resolved
@@ -120,14 +137,38 @@ class Directory:
             raise TenantNotActive(f"tenant {tenant.slug!r} has no active placement yet")
         # one BoundTenant per cache entry (the entry is held, so its id is not reused): the
         # binder then finds the bind statement by identity, with no hashing of the dataclass
+        settings = self._plan_settings.get(tenant.plan)
+        if settings is None:
+            with self._plane.catalog_reader() as conn:
+                settings = self._read_plan_settings(conn, tenant.plan)
         same = self._bounds.get(id(resolved))
-        if same is not None and same[0] is resolved:
-            return same[1]
-        bound = BoundTenant(id=tenant.id, slug=tenant.slug, route=placement.route, epoch=tenant.epoch)
+        if same is not None and same[0] is resolved and same[1] is settings:
+            return same[2]
+        bound = BoundTenant(
+            id=tenant.id, slug=tenant.slug, route=placement.route, epoch=tenant.epoch, settings=settings
+        )
         if len(self._bounds) >= self._bounds_size:
             self._bounds.clear()
-        self._bounds[id(resolved)] = (resolved, bound)
+        self._bounds[id(resolved)] = (resolved, settings, bound)
         return bound
+
+    def _read_plan_settings(self, conn: Any, plan: str) -> Settings:
+        """The plan's database settings, read through the routing view unless known."""
+        known = self._plan_settings.get(plan)
+        if known is not None:
+            return known
+        ticket = self._plan_settings.begin()
+        row = conn.execute(f"SELECT limits FROM {catalog.ROUTING_SCHEMA}.plans WHERE name = %s", (plan,)).fetchone()
+        document = row[0] if row is not None and isinstance(row[0], dict) else {}
+        try:
+            settings = database_settings(document)
+        except ValueError as err:
+            # a plan saved before its limits were validated: serve, and say so (refusing every
+            # tenant of the plan for a limit no one can read would be worse)
+            _log.error("the database limits of plan %r are not valid, not enforced: %s", plan, err)
+            settings = ()
+        self._plan_settings.put(plan, settings, ticket)
+        return settings
 
     # -- hostnames ----------------------------------------------------------------------------
     def cached_host(self, hostname: str) -> HostRoute | None:
@@ -157,7 +198,9 @@ class Directory:
         elif kind == EventKind.DOMAIN:
             self._hosts.drop(key)
             self._missing_hosts.drop(key)
+        elif kind == EventKind.PLAN:
+            self._plan_settings.drop(key)
 
     def _on_reset(self) -> None:
-        for cache in (self._tenants, self._missing_tenants, self._hosts, self._missing_hosts):
+        for cache in (self._tenants, self._missing_tenants, self._hosts, self._missing_hosts, self._plan_settings):
             cache.clear()
