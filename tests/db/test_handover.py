@@ -111,17 +111,23 @@ def _hijack_bind(conn: TenantConnection) -> None:
         " current_setting('tenantry.tenant_epoch')"
     ).fetchone()
     assert values is not None
-    held = conn.execute("SELECT 1 FROM pg_prepared_statements WHERE name = 'tenantry_bind'").fetchone()
-    if held is not None:
-        conn.execute("DEALLOCATE tenantry_bind")
-    conn.execute(
-        sql.SQL(
-            "PREPARE tenantry_bind(text, text, text, text, text) AS SELECT"
-            " set_config('tenantry.tenant_id', {}, true), set_config('tenantry.tenant_sig', {}, true),"
-            " set_config('search_path', {}, true), set_config('tenantry.tenant_schema', {}, true),"
-            " set_config('tenantry.tenant_epoch', {}, true)"
-        ).format(*(sql.Literal(v) for v in values))
-    )
+    # every bind statement the next borrower may run: the plain one, the one with the default
+    # plans' statement timeout, and any other this session holds (one parameter per setting)
+    names = {"tenantry_bind": 5, "tenantry_bind_st": 6}
+    for name, count in conn.execute(
+        "SELECT name, cardinality(parameter_types) FROM pg_prepared_statements WHERE name LIKE 'tenantry_bind%'"
+    ).fetchall():
+        names[name] = count
+        conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+    for name, count in names.items():
+        conn.execute(
+            sql.SQL(
+                "PREPARE {}({}) AS SELECT"
+                " set_config('tenantry.tenant_id', {}, true), set_config('tenantry.tenant_sig', {}, true),"
+                " set_config('search_path', {}, true), set_config('tenantry.tenant_schema', {}, true),"
+                " set_config('tenantry.tenant_epoch', {}, true)"
+            ).format(sql.Identifier(name), sql.SQL(", ".join(["text"] * count)), *(sql.Literal(v) for v in values))
+        )
 
 
 def _listen(conn: TenantConnection) -> None:

@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from tenantry import context
-from tenantry.db.binding import Binder, RouteKey, abegin, begin, check_route, choose_prepare, mark_returned
+from tenantry.db.binding import Binder, RouteKey, abegin, begin, mark_returned
 from tenantry.db.connect import translate
-from tenantry.db.connections import defer_bind, forget_deferred
+from tenantry.db.connections import check_route, choose_prepare, defer_bind, forget_deferred
 from tenantry.errors import TenantContextError, TenantryError
 
 __all__ = ["TenantScoped", "bind_engine", "tenant_id_column"]

@@ -49,7 +49,6 @@ connections SQLAlchemy engines are made of) and the SQLAlchemy event hooks in
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Generator
 from typing import Any, NamedTuple, TypeVar
 
@@ -59,7 +58,7 @@ from psycopg import pq, waiting
 from tenantry.context import BoundTenant
 from tenantry.db.connect import stale_binding
 from tenantry.db.local import ContextKeys
-from tenantry.errors import DatabaseUnavailable, IsolationError, TenantContextError
+from tenantry.errors import DatabaseUnavailable, IsolationError
 
 __all__ = [
     "CONTROL_EPOCH",
@@ -72,8 +71,6 @@ __all__ = [
     "fused_gen",
     "Signed",
     "areset_now",
-    "check_route",
-    "choose_prepare",
     "mark_returned",
     "reset_due",
     "reset_now",
@@ -133,10 +130,11 @@ class Binder:
         self.keys = keys
         self._default_schema = default_schema
         self._unbound: Statement = (_BIND, [b"", b"", _search_path(default_schema), b"", b""])
-        self._cache: OrderedDict[BoundTenant, Statement] = OrderedDict()
-        # by identity: the scopes of a cached tenant hand out one BoundTenant object, and a
-        # dataclass hashes its fields (the route's too) at every lookup; the entry holds the
-        # object, so its id is not reused while the entry lives
+        # by value, and by identity: the scopes of a cached tenant hand out one BoundTenant
+        # object, and a dataclass hashes its fields (the route's too) at every lookup; an
+        # identity entry holds the object, so its id is not reused while the entry lives.
+        # Both are emptied when full (plain dicts: safe to share between threads)
+        self._by_value: dict[BoundTenant, Statement] = {}
         self._same: dict[int, tuple[BoundTenant, Statement]] = {}
 
     def signed(self, tenant_id: uuid.UUID, schema: str, epoch: int = CONTROL_EPOCH) -> Signed:
@@ -153,38 +151,27 @@ class Binder:
         same = self._same.get(id(bound))
         if same is not None and same[0] is bound:
             return same[1]
-        cached = self._cache.get(bound)
-        if cached is not None:
-            self._cache.move_to_end(bound)
-            self._remember(bound, cached)
-            return cached
+        statement = self._by_value.get(bound)
+        if statement is None:
+            statement = self._make(bound)
+            if len(self._by_value) >= _CACHE_SIZE:
+                self._by_value.clear()
+            self._by_value[bound] = statement
+        if len(self._same) >= _CACHE_SIZE:
+            self._same.clear()
+        self._same[id(bound)] = (bound, statement)
+        return statement
+
+    def _make(self, bound: BoundTenant) -> Statement:
         route = bound.route
         schema = route.schema if route is not None else self._default_schema
         signed = self.signed(bound.id, schema, bound.epoch)
         query = _BIND_OWN_DATABASE if route is not None and route.own_database else _BIND
         if bound.settings:
             query = _with_settings(query, tuple(name for name, _value in bound.settings))
-        statement: Statement = (
-            query,
-            [
-                signed.tenant_id.encode(),
-                signed.signature.encode(),
-                _search_path(schema),
-                schema.encode(),
-                signed.epoch.encode(),
-                *(value.encode() for _name, value in bound.settings),
-            ],
-        )
-        self._cache[bound] = statement
-        if len(self._cache) > _CACHE_SIZE:
-            self._cache.popitem(last=False)
-        self._remember(bound, statement)
-        return statement
-
-    def _remember(self, bound: BoundTenant, statement: Statement) -> None:
-        if len(self._same) >= _CACHE_SIZE:
-            self._same.clear()
-        self._same[id(bound)] = (bound, statement)
+        values = [signed.tenant_id, signed.signature]
+        after = [schema, signed.epoch, *(value for _name, value in bound.settings)]
+        return query, [*(v.encode() for v in values), _search_path(schema), *(v.encode() for v in after)]
 
 
 #: the settings a plan may set (tenantry.core.limits.DATABASE_KEYS), by the short name their
@@ -551,40 +538,5 @@ async def _run_async(pgconn: pq.abc.PGconn, gen: Generator[waiting.Wait, Any, _T
         raise DatabaseUnavailable(f"connection lost while binding the tenant: {err}") from err
 
 
-# -- routing and prepared statements ---------------------------------------------------------
-
+#: a route: (cell, database or None for the cell's main database)
 RouteKey = tuple[str, str | None]
-
-
-def check_route(bound: BoundTenant | None, serves: RouteKey | None) -> None:
-    """Refuse to bind a tenant on a connection to another server or database than its own."""
-    if bound is None or bound.route is None or serves is None:
-        return
-    if bound.route.pool_key != serves:
-        where = bound.route.database or "the shared database"
-        raise TenantContextError(
-            f"tenant {bound.slug!r} lives in {where} on cell {bound.route.cell!r}; this connection"
-            f" serves {serves[1] or 'the shared database'} on cell {serves[0]!r}: open it inside"
-            " `with tn.tenant(...)`"
-        )
-
-
-def choose_prepare(conn: psycopg.BaseConnection[Any], bound: BoundTenant | None) -> None:
-    """Let psycopg prepare statements, except for schema-tier tenants.
-
-    A prepared statement keeps the parameter and result types it was planned with; reused
-    after the search path moved to another tenant's schema it fails ("operator does not
-    exist: priority = tenant_data.priority"). Statements prepared for pooled tenants stay
-    valid for them: they all use the pooled schema.
-    """
-    default = getattr(conn, "_tenantry_prepare_threshold", _UNSET)
-    if default is _UNSET:
-        default = conn.prepare_threshold
-        conn._tenantry_prepare_threshold = default  # type: ignore[attr-defined]
-    schema_tier = bound is not None and bound.route is not None and bound.route.schema_tier
-    wanted = None if schema_tier else default
-    if conn.prepare_threshold != wanted:
-        conn.prepare_threshold = wanted
-
-
-_UNSET: Any = object()

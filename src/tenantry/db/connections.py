@@ -43,8 +43,6 @@ from tenantry.db.binding import (
     areset_now,
     begin,
     begin_gen,
-    check_route,
-    choose_prepare,
     fused_gen,
     reset_due,
     reset_now,
@@ -52,6 +50,8 @@ from tenantry.db.binding import (
 from tenantry.errors import TenantContextError
 
 __all__ = [
+    "check_route",
+    "choose_prepare",
     "defer_bind",
     "forget_deferred",
     "AsyncTenantConnection",
@@ -72,6 +72,40 @@ _AUTOCOMMIT = (
 )
 #: what a connection remembers as bound while its open transaction was not begun by tenantry
 _NOT_BOUND: Any = object()
+
+
+def check_route(bound: BoundTenant | None, serves: RouteKey | None) -> None:
+    """Refuse to bind a tenant on a connection to another server or database than its own."""
+    if bound is None or bound.route is None or serves is None:
+        return
+    if bound.route.pool_key != serves:
+        where = bound.route.database or "the shared database"
+        raise TenantContextError(
+            f"tenant {bound.slug!r} lives in {where} on cell {bound.route.cell!r}; this connection"
+            f" serves {serves[1] or 'the shared database'} on cell {serves[0]!r}: open it inside"
+            " `with tn.tenant(...)`"
+        )
+
+
+def choose_prepare(conn: psycopg.BaseConnection[Any], bound: BoundTenant | None) -> None:
+    """Let psycopg prepare statements, except for schema-tier tenants.
+
+    A prepared statement keeps the parameter and result types it was planned with; reused
+    after the search path moved to another tenant's schema it fails ("operator does not
+    exist: priority = tenant_data.priority"). Statements prepared for pooled tenants stay
+    valid for them: they all use the pooled schema.
+    """
+    default = getattr(conn, "_tenantry_prepare_threshold", _UNSET)
+    if default is _UNSET:
+        default = conn.prepare_threshold
+        conn._tenantry_prepare_threshold = default  # type: ignore[attr-defined]
+    schema_tier = bound is not None and bound.route is not None and bound.route.schema_tier
+    wanted = None if schema_tier else default
+    if conn.prepare_threshold != wanted:
+        conn.prepare_threshold = wanted
+
+
+_UNSET: Any = object()
 
 
 class _Fused(NamedTuple):
