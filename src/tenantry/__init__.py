@@ -105,14 +105,16 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
         Plugins,
         mount_plugins,
     )
-    from tenantry.services.audit import AuditEntry
-    from tenantry.services.cells import Cell
+    from tenantry.services.audit import AuditEntry, AuditService
+    from tenantry.services.cells import Cell, CellService
     from tenantry.services.domain_checks import DnsChecker, DomainChecker, HttpChecker, Verdict
-    from tenantry.services.domains import Domain
+    from tenantry.services.domains import Domain, DomainService
     from tenantry.services.egress import Egress
+    from tenantry.services.lifecycle import PlanService, TenantService
     from tenantry.services.moves import MoveReport
-    from tenantry.services.spares import Spare, SpareReport
-    from tenantry.services.tokens import ApiToken
+    from tenantry.services.schema import CheckReport, SchemaService
+    from tenantry.services.spares import Spare, SpareReport, SpareService
+    from tenantry.services.tokens import ApiToken, TokenService
     from tenantry.settings import Settings
     from tenantry.tenant_config import (
         ConfigChange,
@@ -145,6 +147,7 @@ __all__ = [
     "AsgiRoutes",
     "AsyncTenantConnection",
     "AuditEntry",
+    "AuditService",
     "AuthenticationFailed",
     "BoundTenant",
     "Brand",
@@ -155,6 +158,8 @@ __all__ = [
     "Branding",
     "CatalogNotInitialised",
     "Cell",
+    "CellService",
+    "CheckReport",
     "ConcurrencyLimited",
     "ConfigChange",
     "ConfigDiff",
@@ -173,6 +178,7 @@ __all__ = [
     "Domain",
     "DomainChecker",
     "DomainNotFound",
+    "DomainService",
     "DomainTaken",
     "EdgeLimiter",
     "EdgeLimits",
@@ -214,6 +220,7 @@ __all__ = [
     "PlacementResult",
     "Plan",
     "PlanNotFound",
+    "PlanService",
     "Plugin",
     "PluginInfo",
     "PluginNotFound",
@@ -221,9 +228,11 @@ __all__ = [
     "Plugins",
     "RESERVED_SLUGS",
     "RateLimited",
+    "SchemaService",
     "Settings",
     "Spare",
     "SpareReport",
+    "SpareService",
     "StatementTimeout",
     "Status",
     "StatusReport",
@@ -243,12 +252,14 @@ __all__ = [
     "TenantRestoring",
     "TenantScope",
     "TenantScoped",
+    "TenantService",
     "TenantSuspended",
     "Tenantry",
     "TenantryError",
     "TenantryMetrics",
     "TenantryProvider",
     "Theme",
+    "TokenService",
     "UnsafeAddress",
     "UnsafeRuntimeRole",
     "Upload",
@@ -309,14 +320,16 @@ _LAZY: dict[str, tuple[str, ...]] = {
         "Plugins",
         "mount_plugins",
     ),
-    "tenantry.services.audit": ("AuditEntry",),
-    "tenantry.services.cells": ("Cell",),
+    "tenantry.services.audit": ("AuditEntry", "AuditService"),
+    "tenantry.services.cells": ("Cell", "CellService"),
     "tenantry.services.domain_checks": ("DnsChecker", "DomainChecker", "HttpChecker", "Verdict"),
-    "tenantry.services.domains": ("Domain",),
+    "tenantry.services.domains": ("Domain", "DomainService"),
     "tenantry.services.egress": ("Egress",),
     "tenantry.services.moves": ("MoveReport",),
-    "tenantry.services.spares": ("Spare", "SpareReport"),
-    "tenantry.services.tokens": ("ApiToken",),
+    "tenantry.services.lifecycle": ("PlanService", "TenantService"),
+    "tenantry.services.schema": ("CheckReport", "SchemaService"),
+    "tenantry.services.spares": ("Spare", "SpareReport", "SpareService"),
+    "tenantry.services.tokens": ("ApiToken", "TokenService"),
     "tenantry.settings": ("Settings",),
     "tenantry.tenant_config": (
         "ConfigChange",
