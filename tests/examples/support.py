@@ -48,6 +48,13 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
+def lift_edge_limits(tn: Tenantry) -> None:
+    """The tests send requests faster than a free tenant may (edge limits have tests of their
+    own in tests/web), so the plans' rate and concurrency limits are lifted."""
+    with tn.admin() as conn:
+        conn.execute("UPDATE tenantry.plans SET limits = limits - 'requests_per_second' - 'burst' - 'concurrency'")
+
+
 @pytest.fixture(scope="module")
 def tracker(server_url: str) -> Iterator[Tracker]:
     """The tracker app on a database of its own, with acme (pooled), globex (schema) and
@@ -57,8 +64,7 @@ def tracker(server_url: str) -> Iterator[Tracker]:
     runner = asyncio.Runner()
     try:
         tn.schema.init()
-        with tn.admin() as conn:  # the tests send requests faster than a free tenant may (edge limits: tests/web)
-            conn.execute("UPDATE tenantry.plans SET limits = limits - 'requests_per_second' - 'concurrency'")
+        lift_edge_limits(tn)
         for slug, plan in TENANTS.items():
             tn.tenants.create(slug, name=f"{slug.title()} Corporation", plan=plan)
             seed(tn, slug)

@@ -25,7 +25,7 @@ from examples.tracker.models import Base, Project
 from examples.tracker.seed import seed
 from tenantry import Tenantry
 from tenantry.contrib.webhooks import Delivery, deliver_pending, verify
-from tests.examples.support import LOGIN, TENANTS, csrf_of
+from tests.examples.support import LOGIN, TENANTS, csrf_of, lift_edge_limits
 from tests.plugins.receiver import Receiver
 from tests.support import Scratch, run_cli
 
@@ -72,6 +72,7 @@ def site(server_url: str) -> Iterator[Site]:
     runner = asyncio.Runner()
     try:
         tn.schema.init()
+        lift_edge_limits(tn)
         for slug, plan in TENANTS.items():
             tn.tenants.create(slug, name=f"{slug.title()} Corporation", plan=plan)
             seed(tn, slug)
