@@ -17,8 +17,8 @@ import pytest
 
 from tenantry import Tenant, TenantNotFound, Tenantry
 from tenantry.core.caches import CatalogCache
+from tenantry.db.catalog import tenants as catalog_tenants
 from tenantry.services import domains as domains_service
-from tenantry.services import tenants as tenant_service
 from tests.model_app import Base
 from tests.support import Scratch
 
@@ -140,7 +140,7 @@ def test_an_unknown_slug_costs_one_catalog_read_until_another_process_creates_it
     tn: Tenantry, small: Tenantry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _listening(small)
-    reads = _Counted(monkeypatch, tenant_service, "get_tenant")
+    reads = _Counted(monkeypatch, catalog_tenants, "get_tenant")
     slug = f"late-{uuid.uuid4().hex[:8]}"
     for _request in range(20):
         assert not _binds(small, slug)

@@ -88,6 +88,7 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.db.alchemy import TenantScoped, tenant_id_column
     from tenantry.db.bulk import acopy_rows, copy_rows
     from tenantry.db.catalog import InitReport
+    from tenantry.db.catalog.audit import AuditEntry
     from tenantry.db.connections import AsyncTenantConnection, TenantConnection
     from tenantry.db.rls import DeployReport
     from tenantry.db.server import EmbeddedServer
@@ -105,7 +106,7 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
         Plugins,
         mount_plugins,
     )
-    from tenantry.services.audit import AuditEntry, AuditService
+    from tenantry.services.audit import AuditService
     from tenantry.services.cells import Cell, CellService
     from tenantry.services.domain_checks import DnsChecker, DomainChecker, HttpChecker, Verdict
     from tenantry.services.domains import Domain, DomainService
@@ -304,6 +305,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "tenantry.db.connections": ("AsyncTenantConnection", "TenantConnection"),
     "tenantry.db.bulk": ("acopy_rows", "copy_rows"),
     "tenantry.db.catalog": ("InitReport",),
+    "tenantry.db.catalog.audit": ("AuditEntry",),
     "tenantry.db.rls": ("DeployReport",),
     "tenantry.db.server": ("EmbeddedServer",),
     "tenantry.migrations.report": ("MigrationReport", "PlacementResult", "StatusReport"),
@@ -320,7 +322,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
         "Plugins",
         "mount_plugins",
     ),
-    "tenantry.services.audit": ("AuditEntry", "AuditService"),
+    "tenantry.services.audit": ("AuditService",),
     "tenantry.services.cells": ("Cell", "CellService"),
     "tenantry.services.domain_checks": ("DnsChecker", "DomainChecker", "HttpChecker", "Verdict"),
     "tenantry.services.domains": ("Domain", "DomainService"),

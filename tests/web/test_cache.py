@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from tenantry import TenantNotActive, Tenantry, Verdict
+from tenantry.db.catalog import tenants as catalog_tenants
 from tenantry.services import domains as domains_service
-from tenantry.services import tenants as tenant_service
 from tests.model_app import Base
 
 
@@ -34,7 +34,7 @@ def test_a_tenant_lookup_racing_a_suspension_is_not_cached(
     t = make_tenant("race")
     edge.plane.listen()
     assert edge.plane._listener is not None and edge.plane._listener.listening.wait(5)
-    real = tenant_service.get_tenant
+    real = catalog_tenants.get_tenant
     raced: list[bool] = []
 
     def read_then_change(conn: Any, key: Any, **kwargs: Any) -> Any:
@@ -46,9 +46,9 @@ def test_a_tenant_lookup_racing_a_suspension_is_not_cached(
             _wait(lambda: edge.directory._tenants.generation != generation)
         return before
 
-    monkeypatch.setattr(tenant_service, "get_tenant", read_then_change)
+    monkeypatch.setattr(catalog_tenants, "get_tenant", read_then_change)
     tenant, _ = edge.directory.load(t.slug)
-    monkeypatch.setattr(tenant_service, "get_tenant", real)
+    monkeypatch.setattr(catalog_tenants, "get_tenant", real)
     assert tenant.status.value == "active"  # what was read
     assert edge.directory.cached(t.slug) is None  # but not kept
     with pytest.raises(TenantNotActive):

@@ -59,8 +59,8 @@ from tenantry.branding.theme import (
 )
 from tenantry.core.caches import CatalogCache
 from tenantry.core.events import EventKind
+from tenantry.db.catalog import tenants as catalog_tenants
 from tenantry.errors import InvalidBrand, InvalidInput, NotFound, TenantNotFound
-from tenantry.services import tenants as tenant_service
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane
@@ -111,7 +111,7 @@ class Branding:
     def get(self, tenant: str | uuid.UUID) -> Brand:
         """The tenant's brand, read from the catalog now."""
         with self._tn.admin() as conn:
-            found = tenant_service.get_tenant(conn, tenant)
+            found = catalog_tenants.get_tenant(conn, tenant)
             stored = store.read_brand(conn, found.id)
         if stored is None:
             raise TenantNotFound(f"no tenant {str(tenant)!r}")
@@ -173,7 +173,7 @@ class Branding:
         if not 1 <= limit <= 10_000:
             raise InvalidInput("limit must be between 1 and 10000")
         with self._tn.admin() as conn:
-            found = tenant_service.get_tenant(conn, tenant)
+            found = catalog_tenants.get_tenant(conn, tenant)
             rows = store.read_history(conn, found.id, limit=limit, before=before)
         return [BrandVersion(found.slug, r.version, r.theme, r.actor, r.message, r.created_at) for r in rows]
 
@@ -197,7 +197,7 @@ class Branding:
         target = Theme()
         if version > 0:
             with self._tn.admin() as conn:
-                found = tenant_service.get_tenant(conn, tenant)
+                found = catalog_tenants.get_tenant(conn, tenant)
                 old = store.read_version(conn, found.id, version)
                 if old is None:
                     latest = store.read_history(conn, found.id, limit=1)
@@ -227,7 +227,7 @@ class Branding:
         message: str = "",
     ) -> BrandChange:
         with self._tn.admin() as conn:
-            tenant = tenant_service.get_tenant(conn, key)
+            tenant = catalog_tenants.get_tenant(conn, key)
             # the change is applied to the theme as it is inside the write's transaction, so
             # two concurrent changes of different fields both land
             write = store.write_brand(

@@ -22,9 +22,9 @@ from psycopg.types.json import Jsonb
 from tenantry.branding.images import Image
 from tenantry.branding.theme import Theme
 from tenantry.core.model import Status, Tenant
+from tenantry.db.catalog import audit
+from tenantry.db.catalog.events import EventKind, notify
 from tenantry.errors import Conflict, TenantNotFound
-from tenantry.services import audit
-from tenantry.services.events import EventKind, notify
 
 __all__ = [
     "StoredBrand",

@@ -287,8 +287,8 @@ class HookRunner:
 
 def follow(delivery: HookDelivery, *, stop: threading.Event, poll: float, on_pass: Callable[[RunReport], None]) -> None:
     """Deliver in the calling thread until ``stop`` is set: :class:`HookRunner`'s loop, woken
-    by a :class:`~tenantry.services.events.CatalogListener` of its own."""
-    from tenantry.services.events import CatalogListener, EventKind
+    by a :class:`~tenantry.db.catalog.events.CatalogListener` of its own."""
+    from tenantry.db.catalog.events import CatalogListener, EventKind
 
     names = set(delivery.handlers())
     runner = HookRunner(delivery, poll=poll, on_pass=on_pass)

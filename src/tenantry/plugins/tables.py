@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from tenantry.db import catalog, rls
+from tenantry.db.catalog import audit
 from tenantry.db.connect import database_url
 from tenantry.db.deploy import deploy_tables
 from tenantry.errors import ConfigurationError, InvalidInput
 from tenantry.plugins.base import AppTables
-from tenantry.services import audit
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane

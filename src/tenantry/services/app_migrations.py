@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Literal
 
 from tenantry.core.model import Isolation
 from tenantry.core.placement import PRIMARY_CELL, Placement
-from tenantry.db.catalog import require_catalog
+from tenantry.db.catalog import audit, require_catalog
 from tenantry.db.connect import admin_connection, database_url
 from tenantry.errors import ConfigurationError, Conflict, InvalidInput
 from tenantry.migrations import fanout, tracking
@@ -41,7 +41,6 @@ from tenantry.migrations.report import MigrationFailed, MigrationReport, Placeme
 from tenantry.migrations.runner import Outcome, Work, run_work
 from tenantry.migrations.scripts import Scripts, load_scripts, split_revisions
 from tenantry.migrations.tracking import POOLED, Tracked
-from tenantry.services import audit
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane

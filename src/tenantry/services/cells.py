@@ -17,12 +17,11 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from tenantry.core.placement import PRIMARY_CELL, CellLoad
-from tenantry.db.catalog import require_catalog
+from tenantry.db.catalog import audit, require_catalog
+from tenantry.db.catalog.events import notify_cell
 from tenantry.db.connect import admin_connection, describe, with_user
 from tenantry.db.roles import ensure_roles
 from tenantry.errors import Conflict, InvalidInput, NotFound
-from tenantry.services import audit
-from tenantry.services.events import notify_cell
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane

@@ -30,6 +30,7 @@ from tenantry.core.placement import PRIMARY_CELL
 from tenantry.core.secrets import Keyring
 from tenantry.db import catalog
 from tenantry.db.binding import Binder, RouteKey
+from tenantry.db.catalog.events import CatalogListener
 from tenantry.db.catalog_pool import CatalogPool
 from tenantry.db.connect import admin_connection, database_url, translate, translated, with_user
 from tenantry.db.connections import AsyncTenantConnection, TenantConnection
@@ -41,7 +42,6 @@ from tenantry.db.server import EmbeddedServer
 from tenantry.errors import ConfigurationError, ControlPlaneOnly, DatabaseUnavailable, UnsafeRuntimeRole
 from tenantry.services import cells as cells_service
 from tenantry.services.cells import Cell
-from tenantry.services.events import CatalogListener
 from tenantry.services.plane import EventHandler, Extensions, ResetHandler
 
 if TYPE_CHECKING:

@@ -27,9 +27,9 @@ from tenantry.core.limits import database_settings
 from tenantry.core.model import Status, Tenant
 from tenantry.core.placement import Placement
 from tenantry.db import catalog
+from tenantry.db.catalog import tenants as catalog_tenants
 from tenantry.errors import TenantNotActive, TenantNotFound
 from tenantry.services import domains as domains_service
-from tenantry.services import tenants as tenant_service
 from tenantry.services.domains import UNKNOWN_HOST, HostRoute
 from tenantry.services.placements import read_placement
 from tenantry.services.plane import ControlPlane
@@ -90,7 +90,7 @@ class Directory:
         # form (the fast path of every request at the edge); other spellings are canonicalised
         hit = self._tenants.get(key) if isinstance(key, str) else None
         if hit is None:
-            canonical = str(tenant_service.tenant_key(key))
+            canonical = str(catalog_tenants.tenant_key(key))
             hit = self._tenants.get(canonical)
             if hit is None and self._missing_tenants.get(canonical):
                 raise TenantNotFound(f"no tenant {str(key)[:70]!r}")
@@ -102,13 +102,13 @@ class Directory:
         """Read the tenant and its active placement through the routing views, and keep them
         (unless an event came meanwhile)."""
         self._plane.listen()
-        canonical = str(tenant_service.tenant_key(key))
+        canonical = str(catalog_tenants.tenant_key(key))
         # taken before the read: a change whose notice arrives while we read may be newer
         # than what we read, and keeping it would outlive the notice meant to drop it
         ticket, missing = self._tenants.begin(), self._missing_tenants.begin()
         with self._plane.catalog_reader() as conn:
             try:
-                tenant = tenant_service.get_tenant(conn, key, source=catalog.ROUTING_SCHEMA)
+                tenant = catalog_tenants.get_tenant(conn, key, source=catalog.ROUTING_SCHEMA)
             except TenantNotFound:
                 self._missing_tenants.put(canonical, True, missing)
                 raise

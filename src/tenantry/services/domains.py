@@ -26,12 +26,11 @@ import psycopg
 from tenantry.core.events import EventKind
 from tenantry.core.hostnames import normalise_hostname
 from tenantry.core.model import Status
-from tenantry.db.catalog import require_catalog
+from tenantry.db.catalog import audit, require_catalog
+from tenantry.db.catalog import tenants as catalog_tenants
+from tenantry.db.catalog.events import notify_domain
 from tenantry.errors import Conflict, DomainNotFound, DomainTaken, TenantNotFound, VerificationFailed
-from tenantry.services import audit
-from tenantry.services import tenants as tenant_service
 from tenantry.services.domain_checks import DNS_PREFIX, DNS_VALUE_PREFIX, WELL_KNOWN, DomainChecker, checker_for
-from tenantry.services.events import notify_domain
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane
@@ -165,14 +164,14 @@ def add_domain(tn: ControlPlane, hostname: str, tenant: str | uuid.UUID) -> Doma
     no-op that returns it as it is."""
     host = normalise_hostname(hostname, base_domain=tn.settings.base_domain)
     with tn.admin() as conn, conn.transaction():
-        owner = tenant_service.get_tenant(conn, tenant)
+        owner = catalog_tenants.get_tenant(conn, tenant)
         if owner.status is Status.DELETED:
             raise TenantNotFound(f"tenant {str(tenant)!r} is deleted")
         existing = _read(conn, host, for_update=True)
         if existing is not None:
             if existing.tenant_id == owner.id:
                 return existing
-            holder = tenant_service.get_tenant(conn, existing.tenant_id)
+            holder = catalog_tenants.get_tenant(conn, existing.tenant_id)
             if holder.status is not Status.DELETED:
                 raise DomainTaken(f"domain {host!r} belongs to another tenant")
             conn.execute("DELETE FROM tenantry.domains WHERE hostname = %s", (host,))
@@ -295,7 +294,7 @@ class DomainService:
         """Custom domains, of one tenant or of all."""
         with self._plane.admin() as conn:
             require_catalog(conn)
-            owner = None if tenant is None else tenant_service.get_tenant(conn, tenant).id
+            owner = None if tenant is None else catalog_tenants.get_tenant(conn, tenant).id
             return list_domains(conn, owner)
 
     def get(self, hostname: str) -> Domain:

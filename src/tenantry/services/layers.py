@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from tenantry.core.model import Status
+from tenantry.db.catalog import tenants as catalog_tenants
 from tenantry.errors import InvalidInput, TenantNotFound
 from tenantry.services import tenants as tenant_service
 
@@ -65,7 +66,7 @@ def scope_of(conn: psycopg.Connection[Any], *, tenant: str | uuid.UUID | None = 
     if (tenant is None) == (plan is None):
         raise InvalidInput("name exactly one layer: a tenant or a plan")
     if tenant is not None:
-        found = tenant_service.get_tenant(conn, tenant)
+        found = catalog_tenants.get_tenant(conn, tenant)
         if found.status is Status.DELETED:
             raise TenantNotFound(f"tenant {found.slug!r} is deleted")
         return Scope("tenant", found.slug, found.plan, found.id)

@@ -17,6 +17,7 @@ from tenantry.core.events import EventKind
 from tenantry.core.model import Plan, Status, Tenant
 from tenantry.core.placement import Placement
 from tenantry.db import catalog
+from tenantry.db.catalog import tenants as catalog_tenants
 from tenantry.services import fences, moves, placements, provisioning
 from tenantry.services import tenants as tenant_service
 from tenantry.services.directory import Directory
@@ -74,7 +75,7 @@ class TenantService:
     def get(self, key: str | uuid.UUID) -> Tenant:
         """The tenant (by slug or id) as the catalog holds it now (see :meth:`lookup`)."""
         with self._plane.admin() as conn:
-            return tenant_service.get_tenant(conn, key)
+            return catalog_tenants.get_tenant(conn, key)
 
     def list(
         self,
@@ -90,7 +91,7 @@ class TenantService:
         or whose slug starts with ``prefix``."""
         with self._plane.admin() as conn:
             catalog.require_catalog(conn)
-            return tenant_service.list_tenants(
+            return catalog_tenants.list_tenants(
                 conn,
                 status=status,
                 plan=plan,
@@ -103,7 +104,7 @@ class TenantService:
     def placement(self, key: str | uuid.UUID) -> Placement | None:
         """The tenant's active placement (``None`` while it is being built)."""
         with self._plane.admin() as conn:
-            tenant = tenant_service.get_tenant(conn, key)
+            tenant = catalog_tenants.get_tenant(conn, key)
             return placements.read_placement(conn, tenant.id)
 
     def lookup(self, key: str | uuid.UUID) -> Tenant:

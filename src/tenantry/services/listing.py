@@ -12,8 +12,8 @@ from typing import Any
 import psycopg
 
 from tenantry.core.model import Status, Tenant
-from tenantry.services.audit import AuditEntry, list_entries
-from tenantry.services.tenants import list_tenants
+from tenantry.db.catalog.audit import AuditEntry, list_entries
+from tenantry.db.catalog.tenants import list_tenants
 
 __all__ = ["audit_page", "tenants_page"]
 

@@ -19,13 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from tenantry.core.model import Isolation, Plan, Tenant
+from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.placement import Placement, plan_steps
 from tenantry.db import change_capture, tenant_copy
+from tenantry.db.catalog import audit
+from tenantry.db.catalog.events import EventKind, notify_tenant
+from tenantry.db.catalog.tenants import get_tenant, set_status
 from tenantry.db.connect import admin_connection
 from tenantry.errors import IsolationError, TablesDiffer
-from tenantry.services import audit, placement_tables, plugin_hooks
-from tenantry.services.events import EventKind, notify_tenant
+from tenantry.services import placement_tables, plugin_hooks
 from tenantry.services.fences import fence_placement
 from tenantry.services.placements import (
     build_step,
@@ -34,7 +36,6 @@ from tenantry.services.placements import (
     local_outdated,
 )
 from tenantry.services.steps import Step, StepLog
-from tenantry.services.tenants import get_tenant
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane
@@ -402,11 +403,7 @@ class Move:
                 " WHERE tenant_id = %s AND status = 'building'",
                 (tenant.id,),
             )
-            conn.execute(
-                "UPDATE tenantry.tenants SET status = 'active', plan = %s, epoch = epoch + 1, updated_at = now()"
-                " WHERE id = %s",
-                (self.chosen.name, tenant.id),
-            )
+            set_status(conn, tenant.id, Status.ACTIVE, new_epoch=True, plan=self.chosen.name)
             flipped_at = time.time()
             job.record(
                 conn, "flip", flipped_at=flipped_at, write_block_seconds=flipped_at - float(job.payload["frozen_at"])

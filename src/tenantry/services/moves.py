@@ -60,10 +60,12 @@ from psycopg.types.json import Jsonb
 from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.placement import Placement, choose_cell
 from tenantry.db import change_capture, tenant_copy
+from tenantry.db.catalog import audit
+from tenantry.db.catalog.events import EventKind, notify_tenant
+from tenantry.db.catalog.tenants import get_tenant, set_status
 from tenantry.errors import Conflict, InvalidInput
-from tenantry.services import audit, placement_tables
+from tenantry.services import placement_tables
 from tenantry.services.cells import cell_loads
-from tenantry.services.events import EventKind, notify_tenant
 from tenantry.services.move_steps import (
     Move,
     MoveReport,
@@ -80,7 +82,7 @@ from tenantry.services.placements import (
     tenant_lock,
 )
 from tenantry.services.steps import StepLog
-from tenantry.services.tenants import get_plan, get_tenant
+from tenantry.services.tenants import get_plan
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane
@@ -154,7 +156,7 @@ def _start(tn: ControlPlane, conn: psycopg.Connection[Any], tenant: Tenant, plan
             (tenant.id, Jsonb(payload)),
         ).fetchone()
         assert row is not None
-        conn.execute("UPDATE tenantry.tenants SET status = 'moving', updated_at = now() WHERE id = %s", (tenant.id,))
+        set_status(conn, tenant.id, Status.MOVING)
         notify_tenant(conn, tenant.id)
         audit.record(
             conn, actor=tn.actor, action="tenant.move.start", target_type="tenant", target=tenant.slug, after=payload
@@ -260,9 +262,7 @@ def _abort(tn: ControlPlane, tenant: Tenant) -> bool:
                 "UPDATE tenantry.jobs SET status = 'failed', error = 'aborted', updated_at = now() WHERE id = %s",
                 (job.id,),
             )
-            conn.execute(
-                "UPDATE tenantry.tenants SET status = 'active', updated_at = now() WHERE id = %s", (tenant.id,)
-            )
+            set_status(conn, tenant.id, Status.ACTIVE)
             notify_tenant(conn, tenant.id)
             audit.record(
                 conn,

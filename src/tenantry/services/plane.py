@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ControlPlane", "EventHandler", "Extensions", "ResetHandler"]
 
-#: called with each catalog event this process hears or makes (see :mod:`tenantry.services.events`)
+#: called with each catalog event this process hears or makes (see :mod:`tenantry.db.catalog.events`)
 EventHandler = Callable[["EventKind", str], None]
 #: called when every cached catalog fact must go (the listener reconnected: notices may be lost)
 ResetHandler = Callable[[], None]

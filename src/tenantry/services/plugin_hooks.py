@@ -37,9 +37,9 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from tenantry.core.hooks import LIFECYCLE_EVENTS, STATUSES
+from tenantry.db.catalog import audit
+from tenantry.db.catalog.events import CHANNEL, EventKind, notify
 from tenantry.errors import InvalidInput
-from tenantry.services import audit
-from tenantry.services.events import CHANNEL, EventKind, notify
 
 if TYPE_CHECKING:
     from tenantry.core.model import Tenant

@@ -21,9 +21,9 @@ import psycopg
 from psycopg import sql
 
 from tenantry.core.naming import check_plugin_name
+from tenantry.db.catalog import audit
+from tenantry.db.catalog.events import notify_plugin
 from tenantry.errors import PluginNotFound
-from tenantry.services import audit
-from tenantry.services.events import notify_plugin
 from tenantry.services.layers import Scope, scope_of
 
 if TYPE_CHECKING:

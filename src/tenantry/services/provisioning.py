@@ -24,15 +24,16 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import sql
 
 from tenantry.core.model import Isolation, Plan, Status, Tenant, check_transition
 from tenantry.core.naming import validate_slug
 from tenantry.core.placement import PRIMARY_CELL, Placement, choose_cell, plan_steps
+from tenantry.db.catalog import audit
+from tenantry.db.catalog.events import EventKind, notify_tenant
+from tenantry.db.catalog.tenants import find_tenant, get_tenant, insert_tenant, set_status
 from tenantry.errors import Conflict, InvalidInput, TenantExists
-from tenantry.services import audit, placement_tables, plugin_hooks, spare_keys
+from tenantry.services import placement_tables, plugin_hooks, spare_keys
 from tenantry.services.cells import cell_loads
-from tenantry.services.events import EventKind, notify_tenant
 from tenantry.services.fences import fence_placement
 from tenantry.services.placements import (
     build_step,
@@ -46,7 +47,7 @@ from tenantry.services.placements import (
     tenant_lock,
 )
 from tenantry.services.steps import StepLog
-from tenantry.services.tenants import TENANT_COLUMNS, get_plan, get_tenant, row_to_tenant
+from tenantry.services.tenants import get_plan
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane
@@ -142,14 +143,8 @@ def _start(
     one, and is returned active."""
     plan, isolation = chosen.name, chosen.isolation
     with conn.transaction():
-        row = conn.execute(
-            sql.SQL("SELECT {} FROM tenantry.tenants WHERE slug = %s AND status <> 'deleted' FOR UPDATE").format(
-                TENANT_COLUMNS
-            ),
-            (slug,),
-        ).fetchone()
-        if row is not None:
-            existing = row_to_tenant(row)
+        existing = find_tenant(conn, slug, for_update=True)
+        if existing is not None:
             if existing.status is not Status.PROVISIONING:
                 raise TenantExists(f"a tenant with slug {slug!r} exists already")
             if existing.plan != plan:
@@ -169,19 +164,9 @@ def _start(
             if claimed is not None:
                 plugin_hooks.enqueue(conn, "created", claimed, origin=tn.origin())
                 return claimed, None, set()
-        status = "active" if isolation is Isolation.POOLED else "provisioning"
-        try:
-            with conn.transaction():
-                inserted = conn.execute(
-                    sql.SQL(
-                        "INSERT INTO tenantry.tenants (slug, name, plan, status) VALUES (%s, %s, %s, %s) RETURNING {}"
-                    ).format(TENANT_COLUMNS),
-                    (slug, name, plan, status),
-                ).fetchone()
-        except psycopg.errors.UniqueViolation as err:
-            raise TenantExists(f"a tenant with slug {slug!r} exists already") from err
-        assert inserted is not None
-        tenant = row_to_tenant(inserted)
+        status = Status.ACTIVE if isolation is Isolation.POOLED else Status.PROVISIONING
+        with conn.transaction():  # a savepoint: a taken slug leaves the transaction usable
+            tenant = insert_tenant(conn, slug=slug, name=name, plan=plan, status=status)
         # processes that were asked for this slug before remember it as missing, briefly
         notify_tenant(conn, tenant.id)
         placement = Placement.plan_for(
@@ -228,16 +213,9 @@ def _activate(
             " WHERE tenant_id = %s AND status = 'building'",
             (tenant.id,),
         )
-        row = conn.execute(
-            sql.SQL(
-                "UPDATE tenantry.tenants SET status = 'active', updated_at = now() WHERE id = %s RETURNING {}"
-            ).format(TENANT_COLUMNS),
-            (tenant.id,),
-        ).fetchone()
-        assert row is not None
+        active = set_status(conn, tenant.id, Status.ACTIVE)
         log.record(conn, "activate")
         conn.execute("UPDATE tenantry.jobs SET status = 'done' WHERE id = %s", (log.id,))
-        active = row_to_tenant(row)
         notify_tenant(conn, active.id)
         audit.record(
             conn,
@@ -303,10 +281,7 @@ def _deprovision(tn: ControlPlane, key: str | uuid.UUID) -> dict[str, int]:
                 " WHERE tenant_id = %s AND status = 'running'",
                 (tenant.id,),
             )
-            conn.execute(
-                "UPDATE tenantry.tenants SET status = 'deleted', epoch = epoch + 1, updated_at = now() WHERE id = %s",
-                (tenant.id,),
-            )
+            set_status(conn, tenant.id, Status.DELETED, new_epoch=True)
             notify_tenant(conn, tenant.id)
             audit.record(
                 conn,

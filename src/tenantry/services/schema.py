@@ -16,10 +16,11 @@ import psycopg
 import sqlalchemy as sa
 
 from tenantry.db import catalog, rls
+from tenantry.db.catalog import audit
 from tenantry.db.connect import admin_connection, database_url
 from tenantry.db.deploy import deploy_tables
 from tenantry.db.roles import ensure_reader, ensure_roles
-from tenantry.services import audit, placement_tables, placements, role_checks
+from tenantry.services import placement_tables, placements, role_checks
 from tenantry.services.plane import ControlPlane
 
 __all__ = ["CheckReport", "SchemaService"]

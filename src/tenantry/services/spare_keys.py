@@ -14,17 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import sqlalchemy as sa
-from psycopg import sql
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from tenantry.core.model import Plan, Tenant
+from tenantry.core.model import Plan, Status, Tenant
 from tenantry.core.placement import Placement
 from tenantry.db import rls
-from tenantry.errors import TenantExists
-from tenantry.services import audit
-from tenantry.services.events import notify_tenant
-from tenantry.services.tenants import TENANT_COLUMNS, row_to_tenant
+from tenantry.db.catalog import audit
+from tenantry.db.catalog.events import notify_tenant
+from tenantry.db.catalog.tenants import insert_tenant
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane
@@ -103,19 +101,8 @@ def claim(
     if row is None:
         return None
     spare_id, built_at, revision = row
-    try:
-        # no savepoint: on a taken slug the caller's whole transaction rolls back
-        inserted = conn.execute(
-            sql.SQL(
-                "INSERT INTO tenantry.tenants (id, slug, name, plan, status) VALUES (%s, %s, %s, %s, 'active')"
-                " RETURNING {}"
-            ).format(TENANT_COLUMNS),
-            (spare_id, slug, name, plan.name),
-        ).fetchone()
-    except psycopg.errors.UniqueViolation as err:
-        raise TenantExists(f"a tenant with slug {slug!r} exists already") from err
-    assert inserted is not None
-    tenant = row_to_tenant(inserted)
+    # no savepoint: on a taken slug the caller's whole transaction rolls back
+    tenant = insert_tenant(conn, id=spare_id, slug=slug, name=name, plan=plan.name, status=Status.ACTIVE)
     placement = Placement.plan_for(spare_id, plan.isolation, cell=cell, pooled_schema=tn.settings.pooled_schema)
     # One round trip for the rest, the NOTIFY included: processes that were asked for this
     # slug before remember it as missing, briefly.

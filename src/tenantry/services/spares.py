@@ -61,10 +61,10 @@ from psycopg import sql
 
 from tenantry.core.model import Isolation
 from tenantry.core.placement import PRIMARY_CELL, Placement, plan_steps
-from tenantry.db.catalog import require_catalog
+from tenantry.db.catalog import audit, require_catalog
 from tenantry.db.connect import admin_connection
 from tenantry.errors import ConfigurationError, Conflict, InvalidInput
-from tenantry.services import audit, placement_tables, placements
+from tenantry.services import placement_tables, placements
 from tenantry.services.cells import get_cell
 from tenantry.services.faults import crash_point
 from tenantry.services.spare_keys import SpareKey, claim, fingerprint, wanted

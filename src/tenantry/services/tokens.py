@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from tenantry.core.scopes import validate_scopes
-from tenantry.db.catalog import require_catalog
+from tenantry.db.catalog import audit, require_catalog
 from tenantry.errors import AuthenticationFailed, CatalogNotInitialised, Conflict, InvalidInput, NotFound
-from tenantry.services import audit
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane

@@ -44,9 +44,9 @@ from pydantic import BaseModel
 from tenantry import context
 from tenantry.core import secrets as sealing
 from tenantry.core.events import EventKind
+from tenantry.db.catalog import audit
+from tenantry.db.catalog.events import notify_config
 from tenantry.errors import Conflict, InvalidInput, NotFound
-from tenantry.services import audit
-from tenantry.services.events import notify_config
 from tenantry.services.layers import Scope
 from tenantry.tenant_config import layers, store
 from tenantry.tenant_config.live import Live

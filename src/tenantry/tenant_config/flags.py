@@ -35,9 +35,9 @@ import psycopg
 
 from tenantry import context
 from tenantry.core.events import EventKind
+from tenantry.db.catalog import audit
+from tenantry.db.catalog.events import notify_flag
 from tenantry.errors import ConfigInvalid, FlagExists, FlagNotFound, InvalidInput
-from tenantry.services import audit
-from tenantry.services.events import notify_flag
 from tenantry.tenant_config import evaluation, store
 from tenantry.tenant_config.evaluation import Evaluation
 from tenantry.tenant_config.live import ALL_FLAGS, Live

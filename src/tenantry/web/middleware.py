@@ -67,11 +67,11 @@ from tenantry.context import BoundTenant
 from tenantry.core.model import Tenant
 from tenantry.core.naming import is_slug
 from tenantry.core.placement import Placement
+from tenantry.db.catalog import tenants as catalog_tenants
 from tenantry.errors import Overloaded, TenantNotActive, TenantNotFound, TenantryError
 from tenantry.observability import tracing
 from tenantry.observability.metrics import TenantryMetrics
 from tenantry.problems import Problem, problem, problem_from_error, problem_type, send_problem
-from tenantry.services import tenants as tenant_service
 from tenantry.services.domain_checks import WELL_KNOWN
 from tenantry.services.domains import HostRoute
 from tenantry.web.limits import Admission, CatalogLimits, EdgeLimiter
@@ -330,7 +330,7 @@ class TenantMiddleware:
             if not is_slug(match.value):
                 raise TenantNotFound(f"no tenant {match.value[:70]!r}")
             return match.value
-        return tenant_service.tenant_key(match.value)
+        return catalog_tenants.tenant_key(match.value)
 
     async def _host(self, hostname: str) -> HostRoute:
         route = self.tn.directory.cached_host(hostname)

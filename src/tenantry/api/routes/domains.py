@@ -31,9 +31,9 @@ from tenantry.api.paging import Cursor, Limit, decode_cursor, paginate, text_key
 from tenantry.api.schemas import In, Text
 from tenantry.app import Tenantry
 from tenantry.core.hostnames import normalise_hostname
+from tenantry.db.catalog import tenants as catalog_tenants
 from tenantry.errors import DomainNotFound, InvalidHostname
 from tenantry.services import domains as domain_service
-from tenantry.services import tenants as tenant_service
 from tenantry.services.domain_checks import DNS_PREFIX, WELL_KNOWN, DomainChecker, checker_for
 from tenantry.services.domains import Domain
 
@@ -125,7 +125,7 @@ def list_domains(
     Scope: `domains:read`."""
     after = None if cursor is None else decode_cursor(cursor, text_key)[0]
     with tn.admin() as conn:
-        owner = None if tenant is None else tenant_service.get_tenant(conn, tenant).id
+        owner = None if tenant is None else catalog_tenants.get_tenant(conn, tenant).id
         found = domain_service.list_domains(conn, owner, after=after, limit=limit + 1)
     page, url, next_cursor = paginate(request, response, found, limit, lambda d: (d.hostname,))
     return DomainPage(items=[domain_out(d) for d in page], next=url, next_cursor=next_cursor)

@@ -33,12 +33,12 @@ from tenantry.app import Tenantry
 from tenantry.core.model import Isolation, Status, Tenant
 from tenantry.core.naming import validate_slug
 from tenantry.core.placement import Placement, choose_cell
+from tenantry.db.catalog.tenants import get_tenant
 from tenantry.errors import Conflict, InvalidInput, TenantExists, TenantNotFound
 from tenantry.services import jobs as job_service
 from tenantry.services import provisioning
 from tenantry.services.cells import cell_loads
 from tenantry.services.listing import tenants_page
-from tenantry.services.tenants import get_tenant
 
 __all__ = ["router"]
 
