@@ -17,8 +17,8 @@ import pytest
 
 from tenantry import Tenant, TenantNotFound, Tenantry
 from tenantry.core.caches import CatalogCache
+from tenantry.db.catalog import domains as domains_service
 from tenantry.db.catalog import tenants as catalog_tenants
-from tenantry.services import domains as domains_service
 from tests.model_app import Base
 from tests.support import Scratch
 

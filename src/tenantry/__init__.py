@@ -89,6 +89,10 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.db.bulk import acopy_rows, copy_rows
     from tenantry.db.catalog import InitReport
     from tenantry.db.catalog.audit import AuditEntry
+    from tenantry.db.catalog.cells import Cell
+    from tenantry.db.catalog.domains import Domain
+    from tenantry.db.catalog.spares import Spare
+    from tenantry.db.catalog.tokens import ApiToken
     from tenantry.db.connections import AsyncTenantConnection, TenantConnection
     from tenantry.db.rls import DeployReport
     from tenantry.db.server import EmbeddedServer
@@ -107,15 +111,15 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
         mount_plugins,
     )
     from tenantry.services.audit import AuditService
-    from tenantry.services.cells import Cell, CellService
+    from tenantry.services.cells import CellService
     from tenantry.services.domain_checks import DnsChecker, DomainChecker, HttpChecker, Verdict
-    from tenantry.services.domains import Domain, DomainService
+    from tenantry.services.domains import DomainService
     from tenantry.services.egress import Egress
     from tenantry.services.lifecycle import PlanService, TenantService
     from tenantry.services.moves import MoveReport
     from tenantry.services.schema import CheckReport, SchemaService
-    from tenantry.services.spares import Spare, SpareReport, SpareService
-    from tenantry.services.tokens import ApiToken, TokenService
+    from tenantry.services.spares import SpareReport, SpareService
+    from tenantry.services.tokens import TokenService
     from tenantry.settings import Settings
     from tenantry.tenant_config import (
         ConfigChange,
@@ -323,15 +327,19 @@ _LAZY: dict[str, tuple[str, ...]] = {
         "mount_plugins",
     ),
     "tenantry.services.audit": ("AuditService",),
-    "tenantry.services.cells": ("Cell", "CellService"),
+    "tenantry.db.catalog.cells": ("Cell",),
+    "tenantry.db.catalog.domains": ("Domain",),
+    "tenantry.db.catalog.spares": ("Spare",),
+    "tenantry.db.catalog.tokens": ("ApiToken",),
+    "tenantry.services.cells": ("CellService",),
     "tenantry.services.domain_checks": ("DnsChecker", "DomainChecker", "HttpChecker", "Verdict"),
-    "tenantry.services.domains": ("Domain", "DomainService"),
+    "tenantry.services.domains": ("DomainService",),
     "tenantry.services.egress": ("Egress",),
     "tenantry.services.moves": ("MoveReport",),
     "tenantry.services.lifecycle": ("PlanService", "TenantService"),
     "tenantry.services.schema": ("CheckReport", "SchemaService"),
-    "tenantry.services.spares": ("Spare", "SpareReport", "SpareService"),
-    "tenantry.services.tokens": ("ApiToken", "TokenService"),
+    "tenantry.services.spares": ("SpareReport", "SpareService"),
+    "tenantry.services.tokens": ("TokenService",),
     "tenantry.settings": ("Settings",),
     "tenantry.tenant_config": (
         "ConfigChange",

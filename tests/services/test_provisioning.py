@@ -20,6 +20,7 @@ import pytest
 
 from tenantry import Conflict, Isolation, Status, Tenant, TenantExists, TenantNotActive, Tenantry
 from tenantry.core.placement import Placement, plan_steps
+from tenantry.db.catalog.placements import read_placement
 from tenantry.services import provisioning
 from tenantry.testing import TIER_PLANS
 from tests.db.test_tiers import fully_secured, holds, placement_of, secured_tables, superuser_in, tenantry_with
@@ -84,7 +85,7 @@ def job(tn: Tenantry, tenant: Tenant) -> tuple[str, list[str], int, str | None]:
 def building(tn: Tenantry, tenant: Tenant) -> Placement:
     """The placement a half-built tenant is being built in."""
     with tn.admin() as conn:
-        found = provisioning.read_placement(conn, tenant.id, "building")
+        found = read_placement(conn, tenant.id, "building")
     assert found is not None
     return found
 
@@ -151,7 +152,7 @@ def test_delete_a_half_built_tenant(tn: Tenantry, scratch: Scratch, plan: str) -
     assert tn.tenants.get(half.id).status is Status.DELETED
     assert job(tn, half) == ("failed", list(plan_steps(isolation)[:-1]), 1, "tenant deleted")
     with tn.admin() as conn:
-        assert provisioning.read_placement(conn, half.id, "building") is None
+        assert read_placement(conn, half.id, "building") is None
     assert tn.schema.unprotected_tables() == []  # the schema's tables left the registry with it
     again = tn.tenants.create(slug, plan=plan)
     assert again.id != half.id

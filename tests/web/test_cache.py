@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from tenantry import TenantNotActive, Tenantry, Verdict
+from tenantry.db.catalog import domains as domains_service
 from tenantry.db.catalog import tenants as catalog_tenants
-from tenantry.services import domains as domains_service
 from tests.model_app import Base
 
 

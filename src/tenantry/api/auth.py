@@ -23,9 +23,9 @@ from tenantry._asgi import ASGIApp, Receive, Scope, Send
 from tenantry.api.problems import ProblemResponse
 from tenantry.app import Tenantry
 from tenantry.core.scopes import expand
+from tenantry.db.catalog.tokens import ApiToken
 from tenantry.errors import AuthenticationFailed, PermissionDenied, TenantryError
 from tenantry.problems import problem_from_error
-from tenantry.services.tokens import ApiToken
 from tenantry.web.resolvers import RequestInfo
 
 __all__ = ["Principal", "TokenAuth", "bearer", "principal_of", "require"]

@@ -11,8 +11,8 @@ from tenantry.cli.state import get_state
 from tenantry.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from tenantry.db.catalog.domains import Domain
     from tenantry.services.domain_checks import DomainChecker
-    from tenantry.services.domains import Domain
 
 __all__ = ["app"]
 

@@ -24,7 +24,15 @@ import idna
 
 from tenantry.errors import InvalidHostname
 
-__all__ = ["host_of", "is_under", "normalise_base_domain", "normalise_hostname"]
+__all__ = [
+    "DNS_PREFIX",
+    "DNS_VALUE_PREFIX",
+    "WELL_KNOWN",
+    "host_of",
+    "is_under",
+    "normalise_base_domain",
+    "normalise_hostname",
+]
 
 _LDH = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # what a Host header may carry after lowering: anything else names no domain of ours
@@ -123,3 +131,12 @@ def host_of(header: str) -> str | None:
     if not _HOST_CHARS.fullmatch(host) or ".." in host or host.startswith("."):
         return None
     return host
+
+
+# how a custom domain's ownership is proven (tenantry.services.domain_checks)
+#: the path prefix the HTTP check fetches, and the middleware answers
+WELL_KNOWN = "/.well-known/tenantry/"
+#: the label in front of the hostname that holds the TXT record
+DNS_PREFIX = "_tenantry"
+#: the TXT record's value is this followed by the token
+DNS_VALUE_PREFIX = "tenantry-verification="

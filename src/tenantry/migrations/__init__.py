@@ -9,7 +9,7 @@ this package holds its parts:
 * :mod:`~tenantry.migrations.secure`: the tenant-safety check and RLS after a migration;
 * :mod:`~tenantry.migrations.fanout` and :mod:`~tenantry.migrations.worker`: many
   placements in at most ``jobs`` worker processes;
-* :mod:`~tenantry.migrations.tracking`: the revisions the catalog records, failures, plans;
+* the revisions the catalog records, failures and plans: :mod:`tenantry.db.catalog.app_revisions`;
 * :mod:`~tenantry.migrations.report`: the reports and :class:`MigrationFailed`.
 
 Writing the app's migrations

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tenantry.db.catalog.app_revisions import Failure, Tracked
 from tenantry.errors import MigrationFailed
-from tenantry.migrations.tracking import Failure, Tracked
 
 __all__ = ["MigrationFailed", "MigrationReport", "PlacementResult", "StatusReport"]
 

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 
 from tenantry.db import catalog, rls
 from tenantry.db.catalog import audit
+from tenantry.db.catalog.placements import live_placements
 from tenantry.db.connect import database_url
 from tenantry.db.deploy import deploy_tables
 from tenantry.errors import ConfigurationError, InvalidInput
@@ -121,17 +122,13 @@ def deploy_everywhere(tn: ControlPlane, plugins: Sequence[AppTables]) -> list[di
     s = tn.settings
     with tn.admin() as conn:
         catalog.require_catalog(conn)
-        rows = conn.execute(
-            "SELECT p.cell, p.database_name, p.schema_name, t.slug FROM tenantry.placements p"
-            " JOIN tenantry.tenants t ON t.id = p.tenant_id"
-            " WHERE p.status = 'active' AND p.isolation <> 'pooled' ORDER BY t.slug"
-        ).fetchall()
+        live = live_placements(conn)
     done: list[dict[str, Any]] = []
     report = deploy_tables(tn.admin_url, metadata, schema=s.pooled_schema, owner=s.owner_role, runtime=s.runtime_role)
     done.append({"placement": "pooled", **report.to_dict()})
-    for cell, database, schema, slug in rows:
-        url = database_url(tn.cell_admin_url(cell), database)
-        report = deploy_tables(url, metadata, schema=schema, owner=s.owner_role, runtime=s.runtime_role)
+    for slug, place in live:
+        url = database_url(tn.cell_admin_url(place.cell), place.database)
+        report = deploy_tables(url, metadata, schema=place.schema, owner=s.owner_role, runtime=s.runtime_role)
         done.append({"placement": slug, **report.to_dict()})
     with tn.admin() as conn, conn.transaction():
         audit.record(

@@ -6,7 +6,7 @@ schema-tier placement and on every active database-tier placement (in its own da
 its cell), each in one transaction as the owner role with the placement's schema on the
 search path and its own version table; the tables are then secured (row-level security on new
 tables, tenant-safety checked) and the revision recorded in the catalog
-(:mod:`tenantry.migrations.tracking`).
+(:mod:`tenantry.db.catalog.app_revisions`).
 
 * Fast when nothing changed: placements recorded at the head are not connected to, so a
   no-op run over thousands of tenants is one catalog query.
@@ -33,14 +33,15 @@ from typing import TYPE_CHECKING, Literal
 
 from tenantry.core.model import Isolation
 from tenantry.core.placement import PRIMARY_CELL, Placement
+from tenantry.db.catalog import app_revisions as tracking
 from tenantry.db.catalog import audit, require_catalog
+from tenantry.db.catalog.app_revisions import POOLED, Tracked
 from tenantry.db.connect import admin_connection, database_url
 from tenantry.errors import ConfigurationError, Conflict, InvalidInput
-from tenantry.migrations import fanout, tracking
+from tenantry.migrations import fanout
 from tenantry.migrations.report import MigrationFailed, MigrationReport, PlacementResult, Result, StatusReport
 from tenantry.migrations.runner import Outcome, Work, run_work
 from tenantry.migrations.scripts import Scripts, load_scripts, split_revisions
-from tenantry.migrations.tracking import POOLED, Tracked
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane

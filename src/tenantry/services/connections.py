@@ -30,6 +30,8 @@ from tenantry.core.placement import PRIMARY_CELL
 from tenantry.core.secrets import Keyring
 from tenantry.db import catalog
 from tenantry.db.binding import Binder, RouteKey
+from tenantry.db.catalog import cells as cells_service
+from tenantry.db.catalog.cells import Cell
 from tenantry.db.catalog.events import CatalogListener
 from tenantry.db.catalog_pool import CatalogPool
 from tenantry.db.connect import admin_connection, database_url, translate, translated, with_user
@@ -40,8 +42,6 @@ from tenantry.db.roles import RUNTIME_CHECK_SQL, check_runtime_role, runtime_che
 from tenantry.db.routing import Router
 from tenantry.db.server import EmbeddedServer
 from tenantry.errors import ConfigurationError, ControlPlaneOnly, DatabaseUnavailable, UnsafeRuntimeRole
-from tenantry.services import cells as cells_service
-from tenantry.services.cells import Cell
 from tenantry.services.plane import EventHandler, Extensions, ResetHandler
 
 if TYPE_CHECKING:

@@ -27,11 +27,11 @@ from tenantry.core.limits import database_settings
 from tenantry.core.model import Status, Tenant
 from tenantry.core.placement import Placement
 from tenantry.db import catalog
+from tenantry.db.catalog import domains as domains_service
 from tenantry.db.catalog import tenants as catalog_tenants
+from tenantry.db.catalog.domains import UNKNOWN_HOST, HostRoute
+from tenantry.db.catalog.placements import read_placement
 from tenantry.errors import TenantNotActive, TenantNotFound
-from tenantry.services import domains as domains_service
-from tenantry.services.domains import UNKNOWN_HOST, HostRoute
-from tenantry.services.placements import read_placement
 from tenantry.services.plane import ControlPlane
 
 __all__ = ["Directory", "Resolved"]

@@ -24,14 +24,11 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 from urllib.parse import urljoin, urlsplit
 
-from tenantry.core.hostnames import host_of
+from tenantry.core.hostnames import DNS_PREFIX, DNS_VALUE_PREFIX, WELL_KNOWN, host_of
 from tenantry.errors import ConfigurationError, InvalidInput, UnsafeAddress
 from tenantry.services.egress import Egress, PinnedTarget, Resolver
 
 __all__ = [
-    "DNS_PREFIX",
-    "DNS_VALUE_PREFIX",
-    "WELL_KNOWN",
     "DnsChecker",
     "DomainChecker",
     "HttpChecker",
@@ -39,12 +36,6 @@ __all__ = [
     "checker_for",
 ]
 
-#: the path prefix the HTTP check fetches, and the middleware answers
-WELL_KNOWN = "/.well-known/tenantry/"
-#: the label in front of the hostname that holds the TXT record
-DNS_PREFIX = "_tenantry"
-#: the TXT record's value is this followed by the token
-DNS_VALUE_PREFIX = "tenantry-verification="
 
 Method = Literal["http", "dns"]
 

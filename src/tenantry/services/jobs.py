@@ -22,38 +22,32 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
-from psycopg.types.json import Jsonb
 
+from tenantry.db.catalog.jobs import (
+    BACKGROUND_KINDS,
+    JOB_LOCK,
+    Job,
+    finish_job,
+    get_job,
+    insert_job,
+    job_alive,
+    latest_job,
+    merge_payload,
+    running_background,
+)
 from tenantry.db.connect import admin_connection
-from tenantry.errors import Conflict, NotFound, TenantryError
+from tenantry.errors import Conflict, TenantryError
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane
 
-__all__ = [
-    "BACKGROUND_KINDS",
-    "INTERRUPTED",
-    "Job",
-    "JobRunner",
-    "Started",
-    "Submitted",
-    "get_job",
-    "list_jobs",
-    "reconcile",
-    "running_for",
-    "underlying",
-]
+__all__ = ["INTERRUPTED", "JobRunner", "Started", "Submitted", "reconcile", "running_for", "underlying"]
 
 log = logging.getLogger("tenantry.jobs")
 
-#: kinds of the jobs a JobRunner runs (and watches with its advisory lock)
-BACKGROUND_KINDS = ("tenant.create", "tenant.move")
-#: advisory lock namespace: (JOB_LOCK, hashtext(job id)) is held while a background job runs
-JOB_LOCK = 0x746A6F62
 #: serialises submissions for one tenant, so two cannot both find none running
 _SUBMIT_LOCK = 0x746A7375
 INTERRUPTED = (
@@ -61,119 +55,27 @@ INTERRUPTED = (
     " kept, and sending the same request again resumes the operation"
 )
 
-_COLUMNS = """
-    j.id, j.kind, j.status, j.tenant_id, coalesce(t.slug, j.payload->>'tenant'), j.steps_done, j.payload,
-    j.attempts, j.error, j.created_at, j.updated_at
-"""
-_FROM = "FROM tenantry.jobs j LEFT JOIN tenantry.tenants t ON t.id = j.tenant_id"
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One job row; ``tenant`` is the slug of its tenant, if any."""
-
-    id: uuid.UUID
-    kind: str
-    status: str
-    tenant_id: uuid.UUID | None
-    tenant: str | None
-    steps_done: tuple[str, ...]
-    payload: dict[str, Any]
-    attempts: int
-    error: str | None
-    created_at: datetime
-    updated_at: datetime
-
-    @property
-    def background(self) -> bool:
-        """Run by a :class:`JobRunner` (and watched by its lock)."""
-        return self.kind in BACKGROUND_KINDS
-
-
-def _job(row: tuple[Any, ...]) -> Job:
-    return Job(row[0], row[1], row[2], row[3], row[4], tuple(row[5]), dict(row[6]), *row[7:11])
-
-
-def get_job(conn: psycopg.Connection[Any], job_id: uuid.UUID, *, for_update: bool = False) -> Job:
-    lock = " FOR UPDATE OF j" if for_update else ""
-    row = conn.execute(f"SELECT {_COLUMNS} {_FROM} WHERE j.id = %s{lock}", (job_id,)).fetchone()
-    if row is None:
-        raise NotFound(f"no job {str(job_id)!r}")
-    return _job(row)
-
-
-def list_jobs(
-    conn: psycopg.Connection[Any],
-    *,
-    kind: str | None = None,
-    status: str | None = None,
-    tenant: str | None = None,
-    before: tuple[datetime, uuid.UUID] | None = None,
-    limit: int = 100,
-) -> list[Job]:
-    """Newest first; ``before`` is the (created_at, id) of the last job of the previous page."""
-    rows = conn.execute(
-        f"""
-        SELECT {_COLUMNS} {_FROM}
-         WHERE (%(kind)s::text IS NULL OR j.kind = %(kind)s)
-           AND (%(status)s::text IS NULL OR j.status = %(status)s)
-           AND (%(tenant)s::text IS NULL OR coalesce(t.slug, j.payload->>'tenant') = %(tenant)s)
-           AND (%(at)s::timestamptz IS NULL OR (j.created_at, j.id) < (%(at)s, %(id)s::uuid))
-         ORDER BY j.created_at DESC, j.id DESC
-         LIMIT %(limit)s
-        """,
-        {
-            "kind": kind,
-            "status": status,
-            "tenant": tenant,
-            "limit": limit,
-            "at": None if before is None else before[0],
-            "id": None if before is None else before[1],
-        },
-    ).fetchall()
-    return [_job(r) for r in rows]
-
-
-def _alive(conn: psycopg.Connection[Any], job_id: uuid.UUID) -> bool:
-    row = conn.execute(
-        """
-        SELECT EXISTS (
-            SELECT 1 FROM pg_locks
-             WHERE locktype = 'advisory' AND granted AND objsubid = 2
-               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-               AND classid = %s::int4::oid AND objid = hashtext(%s)::oid)
-        """,
-        (JOB_LOCK, str(job_id)),
-    ).fetchone()
-    return bool(row and row[0])
-
 
 def reconcile(conn: psycopg.Connection[Any], job: Job) -> Job:
     """``job``, recorded as failed (interrupted) if it is a background job still marked
     running whose process holds its lock no more."""
-    if job.status != "running" or not job.background or _alive(conn, job.id):
+    if job.status != "running" or not job.background or job_alive(conn, job.id):
         return job
     with conn.transaction():
         locked = get_job(conn, job.id, for_update=True)
         # the runner records the outcome before it lets go of the lock: a running row
         # without its lock is a job whose process died
-        if locked.status != "running" or _alive(conn, job.id):
+        if locked.status != "running" or job_alive(conn, job.id):
             return locked
-        conn.execute(
-            "UPDATE tenantry.jobs SET status = 'failed', error = %s, updated_at = now() WHERE id = %s",
-            (INTERRUPTED, job.id),
-        )
+        finish_job(conn, job.id, "failed", error=INTERRUPTED)
     return get_job(conn, job.id)
 
 
 def running_for(conn: psycopg.Connection[Any], tenant: str) -> Job | None:
     """The background job running for the tenant (slug), if any (a dead one is recorded as
     interrupted and not returned)."""
-    for row in conn.execute(
-        f"SELECT {_COLUMNS} {_FROM} WHERE j.status = 'running' AND j.kind = ANY(%s) AND j.payload->>'tenant' = %s",
-        (list(BACKGROUND_KINDS), tenant),
-    ).fetchall():
-        job = reconcile(conn, _job(row))
+    for recorded in running_background(conn, tenant):
+        job = reconcile(conn, recorded)
         if job.status == "running":
             return job
     return None
@@ -190,17 +92,7 @@ def underlying(conn: psycopg.Connection[Any], job: Job) -> Job | None:
     kind = _UNDERLYING.get(job.kind)
     if kind is None or job.tenant is None:
         return None
-    row = conn.execute(
-        f"""
-        SELECT {_COLUMNS} {_FROM}
-         WHERE j.kind = %s AND j.tenant_id = coalesce(%s, (
-               SELECT id FROM tenantry.tenants WHERE slug = %s AND status <> 'deleted'))
-           AND (j.status = 'running' OR j.updated_at >= %s)
-         ORDER BY j.created_at DESC LIMIT 1
-        """,
-        (kind, job.tenant_id, job.tenant, job.created_at),
-    ).fetchone()
-    return None if row is None else _job(row)
+    return latest_job(conn, kind, tenant_id=job.tenant_id, tenant=job.tenant, since=job.created_at)
 
 
 @dataclass(slots=True)
@@ -302,29 +194,23 @@ class JobRunner:
             other = running_for(conn, tenant)
             if other is not None:
                 raise Conflict(f"job {other.id} ({other.kind}) is running for tenant {tenant!r}; wait for it to end")
-            row = conn.execute(
-                "INSERT INTO tenantry.jobs (kind, tenant_id, payload) VALUES (%s, %s, %s) RETURNING id",
-                (kind, tenant_id, Jsonb(payload)),
-            ).fetchone()
-            assert row is not None
+            job_id = insert_job(conn, kind, tenant_id, payload=payload)
             # a session lock taken in the transaction that records the job: nobody sees the
             # row without the lock; it goes when this connection closes
-            conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (JOB_LOCK, str(row[0])))
-        return get_job(conn, row[0])
+            conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (JOB_LOCK, str(job_id)))
+        return get_job(conn, job_id)
 
     def _run(self, conn: psycopg.Connection[Any], handle: Submitted, actor: str, work: Work) -> None:
         job_id = handle.job.id
-        status, error = "failed", None
+        status: Literal["done", "failed"] = "failed"
+        error: str | None = None
         extra: dict[str, Any] = {}
 
         def started(step: str | None) -> None:
             handle.began = True
             if step is not None:  # (this thread's connection: the work runs here)
                 try:
-                    conn.execute(
-                        "UPDATE tenantry.jobs SET payload = payload || %s, updated_at = now() WHERE id = %s",
-                        (Jsonb({"step": step}), job_id),
-                    )
+                    merge_payload(conn, job_id, {"step": step})
                 except psycopg.Error:  # progress is a nicety: never fail the work for it
                     log.warning("could not record step %s of job %s", step, job_id, exc_info=True)
             # after the step is written: whoever waited for the start reads it
@@ -348,21 +234,21 @@ class JobRunner:
             self._finish(conn, job_id, status, extra, error)
 
     def _finish(
-        self, conn: psycopg.Connection[Any], job_id: uuid.UUID, status: str, extra: dict[str, Any], error: str | None
+        self,
+        conn: psycopg.Connection[Any],
+        job_id: uuid.UUID,
+        status: Literal["done", "failed"],
+        extra: dict[str, Any],
+        error: str | None,
     ) -> None:
-        query = (
-            "UPDATE tenantry.jobs SET status = %s, error = %s, payload = payload || %s, updated_at = now()"
-            " WHERE id = %s AND status = 'running'"
-        )
-        params = (status, error, Jsonb(extra), job_id)
         try:
-            conn.execute(query, params)
+            finish_job(conn, job_id, status, error=error, payload=extra, only_running=True)
         except (psycopg.Error, TenantryError):
             # the lock's connection broke: record through the pool; if that fails too, the
             # row stays running without its lock and the next read marks it interrupted
             try:
                 with self._tn.admin() as other:
-                    other.execute(query, params)
+                    finish_job(other, job_id, status, error=error, payload=extra, only_running=True)
             except (psycopg.Error, TenantryError):
                 log.exception("could not record the outcome of job %s", job_id)
 

@@ -17,8 +17,9 @@ from tenantry.core.events import EventKind
 from tenantry.core.model import Plan, Status, Tenant
 from tenantry.core.placement import Placement
 from tenantry.db import catalog
+from tenantry.db.catalog import placements as catalog_placements
 from tenantry.db.catalog import tenants as catalog_tenants
-from tenantry.services import fences, moves, placements, provisioning
+from tenantry.services import fences, moves, provisioning
 from tenantry.services import tenants as tenant_service
 from tenantry.services.directory import Directory
 from tenantry.services.moves import MoveReport
@@ -35,7 +36,7 @@ def set_status(plane: ControlPlane, key: str | uuid.UUID, status: Status) -> Ten
     open elsewhere fenced when it stops serving, its hooks delivered, this process's caches told."""
     with plane.admin() as conn:
         tenant, changed = tenant_service.transition(conn, key, status, actor=plane.actor, origin=plane.origin())
-        placement = placements.read_placement(conn, tenant.id)
+        placement = catalog_placements.read_placement(conn, tenant.id)
     if tenant.status in _FENCED and placement is not None:
         # bindings already open elsewhere are refused from their next statement (also when
         # the status was set already: a rerun finishes a change whose fence was not written)
@@ -105,7 +106,7 @@ class TenantService:
         """The tenant's active placement (``None`` while it is being built)."""
         with self._plane.admin() as conn:
             tenant = catalog_tenants.get_tenant(conn, key)
-            return placements.read_placement(conn, tenant.id)
+            return catalog_placements.read_placement(conn, tenant.id)
 
     def lookup(self, key: str | uuid.UUID) -> Tenant:
         """The tenant as the request path knows it: from this process's cache (dropped within

@@ -24,6 +24,8 @@ from tenantry.core.placement import Placement, plan_steps
 from tenantry.db import change_capture, tenant_copy
 from tenantry.db.catalog import audit
 from tenantry.db.catalog.events import EventKind, notify_tenant
+from tenantry.db.catalog.jobs import finish_job
+from tenantry.db.catalog.placements import set_placement_status
 from tenantry.db.catalog.tenants import get_tenant, set_status
 from tenantry.db.connect import admin_connection
 from tenantry.errors import IsolationError, TablesDiffer
@@ -393,16 +395,8 @@ class Move:
     def flip(self) -> None:
         tn, tenant, job = self.tn, self.tenant, self.job
         with tn.admin() as conn, conn.transaction():
-            conn.execute(
-                "UPDATE tenantry.placements SET status = 'retired', updated_at = now()"
-                " WHERE tenant_id = %s AND status = 'active'",
-                (tenant.id,),
-            )
-            conn.execute(
-                "UPDATE tenantry.placements SET status = 'active', updated_at = now()"
-                " WHERE tenant_id = %s AND status = 'building'",
-                (tenant.id,),
-            )
+            set_placement_status(conn, tenant.id, old="active", new="retired")
+            set_placement_status(conn, tenant.id, old="building", new="active")
             set_status(conn, tenant.id, Status.ACTIVE, new_epoch=True, plan=self.chosen.name)
             flipped_at = time.time()
             job.record(
@@ -452,7 +446,7 @@ class Move:
                 raise
             with conn.transaction():
                 job.record(conn, "cleanup")
-                conn.execute("UPDATE tenantry.jobs SET status = 'done' WHERE id = %s", (job.id,))
+                finish_job(conn, job.id, "done")
                 # the move is done: its plugins' hooks are queued with the job's end, once
                 plugin_hooks.enqueue(
                     conn,

@@ -55,17 +55,18 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.placement import Placement, choose_cell
 from tenantry.db import change_capture, tenant_copy
 from tenantry.db.catalog import audit
+from tenantry.db.catalog.cells import cell_loads
 from tenantry.db.catalog.events import EventKind, notify_tenant
+from tenantry.db.catalog.jobs import count_attempt, finish_job, insert_job, running_job
+from tenantry.db.catalog.placements import insert_placement, read_placement, set_placement_status
 from tenantry.db.catalog.tenants import get_tenant, set_status
 from tenantry.errors import Conflict, InvalidInput
 from tenantry.services import placement_tables
-from tenantry.services.cells import cell_loads
 from tenantry.services.move_steps import (
     Move,
     MoveReport,
@@ -75,12 +76,7 @@ from tenantry.services.move_steps import (
     refuse_differences,
     report_of,
 )
-from tenantry.services.placements import (
-    drop_copy,
-    insert_placement,
-    read_placement,
-    tenant_lock,
-)
+from tenantry.services.placements import drop_copy, tenant_lock
 from tenantry.services.steps import StepLog
 from tenantry.services.tenants import get_plan
 
@@ -93,12 +89,8 @@ STEPS = ("build", "capture", "bulk_copy", "catch_up", "freeze", "delta", "verify
 
 
 def _running_job(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> StepLog | None:
-    row = conn.execute(
-        "SELECT id, steps_done, payload FROM tenantry.jobs"
-        " WHERE tenant_id = %s AND kind = 'move' AND status = 'running' FOR UPDATE",
-        (tenant_id,),
-    ).fetchone()
-    return None if row is None else StepLog("jobs", row[0], list(row[1]), dict(row[2]), crash_prefix="move:")
+    found = running_job(conn, tenant_id, "move", for_update=True)
+    return None if found is None else StepLog("jobs", *found, crash_prefix="move:")
 
 
 def _start(tn: ControlPlane, conn: psycopg.Connection[Any], tenant: Tenant, plan: Plan, cell: str | None) -> StepLog:
@@ -111,7 +103,7 @@ def _start(tn: ControlPlane, conn: psycopg.Connection[Any], tenant: Tenant, plan
                     f"tenant {tenant.slug!r} is being moved to plan {job.payload['plan']!r}"
                     f" (cell {job.payload['target']['cell']!r}); run that move again to finish it, or abort it"
                 )
-            conn.execute("UPDATE tenantry.jobs SET attempts = attempts + 1 WHERE id = %s", (job.id,))
+            count_attempt(conn, job.id)
             audit.record(
                 conn,
                 actor=tn.actor,
@@ -151,17 +143,13 @@ def _start(tn: ControlPlane, conn: psycopg.Connection[Any], tenant: Tenant, plan
             "source": placement_data(source),
             "target": placement_data(target),
         }
-        row = conn.execute(
-            "INSERT INTO tenantry.jobs (kind, tenant_id, payload) VALUES ('move', %s, %s) RETURNING id",
-            (tenant.id, Jsonb(payload)),
-        ).fetchone()
-        assert row is not None
+        job_id = insert_job(conn, "move", tenant.id, payload=payload)
         set_status(conn, tenant.id, Status.MOVING)
         notify_tenant(conn, tenant.id)
         audit.record(
             conn, actor=tn.actor, action="tenant.move.start", target_type="tenant", target=tenant.slug, after=payload
         )
-        return StepLog("jobs", row[0], [], payload, crash_prefix="move:")
+        return StepLog("jobs", job_id, [], payload, crash_prefix="move:")
 
 
 def _require_current_tables(tn: ControlPlane, tenant: Tenant, source: Placement) -> None:
@@ -253,15 +241,8 @@ def _abort(tn: ControlPlane, tenant: Tenant) -> bool:
             src.execute("DELETE FROM tenantry.move_changes WHERE tenant_id = %s", (tenant.id,))
         drop_copy(tn, conn, tenant.id, target)  # idempotent, whatever was built of it
         with conn.transaction():
-            conn.execute(
-                "UPDATE tenantry.placements SET status = 'retired', updated_at = now()"
-                " WHERE tenant_id = %s AND status = 'building'",
-                (tenant.id,),
-            )
-            conn.execute(
-                "UPDATE tenantry.jobs SET status = 'failed', error = 'aborted', updated_at = now() WHERE id = %s",
-                (job.id,),
-            )
+            set_placement_status(conn, tenant.id, old="building", new="retired")
+            finish_job(conn, job.id, "failed", error="aborted")
             set_status(conn, tenant.id, Status.ACTIVE)
             notify_tenant(conn, tenant.id)
             audit.record(

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tenantry.core.model import Isolation
-from tenantry.core.placement import PRIMARY_CELL, Placement
+from tenantry.core.placement import Placement
 from tenantry.db import tenant_copy
+from tenantry.db.catalog.placements import live_placements
 from tenantry.db.connect import admin_connection, database_url
 from tenantry.db.tenant_copy import TableSpec, differences
 from tenantry.errors import TablesDiffer
@@ -84,12 +84,7 @@ def drift(tn: ControlPlane) -> dict[str, list[str]]:
 
     compare("pooled", pooled_held(tn))
     with tn.admin() as conn:
-        rows = conn.execute(
-            "SELECT t.slug, p.tenant_id, p.cell, p.isolation, p.database_name, p.schema_name, p.status"
-            " FROM tenantry.placements p JOIN tenantry.tenants t ON t.id = p.tenant_id"
-            " WHERE p.status = 'active' AND p.isolation <> 'pooled' ORDER BY t.slug"
-        ).fetchall()
-    for slug, tenant_id, cell, isolation, database, schema, status in rows:
-        place = Placement(tenant_id, cell or PRIMARY_CELL, Isolation(isolation), database, schema, status)
+        live = live_placements(conn)
+    for slug, place in live:
         compare(slug, held(tn, place))
     return found

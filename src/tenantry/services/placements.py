@@ -18,6 +18,7 @@ from psycopg import sql
 
 from tenantry.core.model import Isolation
 from tenantry.core.placement import Placement
+from tenantry.db.catalog.placements import local_digest_of, record_local_digest, stale_local_placements
 from tenantry.db.change_capture import delete_rows, drop_move_triggers, drop_tenant_triggers
 from tenantry.db.connect import admin_connection, control_plane_url, database_url
 from tenantry.db.deploy import deploy_tables
@@ -32,49 +33,13 @@ __all__ = [
     "build_step",
     "database_url",
     "drop_copy",
-    "insert_placement",
     "local_outdated",
     "placement_fields",
-    "read_placement",
     "refresh_local",
     "tenant_lock",
 ]
 
 _LOCK_CLASS = 0x746E  # advisory lock namespace of per-tenant control-plane work
-_PLACEMENT_COLUMNS = sql.SQL("tenant_id, cell, isolation, database_name, schema_name, status")
-
-
-def read_placement(
-    conn: psycopg.Connection[Any], tenant_id: uuid.UUID, status: str = "active", *, source: str = "tenantry"
-) -> Placement | None:
-    """The tenant's placement in ``status``; ``source`` ``"tenantry_routing"`` reads the
-    routing view (active placements only: what the reader role may read)."""
-    row = conn.execute(
-        sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND status = %s").format(
-            _PLACEMENT_COLUMNS, sql.Identifier(source, "placements")
-        ),
-        (tenant_id, status),
-    ).fetchone()
-    if row is None:
-        return None
-    return Placement(row[0], row[1], Isolation(row[2]), row[3], row[4], row[5])
-
-
-def insert_placement(conn: psycopg.Connection[Any], placement: Placement) -> None:
-    conn.execute(
-        """
-        INSERT INTO tenantry.placements (tenant_id, cell, isolation, database_name, schema_name, status)
-        VALUES (%s, %s, %s, %s, %s, %s)
-        """,
-        (
-            placement.tenant_id,
-            placement.cell,
-            placement.isolation.value,
-            placement.database,
-            placement.schema,
-            placement.status,
-        ),
-    )
 
 
 @contextmanager
@@ -133,11 +98,7 @@ def build_step(tn: ControlPlane, step: str, placement: Placement) -> None:
                 (placement.tenant_id,),
             )
         with tn.admin() as conn:
-            conn.execute(
-                "UPDATE tenantry.placements SET local_digest = %s WHERE tenant_id = %s AND database_name = %s"
-                " AND status <> 'retired'",
-                (local_digest(), placement.tenant_id, placement.database),
-            )
+            record_local_digest(conn, placement.tenant_id, str(placement.database), local_digest())
     elif step == "deploy_tables":
         from tenantry.services import app_migrations  # (lazy: alembic loads only when needed)
 
@@ -160,12 +121,8 @@ def local_outdated(tn: ControlPlane, placement: Placement) -> bool:
     if placement.database is None:
         return False
     with tn.admin() as conn:
-        row = conn.execute(
-            "SELECT local_digest FROM tenantry.placements WHERE tenant_id = %s AND database_name = %s"
-            " AND status <> 'retired'",
-            (placement.tenant_id, placement.database),
-        ).fetchone()
-    return row is None or row[0] != local_digest()
+        recorded = local_digest_of(conn, placement.tenant_id, placement.database)
+    return recorded != local_digest()
 
 
 def refresh_local(tn: ControlPlane) -> list[str]:
@@ -175,15 +132,9 @@ def refresh_local(tn: ControlPlane) -> list[str]:
     Idempotent; each database is recorded as it is done, so an interrupted refresh resumes.
     """
     with tn.admin() as conn:
-        rows = conn.execute(
-            "SELECT tenant_id, cell, isolation, database_name, schema_name, status FROM tenantry.placements"
-            " WHERE database_name IS NOT NULL AND status <> 'retired'"
-            " AND local_digest IS DISTINCT FROM %s ORDER BY database_name",
-            (local_digest(),),
-        ).fetchall()
+        stale = stale_local_placements(conn, local_digest())
     refreshed = []
-    for row in rows:
-        placement = Placement(row[0], row[1], Isolation(row[2]), row[3], row[4], row[5])
+    for placement in stale:
         url = database_url(tn.cell_admin_url(placement.cell), placement.database)
         try:
             with psycopg.connect(control_plane_url(url), autocommit=True, connect_timeout=10) as db:

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from tenantry.core.events import EventKind
     from tenantry.core.secrets import Keyring
     from tenantry.db.binding import Binder
+    from tenantry.db.catalog.cells import Cell
     from tenantry.db.routing import Router
-    from tenantry.services.cells import Cell
     from tenantry.services.plugin_hooks import Origin
     from tenantry.settings import Settings
 

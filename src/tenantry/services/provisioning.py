@@ -29,20 +29,21 @@ from tenantry.core.model import Isolation, Plan, Status, Tenant, check_transitio
 from tenantry.core.naming import validate_slug
 from tenantry.core.placement import PRIMARY_CELL, Placement, choose_cell, plan_steps
 from tenantry.db.catalog import audit
+from tenantry.db.catalog.cells import cell_loads
 from tenantry.db.catalog.events import EventKind, notify_tenant
+from tenantry.db.catalog.jobs import count_attempt, fail_running_jobs, finish_job, insert_job, running_job
+from tenantry.db.catalog.placements import insert_placement, read_placement, set_placement_status
+from tenantry.db.catalog.spares import SpareKey
 from tenantry.db.catalog.tenants import find_tenant, get_tenant, insert_tenant, set_status
 from tenantry.errors import Conflict, InvalidInput, TenantExists
 from tenantry.services import placement_tables, plugin_hooks, spare_keys
-from tenantry.services.cells import cell_loads
 from tenantry.services.fences import fence_placement
 from tenantry.services.placements import (
     build_step,
     database_url,
     drop_copy,
-    insert_placement,
     local_outdated,
     placement_fields,
-    read_placement,
     refresh_local,
     tenant_lock,
 )
@@ -58,10 +59,8 @@ __all__ = [
     "database_url",
     "deprovision",
     "drop_copy",
-    "insert_placement",
     "local_outdated",
     "provision",
-    "read_placement",
     "tenant_lock",
 ]
 
@@ -104,13 +103,8 @@ def _build(tn: ControlPlane, tenant: Tenant, chosen: Plan, job_id: uuid.UUID | N
         current = get_tenant(conn, tenant.id)
         if current.status is not Status.PROVISIONING:
             raise TenantExists(f"a tenant with slug {tenant.slug!r} exists already")
-        job = conn.execute(
-            "UPDATE tenantry.jobs SET attempts = attempts + 1, updated_at = now()"
-            " WHERE id = %s RETURNING steps_done, attempts",
-            (job_id,),
-        ).fetchone()
-        assert job is not None
-        steps_done, attempts = list(job[0]), job[1]
+        assert job_id is not None
+        steps_done, attempts = count_attempt(conn, job_id)
         if attempts > 1:
             audit.record(
                 conn,
@@ -136,7 +130,7 @@ def _start(
     name: str,
     chosen: Plan,
     cell: str | None,
-    spare_key: spare_keys.SpareKey | None = None,
+    spare_key: SpareKey | None = None,
 ) -> tuple[Tenant, uuid.UUID | None, set[str]]:
     """Record the tenant (or find the half-built one); return it, its job and the steps done.
     A new schema- or database-tier tenant claims a spare built for ``spare_key`` if there is
@@ -151,13 +145,9 @@ def _start(
                 raise Conflict(
                     f"tenant {slug!r} is half-built on plan {existing.plan!r}; create it again on that plan to finish"
                 )
-            job = conn.execute(
-                "SELECT id, steps_done FROM tenantry.jobs"
-                " WHERE tenant_id = %s AND kind = 'provision' AND status = 'running'",
-                (existing.id,),
-            ).fetchone()
-            assert job is not None
-            return existing, job[0], set(job[1])
+            running = running_job(conn, existing.id, "provision")
+            assert running is not None
+            return existing, running[0], set(running[1])
         target_cell = choose_cell(chosen, cell_loads(conn), requested=cell)
         if spare_key is not None and isolation is not Isolation.POOLED:
             claimed = spare_keys.claim(tn, conn, slug=slug, name=name, plan=chosen, cell=target_cell, key=spare_key)
@@ -188,11 +178,7 @@ def _start(
             plugin_hooks.enqueue(conn, "created", tenant, origin=tn.origin())
             return tenant, None, set()
         insert_placement(conn, placement)
-        job = conn.execute(
-            "INSERT INTO tenantry.jobs (kind, tenant_id, attempts) VALUES ('provision', %s, 0) RETURNING id",
-            (tenant.id,),
-        ).fetchone()
-        assert job is not None
+        job_id = insert_job(conn, "provision", tenant.id, attempts=0)
         audit.record(
             conn,
             actor=tn.actor,
@@ -201,21 +187,17 @@ def _start(
             target=slug,
             after=tenant.to_dict() | {"placement": placement.to_dict()},
         )
-        return tenant, job[0], set()
+        return tenant, job_id, set()
 
 
 def _activate(
     tn: ControlPlane, conn: psycopg.Connection[Any], tenant: Tenant, placement: Placement, log: StepLog
 ) -> Tenant:
     with conn.transaction():
-        conn.execute(
-            "UPDATE tenantry.placements SET status = 'active', updated_at = now()"
-            " WHERE tenant_id = %s AND status = 'building'",
-            (tenant.id,),
-        )
+        set_placement_status(conn, tenant.id, old="building", new="active")
         active = set_status(conn, tenant.id, Status.ACTIVE)
         log.record(conn, "activate")
-        conn.execute("UPDATE tenantry.jobs SET status = 'done' WHERE id = %s", (log.id,))
+        finish_job(conn, log.id, "done")
         notify_tenant(conn, active.id)
         audit.record(
             conn,
@@ -271,16 +253,8 @@ def _deprovision(tn: ControlPlane, key: str | uuid.UUID) -> dict[str, int]:
                 return {}
             if placement.isolation is Isolation.SCHEMA:
                 counts = drop_copy(tn, conn, tenant.id, placement)
-            conn.execute(
-                "UPDATE tenantry.placements SET status = 'retired', updated_at = now()"
-                " WHERE tenant_id = %s AND status <> 'retired'",
-                (tenant.id,),
-            )
-            conn.execute(
-                "UPDATE tenantry.jobs SET status = 'failed', error = 'tenant deleted', updated_at = now()"
-                " WHERE tenant_id = %s AND status = 'running'",
-                (tenant.id,),
-            )
+            set_placement_status(conn, tenant.id, old="live", new="retired")
+            fail_running_jobs(conn, tenant.id, "tenant deleted")
             set_status(conn, tenant.id, Status.DELETED, new_epoch=True)
             notify_tenant(conn, tenant.id)
             audit.record(

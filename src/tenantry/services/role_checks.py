@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 from tenantry.core.placement import PRIMARY_CELL
 from tenantry.db import catalog
+from tenantry.db.catalog import cells as cells_service
+from tenantry.db.catalog.placements import own_databases
 from tenantry.db.connect import admin_connection
 from tenantry.db.roles import role_problems
 from tenantry.errors import DatabaseUnavailable
-from tenantry.services import cells as cells_service
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane
@@ -43,12 +44,10 @@ def check_roles(tn: ControlPlane) -> dict[str, list[str]]:
             if problems:
                 found[role] = problems
         cells = cells_service.list_cells(conn)
-        rows = conn.execute(
-            "SELECT cell, database_name FROM tenantry.placements WHERE database_name IS NOT NULL AND status = 'active'"
-        ).fetchall()
+        owned = own_databases(conn, spares=False)
     databases: dict[str, list[str]] = {}
-    for cell, database in rows:
-        databases.setdefault(str(cell), []).append(str(database))
+    for cell_name, database in owned:
+        databases.setdefault(cell_name, []).append(database)
     for cell in cells:
         label = s.runtime_role if cell.name == PRIMARY_CELL else f"{cell.name}:{s.runtime_role}"
         try:

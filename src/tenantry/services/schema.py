@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from tenantry.db import catalog, rls
 from tenantry.db.catalog import audit
+from tenantry.db.catalog.placements import own_databases
 from tenantry.db.connect import admin_connection, database_url
 from tenantry.db.deploy import deploy_tables
 from tenantry.db.roles import ensure_reader, ensure_roles
@@ -59,13 +60,7 @@ class CheckReport:
 def _own_databases(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
     """``(cell, database)`` of every database-tier tenant and ready spare, which hold app
     tables of their own."""
-    rows = conn.execute(
-        "SELECT cell, database_name FROM tenantry.placements"
-        " WHERE database_name IS NOT NULL AND status = 'active'"
-        " UNION SELECT cell, database_name FROM tenantry.spares"
-        " WHERE database_name IS NOT NULL AND status = 'ready' ORDER BY 2"
-    ).fetchall()
-    return [(str(cell), str(database)) for cell, database in rows]
+    return own_databases(conn)
 
 
 class SchemaService:

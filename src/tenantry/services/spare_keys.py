@@ -7,9 +7,9 @@ Filling and dropping the pool of spares is :mod:`tenantry.services.spares`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import weakref
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -22,26 +22,20 @@ from tenantry.core.placement import Placement
 from tenantry.db import rls
 from tenantry.db.catalog import audit
 from tenantry.db.catalog.events import notify_tenant
+from tenantry.db.catalog.placements import insert_placement
+from tenantry.db.catalog.spares import SpareKey, delete_spare, oldest_ready
 from tenantry.db.catalog.tenants import insert_tenant
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane
 
-__all__ = ["SpareKey", "claim", "fingerprint", "wanted"]
+__all__ = ["claim", "fingerprint", "wanted"]
 
 #: bumped when the way spares are built changes, so spares built the old way go stale
 _FORMAT = "tenantry-spare-1"
 #: the fingerprint of each metadata object (kept while the object lives), with the table
 #: names it was computed for: a table added to the metadata later makes it stale
 _FINGERPRINTS: weakref.WeakKeyDictionary[sa.MetaData, tuple[tuple[str, ...], str]] = weakref.WeakKeyDictionary()
-
-
-@dataclass(frozen=True, slots=True)
-class SpareKey:
-    """What a spare must have been built for to be claimed: the app's tables and revision."""
-
-    fingerprint: str
-    revision: str | None
 
 
 def fingerprint(metadata: sa.MetaData) -> str:
@@ -87,20 +81,10 @@ def claim(
     Raises :class:`TenantExists` (the caller's transaction then rolls back, and the spare
     stays in the pool) when the slug is taken.
     """
-    row = conn.execute(
-        """
-        SELECT id, created_at, app_revision FROM tenantry.spares
-         WHERE status = 'ready' AND isolation = %s AND cell = %s AND fingerprint = %s
-           AND app_revision IS NOT DISTINCT FROM %s::text
-         ORDER BY created_at, id
-         LIMIT 1
-           FOR UPDATE SKIP LOCKED
-        """,
-        (plan.isolation.value, cell, key.fingerprint, key.revision),
-    ).fetchone()
-    if row is None:
+    found = oldest_ready(conn, plan.isolation, cell, key)
+    if found is None:
         return None
-    spare_id, built_at, revision = row
+    spare_id, built_at, revision = found
     # no savepoint: on a taken slug the caller's whole transaction rolls back
     tenant = insert_tenant(conn, id=spare_id, slug=slug, name=name, plan=plan.name, status=Status.ACTIVE)
     placement = Placement.plan_for(spare_id, plan.isolation, cell=cell, pooled_schema=tn.settings.pooled_schema)
@@ -108,15 +92,8 @@ def claim(
     # slug before remember it as missing, briefly.
     with conn.pipeline():
         notify_tenant(conn, spare_id)
-        conn.execute(
-            """
-            INSERT INTO tenantry.placements
-                (tenant_id, cell, isolation, database_name, schema_name, status, app_revision)
-            VALUES (%s, %s, %s, %s, %s, 'active', %s)
-            """,
-            (spare_id, placement.cell, placement.isolation.value, placement.database, placement.schema, revision),
-        )
-        conn.execute("DELETE FROM tenantry.spares WHERE id = %s", (spare_id,))
+        insert_placement(conn, dataclasses.replace(placement, status="active"), app_revision=revision)
+        delete_spare(conn, spare_id)
         audit.record(
             conn,
             actor=tn.actor,

@@ -53,21 +53,27 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
-
-import psycopg
-from psycopg import sql
 
 from tenantry.core.model import Isolation
 from tenantry.core.placement import PRIMARY_CELL, Placement, plan_steps
 from tenantry.db.catalog import audit, require_catalog
+from tenantry.db.catalog.cells import get_cell
+from tenantry.db.catalog.spares import (
+    Spare,
+    SpareKey,
+    count_ready,
+    delete_spare,
+    insert_spare,
+    mark_dropping,
+    mark_ready,
+    select_spares,
+)
 from tenantry.db.connect import admin_connection
 from tenantry.errors import ConfigurationError, Conflict, InvalidInput
 from tenantry.services import placement_tables, placements
-from tenantry.services.cells import get_cell
 from tenantry.services.faults import crash_point
-from tenantry.services.spare_keys import SpareKey, claim, fingerprint, wanted
+from tenantry.services.spare_keys import wanted
 from tenantry.services.steps import StepLog
 
 if TYPE_CHECKING:
@@ -77,69 +83,19 @@ __all__ = [
     "SpareService",
     "MAX_SPARES",
     "FillProgress",
-    "Spare",
-    "SpareKey",
     "SpareReport",
-    "claim",
     "drop",
     "fill",
-    "fingerprint",
     "list_spares",
-    "wanted",
 ]
 
 #: the most spares one fill keeps (a typo such as --count 100000 is refused, not obeyed)
 MAX_SPARES = 10_000
 #: advisory lock (two keys: this class, 0) held by the one fill or drop at a time
 _LOCK_CLASS = 0x7370
-_COLUMNS = sql.SQL(
-    "id, isolation, cell, schema_name, database_name, status, fingerprint, app_revision, steps_done, created_at"
-)
 
 #: ``progress(done, total)``: called with ``(0, total)`` when the work is known, then after each spare
 FillProgress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Spare:
-    """A spare placement as the catalog records it."""
-
-    id: uuid.UUID
-    tier: Isolation
-    cell: str
-    schema: str
-    database: str | None
-    status: str
-    """``building``, ``ready`` (claimable) or ``dropping``."""
-    fingerprint: str
-    app_revision: str | None
-    steps_done: tuple[str, ...]
-    created_at: datetime
-    current: bool | None = None
-    """Built for this process's app tables and migrations head (only such spares are claimed);
-    ``None`` when the app's tables are unknown here."""
-
-    @property
-    def placement(self) -> Placement:
-        return Placement(self.id, self.cell, self.tier, self.database, self.schema, "building")
-
-    def matches(self, key: SpareKey) -> bool:
-        return self.fingerprint == key.fingerprint and self.app_revision == key.revision
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id),
-            "tier": self.tier.value,
-            "cell": self.cell,
-            "schema": self.schema,
-            "database": self.database,
-            "status": self.status,
-            "fingerprint": self.fingerprint,
-            "app_revision": self.app_revision,
-            "steps_done": list(self.steps_done),
-            "created_at": self.created_at.isoformat(),
-            "current": self.current,
-        }
 
 
 @dataclass(slots=True)
@@ -204,38 +160,6 @@ def _cell(tn: ControlPlane, isolation: Isolation, cell: str | None) -> str:
     return name
 
 
-def _row(row: tuple[Any, ...], key: SpareKey | None = None) -> Spare:
-    spare = Spare(
-        id=row[0],
-        tier=Isolation(row[1]),
-        cell=row[2],
-        schema=row[3],
-        database=row[4],
-        status=row[5],
-        fingerprint=row[6],
-        app_revision=row[7],
-        steps_done=tuple(row[8]),
-        created_at=row[9],
-    )
-    if key is None:
-        return spare
-    return Spare(**{**{f: getattr(spare, f) for f in Spare.__slots__}, "current": spare.matches(key)})
-
-
-def _select(
-    conn: psycopg.Connection[Any], tier: Isolation | None, cell: str | None, key: SpareKey | None = None
-) -> list[Spare]:
-    rows = conn.execute(
-        sql.SQL(
-            "SELECT {} FROM tenantry.spares"
-            " WHERE (%(tier)s::text IS NULL OR isolation = %(tier)s) AND (%(cell)s::text IS NULL OR cell = %(cell)s)"
-            " ORDER BY isolation, cell, created_at, id"
-        ).format(_COLUMNS),
-        {"tier": None if tier is None else tier.value, "cell": cell},
-    ).fetchall()
-    return [_row(r, key) for r in rows]
-
-
 def list_spares(tn: ControlPlane, *, tier: Isolation | str | None = None, cell: str | None = None) -> list[Spare]:
     """Every spare (of ``tier`` and ``cell``), oldest first, each marked current or stale when
     the app's tables are known here."""
@@ -244,7 +168,7 @@ def list_spares(tn: ControlPlane, *, tier: Isolation | str | None = None, cell: 
     except ConfigurationError:
         key = None
     with tn.admin() as conn:
-        return _select(conn, None if tier is None else _tier(tier), cell, key)
+        return select_spares(conn, None if tier is None else _tier(tier), cell, key)
 
 
 @contextmanager
@@ -265,12 +189,7 @@ def _exclusive(tn: ControlPlane) -> Iterator[None]:
 
 def _count_ready(tn: ControlPlane, isolation: Isolation, cell: str, key: SpareKey) -> int:
     with tn.admin() as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM tenantry.spares WHERE status = 'ready' AND isolation = %s AND cell = %s"
-            " AND fingerprint = %s AND app_revision IS NOT DISTINCT FROM %s::text",
-            (isolation.value, cell, key.fingerprint, key.revision),
-        ).fetchone()
-    return int(row[0]) if row else 0
+        return count_ready(conn, isolation, cell, key)
 
 
 def fill(
@@ -302,7 +221,7 @@ def fill(
         error: str | None = None
         try:
             with tn.admin() as conn:
-                found = _select(conn, isolation, place)
+                found = select_spares(conn, isolation, place)
             stale = [s for s in found if s.status == "dropping" or not s.matches(key)]
             report.dropped = len(_discard(tn, stale))
             unfinished = [s for s in found if s.status == "building" and s.matches(key)]
@@ -346,29 +265,9 @@ def _new(tn: ControlPlane, isolation: Isolation, cell: str, key: SpareKey) -> Sp
         while True:
             spare_id = uuid.uuid4()
             where = Placement.plan_for(spare_id, isolation, cell=cell, pooled_schema=tn.settings.pooled_schema)
-            row = conn.execute(
-                sql.SQL(
-                    """
-                    INSERT INTO tenantry.spares
-                        (id, cell, isolation, database_name, schema_name, fingerprint, app_revision)
-                    SELECT %s, %s, %s, %s, %s, %s, %s
-                     WHERE NOT EXISTS (SELECT 1 FROM tenantry.tenants WHERE id = %s)
-                    RETURNING {}
-                    """
-                ).format(_COLUMNS),
-                (
-                    spare_id,
-                    cell,
-                    isolation.value,
-                    where.database,
-                    where.schema,
-                    key.fingerprint,
-                    key.revision,
-                    spare_id,
-                ),
-            ).fetchone()
-            if row is not None:
-                return _row(row)
+            spare = insert_spare(conn, where, key)
+            if spare is not None:
+                return spare
 
 
 def _build(tn: ControlPlane, spare: Spare, key: SpareKey) -> None:
@@ -388,10 +287,7 @@ def _build(tn: ControlPlane, spare: Spare, key: SpareKey) -> None:
             f" {revision!r}); run the fill again"
         )
     with tn.admin() as conn:
-        conn.execute(
-            "UPDATE tenantry.spares SET status = 'ready', updated_at = now() WHERE id = %s AND status = 'building'",
-            (spare.id,),
-        )
+        mark_ready(conn, spare.id)
 
 
 def _discard(tn: ControlPlane, spares: list[Spare]) -> list[uuid.UUID]:
@@ -401,21 +297,13 @@ def _discard(tn: ControlPlane, spares: list[Spare]) -> list[uuid.UUID]:
         return []
     with tn.admin() as conn:
         with conn.transaction():
-            rows = conn.execute(
-                sql.SQL(
-                    "UPDATE tenantry.spares SET status = 'dropping', updated_at = now()"
-                    " WHERE id IN (SELECT id FROM tenantry.spares WHERE id = ANY(%s) FOR UPDATE SKIP LOCKED)"
-                    " RETURNING {}"
-                ).format(_COLUMNS),
-                ([s.id for s in spares],),
-            ).fetchall()
+            dropping = mark_dropping(conn, [s.id for s in spares])
         crash_point("spare:dropping")
-        for row in rows:
-            spare = _row(row)
+        for spare in dropping:
             with conn.transaction():
                 placements.drop_copy(tn, conn, spare.id, spare.placement)
-                conn.execute("DELETE FROM tenantry.spares WHERE id = %s", (spare.id,))
-    return [row[0] for row in rows]
+                delete_spare(conn, spare.id)
+    return [spare.id for spare in dropping]
 
 
 def drop(
@@ -435,13 +323,13 @@ def drop(
     report = SpareReport(None if isolation is None else isolation.value, cell)
     with _exclusive(tn):
         with tn.admin() as conn:
-            found = _select(conn, isolation, cell)
+            found = select_spares(conn, isolation, cell)
         if key is not None:
             found = [s for s in found if s.status == "dropping" or not s.matches(key)]
         dropped = _discard(tn, found)
         report.dropped = len(dropped)
         with tn.admin() as conn:
-            left = _select(conn, isolation, cell)
+            left = select_spares(conn, isolation, cell)
         report.ready = sum(1 for s in left if s.status == "ready" and (key is None or s.matches(key)))
         report.seconds = time.monotonic() - clock
         if report.changed:

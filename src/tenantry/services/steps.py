@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
-from psycopg import sql
-from psycopg.types.json import Jsonb
 
+from tenantry.db.catalog.jobs import record_steps
 from tenantry.services.faults import crash_point
 
 if TYPE_CHECKING:
@@ -62,19 +61,7 @@ class StepLog:
         the caller commits it with whatever else the step changed in the catalog."""
         self.done.append(step)
         self.payload.update(payload)
-        table = sql.Identifier("tenantry", self.table)
-        if self.table == "jobs":
-            conn.execute(
-                sql.SQL(
-                    "UPDATE {} SET steps_done = %s, payload = payload || %s, updated_at = now() WHERE id = %s"
-                ).format(table),
-                (self.done, Jsonb(payload), self.id),
-            )
-        else:
-            conn.execute(
-                sql.SQL("UPDATE {} SET steps_done = %s, updated_at = now() WHERE id = %s").format(table),
-                (self.done, self.id),
-            )
+        record_steps(conn, self.table, self.id, self.done, payload)
 
     def run(self, tn: ControlPlane, steps: Iterable[Step]) -> None:
         """Run the steps not done yet, in order, each recorded as it ends.

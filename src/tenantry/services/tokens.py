@@ -16,27 +16,32 @@ import re
 import secrets
 import string
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from tenantry.core.scopes import validate_scopes
 from tenantry.db.catalog import audit, require_catalog
-from tenantry.errors import AuthenticationFailed, CatalogNotInitialised, Conflict, InvalidInput, NotFound
+from tenantry.db.catalog.tokens import (
+    ApiToken,
+    get_token,
+    insert_token,
+    list_tokens,
+    set_revoked,
+    token_by_prefix,
+    touch_token,
+)
+from tenantry.errors import AuthenticationFailed, Conflict, InvalidInput
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane
 
 __all__ = [
-    "TokenService",
-    "ApiToken",
     "TOKEN_PREFIX",
+    "TokenService",
     "authenticate",
     "create_token",
-    "get_token",
-    "list_tokens",
     "revoke_token",
 ]
 
@@ -47,47 +52,10 @@ _PREFIX_LENGTH = 12
 _SHAPE = re.compile(rf"{TOKEN_PREFIX}([a-z0-9]{{{_PREFIX_LENGTH}}})_([A-Za-z0-9_-]{{43}})")
 #: last_used_at is written at most this often per token, not on every request
 _TOUCH_EVERY = timedelta(seconds=60)
-_COLUMNS = "id, name, prefix, scopes, created_by, created_at, expires_at, last_used_at, revoked_at"
 
 
-@dataclass(frozen=True, slots=True)
-class ApiToken:
-    """A token as the catalog records it (its secret is not kept anywhere)."""
-
-    id: uuid.UUID
-    name: str
-    prefix: str
-    scopes: tuple[str, ...]
-    created_by: str
-    created_at: datetime
-    expires_at: datetime | None
-    last_used_at: datetime | None
-    revoked_at: datetime | None
-
-    @property
-    def actor(self) -> str:
-        """How the audit log names what this token did."""
-        return f"token:{self.name}"
-
-    def to_dict(self) -> dict[str, Any]:
-        def at(value: datetime | None) -> str | None:
-            return None if value is None else value.isoformat()
-
-        return {
-            "id": str(self.id),
-            "name": self.name,
-            "prefix": self.prefix,
-            "scopes": list(self.scopes),
-            "created_by": self.created_by,
-            "created_at": self.created_at.isoformat(),
-            "expires_at": at(self.expires_at),
-            "last_used_at": at(self.last_used_at),
-            "revoked_at": at(self.revoked_at),
-        }
-
-
-def _token(row: tuple[Any, ...]) -> ApiToken:
-    return ApiToken(row[0], row[1], row[2], tuple(row[3]), *row[4:9])
+class _PrefixTaken(Exception):
+    """The random prefix is in use: roll the savepoint back and pick another."""
 
 
 def _digest(presented: str) -> bytes:
@@ -115,54 +83,24 @@ def create_token(
         secret = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
         try:
             with conn.transaction():
-                row = conn.execute(
-                    f"""
-                    INSERT INTO tenantry.api_tokens (name, prefix, hash, scopes, created_by, expires_at)
-                    VALUES (%s, %s, %s, %s, %s, now() + %s::interval)
-                    RETURNING {_COLUMNS}
-                    """,
-                    (name, prefix, _digest(secret), chosen, actor, expires_in),
-                ).fetchone()
-                assert row is not None
-                token = _token(row)
+                token = insert_token(
+                    conn,
+                    name=name,
+                    prefix=prefix,
+                    digest=_digest(secret),
+                    scopes=chosen,
+                    created_by=actor,
+                    expires_in=expires_in,
+                )
+                if token is None:
+                    raise _PrefixTaken
                 audit.record(
                     conn, actor=actor, action="token.create", target_type="token", target=name, after=token.to_dict()
                 )
             return token, secret
-        except psycopg.errors.UniqueViolation as err:
-            if err.diag.constraint_name == "api_tokens_name_key":
-                raise Conflict(f"a token named {name!r} exists already (names are never reused)") from err
-        except psycopg.errors.UndefinedTable as err:
-            raise CatalogNotInitialised("the catalog has no token table; run `tenantry init`") from err
+        except _PrefixTaken:
+            continue
     raise Conflict("could not pick an unused token prefix; try again")  # pragma: no cover - 36**12 prefixes
-
-
-def _where(key: str | uuid.UUID) -> tuple[str, Any]:
-    if isinstance(key, uuid.UUID):
-        return "id = %s", key
-    try:
-        return "id = %s", uuid.UUID(key)
-    except ValueError:
-        return "name = %s", key
-
-
-def get_token(conn: psycopg.Connection[Any], key: str | uuid.UUID, *, for_update: bool = False) -> ApiToken:
-    """The token with this name or id."""
-    where, value = _where(key)
-    lock = " FOR UPDATE" if for_update else ""
-    row = conn.execute(f"SELECT {_COLUMNS} FROM tenantry.api_tokens WHERE {where}{lock}", (value,)).fetchone()
-    if row is None:
-        raise NotFound(f"no API token {str(key)[:70]!r}")
-    return _token(row)
-
-
-def list_tokens(conn: psycopg.Connection[Any], *, include_revoked: bool = False) -> list[ApiToken]:
-    """Tokens by name; revoked ones only when asked."""
-    rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM tenantry.api_tokens WHERE %s OR revoked_at IS NULL ORDER BY name",
-        (include_revoked,),
-    ).fetchall()
-    return [_token(r) for r in rows]
 
 
 def revoke_token(conn: psycopg.Connection[Any], key: str | uuid.UUID, *, actor: str) -> ApiToken:
@@ -171,12 +109,7 @@ def revoke_token(conn: psycopg.Connection[Any], key: str | uuid.UUID, *, actor: 
         before = get_token(conn, key, for_update=True)
         if before.revoked_at is not None:
             return before
-        row = conn.execute(
-            f"UPDATE tenantry.api_tokens SET revoked_at = now() WHERE id = %s RETURNING {_COLUMNS}",
-            (before.id,),
-        ).fetchone()
-        assert row is not None
-        after = _token(row)
+        after = set_revoked(conn, before.id)
         audit.record(
             conn,
             actor=actor,
@@ -198,29 +131,19 @@ def authenticate(conn: psycopg.Connection[Any], presented: str) -> ApiToken:
     match = _SHAPE.fullmatch(presented)
     if match is None:
         raise AuthenticationFailed(_INVALID)
-    try:
-        row = conn.execute(
-            f"""
-            SELECT {_COLUMNS}, hash, expires_at IS NOT NULL AND expires_at <= now(),
-                   last_used_at IS NULL OR last_used_at < now() - %s::interval
-              FROM tenantry.api_tokens WHERE prefix = %s
-            """,
-            (_TOUCH_EVERY, match.group(1)),
-        ).fetchone()
-    except psycopg.errors.UndefinedTable as err:
-        raise CatalogNotInitialised("the catalog has no token table; run `tenantry init`") from err
+    found = token_by_prefix(conn, match.group(1), touch_every=_TOUCH_EVERY)
     # compare a digest even for an unknown prefix, so both fail in about the same time
-    stored = bytes(row[9]) if row is not None else b"\0" * 32
-    if not hmac.compare_digest(_digest(presented), stored) or row is None:
+    stored = found[1] if found is not None else b"\0" * 32
+    if not hmac.compare_digest(_digest(presented), stored) or found is None:
         raise AuthenticationFailed(_INVALID)
-    token = _token(row)
+    token, _hash, expired, due = found
     if token.revoked_at is not None:
         raise AuthenticationFailed(f"API token {token.name!r} was revoked at {token.revoked_at.isoformat()}")
-    if row[10]:
+    if expired:
         assert token.expires_at is not None
         raise AuthenticationFailed(f"API token {token.name!r} expired at {token.expires_at.isoformat()}")
-    if row[11]:
-        conn.execute("UPDATE tenantry.api_tokens SET last_used_at = now() WHERE id = %s", (token.id,))
+    if due:
+        touch_token(conn, token.id)
     return token
 
 

@@ -64,16 +64,16 @@ from tenantry import context
 from tenantry._asgi import ASGIApp, Message, Receive, Scope, Send
 from tenantry.app import Tenantry
 from tenantry.context import BoundTenant
+from tenantry.core.hostnames import WELL_KNOWN
 from tenantry.core.model import Tenant
 from tenantry.core.naming import is_slug
 from tenantry.core.placement import Placement
 from tenantry.db.catalog import tenants as catalog_tenants
+from tenantry.db.catalog.domains import HostRoute
 from tenantry.errors import Overloaded, TenantNotActive, TenantNotFound, TenantryError
 from tenantry.observability import tracing
 from tenantry.observability.metrics import TenantryMetrics
 from tenantry.problems import Problem, problem, problem_from_error, problem_type, send_problem
-from tenantry.services.domain_checks import WELL_KNOWN
-from tenantry.services.domains import HostRoute
 from tenantry.web.limits import Admission, CatalogLimits, EdgeLimiter
 from tenantry.web.pages import NoTenantPage, inactive_page, no_tenant_page
 from tenantry.web.resolvers import (

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Path, Response
 from tenantry.api.auth import Principal, require
 from tenantry.api.deps import TN, problems
 from tenantry.api.schemas import CellIn, CellOut, CellPage, CellPatch, Text
+from tenantry.db.catalog.cells import Cell
 from tenantry.errors import NotFound
-from tenantry.services.cells import Cell
 
 __all__ = ["router"]
 

@@ -30,12 +30,12 @@ from tenantry.api.deps import TN, problems
 from tenantry.api.paging import Cursor, Limit, decode_cursor, paginate, text_key
 from tenantry.api.schemas import In, Text
 from tenantry.app import Tenantry
-from tenantry.core.hostnames import normalise_hostname
+from tenantry.core.hostnames import DNS_PREFIX, WELL_KNOWN, normalise_hostname
+from tenantry.db.catalog import domains as catalog_domains
 from tenantry.db.catalog import tenants as catalog_tenants
+from tenantry.db.catalog.domains import Domain
 from tenantry.errors import DomainNotFound, InvalidHostname
-from tenantry.services import domains as domain_service
-from tenantry.services.domain_checks import DNS_PREFIX, WELL_KNOWN, DomainChecker, checker_for
-from tenantry.services.domains import Domain
+from tenantry.services.domain_checks import DomainChecker, checker_for
 
 __all__ = [
     "VERIFY_CONCURRENCY",
@@ -126,7 +126,7 @@ def list_domains(
     after = None if cursor is None else decode_cursor(cursor, text_key)[0]
     with tn.admin() as conn:
         owner = None if tenant is None else catalog_tenants.get_tenant(conn, tenant).id
-        found = domain_service.list_domains(conn, owner, after=after, limit=limit + 1)
+        found = catalog_domains.list_domains(conn, owner, after=after, limit=limit + 1)
     page, url, next_cursor = paginate(request, response, found, limit, lambda d: (d.hostname,))
     return DomainPage(items=[domain_out(d) for d in page], next=url, next_cursor=next_cursor)
 

@@ -22,6 +22,7 @@ from tenantry.api.schemas import JobOut, JobPage, RetryOut, Text
 from tenantry.app import Tenantry
 from tenantry.core.model import Isolation
 from tenantry.core.placement import plan_steps
+from tenantry.db.catalog import jobs as catalog_jobs
 from tenantry.services import jobs as job_service
 from tenantry.services.moves import STEPS as MOVE_STEPS
 
@@ -32,7 +33,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 Read = Annotated[Principal, Depends(require("jobs:read"))]
 
 
-def _steps(job: job_service.Job) -> list[str]:
+def _steps(job: catalog_jobs.Job) -> list[str]:
     if job.kind in ("tenant.move", "move"):
         return list(MOVE_STEPS)
     if job.kind == "tenant.create" and job.payload.get("isolation") in {i.value for i in Isolation}:
@@ -40,7 +41,7 @@ def _steps(job: job_service.Job) -> list[str]:
     return []
 
 
-def job_view(tn: Tenantry, job: job_service.Job) -> JobOut:
+def job_view(tn: Tenantry, job: catalog_jobs.Job) -> JobOut:
     """The job as the API shows it: its row (recorded as interrupted if its process died),
     with the steps its operation has done, and how to finish or undo it."""
     with tn.admin() as conn:
@@ -100,7 +101,7 @@ def list_jobs(
     """Jobs, newest first, a page at a time. Scope: `jobs:read`."""
     before = None if cursor is None else decode_cursor(cursor, datetime.fromisoformat, uuid.UUID)
     with tn.admin() as conn:
-        found = job_service.list_jobs(conn, kind=kind, status=status, tenant=tenant, before=before, limit=limit + 1)
+        found = catalog_jobs.list_jobs(conn, kind=kind, status=status, tenant=tenant, before=before, limit=limit + 1)
     page, url, next_cursor = paginate(request, response, found, limit, lambda j: (j.created_at.isoformat(), str(j.id)))
     return JobPage(items=[job_view(tn, j) for j in page], next=url, next_cursor=next_cursor)
 
@@ -109,5 +110,5 @@ def list_jobs(
 def get_job(tn: TN, _: Read, job_id: Annotated[uuid.UUID, Path(description="The job's id.")]) -> JobOut:
     """One job: poll it until its status is `done` or `failed`. Scope: `jobs:read`."""
     with tn.admin() as conn:
-        job = job_service.get_job(conn, job_id)
+        job = catalog_jobs.get_job(conn, job_id)
     return job_view(tn, job)

@@ -33,11 +33,12 @@ from tenantry.app import Tenantry
 from tenantry.core.model import Isolation, Status, Tenant
 from tenantry.core.naming import validate_slug
 from tenantry.core.placement import Placement, choose_cell
+from tenantry.db.catalog import jobs as catalog_jobs
+from tenantry.db.catalog.cells import cell_loads
+from tenantry.db.catalog.placements import read_placement
 from tenantry.db.catalog.tenants import get_tenant
 from tenantry.errors import Conflict, InvalidInput, TenantExists, TenantNotFound
 from tenantry.services import jobs as job_service
-from tenantry.services import provisioning
-from tenantry.services.cells import cell_loads
 from tenantry.services.listing import tenants_page
 
 __all__ = ["router"]
@@ -194,8 +195,8 @@ def placement(tn: TN, _: Read, key: Key) -> TenantPlacementOut:
     """Where the tenant's rows live, and the placement being built, if any. Scope: `tenants:read`."""
     with tn.admin() as conn:
         tenant = get_tenant(conn, key)
-        active = provisioning.read_placement(conn, tenant.id)
-        building = provisioning.read_placement(conn, tenant.id, "building")
+        active = read_placement(conn, tenant.id)
+        building = read_placement(conn, tenant.id, "building")
     return TenantPlacementOut(tenant=tenant.slug, active=_placement(active), building=_placement(building))
 
 
@@ -228,7 +229,7 @@ def move(tn: TN, runner: Runner, principal: Mover, key: Key, body: MoveIn) -> An
     if submitted.error is not None and not submitted.began:
         raise submitted.error  # refused before it began (nothing to resume): answer with the error
     with tn.admin() as conn:
-        job = job_service.get_job(conn, submitted.job.id)
+        job = catalog_jobs.get_job(conn, submitted.job.id)
     return _accepted(job_view(tn, job))
 
 
