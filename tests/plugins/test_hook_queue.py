@@ -18,9 +18,9 @@ import pytest
 
 from tenantry import Tenant, Tenantry
 from tenantry.core.model import Status
+from tenantry.db.catalog import hooks as plugin_hooks
 from tenantry.errors import InvalidInput
 from tenantry.plugins import LifecycleHooks
-from tenantry.services import plugin_hooks
 from tenantry.services import tenants as tenant_service
 from tests.model_app import Base
 from tests.support import Scratch

@@ -5,7 +5,7 @@ stylesheet of design tokens, and offered to templates.
 * :mod:`~tenantry.branding.theme` — the validated theme and its warnings (pure)
 * :mod:`~tenantry.branding.colors`, :mod:`~tenantry.branding.images`,
   :mod:`~tenantry.branding.emails`, :mod:`~tenantry.branding.css` — the pure parts
-* :mod:`~tenantry.branding.store` — the catalog tables
+* the catalog tables: :mod:`tenantry.db.catalog.brands`
 * :mod:`~tenantry.branding.service` — ``tn.branding``: set, get, serve, cache
 * :mod:`~tenantry.branding.asgi` — :class:`BrandRoutes`, the ``/_brand`` routes
 * :mod:`~tenantry.branding.jinja` — :func:`install_brand_helpers`, ``brand()`` in templates

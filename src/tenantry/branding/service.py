@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import ValidationError
 
 from tenantry import context
-from tenantry.branding import store
 from tenantry.branding.brand import Brand, BrandChange, BrandVersion, ImageInput, Upload
 from tenantry.branding.css import Stylesheet, stylesheet
 from tenantry.branding.emails import RenderedEmail, one_line, render_template
@@ -59,6 +58,7 @@ from tenantry.branding.theme import (
 )
 from tenantry.core.caches import CatalogCache
 from tenantry.core.events import EventKind
+from tenantry.db.catalog import brands as store
 from tenantry.db.catalog import tenants as catalog_tenants
 from tenantry.errors import InvalidBrand, InvalidInput, NotFound, TenantNotFound
 
@@ -71,6 +71,8 @@ if TYPE_CHECKING:
 __all__ = ["Brand", "BrandChange", "BrandHost", "BrandVersion", "Branding", "Upload"]
 
 _log = logging.getLogger("tenantry.branding")
+#: a tenant's theme before any is set, as stored (saving just this writes nothing)
+_DEFAULT_THEME = Theme().model_dump(mode="json")
 
 
 class BrandHost(Protocol):
@@ -235,6 +237,7 @@ class Branding:
                 tenant,
                 build,
                 images,
+                default=_DEFAULT_THEME,
                 actor=self._tn.actor,
                 action=action,
                 message=message,

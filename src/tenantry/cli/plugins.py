@@ -16,8 +16,8 @@ from tenantry.cli.output import console, emit_json, table
 from tenantry.cli.state import get_state
 
 if TYPE_CHECKING:
+    from tenantry.db.catalog.plugins import EnablementChange
     from tenantry.plugins.registry import PluginInfo
-    from tenantry.services.plugins import EnablementChange
 
 __all__ = ["app"]
 

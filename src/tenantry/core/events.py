@@ -2,7 +2,7 @@
 
 Pure: no I/O. A payload is ``<kind>:<key>``; :class:`EventKind` names every kind a sender may
 send and the listener may hand on, so neither side spells one as a bare string. Senders are in
-:mod:`tenantry.db.catalog.events` (and the SQL of :mod:`tenantry.services.plugin_hooks`); the
+:mod:`tenantry.db.catalog.events` (and the SQL of :mod:`tenantry.db.catalog.hooks`); the
 listener parses each payload with :meth:`EventKind.parse`.
 """
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -215,6 +216,14 @@ def thaw(conn: psycopg.Connection[Any], tenant_id: str, *, owner: str) -> None:
     _own_transactions(conn)
     with conn.transaction():
         conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
+        conn.execute("DELETE FROM tenantry.move_freezes WHERE tenant_id = %s", (tenant_id,))
+
+
+def forget_moves(conn: psycopg.Connection[Any], tenant_id: uuid.UUID, *, freezes: bool = True) -> None:
+    """Forget what moves of the tenant logged in ``conn``'s database (the keys of its changed
+    rows) and, with ``freezes``, its freeze record."""
+    conn.execute("DELETE FROM tenantry.move_changes WHERE tenant_id = %s", (tenant_id,))
+    if freezes:
         conn.execute("DELETE FROM tenantry.move_freezes WHERE tenant_id = %s", (tenant_id,))
 
 

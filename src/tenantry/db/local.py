@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets as _secrets
+import uuid
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
@@ -132,3 +133,38 @@ def install_local(
     if keys is not None and held != keys:
         raise CatalogNotInitialised(f"database {conn.info.dbname!r} holds other context keys than the catalog")
     return held
+
+
+def record_marker(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> None:
+    """Mark ``conn``'s database as the tenant's own (the bind checks the marker)."""
+    conn.execute("INSERT INTO tenantry.marker (tenant_id) VALUES (%s) ON CONFLICT DO NOTHING", (tenant_id,))
+
+
+#: why a tenant's older bindings are refused
+FenceReason = Literal["moved", "suspended", "archived", "deleted"]
+
+
+def write_fence(
+    conn: psycopg.Connection[Any], owner: str, tenant_id: uuid.UUID, epoch: int, reason: FenceReason
+) -> None:
+    """Refuse, in ``conn``'s database, every binding of the tenant made below ``epoch``.
+
+    ``conn`` is an admin connection to that database; the fence is written as ``owner`` in a
+    transaction of its own (or a savepoint of the caller's).
+    """
+    with conn.transaction():
+        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
+        conn.execute(
+            """
+            INSERT INTO tenantry.fences (tenant_id, epoch, reason) VALUES (%s, %s, %s)
+            ON CONFLICT (tenant_id) DO UPDATE
+               SET epoch = greatest(tenantry.fences.epoch, excluded.epoch),
+                   reason = CASE WHEN excluded.epoch >= tenantry.fences.epoch
+                                 THEN excluded.reason ELSE tenantry.fences.reason END,
+                   fenced_at = now()
+            """,
+            (tenant_id, epoch, reason),
+        )
+        # statements of transactions open now look at the fences again (see the context view)
+        conn.execute("UPDATE tenantry.context_key SET fenced_at = clock_timestamp()")
+        conn.execute("RESET ROLE")  # SET LOCAL outlives a savepoint: the caller's may be open

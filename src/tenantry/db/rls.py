@@ -262,15 +262,28 @@ def drop_foreign_policies(conn: psycopg.Connection[Any], schema: str, table: str
     return names
 
 
+def registered_tables(conn: psycopg.Connection[Any], schema: str) -> list[str]:
+    """The app tables registered in ``schema`` (``tenantry.app_tables`` of ``conn``'s
+    database), by name."""
+    rows = conn.execute(
+        "SELECT table_name FROM tenantry.app_tables WHERE schema_name = %s ORDER BY 1", (schema,)
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def unregister_tables(conn: psycopg.Connection[Any], schema: str, *, keep: list[str] | None = None) -> list[str]:
+    """Forget the registered app tables of ``schema`` but those of ``keep`` (``None``: every
+    one, as when the schema is dropped); returns the names forgotten."""
+    rows = conn.execute(
+        "DELETE FROM tenantry.app_tables WHERE schema_name = %s AND NOT (table_name = ANY (%s)) RETURNING table_name",
+        (schema, keep or []),
+    ).fetchall()
+    return sorted(str(r[0]) for r in rows)
+
+
 def table_order(conn: psycopg.Connection[Any], schema: str) -> list[tuple[str, str]]:
     """Registered app tables of ``schema``, referencing tables before those they reference."""
-    tables = [
-        (r[0], r[1])
-        for r in conn.execute(
-            "SELECT schema_name, table_name FROM tenantry.app_tables WHERE schema_name = %s ORDER BY 1, 2",
-            (schema,),
-        ).fetchall()
-    ]
+    tables = [(schema, name) for name in registered_tables(conn, schema)]
     edges = conn.execute(
         """
         SELECT cn.nspname, c.relname, rn.nspname, r.relname

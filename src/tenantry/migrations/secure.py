@@ -105,9 +105,5 @@ def secure_schema(conn: psycopg.Connection[Any], schema: str, runtime: str, *, s
         report.dropped_policies += [f"{table}.{p}" for p in rls.drop_foreign_policies(conn, schema, table)]
         rls.apply_policies(conn, schema, table, runtime)
         report.secured.append(table)
-    gone = conn.execute(
-        "DELETE FROM tenantry.app_tables WHERE schema_name = %s AND NOT (table_name = ANY (%s)) RETURNING table_name",
-        (schema, [row[0] for row in rows]),
-    ).fetchall()
-    report.unregistered = sorted(r[0] for r in gone)
+    report.unregistered = rls.unregister_tables(conn, schema, keep=[row[0] for row in rows])
     return report

@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from tenantry.core.model import Tenant
+from tenantry.db.catalog.jobs import queue_depths
 from tenantry.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -256,20 +257,13 @@ def _pools(tn: Tenantry, gauge: Any) -> Iterator[Any]:
     yield waiting
 
 
-_QUEUES_SQL = """
-SELECT 'plugin_hooks', count(*) FROM tenantry.plugin_hooks WHERE status IN ('pending', 'running')
-UNION ALL
-SELECT 'jobs', count(*) FROM tenantry.jobs WHERE status = 'running'
-"""
-
-
 def _queues(tn: Tenantry) -> dict[str, int]:
     if tn.settings.data_plane:
         return {}  # (no admin connection: the queues are the control plane's to report)
     try:
         with tn.admin() as conn, conn.transaction():
             conn.execute("SET LOCAL statement_timeout = 1000")
-            return {str(name): int(count) for name, count in conn.execute(_QUEUES_SQL).fetchall()}
+            return queue_depths(conn)
     except Exception as err:  # a scrape must answer whatever the catalog does
         _log.warning("queue depths not read for the metrics: %s", err)
         return {}

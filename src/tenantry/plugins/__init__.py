@@ -18,6 +18,7 @@
 See docs/plugins.md.
 """
 
+from tenantry.db.catalog.plugins import Enablement, EnablementChange, PluginFailure, Resolution
 from tenantry.plugins.asgi import Authorize, PluginRoutes, mount_plugins
 from tenantry.plugins.base import (
     LIFECYCLE_EVENTS,
@@ -31,7 +32,6 @@ from tenantry.plugins.base import (
 )
 from tenantry.plugins.discovery import ENTRY_POINT_GROUP, discover
 from tenantry.plugins.registry import PluginInfo, Plugins
-from tenantry.services.plugins import Enablement, EnablementChange, PluginFailure, Resolution
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from tenantry.core.caches import CatalogCache
 from tenantry.core.events import EventKind
+from tenantry.db.catalog.plugins import Resolution, resolve_for_tenant
 from tenantry.errors import TenantNotFound
-from tenantry.services.plugins import Resolution, resolve_for_tenant
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane

@@ -3,7 +3,7 @@
 :class:`HookQueue` is the part of :class:`~tenantry.plugins.registry.Plugins` that delivers
 the queued calls (now, for a change made here; or by the runner thread, for changes made
 elsewhere), lists, retries and purges them. The queue itself is
-:mod:`tenantry.services.plugin_hooks`; the delivery loop :mod:`tenantry.plugins.hooks`.
+:mod:`tenantry.db.catalog.hooks`; the delivery loop :mod:`tenantry.plugins.hooks`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 from tenantry.core.hooks import POLL_SECONDS
 from tenantry.core.naming import check_plugin_name
 from tenantry.db import catalog
+from tenantry.db.catalog import hooks as plugin_hooks
+from tenantry.db.catalog import plugins as service
 from tenantry.errors import InvalidInput
 from tenantry.plugins.hooks import HookDelivery, HookRunner, follow
 from tenantry.plugins.hooks import RunReport as HookRunReport
-from tenantry.services import plugin_hooks
-from tenantry.services import plugins as service
 
 if TYPE_CHECKING:
     from tenantry.plugins.base import Plugin
@@ -48,7 +48,7 @@ class HookQueue:
 
     def origin(self) -> plugin_hooks.Origin:
         """Who this process is to the hook queue: a change made here reserves the calls of
-        the plugins registered here for it (see :mod:`tenantry.services.plugin_hooks`)."""
+        the plugins registered here for it (see :mod:`tenantry.db.catalog.hooks`)."""
         return self._delivery.origin()
 
     def deliver(self, tenant: str | uuid.UUID | None = None, *, limit: int | None = None) -> HookRunReport:

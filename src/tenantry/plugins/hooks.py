@@ -1,4 +1,4 @@
-"""Delivering the queued lifecycle hooks (:mod:`tenantry.services.plugin_hooks`) to the
+"""Delivering the queued lifecycle hooks (:mod:`tenantry.db.catalog.hooks`) to the
 plugins one process runs.
 
 Two paths, one queue:
@@ -34,9 +34,9 @@ import pluggy
 from tenantry import context
 from tenantry.core.hooks import POLL_SECONDS
 from tenantry.core.model import Tenant
+from tenantry.db.catalog import hooks as queue
+from tenantry.db.catalog.plugins import resolve_for_tenant
 from tenantry.plugins.base import LIFECYCLE_EVENTS, LifecycleHooks, hook_names
-from tenantry.services import plugin_hooks as queue
-from tenantry.services.plugins import resolve_for_tenant
 
 if TYPE_CHECKING:
     from tenantry.plugins.registry import Plugins

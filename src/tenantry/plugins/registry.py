@@ -30,7 +30,9 @@ from pydantic import BaseModel
 
 from tenantry import context
 from tenantry.core.events import EventKind
-from tenantry.db import catalog
+from tenantry.db import catalog, rls
+from tenantry.db.catalog import hooks as plugin_hooks
+from tenantry.db.catalog import plugins as service
 from tenantry.errors import (
     CatalogNotInitialised,
     ConfigInvalid,
@@ -56,8 +58,7 @@ from tenantry.plugins.discovery import discover, load_spec
 from tenantry.plugins.enablement import EnablementCache
 from tenantry.plugins.hook_queue import HookQueue
 from tenantry.plugins.hooks import HookDelivery, HookManager, HookRunner
-from tenantry.services import plugin_hooks
-from tenantry.services import plugins as service
+from tenantry.services import plugins as plugin_settings
 from tenantry.tenant_config import evaluation as flags_core
 
 if TYPE_CHECKING:
@@ -314,7 +315,7 @@ class Plugins(HookQueue):
             catalog.require_catalog(conn)
             if enabled is not None:  # may be switched on: known here, or run by a process of the app
                 known = self.known() | plugin_hooks.subscribed(conn)
-        change = service.set_enabled(self._plane, name, enabled, known=known, tenant=tenant, plan=plan)
+        change = plugin_settings.set_enabled(self._plane, name, enabled, known=known, tenant=tenant, plan=plan)
         if change.changed:  # this process at once; the others by NOTIFY
             self._cache.on_event(EventKind.PLUGIN, f"{change.scope.kind}:{change.scope.key}")
         return change
@@ -464,13 +465,7 @@ class Plugins(HookQueue):
         try:
             with self._plane.admin() as conn:
                 catalog.require_catalog(conn)
-                deployed = {
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT table_name FROM tenantry.app_tables WHERE schema_name = %s",
-                        (self._plane.settings.pooled_schema,),
-                    ).fetchall()
-                }
+                deployed = set(rls.registered_tables(conn, self._plane.settings.pooled_schema))
                 switched_on = {e.plugin for e in service.list_enablement(conn) if e.enabled}
         except CatalogNotInitialised:
             return []

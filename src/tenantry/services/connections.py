@@ -45,7 +45,7 @@ from tenantry.errors import ConfigurationError, ControlPlaneOnly, DatabaseUnavai
 from tenantry.services.plane import EventHandler, Extensions, ResetHandler
 
 if TYPE_CHECKING:
-    from tenantry.services.plugin_hooks import Origin
+    from tenantry.db.catalog.hooks import Origin
     from tenantry.settings import Settings
 
 __all__ = ["EMBEDDED_DATABASE", "Plane"]

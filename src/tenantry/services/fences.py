@@ -24,49 +24,21 @@ suspended (``allow_inactive``) stay good.
 
 from __future__ import annotations
 
-import uuid
-from typing import TYPE_CHECKING, Any, Literal
-
-import psycopg
-from psycopg import sql
+from typing import TYPE_CHECKING
 
 from tenantry.core.placement import Placement
 from tenantry.db.connect import admin_connection, database_url
+from tenantry.db.local import FenceReason as Reason
+from tenantry.db.local import write_fence
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane
 
-__all__ = ["Reason", "fence", "fence_placement"]
-
-Reason = Literal["moved", "suspended", "archived", "deleted"]
-
-
-def fence(conn: psycopg.Connection[Any], owner: str, tenant_id: uuid.UUID, epoch: int, reason: Reason) -> None:
-    """Refuse, in ``conn``'s database, every binding of the tenant made below ``epoch``.
-
-    ``conn`` is an admin connection to that database; the fence is written as ``owner`` in a
-    transaction of its own (or a savepoint of the caller's).
-    """
-    with conn.transaction():
-        conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
-        conn.execute(
-            """
-            INSERT INTO tenantry.fences (tenant_id, epoch, reason) VALUES (%s, %s, %s)
-            ON CONFLICT (tenant_id) DO UPDATE
-               SET epoch = greatest(tenantry.fences.epoch, excluded.epoch),
-                   reason = CASE WHEN excluded.epoch >= tenantry.fences.epoch
-                                 THEN excluded.reason ELSE tenantry.fences.reason END,
-                   fenced_at = now()
-            """,
-            (tenant_id, epoch, reason),
-        )
-        # statements of transactions open now look at the fences again (see the context view)
-        conn.execute("UPDATE tenantry.context_key SET fenced_at = clock_timestamp()")
-        conn.execute("RESET ROLE")  # SET LOCAL outlives a savepoint: the caller's may be open
+__all__ = ["Reason", "fence_placement"]
 
 
 def fence_placement(tn: ControlPlane, placement: Placement, epoch: int, reason: Reason) -> None:
     """:func:`fence` in the database that holds ``placement`` (on its cell)."""
     url = database_url(tn.cell_admin_url(placement.cell), placement.database)
     with admin_connection(url, timeout=tn.settings.connect_timeout, autocommit=True) as conn:
-        fence(conn, tn.settings.owner_role, placement.tenant_id, epoch, reason)
+        write_fence(conn, tn.settings.owner_role, placement.tenant_id, epoch, reason)

@@ -18,6 +18,7 @@ from tenantry.core.model import Plan, Status, Tenant
 from tenantry.core.placement import Placement
 from tenantry.db import catalog
 from tenantry.db.catalog import placements as catalog_placements
+from tenantry.db.catalog import plans as catalog_plans
 from tenantry.db.catalog import tenants as catalog_tenants
 from tenantry.services import fences, moves, provisioning
 from tenantry.services import tenants as tenant_service
@@ -164,11 +165,11 @@ class PlanService:
 
     def list(self) -> builtins.list[Plan]:
         with self._plane.admin() as conn:
-            return tenant_service.list_plans(conn)
+            return catalog_plans.list_plans(conn)
 
     def get(self, name: str) -> Plan:
         with self._plane.admin() as conn:
-            return tenant_service.get_plan(conn, name)
+            return catalog_plans.get_plan(conn, name)
 
     def pin(self, name: str, *, cell: str | None = None, labels: dict[str, str] | None = None) -> Plan:
         """Place the plan's new database-tier tenants on ``cell``, or on cells with ``labels``."""

@@ -23,13 +23,14 @@ from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.placement import Placement, plan_steps
 from tenantry.db import change_capture, tenant_copy
 from tenantry.db.catalog import audit
+from tenantry.db.catalog import hooks as plugin_hooks
 from tenantry.db.catalog.events import EventKind, notify_tenant
 from tenantry.db.catalog.jobs import finish_job
 from tenantry.db.catalog.placements import set_placement_status
 from tenantry.db.catalog.tenants import get_tenant, set_status
 from tenantry.db.connect import admin_connection
 from tenantry.errors import IsolationError, TablesDiffer
-from tenantry.services import placement_tables, plugin_hooks
+from tenantry.services import placement_tables
 from tenantry.services.fences import fence_placement
 from tenantry.services.placements import (
     build_step,

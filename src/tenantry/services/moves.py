@@ -64,6 +64,7 @@ from tenantry.db.catalog.cells import cell_loads
 from tenantry.db.catalog.events import EventKind, notify_tenant
 from tenantry.db.catalog.jobs import count_attempt, finish_job, insert_job, running_job
 from tenantry.db.catalog.placements import insert_placement, read_placement, set_placement_status
+from tenantry.db.catalog.plans import get_plan
 from tenantry.db.catalog.tenants import get_tenant, set_status
 from tenantry.errors import Conflict, InvalidInput
 from tenantry.services import placement_tables
@@ -78,7 +79,6 @@ from tenantry.services.move_steps import (
 )
 from tenantry.services.placements import drop_copy, tenant_lock
 from tenantry.services.steps import StepLog
-from tenantry.services.tenants import get_plan
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane
@@ -238,7 +238,7 @@ def _abort(tn: ControlPlane, tenant: Tenant) -> bool:
         with autocommit_on(tn, source) as src:
             change_capture.drop_tenant_triggers(src, str(tenant.id), owner=tn.settings.owner_role)
             change_capture.thaw(src, str(tenant.id), owner=tn.settings.owner_role)
-            src.execute("DELETE FROM tenantry.move_changes WHERE tenant_id = %s", (tenant.id,))
+            change_capture.forget_moves(src, tenant.id, freezes=False)
         drop_copy(tn, conn, tenant.id, target)  # idempotent, whatever was built of it
         with conn.transaction():
             set_placement_status(conn, tenant.id, old="building", new="retired")

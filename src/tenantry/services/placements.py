@@ -19,11 +19,11 @@ from psycopg import sql
 from tenantry.core.model import Isolation
 from tenantry.core.placement import Placement
 from tenantry.db.catalog.placements import local_digest_of, record_local_digest, stale_local_placements
-from tenantry.db.change_capture import delete_rows, drop_move_triggers, drop_tenant_triggers
+from tenantry.db.change_capture import delete_rows, drop_move_triggers, drop_tenant_triggers, forget_moves
 from tenantry.db.connect import admin_connection, control_plane_url, database_url
 from tenantry.db.deploy import deploy_tables
-from tenantry.db.local import install_local, local_digest
-from tenantry.db.rls import table_order
+from tenantry.db.local import install_local, local_digest, record_marker
+from tenantry.db.rls import table_order, unregister_tables
 from tenantry.errors import Conflict
 
 if TYPE_CHECKING:
@@ -93,10 +93,7 @@ def build_step(tn: ControlPlane, step: str, placement: Placement) -> None:
                 data_schema=placement.schema,
                 keys=tn.binder().keys,
             )
-            conn.execute(
-                "INSERT INTO tenantry.marker (tenant_id) VALUES (%s) ON CONFLICT DO NOTHING",
-                (placement.tenant_id,),
-            )
+            record_marker(conn, placement.tenant_id)
         with tn.admin() as conn:
             record_local_digest(conn, placement.tenant_id, str(placement.database), local_digest())
     elif step == "deploy_tables":
@@ -167,7 +164,7 @@ def drop_copy(
     elif placement.isolation is Isolation.SCHEMA:
         with conn.transaction():
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(placement.schema)))
-            conn.execute("DELETE FROM tenantry.app_tables WHERE schema_name = %s", (placement.schema,))
+            unregister_tables(conn, placement.schema)
         counts[f"schema {placement.schema}"] = 1
     else:
         # a tenant leaving the shared tables: never one long transaction over them (see
@@ -185,6 +182,5 @@ def drop_copy(
         drop_tenant_triggers(conn, tid, owner=s.owner_role, schema=placement.schema)
     if placement.database is None:
         with conn.transaction():
-            conn.execute("DELETE FROM tenantry.move_changes WHERE tenant_id = %s", (tenant_id,))
-            conn.execute("DELETE FROM tenantry.move_freezes WHERE tenant_id = %s", (tenant_id,))
+            forget_moves(conn, tenant_id)
     return counts

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from tenantry.core.secrets import Keyring
     from tenantry.db.binding import Binder
     from tenantry.db.catalog.cells import Cell
+    from tenantry.db.catalog.hooks import Origin
     from tenantry.db.routing import Router
-    from tenantry.services.plugin_hooks import Origin
     from tenantry.settings import Settings
 
 __all__ = ["ControlPlane", "EventHandler", "Extensions", "ResetHandler"]

@@ -1,234 +1,31 @@
-"""Plugins in the catalog: which plans and tenants they are switched on for, and what they raised.
+"""Switching plugins on and off for plans and tenants.
 
 A plugin is off unless switched on. A plan's setting applies to every tenant on the plan; a
-tenant's own setting wins over its plan's (so a tenant can be switched off on a plan that has
-the plugin on, and on where its plan has it off); :func:`reset` removes a setting so the one
-below shows through. Every change is validated first (a known plugin, an existing plan or a
-live tenant), then written in one transaction with its audit entry (``plugin.enable``,
+tenant's own setting wins over its plan's; removing a setting (``None``) lets the one below
+show through. Every change is validated first (a known plugin, an existing plan or a live
+tenant), then written in one transaction with its audit entry (``plugin.enable``,
 ``plugin.disable``, ``plugin.reset``) and a ``NOTIFY`` so that every process drops what it
-cached. Setting what is already set is a no-op: no audit entry, no notice.
+cached. Setting what is already set is a no-op: no audit entry, no notice. The settings
+themselves are :mod:`tenantry.db.catalog.plugins`.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
-
-import psycopg
-from psycopg import sql
+from typing import TYPE_CHECKING
 
 from tenantry.core.naming import check_plugin_name
 from tenantry.db.catalog import audit
 from tenantry.db.catalog.events import notify_plugin
+from tenantry.db.catalog.plugins import EnablementChange, read_setting, write_setting
+from tenantry.db.catalog.scopes import scope_of
 from tenantry.errors import PluginNotFound
-from tenantry.services.layers import Scope, scope_of
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane
 
-__all__ = [
-    "Enablement",
-    "EnablementChange",
-    "PluginFailure",
-    "Resolution",
-    "enabled_tenants",
-    "list_enablement",
-    "list_errors",
-    "record_error",
-    "resolve_for_tenant",
-    "set_enabled",
-]
-
-Source = Literal["tenant", "plan", "default"]
-
-#: most characters of an error message kept in the catalog
-_ERROR_CHARS = 2000
-
-
-@dataclass(frozen=True, slots=True)
-class Enablement:
-    """One setting: a plugin switched on or off for a plan or a tenant."""
-
-    plugin: str
-    scope: Literal["plan", "tenant"]
-    target: str
-    """The plan's name or the tenant's slug."""
-    tenant_id: uuid.UUID | None
-    enabled: bool
-    updated_at: datetime
-    updated_by: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "plugin": self.plugin,
-            "scope": self.scope,
-            "target": self.target,
-            "tenant_id": None if self.tenant_id is None else str(self.tenant_id),
-            "enabled": self.enabled,
-            "updated_at": self.updated_at.isoformat(),
-            "updated_by": self.updated_by,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class EnablementChange:
-    """What a write did: the setting now (``None``: none, after a reset) and whether it changed."""
-
-    plugin: str
-    scope: Scope
-    before: bool | None
-    after: bool | None
-
-    @property
-    def changed(self) -> bool:
-        return self.before is not self.after
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "plugin": self.plugin,
-            **self.scope.to_dict(),
-            "before": self.before,
-            "after": self.after,
-            "changed": self.changed,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    """Whether a plugin runs for a tenant, and which setting says so."""
-
-    plugin: str
-    enabled: bool
-    source: Source
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"plugin": self.plugin, "enabled": self.enabled, "source": self.source}
-
-
-@dataclass(frozen=True, slots=True)
-class PluginFailure:
-    """What a plugin raised, counted per (plugin, hook, tenant)."""
-
-    plugin: str
-    hook: str
-    tenant_id: uuid.UUID | None
-    tenant: str | None
-    count: int
-    first_at: datetime
-    last_at: datetime
-    last_error: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "plugin": self.plugin,
-            "hook": self.hook,
-            "tenant_id": None if self.tenant_id is None else str(self.tenant_id),
-            "tenant": self.tenant,
-            "count": self.count,
-            "first_at": self.first_at.isoformat(),
-            "last_at": self.last_at.isoformat(),
-            "last_error": self.last_error,
-        }
-
-
-# -- reads ------------------------------------------------------------------------------------
-
-_RESOLVE_SQL = """
-SELECT t.plan, e.plugin, e.enabled, e.tenant_id IS NOT NULL
-  FROM tenantry_routing.tenants t
-  LEFT JOIN tenantry_routing.plugin_enablement e ON e.tenant_id = t.id OR e.plan = t.plan
- WHERE t.id = %s
-"""
-
-
-def resolve_for_tenant(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> tuple[str, dict[str, Resolution]] | None:
-    """The tenant's plan and every plugin that has a setting reaching it, resolved (the
-    tenant's own setting over its plan's), in one query; ``None`` when there is no such tenant."""
-    rows = conn.execute(_RESOLVE_SQL, (tenant_id,)).fetchall()
-    if not rows:
-        return None
-    plan = str(rows[0][0])
-    found: dict[str, Resolution] = {}
-    for _plan, plugin, enabled, own in rows:
-        if plugin is None:
-            continue
-        if own or plugin not in found:
-            found[plugin] = Resolution(plugin, bool(enabled), "tenant" if own else "plan")
-    return plan, found
-
-
-def list_enablement(conn: psycopg.Connection[Any], plugin: str | None = None) -> list[Enablement]:
-    """Every setting (of ``plugin``), plans first, then tenants by slug."""
-    rows = conn.execute(
-        """
-        SELECT e.plugin, CASE WHEN e.plan IS NULL THEN 'tenant' ELSE 'plan' END,
-               coalesce(e.plan, t.slug), e.tenant_id, e.enabled, e.updated_at, e.updated_by
-          FROM tenantry.plugin_enablement e
-          LEFT JOIN tenantry.tenants t ON t.id = e.tenant_id
-         WHERE (%(plugin)s::text IS NULL OR e.plugin = %(plugin)s)
-           AND (t.id IS NULL OR t.status <> 'deleted')
-         ORDER BY e.plugin, e.plan IS NULL, 3
-        """,
-        {"plugin": plugin},
-    ).fetchall()
-    return [Enablement(*row) for row in rows]
-
-
-def enabled_tenants(
-    conn: psycopg.Connection[Any], plugin: str, *, statuses: Collection[str]
-) -> list[tuple[uuid.UUID, str]]:
-    """``(id, slug)`` of the tenants in one of ``statuses`` the plugin is switched on for."""
-    rows = conn.execute(
-        """
-        SELECT t.id, t.slug
-          FROM tenantry.tenants t
-          LEFT JOIN tenantry.plugin_enablement own ON own.plugin = %(plugin)s AND own.tenant_id = t.id
-          LEFT JOIN tenantry.plugin_enablement byplan ON byplan.plugin = %(plugin)s AND byplan.plan = t.plan
-         WHERE t.status = ANY(%(statuses)s) AND coalesce(own.enabled, byplan.enabled, false)
-         ORDER BY t.slug
-        """,
-        {"plugin": plugin, "statuses": list(statuses)},
-    ).fetchall()
-    return [(r[0], r[1]) for r in rows]
-
-
-def list_errors(
-    conn: psycopg.Connection[Any], *, plugin: str | None = None, tenant_id: uuid.UUID | None = None, limit: int = 100
-) -> list[PluginFailure]:
-    """What plugins raised, the most recent first."""
-    rows = conn.execute(
-        """
-        SELECT e.plugin, e.hook, e.tenant_id, t.slug, e.count, e.first_at, e.last_at, e.last_error
-          FROM tenantry.plugin_errors e
-          LEFT JOIN tenantry.tenants t ON t.id = e.tenant_id
-         WHERE (%(plugin)s::text IS NULL OR e.plugin = %(plugin)s)
-           AND (%(tenant)s::uuid IS NULL OR e.tenant_id = %(tenant)s)
-         ORDER BY e.last_at DESC, e.plugin, e.hook
-         LIMIT %(limit)s
-        """,
-        {"plugin": plugin, "tenant": tenant_id, "limit": limit},
-    ).fetchall()
-    return [PluginFailure(*row) for row in rows]
-
-
-# -- writes -----------------------------------------------------------------------------------
-
-
-def record_error(
-    conn: psycopg.Connection[Any], plugin: str, hook: str, tenant_id: uuid.UUID | None, error: str
-) -> None:
-    """Count one failure of ``plugin`` in ``hook`` (for ``tenant_id``)."""
-    conn.execute(
-        """
-        INSERT INTO tenantry.plugin_errors (plugin, hook, tenant_id, last_error) VALUES (%s, %s, %s, %s)
-        ON CONFLICT (plugin, hook, tenant_id) DO UPDATE
-           SET count = tenantry.plugin_errors.count + 1, last_at = now(), last_error = excluded.last_error
-        """,
-        (plugin, hook[:100], tenant_id, error[:_ERROR_CHARS]),
-    )
+__all__ = ["set_enabled"]
 
 
 def set_enabled(
@@ -248,38 +45,15 @@ def set_enabled(
         raise PluginNotFound(f"no plugin {plugin!r} is registered or installed (known: {shown})")
     with tn.admin() as conn, conn.transaction():
         scope = scope_of(conn, tenant=tenant, plan=plan)
-        column = sql.Identifier("tenant_id" if scope.kind == "tenant" else "plan")
-        value: Any = scope.tenant_id if scope.kind == "tenant" else scope.plan
         # one writer per setting: concurrent writes of it are judged one after the other
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tenantry.plugin:{plugin}:{scope.kind}:{value}",))
-        row = conn.execute(
-            sql.SQL("SELECT enabled FROM tenantry.plugin_enablement WHERE plugin = %s AND {} = %s").format(column),
-            (plugin, value),
-        ).fetchone()
-        before = None if row is None else bool(row[0])
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tenantry.plugin:{plugin}:{scope.kind}:{scope.value}",)
+        )
+        before = read_setting(conn, plugin, scope)
         change = EnablementChange(plugin, scope, before, enabled)
         if not change.changed:
             return change
-        if enabled is None:
-            conn.execute(
-                sql.SQL("DELETE FROM tenantry.plugin_enablement WHERE plugin = %s AND {} = %s").format(column),
-                (plugin, value),
-            )
-        elif before is None:
-            conn.execute(
-                sql.SQL(
-                    "INSERT INTO tenantry.plugin_enablement (plugin, {}, enabled, updated_by) VALUES (%s, %s, %s, %s)"
-                ).format(column),
-                (plugin, value, enabled, tn.actor),
-            )
-        else:
-            conn.execute(
-                sql.SQL(
-                    "UPDATE tenantry.plugin_enablement SET enabled = %s, updated_at = now(), updated_by = %s"
-                    " WHERE plugin = %s AND {} = %s"
-                ).format(column),
-                (enabled, tn.actor, plugin, value),
-            )
+        write_setting(conn, plugin, scope, enabled, before=before, actor=tn.actor)
         action = "plugin.reset" if enabled is None else ("plugin.enable" if enabled else "plugin.disable")
         audit.record(
             conn,

@@ -29,14 +29,16 @@ from tenantry.core.model import Isolation, Plan, Status, Tenant, check_transitio
 from tenantry.core.naming import validate_slug
 from tenantry.core.placement import PRIMARY_CELL, Placement, choose_cell, plan_steps
 from tenantry.db.catalog import audit
+from tenantry.db.catalog import hooks as plugin_hooks
 from tenantry.db.catalog.cells import cell_loads
 from tenantry.db.catalog.events import EventKind, notify_tenant
 from tenantry.db.catalog.jobs import count_attempt, fail_running_jobs, finish_job, insert_job, running_job
 from tenantry.db.catalog.placements import insert_placement, read_placement, set_placement_status
+from tenantry.db.catalog.plans import get_plan
 from tenantry.db.catalog.spares import SpareKey
 from tenantry.db.catalog.tenants import find_tenant, get_tenant, insert_tenant, set_status
 from tenantry.errors import Conflict, InvalidInput, TenantExists
-from tenantry.services import placement_tables, plugin_hooks, spare_keys
+from tenantry.services import placement_tables, spare_keys
 from tenantry.services.fences import fence_placement
 from tenantry.services.placements import (
     build_step,
@@ -48,7 +50,6 @@ from tenantry.services.placements import (
     tenant_lock,
 )
 from tenantry.services.steps import StepLog
-from tenantry.services.tenants import get_plan
 
 if TYPE_CHECKING:
     from tenantry.services.plane import ControlPlane

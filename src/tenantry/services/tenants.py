@@ -11,62 +11,22 @@ import uuid
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
-from tenantry.core.model import Isolation, Plan, Status, Tenant, check_transition
+from tenantry.core.model import Plan, Status, Tenant, check_transition
 from tenantry.db.catalog import audit
+from tenantry.db.catalog import hooks as plugin_hooks
 from tenantry.db.catalog.events import notify_tenant
+from tenantry.db.catalog.plans import get_plan, set_pin
 from tenantry.db.catalog.tenants import get_tenant, set_status
-from tenantry.errors import PlanNotFound
-from tenantry.services import plugin_hooks
 
-__all__ = ["change_status", "get_plan", "list_plans", "pin_plan", "transition"]
-
-_PLAN_COLUMNS = "name, isolation, description, limits, defaults, cell, cell_labels"
-
-
-def _plan(row: tuple[Any, ...]) -> Plan:
-    return Plan(
-        name=row[0],
-        isolation=Isolation(row[1]),
-        description=row[2],
-        limits=row[3],
-        defaults=row[4],
-        cell=row[5],
-        cell_labels=row[6],
-    )
-
-
-def list_plans(conn: psycopg.Connection[Any]) -> list[Plan]:
-    rows = conn.execute(f"SELECT {_PLAN_COLUMNS} FROM tenantry.plans ORDER BY name").fetchall()
-    return [_plan(r) for r in rows]
-
-
-def get_plan(conn: psycopg.Connection[Any], name: str) -> Plan:
-    row = conn.execute(
-        f"SELECT {_PLAN_COLUMNS} FROM tenantry.plans WHERE name = %s",
-        (name,),
-    ).fetchone()
-    if row is None:
-        known = ", ".join(p.name for p in list_plans(conn)) or "none"
-        raise PlanNotFound(f"no plan named {name!r} (plans: {known})")
-    return _plan(row)
+__all__ = ["change_status", "pin_plan", "transition"]
 
 
 def pin_plan(conn: psycopg.Connection[Any], name: str, *, cell: str | None, labels: dict[str, str], actor: str) -> Plan:
     """Set a plan's placement policy: a pinned cell (or ``None``) and required cell labels."""
     with conn.transaction():
         before = get_plan(conn, name)
-        if (
-            cell is not None
-            and conn.execute("SELECT 1 FROM tenantry.cells WHERE name = %s", (cell,)).fetchone() is None
-        ):
-            raise PlanNotFound(f"no cell named {cell!r} to pin plan {name!r} to")
-        conn.execute(
-            "UPDATE tenantry.plans SET cell = %s, cell_labels = %s, updated_at = now() WHERE name = %s",
-            (cell, Jsonb(labels), name),
-        )
-        after = get_plan(conn, name)
+        after = set_pin(conn, name, cell=cell, labels=labels)
         audit.record(
             conn,
             actor=actor,

@@ -6,7 +6,8 @@ schema, and flags); the platform's own configuration is :class:`~tenantry.Settin
 * :mod:`~tenantry.tenant_config.layers` — a layer's documents: paths, merging, overrides, diffs (pure)
 * :mod:`~tenantry.tenant_config.schema` — :class:`ConfigSections`, the schema, and validation (pure)
 * :mod:`~tenantry.tenant_config.evaluation` — flag definitions (:class:`FlagSpec`) and evaluation (pure)
-* :mod:`~tenantry.tenant_config.store` — the catalog tables (all the SQL)
+* :mod:`~tenantry.tenant_config.records` — flags as the catalog holds them (the SQL of
+  config layers and flags: :mod:`tenantry.db.catalog.config`, :mod:`tenantry.db.catalog.flags`)
 * :mod:`~tenantry.tenant_config.live` — the per-process cache both services read through
 * :mod:`~tenantry.tenant_config.config` — ``tn.config``: get, set, unset, history, rollback, current
 * :mod:`~tenantry.tenant_config.results` — what ``tn.config`` answers (:class:`ConfigValue`, ...)
@@ -16,7 +17,7 @@ schema, and flags); the platform's own configuration is :class:`~tenantry.Settin
 * :mod:`~tenantry.tenant_config.plane` — :class:`ControlPlane`, what the services need of ``Tenantry``
 """
 
-from tenantry.services.layers import Scope
+from tenantry.db.catalog.scopes import Scope
 from tenantry.tenant_config.config import TenantConfig
 from tenantry.tenant_config.evaluation import Evaluation, FlagSpec
 from tenantry.tenant_config.flags import FlagRecord, Flags

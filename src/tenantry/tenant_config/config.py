@@ -45,10 +45,11 @@ from tenantry import context
 from tenantry.core import secrets as sealing
 from tenantry.core.events import EventKind
 from tenantry.db.catalog import audit
+from tenantry.db.catalog import config as store
 from tenantry.db.catalog.events import notify_config
+from tenantry.db.catalog.scopes import Scope
 from tenantry.errors import Conflict, InvalidInput, NotFound
-from tenantry.services.layers import Scope
-from tenantry.tenant_config import layers, store
+from tenantry.tenant_config import layers
 from tenantry.tenant_config.live import Live
 from tenantry.tenant_config.plane import ControlPlane
 from tenantry.tenant_config.results import ConfigChange, ConfigDiff, ConfigValue, ConfigVersion

@@ -38,11 +38,12 @@ from tenantry.core.events import EventKind
 from tenantry.db.catalog import audit
 from tenantry.db.catalog.events import notify_flag
 from tenantry.errors import ConfigInvalid, FlagExists, FlagNotFound, InvalidInput
-from tenantry.tenant_config import evaluation, store
+from tenantry.tenant_config import evaluation
+from tenantry.tenant_config import records as store
 from tenantry.tenant_config.evaluation import Evaluation
 from tenantry.tenant_config.live import ALL_FLAGS, Live
 from tenantry.tenant_config.plane import ControlPlane
-from tenantry.tenant_config.store import FlagRecord
+from tenantry.tenant_config.records import FlagRecord
 
 __all__ = ["FlagRecord", "Flags"]
 

@@ -30,8 +30,9 @@ from tenantry import context
 from tenantry.core.caches import CatalogCache
 from tenantry.core.events import EventKind
 from tenantry.core.secrets import is_sealed_anywhere, unseal, unseal_overrides
+from tenantry.db.catalog import config as store
 from tenantry.errors import ConfigInvalid, ConfigurationError, TenantNotFound
-from tenantry.tenant_config import evaluation, layers, store
+from tenantry.tenant_config import evaluation, layers, records
 from tenantry.tenant_config.plane import ControlPlane
 from tenantry.tenant_config.schema import ConfigSections, validate
 
@@ -189,8 +190,8 @@ class Live:
 
     def _load_flags(self) -> FlagSet:
         with self._plane.catalog_reader() as conn:
-            records = store.load_flags(conn)
-        return FlagSet({r.key: evaluation.compile_flag(r.spec) for r in records})
+            loaded = records.load_flags(conn)
+        return FlagSet({r.key: evaluation.compile_flag(r.spec) for r in loaded})
 
     def schema(self) -> type[BaseModel] | None:
         sections = self.sections

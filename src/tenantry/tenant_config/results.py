@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tenantry.services.layers import Scope
+from tenantry.db.catalog.scopes import Scope
 from tenantry.tenant_config.layers import Change
 
 __all__ = ["ConfigChange", "ConfigDiff", "ConfigValue", "ConfigVersion"]

@@ -1,6 +1,6 @@
 """``/v1/plugin-hooks``: the queue of plugins' lifecycle hook calls, as ``tenantry plugins
 hooks`` shows it: every tenant change queues one call per plugin that handles the event and is
-on for the tenant; app processes deliver them (see :mod:`tenantry.services.plugin_hooks`).
+on for the tenant; app processes deliver them (see :mod:`tenantry.db.catalog.hooks`).
 
 ``GET /v1/plugin-hooks`` lists calls (newest first) with a count per plugin and state;
 ``POST /v1/plugin-hooks/retry`` queues failed calls again (by id, or every failed call of a

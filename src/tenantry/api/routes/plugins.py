@@ -31,9 +31,9 @@ from tenantry.api.schemas import In, Text
 from tenantry.app import Tenantry
 from tenantry.core.model import Status, Tenant
 from tenantry.core.naming import PLUGIN_NAME, check_plugin_name
+from tenantry.db.catalog.plugins import Enablement, EnablementChange
 from tenantry.errors import PluginNotFound, TenantNotFound
 from tenantry.plugins.registry import PluginInfo
-from tenantry.services.plugins import Enablement, EnablementChange
 
 __all__ = [
     "EnablementIn",

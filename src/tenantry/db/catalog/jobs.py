@@ -33,6 +33,7 @@ __all__ = [
     "latest_job",
     "list_jobs",
     "merge_payload",
+    "queue_depths",
     "record_steps",
     "running_background",
     "running_job",
@@ -251,3 +252,12 @@ def record_steps(
         conn.execute(
             "UPDATE tenantry.spares SET steps_done = %s, updated_at = now() WHERE id = %s", (list(steps), row_id)
         )
+
+
+def queue_depths(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """How much work waits: plugin hook calls pending or running, and jobs running."""
+    rows = conn.execute(
+        "SELECT 'plugin_hooks', count(*) FROM tenantry.plugin_hooks WHERE status IN ('pending', 'running')"
+        " UNION ALL SELECT 'jobs', count(*) FROM tenantry.jobs WHERE status = 'running'"
+    ).fetchall()
+    return {str(name): int(count) for name, count in rows}

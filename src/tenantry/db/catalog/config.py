@@ -1,6 +1,6 @@
-"""Config layers and flags in the catalog: ``tenantry.config_layers`` (each plan's and
-tenant's layer now), its append-only history ``tenantry.config_versions``, and
-``tenantry.flags``; and the one query the per-process cache loads a tenant's view with.
+"""The catalog's config layers: ``tenantry.config_layers`` (each plan's and tenant's layer
+now), its append-only history ``tenantry.config_versions``, and the one query the per-process
+cache loads a tenant's view with (flags: :mod:`tenantry.db.catalog.flags`).
 
 Only SQL lives here: what is sealed stays sealed (the services open and seal), and nothing
 here validates, audits or announces (the services do, in the same transaction).
@@ -17,25 +17,18 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from tenantry.db.catalog.scopes import Scope, scope_of
 from tenantry.errors import InvalidInput, NotFound, TenantNotFound
-from tenantry.services.layers import Scope, scope_of
-from tenantry.tenant_config import evaluation
 
 __all__ = [
-    "FlagRecord",
     "Layer",
     "Scope",
     "StoredVersion",
     "TenantRow",
     "append_version",
-    "delete_flag",
     "ensure_layer",
-    "insert_flag",
     "layers_for_reseal",
-    "list_flags",
-    "load_flags",
     "lock_scope",
-    "read_flag",
     "read_history",
     "read_layer",
     "read_plan_document",
@@ -44,7 +37,6 @@ __all__ = [
     "rewrite_sealed",
     "scope_of",
     "tenant_layers_of_plan",
-    "update_flag",
     "write_layer",
 ]
 
@@ -270,123 +262,3 @@ def read_view(conn: psycopg.Connection[Any], tenant_id: uuid.UUID) -> TenantRow 
     """The tenant's row for the cache, in one query; ``None`` when there is no such tenant."""
     row = conn.execute(_VIEW_SQL, (tenant_id,)).fetchone()
     return None if row is None else TenantRow(*row)
-
-
-# -- flags ----------------------------------------------------------------------------------
-
-_COLUMNS = (
-    "key, kind, description, variants, default_variant, off_variant, rules, rollout, killed,"
-    " enable_at, disable_at, created_at, updated_at, updated_by"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class FlagRecord:
-    """A flag as the catalog holds it."""
-
-    spec: evaluation.FlagSpec
-    created_at: datetime
-    updated_at: datetime
-    updated_by: str
-
-    @property
-    def key(self) -> str:
-        return self.spec.key
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.spec.to_dict(),
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "updated_by": self.updated_by,
-        }
-
-
-def _record(row: tuple[Any, ...]) -> FlagRecord:
-    spec = evaluation.parse_spec(
-        {
-            "key": row[0],
-            "kind": row[1],
-            "description": row[2],
-            "variants": row[3],
-            "default": row[4],
-            "off": row[5],
-            "rules": row[6],
-            "rollout": row[7],
-            "killed": row[8],
-            "enable_at": row[9],
-            "disable_at": row[10],
-        }
-    )
-    return FlagRecord(spec, row[11], row[12], row[13])
-
-
-def load_flags(conn: psycopg.Connection[Any]) -> list[FlagRecord]:
-    """Every flag, in one query (the per-process cache loads them so), from the routing view."""
-    rows = conn.execute(f"SELECT {_COLUMNS} FROM tenantry_routing.flags ORDER BY key").fetchall()
-    return [_record(r) for r in rows]
-
-
-def list_flags(conn: psycopg.Connection[Any], *, after: str | None, limit: int | None) -> list[FlagRecord]:
-    """Flags by key, ``after`` a key, at most ``limit`` of them."""
-    rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM tenantry.flags WHERE %(after)s::text IS NULL OR key > %(after)s"
-        " ORDER BY key LIMIT %(limit)s",
-        {"after": after, "limit": limit},
-    ).fetchall()
-    return [_record(r) for r in rows]
-
-
-def read_flag(conn: psycopg.Connection[Any], key: str, *, lock: bool = False) -> FlagRecord | None:
-    row = conn.execute(
-        f"SELECT {_COLUMNS} FROM tenantry.flags WHERE key = %s{' FOR UPDATE' if lock else ''}", (key,)
-    ).fetchone()
-    return None if row is None else _record(row)
-
-
-def _values(spec: evaluation.FlagSpec) -> dict[str, Any]:
-    data = spec.to_dict()
-    return {
-        "key": spec.key,
-        "kind": spec.kind,
-        "description": spec.description,
-        "variants": Jsonb(spec.variants),
-        "default_variant": spec.default_variant,
-        "off_variant": spec.off_variant,
-        "rules": Jsonb(data["rules"]),
-        "rollout": None if spec.rollout is None else Jsonb(spec.rollout),
-        "killed": spec.killed,
-        "enable_at": spec.enable_at,
-        "disable_at": spec.disable_at,
-    }
-
-
-def insert_flag(conn: psycopg.Connection[Any], spec: evaluation.FlagSpec, *, actor: str) -> FlagRecord:
-    """Store a new flag (:class:`psycopg.errors.UniqueViolation` if its key is taken)."""
-    values = _values(spec)
-    columns = ", ".join(values)
-    placeholders = ", ".join(f"%({name})s" for name in values)
-    conn.execute(
-        f"INSERT INTO tenantry.flags ({columns}, updated_by) VALUES ({placeholders}, %(actor)s)",
-        {**values, "actor": actor},
-    )
-    created = read_flag(conn, spec.key)
-    assert created is not None
-    return created
-
-
-def update_flag(conn: psycopg.Connection[Any], spec: evaluation.FlagSpec, *, actor: str) -> FlagRecord:
-    """Store a flag's new definition."""
-    values = _values(spec)
-    assignments = ", ".join(f"{name} = %({name})s" for name in values if name != "key")
-    conn.execute(
-        f"UPDATE tenantry.flags SET {assignments}, updated_at = now(), updated_by = %(actor)s WHERE key = %(key)s",
-        {**values, "actor": actor},
-    )
-    after = read_flag(conn, spec.key)
-    assert after is not None
-    return after
-
-
-def delete_flag(conn: psycopg.Connection[Any], key: str) -> None:
-    conn.execute("DELETE FROM tenantry.flags WHERE key = %s", (key,))

@@ -14,9 +14,9 @@ import psycopg
 from psycopg import sql
 
 from tenantry.core.model import Status
+from tenantry.db.catalog import plans as catalog_plans
 from tenantry.db.catalog import tenants as catalog_tenants
 from tenantry.errors import InvalidInput, TenantNotFound
-from tenantry.services import tenants as tenant_service
 
 __all__ = ["Scope", "ScopeKind", "scope_of"]
 
@@ -71,4 +71,4 @@ def scope_of(conn: psycopg.Connection[Any], *, tenant: str | uuid.UUID | None = 
             raise TenantNotFound(f"tenant {found.slug!r} is deleted")
         return Scope("tenant", found.slug, found.plan, found.id)
     assert plan is not None
-    return Scope("plan", tenant_service.get_plan(conn, plan).name, plan)
+    return Scope("plan", catalog_plans.get_plan(conn, plan).name, plan)

@@ -1,4 +1,4 @@
-"""Brands in the catalog: ``tenantry.brands`` (each tenant's brand now), its append-only
+"""The catalog's brands: ``tenantry.brands`` (each tenant's brand now), its append-only
 history ``tenantry.brand_versions`` and the content-addressed ``tenantry.brand_assets``.
 
 Every write is one transaction under a single advisory lock for brand writes: it saves the
@@ -11,22 +11,21 @@ history refers to it by foreign key), so a rollback can bring it back.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from tenantry.branding.images import Image
-from tenantry.branding.theme import Theme
 from tenantry.core.model import Status, Tenant
 from tenantry.db.catalog import audit
 from tenantry.db.catalog.events import EventKind, notify
 from tenantry.errors import Conflict, TenantNotFound
 
 __all__ = [
+    "Asset",
     "StoredBrand",
     "StoredVersion",
     "Write",
@@ -38,6 +37,19 @@ __all__ = [
 ]
 
 _LOCK = 0x74627264  # "tbrd": one brand write at a time
+
+
+class Asset(Protocol):
+    """An image a theme references (:class:`tenantry.branding.images.Image`)."""
+
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def size(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +140,9 @@ def write_brand(
     conn: psycopg.Connection[Any],
     tenant: Tenant,
     build: Callable[[dict[str, Any] | None], dict[str, Any]],
-    images: list[Image],
+    images: Sequence[Asset],
     *,
+    default: dict[str, Any],
     actor: str,
     action: str,
     message: str = "",
@@ -139,7 +152,8 @@ def write_brand(
     theme is ``None`` when the tenant has none), with the new ``images`` it references, as a
     new version in the history (with ``message``), in one audited transaction. ``build`` runs
     under the write lock, so concurrent changes never overwrite each other; if it raises,
-    nothing is written. An unchanged theme writes nothing."""
+    nothing is written. An unchanged theme writes nothing, nor does the ``default`` theme
+    (as JSON) of a tenant that has none."""
     if tenant.status is Status.DELETED:
         raise TenantNotFound(f"tenant {tenant.slug!r} is deleted")
     with conn.transaction():
@@ -155,7 +169,7 @@ def write_brand(
                 " someone changed it meanwhile; read it again"
             )
         theme = build(before)
-        if before == theme or (before is None and not images and theme == Theme().model_dump(mode="json")):
+        if before == theme or (before is None and not images and theme == default):
             return Write(version=version, changed=False)
         for image in images:
             conn.execute(
