@@ -10,7 +10,7 @@ from tenantry.api.auth import Principal, require
 from tenantry.api.deps import TN, problems
 from tenantry.api.paging import Cursor, Limit, decode_cursor, id_key, paginate
 from tenantry.api.schemas import AuditEntryOut, AuditPage, Text
-from tenantry.db.catalog.audit import list_entries
+from tenantry.db.catalog import audit as catalog_audit
 
 __all__ = ["router"]
 
@@ -37,7 +37,7 @@ def list_entries(
     (`actor=token:ci`) or by action (`tenant.suspended`). Scope: `audit:read`."""
     before = None if cursor is None else decode_cursor(cursor, id_key)[0]
     with tn.admin() as conn:
-        found = list_entries(
+        found = catalog_audit.list_entries(
             conn, target_type=target_type, target=target, actor=actor, action=action, before=before, limit=limit + 1
         )
     page, url, next_cursor = paginate(request, response, found, limit, lambda e: (e.id,))

@@ -34,9 +34,10 @@ from tenantry.core.model import Isolation, Status, Tenant
 from tenantry.core.naming import validate_slug
 from tenantry.core.placement import Placement, choose_cell
 from tenantry.db.catalog import jobs as catalog_jobs
+from tenantry.db.catalog import tenants as catalog_tenants
 from tenantry.db.catalog.cells import cell_loads
 from tenantry.db.catalog.placements import read_placement
-from tenantry.db.catalog.tenants import get_tenant, list_tenants
+from tenantry.db.catalog.tenants import get_tenant
 from tenantry.errors import Conflict, InvalidInput, TenantExists, TenantNotFound
 from tenantry.services import jobs as job_service
 
@@ -91,7 +92,7 @@ def list_tenants(
     """Tenants by slug, a page at a time. Scope: `tenants:read`."""
     after = None if cursor is None else decode_cursor(cursor, text_key, uuid.UUID)
     with tn.admin() as conn:
-        found = list_tenants(
+        found = catalog_tenants.list_tenants(
             conn,
             status=status,
             plan=plan,
