@@ -25,7 +25,7 @@ OTHER_GENERATIONS = {"db/liveness.py": "the pools of a server that went down and
 CACHE_CONSTANT = re.compile(r"(^|_)(TTL|UNTRUSTED|MISSING|CACHE)(_|$)")
 #: where the catalog listener's state may be read: the listener itself, and the one place
 #: that tells every CatalogCache whether it is connected (Plane.trusted, tn.plane.trusted)
-LISTENER_STATE = {"services/events.py": None, "services/connections.py": "trusted"}
+LISTENER_STATE = {"db/catalog/events.py": None, "services/connections.py": "trusted"}
 
 
 def _modules() -> dict[str, ast.Module]:

@@ -22,7 +22,7 @@ from tenantry.db import rls
 from tenantry.migrations.scripts import load_scripts
 from tenantry.plugins import AppTables
 from tenantry.plugins.tables import deploy_everywhere
-from tenantry.services import app_migrations, spares
+from tenantry.services import app_migrations, spare_keys, spares
 from tenantry.testing import TIER_PLANS
 from tests.migrations.ledger_plugin import L1, L2, LEDGER_VERSIONS, Ledger
 from tests.migrations.support import FIXTURE, HEAD, OLD, World, add_revision, head_metadata, make_world
@@ -93,7 +93,7 @@ def test_new_placements_get_the_plugins_tables_and_every_head(fresh_scratch: Scr
         assert app_migrations.head_revision(tn.plane) == BOTH
         assert app_migrations.recorded_revision(tn.plane, app_migrations.POOLED) == BOTH
         assert spares.fill(tn.plane, 1).ready == 1  # built at the composite head, then claimed
-        assert spares.wanted(tn.plane).revision == BOTH
+        assert spare_keys.wanted(tn.plane).revision == BOTH
         world = _world(tn, fresh_scratch)
         assert spares.list_spares(tn.plane) == []
         for target in world.targets():

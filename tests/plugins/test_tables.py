@@ -14,7 +14,7 @@ from psycopg import sql
 from sqlalchemy.orm import Session
 
 from tenantry import ConfigurationError, IsolationError, NoTenantBound, Tenant, Tenantry
-from tenantry.services import spares
+from tenantry.services import spare_keys
 from tenantry.testing import TIER_PLANS
 from tests.model_app import Base
 from tests.plugins.sample_plugins import Note, Notes
@@ -117,10 +117,10 @@ def test_plugin_rows_go_when_the_tenant_is_deleted(
 
 
 def test_spares_are_built_for_the_apps_and_the_plugins_tables(ptn: Tenantry) -> None:
-    without = spares.fingerprint(Base.metadata)
-    with_plugins = spares.wanted(ptn.plane).fingerprint
+    without = spare_keys.fingerprint(Base.metadata)
+    with_plugins = spare_keys.wanted(ptn.plane).fingerprint
     assert without != with_plugins
-    assert with_plugins == spares.fingerprint(ptn.plane.app_metadata())
+    assert with_plugins == spare_keys.fingerprint(ptn.plane.app_metadata())
 
 
 def test_deploy_adds_a_new_plugins_tables_to_existing_placements(plugins_db: Scratch, server_url: str) -> None:

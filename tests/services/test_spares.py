@@ -42,7 +42,7 @@ from tenantry import (
 )
 from tenantry.core.model import Isolation
 from tenantry.core.placement import Placement, plan_steps
-from tenantry.services import app_migrations, spares
+from tenantry.services import app_migrations, spare_keys, spares
 from tenantry.services.provisioning import database_url
 from tenantry.testing import TIER_PLANS
 from tests.db.test_tiers import (  # noqa: F401 - the tier tests, run again on claimed tenants
@@ -394,16 +394,16 @@ def _model(
 
 
 def test_fingerprint_follows_the_tables() -> None:
-    base = spares.fingerprint(_model())
-    assert spares.fingerprint(_model()) == base  # another object with the same tables
-    assert spares.fingerprint(Base.metadata) == spares.fingerprint(Base.metadata) != base
+    base = spare_keys.fingerprint(_model())
+    assert spare_keys.fingerprint(_model()) == base  # another object with the same tables
+    assert spare_keys.fingerprint(Base.metadata) == spare_keys.fingerprint(Base.metadata) != base
     changed = [
         _model(extra_column=True),
         _model(extra_index=True),
         _model(enum_values=("low", "mid", "high")),
         _Other.metadata,
     ]
-    prints = {spares.fingerprint(m) for m in changed}
+    prints = {spare_keys.fingerprint(m) for m in changed}
     assert len(prints) == len(changed) and base not in prints
 
 
