@@ -45,6 +45,8 @@ from tenantry.errors import (
     NotFound,
     Overloaded,
     PermissionDenied,
+    PlanExists,
+    PlanInUse,
     PlanNotFound,
     PluginNotFound,
     RateLimited,
@@ -80,6 +82,7 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.context import BoundTenant
     from tenantry.context import current as current_tenant
     from tenantry.core.hostnames import normalise_hostname
+    from tenantry.core.limit_schema import Limits
     from tenantry.core.limits import EdgeLimits
     from tenantry.core.model import Isolation, Plan, Status, Tenant
     from tenantry.core.naming import RESERVED_SLUGS, validate_slug
@@ -207,6 +210,7 @@ __all__ = [
     "Keyring",
     "LifecycleHooks",
     "LimitExceeded",
+    "Limits",
     "LowContrast",
     "MigrationFailed",
     "MigrationReport",
@@ -219,6 +223,8 @@ __all__ = [
     "Placement",
     "PlacementResult",
     "Plan",
+    "PlanExists",
+    "PlanInUse",
     "PlanNotFound",
     "PlanService",
     "Plugin",
@@ -295,6 +301,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     ),
     "tenantry.context": ("BoundTenant", "current_tenant"),
     "tenantry.core.hostnames": ("normalise_hostname",),
+    "tenantry.core.limit_schema": ("Limits",),
     "tenantry.core.limits": ("EdgeLimits",),
     "tenantry.core.model": ("Isolation", "Plan", "Status", "Tenant"),
     "tenantry.core.naming": ("RESERVED_SLUGS", "validate_slug"),

@@ -8,7 +8,9 @@ work in a data-plane process.
 
 A tenant's binding also carries its plan's database settings (statement timeout,
 idle-in-transaction timeout, ``work_mem``: :func:`~tenantry.core.limits.database_settings`),
-kept per plan and dropped by the plan's events.
+kept per plan and dropped by the plan's events, with the tenant's own overrides laid over
+them (``tn.tenants.limits_set``): those are kept per tenant, read with the tenant, and dropped
+by the tenant's ``limits`` events. Neither costs a catalog read per transaction.
 
 The edge uses the split verbs (:meth:`Directory.cached` without I/O on the event loop, then
 :meth:`Directory.load` in a thread); ``tn.tenant(...)`` uses :meth:`Directory.bind`.
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from tenantry.context import BoundTenant
@@ -27,6 +31,7 @@ from tenantry.core.limits import database_settings
 from tenantry.core.model import Status, Tenant
 from tenantry.core.placement import Placement
 from tenantry.db import catalog
+from tenantry.db.catalog.tenant_limits import read_overrides
 from tenantry.errors import TenantNotActive, TenantNotFound
 from tenantry.services import domains as domains_service
 from tenantry.services import tenants as tenant_service
@@ -39,6 +44,10 @@ __all__ = ["Directory", "Resolved"]
 _log = logging.getLogger("tenantry.limits")
 #: a plan's database settings, as the binding carries them
 Settings = tuple[tuple[str, str], ...]
+#: a plan's limits document and its database settings
+PlanLimits = tuple[Mapping[str, Any], Settings]
+#: what a tenant without overrides of its plan's limits has (compared by identity)
+NO_OVERRIDES: Mapping[str, Any] = MappingProxyType({})
 
 #: a tenant and its active placement, as the resolution cache holds them
 Resolved = tuple[Tenant, Placement | None]
@@ -67,17 +76,30 @@ class Directory:
         self._missing_hosts: CatalogCache[str, bool] = CatalogCache(
             "unknown hostnames", ttl=UNKNOWN_TTL, size=min(UNKNOWN_SIZE, size), trusted=trusted
         )
-        #: each plan's database settings, by plan name
-        self._plan_settings: CatalogCache[str, Settings] = CatalogCache(
+        #: each plan's limits document and database settings, by plan name
+        self._plan_settings: CatalogCache[str, PlanLimits] = CatalogCache(
             "plan settings", ttl=ttl, size=1024, trusted=trusted
         )
+        #: each tenant's overrides of its plan's limits (NO_OVERRIDES: none), by tenant id
+        self._own_limits: CatalogCache[uuid.UUID, Mapping[str, Any]] = CatalogCache(
+            "tenant limits", ttl=ttl, size=size, trusted=trusted
+        )
+        #: the database settings of tenants with overrides, made once per (plan, overrides)
+        self._own_settings: dict[uuid.UUID, tuple[PlanLimits, Mapping[str, Any], Settings]] = {}
         self._bounds: dict[int, tuple[Resolved, Settings, BoundTenant]] = {}
         self._bounds_size = size
         plane.subscribe(self._on_event, self._on_reset)
 
     def caches(self) -> list[CatalogCache[Any, Any]]:
         """The catalog caches kept here (for their hit and miss counts)."""
-        return [self._tenants, self._missing_tenants, self._hosts, self._missing_hosts, self._plan_settings]
+        return [
+            self._tenants,
+            self._missing_tenants,
+            self._hosts,
+            self._missing_hosts,
+            self._plan_settings,
+            self._own_limits,
+        ]
 
     # -- tenants ------------------------------------------------------------------------------
     # the cache is keyed by the canonical key (slug, or the id's canonical text), so every
@@ -94,8 +116,10 @@ class Directory:
             hit = self._tenants.get(canonical)
             if hit is None and self._missing_tenants.get(canonical):
                 raise TenantNotFound(f"no tenant {str(key)[:70]!r}")
-        if hit is not None and self._plan_settings.get(hit[0].plan) is None:
-            return None  # its plan's settings are read with it (load), never on the event loop
+        if hit is not None and (
+            self._plan_settings.get(hit[0].plan) is None or self._own_limits.get(hit[0].id) is None
+        ):
+            return None  # its limits are read with it (load), never on the event loop
         return hit
 
     def load(self, key: str | uuid.UUID) -> Resolved:
@@ -114,6 +138,7 @@ class Directory:
                 raise
             placement = read_placement(conn, tenant.id, source=catalog.ROUTING_SCHEMA)
             self._read_plan_settings(conn, tenant.plan)
+            self._read_own_limits(conn, tenant.id)
         resolved = (tenant, placement)
         self._tenants.put(canonical, resolved, ticket)
         return resolved
@@ -137,10 +162,13 @@ class Directory:
             raise TenantNotActive(f"tenant {tenant.slug!r} has no active placement yet")
         # one BoundTenant per cache entry (the entry is held, so its id is not reused): the
         # binder then finds the bind statement by identity, with no hashing of the dataclass
-        settings = self._plan_settings.get(tenant.plan)
-        if settings is None:
+        plan = self._plan_settings.get(tenant.plan)
+        own = self._own_limits.get(tenant.id)
+        if plan is None or own is None:
             with self._plane.catalog_reader() as conn:
-                settings = self._read_plan_settings(conn, tenant.plan)
+                plan = self._read_plan_settings(conn, tenant.plan)
+                own = self._read_own_limits(conn, tenant.id)
+        settings = plan[1] if own is NO_OVERRIDES else self._settings_with(tenant, plan, own)
         same = self._bounds.get(id(resolved))
         if same is not None and same[0] is resolved and same[1] is settings:
             return same[2]
@@ -152,8 +180,51 @@ class Directory:
         self._bounds[id(resolved)] = (resolved, settings, bound)
         return bound
 
-    def _read_plan_settings(self, conn: Any, plan: str) -> Settings:
-        """The plan's database settings, read through the routing view unless known."""
+    def _settings_with(self, tenant: Tenant, plan: PlanLimits, own: Mapping[str, Any]) -> Settings:
+        """The database settings of a tenant with overrides: its plan's with its own over them
+        (made once per plan and overrides document: the next bind finds them by identity)."""
+        made = self._own_settings.get(tenant.id)
+        if made is not None and made[0] is plan and made[1] is own:
+            return made[2]
+        try:
+            settings = database_settings(plan[0], own)
+        except ValueError as err:  # (checked when saved; a row written by hand may not be)
+            _log.error("the limits of tenant %s are not valid, its plan's apply: %s", tenant.slug, err)
+            settings = plan[1]
+        if settings == plan[1]:
+            settings = plan[1]  # (the same object: the binding made for it is found by identity)
+        if len(self._own_settings) >= self._bounds_size:
+            self._own_settings.clear()
+        self._own_settings[tenant.id] = (plan, own, settings)
+        return settings
+
+    def overrides(self, tenant_id: uuid.UUID) -> Mapping[str, Any] | None:
+        """The tenant's overrides of its plan's limits if this process knows them now (no
+        I/O; :data:`NO_OVERRIDES` when it has none), else ``None``."""
+        return self._own_limits.get(tenant_id)
+
+    def load_overrides(self, tenant_id: uuid.UUID) -> Mapping[str, Any]:
+        """The tenant's overrides (:data:`NO_OVERRIDES`: none), read through the routing view
+        unless known."""
+        known = self._own_limits.get(tenant_id)
+        if known is not None:
+            return known
+        self._plane.listen()
+        with self._plane.catalog_reader() as conn:
+            return self._read_own_limits(conn, tenant_id)
+
+    def _read_own_limits(self, conn: Any, tenant_id: uuid.UUID) -> Mapping[str, Any]:
+        known = self._own_limits.get(tenant_id)
+        if known is not None:
+            return known
+        ticket = self._own_limits.begin()
+        document = read_overrides(conn, tenant_id, source=catalog.ROUTING_SCHEMA)
+        own: Mapping[str, Any] = NO_OVERRIDES if not document else MappingProxyType(document)
+        self._own_limits.put(tenant_id, own, ticket)
+        return own
+
+    def _read_plan_settings(self, conn: Any, plan: str) -> PlanLimits:
+        """The plan's limits and database settings, read through the routing view unless known."""
         known = self._plan_settings.get(plan)
         if known is not None:
             return known
@@ -167,8 +238,9 @@ class Directory:
             # tenant of the plan for a limit no one can read would be worse)
             _log.error("the database limits of plan %r are not valid, not enforced: %s", plan, err)
             settings = ()
-        self._plan_settings.put(plan, settings, ticket)
-        return settings
+        found = (document, settings)
+        self._plan_settings.put(plan, found, ticket)
+        return found
 
     # -- hostnames ----------------------------------------------------------------------------
     def cached_host(self, hostname: str) -> HostRoute | None:
@@ -200,7 +272,12 @@ class Directory:
             self._missing_hosts.drop(key)
         elif kind == EventKind.PLAN:
             self._plan_settings.drop(key)
+        elif kind == EventKind.LIMITS:
+            try:
+                self._own_limits.drop(uuid.UUID(key))
+            except ValueError:
+                self._own_limits.clear()  # (not an id: drop them all rather than keep a stale one)
 
     def _on_reset(self) -> None:
-        for cache in (self._tenants, self._missing_tenants, self._hosts, self._missing_hosts, self._plan_settings):
+        for cache in self.caches():
             cache.clear()

@@ -19,7 +19,9 @@ Every answer to a limited tenant carries the two fields.
 **Where the limits come from.** :class:`CatalogLimits` reads each plan's ``limits`` once
 (through the routing views, so a data-plane process can) and keeps them in a
 :class:`~tenantry.core.caches.CatalogCache` that the catalog's ``plan:<name>`` events drop, so
-a plan change takes effect within a second everywhere. A per-tenant override layer plugs in
+a plan change takes effect within a second everywhere. Each tenant's overrides
+(``tn.tenants.limits_set``: :class:`DirectoryOverrides`, kept by ``tn.directory`` and dropped
+by the tenant's ``limits:<id>`` events) plug in
 as a :class:`TenantLayer` (``CatalogLimits(tn, overrides=...)``): its document is merged over
 the plan's (:meth:`~tenantry.core.limits.EdgeLimits.from_layers`).
 
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Admission",
     "CatalogLimits",
+    "DirectoryOverrides",
     "EdgeLimiter",
     "LimitsSource",
     "MemoryRates",
@@ -100,12 +103,31 @@ class TenantLayer(Protocol):
         """The tenant's override document, or ``None`` (called in a worker thread)."""
 
 
+class DirectoryOverrides:
+    """The tenants' overrides of their plans' limits (``tn.tenants.limits_set``), as
+    ``tn.directory`` keeps them: read with the tenant, dropped by its ``limits`` events."""
+
+    def __init__(self, tn: Tenantry) -> None:
+        self._directory = tn.directory
+
+    def cached(self, tenant_id: uuid.UUID) -> tuple[bool, Mapping[str, Any] | None]:
+        own = self._directory.overrides(tenant_id)
+        return own is not None, own or None
+
+    def load(self, tenant_id: uuid.UUID) -> Mapping[str, Any] | None:
+        return self._directory.load_overrides(tenant_id) or None
+
+
 class CatalogLimits:
-    """Each plan's edge limits, read from the catalog and cached until the plan changes."""
+    """Each plan's edge limits, read from the catalog and cached until the plan changes, with
+    each tenant's overrides over them (``overrides``; default :class:`DirectoryOverrides`)."""
 
     def __init__(self, tn: Tenantry, *, overrides: TenantLayer | None = None) -> None:
         self._tn = tn
-        self._overrides = overrides
+        self._overrides: TenantLayer | None = overrides if overrides is not None else DirectoryOverrides(tn)
+        #: the limits of tenants with overrides, made once per (plan limits, overrides)
+        self._own: dict[uuid.UUID, tuple[object, Mapping[str, Any], EdgeLimits]] = {}
+        self._own_size = max(1, tn.settings.tenant_cache_size)
         settings = tn.settings
         #: plan name -> (the plan's limits document, its EdgeLimits)
         self._plans: CatalogCache[str, tuple[Mapping[str, Any], EdgeLimits]] = CatalogCache(
@@ -130,7 +152,7 @@ class CatalogLimits:
         known, own = self._overrides.cached(tenant.id)
         if not known:
             return None
-        return hit[1] if own is None else _merged(tenant, hit[0], own)
+        return hit[1] if own is None else self._with_own(tenant, hit, own)
 
     def load(self, tenant: Tenant) -> EdgeLimits:
         hit = self._plans.get(tenant.plan)
@@ -147,7 +169,23 @@ class CatalogLimits:
         if self._overrides is None:
             return hit[1]
         own = self._overrides.load(tenant.id)
-        return hit[1] if own is None else _merged(tenant, hit[0], own)
+        return hit[1] if own is None else self._with_own(tenant, hit, own)
+
+    def _with_own(
+        self, tenant: Tenant, hit: tuple[Mapping[str, Any], EdgeLimits], own: Mapping[str, Any]
+    ) -> EdgeLimits:
+        """The plan's limits with the tenant's over them, made once per pair of documents (by
+        identity: the request path does not merge or hash them again)."""
+        made = self._own.get(tenant.id)
+        if made is not None and made[0] is hit and made[1] is own:
+            return made[2]
+        limits = _merged(tenant, hit[0], own)
+        if limits == hit[1]:
+            limits = hit[1]
+        if len(self._own) >= self._own_size:
+            self._own.clear()
+        self._own[tenant.id] = (hit, own, limits)
+        return limits
 
 
 def _merged(tenant: Tenant, plan: Mapping[str, Any], own: Mapping[str, Any] | None) -> EdgeLimits:
