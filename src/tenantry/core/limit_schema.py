@@ -15,6 +15,7 @@ refused. ``None`` (JSON ``null``) means "no limit of that kind".
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
@@ -24,6 +25,9 @@ from tenantry.core.limits import count, milliseconds, rate, work_mem_value
 from tenantry.errors import InvalidInput
 
 __all__ = ["LIMIT_KEYS", "Limits", "check_limits", "merge_limits"]
+
+#: the longest ``backup_every``
+_LONGEST_INTERVAL = timedelta(days=366)
 
 
 class Limits(BaseModel):
@@ -90,9 +94,13 @@ class Limits(BaseModel):
         if not isinstance(value, str):
             raise ValueError(f"backup_every must be a duration such as '1d' or '6h', or null, not {value!r}")
         try:
-            parse_duration(value)
+            every = parse_duration(value)
         except InvalidInput as err:
             raise ValueError(f"backup_every: {err}") from None
+        except OverflowError:
+            every = None
+        if every is None or every > _LONGEST_INTERVAL:
+            raise ValueError(f"backup_every must be at most {_LONGEST_INTERVAL.days} days, not {value[:40]!r}")
         return value.strip().lower().replace(" ", "")
 
 

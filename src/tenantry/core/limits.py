@@ -164,9 +164,13 @@ def rate(value: Any, key: str) -> float | None:
     """A rate limit's value: a positive finite number, or ``None`` (no limit)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{key} must be a positive number or null, not {value!r}")
-    return float(value)
+    try:
+        number = None if isinstance(value, bool) or not isinstance(value, int | float) else float(value)
+    except OverflowError:  # (an int too large for a float)
+        number = None
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{key} must be a positive number or null, not {repr(value)[:40]}")
+    return number
 
 
 def count(value: Any, key: str) -> int | None:

@@ -176,6 +176,14 @@ class TenantService:
             self._plane.publish(EventKind.LIMITS, str(found.tenant_id))
         return found
 
+    def limits_replace(self, key: str | uuid.UUID, limits: Mapping[str, Any]) -> TenantLimits:
+        """Make ``limits`` the tenant's whole overrides (``{}``: none; its plan's apply)."""
+        with self._plane.admin() as conn:
+            found, changed = limit_service.replace_limits(conn, key, limits, actor=self._plane.actor)
+        if changed:
+            self._plane.publish(EventKind.LIMITS, str(found.tenant_id))
+        return found
+
     def limits_unset(self, key: str | uuid.UUID, *keys: str) -> TenantLimits:
         """Drop the tenant's overrides of ``keys`` (all of them when none is named): its plan's
         limits apply again."""

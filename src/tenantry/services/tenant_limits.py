@@ -23,7 +23,7 @@ from tenantry.errors import InvalidInput
 from tenantry.services import audit
 from tenantry.services.tenants import get_plan, get_tenant
 
-__all__ = ["TenantLimits", "read_limits", "set_limits", "unset_limits"]
+__all__ = ["TenantLimits", "read_limits", "replace_limits", "set_limits", "unset_limits"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +76,14 @@ def set_limits(
     if not checked:
         raise InvalidInput(f"name at least one limit to set ({', '.join(LIMIT_KEYS)})")
     return _change(conn, key, lambda own: {**own, **checked}, actor=actor, action="tenant.limits.set")
+
+
+def replace_limits(
+    conn: psycopg.Connection[Any], key: str | uuid.UUID, document: Mapping[str, Any], *, actor: str
+) -> tuple[TenantLimits, bool]:
+    """Make ``document`` the tenant's whole overrides (``{}``: none, its plan's limits apply)."""
+    checked = check_limits(document)
+    return _change(conn, key, lambda own: dict(checked), actor=actor, action="tenant.limits.replace")
 
 
 def unset_limits(
