@@ -117,6 +117,7 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.services.moves import MoveReport
     from tenantry.services.schema import CheckReport, SchemaService
     from tenantry.services.spares import Spare, SpareReport, SpareService
+    from tenantry.services.tenant_limits import TenantLimits
     from tenantry.services.tokens import ApiToken, TokenService
     from tenantry.settings import Settings
     from tenantry.tenant_config import (
@@ -249,6 +250,7 @@ __all__ = [
     "TenantConnection",
     "TenantContextError",
     "TenantExists",
+    "TenantLimits",
     "TenantLogFilter",
     "TenantMiddleware",
     "TenantMoved",
@@ -336,6 +338,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "tenantry.services.lifecycle": ("PlanService", "TenantService"),
     "tenantry.services.schema": ("CheckReport", "SchemaService"),
     "tenantry.services.spares": ("Spare", "SpareReport", "SpareService"),
+    "tenantry.services.tenant_limits": ("TenantLimits",),
     "tenantry.services.tokens": ("ApiToken", "TokenService"),
     "tenantry.settings": ("Settings",),
     "tenantry.tenant_config": (
