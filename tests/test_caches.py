@@ -40,7 +40,7 @@ def _caches(tn: Tenantry) -> dict[str, Any]:
         "unknown tenants": tn.directory._missing_tenants,
         "hostnames": tn.directory._hosts,
         "unknown hostnames": tn.directory._missing_hosts,
-        "tenant limits": tn.directory._own_limits,
+        "tenant limits (kept with the lookups)": tn.directory._own_of,
         "config and flag views": tn._live.views,
         "plugin settings and enablement": tn.plugins._cache.entries,
         "brands": tn.branding._cache.brands,
@@ -63,17 +63,8 @@ def test_every_per_tenant_cache_is_a_catalog_cache(small: Tenantry) -> None:
         "plugin enablement",
         "brands",
         "plan settings",  # per plan, not per tenant: at most 1,024 plans
-        "tenant limits",
     }
-    for name in (
-        "tenant lookups",
-        "tenant limits",
-        "hostnames",
-        "config views",
-        "plugin enablement",
-        "brands",
-        "cells",
-    ):
+    for name in ("tenant lookups", "hostnames", "config views", "plugin enablement", "brands", "cells"):
         assert (found[name].ttl, found[name].size) == (small.settings.tenant_cache_ttl, LIMIT), name
 
 

@@ -78,9 +78,9 @@ def test_an_override_of_a_never_reaches_b(
     tn: Tenantry, make_tenant: Callable[..., Tenant], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two tenants on one plan, bound in turn on one process (and one pooled connection's
-    worth of pool): A's override stays A's. The negative control keys the overrides' cache by
-    nothing (a cache that answers for another tenant): B then gets A's timeout, so the check
-    would see such a leak."""
+    worth of pool): A's override stays A's. The negative control makes the overrides kept
+    with the lookups answer A's for any tenant (a cache that answers for another tenant): B
+    then gets A's timeout, so the check would see such a leak."""
     plan = make_tier_plan(tn, "pooled", {"statement_timeout_ms": 5000})
     a, b = make_tenant("ovr", plan=plan), make_tenant("ovr", plan=plan)
     one = Tenantry(tn.settings.with_changes(pool_min_size=1, pool_max_size=1), metadata=tn.metadata)
@@ -89,11 +89,12 @@ def test_an_override_of_a_never_reaches_b(
         _within(1.0, one, a, "777ms")
         for _ in range(3):
             assert _settings(one, a)[0] == "777ms" and _settings(one, b)[0] == "5s"
-        # the control: the cache answers A's document for any tenant
-        cache: Any = one.directory._own_limits
-        leaked = cache.get(a.id)
-        assert leaked is not None
-        monkeypatch.setattr(cache, "get", lambda key: leaked)
+        # the control: the overrides kept with the lookups answer A's for any tenant
+        directory: Any = one.directory
+        leaked = directory.overrides(one.tenants.lookup(a.slug))
+        assert leaked is not None and leaked["statement_timeout_ms"] == 777
+        monkeypatch.setattr(directory, "overrides", lambda tenant: leaked)
+        directory._bounds.clear()  # (bindings made before the leak would hide it)
         assert _settings(one, b)[0] == "777ms"
     finally:
         one.close()

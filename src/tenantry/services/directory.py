@@ -9,8 +9,10 @@ work in a data-plane process.
 A tenant's binding also carries its plan's database settings (statement timeout,
 idle-in-transaction timeout, ``work_mem``: :func:`~tenantry.core.limits.database_settings`),
 kept per plan and dropped by the plan's events, with the tenant's own overrides laid over
-them (``tn.tenants.limits_set``): those are kept per tenant, read with the tenant, and dropped
-by the tenant's ``limits`` events. Neither costs a catalog read per transaction.
+them (``tn.tenants.limits_set``). Those are read with the tenant (:meth:`Directory.load`) and
+kept with its lookup, found by the lookup's identity: the tenant's ``limits`` events drop its
+lookup, and the next one reads both again. Neither costs a catalog read, nor a lookup of its
+own, per transaction.
 
 The edge uses the split verbs (:meth:`Directory.cached` without I/O on the event loop, then
 :meth:`Directory.load` in a thread); ``tn.tenant(...)`` uses :meth:`Directory.bind`.
@@ -19,6 +21,7 @@ The edge uses the split verbs (:meth:`Directory.cached` without I/O on the event
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -80,26 +83,20 @@ class Directory:
         self._plan_settings: CatalogCache[str, PlanLimits] = CatalogCache(
             "plan settings", ttl=ttl, size=1024, trusted=trusted
         )
-        #: each tenant's overrides of its plan's limits (NO_OVERRIDES: none), by tenant id
-        self._own_limits: CatalogCache[uuid.UUID, Mapping[str, Any]] = CatalogCache(
-            "tenant limits", ttl=ttl, size=size, trusted=trusted
-        )
+        #: each tenant lookup's overrides (NO_OVERRIDES: none), read with it, by the identity
+        #: of its Tenant (held here, so the id is not reused while the entry lives); the
+        #: lookups cache decides what is current (a limits event drops the tenant's lookup)
+        self._own_of: dict[int, tuple[Tenant, Mapping[str, Any]]] = {}
+        self._own_lock = threading.Lock()
         #: the database settings of tenants with overrides, made once per (plan, overrides)
         self._own_settings: dict[uuid.UUID, tuple[PlanLimits, Mapping[str, Any], Settings]] = {}
-        self._bounds: dict[int, tuple[Resolved, Settings, BoundTenant]] = {}
+        self._bounds: dict[int, tuple[Resolved, PlanLimits, BoundTenant]] = {}
         self._bounds_size = size
         plane.subscribe(self._on_event, self._on_reset)
 
     def caches(self) -> list[CatalogCache[Any, Any]]:
         """The catalog caches kept here (for their hit and miss counts)."""
-        return [
-            self._tenants,
-            self._missing_tenants,
-            self._hosts,
-            self._missing_hosts,
-            self._plan_settings,
-            self._own_limits,
-        ]
+        return [self._tenants, self._missing_tenants, self._hosts, self._missing_hosts, self._plan_settings]
 
     # -- tenants ------------------------------------------------------------------------------
     # the cache is keyed by the canonical key (slug, or the id's canonical text), so every
@@ -116,9 +113,7 @@ class Directory:
             hit = self._tenants.get(canonical)
             if hit is None and self._missing_tenants.get(canonical):
                 raise TenantNotFound(f"no tenant {str(key)[:70]!r}")
-        if hit is not None and (
-            self._plan_settings.get(hit[0].plan) is None or self._own_limits.get(hit[0].id) is None
-        ):
+        if hit is not None and (self._plan_settings.get(hit[0].plan) is None or id(hit[0]) not in self._own_of):
             return None  # its limits are read with it (load), never on the event loop
         return hit
 
@@ -138,7 +133,7 @@ class Directory:
                 raise
             placement = read_placement(conn, tenant.id, source=catalog.ROUTING_SCHEMA)
             self._read_plan_settings(conn, tenant.plan)
-            self._read_own_limits(conn, tenant.id)
+            self._read_own(conn, tenant)
         resolved = (tenant, placement)
         self._tenants.put(canonical, resolved, ticket)
         return resolved
@@ -163,21 +158,24 @@ class Directory:
         # one BoundTenant per cache entry (the entry is held, so its id is not reused): the
         # binder then finds the bind statement by identity, with no hashing of the dataclass
         plan = self._plan_settings.get(tenant.plan)
-        own = self._own_limits.get(tenant.id)
-        if plan is None or own is None:
+        if plan is None:
             with self._plane.catalog_reader() as conn:
                 plan = self._read_plan_settings(conn, tenant.plan)
-                own = self._read_own_limits(conn, tenant.id)
-        settings = plan[1] if own is NO_OVERRIDES else self._settings_with(tenant, plan, own)
         same = self._bounds.get(id(resolved))
-        if same is not None and same[0] is resolved and same[1] is settings:
+        if same is not None and same[0] is resolved and same[1] is plan:
             return same[2]
+        # (a new lookup, or its plan changed: the tenant's own limits were read with the lookup)
+        own = self.overrides(tenant)
+        if own is None:
+            with self._plane.catalog_reader() as conn:
+                own = self._read_own(conn, tenant)
+        settings = plan[1] if own is NO_OVERRIDES else self._settings_with(tenant, plan, own)
         bound = BoundTenant(
             id=tenant.id, slug=tenant.slug, route=placement.route, epoch=tenant.epoch, settings=settings
         )
         if len(self._bounds) >= self._bounds_size:
             self._bounds.clear()
-        self._bounds[id(resolved)] = (resolved, settings, bound)
+        self._bounds[id(resolved)] = (resolved, plan, bound)
         return bound
 
     def _settings_with(self, tenant: Tenant, plan: PlanLimits, own: Mapping[str, Any]) -> Settings:
@@ -198,29 +196,32 @@ class Directory:
         self._own_settings[tenant.id] = (plan, own, settings)
         return settings
 
-    def overrides(self, tenant_id: uuid.UUID) -> Mapping[str, Any] | None:
-        """The tenant's overrides of its plan's limits if this process knows them now (no
-        I/O; :data:`NO_OVERRIDES` when it has none), else ``None``."""
-        return self._own_limits.get(tenant_id)
+    def overrides(self, tenant: Tenant) -> Mapping[str, Any] | None:
+        """The overrides of its plan's limits read with ``tenant`` (a lookup of this
+        directory: :meth:`cached`, :meth:`load`), without I/O: :data:`NO_OVERRIDES` when it
+        has none, ``None`` when they are not known here (then :meth:`load_overrides`)."""
+        entry = self._own_of.get(id(tenant))
+        return entry[1] if entry is not None and entry[0] is tenant else None
 
-    def load_overrides(self, tenant_id: uuid.UUID) -> Mapping[str, Any]:
-        """The tenant's overrides (:data:`NO_OVERRIDES`: none), read through the routing view
-        unless known."""
-        known = self._own_limits.get(tenant_id)
+    def load_overrides(self, tenant: Tenant) -> Mapping[str, Any]:
+        """The tenant's overrides (:data:`NO_OVERRIDES`: none): those read with its lookup, or
+        read now through the routing view."""
+        known = self.overrides(tenant)
         if known is not None:
             return known
-        self._plane.listen()
         with self._plane.catalog_reader() as conn:
-            return self._read_own_limits(conn, tenant_id)
+            return self._read_own(conn, tenant)
 
-    def _read_own_limits(self, conn: Any, tenant_id: uuid.UUID) -> Mapping[str, Any]:
-        known = self._own_limits.get(tenant_id)
-        if known is not None:
-            return known
-        ticket = self._own_limits.begin()
-        document = read_overrides(conn, tenant_id, source=catalog.ROUTING_SCHEMA)
+    def _read_own(self, conn: Any, tenant: Tenant) -> Mapping[str, Any]:
+        """Read the tenant's overrides and keep them with this lookup of it (the oldest go
+        first past ``tenant_cache_size``: such a lookup reads them again)."""
+        document = read_overrides(conn, tenant.id, source=catalog.ROUTING_SCHEMA)
         own: Mapping[str, Any] = NO_OVERRIDES if not document else MappingProxyType(document)
-        self._own_limits.put(tenant_id, own, ticket)
+        with self._own_lock:
+            self._own_of.pop(id(tenant), None)
+            while len(self._own_of) >= self._bounds_size:
+                del self._own_of[next(iter(self._own_of))]
+            self._own_of[id(tenant)] = (tenant, own)
         return own
 
     def _read_plan_settings(self, conn: Any, plan: str) -> PlanLimits:
@@ -273,10 +274,8 @@ class Directory:
         elif kind == EventKind.PLAN:
             self._plan_settings.drop(key)
         elif kind == EventKind.LIMITS:
-            try:
-                self._own_limits.drop(uuid.UUID(key))
-            except ValueError:
-                self._own_limits.clear()  # (not an id: drop them all rather than keep a stale one)
+            # the tenant's overrides live with its lookups: the next lookup reads both again
+            self._tenants.drop_tagged(key)
 
     def _on_reset(self) -> None:
         for cache in self.caches():
