@@ -32,23 +32,36 @@ __all__ = [
 ]
 
 _NONE = "'none' lifts it."
-Rps = Annotated[str | None, typer.Option("--rps", help=f"Requests per second (sustained). {_NONE}")]
-Burst = Annotated[str | None, typer.Option("--burst", help=f"Requests at once (default: one second's worth). {_NONE}")]
-Concurrency = Annotated[str | None, typer.Option("--concurrency", help=f"Requests in flight at once. {_NONE}")]
+Rps = Annotated[str | None, typer.Option("--rps", metavar="NUMBER", help=f"Requests per second (sustained). {_NONE}")]
+Burst = Annotated[
+    str | None, typer.Option("--burst", metavar="N", help=f"Requests at once (default: one second's worth). {_NONE}")
+]
+Concurrency = Annotated[
+    str | None, typer.Option("--concurrency", metavar="N", help=f"Requests in flight at once. {_NONE}")
+]
 DbConnections = Annotated[
-    str | None, typer.Option("--db-connections", help=f"Database connections held at once. {_NONE}")
+    str | None, typer.Option("--db-connections", metavar="N", help=f"Database connections held at once. {_NONE}")
 ]
 StatementTimeout = Annotated[
-    str | None, typer.Option("--statement-timeout-ms", help=f"Longest statement, in milliseconds. {_NONE}")
+    str | None,
+    typer.Option("--statement-timeout-ms", metavar="MS", help=f"Longest statement, in milliseconds. {_NONE}"),
 ]
 IdleTimeout = Annotated[
     str | None,
-    typer.Option("--idle-timeout-ms", help=f"Longest idle time inside a transaction, in milliseconds. {_NONE}"),
+    typer.Option(
+        "--idle-timeout-ms", metavar="MS", help=f"Longest idle time inside a transaction, in milliseconds. {_NONE}"
+    ),
 ]
-WorkMem = Annotated[str | None, typer.Option("--work-mem", help=f"work_mem: kilobytes, or a size such as 8MB. {_NONE}")]
-StorageMb = Annotated[str | None, typer.Option("--storage-mb", help=f"Storage quota in megabytes. {_NONE}")]
-BackupEvery = Annotated[str | None, typer.Option("--backup-every", help=f"Back up every (a duration: 6h, 1d). {_NONE}")]
-Keep = Annotated[str | None, typer.Option("--keep", help=f"Backups kept. {_NONE}")]
+WorkMem = Annotated[
+    str | None, typer.Option("--work-mem", metavar="SIZE", help=f"work_mem: kilobytes, or a size such as 8MB. {_NONE}")
+]
+StorageMb = Annotated[
+    str | None, typer.Option("--storage-mb", metavar="MB", help=f"Storage quota in megabytes. {_NONE}")
+]
+BackupEvery = Annotated[
+    str | None, typer.Option("--backup-every", metavar="DURATION", help=f"Back up every (a duration: 6h, 1d). {_NONE}")
+]
+Keep = Annotated[str | None, typer.Option("--keep", metavar="N", help=f"Backups kept. {_NONE}")]
 
 #: each limit key by its option's name (without the dashes), and by itself
 OPTION_KEYS: dict[str, str] = {
