@@ -76,3 +76,29 @@ def test_an_override_can_lift_the_plans_rate(tn: Tenantry, make_tenant: Any, run
     up, down = run(main())
     assert [r.status_code for r in up] == [200] * 5 and "ratelimit-policy" not in up[0].headers
     assert down == [200, 429]
+
+
+def test_an_override_of_a_never_limits_b(tn: Tenantry, make_tenant: Any, run: Any, monkeypatch: Any) -> None:
+    """Two tenants on one plan; A's override limits A only. The negative control makes the
+    overrides the directory keeps answer A's for every tenant: B is then refused at A's rate,
+    so the check would see such a leak."""
+    plan = make_plan(tn, {"requests_per_second": 100, "burst": 100})
+    a, b = make_tenant("ovr", plan=plan), make_tenant("ovr", plan=plan)
+    tn.tenants.limits_set(a.slug, requests_per_second=1, burst=1)
+
+    def codes(limiter: EdgeLimiter) -> tuple[list[int], list[int]]:
+        app = wrap(tn, starlette_app(tn, []), [PathPrefixResolver("/t")], limits=limiter)
+
+        async def main() -> tuple[list[int], list[int]]:
+            async with client(app) as c:
+                down = [(await c.get(f"/t/{a.slug}/who")).status_code for _ in range(2)]
+                up = [(await c.get(f"/t/{b.slug}/who")).status_code for _ in range(3)]
+                return down, up
+
+        return run(main())
+
+    assert codes(EdgeLimiter(tn, store=MemoryRates(clock=Clock()))) == ([200, 429], [200, 200, 200])
+    leaked = tn.directory.overrides(tn.tenants.lookup(a.slug))
+    assert leaked is not None and leaked["requests_per_second"] == 1
+    monkeypatch.setattr(tn.directory, "overrides", lambda tenant: leaked)
+    assert codes(EdgeLimiter(tn, store=MemoryRates(clock=Clock()))) == ([200, 429], [200, 429, 429])
