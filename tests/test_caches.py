@@ -40,6 +40,7 @@ def _caches(tn: Tenantry) -> dict[str, Any]:
         "unknown tenants": tn.directory._missing_tenants,
         "hostnames": tn.directory._hosts,
         "unknown hostnames": tn.directory._missing_hosts,
+        "tenant limits (kept with the lookups)": tn.directory._own_of,
         "config and flag views": tn._live.views,
         "plugin settings and enablement": tn.plugins._cache.entries,
         "brands": tn.branding._cache.brands,

@@ -45,6 +45,8 @@ from tenantry.errors import (
     NotFound,
     Overloaded,
     PermissionDenied,
+    PlanExists,
+    PlanInUse,
     PlanNotFound,
     PluginNotFound,
     RateLimited,
@@ -80,6 +82,7 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.context import BoundTenant
     from tenantry.context import current as current_tenant
     from tenantry.core.hostnames import normalise_hostname
+    from tenantry.core.limit_schema import Limits
     from tenantry.core.limits import EdgeLimits
     from tenantry.core.model import Isolation, Plan, Status, Tenant
     from tenantry.core.naming import RESERVED_SLUGS, validate_slug
@@ -119,6 +122,7 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.services.moves import MoveReport
     from tenantry.services.schema import CheckReport, SchemaService
     from tenantry.services.spares import SpareReport, SpareService
+    from tenantry.services.tenant_limits import TenantLimits
     from tenantry.services.tokens import TokenService
     from tenantry.settings import Settings
     from tenantry.tenant_config import (
@@ -212,6 +216,7 @@ __all__ = [
     "Keyring",
     "LifecycleHooks",
     "LimitExceeded",
+    "Limits",
     "LowContrast",
     "MigrationFailed",
     "MigrationReport",
@@ -224,6 +229,8 @@ __all__ = [
     "Placement",
     "PlacementResult",
     "Plan",
+    "PlanExists",
+    "PlanInUse",
     "PlanNotFound",
     "PlanService",
     "Plugin",
@@ -248,6 +255,7 @@ __all__ = [
     "TenantConnection",
     "TenantContextError",
     "TenantExists",
+    "TenantLimits",
     "TenantLogFilter",
     "TenantMiddleware",
     "TenantMoved",
@@ -300,6 +308,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     ),
     "tenantry.context": ("BoundTenant", "current_tenant"),
     "tenantry.core.hostnames": ("normalise_hostname",),
+    "tenantry.core.limit_schema": ("Limits",),
     "tenantry.core.limits": ("EdgeLimits",),
     "tenantry.core.model": ("Isolation", "Plan", "Status", "Tenant"),
     "tenantry.core.naming": ("RESERVED_SLUGS", "validate_slug"),
@@ -339,6 +348,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "tenantry.services.lifecycle": ("PlanService", "TenantService"),
     "tenantry.services.schema": ("CheckReport", "SchemaService"),
     "tenantry.services.spares": ("SpareReport", "SpareService"),
+    "tenantry.services.tenant_limits": ("TenantLimits",),
     "tenantry.services.tokens": ("TokenService",),
     "tenantry.settings": ("Settings",),
     "tenantry.tenant_config": (

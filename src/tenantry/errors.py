@@ -27,6 +27,8 @@ that pass by themselves also know how soon to retry (``retry_after``, seconds; s
     │   └── PluginNotFound             no plugin of that name is registered or installed
     ├── Conflict                       exit 7, HTTP 409
     │   ├── TenantExists
+    │   ├── PlanExists                 a plan with that name exists already
+    │   ├── PlanInUse                  a plan that tenants are still on (or config names) cannot go
     │   ├── FlagExists                 a flag with that key exists with another definition
     │   ├── InvalidTransition          a status change the lifecycle forbids
     │   ├── TenantMoving      HTTP 503 writes refused for a moment: the tenant is moving (retry)
@@ -86,6 +88,8 @@ __all__ = [
     "IdleInTransactionTimeout",
     "Overloaded",
     "PermissionDenied",
+    "PlanExists",
+    "PlanInUse",
     "PlanNotFound",
     "PluginNotFound",
     "RateLimited",
@@ -259,6 +263,19 @@ class Conflict(TenantryError):
 
 class TenantExists(Conflict):
     """A tenant with that slug exists already."""
+
+
+class PlanExists(Conflict):
+    """A plan with that name exists already (change it with ``tn.plans.update``)."""
+
+
+class PlanInUse(Conflict):
+    """The plan cannot be deleted: tenants are still on it, or other catalog rows name it."""
+
+    def __init__(self, message: str, *, tenants: int = 0) -> None:
+        super().__init__(message)
+        #: tenants (not deleted) still on the plan
+        self.tenants = tenants
 
 
 class FlagExists(Conflict):

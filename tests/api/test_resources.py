@@ -33,7 +33,7 @@ def test_pin_a_plan(api: Client, tn: Tenantry, make_token: MakeToken) -> None:
         assert _problem(planner.patch("/v1/plans/enterprise", json={"cell": "nowhere"}), 404)
         _problem(planner.patch("/v1/plans/enterprise", json={"cell": "Bad Name"}), 422)
         _problem(planner.patch("/v1/plans/enterprise", json={"cell_labels": {"k": "v\x00"}}), 422)
-        _problem(planner.patch("/v1/plans/enterprise", json={"isolation": "pooled"}), 422)
+        _problem(planner.patch("/v1/plans/enterprise", json={"isolation": "shared"}), 422)
         _problem(planner.patch("/v1/plans/gold", json={"cell": None}), 404)
     finally:
         unpinned = api.patch("/v1/plans/enterprise", json={"cell": None, "cell_labels": {}}).json()

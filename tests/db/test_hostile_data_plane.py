@@ -43,6 +43,10 @@ ATTACKS = {
     "read config history": "SELECT * FROM tenantry.config_versions",
     "read token hashes": "SELECT * FROM tenantry.api_tokens",
     "read the audit log": "SELECT * FROM tenantry.audit_log",
+    "lift its own limits through the view": "UPDATE tenantry_routing.tenant_limits SET limits = '{{}}' WHERE false",
+    "give itself an override": "INSERT INTO tenantry.tenant_limits (tenant_id, limits)"
+    " SELECT id, '{{}}' FROM tenantry_routing.tenants LIMIT 1",
+    "raise its plan's limits": "UPDATE tenantry_routing.plans SET limits = '{{}}' WHERE false",
     "create a view beside the routing views": "CREATE VIEW tenantry_routing.planted AS SELECT 1",
     "create a table in public": "CREATE TABLE public.planted (x int)",
     "create a schema": "CREATE SCHEMA planted",

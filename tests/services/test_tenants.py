@@ -36,10 +36,12 @@ def test_create_defaults_and_show(tn: Tenantry) -> None:
 
 def test_seeded_plans(tn: Tenantry) -> None:
     plans = {p.name: p.isolation.value for p in tn.plans.list()}
-    assert plans == {"free": "pooled", "business": "schema", "enterprise": "database"}
+    # (other tests add plans of their own to the session's catalog)
+    assert {"free": "pooled", "business": "schema", "enterprise": "database"}.items() <= plans.items()
     assert tn.plans.get("free").limits["requests_per_second"] == 10
-    with pytest.raises(PlanNotFound, match="plans: business, enterprise, free"):
+    with pytest.raises(PlanNotFound, match="no plan named 'gold'") as raised:
         tn.plans.get("gold")
+    assert all(name in str(raised.value) for name in ("business", "enterprise", "free"))
 
 
 def test_duplicate_slug_conflicts(tn: Tenantry) -> None:

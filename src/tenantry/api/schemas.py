@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
+from tenantry.core.limit_schema import Limits
 from tenantry.core.model import Isolation, Status
 
 __all__ = [
@@ -217,6 +218,13 @@ class PlanPage(BaseModel):
 
 
 class PlanPatch(In):
+    isolation: Isolation | None = Field(None, description="The tier (only while no tenant is on the plan).")
+    description: Annotated[Text, Field(max_length=500)] | None = None
+    limits: Limits | None = Field(
+        None,
+        description="Limits to change: each key given replaces the plan's (`null` lifts it), others stay."
+        " To replace them all: `PUT /v1/plans/{name}/limits`.",
+    )
     cell: Annotated[str, Field(pattern=_NAME)] | None = Field(
         None, description="Pin the plan's new database-tier tenants to this cell (`null`: unpin)."
     )

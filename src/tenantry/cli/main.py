@@ -57,7 +57,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "tenants": LazyCommand(
         "tenantry.cli.tenants:app", "Create, list, show, suspend, resume, archive and delete tenants."
     ),
-    "plans": LazyCommand("tenantry.cli.plans:app", "List and show plans (tiers)."),
+    "plans": LazyCommand("tenantry.cli.plans:app", "Create, change, delete, list and show plans and their limits."),
     "server": LazyCommand("tenantry.cli.server:app", "Start, stop and inspect the embedded PostgreSQL server."),
     "audit": LazyCommand("tenantry.cli.audit:app", "Read the audit log."),
     "cells": LazyCommand("tenantry.cli.cells:app", "Register, list, show and drain cells (PostgreSQL servers)."),

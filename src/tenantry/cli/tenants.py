@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from tenantry.cli import tenant_limits
 from tenantry.cli.output import console, emit_json, table
 from tenantry.cli.state import get_state
 from tenantry.core.model import Status
@@ -15,6 +16,7 @@ from tenantry.errors import InvalidInput
 __all__ = ["app"]
 
 app = typer.Typer(help="Create, list, show, suspend, resume, archive and delete tenants.", no_args_is_help=True)
+app.add_typer(tenant_limits.app, name="limits")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Key = Annotated[str, typer.Argument(help="The tenant's slug or id.", show_default=False)]

@@ -35,6 +35,9 @@ class EventKind(StrEnum):
     PLAN = "plan"
     """A plan was made, changed or deleted (a trigger on the plans table sends it, whatever
     made the change): key is the plan's name."""
+    LIMITS = "limits"
+    """A tenant's overrides of its plan's limits were set or unset (a trigger on the
+    ``tenant_limits`` table sends it): key is the tenant's id."""
 
     def payload(self, key: str) -> str:
         """The NOTIFY payload of this kind of event about ``key``."""

@@ -33,7 +33,11 @@ from typing import Any, NamedTuple
 __all__ = [
     "DATABASE_KEYS",
     "NO_LIMITS",
+    "count",
     "database_settings",
+    "milliseconds",
+    "rate",
+    "work_mem_value",
     "RATE_POLICY",
     "CONCURRENCY_POLICY",
     "EdgeLimits",
@@ -81,14 +85,14 @@ class EdgeLimits:
         for layer in layers:
             if layer:
                 merged.update({k: layer[k] for k in _KEYS if k in layer})
-        rate = _number(merged.get("requests_per_second"), "requests_per_second")
-        burst = _count(merged.get("burst"), "burst")
-        concurrency = _count(merged.get("concurrency"), "concurrency")
-        if rate is None:
+        per_second = rate(merged.get("requests_per_second"), "requests_per_second")
+        burst = count(merged.get("burst"), "burst")
+        concurrency = count(merged.get("concurrency"), "concurrency")
+        if per_second is None:
             burst = None
         elif burst is None:
-            burst = max(1, math.ceil(rate))
-        return cls(rate, burst, concurrency)
+            burst = max(1, math.ceil(per_second))
+        return cls(per_second, burst, concurrency)
 
     def window(self) -> tuple[int, int]:
         """``(quota, seconds)`` of the rate as the ``RateLimit-Policy`` field states it: the
@@ -129,30 +133,48 @@ def database_settings(*layers: Mapping[str, Any] | None) -> tuple[tuple[str, str
         if value is None:
             continue
         if key == "work_mem":
-            if isinstance(value, int) and not isinstance(value, bool) and 64 <= value <= 2**31 - 1:
-                found.append((setting, f"{value}kB"))
-            elif isinstance(value, str) and _MEMORY.match(value):
-                found.append((setting, value))
-            else:
-                raise ValueError(f"work_mem must be kilobytes (>= 64) or a size such as '8MB', not {value!r}")
-            continue
-        ms = _count(value, key)
-        assert ms is not None
-        if ms > 2**31 - 1:
-            raise ValueError(f"{key} must be at most {2**31 - 1}, not {value!r}")
-        found.append((setting, f"{ms}ms"))
+            found.append((setting, work_mem_value(value)))
+        else:
+            found.append((setting, f"{milliseconds(value, key)}ms"))
     return tuple(found)
 
 
-def _number(value: Any, key: str) -> float | None:
+def work_mem_value(value: Any) -> str:
+    """The ``work_mem`` setting for a limit's value: kilobytes (a whole number >= 64) or a
+    size such as ``"8MB"``. Raises :class:`ValueError` for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool) and 64 <= value <= 2**31 - 1:
+        return f"{value}kB"
+    if isinstance(value, str) and _MEMORY.match(value):
+        return value
+    raise ValueError(f"work_mem must be kilobytes (>= 64) or a size such as '8MB', not {value!r}")
+
+
+def milliseconds(value: Any, key: str) -> int:
+    """A timeout limit's value: whole milliseconds, 1 to 2**31 - 1 (what PostgreSQL takes).
+    Raises :class:`ValueError` naming ``key`` for anything else."""
+    ms = count(value, key)
+    if ms is None:
+        raise ValueError(f"{key} must be a whole number >= 1 or null, not {value!r}")
+    if ms > 2**31 - 1:
+        raise ValueError(f"{key} must be at most {2**31 - 1}, not {value!r}")
+    return ms
+
+
+def rate(value: Any, key: str) -> float | None:
+    """A rate limit's value: a positive finite number, or ``None`` (no limit)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{key} must be a positive number or null, not {value!r}")
-    return float(value)
+    try:
+        number = None if isinstance(value, bool) or not isinstance(value, int | float) else float(value)
+    except OverflowError:  # (an int too large for a float)
+        number = None
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{key} must be a positive number or null, not {repr(value)[:40]}")
+    return number
 
 
-def _count(value: Any, key: str) -> int | None:
+def count(value: Any, key: str) -> int | None:
+    """A count limit's value: a whole number >= 1, or ``None`` (no limit)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

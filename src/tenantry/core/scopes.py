@@ -24,8 +24,8 @@ ADMIN = "admin"
 SCOPES: dict[str, str] = {
     "tenants:read": "list and read tenants and their placements",
     "tenants:write": "create, suspend, resume, archive and delete tenants",
-    "plans:read": "list and read plans",
-    "plans:write": "change a plan's placement policy (pinned cell, cell labels)",
+    "plans:read": "list and read plans, and tenants' limits",
+    "plans:write": "create, change and delete plans (limits, placement policy), and set tenants' own limits",
     "cells:read": "list and read cells",
     "cells:write": "add cells, drain and undrain them",
     "domains:read": "list and read tenants' domains",

@@ -8,7 +8,11 @@ work in a data-plane process.
 
 A tenant's binding also carries its plan's database settings (statement timeout,
 idle-in-transaction timeout, ``work_mem``: :func:`~tenantry.core.limits.database_settings`),
-kept per plan and dropped by the plan's events.
+kept per plan and dropped by the plan's events, with the tenant's own overrides laid over
+them (``tn.tenants.limits_set``). Those are read with the tenant (:meth:`Directory.load`) and
+kept with its lookup, found by the lookup's identity: the tenant's ``limits`` events drop its
+lookup, and the next one reads both again. Neither costs a catalog read, nor a lookup of its
+own, per transaction.
 
 The edge uses the split verbs (:meth:`Directory.cached` without I/O on the event loop, then
 :meth:`Directory.load` in a thread); ``tn.tenant(...)`` uses :meth:`Directory.bind`.
@@ -17,7 +21,10 @@ The edge uses the split verbs (:meth:`Directory.cached` without I/O on the event
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from tenantry.context import BoundTenant
@@ -31,6 +38,8 @@ from tenantry.db.catalog import domains as domains_service
 from tenantry.db.catalog import tenants as catalog_tenants
 from tenantry.db.catalog.domains import UNKNOWN_HOST, HostRoute
 from tenantry.db.catalog.placements import read_placement
+from tenantry.db.catalog.plans import plan_limits
+from tenantry.db.catalog.tenant_limits import read_overrides
 from tenantry.errors import TenantNotActive, TenantNotFound
 from tenantry.services.plane import ControlPlane
 
@@ -39,6 +48,10 @@ __all__ = ["Directory", "Resolved"]
 _log = logging.getLogger("tenantry.limits")
 #: a plan's database settings, as the binding carries them
 Settings = tuple[tuple[str, str], ...]
+#: a plan's limits document and its database settings
+PlanLimits = tuple[Mapping[str, Any], Settings]
+#: what a tenant without overrides of its plan's limits has (compared by identity)
+NO_OVERRIDES: Mapping[str, Any] = MappingProxyType({})
 
 #: a tenant and its active placement, as the resolution cache holds them
 Resolved = tuple[Tenant, Placement | None]
@@ -67,11 +80,18 @@ class Directory:
         self._missing_hosts: CatalogCache[str, bool] = CatalogCache(
             "unknown hostnames", ttl=UNKNOWN_TTL, size=min(UNKNOWN_SIZE, size), trusted=trusted
         )
-        #: each plan's database settings, by plan name
-        self._plan_settings: CatalogCache[str, Settings] = CatalogCache(
+        #: each plan's limits document and database settings, by plan name
+        self._plan_settings: CatalogCache[str, PlanLimits] = CatalogCache(
             "plan settings", ttl=ttl, size=1024, trusted=trusted
         )
-        self._bounds: dict[int, tuple[Resolved, Settings, BoundTenant]] = {}
+        #: each tenant lookup's overrides (NO_OVERRIDES: none), read with it, by the identity
+        #: of its Tenant (held here, so the id is not reused while the entry lives); the
+        #: lookups cache decides what is current (a limits event drops the tenant's lookup)
+        self._own_of: dict[int, tuple[Tenant, Mapping[str, Any]]] = {}
+        self._own_lock = threading.Lock()
+        #: the database settings of tenants with overrides, made once per (plan, overrides)
+        self._own_settings: dict[uuid.UUID, tuple[PlanLimits, Mapping[str, Any], Settings]] = {}
+        self._bounds: dict[int, tuple[Resolved, PlanLimits, BoundTenant]] = {}
         self._bounds_size = size
         plane.subscribe(self._on_event, self._on_reset)
 
@@ -94,8 +114,8 @@ class Directory:
             hit = self._tenants.get(canonical)
             if hit is None and self._missing_tenants.get(canonical):
                 raise TenantNotFound(f"no tenant {str(key)[:70]!r}")
-        if hit is not None and self._plan_settings.get(hit[0].plan) is None:
-            return None  # its plan's settings are read with it (load), never on the event loop
+        if hit is not None and (self._plan_settings.get(hit[0].plan) is None or id(hit[0]) not in self._own_of):
+            return None  # its limits are read with it (load), never on the event loop
         return hit
 
     def load(self, key: str | uuid.UUID) -> Resolved:
@@ -114,6 +134,7 @@ class Directory:
                 raise
             placement = read_placement(conn, tenant.id, source=catalog.ROUTING_SCHEMA)
             self._read_plan_settings(conn, tenant.plan)
+            self._read_own(conn, tenant)
         resolved = (tenant, placement)
         self._tenants.put(canonical, resolved, ticket)
         return resolved
@@ -137,29 +158,80 @@ class Directory:
             raise TenantNotActive(f"tenant {tenant.slug!r} has no active placement yet")
         # one BoundTenant per cache entry (the entry is held, so its id is not reused): the
         # binder then finds the bind statement by identity, with no hashing of the dataclass
-        settings = self._plan_settings.get(tenant.plan)
-        if settings is None:
+        plan = self._plan_settings.get(tenant.plan)
+        if plan is None:
             with self._plane.catalog_reader() as conn:
-                settings = self._read_plan_settings(conn, tenant.plan)
+                plan = self._read_plan_settings(conn, tenant.plan)
         same = self._bounds.get(id(resolved))
-        if same is not None and same[0] is resolved and same[1] is settings:
+        if same is not None and same[0] is resolved and same[1] is plan:
             return same[2]
+        # (a new lookup, or its plan changed: the tenant's own limits were read with the lookup)
+        own = self.overrides(tenant)
+        if own is None:
+            with self._plane.catalog_reader() as conn:
+                own = self._read_own(conn, tenant)
+        settings = plan[1] if own is NO_OVERRIDES else self._settings_with(tenant, plan, own)
         bound = BoundTenant(
             id=tenant.id, slug=tenant.slug, route=placement.route, epoch=tenant.epoch, settings=settings
         )
         if len(self._bounds) >= self._bounds_size:
             self._bounds.clear()
-        self._bounds[id(resolved)] = (resolved, settings, bound)
+        self._bounds[id(resolved)] = (resolved, plan, bound)
         return bound
 
-    def _read_plan_settings(self, conn: Any, plan: str) -> Settings:
-        """The plan's database settings, read through the routing view unless known."""
+    def _settings_with(self, tenant: Tenant, plan: PlanLimits, own: Mapping[str, Any]) -> Settings:
+        """The database settings of a tenant with overrides: its plan's with its own over them
+        (made once per plan and overrides document: the next bind finds them by identity)."""
+        made = self._own_settings.get(tenant.id)
+        if made is not None and made[0] is plan and made[1] is own:
+            return made[2]
+        try:
+            settings = database_settings(plan[0], own)
+        except ValueError as err:  # (checked when saved; a row written by hand may not be)
+            _log.error("the limits of tenant %s are not valid, its plan's apply: %s", tenant.slug, err)
+            settings = plan[1]
+        if settings == plan[1]:
+            settings = plan[1]  # (the same object: the binding made for it is found by identity)
+        if len(self._own_settings) >= self._bounds_size:
+            self._own_settings.clear()
+        self._own_settings[tenant.id] = (plan, own, settings)
+        return settings
+
+    def overrides(self, tenant: Tenant) -> Mapping[str, Any] | None:
+        """The overrides of its plan's limits read with ``tenant`` (a lookup of this
+        directory: :meth:`cached`, :meth:`load`), without I/O: :data:`NO_OVERRIDES` when it
+        has none, ``None`` when they are not known here (then :meth:`load_overrides`)."""
+        entry = self._own_of.get(id(tenant))
+        return entry[1] if entry is not None and entry[0] is tenant else None
+
+    def load_overrides(self, tenant: Tenant) -> Mapping[str, Any]:
+        """The tenant's overrides (:data:`NO_OVERRIDES`: none): those read with its lookup, or
+        read now through the routing view."""
+        known = self.overrides(tenant)
+        if known is not None:
+            return known
+        with self._plane.catalog_reader() as conn:
+            return self._read_own(conn, tenant)
+
+    def _read_own(self, conn: Any, tenant: Tenant) -> Mapping[str, Any]:
+        """Read the tenant's overrides and keep them with this lookup of it (the oldest go
+        first past ``tenant_cache_size``: such a lookup reads them again)."""
+        document = read_overrides(conn, tenant.id, source=catalog.ROUTING_SCHEMA)
+        own: Mapping[str, Any] = NO_OVERRIDES if not document else MappingProxyType(document)
+        with self._own_lock:
+            self._own_of.pop(id(tenant), None)
+            while len(self._own_of) >= self._bounds_size:
+                del self._own_of[next(iter(self._own_of))]
+            self._own_of[id(tenant)] = (tenant, own)
+        return own
+
+    def _read_plan_settings(self, conn: Any, plan: str) -> PlanLimits:
+        """The plan's limits and database settings, read through the routing view unless known."""
         known = self._plan_settings.get(plan)
         if known is not None:
             return known
         ticket = self._plan_settings.begin()
-        row = conn.execute(f"SELECT limits FROM {catalog.ROUTING_SCHEMA}.plans WHERE name = %s", (plan,)).fetchone()
-        document = row[0] if row is not None and isinstance(row[0], dict) else {}
+        document = plan_limits(conn, plan)
         try:
             settings = database_settings(document)
         except ValueError as err:
@@ -167,8 +239,9 @@ class Directory:
             # tenant of the plan for a limit no one can read would be worse)
             _log.error("the database limits of plan %r are not valid, not enforced: %s", plan, err)
             settings = ()
-        self._plan_settings.put(plan, settings, ticket)
-        return settings
+        found = (document, settings)
+        self._plan_settings.put(plan, found, ticket)
+        return found
 
     # -- hostnames ----------------------------------------------------------------------------
     def cached_host(self, hostname: str) -> HostRoute | None:
@@ -200,7 +273,10 @@ class Directory:
             self._missing_hosts.drop(key)
         elif kind == EventKind.PLAN:
             self._plan_settings.drop(key)
+        elif kind == EventKind.LIMITS:
+            # the tenant's overrides live with its lookups: the next lookup reads both again
+            self._tenants.drop_tagged(key)
 
     def _on_reset(self) -> None:
-        for cache in (self._tenants, self._missing_tenants, self._hosts, self._missing_hosts, self._plan_settings):
+        for cache in self.caches():
             cache.clear()

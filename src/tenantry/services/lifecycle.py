@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from tenantry.core.events import EventKind
-from tenantry.core.model import Plan, Status, Tenant
+from tenantry.core.model import Isolation, Plan, Status, Tenant
 from tenantry.core.placement import Placement
 from tenantry.db import catalog
 from tenantry.db.catalog import placements as catalog_placements
 from tenantry.db.catalog import plans as catalog_plans
 from tenantry.db.catalog import tenants as catalog_tenants
-from tenantry.services import fences, moves, provisioning
+from tenantry.services import fences, moves, plan_edits, provisioning
+from tenantry.services import tenant_limits as limit_service
 from tenantry.services import tenants as tenant_service
 from tenantry.services.directory import Directory
 from tenantry.services.moves import MoveReport
 from tenantry.services.plane import ControlPlane
+from tenantry.services.tenant_limits import TenantLimits
 
 __all__ = ["PlanService", "TenantService", "set_status"]
 
@@ -156,20 +159,119 @@ class TenantService:
         """Undo a move that has not flipped yet; ``False`` when there is none."""
         return moves.abort(self._plane, key)
 
+    # -- per-tenant limits (over the plan's) --------------------------------------------------
+    def limits(self, key: str | uuid.UUID) -> TenantLimits:
+        """The tenant's limits: its plan's, its overrides, and the effective ones (an
+        override wins; ``None`` is no limit)."""
+        with self._plane.admin() as conn:
+            return limit_service.read_limits(conn, key)
+
+    def limits_set(self, key: str | uuid.UUID, **limits: Any) -> TenantLimits:
+        """Override limits of the tenant's plan for this tenant alone (other keys keep their
+        overrides); a value of ``None`` lifts that limit for the tenant. Audited; every
+        process applies it from the tenant's next request or transaction (within a second)::
+
+            tn.tenants.limits_set("acme", requests_per_second=50, statement_timeout_ms=2000)
+        """
+        with self._plane.admin() as conn:
+            found, changed = limit_service.set_limits(conn, key, limits, actor=self._plane.actor)
+        if changed:
+            self._plane.publish(EventKind.LIMITS, str(found.tenant_id))
+        return found
+
+    def limits_replace(self, key: str | uuid.UUID, limits: Mapping[str, Any]) -> TenantLimits:
+        """Make ``limits`` the tenant's whole overrides (``{}``: none; its plan's apply)."""
+        with self._plane.admin() as conn:
+            found, changed = limit_service.replace_limits(conn, key, limits, actor=self._plane.actor)
+        if changed:
+            self._plane.publish(EventKind.LIMITS, str(found.tenant_id))
+        return found
+
+    def limits_unset(self, key: str | uuid.UUID, *keys: str) -> TenantLimits:
+        """Drop the tenant's overrides of ``keys`` (all of them when none is named): its plan's
+        limits apply again."""
+        with self._plane.admin() as conn:
+            found, changed = limit_service.unset_limits(conn, key, keys, actor=self._plane.actor)
+        if changed:
+            self._plane.publish(EventKind.LIMITS, str(found.tenant_id))
+        return found
+
 
 class PlanService:
-    """``tn.plans``: the plans (tiers) tenants are on."""
+    """``tn.plans``: the plans tenants are on, several per tier if you like, each with its
+    limits (:class:`~tenantry.core.limit_schema.Limits`). Every change is audited and reaches
+    every process's cached limits within a second (this one's at once).
+
+    >>> tn.plans.create("starter", isolation="pooled", limits={"requests_per_second": 20})  # doctest: +SKIP
+    >>> tn.plans.update("starter", limits={"statement_timeout_ms": 3000})  # doctest: +SKIP
+    """
 
     def __init__(self, plane: ControlPlane) -> None:
         self._plane = plane
 
     def list(self) -> builtins.list[Plan]:
+        """Every plan, by name."""
         with self._plane.admin() as conn:
             return catalog_plans.list_plans(conn)
 
     def get(self, name: str) -> Plan:
+        """The plan; :class:`~tenantry.PlanNotFound` names the plans there are."""
         with self._plane.admin() as conn:
             return catalog_plans.get_plan(conn, name)
+
+    def create(
+        self,
+        name: str,
+        *,
+        isolation: Isolation | str = Isolation.POOLED,
+        description: str = "",
+        limits: Mapping[str, Any] | None = None,
+    ) -> Plan:
+        """Add a plan (a lowercase name: a-z, 0-9, ``_`` and ``-``, starting with a letter) on
+        the ``isolation`` tier with ``limits``. :class:`~tenantry.PlanExists` if the name is
+        taken; a bad value is :class:`~tenantry.InvalidInput` naming the field, nothing saved."""
+        with self._plane.admin() as conn:
+            catalog.require_catalog(conn)
+            plan = plan_edits.create_plan(
+                conn, name, isolation=isolation, description=description, limits=limits, actor=self._plane.actor
+            )
+        self._plane.publish(EventKind.PLAN, plan.name)
+        return plan
+
+    def update(
+        self,
+        name: str,
+        *,
+        isolation: Isolation | str | None = None,
+        description: str | None = None,
+        limits: Mapping[str, Any] | None = None,
+        replace_limits: bool = False,
+    ) -> Plan:
+        """Change what is given (``None``: keep). ``limits`` are merged into the plan's: each
+        key given replaces that key, a key set to ``None`` lifts that limit, other keys stay
+        (``replace_limits=True``: the document given is the whole new one). The tier changes
+        only while no tenant is on the plan."""
+        with self._plane.admin() as conn:
+            plan, changed = plan_edits.update_plan(
+                conn,
+                name,
+                isolation=isolation,
+                description=description,
+                limits=limits,
+                replace_limits=replace_limits,
+                actor=self._plane.actor,
+            )
+        if changed:
+            self._plane.publish(EventKind.PLAN, plan.name)
+        return plan
+
+    def delete(self, name: str) -> Plan:
+        """Remove a plan no tenant is on and return what it was; :class:`~tenantry.PlanInUse`
+        says how many tenants (or what else) still name it."""
+        with self._plane.admin() as conn:
+            plan = plan_edits.delete_plan(conn, name, actor=self._plane.actor)
+        self._plane.publish(EventKind.PLAN, plan.name)
+        return plan
 
     def pin(self, name: str, *, cell: str | None = None, labels: dict[str, str] | None = None) -> Plan:
         """Place the plan's new database-tier tenants on ``cell``, or on cells with ``labels``."""

@@ -19,7 +19,9 @@ Every answer to a limited tenant carries the two fields.
 **Where the limits come from.** :class:`CatalogLimits` reads each plan's ``limits`` once
 (through the routing views, so a data-plane process can) and keeps them in a
 :class:`~tenantry.core.caches.CatalogCache` that the catalog's ``plan:<name>`` events drop, so
-a plan change takes effect within a second everywhere. A per-tenant override layer plugs in
+a plan change takes effect within a second everywhere. Each tenant's overrides
+(``tn.tenants.limits_set``) are read by ``tn.directory`` with the tenant and dropped with its
+lookup by the tenant's ``limits:<id>`` events; another source of overrides plugs in
 as a :class:`TenantLayer` (``CatalogLimits(tn, overrides=...)``): its document is merged over
 the plan's (:meth:`~tenantry.core.limits.EdgeLimits.from_layers`).
 
@@ -53,8 +55,9 @@ from tenantry.core.limits import (
     ratelimit_field,
 )
 from tenantry.core.model import Tenant
-from tenantry.db import catalog
+from tenantry.db.catalog.plans import plan_limits
 from tenantry.errors import ConcurrencyLimited, ConfigurationError, Overloaded, RateLimited
+from tenantry.services.directory import NO_OVERRIDES
 
 if TYPE_CHECKING:
     from tenantry.app import Tenantry
@@ -101,11 +104,19 @@ class TenantLayer(Protocol):
 
 
 class CatalogLimits:
-    """Each plan's edge limits, read from the catalog and cached until the plan changes."""
+    """Each plan's edge limits, read from the catalog and cached until the plan changes, with
+    each tenant's overrides over them: those of the catalog (``tn.tenants.limits_set``, read
+    by ``tn.directory`` with the tenant), or of the ``overrides`` layer given."""
 
     def __init__(self, tn: Tenantry, *, overrides: TenantLayer | None = None) -> None:
         self._tn = tn
         self._overrides = overrides
+        self._directory = tn.directory
+        self._overrides_of = tn.directory.overrides  # (bound once: the request path calls it)
+        #: the limits of tenants with overrides, made once per (tenant lookup, plan limits,
+        #: overrides), by the lookup's identity (the request path hashes no id for them)
+        self._own: dict[int, tuple[Tenant, object, Mapping[str, Any], EdgeLimits]] = {}
+        self._own_size = max(1, tn.settings.tenant_cache_size)
         settings = tn.settings
         #: plan name -> (the plan's limits document, its EdgeLimits)
         self._plans: CatalogCache[str, tuple[Mapping[str, Any], EdgeLimits]] = CatalogCache(
@@ -126,11 +137,14 @@ class CatalogLimits:
         if hit is None:
             return None
         if self._overrides is None:
-            return hit[1]
+            mine = self._overrides_of(tenant)
+            if mine is None:
+                return None
+            return hit[1] if mine is NO_OVERRIDES else self._with_own(tenant, hit, mine)
         known, own = self._overrides.cached(tenant.id)
         if not known:
             return None
-        return hit[1] if own is None else _merged(tenant, hit[0], own)
+        return hit[1] if own is None else self._with_own(tenant, hit, own)
 
     def load(self, tenant: Tenant) -> EdgeLimits:
         hit = self._plans.get(tenant.plan)
@@ -138,16 +152,27 @@ class CatalogLimits:
             self._tn.plane.listen()  # (the listener drops what is cached here when a plan changes)
             ticket = self._plans.begin()
             with self._tn.catalog_reader() as conn:
-                row = conn.execute(
-                    f"SELECT limits FROM {catalog.ROUTING_SCHEMA}.plans WHERE name = %s", (tenant.plan,)
-                ).fetchone()
-            document: Mapping[str, Any] = dict(row[0]) if row and isinstance(row[0], dict) else {}
+                document: Mapping[str, Any] = plan_limits(conn, tenant.plan)
             hit = (document, _merged(tenant, document, None))
             self._plans.put(tenant.plan, hit, ticket)
-        if self._overrides is None:
-            return hit[1]
-        own = self._overrides.load(tenant.id)
-        return hit[1] if own is None else _merged(tenant, hit[0], own)
+        own = self._directory.load_overrides(tenant) if self._overrides is None else self._overrides.load(tenant.id)
+        return hit[1] if not own else self._with_own(tenant, hit, own)
+
+    def _with_own(
+        self, tenant: Tenant, hit: tuple[Mapping[str, Any], EdgeLimits], own: Mapping[str, Any]
+    ) -> EdgeLimits:
+        """The plan's limits with the tenant's over them, made once per pair of documents (by
+        identity: the request path does not merge or hash them again)."""
+        made = self._own.get(id(tenant))
+        if made is not None and made[0] is tenant and made[1] is hit and made[2] is own:
+            return made[3]
+        limits = _merged(tenant, hit[0], own)
+        if limits == hit[1]:
+            limits = hit[1]
+        if len(self._own) >= self._own_size:
+            self._own.clear()
+        self._own[id(tenant)] = (tenant, hit, own, limits)
+        return limits
 
 
 def _merged(tenant: Tenant, plan: Mapping[str, Any], own: Mapping[str, Any] | None) -> EdgeLimits:

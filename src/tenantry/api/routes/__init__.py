@@ -17,6 +17,7 @@ from tenantry.api.routes import (
     plans,
     plugin_hooks,
     plugins,
+    tenant_limits,
     tenants,
 )
 
@@ -24,6 +25,7 @@ __all__ = ["ROUTERS"]
 
 ROUTERS: tuple[APIRouter, ...] = (
     tenants.router,
+    tenant_limits.router,
     brands.router,
     jobs.router,
     plans.router,
