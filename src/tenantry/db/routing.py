@@ -6,6 +6,10 @@ open and closes the least recently used first, so thousands of database-tier ten
 bounded number of connections. Every new connection is checked (the runtime role must not be
 able to step around RLS) before it serves anyone.
 
+Every pool asks the router's :class:`~tenantry.db.connection_caps.ConnectionCaps` before it
+lends a connection, so each tenant's ``db_connections`` cap holds over all of them, and a
+tenant at its cap waits on its own queue, never in a pool's (see that module).
+
 Each route has a :class:`~tenantry.db.liveness.ServerWatch`: a dead idle connection is replaced
 at checkout (no round trip), a server that is down fails checkouts at once, and the route's
 pools are replaced by fresh ones when it returns (see :mod:`tenantry.db.liveness`).
@@ -25,11 +29,13 @@ import sqlalchemy as sa
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from tenantry import context
 from tenantry.core.placement import PRIMARY_CELL
 from tenantry.db import liveness
-from tenantry.db.alchemy import bind_engine
+from tenantry.db.alchemy import bind_engine, capped_pool_classes
 from tenantry.db.binding import Binder, RouteKey, mark_returned
-from tenantry.db.connect import translate
+from tenantry.db.connect import database_full, translate
+from tenantry.db.connection_caps import ConnectionCaps, Gate
 from tenantry.db.connections import (
     AsyncTenantConnection,
     AsyncTenantCursor,
@@ -38,7 +44,7 @@ from tenantry.db.connections import (
     TenantCursor,
     TenantServerCursor,
 )
-from tenantry.errors import DatabaseUnavailable
+from tenantry.errors import DatabaseUnavailable, TooManyConnections
 from tenantry.settings import Settings
 
 __all__ = ["DEFAULT_ROUTE", "Router"]
@@ -120,6 +126,9 @@ class Router:
         self._check_sql = check_sql
         self._check_params = check_params
         self._judge = judge
+        #: each tenant's connections held at once, over every pool and engine here
+        self.caps = ConnectionCaps(settings.connect_timeout)
+        self._pool_classes = capped_pool_classes(self.caps)
         self._lock = threading.RLock()
         # a pool a checkout is taking a connection from is pinned: evicting (closing) it then
         # would fail that checkout, and under churn the same thread could lose every retry.
@@ -247,6 +256,7 @@ class Router:
             min_size, max_size = self._sizes(key)
             born = watch.generation
             pool = _Pool(
+                self.caps,
                 watch.url,
                 connection_class=TenantConnection,
                 kwargs={"cursor_factory": TenantCursor},
@@ -297,6 +307,7 @@ class Router:
 
         min_size, max_size = self._sizes(key)
         pool = _AsyncPool(
+            self.caps,
             watch.url,
             connection_class=AsyncTenantConnection,
             kwargs={"cursor_factory": AsyncTenantCursor},
@@ -370,7 +381,7 @@ class Router:
                 engine = sa.create_engine(
                     "postgresql+psycopg://",
                     creator=lambda: self._connect(watch),
-                    **(self._engine_options(key) | options),
+                    **(self._engine_options(key) | {"poolclass": self._pool_classes[0]} | options),
                 )
                 bind_engine(engine, self._binder(), key, schema_recycle_after=self._settings.schema_recycle_after)
                 self._watch(engine, watch)
@@ -389,7 +400,7 @@ class Router:
                 engine = create_async_engine(
                     "postgresql+psycopg://",
                     async_creator=lambda: self._aconnect(watch),
-                    **(self._engine_options(key) | options),
+                    **(self._engine_options(key) | {"poolclass": self._pool_classes[1]} | options),
                 )
                 bind_engine(engine, self._binder(), key, schema_recycle_after=self._settings.schema_recycle_after)
                 self._watch(engine.sync_engine, watch)
@@ -404,8 +415,7 @@ class Router:
                 watch.url, connect_timeout=self._connect_seconds(), cursor_factory=TenantCursor
             )
         except psycopg.OperationalError as err:
-            watch.suspect()
-            raise DatabaseUnavailable(f"cannot connect to {watch.what}: {_first_line(err)}") from err
+            raise _refused(watch, err) from err
 
     async def _aconnect(self, watch: liveness.ServerWatch) -> psycopg.AsyncConnection[Any]:
         watch.check()
@@ -414,8 +424,7 @@ class Router:
                 watch.url, connect_timeout=self._connect_seconds(), cursor_factory=AsyncTenantCursor
             )
         except psycopg.OperationalError as err:
-            watch.suspect()
-            raise DatabaseUnavailable(f"cannot connect to {watch.what}: {_first_line(err)}") from err
+            raise _refused(watch, err) from err
 
     def _connect_seconds(self) -> int:
         return max(2, round(self._settings.connect_timeout))
@@ -497,25 +506,71 @@ class Router:
 
 
 class _Pool(ConnectionPool[TenantConnection]):
-    """A pool that marks each connection handed back (:func:`mark_returned`, no I/O: its next
-    use resets its session) and takes it back at once, in the caller's thread.
+    """A pool that counts each tenant's connections against its cap (``caps``: the tenant
+    waits for its own permit before it asks the pool), marks each connection handed back
+    (:func:`mark_returned`, no I/O: its next use resets its session) and takes it back at
+    once, in the caller's thread.
 
     Not with psycopg_pool's ``reset=`` callback: a pool with one hands every returned
     connection to its worker thread, so each borrow paid a hand-over between threads, and a
     borrower that found every connection out waited for the worker to put one back.
     """
 
+    def __init__(self, caps: ConnectionCaps, conninfo: str, **kwargs: Any) -> None:
+        self._caps = caps
+        self._gates: dict[int, Gate] = {}  # the permit of each connection lent to a capped tenant
+        super().__init__(conninfo, **kwargs)
+
+    def getconn(self, timeout: float | None = None) -> TenantConnection:
+        gate = self._caps.acquire(context.current())
+        if gate is None:
+            return super().getconn(timeout)
+        try:
+            conn = super().getconn(timeout)
+        except BaseException:
+            self._caps.release(gate)
+            raise
+        self._gates[id(conn)] = gate
+        return conn
+
     def putconn(self, conn: TenantConnection) -> None:
-        mark_returned(conn)
-        super().putconn(conn)
+        gate = self._gates.pop(id(conn), None)
+        try:
+            mark_returned(conn)
+            super().putconn(conn)
+        finally:
+            if gate is not None:
+                self._caps.release(gate)
 
 
 class _AsyncPool(AsyncConnectionPool[AsyncTenantConnection]):
     """The asyncio twin of :class:`_Pool` (no task per returned connection)."""
 
+    def __init__(self, caps: ConnectionCaps, conninfo: str, **kwargs: Any) -> None:
+        self._caps = caps
+        self._gates: dict[int, Gate] = {}
+        super().__init__(conninfo, **kwargs)
+
+    async def getconn(self, timeout: float | None = None) -> AsyncTenantConnection:
+        gate = await self._caps.aacquire(context.current())
+        if gate is None:
+            return await super().getconn(timeout)
+        try:
+            conn = await super().getconn(timeout)
+        except BaseException:
+            self._caps.release(gate)
+            raise
+        self._gates[id(conn)] = gate
+        return conn
+
     async def putconn(self, conn: AsyncTenantConnection) -> None:
-        mark_returned(conn)
-        await super().putconn(conn)
+        gate = self._gates.pop(id(conn), None)
+        try:
+            mark_returned(conn)
+            await super().putconn(conn)
+        finally:
+            if gate is not None:
+                self._caps.release(gate)
 
 
 def _close_pool(pool: ConnectionPool[TenantConnection]) -> None:
@@ -531,6 +586,15 @@ def _retire(pool: ConnectionPool[TenantConnection]) -> None:
 def _pgconn(dbapi_connection: Any) -> Any:
     """The libpq connection of a SQLAlchemy DBAPI connection (sync, or asyncio's adapter)."""
     return getattr(dbapi_connection, "driver_connection", dbapi_connection).pgconn
+
+
+def _refused(watch: liveness.ServerWatch, err: psycopg.OperationalError) -> TooManyConnections | DatabaseUnavailable:
+    """What a failed connect of an engine means: the tenant's database at its CONNECTION LIMIT
+    (the server is up), else the server unavailable (probed now)."""
+    if database_full(err):
+        return TooManyConnections(f"{watch.what} refused one more session: {_first_line(err)} (db_connections)")
+    watch.suspect()
+    return DatabaseUnavailable(f"cannot connect to {watch.what}: {_first_line(err)}")
 
 
 def _first_line(err: BaseException) -> str:

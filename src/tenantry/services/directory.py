@@ -23,7 +23,7 @@ from typing import Any
 from tenantry.context import BoundTenant
 from tenantry.core.caches import UNKNOWN_SIZE, UNKNOWN_TTL, CatalogCache
 from tenantry.core.events import EventKind
-from tenantry.core.limits import database_settings
+from tenantry.core.limits import connection_cap, database_settings
 from tenantry.core.model import Status, Tenant
 from tenantry.core.placement import Placement
 from tenantry.db import catalog
@@ -71,13 +71,24 @@ class Directory:
         self._plan_settings: CatalogCache[str, Settings] = CatalogCache(
             "plan settings", ttl=ttl, size=1024, trusted=trusted
         )
+        #: each plan's cap on connections held at once (db_connections), by plan name; 0: none
+        self._plan_caps: CatalogCache[str, int] = CatalogCache(
+            "plan connection caps", ttl=ttl, size=1024, trusted=trusted
+        )
         self._bounds: dict[int, tuple[Resolved, Settings, BoundTenant]] = {}
         self._bounds_size = size
         plane.subscribe(self._on_event, self._on_reset)
 
     def caches(self) -> list[CatalogCache[Any, Any]]:
         """The catalog caches kept here (for their hit and miss counts)."""
-        return [self._tenants, self._missing_tenants, self._hosts, self._missing_hosts, self._plan_settings]
+        return [
+            self._tenants,
+            self._missing_tenants,
+            self._hosts,
+            self._missing_hosts,
+            self._plan_settings,
+            self._plan_caps,
+        ]
 
     # -- tenants ------------------------------------------------------------------------------
     # the cache is keyed by the canonical key (slug, or the id's canonical text), so every
@@ -94,7 +105,9 @@ class Directory:
             hit = self._tenants.get(canonical)
             if hit is None and self._missing_tenants.get(canonical):
                 raise TenantNotFound(f"no tenant {str(key)[:70]!r}")
-        if hit is not None and self._plan_settings.get(hit[0].plan) is None:
+        if hit is not None and (
+            self._plan_settings.get(hit[0].plan) is None or self._plan_caps.get(hit[0].plan) is None
+        ):
             return None  # its plan's settings are read with it (load), never on the event loop
         return hit
 
@@ -138,14 +151,22 @@ class Directory:
         # one BoundTenant per cache entry (the entry is held, so its id is not reused): the
         # binder then finds the bind statement by identity, with no hashing of the dataclass
         settings = self._plan_settings.get(tenant.plan)
-        if settings is None:
+        cap = self._plan_caps.get(tenant.plan)
+        if settings is None or cap is None:
             with self._plane.catalog_reader() as conn:
                 settings = self._read_plan_settings(conn, tenant.plan)
+            cap = self._plan_caps.get(tenant.plan) or 0  # (0 when an event dropped it meanwhile)
+        connections = cap or None
         same = self._bounds.get(id(resolved))
-        if same is not None and same[0] is resolved and same[1] is settings:
+        if same is not None and same[0] is resolved and same[1] is settings and same[2].connections == connections:
             return same[2]
         bound = BoundTenant(
-            id=tenant.id, slug=tenant.slug, route=placement.route, epoch=tenant.epoch, settings=settings
+            id=tenant.id,
+            slug=tenant.slug,
+            route=placement.route,
+            epoch=tenant.epoch,
+            settings=settings,
+            connections=connections,
         )
         if len(self._bounds) >= self._bounds_size:
             self._bounds.clear()
@@ -155,9 +176,9 @@ class Directory:
     def _read_plan_settings(self, conn: Any, plan: str) -> Settings:
         """The plan's database settings, read through the routing view unless known."""
         known = self._plan_settings.get(plan)
-        if known is not None:
+        if known is not None and self._plan_caps.get(plan) is not None:
             return known
-        ticket = self._plan_settings.begin()
+        ticket, cap_ticket = self._plan_settings.begin(), self._plan_caps.begin()
         row = conn.execute(f"SELECT limits FROM {catalog.ROUTING_SCHEMA}.plans WHERE name = %s", (plan,)).fetchone()
         document = row[0] if row is not None and isinstance(row[0], dict) else {}
         try:
@@ -168,6 +189,7 @@ class Directory:
             _log.error("the database limits of plan %r are not valid, not enforced: %s", plan, err)
             settings = ()
         self._plan_settings.put(plan, settings, ticket)
+        self._plan_caps.put(plan, _connections(plan, document), cap_ticket)
         return settings
 
     # -- hostnames ----------------------------------------------------------------------------
@@ -200,7 +222,17 @@ class Directory:
             self._missing_hosts.drop(key)
         elif kind == EventKind.PLAN:
             self._plan_settings.drop(key)
+            self._plan_caps.drop(key)
 
     def _on_reset(self) -> None:
-        for cache in (self._tenants, self._missing_tenants, self._hosts, self._missing_hosts, self._plan_settings):
+        for cache in self.caches():
             cache.clear()
+
+
+def _connections(plan: str, document: dict[str, Any]) -> int:
+    """The plan's cap on connections a tenant holds at once (``db_connections``), 0 for none."""
+    try:
+        return connection_cap(document) or 0
+    except ValueError as err:  # as for the settings above: serve, and say so
+        _log.error("the db_connections limit of plan %r is not valid, not enforced: %s", plan, err)
+        return 0
