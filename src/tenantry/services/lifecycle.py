@@ -19,6 +19,7 @@ from tenantry.core.placement import Placement
 from tenantry.db import catalog
 from tenantry.services import fences, moves, placements, provisioning
 from tenantry.services import tenants as tenant_service
+from tenantry.services.connection_limits import apply_connection_limits
 from tenantry.services.directory import Directory
 from tenantry.services.moves import MoveReport
 from tenantry.services.plane import ControlPlane
@@ -172,3 +173,12 @@ class PlanService:
         """Place the plan's new database-tier tenants on ``cell``, or on cells with ``labels``."""
         with self._plane.admin() as conn:
             return tenant_service.pin_plan(conn, name, cell=cell, labels=labels or {}, actor=self._plane.actor)
+
+    def apply_connection_limits(self, name: str | None = None) -> dict[str, int]:
+        """Set the ``CONNECTION LIMIT`` of the own databases of the database-tier tenants on
+        plan ``name`` (every plan when ``None``) from the plan's ``db_connections`` (no cap:
+        ``-1``); returns the databases changed and their new limit. Run it after changing a
+        plan's limits; creating and moving tenants does it by themselves. Idempotent."""
+        if name is not None:
+            self.get(name)  # PlanNotFound for a plan that is not there
+        return apply_connection_limits(self._plane, plan=name)

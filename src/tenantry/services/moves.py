@@ -63,6 +63,7 @@ from tenantry.db import change_capture, tenant_copy
 from tenantry.errors import Conflict, InvalidInput
 from tenantry.services import audit, placement_tables
 from tenantry.services.cells import cell_loads
+from tenantry.services.connection_limits import apply_connection_limits
 from tenantry.services.events import EventKind, notify_tenant
 from tenantry.services.move_steps import (
     Move,
@@ -202,6 +203,8 @@ def move(
         ExitStack() as held,  # the freeze's lock, from the freeze to the cleanup
     ):
         report = _move(tn, tenant, chosen, cell, on_step, started, held)
+    if chosen.isolation is Isolation.DATABASE:  # its new database gets its plan's CONNECTION LIMIT
+        apply_connection_limits(tn, tenant_id=tenant.id)
     tn.after_change(tenant.id)  # the flip told this process's caches; the hooks run now
     return report
 

@@ -32,6 +32,7 @@ from tenantry.core.placement import PRIMARY_CELL, Placement, choose_cell, plan_s
 from tenantry.errors import Conflict, InvalidInput, TenantExists
 from tenantry.services import audit, placement_tables, plugin_hooks, spare_keys
 from tenantry.services.cells import cell_loads
+from tenantry.services.connection_limits import apply_connection_limits
 from tenantry.services.events import EventKind, notify_tenant
 from tenantry.services.fences import fence_placement
 from tenantry.services.placements import (
@@ -90,10 +91,12 @@ def _provision(tn: ControlPlane, slug: str, *, name: str | None, plan: str, cell
         placement_tables.require_known(tn, f"tenant {slug!r}")
     with tn.admin() as conn:
         tenant, job_id, _ = _start(tn, conn, slug, display, chosen, cell, spare_key)
-    if tenant.status is Status.ACTIVE:
-        return tenant
-    with tenant_lock(tn, tenant.id, f"tenant {slug!r} is being provisioned by another process; try again shortly"):
-        return _build(tn, tenant, chosen, job_id)
+    if tenant.status is not Status.ACTIVE:
+        with tenant_lock(tn, tenant.id, f"tenant {slug!r} is being provisioned by another process; try again shortly"):
+            tenant = _build(tn, tenant, chosen, job_id)
+    if chosen.isolation is Isolation.DATABASE:  # (built, or claimed from a spare)
+        apply_connection_limits(tn, tenant_id=tenant.id)
+    return tenant
 
 
 def _build(tn: ControlPlane, tenant: Tenant, chosen: Plan, job_id: uuid.UUID | None) -> Tenant:
