@@ -43,11 +43,12 @@ def server_limit(limits: dict[str, object]) -> int | None:
 
 
 def apply_connection_limits(
-    plane: ControlPlane, *, plan: str | None = None, tenant_id: uuid.UUID | None = None
+    plane: ControlPlane, *, plan: str | None = None, tenant_id: uuid.UUID | None = None, new: bool = False
 ) -> dict[str, int]:
     """Set the ``CONNECTION LIMIT`` of the own databases of the tenants on ``plan`` (or of
     ``tenant_id``, or of every database-tier tenant) from their plan's ``db_connections``;
-    returns the databases changed and their new limit. Idempotent."""
+    returns the databases changed and their new limit. Idempotent. ``new``: the databases
+    were just created (with no limit), so those of plans without a cap are not visited."""
     with plane.admin() as conn:
         found = own_databases(conn, plan=plan, tenant_id=tenant_id)
     changed: dict[str, int] = {}
@@ -61,7 +62,8 @@ def apply_connection_limits(
                 own.database,
             )
             continue
-        by_cell.setdefault(own.cell, []).append((own.database, limit))
+        if not (new and limit == -1):
+            by_cell.setdefault(own.cell, []).append((own.database, limit))
     for cell, databases in by_cell.items():
         url = plane.cell_admin_url(cell)
         with admin_connection(url, timeout=plane.settings.connect_timeout, autocommit=True) as conn:

@@ -154,8 +154,7 @@ class Directory:
         cap = self._plan_caps.get(tenant.plan)
         if settings is None or cap is None:
             with self._plane.catalog_reader() as conn:
-                settings = self._read_plan_settings(conn, tenant.plan)
-            cap = self._plan_caps.get(tenant.plan) or 0  # (0 when an event dropped it meanwhile)
+                settings, cap = self._read_plan(conn, tenant.plan)
         connections = cap or None
         same = self._bounds.get(id(resolved))
         if same is not None and same[0] is resolved and same[1] is settings and same[2].connections == connections:
@@ -175,9 +174,14 @@ class Directory:
 
     def _read_plan_settings(self, conn: Any, plan: str) -> Settings:
         """The plan's database settings, read through the routing view unless known."""
-        known = self._plan_settings.get(plan)
-        if known is not None and self._plan_caps.get(plan) is not None:
-            return known
+        return self._read_plan(conn, plan)[0]
+
+    def _read_plan(self, conn: Any, plan: str) -> tuple[Settings, int]:
+        """The plan's database settings and its cap on connections (0: none), read through
+        the routing view unless known."""
+        known, cap = self._plan_settings.get(plan), self._plan_caps.get(plan)
+        if known is not None and cap is not None:
+            return known, cap
         ticket, cap_ticket = self._plan_settings.begin(), self._plan_caps.begin()
         row = conn.execute(f"SELECT limits FROM {catalog.ROUTING_SCHEMA}.plans WHERE name = %s", (plan,)).fetchone()
         document = row[0] if row is not None and isinstance(row[0], dict) else {}
@@ -188,9 +192,10 @@ class Directory:
             # tenant of the plan for a limit no one can read would be worse)
             _log.error("the database limits of plan %r are not valid, not enforced: %s", plan, err)
             settings = ()
+        cap = _connections(plan, document)
         self._plan_settings.put(plan, settings, ticket)
-        self._plan_caps.put(plan, _connections(plan, document), cap_ticket)
-        return settings
+        self._plan_caps.put(plan, cap, cap_ticket)
+        return settings, cap
 
     # -- hostnames ----------------------------------------------------------------------------
     def cached_host(self, hostname: str) -> HostRoute | None:

@@ -204,7 +204,7 @@ def move(
     ):
         report = _move(tn, tenant, chosen, cell, on_step, started, held)
     if chosen.isolation is Isolation.DATABASE:  # its new database gets its plan's CONNECTION LIMIT
-        apply_connection_limits(tn, tenant_id=tenant.id)
+        apply_connection_limits(tn, tenant_id=tenant.id, new=True)
     tn.after_change(tenant.id)  # the flip told this process's caches; the hooks run now
     return report
 

@@ -95,7 +95,7 @@ def _provision(tn: ControlPlane, slug: str, *, name: str | None, plan: str, cell
         with tenant_lock(tn, tenant.id, f"tenant {slug!r} is being provisioned by another process; try again shortly"):
             tenant = _build(tn, tenant, chosen, job_id)
     if chosen.isolation is Isolation.DATABASE:  # (built, or claimed from a spare)
-        apply_connection_limits(tn, tenant_id=tenant.id)
+        apply_connection_limits(tn, tenant_id=tenant.id, new=True)
     return tenant
 
 

@@ -1,0 +1,331 @@
+"""A plan's ``db_connections`` caps the connections a tenant holds at once in a process, over
+every pool (psycopg and SQLAlchemy, sync and asyncio): the borrower over the cap waits on the
+tenant's own queue, then gets :class:`TooManyConnections`; the other tenants' borrowers go on
+as if it were not there (and, the negative control, wait behind the flood without the cap);
+permits come back on exceptions and cancellations. A database-tier tenant's database gets the
+cap as its ``CONNECTION LIMIT``, and the server's refusal is the same typed error."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from time import monotonic
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tenantry import DatabaseUnavailable, Tenant, Tenantry, TooManyConnections
+from tests.db.support import make_tier_plan
+from tests.web.limits_support import set_plan_limits
+
+#: seconds a borrower over its tenant's cap waits (the process's connect_timeout)
+WAIT = 0.8
+KINDS = ["psycopg", "sqlalchemy"]
+
+
+@pytest.fixture(scope="module")
+def capped(tn: Tenantry) -> Iterator[Tenantry]:
+    """A process with a small shared pool (3) and a short wait."""
+    small = Tenantry(
+        tn.settings.with_changes(connect_timeout=WAIT, pool_min_size=0, pool_max_size=3, tenant_pool_max_size=3),
+        metadata=tn.metadata,
+    )
+    yield small
+    small.close()
+
+
+@pytest.fixture(scope="module")
+def tenants(tn: Tenantry) -> dict[str, Tenant]:
+    """``a``: capped at 2 (pooled); ``b``: no cap; ``flood``: no cap either (the control)."""
+    two, none = make_tier_plan(tn, "pooled", {"db_connections": 2}), make_tier_plan(tn, "pooled", {})
+    return {
+        name: tn.tenants.create(f"cap-{name}-{uuid.uuid4().hex[:8]}", plan=plan)
+        for name, plan in (("a", two), ("b", none), ("flood", none))
+    }
+
+
+@contextmanager
+def borrow(tn: Tenantry, kind: str) -> Iterator[Callable[[str], object]]:
+    """A connection of the bound tenant, of ``kind``; yields a function running a statement."""
+    if kind == "psycopg":
+        with tn.connection() as conn:
+            yield lambda q: conn.execute(q).fetchall()
+    else:
+        with tn.engine().connect() as c:
+            yield lambda q: c.execute(sa.text(q)).all()
+
+
+@asynccontextmanager
+async def aborrow(tn: Tenantry, kind: str) -> AsyncIterator[Callable[[str], Awaitable[object]]]:
+    if kind == "psycopg":
+        async with tn.async_connection() as conn:
+
+            async def run(q: str) -> object:
+                return await (await conn.execute(q)).fetchall()
+
+            yield run
+    else:
+        async with tn.async_engine().connect() as c:
+
+            async def arun(q: str) -> object:
+                return (await c.execute(sa.text(q))).all()
+
+            yield arun
+
+
+class Holders:
+    """Threads that each borrow a connection as a tenant and hold it until released."""
+
+    def __init__(self, tn: Tenantry, slug: str, kinds: list[str]) -> None:
+        self._gates = [threading.Event() for _ in kinds]
+        self._holding = threading.Semaphore(0)
+        self.errors: list[BaseException] = []
+        self._threads = [
+            threading.Thread(target=self._hold, args=(tn, slug, kind, gate), daemon=True)
+            for kind, gate in zip(kinds, self._gates, strict=True)
+        ]
+        for thread in self._threads:
+            thread.start()
+        for _ in kinds:
+            assert self._holding.acquire(timeout=10), "a holder did not get its connection"
+        assert self.errors == []
+
+    def _hold(self, tn: Tenantry, slug: str, kind: str, gate: threading.Event) -> None:
+        try:
+            with tn.tenant(slug), borrow(tn, kind) as run:
+                run("SELECT 1")
+                self._holding.release()
+                gate.wait(10)
+        except BaseException as err:  # noqa: BLE001 (reported by the test)
+            self.errors.append(err)
+            self._holding.release()
+
+    def release(self, index: int) -> None:
+        self._gates[index].set()
+
+    def close(self) -> None:
+        for gate in self._gates:
+            gate.set()
+        for thread in self._threads:
+            thread.join(10)
+        assert self.errors == []
+
+
+@contextmanager
+def holding(tn: Tenantry, slug: str, kinds: list[str]) -> Iterator[Holders]:
+    holders = Holders(tn, slug, kinds)
+    try:
+        yield holders
+    finally:
+        holders.close()
+
+
+def _borrow_in_thread(tn: Tenantry, slug: str, kind: str, into: list[object]) -> threading.Thread:
+    def run() -> None:
+        try:
+            with tn.tenant(slug), borrow(tn, kind) as q:
+                q("SELECT 1")
+                into.append(monotonic())
+        except BaseException as err:  # noqa: BLE001
+            into.append(err)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_borrower_over_the_cap_waits_then_gets_too_many_connections(
+    capped: Tenantry, tenants: dict[str, Tenant], kind: str
+) -> None:
+    a = tenants["a"]
+    caps = capped.router.caps
+    with holding(capped, a.slug, [kind, kind]) as holders:
+        assert caps.held(a.id) == 2
+        started = monotonic()
+        with pytest.raises(TooManyConnections) as refused, capped.tenant(a.slug), borrow(capped, kind):
+            pass
+        assert WAIT - 0.05 <= monotonic() - started < WAIT + 1.5
+        assert (refused.value.limit, refused.value.cap, refused.value.held) == ("db_connections", 2, 2)
+        assert refused.value.http_status == 429 and refused.value.exit_code == 14
+        # a waiter is handed the connection a holder gives back, at once
+        got: list[object] = []
+        waiter = _borrow_in_thread(capped, a.slug, kind, got)
+        assert not waiter.join(0.15) and got == []  # waiting
+        released = monotonic()
+        holders.release(0)
+        waiter.join(5)
+        assert len(got) == 1 and isinstance(got[0], float) and got[0] - released < 0.3
+    # an exception inside the block gives the connection and the permit back too
+    with pytest.raises(ValueError), capped.tenant(a.slug), borrow(capped, kind):
+        raise ValueError("the app failed")
+    assert caps.held(a.id) == 0 and a.id not in caps.stats()
+
+
+def test_the_cap_counts_every_pool_sync_and_async(capped: Tenantry, tenants: dict[str, Tenant]) -> None:
+    """One connection held through psycopg, one through SQLAlchemy (threads): an asyncio
+    borrower of either kind is over the cap."""
+    a = tenants["a"]
+
+    async def over_the_cap(kind: str) -> float:
+        started = monotonic()
+        try:
+            with pytest.raises(TooManyConnections):
+                async with capped.tenant(a.slug), aborrow(capped, kind):
+                    pass
+            return monotonic() - started
+        finally:
+            await capped.router.aclose()
+
+    with holding(capped, a.slug, ["psycopg", "sqlalchemy"]):
+        for kind in KINDS:
+            assert asyncio.run(over_the_cap(kind)) >= WAIT - 0.05
+    assert capped.router.caps.held(a.id) == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_asyncio_borrowers_over_the_cap_wait_then_are_refused(
+    capped: Tenantry, tenants: dict[str, Tenant], kind: str
+) -> None:
+    a = tenants["a"]
+
+    async def borrower(hold: float) -> float:
+        async with capped.tenant(a.slug), aborrow(capped, kind) as run:
+            await run(f"SELECT pg_sleep({hold})")
+            return monotonic()
+
+    async def main() -> list[object]:
+        try:
+            holders = [asyncio.create_task(borrower(WAIT + 0.7)) for _ in range(2)]
+            await asyncio.sleep(0.2)
+            third = asyncio.create_task(borrower(0))
+            return await asyncio.gather(*holders, third, return_exceptions=True)
+        finally:
+            await capped.router.aclose()
+
+    *held, third = asyncio.run(main())
+    assert all(isinstance(t, float) for t in held), held
+    assert isinstance(third, TooManyConnections)
+    assert capped.router.caps.held(a.id) == 0
+
+
+def test_a_tenant_at_its_cap_does_not_hold_up_the_others(capped: Tenantry, tenants: dict[str, Tenant]) -> None:
+    """``a`` holds its 2 connections and has 3 more borrowers waiting; the shared pool has 3
+    slots: ``b`` borrows at once. The control: ``flood`` (no cap) takes all 3 slots and queues
+    3 more borrowers in the pool, and ``b`` waits behind them."""
+    a, b, flood = tenants["a"], tenants["b"], tenants["flood"]
+
+    def b_borrows() -> tuple[float, BaseException | None]:
+        started = monotonic()
+        try:
+            with capped.tenant(b.slug), borrow(capped, "psycopg") as run:
+                run("SELECT 1")
+        except (DatabaseUnavailable, TooManyConnections) as err:
+            return monotonic() - started, err
+        return monotonic() - started, None
+
+    with holding(capped, a.slug, ["psycopg", "psycopg"]):
+        queued: list[object] = []
+        waiters = [_borrow_in_thread(capped, a.slug, "psycopg", queued) for _ in range(3)]
+        deadline = monotonic() + 2
+        while capped.router.caps.stats().get(a.id, (0, 0, 0))[2] < 3:
+            assert monotonic() < deadline, "a's borrowers did not queue"
+            threading.Event().wait(0.01)
+        waited, error = b_borrows()
+        assert error is None and waited < 0.25, (waited, error)
+    for waiter in waiters:
+        waiter.join(5)
+
+    # the control: no cap, the flood fills the pool and its queue; b waits, then is refused
+    with holding(capped, flood.slug, ["psycopg"] * 3):
+        flooding: list[object] = []
+        more = [_borrow_in_thread(capped, flood.slug, "psycopg", flooding) for _ in range(3)]
+        waited, error = b_borrows()
+        assert waited >= WAIT - 0.05 and isinstance(error, DatabaseUnavailable), (waited, error)
+    for thread in more:
+        thread.join(5)
+
+
+def test_no_permit_leaks_through_exceptions_or_cancellations(capped: Tenantry, tenants: dict[str, Tenant]) -> None:
+    """60 asyncio borrowers of both kinds against a cap of 2: some fail inside their block,
+    two in three are cancelled (waiting, connecting, or running a statement). Afterwards the
+    tenant holds nothing and waits for nothing, and borrows again at once."""
+    a = tenants["a"]
+    caps = capped.router.caps
+
+    async def borrower(i: int) -> None:
+        async with capped.tenant(a.slug), aborrow(capped, KINDS[i % 2]) as run:
+            await run("SELECT pg_sleep(0.01)")
+            if i % 5 == 0:
+                raise ValueError("the app failed")
+
+    async def main() -> tuple[list[Any], dict[Any, Any], float]:
+        try:
+            tasks = [asyncio.create_task(borrower(i)) for i in range(60)]
+            for i, task in enumerate(tasks):
+                if i % 3:
+                    await asyncio.sleep(0.003)
+                    task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            left = caps.stats()
+            started = monotonic()
+            async with capped.tenant(a.slug), aborrow(capped, "sqlalchemy") as run:
+                await run("SELECT 1")
+            return results, left, monotonic() - started
+        finally:
+            await capped.router.aclose()
+
+    results, left, again = asyncio.run(main())
+    kinds = {type(r) for r in results}
+    assert kinds <= {type(None), ValueError, asyncio.CancelledError, TooManyConnections}, kinds
+    assert asyncio.CancelledError in kinds and ValueError in kinds
+    assert a.id not in left and caps.held(a.id) == 0
+    assert again < 0.3
+
+
+# -- the database tier: the server's CONNECTION LIMIT ------------------------------------------
+def _limit(tn: Tenantry, tenant: Tenant) -> int:
+    placement = tn.tenants.placement(tenant.slug)
+    assert placement is not None and placement.database is not None
+    with tn.admin() as conn:
+        row = conn.execute("SELECT datconnlimit FROM pg_database WHERE datname = %s", (placement.database,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_database_tier_tenant_gets_its_plans_connection_limit(tn: Tenantry, capped: Tenantry) -> None:
+    plan = make_tier_plan(tn, "database", {"db_connections": 1})
+    t = tn.tenants.create(f"cap-db-{uuid.uuid4().hex[:8]}", plan=plan)
+    assert _limit(tn, t) == 1
+    # the server refuses a second session of the tenant from another process: the same error,
+    # through SQLAlchemy (the engine connects) and psycopg (the pool's probe finds it full)
+    other = Tenantry(capped.settings, metadata=tn.metadata)
+    try:
+        with capped.tenant(t.slug), borrow(capped, "psycopg") as run:
+            run("SELECT 1")
+            for kind in KINDS:
+                with pytest.raises(TooManyConnections), other.tenant(t.slug), borrow(other, kind):
+                    pass
+    finally:
+        other.close()
+    # the plan's limit changes: applying it is idempotent
+    set_plan_limits(tn, plan, {"db_connections": 3})
+    placement = tn.tenants.placement(t.slug)
+    assert placement is not None
+    assert tn.plans.apply_connection_limits(plan) == {placement.database: 3}
+    assert tn.plans.apply_connection_limits(plan) == {}
+    assert _limit(tn, t) == 3
+    set_plan_limits(tn, plan, {})  # no cap
+    assert tn.plans.apply_connection_limits(plan) == {placement.database: -1}
+
+
+def test_a_tenant_moved_onto_a_capped_database_plan_gets_its_limit(
+    tn: Tenantry, make_tenant: Callable[..., Tenant]
+) -> None:
+    t = make_tenant("cap-mv")
+    tn.tenants.move(t.slug, plan=make_tier_plan(tn, "database", {"db_connections": 4}))
+    assert _limit(tn, t) == 4
