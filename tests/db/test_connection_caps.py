@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tenantry import DatabaseUnavailable, Tenant, Tenantry, TooManyConnections
+from tenantry import BoundTenant, DatabaseUnavailable, Tenant, Tenantry, TooManyConnections
+from tenantry.db.connection_caps import ConnectionCaps, Gate
 from tests.db.support import make_tier_plan
 from tests.web.limits_support import set_plan_limits
 
@@ -329,3 +330,56 @@ def test_a_tenant_moved_onto_a_capped_database_plan_gets_its_limit(
     t = make_tenant("cap-mv")
     tn.tenants.move(t.slug, plan=make_tier_plan(tn, "database", {"db_connections": 4}))
     assert _limit(tn, t) == 4
+
+
+# -- the permits themselves (no database) ------------------------------------------------------
+def _bound(cap: int | None, tenant_id: uuid.UUID | None = None) -> BoundTenant:
+    return BoundTenant(id=tenant_id or uuid.uuid4(), slug="unit", connections=cap)
+
+
+def test_a_tenants_waiters_are_served_first_come_first_served() -> None:
+    caps = ConnectionCaps(timeout=5)
+    one = _bound(1)
+    first = caps.acquire(one)
+    assert first is not None
+    order: list[int] = []
+
+    def wait(i: int) -> None:
+        gate = caps.acquire(one)
+        assert gate is not None
+        order.append(i)
+        caps.release(gate)
+
+    threads = []
+    for i in range(4):
+        threads.append(threading.Thread(target=wait, args=(i,)))
+        threads[-1].start()
+        while caps.stats()[one.id][2] < i + 1:  # queued in this order
+            threading.Event().wait(0.001)
+    caps.release(first)
+    for thread in threads:
+        thread.join(5)
+    assert order == [0, 1, 2, 3]
+    assert caps.held(one.id) == 0 and caps.acquire(_bound(None)) is None  # (no cap, no permit)
+
+
+def test_a_raised_cap_lets_the_queue_move_and_idle_tenants_are_forgotten() -> None:
+    caps = ConnectionCaps(timeout=5)
+    one = _bound(1)
+    held = caps.acquire(one)
+    granted: list[object] = []
+    waiter = threading.Thread(target=lambda: granted.append(caps.acquire(one)))
+    waiter.start()
+    while caps.stats()[one.id][2] < 1:
+        threading.Event().wait(0.001)
+    more = caps.acquire(_bound(3, one.id))  # the plan now allows 3: the waiter goes first
+    waiter.join(5)
+    assert granted and caps.held(one.id) == 3
+    for gate in (held, granted[0], more):
+        assert isinstance(gate, Gate)
+        caps.release(gate)
+    for _ in range(1100):  # many tenants, each borrowing once: the idle ones do not pile up
+        gate = caps.acquire(_bound(1))
+        assert gate is not None
+        caps.release(gate)
+    assert len(caps._gates) <= 1024 and caps.stats() == {}

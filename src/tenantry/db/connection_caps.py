@@ -16,7 +16,8 @@ longer than ``timeout`` gets :class:`~tenantry.errors.TooManyConnections`.
 **Nothing leaks.** A permit is given back when its connection is, whatever ended the borrow
 (a commit, an exception, a cancelled task); a waiter cancelled or timed out leaves the queue,
 and a permit handed to it in the same instant goes on to the next waiter. A tenant with
-nothing held and no one waiting has no entry.
+nothing held and no one waiting keeps its small entry until more than 1,024 tenants have
+one, when the idle ones are forgotten.
 
 **Cost.** A tenant without a cap (and no tenant) costs one attribute read per borrow; a
 capped tenant under its cap, a short lock and a counter each way (no I/O under the lock).
@@ -35,6 +36,9 @@ from tenantry.context import BoundTenant
 from tenantry.errors import TooManyConnections
 
 __all__ = ["ConnectionCaps", "Gate"]
+
+#: tenants with a gate kept before the idle ones are forgotten
+_SWEEP_AT = 1024
 
 
 class _Waiter:
@@ -70,12 +74,15 @@ class ConnectionCaps:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._gates: dict[uuid.UUID, Gate] = {}
+        self._sweep_at = _SWEEP_AT
 
     # -- taking and giving back -------------------------------------------------------------
     def _enter(self, tenant: BoundTenant, cap: int) -> tuple[Gate, bool]:
         """Under the lock: the tenant's gate, and whether a permit was taken from it now."""
         gate = self._gates.get(tenant.id)
         if gate is None:
+            if len(self._gates) >= self._sweep_at:
+                self._sweep()
             gate = self._gates[tenant.id] = Gate(tenant.id, cap)
         elif gate.cap != cap:
             gate.cap = cap  # the plan changed: the newest binding's cap counts
@@ -101,27 +108,34 @@ class ConnectionCaps:
         if waiter.granted:
             return True
         gate.waiters.remove(waiter)
-        self._forget(gate)
         return False
 
-    def _forget(self, gate: Gate) -> None:
-        if gate.held == 0 and not gate.waiters and self._gates.get(gate.tenant) is gate:
-            del self._gates[gate.tenant]
+    def _sweep(self) -> None:
+        """Under the lock: forget the tenants that hold nothing and wait for nothing (a gate
+        is kept between borrows, so the common borrow allocates nothing)."""
+        for tid in [tid for tid, g in self._gates.items() if g.held == 0 and not g.waiters]:
+            del self._gates[tid]
+        self._sweep_at = max(_SWEEP_AT, 2 * len(self._gates))
 
     def release(self, gate: Gate) -> None:
         """Give back a permit :meth:`acquire` or :meth:`aacquire` gave (from any thread)."""
         with self._lock:
             gate.held -= 1
-            self._grant(gate)
-            self._forget(gate)
+            if gate.waiters:
+                self._grant(gate)
 
     def acquire(self, tenant: BoundTenant | None) -> Gate | None:
         """A permit for ``tenant`` to hold one more connection (``None``: it has no cap), waiting
         up to :attr:`timeout` while it holds as many as its cap allows."""
         if tenant is None or tenant.connections is None:
             return None
+        cap = tenant.connections
         with self._lock:
-            gate, taken = self._enter(tenant, tenant.connections)
+            gate = self._gates.get(tenant.id)
+            if gate is not None and gate.held < cap and gate.cap == cap and not gate.waiters:
+                gate.held += 1  # (the common case, inline)
+                return gate
+            gate, taken = self._enter(tenant, cap)
             if taken:
                 return gate
             event = threading.Event()
@@ -146,8 +160,13 @@ class ConnectionCaps:
         leaves the queue (and passes on a permit granted to it in the same instant)."""
         if tenant is None or tenant.connections is None:
             return None
+        cap = tenant.connections
         with self._lock:
-            gate, taken = self._enter(tenant, tenant.connections)
+            gate = self._gates.get(tenant.id)
+            if gate is not None and gate.held < cap and gate.cap == cap and not gate.waiters:
+                gate.held += 1
+                return gate
+            gate, taken = self._enter(tenant, cap)
             if taken:
                 return gate
             loop = asyncio.get_running_loop()
@@ -187,7 +206,7 @@ class ConnectionCaps:
     def stats(self) -> dict[uuid.UUID, tuple[int, int, int]]:
         """``(held, cap, waiting)`` of every tenant holding or waiting now (for metrics)."""
         with self._lock:
-            return {tid: (g.held, g.cap, len(g.waiters)) for tid, g in self._gates.items()}
+            return {tid: (g.held, g.cap, len(g.waiters)) for tid, g in self._gates.items() if g.held or g.waiters}
 
 
 def _settle(woken: asyncio.Future[None]) -> None:
