@@ -19,9 +19,11 @@ Sides
     asyncio      ``async with tn.async_connection() as conn: await conn.execute(...)``
     permit       ``caps.acquire(bound)`` and ``caps.release(gate)`` alone (no I/O)
 
-    The two tenants take turns every ``--slice`` borrows after a warm-up turn, so both see
-    the same load on a shared machine. Each line gives µs per borrow of both and the
-    difference; the last line is the ratio capped / free for psycopg's borrows.
+    The two tenants take turns every ``--slice`` borrows after a warm-up turn (in a random
+    order each turn), so both see the same load on a shared machine. Each line gives the
+    median over the turns of µs per borrow of both (a median: a turn the scheduler preempted
+    does not move it) and the difference; the last line is the ratio capped / free for
+    psycopg's borrows.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import asyncio
 import gc
 import json
 import random
+import statistics
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -81,7 +84,7 @@ def sync_borrows(tn: Tenantry, kind: str) -> Callable[[int], None]:
 def measure_sync(tn: Tenantry, tenants: dict[str, Tenant], kind: str, args: argparse.Namespace) -> dict[str, float]:
     """µs per borrow of each tenant, taking turns."""
     borrows = sync_borrows(tn, kind)
-    seconds = dict.fromkeys(tenants, 0.0)
+    per_turn: dict[str, list[float]] = {side: [] for side in tenants}
     rng = random.Random(args.seed)
     slices = max(1, args.borrows // args.slice)
     per_slice = args.slice * (20 if kind == "permit" else 1)
@@ -97,14 +100,14 @@ def measure_sync(tn: Tenantry, tenants: dict[str, Tenant], kind: str, args: argp
                     borrows(per_slice)
                     took = time.perf_counter() - started
                 if turn:
-                    seconds[side] += took
+                    per_turn[side].append(1e6 * took / per_slice)
     finally:
         gc.enable()
-    return {side: 1e6 * total / (slices * per_slice) for side, total in seconds.items()}
+    return {side: statistics.median(values) for side, values in per_turn.items()}
 
 
 async def measure_async(tn: Tenantry, tenants: dict[str, Tenant], args: argparse.Namespace) -> dict[str, float]:
-    seconds = dict.fromkeys(tenants, 0.0)
+    per_turn: dict[str, list[float]] = {side: [] for side in tenants}
     rng = random.Random(args.seed)
     slices = max(1, args.borrows // args.slice)
     try:
@@ -119,10 +122,10 @@ async def measure_async(tn: Tenantry, tenants: dict[str, Tenant], args: argparse
                             await conn.execute("SELECT 1")
                     took = time.perf_counter() - started
                 if turn:
-                    seconds[side] += took
+                    per_turn[side].append(1e6 * took / args.slice)
     finally:
         await tn.router.aclose()
-    return {side: 1e6 * total / (slices * args.slice) for side, total in seconds.items()}
+    return {side: statistics.median(values) for side, values in per_turn.items()}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

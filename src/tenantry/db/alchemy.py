@@ -203,8 +203,12 @@ def capped_pool_classes(caps: ConnectionCaps) -> tuple[type[QueuePool], type[Asy
             self._tenantry_gates: dict[int, Gate] = {}
 
         def connect(self) -> PoolProxiedConnection:
-            # (in the greenlet SQLAlchemy runs the checkout in: wait on the event loop)
-            gate = await_(self._tenantry_caps.aacquire(context.current()))
+            bound = context.current()
+            if bound is None or bound.connections is None:
+                return _lend(self, None, self._tenantry_gates)
+            # (a free permit without leaving the greenlet; else wait on the event loop, from
+            # the greenlet SQLAlchemy runs the checkout in)
+            gate = self._tenantry_caps.take(bound) or await_(self._tenantry_caps.aacquire(bound))
             return _lend(self, gate, self._tenantry_gates)
 
         def _do_return_conn(self, record: ConnectionPoolEntry) -> None:

@@ -124,6 +124,17 @@ class ConnectionCaps:
             if gate.waiters:
                 self._grant(gate)
 
+    def take(self, tenant: BoundTenant) -> Gate | None:
+        """A permit for capped ``tenant`` if one is free now (no waiting), else ``None``."""
+        cap = tenant.connections
+        assert cap is not None
+        with self._lock:
+            gate = self._gates.get(tenant.id)
+            if gate is not None and gate.held < cap and gate.cap == cap and not gate.waiters:
+                gate.held += 1
+                return gate
+        return None
+
     def acquire(self, tenant: BoundTenant | None) -> Gate | None:
         """A permit for ``tenant`` to hold one more connection (``None``: it has no cap), waiting
         up to :attr:`timeout` while it holds as many as its cap allows."""
