@@ -168,6 +168,28 @@ def test_the_borrower_over_the_cap_waits_then_gets_too_many_connections(
     assert caps.held(a.id) == 0 and a.id not in caps.stats()
 
 
+def test_the_cap_holds_on_every_tier(tn: Tenantry, capped: Tenantry, tier: str) -> None:
+    """A tenant capped at 1 on each tier (the shared pool; its own database's pool): while it
+    holds a connection, its next borrower (of the other kind) waits in its queue, and is
+    handed the connection's permit when it comes back."""
+    t = tn.tenants.create(
+        f"cap-{tier[:2]}-{uuid.uuid4().hex[:8]}", plan=make_tier_plan(tn, tier, {"db_connections": 1})
+    )
+    caps = capped.router.caps
+    with holding(capped, t.slug, ["psycopg"]) as holders:
+        got: list[object] = []
+        waiter = _borrow_in_thread(capped, t.slug, "sqlalchemy", got)
+        deadline = monotonic() + 2
+        while caps.stats().get(t.id, (0, 0, 0))[2] < 1:
+            assert monotonic() < deadline, "the second borrower did not wait"
+            threading.Event().wait(0.01)
+        assert caps.held(t.id) == 1 and got == []
+        holders.release(0)
+        waiter.join(5)
+        assert len(got) == 1 and isinstance(got[0], float), got
+    assert caps.held(t.id) == 0
+
+
 def test_the_cap_counts_every_pool_sync_and_async(capped: Tenantry, tenants: dict[str, Tenant]) -> None:
     """One connection held through psycopg, one through SQLAlchemy (threads): an asyncio
     borrower of either kind is over the cap."""
@@ -302,13 +324,18 @@ def _limit(tn: Tenantry, tenant: Tenant) -> int:
 
 
 def test_a_database_tier_tenant_gets_its_plans_connection_limit(tn: Tenantry, capped: Tenantry) -> None:
+    """With a factor of 1 the plan's figure is the server's total over every process: a second
+    process is refused with the same error. The default factor (4) leaves room for idle pooled
+    connections; a plan change is applied by ``tn.plans.apply_connection_limits``."""
     plan = make_tier_plan(tn, "database", {"db_connections": 1})
-    t = tn.tenants.create(f"cap-db-{uuid.uuid4().hex[:8]}", plan=plan)
-    assert _limit(tn, t) == 1
-    # the server refuses a second session of the tenant from another process: the same error,
-    # through SQLAlchemy (the engine connects) and psycopg (the pool's probe finds it full)
+    exact = Tenantry(tn.settings.with_changes(database_connection_limit_factor=1), metadata=tn.metadata)
     other = Tenantry(capped.settings, metadata=tn.metadata)
     try:
+        t = exact.tenants.create(f"cap-db-{uuid.uuid4().hex[:8]}", plan=plan)
+        assert _limit(tn, t) == 1
+        # the server refuses a second session of the tenant from another process: the same
+        # error, through SQLAlchemy (the engine connects) and psycopg (its pool's probe finds
+        # the database full)
         with capped.tenant(t.slug), borrow(capped, "psycopg") as run:
             run("SELECT 1")
             for kind in KINDS:
@@ -316,13 +343,14 @@ def test_a_database_tier_tenant_gets_its_plans_connection_limit(tn: Tenantry, ca
                     pass
     finally:
         other.close()
-    # the plan's limit changes: applying it is idempotent
-    set_plan_limits(tn, plan, {"db_connections": 3})
+        exact.close()
     placement = tn.tenants.placement(t.slug)
-    assert placement is not None
-    assert tn.plans.apply_connection_limits(plan) == {placement.database: 3}
-    assert tn.plans.apply_connection_limits(plan) == {}
-    assert _limit(tn, t) == 3
+    assert placement is not None and placement.database is not None
+    assert tn.plans.apply_connection_limits(plan) == {placement.database: 4}  # the default factor
+    set_plan_limits(tn, plan, {"db_connections": 3})
+    assert tn.plans.apply_connection_limits(plan) == {placement.database: 12}
+    assert tn.plans.apply_connection_limits(plan) == {}  # idempotent
+    assert _limit(tn, t) == 12
     set_plan_limits(tn, plan, {})  # no cap
     assert tn.plans.apply_connection_limits(plan) == {placement.database: -1}
 
@@ -331,8 +359,8 @@ def test_a_tenant_moved_onto_a_capped_database_plan_gets_its_limit(
     tn: Tenantry, make_tenant: Callable[..., Tenant]
 ) -> None:
     t = make_tenant("cap-mv")
-    tn.tenants.move(t.slug, plan=make_tier_plan(tn, "database", {"db_connections": 4}))
-    assert _limit(tn, t) == 4
+    tn.tenants.move(t.slug, plan=make_tier_plan(tn, "database", {"db_connections": 2}))
+    assert _limit(tn, t) == 8
 
 
 # -- the permits themselves (no database) ------------------------------------------------------

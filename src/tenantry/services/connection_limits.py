@@ -1,10 +1,13 @@
 """The database tier's server-side cap: ``ALTER DATABASE … CONNECTION LIMIT`` from the plan.
 
-A database-tier tenant's own database gets its plan's ``db_connections`` as its ``CONNECTION
-LIMIT`` (no cap: ``-1``), so the server itself refuses the tenant's sessions beyond it, counted
-over every process; the data plane names the refusal :class:`~tenantry.errors.TooManyConnections`.
-Each process also caps the connections the tenant holds at once in it
-(:mod:`tenantry.db.connection_caps`).
+A database-tier tenant's own database gets its plan's ``db_connections`` x
+``Settings.database_connection_limit_factor`` (4) as its ``CONNECTION LIMIT`` (no cap: ``-1``),
+so the server itself refuses the tenant's sessions beyond it, counted over every process and
+every kind of pool; the data plane names the refusal
+:class:`~tenantry.errors.TooManyConnections`. Each process caps the connections the tenant
+*holds* at once in it at ``db_connections`` (:mod:`tenantry.db.connection_caps`); the server
+counts sessions *open*, idle pooled ones too, so the backstop leaves room for them (a factor
+of 1 makes the plan's figure the total over all processes).
 
 :func:`apply_connection_limits` sets it from what the catalog says now, and is idempotent (a
 database already at its limit is left alone). It runs when a database-tier tenant is created
@@ -30,23 +33,31 @@ if TYPE_CHECKING:
 __all__ = ["apply_connection_limits", "server_limit"]
 
 _log = logging.getLogger("tenantry.limits")
+#: the largest CONNECTION LIMIT (PostgreSQL's MAX_BACKENDS)
+_MAX_LIMIT = 262143
 
 
-def server_limit(limits: dict[str, object]) -> int | None:
-    """The ``CONNECTION LIMIT`` a plan's ``limits`` document asks for (``-1``: none), or
-    ``None`` when its ``db_connections`` is not valid (the database is then left as it is)."""
+def server_limit(limits: dict[str, object], factor: int = 1) -> int | None:
+    """The ``CONNECTION LIMIT`` a plan's ``limits`` document asks for, its ``db_connections``
+    x ``factor`` (``-1``: none), or ``None`` when ``db_connections`` is not valid (the
+    database is then left as it is).
+
+    >>> server_limit({"db_connections": 5}, 4), server_limit({}), server_limit({"db_connections": 0})
+    (20, -1, None)
+    """
     try:
         cap = connection_cap(limits)
     except ValueError:
         return None
-    return -1 if cap is None else cap
+    return -1 if cap is None else min(cap * factor, _MAX_LIMIT)
 
 
 def apply_connection_limits(
     plane: ControlPlane, *, plan: str | None = None, tenant_id: uuid.UUID | None = None, new: bool = False
 ) -> dict[str, int]:
     """Set the ``CONNECTION LIMIT`` of the own databases of the tenants on ``plan`` (or of
-    ``tenant_id``, or of every database-tier tenant) from their plan's ``db_connections``;
+    ``tenant_id``, or of every database-tier tenant) from their plan's ``db_connections``
+    (:func:`server_limit`, with ``Settings.database_connection_limit_factor``);
     returns the databases changed and their new limit. Idempotent. ``new``: the databases
     were just created (with no limit), so those of plans without a cap are not visited."""
     with plane.admin() as conn:
@@ -54,7 +65,7 @@ def apply_connection_limits(
     changed: dict[str, int] = {}
     by_cell: dict[str, list[tuple[str, int]]] = {}
     for own in found:
-        limit = server_limit(own.limits)
+        limit = server_limit(own.limits, plane.settings.database_connection_limit_factor)
         if limit is None:
             _log.error(
                 "the db_connections limit of tenant %s's plan is not valid: %s left as it is",

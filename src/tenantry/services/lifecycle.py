@@ -176,9 +176,10 @@ class PlanService:
 
     def apply_connection_limits(self, name: str | None = None) -> dict[str, int]:
         """Set the ``CONNECTION LIMIT`` of the own databases of the database-tier tenants on
-        plan ``name`` (every plan when ``None``) from the plan's ``db_connections`` (no cap:
-        ``-1``); returns the databases changed and their new limit. Run it after changing a
-        plan's limits; creating and moving tenants does it by themselves. Idempotent."""
+        plan ``name`` (every plan when ``None``) from the plan's ``db_connections`` x
+        ``Settings.database_connection_limit_factor`` (no cap: ``-1``); returns the databases
+        changed and their new limit. Run it after changing a plan's limits; creating and
+        moving tenants does it by themselves. Idempotent."""
         if name is not None:
             self.get(name)  # PlanNotFound for a plan that is not there
         return apply_connection_limits(self._plane, plan=name)
