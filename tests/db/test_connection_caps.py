@@ -17,10 +17,16 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from tenantry import BoundTenant, DatabaseUnavailable, Tenant, Tenantry, TooManyConnections
 from tenantry.db.connection_caps import ConnectionCaps, Gate
+from tenantry.web import PathPrefixResolver
 from tests.db.support import make_tier_plan
+from tests.web.edge_app import get, wrap
 from tests.web.limits_support import set_plan_limits
 
 #: seconds a borrower over its tenant's cap waits (the process's connect_timeout)
@@ -235,6 +241,30 @@ def test_asyncio_borrowers_over_the_cap_wait_then_are_refused(
     assert all(isinstance(t, float) for t in held), held
     assert isinstance(third, TooManyConnections)
     assert capped.router.caps.held(a.id) == 0
+
+
+def test_the_edge_answers_429_with_retry_after(capped: Tenantry, tenants: dict[str, Tenant]) -> None:
+    """A request whose handler is over its tenant's cap gets the typed refusal, not a 500."""
+
+    async def query(request: Request) -> PlainTextResponse:
+        async with capped.async_connection() as conn:
+            await conn.execute("SELECT 1")
+        return PlainTextResponse("ok")
+
+    app = wrap(capped, Starlette(routes=[Route("/q", query)]), [PathPrefixResolver("/t")], limits=False)
+    a = tenants["a"]
+
+    async def main() -> Any:
+        try:
+            return await get(app, f"/t/{a.slug}/q")
+        finally:
+            await capped.router.aclose()
+
+    with holding(capped, a.slug, ["psycopg", "sqlalchemy"]):
+        answer = asyncio.run(main())
+    assert answer.status_code == 429, answer.text
+    assert answer.headers["retry-after"] == "1"
+    assert answer.json()["type"].endswith("too-many-connections")
 
 
 def test_a_tenant_at_its_cap_does_not_hold_up_the_others(capped: Tenantry, tenants: dict[str, Tenant]) -> None:
