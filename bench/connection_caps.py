@@ -3,7 +3,7 @@
 Run::
 
     python bench/connection_caps.py [--server embedded|system] [--url URL] [--borrows 20000]
-                                    [--slice 200] [--seed 1]
+                                    [--slice 50] [--seed 1]
 
 Set-up (not timed)
     A scratch database (``bench/_scratch.py``), one process (``pool_max_size`` 4), two pooled
@@ -132,7 +132,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     add_server_arguments(parser)
     parser.add_argument("--borrows", type=int, default=20_000, help="measured borrows per tenant and kind")
-    parser.add_argument("--slice", type=int, default=200, help="borrows per turn of a tenant")
+    parser.add_argument("--slice", type=int, default=50, help="borrows per turn of a tenant")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     if args.slice < 1 or args.borrows < args.slice:
