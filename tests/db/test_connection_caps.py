@@ -198,7 +198,7 @@ def test_the_cap_holds_on_every_tier(tn: Tenantry, capped: Tenantry, tier: str) 
 
 def test_the_cap_counts_every_pool_sync_and_async(capped: Tenantry, tenants: dict[str, Tenant]) -> None:
     """One connection held through psycopg, one through SQLAlchemy (threads): an asyncio
-    borrower of either kind is over the cap."""
+    borrower of either kind is over the cap, and so is one of ``tn.pool()`` used directly."""
     a = tenants["a"]
 
     async def over_the_cap(kind: str) -> float:
@@ -214,6 +214,8 @@ def test_the_cap_counts_every_pool_sync_and_async(capped: Tenantry, tenants: dic
     with holding(capped, a.slug, ["psycopg", "sqlalchemy"]):
         for kind in KINDS:
             assert asyncio.run(over_the_cap(kind)) >= WAIT - 0.05
+        with capped.tenant(a.slug), pytest.raises(TooManyConnections), capped.pool().connection():
+            pass  # (the pool used directly, too)
     assert capped.router.caps.held(a.id) == 0
 
 
