@@ -1,8 +1,9 @@
 """Each tenant's cap on the connections it holds at once in this process (``db_connections``).
 
-Every pool of a :class:`~tenantry.db.routing.Router` (psycopg_pool's, sync and asyncio, and
-the SQLAlchemy engines', sync and asyncio) asks :class:`ConnectionCaps` before it hands out a
-connection, and tells it when the connection comes back: the count is per tenant over all of
+A :class:`~tenantry.db.routing.Router` asks :class:`ConnectionCaps` before it takes a
+connection from any of its pools (psycopg_pool's, sync and asyncio, at checkout, before the
+pool is even chosen; the SQLAlchemy engines', sync and asyncio, at the pool's ``connect``),
+and the pool gives the permit back with the connection: the count is per tenant over all of
 them. The cap comes with the binding (:attr:`tenantry.context.BoundTenant.connections`, from
 the plan the directory keeps cached), so a borrow reads no catalog.
 

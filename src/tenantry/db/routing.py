@@ -21,7 +21,8 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Generic, TypeVar
 
 import psycopg
@@ -190,6 +191,9 @@ class Router:
         """A live connection for ``key`` and its pool (give it back with ``pool.putconn``);
         :class:`DatabaseUnavailable` at once while its server is down."""
         watch = self.watch(key)
+        watch.check()
+        # the tenant's own queue first: a borrower over its cap pins no pool and waits in none
+        gate = self.caps.acquire(context.current())
         pinned: list[ConnectionPool[TenantConnection]] = []
 
         def current() -> tuple[ConnectionPool[TenantConnection], int]:
@@ -200,26 +204,45 @@ class Router:
                 return pool, self._born.get(key, -1)
 
         try:
-            return liveness.checkout(current, watch, self._settings.connect_timeout)
+            pool, conn = liveness.checkout(current, watch, self._settings.connect_timeout)
+        except BaseException:
+            if gate is not None:
+                self.caps.release(gate)
+            raise
         finally:
             with self._lock:
-                for pool in pinned:
-                    left = self._pins.pop(id(pool)) - 1
+                for pinned_pool in pinned:
+                    left = self._pins.pop(id(pinned_pool)) - 1
                     if left:
-                        self._pins[id(pool)] = left
+                        self._pins[id(pinned_pool)] = left
                 self._unpinned.notify_all()
+        if gate is not None:
+            assert isinstance(pool, _Pool)  # (every pool of a router is one)
+            pool.adopt(conn, gate)  # given back with the connection
+        return pool, conn
 
     async def acheckout(
         self, key: RouteKey
     ) -> tuple[AsyncConnectionPool[AsyncTenantConnection], AsyncTenantConnection]:
         """Async :meth:`checkout`."""
         watch = self.watch(key)
+        watch.check()
+        gate = await self.caps.aacquire(context.current())  # (as in checkout)
 
         async def current() -> tuple[AsyncConnectionPool[AsyncTenantConnection], int]:
             pool = await self.async_pool(key)
             return pool, self._async_born.get(key, -1)
 
-        return await liveness.acheckout(current, watch, self._settings.connect_timeout)
+        try:
+            pool, conn = await liveness.acheckout(current, watch, self._settings.connect_timeout)
+        except BaseException:
+            if gate is not None:
+                self.caps.release(gate)
+            raise
+        if gate is not None:
+            assert isinstance(pool, _AsyncPool)
+            pool.adopt(conn, gate)
+        return pool, conn
 
     # -- psycopg ------------------------------------------------------------------------------
     def _configure(self, key: RouteKey) -> Callable[[TenantConnection], None]:
@@ -506,10 +529,13 @@ class Router:
 
 
 class _Pool(ConnectionPool[TenantConnection]):
-    """A pool that counts each tenant's connections against its cap (``caps``: the tenant
-    waits for its own permit before it asks the pool), marks each connection handed back
-    (:func:`mark_returned`, no I/O: its next use resets its session) and takes it back at
-    once, in the caller's thread.
+    """A pool that gives a tenant's permit (``caps``) back with the connection it came with,
+    marks each connection handed back (:func:`mark_returned`, no I/O: its next use resets its
+    session) and takes it back at once, in the caller's thread.
+
+    :meth:`Router.checkout` takes the tenant's permit before it asks the pool (and pins it);
+    :meth:`connection`, for code that uses the pool directly, does the same. ``getconn`` by
+    hand is not counted.
 
     Not with psycopg_pool's ``reset=`` callback: a pool with one hands every returned
     connection to its worker thread, so each borrow paid a hand-over between threads, and a
@@ -521,17 +547,23 @@ class _Pool(ConnectionPool[TenantConnection]):
         self._gates: dict[int, Gate] = {}  # the permit of each connection lent to a capped tenant
         super().__init__(conninfo, **kwargs)
 
-    def getconn(self, timeout: float | None = None) -> TenantConnection:
-        gate = self._caps.acquire(context.current())
-        if gate is None:
-            return super().getconn(timeout)
-        try:
-            conn = super().getconn(timeout)
-        except BaseException:
-            self._caps.release(gate)
-            raise
+    def adopt(self, conn: TenantConnection, gate: Gate) -> None:
+        """Give ``gate`` back when ``conn`` comes back."""
         self._gates[id(conn)] = gate
-        return conn
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[TenantConnection]:
+        gate = self._caps.acquire(context.current())
+        adopted = False
+        try:
+            with super().connection(timeout) as conn:
+                if gate is not None:
+                    self.adopt(conn, gate)
+                    adopted = True
+                yield conn
+        finally:
+            if gate is not None and not adopted:
+                self._caps.release(gate)
 
     def putconn(self, conn: TenantConnection) -> None:
         gate = self._gates.pop(id(conn), None)
@@ -551,17 +583,22 @@ class _AsyncPool(AsyncConnectionPool[AsyncTenantConnection]):
         self._gates: dict[int, Gate] = {}
         super().__init__(conninfo, **kwargs)
 
-    async def getconn(self, timeout: float | None = None) -> AsyncTenantConnection:
-        gate = await self._caps.aacquire(context.current())
-        if gate is None:
-            return await super().getconn(timeout)
-        try:
-            conn = await super().getconn(timeout)
-        except BaseException:
-            self._caps.release(gate)
-            raise
+    def adopt(self, conn: AsyncTenantConnection, gate: Gate) -> None:
         self._gates[id(conn)] = gate
-        return conn
+
+    @asynccontextmanager
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[AsyncTenantConnection]:
+        gate = await self._caps.aacquire(context.current())
+        adopted = False
+        try:
+            async with super().connection(timeout) as conn:
+                if gate is not None:
+                    self.adopt(conn, gate)
+                    adopted = True
+                yield conn
+        finally:
+            if gate is not None and not adopted:
+                self._caps.release(gate)
 
     async def putconn(self, conn: AsyncTenantConnection) -> None:
         gate = self._gates.pop(id(conn), None)
