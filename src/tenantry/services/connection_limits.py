@@ -37,16 +37,18 @@ _log = logging.getLogger("tenantry.limits")
 _MAX_LIMIT = 262143
 
 
-def server_limit(limits: dict[str, object], factor: int = 1) -> int | None:
-    """The ``CONNECTION LIMIT`` a plan's ``limits`` document asks for, its ``db_connections``
-    x ``factor`` (``-1``: none), or ``None`` when ``db_connections`` is not valid (the
-    database is then left as it is).
+def server_limit(limits: dict[str, object], factor: int = 1, overrides: dict[str, object] | None = None) -> int | None:
+    """The ``CONNECTION LIMIT`` a plan's ``limits`` document (and the tenant's ``overrides``
+    of it) asks for: ``db_connections`` x ``factor`` (``-1``: none), or ``None`` when
+    ``db_connections`` is not valid (the database is then left as it is).
 
     >>> server_limit({"db_connections": 5}, 4), server_limit({}), server_limit({"db_connections": 0})
     (20, -1, None)
+    >>> server_limit({"db_connections": 5}, 4, {"db_connections": None})
+    -1
     """
     try:
-        cap = connection_cap(limits)
+        cap = connection_cap(limits, overrides)
     except ValueError:
         return None
     return -1 if cap is None else min(cap * factor, _MAX_LIMIT)
@@ -65,7 +67,7 @@ def apply_connection_limits(
     changed: dict[str, int] = {}
     by_cell: dict[str, list[tuple[str, int]]] = {}
     for own in found:
-        limit = server_limit(own.limits, plane.settings.database_connection_limit_factor)
+        limit = server_limit(own.limits, plane.settings.database_connection_limit_factor, own.overrides)
         if limit is None:
             _log.error(
                 "the db_connections limit of tenant %s's plan is not valid: %s left as it is",

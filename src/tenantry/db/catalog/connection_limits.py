@@ -12,12 +12,14 @@ __all__ = ["OwnDatabase", "own_databases"]
 
 
 class OwnDatabase(NamedTuple):
-    """A database-tier tenant's active database, and its plan's ``limits`` document."""
+    """A database-tier tenant's active database, its plan's ``limits`` document and the
+    tenant's own overrides of it (``{}``: none)."""
 
     tenant_id: uuid.UUID
     cell: str
     database: str
     limits: dict[str, Any]
+    overrides: dict[str, Any] = {}
 
 
 def own_databases(
