@@ -41,6 +41,10 @@ class BoundTenant:
     #: the settings its transactions run with (its plan's statement timeout, work_mem, ...;
     #: see :func:`tenantry.core.limits.database_settings`), set by the bind
     settings: tuple[tuple[str, str], ...] = ()
+    #: the most connections it may hold at once in this process (its plan's
+    #: ``db_connections``; ``None``: no cap), counted over every pool (see
+    #: :mod:`tenantry.db.connection_caps`)
+    connections: int | None = None
 
 
 _current: ContextVar[BoundTenant | None] = ContextVar("tenantry.tenant", default=None)

@@ -47,6 +47,7 @@ that pass by themselves also know how soon to retry (``retry_after``, seconds; s
     ├── LimitExceeded                  exit 14, HTTP 429  a tenant is over one of its plan's limits (retry)
     │   ├── RateLimited                more requests per second than the plan allows
     │   ├── ConcurrencyLimited         more requests in flight at once than the plan allows
+    │   ├── TooManyConnections         more connections held at once than the plan allows (db_connections)
     │   ├── StatementTimeout  HTTP 503 a statement ran longer than the plan allows: cancelled
     │   └── IdleInTransactionTimeout   HTTP 503 a transaction sat idle longer than the plan allows
     └── Overloaded                     exit 15, HTTP 503  the process is at its cap of requests in flight,
@@ -104,6 +105,7 @@ __all__ = [
     "TenantRestoring",
     "TenantSuspended",
     "TenantryError",
+    "TooManyConnections",
     "UnsafeAddress",
     "UnsafeRuntimeRole",
     "VerificationFailed",
@@ -422,6 +424,26 @@ class RateLimited(LimitExceeded):
 
 class ConcurrencyLimited(LimitExceeded):
     """More requests in flight at once than the tenant's ``concurrency`` allows."""
+
+
+class TooManyConnections(LimitExceeded):
+    """The tenant holds as many database connections at once as its plan allows
+    (``db_connections``) and none came back within the wait (``Settings.connect_timeout``);
+    or, for a database-tier tenant, its database refused one more session (its ``CONNECTION
+    LIMIT``, counted over every process). ``limit`` is ``"db_connections"``; ``held`` and
+    ``cap`` say how many this process held and allowed (``None`` when the server refused).
+
+    HTTP 429 with ``Retry-After``, as the edge's own limits: the tenant is over its own
+    budget, the other tenants are not affected, and the same request passes once the
+    tenant's other work gives a connection back.
+    """
+
+    def __init__(
+        self, message: str, *, cap: int | None = None, held: int | None = None, retry_in: float | None = None
+    ) -> None:
+        super().__init__(message, limit="db_connections", retry_in=retry_in)
+        self.cap = cap
+        self.held = held
 
 
 class StatementTimeout(LimitExceeded):

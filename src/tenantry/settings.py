@@ -125,6 +125,14 @@ class Settings(BaseSettings):
     """Most connections a process opens to one database-tier tenant's database.
     ``TENANTRY_TENANT_POOL_MAX_SIZE``."""
 
+    database_connection_limit_factor: int = 4
+    """A database-tier tenant's own database gets ``CONNECTION LIMIT`` = its plan's
+    ``db_connections`` x this: the server's cap over every process and every kind of pool, a
+    backstop above each process's own cap (each kind of pool a process uses, psycopg or
+    SQLAlchemy, sync or async, keeps the connections it used open for a while). ``1`` makes
+    the plan's figure the total over all processes, idle pooled connections included.
+    ``TENANTRY_DATABASE_CONNECTION_LIMIT_FACTOR``."""
+
     schema_recycle_after: int = 200
     """A connection that has served this many distinct tenant schemas is closed when it is
     returned, so a backend's catalog cache cannot grow with the number of schemas.
@@ -263,6 +271,8 @@ class Settings(BaseSettings):
             raise ConfigurationError("pool sizes must satisfy 0 <= min <= max and max >= 1")
         if self.max_pools < 1 or self.tenant_pool_max_size < 1 or self.schema_recycle_after < 1:
             raise ConfigurationError("max_pools, tenant_pool_max_size and schema_recycle_after must be >= 1")
+        if self.database_connection_limit_factor < 1:
+            raise ConfigurationError("database_connection_limit_factor must be >= 1")
         if self.tenant_cache_size < 1:
             raise ConfigurationError("tenant_cache_size must be >= 1")
         if isinstance(self.plugins, str) or not all(isinstance(p, str) and p.strip() for p in self.plugins):

@@ -31,9 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 __all__ = [
+    "CONNECTIONS_KEY",
     "DATABASE_KEYS",
     "NO_LIMITS",
     "count",
+    "connection_cap",
     "database_settings",
     "milliseconds",
     "rate",
@@ -137,6 +139,31 @@ def database_settings(*layers: Mapping[str, Any] | None) -> tuple[tuple[str, str
         else:
             found.append((setting, f"{milliseconds(value, key)}ms"))
     return tuple(found)
+
+
+#: the plan's ``limits`` key of the cap on connections a tenant holds at once
+CONNECTIONS_KEY = "db_connections"
+#: the most a cap may be (PostgreSQL's ``max_connections`` cannot be more)
+_MAX_CONNECTIONS = 262143
+
+
+def connection_cap(*layers: Mapping[str, Any] | None) -> int | None:
+    """The most connections a tenant may hold at once in one process, from ``layers`` (the
+    plan's ``limits`` document, then overrides; a later layer's key wins, ``None`` lifts the
+    cap): ``db_connections``, or ``None`` for no cap. Raises :class:`ValueError` naming the
+    key of a value that is not a whole number >= 1.
+
+    >>> connection_cap({"db_connections": 5}), connection_cap({"db_connections": 5}, {"db_connections": None})
+    (5, None)
+    """
+    value = None
+    for layer in layers:
+        if layer and CONNECTIONS_KEY in layer:
+            value = layer[CONNECTIONS_KEY]
+    cap = count(value, CONNECTIONS_KEY)
+    if cap is not None and cap > _MAX_CONNECTIONS:
+        raise ValueError(f"{CONNECTIONS_KEY} must be at most {_MAX_CONNECTIONS}, not {value!r}")
+    return cap
 
 
 def work_mem_value(value: Any) -> str:

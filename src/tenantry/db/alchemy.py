@@ -10,6 +10,9 @@ Declare tenant-scoped tables with :class:`TenantScoped` (ORM) or :func:`tenant_i
   transaction was bound to;
 * the pool's ``checkin``: marks the connection so that its session is reset before its next
   use (see :mod:`tenantry.db.binding`, "Hand-over").
+
+Their pools (:func:`capped_pool_classes`) count each tenant's connections against its cap
+(``db_connections``, :mod:`tenantry.db.connection_caps`) before they lend one.
 """
 
 from __future__ import annotations
@@ -23,14 +26,18 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolProxiedConnection, QueuePool
+from sqlalchemy.pool.base import ConnectionPoolEntry
+from sqlalchemy.util import await_
 
 from tenantry import context
 from tenantry.db.binding import Binder, RouteKey, abegin, begin, mark_returned
 from tenantry.db.connect import translate
+from tenantry.db.connection_caps import ConnectionCaps, Gate
 from tenantry.db.connections import check_route, choose_prepare, defer_bind, forget_deferred
 from tenantry.errors import TenantContextError, TenantryError
 
-__all__ = ["TenantScoped", "bind_engine", "tenant_id_column"]
+__all__ = ["TenantScoped", "bind_engine", "capped_pool_classes", "tenant_id_column"]
 
 _INFO_KEY = "tenantry.bound"
 _SCHEMAS_KEY = "tenantry.schemas"
@@ -160,3 +167,79 @@ def bind_engine(
         # statement (folded into its first bind: no round trip here)
         if dbapi_connection is not None and record.driver_connection is not None:
             mark_returned(record.driver_connection)
+
+
+def capped_pool_classes(caps: ConnectionCaps) -> tuple[type[QueuePool], type[AsyncAdaptedQueuePool]]:
+    """SQLAlchemy's queue pools (sync, asyncio) that take a permit from ``caps`` for the bound
+    tenant before they lend a connection, and give it back when it is checked in (also when
+    it was invalidated or detached). ``caps`` is a class attribute so that the pool
+    ``engine.dispose()`` makes (``recreate``) keeps it."""
+
+    class CappedQueuePool(QueuePool):
+        _tenantry_caps = caps
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._tenantry_gates: dict[int, Gate] = {}
+
+        def connect(self) -> PoolProxiedConnection:
+            # (here, not in _do_get: QueuePool._do_get calls itself again while it waits)
+            gate = self._tenantry_caps.acquire(context.current())
+            return _lend(self, gate, self._tenantry_gates)
+
+        def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+            _take_back(
+                self._tenantry_caps,
+                self._tenantry_gates,
+                record,
+                lambda: super(CappedQueuePool, self)._do_return_conn(record),
+            )
+
+    class CappedAsyncQueuePool(AsyncAdaptedQueuePool):
+        _tenantry_caps = caps
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._tenantry_gates: dict[int, Gate] = {}
+
+        def connect(self) -> PoolProxiedConnection:
+            bound = context.current()
+            if bound is None or bound.connections is None:
+                return _lend(self, None, self._tenantry_gates)
+            # (a free permit without leaving the greenlet; else wait on the event loop, from
+            # the greenlet SQLAlchemy runs the checkout in)
+            gate = self._tenantry_caps.take(bound) or await_(self._tenantry_caps.aacquire(bound))
+            return _lend(self, gate, self._tenantry_gates)
+
+        def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+            _take_back(
+                self._tenantry_caps,
+                self._tenantry_gates,
+                record,
+                lambda: super(CappedAsyncQueuePool, self)._do_return_conn(record),
+            )
+
+    return CappedQueuePool, CappedAsyncQueuePool
+
+
+def _lend(pool: QueuePool, gate: Gate | None, gates: dict[int, Gate]) -> PoolProxiedConnection:
+    """Check a connection out of ``pool`` holding ``gate`` (the tenant's permit, if capped)."""
+    if gate is None:
+        return QueuePool.connect(pool)
+    try:
+        proxied = QueuePool.connect(pool)
+    except BaseException:
+        pool._tenantry_caps.release(gate)  # type: ignore[attr-defined]
+        raise
+    # the record is what comes back at check-in (the proxy may be gone by then)
+    gates[id(proxied._connection_record)] = gate
+    return proxied
+
+
+def _take_back(caps: ConnectionCaps, gates: dict[int, Gate], record: ConnectionPoolEntry, back: Any) -> None:
+    gate = gates.pop(id(record), None)
+    try:
+        back()
+    finally:
+        if gate is not None:
+            caps.release(gate)

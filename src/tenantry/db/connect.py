@@ -19,6 +19,7 @@ from tenantry.errors import (
     TenantMoving,
     TenantryError,
     TenantSuspended,
+    TooManyConnections,
 )
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "control_plane_url",
     "database_url",
     "describe",
+    "database_full",
     "stale_binding",
     "translate",
     "translated",
@@ -81,6 +83,16 @@ def stale_binding(state: str | None, message: str) -> TenantryError | None:
     return None
 
 
+def database_full(err: psycopg.Error) -> bool:
+    """Whether ``err`` is the server refusing a session because the database is at its
+    ``CONNECTION LIMIT`` (SQLSTATE 53300; a refused connect carries no SQLSTATE, only the
+    server's message, which is matched in English)."""
+    state = getattr(getattr(err, "diag", None), "sqlstate", None)
+    if state not in (None, "53300"):
+        return False
+    return "too many connections for database" in str(err)
+
+
 def translate(err: psycopg.Error) -> TenantryError | None:
     """The tenantry error a driver error stands for, or ``None`` when it is not ours to name."""
     state = getattr(getattr(err, "diag", None), "sqlstate", None)
@@ -106,6 +118,11 @@ def translate(err: psycopg.Error) -> TenantryError | None:
             "the transaction sat idle longer than the tenant's plan allows (idle_in_transaction_timeout_ms);"
             " the database ended it and closed the connection",
             limit="idle_in_transaction_timeout_ms",
+        )
+    if database_full(err):
+        return TooManyConnections(
+            "the tenant's database refused one more session: it holds as many as its CONNECTION LIMIT allows"
+            " (db_connections, counted over every process)"
         )
     if isinstance(err, psycopg.OperationalError) and (state is None or state.startswith(("08", "57P"))):
         # the connection itself failed (class 08), or the server is shutting down (57P)

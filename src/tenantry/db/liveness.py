@@ -32,8 +32,8 @@ import psycopg
 from psycopg import pq
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from tenantry.db.connect import describe
-from tenantry.errors import DatabaseUnavailable
+from tenantry.db.connect import database_full, describe
+from tenantry.errors import DatabaseUnavailable, TooManyConnections
 
 __all__ = ["FIRST_WAIT", "PROBE_INTERVAL", "ServerWatch", "acheckout", "checkout", "is_dead"]
 
@@ -106,6 +106,7 @@ class ServerWatch:
         self._down_since: float | None = None
         self._reason = ""
         self._up_at = float("-inf")  # when a probe last found the server up
+        self._full_at = float("-inf")  # when a probe last found the database at its CONNECTION LIMIT
         self._answer: threading.Event | None = None  # set at the running probe's first answer
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -152,6 +153,12 @@ class ServerWatch:
         answered = self.suspect().wait(wait)
         return answered and self._down_since is None
 
+    @property
+    def full(self) -> bool:
+        """Whether the last probe, within the last few seconds, found the server up but the
+        database at its ``CONNECTION LIMIT`` (sessions of other processes fill it)."""
+        return monotonic() - self._full_at < 5.0 and self._full_at >= self._up_at
+
     def renew(self, born: int) -> None:
         """Replace the pools made in generation ``born``: their idle connections are dead
         (once per generation, however many callers find one)."""
@@ -167,16 +174,19 @@ class ServerWatch:
         while not self._closed.is_set():
             try:
                 psycopg.connect(self.url, connect_timeout=_PROBE_CONNECT_TIMEOUT).close()
+                full = False
             except psycopg.Error as err:
-                with self._lock:
-                    if self._down_since is None:
-                        self._down_since = monotonic()
-                        _log.warning("%s is down: %s", self.what, _first_line(err))
-                    self._reason = _first_line(err)
-                answer.set()
-                self._wake.wait(self.interval)
-                self._wake.clear()
-                continue
+                full = database_full(err)  # the server answered: it is up, its database is full
+                if not full:
+                    with self._lock:
+                        if self._down_since is None:
+                            self._down_since = monotonic()
+                            _log.warning("%s is down: %s", self.what, _first_line(err))
+                        self._reason = _first_line(err)
+                    answer.set()
+                    self._wake.wait(self.interval)
+                    self._wake.clear()
+                    continue
             with self._lock:
                 if self._down_since is not None:
                     _log.warning("%s is back after %.1f s", self.what, monotonic() - self._down_since)
@@ -184,6 +194,8 @@ class ServerWatch:
                     self._reason = ""
                     self.generation += 1  # pools made before (or during) the outage go
                 self._up_at = monotonic()
+                if full:
+                    self._full_at = self._up_at
                 self._answer = None
             answer.set()
             return
@@ -194,6 +206,15 @@ class ServerWatch:
 
 def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def _no_connection(watch: ServerWatch, timeout: float) -> DatabaseUnavailable | TooManyConnections:
+    if watch.full:  # the pool could not open one: the database is at its CONNECTION LIMIT
+        return TooManyConnections(
+            f"no connection to {watch.what} within {timeout:g} s: the database holds as many sessions as its"
+            " CONNECTION LIMIT allows (db_connections, counted over every process)"
+        )
+    return DatabaseUnavailable(f"no connection to {watch.what} within {timeout:g} s")
 
 
 def _discard(conn: psycopg.Connection[Any], pool: ConnectionPool[Any]) -> None:
@@ -222,7 +243,7 @@ def checkout(
             try:
                 conn = pool.getconn(timeout=max(0.001, deadline - monotonic()))
             except PoolTimeout as err:
-                raise DatabaseUnavailable(f"no connection to {watch.what} within {timeout:g} s") from err
+                raise _no_connection(watch, timeout) from err
         if not is_dead(conn.pgconn):
             return pool, conn
         _discard(conn, pool)
@@ -248,7 +269,7 @@ async def acheckout(
             try:
                 conn = await pool.getconn(timeout=max(0.001, deadline - monotonic()))
             except PoolTimeout as err:
-                raise DatabaseUnavailable(f"no connection to {watch.what} within {timeout:g} s") from err
+                raise _no_connection(watch, timeout) from err
         if not is_dead(conn.pgconn):
             return pool, conn
         await conn.close()

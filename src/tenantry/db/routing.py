@@ -6,6 +6,10 @@ open and closes the least recently used first, so thousands of database-tier ten
 bounded number of connections. Every new connection is checked (the runtime role must not be
 able to step around RLS) before it serves anyone.
 
+Every pool asks the router's :class:`~tenantry.db.connection_caps.ConnectionCaps` before it
+lends a connection, so each tenant's ``db_connections`` cap holds over all of them, and a
+tenant at its cap waits on its own queue, never in a pool's (see that module).
+
 Each route has a :class:`~tenantry.db.liveness.ServerWatch`: a dead idle connection is replaced
 at checkout (no round trip), a server that is down fails checkouts at once, and the route's
 pools are replaced by fresh ones when it returns (see :mod:`tenantry.db.liveness`).
@@ -17,7 +21,8 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Generic, TypeVar
 
 import psycopg
@@ -25,11 +30,13 @@ import sqlalchemy as sa
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from tenantry import context
 from tenantry.core.placement import PRIMARY_CELL
 from tenantry.db import liveness
-from tenantry.db.alchemy import bind_engine
+from tenantry.db.alchemy import bind_engine, capped_pool_classes
 from tenantry.db.binding import Binder, RouteKey, mark_returned
-from tenantry.db.connect import translate
+from tenantry.db.connect import database_full, translate
+from tenantry.db.connection_caps import ConnectionCaps, Gate
 from tenantry.db.connections import (
     AsyncTenantConnection,
     AsyncTenantCursor,
@@ -38,7 +45,7 @@ from tenantry.db.connections import (
     TenantCursor,
     TenantServerCursor,
 )
-from tenantry.errors import DatabaseUnavailable
+from tenantry.errors import DatabaseUnavailable, TooManyConnections
 from tenantry.settings import Settings
 
 __all__ = ["DEFAULT_ROUTE", "Router"]
@@ -120,6 +127,9 @@ class Router:
         self._check_sql = check_sql
         self._check_params = check_params
         self._judge = judge
+        #: each tenant's connections held at once, over every pool and engine here
+        self.caps = ConnectionCaps(settings.connect_timeout)
+        self._pool_classes = capped_pool_classes(self.caps)
         self._lock = threading.RLock()
         # a pool a checkout is taking a connection from is pinned: evicting (closing) it then
         # would fail that checkout, and under churn the same thread could lose every retry.
@@ -181,6 +191,9 @@ class Router:
         """A live connection for ``key`` and its pool (give it back with ``pool.putconn``);
         :class:`DatabaseUnavailable` at once while its server is down."""
         watch = self.watch(key)
+        watch.check()
+        # the tenant's own queue first: a borrower over its cap pins no pool and waits in none
+        gate = self.caps.acquire(context.current())
         pinned: list[ConnectionPool[TenantConnection]] = []
 
         def current() -> tuple[ConnectionPool[TenantConnection], int]:
@@ -191,26 +204,45 @@ class Router:
                 return pool, self._born.get(key, -1)
 
         try:
-            return liveness.checkout(current, watch, self._settings.connect_timeout)
+            pool, conn = liveness.checkout(current, watch, self._settings.connect_timeout)
+        except BaseException:
+            if gate is not None:
+                self.caps.release(gate)
+            raise
         finally:
             with self._lock:
-                for pool in pinned:
-                    left = self._pins.pop(id(pool)) - 1
+                for pinned_pool in pinned:
+                    left = self._pins.pop(id(pinned_pool)) - 1
                     if left:
-                        self._pins[id(pool)] = left
+                        self._pins[id(pinned_pool)] = left
                 self._unpinned.notify_all()
+        if gate is not None:
+            assert isinstance(pool, _Pool)  # (every pool of a router is one)
+            pool.adopt(conn, gate)  # given back with the connection
+        return pool, conn
 
     async def acheckout(
         self, key: RouteKey
     ) -> tuple[AsyncConnectionPool[AsyncTenantConnection], AsyncTenantConnection]:
         """Async :meth:`checkout`."""
         watch = self.watch(key)
+        watch.check()
+        gate = await self.caps.aacquire(context.current())  # (as in checkout)
 
         async def current() -> tuple[AsyncConnectionPool[AsyncTenantConnection], int]:
             pool = await self.async_pool(key)
             return pool, self._async_born.get(key, -1)
 
-        return await liveness.acheckout(current, watch, self._settings.connect_timeout)
+        try:
+            pool, conn = await liveness.acheckout(current, watch, self._settings.connect_timeout)
+        except BaseException:
+            if gate is not None:
+                self.caps.release(gate)
+            raise
+        if gate is not None:
+            assert isinstance(pool, _AsyncPool)
+            pool.adopt(conn, gate)
+        return pool, conn
 
     # -- psycopg ------------------------------------------------------------------------------
     def _configure(self, key: RouteKey) -> Callable[[TenantConnection], None]:
@@ -247,6 +279,7 @@ class Router:
             min_size, max_size = self._sizes(key)
             born = watch.generation
             pool = _Pool(
+                self.caps,
                 watch.url,
                 connection_class=TenantConnection,
                 kwargs={"cursor_factory": TenantCursor},
@@ -297,6 +330,7 @@ class Router:
 
         min_size, max_size = self._sizes(key)
         pool = _AsyncPool(
+            self.caps,
             watch.url,
             connection_class=AsyncTenantConnection,
             kwargs={"cursor_factory": AsyncTenantCursor},
@@ -370,7 +404,7 @@ class Router:
                 engine = sa.create_engine(
                     "postgresql+psycopg://",
                     creator=lambda: self._connect(watch),
-                    **(self._engine_options(key) | options),
+                    **(self._engine_options(key) | {"poolclass": self._pool_classes[0]} | options),
                 )
                 bind_engine(engine, self._binder(), key, schema_recycle_after=self._settings.schema_recycle_after)
                 self._watch(engine, watch)
@@ -389,7 +423,7 @@ class Router:
                 engine = create_async_engine(
                     "postgresql+psycopg://",
                     async_creator=lambda: self._aconnect(watch),
-                    **(self._engine_options(key) | options),
+                    **(self._engine_options(key) | {"poolclass": self._pool_classes[1]} | options),
                 )
                 bind_engine(engine, self._binder(), key, schema_recycle_after=self._settings.schema_recycle_after)
                 self._watch(engine.sync_engine, watch)
@@ -404,8 +438,7 @@ class Router:
                 watch.url, connect_timeout=self._connect_seconds(), cursor_factory=TenantCursor
             )
         except psycopg.OperationalError as err:
-            watch.suspect()
-            raise DatabaseUnavailable(f"cannot connect to {watch.what}: {_first_line(err)}") from err
+            raise _refused(watch, err) from err
 
     async def _aconnect(self, watch: liveness.ServerWatch) -> psycopg.AsyncConnection[Any]:
         watch.check()
@@ -414,8 +447,7 @@ class Router:
                 watch.url, connect_timeout=self._connect_seconds(), cursor_factory=AsyncTenantCursor
             )
         except psycopg.OperationalError as err:
-            watch.suspect()
-            raise DatabaseUnavailable(f"cannot connect to {watch.what}: {_first_line(err)}") from err
+            raise _refused(watch, err) from err
 
     def _connect_seconds(self) -> int:
         return max(2, round(self._settings.connect_timeout))
@@ -497,25 +529,85 @@ class Router:
 
 
 class _Pool(ConnectionPool[TenantConnection]):
-    """A pool that marks each connection handed back (:func:`mark_returned`, no I/O: its next
-    use resets its session) and takes it back at once, in the caller's thread.
+    """A pool that gives a tenant's permit (``caps``) back with the connection it came with,
+    marks each connection handed back (:func:`mark_returned`, no I/O: its next use resets its
+    session) and takes it back at once, in the caller's thread.
+
+    :meth:`Router.checkout` takes the tenant's permit before it asks the pool (and pins it);
+    :meth:`connection`, for code that uses the pool directly, does the same. ``getconn`` by
+    hand is not counted.
 
     Not with psycopg_pool's ``reset=`` callback: a pool with one hands every returned
     connection to its worker thread, so each borrow paid a hand-over between threads, and a
     borrower that found every connection out waited for the worker to put one back.
     """
 
+    def __init__(self, caps: ConnectionCaps, conninfo: str, **kwargs: Any) -> None:
+        self._caps = caps
+        self._gates: dict[int, Gate] = {}  # the permit of each connection lent to a capped tenant
+        super().__init__(conninfo, **kwargs)
+
+    def adopt(self, conn: TenantConnection, gate: Gate) -> None:
+        """Give ``gate`` back when ``conn`` comes back."""
+        self._gates[id(conn)] = gate
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[TenantConnection]:
+        gate = self._caps.acquire(context.current())
+        adopted = False
+        try:
+            with super().connection(timeout) as conn:
+                if gate is not None:
+                    self.adopt(conn, gate)
+                    adopted = True
+                yield conn
+        finally:
+            if gate is not None and not adopted:
+                self._caps.release(gate)
+
     def putconn(self, conn: TenantConnection) -> None:
-        mark_returned(conn)
-        super().putconn(conn)
+        gate = self._gates.pop(id(conn), None)
+        try:
+            mark_returned(conn)
+            super().putconn(conn)
+        finally:
+            if gate is not None:
+                self._caps.release(gate)
 
 
 class _AsyncPool(AsyncConnectionPool[AsyncTenantConnection]):
     """The asyncio twin of :class:`_Pool` (no task per returned connection)."""
 
+    def __init__(self, caps: ConnectionCaps, conninfo: str, **kwargs: Any) -> None:
+        self._caps = caps
+        self._gates: dict[int, Gate] = {}
+        super().__init__(conninfo, **kwargs)
+
+    def adopt(self, conn: AsyncTenantConnection, gate: Gate) -> None:
+        self._gates[id(conn)] = gate
+
+    @asynccontextmanager
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[AsyncTenantConnection]:
+        gate = await self._caps.aacquire(context.current())
+        adopted = False
+        try:
+            async with super().connection(timeout) as conn:
+                if gate is not None:
+                    self.adopt(conn, gate)
+                    adopted = True
+                yield conn
+        finally:
+            if gate is not None and not adopted:
+                self._caps.release(gate)
+
     async def putconn(self, conn: AsyncTenantConnection) -> None:
-        mark_returned(conn)
-        await super().putconn(conn)
+        gate = self._gates.pop(id(conn), None)
+        try:
+            mark_returned(conn)
+            await super().putconn(conn)
+        finally:
+            if gate is not None:
+                self._caps.release(gate)
 
 
 def _close_pool(pool: ConnectionPool[TenantConnection]) -> None:
@@ -531,6 +623,15 @@ def _retire(pool: ConnectionPool[TenantConnection]) -> None:
 def _pgconn(dbapi_connection: Any) -> Any:
     """The libpq connection of a SQLAlchemy DBAPI connection (sync, or asyncio's adapter)."""
     return getattr(dbapi_connection, "driver_connection", dbapi_connection).pgconn
+
+
+def _refused(watch: liveness.ServerWatch, err: psycopg.OperationalError) -> TooManyConnections | DatabaseUnavailable:
+    """What a failed connect of an engine means: the tenant's database at its CONNECTION LIMIT
+    (the server is up), else the server unavailable (probed now)."""
+    if database_full(err):
+        return TooManyConnections(f"{watch.what} refused one more session: {_first_line(err)} (db_connections)")
+    watch.suspect()
+    return DatabaseUnavailable(f"cannot connect to {watch.what}: {_first_line(err)}")
 
 
 def _first_line(err: BaseException) -> str:

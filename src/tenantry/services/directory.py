@@ -30,7 +30,7 @@ from typing import Any
 from tenantry.context import BoundTenant
 from tenantry.core.caches import UNKNOWN_SIZE, UNKNOWN_TTL, CatalogCache
 from tenantry.core.events import EventKind
-from tenantry.core.limits import database_settings
+from tenantry.core.limits import connection_cap, database_settings
 from tenantry.core.model import Status, Tenant
 from tenantry.core.placement import Placement
 from tenantry.db import catalog
@@ -97,7 +97,13 @@ class Directory:
 
     def caches(self) -> list[CatalogCache[Any, Any]]:
         """The catalog caches kept here (for their hit and miss counts)."""
-        return [self._tenants, self._missing_tenants, self._hosts, self._missing_hosts, self._plan_settings]
+        return [
+            self._tenants,
+            self._missing_tenants,
+            self._hosts,
+            self._missing_hosts,
+            self._plan_settings,
+        ]
 
     # -- tenants ------------------------------------------------------------------------------
     # the cache is keyed by the canonical key (slug, or the id's canonical text), so every
@@ -172,7 +178,12 @@ class Directory:
                 own = self._read_own(conn, tenant)
         settings = plan[1] if own is NO_OVERRIDES else self._settings_with(tenant, plan, own)
         bound = BoundTenant(
-            id=tenant.id, slug=tenant.slug, route=placement.route, epoch=tenant.epoch, settings=settings
+            id=tenant.id,
+            slug=tenant.slug,
+            route=placement.route,
+            epoch=tenant.epoch,
+            settings=settings,
+            connections=_connections(tenant, plan[0], own),
         )
         if len(self._bounds) >= self._bounds_size:
             self._bounds.clear()
@@ -280,3 +291,13 @@ class Directory:
     def _on_reset(self) -> None:
         for cache in self.caches():
             cache.clear()
+
+
+def _connections(tenant: Tenant, plan: Mapping[str, Any], own: Mapping[str, Any]) -> int | None:
+    """The tenant's cap on connections held at once (``db_connections``: its own over its
+    plan's), ``None`` for none."""
+    try:
+        return connection_cap(plan, own)
+    except ValueError as err:  # as for the settings: serve, and say so
+        _log.error("the db_connections limit of tenant %s is not valid, not enforced: %s", tenant.slug, err)
+        return None

@@ -24,6 +24,7 @@ from tenantry.db.catalog import tenants as catalog_tenants
 from tenantry.services import fences, moves, plan_edits, provisioning
 from tenantry.services import tenant_limits as limit_service
 from tenantry.services import tenants as tenant_service
+from tenantry.services.connection_limits import apply_connection_limits
 from tenantry.services.directory import Directory
 from tenantry.services.moves import MoveReport
 from tenantry.services.plane import ControlPlane
@@ -177,6 +178,8 @@ class TenantService:
             found, changed = limit_service.set_limits(conn, key, limits, actor=self._plane.actor)
         if changed:
             self._plane.publish(EventKind.LIMITS, str(found.tenant_id))
+        # (also when unchanged: a rerun after a failed ALTER DATABASE sets it)
+        apply_connection_limits(self._plane, tenant_id=found.tenant_id)
         return found
 
     def limits_replace(self, key: str | uuid.UUID, limits: Mapping[str, Any]) -> TenantLimits:
@@ -185,6 +188,8 @@ class TenantService:
             found, changed = limit_service.replace_limits(conn, key, limits, actor=self._plane.actor)
         if changed:
             self._plane.publish(EventKind.LIMITS, str(found.tenant_id))
+        # (also when unchanged: a rerun after a failed ALTER DATABASE sets it)
+        apply_connection_limits(self._plane, tenant_id=found.tenant_id)
         return found
 
     def limits_unset(self, key: str | uuid.UUID, *keys: str) -> TenantLimits:
@@ -194,6 +199,8 @@ class TenantService:
             found, changed = limit_service.unset_limits(conn, key, keys, actor=self._plane.actor)
         if changed:
             self._plane.publish(EventKind.LIMITS, str(found.tenant_id))
+        # (also when unchanged: a rerun after a failed ALTER DATABASE sets it)
+        apply_connection_limits(self._plane, tenant_id=found.tenant_id)
         return found
 
 
@@ -263,6 +270,8 @@ class PlanService:
             )
         if changed:
             self._plane.publish(EventKind.PLAN, plan.name)
+        if limits is not None:  # (also when unchanged: a rerun after a failed ALTER DATABASE sets it)
+            apply_connection_limits(self._plane, plan=plan.name)
         return plan
 
     def delete(self, name: str) -> Plan:
@@ -277,3 +286,14 @@ class PlanService:
         """Place the plan's new database-tier tenants on ``cell``, or on cells with ``labels``."""
         with self._plane.admin() as conn:
             return tenant_service.pin_plan(conn, name, cell=cell, labels=labels or {}, actor=self._plane.actor)
+
+    def apply_connection_limits(self, name: str | None = None) -> dict[str, int]:
+        """Set the ``CONNECTION LIMIT`` of the own databases of the database-tier tenants on
+        plan ``name`` (every plan when ``None``) from the plan's ``db_connections`` x
+        ``Settings.database_connection_limit_factor`` (no cap: ``-1``); returns the databases
+        changed and their new limit. Creating and moving tenants, and changing a plan's or a
+        tenant's limits through tenantry, do it by themselves; run it after a change made
+        another way. Idempotent."""
+        if name is not None:
+            self.get(name)  # PlanNotFound for a plan that is not there
+        return apply_connection_limits(self._plane, plan=name)

@@ -68,6 +68,7 @@ from tenantry.db.catalog.plans import get_plan
 from tenantry.db.catalog.tenants import get_tenant, set_status
 from tenantry.errors import Conflict, InvalidInput
 from tenantry.services import placement_tables
+from tenantry.services.connection_limits import apply_connection_limits
 from tenantry.services.move_steps import (
     Move,
     MoveReport,
@@ -192,6 +193,8 @@ def move(
         ExitStack() as held,  # the freeze's lock, from the freeze to the cleanup
     ):
         report = _move(tn, tenant, chosen, cell, on_step, started, held)
+    if chosen.isolation is Isolation.DATABASE:  # its new database gets its plan's CONNECTION LIMIT
+        apply_connection_limits(tn, tenant_id=tenant.id, new=True)
     tn.after_change(tenant.id)  # the flip told this process's caches; the hooks run now
     return report
 

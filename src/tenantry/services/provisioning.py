@@ -39,6 +39,7 @@ from tenantry.db.catalog.spares import SpareKey
 from tenantry.db.catalog.tenants import find_tenant, get_tenant, insert_tenant, set_status
 from tenantry.errors import Conflict, InvalidInput, TenantExists
 from tenantry.services import placement_tables, spare_keys
+from tenantry.services.connection_limits import apply_connection_limits
 from tenantry.services.fences import fence_placement
 from tenantry.services.placements import (
     build_step,
@@ -91,10 +92,12 @@ def _provision(tn: ControlPlane, slug: str, *, name: str | None, plan: str, cell
         placement_tables.require_known(tn, f"tenant {slug!r}")
     with tn.admin() as conn:
         tenant, job_id, _ = _start(tn, conn, slug, display, chosen, cell, spare_key)
-    if tenant.status is Status.ACTIVE:
-        return tenant
-    with tenant_lock(tn, tenant.id, f"tenant {slug!r} is being provisioned by another process; try again shortly"):
-        return _build(tn, tenant, chosen, job_id)
+    if tenant.status is not Status.ACTIVE:
+        with tenant_lock(tn, tenant.id, f"tenant {slug!r} is being provisioned by another process; try again shortly"):
+            tenant = _build(tn, tenant, chosen, job_id)
+    if chosen.isolation is Isolation.DATABASE:  # (built, or claimed from a spare)
+        apply_connection_limits(tn, tenant_id=tenant.id, new=True)
+    return tenant
 
 
 def _build(tn: ControlPlane, tenant: Tenant, chosen: Plan, job_id: uuid.UUID | None) -> Tenant:
