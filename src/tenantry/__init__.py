@@ -49,6 +49,7 @@ from tenantry.errors import (
     PluginNotFound,
     RateLimited,
     StatementTimeout,
+    StorageQuotaExceeded,
     TablesDiffer,
     TenantContextError,
     TenantExists,
@@ -114,7 +115,9 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.services.moves import MoveReport
     from tenantry.services.schema import CheckReport, SchemaService
     from tenantry.services.spares import Spare, SpareReport, SpareService
+    from tenantry.services.storage import StorageReport
     from tenantry.services.tokens import ApiToken, TokenService
+    from tenantry.services.usage import UsageService
     from tenantry.settings import Settings
     from tenantry.tenant_config import (
         ConfigChange,
@@ -236,6 +239,8 @@ __all__ = [
     "StatementTimeout",
     "Status",
     "StatusReport",
+    "StorageQuotaExceeded",
+    "StorageReport",
     "SubdomainResolver",
     "TablesDiffer",
     "Tenant",
@@ -263,6 +268,7 @@ __all__ = [
     "UnsafeAddress",
     "UnsafeRuntimeRole",
     "Upload",
+    "UsageService",
     "Verdict",
     "VerificationFailed",
     "acopy_rows",
@@ -329,7 +335,9 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "tenantry.services.lifecycle": ("PlanService", "TenantService"),
     "tenantry.services.schema": ("CheckReport", "SchemaService"),
     "tenantry.services.spares": ("Spare", "SpareReport", "SpareService"),
+    "tenantry.services.storage": ("StorageReport",),
     "tenantry.services.tokens": ("ApiToken", "TokenService"),
+    "tenantry.services.usage": ("UsageService",),
     "tenantry.settings": ("Settings",),
     "tenantry.tenant_config": (
         "ConfigChange",

@@ -35,6 +35,9 @@ class EventKind(StrEnum):
     PLAN = "plan"
     """A plan was made, changed or deleted (a trigger on the plans table sends it, whatever
     made the change): key is the plan's name."""
+    STORAGE = "storage"
+    """A storage measurement changed which tenants are over their plan's ``storage_mb``: key
+    is ``*`` (every process reads the set of over-quota tenants again)."""
 
     def payload(self, key: str) -> str:
         """The NOTIFY payload of this kind of event about ``key``."""

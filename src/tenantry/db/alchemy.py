@@ -14,6 +14,7 @@ Declare tenant-scoped tables with :class:`TenantScoped` (ORM) or :func:`tenant_i
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from tenantry import context
+from tenantry.context import BoundTenant
 from tenantry.db.binding import Binder, RouteKey, abegin, begin, mark_returned
 from tenantry.db.connect import translate
 from tenantry.db.connections import check_route, choose_prepare, defer_bind, forget_deferred
@@ -34,6 +36,7 @@ __all__ = ["TenantScoped", "bind_engine", "tenant_id_column"]
 
 _INFO_KEY = "tenantry.bound"
 _SCHEMAS_KEY = "tenantry.schemas"
+_STARTED_KEY = "tenantry.started"
 _UNSET = object()
 #: SQL default for tenant_id: the bound tenant, or a clear error when none is bound.
 TENANT_ID_SERVER_DEFAULT = sa.text("tenantry.require_tenant_id()")
@@ -109,6 +112,8 @@ def bind_engine(
         else:
             begin(driver, wanted, binder)  # type: ignore[arg-type]
         conn.info[_INFO_KEY] = wanted
+        if wanted is not None and binder.meter is not None:
+            conn.info[_STARTED_KEY] = time.perf_counter()  # (the transaction's time: tn.usage)
         if wanted is not None and wanted.route is not None:
             conn.connection.info.setdefault(_SCHEMAS_KEY, set()).add(wanted.route.schema)
 
@@ -151,7 +156,10 @@ def bind_engine(
         # invalidate the connection, whose pool record forgets its info on reconnect: touching
         # conn.info then would raise PendingRollbackError in place of the CancelledError
         if not conn.invalidated:
-            conn.info.pop(_INFO_KEY, None)
+            bound = conn.info.pop(_INFO_KEY, None)
+            started = conn.info.pop(_STARTED_KEY, None)
+            if started is not None and binder.meter is not None and isinstance(bound, BoundTenant):
+                binder.meter.transaction(bound.id, time.perf_counter() - started)
             forget_deferred(conn.connection.driver_connection)  # a transaction that ran no statement
 
     @event.listens_for(sync_engine.pool, "checkin")

@@ -8,7 +8,10 @@ work in a data-plane process.
 
 A tenant's binding also carries its plan's database settings (statement timeout,
 idle-in-transaction timeout, ``work_mem``: :func:`~tenantry.core.limits.database_settings`),
-kept per plan and dropped by the plan's events.
+kept per plan and dropped by the plan's events. A tenant over its plan's ``storage_mb`` (the
+routing view ``storage_over_quota``, read once for all tenants and dropped by ``storage``,
+plan and tenant events) is bound read-only as well (``transaction_read_only``): its writes
+fail with :class:`~tenantry.errors.StorageQuotaExceeded`, its reads go on.
 
 The edge uses the split verbs (:meth:`Directory.cached` without I/O on the event loop, then
 :meth:`Directory.load` in a thread); ``tn.tenant(...)`` uses :meth:`Directory.bind`.
@@ -23,10 +26,11 @@ from typing import Any
 from tenantry.context import BoundTenant
 from tenantry.core.caches import UNKNOWN_SIZE, UNKNOWN_TTL, CatalogCache
 from tenantry.core.events import EventKind
-from tenantry.core.limits import database_settings
+from tenantry.core.limits import READ_ONLY, database_settings
 from tenantry.core.model import Status, Tenant
 from tenantry.core.placement import Placement
 from tenantry.db import catalog
+from tenantry.db.catalog import usage as usage_catalog
 from tenantry.errors import TenantNotActive, TenantNotFound
 from tenantry.services import domains as domains_service
 from tenantry.services import tenants as tenant_service
@@ -71,13 +75,26 @@ class Directory:
         self._plan_settings: CatalogCache[str, Settings] = CatalogCache(
             "plan settings", ttl=ttl, size=1024, trusted=trusted
         )
+        #: the tenants over their storage quota (one entry, key ``None``), and each plan's
+        #: settings with the read-only one added (same object per plan settings: cheap identity)
+        self._over_quota: CatalogCache[None, frozenset[uuid.UUID]] = CatalogCache(
+            "storage over quota", ttl=ttl, size=1, trusted=trusted
+        )
+        self._read_only: dict[Settings, Settings] = {}
         self._bounds: dict[int, tuple[Resolved, Settings, BoundTenant]] = {}
         self._bounds_size = size
         plane.subscribe(self._on_event, self._on_reset)
 
     def caches(self) -> list[CatalogCache[Any, Any]]:
         """The catalog caches kept here (for their hit and miss counts)."""
-        return [self._tenants, self._missing_tenants, self._hosts, self._missing_hosts, self._plan_settings]
+        return [
+            self._tenants,
+            self._missing_tenants,
+            self._hosts,
+            self._missing_hosts,
+            self._plan_settings,
+            self._over_quota,
+        ]
 
     # -- tenants ------------------------------------------------------------------------------
     # the cache is keyed by the canonical key (slug, or the id's canonical text), so every
@@ -94,7 +111,7 @@ class Directory:
             hit = self._tenants.get(canonical)
             if hit is None and self._missing_tenants.get(canonical):
                 raise TenantNotFound(f"no tenant {str(key)[:70]!r}")
-        if hit is not None and self._plan_settings.get(hit[0].plan) is None:
+        if hit is not None and (self._plan_settings.get(hit[0].plan) is None or self._over_quota.get(None) is None):
             return None  # its plan's settings are read with it (load), never on the event loop
         return hit
 
@@ -114,6 +131,7 @@ class Directory:
                 raise
             placement = read_placement(conn, tenant.id, source=catalog.ROUTING_SCHEMA)
             self._read_plan_settings(conn, tenant.plan)
+            self._read_over_quota(conn)
         resolved = (tenant, placement)
         self._tenants.put(canonical, resolved, ticket)
         return resolved
@@ -138,9 +156,13 @@ class Directory:
         # one BoundTenant per cache entry (the entry is held, so its id is not reused): the
         # binder then finds the bind statement by identity, with no hashing of the dataclass
         settings = self._plan_settings.get(tenant.plan)
-        if settings is None:
+        over = self._over_quota.get(None)
+        if settings is None or over is None:
             with self._plane.catalog_reader() as conn:
                 settings = self._read_plan_settings(conn, tenant.plan)
+                over = self._read_over_quota(conn)
+        if tenant.id in over:
+            settings = self._read_only_settings(settings)
         same = self._bounds.get(id(resolved))
         if same is not None and same[0] is resolved and same[1] is settings:
             return same[2]
@@ -170,6 +192,24 @@ class Directory:
         self._plan_settings.put(plan, settings, ticket)
         return settings
 
+    def _read_over_quota(self, conn: Any) -> frozenset[uuid.UUID]:
+        """The tenants over their storage quota, read through the routing view unless known."""
+        known = self._over_quota.get(None)
+        if known is not None:
+            return known
+        ticket = self._over_quota.begin()
+        found = usage_catalog.over_quota(conn, source=catalog.ROUTING_SCHEMA)
+        self._over_quota.put(None, found, ticket)
+        return found
+
+    def _read_only_settings(self, settings: Settings) -> Settings:
+        found = self._read_only.get(settings)
+        if found is None:
+            if len(self._read_only) >= 1024:
+                self._read_only.clear()
+            found = self._read_only[settings] = (*settings, READ_ONLY)
+        return found
+
     # -- hostnames ----------------------------------------------------------------------------
     def cached_host(self, hostname: str) -> HostRoute | None:
         """What this process knows of a (normalised) hostname without a query, or ``None``."""
@@ -192,6 +232,8 @@ class Directory:
 
     # -- events ---------------------------------------------------------------------------------
     def _on_event(self, kind: EventKind, key: str) -> None:
+        if kind in (EventKind.STORAGE, EventKind.PLAN, EventKind.TENANT):
+            self._over_quota.clear()  # (a quota raised, a plan changed: the view answers anew)
         if kind == EventKind.TENANT:
             self._tenants.drop_tagged(key)
             self._missing_tenants.clear()  # the event names an id; a new tenant's slug may be here
@@ -202,5 +244,5 @@ class Directory:
             self._plan_settings.drop(key)
 
     def _on_reset(self) -> None:
-        for cache in (self._tenants, self._missing_tenants, self._hosts, self._missing_hosts, self._plan_settings):
+        for cache in self.caches():
             cache.clear()

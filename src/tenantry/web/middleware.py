@@ -67,7 +67,7 @@ from tenantry.context import BoundTenant
 from tenantry.core.model import Tenant
 from tenantry.core.naming import is_slug
 from tenantry.core.placement import Placement
-from tenantry.errors import Overloaded, TenantNotActive, TenantNotFound, TenantryError
+from tenantry.errors import Overloaded, StorageQuotaExceeded, TenantNotActive, TenantNotFound, TenantryError
 from tenantry.observability import tracing
 from tenantry.observability.metrics import TenantryMetrics
 from tenantry.problems import Problem, problem, problem_from_error, problem_type, send_problem
@@ -156,6 +156,10 @@ class TenantMiddleware:
         if metrics is not None and self.limiter is not None and isinstance(self.limiter.source, CatalogLimits):
             metrics.watch_cache(self.limiter.source.cache)  # the plan limits' hit ratio too
         self._capped = self.limiter is not None and self.limiter.max_in_flight > 0
+        #: each tenant's requests are counted here (``tn.usage``), flushed by its thread
+        self._meter = tenantry.usage.meter
+        self._timed = self.metrics is not None or self._meter is not None
+        tenantry.usage.start()
         self._traced = tracing.available()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -230,6 +234,8 @@ class TenantMiddleware:
             # is logged once by the limiter; a catalog out of reach is logged here
             if err.http_status >= 500 and not isinstance(err, Overloaded):
                 _log.warning("%s %s refused: %s", scope.get("method", "WEBSOCKET"), scope.get("path"), err)
+            if self._meter is not None:
+                self._meter.request(tenant.id, err.http_status, 0.0)
             await self._refuse(scope, send, _public_problem(err))
             return
         try:
@@ -251,16 +257,20 @@ class TenantMiddleware:
         token = context._set(bound)
         answer = _Answer(send, admission.headers if admission is not None else None)
         traced = tracing.enter(bound) if self._traced and bound is not None else None
-        started = time.perf_counter() if self.metrics is not None else 0.0
+        started = time.perf_counter() if self._timed else 0.0
         try:
             await self.app(scope, receive, answer.send)
         except TenantryError as err:
-            if err.retry_after is None or not answer.replaceable:
+            # (over its storage quota: the app's write refused, answered 507 rather than 500)
+            if (err.retry_after is None and not isinstance(err, StorageQuotaExceeded)) or not answer.replaceable:
                 await answer.release()
                 raise
             # a moving or restoring tenant, or PostgreSQL out of reach, passes by itself: tell
             # the client when to come back rather than answer 500
-            _log.warning("%s %s: %s: %s", scope.get("method", "WEBSOCKET"), scope.get("path"), type(err).__name__, err)
+            if not isinstance(err, StorageQuotaExceeded):  # (an expected refusal: no line each)
+                _log.warning(
+                    "%s %s: %s: %s", scope.get("method", "WEBSOCKET"), scope.get("path"), type(err).__name__, err
+                )
             answer.discard()
             answer.status = err.http_status
             if scope["type"] == "websocket":
@@ -276,8 +286,12 @@ class TenantMiddleware:
             context._reset(token)
             if traced is not None:
                 tracing.leave(traced)
-            if self.metrics is not None and tenant is not None:
-                self.metrics.served(tenant, answer.status, time.perf_counter() - started)
+            if self._timed and tenant is not None:
+                elapsed = time.perf_counter() - started
+                if self._meter is not None:
+                    self._meter.request(tenant.id, answer.status, elapsed)
+                if self.metrics is not None:
+                    self.metrics.served(tenant, answer.status, elapsed)
 
     def _exempt(self, path: str) -> bool:
         return any(path == p or (p.endswith("/") and path.startswith(p)) for p in self.exempt)
