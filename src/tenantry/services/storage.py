@@ -63,7 +63,7 @@ class StorageReport:
         }
 
 
-def measure_storage(plane: ControlPlane, *, method: sizes.Method = "estimate") -> StorageReport:
+def measure_storage(plane: ControlPlane, *, method: sizes.Method = "exact") -> StorageReport:
     """Measure every tenant with an active placement, keep the bytes in the catalog, and tell
     every process when the set of tenants over their quota changed (see the module docs)."""
     if method not in ("estimate", "exact"):
