@@ -18,6 +18,7 @@ from tenantry.api.routes import (
     plugin_hooks,
     plugins,
     tenants,
+    usage,
 )
 
 __all__ = ["ROUTERS"]
@@ -35,4 +36,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     plugin_hooks.router,
     migrations.router,
     audit.router,
+    usage.router,
 )
