@@ -127,6 +127,8 @@ class TenantMiddleware:
     anyone who the app's customers are. API clients get the problem document either way.
     ``limits``: the :class:`~tenantry.web.limits.EdgeLimiter` (default: one built from the
     settings; ``False``: no limits at all). ``metrics``: where served requests are counted.
+    ``metering``: count each tenant's requests, by status class, and their time for
+    ``tn.usage`` (when ``Settings.usage_metering`` is on; it starts the flusher thread).
     """
 
     def __init__(
@@ -141,6 +143,7 @@ class TenantMiddleware:
         no_tenant_page: NoTenantPage | None = None,
         limits: EdgeLimiter | bool = True,
         metrics: TenantryMetrics | None = None,
+        metering: bool = True,
     ) -> None:
         self.app = app
         self.tn = tenantry
@@ -157,9 +160,10 @@ class TenantMiddleware:
             metrics.watch_cache(self.limiter.source.cache)  # the plan limits' hit ratio too
         self._capped = self.limiter is not None and self.limiter.max_in_flight > 0
         #: each tenant's requests are counted here (``tn.usage``), flushed by its thread
-        self._meter = tenantry.usage.meter
+        self._meter = tenantry.usage.meter if metering else None
         self._timed = self.metrics is not None or self._meter is not None
-        tenantry.usage.start()
+        if self._meter is not None:
+            tenantry.usage.start()
         self._traced = tracing.available()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
