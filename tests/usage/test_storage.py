@@ -140,3 +140,46 @@ def test_the_pooled_estimate_and_its_error(tn: Tenantry, make_tenant: Callable[.
     copies = _copy_bytes(tn, wide) / _copy_bytes(tn, narrow[0])
     assert copies > 3
     assert abs((exact[wide.id] / exact[narrow[0].id]) / copies - 1) < 0.15, (exact, copies)
+
+
+ESCAPES = (
+    "SET TRANSACTION READ WRITE",
+    "SET transaction_read_only = off",
+    "SELECT set_config('transaction_read_only', 'off', true)",
+    "SET LOCAL default_transaction_read_only = off",
+)
+
+
+def test_a_tenant_over_quota_cannot_make_its_transaction_writable(
+    tn: Tenantry, make_tenant: Callable[..., Tenant]
+) -> None:
+    plan = make_tier_plan(tn, "pooled", {"storage_mb": 0.05})
+    t = make_tenant("esc", plan=plan)
+    _fill(tn, t, 600)
+    tn.usage.measure_storage()
+
+    def attempt(escape: str) -> None:
+        with tn.tenant(t.slug), tn.connection() as conn:
+            conn.execute("SELECT 1 WHERE %s::int = 1", (1,))  # (the bind, then the app's SQL)
+            try:
+                conn.execute(escape)
+            except psycopg.errors.ActiveSqlTransaction:
+                conn.rollback()  # refused: the transaction stays read-only; start again
+            conn.execute("INSERT INTO projects (name) VALUES ('escaped')")
+
+    for escape in ESCAPES:
+        with pytest.raises(StorageQuotaExceeded):
+            attempt(escape)
+    # the control: with the quota lifted, the same statements write
+    set_plan_limits(tn, plan, {})
+    deadline = time.monotonic() + 1.5
+    while True:
+        try:
+            attempt(ESCAPES[0])
+            break
+        except StorageQuotaExceeded:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    for escape in ESCAPES[1:]:
+        attempt(escape)
+    assert _count(tn, t) == 600 + len(ESCAPES)
