@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse
@@ -22,6 +24,7 @@ from starlette.routing import Route
 from tenantry import Tenant, Tenantry
 from tenantry.db.catalog import usage as usage_catalog
 from tenantry.web import SubdomainResolver, TenantMiddleware
+from tests.model_app import Project
 
 
 @pytest.fixture(autouse=True)
@@ -201,3 +204,19 @@ def test_hot_tenants_with_a_suggestion(tn: Tenantry, make_tenant: Callable[..., 
     assert hot.slug in found and quiet.slug not in found
     assert "schema" in found[hot.slug]["suggestion"]  # a pooled tenant: a plan of its own schema
     assert found[hot.slug]["share"] >= 0.5
+
+
+def test_sqlalchemy_transactions_count_with_the_rows_they_wrote(
+    tn: Tenantry, make_tenant: Callable[..., Tenant]
+) -> None:
+    t = make_tenant("rows")
+    tn.usage.flush()
+    with tn.tenant(t.slug), Session(tn.engine()) as session:
+        session.add_all([Project(name=f"p{i}") for i in range(3)])
+        session.commit()
+        session.execute(sa.update(Project).values(name="renamed"))
+        session.commit()
+        assert session.scalar(sa.select(sa.func.count()).select_from(Project)) == 3
+    tn.usage.flush()
+    (mine,) = tn.usage.usage(t.slug, since=timedelta(minutes=1))
+    assert (mine["transactions"], mine["rows_written"]) == (3, 6)

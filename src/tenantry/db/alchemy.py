@@ -37,6 +37,7 @@ __all__ = ["TenantScoped", "bind_engine", "tenant_id_column"]
 _INFO_KEY = "tenantry.bound"
 _SCHEMAS_KEY = "tenantry.schemas"
 _STARTED_KEY = "tenantry.started"
+_ROWS_KEY = "tenantry.rows_written"
 _UNSET = object()
 #: SQL default for tenant_id: the bound tenant, or a clear error when none is bound.
 TENANT_ID_SERVER_DEFAULT = sa.text("tenantry.require_tenant_id()")
@@ -149,6 +150,14 @@ def bind_engine(
             if len(record.info.get(_SCHEMAS_KEY, ())) > schema_recycle_after:
                 raise sa.exc.DisconnectionError("served too many tenant schemas")
 
+    if binder.meter is not None:
+
+        @event.listens_for(sync_engine, "after_cursor_execute")
+        def _written(conn: sa.Connection, cursor: Any, statement: str, parameters: Any, ctx: Any, many: bool) -> None:
+            # rows an INSERT, UPDATE or DELETE wrote, for tn.usage (a bound transaction only)
+            if _STARTED_KEY in conn.info and (ctx.isinsert or ctx.isupdate or ctx.isdelete) and cursor.rowcount > 0:
+                conn.info[_ROWS_KEY] = conn.info.get(_ROWS_KEY, 0) + cursor.rowcount
+
     @event.listens_for(sync_engine, "commit")
     @event.listens_for(sync_engine, "rollback")
     def _end(conn: sa.Connection) -> None:
@@ -158,8 +167,9 @@ def bind_engine(
         if not conn.invalidated:
             bound = conn.info.pop(_INFO_KEY, None)
             started = conn.info.pop(_STARTED_KEY, None)
+            written = conn.info.pop(_ROWS_KEY, 0)
             if started is not None and binder.meter is not None and isinstance(bound, BoundTenant):
-                binder.meter.transaction(bound.id, time.perf_counter() - started)
+                binder.meter.transaction(bound.id, time.perf_counter() - started, written)
             forget_deferred(conn.connection.driver_connection)  # a transaction that ran no statement
 
     @event.listens_for(sync_engine.pool, "checkin")
