@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from tenantry import StorageQuotaExceeded, Tenant, Tenantry
-from tests.db.support import make_tier_plan
+from tests.db.support import make_tier_plan, traced
 from tests.web.limits_support import set_plan_limits
 
 ROWS = "INSERT INTO projects (name) SELECT repeat('x', %s) || g FROM generate_series(1, %s) g"
@@ -76,6 +76,9 @@ def test_over_quota_refuses_writes_keeps_reads_on_every_tier(
     with tn.tenant(big.slug), pytest.raises(StorageQuotaExceeded), tn.engine().begin() as c:  # SQLAlchemy
         c.execute(sa.text("UPDATE projects SET name = 'y'"))
     assert _count(tn, big) == 2000  # reads go on
+    with tn.tenant(big.slug), tn.connection() as conn, traced(conn) as trace:
+        conn.execute("SELECT count(*) FROM projects WHERE %s::int = 1", (1,))
+    assert trace.round_trips == 1  # read-only rode in the bind of the first statement's pipeline
     with tn.tenant(big.slug), tn.engine().connect() as c:
         assert c.execute(sa.text("SELECT count(*) FROM projects")).scalar() == 2000
     _write(tn, small)  # the negative control: same plan, under its quota, writes
