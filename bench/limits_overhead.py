@@ -5,6 +5,7 @@ Run::
 
     python bench/limits_overhead.py [--server embedded|system] [--url URL] [--tenants 100]
                                     [--requests 40000] [--concurrency 8] [--slice 64] [--seed 1]
+                                    [--no-metering]
 
 Set-up (not timed)
     A scratch database (``bench/_scratch.py``); ``--tenants`` tenants on a plan of their own
@@ -79,12 +80,14 @@ async def benchmark(tn: Tenantry, tenants: list[BoundTenant], args: argparse.Nam
     metrics = TenantryMetrics(tn)
     limiter = EdgeLimiter(tn, max_in_flight=100_000, metrics=metrics)
     sides: dict[str, ASGIApp] = {
-        "on": TenantMiddleware(app, tenantry=tn, resolvers=resolvers, limits=limiter, metrics=metrics),
+        "on": TenantMiddleware(
+            app, tenantry=tn, resolvers=resolvers, limits=limiter, metrics=metrics, metering=args.metering
+        ),
         "off": TenantMiddleware(app, tenantry=tn, resolvers=resolvers, limits=False, metering=False),
     }
     # usage metering: the edge counts on the "on" side only (above); the data plane's count of
     # transactions is the process's, switched with the side (see measure())
-    meters = {"on": tn.plane.meter, "off": None}
+    meters = {"on": tn.plane.meter if args.metering else None, "off": None}
     for bound in tenants:  # warm: every tenant resolved and its plan's limits read
         for side in sides.values():
             status, _ = await call(side, scope_for("/hello", bound))
@@ -145,6 +148,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--slice", type=int, default=64, help="requests per turn of a side")
     parser.add_argument("--concurrency", type=int, default=8, help="tasks sharing a turn's requests")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--no-metering",
+        dest="metering",
+        action="store_false",
+        help="leave usage metering out of 'on' (to see its share)",
+    )
     args = parser.parse_args(argv)
     if args.tenants < 1 or args.slice < 1 or args.requests < args.slice or args.concurrency < 1:
         parser.error("--tenants, --slice, --concurrency must be positive and --requests at least --slice")
@@ -155,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     started = datetime.now(UTC)
     print(
-        f"tenantry limits and metrics overhead: {args.tenants} tenants, {args.requests} requests per side,"
+        f"tenantry limits, metrics{' and metering' if args.metering else ''} overhead: {args.tenants} tenants,"
+        f" {args.requests} requests per side,"
         f" {environment(started)}, load average {load_averages()}"
     )
     with server(args.server, args.url) as url, scratch_database(url) as scratch:
