@@ -4,7 +4,7 @@ estimate is from the exact measurement.
 Run::
 
     python bench/storage_measure.py [--server embedded|system] [--url URL] [--tenants 10000]
-                                    [--rows 20] [--repeat 3] [--seed 1]
+                                    [--rows 20] [--repeat 3] [--seed 1] [--sample 500]
 
 Set-up (not timed)
     A scratch database (``bench/_scratch.py``) with two shared tables, ``bench_storage_notes``
@@ -20,7 +20,9 @@ Method
     turns: ``estimate`` (rows x the table's bytes per row: ``count(*) GROUP BY tenant_id``,
     one query per shared table) and ``exact`` (the rows' own bytes, ``sum(pg_column_size(t.*))``,
     x the table's bytes per byte of rows: also one query per table, but it reads every row).
-    The best time of each is shown, with the queries it ran on the cell.
+    The best time of each is shown, with the queries it ran on the cell. Baseline: what one
+    query per tenant and table would cost (``--sample`` tenants timed, times all of them;
+    index scans on the primary key, over one connection), against the grouped pass.
 
 Error
     For every tenant, ``estimate / exact - 1``. ``exact`` charges each tenant the share of the
@@ -111,6 +113,22 @@ def setup(tn: Tenantry, args: argparse.Namespace) -> None:
     print(f"set-up: {args.tenants:,} pooled tenants, {total[0]:,} rows in 2 shared tables, {total[1] / 1048576:.1f} MB")
 
 
+def per_tenant_seconds(tn: Tenantry, tenants: list[uuid.UUID], sample: int) -> float:
+    """Seconds per tenant of the way the pass does not work: the tenant's rows' bytes read
+    with a query of its own for each shared table (through the primary key's index)."""
+    schema = tn.settings.pooled_schema
+    picks = random.Random(2).sample(tenants, min(sample, len(tenants)))
+    with psycopg.connect(tn.admin_url, autocommit=True) as conn:
+        t0 = time.perf_counter()
+        for tenant in picks:
+            for table in ("bench_storage_notes", "bench_storage_events"):
+                conn.execute(
+                    f"SELECT count(*), sum(pg_column_size(t.*)) FROM {schema}.{table} t WHERE tenant_id = %s",
+                    (tenant,),
+                ).fetchone()
+        return (time.perf_counter() - t0) / len(picks)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     add_server_arguments(parser)
@@ -118,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=20, help="mean rows per tenant per table")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--sample", type=int, default=500, help="tenants the per-tenant baseline times")
     args = parser.parse_args(argv)
     if args.tenants < 1 or args.rows < 1 or args.repeat < 1:
         parser.error("--tenants, --rows and --repeat must be positive")
@@ -142,6 +161,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                     f"{method:8}: one pass over {len(found[method]):,} tenants {best[method] * 1000:8.1f} ms"
                     f" (best of {args.repeat}; {queries} queries on the cell, one per shared table)"
                 )
+            per_tenant = per_tenant_seconds(tn, list(found["exact"]), args.sample)
+            print(
+                f"baseline: one query per tenant and table, {args.sample} tenants timed:"
+                f" {per_tenant * 1000:.2f} ms a tenant, {per_tenant * len(found['exact']):.1f} s for all"
+                f" ({per_tenant * len(found['exact']) / best['exact']:.0f}x the grouped pass)"
+            )
             estimate, exact = found["estimate"], found["exact"]
             errors = sorted(abs(estimate[t] / exact[t] - 1) for t in exact if exact[t])
             signed = [estimate[t] / exact[t] - 1 for t in exact if exact[t]]
@@ -157,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"\n{run_took(started)}")
     print(f"storage_measure_estimate_ms={best['estimate'] * 1000:.1f}")
     print(f"storage_measure_exact_over_estimate_time_ratio={best['exact'] / best['estimate']:.2f}")
+    print(f"storage_measure_per_tenant_over_grouped_time_ratio={per_tenant * len(found['exact']) / best['exact']:.1f}")
     print(f"storage_estimate_error_p95={p95:.4f}")
 
 

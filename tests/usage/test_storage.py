@@ -6,15 +6,19 @@ The pooled estimate's error against the exact measurement is measured and stated
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
+import httpx
 import psycopg
 import pytest
 import sqlalchemy as sa
 
 from tenantry import StorageQuotaExceeded, Tenant, Tenantry
+from tenantry.web import SubdomainResolver
 from tests.db.support import make_tier_plan, traced
+from tests.web.edge_app import BASE, client, starlette_app, wrap
 from tests.web.limits_support import set_plan_limits
 
 ROWS = "INSERT INTO projects (name) SELECT repeat('x', %s) || g FROM generate_series(1, %s) g"
@@ -96,6 +100,19 @@ def test_back_under_quota_after_a_new_measurement(tn: Tenantry, make_tenant: Cal
     tn.usage.measure_storage()
     with pytest.raises(StorageQuotaExceeded):
         _write(tn, t)
+    # behind the edge: the app's write is answered 507 with a problem document, a read 200
+    edge = wrap(tn, starlette_app(tn, []), [SubdomainResolver(BASE)], limits=False)
+
+    async def calls() -> tuple[httpx.Response, httpx.Response]:
+        try:
+            async with client(edge, f"http://{t.slug}.{BASE}") as http:
+                return await http.post("/write", params={"via": "psycopg"}), await http.get("/projects")
+        finally:
+            await tn.router.aclose()
+
+    wrote, read = asyncio.run(calls())
+    assert wrote.status_code == 507 and wrote.headers["content-type"] == "application/problem+json"
+    assert wrote.json()["type"].endswith("storage-quota-exceeded") and read.status_code == 200
     # it deletes its rows (a delete is a write too: the operator lets it, by SQL as the owner)
     with tn.admin() as conn:
         conn.execute("DELETE FROM tenant_data.projects WHERE tenant_id = %s", (t.id,))
