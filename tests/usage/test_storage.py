@@ -118,6 +118,8 @@ def test_back_under_quota_after_a_new_measurement(tn: Tenantry, make_tenant: Cal
         conn.execute("DELETE FROM tenant_data.projects WHERE tenant_id = %s", (t.id,))
     report = tn.usage.measure_storage()
     assert t.slug not in report.over_quota and report.changed
+    actions = [e.action for e in tn.audit.list(target_type="tenant", target=t.slug, limit=10)]
+    assert actions[:2] == ["tenant.storage_within_quota", "tenant.storage_over_quota"]  # newest first
     assert _writes_within(tn, t, 1.5) < 1.5
 
 

@@ -10,7 +10,8 @@ One pass (:func:`measure_storage`, ``tn.usage.measure_storage()``) reads, per ce
 
 It keeps the bytes in ``tenantry.storage`` (one statement) and, in the same transaction,
 compares the set of tenants over their quota (the view ``tenantry.storage_over_quota``)
-before and after: when it changed, a ``storage:*`` event tells every process to read the set
+before and after: each tenant that went over or came back under is audited
+(``tenant.storage_over_quota``, ``tenant.storage_within_quota``), and a ``storage:*`` event tells every process to read the set
 again, so a tenant that went over is bound read-only (its writes refused with
 :class:`~tenantry.errors.StorageQuotaExceeded`) and one back under writes again, within a
 second, with no read of the catalog per transaction.
@@ -30,6 +31,7 @@ from tenantry.db.catalog import usage as usage_catalog
 from tenantry.db.connect import admin_connection, database_url
 from tenantry.db.rls import table_order
 from tenantry.errors import ConfigurationError
+from tenantry.services import audit
 from tenantry.services.events import notify
 from tenantry.services.plane import ControlPlane
 
@@ -85,8 +87,21 @@ def measure_storage(plane: ControlPlane, *, method: sizes.Method = "exact") -> S
         report.changed = before != after
         if report.changed:
             notify(conn, EventKind.STORAGE, "*")
-        slugs = conn.execute("SELECT slug FROM tenantry.tenants WHERE id = ANY(%s) ORDER BY slug", (list(after),))
-        report.over_quota = [r[0] for r in slugs.fetchall()]
+        slugs = dict(
+            conn.execute("SELECT id, slug FROM tenantry.tenants WHERE id = ANY(%s)", (list(before | after),)).fetchall()
+        )
+        sized = {t: b for t, b, _m in measured}
+        for tenant_id in sorted(before ^ after):  # who went over, or came back under: audited
+            over = tenant_id in after
+            audit.record(
+                conn,
+                actor=plane.actor,
+                action="tenant.storage_over_quota" if over else "tenant.storage_within_quota",
+                target_type="tenant",
+                target=slugs.get(tenant_id, str(tenant_id)),
+                after={"bytes": sized.get(tenant_id), "writes": "refused" if over else "allowed"},
+            )
+        report.over_quota = sorted(slugs[t] for t in after if t in slugs)
     if report.changed:
         plane.publish(EventKind.STORAGE, "*")
     report.tenants = len(measured)
