@@ -87,9 +87,7 @@ def measure_storage(plane: ControlPlane, *, method: sizes.Method = "exact") -> S
         report.changed = before != after
         if report.changed:
             notify(conn, EventKind.STORAGE, "*")
-        slugs = dict(
-            conn.execute("SELECT id, slug FROM tenantry.tenants WHERE id = ANY(%s)", (list(before | after),)).fetchall()
-        )
+        slugs = usage_catalog.slugs_of(conn, before | after)
         sized = {t: b for t, b, _m in measured}
         for tenant_id in sorted(before ^ after):  # who went over, or came back under: audited
             over = tenant_id in after

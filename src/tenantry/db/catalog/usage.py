@@ -19,11 +19,11 @@ __all__ = [
     "drop_partitions_before",
     "make_partitions",
     "over_quota",
-    "over_quota_details",
     "partitions",
     "plans_and_cells",
     "read_storage",
     "record_usage",
+    "slugs_of",
     "store_storage",
     "usage_by_tenant",
 ]
@@ -81,13 +81,10 @@ def over_quota(conn: psycopg.Connection[Any], *, source: str = "tenantry") -> fr
     return frozenset(r[0] for r in conn.execute(query).fetchall())
 
 
-def over_quota_details(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-    """The tenants over their quota, with their bytes and quota (MB)."""
-    rows = conn.execute(
-        "SELECT t.slug, q.tenant_id, q.bytes, q.storage_mb FROM tenantry.storage_over_quota q"
-        " JOIN tenantry.tenants t ON t.id = q.tenant_id ORDER BY t.slug"
-    ).fetchall()
-    return [{"tenant": r[0], "tenant_id": str(r[1]), "bytes": int(r[2]), "storage_mb": float(r[3])} for r in rows]
+def slugs_of(conn: psycopg.Connection[Any], ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The slugs of the tenants ``ids``, by id (those that exist)."""
+    rows = conn.execute("SELECT id, slug FROM tenantry.tenants WHERE id = ANY(%s)", (list(ids),)).fetchall()
+    return {r[0]: r[1] for r in rows}
 
 
 def read_storage(conn: psycopg.Connection[Any], tenant_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
