@@ -30,7 +30,7 @@ from tenantry.db import sizes
 from tenantry.db.catalog import usage as usage_catalog
 from tenantry.db.connect import admin_connection, database_url
 from tenantry.db.rls import table_order
-from tenantry.errors import ConfigurationError
+from tenantry.errors import ConfigurationError, InvalidInput
 from tenantry.services import audit
 from tenantry.services.events import notify
 from tenantry.services.plane import ControlPlane
@@ -69,7 +69,7 @@ def measure_storage(plane: ControlPlane, *, method: sizes.Method = "exact") -> S
     """Measure every tenant with an active placement, keep the bytes in the catalog, and tell
     every process when the set of tenants over their quota changed (see the module docs)."""
     if method not in ("estimate", "exact"):
-        raise ConfigurationError(f"method must be 'estimate' or 'exact', not {method!r}")
+        raise InvalidInput(f"method must be 'estimate' or 'exact', not {method!r}")
     started = time.perf_counter()
     report = StorageReport(method=method)
     with plane.admin() as conn:
@@ -80,6 +80,7 @@ def measure_storage(plane: ControlPlane, *, method: sizes.Method = "exact") -> S
     measured: list[tuple[uuid.UUID, int, str]] = []
     for cell, tenants in by_cell.items():
         measured.extend(_measure_cell(plane, cell, tenants, method, report))
+    sized = {t: b for t, b, _m in measured}
     with plane.admin() as conn, conn.transaction():
         before = usage_catalog.over_quota(conn)
         usage_catalog.store_storage(conn, measured)
@@ -88,7 +89,6 @@ def measure_storage(plane: ControlPlane, *, method: sizes.Method = "exact") -> S
         if report.changed:
             notify(conn, EventKind.STORAGE, "*")
         slugs = usage_catalog.slugs_of(conn, before | after)
-        sized = {t: b for t, b, _m in measured}
         for tenant_id in sorted(before ^ after):  # who went over, or came back under: audited
             over = tenant_id in after
             audit.record(
@@ -103,7 +103,7 @@ def measure_storage(plane: ControlPlane, *, method: sizes.Method = "exact") -> S
     if report.changed:
         plane.publish(EventKind.STORAGE, "*")
     report.tenants = len(measured)
-    report.bytes = {t: b for t, b, _m in measured}
+    report.bytes = sized
     report.seconds = time.perf_counter() - started
     return report
 
