@@ -129,8 +129,7 @@ class Binder:
 
     def __init__(self, keys: ContextKeys, default_schema: str, *, meter: Meter | None = None) -> None:
         self.keys = keys
-        #: where bound transactions are counted (``tn.usage``), or ``None``
-        self.meter = meter
+        self.meter = meter  #: where bound transactions are counted (``tn.usage``), or None
         self._default_schema = default_schema
         self._unbound: Statement = (_BIND, [b"", b"", _search_path(default_schema), b"", b""])
         # by value, and by identity: the scopes of a cached tenant hand out one BoundTenant
@@ -177,15 +176,10 @@ class Binder:
         return query, [*(v.encode() for v in values), _search_path(schema), *(v.encode() for v in after)]
 
 
-#: the settings a plan may set (tenantry.core.limits.DATABASE_KEYS), by the short name their
-#: bind statement's name carries
-#: and ``transaction_read_only`` (a tenant over its storage quota: READ_ONLY)
-_SETTING_CODES = {
-    "statement_timeout": "st",
-    "idle_in_transaction_session_timeout": "it",
-    "work_mem": "wm",
-    "transaction_read_only": "ro",
-}
+#: the settings a plan may set (tenantry.core.limits.DATABASE_KEYS, and READ_ONLY over the
+#: storage quota), by the short name their bind statement's name carries
+_SETTING_CODES = {"statement_timeout": "st", "idle_in_transaction_session_timeout": "it", "work_mem": "wm"}
+_SETTING_CODES["transaction_read_only"] = "ro"
 
 
 def _with_settings(query: tuple[bytes, bytes], names: tuple[str, ...]) -> tuple[bytes, bytes]:
