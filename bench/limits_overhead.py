@@ -5,6 +5,7 @@ Run::
 
     python bench/limits_overhead.py [--server embedded|system] [--url URL] [--tenants 100]
                                     [--requests 40000] [--concurrency 8] [--slice 64] [--seed 1]
+                                    [--no-metering]
 
 Set-up (not timed)
     A scratch database (``bench/_scratch.py``); ``--tenants`` tenants on a plan of their own
@@ -20,8 +21,12 @@ Sides
     on    ``TenantMiddleware(app, resolvers=[SubdomainResolver("bench.test")], metrics=m)``:
           the rate (GCRA, in this process), the concurrency count, the process cap
           (``max_in_flight`` 100,000), the RateLimit fields on every answer, and the Prometheus
-          counters and latency histogram by plan and top tenants.
-    off   the same with ``limits=False`` and no metrics.
+          counters and latency histogram by plan and top tenants, and usage metering
+          (``tn.usage``: each request counted by tenant and status class at the edge, each
+          ``tn.async_connection()`` block as a transaction with its time; the flusher runs
+          at its default interval, 60 s).
+    off   the same with ``limits=False``, ``metering=False``, no metrics, and the data
+          plane's meter switched off during the side's turns.
 
 Method as ``bench/edge_overhead.py``: in-process ASGI calls, a random tenant per request, the
 sides taking turns every ``--slice`` requests after a warm-up turn. The last line is the ratio
@@ -43,6 +48,7 @@ from _scratch import add_server_arguments, environment, load_averages, run_took,
 from edge_overhead import ASGIApp, Base, call, make_app, run_side, scope_for
 
 from tenantry import BoundTenant, EdgeLimiter, Tenantry, TenantryMetrics
+from tenantry.core.metering import Meter
 from tenantry.web import SubdomainResolver, TenantMiddleware
 
 BASE_DOMAIN = "bench.test"  # (edge_overhead's scope_for sends Host: <slug>.bench.test)
@@ -74,9 +80,14 @@ async def benchmark(tn: Tenantry, tenants: list[BoundTenant], args: argparse.Nam
     metrics = TenantryMetrics(tn)
     limiter = EdgeLimiter(tn, max_in_flight=100_000, metrics=metrics)
     sides: dict[str, ASGIApp] = {
-        "on": TenantMiddleware(app, tenantry=tn, resolvers=resolvers, limits=limiter, metrics=metrics),
-        "off": TenantMiddleware(app, tenantry=tn, resolvers=resolvers, limits=False),
+        "on": TenantMiddleware(
+            app, tenantry=tn, resolvers=resolvers, limits=limiter, metrics=metrics, metering=args.metering
+        ),
+        "off": TenantMiddleware(app, tenantry=tn, resolvers=resolvers, limits=False, metering=False),
     }
+    # usage metering: the edge counts on the "on" side only (above); the data plane's count of
+    # transactions is the process's, switched with the side (see measure())
+    meters = {"on": tn.plane.meter if args.metering else None, "off": None}
     for bound in tenants:  # warm: every tenant resolved and its plan's limits read
         for side in sides.values():
             status, _ = await call(side, scope_for("/hello", bound))
@@ -87,7 +98,7 @@ async def benchmark(tn: Tenantry, tenants: list[BoundTenant], args: argparse.Nam
     ratios: dict[str, float] = {}
     try:
         for path, requests in (("/hello", args.requests), ("/count", max(args.slice, args.requests // 10))):
-            rps = await measure(sides, path, tenants, requests, args)
+            rps = await measure(sides, path, tenants, requests, args, tn, meters)
             extra = 1e6 / rps["on"] - 1e6 / rps["off"]
             ratios[path] = rps["on"] / rps["off"]
             print(
@@ -100,7 +111,13 @@ async def benchmark(tn: Tenantry, tenants: list[BoundTenant], args: argparse.Nam
 
 
 async def measure(
-    sides: dict[str, ASGIApp], path: str, tenants: list[BoundTenant], requests: int, args: argparse.Namespace
+    sides: dict[str, ASGIApp],
+    path: str,
+    tenants: list[BoundTenant],
+    requests: int,
+    args: argparse.Namespace,
+    tn: Tenantry,
+    meters: dict[str, Meter | None],
 ) -> dict[str, float]:
     """Requests per second of each side, taking turns (see the module's docs)."""
     rng = random.Random(args.seed)
@@ -113,11 +130,13 @@ async def measure(
         for turn in range(slices + 1):  # turn 0 warms up
             picks = [rng.choice(tenants) for _ in range(args.slice)]
             for name in names if turn % 2 == 0 else reversed(names):
+                tn.plane.meter = meters[name]
                 took = await run_side(sides[name], path, picks, args.concurrency)
                 if turn > 0:
                     seconds[name] += took
     finally:
         gc.enable()
+        tn.plane.meter = meters["on"]
     return {name: slices * args.slice / total for name, total in seconds.items()}
 
 
@@ -129,6 +148,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--slice", type=int, default=64, help="requests per turn of a side")
     parser.add_argument("--concurrency", type=int, default=8, help="tasks sharing a turn's requests")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--no-metering",
+        dest="metering",
+        action="store_false",
+        help="leave usage metering out of 'on' (to see its share)",
+    )
     args = parser.parse_args(argv)
     if args.tenants < 1 or args.slice < 1 or args.requests < args.slice or args.concurrency < 1:
         parser.error("--tenants, --slice, --concurrency must be positive and --requests at least --slice")
@@ -139,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     started = datetime.now(UTC)
     print(
-        f"tenantry limits and metrics overhead: {args.tenants} tenants, {args.requests} requests per side,"
+        f"tenantry limits, metrics{' and metering' if args.metering else ''} overhead: {args.tenants} tenants,"
+        f" {args.requests} requests per side,"
         f" {environment(started)}, load average {load_averages()}"
     )
     with server(args.server, args.url) as url, scratch_database(url) as scratch:

@@ -63,6 +63,7 @@ def test_every_per_tenant_cache_is_a_catalog_cache(small: Tenantry) -> None:
         "plugin enablement",
         "brands",
         "plan settings",  # per plan, not per tenant: at most 1,024 plans
+        "storage over quota",  # one entry: the set of tenants over their storage quota
     }
     for name in ("tenant lookups", "hostnames", "config views", "plugin enablement", "brands", "cells"):
         assert (found[name].ttl, found[name].size) == (small.settings.tenant_cache_ttl, LIMIT), name

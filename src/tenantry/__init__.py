@@ -51,6 +51,7 @@ from tenantry.errors import (
     PluginNotFound,
     RateLimited,
     StatementTimeout,
+    StorageQuotaExceeded,
     TablesDiffer,
     TenantContextError,
     TenantExists,
@@ -123,8 +124,10 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
     from tenantry.services.moves import MoveReport
     from tenantry.services.schema import CheckReport, SchemaService
     from tenantry.services.spares import SpareReport, SpareService
+    from tenantry.services.storage import StorageReport
     from tenantry.services.tenant_limits import TenantLimits
     from tenantry.services.tokens import TokenService
+    from tenantry.services.usage import UsageService
     from tenantry.settings import Settings
     from tenantry.tenant_config import (
         ConfigChange,
@@ -249,6 +252,8 @@ __all__ = [
     "StatementTimeout",
     "Status",
     "StatusReport",
+    "StorageQuotaExceeded",
+    "StorageReport",
     "SubdomainResolver",
     "TablesDiffer",
     "Tenant",
@@ -278,6 +283,7 @@ __all__ = [
     "UnsafeAddress",
     "UnsafeRuntimeRole",
     "Upload",
+    "UsageService",
     "Verdict",
     "VerificationFailed",
     "acopy_rows",
@@ -350,8 +356,10 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "tenantry.services.lifecycle": ("PlanService", "TenantService"),
     "tenantry.services.schema": ("CheckReport", "SchemaService"),
     "tenantry.services.spares": ("SpareReport", "SpareService"),
+    "tenantry.services.storage": ("StorageReport",),
     "tenantry.services.tenant_limits": ("TenantLimits",),
     "tenantry.services.tokens": ("TokenService",),
+    "tenantry.services.usage": ("UsageService",),
     "tenantry.settings": ("Settings",),
     "tenantry.tenant_config": (
         "ConfigChange",

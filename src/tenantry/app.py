@@ -13,7 +13,7 @@ It keeps the data plane (:meth:`Tenantry.tenant`, :meth:`Tenantry.connection`,
 :meth:`Tenantry.engine` and their async twins), the process's lifetime and who changes are
 audited as. Each control-plane area is a service object with the same verbs: ``tn.tenants``,
 ``tn.plans``, ``tn.cells``, ``tn.domains``, ``tn.spares``, ``tn.tokens``, ``tn.audit``,
-``tn.schema``, ``tn.plugins``, ``tn.branding``; each takes the narrow
+``tn.schema``, ``tn.plugins``, ``tn.branding``, ``tn.usage``; each takes the narrow
 :class:`~tenantry.services.plane.ControlPlane` (``tn.plane``), never this object.
 Nothing connects until it is needed: constructing a ``Tenantry`` does no I/O.
 """
@@ -53,6 +53,7 @@ from tenantry.services.lifecycle import PlanService, TenantService
 from tenantry.services.schema import SchemaService
 from tenantry.services.spares import SpareService
 from tenantry.services.tokens import TokenService
+from tenantry.services.usage import UsageService
 from tenantry.settings import Settings
 from tenantry.tenant_config import ConfigSections, Flags, Live, TenantConfig
 
@@ -100,6 +101,8 @@ class Tenantry:
         self.tokens = TokenService(self.plane)
         self.audit = AuditService(self.plane)
         self.schema = SchemaService(self.plane)
+        #: storage per tenant and its quota, usage metering: ``tn.usage.measure_storage()``
+        self.usage = UsageService(self.plane, self.plane.meter)
         #: white-label brands: ``tn.branding.set("acme", {...}, logo=path)``, and for the bound
         #: tenant ``tn.branding.current()`` (cached, refreshed within a second of a change)
         self.branding = Branding(self.plane)
@@ -245,6 +248,7 @@ class Tenantry:
     # -- lifetime ---------------------------------------------------------------------------
     def close(self) -> None:
         """Close pools, engines and the catalog listener (the embedded server keeps running)."""
+        self.usage.close()  # (flushes what this process counted, while the catalog is reachable)
         self.plane.stop_listening()
         self.plugins.stop_hooks()
         self.plane.close()

@@ -49,7 +49,8 @@ that pass by themselves also know how soon to retry (``retry_after``, seconds; s
     │   ├── ConcurrencyLimited         more requests in flight at once than the plan allows
     │   ├── TooManyConnections         more connections held at once than the plan allows (db_connections)
     │   ├── StatementTimeout  HTTP 503 a statement ran longer than the plan allows: cancelled
-    │   └── IdleInTransactionTimeout   HTTP 503 a transaction sat idle longer than the plan allows
+    │   ├── IdleInTransactionTimeout   HTTP 503 a transaction sat idle longer than the plan allows
+    │   └── StorageQuotaExceeded  HTTP 507 the tenant is over its storage_mb: writes refused, reads go on
     └── Overloaded                     exit 15, HTTP 503  the process is at its cap of requests in flight,
                                                           or cannot reach the limits' store (retry)
 
@@ -95,6 +96,7 @@ __all__ = [
     "PluginNotFound",
     "RateLimited",
     "StatementTimeout",
+    "StorageQuotaExceeded",
     "TablesDiffer",
     "TenantContextError",
     "TenantExists",
@@ -460,6 +462,16 @@ class IdleInTransactionTimeout(LimitExceeded):
     (``idle_in_transaction_timeout_ms``): the database ended it and closed the connection."""
 
     http_status = 503
+    retry_after: ClassVar[int | None] = None
+
+
+class StorageQuotaExceeded(LimitExceeded):
+    """The tenant's storage, as last measured (``tn.usage.measure_storage()``), is over its
+    plan's ``storage_mb``: its transactions are read-only, so a write is refused and reads go
+    on. Writes work again once a measurement finds it under the quota (rows deleted) or the
+    quota is raised; a retry alone does not cure it (HTTP 507 Insufficient Storage)."""
+
+    http_status = 507
     retry_after: ClassVar[int | None] = None
 
 

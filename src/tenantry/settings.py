@@ -192,6 +192,19 @@ class Settings(BaseSettings):
     503 and ``Retry-After`` (the process protects itself; exempt paths count too). 0: no cap.
     ``TENANTRY_EDGE_MAX_IN_FLIGHT``."""
 
+    usage_metering: bool = True
+    """Count each tenant's requests, request time, transactions and database time in this
+    process, and flush the counts to the catalog's usage table every
+    ``usage_flush_seconds`` (``tn.usage``). ``TENANTRY_USAGE_METERING``."""
+
+    usage_flush_seconds: float = 60.0
+    """Seconds between two flushes of this process's usage counts (one INSERT each, whatever
+    the number of requests). ``TENANTRY_USAGE_FLUSH_SECONDS``."""
+
+    usage_retention_days: int = 31
+    """Days of usage kept: older daily partitions are dropped by ``tn.usage.maintain()`` (the
+    flusher calls it once a day). ``TENANTRY_USAGE_RETENTION_DAYS``."""
+
     def __init__(self, **values: Any) -> None:
         try:
             super().__init__(**values)
@@ -281,6 +294,10 @@ class Settings(BaseSettings):
             raise ConfigurationError("spare_schemas must be >= 0")
         if self.edge_max_in_flight < 0:
             raise ConfigurationError("edge_max_in_flight must be >= 0 (0: no cap)")
+        if not 0 < self.usage_flush_seconds <= 86400:
+            raise ConfigurationError("usage_flush_seconds must be more than 0 and at most 86400")
+        if self.usage_retention_days < 1:
+            raise ConfigurationError("usage_retention_days must be >= 1")
         if not 0 < self.limits_timeout <= 10:
             raise ConfigurationError("limits_timeout must be more than 0 and at most 10 seconds")
         storage = None if self.limits_storage is None else self.limits_storage.get_secret_value()

@@ -76,6 +76,8 @@ def test_database_tenant_on_second_server(cell_tn: Tenantry) -> None:
         with cell_tn.tenant(slug), cell_tn.connection() as conn:
             assert conn.execute("SELECT name FROM projects").fetchall() == [(slug,)]
     assert servers[here] != servers[there]  # two different servers (PostgreSQL 15 and 18)
+    sized = cell_tn.usage.measure_storage().bytes  # (each measured on its own server)
+    assert all(sized[cell_tn.tenants.get(slug).id] > 8192 for slug in (here, there))
     database = cell_tn.tenants.placement(there).database  # type: ignore[union-attr]
     assert cell_tn.tenants.delete(there) == {f"database {database}": 1}
     with psycopg.connect(cell_tn.cells.get("second").dsn) as conn:  # type: ignore[arg-type]

@@ -60,6 +60,10 @@ COMMANDS: dict[str, LazyCommand] = {
     "plans": LazyCommand("tenantry.cli.plans:app", "Create, change, delete, list and show plans and their limits."),
     "server": LazyCommand("tenantry.cli.server:app", "Start, stop and inspect the embedded PostgreSQL server."),
     "audit": LazyCommand("tenantry.cli.audit:app", "Read the audit log."),
+    "usage": LazyCommand(
+        "tenantry.cli.usage:app",
+        "Per-tenant usage (requests, time, transactions, storage), the top and hot tenants; measure storage.",
+    ),
     "cells": LazyCommand("tenantry.cli.cells:app", "Register, list, show and drain cells (PostgreSQL servers)."),
     "migrate": LazyCommand(
         "tenantry.cli.migrate:app",

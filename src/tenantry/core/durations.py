@@ -6,11 +6,11 @@ Pure: no I/O. The CLI's ``--expires`` and ``--older-than`` options take them.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from tenantry.errors import InvalidInput
 
-__all__ = ["parse_duration"]
+__all__ = ["parse_duration", "parse_since"]
 
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -26,3 +26,27 @@ def parse_duration(text: str) -> timedelta:
     if seconds <= 0:
         raise InvalidInput(f"duration {text!r} must be longer than zero")
     return timedelta(seconds=seconds)
+
+
+def parse_since(text: str, now: datetime, *, field: str = "since") -> datetime:
+    """A point in time as people type it: how long ago (``"1h"``, ``"2d"``) before ``now``, or
+    an ISO 8601 time with a zone (``"2026-12-01T00:00:00Z"``); :class:`InvalidInput` names
+    ``field`` otherwise.
+
+    >>> from datetime import UTC
+    >>> parse_since("2h", datetime(2026, 1, 1, 12, tzinfo=UTC)).hour
+    10
+    """
+    try:
+        return now - parse_duration(text)
+    except InvalidInput:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(
+            f"{field} {text[:40]!r} must be a duration (90s, 15m, 2h, 1d) or an ISO 8601 time with a zone"
+        ) from None
+    if moment.tzinfo is None:
+        raise InvalidInput(f"{field} needs a time zone, like 2026-12-01T00:00:00Z")
+    return moment

@@ -38,6 +38,9 @@ class EventKind(StrEnum):
     LIMITS = "limits"
     """A tenant's overrides of its plan's limits were set or unset (a trigger on the
     ``tenant_limits`` table sends it): key is the tenant's id."""
+    STORAGE = "storage"
+    """A storage measurement changed which tenants are over their plan's ``storage_mb``: key
+    is ``*`` (every process reads the set of over-quota tenants again)."""
 
     def payload(self, key: str) -> str:
         """The NOTIFY payload of this kind of event about ``key``."""

@@ -36,6 +36,8 @@ __all__ = [
     "NO_LIMITS",
     "count",
     "connection_cap",
+    "READ_ONLY",
+    "storage_quota_bytes",
     "database_settings",
     "milliseconds",
     "rate",
@@ -112,6 +114,24 @@ DATABASE_KEYS: dict[str, str] = {
     "idle_in_transaction_timeout_ms": "idle_in_transaction_session_timeout",
     "work_mem": "work_mem",
 }
+#: the setting a tenant over its ``storage_mb`` is bound with: its transactions are read-only
+READ_ONLY = ("transaction_read_only", "on")
+
+
+def storage_quota_bytes(*layers: Mapping[str, Any] | None) -> int | None:
+    """The ``storage_mb`` of ``layers`` (a later layer's key wins) in bytes; ``None``: no quota.
+
+    >>> storage_quota_bytes({"storage_mb": 500})
+    524288000
+    """
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if layer and "storage_mb" in layer:
+            merged["storage_mb"] = layer["storage_mb"]
+    mb = rate(merged.get("storage_mb"), "storage_mb")
+    return None if mb is None else int(mb * 1024 * 1024)
+
+
 _MEMORY = re.compile(r"^[1-9][0-9]{0,9}(kB|MB|GB)$")
 
 

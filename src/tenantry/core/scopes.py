@@ -43,6 +43,7 @@ SCOPES: dict[str, str] = {
     "migrations:read": "read where the app migrations stand on every placement",
     "audit:read": "read the audit log",
     "metrics:read": "scrape the Prometheus metrics at /metrics",
+    "usage:read": "read tenants' usage, storage and the hot tenants",
     ADMIN: "every scope",
 }
 

@@ -17,6 +17,7 @@ Their pools (:func:`capped_pool_classes`) count each tenant's connections agains
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -31,6 +32,7 @@ from sqlalchemy.pool.base import ConnectionPoolEntry
 from sqlalchemy.util import await_
 
 from tenantry import context
+from tenantry.context import BoundTenant
 from tenantry.db.binding import Binder, RouteKey, abegin, begin, mark_returned
 from tenantry.db.connect import translate
 from tenantry.db.connection_caps import ConnectionCaps, Gate
@@ -41,6 +43,8 @@ __all__ = ["TenantScoped", "bind_engine", "capped_pool_classes", "tenant_id_colu
 
 _INFO_KEY = "tenantry.bound"
 _SCHEMAS_KEY = "tenantry.schemas"
+_STARTED_KEY = "tenantry.started"
+_ROWS_KEY = "tenantry.rows_written"
 _UNSET = object()
 #: SQL default for tenant_id: the bound tenant, or a clear error when none is bound.
 TENANT_ID_SERVER_DEFAULT = sa.text("tenantry.require_tenant_id()")
@@ -116,6 +120,8 @@ def bind_engine(
         else:
             begin(driver, wanted, binder)  # type: ignore[arg-type]
         conn.info[_INFO_KEY] = wanted
+        if wanted is not None and binder.meter is not None:
+            conn.info[_STARTED_KEY] = time.perf_counter()  # (the transaction's time: tn.usage)
         if wanted is not None and wanted.route is not None:
             conn.connection.info.setdefault(_SCHEMAS_KEY, set()).add(wanted.route.schema)
 
@@ -151,6 +157,14 @@ def bind_engine(
             if len(record.info.get(_SCHEMAS_KEY, ())) > schema_recycle_after:
                 raise sa.exc.DisconnectionError("served too many tenant schemas")
 
+    if binder.meter is not None:
+
+        @event.listens_for(sync_engine, "after_cursor_execute")
+        def _written(conn: sa.Connection, cursor: Any, statement: str, parameters: Any, ctx: Any, many: bool) -> None:
+            # rows an INSERT, UPDATE or DELETE wrote, for tn.usage (a bound transaction only)
+            if _STARTED_KEY in conn.info and (ctx.isinsert or ctx.isupdate or ctx.isdelete) and cursor.rowcount > 0:
+                conn.info[_ROWS_KEY] = conn.info.get(_ROWS_KEY, 0) + cursor.rowcount
+
     @event.listens_for(sync_engine, "commit")
     @event.listens_for(sync_engine, "rollback")
     def _end(conn: sa.Connection) -> None:
@@ -158,7 +172,11 @@ def bind_engine(
         # invalidate the connection, whose pool record forgets its info on reconnect: touching
         # conn.info then would raise PendingRollbackError in place of the CancelledError
         if not conn.invalidated:
-            conn.info.pop(_INFO_KEY, None)
+            bound = conn.info.pop(_INFO_KEY, None)
+            started = conn.info.pop(_STARTED_KEY, None)
+            written = conn.info.pop(_ROWS_KEY, 0)
+            if started is not None and binder.meter is not None and isinstance(bound, BoundTenant):
+                binder.meter.transaction(bound.id, time.perf_counter() - started, written)
             forget_deferred(conn.connection.driver_connection)  # a transaction that ran no statement
 
     @event.listens_for(sync_engine.pool, "checkin")

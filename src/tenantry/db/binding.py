@@ -56,6 +56,7 @@ import psycopg
 from psycopg import pq, waiting
 
 from tenantry.context import BoundTenant
+from tenantry.core.metering import Meter
 from tenantry.db.connect import stale_binding
 from tenantry.db.local import ContextKeys
 from tenantry.errors import DatabaseUnavailable, IsolationError
@@ -126,8 +127,9 @@ def _search_path(schema: str) -> bytes:
 class Binder:
     """Builds the statement that binds a tenant; shared by all connections of a Tenantry."""
 
-    def __init__(self, keys: ContextKeys, default_schema: str) -> None:
+    def __init__(self, keys: ContextKeys, default_schema: str, *, meter: Meter | None = None) -> None:
         self.keys = keys
+        self.meter = meter  #: where bound transactions are counted (``tn.usage``), or None
         self._default_schema = default_schema
         self._unbound: Statement = (_BIND, [b"", b"", _search_path(default_schema), b"", b""])
         # by value, and by identity: the scopes of a cached tenant hand out one BoundTenant
@@ -174,9 +176,10 @@ class Binder:
         return query, [*(v.encode() for v in values), _search_path(schema), *(v.encode() for v in after)]
 
 
-#: the settings a plan may set (tenantry.core.limits.DATABASE_KEYS), by the short name their
-#: bind statement's name carries
+#: the settings a plan may set (tenantry.core.limits.DATABASE_KEYS, and READ_ONLY over the
+#: storage quota), by the short name their bind statement's name carries
 _SETTING_CODES = {"statement_timeout": "st", "idle_in_transaction_session_timeout": "it", "work_mem": "wm"}
+_SETTING_CODES["transaction_read_only"] = "ro"
 
 
 def _with_settings(query: tuple[bytes, bytes], names: tuple[str, ...]) -> tuple[bytes, bytes]:

@@ -9,12 +9,15 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from tenantry import context
+from tenantry.core.limits import READ_ONLY
 from tenantry.errors import (
     DatabaseUnavailable,
     IdleInTransactionTimeout,
     IsolationError,
     NoTenantBound,
     StatementTimeout,
+    StorageQuotaExceeded,
     TenantMoved,
     TenantMoving,
     TenantryError,
@@ -124,6 +127,14 @@ def translate(err: psycopg.Error) -> TenantryError | None:
             "the tenant's database refused one more session: it holds as many as its CONNECTION LIMIT allows"
             " (db_connections, counted over every process)"
         )
+    if state == "25006":
+        bound = context.current()
+        if bound is not None and READ_ONLY in bound.settings:  # (not a READ ONLY the app chose)
+            return StorageQuotaExceeded(
+                f"tenant {bound.slug!r} is over its plan's storage quota (storage_mb): writes are refused"
+                " until it is back under it (delete rows, or raise the quota); reads go on",
+                limit="storage_mb",
+            )
     if isinstance(err, psycopg.OperationalError) and (state is None or state.startswith(("08", "57P"))):
         # the connection itself failed (class 08), or the server is shutting down (57P)
         return DatabaseUnavailable(f"cannot reach PostgreSQL: {str(err).strip().splitlines()[0]}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -26,6 +27,7 @@ from tenantry import context
 from tenantry.appspec import load_metadata
 from tenantry.core.caches import CatalogCache
 from tenantry.core.events import EventKind
+from tenantry.core.metering import Meter
 from tenantry.core.placement import PRIMARY_CELL
 from tenantry.core.secrets import Keyring
 from tenantry.db import catalog
@@ -72,6 +74,8 @@ class Plane:
         self._runtime_url: str | None = None
         self._keyring: Keyring | None = None
         self._binder: Binder | None = None
+        #: this process's usage counts (``tn.usage``): bound transactions are counted here
+        self.meter: Meter | None = Meter() if settings.usage_metering else None
         self._runtime_checked = False
         #: the runtime role's problem, once found: every later checkout raises it
         self.runtime_problem: UnsafeRuntimeRole | None = None
@@ -246,7 +250,7 @@ class Plane:
                 with self.catalog_reader() as conn:
                     catalog.require_routing(conn)
                     keys = context_keys(conn, catalog.ROUTING_SCHEMA)
-                self._binder = Binder(keys, self._settings.pooled_schema)
+                self._binder = Binder(keys, self._settings.pooled_schema, meter=self.meter)
             return self._binder
 
     def pool_stats(self) -> dict[str, dict[str, int]]:
@@ -315,6 +319,8 @@ class Plane:
         """A pooled connection of route ``key``, bound per transaction to the context's tenant
         (``Tenantry.connection``): commits when the block ends, rolls back when it raises."""
         pool, conn = self._checkout(key)
+        bound = context.current() if self.meter is not None else None
+        started = time.perf_counter() if bound is not None else 0.0
         try:
             yield conn
         except psycopg.Error as err:
@@ -336,6 +342,8 @@ class Plane:
                         raise
                     raise mapped from err
         finally:
+            if bound is not None and self.meter is not None:
+                self.meter.transaction(bound.id, time.perf_counter() - started)
             if self._spent(conn):
                 conn.close()
             pool.putconn(conn)
@@ -363,6 +371,8 @@ class Plane:
     async def async_connection(self, key: RouteKey) -> AsyncIterator[AsyncTenantConnection]:
         """Async :meth:`connection` (``Tenantry.async_connection``)."""
         pool, conn = await self._acheckout(key)
+        bound = context.current() if self.meter is not None else None
+        started = time.perf_counter() if bound is not None else 0.0
         try:
             yield conn
         except psycopg.Error as err:
@@ -379,6 +389,8 @@ class Plane:
                 with translated():
                     await conn.commit()
         finally:
+            if bound is not None and self.meter is not None:
+                self.meter.transaction(bound.id, time.perf_counter() - started)
             if self._spent(conn):
                 await conn.close()
             await pool.putconn(conn)

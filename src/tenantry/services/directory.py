@@ -12,7 +12,10 @@ kept per plan and dropped by the plan's events, with the tenant's own overrides 
 them (``tn.tenants.limits_set``). Those are read with the tenant (:meth:`Directory.load`) and
 kept with its lookup, found by the lookup's identity: the tenant's ``limits`` events drop its
 lookup, and the next one reads both again. Neither costs a catalog read, nor a lookup of its
-own, per transaction.
+own, per transaction. A tenant over its plan's ``storage_mb`` (the routing view
+``storage_over_quota``, read once for all tenants and dropped by ``storage``, plan and tenant
+events) is bound read-only as well (``transaction_read_only``): its writes fail with
+:class:`~tenantry.errors.StorageQuotaExceeded`, its reads go on.
 
 The edge uses the split verbs (:meth:`Directory.cached` without I/O on the event loop, then
 :meth:`Directory.load` in a thread); ``tn.tenant(...)`` uses :meth:`Directory.bind`.
@@ -30,12 +33,13 @@ from typing import Any
 from tenantry.context import BoundTenant
 from tenantry.core.caches import UNKNOWN_SIZE, UNKNOWN_TTL, CatalogCache
 from tenantry.core.events import EventKind
-from tenantry.core.limits import connection_cap, database_settings
+from tenantry.core.limits import READ_ONLY, connection_cap, database_settings
 from tenantry.core.model import Status, Tenant
 from tenantry.core.placement import Placement
 from tenantry.db import catalog
 from tenantry.db.catalog import domains as domains_service
 from tenantry.db.catalog import tenants as catalog_tenants
+from tenantry.db.catalog import usage as usage_catalog
 from tenantry.db.catalog.domains import UNKNOWN_HOST, HostRoute
 from tenantry.db.catalog.placements import read_placement
 from tenantry.db.catalog.plans import plan_limits
@@ -91,7 +95,14 @@ class Directory:
         self._own_lock = threading.Lock()
         #: the database settings of tenants with overrides, made once per (plan, overrides)
         self._own_settings: dict[uuid.UUID, tuple[PlanLimits, Mapping[str, Any], Settings]] = {}
-        self._bounds: dict[int, tuple[Resolved, PlanLimits, BoundTenant]] = {}
+        #: the tenants over their storage quota (one entry, key ``None``), and each settings
+        #: tuple with the read-only one added (same object per settings: cheap identity)
+        self._over_quota: CatalogCache[None, frozenset[uuid.UUID]] = CatalogCache(
+            "storage over quota", ttl=ttl, size=1, trusted=trusted
+        )
+        self._read_only: dict[Settings, Settings] = {}
+        #: per lookup: (it, its plan's limits, whether over quota, the binding made of them)
+        self._bounds: dict[int, tuple[Resolved, PlanLimits, bool, BoundTenant]] = {}
         self._bounds_size = size
         plane.subscribe(self._on_event, self._on_reset)
 
@@ -103,6 +114,7 @@ class Directory:
             self._hosts,
             self._missing_hosts,
             self._plan_settings,
+            self._over_quota,
         ]
 
     # -- tenants ------------------------------------------------------------------------------
@@ -120,7 +132,11 @@ class Directory:
             hit = self._tenants.get(canonical)
             if hit is None and self._missing_tenants.get(canonical):
                 raise TenantNotFound(f"no tenant {str(key)[:70]!r}")
-        if hit is not None and (self._plan_settings.get(hit[0].plan) is None or id(hit[0]) not in self._own_of):
+        if hit is not None and (
+            self._plan_settings.get(hit[0].plan) is None
+            or id(hit[0]) not in self._own_of
+            or self._over_quota.get(None) is None
+        ):
             return None  # its limits are read with it (load), never on the event loop
         return hit
 
@@ -141,6 +157,7 @@ class Directory:
             placement = read_placement(conn, tenant.id, source=catalog.ROUTING_SCHEMA)
             self._read_plan_settings(conn, tenant.plan)
             self._read_own(conn, tenant)
+            self._read_over_quota(conn)
         resolved = (tenant, placement)
         self._tenants.put(canonical, resolved, ticket)
         return resolved
@@ -165,18 +182,23 @@ class Directory:
         # one BoundTenant per cache entry (the entry is held, so its id is not reused): the
         # binder then finds the bind statement by identity, with no hashing of the dataclass
         plan = self._plan_settings.get(tenant.plan)
-        if plan is None:
+        over = self._over_quota.get(None)
+        if plan is None or over is None:
             with self._plane.catalog_reader() as conn:
                 plan = self._read_plan_settings(conn, tenant.plan)
+                over = self._read_over_quota(conn)
+        read_only = tenant.id in over
         same = self._bounds.get(id(resolved))
-        if same is not None and same[0] is resolved and same[1] is plan:
-            return same[2]
+        if same is not None and same[0] is resolved and same[1] is plan and same[2] is read_only:
+            return same[3]
         # (a new lookup, or its plan changed: the tenant's own limits were read with the lookup)
         own = self.overrides(tenant)
         if own is None:
             with self._plane.catalog_reader() as conn:
                 own = self._read_own(conn, tenant)
         settings = plan[1] if own is NO_OVERRIDES else self._settings_with(tenant, plan, own)
+        if read_only:
+            settings = self._read_only_settings(settings)
         bound = BoundTenant(
             id=tenant.id,
             slug=tenant.slug,
@@ -187,7 +209,7 @@ class Directory:
         )
         if len(self._bounds) >= self._bounds_size:
             self._bounds.clear()
-        self._bounds[id(resolved)] = (resolved, plan, bound)
+        self._bounds[id(resolved)] = (resolved, plan, read_only, bound)
         return bound
 
     def _settings_with(self, tenant: Tenant, plan: PlanLimits, own: Mapping[str, Any]) -> Settings:
@@ -254,6 +276,24 @@ class Directory:
         self._plan_settings.put(plan, found, ticket)
         return found
 
+    def _read_over_quota(self, conn: Any) -> frozenset[uuid.UUID]:
+        """The tenants over their storage quota, read through the routing view unless known."""
+        known = self._over_quota.get(None)
+        if known is not None:
+            return known
+        ticket = self._over_quota.begin()
+        found = usage_catalog.over_quota(conn, source=catalog.ROUTING_SCHEMA)
+        self._over_quota.put(None, found, ticket)
+        return found
+
+    def _read_only_settings(self, settings: Settings) -> Settings:
+        found = self._read_only.get(settings)
+        if found is None:
+            if len(self._read_only) >= 1024:
+                self._read_only.clear()
+            found = self._read_only[settings] = (*settings, READ_ONLY)
+        return found
+
     # -- hostnames ----------------------------------------------------------------------------
     def cached_host(self, hostname: str) -> HostRoute | None:
         """What this process knows of a (normalised) hostname without a query, or ``None``."""
@@ -276,6 +316,8 @@ class Directory:
 
     # -- events ---------------------------------------------------------------------------------
     def _on_event(self, kind: EventKind, key: str) -> None:
+        if kind in (EventKind.STORAGE, EventKind.PLAN, EventKind.TENANT, EventKind.LIMITS):
+            self._over_quota.clear()  # (a quota raised, a plan changed: the view answers anew)
         if kind == EventKind.TENANT:
             self._tenants.drop_tagged(key)
             self._missing_tenants.clear()  # the event names an id; a new tenant's slug may be here

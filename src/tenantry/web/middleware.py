@@ -70,20 +70,13 @@ from tenantry.core.naming import is_slug
 from tenantry.core.placement import Placement
 from tenantry.db.catalog import tenants as catalog_tenants
 from tenantry.db.catalog.domains import HostRoute
-from tenantry.errors import Overloaded, TenantNotActive, TenantNotFound, TenantryError
+from tenantry.errors import Overloaded, StorageQuotaExceeded, TenantNotActive, TenantNotFound, TenantryError
 from tenantry.observability import tracing
 from tenantry.observability.metrics import TenantryMetrics
 from tenantry.problems import Problem, problem, problem_from_error, problem_type, send_problem
 from tenantry.web.limits import Admission, CatalogLimits, EdgeLimiter
 from tenantry.web.pages import NoTenantPage, inactive_page, no_tenant_page
-from tenantry.web.resolvers import (
-    CustomDomainResolver,
-    Match,
-    Refusal,
-    RequestInfo,
-    Resolver,
-    SubdomainResolver,
-)
+from tenantry.web.resolvers import CustomDomainResolver, Match, Refusal, RequestInfo, Resolver, SubdomainResolver
 
 __all__ = ["TenantMiddleware", "default_resolvers"]
 
@@ -127,6 +120,8 @@ class TenantMiddleware:
     anyone who the app's customers are. API clients get the problem document either way.
     ``limits``: the :class:`~tenantry.web.limits.EdgeLimiter` (default: one built from the
     settings; ``False``: no limits at all). ``metrics``: where served requests are counted.
+    ``metering``: count each tenant's requests, by status class, and their time for
+    ``tn.usage`` (when ``Settings.usage_metering`` is on; it starts the flusher thread).
     """
 
     def __init__(
@@ -141,6 +136,7 @@ class TenantMiddleware:
         no_tenant_page: NoTenantPage | None = None,
         limits: EdgeLimiter | bool = True,
         metrics: TenantryMetrics | None = None,
+        metering: bool = True,
     ) -> None:
         self.app = app
         self.tn = tenantry
@@ -156,6 +152,11 @@ class TenantMiddleware:
         if metrics is not None and self.limiter is not None and isinstance(self.limiter.source, CatalogLimits):
             metrics.watch_cache(self.limiter.source.cache)  # the plan limits' hit ratio too
         self._capped = self.limiter is not None and self.limiter.max_in_flight > 0
+        #: each tenant's requests are counted here (``tn.usage``), flushed by its thread
+        self._meter = tenantry.usage.meter if metering else None
+        self._timed = self.metrics is not None or self._meter is not None
+        if self._meter is not None:
+            tenantry.usage.start()
         self._traced = tracing.available()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -230,6 +231,8 @@ class TenantMiddleware:
             # is logged once by the limiter; a catalog out of reach is logged here
             if err.http_status >= 500 and not isinstance(err, Overloaded):
                 _log.warning("%s %s refused: %s", scope.get("method", "WEBSOCKET"), scope.get("path"), err)
+            if self._meter is not None:
+                self._meter.request(tenant.id, err.http_status, 0.0)
             await self._refuse(scope, send, _public_problem(err))
             return
         try:
@@ -251,16 +254,20 @@ class TenantMiddleware:
         token = context._set(bound)
         answer = _Answer(send, admission.headers if admission is not None else None)
         traced = tracing.enter(bound) if self._traced and bound is not None else None
-        started = time.perf_counter() if self.metrics is not None else 0.0
+        started = time.perf_counter() if self._timed else 0.0
         try:
             await self.app(scope, receive, answer.send)
         except TenantryError as err:
-            if err.retry_after is None or not answer.replaceable:
+            # (over its storage quota: the app's write refused, answered 507 rather than 500)
+            if (err.retry_after is None and not isinstance(err, StorageQuotaExceeded)) or not answer.replaceable:
                 await answer.release()
                 raise
             # a moving or restoring tenant, or PostgreSQL out of reach, passes by itself: tell
             # the client when to come back rather than answer 500
-            _log.warning("%s %s: %s: %s", scope.get("method", "WEBSOCKET"), scope.get("path"), type(err).__name__, err)
+            if not isinstance(err, StorageQuotaExceeded):  # (an expected refusal: no line each)
+                _log.warning(
+                    "%s %s: %s: %s", scope.get("method", "WEBSOCKET"), scope.get("path"), type(err).__name__, err
+                )
             answer.discard()
             answer.status = err.http_status
             if scope["type"] == "websocket":
@@ -276,8 +283,12 @@ class TenantMiddleware:
             context._reset(token)
             if traced is not None:
                 tracing.leave(traced)
-            if self.metrics is not None and tenant is not None:
-                self.metrics.served(tenant, answer.status, time.perf_counter() - started)
+            if self._timed and tenant is not None:
+                elapsed = time.perf_counter() - started
+                if self._meter is not None:
+                    self._meter.request(tenant.id, answer.status, elapsed)
+                if self.metrics is not None:
+                    self.metrics.served(tenant, answer.status, elapsed)
 
     def _exempt(self, path: str) -> bool:
         return any(path == p or (p.endswith("/") and path.startswith(p)) for p in self.exempt)

@@ -19,6 +19,7 @@ from tenantry.api.routes import (
     plugins,
     tenant_limits,
     tenants,
+    usage,
 )
 
 __all__ = ["ROUTERS"]
@@ -37,4 +38,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     plugin_hooks.router,
     migrations.router,
     audit.router,
+    usage.router,
 )
