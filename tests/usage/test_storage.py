@@ -123,6 +123,27 @@ def test_back_under_quota_after_a_new_measurement(tn: Tenantry, make_tenant: Cal
     assert _writes_within(tn, t, 1.5) < 1.5
 
 
+def test_a_tenants_own_storage_quota_counts_over_its_plans(tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
+    """``tn.tenants.limits_set(storage_mb=...)`` makes one tenant read-only on a plan without a
+    quota, and ``None`` lifts the plan's quota for one tenant; the plan's other tenant is
+    the control both ways."""
+    plan = make_tier_plan(tn, "pooled", {})
+    own, other = make_tenant("ownq", plan=plan), make_tenant("otherq", plan=plan)
+    _fill(tn, own, 7000)  # ~1.5 MB each, over the smallest quota the limits schema takes (1 MB)
+    _fill(tn, other, 7000)
+    sizes = tn.usage.measure_storage().bytes
+    assert min(sizes[own.id], sizes[other.id]) > 1048576, sizes
+    tn.tenants.limits_set(own.slug, storage_mb=1)  # its own quota, none on the plan
+    with pytest.raises(StorageQuotaExceeded):
+        _write(tn, own)
+    _write(tn, other)  # the control: same plan, same size, no quota of its own
+    set_plan_limits(tn, plan, {"storage_mb": 1})
+    tn.tenants.limits_set(own.slug, storage_mb=None)  # lifted for this tenant alone
+    assert _writes_within(tn, own, 1.5) < 1.5
+    with pytest.raises(StorageQuotaExceeded):
+        _write(tn, other)
+
+
 def test_a_read_only_transaction_the_app_chose_is_not_a_quota(tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
     t = make_tenant("ro")
     with tn.tenant(t.slug), pytest.raises(psycopg.errors.ReadOnlySqlTransaction), tn.connection() as conn:
