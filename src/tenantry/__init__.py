@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from tenantry.errors import (
     AuthenticationFailed,
+    BackupInvalid,
+    BackupNotFound,
     CatalogNotInitialised,
     ConcurrencyLimited,
     ConfigInvalid,
@@ -149,6 +151,8 @@ __all__ = [
     "AuditEntry",
     "AuditService",
     "AuthenticationFailed",
+    "BackupInvalid",
+    "BackupNotFound",
     "BoundTenant",
     "Brand",
     "BrandChange",

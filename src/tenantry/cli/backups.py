@@ -1,0 +1,163 @@
+"""``tenantry backups …``: take, list, show, verify, delete and restore per-tenant backups."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tenantry.cli.output import console, emit_json, progress_bar, table
+from tenantry.cli.state import get_state
+from tenantry.errors import InvalidInput
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Take, list, show, verify, delete and restore per-tenant backups (every tier).", no_args_is_help=True
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+Id = Annotated[str, typer.Argument(help="The backup's id (from `tenantry backups list`).", show_default=False)]
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    tenant: Annotated[str, typer.Argument(help="The tenant's slug or id.", show_default=False)],
+    as_json: JsonFlag = False,
+) -> None:
+    """Back up one tenant (its rows from one snapshot, and its catalog state) while it keeps serving."""
+    tn = get_state(ctx).tenantry(app_plugins=True)
+    with progress_bar(not as_json, f"backing up {tenant}") as bar:
+        backup = tn.backups.create(tenant, progress=(lambda _t, done, total: bar(done, total)) if bar else None)
+    if as_json:
+        emit_json(backup.to_dict())
+        return
+    console.print(
+        f"backed up [bold]{backup.tenant}[/]: backup {backup.id}, {backup.rows} rows, {_size(backup.size)}"
+        f"{' (encrypted)' if backup.encrypted else ''}"
+    )
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    tenant: Annotated[str | None, typer.Argument(help="Only this tenant's backups.", show_default=False)] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10000, help="At most this many.")] = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """List backups, newest first."""
+    tn = get_state(ctx).tenantry()
+    found = tn.backups.list(tenant, limit=limit)
+    if as_json:
+        emit_json([b.to_dict() for b in found])
+        return
+    table(
+        None,
+        ["id", "tenant", "created", "status", "rows", "size"],
+        [
+            (str(b.id), b.tenant, b.created_at.strftime("%Y-%m-%d %H:%M:%S"), b.status, b.rows or "-", _size(b.size))
+            for b in found
+        ],
+    )
+
+
+@app.command("show")
+def show(ctx: typer.Context, backup_id: Id, as_json: JsonFlag = False) -> None:
+    """Show one backup and its manifest (tables, row counts, checksums, migration head)."""
+    tn = get_state(ctx).tenantry()
+    backup = tn.backups.get(backup_id)
+    if as_json:
+        emit_json(backup.to_dict(manifest=True))
+        return
+    for key, value in backup.to_dict().items():
+        console.print(f"{key}: {value}")
+    if backup.manifest:
+        table(
+            "tables",
+            ["table", "rows", "bytes", "checksum"],
+            [(t["name"], t["rows"], t["bytes"], t["checksum"]) for t in backup.manifest.get("tables", [])],
+        )
+
+
+@app.command("verify")
+def verify(ctx: typer.Context, backup_id: Id, as_json: JsonFlag = False) -> None:
+    """Read a backup's archive back and check it against its manifest (sizes, SHA-256, counts, checksums)."""
+    tn = get_state(ctx).tenantry()
+    with progress_bar(not as_json, "verifying") as bar:
+        report = tn.backups.verify(backup_id, progress=(lambda _t, done, total: bar(done, total)) if bar else None)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    console.print(f"backup {report.id} is sound: {sum(report.tables.values())} rows in {len(report.tables)} tables")
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    backup_id: Id,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm: the archive is removed.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete a backup and its archive. Asks for --yes."""
+    if not yes:
+        raise InvalidInput("deleting a backup removes its archive for good; pass --yes to confirm")
+    tn = get_state(ctx).tenantry()
+    deleted = tn.backups.delete(backup_id)
+    if as_json:
+        emit_json({"id": backup_id, "deleted": deleted})
+    else:
+        console.print(f"deleted backup {backup_id}" if deleted else f"no backup {backup_id}")
+
+
+@app.command("restore")
+def restore(
+    ctx: typer.Context,
+    tenant: Annotated[str, typer.Argument(help="The backed-up tenant's slug.", show_default=False)],
+    from_: Annotated[str | None, typer.Option("--from", help="The backup's id.")] = None,
+    as_: Annotated[str | None, typer.Option("--as", help="Restore into a new tenant of this slug (a clone).")] = None,
+    plan: Annotated[
+        str | None, typer.Option("--plan", help="The new tenant's plan (default: the backed-up one's).")
+    ] = None,
+    abort: Annotated[bool, typer.Option("--abort", help="Undo an interrupted restore into --as.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Restore a backup into a new tenant (--as SLUG, on any plan). Rerun to finish an interrupted one."""
+    tn = get_state(ctx).tenantry(app_plugins=True)
+    if as_ is None:
+        raise InvalidInput(
+            "--as: name the new tenant to restore into (restoring over the tenant itself is not available yet)"
+        )
+    if abort:
+        aborted = tn.backups.abort_restore(as_)
+        if as_json:
+            emit_json({"aborted": aborted})
+        else:
+            console.print("restore aborted" if aborted else "no restore in progress")
+        return
+    if from_ is None:
+        raise InvalidInput("--from: name the backup to restore (`tenantry backups list` shows them)")
+    backup = tn.backups.get(from_)
+    if backup.tenant != tenant and str(backup.tenant_id) != tenant:
+        raise InvalidInput(f"--from: backup {backup.id} is of tenant {backup.tenant!r}, not {tenant!r}")
+    with progress_bar(not as_json, f"restoring into {as_}") as bar:
+        report = tn.backups.restore(
+            backup.id, as_slug=as_, plan=plan, progress=(lambda _s, done, total: bar(done, total)) if bar else None
+        )
+    if as_json:
+        emit_json(report)
+        return
+    console.print(
+        f"restored backup {backup.id} of {report['from']} as [bold]{report['tenant']}[/] on plan {report['plan']}:"
+        f" {sum(report['rows'].values())} rows verified, {report['seconds']:.1f} s"
+    )
