@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tenantry import Status, Tenantry, TenantNotActive
+from tenantry import Status, TenantNotActive, Tenantry
 from tests.services.backup_support import rows, seed
 from tests.support import catalog_env
 
