@@ -51,7 +51,7 @@ __all__ = [
 log = logging.getLogger("tenantry.jobs")
 
 #: kinds of the jobs a JobRunner runs (and watches with its advisory lock)
-BACKGROUND_KINDS = ("tenant.create", "tenant.move")
+BACKGROUND_KINDS = ("tenant.create", "tenant.move", "tenant.backup", "tenant.restore")
 #: advisory lock namespace: (JOB_LOCK, hashtext(job id)) is held while a background job runs
 JOB_LOCK = 0x746A6F62
 #: serialises submissions for one tenant, so two cannot both find none running
