@@ -48,7 +48,8 @@ def test_the_backups_commands(bcli, tn: Tenantry) -> None:
         (("backups", "show", "nope"), 2, "not a backup id"),
         (("backups", "show", str(uuid.UUID(int=1))), 6, "no backup"),
         (("backups", "verify", str(uuid.UUID(int=1))), 6, "no backup"),
-        (("backups", "restore", "x", "--from", str(uuid.UUID(int=1))), 2, "--as"),
+        (("backups", "restore", "x", "--from", str(uuid.UUID(int=1))), 6, "no backup"),
+        (("backups", "restore", "x"), 2, "--from"),
         (("backups", "create", "no-such-tenant"), 6, "no-such-tenant"),
     ],
 )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tenantry import BackupInvalid, IsolationError, Status, TenantNotFound, Tenantry
+from tenantry import BackupInvalid, IsolationError, Status, TenantNotFound, TenantRestoring, Tenantry
 from tenantry.core.secrets import new_key
 from tenantry.services.backups import load
 from tenantry.testing import TIER_PLANS, ScratchCatalog
@@ -238,3 +238,71 @@ def test_list_show_delete(btn: Tenantry, archived: tuple[str, str]) -> None:
     assert not Path(where).exists()
     assert btn.backups.delete(extra) is False
     assert extra not in [str(b.id) for b in btn.backups.list(slug)]
+
+
+@pytest.mark.parametrize("plan", ["free", "enterprise"])
+def test_a_restore_in_place_refuses_writes_only_for_the_swap(btn: Tenantry, plan: str) -> None:
+    tenant = btn.tenants.create(_slug("inpl"), plan=plan)
+    neighbour = btn.tenants.create(_slug("nbr"))
+    seed(btn, tenant, projects=4)
+    seed(btn, neighbour, projects=2)
+    theirs = rows(btn, neighbour.slug)
+    backed_up = rows(btn, tenant.slug)
+    backup = btn.backups.create(tenant.slug)
+    with btn.tenant(tenant.slug), btn.connection() as conn:  # the mistake the restore undoes
+        conn.execute("DELETE FROM projects WHERE id IN (SELECT min(id) FROM projects)")
+        conn.execute("INSERT INTO projects (name) VALUES ('after the backup')")
+    mistaken = rows(btn, tenant.slug)
+    seen: dict[str, object] = {}
+
+    def during(step: str, done: int, total: int) -> None:
+        if step == "swap" and done == 0:  # frozen, not swapped yet: from another thread
+
+            def probe() -> None:
+                seen["read"] = rows(btn, tenant.slug)
+                try:
+                    with btn.tenant(tenant.slug), btn.connection() as conn:
+                        conn.execute("INSERT INTO projects (name) VALUES ('refused')")
+                    seen["write"] = "accepted"
+                except Exception as err:  # noqa: BLE001 - the assert names it
+                    seen["write"] = err
+                with btn.tenant(neighbour.slug), btn.connection() as conn:  # others write on
+                    conn.execute("INSERT INTO projects (name) VALUES ('neighbour')")
+
+            worker = threading.Thread(target=probe)
+            worker.start()
+            worker.join(10)
+
+    report = btn.backups.restore(backup.id, progress=during)
+    assert isinstance(seen["write"], TenantRestoring), seen
+    assert seen["read"] == mistaken  # the old rows, whole, until the swap commits
+    assert rows(btn, tenant.slug) == backed_up  # then the backup's, whole
+    assert 0 < report["write_block_seconds"] < 1
+    with btn.tenant(tenant.slug), btn.connection() as conn:  # writes resume, with fresh keys
+        conn.execute("INSERT INTO projects (name) VALUES ('resumed')")
+    assert len(rows(btn, neighbour.slug)["projects"]) == len(theirs["projects"]) + 1
+    with btn.admin() as conn:
+        name = f"tenantry_%_{tenant.id.hex}"
+        assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE %s", (name,)).fetchone() == (0,)
+    entry = btn.audit.list(target_type="tenant", target=tenant.slug)[0]
+    assert entry.action == "tenant.restore" and entry.after["in_place"] is True
+
+
+def test_a_restore_in_place_that_fails_after_the_freeze_lifts_it_and_can_be_aborted(
+    btn: Tenantry, archived: tuple[str, str]
+) -> None:
+    slug, _ = archived
+    backup_id = _fresh_copy(btn, archived)
+    before = rows(btn, slug)
+
+    def fail(step: str, done: int, total: int) -> None:
+        if step == "swap" and done == 0:
+            raise RuntimeError("killed in the write block")
+
+    with pytest.raises(RuntimeError):
+        btn.backups.restore(backup_id, progress=fail)
+    with btn.tenant(slug), btn.connection() as conn:  # not frozen: writes go on
+        conn.execute("UPDATE projects SET name = name")
+    assert rows(btn, slug) == before
+    assert btn.backups.abort_restore(slug) is True
+    assert btn.backups.abort_restore(slug) is False

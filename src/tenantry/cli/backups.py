@@ -129,17 +129,16 @@ def restore(
     plan: Annotated[
         str | None, typer.Option("--plan", help="The new tenant's plan (default: the backed-up one's).")
     ] = None,
-    abort: Annotated[bool, typer.Option("--abort", help="Undo an interrupted restore into --as.")] = False,
+    abort: Annotated[
+        bool, typer.Option("--abort", help="Undo an interrupted restore (into --as, or over the tenant).")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Restore a backup into a new tenant (--as SLUG, on any plan). Rerun to finish an interrupted one."""
+    """Restore a backup: over the tenant itself (its writes refused only for the swap), or into a new
+    tenant (--as SLUG, on any plan). Rerun to finish an interrupted one; --abort to undo it."""
     tn = get_state(ctx).tenantry(app_plugins=True)
-    if as_ is None:
-        raise InvalidInput(
-            "--as: name the new tenant to restore into (restoring over the tenant itself is not available yet)"
-        )
     if abort:
-        aborted = tn.backups.abort_restore(as_)
+        aborted = tn.backups.abort_restore(as_ or tenant)
         if as_json:
             emit_json({"aborted": aborted})
         else:
@@ -150,12 +149,18 @@ def restore(
     backup = tn.backups.get(from_)
     if backup.tenant != tenant and str(backup.tenant_id) != tenant:
         raise InvalidInput(f"--from: backup {backup.id} is of tenant {backup.tenant!r}, not {tenant!r}")
-    with progress_bar(not as_json, f"restoring into {as_}") as bar:
+    with progress_bar(not as_json, f"restoring {as_ or tenant}") as bar:
         report = tn.backups.restore(
             backup.id, as_slug=as_, plan=plan, progress=(lambda _s, done, total: bar(done, total)) if bar else None
         )
     if as_json:
         emit_json(report)
+        return
+    if report.get("in_place"):
+        console.print(
+            f"restored [bold]{report['tenant']}[/] from backup {backup.id}: {sum(report['rows'].values())} rows"
+            f" verified, writes paused {report['write_block_seconds'] * 1000:.0f} ms, {report['seconds']:.1f} s"
+        )
         return
     console.print(
         f"restored backup {backup.id} of {report['from']} as [bold]{report['tenant']}[/] on plan {report['plan']}:"

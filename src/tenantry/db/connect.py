@@ -17,6 +17,7 @@ from tenantry.errors import (
     StatementTimeout,
     TenantMoved,
     TenantMoving,
+    TenantRestoring,
     TenantryError,
     TenantSuspended,
 )
@@ -70,6 +71,8 @@ def control_plane_url(url: str) -> str:
 
 #: SQLSTATEs of ``tenantry.refuse_stale`` (sql/local.sql): a binding older than a fence
 MOVED_SQLSTATE, SUSPENDED_SQLSTATE = "TNM01", "TNS01"
+#: SQLSTATE of ``tenantry.refuse_write_while_restoring`` (sql/restore_freeze.sql)
+RESTORING_SQLSTATE = "TNR01"
 
 
 def stale_binding(state: str | None, message: str) -> TenantryError | None:
@@ -94,6 +97,8 @@ def translate(err: psycopg.Error) -> TenantryError | None:
         return IsolationError(f"refused by row-level security: {message}")
     if isinstance(err, pg_errors.InsufficientPrivilege) and message.startswith("tenantry:"):
         return IsolationError(message.removeprefix("tenantry: "))
+    if state == RESTORING_SQLSTATE:
+        return TenantRestoring(message.removeprefix("tenantry: "))
     if state == "55006" and message.startswith("tenantry:"):
         return TenantMoving(message.removeprefix("tenantry: "))
     if state == "57014" and "statement timeout" in message:  # (a cancel by hand is not ours)

@@ -57,11 +57,12 @@ class BackupList(BaseModel):
 
 
 class RestoreIn(BaseModel):
-    """Restore into a new tenant ``as`` (on ``plan``, by default the backed-up tenant's)."""
+    """Restore into a new tenant ``as`` (on ``plan``, by default the backed-up tenant's); without
+    ``as``, over the tenant the backup was taken of (its writes refused only for the swap)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    as_: str = Field(alias="as", min_length=1, max_length=63, description="The new tenant's slug.")
+    as_: str | None = Field(default=None, alias="as", min_length=1, max_length=63, description="The new tenant's slug.")
     plan: str | None = Field(default=None, max_length=63)
 
 
@@ -127,8 +128,9 @@ def delete_backup(tn: TN, _: Write, backup_id: BackupId) -> DeletedBackup:
 
 @router.post("/backups/{backup_id}/restore", status_code=202, response_model=JobOut, responses=problems(400, 404, 409))
 def restore_backup(tn: TN, runner: Runner, principal: Write, backup_id: BackupId, body: RestoreIn) -> Any:
-    """Restore the backup into a new tenant, on any plan: 202 with a job to poll. Sending the
-    same request again finishes an interrupted restore. Scope: `tenants:write`."""
+    """Restore the backup into a new tenant, on any plan, or over its own tenant: 202 with a
+    job to poll. Sending the same request again finishes an interrupted restore. Scope:
+    `tenants:write`."""
     backup = tn.backups.get(backup_id)
 
     def work(started: job_service.Started) -> dict[str, Any]:
@@ -139,7 +141,7 @@ def restore_backup(tn: TN, runner: Runner, principal: Write, backup_id: BackupId
 
     submitted = runner.submit(
         "tenant.restore",
-        tenant=body.as_,
+        tenant=body.as_ or backup.tenant,
         tenant_id=None,
         actor=principal.actor,
         payload={"request": body.model_dump(by_alias=True), "backup": str(backup.id)},

@@ -33,14 +33,14 @@ from tenantry.services.backups.archive import FileStorage, Manifest, TableEntry,
 from tenantry.services.backups.crypto import BackupKeys
 from tenantry.services.backups.dump import TENANT_COLUMN, context
 
-__all__ = ["check_tables", "load_tables"]
+__all__ = ["check_tables", "copy_in", "load_tables", "table_stream"]
 
 #: test switch for the negative control of the tampered-archive test: when True, a
 #: ``tenant_id`` column in an archive is loaded as it is (row-level security then refuses it)
 TRUST_ARCHIVE_TENANT = False
 
 
-def _stream(
+def table_stream(
     storage: FileStorage, location: str, manifest: Manifest, entry: TableEntry, keys: BackupKeys | None
 ) -> Iterator[bytes]:
     return open_stream(
@@ -55,7 +55,7 @@ def _stream(
     )
 
 
-def _copy_in(
+def copy_in(
     conn: psycopg.Connection[Any], target: sql.Composable, columns: list[str], blocks: Iterator[bytes], what: str
 ) -> None:
     """COPY ``blocks`` into ``target``; an archive fault wins over the driver's report of it."""
@@ -128,7 +128,9 @@ def load_tables(
                 temp, cols, sql.Identifier(entry.name)
             )
         )
-        _copy_in(conn, temp, entry.columns, _stream(storage, location, manifest, entry, keys), f"table {entry.name}")
+        copy_in(
+            conn, temp, entry.columns, table_stream(storage, location, manifest, entry, keys), f"table {entry.name}"
+        )
         if carries_tenant:  # the negative control only: the archive's ids as they are
             insert = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}").format(
                 sql.Identifier(entry.name), cols, cols, temp
@@ -169,11 +171,11 @@ def check_tables(
                 sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in entry.columns),
             )
         )
-        _copy_in(
+        copy_in(
             conn,
             sql.Identifier(temp),
             entry.columns,
-            _stream(storage, location, manifest, entry, keys),
+            table_stream(storage, location, manifest, entry, keys),
             f"table {entry.name}",
         )
         _check(conn, TableSpec(temp, tuple(entry.columns), ()), entry, "in the archive")

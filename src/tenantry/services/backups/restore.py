@@ -122,7 +122,11 @@ def _will_have(plane: ControlPlane, isolation: Isolation) -> list[TableSpec]:
     return tenant_copy.specs(plane.app_metadata())
 
 
-def _refuse_tables(plane: ControlPlane, manifest: Manifest, isolation: Isolation) -> None:
+def refuse_tables(
+    plane: ControlPlane, manifest: Manifest, isolation: Isolation, held: list[TableSpec] | None = None
+) -> None:
+    """Refuse an archive whose tables the target (``held``, or what a new placement of the
+    tier will have) cannot take, or that carries ``tenant_id``."""
     for entry in manifest.tables:
         if TENANT_COLUMN in entry.columns and not load.TRUST_ARCHIVE_TENANT:
             raise BackupInvalid(
@@ -130,7 +134,7 @@ def _refuse_tables(plane: ControlPlane, manifest: Manifest, isolation: Isolation
                 " archive?); nothing was restored"
             )
     archived = [data_spec(TableSpec(e.name, tuple(e.columns), tuple(e.key), tuple(e.types))) for e in manifest.tables]
-    will_have = [data_spec(spec) for spec in _will_have(plane, isolation)]
+    will_have = [data_spec(spec) for spec in (held if held is not None else _will_have(plane, isolation))]
     problems = tenant_copy.differences(archived, will_have, "in this app's tables")
     if problems:
         raise BackupInvalid(
@@ -184,7 +188,7 @@ def restore_clone(
             )
         if job is None:
             how = check_head(plane, manifest)
-            _refuse_tables(plane, manifest, chosen.isolation)
+            refuse_tables(plane, manifest, chosen.isolation)
             check_files(backup, manifest, keys)
             payload = {
                 "backup": str(backup.id),
@@ -279,7 +283,7 @@ class _Restore:
             place = read_placement(conn, self.tenant_id)
         assert place is not None
         specs = placement_tables.held(plane, place)
-        _refuse_tables(plane, self.manifest, place.isolation)
+        refuse_tables(plane, self.manifest, place.isolation)
         url = database_url(plane.cell_admin_url(place.cell), place.database)
         with admin_connection(url) as conn, conn.transaction():
             signed = plane.binder().signed(self.tenant_id, place.schema)
@@ -340,7 +344,8 @@ class _Restore:
 
 
 def abort_clone(plane: ControlPlane, as_slug: str, *, locked: bool = False) -> bool:
-    """Undo an unfinished restore into ``as_slug``: delete the half-made tenant, fail the job."""
+    """Undo an unfinished restore into ``as_slug``: delete the half-made tenant (a restore in
+    place: lift its freeze; the tenant keeps its rows), fail the job."""
     del locked  # (the caller holds the slug's lock, or the job's row lock serialises aborts)
     with plane.admin() as conn:
         with conn.transaction():
@@ -350,6 +355,11 @@ def abort_clone(plane: ControlPlane, as_slug: str, *, locked: bool = False) -> b
         if "activate" in job.done:
             raise Conflict(f"the restore into {as_slug!r} has finished; delete the tenant instead")
         tenant_id = job.payload.get("tenant_id")
+    if job.payload.get("in_place"):
+        from tenantry.services.backups.inplace import abort_in_place
+
+        abort_in_place(plane, job)
+        tenant_id = None  # the tenant stays, as it was
     if tenant_id is not None:
         try:
             deprovision(plane, uuid.UUID(tenant_id))
