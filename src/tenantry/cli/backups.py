@@ -129,6 +129,9 @@ def restore(
     plan: Annotated[
         str | None, typer.Option("--plan", help="The new tenant's plan (default: the backed-up one's).")
     ] = None,
+    cell: Annotated[
+        str | None, typer.Option("--cell", help="With --as on a database-tier plan: the cell (server) to restore onto.")
+    ] = None,
     abort: Annotated[
         bool, typer.Option("--abort", help="Undo an interrupted restore (into --as, or over the tenant).")
     ] = False,
@@ -151,7 +154,11 @@ def restore(
         raise InvalidInput(f"--from: backup {backup.id} is of tenant {backup.tenant!r}, not {tenant!r}")
     with progress_bar(not as_json, f"restoring {as_ or tenant}") as bar:
         report = tn.backups.restore(
-            backup.id, as_slug=as_, plan=plan, progress=(lambda _s, done, total: bar(done, total)) if bar else None
+            backup.id,
+            as_slug=as_,
+            plan=plan,
+            cell=cell,
+            progress=(lambda _s, done, total: bar(done, total)) if bar else None,
         )
     if as_json:
         emit_json(report)

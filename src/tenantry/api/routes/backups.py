@@ -64,6 +64,7 @@ class RestoreIn(BaseModel):
 
     as_: str | None = Field(default=None, alias="as", min_length=1, max_length=63, description="The new tenant's slug.")
     plan: str | None = Field(default=None, max_length=63)
+    cell: str | None = Field(default=None, max_length=63, description="A database-tier clone's cell (server).")
 
 
 class DeletedBackup(BaseModel):
@@ -136,7 +137,11 @@ def restore_backup(tn: TN, runner: Runner, principal: Write, backup_id: BackupId
     def work(started: job_service.Started) -> dict[str, Any]:
         started(None)
         return tn.backups.restore(
-            backup.id, as_slug=body.as_, plan=body.plan, progress=lambda step, _done, _total: started(step)
+            backup.id,
+            as_slug=body.as_,
+            plan=body.plan,
+            cell=body.cell,
+            progress=lambda step, _done, _total: started(step),
         )
 
     submitted = runner.submit(

@@ -161,6 +161,7 @@ def restore_clone(
     plan: str | None,
     name: str | None,
     progress: Progress | None,
+    cell: str | None = None,
 ) -> dict[str, Any]:
     validate_slug(as_slug)
     started = time.monotonic()
@@ -197,6 +198,7 @@ def restore_clone(
                 "plan": chosen.name,
                 "name": name or manifest.tenant.get("name") or as_slug,
                 "source": manifest.tenant.get("slug"),
+                "cell": cell,
                 "head": how,
             }
             with plane.admin() as conn, conn.transaction():
@@ -225,6 +227,7 @@ def restore_clone(
         "backup": str(backup.id),
         "from": manifest.tenant.get("slug"),
         "rows": job.payload.get("rows", {}),
+        "cell": job.payload.get("cell"),
         "migration_head": job.payload.get("head"),
         "seconds": round(time.monotonic() - started, 3),
     }
@@ -260,7 +263,9 @@ class _Restore:
     def provision(self) -> dict[str, Any]:
         plane, payload = self.plane, self.job.payload
         try:
-            tenant = provision(plane, payload["as"], name=payload["name"], plan=payload["plan"])
+            tenant = provision(
+                plane, payload["as"], name=payload["name"], plan=payload["plan"], cell=payload.get("cell")
+            )
         except TenantExists:
             # a rerun after the tenant was made: it is ours if it was made since the job began
             with plane.admin() as conn:

@@ -370,10 +370,12 @@ class BackupService:
         as_slug: str | None = None,
         plan: str | None = None,
         name: str | None = None,
+        cell: str | None = None,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
         """Restore a backup as a new tenant ``as_slug`` (on ``plan``, by default the backed-up
-        tenant's plan), or finish an interrupted restore into it (see
+        tenant's plan; a database-tier one on ``cell`` if given: another server, of another
+        PostgreSQL version too), or finish an interrupted restore into it (see
         :mod:`tenantry.services.backups.restore`); without ``as_slug``, over the tenant it was
         taken of, its writes refused only for the swap (see
         :mod:`tenantry.services.backups.inplace`). Returns a report."""
@@ -383,10 +385,14 @@ class BackupService:
         if as_slug is None:
             from tenantry.services.backups.inplace import restore_in_place
 
-            if plan is not None:
-                raise InvalidInput("plan: a restore in place keeps the tenant's plan (move it after, or restore --as)")
+            if plan is not None or cell is not None:
+                raise InvalidInput(
+                    "plan, cell: a restore in place keeps the tenant's plan and cell (move it after, or restore --as)"
+                )
             return restore_in_place(self, self._plane, backup, progress=progress)
-        return restore_clone(self, self._plane, backup, as_slug=as_slug, plan=plan, name=name, progress=progress)
+        return restore_clone(
+            self, self._plane, backup, as_slug=as_slug, plan=plan, name=name, cell=cell, progress=progress
+        )
 
     def abort_restore(self, as_slug: str) -> bool:
         """Undo an interrupted restore into ``as_slug``: the half-made tenant is deleted.
