@@ -30,7 +30,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from tenantry.errors import BackupInvalid, BackupNotFound, ConfigurationError
 from tenantry.services.backups.crypto import BackupKeys, DecryptingReader, EncryptingWriter
@@ -40,6 +40,7 @@ __all__ = [
     "FORMAT_VERSION",
     "FileStorage",
     "Manifest",
+    "Storage",
     "TableEntry",
     "open_stream",
     "storage_for",
@@ -49,6 +50,8 @@ __all__ = [
 FORMAT = "tenantry-backup"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+#: URL schemes of object stores (through obstore)
+OBJECT_SCHEMES = ("s3", "s3a", "gs", "az", "abfs", "abfss")
 #: zstd level: 3 (zstd's default) compresses a tenant's COPY text 4-8x at several hundred MB/s
 LEVEL = 3
 #: the size of the blocks read from storage and handed on
@@ -170,6 +173,46 @@ class Manifest:
             raise BackupInvalid(f"the archive's manifest is malformed ({type(err).__name__}: {err})") from None
 
 
+class Storage(Protocol):
+    """Where archives live: :class:`FileStorage` (``file://``) or
+    :class:`~tenantry.services.backups.objects.ObjectStorage` (``s3://`` and the other object
+    stores). A location is ``<tenant slug>/<backup id>``; names are relative to it."""
+
+    def url(self) -> str: ...
+    def location(self, slug: str, backup_id: str) -> str: ...
+    def begin(self, location: str) -> None: ...
+    def writer(self, location: str, name: str) -> BinaryIO: ...
+    def write_manifest(self, location: str, manifest: Manifest) -> None: ...
+    def commit(self, location: str) -> None: ...
+    def exists(self, location: str) -> bool: ...
+    def reader(self, location: str, name: str) -> BinaryIO: ...
+    def size(self, location: str, name: str) -> int: ...
+    def read_manifest(self, location: str) -> dict[str, Any]: ...
+    def delete(self, location: str) -> None: ...
+
+
+def check_location(location: str) -> list[str]:
+    """``location``'s two parts; :class:`BackupInvalid` for anything else (``..``, ``/``)."""
+    parts = location.split("/")
+    if len(parts) != 2 or any(p in ("", ".", "..") or "\\" in p for p in parts):
+        raise BackupInvalid(f"{location!r} is not a backup location")
+    return parts
+
+
+def parse_manifest(text: bytes | str, location: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise BackupInvalid(f"the manifest at {location} is not JSON (corrupted or truncated)") from None
+    if not isinstance(data, dict):
+        raise BackupInvalid(f"the manifest at {location} is not a JSON object")
+    return data
+
+
+def manifest_bytes(manifest: Manifest) -> bytes:
+    return json.dumps(manifest.to_dict(), indent=2, sort_keys=True).encode()
+
+
 class FileStorage:
     """Archives in a local directory (``file://`` URLs). A backup is written under a
     ``.partial`` name and renamed into place once whole: readers never see half of one."""
@@ -184,9 +227,7 @@ class FileStorage:
         return f"{slug}/{backup_id}"
 
     def _path(self, location: str, name: str = "", *, partial: bool = False) -> Path:
-        parts = location.split("/")
-        if len(parts) != 2 or any(p in ("", ".", "..") or "\\" in p for p in parts):
-            raise BackupInvalid(f"{location!r} is not a backup location")
+        parts = check_location(location)
         base = self.root / parts[0] / (parts[1] + (".partial" if partial else ""))
         return base / name if name else base
 
@@ -230,25 +271,25 @@ class FileStorage:
             text = (self._path(location) / MANIFEST).read_text(encoding="utf-8")
         except FileNotFoundError:
             raise BackupNotFound(f"no archive at {self.url()}/{location}") from None
-        try:
-            data = json.loads(text)
-        except ValueError:
-            raise BackupInvalid(f"the manifest at {location} is not JSON (corrupted or truncated)") from None
-        if not isinstance(data, dict):
-            raise BackupInvalid(f"the manifest at {location} is not a JSON object")
-        return data
+        return parse_manifest(text, location)
 
     def write_manifest(self, location: str, manifest: Manifest) -> None:
         path = self._path(location, MANIFEST, partial=True)
-        path.write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=True), encoding="utf-8")
+        path.write_bytes(manifest_bytes(manifest))
 
 
-def storage_for(url: str) -> FileStorage:
-    """The storage of ``TENANTRY_BACKUP_URL`` (``file:///path``)."""
+def storage_for(url: str) -> Storage:
+    """The storage of ``TENANTRY_BACKUP_URL``: ``file:///path``, or an object store
+    (``s3://bucket/prefix``, ``gs://…``, ``az://…``: :mod:`.objects`)."""
     parsed = urllib.parse.urlparse(url)
+    if parsed.scheme in OBJECT_SCHEMES:
+        from tenantry.services.backups.objects import ObjectStorage
+
+        return ObjectStorage(url)
     if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
         raise ConfigurationError(
-            f"TENANTRY_BACKUP_URL {url!r}: only file:///absolute/path storage is supported in this version"
+            f"TENANTRY_BACKUP_URL {url!r}: give file:///absolute/path or an object store URL"
+            f" ({', '.join(f'{s}://' for s in OBJECT_SCHEMES)})"
         )
     path = Path(urllib.parse.unquote(parsed.path))
     if not path.is_absolute():
@@ -302,7 +343,7 @@ class StreamWriter:
         return self._counted.size, self._counted.digest.hexdigest()
 
 
-def write_stream(storage: FileStorage, location: str, name: str, keys: BackupKeys | None, context: str) -> StreamWriter:
+def write_stream(storage: Storage, location: str, name: str, keys: BackupKeys | None, context: str) -> StreamWriter:
     return StreamWriter(storage.writer(location, name), keys, context)
 
 
@@ -325,7 +366,7 @@ class _Hashing:
 
 
 def open_stream(
-    storage: FileStorage,
+    storage: Storage,
     location: str,
     name: str,
     keys: BackupKeys | None,

@@ -34,7 +34,7 @@ from tenantry.core.placement import Placement
 from tenantry.db import tenant_copy
 from tenantry.db.connect import admin_connection, database_url
 from tenantry.db.tenant_copy import TableSpec
-from tenantry.services.backups.archive import FileStorage, Manifest, TableEntry, write_stream
+from tenantry.services.backups.archive import Manifest, Storage, TableEntry, write_stream
 from tenantry.services.backups.crypto import BackupKeys
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def context(backup_id: str, name: str) -> str:
 
 
 def write_json(
-    storage: FileStorage, location: str, name: str, data: Any, keys: BackupKeys | None, backup_id: str
+    storage: Storage, location: str, name: str, data: Any, keys: BackupKeys | None, backup_id: str
 ) -> dict[str, Any]:
     """Write ``data`` as one compressed (and sealed) JSON file; its manifest entry."""
     stored = name + (".enc" if keys is not None else "")
@@ -105,7 +105,7 @@ def dump_tables(
     tenant_id: uuid.UUID,
     place: Placement,
     specs: list[TableSpec],
-    storage: FileStorage,
+    storage: Storage,
     location: str,
     keys: BackupKeys | None,
     manifest: Manifest,

@@ -29,7 +29,7 @@ from tenantry.core.placement import Placement
 from tenantry.db import tenant_copy
 from tenantry.db.tenant_copy import TableSpec
 from tenantry.errors import BackupInvalid
-from tenantry.services.backups.archive import FileStorage, Manifest, TableEntry, open_stream
+from tenantry.services.backups.archive import Manifest, Storage, TableEntry, open_stream
 from tenantry.services.backups.crypto import BackupKeys
 from tenantry.services.backups.dump import TENANT_COLUMN, context
 
@@ -41,7 +41,7 @@ TRUST_ARCHIVE_TENANT = False
 
 
 def table_stream(
-    storage: FileStorage, location: str, manifest: Manifest, entry: TableEntry, keys: BackupKeys | None
+    storage: Storage, location: str, manifest: Manifest, entry: TableEntry, keys: BackupKeys | None
 ) -> Iterator[bytes]:
     return open_stream(
         storage,
@@ -101,7 +101,7 @@ def load_tables(
     place: Placement,
     target_specs: list[TableSpec],
     manifest: Manifest,
-    storage: FileStorage,
+    storage: Storage,
     location: str,
     keys: BackupKeys | None,
     on_table: Callable[[str, int, int], None] | None = None,
@@ -155,7 +155,7 @@ def load_tables(
 def check_tables(
     conn: psycopg.Connection[Any],
     manifest: Manifest,
-    storage: FileStorage,
+    storage: Storage,
     location: str,
     keys: BackupKeys | None,
     on_table: Callable[[str, int, int], None] | None = None,

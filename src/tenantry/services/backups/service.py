@@ -28,7 +28,7 @@ from tenantry.db.catalog import backups as catalog
 from tenantry.db.connect import admin_connection
 from tenantry.errors import BackupInvalid, BackupNotFound, Conflict, InvalidInput
 from tenantry.services import audit, placement_tables
-from tenantry.services.backups.archive import FileStorage, Manifest, storage_for
+from tenantry.services.backups.archive import Manifest, Storage, storage_for
 from tenantry.services.backups.crypto import BackupKeys
 from tenantry.services.backups.dump import dump_tables, fingerprint, write_json
 from tenantry.services.backups.load import check_tables
@@ -151,7 +151,7 @@ class BackupService:
         """The storage new backups go to (``TENANTRY_BACKUP_URL``, or the default folder)."""
         return self._plane.settings.backup_url or default_url()
 
-    def storage(self, url: str | None = None) -> FileStorage:
+    def storage(self, url: str | None = None) -> Storage:
         return storage_for(url or self.url)
 
     def keys(self) -> BackupKeys | None:
@@ -402,9 +402,7 @@ class BackupService:
         return abort_clone(self._plane, as_slug)
 
 
-def read_catalog_state(
-    storage: FileStorage, location: str, manifest: Manifest, keys: BackupKeys | None
-) -> dict[str, Any]:
+def read_catalog_state(storage: Storage, location: str, manifest: Manifest, keys: BackupKeys | None) -> dict[str, Any]:
     """The archive's catalog state (``catalog.json``), checked against the manifest."""
     import json
 
