@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zstandard
+from pydantic import BaseModel, SecretStr
 
 from tenantry import BackupInvalid, IsolationError, Status, TenantNotFound, TenantRestoring, Tenantry
 from tenantry.core.secrets import new_key
@@ -306,3 +308,37 @@ def test_a_restore_in_place_that_fails_after_the_freeze_lifts_it_and_can_be_abor
     assert rows(btn, slug) == before
     assert btn.backups.abort_restore(slug) is True
     assert btn.backups.abort_restore(slug) is False
+
+
+class _Config(BaseModel):
+    welcome: str = "hello"
+    api_key: SecretStr | None = None
+
+
+def test_the_catalog_state_travels_with_the_archive(tn: Tenantry, tenantry_catalog: ScratchCatalog, tmp_path) -> None:
+    from tests.branding.images import png
+
+    settings = tenantry_catalog.settings(backup_url=tmp_path.as_uri())
+    with Tenantry(settings, metadata=Base.metadata, actor="pytest", config=_Config) as ctn:
+        tenant = ctn.tenants.create(_slug("state"))
+        ctn.config.set_many({"welcome": "hej", "api_key": "s3cret"}, tenant=tenant.slug)
+        ctn.branding.set(tenant.slug, {"colors": {"primary": "#123456"}, "product_name": "Roadrunner"}, logo=png())
+        backup = ctn.backups.create(tenant.slug)
+        state = backup.manifest
+        assert state is not None and state["catalog"]["file"] == "catalog.json.zst"
+        raw = (archive_dir(ctn, backup.id) / "catalog.json.zst").read_bytes()
+        assert b"s3cret" not in zstandard.ZstdDecompressor().stream_reader(raw).read()  # sealed in the archive
+        clone = _slug("stc")
+        ctn.backups.restore(backup.id, as_slug=clone)
+        assert ctn.config.get(tenant=clone).effective["welcome"] == "hej"
+        with ctn.tenant(clone):  # sealed again for the clone: it opens there
+            assert ctn.config.current(_Config).api_key.get_secret_value() == "s3cret"  # type: ignore[union-attr]
+        brand = ctn.branding.get(clone)
+        assert brand.product_name == "Roadrunner" and brand.theme.colors.primary == "#123456"
+        assert ctn.branding.image(brand, "logo") == ctn.branding.image(ctn.branding.get(tenant.slug), "logo")
+        # in place: the tenant's config and brand come back as they were backed up
+        ctn.config.set("welcome", "changed", tenant=tenant.slug)
+        ctn.branding.reset(tenant.slug)
+        ctn.backups.restore(backup.id)
+        assert ctn.config.get(tenant=tenant.slug).effective["welcome"] == "hej"
+        assert ctn.branding.get(tenant.slug).product_name == "Roadrunner"
