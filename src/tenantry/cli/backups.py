@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Annotated
 
 import typer
@@ -13,7 +15,8 @@ from tenantry.errors import InvalidInput
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Take, list, show, verify, delete and restore per-tenant backups (every tier).", no_args_is_help=True
+    help="Take, list, show, verify, delete and restore per-tenant backups (every tier); schedules per plan.",
+    no_args_is_help=True,
 )
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -173,3 +176,66 @@ def restore(
         f"restored backup {backup.id} of {report['from']} as [bold]{report['tenant']}[/] on plan {report['plan']}:"
         f" {sum(report['rows'].values())} rows verified, {report['seconds']:.1f} s"
     )
+
+
+def _interval(text: str) -> dt.timedelta:
+    match = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", text)
+    if not match:
+        raise InvalidInput(f"--every: {text!r} is not an interval such as 30m, 6h, 1d or 1w")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
+    return dt.timedelta(**{unit: int(match.group(1))})
+
+
+@app.command("schedule")
+def schedule(
+    ctx: typer.Context,
+    plan: Annotated[str, typer.Argument(help="The plan whose tenants are backed up.", show_default=False)],
+    every: Annotated[str | None, typer.Option("--every", help="How often: 30m, 6h, 1d, 1w.")] = None,
+    keep: Annotated[int | None, typer.Option("--keep", min=1, help="How many complete backups to keep.")] = None,
+    off: Annotated[bool, typer.Option("--off", help="Remove the plan's schedule.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Back up a plan's tenants on a schedule (taken by `tenantry backups run-due`), keeping the newest --keep."""
+    tn = get_state(ctx).tenantry()
+    if off:
+        tn.backups.schedule(plan, every=None)
+    else:
+        if every is None or keep is None:
+            raise InvalidInput("--every and --keep: say how often and how many to keep (or --off)")
+        tn.backups.schedule(plan, every=_interval(every), keep=keep)
+    found = [s for s in tn.backups.schedules() if s["plan"] == plan]
+    if as_json:
+        emit_json(found[0] if found else {"plan": plan, "every_seconds": None, "keep": None})
+    else:
+        console.print(f"plan {plan}: " + (f"every {every}, keeping {keep}" if found else "no scheduled backups"))
+
+
+@app.command("run-due")
+def run_due(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Take the scheduled backups that are due and prune old ones; safe from cron on several machines at once."""
+    tn = get_state(ctx).tenantry(app_plugins=True)
+    report = tn.backups.run_due()
+    if as_json:
+        emit_json(report)
+        return
+    console.print(
+        f"took {len(report['taken'])} backups, skipped {len(report['skipped'])} (taken elsewhere or busy),"
+        f" {len(report['failed'])} failed, pruned {len(report['pruned'])}"
+    )
+    for slug, error in report["failed"].items():
+        console.print(f"  {slug}: {error}")
+
+
+@app.command("prune")
+def prune(
+    ctx: typer.Context,
+    tenant: Annotated[str | None, typer.Argument(help="Only this tenant's backups.", show_default=False)] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete the backups outside their plan's --keep (and failed ones older than the newest complete one)."""
+    tn = get_state(ctx).tenantry()
+    removed = tn.backups.prune(tenant)
+    if as_json:
+        emit_json({"pruned": removed})
+    else:
+        console.print(f"pruned {len(removed)} backups")

@@ -7,6 +7,7 @@ Plain functions on a psycopg connection; :mod:`tenantry.services.backups` compos
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -17,6 +18,10 @@ __all__ = [
     "BACKUP_COLUMNS",
     "complete_backup",
     "delete_backup",
+    "due_tenants",
+    "prunable",
+    "read_schedules",
+    "set_schedule",
     "fail_backup",
     "finish_job",
     "get_backup",
@@ -229,3 +234,71 @@ def finish_job(conn: psycopg.Connection[Any], job_id: uuid.UUID, error: str | No
         "UPDATE tenantry.jobs SET status = %s, error = %s, updated_at = now() WHERE id = %s",
         ("done" if error is None else "failed", error, job_id),
     )
+
+
+def set_schedule(
+    conn: psycopg.Connection[Any], plan: str, every: dt.timedelta | None, keep: int | None, *, actor: str
+) -> None:
+    """Set (``every`` given) or remove a plan's backup schedule."""
+    if every is None:
+        conn.execute("DELETE FROM tenantry.backup_schedules WHERE plan = %s", (plan,))
+        return
+    conn.execute(
+        "INSERT INTO tenantry.backup_schedules (plan, every, keep, updated_by) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (plan) DO UPDATE SET every = EXCLUDED.every, keep = EXCLUDED.keep,"
+        " updated_by = EXCLUDED.updated_by, updated_at = now()",
+        (plan, every, keep, actor),
+    )
+
+
+def read_schedules(conn: psycopg.Connection[Any]) -> list[tuple[str, dt.timedelta, int]]:
+    return [
+        (p, e, k)
+        for p, e, k in conn.execute("SELECT plan, every, keep FROM tenantry.backup_schedules ORDER BY plan").fetchall()
+    ]
+
+
+def due_tenants(conn: psycopg.Connection[Any], tenant_id: uuid.UUID | None = None) -> list[tuple[uuid.UUID, str]]:
+    """``(id, slug)`` of the active tenants on a scheduled plan whose newest backup (complete,
+    or being taken) is older than the plan's interval, or who have none (of one tenant only,
+    when ``tenant_id`` is given: for the check made again under its lock)."""
+    return [
+        (i, s)
+        for i, s in conn.execute(
+            """
+            SELECT t.id, t.slug FROM tenantry.tenants t JOIN tenantry.backup_schedules s ON s.plan = t.plan
+             WHERE t.status = 'active' AND (%(t)s::uuid IS NULL OR t.id = %(t)s::uuid)
+               AND NOT EXISTS (SELECT 1 FROM tenantry.backups b WHERE b.tenant_id = t.id
+                               AND b.status IN ('complete', 'running') AND b.created_at > now() - s.every)
+             ORDER BY t.slug
+            """,
+            {"t": tenant_id},
+        ).fetchall()
+    ]
+
+
+def prunable(conn: psycopg.Connection[Any], tenant_id: uuid.UUID | None) -> list[uuid.UUID]:
+    """The backups a prune removes: of tenants on a scheduled plan, the complete ones past
+    the newest ``keep``, and the failed ones older than the newest complete one."""
+    return [
+        r[0]
+        for r in conn.execute(
+            """
+            WITH ranked AS (
+                SELECT b.id, b.status, b.created_at, s.keep, b.tenant_id,
+                       row_number() OVER (PARTITION BY b.tenant_id, b.status = 'complete'
+                                          ORDER BY b.created_at DESC) AS n,
+                       max(b.created_at) FILTER (WHERE b.status = 'complete')
+                           OVER (PARTITION BY b.tenant_id) AS newest
+                  FROM tenantry.backups b
+                  JOIN tenantry.tenants t ON t.id = b.tenant_id
+                  JOIN tenantry.backup_schedules s ON s.plan = t.plan
+                 WHERE %(t)s::uuid IS NULL OR b.tenant_id = %(t)s::uuid
+            )
+            SELECT id FROM ranked
+             WHERE (status = 'complete' AND n > keep) OR (status = 'failed' AND created_at < newest)
+             ORDER BY created_at
+            """,
+            {"t": tenant_id},
+        ).fetchall()
+    ]

@@ -362,6 +362,36 @@ class BackupService:
                 )
         return True
 
+    # -- schedules and retention ----------------------------------------------------------
+    def schedule(self, plan: str, *, every: dt.timedelta | None, keep: int | None = None) -> None:
+        """Back up ``plan``'s active tenants every ``every`` (by :meth:`run_due`), keeping the
+        newest ``keep``; ``every=None`` removes the schedule::
+
+            tn.backups.schedule("business", every=timedelta(days=1), keep=7)
+        """
+        from tenantry.services.backups.schedule import schedule
+
+        schedule(self._plane, plan, every=every, keep=keep)
+
+    def schedules(self) -> builtins.list[dict[str, Any]]:
+        """Every plan's schedule: ``{"plan", "every_seconds", "keep"}``."""
+        from tenantry.services.backups.schedule import schedules
+
+        return schedules(self._plane)
+
+    def run_due(self) -> dict[str, Any]:
+        """Take the backups that are due and prune (see
+        :mod:`tenantry.services.backups.schedule`): safe from cron on several machines."""
+        from tenantry.services.backups.schedule import run_due
+
+        return run_due(self, self._plane)
+
+    def prune(self, tenant: str | uuid.UUID | None = None) -> builtins.list[str]:
+        """Delete the backups outside their plan's ``keep``; returns their ids."""
+        from tenantry.services.backups.schedule import prune
+
+        return prune(self, self._plane, tenant)
+
     # -- restoring ------------------------------------------------------------------------
     def restore(
         self,

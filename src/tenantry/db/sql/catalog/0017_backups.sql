@@ -26,3 +26,14 @@ CREATE TABLE IF NOT EXISTS tenantry.backups (
 CREATE INDEX IF NOT EXISTS backups_tenant ON tenantry.backups (tenant_id, created_at DESC);
 
 REVOKE ALL ON tenantry.backups FROM PUBLIC;
+
+-- Each plan's backup schedule: a backup of each of its active tenants every `every`, the
+-- newest `keep` complete ones kept (`tenantry backups run-due`, `tenantry backups prune`).
+CREATE TABLE IF NOT EXISTS tenantry.backup_schedules (
+    plan        text PRIMARY KEY REFERENCES tenantry.plans (name) ON UPDATE CASCADE ON DELETE CASCADE,
+    every       interval NOT NULL CHECK (every > interval '0'),
+    keep        integer NOT NULL CHECK (keep >= 1),
+    updated_by  text NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON tenantry.backup_schedules FROM PUBLIC;
