@@ -57,3 +57,26 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(bcli, args, exit_code: int, sa
     code, _out, err = bcli(*args)
     assert code == exit_code, err
     assert says in err and len(err.strip().splitlines()) == 1
+
+
+def test_export_and_delete_with_its_backups(bcli, tn: Tenantry, tmp_path) -> None:
+    tenant = tn.tenants.create(f"ex-{uuid.uuid4().hex[:8]}", plan="business")
+    seed(tn, tenant, projects=2)
+    code, out, err = bcli("tenants", "export", tenant.slug, "--format", "jsonl", "--to", str(tmp_path / "j"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["files"] == {"projects.jsonl": 2, "tasks.jsonl": 2, "comments.jsonl": 2}
+    lines = [json.loads(line) for line in (tmp_path / "j" / "tasks.jsonl").read_text().splitlines()]
+    assert {row["title"] for row in lines} == {"", "t\t1"} and all("tenant_id" not in row for row in lines)
+    code, out, err = bcli("tenants", "export", tenant.slug, "--format", "csv", "--to", str(tmp_path / "c"))
+    assert code == 0, err
+    header, *rows_ = (tmp_path / "c" / "projects.csv").read_text().splitlines()
+    assert header == "id,name,created_at" and len(rows_) == 2
+    code, _, err = bcli("tenants", "export", tenant.slug, "--format", "xml")
+    assert code == 2 and "--format" in err
+    assert tn.audit.list(target_type="tenant", target=tenant.slug)[0].action == "tenant.export"
+    bcli("backups", "create", tenant.slug)
+    bcli("backups", "create", tenant.slug)
+    code, out, err = bcli("tenants", "delete", tenant.slug, "--yes", "--purge-backups", "--json")
+    assert code == 0, err
+    assert len(json.loads(out)["backups_purged"]) == 2
+    assert tn.backups.list(tenant.id) == []

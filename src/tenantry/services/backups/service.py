@@ -362,6 +362,25 @@ class BackupService:
                 )
         return True
 
+    # -- exports and purges ---------------------------------------------------------------
+    def export(self, tenant: str | uuid.UUID, directory: str | Path, *, format: str = "jsonl") -> dict[str, Any]:  # noqa: A002
+        """Write the tenant's rows to ``directory``, one file per table (``jsonl`` or
+        ``csv``), for data portability; audited. See :mod:`tenantry.services.backups.export`."""
+        from tenantry.services.backups.export import export_tenant
+
+        return export_tenant(self._plane, tenant, Path(directory), format)
+
+    def purge(self, tenant: str | uuid.UUID) -> builtins.list[str]:
+        """Delete every backup of ``tenant`` (with their archives); returns their ids."""
+        removed: builtins.list[str] = []
+        while True:
+            batch = [b for b in self.list(tenant, limit=1000) if b.status != "running"]
+            if not batch:
+                return removed
+            for backup in batch:
+                if self.delete(backup.id):
+                    removed.append(str(backup.id))
+
     # -- schedules and retention ----------------------------------------------------------
     def schedule(self, plan: str, *, every: dt.timedelta | None, keep: int | None = None) -> None:
         """Back up ``plan``'s active tenants every ``every`` (by :meth:`run_due`), keeping the
