@@ -108,6 +108,7 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
         mount_plugins,
     )
     from tenantry.services.audit import AuditEntry, AuditService
+    from tenantry.services.backups import Backup, BackupService, VerifyReport
     from tenantry.services.cells import Cell, CellService
     from tenantry.services.domain_checks import DnsChecker, DomainChecker, HttpChecker, Verdict
     from tenantry.services.domains import Domain, DomainService
@@ -151,8 +152,10 @@ __all__ = [
     "AuditEntry",
     "AuditService",
     "AuthenticationFailed",
+    "Backup",
     "BackupInvalid",
     "BackupNotFound",
+    "BackupService",
     "BoundTenant",
     "Brand",
     "BrandChange",
@@ -269,6 +272,7 @@ __all__ = [
     "Upload",
     "Verdict",
     "VerificationFailed",
+    "VerifyReport",
     "acopy_rows",
     "copy_rows",
     "current_tenant",
@@ -325,6 +329,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
         "mount_plugins",
     ),
     "tenantry.services.audit": ("AuditEntry", "AuditService"),
+    "tenantry.services.backups": ("Backup", "BackupService", "VerifyReport"),
     "tenantry.services.cells": ("Cell", "CellService"),
     "tenantry.services.domain_checks": ("DnsChecker", "DomainChecker", "HttpChecker", "Verdict"),
     "tenantry.services.domains": ("Domain", "DomainService"),

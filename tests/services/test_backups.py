@@ -12,7 +12,7 @@ import pytest
 import zstandard
 from pydantic import BaseModel, SecretStr
 
-from tenantry import BackupInvalid, IsolationError, Status, TenantNotFound, TenantRestoring, Tenantry
+from tenantry import BackupInvalid, Conflict, IsolationError, Status, TenantNotFound, TenantRestoring, Tenantry
 from tenantry.core.secrets import new_key
 from tenantry.services.backups import load
 from tenantry.testing import TIER_PLANS, ScratchCatalog
@@ -342,3 +342,18 @@ def test_the_catalog_state_travels_with_the_archive(tn: Tenantry, tenantry_catal
         ctn.backups.restore(backup.id)
         assert ctn.config.get(tenant=tenant.slug).effective["welcome"] == "hej"
         assert ctn.branding.get(tenant.slug).product_name == "Roadrunner"
+
+
+def test_a_restore_over_a_tenant_being_moved_is_refused(btn: Tenantry, archived: tuple[str, str]) -> None:
+    slug, backup_id = archived
+    tenant = btn.tenants.get(slug)
+    with btn.admin() as conn:  # as a move leaves it while it runs
+        conn.execute("UPDATE tenantry.tenants SET status = 'moving' WHERE id = %s", (tenant.id,))
+    try:
+        with pytest.raises(Conflict, match="being moved"):
+            btn.backups.restore(backup_id)
+        with pytest.raises(Conflict, match="being moved"):
+            btn.backups.create(slug)
+    finally:
+        with btn.admin() as conn:
+            conn.execute("UPDATE tenantry.tenants SET status = 'active' WHERE id = %s", (tenant.id,))

@@ -85,6 +85,8 @@ def restore_in_place(
     manifest = service.manifest(backup)
     with plane.admin() as conn:
         tenant = get_tenant(conn, backup.tenant_id)
+    if tenant.status is Status.MOVING:
+        raise Conflict(f"tenant {tenant.slug!r} is being moved; restore it once the move ends (nothing was changed)")
     if tenant.status not in (Status.ACTIVE, Status.SUSPENDED):
         raise Conflict(
             f"tenant {tenant.slug!r} is {tenant.status.value}; only an active or suspended tenant is restored"
