@@ -130,8 +130,8 @@ def delete_backup(tn: TN, _: Write, backup_id: BackupId) -> DeletedBackup:
 @router.post("/backups/{backup_id}/restore", status_code=202, response_model=JobOut, responses=problems(400, 404, 409))
 def restore_backup(tn: TN, runner: Runner, principal: Write, backup_id: BackupId, body: RestoreIn) -> Any:
     """Restore the backup into a new tenant, on any plan, or over its own tenant: 202 with a
-    job to poll. Sending the same request again finishes an interrupted restore. Scope:
-    `tenants:write`."""
+    job to poll. Sending the same request again finishes an interrupted restore.
+    Scope: `tenants:write`."""
     backup = tn.backups.get(backup_id)
 
     def work(started: job_service.Started) -> dict[str, Any]:
