@@ -190,6 +190,7 @@ def test_an_archive_of_another_app_or_a_newer_head_is_refused(btn: Tenantry, arc
         (lambda m: m["tables"][0].update(name="invoices"), "invoices: no such table"),
         (lambda m: m["tables"][1]["columns"].__setitem__(1, "amount"), "no column amount"),
         (lambda m: m["app"].update(migration_head="f00dfeed"), "migration"),
+        (lambda m: m["tables"][0].update(file="../../../../etc/hostname"), "outside it"),
     ):
         backup_id = _fresh_copy(btn, archived)
         rewrite(btn, backup_id, change)

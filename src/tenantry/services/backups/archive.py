@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import urllib.parse
 from collections.abc import Iterator
@@ -199,6 +200,17 @@ def check_location(location: str) -> list[str]:
     return parts
 
 
+_FILE_NAME = re.compile(r"(tables/)?[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+
+
+def check_name(name: str) -> str:
+    """A file name inside an archive (``tables/000.copy.zst``, ``manifest.json``); a manifest
+    naming anything else (``../``, an absolute path) is refused."""
+    if not _FILE_NAME.fullmatch(name) or ".." in name:
+        raise BackupInvalid(f"the archive names a file {name!r} outside it (a tampered manifest?)")
+    return name
+
+
 def parse_manifest(text: bytes | str, location: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
@@ -229,7 +241,7 @@ class FileStorage:
     def _path(self, location: str, name: str = "", *, partial: bool = False) -> Path:
         parts = check_location(location)
         base = self.root / parts[0] / (parts[1] + (".partial" if partial else ""))
-        return base / name if name else base
+        return base / check_name(name) if name else base
 
     def begin(self, location: str) -> None:
         """Start writing ``location`` afresh (what an interrupted attempt left is dropped)."""

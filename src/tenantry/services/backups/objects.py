@@ -16,7 +16,14 @@ from __future__ import annotations
 from typing import Any, BinaryIO
 
 from tenantry.errors import BackupInvalid, BackupNotFound, ConfigurationError
-from tenantry.services.backups.archive import MANIFEST, Manifest, check_location, manifest_bytes, parse_manifest
+from tenantry.services.backups.archive import (
+    MANIFEST,
+    Manifest,
+    check_location,
+    check_name,
+    manifest_bytes,
+    parse_manifest,
+)
 
 __all__ = ["ObjectStorage"]
 
@@ -82,7 +89,7 @@ class ObjectStorage:
 
     def _key(self, location: str, name: str) -> str:
         check_location(location)
-        return f"{location}/{name}"
+        return f"{location}/{check_name(name)}"
 
     def _keys(self, location: str) -> list[str]:
         check_location(location)
