@@ -27,8 +27,11 @@ __all__ = [
     "get_backup",
     "insert_backup",
     "list_backups",
+    "made_since",
     "read_state",
+    "running_restore",
     "set_job_tenant",
+    "slug_taken",
     "start_restore",
     "write_state",
 ]
@@ -302,3 +305,34 @@ def prunable(conn: psycopg.Connection[Any], tenant_id: uuid.UUID | None) -> list
             {"t": tenant_id},
         ).fetchall()
     ]
+
+
+def running_restore(
+    conn: psycopg.Connection[Any], slug: str, *, in_place: bool | None = None
+) -> tuple[uuid.UUID, list[str], dict[str, Any]] | None:
+    """``(id, steps done, payload)`` of the running restore into (or over) ``slug``, locked
+    for the caller's transaction; ``in_place``: only restores in place (True), only clones
+    (False), either (None)."""
+    row = conn.execute(
+        "SELECT id, steps_done, payload FROM tenantry.jobs WHERE kind = 'restore' AND status = 'running'"
+        " AND payload->>'as' = %s AND (%s::boolean IS NULL OR coalesce((payload->>'in_place')::boolean, false) = %s)"
+        " FOR UPDATE",
+        (slug, in_place, in_place),
+    ).fetchone()
+    return None if row is None else (row[0], list(row[1]), dict(row[2]))
+
+
+def slug_taken(conn: psycopg.Connection[Any], slug: str) -> bool:
+    return (
+        conn.execute("SELECT 1 FROM tenantry.tenants WHERE slug = %s AND status <> 'deleted'", (slug,)).fetchone()
+        is not None
+    )
+
+
+def made_since(conn: psycopg.Connection[Any], tenant_id: uuid.UUID, job_id: uuid.UUID) -> bool:
+    """Whether the tenant was made after the job began (a rerun finds its own tenant)."""
+    row = conn.execute(
+        "SELECT t.created_at >= j.created_at FROM tenantry.tenants t, tenantry.jobs j WHERE t.id = %s AND j.id = %s",
+        (tenant_id, job_id),
+    ).fetchone()
+    return bool(row and row[0])

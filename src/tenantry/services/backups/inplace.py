@@ -45,7 +45,7 @@ from tenantry.errors import BackupInvalid, Conflict, InvalidInput
 from tenantry.services import audit, placement_tables
 from tenantry.services.backups.archive import Manifest, storage_for
 from tenantry.services.backups.load import copy_in, table_stream
-from tenantry.services.backups.restore import check_files, check_head, refuse_tables
+from tenantry.services.backups.restore import check_files, check_head, refuse_tables, running_job
 from tenantry.services.events import EventKind, notify, notify_config, notify_plugin, notify_tenant
 from tenantry.services.faults import crash_point
 from tenantry.services.placements import read_placement, tenant_lock
@@ -60,15 +60,6 @@ if TYPE_CHECKING:
 __all__ = ["abort_in_place", "restore_in_place"]
 
 FUNCTION = "refuse_write_while_restoring"
-
-
-def _running_job(conn: psycopg.Connection[Any], slug: str) -> StepLog | None:
-    row = conn.execute(
-        "SELECT id, steps_done, payload FROM tenantry.jobs WHERE kind = 'restore' AND status = 'running'"
-        " AND payload->>'as' = %s AND (payload->>'in_place')::boolean FOR UPDATE",
-        (slug,),
-    ).fetchone()
-    return None if row is None else StepLog("jobs", row[0], list(row[1]), dict(row[2]), crash_prefix="restore:")
 
 
 def _unfreeze(conn: psycopg.Connection[Any], tenant_id: str, owner: str) -> None:
@@ -101,7 +92,7 @@ def restore_in_place(
             if place is None:
                 raise InvalidInput(f"tenant {tenant.slug!r} has no active placement to restore into")
             with conn.transaction():
-                job = _running_job(conn, tenant.slug)
+                job = running_job(conn, tenant.slug, in_place=True)
         if job is not None and job.payload["backup"] != str(backup.id):
             raise Conflict(
                 f"a restore of backup {job.payload['backup']} over {tenant.slug!r} was interrupted; run that one again"

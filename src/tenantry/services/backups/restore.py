@@ -143,13 +143,11 @@ def refuse_tables(
         )
 
 
-def _running_job(conn: psycopg.Connection[Any], slug: str) -> StepLog | None:
-    row = conn.execute(
-        "SELECT id, steps_done, payload FROM tenantry.jobs"
-        " WHERE kind = 'restore' AND status = 'running' AND payload->>'as' = %s FOR UPDATE",
-        (slug,),
-    ).fetchone()
-    return None if row is None else StepLog("jobs", row[0], list(row[1]), dict(row[2]), crash_prefix="restore:")
+def running_job(conn: psycopg.Connection[Any], slug: str, *, in_place: bool | None = None) -> StepLog | None:
+    """The running restore into (or over) ``slug``, as a step log (see
+    :func:`tenantry.db.catalog.backups.running_restore`)."""
+    found = catalog.running_restore(conn, slug, in_place=in_place)
+    return None if found is None else StepLog("jobs", found[0], found[1], found[2], crash_prefix="restore:")
 
 
 def restore_clone(
@@ -173,13 +171,10 @@ def restore_clone(
             raise Conflict(f"a restore into {as_slug!r} is running in another process; try again shortly")
         with plane.admin() as conn:
             with conn.transaction():
-                job = _running_job(conn, as_slug)
+                job = running_job(conn, as_slug, in_place=False)
             chosen = get_plan(conn, (job.payload["plan"] if job else None) or plan or backup.plan)
             if job is None:
-                existing = conn.execute(
-                    "SELECT 1 FROM tenantry.tenants WHERE slug = %s AND status <> 'deleted'", (as_slug,)
-                ).fetchone()
-                if existing is not None:
+                if catalog.slug_taken(conn, as_slug):
                     raise TenantExists(f"a tenant with slug {as_slug!r} exists already; restore as another slug")
         if job is not None and (job.payload["backup"] != str(backup.id) or (plan and plan != job.payload["plan"])):
             raise Conflict(
@@ -270,12 +265,8 @@ class _Restore:
             # a rerun after the tenant was made: it is ours if it was made since the job began
             with plane.admin() as conn:
                 tenant = get_tenant(conn, payload["as"])
-                made = conn.execute(
-                    "SELECT t.created_at >= j.created_at FROM tenantry.tenants t, tenantry.jobs j"
-                    " WHERE t.id = %s AND j.id = %s",
-                    (tenant.id, self.job.id),
-                ).fetchone()
-            if not made or not made[0]:
+                ours = catalog.made_since(conn, tenant.id, self.job.id)
+            if not ours:
                 raise
         set_status(plane, tenant.id, Status.SUSPENDED)  # never served until activated
         with plane.admin() as conn, conn.transaction():
@@ -354,7 +345,7 @@ def abort_clone(plane: ControlPlane, as_slug: str, *, locked: bool = False) -> b
     del locked  # (the caller holds the slug's lock, or the job's row lock serialises aborts)
     with plane.admin() as conn:
         with conn.transaction():
-            job = _running_job(conn, as_slug)
+            job = running_job(conn, as_slug)
         if job is None:
             return False
         if "activate" in job.done:
