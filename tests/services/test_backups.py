@@ -243,7 +243,7 @@ def test_list_show_delete(btn: Tenantry, archived: tuple[str, str]) -> None:
     assert extra not in [str(b.id) for b in btn.backups.list(slug)]
 
 
-@pytest.mark.parametrize("plan", ["free", "enterprise"])
+@pytest.mark.parametrize("plan", ["free", "business", "enterprise"])
 def test_a_restore_in_place_refuses_writes_only_for_the_swap(btn: Tenantry, plan: str) -> None:
     tenant = btn.tenants.create(_slug("inpl"), plan=plan)
     neighbour = btn.tenants.create(_slug("nbr"))
