@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from tenantry.errors import (
     AuthenticationFailed,
+    BackupInvalid,
+    BackupNotFound,
     CatalogNotInitialised,
     ConcurrencyLimited,
     ConfigInvalid,
@@ -116,6 +118,7 @@ if TYPE_CHECKING:  # the names, for type checkers; at run time each is imported 
         mount_plugins,
     )
     from tenantry.services.audit import AuditService
+    from tenantry.services.backups import Backup, BackupService, VerifyReport
     from tenantry.services.cells import CellService
     from tenantry.services.domain_checks import DnsChecker, DomainChecker, HttpChecker, Verdict
     from tenantry.services.domains import DomainService
@@ -162,6 +165,10 @@ __all__ = [
     "AuditEntry",
     "AuditService",
     "AuthenticationFailed",
+    "Backup",
+    "BackupInvalid",
+    "BackupNotFound",
+    "BackupService",
     "BoundTenant",
     "Brand",
     "BrandChange",
@@ -286,6 +293,7 @@ __all__ = [
     "UsageService",
     "Verdict",
     "VerificationFailed",
+    "VerifyReport",
     "acopy_rows",
     "copy_rows",
     "current_tenant",
@@ -344,6 +352,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
         "mount_plugins",
     ),
     "tenantry.services.audit": ("AuditService",),
+    "tenantry.services.backups": ("Backup", "BackupService", "VerifyReport"),
     "tenantry.db.catalog.cells": ("Cell",),
     "tenantry.db.catalog.domains": ("Domain",),
     "tenantry.db.catalog.spares": ("Spare",),

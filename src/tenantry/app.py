@@ -45,6 +45,7 @@ from tenantry.db.routing import DEFAULT_ROUTE, Router
 from tenantry.errors import ConfigurationError
 from tenantry.plugins.registry import Plugins
 from tenantry.services.audit import AuditService
+from tenantry.services.backups import BackupService
 from tenantry.services.cells import CellService
 from tenantry.services.connections import Plane
 from tenantry.services.directory import Directory
@@ -103,6 +104,8 @@ class Tenantry:
         self.schema = SchemaService(self.plane)
         #: storage per tenant and its quota, usage metering: ``tn.usage.measure_storage()``
         self.usage = UsageService(self.plane, self.plane.meter)
+        #: per-tenant backups and restores: ``tn.backups.create("acme")``
+        self.backups = BackupService(self.plane)
         #: white-label brands: ``tn.branding.set("acme", {...}, logo=path)``, and for the bound
         #: tenant ``tn.branding.current()`` (cached, refreshed within a second of a change)
         self.branding = Branding(self.plane)

@@ -18,13 +18,15 @@ that pass by themselves also know how soon to retry (``retry_after``, seconds; s
     │   │   └── LowContrast            new colours below WCAG AA contrast (allow_low_contrast to keep them)
     │   ├── InvalidHostname            not a hostname a tenant can add as its domain
     │   ├── InvalidSecret              a secret of the wrong form (webhook secrets: whsec_ + base64)
-    │   └── UnsafeAddress              a tenant's host resolves to an address that is not public
+    │   ├── UnsafeAddress              a tenant's host resolves to an address that is not public
+    │   └── BackupInvalid              a backup archive refused: corrupted, truncated, wrong key, another app's
     ├── NotFound                       exit 6, HTTP 404
     │   ├── TenantNotFound
     │   ├── PlanNotFound
     │   ├── FlagNotFound
     │   ├── DomainNotFound
-    │   └── PluginNotFound             no plugin of that name is registered or installed
+    │   ├── PluginNotFound             no plugin of that name is registered or installed
+    │   └── BackupNotFound             no backup has that id (or its archive is gone)
     ├── Conflict                       exit 7, HTTP 409
     │   ├── TenantExists
     │   ├── PlanExists                 a plan with that name exists already
@@ -64,6 +66,8 @@ from typing import ClassVar
 
 __all__ = [
     "AuthenticationFailed",
+    "BackupInvalid",
+    "BackupNotFound",
     "CatalogNotInitialised",
     "ConfigInvalid",
     "ConcurrencyLimited",
@@ -235,6 +239,12 @@ class UnsafeAddress(InvalidInput):
     multicast, or an IPv6 form of one of those). See :mod:`tenantry.services.egress`."""
 
 
+class BackupInvalid(InvalidInput):
+    """A backup archive was refused before anything changed: corrupted (a checksum or an
+    authentication tag does not match), truncated, sealed with a key that is not configured,
+    missing a table's data, made by another app, or from a newer migration head."""
+
+
 class NotFound(TenantryError):
     exit_code = 6
     http_status = 404
@@ -258,6 +268,10 @@ class DomainNotFound(NotFound):
 
 class PluginNotFound(NotFound):
     """No plugin of that name is registered with this Tenantry or installed (entry point)."""
+
+
+class BackupNotFound(NotFound):
+    """No backup has that id, or its archive is no longer in the storage."""
 
 
 class Conflict(TenantryError):

@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     """Where the embedded server keeps its data. ``None``: a per-user data directory.
     ``TENANTRY_DATA_DIR``."""
 
+    backup_url: str | None = None
+    """Where ``tn.backups`` keeps archives: ``file:///absolute/path``. ``None``: the
+    ``backups`` folder of tenantry's per-user data directory. ``TENANTRY_BACKUP_URL``."""
+
+    backup_key: SecretStr | None = None
+    """Keys that encrypt backup archives at rest (AES-256-GCM): comma-separated
+    ``<id>:<base64 of 32 bytes>`` entries, the first encrypting new archives, all of them
+    opening old ones. ``None``: archives are not encrypted. ``TENANTRY_BACKUP_KEY``."""
+
     app: str | None = None
     """The app's tenant tables, as ``module:Base`` or ``module:metadata`` (import spec), for
     the CLI and for provisioning schema- and database-tier tenants. ``TENANTRY_APP``."""
@@ -240,7 +249,16 @@ class Settings(BaseSettings):
                 raise ValueError('must be a JSON object of cell name to URL: {"eu-1": "postgresql://..."}') from None
         return value
 
-    @field_validator("database_url", "runtime_url", "reader_url", "secret_keys", "limits_storage", mode="before")
+    @field_validator(
+        "database_url",
+        "runtime_url",
+        "reader_url",
+        "secret_keys",
+        "limits_storage",
+        "backup_url",
+        "backup_key",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         shown = value.get_secret_value() if isinstance(value, SecretStr) else value

@@ -84,6 +84,10 @@ COMMANDS: dict[str, LazyCommand] = {
     ),
     "flags": LazyCommand("tenantry.cli.flags:app", "Create, change, kill and evaluate feature flags."),
     "domains": LazyCommand("tenantry.cli.domains:app", "Add, verify, list and remove tenants' custom domains."),
+    "backups": LazyCommand(
+        "tenantry.cli.backups:app",
+        "Take, list, show, verify, delete and restore per-tenant backups (every tier); schedules per plan.",
+    ),
     "plugins": LazyCommand(
         "tenantry.cli.plugins:app",
         "List plugins, switch them on or off for plans and tenants, see what they raised.",

@@ -112,9 +112,12 @@ def delete(
     ctx: typer.Context,
     key: Key,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm: every row of the tenant is removed.")] = False,
+    purge_backups: Annotated[
+        bool, typer.Option("--purge-backups", help="Delete the tenant's backups (and their archives) too.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Delete a tenant and every row it owns. Asks for --yes."""
+    """Delete a tenant and every row it owns (with --purge-backups, its backups too). Asks for --yes."""
     tn = get_state(ctx).tenantry()
     tenant = tn.tenants.get(key)
     if not yes:
@@ -122,13 +125,17 @@ def delete(
             raise InvalidInput(f"deleting {tenant.slug!r} removes all its rows; pass --yes to confirm")
         typer.confirm(f"Delete tenant {tenant.slug!r} and every row it owns?", abort=True)
     counts = tn.tenants.delete(tenant.id)
+    purged = tn.backups.purge(tenant.id) if purge_backups else []
     # a schema or database tier's copy goes whole ("schema tenant_…": 1), the pooled tier's row by row
     dropped = [what for what in counts if what.startswith(("schema ", "database "))]
     if as_json:
         emit_json(
             {"slug": tenant.slug, "id": str(tenant.id), "status": "deleted", "rows_deleted": counts, "dropped": dropped}
+            | ({"backups_purged": purged} if purge_backups else {})
         )
         return
+    if purge_backups:
+        console.print(f"deleted {len(purged)} backup(s) of [bold]{tenant.slug}[/]")
     if dropped:
         console.print(f"deleted tenant [bold]{tenant.slug}[/]: dropped its {' and '.join(dropped)}, every row with it")
     elif counts:
@@ -137,6 +144,29 @@ def delete(
         )
     else:
         console.print(f"tenant [bold]{tenant.slug}[/] was deleted already; nothing to do")
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    key: Key,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl (one JSON object per row) or csv.")] = "jsonl",
+    to: Annotated[str | None, typer.Option("--to", help="The directory to write (default: ./<slug>-export).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Export a tenant's rows for data portability: one file per table, JSON Lines or CSV (audited)."""
+    if fmt not in ("jsonl", "csv"):
+        raise InvalidInput(f"--format: {fmt!r} is not jsonl or csv")
+    tn = get_state(ctx).tenantry(app_plugins=True)
+    tenant = tn.tenants.get(key)
+    report = tn.backups.export(tenant.id, to or f"{tenant.slug}-export", format=fmt)
+    if as_json:
+        emit_json(report)
+        return
+    console.print(
+        f"exported [bold]{tenant.slug}[/]: {sum(report['files'].values())} rows in {len(report['files'])} files"
+        f" to {report['directory']}"
+    )
 
 
 _STEP_TEXT = {

@@ -35,6 +35,7 @@ __all__ = [
     "drop_move_triggers",
     "drop_tenant_triggers",
     "freeze_writes",
+    "install_freeze",
     "tenant_triggers",
     "thaw",
 ]
@@ -183,6 +184,26 @@ def capture_changes(
 
     thaw(conn, tenant_id, owner=owner)  # a freeze an earlier move left would refuse at once
     _install(conn, schema, specs, tenant_id, _CAPTURE + _FREEZE, args, owner)
+
+
+def install_freeze(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    specs: Iterable[TableSpec],
+    tenant_id: str,
+    *,
+    owner: str,
+    function: str = "refuse_write_while_moving",
+) -> None:
+    """The freeze's triggers alone (no change capture), calling ``function`` (a trigger
+    function of the same arguments as ``tenantry.refuse_write_while_moving``, whose error the
+    tenant's refused writes get): they refuse nothing until :func:`freeze_writes`. A restore
+    in place uses them; :func:`drop_tenant_triggers` drops them."""
+    kinds = tuple((kind, events, row, function) for kind, events, row, _ in _FREEZE)
+    thaw(conn, tenant_id, owner=owner)
+    _install(
+        conn, schema, specs, tenant_id, kinds, lambda _s, _f, _r: [owner, tenant_id, str(FREEZE_LOCK_CLASS)], owner
+    )
 
 
 def freeze_writes(conn: psycopg.Connection[Any], tenant_id: str, *, owner: str) -> None:

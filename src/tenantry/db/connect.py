@@ -20,6 +20,7 @@ from tenantry.errors import (
     StorageQuotaExceeded,
     TenantMoved,
     TenantMoving,
+    TenantRestoring,
     TenantryError,
     TenantSuspended,
     TooManyConnections,
@@ -75,6 +76,8 @@ def control_plane_url(url: str) -> str:
 
 #: SQLSTATEs of ``tenantry.refuse_stale`` (sql/local.sql): a binding older than a fence
 MOVED_SQLSTATE, SUSPENDED_SQLSTATE = "TNM01", "TNS01"
+#: SQLSTATE of ``tenantry.refuse_write_while_restoring`` (sql/restore_freeze.sql)
+RESTORING_SQLSTATE = "TNR01"
 
 
 def stale_binding(state: str | None, message: str) -> TenantryError | None:
@@ -109,6 +112,8 @@ def translate(err: psycopg.Error) -> TenantryError | None:
         return IsolationError(f"refused by row-level security: {message}")
     if isinstance(err, pg_errors.InsufficientPrivilege) and message.startswith("tenantry:"):
         return IsolationError(message.removeprefix("tenantry: "))
+    if state == RESTORING_SQLSTATE:
+        return TenantRestoring(message.removeprefix("tenantry: "))
     if state == "55006" and message.startswith("tenantry:"):
         return TenantMoving(message.removeprefix("tenantry: "))
     if state == "57014" and "statement timeout" in message:  # (a cancel by hand is not ours)

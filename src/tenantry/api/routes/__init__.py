@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from tenantry.api.routes import (
     audit,
+    backups,
     brands,
     cells,
     config,
@@ -27,6 +28,7 @@ __all__ = ["ROUTERS"]
 ROUTERS: tuple[APIRouter, ...] = (
     tenants.router,
     tenant_limits.router,
+    backups.router,
     brands.router,
     jobs.router,
     plans.router,

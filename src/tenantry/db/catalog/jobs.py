@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: kinds of the jobs a JobRunner runs (and watches with its advisory lock)
-BACKGROUND_KINDS = ("tenant.create", "tenant.move")
+BACKGROUND_KINDS = ("tenant.create", "tenant.move", "tenant.backup", "tenant.restore")
 #: advisory lock namespace: (JOB_LOCK, hashtext(job id)) is held while a background job runs
 JOB_LOCK = 0x746A6F62
 
