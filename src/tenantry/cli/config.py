@@ -17,8 +17,7 @@ import typer
 
 from tenantry.cli.output import console, emit_json, table
 from tenantry.cli.state import get_state
-from tenantry.core.durations import parse_duration
-from tenantry.errors import InvalidInput
+from tenantry.core.durations import parse_moment
 
 if TYPE_CHECKING:
     from tenantry.tenant_config import ConfigChange, Scope
@@ -38,19 +37,7 @@ KeyArg = Annotated[str, typer.Argument(help="Dotted key, like limits.max_project
 
 def parse_expiry(text: str) -> tuple[timedelta | None, datetime | None]:
     """``2h`` (a duration from now) or an ISO 8601 time with a zone."""
-    try:
-        return parse_duration(text), None
-    except InvalidInput:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(
-            f"--expires {text[:40]!r} must be a duration (90s, 15m, 2h, 1d) or an ISO 8601 time"
-        ) from None
-    if moment.tzinfo is None:
-        raise InvalidInput("--expires needs a time zone, like 2030-01-01T00:00:00Z")
-    return None, moment
+    return parse_moment(text, field="--expires")
 
 
 def _dump(value: Any) -> str:

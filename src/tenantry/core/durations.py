@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from tenantry.errors import InvalidInput
 
-__all__ = ["parse_duration", "parse_since"]
+__all__ = ["parse_duration", "parse_moment", "parse_since"]
 
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -28,17 +28,11 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def parse_since(text: str, now: datetime, *, field: str = "since") -> datetime:
-    """A point in time as people type it: how long ago (``"1h"``, ``"2d"``) before ``now``, or
-    an ISO 8601 time with a zone (``"2026-12-01T00:00:00Z"``); :class:`InvalidInput` names
-    ``field`` otherwise.
-
-    >>> from datetime import UTC
-    >>> parse_since("2h", datetime(2026, 1, 1, 12, tzinfo=UTC)).hour
-    10
-    """
+def parse_moment(text: str, *, field: str) -> tuple[timedelta | None, datetime | None]:
+    """A duration (``"2h"``) or an ISO 8601 time with a zone, whichever ``text`` is: ``(the
+    duration, None)`` or ``(None, the time)``; :class:`InvalidInput` names ``field`` otherwise."""
     try:
-        return now - parse_duration(text)
+        return parse_duration(text), None
     except InvalidInput:
         pass
     try:
@@ -49,4 +43,20 @@ def parse_since(text: str, now: datetime, *, field: str = "since") -> datetime:
         ) from None
     if moment.tzinfo is None:
         raise InvalidInput(f"{field} needs a time zone, like 2026-12-01T00:00:00Z")
+    return None, moment
+
+
+def parse_since(text: str, now: datetime, *, field: str = "since") -> datetime:
+    """A point in time as people type it: how long ago (``"1h"``, ``"2d"``) before ``now``, or
+    an ISO 8601 time with a zone (``"2026-12-01T00:00:00Z"``); :class:`InvalidInput` names
+    ``field`` otherwise.
+
+    >>> from datetime import UTC
+    >>> parse_since("2h", datetime(2026, 1, 1, 12, tzinfo=UTC)).hour
+    10
+    """
+    ago, moment = parse_moment(text, field=field)
+    if ago is not None:
+        return now - ago
+    assert moment is not None
     return moment

@@ -42,6 +42,7 @@ __all__ = [
     "REDACTED",
     "SEALED_PREFIX",
     "Keyring",
+    "parse_keys",
     "is_sealed",
     "is_sealed_anywhere",
     "keep_redacted",
@@ -93,22 +94,7 @@ class Keyring:
     @classmethod
     def parse(cls, text: str) -> Keyring:
         """``id:base64key,id:base64key`` (the format of ``TENANTRY_SECRET_KEYS``)."""
-        keys = []
-        for entry in (e.strip() for e in text.split(",")):
-            if not entry:
-                continue
-            kid, sep, encoded = entry.partition(":")
-            try:
-                key = base64.b64decode(encoded, validate=True)
-            except (binascii.Error, ValueError):
-                key = b""
-            if not sep or len(key) != 32 or not _KEY_ID.fullmatch(kid):
-                raise ConfigurationError(
-                    "TENANTRY_SECRET_KEYS holds comma-separated <id>:<base64 of 32 bytes> entries;"
-                    " make one with: python -c 'from tenantry.core.secrets import new_key; print(new_key())'"
-                )
-            keys.append((kid, key))
-        return cls(keys)
+        return cls(parse_keys(text, "TENANTRY_SECRET_KEYS", example="new_key()"))
 
     @property
     def ids(self) -> list[str]:
@@ -337,3 +323,25 @@ def keep_redacted(new: Mapping[str, Any], current: Mapping[str, Any], paths: fro
 
     result: dict[str, Any] = _walk(new, (), paths.__contains__, keep)
     return result
+
+
+def parse_keys(text: str, setting: str, *, example: str = "new_key()") -> list[tuple[str, bytes]]:
+    """The keys of a setting written ``id:base64key[,id:base64key...]`` (32-byte keys, ids of
+    letters and digits), in order; :class:`ConfigurationError` naming ``setting`` (and how to
+    make a key: ``example``) for anything else."""
+    keys = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        kid, sep, encoded = entry.partition(":")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if not sep or len(key) != 32 or not _KEY_ID.fullmatch(kid):
+            raise ConfigurationError(
+                f"{setting} holds comma-separated <id>:<base64 of 32 bytes> entries;"
+                f" make one with: python -c 'from tenantry.core.secrets import new_key; print({example})'"
+            )
+        keys.append((kid, key))
+    return keys

@@ -17,15 +17,13 @@ listed opens the archives it sealed. Pure: no I/O but the file objects given.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import os
-import re
 import struct
 from typing import BinaryIO
 
+from tenantry.core.secrets import parse_keys
 from tenantry.errors import BackupInvalid, ConfigurationError
 
 __all__ = ["CHUNK", "MAGIC", "BackupKeys", "DecryptingReader", "EncryptingWriter"]
@@ -35,7 +33,6 @@ MAGIC = b"TNBKENC1"
 CHUNK = 256 * 1024
 _TAG = 16
 _PREFIX = 7
-_KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class BackupKeys:
@@ -50,22 +47,7 @@ class BackupKeys:
     @classmethod
     def parse(cls, text: str) -> BackupKeys:
         """``id:base64key[,id:base64key...]``."""
-        keys = []
-        for entry in (e.strip() for e in text.split(",")):
-            if not entry:
-                continue
-            kid, sep, encoded = entry.partition(":")
-            try:
-                key = base64.b64decode(encoded, validate=True)
-            except (binascii.Error, ValueError):
-                key = b""
-            if not sep or len(key) != 32 or not _KEY_ID.fullmatch(kid):
-                raise ConfigurationError(
-                    "TENANTRY_BACKUP_KEY holds comma-separated <id>:<base64 of 32 bytes> entries; make one with:"
-                    " python -c 'from tenantry.core.secrets import new_key; print(new_key(\"b1\"))'"
-                )
-            keys.append((kid, key))
-        return cls(keys)
+        return cls(parse_keys(text, "TENANTRY_BACKUP_KEY", example='new_key("b1")'))
 
     def key(self, kid: str) -> bytes:
         """The key ``kid``; :class:`BackupInvalid` when it is not configured."""
