@@ -20,10 +20,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import psycopg
 import sqlalchemy as sa
@@ -34,9 +32,9 @@ from tenantry import context
 from tenantry.core.placement import PRIMARY_CELL
 from tenantry.db import liveness
 from tenantry.db.alchemy import bind_engine, capped_pool_classes
-from tenantry.db.binding import Binder, RouteKey, mark_returned
+from tenantry.db.binding import Binder, RouteKey
 from tenantry.db.connect import database_full, translate
-from tenantry.db.connection_caps import ConnectionCaps, Gate
+from tenantry.db.connection_caps import ConnectionCaps
 from tenantry.db.connections import (
     AsyncTenantConnection,
     AsyncTenantCursor,
@@ -45,6 +43,7 @@ from tenantry.db.connections import (
     TenantCursor,
     TenantServerCursor,
 )
+from tenantry.db.pools import AsyncPool, Lru, Pool, close_pool, retire
 from tenantry.errors import DatabaseUnavailable, TooManyConnections
 from tenantry.settings import Settings
 
@@ -57,55 +56,6 @@ T = TypeVar("T")
 #: seconds psycopg_pool keeps retrying a failed connection with its growing back-off before it
 #: gives the slot up (its default, 5 minutes, kept a pool waiting long after the server was back)
 _RECONNECT_TIMEOUT = 5.0
-
-
-class _Lru(Generic[T]):
-    """At most ``size`` values by key; the least recently used is handed to ``close``, skipping
-    values ``busy`` says are in use (see :meth:`full`)."""
-
-    def __init__(self, size: int, close: Callable[[T], None], busy: Callable[[T], bool] = lambda _: False) -> None:
-        self._size = size
-        self._close = close
-        self._busy = busy
-        self._items: OrderedDict[RouteKey, T] = OrderedDict()
-
-    def items(self) -> list[tuple[RouteKey, T]]:
-        """The values by key, least recently used first (a copy)."""
-        return list(self._items.items())
-
-    def full(self) -> bool:
-        """Whether a new value would find nothing to evict: as many values as ``size``, all
-        busy."""
-        return len(self._items) >= self._size and all(self._busy(v) for v in self._items.values())
-
-    def get(self, key: RouteKey) -> T | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: RouteKey, value: T) -> None:
-        self._items[key] = value
-        excess = len(self._items) - self._size
-        for old in list(self._items):  # least recently used first
-            if excess <= 0:
-                break
-            evicted = self._items[old]
-            if old != key and not self._busy(evicted):
-                del self._items[old]
-                self._close(evicted)
-                excess -= 1
-
-    def pop(self, key: RouteKey) -> T | None:
-        return self._items.pop(key, None)
-
-    def drain(self) -> list[T]:
-        values = list(self._items.values())
-        self._items.clear()
-        return values
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 class Router:
@@ -136,12 +86,12 @@ class Router:
         # A route that needs a new pool while every pool is pinned waits for one to unpin.
         self._unpinned = threading.Condition(self._lock)
         self._pins: dict[int, int] = {}
-        self._pools: _Lru[ConnectionPool[TenantConnection]] = _Lru(
-            settings.max_pools, _close_pool, busy=lambda pool: self._pins.get(id(pool), 0) > 0
+        self._pools: Lru[ConnectionPool[TenantConnection]] = Lru(
+            settings.max_pools, close_pool, busy=lambda pool: self._pins.get(id(pool), 0) > 0
         )
-        self._engines: _Lru[sa.Engine] = _Lru(settings.max_pools, lambda e: e.dispose())
-        self._async_engines: _Lru[AsyncEngine] = _Lru(settings.max_pools, lambda e: self._in_loop(e.dispose()))
-        self._async_pools: _Lru[AsyncConnectionPool[AsyncTenantConnection]] = _Lru(
+        self._engines: Lru[sa.Engine] = Lru(settings.max_pools, lambda e: e.dispose())
+        self._async_engines: Lru[AsyncEngine] = Lru(settings.max_pools, lambda e: self._in_loop(e.dispose()))
+        self._async_pools: Lru[AsyncConnectionPool[AsyncTenantConnection]] = Lru(
             settings.max_pools, lambda p: self._in_loop(p.close())
         )
         self._async_loop: asyncio.AbstractEventLoop | None = None
@@ -217,7 +167,7 @@ class Router:
                         self._pins[id(pinned_pool)] = left
                 self._unpinned.notify_all()
         if gate is not None:
-            assert isinstance(pool, _Pool)  # (every pool of a router is one)
+            assert isinstance(pool, Pool)  # (every pool of a router is one)
             pool.adopt(conn, gate)  # given back with the connection
         return pool, conn
 
@@ -240,7 +190,7 @@ class Router:
                 self.caps.release(gate)
             raise
         if gate is not None:
-            assert isinstance(pool, _AsyncPool)
+            assert isinstance(pool, AsyncPool)
             pool.adopt(conn, gate)
         return pool, conn
 
@@ -267,7 +217,7 @@ class Router:
                     if self._born.get(key) == watch.generation:
                         return pool
                     self._pools.pop(key)  # made before its server restarted: its connections are dead
-                    _retire(pool)
+                    retire(pool)
                 if not self._pools.full():
                     break
                 left = deadline - time.monotonic()  # (another thread may open this route's pool meanwhile)
@@ -278,7 +228,7 @@ class Router:
                     )
             min_size, max_size = self._sizes(key)
             born = watch.generation
-            pool = _Pool(
+            pool = Pool(
                 self.caps,
                 watch.url,
                 connection_class=TenantConnection,
@@ -329,7 +279,7 @@ class Router:
             conn._tenantry_binder = self._binder()
 
         min_size, max_size = self._sizes(key)
-        pool = _AsyncPool(
+        pool = AsyncPool(
             self.caps,
             watch.url,
             connection_class=AsyncTenantConnection,
@@ -492,7 +442,7 @@ class Router:
         with self._lock:
             pool = self._pools.pop(key)
             if pool is not None:
-                _close_pool(pool)
+                close_pool(pool)
             engine = self._engines.pop(key)
             if engine is not None:
                 engine.dispose()
@@ -512,7 +462,7 @@ class Router:
                 watch.close()
             self._watches.clear()
             for pool in self._pools.drain():
-                _close_pool(pool)
+                close_pool(pool)
             for engine in self._engines.drain():
                 engine.dispose()
             for async_engine in self._async_engines.drain():
@@ -526,98 +476,6 @@ class Router:
             await pool.close()
         for engine in self._async_engines.drain():
             await engine.dispose()
-
-
-class _Pool(ConnectionPool[TenantConnection]):
-    """A pool that gives a tenant's permit (``caps``) back with the connection it came with,
-    marks each connection handed back (:func:`mark_returned`, no I/O: its next use resets its
-    session) and takes it back at once, in the caller's thread.
-
-    :meth:`Router.checkout` takes the tenant's permit before it asks the pool (and pins it);
-    :meth:`connection`, for code that uses the pool directly, does the same. ``getconn`` by
-    hand is not counted.
-
-    Not with psycopg_pool's ``reset=`` callback: a pool with one hands every returned
-    connection to its worker thread, so each borrow paid a hand-over between threads, and a
-    borrower that found every connection out waited for the worker to put one back.
-    """
-
-    def __init__(self, caps: ConnectionCaps, conninfo: str, **kwargs: Any) -> None:
-        self._caps = caps
-        self._gates: dict[int, Gate] = {}  # the permit of each connection lent to a capped tenant
-        super().__init__(conninfo, **kwargs)
-
-    def adopt(self, conn: TenantConnection, gate: Gate) -> None:
-        """Give ``gate`` back when ``conn`` comes back."""
-        self._gates[id(conn)] = gate
-
-    @contextmanager
-    def connection(self, timeout: float | None = None) -> Iterator[TenantConnection]:
-        gate = self._caps.acquire(context.current())
-        adopted = False
-        try:
-            with super().connection(timeout) as conn:
-                if gate is not None:
-                    self.adopt(conn, gate)
-                    adopted = True
-                yield conn
-        finally:
-            if gate is not None and not adopted:
-                self._caps.release(gate)
-
-    def putconn(self, conn: TenantConnection) -> None:
-        gate = self._gates.pop(id(conn), None)
-        try:
-            mark_returned(conn)
-            super().putconn(conn)
-        finally:
-            if gate is not None:
-                self._caps.release(gate)
-
-
-class _AsyncPool(AsyncConnectionPool[AsyncTenantConnection]):
-    """The asyncio twin of :class:`_Pool` (no task per returned connection)."""
-
-    def __init__(self, caps: ConnectionCaps, conninfo: str, **kwargs: Any) -> None:
-        self._caps = caps
-        self._gates: dict[int, Gate] = {}
-        super().__init__(conninfo, **kwargs)
-
-    def adopt(self, conn: AsyncTenantConnection, gate: Gate) -> None:
-        self._gates[id(conn)] = gate
-
-    @asynccontextmanager
-    async def connection(self, timeout: float | None = None) -> AsyncIterator[AsyncTenantConnection]:
-        gate = await self._caps.aacquire(context.current())
-        adopted = False
-        try:
-            async with super().connection(timeout) as conn:
-                if gate is not None:
-                    self.adopt(conn, gate)
-                    adopted = True
-                yield conn
-        finally:
-            if gate is not None and not adopted:
-                self._caps.release(gate)
-
-    async def putconn(self, conn: AsyncTenantConnection) -> None:
-        gate = self._gates.pop(id(conn), None)
-        try:
-            mark_returned(conn)
-            await super().putconn(conn)
-        finally:
-            if gate is not None:
-                self._caps.release(gate)
-
-
-def _close_pool(pool: ConnectionPool[TenantConnection]) -> None:
-    pool.close(timeout=5.0)
-
-
-def _retire(pool: ConnectionPool[TenantConnection]) -> None:
-    """Close a replaced pool without making the caller wait for its workers; connections
-    still lent out are closed when they come back."""
-    threading.Thread(target=_close_pool, args=(pool,), name="tenantry-retire-pool", daemon=True).start()
 
 
 def _pgconn(dbapi_connection: Any) -> Any:
