@@ -23,16 +23,13 @@ __all__ = [
     "read_schedules",
     "set_schedule",
     "fail_backup",
-    "finish_job",
     "get_backup",
     "insert_backup",
     "list_backups",
     "made_since",
     "read_state",
     "running_restore",
-    "set_job_tenant",
     "slug_taken",
-    "start_restore",
     "write_state",
 ]
 
@@ -216,27 +213,6 @@ def write_state(
             )
         changed.append("brand")
     return changed
-
-
-def start_restore(conn: psycopg.Connection[Any], payload: Jsonb) -> uuid.UUID:
-    """Record a restore's job (kind ``restore``; its tenant is set once it is made)."""
-    row = conn.execute(
-        "INSERT INTO tenantry.jobs (kind, payload) VALUES ('restore', %s) RETURNING id", (payload,)
-    ).fetchone()
-    assert row is not None
-    return uuid.UUID(str(row[0]))
-
-
-def set_job_tenant(conn: psycopg.Connection[Any], job_id: uuid.UUID, tenant_id: uuid.UUID) -> None:
-    conn.execute("UPDATE tenantry.jobs SET tenant_id = %s, updated_at = now() WHERE id = %s", (tenant_id, job_id))
-
-
-def finish_job(conn: psycopg.Connection[Any], job_id: uuid.UUID, error: str | None) -> None:
-    """End a job: ``done``, or ``failed`` with ``error``."""
-    conn.execute(
-        "UPDATE tenantry.jobs SET status = %s, error = %s, updated_at = now() WHERE id = %s",
-        ("done" if error is None else "failed", error, job_id),
-    )
 
 
 def set_schedule(

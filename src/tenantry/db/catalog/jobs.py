@@ -37,6 +37,7 @@ __all__ = [
     "record_steps",
     "running_background",
     "running_job",
+    "set_job_tenant",
 ]
 
 #: kinds of the jobs a JobRunner runs (and watches with its advisory lock)
@@ -261,3 +262,8 @@ def queue_depths(conn: psycopg.Connection[Any]) -> dict[str, int]:
         " UNION ALL SELECT 'jobs', count(*) FROM tenantry.jobs WHERE status = 'running'"
     ).fetchall()
     return {str(name): int(count) for name, count in rows}
+
+
+def set_job_tenant(conn: psycopg.Connection[Any], job_id: uuid.UUID, tenant_id: uuid.UUID) -> None:
+    """Name the tenant of a job recorded before it had one (a restore's, once it is made)."""
+    conn.execute("UPDATE tenantry.jobs SET tenant_id = %s, updated_at = now() WHERE id = %s", (tenant_id, job_id))

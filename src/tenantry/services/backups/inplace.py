@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from tenantry.core.model import Isolation, Status
 from tenantry.db import change_capture, tenant_copy
 from tenantry.db.catalog import audit
 from tenantry.db.catalog import backups as catalog
+from tenantry.db.catalog import jobs as catalog_jobs
 from tenantry.db.catalog.events import EventKind, notify, notify_config, notify_plugin, notify_tenant
 from tenantry.db.catalog.placements import read_placement
 from tenantry.db.catalog.tenants import get_tenant
@@ -107,8 +107,8 @@ def restore_in_place(
             check_files(backup, manifest, service.keys())
             payload = {"backup": str(backup.id), "as": tenant.slug, "tenant": tenant.slug, "in_place": True}
             with plane.admin() as conn, conn.transaction():
-                job_id = catalog.start_restore(conn, Jsonb(payload))
-                catalog.set_job_tenant(conn, job_id, tenant.id)
+                job_id = catalog_jobs.insert_job(conn, "restore", None, payload=payload)
+                catalog_jobs.set_job_tenant(conn, job_id, tenant.id)
                 audit.record(
                     conn,
                     actor=plane.actor,
@@ -325,7 +325,7 @@ class _InPlace:
         plane, job = self.plane, self.job
         with plane.admin() as conn, conn.transaction():
             job.record(conn, "done")
-            catalog.finish_job(conn, job.id, None)
+            catalog_jobs.finish_job(conn, job.id, "done")
             notify_tenant(conn, self.job_tenant)
             audit.record(
                 conn,

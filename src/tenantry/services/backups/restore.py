@@ -29,13 +29,13 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from tenantry.core.model import Isolation, Status
 from tenantry.core.naming import validate_slug
 from tenantry.db import tenant_copy
 from tenantry.db.catalog import audit
 from tenantry.db.catalog import backups as catalog
+from tenantry.db.catalog import jobs as catalog_jobs
 from tenantry.db.catalog.events import EventKind, notify, notify_config, notify_plugin, notify_tenant
 from tenantry.db.catalog.placements import read_placement
 from tenantry.db.catalog.plans import get_plan
@@ -199,7 +199,7 @@ def restore_clone(
                 "head": how,
             }
             with plane.admin() as conn, conn.transaction():
-                job_id = catalog.start_restore(conn, Jsonb(payload))
+                job_id = catalog_jobs.insert_job(conn, "restore", None, payload=payload)
                 audit.record(
                     conn,
                     actor=plane.actor,
@@ -272,7 +272,7 @@ class _Restore:
                 raise
         set_status(plane, tenant.id, Status.SUSPENDED)  # never served until activated
         with plane.admin() as conn, conn.transaction():
-            catalog.set_job_tenant(conn, self.job.id, tenant.id)
+            catalog_jobs.set_job_tenant(conn, self.job.id, tenant.id)
         return {"tenant_id": str(tenant.id)}
 
     def load(self) -> dict[str, Any]:
@@ -324,7 +324,7 @@ class _Restore:
         set_status(plane, self.tenant_id, Status.ACTIVE)
         with plane.admin() as conn, conn.transaction():
             job.record(conn, "activate")
-            catalog.finish_job(conn, job.id, None)
+            catalog_jobs.finish_job(conn, job.id, "done")
             notify_tenant(conn, self.tenant_id)
             audit.record(
                 conn,
@@ -364,7 +364,7 @@ def abort_clone(plane: ControlPlane, as_slug: str, *, locked: bool = False) -> b
         except TenantNotFound:
             pass
     with plane.admin() as conn, conn.transaction():
-        catalog.finish_job(conn, job.id, "aborted")
+        catalog_jobs.finish_job(conn, job.id, "failed", error="aborted")
         audit.record(
             conn,
             actor=plane.actor,
