@@ -14,7 +14,7 @@ SRC = Path(tenantry.__file__).parent
 CACHE_MODULE = "core/caches.py"
 #: ordered dicts that are not caches of catalog facts, and why
 NOT_CATALOG_FACTS = {
-    "db/routing.py": "connection pools by route, least recently used",
+    "db/pools.py": "connection pools by route, least recently used",
     "db/binding.py": "prepared binding statements by bound tenant (the binding carries its own epoch)",
     "migrations/runner.py": "SQLAlchemy engines by URL",
     "branding/service.py": "stylesheets by (tenant id, version) and images by content address: immutable",

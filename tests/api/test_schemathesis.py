@@ -30,7 +30,7 @@ from tests.config.app_config import AppConfig
 from tests.model_app import Base
 from tests.support import Scratch
 
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 15  # per operation and mode: ~70 operations, both servers (CI time: lean)
 
 
 class Refuse:
