@@ -14,6 +14,8 @@ from pydantic import BaseModel, SecretStr
 
 from tenantry import BackupInvalid, Conflict, IsolationError, Status, TenantNotFound, TenantRestoring, Tenantry
 from tenantry.core.secrets import new_key
+from tenantry.db import tenant_copy
+from tenantry.db.tenant_copy import TableSpec
 from tenantry.services.backups import load
 from tenantry.testing import TIER_PLANS, ScratchCatalog
 from tests.model_app import Base
@@ -169,11 +171,15 @@ def test_a_corrupted_archive_is_refused_and_nothing_changes(
     _no_tenant(btn, clone)
 
 
-def test_a_manifest_whose_checksums_lie_is_refused_at_the_load(btn: Tenantry, archived: tuple[str, str]) -> None:
+@pytest.mark.parametrize("form", ["v2:12345", "1/2"])
+def test_a_manifest_whose_checksums_lie_is_refused_at_the_load(
+    btn: Tenantry, archived: tuple[str, str], form: str
+) -> None:
+    """A checksum of the current form, or of the older md5 form, that the rows do not match."""
     backup_id = _fresh_copy(btn, archived)
 
     def lie(manifest: dict) -> None:
-        manifest["tables"][2]["checksum"] = "1/2"
+        manifest["tables"][2]["checksum"] = form
 
     rewrite(btn, backup_id, lie)
     with pytest.raises(BackupInvalid, match="does not match the manifest"):
@@ -183,6 +189,32 @@ def test_a_manifest_whose_checksums_lie_is_refused_at_the_load(btn: Tenantry, ar
         btn.backups.restore(backup_id, as_slug=clone)
     # the half-made tenant was undone: it is deleted, and was never served
     assert btn.tenants.list(prefix=clone) == []
+
+
+def test_an_archive_with_the_older_md5_checksums_still_verifies_and_restores(
+    btn: Tenantry, archived: tuple[str, str]
+) -> None:
+    """Archives written before the checksum changed carry md5 sums: they are checked that way."""
+    slug, _ = archived
+    backup_id = _fresh_copy(btn, archived)
+    manifest = btn.backups.get(backup_id).manifest
+    assert manifest is not None and all(t["checksum"].startswith(tenant_copy.CHECKSUM_V2) for t in manifest["tables"])
+    older = {}
+    with btn.tenant(slug), btn.connection() as conn:
+        for table in manifest["tables"]:
+            spec = TableSpec(table["name"], tuple(table["columns"]), ())
+            rows_, older[table["name"]] = tenant_copy.checksum(conn, spec, like="0/0")
+            assert rows_ == table["rows"] and "/" in older[table["name"]]
+
+    def md5_sums(manifest: dict) -> None:
+        for table in manifest["tables"]:
+            table["checksum"] = older[table["name"]]
+
+    rewrite(btn, backup_id, md5_sums)
+    assert btn.backups.verify(backup_id).tables == {t["name"]: t["rows"] for t in manifest["tables"]}
+    clone = _slug("old")
+    btn.backups.restore(backup_id, as_slug=clone)
+    assert rows(btn, clone) == rows(btn, slug)
 
 
 def test_an_archive_of_another_app_or_a_newer_head_is_refused(btn: Tenantry, archived: tuple[str, str]) -> None:

@@ -10,9 +10,9 @@ snapshot and computes each table's row count and checksum (the mover's,
 checksums describe exactly the rows written, and the tenant reads and writes on meanwhile
 (a repeatable-read snapshot blocks no writer).
 
-The checksum is the costly part: ``md5(ROW(...)::text)`` over every row takes the server
-three to four times as long as the ``COPY`` of the same rows (``bench/backup.py``). On its own
-connection it runs beside the ``COPY``, on another core when the server has one.
+The checksum hashes every row's text form, about as much work for the server as the ``COPY``
+of the same rows (``bench/backup.py``); on its own connection it runs beside the ``COPY``, on
+another core when the server has one.
 """
 
 from __future__ import annotations

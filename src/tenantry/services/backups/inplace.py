@@ -264,7 +264,7 @@ class _InPlace:
                         f"table {entry.name}",
                     )
                     rows, checksum = tenant_copy.checksum(
-                        stage, TableSpec(f"tenantry_stage_{index}", tuple(entry.columns), ())
+                        stage, TableSpec(f"tenantry_stage_{index}", tuple(entry.columns), ()), like=entry.checksum
                     )
                     if (rows, checksum) != (entry.rows, entry.checksum):
                         raise BackupInvalid(

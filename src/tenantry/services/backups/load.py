@@ -11,8 +11,9 @@ refuses the insert. Last, each table's count and checksum must match the manifes
 transaction rolls back and nothing changed.
 
 :func:`check_tables` reads an archive's data back into temporary tables of text columns and
-checks the same counts and checksums (a row's checksum hashes its text form, which the
-``COPY`` text format keeps exactly), so ``verify`` needs no placement.
+checks the same counts and checksums (the columns the checksum hashes as they are keep their
+built-in types, the others are text, whose form the ``COPY`` text format keeps exactly), so
+``verify`` needs no placement.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def copy_in(
 
 
 def _check(conn: psycopg.Connection[Any], spec: TableSpec, entry: TableEntry, where: str) -> None:
-    rows, checksum = tenant_copy.checksum(conn, spec)
+    rows, checksum = tenant_copy.checksum(conn, spec, like=entry.checksum)
     if (rows, checksum) != (entry.rows, entry.checksum):
         raise BackupInvalid(
             f"table {entry.name} {where} does not match the manifest ({rows} rows, the manifest says"
@@ -152,6 +153,22 @@ def load_tables(
     return loaded
 
 
+def _verify_columns(entry: TableEntry) -> list[tuple[str, str]]:
+    """The columns of the table ``verify`` reads a file into, and their types: the ones the
+    checksum hashes as they are keep their (built-in) type, every other is text, whose form
+    the text ``COPY`` keeps exactly (an archive of the older checksum: all text)."""
+    if not entry.checksum.startswith(tenant_copy.CHECKSUM_V2):
+        return [(c, "text") for c in entry.columns]
+    if len(entry.types) != len(entry.columns):
+        raise BackupInvalid(
+            f"table {entry.name} in the manifest lists {len(entry.types)} types for {len(entry.columns)} columns"
+        )
+    return [
+        (c, kind if tenant_copy.hashed_as_is(kind) else "text")
+        for c, kind in zip(entry.columns, entry.types, strict=True)
+    ]
+
+
 def check_tables(
     conn: psycopg.Connection[Any],
     manifest: Manifest,
@@ -168,7 +185,9 @@ def check_tables(
         conn.execute(
             sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(
                 sql.Identifier(temp),
-                sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(c)) for c in entry.columns),
+                sql.SQL(", ").join(
+                    sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(kind)) for c, kind in _verify_columns(entry)
+                ),
             )
         )
         copy_in(
