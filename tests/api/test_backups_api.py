@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import psycopg
 import pytest
 
 from tenantry import Tenantry
@@ -41,3 +42,19 @@ def test_backups_through_the_api(api: Client, tn: Tenantry, make_tenant) -> None
     missing = api.get(f"/v1/backups/{backup['id']}")
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
     assert api.delete(f"/v1/backups/{backup['id']}").status_code == 404
+
+
+def test_an_archive_the_catalog_forgot_is_imported_through_the_api(api: Client, tn: Tenantry, make_tenant) -> None:
+    tenant = make_tenant("api-im")
+    seed(tn, tenant, projects=1)
+    backup = tn.backups.create(tenant.slug)
+    with psycopg.connect(tn.admin_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM tenantry.backups WHERE id = %s", (str(backup.id),))
+    response = api.post("/v1/backups/import", json={"location": backup.location})
+    assert response.status_code == 201, response.text
+    assert response.json()["id"] == str(backup.id) and response.json()["manifest"]["tables"]
+    missing = api.post("/v1/backups/import", json={"location": f"{tenant.slug}/{uuid.uuid4()}"})
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
+    outside = api.post("/v1/backups/import", json={"location": "../../etc"})
+    assert outside.status_code in (400, 422), outside.text
+    assert api.post("/v1/backups/import", json={"location": backup.location, "storage": "file:///"}).status_code == 422

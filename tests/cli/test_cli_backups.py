@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import psycopg
 import pytest
 
 from tenantry import Tenantry
@@ -51,6 +52,8 @@ def test_the_backups_commands(bcli, tn: Tenantry) -> None:
         (("backups", "restore", "x", "--from", str(uuid.UUID(int=1))), 6, "no backup"),
         (("backups", "restore", "x"), 2, "--from"),
         (("backups", "create", "no-such-tenant"), 6, "no-such-tenant"),
+        (("backups", "import", f"gone/{uuid.UUID(int=1)}"), 6, "no archive"),
+        (("backups", "import", "../../etc"), 2, ""),
     ],
 )
 def test_bad_input_is_one_line_and_a_nonzero_exit(bcli, args, exit_code: int, says: str) -> None:
@@ -80,3 +83,18 @@ def test_export_and_delete_with_its_backups(bcli, tn: Tenantry, tmp_path) -> Non
     assert code == 0, err
     assert len(json.loads(out)["backups_purged"]) == 2
     assert tn.backups.list(tenant.id) == []
+
+
+def test_an_archive_the_catalog_forgot_is_imported(bcli, tn: Tenantry) -> None:
+    tenant = tn.tenants.create(f"ci-{uuid.uuid4().hex[:8]}")
+    seed(tn, tenant, projects=1)
+    code, out, err = bcli("backups", "create", tenant.slug, "--json")
+    assert code == 0, err
+    made = json.loads(out)
+    with psycopg.connect(tn.admin_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM tenantry.backups WHERE id = %s", (made["id"],))
+    code, out, err = bcli("backups", "import", made["location"], "--json")
+    assert code == 0, err
+    assert {k: json.loads(out)[k] for k in ("id", "rows", "status")} == {k: made[k] for k in ("id", "rows", "status")}
+    code, out, err = bcli("backups", "import", made["location"])
+    assert code == 0 and made["id"] in out, err

@@ -4,15 +4,27 @@ nothing changed."""
 
 from __future__ import annotations
 
+import shutil
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import zstandard
 from pydantic import BaseModel, SecretStr
 
-from tenantry import BackupInvalid, Conflict, IsolationError, Status, TenantNotFound, TenantRestoring, Tenantry
+from tenantry import (
+    BackupInvalid,
+    BackupNotFound,
+    Conflict,
+    IsolationError,
+    Status,
+    TenantNotFound,
+    TenantRestoring,
+    Tenantry,
+)
 from tenantry.core.secrets import new_key
 from tenantry.db import tenant_copy
 from tenantry.db.tenant_copy import TableSpec
@@ -40,8 +52,6 @@ def ktn(tn: Tenantry, tenantry_catalog: ScratchCatalog, tmp_path_factory: pytest
 
 
 def _slug(prefix: str) -> str:
-    import uuid
-
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
@@ -390,3 +400,69 @@ def test_a_restore_over_a_tenant_being_moved_is_refused(btn: Tenantry, archived:
     finally:
         with btn.admin() as conn:
             conn.execute("UPDATE tenantry.tenants SET status = 'active' WHERE id = %s", (tenant.id,))
+
+
+def _forget(tn: Tenantry, backup_id: str) -> None:
+    """The catalog loses a backup's record (the archive stays in storage)."""
+    with psycopg.connect(tn.admin_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM tenantry.backups WHERE id = %s", (backup_id,))
+
+
+def test_an_archive_whose_record_and_tenant_the_catalog_lost_is_imported_and_restores(
+    btn: Tenantry, archived: tuple[str, str]
+) -> None:
+    """After the catalog lost a backup's record, and even its tenant (an archive of another
+    installation), the archive is recorded from storage, verified and restored as a clone;
+    importing it again changes nothing, and a second copy of it is refused."""
+    slug, _ = archived
+    backup_id = _fresh_copy(btn, archived)
+    backup = btn.backups.get(backup_id)
+    stranger = str(uuid.uuid4())
+
+    def of_another_tenant(manifest: dict) -> None:
+        manifest["tenant"]["id"] = stranger
+
+    rewrite(btn, backup_id, of_another_tenant)
+    _forget(btn, backup_id)
+    with pytest.raises(BackupNotFound):
+        btn.backups.get(backup_id)
+    imported = btn.backups.import_archive(backup.location)
+    assert imported.complete and (imported.id, imported.rows, imported.tenant) == (backup.id, backup.rows, slug)
+    assert str(imported.tenant_id) == stranger
+    assert backup.manifest is not None and imported.created_at.isoformat() == backup.manifest["created_at"]
+    assert btn.backups.import_archive(backup.location) == imported  # again: the same record
+    assert sum(btn.backups.verify(backup_id).tables.values()) == backup.rows
+    clone = _slug("found")
+    btn.backups.restore(backup_id, as_slug=clone)
+    assert rows(btn, clone) == rows(btn, slug)
+    copy = archive_dir(btn, backup_id).parent.parent / "elsewhere" / str(backup_id)
+    shutil.copytree(archive_dir(btn, backup_id), copy)
+    with pytest.raises(Conflict, match="recorded already"):
+        btn.backups.import_archive(f"elsewhere/{backup_id}")
+
+
+def test_an_archive_that_is_not_whole_or_not_there_is_not_imported(btn: Tenantry, archived: tuple[str, str]) -> None:
+    backup_id = _fresh_copy(btn, archived)
+    location = btn.backups.get(backup_id).location
+    (archive_dir(btn, backup_id) / "tables/001.copy.zst").unlink()
+    _forget(btn, backup_id)
+    with pytest.raises(BackupInvalid, match="lacks tables/001.copy.zst"):
+        btn.backups.import_archive(location)
+    with pytest.raises(BackupNotFound):
+        btn.backups.import_archive(f"{archived[0]}/{uuid.uuid4()}")
+    with pytest.raises(BackupNotFound):  # nothing was recorded
+        btn.backups.get(backup_id)
+
+
+def test_an_encrypted_archive_is_imported_only_with_its_key_and_unchanged(ktn: Tenantry) -> None:
+    tenant = ktn.tenants.create(_slug("enc"))
+    seed(ktn, tenant, projects=1)
+    backup = ktn.backups.create(tenant.slug)
+    manifest_file = archive_dir(ktn, backup.id) / "manifest.json"
+    honest = manifest_file.read_text()
+    _forget(ktn, str(backup.id))
+    manifest_file.write_text(honest.replace(f'"slug": "{tenant.slug}"', '"slug": "someone-else"'))
+    with pytest.raises(BackupInvalid, match="MAC"):
+        ktn.backups.import_archive(backup.location)
+    manifest_file.write_text(honest)  # the negative control: the same archive, unchanged, imports
+    assert ktn.backups.import_archive(backup.location).encrypted

@@ -1,4 +1,4 @@
-"""``tenantry backups …``: take, list, show, verify, delete and restore per-tenant backups."""
+"""``tenantry backups …``: take, list, show, verify, import, delete and restore per-tenant backups."""
 
 from __future__ import annotations
 
@@ -103,6 +103,32 @@ def verify(ctx: typer.Context, backup_id: Id, as_json: JsonFlag = False) -> None
         emit_json(report.to_dict())
         return
     console.print(f"backup {report.id} is sound: {sum(report.tables.values())} rows in {len(report.tables)} tables")
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    location: Annotated[
+        str,
+        typer.Argument(help="Where the archive is inside the storage: <tenant slug>/<backup id>.", show_default=False),
+    ],
+    storage: Annotated[
+        str | None,
+        typer.Option("--storage", help="The storage holding it (default: TENANTRY_BACKUP_URL).", show_default=False),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Record an archive found in storage whose backup this catalog does not know (after the
+    catalog was lost or rebuilt): then list, verify and restore it (--as) as any other."""
+    tn = get_state(ctx).tenantry()
+    backup = tn.backups.import_archive(location, storage=storage)
+    if as_json:
+        emit_json(backup.to_dict())
+        return
+    console.print(
+        f"recorded backup {backup.id} of [bold]{backup.tenant}[/] ({backup.rows} rows, {_size(backup.size)});"
+        f" check it with `tenantry backups verify {backup.id}`"
+    )
 
 
 @app.command("delete")

@@ -68,6 +68,18 @@ class RestoreIn(BaseModel):
     cell: str | None = Field(default=None, max_length=63, description="A database-tier clone's cell (server).")
 
 
+class ImportIn(BaseModel):
+    """An archive in the backup storage (``TENANTRY_BACKUP_URL``) to record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    location: str = Field(
+        min_length=3,
+        max_length=200,
+        description="Where the archive is inside the storage: `<tenant slug>/<backup id>`.",
+    )
+
+
 class DeletedBackup(BaseModel):
     id: uuid.UUID
     deleted: bool
@@ -116,6 +128,14 @@ def list_backups(
 def get_backup(tn: TN, _: Read, backup_id: BackupId) -> BackupOut:
     """One backup, with its manifest. Scope: `tenants:read`."""
     return BackupOut.model_validate(tn.backups.get(backup_id).to_dict(manifest=True))
+
+
+@router.post("/backups/import", status_code=201, response_model=BackupOut, responses=problems(400, 404, 409))
+def import_backup(tn: TN, _: Write, body: ImportIn) -> BackupOut:
+    """Record an archive of the backup storage whose backup this catalog does not know (after
+    the catalog was lost or rebuilt); it can then be verified and restored as any other.
+    Importing the same archive again answers its record. Scope: `tenants:write`."""
+    return BackupOut.model_validate(tn.backups.import_archive(body.location).to_dict(manifest=True))
 
 
 @router.delete("/backups/{backup_id}", response_model=DeletedBackup, responses=problems(404, 409))

@@ -25,6 +25,7 @@ __all__ = [
     "fail_backup",
     "get_backup",
     "insert_backup",
+    "insert_imported",
     "list_backups",
     "made_since",
     "read_state",
@@ -59,6 +60,36 @@ def insert_backup(
     ).fetchone()
     assert row is not None
     return tuple(row)
+
+
+def insert_imported(
+    conn: psycopg.Connection[Any],
+    *,
+    backup_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    slug: str,
+    plan: str,
+    isolation: str,
+    storage: str,
+    location: str,
+    encrypted: bool,
+    rows: int,
+    size: int,
+    manifest: dict[str, Any],
+    created_at: str,
+    actor: str,
+) -> tuple[Any, ...] | None:
+    """Record a complete backup found in storage (``None``: a record of that id exists)."""
+    return conn.execute(
+        f"INSERT INTO tenantry.backups (id, tenant_id, tenant_slug, plan, isolation, status, storage, location,"
+        f" encrypted, rows, size, manifest, created_by, created_at, completed_at)"
+        f" VALUES (%s, %s, %s, %s, %s, 'complete', %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        f" ON CONFLICT (id) DO NOTHING RETURNING {BACKUP_COLUMNS}",
+        (
+            backup_id, tenant_id, slug, plan, isolation, storage, location, encrypted, rows, size,
+            Jsonb(manifest), actor, created_at, created_at,
+        ),
+    ).fetchone()  # fmt: skip
 
 
 def complete_backup(

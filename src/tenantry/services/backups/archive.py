@@ -193,9 +193,10 @@ class Storage(Protocol):
 
 
 def check_location(location: str) -> list[str]:
-    """``location``'s two parts; :class:`BackupInvalid` for anything else (``..``, ``/``)."""
+    """``location``'s two parts; :class:`BackupInvalid` for anything else (``..``, ``/``, a
+    control character)."""
     parts = location.split("/")
-    if len(parts) != 2 or any(p in ("", ".", "..") or "\\" in p for p in parts):
+    if len(parts) != 2 or any(p in ("", ".", "..") or "\\" in p or not p.isprintable() for p in parts):
         raise BackupInvalid(f"{location!r} is not a backup location")
     return parts
 

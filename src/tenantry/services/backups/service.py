@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from tenantry.core.model import Status
+from tenantry.core.model import Isolation, Status
 from tenantry.db.catalog import audit
 from tenantry.db.catalog import backups as catalog
 from tenantry.db.catalog.placements import read_placement
@@ -310,6 +310,18 @@ class BackupService:
             raise BackupInvalid(
                 f"the archive at {backup.location} belongs to backup {manifest.backup_id}, not {backup.id}"
             )
+        self._authentic(manifest)
+        if (
+            manifest.encryption is None
+            and backup.manifest is not None
+            and Manifest.from_dict(backup.manifest).signed_bytes() != manifest.signed_bytes()
+        ):
+            raise BackupInvalid("the archive's manifest differs from the catalog's copy (changed or corrupted)")
+        return manifest
+
+    def _authentic(self, manifest: Manifest) -> None:
+        """An encrypted archive's manifest: made with a key of ``TENANTRY_BACKUP_KEY`` (its
+        check value) and unchanged since (its MAC)."""
         if manifest.encryption is not None:
             keys = self.keys()
             if keys is None:
@@ -321,12 +333,73 @@ class BackupService:
                 )
             if manifest.mac != keys.mac(kid, manifest.signed_bytes()):
                 raise BackupInvalid("the archive's manifest was changed since it was written (its MAC does not match)")
-        elif (
-            backup.manifest is not None
-            and Manifest.from_dict(backup.manifest).signed_bytes() != manifest.signed_bytes()
-        ):
-            raise BackupInvalid("the archive's manifest differs from the catalog's copy (changed or corrupted)")
-        return manifest
+
+    def import_archive(self, location: str, *, storage: str | None = None) -> Backup:
+        """Record a complete archive found in storage (``location`` inside ``storage``, by
+        default ``TENANTRY_BACKUP_URL``) whose record this catalog lacks: after the catalog
+        was lost or rebuilt, or for an archive copied from another installation. It can then
+        be listed, verified and restored like any other (as a clone when its tenant is not
+        here). Checked first: the manifest (an encrypted one against the key: its check
+        value and MAC) and every file's size; ``verify`` reads the rest. Importing the same
+        archive again returns its record; another archive with a recorded id is a
+        :class:`Conflict`."""
+        url = storage or self.url
+        store = storage_for(url)
+        try:
+            manifest = Manifest.from_dict(store.read_manifest(location))
+            key = uuid.UUID(manifest.backup_id)
+            tenant_id = uuid.UUID(str(manifest.tenant["id"]))
+            isolation = Isolation(str(manifest.tenant["isolation"])).value
+            slug, plan = str(manifest.tenant["slug"]), str(manifest.tenant["plan"])
+            dt.datetime.fromisoformat(manifest.created_at)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise BackupInvalid(f"the manifest at {location} is not a tenantry backup's ({err!r} is wrong)") from None
+        self._authentic(manifest)
+        files = [(entry.file, entry.bytes) for entry in manifest.tables]
+        if manifest.catalog:
+            files.append((str(manifest.catalog.get("file")), int(manifest.catalog.get("bytes", -1))))
+        for name, size in files:
+            if store.size(location, name) != size:
+                raise BackupInvalid(
+                    f"the archive at {location} lacks {name}, or it has another size than its manifest says"
+                )
+        plane = self._plane
+        with plane.admin() as conn, conn.transaction():
+            row = catalog.insert_imported(
+                conn,
+                backup_id=key,
+                tenant_id=tenant_id,
+                slug=slug,
+                plan=plan,
+                isolation=isolation,
+                storage=store.url(),
+                location=location,
+                encrypted=manifest.encryption is not None,
+                rows=manifest.rows,
+                size=manifest.size,
+                manifest=manifest.to_dict(),
+                created_at=manifest.created_at,
+                actor=plane.actor,
+            )
+            if row is None:
+                known = catalog.get_backup(conn, key)
+                assert known is not None
+                existing = Backup.from_row(known)
+                if (existing.storage, existing.location) != (store.url(), location):
+                    raise Conflict(
+                        f"backup {key} is recorded already, at {existing.storage} {existing.location}: this is"
+                        " another copy of it; import one copy only"
+                    )
+                return existing
+            audit.record(
+                conn,
+                actor=plane.actor,
+                action="tenant.backup.import",
+                target_type="tenant",
+                target=slug,
+                after={"backup": str(key), "storage": store.url(), "location": location, "rows": manifest.rows},
+            )
+        return Backup.from_row(row)
 
     def verify(self, backup_id: str | uuid.UUID, *, progress: Progress | None = None) -> VerifyReport:
         """Read the whole archive back and check it against its manifest: every file's size and
