@@ -13,9 +13,12 @@ Set-up (not timed)
     50,000, all on ``--plan`` (an ordinary plan of the catalog, ``free`` by default: its limits
     are whatever the catalog says, not tuned for this run). The app is Starlette behind
     ``TenantMiddleware(resolvers=[SubdomainResolver("bench.test")])``, served by uvicorn on
-    loopback in a thread of this process. ``/light`` counts the tenant's rows (an RLS read);
+    loopback in a process of its own. ``/light`` counts the tenant's rows (an RLS read);
     ``/heavy`` scans the flooder's rows ``loops`` times over (calibrated at set-up to take
-    about ``--heavy-seconds``).
+    about ``--heavy-seconds``). The app server is a process of its own (as in production:
+    before 2026-12-08 it ran in a thread of the load generator's process, sharing its
+    interpreter lock, so the flood's answers slowed the quiet tenants' requests on the
+    client side too).
 
 Load (open loop: each request is sent on schedule, whether or not earlier ones answered, so
 a slow server shows up as latency rather than as fewer requests)
@@ -40,7 +43,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import threading
+import multiprocessing
+import socket
 import time
 import uuid
 from collections.abc import Sequence
@@ -95,26 +99,53 @@ def make_app(tn: Tenantry, loops: int, *, limits: bool) -> TenantMiddleware:
     return TenantMiddleware(app, tenantry=tn, resolvers=[SubdomainResolver(BASE)], limits=limits)
 
 
-class Served:
-    """uvicorn in a thread of this process, on a free port of 127.0.0.1."""
+def _serve(settings: Any, loops: int, limits: bool, port: int) -> None:
+    """The app server's process: its own Tenantry, uvicorn on ``port`` of 127.0.0.1."""
+    tn = Tenantry(settings, metadata=Base.metadata, actor="bench")
+    try:
+        config = uvicorn.Config(
+            make_app(tn, loops, limits=limits), host="127.0.0.1", port=port, log_level="critical", access_log=False,
+            lifespan="off",
+        )  # fmt: skip
+        uvicorn.Server(config).run()
+    finally:
+        tn.close()
 
-    def __init__(self, app: Any) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical", access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Served:
+    """uvicorn in a process of its own (as an app server runs), on a free port of 127.0.0.1:
+    the load generator in this process shares no interpreter lock with it."""
+
+    def __init__(self, settings: Any, loops: int, *, limits: bool) -> None:
+        self.port = _free_port()
+        self.process = multiprocessing.get_context("spawn").Process(
+            target=_serve, args=(settings, loops, limits, self.port), daemon=True
+        )
 
     def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
+        self.process.start()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    break
+            except OSError:
+                if not self.process.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError("the app server did not start") from None
+                time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+        self.process.terminate()  # uvicorn stops on SIGTERM
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.kill()
 
 
 async def drive(
@@ -257,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 ("limits on", True, True),
                 ("limits off", True, False),
             ):
-                with Served(make_app(tn, loops, limits=on)) as base_url:
+                with Served(settings, loops, limits=on) as base_url:
                     # warm: every tenant resolved once, the listener connected
                     asyncio.run(
                         drive(
