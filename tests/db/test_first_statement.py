@@ -154,3 +154,34 @@ def test_async_sqlalchemy_binds_with_the_first_statement(tn: Tenantry, make_tier
                 await engine.dispose()
 
     assert asyncio.run(main()) == ((str(a.id), None), 2)
+
+
+_LEVELS = "SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only')"
+
+
+@pytest.mark.parametrize("path", ["fused", "simple protocol", "transaction()", "sqlalchemy"])
+def test_the_connections_isolation_level_and_read_only_hold_in_bound_transactions(
+    tn: Tenantry, make_tenant, path: str
+) -> None:
+    """``isolation_level``, ``read_only`` (psycopg's attributes, and SQLAlchemy's
+    ``isolation_level`` execution option, which sets them) begin every bound transaction as
+    psycopg's own BEGIN would, whichever way it is bound."""
+    tenant = make_tenant()
+    if path == "sqlalchemy":
+        with tn.tenant(tenant.slug), tn.engine().connect() as conn:
+            conn = conn.execution_options(isolation_level="SERIALIZABLE")
+            assert tuple(conn.execute(sa.text(_LEVELS)).one()) == ("serializable", "off")
+        return
+    with tn.tenant(tenant.slug), tn.connection() as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        if path == "fused":
+            row = conn.execute(_LEVELS + " WHERE %s", [True]).fetchone()
+        elif path == "simple protocol":
+            row = conn.execute(_LEVELS).fetchone()
+        else:
+            with conn.transaction():
+                row = conn.execute(_LEVELS).fetchone()
+        assert row == ("repeatable read", "on")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("INSERT INTO projects (name) VALUES (%s)", ["refused"])

@@ -232,22 +232,29 @@ class _Queue:
                 self.prepared.add(name)
 
 
-def _queue_bind(queue: _Queue, statement: Statement, reset: bool) -> int:
+def _queue_bind(queue: _Queue, statement: Statement, reset: bool, begin: bytes) -> int:
     """Queue, in pipeline mode, what binds ``statement`` to a transaction begun with it: the
-    reset (if ``reset``), in a transaction of its own, then ``BEGIN`` and the bind. Nothing is
-    sent yet. Returns how many results the reset gives (they come first)."""
+    reset (if ``reset``), in a transaction of its own, then ``begin`` (the connection's BEGIN,
+    with its isolation level, read only and deferrable) and the bind. Nothing is sent yet.
+    Returns how many results the reset gives (they come first)."""
     if reset:
         queue.unnamed(_BEGIN)
         queue.unnamed(_RESET)
         queue.unnamed(_COMMIT)
     resets = len(queue)
-    queue.unnamed(_BEGIN)
+    queue.unnamed(begin)
     queue.add(statement[0], statement[1])
     return resets
 
 
+def _begin_command(conn: psycopg.BaseConnection[Any]) -> bytes:
+    """The BEGIN psycopg would send on ``conn``: its ``isolation_level``, ``read_only`` and
+    ``deferrable`` (cached by psycopg until one of them changes)."""
+    return conn._get_tx_start_command()
+
+
 def _bind_gen(
-    pgconn: pq.abc.PGconn, statement: Statement, prepared: set[bytes], reset: bool = False
+    pgconn: pq.abc.PGconn, statement: Statement, prepared: set[bytes], reset: bool = False, begin: bytes = _BEGIN
 ) -> Generator[waiting.Wait, Any, tuple[list[pq.abc.PGresult], int]]:
     """Send (BEGIN if idle and) the bind statement in one pipeline; return the results and
     how many of them the reset gave (they come first).
@@ -273,7 +280,7 @@ def _bind_gen(
     try:
         queue = _Queue(pgconn, prepared)
         if start:
-            resets = _queue_bind(queue, statement, reset)
+            resets = _queue_bind(queue, statement, reset, begin)
         else:  # a transaction a statement outside tenantry opened: bind within it
             resets = 0
             queue.add(statement[0], statement[1])
@@ -367,9 +374,10 @@ def begin_gen(
     connection's lock."""
     prepared = _prepared(conn)
     pgconn = conn.pgconn
-    results, resets = yield from _guarded(_bind_gen(pgconn, statement, prepared, reset))
+    begin = _begin_command(conn)
+    results, resets = yield from _guarded(_bind_gen(pgconn, statement, prepared, reset, begin))
     if (yield from _guarded(_lost_statements(pgconn, results, prepared))):
-        results, resets = yield from _guarded(_bind_gen(pgconn, statement, prepared, reset))
+        results, resets = yield from _guarded(_bind_gen(pgconn, statement, prepared, reset, begin))
     _check(_after_reset(conn, results, resets), conn)
 
 
@@ -390,7 +398,7 @@ def fused_gen(
     pgconn.enter_pipeline_mode()
     try:
         queue = _Queue(pgconn, prepared)
-        resets = _queue_bind(queue, statement, reset)
+        resets = _queue_bind(queue, statement, reset, _begin_command(conn))
         own = len(queue)
         send()
         pgconn.pipeline_sync()
