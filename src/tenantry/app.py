@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import getpass
 import uuid
 from collections.abc import Iterable
@@ -292,8 +293,15 @@ class TenantScope:
 
     async def __aenter__(self) -> BoundTenant:
         directory = self._directory
-        resolved = directory.cached(self._key) or await asyncio.to_thread(directory.load, self._key)
-        bound = directory.bind(self._key, allow_inactive=self._allow_inactive, resolved=resolved)
+        resolved = directory.cached(self._key)
+        if resolved is None:
+            resolved = await asyncio.to_thread(directory.load, self._key)
+        # no I/O on the event loop: if an event dropped the plan's settings since, in a thread
+        bound = directory.bind_cached(self._key, allow_inactive=self._allow_inactive, resolved=resolved)
+        if bound is None:
+            bound = await asyncio.to_thread(
+                functools.partial(directory.bind, self._key, allow_inactive=self._allow_inactive, resolved=resolved)
+            )
         context.enter(self, bound)
         return bound
 

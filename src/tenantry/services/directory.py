@@ -171,7 +171,19 @@ class Directory:
     ) -> BoundTenant:
         """What binding the tenant binds (``resolved``, if the caller has it already); refuses
         a deleted tenant, an inactive one (unless ``allow_inactive``) and one without a placement."""
-        resolved = resolved or self.resolved(key)
+        bound = self._bind(key, allow_inactive, resolved or self.resolved(key), io=True)
+        assert bound is not None
+        return bound
+
+    def bind_cached(
+        self, key: str | uuid.UUID, *, resolved: Resolved, allow_inactive: bool = False
+    ) -> BoundTenant | None:
+        """:meth:`bind` without I/O, for the event loop: ``None`` when something it needs is
+        not known here now (an event dropped the plan's settings since ``resolved`` was
+        found): then call :meth:`bind` in a worker thread."""
+        return self._bind(key, allow_inactive, resolved, io=False)
+
+    def _bind(self, key: str | uuid.UUID, allow_inactive: bool, resolved: Resolved, *, io: bool) -> BoundTenant | None:
         tenant, placement = resolved
         if tenant.status is Status.DELETED:
             raise TenantNotFound(f"tenant {tenant.slug!r} is deleted")
@@ -184,6 +196,8 @@ class Directory:
         plan = self._plan_settings.get(tenant.plan)
         over = self._over_quota.get(None)
         if plan is None or over is None:
+            if not io:
+                return None
             with self._plane.catalog_reader() as conn:
                 plan = self._read_plan_settings(conn, tenant.plan)
                 over = self._read_over_quota(conn)
@@ -194,6 +208,8 @@ class Directory:
         # (a new lookup, or its plan changed: the tenant's own limits were read with the lookup)
         own = self.overrides(tenant)
         if own is None:
+            if not io:
+                return None
             with self._plane.catalog_reader() as conn:
                 own = self._read_own(conn, tenant)
         settings = plan[1] if own is NO_OVERRIDES else self._settings_with(tenant, plan, own)

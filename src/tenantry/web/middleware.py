@@ -53,6 +53,7 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import inspect
 import logging
@@ -327,8 +328,12 @@ class TenantMiddleware:
                 root_path = match.root_path
         if chosen is None:
             return _NO_TENANT
+        directory, key, resolved = self.tn.directory, chosen[0], chosen[1]
         try:
-            bound = self.tn.directory.bind(chosen[0], resolved=chosen[1])
+            # no I/O on the event loop: if an event dropped the plan's settings since, in a thread
+            bound = directory.bind_cached(key, resolved=resolved)
+            if bound is None:
+                bound = await asyncio.to_thread(functools.partial(directory.bind, key, resolved=resolved))
         except TenantNotActive as err:
             return _Inactive(chosen[1][0], err)
         return bound, root_path, chosen[1][0]
