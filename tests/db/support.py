@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+import pytest
 from psycopg import pq
 
 from tenantry import Tenantry
+from tenantry.db import binding, connections
 
 
 class Trace:
@@ -55,3 +57,10 @@ def make_tier_plan(tn: Tenantry, tier: str, limits: dict[str, object]) -> str:
             "INSERT INTO tenantry.plans (name, isolation, limits) VALUES (%s, %s, %s)", (name, tier, json.dumps(limits))
         )
     return name
+
+
+def switch_reset_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No connection is ever due a reset: neither the bind (SQLAlchemy, ``transaction()``), nor
+    a fused first statement, nor a statement escaping the binder resets it."""
+    for module in (binding, connections):
+        monkeypatch.setattr(module, "reset_due", lambda conn: False)

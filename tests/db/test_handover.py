@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from tenantry import Tenant, TenantConnection, Tenantry
-from tenantry.db import binding, connections
+from tenantry.db import binding
 from tests.db.isolation_probe import foreign_rows
-from tests.db.support import traced
+from tests.db.support import switch_reset_off, traced
 
 #: the session-level setting a borrower leaves (a value no default has)
 MARK_WORK_MEM = "7777kB"
@@ -75,13 +75,6 @@ def tenants(tn: Tenantry) -> list[Tenant]:
 def defence_off(monkeypatch: pytest.MonkeyPatch) -> None:
     """Switch the hand-over reset off (the negative control)."""
     switch_reset_off(monkeypatch)
-
-
-def switch_reset_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No connection is ever due a reset: neither the bind (SQLAlchemy, ``transaction()``), nor
-    a fused first statement, nor a statement escaping the binder resets it."""
-    for module in (binding, connections):
-        monkeypatch.setattr(module, "reset_due", lambda conn: False)
 
 
 # -- what a borrower leaves ------------------------------------------------------------------

@@ -14,7 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from tenantry import IdleInTransactionTimeout, StatementTimeout, Tenant, Tenantry
-from tests.db.support import make_tier_plan, traced
+from tenantry.db import binding
+from tests.db.support import make_tier_plan, switch_reset_off, traced
 from tests.web.limits_support import set_plan_limits
 
 SHOW = "SELECT current_setting('statement_timeout'), current_setting('work_mem') WHERE %s::int = 1"
@@ -59,20 +60,46 @@ def test_a_plans_idle_timeout_ends_a_transaction_left_idle(
         assert conn.execute("SELECT 3 WHERE %s::int = 1", [1]).fetchone() == (3,)
 
 
-def test_the_settings_end_with_the_transaction(tn: Tenantry, make_tenant: Callable[..., Tenant]) -> None:
+def _session_level_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The negative control: the plan's settings set for the session, not the transaction,
+    and the hand-over reset (which would undo them) off."""
+    made = binding._with_settings
+
+    def session_level(query: tuple[bytes, bytes], names: tuple[str, ...]) -> tuple[bytes, bytes]:
+        name, text = made(query, names)
+        for i, setting in enumerate(names):
+            text = text.replace(f"'{setting}', ${6 + i}, true)".encode(), f"'{setting}', ${6 + i}, false)".encode())
+        return name + b"_session", text
+
+    monkeypatch.setattr(binding, "_with_settings", session_level)
+    switch_reset_off(monkeypatch)
+
+
+@pytest.mark.parametrize("defence", ["on", "off"])
+def test_the_settings_end_with_the_transaction(
+    tn: Tenantry, make_tenant: Callable[..., Tenant], monkeypatch: pytest.MonkeyPatch, defence: str
+) -> None:
     """On one pooled connection: a limited tenant (schema tier), then a pooled one without
-    limits, then a statement outside tenantry: neither sees the first one's settings."""
+    limits, then a statement outside tenantry: neither sees the first one's settings; unless
+    they are set for the session and the hand-over reset is off (the negative control)."""
+    if defence == "off":
+        _session_level_settings(monkeypatch)
     limited = make_tenant("lim", plan=make_tier_plan(tn, "schema", {"work_mem": "9MB"}))
     other = make_tenant("lim", plan=make_tier_plan(tn, "pooled", {}))
     one = Tenantry(tn.settings.with_changes(pool_min_size=1, pool_max_size=1), metadata=tn.metadata)
     try:
         assert _settings(one, limited)[1] == "9MB"
-        assert _settings(one, other)[1] != "9MB"
+        seen = [_settings(one, other)[1]]
         with one.connection() as conn:  # no tenant: the same (only) connection
             raw = psycopg.ClientCursor(conn).execute("SELECT current_setting('work_mem')").fetchone()
-        assert raw is not None and raw[0] != "9MB"
+        assert raw is not None
+        seen.append(raw[0])
     finally:
         one.close()
+    if defence == "on":
+        assert "9MB" not in seen
+    else:
+        assert seen == ["9MB", "9MB"], "the negative control must see the first tenant's setting"
 
 
 def test_a_plan_change_reaches_new_transactions_within_a_second(
