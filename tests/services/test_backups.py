@@ -201,6 +201,29 @@ def test_a_manifest_whose_checksums_lie_is_refused_at_the_load(
     assert btn.tenants.list(prefix=clone) == []
 
 
+@pytest.mark.parametrize(
+    ("column", "kind"),
+    [(1, "text(5)"), (1, "integer"), (0, "bigint; DROP TABLE projects")],
+    ids=["bad", "other", "sql"],
+)
+def test_a_manifest_whose_column_types_lie_is_refused_by_verify(
+    btn: Tenantry, archived: tuple[str, str], column: int, kind: str
+) -> None:
+    """``verify`` types its columns from the manifest: a changed type does not load or does not
+    match; one that is not a plain type name is read as text (never as SQL), and the bigint
+    ``id`` hashed as text does not match."""
+    backup_id = _fresh_copy(btn, archived)
+
+    def lie(manifest: dict) -> None:
+        assert manifest["tables"][0]["columns"][:2] == ["id", "name"]
+        manifest["tables"][0]["types"][column] = kind
+
+    rewrite(btn, backup_id, lie)
+    with pytest.raises(BackupInvalid):
+        btn.backups.verify(backup_id)
+    assert rows(btn, archived[0])["projects"]  # (the table is there)
+
+
 def test_an_archive_with_the_older_md5_checksums_still_verifies_and_restores(
     btn: Tenantry, archived: tuple[str, str]
 ) -> None:

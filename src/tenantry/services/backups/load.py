@@ -10,8 +10,8 @@ refused; and should a row slip through with another tenant's id, row-level secur
 refuses the insert. Last, each table's count and checksum must match the manifest, or the
 transaction rolls back and nothing changed.
 
-:func:`check_tables` reads an archive's data back into temporary tables of text columns and
-checks the same counts and checksums (the columns the checksum hashes as they are keep their
+:func:`check_tables` reads an archive's data back into temporary tables and checks the same
+counts and checksums (the columns the checksum hashes as they are keep their
 built-in types, the others are text, whose form the ``COPY`` text format keeps exactly), so
 ``verify`` needs no placement.
 """
@@ -182,14 +182,17 @@ def check_tables(
     checked: dict[str, int] = {}
     for index, entry in enumerate(manifest.tables):
         temp = f"tenantry_verify_{index}"
-        conn.execute(
-            sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(
-                sql.Identifier(temp),
-                sql.SQL(", ").join(
-                    sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(kind)) for c, kind in _verify_columns(entry)
-                ),
+        try:
+            conn.execute(
+                sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(
+                    sql.Identifier(temp),
+                    sql.SQL(", ").join(
+                        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(kind)) for c, kind in _verify_columns(entry)
+                    ),
+                )
             )
-        )
+        except psycopg.Error as err:  # (names and types checked: only a tampered manifest gets here)
+            raise BackupInvalid(f"table {entry.name}'s columns in the manifest are not valid: {err}") from None
         copy_in(
             conn,
             sql.Identifier(temp),
