@@ -11,6 +11,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from tenantry import BackupInvalid, Tenantry
@@ -93,6 +94,12 @@ def test_backups_in_an_s3_compatible_store(stn: Tenantry) -> None:
     clone = f"s3c-{uuid.uuid4().hex[:8]}"
     stn.backups.restore(backup.id, as_slug=clone, plan="free")
     assert rows(stn, clone) == rows(stn, tenant.slug)
+    # the catalog loses the record: the archive is imported from the store, and verifies
+    with psycopg.connect(stn.admin_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM tenantry.backups WHERE id = %s", (str(backup.id),))
+    imported = stn.backups.import_archive(backup.location)
+    assert (imported.id, imported.storage, imported.encrypted) == (backup.id, backup.storage, True)
+    assert stn.backups.verify(backup.id).tables == {"projects": 3, "tasks": 3, "comments": 3}
     # a table's object replaced by another's: refused, nothing restored
     import obstore
 
