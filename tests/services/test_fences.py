@@ -157,3 +157,30 @@ def test_control_plane_work_passes_every_fence(
     assert sum(counts.values()) >= 1
     assert tn.tenants.get(tenant.id).epoch > 1
     assert uuid.UUID(str(tenant.id)) == tenant.id
+
+
+def test_the_fence_check_ignores_a_hostile_search_path(
+    tn: Tenantry, other: Tenantry, make_tenant: Callable[..., Tenant]
+) -> None:
+    """``tenantry.check_binding`` and ``tenantry.check_marker`` are security definers without a
+    SET clause (it cost ~40 µs a bind): every name in them is qualified. In a transaction whose
+    search path puts its own temporary types first (``uuid``, ``text``, ``int8`` as domains),
+    the check the context makes after a fence still refuses the stale binding."""
+    tenant = make_tenant("fhost")
+    with tn.admin() as admin:
+        config = admin.execute(
+            "SELECT proname, proconfig FROM pg_proc WHERE oid IN"
+            " ('tenantry.check_binding(text, text)'::regprocedure, 'tenantry.check_marker(text)'::regprocedure)"
+        ).fetchall()
+    assert sorted(config) == [("check_binding", None), ("check_marker", None)]
+    with tn.tenant(tenant.slug):
+        _write(tn, "before")
+        with pytest.raises(TenantSuspended), tn.connection() as conn:
+            assert conn.execute("SELECT count(*) FROM projects WHERE %s", [True]).fetchone() == (1,)
+            for name, base in (("uuid", "text"), ("text", "varchar"), ("int8", "numeric")):
+                conn.execute(sql.SQL("CREATE DOMAIN pg_temp.{} AS pg_catalog.{}").format(
+                    sql.Identifier(name), sql.Identifier(base)))  # fmt: skip
+            conn.execute("SET LOCAL search_path = pg_temp, public, pg_catalog")
+            other.tenants.suspend(tenant.slug)  # another process
+            conn.execute("SELECT count(*) FROM tenant_data.projects")
+    other.tenants.resume(tenant.slug)

@@ -79,16 +79,22 @@ $fn$;
 -- Called by every bind (once per transaction), and by the context view in a transaction that
 -- may span a fence: a fenced binding fails at once, typed. plpgsql, so that its one query is
 -- planned once per session, not in every statement that reads the context.
+-- No SET clause, on the hot path: a function with one saves and restores the settings and
+-- looks the search path up again at every call (~40 us a bind on a small server). Instead
+-- every name in it is qualified (types, operators, relations, functions), so the caller's
+-- search path cannot steer this security definer anywhere (pg_temp is never searched for
+-- functions or operators).
 CREATE OR REPLACE FUNCTION tenantry.check_binding(tid text, ep text) RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    found text;
+    found pg_catalog.text;
 BEGIN
-    IF tid <> '' THEN
+    IF tid OPERATOR(pg_catalog.<>) '' THEN
         SELECT f.reason INTO found FROM tenantry.fences f
-         WHERE f.tenant_id = tid::uuid AND f.epoch > coalesce(nullif(ep, '')::bigint, 0);
+         WHERE f.tenant_id OPERATOR(pg_catalog.=) tid::pg_catalog.uuid
+           AND f.epoch OPERATOR(pg_catalog.>)
+               (CASE WHEN ep OPERATOR(pg_catalog.=) '' THEN 0 ELSE ep::pg_catalog.int8 END);
         IF found IS NOT NULL THEN
             PERFORM tenantry.refuse_stale(found);
         END IF;
@@ -163,12 +169,12 @@ LANGUAGE sql STABLE
 AS $fn$ SELECT tenant_id FROM tenantry.context $fn$;
 
 -- Column default of every tenant_id: the bound tenant, or a clear error when none is bound.
+-- (every name qualified, no SET clause, which every insert would pay: see check_binding)
 CREATE OR REPLACE FUNCTION tenantry.require_tenant_id() RETURNS uuid
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    tid uuid := tenantry.current_tenant_id();
+    tid pg_catalog.uuid := tenantry.current_tenant_id();
 BEGIN
     IF tid IS NULL THEN
         RAISE EXCEPTION 'tenantry: no tenant is bound; tenant-scoped writes need `with tn.tenant(slug):`'
@@ -180,15 +186,16 @@ $fn$;
 
 -- Called when a transaction is bound in a database-tier tenant's database: the marker must
 -- name the tenant being bound, or routing sent the connection to the wrong database.
+-- Every name qualified, no SET clause: as tenantry.check_binding (a database-tier bind calls it).
 CREATE OR REPLACE FUNCTION tenantry.check_marker(expected text) RETURNS boolean
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    owner_id uuid;
+    owner_id pg_catalog.uuid;
 BEGIN
     SELECT m.tenant_id INTO owner_id FROM tenantry.marker m;
-    IF owner_id IS NULL OR expected = '' OR owner_id IS DISTINCT FROM expected::uuid THEN
+    IF owner_id IS NULL OR expected OPERATOR(pg_catalog.=) ''
+       OR NOT (owner_id OPERATOR(pg_catalog.=) expected::pg_catalog.uuid) THEN
         RAISE EXCEPTION 'tenantry: this database does not belong to the bound tenant'
             USING ERRCODE = '42501',
                   HINT = 'a routing error: the connection reached another tenant''s database';
