@@ -38,9 +38,8 @@ from psycopg import sql
 from tenantry.core.model import Isolation, Status
 from tenantry.db import change_capture, tenant_copy
 from tenantry.db.catalog import audit
-from tenantry.db.catalog import backups as catalog
 from tenantry.db.catalog import jobs as catalog_jobs
-from tenantry.db.catalog.events import EventKind, notify, notify_config, notify_plugin, notify_tenant
+from tenantry.db.catalog.events import EventKind
 from tenantry.db.catalog.placements import read_placement
 from tenantry.db.catalog.tenants import get_tenant
 from tenantry.db.connect import admin_connection, database_url
@@ -49,7 +48,14 @@ from tenantry.errors import BackupInvalid, Conflict, InvalidInput
 from tenantry.services import placement_tables
 from tenantry.services.backups.archive import Manifest, storage_for
 from tenantry.services.backups.load import copy_in, table_stream
-from tenantry.services.backups.restore import check_files, check_head, refuse_tables, running_job
+from tenantry.services.backups.restore import (
+    check_files,
+    check_head,
+    finish_restore,
+    refuse_tables,
+    running_job,
+    write_restored_state,
+)
 from tenantry.services.faults import crash_point
 from tenantry.services.placements import tenant_lock
 from tenantry.services.steps import StepLog
@@ -310,36 +316,12 @@ class _InPlace:
         state = read_catalog_state(
             storage_for(self.backup.storage), self.backup.location, self.manifest, self.service.keys()
         )
-        with plane.admin() as conn, conn.transaction():
-            changed = catalog.write_state(
-                conn, self.job_tenant, state, actor=plane.actor, message=f"restored from backup {self.backup.id}"
-            )
-            if "config" in changed:
-                notify_config(conn, "tenant", self.tid)
-            notify_plugin(conn, "tenant", self.tid)
-            if "brand" in changed:
-                notify(conn, EventKind.BRAND, self.tid)
-            self.job.record(conn, "catalog")
+        write_restored_state(plane, self.job, self.job_tenant, state, self.backup.id)
 
     def done(self) -> None:
-        plane, job = self.plane, self.job
-        with plane.admin() as conn, conn.transaction():
-            job.record(conn, "done")
-            catalog_jobs.finish_job(conn, job.id, "done")
-            notify_tenant(conn, self.job_tenant)
-            audit.record(
-                conn,
-                actor=plane.actor,
-                action="tenant.restore",
-                target_type="tenant",
-                target=job.payload["as"],
-                after={
-                    "backup": job.payload["backup"],
-                    "in_place": True,
-                    "rows": job.payload.get("rows", {}),
-                    "write_block_seconds": round(float(job.payload.get("write_block_seconds", 0.0)), 3),
-                },
-            )
+        job = self.job
+        block = round(float(job.payload.get("write_block_seconds", 0.0)), 3)
+        finish_restore(self.plane, job, "done", self.job_tenant, {"in_place": True, "write_block_seconds": block})
 
 
 def abort_in_place(plane: ControlPlane, job: StepLog) -> None:

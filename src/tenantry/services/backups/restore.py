@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from tenantry.services.backups.service import Backup, BackupService, Progress
     from tenantry.services.plane import ControlPlane
 
-__all__ = ["STEPS", "abort_clone", "restore_clone"]
+__all__ = ["STEPS", "abort_clone", "finish_restore", "restore_clone", "write_restored_state"]
 
 STEPS = ("provision", "load", "catalog", "activate")
 #: advisory lock class held while a restore into a slug runs: (this, hashtext(slug))
@@ -308,37 +308,49 @@ class _Restore:
         )
         old, new = f"tenant:{manifest.tenant['id']}", f"tenant:{self.tenant_id}"
         state["config"] = reseal(state.get("config"), plane.secret_keyring(), old, new)
-        with plane.admin() as conn, conn.transaction():
-            changed = catalog.write_state(
-                conn, self.tenant_id, state, actor=plane.actor, message=f"restored from backup {self.backup.id}"
-            )
-            if "config" in changed:
-                notify_config(conn, "tenant", str(self.tenant_id))
-            notify_plugin(conn, "tenant", str(self.tenant_id))
-            if "brand" in changed:
-                notify(conn, EventKind.BRAND, str(self.tenant_id))
-            self.job.record(conn, "catalog")
+        write_restored_state(plane, self.job, self.tenant_id, state, self.backup.id)
 
     def activate(self) -> None:
         plane, job = self.plane, self.job
         set_status(plane, self.tenant_id, Status.ACTIVE)
-        with plane.admin() as conn, conn.transaction():
-            job.record(conn, "activate")
-            catalog_jobs.finish_job(conn, job.id, "done")
-            notify_tenant(conn, self.tenant_id)
-            audit.record(
-                conn,
-                actor=plane.actor,
-                action="tenant.restore",
-                target_type="tenant",
-                target=job.payload["as"],
-                after={
-                    "backup": job.payload["backup"],
-                    "from": job.payload["source"],
-                    "plan": job.payload["plan"],
-                    "rows": job.payload.get("rows", {}),
-                },
-            )
+        finish_restore(
+            plane, job, "activate", self.tenant_id, {"from": job.payload["source"], "plan": job.payload["plan"]}
+        )
+
+
+def write_restored_state(
+    plane: ControlPlane, job: StepLog, tenant_id: uuid.UUID, state: dict[str, Any], backup_id: uuid.UUID
+) -> None:
+    """A restore's ``catalog`` step: the archive's catalog state written as the tenant's new
+    versions (config layer, plugin switches, brand), every process told, the step recorded."""
+    key = str(tenant_id)
+    with plane.admin() as conn, conn.transaction():
+        changed = catalog.write_state(
+            conn, tenant_id, state, actor=plane.actor, message=f"restored from backup {backup_id}"
+        )
+        if "config" in changed:
+            notify_config(conn, "tenant", key)
+        notify_plugin(conn, "tenant", key)
+        if "brand" in changed:
+            notify(conn, EventKind.BRAND, key)
+        job.record(conn, "catalog")
+
+
+def finish_restore(plane: ControlPlane, job: StepLog, step: str, tenant_id: uuid.UUID, audited: dict[str, Any]) -> None:
+    """A restore's last step: recorded, the job done, every process told, audited
+    (``tenant.restore``: the backup, the rows and ``audited``)."""
+    with plane.admin() as conn, conn.transaction():
+        job.record(conn, step)
+        catalog_jobs.finish_job(conn, job.id, "done")
+        notify_tenant(conn, tenant_id)
+        audit.record(
+            conn,
+            actor=plane.actor,
+            action="tenant.restore",
+            target_type="tenant",
+            target=job.payload["as"],
+            after={"backup": job.payload["backup"], **audited, "rows": job.payload.get("rows", {})},
+        )
 
 
 def abort_clone(plane: ControlPlane, as_slug: str, *, locked: bool = False) -> bool:
