@@ -13,6 +13,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from tenantry.core.metering import COUNTERS
+
 __all__ = [
     "USAGE_COLUMNS",
     "active_placements",
@@ -28,18 +30,9 @@ __all__ = [
     "usage_by_tenant",
 ]
 
-#: the counters a usage row carries, summed when read
-USAGE_COLUMNS = (
-    "requests",
-    "requests_2xx",
-    "requests_3xx",
-    "requests_4xx",
-    "requests_5xx",
-    "request_ms",
-    "transactions",
-    "db_ms",
-    "rows_written",
-)
+#: the counters a usage row carries, summed when read: the meter's, in its order (a flush
+#: writes a tenant's counts as they are)
+USAGE_COLUMNS = COUNTERS
 _PARTITION = re.compile(r"usage_(\d{8})")
 
 
