@@ -31,7 +31,7 @@ from tests.config.app_config import AppConfig
 from tests.model_app import Base
 from tests.support import Scratch
 
-MAX_EXAMPLES = 15  # per operation and mode: ~70 operations, one server (CI time: lean)
+MAX_EXAMPLES = 10  # per operation and mode: ~70 operations, one server (CI time: lean)
 
 
 class Refuse:
